@@ -1,0 +1,27 @@
+import os from 'node:os';
+import path from 'node:path';
+import type { TestProject } from 'vitest/node';
+import { startControlPlane } from './helpers/control-plane.js';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    /** Admin kubeconfig of the kube-apiserver shared by the whole test run. */
+    kubeconfig: string;
+  }
+}
+
+/**
+ * One real kube-apiserver + etcd for the whole run; tests isolate themselves by namespace.
+ * The kubeconfig path reaches tests both as `inject('kubeconfig')` and as
+ * PUSHGATE_TEST_KUBECONFIG (workers inherit the environment of this process).
+ */
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const dir = path.join(os.tmpdir(), `pushgate-test-cluster-${process.pid}`);
+  const controlPlane = await startControlPlane({ dir });
+  process.env.PUSHGATE_TEST_KUBECONFIG = controlPlane.kubeconfigPath;
+  project.provide('kubeconfig', controlPlane.kubeconfigPath);
+
+  return async () => {
+    await controlPlane.stop();
+  };
+}
