@@ -1,0 +1,16 @@
+import type { Env } from '../config/load.js';
+
+export interface CommandArgs {
+  /** Positional arguments after the command name. */
+  positionals: string[];
+  config: string | undefined;
+  ref: string | undefined;
+  wait: boolean;
+  json: boolean;
+  env: Env;
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+}
+
+/** Resolves to the process exit code: 0 success, 1 failure of the thing asked, 2 bad usage or config. */
+export type Command = (args: CommandArgs) => Promise<number>;

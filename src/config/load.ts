@@ -1,0 +1,92 @@
+import { readFileSync } from 'node:fs';
+import { parseDocument } from 'yaml';
+import type { ZodIssue } from 'zod';
+import { ConfigError } from '../lib/errors.js';
+import { configSchema, type Config } from './schema.js';
+
+export const DEFAULT_CONFIG_PATH = 'config/pushgate.yaml';
+
+export type Env = Record<string, string | undefined>;
+
+/** `--config F`, else `$PUSHGATE_CONFIG`, else `config/pushgate.yaml`. */
+export function resolveConfigPath(flag: string | undefined, env: Env = process.env): string {
+  return flag ?? env.PUSHGATE_CONFIG ?? DEFAULT_CONFIG_PATH;
+}
+
+export function loadConfig(file: string, env: Env = process.env): Config {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`${file}: cannot read the configuration file (${(error as NodeJS.ErrnoException).code ?? 'error'})`, {
+      cause: error,
+    });
+  }
+  return parseConfigText(text, file, env);
+}
+
+export function parseConfigText(text: string, file: string, env: Env = process.env): Config {
+  const document = parseDocument(text, { prettyErrors: false });
+  if (document.errors.length > 0) {
+    const first = document.errors[0]!;
+    const line = first.linePos?.[0].line;
+    throw new ConfigError(`${file}${line ? `:${line}` : ''}: invalid YAML: ${first.message.split('\n')[0]}`);
+  }
+  const raw: unknown = document.toJS({ maxAliasCount: 50 }) ?? {};
+  const expanded = expandVariables(raw, [], file, env);
+  if (typeof expanded !== 'object' || expanded === null || Array.isArray(expanded)) {
+    throw new ConfigError(`${file}: the configuration must be a YAML mapping`);
+  }
+  const port = env.PORT;
+  if (port !== undefined && port !== '') {
+    const server = ((expanded as Record<string, unknown>).server ??= {}) as Record<string, unknown>;
+    if (!/^\d+$/.test(port)) throw new ConfigError(`${file}: server.port: PORT="${port}" is not a port number`);
+    server.port = Number(port);
+  }
+  const result = configSchema.safeParse(expanded);
+  if (!result.success) {
+    throw new ConfigError(result.error.issues.map((issue) => `${file}: ${formatIssue(issue)}`).join('\n'));
+  }
+  return result.data;
+}
+
+export function formatPath(path: readonly (string | number)[]): string {
+  return path.reduce<string>(
+    (text, part) => (typeof part === 'number' ? `${text}[${part}]` : text === '' ? part : `${text}.${part}`),
+    '',
+  );
+}
+
+function formatIssue(issue: ZodIssue): string {
+  const where = formatPath(issue.path) || '(top level)';
+  if (issue.code === 'unrecognized_keys') return `${where}: unknown field ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+  return `${where}: ${issue.message}`;
+}
+
+const VARIABLE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}/g;
+
+/**
+ * Replaces `${VAR}` (and `${VAR:-default}`) inside string values only, after parsing, so a
+ * variable's content can never change the YAML structure.
+ */
+function expandVariables(value: unknown, path: (string | number)[], file: string, env: Env): unknown {
+  if (typeof value === 'string') {
+    return value.replace(VARIABLE, (_match, name: string, hasDefault: string | undefined, fallback: string | undefined) => {
+      const found = env[name];
+      if (found !== undefined && found !== '') return found;
+      if (hasDefault !== undefined) return fallback ?? '';
+      throw new ConfigError(`${file}: ${formatPath(path) || '(top level)'}: environment variable ${name} is not set`);
+    });
+  }
+  if (Array.isArray(value)) return value.map((item, index) => expandVariables(item, [...path, index], file, env));
+  if (typeof value === 'object' && value !== null) {
+    const result: Record<string, unknown> = {};
+    for (const [key, item] of Object.entries(value)) {
+      const expanded = expandVariables(item, [...path, key], file, env);
+      // An optional field set to an empty variable (`url: ${REDIS_URL:-}`) means "not set".
+      if (expanded !== '') result[key] = expanded;
+    }
+    return result;
+  }
+  return value;
+}

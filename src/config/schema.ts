@@ -1,0 +1,148 @@
+import { z } from 'zod';
+import { parseDurationMs, parseSizeBytes } from './units.js';
+
+const duration = z
+  .union([z.string(), z.number()])
+  .transform((value, ctx) => {
+    const ms = parseDurationMs(value);
+    if (ms === undefined) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: `"${value}" is not a duration like 30s, 5m or 0` });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+const size = z
+  .union([z.string(), z.number()])
+  .transform((value, ctx) => {
+    const bytes = parseSizeBytes(value);
+    if (bytes === undefined) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: `"${value}" is not a size like 512kb or 5mb` });
+      return z.NEVER;
+    }
+    return bytes;
+  });
+
+/** DNS-1123 label: environment and cluster names end up in label values, Redis keys and URLs. */
+const name = z
+  .string()
+  .regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'must be a lowercase DNS label (a-z, 0-9, -)');
+
+const relativePath = z
+  .string()
+  .refine(
+    (p) => !p.startsWith('/') && !p.split('/').includes('..'),
+    'must be a path inside the repository (no leading / and no ..)',
+  );
+
+const redisUrl = z
+  .string()
+  .refine((u) => /^rediss?:\/\//.test(u), 'must start with redis:// or rediss://');
+
+export const serverSchema = z
+  .object({
+    port: z.number().int().min(0).max(65535).default(8080),
+    host: z.string().default('0.0.0.0'),
+    bodyLimit: size.default('5mb'),
+    /** Base of the status URLs handed out in webhook answers and commit statuses. */
+    publicUrl: z.string().url().optional(),
+  })
+  .strict();
+
+export const redisSchema = z
+  .object({
+    url: redisUrl.optional(),
+    prefix: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]+$/, 'must be letters, digits, _ . or -')
+      .default('pushgate'),
+  })
+  .strict();
+
+export const clusterSchema = z
+  .object({
+    name,
+    kubeconfig: z.string().optional(),
+    context: z.string().optional(),
+  })
+  .strict();
+
+export const environmentSchema = z
+  .object({
+    name,
+    repo: z
+      .object({
+        provider: z.enum(['github', 'gitlab']),
+        name: z.string().regex(/^[^\s/]+(\/[^\s/]+)+$/, 'must be owner/name (GitLab: group/subgroup/name)'),
+        url: z.string().min(1),
+      })
+      .strict(),
+    branch: z.string().min(1),
+    path: relativePath.default('.'),
+    cluster: name,
+    namespace: name.default('default'),
+    prune: z.boolean().default(true),
+    /** Lets a deploy of zero objects prune everything the environment had; off so an emptied folder is not a wipe by accident. */
+    allowEmpty: z.boolean().default(false),
+    allow: z
+      .object({
+        namespaces: z.array(z.string().min(1)).default(['*']),
+        clusterScoped: z.boolean().default(false),
+      })
+      .strict()
+      .default({}),
+    healthTimeout: duration.default('5m'),
+    reconcileInterval: duration.default('10m'),
+  })
+  .strict();
+
+export const providersSchema = z
+  .object({
+    github: z.object({ apiUrl: z.string().url().default('https://api.github.com') }).strict().default({}),
+    gitlab: z.object({ url: z.string().url().default('https://gitlab.com') }).strict().default({}),
+  })
+  .strict()
+  .default({});
+
+export const configSchema = z
+  .object({
+    server: serverSchema.default({}),
+    redis: redisSchema.default({}),
+    providers: providersSchema,
+    clusters: z.array(clusterSchema).default([]),
+    environments: z.array(environmentSchema).default([]),
+  })
+  .strict()
+  .superRefine((config, ctx) => {
+    const clusterNames = new Set<string>();
+    config.clusters.forEach((cluster, index) => {
+      if (clusterNames.has(cluster.name)) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['clusters', index, 'name'], message: `duplicate cluster "${cluster.name}"` });
+      }
+      clusterNames.add(cluster.name);
+    });
+    const environmentNames = new Set<string>();
+    config.environments.forEach((environment, index) => {
+      if (environmentNames.has(environment.name)) {
+        ctx.addIssue({
+          code: z.ZodIssueCode.custom,
+          path: ['environments', index, 'name'],
+          message: `duplicate environment "${environment.name}"`,
+        });
+      }
+      environmentNames.add(environment.name);
+      if (!clusterNames.has(environment.cluster)) {
+        ctx.addIssue({
+          code: z.ZodIssueCode.custom,
+          path: ['environments', index, 'cluster'],
+          message: `cluster "${environment.cluster}" is not defined under clusters`,
+        });
+      }
+    });
+  });
+
+export type Config = z.output<typeof configSchema>;
+export type ServerConfig = Config['server'];
+export type ClusterConfig = z.output<typeof clusterSchema>;
+export type EnvironmentConfig = z.output<typeof environmentSchema>;
+export type Provider = EnvironmentConfig['repo']['provider'];

@@ -1,0 +1,47 @@
+import { readFileSync } from 'node:fs';
+import { ConfigError } from '../lib/errors.js';
+import type { Env } from './load.js';
+
+/** Secrets never live in the config file: each comes from NAME or from the file NAME_FILE points at. */
+export interface Secrets {
+  githubWebhookSecrets: string[];
+  gitlabWebhookTokens: string[];
+  gitlabSigningTokens: string[];
+  gitToken: string | undefined;
+  githubToken: string | undefined;
+  gitlabToken: string | undefined;
+  apiTokens: string[];
+}
+
+export function readSecrets(env: Env = process.env): Secrets {
+  return {
+    githubWebhookSecrets: readList('GITHUB_WEBHOOK_SECRET', env),
+    gitlabWebhookTokens: readList('GITLAB_WEBHOOK_TOKEN', env),
+    gitlabSigningTokens: readList('GITLAB_WEBHOOK_SIGNING_TOKEN', env),
+    gitToken: readList('GIT_TOKEN', env)[0],
+    githubToken: readList('GITHUB_TOKEN', env)[0],
+    gitlabToken: readList('GITLAB_TOKEN', env)[0],
+    apiTokens: readList('PUSHGATE_API_TOKEN', env),
+  };
+}
+
+/** A comma-separated list allows rotation: the new and the old secret are both accepted. */
+function readList(name: string, env: Env): string[] {
+  const direct = env[name];
+  const file = env[`${name}_FILE`];
+  let text = direct;
+  if ((text === undefined || text === '') && file) {
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (error) {
+      throw new ConfigError(`${name}_FILE: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'})`, {
+        cause: error,
+      });
+    }
+  }
+  if (!text) return [];
+  return text
+    .split(',')
+    .map((part) => part.trim())
+    .filter((part) => part !== '');
+}

@@ -1,0 +1,29 @@
+/**
+ * Every key shares one hash tag, `{prefix}`, so that on a Redis Cluster the queue, the job
+ * records and the locks live in one slot and multi-key scripts stay valid.
+ */
+export interface Keys {
+  /** BullMQ's own prefix. */
+  bullPrefix: string;
+  job(id: string): string;
+  jobsAll: string;
+  jobsByEnvironment(environment: string): string;
+  delivery(provider: string, deliveryId: string, environment: string): string;
+  shaJob(environment: string, sha: string): string;
+  environment(environment: string): string;
+  environmentLock(environment: string): string;
+}
+
+export function createKeys(prefix: string): Keys {
+  const tag = `{${prefix}}`;
+  return {
+    bullPrefix: tag,
+    job: (id) => `${tag}:job:${id}`,
+    jobsAll: `${tag}:jobs`,
+    jobsByEnvironment: (environment) => `${tag}:jobs:env:${environment}`,
+    delivery: (provider, deliveryId, environment) => `${tag}:delivery:${provider}:${environment}:${deliveryId}`,
+    shaJob: (environment, sha) => `${tag}:sha:${environment}:${sha}`,
+    environment: (environment) => `${tag}:env:${environment}`,
+    environmentLock: (environment) => `${tag}:lock:${environment}`,
+  };
+}

@@ -1,0 +1,38 @@
+import { z } from 'zod';
+import { triggerSchema } from '../queue/job-data.js';
+
+export const jobStateSchema = z.enum(['queued', 'running', 'succeeded', 'failed', 'superseded']);
+export type JobState = z.infer<typeof jobStateSchema>;
+export const FINISHED_STATES: readonly JobState[] = ['succeeded', 'failed', 'superseded'];
+
+export const resourceActionSchema = z.enum(['created', 'configured', 'unchanged', 'pruned', 'skipped', 'failed']);
+export type ResourceAction = z.infer<typeof resourceActionSchema>;
+
+export const resourceResultSchema = z.object({
+  apiVersion: z.string(),
+  kind: z.string(),
+  namespace: z.string().optional(),
+  name: z.string(),
+  action: resourceActionSchema,
+  /** Why an object was skipped or failed, as the API server or the policy said it. */
+  message: z.string().optional(),
+});
+export type ResourceResult = z.infer<typeof resourceResultSchema>;
+
+/** The job as SPEC §5 shows it; the record in Redis is exactly this JSON. */
+export const jobRecordSchema = z.object({
+  id: z.string(),
+  environment: z.string(),
+  state: jobStateSchema,
+  trigger: triggerSchema,
+  sha: z.string().nullable(),
+  attempts: z.number().int().nonnegative(),
+  receivedAt: z.string(),
+  startedAt: z.string().nullable(),
+  finishedAt: z.string().nullable(),
+  resources: z.array(resourceResultSchema),
+  error: z.string().nullable(),
+  /** A human sentence for outcomes that are not errors, e.g. what superseded the job. */
+  message: z.string().nullable().optional(),
+});
+export type JobRecord = z.infer<typeof jobRecordSchema>;

@@ -1,0 +1,197 @@
+import type { Redis } from 'ioredis';
+import type { Keys } from '../queue/keys.js';
+import type { Trigger } from '../queue/job-data.js';
+import { jobRecordSchema, type JobRecord, type JobState } from './job-record.js';
+
+/** Finished history kept per environment; older records are dropped as new jobs arrive. */
+export const HISTORY_PER_ENVIRONMENT = 500;
+const DELIVERY_TTL_SECONDS = 7 * 24 * 3600;
+const SHA_TTL_SECONDS = 30 * 24 * 3600;
+
+export interface EnvironmentStatus {
+  lastAppliedSha: string | null;
+  lastAppliedAt: string | null;
+  lastJobId: string | null;
+}
+
+export interface ClaimRequest {
+  id: string;
+  environment: string;
+  trigger: Trigger;
+  receivedAt: string;
+}
+
+export type ClaimOutcome = { id: string; created: true } | { id: string; created: false; matchedBy: 'delivery' | 'sha' };
+
+/**
+ * Creates the job record unless the same delivery, or the same commit still queued or
+ * running (or already live), already has one. One script, so two concurrent deliveries of
+ * one push can never both create a job. Keys outside KEYS[] (the matched job's record)
+ * share the hash tag, so the script stays valid on a Redis Cluster.
+ */
+const CLAIM_SCRIPT = `
+local jobPrefix = ARGV[5]
+local function record(id)
+  local raw = redis.call('GET', jobPrefix .. id)
+  if not raw then return nil end
+  return cjson.decode(raw)
+end
+if KEYS[1] ~= '' then
+  local id = redis.call('GET', KEYS[1])
+  if id and record(id) then return {id, 'delivery'} end
+end
+if KEYS[2] ~= '' then
+  local id = redis.call('GET', KEYS[2])
+  if id then
+    local rec = record(id)
+    if rec then
+      local active = rec.state == 'queued' or rec.state == 'running'
+      local live = redis.call('HGET', KEYS[3], 'lastAppliedSha') == ARGV[4]
+      if active or live then
+        if KEYS[1] ~= '' then redis.call('SET', KEYS[1], id, 'EX', ARGV[7]) end
+        return {id, 'sha'}
+      end
+    end
+  end
+end
+redis.call('SET', KEYS[4], ARGV[2])
+redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[6], ARGV[3], ARGV[1])
+if KEYS[1] ~= '' then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[7]) end
+if KEYS[2] ~= '' then redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[8]) end
+local limit = tonumber(ARGV[6])
+local old = redis.call('ZRANGE', KEYS[6], 0, -(limit + 1))
+for _, id in ipairs(old) do
+  redis.call('DEL', jobPrefix .. id)
+  redis.call('ZREM', KEYS[6], id)
+  redis.call('ZREM', KEYS[5], id)
+end
+return {ARGV[1], 'created'}
+`;
+
+export function newJobRecord(request: ClaimRequest): JobRecord {
+  return {
+    id: request.id,
+    environment: request.environment,
+    state: 'queued',
+    trigger: request.trigger,
+    sha: null,
+    attempts: 0,
+    receivedAt: request.receivedAt,
+    startedAt: null,
+    finishedAt: null,
+    resources: [],
+    error: null,
+  };
+}
+
+export class JobStore {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+  ) {}
+
+  async claim(request: ClaimRequest): Promise<ClaimOutcome> {
+    const { trigger, environment } = request;
+    const deliveryKey =
+      trigger.deliveryId && trigger.provider ? this.keys.delivery(trigger.provider, trigger.deliveryId, environment) : '';
+    const shaKey = trigger.sha ? this.keys.shaJob(environment, trigger.sha) : '';
+    const result = (await this.redis.eval(
+      CLAIM_SCRIPT,
+      6,
+      deliveryKey,
+      shaKey,
+      this.keys.environment(environment),
+      this.keys.job(request.id),
+      this.keys.jobsAll,
+      this.keys.jobsByEnvironment(environment),
+      request.id,
+      JSON.stringify(newJobRecord(request)),
+      Date.parse(request.receivedAt),
+      trigger.sha ?? '',
+      this.keys.job(''),
+      HISTORY_PER_ENVIRONMENT,
+      DELIVERY_TTL_SECONDS,
+      SHA_TTL_SECONDS,
+    )) as [string, 'created' | 'delivery' | 'sha'];
+    const [id, how] = result;
+    return how === 'created' ? { id, created: true } : { id, created: false, matchedBy: how };
+  }
+
+  /** Undoes a claim whose queue entry could not be written, so a redelivery starts afresh. */
+  async release(request: ClaimRequest): Promise<void> {
+    const { trigger, environment, id } = request;
+    const multi = this.redis.multi().del(this.keys.job(id)).zrem(this.keys.jobsAll, id).zrem(this.keys.jobsByEnvironment(environment), id);
+    if (trigger.deliveryId && trigger.provider) multi.del(this.keys.delivery(trigger.provider, trigger.deliveryId, environment));
+    if (trigger.sha) multi.del(this.keys.shaJob(environment, trigger.sha));
+    await multi.exec();
+  }
+
+  async get(id: string): Promise<JobRecord | null> {
+    const raw = await this.redis.get(this.keys.job(id));
+    return raw === null ? null : jobRecordSchema.parse(JSON.parse(raw));
+  }
+
+  async getMany(ids: readonly string[]): Promise<JobRecord[]> {
+    if (ids.length === 0) return [];
+    const raws = await this.redis.mget(ids.map((id) => this.keys.job(id)));
+    return raws.filter((raw): raw is string => raw !== null).map((raw) => jobRecordSchema.parse(JSON.parse(raw)));
+  }
+
+  /** Only the worker holding the job writes to it, so read-modify-write is safe. */
+  async update(id: string, patch: Partial<Omit<JobRecord, 'id' | 'environment'>>): Promise<JobRecord> {
+    const current = await this.get(id);
+    if (!current) throw new Error(`job ${id} has no record`);
+    const next: JobRecord = { ...current, ...patch };
+    await this.redis.set(this.keys.job(id), JSON.stringify(next));
+    if (patch.sha && patch.sha !== current.sha) {
+      await this.redis.set(this.keys.shaJob(current.environment, patch.sha), id, 'EX', SHA_TTL_SECONDS);
+    }
+    return next;
+  }
+
+  /** Newest first; a state filter scans at most the kept history. */
+  async list(filter: { environment?: string; state?: JobState; limit: number }): Promise<JobRecord[]> {
+    const key = filter.environment ? this.keys.jobsByEnvironment(filter.environment) : this.keys.jobsAll;
+    if (!filter.state) {
+      const ids = await this.redis.zrevrange(key, 0, filter.limit - 1);
+      return this.getMany(ids);
+    }
+    const found: JobRecord[] = [];
+    const page = 200;
+    for (let start = 0; found.length < filter.limit; start += page) {
+      const ids = await this.redis.zrevrange(key, start, start + page - 1);
+      if (ids.length === 0) break;
+      for (const record of await this.getMany(ids)) {
+        if (record.state === filter.state) found.push(record);
+        if (found.length === filter.limit) break;
+      }
+    }
+    return found;
+  }
+
+  /** The job for this commit of the environment, if one is known. */
+  async jobForSha(environment: string, sha: string): Promise<JobRecord | null> {
+    const id = await this.redis.get(this.keys.shaJob(environment, sha));
+    return id === null ? null : this.get(id);
+  }
+
+  async environmentStatus(environment: string): Promise<EnvironmentStatus> {
+    const [lastAppliedSha, lastAppliedAt, lastJobId] = await this.redis.hmget(
+      this.keys.environment(environment),
+      'lastAppliedSha',
+      'lastAppliedAt',
+      'lastJobId',
+    );
+    return { lastAppliedSha: lastAppliedSha ?? null, lastAppliedAt: lastAppliedAt ?? null, lastJobId: lastJobId ?? null };
+  }
+
+  async recordFinished(environment: string, jobId: string, applied?: { sha: string; at: string }): Promise<void> {
+    const fields: Record<string, string> = { lastJobId: jobId };
+    if (applied) {
+      fields.lastAppliedSha = applied.sha;
+      fields.lastAppliedAt = applied.at;
+    }
+    await this.redis.hset(this.keys.environment(environment), fields);
+  }
+}

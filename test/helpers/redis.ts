@@ -1,0 +1,95 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+
+export interface TestRedis {
+  url: string;
+  port: number;
+  /** Stops the server gracefully (the test's end). */
+  stop(): Promise<void>;
+  /** SIGKILLs the server, to test what happens when Redis goes away. */
+  kill(): Promise<void>;
+  /** Starts it again on the same port after kill(). */
+  restart(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => {
+        if (address && typeof address === 'object') resolve(address.port);
+        else reject(new Error('no port'));
+      });
+    });
+  });
+}
+
+/** A real redis-server on a free loopback port, its data in a temporary folder. */
+export async function startRedis(): Promise<TestRedis> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'pushgate-redis-'));
+  let child: ChildProcess | undefined;
+
+  const launch = async (): Promise<void> => {
+    child = spawn(
+      'redis-server',
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--maxmemory-policy', 'noeviction'],
+      { stdio: 'ignore' },
+    );
+    await waitUntilAnswers(port, 10_000);
+  };
+
+  const exited = (): Promise<void> =>
+    new Promise((resolve) => {
+      if (!child || child.exitCode !== null || child.signalCode !== null) return resolve();
+      child.once('exit', () => resolve());
+    });
+
+  await launch();
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    async stop() {
+      child?.kill('SIGTERM');
+      await exited();
+      rmSync(dir, { recursive: true, force: true });
+    },
+    async kill() {
+      child?.kill('SIGKILL');
+      await exited();
+    },
+    restart: launch,
+  };
+}
+
+async function waitUntilAnswers(port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const client = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+      await client.ping();
+      client.disconnect();
+      return;
+    } catch (error) {
+      client.disconnect();
+      if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not start: ${String(error)}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
+
+let prefixCounter = 0;
+/** Each test gets its own key prefix, so tests sharing a server never share state. */
+export function uniquePrefix(label = 't'): string {
+  prefixCounter += 1;
+  return `${label}-${process.pid}-${prefixCounter}-${Date.now().toString(36)}`;
+}
