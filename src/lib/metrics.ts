@@ -1,0 +1,49 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/** Every metric pushgate exports, created on one registry so receiver and worker can share it. */
+export interface Metrics {
+  registry: Registry;
+  webhooks: Counter<'provider' | 'outcome'>;
+  jobsFinished: Counter<'environment' | 'state'>;
+  jobsByState: Gauge<'state'>;
+  deployDuration: Histogram<'environment' | 'state'>;
+  queueDepth: Gauge<'state'>;
+}
+
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  return {
+    registry,
+    webhooks: new Counter({
+      name: 'pushgate_webhooks_total',
+      help: 'Webhook deliveries by provider and outcome (queued, duplicate, ignored, unauthorized, invalid, too_large, unavailable)',
+      labelNames: ['provider', 'outcome'],
+      registers: [registry],
+    }),
+    jobsFinished: new Counter({
+      name: 'pushgate_jobs_finished_total',
+      help: 'Deploy jobs finished by this process, by environment and final state',
+      labelNames: ['environment', 'state'],
+      registers: [registry],
+    }),
+    jobsByState: new Gauge({
+      name: 'pushgate_jobs',
+      help: 'Deploy jobs in the kept history by state',
+      labelNames: ['state'],
+      registers: [registry],
+    }),
+    deployDuration: new Histogram({
+      name: 'pushgate_deploy_duration_seconds',
+      help: 'Time from a worker taking a deploy job to its end',
+      labelNames: ['environment', 'state'],
+      buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600],
+      registers: [registry],
+    }),
+    queueDepth: new Gauge({
+      name: 'pushgate_queue_depth',
+      help: 'Deploy jobs in the queue by BullMQ state (waiting, delayed, active)',
+      labelNames: ['state'],
+      registers: [registry],
+    }),
+  };
+}

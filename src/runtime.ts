@@ -1,0 +1,67 @@
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { loadConfig, resolveConfigPath, type Env } from './config/load.js';
+import type { Config } from './config/schema.js';
+import { readSecrets, type Secrets } from './config/secrets.js';
+import { createLogger, type Logger } from './lib/logger.js';
+import { ConfigError } from './lib/errors.js';
+import { createRedis } from './queue/connection.js';
+import type { DeployJobData } from './queue/job-data.js';
+import { createKeys, type Keys } from './queue/keys.js';
+import { createDeployQueue, DeployProducer } from './queue/producer.js';
+import { JobStore } from './status/job-store.js';
+
+export interface Runtime {
+  configPath: string;
+  config: Config;
+  secrets: Secrets;
+  logger: Logger;
+  env: Env;
+}
+
+export function loadRuntime(configFlag: string | undefined, env: Env): Runtime {
+  const configPath = resolveConfigPath(configFlag, env);
+  const config = loadConfig(configPath, env);
+  const secrets = readSecrets(env);
+  const logger = createLogger({ level: env.LOG_LEVEL });
+  return { configPath, config, secrets, logger, env };
+}
+
+/** The Redis-side services the receiver (and the CLI) use: fail-fast connection, queue, job records. */
+export interface ProducerServices {
+  keys: Keys;
+  redis: Redis;
+  store: JobStore;
+  queue: Queue<DeployJobData>;
+  producer: DeployProducer;
+  close(): Promise<void>;
+}
+
+export function requireRedisUrl(config: Config, command: string): string {
+  const url = config.redis.url;
+  if (!url) {
+    throw new ConfigError(
+      `redis.url is not set: set REDIS_URL (redis://host:6379) for pushgate ${command}, or use pushgate start, which runs its own redis-server`,
+    );
+  }
+  return url;
+}
+
+export function connectProducer(url: string, prefix: string): ProducerServices {
+  const keys = createKeys(prefix);
+  const redis = createRedis(url, 'producer');
+  const store = new JobStore(redis, keys);
+  const queue = createDeployQueue(redis, keys);
+  const producer = new DeployProducer(queue, store);
+  return {
+    keys,
+    redis,
+    store,
+    queue,
+    producer,
+    async close() {
+      await queue.close().catch(() => undefined);
+      redis.disconnect();
+    },
+  };
+}
