@@ -1,0 +1,47 @@
+import type { EnvironmentConfig } from '../config/schema.js';
+import type { Logger } from '../lib/logger.js';
+import { PushgateError, type ErrorCode } from '../lib/errors.js';
+import type { LoadedManifest, ManifestObject } from '../manifests/types.js';
+import type { ResourceResult } from '../status/job-record.js';
+
+export interface DeployRequest {
+  environment: EnvironmentConfig;
+  manifests: LoadedManifest[];
+  /** The commit being applied; recorded in the inventory. */
+  sha: string;
+  jobId: string;
+  logger: Logger;
+  /**
+   * Called before every write to the cluster (apply batches, prune, inventory update);
+   * throws when this worker no longer holds the environment's lock, so a worker that lost
+   * its lock (paused, partitioned) never writes over the one that took it over.
+   */
+  assertLockHeld: () => Promise<void>;
+  /** Progress for logs and the job record, e.g. "dry-run ok: 20 objects". */
+  onProgress?: (message: string) => void;
+  signal?: AbortSignal;
+}
+
+export interface DeployOutcome {
+  resources: ResourceResult[];
+}
+
+/**
+ * A deploy that failed. `resources` holds what was done before the failure (all `skipped`
+ * or `failed` when nothing was written), so the job record shows every object's outcome.
+ */
+export class DeployError extends PushgateError {
+  readonly resources: ResourceResult[];
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { permanent: boolean; resources?: ResourceResult[]; cause?: unknown },
+  ) {
+    super(code, message, { permanent: options.permanent, cause: options.cause });
+    this.name = 'DeployError';
+    this.resources = options.resources ?? [];
+  }
+}
+
+export type { ManifestObject };
