@@ -64,7 +64,9 @@ export async function main(argv: string[], env = process.env): Promise<number> {
   }
   const command = name === undefined ? undefined : COMMANDS[name];
   if (!command) {
-    process.stderr.write(`pushgate: ${name === undefined ? 'a command is required' : `unknown command "${name}"`}\n\n${USAGE}`);
+    process.stderr.write(
+      `pushgate: ${name === undefined ? 'a command is required' : `unknown command "${name}"`}\n\n${USAGE}`,
+    );
     return 2;
   }
   const args: CommandArgs = {
@@ -81,7 +83,8 @@ export async function main(argv: string[], env = process.env): Promise<number> {
     return await command(args);
   } catch (error) {
     process.stderr.write(`pushgate ${name}: ${errorMessage(error)}\n`);
-    if (error instanceof PushgateError && (error.code === 'config_invalid' || error.code === 'usage')) return 2;
+    if (error instanceof PushgateError && (error.code === 'config_invalid' || error.code === 'usage'))
+      return 2;
     return 1;
   }
 }

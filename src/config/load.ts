@@ -18,9 +18,12 @@ export function loadConfig(file: string, env: Env = process.env): Config {
   try {
     text = readFileSync(file, 'utf8');
   } catch (error) {
-    throw new ConfigError(`${file}: cannot read the configuration file (${(error as NodeJS.ErrnoException).code ?? 'error'})`, {
-      cause: error,
-    });
+    throw new ConfigError(
+      `${file}: cannot read the configuration file (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+      {
+        cause: error,
+      },
+    );
   }
   return parseConfigText(text, file, env);
 }
@@ -40,7 +43,8 @@ export function parseConfigText(text: string, file: string, env: Env = process.e
   const port = env.PORT;
   if (port !== undefined && port !== '') {
     const server = ((expanded as Record<string, unknown>).server ??= {}) as Record<string, unknown>;
-    if (!/^\d+$/.test(port)) throw new ConfigError(`${file}: server.port: PORT="${port}" is not a port number`);
+    if (!/^\d+$/.test(port))
+      throw new ConfigError(`${file}: server.port: PORT="${port}" is not a port number`);
     server.port = Number(port);
   }
   const result = configSchema.safeParse(expanded);
@@ -59,7 +63,8 @@ export function formatPath(path: readonly (string | number)[]): string {
 
 function formatIssue(issue: ZodIssue): string {
   const where = formatPath(issue.path) || '(top level)';
-  if (issue.code === 'unrecognized_keys') return `${where}: unknown field ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+  if (issue.code === 'unrecognized_keys')
+    return `${where}: unknown field ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
   return `${where}: ${issue.message}`;
 }
 
@@ -71,14 +76,20 @@ const VARIABLE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}/g;
  */
 function expandVariables(value: unknown, path: (string | number)[], file: string, env: Env): unknown {
   if (typeof value === 'string') {
-    return value.replace(VARIABLE, (_match, name: string, hasDefault: string | undefined, fallback: string | undefined) => {
-      const found = env[name];
-      if (found !== undefined && found !== '') return found;
-      if (hasDefault !== undefined) return fallback ?? '';
-      throw new ConfigError(`${file}: ${formatPath(path) || '(top level)'}: environment variable ${name} is not set`);
-    });
+    return value.replace(
+      VARIABLE,
+      (_match, name: string, hasDefault: string | undefined, fallback: string | undefined) => {
+        const found = env[name];
+        if (found !== undefined && found !== '') return found;
+        if (hasDefault !== undefined) return fallback ?? '';
+        throw new ConfigError(
+          `${file}: ${formatPath(path) || '(top level)'}: environment variable ${name} is not set`,
+        );
+      },
+    );
   }
-  if (Array.isArray(value)) return value.map((item, index) => expandVariables(item, [...path, index], file, env));
+  if (Array.isArray(value))
+    return value.map((item, index) => expandVariables(item, [...path, index], file, env));
   if (typeof value === 'object' && value !== null) {
     const result: Record<string, unknown> = {};
     for (const [key, item] of Object.entries(value)) {

@@ -1,27 +1,23 @@
 import { z } from 'zod';
 import { parseDurationMs, parseSizeBytes } from './units.js';
 
-const duration = z
-  .union([z.string(), z.number()])
-  .transform((value, ctx) => {
-    const ms = parseDurationMs(value);
-    if (ms === undefined) {
-      ctx.addIssue({ code: z.ZodIssueCode.custom, message: `"${value}" is not a duration like 30s, 5m or 0` });
-      return z.NEVER;
-    }
-    return ms;
-  });
+const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  const ms = parseDurationMs(value);
+  if (ms === undefined) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `"${value}" is not a duration like 30s, 5m or 0` });
+    return z.NEVER;
+  }
+  return ms;
+});
 
-const size = z
-  .union([z.string(), z.number()])
-  .transform((value, ctx) => {
-    const bytes = parseSizeBytes(value);
-    if (bytes === undefined) {
-      ctx.addIssue({ code: z.ZodIssueCode.custom, message: `"${value}" is not a size like 512kb or 5mb` });
-      return z.NEVER;
-    }
-    return bytes;
-  });
+const size = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  const bytes = parseSizeBytes(value);
+  if (bytes === undefined) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `"${value}" is not a size like 512kb or 5mb` });
+    return z.NEVER;
+  }
+  return bytes;
+});
 
 /** DNS-1123 label: environment and cluster names end up in label values, Redis keys and URLs. */
 const name = z
@@ -35,9 +31,7 @@ const relativePath = z
     'must be a path inside the repository (no leading / and no ..)',
   );
 
-const redisUrl = z
-  .string()
-  .refine((u) => /^rediss?:\/\//.test(u), 'must start with redis:// or rediss://');
+const redisUrl = z.string().refine((u) => /^rediss?:\/\//.test(u), 'must start with redis:// or rediss://');
 
 export const serverSchema = z
   .object({
@@ -98,8 +92,14 @@ export const environmentSchema = z
 
 export const providersSchema = z
   .object({
-    github: z.object({ apiUrl: z.string().url().default('https://api.github.com') }).strict().default({}),
-    gitlab: z.object({ url: z.string().url().default('https://gitlab.com') }).strict().default({}),
+    github: z
+      .object({ apiUrl: z.string().url().default('https://api.github.com') })
+      .strict()
+      .default({}),
+    gitlab: z
+      .object({ url: z.string().url().default('https://gitlab.com') })
+      .strict()
+      .default({}),
   })
   .strict()
   .default({});
@@ -117,7 +117,11 @@ export const configSchema = z
     const clusterNames = new Set<string>();
     config.clusters.forEach((cluster, index) => {
       if (clusterNames.has(cluster.name)) {
-        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['clusters', index, 'name'], message: `duplicate cluster "${cluster.name}"` });
+        ctx.addIssue({
+          code: z.ZodIssueCode.custom,
+          path: ['clusters', index, 'name'],
+          message: `duplicate cluster "${cluster.name}"`,
+        });
       }
       clusterNames.add(cluster.name);
     });

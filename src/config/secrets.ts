@@ -34,9 +34,12 @@ function readList(name: string, env: Env): string[] {
     try {
       text = readFileSync(file, 'utf8');
     } catch (error) {
-      throw new ConfigError(`${name}_FILE: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'})`, {
-        cause: error,
-      });
+      throw new ConfigError(
+        `${name}_FILE: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+        {
+          cause: error,
+        },
+      );
     }
   }
   if (!text) return [];

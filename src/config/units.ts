@@ -8,7 +8,10 @@ export function parseDurationMs(text: string | number): number | undefined {
   if (trimmed === '0') return 0;
   const parts = [...trimmed.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)];
   if (parts.length === 0 || parts.map((p) => p[0]).join('') !== trimmed) return undefined;
-  return parts.reduce((total, [, amount, unit]) => total + Number(amount) * DURATION_UNITS_MS[unit ?? 's']!, 0);
+  return parts.reduce(
+    (total, [, amount, unit]) => total + Number(amount) * DURATION_UNITS_MS[unit ?? 's']!,
+    0,
+  );
 }
 
 /** Parses `512kb`, `5mb`, `1048576` into bytes; undefined when malformed. */

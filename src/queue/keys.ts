@@ -21,7 +21,8 @@ export function createKeys(prefix: string): Keys {
     job: (id) => `${tag}:job:${id}`,
     jobsAll: `${tag}:jobs`,
     jobsByEnvironment: (environment) => `${tag}:jobs:env:${environment}`,
-    delivery: (provider, deliveryId, environment) => `${tag}:delivery:${provider}:${environment}:${deliveryId}`,
+    delivery: (provider, deliveryId, environment) =>
+      `${tag}:delivery:${provider}:${environment}:${deliveryId}`,
     shaJob: (environment, sha) => `${tag}:sha:${environment}:${sha}`,
     environment: (environment) => `${tag}:env:${environment}`,
     environmentLock: (environment) => `${tag}:lock:${environment}`,

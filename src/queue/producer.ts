@@ -33,27 +33,40 @@ export class DeployProducer {
   ) {}
 
   /** Resolves only once the job is written to Redis, so a 202 always means a durable job. */
-  async enqueue(environment: string, trigger: Trigger, receivedAt = new Date().toISOString()): Promise<EnqueuedJob> {
+  async enqueue(
+    environment: string,
+    trigger: Trigger,
+    receivedAt = new Date().toISOString(),
+  ): Promise<EnqueuedJob> {
     const request = { id: randomUUID(), environment, trigger, receivedAt };
     try {
       const outcome = await this.store.claim(request);
       if (outcome.created) {
-        await this.addToQueue(outcome.id, { environment, trigger, receivedAt }).catch(async (error: unknown) => {
-          await this.store.release(request).catch(() => undefined);
-          throw error;
-        });
+        await this.addToQueue(outcome.id, { environment, trigger, receivedAt }).catch(
+          async (error: unknown) => {
+            await this.store.release(request).catch(() => undefined);
+            throw error;
+          },
+        );
         return { id: outcome.id, environment, created: true };
       }
       const existing = await this.store.get(outcome.id);
       // Re-adding a queued job is a no-op for BullMQ, and repairs a claim whose queue write
       // was lost with the process that made it.
       if (existing?.state === 'queued') {
-        await this.addToQueue(existing.id, { environment, trigger: existing.trigger, receivedAt: existing.receivedAt });
+        await this.addToQueue(existing.id, {
+          environment,
+          trigger: existing.trigger,
+          receivedAt: existing.receivedAt,
+        });
       }
       return { id: outcome.id, environment, created: false };
     } catch (error) {
       if (error instanceof PushgateError) throw error;
-      throw new PushgateError('unavailable', 'the job queue (Redis) is unavailable', { status: 503, cause: error });
+      throw new PushgateError('unavailable', 'the job queue (Redis) is unavailable', {
+        status: 503,
+        cause: error,
+      });
     }
   }
 

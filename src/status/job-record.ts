@@ -5,7 +5,14 @@ export const jobStateSchema = z.enum(['queued', 'running', 'succeeded', 'failed'
 export type JobState = z.infer<typeof jobStateSchema>;
 export const FINISHED_STATES: readonly JobState[] = ['succeeded', 'failed', 'superseded'];
 
-export const resourceActionSchema = z.enum(['created', 'configured', 'unchanged', 'pruned', 'skipped', 'failed']);
+export const resourceActionSchema = z.enum([
+  'created',
+  'configured',
+  'unchanged',
+  'pruned',
+  'skipped',
+  'failed',
+]);
 export type ResourceAction = z.infer<typeof resourceActionSchema>;
 
 export const resourceResultSchema = z.object({

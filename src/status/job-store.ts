@@ -21,7 +21,8 @@ export interface ClaimRequest {
   receivedAt: string;
 }
 
-export type ClaimOutcome = { id: string; created: true } | { id: string; created: false; matchedBy: 'delivery' | 'sha' };
+export type ClaimOutcome =
+  { id: string; created: true } | { id: string; created: false; matchedBy: 'delivery' | 'sha' };
 
 /**
  * Creates the job record unless the same delivery, or the same commit still queued or
@@ -94,7 +95,9 @@ export class JobStore {
   async claim(request: ClaimRequest): Promise<ClaimOutcome> {
     const { trigger, environment } = request;
     const deliveryKey =
-      trigger.deliveryId && trigger.provider ? this.keys.delivery(trigger.provider, trigger.deliveryId, environment) : '';
+      trigger.deliveryId && trigger.provider
+        ? this.keys.delivery(trigger.provider, trigger.deliveryId, environment)
+        : '';
     const shaKey = trigger.sha ? this.keys.shaJob(environment, trigger.sha) : '';
     const result = (await this.redis.eval(
       CLAIM_SCRIPT,
@@ -121,8 +124,13 @@ export class JobStore {
   /** Undoes a claim whose queue entry could not be written, so a redelivery starts afresh. */
   async release(request: ClaimRequest): Promise<void> {
     const { trigger, environment, id } = request;
-    const multi = this.redis.multi().del(this.keys.job(id)).zrem(this.keys.jobsAll, id).zrem(this.keys.jobsByEnvironment(environment), id);
-    if (trigger.deliveryId && trigger.provider) multi.del(this.keys.delivery(trigger.provider, trigger.deliveryId, environment));
+    const multi = this.redis
+      .multi()
+      .del(this.keys.job(id))
+      .zrem(this.keys.jobsAll, id)
+      .zrem(this.keys.jobsByEnvironment(environment), id);
+    if (trigger.deliveryId && trigger.provider)
+      multi.del(this.keys.delivery(trigger.provider, trigger.deliveryId, environment));
     if (trigger.sha) multi.del(this.keys.shaJob(environment, trigger.sha));
     await multi.exec();
   }
@@ -135,7 +143,9 @@ export class JobStore {
   async getMany(ids: readonly string[]): Promise<JobRecord[]> {
     if (ids.length === 0) return [];
     const raws = await this.redis.mget(ids.map((id) => this.keys.job(id)));
-    return raws.filter((raw): raw is string => raw !== null).map((raw) => jobRecordSchema.parse(JSON.parse(raw)));
+    return raws
+      .filter((raw): raw is string => raw !== null)
+      .map((raw) => jobRecordSchema.parse(JSON.parse(raw)));
   }
 
   /** Only the worker holding the job writes to it, so read-modify-write is safe. */
@@ -183,10 +193,18 @@ export class JobStore {
       'lastAppliedAt',
       'lastJobId',
     );
-    return { lastAppliedSha: lastAppliedSha ?? null, lastAppliedAt: lastAppliedAt ?? null, lastJobId: lastJobId ?? null };
+    return {
+      lastAppliedSha: lastAppliedSha ?? null,
+      lastAppliedAt: lastAppliedAt ?? null,
+      lastJobId: lastJobId ?? null,
+    };
   }
 
-  async recordFinished(environment: string, jobId: string, applied?: { sha: string; at: string }): Promise<void> {
+  async recordFinished(
+    environment: string,
+    jobId: string,
+    applied?: { sha: string; at: string },
+  ): Promise<void> {
     const fields: Record<string, string> = { lastJobId: jobId };
     if (applied) {
       fields.lastAppliedSha = applied.sha;

@@ -1,0 +1,130 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectProducer, type ProducerServices } from '../../src/runtime.js';
+import type { Trigger } from '../../src/queue/job-data.js';
+import { waitForRedis } from '../../src/queue/connection.js';
+import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
+
+let redis: TestRedis;
+const opened: ProducerServices[] = [];
+
+beforeAll(async () => {
+  redis = await startRedis();
+});
+
+afterAll(async () => {
+  await Promise.all(opened.map((services) => services.close()));
+  await redis.stop();
+});
+
+async function services(): Promise<ProducerServices> {
+  const connected = connectProducer(redis.url, uniquePrefix('queue'));
+  opened.push(connected);
+  await waitForRedis(connected.redis, 5_000);
+  return connected;
+}
+
+function push(sha: string, deliveryId: string): Trigger {
+  return { kind: 'webhook', provider: 'github', deliveryId, sha, pusher: 'octocat' };
+}
+
+describe('deploy job queue', () => {
+  it('writes the job record and the BullMQ job before enqueue resolves', async () => {
+    const { producer, store, queue } = await services();
+    const job = await producer.enqueue('staging', push('a'.repeat(40), 'd-1'));
+    expect(job.created).toBe(true);
+    const record = await store.get(job.id);
+    expect(record).toMatchObject({
+      id: job.id,
+      environment: 'staging',
+      state: 'queued',
+      attempts: 0,
+      sha: null,
+    });
+    expect(record?.trigger).toEqual(push('a'.repeat(40), 'd-1'));
+    const queued = await queue.getJob(job.id);
+    expect(queued?.data.environment).toBe('staging');
+  });
+
+  it('redelivery of the same delivery id returns the same job', async () => {
+    const { producer, queue } = await services();
+    const first = await producer.enqueue('staging', push('b'.repeat(40), 'd-2'));
+    const again = await producer.enqueue('staging', push('b'.repeat(40), 'd-2'));
+    expect(again).toEqual({ ...first, created: false });
+    expect(await queue.count()).toBe(1);
+  });
+
+  it('concurrent deliveries of one push create exactly one job', async () => {
+    const { producer, queue } = await services();
+    const results = await Promise.all(
+      Array.from({ length: 20 }, () => producer.enqueue('staging', push('c'.repeat(40), 'd-3'))),
+    );
+    expect(new Set(results.map((r) => r.id)).size).toBe(1);
+    expect(results.filter((r) => r.created)).toHaveLength(1);
+    expect(await queue.count()).toBe(1);
+  });
+
+  it('the same sha from another delivery returns the queued job', async () => {
+    const { producer } = await services();
+    const first = await producer.enqueue('staging', push('d'.repeat(40), 'd-4'));
+    const second = await producer.enqueue('staging', push('d'.repeat(40), 'd-5'));
+    expect(second.id).toBe(first.id);
+    const otherEnvironment = await producer.enqueue('production', push('d'.repeat(40), 'd-5'));
+    expect(otherEnvironment.id).not.toBe(first.id);
+  });
+
+  it('a finished sha that is still live is not queued again, one the environment moved away from is', async () => {
+    const { producer, store } = await services();
+    const sha = 'e'.repeat(40);
+    const first = await producer.enqueue('staging', push(sha, 'd-6'));
+    await store.update(first.id, { state: 'succeeded', sha, finishedAt: new Date().toISOString() });
+    await store.recordFinished('staging', first.id, { sha, at: new Date().toISOString() });
+
+    const whileLive = await producer.enqueue('staging', push(sha, 'd-7'));
+    expect(whileLive).toMatchObject({ id: first.id, created: false });
+
+    await store.recordFinished('staging', 'other', { sha: 'f'.repeat(40), at: new Date().toISOString() });
+    const forcePushedBack = await producer.enqueue('staging', push(sha, 'd-8'));
+    expect(forcePushedBack.created).toBe(true);
+    expect(forcePushedBack.id).not.toBe(first.id);
+  });
+
+  it('manual syncs always create a job', async () => {
+    const { producer } = await services();
+    const a = await producer.enqueue('staging', { kind: 'manual' });
+    const b = await producer.enqueue('staging', { kind: 'manual' });
+    expect(a.id).not.toBe(b.id);
+  });
+
+  it('lists jobs newest first, filtered by environment and state', async () => {
+    const { producer, store } = await services();
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i += 1) {
+      const job = await producer.enqueue(
+        i % 2 === 0 ? 'staging' : 'production',
+        { kind: 'manual' },
+        new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString(),
+      );
+      ids.push(job.id);
+    }
+    await store.update(ids[4]!, { state: 'failed' });
+    const staging = await store.list({ environment: 'staging', limit: 10 });
+    expect(staging.map((job) => job.id)).toEqual([ids[4], ids[2], ids[0]]);
+    const failed = await store.list({ state: 'failed', limit: 10 });
+    expect(failed.map((job) => job.id)).toEqual([ids[4]]);
+    expect((await store.list({ limit: 2 })).map((job) => job.id)).toEqual([ids[4], ids[3]]);
+  });
+
+  it('fails fast with an unavailable error when Redis is down', async () => {
+    const own = await startRedis();
+    const connected = connectProducer(own.url, uniquePrefix('down'));
+    await waitForRedis(connected.redis, 5_000);
+    await own.kill();
+    const started = Date.now();
+    await expect(connected.producer.enqueue('staging', { kind: 'manual' })).rejects.toMatchObject({
+      code: 'unavailable',
+      status: 503,
+    });
+    expect(Date.now() - started).toBeLessThan(3_000);
+    await connected.close();
+  });
+});
