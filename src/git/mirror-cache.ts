@@ -1,0 +1,169 @@
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Provider } from '../config/schema.js';
+import { PushgateError } from '../lib/errors.js';
+import { gitAuthEnv } from './auth.js';
+import { runGit } from './run-git.js';
+
+export const DEFAULT_FETCH_TIMEOUT_MS = 60_000;
+const LOCAL_TIMEOUT_MS = 120_000;
+const SHA = /^[0-9a-f]{40}([0-9a-f]{24})?$/;
+
+/** The repository as the configuration names it: the URL is never taken from a payload. */
+export interface RepoSource {
+  url: string;
+  provider: Provider;
+}
+
+export interface MirrorCacheOptions {
+  /** Where the bare mirrors live, one per repository URL. */
+  dir: string;
+  /** GIT_TOKEN, for HTTPS repositories. */
+  token?: string;
+  fetchTimeoutMs?: number;
+}
+
+/** A checked-out tree of one commit; remove() deletes it. */
+export interface Worktree {
+  dir: string;
+  sha: string;
+  remove(): Promise<void>;
+}
+
+/** `$PUSHGATE_CACHE_DIR`, else `.pushgate/cache/git` under the working directory. */
+export function defaultGitCacheDir(env: Record<string, string | undefined> = process.env): string {
+  return path.resolve(env.PUSHGATE_CACHE_DIR ?? path.join('.pushgate', 'cache', 'git'));
+}
+
+/**
+ * One bare repository per URL, fetched incrementally: only the environment branch's refspec,
+ * so a repository with many branches costs what that branch costs. Fetches of one
+ * repository are serialised inside the process (git's ref locks would make concurrent
+ * fetches fail); different repositories fetch in parallel.
+ */
+export class MirrorCache {
+  private readonly chains = new Map<string, Promise<unknown>>();
+  private readonly fetchTimeoutMs: number;
+
+  constructor(private readonly options: MirrorCacheOptions) {
+    this.fetchTimeoutMs = options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS;
+  }
+
+  mirrorDir(url: string): string {
+    const hash = createHash('sha256').update(url).digest('hex').slice(0, 24);
+    return path.join(this.options.dir, hash);
+  }
+
+  /** Fetches the branch and returns its head commit. */
+  fetchBranch(repo: RepoSource, branch: string): Promise<string> {
+    return this.serialised(repo.url, async () => {
+      const gitDir = await this.ensureMirror(repo.url);
+      const ref = `refs/heads/${branch}`;
+      await this.fetch(repo, gitDir, [`+${ref}:${ref}`], `fetch ${branch}`);
+      const { stdout } = await runGit(['--git-dir', gitDir, 'rev-parse', '--verify', `${ref}^{commit}`], {
+        timeoutMs: LOCAL_TIMEOUT_MS,
+        what: `rev-parse ${branch}`,
+      });
+      return stdout.trim();
+    });
+  }
+
+  /**
+   * Makes sure a given commit is in the mirror: fetches the branch, and when the commit is
+   * not on it (any more), asks the server for the commit itself.
+   */
+  fetchCommit(repo: RepoSource, branch: string, sha: string): Promise<string> {
+    const wanted = sha.toLowerCase();
+    if (!SHA.test(wanted)) {
+      return Promise.reject(
+        new PushgateError('usage', `"${sha}" is not a full commit sha (40 hex digits)`, { permanent: true }),
+      );
+    }
+    return this.fetchBranch(repo, branch).then(() =>
+      this.serialised(repo.url, async () => {
+        const gitDir = this.mirrorDir(repo.url);
+        if (await this.hasCommit(gitDir, wanted)) return wanted;
+        await this.fetch(repo, gitDir, [wanted], `fetch ${wanted}`).catch(() => undefined);
+        if (await this.hasCommit(gitDir, wanted)) return wanted;
+        throw new PushgateError('git_failed', `commit ${wanted} is not in the repository`, {
+          permanent: true,
+        });
+      }),
+    );
+  }
+
+  /**
+   * Writes the tree of a commit into a fresh temporary folder, through a private index file
+   * so concurrent checkouts from one mirror never share state.
+   */
+  async checkout(repo: RepoSource, sha: string): Promise<Worktree> {
+    const gitDir = this.mirrorDir(repo.url);
+    const base = await mkdtemp(path.join(tmpdir(), 'pushgate-tree-'));
+    const dir = path.join(base, 'tree');
+    await mkdir(dir);
+    const remove = () => rm(base, { recursive: true, force: true });
+    try {
+      await runGit(['--git-dir', gitDir, '--work-tree', dir, 'checkout', '--force', sha, '--', '.'], {
+        env: { GIT_INDEX_FILE: path.join(base, 'index') },
+        timeoutMs: LOCAL_TIMEOUT_MS,
+        what: `checkout ${sha}`,
+      });
+    } catch (error) {
+      await remove();
+      throw error;
+    }
+    return { dir, sha, remove };
+  }
+
+  private async ensureMirror(url: string): Promise<string> {
+    const gitDir = this.mirrorDir(url);
+    const exists = await stat(path.join(gitDir, 'HEAD')).then(
+      () => true,
+      () => false,
+    );
+    if (!exists) {
+      await mkdir(gitDir, { recursive: true });
+      await runGit(['init', '--bare', '--quiet', gitDir], {
+        timeoutMs: LOCAL_TIMEOUT_MS,
+        what: 'init mirror',
+      });
+    }
+    return gitDir;
+  }
+
+  private async fetch(repo: RepoSource, gitDir: string, refspecs: string[], what: string): Promise<void> {
+    // The URL comes from the configuration only; --end-of-options keeps even a URL starting
+    // with "-" from being read as a flag. --prune drops refs the server no longer has.
+    const args = ['--git-dir', gitDir, 'fetch', '--quiet', '--no-tags', '--prune', '--no-write-fetch-head'];
+    await runGit([...args, '--end-of-options', repo.url, ...refspecs], {
+      env: gitAuthEnv(repo.url, repo.provider, this.options.token),
+      timeoutMs: this.fetchTimeoutMs,
+      secret: this.options.token,
+      what,
+    });
+  }
+
+  private async hasCommit(gitDir: string, sha: string): Promise<boolean> {
+    return runGit(['--git-dir', gitDir, 'cat-file', '-e', `${sha}^{commit}`], {
+      timeoutMs: LOCAL_TIMEOUT_MS,
+      what: 'cat-file',
+    }).then(
+      () => true,
+      () => false,
+    );
+  }
+
+  private serialised<T>(url: string, task: () => Promise<T>): Promise<T> {
+    const key = this.mirrorDir(url);
+    const previous = this.chains.get(key) ?? Promise.resolve();
+    const next = previous.then(task, task);
+    const settled = next.catch(() => undefined);
+    this.chains.set(key, settled);
+    void settled.then(() => {
+      if (this.chains.get(key) === settled) this.chains.delete(key);
+    });
+    return next;
+  }
+}

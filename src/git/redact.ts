@@ -1,0 +1,15 @@
+/**
+ * Removes a secret, and the base64 forms it takes inside an Authorization header, from text
+ * that may reach a log or an error message.
+ */
+export function redactSecret(text: string, secret: string | undefined): string {
+  if (!secret) return text;
+  const forms = new Set([secret, Buffer.from(secret).toString('base64')]);
+  for (const user of BASIC_AUTH_USERS) forms.add(Buffer.from(`${user}:${secret}`).toString('base64'));
+  let result = text;
+  for (const form of forms) result = result.split(form).join('[redacted]');
+  return result;
+}
+
+/** The user names git over HTTPS is given with a token (see auth.ts). */
+export const BASIC_AUTH_USERS = ['x-access-token', 'oauth2'] as const;

@@ -1,0 +1,114 @@
+import { spawn } from 'node:child_process';
+import { PushgateError } from '../lib/errors.js';
+import { redactSecret } from './redact.js';
+
+export interface RunGitOptions {
+  /** Working directory; git's own `--git-dir` flags go in args. */
+  cwd?: string;
+  /** Extra environment (credentials travel here, never in argv). */
+  env?: NodeJS.ProcessEnv;
+  timeoutMs: number;
+  /** Secret to scrub from any stderr that ends up in an error message. */
+  secret?: string;
+  /** What the command was for, for error messages: "fetch env/production". */
+  what: string;
+}
+
+export interface GitResult {
+  stdout: string;
+  stderr: string;
+}
+
+/** Phrases git prints when the thing asked for does not exist: retrying will not help. */
+const PERMANENT_STDERR = [
+  /couldn't find remote ref/i,
+  /not a valid object name/i,
+  /unknown revision/i,
+  /does not appear to be a git repository/i,
+  /repository .* not found/i,
+  /authentication failed/i,
+  /invalid username or password/i,
+];
+
+/**
+ * Runs git with a scrubbed environment: no terminal prompt (a missing credential fails at
+ * once instead of hanging), no user/system config that could rewrite URLs, and a deadline
+ * after which the whole process group (git and its remote helpers) is killed.
+ */
+export function runGit(args: readonly string[], options: RunGitOptions): Promise<GitResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('git', args, {
+      cwd: options.cwd,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        LANG: 'C',
+        LC_ALL: 'C',
+        GIT_TERMINAL_PROMPT: '0',
+        GIT_CONFIG_NOSYSTEM: '1',
+        GIT_CONFIG_GLOBAL: '/dev/null',
+        GIT_ASKPASS: '',
+        SSH_ASKPASS: '',
+        ...options.env,
+      },
+    });
+    const stdout: Buffer[] = [];
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      // Keep only the tail: progress lines of a large fetch are of no use in an error.
+      stderr = (stderr + chunk).slice(-8_192);
+    });
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      killGroup(child.pid);
+    }, options.timeoutMs);
+    child.on('error', (error) => {
+      clearTimeout(timer);
+      reject(
+        new PushgateError('git_failed', `git ${options.what}: cannot run git (${error.message})`, {
+          cause: error,
+        }),
+      );
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const cleanStderr = redactSecret(stderr, options.secret).trim();
+      if (timedOut) {
+        reject(
+          new PushgateError('git_failed', `git ${options.what}: timed out after ${options.timeoutMs} ms`, {
+            permanent: false,
+          }),
+        );
+        return;
+      }
+      if (code !== 0) {
+        const permanent = PERMANENT_STDERR.some((pattern) => pattern.test(cleanStderr));
+        const detail = lastLines(cleanStderr) || (signal ? `killed by ${signal}` : `exit code ${code}`);
+        reject(new PushgateError('git_failed', `git ${options.what}: ${detail}`, { permanent }));
+        return;
+      }
+      resolve({ stdout: Buffer.concat(stdout).toString('utf8'), stderr: cleanStderr });
+    });
+  });
+}
+
+function killGroup(pid: number | undefined): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // Already gone.
+  }
+}
+
+function lastLines(text: string): string {
+  return text
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .slice(-3)
+    .join('; ');
+}

@@ -1,0 +1,154 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { MirrorCache } from '../../src/git/mirror-cache.js';
+import { PushgateError } from '../../src/lib/errors.js';
+import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
+import { git } from '../helpers/git.js';
+
+const execFileAsync = promisify(execFile);
+
+describe('git mirror cache (real git over file://)', () => {
+  let repo: EnvRepo;
+  let cacheDir: string;
+  let cache: MirrorCache;
+
+  beforeEach(async () => {
+    repo = await createEnvRepo({ branch: 'env/staging' });
+    cacheDir = await mkdtemp(path.join(tmpdir(), 'pushgate-cache-'));
+    cache = new MirrorCache({ dir: cacheDir });
+  });
+
+  afterEach(async () => {
+    await repo.remove();
+    await rm(cacheDir, { recursive: true, force: true });
+  });
+
+  const source = () => ({ url: repo.url, provider: 'github' as const });
+
+  it('resolves the branch head and checks its tree out into a temporary folder', async () => {
+    const sha = await repo.commit({
+      'apps/web.yaml': 'kind: ConfigMap\n',
+      'apps/nested/db.yaml': 'kind: Secret\n',
+    });
+
+    const head = await cache.fetchBranch(source(), repo.branch);
+    const tree = await cache.checkout(source(), head);
+
+    expect(head).toBe(sha);
+    expect(await readFile(path.join(tree.dir, 'apps/nested/db.yaml'), 'utf8')).toBe('kind: Secret\n');
+    await tree.remove();
+    await expect(stat(tree.dir)).rejects.toThrow();
+  });
+
+  it('fetches incrementally into one mirror and follows a force-push back', async () => {
+    const first = await repo.commit({ 'a.yaml': '1' });
+    expect(await cache.fetchBranch(source(), repo.branch)).toBe(first);
+    const second = await repo.commit({ 'a.yaml': '2' });
+    expect(await cache.fetchBranch(source(), repo.branch)).toBe(second);
+
+    await repo.forcePush(first);
+
+    expect(await cache.fetchBranch(source(), repo.branch)).toBe(first);
+    expect(await readdir(cacheDir)).toHaveLength(1);
+  });
+
+  it('fetches only the environment branch', async () => {
+    await repo.commit({ 'a.yaml': '1' });
+    await git(repo.workDir, ['push', '--quiet', 'origin', 'HEAD:refs/heads/other']);
+
+    await cache.fetchBranch(source(), repo.branch);
+
+    const refs = await git(cache.mirrorDir(repo.url), ['for-each-ref', '--format=%(refname)']);
+    expect(refs.split('\n')).toEqual([`refs/heads/${repo.branch}`]);
+  });
+
+  it('serialises concurrent fetches of one repository', async () => {
+    const sha = await repo.commit({ 'a.yaml': '1' });
+
+    const heads = await Promise.all(
+      Array.from({ length: 5 }, () => cache.fetchBranch(source(), repo.branch)),
+    );
+
+    expect(new Set(heads)).toEqual(new Set([sha]));
+  });
+
+  it('finds an older commit by sha for render --ref, and rejects an unknown one', async () => {
+    const old = await repo.commit({ 'a.yaml': '1' });
+    await repo.commit({ 'a.yaml': '2' });
+
+    expect(await cache.fetchCommit(source(), repo.branch, old)).toBe(old);
+    const tree = await cache.checkout(source(), old);
+    expect(await readFile(path.join(tree.dir, 'a.yaml'), 'utf8')).toBe('1');
+    await tree.remove();
+
+    await expect(cache.fetchCommit(source(), repo.branch, 'f'.repeat(40))).rejects.toThrow(
+      /is not in the repository/,
+    );
+  });
+
+  it('fails permanently, naming the branch, when the branch does not exist', async () => {
+    await repo.commit({ 'a.yaml': '1' });
+
+    const error = await cache.fetchBranch(source(), 'env/missing').catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(PushgateError);
+    expect((error as PushgateError).permanent).toBe(true);
+    expect((error as PushgateError).message).toMatch(/fetch env\/missing: .*couldn't find remote ref/);
+  });
+
+  describe('over HTTPS with GIT_TOKEN', () => {
+    let server: Server;
+    let seen: { authorization?: string; url?: string }[];
+    let url: string;
+
+    beforeEach(async () => {
+      seen = [];
+      // A server that asks for credentials and records what git sends: the token must
+      // arrive in the header, and must appear neither in argv nor in the error.
+      server = createServer((req, res) => {
+        seen.push({ authorization: req.headers.authorization, url: req.url });
+        res.writeHead(403, { 'content-type': 'text/plain' }).end('forbidden\n');
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const address = server.address();
+      if (!address || typeof address === 'string') throw new Error('no address');
+      url = `http://127.0.0.1:${address.port}/acme/env.git`;
+    });
+
+    afterEach(async () => {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    });
+
+    it('sends the token as a header scoped to the host and never shows it', async () => {
+      const token = 'ghp_supersecrettoken123';
+      const withToken = new MirrorCache({ dir: cacheDir, token });
+
+      const error = await withToken.fetchBranch({ url, provider: 'github' }, 'main').catch((e: unknown) => e);
+
+      expect(error).toBeInstanceOf(PushgateError);
+      expect(seen.length).toBeGreaterThan(0);
+      expect(seen[0]!.authorization).toBe(
+        `Basic ${Buffer.from(`x-access-token:${token}`).toString('base64')}`,
+      );
+      expect(String((error as Error).message)).not.toContain(token);
+      const { stdout: processes } = await execFileAsync('ps', ['-eo', 'args']);
+      expect(processes).not.toContain(token);
+    });
+
+    it('kills a fetch that hangs and reports a transient timeout', async () => {
+      server.removeAllListeners('request');
+      server.on('request', () => undefined); // never answers
+      const impatient = new MirrorCache({ dir: cacheDir, fetchTimeoutMs: 500 });
+
+      const error = await impatient.fetchBranch({ url, provider: 'github' }, 'main').catch((e: unknown) => e);
+
+      expect((error as PushgateError).message).toMatch(/timed out after 500 ms/);
+      expect((error as PushgateError).permanent).toBe(false);
+    });
+  });
+});
