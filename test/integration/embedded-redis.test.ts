@@ -1,0 +1,145 @@
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  startEmbeddedRedis,
+  REDIS_NOT_FOUND_HINT,
+  type EmbeddedRedis,
+} from '../../src/lib/embedded-redis.js';
+import { silentLogger } from '../../src/lib/logger.js';
+
+const logger = silentLogger();
+
+function portAccepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function until(
+  condition: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe('embedded redis-server', () => {
+  let dir: string;
+  const started: EmbeddedRedis[] = [];
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'pushgate-embedded-redis-'));
+  });
+
+  afterEach(async () => {
+    await Promise.all(started.splice(0).map((redis) => redis.stop()));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function start(dataDir = join(dir, 'data')): Promise<EmbeddedRedis> {
+    const redis = await startEmbeddedRedis({ dataDir, logger });
+    started.push(redis);
+    return redis;
+  }
+
+  it('answers PING on a loopback port, creates its data folder, and closes the port on stop', async () => {
+    const redis = await start();
+    expect(redis.url).toMatch(/^redis:\/\/127\.0\.0\.1:\d+$/);
+    expect(existsSync(join(dir, 'data'))).toBe(true);
+
+    const client = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 0 });
+    await client.connect();
+    expect(await client.ping()).toBe('PONG');
+    expect(await client.config('GET', 'maxmemory-policy')).toEqual(['maxmemory-policy', 'noeviction']);
+    expect(await client.config('GET', 'appendonly')).toEqual(['appendonly', 'yes']);
+    expect(await client.config('GET', 'bind')).toEqual(['bind', '127.0.0.1']);
+    client.disconnect();
+
+    await redis.stop();
+    expect(await portAccepts(redis.port)).toBe(false);
+    expect(processAlive(redis.pid)).toBe(false);
+  });
+
+  it('keeps the data across a restart with the same folder (append-only file)', async () => {
+    const first = await start();
+    const writer = new Redis(first.url, { lazyConnect: true, maxRetriesPerRequest: 0 });
+    await writer.connect();
+    await writer.set('job', 'still here');
+    writer.disconnect();
+    await first.stop();
+
+    const second = await start();
+    const reader = new Redis(second.url, { lazyConnect: true, maxRetriesPerRequest: 0 });
+    await reader.connect();
+    expect(await reader.get('job')).toBe('still here');
+    reader.disconnect();
+  });
+
+  it('fails with the install hint when redis-server is not on PATH', async () => {
+    const emptyDir = join(dir, 'empty-bin');
+    mkdirSync(emptyDir);
+    await expect(
+      startEmbeddedRedis({ dataDir: join(dir, 'data'), logger, env: { PATH: emptyDir } }),
+    ).rejects.toThrow(REDIS_NOT_FOUND_HINT);
+    expect(REDIS_NOT_FOUND_HINT).toContain('apt-get install redis-server');
+  });
+
+  it('refuses a second server on a data folder that a live server uses', async () => {
+    await start();
+    await expect(start()).rejects.toThrow(/already uses/);
+  });
+
+  it('stops the server when its parent process is killed with SIGKILL', async () => {
+    // The compiled module: a separate Node process owns the server, then dies without any cleanup.
+    const modulePath = fileURLToPath(new URL('../../dist/src/lib/embedded-redis.js', import.meta.url));
+    if (!existsSync(modulePath)) throw new Error(`${modulePath} is missing: run npm run build first`);
+    const script = `
+      const { startEmbeddedRedis } = await import(${JSON.stringify(modulePath)});
+      const { silentLogger } = await import(${JSON.stringify(modulePath.replace('embedded-redis.js', 'logger.js'))});
+      const redis = await startEmbeddedRedis({ dataDir: ${JSON.stringify(join(dir, 'orphan'))}, logger: silentLogger() });
+      process.stdout.write(JSON.stringify({ pid: redis.pid, port: redis.port }) + '\\n');
+      setInterval(() => undefined, 1000);
+    `;
+    const parent = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const line = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      parent.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+        out += chunk;
+        if (out.includes('\n')) resolve(out.split('\n')[0]!);
+      });
+      parent.once('exit', (code) => reject(new Error(`parent exited early with ${code}`)));
+    });
+    const { pid, port } = JSON.parse(line) as { pid: number; port: number };
+    expect(await portAccepts(port)).toBe(true);
+
+    parent.kill('SIGKILL');
+    await until(() => !processAlive(pid), 15_000, `redis-server ${pid} to stop after its parent died`);
+    expect(await portAccepts(port)).toBe(false);
+  });
+});
