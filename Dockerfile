@@ -1,0 +1,50 @@
+# syntax=docker/dockerfile:1
+# One image for every pushgate process: `serve` (the default), `worker`, `start`, `check`...
+#
+#   docker build -t pushgate .
+#   docker run --rm -p 8080:8080 -e REDIS_URL=redis://redis:6379 -v $PWD/config:/etc/pushgate:ro pushgate
+#   docker run --rm -e REDIS_URL=redis://redis:6379 -v $PWD/config:/etc/pushgate:ro pushgate worker
+
+# ---- build: compile TypeScript, then drop the dev dependencies -----------------------
+FROM node:20-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+# Everything .dockerignore lets through: sources, tsconfig*, config/ (folders that may be
+# empty in a clone, like bench/, need no COPY line of their own this way).
+COPY . .
+RUN npm run build && npm prune --omit=dev
+
+# ---- runtime --------------------------------------------------------------------------
+FROM node:20-slim
+# git: the worker fetches environment repositories with the git CLI.
+# ca-certificates: HTTPS clones and the GitHub/GitLab APIs.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends git ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+
+ENV NODE_ENV=production \
+    PUSHGATE_CONFIG=/etc/pushgate/pushgate.yaml \
+    PUSHGATE_CACHE_DIR=/var/cache/pushgate/git \
+    PORT=8080 \
+    HOME=/tmp
+
+WORKDIR /app
+COPY --from=build /app/package.json /app/package-lock.json ./
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+# The default configuration; mount your own at /etc/pushgate/pushgate.yaml.
+COPY config/pushgate.yaml /etc/pushgate/pushgate.yaml
+
+# The image's `node` user (uid 1000). Numeric, so Kubernetes runAsNonRoot can verify it.
+RUN mkdir -p /var/cache/pushgate/git && chown -R 1000:1000 /var/cache/pushgate
+USER 1000:1000
+
+EXPOSE 8080
+# No curl in slim images: node asks /healthz itself. A worker-only container has no HTTP
+# server; override or disable the check there (docker-compose.yml does).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+
+ENTRYPOINT ["node", "dist/src/cli.js"]
+CMD ["serve"]
