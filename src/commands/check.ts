@@ -1,6 +1,45 @@
-import { UsageError } from '../lib/errors.js';
+import { loadConfig, resolveConfigPath } from '../config/load.js';
+import { readSecrets } from '../config/secrets.js';
 import type { CommandArgs } from './command.js';
+import { formatTable } from './table.js';
 
-export function runCheck(_args: CommandArgs): Promise<number> {
-  return Promise.reject(new UsageError('pushgate check is not implemented yet'));
+/** `pushgate check`: validates the configuration (exit 2 with file, path and reason) and lists the environments. */
+export function runCheck(args: CommandArgs): Promise<number> {
+  const file = resolveConfigPath(args.config, args.env);
+  const config = loadConfig(file, args.env);
+  const secrets = readSecrets(args.env);
+
+  const rows = config.environments.map((environment) => [
+    environment.name,
+    `${environment.repo.provider} ${environment.repo.name}`,
+    environment.branch,
+    environment.path,
+    environment.cluster,
+    environment.namespace,
+    environment.prune ? 'yes' : 'no',
+  ]);
+  args.stdout.write(
+    `${file}: valid, ${config.environments.length} environment(s), ${config.clusters.length} cluster(s)\n`,
+  );
+  if (rows.length > 0) {
+    args.stdout.write(
+      formatTable(['ENVIRONMENT', 'REPO', 'BRANCH', 'PATH', 'CLUSTER', 'NAMESPACE', 'PRUNE'], rows),
+    );
+  }
+
+  // Warnings, not errors: a receiver without secrets still serves the status API.
+  const providers = new Set(config.environments.map((environment) => environment.repo.provider));
+  if (providers.has('github') && secrets.githubWebhookSecrets.length === 0) {
+    args.stderr.write('warning: GITHUB_WEBHOOK_SECRET is not set; GitHub webhooks will be refused (401)\n');
+  }
+  if (
+    providers.has('gitlab') &&
+    secrets.gitlabWebhookTokens.length === 0 &&
+    secrets.gitlabSigningTokens.length === 0
+  ) {
+    args.stderr.write(
+      'warning: neither GITLAB_WEBHOOK_TOKEN nor GITLAB_WEBHOOK_SIGNING_TOKEN is set; GitLab webhooks will be refused (401)\n',
+    );
+  }
+  return Promise.resolve(0);
 }

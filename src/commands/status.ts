@@ -1,6 +1,107 @@
-import { UsageError } from '../lib/errors.js';
+import { waitForRedis } from '../queue/connection.js';
+import { connectProducer, loadRuntime, requireRedisUrl, type ProducerServices } from '../runtime.js';
+import type { JobRecord } from '../status/job-record.js';
 import type { CommandArgs } from './command.js';
+import { formatTable } from './table.js';
 
-export function runStatus(_args: CommandArgs): Promise<number> {
-  return Promise.reject(new UsageError('pushgate status is not implemented yet'));
+const LATEST_PER_ENVIRONMENT = 5;
+const REDIS_TIMEOUT_MS = 5_000;
+
+/** `pushgate status [JOB_ID] [--json]`: one job, or the latest jobs of every environment. */
+export async function runStatus(args: CommandArgs): Promise<number> {
+  const { config } = loadRuntime(args.config, args.env);
+  const services = connectProducer(requireRedisUrl(config, 'status'), config.redis.prefix);
+  try {
+    await waitForRedis(services.redis, REDIS_TIMEOUT_MS);
+    const [jobId] = args.positionals;
+    if (jobId !== undefined) return await showJob(services, jobId, args);
+    const environments = await Promise.all(
+      config.environments.map(async (environment) => {
+        const [status, jobs] = await Promise.all([
+          services.store.environmentStatus(environment.name),
+          services.store.list({ environment: environment.name, limit: LATEST_PER_ENVIRONMENT }),
+        ]);
+        return {
+          name: environment.name,
+          lastAppliedSha: status.lastAppliedSha,
+          lastAppliedAt: status.lastAppliedAt,
+          jobs,
+        };
+      }),
+    );
+    if (args.json) {
+      args.stdout.write(`${JSON.stringify({ environments }, null, 2)}\n`);
+      return 0;
+    }
+    const rows = environments.flatMap((environment) =>
+      environment.jobs.length === 0
+        ? [[environment.name, '-', '(no jobs)', '', '', '']]
+        : environment.jobs.map((job) => jobRow(job)),
+    );
+    args.stdout.write(formatTable(['ENVIRONMENT', 'JOB', 'STATE', 'SHA', 'RECEIVED', 'FINISHED'], rows));
+    return 0;
+  } finally {
+    await services.close();
+  }
+}
+
+async function showJob(services: ProducerServices, jobId: string, args: CommandArgs): Promise<number> {
+  const job = await services.store.get(jobId);
+  if (!job) {
+    args.stderr.write(`pushgate status: job "${jobId}" not found\n`);
+    return 1;
+  }
+  if (args.json) {
+    args.stdout.write(`${JSON.stringify(job, null, 2)}\n`);
+    return 0;
+  }
+  const lines = [
+    `job          ${job.id}`,
+    `environment  ${job.environment}`,
+    `state        ${job.state}`,
+    `trigger      ${describeTrigger(job)}`,
+    `sha          ${job.sha ?? '-'}`,
+    `attempts     ${job.attempts}`,
+    `received     ${job.receivedAt}`,
+    `started      ${job.startedAt ?? '-'}`,
+    `finished     ${job.finishedAt ?? '-'}`,
+  ];
+  if (job.error) lines.push(`error        ${job.error}`);
+  if (job.message) lines.push(`message      ${job.message}`);
+  args.stdout.write(`${lines.join('\n')}\n`);
+  if (job.resources.length > 0) {
+    args.stdout.write(
+      `\n${formatTable(
+        ['ACTION', 'KIND', 'NAMESPACE', 'NAME'],
+        job.resources.map((resource) => [
+          resource.action,
+          `${resource.apiVersion}/${resource.kind}`,
+          resource.namespace ?? '',
+          resource.name,
+        ]),
+      )}`,
+    );
+  }
+  return 0;
+}
+
+function describeTrigger(job: JobRecord): string {
+  const { trigger } = job;
+  const parts: string[] = [trigger.kind];
+  if (trigger.provider) parts.push(trigger.provider);
+  if (trigger.sha) parts.push(trigger.sha.slice(0, 12));
+  if (trigger.pusher) parts.push(`by ${trigger.pusher}`);
+  if (trigger.deliveryId) parts.push(`delivery ${trigger.deliveryId}`);
+  return parts.join(' ');
+}
+
+function jobRow(job: JobRecord): string[] {
+  return [
+    job.environment,
+    job.id,
+    job.state,
+    (job.sha ?? job.trigger.sha ?? '-').slice(0, 12),
+    job.receivedAt,
+    job.finishedAt ?? '-',
+  ];
 }

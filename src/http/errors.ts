@@ -1,0 +1,69 @@
+import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
+import { ZodError } from 'zod';
+import { PushgateError } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+
+export function sendError(res: Response, status: number, message: string): void {
+  res.status(status).json({ error: message });
+}
+
+/** Redis failures in a request become 503 so callers retry; a corrupt record stays a 500. */
+export async function fromRedis<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (error) {
+    if (error instanceof PushgateError || error instanceof ZodError) throw error;
+    throw new PushgateError('unavailable', 'the job store (Redis) is unavailable', {
+      status: 503,
+      cause: error,
+    });
+  }
+}
+
+export const notFound: RequestHandler = (req, res) => {
+  sendError(res, 404, `no route for ${req.method} ${req.path}`);
+};
+
+interface HttpErrorLike {
+  status?: unknown;
+  statusCode?: unknown;
+  expose?: unknown;
+  message?: unknown;
+}
+
+/** JSON for every error, express's own included; a stack trace never leaves the process. */
+export function errorHandler(logger: Logger): ErrorRequestHandler {
+  return (error: unknown, req, res, next) => {
+    if (res.headersSent) {
+      next(error);
+      return;
+    }
+    if (error instanceof PushgateError && error.status !== undefined && error.status < 500) {
+      sendError(res, error.status, error.message);
+      return;
+    }
+    if (error instanceof PushgateError && error.status === 503) {
+      logger.warn({ err: error.cause ?? error, method: req.method, path: req.path }, error.message);
+      sendError(res, 503, error.message);
+      return;
+    }
+    const like = (typeof error === 'object' && error !== null ? error : {}) as HttpErrorLike;
+    const status =
+      typeof like.status === 'number'
+        ? like.status
+        : typeof like.statusCode === 'number'
+          ? like.statusCode
+          : 500;
+    if (status >= 400 && status < 500) {
+      // http-errors from express/router (bad URL encoding...) say whether the message is safe.
+      sendError(
+        res,
+        status,
+        like.expose === true && typeof like.message === 'string' ? like.message : 'bad request',
+      );
+      return;
+    }
+    logger.error({ err: error, method: req.method, path: req.path }, 'request failed');
+    sendError(res, 500, 'internal error');
+  };
+}

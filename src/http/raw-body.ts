@@ -1,0 +1,65 @@
+import type { IncomingMessage } from 'node:http';
+import { PushgateError } from '../lib/errors.js';
+
+function tooLarge(limit: number): PushgateError {
+  return new PushgateError('payload_too_large', `body is larger than server.bodyLimit (${limit} bytes)`, {
+    status: 413,
+  });
+}
+
+/** True when Content-Length alone says the body is over the limit, so nothing need be read. */
+export function declaredTooLarge(req: IncomingMessage, limit: number): boolean {
+  const declared = req.headers['content-length'];
+  return declared !== undefined && Number(declared) > limit;
+}
+
+/**
+ * Reads the raw bytes (the signature covers exactly these) up to `limit`. A chunked body is
+ * not read past the limit: the reader stops and the 413 goes out with `Connection: close`.
+ */
+export function readRawBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  if (declaredTooLarge(req, limit)) return Promise.reject(tooLarge(limit));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const cleanup = (): void => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('close', onClose);
+    };
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size > limit) {
+        cleanup();
+        req.pause();
+        reject(tooLarge(limit));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = (): void => {
+      cleanup();
+      resolve(Buffer.concat(chunks, size));
+    };
+    const onError = (error: Error): void => {
+      cleanup();
+      reject(
+        new PushgateError('bad_request', 'the request body could not be read', { status: 400, cause: error }),
+      );
+    };
+    const onClose = (): void => {
+      if (req.readableEnded) return;
+      cleanup();
+      reject(
+        new PushgateError('bad_request', 'the client closed the connection before the body ended', {
+          status: 400,
+        }),
+      );
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('close', onClose);
+  });
+}

@@ -1,0 +1,78 @@
+import { Router, type Response } from 'express';
+import type { EnvironmentConfig } from '../../config/schema.js';
+import type { JobRecord } from '../../status/job-record.js';
+import type { AppDeps } from '../deps.js';
+import { fromRedis, sendError } from '../errors.js';
+import { jobStatusUrl, publicBase } from '../status-url.js';
+
+export const ENVIRONMENT_JOBS = 20;
+
+export interface EnvironmentView {
+  name: string;
+  branch: string;
+  cluster: string;
+  lastAppliedSha: string | null;
+  lastAppliedAt: string | null;
+  /** The newest job, whatever its state: a queued or running deploy shows here first. */
+  lastJob: { id: string; state: JobRecord['state']; finishedAt: string | null } | null;
+}
+
+/** GET /environments, GET /environments/:name, POST /environments/:name/sync. */
+export function environmentRoutes(deps: AppDeps): Router {
+  const byName = new Map(deps.config.environments.map((environment) => [environment.name, environment]));
+  const router = Router();
+
+  const view = async (environment: EnvironmentConfig, jobs: JobRecord[]): Promise<EnvironmentView> => {
+    const status = await deps.store.environmentStatus(environment.name);
+    const latest = jobs[0];
+    return {
+      name: environment.name,
+      branch: environment.branch,
+      cluster: environment.cluster,
+      lastAppliedSha: status.lastAppliedSha,
+      lastAppliedAt: status.lastAppliedAt,
+      lastJob: latest ? { id: latest.id, state: latest.state, finishedAt: latest.finishedAt } : null,
+    };
+  };
+
+  const find = (name: string, res: Response): EnvironmentConfig | undefined => {
+    const environment = byName.get(name);
+    if (!environment) sendError(res, 404, `environment "${name}" not found`);
+    return environment;
+  };
+
+  router.get('/environments', async (_req, res) => {
+    const environments = await fromRedis(
+      Promise.all(
+        deps.config.environments.map(async (environment) =>
+          view(environment, await deps.store.list({ environment: environment.name, limit: 1 })),
+        ),
+      ),
+    );
+    res.json({ environments });
+  });
+
+  router.get('/environments/:name', async (req, res) => {
+    const environment = find(req.params.name, res);
+    if (!environment) return;
+    const body = await fromRedis(
+      (async () => {
+        const jobs = await deps.store.list({ environment: environment.name, limit: ENVIRONMENT_JOBS });
+        return { ...(await view(environment, jobs)), jobs };
+      })(),
+    );
+    res.json(body);
+  });
+
+  router.post('/environments/:name/sync', async (req, res) => {
+    const environment = find(req.params.name, res);
+    if (!environment) return;
+    const job = await deps.producer.enqueue(environment.name, { kind: 'manual' });
+    deps.logger.info({ jobId: job.id, environment: environment.name }, 'manual sync queued');
+    const base = publicBase(deps.config.server.publicUrl, req);
+    res
+      .status(202)
+      .json({ jobs: [{ id: job.id, environment: job.environment, statusUrl: jobStatusUrl(base, job.id) }] });
+  });
+  return router;
+}

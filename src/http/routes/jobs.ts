@@ -1,0 +1,53 @@
+import { Router } from 'express';
+import { z } from 'zod';
+import { jobStateSchema } from '../../status/job-record.js';
+import type { AppDeps } from '../deps.js';
+import { fromRedis, sendError } from '../errors.js';
+import { parseParams } from '../query.js';
+
+export const DEFAULT_JOB_LIMIT = 20;
+export const MAX_JOB_LIMIT = 500;
+
+/** GET /jobs/:id and GET /jobs?environment=E&state=S&limit=N (newest first). */
+export function jobRoutes(deps: AppDeps): Router {
+  const environments = new Set(deps.config.environments.map((environment) => environment.name));
+  const listQuery = z.object({
+    environment: z
+      .string()
+      .refine(
+        (name) => environments.has(name),
+        (name) => ({ message: `unknown environment "${name}"` }),
+      )
+      .optional(),
+    state: z
+      .string()
+      .refine((state) => jobStateSchema.safeParse(state).success, {
+        message: `must be one of ${jobStateSchema.options.join(', ')}`,
+      })
+      .transform((state) => jobStateSchema.parse(state))
+      .optional(),
+    limit: z
+      .string()
+      .regex(/^\d+$/, 'must be a whole number')
+      .transform(Number)
+      .pipe(z.number().int().min(1).max(MAX_JOB_LIMIT))
+      .default(String(DEFAULT_JOB_LIMIT)),
+  });
+  const router = Router();
+
+  router.get('/jobs', async (req, res) => {
+    const query = parseParams(listQuery, req.query);
+    const jobs = await fromRedis(deps.store.list(query));
+    res.json({ jobs });
+  });
+
+  router.get('/jobs/:id', async (req, res) => {
+    const job = await fromRedis(deps.store.get(req.params.id));
+    if (!job) {
+      sendError(res, 404, `job "${req.params.id}" not found`);
+      return;
+    }
+    res.json(job);
+  });
+  return router;
+}

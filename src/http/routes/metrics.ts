@@ -1,0 +1,30 @@
+import { Router } from 'express';
+import { jobStateSchema } from '../../status/job-record.js';
+import type { AppDeps } from '../deps.js';
+
+/** How many of the newest job records the jobs-by-state gauge counts: bounded, so a scrape stays cheap. */
+export const JOBS_BY_STATE_WINDOW = 1_000;
+const QUEUE_STATES = ['waiting', 'delayed', 'active', 'prioritized'] as const;
+
+async function refreshGauges(deps: AppDeps): Promise<void> {
+  const [recent, counts] = await Promise.all([
+    deps.store.list({ limit: JOBS_BY_STATE_WINDOW }),
+    deps.queue.getJobCounts(...QUEUE_STATES),
+  ]);
+  const byState = new Map<string, number>(jobStateSchema.options.map((state) => [state, 0]));
+  for (const job of recent) byState.set(job.state, (byState.get(job.state) ?? 0) + 1);
+  for (const [state, count] of byState) deps.metrics.jobsByState.set({ state }, count);
+  for (const state of QUEUE_STATES) deps.metrics.queueDepth.set({ state }, counts[state] ?? 0);
+}
+
+export function metricsRoutes(deps: AppDeps): Router {
+  const router = Router();
+  router.get('/metrics', async (_req, res) => {
+    // A scrape while Redis is down still answers, with the gauges as last seen.
+    await refreshGauges(deps).catch((error: unknown) =>
+      deps.logger.warn({ err: error }, 'metrics: Redis gauges not refreshed'),
+    );
+    res.set('Content-Type', deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
+  });
+  return router;
+}

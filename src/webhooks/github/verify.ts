@@ -1,0 +1,24 @@
+import { verify } from '@octokit/webhooks-methods';
+import { header, type VerifyInput, type VerifyResult } from '../types.js';
+
+const SIGNATURE = /^sha256=[0-9a-f]{64}$/;
+
+/**
+ * `X-Hub-Signature-256` against every configured secret, so the old and the new secret are
+ * both accepted while a rotation is under way. @octokit/webhooks-methods compares in
+ * constant time; it takes the payload as a string, and GitHub's bodies are UTF-8 JSON.
+ */
+export async function verifyGithubSignature(
+  secrets: readonly string[],
+  input: VerifyInput,
+): Promise<VerifyResult> {
+  if (secrets.length === 0) return { ok: false, why: 'not_configured' };
+  const signature = header(input.headers, 'x-hub-signature-256');
+  if (!signature) return { ok: false, why: 'missing' };
+  if (!SIGNATURE.test(signature) || input.rawBody.length === 0) return { ok: false, why: 'mismatch' };
+  const payload = input.rawBody.toString('utf8');
+  const results = await Promise.all(
+    secrets.map((secret) => verify(secret, payload, signature).catch(() => false)),
+  );
+  return results.some(Boolean) ? { ok: true } : { ok: false, why: 'mismatch' };
+}

@@ -1,0 +1,76 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { matchesAnySecret } from '../constant-time.js';
+import { header, type VerifyInput, type VerifyResult } from '../types.js';
+
+/** Standard Webhooks: a timestamp further than this from now is a replay (or a wrong clock). */
+export const SIGNATURE_TOLERANCE_MS = 5 * 60_000;
+const SECRET_PREFIX = 'whsec_';
+
+/**
+ * GitLab hands out signing tokens as Standard Webhooks secrets, `whsec_<base64 of 32 random
+ * bytes>`, and signs with the decoded bytes as the HMAC key. As the Standard Webhooks
+ * libraries do, the prefix is optional and the rest is always base64-decoded.
+ */
+export function signingKeyFromToken(token: string): Buffer {
+  const encoded = token.startsWith(SECRET_PREFIX) ? token.slice(SECRET_PREFIX.length) : token;
+  return Buffer.from(encoded, 'base64');
+}
+
+export function signStandardWebhook(key: Buffer, id: string, timestamp: string, body: Buffer): Buffer {
+  return createHmac('sha256', key).update(`${id}.${timestamp}.`).update(body).digest();
+}
+
+export interface GitlabVerifier {
+  readonly configured: boolean;
+  verify(input: VerifyInput): VerifyResult;
+}
+
+/**
+ * Accepts `X-Gitlab-Token` equal to a configured token, or a valid `webhook-signature`
+ * where signing tokens are configured. Every credential the request carries that can be
+ * checked must hold, and at least one must: a good token does not excuse a bad signature.
+ */
+export function createGitlabVerifier(
+  tokens: readonly string[],
+  signingTokens: readonly string[],
+): GitlabVerifier {
+  const keys = signingTokens.map(signingKeyFromToken).filter((key) => key.length > 0);
+  const configured = tokens.length > 0 || keys.length > 0;
+  return {
+    configured,
+    verify(input) {
+      if (!configured) return { ok: false, why: 'not_configured' };
+      const token = header(input.headers, 'x-gitlab-token');
+      const signature = header(input.headers, 'webhook-signature');
+      const checkToken = token !== undefined && tokens.length > 0;
+      const checkSignature = signature !== undefined && keys.length > 0;
+      if (!checkToken && !checkSignature) return { ok: false, why: 'missing' };
+      if (checkToken && !matchesAnySecret(token, tokens)) return { ok: false, why: 'mismatch' };
+      if (checkSignature) return verifyStandardWebhook(keys, input);
+      return { ok: true };
+    },
+  };
+}
+
+export function verifyStandardWebhook(keys: readonly Buffer[], input: VerifyInput): VerifyResult {
+  const id = header(input.headers, 'webhook-id');
+  const timestamp = header(input.headers, 'webhook-timestamp');
+  const signatures = header(input.headers, 'webhook-signature');
+  if (!id || !timestamp || !signatures) return { ok: false, why: 'missing' };
+  if (!/^\d{1,12}$/.test(timestamp)) return { ok: false, why: 'mismatch' };
+  if (Math.abs(input.now - Number(timestamp) * 1000) > SIGNATURE_TOLERANCE_MS)
+    return { ok: false, why: 'stale' };
+  const given = signatures
+    .split(' ')
+    .map((entry) => entry.split(','))
+    .filter(([version, value]) => version === 'v1' && value !== undefined)
+    .map(([, value]) => Buffer.from(value!, 'base64'));
+  let found = false;
+  for (const key of keys) {
+    const expected = signStandardWebhook(key, id, timestamp, input.rawBody);
+    for (const candidate of given) {
+      found = (candidate.length === expected.length && timingSafeEqual(candidate, expected)) || found;
+    }
+  }
+  return found ? { ok: true } : { ok: false, why: 'mismatch' };
+}
