@@ -121,6 +121,43 @@ export class JobStore {
     return how === 'created' ? { id, created: true } : { id, created: false, matchedBy: how };
   }
 
+  /**
+   * The job's record, created (queued) when the job has none: jobs that did not come through
+   * `claim`, such as those of a reconcile scheduler, get their record on first run.
+   */
+  async ensure(request: ClaimRequest): Promise<JobRecord> {
+    const created = await this.redis.set(
+      this.keys.job(request.id),
+      JSON.stringify(newJobRecord(request)),
+      'NX',
+    );
+    if (created === 'OK') {
+      const score = Date.parse(request.receivedAt);
+      await this.redis
+        .multi()
+        .zadd(this.keys.jobsAll, score, request.id)
+        .zadd(this.keys.jobsByEnvironment(request.environment), score, request.id)
+        .exec();
+      // Same history bound as claim(): a reconcile-only environment must not grow forever.
+      const old = await this.redis.zrange(
+        this.keys.jobsByEnvironment(request.environment),
+        0,
+        -(HISTORY_PER_ENVIRONMENT + 1),
+      );
+      if (old.length > 0) {
+        await this.redis
+          .multi()
+          .del(...old.map((id) => this.keys.job(id)))
+          .zrem(this.keys.jobsAll, ...old)
+          .zrem(this.keys.jobsByEnvironment(request.environment), ...old)
+          .exec();
+      }
+    }
+    const record = await this.get(request.id);
+    if (!record) throw new Error(`job ${request.id} has no record`);
+    return record;
+  }
+
   /** Undoes a claim whose queue entry could not be written, so a redelivery starts afresh. */
   async release(request: ClaimRequest): Promise<void> {
     const { trigger, environment, id } = request;

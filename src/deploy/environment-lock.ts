@@ -1,0 +1,89 @@
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { PushgateError } from '../lib/errors.js';
+import type { Keys } from '../queue/keys.js';
+
+/** Deletes the lock only if it still carries our token: a lock that expired and was taken by another worker is theirs. */
+const RELEASE_SCRIPT = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`;
+
+/** Extends the lock only if it still carries our token. */
+const RENEW_SCRIPT = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+`;
+
+export interface HeldLock {
+  environment: string;
+  /**
+   * Throws unless the lock is still ours in Redis and was renewed within its TTL: the
+   * fencing check made before every write to the cluster.
+   */
+  assertHeld(): Promise<void>;
+  release(): Promise<void>;
+}
+
+/**
+ * One deploy per environment across every worker: SET NX PX with a random token, renewed
+ * while the deploy runs, released by compare-and-delete. A worker that dies stops renewing,
+ * so the lock expires after `ttlMs` and a retry elsewhere can take it.
+ */
+export class EnvironmentLock {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+    private readonly ttlMs: number,
+  ) {}
+
+  /** The lock, or null when another deploy of the environment holds it. */
+  async acquire(environment: string): Promise<HeldLock | null> {
+    const key = this.keys.environmentLock(environment);
+    const token = randomBytes(16).toString('hex');
+    const ok = await this.redis.set(key, token, 'PX', this.ttlMs, 'NX');
+    if (ok !== 'OK') return null;
+
+    let renewedAt = Date.now();
+    let lost = false;
+    let released = false;
+    const renew = async (): Promise<void> => {
+      try {
+        const result = await this.redis.eval(RENEW_SCRIPT, 1, key, token, this.ttlMs);
+        if (result === 1) renewedAt = Date.now();
+        else lost = true;
+      } catch {
+        // Redis unreachable: the lock may still be ours, assertHeld decides by renewedAt.
+      }
+    };
+    // Renewing three times per TTL leaves two chances to succeed before it expires.
+    const timer = setInterval(() => void renew(), Math.max(100, Math.floor(this.ttlMs / 3)));
+    timer.unref();
+
+    return {
+      environment,
+      assertHeld: async () => {
+        const fail = (why: string): never => {
+          throw new PushgateError(
+            'transient',
+            `lost the deploy lock of environment "${environment}": ${why}`,
+          );
+        };
+        if (released) fail('already released');
+        if (lost) fail('another worker holds it');
+        if (Date.now() - renewedAt >= this.ttlMs) fail(`not renewed for ${Date.now() - renewedAt} ms`);
+        const current = await this.redis.get(key);
+        if (current !== token) {
+          lost = true;
+          fail('another worker holds it');
+        }
+      },
+      release: async () => {
+        if (released) return;
+        released = true;
+        clearInterval(timer);
+        await this.redis.eval(RELEASE_SCRIPT, 1, key, token).catch(() => undefined);
+      },
+    };
+  }
+}

@@ -1,0 +1,33 @@
+/** What a job does once it knows the branch head: the level-triggered, newest-wins rule of SPEC §4. */
+export type TargetDecision = { action: 'deploy'; sha: string } | { action: 'supersede'; by: string };
+
+export interface TargetFacts {
+  /** The commit the webhook announced; absent for manual and reconcile jobs. */
+  announcedSha: string | undefined;
+  /** The branch head just fetched. */
+  head: string;
+  /** The commit the environment last applied successfully. */
+  lastAppliedSha: string | null;
+  /** Another job for `head` is queued or running. */
+  otherJobForHead: boolean;
+}
+
+/**
+ * A job always deploys the head, never an older commit: so a late, duplicate or redelivered
+ * webhook cannot roll an environment back, while a force-push back to an older commit (the
+ * head IS that commit) is deployed. A webhook job whose commit is no longer the head gives
+ * way when the head is already applied or has a job of its own; otherwise it catches the
+ * environment up to the head (a webhook for the head was missed).
+ */
+export function decideTarget(facts: TargetFacts): TargetDecision {
+  const { announcedSha, head } = facts;
+  if (announcedSha === undefined || sameCommit(announcedSha, head)) return { action: 'deploy', sha: head };
+  if (facts.lastAppliedSha !== null && sameCommit(facts.lastAppliedSha, head))
+    return { action: 'supersede', by: head };
+  if (facts.otherJobForHead) return { action: 'supersede', by: head };
+  return { action: 'deploy', sha: head };
+}
+
+function sameCommit(a: string, b: string): boolean {
+  return a.toLowerCase() === b.toLowerCase();
+}

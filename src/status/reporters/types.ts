@@ -1,0 +1,29 @@
+import type { EnvironmentConfig } from '../../config/schema.js';
+
+/**
+ * What pushgate says about a commit. `superseded` means the environment moved on to a newer
+ * commit before this one was applied: nothing failed, so no provider shows it as a failure.
+ */
+export type DeployStatusState = 'pending' | 'success' | 'failure' | 'superseded';
+
+export interface CommitStatusUpdate {
+  environment: EnvironmentConfig;
+  sha: string;
+  state: DeployStatusState;
+  /** Short, one line; providers cut it at 140 (GitHub) / 255 (GitLab) characters. */
+  description: string;
+  jobId: string;
+}
+
+/** Sends one status to one provider; throws on failure (the caller logs and retries). */
+export interface CommitStatusSender {
+  send(
+    update: CommitStatusUpdate & { context: string; targetUrl: string },
+    signal: AbortSignal,
+  ): Promise<void>;
+}
+
+/** Statuses are context `pushgate/<environment>`, one per environment on the same commit. */
+export function statusContext(environment: string): string {
+  return `pushgate/${environment}`;
+}

@@ -1,0 +1,117 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+
+export interface RecordedRequest {
+  method: string;
+  path: string;
+  headers: IncomingMessage['headers'];
+  body: unknown;
+}
+
+export interface FakeProvider {
+  url: string;
+  requests: RecordedRequest[];
+  /** Makes the next `count` requests answer with this status (e.g. 502) before the normal answer. */
+  failNext(count: number, status: number): void;
+  /** Resolves once at least `count` requests arrived, or rejects at the deadline. */
+  waitForRequests(count: number, timeoutMs?: number): Promise<RecordedRequest[]>;
+  close(): Promise<void>;
+}
+
+export type Handler = (request: RecordedRequest, res: ServerResponse) => void;
+
+/** A loopback HTTP server that records every request and answers with `handler`. */
+export async function startFakeProvider(handler: Handler): Promise<FakeProvider> {
+  const requests: RecordedRequest[] = [];
+  const waiters: (() => void)[] = [];
+  let failures: { count: number; status: number } = { count: 0, status: 500 };
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      const contentType = req.headers['content-type'] ?? '';
+      let body: unknown = text;
+      if (contentType.includes('json') && text !== '') body = JSON.parse(text);
+      else if (contentType.includes('x-www-form-urlencoded'))
+        body = Object.fromEntries(new URLSearchParams(text));
+      const recorded = { method: req.method ?? '', path: req.url ?? '', headers: req.headers, body };
+      requests.push(recorded);
+      waiters.splice(0).forEach((wake) => wake());
+      if (failures.count > 0) {
+        failures.count -= 1;
+        res
+          .writeHead(failures.status, { 'content-type': 'application/json' })
+          .end('{"message":"unavailable"}');
+        return;
+      }
+      handler(recorded, res);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  if (!address || typeof address === 'string') throw new Error('no address');
+  return {
+    url: `http://127.0.0.1:${address.port}`,
+    requests,
+    failNext(count, status) {
+      failures = { count, status };
+    },
+    async waitForRequests(count, timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (requests.length < count) {
+        const left = deadline - Date.now();
+        if (left <= 0) throw new Error(`expected ${count} requests, got ${requests.length}`);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, left);
+          waiters.push(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+      }
+      return requests;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/**
+ * GitHub's REST API for commit statuses, as documented: `POST /repos/{owner}/{repo}/statuses/{sha}`
+ * answers 201 with the status object. Anything else is a 404 like GitHub's.
+ */
+export function startFakeGithub(): Promise<FakeProvider> {
+  let nextId = 1;
+  return startFakeProvider((request, res) => {
+    const match = /^\/repos\/([^/]+)\/([^/]+)\/statuses\/([0-9a-f]{40})$/.exec(request.path);
+    if (request.method !== 'POST' || !match) {
+      res.writeHead(404, { 'content-type': 'application/json' }).end('{"message":"Not Found"}');
+      return;
+    }
+    const body = request.body as {
+      state: string;
+      target_url?: string;
+      description?: string;
+      context?: string;
+    };
+    const now = new Date().toISOString();
+    const id = nextId++;
+    res.writeHead(201, { 'content-type': 'application/json; charset=utf-8' }).end(
+      JSON.stringify({
+        url: `https://api.github.com/repos/${match[1]}/${match[2]}/statuses/${match[3]}`,
+        id,
+        node_id: `SC_${id}`,
+        state: body.state,
+        description: body.description ?? null,
+        target_url: body.target_url ?? null,
+        context: body.context ?? 'default',
+        created_at: now,
+        updated_at: now,
+        creator: { login: 'pushgate-bot', id: 1, type: 'Bot' },
+      }),
+    );
+  });
+}
