@@ -1,0 +1,131 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfig, parseConfigText, resolveConfigPath } from '../../../src/config/load.js';
+import { ConfigError } from '../../../src/lib/errors.js';
+
+const VALID = `
+server:
+  port: 8080
+  bodyLimit: 1mb
+redis:
+  url: \${REDIS_URL}
+  prefix: pg
+clusters:
+  - name: prod
+environments:
+  - name: production
+    repo:
+      provider: github
+      name: acme/env-config
+      url: https://github.com/acme/env-config.git
+    branch: env/production
+    path: clusters/production
+    cluster: prod
+    namespace: apps
+    healthTimeout: 2m
+    reconcileInterval: 0
+`;
+
+function messageOf(run: () => unknown): string {
+  try {
+    run();
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as Error).message;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('configuration loading', () => {
+  it('replaces ${VAR} from the environment and applies defaults', () => {
+    const config = parseConfigText(VALID, 'pushgate.yaml', { REDIS_URL: 'redis://r:6379' });
+    expect(config.redis).toEqual({ url: 'redis://r:6379', prefix: 'pg' });
+    expect(config.server.bodyLimit).toBe(1024 * 1024);
+    const [environment] = config.environments;
+    expect(environment).toMatchObject({
+      prune: true,
+      healthTimeout: 120_000,
+      reconcileInterval: 0,
+      allow: { namespaces: ['*'] },
+    });
+  });
+
+  it('names the missing variable, the file and the field', () => {
+    expect(messageOf(() => parseConfigText(VALID, 'conf/pushgate.yaml', {}))).toBe(
+      'conf/pushgate.yaml: redis.url: environment variable REDIS_URL is not set',
+    );
+  });
+
+  it('uses ${VAR:-default} when the variable is unset, and an empty default means "not set"', () => {
+    const text = VALID.replace('${REDIS_URL}', '${REDIS_URL:-}');
+    expect(parseConfigText(text, 'f.yaml', {}).redis.url).toBeUndefined();
+    const withDefault = VALID.replace('${REDIS_URL}', '${REDIS_URL:-redis://localhost:6379}');
+    expect(parseConfigText(withDefault, 'f.yaml', {}).redis.url).toBe('redis://localhost:6379');
+  });
+
+  it('never lets a variable change the YAML structure', () => {
+    const config = parseConfigText(VALID, 'f.yaml', { REDIS_URL: 'redis://x\nprefix: evil' });
+    expect(config.redis.prefix).toBe('pg');
+  });
+
+  it('lets PORT override server.port, and refuses a PORT that is not a number', () => {
+    expect(parseConfigText(VALID, 'f.yaml', { REDIS_URL: 'redis://r', PORT: '9090' }).server.port).toBe(9090);
+    expect(
+      messageOf(() => parseConfigText(VALID, 'f.yaml', { REDIS_URL: 'redis://r', PORT: 'http' })),
+    ).toContain('server.port: PORT="http" is not a port number');
+  });
+
+  it('reports an invalid field with the file, its path and the reason', () => {
+    const text = VALID.replace('    branch: env/production\n', '');
+    expect(messageOf(() => parseConfigText(text, 'pushgate.yaml', { REDIS_URL: 'redis://r' }))).toBe(
+      'pushgate.yaml: environments[0].branch: Required',
+    );
+  });
+
+  it('reports unknown fields, bad durations and undefined clusters with their paths', () => {
+    const text = VALID.replace('healthTimeout: 2m', 'healthTimeout: soon\n    colour: blue').replace(
+      'cluster: prod',
+      'cluster: dev',
+    );
+    const message = messageOf(() => parseConfigText(text, 'p.yaml', { REDIS_URL: 'redis://r' }));
+    expect(message).toContain('p.yaml: environments[0]: unknown field "colour"');
+    expect(message).toContain(
+      'p.yaml: environments[0].healthTimeout: "soon" is not a duration like 30s, 5m or 0',
+    );
+    expect(message).toContain('p.yaml: environments[0].cluster: cluster "dev" is not defined under clusters');
+  });
+
+  it('reports a path escaping the repository and a non-redis URL', () => {
+    const text = VALID.replace('path: clusters/production', 'path: ../secrets');
+    expect(messageOf(() => parseConfigText(text, 'p.yaml', { REDIS_URL: 'http://r' }))).toMatch(
+      /redis\.url: must start with redis:\/\/ or rediss:\/\/\n.*environments\[0\]\.path: must be a path inside the repository/,
+    );
+  });
+
+  it('reports invalid YAML with its line', () => {
+    expect(messageOf(() => parseConfigText('server:\n  port: [1\n', 'p.yaml', {}))).toMatch(
+      /^p\.yaml:\d+: invalid YAML/,
+    );
+  });
+
+  it('keeps an empty literal string as written instead of dropping the field', () => {
+    const text = VALID.replace('branch: env/production', 'branch: ""');
+    expect(messageOf(() => parseConfigText(text, 'p.yaml', { REDIS_URL: 'redis://r' }))).toContain(
+      'environments[0].branch: String must contain at least 1 character(s)',
+    );
+  });
+
+  it('reads the file named by --config, else $PUSHGATE_CONFIG, else config/pushgate.yaml', () => {
+    expect(resolveConfigPath('a.yaml', { PUSHGATE_CONFIG: 'b.yaml' })).toBe('a.yaml');
+    expect(resolveConfigPath(undefined, { PUSHGATE_CONFIG: 'b.yaml' })).toBe('b.yaml');
+    expect(resolveConfigPath(undefined, {})).toBe('config/pushgate.yaml');
+    const dir = mkdtempSync(join(tmpdir(), 'pushgate-config-'));
+    writeFileSync(join(dir, 'p.yaml'), VALID);
+    expect(loadConfig(join(dir, 'p.yaml'), { REDIS_URL: 'redis://r' }).environments).toHaveLength(1);
+    expect(messageOf(() => loadConfig(join(dir, 'missing.yaml'), {}))).toBe(
+      `${join(dir, 'missing.yaml')}: cannot read the configuration file (ENOENT)`,
+    );
+  });
+});

@@ -1,0 +1,46 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { readSecrets } from '../../../src/config/secrets.js';
+import { ConfigError } from '../../../src/lib/errors.js';
+
+describe('secrets', () => {
+  it('reads each secret from its variable', () => {
+    const secrets = readSecrets({ GITHUB_WEBHOOK_SECRET: 'gh', GIT_TOKEN: 'git', PUSHGATE_API_TOKEN: 'api' });
+    expect(secrets).toMatchObject({
+      githubWebhookSecrets: ['gh'],
+      gitToken: 'git',
+      apiTokens: ['api'],
+      gitlabWebhookTokens: [],
+    });
+  });
+
+  it('splits a comma-separated list, so old and new secrets are accepted during a rotation', () => {
+    const secrets = readSecrets({ GITHUB_WEBHOOK_SECRET: 'new, old ,', GITLAB_WEBHOOK_TOKEN: 'a,b' });
+    expect(secrets.githubWebhookSecrets).toEqual(['new', 'old']);
+    expect(secrets.gitlabWebhookTokens).toEqual(['a', 'b']);
+  });
+
+  it('reads NAME_FILE when NAME is not set, without the trailing newline', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pushgate-secrets-'));
+    writeFileSync(join(dir, 'secret'), 'from-file,second\n');
+    const secrets = readSecrets({
+      GITHUB_WEBHOOK_SECRET_FILE: join(dir, 'secret'),
+      GITLAB_TOKEN_FILE: join(dir, 'secret'),
+    });
+    expect(secrets.githubWebhookSecrets).toEqual(['from-file', 'second']);
+    expect(secrets.gitlabToken).toBe('from-file');
+    expect(
+      readSecrets({ GITHUB_WEBHOOK_SECRET: 'direct', GITHUB_WEBHOOK_SECRET_FILE: join(dir, 'secret') })
+        .githubWebhookSecrets,
+    ).toEqual(['direct']);
+  });
+
+  it('names the variable and the file when NAME_FILE cannot be read, never its content', () => {
+    expect(() => readSecrets({ PUSHGATE_API_TOKEN_FILE: '/nonexistent/token' })).toThrow(ConfigError);
+    expect(() => readSecrets({ PUSHGATE_API_TOKEN_FILE: '/nonexistent/token' })).toThrow(
+      'PUSHGATE_API_TOKEN_FILE: cannot read /nonexistent/token (ENOENT)',
+    );
+  });
+});
