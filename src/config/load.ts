@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { parseDocument } from 'yaml';
+import { LineCounter, parseDocument } from 'yaml';
 import type { ZodIssue } from 'zod';
 import { ConfigError } from '../lib/errors.js';
 import { configSchema, type Config } from './schema.js';
@@ -29,10 +29,12 @@ export function loadConfig(file: string, env: Env = process.env): Config {
 }
 
 export function parseConfigText(text: string, file: string, env: Env = process.env): Config {
-  const document = parseDocument(text, { prettyErrors: false });
+  const lineCounter = new LineCounter();
+  const document = parseDocument(text, { prettyErrors: false, lineCounter });
   if (document.errors.length > 0) {
     const first = document.errors[0]!;
-    const line = first.linePos?.[0].line;
+    // linePos is only filled in with prettyErrors, whose message repeats the source; count lines instead.
+    const line = lineCounter.linePos(first.pos[0]).line;
     throw new ConfigError(`${file}${line ? `:${line}` : ''}: invalid YAML: ${first.message.split('\n')[0]}`);
   }
   const raw: unknown = document.toJS({ maxAliasCount: 50 }) ?? {};
@@ -94,8 +96,10 @@ function expandVariables(value: unknown, path: (string | number)[], file: string
     const result: Record<string, unknown> = {};
     for (const [key, item] of Object.entries(value)) {
       const expanded = expandVariables(item, [...path, key], file, env);
-      // An optional field set to an empty variable (`url: ${REDIS_URL:-}`) means "not set".
-      if (expanded !== '') result[key] = expanded;
+      // An optional field set to an empty variable (`url: ${REDIS_URL:-}`) means "not set";
+      // an empty string written as such stays, so the schema can say what is wrong with it.
+      const emptiedByVariable = expanded === '' && typeof item === 'string' && item !== '';
+      if (!emptiedByVariable) result[key] = expanded;
     }
     return result;
   }
