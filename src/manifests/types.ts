@@ -18,9 +18,19 @@ export interface ManifestSource {
   file: string;
   /** 1-based index of the YAML document within the file. */
   document: number;
+  /** 1-based index within a `kind: List` document, when the object came from one. */
+  item?: number;
 }
 
 export interface LoadedManifest {
   object: ManifestObject;
   source: ManifestSource;
+}
+
+/** What identifies an object in the cluster, as recorded in results and the inventory. */
+export interface ObjectRef {
+  apiVersion: string;
+  kind: string;
+  namespace?: string;
+  name: string;
 }

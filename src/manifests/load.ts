@@ -1,0 +1,275 @@
+import { lstat, readFile, readdir, realpath, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { parseAllDocuments, type Tags } from 'yaml';
+import { z } from 'zod';
+import { PushgateError, errorMessage } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import { problemsError, type ManifestProblem } from './problems.js';
+import type { LoadedManifest, ManifestObject, ManifestSource } from './types.js';
+
+/** Manifests are small; anything bigger is a mistake (a vendored binary, a data dump) or an attack. */
+export const MAX_MANIFEST_FILE_BYTES = 4 * 1024 * 1024;
+/**
+ * yaml counts alias expansions (uses × size of the aliased node); this allows ordinary
+ * reuse of anchors while stopping "billion laughs" documents long before memory suffers.
+ */
+export const MAX_ALIAS_COUNT = 50;
+
+const MANIFEST_EXTENSIONS = new Set(['.yaml', '.yml', '.json']);
+const KUSTOMIZATION_FILES = ['kustomization.yaml', 'kustomization.yml', 'Kustomization'];
+
+export interface SkippedPath {
+  /** Repository-relative folder. */
+  path: string;
+  reason: string;
+}
+
+export interface ManifestTree {
+  manifests: LoadedManifest[];
+  skipped: SkippedPath[];
+}
+
+export interface LoadOptions {
+  /** Receives a warning for each folder skipped (kustomizations are not built in this version). */
+  logger?: Logger;
+}
+
+/**
+ * The objects under `manifestPath` (relative to `repoRoot`), files sorted by path, documents
+ * in file order. Throws one `manifest_invalid` error listing every problem found.
+ */
+export async function loadManifests(
+  repoRoot: string,
+  manifestPath: string,
+  options: LoadOptions = {},
+): Promise<LoadedManifest[]> {
+  const tree = await loadManifestTree(repoRoot, manifestPath);
+  for (const skipped of tree.skipped) {
+    options.logger?.warn({ path: skipped.path, reason: skipped.reason }, 'manifest folder skipped');
+  }
+  return tree.manifests;
+}
+
+export async function loadManifestTree(repoRoot: string, manifestPath: string): Promise<ManifestTree> {
+  const realRoot = await realpath(repoRoot);
+  const start = await resolveStart(repoRoot, realRoot, manifestPath);
+  const problems: ManifestProblem[] = [];
+  const skipped: SkippedPath[] = [];
+  const files: FileEntry[] = [];
+  if (start.isFile) {
+    files.push({ relative: start.relative, real: start.real });
+  } else {
+    await walk(realRoot, start.relative, start.real, new Set(), files, skipped, problems);
+  }
+  files.sort((a, b) => Buffer.compare(Buffer.from(a.relative), Buffer.from(b.relative)));
+
+  const manifests: LoadedManifest[] = [];
+  for (const file of files) {
+    await parseFile(file, manifests, problems);
+  }
+  if (problems.length > 0) throw problemsError('manifest_invalid', problems);
+  return { manifests, skipped };
+}
+
+interface FileEntry {
+  /** Repository-relative path with forward slashes, as the user sees it. */
+  relative: string;
+  real: string;
+}
+
+interface Start extends FileEntry {
+  isFile: boolean;
+}
+
+function isInside(root: string, candidate: string): boolean {
+  return candidate === root || candidate.startsWith(root + path.sep);
+}
+
+function toRepoPath(relative: string): string {
+  return relative.split(path.sep).join('/');
+}
+
+function invalid(message: string): PushgateError {
+  return new PushgateError('manifest_invalid', message, { permanent: true });
+}
+
+async function resolveStart(repoRoot: string, realRoot: string, manifestPath: string): Promise<Start> {
+  const absolute = path.resolve(repoRoot, manifestPath);
+  const relative = toRepoPath(path.relative(path.resolve(repoRoot), absolute)) || '.';
+  if (path.isAbsolute(manifestPath) || relative.startsWith('..')) {
+    throw invalid(`manifest path "${manifestPath}" is outside the repository`);
+  }
+  try {
+    await lstat(absolute);
+  } catch {
+    throw invalid(`manifest path "${manifestPath}" does not exist in the repository`);
+  }
+  let real: string;
+  try {
+    real = await realpath(absolute);
+  } catch {
+    throw invalid(`manifest path "${manifestPath}" is a broken symlink`);
+  }
+  if (!isInside(realRoot, real)) {
+    throw invalid(`manifest path "${manifestPath}" is a symlink that leaves the repository`);
+  }
+  const info = await stat(real);
+  return { relative: relative === '.' ? '' : relative, real, isFile: info.isFile() };
+}
+
+function joinRepoPath(dir: string, name: string): string {
+  return dir === '' ? name : `${dir}/${name}`;
+}
+
+async function walk(
+  realRoot: string,
+  relativeDir: string,
+  realDir: string,
+  visited: Set<string>,
+  files: FileEntry[],
+  skipped: SkippedPath[],
+  problems: ManifestProblem[],
+): Promise<void> {
+  // A symlinked folder inside the repository may point back up the tree.
+  if (visited.has(realDir)) return;
+  visited.add(realDir);
+
+  const entries = await readdir(realDir, { withFileTypes: true });
+  const names = new Set(entries.map((entry) => entry.name));
+  const kustomization = KUSTOMIZATION_FILES.find((name) => names.has(name));
+  if (kustomization) {
+    skipped.push({
+      path: relativeDir || '.',
+      reason: `contains ${kustomization}; kustomizations are not built in this version`,
+    });
+    return;
+  }
+
+  for (const entry of entries) {
+    if (entry.name.startsWith('.')) continue;
+    const relative = joinRepoPath(relativeDir, entry.name);
+    let real = path.join(realDir, entry.name);
+    let isDirectory = entry.isDirectory();
+    let isFile = entry.isFile();
+    if (entry.isSymbolicLink()) {
+      try {
+        real = await realpath(real);
+      } catch {
+        problems.push({ message: `${relative}: broken symlink` });
+        continue;
+      }
+      if (!isInside(realRoot, real)) {
+        problems.push({ message: `${relative}: symlink leaves the repository` });
+        continue;
+      }
+      const info = await stat(real);
+      isDirectory = info.isDirectory();
+      isFile = info.isFile();
+    }
+    if (isDirectory) {
+      await walk(realRoot, relative, real, visited, files, skipped, problems);
+    } else if (isFile && MANIFEST_EXTENSIONS.has(path.extname(entry.name).toLowerCase())) {
+      files.push({ relative, real });
+    }
+  }
+}
+
+/**
+ * YAML 1.1 as kubectl reads it (so `defaultMode: 0644` is octal), minus the tags that
+ * would turn strings into Dates or bytes: Kubernetes sees those values as strings.
+ */
+function kubernetesTags(tags: Tags): Tags {
+  return tags.filter((tag) => {
+    const name = typeof tag === 'string' ? tag : tag.tag;
+    return name !== 'tag:yaml.org,2002:timestamp' && name !== 'tag:yaml.org,2002:binary';
+  });
+}
+
+async function parseFile(
+  file: FileEntry,
+  manifests: LoadedManifest[],
+  problems: ManifestProblem[],
+): Promise<void> {
+  const info = await stat(file.real);
+  if (info.size > MAX_MANIFEST_FILE_BYTES) {
+    problems.push({
+      message: `${file.relative}: file is ${info.size} bytes, over the ${MAX_MANIFEST_FILE_BYTES}-byte limit`,
+    });
+    return;
+  }
+  const text = await readFile(file.real, 'utf8');
+  const documents = parseAllDocuments(text, {
+    version: '1.1',
+    customTags: kubernetesTags,
+    prettyErrors: true,
+  });
+  // parseAllDocuments returns an empty array-like for an empty stream.
+  const list = Array.isArray(documents) ? documents : [];
+  list.forEach((document, index) => {
+    const source: ManifestSource = { file: file.relative, document: index + 1 };
+    const firstError = document.errors[0];
+    if (firstError) {
+      problems.push({ source, message: `invalid YAML: ${firstError.message.split('\n')[0] ?? ''}` });
+      return;
+    }
+    let value: unknown;
+    try {
+      value = document.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+    } catch (error) {
+      problems.push({ source, message: `invalid YAML: ${errorMessage(error)}` });
+      return;
+    }
+    collectObjects(value, source, manifests, problems);
+  });
+}
+
+const objectHeaderSchema = z.object({
+  apiVersion: z.string({ required_error: 'apiVersion is required' }).min(1, 'apiVersion is required'),
+  kind: z.string({ required_error: 'kind is required' }).min(1, 'kind is required'),
+  metadata: z
+    .object(
+      {
+        name: z.string({ required_error: 'metadata.name is required' }).min(1, 'metadata.name is required'),
+        namespace: z.string().min(1, 'metadata.namespace must not be empty').optional(),
+        labels: z.record(z.string(), z.string()).optional(),
+        annotations: z.record(z.string(), z.string()).optional(),
+      },
+      { required_error: 'metadata is required', invalid_type_error: 'metadata must be a mapping' },
+    )
+    .passthrough(),
+});
+
+function isMapping(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function collectObjects(
+  value: unknown,
+  source: ManifestSource,
+  manifests: LoadedManifest[],
+  problems: ManifestProblem[],
+): void {
+  if (value === null || value === undefined) return;
+  if (!isMapping(value)) {
+    problems.push({ source, message: 'document is not a Kubernetes object (expected a mapping)' });
+    return;
+  }
+  if (source.item === undefined && value.kind === 'List' && Array.isArray(value.items)) {
+    value.items.forEach((item: unknown, index) => {
+      if (item === null || item === undefined) return;
+      collectObjects(item, { ...source, item: index + 1 }, manifests, problems);
+    });
+    return;
+  }
+  const parsed = objectHeaderSchema.safeParse(value);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const field = issue.path.join('.');
+      const message =
+        issue.message.includes(' is required') || field === '' ? issue.message : `${field}: ${issue.message}`;
+      problems.push({ source, message });
+    }
+    return;
+  }
+  manifests.push({ object: value as ManifestObject, source });
+}

@@ -1,0 +1,213 @@
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { PushgateError } from '../../../src/lib/errors.js';
+import { loadManifestTree, loadManifests, MAX_MANIFEST_FILE_BYTES } from '../../../src/manifests/load.js';
+
+let root: string;
+let outside: string;
+
+beforeEach(async () => {
+  root = await mkdtemp(path.join(os.tmpdir(), 'pushgate-load-'));
+  outside = await mkdtemp(path.join(os.tmpdir(), 'pushgate-outside-'));
+});
+
+afterEach(async () => {
+  await rm(root, { recursive: true, force: true });
+  await rm(outside, { recursive: true, force: true });
+});
+
+async function write(relative: string, content: string): Promise<void> {
+  const file = path.join(root, relative);
+  await mkdir(path.dirname(file), { recursive: true });
+  await writeFile(file, content);
+}
+
+function configMap(name: string, extra = ''): string {
+  return `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${name}\n${extra}`;
+}
+
+async function loadError(manifestPath = 'env'): Promise<PushgateError> {
+  const error = await loadManifests(root, manifestPath).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(PushgateError);
+  const pushgateError = error as PushgateError;
+  expect(pushgateError.code).toBe('manifest_invalid');
+  expect(pushgateError.permanent).toBe(true);
+  return pushgateError;
+}
+
+describe('loadManifests', () => {
+  it('reads every document of yaml, yml and json files, sorted by path in byte order', async () => {
+    await write('env/b.yaml', `${configMap('b1')}---\n${configMap('b2')}`);
+    await write('env/a/z.yml', configMap('az'));
+    await write(
+      'env/B.json',
+      JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'upper' } }),
+    );
+    await write('env/notes.txt', 'not a manifest');
+
+    const manifests = await loadManifests(root, 'env');
+
+    expect(manifests.map((m) => [m.source.file, m.source.document, m.object.metadata.name])).toEqual([
+      ['env/B.json', 1, 'upper'],
+      ['env/a/z.yml', 1, 'az'],
+      ['env/b.yaml', 1, 'b1'],
+      ['env/b.yaml', 2, 'b2'],
+    ]);
+  });
+
+  it('skips empty and null documents but keeps counting them', async () => {
+    await write('env/a.yaml', `---\n# only a comment\n---\nnull\n---\n${configMap('third')}`);
+
+    const manifests = await loadManifests(root, 'env');
+
+    expect(manifests).toHaveLength(1);
+    expect(manifests[0]?.source).toEqual({ file: 'env/a.yaml', document: 3 });
+  });
+
+  it('expands kind: List items with their item index', async () => {
+    await write(
+      'env/list.yaml',
+      'apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: one}\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: two}\n',
+    );
+
+    const manifests = await loadManifests(root, 'env');
+
+    expect(manifests.map((m) => m.source)).toEqual([
+      { file: 'env/list.yaml', document: 1, item: 1 },
+      { file: 'env/list.yaml', document: 1, item: 2 },
+    ]);
+  });
+
+  it('ignores files and folders whose names start with a dot', async () => {
+    await write('env/.hidden.yaml', configMap('hidden'));
+    await write('env/.git/config.yaml', configMap('git'));
+    await write('env/visible.yaml', configMap('visible'));
+
+    const manifests = await loadManifests(root, 'env');
+
+    expect(manifests.map((m) => m.object.metadata.name)).toEqual(['visible']);
+  });
+
+  it('skips a folder holding a kustomization and reports it', async () => {
+    await write('env/app/kustomization.yaml', 'resources: [deploy.yaml]\n');
+    await write('env/app/deploy.yaml', configMap('inside-kustomization'));
+    await write('env/plain.yaml', configMap('plain'));
+
+    const tree = await loadManifestTree(root, 'env');
+
+    expect(tree.manifests.map((m) => m.object.metadata.name)).toEqual(['plain']);
+    expect(tree.skipped).toEqual([
+      { path: 'env/app', reason: expect.stringContaining('kustomization.yaml') as string },
+    ]);
+  });
+
+  it('parses YAML as kubectl does: 0644 is octal', async () => {
+    await write('env/a.yaml', configMap('octal', 'mode: 0644\ncreated: 2024-01-01\n'));
+
+    const [manifest] = await loadManifests(root, 'env');
+
+    expect(manifest?.object.mode).toBe(420);
+    expect(manifest?.object.created).toBe('2024-01-01');
+  });
+
+  it('follows a symlink that stays inside the repository', async () => {
+    await write('shared/common.yaml', configMap('shared'));
+    await mkdir(path.join(root, 'env'));
+    await symlink(path.join(root, 'shared/common.yaml'), path.join(root, 'env/common.yaml'));
+
+    const manifests = await loadManifests(root, 'env');
+
+    expect(manifests.map((m) => m.source.file)).toEqual(['env/common.yaml']);
+  });
+
+  it('refuses a symlink that leaves the repository', async () => {
+    await writeFile(path.join(outside, 'secret.yaml'), configMap('outside'));
+    await mkdir(path.join(root, 'env'));
+    await symlink(path.join(outside, 'secret.yaml'), path.join(root, 'env/escape.yaml'));
+    await symlink(outside, path.join(root, 'env/escape-dir'));
+
+    const error = await loadError();
+
+    expect(error.message).toContain('env/escape.yaml: symlink leaves the repository');
+    expect(error.message).toContain('env/escape-dir: symlink leaves the repository');
+  });
+
+  it('refuses a manifest path that is itself a symlink out of the repository', async () => {
+    await symlink(outside, path.join(root, 'env'));
+
+    const error = await loadError();
+
+    expect(error.message).toBe('manifest path "env" is a symlink that leaves the repository');
+  });
+
+  it('fails clearly when the manifest path does not exist', async () => {
+    const error = await loadError('clusters/missing');
+
+    expect(error.message).toBe('manifest path "clusters/missing" does not exist in the repository');
+  });
+
+  it('refuses a YAML alias bomb', async () => {
+    const lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]'];
+    for (let i = 1; i < 9; i++) {
+      const prev = String.fromCharCode(96 + i);
+      const next = String.fromCharCode(97 + i);
+      lines.push(
+        `${next}: &${next} [*${prev},*${prev},*${prev},*${prev},*${prev},*${prev},*${prev},*${prev},*${prev}]`,
+      );
+    }
+    await write(
+      'env/bomb.yaml',
+      `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bomb\n${lines.join('\n')}\n`,
+    );
+
+    const error = await loadError();
+
+    expect(error.message).toMatch(/^env\/bomb\.yaml document 1: invalid YAML: .*alias/i);
+  });
+
+  it('refuses a file over the size limit', async () => {
+    await write('env/big.yaml', `${configMap('big')}data:\n  x: "${'a'.repeat(MAX_MANIFEST_FILE_BYTES)}"\n`);
+
+    const error = await loadError();
+
+    expect(error.message).toMatch(/^env\/big\.yaml: file is \d+ bytes, over the 4194304-byte limit$/);
+  });
+
+  it('lists every object without apiVersion, kind or metadata.name, with file and document', async () => {
+    await write(
+      'env/web.yaml',
+      `${configMap('ok')}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {}\n---\nkind: Service\nmetadata: {name: x}\n---\n- just\n- a list\n---\napiVersion: v1\nmetadata: {name: why}\n`,
+    );
+    await write('env/broken.yaml', 'apiVersion: v1\nkind: [unclosed\n');
+
+    const error = await loadError();
+
+    expect(error.message.split('\n')).toEqual([
+      '5 manifest errors:',
+      expect.stringMatching(/^ {2}env\/broken\.yaml document 1: invalid YAML: /) as string,
+      '  env/web.yaml document 2: metadata.name is required',
+      '  env/web.yaml document 3: apiVersion is required',
+      '  env/web.yaml document 4: document is not a Kubernetes object (expected a mapping)',
+      '  env/web.yaml document 5: kind is required',
+    ]);
+  });
+
+  it('caps the listed problems and says how many more there are', async () => {
+    await write(
+      'env/many.yaml',
+      Array.from({ length: 25 }, () => 'kind: ConfigMap\nmetadata: {name: x}\n').join('---\n'),
+    );
+
+    const error = await loadError();
+
+    const lines = error.message.split('\n');
+    expect(lines[0]).toBe('25 manifest errors:');
+    expect(lines).toHaveLength(22);
+    expect(lines.at(-1)).toBe('  … and 5 more');
+  });
+});
