@@ -21,8 +21,8 @@ export interface HeldLock {
    * Throws unless the lock is still ours in Redis and was renewed within its TTL: the
    * fencing check made before every write to the cluster.
    */
-  assertHeld(): Promise<void>;
-  release(): Promise<void>;
+  assertHeld: () => Promise<void>;
+  release: () => Promise<void>;
 }
 
 /**

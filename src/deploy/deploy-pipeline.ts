@@ -1,0 +1,75 @@
+import type { EnvironmentConfig } from '../config/schema.js';
+import type { MirrorCache } from '../git/mirror-cache.js';
+import type { Logger } from '../lib/logger.js';
+import { loadManifests } from '../manifests/load.js';
+import type { Trigger } from '../queue/job-data.js';
+import type { ResourceResult } from '../status/job-record.js';
+import type { JobStore } from '../status/job-store.js';
+import type { ApplyEngine } from './apply-engine.js';
+import type { HeldLock } from './environment-lock.js';
+import { decideTarget } from './target-decision.js';
+
+export interface PipelineDeps {
+  mirrors: MirrorCache;
+  store: JobStore;
+  engine: ApplyEngine;
+}
+
+export interface PipelineJob {
+  jobId: string;
+  environment: EnvironmentConfig;
+  trigger: Trigger;
+  lock: HeldLock;
+  logger: Logger;
+  /** Called once the commit to apply is known, before anything is written. */
+  onDeploying(sha: string): Promise<void>;
+  signal?: AbortSignal;
+}
+
+export type PipelineResult =
+  | { outcome: 'applied'; sha: string; resources: ResourceResult[] }
+  | { outcome: 'superseded'; announcedSha: string; head: string };
+
+/**
+ * fetch → decide (newest wins) → check out → load → apply. Runs while the environment lock
+ * is held, so the decision and the apply see the same state of the environment.
+ */
+export async function runDeployPipeline(deps: PipelineDeps, job: PipelineJob): Promise<PipelineResult> {
+  const { environment, trigger, logger } = job;
+  const repo = { url: environment.repo.url, provider: environment.repo.provider };
+  const head = await deps.mirrors.fetchBranch(repo, environment.branch);
+  logger.info({ head, branch: environment.branch }, 'fetched branch head');
+
+  const announcedSha = trigger.sha?.toLowerCase();
+  let otherJobForHead = false;
+  let lastAppliedSha: string | null = null;
+  if (announcedSha !== undefined && announcedSha !== head) {
+    lastAppliedSha = (await deps.store.environmentStatus(environment.name)).lastAppliedSha;
+    const other = await deps.store.jobForSha(environment.name, head);
+    otherJobForHead =
+      other !== null && other.id !== job.jobId && (other.state === 'queued' || other.state === 'running');
+  }
+  const decision = decideTarget({ announcedSha, head, lastAppliedSha, otherJobForHead });
+  if (decision.action === 'supersede')
+    return { outcome: 'superseded', announcedSha: announcedSha ?? head, head: decision.by };
+
+  await job.onDeploying(decision.sha);
+  const tree = await deps.mirrors.checkout(repo, decision.sha);
+  try {
+    const manifests = await loadManifests(tree.dir, environment.path, { logger });
+    logger.info({ sha: decision.sha, objects: manifests.length }, 'manifests loaded');
+    const outcome = await deps.engine.deploy({
+      environment,
+      manifests,
+      sha: decision.sha,
+      jobId: job.jobId,
+      logger,
+      assertLockHeld: job.lock.assertHeld,
+      onProgress: (message) => logger.info({ sha: decision.sha }, message),
+      signal: job.signal,
+    });
+    return { outcome: 'applied', sha: decision.sha, resources: outcome.resources };
+  } finally {
+    await tree.remove();
+  }
+}

@@ -1,0 +1,129 @@
+import type { EnvironmentConfig } from '../config/schema.js';
+import { errorMessage } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import type { Metrics } from '../lib/metrics.js';
+import type { JobRecord, JobState, ResourceResult } from '../status/job-record.js';
+import type { JobStore } from '../status/job-store.js';
+import type { CommitStatusReporter } from '../status/reporters/commit-status-reporter.js';
+
+export interface JobRunDeps {
+  store: JobStore;
+  metrics: Metrics;
+  reporter: CommitStatusReporter | undefined;
+}
+
+/**
+ * The life of one attempt of one job, in one place: every transition writes the job record,
+ * and the final ones also the environment's status, the metrics and the commit status.
+ */
+export class JobRun {
+  private readonly startedMs = Date.now();
+  /** The commit this attempt deploys, once known. */
+  private sha: string | null = null;
+
+  constructor(
+    private readonly deps: JobRunDeps,
+    private readonly environment: EnvironmentConfig,
+    private record: JobRecord,
+    private readonly logger: Logger,
+  ) {}
+
+  get id(): string {
+    return this.record.id;
+  }
+
+  async started(attempts: number): Promise<void> {
+    await this.patch({
+      state: 'running',
+      startedAt: new Date().toISOString(),
+      finishedAt: null,
+      attempts,
+      error: null,
+    });
+    this.logger.info({ attempts }, 'deploy started');
+  }
+
+  async deploying(sha: string): Promise<void> {
+    this.sha = sha;
+    await this.patch({ sha });
+    this.report(sha, 'pending', `Deploying ${short(sha)} to ${this.environment.name}`);
+  }
+
+  async succeeded(sha: string, resources: ResourceResult[]): Promise<void> {
+    const finishedAt = new Date().toISOString();
+    await this.patch({
+      state: 'succeeded',
+      sha,
+      resources,
+      error: null,
+      finishedAt,
+      message: summarise(resources),
+    });
+    await this.deps.store.recordFinished(this.environment.name, this.id, { sha, at: finishedAt });
+    this.finish('succeeded');
+    this.report(sha, 'success', `Deployed to ${this.environment.name}: ${summarise(resources)}`);
+    this.logger.info({ sha, objects: resources.length }, 'deploy succeeded');
+  }
+
+  /** Nothing applied: the environment's head is a newer commit that is applied or has a job. */
+  async superseded(announcedSha: string, by: string): Promise<void> {
+    const message = `superseded by ${by}`;
+    await this.patch({ state: 'superseded', finishedAt: new Date().toISOString(), error: null, message });
+    await this.deps.store.recordFinished(this.environment.name, this.id);
+    this.finish('superseded');
+    this.report(announcedSha, 'superseded', `Superseded by ${short(by)}; not deployed itself`);
+    this.logger.info({ announcedSha, head: by }, 'deploy superseded');
+  }
+
+  async failed(error: unknown, resources: ResourceResult[] | undefined): Promise<void> {
+    const message = errorMessage(error);
+    await this.patch({
+      state: 'failed',
+      finishedAt: new Date().toISOString(),
+      error: message,
+      ...(resources ? { resources } : {}),
+    });
+    await this.deps.store.recordFinished(this.environment.name, this.id);
+    this.finish('failed');
+    if (this.sha) this.report(this.sha, 'failure', `Deploy failed: ${message.split('\n')[0]}`);
+    this.logger.error({ err: message }, 'deploy failed');
+  }
+
+  /** A transient failure with attempts left: back to `queued` until BullMQ's backoff runs it again. */
+  async willRetry(error: unknown, resources: ResourceResult[] | undefined): Promise<void> {
+    const message = errorMessage(error);
+    await this.patch({ state: 'queued', error: message, ...(resources ? { resources } : {}) });
+    this.logger.warn({ err: message, attempts: this.record.attempts }, 'deploy failed, will retry');
+  }
+
+  private async patch(patch: Partial<Omit<JobRecord, 'id' | 'environment'>>): Promise<void> {
+    this.record = await this.deps.store.update(this.id, patch);
+  }
+
+  private finish(state: JobState): void {
+    const seconds = (Date.now() - this.startedMs) / 1000;
+    this.deps.metrics.deployDuration.observe({ environment: this.environment.name, state }, seconds);
+    this.deps.metrics.jobsFinished.inc({ environment: this.environment.name, state });
+  }
+
+  private report(
+    sha: string,
+    state: 'pending' | 'success' | 'failure' | 'superseded',
+    description: string,
+  ): void {
+    this.deps.reporter?.report({ environment: this.environment, sha, state, description, jobId: this.id });
+  }
+}
+
+function short(sha: string): string {
+  return sha.slice(0, 7);
+}
+
+/** "3 objects: 1 created, 2 unchanged" */
+export function summarise(resources: readonly ResourceResult[]): string {
+  const counts = new Map<string, number>();
+  for (const resource of resources) counts.set(resource.action, (counts.get(resource.action) ?? 0) + 1);
+  const parts = [...counts].map(([action, count]) => `${count} ${action}`);
+  const total = `${resources.length} object${resources.length === 1 ? '' : 's'}`;
+  return parts.length === 0 ? total : `${total}: ${parts.join(', ')}`;
+}

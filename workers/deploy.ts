@@ -1,0 +1,222 @@
+import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
+import type { Config, EnvironmentConfig } from '../src/config/schema.js';
+import type { ApplyEngine } from '../src/deploy/apply-engine.js';
+import { runDeployPipeline } from '../src/deploy/deploy-pipeline.js';
+import { EnvironmentLock } from '../src/deploy/environment-lock.js';
+import { isPermanentFailure, resourcesOf } from '../src/deploy/failure.js';
+import { JobRun } from '../src/deploy/job-run.js';
+import { syncReconcileSchedulers } from '../src/deploy/reconcile-schedulers.js';
+import { MirrorCache } from '../src/git/mirror-cache.js';
+import { errorMessage } from '../src/lib/errors.js';
+import type { Logger } from '../src/lib/logger.js';
+import type { Metrics } from '../src/lib/metrics.js';
+import { createRedis } from '../src/queue/connection.js';
+import { DEPLOY_QUEUE, parseDeployJobData, type DeployJobData } from '../src/queue/job-data.js';
+import { createKeys } from '../src/queue/keys.js';
+import { createDeployQueue } from '../src/queue/producer.js';
+import { FINISHED_STATES, type JobRecord } from '../src/status/job-record.js';
+import { JobStore } from '../src/status/job-store.js';
+import type { CommitStatusReporter } from '../src/status/reporters/commit-status-reporter.js';
+
+export const DEFAULT_CONCURRENCY = 4;
+export const DEFAULT_LOCK_DURATION_MS = 30_000;
+export const DEFAULT_SHUTDOWN_DEADLINE_MS = 60_000;
+
+export interface DeployWorkerOptions {
+  config: Config;
+  redisUrl: string;
+  logger: Logger;
+  metrics: Metrics;
+  engine: ApplyEngine;
+  /** Bare mirrors of the environment repositories. */
+  cacheDir: string;
+  gitToken?: string;
+  reporter?: CommitStatusReporter;
+  /** Deploys in parallel (different environments; one environment is always one at a time). */
+  concurrency?: number;
+  /**
+   * How long a job (and its environment lock) stays ours without renewal: a worker that dies
+   * mid-job is replaced after about this long.
+   */
+  lockDurationMs?: number;
+  fetchTimeoutMs?: number;
+}
+
+export interface DeployWorker {
+  worker: Worker<DeployJobData>;
+  /** Finishes the current jobs; past the deadline, aborts them and hands them back to the queue. */
+  close(deadlineMs?: number): Promise<void>;
+}
+
+/** Env knobs for `pushgate worker`: PUSHGATE_WORKER_CONCURRENCY, PUSHGATE_JOB_LOCK_MS. */
+export function workerTuningFromEnv(
+  env: Record<string, string | undefined>,
+): Pick<DeployWorkerOptions, 'concurrency' | 'lockDurationMs'> {
+  const positive = (name: string): number | undefined => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return undefined;
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value <= 0)
+      throw new Error(`${name}="${raw}" must be a positive integer`);
+    return value;
+  };
+  return {
+    concurrency: positive('PUSHGATE_WORKER_CONCURRENCY'),
+    lockDurationMs: positive('PUSHGATE_JOB_LOCK_MS'),
+  };
+}
+
+export async function startDeployWorker(options: DeployWorkerOptions): Promise<DeployWorker> {
+  const { config, logger, metrics } = options;
+  const lockDurationMs = options.lockDurationMs ?? DEFAULT_LOCK_DURATION_MS;
+  const keys = createKeys(config.redis.prefix);
+  // Job records and locks on a connection of their own: the Worker's blocks on BZPOPMIN.
+  const redis = createRedis(options.redisUrl, 'worker');
+  const store = new JobStore(redis, keys);
+  const locks = new EnvironmentLock(redis, keys, lockDurationMs);
+  const mirrors = new MirrorCache({
+    dir: options.cacheDir,
+    token: options.gitToken,
+    fetchTimeoutMs: options.fetchTimeoutMs,
+  });
+  const queue = createDeployQueue(redis, keys);
+  const aborter = new AbortController();
+
+  await syncReconcileSchedulers(queue, config, logger);
+
+  const processor = (job: Job<DeployJobData>, token?: string) =>
+    processDeployJob(job, token, {
+      config,
+      logger,
+      store,
+      locks,
+      run: (environment, record, jobLogger) =>
+        new JobRun({ store, metrics, reporter: options.reporter }, environment, record, jobLogger),
+      pipeline: { mirrors, store, engine: options.engine },
+      signal: aborter.signal,
+    });
+
+  const worker = new Worker<DeployJobData>(DEPLOY_QUEUE, processor, {
+    connection: createRedis(options.redisUrl, 'worker'),
+    prefix: keys.bullPrefix,
+    concurrency: options.concurrency ?? DEFAULT_CONCURRENCY,
+    lockDuration: lockDurationMs,
+    stalledInterval: Math.max(1_000, Math.floor(lockDurationMs / 2)),
+    // A deploy killed twice with its worker is a deploy that kills workers: fail it then.
+    maxStalledCount: 2,
+  });
+  worker.on('error', (error) => logger.error({ err: errorMessage(error) }, 'worker error'));
+  await worker.waitUntilReady();
+  logger.info({ concurrency: worker.opts.concurrency, lockDurationMs }, 'deploy worker ready');
+
+  return {
+    worker,
+    async close(deadlineMs = DEFAULT_SHUTDOWN_DEADLINE_MS) {
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<'deadline'>((resolve) => {
+        timer = setTimeout(() => resolve('deadline'), deadlineMs);
+      });
+      const result = await Promise.race([worker.close().then(() => 'closed' as const), deadline]);
+      clearTimeout(timer);
+      if (result === 'deadline') {
+        // Stop the deploys and let their locks lapse: BullMQ's stalled check hands the jobs to another worker.
+        logger.warn({ deadlineMs }, 'shutdown deadline passed, handing current jobs back');
+        aborter.abort(new Error('worker shutting down'));
+        await worker.close(true);
+      }
+      await options.reporter?.flush();
+      await queue.close().catch(() => undefined);
+      redis.disconnect();
+    },
+  };
+}
+
+interface ProcessDeps {
+  config: Config;
+  logger: Logger;
+  store: JobStore;
+  locks: EnvironmentLock;
+  run: (environment: EnvironmentConfig, record: JobRecord, logger: Logger) => JobRun;
+  pipeline: Parameters<typeof runDeployPipeline>[0];
+  signal: AbortSignal;
+}
+
+/** The lock of a busy environment is tried again after this long (plus jitter). */
+const LOCK_BUSY_DELAY_MS = 500;
+
+export async function processDeployJob(
+  job: Job<DeployJobData>,
+  token: string | undefined,
+  deps: ProcessDeps,
+): Promise<void> {
+  const jobId = job.id;
+  if (jobId === undefined) throw new UnrecoverableError('job without an id');
+  let data: DeployJobData;
+  try {
+    data = parseDeployJobData(job.data);
+  } catch (error) {
+    deps.logger.error({ jobId, err: errorMessage(error) }, 'job data is not a deploy job');
+    throw new UnrecoverableError(`invalid job data: ${errorMessage(error)}`);
+  }
+  const logger = deps.logger.child({ jobId, environment: data.environment });
+  // Scheduler jobs reuse their template's data; their own creation time is when they were "received".
+  const receivedAt =
+    data.trigger.kind === 'reconcile' ? new Date(job.timestamp).toISOString() : data.receivedAt;
+  const record = await deps.store.ensure({
+    id: jobId,
+    environment: data.environment,
+    trigger: data.trigger,
+    receivedAt,
+  });
+  if (FINISHED_STATES.includes(record.state)) {
+    // Re-delivered after it finished (e.g. the worker died between writing the record and acking).
+    logger.info({ state: record.state }, 'job already finished');
+    return;
+  }
+
+  const environment = deps.config.environments.find((candidate) => candidate.name === data.environment);
+  if (!environment) {
+    const message = `environment "${data.environment}" is not in this worker's configuration`;
+    await deps.store.update(jobId, { state: 'failed', error: message, finishedAt: new Date().toISOString() });
+    logger.error(message);
+    throw new UnrecoverableError(message);
+  }
+
+  const lock = await deps.locks.acquire(environment.name);
+  if (!lock) {
+    logger.debug('environment busy, job delayed');
+    await job.moveToDelayed(
+      Date.now() + LOCK_BUSY_DELAY_MS + Math.floor(Math.random() * LOCK_BUSY_DELAY_MS),
+      token,
+    );
+    throw new DelayedError();
+  }
+
+  const run = deps.run(environment, record, logger);
+  try {
+    await run.started(job.attemptsMade + 1);
+    const result = await runDeployPipeline(deps.pipeline, {
+      jobId,
+      environment,
+      trigger: data.trigger,
+      lock,
+      logger,
+      onDeploying: (sha) => run.deploying(sha),
+      signal: deps.signal,
+    });
+    if (result.outcome === 'superseded') await run.superseded(result.announcedSha, result.head);
+    else await run.succeeded(result.sha, result.resources);
+  } catch (error) {
+    const permanent = isPermanentFailure(error);
+    const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+    if (permanent || lastAttempt) {
+      await run.failed(error, resourcesOf(error));
+      if (permanent) throw new UnrecoverableError(errorMessage(error));
+      throw error;
+    }
+    await run.willRetry(error, resourcesOf(error));
+    throw error;
+  } finally {
+    await lock.release();
+  }
+}
