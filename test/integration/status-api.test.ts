@@ -1,0 +1,244 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { githubHeaders, githubPush, randomSha } from '../fixtures/github/payloads.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { GITHUB_REPO, startReceiver, type Receiver } from './receiver-harness.js';
+
+let redis: TestRedis;
+const receivers: Receiver[] = [];
+
+async function receiver(options: Parameters<typeof startReceiver>[1] = {}): Promise<Receiver> {
+  const started = await startReceiver(redis.url, options);
+  receivers.push(started);
+  return started;
+}
+
+beforeAll(async () => {
+  redis = await startRedis();
+});
+
+afterAll(async () => {
+  await Promise.all(receivers.map((r) => r.close()));
+  await redis.stop();
+});
+
+async function get(
+  app: Receiver,
+  path: string,
+  token?: string,
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  const response = await fetch(`${app.url}${path}`, {
+    headers: token ? { authorization: `Bearer ${token}` } : {},
+  });
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+/** A job made the way production makes them: a signed push through the receiver. */
+async function pushJob(app: Receiver, branch = 'env/staging'): Promise<string> {
+  const body = JSON.stringify(githubPush({ repository: GITHUB_REPO, branch, after: randomSha() }));
+  const response = await fetch(`${app.url}/webhooks/github`, {
+    method: 'POST',
+    body,
+    headers: githubHeaders('github-secret', body),
+  });
+  expect(response.status).toBe(202);
+  const { jobs } = (await response.json()) as { jobs: { id: string }[] };
+  return jobs[0]!.id;
+}
+
+describe('GET /jobs/:id', () => {
+  it('answers the job as SPEC §5 shows it', async () => {
+    const app = await receiver();
+    const id = await pushJob(app);
+    const { status, body } = await get(app, `/jobs/${id}`);
+    expect(status).toBe(200);
+    expect(Object.keys(body).sort()).toEqual(
+      [
+        'attempts',
+        'environment',
+        'error',
+        'finishedAt',
+        'id',
+        'receivedAt',
+        'resources',
+        'sha',
+        'startedAt',
+        'state',
+        'trigger',
+      ].sort(),
+    );
+    expect(body).toMatchObject({
+      id,
+      environment: 'staging',
+      state: 'queued',
+      attempts: 0,
+      resources: [],
+      error: null,
+    });
+    expect(body.trigger).toMatchObject({ kind: 'webhook', provider: 'github', pusher: 'Codertocat' });
+  });
+
+  it('answers 404 for an unknown job', async () => {
+    const app = await receiver();
+    expect(await get(app, '/jobs/no-such-job')).toEqual({
+      status: 404,
+      body: { error: 'job "no-such-job" not found' },
+    });
+  });
+});
+
+describe('GET /jobs', () => {
+  it('lists jobs newest first, filtered by environment and state, limited', async () => {
+    // A clock a second apart per request, so "newest first" never rests on a millisecond tie.
+    let clock = Date.now();
+    const app = await receiver({ now: () => (clock += 1_000) });
+    const first = await pushJob(app, 'env/staging');
+    const second = await pushJob(app, 'env/staging');
+    await pushJob(app, 'env/production');
+    await app.services.store.update(first, { state: 'succeeded', finishedAt: new Date().toISOString() });
+
+    const staging = await get(app, '/jobs?environment=staging');
+    expect((staging.body.jobs as { id: string }[]).map((job) => job.id)).toEqual([second, first]);
+    const succeeded = await get(app, '/jobs?state=succeeded');
+    expect((succeeded.body.jobs as { id: string }[]).map((job) => job.id)).toEqual([first]);
+    const one = await get(app, '/jobs?limit=1');
+    expect(one.body.jobs).toHaveLength(1);
+    const all = await get(app, '/jobs');
+    expect(all.body.jobs).toHaveLength(4);
+  });
+
+  it('refuses an unknown state or environment and a limit outside 1..500 with 400', async () => {
+    const app = await receiver();
+    expect(await get(app, '/jobs?state=done')).toEqual({
+      status: 400,
+      body: { error: 'state: must be one of queued, running, succeeded, failed, superseded' },
+    });
+    expect(await get(app, '/jobs?environment=nope')).toEqual({
+      status: 400,
+      body: { error: 'environment: unknown environment "nope"' },
+    });
+    expect((await get(app, '/jobs?limit=501')).status).toBe(400);
+    expect((await get(app, '/jobs?limit=0')).status).toBe(400);
+    expect(await get(app, '/jobs?limit=ten')).toEqual({
+      status: 400,
+      body: { error: 'limit: must be a whole number' },
+    });
+    expect((await get(app, '/jobs?state=queued&state=failed')).status).toBe(400);
+  });
+
+  it('defaults the limit to 20', async () => {
+    const app = await receiver();
+    for (let i = 0; i < 21; i += 1) {
+      await app.services.producer.enqueue('staging', { kind: 'manual' });
+    }
+    expect((await get(app, '/jobs')).body.jobs).toHaveLength(20);
+  });
+});
+
+describe('environments', () => {
+  it('GET /environments shows every environment with its last applied commit and newest job', async () => {
+    const app = await receiver();
+    const id = await pushJob(app, 'env/staging');
+    const appliedAt = new Date().toISOString();
+    await app.services.store.update(id, { state: 'succeeded', finishedAt: appliedAt, sha: 'a'.repeat(40) });
+    await app.services.store.recordFinished('staging', id, { sha: 'a'.repeat(40), at: appliedAt });
+
+    const { status, body } = await get(app, '/environments');
+    expect(status).toBe(200);
+    const environments = body.environments as Record<string, unknown>[];
+    expect(environments.map((environment) => environment.name)).toEqual([
+      'staging',
+      'production',
+      'production-eu',
+      'gl-staging',
+    ]);
+    expect(environments[0]).toEqual({
+      name: 'staging',
+      branch: 'env/staging',
+      cluster: 'local',
+      lastAppliedSha: 'a'.repeat(40),
+      lastAppliedAt: appliedAt,
+      lastJob: { id, state: 'succeeded', finishedAt: appliedAt },
+    });
+    expect(environments[1]).toMatchObject({
+      name: 'production',
+      lastAppliedSha: null,
+      lastAppliedAt: null,
+      lastJob: null,
+    });
+  });
+
+  it('GET /environments/:name adds its recent jobs; 404 for an unknown one', async () => {
+    const app = await receiver();
+    const id = await pushJob(app, 'env/production');
+    const { status, body } = await get(app, '/environments/production');
+    expect(status).toBe(200);
+    expect(body).toMatchObject({
+      name: 'production',
+      branch: 'env/production',
+      lastJob: { id, state: 'queued', finishedAt: null },
+    });
+    expect((body.jobs as { id: string }[]).map((job) => job.id)).toEqual([id]);
+    expect(await get(app, '/environments/nope')).toEqual({
+      status: 404,
+      body: { error: 'environment "nope" not found' },
+    });
+  });
+
+  it('POST /environments/:name/sync queues a manual deploy of the branch head', async () => {
+    const app = await receiver();
+    const response = await fetch(`${app.url}/environments/production/sync`, { method: 'POST' });
+    expect(response.status).toBe(202);
+    const { jobs } = (await response.json()) as {
+      jobs: { id: string; environment: string; statusUrl: string }[];
+    };
+    expect(jobs).toEqual([
+      { id: jobs[0]!.id, environment: 'production', statusUrl: `${app.url}/jobs/${jobs[0]!.id}` },
+    ]);
+    const queued = await app.services.queue.getJob(jobs[0]!.id);
+    expect(queued?.data).toMatchObject({ environment: 'production', trigger: { kind: 'manual' } });
+    const unknown = await fetch(`${app.url}/environments/nope/sync`, { method: 'POST' });
+    expect(unknown.status).toBe(404);
+  });
+});
+
+describe('API token', () => {
+  it('guards every status route with any of the configured bearer tokens', async () => {
+    const app = await receiver({ secrets: { apiTokens: ['token-new', 'token-old'] } });
+    for (const path of ['/jobs', '/jobs/x', '/environments', '/environments/staging', '/metrics']) {
+      const anonymous = await fetch(`${app.url}${path}`);
+      expect(anonymous.status, path).toBe(401);
+      expect(anonymous.headers.get('www-authenticate')).toBe('Bearer realm="pushgate"');
+      const wrong = await fetch(`${app.url}${path}`, { headers: { authorization: 'Bearer token-ne' } });
+      expect(wrong.status, path).toBe(401);
+    }
+    expect((await get(app, '/jobs', 'token-new')).status).toBe(200);
+    expect((await get(app, '/environments', 'token-old')).status).toBe(200);
+    const sync = await fetch(`${app.url}/environments/staging/sync`, { method: 'POST' });
+    expect(sync.status).toBe(401);
+    expect(await app.services.queue.count()).toBe(0);
+  });
+
+  it('leaves /healthz, /readyz and the webhooks open', async () => {
+    const app = await receiver({ secrets: { apiTokens: ['token'] } });
+    expect(await get(app, '/healthz')).toEqual({ status: 200, body: { status: 'ok' } });
+    expect(await get(app, '/readyz')).toEqual({ status: 200, body: { status: 'ready' } });
+    await pushJob(app);
+  });
+});
+
+describe('GET /metrics', () => {
+  it('exports webhooks, jobs by state, the deploy duration histogram and the queue depth', async () => {
+    const app = await receiver();
+    const id = await pushJob(app);
+    await pushJob(app);
+    await app.services.store.update(id, { state: 'failed', finishedAt: new Date().toISOString() });
+    const response = await fetch(`${app.url}/metrics`);
+    expect(response.headers.get('content-type')).toMatch(/^text\/plain/);
+    const text = await response.text();
+    expect(text).toContain('pushgate_webhooks_total{provider="github",outcome="queued"} 2');
+    expect(text).toContain('pushgate_jobs{state="queued"} 1');
+    expect(text).toContain('pushgate_jobs{state="failed"} 1');
+    expect(text).toContain('pushgate_queue_depth{state="waiting"} 2');
+    expect(text).toContain('# TYPE pushgate_deploy_duration_seconds histogram');
+  });
+});
