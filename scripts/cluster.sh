@@ -15,6 +15,8 @@
 #   PUSHGATE_CLUSTER_DIR            where certs, data, logs, pids and kubeconfig go
 #   PUSHGATE_CLUSTER_START_TIMEOUT  seconds to wait for /readyz (default 90)
 #   PUSHGATE_CLUSTER_STOP_TIMEOUT   seconds between SIGTERM and SIGKILL (default 10)
+#   PUSHGATE_CLUSTER_OWNER_PID      with `up`: run `down` by itself once this process is gone
+#                                   (a test run killed before its teardown leaks nothing)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -61,6 +63,28 @@ stop_component() {
 stop_all() {
   local name
   for name in "${components[@]}"; do stop_component "$name"; done
+}
+
+stop_watchdog() {
+  local pid
+  pid="$(live_pid watchdog)" || { rm -f "$dir/watchdog.pid"; return 0; }
+  # The watchdog itself ends up running `down`; it must not wait for itself.
+  [[ "$pid" == "$$" ]] && return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  rm -f "$dir/watchdog.pid"
+}
+
+start_watchdog() {
+  local owner="$1"
+  [[ "$owner" =~ ^[0-9]+$ ]] || die "PUSHGATE_CLUSTER_OWNER_PID is not a pid: $owner"
+  stop_watchdog
+  # "$dir/" is passed so that live_pid recognises the watchdog by its command line.
+  setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done
+    PUSHGATE_CLUSTER_DIR="$2" exec bash "$3" down' \
+    pushgate-cluster-watchdog "$owner" "$dir/" "$here/cluster.sh" \
+    </dev/null >/dev/null 2>&1 9>&- &
+  echo $! >"$dir/watchdog.pid"
+  log "will stop by itself when process $owner exits"
 }
 
 # Starts a process in its own session, detached from this script's stdio and lock, so it
@@ -199,6 +223,8 @@ start_once() {
 
   log "starting kube-apiserver on $server"
   mkdir -p "$dir/apiserver-certs"
+  # --endpoint-reconciler-type=none: the `kubernetes` Service's Endpoints may not hold a
+  # loopback address, so reconciling them to 127.0.0.1 only fails, every 10s, in the log.
   spawn kube-apiserver "$bin/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$etcd_port" \
     --cert-dir="$dir/apiserver-certs" \
@@ -216,6 +242,7 @@ start_once() {
     --tls-private-key-file="$dir/pki/apiserver.key" \
     --allow-privileged=true \
     --profiling=false \
+    --endpoint-reconciler-type=none \
     --v=1
   echo "$server" >"$dir/server"
 
@@ -260,6 +287,7 @@ cmd_up() {
     return 0
   fi
   # A half-dead cluster (one process gone, or not answering) is replaced whole.
+  stop_watchdog
   stop_all
 
   local bin
@@ -274,6 +302,7 @@ cmd_up() {
     ((rc == 2)) && continue
     ((rc == 0)) || die "control plane failed to start (logs in $dir)"
     log "ready in $((SECONDS - started))s at $(<"$dir/server")"
+    [[ -n "${PUSHGATE_CLUSTER_OWNER_PID:-}" ]] && start_watchdog "$PUSHGATE_CLUSTER_OWNER_PID"
     echo "$dir/kubeconfig"
     return 0
   done
@@ -281,6 +310,7 @@ cmd_up() {
 }
 
 cmd_down() {
+  stop_watchdog
   stop_all
   # The lock file is open on fd 9; removing it is fine, the next caller makes a new one.
   rm -rf "$dir"

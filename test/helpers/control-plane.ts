@@ -19,6 +19,11 @@ export interface StartControlPlaneOptions {
   dir: string;
   /** Where the script's progress lines go (build, start-up); default: this process's stderr. */
   onProgress?: (chunk: string) => void;
+  /**
+   * By default the cluster stops by itself once this process exits, so a run killed before
+   * its teardown leaks no processes. Set to keep it running (e.g. for a demo left up).
+   */
+  keepAfterExit?: boolean;
 }
 
 interface ScriptResult {
@@ -30,10 +35,11 @@ function runClusterScript(
   command: 'up' | 'down' | 'status',
   dir: string,
   onProgress: (chunk: string) => void,
+  extraEnv: NodeJS.ProcessEnv = {},
 ): Promise<ScriptResult> {
   return new Promise((resolve, reject) => {
     const child = spawn('bash', [clusterScript, command], {
-      env: { ...process.env, PUSHGATE_CLUSTER_DIR: dir },
+      env: { ...process.env, ...extraEnv, PUSHGATE_CLUSTER_DIR: dir },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -66,7 +72,10 @@ function runClusterScript(
 export async function startControlPlane(options: StartControlPlaneOptions): Promise<ControlPlane> {
   const dir = path.resolve(options.dir);
   const onProgress = options.onProgress ?? ((chunk: string) => process.stderr.write(chunk));
-  const { stdout } = await runClusterScript('up', dir, onProgress);
+  const ownerEnv = options.keepAfterExit
+    ? { PUSHGATE_CLUSTER_OWNER_PID: '' }
+    : { PUSHGATE_CLUSTER_OWNER_PID: String(process.pid) };
+  const { stdout } = await runClusterScript('up', dir, onProgress, ownerEnv);
   const kubeconfigPath = stdout.trimEnd().split('\n').at(-1)?.trim();
   if (!kubeconfigPath) {
     throw new Error(`scripts/cluster.sh up (PUSHGATE_CLUSTER_DIR=${dir}) printed no kubeconfig path`);
