@@ -1,0 +1,363 @@
+import type { EnvironmentConfig } from '../config/schema.js';
+import { PushgateError } from '../lib/errors.js';
+import { compareApplyOrder, groupByRank } from '../manifests/order.js';
+import { checkPolicy } from '../manifests/policy.js';
+import { prepareManifests, type PreparedObject } from '../manifests/prepare.js';
+import { formatProblems } from '../manifests/problems.js';
+import { describeRef } from '../manifests/resource-info.js';
+import type { LoadedManifest, ManifestObject, ObjectRef } from '../manifests/types.js';
+import type { ResourceResult } from '../status/job-record.js';
+import type { ClusterClient } from './cluster.js';
+import { failuresError, objectFailure, type ObjectFailure } from './failures.js';
+import { isHealthChecked } from './health.js';
+import { inventoryNamespaceExists, readInventory, refKey, sameRefs, writeInventory } from './inventory.js';
+import { settleWithConcurrency } from './map-with-concurrency.js';
+import { CONCURRENCY, needsStageOne, planObjects, type PlannedObject } from './plan.js';
+import { pruneObjects } from './prune.js';
+import { DeployError, type DeployOutcome, type DeployRequest } from './types.js';
+import { waitForCrdsEstablished, waitForReadiness } from './wait.js';
+
+function resultOf(ref: ObjectRef, action: ResourceResult['action'], message?: string): ResourceResult {
+  const entry: ResourceResult = { apiVersion: ref.apiVersion, kind: ref.kind, name: ref.name, action };
+  if (ref.namespace !== undefined) entry.namespace = ref.namespace;
+  if (message !== undefined) entry.message = message;
+  return entry;
+}
+
+/** Every object's outcome so far, in apply order; objects not reached yet are `skipped`. */
+class Results {
+  private readonly byObject = new Map<PreparedObject, ResourceResult>();
+  readonly extra: ResourceResult[] = [];
+
+  constructor(
+    private readonly ordered: readonly PreparedObject[],
+    private readonly notReached: string,
+  ) {}
+
+  set(object: PreparedObject, action: ResourceResult['action'], message?: string): void {
+    this.byObject.set(object, resultOf(object.ref, action, message));
+  }
+
+  get(object: PreparedObject): ResourceResult | undefined {
+    return this.byObject.get(object);
+  }
+
+  fail(failures: readonly ObjectFailure[]): void {
+    for (const failure of failures) this.set(failure.object, 'failed', failure.message);
+  }
+
+  list(notReached = this.notReached): ResourceResult[] {
+    const objects = this.ordered.map(
+      (object) => this.byObject.get(object) ?? resultOf(object.ref, 'skipped', notReached),
+    );
+    return [...objects, ...this.extra];
+  }
+}
+
+/** Parse-level checks that need the cluster: kinds, scope, duplicates, then the environment's policy. */
+async function validate(
+  client: ClusterClient,
+  environment: EnvironmentConfig,
+  manifests: readonly LoadedManifest[],
+): Promise<PreparedObject[]> {
+  const objects = await prepareManifests(manifests, environment, client.discovery.resolve);
+  try {
+    checkPolicy(objects, environment);
+  } catch (error) {
+    if (!(error instanceof PushgateError)) throw error;
+    const resources = objects.map((object) =>
+      resultOf(object.ref, 'skipped', 'not applied: policy check failed'),
+    );
+    throw new DeployError(error.code, error.message, { permanent: true, resources });
+  }
+  return objects;
+}
+
+interface Planned {
+  ordered: PreparedObject[];
+  /** Dry-run done: each object's action. */
+  actions: Map<PreparedObject, PlannedObject['action']>;
+  /** Not dry-run yet: they need the Namespaces/CRDs of stage 1 to exist first. */
+  deferred: Set<PreparedObject>;
+}
+
+/**
+ * Dry-runs stage 1 (Namespaces, CRDs), then every stage-2 object that does not need them;
+ * collects every rejection. Nothing is written.
+ */
+async function dryRunBeforeWrites(
+  client: ClusterClient,
+  objects: readonly PreparedObject[],
+  signal: AbortSignal | undefined,
+): Promise<Planned & { failures: ObjectFailure[] }> {
+  const ordered = [...objects].sort((a, b) => compareApplyOrder(a.ref, b.ref));
+  const stageOne = ordered.filter((object) => object.stage === 1);
+  const first = await planObjects(client, stageOne, signal);
+  const deferred = needsStageOne(ordered, first.planned);
+  const early = ordered.filter((object) => object.stage === 2 && !deferred.has(object));
+  const second = await planObjects(client, early, signal);
+  const actions = new Map<PreparedObject, PlannedObject['action']>();
+  for (const { object, action } of [...first.planned, ...second.planned]) actions.set(object, action);
+  return { ordered, actions, deferred, failures: [...first.failures, ...second.failures] };
+}
+
+/** Applies the changed objects of one stage, kind group by kind group, each group in parallel. */
+async function applyChanged(
+  client: ClusterClient,
+  objects: readonly PreparedObject[],
+  actions: ReadonlyMap<PreparedObject, PlannedObject['action']>,
+  results: Results,
+  signal: AbortSignal | undefined,
+): Promise<ObjectFailure[]> {
+  for (const object of objects) {
+    if (actions.get(object) === 'unchanged') results.set(object, 'unchanged');
+  }
+  const changed = objects.filter((object) => actions.get(object) !== 'unchanged');
+  for (const group of groupByRank(changed.map((object) => ({ ...object.ref, object })))) {
+    const settled = await settleWithConcurrency(group, CONCURRENCY, ({ object }) =>
+      client.apply(object.resource, object.object, { signal }),
+    );
+    signal?.throwIfAborted();
+    const failures: ObjectFailure[] = [];
+    settled.forEach((outcome, index) => {
+      const { object } = group[index] as { object: PreparedObject };
+      if (outcome.status === 'fulfilled') results.set(object, actions.get(object) ?? 'configured');
+      else failures.push(objectFailure(object, 'apply failed', outcome.reason));
+    });
+    if (failures.length > 0) return failures;
+  }
+  return [];
+}
+
+/**
+ * Makes the environment's cluster match the manifests (SPEC §4): validate and policy-check
+ * everything, server-side dry-run everything, then apply in two stages (Namespaces and CRDs,
+ * waiting for the CRDs to be established; then the rest in kind order), prune what the
+ * previous deploy applied and this one does not, record the inventory, wait for health.
+ *
+ * Objects of a CRD or in a Namespace that this same set introduces are dry-run after stage 1
+ * is applied, still before any stage-2 write: when one of them is rejected, stage 1 (and
+ * only stage 1) has been applied.
+ */
+export async function deployToCluster(client: ClusterClient, request: DeployRequest): Promise<DeployOutcome> {
+  const { environment, signal } = request;
+  const logger = request.logger.child({ cluster: client.name });
+  const progress = (message: string, details: Record<string, unknown> = {}): void => {
+    logger.info(details, message);
+    request.onProgress?.(message);
+  };
+
+  if (request.manifests.length === 0 && !environment.allowEmpty) {
+    throw new DeployError(
+      'manifest_invalid',
+      `no objects under ${environment.path}: refusing to deploy an empty set, which would prune everything ` +
+        `environment ${environment.name} applied before (set allowEmpty: true on the environment to allow it)`,
+      { permanent: true },
+    );
+  }
+
+  const objects = await validate(client, environment, request.manifests);
+  const [previous, namespaceExists] = await Promise.all([
+    readInventory(client, environment, signal),
+    inventoryNamespaceExists(client, environment, signal),
+  ]);
+  const createsNamespace = objects.some(
+    (object) =>
+      object.ref.kind === 'Namespace' &&
+      object.ref.apiVersion === 'v1' &&
+      object.ref.name === environment.namespace,
+  );
+  if (!namespaceExists && !createsNamespace) {
+    throw new DeployError(
+      'apply_rejected',
+      `namespace ${environment.namespace} (the namespace of environment ${environment.name}, which holds its inventory) ` +
+        'does not exist: create it, or add a Namespace object for it to the manifests',
+      { permanent: true, resources: objects.map((object) => resultOf(object.ref, 'skipped', 'not applied')) },
+    );
+  }
+
+  const plan = await dryRunBeforeWrites(client, objects, signal);
+  const { ordered, actions, deferred } = plan;
+  const results = new Results(ordered, 'not applied: the deploy stopped before this object');
+  if (plan.failures.length > 0) {
+    results.fail(plan.failures);
+    throw failuresError(
+      plan.failures,
+      'server-side dry-run rejected the set, nothing was changed',
+      results.list('not applied: dry-run of the set failed'),
+    );
+  }
+  progress(
+    `dry-run ok: ${actions.size} objects${deferred.size > 0 ? `, ${deferred.size} after stage 1` : ''}`,
+    summarize(actions),
+  );
+
+  const stageOne = ordered.filter((object) => object.stage === 1);
+  if (stageOne.some((object) => actions.get(object) !== 'unchanged')) {
+    await request.assertLockHeld();
+    const failures = await applyChanged(client, stageOne, actions, results, signal);
+    if (failures.length > 0) {
+      results.fail(failures);
+      throw failuresError(failures, 'apply of Namespaces and CRDs failed', results.list());
+    }
+    const changedCrds = stageOne.filter(
+      (object) => object.ref.kind === 'CustomResourceDefinition' && actions.get(object) !== 'unchanged',
+    );
+    if (changedCrds.length > 0) {
+      await waitForCrdsEstablished(client, changedCrds, () => results.list(), signal);
+      client.discovery.invalidate();
+    }
+    progress(`stage 1 applied: ${stageOne.length} Namespaces and CRDs`);
+  } else {
+    for (const object of stageOne) results.set(object, 'unchanged');
+  }
+
+  if (deferred.size > 0) {
+    const late = await planObjects(client, [...deferred], signal);
+    for (const { object, action } of late.planned) actions.set(object, action);
+    if (late.failures.length > 0) {
+      results.fail(late.failures);
+      throw failuresError(
+        late.failures,
+        'server-side dry-run rejected objects that needed stage 1; only Namespaces and CRDs were applied',
+        results.list('not applied: dry-run of the set failed'),
+      );
+    }
+  }
+
+  const stageTwo = ordered.filter((object) => object.stage === 2);
+  if (stageTwo.some((object) => actions.get(object) !== 'unchanged')) await request.assertLockHeld();
+  const applyFailures = await applyChanged(client, stageTwo, actions, results, signal);
+  if (applyFailures.length > 0) {
+    results.fail(applyFailures);
+    throw failuresError(applyFailures, 'apply failed', results.list());
+  }
+  progress(`applied: ${ordered.length} objects`, summarize(actions));
+
+  await recordAndPrune(client, request, ordered, previous, results, progress);
+
+  if (environment.healthTimeout > 0) await checkHealth(client, request, ordered, results, progress);
+  return { resources: results.list() };
+}
+
+function summarize(actions: ReadonlyMap<PreparedObject, PlannedObject['action']>): Record<string, number> {
+  const counts: Record<string, number> = { created: 0, configured: 0, unchanged: 0 };
+  for (const action of actions.values()) counts[action] = (counts[action] ?? 0) + 1;
+  return counts;
+}
+
+/**
+ * The inventory first grows to old ∪ new (so a crash mid-prune forgets nothing), then the
+ * stale objects are pruned, then it becomes the new set plus whatever failed to delete.
+ * Prune failures fail the job (after the inventory is correct), so they are seen and retried.
+ */
+async function recordAndPrune(
+  client: ClusterClient,
+  request: DeployRequest,
+  ordered: readonly PreparedObject[],
+  previous: Awaited<ReturnType<typeof readInventory>>,
+  results: Results,
+  progress: (message: string, details?: Record<string, unknown>) => void,
+): Promise<void> {
+  const { environment, sha, signal } = request;
+  const current = ordered.map((object) => object.ref);
+  const currentKeys = new Set(current.map(refKey));
+  const stale = environment.prune
+    ? (previous?.objects ?? []).filter((ref) => !currentKeys.has(refKey(ref)))
+    : [];
+
+  if (stale.length > 0) {
+    await request.assertLockHeld();
+    await writeInventory(client, environment, { revision: sha, objects: [...current, ...stale] }, signal);
+    await request.assertLockHeld();
+    const pruned = await pruneObjects(client, environment, stale, signal);
+    results.extra.push(...pruned.results);
+    const kept = pruned.failures.map((failure) => failure.ref);
+    await request.assertLockHeld();
+    await writeInventory(client, environment, { revision: sha, objects: [...current, ...kept] }, signal);
+    progress(
+      `pruned: ${pruned.results.filter((r) => r.action === 'pruned').length} of ${stale.length} stale objects`,
+    );
+    if (pruned.failures.length > 0) {
+      const lines = formatProblems(pruned.failures, 'objects could not be pruned');
+      throw new DeployError(
+        'apply_rejected',
+        `prune failed (kept in the inventory for the next deploy): ${lines}`,
+        {
+          permanent: pruned.failures.every((failure) => failure.permanent),
+          resources: results.list(),
+        },
+      );
+    }
+    return;
+  }
+  if (previous && previous.revision === sha && sameRefs(previous.objects, current)) return;
+  await request.assertLockHeld();
+  await writeInventory(client, environment, { revision: sha, objects: current }, signal);
+}
+
+/**
+ * Every Deployment, StatefulSet, DaemonSet and Job of the set, unchanged ones too (kstatus
+ * judges the cluster, not the diff): a deploy is healthy only when all of them are.
+ */
+async function checkHealth(
+  client: ClusterClient,
+  request: DeployRequest,
+  ordered: readonly PreparedObject[],
+  results: Results,
+  progress: (message: string, details?: Record<string, unknown>) => void,
+): Promise<void> {
+  const watched = ordered.filter((object) => isHealthChecked(object.ref));
+  if (watched.length === 0) return;
+  progress(
+    `waiting up to ${request.environment.healthTimeout / 1000}s for ${watched.length} workloads to be ready`,
+  );
+  const unhealthy = await waitForReadiness(
+    client,
+    watched,
+    request.environment.healthTimeout,
+    request.signal,
+  );
+  if (unhealthy.length === 0) {
+    progress('all workloads ready');
+    return;
+  }
+  const failedEarly = unhealthy.some((entry) => entry.readiness.state === 'failed');
+  for (const { object, readiness } of unhealthy) {
+    const current = results.get(object);
+    results.set(object, current?.action ?? 'unchanged', `not ready: ${readiness.message}`);
+  }
+  const lines = unhealthy.map(({ object, readiness }) => `${describeRef(object.ref)}: ${readiness.message}`);
+  const headline = failedEarly
+    ? 'workloads failed'
+    : `workloads not ready after ${request.environment.healthTimeout / 1000}s`;
+  throw new DeployError('health_timeout', `${headline}:\n  ${lines.join('\n  ')}`, {
+    permanent: true,
+    resources: results.list(),
+  });
+}
+
+export interface RenderRequest {
+  environment: EnvironmentConfig;
+  manifests: LoadedManifest[];
+  signal?: AbortSignal;
+}
+
+/**
+ * What a deploy would apply, in file order: validated, policy-checked and server-side
+ * dry-run (no writes). Objects that need a Namespace or CRD introduced by the same set are
+ * validated locally only, since the server cannot judge them before those exist.
+ */
+export async function renderForCluster(
+  client: ClusterClient,
+  request: RenderRequest,
+): Promise<ManifestObject[]> {
+  const objects = await validate(client, request.environment, request.manifests);
+  const plan = await dryRunBeforeWrites(client, objects, request.signal);
+  if (plan.failures.length > 0) {
+    const results = new Results(plan.ordered, 'not applied: dry-run of the set failed');
+    results.fail(plan.failures);
+    throw failuresError(plan.failures, 'server-side dry-run rejected the set', results.list());
+  }
+  return objects.map((object) => object.object);
+}

@@ -1,0 +1,77 @@
+import { splitApiVersion, type ResourceInfo } from '../manifests/resource-info.js';
+import { isNotFound, type KubeTransport } from './http.js';
+
+interface ApiResourceList {
+  resources?: { name: string; kind: string; namespaced: boolean }[];
+}
+
+interface CacheEntry {
+  /** undefined: the API does not serve this group/version. */
+  kinds: Promise<Map<string, ResourceInfo> | undefined>;
+  fetchedAt: number;
+}
+
+/** Long enough to serve a whole deploy from one fetch, short enough to see new CRDs soon. */
+const DEFAULT_TTL_MS = 30_000;
+
+/**
+ * API discovery, one group/version at a time and only for the ones a deploy uses
+ * (`/api/v1`, `/apis/<group>/<version>`), cached per client; concurrent lookups of the same
+ * group/version share one request.
+ */
+export class Discovery {
+  private readonly cache = new Map<string, CacheEntry>();
+
+  constructor(
+    private readonly transport: KubeTransport,
+    private readonly ttlMs = DEFAULT_TTL_MS,
+  ) {}
+
+  readonly resolve = async (apiVersion: string, kind: string): Promise<ResourceInfo | undefined> => {
+    const kinds = await this.groupVersion(apiVersion);
+    return kinds?.get(kind);
+  };
+
+  /** Forget everything, e.g. after CRDs were applied. */
+  invalidate(): void {
+    this.cache.clear();
+  }
+
+  private groupVersion(apiVersion: string): Promise<Map<string, ResourceInfo> | undefined> {
+    const cached = this.cache.get(apiVersion);
+    if (cached && Date.now() - cached.fetchedAt < this.ttlMs) return cached.kinds;
+    const kinds = this.fetch(apiVersion);
+    const entry = { kinds, fetchedAt: Date.now() };
+    this.cache.set(apiVersion, entry);
+    kinds.catch(() => {
+      if (this.cache.get(apiVersion) === entry) this.cache.delete(apiVersion);
+    });
+    return kinds;
+  }
+
+  private async fetch(apiVersion: string): Promise<Map<string, ResourceInfo> | undefined> {
+    const { group, version } = splitApiVersion(apiVersion);
+    if (!/^[a-z0-9.-]*$/.test(group) || !/^[a-z0-9]+$/.test(version)) return undefined;
+    const path = group === '' ? `/api/${version}` : `/apis/${group}/${version}`;
+    let list: ApiResourceList;
+    try {
+      list = (await this.transport.request<ApiResourceList>({ method: 'GET', path })).body;
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+    const kinds = new Map<string, ResourceInfo>();
+    for (const resource of list.resources ?? []) {
+      // Subresources (deployments/status, pods/log) share the kind of their parent.
+      if (resource.name.includes('/')) continue;
+      kinds.set(resource.kind, {
+        group,
+        version,
+        kind: resource.kind,
+        plural: resource.name,
+        namespaced: resource.namespaced,
+      });
+    }
+    return kinds;
+  }
+}

@@ -1,0 +1,142 @@
+import type { ObjectRef } from '../manifests/types.js';
+
+export type ReadinessState = 'ready' | 'progressing' | 'failed';
+
+export interface Readiness {
+  state: ReadinessState;
+  /** Why it is not ready yet, e.g. "1/2 replicas available". */
+  message: string;
+}
+
+/** Kinds whose readiness the deploy waits for (SPEC §4). */
+export const HEALTH_CHECKED_KINDS = new Set([
+  'apps/v1|Deployment',
+  'apps/v1|StatefulSet',
+  'apps/v1|DaemonSet',
+  'batch/v1|Job',
+]);
+
+export function isHealthChecked(ref: ObjectRef): boolean {
+  return HEALTH_CHECKED_KINDS.has(`${ref.apiVersion}|${ref.kind}`);
+}
+
+interface Condition {
+  type?: string;
+  status?: string;
+  reason?: string;
+  message?: string;
+}
+
+type Obj = Record<string, unknown>;
+
+function record(value: unknown): Obj {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Obj) : {};
+}
+
+function int(value: unknown, fallback = 0): number {
+  return typeof value === 'number' && Number.isFinite(value) ? value : fallback;
+}
+
+function conditions(status: Obj): Condition[] {
+  return Array.isArray(status.conditions) ? (status.conditions as Condition[]) : [];
+}
+
+function condition(status: Obj, type: string): Condition | undefined {
+  return conditions(status).find((c) => c.type === type);
+}
+
+const ready: Readiness = { state: 'ready', message: 'ready' };
+
+function progressing(message: string): Readiness {
+  return { state: 'progressing', message };
+}
+
+/** The controller has not seen the latest spec yet: nothing in status can be trusted. */
+function notObserved(object: Obj): Readiness | undefined {
+  const generation = int(record(object.metadata).generation);
+  const observed = record(object.status).observedGeneration;
+  if (typeof observed !== 'number') return progressing('not yet observed by its controller');
+  if (observed < generation)
+    return progressing(`controller has seen generation ${observed} of ${generation}`);
+  return undefined;
+}
+
+/**
+ * Readiness by the kstatus rules Flux and Argo CD use, for the kinds a deploy waits on.
+ * Other kinds are ready as soon as they are applied.
+ */
+export function readinessOf(object: Obj): Readiness {
+  switch (object.kind) {
+    case 'Deployment':
+      return deploymentReadiness(object);
+    case 'StatefulSet':
+      return statefulSetReadiness(object);
+    case 'DaemonSet':
+      return daemonSetReadiness(object);
+    case 'Job':
+      return jobReadiness(object);
+    default:
+      return ready;
+  }
+}
+
+export function deploymentReadiness(object: Obj): Readiness {
+  const status = record(object.status);
+  const stuck = condition(status, 'Progressing');
+  if (stuck?.status === 'False' && stuck.reason === 'ProgressDeadlineExceeded') {
+    return { state: 'failed', message: `progress deadline exceeded: ${stuck.message ?? 'rollout stalled'}` };
+  }
+  const unobserved = notObserved(object);
+  if (unobserved) return unobserved;
+  const spec = record(object.spec);
+  if (spec.paused === true) return ready;
+  const replicas = int(spec.replicas, 1);
+  const updated = int(status.updatedReplicas);
+  const available = int(status.availableReplicas);
+  const current = int(status.replicas);
+  if (updated < replicas) return progressing(`${updated}/${replicas} replicas updated`);
+  if (current > replicas) return progressing(`${current - replicas} old replicas pending termination`);
+  if (available < replicas) return progressing(`${available}/${replicas} replicas available`);
+  return ready;
+}
+
+export function statefulSetReadiness(object: Obj): Readiness {
+  const unobserved = notObserved(object);
+  if (unobserved) return unobserved;
+  const spec = record(object.spec);
+  const status = record(object.status);
+  const replicas = int(spec.replicas, 1);
+  const readyReplicas = int(status.readyReplicas);
+  const current = int(status.currentReplicas);
+  const updated = int(status.updatedReplicas);
+  if (readyReplicas < replicas) return progressing(`${readyReplicas}/${replicas} replicas ready`);
+  if (record(spec.updateStrategy).type === 'OnDelete') return ready;
+  if (updated < replicas) return progressing(`${updated}/${replicas} replicas updated`);
+  if (current < replicas) return progressing(`${current}/${replicas} replicas at the current revision`);
+  if (status.currentRevision !== status.updateRevision) {
+    return progressing(`rolling out revision ${String(status.updateRevision)}`);
+  }
+  return ready;
+}
+
+export function daemonSetReadiness(object: Obj): Readiness {
+  const unobserved = notObserved(object);
+  if (unobserved) return unobserved;
+  const status = record(object.status);
+  const desired = int(status.desiredNumberScheduled);
+  const updated = int(status.updatedNumberScheduled);
+  const available = int(status.numberAvailable);
+  if (updated < desired) return progressing(`${updated}/${desired} pods updated`);
+  if (available < desired) return progressing(`${available}/${desired} pods available`);
+  return ready;
+}
+
+export function jobReadiness(object: Obj): Readiness {
+  const status = record(object.status);
+  const failed = condition(status, 'Failed');
+  if (failed?.status === 'True') {
+    return { state: 'failed', message: `failed: ${failed.message ?? failed.reason ?? 'job failed'}` };
+  }
+  if (condition(status, 'Complete')?.status === 'True') return ready;
+  return progressing(`not complete (${int(status.succeeded)} succeeded, ${int(status.active)} active)`);
+}

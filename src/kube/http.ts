@@ -1,0 +1,186 @@
+import http from 'node:http';
+import https from 'node:https';
+import type { KubeConfig } from '@kubernetes/client-node';
+
+/** An answer from the API server that is not 2xx, or no answer at all (`status` undefined). */
+export class KubeApiError extends Error {
+  readonly status: number | undefined;
+  /** metav1.Status reason, e.g. `NotFound`, `Invalid`, `Conflict`. */
+  readonly reason: string | undefined;
+
+  constructor(message: string, options: { status?: number; reason?: string; cause?: unknown }) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'KubeApiError';
+    this.status = options.status;
+    this.reason = options.reason;
+  }
+
+  /** Network trouble, overload, server faults and conflicts pass; the rest is the request's fault. */
+  get transient(): boolean {
+    const status = this.status;
+    return status === undefined || status >= 500 || status === 429 || status === 409 || status === 408;
+  }
+}
+
+export function isNotFound(error: unknown): boolean {
+  return error instanceof KubeApiError && error.status === 404;
+}
+
+export interface KubeRequest {
+  method: 'GET' | 'PATCH' | 'DELETE' | 'POST' | 'PUT';
+  /** Absolute API path, e.g. `/api/v1/namespaces/apps/configmaps/web`. */
+  path: string;
+  query?: Record<string, string>;
+  body?: unknown;
+  contentType?: string;
+  signal?: AbortSignal;
+}
+
+export interface KubeResponse<T> {
+  status: number;
+  body: T;
+}
+
+interface Credentials {
+  headers: Record<string, string>;
+  expiresAt: number;
+}
+
+/** Tokens from exec plugins and projected service-account files rotate; re-read them this often. */
+const CREDENTIAL_TTL_MS = 60_000;
+const REQUEST_TIMEOUT_MS = 30_000;
+/** Enough sockets for the engine's parallelism, few enough not to swamp an API server. */
+const MAX_SOCKETS = 32;
+
+/**
+ * Raw HTTPS to the API server through the KubeConfig's TLS material and credentials.
+ *
+ * Why not client-node's generated APIs: they build a new TLS agent per request (no
+ * keep-alive: a handshake per call would dominate a 1,000-object apply) and deserialize
+ * into typed models (Dates, dropped unknown fields) that would spoil the byte-for-byte
+ * comparison of live and dry-run objects. One keep-alive agent per cluster serves all.
+ */
+export class KubeTransport {
+  private readonly base: URL;
+  private agent: http.Agent | undefined;
+  private credentials: Promise<Credentials> | undefined;
+
+  constructor(private readonly kubeConfig: KubeConfig) {
+    const cluster = kubeConfig.getCurrentCluster();
+    if (!cluster) throw new Error(`kubeconfig context "${kubeConfig.getCurrentContext()}" names no cluster`);
+    this.base = new URL(cluster.server);
+  }
+
+  private createAgent(clientNodeAgent: unknown): http.Agent {
+    // Proxy agents (socks, http CONNECT) are what client-node knows how to build; keep its choice there.
+    if (this.kubeConfig.getCurrentCluster()?.proxyUrl && clientNodeAgent instanceof http.Agent)
+      return clientNodeAgent;
+    if (this.base.protocol === 'http:') return new http.Agent({ keepAlive: true, maxSockets: MAX_SOCKETS });
+    return new https.Agent({ keepAlive: true, maxSockets: MAX_SOCKETS });
+  }
+
+  private async tlsAndHeaders(): Promise<{ tls: https.RequestOptions; headers: Record<string, string> }> {
+    const options: https.RequestOptions = {};
+    await this.kubeConfig.applyToHTTPSOptions(options);
+    const headers: Record<string, string> = {};
+    for (const [key, value] of Object.entries(options.headers ?? {})) {
+      if (typeof value === 'string' || typeof value === 'number') headers[key] = String(value);
+    }
+    if (options.auth) headers.Authorization = `Basic ${Buffer.from(options.auth).toString('base64')}`;
+    const tls: https.RequestOptions = {
+      ca: options.ca,
+      cert: options.cert,
+      key: options.key,
+      servername: options.servername,
+    };
+    if (options.rejectUnauthorized !== undefined) tls.rejectUnauthorized = options.rejectUnauthorized;
+    this.agent ??= this.createAgent(options.agent);
+    return { tls, headers };
+  }
+
+  private tls: https.RequestOptions | undefined;
+
+  private async currentCredentials(): Promise<Credentials> {
+    const cached = this.credentials;
+    if (cached) {
+      const value = await cached;
+      if (value.expiresAt > Date.now()) return value;
+    }
+    const next = this.tlsAndHeaders().then(({ tls, headers }) => {
+      this.tls = tls;
+      return { headers, expiresAt: Date.now() + CREDENTIAL_TTL_MS };
+    });
+    this.credentials = next;
+    next.catch(() => {
+      if (this.credentials === next) this.credentials = undefined;
+    });
+    return next;
+  }
+
+  async request<T>(req: KubeRequest): Promise<KubeResponse<T>> {
+    const credentials = await this.currentCredentials();
+    const url = new URL(this.base.href);
+    url.pathname = `${this.base.pathname.replace(/\/$/, '')}${req.path}`;
+    for (const [key, value] of Object.entries(req.query ?? {})) url.searchParams.set(key, value);
+    const payload = req.body === undefined ? undefined : Buffer.from(JSON.stringify(req.body));
+    const headers: Record<string, string> = { ...credentials.headers, Accept: 'application/json' };
+    if (payload) {
+      headers['Content-Type'] = req.contentType ?? 'application/json';
+      headers['Content-Length'] = String(payload.length);
+    }
+    const signal = req.signal
+      ? AbortSignal.any([req.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)])
+      : AbortSignal.timeout(REQUEST_TIMEOUT_MS);
+    const module = url.protocol === 'http:' ? http : https;
+    const describe = `${req.method} ${req.path}`;
+
+    return new Promise<KubeResponse<T>>((resolve, reject) => {
+      const request = module.request(
+        url,
+        { method: req.method, headers, agent: this.agent, signal, ...this.tls },
+        (response) => {
+          const chunks: Buffer[] = [];
+          response.on('data', (chunk: Buffer) => chunks.push(chunk));
+          response.on('error', (error) =>
+            reject(new KubeApiError(`${describe}: ${error.message}`, { cause: error })),
+          );
+          response.on('end', () => {
+            const status = response.statusCode ?? 0;
+            const text = Buffer.concat(chunks).toString('utf8');
+            let body: unknown = undefined;
+            try {
+              body = text === '' ? undefined : JSON.parse(text);
+            } catch {
+              body = text;
+            }
+            if (status >= 200 && status < 300) {
+              resolve({ status, body: body as T });
+              return;
+            }
+            reject(apiError(status, body, describe));
+          });
+        },
+      );
+      request.on('error', (error) =>
+        reject(new KubeApiError(`${describe}: ${error.message}`, { cause: error })),
+      );
+      request.end(payload);
+    });
+  }
+
+  close(): void {
+    this.agent?.destroy();
+  }
+}
+
+function apiError(status: number, body: unknown, describe: string): KubeApiError {
+  if (typeof body === 'object' && body !== null) {
+    const { message, reason } = body as { message?: unknown; reason?: unknown };
+    return new KubeApiError(typeof message === 'string' ? message : `${describe}: HTTP ${status}`, {
+      status,
+      reason: typeof reason === 'string' ? reason : undefined,
+    });
+  }
+  const text = typeof body === 'string' && body.trim() !== '' ? `: ${body.trim().slice(0, 300)}` : '';
+  return new KubeApiError(`${describe}: HTTP ${status}${text}`, { status });
+}

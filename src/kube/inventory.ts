@@ -1,0 +1,141 @@
+import { z } from 'zod';
+import type { EnvironmentConfig } from '../config/schema.js';
+import { PushgateError } from '../lib/errors.js';
+import { ENVIRONMENT_LABEL } from '../manifests/prepare.js';
+import { splitApiVersion, type ResourceInfo } from '../manifests/resource-info.js';
+import type { ObjectRef } from '../manifests/types.js';
+import type { ClusterClient, LiveObject } from './cluster.js';
+
+/**
+ * What the last successful deploy of an environment applied, kept in the cluster as the
+ * ConfigMap `pushgate-inventory-<environment>` in the environment's namespace:
+ *
+ *   data.revision:     the commit sha
+ *   data.objects.json: one JSON ref per line, {"apiVersion","kind","namespace"?,"name"}
+ *
+ * A ConfigMap holds 1 MiB, about 10,000 refs. Prune works from this list only, never
+ * from names or labels alone.
+ */
+export interface Inventory {
+  revision: string;
+  objects: ObjectRef[];
+}
+
+export const INVENTORY_LABEL = 'pushgate.dev/inventory';
+
+const CONFIG_MAP: ResourceInfo = {
+  group: '',
+  version: 'v1',
+  kind: 'ConfigMap',
+  plural: 'configmaps',
+  namespaced: true,
+};
+const NAMESPACE: ResourceInfo = {
+  group: '',
+  version: 'v1',
+  kind: 'Namespace',
+  plural: 'namespaces',
+  namespaced: false,
+};
+
+const refSchema = z
+  .object({
+    apiVersion: z.string().min(1),
+    kind: z.string().min(1),
+    namespace: z.string().min(1).optional(),
+    name: z.string().min(1),
+  })
+  .strict();
+
+export function inventoryName(environment: string): string {
+  return `pushgate-inventory-${environment}`;
+}
+
+type InventoryEnvironment = Pick<EnvironmentConfig, 'name' | 'namespace'>;
+
+function inventoryError(environment: InventoryEnvironment, message: string): PushgateError {
+  return new PushgateError(
+    'apply_rejected',
+    `inventory ConfigMap ${environment.namespace}/${inventoryName(environment.name)}: ${message}`,
+    { permanent: true },
+  );
+}
+
+/** The inventory, or an empty one when none was written yet. */
+export async function readInventory(
+  client: ClusterClient,
+  environment: InventoryEnvironment,
+  signal?: AbortSignal,
+): Promise<Inventory | undefined> {
+  const live = await client.get(CONFIG_MAP, environment.namespace, inventoryName(environment.name), signal);
+  if (!live) return undefined;
+  const data = (live.data ?? {}) as Record<string, string>;
+  const objects: ObjectRef[] = [];
+  const lines = (data['objects.json'] ?? '').split('\n').filter((line) => line.trim() !== '');
+  for (const [index, line] of lines.entries()) {
+    let parsed: z.SafeParseReturnType<unknown, ObjectRef>;
+    try {
+      parsed = refSchema.safeParse(JSON.parse(line));
+    } catch {
+      parsed = refSchema.safeParse(undefined);
+    }
+    if (!parsed.success) {
+      throw inventoryError(
+        environment,
+        `line ${index + 1} of objects.json is not an object ref; fix or delete the ConfigMap (deleting it means objects applied before are no longer pruned)`,
+      );
+    }
+    objects.push(parsed.data);
+  }
+  return { revision: data.revision ?? '', objects };
+}
+
+export function inventoryObject(environment: InventoryEnvironment, inventory: Inventory): LiveObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: {
+      name: inventoryName(environment.name),
+      namespace: environment.namespace,
+      labels: {
+        [ENVIRONMENT_LABEL]: environment.name,
+        [INVENTORY_LABEL]: 'true',
+        'app.kubernetes.io/managed-by': 'pushgate',
+      },
+    },
+    data: {
+      revision: inventory.revision,
+      'objects.json': inventory.objects.map((ref) => JSON.stringify(ref)).join('\n'),
+    },
+  };
+}
+
+export async function writeInventory(
+  client: ClusterClient,
+  environment: InventoryEnvironment,
+  inventory: Inventory,
+  signal?: AbortSignal,
+): Promise<void> {
+  await client.apply(CONFIG_MAP, inventoryObject(environment, inventory), { signal });
+}
+
+/** The inventory lives in the environment's namespace: fail before any write when it cannot. */
+export async function inventoryNamespaceExists(
+  client: ClusterClient,
+  environment: InventoryEnvironment,
+  signal?: AbortSignal,
+): Promise<boolean> {
+  return (await client.get(NAMESPACE, undefined, environment.namespace, signal)) !== undefined;
+}
+
+/** Version-independent identity: the same object whether written as v1beta1 or v1. */
+export function refKey(ref: ObjectRef): string {
+  return `${splitApiVersion(ref.apiVersion).group}|${ref.kind}|${ref.namespace ?? ''}|${ref.name}`;
+}
+
+export function sameRefs(a: readonly ObjectRef[], b: readonly ObjectRef[]): boolean {
+  if (a.length !== b.length) return false;
+  const exact = (ref: ObjectRef): string => `${ref.apiVersion}|${refKey(ref)}`;
+  const keys = new Set(a.map(exact));
+  return b.every((ref) => keys.has(exact(ref)));
+}

@@ -1,0 +1,82 @@
+import type { PreparedObject } from '../manifests/prepare.js';
+import type { ClusterClient } from './cluster.js';
+import { sameObject } from './compare.js';
+import { objectFailure, type ObjectFailure } from './failures.js';
+import { settleWithConcurrency } from './map-with-concurrency.js';
+
+export type PlannedAction = 'created' | 'configured' | 'unchanged';
+
+export interface PlannedObject {
+  object: PreparedObject;
+  action: PlannedAction;
+}
+
+export interface PlanResult {
+  planned: PlannedObject[];
+  failures: ObjectFailure[];
+}
+
+/** Requests in flight per deploy: enough to hide round trips, few enough to be polite to the API server. */
+export const CONCURRENCY = 16;
+
+/**
+ * Reads each object and server-side dry-runs it (in parallel, bounded), then classifies it:
+ * absent → created; the dry-run result equal to the live object (server-managed fields
+ * aside) → unchanged; else configured. Nothing is written.
+ */
+export async function planObjects(
+  client: ClusterClient,
+  objects: readonly PreparedObject[],
+  signal?: AbortSignal,
+): Promise<PlanResult> {
+  const settled = await settleWithConcurrency(objects, CONCURRENCY, async (object) => {
+    const { resource, ref } = object;
+    const [live, dryRun] = await Promise.all([
+      client.get(resource, ref.namespace, ref.name, signal),
+      client.apply(resource, object.object, { dryRun: true, signal }),
+    ]);
+    const action: PlannedAction = !live ? 'created' : sameObject(live, dryRun) ? 'unchanged' : 'configured';
+    return { object, action };
+  });
+  signal?.throwIfAborted();
+  const planned: PlannedObject[] = [];
+  const failures: ObjectFailure[] = [];
+  settled.forEach((outcome, index) => {
+    if (outcome.status === 'fulfilled') planned.push(outcome.value);
+    else failures.push(objectFailure(objects[index] as PreparedObject, 'dry-run rejected', outcome.reason));
+  });
+  return { planned, failures };
+}
+
+interface CrdNames {
+  group?: unknown;
+  names?: { kind?: unknown };
+}
+
+/**
+ * Objects that cannot be dry-run until stage 1 is applied: custom resources whose CRD in
+ * this set is new or changed (the server does not know the new schema yet), and objects in
+ * a Namespace this set creates.
+ */
+export function needsStageOne(
+  objects: readonly PreparedObject[],
+  stageOne: readonly PlannedObject[],
+): Set<PreparedObject> {
+  const newKinds = new Set<string>();
+  const newNamespaces = new Set<string>();
+  for (const { object, action } of stageOne) {
+    if (object.ref.kind === 'Namespace' && action === 'created') newNamespaces.add(object.ref.name);
+    if (object.ref.kind === 'CustomResourceDefinition' && action !== 'unchanged') {
+      const spec = (object.object.spec ?? {}) as CrdNames;
+      newKinds.add(`${String(spec.group)}|${String(spec.names?.kind)}`);
+    }
+  }
+  const deferred = new Set<PreparedObject>();
+  for (const object of objects) {
+    if (object.stage !== 2) continue;
+    const newKind = object.kindFromSet && newKinds.has(`${object.resource.group}|${object.ref.kind}`);
+    const newNamespace = object.ref.namespace !== undefined && newNamespaces.has(object.ref.namespace);
+    if (newKind || newNamespace) deferred.add(object);
+  }
+  return deferred;
+}

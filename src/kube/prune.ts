@@ -1,0 +1,95 @@
+import type { EnvironmentConfig } from '../config/schema.js';
+import { errorMessage } from '../lib/errors.js';
+import { compareApplyOrder, groupByRank } from '../manifests/order.js';
+import { ENVIRONMENT_LABEL, PRUNE_ANNOTATION } from '../manifests/prepare.js';
+import { describeRef } from '../manifests/resource-info.js';
+import type { ObjectRef } from '../manifests/types.js';
+import type { ResourceResult } from '../status/job-record.js';
+import type { ClusterClient } from './cluster.js';
+import { KubeApiError } from './http.js';
+import { mapWithConcurrency } from './map-with-concurrency.js';
+import { CONCURRENCY } from './plan.js';
+
+export interface PruneFailure {
+  ref: ObjectRef;
+  message: string;
+  permanent: boolean;
+}
+
+export interface PruneResult {
+  results: ResourceResult[];
+  /** Still in the cluster and still ours: kept in the inventory for the next deploy. */
+  failures: PruneFailure[];
+}
+
+function result(ref: ObjectRef, action: ResourceResult['action'], message?: string): ResourceResult {
+  const entry: ResourceResult = { apiVersion: ref.apiVersion, kind: ref.kind, name: ref.name, action };
+  if (ref.namespace !== undefined) entry.namespace = ref.namespace;
+  if (message !== undefined) entry.message = message;
+  return entry;
+}
+
+/**
+ * Deletes what an earlier deploy applied and the current set no longer has, in reverse
+ * apply order (workloads before their Services, custom resources before their CRDs,
+ * Namespaces last). An object is only deleted while it still carries this environment's
+ * label and is not annotated `pushgate.dev/prune: disabled`; otherwise it is left in place
+ * (`skipped`) and forgotten. Already gone counts as pruned.
+ */
+export async function pruneObjects(
+  client: ClusterClient,
+  environment: Pick<EnvironmentConfig, 'name' | 'namespace'>,
+  stale: readonly ObjectRef[],
+  signal?: AbortSignal,
+): Promise<PruneResult> {
+  const results: ResourceResult[] = [];
+  const failures: PruneFailure[] = [];
+  const reversed = [...stale].sort((a, b) => compareApplyOrder(b, a));
+  for (const group of groupByRank(reversed)) {
+    const outcomes = await mapWithConcurrency(group, CONCURRENCY, async (ref) => {
+      try {
+        return await pruneOne(client, environment, ref, signal);
+      } catch (error) {
+        signal?.throwIfAborted();
+        const status =
+          error instanceof KubeApiError && error.status !== undefined ? ` (HTTP ${error.status})` : '';
+        const permanent = error instanceof KubeApiError ? !error.transient : true;
+        const message = `delete failed${status}: ${errorMessage(error)}`;
+        failures.push({ ref, message: `${describeRef(ref)}: ${message}`, permanent });
+        return result(ref, 'failed', message);
+      }
+    });
+    results.push(...outcomes);
+  }
+  return { results, failures };
+}
+
+async function pruneOne(
+  client: ClusterClient,
+  environment: Pick<EnvironmentConfig, 'name' | 'namespace'>,
+  ref: ObjectRef,
+  signal?: AbortSignal,
+): Promise<ResourceResult> {
+  const resource = await client.discovery.resolve(ref.apiVersion, ref.kind);
+  if (!resource)
+    return result(ref, 'pruned', `${ref.apiVersion} ${ref.kind} is no longer served; nothing to delete`);
+  if (ref.kind === 'Namespace' && ref.apiVersion === 'v1' && ref.name === environment.namespace) {
+    return result(ref, 'skipped', `holds the inventory of environment ${environment.name}; not pruned`);
+  }
+  const live = await client.get(resource, ref.namespace, ref.name, signal);
+  if (!live) return result(ref, 'pruned', 'already gone');
+  const owner = live.metadata.labels?.[ENVIRONMENT_LABEL];
+  if (owner !== environment.name) {
+    const now = owner === undefined ? 'has no such label' : `is labelled ${owner}`;
+    return result(
+      ref,
+      'skipped',
+      `not pruned: it ${now} instead of ${ENVIRONMENT_LABEL}=${environment.name}`,
+    );
+  }
+  if (live.metadata.annotations?.[PRUNE_ANNOTATION] === 'disabled') {
+    return result(ref, 'skipped', `not pruned: annotated ${PRUNE_ANNOTATION}: disabled`);
+  }
+  await client.delete(resource, ref.namespace, ref.name, live.metadata.uid, signal);
+  return result(ref, 'pruned');
+}

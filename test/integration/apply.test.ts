@@ -1,0 +1,307 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, describe, expect, it } from 'vitest';
+import { environmentSchema, type EnvironmentConfig } from '../../src/config/schema.js';
+import { PushgateError } from '../../src/lib/errors.js';
+import { silentLogger } from '../../src/lib/logger.js';
+import { closeClusterClients, createClusterClient, type ClusterClient } from '../../src/kube/cluster.js';
+import { deployToCluster, renderForCluster } from '../../src/kube/deploy.js';
+import { readInventory } from '../../src/kube/inventory.js';
+import type { DeployError} from '../../src/kube/types.js';
+import { type DeployRequest } from '../../src/kube/types.js';
+import type { ResourceInfo } from '../../src/manifests/resource-info.js';
+import type { LoadedManifest } from '../../src/manifests/types.js';
+import { createTestNamespace, kubeconfigPathFromTest, uniqueNamespaceName } from '../helpers/kube.js';
+
+const CONFIG_MAPS: ResourceInfo = {
+  group: '',
+  version: 'v1',
+  kind: 'ConfigMap',
+  plural: 'configmaps',
+  namespaced: true,
+};
+const SERVICES: ResourceInfo = {
+  group: '',
+  version: 'v1',
+  kind: 'Service',
+  plural: 'services',
+  namespaced: true,
+};
+const DEPLOYMENTS: ResourceInfo = {
+  group: 'apps',
+  version: 'v1',
+  kind: 'Deployment',
+  plural: 'deployments',
+  namespaced: true,
+};
+
+function client(): ClusterClient {
+  return createClusterClient({ name: 'test', kubeconfig: kubeconfigPathFromTest() });
+}
+
+afterAll(() => closeClusterClients());
+
+function environmentFor(namespace: string, overrides: Record<string, unknown> = {}): EnvironmentConfig {
+  return environmentSchema.parse({
+    name: uniqueNamespaceName('env').slice(0, 40),
+    repo: { provider: 'github', name: 'acme/env', url: 'file:///nowhere' },
+    branch: 'env/test',
+    path: 'env',
+    cluster: 'test',
+    namespace,
+    allow: { namespaces: [namespace, `${namespace}-*`], clusterScoped: false },
+    healthTimeout: 0,
+    ...overrides,
+  });
+}
+
+function manifests(...objects: Record<string, unknown>[]): LoadedManifest[] {
+  return objects.map((object, index) => ({
+    object: object as LoadedManifest['object'],
+    source: { file: 'env/app.yaml', document: index + 1 },
+  }));
+}
+
+function configMap(
+  name: string,
+  data: Record<string, string> = { key: 'value' },
+  metadata: Record<string, unknown> = {},
+) {
+  return { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, ...metadata }, data };
+}
+
+function service(name: string, port: number) {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name },
+    spec: { selector: { app: name }, ports: [{ port }] },
+  };
+}
+
+function deployment(name: string, replicas = 2) {
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name },
+    spec: {
+      replicas,
+      selector: { matchLabels: { app: name } },
+      template: {
+        metadata: { labels: { app: name } },
+        spec: { containers: [{ name: 'app', image: 'registry.example/app:1' }] },
+      },
+    },
+  };
+}
+
+interface Writes {
+  count: number;
+}
+
+function request(
+  environment: EnvironmentConfig,
+  objects: LoadedManifest[],
+  extra: Partial<DeployRequest> = {},
+): DeployRequest & Writes {
+  const state = {
+    environment,
+    manifests: objects,
+    sha: randomBytes(20).toString('hex'),
+    jobId: 'job-1',
+    logger: silentLogger(),
+    count: 0,
+    assertLockHeld: () => {
+      state.count++;
+      return Promise.resolve();
+    },
+    ...extra,
+  };
+  return state;
+}
+
+async function rejection(promise: Promise<unknown>): Promise<DeployError> {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(PushgateError);
+  return error as DeployError;
+}
+
+function actions(resources: { kind: string; name: string; action: string }[]): string[] {
+  return resources.map((r) => `${r.kind}/${r.name}:${r.action}`);
+}
+
+describe('deployToCluster', () => {
+  it('creates, then leaves unchanged objects unwritten, then configures only what changed', async () => {
+    const ns = await createTestNamespace('apply-cycle');
+    const env = environmentFor(ns.name);
+    const kube = client();
+
+    const first = await deployToCluster(
+      kube,
+      request(env, manifests(configMap('a'), configMap('b'), service('web', 80))),
+    );
+    expect(actions(first.resources)).toEqual([
+      'ConfigMap/a:created',
+      'ConfigMap/b:created',
+      'Service/web:created',
+    ]);
+    const before = await kube.get(CONFIG_MAPS, ns.name, 'a');
+    expect(before?.metadata.labels?.['pushgate.dev/environment']).toBe(env.name);
+
+    const again = request(env, manifests(configMap('a'), configMap('b'), service('web', 80)));
+    const second = await deployToCluster(kube, again);
+    expect(actions(second.resources)).toEqual([
+      'ConfigMap/a:unchanged',
+      'ConfigMap/b:unchanged',
+      'Service/web:unchanged',
+    ]);
+    const after = await kube.get(CONFIG_MAPS, ns.name, 'a');
+    expect(after?.metadata.resourceVersion).toBe(before?.metadata.resourceVersion);
+
+    const untouched = (await kube.get(CONFIG_MAPS, ns.name, 'b'))?.metadata.resourceVersion;
+    const third = await deployToCluster(
+      kube,
+      request(env, manifests(configMap('a', { key: 'new' }), configMap('b'), service('web', 80))),
+    );
+    expect(actions(third.resources)).toEqual([
+      'ConfigMap/a:configured',
+      'ConfigMap/b:unchanged',
+      'Service/web:unchanged',
+    ]);
+    expect((await kube.get(CONFIG_MAPS, ns.name, 'a'))?.data).toEqual({ key: 'new' });
+    expect((await kube.get(CONFIG_MAPS, ns.name, 'b'))?.metadata.resourceVersion).toBe(untouched);
+  });
+
+  it('prunes removed objects but keeps annotated ones and ones that lost the environment label', async () => {
+    const ns = await createTestNamespace('apply-prune');
+    const env = environmentFor(ns.name);
+    const kube = client();
+    await deployToCluster(
+      kube,
+      request(
+        env,
+        manifests(
+          configMap('keep'),
+          configMap('gone'),
+          configMap('protected', {}, { annotations: { 'pushgate.dev/prune': 'disabled' } }),
+          configMap('claimed'),
+        ),
+      ),
+    );
+    // Someone took "claimed" over: it no longer carries the environment label.
+    await kube.transport.request({
+      method: 'PATCH',
+      path: `/api/v1/namespaces/${ns.name}/configmaps/claimed`,
+      contentType: 'application/merge-patch+json',
+      body: { metadata: { labels: { 'pushgate.dev/environment': null } } },
+    });
+
+    const outcome = await deployToCluster(kube, request(env, manifests(configMap('keep'))));
+
+    expect(actions(outcome.resources)).toEqual([
+      'ConfigMap/keep:unchanged',
+      // Prune goes in reverse apply order.
+      'ConfigMap/protected:skipped',
+      'ConfigMap/gone:pruned',
+      'ConfigMap/claimed:skipped',
+    ]);
+    expect(await kube.get(CONFIG_MAPS, ns.name, 'gone')).toBeUndefined();
+    expect(await kube.get(CONFIG_MAPS, ns.name, 'protected')).toBeDefined();
+    expect(await kube.get(CONFIG_MAPS, ns.name, 'claimed')).toBeDefined();
+    const inventory = await readInventory(kube, env);
+    expect(inventory?.objects).toEqual([
+      { apiVersion: 'v1', kind: 'ConfigMap', namespace: ns.name, name: 'keep' },
+    ]);
+  });
+
+  it('refuses an empty set instead of pruning everything, unless allowEmpty is set', async () => {
+    const ns = await createTestNamespace('apply-empty');
+    const env = environmentFor(ns.name);
+    const kube = client();
+    await deployToCluster(kube, request(env, manifests(configMap('precious'))));
+
+    const error = await rejection(deployToCluster(kube, request(env, [])));
+
+    expect(error.code).toBe('manifest_invalid');
+    expect(error.permanent).toBe(true);
+    expect(error.message).toContain('allowEmpty');
+    expect(await kube.get(CONFIG_MAPS, ns.name, 'precious')).toBeDefined();
+
+    const allowed = await deployToCluster(kube, request({ ...env, allowEmpty: true }, []));
+    expect(actions(allowed.resources)).toEqual(['ConfigMap/precious:pruned']);
+  });
+
+  it('fails a forbidden namespace with policy_violation and applies nothing', async () => {
+    const ns = await createTestNamespace('apply-policy');
+    const env = environmentFor(ns.name);
+    const kube = client();
+
+    const error = await rejection(
+      deployToCluster(
+        kube,
+        request(env, manifests(configMap('fine'), configMap('elsewhere', {}, { namespace: 'kube-system' }))),
+      ),
+    );
+
+    expect(error.code).toBe('policy_violation');
+    expect(error.permanent).toBe(true);
+    expect(error.message).toBe(
+      `env/app.yaml document 2: v1 ConfigMap kube-system/elsewhere: namespace "kube-system" is not allowed for environment ${env.name} (allow.namespaces: ${ns.name}, ${ns.name}-*)`,
+    );
+    expect(error.resources.map((r) => r.action)).toEqual(['skipped', 'skipped']);
+    expect(await kube.get(CONFIG_MAPS, ns.name, 'fine')).toBeUndefined();
+  });
+
+  it('fails the whole set when the API server rejects one object, naming its file and document', async () => {
+    const ns = await createTestNamespace('apply-reject');
+    const env = environmentFor(ns.name);
+    const kube = client();
+    const set = request(env, manifests(configMap('valid'), service('bad', 99999), deployment('web')));
+
+    const error = await rejection(deployToCluster(kube, set));
+
+    expect(error.code).toBe('apply_rejected');
+    expect(error.permanent).toBe(true);
+    expect(error.message).toMatch(
+      /^server-side dry-run rejected the set, nothing was changed: env\/app\.yaml document 2: v1 Service .*\/bad: dry-run rejected \(HTTP 422\): .*99999/,
+    );
+    expect(error.resources.find((r) => r.name === 'bad')?.action).toBe('failed');
+    expect(await kube.get(CONFIG_MAPS, ns.name, 'valid')).toBeUndefined();
+    expect(await kube.get(DEPLOYMENTS, ns.name, 'web')).toBeUndefined();
+    expect(set.count).toBe(0);
+  });
+
+  it('writes nothing once the lock is lost', async () => {
+    const ns = await createTestNamespace('apply-lock');
+    const env = environmentFor(ns.name);
+    const kube = client();
+    const lost = request(env, manifests(configMap('a')), {
+      assertLockHeld: () => Promise.reject(new PushgateError('transient', 'lock lost')),
+    });
+
+    await expect(deployToCluster(kube, lost)).rejects.toThrow('lock lost');
+
+    expect(await kube.get(CONFIG_MAPS, ns.name, 'a')).toBeUndefined();
+  });
+
+  it('renders the defaulted objects without writing anything', async () => {
+    const ns = await createTestNamespace('apply-render');
+    const env = environmentFor(ns.name);
+    const kube = client();
+
+    const rendered = await renderForCluster(kube, {
+      environment: env,
+      manifests: manifests(configMap('a'), service('web', 80)),
+    });
+
+    expect(
+      rendered.map((o) => [o.kind, o.metadata.namespace, o.metadata.labels?.['pushgate.dev/environment']]),
+    ).toEqual([
+      ['ConfigMap', ns.name, env.name],
+      ['Service', ns.name, env.name],
+    ]);
+    expect(await kube.get(SERVICES, ns.name, 'web')).toBeUndefined();
+  });
+});
