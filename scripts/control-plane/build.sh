@@ -18,12 +18,15 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 k8s_version="v1.34.2"
 etcd_version="v3.6.16"
+# Part of the cache key: bump it when a change to this script (flags, ldflags) changes
+# the binaries, so caches built by the old recipe are not reused.
+recipe=1
 
 log() { printf '[control-plane] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 wrapper_hash() {
-  (cd "$here" && cat kube-apiserver/go.mod kube-apiserver/go.sum kube-apiserver/main.go \
+  (cd "$here" && echo "recipe $recipe" && cat kube-apiserver/go.mod kube-apiserver/go.sum kube-apiserver/main.go \
     etcd/go.mod etcd/go.sum etcd/main.go) | sha256sum | cut -c1-12
 }
 
