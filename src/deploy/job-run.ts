@@ -49,8 +49,11 @@ export class JobRun {
     this.report(sha, 'pending', `Deploying ${short(sha)} to ${this.environment.name}`);
   }
 
+  // Final transitions queue the commit status before the record turns final, so whoever
+  // sees the final record can flush the reporter and find the status sent.
   async succeeded(sha: string, resources: ResourceResult[]): Promise<void> {
     const finishedAt = new Date().toISOString();
+    this.report(sha, 'success', `Deployed to ${this.environment.name}: ${summarise(resources)}`);
     await this.patch({
       state: 'succeeded',
       sha,
@@ -61,22 +64,22 @@ export class JobRun {
     });
     await this.deps.store.recordFinished(this.environment.name, this.id, { sha, at: finishedAt });
     this.finish('succeeded');
-    this.report(sha, 'success', `Deployed to ${this.environment.name}: ${summarise(resources)}`);
     this.logger.info({ sha, objects: resources.length }, 'deploy succeeded');
   }
 
   /** Nothing applied: the environment's head is a newer commit that is applied or has a job. */
   async superseded(announcedSha: string, by: string): Promise<void> {
     const message = `superseded by ${by}`;
+    this.report(announcedSha, 'superseded', `Superseded by ${short(by)}; not deployed itself`);
     await this.patch({ state: 'superseded', finishedAt: new Date().toISOString(), error: null, message });
     await this.deps.store.recordFinished(this.environment.name, this.id);
     this.finish('superseded');
-    this.report(announcedSha, 'superseded', `Superseded by ${short(by)}; not deployed itself`);
     this.logger.info({ announcedSha, head: by }, 'deploy superseded');
   }
 
   async failed(error: unknown, resources: ResourceResult[] | undefined): Promise<void> {
     const message = errorMessage(error);
+    if (this.sha) this.report(this.sha, 'failure', `Deploy failed: ${message.split('\n')[0]}`);
     await this.patch({
       state: 'failed',
       finishedAt: new Date().toISOString(),
@@ -85,7 +88,6 @@ export class JobRun {
     });
     await this.deps.store.recordFinished(this.environment.name, this.id);
     this.finish('failed');
-    if (this.sha) this.report(this.sha, 'failure', `Deploy failed: ${message.split('\n')[0]}`);
     this.logger.error({ err: message }, 'deploy failed');
   }
 
