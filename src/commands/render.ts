@@ -1,6 +1,47 @@
-import { UsageError } from '../lib/errors.js';
+import { stringify } from 'yaml';
+import { createKubeApplyEngine } from '../deploy/kube-apply-engine.js';
+import { defaultGitCacheDir, MirrorCache } from '../git/mirror-cache.js';
+import { PushgateError, UsageError } from '../lib/errors.js';
+import { loadManifests } from '../manifests/load.js';
+import { loadRuntime } from '../runtime.js';
 import type { CommandArgs } from './command.js';
 
-export function runRender(_args: CommandArgs): Promise<number> {
-  return Promise.reject(new UsageError('pushgate render is not implemented yet'));
+/**
+ * `pushgate render ENV [--ref SHA]`: what ENV would apply, as the API server would store it.
+ * Fetches the branch head (or SHA), loads, validates and policy-checks the manifests and
+ * dry-runs them on the environment's cluster, then prints the objects as YAML documents.
+ * Nothing is written. The cluster is needed: only it knows which kinds exist and which are
+ * namespaced, so without it neither validation nor the namespace policy can be decided.
+ */
+export async function runRender(args: CommandArgs): Promise<number> {
+  const [name, ...extra] = args.positionals;
+  if (!name || extra.length > 0) throw new UsageError('usage: pushgate render ENV [--ref SHA]');
+  const runtime = loadRuntime(args.config, args.env);
+  const environment = runtime.config.environments.find((candidate) => candidate.name === name);
+  if (!environment) {
+    const known = runtime.config.environments.map((candidate) => candidate.name).join(', ') || 'none';
+    args.stderr.write(`pushgate render: unknown environment "${name}" (configured: ${known})\n`);
+    return 2;
+  }
+  const mirrors = new MirrorCache({ dir: defaultGitCacheDir(args.env), token: runtime.secrets.gitToken });
+  const repo = { url: environment.repo.url, provider: environment.repo.provider };
+  try {
+    const sha = args.ref
+      ? await mirrors.fetchCommit(repo, environment.branch, args.ref)
+      : await mirrors.fetchBranch(repo, environment.branch);
+    const tree = await mirrors.checkout(repo, sha);
+    try {
+      const manifests = await loadManifests(tree.dir, environment.path, { logger: runtime.logger });
+      const objects = await createKubeApplyEngine(runtime.config, args.env).render(environment, manifests);
+      args.stderr.write(`# ${environment.name} at ${sha}: ${objects.length} object(s)\n`);
+      args.stdout.write(objects.map((object) => stringify(object, { lineWidth: 0 })).join('---\n'));
+      return 0;
+    } finally {
+      await tree.remove();
+    }
+  } catch (error) {
+    if (error instanceof PushgateError && error.code === 'usage') throw error;
+    args.stderr.write(`pushgate render: ${error instanceof Error ? error.message : String(error)}\n`);
+    return 1;
+  }
 }

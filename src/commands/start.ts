@@ -1,6 +1,63 @@
-import { UsageError } from '../lib/errors.js';
+import { createServer } from 'node:http';
+import path from 'node:path';
+import { waitForShutdownSignal } from '../deploy/shutdown-signal.js';
+import { startWorkerFromRuntime } from '../deploy/worker-process.js';
+import { createApp } from '../http/app.js';
+import { startEmbeddedRedis, type EmbeddedRedis } from '../lib/embedded-redis.js';
+import { createMetrics } from '../lib/metrics.js';
+import { connectProducer, loadRuntime } from '../runtime.js';
 import type { CommandArgs } from './command.js';
 
-export function runStart(_args: CommandArgs): Promise<number> {
-  return Promise.reject(new UsageError('pushgate start is not implemented yet'));
+/**
+ * `pushgate start`: receiver and worker in one process. Without redis.url it runs a private
+ * redis-server (data under .pushgate/redis) and stops it last, after the worker drained.
+ */
+export async function runStart(args: CommandArgs): Promise<number> {
+  const runtime = loadRuntime(args.config, args.env);
+  const { config, secrets, logger } = runtime;
+  let embedded: EmbeddedRedis | undefined;
+  let redisUrl = config.redis.url;
+  if (!redisUrl) {
+    embedded = await startEmbeddedRedis({
+      dataDir: path.resolve('.pushgate', 'redis'),
+      logger,
+      env: args.env,
+    });
+    redisUrl = embedded.url;
+    logger.info({ url: redisUrl, pid: embedded.pid }, 'embedded redis-server started');
+  }
+  try {
+    const metrics = createMetrics();
+    const services = connectProducer(redisUrl, config.redis.prefix);
+    const worker = await startWorkerFromRuntime(runtime, redisUrl, metrics);
+    const app = createApp({ config, secrets, logger, metrics, ...services });
+    const server = createServer(app);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.server.port, config.server.host, resolve);
+    });
+    const address = server.address();
+    const port = address && typeof address === 'object' ? address.port : config.server.port;
+    logger.info({ port, environments: config.environments.map((e) => e.name) }, 'pushgate started');
+    if (config.environments.length === 0) {
+      logger.warn(
+        { config: runtime.configPath },
+        'no environments configured: add one under environments, with a cluster whose kubeconfig (or context) ' +
+          'reaches your API server; for a local one, run npm run cluster -- up and point clusters[].kubeconfig at the path it prints',
+      );
+    }
+
+    const signal = await waitForShutdownSignal();
+    logger.info({ signal }, 'pushgate stopping');
+    // Stop taking webhooks first, then let the worker finish, then the connections, Redis last.
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    await closed;
+    await worker.close();
+    await services.close();
+    logger.info('pushgate stopped');
+    return 0;
+  } finally {
+    await embedded?.stop();
+  }
 }

@@ -1,6 +1,56 @@
+import { createServer, type Server } from 'node:http';
+import { waitForShutdownSignal } from '../deploy/shutdown-signal.js';
+import { startWorkerFromRuntime } from '../deploy/worker-process.js';
 import { UsageError } from '../lib/errors.js';
+import { createMetrics, type Metrics } from '../lib/metrics.js';
+import { loadRuntime, requireRedisUrl } from '../runtime.js';
 import type { CommandArgs } from './command.js';
 
-export function runWorker(_args: CommandArgs): Promise<number> {
-  return Promise.reject(new UsageError('pushgate worker is not implemented yet'));
+/** `pushgate worker`: takes deploy jobs until SIGTERM/SIGINT, then finishes (or hands back) the current ones. */
+export async function runWorker(args: CommandArgs): Promise<number> {
+  const runtime = loadRuntime(args.config, args.env);
+  const redisUrl = requireRedisUrl(runtime.config, 'worker');
+  const metrics = createMetrics();
+  const port = metricsPort(args.env.WORKER_METRICS_PORT);
+  const worker = await startWorkerFromRuntime(runtime, redisUrl, metrics);
+  const server = port === undefined ? undefined : await serveMetrics(port, metrics);
+  if (server) runtime.logger.info({ port }, 'worker metrics listening');
+
+  const signal = await waitForShutdownSignal();
+  runtime.logger.info({ signal }, 'worker stopping');
+  await worker.close();
+  await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+  runtime.logger.info('worker stopped');
+  return 0;
+}
+
+function metricsPort(raw: string | undefined): number | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  const port = Number(raw);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new UsageError(`WORKER_METRICS_PORT="${raw}" is not a port number`);
+  return port;
+}
+
+/** /healthz and /metrics only: the worker has no other HTTP surface. */
+async function serveMetrics(port: number, metrics: Metrics): Promise<Server> {
+  const server = createServer((req, res) => {
+    if (req.method === 'GET' && req.url === '/healthz') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+      return;
+    }
+    if (req.method === 'GET' && req.url === '/metrics') {
+      metrics.registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
+        () => res.writeHead(500).end(),
+      );
+      return;
+    }
+    res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, resolve);
+  });
+  return server;
 }

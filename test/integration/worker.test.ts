@@ -1,0 +1,335 @@
+import { AppsV1Api, CoreV1Api, type KubeConfig, type V1Deployment } from '@kubernetes/client-node';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { runSync } from '../../src/commands/sync.js';
+import { silentLogger } from '../../src/lib/logger.js';
+import { createCommitStatusReporter } from '../../src/status/reporters/commit-status-reporter.js';
+import { readSecrets } from '../../src/config/secrets.js';
+import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
+import { startFakeGithub, type FakeProvider } from '../helpers/fake-github.js';
+import { createTestNamespace, kubeConfigFromTest, type TestNamespace } from '../helpers/kube.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { createWorkerHarness, type WorkerHarness } from './worker-harness.js';
+import { configMap, deployment } from './worker-manifests.js';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+
+let redis: TestRedis;
+let kc: KubeConfig;
+let core: CoreV1Api;
+let apps: AppsV1Api;
+
+beforeAll(async () => {
+  redis = await startRedis();
+  kc = kubeConfigFromTest();
+  core = kc.makeApiClient(CoreV1Api);
+  apps = kc.makeApiClient(AppsV1Api);
+});
+afterAll(async () => {
+  await redis.stop();
+});
+
+async function readConfigMap(namespace: string, name: string): Promise<Record<string, string> | null> {
+  try {
+    const found = await core.readNamespacedConfigMap({ name, namespace });
+    return found.data ?? {};
+  } catch (error) {
+    if ((error as { code?: number }).code === 404) return null;
+    throw error;
+  }
+}
+
+/** No kubelet here: the test plays the controller and reports the Deployment ready. */
+async function markDeploymentReady(namespace: string, name: string): Promise<void> {
+  const current: V1Deployment = await apps.readNamespacedDeployment({ name, namespace });
+  current.status = {
+    observedGeneration: current.metadata?.generation,
+    replicas: 1,
+    updatedReplicas: 1,
+    readyReplicas: 1,
+    availableReplicas: 1,
+    conditions: [
+      { type: 'Available', status: 'True', reason: 'MinimumReplicasAvailable', message: 'ok' },
+      { type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable', message: 'ok' },
+    ],
+  };
+  await apps.replaceNamespacedDeploymentStatus({ name, namespace, body: current });
+}
+
+async function until<T>(read: () => Promise<T | null | undefined | false>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await read();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error('condition not met before the deadline');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
+  let repo: EnvRepo;
+  let namespace: TestNamespace;
+  let harness: WorkerHarness;
+  let github: FakeProvider;
+
+  beforeEach(async (context) => {
+    repo = await createEnvRepo({ branch: 'env/test' });
+    namespace = await createTestNamespace(`w-${context.task.name.slice(0, 24)}`);
+    github = await startFakeGithub();
+    harness = await createWorkerHarness({
+      redisUrl: redis.url,
+      environments: [{ name: 'web', repo, env: { namespace: namespace.name, healthTimeout: '3s' } }],
+      providers: { github: github.url },
+    });
+  });
+
+  afterEach(async () => {
+    await harness.close();
+    await github.close();
+    await namespace.cleanup();
+    await repo.remove();
+  });
+
+  it('first deploy creates the objects and records the applied commit', async () => {
+    await harness.startWorker();
+    const sha = await repo.commit({
+      'manifests/a.yaml': configMap('alpha', { v: '1' }),
+      'manifests/b.yaml': configMap('beta', { v: '1' }),
+    });
+
+    const record = await harness.waitForJob(await harness.webhook('web', sha));
+
+    expect(record).toMatchObject({ state: 'succeeded', sha, attempts: 1, error: null });
+    expect(record.resources.map((r) => [r.kind, r.name, r.action])).toEqual([
+      ['ConfigMap', 'alpha', 'created'],
+      ['ConfigMap', 'beta', 'created'],
+    ]);
+    expect(await readConfigMap(namespace.name, 'alpha')).toEqual({ v: '1' });
+    expect(await harness.services.store.environmentStatus('web')).toMatchObject({
+      lastAppliedSha: sha,
+      lastJobId: record.id,
+    });
+  });
+
+  it('a second push prunes the deleted file’s object and reports configured and unchanged', async () => {
+    await harness.startWorker();
+    const first = await repo.commit({
+      'manifests/a.yaml': configMap('alpha', { v: '1' }),
+      'manifests/b.yaml': configMap('beta', { v: '1' }),
+      'manifests/c.yaml': configMap('gamma', { v: '1' }),
+    });
+    await harness.waitForJob(await harness.webhook('web', first));
+
+    const second = await repo.commit({
+      'manifests/a.yaml': configMap('alpha', { v: '2' }),
+      'manifests/c.yaml': null,
+    });
+    const record = await harness.waitForJob(await harness.webhook('web', second));
+
+    expect(record.state).toBe('succeeded');
+    const actions = Object.fromEntries(record.resources.map((r) => [r.name, r.action]));
+    expect(actions).toEqual({ alpha: 'configured', beta: 'unchanged', gamma: 'pruned' });
+    expect(await readConfigMap(namespace.name, 'gamma')).toBeNull();
+    expect(await readConfigMap(namespace.name, 'alpha')).toEqual({ v: '2' });
+  });
+
+  describe('a bad commit fails at once with nothing applied', () => {
+    const cases: [string, Record<string, string>, RegExp][] = [
+      [
+        'broken YAML',
+        { 'manifests/bad.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata: [unclosed\n' },
+        /manifests\/bad\.yaml/,
+      ],
+      [
+        'a forbidden namespace',
+        { 'manifests/bad.yaml': configMap('intruder', { v: '1' }, 'kube-system') },
+        /kube-system/,
+      ],
+      [
+        'an object the API server rejects',
+        {
+          'manifests/bad.yaml':
+            'apiVersion: v1\nkind: Service\nmetadata:\n  name: broken\nspec:\n  ports:\n    - port: 70000\n',
+        },
+        /broken/,
+      ],
+    ];
+    for (const [what, files, mentions] of cases) {
+      it(`${what}`, async () => {
+        await harness.startWorker();
+        const good = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
+        await harness.waitForJob(await harness.webhook('web', good));
+
+        const bad = await repo.commit({
+          'manifests/a.yaml': configMap('alpha', { v: '2' }),
+          'manifests/new.yaml': configMap('fresh', { v: '1' }),
+          ...files,
+        });
+        const record = await harness.waitForJob(await harness.webhook('web', bad));
+
+        expect(record.state).toBe('failed');
+        expect(record.attempts).toBe(1);
+        expect(record.error).toMatch(mentions);
+        expect(await readConfigMap(namespace.name, 'alpha')).toEqual({ v: '1' });
+        expect(await readConfigMap(namespace.name, 'fresh')).toBeNull();
+        expect((await harness.services.store.environmentStatus('web')).lastAppliedSha).toBe(good);
+      });
+    }
+  });
+
+  it('a late webhook for an old commit does not roll back: it is superseded', async () => {
+    await harness.startWorker();
+    const old = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: 'old' }) });
+    const current = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: 'new' }) });
+    await harness.waitForJob(await harness.webhook('web', current));
+
+    const late = await harness.waitForJob(await harness.webhook('web', old));
+
+    expect(late).toMatchObject({ state: 'superseded', message: `superseded by ${current}` });
+    expect(await readConfigMap(namespace.name, 'alpha')).toEqual({ v: 'new' });
+    expect((await harness.services.store.environmentStatus('web')).lastAppliedSha).toBe(current);
+  });
+
+  it('a force-push back to an older commit deploys it', async () => {
+    await harness.startWorker();
+    const old = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: 'old' }) });
+    await harness.waitForJob(await harness.webhook('web', old));
+    const newer = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: 'new' }) });
+    await harness.waitForJob(await harness.webhook('web', newer));
+
+    await repo.forcePush(old);
+    const record = await harness.waitForJob(await harness.webhook('web', old));
+
+    expect(record).toMatchObject({ state: 'succeeded', sha: old });
+    expect(await readConfigMap(namespace.name, 'alpha')).toEqual({ v: 'old' });
+  });
+
+  it('drift made by hand is corrected by pushgate sync --wait', async () => {
+    await harness.startWorker();
+    const sha = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
+    await harness.waitForJob(await harness.webhook('web', sha));
+    const drifted = await core.readNamespacedConfigMap({ name: 'alpha', namespace: namespace.name });
+    drifted.data = { v: 'edited by hand' };
+    await core.replaceNamespacedConfigMap({ name: 'alpha', namespace: namespace.name, body: drifted });
+
+    const configFile = path.join(harness.cacheDir, 'pushgate.yaml');
+    await writeFile(configFile, harness.configText);
+    const stdout = new PassThrough();
+    let printed = '';
+    stdout.on('data', (chunk: Buffer) => (printed += chunk.toString()));
+    const code = await runSync({
+      positionals: ['web'],
+      config: configFile,
+      ref: undefined,
+      wait: true,
+      json: false,
+      env: {},
+      stdout,
+      stderr: new PassThrough(),
+    });
+
+    expect(code).toBe(0);
+    expect(printed).toMatch(/succeeded/);
+    expect(await readConfigMap(namespace.name, 'alpha')).toEqual({ v: '1' });
+  });
+
+  it('a burst of pushes ends on the last commit with none failed', async () => {
+    await harness.startWorker({ concurrency: 4 });
+    const ids: string[] = [];
+    let last = '';
+    for (let i = 1; i <= 6; i += 1) {
+      last = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: String(i) }) });
+      ids.push(await harness.webhook('web', last));
+    }
+
+    const records = await Promise.all(ids.map((id) => harness.waitForJob(id, 60_000)));
+
+    expect(records.filter((r) => r.state === 'failed')).toEqual([]);
+    expect(records.at(-1)).toMatchObject({ state: 'succeeded', sha: last });
+    expect(await readConfigMap(namespace.name, 'alpha')).toEqual({ v: '6' });
+    expect((await harness.services.store.environmentStatus('web')).lastAppliedSha).toBe(last);
+  });
+
+  it('waits for a Deployment to be ready and succeeds once its status says so', async () => {
+    await harness.startWorker();
+    const sha = await repo.commit({ 'manifests/web.yaml': deployment('web') });
+    const id = await harness.webhook('web', sha);
+
+    await until(() =>
+      apps.readNamespacedDeployment({ name: 'web', namespace: namespace.name }).catch(() => null),
+    );
+    await markDeploymentReady(namespace.name, 'web');
+    const record = await harness.waitForJob(id);
+
+    expect(record).toMatchObject({ state: 'succeeded', sha });
+  });
+
+  it('fails with the objects that were not ready when the health wait times out', async () => {
+    await harness.startWorker();
+    const sha = await repo.commit({ 'manifests/web.yaml': deployment('web') });
+
+    const record = await harness.waitForJob(await harness.webhook('web', sha), 60_000);
+
+    expect(record.state).toBe('failed');
+    expect(record.error).toMatch(/Deployment.*web/);
+  });
+
+  it('sends commit statuses: pending, then success, with context and target URL', async () => {
+    const reporter = createCommitStatusReporter(
+      harness.config,
+      readSecrets({ GITHUB_TOKEN: 'ghs_test' }),
+      silentLogger(),
+      {
+        timeoutMs: 2_000,
+      },
+    );
+    await harness.startWorker({ reporter });
+    const sha = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
+    const id = await harness.webhook('web', sha);
+    await harness.waitForJob(id);
+    await reporter.flush();
+
+    expect(github.requests.map((r) => [r.path, r.body])).toEqual([
+      [
+        `/repos/acme/web-config/statuses/${sha}`,
+        {
+          state: 'pending',
+          context: 'pushgate/web',
+          target_url: `http://pushgate.test/jobs/${id}`,
+          description: `Deploying ${sha.slice(0, 7)} to web`,
+        },
+      ],
+      [
+        `/repos/acme/web-config/statuses/${sha}`,
+        {
+          state: 'success',
+          context: 'pushgate/web',
+          target_url: `http://pushgate.test/jobs/${id}`,
+          description: 'Deployed to web: 1 object: 1 created',
+        },
+      ],
+    ]);
+  });
+
+  it('reports failure on the commit when the deploy fails', async () => {
+    const reporter = createCommitStatusReporter(
+      harness.config,
+      readSecrets({ GITHUB_TOKEN: 'ghs_test' }),
+      silentLogger(),
+      {
+        timeoutMs: 2_000,
+      },
+    );
+    await harness.startWorker({ reporter });
+    const sha = await repo.commit({ 'manifests/a.yaml': configMap('intruder', { v: '1' }, 'kube-system') });
+    const id = await harness.webhook('web', sha);
+    await harness.waitForJob(id);
+    await reporter.flush();
+
+    expect(github.requests.map((r) => (r.body as { state: string }).state)).toEqual(['pending', 'failure']);
+    expect(github.requests[1]!.body).toMatchObject({
+      context: 'pushgate/web',
+      target_url: `http://pushgate.test/jobs/${id}`,
+    });
+  });
+});
