@@ -90,7 +90,7 @@ async function dryRunBeforeWrites(
   objects: readonly PreparedObject[],
   signal: AbortSignal | undefined,
 ): Promise<Planned & { failures: ObjectFailure[] }> {
-  const ordered = [...objects].sort((a, b) => compareApplyOrder(a.ref, b.ref));
+  const ordered = [...objects].sort((a, b) => a.stage - b.stage || compareApplyOrder(a.ref, b.ref));
   const stageOne = ordered.filter((object) => object.stage === 1);
   const first = await planObjects(client, stageOne, signal);
   const deferred = needsStageOne(ordered, first.planned);

@@ -18,6 +18,9 @@ export class KubeApiError extends Error {
   /** Network trouble, overload, server faults and conflicts pass; the rest is the request's fault. */
   get transient(): boolean {
     const status = this.status;
+    // Server-side apply answers 500 when a field's type does not match the schema
+    // (kubernetes/kubernetes#104305 and kin); it is the manifest's fault and retrying cannot help.
+    if (status === 500 && this.message.includes('failed to create typed patch object')) return false;
     return status === undefined || status >= 500 || status === 429 || status === 409 || status === 408;
   }
 }

@@ -6,7 +6,7 @@ import { silentLogger } from '../../src/lib/logger.js';
 import { closeClusterClients, createClusterClient, type ClusterClient } from '../../src/kube/cluster.js';
 import { deployToCluster, renderForCluster } from '../../src/kube/deploy.js';
 import { readInventory } from '../../src/kube/inventory.js';
-import type { DeployError} from '../../src/kube/types.js';
+import type { DeployError } from '../../src/kube/types.js';
 import { type DeployRequest } from '../../src/kube/types.js';
 import type { ResourceInfo } from '../../src/manifests/resource-info.js';
 import type { LoadedManifest } from '../../src/manifests/types.js';
@@ -303,5 +303,195 @@ describe('deployToCluster', () => {
       ['Service', ns.name, env.name],
     ]);
     expect(await kube.get(SERVICES, ns.name, 'web')).toBeUndefined();
+  });
+});
+
+function widgetCrd(group: string) {
+  return {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: { name: `widgets.${group}` },
+    spec: {
+      group,
+      scope: 'Namespaced',
+      names: { kind: 'Widget', plural: 'widgets', singular: 'widget', listKind: 'WidgetList' },
+      versions: [
+        {
+          name: 'v1',
+          served: true,
+          storage: true,
+          schema: {
+            openAPIV3Schema: {
+              type: 'object',
+              properties: {
+                spec: { type: 'object', properties: { size: { type: 'integer' } }, required: ['size'] },
+              },
+            },
+          },
+        },
+      ],
+    },
+  };
+}
+
+describe('deployToCluster with stage 1 objects', () => {
+  it('applies a CRD and a custom resource of it from the same set', async () => {
+    const ns = await createTestNamespace('apply-crd');
+    const group = `${ns.name}.example.com`;
+    const env = environmentFor(ns.name, { allow: { namespaces: [ns.name], clusterScoped: true } });
+    const kube = client();
+    const set = manifests(
+      { apiVersion: `${group}/v1`, kind: 'Widget', metadata: { name: 'w' }, spec: { size: 3 } },
+      widgetCrd(group),
+    );
+
+    const first = await deployToCluster(kube, request(env, set));
+
+    expect(actions(first.resources)).toEqual([
+      `CustomResourceDefinition/widgets.${group}:created`,
+      'Widget/w:created',
+    ]);
+    const widgets: ResourceInfo = {
+      group,
+      version: 'v1',
+      kind: 'Widget',
+      plural: 'widgets',
+      namespaced: true,
+    };
+    expect((await kube.get(widgets, ns.name, 'w'))?.spec).toEqual({ size: 3 });
+
+    const second = await deployToCluster(kube, request(env, set));
+    expect(actions(second.resources)).toEqual([
+      `CustomResourceDefinition/widgets.${group}:unchanged`,
+      'Widget/w:unchanged',
+    ]);
+  });
+
+  it('rejects a bad custom resource of a new CRD before any stage-2 write', async () => {
+    const ns = await createTestNamespace('apply-crd-bad');
+    const group = `${ns.name}.example.com`;
+    const env = environmentFor(ns.name, { allow: { namespaces: [ns.name], clusterScoped: true } });
+    const kube = client();
+    const set = manifests(configMap('plain'), widgetCrd(group), {
+      apiVersion: `${group}/v1`,
+      kind: 'Widget',
+      metadata: { name: 'w' },
+      spec: { size: 'big' },
+    });
+
+    const error = await rejection(deployToCluster(kube, request(env, set)));
+
+    expect(error.code).toBe('apply_rejected');
+    expect(error.permanent).toBe(true);
+    expect(error.message).toContain('only Namespaces and CRDs were applied');
+    expect(error.message).toContain('env/app.yaml document 3');
+    expect(actions(error.resources)).toEqual([
+      `CustomResourceDefinition/widgets.${group}:created`,
+      'ConfigMap/plain:skipped',
+      'Widget/w:failed',
+    ]);
+    expect(await kube.get(CONFIG_MAPS, ns.name, 'plain')).toBeUndefined();
+  });
+
+  it('creates a Namespace and the objects in it in one deploy', async () => {
+    const home = await createTestNamespace('apply-ns-home');
+    const fresh = `${home.name}-new`;
+    const env = environmentFor(home.name, {
+      allow: { namespaces: [home.name, `${home.name}-*`], clusterScoped: true },
+    });
+    const kube = client();
+
+    const outcome = await deployToCluster(
+      kube,
+      request(
+        env,
+        manifests(configMap('inside', {}, { namespace: fresh }), {
+          apiVersion: 'v1',
+          kind: 'Namespace',
+          metadata: { name: fresh },
+        }),
+      ),
+    );
+
+    expect(actions(outcome.resources)).toEqual([`Namespace/${fresh}:created`, 'ConfigMap/inside:created']);
+    expect(await kube.get(CONFIG_MAPS, fresh, 'inside')).toBeDefined();
+  });
+});
+
+async function writeDeploymentStatus(
+  kube: ClusterClient,
+  namespace: string,
+  name: string,
+  available: number,
+): Promise<void> {
+  const live = await kube.get(DEPLOYMENTS, namespace, name);
+  await kube.transport.request({
+    method: 'PATCH',
+    path: `/apis/apps/v1/namespaces/${namespace}/deployments/${name}/status`,
+    contentType: 'application/merge-patch+json',
+    body: {
+      status: {
+        observedGeneration: live?.metadata.generation,
+        replicas: 2,
+        updatedReplicas: 2,
+        readyReplicas: available,
+        availableReplicas: available,
+      },
+    },
+  });
+}
+
+describe('deployToCluster health', () => {
+  it('waits until the Deployment reports its replicas available', async () => {
+    const ns = await createTestNamespace('apply-health');
+    const env = environmentFor(ns.name, { healthTimeout: '30s' });
+    const kube = client();
+    const progress: string[] = [];
+    const deploy = deployToCluster(
+      kube,
+      request(env, manifests(deployment('web')), { onProgress: (message) => progress.push(message) }),
+    );
+    // Play the controller: once the deploy waits, report the rollout done.
+    await expect
+      .poll(() => progress.some((m) => m.startsWith('waiting up to')), { timeout: 10_000 })
+      .toBe(true);
+    await writeDeploymentStatus(kube, ns.name, 'web', 2);
+
+    const outcome = await deploy;
+
+    expect(actions(outcome.resources)).toEqual(['Deployment/web:created']);
+    expect(progress).toContain('all workloads ready');
+  });
+
+  it('times out naming the Deployment that never became ready', async () => {
+    const ns = await createTestNamespace('apply-unhealthy');
+    const env = environmentFor(ns.name, { healthTimeout: '2s' });
+    const kube = client();
+    const deploy = deployToCluster(kube, request(env, manifests(deployment('web'), configMap('c'))));
+
+    const error = await rejection(deploy);
+
+    expect(error.code).toBe('health_timeout');
+    expect(error.permanent).toBe(true);
+    expect(error.message).toBe(
+      `workloads not ready after 2s:\n  apps/v1 Deployment ${ns.name}/web: not yet observed by its controller`,
+    );
+    expect(error.resources.map((r) => `${r.kind}/${r.name}:${r.action}:${r.message ?? ''}`)).toEqual([
+      'ConfigMap/c:created:',
+      'Deployment/web:created:not ready: not yet observed by its controller',
+    ]);
+  });
+
+  it('reports a Deployment with too few available replicas', async () => {
+    const ns = await createTestNamespace('apply-partial');
+    const env = environmentFor(ns.name, { healthTimeout: '1s' });
+    const kube = client();
+    await deployToCluster(kube, request({ ...env, healthTimeout: 0 }, manifests(deployment('web'))));
+    await writeDeploymentStatus(kube, ns.name, 'web', 1);
+
+    const error = await rejection(deployToCluster(kube, request(env, manifests(deployment('web')))));
+
+    expect(error.message).toContain(`apps/v1 Deployment ${ns.name}/web: 1/2 replicas available`);
+    expect(error.resources[0]?.action).toBe('unchanged');
   });
 });
