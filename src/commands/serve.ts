@@ -6,6 +6,8 @@ import { waitForRedis } from '../queue/connection.js';
 import { connectProducer, loadRuntime, requireRedisUrl } from '../runtime.js';
 import type { CommandArgs } from './command.js';
 
+const REDIS_START_WAIT_MS = 5_000;
+
 /** `pushgate serve`: the webhook receiver and status API, until SIGTERM/SIGINT. */
 export async function runServe(args: CommandArgs): Promise<number> {
   const runtime = loadRuntime(args.config, args.env);
@@ -13,14 +15,15 @@ export async function runServe(args: CommandArgs): Promise<number> {
   const services = connectProducer(requireRedisUrl(config, 'serve'), config.redis.prefix);
   const metrics = createMetrics();
   const app = createApp({ config, secrets, logger, metrics, ...services });
+  // Give Redis a moment so the first deliveries are not refused; past that, serve anyway:
+  // /readyz says 503 and webhooks get 503 (the sender redelivers) until Redis answers.
+  await waitForRedis(services.redis, REDIS_START_WAIT_MS).catch(() =>
+    logger.warn('Redis does not answer yet; webhooks get 503 until it does'),
+  );
   const server = await listen(app, config.server.host, config.server.port);
   logger.info(
     { url: server.url, config: runtime.configPath, environments: config.environments.length },
     'pushgate serve listening',
-  );
-  // Not fatal: /readyz says 503 and webhooks get 503 until Redis answers.
-  waitForRedis(services.redis, 5_000).catch(() =>
-    logger.warn('Redis does not answer yet; webhooks get 503 until it does'),
   );
 
   const signal = await waitForShutdownSignal();

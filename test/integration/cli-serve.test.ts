@@ -1,0 +1,222 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { githubHeaders, githubPush } from '../fixtures/github/payloads.js';
+import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
+
+const CLI = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url));
+const SECRET = 'cli-secret';
+
+const CONFIG = `
+server:
+  host: 127.0.0.1
+  port: 0
+redis:
+  url: \${REDIS_URL}
+  prefix: PREFIX
+clusters:
+  - name: local
+environments:
+  - name: staging
+    repo:
+      provider: github
+      name: acme/env-config
+      url: https://git.example.invalid/acme/env-config.git
+    branch: env/staging
+    path: clusters/staging
+    cluster: local
+    namespace: apps
+    prune: false
+`;
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+let redis: TestRedis;
+let dir: string;
+let configFile: string;
+const children: ChildProcess[] = [];
+
+function cliEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const { PUSHGATE_CONFIG: _config, GITHUB_WEBHOOK_SECRET: _secret, PORT: _port, ...rest } = process.env;
+  return { ...rest, REDIS_URL: redis.url, GITHUB_WEBHOOK_SECRET: SECRET, LOG_LEVEL: 'info', ...extra };
+}
+
+function runCli(args: string[], env = cliEnv()): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+interface Served {
+  child: ChildProcess;
+  url: string;
+  output: () => string;
+  exited: Promise<number | null>;
+}
+
+/** `pushgate serve` as a child process; resolves once it logs the address it listens on. */
+function serve(): Promise<Served> {
+  const child = spawn(process.execPath, [CLI, 'serve', '--config', configFile], {
+    env: cliEnv(),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(child);
+  let output = '';
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`serve did not start:\n${output}`)), 15_000);
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      output += chunk;
+      const match = /"url":"(http:\/\/[^"]+)".*"msg":"pushgate serve listening"/.exec(output);
+      if (match) {
+        clearTimeout(timer);
+        resolve({ child, url: match[1]!, output: () => output, exited });
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`serve exited with ${code} before listening:\n${output}`));
+    });
+  });
+}
+
+beforeAll(async () => {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first (npm test does)`);
+  redis = await startRedis();
+  dir = mkdtempSync(join(tmpdir(), 'pushgate-cli-'));
+  configFile = join(dir, 'pushgate.yaml');
+  writeFileSync(configFile, CONFIG.replace('PREFIX', uniquePrefix('cli')));
+});
+
+afterAll(async () => {
+  for (const child of children)
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  await redis.stop();
+});
+
+describe('pushgate check', () => {
+  it('prints the environments table and exits 0 for a valid configuration', async () => {
+    const run = await runCli(['check', '--config', configFile]);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain(`${configFile}: valid, 1 environment(s), 1 cluster(s)`);
+    expect(run.stdout).toMatch(/ENVIRONMENT\s+REPO\s+BRANCH\s+PATH\s+CLUSTER\s+NAMESPACE\s+PRUNE/);
+    expect(run.stdout).toMatch(
+      /staging\s+github acme\/env-config\s+env\/staging\s+clusters\/staging\s+local\s+apps\s+no/,
+    );
+  });
+
+  it('exits 2 naming the file, the field and the reason for an invalid configuration', async () => {
+    const invalid = join(dir, 'invalid.yaml');
+    writeFileSync(invalid, CONFIG.replace('    branch: env/staging\n', ''));
+    const run = await runCli(['check', '--config', invalid]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain(`${invalid}: environments[0].branch: Required`);
+  });
+
+  it('exits 2 when a ${VAR} is not set, naming it', async () => {
+    const { REDIS_URL: _url, ...env } = cliEnv();
+    const run = await runCli(['check', '--config', configFile], env);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('redis.url: environment variable REDIS_URL is not set');
+  });
+
+  it('reads $PUSHGATE_CONFIG when --config is not given', async () => {
+    const run = await runCli(['check'], cliEnv({ PUSHGATE_CONFIG: configFile }));
+    expect(run.code).toBe(0);
+  });
+});
+
+describe('pushgate serve and status', () => {
+  it('answers /healthz, queues a signed push, and stops with exit 0 on SIGTERM', async () => {
+    const server = await serve();
+    const health = await fetch(`${server.url}/healthz`);
+    expect(health.status).toBe(200);
+
+    const body = JSON.stringify(githubPush({ repository: 'acme/env-config', branch: 'env/staging' }));
+    const webhook = await fetch(`${server.url}/webhooks/github`, {
+      method: 'POST',
+      body,
+      headers: githubHeaders(SECRET, body),
+    });
+    expect(webhook.status).toBe(202);
+    const { jobs } = (await webhook.json()) as { jobs: { id: string }[] };
+    const jobId = jobs[0]!.id;
+
+    const shown = await runCli(['status', jobId, '--config', configFile]);
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toMatch(new RegExp(`job\\s+${jobId}`));
+    expect(shown.stdout).toMatch(/state\s+queued/);
+
+    const json = await runCli(['status', jobId, '--json', '--config', configFile]);
+    expect(JSON.parse(json.stdout)).toMatchObject({ id: jobId, environment: 'staging', state: 'queued' });
+
+    const latest = await runCli(['status', '--config', configFile]);
+    expect(latest.code).toBe(0);
+    expect(latest.stdout).toMatch(new RegExp(`staging\\s+${jobId}\\s+queued`));
+
+    const unknown = await runCli(['status', 'no-such-job', '--config', configFile]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain('job "no-such-job" not found');
+
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
+    expect(server.output()).toContain('"msg":"stopped"');
+  });
+
+  it('lets a request in flight finish after SIGTERM', async () => {
+    const server = await serve();
+    const url = new URL(server.url);
+    const body = JSON.stringify(githubPush({ repository: 'acme/env-config', branch: 'env/staging' }));
+    const answer = new Promise<number>((resolve, reject) => {
+      const req = request(
+        {
+          host: url.hostname,
+          port: url.port,
+          path: '/webhooks/github',
+          method: 'POST',
+          // 100-continue: the server's "continue" proves it has the request before SIGTERM is sent.
+          headers: {
+            ...githubHeaders(SECRET, body),
+            'content-length': Buffer.byteLength(body),
+            expect: '100-continue',
+          },
+        },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        },
+      );
+      req.on('error', reject);
+      req.on('continue', () => {
+        server.child.kill('SIGTERM');
+        req.end(body);
+      });
+    });
+    expect(await answer).toBe(202);
+    expect(await server.exited).toBe(0);
+  });
+
+  it('status exits 1 with a message when Redis cannot be reached', async () => {
+    const run = await runCli(
+      ['status', '--config', configFile],
+      cliEnv({ REDIS_URL: 'redis://127.0.0.1:1' }),
+    );
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain('Redis did not answer');
+  });
+});
