@@ -1,0 +1,118 @@
+import { describe, expect, it } from 'vitest';
+import { readinessOf } from '../../../src/kube/health.js';
+
+function deployment(status: Record<string, unknown>, replicas = 2, generation = 3) {
+  return { kind: 'Deployment', metadata: { generation }, spec: { replicas }, status };
+}
+
+describe('readinessOf', () => {
+  it('Deployment: ready when the controller observed the spec and all replicas are updated and available', () => {
+    expect(
+      readinessOf(
+        deployment({ observedGeneration: 3, replicas: 2, updatedReplicas: 2, availableReplicas: 2 }),
+      ).state,
+    ).toBe('ready');
+  });
+
+  it.each([
+    [{}, 'not yet observed by its controller'],
+    [{ observedGeneration: 2 }, 'controller has seen generation 2 of 3'],
+    [
+      { observedGeneration: 3, replicas: 2, updatedReplicas: 1, availableReplicas: 2 },
+      '1/2 replicas updated',
+    ],
+    [
+      { observedGeneration: 3, replicas: 3, updatedReplicas: 2, availableReplicas: 2 },
+      '1 old replicas pending termination',
+    ],
+    [
+      { observedGeneration: 3, replicas: 2, updatedReplicas: 2, availableReplicas: 0 },
+      '0/2 replicas available',
+    ],
+  ])('Deployment with status %j is progressing: %s', (status, message) => {
+    expect(readinessOf(deployment(status))).toEqual({ state: 'progressing', message });
+  });
+
+  it('Deployment: fails at once on ProgressDeadlineExceeded', () => {
+    const status = {
+      observedGeneration: 3,
+      conditions: [
+        {
+          type: 'Progressing',
+          status: 'False',
+          reason: 'ProgressDeadlineExceeded',
+          message: 'rs "web-1" has timed out',
+        },
+      ],
+    };
+    expect(readinessOf(deployment(status))).toEqual({
+      state: 'failed',
+      message: 'progress deadline exceeded: rs "web-1" has timed out',
+    });
+  });
+
+  it('Deployment: one replica by default', () => {
+    const object = {
+      kind: 'Deployment',
+      metadata: { generation: 1 },
+      spec: {},
+      status: { observedGeneration: 1, updatedReplicas: 1, availableReplicas: 1, replicas: 1 },
+    };
+    expect(readinessOf(object).state).toBe('ready');
+  });
+
+  it('StatefulSet: ready only when every replica is ready, current and on the update revision', () => {
+    const base = { kind: 'StatefulSet', metadata: { generation: 1 }, spec: { replicas: 2 } };
+    const done = {
+      observedGeneration: 1,
+      readyReplicas: 2,
+      currentReplicas: 2,
+      updatedReplicas: 2,
+      currentRevision: 'r2',
+      updateRevision: 'r2',
+    };
+    expect(readinessOf({ ...base, status: done }).state).toBe('ready');
+    expect(readinessOf({ ...base, status: { ...done, readyReplicas: 1 } }).message).toBe(
+      '1/2 replicas ready',
+    );
+    expect(readinessOf({ ...base, status: { ...done, currentRevision: 'r1' } }).message).toBe(
+      'rolling out revision r2',
+    );
+  });
+
+  it('DaemonSet: ready when every scheduled pod is updated and available', () => {
+    const base = { kind: 'DaemonSet', metadata: { generation: 1 } };
+    const status = {
+      observedGeneration: 1,
+      desiredNumberScheduled: 3,
+      updatedNumberScheduled: 3,
+      numberAvailable: 3,
+    };
+    expect(readinessOf({ ...base, status }).state).toBe('ready');
+    expect(readinessOf({ ...base, status: { ...status, numberAvailable: 2 } }).message).toBe(
+      '2/3 pods available',
+    );
+  });
+
+  it('Job: ready when Complete, failed when Failed', () => {
+    expect(
+      readinessOf({ kind: 'Job', status: { conditions: [{ type: 'Complete', status: 'True' }] } }).state,
+    ).toBe('ready');
+    expect(
+      readinessOf({
+        kind: 'Job',
+        status: { conditions: [{ type: 'Failed', status: 'True', message: 'BackoffLimitExceeded' }] },
+      }),
+    ).toEqual({
+      state: 'failed',
+      message: 'failed: BackoffLimitExceeded',
+    });
+    expect(readinessOf({ kind: 'Job', status: { active: 1 } }).message).toBe(
+      'not complete (0 succeeded, 1 active)',
+    );
+  });
+
+  it('other kinds are ready once applied', () => {
+    expect(readinessOf({ kind: 'ConfigMap' }).state).toBe('ready');
+  });
+});
