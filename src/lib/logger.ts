@@ -1,4 +1,4 @@
-import { pino, type Logger, type DestinationStream } from 'pino';
+import { destination, pino, type Logger, type DestinationStream } from 'pino';
 
 export type { Logger };
 
@@ -39,7 +39,9 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label: string) => ({ level: label }) },
   };
-  return options.destination ? pino(settings, options.destination) : pino(settings);
+  // Asynchronous stdout: a synchronous write per line cost a syscall on the webhook path.
+  // pino flushes what is pending when the process exits.
+  return pino(settings, options.destination ?? destination({ dest: 1, sync: false }));
 }
 
 /** A logger that drops everything, for tests and library callers that pass none. */

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Keys } from '../queue/keys.js';
 import type { Trigger } from '../queue/job-data.js';
@@ -70,6 +71,8 @@ end
 return {ARGV[1], 'created'}
 `;
 
+const CLAIM_SCRIPT_SHA = createHash('sha1').update(CLAIM_SCRIPT).digest('hex');
+
 export function newJobRecord(request: ClaimRequest): JobRecord {
   return {
     id: request.id,
@@ -92,6 +95,20 @@ export class JobStore {
     private readonly keys: Keys,
   ) {}
 
+  /**
+   * EVALSHA first: sending the script text on every webhook was the largest cost of the
+   * receive path. NOSCRIPT (a restarted or failed-over Redis) falls back to EVAL, which
+   * loads the script again.
+   */
+  private async evalClaim(...args: (string | number)[]): Promise<unknown> {
+    try {
+      return await this.redis.evalsha(CLAIM_SCRIPT_SHA, 6, ...args);
+    } catch (error) {
+      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+      return this.redis.eval(CLAIM_SCRIPT, 6, ...args);
+    }
+  }
+
   async claim(request: ClaimRequest): Promise<ClaimOutcome> {
     const { trigger, environment } = request;
     const deliveryKey =
@@ -99,9 +116,7 @@ export class JobStore {
         ? this.keys.delivery(trigger.provider, trigger.deliveryId, environment)
         : '';
     const shaKey = trigger.sha ? this.keys.shaJob(environment, trigger.sha) : '';
-    const result = (await this.redis.eval(
-      CLAIM_SCRIPT,
-      6,
+    const result = (await this.evalClaim(
       deliveryKey,
       shaKey,
       this.keys.environment(environment),
