@@ -8,9 +8,10 @@ import type { ResourceInfo } from '../manifests/resource-info.js';
 import type { ManifestObject } from '../manifests/types.js';
 import { Discovery } from './discovery.js';
 import { isNotFound, KubeTransport } from './http.js';
-import { objectPath } from './paths.js';
+import { collectionPath, objectPath } from './paths.js';
 
 export const FIELD_MANAGER = 'pushgate';
+const LIST_PAGE_SIZE = 500;
 
 /** An object as the API server returns it. */
 export interface LiveObject extends ManifestObject {
@@ -59,6 +60,36 @@ export class ClusterClient {
       if (isNotFound(error)) return undefined;
       throw error;
     }
+  }
+
+  /**
+   * Every object of a collection (one namespace, or cluster-wide for cluster-scoped kinds),
+   * paged. Items come back with apiVersion and kind set, like a GET.
+   */
+  async list(
+    resource: ResourceInfo,
+    namespace: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<LiveObject[]> {
+    const items: LiveObject[] = [];
+    const apiVersion = resource.group === '' ? resource.version : `${resource.group}/${resource.version}`;
+    let continueToken: string | undefined;
+    do {
+      const query: Record<string, string> = { limit: String(LIST_PAGE_SIZE) };
+      if (continueToken) query.continue = continueToken;
+      const response = await this.transport.request<{
+        items?: LiveObject[];
+        metadata?: { continue?: string };
+      }>({
+        method: 'GET',
+        path: collectionPath(resource, namespace),
+        query,
+        signal,
+      });
+      for (const item of response.body.items ?? []) items.push({ ...item, apiVersion, kind: resource.kind });
+      continueToken = response.body.metadata?.continue || undefined;
+    } while (continueToken);
+    return items;
   }
 
   /** Server-side apply as field manager `pushgate`, taking over conflicting fields (as Flux does). */

@@ -53,7 +53,7 @@ interface Credentials {
 const CREDENTIAL_TTL_MS = 60_000;
 const REQUEST_TIMEOUT_MS = 30_000;
 /** Enough sockets for the engine's parallelism, few enough not to swamp an API server. */
-const MAX_SOCKETS = 32;
+const MAX_SOCKETS = 64;
 
 /**
  * Raw HTTPS to the API server through the KubeConfig's TLS material and credentials.
@@ -74,15 +74,18 @@ export class KubeTransport {
     this.base = new URL(cluster.server);
   }
 
-  private createAgent(clientNodeAgent: unknown): http.Agent {
+  private createAgent(clientNodeAgent: unknown, tls: https.AgentOptions): http.Agent {
     // Proxy agents (socks, http CONNECT) are what client-node knows how to build; keep its choice there.
     if (this.kubeConfig.getCurrentCluster()?.proxyUrl && clientNodeAgent instanceof http.Agent)
       return clientNodeAgent;
-    if (this.base.protocol === 'http:') return new http.Agent({ keepAlive: true, maxSockets: MAX_SOCKETS });
-    return new https.Agent({ keepAlive: true, maxSockets: MAX_SOCKETS });
+    const options = { keepAlive: true, maxSockets: MAX_SOCKETS };
+    if (this.base.protocol === 'http:') return new http.Agent(options);
+    // TLS material lives in the agent, not in each request: the agent keys its socket pool
+    // by the request's TLS options, which would otherwise be re-serialized on every call.
+    return new https.Agent({ ...options, ...tls });
   }
 
-  private async tlsAndHeaders(): Promise<{ tls: https.RequestOptions; headers: Record<string, string> }> {
+  private async loadCredentials(): Promise<Credentials> {
     const options: https.RequestOptions = {};
     await this.kubeConfig.applyToHTTPSOptions(options);
     const headers: Record<string, string> = {};
@@ -90,18 +93,27 @@ export class KubeTransport {
       if (typeof value === 'string' || typeof value === 'number') headers[key] = String(value);
     }
     if (options.auth) headers.Authorization = `Basic ${Buffer.from(options.auth).toString('base64')}`;
-    const tls: https.RequestOptions = {
+    const tls: https.AgentOptions = {
       ca: options.ca,
       cert: options.cert,
       key: options.key,
       servername: options.servername,
     };
     if (options.rejectUnauthorized !== undefined) tls.rejectUnauthorized = options.rejectUnauthorized;
-    this.agent ??= this.createAgent(options.agent);
-    return { tls, headers };
+    const fingerprint = JSON.stringify(
+      [tls.ca, tls.cert, tls.key, tls.servername, tls.rejectUnauthorized].map(String),
+    );
+    if (!this.agent || fingerprint !== this.tlsFingerprint) {
+      // Rotated client certificates (exec plugins, files) take effect on new connections.
+      const previous = this.agent;
+      this.agent = this.createAgent(options.agent, tls);
+      this.tlsFingerprint = fingerprint;
+      previous?.destroy();
+    }
+    return { headers, expiresAt: Date.now() + CREDENTIAL_TTL_MS };
   }
 
-  private tls: https.RequestOptions | undefined;
+  private tlsFingerprint = '';
 
   private async currentCredentials(): Promise<Credentials> {
     const cached = this.credentials;
@@ -109,10 +121,7 @@ export class KubeTransport {
       const value = await cached;
       if (value.expiresAt > Date.now()) return value;
     }
-    const next = this.tlsAndHeaders().then(({ tls, headers }) => {
-      this.tls = tls;
-      return { headers, expiresAt: Date.now() + CREDENTIAL_TTL_MS };
-    });
+    const next = this.loadCredentials();
     this.credentials = next;
     next.catch(() => {
       if (this.credentials === next) this.credentials = undefined;
@@ -131,16 +140,13 @@ export class KubeTransport {
       headers['Content-Type'] = req.contentType ?? 'application/json';
       headers['Content-Length'] = String(payload.length);
     }
-    const signal = req.signal
-      ? AbortSignal.any([req.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)])
-      : AbortSignal.timeout(REQUEST_TIMEOUT_MS);
     const module = url.protocol === 'http:' ? http : https;
     const describe = `${req.method} ${req.path}`;
 
     return new Promise<KubeResponse<T>>((resolve, reject) => {
       const request = module.request(
         url,
-        { method: req.method, headers, agent: this.agent, signal, ...this.tls },
+        { method: req.method, headers, agent: this.agent, signal: req.signal, timeout: REQUEST_TIMEOUT_MS },
         (response) => {
           const chunks: Buffer[] = [];
           response.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -163,6 +169,10 @@ export class KubeTransport {
             reject(apiError(status, body, describe));
           });
         },
+      );
+      // A silent server (idle socket) fails the request instead of hanging the deploy.
+      request.on('timeout', () =>
+        request.destroy(new Error(`no answer within ${REQUEST_TIMEOUT_MS / 1000}s`)),
       );
       request.on('error', (error) =>
         reject(new KubeApiError(`${describe}: ${error.message}`, { cause: error })),

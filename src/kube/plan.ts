@@ -1,8 +1,9 @@
 import type { PreparedObject } from '../manifests/prepare.js';
-import type { ClusterClient } from './cluster.js';
+import type { ClusterClient, LiveObject } from './cluster.js';
 import { sameObject } from './compare.js';
 import { objectFailure, type ObjectFailure } from './failures.js';
-import { settleWithConcurrency } from './map-with-concurrency.js';
+import { mapWithConcurrency, settleWithConcurrency } from './map-with-concurrency.js';
+import { collectionPath } from './paths.js';
 
 export type PlannedAction = 'created' | 'configured' | 'unchanged';
 
@@ -17,7 +18,37 @@ export interface PlanResult {
 }
 
 /** Requests in flight per deploy: enough to hide round trips, few enough to be polite to the API server. */
-export const CONCURRENCY = 16;
+export const CONCURRENCY = 32;
+/**
+ * From this many objects in one collection (kind + namespace), one paged LIST replaces
+ * their GETs: a 1,000-ConfigMap set costs 1 read instead of 1,000.
+ */
+const LIST_THRESHOLD = 8;
+
+/** The live objects of crowded collections, by collection path and name. */
+async function listCrowdedCollections(
+  client: ClusterClient,
+  objects: readonly PreparedObject[],
+  signal?: AbortSignal,
+): Promise<Map<string, Map<string, LiveObject>>> {
+  const counts = new Map<string, PreparedObject[]>();
+  for (const object of objects) {
+    const key = collectionPath(object.resource, object.ref.namespace);
+    const group = counts.get(key) ?? [];
+    group.push(object);
+    counts.set(key, group);
+  }
+  const crowded = [...counts.entries()].filter(([, group]) => group.length >= LIST_THRESHOLD);
+  const listed = await mapWithConcurrency(crowded, CONCURRENCY, async ([key, [first]]) => {
+    const { resource, ref } = first as PreparedObject;
+    // Without list permission (or on any trouble) the per-object GETs still work.
+    const items = await client.list(resource, ref.namespace, signal).catch(() => undefined);
+    return [key, items && new Map(items.map((item) => [item.metadata.name, item]))] as const;
+  });
+  return new Map(
+    listed.filter((entry): entry is [string, Map<string, LiveObject>] => entry[1] !== undefined),
+  );
+}
 
 /**
  * Reads each object and server-side dry-runs it (in parallel, bounded), then classifies it:
@@ -29,10 +60,12 @@ export async function planObjects(
   objects: readonly PreparedObject[],
   signal?: AbortSignal,
 ): Promise<PlanResult> {
+  const collections = await listCrowdedCollections(client, objects, signal);
   const settled = await settleWithConcurrency(objects, CONCURRENCY, async (object) => {
     const { resource, ref } = object;
+    const listed = collections.get(collectionPath(resource, ref.namespace));
     const [live, dryRun] = await Promise.all([
-      client.get(resource, ref.namespace, ref.name, signal),
+      listed ? listed.get(ref.name) : client.get(resource, ref.namespace, ref.name, signal),
       client.apply(resource, object.object, { dryRun: true, signal }),
     ]);
     const action: PlannedAction = !live ? 'created' : sameObject(live, dryRun) ? 'unchanged' : 'configured';

@@ -174,6 +174,26 @@ describe('deployToCluster', () => {
     expect((await kube.get(CONFIG_MAPS, ns.name, 'b'))?.metadata.resourceVersion).toBe(untouched);
   });
 
+  it('classifies a crowded collection (read with one LIST) the same way', async () => {
+    const ns = await createTestNamespace('apply-crowded');
+    const env = environmentFor(ns.name);
+    const kube = client();
+    const names = Array.from({ length: 12 }, (_, i) => `cm-${String(i).padStart(2, '0')}`);
+    await deployToCluster(kube, request(env, manifests(...names.map((name) => configMap(name)))));
+
+    const outcome = await deployToCluster(
+      kube,
+      request(
+        env,
+        manifests(...names.map((name) => configMap(name, { key: name === 'cm-05' ? 'changed' : 'value' }))),
+      ),
+    );
+
+    expect(
+      outcome.resources.filter((r) => r.action !== 'unchanged').map((r) => `${r.name}:${r.action}`),
+    ).toEqual(['cm-05:configured']);
+  });
+
   it('prunes removed objects but keeps annotated ones and ones that lost the environment label', async () => {
     const ns = await createTestNamespace('apply-prune');
     const env = environmentFor(ns.name);
