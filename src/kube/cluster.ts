@@ -183,7 +183,7 @@ export function loadKubeConfig(cluster: ClusterConfig, env: Env = process.env): 
       for (const file of rest) {
         const other = new KubeConfig();
         other.loadFromFile(file);
-        kc.mergeConfig(other, true);
+        mergeFirstWins(kc, other);
       }
     } else if (env.KUBERNETES_SERVICE_HOST) {
       kc.loadFromCluster();
@@ -211,6 +211,14 @@ export function loadKubeConfig(cluster: ClusterConfig, env: Env = process.env): 
     throw new ConfigError(`cluster ${cluster.name}: the kubeconfig has no current context with a cluster`);
   }
   return kc;
+}
+
+/** kubectl's rule for a $KUBECONFIG list: the first file to define a name wins (client-node would throw). */
+function mergeFirstWins(kc: KubeConfig, other: KubeConfig): void {
+  for (const cluster of other.getClusters()) if (!kc.getCluster(cluster.name)) kc.addCluster(cluster);
+  for (const user of other.getUsers()) if (!kc.getUser(user.name)) kc.addUser(user);
+  for (const context of other.getContexts()) if (!kc.getContextObject(context.name)) kc.addContext(context);
+  if (!kc.getCurrentContext()) kc.setCurrentContext(other.getCurrentContext());
 }
 
 function kubeconfigFiles(cluster: ClusterConfig, env: Env): string[] {

@@ -274,6 +274,33 @@ describe('deployToCluster', () => {
     expect(await kube.get(CONFIG_MAPS, ns.name, 'fine')).toBeUndefined();
   });
 
+  it('fails a kind the cluster does not serve with manifest_invalid naming file and document', async () => {
+    const ns = await createTestNamespace('apply-unknown');
+    const env = environmentFor(ns.name);
+    const kube = client();
+
+    const error = await rejection(
+      deployToCluster(
+        kube,
+        request(
+          env,
+          manifests(configMap('a'), {
+            apiVersion: 'nothing.example.com/v1',
+            kind: 'Gizmo',
+            metadata: { name: 'g' },
+          }),
+        ),
+      ),
+    );
+
+    expect(error.code).toBe('manifest_invalid');
+    expect(error.permanent).toBe(true);
+    expect(error.message).toBe(
+      'env/app.yaml document 2: unknown kind Gizmo in nothing.example.com/v1: the cluster does not serve it and no CustomResourceDefinition in this set defines it',
+    );
+    expect(await kube.get(CONFIG_MAPS, ns.name, 'a')).toBeUndefined();
+  });
+
   it('fails the whole set when the API server rejects one object, naming its file and document', async () => {
     const ns = await createTestNamespace('apply-reject');
     const env = environmentFor(ns.name);

@@ -1,0 +1,97 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { closeClusterClients, createClusterClient, loadKubeConfig } from '../../../src/kube/cluster.js';
+import { KubeApiError } from '../../../src/kube/http.js';
+import { ConfigError } from '../../../src/lib/errors.js';
+
+let dir: string;
+
+function kubeconfig(server: string, contexts: string[]): string {
+  return JSON.stringify({
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name: 'c', cluster: { server } }],
+    users: [{ name: 'u', user: { token: 'not-a-real-token' } }],
+    contexts: contexts.map((name) => ({ name, context: { cluster: 'c', user: 'u' } })),
+    'current-context': contexts[0],
+  });
+}
+
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'pushgate-kubeconfig-'));
+});
+
+afterEach(async () => {
+  closeClusterClients();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('loadKubeConfig', () => {
+  it('uses the cluster kubeconfig and selects the named context', async () => {
+    const file = path.join(dir, 'config');
+    await writeFile(file, kubeconfig('https://prod.example:6443', ['admin', 'reader']));
+
+    const kc = loadKubeConfig({ name: 'prod', kubeconfig: file, context: 'reader' }, {});
+
+    expect(kc.getCurrentContext()).toBe('reader');
+    expect(kc.getCurrentCluster()?.server).toBe('https://prod.example:6443');
+  });
+
+  it('names the available contexts when the configured one is missing', async () => {
+    const file = path.join(dir, 'config');
+    await writeFile(file, kubeconfig('https://prod.example:6443', ['admin', 'reader']));
+
+    expect(() => loadKubeConfig({ name: 'prod', kubeconfig: file, context: 'nope' }, {})).toThrow(
+      new ConfigError('cluster prod: context "nope" is not in the kubeconfig (available: admin, reader)'),
+    );
+  });
+
+  it('falls back to $KUBECONFIG, merging a path list', async () => {
+    const first = path.join(dir, 'a');
+    const second = path.join(dir, 'b');
+    await writeFile(first, kubeconfig('https://a.example', ['a']));
+    await writeFile(second, kubeconfig('https://b.example', ['b']));
+
+    const kc = loadKubeConfig(
+      { name: 'x', context: 'b' },
+      { KUBECONFIG: `${first}${path.delimiter}${second}`, HOME: dir },
+    );
+
+    expect(kc.getContexts().map((c) => c.name)).toEqual(['a', 'b']);
+  });
+
+  it('fails clearly when there is no kubeconfig anywhere', () => {
+    expect(() => loadKubeConfig({ name: 'x' }, { HOME: dir })).toThrow(
+      /cluster x: cannot load kubeconfig: no kubeconfig given/,
+    );
+  });
+
+  it('returns one cached client per cluster', async () => {
+    const file = path.join(dir, 'config');
+    await writeFile(file, kubeconfig('https://prod.example:6443', ['admin']));
+
+    const a = createClusterClient({ name: 'prod', kubeconfig: file }, {});
+    const b = createClusterClient({ name: 'prod', kubeconfig: file }, {});
+
+    expect(a).toBe(b);
+  });
+});
+
+describe('KubeApiError.transient', () => {
+  it.each([
+    [undefined, 'connect ECONNREFUSED', true],
+    [500, 'etcdserver: leader changed', true],
+    [503, 'unavailable', true],
+    [429, 'too many requests', true],
+    [409, 'the object has been modified', true],
+    [422, 'Service "x" is invalid', false],
+    [400, 'bad request', false],
+    [404, 'namespaces "x" not found', false],
+    [403, 'forbidden', false],
+    [500, 'failed to create typed patch object (a/b): .spec.size: expected numeric', false],
+  ])('HTTP %s "%s" is transient: %s', (status, message, transient) => {
+    expect(new KubeApiError(message, status === undefined ? {} : { status }).transient).toBe(transient);
+  });
+});
