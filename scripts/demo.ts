@@ -38,6 +38,7 @@ const paths = {
 
 const REPO_NAME = 'demo/env-config';
 const JOB_DEADLINE_MS = 180_000;
+const STOP_DEADLINE_MS = 15_000;
 const GIT_IDENTITY = [
   '-c',
   'user.name=pushgate demo',
@@ -62,6 +63,7 @@ class DemoFailure extends Error {}
 
 const cleanups: { label: string; run: () => Promise<void> }[] = [];
 let cleaning: Promise<void> | undefined;
+const cleanupWarnings: string[] = [];
 
 function onCleanup(label: string, run: () => Promise<void>): void {
   cleanups.push({ label, run });
@@ -75,7 +77,8 @@ function cleanup(): Promise<void> {
         await run();
         info(`${label}: done`);
       } catch (error) {
-        info(`${label}: ${(error as Error).message}`);
+        cleanupWarnings.push(`${label}: ${(error as Error).message}`);
+        info(`WARNING ${label}: ${(error as Error).message}`);
       }
     }
   })();
@@ -210,7 +213,7 @@ async function startCluster(): Promise<string> {
   );
   // A previous demo that was killed may have left it running.
   await runClusterScript('down', false).catch(() => undefined);
-  onCleanup('control plane stopped', async () => void (await runClusterScript('down', false)));
+  onCleanup('stopping the control plane', async () => void (await runClusterScript('down', false)));
   const t0 = Date.now();
   const kubeconfig = await runClusterScript('up', true);
   if (!kubeconfig || !existsSync(kubeconfig))
@@ -365,12 +368,21 @@ async function startPushgate(kubeconfig: string, environments: DemoEnvironment[]
     stdio: ['ignore', log, log],
   });
   closeSync(log);
-  onCleanup('pushgate stopped (SIGTERM)', async () => {
+  onCleanup('stopping pushgate (SIGTERM)', async () => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    let killed = false;
+    const timer = setTimeout(() => {
+      killed = true;
+      child.kill('SIGKILL');
+    }, STOP_DEADLINE_MS);
     await exited(child);
     clearTimeout(timer);
+    // Every job has ended by now, so a graceful stop takes well under a second.
+    if (killed)
+      throw new DemoFailure(
+        `did not exit within ${seconds(STOP_DEADLINE_MS)} of SIGTERM; killed with SIGKILL`,
+      );
   });
   info(`node dist/src/cli.js start --config ${paths.config}`);
   info(`its JSON logs: ${paths.log}`);
@@ -580,10 +592,18 @@ async function showCluster(kc: KubeConfig, namespace: string): Promise<void> {
     return environment ? `  [pushgate.dev/environment=${environment}]` : '';
   };
   const configMaps = await core.listNamespacedConfigMap({ namespace });
-  for (const cm of configMaps.items.filter((c) => c.metadata?.name !== 'kube-root-ca.crt')) {
-    info(
-      `  ConfigMap   ${cm.metadata?.name}  GREETING=${JSON.stringify(cm.data?.GREETING)}${owner(cm.metadata?.labels)}`,
-    );
+  for (const cm of configMaps.items) {
+    const name = cm.metadata?.name ?? '';
+    if (name === 'kube-root-ca.crt') continue;
+    if (cm.metadata?.labels?.['pushgate.dev/inventory'] === 'true') {
+      // What prune works from: the objects the last deploy applied, recorded in the cluster.
+      const objects = (cm.data?.['objects.json'] ?? '')
+        .split('\n')
+        .filter((line) => line.trim() !== '').length;
+      info(`  ConfigMap   ${name}  inventory: ${objects} objects at ${short(cm.data?.revision)}`);
+      continue;
+    }
+    info(`  ConfigMap   ${name}  GREETING=${JSON.stringify(cm.data?.GREETING)}${owner(cm.metadata?.labels)}`);
   }
   const deployments = await apps.listNamespacedDeployment({ namespace });
   for (const d of deployments.items) {
@@ -647,7 +667,7 @@ async function runDemo(): Promise<void> {
     kc,
     environments.map((e) => e.namespace),
   );
-  onCleanup('rollout stand-in stopped', stopStandIn);
+  onCleanup('stopping the rollout stand-in', stopStandIn);
   info(
     'no kubelet here: the demo marks Deployments rolled out through the API, so the health wait completes',
   );
@@ -730,6 +750,8 @@ async function main(): Promise<number> {
     say(
       `\nDemo finished in ${seconds(Date.now() - started)}: every push became a deploy, the revert rolled staging back.`,
     );
+    if (cleanupWarnings.length > 0)
+      say(`With ${cleanupWarnings.length} cleanup warning(s): see WARNING above.`);
     say(`Files kept in ${demoDir} (the repository, the config, pushgate.log).`);
     return 0;
   } catch (error) {

@@ -161,6 +161,7 @@ async function launch(
     stopping ??= (async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
       const stopTimeoutMs = options.stopTimeoutMs ?? 10_000;
+      output.stopping();
       child.kill('SIGTERM');
       const timer = setTimeout(() => {
         logger.warn({ stopTimeoutMs }, 'embedded redis-server did not stop after SIGTERM; sending SIGKILL');
@@ -177,14 +178,16 @@ async function launch(
 }
 
 /** Keeps the last lines of the server's output for error messages and forwards them to the log. */
-function collectOutput(child: ChildProcess, logger: Logger): { tail(): string } {
+function collectOutput(child: ChildProcess, logger: Logger): { tail(): string; stopping(): void } {
   const lines: string[] = [];
+  let stopping = false;
   const onLine = (line: string): void => {
     if (line.trim() === '') return;
     lines.push(line);
     if (lines.length > 20) lines.shift();
     // Redis marks warnings with '#' after the timestamp ("pid:M 01 Jan 2026 00:00:00.000 # ...").
-    if (/^\d+:[A-Z] .+? # /.test(line)) logger.warn({ redis: line }, 'redis-server warning');
+    // It also uses '#' for its ordinary shutdown lines, which are no warning once we asked for it.
+    if (/^\d+:[A-Z] .+? # /.test(line) && !stopping) logger.warn({ redis: line }, 'redis-server warning');
     else logger.debug({ redis: line }, 'redis-server');
   };
   for (const stream of [child.stdout, child.stderr]) {
@@ -196,7 +199,12 @@ function collectOutput(child: ChildProcess, logger: Logger): { tail(): string } 
       parts.forEach(onLine);
     });
   }
-  return { tail: () => lines.join('\n') };
+  return {
+    tail: () => lines.join('\n'),
+    stopping: () => {
+      stopping = true;
+    },
+  };
 }
 
 /**

@@ -1,0 +1,112 @@
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { findOnPath } from '../../scripts/prerequisites.js';
+import { kubeconfigPathFromTest } from '../helpers/kube.js';
+
+const demoScript = fileURLToPath(new URL('../../dist/scripts/demo.js', import.meta.url));
+
+interface DemoRun {
+  code: number | null;
+  output: string;
+}
+
+function runDemo(env: NodeJS.ProcessEnv, timeoutMs: number): Promise<DemoRun> {
+  if (!existsSync(demoScript))
+    throw new Error(`${demoScript} is missing: run npm run build first (npm test does)`);
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [demoScript], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    const timer = setTimeout(() => {
+      child.kill('SIGINT');
+      reject(new Error(`the demo did not finish within ${timeoutMs} ms:\n${output}`));
+    }, timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, output });
+    });
+  });
+}
+
+function portAccepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('npm run demo', () => {
+  let dir: string;
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'pushgate-demo-test-'));
+  });
+
+  afterEach(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('deploys both environments, shows configured and pruned, rolls back with git revert, and leaves nothing running', async () => {
+    const { code, output } = await runDemo(
+      { ...process.env, PUSHGATE_DEMO_DIR: dir, PUSHGATE_DEMO_KUBECONFIG: kubeconfigPathFromTest() },
+      110_000,
+    );
+    expect(code, output).toBe(0);
+    expect(output).toMatch(/POST \/webhooks\/github {2}push env\/staging [0-9a-f]{7} .* -> 202/);
+    expect(output).toMatch(/POST \/webhooks\/github {2}push env\/production [0-9a-f]{7} .* -> 202/);
+    expect(output).toMatch(/created +ConfigMap +demo-staging-[0-9a-f]+\/web-config/);
+    expect(output).toMatch(/configured +ConfigMap +demo-staging-[0-9a-f]+\/web-config/);
+    expect(output).toMatch(/pruned +Service +demo-staging-[0-9a-f]+\/web/);
+    expect(output).toMatch(/Service +\(none\)/);
+    expect(output).toMatch(/staging +env\/staging +applied [0-9a-f]{7} +last job succeeded/);
+    expect(output).toContain('Demo finished');
+    // pushgate stops by itself on SIGTERM, well within the demo's deadline (no SIGKILL needed).
+    expect(output).not.toContain('WARNING');
+
+    // pushgate (its port) and its embedded redis-server are gone.
+    const port = Number(/port: (\d+)/.exec(readFileSync(join(dir, 'pushgate.yaml'), 'utf8'))?.[1]);
+    expect(await portAccepts(port)).toBe(false);
+    const pidFile = join(dir, 'run', '.pushgate', 'redis', 'redis-server.pid');
+    if (existsSync(pidFile)) expect(processAlive(Number(readFileSync(pidFile, 'utf8')))).toBe(false);
+  }, 120_000);
+
+  it('names a missing prerequisite and how to install it, and exits 1', async () => {
+    // A PATH with git but without redis-server.
+    const bin = join(dir, 'bin');
+    mkdirSync(bin);
+    symlinkSync(findOnPath('git')!, join(bin, 'git'));
+    const { code, output } = await runDemo(
+      {
+        PATH: bin,
+        HOME: dir,
+        PUSHGATE_DEMO_DIR: join(dir, 'demo'),
+        PUSHGATE_DEMO_KUBECONFIG: kubeconfigPathFromTest(),
+      },
+      30_000,
+    );
+    expect(code, output).toBe(1);
+    expect(output).toMatch(/MISSING redis-server/);
+    expect(output).toContain('apt-get install redis-server');
+    expect(output).toContain('Demo failed: missing: redis-server');
+  });
+});
