@@ -3,14 +3,21 @@ import { PushgateError } from '../lib/errors.js';
 import { compareApplyOrder, groupByRank } from '../manifests/order.js';
 import { checkPolicy } from '../manifests/policy.js';
 import { prepareManifests, type PreparedObject } from '../manifests/prepare.js';
-import { formatProblems } from '../manifests/problems.js';
+import { describeSource, formatProblems } from '../manifests/problems.js';
 import { describeRef } from '../manifests/resource-info.js';
 import type { LoadedManifest, ManifestObject, ObjectRef } from '../manifests/types.js';
 import type { ResourceResult } from '../status/job-record.js';
 import type { ClusterClient } from './cluster.js';
 import { failuresError, objectFailure, type ObjectFailure } from './failures.js';
 import { isHealthChecked } from './health.js';
-import { inventoryNamespaceExists, readInventory, refKey, sameRefs, writeInventory } from './inventory.js';
+import {
+  inventoryName,
+  inventoryNamespaceExists,
+  readInventory,
+  refKey,
+  sameRefs,
+  writeInventory,
+} from './inventory.js';
 import { settleWithConcurrency } from './map-with-concurrency.js';
 import { CONCURRENCY, needsStageOne, planObjects, type PlannedObject } from './plan.js';
 import { pruneObjects } from './prune.js';
@@ -157,6 +164,19 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
   }
 
   const objects = await validate(client, environment, request.manifests);
+  const clash = objects.find(
+    (object) =>
+      object.ref.kind === 'ConfigMap' &&
+      object.ref.namespace === environment.namespace &&
+      object.ref.name === inventoryName(environment.name),
+  );
+  if (clash) {
+    throw new DeployError(
+      'manifest_invalid',
+      `${describeSource(clash.source)}: ${describeRef(clash.ref)} is pushgate's inventory of environment ${environment.name}; choose another name`,
+      { permanent: true },
+    );
+  }
   const [previous, namespaceExists] = await Promise.all([
     readInventory(client, environment, signal),
     inventoryNamespaceExists(client, environment, signal),

@@ -236,6 +236,92 @@ describe('deployToCluster', () => {
     ]);
   });
 
+  it('fails the job when a prune is refused and keeps the object in the inventory for the next deploy', async () => {
+    const ns = await createTestNamespace('apply-prune-fail');
+    const env = environmentFor(ns.name);
+    const kube = client();
+    await deployToCluster(
+      kube,
+      request(env, manifests(configMap('keep'), configMap('undeletable'), configMap('gone'))),
+    );
+    // A real admission policy refuses to delete "undeletable" in this namespace.
+    const policy = `deny-delete-${ns.name}`;
+    await kube.transport.request({
+      method: 'POST',
+      path: '/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies',
+      body: {
+        metadata: { name: policy },
+        spec: {
+          failurePolicy: 'Fail',
+          matchConstraints: {
+            resourceRules: [
+              { apiGroups: [''], apiVersions: ['v1'], operations: ['DELETE'], resources: ['configmaps'] },
+            ],
+          },
+          validations: [
+            { expression: "oldObject.metadata.name != 'undeletable'", message: 'undeletable stays' },
+          ],
+        },
+      },
+    });
+    await kube.transport.request({
+      method: 'POST',
+      path: '/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings',
+      body: {
+        metadata: { name: policy },
+        spec: {
+          policyName: policy,
+          validationActions: ['Deny'],
+          matchResources: { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': ns.name } } },
+        },
+      },
+    });
+    try {
+      // The policy takes effect once the API server's informers see it.
+      await expect
+        .poll(
+          async () => {
+            const error = await kube.transport
+              .request({
+                method: 'DELETE',
+                path: `/api/v1/namespaces/${ns.name}/configmaps/undeletable`,
+                query: { dryRun: 'All' },
+              })
+              .then(
+                () => undefined,
+                (e: unknown) => e,
+              );
+            return error instanceof Error ? error.message : 'allowed';
+          },
+          { timeout: 20_000, interval: 200 },
+        )
+        .toContain('undeletable stays');
+
+      const error = await rejection(deployToCluster(kube, request(env, manifests(configMap('keep')))));
+
+      expect(error.code).toBe('apply_rejected');
+      expect(error.permanent).toBe(true);
+      expect(error.message).toContain(`v1 ConfigMap ${ns.name}/undeletable: delete failed (HTTP 422)`);
+      expect(actions(error.resources)).toEqual([
+        'ConfigMap/keep:unchanged',
+        'ConfigMap/undeletable:failed',
+        'ConfigMap/gone:pruned',
+      ]);
+      expect(await kube.get(CONFIG_MAPS, ns.name, 'gone')).toBeUndefined();
+      expect((await readInventory(kube, env))?.objects.map((ref) => ref.name)).toEqual([
+        'keep',
+        'undeletable',
+      ]);
+    } finally {
+      for (const kind of ['validatingadmissionpolicybindings', 'validatingadmissionpolicies']) {
+        await kube.transport.request({
+          method: 'DELETE',
+          path: `/apis/admissionregistration.k8s.io/v1/${kind}/${policy}`,
+        });
+      }
+    }
+  });
+
   it('refuses an empty set instead of pruning everything, unless allowEmpty is set', async () => {
     const ns = await createTestNamespace('apply-empty');
     const env = environmentFor(ns.name);
