@@ -7,7 +7,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
 import os from 'node:os';
@@ -111,40 +111,46 @@ function peakRss(pid: number | undefined): number {
   }
 }
 
-/** Spawns a child and resolves with the URL it reports on stdout (the first `http://` URL). */
-function spawnServer(args: string[], env: NodeJS.ProcessEnv, name: string): Promise<Child> {
-  const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${name} did not start:\n${output}`)), 20_000);
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-    const onData = (chunk: string): void => {
-      output += chunk;
-      const url = /(http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1];
-      if (!url) return;
-      clearTimeout(timer);
-      // Keep draining the log so a full pipe never slows the server down.
-      child.stdout.off('data', onData);
-      child.stdout.resume();
-      output = '';
-      resolve({
-        process: child,
-        url,
-        peakRssMiB: () => peakRss(child.pid),
-        stop: () =>
-          new Promise<void>((done) => {
-            if (child.exitCode !== null) return done();
-            child.once('close', () => done());
-            child.kill('SIGTERM');
-          }),
-      });
-    };
-    child.stdout.setEncoding('utf8').on('data', onData);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${name} exited with ${code}:\n${output}`));
-    });
-  });
+/**
+ * Spawns a server on `port` with its output in `logFile` (not piped through this process,
+ * whose event loop runs the load generator) and resolves once it answers HTTP.
+ */
+async function spawnServer(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  port: number,
+  logFile: string,
+  name: string,
+): Promise<Child> {
+  const log = openSync(logFile, 'a');
+  const child = spawn(process.execPath, args, { env, stdio: ['ignore', log, log] });
+  closeSync(log);
+  let exitCode: number | null | undefined;
+  child.once('exit', (code) => (exitCode = code));
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (exitCode !== undefined)
+      throw new Error(`${name} exited with ${exitCode}:\n${readFileSync(logFile, 'utf8').slice(-2000)}`);
+    try {
+      await fetch(`${url}/healthz`);
+      break;
+    } catch {
+      if (Date.now() > deadline) throw new Error(`${name} did not answer on ${url} within 30 s`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  return {
+    process: child,
+    url,
+    peakRssMiB: () => peakRss(child.pid),
+    stop: () =>
+      new Promise<void>((done) => {
+        if (child.exitCode !== null || child.signalCode !== null) return done();
+        child.once('close', () => done());
+        child.kill('SIGTERM');
+      }),
+  };
 }
 
 async function startRedisServer(dir: string): Promise<{ url: string; stop(): Promise<void> }> {
@@ -247,7 +253,7 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
 }
 
 /** The baseline: what the least a receiver can do costs — verify the HMAC, write once to Redis. */
-function runBaselineServer(redisUrl: string): void {
+function runBaselineServer(redisUrl: string, port: number): void {
   const redis = new Redis(redisUrl, { enableOfflineQueue: true });
   const server = createHttpServer((req, res) => {
     void (async () => {
@@ -265,11 +271,7 @@ function runBaselineServer(redisUrl: string): void {
         .end(JSON.stringify({ jobs: [{ id: delivery }] }));
     })().catch(() => res.writeHead(503).end());
   });
-  server.listen(0, '127.0.0.1', () => {
-    const address = server.address();
-    if (typeof address === 'object' && address)
-      process.stdout.write(`baseline listening on http://127.0.0.1:${address.port}\n`);
-  });
+  server.listen(port, '127.0.0.1');
   process.on('SIGTERM', () => {
     server.close();
     redis.disconnect();
@@ -339,14 +341,28 @@ export async function run(): Promise<void> {
     delete env.PORT;
 
     process.stdout.write('ingest: baseline (node:http + HMAC + one Redis write)\n');
-    const baseline = await spawnServer([SELF, '--baseline-server', redis.url], env, 'baseline');
+    const baselinePort = await freePort();
+    const baseline = await spawnServer(
+      [SELF, '--baseline-server', redis.url, String(baselinePort)],
+      env,
+      baselinePort,
+      join(dir, 'baseline.log'),
+      'baseline',
+    );
     children.push(baseline);
     const baselineResult = await measureServer(baseline.url, '/webhooks/github');
     const baselineRss = baseline.peakRssMiB();
     await baseline.stop();
 
     process.stdout.write('ingest: pushgate serve\n');
-    const pushgate = await spawnServer([CLI, 'serve', '--config', configFile], env, 'pushgate serve');
+    const pushgatePort = await freePort();
+    const pushgate = await spawnServer(
+      [CLI, 'serve', '--config', configFile],
+      { ...env, PORT: String(pushgatePort) },
+      pushgatePort,
+      join(dir, 'pushgate.log'),
+      'pushgate serve',
+    );
     children.push(pushgate);
     const pushgateResult = await measureServer(pushgate.url, '/webhooks/github');
     const pushgateRss = pushgate.peakRssMiB();
@@ -389,5 +405,5 @@ export async function run(): Promise<void> {
 // `node dist/bench/ingest.js --baseline-server <redis-url>`: the baseline runs in its own process,
 // so its RSS and CPU are measured the same way as pushgate's.
 if (process.argv[1] === SELF && process.argv[2] === '--baseline-server') {
-  runBaselineServer(process.argv[3]!);
+  runBaselineServer(process.argv[3]!, Number(process.argv[4]));
 }
