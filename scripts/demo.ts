@@ -38,7 +38,8 @@ const paths = {
 
 const REPO_NAME = 'demo/env-config';
 const JOB_DEADLINE_MS = 180_000;
-const STOP_DEADLINE_MS = 15_000;
+// Longer than the worker's own shutdown deadline (60 s): a deploy in flight may finish first.
+const STOP_DEADLINE_MS = 75_000;
 const GIT_IDENTITY = [
   '-c',
   'user.name=pushgate demo',
@@ -85,16 +86,18 @@ function cleanup(): Promise<void> {
   return cleaning;
 }
 
+/** Set on SIGINT/SIGTERM: the flow stops at its next wait, quietly, while cleanup runs. */
+const interruption = new AbortController();
+
 function installSignalHandlers(): void {
-  let interrupted = false;
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.on(signal, () => {
-      if (interrupted) {
+      if (interruption.signal.aborted) {
         say('second signal: exiting without finishing the cleanup');
         process.exit(130);
       }
-      interrupted = true;
-      say(`\n${signal}: stopping the demo`);
+      interruption.abort();
+      say(`\n${signal}: stopping the demo (a second ${signal} exits at once)`);
       void cleanup().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
     });
   }
@@ -131,6 +134,7 @@ function freePort(): Promise<number> {
 async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
+    if (interruption.signal.aborted) throw new DemoFailure('interrupted');
     const value = await probe();
     if (value !== undefined) return value;
     if (Date.now() > deadline)
@@ -378,7 +382,7 @@ async function startPushgate(kubeconfig: string, environments: DemoEnvironment[]
     }, STOP_DEADLINE_MS);
     await exited(child);
     clearTimeout(timer);
-    // Every job has ended by now, so a graceful stop takes well under a second.
+    // A graceful stop takes well under a second once the jobs have ended.
     if (killed)
       throw new DemoFailure(
         `did not exit within ${seconds(STOP_DEADLINE_MS)} of SIGTERM; killed with SIGKILL`,
@@ -662,12 +666,14 @@ async function runDemo(): Promise<void> {
   }
 
   createRepository(environments);
-  const pushgate = await startPushgate(kubeconfig, environments);
+  // Started before pushgate so that it is stopped after it: a deploy still waiting for health
+  // when the demo is interrupted then completes, and pushgate stops promptly.
   const stopStandIn = startRolloutStandIn(
     kc,
     environments.map((e) => e.namespace),
   );
   onCleanup('stopping the rollout stand-in', stopStandIn);
+  const pushgate = await startPushgate(kubeconfig, environments);
   info(
     'no kubelet here: the demo marks Deployments rolled out through the API, so the health wait completes',
   );
@@ -755,6 +761,8 @@ async function main(): Promise<number> {
     say(`Files kept in ${demoDir} (the repository, the config, pushgate.log).`);
     return 0;
   } catch (error) {
+    // Interrupted: the signal handler reports and cleans up; the flow just stops.
+    if (interruption.signal.aborted) return new Promise<number>(() => undefined);
     say(`\nDemo failed: ${(error as Error).message}`);
     if (!(error instanceof DemoFailure) && process.env.PUSHGATE_DEMO_DEBUG && error instanceof Error)
       say(error.stack);
