@@ -98,7 +98,12 @@ export class ClusterClient {
     object: ManifestObject,
     options: ApplyOptions = {},
   ): Promise<LiveObject> {
-    const query: Record<string, string> = { fieldManager: FIELD_MANAGER, force: 'true' };
+    // Strict, as kubectl: a misspelt field fails the dry-run instead of being dropped silently.
+    const query: Record<string, string> = {
+      fieldManager: FIELD_MANAGER,
+      force: 'true',
+      fieldValidation: 'Strict',
+    };
     if (options.dryRun) query.dryRun = 'All';
     const response = await this.transport.request<LiveObject>({
       method: 'PATCH',

@@ -406,6 +406,28 @@ describe('deployToCluster', () => {
     expect(set.count).toBe(0);
   });
 
+  it('rejects a misspelt field instead of dropping it', async () => {
+    const ns = await createTestNamespace('apply-typo');
+    const env = environmentFor(ns.name);
+    const kube = client();
+
+    const error = await rejection(
+      deployToCluster(
+        kube,
+        request(
+          env,
+          manifests({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c' }, dataa: { k: 'v' } }),
+        ),
+      ),
+    );
+
+    expect(error.code).toBe('apply_rejected');
+    expect(error.permanent).toBe(true);
+    expect(error.message).toMatch(
+      /env\/app\.yaml document 1: v1 ConfigMap .*\/c: dry-run rejected \(HTTP \d+\): .*dataa/,
+    );
+  });
+
   it('writes nothing once the lock is lost', async () => {
     const ns = await createTestNamespace('apply-lock');
     const env = environmentFor(ns.name);
