@@ -108,7 +108,8 @@ export class KubeTransport {
       const previous = this.agent;
       this.agent = this.createAgent(options.agent, tls);
       this.tlsFingerprint = fingerprint;
-      previous?.destroy();
+      // Requests in flight finish on the old connections; idle ones close with it afterwards.
+      if (previous) setTimeout(() => previous.destroy(), REQUEST_TIMEOUT_MS).unref();
     }
     return { headers, expiresAt: Date.now() + CREDENTIAL_TTL_MS };
   }
@@ -130,7 +131,17 @@ export class KubeTransport {
   }
 
   async request<T>(req: KubeRequest): Promise<KubeResponse<T>> {
-    const credentials = await this.currentCredentials();
+    try {
+      return await this.send<T>(req, await this.currentCredentials());
+    } catch (error) {
+      // An expired token (exec plugin, projected service-account file): refresh once and retry.
+      if (!(error instanceof KubeApiError) || error.status !== 401) throw error;
+      this.credentials = undefined;
+      return this.send<T>(req, await this.currentCredentials());
+    }
+  }
+
+  private async send<T>(req: KubeRequest, credentials: Credentials): Promise<KubeResponse<T>> {
     const url = new URL(this.base.href);
     url.pathname = `${this.base.pathname.replace(/\/$/, '')}${req.path}`;
     for (const [key, value] of Object.entries(req.query ?? {})) url.searchParams.set(key, value);
