@@ -96,8 +96,10 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
       signal: aborter.signal,
     });
 
+  // BullMQ does not close a connection it was given: we do, in close().
+  const workerConnection = createRedis(options.redisUrl, 'worker');
   const worker = new Worker<DeployJobData>(DEPLOY_QUEUE, processor, {
-    connection: createRedis(options.redisUrl, 'worker'),
+    connection: workerConnection,
     prefix: keys.bullPrefix,
     concurrency: options.concurrency ?? DEFAULT_CONCURRENCY,
     lockDuration: lockDurationMs,
@@ -127,6 +129,7 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
       await options.reporter?.flush();
       await queue.close().catch(() => undefined);
       redis.disconnect();
+      workerConnection.disconnect();
     },
   };
 }

@@ -1,18 +1,19 @@
 import type { Runtime } from '../runtime.js';
 import { defaultGitCacheDir } from '../git/mirror-cache.js';
+import { closeClusterClients } from '../kube/cluster.js';
 import type { Metrics } from '../lib/metrics.js';
 import { createCommitStatusReporter } from '../status/reporters/commit-status-reporter.js';
 import { startDeployWorker, workerTuningFromEnv, type DeployWorker } from '../../workers/deploy.js';
 import { createKubeApplyEngine } from './kube-apply-engine.js';
 
 /** The deploy worker as `pushgate worker` and `pushgate start` run it, from the loaded runtime. */
-export function startWorkerFromRuntime(
+export async function startWorkerFromRuntime(
   runtime: Runtime,
   redisUrl: string,
   metrics: Metrics,
 ): Promise<DeployWorker> {
   const { config, secrets, logger, env } = runtime;
-  return startDeployWorker({
+  const worker = await startDeployWorker({
     config,
     redisUrl,
     logger,
@@ -23,4 +24,12 @@ export function startWorkerFromRuntime(
     reporter: createCommitStatusReporter(config, secrets, logger),
     ...workerTuningFromEnv(env),
   });
+  return {
+    worker: worker.worker,
+    async close(deadlineMs) {
+      await worker.close(deadlineMs);
+      // Keep-alive connections to the API servers would keep the process alive.
+      closeClusterClients();
+    },
+  };
 }

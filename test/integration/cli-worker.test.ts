@@ -1,0 +1,165 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { AppsV1Api, type V1Deployment } from '@kubernetes/client-node';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
+import { createTestNamespace, kubeConfigFromTest, type TestNamespace } from '../helpers/kube.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { createWorkerHarness, type WorkerHarness } from './worker-harness.js';
+import { configMap, deployment } from './worker-manifests.js';
+
+const cli = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url));
+
+interface WorkerProcess {
+  child: ChildProcess;
+  output: () => string;
+  exited: Promise<number | null>;
+}
+
+/** A real `pushgate worker` process, with a short job lock so a killed one is replaced quickly. */
+async function spawnWorker(configFile: string, cacheDir: string): Promise<WorkerProcess> {
+  const child = spawn(process.execPath, [cli, 'worker', '--config', configFile], {
+    env: { ...process.env, PUSHGATE_JOB_LOCK_MS: '3000', PUSHGATE_CACHE_DIR: cacheDir, LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const deadline = Date.now() + 20_000;
+  while (!output.includes('deploy worker ready')) {
+    if (child.exitCode !== null) throw new Error(`pushgate worker exited early:\n${output}`);
+    if (Date.now() > deadline) throw new Error(`pushgate worker not ready in time:\n${output}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return { child, output: () => output, exited };
+}
+
+describe('pushgate worker processes (real Redis, git, kube-apiserver)', () => {
+  let redis: TestRedis;
+  let repo: EnvRepo;
+  let namespace: TestNamespace;
+  let harness: WorkerHarness;
+  let dir: string;
+  let configFile: string;
+  const workers: WorkerProcess[] = [];
+
+  beforeAll(async () => {
+    if (!existsSync(cli)) throw new Error(`${cli} is missing: run npm run build first (npm test does)`);
+    redis = await startRedis();
+  });
+  afterAll(async () => {
+    await redis.stop();
+  });
+
+  beforeEach(async (context) => {
+    repo = await createEnvRepo({ branch: 'env/test' });
+    namespace = await createTestNamespace(`cli-${context.task.name.slice(0, 20)}`);
+    harness = await createWorkerHarness({
+      redisUrl: redis.url,
+      environments: [{ name: 'web', repo, env: { namespace: namespace.name, healthTimeout: '60s' } }],
+    });
+    dir = await mkdtemp(path.join(tmpdir(), 'pushgate-cli-worker-'));
+    configFile = path.join(dir, 'pushgate.yaml');
+    await writeFile(configFile, harness.configText);
+  });
+
+  afterEach(async () => {
+    for (const worker of workers.splice(0)) {
+      if (worker.child.exitCode === null && worker.child.signalCode === null) {
+        worker.child.kill('SIGTERM');
+        await worker.exited;
+      }
+    }
+    await harness.close();
+    await namespace.cleanup();
+    await repo.remove();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('two worker processes never apply one environment at once', async () => {
+    workers.push(await spawnWorker(configFile, path.join(dir, 'cache-a')));
+    workers.push(await spawnWorker(configFile, path.join(dir, 'cache-b')));
+    const files = Object.fromEntries(
+      Array.from({ length: 20 }, (_, i) => [`manifests/cm-${i}.yaml`, configMap(`cm-${i}`, { v: '1' })]),
+    );
+    await repo.commit(files);
+
+    const ids = await Promise.all(Array.from({ length: 8 }, () => harness.manual('web')));
+    const records = await Promise.all(ids.map((id) => harness.waitForJob(id, 90_000)));
+
+    expect(records.map((r) => r.state)).toEqual(Array(8).fill('succeeded'));
+    const windows = records
+      .map((r) => [Date.parse(r.startedAt!), Date.parse(r.finishedAt!)] as const)
+      .sort((a, b) => a[0] - b[0]);
+    for (let i = 1; i < windows.length; i += 1) {
+      expect(windows[i]![0], `job ${i} started before job ${i - 1} finished`).toBeGreaterThanOrEqual(
+        windows[i - 1]![1],
+      );
+    }
+  });
+
+  it('a worker killed with SIGKILL mid-apply loses nothing: another worker completes the job', async () => {
+    const apps = kubeConfigFromTest().makeApiClient(AppsV1Api);
+    const first = await spawnWorker(configFile, path.join(dir, 'cache-a'));
+    workers.push(first);
+    const sha = await repo.commit({
+      'manifests/web.yaml': deployment('web'),
+      'manifests/cm.yaml': configMap('settings', { v: '1' }),
+    });
+    const id = await harness.webhook('web', sha);
+
+    // The apply is written and the worker now waits for the Deployment to be ready: kill it there.
+    const deadline = Date.now() + 30_000;
+    while (
+      !(await apps.readNamespacedDeployment({ name: 'web', namespace: namespace.name }).catch(() => null))
+    ) {
+      if (Date.now() > deadline) throw new Error(`the Deployment was never applied:\n${first.output()}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect((await harness.services.store.get(id))?.state).toBe('running');
+    first.child.kill('SIGKILL');
+    await first.exited;
+
+    workers.push(await spawnWorker(configFile, path.join(dir, 'cache-b')));
+    const current: V1Deployment = await apps.readNamespacedDeployment({
+      name: 'web',
+      namespace: namespace.name,
+    });
+    current.status = {
+      observedGeneration: current.metadata?.generation,
+      replicas: 1,
+      updatedReplicas: 1,
+      readyReplicas: 1,
+      availableReplicas: 1,
+      conditions: [{ type: 'Available', status: 'True', reason: 'MinimumReplicasAvailable', message: 'ok' }],
+    };
+    await apps.replaceNamespacedDeploymentStatus({ name: 'web', namespace: namespace.name, body: current });
+    const record = await harness.waitForJob(id, 60_000);
+
+    expect(record).toMatchObject({ state: 'succeeded', sha });
+    expect(record.resources.map((r) => [r.kind, r.name])).toEqual(
+      expect.arrayContaining([
+        ['ConfigMap', 'settings'],
+        ['Deployment', 'web'],
+      ]),
+    );
+  });
+
+  it('stops on SIGTERM after finishing its current job', async () => {
+    const worker = await spawnWorker(configFile, path.join(dir, 'cache-a'));
+    workers.push(worker);
+    await repo.commit({ 'manifests/cm.yaml': configMap('settings', { v: '1' }) });
+    const id = await harness.manual('web');
+    await harness.waitForJob(id);
+
+    worker.child.kill('SIGTERM');
+
+    expect(await worker.exited).toBe(0);
+    expect(worker.output()).toContain('worker stopped');
+  });
+});
