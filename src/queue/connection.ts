@@ -14,7 +14,13 @@ export function createRedis(url: string, role: RedisRole): Redis {
   };
   const options: RedisOptions =
     role === 'producer'
-      ? { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 1_000 }
+      ? {
+          ...common,
+          enableOfflineQueue: false,
+          maxRetriesPerRequest: 1,
+          commandTimeout: 1_000,
+          enableAutoPipelining: true,
+        }
       : { ...common, maxRetriesPerRequest: null, enableReadyCheck: true };
   const redis = new Redis(url, options);
   // Connection errors surface on the commands that need the connection; an unhandled
