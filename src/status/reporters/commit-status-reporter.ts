@@ -2,8 +2,6 @@ import type { Config } from '../../config/schema.js';
 import type { Secrets } from '../../config/secrets.js';
 import { errorMessage } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
-import { createGithubSender } from './github.js';
-import { createGitlabSender } from './gitlab.js';
 import { statusContext, type CommitStatusSender, type CommitStatusUpdate } from './types.js';
 
 export interface ReporterOptions {
@@ -100,17 +98,26 @@ export function createCommitStatusReporter(
 ): CommitStatusReporter {
   const timeoutMs = options.timeoutMs ?? 5_000;
   const senders: Partial<Record<'github' | 'gitlab', CommitStatusSender>> = {};
-  if (secrets.githubToken)
-    senders.github = createGithubSender({
-      token: secrets.githubToken,
-      apiUrl: config.providers.github.apiUrl,
-    });
-  if (secrets.gitlabToken)
-    senders.gitlab = createGitlabSender({
-      token: secrets.gitlabToken,
-      url: config.providers.gitlab.url,
-      timeoutMs,
-    });
+  // The provider clients are loaded on first use: together they cost a worker ~15 MiB of
+  // memory, which a worker without tokens (or with one provider) should not pay.
+  const { githubToken, gitlabToken } = secrets;
+  if (githubToken) {
+    senders.github = lazySender(async () =>
+      (await import('./github.js')).createGithubSender({
+        token: githubToken,
+        apiUrl: config.providers.github.apiUrl,
+      }),
+    );
+  }
+  if (gitlabToken) {
+    senders.gitlab = lazySender(async () =>
+      (await import('./gitlab.js')).createGitlabSender({
+        token: gitlabToken,
+        url: config.providers.gitlab.url,
+        timeoutMs,
+      }),
+    );
+  }
   return new CommitStatusReporter(senders, statusBaseUrl(config), logger, { ...options, timeoutMs });
 }
 
@@ -120,4 +127,14 @@ function httpStatusOf(error: unknown): number | undefined {
   if (typeof direct === 'number') return direct;
   const nested = (error as { cause?: { response?: { status?: unknown } } }).cause?.response?.status;
   return typeof nested === 'number' ? nested : undefined;
+}
+
+function lazySender(load: () => Promise<CommitStatusSender>): CommitStatusSender {
+  let loaded: Promise<CommitStatusSender> | undefined;
+  return {
+    async send(update, signal) {
+      loaded ??= load();
+      await (await loaded).send(update, signal);
+    },
+  };
 }
