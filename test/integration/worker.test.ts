@@ -233,6 +233,26 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
     expect(await readConfigMap(namespace.name, 'alpha')).toEqual({ v: '1' });
   });
 
+  it('a reconcile interval re-applies the branch head on its own and corrects drift', async () => {
+    await harness.close();
+    harness = await createWorkerHarness({
+      redisUrl: redis.url,
+      environments: [{ name: 'web', repo, env: { namespace: namespace.name, reconcileInterval: '1s' } }],
+    });
+    await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
+    await harness.startWorker();
+    await until(() => readConfigMap(namespace.name, 'alpha'));
+    const drifted = await core.readNamespacedConfigMap({ name: 'alpha', namespace: namespace.name });
+    drifted.data = { v: 'edited by hand' };
+    await core.replaceNamespacedConfigMap({ name: 'alpha', namespace: namespace.name, body: drifted });
+
+    await until(async () => (await readConfigMap(namespace.name, 'alpha'))?.v === '1');
+
+    const jobs = await harness.services.store.list({ environment: 'web', limit: 10 });
+    expect(jobs.length).toBeGreaterThan(0);
+    expect(jobs.every((job) => job.trigger.kind === 'reconcile')).toBe(true);
+  });
+
   it('a burst of pushes ends on the last commit with none failed', async () => {
     await harness.startWorker({ concurrency: 4 });
     const ids: string[] = [];
