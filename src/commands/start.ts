@@ -1,6 +1,7 @@
 import { createServer } from 'node:http';
 import path from 'node:path';
 import { waitForShutdownSignal } from '../deploy/shutdown-signal.js';
+import { warnUnreachableClusters } from '../deploy/cluster-reachability.js';
 import { startWorkerFromRuntime } from '../deploy/worker-process.js';
 import { createApp } from '../http/app.js';
 import { startEmbeddedRedis, type EmbeddedRedis } from '../lib/embedded-redis.js';
@@ -39,6 +40,7 @@ export async function runStart(args: CommandArgs): Promise<number> {
     const address = server.address();
     const port = address && typeof address === 'object' ? address.port : config.server.port;
     logger.info({ port, environments: config.environments.map((e) => e.name) }, 'pushgate started');
+    void warnUnreachableClusters(config, args.env, logger);
     if (config.environments.length === 0) {
       logger.warn(
         { config: runtime.configPath },
