@@ -31,6 +31,8 @@ export function testConfigText(options: {
   redisUrl: string;
   environments: { name: string; repo: EnvRepo; env: EnvironmentOptions }[];
   providers?: { github?: string; gitlab?: string };
+  /** Another kubeconfig for the cluster (default: the test API server's). */
+  kubeconfig?: string;
 }): string {
   const environments = options.environments
     .map(
@@ -53,7 +55,7 @@ export function testConfigText(options: {
 redis: { prefix: ${options.prefix}, url: "${options.redisUrl}" }
 ${providers}clusters:
   - name: test
-    kubeconfig: ${kubeconfigPathFromTest()}
+    kubeconfig: ${options.kubeconfig ?? kubeconfigPathFromTest()}
 environments:${environments}
 `;
 }
@@ -84,6 +86,7 @@ export async function createWorkerHarness(options: {
   redisUrl: string;
   environments: { name: string; repo: EnvRepo; env: EnvironmentOptions }[];
   providers?: { github?: string; gitlab?: string };
+  kubeconfig?: string;
 }): Promise<WorkerHarness> {
   const prefix = uniquePrefix('worker');
   const configText = testConfigText({
@@ -91,6 +94,7 @@ export async function createWorkerHarness(options: {
     redisUrl: options.redisUrl,
     environments: options.environments,
     providers: options.providers,
+    kubeconfig: options.kubeconfig,
   });
   const config = parseConfigText(configText, 'test-config.yaml', {});
   const services = connectProducer(options.redisUrl, prefix);

@@ -6,11 +6,16 @@ import { createCommitStatusReporter } from '../../src/status/reporters/commit-st
 import { readSecrets } from '../../src/config/secrets.js';
 import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
 import { startFakeGithub, type FakeProvider } from '../helpers/fake-github.js';
-import { createTestNamespace, kubeConfigFromTest, type TestNamespace } from '../helpers/kube.js';
+import {
+  createTestNamespace,
+  kubeConfigFromTest,
+  kubeconfigPathFromTest,
+  type TestNamespace,
+} from '../helpers/kube.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { createWorkerHarness, type WorkerHarness } from './worker-harness.js';
 import { configMap, deployment } from './worker-manifests.js';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 
@@ -251,6 +256,36 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
     const jobs = await harness.services.store.list({ environment: 'web', limit: 10 });
     expect(jobs.length).toBeGreaterThan(0);
     expect(jobs.every((job) => job.trigger.kind === 'reconcile')).toBe(true);
+  });
+
+  it('a transient failure (API server unreachable) keeps the job queued with its error for a retry', async () => {
+    await harness.close();
+    // The test cluster's kubeconfig, pointed at a loopback port where nothing listens.
+    const unreachable = path.join(repo.workDir, '..', 'unreachable.kubeconfig');
+    const original = await readFile(kubeconfigPathFromTest(), 'utf8');
+    await writeFile(unreachable, original.replace(/server: https:\/\/[^\s]+/, 'server: https://127.0.0.1:1'));
+    harness = await createWorkerHarness({
+      redisUrl: redis.url,
+      environments: [{ name: 'web', repo, env: { namespace: namespace.name } }],
+      kubeconfig: unreachable,
+    });
+    await harness.startWorker();
+    const sha = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
+
+    const id = await harness.webhook('web', sha);
+    const record = await until(async () => {
+      const current = await harness.services.store.get(id);
+      return current?.error ? current : null;
+    });
+
+    expect(record).toMatchObject({ state: 'queued', attempts: 1, finishedAt: null });
+    expect(record.error).toMatch(/127\.0\.0\.1:1|ECONNREFUSED|connect/i);
+    // BullMQ counts the failed attempt and schedules the retry with its backoff.
+    const job = await until(async () => {
+      const current = await harness.services.queue.getJob(id);
+      return current && current.attemptsMade >= 1 ? current : null;
+    });
+    expect(await job.getState()).toMatch(/delayed|waiting|active/);
   });
 
   it('a burst of pushes ends on the last commit with none failed', async () => {
