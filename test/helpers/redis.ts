@@ -40,7 +40,20 @@ export async function startRedis(): Promise<TestRedis> {
   const launch = async (): Promise<void> => {
     child = spawn(
       'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--maxmemory-policy', 'noeviction'],
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--dir',
+        dir,
+        '--maxmemory-policy',
+        'noeviction',
+      ],
       { stdio: 'ignore' },
     );
     await waitUntilAnswers(port, 10_000);
@@ -72,7 +85,13 @@ export async function startRedis(): Promise<TestRedis> {
 async function waitUntilAnswers(port: number, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const client = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    const client = new Redis({
+      port,
+      host: '127.0.0.1',
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+    });
     client.on('error', () => undefined);
     try {
       await client.connect();
@@ -81,7 +100,8 @@ async function waitUntilAnswers(port: number, timeoutMs: number): Promise<void> 
       return;
     } catch (error) {
       client.disconnect();
-      if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not start: ${String(error)}`);
+      if (Date.now() > deadline)
+        throw new Error(`redis-server on port ${port} did not start: ${String(error)}`);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
