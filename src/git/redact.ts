@@ -7,7 +7,9 @@ export function redactSecret(text: string, secret: string | undefined): string {
   const forms = new Set([secret, Buffer.from(secret).toString('base64')]);
   for (const user of BASIC_AUTH_USERS) forms.add(Buffer.from(`${user}:${secret}`).toString('base64'));
   let result = text;
-  for (const form of forms) result = result.split(form).join('[redacted]');
+  // Longest first: base64 of the token alone can be the tail of a Basic credential's base64.
+  for (const form of [...forms].sort((a, b) => b.length - a.length))
+    result = result.split(form).join('[redacted]');
   return result;
 }
 
