@@ -52,7 +52,7 @@ export function connectProducer(url: string, prefix: string): ProducerServices {
   const redis = createRedis(url, 'producer');
   const store = new JobStore(redis, keys);
   const queue = createDeployQueue(redis, keys);
-  const producer = new DeployProducer(queue, store);
+  const producer = new DeployProducer(queue, store, redis);
   return {
     keys,
     redis,

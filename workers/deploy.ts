@@ -165,6 +165,12 @@ export async function processDeployJob(
   // Scheduler jobs reuse their template's data; their own creation time is when they were "received".
   const receivedAt =
     data.trigger.kind === 'reconcile' ? new Date(job.timestamp).toISOString() : data.receivedAt;
+  if (data.trigger.kind !== 'reconcile' && !(await deps.store.get(jobId))) {
+    // The producer writes a claim and a queue entry in one MULTI; when the claim returned an
+    // existing job (a redelivery), this entry has no record and is not a job of its own.
+    logger.info('queue entry without a job record (a duplicate delivery): dropped');
+    return;
+  }
   const record = await deps.store.ensure({
     id: jobId,
     environment: data.environment,

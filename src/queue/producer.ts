@@ -30,27 +30,49 @@ export class DeployProducer {
   constructor(
     private readonly queue: Queue<DeployJobData>,
     private readonly store: JobStore,
+    /** The connection both the queue and the store use: one socket keeps their order. */
+    private readonly redis: Redis,
   ) {}
 
-  /** Resolves only once the job is written to Redis, so a 202 always means a durable job. */
+  /**
+   * Resolves only once the job is written to Redis, so a 202 always means a durable job.
+   *
+   * The claim and the queue entry go out together, one round trip. When the claim finds an
+   * existing job, the candidate queue entry has no record; it is removed here, and a worker
+   * that takes it first drops it.
+   */
   async enqueue(
     environment: string,
     trigger: Trigger,
     receivedAt = new Date().toISOString(),
   ): Promise<EnqueuedJob> {
     const request = { id: randomUUID(), environment, trigger, receivedAt };
+    const data: DeployJobData = { environment, trigger, receivedAt };
     try {
-      const outcome = await this.store.claim(request);
+      // Fail fast: waiting for a connection would hold the webhook sender past its timeout.
+      if (this.redis.status !== 'ready') throw new Error(`Redis connection is ${this.redis.status}`);
+      // Sent back to back on one connection, so Redis runs the claim before the queue entry
+      // exists: a worker never sees an entry whose claim has not been decided.
+      const [claimed, added] = await Promise.allSettled([
+        this.store.claim(request),
+        this.addToQueue(request.id, data),
+      ]);
+      if (claimed.status === 'rejected') {
+        await this.queue.remove(request.id).catch(() => undefined);
+        throw claimed.reason;
+      }
+      const outcome = claimed.value;
       if (outcome.created) {
-        await this.addToQueue(outcome.id, { environment, trigger, receivedAt }).catch(
-          async (error: unknown) => {
-            await this.store.release(request).catch(() => undefined);
-            throw error;
-          },
-        );
+        if (added.status === 'rejected') {
+          await this.store.release(request).catch(() => undefined);
+          throw added.reason;
+        }
         return { id: outcome.id, environment, created: true };
       }
-      const existing = await this.store.get(outcome.id);
+      const [, existing] = await Promise.all([
+        this.queue.remove(request.id).catch(() => 0),
+        this.store.get(outcome.id),
+      ]);
       // Re-adding a queued job is a no-op for BullMQ, and repairs a claim whose queue write
       // was lost with the process that made it.
       if (existing?.state === 'queued') {

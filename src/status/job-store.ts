@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Keys } from '../queue/keys.js';
 import type { Trigger } from '../queue/job-data.js';
@@ -71,7 +70,14 @@ end
 return {ARGV[1], 'created'}
 `;
 
-const CLAIM_SCRIPT_SHA = createHash('sha1').update(CLAIM_SCRIPT).digest('hex');
+interface ClaimCommander {
+  pushgateClaim(...args: (string | number)[]): Promise<unknown>;
+}
+
+function claimOutcome(reply: unknown): ClaimOutcome {
+  const [id, how] = reply as [string, 'created' | 'delivery' | 'sha'];
+  return how === 'created' ? { id, created: true } : { id, created: false, matchedBy: how };
+}
 
 export function newJobRecord(request: ClaimRequest): JobRecord {
   return {
@@ -95,28 +101,23 @@ export class JobStore {
     private readonly keys: Keys,
   ) {}
 
-  /**
-   * EVALSHA first: sending the script text on every webhook was the largest cost of the
-   * receive path. NOSCRIPT (a restarted or failed-over Redis) falls back to EVAL, which
-   * loads the script again.
-   */
-  private async evalClaim(...args: (string | number)[]): Promise<unknown> {
-    try {
-      return await this.redis.evalsha(CLAIM_SCRIPT_SHA, 6, ...args);
-    } catch (error) {
-      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-      return this.redis.eval(CLAIM_SCRIPT, 6, ...args);
+  /** The claim as a command of the connection: ioredis sends its text once, then EVALSHA. */
+  private get commander(): ClaimCommander {
+    const redis = this.redis as unknown as ClaimCommander & Redis;
+    if (typeof redis.pushgateClaim !== 'function') {
+      redis.defineCommand('pushgateClaim', { numberOfKeys: 6, lua: CLAIM_SCRIPT });
     }
+    return redis;
   }
 
-  async claim(request: ClaimRequest): Promise<ClaimOutcome> {
+  private claimArgs(request: ClaimRequest): (string | number)[] {
     const { trigger, environment } = request;
     const deliveryKey =
       trigger.deliveryId && trigger.provider
         ? this.keys.delivery(trigger.provider, trigger.deliveryId, environment)
         : '';
     const shaKey = trigger.sha ? this.keys.shaJob(environment, trigger.sha) : '';
-    const result = (await this.evalClaim(
+    return [
       deliveryKey,
       shaKey,
       this.keys.environment(environment),
@@ -131,9 +132,11 @@ export class JobStore {
       HISTORY_PER_ENVIRONMENT,
       DELIVERY_TTL_SECONDS,
       SHA_TTL_SECONDS,
-    )) as [string, 'created' | 'delivery' | 'sha'];
-    const [id, how] = result;
-    return how === 'created' ? { id, created: true } : { id, created: false, matchedBy: how };
+    ];
+  }
+
+  async claim(request: ClaimRequest): Promise<ClaimOutcome> {
+    return claimOutcome(await this.commander.pushgateClaim(...this.claimArgs(request)));
   }
 
   /**
