@@ -263,7 +263,8 @@ ${environment('bench-small')}
 ${environment('bench-bulk')}
 `,
     );
-    worker = spawn(process.execPath, [CLI, 'worker', '--config', configFile], {
+    // The flags the `pushgate` bin's shebang runs it with.
+    worker = spawn(process.execPath, ['--max-semi-space-size=2', CLI, 'worker', '--config', configFile], {
       env: { ...process.env, LOG_LEVEL: 'warn', PUSHGATE_CACHE_DIR: join(dir, 'cache') },
       stdio: ['ignore', 'ignore', 'inherit'],
     });
