@@ -1,6 +1,8 @@
 import os from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
+import { fileURLToPath } from 'node:url';
+import { checkPrerequisites } from '../scripts/prerequisites.js';
 import { startControlPlane } from './helpers/control-plane.js';
 
 declare module 'vitest' {
@@ -16,6 +18,18 @@ declare module 'vitest' {
  * PUSHGATE_TEST_KUBECONFIG (workers inherit the environment of this process).
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  // Tests need real parts: say which one is missing and how to get it, not a spawn ENOENT.
+  const missing = checkPrerequisites({
+    controlPlane: true,
+    buildScript: fileURLToPath(new URL('../scripts/control-plane/build.sh', import.meta.url)),
+  }).filter((prerequisite) => !prerequisite.ok);
+  if (missing.length > 0) {
+    throw new Error(
+      `npm test needs real tools that are missing:\n${missing
+        .map((p) => `  ${p.name}: ${p.detail}; ${p.hint}`)
+        .join('\n')}`,
+    );
+  }
   const dir = path.join(os.tmpdir(), `pushgate-test-cluster-${process.pid}`);
   const controlPlane = await startControlPlane({ dir });
   process.env.PUSHGATE_TEST_KUBECONFIG = controlPlane.kubeconfigPath;
