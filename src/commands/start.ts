@@ -1,6 +1,6 @@
 import { createServer } from 'node:http';
 import path from 'node:path';
-import { waitForShutdownSignal } from '../deploy/shutdown-signal.js';
+import { waitForShutdownSignal } from '../lib/shutdown.js';
 import { warnUnreachableClusters } from '../deploy/cluster-reachability.js';
 import { startWorkerFromRuntime } from '../deploy/worker-process.js';
 import { createApp } from '../http/app.js';

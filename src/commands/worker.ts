@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:http';
-import { waitForShutdownSignal } from '../deploy/shutdown-signal.js';
+import { waitForShutdownSignal } from '../lib/shutdown.js';
 import { startWorkerFromRuntime } from '../deploy/worker-process.js';
 import { UsageError } from '../lib/errors.js';
 import { createMetrics, type Metrics } from '../lib/metrics.js';

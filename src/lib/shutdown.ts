@@ -1,9 +1,11 @@
-/** Resolves on the first SIGTERM or SIGINT; long-running commands then close gracefully. */
+/** Resolves with the first SIGTERM or SIGINT; a second one while shutting down exits at once. */
 export function waitForShutdownSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
     const onSignal = (signal: NodeJS.Signals): void => {
       process.off('SIGTERM', onSignal);
       process.off('SIGINT', onSignal);
+      process.once('SIGINT', () => process.exit(130));
+      process.once('SIGTERM', () => process.exit(143));
       resolve(signal);
     };
     process.on('SIGTERM', onSignal);
