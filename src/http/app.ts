@@ -1,4 +1,5 @@
-import express, { type Express } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import express from 'express';
 import { bearerAuth } from './auth.js';
 import type { AppDeps } from './deps.js';
 import { errorHandler, notFound } from './errors.js';
@@ -6,19 +7,28 @@ import { environmentRoutes } from './routes/environments.js';
 import { healthRoutes } from './routes/health.js';
 import { jobRoutes } from './routes/jobs.js';
 import { metricsRoutes } from './routes/metrics.js';
-import { webhookRoutes } from './routes/webhooks.js';
+import { createWebhookReceiver, webhookRoutes } from './routes/webhooks.js';
 
 export type { AppDeps };
 
-/** The receiver and the status API. Never listens: the caller owns the server. */
-export function createApp(deps: AppDeps): Express {
+/** What node:http calls for every request. */
+export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
+
+/**
+ * The receiver and the status API. Never listens: the caller owns the server.
+ *
+ * Webhook posts, the hot path, go straight to the receiver: express's routing and response
+ * helpers cost more than the rest of the request's own work. Everything else is express.
+ */
+export function createApp(deps: AppDeps): RequestHandler {
+  const receiver = createWebhookReceiver(deps);
   const app = express();
   app.disable('x-powered-by');
   app.disable('etag');
 
   // Open: probes, and webhooks (they carry their own signature).
   app.use(healthRoutes(deps));
-  app.use(webhookRoutes(deps));
+  app.use(webhookRoutes(receiver));
 
   // Everything else needs the API token, when one is configured.
   app.use(['/jobs', '/environments', '/metrics'], bearerAuth(deps.secrets.apiTokens));
@@ -28,5 +38,10 @@ export function createApp(deps: AppDeps): Express {
 
   app.use(notFound);
   app.use(errorHandler(deps.logger));
-  return app;
+
+  return (req, res) => {
+    const provider = receiver.providerFor(req);
+    if (provider) void receiver.receive(provider, req, res);
+    else app(req, res);
+  };
 }

@@ -1,10 +1,23 @@
-import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
+import type { ServerResponse } from 'node:http';
+import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { ZodError } from 'zod';
 import { PushgateError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 
-export function sendError(res: Response, status: number, message: string): void {
-  res.status(status).json({ error: message });
+/**
+ * A JSON answer, as express's `res.json` writes it (same headers), on any node:http response:
+ * the webhook path answers without going through express.
+ */
+export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'application/json; charset=utf-8');
+  res.setHeader('Content-Length', Buffer.byteLength(text));
+  res.end(text);
+}
+
+export function sendError(res: ServerResponse, status: number, message: string): void {
+  sendJson(res, status, { error: message });
 }
 
 /** Redis failures in a request become 503 so callers retry; a corrupt record stays a 500. */

@@ -1,11 +1,17 @@
-import { Router, type Request, type Response } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Router } from 'express';
 import { PushgateError } from '../../lib/errors.js';
 import type { Trigger } from '../../queue/job-data.js';
 import { parseJsonBody } from '../../webhooks/parse-body.js';
-import { createWebhookRegistry, environmentsForPush, type WebhookProvider } from '../../webhooks/registry.js';
+import {
+  createWebhookRegistry,
+  environmentsForPush,
+  type WebhookProvider,
+  type WebhookRegistry,
+} from '../../webhooks/registry.js';
 import type { PushEvent } from '../../webhooks/types.js';
 import type { AppDeps } from '../deps.js';
-import { sendError } from '../errors.js';
+import { sendError, sendJson } from '../errors.js';
 import { readRawBody } from '../raw-body.js';
 import { jobStatusUrl, publicBase } from '../status-url.js';
 
@@ -14,13 +20,61 @@ type Outcome =
 
 const UNAUTHORIZED = 'invalid or missing webhook signature or token';
 
+export interface WebhookReceiver {
+  registry: WebhookRegistry;
+  /**
+   * The provider of a `POST /webhooks/github|gitlab` in its plain spelling (any case, one
+   * trailing slash, a query string), so node:http can hand it over without express routing;
+   * undefined for anything else.
+   */
+  providerFor(req: IncomingMessage): WebhookProvider | undefined;
+  /** Answers the delivery; never rejects (an unexpected error is logged and answered 500). */
+  receive(provider: WebhookProvider, req: IncomingMessage, res: ServerResponse): Promise<void>;
+}
+
+function pathOf(url: string | undefined): string {
+  if (url === undefined) return '';
+  const query = url.indexOf('?');
+  return query === -1 ? url : url.slice(0, query);
+}
+
 /** POST /webhooks/github and /webhooks/gitlab: verify the raw body, then parse, route and enqueue. */
-export function webhookRoutes(deps: AppDeps): Router {
+export function createWebhookReceiver(deps: AppDeps): WebhookReceiver {
   const registry = createWebhookRegistry(deps.secrets);
   const now = deps.now ?? Date.now;
-  const router = Router();
 
-  const receive = async (provider: WebhookProvider, req: Request, res: Response): Promise<void> => {
+  const providerFor = (req: IncomingMessage): WebhookProvider | undefined => {
+    if (req.method !== 'POST') return undefined;
+    let path = pathOf(req.url);
+    if (path.length === 17 || path.length === 18) {
+      if (path.endsWith('/')) path = path.slice(0, -1);
+      path = path.toLowerCase();
+      if (path === '/webhooks/github') return registry.github;
+      if (path === '/webhooks/gitlab') return registry.gitlab;
+    }
+    return undefined;
+  };
+
+  const receive = async (
+    provider: WebhookProvider,
+    req: IncomingMessage,
+    res: ServerResponse,
+  ): Promise<void> => {
+    try {
+      await receiveOrThrow(provider, req, res);
+    } catch (error) {
+      // As express's error handler does for the status API: logged here, never sent.
+      deps.logger.error({ err: error, method: req.method, path: pathOf(req.url) }, 'request failed');
+      if (res.headersSent) res.destroy();
+      else sendError(res, 500, 'internal error');
+    }
+  };
+
+  const receiveOrThrow = async (
+    provider: WebhookProvider,
+    req: IncomingMessage,
+    res: ServerResponse,
+  ): Promise<void> => {
     const deliveryId = provider.deliveryId(req.headers);
     const log = deps.logger.child({ provider: provider.name, deliveryId });
     const done = (outcome: Outcome): void => {
@@ -32,7 +86,7 @@ export function webhookRoutes(deps: AppDeps): Router {
         `webhook rejected: no ${provider.name} webhook secret is configured (set ${provider.secretVariables})`,
       );
       done('unauthorized');
-      res.set('Connection', 'close');
+      res.setHeader('Connection', 'close');
       sendError(res, 401, UNAUTHORIZED);
       return;
     }
@@ -54,13 +108,13 @@ export function webhookRoutes(deps: AppDeps): Router {
       if (event.kind === 'ping') {
         log.info('webhook ping');
         done('ignored');
-        res.status(200).json({ ok: true });
+        sendJson(res, 200, { ok: true });
         return;
       }
       if (event.kind === 'ignored') {
         log.info({ event: eventName, reason: event.reason }, 'webhook ignored');
         done('ignored');
-        res.status(200).json({ ignored: event.reason });
+        sendJson(res, 200, { ignored: event.reason });
         return;
       }
       await enqueuePush(event.push, req, res, done, log);
@@ -77,15 +131,15 @@ export function webhookRoutes(deps: AppDeps): Router {
       log.warn({ status: error.status, reason: error.message }, 'webhook refused');
       done(outcome);
       // A body not read to its end is not drained: the connection is closed instead.
-      if (error.status === 413) res.set('Connection', 'close');
+      if (error.status === 413) res.setHeader('Connection', 'close');
       sendError(res, error.status, error.message);
     }
   };
 
   const enqueuePush = async (
     push: PushEvent,
-    req: Request,
-    res: Response,
+    req: IncomingMessage,
+    res: ServerResponse,
     done: (outcome: Outcome) => void,
     log: AppDeps['logger'],
   ): Promise<void> => {
@@ -97,7 +151,7 @@ export function webhookRoutes(deps: AppDeps): Router {
         'webhook ignored: no environment matches',
       );
       done('ignored');
-      res.status(200).json({ ignored: `no environment is configured for ${where}` });
+      sendJson(res, 200, { ignored: `no environment is configured for ${where}` });
       return;
     }
     const trigger: Trigger = {
@@ -122,7 +176,7 @@ export function webhookRoutes(deps: AppDeps): Router {
       'webhook accepted',
     );
     done(jobs.some((job) => job.created) ? 'queued' : 'duplicate');
-    res.status(202).json({
+    sendJson(res, 202, {
       jobs: jobs.map((job) => ({
         id: job.id,
         environment: job.environment,
@@ -132,7 +186,17 @@ export function webhookRoutes(deps: AppDeps): Router {
     });
   };
 
-  router.post('/webhooks/github', (req, res) => receive(registry.github, req, res));
-  router.post('/webhooks/gitlab', (req, res) => receive(registry.gitlab, req, res));
+  return { registry, providerFor, receive };
+}
+
+/**
+ * The same routes through express, for the spellings `providerFor` leaves to it (an
+ * absolute-form request target...), so the lean path changes no answer.
+ */
+export function webhookRoutes(receiver: WebhookReceiver): Router {
+  const { registry } = receiver;
+  const router = Router();
+  router.post('/webhooks/github', (req, res) => receiver.receive(registry.github, req, res));
+  router.post('/webhooks/gitlab', (req, res) => receiver.receive(registry.gitlab, req, res));
   return router;
 }
