@@ -46,7 +46,7 @@ export function createWebhookReceiver(deps: AppDeps): WebhookReceiver {
   const providerFor = (req: IncomingMessage): WebhookProvider | undefined => {
     if (req.method !== 'POST') return undefined;
     let path = pathOf(req.url);
-    if (path.length === 17 || path.length === 18) {
+    if (path.length === 16 || path.length === 17) {
       if (path.endsWith('/')) path = path.slice(0, -1);
       path = path.toLowerCase();
       if (path === '/webhooks/github') return registry.github;
