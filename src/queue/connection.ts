@@ -19,7 +19,8 @@ export function createRedis(url: string, role: RedisRole): Redis {
           enableOfflineQueue: false,
           maxRetriesPerRequest: 1,
           commandTimeout: 1_000,
-          enableAutoPipelining: true,
+          // No auto-pipelining: BullMQ defines its scripts on this connection after start-up,
+          // and an auto-pipeline built before then lacks them (ioredis crashes the process).
         }
       : { ...common, maxRetriesPerRequest: null, enableReadyCheck: true };
   const redis = new Redis(url, options);

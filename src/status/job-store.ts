@@ -96,18 +96,19 @@ export function newJobRecord(request: ClaimRequest): JobRecord {
 }
 
 export class JobStore {
+  /** The claim as a command of the connection: ioredis sends its text once, then EVALSHA. */
+  private readonly commander: ClaimCommander;
+
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keys,
-  ) {}
-
-  /** The claim as a command of the connection: ioredis sends its text once, then EVALSHA. */
-  private get commander(): ClaimCommander {
-    const redis = this.redis as unknown as ClaimCommander & Redis;
-    if (typeof redis.pushgateClaim !== 'function') {
-      redis.defineCommand('pushgateClaim', { numberOfKeys: 6, lua: CLAIM_SCRIPT });
+  ) {
+    // Defined up front: a pipeline built before a command exists lacks it.
+    const commander = redis as unknown as ClaimCommander & Redis;
+    if (typeof commander.pushgateClaim !== 'function') {
+      commander.defineCommand('pushgateClaim', { numberOfKeys: 6, lua: CLAIM_SCRIPT });
     }
-    return redis;
+    this.commander = commander;
   }
 
   private claimArgs(request: ClaimRequest): (string | number)[] {
