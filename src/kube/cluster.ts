@@ -1,12 +1,12 @@
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
 import type { ClusterConfig } from '../config/schema.js';
 import { ConfigError, errorMessage } from '../lib/errors.js';
 import type { ResourceInfo } from '../manifests/resource-info.js';
 import type { ManifestObject } from '../manifests/types.js';
 import { Discovery } from './discovery.js';
+import { KubeAccess } from './kubeconfig.js';
 import { isNotFound, KubeTransport } from './http.js';
 import { collectionPath, objectPath } from './paths.js';
 
@@ -36,7 +36,7 @@ export class ClusterClient {
 
   constructor(
     readonly name: string,
-    readonly kubeConfig: KubeConfig,
+    readonly kubeConfig: KubeAccess,
     readonly transport: KubeTransport = new KubeTransport(kubeConfig),
   ) {
     this.discovery = new Discovery(transport);
@@ -178,20 +178,20 @@ export function closeClusterClients(): void {
   clients.clear();
 }
 
-export function loadKubeConfig(cluster: ClusterConfig, env: Env = process.env): KubeConfig {
-  const kc = new KubeConfig();
+export function loadKubeConfig(cluster: ClusterConfig, env: Env = process.env): KubeAccess {
+  const kc = new KubeAccess();
   const files = kubeconfigFiles(cluster, env);
   try {
     if (files.length > 0) {
       const [first, ...rest] = files as [string, ...string[]];
       kc.loadFromFile(first);
       for (const file of rest) {
-        const other = new KubeConfig();
+        const other = new KubeAccess();
         other.loadFromFile(file);
         mergeFirstWins(kc, other);
       }
     } else if (env.KUBERNETES_SERVICE_HOST) {
-      kc.loadFromCluster();
+      kc.loadFromCluster(env);
     } else {
       throw new Error(
         'no kubeconfig given, $KUBECONFIG unset, no ~/.kube/config and not running in a cluster',
@@ -219,7 +219,7 @@ export function loadKubeConfig(cluster: ClusterConfig, env: Env = process.env): 
 }
 
 /** kubectl's rule for a $KUBECONFIG list: the first file to define a name wins (client-node would throw). */
-function mergeFirstWins(kc: KubeConfig, other: KubeConfig): void {
+function mergeFirstWins(kc: KubeAccess, other: KubeAccess): void {
   for (const cluster of other.getClusters()) if (!kc.getCluster(cluster.name)) kc.addCluster(cluster);
   for (const user of other.getUsers()) if (!kc.getUser(user.name)) kc.addUser(user);
   for (const context of other.getContexts()) if (!kc.getContextObject(context.name)) kc.addContext(context);

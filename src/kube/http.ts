@@ -1,6 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { KubeAccess } from './kubeconfig.js';
 
 /** An answer from the API server that is not 2xx, or no answer at all (`status` undefined). */
 export class KubeApiError extends Error {
@@ -56,7 +56,7 @@ const REQUEST_TIMEOUT_MS = 30_000;
 const MAX_SOCKETS = 64;
 
 /**
- * Raw HTTPS to the API server through the KubeConfig's TLS material and credentials.
+ * Raw HTTPS to the API server through the KubeAccess's TLS material and credentials.
  *
  * Why not client-node's generated APIs: they build a new TLS agent per request (no
  * keep-alive: a handshake per call would dominate a 1,000-object apply) and deserialize
@@ -68,7 +68,7 @@ export class KubeTransport {
   private agent: http.Agent | undefined;
   private credentials: Promise<Credentials> | undefined;
 
-  constructor(private readonly kubeConfig: KubeConfig) {
+  constructor(private readonly kubeConfig: KubeAccess) {
     const cluster = kubeConfig.getCurrentCluster();
     if (!cluster) throw new Error(`kubeconfig context "${kubeConfig.getCurrentContext()}" names no cluster`);
     this.base = new URL(cluster.server);

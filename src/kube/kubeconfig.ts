@@ -1,0 +1,167 @@
+import { readFileSync } from 'node:fs';
+import type https from 'node:https';
+import net from 'node:net';
+import path from 'node:path';
+import type { Cluster, Context, KubeConfig, User } from '@kubernetes/client-node';
+import { newClusters, newContexts, newUsers } from '@kubernetes/client-node/dist/config_types.js';
+import { parse } from 'yaml';
+
+const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
+
+/**
+ * The part of client-node's `KubeConfig` the apply engine uses. Importing client-node's
+ * `KubeConfig` loads its whole generated API client (~75 MiB of a worker's memory), so
+ * kubeconfig files are parsed with client-node's own entry parsers, certificates and
+ * tokens are read here, and the full library is imported only for credentials that need
+ * its authenticators (exec plugins, auth providers) or a proxy.
+ */
+export class KubeAccess {
+  clusters: Cluster[] = [];
+  users: User[] = [];
+  contexts: Context[] = [];
+  currentContext = '';
+  private clientNode: Promise<KubeConfig> | undefined;
+
+  loadFromFile(file: string): void {
+    const document = (parse(readFileSync(file, 'utf8')) ?? {}) as Record<string, unknown>;
+    const dir = path.dirname(path.resolve(file));
+    this.clusters = newClusters(document.clusters).map((cluster) => ({
+      ...cluster,
+      caFile: absolute(dir, cluster.caFile),
+    }));
+    this.users = newUsers(document.users).map((user) => ({
+      ...user,
+      certFile: absolute(dir, user.certFile),
+      keyFile: absolute(dir, user.keyFile),
+    }));
+    this.contexts = newContexts(document.contexts);
+    const current = document['current-context'];
+    this.currentContext = typeof current === 'string' ? current : '';
+  }
+
+  /** The pod's service account, as client-node's `loadFromCluster` describes it. */
+  loadFromCluster(env: Record<string, string | undefined> = process.env): void {
+    const host = env.KUBERNETES_SERVICE_HOST ?? '';
+    const port = env.KUBERNETES_SERVICE_PORT ?? '443';
+    const scheme = ['80', '8080', '8001'].includes(port) ? 'http' : 'https';
+    const serverHost = net.isIPv6(host) ? `[${host}]` : host;
+    this.clusters = [
+      {
+        name: 'inCluster',
+        server: `${scheme}://${serverHost}:${port}`,
+        caFile: `${SERVICE_ACCOUNT_DIR}/ca.crt`,
+        skipTLSVerify: false,
+      },
+    ];
+    this.users = [
+      {
+        name: 'inClusterUser',
+        authProvider: { name: 'tokenFile', config: { tokenFile: `${SERVICE_ACCOUNT_DIR}/token` } },
+      },
+    ];
+    this.contexts = [{ name: 'inClusterContext', cluster: 'inCluster', user: 'inClusterUser' }];
+    this.currentContext = 'inClusterContext';
+  }
+
+  getContexts(): Context[] {
+    return this.contexts;
+  }
+  getClusters(): Cluster[] {
+    return this.clusters;
+  }
+  getUsers(): User[] {
+    return this.users;
+  }
+  getCluster(name: string): Cluster | null {
+    return this.clusters.find((cluster) => cluster.name === name) ?? null;
+  }
+  getUser(name: string): User | null {
+    return this.users.find((user) => user.name === name) ?? null;
+  }
+  getContextObject(name: string): Context | null {
+    return this.contexts.find((context) => context.name === name) ?? null;
+  }
+  getCurrentContext(): string {
+    return this.currentContext;
+  }
+  setCurrentContext(name: string): void {
+    this.currentContext = name;
+  }
+  addCluster(cluster: Cluster): void {
+    this.clusters.push(cluster);
+  }
+  addUser(user: User): void {
+    this.users.push(user);
+  }
+  addContext(context: Context): void {
+    this.contexts.push(context);
+  }
+  getCurrentCluster(): Cluster | null {
+    const context = this.getContextObject(this.currentContext);
+    return context ? this.getCluster(context.cluster) : null;
+  }
+  getCurrentUser(): User | null {
+    const context = this.getContextObject(this.currentContext);
+    return context?.user ? this.getUser(context.user) : null;
+  }
+
+  /** TLS material and credentials for a request, as client-node's method of the same name sets them. */
+  async applyToHTTPSOptions(options: https.RequestOptions): Promise<void> {
+    const cluster = this.getCurrentCluster();
+    const user = this.getCurrentUser();
+    if (needsClientNode(cluster, user)) {
+      await (await this.loadClientNode()).applyToHTTPSOptions(options);
+      return;
+    }
+    if (!user) return;
+    if (cluster?.skipTLSVerify) options.rejectUnauthorized = false;
+    if (cluster?.tlsServerName) options.servername = cluster.tlsServerName;
+    const ca = cluster ? fileOrBase64(cluster.caFile, cluster.caData) : undefined;
+    if (ca) options.ca = ca;
+    const cert = fileOrBase64(user.certFile, user.certData);
+    if (cert) options.cert = cert;
+    const key = fileOrBase64(user.keyFile, user.keyData);
+    if (key) options.key = key;
+    const headers: Record<string, string> = {};
+    if (user.impersonateUser) headers['Impersonate-User'] = user.impersonateUser;
+    // Re-read on every call: projected service-account tokens rotate (callers cache briefly).
+    const tokenFile = (user.authProvider as { config?: { tokenFile?: string } } | undefined)?.config
+      ?.tokenFile;
+    const token = tokenFile ? readFileSync(tokenFile, 'utf8').trim() : user.token;
+    if (token) headers.Authorization = `Bearer ${token}`;
+    if (user.username) options.auth = `${user.username}:${user.password ?? ''}`;
+    options.headers = { ...(options.headers ?? {}), ...headers };
+  }
+
+  private loadClientNode(): Promise<KubeConfig> {
+    this.clientNode ??= import('@kubernetes/client-node').then(({ KubeConfig }) => {
+      const kc = new KubeConfig();
+      kc.loadFromOptions({
+        clusters: this.clusters,
+        users: this.users,
+        contexts: this.contexts,
+        currentContext: this.currentContext,
+      });
+      return kc;
+    });
+    return this.clientNode;
+  }
+}
+
+function needsClientNode(cluster: Cluster | null, user: User | null): boolean {
+  if (cluster?.proxyUrl) return true;
+  if (!user) return false;
+  if (user.exec) return true;
+  const provider = user.authProvider as { config?: { tokenFile?: string } } | undefined;
+  return provider !== undefined && !provider.config?.tokenFile;
+}
+
+function absolute(dir: string, file: string | undefined): string | undefined {
+  return file && !path.isAbsolute(file) ? path.join(dir, file) : file;
+}
+
+function fileOrBase64(file: string | undefined, data: string | undefined): Buffer | undefined {
+  if (file) return readFileSync(file);
+  if (data) return Buffer.from(data, 'base64');
+  return undefined;
+}

@@ -1,0 +1,98 @@
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import type https from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { KubeAccess } from '../../../src/kube/kubeconfig.js';
+
+function kubeconfig(
+  dir: string,
+  user: Record<string, unknown>,
+  cluster: Record<string, unknown> = {},
+): string {
+  const file = join(dir, 'config');
+  writeFileSync(
+    file,
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      'current-context': 'main',
+      clusters: [{ name: 'c', cluster: { server: 'https://api.example:6443', ...cluster } }],
+      users: [{ name: 'u', user }],
+      contexts: [{ name: 'main', context: { cluster: 'c', user: 'u' } }],
+    }),
+  );
+  return file;
+}
+
+async function optionsFor(file: string): Promise<https.RequestOptions> {
+  const access = new KubeAccess();
+  access.loadFromFile(file);
+  const options: https.RequestOptions = {};
+  await access.applyToHTTPSOptions(options);
+  return options;
+}
+
+describe('KubeAccess (kubeconfig without loading the whole client)', () => {
+  it('reads certificate files relative to the kubeconfig and the CA as base64 data', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kubeaccess-'));
+    writeFileSync(join(dir, 'client.crt'), 'CERT');
+    writeFileSync(join(dir, 'client.key'), 'KEY');
+    const file = kubeconfig(
+      dir,
+      { 'client-certificate': 'client.crt', 'client-key': 'client.key' },
+      { 'certificate-authority-data': Buffer.from('CA').toString('base64'), 'tls-server-name': 'api' },
+    );
+    const options = await optionsFor(file);
+    expect((options.cert as Buffer).toString()).toBe('CERT');
+    expect((options.key as Buffer).toString()).toBe('KEY');
+    expect((options.ca as Buffer).toString()).toBe('CA');
+    expect(options.servername).toBe('api');
+  });
+
+  it('sends a bearer token, re-read from its file on every call so rotation takes effect', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kubeaccess-'));
+    const tokenFile = join(dir, 'token');
+    writeFileSync(tokenFile, 'first\n');
+    const access = new KubeAccess();
+    access.loadFromFile(
+      kubeconfig(
+        dir,
+        { 'auth-provider': { name: 'tokenFile', config: { tokenFile } } },
+        { 'insecure-skip-tls-verify': true },
+      ),
+    );
+    const first: https.RequestOptions = {};
+    await access.applyToHTTPSOptions(first);
+    expect(first.headers).toMatchObject({ Authorization: 'Bearer first' });
+    expect(first.rejectUnauthorized).toBe(false);
+    writeFileSync(tokenFile, 'second');
+    const second: https.RequestOptions = {};
+    await access.applyToHTTPSOptions(second);
+    expect(second.headers).toMatchObject({ Authorization: 'Bearer second' });
+  });
+
+  it('hands exec-plugin users to client-node, which runs the plugin for a token', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kubeaccess-'));
+    const plugin = join(dir, 'plugin.sh');
+    writeFileSync(
+      plugin,
+      '#!/bin/sh\necho \'{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"from-exec"}}\'\n',
+    );
+    chmodSync(plugin, 0o755);
+    const options = await optionsFor(
+      kubeconfig(dir, {
+        exec: { apiVersion: 'client.authentication.k8s.io/v1', command: plugin, interactiveMode: 'Never' },
+      }),
+    );
+    expect(options.headers).toMatchObject({ Authorization: 'Bearer from-exec' });
+  });
+
+  it('describes the pod service account in a cluster, with IPv6 hosts in brackets', () => {
+    const access = new KubeAccess();
+    access.loadFromCluster({ KUBERNETES_SERVICE_HOST: 'fd00::1', KUBERNETES_SERVICE_PORT: '443' });
+    expect(access.getCurrentCluster()?.server).toBe('https://[fd00::1]:443');
+    const provider = access.getCurrentUser()?.authProvider as { config: { tokenFile: string } };
+    expect(provider.config.tokenFile).toBe('/var/run/secrets/kubernetes.io/serviceaccount/token');
+  });
+});
