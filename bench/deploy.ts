@@ -343,15 +343,14 @@ ${machineText}
 All ${PUSHES} push latencies (ms), pushgate: ${pushgateLatency.map(ms).join(', ')}; kubectl: ${kubectlLatency.map(ms).join(', ')}.
 
 Where the worker's memory goes (measured by importing the compiled modules in a bare node): node
-itself ~39 MiB; BullMQ, ioredis, zod, pino and the worker's own code bring it to ~73 MiB; the apply
-engine's \`@kubernetes/client-node\` import adds ~60 MiB (its \`KubeConfig\` pulls in the whole
-generated API client, although the engine talks to the API server through its own transport), for
-~135 MiB idle; a 1,000-object deploy adds ~13 MiB at its peak. The commit-status clients (octokit,
-gitbeaker) are loaded only when a token is set. The fix that would meet the target is in
-\`src/kube/cluster.ts\`: read the kubeconfig without \`@kubernetes/client-node\` (YAML, certificate
-and token files, with the library imported lazily only for exec/auth-provider users and in-cluster
-config). Time is not the problem: a 20-object push is applied in about a third of the time of
-\`git fetch\` + \`kubectl apply\`, and 1,000 ConfigMaps in under a tenth (kubectl's client-side rate
+itself ~39 MiB; BullMQ, ioredis, zod, pino, yaml and the worker's own code bring it to ~67 MiB.
+The kubeconfig is read by \`src/kube/kubeconfig.ts\` with client-node's entry parsers only: the full
+\`@kubernetes/client-node\` (~75 MiB, its \`KubeConfig\` pulls in the whole generated API client) is
+imported only for exec plugins, auth providers and proxies. The worker runs with
+\`--max-semi-space-size=2\` (the bin's shebang), so a 1,000-object deploy's short-lived garbage does
+not grow the young generation. The commit-status clients (octokit, gitbeaker) are loaded only when
+a token is set. A 20-object push is applied in about a third of the time of \`git fetch\` +
+\`kubectl apply\`, and 1,000 ConfigMaps in under a tenth (kubectl's client-side rate
 limiting dominates its figures).
 `;
     writeSection(section);
