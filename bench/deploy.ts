@@ -16,6 +16,7 @@ import { promisify } from 'node:util';
 import { connectProducer, type ProducerServices } from '../src/runtime.js';
 import { waitForRedis } from '../src/queue/connection.js';
 import type { JobRecord } from '../src/status/job-record.js';
+import { machineFacts, writeBenchSection } from './report.js';
 
 const execFileAsync = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -191,36 +192,9 @@ const median = (values: number[]): number => {
   return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 };
 
-function machine(): string {
-  return [
-    `- nproc: ${os.availableParallelism()}`,
-    `- CPU: ${os.cpus()[0]?.model.trim() ?? 'unknown'}`,
-    `- memory: ${(os.totalmem() / 1024 ** 3).toFixed(1)} GiB`,
-    `- node: ${process.version}`,
-    `- load average at start (1 min): ${os.loadavg()[0]!.toFixed(2)}`,
-  ].join('\n');
-}
-
-function writeSection(section: string): void {
-  const file = join(ROOT, 'BENCHMARKS.md');
-  const current = existsSync(file)
-    ? readFileSync(file, 'utf8')
-    : '# Benchmarks\n\nWritten by `npm run bench`; each bench rewrites its own section.\n';
-  const start = current.search(/^## deploy\s*$/m);
-  let next: string;
-  if (start === -1) {
-    next = `${current.trimEnd()}\n\n${section}`;
-  } else {
-    const rest = current.slice(start + 1);
-    const end = rest.search(/^## /m);
-    next = `${current.slice(0, start)}${section}${end === -1 ? '' : `\n${rest.slice(end)}`}`;
-  }
-  writeFileSync(file, `${next.trimEnd()}\n`);
-}
-
 export async function run(): Promise<void> {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build (npm run bench does)`);
-  const machineText = machine();
+  const machineText = machineFacts();
   const dir = mkdtempSync(join(os.tmpdir(), 'pushgate-bench-deploy-'));
   const clusterDir = join(dir, 'cluster');
   let worker: ChildProcess | undefined;
@@ -353,7 +327,7 @@ a token is set. A 20-object push is applied in about a third of the time of \`gi
 \`kubectl apply\`, and 1,000 ConfigMaps in under a tenth (kubectl's client-side rate
 limiting dominates its figures).
 `;
-    writeSection(section);
+    writeBenchSection('deploy', section);
     process.stdout.write(section);
   } finally {
     if (worker && worker.exitCode === null) {

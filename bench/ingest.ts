@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
+import { machineFacts, writeBenchSection } from './report.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CLI = join(ROOT, 'dist/src/cli.js');
@@ -278,43 +279,13 @@ function runBaselineServer(redisUrl: string, port: number): void {
   });
 }
 
-function machine(): string {
-  const cpus = os.cpus();
-  return [
-    `- nproc: ${os.availableParallelism()}`,
-    `- CPU: ${cpus[0]?.model.trim() ?? 'unknown'}`,
-    `- memory: ${(os.totalmem() / 1024 ** 3).toFixed(1)} GiB`,
-    `- node: ${process.version}`,
-    `- load average at start (1 min): ${os.loadavg()[0]!.toFixed(2)}`,
-  ].join('\n');
-}
-
 const format = (value: number, digits = 0): string =>
   Number.isFinite(value) ? value.toFixed(digits) : 'n/a';
-
-/** Replaces (or appends) the `## ingest` section of BENCHMARKS.md, leaving other benches' sections alone. */
-function writeSection(section: string): string {
-  const file = join(ROOT, 'BENCHMARKS.md');
-  const current = existsSync(file)
-    ? readFileSync(file, 'utf8')
-    : '# Benchmarks\n\nWritten by `npm run bench`; each bench rewrites its own section.\n';
-  const start = current.search(/^## ingest\s*$/m);
-  let next: string;
-  if (start === -1) {
-    next = `${current.trimEnd()}\n\n${section}`;
-  } else {
-    const rest = current.slice(start + 1);
-    const end = rest.search(/^## /m);
-    next = `${current.slice(0, start)}${section}${end === -1 ? '' : `\n${rest.slice(end)}`}`;
-  }
-  writeFileSync(file, `${next.trimEnd()}\n`);
-  return file;
-}
 
 export async function run(): Promise<void> {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build (npm run bench does)`);
   const dir = mkdtempSync(join(os.tmpdir(), 'pushgate-bench-ingest-'));
-  const machineText = machine();
+  const machineText = machineFacts();
   const redis = await startRedisServer(dir);
   const children: Child[] = [];
   try {
@@ -401,7 +372,7 @@ export async function run(): Promise<void> {
       'through express routing and `res.json` (now node:http hands them to the receiver: ~30% less CPU per request).',
       '',
     ].join('\n');
-    const file = writeSection(section);
+    const file = writeBenchSection('ingest', section);
     process.stdout.write(`${section}\ningest: wrote ${file}\n`);
   } finally {
     await Promise.all(children.map((child) => child.stop()));
