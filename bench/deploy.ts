@@ -8,7 +8,6 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +16,7 @@ import { connectProducer, type ProducerServices } from '../src/runtime.js';
 import { waitForRedis } from '../src/queue/connection.js';
 import type { JobRecord } from '../src/status/job-record.js';
 import { machineFacts, writeBenchSection } from './report.js';
+import { findFreePort as freePort } from '../src/lib/free-port.js';
 
 const execFileAsync = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -109,19 +109,6 @@ class KubectlPath {
     ]);
     return performance.now() - started;
   }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() =>
-        address && typeof address === 'object' ? resolve(address.port) : reject(new Error('no port')),
-      );
-    });
-  });
 }
 
 function startCluster(dir: string): Promise<string> {

@@ -1,10 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, mkdirSync, readFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { delimiter, join, resolve } from 'node:path';
 import type { Env } from '../config/load.js';
 import { PushgateError, errorMessage } from './errors.js';
 import type { Logger } from './logger.js';
+import { findFreePort } from './free-port.js';
 
 export const REDIS_NOT_FOUND_HINT =
   'redis-server not found on PATH: install it (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis) or set REDIS_URL';
@@ -273,21 +274,6 @@ export function findOnPath(command: string, env: Env): string | undefined {
     }
   }
   return undefined;
-}
-
-function findFreePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => {
-        if (address && typeof address === 'object') resolvePort(address.port);
-        else reject(new Error('no free port'));
-      });
-    });
-  });
 }
 
 /** PING until +PONG (a loading AOF answers -LOADING, which means keep waiting). */
