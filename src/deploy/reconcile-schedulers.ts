@@ -1,8 +1,7 @@
 import type { Queue } from 'bullmq';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../lib/logger.js';
-import { DEPLOY_JOB_NAME, type DeployJobData } from '../queue/job-data.js';
-import { DEPLOY_JOB_OPTIONS } from '../queue/producer.js';
+import { DEPLOY_JOB_NAME, DEPLOY_JOB_OPTIONS, type DeployJobData } from '../queue/job-data.js';
 
 const SCHEDULER_PREFIX = 'reconcile:';
 

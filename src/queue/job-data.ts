@@ -1,7 +1,17 @@
+import type { JobsOptions } from 'bullmq';
 import { z } from 'zod';
 
 export const DEPLOY_QUEUE = 'deploy';
 export const DEPLOY_JOB_NAME = 'deploy';
+
+/** Transient failures retry with exponential backoff: 1 s, 2 s, 4 s … about 8.5 minutes in all. */
+export const DEPLOY_JOB_OPTIONS: JobsOptions = {
+  attempts: 10,
+  backoff: { type: 'exponential', delay: 1_000 },
+  // The job records in the JobStore are the history; BullMQ keeps only a short tail.
+  removeOnComplete: { count: 100 },
+  removeOnFail: { count: 100 },
+};
 
 export const triggerKindSchema = z.enum(['webhook', 'manual', 'reconcile']);
 export type TriggerKind = z.infer<typeof triggerKindSchema>;

@@ -1,19 +1,17 @@
 import { randomUUID } from 'node:crypto';
-import { Queue, type JobsOptions } from 'bullmq';
+import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { PushgateError } from '../lib/errors.js';
 import type { JobStore } from '../status/job-store.js';
-import { DEPLOY_JOB_NAME, DEPLOY_QUEUE, type DeployJobData, type Trigger } from './job-data.js';
+import { EnqueueBatch } from './enqueue-batch.js';
+import {
+  DEPLOY_JOB_NAME,
+  DEPLOY_JOB_OPTIONS,
+  DEPLOY_QUEUE,
+  type DeployJobData,
+  type Trigger,
+} from './job-data.js';
 import type { Keys } from './keys.js';
-
-/** Transient failures retry with exponential backoff: 1 s, 2 s, 4 s … about 8.5 minutes in all. */
-export const DEPLOY_JOB_OPTIONS: JobsOptions = {
-  attempts: 10,
-  backoff: { type: 'exponential', delay: 1_000 },
-  // The job records in the JobStore are the history; BullMQ keeps only a short tail.
-  removeOnComplete: { count: 100 },
-  removeOnFail: { count: 100 },
-};
 
 export function createDeployQueue(connection: Redis, keys: Keys): Queue<DeployJobData> {
   return new Queue<DeployJobData>(DEPLOY_QUEUE, { connection, prefix: keys.bullPrefix });
@@ -27,19 +25,23 @@ export interface EnqueuedJob {
 }
 
 export class DeployProducer {
+  private readonly batch: EnqueueBatch;
+
   constructor(
     private readonly queue: Queue<DeployJobData>,
     private readonly store: JobStore,
     /** The connection both the queue and the store use: one socket keeps their order. */
     private readonly redis: Redis,
-  ) {}
+  ) {
+    this.batch = new EnqueueBatch(queue, store);
+  }
 
   /**
    * Resolves only once the job is written to Redis, so a 202 always means a durable job.
    *
-   * The claim and the queue entry go out together, one round trip. When the claim finds an
-   * existing job, the candidate queue entry has no record; it is removed here, and a worker
-   * that takes it first drops it.
+   * The claim and the queue entry go out together, one round trip shared with every other
+   * enqueue of the same event-loop turn. When the claim finds an existing job, the candidate
+   * queue entry has no record; it is removed here, and a worker that takes it first drops it.
    */
   async enqueue(
     environment: string,
@@ -51,21 +53,16 @@ export class DeployProducer {
     try {
       // Fail fast: waiting for a connection would hold the webhook sender past its timeout.
       if (this.redis.status !== 'ready') throw new Error(`Redis connection is ${this.redis.status}`);
-      // Sent back to back on one connection, so Redis runs the claim before the queue entry
-      // exists: a worker never sees an entry whose claim has not been decided.
-      const [claimed, added] = await Promise.allSettled([
-        this.store.claim(request),
-        this.addToQueue(request.id, data),
-      ]);
-      if (claimed.status === 'rejected') {
+      const { claim, entry } = await this.batch.send(request, data);
+      if (!claim.ok) {
         await this.queue.remove(request.id).catch(() => undefined);
-        throw claimed.reason;
+        throw claim.error;
       }
-      const outcome = claimed.value;
+      const outcome = claim.value;
       if (outcome.created) {
-        if (added.status === 'rejected') {
+        if (!entry.ok) {
           await this.store.release(request).catch(() => undefined);
-          throw added.reason;
+          throw entry.error;
         }
         return { id: outcome.id, environment, created: true };
       }

@@ -63,6 +63,27 @@ describe('deploy job queue', () => {
     expect(await queue.count()).toBe(1);
   });
 
+  it('a burst of different pushes, sent together, gives each its own record and queue entry', async () => {
+    const { producer, store, queue } = await services();
+    const pushes = Array.from({ length: 30 }, (_, i) => ({
+      environment: i % 2 === 0 ? 'staging' : 'production',
+      trigger: push(i.toString(16).padStart(40, '0'), `burst-${i}`),
+    }));
+    const jobs = await Promise.all(pushes.map((p) => producer.enqueue(p.environment, p.trigger)));
+    expect(jobs.every((job) => job.created)).toBe(true);
+    expect(new Set(jobs.map((job) => job.id)).size).toBe(30);
+    for (const [i, job] of jobs.entries()) {
+      const record = await store.get(job.id);
+      expect(record).toMatchObject({ environment: pushes[i]!.environment, trigger: pushes[i]!.trigger });
+      const queued = await queue.getJob(job.id);
+      expect(queued?.data).toMatchObject({
+        environment: pushes[i]!.environment,
+        trigger: pushes[i]!.trigger,
+      });
+    }
+    expect(await queue.count()).toBe(30);
+  });
+
   it('the same sha from another delivery returns the queued job', async () => {
     const { producer } = await services();
     const first = await producer.enqueue('staging', push('d'.repeat(40), 'd-4'));
