@@ -1,11 +1,6 @@
 import { Job, type Queue } from 'bullmq';
-import {
-  CLAIM_COMMAND,
-  claimOutcome,
-  type ClaimOutcome,
-  type ClaimRequest,
-  type JobStore,
-} from '../status/job-store.js';
+import type { Redis } from 'ioredis';
+import type { ClaimOutcome, ClaimRequest, JobStore } from '../status/job-store.js';
 import { DEPLOY_JOB_NAME, DEPLOY_JOB_OPTIONS, type DeployJobData } from './job-data.js';
 
 export type Written<T> = { ok: true; value: T } | { ok: false; error: unknown };
@@ -22,11 +17,10 @@ interface Pending {
   resolve(reply: BatchReply): void;
 }
 
-type Pipeline = ReturnType<Awaited<Queue['client']>['pipeline']>;
-
-/** ioredis pipelines count their queued commands; BullMQ's interface does not declare it. */
-function queued(pipeline: Pipeline): number {
-  return (pipeline as unknown as { length: number }).length;
+function written<T>(settled: PromiseSettledResult<T>): Written<T> {
+  return settled.status === 'fulfilled'
+    ? { ok: true, value: settled.value }
+    : { ok: false, error: settled.reason };
 }
 
 function failed(error: unknown): BatchReply {
@@ -35,9 +29,11 @@ function failed(error: unknown): BatchReply {
 
 /**
  * Sends the claims and queue entries of every enqueue started in one turn of the event loop
- * as one pipeline: one socket write and one read for a burst of webhooks instead of two of
- * each per webhook. The claim of an enqueue goes before its entry, so Redis decides the claim
- * before a worker can see the entry.
+ * in one socket write (the socket is corked while they are issued), so a burst of webhooks
+ * costs one write and one read of replies instead of two of each per webhook. An ioredis
+ * pipeline would do the same but costs more to build than the commands it carries. The claim
+ * of an enqueue goes before its entry, so Redis decides the claim before a worker can see
+ * the entry.
  */
 export class EnqueueBatch {
   private pending: Pending[] = [];
@@ -45,6 +41,8 @@ export class EnqueueBatch {
   constructor(
     private readonly queue: Queue<DeployJobData>,
     private readonly store: JobStore,
+    /** The connection the queue and the store share. */
+    private readonly redis: Redis,
   ) {}
 
   /** Never rejects: every failure is in the reply, so the caller can undo what did land. */
@@ -58,52 +56,33 @@ export class EnqueueBatch {
   private async flush(): Promise<void> {
     const batch = this.pending;
     this.pending = [];
+    let client: Awaited<Queue['client']>;
     try {
-      // Resolves once BullMQ has defined its scripts on the connection; a pipeline made
-      // before then would lack them.
-      const client = await this.queue.client;
-      const pipeline = client.pipeline();
-      const entryErrors = new Map<number, unknown>();
-      for (const [index, { request, data }] of batch.entries()) {
-        pipeline.runCommand(CLAIM_COMMAND, this.store.claimArgs(request));
-        const before = queued(pipeline);
-        try {
-          const options = { ...DEPLOY_JOB_OPTIONS, jobId: request.id };
-          const job = new Job(this.queue, DEPLOY_JOB_NAME, data, options, request.id);
-          // In a pipeline the promise only says the command was queued; its reply comes from exec.
-          job.addJob(pipeline).catch(() => undefined);
-        } catch (error) {
-          entryErrors.set(index, error);
-        }
-        if (queued(pipeline) === before && !entryErrors.has(index)) {
-          entryErrors.set(index, new Error(`job ${request.id} was not added to the pipeline`));
-        }
-      }
-      const replies: [Error | null, unknown][] = (await pipeline.exec()) ?? [];
-      let at = 0;
-      for (const [index, pending] of batch.entries()) {
-        const [claimError, claimReply] = replies[at++] ?? [new Error('no reply for the claim'), null];
-        const claim: Written<ClaimOutcome> = claimError
-          ? { ok: false, error: claimError }
-          : { ok: true, value: claimOutcome(claimReply) };
-        let entry: Written<void>;
-        if (entryErrors.has(index)) {
-          entry = { ok: false, error: entryErrors.get(index) };
-        } else {
-          const [entryError, entryReply] = replies[at++] ?? [new Error('no reply for the queue entry'), null];
-          entry = entryError
-            ? { ok: false, error: entryError }
-            : typeof entryReply === 'number' && entryReply < 0
-              ? {
-                  ok: false,
-                  error: new Error(`BullMQ refused job ${pending.request.id} (code ${entryReply})`),
-                }
-              : { ok: true, value: undefined };
-        }
-        pending.resolve({ claim, entry });
-      }
+      // Resolves once BullMQ has defined its scripts on the connection.
+      client = await this.queue.client;
     } catch (error) {
       for (const pending of batch) pending.resolve(failed(error));
+      return;
     }
+    // Undefined before the first connection.
+    const socket = this.redis.stream as Redis['stream'] | undefined;
+    socket?.cork();
+    try {
+      for (const pending of batch) {
+        const claim = this.store.claim(pending.request);
+        const entry = this.addEntry(client, pending.request.id, pending.data);
+        void Promise.allSettled([claim, entry]).then(([claimed, added]) =>
+          pending.resolve({ claim: written(claimed), entry: written(added) }),
+        );
+      }
+    } finally {
+      socket?.uncork();
+    }
+  }
+
+  /** Issues the command now (BullMQ sends it before its first await); resolves on the reply. */
+  private async addEntry(client: Awaited<Queue['client']>, id: string, data: DeployJobData): Promise<void> {
+    const job = new Job(this.queue, DEPLOY_JOB_NAME, data, { ...DEPLOY_JOB_OPTIONS, jobId: id }, id);
+    await job.addJob(client);
   }
 }

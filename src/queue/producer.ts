@@ -33,7 +33,7 @@ export class DeployProducer {
     /** The connection both the queue and the store use: one socket keeps their order. */
     private readonly redis: Redis,
   ) {
-    this.batch = new EnqueueBatch(queue, store);
+    this.batch = new EnqueueBatch(queue, store, redis);
   }
 
   /**

@@ -70,15 +70,11 @@ end
 return {ARGV[1], 'created'}
 `;
 
-/** The claim's name as a command of the connection (and of pipelines made from it). */
-export const CLAIM_COMMAND = 'pushgateClaim';
-
 interface ClaimCommander {
   pushgateClaim(...args: (string | number)[]): Promise<unknown>;
 }
 
-/** Reads the claim script's reply, from `claim` or from a pipeline. */
-export function claimOutcome(reply: unknown): ClaimOutcome {
+function claimOutcome(reply: unknown): ClaimOutcome {
   const [id, how] = reply as [string, 'created' | 'delivery' | 'sha'];
   return how === 'created' ? { id, created: true } : { id, created: false, matchedBy: how };
 }
@@ -110,13 +106,12 @@ export class JobStore {
     // Defined up front: a pipeline built before a command exists lacks it.
     const commander = redis as unknown as ClaimCommander & Redis;
     if (typeof commander.pushgateClaim !== 'function') {
-      commander.defineCommand(CLAIM_COMMAND, { numberOfKeys: 6, lua: CLAIM_SCRIPT });
+      commander.defineCommand('pushgateClaim', { numberOfKeys: 6, lua: CLAIM_SCRIPT });
     }
     this.commander = commander;
   }
 
-  /** The claim command's arguments, for a caller that sends it in a pipeline. */
-  claimArgs(request: ClaimRequest): (string | number)[] {
+  private claimArgs(request: ClaimRequest): (string | number)[] {
     const { trigger, environment } = request;
     const deliveryKey =
       trigger.deliveryId && trigger.provider
