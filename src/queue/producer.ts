@@ -14,7 +14,14 @@ import {
 import type { Keys } from './keys.js';
 
 export function createDeployQueue(connection: Redis, keys: Keys): Queue<DeployJobData> {
-  return new Queue<DeployJobData>(DEPLOY_QUEUE, { connection, prefix: keys.bullPrefix });
+  // No version check: it is an INFO sent once at start-up, and on the fail-fast producer
+  // connection a slow answer times out and fails the queue for good (every webhook 503
+  // until a restart). The workers' BullMQ Worker still checks the Redis version.
+  return new Queue<DeployJobData>(DEPLOY_QUEUE, {
+    connection,
+    prefix: keys.bullPrefix,
+    skipVersionCheck: true,
+  });
 }
 
 export interface EnqueuedJob {

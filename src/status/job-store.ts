@@ -5,6 +5,8 @@ import { jobRecordSchema, type JobRecord, type JobState } from './job-record.js'
 
 /** Finished history kept per environment; older records are dropped as new jobs arrive. */
 export const HISTORY_PER_ENVIRONMENT = 500;
+/** Older records are dropped this many at a time, not one per new job: one command, not three. */
+const HISTORY_TRIM_BATCH = 50;
 const DELIVERY_TTL_SECONDS = 7 * 24 * 3600;
 const SHA_TTL_SECONDS = 30 * 24 * 3600;
 
@@ -61,11 +63,13 @@ redis.call('ZADD', KEYS[6], ARGV[3], ARGV[1])
 if KEYS[1] ~= '' then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[7]) end
 if KEYS[2] ~= '' then redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[8]) end
 local limit = tonumber(ARGV[6])
-local old = redis.call('ZRANGE', KEYS[6], 0, -(limit + 1))
-for _, id in ipairs(old) do
-  redis.call('DEL', jobPrefix .. id)
-  redis.call('ZREM', KEYS[6], id)
-  redis.call('ZREM', KEYS[5], id)
+if redis.call('ZCARD', KEYS[6]) > limit + ${HISTORY_TRIM_BATCH} then
+  local old = redis.call('ZRANGE', KEYS[6], 0, -(limit + 1))
+  local records = {}
+  for i, id in ipairs(old) do records[i] = jobPrefix .. id end
+  redis.call('DEL', unpack(records))
+  redis.call('ZREM', KEYS[5], unpack(old))
+  redis.call('ZREMRANGEBYRANK', KEYS[6], 0, #old - 1)
 end
 return {ARGV[1], 'created'}
 `;

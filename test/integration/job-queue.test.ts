@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectProducer, type ProducerServices } from '../../src/runtime.js';
 import type { Trigger } from '../../src/queue/job-data.js';
+import { HISTORY_PER_ENVIRONMENT } from '../../src/status/job-store.js';
 import { waitForRedis } from '../../src/queue/connection.js';
 import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
 
@@ -84,6 +85,23 @@ describe('deploy job queue', () => {
     expect(await queue.count()).toBe(30);
   });
 
+  it('keeps a bounded history per environment, dropping the oldest records', async () => {
+    const { producer, store } = await services();
+    const start = Date.parse('2026-01-01T00:00:00Z');
+    const ids: string[] = [];
+    for (let i = 0; i < HISTORY_PER_ENVIRONMENT + 100; i++) {
+      const receivedAt = new Date(start + i * 1000).toISOString();
+      ids.push((await producer.enqueue('staging', { kind: 'manual' }, receivedAt)).id);
+    }
+    const kept = await store.list({ environment: 'staging', limit: 10_000 });
+    expect(kept.length).toBeGreaterThanOrEqual(HISTORY_PER_ENVIRONMENT);
+    expect(kept.length).toBeLessThan(HISTORY_PER_ENVIRONMENT + 100);
+    expect(kept[0]!.id).toBe(ids.at(-1));
+    expect(await store.get(ids[0]!)).toBeNull();
+    // The cross-environment index drops the same jobs.
+    expect(await store.list({ limit: 10_000 })).toHaveLength(kept.length);
+  });
+
   it('the same sha from another delivery returns the queued job', async () => {
     const { producer } = await services();
     const first = await producer.enqueue('staging', push('d'.repeat(40), 'd-4'));
@@ -147,5 +165,18 @@ describe('deploy job queue', () => {
     });
     expect(Date.now() - started).toBeLessThan(3_000);
     await connected.close();
+  });
+
+  it('still enqueues after the process stalled for longer than the command timeout at start-up', async () => {
+    const connected = connectProducer(redis.url, uniquePrefix('stall'));
+    opened.push(connected);
+    await waitForRedis(connected.redis, 5_000);
+    // A stall (a long GC pause, a CPU-starved container) right after connecting: anything
+    // sent at 'ready' times out before its answer is read. It must not fail the queue for good.
+    const until = Date.now() + 1_500;
+    while (Date.now() < until);
+    const job = await connected.producer.enqueue('staging', { kind: 'manual' });
+    expect(job.created).toBe(true);
+    expect(await connected.queue.getJob(job.id)).toBeDefined();
   });
 });
