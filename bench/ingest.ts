@@ -257,7 +257,7 @@ interface ServerResult {
   max: Measurement;
   rounds: Measurement[];
   fixed: Measurement;
-  /** CPU per request during the fixed-rate run, in µs: the server process, and Redis. */
+  /** CPU per request at full speed (median round), in µs: the server process, and Redis. */
   serverCpuUs: number;
   redisCpuUs: number;
 }
@@ -290,9 +290,16 @@ async function measureServers(
 ): Promise<Map<string, ServerResult>> {
   for (const server of servers) await measure(server.url, path, WARMUP_SECONDS);
   const rounds = new Map<string, Measurement[]>(servers.map((server) => [server.name, []]));
+  const cpu = new Map<string, { server: number[]; redis: number[] }>(
+    servers.map((server) => [server.name, { server: [], redis: [] }]),
+  );
   for (let round = 1; round <= ROUNDS; round++) {
     for (const server of servers) {
+      const [server0, redis0] = [cpuMs(server.pid), cpuMs(redisPid)];
       const result = await measure(server.url, path, MEASURE_SECONDS);
+      const requests = result.requestsPerSecond * MEASURE_SECONDS;
+      cpu.get(server.name)!.server.push(((cpuMs(server.pid) - server0) * 1000) / requests);
+      cpu.get(server.name)!.redis.push(((cpuMs(redisPid) - redis0) * 1000) / requests);
       process.stdout.write(
         `ingest: round ${round} ${server.name}: ${result.requestsPerSecond.toFixed(0)} req/s\n`,
       );
@@ -301,16 +308,14 @@ async function measureServers(
   }
   const results = new Map<string, ServerResult>();
   for (const server of servers) {
-    const [server0, redis0] = [cpuMs(server.pid), cpuMs(redisPid)];
     const fixed = await measure(server.url, path, MEASURE_SECONDS, FIXED_RATE);
-    const requests = fixed.requestsPerSecond * MEASURE_SECONDS;
     const measured = rounds.get(server.name)!;
     results.set(server.name, {
       max: medianOf(measured),
       rounds: measured,
       fixed,
-      serverCpuUs: ((cpuMs(server.pid) - server0) * 1000) / requests,
-      redisCpuUs: ((cpuMs(redisPid) - redis0) * 1000) / requests,
+      serverCpuUs: median(cpu.get(server.name)!.server),
+      redisCpuUs: median(cpu.get(server.name)!.redis),
     });
   }
   return results;
@@ -432,16 +437,16 @@ export async function run(): Promise<void> {
       'plain `node:http` server that reads the body, checks the HMAC and does one Redis `SET`. Both use the same',
       `private \`redis-server\` (no persistence), loopback only, ${CONNECTIONS} connections. Both servers stay up; after a`,
       `${WARMUP_SECONDS} s warm-up each, ${ROUNDS} rounds of ${MEASURE_SECONDS} s at full speed alternate baseline, pushgate, so a change`,
-      'in the load of this shared machine hits both alike; the table gives the median round. Then one',
-      `${MEASURE_SECONDS} s run each at a fixed ${FIXED_RATE} req/s (autocannon \`overallRate\`), during which the CPU time of the server`,
-      'process and of Redis is read from `/proc` and divided by the requests. Autocannon, the server and',
-      'Redis share the two cores, so absolute numbers move with the machine.',
+      'in the load of this shared machine hits both alike; the table gives the median round. In each',
+      'round the CPU time of the server process and of Redis is read from `/proc` and divided by the',
+      `requests. Then one ${MEASURE_SECONDS} s run each at a fixed ${FIXED_RATE} req/s (autocannon \`overallRate\`). Autocannon, the`,
+      'server and Redis share the two cores, so absolute numbers move with the machine.',
       '',
       `Measured ${new Date().toISOString()} with \`npm run bench -- ingest\` on:`,
       '',
       machineText,
       '',
-      `| server | max req/s | p50 ms | p99 ms | p50 ms @${FIXED_RATE}/s | p99 ms @${FIXED_RATE}/s | CPU µs/req @${FIXED_RATE}/s: server / Redis | peak RSS MiB | non-2xx / errors |`,
+      `| server | max req/s | p50 ms | p99 ms | p50 ms @${FIXED_RATE}/s | p99 ms @${FIXED_RATE}/s | CPU µs/req: server / Redis | peak RSS MiB | non-2xx / errors |`,
       '|---|---|---|---|---|---|---|---|---|',
       row('baseline', baselineResult, baselineRss),
       row('pushgate serve', pushgateResult, pushgateRss),

@@ -9,8 +9,8 @@ export const DEPLOY_JOB_OPTIONS: JobsOptions = {
   attempts: 10,
   backoff: { type: 'exponential', delay: 1_000 },
   // The job records in the JobStore are the history; BullMQ keeps only a short tail.
-  removeOnComplete: { count: 100 },
-  removeOnFail: { count: 100 },
+  removeOnComplete: 100,
+  removeOnFail: 100,
 };
 
 export const triggerKindSchema = z.enum(['webhook', 'manual', 'reconcile']);
