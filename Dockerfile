@@ -23,7 +23,11 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends git ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 
+# Young generation per role: 2 MiB keeps a worker's memory low through a large deploy (its
+# garbage is short-lived); the receiver sets 32 MiB (receiver-deployment.yaml, compose), which
+# takes GC off its webhook path. The default here suits `worker` and `start`.
 ENV NODE_ENV=production \
+    NODE_OPTIONS=--max-semi-space-size=2 \
     PUSHGATE_CONFIG=/etc/pushgate/pushgate.yaml \
     PUSHGATE_CACHE_DIR=/var/cache/pushgate/git \
     PORT=8080 \
@@ -46,5 +50,5 @@ EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 
-ENTRYPOINT ["node", "--max-semi-space-size=2", "dist/src/cli.js"]
+ENTRYPOINT ["node", "dist/src/cli.js"]
 CMD ["serve"]

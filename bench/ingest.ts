@@ -30,6 +30,8 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const WARMUP_SECONDS = 2;
 const CONNECTIONS = 20;
 const FIXED_RATE = 500;
+/** The receiver's young-generation size in production (NODE_OPTIONS in its Deployment). */
+const RECEIVER_NODE_FLAG = '--max-semi-space-size=32';
 
 /** What the profile says about the gap to the baseline, and what was done about it. */
 const INGEST_NOTES = [
@@ -399,7 +401,8 @@ export async function run(): Promise<void> {
     children.push(baseline);
     const pushgatePort = await freePort();
     const pushgate = await spawnServer(
-      [CLI, 'serve', '--config', configFile],
+      // As the receiver's Deployment runs it (deploy/kubernetes/receiver-deployment.yaml).
+      [RECEIVER_NODE_FLAG, CLI, 'serve', '--config', configFile],
       { ...env, PORT: String(pushgatePort) },
       pushgatePort,
       join(dir, 'pushgate.log'),
@@ -433,7 +436,8 @@ export async function run(): Promise<void> {
       '## ingest',
       '',
       `Signed GitHub push webhooks (each its own delivery id and commit, ~4 kB JSON) to \`pushgate serve\``,
-      `(compiled CLI, one matching environment, log level ${env.LOG_LEVEL}, logs to a file) against a raw baseline: a`,
+      `(compiled CLI run as the receiver Deployment runs it, \`node ${RECEIVER_NODE_FLAG}\`, one matching environment, log`,
+      `level ${env.LOG_LEVEL}, logs to a file) against a raw baseline: a`,
       'plain `node:http` server that reads the body, checks the HMAC and does one Redis `SET`. Both use the same',
       `private \`redis-server\` (no persistence), loopback only, ${CONNECTIONS} connections. Both servers stay up; after a`,
       `${WARMUP_SECONDS} s warm-up each, ${ROUNDS} rounds of ${MEASURE_SECONDS} s at full speed alternate baseline, pushgate, so a change`,

@@ -1,6 +1,7 @@
 #!/usr/bin/env -S node --max-semi-space-size=2
 // A 2 MiB young generation: a deploy's garbage is short-lived, and the default 16 MiB
-// semi-spaces alone would push a worker past its memory budget (see BENCHMARKS.md).
+// semi-spaces alone would push a worker past its memory budget (see BENCHMARKS.md). The
+// container image sets it per role instead (a receiver runs faster with 32 MiB).
 import { parseArgs } from 'node:util';
 import { PushgateError, errorMessage } from './lib/errors.js';
 import type { Command, CommandArgs } from './commands/command.js';
