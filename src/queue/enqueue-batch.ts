@@ -3,12 +3,10 @@ import type { Redis } from 'ioredis';
 import type { ClaimOutcome, ClaimRequest, JobStore } from '../status/job-store.js';
 import { DEPLOY_JOB_NAME, DEPLOY_JOB_OPTIONS, type DeployJobData } from './job-data.js';
 
-export type Written<T> = { ok: true; value: T } | { ok: false; error: unknown };
-
 /** What Redis answered for one enqueue: its claim, then its queue entry. */
 export interface BatchReply {
-  claim: Written<ClaimOutcome>;
-  entry: Written<void>;
+  claim: PromiseSettledResult<ClaimOutcome>;
+  entry: PromiseSettledResult<void>;
 }
 
 interface Pending {
@@ -17,14 +15,9 @@ interface Pending {
   resolve(reply: BatchReply): void;
 }
 
-function written<T>(settled: PromiseSettledResult<T>): Written<T> {
-  return settled.status === 'fulfilled'
-    ? { ok: true, value: settled.value }
-    : { ok: false, error: settled.reason };
-}
-
-function failed(error: unknown): BatchReply {
-  return { claim: { ok: false, error }, entry: { ok: false, error } };
+function failed(reason: unknown): BatchReply {
+  const rejected = { status: 'rejected', reason } as const;
+  return { claim: rejected, entry: rejected };
 }
 
 /**
@@ -72,7 +65,7 @@ export class EnqueueBatch {
         const claim = this.store.claim(pending.request);
         const entry = this.addEntry(client, pending.request.id, pending.data);
         void Promise.allSettled([claim, entry]).then(([claimed, added]) =>
-          pending.resolve({ claim: written(claimed), entry: written(added) }),
+          pending.resolve({ claim: claimed, entry: added }),
         );
       }
     } finally {

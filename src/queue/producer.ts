@@ -61,15 +61,15 @@ export class DeployProducer {
       // Fail fast: waiting for a connection would hold the webhook sender past its timeout.
       if (this.redis.status !== 'ready') throw new Error(`Redis connection is ${this.redis.status}`);
       const { claim, entry } = await this.batch.send(request, data);
-      if (!claim.ok) {
+      if (claim.status === 'rejected') {
         await this.queue.remove(request.id).catch(() => undefined);
-        throw claim.error;
+        throw claim.reason;
       }
       const outcome = claim.value;
       if (outcome.created) {
-        if (!entry.ok) {
+        if (entry.status === 'rejected') {
           await this.store.release(request).catch(() => undefined);
-          throw entry.error;
+          throw entry.reason;
         }
         return { id: outcome.id, environment, created: true };
       }
