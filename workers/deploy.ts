@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Config, EnvironmentConfig } from '../src/config/schema.js';
 import type { ApplyEngine } from '../src/deploy/apply-engine.js';
@@ -81,6 +82,9 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
   });
   const queue = createDeployQueue(redis, keys);
   const aborter = new AbortController();
+  // Every Kubernetes request in flight, of every job, listens on this one signal: dozens at
+  // once is normal, not a leak, and must not print MaxListenersExceededWarning.
+  setMaxListeners(0, aborter.signal);
 
   await syncReconcileSchedulers(queue, config, logger);
 
