@@ -30,6 +30,9 @@ export interface LoggerOptions {
   destination?: DestinationStream;
 }
 
+/** One buffer for every logger of the process, so lines keep their order and one exit hook flushes. */
+let sharedStdout: DestinationStream | undefined;
+
 export function createLogger(options: LoggerOptions = {}): Logger {
   const level = options.level ?? process.env.LOG_LEVEL ?? 'info';
   const settings = {
@@ -39,7 +42,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label: string) => ({ level: label }) },
   };
-  return pino(settings, options.destination ?? stdoutPerTurn());
+  return pino(settings, options.destination ?? (sharedStdout ??= stdoutPerTurn()));
 }
 
 /** Lines one turn may buffer before they are written without waiting for the turn's end. */
