@@ -28,10 +28,18 @@ const MEASURE_SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 /** Rounds of (baseline, pushgate), taken in turn so both see the same machine load. */
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const WARMUP_SECONDS = 2;
-const CONNECTIONS = 20;
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 20);
 const FIXED_RATE = 500;
 /** The receiver's young-generation size in production (NODE_OPTIONS in its Deployment). */
 const RECEIVER_NODE_FLAG = '--max-semi-space-size=32';
+/** Extra node flags for both servers, e.g. `BENCH_NODE_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof"`. */
+const EXTRA_NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
+/**
+ * Another build's `dist/src/cli.js` (say a worktree of the previous commit), measured in the
+ * same alternating rounds as a third server and printed, not written to BENCHMARKS.md: on a
+ * machine whose speed moves from minute to minute, the only fair A/B of a change.
+ */
+const COMPARE_CLI = process.env.BENCH_COMPARE_CLI;
 
 /** What the profile says about the gap to the baseline, and what was done about it. */
 const INGEST_NOTES = [
@@ -367,6 +375,22 @@ function runBaselineServer(redisUrl: string, port: number): void {
 const format = (value: number, digits = 0): string =>
   Number.isFinite(value) ? value.toFixed(digits) : 'n/a';
 
+/** Round by round, this build and the compared one, each against the baseline of its round. */
+function printComparison(results: Map<string, ServerResult>, compareCli: string): void {
+  const baseline = results.get('baseline')!;
+  const lines = [`ingest: this build against ${compareCli}`];
+  for (const name of ['pushgate', 'compare']) {
+    const result = results.get(name)!;
+    const ratios = result.rounds.map(
+      (round, index) => round.requestsPerSecond / baseline.rounds[index]!.requestsPerSecond,
+    );
+    lines.push(
+      `  ${name.padEnd(8)} ${format(result.max.requestsPerSecond)} req/s, ${format(result.serverCpuUs)} / ${format(result.redisCpuUs)} µs/req server / Redis, ratio by round ${ratios.map((ratio) => format(ratio, 2)).join(' ')}`,
+    );
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
 export async function run(): Promise<void> {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build (npm run bench does)`);
   const dir = mkdtempSync(join(os.tmpdir(), 'pushgate-bench-ingest-'));
@@ -398,7 +422,7 @@ export async function run(): Promise<void> {
 
     const baselinePort = await freePort();
     const baseline = await spawnServer(
-      [SELF, '--baseline-server', redis.url, String(baselinePort)],
+      [...EXTRA_NODE_FLAGS, SELF, '--baseline-server', redis.url, String(baselinePort)],
       env,
       baselinePort,
       join(dir, 'baseline.log'),
@@ -408,24 +432,37 @@ export async function run(): Promise<void> {
     const pushgatePort = await freePort();
     const pushgate = await spawnServer(
       // As the receiver's Deployment runs it (deploy/kubernetes/receiver-deployment.yaml).
-      [RECEIVER_NODE_FLAG, CLI, 'serve', '--config', configFile],
+      [...EXTRA_NODE_FLAGS, RECEIVER_NODE_FLAG, CLI, 'serve', '--config', configFile],
       { ...env, PORT: String(pushgatePort) },
       pushgatePort,
       join(dir, 'pushgate.log'),
       'pushgate serve',
     );
     children.push(pushgate);
+    const servers = [
+      { name: 'baseline', url: baseline.url, pid: baseline.process.pid },
+      { name: 'pushgate', url: pushgate.url, pid: pushgate.process.pid },
+    ];
+    if (COMPARE_CLI) {
+      const comparePort = await freePort();
+      const compare = await spawnServer(
+        [...EXTRA_NODE_FLAGS, RECEIVER_NODE_FLAG, COMPARE_CLI, 'serve', '--config', configFile],
+        { ...env, PORT: String(comparePort) },
+        comparePort,
+        join(dir, 'compare.log'),
+        'compared build',
+      );
+      children.push(compare);
+      servers.push({ name: 'compare', url: compare.url, pid: compare.process.pid });
+    }
     process.stdout.write(
       `ingest: ${ROUNDS} rounds of baseline (node:http + HMAC + one Redis write) then pushgate serve\n`,
     );
-    const results = await measureServers(
-      [
-        { name: 'baseline', url: baseline.url, pid: baseline.process.pid },
-        { name: 'pushgate', url: pushgate.url, pid: pushgate.process.pid },
-      ],
-      redis.pid,
-      '/webhooks/github',
-    );
+    const results = await measureServers(servers, redis.pid, '/webhooks/github');
+    if (COMPARE_CLI) {
+      printComparison(results, COMPARE_CLI);
+      return;
+    }
     const baselineResult = results.get('baseline')!;
     const pushgateResult = results.get('pushgate')!;
     const baselineRss = baseline.peakRssMiB();

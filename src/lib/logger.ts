@@ -1,29 +1,7 @@
 import { destination, pino, type Logger, type DestinationStream } from 'pino';
+import { CENSOR, redactSecrets, SECRET_KEYS } from './redact-secrets.js';
 
 export type { Logger };
-
-/**
- * Paths are redacted by configuration so that a secret placed in a log object by mistake
- * never reaches the output.
- */
-export const REDACTED_PATHS = [
-  'secret',
-  'token',
-  'password',
-  'authorization',
-  '*.secret',
-  '*.token',
-  '*.password',
-  '*.authorization',
-  'headers.authorization',
-  'headers["x-hub-signature-256"]',
-  'headers["x-gitlab-token"]',
-  'headers["webhook-signature"]',
-  'req.headers.authorization',
-  'req.headers["x-gitlab-token"]',
-  'req.headers["x-hub-signature-256"]',
-  'req.headers["webhook-signature"]',
-];
 
 export interface LoggerOptions {
   level?: string;
@@ -38,9 +16,15 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const settings = {
     level,
     base: { service: 'pushgate' },
-    redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
     timestamp: pino.stdTimeFunctions.isoTime,
-    formatters: { level: (label: string) => ({ level: label }) },
+    // A secret placed in a log object by mistake never reaches the output: log objects are
+    // scrubbed at any depth; a child logger's bindings (pino formats them apart) by key.
+    // pino's wildcard paths (`*.token`) would cost about 10 µs a line.
+    redact: { paths: [...SECRET_KEYS], censor: CENSOR },
+    formatters: {
+      level: (label: string) => ({ level: label }),
+      log: (object: Record<string, unknown>) => redactSecrets(object),
+    },
   };
   return pino(settings, options.destination ?? (sharedStdout ??= stdoutPerTurn()));
 }

@@ -53,4 +53,23 @@ describe('stdout logger', () => {
     expect(text).not.toMatch(/tok-123|sha256=abc|s3"/);
     expect(lines[0]).toMatchObject({ token: '[redacted]', repo: { secret: '[redacted]' } });
   });
+
+  it('redacts secrets deep in a log object and in child bindings, leaving the caller its object', () => {
+    const { lines } = runWithLogger(
+      [
+        `const request = { headers: { Authorization: 'Bearer t0p', 'x-gitlab-token': 'gl-tok' } };`,
+        `const child = log.child({ jobId: 'j-1', password: 'pw-1' });`,
+        `child.info({ request, clusters: [{ name: 'c', auth: { token: 'kube-tok' } }] }, 'x');`,
+        `log.info({ headerAfter: request.headers.Authorization }, 'y');`,
+      ].join('\n'),
+    );
+    expect(JSON.stringify(lines[0])).not.toMatch(/t0p|gl-tok|kube-tok|pw-1/);
+    expect(lines[0]).toMatchObject({
+      jobId: 'j-1',
+      password: '[redacted]',
+      request: { headers: { Authorization: '[redacted]', 'x-gitlab-token': '[redacted]' } },
+      clusters: [{ name: 'c', auth: { token: '[redacted]' } }],
+    });
+    expect(lines[1]).toMatchObject({ headerAfter: 'Bearer t0p' });
+  });
 });
