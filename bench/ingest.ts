@@ -311,13 +311,14 @@ async function measureServers(
   );
   for (let round = 1; round <= ROUNDS; round++) {
     for (const server of servers) {
-      const [server0, redis0] = [cpuMs(server.pid), cpuMs(redisPid)];
+      const [server0, redis0, load0] = [cpuMs(server.pid), cpuMs(redisPid), cpuMs(process.pid)];
       const result = await measure(server.url, path, MEASURE_SECONDS);
       const requests = result.requestsPerSecond * MEASURE_SECONDS;
+      const loadUs = ((cpuMs(process.pid) - load0) * 1000) / requests;
       cpu.get(server.name)!.server.push(((cpuMs(server.pid) - server0) * 1000) / requests);
       cpu.get(server.name)!.redis.push(((cpuMs(redisPid) - redis0) * 1000) / requests);
       process.stdout.write(
-        `ingest: round ${round} ${server.name}: ${result.requestsPerSecond.toFixed(0)} req/s\n`,
+        `ingest: round ${round} ${server.name}: ${result.requestsPerSecond.toFixed(0)} req/s, load generator ${loadUs.toFixed(0)} µs/req\n`,
       );
       rounds.get(server.name)!.push(result);
     }
@@ -379,6 +380,9 @@ const format = (value: number, digits = 0): string =>
 function printComparison(results: Map<string, ServerResult>, compareCli: string): void {
   const baseline = results.get('baseline')!;
   const lines = [`ingest: this build against ${compareCli}`];
+  lines.push(
+    `  baseline ${format(baseline.max.requestsPerSecond)} req/s, ${format(baseline.serverCpuUs)} / ${format(baseline.redisCpuUs)} µs/req server / Redis, by round ${baseline.rounds.map((round) => format(round.requestsPerSecond)).join(' ')}`,
+  );
   for (const name of ['pushgate', 'compare']) {
     const result = results.get(name)!;
     const ratios = result.rounds.map(
