@@ -1,7 +1,6 @@
 import { PushgateError } from '../../lib/errors.js';
-import { payloadError } from '../schema-error.js';
+import { optionalString, payloadObject, requiredObject, requiredString } from '../payload-fields.js';
 import { COMMIT_SHA, isZeroSha, type WebhookEvent } from '../types.js';
-import { gitlabPushSchema } from './schema.js';
 
 const BRANCH_PREFIX = 'refs/heads/';
 
@@ -16,29 +15,32 @@ export function parseGitlabEvent(
   return parseGitlabPush(body, deliveryId);
 }
 
+/**
+ * Reads `ref`, `before`, `after`, `user_username`, `user_name` and
+ * `project.path_with_namespace`, which names the repository; the URLs in `project` and
+ * `repository` are never used.
+ */
 export function parseGitlabPush(body: unknown, deliveryId: string | undefined): WebhookEvent {
-  const parsed = gitlabPushSchema.safeParse(body);
-  if (!parsed.success) throw payloadError('push payload', parsed.error);
-  const push = parsed.data;
-  if (push.ref.startsWith('refs/tags/')) return { kind: 'ignored', reason: `tag push (${push.ref})` };
-  if (!push.ref.startsWith(BRANCH_PREFIX))
-    return { kind: 'ignored', reason: `ref ${push.ref} is not a branch` };
-  const branch = push.ref.slice(BRANCH_PREFIX.length);
-  if (isZeroSha(push.after)) return { kind: 'ignored', reason: `branch deletion (${branch})` };
-  const after = push.after.toLowerCase();
+  const push = payloadObject(body);
+  const ref = requiredString(push, 'ref');
+  const rawAfter = requiredString(push, 'after');
+  const before = optionalString(push, 'before');
+  const repository = requiredString(
+    requiredObject(push, 'project'),
+    'path_with_namespace',
+    'project.path_with_namespace',
+  );
+  const pusher = optionalString(push, 'user_username') ?? optionalString(push, 'user_name');
+  if (ref.startsWith('refs/tags/')) return { kind: 'ignored', reason: `tag push (${ref})` };
+  if (!ref.startsWith(BRANCH_PREFIX)) return { kind: 'ignored', reason: `ref ${ref} is not a branch` };
+  const branch = ref.slice(BRANCH_PREFIX.length);
+  if (isZeroSha(rawAfter)) return { kind: 'ignored', reason: `branch deletion (${branch})` };
+  const after = rawAfter.toLowerCase();
   if (!COMMIT_SHA.test(after)) {
     throw new PushgateError('bad_request', 'push payload: after is not a commit sha', { status: 400 });
   }
   return {
     kind: 'push',
-    push: {
-      provider: 'gitlab',
-      repository: push.project.path_with_namespace,
-      branch,
-      before: push.before,
-      after,
-      deliveryId,
-      pusher: push.user_username ?? push.user_name ?? undefined,
-    },
+    push: { provider: 'gitlab', repository, branch, before, after, deliveryId, pusher },
   };
 }

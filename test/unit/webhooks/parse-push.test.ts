@@ -70,6 +70,26 @@ describe('GitHub push parsing', () => {
     );
   });
 
+  it('names a field of the wrong type, and accepts the nulls GitHub sends', () => {
+    const cases: [Record<string, unknown>, string][] = [
+      [{ after: 42 }, 'push payload: after must be a string'],
+      [{ ref: '' }, 'push payload: ref must not be empty'],
+      [{ repository: 'acme/env' }, 'push payload: repository must be an object'],
+      [{ deleted: 'yes' }, 'push payload: deleted must be true or false'],
+      [{ pusher: { name: 7 } }, 'push payload: pusher.name must be a string'],
+    ];
+    for (const [change, message] of cases) {
+      const payload = { ...githubBranchPushExample(), ...change };
+      expect(() => parseGithubEvent('push', payload, 'd')).toThrow(message);
+    }
+    expect(() => parseGithubEvent('push', [], 'd')).toThrow('push payload: (top level) must be an object');
+    const nulls = { ...githubBranchPushExample(), pusher: null, before: null, sender: { login: 'octocat' } };
+    expect(parseGithubEvent('push', nulls, 'd')).toMatchObject({
+      kind: 'push',
+      push: { before: undefined, pusher: 'octocat' },
+    });
+  });
+
   it('refuses an after that is not a commit sha with a 400', () => {
     const payload = { ...githubBranchPushExample(), after: 'not-a-sha' };
     expect(() => parseGithubEvent('push', payload, 'd')).toThrow(PushgateError);
@@ -117,5 +137,17 @@ describe('GitLab push parsing', () => {
     const payload = gitlabFixture('push');
     delete payload.project;
     expect(() => parseGitlabEvent('Push Hook', payload, 'k')).toThrow('push payload: project is required');
+    const noPath = { ...gitlabFixture('push'), project: { name: 'Diaspora' } };
+    expect(() => parseGitlabEvent('Push Hook', noPath, 'k')).toThrow(
+      'push payload: project.path_with_namespace is required',
+    );
+  });
+
+  it('names the pusher from user_name when user_username is absent', () => {
+    const payload = { ...gitlabFixture('push'), user_username: null };
+    expect(parseGitlabEvent('Push Hook', payload, 'k')).toMatchObject({
+      kind: 'push',
+      push: { pusher: 'John Smith' },
+    });
   });
 });
