@@ -34,37 +34,28 @@ export type ClaimOutcome =
  */
 const CLAIM_SCRIPT = `
 local jobPrefix = ARGV[5]
-local function record(id)
-  local raw = redis.call('GET', jobPrefix .. id)
-  if not raw then return nil end
-  return cjson.decode(raw)
-end
-if KEYS[1] ~= '' then
-  local id = redis.call('GET', KEYS[1])
-  if id and record(id) then return {id, 'delivery'} end
-end
-if KEYS[2] ~= '' then
-  local id = redis.call('GET', KEYS[2])
-  if id then
-    local rec = record(id)
-    if rec then
-      local active = rec.state == 'queued' or rec.state == 'running'
-      local live = redis.call('HGET', KEYS[3], 'lastAppliedSha') == ARGV[4]
-      if active or live then
-        if KEYS[1] ~= '' then redis.call('SET', KEYS[1], id, 'EX', ARGV[7]) end
-        return {id, 'sha'}
-      end
+local found = redis.call('MGET', KEYS[1], KEYS[2])
+local byDelivery, bySha = found[1], found[2]
+if byDelivery and redis.call('EXISTS', jobPrefix .. byDelivery) == 1 then return {byDelivery, 'delivery'} end
+if bySha then
+  local raw = redis.call('GET', jobPrefix .. bySha)
+  if raw then
+    local rec = cjson.decode(raw)
+    local active = rec.state == 'queued' or rec.state == 'running'
+    local live = redis.call('HGET', KEYS[3], 'lastAppliedSha') == ARGV[4]
+    if active or live then
+      if KEYS[1] ~= '' then redis.call('SET', KEYS[1], bySha, 'EX', ${DELIVERY_TTL_SECONDS}) end
+      return {bySha, 'sha'}
     end
   end
 end
 redis.call('SET', KEYS[4], ARGV[2])
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
 redis.call('ZADD', KEYS[6], ARGV[3], ARGV[1])
-if KEYS[1] ~= '' then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[7]) end
-if KEYS[2] ~= '' then redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[8]) end
-local limit = tonumber(ARGV[6])
-if redis.call('ZCARD', KEYS[6]) > limit + ${HISTORY_TRIM_BATCH} then
-  local old = redis.call('ZRANGE', KEYS[6], 0, -(limit + 1))
+if KEYS[1] ~= '' then redis.call('SET', KEYS[1], ARGV[1], 'EX', ${DELIVERY_TTL_SECONDS}) end
+if KEYS[2] ~= '' then redis.call('SET', KEYS[2], ARGV[1], 'EX', ${SHA_TTL_SECONDS}) end
+if redis.call('ZCARD', KEYS[6]) > ${HISTORY_PER_ENVIRONMENT + HISTORY_TRIM_BATCH} then
+  local old = redis.call('ZRANGE', KEYS[6], 0, -${HISTORY_PER_ENVIRONMENT + 1})
   local records = {}
   for i, id in ipairs(old) do records[i] = jobPrefix .. id end
   redis.call('DEL', unpack(records))
@@ -134,9 +125,6 @@ export class JobStore {
       Date.parse(request.receivedAt),
       trigger.sha ?? '',
       this.keys.job(''),
-      HISTORY_PER_ENVIRONMENT,
-      DELIVERY_TTL_SECONDS,
-      SHA_TTL_SECONDS,
     ];
   }
 

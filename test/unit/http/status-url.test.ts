@@ -17,10 +17,13 @@ describe('status URLs', () => {
     expect(jobStatusUrl(publicBase('https://deploy.example.com/', requestWith(undefined)), 'j-1')).toBe(
       'https://deploy.example.com/jobs/j-1',
     );
+    expect(
+      jobStatusUrl(publicBase('https://Deploy.Example.com/p?x=1#top', requestWith(undefined)), 'j-1'),
+    ).toBe('https://deploy.example.com/p/jobs/j-1');
   });
 
   it('falls back to the Host header when it is a bare host[:port]', () => {
-    expect(jobStatusUrl(publicBase(undefined, requestWith('pushgate.internal:8080')), 'j-1')).toBe(
+    expect(jobStatusUrl(publicBase(undefined, requestWith('Pushgate.Internal:8080')), 'j-1')).toBe(
       'http://pushgate.internal:8080/jobs/j-1',
     );
     expect(jobStatusUrl(publicBase(undefined, requestWith('[::1]:8080')), 'j-1')).toBe(
