@@ -18,20 +18,21 @@ import { machineFacts, writeBenchSection } from './report.js';
 import { findFreePort as freePort } from '../src/lib/free-port.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const CLI = join(ROOT, 'dist/src/cli.js');
+export const CLI = join(ROOT, 'dist/src/cli.js');
 const SELF = fileURLToPath(import.meta.url);
-const SECRET = 'bench-secret';
+export const SECRET = 'bench-secret';
 const REPOSITORY = 'acme/env-config';
 const BRANCH = 'env/production';
 
-const MEASURE_SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const MEASURE_SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const FIXED_SECONDS = 10;
 /** Rounds of (baseline, pushgate), taken in turn so both see the same machine load. */
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
 const WARMUP_SECONDS = 2;
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 20);
 const FIXED_RATE = 500;
 /** The receiver's young-generation size in production (NODE_OPTIONS in its Deployment). */
-const RECEIVER_NODE_FLAG = '--max-semi-space-size=32';
+export const RECEIVER_NODE_FLAG = '--max-semi-space-size=32';
 /** Extra node flags for both servers, e.g. `BENCH_NODE_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof"`. */
 const EXTRA_NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
 /**
@@ -44,19 +45,27 @@ const COMPARE_CLI = process.env.BENCH_COMPARE_CLI;
 /** What the profile says about the gap to the baseline, and what was done about it. */
 const INGEST_NOTES = [
   'Where a pushgate request goes beyond the baseline: two Lua scripts in Redis instead of one `SET` (the',
-  "idempotency claim, about 20 µs of Redis time, and BullMQ's `addStandardJob`, about 30 µs); in the server,",
-  "BullMQ's job building and the claim (about 40 µs of JavaScript, most of it ioredis encoding BullMQ's",
-  'binary arguments), JSON parsing and zod, the signature check through @octokit/webhooks-methods, one pino',
-  'line. The load generator, the server and Redis share two cores: at full speed the baseline is bound by',
-  'autocannon itself, pushgate by its own process (about 80% of a core) and the CPU left to it.',
+  "idempotency claim, about 20 µs of Redis time, and BullMQ's `addStandardJob`, about 30 µs, over half of",
+  "each being Lua's per-call overhead); in the server, BullMQ's job building and the claim (about a third of",
+  "the server's instructions per webhook, most of it ioredis encoding BullMQ's binary arguments), JSON",
+  'parsing, the signature check through @octokit/webhooks-methods (which takes the body as a string), one',
+  'pino line.',
+  '',
+  'Why the ratio moves from run to run: the load generator, the server and Redis share two cores. At full',
+  'speed the baseline is bound by autocannon itself (its CPU per request is in the table); pushgate by its',
+  'own process, which runs about 70% of the time and waits for a core about 20% (`/proc/<pid>/schedstat`).',
+  'When this machine is slow, autocannon slows more than pushgate and the ratio rises (0.6–0.65 seen);',
+  'when it is fast, the ratio falls (0.5–0.55). The CPU per webhook of server and Redis together is the',
+  'steadier comparison.',
   '',
   'Done after profiling: the claim script goes by EVALSHA; webhook posts are served by `node:http` without',
-  'express (about 30% less CPU per request); the enqueues of one event-loop turn go out in one write on a',
-  'corked socket (an ioredis pipeline costs about 48 µs to build through BullMQ, more than it saves); log',
-  'lines are written once per event-loop turn instead of a thread-pool write per line or two; old job',
-  'records are trimmed 50 at a time; the receiver runs with a 32 MiB young generation. Together these',
-  'cut the server CPU per webhook by about a quarter, measured against the previous code in alternating',
-  'runs on this machine.',
+  'express; the enqueues of one event-loop turn go out in one write on a corked socket (an ioredis pipeline',
+  'costs more to build through BullMQ than it saves; holding enqueues until the batch ahead is answered',
+  'made Redis slower); log lines are written once per event-loop turn, and secrets are scrubbed by key',
+  "instead of pino's wildcard redaction paths (about 10 µs a line); push payloads are read field by field",
+  'instead of a zod parse; status URLs are joined to a base parsed once; the receiver runs with a 32 MiB',
+  'young generation. Main-thread instructions per webhook (`npm run bench -- instructions`, repeatable to',
+  '0.1%): 786k before the last three of these changes, 697k after.',
 ];
 
 /** A push payload shaped like GitHub's (the webhooks-examples push is ~7 kB; this is close). */
@@ -97,7 +106,7 @@ function pushBody(sha: string): string {
 }
 
 /** Every request its own delivery id and commit, signed as GitHub signs them. */
-function signedPush(): { body: string; headers: Record<string, string> } {
+export function signedPush(): { body: string; headers: Record<string, string> } {
   const body = pushBody(randomBytes(20).toString('hex'));
   return {
     body,
@@ -182,7 +191,7 @@ async function spawnServer(
   };
 }
 
-async function startRedisServer(
+export async function startRedisServer(
   dir: string,
 ): Promise<{ url: string; pid: number | undefined; stop(): Promise<void> }> {
   const port = await freePort();
@@ -276,6 +285,8 @@ interface ServerResult {
   /** CPU per request at full speed (median round), in µs: the server process, and Redis. */
   serverCpuUs: number;
   redisCpuUs: number;
+  /** The load generator's (this process's) CPU per request: what bounds the baseline. */
+  loadCpuUs: number;
 }
 
 function median(values: number[]): number {
@@ -306,8 +317,8 @@ async function measureServers(
 ): Promise<Map<string, ServerResult>> {
   for (const server of servers) await measure(server.url, path, WARMUP_SECONDS);
   const rounds = new Map<string, Measurement[]>(servers.map((server) => [server.name, []]));
-  const cpu = new Map<string, { server: number[]; redis: number[] }>(
-    servers.map((server) => [server.name, { server: [], redis: [] }]),
+  const cpu = new Map<string, { server: number[]; redis: number[]; load: number[] }>(
+    servers.map((server) => [server.name, { server: [], redis: [], load: [] }]),
   );
   for (let round = 1; round <= ROUNDS; round++) {
     for (const server of servers) {
@@ -317,6 +328,7 @@ async function measureServers(
       const loadUs = ((cpuMs(process.pid) - load0) * 1000) / requests;
       cpu.get(server.name)!.server.push(((cpuMs(server.pid) - server0) * 1000) / requests);
       cpu.get(server.name)!.redis.push(((cpuMs(redisPid) - redis0) * 1000) / requests);
+      cpu.get(server.name)!.load.push(loadUs);
       process.stdout.write(
         `ingest: round ${round} ${server.name}: ${result.requestsPerSecond.toFixed(0)} req/s, load generator ${loadUs.toFixed(0)} µs/req\n`,
       );
@@ -325,7 +337,7 @@ async function measureServers(
   }
   const results = new Map<string, ServerResult>();
   for (const server of servers) {
-    const fixed = await measure(server.url, path, MEASURE_SECONDS, FIXED_RATE);
+    const fixed = await measure(server.url, path, FIXED_SECONDS, FIXED_RATE);
     const measured = rounds.get(server.name)!;
     results.set(server.name, {
       max: medianOf(measured),
@@ -333,6 +345,7 @@ async function measureServers(
       fixed,
       serverCpuUs: median(cpu.get(server.name)!.server),
       redisCpuUs: median(cpu.get(server.name)!.redis),
+      loadCpuUs: median(cpu.get(server.name)!.load),
     });
   }
   return results;
@@ -395,6 +408,26 @@ function printComparison(results: Map<string, ServerResult>, compareCli: string)
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
+/** `pushgate serve`'s configuration for the benches: one environment fed by the pushes sent. */
+export function writeServeConfig(dir: string, redisUrl: string): string {
+  const configFile = join(dir, 'pushgate.yaml');
+  writeFileSync(
+    configFile,
+    [
+      'server: { host: 127.0.0.1, port: 0 }',
+      `redis: { url: "${redisUrl}", prefix: bench }`,
+      'clusters: [{ name: local }]',
+      'environments:',
+      '  - name: production',
+      `    repo: { provider: github, name: ${REPOSITORY}, url: "https://github.com/${REPOSITORY}.git" }`,
+      `    branch: ${BRANCH}`,
+      '    cluster: local',
+      '',
+    ].join('\n'),
+  );
+  return configFile;
+}
+
 export async function run(): Promise<void> {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build (npm run bench does)`);
   const dir = mkdtempSync(join(os.tmpdir(), 'pushgate-bench-ingest-'));
@@ -402,21 +435,7 @@ export async function run(): Promise<void> {
   const redis = await startRedisServer(dir);
   const children: Child[] = [];
   try {
-    const configFile = join(dir, 'pushgate.yaml');
-    writeFileSync(
-      configFile,
-      [
-        'server: { host: 127.0.0.1, port: 0 }',
-        `redis: { url: "${redis.url}", prefix: bench }`,
-        'clusters: [{ name: local }]',
-        'environments:',
-        '  - name: production',
-        `    repo: { provider: github, name: ${REPOSITORY}, url: "https://github.com/${REPOSITORY}.git" }`,
-        `    branch: ${BRANCH}`,
-        '    cluster: local',
-        '',
-      ].join('\n'),
-    );
+    const configFile = writeServeConfig(dir, redis.url);
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       GITHUB_WEBHOOK_SECRET: SECRET,
@@ -473,12 +492,17 @@ export async function run(): Promise<void> {
     const pushgateRss = pushgate.peakRssMiB();
     await Promise.all([baseline.stop(), pushgate.stop()]);
 
-    const ratio = pushgateResult.max.requestsPerSecond / baselineResult.max.requestsPerSecond;
+    // Each pushgate round against the baseline round just before it: the pairs see the same
+    // machine, and their median is the figure least moved by this machine's swings in speed.
     const roundRatios = pushgateResult.rounds.map(
       (round, index) => round.requestsPerSecond / baselineResult.rounds[index]!.requestsPerSecond,
     );
+    const ratio = median(roundRatios);
+    const pushgateCpu = pushgateResult.serverCpuUs + pushgateResult.redisCpuUs;
+    const baselineCpu = baselineResult.serverCpuUs + baselineResult.redisCpuUs;
+    const ratioOfMedians = pushgateResult.max.requestsPerSecond / baselineResult.max.requestsPerSecond;
     const row = (name: string, result: ServerResult, rss: number): string =>
-      `| ${name} | ${format(result.max.requestsPerSecond)} | ${format(result.max.p50)} | ${format(result.max.p99)} | ${format(result.fixed.p50)} | ${format(result.fixed.p99)} | ${format(result.serverCpuUs)} / ${format(result.redisCpuUs)} | ${format(rss)} | ${result.max.non2xx + result.fixed.non2xx} / ${result.max.errors + result.fixed.errors} |`;
+      `| ${name} | ${format(result.max.requestsPerSecond)} | ${format(result.max.p50)} | ${format(result.max.p99)} | ${format(result.fixed.p50)} | ${format(result.fixed.p99)} | ${format(result.loadCpuUs)} / ${format(result.serverCpuUs)} / ${format(result.redisCpuUs)} | ${format(rss)} | ${result.max.non2xx + result.fixed.non2xx} / ${result.max.errors + result.fixed.errors} |`;
     const section = [
       '## ingest',
       '',
@@ -490,20 +514,21 @@ export async function run(): Promise<void> {
       `${WARMUP_SECONDS} s warm-up each, ${ROUNDS} rounds of ${MEASURE_SECONDS} s at full speed alternate baseline, pushgate, so a change`,
       'in the load of this shared machine hits both alike; the table gives the median round. In each',
       'round the CPU time of the server process and of Redis is read from `/proc` and divided by the',
-      `requests. Then one ${MEASURE_SECONDS} s run each at a fixed ${FIXED_RATE} req/s (autocannon \`overallRate\`). Autocannon, the`,
+      `requests. Then one ${FIXED_SECONDS} s run each at a fixed ${FIXED_RATE} req/s (autocannon \`overallRate\`). Autocannon, the`,
       'server and Redis share the two cores, so absolute numbers move with the machine.',
       '',
       `Measured ${new Date().toISOString()} with \`npm run bench -- ingest\` on:`,
       '',
       machineText,
       '',
-      `| server | max req/s | p50 ms | p99 ms | p50 ms @${FIXED_RATE}/s | p99 ms @${FIXED_RATE}/s | CPU µs/req: server / Redis | peak RSS MiB | non-2xx / errors |`,
+      `| server | max req/s | p50 ms | p99 ms | p50 ms @${FIXED_RATE}/s | p99 ms @${FIXED_RATE}/s | CPU µs/req: load generator / server / Redis | peak RSS MiB | non-2xx / errors |`,
       '|---|---|---|---|---|---|---|---|---|',
       row('baseline', baselineResult, baselineRss),
       row('pushgate serve', pushgateResult, pushgateRss),
       '',
-      `pushgate / baseline throughput: **${format(ratio, 2)}×** (target ≥ 0.6×); round by round: ${roundRatios.map((r) => `${format(r, 2)}×`).join(', ')}.`,
+      `pushgate / baseline throughput, median of the ${ROUNDS} paired rounds: **${format(ratio, 2)}×** (target ≥ 0.6×); ratio of the median rounds: ${format(ratioOfMedians, 2)}×; round by round: ${roundRatios.map((r) => format(r, 2)).join(', ')}.`,
       `p99 at ${FIXED_RATE} req/s: **${format(pushgateResult.fixed.p99)} ms** (target < 25 ms).`,
+      `CPU per webhook of the server and Redis together: pushgate ${format(pushgateCpu)} µs, baseline ${format(baselineCpu)} µs (${format(pushgateCpu / baselineCpu, 2)}×).`,
       '',
       ...INGEST_NOTES,
       '',

@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-const KNOWN = ['ingest', 'deploy'];
+const KNOWN = ['ingest', 'instructions', 'deploy'];
 
 interface BenchModule {
   run(): Promise<void>;
