@@ -452,32 +452,23 @@ export async function run(): Promise<void> {
       'baseline',
     );
     children.push(baseline);
-    const pushgatePort = await freePort();
-    const pushgate = await spawnServer(
-      // As the receiver's Deployment runs it (deploy/kubernetes/receiver-deployment.yaml).
-      [...EXTRA_NODE_FLAGS, RECEIVER_NODE_FLAG, CLI, 'serve', '--config', configFile],
-      { ...env, PORT: String(pushgatePort) },
-      pushgatePort,
-      join(dir, 'pushgate.log'),
-      'pushgate serve',
-    );
-    children.push(pushgate);
-    const servers = [
-      { name: 'baseline', url: baseline.url, pid: baseline.process.pid },
-      { name: 'pushgate', url: pushgate.url, pid: pushgate.process.pid },
-    ];
-    if (COMPARE_CLI) {
-      const comparePort = await freePort();
-      const compare = await spawnServer(
-        [...EXTRA_NODE_FLAGS, RECEIVER_NODE_FLAG, COMPARE_CLI, 'serve', '--config', configFile],
-        { ...env, PORT: String(comparePort) },
-        comparePort,
-        join(dir, 'compare.log'),
-        'compared build',
+    const servers = [{ name: 'baseline', url: baseline.url, pid: baseline.process.pid }];
+    /** `serve` of a build, as the receiver's Deployment runs it (deploy/kubernetes/receiver-deployment.yaml). */
+    const startServe = async (name: string, cli: string): Promise<Child> => {
+      const port = await freePort();
+      const child = await spawnServer(
+        [...EXTRA_NODE_FLAGS, RECEIVER_NODE_FLAG, cli, 'serve', '--config', configFile],
+        { ...env, PORT: String(port) },
+        port,
+        join(dir, `${name}.log`),
+        `${name} serve`,
       );
-      children.push(compare);
-      servers.push({ name: 'compare', url: compare.url, pid: compare.process.pid });
-    }
+      children.push(child);
+      servers.push({ name, url: child.url, pid: child.process.pid });
+      return child;
+    };
+    const pushgate = await startServe('pushgate', CLI);
+    if (COMPARE_CLI) await startServe('compare', COMPARE_CLI);
     process.stdout.write(
       `ingest: ${ROUNDS} rounds of baseline (node:http + HMAC + one Redis write) then pushgate serve\n`,
     );
