@@ -13,13 +13,17 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
+import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
+import { DEPLOY_JOB_NAME, DEPLOY_JOB_OPTIONS, DEPLOY_QUEUE } from '../src/queue/job-data.js';
 import { machineFacts, writeBenchSection } from './report.js';
 import { findFreePort as freePort } from '../src/lib/free-port.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const CLI = join(ROOT, 'dist/src/cli.js');
 const SELF = fileURLToPath(import.meta.url);
+/** This module, which also runs the reference servers (`--baseline-server`, `--bullmq-floor-server`). */
+export const INGEST_SCRIPT = SELF;
 export const SECRET = 'bench-secret';
 const REPOSITORY = 'acme/env-config';
 const BRANCH = 'env/production';
@@ -45,18 +49,25 @@ const COMPARE_CLI = process.env.BENCH_COMPARE_CLI;
 /** What the profile says about the gap to the baseline, and what was done about it. */
 const INGEST_NOTES = [
   'Where a pushgate request goes beyond the baseline: two Lua scripts in Redis instead of one `SET` (the',
-  "idempotency claim, about 20 µs of Redis time, and BullMQ's `addStandardJob`, about 30 µs, over half of",
-  "each being Lua's per-call overhead); in the server, BullMQ's job building and the claim (about a third of",
-  "the server's instructions per webhook, most of it ioredis encoding BullMQ's binary arguments), JSON",
-  'parsing, the signature check through @octokit/webhooks-methods (which takes the body as a string), one',
-  'pino line.',
+  "idempotency claim, about 20 µs of Redis time, and BullMQ's `addStandardJob`, about 22 µs, much of each",
+  "being Lua's per-call overhead); in the server, BullMQ's job building and the claim (about a third of the",
+  "server's instructions per webhook, most of it ioredis encoding BullMQ's binary arguments), JSON parsing,",
+  'the signature check through @octokit/webhooks-methods (which takes the body as a string), one pino line.',
   '',
-  'Why the ratio moves from run to run: the load generator, the server and Redis share two cores. At full',
+  'The BullMQ floor row separates the two: what BullMQ alone costs any receiver, and what pushgate adds on',
+  'top for its guarantees (the claim that makes redelivery and same-commit pushes idempotent, the job',
+  'record the status API serves before a worker has seen the job, a log line and metrics per webhook). In',
+  'four runs of 2026-11-27 the floor reached 0.55–0.64× of the baseline and pushgate 0.44–0.50× (0.73–0.83×',
+  'of the floor): a receiver that queues with BullMQ and does nothing else is at the',
+  "0.6× target itself, so the target leaves pushgate's guarantees no room; pushgate / floor is the figure",
+  'its own code decides. Main-thread instructions per webhook (`npm run bench -- instructions`): floor',
+  '503k, pushgate 697k.',
+  '',
+  'Why the ratios move from run to run: the load generator, the servers and Redis share two cores. At full',
   'speed the baseline is bound by autocannon itself (its CPU per request is in the table); pushgate by its',
   'own process, which runs about 70% of the time and waits for a core about 20% (`/proc/<pid>/schedstat`).',
-  'When this machine is slow, autocannon slows more than pushgate and the ratio rises (0.6–0.65 seen);',
-  'when it is fast, the ratio falls (0.5–0.55). The CPU per webhook of server and Redis together is the',
-  'steadier comparison.',
+  'The ratio has been seen from 0.44 to 0.65 on this machine as its speed changed; the CPU per webhook of',
+  'server and Redis together is the steadier comparison.',
   '',
   'Done after profiling: the claim script goes by EVALSHA; webhook posts are served by `node:http` without',
   'express; the enqueues of one event-loop turn go out in one write on a corked socket (an ioredis pipeline',
@@ -65,7 +76,10 @@ const INGEST_NOTES = [
   "instead of pino's wildcard redaction paths (about 10 µs a line); push payloads are read field by field",
   'instead of a zod parse; status URLs are joined to a base parsed once; the receiver runs with a 32 MiB',
   'young generation. Main-thread instructions per webhook (`npm run bench -- instructions`, repeatable to',
-  '0.1%): 786k before the last three of these changes, 697k after.',
+  '0.1%): 786k before the last three of these changes, 697k after. Tried and dropped: running the claim',
+  "and BullMQ's `addStandardJob` as one script (one EVALSHA per webhook: Redis CPU per webhook unchanged,",
+  '+1% instructions in the server, and it reads BullMQ internals); two receiver processes under',
+  '`node:cluster` (+6%, within the noise of this machine).',
 ];
 
 /** A push payload shaped like GitHub's (the webhooks-examples push is ~7 kB; this is close). */
@@ -386,6 +400,47 @@ function runBaselineServer(redisUrl: string, port: number): void {
   });
 }
 
+/**
+ * The BullMQ floor: the baseline plus what any receiver built on BullMQ must do — parse the
+ * JSON and `Queue.add` the job (one Lua script in Redis) — and nothing else: no idempotency,
+ * no job record, no logs or metrics. Where pushgate stands between it and the baseline shows
+ * what BullMQ costs and what pushgate's own guarantees cost.
+ */
+function runBullmqFloorServer(redisUrl: string, port: number): void {
+  const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  const queue = new Queue(DEPLOY_QUEUE, { connection, prefix: '{bullmq-floor}', skipVersionCheck: true });
+  const server = createHttpServer((req, res) => {
+    void (async () => {
+      const body = await readBody(req);
+      const given = Buffer.from(String(req.headers['x-hub-signature-256'] ?? ''));
+      const expected = Buffer.from(`sha256=${createHmac('sha256', SECRET).update(body).digest('hex')}`);
+      if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+        res.writeHead(401).end();
+        return;
+      }
+      const push = JSON.parse(body.toString('utf8')) as { ref: string; after: string };
+      const delivery = String(req.headers['x-github-delivery']);
+      const job = await queue.add(
+        DEPLOY_JOB_NAME,
+        {
+          environment: 'production',
+          trigger: { kind: 'webhook', sha: push.after },
+          receivedAt: new Date().toISOString(),
+        },
+        { ...DEPLOY_JOB_OPTIONS, jobId: delivery },
+      );
+      res
+        .writeHead(202, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ jobs: [{ id: job.id, sha: push.after }] }));
+    })().catch(() => res.writeHead(503).end());
+  });
+  server.listen(port, '127.0.0.1');
+  process.on('SIGTERM', () => {
+    server.close();
+    void queue.close().finally(() => connection.disconnect());
+  });
+}
+
 const format = (value: number, digits = 0): string =>
   Number.isFinite(value) ? value.toFixed(digits) : 'n/a';
 
@@ -396,7 +451,7 @@ function printComparison(results: Map<string, ServerResult>, compareCli: string)
   lines.push(
     `  baseline ${format(baseline.max.requestsPerSecond)} req/s, ${format(baseline.serverCpuUs)} / ${format(baseline.redisCpuUs)} µs/req server / Redis, by round ${baseline.rounds.map((round) => format(round.requestsPerSecond)).join(' ')}`,
   );
-  for (const name of ['pushgate', 'compare']) {
+  for (const name of ['floor', 'pushgate', 'compare']) {
     const result = results.get(name)!;
     const ratios = result.rounds.map(
       (round, index) => round.requestsPerSecond / baseline.rounds[index]!.requestsPerSecond,
@@ -452,7 +507,19 @@ export async function run(): Promise<void> {
       'baseline',
     );
     children.push(baseline);
-    const servers = [{ name: 'baseline', url: baseline.url, pid: baseline.process.pid }];
+    const floorPort = await freePort();
+    const floor = await spawnServer(
+      [...EXTRA_NODE_FLAGS, RECEIVER_NODE_FLAG, SELF, '--bullmq-floor-server', redis.url, String(floorPort)],
+      env,
+      floorPort,
+      join(dir, 'bullmq-floor.log'),
+      'BullMQ floor',
+    );
+    children.push(floor);
+    const servers = [
+      { name: 'baseline', url: baseline.url, pid: baseline.process.pid },
+      { name: 'floor', url: floor.url, pid: floor.process.pid },
+    ];
     /** `serve` of a build, as the receiver's Deployment runs it (deploy/kubernetes/receiver-deployment.yaml). */
     const startServe = async (name: string, cli: string): Promise<Child> => {
       const port = await freePort();
@@ -470,7 +537,7 @@ export async function run(): Promise<void> {
     const pushgate = await startServe('pushgate', CLI);
     if (COMPARE_CLI) await startServe('compare', COMPARE_CLI);
     process.stdout.write(
-      `ingest: ${ROUNDS} rounds of baseline (node:http + HMAC + one Redis write) then pushgate serve\n`,
+      `ingest: ${ROUNDS} rounds of baseline (node:http + HMAC + one Redis write), BullMQ floor (+ JSON.parse + Queue.add), pushgate serve\n`,
     );
     const results = await measureServers(servers, redis.pid, '/webhooks/github');
     if (COMPARE_CLI) {
@@ -479,16 +546,27 @@ export async function run(): Promise<void> {
     }
     const baselineResult = results.get('baseline')!;
     const pushgateResult = results.get('pushgate')!;
+    const floorResult = results.get('floor')!;
     const baselineRss = baseline.peakRssMiB();
+    const floorRss = floor.peakRssMiB();
     const pushgateRss = pushgate.peakRssMiB();
-    await Promise.all([baseline.stop(), pushgate.stop()]);
+    await Promise.all(children.map((child) => child.stop()));
 
-    // Each pushgate round against the baseline round just before it: the pairs see the same
-    // machine, and their median is the figure least moved by this machine's swings in speed.
-    const roundRatios = pushgateResult.rounds.map(
-      (round, index) => round.requestsPerSecond / baselineResult.rounds[index]!.requestsPerSecond,
-    );
+    // Each round against the baseline round just before it: the pairs see the same machine,
+    // and their median is the figure least moved by this machine's swings in speed.
+    const ratiosToBaseline = (result: ServerResult): number[] =>
+      result.rounds.map(
+        (round, index) => round.requestsPerSecond / baselineResult.rounds[index]!.requestsPerSecond,
+      );
+    const roundRatios = ratiosToBaseline(pushgateResult);
     const ratio = median(roundRatios);
+    const floorRatio = median(ratiosToBaseline(floorResult));
+    const floorCpu = floorResult.serverCpuUs + floorResult.redisCpuUs;
+    const pushgateToFloor = median(
+      pushgateResult.rounds.map(
+        (round, index) => round.requestsPerSecond / floorResult.rounds[index]!.requestsPerSecond,
+      ),
+    );
     const pushgateCpu = pushgateResult.serverCpuUs + pushgateResult.redisCpuUs;
     const baselineCpu = baselineResult.serverCpuUs + baselineResult.redisCpuUs;
     const ratioOfMedians = pushgateResult.max.requestsPerSecond / baselineResult.max.requestsPerSecond;
@@ -500,10 +578,12 @@ export async function run(): Promise<void> {
       `Signed GitHub push webhooks (each its own delivery id and commit, ~4 kB JSON) to \`pushgate serve\``,
       `(compiled CLI, run as the receiver Deployment runs it: \`node ${RECEIVER_NODE_FLAG}\`; one matching`,
       `environment, log level ${env.LOG_LEVEL}, logs to a file) against a raw baseline: a plain \`node:http\``,
-      'server that reads the body, checks the HMAC and does one Redis `SET`. Both use the same private',
-      `\`redis-server\` (no persistence), loopback only, ${CONNECTIONS} connections. Both servers stay up; after a`,
-      `${WARMUP_SECONDS} s warm-up each, ${ROUNDS} rounds of ${MEASURE_SECONDS} s at full speed alternate baseline, pushgate, so a change`,
-      'in the load of this shared machine hits both alike; the table gives the median round. In each',
+      'server that reads the body, checks the HMAC and does one Redis `SET`; and a BullMQ floor: the',
+      'baseline plus `JSON.parse` and `Queue.add` of the job, what any receiver built on BullMQ does at the',
+      'least (no idempotency, no job record, no logs, no metrics). All use the same private',
+      `\`redis-server\` (no persistence), loopback only, ${CONNECTIONS} connections. All servers stay up; after a`,
+      `${WARMUP_SECONDS} s warm-up each, ${ROUNDS} rounds of ${MEASURE_SECONDS} s at full speed alternate baseline, floor, pushgate, so a change`,
+      'in the load of this shared machine hits all alike; the table gives the median round. In each',
       'round the CPU time of the server process and of Redis is read from `/proc` and divided by the',
       `requests. Then one ${FIXED_SECONDS} s run each at a fixed ${FIXED_RATE} req/s (autocannon \`overallRate\`). Autocannon, the`,
       'server and Redis share the two cores, so absolute numbers move with the machine.',
@@ -515,11 +595,13 @@ export async function run(): Promise<void> {
       `| server | max req/s | p50 ms | p99 ms | p50 ms @${FIXED_RATE}/s | p99 ms @${FIXED_RATE}/s | CPU µs/req: load generator / server / Redis | peak RSS MiB | non-2xx / errors |`,
       '|---|---|---|---|---|---|---|---|---|',
       row('baseline', baselineResult, baselineRss),
+      row('BullMQ floor', floorResult, floorRss),
       row('pushgate serve', pushgateResult, pushgateRss),
       '',
       `pushgate / baseline throughput, median of the ${ROUNDS} paired rounds: **${format(ratio, 2)}×** (target ≥ 0.6×); ratio of the median rounds: ${format(ratioOfMedians, 2)}×; round by round: ${roundRatios.map((r) => format(r, 2)).join(', ')}.`,
       `p99 at ${FIXED_RATE} req/s: **${format(pushgateResult.fixed.p99)} ms** (target < 25 ms).`,
       `CPU per webhook of the server and Redis together: pushgate ${format(pushgateCpu)} µs, baseline ${format(baselineCpu)} µs (${format(pushgateCpu / baselineCpu, 2)}×).`,
+      `BullMQ floor / baseline, same rounds: ${format(floorRatio, 2)}× (CPU per webhook ${format(floorCpu)} µs, ${format(floorCpu / baselineCpu, 2)}× the baseline); pushgate / floor: **${format(pushgateToFloor, 2)}×**.`,
       '',
       ...INGEST_NOTES,
       '',
@@ -537,4 +619,7 @@ export async function run(): Promise<void> {
 // so its RSS and CPU are measured the same way as pushgate's.
 if (process.argv[1] === SELF && process.argv[2] === '--baseline-server') {
   runBaselineServer(process.argv[3]!, Number(process.argv[4]));
+}
+if (process.argv[1] === SELF && process.argv[2] === '--bullmq-floor-server') {
+  runBullmqFloorServer(process.argv[3]!, Number(process.argv[4]));
 }

@@ -15,7 +15,15 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import os from 'node:os';
 import { join } from 'node:path';
 import { findFreePort } from '../src/lib/free-port.js';
-import { CLI, RECEIVER_NODE_FLAG, SECRET, signedPush, startRedisServer, writeServeConfig } from './ingest.js';
+import {
+  CLI,
+  INGEST_SCRIPT,
+  RECEIVER_NODE_FLAG,
+  SECRET,
+  signedPush,
+  startRedisServer,
+  writeServeConfig,
+} from './ingest.js';
 import { machineFacts, writeBenchSection } from './report.js';
 
 const WARMUP_REQUESTS = Number(process.env.BENCH_WARMUP ?? 3000);
@@ -31,16 +39,18 @@ async function sendPushes(url: string, count: number): Promise<void> {
   }
 }
 
-async function waitUntilHealthy(url: string, exited: () => boolean): Promise<void> {
+/** Until the server answers HTTP at all (the BullMQ floor has no /healthz: it answers 401). */
+async function waitUntilAnswering(url: string, exited: () => boolean): Promise<void> {
   const deadline = Date.now() + START_DEADLINE_MS;
   for (;;) {
-    if (exited()) throw new Error('pushgate serve under valgrind exited before answering');
+    if (exited()) throw new Error('the server under valgrind exited before answering');
     try {
-      if ((await fetch(`${url}/healthz`)).ok) return;
+      await (await fetch(`${url}/healthz`)).arrayBuffer();
+      return;
     } catch {
       // not listening yet
     }
-    if (Date.now() > deadline) throw new Error(`pushgate serve did not answer on ${url} in time`);
+    if (Date.now() > deadline) throw new Error(`the server did not answer on ${url} in time`);
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
 }
@@ -59,7 +69,13 @@ function mainThreadInstructions(dir: string, pid: number): number {
   return Number(total);
 }
 
-async function countPerWebhook(cli: string, configFile: string, dir: string): Promise<number> {
+/** A server to count: its node arguments, given the port it must listen on. */
+interface Counted {
+  name: string;
+  args(port: number): string[];
+}
+
+async function countPerWebhook(server: Counted, dir: string): Promise<number> {
   const port = await findFreePort();
   const child = spawn(
     'valgrind',
@@ -72,10 +88,7 @@ async function countPerWebhook(cli: string, configFile: string, dir: string): Pr
       `--callgrind-out-file=${join(dir, 'cg-%p.out')}`,
       process.execPath,
       RECEIVER_NODE_FLAG,
-      cli,
-      'serve',
-      '--config',
-      configFile,
+      ...server.args(port),
     ],
     {
       env: { ...process.env, GITHUB_WEBHOOK_SECRET: SECRET, PORT: String(port), LOG_LEVEL: 'info' },
@@ -85,7 +98,7 @@ async function countPerWebhook(cli: string, configFile: string, dir: string): Pr
   const pid = child.pid!;
   const url = `http://127.0.0.1:${port}`;
   try {
-    await waitUntilHealthy(url, () => child.exitCode !== null);
+    await waitUntilAnswering(url, () => child.exitCode !== null);
     await sendPushes(url, WARMUP_REQUESTS);
     callgrindControl(pid, '-i', 'on');
     await sendPushes(url, MEASURED_REQUESTS);
@@ -110,16 +123,26 @@ export async function run(): Promise<void> {
   const redis = await startRedisServer(dir);
   try {
     const configFile = writeServeConfig(dir, redis.url);
-    const builds = [{ name: 'this build', cli: CLI }];
+    const serve = (name: string, cli: string): Counted => ({
+      name,
+      args: () => [cli, 'serve', '--config', configFile],
+    });
+    const servers: Counted[] = [
+      serve('pushgate serve, this build', CLI),
+      {
+        name: 'BullMQ floor (see ingest)',
+        args: (port) => [INGEST_SCRIPT, '--bullmq-floor-server', redis.url, String(port)],
+      },
+    ];
     const compare = process.env.BENCH_COMPARE_CLI;
-    if (compare) builds.push({ name: compare, cli: compare });
+    if (compare) servers.push(serve(`pushgate serve, ${compare}`, compare));
     const rows: string[] = [];
-    for (const build of builds) {
-      process.stdout.write(`instructions: ${build.name} under callgrind\n`);
-      const count = await countPerWebhook(build.cli, configFile, dir);
-      rows.push(`| ${build.name} | ${Math.round(count / 1000)}k |`);
+    for (const server of servers) {
+      process.stdout.write(`instructions: ${server.name} under callgrind\n`);
+      const count = await countPerWebhook(server, dir);
+      rows.push(`| ${server.name} | ${Math.round(count / 1000)}k |`);
     }
-    const table = ['| build | instructions per webhook, main thread |', '|---|---|', ...rows].join('\n');
+    const table = ['| server | instructions per webhook, main thread |', '|---|---|', ...rows].join('\n');
     if (compare) {
       process.stdout.write(`${table}\n`);
       return;
@@ -132,7 +155,8 @@ export async function run(): Promise<void> {
       'payload, configuration and young-generation size as the ingest bench). Unlike CPU time on this',
       'shared machine, the count repeats to about 0.1% between runs: it is the figure to compare two builds',
       "by (`BENCH_COMPARE_CLI`). valgrind hides the CPU's SHA extensions, so the HMAC counts for more than",
-      'it costs on the real CPU.',
+      'it costs on the real CPU. The BullMQ floor of the ingest bench (HMAC, `JSON.parse`, `Queue.add`,',
+      'nothing else) is counted the same way, as the reference for what pushgate adds.',
       '',
       `Measured ${new Date().toISOString()} with \`npm run bench -- instructions\` on:`,
       '',
