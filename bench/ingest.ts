@@ -374,15 +374,21 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
   });
 }
 
+/** The body, when its HMAC matches the signature header; undefined when it does not. */
+async function readSignedBody(req: IncomingMessage): Promise<Buffer | undefined> {
+  const body = await readBody(req);
+  const given = Buffer.from(String(req.headers['x-hub-signature-256'] ?? ''));
+  const expected = Buffer.from(`sha256=${createHmac('sha256', SECRET).update(body).digest('hex')}`);
+  return given.length === expected.length && timingSafeEqual(given, expected) ? body : undefined;
+}
+
 /** The baseline: what the least a receiver can do costs — verify the HMAC, write once to Redis. */
 function runBaselineServer(redisUrl: string, port: number): void {
   const redis = new Redis(redisUrl, { enableOfflineQueue: true });
   const server = createHttpServer((req, res) => {
     void (async () => {
-      const body = await readBody(req);
-      const given = Buffer.from(String(req.headers['x-hub-signature-256'] ?? ''));
-      const expected = Buffer.from(`sha256=${createHmac('sha256', SECRET).update(body).digest('hex')}`);
-      if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      const body = await readSignedBody(req);
+      if (!body) {
         res.writeHead(401).end();
         return;
       }
@@ -411,10 +417,8 @@ function runBullmqFloorServer(redisUrl: string, port: number): void {
   const queue = new Queue(DEPLOY_QUEUE, { connection, prefix: '{bullmq-floor}', skipVersionCheck: true });
   const server = createHttpServer((req, res) => {
     void (async () => {
-      const body = await readBody(req);
-      const given = Buffer.from(String(req.headers['x-hub-signature-256'] ?? ''));
-      const expected = Buffer.from(`sha256=${createHmac('sha256', SECRET).update(body).digest('hex')}`);
-      if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      const body = await readSignedBody(req);
+      if (!body) {
         res.writeHead(401).end();
         return;
       }
