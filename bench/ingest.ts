@@ -30,7 +30,7 @@ const BRANCH = 'env/production';
 
 const MEASURE_SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const FIXED_SECONDS = 10;
-/** Rounds of (baseline, pushgate), taken in turn so both see the same machine load. */
+/** Rounds of every server in turn, so all see the same machine load. */
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
 const WARMUP_SECONDS = 2;
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 20);
@@ -57,7 +57,7 @@ const INGEST_NOTES = [
   'The BullMQ floor row separates the two: what BullMQ alone costs any receiver, and what pushgate adds on',
   'top for its guarantees (the claim that makes redelivery and same-commit pushes idempotent, the job',
   'record the status API serves before a worker has seen the job, a log line and metrics per webhook). In',
-  'four runs of 2026-11-27 the floor reached 0.55–0.64× of the baseline and pushgate 0.44–0.50× (0.73–0.83×',
+  'five runs of 2026-11-27 the floor reached 0.55–0.64× of the baseline and pushgate 0.44–0.50× (0.73–0.83×',
   'of the floor): a receiver that queues with BullMQ and does nothing else is at the',
   "0.6× target itself, so the target leaves pushgate's guarantees no room; pushgate / floor is the figure",
   'its own code decides. Main-thread instructions per webhook (`npm run bench -- instructions`): floor',
@@ -320,9 +320,10 @@ function medianOf(rounds: Measurement[]): Measurement {
 }
 
 /**
- * Full-speed rounds alternate between the servers (both stay up; the idle one costs nothing),
- * so a change in the machine's load between two measurements hits both alike; then one
- * fixed-rate run each.
+ * Full-speed rounds alternate between the servers (all stay up; an idle one costs nothing),
+ * so a change in the machine's load between two measurements hits all alike, and the order
+ * rotates from round to round, so no server always runs first or right after another; then
+ * one fixed-rate run each.
  */
 async function measureServers(
   servers: { name: string; url: string; pid: number | undefined }[],
@@ -335,7 +336,8 @@ async function measureServers(
     servers.map((server) => [server.name, { server: [], redis: [], load: [] }]),
   );
   for (let round = 1; round <= ROUNDS; round++) {
-    for (const server of servers) {
+    const order = servers.map((_, index) => servers[(index + round - 1) % servers.length]!);
+    for (const server of order) {
       const [server0, redis0, load0] = [cpuMs(server.pid), cpuMs(redisPid), cpuMs(process.pid)];
       const result = await measure(server.url, path, MEASURE_SECONDS);
       const requests = result.requestsPerSecond * MEASURE_SECONDS;
@@ -586,8 +588,9 @@ export async function run(): Promise<void> {
       'baseline plus `JSON.parse` and `Queue.add` of the job, what any receiver built on BullMQ does at the',
       'least (no idempotency, no job record, no logs, no metrics). All use the same private',
       `\`redis-server\` (no persistence), loopback only, ${CONNECTIONS} connections. All servers stay up; after a`,
-      `${WARMUP_SECONDS} s warm-up each, ${ROUNDS} rounds of ${MEASURE_SECONDS} s at full speed alternate baseline, floor, pushgate, so a change`,
-      'in the load of this shared machine hits all alike; the table gives the median round. In each',
+      `${WARMUP_SECONDS} s warm-up each, ${ROUNDS} rounds of ${MEASURE_SECONDS} s at full speed alternate baseline, floor, pushgate (the order`,
+      'rotating each round), so a change in the load of this shared machine hits all alike; the table',
+      'gives the median round. In each',
       'round the CPU time of the server process and of Redis is read from `/proc` and divided by the',
       `requests. Then one ${FIXED_SECONDS} s run each at a fixed ${FIXED_RATE} req/s (autocannon \`overallRate\`). Autocannon, the`,
       'server and Redis share the two cores, so absolute numbers move with the machine.',
