@@ -384,9 +384,15 @@ async function readSignedBody(req: IncomingMessage): Promise<Buffer | undefined>
   return given.length === expected.length && timingSafeEqual(given, expected) ? body : undefined;
 }
 
-/** The baseline: what the least a receiver can do costs — verify the HMAC, write once to Redis. */
-function runBaselineServer(redisUrl: string, port: number): void {
-  const redis = new Redis(redisUrl, { enableOfflineQueue: true });
+/**
+ * A reference server: 401 unless the body's HMAC matches, else 202 with what `accept` returns
+ * (503 when it throws). `close` runs on SIGTERM.
+ */
+function serveSignedPushes(
+  port: number,
+  accept: (body: Buffer, req: IncomingMessage) => Promise<unknown>,
+  close: () => void,
+): void {
   const server = createHttpServer((req, res) => {
     void (async () => {
       const body = await readSignedBody(req);
@@ -394,18 +400,29 @@ function runBaselineServer(redisUrl: string, port: number): void {
         res.writeHead(401).end();
         return;
       }
-      const delivery = String(req.headers['x-github-delivery']);
-      await redis.set(`baseline:delivery:${delivery}`, '1', 'EX', 3600);
-      res
-        .writeHead(202, { 'content-type': 'application/json' })
-        .end(JSON.stringify({ jobs: [{ id: delivery }] }));
+      const answer = await accept(body, req);
+      res.writeHead(202, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
     })().catch(() => res.writeHead(503).end());
   });
   server.listen(port, '127.0.0.1');
   process.on('SIGTERM', () => {
     server.close();
-    redis.disconnect();
+    close();
   });
+}
+
+/** The baseline: what the least a receiver can do costs — verify the HMAC, write once to Redis. */
+function runBaselineServer(redisUrl: string, port: number): void {
+  const redis = new Redis(redisUrl, { enableOfflineQueue: true });
+  serveSignedPushes(
+    port,
+    async (_body, req) => {
+      const delivery = String(req.headers['x-github-delivery']);
+      await redis.set(`baseline:delivery:${delivery}`, '1', 'EX', 3600);
+      return { jobs: [{ id: delivery }] };
+    },
+    () => redis.disconnect(),
+  );
 }
 
 /**
@@ -417,13 +434,9 @@ function runBaselineServer(redisUrl: string, port: number): void {
 function runBullmqFloorServer(redisUrl: string, port: number): void {
   const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
   const queue = new Queue(DEPLOY_QUEUE, { connection, prefix: '{bullmq-floor}', skipVersionCheck: true });
-  const server = createHttpServer((req, res) => {
-    void (async () => {
-      const body = await readSignedBody(req);
-      if (!body) {
-        res.writeHead(401).end();
-        return;
-      }
+  serveSignedPushes(
+    port,
+    async (body, req) => {
       const push = JSON.parse(body.toString('utf8')) as { ref: string; after: string };
       const delivery = String(req.headers['x-github-delivery']);
       const job = await queue.add(
@@ -435,16 +448,10 @@ function runBullmqFloorServer(redisUrl: string, port: number): void {
         },
         { ...DEPLOY_JOB_OPTIONS, jobId: delivery },
       );
-      res
-        .writeHead(202, { 'content-type': 'application/json' })
-        .end(JSON.stringify({ jobs: [{ id: job.id, sha: push.after }] }));
-    })().catch(() => res.writeHead(503).end());
-  });
-  server.listen(port, '127.0.0.1');
-  process.on('SIGTERM', () => {
-    server.close();
-    void queue.close().finally(() => connection.disconnect());
-  });
+      return { jobs: [{ id: job.id, sha: push.after }] };
+    },
+    () => void queue.close().finally(() => connection.disconnect()),
+  );
 }
 
 const format = (value: number, digits = 0): string =>
