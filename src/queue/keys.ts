@@ -12,6 +12,11 @@ export interface Keys {
   shaJob(environment: string, sha: string): string;
   environment(environment: string): string;
   environmentLock(environment: string): string;
+  /**
+   * A key pushgate never writes, inside the hash tag: stands in a script's KEYS for a key a
+   * job does not have (no delivery id, no sha), where `''` would name another cluster slot.
+   */
+  absent: string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -26,5 +31,6 @@ export function createKeys(prefix: string): Keys {
     shaJob: (environment, sha) => `${tag}:sha:${environment}:${sha}`,
     environment: (environment) => `${tag}:env:${environment}`,
     environmentLock: (environment) => `${tag}:lock:${environment}`,
+    absent: `${tag}:absent`,
   };
 }

@@ -29,8 +29,9 @@ export type ClaimOutcome =
 /**
  * Creates the job record unless the same delivery, or the same commit still queued or
  * running (or already live), already has one. One script, so two concurrent deliveries of
- * one push can never both create a job. Keys outside KEYS[] (the matched job's record)
- * share the hash tag, so the script stays valid on a Redis Cluster.
+ * one push can never both create a job. Every key it touches shares the hash tag, in KEYS[]
+ * or not (the matched job's record), and a job without a delivery id or sha passes
+ * `keys.absent` for it, so the script stays valid on a Redis Cluster.
  */
 const CLAIM_SCRIPT = `
 local jobPrefix = ARGV[5]
@@ -44,7 +45,7 @@ if bySha then
     local active = rec.state == 'queued' or rec.state == 'running'
     local live = redis.call('HGET', KEYS[3], 'lastAppliedSha') == ARGV[4]
     if active or live then
-      if KEYS[1] ~= '' then redis.call('SET', KEYS[1], bySha, 'EX', ${DELIVERY_TTL_SECONDS}) end
+      if KEYS[1] ~= ARGV[6] then redis.call('SET', KEYS[1], bySha, 'EX', ${DELIVERY_TTL_SECONDS}) end
       return {bySha, 'sha'}
     end
   end
@@ -52,8 +53,8 @@ end
 redis.call('SET', KEYS[4], ARGV[2])
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
 redis.call('ZADD', KEYS[6], ARGV[3], ARGV[1])
-if KEYS[1] ~= '' then redis.call('SET', KEYS[1], ARGV[1], 'EX', ${DELIVERY_TTL_SECONDS}) end
-if KEYS[2] ~= '' then redis.call('SET', KEYS[2], ARGV[1], 'EX', ${SHA_TTL_SECONDS}) end
+if KEYS[1] ~= ARGV[6] then redis.call('SET', KEYS[1], ARGV[1], 'EX', ${DELIVERY_TTL_SECONDS}) end
+if KEYS[2] ~= ARGV[6] then redis.call('SET', KEYS[2], ARGV[1], 'EX', ${SHA_TTL_SECONDS}) end
 if redis.call('ZCARD', KEYS[6]) > ${HISTORY_PER_ENVIRONMENT + HISTORY_TRIM_BATCH} then
   local old = redis.call('ZRANGE', KEYS[6], 0, -${HISTORY_PER_ENVIRONMENT + 1})
   local records = {}
@@ -111,8 +112,8 @@ export class JobStore {
     const deliveryKey =
       trigger.deliveryId && trigger.provider
         ? this.keys.delivery(trigger.provider, trigger.deliveryId, environment)
-        : '';
-    const shaKey = trigger.sha ? this.keys.shaJob(environment, trigger.sha) : '';
+        : this.keys.absent;
+    const shaKey = trigger.sha ? this.keys.shaJob(environment, trigger.sha) : this.keys.absent;
     return [
       deliveryKey,
       shaKey,
@@ -125,6 +126,7 @@ export class JobStore {
       Date.parse(request.receivedAt),
       trigger.sha ?? '',
       this.keys.job(''),
+      this.keys.absent,
     ];
   }
 

@@ -46,6 +46,31 @@ describe('deploy job queue', () => {
     expect(queued?.data.environment).toBe('staging');
   });
 
+  it('keeps every key of its scripts in the hash tag, so they stay valid on a Redis Cluster', async () => {
+    const { producer, redis: connection, keys } = await services();
+    const monitor = await connection.duplicate().monitor();
+    const scriptKeys: string[] = [];
+    let sawEnd: () => void = () => undefined;
+    const ended = new Promise<void>((resolve) => (sawEnd = resolve));
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      const command = args[0]?.toLowerCase();
+      if (command === 'echo' && args[1] === 'slot-test-end') sawEnd();
+      if (command === 'evalsha') scriptKeys.push(...args.slice(3, 3 + Number(args[2])));
+    });
+    try {
+      await producer.enqueue('staging', push('9'.repeat(40), 'd-slot'));
+      await producer.enqueue('staging', { kind: 'manual' });
+      // The monitor feed is its own connection: this marker, sent last, arrives last.
+      await connection.echo('slot-test-end');
+      await ended;
+    } finally {
+      monitor.disconnect();
+    }
+    // Two claims and BullMQ's two adds.
+    expect(scriptKeys.length).toBeGreaterThanOrEqual(12);
+    expect(scriptKeys.filter((key) => !key.startsWith(`${keys.bullPrefix}:`))).toEqual([]);
+  });
+
   it('redelivery of the same delivery id returns the same job', async () => {
     const { producer, queue } = await services();
     const first = await producer.enqueue('staging', push('b'.repeat(40), 'd-2'));
