@@ -49,9 +49,10 @@ const COMPARE_CLI = process.env.BENCH_COMPARE_CLI;
 /** What the profile says about the gap to the baseline, and what was done about it. */
 const INGEST_NOTES = [
   'Where a pushgate request goes beyond the baseline: two Lua scripts in Redis instead of one `SET` (the',
-  "idempotency claim, about 20 µs of Redis time, and BullMQ's `addStandardJob`, about 22 µs, much of each",
-  "being Lua's per-call overhead); in the server, BullMQ's job building and the claim (about a third of the",
-  "server's instructions per webhook, most of it ioredis encoding BullMQ's binary arguments), JSON parsing,",
+  "idempotency claim and BullMQ's `addStandardJob`, 20–33 µs of Redis time each by `INFO commandstats` on",
+  "these machines, much of each being Lua's per-call overhead); in the server, BullMQ's job building and",
+  "the claim (about a third of the server's instructions per webhook, most of it ioredis encoding BullMQ's",
+  'binary arguments), JSON parsing,',
   'the signature check through @octokit/webhooks-methods (which takes the body as a string), one pino line.',
   '',
   'The BullMQ floor row separates the two: what BullMQ alone costs any receiver, and what pushgate adds on',
