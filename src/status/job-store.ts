@@ -29,41 +29,52 @@ export type ClaimOutcome =
 /**
  * Creates the job record unless the same delivery, or the same commit still queued or
  * running (or already live), already has one. One script, so two concurrent deliveries of
- * one push can never both create a job. Every key it touches shares the hash tag, in KEYS[]
- * or not (the matched job's record), and a job without a delivery id or sha passes
+ * one push can never both create a job. It takes any number of claims, decided in order
+ * (six keys and four arguments each): Redis pays its per-script cost once for all the
+ * webhooks of an event-loop turn. Every key it touches shares the hash tag, in KEYS[] or
+ * not (the matched job's record), and a job without a delivery id or sha passes
  * `keys.absent` for it, so the script stays valid on a Redis Cluster.
  */
 const CLAIM_SCRIPT = `
-local jobPrefix = ARGV[5]
-local found = redis.call('MGET', KEYS[1], KEYS[2])
-local byDelivery, bySha = found[1], found[2]
-if byDelivery and redis.call('EXISTS', jobPrefix .. byDelivery) == 1 then return {byDelivery, 'delivery'} end
-if bySha then
-  local raw = redis.call('GET', jobPrefix .. bySha)
-  if raw then
-    local rec = cjson.decode(raw)
-    local active = rec.state == 'queued' or rec.state == 'running'
-    local live = redis.call('HGET', KEYS[3], 'lastAppliedSha') == ARGV[4]
-    if active or live then
-      if KEYS[1] ~= ARGV[6] then redis.call('SET', KEYS[1], bySha, 'EX', ${DELIVERY_TTL_SECONDS}) end
-      return {bySha, 'sha'}
+local jobPrefix, absent = ARGV[1], ARGV[2]
+local function claim(deliveryKey, shaKey, envKey, recordKey, allKey, envJobsKey, id, record, score, sha)
+  local found = redis.call('MGET', deliveryKey, shaKey)
+  local byDelivery, bySha = found[1], found[2]
+  if byDelivery and redis.call('EXISTS', jobPrefix .. byDelivery) == 1 then return {byDelivery, 'delivery'} end
+  if bySha then
+    local raw = redis.call('GET', jobPrefix .. bySha)
+    if raw then
+      local rec = cjson.decode(raw)
+      local active = rec.state == 'queued' or rec.state == 'running'
+      local live = redis.call('HGET', envKey, 'lastAppliedSha') == sha
+      if active or live then
+        if deliveryKey ~= absent then redis.call('SET', deliveryKey, bySha, 'EX', ${DELIVERY_TTL_SECONDS}) end
+        return {bySha, 'sha'}
+      end
     end
   end
+  redis.call('SET', recordKey, record)
+  redis.call('ZADD', allKey, score, id)
+  redis.call('ZADD', envJobsKey, score, id)
+  if deliveryKey ~= absent then redis.call('SET', deliveryKey, id, 'EX', ${DELIVERY_TTL_SECONDS}) end
+  if shaKey ~= absent then redis.call('SET', shaKey, id, 'EX', ${SHA_TTL_SECONDS}) end
+  if redis.call('ZCARD', envJobsKey) > ${HISTORY_PER_ENVIRONMENT + HISTORY_TRIM_BATCH} then
+    local old = redis.call('ZRANGE', envJobsKey, 0, -${HISTORY_PER_ENVIRONMENT + 1})
+    local records = {}
+    for i, oldId in ipairs(old) do records[i] = jobPrefix .. oldId end
+    redis.call('DEL', unpack(records))
+    redis.call('ZREM', allKey, unpack(old))
+    redis.call('ZREMRANGEBYRANK', envJobsKey, 0, #old - 1)
+  end
+  return {id, 'created'}
 end
-redis.call('SET', KEYS[4], ARGV[2])
-redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
-redis.call('ZADD', KEYS[6], ARGV[3], ARGV[1])
-if KEYS[1] ~= ARGV[6] then redis.call('SET', KEYS[1], ARGV[1], 'EX', ${DELIVERY_TTL_SECONDS}) end
-if KEYS[2] ~= ARGV[6] then redis.call('SET', KEYS[2], ARGV[1], 'EX', ${SHA_TTL_SECONDS}) end
-if redis.call('ZCARD', KEYS[6]) > ${HISTORY_PER_ENVIRONMENT + HISTORY_TRIM_BATCH} then
-  local old = redis.call('ZRANGE', KEYS[6], 0, -${HISTORY_PER_ENVIRONMENT + 1})
-  local records = {}
-  for i, id in ipairs(old) do records[i] = jobPrefix .. id end
-  redis.call('DEL', unpack(records))
-  redis.call('ZREM', KEYS[5], unpack(old))
-  redis.call('ZREMRANGEBYRANK', KEYS[6], 0, #old - 1)
+local outcomes = {}
+for n = 1, #KEYS / 6 do
+  local k, a = (n - 1) * 6, 2 + (n - 1) * 4
+  outcomes[n] = claim(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5], KEYS[k + 6],
+    ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4])
 end
-return {ARGV[1], 'created'}
+return outcomes
 `;
 
 interface ClaimCommander {
@@ -102,36 +113,49 @@ export class JobStore {
     // Defined up front: a pipeline built before a command exists lacks it.
     const commander = redis as unknown as ClaimCommander & Redis;
     if (typeof commander.pushgateClaim !== 'function') {
-      commander.defineCommand('pushgateClaim', { numberOfKeys: 6, lua: CLAIM_SCRIPT });
+      // No numberOfKeys: a batch of claims passes six keys per claim, counted at the call.
+      commander.defineCommand('pushgateClaim', { lua: CLAIM_SCRIPT });
     }
     this.commander = commander;
   }
 
-  private claimArgs(request: ClaimRequest): (string | number)[] {
+  /** Appends one claim's six keys to `keys` and its four arguments to `args`. */
+  private addClaim(request: ClaimRequest, keys: string[], args: (string | number)[]): void {
     const { trigger, environment } = request;
-    const deliveryKey =
+    keys.push(
       trigger.deliveryId && trigger.provider
         ? this.keys.delivery(trigger.provider, trigger.deliveryId, environment)
-        : this.keys.absent;
-    const shaKey = trigger.sha ? this.keys.shaJob(environment, trigger.sha) : this.keys.absent;
-    return [
-      deliveryKey,
-      shaKey,
+        : this.keys.absent,
+      trigger.sha ? this.keys.shaJob(environment, trigger.sha) : this.keys.absent,
       this.keys.environment(environment),
       this.keys.job(request.id),
       this.keys.jobsAll,
       this.keys.jobsByEnvironment(environment),
+    );
+    args.push(
       request.id,
       JSON.stringify(newJobRecord(request)),
       Date.parse(request.receivedAt),
       trigger.sha ?? '',
-      this.keys.job(''),
-      this.keys.absent,
-    ];
+    );
   }
 
   async claim(request: ClaimRequest): Promise<ClaimOutcome> {
-    return claimOutcome(await this.commander.pushgateClaim(...this.claimArgs(request)));
+    const [outcome] = await this.claimMany([request]);
+    return outcome!;
+  }
+
+  /**
+   * Claims in one script call, decided in the order given (a later one sees what an earlier
+   * one created). The command is issued before the first await, so a caller that corks the
+   * socket sends it with the commands it issues next.
+   */
+  async claimMany(requests: readonly ClaimRequest[]): Promise<ClaimOutcome[]> {
+    const keys: string[] = [];
+    const args: (string | number)[] = [this.keys.job(''), this.keys.absent];
+    for (const request of requests) this.addClaim(request, keys, args);
+    const replies = (await this.commander.pushgateClaim(keys.length, ...keys, ...args)) as unknown[];
+    return replies.map(claimOutcome);
   }
 
   /**
