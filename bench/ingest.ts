@@ -33,8 +33,14 @@ const FIXED_SECONDS = 10;
 /** Rounds of every server in turn, so all see the same machine load. */
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
 const WARMUP_SECONDS = 2;
-const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 20);
+/**
+ * Full speed is measured at each of these concurrencies: at 20 a batching receiver still
+ * idles between batches, at 64 every process is busy; a server's maximum is its plateau.
+ */
+const CONNECTION_LEVELS = (process.env.BENCH_CONNECTIONS ?? '20,64').split(',').map(Number);
 const FIXED_RATE = 500;
+/** Webhook senders keep few connections open; at 64, autocannon's paced sends come in bursts. */
+const FIXED_CONNECTIONS = 20;
 /** The receiver's young-generation size in production (NODE_OPTIONS in its Deployment). */
 export const RECEIVER_NODE_FLAG = '--max-semi-space-size=32';
 /** Extra node flags for both servers, e.g. `BENCH_NODE_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof"`. */
@@ -269,11 +275,12 @@ async function measure(
   url: string,
   path: string,
   seconds: number,
+  connections: number,
   overallRate?: number,
 ): Promise<Measurement> {
   const result = await autocannon({
     url,
-    connections: CONNECTIONS,
+    connections,
     duration: seconds,
     overallRate,
     requests: [
@@ -293,12 +300,12 @@ async function measure(
   };
 }
 
+/** One server at full speed at one concurrency. */
 interface ServerResult {
-  /** Median of the rounds at full speed. */
+  /** Median of the rounds. */
   max: Measurement;
   rounds: Measurement[];
-  fixed: Measurement;
-  /** CPU per request at full speed (median round), in µs: the server process, and Redis. */
+  /** CPU per request (median round), in µs: the server process, and Redis. */
   serverCpuUs: number;
   redisCpuUs: number;
   /** The load generator's (this process's) CPU per request: what bounds the baseline. */
@@ -321,18 +328,25 @@ function medianOf(rounds: Measurement[]): Measurement {
   };
 }
 
+interface Server {
+  name: string;
+  url: string;
+  pid: number | undefined;
+}
+
 /**
- * Full-speed rounds alternate between the servers (all stay up; an idle one costs nothing),
- * so a change in the machine's load between two measurements hits all alike, and the order
- * rotates from round to round, so no server always runs first or right after another; then
- * one fixed-rate run each.
+ * Full-speed rounds at `connections` alternate between the servers (all stay up; an idle one
+ * costs nothing), so a change in the machine's load between two measurements hits all alike,
+ * and the order rotates from round to round, so no server always runs first or right after
+ * another.
  */
-async function measureServers(
-  servers: { name: string; url: string; pid: number | undefined }[],
+async function measureFullSpeed(
+  servers: Server[],
   redisPid: number | undefined,
   path: string,
+  connections: number,
 ): Promise<Map<string, ServerResult>> {
-  for (const server of servers) await measure(server.url, path, WARMUP_SECONDS);
+  for (const server of servers) await measure(server.url, path, WARMUP_SECONDS, connections);
   const rounds = new Map<string, Measurement[]>(servers.map((server) => [server.name, []]));
   const cpu = new Map<string, { server: number[]; redis: number[]; load: number[] }>(
     servers.map((server) => [server.name, { server: [], redis: [], load: [] }]),
@@ -341,32 +355,47 @@ async function measureServers(
     const order = servers.map((_, index) => servers[(index + round - 1) % servers.length]!);
     for (const server of order) {
       const [server0, redis0, load0] = [cpuMs(server.pid), cpuMs(redisPid), cpuMs(process.pid)];
-      const result = await measure(server.url, path, MEASURE_SECONDS);
+      const result = await measure(server.url, path, MEASURE_SECONDS, connections);
       const requests = result.requestsPerSecond * MEASURE_SECONDS;
       const loadUs = ((cpuMs(process.pid) - load0) * 1000) / requests;
       cpu.get(server.name)!.server.push(((cpuMs(server.pid) - server0) * 1000) / requests);
       cpu.get(server.name)!.redis.push(((cpuMs(redisPid) - redis0) * 1000) / requests);
       cpu.get(server.name)!.load.push(loadUs);
       process.stdout.write(
-        `ingest: round ${round} ${server.name}: ${result.requestsPerSecond.toFixed(0)} req/s, load generator ${loadUs.toFixed(0)} µs/req\n`,
+        `ingest: ${connections} connections, round ${round} ${server.name}: ${result.requestsPerSecond.toFixed(0)} req/s, load generator ${loadUs.toFixed(0)} µs/req\n`,
       );
       rounds.get(server.name)!.push(result);
     }
   }
   const results = new Map<string, ServerResult>();
   for (const server of servers) {
-    const fixed = await measure(server.url, path, FIXED_SECONDS, FIXED_RATE);
     const measured = rounds.get(server.name)!;
     results.set(server.name, {
       max: medianOf(measured),
       rounds: measured,
-      fixed,
       serverCpuUs: median(cpu.get(server.name)!.server),
       redisCpuUs: median(cpu.get(server.name)!.redis),
       loadCpuUs: median(cpu.get(server.name)!.load),
     });
   }
   return results;
+}
+
+/** Full speed at every concurrency level, then one run each at the fixed rate. */
+async function measureServers(
+  servers: Server[],
+  redisPid: number | undefined,
+  path: string,
+): Promise<{ levels: Map<number, Map<string, ServerResult>>; fixed: Map<string, Measurement> }> {
+  const levels = new Map<number, Map<string, ServerResult>>();
+  for (const connections of CONNECTION_LEVELS) {
+    levels.set(connections, await measureFullSpeed(servers, redisPid, path, connections));
+  }
+  const fixed = new Map<string, Measurement>();
+  for (const server of servers) {
+    fixed.set(server.name, await measure(server.url, path, FIXED_SECONDS, FIXED_CONNECTIONS, FIXED_RATE));
+  }
+  return { levels, fixed };
 }
 
 function readBody(req: IncomingMessage): Promise<Buffer> {
@@ -459,21 +488,29 @@ function runBullmqFloorServer(redisUrl: string, port: number): void {
 const format = (value: number, digits = 0): string =>
   Number.isFinite(value) ? value.toFixed(digits) : 'n/a';
 
-/** Round by round, this build and the compared one, each against the baseline of its round. */
-function printComparison(results: Map<string, ServerResult>, compareCli: string): void {
-  const baseline = results.get('baseline')!;
-  const lines = [`ingest: this build against ${compareCli}`];
-  lines.push(
-    `  baseline ${format(baseline.max.requestsPerSecond)} req/s, ${format(baseline.serverCpuUs)} / ${format(baseline.redisCpuUs)} µs/req server / Redis, by round ${baseline.rounds.map((round) => format(round.requestsPerSecond)).join(' ')}`,
+/** Each round against the baseline round just before it, which saw the same machine. */
+function pairedRatios(result: ServerResult, baseline: ServerResult): number[] {
+  return result.rounds.map(
+    (round, index) => round.requestsPerSecond / baseline.rounds[index]!.requestsPerSecond,
   );
-  for (const name of ['floor', 'pushgate', 'compare']) {
-    const result = results.get(name)!;
-    const ratios = result.rounds.map(
-      (round, index) => round.requestsPerSecond / baseline.rounds[index]!.requestsPerSecond,
-    );
+}
+
+/** Round by round, this build and the compared one, each against the baseline of its round. */
+function printComparison(levels: Map<number, Map<string, ServerResult>>, compareCli: string): void {
+  const lines = [`ingest: this build against ${compareCli}`];
+  for (const [connections, results] of levels) {
+    const baseline = results.get('baseline')!;
     lines.push(
-      `  ${name.padEnd(8)} ${format(result.max.requestsPerSecond)} req/s, ${format(result.serverCpuUs)} / ${format(result.redisCpuUs)} µs/req server / Redis, ratio by round ${ratios.map((ratio) => format(ratio, 2)).join(' ')}`,
+      `  ${connections} connections: baseline ${format(baseline.max.requestsPerSecond)} req/s, ${format(baseline.serverCpuUs)} / ${format(baseline.redisCpuUs)} µs/req server / Redis, by round ${baseline.rounds.map((round) => format(round.requestsPerSecond)).join(' ')}`,
     );
+    for (const name of ['floor', 'pushgate', 'compare']) {
+      const result = results.get(name)!;
+      lines.push(
+        `    ${name.padEnd(8)} ${format(result.max.requestsPerSecond)} req/s, ${format(result.serverCpuUs)} / ${format(result.redisCpuUs)} µs/req server / Redis, ratio by round ${pairedRatios(result, baseline)
+          .map((ratio) => format(ratio, 2))
+          .join(' ')}`,
+      );
+    }
   }
   process.stdout.write(`${lines.join('\n')}\n`);
 }
@@ -554,39 +591,60 @@ export async function run(): Promise<void> {
     process.stdout.write(
       `ingest: ${ROUNDS} rounds of baseline (node:http + HMAC + one Redis write), BullMQ floor (+ JSON.parse + Queue.add), pushgate serve\n`,
     );
-    const results = await measureServers(servers, redis.pid, '/webhooks/github');
+    const { levels, fixed } = await measureServers(servers, redis.pid, '/webhooks/github');
     if (COMPARE_CLI) {
-      printComparison(results, COMPARE_CLI);
+      printComparison(levels, COMPARE_CLI);
       return;
     }
-    const baselineResult = results.get('baseline')!;
-    const pushgateResult = results.get('pushgate')!;
-    const floorResult = results.get('floor')!;
-    const baselineRss = baseline.peakRssMiB();
-    const floorRss = floor.peakRssMiB();
-    const pushgateRss = pushgate.peakRssMiB();
+    const rss = new Map([
+      ['baseline', baseline.peakRssMiB()],
+      ['floor', floor.peakRssMiB()],
+      ['pushgate', pushgate.peakRssMiB()],
+    ]);
     await Promise.all(children.map((child) => child.stop()));
 
-    // Each round against the baseline round just before it: the pairs see the same machine,
-    // and their median is the figure least moved by this machine's swings in speed.
-    const ratiosToBaseline = (result: ServerResult): number[] =>
-      result.rounds.map(
-        (round, index) => round.requestsPerSecond / baselineResult.rounds[index]!.requestsPerSecond,
+    const names: [string, string][] = [
+      ['baseline', 'baseline'],
+      ['floor', 'BullMQ floor'],
+      ['pushgate', 'pushgate serve'],
+    ];
+    const cpuOf = (result: ServerResult): number => result.serverCpuUs + result.redisCpuUs;
+    const fullSpeedRows: string[] = [];
+    const levelLines: string[] = [];
+    for (const [connections, results] of levels) {
+      const baselineResult = results.get('baseline')!;
+      for (const [name, label] of names) {
+        const result = results.get(name)!;
+        const ratio = name === 'baseline' ? '1' : format(median(pairedRatios(result, baselineResult)), 2);
+        fullSpeedRows.push(
+          `| ${label} | ${connections} | ${format(result.max.requestsPerSecond)} | ${ratio}× | ${format(result.max.p50)} | ${format(result.max.p99)} | ${format(result.loadCpuUs)} / ${format(result.serverCpuUs)} / ${format(result.redisCpuUs)} | ${format(cpuOf(result))} |`,
+        );
+      }
+      const pushgateResult = results.get('pushgate')!;
+      const floorResult = results.get('floor')!;
+      const roundRatios = pairedRatios(pushgateResult, baselineResult);
+      const pushgateToFloor = median(pairedRatios(pushgateResult, floorResult));
+      levelLines.push(
+        `- ${connections} connections: pushgate / baseline **${format(median(roundRatios), 2)}×** (target ≥ 0.6×), round by round ${roundRatios.map((r) => format(r, 2)).join(', ')}; BullMQ floor / baseline ${format(median(pairedRatios(floorResult, baselineResult)), 2)}×; pushgate / floor **${format(pushgateToFloor, 2)}×**.`,
       );
-    const roundRatios = ratiosToBaseline(pushgateResult);
-    const ratio = median(roundRatios);
-    const floorRatio = median(ratiosToBaseline(floorResult));
-    const floorCpu = floorResult.serverCpuUs + floorResult.redisCpuUs;
-    const pushgateToFloor = median(
-      pushgateResult.rounds.map(
-        (round, index) => round.requestsPerSecond / floorResult.rounds[index]!.requestsPerSecond,
-      ),
-    );
-    const pushgateCpu = pushgateResult.serverCpuUs + pushgateResult.redisCpuUs;
-    const baselineCpu = baselineResult.serverCpuUs + baselineResult.redisCpuUs;
-    const ratioOfMedians = pushgateResult.max.requestsPerSecond / baselineResult.max.requestsPerSecond;
-    const row = (name: string, result: ServerResult, rss: number): string =>
-      `| ${name} | ${format(result.max.requestsPerSecond)} | ${format(result.max.p50)} | ${format(result.max.p99)} | ${format(result.fixed.p50)} | ${format(result.fixed.p99)} | ${format(result.loadCpuUs)} / ${format(result.serverCpuUs)} / ${format(result.redisCpuUs)} | ${format(rss)} | ${result.max.non2xx + result.fixed.non2xx} / ${result.max.errors + result.fixed.errors} |`;
+    }
+    // Each server's plateau: its best median over the concurrency levels.
+    const best = (name: string): { connections: number; requestsPerSecond: number } =>
+      [...levels]
+        .map(([connections, results]) => ({
+          connections,
+          requestsPerSecond: results.get(name)!.max.requestsPerSecond,
+        }))
+        .reduce((a, b) => (b.requestsPerSecond > a.requestsPerSecond ? b : a));
+    const [bestBaseline, bestFloor, bestPushgate] = ['baseline', 'floor', 'pushgate'].map(best);
+    const fixedRows = names.map(([name, label]) => {
+      const runs = [...levels.values()].flatMap((results) => results.get(name)!.rounds);
+      const at = fixed.get(name)!;
+      const non2xx = runs.reduce((sum, run) => sum + run.non2xx, at.non2xx);
+      const errors = runs.reduce((sum, run) => sum + run.errors, at.errors);
+      return `| ${label} | ${format(at.p50)} | ${format(at.p99)} | ${format(rss.get(name)!)} | ${non2xx} / ${errors} |`;
+    });
+    const levelsText = CONNECTION_LEVELS.join(' and ');
     const section = [
       '## ingest',
       '',
@@ -596,28 +654,30 @@ export async function run(): Promise<void> {
       'server that reads the body, checks the HMAC and does one Redis `SET`; and a BullMQ floor: the',
       'baseline plus `JSON.parse` and `Queue.add` of the job, what any receiver built on BullMQ does at the',
       'least (no idempotency, no job record, no logs, no metrics). All use the same private',
-      `\`redis-server\` (no persistence), loopback only, ${CONNECTIONS} connections. All servers stay up; after a`,
-      `${WARMUP_SECONDS} s warm-up each, ${ROUNDS} rounds of ${MEASURE_SECONDS} s at full speed alternate baseline, floor, pushgate (the order`,
-      'rotating each round), so a change in the load of this shared machine hits all alike; the table',
-      'gives the median round. In each',
-      'round the CPU time of the server process and of Redis is read from `/proc` and divided by the',
-      `requests. Then one ${FIXED_SECONDS} s run each at a fixed ${FIXED_RATE} req/s (autocannon \`overallRate\`). Autocannon, the`,
-      'server and Redis share the two cores, so absolute numbers move with the machine.',
+      '`redis-server` (no persistence), loopback only. All servers stay up. At full speed, at each of',
+      `${levelsText} connections: after a ${WARMUP_SECONDS} s warm-up each, ${ROUNDS} rounds of ${MEASURE_SECONDS} s alternate baseline, floor,`,
+      'pushgate (the order rotating each round), so a change in the load of this shared machine hits all',
+      "alike; the table gives the median round, and each server's ratio to the baseline is the median of",
+      'its rounds over the baseline round of the same cycle. In each round the CPU time of the server',
+      'process and of Redis is read from `/proc` and divided by the requests. Then one',
+      `${FIXED_SECONDS} s run each at a fixed ${FIXED_RATE} req/s over ${FIXED_CONNECTIONS} connections (autocannon \`overallRate\`). Autocannon, the`,
+      'servers and Redis share the two cores, so absolute numbers move with the machine.',
       '',
       `Measured ${new Date().toISOString()} with \`npm run bench -- ingest\` on:`,
       '',
       machineText,
       '',
-      `| server | max req/s | p50 ms | p99 ms | p50 ms @${FIXED_RATE}/s | p99 ms @${FIXED_RATE}/s | CPU µs/req: load generator / server / Redis | peak RSS MiB | non-2xx / errors |`,
-      '|---|---|---|---|---|---|---|---|---|',
-      row('baseline', baselineResult, baselineRss),
-      row('BullMQ floor', floorResult, floorRss),
-      row('pushgate serve', pushgateResult, pushgateRss),
+      '| server | connections | max req/s | / baseline | p50 ms | p99 ms | CPU µs/req: load generator / server / Redis | server + Redis µs/req |',
+      '|---|---|---|---|---|---|---|---|',
+      ...fullSpeedRows,
       '',
-      `pushgate / baseline throughput, median of the ${ROUNDS} paired rounds: **${format(ratio, 2)}×** (target ≥ 0.6×); ratio of the median rounds: ${format(ratioOfMedians, 2)}×; round by round: ${roundRatios.map((r) => format(r, 2)).join(', ')}.`,
-      `p99 at ${FIXED_RATE} req/s: **${format(pushgateResult.fixed.p99)} ms** (target < 25 ms).`,
-      `CPU per webhook of the server and Redis together: pushgate ${format(pushgateCpu)} µs, baseline ${format(baselineCpu)} µs (${format(pushgateCpu / baselineCpu, 2)}×).`,
-      `BullMQ floor / baseline, same rounds: ${format(floorRatio, 2)}× (CPU per webhook ${format(floorCpu)} µs, ${format(floorCpu / baselineCpu, 2)}× the baseline); pushgate / floor: **${format(pushgateToFloor, 2)}×**.`,
+      `| server | p50 ms @${FIXED_RATE}/s | p99 ms @${FIXED_RATE}/s | peak RSS MiB | non-2xx / errors (all runs) |`,
+      '|---|---|---|---|---|',
+      ...fixedRows,
+      '',
+      ...levelLines,
+      `- Each at its own plateau (best median over the levels): baseline ${format(bestBaseline!.requestsPerSecond)} req/s (${bestBaseline!.connections} connections), BullMQ floor ${format(bestFloor!.requestsPerSecond)} (${bestFloor!.connections}), pushgate ${format(bestPushgate!.requestsPerSecond)} (${bestPushgate!.connections}): pushgate / baseline **${format(bestPushgate!.requestsPerSecond / bestBaseline!.requestsPerSecond, 2)}×**, floor / baseline ${format(bestFloor!.requestsPerSecond / bestBaseline!.requestsPerSecond, 2)}×.`,
+      `- p99 at ${FIXED_RATE} req/s: **${format(fixed.get('pushgate')!.p99)} ms** (target < 25 ms).`,
       '',
       ...INGEST_NOTES,
       '',
