@@ -43,8 +43,10 @@ local function claim(deliveryKey, shaKey, envKey, recordKey, allKey, envJobsKey,
   if byDelivery and redis.call('EXISTS', jobPrefix .. byDelivery) == 1 then return {byDelivery, 'delivery'} end
   if bySha then
     local raw = redis.call('GET', jobPrefix .. bySha)
-    if raw then
-      local rec = cjson.decode(raw)
+    -- An unreadable record (written by hand, say) counts as finished: it must not fail the
+    -- other claims of the call.
+    local ok, rec = pcall(cjson.decode, raw or '')
+    if ok and type(rec) == 'table' then
       local active = rec.state == 'queued' or rec.state == 'running'
       local live = redis.call('HGET', envKey, 'lastAppliedSha') == sha
       if active or live then

@@ -110,6 +110,20 @@ describe('deploy job queue', () => {
     expect(await queue.count()).toBe(30);
   });
 
+  it('a push whose commit points at an unreadable record gets a job, and so does the rest of its burst', async () => {
+    const { producer, redis: connection, keys } = await services();
+    const sha = 'e'.repeat(40);
+    await connection.set(keys.shaJob('staging', sha), 'broken');
+    await connection.set(keys.job('broken'), 'not json');
+    const jobs = await Promise.all([
+      producer.enqueue('staging', push('f'.repeat(40), 'd-before')),
+      producer.enqueue('staging', push(sha, 'd-broken')),
+      producer.enqueue('staging', push('1'.repeat(40), 'd-after')),
+    ]);
+    expect(jobs.map((job) => job.created)).toEqual([true, true, true]);
+    expect(jobs[1]!.id).not.toBe('broken');
+  });
+
   it('keeps a bounded history per environment, dropping the oldest records', async () => {
     const { producer, store } = await services();
     const start = Date.parse('2026-01-01T00:00:00Z');
