@@ -142,11 +142,6 @@ export class JobStore {
     );
   }
 
-  async claim(request: ClaimRequest): Promise<ClaimOutcome> {
-    const [outcome] = await this.claimMany([request]);
-    return outcome!;
-  }
-
   /**
    * Claims in one script call, decided in the order given (a later one sees what an earlier
    * one created). The command is issued before the first await, so a caller that corks the
@@ -177,7 +172,7 @@ export class JobStore {
         .zadd(this.keys.jobsAll, score, request.id)
         .zadd(this.keys.jobsByEnvironment(request.environment), score, request.id)
         .exec();
-      // Same history bound as claim(): a reconcile-only environment must not grow forever.
+      // Same history bound as claimMany(): a reconcile-only environment must not grow forever.
       const old = await this.redis.zrange(
         this.keys.jobsByEnvironment(request.environment),
         0,
