@@ -30,10 +30,10 @@ export type ClaimOutcome =
  * Creates the job record unless the same delivery, or the same commit still queued or
  * running (or already live), already has one. One script, so two concurrent deliveries of
  * one push can never both create a job. It takes any number of claims, decided in order
- * (six keys and four arguments each): Redis pays its per-script cost once for all the
- * webhooks of an event-loop turn. Every key it touches shares the hash tag, in KEYS[] or
- * not (the matched job's record), and a job without a delivery id or sha passes
- * `keys.absent` for it, so the script stays valid on a Redis Cluster.
+ * (six keys and four arguments each), so the webhooks of one event-loop turn share one call's
+ * overhead. Every key it touches shares the hash tag, in KEYS[] or not (the matched job's
+ * record), and a job without a delivery id or sha passes `keys.absent` for it, so the script
+ * stays valid on a Redis Cluster.
  */
 const CLAIM_SCRIPT = `
 local jobPrefix, absent = ARGV[1], ARGV[2]
