@@ -35,7 +35,7 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
 const WARMUP_SECONDS = 2;
 /**
  * Full speed is measured at each of these concurrencies: at 20 a batching receiver still
- * idles between batches, at 64 every process is busy; a server's maximum is its plateau.
+ * idles between batches, at 64 it idles less; a server's maximum is its plateau.
  */
 const CONNECTION_LEVELS = (process.env.BENCH_CONNECTIONS ?? '20,64').split(',').map(Number);
 const FIXED_RATE = 500;
@@ -74,7 +74,7 @@ const INGEST_NOTES = [
   '',
   'Why two concurrencies: at 20 connections a receiver that batches its Redis writes still idles between',
   'batches (pushgate runs about 70% of the time and waits for a core about 20%, by',
-  '`/proc/<pid>/schedstat`); at 64 every process is busy, its batches are larger, and its CPU per webhook',
+  '`/proc/<pid>/schedstat`); at 64 it idles less, its batches are larger, and its CPU per webhook',
   'of server and Redis falls by a tenth or more. The baseline is bound by autocannon at both (its CPU per',
   'request is in the table). Why the ratios move from run to run: the load generator, the servers and',
   'Redis share two cores, and the ratio has been seen from 0.43 to 0.65 on these machines as their speed',
