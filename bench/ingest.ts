@@ -37,7 +37,12 @@ const WARMUP_SECONDS = 2;
  * Full speed is measured at each of these concurrencies: at 20 a batching receiver still
  * idles between batches, at 64 it idles less; a server's maximum is its plateau.
  */
-const CONNECTION_LEVELS = (process.env.BENCH_CONNECTIONS ?? '20,64').split(',').map(Number);
+const CONNECTION_LEVELS = (process.env.BENCH_CONNECTIONS ?? '20,64').split(',').map((level) => {
+  const connections = Number(level);
+  if (!Number.isInteger(connections) || connections < 1)
+    throw new Error(`BENCH_CONNECTIONS: "${level}" is not a positive whole number (expected e.g. 20,64)`);
+  return connections;
+});
 const FIXED_RATE = 500;
 /** Webhook senders keep few connections open; at 64, autocannon's paced sends come in bursts. */
 const FIXED_CONNECTIONS = 20;

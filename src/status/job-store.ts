@@ -80,7 +80,8 @@ return outcomes
 `;
 
 interface ClaimCommander {
-  pushgateClaim(...args: (string | number)[]): Promise<unknown>;
+  /** One array, which ioredis flattens: a large batch spread as call arguments could overflow the stack. */
+  pushgateClaim(numberOfKeysKeysAndArgs: (string | number)[]): Promise<unknown>;
 }
 
 function claimOutcome(reply: unknown): ClaimOutcome {
@@ -151,7 +152,7 @@ export class JobStore {
     const keys: string[] = [];
     const args: (string | number)[] = [this.keys.job(''), this.keys.absent];
     for (const request of requests) this.addClaim(request, keys, args);
-    const replies = (await this.commander.pushgateClaim(keys.length, ...keys, ...args)) as unknown[];
+    const replies = (await this.commander.pushgateClaim([keys.length, ...keys, ...args])) as unknown[];
     return replies.map(claimOutcome);
   }
 
