@@ -116,12 +116,11 @@ describe('GET /jobs', () => {
       status: 400,
       body: { error: 'environment: unknown environment "nope"' },
     });
-    expect((await get(app, '/jobs?limit=501')).status).toBe(400);
-    expect((await get(app, '/jobs?limit=0')).status).toBe(400);
-    expect(await get(app, '/jobs?limit=ten')).toEqual({
-      status: 400,
-      body: { error: 'limit: must be a whole number' },
-    });
+    const outOfRange = { status: 400, body: { error: 'limit: must be a whole number from 1 to 500' } };
+    expect(await get(app, '/jobs?limit=501')).toEqual(outOfRange);
+    expect(await get(app, '/jobs?limit=0')).toEqual(outOfRange);
+    expect(await get(app, '/jobs?limit=-1')).toEqual(outOfRange);
+    expect(await get(app, '/jobs?limit=ten')).toEqual(outOfRange);
     expect((await get(app, '/jobs?state=queued&state=failed')).status).toBe(400);
   });
 

@@ -7,6 +7,7 @@ import { parseParams } from '../query.js';
 
 export const DEFAULT_JOB_LIMIT = 20;
 export const MAX_JOB_LIMIT = 500;
+const LIMIT_RANGE = `must be a whole number from 1 to ${MAX_JOB_LIMIT}`;
 
 /** GET /jobs/:id and GET /jobs?environment=E&state=S&limit=N (newest first). */
 export function jobRoutes(deps: AppDeps): Router {
@@ -28,9 +29,9 @@ export function jobRoutes(deps: AppDeps): Router {
       .optional(),
     limit: z
       .string()
-      .regex(/^\d+$/, 'must be a whole number')
+      .regex(/^\d+$/, LIMIT_RANGE)
       .transform(Number)
-      .pipe(z.number().int().min(1).max(MAX_JOB_LIMIT))
+      .pipe(z.number().int().min(1, LIMIT_RANGE).max(MAX_JOB_LIMIT, LIMIT_RANGE))
       .default(String(DEFAULT_JOB_LIMIT)),
   });
   const router = Router();
