@@ -178,6 +178,10 @@ async function launch(
   return { url: `redis://127.0.0.1:${port}`, port, pid: pid!, stop };
 }
 
+/** Start-up lines redis-server writes at warning level on every start. */
+const REDIS_ROUTINE_LINE =
+  /^(oO0OoO0OoO0Oo Redis is starting|Redis version=|Configuration loaded|Server initialized)/;
+
 /** Keeps the last lines of the server's output for error messages and forwards them to the log. */
 function collectOutput(child: ChildProcess, logger: Logger): { tail(): string; stopping(): void } {
   const lines: string[] = [];
@@ -187,8 +191,10 @@ function collectOutput(child: ChildProcess, logger: Logger): { tail(): string; s
     lines.push(line);
     if (lines.length > 20) lines.shift();
     // Redis marks warnings with '#' after the timestamp ("pid:M 01 Jan 2026 00:00:00.000 # ...").
-    // It also uses '#' for its ordinary shutdown lines, which are no warning once we asked for it.
-    if (/^\d+:[A-Z] .+? # /.test(line) && !stopping) logger.warn({ redis: line }, 'redis-server warning');
+    // It also uses '#' for its ordinary start-up banner and, once we asked for it, its shutdown.
+    const warning = /^\d+:[A-Z] .+? # (.*)$/.exec(line);
+    if (warning && !stopping && !REDIS_ROUTINE_LINE.test(warning[1]!))
+      logger.warn({ redis: line }, 'redis-server warning');
     else logger.debug({ redis: line }, 'redis-server');
   };
   for (const stream of [child.stdout, child.stderr]) {

@@ -11,7 +11,7 @@ import {
   REDIS_NOT_FOUND_HINT,
   type EmbeddedRedis,
 } from '../../src/lib/embedded-redis.js';
-import { silentLogger } from '../../src/lib/logger.js';
+import { createLogger, silentLogger } from '../../src/lib/logger.js';
 
 const logger = silentLogger();
 
@@ -82,6 +82,21 @@ describe('embedded redis-server', () => {
     await redis.stop();
     expect(await portAccepts(redis.port)).toBe(false);
     expect(processAlive(redis.pid)).toBe(false);
+  });
+
+  it("logs redis-server's start-up banner at debug level, not as warnings", async () => {
+    const lines: { level: string; redis?: string }[] = [];
+    const capturing = createLogger({
+      level: 'debug',
+      destination: { write: (line: string) => void lines.push(JSON.parse(line) as (typeof lines)[number]) },
+    });
+    const redis = await startEmbeddedRedis({ dataDir: join(dir, 'data'), logger: capturing });
+    started.push(redis);
+    await redis.stop();
+
+    const banner = /Redis is starting|Redis version=|Configuration loaded|Server initialized/;
+    expect(lines.some((line) => line.level === 'debug' && banner.test(line.redis ?? ''))).toBe(true);
+    expect(lines.filter((line) => line.level === 'warn' && banner.test(line.redis ?? ''))).toEqual([]);
   });
 
   it('keeps the data across a restart with the same folder (append-only file)', async () => {
