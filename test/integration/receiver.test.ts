@@ -190,6 +190,38 @@ describe('GitHub push webhooks', () => {
     const [job] = (JSON.parse(answer.body) as { jobs: { statusUrl: string; id: string }[] }).jobs;
     expect(job!.statusUrl).toBe(`http://127.0.0.1:${port}/jobs/${job!.id}`);
   });
+
+  it('logs each webhook with its provider and delivery id, and an accepted one with its jobs', async () => {
+    const app = await receiver();
+    const sha = randomSha();
+    const push = githubPush({ repository: GITHUB_REPO, branch: 'env/staging', after: sha });
+    const accepted = await sendGithub(app, push, { deliveryId: 'delivery-logged' });
+    const body = JSON.stringify(push);
+    await post(app, '/webhooks/github', body, {
+      ...githubHeaders(SECRET, body, { deliveryId: 'delivery-forged' }),
+      'x-hub-signature-256': signGithub('guessed-secret', body),
+    });
+
+    const [job] = jobsOf(accepted);
+    const lines = (deliveryId: string) => app.logs.filter((line) => line.deliveryId === deliveryId);
+    expect(lines('delivery-logged')).toContainEqual(
+      expect.objectContaining({
+        level: 'info',
+        msg: 'webhook accepted',
+        provider: 'github',
+        sha,
+        jobs: [{ id: job!.id, environment: 'staging', created: true }],
+      }),
+    );
+    expect(lines('delivery-forged')).toContainEqual(
+      expect.objectContaining({
+        level: 'warn',
+        msg: 'webhook rejected: signature or token did not verify',
+        provider: 'github',
+        reason: 'mismatch',
+      }),
+    );
+  });
 });
 
 describe('ignored deliveries: 200 with the reason, nothing queued', () => {
