@@ -69,7 +69,7 @@ const INGEST_NOTES = [
   'The BullMQ floor rows separate the two: what BullMQ alone costs any receiver, and what pushgate adds on',
   'top for its guarantees (the claim that makes redelivery and same-commit pushes idempotent, the job',
   'record the status API serves before a worker has seen the job, a log line and metrics per webhook). On',
-  'the Intel Xeon machines of two cores of 2026-11-27 the floor reached 0.50–0.64× of the baseline and',
+  'the Intel Xeon machines of two cores of 2026-11-27 and -28 the floor reached 0.50–0.64× of the baseline and',
   'pushgate 0.43–0.55× (0.83–0.91× of the floor); on an AMD EPYC machine of two cores, about three times',
   'as fast, 0.52× and 0.43× at 20 connections. On an AMD EPYC machine of 2026-11-28, slower than the',
   'Intel (autocannon took 130–155 µs a request, not 65–75), the medians of ten rounds were floor 0.77× and',
