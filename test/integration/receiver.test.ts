@@ -191,10 +191,11 @@ describe('GitHub push webhooks', () => {
     expect(job!.statusUrl).toBe(`http://127.0.0.1:${port}/jobs/${job!.id}`);
   });
 
-  it('logs each webhook with its provider and delivery id, and an accepted one with its jobs', async () => {
+  it('logs each webhook with its provider and delivery id, and an accepted one a line per job with its id', async () => {
     const app = await receiver();
     const sha = randomSha();
-    const push = githubPush({ repository: GITHUB_REPO, branch: 'env/staging', after: sha });
+    // env/production feeds two environments: one line for each job.
+    const push = githubPush({ repository: GITHUB_REPO, branch: 'env/production', after: sha });
     const accepted = await sendGithub(app, push, { deliveryId: 'delivery-logged' });
     const body = JSON.stringify(push);
     await post(app, '/webhooks/github', body, {
@@ -202,17 +203,25 @@ describe('GitHub push webhooks', () => {
       'x-hub-signature-256': signGithub('guessed-secret', body),
     });
 
-    const [job] = jobsOf(accepted);
     const lines = (deliveryId: string) => app.logs.filter((line) => line.deliveryId === deliveryId);
-    expect(lines('delivery-logged')).toContainEqual(
-      expect.objectContaining({
-        level: 'info',
-        msg: 'webhook accepted',
-        provider: 'github',
-        sha,
-        jobs: [{ id: job!.id, environment: 'staging', created: true }],
-      }),
-    );
+    const acceptedLines = lines('delivery-logged').filter((line) => line.msg === 'webhook accepted');
+    const jobs = jobsOf(accepted);
+    expect(jobs).toHaveLength(2);
+    expect(acceptedLines).toHaveLength(2);
+    for (const job of jobs) {
+      expect(acceptedLines).toContainEqual(
+        expect.objectContaining({
+          level: 'info',
+          provider: 'github',
+          repository: GITHUB_REPO,
+          branch: 'env/production',
+          sha,
+          jobId: job.id,
+          environment: job.environment,
+          created: true,
+        }),
+      );
+    }
     expect(lines('delivery-forged')).toContainEqual(
       expect.objectContaining({
         level: 'warn',

@@ -166,15 +166,21 @@ export function createWebhookReceiver(deps: AppDeps): WebhookReceiver {
       environments.map((environment) => deps.producer.enqueue(environment.name, trigger, receivedAt)),
     );
     const base = publicBase(deps.config.server.publicUrl, req);
-    log.info(
-      {
-        repository: push.repository,
-        branch: push.branch,
-        sha: push.after,
-        jobs: jobs.map(({ id, environment, created }) => ({ id, environment, created })),
-      },
-      'webhook accepted',
-    );
+    // A line per job, with the job's id and environment at the top level like every job
+    // line of the worker, so selecting one jobId shows its deploy from the webhook on.
+    for (const job of jobs) {
+      log.info(
+        {
+          jobId: job.id,
+          environment: job.environment,
+          created: job.created,
+          repository: push.repository,
+          branch: push.branch,
+          sha: push.after,
+        },
+        'webhook accepted',
+      );
+    }
     done(jobs.some((job) => job.created) ? 'queued' : 'duplicate');
     sendJson(res, 202, {
       jobs: jobs.map((job) => ({
