@@ -200,7 +200,7 @@ async function startCluster(): Promise<string> {
   }
   step('Starting the local control plane (etcd + kube-apiserver, no kubelet)');
   info(
-    'The first run builds both from source with Go: this may take ~15-25 minutes; later runs take seconds.',
+    'The first run builds both from source with Go: this takes about 4-15 minutes on two cores; later runs take seconds.',
   );
   // A previous demo that was killed may have left it running.
   await runClusterScript('down', false).catch(() => undefined);
