@@ -178,6 +178,19 @@ export function closeClusterClients(): void {
   clients.clear();
 }
 
+/**
+ * Why a kubeconfig did not load, without its text: a YAML error's message quotes the lines
+ * around the fault, and those may hold a token or a key. (Not kept as the cause either, since
+ * error logs print causes.)
+ */
+function loadFailure(error: unknown): string {
+  if (error instanceof Error && error.name === 'YAMLParseError') {
+    // "<reason> at line L, column C:" and then the quoted lines: keep the first line only.
+    return `not valid YAML: ${error.message.split('\n', 1)[0]!.replace(/:$/, '')}`;
+  }
+  return errorMessage(error);
+}
+
 export function loadKubeConfig(cluster: ClusterConfig, env: Env = process.env): KubeAccess {
   const kc = new KubeAccess();
   const files = kubeconfigFiles(cluster, env);
@@ -198,9 +211,7 @@ export function loadKubeConfig(cluster: ClusterConfig, env: Env = process.env): 
       );
     }
   } catch (error) {
-    throw new ConfigError(`cluster ${cluster.name}: cannot load kubeconfig: ${errorMessage(error)}`, {
-      cause: error,
-    });
+    throw new ConfigError(`cluster ${cluster.name}: cannot load kubeconfig: ${loadFailure(error)}`);
   }
 
   if (cluster.context) {

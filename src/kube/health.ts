@@ -81,13 +81,15 @@ export function readinessOf(object: Obj): Readiness {
 }
 
 export function deploymentReadiness(object: Obj): Readiness {
+  // Generation first, as kstatus does: right after an apply the conditions are still those of
+  // the previous rollout, and a deadline it exceeded says nothing about this one.
+  const unobserved = notObserved(object);
+  if (unobserved) return unobserved;
   const status = record(object.status);
   const stuck = condition(status, 'Progressing');
   if (stuck?.status === 'False' && stuck.reason === 'ProgressDeadlineExceeded') {
     return { state: 'failed', message: `progress deadline exceeded: ${stuck.message ?? 'rollout stalled'}` };
   }
-  const unobserved = notObserved(object);
-  if (unobserved) return unobserved;
   const spec = record(object.spec);
   if (spec.paused === true) return ready;
   const replicas = int(spec.replicas, 1);

@@ -68,6 +68,24 @@ describe('loadKubeConfig', () => {
     );
   });
 
+  it('names where a kubeconfig is not YAML without quoting its lines (they may hold a token)', async () => {
+    const file = path.join(dir, 'config');
+    await writeFile(file, 'apiVersion: v1\nusers:\n- name: u\n  user:\n    token: sekrit-abc: bad\n');
+
+    let thrown: unknown;
+    try {
+      loadKubeConfig({ name: 'prod', kubeconfig: file }, {});
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(ConfigError);
+    const { message, cause } = thrown as ConfigError;
+    expect(message).toMatch(
+      /^cluster prod: cannot load kubeconfig: not valid YAML: .+ at line 5, column \d+$/,
+    );
+    expect(`${message} ${String(cause)}`).not.toContain('sekrit');
+  });
+
   it('returns one cached client per cluster', async () => {
     const file = path.join(dir, 'config');
     await writeFile(file, kubeconfig('https://prod.example:6443', ['admin']));

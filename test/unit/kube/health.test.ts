@@ -51,6 +51,16 @@ describe('readinessOf', () => {
     });
   });
 
+  it('Deployment: a deadline exceeded by the previous rollout does not fail the new generation', () => {
+    // Right after the fix is applied: generation 4, the controller has not seen it yet and the
+    // stuck rollout's condition is still there.
+    const status = {
+      observedGeneration: 3,
+      conditions: [{ type: 'Progressing', status: 'False', reason: 'ProgressDeadlineExceeded' }],
+    };
+    expect(readinessOf(deployment(status, 2, 4)).state).toBe('progressing');
+  });
+
   it('Deployment: one replica by default', () => {
     const object = {
       kind: 'Deployment',
