@@ -17,7 +17,7 @@ export function readSecrets(env: Env = process.env): Secrets {
   return {
     githubWebhookSecrets: readList('GITHUB_WEBHOOK_SECRET', env),
     gitlabWebhookTokens: readList('GITLAB_WEBHOOK_TOKEN', env),
-    gitlabSigningTokens: readList('GITLAB_WEBHOOK_SIGNING_TOKEN', env),
+    gitlabSigningTokens: readSigningTokens(env),
     gitToken: readList('GIT_TOKEN', env)[0],
     githubToken: readList('GITHUB_TOKEN', env)[0],
     gitlabToken: readList('GITLAB_TOKEN', env)[0],
@@ -47,4 +47,24 @@ function readList(name: string, env: Env): string[] {
     .split(',')
     .map((part) => part.trim())
     .filter((part) => part !== '');
+}
+
+const SIGNING_TOKEN = /^(?:whsec_)?[A-Za-z0-9+/]+={0,2}$/;
+
+/**
+ * Standard Webhooks signing tokens (`whsec_<base64>`, as GitLab shows them). One that is not
+ * base64 would decode to another key and every signed delivery would be refused as a
+ * mismatch, so it is refused at start instead, naming its place in the list, not its value.
+ */
+function readSigningTokens(env: Env): string[] {
+  const name = 'GITLAB_WEBHOOK_SIGNING_TOKEN';
+  const tokens = readList(name, env);
+  tokens.forEach((token, index) => {
+    if (!SIGNING_TOKEN.test(token)) {
+      throw new ConfigError(
+        `${name}: entry ${index + 1} of ${tokens.length} is not a signing token: expected whsec_ followed by base64, as GitLab shows it`,
+      );
+    }
+  });
+  return tokens;
 }

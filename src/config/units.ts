@@ -14,11 +14,13 @@ export function parseDurationMs(text: string | number): number | undefined {
   );
 }
 
-/** Parses `512kb`, `5mb`, `1048576` into bytes; undefined when malformed. */
+/** Parses `512kb`, `5mb`, `1048576` into bytes; undefined when malformed or under one byte. */
 export function parseSizeBytes(text: string | number): number | undefined {
   if (typeof text === 'number') return Number.isInteger(text) && text > 0 ? text : undefined;
   const match = /^(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?$/i.exec(text.trim());
   if (!match) return undefined;
   const unit = (match[2] ?? 'b').toLowerCase();
-  return Math.floor(Number(match[1]) * SIZE_UNITS_BYTES[unit]!);
+  const bytes = Math.floor(Number(match[1]) * SIZE_UNITS_BYTES[unit]!);
+  // A size of nothing would refuse every request: as malformed as the number 0.
+  return bytes > 0 ? bytes : undefined;
 }

@@ -52,6 +52,15 @@ describe('configuration loading', () => {
     });
   });
 
+  it('refuses a body limit of nothing, which would answer every webhook 413', () => {
+    for (const limit of ['0', '0kb', '0.1b']) {
+      const text = VALID.replace('bodyLimit: 1mb', `bodyLimit: "${limit}"`);
+      expect(messageOf(() => parseConfigText(text, 'p.yaml', { REDIS_URL: 'redis://r' }))).toContain(
+        `p.yaml: server.bodyLimit: "${limit}" is not a size like 512kb or 5mb`,
+      );
+    }
+  });
+
   it('names the missing variable, the file and the field', () => {
     expect(messageOf(() => parseConfigText(VALID, 'conf/pushgate.yaml', {}))).toBe(
       'conf/pushgate.yaml: redis.url: environment variable REDIS_URL is not set',

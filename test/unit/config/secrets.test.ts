@@ -37,6 +37,17 @@ describe('secrets', () => {
     ).toEqual(['direct']);
   });
 
+  it('refuses a GitLab signing token that is not whsec_ + base64, naming its place but not its value', () => {
+    const good = `whsec_${Buffer.from('a-signing-key-of-32-bytes-length').toString('base64')}`;
+    expect(readSecrets({ GITLAB_WEBHOOK_SIGNING_TOKEN: good }).gitlabSigningTokens).toEqual([good]);
+    for (const bad of ['my secret!', 'whsec_%%%']) {
+      const read = () => readSecrets({ GITLAB_WEBHOOK_SIGNING_TOKEN: `${good},${bad}` });
+      expect(read).toThrow(ConfigError);
+      expect(read).toThrow(/^GITLAB_WEBHOOK_SIGNING_TOKEN: entry 2 of 2 is not a signing token/);
+      expect(read).not.toThrow(bad);
+    }
+  });
+
   it('names the variable and the file when NAME_FILE cannot be read, never its content', () => {
     expect(() => readSecrets({ PUSHGATE_API_TOKEN_FILE: '/nonexistent/token' })).toThrow(ConfigError);
     expect(() => readSecrets({ PUSHGATE_API_TOKEN_FILE: '/nonexistent/token' })).toThrow(
