@@ -9,6 +9,13 @@ export const HISTORY_PER_ENVIRONMENT = 500;
 const HISTORY_TRIM_BATCH = 50;
 const DELIVERY_TTL_SECONDS = 7 * 24 * 3600;
 const SHA_TTL_SECONDS = 30 * 24 * 3600;
+/**
+ * Marks a job another request was answered with (its record key plus this suffix), so undoing
+ * the claim that created it cannot delete a job someone else holds a 202 for. A claim is
+ * undone within a second or so of being made; the mark outlives that by far.
+ */
+const SHARED_SUFFIX = ':shared';
+const SHARED_TTL_SECONDS = 3600;
 
 export interface EnvironmentStatus {
   lastAppliedSha: string | null;
@@ -40,7 +47,10 @@ local jobPrefix, absent = ARGV[1], ARGV[2]
 local function claim(deliveryKey, shaKey, envKey, recordKey, allKey, envJobsKey, id, record, score, sha)
   local found = redis.call('MGET', deliveryKey, shaKey)
   local byDelivery, bySha = found[1], found[2]
-  if byDelivery and redis.call('EXISTS', jobPrefix .. byDelivery) == 1 then return {byDelivery, 'delivery'} end
+  if byDelivery and redis.call('EXISTS', jobPrefix .. byDelivery) == 1 then
+    redis.call('SET', jobPrefix .. byDelivery .. '${SHARED_SUFFIX}', '1', 'EX', ${SHARED_TTL_SECONDS})
+    return {byDelivery, 'delivery'}
+  end
   if bySha then
     local raw = redis.call('GET', jobPrefix .. bySha)
     -- An unreadable record (written by hand, say) counts as finished: it must not fail the
@@ -51,6 +61,7 @@ local function claim(deliveryKey, shaKey, envKey, recordKey, allKey, envJobsKey,
       local live = redis.call('HGET', envKey, 'lastAppliedSha') == sha
       if active or live then
         if deliveryKey ~= absent then redis.call('SET', deliveryKey, bySha, 'EX', ${DELIVERY_TTL_SECONDS}) end
+        redis.call('SET', jobPrefix .. bySha .. '${SHARED_SUFFIX}', '1', 'EX', ${SHARED_TTL_SECONDS})
         return {bySha, 'sha'}
       end
     end
@@ -79,9 +90,26 @@ end
 return outcomes
 `;
 
+/**
+ * Undoes one claim unless its job was handed to another request meanwhile (the claim script
+ * marks it): that request's 202 names the job, and its queue entry is repaired by whoever
+ * meets the queued record next (see DeployProducer.enqueue).
+ * KEYS: shared mark, record, all-jobs index, environment index, delivery, sha.
+ */
+const RELEASE_SCRIPT = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('DEL', KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+if KEYS[5] ~= ARGV[2] then redis.call('DEL', KEYS[5]) end
+if KEYS[6] ~= ARGV[2] then redis.call('DEL', KEYS[6]) end
+return 1
+`;
+
 interface ClaimCommander {
   /** One array, which ioredis flattens: a large batch spread as call arguments could overflow the stack. */
   pushgateClaim(numberOfKeysKeysAndArgs: (string | number)[]): Promise<unknown>;
+  pushgateRelease(...keysAndArgs: string[]): Promise<number>;
 }
 
 function claimOutcome(reply: unknown): ClaimOutcome {
@@ -118,6 +146,7 @@ export class JobStore {
     if (typeof commander.pushgateClaim !== 'function') {
       // No numberOfKeys: a batch of claims passes six keys per claim, counted at the call.
       commander.defineCommand('pushgateClaim', { lua: CLAIM_SCRIPT });
+      commander.defineCommand('pushgateRelease', { lua: RELEASE_SCRIPT, numberOfKeys: 6 });
     }
     this.commander = commander;
   }
@@ -193,18 +222,25 @@ export class JobStore {
     return record;
   }
 
-  /** Undoes a claim whose queue entry could not be written, so a redelivery starts afresh. */
-  async release(request: ClaimRequest): Promise<void> {
+  /**
+   * Undoes a claim whose queue entry could not be written, so a redelivery starts afresh;
+   * false (nothing undone) when the job was meanwhile handed to another request.
+   */
+  async release(request: ClaimRequest): Promise<boolean> {
     const { trigger, environment, id } = request;
-    const multi = this.redis
-      .multi()
-      .del(this.keys.job(id))
-      .zrem(this.keys.jobsAll, id)
-      .zrem(this.keys.jobsByEnvironment(environment), id);
-    if (trigger.deliveryId && trigger.provider)
-      multi.del(this.keys.delivery(trigger.provider, trigger.deliveryId, environment));
-    if (trigger.sha) multi.del(this.keys.shaJob(environment, trigger.sha));
-    await multi.exec();
+    const undone = await this.commander.pushgateRelease(
+      this.keys.job(id) + SHARED_SUFFIX,
+      this.keys.job(id),
+      this.keys.jobsAll,
+      this.keys.jobsByEnvironment(environment),
+      trigger.deliveryId && trigger.provider
+        ? this.keys.delivery(trigger.provider, trigger.deliveryId, environment)
+        : this.keys.absent,
+      trigger.sha ? this.keys.shaJob(environment, trigger.sha) : this.keys.absent,
+      id,
+      this.keys.absent,
+    );
+    return undone === 1;
   }
 
   async get(id: string): Promise<JobRecord | null> {

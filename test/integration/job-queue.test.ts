@@ -124,6 +124,39 @@ describe('deploy job queue', () => {
     expect(jobs[1].id).not.toBe('broken');
   });
 
+  it('undoing a claim keeps a job that another request was answered with meanwhile', async () => {
+    const { store } = await services();
+    const sha = '7'.repeat(40);
+    const receivedAt = new Date().toISOString();
+    const first = { id: 'job-first', environment: 'staging', trigger: push(sha, 'd-first'), receivedAt };
+    const second = { id: 'job-second', environment: 'staging', trigger: push(sha, 'd-second'), receivedAt };
+    expect(await store.claimMany([first])).toEqual([{ id: 'job-first', created: true }]);
+    // Same commit from another delivery: answered with the first job.
+    expect(await store.claimMany([second])).toEqual([{ id: 'job-first', created: false, matchedBy: 'sha' }]);
+
+    // The first request's queue write failed: it undoes its claim, but not the job now shared.
+    expect(await store.release(first)).toBe(false);
+    expect(await store.get('job-first')).toMatchObject({ state: 'queued' });
+    // Its redelivery finds the same job (and the producer repairs its queue entry).
+    expect(await store.claimMany([{ ...first, id: 'job-redelivered' }])).toEqual([
+      { id: 'job-first', created: false, matchedBy: 'delivery' },
+    ]);
+
+    // A claim nobody else was answered with is undone whole: its redelivery starts afresh.
+    const alone = {
+      id: 'job-alone',
+      environment: 'staging',
+      trigger: push('8'.repeat(40), 'd-alone'),
+      receivedAt,
+    };
+    await store.claimMany([alone]);
+    expect(await store.release(alone)).toBe(true);
+    expect(await store.get('job-alone')).toBeNull();
+    expect(await store.claimMany([{ ...alone, id: 'job-alone-2' }])).toEqual([
+      { id: 'job-alone-2', created: true },
+    ]);
+  });
+
   it('keeps a bounded history per environment, dropping the oldest records', async () => {
     const { producer, store } = await services();
     const start = Date.parse('2026-01-01T00:00:00Z');
