@@ -108,12 +108,17 @@ async function dryRunBeforeWrites(
   return { ordered, actions, deferred, failures: [...first.failures, ...second.failures] };
 }
 
-/** Applies the changed objects of one stage, kind group by kind group, each group in parallel. */
+/**
+ * Applies the changed objects of one stage, kind group by kind group, each group in
+ * parallel. `beforeWrite` (the lock check) runs before every group, so a worker that lost
+ * its lock mid-stage stops before the next group instead of rolling back whoever took over.
+ */
 async function applyChanged(
   client: ClusterClient,
   objects: readonly PreparedObject[],
   actions: ReadonlyMap<PreparedObject, PlannedObject['action']>,
   results: Results,
+  beforeWrite: () => Promise<void>,
   signal: AbortSignal | undefined,
 ): Promise<ObjectFailure[]> {
   for (const object of objects) {
@@ -121,6 +126,7 @@ async function applyChanged(
   }
   const changed = objects.filter((object) => actions.get(object) !== 'unchanged');
   for (const group of groupByRank(changed.map((object) => ({ ...object.ref, object })))) {
+    await beforeWrite();
     const settled = await settleWithConcurrency(group, CONCURRENCY, ({ object }) =>
       client.apply(object.resource, object.object, { signal }),
     );
@@ -181,13 +187,13 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
     readInventory(client, environment, signal),
     inventoryNamespaceExists(client, environment, signal),
   ]);
-  const createsNamespace = objects.some(
+  const homeNamespace = objects.find(
     (object) =>
       object.ref.kind === 'Namespace' &&
       object.ref.apiVersion === 'v1' &&
       object.ref.name === environment.namespace,
   );
-  if (!namespaceExists && !createsNamespace) {
+  if (!namespaceExists && !homeNamespace) {
     throw new DeployError(
       'apply_rejected',
       `namespace ${environment.namespace} (the namespace of environment ${environment.name}, which holds its inventory) ` +
@@ -212,10 +218,35 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
     summarize(actions),
   );
 
+  // Before the first write, the inventory grows to cover everything this deploy may create,
+  // so objects written by a deploy that then fails are still pruned once the set drops them.
+  // It can only be written once the environment's namespace exists: when this set creates
+  // it, as soon as the stage-1 group that applied it is done.
+  let owned = false;
+  const recordOwnership = async (): Promise<void> => {
+    const home = homeNamespace && results.get(homeNamespace)?.action;
+    if (owned || !(namespaceExists || (home !== undefined && home !== 'failed'))) return;
+    owned = true;
+    const known = new Set((previous?.objects ?? []).map(refKey));
+    const added = ordered.map((object) => object.ref).filter((ref) => !known.has(refKey(ref)));
+    if (added.length === 0) return;
+    await request.assertLockHeld();
+    await writeInventory(
+      client,
+      environment,
+      { revision: previous?.revision ?? '', objects: [...(previous?.objects ?? []), ...added] },
+      signal,
+    );
+  };
+  const beforeWrite = async (): Promise<void> => {
+    await request.assertLockHeld();
+    await recordOwnership();
+  };
+
   const stageOne = ordered.filter((object) => object.stage === 1);
   if (stageOne.some((object) => actions.get(object) !== 'unchanged')) {
-    await request.assertLockHeld();
-    const failures = await applyChanged(client, stageOne, actions, results, signal);
+    const failures = await applyChanged(client, stageOne, actions, results, beforeWrite, signal);
+    await recordOwnership();
     if (failures.length > 0) {
       results.fail(failures);
       throw failuresError(failures, 'apply of Namespaces and CRDs failed', results.list());
@@ -246,8 +277,7 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
   }
 
   const stageTwo = ordered.filter((object) => object.stage === 2);
-  if (stageTwo.some((object) => actions.get(object) !== 'unchanged')) await request.assertLockHeld();
-  const applyFailures = await applyChanged(client, stageTwo, actions, results, signal);
+  const applyFailures = await applyChanged(client, stageTwo, actions, results, beforeWrite, signal);
   if (applyFailures.length > 0) {
     results.fail(applyFailures);
     throw failuresError(applyFailures, 'apply failed', results.list());
@@ -289,8 +319,7 @@ async function recordAndPrune(
   if (stale.length > 0) {
     await request.assertLockHeld();
     await writeInventory(client, environment, { revision: sha, objects: [...current, ...stale] }, signal);
-    await request.assertLockHeld();
-    const pruned = await pruneObjects(client, environment, stale, signal);
+    const pruned = await pruneObjects(client, environment, stale, request.assertLockHeld, signal);
     results.extra.push(...pruned.results);
     const kept = pruned.failures.map((failure) => failure.ref);
     await request.assertLockHeld();

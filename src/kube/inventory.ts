@@ -8,9 +8,11 @@ import type { ClusterClient, LiveObject } from './cluster.js';
 
 /**
  * What the last successful deploy of an environment applied, kept in the cluster as the
- * ConfigMap `pushgate-inventory-<environment>` in the environment's namespace:
+ * ConfigMap `pushgate-inventory-<environment>` in the environment's namespace, plus what
+ * any later deploy was about to apply when it failed (recorded before its first write, so
+ * whatever it created is pruned once the set drops it):
  *
- *   data.revision:     the commit sha
+ *   data.revision:     the commit sha of the last successful deploy
  *   data.objects.json: one JSON ref per line, {"apiVersion","kind","namespace"?,"name"}
  *
  * A ConfigMap holds 1 MiB, about 10,000 refs. Prune works from this list only, never

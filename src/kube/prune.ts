@@ -35,22 +35,33 @@ function result(ref: ObjectRef, action: ResourceResult['action'], message?: stri
  * Namespaces last). An object is only deleted while it still carries this environment's
  * label and is not annotated `pushgate.dev/prune: disabled`; otherwise it is left in place
  * (`skipped`) and forgotten. Already gone counts as pruned.
+ *
+ * `assertLockHeld` runs before every delete; when it throws, the prune stops (after the
+ * deletes already started) and its error is re-thrown rather than counted as a failed delete.
  */
 export async function pruneObjects(
   client: ClusterClient,
   environment: Pick<EnvironmentConfig, 'name' | 'namespace'>,
   stale: readonly ObjectRef[],
+  assertLockHeld: () => Promise<void>,
   signal?: AbortSignal,
 ): Promise<PruneResult> {
   const results: ResourceResult[] = [];
   const failures: PruneFailure[] = [];
+  let lockLost: { error: unknown } | undefined;
+  const checkLock = (): Promise<void> =>
+    assertLockHeld().catch((error: unknown) => {
+      lockLost ??= { error };
+      throw error;
+    });
   const reversed = [...stale].sort((a, b) => compareApplyOrder(b, a));
   for (const group of groupByRank(reversed)) {
     const outcomes = await mapWithConcurrency(group, CONCURRENCY, async (ref) => {
       try {
-        return await pruneOne(client, environment, ref, signal);
+        return await pruneOne(client, environment, ref, checkLock, signal);
       } catch (error) {
         signal?.throwIfAborted();
+        if (lockLost) throw lockLost.error;
         const status =
           error instanceof KubeApiError && error.status !== undefined ? ` (HTTP ${error.status})` : '';
         const permanent = error instanceof KubeApiError ? !error.transient : true;
@@ -68,6 +79,7 @@ async function pruneOne(
   client: ClusterClient,
   environment: Pick<EnvironmentConfig, 'name' | 'namespace'>,
   ref: ObjectRef,
+  assertLockHeld: () => Promise<void>,
   signal?: AbortSignal,
 ): Promise<ResourceResult> {
   const resource = await client.discovery.resolve(ref.apiVersion, ref.kind);
@@ -90,6 +102,7 @@ async function pruneOne(
   if (live.metadata.annotations?.[PRUNE_ANNOTATION] === 'disabled') {
     return result(ref, 'skipped', `not pruned: annotated ${PRUNE_ANNOTATION}: disabled`);
   }
+  await assertLockHeld();
   await client.delete(resource, ref.namespace, ref.name, live.metadata.uid, signal);
   return result(ref, 'pruned');
 }

@@ -33,6 +33,13 @@ const DEPLOYMENTS: ResourceInfo = {
   plural: 'deployments',
   namespaced: true,
 };
+const CRDS: ResourceInfo = {
+  group: 'apiextensions.k8s.io',
+  version: 'v1',
+  kind: 'CustomResourceDefinition',
+  plural: 'customresourcedefinitions',
+  namespaced: false,
+};
 
 function client(): ClusterClient {
   return createClusterClient({ name: 'test', kubeconfig: kubeconfigPathFromTest() });
@@ -441,6 +448,83 @@ describe('deployToCluster', () => {
     expect(await kube.get(CONFIG_MAPS, ns.name, 'a')).toBeUndefined();
   });
 
+  it('applies no later kind group once the lock is lost mid-apply', async () => {
+    const ns = await createTestNamespace('apply-lock-mid');
+    const env = environmentFor(ns.name);
+    const kube = client();
+    // Another worker took the lock over as soon as the first group (the ConfigMap) landed.
+    const lost = request(env, manifests(configMap('a'), service('b', 80), deployment('c')), {
+      assertLockHeld: async () => {
+        if (await kube.get(CONFIG_MAPS, ns.name, 'a')) throw new PushgateError('transient', 'lock lost');
+      },
+    });
+
+    await expect(deployToCluster(kube, lost)).rejects.toThrow('lock lost');
+
+    expect(await kube.get(CONFIG_MAPS, ns.name, 'a')).toBeDefined();
+    expect(await kube.get(SERVICES, ns.name, 'b')).toBeUndefined();
+    expect(await kube.get(DEPLOYMENTS, ns.name, 'c')).toBeUndefined();
+  });
+
+  it('deletes nothing more once the lock is lost mid-prune', async () => {
+    const ns = await createTestNamespace('apply-lock-prune');
+    const env = environmentFor(ns.name);
+    const kube = client();
+    await deployToCluster(
+      kube,
+      request(env, manifests(configMap('keep'), service('s', 80), deployment('d'))),
+    );
+    // Prune goes in reverse apply order: the lock is lost once the Deployment is deleted.
+    const lost = request(env, manifests(configMap('keep')), {
+      assertLockHeld: async () => {
+        if (!(await kube.get(DEPLOYMENTS, ns.name, 'd'))) throw new PushgateError('transient', 'lock lost');
+      },
+    });
+
+    await expect(deployToCluster(kube, lost)).rejects.toThrow('lock lost');
+
+    expect(await kube.get(DEPLOYMENTS, ns.name, 'd')).toBeUndefined();
+    expect(await kube.get(SERVICES, ns.name, 's')).toBeDefined();
+  });
+
+  it('prunes an object created by a deploy whose apply failed, once the set drops it', async () => {
+    const ns = await createTestNamespace('apply-fail-prune');
+    const env = environmentFor(ns.name);
+    const kube = client();
+    // A real quota admits one Deployment: both pass the dry-run, one of them fails at apply.
+    await kube.transport.request({
+      method: 'POST',
+      path: `/api/v1/namespaces/${ns.name}/resourcequotas`,
+      body: { metadata: { name: 'one-deployment' }, spec: { hard: { 'count/deployments.apps': '1' } } },
+    });
+    // No kube-controller-manager: the quota's status is what the quota controller would write.
+    await kube.transport.request({
+      method: 'PATCH',
+      path: `/api/v1/namespaces/${ns.name}/resourcequotas/one-deployment/status`,
+      contentType: 'application/merge-patch+json',
+      body: {
+        status: { hard: { 'count/deployments.apps': '1' }, used: { 'count/deployments.apps': '0' } },
+      },
+    });
+
+    const error = await rejection(
+      deployToCluster(kube, request(env, manifests(configMap('keep'), deployment('a'), deployment('b')))),
+    );
+
+    expect(error.message).toMatch(/^apply failed: .*exceeded quota/);
+    const created = error.resources.filter((r) => r.action === 'created').map((r) => r.name);
+    expect(created).toHaveLength(2);
+    const [survivor] = created.filter((name) => name !== 'keep');
+    expect(await kube.get(DEPLOYMENTS, ns.name, survivor ?? '')).toBeDefined();
+
+    // The user reverts the commit.
+    const outcome = await deployToCluster(kube, request(env, manifests(configMap('keep'))));
+
+    expect(outcome.resources.find((r) => r.name === survivor)?.action).toBe('pruned');
+    expect(await kube.get(DEPLOYMENTS, ns.name, survivor ?? '')).toBeUndefined();
+    expect((await readInventory(kube, env))?.objects.map((ref) => ref.name)).toEqual(['keep']);
+  });
+
   it('renders the defaulted objects without writing anything', async () => {
     const ns = await createTestNamespace('apply-render');
     const env = environmentFor(ns.name);
@@ -546,6 +630,30 @@ describe('deployToCluster with stage 1 objects', () => {
       'Widget/w:failed',
     ]);
     expect(await kube.get(CONFIG_MAPS, ns.name, 'plain')).toBeUndefined();
+  });
+
+  it('prunes a CRD applied in stage 1 by a deploy whose later dry-run failed', async () => {
+    const ns = await createTestNamespace('apply-crd-orphan');
+    const group = `${ns.name}.example.com`;
+    const env = environmentFor(ns.name, { allow: { namespaces: [ns.name], clusterScoped: true } });
+    const kube = client();
+    const bad = { apiVersion: `${group}/v1`, kind: 'Widget', metadata: { name: 'w' }, spec: { size: 'big' } };
+    await rejection(
+      deployToCluster(kube, request(env, manifests(configMap('plain'), widgetCrd(group), bad))),
+    );
+    expect(await kube.get(CRDS, undefined, `widgets.${group}`)).toBeDefined();
+
+    const outcome = await deployToCluster(kube, request(env, manifests(configMap('plain'))));
+
+    expect(actions(outcome.resources)).toEqual([
+      'ConfigMap/plain:created',
+      'Widget/w:pruned',
+      `CustomResourceDefinition/widgets.${group}:pruned`,
+    ]);
+    // The CRD's own finalizer (run by the API server) removes it once its instances are gone.
+    await expect
+      .poll(() => kube.get(CRDS, undefined, `widgets.${group}`), { timeout: 20_000, interval: 100 })
+      .toBeUndefined();
   });
 
   it('creates a Namespace and the objects in it in one deploy', async () => {
