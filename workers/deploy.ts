@@ -22,6 +22,8 @@ import type { CommitStatusReporter } from '../src/status/reporters/commit-status
 export const DEFAULT_CONCURRENCY = 4;
 export const DEFAULT_LOCK_DURATION_MS = 30_000;
 export const DEFAULT_SHUTDOWN_DEADLINE_MS = 60_000;
+/** A deploy killed twice with its worker is a deploy that kills workers: the next stall fails it. */
+const MAX_STALLED_COUNT = 2;
 
 export interface DeployWorkerOptions {
   config: Config;
@@ -88,17 +90,17 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
 
   await syncReconcileSchedulers(queue, config, logger);
 
-  const processor = (job: Job<DeployJobData>, token?: string) =>
-    processDeployJob(job, token, {
-      config,
-      logger,
-      store,
-      locks,
-      run: (environment, record, jobLogger) =>
-        new JobRun({ store, metrics, reporter: options.reporter }, environment, record, jobLogger),
-      pipeline: { mirrors, store, engine: options.engine },
-      signal: aborter.signal,
-    });
+  const deps: ProcessDeps = {
+    config,
+    logger,
+    store,
+    locks,
+    run: (environment, record, jobLogger) =>
+      new JobRun({ store, metrics, reporter: options.reporter }, environment, record, jobLogger),
+    pipeline: { mirrors, store, engine: options.engine },
+    signal: aborter.signal,
+  };
+  const processor = (job: Job<DeployJobData>, token?: string) => processDeployJob(job, token, deps);
 
   // BullMQ does not close a connection it was given: we do, in close().
   const workerConnection = createRedis(options.redisUrl, 'worker');
@@ -108,10 +110,20 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
     concurrency: options.concurrency ?? DEFAULT_CONCURRENCY,
     lockDuration: lockDurationMs,
     stalledInterval: Math.max(1_000, Math.floor(lockDurationMs / 2)),
-    // A deploy killed twice with its worker is a deploy that kills workers: fail it then.
-    maxStalledCount: 2,
+    maxStalledCount: MAX_STALLED_COUNT,
   });
   worker.on('error', (error) => logger.error({ err: errorMessage(error) }, 'worker error'));
+  // Awaited by close() within its deadline: written (and reported) before we disconnect.
+  const recordings = new Set<Promise<void>>();
+  worker.on('failed', (job, error) => {
+    if (!job) return;
+    const recording = recordFailureOutsideProcessor(job, error, deps)
+      .catch((recordError: unknown) =>
+        logger.error({ jobId: job.id, err: errorMessage(recordError) }, 'could not record the failed job'),
+      )
+      .finally(() => recordings.delete(recording));
+    recordings.add(recording);
+  });
   await worker.waitUntilReady();
   logger.info({ concurrency: worker.opts.concurrency, lockDurationMs }, 'deploy worker ready');
 
@@ -122,7 +134,8 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
       const deadline = new Promise<'deadline'>((resolve) => {
         timer = setTimeout(() => resolve('deadline'), deadlineMs);
       });
-      const result = await Promise.race([worker.close().then(() => 'closed' as const), deadline]);
+      const closed = worker.close().then(() => Promise.all(recordings));
+      const result = await Promise.race([closed.then(() => 'closed' as const), deadline]);
       clearTimeout(timer);
       if (result === 'deadline') {
         // Stop the deploys and let their locks lapse: BullMQ's stalled check hands the jobs to another worker.
@@ -170,8 +183,11 @@ export async function processDeployJob(
   const receivedAt =
     data.trigger.kind === 'reconcile' ? new Date(job.timestamp).toISOString() : data.receivedAt;
   if (data.trigger.kind !== 'reconcile' && !(await deps.store.get(jobId))) {
-    // The producer writes a claim and a queue entry in one MULTI; when the claim returned an
-    // existing job (a redelivery), this entry has no record and is not a job of its own.
+    // The producer sends a claim just ahead of its queue entry, in one socket write; when the
+    // claim returned an existing job (a redelivery), this entry has no record and is not a job
+    // of its own. (Should Redis have dropped the claim script from its cache, ioredis resends
+    // the claim after the entry: an entry dropped here then leaves a queued record, which the
+    // next delivery or push of that commit re-queues.)
     logger.info('queue entry without a job record (a duplicate delivery): dropped');
     return;
   }
@@ -232,4 +248,37 @@ export async function processDeployJob(
   } finally {
     await lock.release();
   }
+}
+
+/**
+ * BullMQ fails a job that stalled more than MAX_STALLED_COUNT times (its workers died, or
+ * shutdown handed it back mid-deploy) in the next worker that takes it, without running the
+ * processor: nothing else would finish its record, which would stay active (and claim its
+ * commit) for good. Failures the processor threw carry no deferred failure: it recorded them.
+ */
+async function recordFailureOutsideProcessor(
+  job: Job<DeployJobData>,
+  error: Error,
+  deps: Pick<ProcessDeps, 'config' | 'logger' | 'store' | 'run'>,
+): Promise<void> {
+  const jobId = job.id;
+  if (jobId === undefined || !job.deferredFailure || error.message !== job.deferredFailure) return;
+  const record = await deps.store.get(jobId);
+  if (!record || FINISHED_STATES.includes(record.state)) return;
+  const logger = deps.logger.child({ jobId, environment: record.environment });
+  const failure = new Error(
+    `${error.message}: the worker running it stopped ${MAX_STALLED_COUNT + 1} times (died, or shut down mid-deploy); not retried`,
+  );
+  const environment = deps.config.environments.find((candidate) => candidate.name === record.environment);
+  if (environment) {
+    await deps.run(environment, record, logger).failed(failure, undefined);
+    return;
+  }
+  await deps.store.update(jobId, {
+    state: 'failed',
+    error: failure.message,
+    finishedAt: new Date().toISOString(),
+  });
+  await deps.store.recordFinished(record.environment, jobId);
+  logger.error({ err: failure.message }, 'deploy failed');
 }

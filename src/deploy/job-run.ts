@@ -18,8 +18,6 @@ export interface JobRunDeps {
  */
 export class JobRun {
   private readonly startedMs = Date.now();
-  /** The commit this attempt deploys, once known. */
-  private sha: string | null = null;
 
   constructor(
     private readonly deps: JobRunDeps,
@@ -44,7 +42,6 @@ export class JobRun {
   }
 
   async deploying(sha: string): Promise<void> {
-    this.sha = sha;
     await this.patch({ sha });
     this.report(sha, 'pending', `Deploying ${short(sha)} to ${this.environment.name}`);
   }
@@ -79,7 +76,10 @@ export class JobRun {
 
   async failed(error: unknown, resources: ResourceResult[] | undefined): Promise<void> {
     const message = errorMessage(error);
-    if (this.sha) this.report(this.sha, 'failure', `Deploy failed: ${message.split('\n')[0]}`);
+    // The record's commit, not only this attempt's: an earlier attempt (a JobRun of its own)
+    // may have reported it `pending` before this one failed without reaching deploying().
+    const { sha } = this.record;
+    if (sha) this.report(sha, 'failure', `Deploy failed: ${message.split('\n')[0]}`);
     await this.patch({
       state: 'failed',
       finishedAt: new Date().toISOString(),

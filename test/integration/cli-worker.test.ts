@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { AppsV1Api, type V1Deployment } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
+import { startFakeGithub } from '../helpers/fake-github.js';
 import { createTestNamespace, kubeConfigFromTest, type TestNamespace } from '../helpers/kube.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { createWorkerHarness, type WorkerHarness } from './worker-harness.js';
@@ -21,9 +22,19 @@ interface WorkerProcess {
 }
 
 /** A real `pushgate worker` process, with a short job lock so a killed one is replaced quickly. */
-async function spawnWorker(configFile: string, cacheDir: string): Promise<WorkerProcess> {
+async function spawnWorker(
+  configFile: string,
+  cacheDir: string,
+  env: Record<string, string> = {},
+): Promise<WorkerProcess> {
   const child = spawn(process.execPath, [cli, 'worker', '--config', configFile], {
-    env: { ...process.env, PUSHGATE_JOB_LOCK_MS: '3000', PUSHGATE_CACHE_DIR: cacheDir, LOG_LEVEL: 'info' },
+    env: {
+      ...process.env,
+      PUSHGATE_JOB_LOCK_MS: '3000',
+      PUSHGATE_CACHE_DIR: cacheDir,
+      LOG_LEVEL: 'info',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -37,6 +48,14 @@ async function spawnWorker(configFile: string, cacheDir: string): Promise<Worker
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   return { child, output: () => output, exited };
+}
+
+async function until(condition: () => boolean, failure: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(failure);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 describe('pushgate worker processes (real Redis, git, kube-apiserver)', () => {
@@ -149,6 +168,53 @@ describe('pushgate worker processes (real Redis, git, kube-apiserver)', () => {
       ]),
     );
   });
+
+  it('a job whose workers keep dying fails after the stall limit: record, environment and commit', async () => {
+    const github = await startFakeGithub();
+    await harness.close();
+    harness = await createWorkerHarness({
+      redisUrl: redis.url,
+      environments: [{ name: 'web', repo, env: { namespace: namespace.name, healthTimeout: '60s' } }],
+      providers: { github: github.url },
+    });
+    await writeFile(configFile, harness.configText);
+    const tokens = { GITHUB_TOKEN: 'ghs_test' };
+    const sha = await repo.commit({ 'manifests/web.yaml': deployment('web') });
+    const id = await harness.webhook('web', sha);
+    const states = () => github.requests.map((r) => (r.body as { state: string }).state);
+
+    try {
+      // Three workers in turn take the job and die in its health wait: one stall more than
+      // maxStalledCount (2), so BullMQ fails it in the next worker without running it.
+      for (let n = 1; n <= 3; n += 1) {
+        const worker = await spawnWorker(configFile, path.join(dir, `cache-${n}`), tokens);
+        workers.push(worker);
+        await until(
+          () => worker.output().includes('deploy started') && states().length >= n,
+          `worker ${n} never started the job (or reported it pending):\n${worker.output()}`,
+        );
+        worker.child.kill('SIGKILL');
+        await worker.exited;
+      }
+      const last = await spawnWorker(configFile, path.join(dir, 'cache-4'), tokens);
+      workers.push(last);
+      const record = await harness.waitForJob(id, 30_000);
+
+      expect(await (await harness.services.queue.getJob(id))?.getState()).toBe('failed');
+      expect(record).toMatchObject({ state: 'failed', sha });
+      expect(record.error).toMatch(/stalled more than allowable limit/);
+      expect(record.finishedAt).not.toBeNull();
+      expect((await harness.services.store.environmentStatus('web')).lastJobId).toBe(id);
+      await until(() => states().at(-1) === 'failure', `no failure status:\n${last.output()}`);
+      expect(github.requests.every((r) => r.path === `/repos/acme/web-config/statuses/${sha}`)).toBe(true);
+      // The commit no longer has an active job: pushing it again makes a new one.
+      last.child.kill('SIGKILL');
+      await last.exited;
+      expect(await harness.webhook('web', sha)).not.toBe(id);
+    } finally {
+      await github.close();
+    }
+  }, 120_000);
 
   it('stops on SIGTERM after finishing its current job', async () => {
     const worker = await spawnWorker(configFile, path.join(dir, 'cache-a'));

@@ -1,6 +1,8 @@
 import { AppsV1Api, CoreV1Api, type KubeConfig, type V1Deployment } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { runSync } from '../../src/commands/sync.js';
+import { JobRun } from '../../src/deploy/job-run.js';
+import { PushgateError } from '../../src/lib/errors.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import { createCommitStatusReporter } from '../../src/status/reporters/commit-status-reporter.js';
 import { readSecrets } from '../../src/config/secrets.js';
@@ -364,6 +366,42 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
         },
       ],
     ]);
+  });
+
+  it('reports failure on a commit an earlier attempt left pending when the last fails before deploying', async () => {
+    const reporter = createCommitStatusReporter(
+      harness.config,
+      readSecrets({ GITHUB_TOKEN: 'ghs_test' }),
+      silentLogger(),
+      { timeoutMs: 2_000 },
+    );
+    const sha = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
+    // No worker: the test plays two attempts, each with a JobRun of its own as processDeployJob makes them.
+    const id = await harness.webhook('web', sha);
+    const { store } = harness.services;
+    const attempt = async () =>
+      new JobRun(
+        { store, metrics: harness.metrics, reporter },
+        harness.environment('web'),
+        (await store.get(id))!,
+        silentLogger(),
+      );
+    const first = await attempt();
+    await first.started(1);
+    await first.deploying(sha);
+    await first.willRetry(new PushgateError('transient', 'connect ECONNREFUSED'), undefined);
+    const last = await attempt();
+    await last.started(2);
+    await last.failed(new PushgateError('git_failed', 'git fetch timed out after 60000 ms'), undefined);
+    await reporter.flush();
+
+    expect(github.requests.map((r) => [r.path, (r.body as { state: string }).state])).toEqual([
+      [`/repos/acme/web-config/statuses/${sha}`, 'pending'],
+      [`/repos/acme/web-config/statuses/${sha}`, 'failure'],
+    ]);
+    expect(github.requests[1]!.body).toMatchObject({
+      description: 'Deploy failed: git fetch timed out after 60000 ms',
+    });
   });
 
   it('reports failure on the commit when the deploy fails', async () => {
