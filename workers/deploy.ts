@@ -6,6 +6,7 @@ import { runDeployPipeline } from '../src/deploy/deploy-pipeline.js';
 import { EnvironmentLock } from '../src/deploy/environment-lock.js';
 import { isPermanentFailure, resourcesOf } from '../src/deploy/failure.js';
 import { JobRun } from '../src/deploy/job-run.js';
+import { requeueLostJobs, REQUEUE_INTERVAL_MS } from '../src/deploy/queue-repair.js';
 import { syncReconcileSchedulers } from '../src/deploy/reconcile-schedulers.js';
 import { MirrorCache } from '../src/git/mirror-cache.js';
 import { errorMessage } from '../src/lib/errors.js';
@@ -43,6 +44,8 @@ export interface DeployWorkerOptions {
    */
   lockDurationMs?: number;
   fetchTimeoutMs?: number;
+  /** How often to look for queued job records that lost their queue entry (see queue-repair). */
+  requeueIntervalMs?: number;
 }
 
 export interface DeployWorker {
@@ -127,9 +130,23 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
   await worker.waitUntilReady();
   logger.info({ concurrency: worker.opts.concurrency, lockDurationMs }, 'deploy worker ready');
 
+  const environments = config.environments.map((environment) => environment.name);
+  let requeueing: Promise<void> | undefined;
+  const requeueTimer = setInterval(() => {
+    requeueing ??= requeueLostJobs({ store, queue, environments, logger })
+      .then(
+        () => undefined,
+        (error: unknown) =>
+          logger.warn({ err: errorMessage(error) }, 'could not look for jobs that lost their queue entry'),
+      )
+      .finally(() => (requeueing = undefined));
+  }, options.requeueIntervalMs ?? REQUEUE_INTERVAL_MS);
+  requeueTimer.unref();
+
   return {
     worker,
     async close(deadlineMs = DEFAULT_SHUTDOWN_DEADLINE_MS) {
+      clearInterval(requeueTimer);
       let timer: NodeJS.Timeout | undefined;
       const deadline = new Promise<'deadline'>((resolve) => {
         timer = setTimeout(() => resolve('deadline'), deadlineMs);
@@ -144,6 +161,7 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
         await worker.close(true);
       }
       await options.reporter?.flush();
+      await requeueing;
       await queue.close().catch(() => undefined);
       redis.disconnect();
       workerConnection.disconnect();

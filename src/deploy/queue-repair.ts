@@ -1,0 +1,56 @@
+import type { Queue } from 'bullmq';
+import type { Logger } from '../lib/logger.js';
+import { DEPLOY_JOB_NAME, DEPLOY_JOB_OPTIONS, type DeployJobData } from '../queue/job-data.js';
+import type { JobStore } from '../status/job-store.js';
+
+/** A record this much older than its queue entry should be is looked at; younger ones may be in flight. */
+export const REQUEUE_AFTER_MS = 2 * 60_000;
+/** How often each worker looks. */
+export const REQUEUE_INTERVAL_MS = 60_000;
+
+/** Most queued records looked at per environment and pass: a backlog that large is not lost. */
+const SCAN_LIMIT = 200;
+
+export interface RequeueInput {
+  store: JobStore;
+  queue: Queue<DeployJobData>;
+  environments: readonly string[];
+  logger: Logger;
+  now?: number;
+  olderThanMs?: number;
+}
+
+/**
+ * Re-queues every job whose record is `queued` but which has no live queue entry. The
+ * receiver answers 503 when a claim's reply is lost (its entry is then removed), and a worker
+ * drops an entry that arrives ahead of its record; either way a record can be left queued
+ * with nothing to run it, and the receiver only repairs it when the same delivery or commit
+ * comes again. Adding by job id is a no-op for BullMQ when the entry exists, so workers
+ * running this side by side queue a job once. Returns the ids re-queued.
+ */
+export async function requeueLostJobs(input: RequeueInput): Promise<string[]> {
+  const now = input.now ?? Date.now();
+  const olderThanMs = input.olderThanMs ?? REQUEUE_AFTER_MS;
+  const requeued: string[] = [];
+  for (const environment of input.environments) {
+    const records = await input.store.list({ environment, state: 'queued', limit: SCAN_LIMIT });
+    for (const record of records) {
+      if (now - Date.parse(record.receivedAt) < olderThanMs) continue;
+      const state = await input.queue.getJobState(record.id);
+      if (state !== 'unknown' && state !== 'completed' && state !== 'failed') continue;
+      // An entry that ended without touching the record (dropped as a duplicate) holds the id.
+      if (state !== 'unknown') await input.queue.remove(record.id);
+      await input.queue.add(
+        DEPLOY_JOB_NAME,
+        { environment, trigger: record.trigger, receivedAt: record.receivedAt },
+        { ...DEPLOY_JOB_OPTIONS, jobId: record.id },
+      );
+      input.logger.warn(
+        { jobId: record.id, environment, entry: state },
+        'job record was queued without a queue entry: queued again',
+      );
+      requeued.push(record.id);
+    }
+  }
+  return requeued;
+}
