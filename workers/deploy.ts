@@ -204,8 +204,8 @@ export async function processDeployJob(
     // The producer sends a claim just ahead of its queue entry, in one socket write; when the
     // claim returned an existing job (a redelivery), this entry has no record and is not a job
     // of its own. (Should Redis have dropped the claim script from its cache, ioredis resends
-    // the claim after the entry: an entry dropped here then leaves a queued record, which the
-    // next delivery or push of that commit re-queues.)
+    // the claim after the entry: an entry dropped here then leaves a queued record, which
+    // requeueLostJobs queues again.)
     logger.info('queue entry without a job record (a duplicate delivery): dropped');
     return;
   }
