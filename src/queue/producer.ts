@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
+import { ZodError } from 'zod';
 import type { Redis } from 'ioredis';
 import { PushgateError } from '../lib/errors.js';
 import type { JobStore } from '../status/job-store.js';
@@ -88,7 +89,10 @@ export class DeployProducer {
       }
       return { id: outcome.id, environment, created: false };
     } catch (error) {
-      if (error instanceof PushgateError) throw error;
+      // A record that does not parse is a fault to fix, not an outage to retry: a 503 would
+      // have the sender redeliver it for good.
+      if (error instanceof PushgateError || error instanceof ZodError || error instanceof SyntaxError)
+        throw error;
       throw new PushgateError('unavailable', 'the job queue (Redis) is unavailable', {
         status: 503,
         cause: error,

@@ -228,6 +228,14 @@ describe('deploy job queue', () => {
     expect((await store.list({ limit: 2 })).map((job) => job.id)).toEqual([ids[4], ids[3]]);
   });
 
+  it('a redelivery whose job record is corrupt fails as a fault, not as Redis unavailable', async () => {
+    const { producer, redis: connection, keys } = await services();
+    const first = await producer.enqueue('staging', push('5'.repeat(40), 'd-corrupt'));
+    await connection.set(keys.job(first.id), 'not json');
+    const again = producer.enqueue('staging', push('5'.repeat(40), 'd-corrupt'));
+    await expect(again).rejects.toBeInstanceOf(SyntaxError);
+  });
+
   it('fails fast with an unavailable error when Redis is down', async () => {
     const own = await startRedis();
     const connected = connectProducer(own.url, uniquePrefix('down'));

@@ -521,6 +521,22 @@ describe('metrics', () => {
   });
 });
 
+describe('a fault that is not an outage', () => {
+  it('answers 500 (not 503, which the sender would retry for good) and counts it as an error', async () => {
+    const app = await receiver();
+    const push = githubPush({ repository: GITHUB_REPO, branch: 'env/staging' });
+    const [job] = jobsOf(await sendGithub(app, push, { deliveryId: 'delivery-corrupt' }));
+    await app.services.redis.set(app.services.keys.job(job!.id), 'not json');
+
+    const again = await sendGithub(app, push, { deliveryId: 'delivery-corrupt' });
+
+    expect(again.status).toBe(500);
+    expect(again.body).toEqual({ error: 'internal error' });
+    const text = await (await fetch(`${app.url}/metrics`)).text();
+    expect(text).toContain('pushgate_webhooks_total{provider="github",outcome="error"} 1');
+  });
+});
+
 describe('when Redis goes away', () => {
   let own: TestRedis;
   beforeAll(async () => {

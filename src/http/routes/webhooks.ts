@@ -65,6 +65,7 @@ export function createWebhookReceiver(deps: AppDeps): WebhookReceiver {
     } catch (error) {
       // As express's error handler does for the status API: logged here, never sent.
       deps.logger.error({ err: error, method: req.method, path: pathOf(req.url) }, 'request failed');
+      deps.metrics.webhooks.inc({ provider: provider.name, outcome: 'error' });
       if (res.headersSent) res.destroy();
       else sendError(res, 500, 'internal error');
     }
