@@ -9,10 +9,13 @@ import { startFakeGitlab } from '../helpers/fake-gitlab.js';
 
 const SHA = '0123456789abcdef0123456789abcdef01234567';
 
-function configFor(providerUrls: { github: string; gitlab: string }) {
+function configFor(
+  providerUrls: { github: string; gitlab: string },
+  server = '{ port: 8080, publicUrl: "https://deploy.example.com/pushgate" }',
+) {
   return parseConfigText(
     `
-server: { port: 8080, publicUrl: "https://deploy.example.com/pushgate" }
+server: ${server}
 providers:
   github: { apiUrl: "${providerUrls.github}" }
   gitlab: { url: "${providerUrls.gitlab}" }
@@ -38,11 +41,11 @@ describe('commit status reporters (local servers speaking the providers’ docum
     await Promise.all(servers.splice(0).map((server) => server.close()));
   });
 
-  async function setup(retry = { attempts: 3, retryDelayMs: 10 }) {
+  async function setup(retry = { attempts: 3, retryDelayMs: 10 }, server?: string) {
     const github = await startFakeGithub();
     const gitlab = await startFakeGitlab();
     servers.push(github, gitlab);
-    const config = configFor({ github: github.url, gitlab: gitlab.url });
+    const config = configFor({ github: github.url, gitlab: gitlab.url }, server);
     const secrets = readSecrets({ GITHUB_TOKEN: 'ghs_statustoken', GITLAB_TOKEN: 'glpat-statustoken' });
     const reporter = createCommitStatusReporter(config, secrets, silentLogger(), {
       timeoutMs: 2_000,
@@ -90,6 +93,26 @@ describe('commit status reporters (local servers speaking the providers’ docum
       },
     ]);
     expect(github.requests[0]!.headers.authorization).toBe('token ghs_statustoken');
+  });
+
+  it('sends no link without server.publicUrl (a link to localhost helps nobody)', async () => {
+    const { github, gitlab, reporter, env } = await setup(undefined, '{ port: 8080 }');
+    for (const name of ['production', 'staging']) {
+      reporter.report({
+        environment: env(name),
+        sha: SHA,
+        state: 'pending',
+        description: 'Deploying',
+        jobId: 'j-9',
+      });
+    }
+    await reporter.flush();
+
+    expect(github.requests).toHaveLength(1);
+    expect(github.requests[0]!.body).not.toHaveProperty('target_url');
+    expect(gitlab.requests).toHaveLength(1);
+    expect(gitlab.requests[0]!.body).toMatchObject({ name: 'pushgate/staging' });
+    expect(gitlab.requests[0]!.body).not.toHaveProperty('target_url');
   });
 
   it('reports a superseded commit to GitHub as success naming the newer commit', async () => {

@@ -24,7 +24,8 @@ export class CommitStatusReporter {
 
   constructor(
     private readonly senders: Partial<Record<'github' | 'gitlab', CommitStatusSender>>,
-    private readonly baseUrl: string,
+    /** `server.publicUrl` as a base; without it statuses carry no link. */
+    private readonly baseUrl: string | undefined,
     private readonly logger: Logger,
     options: ReporterOptions = {},
   ) {
@@ -54,7 +55,9 @@ export class CommitStatusReporter {
     const payload = {
       ...update,
       context: statusContext(update.environment.name),
-      targetUrl: new URL(`jobs/${encodeURIComponent(update.jobId)}`, this.baseUrl).toString(),
+      targetUrl: this.baseUrl
+        ? new URL(`jobs/${encodeURIComponent(update.jobId)}`, this.baseUrl).toString()
+        : undefined,
     };
     for (let attempt = 1; ; attempt += 1) {
       try {
@@ -83,7 +86,7 @@ export class CommitStatusReporter {
   }
 }
 
-/** `server.publicUrl`, else the local receiver, as the base of the status URLs. */
+/** `server.publicUrl`, else the local receiver, as the base of the status URLs the CLI prints. */
 export function statusBaseUrl(config: Config): string {
   const base = config.server.publicUrl ?? `http://localhost:${config.server.port}`;
   return base.endsWith('/') ? base : `${base}/`;
@@ -118,7 +121,8 @@ export function createCommitStatusReporter(
       }),
     );
   }
-  return new CommitStatusReporter(senders, statusBaseUrl(config), logger, { ...options, timeoutMs });
+  const baseUrl = config.server.publicUrl ? statusBaseUrl(config) : undefined;
+  return new CommitStatusReporter(senders, baseUrl, logger, { ...options, timeoutMs });
 }
 
 /** Octokit puts the HTTP status on the error; gitbeaker on its cause's response. */

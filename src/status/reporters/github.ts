@@ -33,7 +33,7 @@ export function createGithubSender(options: { token: string; apiUrl: string }): 
         sha: update.sha,
         state: GITHUB_STATES[update.state],
         context: update.context,
-        target_url: update.targetUrl,
+        ...(update.targetUrl ? { target_url: update.targetUrl } : {}),
         description: update.description.slice(0, 140),
         request: { signal },
       });

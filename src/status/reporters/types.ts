@@ -18,7 +18,8 @@ export interface CommitStatusUpdate {
 /** Sends one status to one provider; throws on failure (the caller logs and retries). */
 export interface CommitStatusSender {
   send(
-    update: CommitStatusUpdate & { context: string; targetUrl: string },
+    /** No targetUrl without `server.publicUrl`: a link to this host's localhost helps nobody. */
+    update: CommitStatusUpdate & { context: string; targetUrl: string | undefined },
     signal: AbortSignal,
   ): Promise<void>;
 }
