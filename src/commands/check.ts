@@ -41,5 +41,12 @@ export function runCheck(args: CommandArgs): Promise<number> {
       'warning: neither GITLAB_WEBHOOK_TOKEN nor GITLAB_WEBHOOK_SIGNING_TOKEN is set; GitLab webhooks will be refused (401)\n',
     );
   }
+  const reports =
+    (providers.has('github') && secrets.githubToken) || (providers.has('gitlab') && secrets.gitlabToken);
+  if (reports && !config.server.publicUrl) {
+    args.stderr.write(
+      'warning: server.publicUrl is not set; commit statuses will carry no link to their job\n',
+    );
+  }
   return Promise.resolve(0);
 }

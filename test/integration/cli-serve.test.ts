@@ -135,6 +135,16 @@ describe('pushgate check', () => {
     expect(run.stderr).toContain('redis.url: environment variable REDIS_URL is not set');
   });
 
+  it('warns that commit statuses will carry no link when a status token is set without server.publicUrl', async () => {
+    const warning = 'warning: server.publicUrl is not set; commit statuses will carry no link to their job';
+    const withToken = await runCli(['check', '--config', configFile], cliEnv({ GITHUB_TOKEN: 'ghs_x' }));
+    expect(withToken.code).toBe(0);
+    expect(withToken.stderr).toContain(warning);
+    expect(withToken.stderr).not.toContain('ghs_x');
+    const withoutToken = await runCli(['check', '--config', configFile]);
+    expect(withoutToken.stderr).not.toContain(warning);
+  });
+
   it('reads $PUSHGATE_CONFIG when --config is not given', async () => {
     const run = await runCli(['check'], cliEnv({ PUSHGATE_CONFIG: configFile }));
     expect(run.code).toBe(0);
