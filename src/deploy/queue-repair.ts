@@ -3,7 +3,7 @@ import type { Logger } from '../lib/logger.js';
 import { DEPLOY_JOB_NAME, DEPLOY_JOB_OPTIONS, type DeployJobData } from '../queue/job-data.js';
 import type { JobStore } from '../status/job-store.js';
 
-/** A record this much older than its queue entry should be is looked at; younger ones may be in flight. */
+/** Only a queued record older than this is judged lost: a younger one may still have its enqueue in flight. */
 export const REQUEUE_AFTER_MS = 2 * 60_000;
 /** How often each worker looks. */
 export const REQUEUE_INTERVAL_MS = 60_000;

@@ -93,7 +93,7 @@ return outcomes
 /**
  * Undoes one claim unless its job was handed to another request meanwhile (the claim script
  * marks it): that request's 202 names the job, and its queue entry is repaired by whoever
- * meets the queued record next (see DeployProducer.enqueue).
+ * meets the queued record next (DeployProducer.enqueue, or a worker's requeueLostJobs).
  * KEYS: shared mark, record, all-jobs index, environment index, delivery, sha.
  */
 const RELEASE_SCRIPT = `
