@@ -72,5 +72,10 @@ export function verifyStandardWebhook(keys: readonly Buffer[], input: VerifyInpu
       found = (candidate.length === expected.length && timingSafeEqual(candidate, expected)) || found;
     }
   }
-  return found ? { ok: true } : { ok: false, why: 'mismatch' };
+  if (!found) return { ok: false, why: 'mismatch' };
+  // The delivery id pushgate dedupes on is Idempotency-Key, which the signature does not
+  // cover; GitLab sets it equal to the signed webhook-id. Holding it to that stops a captured
+  // request from being replayed within the tolerance under a fresh id as a new delivery.
+  if (header(input.headers, 'idempotency-key') !== id) return { ok: false, why: 'mismatch' };
+  return { ok: true };
 }

@@ -15,6 +15,7 @@ function signed(options: { token?: string; timestamp?: number; body?: string; si
   const body = options.body ?? BODY;
   return {
     headers: {
+      'idempotency-key': 'msg_1',
       'webhook-id': 'msg_1',
       'webhook-timestamp': String(timestamp),
       'webhook-signature':
@@ -105,6 +106,14 @@ describe('GitLab Standard Webhooks signature', () => {
     expect(verifier.verify({ ...request, headers: withoutId }).ok).toBe(false);
     const { 'webhook-timestamp': _ts, ...withoutTimestamp } = request.headers;
     expect(verifier.verify({ ...request, headers: withoutTimestamp }).ok).toBe(false);
+  });
+
+  it('rejects an Idempotency-Key other than the signed webhook-id (a replay under a fresh delivery id)', () => {
+    const request = signed();
+    const replayed = { ...request, headers: { ...request.headers, 'idempotency-key': 'msg_2' } };
+    expect(verifier.verify(replayed)).toEqual({ ok: false, why: 'mismatch' });
+    const { 'idempotency-key': _key, ...withoutKey } = request.headers;
+    expect(verifier.verify({ ...request, headers: withoutKey })).toEqual({ ok: false, why: 'mismatch' });
   });
 
   it('does not let a valid token excuse a bad signature', () => {
