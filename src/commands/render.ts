@@ -40,7 +40,9 @@ export async function runRender(args: CommandArgs): Promise<number> {
       await tree.remove();
     }
   } catch (error) {
-    if (error instanceof PushgateError && error.code === 'usage') throw error;
+    // A bad --ref or an unloadable kubeconfig is the caller's to fix (exit 2), not a failed render.
+    if (error instanceof PushgateError && (error.code === 'usage' || error.code === 'config_invalid'))
+      throw error;
     args.stderr.write(`pushgate render: ${error instanceof Error ? error.message : String(error)}\n`);
     return 1;
   }

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { LineCounter, parseDocument } from 'yaml';
 import type { ZodIssue } from 'zod';
-import { ConfigError } from '../lib/errors.js';
+import { ConfigError, errorMessage } from '../lib/errors.js';
 import { configSchema, type Config } from './schema.js';
 
 export const DEFAULT_CONFIG_PATH = 'config/pushgate.yaml';
@@ -37,7 +37,13 @@ export function parseConfigText(text: string, file: string, env: Env = process.e
     const line = lineCounter.linePos(first.pos[0]).line;
     throw new ConfigError(`${file}${line ? `:${line}` : ''}: invalid YAML: ${first.message.split('\n')[0]}`);
   }
-  const raw: unknown = document.toJS({ maxAliasCount: 50 }) ?? {};
+  let raw: unknown;
+  try {
+    raw = document.toJS({ maxAliasCount: 50 }) ?? {};
+  } catch (error) {
+    // yaml throws on an alias bomb only here, after parsing: still a bad file (exit 2), not a crash.
+    throw new ConfigError(`${file}: invalid YAML: ${errorMessage(error)}`, { cause: error });
+  }
   const expanded = expandVariables(raw, [], file, env);
   if (typeof expanded !== 'object' || expanded === null || Array.isArray(expanded)) {
     throw new ConfigError(`${file}: the configuration must be a YAML mapping`);

@@ -31,6 +31,26 @@ const relativePath = z
     'must be a path inside the repository (no leading / and no ..)',
   );
 
+/** git check-ref-format's rules for a branch: what git would refuse to fetch, or read as a pattern. */
+function isBranchName(branch: string): boolean {
+  if (branch.startsWith('-') || branch === '@' || branch.endsWith('.')) return false;
+  if (branch.includes('..') || branch.includes('@{')) return false;
+  if (/[\s~^:?*[\\]/.test(branch)) return false;
+  if ([...branch].some((char) => char.charCodeAt(0) < 0x20 || char.charCodeAt(0) === 0x7f)) return false;
+  return branch
+    .split('/')
+    .every((component) => component !== '' && !component.startsWith('.') && !component.endsWith('.lock'));
+}
+
+const branchName = z
+  .string()
+  .min(1)
+  .refine(
+    (branch) => !branch.startsWith('refs/'),
+    'must be a branch name without refs/heads/ (env/production)',
+  )
+  .refine(isBranchName, 'is not a valid git branch name');
+
 const redisUrl = z.string().refine((u) => /^rediss?:\/\//.test(u), 'must start with redis:// or rediss://');
 
 export const serverSchema = z
@@ -71,7 +91,7 @@ export const environmentSchema = z
         url: z.string().min(1),
       })
       .strict(),
-    branch: z.string().min(1),
+    branch: branchName,
     path: relativePath.default('.'),
     cluster: name,
     namespace: name.default('default'),

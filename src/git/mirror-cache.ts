@@ -23,6 +23,8 @@ export interface MirrorCacheOptions {
   /** GIT_TOKEN, for HTTPS repositories. */
   token?: string;
   fetchTimeoutMs?: number;
+  /** What fetches take PATH, HOME and the network settings (proxy, CA, SSH agent) from; default process.env. */
+  env?: Record<string, string | undefined>;
 }
 
 /** A checked-out tree of one commit; remove() deletes it. */
@@ -96,7 +98,8 @@ export class MirrorCache {
 
   /**
    * Writes the tree of a commit into a fresh temporary folder, through a private index file
-   * so concurrent checkouts from one mirror never share state.
+   * so concurrent checkouts from one mirror never share state. read-tree rather than
+   * `checkout -- .`, whose pathspec fails on a commit that removed every file.
    */
   async checkout(repo: RepoSource, sha: string): Promise<Worktree> {
     const gitDir = this.mirrorDir(repo.url);
@@ -105,7 +108,7 @@ export class MirrorCache {
     await mkdir(dir);
     const remove = () => rm(base, { recursive: true, force: true });
     try {
-      await runGit(['--git-dir', gitDir, '--work-tree', dir, 'checkout', '--force', sha, '--', '.'], {
+      await runGit(['--git-dir', gitDir, '--work-tree', dir, 'read-tree', '--reset', '-u', sha], {
         env: { GIT_INDEX_FILE: path.join(base, 'index') },
         timeoutMs: LOCAL_TIMEOUT_MS,
         what: `checkout ${sha}`,
@@ -139,6 +142,7 @@ export class MirrorCache {
     const args = ['--git-dir', gitDir, 'fetch', '--quiet', '--no-tags', '--prune', '--no-write-fetch-head'];
     await runGit([...args, '--end-of-options', repo.url, ...refspecs], {
       env: gitAuthEnv(repo.url, repo.provider, this.options.token),
+      processEnv: this.options.env,
       timeoutMs: this.fetchTimeoutMs,
       secret: this.options.token,
       what,

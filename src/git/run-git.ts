@@ -12,6 +12,8 @@ export interface RunGitOptions {
   secret?: string;
   /** What the command was for, for error messages: "fetch env/production". */
   what: string;
+  /** Where PATH, HOME and the network settings below are taken from; default process.env. */
+  processEnv?: Record<string, string | undefined>;
 }
 
 export interface GitResult {
@@ -31,19 +33,42 @@ const PERMANENT_STDERR = [
 ];
 
 /**
+ * How to reach the server, as an operator sets it for every tool on the host: proxies, an
+ * internal CA, an SSH agent or key. None of them changes what is fetched. (Upper-case
+ * HTTP_PROXY is left out, as curl itself ignores it: a CGI request header could set it.)
+ */
+const NETWORK_ENV = [
+  'http_proxy',
+  'https_proxy',
+  'HTTPS_PROXY',
+  'all_proxy',
+  'ALL_PROXY',
+  'no_proxy',
+  'NO_PROXY',
+  'GIT_SSL_CAINFO',
+  'GIT_SSL_CAPATH',
+  'SSL_CERT_FILE',
+  'SSL_CERT_DIR',
+  'GIT_SSH_COMMAND',
+  'SSH_AUTH_SOCK',
+] as const;
+
+/**
  * Runs git with a scrubbed environment: no terminal prompt (a missing credential fails at
  * once instead of hanging), no user/system config that could rewrite URLs, and a deadline
  * after which the whole process group (git and its remote helpers) is killed.
  */
 export function runGit(args: readonly string[], options: RunGitOptions): Promise<GitResult> {
   return new Promise((resolve, reject) => {
+    const inherited = options.processEnv ?? process.env;
     const child = spawn('git', args, {
       cwd: options.cwd,
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: {
-        PATH: process.env.PATH,
-        HOME: process.env.HOME,
+        PATH: inherited.PATH,
+        HOME: inherited.HOME,
+        ...Object.fromEntries(NETWORK_ENV.map((name) => [name, inherited[name]])),
         LANG: 'C',
         LC_ALL: 'C',
         GIT_TERMINAL_PROMPT: '0',

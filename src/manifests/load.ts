@@ -96,7 +96,7 @@ function invalid(message: string): PushgateError {
 async function resolveStart(repoRoot: string, realRoot: string, manifestPath: string): Promise<Start> {
   const absolute = path.resolve(repoRoot, manifestPath);
   const relative = toRepoPath(path.relative(path.resolve(repoRoot), absolute)) || '.';
-  if (path.isAbsolute(manifestPath) || relative.startsWith('..')) {
+  if (path.isAbsolute(manifestPath) || relative === '..' || relative.startsWith('../')) {
     throw invalid(`manifest path "${manifestPath}" is outside the repository`);
   }
   try {

@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest';
+import { parseConfigText } from '../../../src/config/load.js';
+import { ConfigError } from '../../../src/lib/errors.js';
+
+function config(branch: string, extra = ''): string {
+  return `${extra}
+clusters:
+  - name: prod
+environments:
+  - name: production
+    repo:
+      provider: github
+      name: acme/env-config
+      url: https://github.com/acme/env-config.git
+    branch: ${JSON.stringify(branch)}
+    cluster: prod
+`;
+}
+
+function configError(text: string): ConfigError {
+  try {
+    parseConfigText(text, 'p.yaml', {});
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return error as ConfigError;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('configuration validation edge cases', () => {
+  it('refuses a YAML alias bomb as invalid configuration naming the file (exit 2, not a crash)', () => {
+    const bomb = [
+      'a: &a [x, x, x, x, x, x, x, x, x, x]',
+      'b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]',
+      'c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]',
+      'd: [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]',
+    ].join('\n');
+
+    const error = configError(`${bomb}\n`);
+
+    expect(error.code).toBe('config_invalid');
+    expect(error.message).toMatch(/^p\.yaml: invalid YAML: .*alias/i);
+  });
+
+  it('asks for the branch name without refs/heads/', () => {
+    const error = configError(config('refs/heads/env/production'));
+
+    expect(error.message).toBe(
+      'p.yaml: environments[0].branch: must be a branch name without refs/heads/ (env/production)',
+    );
+  });
+
+  it.each(['env/*', 'a:b', '-x', 'a..b', 'env/prod.lock', 'a b', 'env/', '.hidden', 'a@{1}', 'a\\b', 'x^'])(
+    'refuses %j, which git would not fetch as one branch',
+    (branch) => {
+      expect(configError(config(branch)).message).toBe(
+        'p.yaml: environments[0].branch: is not a valid git branch name',
+      );
+    },
+  );
+
+  it.each(['main', 'env/production', 'release-1.2', 'feature/a_b', 'v1.0/x'])(
+    'accepts the branch %j',
+    (branch) => {
+      expect(parseConfigText(config(branch), 'p.yaml', {}).environments[0]?.branch).toBe(branch);
+    },
+  );
+});
