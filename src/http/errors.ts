@@ -21,12 +21,16 @@ export function sendError(res: ServerResponse, status: number, message: string):
   sendJson(res, status, { error: message });
 }
 
-/** Redis failures in a request become 503 so callers retry; a corrupt record stays a 500. */
+/**
+ * Redis failures in a request become 503 so callers retry; a corrupt record (not JSON, or
+ * not a job) stays a 500, as on the webhook path: retrying it never helps.
+ */
 export async function fromRedis<T>(work: Promise<T>): Promise<T> {
   try {
     return await work;
   } catch (error) {
-    if (error instanceof PushgateError || error instanceof ZodError) throw error;
+    if (error instanceof PushgateError || error instanceof ZodError || error instanceof SyntaxError)
+      throw error;
     throw new PushgateError('unavailable', 'the job store (Redis) is unavailable', {
       status: 503,
       cause: error,
