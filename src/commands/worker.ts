@@ -1,8 +1,8 @@
-import { createServer, type Server } from 'node:http';
 import { waitForShutdownSignal } from '../lib/shutdown.js';
 import { startWorkerFromRuntime } from '../deploy/worker-process.js';
 import { UsageError } from '../lib/errors.js';
-import { createMetrics, type Metrics } from '../lib/metrics.js';
+import { createMetrics } from '../lib/metrics.js';
+import { serveWorkerMetrics } from '../http/worker-metrics-server.js';
 import { loadRuntime, requireRedisUrl } from '../runtime.js';
 import type { CommandArgs } from './command.js';
 
@@ -13,7 +13,8 @@ export async function runWorker(args: CommandArgs): Promise<number> {
   const metrics = createMetrics();
   const port = metricsPort(args.env.WORKER_METRICS_PORT);
   const worker = await startWorkerFromRuntime(runtime, redisUrl, metrics);
-  const server = port === undefined ? undefined : await serveMetrics(port, metrics);
+  const server =
+    port === undefined ? undefined : await serveWorkerMetrics(port, metrics, runtime.secrets.apiTokens);
   if (server) runtime.logger.info({ port }, 'worker metrics listening');
 
   const signal = await waitForShutdownSignal();
@@ -30,27 +31,4 @@ function metricsPort(raw: string | undefined): number | undefined {
   if (!Number.isInteger(port) || port < 0 || port > 65535)
     throw new UsageError(`WORKER_METRICS_PORT="${raw}" is not a port number`);
   return port;
-}
-
-/** /healthz and /metrics only: the worker has no other HTTP surface. */
-async function serveMetrics(port: number, metrics: Metrics): Promise<Server> {
-  const server = createServer((req, res) => {
-    if (req.method === 'GET' && req.url === '/healthz') {
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
-      return;
-    }
-    if (req.method === 'GET' && req.url === '/metrics') {
-      metrics.registry.metrics().then(
-        (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
-        () => res.writeHead(500).end(),
-      );
-      return;
-    }
-    res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, resolve);
-  });
-  return server;
 }

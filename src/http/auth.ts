@@ -1,19 +1,29 @@
+import type { ServerResponse } from 'node:http';
 import type { RequestHandler } from 'express';
 import { matchesAnySecret } from '../webhooks/constant-time.js';
 import { sendError } from './errors.js';
 
 const BEARER = /^Bearer +(\S+) *$/i;
+const UNAUTHORIZED = 'a valid bearer token is required (Authorization: Bearer <PUSHGATE_API_TOKEN>)';
+
+/** True when no API token is configured, or the Authorization header carries one of them. */
+export function isAuthorized(authorization: string | undefined, tokens: readonly string[]): boolean {
+  if (tokens.length === 0) return true;
+  const match = BEARER.exec(authorization ?? '');
+  return match?.[1] !== undefined && matchesAnySecret(match[1], tokens);
+}
+
+/** The 401 every bearer-protected route answers, on the receiver and on a worker's metrics port. */
+export function sendUnauthorized(res: ServerResponse): void {
+  res.setHeader('WWW-Authenticate', 'Bearer realm="pushgate"');
+  sendError(res, 401, UNAUTHORIZED);
+}
 
 /** `Authorization: Bearer <token>` against any configured API token; open when none is configured. */
 export function bearerAuth(tokens: readonly string[]): RequestHandler {
   if (tokens.length === 0) return (_req, _res, next) => next();
   return (req, res, next) => {
-    const match = BEARER.exec(req.headers.authorization ?? '');
-    if (match?.[1] !== undefined && matchesAnySecret(match[1], tokens)) {
-      next();
-      return;
-    }
-    res.set('WWW-Authenticate', 'Bearer realm="pushgate"');
-    sendError(res, 401, 'a valid bearer token is required (Authorization: Bearer <PUSHGATE_API_TOKEN>)');
+    if (isAuthorized(req.headers.authorization, tokens)) next();
+    else sendUnauthorized(res);
   };
 }

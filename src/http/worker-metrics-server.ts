@@ -1,0 +1,43 @@
+import { createServer, type Server } from 'node:http';
+import type { Metrics } from '../lib/metrics.js';
+import { isAuthorized, sendUnauthorized } from './auth.js';
+import { sendError, sendJson } from './errors.js';
+
+/**
+ * A worker's only HTTP surface: `/healthz` for its liveness probe and `/metrics` for the
+ * deploy metrics it alone counts. `/metrics` takes the same bearer token as the receiver's.
+ */
+export async function serveWorkerMetrics(
+  port: number,
+  metrics: Metrics,
+  apiTokens: readonly string[],
+): Promise<Server> {
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      sendError(res, 404, 'not found');
+      return;
+    }
+    if (path === '/healthz') {
+      sendJson(res, 200, { status: 'ok' });
+      return;
+    }
+    if (path !== '/metrics') {
+      sendError(res, 404, 'not found');
+      return;
+    }
+    if (!isAuthorized(req.headers.authorization, apiTokens)) {
+      sendUnauthorized(res);
+      return;
+    }
+    metrics.registry.metrics().then(
+      (text) => res.writeHead(200, { 'Content-Type': metrics.registry.contentType }).end(text),
+      () => sendError(res, 500, 'internal error'),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, resolve);
+  });
+  return server;
+}
