@@ -251,6 +251,9 @@ export async function processDeployJob(
       onDeploying: (sha) => run.deploying(sha),
       signal: deps.signal,
     });
+    // Recorded only while the lock is still ours: a worker that lost it (stalled past its TTL,
+    // say in the health wait) must not record its commit over a newer deploy that took over.
+    await lock.assertHeld();
     if (result.outcome === 'superseded') await run.superseded(result.announcedSha, result.head);
     else await run.succeeded(result.sha, result.resources);
   } catch (error) {

@@ -1,6 +1,6 @@
 import type { EnvironmentConfig } from '../config/schema.js';
 import { PushgateError } from '../lib/errors.js';
-import { compareApplyOrder, groupByRank } from '../manifests/order.js';
+import { applyStage, compareApplyOrder, groupByRank } from '../manifests/order.js';
 import { checkPolicy } from '../manifests/policy.js';
 import { prepareManifests, type PreparedObject } from '../manifests/prepare.js';
 import { describeSource, formatProblems } from '../manifests/problems.js';
@@ -297,8 +297,37 @@ function summarize(actions: ReadonlyMap<PreparedObject, PlannedObject['action']>
 }
 
 /**
+ * Stale Namespaces that objects of the set still live in, and stale CRDs that objects of the
+ * set are instances of: deleting one deletes those objects too (the namespace controller, the
+ * CRD's own finalizer), although git still declares them. They stay, in the inventory too,
+ * until the set no longer needs them.
+ */
+function neededBySet(
+  stale: readonly ObjectRef[],
+  ordered: readonly PreparedObject[],
+): Map<ObjectRef, string> {
+  const namespaces = new Set(ordered.map((object) => object.ref.namespace));
+  // A CRD's name is always <plural>.<group>.
+  const crds = new Set(
+    ordered
+      .filter((object) => object.resource.group !== '')
+      .map((object) => `${object.resource.plural}.${object.resource.group}`),
+  );
+  const needed = new Map<ObjectRef, string>();
+  for (const ref of stale) {
+    if (applyStage(ref.apiVersion, ref.kind) !== 1) continue;
+    if (ref.kind === 'Namespace' && namespaces.has(ref.name))
+      needed.set(ref, 'not pruned: objects of this deploy are in it (deleting it would delete them)');
+    if (ref.kind === 'CustomResourceDefinition' && crds.has(ref.name))
+      needed.set(ref, 'not pruned: objects of this deploy are of its kind (deleting it would delete them)');
+  }
+  return needed;
+}
+
+/**
  * The inventory first grows to old ∪ new (so a crash mid-prune forgets nothing), then the
- * stale objects are pruned, then it becomes the new set plus whatever failed to delete.
+ * stale objects are pruned, then it becomes the new set plus whatever failed to delete or is
+ * still needed (neededBySet).
  * Prune failures fail the job (after the inventory is correct), so they are seen and retried.
  */
 async function recordAndPrune(
@@ -319,9 +348,17 @@ async function recordAndPrune(
   if (stale.length > 0) {
     await request.assertLockHeld();
     await writeInventory(client, environment, { revision: sha, objects: [...current, ...stale] }, signal);
-    const pruned = await pruneObjects(client, environment, stale, request.assertLockHeld, signal);
+    const needed = neededBySet(stale, ordered);
+    const pruned = await pruneObjects(
+      client,
+      environment,
+      stale.filter((ref) => !needed.has(ref)),
+      request.assertLockHeld,
+      signal,
+    );
     results.extra.push(...pruned.results);
-    const kept = pruned.failures.map((failure) => failure.ref);
+    for (const [ref, why] of needed) results.extra.push(resultOf(ref, 'skipped', why));
+    const kept = [...needed.keys(), ...pruned.failures.map((failure) => failure.ref)];
     await request.assertLockHeld();
     await writeInventory(client, environment, { revision: sha, objects: [...current, ...kept] }, signal);
     progress(

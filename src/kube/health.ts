@@ -112,7 +112,17 @@ export function statefulSetReadiness(object: Obj): Readiness {
   const current = int(status.currentReplicas);
   const updated = int(status.updatedReplicas);
   if (readyReplicas < replicas) return progressing(`${readyReplicas}/${replicas} replicas ready`);
-  if (record(spec.updateStrategy).type === 'OnDelete') return ready;
+  const strategy = record(spec.updateStrategy);
+  if (strategy.type === 'OnDelete') return ready;
+  // A partitioned rollout (a canary) updates only the pods from the partition up: the rest
+  // stay at the current revision by design, so kstatus counts it done once those are updated.
+  const partition = int(record(strategy.rollingUpdate).partition);
+  if (partition > 0) {
+    const expected = Math.max(0, replicas - partition);
+    if (updated < expected)
+      return progressing(`${updated}/${expected} replicas updated (partition ${partition})`);
+    return ready;
+  }
   if (updated < replicas) return progressing(`${updated}/${replicas} replicas updated`);
   if (current < replicas) return progressing(`${current}/${replicas} replicas at the current revision`);
   if (status.currentRevision !== status.updateRevision) {

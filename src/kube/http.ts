@@ -1,5 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
+import { errorMessage } from '../lib/errors.js';
 import type { KubeAccess } from './kubeconfig.js';
 
 /** An answer from the API server that is not 2xx, or no answer at all (`status` undefined). */
@@ -132,12 +133,27 @@ export class KubeTransport {
 
   async request<T>(req: KubeRequest): Promise<KubeResponse<T>> {
     try {
-      return await this.send<T>(req, await this.currentCredentials());
+      return await this.send<T>(req, await this.credentialsFor(req));
     } catch (error) {
       // An expired token (exec plugin, projected service-account file): refresh once and retry.
       if (!(error instanceof KubeApiError) || error.status !== 401) throw error;
       this.credentials = undefined;
-      return this.send<T>(req, await this.currentCredentials());
+      return this.send<T>(req, await this.credentialsFor(req));
+    }
+  }
+
+  /**
+   * Credentials that could not be had (an exec plugin that failed, a token file mid-rotation)
+   * say nothing about the request: like a network error, no status, so transient.
+   */
+  private async credentialsFor(req: KubeRequest): Promise<Credentials> {
+    try {
+      return await this.currentCredentials();
+    } catch (error) {
+      throw new KubeApiError(
+        `${req.method} ${req.path}: cannot load the cluster credentials: ${errorMessage(error).trim()}`,
+        { cause: error },
+      );
     }
   }
 

@@ -90,6 +90,28 @@ describe('readinessOf', () => {
     );
   });
 
+  it('StatefulSet with a partition: ready once the pods from the partition up are updated', () => {
+    const object = (status: Record<string, unknown>) => ({
+      kind: 'StatefulSet',
+      metadata: { generation: 2 },
+      spec: { replicas: 3, updateStrategy: { type: 'RollingUpdate', rollingUpdate: { partition: 2 } } },
+      status: {
+        observedGeneration: 2,
+        replicas: 3,
+        readyReplicas: 3,
+        currentRevision: 'r1',
+        updateRevision: 'r2',
+        ...status,
+      },
+    });
+    // The canary (ordinal 2) runs r2; ordinals 0 and 1 stay on r1 until the partition moves.
+    expect(readinessOf(object({ currentReplicas: 2, updatedReplicas: 1 })).state).toBe('ready');
+    expect(readinessOf(object({ currentReplicas: 3, updatedReplicas: 0 }))).toEqual({
+      state: 'progressing',
+      message: '0/1 replicas updated (partition 2)',
+    });
+  });
+
   it('DaemonSet: ready when every scheduled pod is updated and available', () => {
     const base = { kind: 'DaemonSet', metadata: { generation: 1 } };
     const status = {

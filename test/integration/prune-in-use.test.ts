@@ -1,0 +1,148 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, describe, expect, it } from 'vitest';
+import { environmentSchema, type EnvironmentConfig } from '../../src/config/schema.js';
+import { silentLogger } from '../../src/lib/logger.js';
+import { closeClusterClients, createClusterClient, type ClusterClient } from '../../src/kube/cluster.js';
+import { deployToCluster } from '../../src/kube/deploy.js';
+import { readInventory } from '../../src/kube/inventory.js';
+import type { DeployRequest } from '../../src/kube/types.js';
+import type { ResourceInfo } from '../../src/manifests/resource-info.js';
+import type { LoadedManifest } from '../../src/manifests/types.js';
+import { createTestNamespace, kubeconfigPathFromTest, uniqueNamespaceName } from '../helpers/kube.js';
+
+const NAMESPACES: ResourceInfo = {
+  group: '',
+  version: 'v1',
+  kind: 'Namespace',
+  plural: 'namespaces',
+  namespaced: false,
+};
+const CRDS: ResourceInfo = {
+  group: 'apiextensions.k8s.io',
+  version: 'v1',
+  kind: 'CustomResourceDefinition',
+  plural: 'customresourcedefinitions',
+  namespaced: false,
+};
+
+function client(): ClusterClient {
+  return createClusterClient({ name: 'test', kubeconfig: kubeconfigPathFromTest() });
+}
+
+afterAll(() => closeClusterClients());
+
+function environmentFor(namespace: string): EnvironmentConfig {
+  return environmentSchema.parse({
+    name: uniqueNamespaceName('env').slice(0, 40),
+    repo: { provider: 'github', name: 'acme/env', url: 'file:///nowhere' },
+    branch: 'env/test',
+    path: 'env',
+    cluster: 'test',
+    namespace,
+    allow: { namespaces: [namespace, `${namespace}-*`], clusterScoped: true },
+    healthTimeout: 0,
+  });
+}
+
+function request(environment: EnvironmentConfig, ...objects: Record<string, unknown>[]): DeployRequest {
+  const manifests: LoadedManifest[] = objects.map((object, index) => ({
+    object: object as LoadedManifest['object'],
+    source: { file: 'env/app.yaml', document: index + 1 },
+  }));
+  return {
+    environment,
+    manifests,
+    sha: randomBytes(20).toString('hex'),
+    jobId: 'job-1',
+    logger: silentLogger(),
+    assertLockHeld: () => Promise.resolve(),
+  };
+}
+
+function actions(resources: { kind: string; name: string; action: string }[]): string[] {
+  return resources.map((r) => `${r.kind}/${r.name}:${r.action}`);
+}
+
+function widgetCrd(group: string) {
+  return {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: { name: `widgets.${group}` },
+    spec: {
+      group,
+      scope: 'Namespaced',
+      names: { kind: 'Widget', plural: 'widgets', singular: 'widget', listKind: 'WidgetList' },
+      versions: [
+        {
+          name: 'v1',
+          served: true,
+          storage: true,
+          schema: {
+            openAPIV3Schema: {
+              type: 'object',
+              properties: { spec: { type: 'object', properties: { size: { type: 'integer' } } } },
+            },
+          },
+        },
+      ],
+    },
+  };
+}
+
+describe('prune keeps what the set still needs', () => {
+  it('does not delete a Namespace git dropped while objects of the set still live in it', async () => {
+    const home = await createTestNamespace('prune-ns-in-use');
+    const fresh = `${home.name}-new`;
+    const env = environmentFor(home.name);
+    const kube = client();
+    const namespace = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: fresh } };
+    const inside = {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'inside', namespace: fresh },
+      data: {},
+    };
+    await deployToCluster(kube, request(env, namespace, inside));
+
+    // The Namespace object moves out of git (to another tool, say); the ConfigMap stays.
+    const outcome = await deployToCluster(kube, request(env, inside));
+
+    expect(actions(outcome.resources)).toEqual(['ConfigMap/inside:unchanged', `Namespace/${fresh}:skipped`]);
+    expect((await kube.get(NAMESPACES, undefined, fresh))?.metadata).not.toHaveProperty('deletionTimestamp');
+    expect((await readInventory(kube, env))?.objects.map((ref) => ref.kind)).toEqual([
+      'ConfigMap',
+      'Namespace',
+    ]);
+
+    // Once git drops what was in it as well, the Namespace is pruned after all.
+    const emptied = await deployToCluster(kube, request({ ...env, allowEmpty: true }));
+    expect(actions(emptied.resources)).toEqual(['ConfigMap/inside:pruned', `Namespace/${fresh}:pruned`]);
+  });
+
+  it('does not delete a CRD git dropped while custom resources of the set are of its kind', async () => {
+    const ns = await createTestNamespace('prune-crd-in-use');
+    const group = `${ns.name}.example.com`;
+    const env = environmentFor(ns.name);
+    const kube = client();
+    const widget = { apiVersion: `${group}/v1`, kind: 'Widget', metadata: { name: 'w' }, spec: { size: 3 } };
+    const widgets: ResourceInfo = {
+      group,
+      version: 'v1',
+      kind: 'Widget',
+      plural: 'widgets',
+      namespaced: true,
+    };
+    await deployToCluster(kube, request(env, widgetCrd(group), widget));
+
+    const outcome = await deployToCluster(kube, request(env, widget));
+
+    expect(actions(outcome.resources)).toEqual([
+      'Widget/w:unchanged',
+      `CustomResourceDefinition/widgets.${group}:skipped`,
+    ]);
+    expect((await kube.get(CRDS, undefined, `widgets.${group}`))?.metadata).not.toHaveProperty(
+      'deletionTimestamp',
+    );
+    expect((await kube.get(widgets, ns.name, 'w'))?.spec).toEqual({ size: 3 });
+  });
+});
