@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { setTimeout as delay } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Provider } from '../config/schema.js';
@@ -10,6 +11,10 @@ import { runGit } from './run-git.js';
 export const DEFAULT_FETCH_TIMEOUT_MS = 60_000;
 const LOCAL_TIMEOUT_MS = 120_000;
 const SHA = /^[0-9a-f]{40}([0-9a-f]{24})?$/;
+/** git's answer when a ref or packed-refs lock file is already there. */
+const LOCKED = /\.lock': File exists/;
+const FETCH_ATTEMPTS_WHEN_LOCKED = 3;
+const LOCKED_RETRY_DELAY_MS = 500;
 
 /** The repository as the configuration names it: the URL is never taken from a payload. */
 export interface RepoSource {
@@ -136,7 +141,31 @@ export class MirrorCache {
     return gitDir;
   }
 
+  /**
+   * A fetch that meets a lock file is tried again: a lock older than any git command of this
+   * cache may run was left by a git that was killed (an OOM-killed worker keeps its emptyDir),
+   * and is removed; a younger one belongs to a git still running (`pushgate render` beside a
+   * worker, say), which is waited for.
+   */
   private async fetch(repo: RepoSource, gitDir: string, refspecs: string[], what: string): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.fetchOnce(repo, gitDir, refspecs, what);
+        return;
+      } catch (error) {
+        if (
+          attempt === FETCH_ATTEMPTS_WHEN_LOCKED ||
+          !(error instanceof Error) ||
+          !LOCKED.test(error.message)
+        )
+          throw error;
+        const removed = await removeStaleLocks(gitDir, Date.now() - this.longestGitCommandMs());
+        if (removed === 0) await delay(LOCKED_RETRY_DELAY_MS * attempt);
+      }
+    }
+  }
+
+  private async fetchOnce(repo: RepoSource, gitDir: string, refspecs: string[], what: string): Promise<void> {
     // The URL comes from the configuration only; --end-of-options keeps even a URL starting
     // with "-" from being read as a flag. --prune drops refs the server no longer has.
     const args = ['--git-dir', gitDir, 'fetch', '--quiet', '--no-tags', '--prune', '--no-write-fetch-head'];
@@ -147,6 +176,11 @@ export class MirrorCache {
       secret: this.options.token,
       what,
     });
+  }
+
+  /** runGit kills every git of this cache by then, so no live one holds a lock that long. */
+  private longestGitCommandMs(): number {
+    return Math.max(this.fetchTimeoutMs, LOCAL_TIMEOUT_MS) + 10_000;
   }
 
   private async hasCommit(gitDir: string, sha: string): Promise<boolean> {
@@ -170,4 +204,28 @@ export class MirrorCache {
     });
     return next;
   }
+}
+
+/**
+ * Deletes the lock files of a mirror's refs (and its top-level files: packed-refs, HEAD,
+ * config, shallow) last changed before `before`. Object files are never locked this way.
+ */
+async function removeStaleLocks(gitDir: string, before: number): Promise<number> {
+  const [top, refs] = await Promise.all([
+    readdir(gitDir, { withFileTypes: true }).catch(() => []),
+    readdir(path.join(gitDir, 'refs'), { recursive: true, withFileTypes: true }).catch(() => []),
+  ]);
+  let removed = 0;
+  for (const entry of [...top, ...refs]) {
+    if (!entry.isFile() || !entry.name.endsWith('.lock')) continue;
+    const file = path.join(entry.parentPath, entry.name);
+    const changed = await stat(file).then(
+      (info) => info.mtimeMs,
+      () => Infinity,
+    );
+    if (changed >= before) continue;
+    await rm(file, { force: true });
+    removed++;
+  }
+  return removed;
 }

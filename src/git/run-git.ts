@@ -112,7 +112,7 @@ export function runGit(args: readonly string[], options: RunGitOptions): Promise
       }
       if (code !== 0) {
         const permanent = PERMANENT_STDERR.some((pattern) => pattern.test(cleanStderr));
-        const detail = lastLines(cleanStderr) || (signal ? `killed by ${signal}` : `exit code ${code}`);
+        const detail = errorLines(cleanStderr) || (signal ? `killed by ${signal}` : `exit code ${code}`);
         reject(new PushgateError('git_failed', `git ${options.what}: ${detail}`, { permanent }));
         return;
       }
@@ -130,10 +130,12 @@ function killGroup(pid: number | undefined): void {
   }
 }
 
-function lastLines(text: string): string {
-  return text
-    .split('\n')
-    .filter((line) => line.trim() !== '')
-    .slice(-3)
-    .join('; ');
+/**
+ * What git said went wrong: its `error:`/`fatal:` lines when it printed any (the advice that
+ * follows them, "remove the file manually", says less), else its last lines.
+ */
+function errorLines(text: string): string {
+  const lines = text.split('\n').filter((line) => line.trim() !== '');
+  const errors = lines.filter((line) => /^(error|fatal): /.test(line));
+  return (errors.length > 0 ? errors : lines).slice(-3).join('; ');
 }

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -70,6 +70,59 @@ describe('git mirror cache edge cases (real git)', () => {
 
       expect(error).toBeInstanceOf(PushgateError);
       expect(proxied[0]).toMatch(/^http:\/\/git\.example\.invalid\/acme\/env\.git\/info\/refs/);
+    });
+  });
+
+  describe('a lock file in the mirror', () => {
+    const source = () => ({ url: repo.url, provider: 'github' as const });
+    const web = (n: number) => ({
+      'web.yaml': `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web${n}}\n`,
+    });
+
+    async function lockBranchRef(cache: MirrorCache, ageMs: number): Promise<string> {
+      const lock = path.join(cache.mirrorDir(repo.url), 'refs', 'heads', 'env', 'staging.lock');
+      await writeFile(lock, '');
+      const when = new Date(Date.now() - ageMs);
+      await utimes(lock, when, when);
+      return lock;
+    }
+
+    it('left by a git that was killed is removed, and the fetch goes on', async () => {
+      const cache = new MirrorCache({ dir: cacheDir, fetchTimeoutMs: 1_000 });
+      await repo.commit(web(1));
+      await cache.fetchBranch(source(), repo.branch);
+      const lock = await lockBranchRef(cache, 10 * 60_000);
+      const next = await repo.commit(web(2));
+
+      expect(await cache.fetchBranch(source(), repo.branch)).toBe(next);
+      await expect(stat(lock)).rejects.toThrow(/ENOENT/);
+    });
+
+    it('held by a git still running is waited for, not removed', async () => {
+      const cache = new MirrorCache({ dir: cacheDir });
+      await repo.commit(web(1));
+      await cache.fetchBranch(source(), repo.branch);
+      const lock = await lockBranchRef(cache, 0);
+      const next = await repo.commit(web(2));
+
+      // The other git finishes (its lock goes) while this fetch waits.
+      const fetched = cache.fetchBranch(source(), repo.branch);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await rm(lock);
+      expect(await fetched).toBe(next);
+    });
+
+    it('that stays fails the fetch, naming the lock, and is left in place', async () => {
+      const cache = new MirrorCache({ dir: cacheDir });
+      await repo.commit(web(1));
+      await cache.fetchBranch(source(), repo.branch);
+      const lock = await lockBranchRef(cache, 0);
+      await repo.commit(web(2));
+
+      const error = await cache.fetchBranch(source(), repo.branch).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(PushgateError);
+      expect((error as Error).message).toContain("staging.lock': File exists");
+      expect((await stat(lock)).isFile()).toBe(true);
     });
   });
 });
