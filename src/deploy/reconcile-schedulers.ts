@@ -35,6 +35,7 @@ export async function syncReconcileSchedulers(
         // receivedAt of each run is the BullMQ job's own timestamp (the worker creates the record).
         data: { environment, trigger: { kind: 'reconcile' }, receivedAt: new Date().toISOString() },
         opts: {
+          // Fewer than a push's: the next interval's run retries anyway.
           attempts: 3,
           backoff: DEPLOY_JOB_OPTIONS.backoff,
           removeOnComplete: { count: 100 },

@@ -244,6 +244,8 @@ export class JobStore {
   }
 
   async get(id: string): Promise<JobRecord | null> {
+    // The shared mark sits beside the record under the same prefix: it is not a job.
+    if (id.endsWith(SHARED_SUFFIX)) return null;
     const raw = await this.redis.get(this.keys.job(id));
     return raw === null ? null : jobRecordSchema.parse(JSON.parse(raw));
   }

@@ -58,6 +58,23 @@ describe('status API faults', () => {
     expect((await fetch(`${app.url}/readyz`)).status).toBe(200);
   });
 
+  it("a key kept beside a job record (a redelivered job's mark) is not served as a job", async () => {
+    const app = await receiver();
+    const body = JSON.stringify(
+      githubPush({ repository: GITHUB_REPO, branch: 'env/staging', after: randomSha() }),
+    );
+    const headers = githubHeaders('github-secret', body);
+    const ids: string[] = [];
+    for (let delivery = 0; delivery < 2; delivery++) {
+      const response = await fetch(`${app.url}/webhooks/github`, { method: 'POST', body, headers });
+      ids.push(((await response.json()) as { jobs: { id: string }[] }).jobs[0]!.id);
+    }
+    expect(ids[1]).toBe(ids[0]);
+    expect(await app.services.redis.exists(`${app.services.keys.job(ids[0]!)}:shared`)).toBe(1);
+
+    expect(await get(app, `/jobs/${ids[0]!}:shared`)).toEqual({ status: 404, body: expect.any(Object) });
+  });
+
   it('answers 503 while Redis is unreachable', async () => {
     const own = await startRedis();
     try {
