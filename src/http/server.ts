@@ -17,6 +17,9 @@ export async function listen(handler: RequestListener, host: string, port: numbe
   // A client trickling a body must not hold a connection for the default five minutes.
   server.requestTimeout = 30_000;
   server.headersTimeout = 10_000;
+  // Idle keep-alive connections outlive a load balancer's (60 s on ALB and ingress-nginx):
+  // closing one first races the balancer's next request on it, which it answers 502.
+  server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
