@@ -13,6 +13,12 @@ interface CacheEntry {
 
 /** Long enough to serve a whole deploy from one fetch, short enough to see new CRDs soon. */
 const DEFAULT_TTL_MS = 30_000;
+/**
+ * A kind the cache says is not served is asked for again once its answer is older than this:
+ * the CRD may have been created since (by another worker's deploy, say), and an unknown kind
+ * fails a deploy for good.
+ */
+const MISS_RECHECK_AFTER_MS = 1_000;
 
 /**
  * API discovery, one group/version at a time and only for the ones a deploy uses
@@ -28,8 +34,12 @@ export class Discovery {
   ) {}
 
   readonly resolve = async (apiVersion: string, kind: string): Promise<ResourceInfo | undefined> => {
-    const kinds = await this.groupVersion(apiVersion);
-    return kinds?.get(kind);
+    const entry = this.entry(apiVersion);
+    const found = (await entry.kinds)?.get(kind);
+    if (found !== undefined || Date.now() - entry.fetchedAt < MISS_RECHECK_AFTER_MS) return found;
+    // Concurrent misses share one new request: only the first drops the old answer.
+    if (this.cache.get(apiVersion) === entry) this.cache.delete(apiVersion);
+    return (await this.entry(apiVersion).kinds)?.get(kind);
   };
 
   /** Forget everything, e.g. after CRDs were applied. */
@@ -37,16 +47,16 @@ export class Discovery {
     this.cache.clear();
   }
 
-  private groupVersion(apiVersion: string): Promise<Map<string, ResourceInfo> | undefined> {
+  private entry(apiVersion: string): CacheEntry {
     const cached = this.cache.get(apiVersion);
-    if (cached && Date.now() - cached.fetchedAt < this.ttlMs) return cached.kinds;
+    if (cached && Date.now() - cached.fetchedAt < this.ttlMs) return cached;
     const kinds = this.fetch(apiVersion);
     const entry = { kinds, fetchedAt: Date.now() };
     this.cache.set(apiVersion, entry);
     kinds.catch(() => {
       if (this.cache.get(apiVersion) === entry) this.cache.delete(apiVersion);
     });
-    return kinds;
+    return entry;
   }
 
   private async fetch(apiVersion: string): Promise<Map<string, ResourceInfo> | undefined> {
