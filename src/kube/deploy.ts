@@ -1,5 +1,6 @@
 import type { EnvironmentConfig } from '../config/schema.js';
 import { PushgateError } from '../lib/errors.js';
+import { matchAnyGlob } from '../manifests/glob.js';
 import { applyStage, compareApplyOrder, groupByRank } from '../manifests/order.js';
 import { checkPolicy } from '../manifests/policy.js';
 import { prepareManifests, type PreparedObject } from '../manifests/prepare.js';
@@ -297,14 +298,16 @@ function summarize(actions: ReadonlyMap<PreparedObject, PlannedObject['action']>
 }
 
 /**
- * Stale Namespaces that objects of the set still live in, and stale CRDs that objects of the
- * set are instances of: deleting one deletes those objects too (the namespace controller, the
- * CRD's own finalizer), although git still declares them. They stay, in the inventory too,
- * until the set no longer needs them.
+ * Stale objects prune must leave, each with why; they stay in the inventory until that
+ * changes. A Namespace that objects of the set still live in, or a CRD that objects of the set
+ * are instances of: deleting one deletes those objects too (the namespace controller, the
+ * CRD's own finalizer), although git still declares them. And anything outside what the
+ * environment may write now (allow narrowed since it was applied): a delete is a write.
  */
-function neededBySet(
+function keptFromPrune(
   stale: readonly ObjectRef[],
   ordered: readonly PreparedObject[],
+  environment: Pick<EnvironmentConfig, 'name' | 'allow'>,
 ): Map<ObjectRef, string> {
   const namespaces = new Set(ordered.map((object) => object.ref.namespace));
   // A CRD's name is always <plural>.<group>.
@@ -313,21 +316,30 @@ function neededBySet(
       .filter((object) => object.resource.group !== '')
       .map((object) => `${object.resource.plural}.${object.resource.group}`),
   );
-  const needed = new Map<ObjectRef, string>();
+  const kept = new Map<ObjectRef, string>();
   for (const ref of stale) {
+    const outside =
+      ref.namespace === undefined
+        ? !environment.allow.clusterScoped && 'it is cluster-scoped and allow.clusterScoped is false'
+        : !matchAnyGlob(environment.allow.namespaces, ref.namespace) &&
+          `namespace "${ref.namespace}" is not in allow.namespaces`;
+    if (outside) {
+      kept.set(ref, `not pruned: ${outside} for environment ${environment.name}`);
+      continue;
+    }
     if (applyStage(ref.apiVersion, ref.kind) !== 1) continue;
     if (ref.kind === 'Namespace' && namespaces.has(ref.name))
-      needed.set(ref, 'not pruned: objects of this deploy are in it (deleting it would delete them)');
+      kept.set(ref, 'not pruned: objects of this deploy are in it (deleting it would delete them)');
     if (ref.kind === 'CustomResourceDefinition' && crds.has(ref.name))
-      needed.set(ref, 'not pruned: objects of this deploy are of its kind (deleting it would delete them)');
+      kept.set(ref, 'not pruned: objects of this deploy are of its kind (deleting it would delete them)');
   }
-  return needed;
+  return kept;
 }
 
 /**
  * The inventory first grows to old ∪ new (so a crash mid-prune forgets nothing), then the
  * stale objects are pruned, then it becomes the new set plus whatever failed to delete or is
- * still needed (neededBySet).
+ * must stay (keptFromPrune).
  * Prune failures fail the job (after the inventory is correct), so they are seen and retried.
  */
 async function recordAndPrune(
@@ -348,7 +360,7 @@ async function recordAndPrune(
   if (stale.length > 0) {
     await request.assertLockHeld();
     await writeInventory(client, environment, { revision: sha, objects: [...current, ...stale] }, signal);
-    const needed = neededBySet(stale, ordered);
+    const needed = keptFromPrune(stale, ordered, environment);
     const pruned = await pruneObjects(
       client,
       environment,

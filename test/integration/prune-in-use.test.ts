@@ -145,4 +145,43 @@ describe('prune keeps what the set still needs', () => {
     );
     expect((await kube.get(widgets, ns.name, 'w'))?.spec).toEqual({ size: 3 });
   });
+
+  it('does not delete in a namespace the environment may no longer write to, until it may again', async () => {
+    const home = await createTestNamespace('prune-policy');
+    const other = await createTestNamespace('prune-policy-other');
+    const wide = {
+      ...environmentFor(home.name),
+      allow: { namespaces: [home.name, other.name], clusterScoped: false },
+    };
+    const narrow = { ...wide, allow: { namespaces: [home.name], clusterScoped: false } };
+    const kube = client();
+    const configMap = (name: string, namespace: string) => ({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name, namespace },
+      data: {},
+    });
+    const CONFIG_MAPS: ResourceInfo = {
+      group: '',
+      version: 'v1',
+      kind: 'ConfigMap',
+      plural: 'configmaps',
+      namespaced: true,
+    };
+    await deployToCluster(kube, request(wide, configMap('home', home.name), configMap('away', other.name)));
+
+    // allow.namespaces narrowed, and git drops the object in the namespace no longer allowed.
+    const outcome = await deployToCluster(kube, request(narrow, configMap('home', home.name)));
+
+    expect(actions(outcome.resources)).toEqual(['ConfigMap/home:unchanged', 'ConfigMap/away:skipped']);
+    expect(outcome.resources.find((r) => r.name === 'away')?.message).toBe(
+      `not pruned: namespace "${other.name}" is not in allow.namespaces for environment ${wide.name}`,
+    );
+    expect(await kube.get(CONFIG_MAPS, other.name, 'away')).toBeDefined();
+    expect((await readInventory(kube, narrow))?.objects.map((ref) => ref.name)).toEqual(['home', 'away']);
+
+    const widened = await deployToCluster(kube, request(wide, configMap('home', home.name)));
+    expect(actions(widened.resources)).toEqual(['ConfigMap/home:unchanged', 'ConfigMap/away:pruned']);
+    expect(await kube.get(CONFIG_MAPS, other.name, 'away')).toBeUndefined();
+  });
 });
