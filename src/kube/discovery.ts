@@ -5,6 +5,11 @@ interface ApiResourceList {
   resources?: { name: string; kind: string; namespaced: boolean }[];
 }
 
+interface ApiGroup {
+  versions?: { groupVersion: string }[];
+  preferredVersion?: { groupVersion: string };
+}
+
 interface CacheEntry {
   /** undefined: the API does not serve this group/version. */
   kinds: Promise<Map<string, ResourceInfo> | undefined>;
@@ -40,6 +45,35 @@ export class Discovery {
     // Concurrent misses share one new request: only the first drops the old answer.
     if (this.cache.get(apiVersion) === entry) this.cache.delete(apiVersion);
     return (await this.entry(apiVersion).kinds)?.get(kind);
+  };
+
+  /**
+   * The kind in the version given or, when that is no longer served (removed in a cluster
+   * upgrade, say), in another version of its group, preferred first: an object outlives the
+   * version it was written in, and prune must still find it.
+   */
+  readonly resolveInAnyVersion = async (
+    apiVersion: string,
+    kind: string,
+  ): Promise<ResourceInfo | undefined> => {
+    const exact = await this.resolve(apiVersion, kind);
+    const { group } = splitApiVersion(apiVersion);
+    if (exact !== undefined || group === '' || !/^[a-z0-9.-]+$/.test(group)) return exact;
+    let served: ApiGroup;
+    try {
+      served = (await this.transport.request<ApiGroup>({ method: 'GET', path: `/apis/${group}` })).body;
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+    const versions = [served.preferredVersion, ...(served.versions ?? [])]
+      .map((version) => version?.groupVersion)
+      .filter((version): version is string => version !== undefined && version !== apiVersion);
+    for (const version of new Set(versions)) {
+      const found = await this.resolve(version, kind);
+      if (found !== undefined) return found;
+    }
+    return undefined;
   };
 
   /** Forget everything, e.g. after CRDs were applied. */
