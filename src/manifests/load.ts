@@ -10,6 +10,11 @@ import type { LoadedManifest, ManifestObject, ManifestSource } from './types.js'
 /** Manifests are small; anything bigger is a mistake (a vendored binary, a data dump) or an attack. */
 export const MAX_MANIFEST_FILE_BYTES = 4 * 1024 * 1024;
 /**
+ * All files of one environment together. Parsed YAML takes many times its text in memory,
+ * and one worker deploys every environment: a push to staging must not starve production.
+ */
+export const MAX_MANIFEST_TOTAL_BYTES = 32 * 1024 * 1024;
+/**
  * yaml counts alias expansions (uses × size of the aliased node); this allows ordinary
  * reuse of anchors while stopping "billion laughs" documents long before memory suffers.
  */
@@ -63,6 +68,13 @@ export async function loadManifestTree(repoRoot: string, manifestPath: string): 
   }
   files.sort((a, b) => Buffer.compare(Buffer.from(a.relative), Buffer.from(b.relative)));
 
+  const sizes = await Promise.all(files.map((file) => stat(file.real).then((info) => info.size)));
+  const total = sizes.reduce((sum, size) => sum + size, 0);
+  if (total > MAX_MANIFEST_TOTAL_BYTES) {
+    throw invalid(
+      `the manifests under "${manifestPath}" are ${total} bytes in ${files.length} files, over the ${MAX_MANIFEST_TOTAL_BYTES}-byte limit for one environment`,
+    );
+  }
   const manifests: LoadedManifest[] = [];
   for (const file of files) {
     await parseFile(file, manifests, problems);

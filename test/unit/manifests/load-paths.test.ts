@@ -1,8 +1,12 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { loadManifests } from '../../../src/manifests/load.js';
+import {
+  loadManifests,
+  MAX_MANIFEST_FILE_BYTES,
+  MAX_MANIFEST_TOTAL_BYTES,
+} from '../../../src/manifests/load.js';
 
 let root: string;
 
@@ -31,5 +35,24 @@ describe('loadManifests manifest path', () => {
     await expect(loadManifests(root, 'env/../../x')).rejects.toThrow(
       'manifest path "env/../../x" is outside the repository',
     );
+  });
+});
+
+describe('loadManifests size limits', () => {
+  it('refuses an environment whose files together are too big, before parsing any, though each is under the file limit', async () => {
+    await mkdir(path.join(root, 'env'));
+    const each = MAX_MANIFEST_FILE_BYTES - 1024;
+    const count = Math.floor(MAX_MANIFEST_TOTAL_BYTES / each) + 1;
+    for (let n = 0; n < count; n++) {
+      const file = path.join(root, 'env', `big-${n}.yaml`);
+      await writeFile(file, '');
+      await truncate(file, each);
+    }
+
+    await expect(loadManifests(root, 'env')).rejects.toMatchObject({
+      code: 'manifest_invalid',
+      permanent: true,
+      message: `the manifests under "env" are ${count * each} bytes in ${count} files, over the ${MAX_MANIFEST_TOTAL_BYTES}-byte limit for one environment`,
+    });
   });
 });
