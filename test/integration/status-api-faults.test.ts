@@ -72,7 +72,7 @@ describe('status API faults', () => {
     expect(ids[1]).toBe(ids[0]);
     expect(await app.services.redis.exists(`${app.services.keys.job(ids[0]!)}:shared`)).toBe(1);
 
-    expect(await get(app, `/jobs/${ids[0]!}:shared`)).toEqual({ status: 404, body: expect.any(Object) });
+    expect((await get(app, `/jobs/${ids[0]!}:shared`)).status).toBe(404);
   });
 
   it('answers 503 while Redis is unreachable', async () => {
