@@ -132,7 +132,9 @@ export class MirrorCache {
       () => false,
     );
     if (!exists) {
-      await mkdir(gitDir, { recursive: true });
+      // The mirror holds every file of a private repository: readable by this user only, as
+      // the temporary checkouts are (mkdtemp). The cache folder, created here too, likewise.
+      await mkdir(gitDir, { recursive: true, mode: 0o700 });
       await runGit(['init', '--bare', '--quiet', gitDir], {
         timeoutMs: LOCAL_TIMEOUT_MS,
         what: 'init mirror',

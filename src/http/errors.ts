@@ -5,12 +5,22 @@ import { PushgateError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 
 /**
+ * On every answer: job records and errors are live state (and may quote what a request sent),
+ * so no cache keeps them and no browser reads them as anything but their declared type.
+ */
+export const NO_STORE_NO_SNIFF = {
+  'Cache-Control': 'no-store',
+  'X-Content-Type-Options': 'nosniff',
+} as const;
+
+/**
  * A JSON answer, as express's `res.json` writes it (same headers), on any node:http response:
  * the webhook path answers without going through express.
  */
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, {
+    ...NO_STORE_NO_SNIFF,
     'Content-Type': 'application/json; charset=utf-8',
     'Content-Length': Buffer.byteLength(text),
   });

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { Metrics } from '../lib/metrics.js';
 import { isAuthorized, sendUnauthorized } from './auth.js';
-import { sendError, sendJson } from './errors.js';
+import { NO_STORE_NO_SNIFF, sendError, sendJson } from './errors.js';
 
 /**
  * A worker's only HTTP surface: `/healthz` for its liveness probe and `/metrics` for the
@@ -31,7 +31,8 @@ export async function serveWorkerMetrics(
       return;
     }
     metrics.registry.metrics().then(
-      (text) => res.writeHead(200, { 'Content-Type': metrics.registry.contentType }).end(text),
+      (text) =>
+        res.writeHead(200, { ...NO_STORE_NO_SNIFF, 'Content-Type': metrics.registry.contentType }).end(text),
       () => sendError(res, 500, 'internal error'),
     );
   });

@@ -235,14 +235,33 @@ async function parseFile(
   });
 }
 
+/**
+ * Kubernetes' rule for any name that is a segment of an API path: `.` and `..` would be
+ * resolved as dot-segments of the request URL (`configmaps/..` is the Namespace above), and
+ * `/` or `%` would split or re-encode it. The API server refuses them only once the request
+ * has reached another path; they are refused here, before anything is sent.
+ */
+function isPathSegmentName(value: string): boolean {
+  return value !== '.' && value !== '..' && !value.includes('/') && !value.includes('%');
+}
+
+const PATH_SEGMENT_RULE = 'must not be "." or ".." nor contain "/" or "%"';
+
 const objectHeaderSchema = z.object({
   apiVersion: z.string({ required_error: 'apiVersion is required' }).min(1, 'apiVersion is required'),
   kind: z.string({ required_error: 'kind is required' }).min(1, 'kind is required'),
   metadata: z
     .object(
       {
-        name: z.string({ required_error: 'metadata.name is required' }).min(1, 'metadata.name is required'),
-        namespace: z.string().min(1, 'metadata.namespace must not be empty').optional(),
+        name: z
+          .string({ required_error: 'metadata.name is required' })
+          .min(1, 'metadata.name is required')
+          .refine(isPathSegmentName, PATH_SEGMENT_RULE),
+        namespace: z
+          .string()
+          .min(1, 'metadata.namespace must not be empty')
+          .refine(isPathSegmentName, PATH_SEGMENT_RULE)
+          .optional(),
         labels: z.record(z.string(), z.string()).optional(),
         annotations: z.record(z.string(), z.string()).optional(),
       },
