@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# One image for every pushgate process: `serve` (the default), `worker`, `start`, `check`...
+# One image for every pushgate process: `serve` (the default), `worker`, `check`... (`start`
+# too, with REDIS_URL: the image has no redis-server of its own to embed).
 #
 #   docker build -t pushgate .
 #   docker run --rm -p 8080:8080 -e REDIS_URL=redis://redis:6379 -v $PWD/config:/etc/pushgate:ro pushgate
@@ -13,14 +14,20 @@ RUN npm ci --no-audit --no-fund
 # Everything .dockerignore lets through: sources, tsconfig*, config/ (folders that may be
 # empty in a clone, like bench/, need no COPY line of their own this way).
 COPY . .
-RUN npm run build && npm prune --omit=dev
+# Only what the image runs: src/ and workers/ (dist/src/cli.js and what it imports). `npm run
+# build` would also compile bench/ and scripts/, and bench/ imports test/helpers, which
+# .dockerignore keeps out of the context: tsc would fail on it.
+RUN echo '{"extends": "./tsconfig.build.json", "include": ["src", "workers"]}' > tsconfig.image.json \
+ && npx tsc -p tsconfig.image.json
+RUN npm prune --omit=dev
 
 # ---- runtime --------------------------------------------------------------------------
 FROM node:20-slim
 # git: the worker fetches environment repositories with the git CLI.
+# openssh-client: ssh:// repo URLs (git only recommends it, and recommends are not installed).
 # ca-certificates: HTTPS clones and the GitHub/GitLab APIs.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends git ca-certificates \
+ && apt-get install -y --no-install-recommends git openssh-client ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 
 # Young generation per role: 2 MiB keeps a worker's memory low through a large deploy (its

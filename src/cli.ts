@@ -5,20 +5,113 @@
 import { parseArgs } from 'node:util';
 import { PushgateError, errorMessage } from './lib/errors.js';
 import type { Command, CommandArgs } from './commands/command.js';
-/**
- * Each command is loaded only when asked for: `check` and `status` need neither the
- * Kubernetes client nor the deploy pipeline, and `serve` starts in a third of the time
- * and memory without them.
- */
-const COMMANDS: Record<string, () => Promise<Command>> = {
-  serve: () => import('./commands/serve.js').then((m) => m.runServe),
-  worker: () => import('./commands/worker.js').then((m) => m.runWorker),
-  start: () => import('./commands/start.js').then((m) => m.runStart),
-  check: () => import('./commands/check.js').then((m) => m.runCheck),
-  render: () => import('./commands/render.js').then((m) => m.runRender),
-  sync: () => import('./commands/sync.js').then((m) => m.runSync),
-  status: () => import('./commands/status.js').then((m) => m.runStatus),
+
+type CommandOption = 'ref' | 'wait' | 'json';
+
+interface CommandSpec {
+  /**
+   * Each command is loaded only when asked for: `check` and `status` need neither the
+   * Kubernetes client nor the deploy pipeline, and `serve` starts in a third of the time
+   * and memory without them.
+   */
+  load: () => Promise<Command>;
+  /** What `pushgate <command> --help` prints above the common options. */
+  help: string;
+  /** The options besides --config and --help it takes; any other is refused (exit 2), not ignored. */
+  options: readonly CommandOption[];
+  /** Positional arguments it takes at most; more is bad usage. */
+  maxPositionals: number;
+}
+
+const COMMANDS: Record<string, CommandSpec> = {
+  serve: {
+    load: () => import('./commands/serve.js').then((m) => m.runServe),
+    help: `Usage: pushgate serve [--config F]
+
+The HTTP receiver: webhooks (POST /webhooks/github, /webhooks/gitlab) and the status API,
+on server.port (PORT overrides it), until SIGTERM/SIGINT. Needs REDIS_URL (redis.url).
+`,
+    options: [],
+    maxPositionals: 0,
+  },
+  worker: {
+    load: () => import('./commands/worker.js').then((m) => m.runWorker),
+    help: `Usage: pushgate worker [--config F]
+
+A deploy worker: takes jobs from Redis and applies them to the clusters, until SIGTERM/SIGINT
+(it finishes or hands back its current job). Run as many as you like. Needs REDIS_URL
+(redis.url); WORKER_METRICS_PORT serves /metrics and /healthz.
+`,
+    options: [],
+    maxPositionals: 0,
+  },
+  start: {
+    load: () => import('./commands/start.js').then((m) => m.runStart),
+    help: `Usage: pushgate start [--config F]
+
+Receiver and worker in one process, until SIGTERM/SIGINT. Without REDIS_URL (redis.url) it
+runs a private redis-server (found on PATH) on a free loopback port, data under .pushgate/,
+and logs its address ("embedded redis-server started"): give it to status and sync as REDIS_URL.
+`,
+    options: [],
+    maxPositionals: 0,
+  },
+  check: {
+    load: () => import('./commands/check.js').then((m) => m.runCheck),
+    help: `Usage: pushgate check [--config F]
+
+Validates the configuration (exit 2 naming the file, the field and the reason) and prints
+the environments; warns about missing webhook secrets. Starts nothing.
+`,
+    options: [],
+    maxPositionals: 0,
+  },
+  render: {
+    load: () => import('./commands/render.js').then((m) => m.runRender),
+    help: `Usage: pushgate render ENV [--ref SHA] [--config F]
+
+Fetches ENV's branch head (or commit SHA), validates and policy-checks its manifests,
+dry-runs them on ENV's cluster and prints the objects as YAML. Applies nothing. Needs the
+cluster, not Redis.
+
+  --ref SHA              the commit to render instead of the branch head (all 40 hex digits)
+`,
+    options: ['ref'],
+    maxPositionals: 1,
+  },
+  sync: {
+    load: () => import('./commands/sync.js').then((m) => m.runSync),
+    help: `Usage: pushgate sync ENV [--wait] [--json] [--config F]
+
+Queues a deploy of ENV's branch head now (trigger "manual") and prints the job id. Needs
+REDIS_URL: the Redis of the running receiver.
+
+  --wait                 follow the job; exit 0 when it succeeded (or was superseded), 1 when it failed
+  --json                 print {"jobs": [...]} (and, with --wait, the finished job) as JSON
+`,
+    options: ['wait', 'json'],
+    maxPositionals: 1,
+  },
+  status: {
+    load: () => import('./commands/status.js').then((m) => m.runStatus),
+    help: `Usage: pushgate status [JOB_ID] [--json] [--config F]
+
+One job (exit 1 if unknown), or the latest jobs of every environment. Needs REDIS_URL: the
+Redis of the running receiver.
+
+  --json                 print the job, or the environments with their jobs, as JSON
+`,
+    options: ['json'],
+    maxPositionals: 1,
+  },
 };
+
+const COMMON_OPTIONS = `Options of every command:
+  --config F             configuration file (default: $PUSHGATE_CONFIG, else config/pushgate.yaml)
+  -h, --help             this help
+
+Exit codes: 0 success, 1 the thing asked failed, 2 bad usage or invalid configuration.
+`;
 
 export const USAGE = `Usage: pushgate <command> [options]
 
@@ -34,10 +127,14 @@ Commands:
 Options:
   --config F             configuration file (default: $PUSHGATE_CONFIG, else config/pushgate.yaml)
   --json                 machine-readable output (status, sync)
-  -h, --help             this help
+  -h, --help             this help; pushgate <command> --help for one command
 
 Exit codes: 0 success, 1 the thing asked failed, 2 bad usage or invalid configuration.
 `;
+
+function commandHelp(spec: CommandSpec): string {
+  return `${spec.help}\n${COMMON_OPTIONS}`;
+}
 
 export async function main(argv: string[], env = process.env): Promise<number> {
   let parsed;
@@ -48,8 +145,8 @@ export async function main(argv: string[], env = process.env): Promise<number> {
       options: {
         config: { type: 'string' },
         ref: { type: 'string' },
-        wait: { type: 'boolean', default: false },
-        json: { type: 'boolean', default: false },
+        wait: { type: 'boolean' },
+        json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -57,30 +154,51 @@ export async function main(argv: string[], env = process.env): Promise<number> {
     process.stderr.write(`pushgate: ${errorMessage(error)}\n\n${USAGE}`);
     return 2;
   }
-  const [name, ...positionals] = parsed.positionals;
-  if (parsed.values.help || name === 'help') {
+  let [name, ...positionals] = parsed.positionals;
+  let help = parsed.values.help;
+  // `pushgate help sync` reads as `pushgate sync --help`.
+  if (name === 'help') {
+    help = true;
+    [name, ...positionals] = positionals;
+  }
+  if (help && name === undefined) {
     process.stdout.write(USAGE);
     return 0;
   }
-  const load = name === undefined ? undefined : COMMANDS[name];
-  if (!load) {
+  const spec = name === undefined || !Object.hasOwn(COMMANDS, name) ? undefined : COMMANDS[name];
+  if (!spec) {
     process.stderr.write(
       `pushgate: ${name === undefined ? 'a command is required' : `unknown command "${name}"`}\n\n${USAGE}`,
     );
+    return 2;
+  }
+  if (help) {
+    process.stdout.write(commandHelp(spec));
+    return 0;
+  }
+  // An option a command does not take is refused rather than ignored: `sync ENV --ref SHA`
+  // must not quietly deploy the branch head instead of SHA.
+  const given = (['ref', 'wait', 'json'] as const).filter((option) => parsed.values[option] !== undefined);
+  const refused = given.find((option) => !spec.options.includes(option));
+  const extra = positionals[spec.maxPositionals];
+  if (refused !== undefined || extra !== undefined) {
+    const problem =
+      refused !== undefined ? `--${refused} is not an option of ${name}` : `unexpected argument "${extra}"`;
+    process.stderr.write(`pushgate ${name}: ${problem}\n\n${commandHelp(spec)}`);
     return 2;
   }
   const args: CommandArgs = {
     positionals,
     config: parsed.values.config,
     ref: parsed.values.ref,
-    wait: parsed.values.wait,
-    json: parsed.values.json,
+    wait: parsed.values.wait ?? false,
+    json: parsed.values.json ?? false,
     env,
     stdout: process.stdout,
     stderr: process.stderr,
   };
   try {
-    const command = await load();
+    const command = await spec.load();
     return await command(args);
   } catch (error) {
     process.stderr.write(`pushgate ${name}: ${errorMessage(error)}\n`);

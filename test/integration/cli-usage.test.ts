@@ -1,0 +1,180 @@
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
+
+const CLI = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url));
+const RUN_TIMEOUT_MS = 15_000;
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+let redis: TestRedis;
+let dir: string;
+let configFile: string;
+let noRedisConfigFile: string;
+let prefix: string;
+
+function runCli(args: string[], extraEnv: Record<string, string> = {}): Promise<Run> {
+  const { PUSHGATE_CONFIG: _config, REDIS_URL: _redis, PORT: _port, ...rest } = process.env;
+  const env = { ...rest, LOG_LEVEL: 'silent', ...extraEnv };
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    // A command that took its arguments and went on serving must not outlive the test.
+    const timer = setTimeout(() => child.kill('SIGKILL'), RUN_TIMEOUT_MS);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+async function keysUnderPrefix(): Promise<string[]> {
+  const client = new Redis(redis.url, { lazyConnect: true });
+  await client.connect();
+  try {
+    return await client.keys(`*${prefix}*`);
+  } finally {
+    client.disconnect();
+  }
+}
+
+const environment = (redisLine: string): string => `
+redis:
+${redisLine}
+clusters:
+  - name: local
+environments:
+  - name: staging
+    repo:
+      provider: github
+      name: acme/env-config
+      url: https://git.example.invalid/acme/env-config.git
+    branch: env/staging
+    cluster: local
+`;
+
+beforeAll(async () => {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first (npm test does)`);
+  redis = await startRedis();
+  prefix = uniquePrefix('cli-usage');
+  dir = mkdtempSync(join(tmpdir(), 'pushgate-cli-usage-'));
+  configFile = join(dir, 'pushgate.yaml');
+  writeFileSync(configFile, environment(`  url: ${redis.url}\n  prefix: ${prefix}`));
+  noRedisConfigFile = join(dir, 'no-redis.yaml');
+  writeFileSync(noRedisConfigFile, environment('  url: ${REDIS_URL:-}'));
+});
+
+afterAll(async () => {
+  await redis.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('pushgate <command> --help', () => {
+  it.each([
+    ['serve', 'Usage: pushgate serve [--config F]'],
+    ['worker', 'Usage: pushgate worker [--config F]'],
+    ['start', 'Usage: pushgate start [--config F]'],
+    ['check', 'Usage: pushgate check [--config F]'],
+    ['render', 'Usage: pushgate render ENV [--ref SHA] [--config F]'],
+    ['sync', 'Usage: pushgate sync ENV [--wait] [--json] [--config F]'],
+    ['status', 'Usage: pushgate status [JOB_ID] [--json] [--config F]'],
+  ])('%s --help prints the usage of that command and exits 0', async (command, usage) => {
+    const run = await runCli([command, '--help']);
+    expect(run.code).toBe(0);
+    expect(run.stdout.startsWith(usage)).toBe(true);
+    expect(run.stdout).not.toContain('Commands:');
+    expect(run.stdout).toContain('--config F');
+  });
+
+  it('pushgate help sync is pushgate sync --help', async () => {
+    const viaHelp = await runCli(['help', 'sync']);
+    const viaFlag = await runCli(['sync', '--help']);
+    expect(viaHelp.code).toBe(0);
+    expect(viaHelp.stdout).toBe(viaFlag.stdout);
+  });
+
+  it('pushgate --help still lists every command', async () => {
+    const run = await runCli(['--help']);
+    expect(run.code).toBe(0);
+    for (const command of ['serve', 'worker', 'start', 'check', 'render', 'sync', 'status'])
+      expect(run.stdout).toMatch(new RegExp(`^  ${command}\\b`, 'm'));
+  });
+
+  it('help for an unknown command is bad usage (exit 2)', async () => {
+    const run = await runCli(['help', 'deploy']);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('unknown command "deploy"');
+  });
+});
+
+describe('options and arguments a command does not take', () => {
+  it('sync ENV --ref SHA is refused (exit 2) and queues nothing, rather than deploying the branch head', async () => {
+    const run = await runCli([
+      'sync',
+      'staging',
+      '--ref',
+      '4b825dc642cb6eb9a060e54bf8d69288fbee4904',
+      '--config',
+      configFile,
+    ]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('pushgate sync: --ref is not an option of sync');
+    expect(run.stderr).toContain('Usage: pushgate sync ENV');
+    expect(run.stdout).toBe('');
+    expect(await keysUnderPrefix()).toEqual([]);
+  });
+
+  it('a second positional argument is refused (exit 2)', async () => {
+    const run = await runCli(['sync', 'staging', 'production', '--config', configFile]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('pushgate sync: unexpected argument "production"');
+    expect(await keysUnderPrefix()).toEqual([]);
+  });
+
+  it.each([
+    [['check', 'staging'], 'unexpected argument "staging"'],
+    [['check', '--json'], '--json is not an option of check'],
+    [['status', '--wait'], '--wait is not an option of status'],
+    [['render', 'staging', '--wait'], '--wait is not an option of render'],
+    [['serve', 'staging'], 'unexpected argument "staging"'],
+  ])('pushgate %j exits 2 naming what it does not take', async (args, problem) => {
+    const run = await runCli([...args, '--config', configFile]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain(problem);
+  });
+
+  it('options a command takes still work: sync --json queues the job and prints it', async () => {
+    const run = await runCli(['sync', 'staging', '--json', '--config', configFile]);
+    expect(run.code).toBe(0);
+    const answer = JSON.parse(run.stdout) as { jobs: { environment: string }[] };
+    expect(answer.jobs.map((job) => job.environment)).toEqual(['staging']);
+  });
+});
+
+describe('status and sync without redis.url', () => {
+  it.each(['status', 'sync'])(
+    '%s says to point REDIS_URL at the running receiver and where pushgate start logs its own Redis',
+    async (command) => {
+      const args = command === 'sync' ? ['sync', 'staging'] : ['status'];
+      const run = await runCli([...args, '--config', noRedisConfigFile]);
+      expect(run.code).toBe(2);
+      expect(run.stderr).toContain(`pushgate ${command}: redis.url is not set`);
+      expect(run.stderr).toContain('embedded redis-server started');
+      // Running pushgate start is no answer to "where is the Redis to read from".
+      expect(run.stderr).not.toContain('or use pushgate start');
+    },
+  );
+});
