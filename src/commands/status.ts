@@ -1,7 +1,9 @@
 import { waitForRedis } from '../queue/connection.js';
-import { connectProducer, loadRuntime, requireRedisUrl, type ProducerServices } from '../runtime.js';
+import { connectProducer, loadRuntime, type ProducerServices } from '../runtime.js';
 import type { JobRecord } from '../status/job-record.js';
+import { clientRedisUrl } from './client-redis-url.js';
 import type { CommandArgs } from './command.js';
+import { printable } from './printable.js';
 import { formatTable } from './table.js';
 
 const LATEST_PER_ENVIRONMENT = 5;
@@ -10,7 +12,7 @@ const REDIS_TIMEOUT_MS = 5_000;
 /** `pushgate status [JOB_ID] [--json]`: one job, or the latest jobs of every environment. */
 export async function runStatus(args: CommandArgs): Promise<number> {
   const { config } = loadRuntime(args.config, args.env);
-  const services = connectProducer(requireRedisUrl(config, 'status'), config.redis.prefix);
+  const services = connectProducer(clientRedisUrl(config, 'status'), config.redis.prefix);
   try {
     await waitForRedis(services.redis, REDIS_TIMEOUT_MS);
     const [jobId] = args.positionals;
@@ -66,9 +68,11 @@ async function showJob(services: ProducerServices, jobId: string, args: CommandA
     `started      ${job.startedAt ?? '-'}`,
     `finished     ${job.finishedAt ?? '-'}`,
   ];
-  if (job.error) lines.push(`error        ${job.error}`);
-  if (job.message) lines.push(`message      ${job.message}`);
-  args.stdout.write(`${lines.join('\n')}\n`);
+  // One value a line: a newline inside one (a pusher's name) must not forge another line.
+  const shown = lines.map((line) => printable(line));
+  if (job.error) shown.push(`error        ${printable(job.error, true)}`);
+  if (job.message) shown.push(`message      ${printable(job.message, true)}`);
+  args.stdout.write(`${shown.join('\n')}\n`);
   if (job.resources.length > 0) {
     args.stdout.write(
       `\n${formatTable(

@@ -1,11 +1,13 @@
 import type { Config } from '../config/schema.js';
 import { UsageError } from '../lib/errors.js';
 import { waitForRedis } from '../queue/connection.js';
-import { connectProducer, loadRuntime, requireRedisUrl } from '../runtime.js';
+import { connectProducer, loadRuntime } from '../runtime.js';
 import { FINISHED_STATES, type JobRecord } from '../status/job-record.js';
 import type { JobStore } from '../status/job-store.js';
 import { statusBaseUrl } from '../status/reporters/commit-status-reporter.js';
+import { clientRedisUrl } from './client-redis-url.js';
 import type { CommandArgs } from './command.js';
+import { printable } from './printable.js';
 
 const POLL_MS = 500;
 /** The producer connection fails fast by design; a CLI may wait a moment for it to connect. */
@@ -24,7 +26,7 @@ export async function runSync(args: CommandArgs): Promise<number> {
     args.stderr.write(`pushgate sync: unknown environment "${name}" (configured: ${listNames(config)})\n`);
     return 2;
   }
-  const services = connectProducer(requireRedisUrl(config, 'sync'), config.redis.prefix);
+  const services = connectProducer(clientRedisUrl(config, 'sync'), config.redis.prefix);
   try {
     await waitForRedis(services.redis, REDIS_WAIT_MS).catch(() => undefined);
     const job = await services.producer.enqueue(name, { kind: 'manual' });
@@ -34,7 +36,7 @@ export async function runSync(args: CommandArgs): Promise<number> {
     else args.stdout.write(`${job.id}\n`);
     if (!args.wait) return 0;
     const record = await follow(services.store, job.id, (line) => {
-      if (!args.json) args.stdout.write(`${line}\n`);
+      if (!args.json) args.stdout.write(`${printable(line, true)}\n`);
     });
     if (args.json) args.stdout.write(`${JSON.stringify(record)}\n`);
     return record.state === 'failed' ? 1 : 0;

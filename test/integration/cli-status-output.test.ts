@@ -1,0 +1,139 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CommandArgs } from '../../src/commands/command.js';
+import { runStatus } from '../../src/commands/status.js';
+import { runSync } from '../../src/commands/sync.js';
+import { createKeys } from '../../src/queue/keys.js';
+import { JobStore } from '../../src/status/job-store.js';
+import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
+
+// What a job record holds comes from outside: the pusher's name from the webhook payload, the
+// delivery id from a header, file names and API server messages in the error. Printed raw,
+// an escape sequence in any of them is acted on by the operator's terminal.
+const ESC = '\u001b';
+const PUSHER = `mallory${ESC}]0;owned${ESC}\\\nstate        succeeded`;
+const ERROR = `m/${ESC}[2J${ESC}[31m.yaml document 1: invalid\nsecond line \u202eevil`;
+
+let redis: TestRedis;
+let client: Redis;
+let dir: string;
+let configFile: string;
+let prefix: string;
+
+beforeAll(async () => {
+  redis = await startRedis();
+  client = new Redis(redis.url);
+  dir = mkdtempSync(join(tmpdir(), 'pushgate-status-output-'));
+  prefix = uniquePrefix('status-output');
+  configFile = join(dir, 'pushgate.yaml');
+  writeFileSync(
+    configFile,
+    [
+      'redis:',
+      `  url: ${redis.url}`,
+      `  prefix: ${prefix}`,
+      'clusters:',
+      '  - name: local',
+      'environments:',
+      '  - name: staging',
+      '    repo: {provider: gitlab, name: acme/env, url: https://git.example.invalid/acme/env.git}',
+      '    branch: env/staging',
+      '    cluster: local',
+      '',
+    ].join('\n'),
+  );
+});
+
+afterAll(async () => {
+  client.disconnect();
+  await redis.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function jobWithHostileText(id: string): Promise<void> {
+  const store = new JobStore(client, createKeys(prefix));
+  await store.claimMany([
+    {
+      id,
+      environment: 'staging',
+      trigger: { kind: 'webhook', provider: 'gitlab', deliveryId: `d${ESC}[8m`, pusher: PUSHER },
+      receivedAt: new Date().toISOString(),
+    },
+  ]);
+  await store.update(id, {
+    state: 'failed',
+    finishedAt: new Date().toISOString(),
+    error: ERROR,
+    resources: [{ apiVersion: 'v1', kind: 'ConfigMap', name: `web${ESC}[1m`, action: 'failed' }],
+  });
+}
+
+function commandArgs(positionals: string[], stdout: PassThrough): CommandArgs {
+  return {
+    positionals,
+    config: configFile,
+    ref: undefined,
+    wait: true,
+    json: false,
+    env: { PATH: process.env.PATH, LOG_LEVEL: 'silent' },
+    stdout,
+    stderr: new PassThrough(),
+  };
+}
+
+function capture(): { stdout: PassThrough; text: () => string } {
+  const stdout = new PassThrough();
+  let out = '';
+  stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+  return { stdout, text: () => out };
+}
+
+function expectPrintable(out: string): void {
+  expect(out).not.toContain(ESC);
+  expect(out).not.toContain('\u202e');
+  // The newline in the pusher's name does not forge a line of its own.
+  expect(out).not.toMatch(/^state {8}succeeded/m);
+}
+
+describe('pushgate status and sync on a terminal', () => {
+  it('status JOB shows control characters from the record escaped, not raw', async () => {
+    await jobWithHostileText('hostile-1');
+    const { stdout, text } = capture();
+
+    const code = await runStatus(commandArgs(['hostile-1'], stdout));
+
+    expect(code).toBe(0);
+    const out = text();
+    expectPrintable(out);
+    expect(out).toContain('by mallory\\u001b]0;owned\\u001b\\\\u000astate');
+    expect(out).toContain('delivery d\\u001b[8m');
+    expect(out).toContain('web\\u001b[1m');
+    // A multi-line error keeps its lines.
+    expect(out).toContain(
+      'error        m/\\u001b[2J\\u001b[31m.yaml document 1: invalid\nsecond line \\u202eevil',
+    );
+  });
+
+  it('sync --wait shows the error of the job it follows escaped, not raw', async () => {
+    const store = new JobStore(client, createKeys(prefix));
+    const { stdout, text } = capture();
+
+    const running = runSync(commandArgs(['staging'], stdout));
+    const deadline = Date.now() + 10_000;
+    while (!text().includes('\n') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const id = text().split('\n')[0]!;
+    await store.update(id, { state: 'failed', finishedAt: new Date().toISOString(), error: ERROR });
+    const code = await running;
+
+    expect(code).toBe(1);
+    const out = text();
+    expectPrintable(out);
+    expect(out).toContain(
+      'failed: m/\\u001b[2J\\u001b[31m.yaml document 1: invalid\nsecond line \\u202eevil',
+    );
+  });
+});
