@@ -197,9 +197,12 @@ export async function processDeployJob(
     throw new UnrecoverableError(`invalid job data: ${errorMessage(error)}`);
   }
   const logger = deps.logger.child({ jobId, environment: data.environment });
-  // Scheduler jobs reuse their template's data; their own creation time is when they were "received".
+  // Scheduler jobs reuse their template's data; each is "received" when it falls due: the
+  // scheduler creates it one interval ahead, as a delayed job.
   const receivedAt =
-    data.trigger.kind === 'reconcile' ? new Date(job.timestamp).toISOString() : data.receivedAt;
+    data.trigger.kind === 'reconcile'
+      ? new Date(job.timestamp + (job.opts.delay ?? 0)).toISOString()
+      : data.receivedAt;
   if (data.trigger.kind !== 'reconcile' && !(await deps.store.get(jobId))) {
     // The producer sends a claim just ahead of its queue entry, in one socket write; when the
     // claim returned an existing job (a redelivery), this entry has no record and is not a job
@@ -257,6 +260,13 @@ export async function processDeployJob(
     if (result.outcome === 'superseded') await run.superseded(result.announcedSha, result.head);
     else await run.succeeded(result.sha, result.resources);
   } catch (error) {
+    // A worker that lost the job (stalled past its locks) must not reopen a record that the
+    // worker which took the job over has finished meanwhile.
+    const current = await deps.store.get(jobId);
+    if (current && FINISHED_STATES.includes(current.state) && !run.finished) {
+      logger.warn({ err: errorMessage(error), state: current.state }, 'job finished elsewhere meanwhile');
+      throw error;
+    }
     const permanent = isPermanentFailure(error);
     const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
     if (permanent || lastAttempt) {

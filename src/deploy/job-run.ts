@@ -2,7 +2,7 @@ import type { EnvironmentConfig } from '../config/schema.js';
 import { errorMessage } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { Metrics } from '../lib/metrics.js';
-import type { JobRecord, JobState, ResourceResult } from '../status/job-record.js';
+import { FINISHED_STATES, type JobRecord, type JobState, type ResourceResult } from '../status/job-record.js';
 import type { JobStore } from '../status/job-store.js';
 import type { CommitStatusReporter } from '../status/reporters/commit-status-reporter.js';
 
@@ -30,6 +30,11 @@ export class JobRun {
     return this.record.id;
   }
 
+  /** This attempt wrote the record's final state. */
+  get finished(): boolean {
+    return FINISHED_STATES.includes(this.record.state);
+  }
+
   async started(attempts: number): Promise<void> {
     await this.patch({
       state: 'running',
@@ -42,6 +47,7 @@ export class JobRun {
   }
 
   async deploying(sha: string): Promise<void> {
+    await this.settleEarlierCommit(sha, sha);
     await this.patch({ sha });
     this.report(sha, 'pending', `Deploying ${short(sha)} to ${this.environment.name}`);
   }
@@ -67,6 +73,7 @@ export class JobRun {
   /** Nothing applied: the environment's head is a newer commit that is applied or has a job. */
   async superseded(announcedSha: string, by: string): Promise<void> {
     const message = `superseded by ${by}`;
+    await this.settleEarlierCommit(announcedSha, by);
     this.report(announcedSha, 'superseded', `Superseded by ${short(by)}; not deployed itself`);
     await this.patch({ state: 'superseded', finishedAt: new Date().toISOString(), error: null, message });
     await this.deps.store.recordFinished(this.environment.name, this.id);
@@ -96,6 +103,19 @@ export class JobRun {
     const message = errorMessage(error);
     await this.patch({ state: 'queued', error: message, ...(resources ? { resources } : {}) });
     this.logger.warn({ err: message, attempts: this.record.attempts }, 'deploy failed, will retry');
+  }
+
+  /**
+   * An earlier attempt reported `pending` on the head of its time; when the branch moved
+   * before this attempt, that commit is now `superseded` rather than pending for good.
+   * Unless another job has since taken that commit over: its own statuses are the last word.
+   */
+  private async settleEarlierCommit(current: string, by: string): Promise<void> {
+    const earlier = this.record.sha;
+    if (!this.deps.reporter || !earlier || earlier === current) return;
+    const owner = await this.deps.store.jobForSha(this.environment.name, earlier);
+    if (owner && owner.id !== this.id) return;
+    this.report(earlier, 'superseded', `Superseded by ${short(by)}; not deployed itself`);
   }
 
   private async patch(patch: Partial<Omit<JobRecord, 'id' | 'environment'>>): Promise<void> {

@@ -1,5 +1,5 @@
 import { Octokit } from '@octokit/rest';
-import type { CommitStatusSender, DeployStatusState } from './types.js';
+import { clipDescription, type CommitStatusSender, type DeployStatusState } from './types.js';
 
 type GithubState = 'pending' | 'success' | 'failure' | 'error';
 
@@ -34,7 +34,7 @@ export function createGithubSender(options: { token: string; apiUrl: string }): 
         state: GITHUB_STATES[update.state],
         context: update.context,
         ...(update.targetUrl ? { target_url: update.targetUrl } : {}),
-        description: update.description.slice(0, 140),
+        description: clipDescription(update.description, 140),
         request: { signal },
       });
     },

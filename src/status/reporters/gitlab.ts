@@ -1,5 +1,5 @@
 import { Gitlab } from '@gitbeaker/rest';
-import type { CommitStatusSender, DeployStatusState } from './types.js';
+import { clipDescription, type CommitStatusSender, type DeployStatusState } from './types.js';
 
 type GitlabState = 'pending' | 'running' | 'success' | 'failed' | 'canceled';
 
@@ -27,7 +27,7 @@ export function createGitlabSender(options: {
       await api.Commits.editStatus(update.environment.repo.name, update.sha, GITLAB_STATES[update.state], {
         name: update.context,
         ...(update.targetUrl ? { targetUrl: update.targetUrl } : {}),
-        description: update.description.slice(0, 255),
+        description: clipDescription(update.description, 255),
       });
     },
   };

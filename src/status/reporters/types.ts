@@ -28,3 +28,9 @@ export interface CommitStatusSender {
 export function statusContext(environment: string): string {
   return `pushgate/${environment}`;
 }
+
+/** At most `max` characters, counted as the providers count them: never half a surrogate pair. */
+export function clipDescription(description: string, max: number): string {
+  if (description.length <= max) return description;
+  return Array.from(description).slice(0, max).join('');
+}

@@ -1,0 +1,128 @@
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { readSecrets } from '../../src/config/secrets.js';
+import type { ApplyEngine } from '../../src/deploy/apply-engine.js';
+import { createKubeApplyEngine } from '../../src/deploy/kube-apply-engine.js';
+import { PushgateError } from '../../src/lib/errors.js';
+import { silentLogger } from '../../src/lib/logger.js';
+import { createCommitStatusReporter } from '../../src/status/reporters/commit-status-reporter.js';
+import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
+import { startFakeGithub, type FakeProvider } from '../helpers/fake-github.js';
+import { createTestNamespace, type TestNamespace } from '../helpers/kube.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { createWorkerHarness, type WorkerHarness } from './worker-harness.js';
+import { configMap } from './worker-manifests.js';
+
+let redis: TestRedis;
+
+beforeAll(async () => {
+  redis = await startRedis();
+});
+afterAll(async () => {
+  await redis.stop();
+});
+
+/** The last state GitHub was sent for each commit, in the order they were sent. */
+function lastStates(github: FakeProvider): Map<string, string> {
+  const last = new Map<string, string>();
+  for (const request of github.requests) {
+    const sha = request.path.split('/').at(-1)!;
+    last.set(sha, (request.body as { state: string }).state);
+  }
+  return last;
+}
+
+describe('commit statuses across the attempts of one job (real Redis, git, kube-apiserver)', () => {
+  let repo: EnvRepo;
+  let namespace: TestNamespace;
+  let harness: WorkerHarness;
+  let github: FakeProvider;
+
+  beforeEach(async () => {
+    repo = await createEnvRepo({ branch: 'env/test' });
+    namespace = await createTestNamespace('w-commit-status');
+    github = await startFakeGithub();
+    harness = await createWorkerHarness({
+      redisUrl: redis.url,
+      environments: [{ name: 'web', repo, env: { namespace: namespace.name } }],
+      providers: { github: github.url },
+    });
+  });
+
+  afterEach(async () => {
+    await harness.close();
+    await github.close();
+    await namespace.cleanup();
+    await repo.remove();
+  });
+
+  /** The real engine, except that its first deploy fails transiently after the branch moved on. */
+  function engineWhoseFirstDeployFails(moveBranch: () => Promise<unknown>): ApplyEngine {
+    const real = createKubeApplyEngine(harness.config, process.env);
+    let calls = 0;
+    return {
+      render: (environment, manifests) => real.render(environment, manifests),
+      async deploy(request) {
+        calls += 1;
+        if (calls > 1) return real.deploy(request);
+        await moveBranch();
+        throw new PushgateError('transient', 'the API server answered 503');
+      },
+    };
+  }
+
+  it('settles the commit an earlier attempt left pending when a retry deploys a newer head', async () => {
+    const reporter = createCommitStatusReporter(
+      harness.config,
+      readSecrets({ GITHUB_TOKEN: 'ghs_test' }),
+      silentLogger(),
+      { timeoutMs: 2_000 },
+    );
+    const first = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
+    let second = '';
+    await harness.startWorker({
+      reporter,
+      engine: engineWhoseFirstDeployFails(async () => {
+        second = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '2' }) });
+      }),
+    });
+
+    const record = await harness.waitForJob(await harness.manual('web'));
+    await reporter.flush();
+
+    expect(record).toMatchObject({ state: 'succeeded', sha: second, attempts: 2 });
+    expect(Object.fromEntries(lastStates(github))).toEqual({ [first]: 'success', [second]: 'success' });
+    const settled = github.requests.filter((r) => r.path.endsWith(first)).at(-1)!;
+    expect(settled.body).toMatchObject({
+      description: `Superseded by ${second.slice(0, 7)}; not deployed itself`,
+    });
+  });
+
+  it('settles it too when the retry of a webhook job is superseded by the newer head’s own job', async () => {
+    const reporter = createCommitStatusReporter(
+      harness.config,
+      readSecrets({ GITHUB_TOKEN: 'ghs_test' }),
+      silentLogger(),
+      { timeoutMs: 2_000 },
+    );
+    const announced = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
+    // The push of `announced` was not the head when the job first ran: another commit was.
+    const firstHead = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '2' }) });
+    let newest = '';
+    let newestJob = '';
+    await harness.startWorker({
+      reporter,
+      engine: engineWhoseFirstDeployFails(async () => {
+        newest = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '3' }) });
+        newestJob = await harness.webhook('web', newest);
+      }),
+    });
+
+    const record = await harness.waitForJob(await harness.webhook('web', announced));
+    await harness.waitForJob(newestJob);
+    await reporter.flush();
+
+    expect(record).toMatchObject({ state: 'superseded' });
+    expect(lastStates(github).get(firstHead)).toBe('success');
+    expect(lastStates(github).get(newest)).toBe('success');
+  });
+});

@@ -1,0 +1,59 @@
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { JobRecord } from '../../src/status/job-record.js';
+import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
+import { createTestNamespace, type TestNamespace } from '../helpers/kube.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { createWorkerHarness, type WorkerHarness } from './worker-harness.js';
+import { configMap } from './worker-manifests.js';
+
+let redis: TestRedis;
+
+beforeAll(async () => {
+  redis = await startRedis();
+});
+afterAll(async () => {
+  await redis.stop();
+});
+
+describe('job record fields of reconcile jobs (real Redis, git, kube-apiserver)', () => {
+  let repo: EnvRepo;
+  let namespace: TestNamespace;
+  let harness: WorkerHarness;
+
+  beforeEach(async () => {
+    repo = await createEnvRepo({ branch: 'env/test' });
+    namespace = await createTestNamespace('w-job-fields');
+    harness = await createWorkerHarness({
+      redisUrl: redis.url,
+      environments: [{ name: 'web', repo, env: { namespace: namespace.name, reconcileInterval: '3s' } }],
+    });
+  });
+
+  afterEach(async () => {
+    await harness.close();
+    await namespace.cleanup();
+    await repo.remove();
+  });
+
+  it('a reconcile job is received when it falls due, not when the previous run scheduled it', async () => {
+    await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
+    await harness.startWorker();
+
+    const deadline = Date.now() + 20_000;
+    let finished: JobRecord[] = [];
+    while (finished.length < 2) {
+      if (Date.now() > deadline) throw new Error('fewer than two reconcile runs finished in time');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const records = await harness.services.store.list({ environment: 'web', limit: 10 });
+      finished = records.filter((record) => record.state === 'succeeded');
+    }
+
+    for (const record of finished) {
+      const waited = Date.parse(record.startedAt!) - Date.parse(record.receivedAt);
+      // Nothing else runs: each run starts as soon as it is due.
+      expect(waited, `${record.id} received ${record.receivedAt}, started ${record.startedAt}`).toBeLessThan(
+        1_500,
+      );
+    }
+  });
+});

@@ -1,0 +1,69 @@
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createKeys } from '../../src/queue/keys.js';
+import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
+import { createTestNamespace, type TestNamespace } from '../helpers/kube.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { createWorkerHarness, type WorkerHarness } from './worker-harness.js';
+import { deployment } from './worker-manifests.js';
+
+let redis: TestRedis;
+
+beforeAll(async () => {
+  redis = await startRedis();
+});
+afterAll(async () => {
+  await redis.stop();
+});
+
+async function until<T>(read: () => Promise<T | null | undefined | false>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await read();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error('condition not met before the deadline');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe('deploy worker shutdown (real Redis, git, kube-apiserver)', () => {
+  let repo: EnvRepo;
+  let namespace: TestNamespace;
+  let harness: WorkerHarness;
+
+  beforeEach(async () => {
+    repo = await createEnvRepo({ branch: 'env/test' });
+    namespace = await createTestNamespace('w-shutdown');
+    harness = await createWorkerHarness({
+      redisUrl: redis.url,
+      environments: [{ name: 'web', repo, env: { namespace: namespace.name, healthTimeout: '60s' } }],
+    });
+  });
+
+  afterEach(async () => {
+    await harness.close();
+    await namespace.cleanup();
+    await repo.remove();
+  });
+
+  it('past its deadline hands the job back: queued again with its error, lock released', async () => {
+    const sha = await repo.commit({ 'manifests/web.yaml': deployment('web') });
+    const worker = await harness.startWorker();
+    const id = await harness.webhook('web', sha);
+    // The Deployment is applied and never becomes ready (no kubelet): the job waits in its health check.
+    await until(async () => (await harness.services.store.get(id))?.sha === sha);
+
+    const started = Date.now();
+    await worker.close(500);
+
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(await harness.services.store.get(id)).toMatchObject({
+      state: 'queued',
+      sha,
+      finishedAt: null,
+      error: expect.stringMatching(/abort/i) as unknown,
+    });
+    const lockKey = createKeys(harness.config.redis.prefix).environmentLock('web');
+    expect(await harness.services.redis.get(lockKey)).toBeNull();
+    expect(await (await harness.services.queue.getJob(id))?.getState()).toMatch(/delayed|waiting/);
+  });
+});
