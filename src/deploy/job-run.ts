@@ -18,6 +18,8 @@ export interface JobRunDeps {
  */
 export class JobRun {
   private readonly startedMs = Date.now();
+  /** A re-apply of the commit that is live already: see deploying(). */
+  private quiet = false;
 
   constructor(
     private readonly deps: JobRunDeps,
@@ -46,17 +48,26 @@ export class JobRun {
     this.logger.info({ attempts }, 'deploy started');
   }
 
+  /**
+   * A reconcile of the commit the environment's last job deployed reports only what is news:
+   * drift it corrected, or a failure. Every ten minutes a pending and a success on the same
+   * commit would flip it to pending for nothing, and GitHub takes at most 1,000 statuses per
+   * commit and context: a quiet branch would reach that in a week, and then even a failure
+   * would no longer show.
+   */
   async deploying(sha: string): Promise<void> {
     await this.settleEarlierCommit(sha, sha);
     await this.patch({ sha });
-    this.report(sha, 'pending', `Deploying ${short(sha)} to ${this.environment.name}`);
+    this.quiet = await this.isReapplyOfLiveCommit(sha);
+    if (!this.quiet) this.report(sha, 'pending', `Deploying ${short(sha)} to ${this.environment.name}`);
   }
 
   // Final transitions queue the commit status before the record turns final, so whoever
   // sees the final record can flush the reporter and find the status sent.
   async succeeded(sha: string, resources: ResourceResult[]): Promise<void> {
     const finishedAt = new Date().toISOString();
-    this.report(sha, 'success', `Deployed to ${this.environment.name}: ${summarise(resources)}`);
+    if (!this.quiet || resources.some((resource) => resource.action !== 'unchanged'))
+      this.report(sha, 'success', `Deployed to ${this.environment.name}: ${summarise(resources)}`);
     await this.patch({
       state: 'succeeded',
       sha,
@@ -116,6 +127,14 @@ export class JobRun {
     const owner = await this.deps.store.jobForSha(this.environment.name, earlier);
     if (owner && owner.id !== this.id) return;
     this.report(earlier, 'superseded', `Superseded by ${short(by)}; not deployed itself`);
+  }
+
+  private async isReapplyOfLiveCommit(sha: string): Promise<boolean> {
+    if (this.record.trigger.kind !== 'reconcile' || !this.deps.reporter) return false;
+    const status = await this.deps.store.environmentStatus(this.environment.name);
+    if (status.lastAppliedSha !== sha || !status.lastJobId) return false;
+    const last = await this.deps.store.get(status.lastJobId);
+    return last?.state === 'succeeded' && last.sha === sha;
   }
 
   private async patch(patch: Partial<Omit<JobRecord, 'id' | 'environment'>>): Promise<void> {
