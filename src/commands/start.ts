@@ -1,9 +1,9 @@
-import { createServer } from 'node:http';
 import path from 'node:path';
 import { waitForShutdownSignal } from '../lib/shutdown.js';
 import { warnUnreachableClusters } from '../deploy/cluster-reachability.js';
 import { startWorkerFromRuntime } from '../deploy/worker-process.js';
 import { createApp } from '../http/app.js';
+import { listen } from '../http/server.js';
 import { startEmbeddedRedis, type EmbeddedRedis } from '../lib/embedded-redis.js';
 import { createMetrics } from '../lib/metrics.js';
 import { connectProducer, loadRuntime } from '../runtime.js';
@@ -32,14 +32,12 @@ export async function runStart(args: CommandArgs): Promise<number> {
     const services = connectProducer(redisUrl, config.redis.prefix);
     const worker = await startWorkerFromRuntime(runtime, redisUrl, metrics);
     const app = createApp({ config, secrets, logger, metrics, ...services });
-    const server = createServer(app);
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(config.server.port, config.server.host, resolve);
-    });
-    const address = server.address();
-    const port = address && typeof address === 'object' ? address.port : config.server.port;
-    logger.info({ port, environments: config.environments.map((e) => e.name) }, 'pushgate started');
+    // The same server as `serve`: slow-client timeouts, keep-alive past a load balancer's.
+    const server = await listen(app, config.server.host, config.server.port);
+    logger.info(
+      { url: server.url, port: server.port, environments: config.environments.map((e) => e.name) },
+      'pushgate started',
+    );
     void warnUnreachableClusters(config, args.env, logger);
     if (config.environments.length === 0) {
       logger.warn(
@@ -52,9 +50,7 @@ export async function runStart(args: CommandArgs): Promise<number> {
     const signal = await waitForShutdownSignal();
     logger.info({ signal }, 'pushgate stopping');
     // Stop taking webhooks first, then let the worker finish, then the connections, Redis last.
-    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    server.closeIdleConnections();
-    await closed;
+    await server.close();
     await worker.close();
     await services.close();
     logger.info('pushgate stopped');

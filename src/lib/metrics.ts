@@ -16,7 +16,7 @@ export function createMetrics(): Metrics {
     registry,
     webhooks: new Counter({
       name: 'pushgate_webhooks_total',
-      help: 'Webhook deliveries by provider and outcome (queued, duplicate, ignored, unauthorized, invalid, too_large, unavailable)',
+      help: 'Webhook deliveries by provider and outcome (queued, duplicate, ignored, unauthorized, invalid, too_large, unavailable, error)',
       labelNames: ['provider', 'outcome'],
       registers: [registry],
     }),
