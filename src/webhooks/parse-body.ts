@@ -4,8 +4,8 @@ import { PushgateError } from '../lib/errors.js';
  * JSON.parse of a verified body. GitHub can also deliver `application/x-www-form-urlencoded`
  * with the JSON in a `payload` field; the signature covers the encoded body either way.
  */
-export function parseJsonBody(rawBody: Buffer, contentType: string | undefined): unknown {
-  let text = rawBody.toString('utf8');
+export function parseJsonBody(body: string, contentType: string | undefined): unknown {
+  let text = body;
   if (contentType?.toLowerCase().startsWith('application/x-www-form-urlencoded')) {
     const payload = new URLSearchParams(text).get('payload');
     if (payload === null)

@@ -29,6 +29,8 @@ export type VerifyResult =
 export interface VerifyInput {
   headers: WebhookHeaders;
   rawBody: Buffer;
+  /** rawBody as UTF-8, when the caller decoded it already (the receiver does, once, for the JSON parse too). */
+  text?: string;
   /** Milliseconds since the epoch; injectable for timestamp-window tests. */
   now: number;
 }

@@ -10,6 +10,7 @@ import {
   type WebhookRegistry,
 } from '../../webhooks/registry.js';
 import type { PushEvent } from '../../webhooks/types.js';
+import type { Logger } from '../../lib/logger.js';
 import type { AppDeps } from '../deps.js';
 import { sendError, sendJson } from '../errors.js';
 import { readRawBody } from '../raw-body.js';
@@ -77,13 +78,15 @@ export function createWebhookReceiver(deps: AppDeps): WebhookReceiver {
     res: ServerResponse,
   ): Promise<void> => {
     const deliveryId = provider.deliveryId(req.headers);
-    const log = deps.logger.child({ provider: provider.name, deliveryId });
+    // Made on first use: an accepted push logs its one line without a child logger.
+    let child: Logger | undefined;
+    const log = (): Logger => (child ??= deps.logger.child({ provider: provider.name, deliveryId }));
     const done = (outcome: Outcome): void => {
       deps.metrics.webhooks.inc({ provider: provider.name, outcome });
     };
 
     if (!provider.configured) {
-      log.warn(
+      log().warn(
         `webhook rejected: no ${provider.name} webhook secret is configured (set ${provider.secretVariables})`,
       );
       done('unauthorized');
@@ -93,27 +96,24 @@ export function createWebhookReceiver(deps: AppDeps): WebhookReceiver {
     }
     try {
       const rawBody = await readRawBody(req, deps.config.server.bodyLimit);
-      const verified = await provider.verify({ headers: req.headers, rawBody, now: now() });
+      const text = rawBody.toString('utf8');
+      const verified = await provider.verify({ headers: req.headers, rawBody, text, now: now() });
       if (!verified.ok) {
-        log.warn({ reason: verified.why }, 'webhook rejected: signature or token did not verify');
+        log().warn({ reason: verified.why }, 'webhook rejected: signature or token did not verify');
         done('unauthorized');
         sendError(res, 401, UNAUTHORIZED);
         return;
       }
       const eventName = provider.eventName(req.headers);
-      const event = provider.parse(
-        eventName,
-        parseJsonBody(rawBody, req.headers['content-type']),
-        deliveryId,
-      );
+      const event = provider.parse(eventName, parseJsonBody(text, req.headers['content-type']), deliveryId);
       if (event.kind === 'ping') {
-        log.info('webhook ping');
+        log().info('webhook ping');
         done('ignored');
         sendJson(res, 200, { ok: true });
         return;
       }
       if (event.kind === 'ignored') {
-        log.info({ event: eventName, reason: event.reason }, 'webhook ignored');
+        log().info({ event: eventName, reason: event.reason }, 'webhook ignored');
         done('ignored');
         sendJson(res, 200, { ignored: event.reason });
         return;
@@ -129,7 +129,7 @@ export function createWebhookReceiver(deps: AppDeps): WebhookReceiver {
             : error.status === 400
               ? 'invalid'
               : 'error';
-      log.warn({ status: error.status, reason: error.message }, 'webhook refused');
+      log().warn({ status: error.status, reason: error.message }, 'webhook refused');
       done(outcome);
       // A body not read to its end is not drained: the connection is closed instead.
       if (error.status === 413) res.setHeader('Connection', 'close');
@@ -142,12 +142,12 @@ export function createWebhookReceiver(deps: AppDeps): WebhookReceiver {
     req: IncomingMessage,
     res: ServerResponse,
     done: (outcome: Outcome) => void,
-    log: AppDeps['logger'],
+    log: () => Logger,
   ): Promise<void> => {
     const environments = environmentsForPush(deps.config.environments, push);
     const where = `${push.provider} ${push.repository} branch ${push.branch}`;
     if (environments.length === 0) {
-      log.info(
+      log().info(
         { repository: push.repository, branch: push.branch },
         'webhook ignored: no environment matches',
       );
@@ -170,8 +170,10 @@ export function createWebhookReceiver(deps: AppDeps): WebhookReceiver {
     // A line per job, with the job's id and environment at the top level like every job
     // line of the worker, so selecting one jobId shows its deploy from the webhook on.
     for (const job of jobs) {
-      log.info(
+      deps.logger.info(
         {
+          provider: push.provider,
+          deliveryId: push.deliveryId,
           jobId: job.id,
           environment: job.environment,
           created: job.created,

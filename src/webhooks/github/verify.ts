@@ -16,7 +16,7 @@ export async function verifyGithubSignature(
   const signature = header(input.headers, 'x-hub-signature-256');
   if (!signature) return { ok: false, why: 'missing' };
   if (!SIGNATURE.test(signature) || input.rawBody.length === 0) return { ok: false, why: 'mismatch' };
-  const payload = input.rawBody.toString('utf8');
+  const payload = input.text ?? input.rawBody.toString('utf8');
   const results = await Promise.all(
     secrets.map((secret) => verify(secret, payload, signature).catch(() => false)),
   );
