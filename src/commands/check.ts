@@ -45,7 +45,8 @@ export function runCheck(args: CommandArgs): Promise<number> {
     (providers.has('github') && secrets.githubToken) || (providers.has('gitlab') && secrets.gitlabToken);
   if (reports && !config.server.publicUrl) {
     args.stderr.write(
-      'warning: server.publicUrl is not set; commit statuses will carry no link to their job\n',
+      'warning: server.publicUrl is not set; commit statuses link to each job at the address its webhook was ' +
+        'sent to, and to localhost for jobs no request created\n',
     );
   }
   return Promise.resolve(0);

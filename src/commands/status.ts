@@ -1,6 +1,6 @@
 import { waitForRedis } from '../queue/connection.js';
 import { connectProducer, loadRuntime, type ProducerServices } from '../runtime.js';
-import type { JobRecord } from '../status/job-record.js';
+import { jobView, type JobRecord } from '../status/job-record.js';
 import { clientRedisUrl } from './client-redis-url.js';
 import type { CommandArgs } from './command.js';
 import { printable } from './printable.js';
@@ -54,7 +54,7 @@ async function showJob(services: ProducerServices, jobId: string, args: CommandA
     return 1;
   }
   if (args.json) {
-    args.stdout.write(`${JSON.stringify(job, null, 2)}\n`);
+    args.stdout.write(`${JSON.stringify(jobView(job), null, 2)}\n`);
     return 0;
   }
   const lines = [

@@ -152,7 +152,14 @@ export class JobRun {
     state: 'pending' | 'success' | 'failure' | 'superseded',
     description: string,
   ): void {
-    this.deps.reporter?.report({ environment: this.environment, sha, state, description, jobId: this.id });
+    this.deps.reporter?.report({
+      environment: this.environment,
+      sha,
+      state,
+      description,
+      jobId: this.id,
+      ...(this.record.statusUrl ? { statusUrl: this.record.statusUrl } : {}),
+    });
   }
 }
 

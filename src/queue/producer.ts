@@ -3,7 +3,8 @@ import { Queue } from 'bullmq';
 import { ZodError } from 'zod';
 import type { Redis } from 'ioredis';
 import { PushgateError } from '../lib/errors.js';
-import type { JobStore } from '../status/job-store.js';
+import { jobStatusUrl } from '../http/status-url.js';
+import type { ClaimRequest, JobStore } from '../status/job-store.js';
 import { EnqueueBatch } from './enqueue-batch.js';
 import {
   DEPLOY_JOB_NAME,
@@ -55,8 +56,17 @@ export class DeployProducer {
     environment: string,
     trigger: Trigger,
     receivedAt = new Date().toISOString(),
+    /** The base of the status URL the caller answers with (`publicBase`), kept on a new job's record. */
+    statusBase?: string,
   ): Promise<EnqueuedJob> {
-    const request = { id: randomUUID(), environment, trigger, receivedAt };
+    const id = randomUUID();
+    const request: ClaimRequest = {
+      id,
+      environment,
+      trigger,
+      receivedAt,
+      ...(statusBase ? { statusUrl: jobStatusUrl(statusBase, id) } : {}),
+    };
     const data: DeployJobData = { environment, trigger, receivedAt };
     try {
       // Fail fast: waiting for a connection would hold the webhook sender past its timeout.

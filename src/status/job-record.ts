@@ -41,5 +41,16 @@ export const jobRecordSchema = z.object({
   error: z.string().nullable(),
   /** A human sentence for outcomes that are not errors, e.g. what superseded the job. */
   message: z.string().nullable().optional(),
+  /**
+   * The status URL the answer that created the job named (a webhook's or a sync's 202): the
+   * commit status links there. Absent for jobs no request created (reconcile, CLI sync).
+   */
+  statusUrl: z.string().optional(),
 });
 export type JobRecord = z.infer<typeof jobRecordSchema>;
+
+/** The job as the API and the CLI show it: SPEC §5's fields (the link is the commit status's business). */
+export function jobView(record: JobRecord): Omit<JobRecord, 'statusUrl'> {
+  const { statusUrl: _statusUrl, ...view } = record;
+  return view;
+}

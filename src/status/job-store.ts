@@ -28,6 +28,7 @@ export interface ClaimRequest {
   environment: string;
   trigger: Trigger;
   receivedAt: string;
+  statusUrl?: string;
 }
 
 export type ClaimOutcome =
@@ -130,6 +131,7 @@ export function newJobRecord(request: ClaimRequest): JobRecord {
     finishedAt: null,
     resources: [],
     error: null,
+    ...(request.statusUrl ? { statusUrl: request.statusUrl } : {}),
   };
 }
 

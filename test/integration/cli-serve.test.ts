@@ -135,8 +135,9 @@ describe('pushgate check', () => {
     expect(run.stderr).toContain('redis.url: environment variable REDIS_URL is not set');
   });
 
-  it('warns that commit statuses will carry no link when a status token is set without server.publicUrl', async () => {
-    const warning = 'warning: server.publicUrl is not set; commit statuses will carry no link to their job';
+  it('warns where commit statuses will link when a status token is set without server.publicUrl', async () => {
+    const warning =
+      'warning: server.publicUrl is not set; commit statuses link to each job at the address its webhook was sent to, and to localhost for jobs no request created';
     const withToken = await runCli(['check', '--config', configFile], cliEnv({ GITHUB_TOKEN: 'ghs_x' }));
     expect(withToken.code).toBe(0);
     expect(withToken.stderr).toContain(warning);

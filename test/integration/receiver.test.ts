@@ -178,6 +178,14 @@ describe('GitHub push webhooks', () => {
     expect(job!.statusUrl).toBe(`https://deploy.example.com/pushgate/jobs/${job!.id}`);
   });
 
+  it('keeps the status URL it answered with on the job, for the commit status to link to', async () => {
+    const app = await receiver();
+    const answer = await sendGithub(app, githubPush({ repository: GITHUB_REPO, branch: 'env/staging' }));
+    const [job] = jobsOf(answer);
+    expect(job!.statusUrl).toBe(`${app.url}/jobs/${job!.id}`);
+    expect(await app.services.store.get(job!.id)).toMatchObject({ statusUrl: job!.statusUrl });
+  });
+
   it('never takes the status URL host from a Host header that carries a path', async () => {
     const app = await receiver();
     const body = JSON.stringify(githubPush({ repository: GITHUB_REPO, branch: 'env/staging' }));

@@ -95,24 +95,33 @@ describe('commit status reporters (local servers speaking the providers’ docum
     expect(github.requests[0]!.headers.authorization).toBe('token ghs_statustoken');
   });
 
-  it('sends no link without server.publicUrl (a link to localhost helps nobody)', async () => {
+  it('links to the status URL the job was answered with, else to the local receiver (SPEC §4)', async () => {
     const { github, gitlab, reporter, env } = await setup(undefined, '{ port: 8080 }');
-    for (const name of ['production', 'staging']) {
-      reporter.report({
-        environment: env(name),
-        sha: SHA,
-        state: 'pending',
-        description: 'Deploying',
-        jobId: 'j-9',
-      });
-    }
+    const answered = 'http://pushgate.internal:8080/jobs/j-9';
+    reporter.report({
+      environment: env('production'),
+      sha: SHA,
+      state: 'pending',
+      description: 'Deploying',
+      jobId: 'j-9',
+      statusUrl: answered,
+    });
+    reporter.report({
+      environment: env('staging'),
+      sha: SHA,
+      state: 'pending',
+      description: 'Deploying',
+      jobId: 'j-10',
+    });
     await reporter.flush();
 
     expect(github.requests).toHaveLength(1);
-    expect(github.requests[0]!.body).not.toHaveProperty('target_url');
+    expect(github.requests[0]!.body).toMatchObject({ target_url: answered });
     expect(gitlab.requests).toHaveLength(1);
-    expect(gitlab.requests[0]!.body).toMatchObject({ name: 'pushgate/staging' });
-    expect(gitlab.requests[0]!.body).not.toHaveProperty('target_url');
+    expect(gitlab.requests[0]!.body).toMatchObject({
+      name: 'pushgate/staging',
+      target_url: 'http://localhost:8080/jobs/j-10',
+    });
   });
 
   it('reports a superseded commit to GitHub as success naming the newer commit', async () => {

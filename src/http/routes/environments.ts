@@ -1,6 +1,6 @@
 import { Router, type Response } from 'express';
 import type { EnvironmentConfig } from '../../config/schema.js';
-import type { JobRecord } from '../../status/job-record.js';
+import { jobView, type JobRecord } from '../../status/job-record.js';
 import type { AppDeps } from '../deps.js';
 import { fromRedis, sendError } from '../errors.js';
 import { jobStatusUrl, publicBase } from '../status-url.js';
@@ -58,7 +58,7 @@ export function environmentRoutes(deps: AppDeps): Router {
     const body = await fromRedis(
       (async () => {
         const jobs = await deps.store.list({ environment: environment.name, limit: ENVIRONMENT_JOBS });
-        return { ...(await view(environment, jobs)), jobs };
+        return { ...(await view(environment, jobs)), jobs: jobs.map(jobView) };
       })(),
     );
     res.json(body);
@@ -67,9 +67,9 @@ export function environmentRoutes(deps: AppDeps): Router {
   router.post('/environments/:name/sync', async (req, res) => {
     const environment = find(req.params.name, res);
     if (!environment) return;
-    const job = await deps.producer.enqueue(environment.name, { kind: 'manual' });
-    deps.logger.info({ jobId: job.id, environment: environment.name }, 'manual sync queued');
     const base = publicBase(deps.config.server.publicUrl, req);
+    const job = await deps.producer.enqueue(environment.name, { kind: 'manual' }, undefined, base);
+    deps.logger.info({ jobId: job.id, environment: environment.name }, 'manual sync queued');
     res
       .status(202)
       .json({ jobs: [{ id: job.id, environment: job.environment, statusUrl: jobStatusUrl(base, job.id) }] });

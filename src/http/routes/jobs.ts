@@ -1,6 +1,6 @@
 import { Router } from 'express';
 import { z } from 'zod';
-import { jobStateSchema } from '../../status/job-record.js';
+import { jobStateSchema, jobView } from '../../status/job-record.js';
 import type { AppDeps } from '../deps.js';
 import { fromRedis, sendError } from '../errors.js';
 import { parseParams } from '../query.js';
@@ -39,7 +39,7 @@ export function jobRoutes(deps: AppDeps): Router {
   router.get('/jobs', async (req, res) => {
     const query = parseParams(listQuery, req.query);
     const jobs = await fromRedis(deps.store.list(query));
-    res.json({ jobs });
+    res.json({ jobs: jobs.map(jobView) });
   });
 
   router.get('/jobs/:id', async (req, res) => {
@@ -48,7 +48,7 @@ export function jobRoutes(deps: AppDeps): Router {
       sendError(res, 404, `job "${req.params.id}" not found`);
       return;
     }
-    res.json(job);
+    res.json(jobView(job));
   });
   return router;
 }

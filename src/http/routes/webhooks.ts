@@ -163,10 +163,10 @@ export function createWebhookReceiver(deps: AppDeps): WebhookReceiver {
       pusher: push.pusher,
     };
     const receivedAt = new Date(now()).toISOString();
-    const jobs = await Promise.all(
-      environments.map((environment) => deps.producer.enqueue(environment.name, trigger, receivedAt)),
-    );
     const base = publicBase(deps.config.server.publicUrl, req);
+    const jobs = await Promise.all(
+      environments.map((environment) => deps.producer.enqueue(environment.name, trigger, receivedAt, base)),
+    );
     // A line per job, with the job's id and environment at the top level like every job
     // line of the worker, so selecting one jobId shows its deploy from the webhook on.
     for (const job of jobs) {

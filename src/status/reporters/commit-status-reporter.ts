@@ -24,8 +24,8 @@ export class CommitStatusReporter {
 
   constructor(
     private readonly senders: Partial<Record<'github' | 'gitlab', CommitStatusSender>>,
-    /** `server.publicUrl` as a base; without it statuses carry no link. */
-    private readonly baseUrl: string | undefined,
+    /** `statusBaseUrl(config)`: the base of the links of jobs whose record names no status URL. */
+    private readonly baseUrl: string,
     private readonly logger: Logger,
     options: ReporterOptions = {},
   ) {
@@ -55,9 +55,9 @@ export class CommitStatusReporter {
     const payload = {
       ...update,
       context: statusContext(update.environment.name),
-      targetUrl: this.baseUrl
-        ? new URL(`jobs/${encodeURIComponent(update.jobId)}`, this.baseUrl).toString()
-        : undefined,
+      // SPEC §4: the target URL is the job's status URL.
+      targetUrl:
+        update.statusUrl ?? new URL(`jobs/${encodeURIComponent(update.jobId)}`, this.baseUrl).toString(),
     };
     for (let attempt = 1; ; attempt += 1) {
       try {
@@ -121,8 +121,7 @@ export function createCommitStatusReporter(
       }),
     );
   }
-  const baseUrl = config.server.publicUrl ? statusBaseUrl(config) : undefined;
-  return new CommitStatusReporter(senders, baseUrl, logger, { ...options, timeoutMs });
+  return new CommitStatusReporter(senders, statusBaseUrl(config), logger, { ...options, timeoutMs });
 }
 
 /** Octokit puts the HTTP status on the error; gitbeaker on its cause's response. */

@@ -33,7 +33,7 @@ export function createGithubSender(options: { token: string; apiUrl: string }): 
         sha: update.sha,
         state: GITHUB_STATES[update.state],
         context: update.context,
-        ...(update.targetUrl ? { target_url: update.targetUrl } : {}),
+        target_url: update.targetUrl,
         description: clipDescription(update.description, 140),
         request: { signal },
       });

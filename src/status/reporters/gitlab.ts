@@ -26,7 +26,7 @@ export function createGitlabSender(options: {
       // The project path is its id once URL-encoded; gitbeaker encodes it.
       await api.Commits.editStatus(update.environment.repo.name, update.sha, GITLAB_STATES[update.state], {
         name: update.context,
-        ...(update.targetUrl ? { targetUrl: update.targetUrl } : {}),
+        targetUrl: update.targetUrl,
         description: clipDescription(update.description, 255),
       });
     },

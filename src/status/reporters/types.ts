@@ -13,13 +13,14 @@ export interface CommitStatusUpdate {
   /** Short, one line; providers cut it at 140 (GitHub) / 255 (GitLab) characters. */
   description: string;
   jobId: string;
+  /** The status URL the job's creating answer named; else the reporter builds one from the config. */
+  statusUrl?: string;
 }
 
 /** Sends one status to one provider; throws on failure (the caller logs and retries). */
 export interface CommitStatusSender {
   send(
-    /** No targetUrl without `server.publicUrl`: a link to this host's localhost helps nobody. */
-    update: CommitStatusUpdate & { context: string; targetUrl: string | undefined },
+    update: CommitStatusUpdate & { context: string; targetUrl: string },
     signal: AbortSignal,
   ): Promise<void>;
 }

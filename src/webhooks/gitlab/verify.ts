@@ -75,7 +75,11 @@ export function verifyStandardWebhook(keys: readonly Buffer[], input: VerifyInpu
   if (!found) return { ok: false, why: 'mismatch' };
   // The delivery id pushgate dedupes on is Idempotency-Key, which the signature does not
   // cover; GitLab sets it equal to the signed webhook-id. Holding it to that stops a captured
-  // request from being replayed within the tolerance under a fresh id as a new delivery.
-  if (header(input.headers, 'idempotency-key') !== id) return { ok: false, why: 'mismatch' };
+  // request from being replayed within the tolerance under a fresh id as a new delivery. A
+  // sender that leaves it out (only X-Gitlab-Event-UUID then names the delivery) is not
+  // refused: SPEC §3 makes that header the delivery id, and a replay of a signed push can
+  // only add a job for a commit that is live (the same job) or older (superseded).
+  const idempotencyKey = header(input.headers, 'idempotency-key');
+  if (idempotencyKey !== undefined && idempotencyKey !== id) return { ok: false, why: 'mismatch' };
   return { ok: true };
 }
