@@ -1,6 +1,6 @@
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { loadConfig, resolveConfigPath, type Env } from './config/load.js';
+import { loadConfig, resolveConfigPath, type Env, type LoadOptions } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { readSecrets, type Secrets } from './config/secrets.js';
 import { createLogger, type Logger } from './lib/logger.js';
@@ -19,9 +19,9 @@ export interface Runtime {
   env: Env;
 }
 
-export function loadRuntime(configFlag: string | undefined, env: Env): Runtime {
+export function loadRuntime(configFlag: string | undefined, env: Env, options: LoadOptions = {}): Runtime {
   const configPath = resolveConfigPath(configFlag, env);
-  const config = loadConfig(configPath, env);
+  const config = loadConfig(configPath, env, options);
   const secrets = readSecrets(env);
   const logger = createLogger({ level: env.LOG_LEVEL });
   return { configPath, config, secrets, logger, env };

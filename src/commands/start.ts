@@ -14,7 +14,8 @@ import type { CommandArgs } from './command.js';
  * redis-server (data under .pushgate/redis) and stops it last, after the worker drained.
  */
 export async function runStart(args: CommandArgs): Promise<number> {
-  const runtime = loadRuntime(args.config, args.env);
+  // SPEC §2: `url: ${REDIS_URL}` is optional here; unset, start runs its own redis-server.
+  const runtime = loadRuntime(args.config, args.env, { unsetWhenVariableMissing: ['redis.url'] });
   const { config, secrets, logger } = runtime;
   let embedded: EmbeddedRedis | undefined;
   let redisUrl = config.redis.url;

@@ -13,7 +13,15 @@ export function resolveConfigPath(flag: string | undefined, env: Env = process.e
   return flag ?? env.PUSHGATE_CONFIG ?? DEFAULT_CONFIG_PATH;
 }
 
-export function loadConfig(file: string, env: Env = process.env): Config {
+export interface LoadOptions {
+  /**
+   * Fields (as `redis.url`) that count as not set when a variable they name is missing,
+   * rather than failing the load: SPEC §2's `url: ${REDIS_URL}` is optional in `pushgate start`.
+   */
+  unsetWhenVariableMissing?: readonly string[];
+}
+
+export function loadConfig(file: string, env: Env = process.env, options: LoadOptions = {}): Config {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -25,10 +33,15 @@ export function loadConfig(file: string, env: Env = process.env): Config {
       },
     );
   }
-  return parseConfigText(text, file, env);
+  return parseConfigText(text, file, env, options);
 }
 
-export function parseConfigText(text: string, file: string, env: Env = process.env): Config {
+export function parseConfigText(
+  text: string,
+  file: string,
+  env: Env = process.env,
+  options: LoadOptions = {},
+): Config {
   const lineCounter = new LineCounter();
   const document = parseDocument(text, { prettyErrors: false, lineCounter });
   if (document.errors.length > 0) {
@@ -44,7 +57,7 @@ export function parseConfigText(text: string, file: string, env: Env = process.e
     // yaml throws on an alias bomb only here, after parsing: still a bad file (exit 2), not a crash.
     throw new ConfigError(`${file}: invalid YAML: ${errorMessage(error)}`, { cause: error });
   }
-  const expanded = expandVariables(raw, [], file, env);
+  const expanded = expandVariables(raw, [], file, env, new Set(options.unsetWhenVariableMissing));
   if (typeof expanded !== 'object' || expanded === null || Array.isArray(expanded)) {
     throw new ConfigError(`${file}: the configuration must be a YAML mapping`);
   }
@@ -82,26 +95,39 @@ const VARIABLE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}/g;
  * Replaces `${VAR}` (and `${VAR:-default}`) inside string values only, after parsing, so a
  * variable's content can never change the YAML structure.
  */
-function expandVariables(value: unknown, path: (string | number)[], file: string, env: Env): unknown {
+function expandVariables(
+  value: unknown,
+  path: (string | number)[],
+  file: string,
+  env: Env,
+  unsetWhenMissing: ReadonlySet<string>,
+): unknown {
   if (typeof value === 'string') {
-    return value.replace(
+    let missing = false;
+    const expanded = value.replace(
       VARIABLE,
       (_match, name: string, hasDefault: string | undefined, fallback: string | undefined) => {
         const found = env[name];
         if (found !== undefined && found !== '') return found;
         if (hasDefault !== undefined) return fallback ?? '';
+        if (unsetWhenMissing.has(formatPath(path))) {
+          missing = true;
+          return '';
+        }
         throw new ConfigError(
           `${file}: ${formatPath(path) || '(top level)'}: environment variable ${name} is not set`,
         );
       },
     );
+    // Emptied whole, so the mapping below drops the field as not set.
+    return missing ? '' : expanded;
   }
   if (Array.isArray(value))
-    return value.map((item, index) => expandVariables(item, [...path, index], file, env));
+    return value.map((item, index) => expandVariables(item, [...path, index], file, env, unsetWhenMissing));
   if (typeof value === 'object' && value !== null) {
     const result: Record<string, unknown> = {};
     for (const [key, item] of Object.entries(value)) {
-      const expanded = expandVariables(item, [...path, key], file, env);
+      const expanded = expandVariables(item, [...path, key], file, env, unsetWhenMissing);
       // An optional field set to an empty variable (`url: ${REDIS_URL:-}`) means "not set";
       // an empty string written as such stays, so the schema can say what is wrong with it.
       const emptiedByVariable = expanded === '' && typeof item === 'string' && item !== '';

@@ -74,6 +74,18 @@ describe('configuration loading', () => {
     expect(parseConfigText(withDefault, 'f.yaml', {}).redis.url).toBe('redis://localhost:6379');
   });
 
+  it('leaves redis.url unset for pushgate start when its variable is missing (SPEC §2), and only that field', () => {
+    const start = { unsetWhenVariableMissing: ['redis.url'] };
+    expect(parseConfigText(VALID, 'f.yaml', {}, start).redis.url).toBeUndefined();
+    expect(parseConfigText(VALID, 'f.yaml', { REDIS_URL: 'redis://r:6379' }, start).redis.url).toBe(
+      'redis://r:6379',
+    );
+    const otherField = VALID.replace('prefix: pg', 'prefix: ${PREFIX}');
+    expect(messageOf(() => parseConfigText(otherField, 'f.yaml', {}, start))).toBe(
+      'f.yaml: redis.prefix: environment variable PREFIX is not set',
+    );
+  });
+
   it('never lets a variable change the YAML structure', () => {
     const config = parseConfigText(VALID, 'f.yaml', { REDIS_URL: 'redis://x\nprefix: evil' });
     expect(config.redis.prefix).toBe('pg');
