@@ -1,8 +1,7 @@
 import type { EnvironmentConfig } from '../config/schema.js';
-import { PushgateError } from '../lib/errors.js';
 import { matchAnyGlob } from '../manifests/glob.js';
 import { applyStage, compareApplyOrder, groupByRank } from '../manifests/order.js';
-import { checkPolicy } from '../manifests/policy.js';
+import { policyError, policyViolations } from '../manifests/policy.js';
 import { prepareManifests, type PreparedObject } from '../manifests/prepare.js';
 import { describeSource, formatProblems } from '../manifests/problems.js';
 import { describeRef } from '../manifests/resource-info.js';
@@ -69,13 +68,16 @@ async function validate(
   manifests: readonly LoadedManifest[],
 ): Promise<PreparedObject[]> {
   const objects = await prepareManifests(manifests, environment, client.discovery.resolve);
-  try {
-    checkPolicy(objects, environment);
-  } catch (error) {
-    if (!(error instanceof PushgateError)) throw error;
-    const resources = objects.map((object) =>
-      resultOf(object.ref, 'skipped', 'not applied: policy check failed'),
-    );
+  const violations = policyViolations(objects, environment);
+  if (violations.size > 0) {
+    const error = policyError(violations);
+    // The objects the policy refuses failed; the rest were held back with them (all or nothing).
+    const resources = objects.map((object) => {
+      const violation = violations.get(object);
+      return violation
+        ? resultOf(object.ref, 'failed', violation)
+        : resultOf(object.ref, 'skipped', 'not applied: policy check failed');
+    });
     throw new DeployError(error.code, error.message, { permanent: true, resources });
   }
   return objects;

@@ -1,4 +1,5 @@
 import type { EnvironmentConfig } from '../config/schema.js';
+import type { PushgateError } from '../lib/errors.js';
 import { matchAnyGlob } from './glob.js';
 import type { PreparedObject } from './prepare.js';
 import { problemsError, type ManifestProblem } from './problems.js';
@@ -13,24 +14,42 @@ export function checkPolicy(
   objects: readonly PreparedObject[],
   environment: Pick<EnvironmentConfig, 'name' | 'allow'>,
 ): void {
-  const problems: ManifestProblem[] = [];
+  const violations = policyViolations(objects, environment);
+  if (violations.size > 0) throw policyError(violations);
+}
+
+/** One `policy_violation` listing every object with its source. */
+export function policyError(violations: ReadonlyMap<PreparedObject, string>): PushgateError {
+  return problemsError(
+    'policy_violation',
+    [...violations].map(([{ source }, message]): ManifestProblem => ({ source, message })),
+  );
+}
+
+/** Each object the environment may not write, with why; empty when all may be written. */
+export function policyViolations(
+  objects: readonly PreparedObject[],
+  environment: Pick<EnvironmentConfig, 'name' | 'allow'>,
+): Map<PreparedObject, string> {
+  const violations = new Map<PreparedObject, string>();
   const { namespaces, clusterScoped } = environment.allow;
-  for (const { ref, source } of objects) {
+  for (const object of objects) {
+    const { ref } = object;
     if (ref.namespace === undefined) {
       if (!clusterScoped) {
-        problems.push({
-          source,
-          message: `${describeRef(ref)} is cluster-scoped, and environment ${environment.name} does not allow cluster-scoped objects (allow.clusterScoped is false)`,
-        });
+        violations.set(
+          object,
+          `${describeRef(ref)} is cluster-scoped, and environment ${environment.name} does not allow cluster-scoped objects (allow.clusterScoped is false)`,
+        );
       }
       continue;
     }
     if (!matchAnyGlob(namespaces, ref.namespace)) {
-      problems.push({
-        source,
-        message: `${describeRef(ref)}: namespace "${ref.namespace}" is not allowed for environment ${environment.name} (allow.namespaces: ${namespaces.join(', ')})`,
-      });
+      violations.set(
+        object,
+        `${describeRef(ref)}: namespace "${ref.namespace}" is not allowed for environment ${environment.name} (allow.namespaces: ${namespaces.join(', ')})`,
+      );
     }
   }
-  if (problems.length > 0) throw problemsError('policy_violation', problems);
+  return violations;
 }

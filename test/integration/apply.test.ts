@@ -363,7 +363,12 @@ describe('deployToCluster', () => {
     expect(error.message).toBe(
       `env/app.yaml document 2: v1 ConfigMap kube-system/elsewhere: namespace "kube-system" is not allowed for environment ${env.name} (allow.namespaces: ${ns.name}, ${ns.name}-*)`,
     );
-    expect(error.resources.map((r) => r.action)).toEqual(['skipped', 'skipped']);
+    // The refused object failed, naming why; the other was held back with it.
+    expect(error.resources.map((r) => [r.name, r.action])).toEqual([
+      ['fine', 'skipped'],
+      ['elsewhere', 'failed'],
+    ]);
+    expect(error.resources[1]!.message).toContain('namespace "kube-system" is not allowed');
     expect(await kube.get(CONFIG_MAPS, ns.name, 'fine')).toBeUndefined();
   });
 
