@@ -8,7 +8,7 @@ import { isPermanentFailure, resourcesOf } from '../src/deploy/failure.js';
 import { JobRun } from '../src/deploy/job-run.js';
 import { requeueLostJobs, REQUEUE_INTERVAL_MS } from '../src/deploy/queue-repair.js';
 import { syncReconcileSchedulers } from '../src/deploy/reconcile-schedulers.js';
-import { MirrorCache } from '../src/git/mirror-cache.js';
+import { MirrorCache, removeStaleTrees } from '../src/git/mirror-cache.js';
 import { errorMessage } from '../src/lib/errors.js';
 import type { Logger } from '../src/lib/logger.js';
 import type { Metrics } from '../src/lib/metrics.js';
@@ -84,6 +84,9 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
     dir: options.cacheDir,
     token: options.gitToken,
     fetchTimeoutMs: options.fetchTimeoutMs,
+  });
+  void removeStaleTrees().then((removed) => {
+    if (removed > 0) logger.info({ removed }, 'removed checkouts that killed workers left behind');
   });
   const queue = createDeployQueue(redis, keys);
   const aborter = new AbortController();

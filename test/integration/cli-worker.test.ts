@@ -32,6 +32,8 @@ async function spawnWorker(
       ...process.env,
       PUSHGATE_JOB_LOCK_MS: '3000',
       PUSHGATE_CACHE_DIR: cacheDir,
+      // Checkouts beside the cache: the workers these tests SIGKILL leave theirs, removed with `dir`.
+      TMPDIR: cacheDir,
       LOG_LEVEL: 'info',
       ...env,
     },
