@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requeueLostJobs } from '../../src/deploy/queue-repair.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import { connectProducer, type ProducerServices } from '../../src/runtime.js';
-import { DEPLOY_QUEUE, type Trigger } from '../../src/queue/job-data.js';
+import { DEPLOY_JOB_NAME, DEPLOY_JOB_OPTIONS, DEPLOY_QUEUE, type Trigger } from '../../src/queue/job-data.js';
 import { HISTORY_PER_ENVIRONMENT } from '../../src/status/job-store.js';
 import { waitForRedis } from '../../src/queue/connection.js';
 import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
@@ -47,6 +47,38 @@ describe('deploy job queue', () => {
     expect(record?.trigger).toEqual(push('a'.repeat(40), 'd-1'));
     const queued = await queue.getJob(job.id);
     expect(queued?.data.environment).toBe('staging');
+  });
+
+  it('queues what Queue.add would: the same fields, options and data in the BullMQ job', async () => {
+    const { producer, queue, redis: connection } = await services();
+    const trigger = push('c'.repeat(40), 'd-same');
+    const receivedAt = new Date().toISOString();
+    const job = await producer.enqueue('staging', trigger, receivedAt);
+    const referenceId = 'reference-job';
+    await queue.add(
+      DEPLOY_JOB_NAME,
+      { environment: 'staging', trigger, receivedAt },
+      {
+        ...DEPLOY_JOB_OPTIONS,
+        jobId: referenceId,
+      },
+    );
+    const [ours, reference] = await Promise.all(
+      [job.id, referenceId].map((id) => connection.hgetall(`${queue.qualifiedName}:${id}`)),
+    );
+    const comparable = (fields: Record<string, string>, id: string): Record<string, unknown> => {
+      const { timestamp, opts, ...rest } = fields;
+      expect(Number(timestamp)).toBeGreaterThan(0);
+      const decoded = JSON.parse(opts ?? '{}') as Record<string, unknown>;
+      expect(decoded.jobId).toBe(id);
+      return { ...rest, opts: { ...decoded, jobId: '(its id)' } };
+    };
+    expect(Object.keys(ours ?? {}).length).toBeGreaterThan(3);
+    expect(comparable(ours!, job.id)).toEqual(comparable(reference!, referenceId));
+    const [oursJob, referenceJob] = await Promise.all([queue.getJob(job.id), queue.getJob(referenceId)]);
+    expect(oursJob?.opts).toEqual({ ...referenceJob?.opts, jobId: job.id });
+    expect(oursJob?.opts.attempts).toBe(DEPLOY_JOB_OPTIONS.attempts);
+    expect(await queue.getWaitingCount()).toBe(2);
   });
 
   it('keeps every key of its scripts in the hash tag, so they stay valid on a Redis Cluster', async () => {
