@@ -20,7 +20,7 @@ interface Pending {
  * in), for a placeholder id. Every deploy job has the same name and options, so only its id,
  * data and timestamp differ; a test holds this to what `Queue.add` writes.
  */
-export function deployJobTemplate(queue: Queue<DeployJobData>): JobJson {
+function deployJobTemplate(queue: Queue<DeployJobData>): JobJson {
   const placeholder = 'template';
   const job = new Job(
     queue,
