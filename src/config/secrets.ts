@@ -2,6 +2,22 @@ import { readFileSync } from 'node:fs';
 import { ConfigError } from '../lib/errors.js';
 import type { Env } from './load.js';
 
+/**
+ * Every variable pushgate reads a secret from, each also as NAME_FILE. Programs pushgate runs
+ * that have no use for them (credential plugins) get the environment without these.
+ */
+export const SECRET_VARIABLES = [
+  'GITHUB_WEBHOOK_SECRET',
+  'GITLAB_WEBHOOK_TOKEN',
+  'GITLAB_WEBHOOK_SIGNING_TOKEN',
+  'GIT_TOKEN',
+  'GITHUB_TOKEN',
+  'GITLAB_TOKEN',
+  'PUSHGATE_API_TOKEN',
+] as const;
+
+type SecretVariable = (typeof SECRET_VARIABLES)[number];
+
 /** Secrets never live in the config file: each comes from NAME or from the file NAME_FILE points at. */
 export interface Secrets {
   githubWebhookSecrets: string[];
@@ -26,7 +42,7 @@ export function readSecrets(env: Env = process.env): Secrets {
 }
 
 /** A comma-separated list allows rotation: the new and the old secret are both accepted. */
-function readList(name: string, env: Env): string[] {
+function readList(name: SecretVariable, env: Env): string[] {
   const direct = env[name];
   const file = env[`${name}_FILE`];
   let text = direct;

@@ -192,14 +192,14 @@ function loadFailure(error: unknown): string {
 }
 
 export function loadKubeConfig(cluster: ClusterConfig, env: Env = process.env): KubeAccess {
-  const kc = new KubeAccess();
+  const kc = new KubeAccess(env);
   const files = kubeconfigFiles(cluster, env);
   try {
     if (files.length > 0) {
       const [first, ...rest] = files as [string, ...string[]];
       kc.loadFromFile(first);
       for (const file of rest) {
-        const other = new KubeAccess();
+        const other = new KubeAccess(env);
         other.loadFromFile(file);
         mergeFirstWins(kc, other);
       }

@@ -138,6 +138,7 @@ export class KubeTransport {
       // An expired token (exec plugin, projected service-account file): refresh once and retry.
       if (!(error instanceof KubeApiError) || error.status !== 401) throw error;
       this.credentials = undefined;
+      this.kubeConfig.forgetCredentials();
       return this.send<T>(req, await this.credentialsFor(req));
     }
   }

@@ -5,6 +5,8 @@ import path from 'node:path';
 import type { Cluster, Context, KubeConfig, User } from '@kubernetes/client-node';
 import { newClusters, newContexts, newUsers } from '@kubernetes/client-node/dist/config_types.js';
 import { parse } from 'yaml';
+import type { Env } from '../config/load.js';
+import { ExecCredentialSource, type ExecConfig } from './exec-credential.js';
 
 const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
@@ -12,8 +14,9 @@ const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
  * The part of client-node's `KubeConfig` the apply engine uses. Importing client-node's
  * `KubeConfig` loads its whole generated API client (~75 MiB of a worker's memory), so
  * kubeconfig files are parsed with client-node's own entry parsers, certificates and
- * tokens are read here, and the full library is imported only for credentials that need
- * its authenticators (exec plugins, auth providers) or a proxy.
+ * tokens are read here, exec credential plugins are run here (see ExecCredentialSource for
+ * why not by client-node), and the full library is imported only for credentials that need
+ * its auth providers or a proxy.
  */
 export class KubeAccess {
   clusters: Cluster[] = [];
@@ -21,6 +24,11 @@ export class KubeAccess {
   contexts: Context[] = [];
   currentContext = '';
   private clientNode: Promise<KubeConfig> | undefined;
+  /** By user name: a plugin's credential is shared by every request until it expires. */
+  private readonly execSources = new Map<string, ExecCredentialSource>();
+
+  /** `env`: what exec credential plugins inherit (less pushgate's secrets). */
+  constructor(private readonly env: Env = process.env) {}
 
   loadFromFile(file: string): void {
     const document = (parse(readFileSync(file, 'utf8')) ?? {}) as Record<string, unknown>;
@@ -33,6 +41,7 @@ export class KubeAccess {
       ...user,
       certFile: absolute(dir, user.certFile),
       keyFile: absolute(dir, user.keyFile),
+      exec: execRelativeTo(dir, user.exec as ExecConfig | null | undefined),
     }));
     this.contexts = newContexts(document.contexts);
     const current = document['current-context'];
@@ -111,26 +120,33 @@ export class KubeAccess {
     const user = this.getCurrentUser();
     if (needsClientNode(cluster, user)) {
       await (await this.loadClientNode()).applyToHTTPSOptions(options);
-      return;
+    } else if (user) {
+      applyOwnCredentials(cluster, user, options);
     }
-    if (!user) return;
-    if (cluster?.skipTLSVerify) options.rejectUnauthorized = false;
-    if (cluster?.tlsServerName) options.servername = cluster.tlsServerName;
-    const ca = cluster ? fileOrBase64(cluster.caFile, cluster.caData) : undefined;
-    if (ca) options.ca = ca;
-    const cert = fileOrBase64(user.certFile, user.certData);
-    if (cert) options.cert = cert;
-    const key = fileOrBase64(user.keyFile, user.keyData);
-    if (key) options.key = key;
-    const headers: Record<string, string> = {};
-    if (user.impersonateUser) headers['Impersonate-User'] = user.impersonateUser;
-    // Re-read on every call: projected service-account tokens rotate (callers cache briefly).
-    const tokenFile = (user.authProvider as { config?: { tokenFile?: string } } | undefined)?.config
-      ?.tokenFile;
-    const token = tokenFile ? readFileSync(tokenFile, 'utf8').trim() : user.token;
-    if (token) headers.Authorization = `Bearer ${token}`;
-    if (user.username) options.auth = `${user.username}:${user.password ?? ''}`;
-    options.headers = { ...(options.headers ?? {}), ...headers };
+    if (user?.exec) {
+      const credential = await this.execSource(user).get();
+      if (credential.token) {
+        options.headers = { ...(options.headers ?? {}), Authorization: `Bearer ${credential.token}` };
+      }
+      if (credential.clientCertificateData && credential.clientKeyData) {
+        options.cert = Buffer.from(credential.clientCertificateData);
+        options.key = Buffer.from(credential.clientKeyData);
+      }
+    }
+  }
+
+  /** After the API server answered 401: exec plugins are run again for the next request. */
+  forgetCredentials(): void {
+    for (const source of this.execSources.values()) source.forget();
+  }
+
+  private execSource(user: User): ExecCredentialSource {
+    let source = this.execSources.get(user.name);
+    if (!source) {
+      source = new ExecCredentialSource(user.exec as ExecConfig, this.getCurrentCluster(), this.env);
+      this.execSources.set(user.name, source);
+    }
+    return source;
   }
 
   private loadClientNode(): Promise<KubeConfig> {
@@ -138,7 +154,8 @@ export class KubeAccess {
       const kc = new KubeConfig();
       kc.loadFromOptions({
         clusters: this.clusters,
-        users: this.users,
+        // Exec plugins are run here, with the environment they should see.
+        users: this.users.map((user) => ({ ...user, exec: undefined })),
         contexts: this.contexts,
         currentContext: this.currentContext,
       });
@@ -148,16 +165,43 @@ export class KubeAccess {
   }
 }
 
+/** TLS material and credentials read from the kubeconfig, as client-node sets them. */
+function applyOwnCredentials(cluster: Cluster | null, user: User, options: https.RequestOptions): void {
+  if (cluster?.skipTLSVerify) options.rejectUnauthorized = false;
+  if (cluster?.tlsServerName) options.servername = cluster.tlsServerName;
+  const ca = cluster ? fileOrBase64(cluster.caFile, cluster.caData) : undefined;
+  if (ca) options.ca = ca;
+  const cert = fileOrBase64(user.certFile, user.certData);
+  if (cert) options.cert = cert;
+  const key = fileOrBase64(user.keyFile, user.keyData);
+  if (key) options.key = key;
+  const headers: Record<string, string> = {};
+  if (user.impersonateUser) headers['Impersonate-User'] = user.impersonateUser;
+  // Re-read on every call: projected service-account tokens rotate (callers cache briefly).
+  const tokenFile = (user.authProvider as { config?: { tokenFile?: string } } | undefined)?.config?.tokenFile;
+  const token = tokenFile ? readFileSync(tokenFile, 'utf8').trim() : user.token;
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (user.username) options.auth = `${user.username}:${user.password ?? ''}`;
+  options.headers = { ...(options.headers ?? {}), ...headers };
+}
+
 function needsClientNode(cluster: Cluster | null, user: User | null): boolean {
   if (cluster?.proxyUrl) return true;
   if (!user) return false;
-  if (user.exec) return true;
   const provider = user.authProvider as { config?: { tokenFile?: string } } | undefined;
   return provider !== undefined && !provider.config?.tokenFile;
 }
 
 function absolute(dir: string, file: string | undefined): string | undefined {
   return file && !path.isAbsolute(file) ? path.join(dir, file) : file;
+}
+
+/** As kubectl: a command with a slash in it is relative to its kubeconfig, a bare name is looked up on PATH. */
+function execRelativeTo(dir: string, exec: ExecConfig | null | undefined): ExecConfig | undefined {
+  if (!exec) return undefined;
+  const { command } = exec;
+  if (typeof command !== 'string' || !command.includes('/') || path.isAbsolute(command)) return exec;
+  return { ...exec, command: path.join(dir, command) };
 }
 
 function fileOrBase64(file: string | undefined, data: string | undefined): Buffer | undefined {

@@ -72,7 +72,7 @@ describe('KubeAccess (kubeconfig without loading the whole client)', () => {
     expect(second.headers).toMatchObject({ Authorization: 'Bearer second' });
   });
 
-  it('hands exec-plugin users to client-node, which runs the plugin for a token', async () => {
+  it('runs an exec plugin named relative to the kubeconfig and sends its token', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'kubeaccess-'));
     const plugin = join(dir, 'plugin.sh');
     writeFileSync(
@@ -82,10 +82,38 @@ describe('KubeAccess (kubeconfig without loading the whole client)', () => {
     chmodSync(plugin, 0o755);
     const options = await optionsFor(
       kubeconfig(dir, {
-        exec: { apiVersion: 'client.authentication.k8s.io/v1', command: plugin, interactiveMode: 'Never' },
+        exec: {
+          apiVersion: 'client.authentication.k8s.io/v1',
+          command: './plugin.sh',
+          interactiveMode: 'Never',
+        },
       }),
     );
     expect(options.headers).toMatchObject({ Authorization: 'Bearer from-exec' });
+  });
+
+  it('runs an exec plugin again once its credential has expired', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kubeaccess-'));
+    const plugin = join(dir, 'plugin.sh');
+    // Each run hands out a token numbered by the runs so far, already expired.
+    writeFileSync(
+      plugin,
+      '#!/bin/sh\necho run >> "$(dirname "$0")/runs"\nn=$(wc -l < "$(dirname "$0")/runs")\n' +
+        'echo "{\\"apiVersion\\":\\"client.authentication.k8s.io/v1beta1\\",\\"kind\\":\\"ExecCredential\\",' +
+        '\\"status\\":{\\"token\\":\\"t$n\\",\\"expirationTimestamp\\":\\"2020-01-01T00:00:00Z\\"}}"\n',
+    );
+    chmodSync(plugin, 0o755);
+    const access = new KubeAccess();
+    access.loadFromFile(
+      kubeconfig(dir, { exec: { apiVersion: 'client.authentication.k8s.io/v1beta1', command: plugin } }),
+    );
+    const tokens: unknown[] = [];
+    for (let i = 0; i < 2; i++) {
+      const options: https.RequestOptions = {};
+      await access.applyToHTTPSOptions(options);
+      tokens.push((options.headers as Record<string, string>).Authorization);
+    }
+    expect(tokens).toEqual(['Bearer t1', 'Bearer t2']);
   });
 
   it('describes the pod service account in a cluster, with IPv6 hosts in brackets', () => {

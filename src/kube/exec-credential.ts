@@ -1,0 +1,196 @@
+import { spawn } from 'node:child_process';
+import type { Cluster } from '@kubernetes/client-node';
+import type { Env } from '../config/load.js';
+import { SECRET_VARIABLES } from '../config/secrets.js';
+
+/** A kubeconfig user's `exec` entry (client.authentication.k8s.io). */
+export interface ExecConfig {
+  apiVersion?: string;
+  command: string;
+  args?: string[];
+  env?: { name: string; value: string }[] | null;
+  interactiveMode?: string;
+  provideClusterInfo?: boolean;
+}
+
+/** What a plugin answers: a bearer token, a client certificate, or both. */
+export interface ExecCredential {
+  token?: string;
+  clientCertificateData?: string;
+  clientKeyData?: string;
+  /** Epoch ms; undefined when the plugin gave none (kept until the API server refuses it). */
+  expiresAt?: number;
+}
+
+const API_VERSIONS = ['client.authentication.k8s.io/v1', 'client.authentication.k8s.io/v1beta1'];
+/** A plugin that hangs (a login prompt nobody answers) must not hang every deploy. */
+const PLUGIN_TIMEOUT_MS = 60_000;
+const MAX_OUTPUT_BYTES = 1024 * 1024;
+const STDERR_TAIL_CHARS = 1000;
+/** Renewed this long before the plugin's expiry, so no request leaves with a token about to lapse. */
+const EXPIRY_MARGIN_MS = 10_000;
+
+/**
+ * Runs exec credential plugins (`aws eks get-token`, `gke-gcloud-auth-plugin`, `kubelogin`) as
+ * kubectl does, with one difference: the plugin gets the worker's environment without
+ * pushgate's own secrets (webhook secrets, git and API tokens, the Redis URL with its
+ * password), which no credential plugin needs and which a third-party binary should not see.
+ * A plugin that needs one of those names it in its kubeconfig `env` list.
+ */
+export class ExecCredentialSource {
+  private cached: ExecCredential | undefined;
+  private running: Promise<ExecCredential> | undefined;
+
+  constructor(
+    private readonly exec: ExecConfig,
+    private readonly cluster: Cluster | null,
+    private readonly env: Env,
+  ) {}
+
+  /** The plugin's credential, run again once it has expired or was forgotten; one run at a time. */
+  get(now = Date.now()): Promise<ExecCredential> {
+    const cached = this.cached;
+    if (cached && (cached.expiresAt === undefined || cached.expiresAt - EXPIRY_MARGIN_MS > now))
+      return Promise.resolve(cached);
+    this.running ??= runPlugin(this.exec, this.cluster, this.env)
+      .then((credential) => {
+        this.cached = credential;
+        return credential;
+      })
+      .finally(() => {
+        this.running = undefined;
+      });
+    return this.running;
+  }
+
+  /** After the API server refused the credential: the next `get` runs the plugin again. */
+  forget(): void {
+    this.cached = undefined;
+  }
+}
+
+function describe(exec: ExecConfig): string {
+  return `exec credential plugin "${exec.command}"`;
+}
+
+/** The environment a plugin runs with: pushgate's, less its secrets, plus the kubeconfig's `env`. */
+export function pluginEnvironment(exec: ExecConfig, cluster: Cluster | null, env: Env): Env {
+  const withheld = new Set<string>(['REDIS_URL']);
+  for (const name of SECRET_VARIABLES) withheld.add(name).add(`${name}_FILE`);
+  const result: Env = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (value !== undefined && !withheld.has(name)) result[name] = value;
+  }
+  for (const entry of exec.env ?? []) result[entry.name] = entry.value;
+  result.KUBERNETES_EXEC_INFO = JSON.stringify(execInfo(exec, cluster));
+  return result;
+}
+
+/** What kubectl tells a plugin in KUBERNETES_EXEC_INFO: never interactive here. */
+function execInfo(exec: ExecConfig, cluster: Cluster | null): unknown {
+  const spec: Record<string, unknown> = { interactive: false };
+  if (exec.provideClusterInfo && cluster) {
+    spec.cluster = {
+      server: cluster.server,
+      'tls-server-name': cluster.tlsServerName,
+      'insecure-skip-tls-verify': cluster.skipTLSVerify || undefined,
+      'certificate-authority-data': cluster.caData,
+      'proxy-url': cluster.proxyUrl,
+    };
+  }
+  return { apiVersion: exec.apiVersion, kind: 'ExecCredential', spec };
+}
+
+function checkConfig(exec: ExecConfig): void {
+  if (!exec.command) throw new Error('exec credential plugin: the kubeconfig user has no exec command');
+  if (!exec.apiVersion || !API_VERSIONS.includes(exec.apiVersion)) {
+    throw new Error(
+      `${describe(exec)}: apiVersion "${exec.apiVersion ?? ''}" is not one of ${API_VERSIONS.join(', ')}`,
+    );
+  }
+  if (exec.interactiveMode === 'Always') {
+    throw new Error(
+      `${describe(exec)}: interactiveMode Always needs a terminal, and pushgate runs unattended; use a plugin mode that needs no prompt`,
+    );
+  }
+}
+
+async function runPlugin(exec: ExecConfig, cluster: Cluster | null, env: Env): Promise<ExecCredential> {
+  checkConfig(exec);
+  const stdout = await spawnPlugin(exec, pluginEnvironment(exec, cluster, env));
+  return parseCredential(exec, stdout);
+}
+
+function spawnPlugin(exec: ExecConfig, env: Env): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(exec.command, exec.args ?? [], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    let outBytes = 0;
+    let stderr = '';
+    let failure: Error | undefined;
+    const fail = (error: Error): void => {
+      failure ??= error;
+      child.kill('SIGKILL');
+    };
+    const timer = setTimeout(
+      () => fail(new Error(`${describe(exec)} did not answer within ${PLUGIN_TIMEOUT_MS / 1000} s`)),
+      PLUGIN_TIMEOUT_MS,
+    );
+    child.stdout.on('data', (chunk: Buffer) => {
+      outBytes += chunk.length;
+      if (outBytes > MAX_OUTPUT_BYTES) fail(new Error(`${describe(exec)} wrote more than 1 MiB`));
+      else out.push(chunk);
+    });
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr = (stderr + chunk).slice(-STDERR_TAIL_CHARS);
+    });
+    child.on('error', (error) => fail(new Error(`cannot run ${describe(exec)}: ${error.message}`)));
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      if (failure) reject(failure);
+      else if (code !== 0) {
+        const status = code === null ? `was killed by ${signal ?? 'a signal'}` : `exited with code ${code}`;
+        reject(new Error(`${describe(exec)} ${status}: ${stderr.trim() || '(no output on stderr)'}`));
+      } else resolve(Buffer.concat(out).toString('utf8'));
+    });
+  });
+}
+
+/** The plugin's answer, checked as kubectl checks it; the message never quotes the credential. */
+function parseCredential(exec: ExecConfig, stdout: string): ExecCredential {
+  const invalid = (why: string): Error => new Error(`${describe(exec)} answered ${why}`);
+  let answer: unknown;
+  try {
+    answer = JSON.parse(stdout);
+  } catch {
+    throw invalid('something that is not JSON');
+  }
+  const object = (answer ?? {}) as { apiVersion?: unknown; kind?: unknown; status?: unknown };
+  if (object.kind !== 'ExecCredential') throw invalid(`kind "${String(object.kind)}", not ExecCredential`);
+  if (object.apiVersion !== exec.apiVersion) {
+    throw invalid(
+      `apiVersion "${String(object.apiVersion)}", but its kubeconfig asks for ${exec.apiVersion}`,
+    );
+  }
+  const status = (object.status ?? {}) as Record<string, unknown>;
+  const text = (key: string): string | undefined => {
+    const value = status[key];
+    return typeof value === 'string' && value !== '' ? value : undefined;
+  };
+  const credential: ExecCredential = {
+    token: text('token'),
+    clientCertificateData: text('clientCertificateData'),
+    clientKeyData: text('clientKeyData'),
+  };
+  if (!credential.clientCertificateData !== !credential.clientKeyData)
+    throw invalid('a client certificate without its key, or a key without its certificate');
+  if (!credential.token && !credential.clientCertificateData)
+    throw invalid('no status.token and no status.clientCertificateData');
+  const expiry = text('expirationTimestamp');
+  if (expiry !== undefined) {
+    const expiresAt = Date.parse(expiry);
+    if (Number.isNaN(expiresAt)) throw invalid(`status.expirationTimestamp "${expiry}", not a time`);
+    credential.expiresAt = expiresAt;
+  }
+  return credential;
+}
