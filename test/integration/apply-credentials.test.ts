@@ -12,24 +12,28 @@ import { kubeconfigPathFromTest } from '../helpers/kube.js';
 let dir: string;
 let kube: ClusterClient;
 
-/** The test API server, reached through an exec credential plugin that is down (as `aws eks get-token` can be). */
-beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'pushgate-exec-'));
+/** The test API server's kubeconfig, in `folder`, with its user's credential from an exec plugin. */
+async function kubeconfigWithExec(folder: string, exec: Record<string, unknown>): Promise<string> {
   const config = parse(await readFile(kubeconfigPathFromTest(), 'utf8')) as {
     users: { name: string; user: Record<string, unknown> }[];
   };
   for (const entry of config.users) {
     entry.user = {
-      exec: {
-        apiVersion: 'client.authentication.k8s.io/v1',
-        command: 'sh',
-        args: ['-c', 'echo "token service unavailable" >&2; exit 1'],
-        interactiveMode: 'Never',
-      },
+      exec: { apiVersion: 'client.authentication.k8s.io/v1', interactiveMode: 'Never', ...exec },
     };
   }
-  const file = path.join(dir, 'kubeconfig');
+  const file = path.join(folder, 'kubeconfig');
   await writeFile(file, stringify(config));
+  return file;
+}
+
+/** Reached through an exec credential plugin that is down (as `aws eks get-token` can be). */
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'pushgate-exec-'));
+  const file = await kubeconfigWithExec(dir, {
+    command: 'sh',
+    args: ['-c', 'echo "token service unavailable" >&2; exit 1'],
+  });
   kube = createClusterClient({ name: 'exec-down', kubeconfig: file });
 });
 
@@ -77,26 +81,6 @@ describe('an exec credential plugin', () => {
   let pluginDir: string;
   let plugin: ClusterClient;
 
-  /** A kubeconfig whose user runs `./plugin.sh` (next to it) with the given exec fields. */
-  async function kubeconfigWithPlugin(folder: string, exec: Record<string, unknown>): Promise<string> {
-    const config = parse(await readFile(kubeconfigPathFromTest(), 'utf8')) as {
-      users: { name: string; user: Record<string, unknown> }[];
-    };
-    for (const entry of config.users) {
-      entry.user = {
-        exec: {
-          apiVersion: 'client.authentication.k8s.io/v1',
-          command: './plugin.sh',
-          interactiveMode: 'Never',
-          ...exec,
-        },
-      };
-    }
-    const file = path.join(folder, 'kubeconfig');
-    await writeFile(file, stringify(config));
-    return file;
-  }
-
   /** The plugin records each run and its environment, then prints the credential file. */
   async function writePlugin(folder: string, credential: unknown): Promise<void> {
     await writeFile(path.join(folder, 'credential.json'), JSON.stringify(credential));
@@ -129,7 +113,8 @@ describe('an exec credential plugin', () => {
         expirationTimestamp: new Date(Date.now() + 3600_000).toISOString(),
       },
     });
-    const file = await kubeconfigWithPlugin(pluginDir, {
+    const file = await kubeconfigWithExec(pluginDir, {
+      command: './plugin.sh',
       env: [{ name: 'PLUGIN_REGION', value: 'eu-west-1' }],
     });
     plugin = createClusterClient(
@@ -182,7 +167,7 @@ describe('an exec credential plugin', () => {
         kind: 'ExecCredential',
         status: { token: 't' },
       });
-      const file = await kubeconfigWithPlugin(folder, {});
+      const file = await kubeconfigWithExec(folder, { command: './plugin.sh' });
       const wrong = createClusterClient({ name: 'exec-wrong-version', kubeconfig: file });
 
       const { failures } = await planObjects(wrong, [configMap]);
