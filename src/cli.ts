@@ -50,8 +50,8 @@ A deploy worker: takes jobs from Redis and applies them to the clusters, until S
     help: `Usage: pushgate start [--config F]
 
 Receiver and worker in one process, until SIGTERM/SIGINT. Without REDIS_URL (redis.url) it
-runs a private redis-server (found on PATH) on a free loopback port, data under .pushgate/,
-and logs its address ("embedded redis-server started"): give it to status and sync as REDIS_URL.
+runs a private redis-server (found on PATH) on a free loopback port with a new password, data
+under .pushgate/redis/; status and sync run from the same folder find it by themselves.
 `,
     options: [],
     maxPositionals: 0,
@@ -84,7 +84,8 @@ cluster, not Redis.
     help: `Usage: pushgate sync ENV [--wait] [--json] [--config F]
 
 Queues a deploy of ENV's branch head now (trigger "manual") and prints the job id. Needs
-REDIS_URL: the Redis of the running receiver.
+REDIS_URL: the Redis of the running receiver; without it, that of a pushgate start running
+from the current folder.
 
   --wait                 follow the job; exit 0 when it succeeded (or was superseded), 1 when it failed
   --json                 print {"jobs": [...]} (and, with --wait, the finished job) as JSON
@@ -97,7 +98,8 @@ REDIS_URL: the Redis of the running receiver.
     help: `Usage: pushgate status [JOB_ID] [--json] [--config F]
 
 One job (exit 1 if unknown), or the latest jobs of every environment. Needs REDIS_URL: the
-Redis of the running receiver.
+Redis of the running receiver; without it, that of a pushgate start running from the current
+folder.
 
   --json                 print the job, or the environments with their jobs, as JSON
 `,

@@ -1,17 +1,19 @@
-import path from 'node:path';
 import { waitForShutdownSignal } from '../lib/shutdown.js';
 import { warnUnreachableClusters } from '../deploy/cluster-reachability.js';
 import { startWorkerFromRuntime } from '../deploy/worker-process.js';
 import { createApp } from '../http/app.js';
 import { listen } from '../http/server.js';
 import { startEmbeddedRedis, type EmbeddedRedis } from '../lib/embedded-redis.js';
+import { embeddedRedisDir } from '../lib/embedded-redis-url-file.js';
 import { createMetrics } from '../lib/metrics.js';
+import { withoutPassword } from '../lib/redact-secrets.js';
 import { connectProducer, loadRuntime } from '../runtime.js';
 import type { CommandArgs } from './command.js';
 
 /**
  * `pushgate start`: receiver and worker in one process. Without redis.url it runs a private
- * redis-server (data under .pushgate/redis) and stops it last, after the worker drained.
+ * redis-server (data under .pushgate/redis) and stops it last, after the worker drained. Its
+ * URL, password included, is in .pushgate/redis/url while it runs, where status and sync find it.
  */
 export async function runStart(args: CommandArgs): Promise<number> {
   // SPEC §2: `url: ${REDIS_URL}` is optional here; unset, start runs its own redis-server.
@@ -20,13 +22,12 @@ export async function runStart(args: CommandArgs): Promise<number> {
   let embedded: EmbeddedRedis | undefined;
   let redisUrl = config.redis.url;
   if (!redisUrl) {
-    embedded = await startEmbeddedRedis({
-      dataDir: path.resolve('.pushgate', 'redis'),
-      logger,
-      env: args.env,
-    });
+    embedded = await startEmbeddedRedis({ dataDir: embeddedRedisDir(), logger, env: args.env });
     redisUrl = embedded.url;
-    logger.info({ url: redisUrl, pid: embedded.pid }, 'embedded redis-server started');
+    logger.info(
+      { url: withoutPassword(redisUrl), urlFile: embedded.urlFile, pid: embedded.pid },
+      'embedded redis-server started',
+    );
   }
   try {
     const metrics = createMetrics();

@@ -11,7 +11,8 @@ const REDIS_TIMEOUT_MS = 5_000;
 
 /** `pushgate status [JOB_ID] [--json]`: one job, or the latest jobs of every environment. */
 export async function runStatus(args: CommandArgs): Promise<number> {
-  const { config } = loadRuntime(args.config, args.env);
+  // `url: ${REDIS_URL}` unset: the Redis of a pushgate start in this folder (clientRedisUrl).
+  const { config } = loadRuntime(args.config, args.env, { unsetWhenVariableMissing: ['redis.url'] });
   const services = connectProducer(clientRedisUrl(config, 'status'), config.redis.prefix);
   try {
     await waitForRedis(services.redis, REDIS_TIMEOUT_MS);

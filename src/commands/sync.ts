@@ -21,7 +21,8 @@ const REDIS_WAIT_MS = 5_000;
 export async function runSync(args: CommandArgs): Promise<number> {
   const [name, ...extra] = args.positionals;
   if (!name || extra.length > 0) throw new UsageError('usage: pushgate sync ENV [--wait]');
-  const { config } = loadRuntime(args.config, args.env);
+  // `url: ${REDIS_URL}` unset: the Redis of a pushgate start in this folder (clientRedisUrl).
+  const { config } = loadRuntime(args.config, args.env, { unsetWhenVariableMissing: ['redis.url'] });
   if (!config.environments.some((environment) => environment.name === name)) {
     args.stderr.write(`pushgate sync: unknown environment "${name}" (configured: ${listNames(config)})\n`);
     return 2;

@@ -1,11 +1,18 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { accessSync, constants, mkdirSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { delimiter, join, resolve } from 'node:path';
 import type { Env } from '../config/load.js';
 import { PushgateError, errorMessage } from './errors.js';
 import type { Logger } from './logger.js';
+import { CENSOR } from './redact-secrets.js';
 import { findFreePort } from './free-port.js';
+import {
+  embeddedRedisUrlFile,
+  removeEmbeddedRedisUrl,
+  writeEmbeddedRedisUrl,
+} from './embedded-redis-url-file.js';
 
 export const REDIS_NOT_FOUND_HINT =
   'redis-server not found on PATH: install it (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis) or set REDIS_URL';
@@ -23,7 +30,10 @@ export interface EmbeddedRedisOptions {
 }
 
 export interface EmbeddedRedis {
+  /** `redis://:<password>@127.0.0.1:<port>`: never log it (see withoutPassword). */
   url: string;
+  /** Holds `url` while the server runs, for `status` and `sync` (mode 0600). */
+  urlFile: string;
   port: number;
   pid: number;
   stop(): Promise<void>;
@@ -34,6 +44,10 @@ const START_ATTEMPTS = 3;
 
 /**
  * Starts a private redis-server for `pushgate start` on a free loopback port.
+ *
+ * Any local user can reach a loopback port, so the server asks for a password, new on every
+ * start. It reaches redis-server as a config file on stdin (`redis-server -`), never in argv,
+ * which every user can read from `ps` and /proc/<pid>/cmdline.
  *
  * Durability is the point: appendonly keeps queued jobs across restarts, and noeviction makes
  * a full Redis refuse writes instead of silently dropping queue keys.
@@ -51,7 +65,8 @@ export async function startEmbeddedRedis(options: EmbeddedRedisOptions): Promise
 
   const dataDir = resolve(options.dataDir);
   try {
-    mkdirSync(dataDir, { recursive: true });
+    // Other users have no business reading the append-only file (the jobs) either.
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   } catch (error) {
     throw new PushgateError(
       'unavailable',
@@ -64,12 +79,13 @@ export async function startEmbeddedRedis(options: EmbeddedRedisOptions): Promise
   }
   refuseIfAlreadyRunning(dataDir);
 
+  const password = randomBytes(32).toString('hex');
   let lastError: unknown;
   // Another process may take the free port between our probe and redis-server's bind.
   for (let attempt = 1; attempt <= START_ATTEMPTS; attempt += 1) {
     const port = await findFreePort();
     try {
-      return await launch(binary, port, dataDir, options);
+      return await launch(binary, { port, password, dataDir }, options);
     } catch (error) {
       lastError = error;
       if (!(error instanceof PortTakenError)) break;
@@ -81,14 +97,20 @@ export async function startEmbeddedRedis(options: EmbeddedRedisOptions): Promise
 
 class PortTakenError extends PushgateError {}
 
+interface ServerSettings {
+  port: number;
+  password: string;
+  dataDir: string;
+}
+
 async function launch(
   binary: string,
-  port: number,
-  dataDir: string,
+  { port, password, dataDir }: ServerSettings,
   options: EmbeddedRedisOptions,
 ): Promise<EmbeddedRedis> {
   const logger = options.logger.child({ component: 'embedded-redis', port });
   const args = [
+    '-', // the rest of the configuration, the password, comes on stdin
     '--port', String(port),
     '--bind', '127.0.0.1',
     '--protected-mode', 'yes',
@@ -103,8 +125,11 @@ async function launch(
     '--loglevel', 'notice',
   ]; // prettier-ignore
 
-  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  const output = collectOutput(child, logger);
+  const child = spawn(binary, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+  // redis-server reads stdin to its end before it starts; it may also exit before reading it.
+  child.stdin?.on('error', () => undefined);
+  child.stdin?.end(`requirepass ${password}\n`);
+  const output = collectOutput(child, logger, password);
   const exited = new Promise<void>((resolveExit) => child.once('exit', () => resolveExit()));
   const spawnFailed = new Promise<never>((_, reject) =>
     child.once('error', (error) =>
@@ -117,22 +142,30 @@ async function launch(
   const pid = child.pid;
   if (pid === undefined) await spawnFailed;
 
-  const watchdog = startWatchdog(pid!);
+  const watchdog = startWatchdog(pid!, embeddedRedisUrlFile(dataDir));
+  let urlWritten = false;
+  const forgetUrl = (): void => {
+    if (urlWritten) removeEmbeddedRedisUrl(dataDir);
+    urlWritten = false;
+  };
   const onParentExit = (): void => {
-    // The only thing possible in an 'exit' handler: a synchronous signal. Redis shuts down
-    // cleanly on SIGTERM by itself (the AOF is fsynced); the watchdog escalates if needed.
+    // Only synchronous work is possible in an 'exit' handler. Redis shuts down cleanly on
+    // SIGTERM by itself (the AOF is fsynced); the watchdog escalates if needed.
+    forgetUrl();
     child.kill('SIGTERM');
   };
   process.on('exit', onParentExit);
   void exited.then(() => {
     process.off('exit', onParentExit);
     watchdog.kill('SIGKILL');
+    // A server that died by itself must not be found by status and sync.
+    forgetUrl();
   });
 
   const startTimeoutMs = options.startTimeoutMs ?? 15_000;
   try {
     await Promise.race([
-      waitForPong(port, startTimeoutMs),
+      waitForPong(port, password, startTimeoutMs),
       spawnFailed,
       exited.then(() => {
         const tail = output.tail();
@@ -155,12 +188,27 @@ async function launch(
           },
         );
   }
+  const url = `redis://:${encodeURIComponent(password)}@127.0.0.1:${port}`;
+  try {
+    writeEmbeddedRedisUrl(dataDir, url);
+    urlWritten = true;
+  } catch (error) {
+    child.kill('SIGTERM');
+    await exited;
+    throw new PushgateError(
+      'unavailable',
+      `cannot write ${embeddedRedisUrlFile(dataDir)}: ${errorMessage(error)}`,
+      { permanent: true, cause: error },
+    );
+  }
   logger.info({ dataDir, pid }, 'embedded redis-server ready');
 
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
+      // No status or sync should find a server that is going away.
+      forgetUrl();
       const stopTimeoutMs = options.stopTimeoutMs ?? 10_000;
       output.stopping();
       child.kill('SIGTERM');
@@ -175,19 +223,27 @@ async function launch(
     return stopping;
   };
 
-  return { url: `redis://127.0.0.1:${port}`, port, pid: pid!, stop };
+  return { url, urlFile: embeddedRedisUrlFile(dataDir), port, pid: pid!, stop };
 }
 
 /** Start-up lines redis-server writes at warning level on every start. */
 const REDIS_ROUTINE_LINE =
   /^(oO0OoO0OoO0Oo Redis is starting|Redis version=|Configuration loaded|Server initialized)/;
 
-/** Keeps the last lines of the server's output for error messages and forwards them to the log. */
-function collectOutput(child: ChildProcess, logger: Logger): { tail(): string; stopping(): void } {
+/**
+ * Keeps the last lines of the server's output for error messages and forwards them to the log.
+ * The password is cut out: a config error makes redis-server print the offending line.
+ */
+function collectOutput(
+  child: ChildProcess,
+  logger: Logger,
+  password: string,
+): { tail(): string; stopping(): void } {
   const lines: string[] = [];
   let stopping = false;
-  const onLine = (line: string): void => {
-    if (line.trim() === '') return;
+  const onLine = (raw: string): void => {
+    if (raw.trim() === '') return;
+    const line = raw.split(password).join(CENSOR);
     lines.push(line);
     if (lines.length > 20) lines.shift();
     // Redis marks warnings with '#' after the timestamp ("pid:M 01 Jan 2026 00:00:00.000 # ...").
@@ -216,15 +272,17 @@ function collectOutput(child: ChildProcess, logger: Logger): { tail(): string; s
 
 /**
  * `sh` waits for EOF on a pipe that only this process writes to. The pipe closes when this
- * process dies for any reason, and the watchdog then stops the server (TERM, KILL after 10 s).
- * It is detached and unref'd so it neither receives terminal signals nor keeps us alive.
+ * process dies for any reason, and the watchdog then removes the url file and stops the server
+ * (TERM, KILL after 10 s). The file goes first: while the server lives no other start can use
+ * the folder, so the file is still ours. The watchdog is detached and unref'd so it neither
+ * receives terminal signals nor keeps us alive.
  */
-function startWatchdog(redisPid: number): ChildProcess {
+function startWatchdog(redisPid: number, urlFile: string): ChildProcess {
   const script =
-    'cat >/dev/null; kill -TERM "$1" 2>/dev/null || exit 0; ' +
+    'cat >/dev/null; rm -f "$2"; kill -TERM "$1" 2>/dev/null || exit 0; ' +
     'i=0; while kill -0 "$1" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; ' +
     'kill -KILL "$1" 2>/dev/null; exit 0';
-  const watchdog = spawn('sh', ['-c', script, 'pushgate-redis-watchdog', String(redisPid)], {
+  const watchdog = spawn('sh', ['-c', script, 'pushgate-redis-watchdog', String(redisPid), urlFile], {
     stdio: ['pipe', 'ignore', 'ignore'],
     detached: true,
   });
@@ -282,32 +340,50 @@ export function findOnPath(command: string, env: Env): string | undefined {
   return undefined;
 }
 
-/** PING until +PONG (a loading AOF answers -LOADING, which means keep waiting). */
-async function waitForPong(port: number, timeoutMs: number): Promise<void> {
+/**
+ * AUTH and PING until +PONG. A loading AOF answers -LOADING: keep waiting. A refused password
+ * (-WRONGPASS, -NOAUTH, or an AUTH error from a server without one) means another server holds
+ * the port, and ours will exit on "address already in use": keep waiting for that too.
+ */
+async function waitForPong(port: number, password: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = 'no answer';
   while (Date.now() < deadline) {
-    last = await pingOnce(port).catch((error: unknown) => errorMessage(error));
+    last = await authAndPingOnce(port, password).catch((error: unknown) => errorMessage(error));
     if (last === '+PONG') return;
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw new Error(`no PONG from 127.0.0.1:${port} within ${timeoutMs} ms (last answer: ${last})`);
+  const refused = isAuthRefusal(last) ? ': the server there refused our password' : '';
+  throw new Error(`no PONG from 127.0.0.1:${port} within ${timeoutMs} ms${refused} (last answer: ${last})`);
 }
 
-function pingOnce(port: number): Promise<string> {
+function isAuthRefusal(answer: string): boolean {
+  return /^-(NOAUTH|WRONGPASS)\b|^-ERR AUTH\b/.test(answer);
+}
+
+/** PING's answer, or AUTH's when that is not +OK; the password never appears in it. */
+function authAndPingOnce(port: number, password: string): Promise<string> {
   return new Promise((resolvePing, reject) => {
     const socket = connect({ host: '127.0.0.1', port });
     let answer = '';
     socket.setTimeout(1_000, () => socket.destroy(new Error('timeout')));
-    socket.on('connect', () => socket.write('PING\r\n'));
+    socket.on('connect', () => socket.write(respCommand('AUTH', password) + respCommand('PING')));
     socket.setEncoding('utf8').on('data', (chunk: string) => {
       answer += chunk;
-      if (answer.includes('\r\n')) {
-        socket.end();
-        resolvePing(answer.split('\r\n')[0]!);
-      }
+      const lines = answer.split('\r\n');
+      if (lines.length < 3) return; // not yet two complete answers
+      socket.end();
+      const [auth, ping] = lines as [string, string];
+      // Something that is not Redis may echo what it was sent.
+      resolvePing((auth === '+OK' ? ping : auth).split(password).join(CENSOR));
     });
     socket.on('error', reject);
     socket.on('close', () => reject(new Error('closed without an answer')));
   });
+}
+
+/** A command in RESP, so any byte of an argument (a password) goes through as it is. */
+function respCommand(...parts: string[]): string {
+  const bulk = parts.map((part) => `$${Buffer.byteLength(part)}\r\n${part}\r\n`).join('');
+  return `*${parts.length}\r\n${bulk}`;
 }

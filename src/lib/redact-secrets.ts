@@ -51,3 +51,15 @@ export function redactSecrets<T>(value: T, depth = 0): T {
   }
   return (copy ?? value) as T;
 }
+
+/**
+ * `url` without the password of its user-info (`redis://:pw@host:6379` → `redis://host:6379`,
+ * `redis://user:pw@host` → `redis://user@host`), for log lines and error messages. The last
+ * `@` before the path ends the user-info, so a password with an unencoded `@` goes whole.
+ */
+export function withoutPassword(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)([^/?#]*)@/i, (_match, scheme: string, userInfo: string) => {
+    const user = userInfo.split(':')[0];
+    return user ? `${scheme}${user}@` : scheme;
+  });
+}

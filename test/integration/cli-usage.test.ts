@@ -26,7 +26,12 @@ function runCli(args: string[], extraEnv: Record<string, string> = {}): Promise<
   const { PUSHGATE_CONFIG: _config, REDIS_URL: _redis, PORT: _port, ...rest } = process.env;
   const env = { ...rest, LOG_LEVEL: 'silent', ...extraEnv };
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    // cwd: a folder where no pushgate start keeps its Redis (.pushgate/redis/url).
+    const child = spawn(process.execPath, [CLI, ...args], {
+      cwd: dir,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     // A command that took its arguments and went on serving must not outlive the test.
     const timer = setTimeout(() => child.kill('SIGKILL'), RUN_TIMEOUT_MS);
     let stdout = '';
@@ -166,13 +171,13 @@ describe('options and arguments a command does not take', () => {
 
 describe('status and sync without redis.url', () => {
   it.each(['status', 'sync'])(
-    '%s says to point REDIS_URL at the running receiver and where pushgate start logs its own Redis',
+    '%s says to point REDIS_URL at the running receiver, or to run from the folder of pushgate start',
     async (command) => {
       const args = command === 'sync' ? ['sync', 'staging'] : ['status'];
       const run = await runCli([...args, '--config', noRedisConfigFile]);
       expect(run.code).toBe(2);
       expect(run.stderr).toContain(`pushgate ${command}: redis.url is not set`);
-      expect(run.stderr).toContain('embedded redis-server started');
+      expect(run.stderr).toContain(join(dir, '.pushgate', 'redis', 'url'));
       // Running pushgate start is no answer to "where is the Redis to read from".
       expect(run.stderr).not.toContain('or use pushgate start');
     },

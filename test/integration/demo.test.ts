@@ -88,6 +88,8 @@ describe('npm run demo', () => {
     expect(await portAccepts(port)).toBe(false);
     const pidFile = join(dir, 'run', '.pushgate', 'redis', 'redis-server.pid');
     if (existsSync(pidFile)) expect(processAlive(Number(readFileSync(pidFile, 'utf8')))).toBe(false);
+    // Nor does the file that gave status and sync its address and password.
+    expect(existsSync(join(dir, 'run', '.pushgate', 'redis', 'url'))).toBe(false);
   }, 120_000);
 
   it('names a missing prerequisite and how to install it, and exits 1', async () => {

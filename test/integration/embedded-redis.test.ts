@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +23,26 @@ function portAccepts(port: number): Promise<boolean> {
       resolve(true);
     });
     socket.once('error', () => resolve(false));
+  });
+}
+
+function passwordOf(url: string): string {
+  return decodeURIComponent(new URL(url).password);
+}
+
+/** The first answer of a client that sends PING without authenticating. */
+function pingWithoutPassword(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    let answer = '';
+    socket.on('connect', () => socket.write('PING\r\n'));
+    socket.setEncoding('utf8').on('data', (chunk: string) => {
+      answer += chunk;
+      if (!answer.includes('\r\n')) return;
+      socket.end();
+      resolve(answer.split('\r\n')[0]!);
+    });
+    socket.on('error', reject);
   });
 }
 
@@ -68,7 +88,7 @@ describe('embedded redis-server', () => {
 
   it('answers PING on a loopback port, creates its data folder, and closes the port on stop', async () => {
     const redis = await start();
-    expect(redis.url).toMatch(/^redis:\/\/127\.0\.0\.1:\d+$/);
+    expect(redis.url).toMatch(/^redis:\/\/:[0-9a-f]{64}@127\.0\.0\.1:\d+$/);
     expect(existsSync(join(dir, 'data'))).toBe(true);
 
     const client = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 0 });
@@ -108,10 +128,70 @@ describe('embedded redis-server', () => {
     await first.stop();
 
     const second = await start();
+    expect(passwordOf(second.url)).not.toBe(passwordOf(first.url));
     const reader = new Redis(second.url, { lazyConnect: true, maxRetriesPerRequest: 0 });
     await reader.connect();
     expect(await reader.get('job')).toBe('still here');
     reader.disconnect();
+  });
+
+  it('refuses a client without the password (NOAUTH) and serves one with the returned url', async () => {
+    const redis = await start();
+
+    expect(await pingWithoutPassword(redis.port)).toMatch(/^-NOAUTH /);
+    const anonymous = new Redis({
+      host: '127.0.0.1',
+      port: redis.port,
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      // Its ready check (INFO) would be refused too, and ioredis would close the connection.
+      enableReadyCheck: false,
+    });
+    await anonymous.connect();
+    await expect(anonymous.get('job')).rejects.toThrow(/NOAUTH/);
+    anonymous.disconnect();
+
+    const client = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 0 });
+    await client.connect();
+    expect(await client.ping()).toBe('PONG');
+    client.disconnect();
+  });
+
+  it('keeps the password off the command line of redis-server', async () => {
+    const redis = await start();
+    const cmdline = readFileSync(`/proc/${redis.pid}/cmdline`, 'utf8');
+    expect(cmdline).toContain('redis-server');
+    expect(cmdline).not.toContain(passwordOf(redis.url));
+  });
+
+  it('holds its url in a 0600 file of the data folder while running and removes it on stop', async () => {
+    const redis = await start();
+    expect(redis.urlFile).toBe(join(dir, 'data', 'url'));
+    expect(statSync(redis.urlFile).mode & 0o777).toBe(0o600);
+    expect(readFileSync(redis.urlFile, 'utf8').trim()).toBe(redis.url);
+
+    await redis.stop();
+    expect(existsSync(redis.urlFile)).toBe(false);
+  });
+
+  it('removes its url file when the server dies by itself', async () => {
+    const redis = await start();
+    process.kill(redis.pid, 'SIGKILL');
+    await until(() => !existsSync(redis.urlFile), 10_000, `${redis.urlFile} to be removed`);
+  });
+
+  it('never logs the password, not even at debug level with the server output', async () => {
+    const lines: string[] = [];
+    const capturing = createLogger({
+      level: 'debug',
+      destination: { write: (line: string) => void lines.push(line) },
+    });
+    const redis = await startEmbeddedRedis({ dataDir: join(dir, 'data'), logger: capturing });
+    started.push(redis);
+    await redis.stop();
+
+    expect(lines.length).toBeGreaterThan(0);
+    expect(lines.join('')).not.toContain(passwordOf(redis.url));
   });
 
   it('fails with the install hint when redis-server is not on PATH', async () => {
@@ -152,9 +232,13 @@ describe('embedded redis-server', () => {
     });
     const { pid, port } = JSON.parse(line) as { pid: number; port: number };
     expect(await portAccepts(port)).toBe(true);
+    const urlFile = join(dir, 'orphan', 'url');
+    expect(existsSync(urlFile)).toBe(true);
 
     parent.kill('SIGKILL');
     await until(() => !processAlive(pid), 15_000, `redis-server ${pid} to stop after its parent died`);
     expect(await portAccepts(port)).toBe(false);
+    // status and sync must not find a server that is gone.
+    expect(existsSync(urlFile)).toBe(false);
   });
 });

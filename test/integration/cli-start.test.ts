@@ -1,0 +1,135 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { uniquePrefix } from '../helpers/redis.js';
+
+const CLI = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url));
+const START_TIMEOUT_MS = 30_000;
+
+// `url: ${REDIS_URL}` with REDIS_URL unset: start runs its own redis-server, status finds it.
+const CONFIG = `
+server:
+  host: 127.0.0.1
+  port: 0
+redis:
+  url: \${REDIS_URL}
+  prefix: PREFIX
+clusters:
+  - name: local
+environments:
+  - name: staging
+    repo:
+      provider: github
+      name: acme/env-config
+      url: https://git.example.invalid/acme/env-config.git
+    branch: env/staging
+    cluster: local
+    reconcileInterval: 0
+`;
+
+interface LogLine {
+  msg?: string;
+  url?: string;
+}
+
+function cliEnv(): NodeJS.ProcessEnv {
+  const { PUSHGATE_CONFIG: _config, REDIS_URL: _redis, PORT: _port, ...rest } = process.env;
+  return { ...rest, GITHUB_WEBHOOK_SECRET: 'start-secret', LOG_LEVEL: 'info' };
+}
+
+function exitOf(child: ChildProcess): Promise<number | null> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode);
+    child.once('close', (code) => resolve(code));
+  });
+}
+
+describe('pushgate start with its own redis-server', () => {
+  let dir: string;
+  let configFile: string;
+  let child: ChildProcess | undefined;
+
+  beforeEach(() => {
+    if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first (npm test does)`);
+    dir = mkdtempSync(join(tmpdir(), 'pushgate-cli-start-'));
+    configFile = join(dir, 'pushgate.yaml');
+    writeFileSync(configFile, CONFIG.replace('PREFIX', uniquePrefix('cli-start')));
+  });
+
+  afterEach(async () => {
+    if (child && child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await exitOf(child);
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** `pushgate start` run from `dir`; resolves with its output once it logs "pushgate started". */
+  function start(): Promise<() => string> {
+    const started = spawn(process.execPath, [CLI, 'start', '--config', configFile], {
+      cwd: dir,
+      env: cliEnv(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child = started;
+    let output = '';
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`start did not log "pushgate started":\n${output}`)),
+        START_TIMEOUT_MS,
+      );
+      started.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+      started.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+        output += chunk;
+        if (!output.includes('"msg":"pushgate started"')) return;
+        clearTimeout(timer);
+        resolve(() => output);
+      });
+      void exitOf(started).then((code) => {
+        clearTimeout(timer);
+        reject(new Error(`start exited with ${code} before it started:\n${output}`));
+      });
+    });
+  }
+
+  function runStatus(): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    const status = spawn(process.execPath, [CLI, 'status', '--config', configFile], {
+      cwd: dir,
+      env: cliEnv(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    status.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    status.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    return exitOf(status).then((code) => ({ code, stdout, stderr }));
+  }
+
+  it('logs its Redis without the password, and status run from the same folder finds it', async () => {
+    const output = await start();
+    const urlFile = join(dir, '.pushgate', 'redis', 'url');
+    expect(statSync(urlFile).mode & 0o777).toBe(0o600);
+    const password = decodeURIComponent(new URL(readFileSync(urlFile, 'utf8').trim()).password);
+    expect(password).toMatch(/^[0-9a-f]{64}$/);
+
+    const startedLine = output()
+      .split('\n')
+      .find((line) => line.includes('"msg":"embedded redis-server started"'));
+    expect(startedLine).toBeDefined();
+    expect((JSON.parse(startedLine!) as LogLine).url).toMatch(/^redis:\/\/127\.0\.0\.1:\d+$/);
+    expect(startedLine).not.toContain(password);
+
+    const status = await runStatus();
+    expect(status.stderr).toBe('');
+    expect(status.code).toBe(0);
+    expect(status.stdout).toMatch(/staging\s+-\s+\(no jobs\)/);
+
+    child!.kill('SIGTERM');
+    expect(await exitOf(child!)).toBe(0);
+    expect(existsSync(urlFile)).toBe(false);
+    expect(output()).not.toContain(password);
+  });
+});
