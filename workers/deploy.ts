@@ -43,6 +43,11 @@ export interface DeployWorkerOptions {
    * mid-job is replaced after about this long.
    */
   lockDurationMs?: number;
+  /**
+   * How long `close()` lets current deploys finish before it aborts them and hands them back:
+   * a little less than the grace period the process gets before SIGKILL.
+   */
+  shutdownDeadlineMs?: number;
   fetchTimeoutMs?: number;
   /** How often to look for queued job records that lost their queue entry (see queue-repair). */
   requeueIntervalMs?: number;
@@ -54,10 +59,10 @@ export interface DeployWorker {
   close(deadlineMs?: number): Promise<void>;
 }
 
-/** Env knobs for `pushgate worker`: PUSHGATE_WORKER_CONCURRENCY, PUSHGATE_JOB_LOCK_MS. */
+/** Env knobs for `pushgate worker`: PUSHGATE_WORKER_CONCURRENCY, PUSHGATE_JOB_LOCK_MS, PUSHGATE_SHUTDOWN_TIMEOUT_MS. */
 export function workerTuningFromEnv(
   env: Record<string, string | undefined>,
-): Pick<DeployWorkerOptions, 'concurrency' | 'lockDurationMs'> {
+): Pick<DeployWorkerOptions, 'concurrency' | 'lockDurationMs' | 'shutdownDeadlineMs'> {
   const positive = (name: string): number | undefined => {
     const raw = env[name];
     if (raw === undefined || raw === '') return undefined;
@@ -69,6 +74,7 @@ export function workerTuningFromEnv(
   return {
     concurrency: positive('PUSHGATE_WORKER_CONCURRENCY'),
     lockDurationMs: positive('PUSHGATE_JOB_LOCK_MS'),
+    shutdownDeadlineMs: positive('PUSHGATE_SHUTDOWN_TIMEOUT_MS'),
   };
 }
 
@@ -148,7 +154,7 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
 
   return {
     worker,
-    async close(deadlineMs = DEFAULT_SHUTDOWN_DEADLINE_MS) {
+    async close(deadlineMs = options.shutdownDeadlineMs ?? DEFAULT_SHUTDOWN_DEADLINE_MS) {
       clearInterval(requeueTimer);
       let timer: NodeJS.Timeout | undefined;
       const deadline = new Promise<'deadline'>((resolve) => {

@@ -6,6 +6,7 @@ import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfigText } from '../../src/config/load.js';
+import { workerTuningFromEnv } from '../../workers/deploy.js';
 import { createTestNamespace, kubeConfigFromTest, type TestNamespace } from '../helpers/kube.js';
 
 const manifestsDir = fileURLToPath(new URL('../../deploy/kubernetes/', import.meta.url));
@@ -119,6 +120,38 @@ describe('deploy/kubernetes manifests', () => {
     expect(text).toBeDefined();
     const config = parseConfigText(text!, 'configmap.yaml', { REDIS_URL: 'redis://redis:6379' });
     expect(config.environments.map((e) => e.name)).toEqual(['production']);
+  });
+
+  it('lets a worker finish its longest deploy before it hands it back, and hand it back before SIGKILL', () => {
+    const objects = files.flatMap((f) => f.objects);
+    const configMap = objects.find((object) => object.kind === 'ConfigMap') as
+      (KubernetesObject & { data: Record<string, string> }) | undefined;
+    const config = parseConfigText(configMap!.data['pushgate.yaml']!, 'configmap.yaml', {
+      REDIS_URL: 'redis://redis:6379',
+    });
+    const worker = objects.find(
+      (object) => object.kind === 'Deployment' && object.metadata?.name?.includes('worker'),
+    ) as
+      | (KubernetesObject & {
+          spec: {
+            template: {
+              spec: {
+                terminationGracePeriodSeconds: number;
+                containers: { env?: { name: string; value?: string }[] }[];
+              };
+            };
+          };
+        })
+      | undefined;
+    const pod = worker!.spec.template.spec;
+    const env = Object.fromEntries(
+      pod.containers.flatMap((container) => container.env ?? []).map((e) => [e.name, e.value]),
+    );
+    const { shutdownDeadlineMs } = workerTuningFromEnv(env);
+    const longestDeployMs = Math.max(...config.environments.map((e) => e.healthTimeout));
+
+    expect(shutdownDeadlineMs).toBeGreaterThanOrEqual(longestDeployMs);
+    expect(pod.terminationGracePeriodSeconds * 1000).toBeGreaterThan(shutdownDeadlineMs!);
   });
 
   it('every object is accepted by a server-side apply dry-run in a fresh namespace', async () => {

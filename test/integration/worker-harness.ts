@@ -73,6 +73,7 @@ export interface WorkerHarness {
     reporter?: CommitStatusReporter;
     concurrency?: number;
     lockDurationMs?: number;
+    shutdownDeadlineMs?: number;
     logger?: Logger;
   }): Promise<DeployWorker>;
   /** What the receiver does on a verified push: enqueue through DeployProducer. */
@@ -123,6 +124,7 @@ export async function createWorkerHarness(options: {
         reporter: workerOptions.reporter,
         concurrency: workerOptions.concurrency,
         lockDurationMs: workerOptions.lockDurationMs,
+        shutdownDeadlineMs: workerOptions.shutdownDeadlineMs,
       });
       workers.push(worker);
       return worker;

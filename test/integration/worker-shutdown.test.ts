@@ -1,5 +1,6 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createKeys } from '../../src/queue/keys.js';
+import { workerTuningFromEnv } from '../../workers/deploy.js';
 import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/kube.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
@@ -45,15 +46,16 @@ describe('deploy worker shutdown (real Redis, git, kube-apiserver)', () => {
     await repo.remove();
   });
 
-  it('past its deadline hands the job back: queued again with its error, lock released', async () => {
+  it('past its deadline (PUSHGATE_SHUTDOWN_TIMEOUT_MS) hands the job back: queued again with its error, lock released', async () => {
     const sha = await repo.commit({ 'manifests/web.yaml': deployment('web') });
-    const worker = await harness.startWorker();
+    const { shutdownDeadlineMs } = workerTuningFromEnv({ PUSHGATE_SHUTDOWN_TIMEOUT_MS: '500' });
+    const worker = await harness.startWorker({ shutdownDeadlineMs });
     const id = await harness.webhook('web', sha);
     // The Deployment is applied and never becomes ready (no kubelet): the job waits in its health check.
     await until(async () => (await harness.services.store.get(id))?.sha === sha);
 
     const started = Date.now();
-    await worker.close(500);
+    await worker.close();
 
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(await harness.services.store.get(id)).toMatchObject({
