@@ -16,7 +16,8 @@ import type { CommandArgs } from './command.js';
 export async function runRender(args: CommandArgs): Promise<number> {
   const [name, ...extra] = args.positionals;
   if (!name || extra.length > 0) throw new UsageError('usage: pushgate render ENV [--ref SHA]');
-  const runtime = loadRuntime(args.config, args.env);
+  // Render never talks to Redis: the same config as the receiver's, `${REDIS_URL}` unset, will do.
+  const runtime = loadRuntime(args.config, args.env, { unsetWhenVariableMissing: ['redis.url'] });
   const environment = runtime.config.environments.find((candidate) => candidate.name === name);
   if (!environment) {
     const known = runtime.config.environments.map((candidate) => candidate.name).join(', ') || 'none';

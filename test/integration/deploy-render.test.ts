@@ -83,6 +83,21 @@ describe('pushgate render (real git, kube-apiserver)', () => {
     expect(listed.items.map((item) => item.metadata?.name)).not.toContain('alpha');
   });
 
+  it('needs no Redis: a config whose redis.url is an unset ${REDIS_URL} renders', async () => {
+    await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
+    const redisLine = /url: "redis:\/\/[^"]*"/;
+    expect(harness.configText).toMatch(redisLine);
+    await writeFile(
+      path.join(dir, 'pushgate.yaml'),
+      harness.configText.replace(redisLine, 'url: "${REDIS_URL}"'),
+    );
+
+    const { code, out } = await render(['web']);
+
+    expect(code).toBe(0);
+    expect(out).toContain('name: alpha');
+  });
+
   it('renders an older commit with --ref', async () => {
     const old = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: 'old' }) });
     await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: 'new' }) });
