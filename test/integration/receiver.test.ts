@@ -171,19 +171,26 @@ describe('GitHub push webhooks', () => {
     expect(answer.status).toBe(200);
   });
 
-  it('uses server.publicUrl for status URLs when set', async () => {
+  it('uses server.publicUrl for status URLs when set, and keeps it on the job for the commit status', async () => {
     const app = await receiver({ server: { publicUrl: 'https://deploy.example.com/pushgate' } });
     const answer = await sendGithub(app, githubPush({ repository: GITHUB_REPO, branch: 'env/staging' }));
     const [job] = jobsOf(answer);
     expect(job!.statusUrl).toBe(`https://deploy.example.com/pushgate/jobs/${job!.id}`);
+    expect(await app.services.store.get(job!.id)).toMatchObject({ statusUrl: job!.statusUrl });
   });
 
-  it('keeps the status URL it answered with on the job, for the commit status to link to', async () => {
+  it('answers with a status URL on the Host used, but keeps no Host-made link for the commit status', async () => {
     const app = await receiver();
-    const answer = await sendGithub(app, githubPush({ repository: GITHUB_REPO, branch: 'env/staging' }));
-    const [job] = jobsOf(answer);
-    expect(job!.statusUrl).toBe(`${app.url}/jobs/${job!.id}`);
-    expect(await app.services.store.get(job!.id)).toMatchObject({ statusUrl: job!.statusUrl });
+    const body = JSON.stringify(githubPush({ repository: GITHUB_REPO, branch: 'env/staging' }));
+    const answer = await rawRequest(app, '/webhooks/github', body, {
+      ...githubHeaders(SECRET, body),
+      host: 'phish.example',
+    });
+    const [job] = (JSON.parse(answer.body) as { jobs: { statusUrl: string; id: string }[] }).jobs;
+    expect(job!.statusUrl).toBe(`http://phish.example/jobs/${job!.id}`);
+    const record = await app.services.store.get(job!.id);
+    expect(record).not.toBeNull();
+    expect(record).not.toHaveProperty('statusUrl');
   });
 
   it('never takes the status URL host from a Host header that carries a path', async () => {

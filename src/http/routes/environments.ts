@@ -68,7 +68,9 @@ export function environmentRoutes(deps: AppDeps): Router {
     const environment = find(req.params.name, res);
     if (!environment) return;
     const base = publicBase(deps.config.server.publicUrl, req);
-    const job = await deps.producer.enqueue(environment.name, { kind: 'manual' }, undefined, base);
+    // Only a configured base goes on the record (and the commit status): a Host header is the caller's to choose.
+    const recordedBase = deps.config.server.publicUrl ? base : undefined;
+    const job = await deps.producer.enqueue(environment.name, { kind: 'manual' }, undefined, recordedBase);
     deps.logger.info({ jobId: job.id, environment: environment.name }, 'manual sync queued');
     res
       .status(202)

@@ -164,8 +164,12 @@ export function createWebhookReceiver(deps: AppDeps): WebhookReceiver {
     };
     const receivedAt = new Date(now()).toISOString();
     const base = publicBase(deps.config.server.publicUrl, req);
+    // Only a configured base goes on the record (and the commit status): a Host header is the sender's to choose.
+    const recordedBase = deps.config.server.publicUrl ? base : undefined;
     const jobs = await Promise.all(
-      environments.map((environment) => deps.producer.enqueue(environment.name, trigger, receivedAt, base)),
+      environments.map((environment) =>
+        deps.producer.enqueue(environment.name, trigger, receivedAt, recordedBase),
+      ),
     );
     // A line per job, with the job's id and environment at the top level like every job
     // line of the worker, so selecting one jobId shows its deploy from the webhook on.
