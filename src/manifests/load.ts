@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { PushgateError, errorMessage } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { problemsError, type ManifestProblem } from './problems.js';
+import { countAnchorsAndAliases, MAX_YAML_ANCHORS_AND_ALIASES } from './yaml-anchors.js';
 import type { LoadedManifest, ManifestObject, ManifestSource } from './types.js';
 
 /** Manifests are small; anything bigger is a mistake (a vendored binary, a data dump) or an attack. */
@@ -76,8 +77,9 @@ export async function loadManifestTree(repoRoot: string, manifestPath: string): 
     );
   }
   const manifests: LoadedManifest[] = [];
+  const budget: ParseBudget = { anchorsAndAliases: MAX_YAML_ANCHORS_AND_ALIASES };
   for (const file of files) {
-    await parseFile(file, manifests, problems);
+    await parseFile(file, manifests, problems, budget);
   }
   if (problems.length > 0) throw problemsError('manifest_invalid', problems);
   return { manifests, skipped };
@@ -197,10 +199,16 @@ function kubernetesTags(tags: Tags): Tags {
   });
 }
 
+/** What is left for the environment's remaining files. */
+interface ParseBudget {
+  anchorsAndAliases: number;
+}
+
 async function parseFile(
   file: FileEntry,
   manifests: LoadedManifest[],
   problems: ManifestProblem[],
+  budget: ParseBudget,
 ): Promise<void> {
   const info = await stat(file.real);
   if (info.size > MAX_MANIFEST_FILE_BYTES) {
@@ -210,6 +218,14 @@ async function parseFile(
     return;
   }
   const text = await readFile(file.real, 'utf8');
+  const references = countAnchorsAndAliases(text, Math.max(budget.anchorsAndAliases, 0));
+  budget.anchorsAndAliases -= references;
+  if (references > 0 && budget.anchorsAndAliases < 0) {
+    problems.push({
+      message: `${file.relative}: not parsed: the environment's manifests hold more than ${MAX_YAML_ANCHORS_AND_ALIASES} YAML anchors and aliases (&name, *name) up to this file`,
+    });
+    return;
+  }
   const documents = parseAllDocuments(text, {
     version: '1.1',
     customTags: kubernetesTags,

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PushgateError } from '../../../src/lib/errors.js';
 import { loadManifestTree, loadManifests, MAX_MANIFEST_FILE_BYTES } from '../../../src/manifests/load.js';
+import { MAX_YAML_ANCHORS_AND_ALIASES } from '../../../src/manifests/yaml-anchors.js';
 
 let root: string;
 let outside: string;
@@ -168,6 +169,29 @@ describe('loadManifests', () => {
     const error = await loadError();
 
     expect(error.message).toMatch(/^env\/bomb\.yaml document 1: invalid YAML: .*alias/i);
+  });
+
+  it('refuses manifests with more YAML anchors and aliases than an environment may hold, before composing them', async () => {
+    // Composing 64,000 anchors takes yaml about 40 s; the limit is checked by lexing, in milliseconds.
+    const anchors = Array.from({ length: 64_000 }, (_, i) => `  k${i}: &a${i} "v"`).join('\n');
+    await write('env/a.yaml', configMap('few', 'data:\n  x: &x "1"\n  y: *x\n'));
+    await write('env/b.yaml', configMap('many', `data:\n${anchors}\n`));
+
+    const error = await loadError();
+
+    expect(error.message).toBe(
+      `env/b.yaml: not parsed: the environment's manifests hold more than ${MAX_YAML_ANCHORS_AND_ALIASES} YAML anchors and aliases (&name, *name) up to this file`,
+    );
+  });
+
+  it('does not count & and * inside strings and scripts as anchors', async () => {
+    const script = 'cd /app && rm -f *.log && echo "*done*" & wait\n'.repeat(MAX_YAML_ANCHORS_AND_ALIASES);
+    const indented = script.replace(/^/gm, '    ');
+    await write('env/job.yaml', configMap('script', `data:\n  run.sh: |\n${indented}  glob: "*&*"\n`));
+
+    const manifests = await loadManifests(root, 'env');
+
+    expect(manifests.map((m) => m.object.metadata.name)).toEqual(['script']);
   });
 
   it('refuses a file over the size limit', async () => {
