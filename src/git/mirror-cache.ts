@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { createHash, randomUUID } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -7,6 +7,7 @@ import type { Provider } from '../config/schema.js';
 import { PushgateError } from '../lib/errors.js';
 import { gitAuthEnv } from './auth.js';
 import { runGit } from './run-git.js';
+import { MAX_CHECKOUT_BYTES, MAX_CHECKOUT_ENTRIES, measureTree, type TreeSize } from './tree-budget.js';
 
 export const DEFAULT_FETCH_TIMEOUT_MS = 60_000;
 const LOCAL_TIMEOUT_MS = 120_000;
@@ -15,6 +16,12 @@ const SHA = /^[0-9a-f]{40}([0-9a-f]{24})?$/;
 const LOCKED = /\.lock': File exists/;
 const FETCH_ATTEMPTS_WHEN_LOCKED = 3;
 const LOCKED_RETRY_DELAY_MS = 500;
+/**
+ * Highest-precedence attributes of every mirror: a checkout holds the committed bytes, never
+ * converted (`ident` alone turns each 4-byte "$Id$" into 46 bytes, UTF-32 quadruples a file),
+ * so what measureTree counted is what is written.
+ */
+const CHECKOUT_ATTRIBUTES = '* -text -eol -ident -filter -working-tree-encoding\n';
 
 /** The repository as the configuration names it: the URL is never taken from a payload. */
 export interface RepoSource {
@@ -30,6 +37,8 @@ export interface MirrorCacheOptions {
   fetchTimeoutMs?: number;
   /** What fetches take PATH, HOME and the network settings (proxy, CA, SSH agent) from; default process.env. */
   env?: Record<string, string | undefined>;
+  /** The largest commit checkout() writes; default MAX_CHECKOUT_ENTRIES and MAX_CHECKOUT_BYTES. */
+  checkoutBudget?: Partial<TreeSize>;
 }
 
 /** A checked-out tree of one commit; remove() deletes it. */
@@ -79,9 +88,14 @@ export async function removeStaleTrees(dir = tmpdir(), now = Date.now()): Promis
 export class MirrorCache {
   private readonly chains = new Map<string, Promise<unknown>>();
   private readonly fetchTimeoutMs: number;
+  private readonly checkoutBudget: TreeSize;
 
   constructor(private readonly options: MirrorCacheOptions) {
     this.fetchTimeoutMs = options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS;
+    this.checkoutBudget = {
+      entries: options.checkoutBudget?.entries ?? MAX_CHECKOUT_ENTRIES,
+      bytes: options.checkoutBudget?.bytes ?? MAX_CHECKOUT_BYTES,
+    };
   }
 
   mirrorDir(url: string): string {
@@ -130,10 +144,14 @@ export class MirrorCache {
   /**
    * Writes the tree of a commit into a fresh temporary folder, through a private index file
    * so concurrent checkouts from one mirror never share state. read-tree rather than
-   * `checkout -- .`, whose pathspec fails on a commit that removed every file.
+   * `checkout -- .`, whose pathspec fails on a commit that removed every file. A commit over
+   * the checkout budget is refused before the folder is made: anyone who can push to the
+   * branch chooses what read-tree would write.
    */
   async checkout(repo: RepoSource, sha: string): Promise<Worktree> {
     const gitDir = this.mirrorDir(repo.url);
+    await measureTree(gitDir, sha, this.checkoutBudget, LOCAL_TIMEOUT_MS);
+    await writeCheckoutAttributes(gitDir);
     const base = await mkdtemp(path.join(tmpdir(), TREE_PREFIX));
     const dir = path.join(base, 'tree');
     await mkdir(dir);
@@ -232,6 +250,21 @@ export class MirrorCache {
     });
     return next;
   }
+}
+
+/**
+ * Writes CHECKOUT_ATTRIBUTES as the mirror's info/attributes unless it holds them already:
+ * mirrors made before it existed get it too. Renamed into place, so a concurrent checkout
+ * reads either the old file or the whole new one.
+ */
+async function writeCheckoutAttributes(gitDir: string): Promise<void> {
+  const file = path.join(gitDir, 'info', 'attributes');
+  const current = await readFile(file, 'utf8').catch(() => undefined);
+  if (current === CHECKOUT_ATTRIBUTES) return;
+  await mkdir(path.dirname(file), { recursive: true });
+  const temporary = `${file}.${randomUUID()}`;
+  await writeFile(temporary, CHECKOUT_ATTRIBUTES);
+  await rename(temporary, file);
 }
 
 /**

@@ -58,7 +58,34 @@ const NETWORK_ENV = [
  * once instead of hanging), no user/system config that could rewrite URLs, and a deadline
  * after which the whole process group (git and its remote helpers) is killed.
  */
-export function runGit(args: readonly string[], options: RunGitOptions): Promise<GitResult> {
+export async function runGit(args: readonly string[], options: RunGitOptions): Promise<GitResult> {
+  const stdout: Buffer[] = [];
+  const { stderr } = await streamGit(args, options, (chunk) => {
+    stdout.push(chunk);
+    return 'more';
+  });
+  return { stdout: Buffer.concat(stdout).toString('utf8'), stderr };
+}
+
+/** What a reader of git's output answers to each chunk: go on, or stop git there. */
+export type StreamVerdict = 'more' | 'enough';
+
+export interface StreamResult {
+  stderr: string;
+  /** True when the reader stopped git before it finished (its exit status then says nothing). */
+  stopped: boolean;
+}
+
+/**
+ * runGit for output too large to hold: each chunk of stdout goes to `read` as it arrives, and
+ * when `read` answers 'enough', git's process group is killed at once, so the cost is what
+ * was read rather than what git would have printed.
+ */
+export function streamGit(
+  args: readonly string[],
+  options: RunGitOptions,
+  read: (chunk: Buffer) => StreamVerdict,
+): Promise<StreamResult> {
   return new Promise((resolve, reject) => {
     const inherited = options.processEnv ?? process.env;
     const child = spawn('git', args, {
@@ -79,9 +106,14 @@ export function runGit(args: readonly string[], options: RunGitOptions): Promise
         ...options.env,
       },
     });
-    const stdout: Buffer[] = [];
     let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
+    let stopped = false;
+    child.stdout.on('data', (chunk: Buffer) => {
+      if (stopped || read(chunk) === 'more') return;
+      stopped = true;
+      killGroup(child.pid);
+      child.stdout.destroy();
+    });
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
       // Keep only the tail: progress lines of a large fetch are of no use in an error.
       stderr = (stderr + chunk).slice(-8_192);
@@ -102,6 +134,10 @@ export function runGit(args: readonly string[], options: RunGitOptions): Promise
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       const cleanStderr = redactSecret(stderr, options.secret).trim();
+      if (stopped) {
+        resolve({ stderr: cleanStderr, stopped });
+        return;
+      }
       if (timedOut) {
         reject(
           new PushgateError('git_failed', `git ${options.what}: timed out after ${options.timeoutMs} ms`, {
@@ -116,7 +152,7 @@ export function runGit(args: readonly string[], options: RunGitOptions): Promise
         reject(new PushgateError('git_failed', `git ${options.what}: ${detail}`, { permanent }));
         return;
       }
-      resolve({ stdout: Buffer.concat(stdout).toString('utf8'), stderr: cleanStderr });
+      resolve({ stderr: cleanStderr, stopped });
     });
   });
 }

@@ -1,0 +1,277 @@
+import { execFile } from 'node:child_process';
+import { lstat, mkdtemp, readFile, readdir, readlink, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { MirrorCache } from '../../src/git/mirror-cache.js';
+import { MAX_CHECKOUT_ENTRIES, MAX_CHECKOUT_PATH_BYTES } from '../../src/git/tree-budget.js';
+import { errorMessage, PushgateError } from '../../src/lib/errors.js';
+import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
+import { git } from '../helpers/git.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { createWorkerHarness } from './worker-harness.js';
+
+const execFileAsync = promisify(execFile);
+
+/** git with `input` on its stdin (mktree and hash-object --stdin read it). */
+async function gitWithInput(gitDir: string, args: string[], input: string): Promise<string> {
+  const running = execFileAsync('git', ['--git-dir', gitDir, ...args], {
+    env: { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null', GIT_CONFIG_NOSYSTEM: '1' },
+  });
+  running.child.stdin?.end(input);
+  return (await running).stdout.trim();
+}
+
+interface TreeEntry {
+  mode: '100644' | '120000' | '040000' | '160000';
+  sha: string;
+  name: string;
+}
+
+const TYPES = { '100644': 'blob', '120000': 'blob', '040000': 'tree', '160000': 'commit' } as const;
+
+function writeBlob(gitDir: string, content: string): Promise<string> {
+  return gitWithInput(gitDir, ['hash-object', '-w', '--stdin'], content);
+}
+
+function writeTree(gitDir: string, entries: TreeEntry[]): Promise<string> {
+  const lines = entries.map((entry) => `${entry.mode} ${TYPES[entry.mode]} ${entry.sha}\t${entry.name}`);
+  return gitWithInput(gitDir, ['mktree'], lines.map((line) => `${line}\n`).join(''));
+}
+
+/** Commits `tree` straight into the bare repository as the head of `branch`. */
+async function commitTree(repo: EnvRepo, tree: string): Promise<string> {
+  const sha = await git(repo.bareDir, ['--git-dir', repo.bareDir, 'commit-tree', tree, '-m', 'tree']);
+  await git(repo.bareDir, ['--git-dir', repo.bareDir, 'update-ref', `refs/heads/${repo.branch}`, sha]);
+  return sha;
+}
+
+const tenOf = (mode: TreeEntry['mode'], sha: string, prefix: string): TreeEntry[] =>
+  Array.from({ length: 10 }, (_, i) => ({ mode, sha, name: `${prefix}${i}` }));
+
+/**
+ * A "git bomb": ten copies of one manifest, and at each of `levels` levels above them ten
+ * copies of the level below, under manifests/. A few kilobytes of objects; 10^(levels + 1)
+ * files once checked out.
+ */
+async function commitGitBomb(repo: EnvRepo, levels: number): Promise<string> {
+  const blob = await writeBlob(repo.bareDir, 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\n');
+  let tree = await writeTree(repo.bareDir, tenOf('100644', blob, 'f'));
+  for (let level = 0; level < levels; level++) {
+    tree = await writeTree(repo.bareDir, tenOf('040000', tree, 'd'));
+  }
+  const root = await writeTree(repo.bareDir, [{ mode: '040000', sha: tree, name: 'manifests' }]);
+  return commitTree(repo, root);
+}
+
+const configMap = (name: string) => `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ${name}}\n`;
+
+describe('git mirror cache: the checkout budget (real git)', () => {
+  let repo: EnvRepo;
+  let cacheDir: string;
+  /** TMPDIR of this test alone: where checkout() makes its pushgate-tree-* folders. */
+  let temp: string;
+  const source = () => ({ url: repo.url, provider: 'github' as const });
+
+  beforeEach(async () => {
+    repo = await createEnvRepo({ branch: 'env/staging' });
+    cacheDir = await mkdtemp(path.join(tmpdir(), 'pushgate-cache-'));
+    temp = await mkdtemp(path.join(tmpdir(), 'pushgate-budget-tmp-'));
+    vi.stubEnv('TMPDIR', temp);
+  });
+
+  afterEach(async () => {
+    vi.unstubAllEnvs();
+    await repo.remove();
+    await rm(cacheDir, { recursive: true, force: true });
+    await rm(temp, { recursive: true, force: true });
+  });
+
+  it('refuses a git bomb at once, permanently, naming the limit, and writes nothing', async () => {
+    const bomb = await commitGitBomb(repo, 9);
+    const cache = new MirrorCache({ dir: cacheDir });
+    await cache.fetchBranch(source(), repo.branch);
+
+    const started = Date.now();
+    const error = await cache.checkout(source(), bomb).catch((e: unknown) => e);
+    const elapsedMs = Date.now() - started;
+
+    expect(error).toBeInstanceOf(PushgateError);
+    expect(error).toMatchObject({ code: 'manifest_invalid', permanent: true });
+    expect((error as Error).message).toBe(
+      `commit ${bomb} holds more than ${MAX_CHECKOUT_ENTRIES} files and folders, the limit for one checkout: ` +
+        'refusing to check it out (an environment repository should hold manifests only)',
+    );
+    // 10^10 files would take read-tree days; the measurement stops at the budget.
+    expect(elapsedMs).toBeLessThan(10_000);
+    expect(await readdir(temp)).toEqual([]);
+  });
+
+  it('checks out a commit at the entry budget and refuses one entry more', async () => {
+    const files = {
+      'manifests/a.yaml': configMap('a'),
+      'manifests/b.yaml': configMap('b'),
+      'README.md': '# env\n',
+    };
+    const atBudget = await repo.commit(files);
+    const over = await repo.commit({ 'manifests/c.yaml': configMap('c') });
+    // manifests/, its two files and README.md.
+    const cache = new MirrorCache({ dir: cacheDir, checkoutBudget: { entries: 4 } });
+    await cache.fetchBranch(source(), repo.branch);
+
+    const tree = await cache.checkout(source(), atBudget);
+    try {
+      expect(path.relative(temp, tree.dir)).toMatch(/^pushgate-tree-\w+\/tree$/);
+      expect((await readdir(path.join(tree.dir, 'manifests'))).sort()).toEqual(['a.yaml', 'b.yaml']);
+    } finally {
+      await tree.remove();
+    }
+    const error = await cache.checkout(source(), over).catch((e: unknown) => e);
+
+    expect(error).toMatchObject({ code: 'manifest_invalid', permanent: true });
+    expect((error as Error).message).toContain(`commit ${over} holds more than 4 files and folders`);
+    expect(await readdir(temp)).toEqual([]);
+  });
+
+  it('checks out a commit whose files add up to the byte budget and refuses one byte more', async () => {
+    const atBudget = await repo.commit({ 'manifests/a.yaml': configMap('a') });
+    const over = await repo.commit({ 'manifests/a.yaml': configMap('ab') });
+    const bytes = Buffer.byteLength(configMap('a'));
+    const cache = new MirrorCache({ dir: cacheDir, checkoutBudget: { bytes } });
+    await cache.fetchBranch(source(), repo.branch);
+
+    const tree = await cache.checkout(source(), atBudget);
+    await tree.remove();
+    const error = await cache.checkout(source(), over).catch((e: unknown) => e);
+
+    expect(error).toMatchObject({ code: 'manifest_invalid', permanent: true });
+    expect((error as Error).message).toContain(
+      `commit ${over} holds more than ${bytes} bytes of files (${bytes + 1} counted before stopping), over the ${bytes}-byte limit for one checkout`,
+    );
+  });
+
+  it('counts a symlink and a submodule as entries, the symlink by its target and the submodule as no bytes', async () => {
+    const manifest = await writeBlob(repo.bareDir, configMap('a'));
+    const target = 'manifests/a.yaml';
+    const link = await writeBlob(repo.bareDir, target);
+    const manifests = await writeTree(repo.bareDir, [{ mode: '100644', sha: manifest, name: 'a.yaml' }]);
+    const someCommit = await commitTree(repo, manifests);
+    const sha = await commitTree(
+      repo,
+      await writeTree(repo.bareDir, [
+        { mode: '120000', sha: link, name: 'link.yaml' },
+        { mode: '040000', sha: manifests, name: 'manifests' },
+        { mode: '160000', sha: someCommit, name: 'vendor' },
+      ]),
+    );
+    const exact = { entries: 4, bytes: Buffer.byteLength(configMap('a')) + target.length };
+    const checkoutWithin = async (budget: { entries: number; bytes: number }) => {
+      const cache = new MirrorCache({ dir: cacheDir, checkoutBudget: budget });
+      await cache.fetchBranch(source(), repo.branch);
+      return cache.checkout(source(), sha);
+    };
+    const refusal = (budget: { entries: number; bytes: number }) =>
+      checkoutWithin(budget).then(
+        () => 'checked out',
+        (error: unknown) => errorMessage(error),
+      );
+
+    const tree = await checkoutWithin(exact);
+    try {
+      expect(await readlink(path.join(tree.dir, 'link.yaml'))).toBe(target);
+      expect((await lstat(path.join(tree.dir, 'vendor'))).isDirectory()).toBe(true);
+    } finally {
+      await tree.remove();
+    }
+    expect(await refusal({ ...exact, entries: 3 })).toContain(
+      `commit ${sha} holds more than 3 files and folders`,
+    );
+    expect(await refusal({ ...exact, bytes: exact.bytes - 1 })).toContain(
+      `commit ${sha} holds more than ${exact.bytes - 1} bytes of files`,
+    );
+  });
+
+  it('refuses a path longer than a file system takes, without reading it whole', async () => {
+    const manifest = await writeBlob(repo.bareDir, configMap('a'));
+    let tree = await writeTree(repo.bareDir, [{ mode: '100644', sha: manifest, name: 'a.yaml' }]);
+    // 21 folders of 200-byte names: a 4,200-byte path.
+    for (let level = 0; level < 21; level++) {
+      tree = await writeTree(repo.bareDir, [
+        { mode: '040000', sha: tree, name: 'd'.repeat(199) + String(level % 10) },
+      ]);
+    }
+    const sha = await commitTree(repo, tree);
+    const cache = new MirrorCache({ dir: cacheDir });
+    await cache.fetchBranch(source(), repo.branch);
+
+    const error = await cache.checkout(source(), sha).catch((e: unknown) => e);
+
+    expect(error).toMatchObject({ code: 'manifest_invalid', permanent: true });
+    expect(errorMessage(error)).toContain(
+      `commit ${sha} holds a path longer than ${MAX_CHECKOUT_PATH_BYTES} bytes`,
+    );
+    expect(await readdir(temp)).toEqual([]);
+  });
+
+  it('writes the committed bytes, whatever .gitattributes asks (no ident, eol or encoding growth)', async () => {
+    const sha = await repo.commit({
+      '.gitattributes': '* ident\ncrlf.txt text eol=crlf\n',
+      'id.txt': '$Id$\n',
+      'crlf.txt': 'a\nb\n',
+    });
+    const cache = new MirrorCache({ dir: cacheDir });
+    await cache.fetchBranch(source(), repo.branch);
+
+    const tree = await cache.checkout(source(), sha);
+    try {
+      expect(await readFile(path.join(tree.dir, 'id.txt'), 'utf8')).toBe('$Id$\n');
+      expect(await readFile(path.join(tree.dir, 'crlf.txt'), 'utf8')).toBe('a\nb\n');
+    } finally {
+      await tree.remove();
+    }
+  });
+});
+
+describe('deploy worker and a git bomb (real Redis, git over file://)', () => {
+  let redis: TestRedis;
+  let temp: string;
+
+  beforeAll(async () => {
+    redis = await startRedis();
+  });
+  afterAll(async () => {
+    await redis.stop();
+  });
+  beforeEach(async () => {
+    temp = await mkdtemp(path.join(tmpdir(), 'pushgate-budget-tmp-'));
+    vi.stubEnv('TMPDIR', temp);
+  });
+  afterEach(async () => {
+    vi.unstubAllEnvs();
+    await rm(temp, { recursive: true, force: true });
+  });
+
+  it('fails the job at once (one attempt) with the limit in its error, and checks nothing out', async () => {
+    const repo = await createEnvRepo({ branch: 'env/test' });
+    const harness = await createWorkerHarness({
+      redisUrl: redis.url,
+      environments: [{ name: 'bomb', repo, env: { namespace: 'pushgate-bomb-never-applied' } }],
+    });
+    try {
+      const sha = await commitGitBomb(repo, 9);
+      await harness.startWorker();
+
+      const record = await harness.waitForJob(await harness.webhook('bomb', sha));
+
+      expect(record).toMatchObject({ state: 'failed', sha, attempts: 1 });
+      expect(record.error).toContain(
+        `commit ${sha} holds more than ${MAX_CHECKOUT_ENTRIES} files and folders`,
+      );
+      expect((await readdir(temp)).filter((name) => name.startsWith('pushgate-tree-'))).toEqual([]);
+    } finally {
+      await harness.close();
+      await repo.remove();
+    }
+  });
+});
