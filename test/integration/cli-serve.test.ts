@@ -3,35 +3,12 @@ import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { githubHeaders, githubPush } from '../fixtures/github/payloads.js';
+import { CLI, cliConfigText } from '../helpers/cli.js';
 import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
 
-const CLI = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url));
 const SECRET = 'cli-secret';
-
-const CONFIG = `
-server:
-  host: 127.0.0.1
-  port: 0
-redis:
-  url: \${REDIS_URL}
-  prefix: PREFIX
-clusters:
-  - name: local
-environments:
-  - name: staging
-    repo:
-      provider: github
-      name: acme/env-config
-      url: https://git.example.invalid/acme/env-config.git
-    branch: env/staging
-    path: clusters/staging
-    cluster: local
-    namespace: apps
-    prune: false
-`;
 
 interface Run {
   code: number | null;
@@ -100,7 +77,10 @@ beforeAll(async () => {
   redis = await startRedis();
   dir = mkdtempSync(join(tmpdir(), 'pushgate-cli-'));
   configFile = join(dir, 'pushgate.yaml');
-  writeFileSync(configFile, CONFIG.replace('PREFIX', uniquePrefix('cli')));
+  writeFileSync(
+    configFile,
+    cliConfigText(uniquePrefix('cli'), ['path: clusters/staging', 'namespace: apps', 'prune: false']),
+  );
 });
 
 afterAll(async () => {
@@ -122,7 +102,7 @@ describe('pushgate check', () => {
 
   it('exits 2 naming the file, the field and the reason for an invalid configuration', async () => {
     const invalid = join(dir, 'invalid.yaml');
-    writeFileSync(invalid, CONFIG.replace('    branch: env/staging\n', ''));
+    writeFileSync(invalid, cliConfigText('cli').replace('    branch: env/staging\n', ''));
     const run = await runCli(['check', '--config', invalid]);
     expect(run.code).toBe(2);
     expect(run.stderr).toContain(`${invalid}: environments[0].branch: Required`);

@@ -2,33 +2,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { CLI, cliConfigText } from '../helpers/cli.js';
 import { uniquePrefix } from '../helpers/redis.js';
 
-const CLI = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url));
 const START_TIMEOUT_MS = 30_000;
-
-// `url: ${REDIS_URL}` with REDIS_URL unset: start runs its own redis-server, status finds it.
-const CONFIG = `
-server:
-  host: 127.0.0.1
-  port: 0
-redis:
-  url: \${REDIS_URL}
-  prefix: PREFIX
-clusters:
-  - name: local
-environments:
-  - name: staging
-    repo:
-      provider: github
-      name: acme/env-config
-      url: https://git.example.invalid/acme/env-config.git
-    branch: env/staging
-    cluster: local
-    reconcileInterval: 0
-`;
 
 interface LogLine {
   msg?: string;
@@ -56,7 +34,8 @@ describe('pushgate start with its own redis-server', () => {
     if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first (npm test does)`);
     dir = mkdtempSync(join(tmpdir(), 'pushgate-cli-start-'));
     configFile = join(dir, 'pushgate.yaml');
-    writeFileSync(configFile, CONFIG.replace('PREFIX', uniquePrefix('cli-start')));
+    // `url: ${REDIS_URL}` with REDIS_URL unset: start runs its own redis-server, status finds it.
+    writeFileSync(configFile, cliConfigText(uniquePrefix('cli-start'), ['reconcileInterval: 0']));
   });
 
   afterEach(async () => {
