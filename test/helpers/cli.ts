@@ -5,18 +5,20 @@ export const CLI = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.ur
 
 /**
  * A config of one GitHub environment, `staging`, whose repository is never fetched, with
- * `url: ${REDIS_URL}`, the queue prefix given, and `environmentLines` appended to the
- * environment (each indented by four spaces).
+ * `url` (default `${REDIS_URL}`), the queue prefix when given, and `environmentLines`
+ * appended to the environment (each indented by four spaces).
  */
-export function cliConfigText(prefix: string, environmentLines: string[] = []): string {
+export function cliConfigText(
+  options: { prefix?: string; url?: string; environmentLines?: string[] } = {},
+): string {
+  const { prefix, url = '${REDIS_URL}', environmentLines = [] } = options;
   return `
 server:
   host: 127.0.0.1
   port: 0
 redis:
-  url: \${REDIS_URL}
-  prefix: ${prefix}
-clusters:
+  url: ${url}
+${prefix === undefined ? '' : `  prefix: ${prefix}\n`}clusters:
   - name: local
 environments:
   - name: staging

@@ -79,7 +79,10 @@ beforeAll(async () => {
   configFile = join(dir, 'pushgate.yaml');
   writeFileSync(
     configFile,
-    cliConfigText(uniquePrefix('cli'), ['path: clusters/staging', 'namespace: apps', 'prune: false']),
+    cliConfigText({
+      prefix: uniquePrefix('cli'),
+      environmentLines: ['path: clusters/staging', 'namespace: apps', 'prune: false'],
+    }),
   );
 });
 
@@ -102,7 +105,7 @@ describe('pushgate check', () => {
 
   it('exits 2 naming the file, the field and the reason for an invalid configuration', async () => {
     const invalid = join(dir, 'invalid.yaml');
-    writeFileSync(invalid, cliConfigText('cli').replace('    branch: env/staging\n', ''));
+    writeFileSync(invalid, cliConfigText().replace('    branch: env/staging\n', ''));
     const run = await runCli(['check', '--config', invalid]);
     expect(run.code).toBe(2);
     expect(run.stderr).toContain(`${invalid}: environments[0].branch: Required`);

@@ -35,7 +35,10 @@ describe('pushgate start with its own redis-server', () => {
     dir = mkdtempSync(join(tmpdir(), 'pushgate-cli-start-'));
     configFile = join(dir, 'pushgate.yaml');
     // `url: ${REDIS_URL}` with REDIS_URL unset: start runs its own redis-server, status finds it.
-    writeFileSync(configFile, cliConfigText(uniquePrefix('cli-start'), ['reconcileInterval: 0']));
+    writeFileSync(
+      configFile,
+      cliConfigText({ prefix: uniquePrefix('cli-start'), environmentLines: ['reconcileInterval: 0'] }),
+    );
   });
 
   afterEach(async () => {

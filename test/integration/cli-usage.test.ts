@@ -2,12 +2,11 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI, cliConfigText } from '../helpers/cli.js';
 import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
 
-const CLI = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url));
 const RUN_TIMEOUT_MS = 15_000;
 
 interface Run {
@@ -56,30 +55,15 @@ async function keysUnderPrefix(): Promise<string[]> {
   }
 }
 
-const environment = (redisLine: string): string => `
-redis:
-${redisLine}
-clusters:
-  - name: local
-environments:
-  - name: staging
-    repo:
-      provider: github
-      name: acme/env-config
-      url: https://git.example.invalid/acme/env-config.git
-    branch: env/staging
-    cluster: local
-`;
-
 beforeAll(async () => {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first (npm test does)`);
   redis = await startRedis();
   prefix = uniquePrefix('cli-usage');
   dir = mkdtempSync(join(tmpdir(), 'pushgate-cli-usage-'));
   configFile = join(dir, 'pushgate.yaml');
-  writeFileSync(configFile, environment(`  url: ${redis.url}\n  prefix: ${prefix}`));
+  writeFileSync(configFile, cliConfigText({ url: redis.url, prefix }));
   noRedisConfigFile = join(dir, 'no-redis.yaml');
-  writeFileSync(noRedisConfigFile, environment('  url: ${REDIS_URL:-}'));
+  writeFileSync(noRedisConfigFile, cliConfigText({ url: '${REDIS_URL:-}' }));
 });
 
 afterAll(async () => {
