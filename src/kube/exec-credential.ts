@@ -11,6 +11,8 @@ export interface ExecConfig {
   env?: { name: string; value: string }[] | null;
   interactiveMode?: string;
   provideClusterInfo?: boolean;
+  /** Shown when the command is not installed, as kubectl does. */
+  installHint?: string;
 }
 
 /** What a plugin answers: a bearer token, a client certificate, or both. */
@@ -144,7 +146,10 @@ function spawnPlugin(exec: ExecConfig, env: Env): Promise<string> {
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
       stderr = (stderr + chunk).slice(-STDERR_TAIL_CHARS);
     });
-    child.on('error', (error) => fail(new Error(`cannot run ${describe(exec)}: ${error.message}`)));
+    child.on('error', (error: NodeJS.ErrnoException) => {
+      const hint = error.code === 'ENOENT' && exec.installHint ? `\n${exec.installHint.trim()}` : '';
+      fail(new Error(`cannot run ${describe(exec)}: ${error.message}${hint}`));
+    });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       if (failure) reject(failure);

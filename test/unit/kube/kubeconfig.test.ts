@@ -92,6 +92,25 @@ describe('KubeAccess (kubeconfig without loading the whole client)', () => {
     expect(options.headers).toMatchObject({ Authorization: 'Bearer from-exec' });
   });
 
+  it('names a missing exec plugin and shows its install hint', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kubeaccess-'));
+    const access = new KubeAccess();
+    access.loadFromFile(
+      kubeconfig(dir, {
+        exec: {
+          apiVersion: 'client.authentication.k8s.io/v1',
+          command: 'pushgate-test-no-such-plugin',
+          interactiveMode: 'Never',
+          installHint: 'Install it with: apt-get install no-such-plugin',
+        },
+      }),
+    );
+
+    await expect(access.applyToHTTPSOptions({})).rejects.toThrow(
+      /cannot run exec credential plugin "pushgate-test-no-such-plugin": .*ENOENT.*\nInstall it with: apt-get install no-such-plugin$/s,
+    );
+  });
+
   it('runs an exec plugin again once its credential has expired', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'kubeaccess-'));
     const plugin = join(dir, 'plugin.sh');
