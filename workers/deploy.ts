@@ -23,6 +23,7 @@ import type { CommitStatusReporter } from '../src/status/reporters/commit-status
 export const DEFAULT_CONCURRENCY = 4;
 export const DEFAULT_LOCK_DURATION_MS = 30_000;
 export const DEFAULT_SHUTDOWN_DEADLINE_MS = 60_000;
+const MAX_TIMER_MS = 2 ** 31 - 1;
 /** A deploy killed twice with its worker is a deploy that kills workers: the next stall fails it. */
 const MAX_STALLED_COUNT = 2;
 
@@ -67,8 +68,9 @@ export function workerTuningFromEnv(
     const raw = env[name];
     if (raw === undefined || raw === '') return undefined;
     const value = Number(raw);
-    if (!Number.isInteger(value) || value <= 0)
-      throw new Error(`${name}="${raw}" must be a positive integer`);
+    // Node's timers take at most 2^31-1 ms (about 24.8 days); beyond, they fire at once.
+    if (!Number.isInteger(value) || value <= 0 || value > MAX_TIMER_MS)
+      throw new Error(`${name}="${raw}" must be a positive integer of milliseconds up to ${MAX_TIMER_MS}`);
     return value;
   };
   return {

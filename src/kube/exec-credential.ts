@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import type { Cluster } from '@kubernetes/client-node';
 import type { Env } from '../config/load.js';
 import { SECRET_VARIABLES } from '../config/secrets.js';
@@ -13,6 +14,11 @@ export interface ExecConfig {
   provideClusterInfo?: boolean;
   /** Shown when the command is not installed, as kubectl does. */
   installHint?: string;
+}
+
+/** The cluster a plugin may be told about, with its `client.authentication.k8s.io/exec` extension. */
+export interface ExecCluster extends Cluster {
+  execExtension?: unknown;
 }
 
 /** What a plugin answers: a bearer token, a client certificate, or both. */
@@ -45,16 +51,17 @@ export class ExecCredentialSource {
 
   constructor(
     private readonly exec: ExecConfig,
-    private readonly cluster: Cluster | null,
+    private readonly cluster: ExecCluster | null,
     private readonly env: Env,
+    private readonly timeoutMs = PLUGIN_TIMEOUT_MS,
   ) {}
 
   /** The plugin's credential, run again once it has expired or was forgotten; one run at a time. */
   get(now = Date.now()): Promise<ExecCredential> {
     const cached = this.cached;
-    if (cached && (cached.expiresAt === undefined || cached.expiresAt - EXPIRY_MARGIN_MS > now))
-      return Promise.resolve(cached);
-    this.running ??= runPlugin(this.exec, this.cluster, this.env)
+    const until = cached && ExecCredentialSource.usableUntil(cached);
+    if (cached && (until === undefined || until > now)) return Promise.resolve(cached);
+    this.running ??= runPlugin(this.exec, this.cluster, this.env, this.timeoutMs)
       .then((credential) => {
         this.cached = credential;
         return credential;
@@ -65,9 +72,17 @@ export class ExecCredentialSource {
     return this.running;
   }
 
-  /** After the API server refused the credential: the next `get` runs the plugin again. */
-  forget(): void {
-    this.cached = undefined;
+  /**
+   * After the API server refused `used`: the next `get` runs the plugin again, unless the
+   * plugin has handed out a newer credential meanwhile (a late 401 must not drop a fresh one).
+   */
+  forget(used?: ExecCredential): void {
+    if (used === undefined || used === this.cached) this.cached = undefined;
+  }
+
+  /** When a request should stop using `credential`: a little before the plugin said it expires. */
+  static usableUntil(credential: ExecCredential): number | undefined {
+    return credential.expiresAt === undefined ? undefined : credential.expiresAt - EXPIRY_MARGIN_MS;
   }
 }
 
@@ -76,7 +91,7 @@ function describe(exec: ExecConfig): string {
 }
 
 /** The environment a plugin runs with: pushgate's, less its secrets, plus the kubeconfig's `env`. */
-export function pluginEnvironment(exec: ExecConfig, cluster: Cluster | null, env: Env): Env {
+export function pluginEnvironment(exec: ExecConfig, cluster: ExecCluster | null, env: Env): Env {
   const withheld = new Set<string>(['REDIS_URL']);
   for (const name of SECRET_VARIABLES) withheld.add(name).add(`${name}_FILE`);
   const result: Env = {};
@@ -89,15 +104,18 @@ export function pluginEnvironment(exec: ExecConfig, cluster: Cluster | null, env
 }
 
 /** What kubectl tells a plugin in KUBERNETES_EXEC_INFO: never interactive here. */
-function execInfo(exec: ExecConfig, cluster: Cluster | null): unknown {
+function execInfo(exec: ExecConfig, cluster: ExecCluster | null): unknown {
   const spec: Record<string, unknown> = { interactive: false };
   if (exec.provideClusterInfo && cluster) {
     spec.cluster = {
       server: cluster.server,
       'tls-server-name': cluster.tlsServerName,
       'insecure-skip-tls-verify': cluster.skipTLSVerify || undefined,
-      'certificate-authority-data': cluster.caData,
+      // As kubectl: a CA file is passed as its content.
+      'certificate-authority-data':
+        cluster.caData ?? (cluster.caFile ? readFileSync(cluster.caFile).toString('base64') : undefined),
       'proxy-url': cluster.proxyUrl,
+      config: cluster.execExtension,
     };
   }
   return { apiVersion: exec.apiVersion, kind: 'ExecCredential', spec };
@@ -117,26 +135,46 @@ function checkConfig(exec: ExecConfig): void {
   }
 }
 
-async function runPlugin(exec: ExecConfig, cluster: Cluster | null, env: Env): Promise<ExecCredential> {
+async function runPlugin(
+  exec: ExecConfig,
+  cluster: ExecCluster | null,
+  env: Env,
+  timeoutMs: number,
+): Promise<ExecCredential> {
   checkConfig(exec);
-  const stdout = await spawnPlugin(exec, pluginEnvironment(exec, cluster, env));
+  const stdout = await spawnPlugin(exec, pluginEnvironment(exec, cluster, env), timeoutMs);
   return parseCredential(exec, stdout);
 }
 
-function spawnPlugin(exec: ExecConfig, env: Env): Promise<string> {
+/**
+ * The plugin runs in a process group of its own, killed whole on a timeout: a wrapper script's
+ * hung child would otherwise outlive it, hold its pipes open and keep the deploy waiting.
+ */
+function spawnPlugin(exec: ExecConfig, env: Env, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(exec.command, exec.args ?? [], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(exec.command, exec.args ?? [], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
     const out: Buffer[] = [];
     let outBytes = 0;
     let stderr = '';
-    let failure: Error | undefined;
+    let settled = false;
+    const settle = (): boolean => {
+      if (settled) return false;
+      settled = true;
+      clearTimeout(timer);
+      return true;
+    };
     const fail = (error: Error): void => {
-      failure ??= error;
-      child.kill('SIGKILL');
+      if (!settle()) return;
+      killGroup(child.pid);
+      reject(error);
     };
     const timer = setTimeout(
-      () => fail(new Error(`${describe(exec)} did not answer within ${PLUGIN_TIMEOUT_MS / 1000} s`)),
-      PLUGIN_TIMEOUT_MS,
+      () => fail(new Error(`${describe(exec)} did not answer within ${timeoutMs / 1000} s`)),
+      timeoutMs,
     );
     child.stdout.on('data', (chunk: Buffer) => {
       outBytes += chunk.length;
@@ -151,14 +189,24 @@ function spawnPlugin(exec: ExecConfig, env: Env): Promise<string> {
       fail(new Error(`cannot run ${describe(exec)}: ${error.message}${hint}`));
     });
     child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      if (failure) reject(failure);
-      else if (code !== 0) {
-        const status = code === null ? `was killed by ${signal ?? 'a signal'}` : `exited with code ${code}`;
-        reject(new Error(`${describe(exec)} ${status}: ${stderr.trim() || '(no output on stderr)'}`));
-      } else resolve(Buffer.concat(out).toString('utf8'));
+      if (!settle()) return;
+      if (code === 0) {
+        resolve(Buffer.concat(out).toString('utf8'));
+        return;
+      }
+      const status = code === null ? `was killed by ${signal ?? 'a signal'}` : `exited with code ${code}`;
+      reject(new Error(`${describe(exec)} ${status}: ${stderr.trim() || '(no output on stderr)'}`));
     });
   });
+}
+
+function killGroup(pid: number | undefined): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // Already gone.
+  }
 }
 
 /** The plugin's answer, checked as kubectl checks it; the message never quotes the credential. */

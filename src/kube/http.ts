@@ -1,6 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { errorMessage } from '../lib/errors.js';
+import { ExecCredentialSource, type ExecCredential } from './exec-credential.js';
 import type { KubeAccess } from './kubeconfig.js';
 
 /** An answer from the API server that is not 2xx, or no answer at all (`status` undefined). */
@@ -48,6 +49,8 @@ export interface KubeResponse<T> {
 interface Credentials {
   headers: Record<string, string>;
   expiresAt: number;
+  /** The exec plugin's credential in `headers` or the agent, to name when it is refused. */
+  exec: ExecCredential | undefined;
 }
 
 /** Tokens from exec plugins and projected service-account files rotate; re-read them this often. */
@@ -88,7 +91,7 @@ export class KubeTransport {
 
   private async loadCredentials(): Promise<Credentials> {
     const options: https.RequestOptions = {};
-    await this.kubeConfig.applyToHTTPSOptions(options);
+    const exec = await this.kubeConfig.applyToHTTPSOptions(options);
     const headers: Record<string, string> = {};
     for (const [key, value] of Object.entries(options.headers ?? {})) {
       if (typeof value === 'string' || typeof value === 'number') headers[key] = String(value);
@@ -112,7 +115,10 @@ export class KubeTransport {
       // Requests in flight finish on the old connections; idle ones close with it afterwards.
       if (previous) setTimeout(() => previous.destroy(), REQUEST_TIMEOUT_MS).unref();
     }
-    return { headers, expiresAt: Date.now() + CREDENTIAL_TTL_MS };
+    // Not past the plugin's own expiry: an expired token would draw a 401 per request.
+    const execUntil = exec ? ExecCredentialSource.usableUntil(exec) : undefined;
+    const expiresAt = Math.min(Date.now() + CREDENTIAL_TTL_MS, execUntil ?? Infinity);
+    return { headers, expiresAt, exec };
   }
 
   private tlsFingerprint = '';
@@ -132,13 +138,16 @@ export class KubeTransport {
   }
 
   async request<T>(req: KubeRequest): Promise<KubeResponse<T>> {
+    const used = await this.credentialsFor(req);
     try {
-      return await this.send<T>(req, await this.credentialsFor(req));
+      return await this.send<T>(req, used);
     } catch (error) {
       // An expired token (exec plugin, projected service-account file): refresh once and retry.
       if (!(error instanceof KubeApiError) || error.status !== 401) throw error;
-      this.credentials = undefined;
-      this.kubeConfig.forgetCredentials();
+      // Unless a request refused before this one has refreshed them already.
+      if (this.credentials && (await this.credentials.catch(() => undefined)) === used)
+        this.credentials = undefined;
+      this.kubeConfig.forgetCredentials(used.exec);
       return this.send<T>(req, await this.credentialsFor(req));
     }
   }

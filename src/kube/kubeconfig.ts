@@ -6,7 +6,7 @@ import type { Cluster, Context, KubeConfig, User } from '@kubernetes/client-node
 import { newClusters, newContexts, newUsers } from '@kubernetes/client-node/dist/config_types.js';
 import { parse } from 'yaml';
 import type { Env } from '../config/load.js';
-import { ExecCredentialSource, type ExecConfig } from './exec-credential.js';
+import { ExecCredentialSource, type ExecConfig, type ExecCredential } from './exec-credential.js';
 
 const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
@@ -24,6 +24,8 @@ export class KubeAccess {
   contexts: Context[] = [];
   currentContext = '';
   private clientNode: Promise<KubeConfig> | undefined;
+  /** By cluster name: the `client.authentication.k8s.io/exec` extension kubectl passes to plugins. */
+  private execExtensions = new Map<string, unknown>();
   /** By user name: a plugin's credential is shared by every request until it expires. */
   private readonly execSources = new Map<string, ExecCredentialSource>();
 
@@ -37,6 +39,8 @@ export class KubeAccess {
       ...cluster,
       caFile: absolute(dir, cluster.caFile),
     }));
+    // client-node drops cluster extensions; exec plugins may be handed theirs.
+    this.execExtensions = execExtensions(document.clusters);
     this.users = newUsers(document.users).map((user) => ({
       ...user,
       certFile: absolute(dir, user.certFile),
@@ -115,7 +119,11 @@ export class KubeAccess {
   }
 
   /** TLS material and credentials for a request, as client-node's method of the same name sets them. */
-  async applyToHTTPSOptions(options: https.RequestOptions): Promise<void> {
+  /**
+   * Returns the exec plugin's credential it applied, if any: the caller keeps these options no
+   * longer than it may be used, and names it when the API server refuses it.
+   */
+  async applyToHTTPSOptions(options: https.RequestOptions): Promise<ExecCredential | undefined> {
     const cluster = this.getCurrentCluster();
     const user = this.getCurrentUser();
     if (needsClientNode(cluster, user)) {
@@ -123,27 +131,32 @@ export class KubeAccess {
     } else if (user) {
       applyOwnCredentials(cluster, user, options);
     }
-    if (user?.exec) {
-      const credential = await this.execSource(user).get();
-      if (credential.token) {
-        options.headers = { ...(options.headers ?? {}), Authorization: `Bearer ${credential.token}` };
-      }
-      if (credential.clientCertificateData && credential.clientKeyData) {
-        options.cert = Buffer.from(credential.clientCertificateData);
-        options.key = Buffer.from(credential.clientKeyData);
-      }
+    if (!user?.exec) return undefined;
+    const credential = await this.execSource(user).get();
+    if (credential.token) {
+      options.headers = { ...(options.headers ?? {}), Authorization: `Bearer ${credential.token}` };
     }
+    if (credential.clientCertificateData && credential.clientKeyData) {
+      options.cert = Buffer.from(credential.clientCertificateData);
+      options.key = Buffer.from(credential.clientKeyData);
+    }
+    return credential;
   }
 
-  /** After the API server answered 401: exec plugins are run again for the next request. */
-  forgetCredentials(): void {
-    for (const source of this.execSources.values()) source.forget();
+  /**
+   * After the API server answered 401 to a request that carried `used` (undefined: whatever
+   * it carried): exec plugins are run again for the next request.
+   */
+  forgetCredentials(used?: ExecCredential): void {
+    for (const source of this.execSources.values()) source.forget(used);
   }
 
   private execSource(user: User): ExecCredentialSource {
     let source = this.execSources.get(user.name);
     if (!source) {
-      source = new ExecCredentialSource(user.exec as ExecConfig, this.getCurrentCluster(), this.env);
+      const cluster = this.getCurrentCluster();
+      const execCluster = cluster && { ...cluster, execExtension: this.execExtensions.get(cluster.name) };
+      source = new ExecCredentialSource(user.exec as ExecConfig, execCluster, this.env);
       this.execSources.set(user.name, source);
     }
     return source;
@@ -194,6 +207,22 @@ function needsClientNode(cluster: Cluster | null, user: User | null): boolean {
 
 function absolute(dir: string, file: string | undefined): string | undefined {
   return file && !path.isAbsolute(file) ? path.join(dir, file) : file;
+}
+
+const EXEC_EXTENSION = 'client.authentication.k8s.io/exec';
+
+function execExtensions(clusters: unknown): Map<string, unknown> {
+  const found = new Map<string, unknown>();
+  if (!Array.isArray(clusters)) return found;
+  for (const entry of clusters as { name?: unknown; cluster?: { extensions?: unknown } }[]) {
+    const extensions = entry?.cluster?.extensions;
+    if (typeof entry?.name !== 'string' || !Array.isArray(extensions)) continue;
+    const exec = (extensions as { name?: unknown; extension?: unknown }[]).find(
+      (extension) => extension?.name === EXEC_EXTENSION,
+    );
+    if (exec) found.set(entry.name, exec.extension);
+  }
+  return found;
 }
 
 /** As kubectl: a command with a slash in it is relative to its kubeconfig, a bare name is looked up on PATH. */

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants, mkdirSync, readFileSync } from 'node:fs';
+import { accessSync, chmodSync, constants, mkdirSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { delimiter, join, resolve } from 'node:path';
 import type { Env } from '../config/load.js';
@@ -67,10 +67,12 @@ export async function startEmbeddedRedis(options: EmbeddedRedisOptions): Promise
   try {
     // Other users have no business reading the append-only file (the jobs) either.
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    // A folder an older version made (0755) is closed too; mkdir's mode only sets new ones.
+    chmodSync(dataDir, 0o700);
   } catch (error) {
     throw new PushgateError(
       'unavailable',
-      `cannot create the Redis data folder ${dataDir}: ${errorMessage(error)}`,
+      `cannot create or close the Redis data folder ${dataDir} (mode 0700): ${errorMessage(error)}`,
       {
         permanent: true,
         cause: error,
@@ -228,7 +230,7 @@ async function launch(
 
 /** Start-up lines redis-server writes at warning level on every start. */
 const REDIS_ROUTINE_LINE =
-  /^(oO0OoO0OoO0Oo Redis is starting|Redis version=|Configuration loaded|Server initialized)/;
+  /^(oO0OoO0OoO0Oo Redis is starting|Redis version=|Configuration loaded|Server initialized|Reading config from stdin)/;
 
 /**
  * Keeps the last lines of the server's output for error messages and forwards them to the log.

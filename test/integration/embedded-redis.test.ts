@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -104,6 +104,16 @@ describe('embedded redis-server', () => {
     expect(processAlive(redis.pid)).toBe(false);
   });
 
+  it('closes a data folder that an older version left readable to others (0755 → 0700)', async () => {
+    const dataDir = join(dir, 'data');
+    mkdirSync(dataDir, { mode: 0o755 });
+    chmodSync(dataDir, 0o755);
+
+    await start(dataDir);
+
+    expect(statSync(dataDir).mode & 0o777).toBe(0o700);
+  });
+
   it("logs redis-server's start-up banner at debug level, not as warnings", async () => {
     const lines: { level: string; redis?: string }[] = [];
     const capturing = createLogger({
@@ -114,7 +124,8 @@ describe('embedded redis-server', () => {
     started.push(redis);
     await redis.stop();
 
-    const banner = /Redis is starting|Redis version=|Configuration loaded|Server initialized/;
+    const banner =
+      /Redis is starting|Redis version=|Configuration loaded|Server initialized|Reading config from stdin/;
     expect(lines.some((line) => line.level === 'debug' && banner.test(line.redis ?? ''))).toBe(true);
     expect(lines.filter((line) => line.level === 'warn' && banner.test(line.redis ?? ''))).toEqual([]);
   });

@@ -1,0 +1,102 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ExecCredentialSource, type ExecConfig } from '../../../src/kube/exec-credential.js';
+
+const V1 = 'client.authentication.k8s.io/v1';
+
+/** A plugin that counts its runs in `dir/runs` and hands out token t<run>, valid for an hour. */
+function countingPlugin(dir: string): ExecConfig {
+  const script = join(dir, 'plugin.sh');
+  writeFileSync(
+    script,
+    '#!/bin/sh\necho run >> "$(dirname "$0")/runs"\nn=$(grep -c run "$(dirname "$0")/runs")\n' +
+      `echo "{\\"apiVersion\\":\\"${V1}\\",\\"kind\\":\\"ExecCredential\\",` +
+      `\\"status\\":{\\"token\\":\\"t$n\\",\\"expirationTimestamp\\":\\"${new Date(Date.now() + 3600_000).toISOString()}\\"}}"\n`,
+    { mode: 0o755 },
+  );
+  return { apiVersion: V1, command: script, interactiveMode: 'Never' };
+}
+
+function processGone(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+describe('ExecCredentialSource', () => {
+  it('does not drop a fresh credential for a refusal of an older one', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'exec-credential-'));
+    const source = new ExecCredentialSource(countingPlugin(dir), null, process.env);
+
+    const first = await source.get();
+    source.forget(first);
+    const second = await source.get();
+    // A request that left with the first token is refused after the refresh.
+    source.forget(first);
+    const third = await source.get();
+
+    expect([first.token, second.token, third.token]).toEqual(['t1', 't2', 't2']);
+  });
+
+  it('kills the plugin’s whole process group when it does not answer in time', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'exec-credential-'));
+    const pidFile = join(dir, 'grandchild');
+    // A wrapper whose child hangs, holding the pipes the plugin's answer would come on.
+    const exec: ExecConfig = {
+      apiVersion: V1,
+      command: 'sh',
+      args: ['-c', 'sleep 30 & echo $! > "$0"; wait', pidFile],
+      interactiveMode: 'Never',
+    };
+    const source = new ExecCredentialSource(exec, null, process.env, 300);
+
+    await expect(source.get()).rejects.toThrow('exec credential plugin "sh" did not answer within 0.3 s');
+    const grandchild = Number(readFileSync(pidFile, 'utf8'));
+    const deadline = Date.now() + 5_000;
+    while (!processGone(grandchild) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(processGone(grandchild)).toBe(true);
+  });
+
+  it('tells a plugin that asks for it the cluster, with a CA file as data and the exec extension', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'exec-credential-'));
+    writeFileSync(join(dir, 'ca.pem'), 'CA PEM');
+    const exec: ExecConfig = {
+      apiVersion: V1,
+      command: 'sh',
+      args: [
+        '-c',
+        `printf '%s' "$KUBERNETES_EXEC_INFO" > "$0"; echo '{"apiVersion":"${V1}","kind":"ExecCredential","status":{"token":"t"}}'`,
+        join(dir, 'info.json'),
+      ],
+      interactiveMode: 'Never',
+      provideClusterInfo: true,
+    };
+    const cluster = {
+      name: 'c',
+      server: 'https://api.example:6443',
+      caFile: join(dir, 'ca.pem'),
+      skipTLSVerify: false,
+      execExtension: { audience: 'pushgate' },
+    };
+
+    await new ExecCredentialSource(exec, cluster, process.env).get();
+
+    expect(JSON.parse(readFileSync(join(dir, 'info.json'), 'utf8'))).toEqual({
+      apiVersion: V1,
+      kind: 'ExecCredential',
+      spec: {
+        interactive: false,
+        cluster: {
+          server: 'https://api.example:6443',
+          'certificate-authority-data': Buffer.from('CA PEM').toString('base64'),
+          config: { audience: 'pushgate' },
+        },
+      },
+    });
+  });
+});
