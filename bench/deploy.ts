@@ -307,7 +307,7 @@ Where the worker's memory goes (measured by importing the compiled modules in a 
 itself ~39 MiB; BullMQ, ioredis, zod, pino, yaml and the worker's own code bring it to ~67 MiB.
 The kubeconfig is read by \`src/kube/kubeconfig.ts\` with client-node's entry parsers only: the full
 \`@kubernetes/client-node\` (~75 MiB, its \`KubeConfig\` pulls in the whole generated API client) is
-imported only for exec plugins, auth providers and proxies. The worker runs with
+imported only for auth providers and proxies (exec plugins are run by pushgate). The worker runs with
 \`--max-semi-space-size=2\` (the bin's shebang), so a 1,000-object deploy's short-lived garbage does
 not grow the young generation. The commit-status clients (octokit, gitbeaker) are loaded only when
 a token is set. A 20-object push is applied in about a third of the time of \`git fetch\` +
