@@ -118,10 +118,10 @@ export class KubeAccess {
     return context?.user ? this.getUser(context.user) : null;
   }
 
-  /** TLS material and credentials for a request, as client-node's method of the same name sets them. */
   /**
-   * Returns the exec plugin's credential it applied, if any: the caller keeps these options no
-   * longer than it may be used, and names it when the API server refuses it.
+   * TLS material and credentials for a request, as client-node's method of the same name sets
+   * them. Returns the exec plugin's credential it applied, if any: the caller keeps these
+   * options no longer than it may be used, and names it when the API server refuses it.
    */
   async applyToHTTPSOptions(options: https.RequestOptions): Promise<ExecCredential | undefined> {
     const cluster = this.getCurrentCluster();
