@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { findOnPath } from '../../scripts/prerequisites.js';
 import { kubeconfigPathFromTest } from '../helpers/kube.js';
+import { processAlive } from '../helpers/process.js';
 
 const demoScript = fileURLToPath(new URL('../../dist/scripts/demo.js', import.meta.url));
 
@@ -44,15 +45,6 @@ function portAccepts(port: number): Promise<boolean> {
     });
     socket.once('error', () => resolve(false));
   });
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 describe('npm run demo', () => {

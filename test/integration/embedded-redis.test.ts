@@ -12,6 +12,7 @@ import {
   type EmbeddedRedis,
 } from '../../src/lib/embedded-redis.js';
 import { createLogger, silentLogger } from '../../src/lib/logger.js';
+import { processAlive } from '../helpers/process.js';
 
 const logger = silentLogger();
 
@@ -44,15 +45,6 @@ function pingWithoutPassword(port: number): Promise<string> {
     });
     socket.on('error', reject);
   });
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function until(

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ExecCredentialSource, type ExecConfig } from '../../../src/kube/exec-credential.js';
+import { processAlive } from '../../helpers/process.js';
 
 const V1 = 'client.authentication.k8s.io/v1';
 
@@ -17,15 +18,6 @@ function countingPlugin(dir: string): ExecConfig {
     { mode: 0o755 },
   );
   return { apiVersion: V1, command: script, interactiveMode: 'Never' };
-}
-
-function processGone(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch {
-    return true;
-  }
 }
 
 describe('ExecCredentialSource', () => {
@@ -58,8 +50,8 @@ describe('ExecCredentialSource', () => {
     await expect(source.get()).rejects.toThrow('exec credential plugin "sh" did not answer within 0.3 s');
     const grandchild = Number(readFileSync(pidFile, 'utf8'));
     const deadline = Date.now() + 5_000;
-    while (!processGone(grandchild) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    expect(processGone(grandchild)).toBe(true);
+    while (processAlive(grandchild) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(processAlive(grandchild)).toBe(false);
   });
 
   it('tells a plugin that asks for it the cluster, with a CA file as data and the exec extension', async () => {
