@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -148,5 +148,6 @@ describe('configuration loading', () => {
     expect(messageOf(() => loadConfig(join(dir, 'missing.yaml'), {}))).toBe(
       `${join(dir, 'missing.yaml')}: cannot read the configuration file (ENOENT)`,
     );
+    rmSync(dir, { recursive: true, force: true });
   });
 });

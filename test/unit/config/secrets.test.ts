@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -35,6 +35,7 @@ describe('secrets', () => {
       readSecrets({ GITHUB_WEBHOOK_SECRET: 'direct', GITHUB_WEBHOOK_SECRET_FILE: join(dir, 'secret') })
         .githubWebhookSecrets,
     ).toEqual(['direct']);
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('refuses a GitLab signing token that is not whsec_ + base64, naming its place but not its value', () => {
