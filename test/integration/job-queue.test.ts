@@ -271,15 +271,19 @@ describe('deploy job queue', () => {
   it('fails fast with an unavailable error when Redis is down', async () => {
     const own = await startRedis();
     const connected = connectProducer(own.url, uniquePrefix('down'));
-    await waitForRedis(connected.redis, 5_000);
-    await own.kill();
-    const started = Date.now();
-    await expect(connected.producer.enqueue('staging', { kind: 'manual' })).rejects.toMatchObject({
-      code: 'unavailable',
-      status: 503,
-    });
-    expect(Date.now() - started).toBeLessThan(3_000);
-    await connected.close();
+    try {
+      await waitForRedis(connected.redis, 5_000);
+      await own.kill();
+      const started = Date.now();
+      await expect(connected.producer.enqueue('staging', { kind: 'manual' })).rejects.toMatchObject({
+        code: 'unavailable',
+        status: 503,
+      });
+      expect(Date.now() - started).toBeLessThan(3_000);
+    } finally {
+      await connected.close();
+      await own.stop();
+    }
   });
 
   it('still enqueues after the process stalled for longer than the command timeout at start-up', async () => {
