@@ -50,6 +50,8 @@ export interface DeployWorkerOptions {
    */
   shutdownDeadlineMs?: number;
   fetchTimeoutMs?: number;
+  /** The most one git fetch may write into the mirror cache (PUSHGATE_GIT_FETCH_MAX_BYTES). */
+  fetchMaxBytes?: number;
   /** How often to look for queued job records that lost their queue entry (see queue-repair). */
   requeueIntervalMs?: number;
 }
@@ -92,6 +94,7 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
     dir: options.cacheDir,
     token: options.gitToken,
     fetchTimeoutMs: options.fetchTimeoutMs,
+    fetchMaxBytes: options.fetchMaxBytes,
   });
   void removeStaleTrees().then((removed) => {
     if (removed > 0) logger.info({ removed }, 'removed checkouts that killed workers left behind');

@@ -1,6 +1,7 @@
 import { stringify } from 'yaml';
 import { createKubeApplyEngine } from '../deploy/kube-apply-engine.js';
 import { defaultGitCacheDir, MirrorCache } from '../git/mirror-cache.js';
+import { fetchMaxBytesFromEnv } from '../git/fetch-budget.js';
 import { PushgateError, UsageError } from '../lib/errors.js';
 import { loadManifests } from '../manifests/load.js';
 import { loadRuntime } from '../runtime.js';
@@ -24,7 +25,11 @@ export async function runRender(args: CommandArgs): Promise<number> {
     args.stderr.write(`pushgate render: unknown environment "${name}" (configured: ${known})\n`);
     return 2;
   }
-  const mirrors = new MirrorCache({ dir: defaultGitCacheDir(args.env), token: runtime.secrets.gitToken });
+  const mirrors = new MirrorCache({
+    dir: defaultGitCacheDir(args.env),
+    token: runtime.secrets.gitToken,
+    fetchMaxBytes: fetchMaxBytesFromEnv(args.env),
+  });
   const repo = { url: environment.repo.url, provider: environment.repo.provider };
   try {
     const sha = args.ref

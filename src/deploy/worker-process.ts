@@ -1,4 +1,5 @@
 import type { Runtime } from '../runtime.js';
+import { fetchMaxBytesFromEnv } from '../git/fetch-budget.js';
 import { defaultGitCacheDir } from '../git/mirror-cache.js';
 import { closeClusterClients } from '../kube/cluster.js';
 import type { Metrics } from '../lib/metrics.js';
@@ -20,6 +21,7 @@ export async function startWorkerFromRuntime(
     metrics,
     engine: createKubeApplyEngine(config, env),
     cacheDir: defaultGitCacheDir(env),
+    fetchMaxBytes: fetchMaxBytesFromEnv(env),
     gitToken: secrets.gitToken,
     reporter: createCommitStatusReporter(config, secrets, logger),
     ...workerTuningFromEnv(env),

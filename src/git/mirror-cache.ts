@@ -6,6 +6,12 @@ import path from 'node:path';
 import type { Provider } from '../config/schema.js';
 import { PushgateError } from '../lib/errors.js';
 import { gitAuthEnv } from './auth.js';
+import {
+  DEFAULT_FETCH_MAX_BYTES,
+  FetchTooLargeError,
+  MEASURABLE_FETCH_CONFIG,
+  watchFetch,
+} from './fetch-budget.js';
 import { runGit } from './run-git.js';
 import { MAX_CHECKOUT_BYTES, MAX_CHECKOUT_ENTRIES, measureTree, type TreeSize } from './tree-budget.js';
 
@@ -35,6 +41,8 @@ export interface MirrorCacheOptions {
   /** GIT_TOKEN, for HTTPS repositories. */
   token?: string;
   fetchTimeoutMs?: number;
+  /** The most one fetch may write into a mirror; default DEFAULT_FETCH_MAX_BYTES. */
+  fetchMaxBytes?: number;
   /** What fetches take PATH, HOME and the network settings (proxy, CA, SSH agent) from; default process.env. */
   env?: Record<string, string | undefined>;
   /** The largest commit checkout() writes; default MAX_CHECKOUT_ENTRIES and MAX_CHECKOUT_BYTES. */
@@ -88,10 +96,12 @@ export async function removeStaleTrees(dir = tmpdir(), now = Date.now()): Promis
 export class MirrorCache {
   private readonly chains = new Map<string, Promise<unknown>>();
   private readonly fetchTimeoutMs: number;
+  private readonly fetchMaxBytes: number;
   private readonly checkoutBudget: TreeSize;
 
   constructor(private readonly options: MirrorCacheOptions) {
     this.fetchTimeoutMs = options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS;
+    this.fetchMaxBytes = options.fetchMaxBytes ?? DEFAULT_FETCH_MAX_BYTES;
     this.checkoutBudget = {
       entries: options.checkoutBudget?.entries ?? MAX_CHECKOUT_ENTRIES,
       bytes: options.checkoutBudget?.bytes ?? MAX_CHECKOUT_BYTES,
@@ -132,7 +142,10 @@ export class MirrorCache {
       this.serialised(repo.url, async () => {
         const gitDir = this.mirrorDir(repo.url);
         if (await this.hasCommit(gitDir, wanted)) return wanted;
-        await this.fetch(repo, gitDir, [wanted], `fetch ${wanted}`).catch(() => undefined);
+        await this.fetch(repo, gitDir, [wanted], `fetch ${wanted}`).catch((error: unknown) => {
+          // Any other failure is told apart below: the commit is there or it is not.
+          if (error instanceof FetchTooLargeError) throw error;
+        });
         if (await this.hasCommit(gitDir, wanted)) return wanted;
         throw new PushgateError('git_failed', `commit ${wanted} is not in the repository`, {
           permanent: true,
@@ -214,14 +227,29 @@ export class MirrorCache {
   private async fetchOnce(repo: RepoSource, gitDir: string, refspecs: string[], what: string): Promise<void> {
     // The URL comes from the configuration only; --end-of-options keeps even a URL starting
     // with "-" from being read as a flag. --prune drops refs the server no longer has.
-    const args = ['--git-dir', gitDir, 'fetch', '--quiet', '--no-tags', '--prune', '--no-write-fetch-head'];
-    await runGit([...args, '--end-of-options', repo.url, ...refspecs], {
-      env: gitAuthEnv(repo.url, repo.provider, this.options.token),
-      processEnv: this.options.env,
-      timeoutMs: this.fetchTimeoutMs,
-      secret: this.options.token,
-      what,
-    });
+    const args = [
+      '--git-dir',
+      gitDir,
+      ...MEASURABLE_FETCH_CONFIG,
+      'fetch',
+      '--quiet',
+      '--no-tags',
+      '--prune',
+      '--no-write-fetch-head',
+    ];
+    const watch = await watchFetch(gitDir, this.fetchMaxBytes, what);
+    try {
+      await runGit([...args, '--end-of-options', repo.url, ...refspecs], {
+        env: gitAuthEnv(repo.url, repo.provider, this.options.token),
+        processEnv: this.options.env,
+        timeoutMs: this.fetchTimeoutMs,
+        secret: this.options.token,
+        what,
+        abort: watch.signal,
+      });
+    } finally {
+      await watch.stop();
+    }
   }
 
   /** runGit kills every git of this cache by then, so no live one holds a lock that long. */

@@ -14,6 +14,8 @@ export interface RunGitOptions {
   what: string;
   /** Where PATH, HOME and the network settings below are taken from; default process.env. */
   processEnv?: Record<string, string | undefined>;
+  /** Kills git's process group when aborted; the command then fails with the signal's reason. */
+  abort?: AbortSignal;
 }
 
 export interface GitResult {
@@ -123,8 +125,12 @@ export function streamGit(
       timedOut = true;
       killGroup(child.pid);
     }, options.timeoutMs);
+    const { abort } = options;
+    const onAbort = (): void => killGroup(child.pid);
+    abort?.addEventListener('abort', onAbort, { once: true });
     child.on('error', (error) => {
       clearTimeout(timer);
+      abort?.removeEventListener('abort', onAbort);
       reject(
         new PushgateError('git_failed', `git ${options.what}: cannot run git (${error.message})`, {
           cause: error,
@@ -133,7 +139,12 @@ export function streamGit(
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
+      abort?.removeEventListener('abort', onAbort);
       const cleanStderr = redactSecret(stderr, options.secret).trim();
+      if (abort?.aborted && abort.reason instanceof Error) {
+        reject(abort.reason);
+        return;
+      }
       if (stopped) {
         resolve({ stderr: cleanStderr, stopped });
         return;

@@ -74,6 +74,7 @@ export interface WorkerHarness {
     concurrency?: number;
     lockDurationMs?: number;
     shutdownDeadlineMs?: number;
+    fetchMaxBytes?: number;
     logger?: Logger;
   }): Promise<DeployWorker>;
   /** What the receiver does on a verified push: enqueue through DeployProducer. */
@@ -125,6 +126,7 @@ export async function createWorkerHarness(options: {
         concurrency: workerOptions.concurrency,
         lockDurationMs: workerOptions.lockDurationMs,
         shutdownDeadlineMs: workerOptions.shutdownDeadlineMs,
+        fetchMaxBytes: workerOptions.fetchMaxBytes,
       });
       workers.push(worker);
       return worker;

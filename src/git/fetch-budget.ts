@@ -1,0 +1,123 @@
+import { watch, type FSWatcher } from 'node:fs';
+import { readdir, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { PushgateError } from '../lib/errors.js';
+
+/**
+ * The most one fetch may bring into a mirror: half of the 2 GiB cache volume of
+ * deploy/kubernetes, so one push cannot get the worker evicted, and far above what an
+ * environment repository's history weighs.
+ */
+export const DEFAULT_FETCH_MAX_BYTES = 1024 * 1024 * 1024;
+export const FETCH_MAX_BYTES_VARIABLE = 'PUSHGATE_GIT_FETCH_MAX_BYTES';
+/**
+ * How often a fetch's incoming pack is measured when the file system reports no writes
+ * (inotify measures it as it is written): the most a fetch can run past its budget is what
+ * arrives meanwhile.
+ */
+export const FETCH_BUDGET_POLL_MS = 100;
+
+/**
+ * git options that make every fetch write what it receives as one pack file,
+ * `objects/pack/tmp_pack_*`, growing as the data arrives (below the unpack limit, git would
+ * write loose objects all over `objects/`, which cannot be measured as cheaply).
+ */
+export const MEASURABLE_FETCH_CONFIG = ['-c', 'fetch.unpackLimit=1', '-c', 'transfer.unpackLimit=1'];
+
+/** A fetch stopped at its budget: permanent, as the same push would bring the same data again. */
+export class FetchTooLargeError extends PushgateError {
+  constructor(message: string) {
+    super('git_failed', message, { permanent: true });
+    this.name = 'FetchTooLargeError';
+  }
+}
+
+const INCOMING_PACK = /^tmp_(pack|idx)_/;
+
+/** `PUSHGATE_GIT_FETCH_MAX_BYTES`, else the default; anything but a positive integer is an error naming it. */
+export function fetchMaxBytesFromEnv(env: Record<string, string | undefined>): number {
+  const raw = env[FETCH_MAX_BYTES_VARIABLE];
+  if (raw === undefined || raw === '') return DEFAULT_FETCH_MAX_BYTES;
+  const value = Number(raw);
+  if (!Number.isSafeInteger(value) || value <= 0)
+    throw new Error(`${FETCH_MAX_BYTES_VARIABLE}="${raw}" must be a positive integer of bytes`);
+  return value;
+}
+
+export function formatBytes(bytes: number): string {
+  const mebibytes = bytes / (1024 * 1024);
+  return mebibytes >= 1 ? `${Number(mebibytes.toFixed(2))} MiB` : `${bytes} bytes`;
+}
+
+export interface FetchWatch {
+  /** Aborted, with a FetchTooLargeError as its reason, once the incoming data passes the budget. */
+  signal: AbortSignal;
+  /** Stops measuring; after an abort, removes the partial packs this fetch left. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Measures the packs a fetch writes into `gitDir` while it runs. git has no size limit of
+ * its own for fetches (`receive.maxInputSize` is for pushes), and anyone who can push to the
+ * branch chooses what the fetch brings: without this, one push of a few gigabytes fills the
+ * cache volume. Packs already there when the fetch starts are not counted (they belong to
+ * another process's fetch of the same mirror, which is then counted twice at worst).
+ */
+export async function watchFetch(gitDir: string, maxBytes: number, what: string): Promise<FetchWatch> {
+  const packDir = path.join(gitDir, 'objects', 'pack');
+  const before = new Set(await incomingPacks(packDir));
+  const seen = new Set<string>();
+  const aborter = new AbortController();
+  let measuring = false;
+
+  const measure = async (): Promise<void> => {
+    if (measuring || aborter.signal.aborted) return;
+    measuring = true;
+    try {
+      let total = 0;
+      for (const name of await incomingPacks(packDir)) {
+        if (before.has(name)) continue;
+        seen.add(name);
+        total += await stat(path.join(packDir, name)).then(
+          (info) => info.size,
+          () => 0,
+        );
+      }
+      if (total > maxBytes && !aborter.signal.aborted) {
+        aborter.abort(
+          new FetchTooLargeError(
+            `git ${what}: stopped after ${formatBytes(total)}: the push brings more than the ` +
+              `${formatBytes(maxBytes)} one fetch may write (${FETCH_MAX_BYTES_VARIABLE})`,
+          ),
+        );
+      }
+    } finally {
+      measuring = false;
+    }
+  };
+  const timer = setInterval(() => void measure(), FETCH_BUDGET_POLL_MS);
+  timer.unref();
+  let watcher: FSWatcher | undefined;
+  try {
+    watcher = watch(packDir, { persistent: false }, () => void measure());
+    watcher.on('error', () => watcher?.close());
+  } catch {
+    // No file-change events here (a network file system, say): the timer alone measures.
+  }
+
+  return {
+    signal: aborter.signal,
+    async stop() {
+      clearInterval(timer);
+      watcher?.close();
+      if (!aborter.signal.aborted) return;
+      // git was killed mid-pack: nothing refers to what it wrote, and git would keep it for weeks.
+      await Promise.all([...seen].map((name) => rm(path.join(packDir, name), { force: true })));
+    },
+  };
+}
+
+async function incomingPacks(packDir: string): Promise<string[]> {
+  const names = await readdir(packDir).catch(() => [] as string[]);
+  return names.filter((name) => INCOMING_PACK.test(name));
+}

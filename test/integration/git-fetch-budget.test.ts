@@ -1,0 +1,193 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { runRender } from '../../src/commands/render.js';
+import { FetchTooLargeError } from '../../src/git/fetch-budget.js';
+import { MirrorCache } from '../../src/git/mirror-cache.js';
+import { errorMessage } from '../../src/lib/errors.js';
+import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
+import { git } from '../helpers/git.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { createWorkerHarness } from './worker-harness.js';
+
+const MIB = 1024 * 1024;
+/** Large enough that sending it takes many of the budget's 100 ms polls. */
+const LARGE_FILE_BYTES = 16 * MIB;
+const configMap = (name: string) => `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ${name}}\n`;
+
+/** Bytes of every file under `dir`. */
+async function folderBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
+    if (entry.isFile()) total += (await stat(path.join(entry.parentPath, entry.name))).size;
+  }
+  return total;
+}
+
+/**
+ * Commits a file of random bytes (which no compression shrinks, so the fetch carries all of
+ * it) beside what the branch holds; returns the commit.
+ */
+async function commitLargeFile(repo: EnvRepo, bytes: number): Promise<string> {
+  await writeFile(path.join(repo.workDir, 'large.bin'), randomBytes(bytes));
+  return repo.commit({}, 'large file');
+}
+
+describe('git mirror cache: the fetch budget (real git over file://)', () => {
+  let repo: EnvRepo;
+  let cacheDir: string;
+  let scratch: string;
+  const source = () => ({ url: repo.url, provider: 'github' as const });
+
+  beforeEach(async () => {
+    repo = await createEnvRepo({ branch: 'env/staging' });
+    cacheDir = await mkdtemp(path.join(tmpdir(), 'pushgate-cache-'));
+    scratch = await mkdtemp(path.join(tmpdir(), 'pushgate-fetch-budget-'));
+  });
+
+  afterEach(async () => {
+    await repo.remove();
+    await rm(cacheDir, { recursive: true, force: true });
+    await rm(scratch, { recursive: true, force: true });
+  });
+
+  it('stops a fetch past its budget, permanently, naming the limit, and keeps the mirror as it was', async () => {
+    const small = await repo.commit({ 'manifests/a.yaml': configMap('a') });
+    const cache = new MirrorCache({ dir: cacheDir, fetchMaxBytes: MIB });
+    expect(await cache.fetchBranch(source(), repo.branch)).toBe(small);
+    const gitDir = cache.mirrorDir(repo.url);
+    const bytesBefore = await folderBytes(gitDir);
+
+    await commitLargeFile(repo, LARGE_FILE_BYTES);
+    const error = await cache.fetchBranch(source(), repo.branch).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(FetchTooLargeError);
+    expect(error).toMatchObject({ code: 'git_failed', permanent: true });
+    expect((error as Error).message).toMatch(
+      /^git fetch env\/staging: stopped after [\d.]+ MiB: the push brings more than the 1 MiB one fetch may write \(PUSHGATE_GIT_FETCH_MAX_BYTES\)$/,
+    );
+    // The branch still names the commit deployed before, and the partial pack is gone.
+    expect(await git(gitDir, ['--git-dir', gitDir, 'rev-parse', `refs/heads/${repo.branch}`])).toBe(small);
+    expect((await readdir(path.join(gitDir, 'objects', 'pack'))).filter((n) => n.startsWith('tmp_'))).toEqual(
+      [],
+    );
+    expect((await folderBytes(gitDir)) - bytesBefore).toBeLessThan(MIB);
+  });
+
+  it('fetches up to its budget, and again once the branch is back under it', async () => {
+    await repo.commit({ 'manifests/a.yaml': configMap('a') });
+    const large = await commitLargeFile(repo, LARGE_FILE_BYTES);
+
+    const tight = new MirrorCache({ dir: cacheDir, fetchMaxBytes: MIB });
+    await expect(tight.fetchBranch(source(), repo.branch)).rejects.toBeInstanceOf(FetchTooLargeError);
+    const roomy = new MirrorCache({ dir: cacheDir, fetchMaxBytes: 128 * MIB });
+    expect(await roomy.fetchBranch(source(), repo.branch)).toBe(large);
+
+    // The large file is reverted away: the next fetch is small and the tight budget lets it in.
+    const reverted = await repo.commit({ 'manifests/a.yaml': configMap('b'), 'large.bin': null });
+    expect(await tight.fetchBranch(source(), repo.branch)).toBe(reverted);
+  });
+
+  it('fails a commit fetched by sha past the budget with the budget error, not "not in the repository"', async () => {
+    await repo.commit({ 'manifests/a.yaml': configMap('a') });
+    const cache = new MirrorCache({ dir: cacheDir, fetchMaxBytes: MIB });
+    await cache.fetchBranch(source(), repo.branch);
+    const large = await commitLargeFile(repo, LARGE_FILE_BYTES);
+    // Off the branch: fetchCommit has to ask for the commit itself.
+    await git(repo.bareDir, ['--git-dir', repo.bareDir, 'update-ref', 'refs/heads/side', large]);
+    await repo.forcePush(await git(repo.bareDir, ['--git-dir', repo.bareDir, 'rev-parse', `${large}^`]));
+    await git(repo.bareDir, ['--git-dir', repo.bareDir, 'config', 'uploadpack.allowAnySHA1InWant', 'true']);
+
+    const error = await cache.fetchCommit(source(), repo.branch, large).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(FetchTooLargeError);
+    expect((error as Error).message).toContain(`git fetch ${large}: stopped after`);
+  });
+
+  it('pushgate render takes the budget from PUSHGATE_GIT_FETCH_MAX_BYTES and refuses a bad value', async () => {
+    await repo.commit({ 'manifests/a.yaml': configMap('a') });
+    await commitLargeFile(repo, LARGE_FILE_BYTES);
+    const config = path.join(scratch, 'pushgate.yaml');
+    await writeFile(
+      config,
+      [
+        'clusters:',
+        '  - name: local',
+        `    kubeconfig: ${path.join(scratch, 'never-read.kubeconfig')}`,
+        'environments:',
+        '  - name: web',
+        `    repo: {provider: github, name: acme/env, url: "${repo.url}"}`,
+        `    branch: ${repo.branch}`,
+        '    path: manifests',
+        '    cluster: local',
+        '',
+      ].join('\n'),
+    );
+    const render = async (maxBytes: string) => {
+      const stderr = new PassThrough();
+      let said = '';
+      stderr.on('data', (chunk: Buffer) => (said += chunk.toString()));
+      const outcome = await runRender({
+        positionals: ['web'],
+        config,
+        ref: undefined,
+        wait: false,
+        json: false,
+        env: {
+          PUSHGATE_CACHE_DIR: path.join(scratch, 'cache'),
+          PUSHGATE_GIT_FETCH_MAX_BYTES: maxBytes,
+          LOG_LEVEL: 'silent',
+        },
+        stdout: new PassThrough(),
+        stderr,
+      }).catch((error: unknown) => errorMessage(error));
+      return { outcome, said };
+    };
+
+    const refused = await render('1048576');
+    expect(refused.outcome).toBe(1);
+    expect(refused.said).toContain(
+      'the push brings more than the 1 MiB one fetch may write (PUSHGATE_GIT_FETCH_MAX_BYTES)',
+    );
+    expect((await render('1MiB')).outcome).toBe(
+      'PUSHGATE_GIT_FETCH_MAX_BYTES="1MiB" must be a positive integer of bytes',
+    );
+  });
+});
+
+describe('deploy worker and a push past the fetch budget (real Redis, git over file://)', () => {
+  let redis: TestRedis;
+
+  beforeAll(async () => {
+    redis = await startRedis();
+  });
+  afterAll(async () => {
+    await redis.stop();
+  });
+
+  it('fails the job at once (one attempt) naming the limit, and the cache keeps none of it', async () => {
+    const repo = await createEnvRepo({ branch: 'env/test' });
+    const harness = await createWorkerHarness({
+      redisUrl: redis.url,
+      environments: [{ name: 'large', repo, env: { namespace: 'pushgate-fetch-budget-never-applied' } }],
+    });
+    try {
+      await repo.commit({ 'manifests/a.yaml': configMap('a') });
+      const large = await commitLargeFile(repo, LARGE_FILE_BYTES);
+      await harness.startWorker({ fetchMaxBytes: MIB });
+
+      const record = await harness.waitForJob(await harness.webhook('large', large));
+
+      expect(record).toMatchObject({ state: 'failed', attempts: 1, trigger: { sha: large } });
+      expect(record.error).toContain('the push brings more than the 1 MiB one fetch may write');
+      const mirror = path.join(harness.cacheDir, (await readdir(harness.cacheDir))[0]!);
+      expect(await folderBytes(mirror)).toBeLessThan(MIB);
+    } finally {
+      await harness.close();
+      await repo.remove();
+    }
+  });
+});
