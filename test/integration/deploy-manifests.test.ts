@@ -6,6 +6,7 @@ import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfigText } from '../../src/config/load.js';
+import { fetchMaxBytesFromEnv } from '../../src/git/fetch-budget.js';
 import { workerTuningFromEnv } from '../../workers/deploy.js';
 import { createTestNamespace, kubeConfigFromTest, type TestNamespace } from '../helpers/kube.js';
 
@@ -152,6 +153,38 @@ describe('deploy/kubernetes manifests', () => {
 
     expect(shutdownDeadlineMs).toBeGreaterThanOrEqual(longestDeployMs);
     expect(pod.terminationGracePeriodSeconds * 1000).toBeGreaterThan(shutdownDeadlineMs!);
+  });
+
+  it('leaves room on the git cache volume for a fetch at its limit beside the mirror it grows', () => {
+    const worker = files
+      .flatMap((f) => f.objects)
+      .find((object) => object.kind === 'Deployment' && object.metadata?.name?.includes('worker')) as
+      | (KubernetesObject & {
+          spec: {
+            template: {
+              spec: {
+                containers: {
+                  env?: { name: string; value?: string }[];
+                  volumeMounts?: { name: string; mountPath: string }[];
+                }[];
+                volumes: { name: string; emptyDir?: { sizeLimit?: string } }[];
+              };
+            };
+          };
+        })
+      | undefined;
+    const pod = worker!.spec.template.spec;
+    const env = Object.fromEntries(
+      pod.containers.flatMap((container) => container.env ?? []).map((e) => [e.name, e.value]),
+    );
+    const cacheDir = env.PUSHGATE_CACHE_DIR!;
+    const mounts = pod.containers.flatMap((container) => container.volumeMounts ?? []);
+    const cacheVolume = mounts.find((mount) => cacheDir.startsWith(mount.mountPath))!.name;
+    const sizeLimit = pod.volumes.find((volume) => volume.name === cacheVolume)?.emptyDir?.sizeLimit;
+    const units: Record<string, number> = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30 };
+    const [, amount, unit] = /^(\d+)(Ki|Mi|Gi)$/.exec(sizeLimit ?? '')!;
+
+    expect(Number(amount) * units[unit!]!).toBeGreaterThanOrEqual(2 * fetchMaxBytesFromEnv(env));
   });
 
   it('every object is accepted by a server-side apply dry-run in a fresh namespace', async () => {
