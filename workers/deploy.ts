@@ -9,7 +9,7 @@ import { JobRun } from '../src/deploy/job-run.js';
 import { requeueLostJobs, REQUEUE_INTERVAL_MS } from '../src/deploy/queue-repair.js';
 import { syncReconcileSchedulers } from '../src/deploy/reconcile-schedulers.js';
 import { MirrorCache, removeStaleTrees } from '../src/git/mirror-cache.js';
-import { errorMessage } from '../src/lib/errors.js';
+import { ConfigError, errorMessage } from '../src/lib/errors.js';
 import type { Logger } from '../src/lib/logger.js';
 import type { Metrics } from '../src/lib/metrics.js';
 import { createRedis } from '../src/queue/connection.js';
@@ -72,7 +72,9 @@ export function workerTuningFromEnv(
     const value = Number(raw);
     // Node's timers take at most 2^31-1 ms (about 24.8 days); beyond, they fire at once.
     if (!Number.isInteger(value) || value <= 0 || value > MAX_TIMER_MS)
-      throw new Error(`${name}="${raw}" must be a positive integer of milliseconds up to ${MAX_TIMER_MS}`);
+      throw new ConfigError(
+        `${name}="${raw}" must be a positive integer of milliseconds up to ${MAX_TIMER_MS}`,
+      );
     return value;
   };
   return {

@@ -1,7 +1,7 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { PushgateError } from '../lib/errors.js';
+import { ConfigError, PushgateError } from '../lib/errors.js';
 
 /**
  * The most one fetch may bring into a mirror: half of the 2 GiB cache volume of
@@ -34,13 +34,13 @@ export class FetchTooLargeError extends PushgateError {
 
 const INCOMING_PACK = /^tmp_(pack|idx)_/;
 
-/** `PUSHGATE_GIT_FETCH_MAX_BYTES`, else the default; anything but a positive integer is an error naming it. */
+/** `PUSHGATE_GIT_FETCH_MAX_BYTES`, else the default; anything but a positive integer is invalid configuration (exit 2). */
 export function fetchMaxBytesFromEnv(env: Record<string, string | undefined>): number {
   const raw = env[FETCH_MAX_BYTES_VARIABLE];
   if (raw === undefined || raw === '') return DEFAULT_FETCH_MAX_BYTES;
   const value = Number(raw);
   if (!Number.isSafeInteger(value) || value <= 0)
-    throw new Error(`${FETCH_MAX_BYTES_VARIABLE}="${raw}" must be a positive integer of bytes`);
+    throw new ConfigError(`${FETCH_MAX_BYTES_VARIABLE}="${raw}" must be a positive integer of bytes`);
   return value;
 }
 

@@ -109,6 +109,20 @@ describe('pushgate <command> --help', () => {
   });
 });
 
+describe('worker settings from the environment', () => {
+  it.each([
+    ['PUSHGATE_GIT_FETCH_MAX_BYTES', '1GiB', 'must be a positive integer of bytes'],
+    ['PUSHGATE_SHUTDOWN_TIMEOUT_MS', 'soon', 'must be a positive integer of milliseconds'],
+  ])(
+    'pushgate worker with %s=%s is invalid configuration (exit 2) naming it',
+    async (name, value, reason) => {
+      const run = await runCli(['worker', '--config', configFile], { [name]: value });
+      expect(run.code).toBe(2);
+      expect(run.stderr).toContain(`pushgate worker: ${name}="${value}" ${reason}`);
+    },
+  );
+});
+
 describe('options and arguments a command does not take', () => {
   it('sync ENV --ref SHA is refused (exit 2) and queues nothing, rather than deploying the branch head', async () => {
     const run = await runCli([
