@@ -8,8 +8,10 @@ import { isPermanentFailure, resourcesOf } from '../src/deploy/failure.js';
 import { JobRun } from '../src/deploy/job-run.js';
 import { requeueLostJobs, REQUEUE_INTERVAL_MS } from '../src/deploy/queue-repair.js';
 import { syncReconcileSchedulers } from '../src/deploy/reconcile-schedulers.js';
+import { gitFetchLimitsFromEnv } from '../src/git/fetch-budget.js';
 import { MirrorCache, removeStaleTrees } from '../src/git/mirror-cache.js';
-import { ConfigError, errorMessage } from '../src/lib/errors.js';
+import { countFromEnv, millisecondsFromEnv } from '../src/lib/env-settings.js';
+import { errorMessage } from '../src/lib/errors.js';
 import type { Logger } from '../src/lib/logger.js';
 import type { Metrics } from '../src/lib/metrics.js';
 import { createRedis } from '../src/queue/connection.js';
@@ -23,7 +25,6 @@ import type { CommitStatusReporter } from '../src/status/reporters/commit-status
 export const DEFAULT_CONCURRENCY = 4;
 export const DEFAULT_LOCK_DURATION_MS = 30_000;
 export const DEFAULT_SHUTDOWN_DEADLINE_MS = 60_000;
-const MAX_TIMER_MS = 2 ** 31 - 1;
 /** A deploy killed twice with its worker is a deploy that kills workers: the next stall fails it. */
 const MAX_STALLED_COUNT = 2;
 
@@ -62,25 +63,21 @@ export interface DeployWorker {
   close(deadlineMs?: number): Promise<void>;
 }
 
-/** Env knobs for `pushgate worker`: PUSHGATE_WORKER_CONCURRENCY, PUSHGATE_JOB_LOCK_MS, PUSHGATE_SHUTDOWN_TIMEOUT_MS. */
+/**
+ * Env knobs for `pushgate worker`: PUSHGATE_WORKER_CONCURRENCY, PUSHGATE_JOB_LOCK_MS,
+ * PUSHGATE_SHUTDOWN_TIMEOUT_MS, and the git fetch limits (gitFetchLimitsFromEnv).
+ */
 export function workerTuningFromEnv(
   env: Record<string, string | undefined>,
-): Pick<DeployWorkerOptions, 'concurrency' | 'lockDurationMs' | 'shutdownDeadlineMs'> {
-  const positive = (name: string): number | undefined => {
-    const raw = env[name];
-    if (raw === undefined || raw === '') return undefined;
-    const value = Number(raw);
-    // Node's timers take at most 2^31-1 ms (about 24.8 days); beyond, they fire at once.
-    if (!Number.isInteger(value) || value <= 0 || value > MAX_TIMER_MS)
-      throw new ConfigError(
-        `${name}="${raw}" must be a positive integer of milliseconds up to ${MAX_TIMER_MS}`,
-      );
-    return value;
-  };
+): Pick<
+  DeployWorkerOptions,
+  'concurrency' | 'lockDurationMs' | 'shutdownDeadlineMs' | 'fetchTimeoutMs' | 'fetchMaxBytes'
+> {
   return {
-    concurrency: positive('PUSHGATE_WORKER_CONCURRENCY'),
-    lockDurationMs: positive('PUSHGATE_JOB_LOCK_MS'),
-    shutdownDeadlineMs: positive('PUSHGATE_SHUTDOWN_TIMEOUT_MS'),
+    concurrency: countFromEnv(env, 'PUSHGATE_WORKER_CONCURRENCY'),
+    lockDurationMs: millisecondsFromEnv(env, 'PUSHGATE_JOB_LOCK_MS'),
+    shutdownDeadlineMs: millisecondsFromEnv(env, 'PUSHGATE_SHUTDOWN_TIMEOUT_MS'),
+    ...gitFetchLimitsFromEnv(env),
   };
 }
 

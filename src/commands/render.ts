@@ -1,7 +1,7 @@
 import { stringify } from 'yaml';
 import { createKubeApplyEngine } from '../deploy/kube-apply-engine.js';
 import { defaultGitCacheDir, MirrorCache } from '../git/mirror-cache.js';
-import { fetchMaxBytesFromEnv } from '../git/fetch-budget.js';
+import { gitFetchLimitsFromEnv } from '../git/fetch-budget.js';
 import { PushgateError, UsageError } from '../lib/errors.js';
 import { loadManifests } from '../manifests/load.js';
 import { loadRuntime } from '../runtime.js';
@@ -28,7 +28,7 @@ export async function runRender(args: CommandArgs): Promise<number> {
   const mirrors = new MirrorCache({
     dir: defaultGitCacheDir(args.env),
     token: runtime.secrets.gitToken,
-    fetchMaxBytes: fetchMaxBytesFromEnv(args.env),
+    ...gitFetchLimitsFromEnv(args.env),
   });
   const repo = { url: environment.repo.url, provider: environment.repo.provider };
   try {

@@ -1,5 +1,4 @@
 import type { Runtime } from '../runtime.js';
-import { fetchMaxBytesFromEnv } from '../git/fetch-budget.js';
 import { defaultGitCacheDir } from '../git/mirror-cache.js';
 import { closeClusterClients } from '../kube/cluster.js';
 import type { Metrics } from '../lib/metrics.js';
@@ -21,7 +20,6 @@ export async function startWorkerFromRuntime(
     metrics,
     engine: createKubeApplyEngine(config, env),
     cacheDir: defaultGitCacheDir(env),
-    fetchMaxBytes: fetchMaxBytesFromEnv(env),
     gitToken: secrets.gitToken,
     reporter: createCommitStatusReporter(config, secrets, logger),
     ...workerTuningFromEnv(env),

@@ -1,7 +1,8 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { ConfigError, PushgateError } from '../lib/errors.js';
+import { bytesFromEnv, millisecondsFromEnv } from '../lib/env-settings.js';
+import { PushgateError } from '../lib/errors.js';
 
 /**
  * The most one fetch may bring into a mirror: half of the 2 GiB cache volume of
@@ -34,14 +35,24 @@ export class FetchTooLargeError extends PushgateError {
 
 const INCOMING_PACK = /^tmp_(pack|idx)_/;
 
-/** `PUSHGATE_GIT_FETCH_MAX_BYTES`, else the default; anything but a positive integer is invalid configuration (exit 2). */
-export function fetchMaxBytesFromEnv(env: Record<string, string | undefined>): number {
-  const raw = env[FETCH_MAX_BYTES_VARIABLE];
-  if (raw === undefined || raw === '') return DEFAULT_FETCH_MAX_BYTES;
-  const value = Number(raw);
-  if (!Number.isSafeInteger(value) || value <= 0)
-    throw new ConfigError(`${FETCH_MAX_BYTES_VARIABLE}="${raw}" must be a positive integer of bytes`);
-  return value;
+export const FETCH_TIMEOUT_VARIABLE = 'PUSHGATE_GIT_FETCH_TIMEOUT_MS';
+
+export interface GitFetchLimits {
+  fetchMaxBytes: number;
+  /** Unset: MirrorCache's default. */
+  fetchTimeoutMs?: number;
+}
+
+/**
+ * `PUSHGATE_GIT_FETCH_MAX_BYTES` (else the default) and `PUSHGATE_GIT_FETCH_TIMEOUT_MS`, for
+ * every command that fetches; a value that is not a positive integer is invalid configuration.
+ */
+export function gitFetchLimitsFromEnv(env: Record<string, string | undefined>): GitFetchLimits {
+  const fetchTimeoutMs = millisecondsFromEnv(env, FETCH_TIMEOUT_VARIABLE);
+  return {
+    fetchMaxBytes: bytesFromEnv(env, FETCH_MAX_BYTES_VARIABLE) ?? DEFAULT_FETCH_MAX_BYTES,
+    ...(fetchTimeoutMs === undefined ? {} : { fetchTimeoutMs }),
+  };
 }
 
 export function formatBytes(bytes: number): string {

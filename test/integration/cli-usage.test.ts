@@ -113,6 +113,7 @@ describe('worker settings from the environment', () => {
   it.each([
     ['PUSHGATE_GIT_FETCH_MAX_BYTES', '1GiB', 'must be a positive integer of bytes'],
     ['PUSHGATE_SHUTDOWN_TIMEOUT_MS', 'soon', 'must be a positive integer of milliseconds'],
+    ['PUSHGATE_WORKER_CONCURRENCY', 'many', 'must be a positive integer'],
   ])(
     'pushgate worker with %s=%s is invalid configuration (exit 2) naming it',
     async (name, value, reason) => {

@@ -6,7 +6,7 @@ import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfigText } from '../../src/config/load.js';
-import { fetchMaxBytesFromEnv } from '../../src/git/fetch-budget.js';
+import { gitFetchLimitsFromEnv } from '../../src/git/fetch-budget.js';
 import { workerTuningFromEnv } from '../../workers/deploy.js';
 import { createTestNamespace, kubeConfigFromTest, type TestNamespace } from '../helpers/kube.js';
 
@@ -184,7 +184,9 @@ describe('deploy/kubernetes manifests', () => {
     const units: Record<string, number> = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30 };
     const [, amount, unit] = /^(\d+)(Ki|Mi|Gi)$/.exec(sizeLimit ?? '')!;
 
-    expect(Number(amount) * units[unit!]!).toBeGreaterThanOrEqual(2 * fetchMaxBytesFromEnv(env));
+    expect(Number(amount) * units[unit!]!).toBeGreaterThanOrEqual(
+      2 * gitFetchLimitsFromEnv(env).fetchMaxBytes,
+    );
   });
 
   it('every object is accepted by a server-side apply dry-run in a fresh namespace', async () => {
