@@ -11,6 +11,7 @@ import { PushgateError } from '../lib/errors.js';
  */
 export const DEFAULT_FETCH_MAX_BYTES = 1024 * 1024 * 1024;
 export const FETCH_MAX_BYTES_VARIABLE = 'PUSHGATE_GIT_FETCH_MAX_BYTES';
+export const FETCH_TIMEOUT_VARIABLE = 'PUSHGATE_GIT_FETCH_TIMEOUT_MS';
 /**
  * How often a fetch's incoming pack is measured when the file system reports no writes
  * (inotify measures it as it is written): the most a fetch can run past its budget is what
@@ -24,6 +25,8 @@ export const FETCH_BUDGET_POLL_MS = 100;
  * write loose objects all over `objects/`, which cannot be measured as cheaply).
  */
 export const MEASURABLE_FETCH_CONFIG = ['-c', 'fetch.unpackLimit=1', '-c', 'transfer.unpackLimit=1'];
+/** What index-pack writes while a pack arrives; renamed to `pack-<hash>.*` once it is whole. */
+const INCOMING_PACK = /^tmp_(pack|idx)_/;
 
 /** A fetch stopped at its budget: permanent, as the same push would bring the same data again. */
 export class FetchTooLargeError extends PushgateError {
@@ -32,10 +35,6 @@ export class FetchTooLargeError extends PushgateError {
     this.name = 'FetchTooLargeError';
   }
 }
-
-const INCOMING_PACK = /^tmp_(pack|idx)_/;
-
-export const FETCH_TIMEOUT_VARIABLE = 'PUSHGATE_GIT_FETCH_TIMEOUT_MS';
 
 export interface GitFetchLimits {
   fetchMaxBytes: number;
@@ -55,7 +54,7 @@ export function gitFetchLimitsFromEnv(env: Record<string, string | undefined>): 
   };
 }
 
-export function formatBytes(bytes: number): string {
+function formatBytes(bytes: number): string {
   const mebibytes = bytes / (1024 * 1024);
   return mebibytes >= 1 ? `${Number(mebibytes.toFixed(2))} MiB` : `${bytes} bytes`;
 }
