@@ -1,5 +1,6 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { PushgateError } from '../lib/errors.js';
+import { ReceiverBusyError, type BodyBudget } from './body-budget.js';
 
 function tooLarge(limit: number): PushgateError {
   return new PushgateError('payload_too_large', `body is larger than server.bodyLimit (${limit} bytes)`, {
@@ -13,12 +14,30 @@ export function declaredTooLarge(req: IncomingMessage, limit: number): boolean {
   return declared !== undefined && Number(declared) > limit;
 }
 
+/** Where a body's bytes are counted while they are held: given back once `until` closes. */
+export interface BodyHold {
+  budget: BodyBudget;
+  until: ServerResponse;
+}
+
 /**
  * Reads the raw bytes (the signature covers exactly these) up to `limit`. A chunked body is
  * not read past the limit: the reader stops and the 413 goes out with `Connection: close`.
+ * With a `hold`, a declared Content-Length is taken from the budget before anything is read
+ * (a chunked body as it arrives), and a body that does not fit is refused (ReceiverBusyError).
  */
-export function readRawBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+export function readRawBody(req: IncomingMessage, limit: number, hold?: BodyHold): Promise<Buffer> {
   if (declaredTooLarge(req, limit)) return Promise.reject(tooLarge(limit));
+  let taken = 0;
+  if (hold) {
+    hold.until.once('close', () => hold.budget.give(taken));
+    const declared = req.headers['content-length'];
+    if (declared !== undefined) {
+      if (!hold.budget.take(Number(declared)))
+        return Promise.reject(new ReceiverBusyError(hold.budget.capacity));
+      taken = Number(declared);
+    }
+  }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -35,6 +54,15 @@ export function readRawBody(req: IncomingMessage, limit: number): Promise<Buffer
         req.pause();
         reject(tooLarge(limit));
         return;
+      }
+      if (hold && size > taken) {
+        if (!hold.budget.take(size - taken)) {
+          cleanup();
+          req.pause();
+          reject(new ReceiverBusyError(hold.budget.capacity));
+          return;
+        }
+        taken = size;
       }
       chunks.push(chunk);
     };

@@ -8,6 +8,7 @@ export interface Metrics {
   jobsByState: Gauge<'state'>;
   deployDuration: Histogram<'environment' | 'state'>;
   queueDepth: Gauge<'state'>;
+  webhookBodyBytes: Gauge;
 }
 
 export function createMetrics(): Metrics {
@@ -16,7 +17,7 @@ export function createMetrics(): Metrics {
     registry,
     webhooks: new Counter({
       name: 'pushgate_webhooks_total',
-      help: 'Webhook deliveries by provider and outcome (queued, duplicate, ignored, unauthorized, invalid, too_large, unavailable, error)',
+      help: 'Webhook deliveries by provider and outcome (queued, duplicate, ignored, unauthorized, invalid, too_large, busy, unavailable, error)',
       labelNames: ['provider', 'outcome'],
       registers: [registry],
     }),
@@ -43,6 +44,11 @@ export function createMetrics(): Metrics {
       name: 'pushgate_queue_depth',
       help: 'Deploy jobs in the queue by BullMQ state (waiting, delayed, active)',
       labelNames: ['state'],
+      registers: [registry],
+    }),
+    webhookBodyBytes: new Gauge({
+      name: 'pushgate_webhook_body_bytes_in_flight',
+      help: 'Bytes of webhook bodies the receiver holds now (read or being read); past 32 MiB (or server.bodyLimit) new bodies get 503',
       registers: [registry],
     }),
   };

@@ -13,11 +13,20 @@ import type { PushEvent } from '../../webhooks/types.js';
 import type { Logger } from '../../lib/logger.js';
 import type { AppDeps } from '../deps.js';
 import { sendError, sendJson } from '../errors.js';
+import { bodyBudgetFor, ReceiverBusyError } from '../body-budget.js';
 import { readRawBody } from '../raw-body.js';
 import { jobStatusUrl, publicBase } from '../status-url.js';
 
 type Outcome =
-  'queued' | 'duplicate' | 'ignored' | 'unauthorized' | 'invalid' | 'too_large' | 'unavailable' | 'error';
+  | 'queued'
+  | 'duplicate'
+  | 'ignored'
+  | 'unauthorized'
+  | 'invalid'
+  | 'too_large'
+  | 'busy'
+  | 'unavailable'
+  | 'error';
 
 const UNAUTHORIZED = 'invalid or missing webhook signature or token';
 
@@ -43,6 +52,9 @@ function pathOf(url: string | undefined): string {
 export function createWebhookReceiver(deps: AppDeps): WebhookReceiver {
   const registry = createWebhookRegistry(deps.secrets);
   const now = deps.now ?? Date.now;
+  const bodies = bodyBudgetFor(deps.config.server.bodyLimit, (held) =>
+    deps.metrics.webhookBodyBytes.set(held),
+  );
 
   const providerFor = (req: IncomingMessage): WebhookProvider | undefined => {
     if (req.method !== 'POST') return undefined;
@@ -95,7 +107,7 @@ export function createWebhookReceiver(deps: AppDeps): WebhookReceiver {
       return;
     }
     try {
-      const rawBody = await readRawBody(req, deps.config.server.bodyLimit);
+      const rawBody = await readRawBody(req, deps.config.server.bodyLimit, { budget: bodies, until: res });
       const text = rawBody.toString('utf8');
       const verified = await provider.verify({ headers: req.headers, rawBody, text, now: now() });
       if (!verified.ok) {
@@ -122,17 +134,21 @@ export function createWebhookReceiver(deps: AppDeps): WebhookReceiver {
     } catch (error) {
       if (!(error instanceof PushgateError) || error.status === undefined) throw error;
       const outcome: Outcome =
-        error.status === 413
-          ? 'too_large'
-          : error.status === 503
-            ? 'unavailable'
-            : error.status === 400
-              ? 'invalid'
-              : 'error';
+        error instanceof ReceiverBusyError
+          ? 'busy'
+          : error.status === 413
+            ? 'too_large'
+            : error.status === 503
+              ? 'unavailable'
+              : error.status === 400
+                ? 'invalid'
+                : 'error';
       log().warn({ status: error.status, reason: error.message }, 'webhook refused');
       done(outcome);
       // A body not read to its end is not drained: the connection is closed instead.
-      if (error.status === 413) res.setHeader('Connection', 'close');
+      const unread = error.status === 413 || error instanceof ReceiverBusyError;
+      if (unread) res.setHeader('Connection', 'close');
+      if (error instanceof ReceiverBusyError) res.setHeader('Retry-After', '1');
       sendError(res, error.status, error.message);
     }
   };
