@@ -23,21 +23,14 @@ export interface BodyHold {
 /**
  * Reads the raw bytes (the signature covers exactly these) up to `limit`. A chunked body is
  * not read past the limit: the reader stops and the 413 goes out with `Connection: close`.
- * With a `hold`, a declared Content-Length is taken from the budget before anything is read
- * (a chunked body as it arrives), and a body that does not fit is refused (ReceiverBusyError).
+ * With a `hold`, the bytes are taken from its budget as they arrive (not as Content-Length
+ * declares them: a sender that declares much and sends nothing must not hold the budget), and a
+ * body that stops fitting is refused there (ReceiverBusyError).
  */
 export function readRawBody(req: IncomingMessage, limit: number, hold?: BodyHold): Promise<Buffer> {
   if (declaredTooLarge(req, limit)) return Promise.reject(tooLarge(limit));
   let taken = 0;
-  if (hold) {
-    hold.until.once('close', () => hold.budget.give(taken));
-    const declared = req.headers['content-length'];
-    if (declared !== undefined) {
-      if (!hold.budget.take(Number(declared)))
-        return Promise.reject(new ReceiverBusyError(hold.budget.capacity));
-      taken = Number(declared);
-    }
-  }
+  hold?.until.once('close', () => hold.budget.give(taken));
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;

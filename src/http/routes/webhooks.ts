@@ -11,9 +11,9 @@ import {
 } from '../../webhooks/registry.js';
 import type { PushEvent } from '../../webhooks/types.js';
 import type { Logger } from '../../lib/logger.js';
+import { bodyBudgetFor, ReceiverBusyError } from '../body-budget.js';
 import type { AppDeps } from '../deps.js';
 import { sendError, sendJson } from '../errors.js';
-import { bodyBudgetFor, ReceiverBusyError } from '../body-budget.js';
 import { readRawBody } from '../raw-body.js';
 import { jobStatusUrl, publicBase } from '../status-url.js';
 
@@ -146,8 +146,7 @@ export function createWebhookReceiver(deps: AppDeps): WebhookReceiver {
       log().warn({ status: error.status, reason: error.message }, 'webhook refused');
       done(outcome);
       // A body not read to its end is not drained: the connection is closed instead.
-      const unread = error.status === 413 || error instanceof ReceiverBusyError;
-      if (unread) res.setHeader('Connection', 'close');
+      if (error.status === 413 || error instanceof ReceiverBusyError) res.setHeader('Connection', 'close');
       if (error instanceof ReceiverBusyError) res.setHeader('Retry-After', '1');
       sendError(res, error.status, error.message);
     }
