@@ -27,18 +27,18 @@ function answerOf(req: ClientRequest): Promise<RawAnswer> {
   });
 }
 
-/** A signed-looking push that declares `declared` bytes, sends one, and waits. */
-function slowBody(app: Receiver, declared: number): ClientRequest {
+/** A post that sends `bytes` of a body it declares longer, and waits: the receiver holds them. */
+function heldBody(app: Receiver, bytes: number, declared = bytes + 1): ClientRequest {
   const url = new URL(app.url);
   const req = request({
     host: url.hostname,
     port: url.port,
     path: '/webhooks/github',
     method: 'POST',
-    headers: { ...githubHeaders(SECRET, 'never sent'), 'content-length': String(declared) },
+    headers: { ...githubHeaders(SECRET, 'never finished'), 'content-length': String(declared) },
   });
   req.on('error', () => undefined);
-  req.write('{');
+  req.write('x'.repeat(bytes));
   return req;
 }
 
@@ -62,27 +62,29 @@ function signedPush(padding = 0): { body: string; headers: Record<string, string
   return { body, headers: githubHeaders(SECRET, body) };
 }
 
-/** Sends `chunk` `count` times without Content-Length, stopping once the server answers. */
-function chunkedPost(
+/**
+ * Sends `chunk` `count` times (with a Content-Length for all of them when `declare`, else
+ * chunked), stopping once the server answers.
+ */
+function sendUntilAnswered(
   app: Receiver,
   chunk: string,
   count: number,
-): Promise<{ status: number; connection?: string }> {
+  declare: boolean,
+): Promise<RawAnswer> {
   const url = new URL(app.url);
+  const headers: Record<string, string> = githubHeaders(SECRET, 'irrelevant');
+  if (declare) headers['content-length'] = String(chunk.length * count);
   return new Promise((resolve, reject) => {
     let answered = false;
     const req = request(
-      {
-        host: url.hostname,
-        port: url.port,
-        path: '/webhooks/github',
-        method: 'POST',
-        headers: githubHeaders(SECRET, 'irrelevant'),
-      },
+      { host: url.hostname, port: url.port, path: '/webhooks/github', method: 'POST', headers },
       (res) => {
         answered = true;
-        res.resume();
-        resolve({ status: res.statusCode ?? 0, connection: res.headers.connection });
+        let body = '';
+        res.setEncoding('utf8').on('data', (text: string) => (body += text));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+        res.on('error', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
       },
     );
     req.on('error', (error) => {
@@ -91,7 +93,7 @@ function chunkedPost(
     let sent = 0;
     const next = (): void => {
       if (answered || sent >= count) {
-        req.end();
+        if (!answered) req.end();
         return;
       }
       sent += 1;
@@ -131,12 +133,20 @@ describe('receiver: the bytes of bodies read at once are bounded (real Redis)', 
     await redis.stop();
   });
 
-  it('answers 503 with Retry-After to a body that does not fit, queues nothing, and still takes small pushes', async () => {
-    app = await startReceiver(redis.url);
-    held = Array.from({ length: 6 }, () => slowBody(app, LARGE_BODY));
+  /** Six bodies of 5 MB held: 30 of the 33.5 MB the receiver may hold. */
+  async function holdSix(): Promise<void> {
+    held = Array.from({ length: 6 }, () => heldBody(app, LARGE_BODY));
     await waitForBodyBytes(app, 6 * LARGE_BODY);
+  }
+  // 4.5 MB: under server.bodyLimit, over what the budget has left.
+  const CHUNK = 'x'.repeat(64 * 1024);
+  const CHUNKS = 70;
 
-    const refused = await answerOf(slowBody(app, LARGE_BODY));
+  it('answers 503 with Retry-After to a body that stops fitting, queues nothing, and still takes small pushes', async () => {
+    app = await startReceiver(redis.url);
+    await holdSix();
+
+    const refused = await sendUntilAnswered(app, CHUNK, CHUNKS, true);
 
     expect(refused.status).toBe(503);
     expect(refused.headers['retry-after']).toBe('1');
@@ -144,6 +154,7 @@ describe('receiver: the bytes of bodies read at once are bounded (real Redis)', 
     expect(JSON.parse(refused.body)).toEqual({
       error: `the receiver is reading more request bodies at once than it may hold (${BODY_BYTES_IN_FLIGHT} bytes); retry shortly`,
     });
+    await waitForBodyBytes(app, 6 * LARGE_BODY);
     expect(await queuedCount(app)).toBe(0);
     const small = signedPush();
     expect((await post(app, small.body, small.headers)).status).toBe(202);
@@ -152,11 +163,30 @@ describe('receiver: the bytes of bodies read at once are bounded (real Redis)', 
     expect(webhooks.values.find((v) => v.labels.outcome === 'busy')?.value).toBe(1);
   });
 
+  it('stops reading a chunked body at the budget too', async () => {
+    app = await startReceiver(redis.url);
+    await holdSix();
+
+    const refused = await sendUntilAnswered(app, CHUNK, CHUNKS, false);
+
+    expect(refused.status).toBe(503);
+    expect(refused.headers.connection).toBe('close');
+    await waitForBodyBytes(app, 6 * LARGE_BODY);
+  });
+
+  it('counts what arrives, not what Content-Length declares: a sender cannot hold the budget with headers', async () => {
+    app = await startReceiver(redis.url);
+    // 100 MB declared, 20 bytes sent.
+    held = Array.from({ length: 20 }, () => heldBody(app, 1, LARGE_BODY));
+    await waitForBodyBytes(app, 20);
+    const large = signedPush(LARGE_BODY - 4_096);
+
+    expect((await post(app, large.body, large.headers)).status).toBe(202);
+  });
+
   it('gives the bytes back when a body is answered or abandoned: a large push fits again', async () => {
     app = await startReceiver(redis.url);
-    held = Array.from({ length: 6 }, () => slowBody(app, LARGE_BODY));
-    await waitForBodyBytes(app, 6 * LARGE_BODY);
-    expect((await answerOf(slowBody(app, LARGE_BODY))).status).toBe(503);
+    await holdSix();
 
     for (const req of held) req.destroy();
     await waitForBodyBytes(app, 0);
@@ -164,18 +194,5 @@ describe('receiver: the bytes of bodies read at once are bounded (real Redis)', 
     const large = signedPush(LARGE_BODY - 4_096);
     expect((await post(app, large.body, large.headers)).status).toBe(202);
     await waitForBodyBytes(app, 0);
-  });
-
-  it('stops reading a chunked body at the budget: 503, connection closed', async () => {
-    app = await startReceiver(redis.url);
-    held = Array.from({ length: 6 }, () => slowBody(app, LARGE_BODY));
-    await waitForBodyBytes(app, 6 * LARGE_BODY);
-
-    // 4.5 MB: under server.bodyLimit, over what the budget has left (3.5 MB).
-    const refused = await chunkedPost(app, 'x'.repeat(64 * 1024), 70);
-
-    expect(refused.status).toBe(503);
-    expect(refused.connection).toBe('close');
-    await waitForBodyBytes(app, 6 * LARGE_BODY);
   });
 });
