@@ -3,8 +3,10 @@ import { describe, expect, it } from 'vitest';
 import type { AppDeps } from '../../../src/http/deps.js';
 import { createWebhookReceiver } from '../../../src/http/routes/webhooks.js';
 
-// Only the secrets are read when the receiver is built; nothing here touches Redis.
+// Only the secrets and the body limit are read when the receiver is built; nothing here
+// touches Redis.
 const receiver = createWebhookReceiver({
+  config: { server: { bodyLimit: 1024 } },
   secrets: {
     githubWebhookSecrets: ['github-secret'],
     gitlabWebhookTokens: ['gitlab-token'],
