@@ -1,6 +1,6 @@
 import type { EnvironmentConfig } from '../config/schema.js';
 import type { Secrets } from '../config/secrets.js';
-import { verifyGithubSignature } from './github/verify.js';
+import { refuseGithubHeaders, verifyGithubSignature } from './github/verify.js';
 import { parseGithubEvent } from './github/parse-push.js';
 import { createGitlabVerifier } from './gitlab/verify.js';
 import { parseGitlabEvent } from './gitlab/parse-push.js';
@@ -8,6 +8,7 @@ import {
   header,
   type Provider,
   type PushEvent,
+  type Refusal,
   type VerifyInput,
   type VerifyResult,
   type WebhookEvent,
@@ -20,6 +21,11 @@ export interface WebhookProvider {
   /** Names the variable to set, for the log line when no secret is configured. */
   secretVariables: string;
   configured: boolean;
+  /**
+   * A refusal the headers alone decide (no or a malformed signature, a wrong GitLab token, a
+   * stale timestamp), so the body need not be read; undefined when only the body can tell.
+   */
+  refuseFromHeaders(headers: WebhookHeaders, now: number): Refusal | undefined;
   verify(input: VerifyInput): Promise<VerifyResult>;
   eventName(headers: WebhookHeaders): string | undefined;
   deliveryId(headers: WebhookHeaders): string | undefined;
@@ -37,6 +43,7 @@ export function createWebhookRegistry(secrets: Secrets): WebhookRegistry {
       name: 'github',
       secretVariables: 'GITHUB_WEBHOOK_SECRET',
       configured: githubSecrets.length > 0,
+      refuseFromHeaders: (headers) => refuseGithubHeaders(githubSecrets, headers),
       verify: (input) => verifyGithubSignature(githubSecrets, input),
       eventName: (headers) => header(headers, 'x-github-event'),
       deliveryId: (headers) => header(headers, 'x-github-delivery'),
@@ -46,6 +53,7 @@ export function createWebhookRegistry(secrets: Secrets): WebhookRegistry {
       name: 'gitlab',
       secretVariables: 'GITLAB_WEBHOOK_TOKEN or GITLAB_WEBHOOK_SIGNING_TOKEN',
       configured: gitlab.configured,
+      refuseFromHeaders: (headers, now) => gitlab.refuseHeaders(headers, now),
       verify: (input) => Promise.resolve(gitlab.verify(input)),
       eventName: (headers) => header(headers, 'x-gitlab-event'),
       // GitLab sends the same Idempotency-Key on every retry of one event; the event UUID

@@ -26,6 +26,9 @@ export type VerifyResult =
   /** Why is logged, never answered: the sender learns nothing about the secrets. */
   | { ok: false; why: 'not_configured' | 'missing' | 'mismatch' | 'stale' };
 
+/** A failed verification: what the headers alone can decide, or the body's check. */
+export type Refusal = Extract<VerifyResult, { ok: false }>;
+
 export interface VerifyInput {
   headers: WebhookHeaders;
   rawBody: Buffer;

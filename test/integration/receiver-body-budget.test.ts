@@ -3,6 +3,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BODY_BYTES_IN_FLIGHT } from '../../src/http/body-budget.js';
 import { githubHeaders, githubPush } from '../fixtures/github/payloads.js';
+import { gitlabHeaders } from '../fixtures/gitlab/payloads.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { GITHUB_REPO, queuedCount, startReceiver, type Receiver } from './receiver-harness.js';
 
@@ -28,14 +29,22 @@ function answerOf(req: ClientRequest): Promise<RawAnswer> {
 }
 
 /** A post that sends `bytes` of a body it declares longer, and waits: the receiver holds them. */
-function heldBody(app: Receiver, bytes: number, declared = bytes + 1): ClientRequest {
+function heldBody(
+  app: Receiver,
+  bytes: number,
+  declared = bytes + 1,
+  options: { path?: string; headers?: Record<string, string> } = {},
+): ClientRequest {
   const url = new URL(app.url);
   const req = request({
     host: url.hostname,
     port: url.port,
-    path: '/webhooks/github',
+    path: options.path ?? '/webhooks/github',
     method: 'POST',
-    headers: { ...githubHeaders(SECRET, 'never finished'), 'content-length': String(declared) },
+    headers: {
+      ...(options.headers ?? githubHeaders(SECRET, 'never finished')),
+      'content-length': String(declared),
+    },
   });
   req.on('error', () => undefined);
   req.write('x'.repeat(bytes));
@@ -194,5 +203,40 @@ describe('receiver: the bytes of bodies read at once are bounded (real Redis)', 
     const large = signedPush(LARGE_BODY - 4_096);
     expect((await post(app, large.body, large.headers)).status).toBe(202);
     await waitForBodyBytes(app, 0);
+  });
+});
+
+describe('receiver: a delivery its headers refuse is answered before its body is read (real Redis)', () => {
+  let redis: TestRedis;
+  let app: Receiver;
+
+  beforeAll(async () => {
+    redis = await startRedis();
+    app = await startReceiver(redis.url);
+  });
+  afterAll(async () => {
+    await app.close();
+    await redis.stop();
+  });
+
+  const { 'x-hub-signature-256': _signature, ...unsigned } = githubHeaders(SECRET, 'body');
+  it.each([
+    ['GitHub, no signature', '/webhooks/github', unsigned],
+    ['GitHub, a malformed signature', '/webhooks/github', { ...unsigned, 'x-hub-signature-256': 'sha1=abc' }],
+    ['GitLab, a wrong token', '/webhooks/gitlab', gitlabHeaders({ token: 'not-the-token' })],
+    ['GitLab, no token', '/webhooks/gitlab', gitlabHeaders()],
+  ])('%s: 401 while the body is still unsent, the connection closed', async (_what, path, headers) => {
+    // 5 MB declared, one byte sent: only an answer that needs no body can come back.
+    const req = heldBody(app, 1, LARGE_BODY, { path, headers });
+    try {
+      const answer = await answerOf(req);
+
+      expect(answer.status).toBe(401);
+      expect(JSON.parse(answer.body)).toEqual({ error: 'invalid or missing webhook signature or token' });
+      expect(answer.headers.connection).toBe('close');
+      expect(await queuedCount(app)).toBe(0);
+    } finally {
+      req.destroy();
+    }
   });
 });

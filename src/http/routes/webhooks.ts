@@ -106,14 +106,24 @@ export function createWebhookReceiver(deps: AppDeps): WebhookReceiver {
       sendError(res, 401, UNAUTHORIZED);
       return;
     }
+    const reject = (why: string): void => {
+      log().warn({ reason: why }, 'webhook rejected: signature or token did not verify');
+      done('unauthorized');
+      sendError(res, 401, UNAUTHORIZED);
+    };
+    // Refused on its headers, a body is never read: an unsigned flood costs no memory.
+    const refused = provider.refuseFromHeaders(req.headers, now());
+    if (refused) {
+      res.setHeader('Connection', 'close');
+      reject(refused.why);
+      return;
+    }
     try {
       const rawBody = await readRawBody(req, deps.config.server.bodyLimit, { budget: bodies, until: res });
       const text = rawBody.toString('utf8');
       const verified = await provider.verify({ headers: req.headers, rawBody, text, now: now() });
       if (!verified.ok) {
-        log().warn({ reason: verified.why }, 'webhook rejected: signature or token did not verify');
-        done('unauthorized');
-        sendError(res, 401, UNAUTHORIZED);
+        reject(verified.why);
         return;
       }
       const eventName = provider.eventName(req.headers);

@@ -1,5 +1,5 @@
 import { verify } from '@octokit/webhooks-methods';
-import { header, type VerifyInput, type VerifyResult } from '../types.js';
+import { header, type Refusal, type VerifyInput, type VerifyResult, type WebhookHeaders } from '../types.js';
 
 const SIGNATURE = /^sha256=[0-9a-f]{64}$/;
 
@@ -12,13 +12,25 @@ export async function verifyGithubSignature(
   secrets: readonly string[],
   input: VerifyInput,
 ): Promise<VerifyResult> {
-  if (secrets.length === 0) return { ok: false, why: 'not_configured' };
-  const signature = header(input.headers, 'x-hub-signature-256');
-  if (!signature) return { ok: false, why: 'missing' };
-  if (!SIGNATURE.test(signature) || input.rawBody.length === 0) return { ok: false, why: 'mismatch' };
+  const refused = refuseGithubHeaders(secrets, input.headers);
+  if (refused) return refused;
+  const signature = header(input.headers, 'x-hub-signature-256')!;
+  if (input.rawBody.length === 0) return { ok: false, why: 'mismatch' };
   const payload = input.text ?? input.rawBody.toString('utf8');
   const results = await Promise.all(
     secrets.map((secret) => verify(secret, payload, signature).catch(() => false)),
   );
   return results.some(Boolean) ? { ok: true } : { ok: false, why: 'mismatch' };
+}
+
+/** What the headers alone decide, before any of the body is read: no or a malformed signature. */
+export function refuseGithubHeaders(
+  secrets: readonly string[],
+  headers: WebhookHeaders,
+): Refusal | undefined {
+  if (secrets.length === 0) return { ok: false, why: 'not_configured' };
+  const signature = header(headers, 'x-hub-signature-256');
+  if (!signature) return { ok: false, why: 'missing' };
+  if (!SIGNATURE.test(signature)) return { ok: false, why: 'mismatch' };
+  return undefined;
 }
