@@ -125,21 +125,23 @@ async function waitForBodyBytes(app: Receiver, wanted: number): Promise<void> {
   }
 }
 
+let redis: TestRedis;
+
+beforeAll(async () => {
+  redis = await startRedis();
+});
+afterAll(async () => {
+  await redis.stop();
+});
+
 describe('receiver: the bytes of bodies read at once are bounded (real Redis)', () => {
-  let redis: TestRedis;
   let app: Receiver;
   let held: ClientRequest[] = [];
 
-  beforeAll(async () => {
-    redis = await startRedis();
-  });
   afterEach(async () => {
     for (const req of held) req.destroy();
     held = [];
     await app.close();
-  });
-  afterAll(async () => {
-    await redis.stop();
   });
 
   /** Six bodies of 5 MB held: 30 of the 33.5 MB the receiver may hold. */
@@ -207,16 +209,13 @@ describe('receiver: the bytes of bodies read at once are bounded (real Redis)', 
 });
 
 describe('receiver: a delivery its headers refuse is answered before its body is read (real Redis)', () => {
-  let redis: TestRedis;
   let app: Receiver;
 
   beforeAll(async () => {
-    redis = await startRedis();
     app = await startReceiver(redis.url);
   });
   afterAll(async () => {
     await app.close();
-    await redis.stop();
   });
 
   const { 'x-hub-signature-256': _signature, ...unsigned } = githubHeaders(SECRET, 'body');
