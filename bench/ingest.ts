@@ -93,7 +93,7 @@ const INGEST_NOTES = [
   'before the one above (16:22 UTC that day, baseline 8.6k and 9.4k req/s, autocannon 97–104 µs a',
   'request): floor 0.63× and 0.61×, pushgate 0.57× and 0.60× (0.97× and 0.98× of the floor), plateau',
   '0.58×. The run above is of a machine half as fast (baseline 4.8k req/s, autocannon 179–189 µs a',
-  'request), where the load generator leaves the servers more of the two cores.',
+  'request), where the load generator costs more beside the servers, so they are less the limit.',
   'Where the servers are the limit (the fast machines of 2026-11-27 and -28), a receiver that queues with',
   "BullMQ and does nothing else is at or below the 0.6× target itself, so the target leaves pushgate's",
   'guarantees no room there; pushgate / floor is the figure its own code decides.',
