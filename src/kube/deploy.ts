@@ -20,6 +20,7 @@ import {
 } from './inventory.js';
 import { settleWithConcurrency } from './map-with-concurrency.js';
 import { CONCURRENCY, needsStageOne, planObjects, type PlannedObject } from './plan.js';
+import { dryRunInStandInNamespace } from './stand-in-dry-run.js';
 import { pruneObjects } from './prune.js';
 import { DeployError, type DeployOutcome, type DeployRequest } from './types.js';
 import { waitForCrdsEstablished, waitForReadiness } from './wait.js';
@@ -92,23 +93,33 @@ interface Planned {
 }
 
 /**
- * Dry-runs stage 1 (Namespaces, CRDs), then every stage-2 object that does not need them;
- * collects every rejection. Nothing is written.
+ * Dry-runs stage 1 (Namespaces, CRDs), then every stage-2 object that does not need them,
+ * and the objects bound for a new Namespace in `standIn` (an existing namespace, when there
+ * is one); collects every rejection. Nothing is written.
  */
 async function dryRunBeforeWrites(
   client: ClusterClient,
   objects: readonly PreparedObject[],
+  standIn: string | undefined,
   signal: AbortSignal | undefined,
 ): Promise<Planned & { failures: ObjectFailure[] }> {
   const ordered = [...objects].sort((a, b) => a.stage - b.stage || compareApplyOrder(a.ref, b.ref));
   const stageOne = ordered.filter((object) => object.stage === 1);
   const first = await planObjects(client, stageOne, signal);
-  const deferred = needsStageOne(ordered, first.planned);
+  const needs = needsStageOne(ordered, first.planned);
+  const deferred = new Set(needs.keys());
   const early = ordered.filter((object) => object.stage === 2 && !deferred.has(object));
-  const second = await planObjects(client, early, signal);
+  const forNamespace = [...needs].filter(([, need]) => need === 'namespace').map(([object]) => object);
+  const [second, standInFailures] = await Promise.all([
+    planObjects(client, early, signal),
+    standIn && forNamespace.length > 0
+      ? dryRunInStandInNamespace(client, forNamespace, standIn, signal)
+      : Promise.resolve([]),
+  ]);
   const actions = new Map<PreparedObject, PlannedObject['action']>();
   for (const { object, action } of [...first.planned, ...second.planned]) actions.set(object, action);
-  return { ordered, actions, deferred, failures: [...first.failures, ...second.failures] };
+  const failures = [...first.failures, ...second.failures, ...standInFailures];
+  return { ordered, actions, deferred, failures };
 }
 
 /**
@@ -153,7 +164,8 @@ async function applyChanged(
  *
  * Objects of a CRD or in a Namespace that this same set introduces are dry-run after stage 1
  * is applied, still before any stage-2 write: when one of them is rejected, stage 1 (and
- * only stage 1) has been applied.
+ * only stage 1) has been applied. Those bound for a new Namespace are also dry-run in the
+ * environment's namespace before any write, which catches what is wrong with the object itself.
  */
 export async function deployToCluster(client: ClusterClient, request: DeployRequest): Promise<DeployOutcome> {
   const { environment, signal } = request;
@@ -205,7 +217,9 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
     );
   }
 
-  const plan = await dryRunBeforeWrites(client, objects, signal);
+  // The environment's namespace stands in for new ones in the dry-run before any write.
+  const standIn = namespaceExists ? environment.namespace : undefined;
+  const plan = await dryRunBeforeWrites(client, objects, standIn, signal);
   const { ordered, actions, deferred } = plan;
   const results = new Results(ordered, 'not applied: the deploy stopped before this object');
   if (plan.failures.length > 0) {
@@ -445,15 +459,20 @@ export interface RenderRequest {
 
 /**
  * What a deploy would apply, in file order: validated, policy-checked and server-side
- * dry-run (no writes). Objects that need a Namespace or CRD introduced by the same set are
- * validated locally only, since the server cannot judge them before those exist.
+ * dry-run (no writes). Objects of a CRD introduced by the same set are validated locally
+ * only, since the server cannot judge them before it exists; objects bound for a Namespace
+ * the set introduces are dry-run in the environment's namespace instead.
  */
 export async function renderForCluster(
   client: ClusterClient,
   request: RenderRequest,
 ): Promise<ManifestObject[]> {
-  const objects = await validate(client, request.environment, request.manifests);
-  const plan = await dryRunBeforeWrites(client, objects, request.signal);
+  const { environment, signal } = request;
+  const objects = await validate(client, environment, request.manifests);
+  // Only the check in a stand-in namespace needs to know; render must not fail for it.
+  const namespaceExists = await inventoryNamespaceExists(client, environment, signal).catch(() => false);
+  const standIn = namespaceExists ? environment.namespace : undefined;
+  const plan = await dryRunBeforeWrites(client, objects, standIn, signal);
   if (plan.failures.length > 0) {
     const results = new Results(plan.ordered, 'not applied: dry-run of the set failed');
     results.fail(plan.failures);

@@ -86,6 +86,9 @@ interface CrdNames {
   names?: { kind?: unknown };
 }
 
+/** Why an object waits for stage 1: its kind's CRD, or only its Namespace, is new. */
+export type StageOneNeed = 'kind' | 'namespace';
+
 /**
  * Objects that cannot be dry-run until stage 1 is applied: custom resources whose CRD in
  * this set is new or changed (the server does not know the new schema yet), and objects in
@@ -94,7 +97,7 @@ interface CrdNames {
 export function needsStageOne(
   objects: readonly PreparedObject[],
   stageOne: readonly PlannedObject[],
-): Set<PreparedObject> {
+): Map<PreparedObject, StageOneNeed> {
   const newKinds = new Set<string>();
   const newNamespaces = new Set<string>();
   for (const { object, action } of stageOne) {
@@ -104,12 +107,13 @@ export function needsStageOne(
       newKinds.add(`${String(spec.group)}|${String(spec.names?.kind)}`);
     }
   }
-  const deferred = new Set<PreparedObject>();
+  const deferred = new Map<PreparedObject, StageOneNeed>();
   for (const object of objects) {
     if (object.stage !== 2) continue;
     const newKind = object.kindFromSet && newKinds.has(`${object.resource.group}|${object.ref.kind}`);
     const newNamespace = object.ref.namespace !== undefined && newNamespaces.has(object.ref.namespace);
-    if (newKind || newNamespace) deferred.add(object);
+    if (newKind) deferred.set(object, 'kind');
+    else if (newNamespace) deferred.set(object, 'namespace');
   }
   return deferred;
 }

@@ -33,6 +33,13 @@ const DEPLOYMENTS: ResourceInfo = {
   plural: 'deployments',
   namespaced: true,
 };
+const NAMESPACES: ResourceInfo = {
+  group: '',
+  version: 'v1',
+  kind: 'Namespace',
+  plural: 'namespaces',
+  namespaced: false,
+};
 const CRDS: ResourceInfo = {
   group: 'apiextensions.k8s.io',
   version: 'v1',
@@ -683,6 +690,166 @@ describe('deployToCluster with stage 1 objects', () => {
 
     expect(actions(outcome.resources)).toEqual([`Namespace/${fresh}:created`, 'ConfigMap/inside:created']);
     expect(await kube.get(CONFIG_MAPS, fresh, 'inside')).toBeDefined();
+  });
+
+  it('rejects a bad object bound for a new Namespace before creating the Namespace', async () => {
+    const home = await createTestNamespace('apply-ns-bad');
+    const fresh = `${home.name}-new`;
+    const env = environmentFor(home.name, {
+      allow: { namespaces: [home.name, `${home.name}-*`], clusterScoped: true },
+    });
+    const kube = client();
+    const objects = manifests(
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: fresh } },
+      configMap('plain'),
+      { ...service('bad', 99999), metadata: { name: 'bad', namespace: fresh } },
+      {
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: 'typo', namespace: fresh },
+        dataa: { k: 'v' },
+      },
+    );
+    const set = request(env, objects);
+
+    const error = await rejection(deployToCluster(kube, set));
+
+    expect(error.code).toBe('apply_rejected');
+    expect(error.permanent).toBe(true);
+    expect(error.message).toMatch(/^server-side dry-run rejected the set, nothing was changed:/);
+    const checkedIn = `dry-run rejected (checked in namespace ${home.name} until ${fresh} exists)`;
+    expect(error.message).toContain(
+      `env/app.yaml document 3: v1 Service ${fresh}/bad: ${checkedIn} (HTTP 422)`,
+    );
+    expect(error.message).toMatch(/99999/);
+    expect(error.message).toContain(`env/app.yaml document 4: v1 ConfigMap ${fresh}/typo: ${checkedIn}`);
+    expect(error.message).toMatch(/dataa/);
+    expect(actions(error.resources)).toEqual([
+      `Namespace/${fresh}:skipped`,
+      'ConfigMap/plain:skipped',
+      'ConfigMap/typo:failed',
+      'Service/bad:failed',
+    ]);
+    expect(await kube.get(NAMESPACES, undefined, fresh)).toBeUndefined();
+    expect(await kube.get(CONFIG_MAPS, home.name, 'plain')).toBeUndefined();
+    expect(set.count).toBe(0);
+
+    const rendered = await rejection(renderForCluster(kube, { environment: env, manifests: objects }));
+    expect(rendered.message).toContain(checkedIn);
+  });
+
+  it('checks an object bound for a new Namespace as a creation, though its name is taken in the environment namespace', async () => {
+    const home = await createTestNamespace('apply-ns-namesake');
+    const fresh = `${home.name}-new`;
+    const env = environmentFor(home.name, {
+      allow: { namespaces: [home.name, `${home.name}-*`], clusterScoped: true },
+    });
+    const kube = client();
+    // A Deployment's selector is immutable: dry-run over this one, the new one would be refused.
+    const namesake = deployment('web');
+    namesake.spec.selector.matchLabels.app = 'older';
+    namesake.spec.template.metadata.labels.app = 'older';
+    await kube.apply(DEPLOYMENTS, { ...namesake, metadata: { name: 'web', namespace: home.name } });
+
+    const outcome = await deployToCluster(
+      kube,
+      request(
+        env,
+        manifests(
+          { apiVersion: 'v1', kind: 'Namespace', metadata: { name: fresh } },
+          { ...deployment('web'), metadata: { name: 'web', namespace: fresh } },
+        ),
+      ),
+    );
+
+    expect(actions(outcome.resources)).toEqual([`Namespace/${fresh}:created`, 'Deployment/web:created']);
+    expect((await kube.get(DEPLOYMENTS, fresh, 'web'))?.spec).toMatchObject({
+      selector: { matchLabels: { app: 'web' } },
+    });
+    expect((await kube.get(DEPLOYMENTS, home.name, 'web'))?.spec).toMatchObject({
+      selector: { matchLabels: { app: 'older' } },
+    });
+  });
+
+  it('does not hold an admission denial in the environment namespace against an object bound for a new one', async () => {
+    const home = await createTestNamespace('apply-ns-admission');
+    const fresh = `${home.name}-new`;
+    const env = environmentFor(home.name, {
+      allow: { namespaces: [home.name, `${home.name}-*`], clusterScoped: true },
+    });
+    const kube = client();
+    const policy = `${home.name}-no-guarded`;
+    const guarded = configMap('guarded', { key: 'value' }, { namespace: fresh, labels: { guarded: 'yes' } });
+    await kube.transport.request({
+      method: 'POST',
+      path: '/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies',
+      body: {
+        apiVersion: 'admissionregistration.k8s.io/v1',
+        kind: 'ValidatingAdmissionPolicy',
+        metadata: { name: policy },
+        spec: {
+          failurePolicy: 'Fail',
+          matchConstraints: {
+            resourceRules: [
+              {
+                apiGroups: [''],
+                apiVersions: ['v1'],
+                operations: ['CREATE', 'UPDATE'],
+                resources: ['configmaps'],
+              },
+            ],
+          },
+          // Invalid answers 422, as the API server's own validation does.
+          validations: [
+            { expression: 'false', message: 'guarded ConfigMaps are refused here', reason: 'Invalid' },
+          ],
+        },
+      },
+    });
+    await kube.transport.request({
+      method: 'POST',
+      path: '/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings',
+      body: {
+        apiVersion: 'admissionregistration.k8s.io/v1',
+        kind: 'ValidatingAdmissionPolicyBinding',
+        metadata: { name: policy },
+        spec: {
+          policyName: policy,
+          validationActions: ['Deny'],
+          matchResources: {
+            namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': home.name } },
+            objectSelector: { matchLabels: { guarded: 'yes' } },
+          },
+        },
+      },
+    });
+    try {
+      // The API server takes the policy up within a second or so.
+      const inHome = { ...guarded, metadata: { ...guarded.metadata, namespace: home.name } };
+      await expect
+        .poll(
+          () =>
+            kube.apply(CONFIG_MAPS, inHome, { dryRun: true }).then(
+              () => 'admitted',
+              (error: unknown) => String(error),
+            ),
+          { timeout: 20_000, interval: 100 },
+        )
+        .toMatch(/guarded ConfigMaps are refused here/);
+
+      const outcome = await deployToCluster(
+        kube,
+        request(env, manifests({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: fresh } }, guarded)),
+      );
+
+      expect(actions(outcome.resources)).toEqual([`Namespace/${fresh}:created`, 'ConfigMap/guarded:created']);
+    } finally {
+      for (const plural of ['validatingadmissionpolicybindings', 'validatingadmissionpolicies'])
+        await kube.transport.request({
+          method: 'DELETE',
+          path: `/apis/admissionregistration.k8s.io/v1/${plural}/${policy}`,
+        });
+    }
   });
 });
 
