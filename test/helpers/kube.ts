@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { inject } from 'vitest';
+import type { ResourceInfo } from '../../src/manifests/resource-info.js';
 
 /** Path of the admin kubeconfig that test/global-setup.ts wrote for this run. */
 export function kubeconfigPathFromTest(): string {
@@ -57,3 +58,12 @@ export async function createTestNamespace(
     },
   };
 }
+
+/** Namespaces, for ClusterClient reads in tests. */
+export const NAMESPACES: ResourceInfo = {
+  group: '',
+  version: 'v1',
+  kind: 'Namespace',
+  plural: 'namespaces',
+  namespaced: false,
+};

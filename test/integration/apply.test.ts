@@ -10,7 +10,12 @@ import type { DeployError } from '../../src/kube/types.js';
 import { type DeployRequest } from '../../src/kube/types.js';
 import type { ResourceInfo } from '../../src/manifests/resource-info.js';
 import type { LoadedManifest } from '../../src/manifests/types.js';
-import { createTestNamespace, kubeconfigPathFromTest, uniqueNamespaceName } from '../helpers/kube.js';
+import {
+  createTestNamespace,
+  kubeconfigPathFromTest,
+  NAMESPACES,
+  uniqueNamespaceName,
+} from '../helpers/kube.js';
 
 const CONFIG_MAPS: ResourceInfo = {
   group: '',
@@ -32,13 +37,6 @@ const DEPLOYMENTS: ResourceInfo = {
   kind: 'Deployment',
   plural: 'deployments',
   namespaced: true,
-};
-const NAMESPACES: ResourceInfo = {
-  group: '',
-  version: 'v1',
-  kind: 'Namespace',
-  plural: 'namespaces',
-  namespaced: false,
 };
 const CRDS: ResourceInfo = {
   group: 'apiextensions.k8s.io',

@@ -8,15 +8,13 @@ import { readInventory } from '../../src/kube/inventory.js';
 import type { DeployRequest } from '../../src/kube/types.js';
 import type { ResourceInfo } from '../../src/manifests/resource-info.js';
 import type { LoadedManifest } from '../../src/manifests/types.js';
-import { createTestNamespace, kubeconfigPathFromTest, uniqueNamespaceName } from '../helpers/kube.js';
+import {
+  createTestNamespace,
+  kubeconfigPathFromTest,
+  NAMESPACES,
+  uniqueNamespaceName,
+} from '../helpers/kube.js';
 
-const NAMESPACES: ResourceInfo = {
-  group: '',
-  version: 'v1',
-  kind: 'Namespace',
-  plural: 'namespaces',
-  namespaced: false,
-};
 const CRDS: ResourceInfo = {
   group: 'apiextensions.k8s.io',
   version: 'v1',
