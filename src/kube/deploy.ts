@@ -94,13 +94,13 @@ interface Planned {
 
 /**
  * Dry-runs stage 1 (Namespaces, CRDs), then every stage-2 object that does not need them,
- * and the objects bound for a new Namespace in `standIn` (an existing namespace, when there
- * is one); collects every rejection. Nothing is written.
+ * and the objects bound for a new Namespace in `standIn`, a namespace that exists; collects
+ * every rejection. Nothing is written.
  */
 async function dryRunBeforeWrites(
   client: ClusterClient,
   objects: readonly PreparedObject[],
-  standIn: string | undefined,
+  standIn: string,
   signal: AbortSignal | undefined,
 ): Promise<Planned & { failures: ObjectFailure[] }> {
   const ordered = [...objects].sort((a, b) => a.stage - b.stage || compareApplyOrder(a.ref, b.ref));
@@ -112,7 +112,7 @@ async function dryRunBeforeWrites(
   const forNamespace = [...needs].filter(([, need]) => need === 'namespace').map(([object]) => object);
   const [second, standInFailures] = await Promise.all([
     planObjects(client, early, signal),
-    standIn && forNamespace.length > 0
+    forNamespace.length > 0
       ? dryRunInStandInNamespace(client, forNamespace, standIn, signal)
       : Promise.resolve([]),
   ]);
@@ -120,6 +120,15 @@ async function dryRunBeforeWrites(
   for (const { object, action } of [...first.planned, ...second.planned]) actions.set(object, action);
   const failures = [...first.failures, ...second.failures, ...standInFailures];
   return { ordered, actions, deferred, failures };
+}
+
+/**
+ * Where objects bound for a new Namespace are dry-run before any write: the environment's
+ * own namespace, or, on the first deploy that creates it, `default`, which every cluster
+ * starts with (without rights there the check is simply inconclusive).
+ */
+function standInNamespace(environment: EnvironmentConfig, namespaceExists: boolean): string {
+  return namespaceExists ? environment.namespace : 'default';
 }
 
 /**
@@ -217,9 +226,12 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
     );
   }
 
-  // The environment's namespace stands in for new ones in the dry-run before any write.
-  const standIn = namespaceExists ? environment.namespace : undefined;
-  const plan = await dryRunBeforeWrites(client, objects, standIn, signal);
+  const plan = await dryRunBeforeWrites(
+    client,
+    objects,
+    standInNamespace(environment, namespaceExists),
+    signal,
+  );
   const { ordered, actions, deferred } = plan;
   const results = new Results(ordered, 'not applied: the deploy stopped before this object');
   if (plan.failures.length > 0) {
@@ -469,10 +481,14 @@ export async function renderForCluster(
 ): Promise<ManifestObject[]> {
   const { environment, signal } = request;
   const objects = await validate(client, environment, request.manifests);
-  // Only the check in a stand-in namespace needs to know; render must not fail for it.
+  // Only the choice of a stand-in namespace needs to know; render must not fail for it.
   const namespaceExists = await inventoryNamespaceExists(client, environment, signal).catch(() => false);
-  const standIn = namespaceExists ? environment.namespace : undefined;
-  const plan = await dryRunBeforeWrites(client, objects, standIn, signal);
+  const plan = await dryRunBeforeWrites(
+    client,
+    objects,
+    standInNamespace(environment, namespaceExists),
+    signal,
+  );
   if (plan.failures.length > 0) {
     const results = new Results(plan.ordered, 'not applied: dry-run of the set failed');
     results.fail(plan.failures);

@@ -736,6 +736,29 @@ describe('deployToCluster with stage 1 objects', () => {
     expect(rendered.message).toContain(checkedIn);
   });
 
+  it('rejects a bad object on the first deploy, which creates the environment namespace, by a check in default', async () => {
+    const fresh = uniqueNamespaceName('apply-ns-first');
+    const env = environmentFor(fresh, { allow: { namespaces: [fresh], clusterScoped: true } });
+    const kube = client();
+    const set = request(
+      env,
+      manifests(
+        { apiVersion: 'v1', kind: 'Namespace', metadata: { name: fresh } },
+        { ...service('bad', 99999), metadata: { name: 'bad', namespace: fresh } },
+      ),
+    );
+
+    const error = await rejection(deployToCluster(kube, set));
+
+    expect(error.message).toMatch(/^server-side dry-run rejected the set, nothing was changed:/);
+    expect(error.message).toContain(
+      `dry-run rejected (checked in namespace default until ${fresh} exists) (HTTP 422)`,
+    );
+    expect(actions(error.resources)).toEqual([`Namespace/${fresh}:skipped`, 'Service/bad:failed']);
+    expect(await kube.get(NAMESPACES, undefined, fresh)).toBeUndefined();
+    expect(set.count).toBe(0);
+  });
+
   it('checks an object bound for a new Namespace as a creation, though its name is taken in the environment namespace', async () => {
     const home = await createTestNamespace('apply-ns-namesake');
     const fresh = `${home.name}-new`;
