@@ -110,12 +110,10 @@ async function dryRunBeforeWrites(
   const deferred = new Set(needs.keys());
   const early = ordered.filter((object) => object.stage === 2 && !deferred.has(object));
   const forNamespace = [...needs].filter(([, need]) => need === 'namespace').map(([object]) => object);
-  const [second, standInFailures] = await Promise.all([
-    planObjects(client, early, signal),
-    forNamespace.length > 0
-      ? dryRunInStandInNamespace(client, forNamespace, standIn, signal)
-      : Promise.resolve([]),
-  ]);
+  const second = await planObjects(client, early, signal);
+  // One after the other: each keeps its own CONCURRENCY requests in flight, not twice that.
+  const standInFailures =
+    forNamespace.length > 0 ? await dryRunInStandInNamespace(client, forNamespace, standIn, signal) : [];
   const actions = new Map<PreparedObject, PlannedObject['action']>();
   for (const { object, action } of [...first.planned, ...second.planned]) actions.set(object, action);
   const failures = [...first.failures, ...second.failures, ...standInFailures];
