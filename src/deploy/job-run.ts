@@ -142,9 +142,14 @@ export class JobRun {
   }
 
   private finish(state: JobState): void {
-    const seconds = (Date.now() - this.startedMs) / 1000;
-    this.deps.metrics.deployDuration.observe({ environment: this.environment.name, state }, seconds);
-    this.deps.metrics.jobsFinished.inc({ environment: this.environment.name, state });
+    const labels = { environment: this.environment.name, state };
+    const finishedMs = Date.parse(this.record.finishedAt ?? '') || Date.now();
+    this.deps.metrics.deployDuration.observe(labels, (finishedMs - this.startedMs) / 1000);
+    // What the pusher waited, as the job record shows it: from receipt to the end.
+    const receivedMs = Date.parse(this.record.receivedAt);
+    if (Number.isFinite(receivedMs))
+      this.deps.metrics.jobLatency.observe(labels, Math.max(0, finishedMs - receivedMs) / 1000);
+    this.deps.metrics.jobsFinished.inc(labels);
   }
 
   private report(

@@ -7,6 +7,7 @@ export interface Metrics {
   jobsFinished: Counter<'environment' | 'state'>;
   jobsByState: Gauge<'state'>;
   deployDuration: Histogram<'environment' | 'state'>;
+  jobLatency: Histogram<'environment' | 'state'>;
   queueDepth: Gauge<'state'>;
   webhookBodyBytes: Gauge;
 }
@@ -38,6 +39,13 @@ export function createMetrics(): Metrics {
       help: 'Time from a worker taking a deploy job to its end',
       labelNames: ['environment', 'state'],
       buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600],
+      registers: [registry],
+    }),
+    jobLatency: new Histogram({
+      name: 'pushgate_job_latency_seconds',
+      help: 'Time from a job being received (webhook, sync request, reconcile tick) to its end, queue wait and retries included; for succeeded, push to live',
+      labelNames: ['environment', 'state'],
+      buckets: [0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800],
       registers: [registry],
     }),
     queueDepth: new Gauge({

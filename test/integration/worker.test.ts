@@ -116,6 +116,18 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
       lastAppliedSha: sha,
       lastJobId: record.id,
     });
+    // Push to live, as the record shows it, for dashboards and alerts.
+    const latency = await harness.metrics.jobLatency.get();
+    const sample = (name: string): number | undefined =>
+      latency.values.find(
+        (value) =>
+          value.metricName === name &&
+          value.labels.environment === 'web' &&
+          value.labels.state === 'succeeded',
+      )?.value;
+    expect(sample('pushgate_job_latency_seconds_count')).toBe(1);
+    const waited = (Date.parse(record.finishedAt!) - Date.parse(record.receivedAt)) / 1000;
+    expect(sample('pushgate_job_latency_seconds_sum')).toBeCloseTo(waited, 3);
   });
 
   it('a second push prunes the deleted file’s object and reports configured and unchanged', async () => {
