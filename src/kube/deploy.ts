@@ -90,6 +90,8 @@ interface Planned {
   actions: Map<PreparedObject, PlannedObject['action']>;
   /** Not dry-run yet: they need the Namespaces/CRDs of stage 1 to exist first. */
   deferred: Set<PreparedObject>;
+  /** How many of those were dry-run in a stand-in namespace meanwhile, and which one. */
+  standIn: { namespace: string; tried: number };
 }
 
 /**
@@ -117,7 +119,13 @@ async function dryRunBeforeWrites(
   const actions = new Map<PreparedObject, PlannedObject['action']>();
   for (const { object, action } of [...first.planned, ...second.planned]) actions.set(object, action);
   const failures = [...first.failures, ...second.failures, ...standInFailures];
-  return { ordered, actions, deferred, failures };
+  return {
+    ordered,
+    actions,
+    deferred,
+    standIn: { namespace: standIn, tried: forNamespace.length },
+    failures,
+  };
 }
 
 /**
@@ -240,8 +248,12 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
       results.list('not applied: dry-run of the set failed'),
     );
   }
+  const tried =
+    plan.standIn.tried > 0
+      ? ` (${plan.standIn.tried} tried first in namespace ${plan.standIn.namespace})`
+      : '';
   progress(
-    `dry-run ok: ${actions.size} objects${deferred.size > 0 ? `, ${deferred.size} after stage 1` : ''}`,
+    `dry-run ok: ${actions.size} objects${deferred.size > 0 ? `, ${deferred.size} after stage 1${tried}` : ''}`,
     summarize(actions),
   );
 

@@ -772,6 +772,7 @@ describe('deployToCluster with stage 1 objects', () => {
     namesake.spec.template.metadata.labels.app = 'older';
     await kube.apply(DEPLOYMENTS, { ...namesake, metadata: { name: 'web', namespace: home.name } });
 
+    const progress: string[] = [];
     const outcome = await deployToCluster(
       kube,
       request(
@@ -780,10 +781,14 @@ describe('deployToCluster with stage 1 objects', () => {
           { apiVersion: 'v1', kind: 'Namespace', metadata: { name: fresh } },
           { ...deployment('web'), metadata: { name: 'web', namespace: fresh } },
         ),
+        { onProgress: (message) => progress.push(message) },
       ),
     );
 
     expect(actions(outcome.resources)).toEqual([`Namespace/${fresh}:created`, 'Deployment/web:created']);
+    expect(progress).toContain(
+      `dry-run ok: 1 objects, 1 after stage 1 (1 tried first in namespace ${home.name})`,
+    );
     expect((await kube.get(DEPLOYMENTS, fresh, 'web'))?.spec).toMatchObject({
       selector: { matchLabels: { app: 'web' } },
     });
