@@ -180,7 +180,8 @@ async function applyChanged(
  * Objects of a CRD or in a Namespace that this same set introduces are dry-run after stage 1
  * is applied, still before any stage-2 write: when one of them is rejected, stage 1 (and
  * only stage 1) has been applied. Those bound for a new Namespace are also dry-run in the
- * environment's namespace before any write, which catches what is wrong with the object itself.
+ * environment's namespace (or `default`) before any write, which catches what is wrong with
+ * the object itself.
  */
 export async function deployToCluster(client: ClusterClient, request: DeployRequest): Promise<DeployOutcome> {
   const { environment, signal } = request;
@@ -483,7 +484,7 @@ export interface RenderRequest {
  * What a deploy would apply, in file order: validated, policy-checked and server-side
  * dry-run (no writes). Objects of a CRD introduced by the same set are validated locally
  * only, since the server cannot judge them before it exists; objects bound for a Namespace
- * the set introduces are dry-run in the environment's namespace instead.
+ * the set introduces are dry-run in the environment's namespace (or `default`) instead.
  */
 export async function renderForCluster(
   client: ClusterClient,

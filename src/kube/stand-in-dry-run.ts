@@ -21,10 +21,11 @@ function rejectsTheObject(error: unknown): boolean {
 
 /**
  * Objects bound for a Namespace that the same set creates cannot be dry-run before it exists.
- * So that a bad one still fails the job before any write, each is dry-run once in `standIn`, a
- * namespace that does exist (the environment's own, else `default`); only rejections that cannot depend on the
- * namespace count, and an object whose name is taken there is left to its real dry-run after
- * stage 1. Objects that pass are still dry-run in their own namespace once it exists.
+ * So that a bad one still fails the job before any write, each is dry-run once in `standIn`,
+ * a namespace that does exist (the environment's own, else `default`); only rejections that
+ * cannot depend on the namespace count, and an object whose name is taken there is left to
+ * its real dry-run after stage 1. Objects that pass are still dry-run in their own namespace
+ * once it exists.
  */
 export async function dryRunInStandInNamespace(
   client: ClusterClient,
