@@ -63,9 +63,9 @@ export async function runDeployPipeline(deps: PipelineDeps, job: PipelineJob): P
       manifests,
       sha: decision.sha,
       jobId: job.jobId,
-      logger,
+      // The engine logs each step itself; the commit goes on its every line.
+      logger: logger.child({ sha: decision.sha }),
       assertLockHeld: job.lock.assertHeld,
-      onProgress: (message) => logger.info({ sha: decision.sha }, message),
       signal: job.signal,
     });
     return { outcome: 'applied', sha: decision.sha, resources: outcome.resources };

@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { runSync } from '../../src/commands/sync.js';
 import { JobRun } from '../../src/deploy/job-run.js';
 import { PushgateError } from '../../src/lib/errors.js';
-import { silentLogger } from '../../src/lib/logger.js';
+import { createLogger, silentLogger } from '../../src/lib/logger.js';
 import { createCommitStatusReporter } from '../../src/status/reporters/commit-status-reporter.js';
 import { readSecrets } from '../../src/config/secrets.js';
 import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
@@ -128,6 +128,27 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
     expect(sample('pushgate_job_latency_seconds_count')).toBe(1);
     const waited = (Date.parse(record.finishedAt!) - Date.parse(record.receivedAt)) / 1000;
     expect(sample('pushgate_job_latency_seconds_sum')).toBeCloseTo(waited, 3);
+  });
+
+  it('logs each deploy step once, with the job id, environment and commit', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = createLogger({
+      level: 'info',
+      destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) },
+    });
+    await harness.startWorker({ logger });
+    const sha = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
+
+    const record = await harness.waitForJob(await harness.webhook('web', sha));
+
+    expect(record.state).toBe('succeeded');
+    const steps = lines.filter(
+      (line) => line.msg === 'dry-run ok: 1 objects' || line.msg === 'applied: 1 objects',
+    );
+    expect(steps).toEqual([
+      expect.objectContaining({ msg: 'dry-run ok: 1 objects', jobId: record.id, environment: 'web', sha }),
+      expect.objectContaining({ msg: 'applied: 1 objects', jobId: record.id, environment: 'web', sha }),
+    ]);
   });
 
   it('a second push prunes the deleted file’s object and reports configured and unchanged', async () => {
