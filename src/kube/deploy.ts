@@ -1,4 +1,5 @@
 import type { EnvironmentConfig } from '../config/schema.js';
+import { counted } from '../lib/counted.js';
 import { matchAnyGlob } from '../manifests/glob.js';
 import { applyStage, compareApplyOrder, groupByRank } from '../manifests/order.js';
 import { policyError, policyViolations } from '../manifests/policy.js';
@@ -20,8 +21,8 @@ import {
 } from './inventory.js';
 import { settleWithConcurrency } from './map-with-concurrency.js';
 import { CONCURRENCY, needsStageOne, planObjects, type PlannedObject } from './plan.js';
-import { dryRunInStandInNamespace } from './stand-in-dry-run.js';
 import { pruneObjects } from './prune.js';
+import { dryRunInStandInNamespace } from './stand-in-dry-run.js';
 import { DeployError, type DeployOutcome, type DeployRequest } from './types.js';
 import { waitForCrdsEstablished, waitForReadiness } from './wait.js';
 
@@ -254,7 +255,7 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
       ? ` (${plan.standIn.tried} tried first in namespace ${plan.standIn.namespace})`
       : '';
   progress(
-    `dry-run ok: ${actions.size} objects${deferred.size > 0 ? `, ${deferred.size} after stage 1${tried}` : ''}`,
+    `dry-run ok: ${counted(actions.size, 'object')}${deferred.size > 0 ? `, ${deferred.size} after stage 1${tried}` : ''}`,
     summarize(actions),
   );
 
@@ -322,7 +323,7 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
     results.fail(applyFailures);
     throw failuresError(applyFailures, 'apply failed', results.list());
   }
-  progress(`applied: ${ordered.length} objects`, summarize(actions));
+  progress(`applied: ${counted(ordered.length, 'object')}`, summarize(actions));
 
   await recordAndPrune(client, request, ordered, previous, results, progress);
 
@@ -413,7 +414,7 @@ async function recordAndPrune(
     await request.assertLockHeld();
     await writeInventory(client, environment, { revision: sha, objects: [...current, ...kept] }, signal);
     progress(
-      `pruned: ${pruned.results.filter((r) => r.action === 'pruned').length} of ${stale.length} stale objects`,
+      `pruned: ${pruned.results.filter((r) => r.action === 'pruned').length} of ${counted(stale.length, 'stale object')}`,
     );
     if (pruned.failures.length > 0) {
       const lines = formatProblems(pruned.failures, 'objects could not be pruned');
@@ -447,7 +448,7 @@ async function checkHealth(
   const watched = ordered.filter((object) => isHealthChecked(object.ref));
   if (watched.length === 0) return;
   progress(
-    `waiting up to ${request.environment.healthTimeout / 1000}s for ${watched.length} workloads to be ready`,
+    `waiting up to ${request.environment.healthTimeout / 1000}s for ${counted(watched.length, 'workload')} to be ready`,
   );
   const unhealthy = await waitForReadiness(
     client,

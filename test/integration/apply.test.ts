@@ -787,7 +787,7 @@ describe('deployToCluster with stage 1 objects', () => {
 
     expect(actions(outcome.resources)).toEqual([`Namespace/${fresh}:created`, 'Deployment/web:created']);
     expect(progress).toContain(
-      `dry-run ok: 1 objects, 1 after stage 1 (1 tried first in namespace ${home.name})`,
+      `dry-run ok: 1 object, 1 after stage 1 (1 tried first in namespace ${home.name})`,
     );
     expect((await kube.get(DEPLOYMENTS, fresh, 'web'))?.spec).toMatchObject({
       selector: { matchLabels: { app: 'web' } },

@@ -143,11 +143,11 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
 
     expect(record.state).toBe('succeeded');
     const steps = lines.filter(
-      (line) => line.msg === 'dry-run ok: 1 objects' || line.msg === 'applied: 1 objects',
+      (line) => line.msg === 'dry-run ok: 1 object' || line.msg === 'applied: 1 object',
     );
     expect(steps).toEqual([
-      expect.objectContaining({ msg: 'dry-run ok: 1 objects', jobId: record.id, environment: 'web', sha }),
-      expect.objectContaining({ msg: 'applied: 1 objects', jobId: record.id, environment: 'web', sha }),
+      expect.objectContaining({ msg: 'dry-run ok: 1 object', jobId: record.id, environment: 'web', sha }),
+      expect.objectContaining({ msg: 'applied: 1 object', jobId: record.id, environment: 'web', sha }),
     ]);
   });
 
