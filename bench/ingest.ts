@@ -16,6 +16,7 @@ import autocannon from 'autocannon';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { DEPLOY_JOB_NAME, DEPLOY_JOB_OPTIONS, DEPLOY_QUEUE } from '../src/queue/job-data.js';
+import { INGEST_NOTES } from './ingest-notes.js';
 import { machineFacts, writeBenchSection } from './report.js';
 import { pacedLoadInChild, type PacedResult } from './paced-load.js';
 import { BRANCH, REPOSITORY, SECRET, signedPush } from './signed-push.js';
@@ -58,88 +59,6 @@ const EXTRA_NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '').split(/\s+/).filte
  * machine whose speed moves from minute to minute, the only fair A/B of a change.
  */
 const COMPARE_CLI = process.env.BENCH_COMPARE_CLI;
-
-/** What the profile says about the gap to the baseline, and what was done about it. */
-const INGEST_NOTES = [
-  'Where a pushgate request goes beyond the baseline: two Lua scripts in Redis instead of one `SET` (the',
-  "idempotency claim and BullMQ's `addStandardJob`, 17–33 µs of Redis time each by `INFO commandstats` on",
-  "these machines, most of a claim's being its seven commands); in the server, BullMQ's queue entry and",
-  "the claim (about a quarter of the server's instructions per webhook, most of it ioredis encoding BullMQ's",
-  'binary arguments), JSON parsing,',
-  'the signature check through @octokit/webhooks-methods (which takes the body as a string), one pino line.',
-  '',
-  'The BullMQ floor rows separate the two: what BullMQ alone costs any receiver, and what pushgate adds on',
-  'top for its guarantees (the claim that makes redelivery and same-commit pushes idempotent, the job',
-  'record the status API serves before a worker has seen the job, a log line and metrics per webhook). On',
-  'the Intel Xeon machines of two cores of 2026-11-27 and -28 the floor reached 0.50–0.64× of the baseline and',
-  'pushgate 0.43–0.55× (0.83–0.91× of the floor); on an AMD EPYC machine of two cores, about three times',
-  'as fast, 0.52× and 0.43× at 20 connections, and on another of 2026-11-28 (baseline 18.7–19.2k req/s,',
-  'autocannon 45–60 µs a request) floor 0.56× and 0.60×, pushgate 0.46× and 0.46× (20 and 64 connections).',
-  'On an AMD EPYC machine of 2026-11-28, slower than the',
-  'Intel (autocannon took 130–155 µs a request, not 65–75), the medians of ten rounds were floor 0.77× and',
-  '0.78×, pushgate 0.59× and 0.71× (20 and 64 connections). On yet another AMD EPYC machine of',
-  '2026-11-28 (12:30 UTC; baseline 8.4–8.7k req/s, autocannon 107–115 µs a request) floor 0.61× and',
-  '0.64×, pushgate 0.56× and 0.57× (0.90× and 0.91× of the floor), 0.59× plateau to plateau: the same',
-  'code is 0.43× to 0.71× of the',
-  'baseline by machine, and meets 0.6× only where the load generator, not the server, is the limit.',
-  "Since BullMQ's queue entry is written without a `Job` per webhook (2026-12-02, below), on an AMD EPYC",
-  'machine whose speed moved by a third within the hour: 0.58× and 0.60× (plateau 0.61×), then 0.54× and',
-  '0.65× (plateau 0.69×), then 0.60× and 0.64× (plateau 0.65×; 10:49 UTC); pushgate / floor 0.81–0.86×',
-  'at 20 connections and 0.95–1.01× at 64. On a faster AMD EPYC machine the same day (13:30 UTC, baseline',
-  '8.2k req/s at 20 connections): floor 0.58× and 0.64×, pushgate 0.56× and 0.59×, that is 0.95× and',
-  '0.96× of the floor, with the same server CPU per webhook as the floor at 20 connections (168 µs);',
-  'an hour later on the same machine, slower by then (baseline 6.4–6.8k req/s): floor 0.62× and 0.62×,',
-  'pushgate 0.56× and 0.65× (0.90× and 1.00× of the floor), 0.63× plateau to plateau. The run recorded',
-  'before the one above (16:22 UTC that day, baseline 8.6k and 9.4k req/s, autocannon 97–104 µs a',
-  'request): floor 0.63× and 0.61×, pushgate 0.57× and 0.60× (0.97× and 0.98× of the floor), plateau',
-  '0.58×. The run above is of a machine half as fast (baseline 4.8k req/s, autocannon 179–189 µs a',
-  'request), where the load generator costs more beside the servers, so they are less the limit.',
-  'Where the servers are the limit (the fast machines of 2026-11-27 and -28), a receiver that queues with',
-  "BullMQ and does nothing else is at or below the 0.6× target itself, so the target leaves pushgate's",
-  'guarantees no room there; pushgate / floor is the figure its own code decides.',
-  '',
-  'Main-thread instructions per webhook (`npm run bench -- instructions`, one webhook at a time, the same',
-  'on every machine): baseline 265k, floor 499–504k, pushgate 703k (718k since every answer carries',
-  '`Cache-Control: no-store` and `X-Content-Type-Options: nosniff` and the job record keeps the',
-  "status URL its commit status links to; 682–686k since BullMQ's entry is written from a template job), and",
-  'pushgate with its BullMQ',
-  "`addStandardJob` call cut out (a patched build, measured once) 531k. Were the server's main thread the",
-  'only cost, 0.6× of the baseline would need at most 441k: less than the floor, and less than pushgate',
-  "with no BullMQ at all. BullMQ's job building is the larger part of pushgate's gap: the same patched",
-  "build served 1.24–1.41× pushgate's requests/s (medians, 2026-11-28).",
-  '',
-  'Why two concurrencies: at 20 connections a receiver that batches its Redis writes still idles between',
-  'batches (pushgate runs about 70% of the time and waits for a core about 20%, by',
-  '`/proc/<pid>/schedstat`); at 64 it idles less, its batches are larger, and its CPU per webhook',
-  'of server and Redis falls by a tenth or more. The baseline is bound by autocannon at both (its CPU per',
-  'request is in the table). Why the ratios move from run to run: the load generator, the servers and',
-  'Redis share two cores, and the ratio has been seen from 0.43 to 0.71 on these machines as their speed',
-  'changed; the CPU per webhook of server and Redis together is the steadier comparison.',
-  '',
-  'Where the server time goes (V8 `--cpu-prof` of `pushgate serve` at 64 connections, 2026-11-28, share',
-  "of the server's busy time): socket writes a quarter (the corked Redis write of each batch 15%, the HTTP",
-  "answers 9%; in the floor, whose Redis writes are one per webhook, they are 37%), BullMQ's job building",
-  '14%, GC 7%, JSON.parse 6%, the HMAC through @octokit/webhooks-methods 6%, pino 5%, the claim 4%.',
-  '',
-  'Done after profiling: the claim script goes by EVALSHA; webhook posts are served by `node:http` without',
-  'express; the enqueues of one event-loop turn go out in one write on a corked socket, their claims in',
-  'one script call (Redis time per claim 21 µs alone, 16–17 µs in batches of 4–10); an ioredis pipeline',
-  'costs more to build through BullMQ than it saves, and holding enqueues until the batch ahead is',
-  'answered made Redis slower; log lines are written once per event-loop turn, and secrets are scrubbed',
-  "by key instead of pino's wildcard redaction paths (about 10 µs a line); push payloads are read field by",
-  'field instead of a zod parse; status URLs are joined to a base parsed once; the receiver runs with a',
-  '32 MiB young generation. Main-thread instructions per webhook (`npm run bench -- instructions`,',
-  'repeatable to 0.1%): 786k before the last three of these changes, 697k after. Since 2026-12-02 the',
-  "queue entry goes through BullMQ's own `addJob` script call with a job serialised once by BullMQ's",
-  '`Job.asJSON` (only id, data and timestamp differ per job; a test holds the entry to what `Queue.add`',
-  "writes) instead of a `Job` object per webhook: 717k → 682–686k. The rest of BullMQ's share is ioredis",
-  'encoding its binary (MessagePack) arguments and the script call itself. Tried and dropped:',
-  "running the claim and BullMQ's `addStandardJob` as one script (one EVALSHA per webhook: Redis CPU per",
-  'webhook unchanged, +1% instructions in the server, and it reads BullMQ internals); two receiver',
-  'processes under `node:cluster` (+6% at 20 connections, +15% at 64, still 0.55× by the median round:',
-  'on two cores shared with Redis and the load generator a second process mostly takes CPU from them; a',
-  "receiver is scaled by its Deployment's replicas).",
-];
 
 interface Child {
   process: ChildProcess;
