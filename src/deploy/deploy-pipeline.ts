@@ -3,7 +3,7 @@ import type { MirrorCache } from '../git/mirror-cache.js';
 import type { Logger } from '../lib/logger.js';
 import { loadManifests } from '../manifests/load.js';
 import type { Trigger } from '../queue/job-data.js';
-import type { ResourceResult } from '../status/job-record.js';
+import type { JobState, ResourceResult } from '../status/job-record.js';
 import type { JobStore } from '../status/job-store.js';
 import type { ApplyEngine } from './apply-engine.js';
 import type { HeldLock } from './environment-lock.js';
@@ -41,15 +41,14 @@ export async function runDeployPipeline(deps: PipelineDeps, job: PipelineJob): P
   logger.info({ head, branch: environment.branch }, 'fetched branch head');
 
   const announcedSha = trigger.sha?.toLowerCase();
-  let otherJobForHead = false;
+  let headJobState: JobState | undefined;
   let lastAppliedSha: string | null = null;
   if (announcedSha !== undefined && announcedSha !== head) {
     lastAppliedSha = (await deps.store.environmentStatus(environment.name)).lastAppliedSha;
     const other = await deps.store.jobForSha(environment.name, head);
-    otherJobForHead =
-      other !== null && other.id !== job.jobId && (other.state === 'queued' || other.state === 'running');
+    if (other !== null && other.id !== job.jobId) headJobState = other.state;
   }
-  const decision = decideTarget({ announcedSha, head, lastAppliedSha, otherJobForHead });
+  const decision = decideTarget({ announcedSha, head, lastAppliedSha, headJobState });
   if (decision.action === 'supersede')
     return { outcome: 'superseded', announcedSha: announcedSha ?? head, head: decision.by };
 

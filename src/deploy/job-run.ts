@@ -96,7 +96,9 @@ export class JobRun {
     const message = errorMessage(error);
     // The record's commit, not only this attempt's: an earlier attempt (a JobRun of its own)
     // may have reported it `pending` before this one failed without reaching deploying().
-    const { sha } = this.record;
+    // A job that failed before any fetch (bad credentials, a refused oversized push) reports
+    // on the commit its webhook announced, so the pusher and branch protection see it.
+    const sha = this.record.sha ?? this.record.trigger.sha;
     if (sha) this.report(sha, 'failure', `Deploy failed: ${message.split('\n')[0]}`);
     await this.patch({
       state: 'failed',

@@ -5,6 +5,7 @@ import { describeRef } from '../manifests/resource-info.js';
 import type { ResourceResult } from '../status/job-record.js';
 import { DeployError } from './types.js';
 import { KubeApiError } from './http.js';
+import { redactSecretValues } from './secret-redaction.js';
 
 /** One object the API server (or the network) refused, with where it came from. */
 export interface ObjectFailure {
@@ -21,7 +22,7 @@ export function objectFailure(object: PreparedObject, verb: string, error: unkno
   const status = error instanceof KubeApiError && error.status !== undefined ? ` (HTTP ${error.status})` : '';
   return {
     object,
-    message: `${describeRef(object.ref)}: ${verb}${status}: ${errorMessage(error)}`,
+    message: `${describeRef(object.ref)}: ${verb}${status}: ${redactSecretValues(errorMessage(error), object.object)}`,
     permanent,
     network,
   };

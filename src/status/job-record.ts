@@ -49,8 +49,28 @@ export const jobRecordSchema = z.object({
 });
 export type JobRecord = z.infer<typeof jobRecordSchema>;
 
+/** A trigger as SPEC §5 shows it: every field present, null where the trigger has none (a manual sync). */
+export interface TriggerView {
+  kind: JobRecord['trigger']['kind'];
+  provider: NonNullable<JobRecord['trigger']['provider']> | null;
+  deliveryId: string | null;
+  sha: string | null;
+  pusher: string | null;
+}
+
+export type JobView = Omit<JobRecord, 'statusUrl' | 'trigger'> & { trigger: TriggerView };
+
 /** The job as the API and the CLI show it: SPEC §5's fields (the link is the commit status's business). */
-export function jobView(record: JobRecord): Omit<JobRecord, 'statusUrl'> {
-  const { statusUrl: _statusUrl, ...view } = record;
-  return view;
+export function jobView(record: JobRecord): JobView {
+  const { statusUrl: _statusUrl, trigger, ...view } = record;
+  return {
+    ...view,
+    trigger: {
+      kind: trigger.kind,
+      provider: trigger.provider ?? null,
+      deliveryId: trigger.deliveryId ?? null,
+      sha: trigger.sha ?? null,
+      pusher: trigger.pusher ?? null,
+    },
+  };
 }

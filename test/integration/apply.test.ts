@@ -423,6 +423,27 @@ describe('deployToCluster', () => {
     expect(set.count).toBe(0);
   });
 
+  it("keeps a Secret's value out of the error when the API server quotes it", async () => {
+    const ns = await createTestNamespace('apply-secret-quoted');
+    const env = environmentFor(ns.name);
+    const kube = client();
+    const secret = {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'db' },
+      // A number where a string belongs: the API server's rejection prints the value it got.
+      stringData: { password: 987654321987 },
+    };
+
+    const error = await rejection(deployToCluster(kube, request(env, manifests(secret))));
+
+    expect(error.code).toBe('apply_rejected');
+    expect(error.message).toMatch(/v1 Secret .*\/db: dry-run rejected \(HTTP \d+\): .*stringData\.password/);
+    expect(error.message).toContain('[redacted]');
+    expect(JSON.stringify(error.resources)).toContain('[redacted]');
+    expect(`${error.message} ${JSON.stringify(error.resources)}`).not.toContain('987654321987');
+  });
+
   it('rejects a misspelt field instead of dropping it', async () => {
     const ns = await createTestNamespace('apply-typo');
     const env = environmentFor(ns.name);

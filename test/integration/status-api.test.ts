@@ -195,6 +195,15 @@ describe('environments', () => {
     ]);
     const queued = await app.services.queue.getJob(jobs[0]!.id);
     expect(queued?.data).toMatchObject({ environment: 'production', trigger: { kind: 'manual' } });
+    // SPEC §5's trigger shape holds for every job: fields a manual sync has no value for are null.
+    const shown = await get(app, `/jobs/${jobs[0]!.id}`);
+    expect((shown.body as { trigger: unknown }).trigger).toEqual({
+      kind: 'manual',
+      provider: null,
+      deliveryId: null,
+      sha: null,
+      pusher: null,
+    });
     const unknown = await fetch(`${app.url}/environments/nope/sync`, { method: 'POST' });
     expect(unknown.status).toBe(404);
   });

@@ -230,6 +230,34 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
     expect((await harness.services.store.environmentStatus('web')).lastAppliedSha).toBe(current);
   });
 
+  it("a late webhook for an old commit does not re-run the head's failed deploy: it is superseded", async () => {
+    const reporter = createCommitStatusReporter(
+      harness.config,
+      readSecrets({ GITHUB_TOKEN: 'ghs_test' }),
+      silentLogger(),
+      { timeoutMs: 2_000 },
+    );
+    await harness.startWorker({ reporter });
+    const base = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: 'base' }) });
+    await harness.waitForJob(await harness.webhook('web', base));
+    // Two pushes whose webhooks arrive out of order: the newer one's deploy fails first.
+    const older = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: 'older' }) });
+    const bad = await repo.commit({ 'manifests/a.yaml': configMap('intruder', { v: '1' }, 'kube-system') });
+    expect(await harness.waitForJob(await harness.webhook('web', bad))).toMatchObject({ state: 'failed' });
+    await reporter.flush();
+    const statusesBefore = github.requests.length;
+
+    const late = await harness.waitForJob(await harness.webhook('web', older));
+    await reporter.flush();
+
+    expect(late).toMatchObject({ state: 'superseded', message: `superseded by ${bad}` });
+    const after = github.requests.slice(statusesBefore);
+    expect(after.map((r) => [r.path, (r.body as { state: string }).state])).toEqual([
+      [`/repos/acme/web-config/statuses/${older}`, 'success'],
+    ]);
+    expect(await readConfigMap(namespace.name, 'alpha')).toEqual({ v: 'base' });
+  });
+
   it('a force-push back to an older commit deploys it', async () => {
     await harness.startWorker();
     const old = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: 'old' }) });
@@ -435,6 +463,32 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
     expect(github.requests[1]!.body).toMatchObject({
       description: 'Deploy failed: git fetch timed out after 60000 ms',
     });
+  });
+
+  it('reports failure on the announced commit when the job fails before fetching it', async () => {
+    const reporter = createCommitStatusReporter(
+      harness.config,
+      readSecrets({ GITHUB_TOKEN: 'ghs_test' }),
+      silentLogger(),
+      { timeoutMs: 2_000 },
+    );
+    const sha = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
+    const id = await harness.webhook('web', sha);
+    const { store } = harness.services;
+    const run = new JobRun(
+      { store, metrics: harness.metrics, reporter },
+      harness.environment('web'),
+      (await store.get(id))!,
+      silentLogger(),
+    );
+    await run.started(1);
+    await run.failed(new PushgateError('git_failed', 'git fetch env/test: authentication failed'), undefined);
+    await reporter.flush();
+
+    expect((await store.get(id))?.sha).toBeNull();
+    expect(github.requests.map((r) => [r.path, (r.body as { state: string }).state])).toEqual([
+      [`/repos/acme/web-config/statuses/${sha}`, 'failure'],
+    ]);
   });
 
   it('reports failure on the commit when the deploy fails', async () => {

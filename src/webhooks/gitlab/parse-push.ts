@@ -34,7 +34,9 @@ export function parseGitlabPush(body: unknown, deliveryId: string | undefined): 
   if (ref.startsWith('refs/tags/')) return { kind: 'ignored', reason: `tag push (${ref})` };
   if (!ref.startsWith(BRANCH_PREFIX)) return { kind: 'ignored', reason: `ref ${ref} is not a branch` };
   const branch = ref.slice(BRANCH_PREFIX.length);
-  if (isZeroSha(rawAfter)) return { kind: 'ignored', reason: `branch deletion (${branch})` };
+  // GitLab marks a deletion by an all-zero `after`; `deleted: true` is honoured too (SPEC §3).
+  if (isZeroSha(rawAfter) || push.deleted === true)
+    return { kind: 'ignored', reason: `branch deletion (${branch})` };
   const after = rawAfter.toLowerCase();
   if (!COMMIT_SHA.test(after)) {
     throw new PushgateError('bad_request', 'push payload: after is not a commit sha', { status: 400 });

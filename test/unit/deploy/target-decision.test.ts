@@ -7,7 +7,7 @@ const HEAD = 'b'.repeat(40);
 describe('decideTarget', () => {
   it('deploys the head when the webhook announced the head', () => {
     expect(
-      decideTarget({ announcedSha: HEAD, head: HEAD, lastAppliedSha: OLD, otherJobForHead: false }),
+      decideTarget({ announcedSha: HEAD, head: HEAD, lastAppliedSha: OLD, headJobState: undefined }),
     ).toEqual({
       action: 'deploy',
       sha: HEAD,
@@ -16,7 +16,7 @@ describe('decideTarget', () => {
 
   it('deploys the head even when it is already applied, for manual and reconcile jobs (drift correction)', () => {
     expect(
-      decideTarget({ announcedSha: undefined, head: HEAD, lastAppliedSha: HEAD, otherJobForHead: true }),
+      decideTarget({ announcedSha: undefined, head: HEAD, lastAppliedSha: HEAD, headJobState: 'running' }),
     ).toEqual({
       action: 'deploy',
       sha: HEAD,
@@ -25,7 +25,7 @@ describe('decideTarget', () => {
 
   it('supersedes a late webhook for an old commit once the head is applied', () => {
     expect(
-      decideTarget({ announcedSha: OLD, head: HEAD, lastAppliedSha: HEAD, otherJobForHead: false }),
+      decideTarget({ announcedSha: OLD, head: HEAD, lastAppliedSha: HEAD, headJobState: undefined }),
     ).toEqual({
       action: 'supersede',
       by: HEAD,
@@ -34,16 +34,34 @@ describe('decideTarget', () => {
 
   it('supersedes an old commit when a job for the head is queued or running', () => {
     expect(
-      decideTarget({ announcedSha: OLD, head: HEAD, lastAppliedSha: null, otherJobForHead: true }),
+      decideTarget({ announcedSha: OLD, head: HEAD, lastAppliedSha: null, headJobState: 'running' }),
     ).toEqual({
       action: 'supersede',
       by: HEAD,
     });
   });
 
+  it("supersedes an old commit when the head's own job failed, instead of re-running it", () => {
+    expect(
+      decideTarget({ announcedSha: OLD, head: HEAD, lastAppliedSha: OLD, headJobState: 'failed' }),
+    ).toEqual({
+      action: 'supersede',
+      by: HEAD,
+    });
+  });
+
+  it('catches up to a head whose job succeeded before another commit was applied', () => {
+    expect(
+      decideTarget({ announcedSha: OLD, head: HEAD, lastAppliedSha: OLD, headJobState: 'succeeded' }),
+    ).toEqual({
+      action: 'deploy',
+      sha: HEAD,
+    });
+  });
+
   it('catches up to the head when its webhook was missed', () => {
     expect(
-      decideTarget({ announcedSha: OLD, head: HEAD, lastAppliedSha: OLD, otherJobForHead: false }),
+      decideTarget({ announcedSha: OLD, head: HEAD, lastAppliedSha: OLD, headJobState: undefined }),
     ).toEqual({
       action: 'deploy',
       sha: HEAD,
@@ -52,7 +70,7 @@ describe('decideTarget', () => {
 
   it('deploys a force-push back to an older commit, because the head is that commit', () => {
     expect(
-      decideTarget({ announcedSha: OLD, head: OLD, lastAppliedSha: HEAD, otherJobForHead: false }),
+      decideTarget({ announcedSha: OLD, head: OLD, lastAppliedSha: HEAD, headJobState: undefined }),
     ).toEqual({
       action: 'deploy',
       sha: OLD,
@@ -65,7 +83,7 @@ describe('decideTarget', () => {
         announcedSha: HEAD.toUpperCase(),
         head: HEAD,
         lastAppliedSha: null,
-        otherJobForHead: true,
+        headJobState: 'running',
       }),
     ).toEqual({
       action: 'deploy',

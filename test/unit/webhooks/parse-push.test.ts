@@ -119,8 +119,12 @@ describe('GitLab push parsing', () => {
     });
   });
 
-  it('ignores a branch deletion (after all zeros)', () => {
+  it('ignores a branch deletion, by an all-zero after or by deleted: true', () => {
     expect(parseGitlabEvent('Push Hook', gitlabFixture('branch-deletion'), 'k')).toEqual({
+      kind: 'ignored',
+      reason: 'branch deletion (master)',
+    });
+    expect(parseGitlabEvent('Push Hook', { ...gitlabFixture('push'), deleted: true }, 'k')).toEqual({
       kind: 'ignored',
       reason: 'branch deletion (master)',
     });
