@@ -6,7 +6,9 @@ import { formatTable } from './table.js';
 /** `pushgate check`: validates the configuration (exit 2 with file, path and reason) and lists the environments. */
 export function runCheck(args: CommandArgs): Promise<number> {
   const file = resolveConfigPath(args.config, args.env);
-  const config = loadConfig(file, args.env);
+  // As `start` reads it: a missing REDIS_URL means "run a private redis-server" (SPEC §2), not
+  // an invalid file; serve and worker still refuse to start without it, as warned below.
+  const config = loadConfig(file, args.env, { unsetWhenVariableMissing: ['redis.url'] });
   const secrets = readSecrets(args.env);
 
   const rows = config.environments.map((environment) => [
@@ -28,6 +30,11 @@ export function runCheck(args: CommandArgs): Promise<number> {
   }
 
   // Warnings, not errors: a receiver without secrets still serves the status API.
+  if (!config.redis.url) {
+    args.stderr.write(
+      'warning: redis.url is not set (REDIS_URL); pushgate serve and worker need it, pushgate start runs its own redis-server\n',
+    );
+  }
   const providers = new Set(config.environments.map((environment) => environment.repo.provider));
   if (providers.has('github') && secrets.githubWebhookSecrets.length === 0) {
     args.stderr.write('warning: GITHUB_WEBHOOK_SECRET is not set; GitHub webhooks will be refused (401)\n');

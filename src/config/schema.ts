@@ -19,6 +19,17 @@ const size = z.union([z.string(), z.number()]).transform((value, ctx) => {
   return bytes;
 });
 
+/**
+ * `${VAR}` expands to text, so `port: ${PORT}` or `prune: ${PRUNE}` arrive as strings: a number
+ * or boolean field also takes the string form of one. Only these fields convert; a string field
+ * keeps `"123"` as it is.
+ */
+const fromText = (parse: (text: string) => unknown) => (value: unknown) =>
+  typeof value === 'string' ? parse(value.trim()) : value;
+const integerText = fromText((text) => (/^-?\d+$/.test(text) ? Number(text) : text));
+const booleanText = fromText((text) => (text === 'true' ? true : text === 'false' ? false : text));
+const boolean = z.preprocess(booleanText, z.boolean({ invalid_type_error: 'must be true or false' }));
+
 /** DNS-1123 label: environment and cluster names end up in label values, Redis keys and URLs. */
 const name = z
   .string()
@@ -55,7 +66,12 @@ const redisUrl = z.string().refine((u) => /^rediss?:\/\//.test(u), 'must start w
 
 export const serverSchema = z
   .object({
-    port: z.number().int().min(0).max(65535).default(8080),
+    port: z
+      .preprocess(
+        integerText,
+        z.number({ invalid_type_error: 'must be a port number' }).int().min(0).max(65535),
+      )
+      .default(8080),
     host: z.string().default('0.0.0.0'),
     bodyLimit: size.default('5mb'),
     /** Base of the status URLs handed out in webhook answers and commit statuses. */
@@ -95,13 +111,13 @@ export const environmentSchema = z
     path: relativePath.default('.'),
     cluster: name,
     namespace: name.default('default'),
-    prune: z.boolean().default(true),
+    prune: boolean.default(true),
     /** Lets a deploy of zero objects prune everything the environment had; off so an emptied folder is not a wipe by accident. */
-    allowEmpty: z.boolean().default(false),
+    allowEmpty: boolean.default(false),
     allow: z
       .object({
         namespaces: z.array(z.string().min(1)).default(['*']),
-        clusterScoped: z.boolean().default(false),
+        clusterScoped: boolean.default(false),
       })
       .strict()
       .default({}),

@@ -113,10 +113,21 @@ describe('pushgate check', () => {
   });
 
   it('exits 2 when a ${VAR} is not set, naming it', async () => {
+    const withVariable = join(dir, 'branch-variable.yaml');
+    writeFileSync(withVariable, cliConfigText().replace('branch: env/staging', 'branch: ${STAGING_BRANCH}'));
+    const run = await runCli(['check', '--config', withVariable]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('environments[0].branch: environment variable STAGING_BRANCH is not set');
+  });
+
+  it('accepts an unset REDIS_URL as pushgate start does, warning that serve and worker need it', async () => {
     const { REDIS_URL: _url, ...env } = cliEnv();
     const run = await runCli(['check', '--config', configFile], env);
-    expect(run.code).toBe(2);
-    expect(run.stderr).toContain('redis.url: environment variable REDIS_URL is not set');
+    expect(run.code).toBe(0);
+    expect(run.stderr).toContain('warning: redis.url is not set (REDIS_URL)');
+    const serve = await runCli(['serve', '--config', configFile], env);
+    expect(serve.code).toBe(2);
+    expect(serve.stderr).toContain('redis.url');
   });
 
   it('warns where commit statuses will link when a status token is set without server.publicUrl', async () => {

@@ -91,6 +91,34 @@ describe('configuration loading', () => {
     expect(config.redis.prefix).toBe('pg');
   });
 
+  it('fills number and boolean fields from variables, and names the field when the value is not one', () => {
+    const text = VALID.replace('  port: 8080', '  port: ${LISTEN_PORT}')
+      .replace(
+        '    namespace: apps\n',
+        '    namespace: apps\n    prune: ${PRUNE}\n    allow:\n      clusterScoped: ${CLUSTER_SCOPED}\n',
+      )
+      .replace('    branch: env/production', '    branch: ${BRANCH}');
+    const env = {
+      REDIS_URL: 'redis://r',
+      LISTEN_PORT: '9999',
+      PRUNE: 'false',
+      CLUSTER_SCOPED: 'true',
+      BRANCH: '123',
+    };
+    const config = parseConfigText(text, 'f.yaml', env);
+    expect(config.server.port).toBe(9999);
+    expect(config.environments[0]).toMatchObject({
+      prune: false,
+      allow: { clusterScoped: true },
+      branch: '123',
+    });
+    expect(
+      messageOf(() => parseConfigText(text, 'f.yaml', { ...env, PRUNE: 'no', LISTEN_PORT: '80a' })),
+    ).toBe(
+      'f.yaml: server.port: must be a port number\nf.yaml: environments[0].prune: must be true or false',
+    );
+  });
+
   it('lets PORT override server.port, and refuses a PORT that is not a number', () => {
     expect(parseConfigText(VALID, 'f.yaml', { REDIS_URL: 'redis://r', PORT: '9090' }).server.port).toBe(9090);
     expect(
