@@ -32,7 +32,10 @@ export type Refusal = Extract<VerifyResult, { ok: false }>;
 export interface VerifyInput {
   headers: WebhookHeaders;
   rawBody: Buffer;
-  /** rawBody as UTF-8, when the caller decoded it already (the receiver does, once, for the JSON parse too). */
+  /**
+   * rawBody as UTF-8, when the caller decoded it already (the receiver does, once, for the JSON
+   * parse too); given only when rawBody is valid UTF-8.
+   */
   text?: string;
   /** Milliseconds since the epoch; injectable for timestamp-window tests. */
   now: number;

@@ -371,6 +371,24 @@ describe('bad input', () => {
     expect(answer.body.error).toMatch(/^body is not JSON/);
   });
 
+  it('a signed body that is not UTF-8: verified over its raw bytes, then 400, nothing queued', async () => {
+    const app = await receiver();
+    const body = Buffer.concat([
+      Buffer.from('{"ref": "refs/heads/env/staging", "x": "'),
+      Buffer.from([0xff]),
+      Buffer.from('"}'),
+    ]);
+    const headers = { ...githubHeaders(SECRET, ''), 'x-hub-signature-256': signGithub(SECRET, body) };
+    const response = await fetch(`${app.url}/webhooks/github`, { method: 'POST', body, headers });
+    expect(response.status).toBe(400);
+    expect(await response.json()).toEqual({ error: 'body is not UTF-8 (JSON must be)' });
+    const forged = { ...headers, 'x-hub-signature-256': signGithub('guessed-secret', body) };
+    expect(
+      (await fetch(`${app.url}/webhooks/github`, { method: 'POST', body, headers: forged })).status,
+    ).toBe(401);
+    expect(await queuedCount(app)).toBe(0);
+  });
+
   for (const field of ['ref', 'after', 'repository'] as const) {
     it(`a push without ${field}: 400 naming it`, async () => {
       const app = await receiver();

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Router } from 'express';
 import { PushgateError } from '../../lib/errors.js';
@@ -120,12 +121,15 @@ export function createWebhookReceiver(deps: AppDeps): WebhookReceiver {
     }
     try {
       const rawBody = await readRawBody(req, deps.config.server.bodyLimit, { budget: bodies, until: res });
-      const text = rawBody.toString('utf8');
+      // JSON is UTF-8 (RFC 8259); other bytes are verified as they came, then refused as malformed.
+      const text = isUtf8(rawBody) ? rawBody.toString('utf8') : undefined;
       const verified = await provider.verify({ headers: req.headers, rawBody, text, now: now() });
       if (!verified.ok) {
         reject(verified.why);
         return;
       }
+      if (text === undefined)
+        throw new PushgateError('bad_request', 'body is not UTF-8 (JSON must be)', { status: 400 });
       const eventName = provider.eventName(req.headers);
       const event = provider.parse(eventName, parseJsonBody(text, req.headers['content-type']), deliveryId);
       if (event.kind === 'ping') {

@@ -1,3 +1,5 @@
+import { isUtf8 } from 'node:buffer';
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import { verify } from '@octokit/webhooks-methods';
 import { header, type Refusal, type VerifyInput, type VerifyResult, type WebhookHeaders } from '../types.js';
 
@@ -6,7 +8,9 @@ const SIGNATURE = /^sha256=[0-9a-f]{64}$/;
 /**
  * `X-Hub-Signature-256` against every configured secret, so the old and the new secret are
  * both accepted while a rotation is under way. @octokit/webhooks-methods compares in
- * constant time; it takes the payload as a string, and GitHub's bodies are UTF-8 JSON.
+ * constant time; it takes the payload as a string, which re-encodes to the raw bytes only when
+ * they are UTF-8 (GitHub's always are). Other bytes are checked as they came, so a signed body
+ * that is not UTF-8 is refused as malformed (400), not as forged (401).
  */
 export async function verifyGithubSignature(
   secrets: readonly string[],
@@ -16,11 +20,26 @@ export async function verifyGithubSignature(
   if (refused) return refused;
   const signature = header(input.headers, 'x-hub-signature-256')!;
   if (input.rawBody.length === 0) return { ok: false, why: 'mismatch' };
+  if (input.text === undefined && !isUtf8(input.rawBody))
+    return signedOverBytes(secrets, input.rawBody, signature) ? { ok: true } : { ok: false, why: 'mismatch' };
   const payload = input.text ?? input.rawBody.toString('utf8');
   const results = await Promise.all(
     secrets.map((secret) => verify(secret, payload, signature).catch(() => false)),
   );
   return results.some(Boolean) ? { ok: true } : { ok: false, why: 'mismatch' };
+}
+
+function signedOverBytes(secrets: readonly string[], body: Buffer, signature: string): boolean {
+  const given = Buffer.from(signature, 'latin1');
+  let found = false;
+  for (const secret of secrets) {
+    const expected = Buffer.from(
+      `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`,
+      'latin1',
+    );
+    found = (given.length === expected.length && timingSafeEqual(given, expected)) || found;
+  }
+  return found;
 }
 
 /** What the headers alone decide, before any of the body is read: no or a malformed signature. */

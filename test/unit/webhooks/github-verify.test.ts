@@ -35,6 +35,13 @@ describe('verifyGithubSignature', () => {
     });
   });
 
+  it('verifies a body that is not UTF-8 over its raw bytes', async () => {
+    const rawBody = Buffer.from([0x7b, 0xff, 0x7d]);
+    const signed = { headers: { 'x-hub-signature-256': signGithub(DOC_SECRET, rawBody) }, rawBody, now: 0 };
+    expect(await verifyGithubSignature(['other', DOC_SECRET], signed)).toEqual({ ok: true });
+    expect(await verifyGithubSignature(['other'], signed)).toEqual({ ok: false, why: 'mismatch' });
+  });
+
   it('rejects a signature made with another secret', async () => {
     expect(await verifyGithubSignature(['other'], input(DOC_SIGNATURE))).toEqual({
       ok: false,
