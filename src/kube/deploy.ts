@@ -23,6 +23,7 @@ import { settleWithConcurrency } from './map-with-concurrency.js';
 import { CONCURRENCY, needsStageOne, planObjects, type PlannedObject } from './plan.js';
 import { pruneObjects } from './prune.js';
 import { dryRunInStandInNamespace } from './stand-in-dry-run.js';
+import { checkAgainstCrdSchema } from './crd-schema-check.js';
 import { DeployError, type DeployOutcome, type DeployRequest } from './types.js';
 import { waitForCrdsEstablished, waitForReadiness } from './wait.js';
 
@@ -96,6 +97,31 @@ interface Planned {
 }
 
 /**
+ * Custom resources whose CRD this set creates or changes, checked against that CRD's schema
+ * as the set has it: the server can dry-run them only once the CRD is applied.
+ */
+function checkCustomResourcesAgainstSet(
+  customResources: readonly PreparedObject[],
+  stageOne: readonly PreparedObject[],
+): ObjectFailure[] {
+  const crds = new Map<string, PreparedObject>();
+  for (const object of stageOne) {
+    if (object.ref.kind !== 'CustomResourceDefinition') continue;
+    const spec = (object.object.spec ?? {}) as { group?: unknown; names?: { kind?: unknown } };
+    crds.set(`${String(spec.group)}|${String(spec.names?.kind)}`, object);
+  }
+  const failures: ObjectFailure[] = [];
+  for (const object of customResources) {
+    const crd = crds.get(`${object.resource.group}|${object.ref.kind}`);
+    const problems = crd ? checkAgainstCrdSchema(object.object, crd.object) : [];
+    if (problems.length === 0) continue;
+    const reason = new Error(`${problems.join('; ')} (by the schema of ${crd!.ref.name} in this set)`);
+    failures.push(objectFailure(object, 'rejected before any write', reason));
+  }
+  return failures;
+}
+
+/**
  * Dry-runs stage 1 (Namespaces, CRDs), then every stage-2 object that does not need them,
  * and the objects bound for a new Namespace in `standIn`, a namespace that exists; collects
  * every rejection. Nothing is written.
@@ -113,13 +139,15 @@ async function dryRunBeforeWrites(
   const deferred = new Set(needs.keys());
   const early = ordered.filter((object) => object.stage === 2 && !deferred.has(object));
   const forNamespace = [...needs].filter(([, need]) => need === 'namespace').map(([object]) => object);
+  const forKind = [...needs].filter(([, need]) => need === 'kind').map(([object]) => object);
+  const schemaFailures = checkCustomResourcesAgainstSet(forKind, stageOne);
   const second = await planObjects(client, early, signal);
   // One after the other: each keeps its own CONCURRENCY requests in flight, not twice that.
   const standInFailures =
     forNamespace.length > 0 ? await dryRunInStandInNamespace(client, forNamespace, standIn, signal) : [];
   const actions = new Map<PreparedObject, PlannedObject['action']>();
   for (const { object, action } of [...first.planned, ...second.planned]) actions.set(object, action);
-  const failures = [...first.failures, ...second.failures, ...standInFailures];
+  const failures = [...first.failures, ...second.failures, ...standInFailures, ...schemaFailures];
   return {
     ordered,
     actions,

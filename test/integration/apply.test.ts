@@ -637,7 +637,7 @@ describe('deployToCluster with stage 1 objects', () => {
     ]);
   });
 
-  it('rejects a bad custom resource of a new CRD before any stage-2 write', async () => {
+  it('rejects a custom resource that does not fit its new CRD before any write', async () => {
     const ns = await createTestNamespace('apply-crd-bad');
     const group = `${ns.name}.example.com`;
     const env = environmentFor(ns.name, { allow: { namespaces: [ns.name], clusterScoped: true } });
@@ -653,14 +653,51 @@ describe('deployToCluster with stage 1 objects', () => {
 
     expect(error.code).toBe('apply_rejected');
     expect(error.permanent).toBe(true);
-    expect(error.message).toContain('only Namespaces and CRDs were applied');
-    expect(error.message).toContain('env/app.yaml document 3');
-    expect(actions(error.resources)).toEqual([
-      `CustomResourceDefinition/widgets.${group}:created`,
-      'ConfigMap/plain:skipped',
-      'Widget/w:failed',
-    ]);
+    expect(error.message).toMatch(/^server-side dry-run rejected the set, nothing was changed:/);
+    expect(error.message).toContain(
+      `env/app.yaml document 3: ${group}/v1 Widget ${ns.name}/w: rejected before any write: .spec.size: expected integer, got string (by the schema of widgets.${group} in this set)`,
+    );
+    expect(error.resources.find((r) => r.kind === 'Widget')?.action).toBe('failed');
+    expect(await kube.get(CRDS, undefined, `widgets.${group}`)).toBeUndefined();
     expect(await kube.get(CONFIG_MAPS, ns.name, 'plain')).toBeUndefined();
+  });
+
+  it('changes a CRD and its custom resources together, and writes neither when one does not fit', async () => {
+    const ns = await createTestNamespace('apply-crd-change');
+    const group = `${ns.name}.example.com`;
+    const env = environmentFor(ns.name, { allow: { namespaces: [ns.name], clusterScoped: true } });
+    const kube = client();
+    const widget = (spec: Record<string, unknown>) => ({
+      apiVersion: `${group}/v1`,
+      kind: 'Widget',
+      metadata: { name: 'w' },
+      spec,
+    });
+    const withColor = widgetCrd(group);
+    const specSchema = withColor.spec.versions[0]!.schema.openAPIV3Schema.properties.spec as {
+      properties: Record<string, unknown>;
+    };
+    specSchema.properties.color = { type: 'string' };
+    await deployToCluster(kube, request(env, manifests(widgetCrd(group), widget({ size: 1 }))));
+
+    const error = await rejection(
+      deployToCluster(kube, request(env, manifests(withColor, widget({ size: 'big', color: 'red' })))),
+    );
+    expect(error.message).toMatch(/^server-side dry-run rejected the set, nothing was changed:/);
+    expect(error.message).toContain('.spec.size: expected integer, got string');
+    const live = (await kube.get(CRDS, undefined, `widgets.${group}`)) as unknown as typeof withColor;
+    expect(Object.keys(live.spec.versions[0]!.schema.openAPIV3Schema.properties.spec)).not.toContain('color');
+    expect(JSON.stringify(live.spec.versions[0]!.schema)).not.toContain('color');
+
+    // A field the changed CRD adds is no mistake: the CRD goes first, then the resource using it.
+    const outcome = await deployToCluster(
+      kube,
+      request(env, manifests(withColor, widget({ size: 2, color: 'red' }))),
+    );
+    expect(actions(outcome.resources)).toEqual([
+      `CustomResourceDefinition/widgets.${group}:configured`,
+      'Widget/w:configured',
+    ]);
   });
 
   it('prunes a CRD applied in stage 1 by a deploy whose later dry-run failed', async () => {
@@ -668,17 +705,20 @@ describe('deployToCluster with stage 1 objects', () => {
     const group = `${ns.name}.example.com`;
     const env = environmentFor(ns.name, { allow: { namespaces: [ns.name], clusterScoped: true } });
     const kube = client();
-    const bad = { apiVersion: `${group}/v1`, kind: 'Widget', metadata: { name: 'w' }, spec: { size: 'big' } };
-    await rejection(
+    // Fits the CRD's schema, so it reaches the dry-run after stage 1, where the server refuses its name.
+    const bad = { apiVersion: `${group}/v1`, kind: 'Widget', metadata: { name: 'W_1' }, spec: { size: 1 } };
+    const error = await rejection(
       deployToCluster(kube, request(env, manifests(configMap('plain'), widgetCrd(group), bad))),
     );
+    expect(error.message).toContain('only Namespaces and CRDs were applied');
+    expect(await kube.get(CONFIG_MAPS, ns.name, 'plain')).toBeUndefined();
     expect(await kube.get(CRDS, undefined, `widgets.${group}`)).toBeDefined();
 
     const outcome = await deployToCluster(kube, request(env, manifests(configMap('plain'))));
 
     expect(actions(outcome.resources)).toEqual([
       'ConfigMap/plain:created',
-      'Widget/w:pruned',
+      'Widget/W_1:pruned',
       `CustomResourceDefinition/widgets.${group}:pruned`,
     ]);
     // The CRD's own finalizer (run by the API server) removes it once its instances are gone.
