@@ -1,6 +1,6 @@
 import type { PreparedObject } from '../manifests/prepare.js';
 import type { ClusterClient, LiveObject } from './cluster.js';
-import { sameObject } from './compare.js';
+import { jsonEqual, sameObject } from './compare.js';
 import { objectFailure, type ObjectFailure } from './failures.js';
 import { mapWithConcurrency, settleWithConcurrency } from './map-with-concurrency.js';
 import { collectionPath } from './paths.js';
@@ -10,6 +10,8 @@ export type PlannedAction = 'created' | 'configured' | 'unchanged';
 export interface PlannedObject {
   object: PreparedObject;
   action: PlannedAction;
+  /** For a CustomResourceDefinition only: what the cluster serves now, and what this set would make of it. */
+  crd?: { live: LiveObject | undefined; dryRun: LiveObject };
 }
 
 export interface PlanResult {
@@ -69,7 +71,9 @@ export async function planObjects(
       client.apply(resource, object.object, { dryRun: true, signal }),
     ]);
     const action: PlannedAction = !live ? 'created' : sameObject(live, dryRun) ? 'unchanged' : 'configured';
-    return { object, action };
+    return object.ref.kind === 'CustomResourceDefinition'
+      ? { object, action, crd: { live, dryRun } }
+      : { object, action };
   });
   signal?.throwIfAborted();
   const planned: PlannedObject[] = [];
@@ -89,28 +93,63 @@ interface CrdNames {
 /** Why an object waits for stage 1: its kind's CRD, or only its Namespace, is new. */
 export type StageOneNeed = 'kind' | 'namespace';
 
+interface CrdSpec {
+  scope?: unknown;
+  conversion?: unknown;
+  names?: { kind?: unknown; plural?: unknown };
+  versions?: { name?: unknown }[];
+}
+
+/**
+ * The versions of a changed CRD that the cluster already serves exactly as this set has them
+ * (same kind, plural, scope, conversion and version entry, schema included, as the server
+ * defaults them; short names or categories may differ): their
+ * custom resources can be dry-run now, before any write, against the live CRD.
+ */
+function versionsServedAsInSet(planned: PlannedObject): string[] {
+  const live = planned.crd?.live?.spec as CrdSpec | undefined;
+  const next = planned.crd?.dryRun.spec as CrdSpec | undefined;
+  if (!live || !next || live.scope !== next.scope) return [];
+  if (live.names?.kind !== next.names?.kind || live.names?.plural !== next.names?.plural) return [];
+  if (!jsonEqual(live.conversion, next.conversion)) return [];
+  return (next.versions ?? [])
+    .filter((version) =>
+      jsonEqual(
+        version,
+        live.versions?.find((old) => old.name === version.name),
+      ),
+    )
+    .map((version) => String(version.name));
+}
+
 /**
  * Objects that cannot be dry-run until stage 1 is applied: custom resources whose CRD in
- * this set is new or changed (the server does not know the new schema yet), and objects in
- * a Namespace this set creates.
+ * this set is new, or changed in their version (the server does not know the new schema
+ * yet), and objects in a Namespace this set creates.
  */
 export function needsStageOne(
   objects: readonly PreparedObject[],
   stageOne: readonly PlannedObject[],
 ): Map<PreparedObject, StageOneNeed> {
   const newKinds = new Set<string>();
+  const keptVersions = new Set<string>();
   const newNamespaces = new Set<string>();
-  for (const { object, action } of stageOne) {
+  for (const planned of stageOne) {
+    const { object, action } = planned;
     if (object.ref.kind === 'Namespace' && action === 'created') newNamespaces.add(object.ref.name);
     if (object.ref.kind === 'CustomResourceDefinition' && action !== 'unchanged') {
       const spec = (object.object.spec ?? {}) as CrdNames;
-      newKinds.add(`${String(spec.group)}|${String(spec.names?.kind)}`);
+      const kind = `${String(spec.group)}|${String(spec.names?.kind)}`;
+      newKinds.add(kind);
+      for (const version of versionsServedAsInSet(planned)) keptVersions.add(`${kind}|${version}`);
     }
   }
   const deferred = new Map<PreparedObject, StageOneNeed>();
   for (const object of objects) {
     if (object.stage !== 2) continue;
-    const newKind = object.kindFromSet && newKinds.has(`${object.resource.group}|${object.ref.kind}`);
+    const kind = `${object.resource.group}|${object.ref.kind}`;
+    const newKind =
+      object.kindFromSet && newKinds.has(kind) && !keptVersions.has(`${kind}|${object.resource.version}`);
     const newNamespace = object.ref.namespace !== undefined && newNamespaces.has(object.ref.namespace);
     if (newKind) deferred.set(object, 'kind');
     else if (newNamespace) deferred.set(object, 'namespace');

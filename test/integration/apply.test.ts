@@ -700,6 +700,35 @@ describe('deployToCluster with stage 1 objects', () => {
     ]);
   });
 
+  it('dry-runs custom resources before any write when a CRD change leaves their version as it is', async () => {
+    const ns = await createTestNamespace('apply-crd-names');
+    const group = `${ns.name}.example.com`;
+    const env = environmentFor(ns.name, { allow: { namespaces: [ns.name], clusterScoped: true } });
+    const kube = client();
+    const widget = (name: string) => ({
+      apiVersion: `${group}/v1`,
+      kind: 'Widget',
+      metadata: { name },
+      spec: { size: 1 },
+    });
+    await deployToCluster(kube, request(env, manifests(widgetCrd(group), widget('w'))));
+    // A change outside the schema of v1 (a short name): the live CRD checks v1 resources as the new one would.
+    const withShortName = widgetCrd(group);
+    (withShortName.spec.names as Record<string, unknown>).shortNames = ['wd'];
+
+    // Fits the schema, but the server refuses the name: only its dry-run can tell.
+    const error = await rejection(
+      deployToCluster(kube, request(env, manifests(withShortName, widget('w'), widget('W_1')))),
+    );
+
+    expect(error.message).toMatch(/^server-side dry-run rejected the set, nothing was changed:/);
+    expect(error.message).toContain('Widget');
+    const live = (await kube.get(CRDS, undefined, `widgets.${group}`)) as unknown as {
+      spec: { names: object };
+    };
+    expect(live.spec.names).not.toHaveProperty('shortNames');
+  });
+
   it('prunes a CRD applied in stage 1 by a deploy whose later dry-run failed', async () => {
     const ns = await createTestNamespace('apply-crd-orphan');
     const group = `${ns.name}.example.com`;
