@@ -13,7 +13,7 @@ export interface Prerequisite {
 }
 
 export interface PrerequisiteOptions {
-  /** The local control plane is needed: go 1.24+ unless its binaries are already cached. */
+  /** The local control plane is needed: go 1.26+ (etcd 3.6.16 needs it) unless its binaries are already cached. */
   controlPlane: boolean;
   /** scripts/control-plane/build.sh, to ask for the cache folder without building. */
   buildScript: string;
@@ -21,7 +21,7 @@ export interface PrerequisiteOptions {
 }
 
 const MIN_NODE_MAJOR = 20;
-const MIN_GO = [1, 24] as const;
+const MIN_GO = [1, 26] as const;
 
 export function checkPrerequisites(options: PrerequisiteOptions): Prerequisite[] {
   const env = options.env ?? process.env;
@@ -73,9 +73,9 @@ function checkTool(name: string, args: string[], env: NodeJS.ProcessEnv, hint: s
   return { name, ok: true, detail: /v=(\S+)/.exec(version)?.[1] ?? (version || path), hint };
 }
 
-/** Either the binaries are cached (no Go needed) or Go 1.24+ is there to build them. */
+/** Either the binaries are cached (no Go needed) or Go 1.26+ is there to build them. */
 function checkControlPlane(buildScript: string, env: NodeJS.ProcessEnv): Prerequisite {
-  const hint = 'install Go 1.24 or newer (https://go.dev/dl/) to build kube-apiserver and etcd once';
+  const hint = 'install Go 1.26 or newer (https://go.dev/dl/) to build kube-apiserver and etcd once';
   const cacheDir = firstLine(run('bash', [buildScript, '--print'], env));
   if (cacheDir && isExecutable(join(cacheDir, 'kube-apiserver')) && isExecutable(join(cacheDir, 'etcd'))) {
     return { name: 'control plane', ok: true, detail: `cached in ${cacheDir}`, hint };

@@ -52,8 +52,8 @@ export function runCheck(args: CommandArgs): Promise<number> {
     (providers.has('github') && secrets.githubToken) || (providers.has('gitlab') && secrets.gitlabToken);
   if (reports && !config.server.publicUrl) {
     args.stderr.write(
-      'warning: server.publicUrl is not set; commit statuses link to each job at the address its webhook was ' +
-        'sent to, and to localhost for jobs no request created\n',
+      `warning: server.publicUrl is not set; commit statuses link to each job at http://localhost:${config.server.port}, ` +
+        'which nobody else can open: set it to the URL pushgate is reached at\n',
     );
   }
   return Promise.resolve(0);

@@ -1,6 +1,7 @@
 import { waitForShutdownSignal } from '../lib/shutdown.js';
 import { warnUnreachableClusters } from '../deploy/cluster-reachability.js';
 import { startWorkerFromRuntime } from '../deploy/worker-process.js';
+import { workerTuningFromEnv, type DeployWorker } from '../../workers/deploy.js';
 import { createApp } from '../http/app.js';
 import { listen } from '../http/server.js';
 import { startEmbeddedRedis, type EmbeddedRedis } from '../lib/embedded-redis.js';
@@ -19,6 +20,8 @@ export async function runStart(args: CommandArgs): Promise<number> {
   // SPEC §2: `url: ${REDIS_URL}` is optional here; unset, start runs its own redis-server.
   const runtime = loadRuntime(args.config, args.env, { unsetWhenVariableMissing: ['redis.url'] });
   const { config, secrets, logger } = runtime;
+  // Bad tuning variables are invalid configuration (exit 2): refused before anything starts.
+  workerTuningFromEnv(runtime.env);
   let embedded: EmbeddedRedis | undefined;
   let redisUrl = config.redis.url;
   if (!redisUrl) {
@@ -32,10 +35,19 @@ export async function runStart(args: CommandArgs): Promise<number> {
   try {
     const metrics = createMetrics();
     const services = connectProducer(redisUrl, config.redis.prefix);
-    const worker = await startWorkerFromRuntime(runtime, redisUrl, metrics);
-    const app = createApp({ config, secrets, logger, metrics, ...services });
-    // The same server as `serve`: slow-client timeouts, keep-alive past a load balancer's.
-    const server = await listen(app, config.server.host, config.server.port);
+    let worker: DeployWorker | undefined;
+    let server: Awaited<ReturnType<typeof listen>>;
+    try {
+      worker = await startWorkerFromRuntime(runtime, redisUrl, metrics);
+      const app = createApp({ config, secrets, logger, metrics, ...services });
+      // The same server as `serve`: slow-client timeouts, keep-alive past a load balancer's.
+      server = await listen(app, config.server.host, config.server.port);
+    } catch (error) {
+      // An open connection (or worker) would keep the process alive after the error is printed.
+      await worker?.close();
+      await services.close();
+      throw error;
+    }
     logger.info(
       { url: server.url, port: server.port, environments: config.environments.map((e) => e.name) },
       'pushgate started',

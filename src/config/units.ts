@@ -1,11 +1,14 @@
 const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
 const SIZE_UNITS_BYTES: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
 
-/** Parses `0`, `500ms`, `30s`, `5m`, `1h`, `1h30m` into milliseconds; undefined when malformed. */
+/**
+ * Parses `0`, `500ms`, `30s`, `5m`, `1h`, `1h30m` into milliseconds; a bare number, written as
+ * one or as text (`${VAR}` expands to text), is seconds. Undefined when malformed.
+ */
 export function parseDurationMs(text: string | number): number | undefined {
   if (typeof text === 'number') return Number.isFinite(text) && text >= 0 ? text * 1000 : undefined;
   const trimmed = text.trim();
-  if (trimmed === '0') return 0;
+  if (/^\d+(?:\.\d+)?$/.test(trimmed)) return Number(trimmed) * 1000;
   const parts = [...trimmed.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)];
   if (parts.length === 0 || parts.map((p) => p[0]).join('') !== trimmed) return undefined;
   return parts.reduce(

@@ -50,7 +50,7 @@ export function createMetrics(): Metrics {
     }),
     queueDepth: new Gauge({
       name: 'pushgate_queue_depth',
-      help: 'Deploy jobs in the queue by BullMQ state (waiting, delayed, active)',
+      help: 'Deploy jobs in the queue by BullMQ state (waiting, prioritized, delayed, active)',
       labelNames: ['state'],
       registers: [registry],
     }),

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -89,6 +90,36 @@ describe('pushgate start with its own redis-server', () => {
     status.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
     return exitOf(status).then((code) => ({ code, stdout, stderr }));
   }
+
+  it(
+    'exits instead of hanging when it cannot start, leaving no redis-server behind',
+    async () => {
+      const run = async (env: NodeJS.ProcessEnv) => {
+        child = spawn(process.execPath, [CLI, 'start', '--config', configFile], { cwd: dir, env });
+        let stderr = '';
+        child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+        const code = await exitOf(child);
+        return { code, stderr };
+      };
+      const badSetting = await run({ ...cliEnv(), PUSHGATE_GIT_FETCH_MAX_BYTES: '0' });
+      expect(badSetting.code).toBe(2);
+      expect(badSetting.stderr).toContain('PUSHGATE_GIT_FETCH_MAX_BYTES="0" must be a positive integer');
+
+      const taken = createServer();
+      await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+      try {
+        const port = (taken.address() as AddressInfo).port;
+        const portInUse = await run({ ...cliEnv(), PORT: String(port) });
+        expect(portInUse.code).toBe(1);
+        expect(portInUse.stderr).toContain('EADDRINUSE');
+      } finally {
+        taken.close();
+      }
+      // The embedded redis-server was stopped: its URL file is gone with it.
+      expect(existsSync(join(dir, '.pushgate/redis/url'))).toBe(false);
+    },
+    START_TIMEOUT_MS,
+  );
 
   it('logs its Redis without the password, and status run from the same folder finds it', async () => {
     const output = await start();

@@ -91,19 +91,21 @@ describe('configuration loading', () => {
     expect(config.redis.prefix).toBe('pg');
   });
 
-  it('fills number and boolean fields from variables, and names the field when the value is not one', () => {
+  it('fills number, boolean and duration fields from variables, and names the field when the value is not one', () => {
     const text = VALID.replace('  port: 8080', '  port: ${LISTEN_PORT}')
       .replace(
         '    namespace: apps\n',
         '    namespace: apps\n    prune: ${PRUNE}\n    allow:\n      clusterScoped: ${CLUSTER_SCOPED}\n',
       )
-      .replace('    branch: env/production', '    branch: ${BRANCH}');
+      .replace('    branch: env/production', '    branch: ${BRANCH}')
+      .replace('    healthTimeout: 2m', '    healthTimeout: ${HEALTH_TIMEOUT}');
     const env = {
       REDIS_URL: 'redis://r',
       LISTEN_PORT: '9999',
       PRUNE: 'false',
       CLUSTER_SCOPED: 'true',
       BRANCH: '123',
+      HEALTH_TIMEOUT: '45',
     };
     const config = parseConfigText(text, 'f.yaml', env);
     expect(config.server.port).toBe(9999);
@@ -111,6 +113,7 @@ describe('configuration loading', () => {
       prune: false,
       allow: { clusterScoped: true },
       branch: '123',
+      healthTimeout: 45_000,
     });
     expect(
       messageOf(() => parseConfigText(text, 'f.yaml', { ...env, PRUNE: 'no', LISTEN_PORT: '80a' })),
