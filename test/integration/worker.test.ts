@@ -4,7 +4,10 @@ import { runSync } from '../../src/commands/sync.js';
 import { JobRun } from '../../src/deploy/job-run.js';
 import { PushgateError } from '../../src/lib/errors.js';
 import { createLogger, silentLogger } from '../../src/lib/logger.js';
-import { createCommitStatusReporter } from '../../src/status/reporters/commit-status-reporter.js';
+import {
+  createCommitStatusReporter,
+  type CommitStatusReporter,
+} from '../../src/status/reporters/commit-status-reporter.js';
 import { readSecrets } from '../../src/config/secrets.js';
 import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
 import { startFakeGithub, type FakeProvider } from '../helpers/fake-github.js';
@@ -89,6 +92,21 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
       providers: { github: github.url },
     });
   });
+
+  /** Commit statuses to the fake GitHub, as a worker with GITHUB_TOKEN sends them. */
+  const githubReporter = () =>
+    createCommitStatusReporter(harness.config, readSecrets({ GITHUB_TOKEN: 'ghs_test' }), silentLogger(), {
+      timeoutMs: 2_000,
+    });
+
+  /** One attempt of job `id` as processDeployJob runs it, without a worker: the test plays its steps. */
+  const jobRunOf = async (id: string, reporter: CommitStatusReporter) =>
+    new JobRun(
+      { store: harness.services.store, metrics: harness.metrics, reporter },
+      harness.environment('web'),
+      (await harness.services.store.get(id))!,
+      silentLogger(),
+    );
 
   afterEach(async () => {
     await harness.close();
@@ -231,12 +249,7 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
   });
 
   it("a late webhook for an old commit does not re-run the head's failed deploy: it is superseded", async () => {
-    const reporter = createCommitStatusReporter(
-      harness.config,
-      readSecrets({ GITHUB_TOKEN: 'ghs_test' }),
-      silentLogger(),
-      { timeoutMs: 2_000 },
-    );
+    const reporter = githubReporter();
     await harness.startWorker({ reporter });
     const base = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: 'base' }) });
     await harness.waitForJob(await harness.webhook('web', base));
@@ -393,14 +406,7 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
   });
 
   it('sends commit statuses: pending, then success, with context and target URL', async () => {
-    const reporter = createCommitStatusReporter(
-      harness.config,
-      readSecrets({ GITHUB_TOKEN: 'ghs_test' }),
-      silentLogger(),
-      {
-        timeoutMs: 2_000,
-      },
-    );
+    const reporter = githubReporter();
     await harness.startWorker({ reporter });
     const sha = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
     const id = await harness.webhook('web', sha);
@@ -430,23 +436,11 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
   });
 
   it('reports failure on a commit an earlier attempt left pending when the last fails before deploying', async () => {
-    const reporter = createCommitStatusReporter(
-      harness.config,
-      readSecrets({ GITHUB_TOKEN: 'ghs_test' }),
-      silentLogger(),
-      { timeoutMs: 2_000 },
-    );
+    const reporter = githubReporter();
     const sha = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
     // No worker: the test plays two attempts, each with a JobRun of its own as processDeployJob makes them.
     const id = await harness.webhook('web', sha);
-    const { store } = harness.services;
-    const attempt = async () =>
-      new JobRun(
-        { store, metrics: harness.metrics, reporter },
-        harness.environment('web'),
-        (await store.get(id))!,
-        silentLogger(),
-      );
+    const attempt = () => jobRunOf(id, reporter);
     const first = await attempt();
     await first.started(1);
     await first.deploying(sha);
@@ -466,40 +460,22 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
   });
 
   it('reports failure on the announced commit when the job fails before fetching it', async () => {
-    const reporter = createCommitStatusReporter(
-      harness.config,
-      readSecrets({ GITHUB_TOKEN: 'ghs_test' }),
-      silentLogger(),
-      { timeoutMs: 2_000 },
-    );
+    const reporter = githubReporter();
     const sha = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
     const id = await harness.webhook('web', sha);
-    const { store } = harness.services;
-    const run = new JobRun(
-      { store, metrics: harness.metrics, reporter },
-      harness.environment('web'),
-      (await store.get(id))!,
-      silentLogger(),
-    );
+    const run = await jobRunOf(id, reporter);
     await run.started(1);
     await run.failed(new PushgateError('git_failed', 'git fetch env/test: authentication failed'), undefined);
     await reporter.flush();
 
-    expect((await store.get(id))?.sha).toBeNull();
+    expect((await harness.services.store.get(id))?.sha).toBeNull();
     expect(github.requests.map((r) => [r.path, (r.body as { state: string }).state])).toEqual([
       [`/repos/acme/web-config/statuses/${sha}`, 'failure'],
     ]);
   });
 
   it('reports failure on the commit when the deploy fails', async () => {
-    const reporter = createCommitStatusReporter(
-      harness.config,
-      readSecrets({ GITHUB_TOKEN: 'ghs_test' }),
-      silentLogger(),
-      {
-        timeoutMs: 2_000,
-      },
-    );
+    const reporter = githubReporter();
     await harness.startWorker({ reporter });
     const sha = await repo.commit({ 'manifests/a.yaml': configMap('intruder', { v: '1' }, 'kube-system') });
     const id = await harness.webhook('web', sha);
