@@ -103,8 +103,8 @@ interface CrdSpec {
 /**
  * The versions of a changed CRD that the cluster already serves exactly as this set has them
  * (same kind, plural, scope, conversion and version entry, schema included, as the server
- * defaults them; short names or categories may differ): their
- * custom resources can be dry-run now, before any write, against the live CRD.
+ * defaults them; short names or categories may differ): their custom resources can be
+ * dry-run now, before any write, against the live CRD.
  */
 function versionsServedAsInSet(planned: PlannedObject): string[] {
   const live = planned.crd?.live?.spec as CrdSpec | undefined;
