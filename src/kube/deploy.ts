@@ -20,7 +20,14 @@ import {
   writeInventory,
 } from './inventory.js';
 import { settleWithConcurrency } from './map-with-concurrency.js';
-import { CONCURRENCY, needsStageOne, planObjects, type PlannedObject } from './plan.js';
+import {
+  CONCURRENCY,
+  crdKindKey,
+  kindKeyOf,
+  needsStageOne,
+  planObjects,
+  type PlannedObject,
+} from './plan.js';
 import { pruneObjects } from './prune.js';
 import { dryRunInStandInNamespace } from './stand-in-dry-run.js';
 import { checkAgainstCrdSchema } from './crd-schema-check.js';
@@ -106,13 +113,11 @@ function checkCustomResourcesAgainstSet(
 ): ObjectFailure[] {
   const crds = new Map<string, PreparedObject>();
   for (const object of stageOne) {
-    if (object.ref.kind !== 'CustomResourceDefinition') continue;
-    const spec = (object.object.spec ?? {}) as { group?: unknown; names?: { kind?: unknown } };
-    crds.set(`${String(spec.group)}|${String(spec.names?.kind)}`, object);
+    if (object.ref.kind === 'CustomResourceDefinition') crds.set(crdKindKey(object), object);
   }
   const failures: ObjectFailure[] = [];
   for (const object of customResources) {
-    const crd = crds.get(`${object.resource.group}|${object.ref.kind}`);
+    const crd = crds.get(kindKeyOf(object));
     const problems = crd ? checkAgainstCrdSchema(object.object, crd.object) : [];
     if (problems.length === 0) continue;
     const reason = new Error(`${problems.join('; ')} (by the schema of ${crd!.ref.name} in this set)`);

@@ -90,6 +90,17 @@ interface CrdNames {
   names?: { kind?: unknown };
 }
 
+/** `group|kind` of the custom resources a CRD defines: the key a resource's own `group|kind` meets. */
+export function crdKindKey(crd: PreparedObject): string {
+  const spec = (crd.object.spec ?? {}) as CrdNames;
+  return `${String(spec.group)}|${String(spec.names?.kind)}`;
+}
+
+/** `group|kind` of an object, as `crdKindKey` gives it for the CRD that defines it. */
+export function kindKeyOf(object: PreparedObject): string {
+  return `${object.resource.group}|${object.ref.kind}`;
+}
+
 /** Why an object waits for stage 1: its kind's CRD, or only its Namespace, is new. */
 export type StageOneNeed = 'kind' | 'namespace';
 
@@ -138,8 +149,7 @@ export function needsStageOne(
     const { object, action } = planned;
     if (object.ref.kind === 'Namespace' && action === 'created') newNamespaces.add(object.ref.name);
     if (object.ref.kind === 'CustomResourceDefinition' && action !== 'unchanged') {
-      const spec = (object.object.spec ?? {}) as CrdNames;
-      const kind = `${String(spec.group)}|${String(spec.names?.kind)}`;
+      const kind = crdKindKey(object);
       newKinds.add(kind);
       for (const version of versionsServedAsInSet(planned)) keptVersions.add(`${kind}|${version}`);
     }
@@ -147,7 +157,7 @@ export function needsStageOne(
   const deferred = new Map<PreparedObject, StageOneNeed>();
   for (const object of objects) {
     if (object.stage !== 2) continue;
-    const kind = `${object.resource.group}|${object.ref.kind}`;
+    const kind = kindKeyOf(object);
     const newKind =
       object.kindFromSet && newKinds.has(kind) && !keptVersions.has(`${kind}|${object.resource.version}`);
     const newNamespace = object.ref.namespace !== undefined && newNamespaces.has(object.ref.namespace);

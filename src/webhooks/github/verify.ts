@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import { verify } from '@octokit/webhooks-methods';
+import { matchesAnySecret } from '../constant-time.js';
 import { header, type Refusal, type VerifyInput, type VerifyResult, type WebhookHeaders } from '../types.js';
 
 const SIGNATURE = /^sha256=[0-9a-f]{64}$/;
@@ -30,16 +31,10 @@ export async function verifyGithubSignature(
 }
 
 function signedOverBytes(secrets: readonly string[], body: Buffer, signature: string): boolean {
-  const given = Buffer.from(signature, 'latin1');
-  let found = false;
-  for (const secret of secrets) {
-    const expected = Buffer.from(
-      `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`,
-      'latin1',
-    );
-    found = (given.length === expected.length && timingSafeEqual(given, expected)) || found;
-  }
-  return found;
+  const expected = secrets.map(
+    (secret) => `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`,
+  );
+  return matchesAnySecret(signature, expected);
 }
 
 /** What the headers alone decide, before any of the body is read: no or a malformed signature. */
