@@ -1,11 +1,12 @@
 import type { ManifestObject } from '../manifests/types.js';
+import { violatesFormat } from './crd-string-formats.js';
 
 /**
  * The part of a CRD's structural schema (apiextensions.k8s.io/v1 `openAPIV3Schema`) that can be
  * checked without the API server. A custom resource whose CRD this same set creates or changes
  * can only be dry-run once the CRD is applied; checking it here first keeps a mistyped field
  * from failing the deploy after the CRDs were written. Whatever is not checked here (CEL rules,
- * formats, `anyOf`/`oneOf`, webhooks) the server still checks in its dry-run after stage 1, so
+ * lenient formats, `anyOf`/`oneOf`, webhooks) the server still checks in its dry-run after stage 1, so
  * this only ever refuses what the server would refuse too: when in doubt it accepts.
  */
 interface Schema {
@@ -17,6 +18,7 @@ interface Schema {
   enum?: unknown[];
   nullable?: boolean;
   pattern?: string;
+  format?: string;
   minLength?: number;
   maxLength?: number;
   minimum?: number;
@@ -87,6 +89,8 @@ function checkString(schema: Schema, value: string, path: string, problems: stri
     }
     if (pattern && !pattern.test(value)) problems.push(`${path}: must match ${schema.pattern}`);
   }
+  if (schema.format !== undefined && violatesFormat(schema.format, value))
+    problems.push(`${path}: must be a valid ${schema.format}`);
 }
 
 function checkNumber(schema: Schema, value: number, path: string, problems: string[]): void {
