@@ -37,7 +37,10 @@ export async function runRender(args: CommandArgs): Promise<number> {
       : await mirrors.fetchBranch(repo, environment.branch);
     const tree = await mirrors.checkout(repo, sha);
     try {
-      const manifests = await loadManifests(tree.dir, environment.path, { logger: runtime.logger });
+      const manifests = await loadManifests(tree.dir, environment.path, {
+        logger: runtime.logger,
+        environment,
+      });
       const objects = await createKubeApplyEngine(runtime.config, args.env).render(environment, manifests);
       args.stderr.write(`# ${environment.name} at ${sha}: ${objects.length} object(s)\n`);
       args.stdout.write(objects.map((object) => stringify(object, { lineWidth: 0 })).join('---\n'));

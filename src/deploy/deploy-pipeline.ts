@@ -55,7 +55,7 @@ export async function runDeployPipeline(deps: PipelineDeps, job: PipelineJob): P
   await job.onDeploying(decision.sha);
   const tree = await deps.mirrors.checkout(repo, decision.sha);
   try {
-    const manifests = await loadManifests(tree.dir, environment.path, { logger });
+    const manifests = await loadManifests(tree.dir, environment.path, { logger, environment });
     logger.info({ sha: decision.sha, objects: manifests.length }, 'manifests loaded');
     const outcome = await deps.engine.deploy({
       environment,

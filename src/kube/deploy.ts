@@ -4,6 +4,7 @@ import { matchAnyGlob } from '../manifests/glob.js';
 import { applyStage, compareApplyOrder, groupByRank } from '../manifests/order.js';
 import { policyError, policyViolations } from '../manifests/policy.js';
 import { prepareManifests, type PreparedObject } from '../manifests/prepare.js';
+import { emptySetMessage } from '../manifests/load.js';
 import { describeSource, formatProblems } from '../manifests/problems.js';
 import { describeRef } from '../manifests/resource-info.js';
 import type { LoadedManifest, ManifestObject, ObjectRef } from '../manifests/types.js';
@@ -226,12 +227,9 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
   };
 
   if (request.manifests.length === 0 && !environment.allowEmpty) {
-    throw new DeployError(
-      'manifest_invalid',
-      `no objects under ${environment.path}: refusing to deploy an empty set, which would prune everything ` +
-        `environment ${environment.name} applied before (set allowEmpty: true on the environment to allow it)`,
-      { permanent: true },
-    );
+    throw new DeployError('manifest_invalid', emptySetMessage(environment.name, environment.path, []), {
+      permanent: true,
+    });
   }
 
   const objects = await validate(client, environment, request.manifests);

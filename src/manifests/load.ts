@@ -38,6 +38,27 @@ export interface ManifestTree {
 export interface LoadOptions {
   /** Receives a warning for each folder skipped (kustomizations are not built in this version). */
   logger?: Logger;
+  /**
+   * The environment the objects are for: a tree without objects then fails, naming the folders
+   * skipped, unless the environment allows an empty set (deploying one prunes everything).
+   */
+  environment?: { name: string; allowEmpty: boolean };
+}
+
+/** Why an environment refuses an empty set; `skipped` says where objects may have been missed. */
+export function emptySetMessage(
+  environment: string,
+  manifestPath: string,
+  skipped: readonly SkippedPath[],
+): string {
+  const missed =
+    skipped.length === 0
+      ? ''
+      : ` (skipped: ${skipped.map((folder) => `${folder.path}, which ${folder.reason}`).join('; ')})`;
+  return (
+    `no objects under ${manifestPath}${missed}: refusing to deploy an empty set, which would prune everything ` +
+    `environment ${environment} applied before (set allowEmpty: true on the environment to allow it)`
+  );
 }
 
 /**
@@ -53,6 +74,9 @@ export async function loadManifests(
   for (const skipped of tree.skipped) {
     options.logger?.warn({ path: skipped.path, reason: skipped.reason }, 'manifest folder skipped');
   }
+  const { environment } = options;
+  if (environment && tree.manifests.length === 0 && !environment.allowEmpty)
+    throw invalid(emptySetMessage(environment.name, manifestPath, tree.skipped));
   return tree.manifests;
 }
 

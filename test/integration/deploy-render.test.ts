@@ -117,6 +117,21 @@ describe('pushgate render (real git, kube-apiserver)', () => {
     expect(err).toMatch(/kube-system/);
   });
 
+  it('refuses an empty set as the deploy would, naming a skipped kustomization folder', async () => {
+    await repo.commit({
+      'manifests/kustomization.yaml': 'resources: [a.yaml]\n',
+      'manifests/a.yaml': configMap('alpha', { v: '1' }),
+    });
+
+    const { code, out, err } = await render(['web']);
+
+    expect(code).toBe(1);
+    expect(out).toBe('');
+    expect(err).toMatch(
+      /no objects under manifests \(skipped: manifests, which contains kustomization.yaml.*allowEmpty/,
+    );
+  });
+
   it('exits 2 for an unknown environment', async () => {
     const { code, err } = await render(['nope']);
 

@@ -107,6 +107,19 @@ describe('loadManifests', () => {
     ]);
   });
 
+  it('refuses an empty set for an environment, naming the folders it skipped', async () => {
+    await write('env/kustomization.yaml', 'resources: [deploy.yaml]\n');
+    await write('env/deploy.yaml', configMap('inside-kustomization'));
+
+    const refused = loadManifests(root, 'env', { environment: { name: 'web', allowEmpty: false } });
+    await expect(refused).rejects.toThrow(
+      /^no objects under env \(skipped: env, which contains kustomization.yaml; .*\): refusing to deploy an empty set/,
+    );
+    await expect(
+      loadManifests(root, 'env', { environment: { name: 'web', allowEmpty: true } }),
+    ).resolves.toEqual([]);
+  });
+
   it('parses YAML as kubectl does: 0644 is octal', async () => {
     await write('env/a.yaml', configMap('octal', 'mode: 0644\ncreated: 2024-01-01\n'));
 
