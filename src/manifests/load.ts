@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { PushgateError, errorMessage } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { problemsError, type ManifestProblem } from './problems.js';
+import { secretShapeProblems } from './secret-shape.js';
 import { countAnchorsAndAliases, MAX_YAML_ANCHORS_AND_ALIASES } from './yaml-anchors.js';
 import type { LoadedManifest, ManifestObject, ManifestSource } from './types.js';
 
@@ -261,18 +262,31 @@ async function parseFile(
     const source: ManifestSource = { file: file.relative, document: index + 1 };
     const firstError = document.errors[0];
     if (firstError) {
-      problems.push({ source, message: `invalid YAML: ${firstError.message.split('\n')[0] ?? ''}` });
+      problems.push({
+        source,
+        message: `invalid YAML: ${aliasSafeMessage(firstError.message.split('\n')[0] ?? '')}`,
+      });
       return;
     }
     let value: unknown;
     try {
       value = document.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
     } catch (error) {
-      problems.push({ source, message: `invalid YAML: ${errorMessage(error)}` });
+      problems.push({ source, message: `invalid YAML: ${aliasSafeMessage(errorMessage(error))}` });
       return;
     }
     collectObjects(value, source, manifests, problems);
   });
+}
+
+/**
+ * yaml names an unresolved alias by its text, and an unquoted value starting with `*` (a
+ * password, say) is read as one: say what happened without repeating the value.
+ */
+function aliasSafeMessage(message: string): string {
+  return message.startsWith('Unresolved alias')
+    ? 'a value starting with "*" is read as an alias of an anchor that does not exist (quote the value)'
+    : message;
 }
 
 /**
@@ -340,6 +354,11 @@ function collectObjects(
         issue.message.includes(' is required') || field === '' ? issue.message : `${field}: ${issue.message}`;
       problems.push({ source, message });
     }
+    return;
+  }
+  const shapeProblems = secretShapeProblems(value as ManifestObject);
+  if (shapeProblems.length > 0) {
+    for (const message of shapeProblems) problems.push({ source, message });
     return;
   }
   manifests.push({ object: value as ManifestObject, source });

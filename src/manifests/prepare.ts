@@ -38,8 +38,14 @@ export async function prepareManifests(
   const resources = await Promise.all(
     manifests.map(async ({ object }) => {
       const defined = fromSet.get(kindKey(object.apiVersion, object.kind));
-      if (defined) return { resource: defined, kindFromSet: true };
       const served = await resolve(object.apiVersion, object.kind);
+      // A CRD cannot change the scope of a kind the cluster serves (it is immutable, and built-in
+      // kinds are not the CRD's to define): the policy goes by the cluster's scope.
+      if (defined)
+        return {
+          resource: served ? { ...defined, namespaced: served.namespaced } : defined,
+          kindFromSet: true,
+        };
       return served ? { resource: served, kindFromSet: false } : undefined;
     }),
   );

@@ -22,6 +22,27 @@ describe('redactSecretValues', () => {
     );
   });
 
+  it('blanks nested values and whole Go value dumps, braces and all', () => {
+    const nested = {
+      ...secret,
+      stringData: { x: ['secretvalue1', 'secretvalue2'], yy: { a: 'nestedsecretA', b: 'nestedsecretB' } },
+    };
+    const message =
+      '.stringData.yy: expected string, got &value.valueUnstructured{Value:map[string]interface {}{"a":"nestedsecretA", "b":"nestedsecretB"}}; ' +
+      '.stringData.x: got []interface {}{"secretvalue1", "secretvalue2"}';
+    expect(redactSecretValues(message, nested)).toBe(
+      '.stringData.yy: expected string, got &value.valueUnstructured{Value:[redacted]}; ' +
+        '.stringData.x: got []interface {}{"[redacted]", "[redacted]"}',
+    );
+    const plain = { ...secret, data: 'c3VwZXJzZWNyZXRiYXNlNjQ=', stringData: 'plainstringsecretvalue' };
+    expect(redactSecretValues('.stringData: expected map, got &{plainstringsecretvalue}', plain)).toBe(
+      '.stringData: expected map, got &{[redacted]}',
+    );
+    expect(redactSecretValues('.data: expected map, got c3VwZXJzZWNyZXRiYXNlNjQ=', plain)).toBe(
+      '.data: expected map, got [redacted]',
+    );
+  });
+
   it('leaves values too short to blank without garbling the message, and other kinds, alone', () => {
     expect(redactSecretValues('key abc is invalid', secret)).toBe('key abc is invalid');
     expect(redactSecretValues('hunter2-long', { ...secret, kind: 'ConfigMap' })).toBe('hunter2-long');

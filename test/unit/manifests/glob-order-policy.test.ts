@@ -165,6 +165,43 @@ describe('prepareManifests', () => {
     });
   });
 
+  it('keeps the cluster scope of a served kind that a CRD in the set claims as namespaced', async () => {
+    const crd = (name: string, group: string, kind: string, plural: string) =>
+      manifest(
+        {
+          apiVersion: 'apiextensions.k8s.io/v1',
+          kind: 'CustomResourceDefinition',
+          metadata: { name },
+          spec: {
+            group,
+            scope: 'Namespaced',
+            names: { kind, plural },
+            versions: [{ name: 'v1', served: true }],
+          },
+        },
+        1,
+      );
+    const prepared = await prepareManifests(
+      [
+        crd(
+          'customresourcedefinitions.apiextensions.k8s.io',
+          'apiextensions.k8s.io',
+          'CustomResourceDefinition',
+          'customresourcedefinitions',
+        ),
+        crd('widgets.example.com', 'example.com', 'Widget', 'widgets'),
+      ],
+      environment,
+      resolve,
+    );
+
+    expect(prepared.map((p) => [p.resource.namespaced, p.ref.namespace])).toEqual([
+      [false, undefined],
+      [false, undefined],
+    ]);
+    expect(() => checkPolicy(prepared, environment)).toThrow(/cluster-scoped/);
+  });
+
   it('rejects unknown kinds and duplicates (after namespace defaulting) with file and document', async () => {
     const error = await rejection(
       prepareManifests(

@@ -120,6 +120,41 @@ describe('loadManifests', () => {
     ).resolves.toEqual([]);
   });
 
+  it('refuses a Secret whose values are not strings, naming fields but never values', async () => {
+    await write(
+      'env/secrets.yaml',
+      [
+        'apiVersion: v1\nkind: Secret\nmetadata: {name: s1}\nstringData:\n  x: ["secretvalue1"]\n  num: 987654321987\n',
+        'apiVersion: v1\nkind: Secret\nmetadata: {name: s2}\ndata: "c3VwZXJzZWNyZXRiYXNlNjQ="\n',
+      ].join('---\n'),
+    );
+
+    const error = await loadError();
+
+    expect(error.message).toContain(
+      'env/secrets.yaml document 1: stringData.x: must be a string, not a list',
+    );
+    expect(error.message).toContain(
+      'env/secrets.yaml document 1: stringData.num: must be a string, not a number',
+    );
+    expect(error.message).toContain('env/secrets.yaml document 2: data: must be a mapping of key to string');
+    expect(error.message).not.toMatch(/secretvalue1|987654321987|c3VwZXJzZWNyZXRiYXNlNjQ=/);
+  });
+
+  it('does not repeat an unquoted value starting with "*", read as an alias', async () => {
+    await write(
+      'env/secret.yaml',
+      'apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData:\n  password: *Tr0ub4dor&3horse\n',
+    );
+
+    const error = await loadError();
+
+    expect(error.message).toMatch(
+      /env\/secret\.yaml document 1: invalid YAML: a value starting with "\*" is read as an alias/,
+    );
+    expect(error.message).not.toContain('Tr0ub4dor');
+  });
+
   it('parses YAML as kubectl does: 0644 is octal', async () => {
     await write('env/a.yaml', configMap('octal', 'mode: 0644\ncreated: 2024-01-01\n'));
 
