@@ -7,7 +7,7 @@ import { EnvironmentLock } from '../src/deploy/environment-lock.js';
 import { isPermanentFailure, resourcesOf } from '../src/deploy/failure.js';
 import { JobRun } from '../src/deploy/job-run.js';
 import { requeueLostJobs, REQUEUE_INTERVAL_MS } from '../src/deploy/queue-repair.js';
-import { syncReconcileSchedulers } from '../src/deploy/reconcile-schedulers.js';
+import { restoreMissingSchedulers, syncReconcileSchedulers } from '../src/deploy/reconcile-schedulers.js';
 import { gitFetchLimitsFromEnv } from '../src/git/fetch-budget.js';
 import { MirrorCache, removeStaleTrees } from '../src/git/mirror-cache.js';
 import { countFromEnv, millisecondsFromEnv } from '../src/lib/env-settings.js';
@@ -145,12 +145,17 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
 
   const environments = config.environments.map((environment) => environment.name);
   let requeueing: Promise<void> | undefined;
+  // What a Redis that lost writes may have lost: queue entries of queued jobs, and schedulers.
   const requeueTimer = setInterval(() => {
     requeueing ??= requeueLostJobs({ store, queue, environments, logger })
       .then(
         () => undefined,
         (error: unknown) =>
           logger.warn({ err: errorMessage(error) }, 'could not look for jobs that lost their queue entry'),
+      )
+      .then(() => restoreMissingSchedulers(queue, config, logger))
+      .catch((error: unknown) =>
+        logger.warn({ err: errorMessage(error) }, 'could not look for missing reconcile schedulers'),
       )
       .finally(() => (requeueing = undefined));
   }, options.requeueIntervalMs ?? REQUEUE_INTERVAL_MS);
@@ -225,6 +230,16 @@ export async function processDeployJob(
     logger.info('queue entry without a job record (a duplicate delivery): dropped');
     return;
   }
+  if (
+    data.trigger.kind === 'reconcile' &&
+    (await deps.locks.isBusy(data.environment)) &&
+    !(await deps.store.get(jobId))
+  ) {
+    // The deploy running applies the branch head already. Delayed instead, runs due while a
+    // deploy outlasts the interval (a long health wait) would pile up and all run after it.
+    logger.info('environment busy: this re-sync run skipped, the deploy running applies the branch head');
+    return;
+  }
   const record = await deps.store.ensure({
     id: jobId,
     environment: data.environment,
@@ -257,7 +272,8 @@ export async function processDeployJob(
 
   const run = deps.run(environment, record, logger);
   try {
-    await run.started(job.attemptsMade + 1);
+    // Counted on the record: BullMQ does not count a run a dead worker left behind (a stall).
+    await run.started(record.attempts + 1);
     const result = await runDeployPipeline(deps.pipeline, {
       jobId,
       environment,

@@ -1,5 +1,6 @@
 import { waitForRedis } from '../queue/connection.js';
 import { connectProducer, loadRuntime, type ProducerServices } from '../runtime.js';
+import { environmentView } from '../status/environment-view.js';
 import { jobView, type JobRecord } from '../status/job-record.js';
 import { clientRedisUrl } from './client-redis-url.js';
 import type { CommandArgs } from './command.js';
@@ -24,16 +25,16 @@ export async function runStatus(args: CommandArgs): Promise<number> {
           services.store.environmentStatus(environment.name),
           services.store.list({ environment: environment.name, limit: LATEST_PER_ENVIRONMENT }),
         ]);
-        return {
-          name: environment.name,
-          lastAppliedSha: status.lastAppliedSha,
-          lastAppliedAt: status.lastAppliedAt,
-          jobs,
-        };
+        return { ...environmentView(environment, status, jobs[0]), jobs };
       }),
     );
     if (args.json) {
-      args.stdout.write(`${JSON.stringify({ environments }, null, 2)}\n`);
+      // As GET /environments/:name shows them.
+      const shown = environments.map((environment) => ({
+        ...environment,
+        jobs: environment.jobs.map(jobView),
+      }));
+      args.stdout.write(`${JSON.stringify({ environments: shown }, null, 2)}\n`);
       return 0;
     }
     const rows = environments.flatMap((environment) =>

@@ -1,8 +1,8 @@
 import type { Config } from '../config/schema.js';
-import { UsageError } from '../lib/errors.js';
+import { errorMessage, PushgateError, UsageError } from '../lib/errors.js';
 import { waitForRedis } from '../queue/connection.js';
 import { connectProducer, loadRuntime } from '../runtime.js';
-import { FINISHED_STATES, type JobRecord } from '../status/job-record.js';
+import { FINISHED_STATES, jobView, type JobRecord } from '../status/job-record.js';
 import type { JobStore } from '../status/job-store.js';
 import { statusBaseUrl } from '../status/reporters/commit-status-reporter.js';
 import { clientRedisUrl } from './client-redis-url.js';
@@ -36,28 +36,72 @@ export async function runSync(args: CommandArgs): Promise<number> {
       args.stdout.write(`${JSON.stringify({ jobs: [{ id: job.id, environment: name, statusUrl }] })}\n`);
     else args.stdout.write(`${job.id}\n`);
     if (!args.wait) return 0;
-    const record = await follow(services.store, job.id, (line) => {
-      if (!args.json) args.stdout.write(`${printable(line, true)}\n`);
+    const record = await followJob(services.store, job.id, {
+      print: (line) => {
+        if (!args.json) args.stdout.write(`${printable(line, true)}\n`);
+      },
+      warn: (line) => args.stderr.write(`pushgate sync: ${line}\n`),
     });
-    if (args.json) args.stdout.write(`${JSON.stringify(record)}\n`);
+    if (args.json) args.stdout.write(`${JSON.stringify(jobView(record))}\n`);
     return record.state === 'failed' ? 1 : 0;
   } finally {
     await services.close();
   }
 }
 
-async function follow(store: JobStore, id: string, print: (line: string) => void): Promise<JobRecord> {
+/** How long following bears Redis not answering, or the job having no record, before giving up. */
+const REDIS_GONE_MS = 60_000;
+const RECORD_GONE_MS = 10_000;
+
+/** The job's record once it has finished, printing each state it passes through. */
+export async function followJob(
+  store: JobStore,
+  id: string,
+  out: { print: (line: string) => void; warn: (line: string) => void },
+  limits = { redisGoneMs: REDIS_GONE_MS, recordGoneMs: RECORD_GONE_MS },
+): Promise<JobRecord> {
   let last = '';
+  let unreachableSince: number | undefined;
+  let missingSince: number | undefined;
   for (;;) {
-    const record = await store.get(id);
+    let record: JobRecord | null;
+    try {
+      record = await store.get(id);
+      if (unreachableSince !== undefined) out.warn('Redis answers again');
+      unreachableSince = undefined;
+    } catch (error) {
+      // A Redis restart or failover is not the deploy's failure: the job goes on without us.
+      if (unreachableSince === undefined)
+        out.warn(`Redis does not answer (${errorMessage(error)}); still following job ${id}`);
+      unreachableSince ??= Date.now();
+      if (Date.now() - unreachableSince > limits.redisGoneMs)
+        throw new PushgateError(
+          'unavailable',
+          `Redis has not answered for ${limits.redisGoneMs / 1000} s; job ${id} may still run (pushgate status ${id})`,
+        );
+      await sleep(POLL_MS);
+      continue;
+    }
     if (record) {
+      missingSince = undefined;
       const line = describe(record);
-      if (line !== last) print(line);
+      if (line !== last) out.print(line);
       last = line;
       if (FINISHED_STATES.includes(record.state)) return record;
+    } else {
+      missingSince ??= Date.now();
+      if (Date.now() - missingSince > limits.recordGoneMs)
+        throw new PushgateError(
+          'not_found',
+          `job ${id} has no record any more: Redis lost it (a restart without persistence?)`,
+        );
     }
-    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    await sleep(POLL_MS);
   }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function describe(record: JobRecord): string {

@@ -37,6 +37,11 @@ export class EnvironmentLock {
     private readonly ttlMs: number,
   ) {}
 
+  /** Some deploy of the environment holds the lock now. */
+  async isBusy(environment: string): Promise<boolean> {
+    return (await this.redis.exists(this.keys.environmentLock(environment))) === 1;
+  }
+
   /** The lock, or null when another deploy of the environment holds it. */
   async acquire(environment: string): Promise<HeldLock | null> {
     const key = this.keys.environmentLock(environment);

@@ -20,30 +20,8 @@ export async function syncReconcileSchedulers(
   config: Config,
   logger: Logger,
 ): Promise<void> {
-  const wanted = new Map<string, number>();
-  for (const environment of config.environments) {
-    if (environment.reconcileInterval > 0)
-      wanted.set(reconcileSchedulerId(environment.name), environment.reconcileInterval);
-  }
-  for (const [id, every] of wanted) {
-    const environment = id.slice(SCHEDULER_PREFIX.length);
-    await queue.upsertJobScheduler(
-      id,
-      { every },
-      {
-        name: DEPLOY_JOB_NAME,
-        // receivedAt of each run is the BullMQ job's own timestamp (the worker creates the record).
-        data: { environment, trigger: { kind: 'reconcile' }, receivedAt: new Date().toISOString() },
-        opts: {
-          // Fewer than a push's: the next interval's run retries anyway.
-          attempts: 3,
-          backoff: DEPLOY_JOB_OPTIONS.backoff,
-          removeOnComplete: { count: 100 },
-          removeOnFail: { count: 100 },
-        },
-      },
-    );
-  }
+  const wanted = wantedSchedulers(config);
+  for (const [id, every] of wanted) await upsertScheduler(queue, id, every);
   const existing = await queue.getJobSchedulers(0, -1);
   for (const scheduler of existing) {
     const id = scheduler.key;
@@ -52,4 +30,52 @@ export async function syncReconcileSchedulers(
       logger.info({ scheduler: id }, 'reconcile scheduler removed');
     }
   }
+}
+
+/**
+ * Re-creates the schedulers Redis no longer has (a failover or restart that lost writes):
+ * they are made at worker start only, and the periodic re-sync is what catches up after
+ * such a loss. Workers call this periodically; upserting only the missing leaves the others'
+ * next run where it is.
+ */
+export async function restoreMissingSchedulers(
+  queue: Queue<DeployJobData>,
+  config: Config,
+  logger: Logger,
+): Promise<void> {
+  for (const [id, every] of wantedSchedulers(config)) {
+    // A removed scheduler may still read back, without its `every`.
+    if ((await queue.getJobScheduler(id))?.every) continue;
+    await upsertScheduler(queue, id, every);
+    logger.warn({ scheduler: id }, 'reconcile scheduler was missing from Redis (data lost?): re-created');
+  }
+}
+
+function wantedSchedulers(config: Config): Map<string, number> {
+  const wanted = new Map<string, number>();
+  for (const environment of config.environments) {
+    if (environment.reconcileInterval > 0)
+      wanted.set(reconcileSchedulerId(environment.name), environment.reconcileInterval);
+  }
+  return wanted;
+}
+
+async function upsertScheduler(queue: Queue<DeployJobData>, id: string, every: number): Promise<void> {
+  const environment = id.slice(SCHEDULER_PREFIX.length);
+  await queue.upsertJobScheduler(
+    id,
+    { every },
+    {
+      name: DEPLOY_JOB_NAME,
+      // receivedAt of each run is the BullMQ job's own timestamp (the worker creates the record).
+      data: { environment, trigger: { kind: 'reconcile' }, receivedAt: new Date().toISOString() },
+      opts: {
+        // Fewer than a push's: the next interval's run retries anyway.
+        attempts: 3,
+        backoff: DEPLOY_JOB_OPTIONS.backoff,
+        removeOnComplete: { count: 100 },
+        removeOnFail: { count: 100 },
+      },
+    },
+  );
 }

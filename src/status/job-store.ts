@@ -3,7 +3,7 @@ import type { Keys } from '../queue/keys.js';
 import type { Trigger } from '../queue/job-data.js';
 import { jobRecordSchema, type JobRecord, type JobState } from './job-record.js';
 
-/** Finished history kept per environment; older records are dropped as new jobs arrive. */
+/** Records kept per environment; older finished ones are dropped as jobs finish (see TRIM_SCRIPT). */
 export const HISTORY_PER_ENVIRONMENT = 500;
 /** Older records are dropped this many at a time, not one per new job: one command, not three. */
 const HISTORY_TRIM_BATCH = 50;
@@ -72,14 +72,6 @@ local function claim(deliveryKey, shaKey, envKey, recordKey, allKey, envJobsKey,
   redis.call('ZADD', envJobsKey, score, id)
   if deliveryKey ~= absent then redis.call('SET', deliveryKey, id, 'EX', ${DELIVERY_TTL_SECONDS}) end
   if shaKey ~= absent then redis.call('SET', shaKey, id, 'EX', ${SHA_TTL_SECONDS}) end
-  if redis.call('ZCARD', envJobsKey) > ${HISTORY_PER_ENVIRONMENT + HISTORY_TRIM_BATCH} then
-    local old = redis.call('ZRANGE', envJobsKey, 0, -${HISTORY_PER_ENVIRONMENT + 1})
-    local records = {}
-    for i, oldId in ipairs(old) do records[i] = jobPrefix .. oldId end
-    redis.call('DEL', unpack(records))
-    redis.call('ZREM', allKey, unpack(old))
-    redis.call('ZREMRANGEBYRANK', envJobsKey, 0, #old - 1)
-  end
   return {id, 'created'}
 end
 local outcomes = {}
@@ -89,6 +81,35 @@ for n = 1, #KEYS / 6 do
     ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4])
 end
 return outcomes
+`;
+
+/**
+ * Drops the oldest records of an environment beyond the kept history, but never a job still
+ * queued or running: its sender holds a 202 for it, and a worker drops a queue entry that has
+ * no record. Runs when a job finishes, not on the webhook path, in batches; scans at most
+ * TRIM_SCAN_LIMIT records. Records are JSON.stringify's, so the state reads as plain text.
+ * KEYS: environment index, all-jobs index. ARGV: record key prefix, the job just finished (kept:
+ * the environment's lastJob).
+ */
+const TRIM_SCAN_LIMIT = 1000;
+const TRIM_SCRIPT = `
+local count = redis.call('ZCARD', KEYS[1])
+if count <= ${HISTORY_PER_ENVIRONMENT + HISTORY_TRIM_BATCH} then return 0 end
+local old = redis.call('ZRANGE', KEYS[1], 0, math.min(count - ${HISTORY_PER_ENVIRONMENT}, ${TRIM_SCAN_LIMIT}) - 1)
+local drop, records = {}, {}
+for _, id in ipairs(old) do
+  local raw = redis.call('GET', ARGV[1] .. id)
+  local active = id == ARGV[2] or raw and (string.find(raw, '"state":"queued"', 1, true) or string.find(raw, '"state":"running"', 1, true))
+  if not active then
+    drop[#drop + 1] = id
+    records[#records + 1] = ARGV[1] .. id
+  end
+end
+if #drop == 0 then return 0 end
+redis.call('DEL', unpack(records))
+redis.call('ZREM', KEYS[1], unpack(drop))
+redis.call('ZREM', KEYS[2], unpack(drop))
+return #drop
 `;
 
 /**
@@ -111,6 +132,7 @@ interface ClaimCommander {
   /** One array, which ioredis flattens: a large batch spread as call arguments could overflow the stack. */
   pushgateClaim(numberOfKeysKeysAndArgs: (string | number)[]): Promise<unknown>;
   pushgateRelease(...keysAndArgs: string[]): Promise<number>;
+  pushgateTrim(envJobsKey: string, allKey: string, jobPrefix: string, keepId: string): Promise<number>;
 }
 
 function claimOutcome(reply: unknown): ClaimOutcome {
@@ -149,6 +171,7 @@ export class JobStore {
       // No numberOfKeys: a batch of claims passes six keys per claim, counted at the call.
       commander.defineCommand('pushgateClaim', { lua: CLAIM_SCRIPT });
       commander.defineCommand('pushgateRelease', { lua: RELEASE_SCRIPT, numberOfKeys: 6 });
+      commander.defineCommand('pushgateTrim', { lua: TRIM_SCRIPT, numberOfKeys: 2 });
     }
     this.commander = commander;
   }
@@ -204,20 +227,6 @@ export class JobStore {
         .zadd(this.keys.jobsAll, score, request.id)
         .zadd(this.keys.jobsByEnvironment(request.environment), score, request.id)
         .exec();
-      // Same history bound as claimMany(): a reconcile-only environment must not grow forever.
-      const old = await this.redis.zrange(
-        this.keys.jobsByEnvironment(request.environment),
-        0,
-        -(HISTORY_PER_ENVIRONMENT + 1),
-      );
-      if (old.length > 0) {
-        await this.redis
-          .multi()
-          .del(...old.map((id) => this.keys.job(id)))
-          .zrem(this.keys.jobsAll, ...old)
-          .zrem(this.keys.jobsByEnvironment(request.environment), ...old)
-          .exec();
-      }
     }
     const record = await this.get(request.id);
     if (!record) throw new Error(`job ${request.id} has no record`);
@@ -312,6 +321,7 @@ export class JobStore {
     };
   }
 
+  /** The environment's last job (and commit, when applied); then the history is trimmed. */
   async recordFinished(
     environment: string,
     jobId: string,
@@ -323,5 +333,11 @@ export class JobStore {
       fields.lastAppliedAt = applied.at;
     }
     await this.redis.hset(this.keys.environment(environment), fields);
+    await this.commander.pushgateTrim(
+      this.keys.jobsByEnvironment(environment),
+      this.keys.jobsAll,
+      this.keys.job(''),
+      jobId,
+    );
   }
 }

@@ -192,7 +192,7 @@ describe('deploy job queue', () => {
     ]);
   });
 
-  it('keeps a bounded history per environment, dropping the oldest records', async () => {
+  it('keeps a bounded history per environment, dropping the oldest finished records', async () => {
     const { producer, store } = await services();
     const start = Date.parse('2026-01-01T00:00:00Z');
     const ids: string[] = [];
@@ -200,11 +200,21 @@ describe('deploy job queue', () => {
       const receivedAt = new Date(start + i * 1000).toISOString();
       ids.push((await producer.enqueue('staging', { kind: 'manual' }, receivedAt)).id);
     }
+    // Queued jobs are never dropped, however many: each holds a 202.
+    expect(await store.list({ environment: 'staging', limit: 10_000 })).toHaveLength(ids.length);
+
+    // All but the second oldest finish, oldest first, as a worker would record them.
+    for (const id of ids.filter((_, index) => index !== 1)) {
+      await store.update(id, { state: 'succeeded', finishedAt: new Date().toISOString() });
+      await store.recordFinished('staging', id);
+    }
+
     const kept = await store.list({ environment: 'staging', limit: 10_000 });
     expect(kept.length).toBeGreaterThanOrEqual(HISTORY_PER_ENVIRONMENT);
     expect(kept.length).toBeLessThan(HISTORY_PER_ENVIRONMENT + 100);
     expect(kept[0]!.id).toBe(ids.at(-1));
     expect(await store.get(ids[0]!)).toBeNull();
+    expect(await store.get(ids[1]!)).toMatchObject({ state: 'queued' });
     // The cross-environment index drops the same jobs.
     expect(await store.list({ limit: 10_000 })).toHaveLength(kept.length);
   });

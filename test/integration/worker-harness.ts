@@ -75,6 +75,7 @@ export interface WorkerHarness {
     lockDurationMs?: number;
     shutdownDeadlineMs?: number;
     fetchMaxBytes?: number;
+    requeueIntervalMs?: number;
     logger?: Logger;
   }): Promise<DeployWorker>;
   /** What the receiver does on a verified push: enqueue through DeployProducer. */
@@ -127,6 +128,7 @@ export async function createWorkerHarness(options: {
         lockDurationMs: workerOptions.lockDurationMs,
         shutdownDeadlineMs: workerOptions.shutdownDeadlineMs,
         fetchMaxBytes: workerOptions.fetchMaxBytes,
+        requeueIntervalMs: workerOptions.requeueIntervalMs,
       });
       workers.push(worker);
       return worker;

@@ -1,6 +1,8 @@
 import { AppsV1Api, CoreV1Api, type KubeConfig, type V1Deployment } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { runSync } from '../../src/commands/sync.js';
+import type { ApplyEngine } from '../../src/deploy/apply-engine.js';
+import { createKubeApplyEngine } from '../../src/deploy/kube-apply-engine.js';
 import { JobRun } from '../../src/deploy/job-run.js';
 import { PushgateError } from '../../src/lib/errors.js';
 import { createLogger, silentLogger } from '../../src/lib/logger.js';
@@ -332,6 +334,54 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
     const jobs = await harness.services.store.list({ environment: 'web', limit: 10 });
     expect(jobs.length).toBeGreaterThan(0);
     expect(jobs.every((job) => job.trigger.kind === 'reconcile')).toBe(true);
+  });
+
+  it('re-creates a reconcile scheduler that Redis lost', async () => {
+    await harness.close();
+    harness = await createWorkerHarness({
+      redisUrl: redis.url,
+      environments: [{ name: 'web', repo, env: { namespace: namespace.name, reconcileInterval: '1h' } }],
+    });
+    await harness.startWorker({ requeueIntervalMs: 100 });
+    const queue = harness.services.queue;
+    expect(await queue.getJobScheduler('reconcile:web')).toBeDefined();
+
+    // What a failover that lost writes, or a restart without persistence, leaves.
+    await queue.removeJobScheduler('reconcile:web');
+
+    const restored = await until(async () => (await queue.getJobScheduler('reconcile:web'))?.every);
+    expect(restored).toBe(3_600_000);
+  });
+
+  it('skips re-sync runs that fall due while a deploy runs, instead of piling them up', async () => {
+    await harness.close();
+    harness = await createWorkerHarness({
+      redisUrl: redis.url,
+      environments: [{ name: 'web', repo, env: { namespace: namespace.name, reconcileInterval: '1s' } }],
+    });
+    await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
+    const real = createKubeApplyEngine(harness.config, process.env);
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let deploys = 0;
+    // The first deploy outlasts several intervals, as one waiting for a slow rollout does.
+    const slow: ApplyEngine = {
+      render: (environment, manifests) => real.render(environment, manifests),
+      deploy: async (request) => {
+        deploys += 1;
+        if (deploys === 1) await released;
+        return real.deploy(request);
+      },
+    };
+    await harness.startWorker({ engine: slow, concurrency: 4 });
+    const queue = harness.services.queue;
+    await until(() => Promise.resolve(deploys === 1));
+    await until(async () => (await queue.getCompletedCount()) >= 3);
+
+    const piled = await harness.services.store.list({ environment: 'web', limit: 100 });
+    expect(piled.filter((job) => job.state === 'queued')).toEqual([]);
+    release();
+    await until(async () => (await readConfigMap(namespace.name, 'alpha'))?.v === '1');
   });
 
   it('a transient failure (API server unreachable) keeps the job queued with its error for a retry', async () => {

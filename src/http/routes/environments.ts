@@ -1,5 +1,6 @@
 import { Router, type Response } from 'express';
 import type { EnvironmentConfig } from '../../config/schema.js';
+import { environmentView, type EnvironmentView } from '../../status/environment-view.js';
 import { jobView, type JobRecord } from '../../status/job-record.js';
 import type { AppDeps } from '../deps.js';
 import { fromRedis, sendError } from '../errors.js';
@@ -7,33 +8,13 @@ import { jobStatusUrl, publicBase } from '../status-url.js';
 
 export const ENVIRONMENT_JOBS = 20;
 
-export interface EnvironmentView {
-  name: string;
-  branch: string;
-  cluster: string;
-  lastAppliedSha: string | null;
-  lastAppliedAt: string | null;
-  /** The newest job, whatever its state: a queued or running deploy shows here first. */
-  lastJob: { id: string; state: JobRecord['state']; finishedAt: string | null } | null;
-}
-
 /** GET /environments, GET /environments/:name, POST /environments/:name/sync. */
 export function environmentRoutes(deps: AppDeps): Router {
   const byName = new Map(deps.config.environments.map((environment) => [environment.name, environment]));
   const router = Router();
 
-  const view = async (environment: EnvironmentConfig, jobs: JobRecord[]): Promise<EnvironmentView> => {
-    const status = await deps.store.environmentStatus(environment.name);
-    const latest = jobs[0];
-    return {
-      name: environment.name,
-      branch: environment.branch,
-      cluster: environment.cluster,
-      lastAppliedSha: status.lastAppliedSha,
-      lastAppliedAt: status.lastAppliedAt,
-      lastJob: latest ? { id: latest.id, state: latest.state, finishedAt: latest.finishedAt } : null,
-    };
-  };
+  const view = async (environment: EnvironmentConfig, jobs: JobRecord[]): Promise<EnvironmentView> =>
+    environmentView(environment, await deps.store.environmentStatus(environment.name), jobs[0]);
 
   const find = (name: string, res: Response): EnvironmentConfig | undefined => {
     const environment = byName.get(name);

@@ -1,0 +1,29 @@
+import type { EnvironmentConfig } from '../config/schema.js';
+import type { JobRecord } from './job-record.js';
+import type { EnvironmentStatus } from './job-store.js';
+
+/** An environment as SPEC §5 shows it, in the API and in `pushgate status --json`. */
+export interface EnvironmentView {
+  name: string;
+  branch: string;
+  cluster: string;
+  lastAppliedSha: string | null;
+  lastAppliedAt: string | null;
+  /** The newest job, whatever its state: a queued or running deploy shows here first. */
+  lastJob: { id: string; state: JobRecord['state']; finishedAt: string | null } | null;
+}
+
+export function environmentView(
+  environment: EnvironmentConfig,
+  status: EnvironmentStatus,
+  latest: JobRecord | undefined,
+): EnvironmentView {
+  return {
+    name: environment.name,
+    branch: environment.branch,
+    cluster: environment.cluster,
+    lastAppliedSha: status.lastAppliedSha,
+    lastAppliedAt: status.lastAppliedAt,
+    lastJob: latest ? { id: latest.id, state: latest.state, finishedAt: latest.finishedAt } : null,
+  };
+}
