@@ -175,6 +175,14 @@ describe('pushgate serve and status', () => {
     expect(latest.code).toBe(0);
     expect(latest.stdout).toMatch(new RegExp(`staging\\s+${jobId}\\s+queued`));
 
+    // --json shows environments as GET /environments/:name does.
+    const api = (await (await fetch(`${server.url}/environments/staging`)).json()) as Record<string, unknown>;
+    const latestJson = await runCli(['status', '--json', '--config', configFile]);
+    const { environments } = JSON.parse(latestJson.stdout) as { environments: Record<string, unknown>[] };
+    const { jobs: apiJobs, ...apiEnvironment } = api;
+    expect(environments[0]).toMatchObject(apiEnvironment);
+    expect((environments[0]!.jobs as unknown[])[0]).toEqual((apiJobs as unknown[])[0]);
+
     const unknown = await runCli(['status', 'no-such-job', '--config', configFile]);
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toContain('job "no-such-job" not found');
