@@ -281,6 +281,7 @@ export async function processDeployJob(
       lock,
       logger,
       onDeploying: (sha) => run.deploying(sha),
+      onWritten: (resources) => run.written(resources),
       signal: deps.signal,
     });
     // Recorded only while the lock is still ours: a worker that lost it (stalled past its TTL,

@@ -23,6 +23,8 @@ export interface PipelineJob {
   logger: Logger;
   /** Called once the commit to apply is known, before anything is written. */
   onDeploying(sha: string): Promise<void>;
+  /** Every object's outcome so far, after each write stage of the apply. */
+  onWritten?: (resources: ResourceResult[]) => Promise<void>;
   signal?: AbortSignal;
 }
 
@@ -65,6 +67,7 @@ export async function runDeployPipeline(deps: PipelineDeps, job: PipelineJob): P
       // The engine logs each step itself; the commit goes on its every line.
       logger: logger.child({ sha: decision.sha }),
       assertLockHeld: job.lock.assertHeld,
+      onWritten: job.onWritten,
       signal: job.signal,
     });
     return { outcome: 'applied', sha: decision.sha, resources: outcome.resources };

@@ -1,6 +1,7 @@
 import type { EnvironmentConfig } from '../config/schema.js';
 import { errorMessage } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
+import { mergeAttemptResources } from './attempt-resources.js';
 import type { Metrics } from '../lib/metrics.js';
 import { FINISHED_STATES, type JobRecord, type JobState, type ResourceResult } from '../status/job-record.js';
 import type { JobStore } from '../status/job-store.js';
@@ -20,13 +21,17 @@ export class JobRun {
   private readonly startedMs = Date.now();
   /** A re-apply of the commit that is live already: see deploying(). */
   private quiet = false;
+  /** What earlier attempts of the job recorded (see mergeAttemptResources). */
+  private readonly earlierResources: readonly ResourceResult[];
 
   constructor(
     private readonly deps: JobRunDeps,
     private readonly environment: EnvironmentConfig,
     private record: JobRecord,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.earlierResources = record.resources;
+  }
 
   get id(): string {
     return this.record.id;
@@ -62,9 +67,20 @@ export class JobRun {
     if (!this.quiet) this.report(sha, 'pending', `Deploying ${short(sha)} to ${this.environment.name}`);
   }
 
+  /** Outcomes so far, kept in the record in case this worker dies before the end. */
+  async written(resources: ResourceResult[]): Promise<void> {
+    try {
+      await this.patch({ resources: mergeAttemptResources(this.earlierResources, resources) });
+    } catch (error) {
+      // Bookkeeping only: a deploy must not fail for it.
+      this.logger.warn({ err: errorMessage(error) }, 'could not record the objects written so far');
+    }
+  }
+
   // Final transitions queue the commit status before the record turns final, so whoever
   // sees the final record can flush the reporter and find the status sent.
-  async succeeded(sha: string, resources: ResourceResult[]): Promise<void> {
+  async succeeded(sha: string, attemptResources: ResourceResult[]): Promise<void> {
+    const resources = mergeAttemptResources(this.earlierResources, attemptResources);
     const finishedAt = new Date().toISOString();
     if (!this.quiet || resources.some((resource) => resource.action !== 'unchanged'))
       this.report(sha, 'success', `Deployed to ${this.environment.name}: ${summarise(resources)}`);
@@ -104,7 +120,7 @@ export class JobRun {
       state: 'failed',
       finishedAt: new Date().toISOString(),
       error: message,
-      ...(resources ? { resources } : {}),
+      ...(resources ? { resources: mergeAttemptResources(this.earlierResources, resources) } : {}),
     });
     await this.deps.store.recordFinished(this.environment.name, this.id);
     this.finish('failed');
@@ -114,7 +130,11 @@ export class JobRun {
   /** A transient failure with attempts left: back to `queued` until BullMQ's backoff runs it again. */
   async willRetry(error: unknown, resources: ResourceResult[] | undefined): Promise<void> {
     const message = errorMessage(error);
-    await this.patch({ state: 'queued', error: message, ...(resources ? { resources } : {}) });
+    await this.patch({
+      state: 'queued',
+      error: message,
+      ...(resources ? { resources: mergeAttemptResources(this.earlierResources, resources) } : {}),
+    });
     this.logger.warn({ err: message, attempts: this.record.attempts }, 'deploy failed, will retry');
   }
 

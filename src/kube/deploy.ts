@@ -331,6 +331,7 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
       client.discovery.invalidate();
     }
     progress(`stage 1 applied: ${stageOne.length} Namespaces and CRDs`);
+    await request.onWritten?.(results.list());
   } else {
     for (const object of stageOne) results.set(object, 'unchanged');
   }
@@ -355,8 +356,10 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
     throw failuresError(applyFailures, 'apply failed', results.list());
   }
   progress(`applied: ${counted(ordered.length, 'object')}`, summarize(actions));
+  await request.onWritten?.(results.list());
 
   await recordAndPrune(client, request, ordered, previous, results, progress);
+  await request.onWritten?.(results.list());
 
   if (environment.healthTimeout > 0) await checkHealth(client, request, ordered, results, progress);
   return { resources: results.list() };

@@ -19,6 +19,11 @@ export interface DeployRequest {
   assertLockHeld: () => Promise<void>;
   /** Progress for logs and the job record, e.g. "dry-run ok: 20 objects". */
   onProgress?: (message: string) => void;
+  /**
+   * Every object's outcome so far, after each stage that wrote to the cluster and after the
+   * prune: a worker that dies mid-deploy leaves them in the job record for the one taking over.
+   */
+  onWritten?: (resources: ResourceResult[]) => Promise<void>;
   signal?: AbortSignal;
 }
 
