@@ -5,6 +5,7 @@ import { waitForShutdownSignal } from '../lib/shutdown.js';
 import { waitForRedis } from '../queue/connection.js';
 import { connectProducer, loadRuntime, requireRedisUrl } from '../runtime.js';
 import type { CommandArgs } from './command.js';
+import { missingWebhookSecrets } from './webhook-secret-warnings.js';
 
 const REDIS_START_WAIT_MS = 5_000;
 
@@ -25,6 +26,8 @@ export async function runServe(args: CommandArgs): Promise<number> {
     { url: server.url, config: runtime.configPath, environments: config.environments.length },
     'pushgate serve listening',
   );
+  for (const warning of missingWebhookSecrets(config, secrets))
+    logger.warn({ provider: warning.provider }, warning.message);
 
   const signal = await waitForShutdownSignal();
   logger.info({ signal }, 'shutting down: no new connections, finishing requests in flight');

@@ -10,6 +10,7 @@ import { createMetrics } from '../lib/metrics.js';
 import { withoutPassword } from '../lib/redact-secrets.js';
 import { connectProducer, loadRuntime } from '../runtime.js';
 import type { CommandArgs } from './command.js';
+import { missingWebhookSecrets } from './webhook-secret-warnings.js';
 
 /**
  * `pushgate start`: receiver and worker in one process. Without redis.url it runs a private
@@ -52,6 +53,8 @@ export async function runStart(args: CommandArgs): Promise<number> {
       { url: server.url, port: server.port, environments: config.environments.map((e) => e.name) },
       'pushgate started',
     );
+    for (const warning of missingWebhookSecrets(config, secrets))
+      logger.warn({ provider: warning.provider }, warning.message);
     void warnUnreachableClusters(config, args.env, logger);
     if (config.environments.length === 0) {
       logger.warn(

@@ -46,9 +46,9 @@ interface Served {
 }
 
 /** `pushgate serve` as a child process; resolves once it logs the address it listens on. */
-function serve(): Promise<Served> {
+function serve(env = cliEnv()): Promise<Served> {
   const child = spawn(process.execPath, [CLI, 'serve', '--config', configFile], {
-    env: cliEnv(),
+    env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.push(child);
@@ -70,6 +70,14 @@ function serve(): Promise<Served> {
       reject(new Error(`serve exited with ${code} before listening:\n${output}`));
     });
   });
+}
+
+/** The JSON log lines of a process's output. */
+function logLines(output: string): Record<string, unknown>[] {
+  return output
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
 }
 
 beforeAll(async () => {
@@ -215,6 +223,26 @@ describe('pushgate serve and status', () => {
     });
     expect(await answer).toBe(202);
     expect(await server.exited).toBe(0);
+  });
+
+  it('warns at startup, as check does, that GitHub webhooks will be refused without GITHUB_WEBHOOK_SECRET', async () => {
+    const warning = 'GITHUB_WEBHOOK_SECRET is not set; GitHub webhooks will be refused (401)';
+    const { GITHUB_WEBHOOK_SECRET: _secret, ...env } = cliEnv();
+    const check = await runCli(['check', '--config', configFile], env);
+    expect(check.stderr).toContain(`warning: ${warning}`);
+
+    const withoutSecret = await serve(env);
+    withoutSecret.child.kill('SIGTERM');
+    expect(await withoutSecret.exited).toBe(0);
+    const lines = logLines(withoutSecret.output());
+    expect(lines).toContainEqual(
+      expect.objectContaining({ level: 'warn', provider: 'github', msg: warning }),
+    );
+
+    const withSecret = await serve();
+    withSecret.child.kill('SIGTERM');
+    expect(await withSecret.exited).toBe(0);
+    expect(withSecret.output()).not.toContain(warning);
   });
 
   it('status exits 1 with a message when Redis cannot be reached', async () => {

@@ -63,10 +63,10 @@ describe('pushgate start with its own redis-server', () => {
   });
 
   /** `pushgate start` run from `dir`; resolves with its output once it logs "pushgate started". */
-  function start(): Promise<() => string> {
+  function start(env = cliEnv()): Promise<() => string> {
     const started = spawn(process.execPath, [CLI, 'start', '--config', configFile], {
       cwd: dir,
-      env: cliEnv(),
+      env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     child = started;
@@ -156,6 +156,20 @@ describe('pushgate start with its own redis-server', () => {
     expect(await exitOf(child!)).toBe(0);
     expect(existsSync(urlFile)).toBe(false);
     expect(output()).not.toContain(password);
+  });
+
+  it('warns that GitHub webhooks will be refused when GITHUB_WEBHOOK_SECRET is not set', async () => {
+    const { GITHUB_WEBHOOK_SECRET: _secret, ...env } = cliEnv();
+    const output = await start(env);
+    child!.kill('SIGTERM');
+    expect(await exitOf(child!)).toBe(0);
+    const warning = output()
+      .split('\n')
+      .find((line) => line.includes('"level":"warn"') && line.includes('GITHUB_WEBHOOK_SECRET'));
+    expect(JSON.parse(warning!)).toMatchObject({
+      provider: 'github',
+      msg: 'GITHUB_WEBHOOK_SECRET is not set; GitHub webhooks will be refused (401)',
+    });
   });
 });
 
