@@ -158,6 +158,21 @@ describe('pushgate start with its own redis-server', () => {
     expect(output()).not.toContain(password);
   });
 
+  it('logs where to send webhooks and read the status API in its "pushgate started" line', async () => {
+    const output = await start();
+    child!.kill('SIGTERM');
+    expect(await exitOf(child!)).toBe(0);
+    const startedLine = output()
+      .split('\n')
+      .find((line) => line.includes('"msg":"pushgate started"'));
+    const { url } = JSON.parse(startedLine!) as LogLine;
+    expect(JSON.parse(startedLine!)).toMatchObject({
+      githubWebhookUrl: `${url}/webhooks/github`,
+      gitlabWebhookUrl: `${url}/webhooks/gitlab`,
+      statusUrl: `${url}/environments`,
+    });
+  });
+
   it('warns that GitHub webhooks will be refused when GITHUB_WEBHOOK_SECRET is not set', async () => {
     const { GITHUB_WEBHOOK_SECRET: _secret, ...env } = cliEnv();
     const output = await start(env);
