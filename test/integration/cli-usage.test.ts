@@ -114,6 +114,7 @@ describe('worker settings from the environment', () => {
     ['PUSHGATE_GIT_FETCH_MAX_BYTES', '1GiB', 'must be a positive integer of bytes'],
     ['PUSHGATE_SHUTDOWN_TIMEOUT_MS', 'soon', 'must be a positive integer of milliseconds'],
     ['PUSHGATE_WORKER_CONCURRENCY', 'many', 'must be a positive integer'],
+    ['LOG_LEVEL', 'verbose', 'is not a log level: use one of fatal, error, warn, info, debug, trace, silent'],
   ])(
     'pushgate worker with %s=%s is invalid configuration (exit 2) naming it',
     async (name, value, reason) => {
