@@ -17,7 +17,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, write
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AppsV1Api, CoreV1Api, KubeConfig, type V1Deployment } from '@kubernetes/client-node';
-import { checkPrerequisites } from './prerequisites.js';
+import { cachedControlPlane, checkPrerequisites } from './prerequisites.js';
 import { findFreePort as freePort } from '../src/lib/free-port.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -199,9 +199,11 @@ async function startCluster(): Promise<string> {
     return externalKubeconfig;
   }
   step('Starting the local control plane (etcd + kube-apiserver, no kubelet)');
-  info(
-    'The first run builds both from source with Go: this takes about 4-15 minutes on two cores; later runs take seconds.',
-  );
+  if (cachedControlPlane(buildScript) === undefined) {
+    info(
+      'Not built yet: this first run builds both from source with Go, about 4-15 minutes on two cores; later runs take seconds.',
+    );
+  }
   // A previous demo that was killed may have left it running.
   await runClusterScript('down', false).catch(() => undefined);
   onCleanup('stopping the control plane', async () => void (await runClusterScript('down', false)));

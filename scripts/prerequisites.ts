@@ -76,10 +76,8 @@ function checkTool(name: string, args: string[], env: NodeJS.ProcessEnv, hint: s
 /** Either the binaries are cached (no Go needed) or Go 1.26+ is there to build them. */
 function checkControlPlane(buildScript: string, env: NodeJS.ProcessEnv): Prerequisite {
   const hint = 'install Go 1.26 or newer (https://go.dev/dl/) to build kube-apiserver and etcd once';
-  const cacheDir = firstLine(run('bash', [buildScript, '--print'], env));
-  if (cacheDir && isExecutable(join(cacheDir, 'kube-apiserver')) && isExecutable(join(cacheDir, 'etcd'))) {
-    return { name: 'control plane', ok: true, detail: `cached in ${cacheDir}`, hint };
-  }
+  const cacheDir = cachedControlPlane(buildScript, env);
+  if (cacheDir) return { name: 'control plane', ok: true, detail: `cached in ${cacheDir}`, hint };
   const go =
     findOnPath('go', env) ?? (isExecutable('/usr/local/go/bin/go') ? '/usr/local/go/bin/go' : undefined);
   if (!go) return { name: 'go', ok: false, detail: 'not found (and no cached control plane)', hint };
@@ -94,6 +92,17 @@ function checkControlPlane(buildScript: string, env: NodeJS.ProcessEnv): Prerequ
     detail: `${firstLine(version) || go}${ok ? ' (builds the control plane on first use)' : ` (needs ${MIN_GO.join('.')}+)`}`,
     hint,
   };
+}
+
+/** The folder holding the built kube-apiserver and etcd, as build.sh decides; undefined when they must be built. */
+export function cachedControlPlane(
+  buildScript: string,
+  env: NodeJS.ProcessEnv = process.env,
+): string | undefined {
+  const cacheDir = firstLine(run('bash', [buildScript, '--print'], env));
+  if (!cacheDir) return undefined;
+  const built = isExecutable(join(cacheDir, 'kube-apiserver')) && isExecutable(join(cacheDir, 'etcd'));
+  return built ? cacheDir : undefined;
 }
 
 export function findOnPath(command: string, env: NodeJS.ProcessEnv = process.env): string | undefined {

@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { PushgateError, errorMessage } from './lib/errors.js';
 import type { Command, CommandArgs } from './commands/command.js';
 
-type CommandOption = 'ref' | 'wait' | 'json';
+type CommandOption = 'ref' | 'wait' | 'json' | 'version';
 
 interface CommandSpec {
   /**
@@ -106,6 +106,15 @@ folder.
     options: ['json'],
     maxPositionals: 1,
   },
+  version: {
+    load: () => import('./commands/version.js').then((m) => m.runVersion),
+    help: `Usage: pushgate version
+
+Prints the version of pushgate (also: pushgate --version).
+`,
+    options: ['version'],
+    maxPositionals: 0,
+  },
 };
 
 const COMMON_OPTIONS = `Options of every command:
@@ -125,11 +134,13 @@ Commands:
   render ENV [--ref SHA] print what ENV would apply, as YAML; applies nothing
   sync ENV [--wait]      deploy the branch head of ENV now; --wait follows the job
   status [JOB_ID]        one job, or the latest jobs of every environment
+  version                print the version of pushgate
 
 Options:
   --config F             configuration file (default: $PUSHGATE_CONFIG, else config/pushgate.yaml)
   --json                 machine-readable output (status, sync)
   -h, --help             this help; pushgate <command> --help for one command
+  --version              print the version of pushgate
 
 Exit codes: 0 success, 1 the thing asked failed, 2 bad usage or invalid configuration.
 `;
@@ -138,26 +149,48 @@ function commandHelp(spec: CommandSpec): string {
   return `${spec.help}\n${COMMON_OPTIONS}`;
 }
 
+const OPTIONS = {
+  config: { type: 'string' },
+  ref: { type: 'string' },
+  wait: { type: 'boolean' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h', default: false },
+  version: { type: 'boolean' },
+} as const;
+
+/**
+ * What is wrong with arguments parseArgs refused, said to the command they were meant for:
+ * Node's own text for an unknown option (`'-- "--bogus"`, a hint about positionals) helps
+ * nobody who mistyped an option.
+ */
+function refusedArguments(argv: string[], error: unknown): string {
+  // Read again leniently, only to find the command and the option at fault.
+  const { tokens } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: OPTIONS,
+    strict: false,
+    tokens: true,
+  });
+  const name = tokens.find((token) => token.kind === 'positional')?.value;
+  const unknown = tokens.find((token) => token.kind === 'option' && !Object.hasOwn(OPTIONS, token.name));
+  const problem = unknown?.kind === 'option' ? `unknown option ${unknown.rawName}` : errorMessage(error);
+  const spec = name !== undefined && Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  return spec ? `pushgate ${name}: ${problem}\n\n${commandHelp(spec)}` : `pushgate: ${problem}\n\n${USAGE}`;
+}
+
 export async function main(argv: string[], env = process.env): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        config: { type: 'string' },
-        ref: { type: 'string' },
-        wait: { type: 'boolean' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    });
+    parsed = parseArgs({ args: argv, allowPositionals: true, options: OPTIONS });
   } catch (error) {
-    process.stderr.write(`pushgate: ${errorMessage(error)}\n\n${USAGE}`);
+    process.stderr.write(refusedArguments(argv, error));
     return 2;
   }
   let [name, ...positionals] = parsed.positionals;
   let help = parsed.values.help;
+  // `pushgate --version` is `pushgate version`; given to another command it is refused below.
+  if (parsed.values.version === true) name ??= 'version';
   // `pushgate help sync` reads as `pushgate sync --help`.
   if (name === 'help') {
     help = true;
@@ -180,7 +213,9 @@ export async function main(argv: string[], env = process.env): Promise<number> {
   }
   // An option a command does not take is refused rather than ignored: `sync ENV --ref SHA`
   // must not quietly deploy the branch head instead of SHA.
-  const given = (['ref', 'wait', 'json'] as const).filter((option) => parsed.values[option] !== undefined);
+  const given = (['ref', 'wait', 'json', 'version'] as const).filter(
+    (option) => parsed.values[option] !== undefined,
+  );
   const refused = given.find((option) => !spec.options.includes(option));
   const extra = positionals[spec.maxPositionals];
   if (refused !== undefined || extra !== undefined) {

@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import { loadConfig, resolveConfigPath, type Env, type LoadOptions } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { readSecrets, type Secrets } from './config/secrets.js';
-import { createLogger, type Logger } from './lib/logger.js';
+import { createLogger, logLevelFromEnv, type Logger } from './lib/logger.js';
 import { ConfigError } from './lib/errors.js';
 import { createRedis } from './queue/connection.js';
 import type { DeployJobData } from './queue/job-data.js';
@@ -23,7 +23,7 @@ export function loadRuntime(configFlag: string | undefined, env: Env, options: L
   const configPath = resolveConfigPath(configFlag, env);
   const config = loadConfig(configPath, env, options);
   const secrets = readSecrets(env);
-  const logger = createLogger({ level: env.LOG_LEVEL });
+  const logger = createLogger({ level: logLevelFromEnv(env.LOG_LEVEL) });
   return { configPath, config, secrets, logger, env };
 }
 

@@ -2,6 +2,7 @@ import { loadConfig, resolveConfigPath } from '../config/load.js';
 import { readSecrets } from '../config/secrets.js';
 import type { CommandArgs } from './command.js';
 import { formatTable } from './table.js';
+import { missingWebhookSecrets } from './webhook-secret-warnings.js';
 
 /** `pushgate check`: validates the configuration (exit 2 with file, path and reason) and lists the environments. */
 export function runCheck(args: CommandArgs): Promise<number> {
@@ -36,18 +37,8 @@ export function runCheck(args: CommandArgs): Promise<number> {
     );
   }
   const providers = new Set(config.environments.map((environment) => environment.repo.provider));
-  if (providers.has('github') && secrets.githubWebhookSecrets.length === 0) {
-    args.stderr.write('warning: GITHUB_WEBHOOK_SECRET is not set; GitHub webhooks will be refused (401)\n');
-  }
-  if (
-    providers.has('gitlab') &&
-    secrets.gitlabWebhookTokens.length === 0 &&
-    secrets.gitlabSigningTokens.length === 0
-  ) {
-    args.stderr.write(
-      'warning: neither GITLAB_WEBHOOK_TOKEN nor GITLAB_WEBHOOK_SIGNING_TOKEN is set; GitLab webhooks will be refused (401)\n',
-    );
-  }
+  for (const warning of missingWebhookSecrets(config, secrets))
+    args.stderr.write(`warning: ${warning.message}\n`);
   const reports =
     (providers.has('github') && secrets.githubToken) || (providers.has('gitlab') && secrets.gitlabToken);
   if (reports && !config.server.publicUrl) {

@@ -1,10 +1,12 @@
 import { createApp } from '../http/app.js';
+import { serverEndpoints } from '../http/endpoints.js';
 import { listen } from '../http/server.js';
 import { createMetrics } from '../lib/metrics.js';
 import { waitForShutdownSignal } from '../lib/shutdown.js';
 import { waitForRedis } from '../queue/connection.js';
 import { connectProducer, loadRuntime, requireRedisUrl } from '../runtime.js';
 import type { CommandArgs } from './command.js';
+import { logStartupWarnings } from './startup-warnings.js';
 
 const REDIS_START_WAIT_MS = 5_000;
 
@@ -22,9 +24,15 @@ export async function runServe(args: CommandArgs): Promise<number> {
   );
   const server = await listen(app, config.server.host, config.server.port);
   logger.info(
-    { url: server.url, config: runtime.configPath, environments: config.environments.length },
+    {
+      url: server.url,
+      ...serverEndpoints(server, config.server.publicUrl),
+      config: runtime.configPath,
+      environments: config.environments.length,
+    },
     'pushgate serve listening',
   );
+  logStartupWarnings(logger, config, secrets, server);
 
   const signal = await waitForShutdownSignal();
   logger.info({ signal }, 'shutting down: no new connections, finishing requests in flight');

@@ -3,6 +3,7 @@ import { warnUnreachableClusters } from '../deploy/cluster-reachability.js';
 import { startWorkerFromRuntime } from '../deploy/worker-process.js';
 import { workerTuningFromEnv, type DeployWorker } from '../../workers/deploy.js';
 import { createApp } from '../http/app.js';
+import { serverEndpoints } from '../http/endpoints.js';
 import { listen } from '../http/server.js';
 import { startEmbeddedRedis, type EmbeddedRedis } from '../lib/embedded-redis.js';
 import { embeddedRedisDir } from '../lib/embedded-redis-url-file.js';
@@ -10,6 +11,7 @@ import { createMetrics } from '../lib/metrics.js';
 import { withoutPassword } from '../lib/redact-secrets.js';
 import { connectProducer, loadRuntime } from '../runtime.js';
 import type { CommandArgs } from './command.js';
+import { logStartupWarnings } from './startup-warnings.js';
 
 /**
  * `pushgate start`: receiver and worker in one process. Without redis.url it runs a private
@@ -49,9 +51,15 @@ export async function runStart(args: CommandArgs): Promise<number> {
       throw error;
     }
     logger.info(
-      { url: server.url, port: server.port, environments: config.environments.map((e) => e.name) },
+      {
+        url: server.url,
+        port: server.port,
+        ...serverEndpoints(server, config.server.publicUrl),
+        environments: config.environments.map((e) => e.name),
+      },
       'pushgate started',
     );
+    logStartupWarnings(logger, config, secrets, server);
     void warnUnreachableClusters(config, args.env, logger);
     if (config.environments.length === 0) {
       logger.warn(

@@ -5,6 +5,8 @@ export interface RunningServer {
   server: Server;
   /** `http://host:port` as bound (port 0 resolved). */
   url: string;
+  /** The address bound: `0.0.0.0`, `::`, `127.0.0.1`... */
+  address: string;
   port: number;
   /** Stops accepting, lets in-flight requests finish (up to `graceMs`), then drops what is left. */
   close(graceMs?: number): Promise<void>;
@@ -33,6 +35,7 @@ export async function listen(handler: RequestListener, host: string, port: numbe
   return {
     server,
     url: `http://${shownHost}:${address.port}`,
+    address: address.address,
     port: address.port,
     close(graceMs = DEFAULT_GRACE_MS) {
       closing ??= new Promise<void>((resolve) => {

@@ -3,7 +3,7 @@ import type { IncomingMessage } from 'node:http';
 let lastPublicUrl: { configured: string; base: string } | undefined;
 
 /** `server.publicUrl` as a base: parsed once (not per request), without query or fragment, ending in `/`. */
-function publicUrlBase(publicUrl: string): string {
+export function publicUrlBase(publicUrl: string): string {
   if (lastPublicUrl?.configured !== publicUrl) {
     const url = new URL(publicUrl);
     url.search = '';

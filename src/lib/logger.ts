@@ -1,18 +1,33 @@
-import { destination, pino, type Logger, type DestinationStream } from 'pino';
+import { destination, pino, type Logger, type DestinationStream, type LevelWithSilent } from 'pino';
+import { ConfigError } from './errors.js';
 import { CENSOR, redactSecrets, SECRET_KEYS } from './redact-secrets.js';
 
 export type { Logger };
 
 export interface LoggerOptions {
-  level?: string;
+  level?: LevelWithSilent;
   destination?: DestinationStream;
+}
+
+const LOG_LEVELS: readonly LevelWithSilent[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/**
+ * `LOG_LEVEL`: unset or empty is info; a name pino does not know is invalid configuration
+ * (exit 2) naming the variable and the names it takes, not pino's own error at startup.
+ */
+export function logLevelFromEnv(raw: string | undefined): LevelWithSilent {
+  if (raw === undefined || raw === '') return 'info';
+  const level = LOG_LEVELS.find((name) => name === raw.toLowerCase());
+  if (level === undefined)
+    throw new ConfigError(`LOG_LEVEL="${raw}" is not a log level: use one of ${LOG_LEVELS.join(', ')}`);
+  return level;
 }
 
 /** One buffer for every logger of the process, so lines keep their order and one exit hook flushes. */
 let sharedStdout: DestinationStream | undefined;
 
 export function createLogger(options: LoggerOptions = {}): Logger {
-  const level = options.level ?? process.env.LOG_LEVEL ?? 'info';
+  const level = options.level ?? logLevelFromEnv(process.env.LOG_LEVEL);
   const settings = {
     level,
     base: { service: 'pushgate' },

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -46,9 +46,9 @@ interface Served {
 }
 
 /** `pushgate serve` as a child process; resolves once it logs the address it listens on. */
-function serve(): Promise<Served> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--config', configFile], {
-    env: cliEnv(),
+function serve(env = cliEnv(), config = configFile): Promise<Served> {
+  const child = spawn(process.execPath, [CLI, 'serve', '--config', config], {
+    env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.push(child);
@@ -70,6 +70,14 @@ function serve(): Promise<Served> {
       reject(new Error(`serve exited with ${code} before listening:\n${output}`));
     });
   });
+}
+
+/** The JSON log lines of a process's output. */
+function logLines(output: string): Record<string, unknown>[] {
+  return output
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
 }
 
 beforeAll(async () => {
@@ -223,6 +231,68 @@ describe('pushgate serve and status', () => {
     });
     expect(await answer).toBe(202);
     expect(await server.exited).toBe(0);
+  });
+
+  it('warns at startup, as check does, that GitHub webhooks will be refused without GITHUB_WEBHOOK_SECRET', async () => {
+    const warning = 'GITHUB_WEBHOOK_SECRET is not set; GitHub webhooks will be refused (401)';
+    const { GITHUB_WEBHOOK_SECRET: _secret, ...env } = cliEnv();
+    const check = await runCli(['check', '--config', configFile], env);
+    expect(check.stderr).toContain(`warning: ${warning}`);
+
+    const withoutSecret = await serve(env);
+    withoutSecret.child.kill('SIGTERM');
+    expect(await withoutSecret.exited).toBe(0);
+    const lines = logLines(withoutSecret.output());
+    expect(lines).toContainEqual(
+      expect.objectContaining({ level: 'warn', provider: 'github', msg: warning }),
+    );
+
+    const withSecret = await serve();
+    withSecret.child.kill('SIGTERM');
+    expect(await withSecret.exited).toBe(0);
+    expect(withSecret.output()).not.toContain(warning);
+  });
+
+  it('logs where to send webhooks and read the status API when it starts listening', async () => {
+    const server = await serve();
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
+    const listening = logLines(server.output()).find((line) => line.msg === 'pushgate serve listening');
+    expect(listening).toMatchObject({
+      url: server.url,
+      githubWebhookUrl: `${server.url}/webhooks/github`,
+      gitlabWebhookUrl: `${server.url}/webhooks/gitlab`,
+      statusUrl: `${server.url}/environments`,
+    });
+    // Loopback: only this machine reaches the status API, so no warning about it.
+    expect(server.output()).not.toContain('PUSHGATE_API_TOKEN');
+  });
+
+  it('warns that the status API is unauthenticated on a non-loopback address without PUSHGATE_API_TOKEN', async () => {
+    const allInterfaces = join(dir, 'all-interfaces.yaml');
+    writeFileSync(
+      allInterfaces,
+      readFileSync(configFile, 'utf8').replace('host: 127.0.0.1', 'host: 0.0.0.0'),
+    );
+    const { PUSHGATE_API_TOKEN: _token, ...env } = cliEnv();
+
+    const open = await serve(env, allInterfaces);
+    open.child.kill('SIGTERM');
+    expect(await open.exited).toBe(0);
+    const lines = logLines(open.output());
+    expect(lines.find((line) => line.msg === 'pushgate serve listening')).toMatchObject({
+      githubWebhookUrl: expect.stringMatching(/^http:\/\/localhost:\d+\/webhooks\/github$/) as unknown,
+    });
+    const warning = lines.find(
+      (line) => line.level === 'warn' && String(line.msg).includes('PUSHGATE_API_TOKEN'),
+    );
+    expect(warning).toMatchObject({ address: '0.0.0.0' });
+    expect(warning!.msg).toContain('POST /environments/:name/sync');
+
+    const guarded = await serve({ ...env, PUSHGATE_API_TOKEN: 'api-token' }, allInterfaces);
+    guarded.child.kill('SIGTERM');
+    expect(await guarded.exited).toBe(0);
+    expect(guarded.output()).not.toContain('PUSHGATE_API_TOKEN');
   });
 
   it('status exits 1 with a message when Redis cannot be reached', async () => {

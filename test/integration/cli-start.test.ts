@@ -1,10 +1,21 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CLI, cliConfigText } from '../helpers/cli.js';
+import { processAlive } from '../helpers/process.js';
 import { uniquePrefix } from '../helpers/redis.js';
 
 const START_TIMEOUT_MS = 30_000;
@@ -12,6 +23,7 @@ const START_TIMEOUT_MS = 30_000;
 interface LogLine {
   msg?: string;
   url?: string;
+  pid?: number;
 }
 
 function cliEnv(): NodeJS.ProcessEnv {
@@ -51,10 +63,10 @@ describe('pushgate start with its own redis-server', () => {
   });
 
   /** `pushgate start` run from `dir`; resolves with its output once it logs "pushgate started". */
-  function start(): Promise<() => string> {
+  function start(env = cliEnv()): Promise<() => string> {
     const started = spawn(process.execPath, [CLI, 'start', '--config', configFile], {
       cwd: dir,
-      env: cliEnv(),
+      env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     child = started;
@@ -145,4 +157,105 @@ describe('pushgate start with its own redis-server', () => {
     expect(existsSync(urlFile)).toBe(false);
     expect(output()).not.toContain(password);
   });
+
+  it('logs where to send webhooks and read the status API in its "pushgate started" line', async () => {
+    const output = await start();
+    child!.kill('SIGTERM');
+    expect(await exitOf(child!)).toBe(0);
+    const startedLine = output()
+      .split('\n')
+      .find((line) => line.includes('"msg":"pushgate started"'));
+    const { url } = JSON.parse(startedLine!) as LogLine;
+    expect(JSON.parse(startedLine!)).toMatchObject({
+      githubWebhookUrl: `${url}/webhooks/github`,
+      gitlabWebhookUrl: `${url}/webhooks/gitlab`,
+      statusUrl: `${url}/environments`,
+    });
+  });
+
+  it('warns that GitHub webhooks will be refused when GITHUB_WEBHOOK_SECRET is not set', async () => {
+    const { GITHUB_WEBHOOK_SECRET: _secret, ...env } = cliEnv();
+    const output = await start(env);
+    child!.kill('SIGTERM');
+    expect(await exitOf(child!)).toBe(0);
+    const warning = output()
+      .split('\n')
+      .find((line) => line.includes('"level":"warn"') && line.includes('GITHUB_WEBHOOK_SECRET'));
+    expect(JSON.parse(warning!)).toMatchObject({
+      provider: 'github',
+      msg: 'GITHUB_WEBHOOK_SECRET is not set; GitHub webhooks will be refused (401)',
+    });
+  });
+});
+
+describe('npm start', () => {
+  const root = fileURLToPath(new URL('../../', import.meta.url));
+  let dir: string;
+  let npm: ChildProcess | undefined;
+
+  beforeEach(() => {
+    // The project's package.json and dist/ in a folder of its own, so the embedded redis-server
+    // keeps its data there and not in the checkout (npm runs scripts from the package folder).
+    dir = mkdtempSync(join(tmpdir(), 'pushgate-npm-start-'));
+    copyFileSync(join(root, 'package.json'), join(dir, 'package.json'));
+    symlinkSync(join(root, 'dist'), join(dir, 'dist'));
+    symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'));
+    writeFileSync(
+      join(dir, 'pushgate.yaml'),
+      cliConfigText({ prefix: uniquePrefix('npm-start'), environmentLines: ['reconcileInterval: 0'] }),
+    );
+  });
+
+  afterEach(async () => {
+    // Whatever the outcome, nothing of the run survives it: npm and pushgate share a group.
+    if (npm?.pid !== undefined) {
+      try {
+        process.kill(-npm.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+      await exitOf(npm);
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it(
+    'SIGTERM to the npm process stops pushgate and its embedded redis-server',
+    async () => {
+      // --ignore-scripts skips prestart (the build): the test suite has built dist/ already.
+      // detached: its own process group, as `setsid npm start`, so SIGTERM reaches npm alone.
+      npm = spawn('npm', ['start', '--ignore-scripts'], {
+        cwd: dir,
+        detached: true,
+        env: {
+          ...cliEnv(),
+          PUSHGATE_CONFIG: join(dir, 'pushgate.yaml'),
+          npm_config_update_notifier: 'false',
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let output = '';
+      npm.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+      npm.stderr!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+      const until = async (what: string, condition: () => boolean): Promise<void> => {
+        const deadline = Date.now() + 15_000;
+        while (!condition()) {
+          if (Date.now() > deadline) throw new Error(`npm start: no ${what} in time:\n${output}`);
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+      };
+      await until('"pushgate started"', () => output.includes('"msg":"pushgate started"'));
+      const redisLine = output
+        .split('\n')
+        .find((line) => line.includes('"msg":"embedded redis-server started"'));
+      const redisPid = (JSON.parse(redisLine!) as LogLine).pid!;
+      expect(processAlive(redisPid)).toBe(true);
+
+      npm.kill('SIGTERM');
+      await until('"pushgate stopped"', () => output.includes('"msg":"pushgate stopped"'));
+      await until('exit of the embedded redis-server', () => !processAlive(redisPid));
+      expect(existsSync(join(dir, '.pushgate', 'redis', 'url'))).toBe(false);
+    },
+    START_TIMEOUT_MS,
+  );
 });

@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, cliConfigText } from '../helpers/cli.js';
@@ -80,6 +81,7 @@ describe('pushgate <command> --help', () => {
     ['render', 'Usage: pushgate render ENV [--ref SHA] [--config F]'],
     ['sync', 'Usage: pushgate sync ENV [--wait] [--json] [--config F]'],
     ['status', 'Usage: pushgate status [JOB_ID] [--json] [--config F]'],
+    ['version', 'Usage: pushgate version'],
   ])('%s --help prints the usage of that command and exits 0', async (command, usage) => {
     const run = await runCli([command, '--help']);
     expect(run.code).toBe(0);
@@ -98,8 +100,9 @@ describe('pushgate <command> --help', () => {
   it('pushgate --help still lists every command', async () => {
     const run = await runCli(['--help']);
     expect(run.code).toBe(0);
-    for (const command of ['serve', 'worker', 'start', 'check', 'render', 'sync', 'status'])
+    for (const command of ['serve', 'worker', 'start', 'check', 'render', 'sync', 'status', 'version'])
       expect(run.stdout).toMatch(new RegExp(`^  ${command}\\b`, 'm'));
+    expect(run.stdout).toMatch(/^ {2}--version\b/m);
   });
 
   it('help for an unknown command is bad usage (exit 2)', async () => {
@@ -109,11 +112,33 @@ describe('pushgate <command> --help', () => {
   });
 });
 
+describe('pushgate --version', () => {
+  it.each([['--version'], ['version']])(
+    'pushgate %s prints the version of the package and exits 0',
+    async (arg) => {
+      const { version } = JSON.parse(
+        readFileSync(fileURLToPath(new URL('../../package.json', import.meta.url)), 'utf8'),
+      ) as { version: string };
+      const run = await runCli([arg]);
+      expect(run.code).toBe(0);
+      expect(run.stdout).toBe(`${version}\n`);
+    },
+  );
+
+  it('is refused by another command (exit 2) rather than ignored', async () => {
+    const run = await runCli(['sync', 'staging', '--version', '--config', configFile]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('pushgate sync: --version is not an option of sync');
+    expect(await keysUnderPrefix()).toEqual([]);
+  });
+});
+
 describe('worker settings from the environment', () => {
   it.each([
     ['PUSHGATE_GIT_FETCH_MAX_BYTES', '1GiB', 'must be a positive integer of bytes'],
     ['PUSHGATE_SHUTDOWN_TIMEOUT_MS', 'soon', 'must be a positive integer of milliseconds'],
     ['PUSHGATE_WORKER_CONCURRENCY', 'many', 'must be a positive integer'],
+    ['LOG_LEVEL', 'verbose', 'is not a log level: use one of fatal, error, warn, info, debug, trace, silent'],
   ])(
     'pushgate worker with %s=%s is invalid configuration (exit 2) naming it',
     async (name, value, reason) => {
@@ -158,6 +183,27 @@ describe('options and arguments a command does not take', () => {
     const run = await runCli([...args, '--config', configFile]);
     expect(run.code).toBe(2);
     expect(run.stderr).toContain(problem);
+  });
+
+  it.each([
+    [['check', '--bogus'], 'check', '--bogus'],
+    [['sync', 'staging', '-x'], 'sync', '-x'],
+  ])(
+    "pushgate %j names the unknown option and prints that command's usage (exit 2)",
+    async (args, command, option) => {
+      const run = await runCli([...args, '--config', configFile]);
+      expect(run.code).toBe(2);
+      expect(run.stderr.startsWith(`pushgate ${command}: unknown option ${option}\n`)).toBe(true);
+      expect(run.stderr).toContain(`Usage: pushgate ${command} `);
+      expect(run.stderr).not.toContain('Commands:');
+    },
+  );
+
+  it('an unknown option without a command is named, with the global usage (exit 2)', async () => {
+    const run = await runCli(['--bogus']);
+    expect(run.code).toBe(2);
+    expect(run.stderr.startsWith('pushgate: unknown option --bogus\n')).toBe(true);
+    expect(run.stderr).toContain('Commands:');
   });
 
   it('options a command takes still work: sync --json queues the job and prints it', async () => {

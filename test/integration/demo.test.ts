@@ -1,5 +1,13 @@
-import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +18,7 @@ import { kubeconfigPathFromTest } from '../helpers/kube.js';
 import { processAlive } from '../helpers/process.js';
 
 const demoScript = fileURLToPath(new URL('../../dist/scripts/demo.js', import.meta.url));
+const buildScript = fileURLToPath(new URL('../../scripts/control-plane/build.sh', import.meta.url));
 
 interface DemoRun {
   code: number | null;
@@ -102,5 +111,36 @@ describe('npm run demo', () => {
     expect(output).toMatch(/MISSING redis-server/);
     expect(output).toContain('apt-get install redis-server');
     expect(output).toContain('Demo failed: missing: redis-server');
+  });
+
+  it('says the control plane takes minutes to build only when it is not cached yet', async () => {
+    // A cache of its own, and a go that reports 1.26 but builds nothing: both runs stop
+    // (exit 1) right after the message, one at the build, the other at the fake etcd.
+    const bin = join(dir, 'bin');
+    mkdirSync(bin);
+    const fake = (file: string, script: string): void =>
+      writeFileSync(file, `#!/bin/sh\n${script}\n`, { mode: 0o755 });
+    fake(join(bin, 'go'), '[ "$1" = version ] && echo "go version go1.26.0 linux/amd64" && exit 0; exit 1');
+    const { PUSHGATE_DEMO_KUBECONFIG: _kubeconfig, ...rest } = process.env;
+    const env = {
+      ...rest,
+      PATH: `${bin}:${process.env.PATH ?? ''}`,
+      PUSHGATE_CONTROL_PLANE_CACHE: join(dir, 'cache'),
+      PUSHGATE_DEMO_DIR: join(dir, 'demo'),
+    };
+    const building = 'first run builds both from source with Go';
+
+    const uncached = await runDemo(env, 60_000);
+    expect(uncached.code, uncached.output).toBe(1);
+    expect(uncached.output).toContain(building);
+
+    const cacheDir = execFileSync('bash', [buildScript, '--print'], { env, encoding: 'utf8' }).trim();
+    mkdirSync(cacheDir, { recursive: true });
+    for (const binary of ['kube-apiserver', 'etcd']) fake(join(cacheDir, binary), 'exit 1');
+    const cached = await runDemo(env, 60_000);
+    expect(cached.code, cached.output).toBe(1);
+    expect(cached.output).toContain('Starting the local control plane');
+    expect(cached.output).toMatch(/ok +control plane +cached in /);
+    expect(cached.output).not.toContain(building);
   });
 });

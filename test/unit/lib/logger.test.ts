@@ -1,6 +1,8 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../../../src/lib/errors.js';
+import { logLevelFromEnv } from '../../../src/lib/logger.js';
 
 const LOGGER = fileURLToPath(new URL('../../../dist/src/lib/logger.js', import.meta.url));
 
@@ -71,5 +73,23 @@ describe('stdout logger', () => {
       clusters: [{ name: 'c', auth: { token: '[redacted]' } }],
     });
     expect(lines[1]).toMatchObject({ headerAfter: 'Bearer t0p' });
+  });
+});
+
+describe('LOG_LEVEL', () => {
+  it("is info when unset or empty, and any of pino's level names in any case", () => {
+    expect(logLevelFromEnv(undefined)).toBe('info');
+    expect(logLevelFromEnv('')).toBe('info');
+    expect(logLevelFromEnv('debug')).toBe('debug');
+    expect(logLevelFromEnv('WARN')).toBe('warn');
+    expect(logLevelFromEnv('silent')).toBe('silent');
+  });
+
+  it('refuses another name as invalid configuration naming LOG_LEVEL and the names it takes', () => {
+    const refuse = () => logLevelFromEnv('verbose');
+    expect(refuse).toThrow(ConfigError);
+    expect(refuse).toThrow(
+      'LOG_LEVEL="verbose" is not a log level: use one of fatal, error, warn, info, debug, trace, silent',
+    );
   });
 });
