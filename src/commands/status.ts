@@ -102,10 +102,12 @@ function describeTrigger(job: JobRecord): string {
 }
 
 function jobRow(job: JobRecord): string[] {
+  // A job waiting out its backoff is queued again: say so, or it looks as if nothing happened.
+  const retrying = job.state === 'queued' && job.attempts > 0 && job.error !== null;
   return [
     job.environment,
     job.id,
-    job.state,
+    retrying ? `queued (attempt ${job.attempts} failed, retrying)` : job.state,
     (job.sha ?? job.trigger.sha ?? '-').slice(0, 12),
     job.receivedAt,
     job.finishedAt ?? '-',

@@ -118,6 +118,28 @@ describe('pushgate status and sync on a terminal', () => {
     );
   });
 
+  it('status shows a job waiting out its retry backoff as retrying, not merely queued', async () => {
+    const store = new JobStore(client, createKeys(prefix));
+    await store.claimMany([
+      {
+        id: 'retrying-1',
+        environment: 'staging',
+        trigger: { kind: 'manual' },
+        receivedAt: new Date().toISOString(),
+      },
+    ]);
+    await store.update('retrying-1', {
+      state: 'queued',
+      attempts: 3,
+      error: 'connect ECONNREFUSED 127.0.0.1:1',
+    });
+    const { stdout, text } = capture();
+
+    expect(await runStatus(commandArgs([], stdout))).toBe(0);
+
+    expect(text()).toMatch(/staging\s+retrying-1\s+queued \(attempt 3 failed, retrying\)/);
+  });
+
   it('sync --wait shows the error of the job it follows escaped, not raw', async () => {
     const store = new JobStore(client, createKeys(prefix));
     const { stdout, text } = capture();
