@@ -160,7 +160,7 @@ const clients = new Map<string, ClusterClient>();
 /**
  * The client for a configured cluster, one per process and cluster (so discovery and
  * keep-alive connections are shared by every deploy). The KubeConfig comes from
- * `cluster.kubeconfig`, else `$KUBECONFIG` (a path list, merged), else `~/.kube/config`,
+ * `cluster.kubeconfig`, else `$KUBECONFIG` (a path list, merged, missing files skipped), else `~/.kube/config`,
  * else the in-cluster service account.
  */
 export function createClusterClient(cluster: ClusterConfig, env: Env = process.env): ClusterClient {
@@ -237,10 +237,20 @@ function mergeFirstWins(kc: KubeAccess, other: KubeAccess): void {
   if (!kc.getCurrentContext()) kc.setCurrentContext(other.getCurrentContext());
 }
 
+/**
+ * As kubectl: files of a $KUBECONFIG list that do not exist are skipped (one list serves
+ * several machines), but a list naming no file that exists is an error, not a fall-back.
+ */
 function kubeconfigFiles(cluster: ClusterConfig, env: Env): string[] {
   if (cluster.kubeconfig) return [cluster.kubeconfig];
   const fromEnv = (env.KUBECONFIG ?? '').split(path.delimiter).filter((file) => file !== '');
-  if (fromEnv.length > 0) return fromEnv;
+  if (fromEnv.length > 0) {
+    const existing = fromEnv.filter((file) => existsSync(file));
+    if (existing.length > 0) return existing;
+    throw new ConfigError(
+      `cluster ${cluster.name}: cannot load kubeconfig: no file of $KUBECONFIG exists (${fromEnv.join(', ')})`,
+    );
+  }
   const home = env.HOME ?? os.homedir();
   const standard = path.join(home, '.kube', 'config');
   return existsSync(standard) ? [standard] : [];
