@@ -1,5 +1,6 @@
 import { loadConfig, resolveConfigPath } from '../config/load.js';
 import { readSecrets } from '../config/secrets.js';
+import { kubeconfigProblems } from '../kube/cluster.js';
 import type { CommandArgs } from './command.js';
 import { formatTable } from './table.js';
 
@@ -47,6 +48,10 @@ export function runCheck(args: CommandArgs): Promise<number> {
     args.stderr.write(
       'warning: neither GITLAB_WEBHOOK_TOKEN nor GITLAB_WEBHOOK_SIGNING_TOKEN is set; GitLab webhooks will be refused (401)\n',
     );
+  }
+  // Only a warning: check may run on a machine (CI) without the clusters' kubeconfigs.
+  for (const problem of kubeconfigProblems(config.clusters, args.env)) {
+    args.stderr.write(`warning: ${problem.message} (render and deploys from this machine will fail)\n`);
   }
   const reports =
     (providers.has('github') && secrets.githubToken) || (providers.has('gitlab') && secrets.gitlabToken);

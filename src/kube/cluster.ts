@@ -229,6 +229,31 @@ export function loadKubeConfig(cluster: ClusterConfig, env: Env = process.env): 
   return kc;
 }
 
+export interface KubeconfigProblem {
+  cluster: string;
+  /** Why it cannot be loaded, naming the cluster: loadKubeConfig's message. */
+  message: string;
+}
+
+/**
+ * The clusters whose kubeconfig or context cannot be loaded, as render and the worker would
+ * load them. Files only, no request: `check` may run where the API servers are not reachable.
+ */
+export function kubeconfigProblems(
+  clusters: readonly ClusterConfig[],
+  env: Env = process.env,
+): KubeconfigProblem[] {
+  const problems: KubeconfigProblem[] = [];
+  for (const cluster of clusters) {
+    try {
+      loadKubeConfig(cluster, env);
+    } catch (error) {
+      problems.push({ cluster: cluster.name, message: errorMessage(error) });
+    }
+  }
+  return problems;
+}
+
 /** kubectl's rule for a $KUBECONFIG list: the first file to define a name wins (client-node would throw). */
 function mergeFirstWins(kc: KubeAccess, other: KubeAccess): void {
   for (const cluster of other.getClusters()) if (!kc.getCluster(cluster.name)) kc.addCluster(cluster);

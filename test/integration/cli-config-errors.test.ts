@@ -1,9 +1,10 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, cliConfigText } from '../helpers/cli.js';
+import { kubeconfigPathFromTest } from '../helpers/kube.js';
 import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
 
 interface Run {
@@ -74,5 +75,78 @@ describe('${VAR} read from VAR_FILE', () => {
 
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('redis.url: REDIS_URL and REDIS_URL_FILE are both set');
+  });
+});
+
+/** One environment on a good cluster, and two clusters render and the worker could not load. */
+function clustersConfigText(): string {
+  return cliConfigText({ prefix: uniquePrefix('cli-clusters') }).replace(
+    'clusters:\n  - name: local\n',
+    [
+      'clusters:',
+      '  - name: local',
+      `    kubeconfig: ${kubeconfigPathFromTest()}`,
+      '  - name: missing-file',
+      '    kubeconfig: /nope/kubeconfig',
+      '  - name: missing-context',
+      `    kubeconfig: ${kubeconfigPathFromTest()}`,
+      '    context: nope',
+      '',
+    ].join('\n'),
+  );
+}
+
+describe('kubeconfigs that cannot be loaded', () => {
+  it('check warns once per such cluster, naming it and the reason, and still exits 0', async () => {
+    const file = join(dir, 'clusters.yaml');
+    writeFileSync(file, clustersConfigText());
+
+    const run = await runCli(['check', '--config', file], cliEnv({ REDIS_URL: redis.url }));
+
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain('valid, 1 environment(s), 3 cluster(s)');
+    const warnings = run.stderr.split('\n').filter((line) => line.startsWith('warning: cluster '));
+    expect(warnings).toHaveLength(2);
+    expect(warnings[0]).toContain(
+      "warning: cluster missing-file: cannot load kubeconfig: ENOENT: no such file or directory, open '/nope/kubeconfig'",
+    );
+    expect(warnings[1]).toContain(
+      'warning: cluster missing-context: context "nope" is not in the kubeconfig',
+    );
+  });
+
+  it('the worker logs one warning per such cluster when it starts', async () => {
+    const file = join(dir, 'clusters-worker.yaml');
+    writeFileSync(file, clustersConfigText());
+    const child: ChildProcess = spawn(process.execPath, [CLI, 'worker', '--config', file], {
+      env: cliEnv({ REDIS_URL: redis.url, PUSHGATE_CACHE_DIR: join(dir, 'cache'), LOG_LEVEL: 'info' }),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      const deadline = Date.now() + 20_000;
+      while (!output.includes('deploy worker ready')) {
+        if (child.exitCode !== null) throw new Error(`pushgate worker exited early:\n${output}`);
+        if (Date.now() > deadline) throw new Error(`pushgate worker not ready in time:\n${output}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+
+    const warnings = output
+      .split('\n')
+      .filter((line) => line.includes('cluster kubeconfig cannot be loaded'))
+      .map((line) => JSON.parse(line) as { level: string; cluster: string; err: string });
+    expect(warnings.map((warning) => [warning.level, warning.cluster])).toEqual([
+      ['warn', 'missing-file'],
+      ['warn', 'missing-context'],
+    ]);
+    expect(warnings[0]?.err).toContain("open '/nope/kubeconfig'");
+    expect(warnings[1]?.err).toContain('context "nope" is not in the kubeconfig');
   });
 });
