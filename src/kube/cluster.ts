@@ -37,7 +37,7 @@ export class ClusterClient {
   constructor(
     readonly name: string,
     readonly kubeConfig: KubeAccess,
-    readonly transport: KubeTransport = new KubeTransport(kubeConfig),
+    readonly transport: KubeTransport = new KubeTransport(kubeConfig, name),
   ) {
     this.discovery = new Discovery(transport);
   }
