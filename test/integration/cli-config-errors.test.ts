@@ -2,10 +2,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, cliConfigText } from '../helpers/cli.js';
 import { kubeconfigPathFromTest } from '../helpers/kube.js';
-import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
+import { freePort, startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
 
 interface Run {
   code: number | null;
@@ -149,4 +150,97 @@ describe('kubeconfigs that cannot be loaded', () => {
     expect(warnings[0]?.err).toContain("open '/nope/kubeconfig'");
     expect(warnings[1]?.err).toContain('context "nope" is not in the kubeconfig');
   });
+});
+
+describe('status when Redis cannot be used', () => {
+  const PASSWORD = 'the-right-password';
+  let port: number;
+  let locked: ChildProcess;
+
+  beforeAll(async () => {
+    port = await freePort();
+    locked = spawn(
+      'redis-server',
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--requirepass',
+        PASSWORD,
+      ],
+      { stdio: 'ignore' },
+    );
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const client = new Redis({
+        port,
+        host: '127.0.0.1',
+        password: PASSWORD,
+        lazyConnect: true,
+        retryStrategy: () => null,
+      });
+      client.on('error', () => undefined);
+      try {
+        await client.connect();
+        await client.ping();
+        client.disconnect();
+        break;
+      } catch (error) {
+        client.disconnect();
+        if (Date.now() > deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+  });
+
+  afterAll(async () => {
+    const exited = new Promise((resolve) => locked.once('exit', resolve));
+    locked.kill('SIGTERM');
+    await exited;
+  });
+
+  it('names a wrong password as such (WRONGPASS), without printing it', async () => {
+    const run = await runCli(
+      ['status', '--config', configFile],
+      cliEnv({ REDIS_URL: `redis://:not-the-password@127.0.0.1:${port}` }),
+    );
+
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe(
+      `pushgate status: Redis at 127.0.0.1:${port} refused the user name or password of the URL ` +
+        '(WRONGPASS invalid username-password pair or user is disabled.)\n',
+    );
+  });
+
+  it('says Redis wants a password when the URL gives none (NOAUTH)', async () => {
+    const run = await runCli(
+      ['status', '--config', configFile],
+      cliEnv({ REDIS_URL: `redis://127.0.0.1:${port}` }),
+    );
+
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain(`pushgate status: Redis at 127.0.0.1:${port} wants a password (NOAUTH)`);
+  });
+
+  it('fails a rediss:// URL at a plain port with one message, no stack trace', async () => {
+    const run = await runCli(
+      ['status', '--config', configFile],
+      cliEnv({ REDIS_URL: `rediss://:${PASSWORD}@127.0.0.1:${port}` }),
+    );
+
+    expect(run.code).toBe(1);
+    const lines = run.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(
+      new RegExp(
+        `^pushgate status: Redis did not answer within 5000 ms \\(127\\.0\\.0\\.1:${port}: .+; the URL is rediss://`,
+      ),
+    );
+    expect(run.stderr).not.toContain(PASSWORD);
+  }, 20_000);
 });
