@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { PushgateError, errorMessage } from './lib/errors.js';
 import type { Command, CommandArgs } from './commands/command.js';
 
-type CommandOption = 'ref' | 'wait' | 'json';
+type CommandOption = 'ref' | 'wait' | 'json' | 'show-secrets';
 
 interface CommandSpec {
   /**
@@ -75,8 +75,10 @@ dry-runs them on ENV's cluster and prints the objects as YAML. Applies nothing. 
 cluster, not Redis.
 
   --ref SHA              the commit to render instead of the branch head (all 40 hex digits)
+  --show-secrets         print the values of Secrets' data and stringData; by default each is
+                         replaced by '[redacted: N bytes]', as render output ends up in CI logs
 `,
-    options: ['ref'],
+    options: ['ref', 'show-secrets'],
     maxPositionals: 1,
   },
   sync: {
@@ -149,6 +151,7 @@ export async function main(argv: string[], env = process.env): Promise<number> {
         ref: { type: 'string' },
         wait: { type: 'boolean' },
         json: { type: 'boolean' },
+        'show-secrets': { type: 'boolean' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -180,7 +183,9 @@ export async function main(argv: string[], env = process.env): Promise<number> {
   }
   // An option a command does not take is refused rather than ignored: `sync ENV --ref SHA`
   // must not quietly deploy the branch head instead of SHA.
-  const given = (['ref', 'wait', 'json'] as const).filter((option) => parsed.values[option] !== undefined);
+  const given = (['ref', 'wait', 'json', 'show-secrets'] as const).filter(
+    (option) => parsed.values[option] !== undefined,
+  );
   const refused = given.find((option) => !spec.options.includes(option));
   const extra = positionals[spec.maxPositionals];
   if (refused !== undefined || extra !== undefined) {
@@ -195,6 +200,7 @@ export async function main(argv: string[], env = process.env): Promise<number> {
     ref: parsed.values.ref,
     wait: parsed.values.wait ?? false,
     json: parsed.values.json ?? false,
+    showSecrets: parsed.values['show-secrets'] ?? false,
     env,
     stdout: process.stdout,
     stderr: process.stderr,

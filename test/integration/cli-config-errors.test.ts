@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, cliConfigText } from '../helpers/cli.js';
-import { kubeconfigPathFromTest } from '../helpers/kube.js';
+import { createEnvRepo } from '../helpers/env-repo.js';
+import { createTestNamespace, kubeconfigPathFromTest } from '../helpers/kube.js';
 import { freePort, startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
 
 interface Run {
@@ -243,4 +244,45 @@ describe('status when Redis cannot be used', () => {
     );
     expect(run.stderr).not.toContain(PASSWORD);
   }, 20_000);
+});
+
+describe('render --show-secrets', () => {
+  it('render prints Secret values only with --show-secrets, an option of render alone', async () => {
+    const repo = await createEnvRepo({ branch: 'env/staging' });
+    const namespace = await createTestNamespace('render-secrets');
+    try {
+      await repo.commit({
+        'manifests/s.yaml':
+          'apiVersion: v1\nkind: Secret\nmetadata: {name: creds}\nstringData: {password: hunter2-hunter2}\n',
+      });
+      const file = join(dir, 'render.yaml');
+      writeFileSync(
+        file,
+        clustersConfigText()
+          .replace('https://git.example.invalid/acme/env-config.git', repo.url)
+          .replace(
+            '    cluster: local\n',
+            `    cluster: local\n    path: manifests\n    namespace: ${namespace.name}\n`,
+          ),
+      );
+      const env = cliEnv({ PUSHGATE_CACHE_DIR: join(dir, 'cache') });
+
+      const hidden = await runCli(['render', 'staging', '--config', file], env);
+      const shown = await runCli(['render', 'staging', '--show-secrets', '--config', file], env);
+      const elsewhere = await runCli(['check', '--show-secrets', '--config', file], env);
+      const help = await runCli(['render', '--help'], env);
+
+      expect(hidden.code).toBe(0);
+      expect(hidden.stdout).toMatch(/password: ["']\[redacted: 15 bytes\]["']/);
+      expect(hidden.stdout).not.toContain('hunter2');
+      expect(shown.code).toBe(0);
+      expect(shown.stdout).toContain('password: hunter2-hunter2');
+      expect(elsewhere.code).toBe(2);
+      expect(elsewhere.stderr).toContain('--show-secrets');
+      expect(help.stdout).toContain('--show-secrets');
+    } finally {
+      await namespace.cleanup();
+      await repo.remove();
+    }
+  });
 });
