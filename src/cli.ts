@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { PushgateError, errorMessage } from './lib/errors.js';
 import type { Command, CommandArgs } from './commands/command.js';
 
-type CommandOption = 'ref' | 'wait' | 'json' | 'version';
+type CommandOption = 'ref' | 'wait' | 'json' | 'version' | 'show-secrets';
 
 interface CommandSpec {
   /**
@@ -61,7 +61,8 @@ under .pushgate/redis/; status and sync run from the same folder find it by them
     help: `Usage: pushgate check [--config F]
 
 Validates the configuration (exit 2 naming the file, the field and the reason) and prints
-the environments; warns about missing webhook secrets. Starts nothing.
+the environments; warns about missing webhook secrets and about clusters whose kubeconfig or
+context cannot be loaded here. Starts nothing.
 `,
     options: [],
     maxPositionals: 0,
@@ -75,8 +76,10 @@ dry-runs them on ENV's cluster and prints the objects as YAML. Applies nothing. 
 cluster, not Redis.
 
   --ref SHA              the commit to render instead of the branch head (all 40 hex digits)
+  --show-secrets         print the values of Secrets' data and stringData; by default each is
+                         replaced by '[redacted: N bytes]', as render output ends up in CI logs
 `,
-    options: ['ref'],
+    options: ['ref', 'show-secrets'],
     maxPositionals: 1,
   },
   sync: {
@@ -154,6 +157,7 @@ const OPTIONS = {
   ref: { type: 'string' },
   wait: { type: 'boolean' },
   json: { type: 'boolean' },
+  'show-secrets': { type: 'boolean' },
   help: { type: 'boolean', short: 'h', default: false },
   version: { type: 'boolean' },
 } as const;
@@ -213,7 +217,7 @@ export async function main(argv: string[], env = process.env): Promise<number> {
   }
   // An option a command does not take is refused rather than ignored: `sync ENV --ref SHA`
   // must not quietly deploy the branch head instead of SHA.
-  const given = (['ref', 'wait', 'json', 'version'] as const).filter(
+  const given = (['ref', 'wait', 'json', 'version', 'show-secrets'] as const).filter(
     (option) => parsed.values[option] !== undefined,
   );
   const refused = given.find((option) => !spec.options.includes(option));
@@ -230,6 +234,7 @@ export async function main(argv: string[], env = process.env): Promise<number> {
     ref: parsed.values.ref,
     wait: parsed.values.wait ?? false,
     json: parsed.values.json ?? false,
+    showSecrets: parsed.values['show-secrets'] ?? false,
     env,
     stdout: process.stdout,
     stderr: process.stderr,

@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { loadConfig, resolveConfigPath, type Env, type LoadOptions } from './config/load.js';
@@ -47,6 +48,9 @@ export function requireRedisUrl(config: Config, command: string): string {
   return url;
 }
 
+/** Past the connect timeout (createRedis), by which a socket still opening has been destroyed. */
+const CLOSE_WAIT_MS = 2_000;
+
 export function connectProducer(url: string, prefix: string): ProducerServices {
   const keys = createKeys(prefix);
   const redis = createRedis(url, 'producer');
@@ -60,6 +64,19 @@ export function connectProducer(url: string, prefix: string): ProducerServices {
     queue,
     producer,
     async close() {
+      // A Queue whose connection never became ready is still waiting for it, and BullMQ reports
+      // the end of that wait (the connection's 'end') as an 'error' event; after queue.close()
+      // has removed the listeners, that event crashes the process with a stack trace. So a
+      // connection with a socket open or opening is ended first, while the queue still listens.
+      // (One between retries has no socket: it never ends, and the wait never settles.)
+      if (redis.status === 'connecting' || redis.status === 'connect') {
+        const settled = queue.waitUntilReady().then(
+          () => undefined,
+          () => undefined,
+        );
+        redis.disconnect();
+        await Promise.race([settled, delay(CLOSE_WAIT_MS, undefined, { ref: false })]);
+      }
       await queue.close().catch(() => undefined);
       redis.disconnect();
     },

@@ -1,5 +1,6 @@
 import { loadConfig, resolveConfigPath } from '../config/load.js';
 import { readSecrets } from '../config/secrets.js';
+import { kubeconfigProblems } from '../kube/cluster.js';
 import type { CommandArgs } from './command.js';
 import { formatTable } from './table.js';
 import { missingWebhookSecrets } from './webhook-secret-warnings.js';
@@ -39,6 +40,10 @@ export function runCheck(args: CommandArgs): Promise<number> {
   const providers = new Set(config.environments.map((environment) => environment.repo.provider));
   for (const warning of missingWebhookSecrets(config, secrets))
     args.stderr.write(`warning: ${warning.message}\n`);
+  // Only a warning: check may run on a machine (CI) without the clusters' kubeconfigs.
+  for (const problem of kubeconfigProblems(config.clusters, args.env)) {
+    args.stderr.write(`warning: ${problem.message} (render and deploys from this machine will fail)\n`);
+  }
   const reports =
     (providers.has('github') && secrets.githubToken) || (providers.has('gitlab') && secrets.gitlabToken);
   if (reports && !config.server.publicUrl) {

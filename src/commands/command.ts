@@ -7,6 +7,8 @@ export interface CommandArgs {
   ref: string | undefined;
   wait: boolean;
   json: boolean;
+  /** render: print Secret values instead of placeholders. */
+  showSecrets?: boolean;
   env: Env;
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;

@@ -6,9 +6,11 @@ import { PushgateError, UsageError } from '../lib/errors.js';
 import { loadManifests } from '../manifests/load.js';
 import { loadRuntime } from '../runtime.js';
 import type { CommandArgs } from './command.js';
+import { withSecretPlaceholders } from './secret-placeholders.js';
 
 /**
- * `pushgate render ENV [--ref SHA]`: what ENV would apply, as the API server would store it.
+ * `pushgate render ENV [--ref SHA] [--show-secrets]`: what ENV would apply, as the API server
+ * would store it, Secret values replaced by their size unless --show-secrets.
  * Fetches the branch head (or SHA), loads, validates and policy-checks the manifests and
  * dry-runs them on the environment's cluster, then prints the objects as YAML documents.
  * Nothing is written. The cluster is needed: only it knows which kinds exist and which are
@@ -16,7 +18,8 @@ import type { CommandArgs } from './command.js';
  */
 export async function runRender(args: CommandArgs): Promise<number> {
   const [name, ...extra] = args.positionals;
-  if (!name || extra.length > 0) throw new UsageError('usage: pushgate render ENV [--ref SHA]');
+  if (!name || extra.length > 0)
+    throw new UsageError('usage: pushgate render ENV [--ref SHA] [--show-secrets]');
   // Render never talks to Redis: the same config as the receiver's, `${REDIS_URL}` unset, will do.
   const runtime = loadRuntime(args.config, args.env, { unsetWhenVariableMissing: ['redis.url'] });
   const environment = runtime.config.environments.find((candidate) => candidate.name === name);
@@ -43,7 +46,10 @@ export async function runRender(args: CommandArgs): Promise<number> {
       });
       const objects = await createKubeApplyEngine(runtime.config, args.env).render(environment, manifests);
       args.stderr.write(`# ${environment.name} at ${sha}: ${objects.length} object(s)\n`);
-      args.stdout.write(objects.map((object) => stringify(object, { lineWidth: 0 })).join('---\n'));
+      const shown = args.showSecrets ? objects : objects.map(withSecretPlaceholders);
+      if (!args.showSecrets && objects.some((object) => object.kind === 'Secret'))
+        args.stderr.write('# Secret values are shown as [redacted: N bytes]; --show-secrets prints them\n');
+      args.stdout.write(shown.map((object) => stringify(object, { lineWidth: 0 })).join('---\n'));
       return 0;
     } finally {
       await tree.remove();

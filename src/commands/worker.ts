@@ -3,6 +3,7 @@ import { startWorkerFromRuntime } from '../deploy/worker-process.js';
 import { UsageError } from '../lib/errors.js';
 import { createMetrics } from '../lib/metrics.js';
 import { serveWorkerMetrics } from '../http/worker-metrics-server.js';
+import { kubeconfigProblems } from '../kube/cluster.js';
 import { loadRuntime, requireRedisUrl } from '../runtime.js';
 import type { CommandArgs } from './command.js';
 
@@ -10,6 +11,13 @@ import type { CommandArgs } from './command.js';
 export async function runWorker(args: CommandArgs): Promise<number> {
   const runtime = loadRuntime(args.config, args.env);
   const redisUrl = requireRedisUrl(runtime.config, 'worker');
+  // Not fatal: the other clusters' deploys go on, and a kubeconfig mounted late is read at the next job.
+  for (const problem of kubeconfigProblems(runtime.config.clusters, args.env)) {
+    runtime.logger.warn(
+      { cluster: problem.cluster, err: problem.message },
+      'cluster kubeconfig cannot be loaded: deploys to it fail until it is fixed',
+    );
+  }
   const metrics = createMetrics();
   const port = metricsPort(args.env.WORKER_METRICS_PORT);
   const worker = await startWorkerFromRuntime(runtime, redisUrl, metrics);

@@ -3,6 +3,7 @@ import { LineCounter, parseDocument } from 'yaml';
 import type { ZodIssue } from 'zod';
 import { ConfigError, errorMessage } from '../lib/errors.js';
 import { configSchema, type Config } from './schema.js';
+import { readVariable } from './variable.js';
 
 export const DEFAULT_CONFIG_PATH = 'config/pushgate.yaml';
 
@@ -93,7 +94,8 @@ const VARIABLE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}/g;
 
 /**
  * Replaces `${VAR}` (and `${VAR:-default}`) inside string values only, after parsing, so a
- * variable's content can never change the YAML structure.
+ * variable's content can never change the YAML structure. An unset VAR is read from the file
+ * `VAR_FILE` names, as secrets are: `REDIS_URL` holds a password too.
  */
 function expandVariables(
   value: unknown,
@@ -107,16 +109,22 @@ function expandVariables(
     const expanded = value.replace(
       VARIABLE,
       (_match, name: string, hasDefault: string | undefined, fallback: string | undefined) => {
-        const found = env[name];
+        const where = `${file}: ${formatPath(path) || '(top level)'}`;
+        let found: string | undefined;
+        try {
+          found = readVariable(name, env);
+        } catch (error) {
+          throw new ConfigError(`${where}: ${errorMessage(error)}`, { cause: error });
+        }
         if (found !== undefined && found !== '') return found;
         if (hasDefault !== undefined) return fallback ?? '';
         if (unsetWhenMissing.has(formatPath(path))) {
           missing = true;
           return '';
         }
-        throw new ConfigError(
-          `${file}: ${formatPath(path) || '(top level)'}: environment variable ${name} is not set`,
-        );
+        const emptyFile = env[`${name}_FILE`];
+        if (emptyFile) throw new ConfigError(`${where}: ${name}_FILE: ${emptyFile} is empty`);
+        throw new ConfigError(`${where}: environment variable ${name} is not set`);
       },
     );
     // Emptied whole, so the mapping below drops the field as not set.

@@ -1,6 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { ConfigError } from '../lib/errors.js';
 import type { Env } from './load.js';
+import { readVariable } from './variable.js';
 
 /**
  * Every variable pushgate reads a secret from, each also as NAME_FILE. Programs pushgate runs
@@ -43,21 +43,7 @@ export function readSecrets(env: Env = process.env): Secrets {
 
 /** A comma-separated list allows rotation: the new and the old secret are both accepted. */
 function readList(name: SecretVariable, env: Env): string[] {
-  const direct = env[name];
-  const file = env[`${name}_FILE`];
-  let text = direct;
-  if ((text === undefined || text === '') && file) {
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (error) {
-      throw new ConfigError(
-        `${name}_FILE: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
-        {
-          cause: error,
-        },
-      );
-    }
-  }
+  const text = readVariable(name, env);
   if (!text) return [];
   return text
     .split(',')

@@ -6,6 +6,7 @@ import path from 'node:path';
 import type { Provider } from '../config/schema.js';
 import { PushgateError } from '../lib/errors.js';
 import { gitAuthEnv } from './auth.js';
+import { urlWithoutCredentials } from './redact.js';
 import {
   DEFAULT_FETCH_MAX_BYTES,
   FetchTooLargeError,
@@ -113,15 +114,19 @@ export class MirrorCache {
     return path.join(this.options.dir, hash);
   }
 
-  /** Fetches the branch and returns its head commit. */
+  /**
+   * Fetches the branch and returns its head commit. Failures name the branch and the
+   * repository (without credentials): a worker serves many of both.
+   */
   fetchBranch(repo: RepoSource, branch: string): Promise<string> {
     return this.serialised(repo.url, async () => {
       const gitDir = await this.ensureMirror(repo.url);
       const ref = `refs/heads/${branch}`;
-      await this.fetch(repo, gitDir, [`+${ref}:${ref}`], `fetch ${branch}`);
+      const from = `from ${urlWithoutCredentials(repo.url)}`;
+      await this.fetch(repo, gitDir, [`+${ref}:${ref}`], `fetch ${branch} ${from}`);
       const { stdout } = await runGit(['--git-dir', gitDir, 'rev-parse', '--verify', `${ref}^{commit}`], {
         timeoutMs: LOCAL_TIMEOUT_MS,
-        what: `rev-parse ${branch}`,
+        what: `rev-parse ${branch} fetched ${from}`,
       });
       return stdout.trim();
     });
@@ -142,12 +147,13 @@ export class MirrorCache {
       this.serialised(repo.url, async () => {
         const gitDir = this.mirrorDir(repo.url);
         if (await this.hasCommit(gitDir, wanted)) return wanted;
-        await this.fetch(repo, gitDir, [wanted], `fetch ${wanted}`).catch((error: unknown) => {
+        const shown = urlWithoutCredentials(repo.url);
+        await this.fetch(repo, gitDir, [wanted], `fetch ${wanted} from ${shown}`).catch((error: unknown) => {
           // Any other failure is told apart below: the commit is there or it is not.
           if (error instanceof FetchTooLargeError) throw error;
         });
         if (await this.hasCommit(gitDir, wanted)) return wanted;
-        throw new PushgateError('git_failed', `commit ${wanted} is not in the repository`, {
+        throw new PushgateError('git_failed', `commit ${wanted} is not in the repository ${shown}`, {
           permanent: true,
         });
       }),

@@ -15,3 +15,26 @@ export function redactSecret(text: string, secret: string | undefined): string {
 
 /** The user names git over HTTPS is given with a token (see auth.ts). */
 export const BASIC_AUTH_USERS = ['x-access-token', 'oauth2'] as const;
+
+/**
+ * A repository URL fit for a message: without the user name and password (often a token) an
+ * `https://user:token@host/…` URL carries. An scp-like `git@host:path` is left as it is: its
+ * user is an SSH login, not a secret.
+ */
+export function urlWithoutCredentials(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return url;
+  }
+  if (parsed.username === '' && parsed.password === '') return url;
+  parsed.username = '';
+  parsed.password = '';
+  return parsed.href;
+}
+
+/** `scheme://user:password@` anywhere in `text` (git's own messages quote the URL) less the userinfo. */
+export function stripUrlCredentials(text: string): string {
+  return text.replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/@'"]*@/gi, '$1');
+}

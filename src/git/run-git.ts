@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { PushgateError } from '../lib/errors.js';
-import { redactSecret } from './redact.js';
+import { redactSecret, stripUrlCredentials } from './redact.js';
 
 export interface RunGitOptions {
   /** Working directory; git's own `--git-dir` flags go in args. */
@@ -23,7 +23,7 @@ export interface GitResult {
   stderr: string;
 }
 
-/** Phrases git prints when the thing asked for does not exist: retrying will not help. */
+/** Phrases git prints when the thing asked for does not exist or is refused: retrying will not help. */
 const PERMANENT_STDERR = [
   /couldn't find remote ref/i,
   /not a valid object name/i,
@@ -32,6 +32,10 @@ const PERMANENT_STDERR = [
   /repository .* not found/i,
   /authentication failed/i,
   /invalid username or password/i,
+  // Refused credentials, or none where some are needed: the same fetch gets the same answer.
+  // (429 and 5xx from the server are transient and stay out.)
+  /the requested url returned error: 40[13]\b/i,
+  /could not read (username|password) for/i,
 ];
 
 /**
@@ -140,7 +144,7 @@ export function streamGit(
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       abort?.removeEventListener('abort', onAbort);
-      const cleanStderr = redactSecret(stderr, options.secret).trim();
+      const cleanStderr = stripUrlCredentials(redactSecret(stderr, options.secret)).trim();
       if (abort?.aborted && abort.reason instanceof Error) {
         reject(abort.reason);
         return;

@@ -37,7 +37,7 @@ export class ClusterClient {
   constructor(
     readonly name: string,
     readonly kubeConfig: KubeAccess,
-    readonly transport: KubeTransport = new KubeTransport(kubeConfig),
+    readonly transport: KubeTransport = new KubeTransport(kubeConfig, name),
   ) {
     this.discovery = new Discovery(transport);
   }
@@ -160,7 +160,7 @@ const clients = new Map<string, ClusterClient>();
 /**
  * The client for a configured cluster, one per process and cluster (so discovery and
  * keep-alive connections are shared by every deploy). The KubeConfig comes from
- * `cluster.kubeconfig`, else `$KUBECONFIG` (a path list, merged), else `~/.kube/config`,
+ * `cluster.kubeconfig`, else `$KUBECONFIG` (a path list, merged, missing files skipped), else `~/.kube/config`,
  * else the in-cluster service account.
  */
 export function createClusterClient(cluster: ClusterConfig, env: Env = process.env): ClusterClient {
@@ -229,6 +229,31 @@ export function loadKubeConfig(cluster: ClusterConfig, env: Env = process.env): 
   return kc;
 }
 
+export interface KubeconfigProblem {
+  cluster: string;
+  /** Why it cannot be loaded, naming the cluster: loadKubeConfig's message. */
+  message: string;
+}
+
+/**
+ * The clusters whose kubeconfig or context cannot be loaded, as render and the worker would
+ * load them. Files only, no request: `check` may run where the API servers are not reachable.
+ */
+export function kubeconfigProblems(
+  clusters: readonly ClusterConfig[],
+  env: Env = process.env,
+): KubeconfigProblem[] {
+  const problems: KubeconfigProblem[] = [];
+  for (const cluster of clusters) {
+    try {
+      loadKubeConfig(cluster, env);
+    } catch (error) {
+      problems.push({ cluster: cluster.name, message: errorMessage(error) });
+    }
+  }
+  return problems;
+}
+
 /** kubectl's rule for a $KUBECONFIG list: the first file to define a name wins (client-node would throw). */
 function mergeFirstWins(kc: KubeAccess, other: KubeAccess): void {
   for (const cluster of other.getClusters()) if (!kc.getCluster(cluster.name)) kc.addCluster(cluster);
@@ -237,10 +262,20 @@ function mergeFirstWins(kc: KubeAccess, other: KubeAccess): void {
   if (!kc.getCurrentContext()) kc.setCurrentContext(other.getCurrentContext());
 }
 
+/**
+ * As kubectl: files of a $KUBECONFIG list that do not exist are skipped (one list serves
+ * several machines), but a list naming no file that exists is an error, not a fall-back.
+ */
 function kubeconfigFiles(cluster: ClusterConfig, env: Env): string[] {
   if (cluster.kubeconfig) return [cluster.kubeconfig];
   const fromEnv = (env.KUBECONFIG ?? '').split(path.delimiter).filter((file) => file !== '');
-  if (fromEnv.length > 0) return fromEnv;
+  if (fromEnv.length > 0) {
+    const existing = fromEnv.filter((file) => existsSync(file));
+    if (existing.length > 0) return existing;
+    throw new ConfigError(
+      `cluster ${cluster.name}: cannot load kubeconfig: no file of $KUBECONFIG exists (${fromEnv.join(', ')})`,
+    );
+  }
   const home = env.HOME ?? os.homedir();
   const standard = path.join(home, '.kube', 'config');
   return existsSync(standard) ? [standard] : [];

@@ -92,7 +92,7 @@ function describe(exec: ExecConfig): string {
 
 /** The environment a plugin runs with: pushgate's, less its secrets, plus the kubeconfig's `env`. */
 export function pluginEnvironment(exec: ExecConfig, cluster: ExecCluster | null, env: Env): Env {
-  const withheld = new Set<string>(['REDIS_URL']);
+  const withheld = new Set<string>(['REDIS_URL', 'REDIS_URL_FILE']);
   for (const name of SECRET_VARIABLES) withheld.add(name).add(`${name}_FILE`);
   const result: Env = {};
   for (const [name, value] of Object.entries(env)) {

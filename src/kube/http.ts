@@ -69,13 +69,22 @@ const MAX_SOCKETS = 64;
  */
 export class KubeTransport {
   private readonly base: URL;
+  /** Who did not answer, for network errors: `cluster prod (https://10.0.0.1:6443)`. */
+  private readonly where: string;
   private agent: http.Agent | undefined;
   private credentials: Promise<Credentials> | undefined;
 
-  constructor(private readonly kubeConfig: KubeAccess) {
+  /** `clusterName`: the configured cluster's name, which network errors carry. */
+  constructor(
+    private readonly kubeConfig: KubeAccess,
+    clusterName?: string,
+  ) {
     const cluster = kubeConfig.getCurrentCluster();
     if (!cluster) throw new Error(`kubeconfig context "${kubeConfig.getCurrentContext()}" names no cluster`);
     this.base = new URL(cluster.server);
+    // origin + path: no user:password a server URL might carry.
+    const server = `${this.base.origin}${this.base.pathname.replace(/\/$/, '')}`;
+    this.where = clusterName === undefined ? `API server ${server}` : `cluster ${clusterName} (${server})`;
   }
 
   private createAgent(clientNodeAgent: unknown, tls: https.AgentOptions): http.Agent {
@@ -179,6 +188,10 @@ export class KubeTransport {
     }
     const module = url.protocol === 'http:' ? http : https;
     const describe = `${req.method} ${req.path}`;
+    // No answer at all (refused, reset, TLS, timeout): the request alone does not say which
+    // cluster of several is down. Still without a status, so still transient.
+    const networkError = (error: Error): KubeApiError =>
+      new KubeApiError(`${this.where}: ${describe}: ${error.message}`, { cause: error });
 
     return new Promise<KubeResponse<T>>((resolve, reject) => {
       const request = module.request(
@@ -187,9 +200,7 @@ export class KubeTransport {
         (response) => {
           const chunks: Buffer[] = [];
           response.on('data', (chunk: Buffer) => chunks.push(chunk));
-          response.on('error', (error) =>
-            reject(new KubeApiError(`${describe}: ${error.message}`, { cause: error })),
-          );
+          response.on('error', (error) => reject(networkError(error)));
           response.on('end', () => {
             const status = response.statusCode ?? 0;
             const text = Buffer.concat(chunks).toString('utf8');
@@ -211,9 +222,7 @@ export class KubeTransport {
       request.on('timeout', () =>
         request.destroy(new Error(`no answer within ${REQUEST_TIMEOUT_MS / 1000}s`)),
       );
-      request.on('error', (error) =>
-        reject(new KubeApiError(`${describe}: ${error.message}`, { cause: error })),
-      );
+      request.on('error', (error) => reject(networkError(error)));
       request.end(payload);
     });
   }

@@ -30,21 +30,55 @@ export function createRedis(url: string, role: RedisRole): Redis {
   return redis;
 }
 
+/** Redis's answers to a connection without the right password: waiting longer cannot help. */
+const AUTH_REFUSED = /\b(WRONGPASS|NOAUTH)\b/;
+
+/**
+ * Resolves once `redis` is ready. Rejects at once when Redis refuses the credentials, and
+ * after `timeoutMs` otherwise, with the last connection error. Messages name host and port,
+ * never the URL (it holds the password).
+ */
 export async function waitForRedis(redis: Redis, timeoutMs: number): Promise<void> {
   if (redis.status === 'ready') return;
+  const where = `${redis.options.host ?? 'localhost'}:${redis.options.port ?? 6379}`;
+  const tls = redis.options.tls !== undefined;
   await new Promise<void>((resolve, reject) => {
+    let lastError: Error | undefined;
     const timer = setTimeout(() => {
       cleanup();
-      reject(new Error(`Redis did not answer within ${timeoutMs} ms`));
+      const detail = lastError ? `: ${lastError.message}` : '';
+      // A TLS client meets a plain port as silence: its handshake is never answered.
+      const hint =
+        tls &&
+        lastError &&
+        /ETIMEDOUT|ECONNRESET|socket disconnected|wrong version number/i.test(lastError.message)
+          ? '; the URL is rediss:// (TLS): does the server at that port speak TLS?'
+          : '';
+      reject(new Error(`Redis did not answer within ${timeoutMs} ms (${where}${detail}${hint})`));
     }, timeoutMs);
     const onReady = (): void => {
       cleanup();
       resolve();
     };
+    const onError = (error: Error): void => {
+      lastError = error;
+      const refused = AUTH_REFUSED.exec(error.message);
+      if (!refused) return;
+      cleanup();
+      reject(
+        new Error(
+          refused[1] === 'NOAUTH'
+            ? `Redis at ${where} wants a password (NOAUTH): give it in the URL, redis://:PASSWORD@host:port`
+            : `Redis at ${where} refused the user name or password of the URL (${error.message.trim()})`,
+        ),
+      );
+    };
     const cleanup = (): void => {
       clearTimeout(timer);
       redis.off('ready', onReady);
+      redis.off('error', onError);
     };
     redis.on('ready', onReady);
+    redis.on('error', onError);
   });
 }

@@ -42,7 +42,7 @@ describe('pushgate render (real git, kube-apiserver)', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  async function render(positionals: string[], ref?: string) {
+  async function render(positionals: string[], ref?: string, showSecrets?: boolean) {
     const stdout = new PassThrough();
     const stderr = new PassThrough();
     let out = '';
@@ -55,6 +55,7 @@ describe('pushgate render (real git, kube-apiserver)', () => {
       ref,
       wait: false,
       json: false,
+      showSecrets,
       env: { PUSHGATE_CACHE_DIR: path.join(dir, 'cache'), LOG_LEVEL: 'silent' },
       stdout,
       stderr,
@@ -130,6 +131,41 @@ describe('pushgate render (real git, kube-apiserver)', () => {
     expect(err).toMatch(
       /no objects under manifests \(skipped: manifests, which contains kustomization.yaml.*allowEmpty/,
     );
+  });
+
+  it('prints Secret values as placeholders with their size, and in clear only with --show-secrets', async () => {
+    const secret = [
+      'apiVersion: v1',
+      'kind: Secret',
+      'metadata: {name: creds}',
+      'data: {token: c3VwZXItc2VjcmV0LXRva2Vu}', // super-secret-token
+      'stringData: {password: hunter2-hunter2}',
+      '',
+    ].join('\n');
+    await repo.commit({
+      'manifests/a.yaml': configMap('alpha', { v: 'visible' }),
+      'manifests/s.yaml': secret,
+    });
+
+    const hidden = await render(['web']);
+
+    expect(hidden.code).toBe(0);
+    expect(hidden.out).not.toMatch(/c3VwZXItc2VjcmV0LXRva2Vu|aHVudGVyMi1odW50ZXIy|hunter2/);
+    const objects = parseAllDocuments(hidden.out).map((doc) => doc.toJS() as Record<string, unknown>);
+    const rendered = objects.find((object) => object.kind === 'Secret');
+    expect(rendered?.data).toEqual({ token: '[redacted: 18 bytes]' });
+    expect(rendered?.stringData).toEqual({ password: '[redacted: 15 bytes]' });
+    expect(hidden.out).toContain('v: visible');
+    expect(hidden.err).toContain('--show-secrets');
+
+    const shown = await render(['web'], undefined, true);
+
+    expect(shown.code).toBe(0);
+    const clear = parseAllDocuments(shown.out)
+      .map((doc) => doc.toJS() as Record<string, unknown>)
+      .find((object) => object.kind === 'Secret');
+    expect(clear?.data).toEqual({ token: 'c3VwZXItc2VjcmV0LXRva2Vu' });
+    expect(clear?.stringData).toEqual({ password: 'hunter2-hunter2' });
   });
 
   it('exits 2 for an unknown environment', async () => {

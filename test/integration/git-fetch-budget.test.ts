@@ -67,7 +67,7 @@ describe('git mirror cache: the fetch budget (real git over file://)', () => {
     expect(error).toBeInstanceOf(FetchTooLargeError);
     expect(error).toMatchObject({ code: 'git_failed', permanent: true });
     expect((error as Error).message).toMatch(
-      /^git fetch env\/staging: stopped after [\d.]+ MiB: the push brings more than the 1 MiB one fetch may write \(PUSHGATE_GIT_FETCH_MAX_BYTES\)$/,
+      /^git fetch env\/staging from \S+: stopped after [\d.]+ MiB: the push brings more than the 1 MiB one fetch may write \(PUSHGATE_GIT_FETCH_MAX_BYTES\)$/,
     );
     // The branch still names the commit deployed before, and the partial pack is gone.
     expect(await git(gitDir, ['--git-dir', gitDir, 'rev-parse', `refs/heads/${repo.branch}`])).toBe(small);
@@ -104,7 +104,7 @@ describe('git mirror cache: the fetch budget (real git over file://)', () => {
     const error = await cache.fetchCommit(source(), repo.branch, large).catch((e: unknown) => e);
 
     expect(error).toBeInstanceOf(FetchTooLargeError);
-    expect((error as Error).message).toContain(`git fetch ${large}: stopped after`);
+    expect((error as Error).message).toContain(`git fetch ${large} from ${repo.url}: stopped after`);
   });
 
   it('pushgate render takes the budget from PUSHGATE_GIT_FETCH_MAX_BYTES and refuses a bad value', async () => {

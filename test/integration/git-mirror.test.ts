@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -91,14 +91,16 @@ describe('git mirror cache (real git over file://)', () => {
     );
   });
 
-  it('fails permanently, naming the branch, when the branch does not exist', async () => {
+  it('fails permanently, naming the branch and the repository, when the branch does not exist', async () => {
     await repo.commit({ 'a.yaml': '1' });
 
     const error = await cache.fetchBranch(source(), 'env/missing').catch((e: unknown) => e);
 
     expect(error).toBeInstanceOf(PushgateError);
     expect((error as PushgateError).permanent).toBe(true);
-    expect((error as PushgateError).message).toMatch(/fetch env\/missing: .*couldn't find remote ref/);
+    expect((error as PushgateError).message).toContain(
+      `git fetch env/missing from ${repo.url}: fatal: couldn't find remote ref`,
+    );
   });
 
   describe('over HTTPS with GIT_TOKEN', () => {
@@ -138,6 +140,52 @@ describe('git mirror cache (real git over file://)', () => {
       expect(String((error as Error).message)).not.toContain(token);
       const { stdout: processes } = await execFileAsync('ps', ['-eo', 'args']);
       expect(processes).not.toContain(token);
+    });
+
+    /** The test server answers every request with `status` (401 asks for Basic credentials). */
+    function answerWith(status: number): void {
+      server.removeAllListeners('request');
+      server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+        seen.push({ url: req.url });
+        res.writeHead(status, status === 401 ? { 'www-authenticate': 'Basic realm="git"' } : {}).end('no\n');
+      });
+    }
+
+    it('fails a 403 permanently, naming the branch and the repository without its credentials', async () => {
+      const withUserinfo = url.replace('http://', 'http://deployer:hunter2@');
+
+      const error = await cache
+        .fetchBranch({ url: withUserinfo, provider: 'github' }, 'env/prod')
+        .catch((e: unknown) => e);
+
+      expect(error).toBeInstanceOf(PushgateError);
+      const { message, permanent } = error as PushgateError;
+      expect(message).toContain(`git fetch env/prod from ${url}: `);
+      expect(message).toContain('The requested URL returned error: 403');
+      expect(message).not.toMatch(/hunter2|deployer/);
+      expect(permanent).toBe(true);
+    });
+
+    it('fails a 401 permanently, with a token refused or with none', async () => {
+      answerWith(401);
+      const withToken = new MirrorCache({ dir: cacheDir, token: 'ghp_refused' });
+
+      for (const mirrors of [cache, withToken]) {
+        const error = await mirrors.fetchBranch({ url, provider: 'github' }, 'main').catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(PushgateError);
+        expect((error as PushgateError).message).toContain(`git fetch main from ${url}: `);
+        expect((error as PushgateError).permanent).toBe(true);
+      }
+    });
+
+    it.each([429, 500, 503])('keeps HTTP %i transient', async (status) => {
+      answerWith(status);
+
+      const error = await cache.fetchBranch({ url, provider: 'github' }, 'main').catch((e: unknown) => e);
+
+      expect(error).toBeInstanceOf(PushgateError);
+      expect((error as PushgateError).message).toContain(`returned error: ${status}`);
+      expect((error as PushgateError).permanent).toBe(false);
     });
 
     it('kills a fetch that hangs and reports a transient timeout', async () => {

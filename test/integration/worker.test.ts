@@ -406,6 +406,8 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
 
     expect(record).toMatchObject({ state: 'queued', attempts: 1, finishedAt: null });
     expect(record.error).toMatch(/127\.0\.0\.1:1|ECONNREFUSED|connect/i);
+    // Which cluster of several is down, and where it was looked for.
+    expect(record.error).toContain('cluster test (https://127.0.0.1:1): ');
     // BullMQ counts the failed attempt and schedules the retry with its backoff.
     const job = await until(async () => {
       const current = await harness.services.queue.getJob(id);

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig, parseConfigText, resolveConfigPath } from '../../../src/config/load.js';
 import { ConfigError } from '../../../src/lib/errors.js';
 
@@ -84,6 +84,54 @@ describe('configuration loading', () => {
     expect(messageOf(() => parseConfigText(otherField, 'f.yaml', {}, start))).toBe(
       'f.yaml: redis.prefix: environment variable PREFIX is not set',
     );
+  });
+
+  describe('${VAR} from VAR_FILE, as secrets are read', () => {
+    let dir: string;
+    beforeEach(() => {
+      dir = mkdtempSync(join(tmpdir(), 'pushgate-var-file-'));
+    });
+    afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+    it('reads VAR_FILE when VAR is unset or empty, without one trailing newline', () => {
+      const file = join(dir, 'redis-url');
+      writeFileSync(file, 'redis://:pw@r:6379\n');
+      expect(parseConfigText(VALID, 'f.yaml', { REDIS_URL_FILE: file }).redis.url).toBe('redis://:pw@r:6379');
+      expect(parseConfigText(VALID, 'f.yaml', { REDIS_URL: '', REDIS_URL_FILE: file }).redis.url).toBe(
+        'redis://:pw@r:6379',
+      );
+      const optional = VALID.replace('${REDIS_URL}', '${REDIS_URL:-}');
+      expect(parseConfigText(optional, 'f.yaml', { REDIS_URL_FILE: file }).redis.url).toBe(
+        'redis://:pw@r:6379',
+      );
+      const start = { unsetWhenVariableMissing: ['redis.url'] };
+      expect(parseConfigText(VALID, 'f.yaml', { REDIS_URL_FILE: file }, start).redis.url).toBe(
+        'redis://:pw@r:6379',
+      );
+    });
+
+    it('refuses VAR and VAR_FILE both set, naming both and neither value', () => {
+      const file = join(dir, 'redis-url');
+      writeFileSync(file, 'redis://:from-file@r:6379\n');
+      const message = messageOf(() =>
+        parseConfigText(VALID, 'f.yaml', { REDIS_URL: 'redis://:direct@r', REDIS_URL_FILE: file }),
+      );
+      expect(message).toBe(
+        'f.yaml: redis.url: REDIS_URL and REDIS_URL_FILE are both set: set only one of them',
+      );
+    });
+
+    it('names the variable and the path when VAR_FILE cannot be read, or is empty', () => {
+      const missing = join(dir, 'missing');
+      expect(messageOf(() => parseConfigText(VALID, 'f.yaml', { REDIS_URL_FILE: missing }))).toBe(
+        `f.yaml: redis.url: REDIS_URL_FILE: cannot read ${missing} (ENOENT)`,
+      );
+      const empty = join(dir, 'empty');
+      writeFileSync(empty, '\n');
+      expect(messageOf(() => parseConfigText(VALID, 'f.yaml', { REDIS_URL_FILE: empty }))).toBe(
+        `f.yaml: redis.url: REDIS_URL_FILE: ${empty} is empty`,
+      );
+    });
   });
 
   it('never lets a variable change the YAML structure', () => {

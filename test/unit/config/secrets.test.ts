@@ -32,9 +32,21 @@ describe('secrets', () => {
     expect(secrets.githubWebhookSecrets).toEqual(['from-file', 'second']);
     expect(secrets.gitlabToken).toBe('from-file');
     expect(
-      readSecrets({ GITHUB_WEBHOOK_SECRET: 'direct', GITHUB_WEBHOOK_SECRET_FILE: join(dir, 'secret') })
+      readSecrets({ GITHUB_WEBHOOK_SECRET: '', GITHUB_WEBHOOK_SECRET_FILE: join(dir, 'secret') })
         .githubWebhookSecrets,
-    ).toEqual(['direct']);
+    ).toEqual(['from-file', 'second']);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('refuses NAME and NAME_FILE both set, naming both, as ${VAR} in the config does', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pushgate-secrets-'));
+    writeFileSync(join(dir, 'secret'), 'from-file\n');
+    const read = () =>
+      readSecrets({ GITHUB_WEBHOOK_SECRET: 'direct', GITHUB_WEBHOOK_SECRET_FILE: join(dir, 'secret') });
+    expect(read).toThrow(ConfigError);
+    expect(read).toThrow(
+      'GITHUB_WEBHOOK_SECRET and GITHUB_WEBHOOK_SECRET_FILE are both set: set only one of them',
+    );
     rmSync(dir, { recursive: true, force: true });
   });
 

@@ -62,6 +62,30 @@ describe('loadKubeConfig', () => {
     expect(kc.getContexts().map((c) => c.name)).toEqual(['a', 'b']);
   });
 
+  it('skips the files of a $KUBECONFIG list that do not exist, as kubectl does', async () => {
+    const present = path.join(dir, 'a');
+    await writeFile(present, kubeconfig('https://a.example', ['a']));
+    const missing = path.join(dir, 'nonexistent');
+
+    const kc = loadKubeConfig(
+      { name: 'x' },
+      { KUBECONFIG: `${missing}${path.delimiter}${present}${path.delimiter}${missing}-2`, HOME: dir },
+    );
+
+    expect(kc.getCurrentCluster()?.server).toBe('https://a.example');
+  });
+
+  it('says the paths came from $KUBECONFIG when none of its files exist', () => {
+    const missing = [path.join(dir, 'one'), path.join(dir, 'two')];
+    expect(() =>
+      loadKubeConfig({ name: 'x' }, { KUBECONFIG: missing.join(path.delimiter), HOME: dir }),
+    ).toThrow(
+      new ConfigError(
+        `cluster x: cannot load kubeconfig: no file of $KUBECONFIG exists (${missing.join(', ')})`,
+      ),
+    );
+  });
+
   it('fails clearly when there is no kubeconfig anywhere', () => {
     expect(() => loadKubeConfig({ name: 'x' }, { HOME: dir })).toThrow(
       /cluster x: cannot load kubeconfig: no kubeconfig given/,

@@ -1,0 +1,288 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI, cliConfigText } from '../helpers/cli.js';
+import { createEnvRepo } from '../helpers/env-repo.js';
+import { createTestNamespace, kubeconfigPathFromTest } from '../helpers/kube.js';
+import { freePort, startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+let redis: TestRedis;
+let dir: string;
+let configFile: string;
+
+/** The environment of a user's shell, less anything of pushgate's, plus `extra`. */
+function cliEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const rest = Object.fromEntries(
+    Object.entries(process.env).filter(
+      ([name]) => !/^(PUSHGATE_|REDIS_URL|GITHUB_|GITLAB_|GIT_TOKEN|PORT$)/.test(name),
+    ),
+  );
+  return { ...rest, LOG_LEVEL: 'warn', ...extra };
+}
+
+function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+beforeAll(async () => {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first (npm test does)`);
+  redis = await startRedis();
+  dir = mkdtempSync(join(tmpdir(), 'pushgate-cli-config-'));
+  configFile = join(dir, 'pushgate.yaml');
+  writeFileSync(configFile, cliConfigText({ prefix: uniquePrefix('cli-config') }));
+});
+
+afterAll(async () => {
+  await redis.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('${VAR} read from VAR_FILE', () => {
+  it('status reaches the Redis whose URL is in REDIS_URL_FILE', async () => {
+    const urlFile = join(dir, 'redis-url');
+    writeFileSync(urlFile, `${redis.url}\n`);
+
+    const run = await runCli(['status', '--config', configFile], cliEnv({ REDIS_URL_FILE: urlFile }));
+
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/staging\s+-\s+\(no jobs\)/);
+  });
+
+  it('exits 2 naming both variables when REDIS_URL and REDIS_URL_FILE are set', async () => {
+    const urlFile = join(dir, 'redis-url');
+    writeFileSync(urlFile, `${redis.url}\n`);
+
+    const run = await runCli(
+      ['status', '--config', configFile],
+      cliEnv({ REDIS_URL: redis.url, REDIS_URL_FILE: urlFile }),
+    );
+
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('redis.url: REDIS_URL and REDIS_URL_FILE are both set');
+  });
+});
+
+/** One environment on a good cluster, and two clusters render and the worker could not load. */
+function clustersConfigText(): string {
+  return cliConfigText({ prefix: uniquePrefix('cli-clusters') }).replace(
+    'clusters:\n  - name: local\n',
+    [
+      'clusters:',
+      '  - name: local',
+      `    kubeconfig: ${kubeconfigPathFromTest()}`,
+      '  - name: missing-file',
+      '    kubeconfig: /nope/kubeconfig',
+      '  - name: missing-context',
+      `    kubeconfig: ${kubeconfigPathFromTest()}`,
+      '    context: nope',
+      '',
+    ].join('\n'),
+  );
+}
+
+describe('kubeconfigs that cannot be loaded', () => {
+  it('check warns once per such cluster, naming it and the reason, and still exits 0', async () => {
+    const file = join(dir, 'clusters.yaml');
+    writeFileSync(file, clustersConfigText());
+
+    const run = await runCli(['check', '--config', file], cliEnv({ REDIS_URL: redis.url }));
+
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain('valid, 1 environment(s), 3 cluster(s)');
+    const warnings = run.stderr.split('\n').filter((line) => line.startsWith('warning: cluster '));
+    expect(warnings).toHaveLength(2);
+    expect(warnings[0]).toContain(
+      "warning: cluster missing-file: cannot load kubeconfig: ENOENT: no such file or directory, open '/nope/kubeconfig'",
+    );
+    expect(warnings[1]).toContain(
+      'warning: cluster missing-context: context "nope" is not in the kubeconfig',
+    );
+  });
+
+  it('the worker logs one warning per such cluster when it starts', async () => {
+    const file = join(dir, 'clusters-worker.yaml');
+    writeFileSync(file, clustersConfigText());
+    const child: ChildProcess = spawn(process.execPath, [CLI, 'worker', '--config', file], {
+      env: cliEnv({ REDIS_URL: redis.url, PUSHGATE_CACHE_DIR: join(dir, 'cache'), LOG_LEVEL: 'info' }),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      const deadline = Date.now() + 20_000;
+      while (!output.includes('deploy worker ready')) {
+        if (child.exitCode !== null) throw new Error(`pushgate worker exited early:\n${output}`);
+        if (Date.now() > deadline) throw new Error(`pushgate worker not ready in time:\n${output}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+
+    const warnings = output
+      .split('\n')
+      .filter((line) => line.includes('cluster kubeconfig cannot be loaded'))
+      .map((line) => JSON.parse(line) as { level: string; cluster: string; err: string });
+    expect(warnings.map((warning) => [warning.level, warning.cluster])).toEqual([
+      ['warn', 'missing-file'],
+      ['warn', 'missing-context'],
+    ]);
+    expect(warnings[0]?.err).toContain("open '/nope/kubeconfig'");
+    expect(warnings[1]?.err).toContain('context "nope" is not in the kubeconfig');
+  });
+});
+
+describe('status when Redis cannot be used', () => {
+  const PASSWORD = 'the-right-password';
+  let port: number;
+  let locked: ChildProcess;
+
+  beforeAll(async () => {
+    port = await freePort();
+    locked = spawn(
+      'redis-server',
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--requirepass',
+        PASSWORD,
+      ],
+      { stdio: 'ignore' },
+    );
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const client = new Redis({
+        port,
+        host: '127.0.0.1',
+        password: PASSWORD,
+        lazyConnect: true,
+        retryStrategy: () => null,
+      });
+      client.on('error', () => undefined);
+      try {
+        await client.connect();
+        await client.ping();
+        client.disconnect();
+        break;
+      } catch (error) {
+        client.disconnect();
+        if (Date.now() > deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+  });
+
+  afterAll(async () => {
+    const exited = new Promise((resolve) => locked.once('exit', resolve));
+    locked.kill('SIGTERM');
+    await exited;
+  });
+
+  it('names a wrong password as such (WRONGPASS), without printing it', async () => {
+    const run = await runCli(
+      ['status', '--config', configFile],
+      cliEnv({ REDIS_URL: `redis://:not-the-password@127.0.0.1:${port}` }),
+    );
+
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe(
+      `pushgate status: Redis at 127.0.0.1:${port} refused the user name or password of the URL ` +
+        '(WRONGPASS invalid username-password pair or user is disabled.)\n',
+    );
+  });
+
+  it('says Redis wants a password when the URL gives none (NOAUTH)', async () => {
+    const run = await runCli(
+      ['status', '--config', configFile],
+      cliEnv({ REDIS_URL: `redis://127.0.0.1:${port}` }),
+    );
+
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain(`pushgate status: Redis at 127.0.0.1:${port} wants a password (NOAUTH)`);
+  });
+
+  it('fails a rediss:// URL at a plain port with one message, no stack trace', async () => {
+    const run = await runCli(
+      ['status', '--config', configFile],
+      cliEnv({ REDIS_URL: `rediss://:${PASSWORD}@127.0.0.1:${port}` }),
+    );
+
+    expect(run.code).toBe(1);
+    const lines = run.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(
+      new RegExp(
+        `^pushgate status: Redis did not answer within 5000 ms \\(127\\.0\\.0\\.1:${port}: .+; the URL is rediss://`,
+      ),
+    );
+    expect(run.stderr).not.toContain(PASSWORD);
+  }, 20_000);
+});
+
+describe('render --show-secrets', () => {
+  it('render prints Secret values only with --show-secrets, an option of render alone', async () => {
+    const repo = await createEnvRepo({ branch: 'env/staging' });
+    const namespace = await createTestNamespace('render-secrets');
+    try {
+      await repo.commit({
+        'manifests/s.yaml':
+          'apiVersion: v1\nkind: Secret\nmetadata: {name: creds}\nstringData: {password: hunter2-hunter2}\n',
+      });
+      const file = join(dir, 'render.yaml');
+      writeFileSync(
+        file,
+        clustersConfigText()
+          .replace('https://git.example.invalid/acme/env-config.git', repo.url)
+          .replace(
+            '    cluster: local\n',
+            `    cluster: local\n    path: manifests\n    namespace: ${namespace.name}\n`,
+          ),
+      );
+      const env = cliEnv({ PUSHGATE_CACHE_DIR: join(dir, 'cache') });
+
+      const hidden = await runCli(['render', 'staging', '--config', file], env);
+      const shown = await runCli(['render', 'staging', '--show-secrets', '--config', file], env);
+      const elsewhere = await runCli(['check', '--show-secrets', '--config', file], env);
+      const help = await runCli(['render', '--help'], env);
+
+      expect(hidden.code).toBe(0);
+      expect(hidden.stdout).toMatch(/password: ["']\[redacted: 15 bytes\]["']/);
+      expect(hidden.stdout).not.toContain('hunter2');
+      expect(shown.code).toBe(0);
+      expect(shown.stdout).toContain('password: hunter2-hunter2');
+      expect(elsewhere.code).toBe(2);
+      expect(elsewhere.stderr).toContain('--show-secrets');
+      expect(help.stdout).toContain('--show-secrets');
+    } finally {
+      await namespace.cleanup();
+      await repo.remove();
+    }
+  });
+});

@@ -1,0 +1,71 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { closeClusterClients, createClusterClient } from '../../src/kube/cluster.js';
+import { KubeApiError } from '../../src/kube/http.js';
+
+let dir: string;
+
+async function kubeconfigFor(server: string): Promise<string> {
+  const file = path.join(dir, 'kubeconfig');
+  await writeFile(
+    file,
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'c', cluster: { server } }],
+      users: [{ name: 'u', user: { token: 'not-a-real-token' } }],
+      contexts: [{ name: 'ctx', context: { cluster: 'c', user: 'u' } }],
+      'current-context': 'ctx',
+    }),
+  );
+  return file;
+}
+
+async function failure(promise: Promise<unknown>): Promise<KubeApiError> {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(KubeApiError);
+  return error as KubeApiError;
+}
+
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'pushgate-transport-'));
+});
+
+afterEach(async () => {
+  closeClusterClients();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('Kubernetes transport: a cluster that does not answer', () => {
+  it('names the cluster and its server in a network error, which stays transient', async () => {
+    const kube = createClusterClient(
+      { name: 'far', kubeconfig: await kubeconfigFor('https://127.0.0.1:1') },
+      {},
+    );
+
+    const error = await failure(kube.transport.request({ method: 'GET', path: '/api/v1' }));
+
+    expect(error.message).toBe(
+      'cluster far (https://127.0.0.1:1): GET /api/v1: connect ECONNREFUSED 127.0.0.1:1',
+    );
+    expect(error.status).toBeUndefined();
+    expect(error.transient).toBe(true);
+  });
+
+  it('leaves out credentials a server URL carries', async () => {
+    const kube = createClusterClient(
+      { name: 'far', kubeconfig: await kubeconfigFor('https://admin:hunter2@127.0.0.1:1/prefix/') },
+      {},
+    );
+
+    const error = await failure(kube.transport.request({ method: 'GET', path: '/version' }));
+
+    expect(error.message).toMatch(/^cluster far \(https:\/\/127\.0\.0\.1:1\/prefix\): GET \/version: /);
+    expect(error.message).not.toContain('hunter2');
+  });
+});
