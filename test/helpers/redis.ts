@@ -19,7 +19,7 @@ export interface TestRedis {
 }
 
 /** A real redis-server on a free loopback port, its data in a temporary folder. */
-export async function startRedis(): Promise<TestRedis> {
+export async function startRedis(options: { password?: string } = {}): Promise<TestRedis> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'pushgate-redis-'));
   let child: ChildProcess | undefined;
@@ -40,10 +40,11 @@ export async function startRedis(): Promise<TestRedis> {
         dir,
         '--maxmemory-policy',
         'noeviction',
+        ...(options.password === undefined ? [] : ['--requirepass', options.password]),
       ],
       { stdio: 'ignore' },
     );
-    await waitUntilAnswers(port, 10_000);
+    await waitUntilAnswers(port, options.password, 10_000);
   };
 
   const exited = (): Promise<void> =>
@@ -69,12 +70,17 @@ export async function startRedis(): Promise<TestRedis> {
   };
 }
 
-async function waitUntilAnswers(port: number, timeoutMs: number): Promise<void> {
+async function waitUntilAnswers(
+  port: number,
+  password: string | undefined,
+  timeoutMs: number,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const client = new Redis({
       port,
       host: '127.0.0.1',
+      password,
       lazyConnect: true,
       maxRetriesPerRequest: 0,
       retryStrategy: () => null,

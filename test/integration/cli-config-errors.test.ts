@@ -2,18 +2,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, cliConfigText } from '../helpers/cli.js';
+import { CLI, cliConfigText, runBuiltCli, type CliRun } from '../helpers/cli.js';
 import { createEnvRepo } from '../helpers/env-repo.js';
 import { createTestNamespace, kubeconfigPathFromTest } from '../helpers/kube.js';
-import { freePort, startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
 
 let redis: TestRedis;
 let dir: string;
@@ -29,16 +22,8 @@ function cliEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return { ...rest, LOG_LEVEL: 'warn', ...extra };
 }
 
-function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<CliRun> {
+  return runBuiltCli(args, { env });
 }
 
 beforeAll(async () => {
@@ -156,54 +141,14 @@ describe('kubeconfigs that cannot be loaded', () => {
 describe('status when Redis cannot be used', () => {
   const PASSWORD = 'the-right-password';
   let port: number;
-  let locked: ChildProcess;
+  let locked: TestRedis;
 
   beforeAll(async () => {
-    port = await freePort();
-    locked = spawn(
-      'redis-server',
-      [
-        '--port',
-        String(port),
-        '--bind',
-        '127.0.0.1',
-        '--save',
-        '',
-        '--appendonly',
-        'no',
-        '--requirepass',
-        PASSWORD,
-      ],
-      { stdio: 'ignore' },
-    );
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const client = new Redis({
-        port,
-        host: '127.0.0.1',
-        password: PASSWORD,
-        lazyConnect: true,
-        retryStrategy: () => null,
-      });
-      client.on('error', () => undefined);
-      try {
-        await client.connect();
-        await client.ping();
-        client.disconnect();
-        break;
-      } catch (error) {
-        client.disconnect();
-        if (Date.now() > deadline) throw error;
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-    }
+    locked = await startRedis({ password: PASSWORD });
+    port = locked.port;
   });
 
-  afterAll(async () => {
-    const exited = new Promise((resolve) => locked.once('exit', resolve));
-    locked.kill('SIGTERM');
-    await exited;
-  });
+  afterAll(() => locked.stop());
 
   it('names a wrong password as such (WRONGPASS), without printing it', async () => {
     const run = await runCli(

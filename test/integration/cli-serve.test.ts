@@ -5,16 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { githubHeaders, githubPush } from '../fixtures/github/payloads.js';
-import { CLI, cliConfigText } from '../helpers/cli.js';
+import { CLI, cliConfigText, runBuiltCli, type CliRun } from '../helpers/cli.js';
 import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
 
 const SECRET = 'cli-secret';
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 let redis: TestRedis;
 let dir: string;
@@ -26,16 +20,8 @@ function cliEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return { ...rest, REDIS_URL: redis.url, GITHUB_WEBHOOK_SECRET: SECRET, LOG_LEVEL: 'info', ...extra };
 }
 
-function runCli(args: string[], env = cliEnv()): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function runCli(args: string[], env = cliEnv()): Promise<CliRun> {
+  return runBuiltCli(args, { env });
 }
 
 interface Served {

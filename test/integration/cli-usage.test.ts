@@ -1,20 +1,13 @@
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, cliConfigText } from '../helpers/cli.js';
+import { CLI, cliConfigText, runBuiltCli, type CliRun } from '../helpers/cli.js';
 import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
 
 const RUN_TIMEOUT_MS = 15_000;
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 let redis: TestRedis;
 let dir: string;
@@ -22,27 +15,13 @@ let configFile: string;
 let noRedisConfigFile: string;
 let prefix: string;
 
-function runCli(args: string[], extraEnv: Record<string, string> = {}): Promise<Run> {
+function runCli(args: string[], extraEnv: Record<string, string> = {}): Promise<CliRun> {
   const { PUSHGATE_CONFIG: _config, REDIS_URL: _redis, PORT: _port, ...rest } = process.env;
-  const env = { ...rest, LOG_LEVEL: 'silent', ...extraEnv };
-  return new Promise((resolve, reject) => {
-    // cwd: a folder where no pushgate start keeps its Redis (.pushgate/redis/url).
-    const child = spawn(process.execPath, [CLI, ...args], {
-      cwd: dir,
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    // A command that took its arguments and went on serving must not outlive the test.
-    const timer = setTimeout(() => child.kill('SIGKILL'), RUN_TIMEOUT_MS);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
+  // cwd: a folder where no pushgate start keeps its Redis (.pushgate/redis/url).
+  return runBuiltCli(args, {
+    env: { ...rest, LOG_LEVEL: 'silent', ...extraEnv },
+    cwd: dir,
+    timeoutMs: RUN_TIMEOUT_MS,
   });
 }
 
