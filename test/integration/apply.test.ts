@@ -16,6 +16,7 @@ import {
   NAMESPACES,
   uniqueNamespaceName,
 } from '../helpers/kube.js';
+import { widgetCrd } from '../helpers/crd.js';
 
 const CONFIG_MAPS: ResourceInfo = {
   group: '',
@@ -576,34 +577,6 @@ describe('deployToCluster', () => {
   });
 });
 
-function widgetCrd(group: string) {
-  return {
-    apiVersion: 'apiextensions.k8s.io/v1',
-    kind: 'CustomResourceDefinition',
-    metadata: { name: `widgets.${group}` },
-    spec: {
-      group,
-      scope: 'Namespaced',
-      names: { kind: 'Widget', plural: 'widgets', singular: 'widget', listKind: 'WidgetList' },
-      versions: [
-        {
-          name: 'v1',
-          served: true,
-          storage: true,
-          schema: {
-            openAPIV3Schema: {
-              type: 'object',
-              properties: {
-                spec: { type: 'object', properties: { size: { type: 'integer' } }, required: ['size'] },
-              },
-            },
-          },
-        },
-      ],
-    },
-  };
-}
-
 describe('deployToCluster with stage 1 objects', () => {
   it('applies a CRD and a custom resource of it from the same set', async () => {
     const ns = await createTestNamespace('apply-crd');
@@ -612,7 +585,7 @@ describe('deployToCluster with stage 1 objects', () => {
     const kube = client();
     const set = manifests(
       { apiVersion: `${group}/v1`, kind: 'Widget', metadata: { name: 'w' }, spec: { size: 3 } },
-      widgetCrd(group),
+      widgetCrd(group, { sizeRequired: true }),
     );
 
     const first = await deployToCluster(kube, request(env, set));
@@ -642,7 +615,7 @@ describe('deployToCluster with stage 1 objects', () => {
     const group = `${ns.name}.example.com`;
     const env = environmentFor(ns.name, { allow: { namespaces: [ns.name], clusterScoped: true } });
     const kube = client();
-    const set = manifests(configMap('plain'), widgetCrd(group), {
+    const set = manifests(configMap('plain'), widgetCrd(group, { sizeRequired: true }), {
       apiVersion: `${group}/v1`,
       kind: 'Widget',
       metadata: { name: 'w' },
@@ -673,12 +646,15 @@ describe('deployToCluster with stage 1 objects', () => {
       metadata: { name: 'w' },
       spec,
     });
-    const withColor = widgetCrd(group);
+    const withColor = widgetCrd(group, { sizeRequired: true });
     const specSchema = withColor.spec.versions[0]!.schema.openAPIV3Schema.properties.spec as {
       properties: Record<string, unknown>;
     };
     specSchema.properties.color = { type: 'string' };
-    await deployToCluster(kube, request(env, manifests(widgetCrd(group), widget({ size: 1 }))));
+    await deployToCluster(
+      kube,
+      request(env, manifests(widgetCrd(group, { sizeRequired: true }), widget({ size: 1 }))),
+    );
 
     const error = await rejection(
       deployToCluster(kube, request(env, manifests(withColor, widget({ size: 'big', color: 'red' })))),
@@ -711,9 +687,12 @@ describe('deployToCluster with stage 1 objects', () => {
       metadata: { name },
       spec: { size: 1 },
     });
-    await deployToCluster(kube, request(env, manifests(widgetCrd(group), widget('w'))));
+    await deployToCluster(
+      kube,
+      request(env, manifests(widgetCrd(group, { sizeRequired: true }), widget('w'))),
+    );
     // A change outside the schema of v1 (a short name): the live CRD checks v1 resources as the new one would.
-    const withShortName = widgetCrd(group);
+    const withShortName = widgetCrd(group, { sizeRequired: true });
     (withShortName.spec.names as Record<string, unknown>).shortNames = ['wd'];
 
     // Fits the schema, but the server refuses the name: only its dry-run can tell.
@@ -737,7 +716,10 @@ describe('deployToCluster with stage 1 objects', () => {
     // Fits the CRD's schema, so it reaches the dry-run after stage 1, where the server refuses its name.
     const bad = { apiVersion: `${group}/v1`, kind: 'Widget', metadata: { name: 'W_1' }, spec: { size: 1 } };
     const error = await rejection(
-      deployToCluster(kube, request(env, manifests(configMap('plain'), widgetCrd(group), bad))),
+      deployToCluster(
+        kube,
+        request(env, manifests(configMap('plain'), widgetCrd(group, { sizeRequired: true }), bad)),
+      ),
     );
     expect(error.message).toContain('only Namespaces and CRDs were applied');
     expect(await kube.get(CONFIG_MAPS, ns.name, 'plain')).toBeUndefined();

@@ -3,6 +3,7 @@ import { ApiextensionsV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { checkAgainstCrdSchema } from '../../src/kube/crd-schema-check.js';
 import type { ManifestObject } from '../../src/manifests/types.js';
+import { crdManifest } from '../helpers/crd.js';
 import { kubeConfigFromTest } from '../helpers/kube.js';
 
 // Each row: a format, a value, and whether the real API server refuses it. Where the local
@@ -53,36 +54,18 @@ const CASES: { format: string; value: string; serverRefuses: boolean; localRefus
 
 const group = `f${randomBytes(4).toString('hex')}.pushgate.dev`;
 const field = (index: number): string => `f${index}`;
-const crd: ManifestObject = {
-  apiVersion: 'apiextensions.k8s.io/v1',
-  kind: 'CustomResourceDefinition',
-  metadata: { name: `gadgets.${group}` },
+const crd: ManifestObject = crdManifest({
+  group,
+  kind: 'Gadget',
+  plural: 'gadgets',
+  scope: 'Cluster',
   spec: {
-    group,
-    scope: 'Cluster',
-    names: { plural: 'gadgets', singular: 'gadget', kind: 'Gadget', listKind: 'GadgetList' },
-    versions: [
-      {
-        name: 'v1',
-        served: true,
-        storage: true,
-        schema: {
-          openAPIV3Schema: {
-            type: 'object',
-            properties: {
-              spec: {
-                type: 'object',
-                properties: Object.fromEntries(
-                  CASES.map(({ format }, index) => [field(index), { type: 'string', format }]),
-                ),
-              },
-            },
-          },
-        },
-      },
-    ],
+    type: 'object',
+    properties: Object.fromEntries(
+      CASES.map(({ format }, index) => [field(index), { type: 'string', format }]),
+    ),
   },
-};
+});
 
 const extensions = kubeConfigFromTest().makeApiClient(ApiextensionsV1Api);
 const customObjects = kubeConfigFromTest().makeApiClient(CustomObjectsApi);

@@ -14,6 +14,7 @@ import {
   NAMESPACES,
   uniqueNamespaceName,
 } from '../helpers/kube.js';
+import { widgetCrd } from '../helpers/crd.js';
 
 const CRDS: ResourceInfo = {
   group: 'apiextensions.k8s.io',
@@ -59,32 +60,6 @@ function request(environment: EnvironmentConfig, ...objects: Record<string, unkn
 
 function actions(resources: { kind: string; name: string; action: string }[]): string[] {
   return resources.map((r) => `${r.kind}/${r.name}:${r.action}`);
-}
-
-function widgetCrd(group: string) {
-  return {
-    apiVersion: 'apiextensions.k8s.io/v1',
-    kind: 'CustomResourceDefinition',
-    metadata: { name: `widgets.${group}` },
-    spec: {
-      group,
-      scope: 'Namespaced',
-      names: { kind: 'Widget', plural: 'widgets', singular: 'widget', listKind: 'WidgetList' },
-      versions: [
-        {
-          name: 'v1',
-          served: true,
-          storage: true,
-          schema: {
-            openAPIV3Schema: {
-              type: 'object',
-              properties: { spec: { type: 'object', properties: { size: { type: 'integer' } } } },
-            },
-          },
-        },
-      ],
-    },
-  };
 }
 
 describe('prune keeps what the set still needs', () => {
