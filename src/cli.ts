@@ -75,7 +75,8 @@ Fetches ENV's branch head (or commit SHA), validates and policy-checks its manif
 dry-runs them on ENV's cluster and prints the objects as YAML. Applies nothing. Needs the
 cluster, not Redis.
 
-  --ref SHA              the commit to render instead of the branch head (all 40 hex digits)
+  --ref SHA              the commit to render instead of the branch head: a full sha, or 7+
+                         digits of one in the branch's history
   --show-secrets         print the values of Secrets' data and stringData; by default each is
                          replaced by '[redacted: N bytes]', as render output ends up in CI logs
 `,

@@ -19,6 +19,8 @@ import { MAX_CHECKOUT_BYTES, MAX_CHECKOUT_ENTRIES, measureTree, type TreeSize } 
 export const DEFAULT_FETCH_TIMEOUT_MS = 60_000;
 const LOCAL_TIMEOUT_MS = 120_000;
 const SHA = /^[0-9a-f]{40}([0-9a-f]{24})?$/;
+/** What git itself accepts as an abbreviation: at least 4 digits; 7 is what it prints. */
+const ABBREVIATED_SHA = /^[0-9a-f]{7,39}$/;
 /** git's answer when a ref or packed-refs lock file is already there. */
 const LOCKED = /\.lock': File exists/;
 const FETCH_ATTEMPTS_WHEN_LOCKED = 3;
@@ -138,14 +140,15 @@ export class MirrorCache {
    */
   fetchCommit(repo: RepoSource, branch: string, sha: string): Promise<string> {
     const wanted = sha.toLowerCase();
-    if (!SHA.test(wanted)) {
+    if (!SHA.test(wanted) && !ABBREVIATED_SHA.test(wanted)) {
       return Promise.reject(
-        new PushgateError('usage', `"${sha}" is not a full commit sha (40 hex digits)`, { permanent: true }),
+        new PushgateError('usage', `"${sha}" is not a commit sha (7 to 40 hex digits)`, { permanent: true }),
       );
     }
     return this.fetchBranch(repo, branch).then(() =>
       this.serialised(repo.url, async () => {
         const gitDir = this.mirrorDir(repo.url);
+        if (!SHA.test(wanted)) return this.resolveAbbreviated(gitDir, wanted, repo, branch);
         if (await this.hasCommit(gitDir, wanted)) return wanted;
         const shown = urlWithoutCredentials(repo.url);
         await this.fetch(repo, gitDir, [wanted], `fetch ${wanted} from ${shown}`).catch((error: unknown) => {
@@ -261,6 +264,45 @@ export class MirrorCache {
   /** runGit kills every git of this cache by then, so no live one holds a lock that long. */
   private longestGitCommandMs(): number {
     return Math.max(this.fetchTimeoutMs, LOCAL_TIMEOUT_MS) + 10_000;
+  }
+
+  /**
+   * An abbreviated sha, as `git log --oneline` shows it, among the commits the mirror holds
+   * (the branch's history): a server does not resolve abbreviations, so one outside the
+   * branch needs its full sha.
+   */
+  private async resolveAbbreviated(
+    gitDir: string,
+    abbreviated: string,
+    repo: RepoSource,
+    branch: string,
+  ): Promise<string> {
+    const found = await runGit(['--git-dir', gitDir, 'rev-parse', '--disambiguate=' + abbreviated], {
+      timeoutMs: LOCAL_TIMEOUT_MS,
+      what: 'rev-parse',
+    });
+    const commits: string[] = [];
+    // --disambiguate lists every object with the prefix: blobs, trees and tags too.
+    for (const candidate of found.stdout.split('\n').filter((line) => SHA.test(line))) {
+      const type = await runGit(['--git-dir', gitDir, 'cat-file', '-t', candidate], {
+        timeoutMs: LOCAL_TIMEOUT_MS,
+        what: 'cat-file',
+      });
+      if (type.stdout.trim() === 'commit') commits.push(candidate);
+    }
+    if (commits.length === 1) return commits[0]!;
+    const shown = urlWithoutCredentials(repo.url);
+    if (commits.length === 0)
+      throw new PushgateError(
+        'git_failed',
+        `no commit ${abbreviated} in the history of ${branch} fetched from ${shown} (give all 40 digits for another commit)`,
+        { permanent: true },
+      );
+    throw new PushgateError(
+      'usage',
+      `${abbreviated} is ambiguous in ${shown} (${commits.length} commits start with it): give more digits`,
+      { permanent: true },
+    );
   }
 
   private async hasCommit(gitDir: string, sha: string): Promise<boolean> {

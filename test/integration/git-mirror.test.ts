@@ -91,6 +91,21 @@ describe('git mirror cache (real git over file://)', () => {
     );
   });
 
+  it('takes an abbreviated sha of the branch history, as git log --oneline shows it', async () => {
+    const old = await repo.commit({ 'a.yaml': '1' });
+    await repo.commit({ 'a.yaml': '2' });
+
+    expect(await cache.fetchCommit(source(), repo.branch, old.slice(0, 7).toUpperCase())).toBe(old);
+    // No commit of the branch starts with it (its blob or tree may: those are not commits).
+    const unknown = old.startsWith('0000000') ? '1111111' : '0000000';
+    await expect(cache.fetchCommit(source(), repo.branch, unknown)).rejects.toThrow(
+      `no commit ${unknown} in the history of ${repo.branch} fetched from ${repo.url}`,
+    );
+    await expect(cache.fetchCommit(source(), repo.branch, 'abc')).rejects.toThrow(
+      '"abc" is not a commit sha (7 to 40 hex digits)',
+    );
+  });
+
   it('fails permanently, naming the branch and the repository, when the branch does not exist', async () => {
     await repo.commit({ 'a.yaml': '1' });
 
