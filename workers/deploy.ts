@@ -104,7 +104,7 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
   // once is normal, not a leak, and must not print MaxListenersExceededWarning.
   setMaxListeners(0, aborter.signal);
 
-  await syncReconcileSchedulers(queue, config, logger);
+  await syncReconcileSchedulers({ queue, redis, keys }, config, logger);
 
   const deps: ProcessDeps = {
     config,
@@ -153,7 +153,7 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
         (error: unknown) =>
           logger.warn({ err: errorMessage(error) }, 'could not look for jobs that lost their queue entry'),
       )
-      .then(() => restoreMissingSchedulers(queue, config, logger))
+      .then(() => restoreMissingSchedulers({ queue, redis, keys }, config, logger))
       .catch((error: unknown) =>
         logger.warn({ err: errorMessage(error) }, 'could not look for missing reconcile schedulers'),
       )
@@ -281,7 +281,13 @@ export async function processDeployJob(
       lock,
       logger,
       onDeploying: (sha) => run.deploying(sha),
-      onWritten: (resources) => run.written(resources),
+      // Only while the lock is ours: a worker that lost it must not rewrite the record of
+      // the one that took the job over.
+      onWritten: (resources) =>
+        lock.assertHeld().then(
+          () => run.written(resources),
+          () => undefined,
+        ),
       signal: deps.signal,
     });
     // Recorded only while the lock is still ours: a worker that lost it (stalled past its TTL,
@@ -290,10 +296,16 @@ export async function processDeployJob(
     if (result.outcome === 'superseded') await run.superseded(result.announcedSha, result.head);
     else await run.succeeded(result.sha, result.resources);
   } catch (error) {
+    if (run.finished) {
+      // The record is final (written by this attempt); what failed after it is bookkeeping
+      // and must not reopen, retry or fail a finished deploy.
+      logger.warn({ err: errorMessage(error) }, 'error after the job was recorded as finished');
+      return;
+    }
     // A worker that lost the job (stalled past its locks) must not reopen a record that the
     // worker which took the job over has finished meanwhile.
     const current = await deps.store.get(jobId);
-    if (current && FINISHED_STATES.includes(current.state) && !run.finished) {
+    if (current && FINISHED_STATES.includes(current.state)) {
       logger.warn({ err: errorMessage(error), state: current.state }, 'job finished elsewhere meanwhile');
       throw error;
     }

@@ -22,7 +22,7 @@ export class JobRun {
   /** A re-apply of the commit that is live already: see deploying(). */
   private quiet = false;
   /** What earlier attempts of the job recorded (see mergeAttemptResources). */
-  private readonly earlierResources: readonly ResourceResult[];
+  private earlierResources: readonly ResourceResult[];
 
   constructor(
     private readonly deps: JobRunDeps,
@@ -61,6 +61,8 @@ export class JobRun {
    * would no longer show.
    */
   async deploying(sha: string): Promise<void> {
+    // An earlier attempt's changes belong to this job's story only for the same commit.
+    if (this.record.sha !== sha) this.earlierResources = [];
     await this.settleEarlierCommit(sha, sha);
     await this.patch({ sha });
     this.quiet = await this.isReapplyOfLiveCommit(sha);

@@ -1,7 +1,9 @@
 import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../lib/logger.js';
 import { DEPLOY_JOB_NAME, DEPLOY_JOB_OPTIONS, type DeployJobData } from '../queue/job-data.js';
+import type { Keys } from '../queue/keys.js';
 
 const SCHEDULER_PREFIX = 'reconcile:';
 
@@ -15,17 +17,29 @@ export function reconcileSchedulerId(environment: string): string {
  * schedulers of environments that are gone or set to 0 are removed. Every worker calls this
  * at start: upserting is idempotent.
  */
+export interface SchedulerStore {
+  queue: Queue<DeployJobData>;
+  redis: Redis;
+  keys: Keys;
+}
+
 export async function syncReconcileSchedulers(
-  queue: Queue<DeployJobData>,
+  { queue, redis, keys }: SchedulerStore,
   config: Config,
   logger: Logger,
 ): Promise<void> {
   const wanted = wantedSchedulers(config);
-  for (const [id, every] of wanted) await upsertScheduler(queue, id, every);
+  for (const [id, every] of wanted) {
+    await upsertScheduler(queue, id, every);
+    await redis.del(keys.reconcileRemoved(environmentOf(id)));
+  }
   const existing = await queue.getJobSchedulers(0, -1);
   for (const scheduler of existing) {
     const id = scheduler.key;
     if (id.startsWith(SCHEDULER_PREFIX) && !wanted.has(id)) {
+      // Marked, so that workers still on the old configuration (a rolling update) do not
+      // take the removal for a loss and restore it.
+      await redis.set(keys.reconcileRemoved(environmentOf(id)), new Date().toISOString());
       await queue.removeJobScheduler(id);
       logger.info({ scheduler: id }, 'reconcile scheduler removed');
     }
@@ -39,13 +53,14 @@ export async function syncReconcileSchedulers(
  * next run where it is.
  */
 export async function restoreMissingSchedulers(
-  queue: Queue<DeployJobData>,
+  { queue, redis, keys }: SchedulerStore,
   config: Config,
   logger: Logger,
 ): Promise<void> {
   for (const [id, every] of wantedSchedulers(config)) {
     // A removed scheduler may still read back, without its `every`.
     if ((await queue.getJobScheduler(id))?.every) continue;
+    if ((await redis.exists(keys.reconcileRemoved(environmentOf(id)))) === 1) continue;
     await upsertScheduler(queue, id, every);
     logger.warn({ scheduler: id }, 'reconcile scheduler was missing from Redis (data lost?): re-created');
   }
@@ -60,8 +75,12 @@ function wantedSchedulers(config: Config): Map<string, number> {
   return wanted;
 }
 
+function environmentOf(schedulerId: string): string {
+  return schedulerId.slice(SCHEDULER_PREFIX.length);
+}
+
 async function upsertScheduler(queue: Queue<DeployJobData>, id: string, every: number): Promise<void> {
-  const environment = id.slice(SCHEDULER_PREFIX.length);
+  const environment = environmentOf(id);
   await queue.upsertJobScheduler(
     id,
     { every },

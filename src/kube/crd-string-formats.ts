@@ -22,12 +22,15 @@ function isAnyIp(value: string): boolean {
   return isIP(value.replace(/(^|[.:])0+(?=\d)/g, '$1')) !== 0;
 }
 
+/** Go's time.Parse("2006-01-02"): any year 0000–9999, a real day of that month. */
 function isCalendarDate(value: string): boolean {
   const match = /^(\d{4})-(\d{2})-(\d{2})$/.exec(value);
   if (!match) return false;
   const [year, month, day] = [Number(match[1]), Number(match[2]), Number(match[3])];
-  const date = new Date(Date.UTC(year, month - 1, day));
-  return date.getUTCFullYear() === year && date.getUTCMonth() === month - 1 && date.getUTCDate() === day;
+  if (month < 1 || month > 12 || day < 1) return false;
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  const days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1]!;
+  return day <= days;
 }
 
 /** Go's net.ParseMAC: 6, 8 or 20 octets as `aa:bb:..`/`aa-bb-..`, or dotted groups of four. */

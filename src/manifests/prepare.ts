@@ -38,7 +38,11 @@ export async function prepareManifests(
   const resources = await Promise.all(
     manifests.map(async ({ object }) => {
       const defined = fromSet.get(kindKey(object.apiVersion, object.kind));
-      const served = await resolve(object.apiVersion, object.kind);
+      // For a kind the set defines, discovery only confirms a scope: an error there (an
+      // aggregated API down, say) must not fail a set that would deploy without it.
+      const served = await (defined
+        ? resolve(object.apiVersion, object.kind).catch(() => undefined)
+        : resolve(object.apiVersion, object.kind));
       // A CRD cannot change the scope of a kind the cluster serves (it is immutable, and built-in
       // kinds are not the CRD's to define): the policy goes by the cluster's scope.
       if (defined)

@@ -12,6 +12,8 @@ export interface Keys {
   shaJob(environment: string, sha: string): string;
   environment(environment: string): string;
   environmentLock(environment: string): string;
+  /** Set when a worker's configuration removed the environment's re-sync scheduler. */
+  reconcileRemoved(environment: string): string;
   /**
    * A key pushgate never writes, inside the hash tag: stands in a script's KEYS for a key a
    * job does not have (no delivery id, no sha), where `''` would name another cluster slot.
@@ -31,6 +33,7 @@ export function createKeys(prefix: string): Keys {
     shaJob: (environment, sha) => `${tag}:sha:${environment}:${sha}`,
     environment: (environment) => `${tag}:env:${environment}`,
     environmentLock: (environment) => `${tag}:lock:${environment}`,
+    reconcileRemoved: (environment) => `${tag}:reconcile-removed:${environment}`,
     absent: `${tag}:absent`,
   };
 }

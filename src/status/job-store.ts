@@ -333,11 +333,9 @@ export class JobStore {
       fields.lastAppliedAt = applied.at;
     }
     await this.redis.hset(this.keys.environment(environment), fields);
-    await this.commander.pushgateTrim(
-      this.keys.jobsByEnvironment(environment),
-      this.keys.jobsAll,
-      this.keys.job(''),
-      jobId,
-    );
+    // Housekeeping: a failure here must not fail the job that just finished; the next trims.
+    await this.commander
+      .pushgateTrim(this.keys.jobsByEnvironment(environment), this.keys.jobsAll, this.keys.job(''), jobId)
+      .catch(() => undefined);
   }
 }

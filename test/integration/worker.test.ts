@@ -4,6 +4,7 @@ import { runSync } from '../../src/commands/sync.js';
 import type { ApplyEngine } from '../../src/deploy/apply-engine.js';
 import { createKubeApplyEngine } from '../../src/deploy/kube-apply-engine.js';
 import { JobRun } from '../../src/deploy/job-run.js';
+import { restoreMissingSchedulers, syncReconcileSchedulers } from '../../src/deploy/reconcile-schedulers.js';
 import { PushgateError } from '../../src/lib/errors.js';
 import { createLogger, silentLogger } from '../../src/lib/logger.js';
 import {
@@ -351,6 +352,32 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
 
     const restored = await until(async () => (await queue.getJobScheduler('reconcile:web'))?.every);
     expect(restored).toBe(3_600_000);
+  });
+
+  it('does not restore a scheduler that a newer configuration removed (a rolling update)', async () => {
+    await harness.close();
+    harness = await createWorkerHarness({
+      redisUrl: redis.url,
+      environments: [{ name: 'web', repo, env: { namespace: namespace.name, reconcileInterval: '1h' } }],
+    });
+    const { queue, redis: connection, keys } = harness.services;
+    const store = { queue, redis: connection, keys };
+    const oldConfig = harness.config;
+    await syncReconcileSchedulers(store, oldConfig, silentLogger());
+    const newConfig = {
+      ...oldConfig,
+      environments: oldConfig.environments.map((e) => ({ ...e, reconcileInterval: 0 })),
+    };
+
+    await syncReconcileSchedulers(store, newConfig, silentLogger());
+    await restoreMissingSchedulers(store, oldConfig, silentLogger());
+
+    expect((await queue.getJobScheduler('reconcile:web'))?.every).toBeUndefined();
+    // The environment's re-sync turned on again by a configuration: back for good.
+    await syncReconcileSchedulers(store, oldConfig, silentLogger());
+    await queue.removeJobScheduler('reconcile:web');
+    await restoreMissingSchedulers(store, oldConfig, silentLogger());
+    expect((await queue.getJobScheduler('reconcile:web'))?.every).toBe(3_600_000);
   });
 
   it('skips re-sync runs that fall due while a deploy runs, instead of piling them up', async () => {
