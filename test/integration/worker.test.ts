@@ -538,6 +538,37 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
     });
   });
 
+  it("keeps an earlier attempt's changes in the job's resources, for the same commit only", async () => {
+    const reporter = githubReporter();
+    const first = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
+    const second = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '2' }) });
+    const cm = (action: 'created' | 'unchanged' | 'configured') => ({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      namespace: namespace.name,
+      name: 'alpha',
+      action,
+    });
+    const playAttempts = async (retrySha: string) => {
+      const id = await harness.manual('web');
+      const died = await jobRunOf(id, reporter);
+      await died.started(1);
+      await died.deploying(first);
+      await died.written([cm('created')]);
+      const retry = await jobRunOf(id, reporter);
+      await retry.started(2);
+      await retry.deploying(retrySha);
+      await retry.succeeded(retrySha, [cm(retrySha === first ? 'unchanged' : 'configured')]);
+      return (await harness.services.store.get(id))!.resources;
+    };
+
+    // The attempt that died created it; the retry of the same commit found it done.
+    expect(await playAttempts(first)).toEqual([cm('created')]);
+    // The branch moved meanwhile: the retry deployed another commit, its own outcome stands.
+    expect(await playAttempts(second)).toEqual([cm('configured')]);
+    await reporter.flush();
+  });
+
   it('reports failure on the announced commit when the job fails before fetching it', async () => {
     const reporter = githubReporter();
     const sha = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
