@@ -69,7 +69,7 @@ context cannot be loaded here. Starts nothing.
   },
   render: {
     load: () => import('./commands/render.js').then((m) => m.runRender),
-    help: `Usage: pushgate render ENV [--ref SHA] [--config F]
+    help: `Usage: pushgate render ENV [--ref SHA] [--show-secrets] [--config F]
 
 Fetches ENV's branch head (or commit SHA), validates and policy-checks its manifests,
 dry-runs them on ENV's cluster and prints the objects as YAML. Applies nothing. Needs the
@@ -91,7 +91,8 @@ Queues a deploy of ENV's branch head now (trigger "manual") and prints the job i
 REDIS_URL: the Redis of the running receiver; without it, that of a pushgate start running
 from the current folder.
 
-  --wait                 follow the job; exit 0 when it succeeded (or was superseded), 1 when it failed
+  --wait                 follow the job; exit 0 when it succeeded (or was superseded), 1 when it
+                         failed, or when Redis stays unreachable for 60 s or loses the job's record
   --json                 print {"jobs": [...]} (and, with --wait, the finished job) as JSON
 `,
     options: ['wait', 'json'],

@@ -1,6 +1,7 @@
 import { loadConfig, resolveConfigPath } from '../config/load.js';
 import { readSecrets } from '../config/secrets.js';
 import { kubeconfigProblems } from '../kube/cluster.js';
+import { logLevelFromEnv } from '../lib/logger.js';
 import type { CommandArgs } from './command.js';
 import { formatTable } from './table.js';
 import { missingWebhookSecrets } from './webhook-secret-warnings.js';
@@ -12,6 +13,8 @@ export function runCheck(args: CommandArgs): Promise<number> {
   // an invalid file; serve and worker still refuse to start without it, as warned below.
   const config = loadConfig(file, args.env, { unsetWhenVariableMissing: ['redis.url'] });
   const secrets = readSecrets(args.env);
+  // What every other command refuses at start (exit 2), so a CI check catches it first.
+  logLevelFromEnv(args.env.LOG_LEVEL);
 
   const rows = config.environments.map((environment) => [
     environment.name,

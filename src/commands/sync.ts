@@ -29,8 +29,16 @@ export async function runSync(args: CommandArgs): Promise<number> {
   }
   const services = connectProducer(clientRedisUrl(config, 'sync'), config.redis.prefix);
   try {
-    await waitForRedis(services.redis, REDIS_WAIT_MS).catch(() => undefined);
-    const job = await services.producer.enqueue(name, { kind: 'manual' });
+    // The enqueue says whether Redis can be used; the wait says why not (a refused password, TLS).
+    const waited = await waitForRedis(services.redis, REDIS_WAIT_MS).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    const job = await services.producer.enqueue(name, { kind: 'manual' }).catch((error: unknown) => {
+      throw waited === undefined
+        ? error
+        : new PushgateError('unavailable', `${errorMessage(error)}: ${errorMessage(waited)}`);
+    });
     const statusUrl = new URL(`jobs/${encodeURIComponent(job.id)}`, statusBaseUrl(config)).toString();
     if (args.json)
       args.stdout.write(`${JSON.stringify({ jobs: [{ id: job.id, environment: name, statusUrl }] })}\n`);

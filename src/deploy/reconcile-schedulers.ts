@@ -11,18 +11,20 @@ export function reconcileSchedulerId(environment: string): string {
   return `${SCHEDULER_PREFIX}${environment}`;
 }
 
-/**
- * One BullMQ job scheduler per environment with `reconcileInterval` > 0, so the branch head
- * is re-applied periodically (drift correction, missed webhooks) however many workers run;
- * schedulers of environments that are gone or set to 0 are removed. Every worker calls this
- * at start: upserting is idempotent.
- */
 export interface SchedulerStore {
   queue: Queue<DeployJobData>;
   redis: Redis;
   keys: Keys;
 }
 
+/**
+ * One BullMQ job scheduler per environment with `reconcileInterval` > 0, so the branch head
+ * is re-applied periodically (drift correction, missed webhooks) however many workers run;
+ * schedulers of environments that are gone or set to 0 are removed. Every worker calls this
+ * at start: upserting is idempotent. Removing one sets `reconcile-removed:<env>`, so workers
+ * still on the old configuration do not take the removal for a loss and restore it;
+ * upserting one clears it.
+ */
 export async function syncReconcileSchedulers(
   { queue, redis, keys }: SchedulerStore,
   config: Config,

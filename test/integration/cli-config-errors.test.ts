@@ -163,6 +163,17 @@ describe('status when Redis cannot be used', () => {
     );
   });
 
+  it('sync names the refused password too, not only that Redis is unavailable', async () => {
+    const run = await runCli(
+      ['sync', 'staging', '--config', configFile],
+      cliEnv({ REDIS_URL: `redis://:not-the-password@127.0.0.1:${port}` }),
+    );
+
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain(`Redis at 127.0.0.1:${port} refused the user name or password of the URL`);
+    expect(run.stderr).not.toContain('not-the-password');
+  });
+
   it('says Redis wants a password when the URL gives none (NOAUTH)', async () => {
     const run = await runCli(
       ['status', '--config', configFile],

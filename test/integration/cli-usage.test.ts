@@ -57,7 +57,7 @@ describe('pushgate <command> --help', () => {
     ['worker', 'Usage: pushgate worker [--config F]'],
     ['start', 'Usage: pushgate start [--config F]'],
     ['check', 'Usage: pushgate check [--config F]'],
-    ['render', 'Usage: pushgate render ENV [--ref SHA] [--config F]'],
+    ['render', 'Usage: pushgate render ENV [--ref SHA] [--show-secrets] [--config F]'],
     ['sync', 'Usage: pushgate sync ENV [--wait] [--json] [--config F]'],
     ['status', 'Usage: pushgate status [JOB_ID] [--json] [--config F]'],
     ['version', 'Usage: pushgate version'],
@@ -109,6 +109,14 @@ describe('pushgate --version', () => {
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('pushgate sync: --version is not an option of sync');
     expect(await keysUnderPrefix()).toEqual([]);
+  });
+});
+
+describe('LOG_LEVEL in pushgate check', () => {
+  it('refuses a level every other command would refuse (exit 2), so a CI check catches it', async () => {
+    const run = await runCli(['check', '--config', noRedisConfigFile], { LOG_LEVEL: 'verbose' });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('LOG_LEVEL="verbose" is not a log level');
   });
 });
 
