@@ -173,6 +173,40 @@ function standInNamespace(environment: EnvironmentConfig, namespaceExists: boole
 }
 
 /**
+ * The job record's view of what a deploy wrote so far (DeployRequest.onWritten): at once at the
+ * end of each stage, at most once a second while objects land.
+ */
+class ProgressWrites {
+  private lastMs = 0;
+  private pending: Promise<void> | undefined;
+
+  constructor(
+    private readonly write: DeployRequest['onWritten'],
+    private readonly list: () => ResourceResult[],
+    private readonly intervalMs = 1_000,
+  ) {}
+
+  soon(): void {
+    if (!this.write || this.pending || Date.now() - this.lastMs < this.intervalMs) return;
+    this.lastMs = Date.now();
+    this.pending = this.write(this.list())
+      .catch(() => undefined)
+      .finally(() => (this.pending = undefined));
+  }
+
+  /** After any write in flight, so an older list never lands last. */
+  async now(): Promise<void> {
+    await this.idle();
+    await this.write?.(this.list());
+  }
+
+  /** No write in flight: none may land after the job's final record. */
+  async idle(): Promise<void> {
+    await this.pending;
+  }
+}
+
+/**
  * Applies the changed objects of one stage, kind group by kind group, each group in
  * parallel. `beforeWrite` (the lock check) runs before every group, so a worker that lost
  * its lock mid-stage stops before the next group instead of rolling back whoever took over.
@@ -184,26 +218,34 @@ async function applyChanged(
   results: Results,
   beforeWrite: () => Promise<void>,
   signal: AbortSignal | undefined,
+  written: ProgressWrites,
 ): Promise<ObjectFailure[]> {
-  for (const object of objects) {
-    if (actions.get(object) === 'unchanged') results.set(object, 'unchanged');
+  try {
+    for (const object of objects) {
+      if (actions.get(object) === 'unchanged') results.set(object, 'unchanged');
+    }
+    const changed = objects.filter((object) => actions.get(object) !== 'unchanged');
+    for (const group of groupByRank(changed.map((object) => ({ ...object.ref, object })))) {
+      await beforeWrite();
+      const settled = await settleWithConcurrency(group, CONCURRENCY, async ({ object }) => {
+        await client.apply(object.resource, object.object, { signal });
+        // Recorded as each lands: a worker killed mid-group leaves what it wrote to its successor.
+        results.set(object, actions.get(object) ?? 'configured');
+        written.soon();
+      });
+      signal?.throwIfAborted();
+      const failures: ObjectFailure[] = [];
+      settled.forEach((outcome, index) => {
+        const { object } = group[index] as { object: PreparedObject };
+        if (outcome.status === 'rejected')
+          failures.push(objectFailure(object, 'apply failed', outcome.reason));
+      });
+      if (failures.length > 0) return failures;
+    }
+    return [];
+  } finally {
+    await written.idle();
   }
-  const changed = objects.filter((object) => actions.get(object) !== 'unchanged');
-  for (const group of groupByRank(changed.map((object) => ({ ...object.ref, object })))) {
-    await beforeWrite();
-    const settled = await settleWithConcurrency(group, CONCURRENCY, ({ object }) =>
-      client.apply(object.resource, object.object, { signal }),
-    );
-    signal?.throwIfAborted();
-    const failures: ObjectFailure[] = [];
-    settled.forEach((outcome, index) => {
-      const { object } = group[index] as { object: PreparedObject };
-      if (outcome.status === 'fulfilled') results.set(object, actions.get(object) ?? 'configured');
-      else failures.push(objectFailure(object, 'apply failed', outcome.reason));
-    });
-    if (failures.length > 0) return failures;
-  }
-  return [];
 }
 
 /**
@@ -273,6 +315,7 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
   );
   const { ordered, actions, deferred } = plan;
   const results = new Results(ordered, 'not applied: the deploy stopped before this object');
+  const written = new ProgressWrites(request.onWritten, () => results.list());
   if (plan.failures.length > 0) {
     results.fail(plan.failures);
     throw failuresError(
@@ -317,7 +360,7 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
 
   const stageOne = ordered.filter((object) => object.stage === 1);
   if (stageOne.some((object) => actions.get(object) !== 'unchanged')) {
-    const failures = await applyChanged(client, stageOne, actions, results, beforeWrite, signal);
+    const failures = await applyChanged(client, stageOne, actions, results, beforeWrite, signal, written);
     await recordOwnership();
     if (failures.length > 0) {
       results.fail(failures);
@@ -331,7 +374,7 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
       client.discovery.invalidate();
     }
     progress(`stage 1 applied: ${stageOne.length} Namespaces and CRDs`);
-    await request.onWritten?.(results.list());
+    await written.now();
   } else {
     for (const object of stageOne) results.set(object, 'unchanged');
   }
@@ -350,16 +393,16 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
   }
 
   const stageTwo = ordered.filter((object) => object.stage === 2);
-  const applyFailures = await applyChanged(client, stageTwo, actions, results, beforeWrite, signal);
+  const applyFailures = await applyChanged(client, stageTwo, actions, results, beforeWrite, signal, written);
   if (applyFailures.length > 0) {
     results.fail(applyFailures);
     throw failuresError(applyFailures, 'apply failed', results.list());
   }
   progress(`applied: ${counted(ordered.length, 'object')}`, summarize(actions));
-  await request.onWritten?.(results.list());
+  await written.now();
 
   await recordAndPrune(client, request, ordered, previous, results, progress);
-  await request.onWritten?.(results.list());
+  await written.now();
 
   if (environment.healthTimeout > 0) await checkHealth(client, request, ordered, results, progress);
   return { resources: results.list() };

@@ -88,10 +88,13 @@ return outcomes
  * queued or running: its sender holds a 202 for it, and a worker drops a queue entry that has
  * no record. Runs when a job finishes, not on the webhook path, in batches; scans at most
  * TRIM_SCAN_LIMIT records. Records are JSON.stringify's, so the state reads as plain text.
- * KEYS: environment index, all-jobs index. ARGV: record key prefix, the job just finished (kept:
- * the environment's lastJob).
+ * Nor one finished after ARGV[3] (ISO time): whoever follows it (`sync --wait`, the 202's
+ * status URL) reads it next. KEYS: environment index, all-jobs index. ARGV: record key prefix,
+ * the job just finished (kept: the environment's lastJob), the cutoff.
  */
 const TRIM_SCAN_LIMIT = 1000;
+/** Finished this recently, a record is kept whatever the bound: someone may be following it. */
+export const RECENTLY_FINISHED_MS = 10 * 60_000;
 const TRIM_SCRIPT = `
 local count = redis.call('ZCARD', KEYS[1])
 if count <= ${HISTORY_PER_ENVIRONMENT + HISTORY_TRIM_BATCH} then return 0 end
@@ -99,7 +102,8 @@ local old = redis.call('ZRANGE', KEYS[1], 0, math.min(count - ${HISTORY_PER_ENVI
 local drop, records = {}, {}
 for _, id in ipairs(old) do
   local raw = redis.call('GET', ARGV[1] .. id)
-  local active = id == ARGV[2] or raw and (string.find(raw, '"state":"queued"', 1, true) or string.find(raw, '"state":"running"', 1, true))
+  local finishedAt = raw and string.match(raw, '"finishedAt":"([^"]*)"')
+  local active = id == ARGV[2] or (finishedAt and finishedAt > ARGV[3]) or raw and (string.find(raw, '"state":"queued"', 1, true) or string.find(raw, '"state":"running"', 1, true))
   if not active then
     drop[#drop + 1] = id
     records[#records + 1] = ARGV[1] .. id
@@ -132,7 +136,13 @@ interface ClaimCommander {
   /** One array, which ioredis flattens: a large batch spread as call arguments could overflow the stack. */
   pushgateClaim(numberOfKeysKeysAndArgs: (string | number)[]): Promise<unknown>;
   pushgateRelease(...keysAndArgs: string[]): Promise<number>;
-  pushgateTrim(envJobsKey: string, allKey: string, jobPrefix: string, keepId: string): Promise<number>;
+  pushgateTrim(
+    envJobsKey: string,
+    allKey: string,
+    jobPrefix: string,
+    keepId: string,
+    keepFinishedAfter: string,
+  ): Promise<number>;
 }
 
 function claimOutcome(reply: unknown): ClaimOutcome {
@@ -335,7 +345,13 @@ export class JobStore {
     await this.redis.hset(this.keys.environment(environment), fields);
     // Housekeeping: a failure here must not fail the job that just finished; the next trims.
     await this.commander
-      .pushgateTrim(this.keys.jobsByEnvironment(environment), this.keys.jobsAll, this.keys.job(''), jobId)
+      .pushgateTrim(
+        this.keys.jobsByEnvironment(environment),
+        this.keys.jobsAll,
+        this.keys.job(''),
+        jobId,
+        new Date(Date.now() - RECENTLY_FINISHED_MS).toISOString(),
+      )
       .catch(() => undefined);
   }
 }

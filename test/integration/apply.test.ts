@@ -10,6 +10,7 @@ import type { DeployError } from '../../src/kube/types.js';
 import { type DeployRequest } from '../../src/kube/types.js';
 import type { ResourceInfo } from '../../src/manifests/resource-info.js';
 import type { LoadedManifest } from '../../src/manifests/types.js';
+import type { ResourceResult } from '../../src/status/job-record.js';
 import {
   createTestNamespace,
   kubeconfigPathFromTest,
@@ -185,6 +186,28 @@ describe('deployToCluster', () => {
     ]);
     expect((await kube.get(CONFIG_MAPS, ns.name, 'a'))?.data).toEqual({ key: 'new' });
     expect((await kube.get(CONFIG_MAPS, ns.name, 'b'))?.metadata.resourceVersion).toBe(untouched);
+  });
+
+  it('reports objects as they land, so a worker killed mid-group leaves what it wrote on record', async () => {
+    const ns = await createTestNamespace('apply-progress');
+    const env = environmentFor(ns.name);
+    const lists: ResourceResult[][] = [];
+    const many = Array.from({ length: 40 }, (_, index) => configMap(`cm-${index}`));
+
+    const outcome = await deployToCluster(
+      client(),
+      request(env, manifests(...many), {
+        onWritten: (resources) => Promise.resolve(void lists.push(resources)),
+      }),
+    );
+
+    // The first report came after the first object landed, while the group was still going
+    // (at most 32 at a time): some created, the rest not reached yet.
+    const first = lists[0]!;
+    expect(first.filter((r) => r.action === 'created').length).toBeGreaterThan(0);
+    expect(first.filter((r) => r.action === 'skipped').length).toBeGreaterThan(0);
+    // The last report, after the prune, is the outcome.
+    expect(lists.at(-1)).toEqual(outcome.resources);
   });
 
   it('classifies a crowded collection (read with one LIST) the same way', async () => {

@@ -203,9 +203,12 @@ describe('deploy job queue', () => {
     // Queued jobs are never dropped, however many: each holds a 202.
     expect(await store.list({ environment: 'staging', limit: 10_000 })).toHaveLength(ids.length);
 
-    // All but the second oldest finish, oldest first, as a worker would record them.
-    for (const id of ids.filter((_, index) => index !== 1)) {
-      await store.update(id, { state: 'succeeded', finishedAt: new Date().toISOString() });
+    // All but the second oldest finish, oldest first, as a worker would record them; the third
+    // oldest only now, the others long ago.
+    for (const [index, id] of ids.entries()) {
+      if (index === 1) continue;
+      const finishedAt = index === 2 ? new Date() : new Date(start + index * 1000 + 500);
+      await store.update(id, { state: 'succeeded', finishedAt: finishedAt.toISOString() });
       await store.recordFinished('staging', id);
     }
 
@@ -215,6 +218,8 @@ describe('deploy job queue', () => {
     expect(kept[0]!.id).toBe(ids.at(-1));
     expect(await store.get(ids[0]!)).toBeNull();
     expect(await store.get(ids[1]!)).toMatchObject({ state: 'queued' });
+    // Just finished: whoever follows it (sync --wait) still reads it.
+    expect(await store.get(ids[2]!)).toMatchObject({ state: 'succeeded' });
     // The cross-environment index drops the same jobs.
     expect(await store.list({ limit: 10_000 })).toHaveLength(kept.length);
   });
