@@ -26,6 +26,7 @@ export const INGEST_NOTES = [
   '| 2026-12-02 21:54 | AMD EPYC | 6.1–6.3k | 0.64, 0.64 | 0.59, 0.61 | 0.91, 0.96 |',
   '| 2026-12-03 05:46 | AMD EPYC | 6.3–8.5k | 0.58, 0.66 | 0.61, 0.60 | 0.99, 0.96 |',
   '| 2026-12-03 07:41 | Intel Xeon | 12.5–14.4k | 0.49, 0.62 | 0.42, 0.51 | 0.84, 0.83 |',
+  '| 2026-12-03 08:33 | Intel Xeon | 12.7–12.8k | 0.51, 0.56 | 0.44, 0.48 | 0.87, 0.86 |',
   '',
   "Rows from 2026-12-02 on are of the current enqueue path (BullMQ's entry written from a template job).",
   'A receiver that queues with BullMQ and does nothing else is itself at or below the 0.6× target',
