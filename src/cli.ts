@@ -252,6 +252,12 @@ export async function main(argv: string[], env = process.env): Promise<number> {
   }
 }
 
+// `pushgate sync --wait | head -1`: once the reader is gone, output stops but the command
+// goes on, so its exit code still tells how the job ended.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code !== 'EPIPE' && error.code !== 'ERR_STREAM_DESTROYED') throw error;
+});
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

@@ -1,4 +1,4 @@
-import type { PreparedObject } from '../manifests/prepare.js';
+import { ENVIRONMENT_LABEL, type PreparedObject } from '../manifests/prepare.js';
 import type { ClusterClient, LiveObject } from './cluster.js';
 import { jsonEqual, sameObject } from './compare.js';
 import { objectFailure, type ObjectFailure } from './failures.js';
@@ -53,6 +53,29 @@ async function listCrowdedCollections(
 }
 
 /**
+ * An object whose live copy is labelled as another environment's. Two environments that
+ * both declare it would apply it in turn, each relabelling it, and the one that drops it
+ * from git would delete what the other still declares: an object has one environment.
+ */
+export class OwnedElsewhereError extends Error {
+  constructor(object: PreparedObject, owner: string) {
+    const environment = object.object.metadata.labels?.[ENVIRONMENT_LABEL];
+    super(
+      `managed by environment ${owner} (label ${ENVIRONMENT_LABEL}=${owner}), not ${environment}: ` +
+        `an object belongs to one environment (to hand it over, relabel it once ${owner} no longer declares it)`,
+    );
+    this.name = 'OwnedElsewhereError';
+  }
+}
+
+/** Throws when the live object belongs to another environment (see OwnedElsewhereError). */
+function checkOwner(object: PreparedObject, live: LiveObject | undefined): void {
+  const owner = live?.metadata.labels?.[ENVIRONMENT_LABEL];
+  const environment = object.object.metadata.labels?.[ENVIRONMENT_LABEL];
+  if (owner && environment && owner !== environment) throw new OwnedElsewhereError(object, owner);
+}
+
+/**
  * Reads each object and server-side dry-runs it (in parallel, bounded), then classifies it:
  * absent → created; the dry-run result equal to the live object (server-managed fields
  * aside) → unchanged; else configured. Nothing is written.
@@ -70,6 +93,7 @@ export async function planObjects(
       listed ? listed.get(ref.name) : client.get(resource, ref.namespace, ref.name, signal),
       client.apply(resource, object.object, { dryRun: true, signal }),
     ]);
+    checkOwner(object, live);
     const action: PlannedAction = !live ? 'created' : sameObject(live, dryRun) ? 'unchanged' : 'configured';
     return object.ref.kind === 'CustomResourceDefinition'
       ? { object, action, crd: { live, dryRun } }
@@ -80,7 +104,10 @@ export async function planObjects(
   const failures: ObjectFailure[] = [];
   settled.forEach((outcome, index) => {
     if (outcome.status === 'fulfilled') planned.push(outcome.value);
-    else failures.push(objectFailure(objects[index] as PreparedObject, 'dry-run rejected', outcome.reason));
+    else {
+      const verb = outcome.reason instanceof OwnedElsewhereError ? 'not applied' : 'dry-run rejected';
+      failures.push(objectFailure(objects[index] as PreparedObject, verb, outcome.reason));
+    }
   });
   return { planned, failures };
 }

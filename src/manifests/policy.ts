@@ -7,8 +7,10 @@ import { describeRef } from './resource-info.js';
 
 /**
  * Where an environment may write. Cluster-scoped objects (Namespaces included, as in an
- * Argo CD AppProject) need `allow.clusterScoped: true`: a Namespace is not "in" a namespace,
- * and creating one is a cluster-level act. Throws one `policy_violation` listing every object.
+ * Argo CD AppProject) need `allow.clusterScoped: true`: creating a Namespace is a
+ * cluster-level act. A Namespace's own name must also match `allow.namespaces`: an
+ * environment that may create its namespace must not adopt (and later prune, with all it
+ * holds) one outside its bounds. Throws one `policy_violation` listing every object.
  */
 export function checkPolicy(
   objects: readonly PreparedObject[],
@@ -41,6 +43,11 @@ export function policyViolations(
           object,
           `${describeRef(ref)} is cluster-scoped, and environment ${environment.name} does not allow cluster-scoped objects (allow.clusterScoped is false)`,
         );
+      } else if (isNamespaceObject(object) && !matchAnyGlob(namespaces, ref.name)) {
+        violations.set(
+          object,
+          `${describeRef(ref)}: namespace "${ref.name}" is not allowed for environment ${environment.name} (allow.namespaces: ${namespaces.join(', ')})`,
+        );
       }
       continue;
     }
@@ -52,4 +59,8 @@ export function policyViolations(
     }
   }
   return violations;
+}
+
+function isNamespaceObject({ ref }: PreparedObject): boolean {
+  return ref.kind === 'Namespace' && ref.apiVersion === 'v1';
 }

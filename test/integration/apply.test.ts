@@ -375,6 +375,44 @@ describe('deployToCluster', () => {
     expect(actions(allowed.resources)).toEqual(['ConfigMap/precious:pruned']);
   });
 
+  it("refuses an object another environment manages, writing nothing, so neither relabels nor prunes the other's", async () => {
+    const ns = await createTestNamespace('apply-owned');
+    const staging = environmentFor(ns.name);
+    const shared = environmentFor(ns.name);
+    const kube = client();
+    await deployToCluster(kube, request(staging, manifests(service('web', 80))));
+
+    const error = await rejection(
+      deployToCluster(kube, request(shared, manifests(configMap('mine'), service('web', 8080)))),
+    );
+
+    expect(error.code).toBe('apply_rejected');
+    expect(error.permanent).toBe(true);
+    expect(error.message).toBe(
+      `server-side dry-run rejected the set, nothing was changed: env/app.yaml document 2: v1 Service ${ns.name}/web: not applied: managed by environment ` +
+        `${staging.name} (label pushgate.dev/environment=${staging.name}), not ${shared.name}: an object belongs ` +
+        `to one environment (to hand it over, relabel it once ${staging.name} no longer declares it)`,
+    );
+    expect(actions(error.resources)).toEqual(['ConfigMap/mine:skipped', 'Service/web:failed']);
+    const live = await kube.get(SERVICES, ns.name, 'web');
+    expect(live?.metadata.labels?.['pushgate.dev/environment']).toBe(staging.name);
+    expect((live?.spec as { ports: { port: number }[] }).ports[0]!.port).toBe(80);
+    expect(await kube.get(CONFIG_MAPS, ns.name, 'mine')).toBeUndefined();
+
+    // Relabelled by hand (the hand-over), it is the other environment's to apply and, later, to prune.
+    await kube.transport.request({
+      method: 'PATCH',
+      path: `/api/v1/namespaces/${ns.name}/services/web`,
+      contentType: 'application/merge-patch+json',
+      body: { metadata: { labels: { 'pushgate.dev/environment': shared.name } } },
+    });
+    const outcome = await deployToCluster(kube, request(shared, manifests(service('web', 8080))));
+    expect(actions(outcome.resources)).toEqual(['Service/web:configured']);
+    const pruning = await deployToCluster(kube, request(staging, manifests(configMap('other'))));
+    expect(actions(pruning.resources)).toEqual(['ConfigMap/other:created', 'Service/web:skipped']);
+    expect(await kube.get(SERVICES, ns.name, 'web')).toBeDefined();
+  });
+
   it('fails a forbidden namespace with policy_violation and applies nothing', async () => {
     const ns = await createTestNamespace('apply-policy');
     const env = environmentFor(ns.name);

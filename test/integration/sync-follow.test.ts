@@ -1,20 +1,30 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { followJob } from '../../src/commands/sync.js';
 import { waitForRedis } from '../../src/queue/connection.js';
 import { connectProducer, type ProducerServices } from '../../src/runtime.js';
+import { CLI, cliConfigText } from '../helpers/cli.js';
 import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
 
 let redis: TestRedis;
 let services: ProducerServices;
+let prefix: string;
+let dir: string;
 
 beforeAll(async () => {
   redis = await startRedis();
-  services = connectProducer(redis.url, uniquePrefix('follow'));
+  prefix = uniquePrefix('follow');
+  services = connectProducer(redis.url, prefix);
   await waitForRedis(services.redis, 5_000);
+  dir = mkdtempSync(join(os.tmpdir(), 'pushgate-follow-'));
 });
 afterAll(async () => {
   await services.close();
   await redis.stop();
+  rmSync(dir, { recursive: true, force: true });
 });
 
 function collector() {
@@ -60,5 +70,28 @@ describe('pushgate sync --wait following its job', () => {
     await services.redis.del(`${services.keys.job(id)}`);
 
     await expect(following).rejects.toThrow(`job ${id} has no record any more: Redis lost it`);
+  });
+
+  it('goes on following when its reader stops reading (`| head -1`), and exits as the job ended', async () => {
+    const configFile = join(dir, 'pushgate.yaml');
+    writeFileSync(configFile, cliConfigText({ prefix, url: redis.url }));
+    const child = spawn(process.execPath, [CLI, 'sync', 'staging', '--wait', '--config', configFile], {
+      env: { ...process.env, LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    // Like `head -1`: read the job id, then close the pipe.
+    const id = await new Promise<string>((resolve) =>
+      child.stdout.setEncoding('utf8').once('data', (chunk: string) => resolve(chunk.split('\n')[0]!)),
+    );
+    child.stdout.destroy();
+    // The worker's part: the job runs, then fails; each change is a line sync --wait prints.
+    await services.store.update(id, { state: 'running', startedAt: new Date().toISOString() });
+    await services.store.update(id, { state: 'failed', finishedAt: new Date().toISOString(), error: 'boom' });
+
+    expect(await exited).toBe(1);
+    expect(stderr).not.toMatch(/EPIPE|Unhandled|at /);
   });
 });

@@ -279,4 +279,15 @@ describe('checkPolicy', () => {
       checkPolicy(objects, { ...environment, allow: { namespaces: [], clusterScoped: true } }),
     ).not.toThrow();
   });
+
+  it('holds Namespace objects to allow.namespaces too, so an environment cannot adopt (and later prune) a namespace outside it', async () => {
+    const objects = await prepare([
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'apps-new' } },
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'victim' } },
+    ]);
+    const allow = { namespaces: ['apps', 'apps-*'], clusterScoped: true };
+    expect(() => checkPolicy(objects, { ...environment, allow })).toThrow(
+      /^env\/a\.yaml document 2: v1 Namespace victim: namespace "victim" is not allowed for environment staging \(allow\.namespaces: apps, apps-\*\)$/,
+    );
+  });
 });
