@@ -14,7 +14,7 @@ import { countFromEnv, millisecondsFromEnv } from '../src/lib/env-settings.js';
 import { errorMessage } from '../src/lib/errors.js';
 import type { Logger } from '../src/lib/logger.js';
 import type { Metrics } from '../src/lib/metrics.js';
-import { createRedis } from '../src/queue/connection.js';
+import { createRedis, waitForRedisSaying } from '../src/queue/connection.js';
 import { DEPLOY_QUEUE, parseDeployJobData, type DeployJobData } from '../src/queue/job-data.js';
 import { createKeys } from '../src/queue/keys.js';
 import { createDeployQueue } from '../src/queue/producer.js';
@@ -87,6 +87,14 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
   const keys = createKeys(config.redis.prefix);
   // Job records and locks on a connection of their own: the Worker's blocks on BZPOPMIN.
   const redis = createRedis(options.redisUrl, 'worker');
+  try {
+    await waitForRedisSaying(redis, (error) =>
+      logger.warn({ err: error.message }, 'Redis does not answer yet; the worker takes jobs once it does'),
+    );
+  } catch (error) {
+    redis.disconnect();
+    throw error;
+  }
   const store = new JobStore(redis, keys);
   const locks = new EnvironmentLock(redis, keys, lockDurationMs);
   const mirrors = new MirrorCache({
@@ -308,6 +316,13 @@ export async function processDeployJob(
     if (current && FINISHED_STATES.includes(current.state)) {
       logger.warn({ err: errorMessage(error), state: current.state }, 'job finished elsewhere meanwhile');
       throw error;
+    }
+    if (deps.signal?.aborted) {
+      // Shutdown past its deadline: not a failure of the deploy, so it spends no retry and
+      // waits out no backoff; the next worker resumes it at once.
+      await run.handedBack(resourcesOf(error));
+      await job.moveToDelayed(Date.now(), token);
+      throw new DelayedError();
     }
     const permanent = isPermanentFailure(error);
     const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);

@@ -1,7 +1,7 @@
 import { createApp } from '../http/app.js';
 import { serverEndpoints } from '../http/endpoints.js';
 import { listen } from '../http/server.js';
-import { createMetrics } from '../lib/metrics.js';
+import { createMetrics, initialiseSeries } from '../lib/metrics.js';
 import { waitForShutdownSignal } from '../lib/shutdown.js';
 import { waitForRedis } from '../queue/connection.js';
 import { connectProducer, loadRuntime, requireRedisUrl } from '../runtime.js';
@@ -16,6 +16,7 @@ export async function runServe(args: CommandArgs): Promise<number> {
   const { config, secrets, logger } = runtime;
   const services = connectProducer(requireRedisUrl(config, 'serve'), config.redis.prefix);
   const metrics = createMetrics();
+  initialiseSeries(metrics, { webhooks: true });
   const app = createApp({ config, secrets, logger, metrics, ...services });
   // Give Redis a moment so the first deliveries are not refused; past that, serve anyway:
   // /readyz says 503 and webhooks get 503 (the sender redelivers) until Redis answers.

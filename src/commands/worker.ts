@@ -1,7 +1,7 @@
 import { waitForShutdownSignal } from '../lib/shutdown.js';
 import { startWorkerFromRuntime } from '../deploy/worker-process.js';
 import { UsageError } from '../lib/errors.js';
-import { createMetrics } from '../lib/metrics.js';
+import { createMetrics, initialiseSeries } from '../lib/metrics.js';
 import { serveWorkerMetrics } from '../http/worker-metrics-server.js';
 import { kubeconfigProblems } from '../kube/cluster.js';
 import { loadRuntime, requireRedisUrl } from '../runtime.js';
@@ -19,16 +19,29 @@ export async function runWorker(args: CommandArgs): Promise<number> {
     );
   }
   const metrics = createMetrics();
+  initialiseSeries(metrics, {
+    environments: runtime.config.environments.map((environment) => environment.name),
+  });
   const port = metricsPort(args.env.WORKER_METRICS_PORT);
-  const worker = await startWorkerFromRuntime(runtime, redisUrl, metrics);
+  // Up before the worker waits for Redis: its liveness probe must not restart a worker that
+  // is only waiting (and saying so in its log).
   const server =
     port === undefined ? undefined : await serveWorkerMetrics(port, metrics, runtime.secrets.apiTokens);
   if (server) runtime.logger.info({ port }, 'worker metrics listening');
+  const closeServer = (): Promise<void> =>
+    new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+  let worker;
+  try {
+    worker = await startWorkerFromRuntime(runtime, redisUrl, metrics);
+  } catch (error) {
+    await closeServer();
+    throw error;
+  }
 
   const signal = await waitForShutdownSignal();
   runtime.logger.info({ signal }, 'worker stopping');
   await worker.close();
-  await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+  await closeServer();
   runtime.logger.info('worker stopped');
   return 0;
 }

@@ -129,6 +129,18 @@ export class JobRun {
     this.logger.error({ err: message }, 'deploy failed');
   }
 
+  /** The worker is stopping past its deadline: back to `queued` for the next worker, no failure. */
+  async handedBack(resources: ResourceResult[] | undefined): Promise<void> {
+    const message = 'handed back: its worker stopped before the deploy finished; the next worker resumes it';
+    await this.patch({
+      state: 'queued',
+      error: null,
+      message,
+      ...(resources ? { resources: mergeAttemptResources(this.earlierResources, resources) } : {}),
+    });
+    this.logger.info({ attempts: this.record.attempts }, 'deploy handed back at shutdown');
+  }
+
   /** A transient failure with attempts left: back to `queued` until BullMQ's backoff runs it again. */
   async willRetry(error: unknown, resources: ResourceResult[] | undefined): Promise<void> {
     const message = errorMessage(error);

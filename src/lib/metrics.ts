@@ -12,6 +12,40 @@ export interface Metrics {
   webhookBodyBytes: Gauge;
 }
 
+/** The outcomes `pushgate_webhooks_total` counts, one per answer the receiver gives. */
+export const WEBHOOK_OUTCOMES = [
+  'queued',
+  'duplicate',
+  'ignored',
+  'unauthorized',
+  'invalid',
+  'too_large',
+  'busy',
+  'unavailable',
+  'error',
+] as const;
+export type WebhookOutcome = (typeof WEBHOOK_OUTCOMES)[number];
+
+const FINAL_JOB_STATES = ['succeeded', 'failed', 'superseded'] as const;
+
+/**
+ * Starts the series alerts watch at 0. A counter series appears only at its first
+ * increment, and `increase()` cannot see the step from absent to 1: the first failed deploy
+ * after a worker restarts (every rollout) would never alert.
+ */
+export function initialiseSeries(
+  metrics: Metrics,
+  scope: { webhooks?: boolean; environments?: readonly string[] },
+): void {
+  if (scope.webhooks) {
+    for (const provider of ['github', 'gitlab'])
+      for (const outcome of WEBHOOK_OUTCOMES) metrics.webhooks.inc({ provider, outcome }, 0);
+  }
+  for (const environment of scope.environments ?? []) {
+    for (const state of FINAL_JOB_STATES) metrics.jobsFinished.inc({ environment, state }, 0);
+  }
+}
+
 export function createMetrics(): Metrics {
   const registry = new Registry();
   return {

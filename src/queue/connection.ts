@@ -33,6 +33,14 @@ export function createRedis(url: string, role: RedisRole): Redis {
 /** Redis's answers to a connection without the right password: waiting longer cannot help. */
 const AUTH_REFUSED = /\b(WRONGPASS|NOAUTH)\b/;
 
+/** Redis refused the URL's credentials (see waitForRedis). */
+export class RedisAuthRefusedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RedisAuthRefusedError';
+  }
+}
+
 /**
  * Resolves once `redis` is ready. Rejects at once when Redis refuses the credentials, and
  * after `timeoutMs` otherwise, with the last connection error. Messages name host and port,
@@ -66,7 +74,7 @@ export async function waitForRedis(redis: Redis, timeoutMs: number): Promise<voi
       if (!refused) return;
       cleanup();
       reject(
-        new Error(
+        new RedisAuthRefusedError(
           refused[1] === 'NOAUTH'
             ? `Redis at ${where} wants a password (NOAUTH): give it in the URL, redis://:PASSWORD@host:port`
             : `Redis at ${where} refused the user name or password of the URL (${error.message.trim()})`,
@@ -81,4 +89,26 @@ export async function waitForRedis(redis: Redis, timeoutMs: number): Promise<voi
     redis.on('ready', onReady);
     redis.on('error', onError);
   });
+}
+
+/**
+ * Waits as long as it takes for Redis, saying so every `intervalMs` with the last connection
+ * error (host and port, never the URL): a process that waits in silence looks hung, and on
+ * Kubernetes its empty log hides why it restarts. Rejects at once if Redis refuses the
+ * credentials.
+ */
+export async function waitForRedisSaying(
+  redis: Redis,
+  warn: (error: Error) => void,
+  intervalMs = 5_000,
+): Promise<void> {
+  for (;;) {
+    try {
+      await waitForRedis(redis, intervalMs);
+      return;
+    } catch (error) {
+      if (error instanceof RedisAuthRefusedError || !(error instanceof Error)) throw error;
+      warn(error);
+    }
+  }
 }

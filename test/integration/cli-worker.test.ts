@@ -6,6 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AppsV1Api, type V1Deployment } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { findFreePort } from '../../src/lib/free-port.js';
 import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
 import { startFakeGithub } from '../helpers/fake-github.js';
 import { createTestNamespace, kubeConfigFromTest, type TestNamespace } from '../helpers/kube.js';
@@ -231,5 +232,30 @@ describe('pushgate worker processes (real Redis, git, kube-apiserver)', () => {
 
     expect(await worker.exited).toBe(0);
     expect(worker.output()).toContain('worker stopped');
+  });
+
+  it('waiting for a Redis that does not answer, says so, answers its liveness probe and exports its alert series at 0', async () => {
+    const [deadPort, metricsPort] = [await findFreePort(), await findFreePort()];
+    await writeFile(configFile, harness.configText.replaceAll(redis.url, `redis://127.0.0.1:${deadPort}`));
+    const child = spawn(process.execPath, [cli, 'worker', '--config', configFile], {
+      env: { ...process.env, LOG_LEVEL: 'info', WORKER_METRICS_PORT: String(metricsPort) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    workers.push({ child, output: () => output, exited });
+
+    await until(() => output.includes('Redis does not answer yet'), `no warning in time:\n${output}`, 20_000);
+    const warning = output.split('\n').find((line) => line.includes('Redis does not answer yet'))!;
+    expect(JSON.parse(warning)).toMatchObject({
+      level: 'warn',
+      err: expect.stringContaining(`127.0.0.1:${deadPort}`) as unknown,
+    });
+    const health = await fetch(`http://127.0.0.1:${metricsPort}/healthz`);
+    expect(health.status).toBe(200);
+    // Alert series start at 0, so `increase()` sees the first failed deploy.
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    expect(metrics).toContain('pushgate_jobs_finished_total{environment="web",state="failed"} 0');
   });
 });

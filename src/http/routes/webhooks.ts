@@ -12,22 +12,14 @@ import {
 } from '../../webhooks/registry.js';
 import type { PushEvent } from '../../webhooks/types.js';
 import type { Logger } from '../../lib/logger.js';
+import type { WebhookOutcome } from '../../lib/metrics.js';
 import { bodyBudgetFor, ReceiverBusyError } from '../body-budget.js';
 import type { AppDeps } from '../deps.js';
 import { sendError, sendJson } from '../errors.js';
 import { readRawBody } from '../raw-body.js';
 import { jobStatusUrl, publicBase } from '../status-url.js';
 
-type Outcome =
-  | 'queued'
-  | 'duplicate'
-  | 'ignored'
-  | 'unauthorized'
-  | 'invalid'
-  | 'too_large'
-  | 'busy'
-  | 'unavailable'
-  | 'error';
+type Outcome = WebhookOutcome;
 
 const UNAUTHORIZED = 'invalid or missing webhook signature or token';
 
