@@ -1,6 +1,6 @@
 import { waitForRedis } from '../queue/connection.js';
 import { connectProducer, loadRuntime, type ProducerServices } from '../runtime.js';
-import { environmentView } from '../status/environment-view.js';
+import { environmentView, type EnvironmentView } from '../status/environment-view.js';
 import { jobView, type JobRecord } from '../status/job-record.js';
 import { clientRedisUrl } from './client-redis-url.js';
 import type { CommandArgs } from './command.js';
@@ -37,12 +37,27 @@ export async function runStatus(args: CommandArgs): Promise<number> {
       args.stdout.write(`${JSON.stringify({ environments: shown }, null, 2)}\n`);
       return 0;
     }
+    // What each environment runs first, as `flux get kustomizations` shows it; then its latest jobs.
+    args.stdout.write(
+      formatTable(
+        ['ENVIRONMENT', 'BRANCH', 'LIVE', 'APPLIED', 'LAST JOB'],
+        environments.map((environment) => [
+          environment.name,
+          environment.branch,
+          environment.lastAppliedSha?.slice(0, 12) ?? '-',
+          environment.lastAppliedAt ?? '-',
+          describeLastJob(environment.lastJob),
+        ]),
+      ),
+    );
     const rows = environments.flatMap((environment) =>
       environment.jobs.length === 0
         ? [[environment.name, '-', '(no jobs)', '', '', '']]
         : environment.jobs.map((job) => jobRow(job)),
     );
-    args.stdout.write(formatTable(['ENVIRONMENT', 'JOB', 'STATE', 'SHA', 'RECEIVED', 'FINISHED'], rows));
+    args.stdout.write(
+      `\n${formatTable(['ENVIRONMENT', 'JOB', 'STATE', 'SHA', 'RECEIVED', 'FINISHED'], rows)}`,
+    );
     return 0;
   } finally {
     await services.close();
@@ -99,6 +114,12 @@ function describeTrigger(job: JobRecord): string {
   if (trigger.pusher) parts.push(`by ${trigger.pusher}`);
   if (trigger.deliveryId) parts.push(`delivery ${trigger.deliveryId}`);
   return parts.join(' ');
+}
+
+/** "failed on 1a2b3c4d5e6f": a failed deploy's commit may be partly live. */
+function describeLastJob(job: EnvironmentView['lastJob']): string {
+  if (!job) return '(no jobs)';
+  return job.sha ? `${job.state} on ${job.sha.slice(0, 12)}` : job.state;
 }
 
 function jobRow(job: JobRecord): string[] {

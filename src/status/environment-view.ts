@@ -9,8 +9,12 @@ export interface EnvironmentView {
   cluster: string;
   lastAppliedSha: string | null;
   lastAppliedAt: string | null;
-  /** The newest job, whatever its state: a queued or running deploy shows here first. */
-  lastJob: { id: string; state: JobRecord['state']; finishedAt: string | null } | null;
+  /**
+   * The newest job, whatever its state: a queued or running deploy shows here first. `sha`:
+   * the commit it deployed or tried (null before its fetch); after a failed deploy it tells
+   * what the cluster may partly run, which `lastAppliedSha` (the last success) does not.
+   */
+  lastJob: { id: string; state: JobRecord['state']; sha: string | null; finishedAt: string | null } | null;
 }
 
 export function environmentView(
@@ -24,6 +28,8 @@ export function environmentView(
     cluster: environment.cluster,
     lastAppliedSha: status.lastAppliedSha,
     lastAppliedAt: status.lastAppliedAt,
-    lastJob: latest ? { id: latest.id, state: latest.state, finishedAt: latest.finishedAt } : null,
+    lastJob: latest
+      ? { id: latest.id, state: latest.state, sha: latest.sha, finishedAt: latest.finishedAt }
+      : null,
   };
 }

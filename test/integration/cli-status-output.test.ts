@@ -140,6 +140,35 @@ describe('pushgate status and sync on a terminal', () => {
     expect(text()).toMatch(/staging\s+retrying-1\s+queued \(attempt 3 failed, retrying\)/);
   });
 
+  it('status first shows what each environment runs, and the commit its last job tried', async () => {
+    const store = new JobStore(client, createKeys(prefix));
+    const [live, tried] = ['a'.repeat(40), 'b'.repeat(40)];
+    await store.recordFinished('staging', 'applied-1', { sha: live, at: '2026-12-01T10:00:00.000Z' });
+    await store.claimMany([
+      {
+        id: 'broken-1',
+        environment: 'staging',
+        trigger: { kind: 'manual' },
+        receivedAt: new Date().toISOString(),
+      },
+    ]);
+    await store.update('broken-1', {
+      state: 'failed',
+      sha: tried,
+      error: 'workloads not ready after 300s',
+      finishedAt: new Date().toISOString(),
+    });
+    const { stdout, text } = capture();
+
+    expect(await runStatus(commandArgs([], stdout))).toBe(0);
+
+    const [environments] = text().split('\n\n');
+    expect(environments).toMatch(/^ENVIRONMENT\s+BRANCH\s+LIVE\s+APPLIED\s+LAST JOB\n/);
+    expect(environments).toMatch(
+      /\nstaging\s+env\/staging\s+aaaaaaaaaaaa\s+2026-12-01T10:00:00\.000Z\s+failed on bbbbbbbbbbbb$/,
+    );
+  });
+
   it('sync --wait shows the error of the job it follows escaped, not raw', async () => {
     const store = new JobStore(client, createKeys(prefix));
     const { stdout, text } = capture();

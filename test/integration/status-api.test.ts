@@ -156,7 +156,7 @@ describe('environments', () => {
       cluster: 'local',
       lastAppliedSha: 'a'.repeat(40),
       lastAppliedAt: appliedAt,
-      lastJob: { id, state: 'succeeded', finishedAt: appliedAt },
+      lastJob: { id, state: 'succeeded', sha: 'a'.repeat(40), finishedAt: appliedAt },
     });
     expect(environments[1]).toMatchObject({
       name: 'production',
