@@ -296,6 +296,11 @@ export async function processDeployJob(
           () => run.written(resources),
           () => undefined,
         ),
+      onProgress: (message) =>
+        void lock.assertHeld().then(
+          () => run.progress(message),
+          () => undefined,
+        ),
       signal: deps.signal,
     });
     // Recorded only while the lock is still ours: a worker that lost it (stalled past its TTL,

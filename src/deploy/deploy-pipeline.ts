@@ -25,6 +25,8 @@ export interface PipelineJob {
   onDeploying(sha: string): Promise<void>;
   /** Every object's outcome so far, after each write stage of the apply. */
   onWritten?: (resources: ResourceResult[]) => Promise<void>;
+  /** The step the apply is at (`dry-run ok: …`, `waiting until … for 2 workloads …`). */
+  onProgress?: (message: string) => void;
   signal?: AbortSignal;
 }
 
@@ -68,6 +70,7 @@ export async function runDeployPipeline(deps: PipelineDeps, job: PipelineJob): P
       logger: logger.child({ sha: decision.sha }),
       assertLockHeld: job.lock.assertHeld,
       onWritten: job.onWritten,
+      onProgress: job.onProgress,
       signal: job.signal,
     });
     return { outcome: 'applied', sha: decision.sha, resources: outcome.resources };

@@ -21,6 +21,8 @@ export class JobRun {
   private readonly startedMs = Date.now();
   /** A re-apply of the commit that is live already: see deploying(). */
   private quiet = false;
+  /** The record write in flight, if any (see patch()). */
+  private writes: Promise<void> = Promise.resolve();
   /** What earlier attempts of the job recorded (see mergeAttemptResources). */
   private earlierResources: readonly ResourceResult[];
 
@@ -49,6 +51,7 @@ export class JobRun {
       finishedAt: null,
       attempts,
       error: null,
+      message: null,
     });
     this.logger.info({ attempts }, 'deploy started');
   }
@@ -69,10 +72,22 @@ export class JobRun {
     if (!this.quiet) this.report(sha, 'pending', `Deploying ${short(sha)} to ${this.environment.name}`);
   }
 
+  /** The step a running deploy is at, in the record's `message`: a long health wait says so. */
+  async progress(message: string): Promise<void> {
+    try {
+      await this.patch({ message }, { unlessFinished: true });
+    } catch (error) {
+      this.logger.warn({ err: errorMessage(error) }, 'could not record the step the deploy is at');
+    }
+  }
+
   /** Outcomes so far, kept in the record in case this worker dies before the end. */
   async written(resources: ResourceResult[]): Promise<void> {
     try {
-      await this.patch({ resources: mergeAttemptResources(this.earlierResources, resources) });
+      await this.patch(
+        { resources: mergeAttemptResources(this.earlierResources, resources) },
+        { unlessFinished: true },
+      );
     } catch (error) {
       // Bookkeeping only: a deploy must not fail for it.
       this.logger.warn({ err: errorMessage(error) }, 'could not record the objects written so far');
@@ -122,6 +137,7 @@ export class JobRun {
       state: 'failed',
       finishedAt: new Date().toISOString(),
       error: message,
+      message: null,
       ...(resources ? { resources: mergeAttemptResources(this.earlierResources, resources) } : {}),
     });
     await this.deps.store.recordFinished(this.environment.name, this.id);
@@ -147,6 +163,7 @@ export class JobRun {
     await this.patch({
       state: 'queued',
       error: message,
+      message: null,
       ...(resources ? { resources: mergeAttemptResources(this.earlierResources, resources) } : {}),
     });
     this.logger.warn({ err: message, attempts: this.record.attempts }, 'deploy failed, will retry');
@@ -173,8 +190,21 @@ export class JobRun {
     return last?.state === 'succeeded' && last.sha === sha;
   }
 
-  private async patch(patch: Partial<Omit<JobRecord, 'id' | 'environment'>>): Promise<void> {
-    this.record = await this.deps.store.update(this.id, patch);
+  /**
+   * One record write at a time, in call order: the store reads and writes the whole record,
+   * so a progress note racing the final transition could otherwise write `running` back over
+   * `succeeded`. With `unlessFinished`, skipped once the record is final.
+   */
+  private patch(
+    patch: Partial<Omit<JobRecord, 'id' | 'environment'>>,
+    options: { unlessFinished?: boolean } = {},
+  ): Promise<void> {
+    const write = this.writes.then(async () => {
+      if (options.unlessFinished && this.finished) return;
+      this.record = await this.deps.store.update(this.id, patch);
+    });
+    this.writes = write.catch(() => undefined);
+    return write;
   }
 
   private finish(state: JobState): void {

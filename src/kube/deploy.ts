@@ -33,7 +33,7 @@ import { pruneObjects } from './prune.js';
 import { dryRunInStandInNamespace } from './stand-in-dry-run.js';
 import { checkAgainstCrdSchema } from './crd-schema-check.js';
 import { DeployError, type DeployOutcome, type DeployRequest } from './types.js';
-import { waitForCrdsEstablished, waitForReadiness } from './wait.js';
+import { waitForCrdsEstablished, waitForReadiness, type UnhealthyObject } from './wait.js';
 
 function resultOf(ref: ObjectRef, action: ResourceResult['action'], message?: string): ResourceResult {
   const entry: ResourceResult = { apiVersion: ref.apiVersion, kind: ref.kind, name: ref.name, action };
@@ -524,14 +524,27 @@ async function checkHealth(
 ): Promise<void> {
   const watched = ordered.filter((object) => isHealthChecked(object.ref));
   if (watched.length === 0) return;
+  const until = new Date(Date.now() + request.environment.healthTimeout).toISOString();
   progress(
     `waiting up to ${request.environment.healthTimeout / 1000}s for ${counted(watched.length, 'workload')} to be ready`,
   );
+  // What the wait is on, as it changes (not every poll): the job record shows it while running.
+  let said = '';
+  const onPoll = (pending: readonly UnhealthyObject[]): void => {
+    const [first] = pending;
+    if (!first) return;
+    const more = pending.length > 1 ? ` (and ${pending.length - 1} more)` : '';
+    const message = `waiting until ${until} for ${counted(pending.length, 'workload')} to be ready: ${describeRef(first.object.ref)}: ${first.readiness.message}${more}`;
+    if (message === said) return;
+    said = message;
+    progress(message);
+  };
   const unhealthy = await waitForReadiness(
     client,
     watched,
     request.environment.healthTimeout,
     request.signal,
+    onPoll,
   );
   if (unhealthy.length === 0) {
     progress('all workloads ready');

@@ -76,6 +76,8 @@ export async function waitForReadiness(
   objects: readonly PreparedObject[],
   timeoutMs: number,
   signal?: AbortSignal,
+  /** After each poll, the objects not ready yet. */
+  onPoll?: (pending: readonly UnhealthyObject[]) => void,
 ): Promise<UnhealthyObject[]> {
   const deadline = Date.now() + timeoutMs;
   let pending = objects.map((object): UnhealthyObject => ({
@@ -105,6 +107,7 @@ export async function waitForReadiness(
     const failed = pending.filter((entry) => entry.readiness.state === 'failed');
     if (failed.length > 0) return failed;
     pending = pending.filter((entry) => entry.readiness.state !== 'ready');
+    onPoll?.(pending);
     const remaining = deadline - Date.now();
     if (pending.length === 0 || remaining <= 0) return pending;
     await sleep(Math.min(POLL_INTERVAL_MS, remaining), undefined, { signal });

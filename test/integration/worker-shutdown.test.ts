@@ -46,6 +46,25 @@ describe('deploy worker shutdown (real Redis, git, kube-apiserver)', () => {
     await repo.remove();
   });
 
+  it('a deploy waiting for health says on its record what it waits for', async () => {
+    const sha = await repo.commit({ 'manifests/web.yaml': deployment('web') });
+    const worker = await harness.startWorker();
+    const id = await harness.webhook('web', sha);
+
+    const waiting = await until(async () => {
+      const record = await harness.services.store.get(id);
+      return record?.message?.startsWith('waiting until') ? record : undefined;
+    });
+
+    expect(waiting.state).toBe('running');
+    expect(waiting.message).toMatch(
+      new RegExp(
+        `^waiting until \\S+Z for 1 workload to be ready: apps/v1 Deployment ${namespace.name}/web: .+`,
+      ),
+    );
+    await worker.close(0);
+  });
+
   it('past its deadline (PUSHGATE_SHUTDOWN_TIMEOUT_MS) hands the job back: queued again, no retry spent, lock released', async () => {
     const sha = await repo.commit({ 'manifests/web.yaml': deployment('web') });
     const { shutdownDeadlineMs } = workerTuningFromEnv({ PUSHGATE_SHUTDOWN_TIMEOUT_MS: '500' });
