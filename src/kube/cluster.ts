@@ -118,6 +118,28 @@ export class ClusterClient {
   }
 
   /**
+   * Rewrites the object's field ownership (`metadata.managedFields`) and nothing else, only if
+   * the object is still at `resourceVersion` (a JSON patch `test`): see field-takeover.ts.
+   */
+  async replaceManagedFields(
+    resource: ResourceInfo,
+    live: LiveObject,
+    managedFields: readonly unknown[],
+    signal?: AbortSignal,
+  ): Promise<void> {
+    await this.transport.request({
+      method: 'PATCH',
+      path: objectPath(resource, live.metadata.namespace, live.metadata.name),
+      contentType: 'application/json-patch+json',
+      body: [
+        { op: 'test', path: '/metadata/resourceVersion', value: live.metadata.resourceVersion },
+        { op: 'replace', path: '/metadata/managedFields', value: managedFields },
+      ],
+      signal,
+    });
+  }
+
+  /**
    * Deletes in the background (dependents are collected by the garbage collector), only the
    * exact object that was inspected (uid precondition). Resolves false when already gone.
    */

@@ -98,6 +98,8 @@ interface Planned {
   ordered: PreparedObject[];
   /** Dry-run done: each object's action. */
   actions: Map<PreparedObject, PlannedObject['action']>;
+  /** Objects whose hand-made fields pushgate takes over before applying them. */
+  takeovers: Map<PreparedObject, NonNullable<PlannedObject['takeover']>>;
   /** Not dry-run yet: they need the Namespaces/CRDs of stage 1 to exist first. */
   deferred: Set<PreparedObject>;
   /** How many of those were dry-run in a stand-in namespace meanwhile, and which one. */
@@ -152,11 +154,16 @@ async function dryRunBeforeWrites(
   const standInFailures =
     forNamespace.length > 0 ? await dryRunInStandInNamespace(client, forNamespace, standIn, signal) : [];
   const actions = new Map<PreparedObject, PlannedObject['action']>();
-  for (const { object, action } of [...first.planned, ...second.planned]) actions.set(object, action);
+  const takeovers = new Map<PreparedObject, NonNullable<PlannedObject['takeover']>>();
+  for (const { object, action, takeover } of [...first.planned, ...second.planned]) {
+    actions.set(object, action);
+    if (takeover) takeovers.set(object, takeover);
+  }
   const failures = [...first.failures, ...second.failures, ...standInFailures, ...schemaFailures];
   return {
     ordered,
     actions,
+    takeovers,
     deferred,
     standIn: { namespace: standIn, tried: forNamespace.length },
     failures,
@@ -215,6 +222,7 @@ async function applyChanged(
   client: ClusterClient,
   objects: readonly PreparedObject[],
   actions: ReadonlyMap<PreparedObject, PlannedObject['action']>,
+  takeovers: ReadonlyMap<PreparedObject, NonNullable<PlannedObject['takeover']>>,
   results: Results,
   beforeWrite: () => Promise<void>,
   signal: AbortSignal | undefined,
@@ -228,6 +236,14 @@ async function applyChanged(
     for (const group of groupByRank(changed.map((object) => ({ ...object.ref, object })))) {
       await beforeWrite();
       const settled = await settleWithConcurrency(group, CONCURRENCY, async ({ object }) => {
+        const takeover = takeovers.get(object);
+        if (takeover) {
+          // Best effort: an object changed since it was read (409) keeps its managers until
+          // the next deploy; the apply below goes ahead either way.
+          await client
+            .replaceManagedFields(object.resource, takeover.live, takeover.managedFields, signal)
+            .catch(() => undefined);
+        }
         await client.apply(object.resource, object.object, { signal });
         // Recorded as each lands: a worker killed mid-group leaves what it wrote to its successor.
         results.set(object, actions.get(object) ?? 'configured');
@@ -313,7 +329,7 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
     standInNamespace(environment, namespaceExists),
     signal,
   );
-  const { ordered, actions, deferred } = plan;
+  const { ordered, actions, takeovers, deferred } = plan;
   const results = new Results(ordered, 'not applied: the deploy stopped before this object');
   const written = new ProgressWrites(request.onWritten, () => results.list());
   if (plan.failures.length > 0) {
@@ -360,7 +376,16 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
 
   const stageOne = ordered.filter((object) => object.stage === 1);
   if (stageOne.some((object) => actions.get(object) !== 'unchanged')) {
-    const failures = await applyChanged(client, stageOne, actions, results, beforeWrite, signal, written);
+    const failures = await applyChanged(
+      client,
+      stageOne,
+      actions,
+      takeovers,
+      results,
+      beforeWrite,
+      signal,
+      written,
+    );
     await recordOwnership();
     if (failures.length > 0) {
       results.fail(failures);
@@ -381,7 +406,10 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
 
   if (deferred.size > 0) {
     const late = await planObjects(client, [...deferred], signal);
-    for (const { object, action } of late.planned) actions.set(object, action);
+    for (const { object, action, takeover } of late.planned) {
+      actions.set(object, action);
+      if (takeover) takeovers.set(object, takeover);
+    }
     if (late.failures.length > 0) {
       results.fail(late.failures);
       throw failuresError(
@@ -393,7 +421,16 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
   }
 
   const stageTwo = ordered.filter((object) => object.stage === 2);
-  const applyFailures = await applyChanged(client, stageTwo, actions, results, beforeWrite, signal, written);
+  const applyFailures = await applyChanged(
+    client,
+    stageTwo,
+    actions,
+    takeovers,
+    results,
+    beforeWrite,
+    signal,
+    written,
+  );
   if (applyFailures.length > 0) {
     results.fail(applyFailures);
     throw failuresError(applyFailures, 'apply failed', results.list());

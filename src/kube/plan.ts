@@ -1,6 +1,7 @@
 import { ENVIRONMENT_LABEL, type PreparedObject } from '../manifests/prepare.js';
 import type { ClusterClient, LiveObject } from './cluster.js';
 import { jsonEqual, sameObject } from './compare.js';
+import { takeOverHandManagedFields, type ManagedFieldsEntry } from './field-takeover.js';
 import { objectFailure, type ObjectFailure } from './failures.js';
 import { mapWithConcurrency, settleWithConcurrency } from './map-with-concurrency.js';
 import { collectionPath } from './paths.js';
@@ -10,6 +11,8 @@ export type PlannedAction = 'created' | 'configured' | 'unchanged';
 export interface PlannedObject {
   object: PreparedObject;
   action: PlannedAction;
+  /** Fields hand-made managers own, to be handed to pushgate before the apply (field-takeover.ts). */
+  takeover?: { live: LiveObject; managedFields: ManagedFieldsEntry[] };
   /** For a CustomResourceDefinition only: what the cluster serves now, and what this set would make of it. */
   crd?: { live: LiveObject | undefined; dryRun: LiveObject };
 }
@@ -94,10 +97,17 @@ export async function planObjects(
       client.apply(resource, object.object, { dryRun: true, signal }),
     ]);
     checkOwner(object, live);
-    const action: PlannedAction = !live ? 'created' : sameObject(live, dryRun) ? 'unchanged' : 'configured';
+    const managedFields = live && takeOverHandManagedFields(live, object.object.apiVersion);
+    const takeover = live && managedFields ? { takeover: { live, managedFields } } : {};
+    // Taking fields over changes the object (its ownership, and fields git no longer sets go).
+    const action: PlannedAction = !live
+      ? 'created'
+      : !managedFields && sameObject(live, dryRun)
+        ? 'unchanged'
+        : 'configured';
     return object.ref.kind === 'CustomResourceDefinition'
-      ? { object, action, crd: { live, dryRun } }
-      : { object, action };
+      ? { object, action, crd: { live, dryRun }, ...takeover }
+      : { object, action, ...takeover };
   });
   signal?.throwIfAborted();
   const planned: PlannedObject[] = [];

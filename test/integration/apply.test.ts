@@ -375,6 +375,71 @@ describe('deployToCluster', () => {
     expect(actions(allowed.resources)).toEqual(['ConfigMap/precious:pruned']);
   });
 
+  it('takes over what kubectl set by hand, so fields git does not declare go (as Flux does), but not a replica count', async () => {
+    const ns = await createTestNamespace('apply-takeover');
+    const env = environmentFor(ns.name);
+    const kube = client();
+    // `kubectl apply` (client-side) made it before pushgate adopted it, with a key git drops.
+    const legacy = configMap('legacy', { a: '1', b: '2' }, { namespace: ns.name, labels: { team: 'old' } });
+    await kube.transport.request({
+      method: 'POST',
+      path: `/api/v1/namespaces/${ns.name}/configmaps`,
+      query: { fieldManager: 'kubectl-client-side-apply' },
+      body: {
+        ...legacy,
+        metadata: {
+          ...legacy.metadata,
+          annotations: { 'kubectl.kubernetes.io/last-applied-configuration': JSON.stringify(legacy) },
+        },
+      },
+    });
+
+    const adopted = await deployToCluster(kube, request(env, manifests(configMap('legacy', { a: '1' }))));
+
+    expect(actions(adopted.resources)).toEqual(['ConfigMap/legacy:configured']);
+    let live = await kube.get(CONFIG_MAPS, ns.name, 'legacy');
+    expect(live?.data).toEqual({ a: '1' });
+    expect(live?.metadata.labels).toEqual({ 'pushgate.dev/environment': env.name });
+    expect(live?.metadata.annotations).toBeUndefined();
+
+    // Drift by hand: `kubectl patch` adds a key and `kubectl edit` scales a Deployment git does not scale.
+    const web = deployment('web') as { spec: Record<string, unknown> };
+    delete web.spec.replicas;
+    await deployToCluster(kube, request(env, manifests(configMap('legacy', { a: '1' }), web)));
+    await kube.transport.request({
+      method: 'PATCH',
+      path: `/api/v1/namespaces/${ns.name}/configmaps/legacy`,
+      query: { fieldManager: 'kubectl-patch' },
+      contentType: 'application/merge-patch+json',
+      body: { data: { extra: 'x' } },
+    });
+    await kube.transport.request({
+      method: 'PATCH',
+      path: `/apis/apps/v1/namespaces/${ns.name}/deployments/web`,
+      query: { fieldManager: 'kubectl-edit' },
+      contentType: 'application/merge-patch+json',
+      body: { spec: { replicas: 5 }, metadata: { labels: { 'edited-by': 'hand' } } },
+    });
+
+    const corrected = await deployToCluster(
+      kube,
+      request(env, manifests(configMap('legacy', { a: '1' }), web)),
+    );
+
+    expect(actions(corrected.resources)).toEqual([
+      'ConfigMap/legacy:configured',
+      'Deployment/web:configured',
+    ]);
+    live = await kube.get(CONFIG_MAPS, ns.name, 'legacy');
+    expect(live?.data).toEqual({ a: '1' });
+    const liveWeb = await kube.get(DEPLOYMENTS, ns.name, 'web');
+    expect(liveWeb?.metadata.labels).toEqual({ 'pushgate.dev/environment': env.name });
+    expect((liveWeb?.spec as { replicas: number }).replicas).toBe(5);
+    // Taken over once: the next deploy finds nothing to change.
+    const again = await deployToCluster(kube, request(env, manifests(configMap('legacy', { a: '1' }), web)));
+    expect(actions(again.resources)).toEqual(['ConfigMap/legacy:unchanged', 'Deployment/web:unchanged']);
+  });
+
   it("refuses an object another environment manages, writing nothing, so neither relabels nor prunes the other's", async () => {
     const ns = await createTestNamespace('apply-owned');
     const staging = environmentFor(ns.name);

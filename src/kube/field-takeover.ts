@@ -1,0 +1,141 @@
+import { FIELD_MANAGER, type LiveObject } from './cluster.js';
+
+/** One entry of `metadata.managedFields`, as the API server writes it. */
+export interface ManagedFieldsEntry {
+  manager?: string;
+  operation?: string;
+  apiVersion?: string;
+  time?: string;
+  fieldsType?: string;
+  fieldsV1?: FieldSet;
+  subresource?: string;
+}
+
+/** A `fieldsV1` tree: keys like `f:spec`, `k:{"name":"app"}`, `.`; leaves are `{}`. */
+export interface FieldSet {
+  [key: string]: FieldSet;
+}
+
+/**
+ * Field managers of hand-made configuration: `kubectl apply` (client-side, and server-side
+ * as `kubectl`), `kubectl edit/patch/create/replace/label/annotate/set`, and the entry the API
+ * server makes when an object first meets server-side apply. Fields they own survive a
+ * server-side apply that no longer sets them, so a key added with `kubectl edit`, or one git
+ * declared before pushgate adopted the object, would stay for good. Not `kubectl scale` or
+ * `kubectl rollout`: a replica count or a restart stamp set by hand is an operation, not
+ * configuration, and taking it over would undo it.
+ */
+const HAND_MANAGERS = new Set([
+  'kubectl',
+  'kubectl-client-side-apply',
+  'before-first-apply',
+  'kubectl-edit',
+  'kubectl-patch',
+  'kubectl-create',
+  'kubectl-replace',
+  'kubectl-label',
+  'kubectl-annotate',
+  'kubectl-set',
+]);
+
+/**
+ * Left with its manager even then: a replica count git leaves out belongs to whoever scales
+ * (a person, an autoscaler); owning it, pushgate would reset it to the default of 1.
+ */
+const KEPT_PATHS: readonly (readonly string[])[] = [['f:spec', 'f:replicas']];
+
+function isEmpty(set: FieldSet): boolean {
+  return Object.keys(set).length === 0;
+}
+
+/** The union of two field sets. */
+export function mergeFieldSets(a: FieldSet, b: FieldSet): FieldSet {
+  const merged: FieldSet = { ...a };
+  for (const [key, value] of Object.entries(b)) {
+    merged[key] = key in merged ? mergeFieldSets(merged[key]!, value) : value;
+  }
+  return merged;
+}
+
+/** Splits `set` into the part at `path` (if any) and the rest. */
+function splitAt(set: FieldSet, path: readonly string[]): { at: FieldSet | undefined; rest: FieldSet } {
+  const [head, ...tail] = path;
+  if (head === undefined || !(head in set)) return { at: undefined, rest: set };
+  const child = set[head]!;
+  if (tail.length === 0) {
+    const { [head]: _taken, ...rest } = set;
+    return { at: { [head]: child }, rest };
+  }
+  const inner = splitAt(child, tail);
+  if (!inner.at) return { at: undefined, rest: set };
+  const rest = { ...set };
+  // A parent that only held the split-off child goes with it (`.` alone marks no field).
+  if (isEmpty(inner.rest) || (Object.keys(inner.rest).length === 1 && '.' in inner.rest)) delete rest[head];
+  else rest[head] = inner.rest;
+  return { at: { [head]: inner.at }, rest };
+}
+
+/**
+ * The `managedFields` that hand over to pushgate's apply entry whatever hand-made managers
+ * own (except KEPT_PATHS), or undefined when there is nothing to take over. Only entries of
+ * `apiVersion` (the version pushgate applies) are merged: field paths differ across versions.
+ */
+export function takeOverHandManagedFields(
+  live: LiveObject,
+  apiVersion: string,
+  now = new Date(),
+): ManagedFieldsEntry[] | undefined {
+  const entries = (live.metadata as { managedFields?: ManagedFieldsEntry[] }).managedFields ?? [];
+  let taken: FieldSet = {};
+  let changed = false;
+  const next: ManagedFieldsEntry[] = [];
+  for (const entry of entries) {
+    const handMade =
+      entry.manager !== undefined &&
+      HAND_MANAGERS.has(entry.manager) &&
+      !entry.subresource &&
+      entry.apiVersion === apiVersion &&
+      entry.fieldsType === 'FieldsV1' &&
+      entry.fieldsV1 !== undefined;
+    if (!handMade) {
+      next.push(entry);
+      continue;
+    }
+    let rest = entry.fieldsV1!;
+    let kept: FieldSet = {};
+    for (const path of KEPT_PATHS) {
+      const split = splitAt(rest, path);
+      if (split.at) kept = mergeFieldSets(kept, split.at);
+      rest = split.rest;
+    }
+    if (isEmpty(rest)) {
+      next.push(entry);
+      continue;
+    }
+    changed = true;
+    taken = mergeFieldSets(taken, rest);
+    if (!isEmpty(kept)) next.push({ ...entry, fieldsV1: kept });
+  }
+  if (!changed) return undefined;
+  const own = next.findIndex(
+    (entry) =>
+      entry.manager === FIELD_MANAGER &&
+      entry.operation === 'Apply' &&
+      !entry.subresource &&
+      entry.apiVersion === apiVersion,
+  );
+  if (own >= 0) {
+    const entry = next[own]!;
+    next[own] = { ...entry, fieldsV1: mergeFieldSets(entry.fieldsV1 ?? {}, taken) };
+  } else {
+    next.push({
+      manager: FIELD_MANAGER,
+      operation: 'Apply',
+      apiVersion,
+      time: now.toISOString().replace(/\.\d{3}Z$/, 'Z'),
+      fieldsType: 'FieldsV1',
+      fieldsV1: taken,
+    });
+  }
+  return next;
+}
