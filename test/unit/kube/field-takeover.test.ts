@@ -8,7 +8,7 @@ function live(managedFields: ManagedFieldsEntry[]): LiveObject {
   return {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
-    metadata: { name: 'web', namespace: 'apps', managedFields } as LiveObject['metadata'],
+    metadata: { name: 'web', namespace: 'apps', managedFields },
   };
 }
 
