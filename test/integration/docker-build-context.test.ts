@@ -100,6 +100,25 @@ describe('the Dockerfile, replayed on the context .dockerignore lets through', (
     expect(isIgnored('src/cli.ts', rules)).toBe(false);
   });
 
+  it('keeps logs at any depth and whatever sits in config/ beside the default configuration out', () => {
+    expect(isIgnored('npm-debug.log', rules)).toBe(true);
+    expect(isIgnored('bench/results/run.log', rules)).toBe(true);
+    expect(isIgnored('config/prod', rules)).toBe(true);
+    expect(isIgnored('config/prod.yaml', rules)).toBe(true);
+    expect(isIgnored('config/pushgate.yaml', rules)).toBe(false);
+  });
+
+  it('finds every COPY source of the context in it', () => {
+    const sources = [...DOCKERFILE.replace(/\\\n/g, ' ').matchAll(/^COPY (?!--from)(.*)$/gm)].flatMap(
+      (match) => match[1]!.trim().split(/\s+/).slice(0, -1),
+    );
+    expect(sources.length).toBeGreaterThan(0);
+    for (const source of sources) {
+      if (source === '.') continue;
+      expect({ source, inContext: existsSync(join(context, source)) }).toEqual({ source, inContext: true });
+    }
+  });
+
   it('compiles in the build stage, and the ENTRYPOINT runs the package bin with the image default config', () => {
     const commands = compileCommands();
     expect(commands.length).toBeGreaterThan(0);
@@ -110,7 +129,11 @@ describe('the Dockerfile, replayed on the context .dockerignore lets through', (
 
     const entrypoint = /^ENTRYPOINT (\[.*\])$/m.exec(DOCKERFILE)?.[1];
     expect(entrypoint).toBeDefined();
-    const [program, script] = JSON.parse(entrypoint!) as string[];
+    // tini as PID 1 (installed from Debian in the runtime stage), then the package bin.
+    const [init, separator, program, script] = JSON.parse(entrypoint!) as string[];
+    expect([init, separator]).toEqual(['/usr/bin/tini', '--']);
+    const runtimeStage = DOCKERFILE.replace(/\\\n/g, ' ').split(/^FROM .*$/m)[2] ?? '';
+    expect(runtimeStage).toMatch(/^RUN .*apt-get install [^\n]*\btini\b/m);
     const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
       bin: Record<string, string>;
     };
