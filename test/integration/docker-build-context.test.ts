@@ -95,6 +95,8 @@ afterAll(() => {
 describe('the Dockerfile, replayed on the context .dockerignore lets through', () => {
   it('keeps the compose secrets file and the test folder out of the build context', () => {
     expect(isIgnored('pushgate.env', rules)).toBe(true);
+    expect(isIgnored('pushgate-receiver.env', rules)).toBe(true);
+    expect(isIgnored('pushgate-worker.env', rules)).toBe(true);
     expect(isIgnored('.env', rules)).toBe(true);
     expect(isIgnored('test/helpers/control-plane.ts', rules)).toBe(true);
     expect(isIgnored('src/cli.ts', rules)).toBe(false);
