@@ -6,8 +6,17 @@
 #   docker run --rm -p 8080:8080 -e REDIS_URL=redis://redis:6379 -v $PWD/config:/etc/pushgate:ro pushgate
 #   docker run --rm -e REDIS_URL=redis://redis:6379 -v $PWD/config:/etc/pushgate:ro pushgate worker
 
+# The base of both stages: Node.js 22 LTS on Debian 12 (bookworm), slim. Node 20 reached end of
+# life on 2026-04-30; Node 22 is supported until 2027-04-30, so move to the next LTS (24)
+# before then (package.json `engines` stays ">=20"). A tag moves when it is rebuilt: for a
+# reproducible build, pin the digest you tested,
+#   docker buildx imagetools inspect node:22-bookworm-slim      # prints Digest: sha256:...
+#   docker build --build-arg NODE_IMAGE=node:22-bookworm-slim@sha256:<digest> -t pushgate .
+# (or write the digest into this default), and let Renovate/Dependabot propose new digests.
+ARG NODE_IMAGE=node:22-bookworm-slim
+
 # ---- build: compile TypeScript, then drop the dev dependencies -----------------------
-FROM node:20-slim AS build
+FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
@@ -22,12 +31,13 @@ RUN echo '{"extends": "./tsconfig.build.json", "include": ["src", "workers"]}' >
 RUN npm prune --omit=dev
 
 # ---- runtime --------------------------------------------------------------------------
-FROM node:20-slim
+FROM ${NODE_IMAGE}
 # git: the worker fetches environment repositories with the git CLI.
 # openssh-client: ssh:// repo URLs (git only recommends it, and recommends are not installed).
 # ca-certificates: HTTPS clones and the GitHub/GitLab APIs.
+# tini: PID 1 (see ENTRYPOINT).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends git openssh-client ca-certificates \
+ && apt-get install -y --no-install-recommends git openssh-client ca-certificates tini \
  && rm -rf /var/lib/apt/lists/*
 
 # Young generation per role: 2 MiB keeps a worker's memory low through a large deploy (its
@@ -57,5 +67,9 @@ EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 
-ENTRYPOINT ["node", "dist/src/cli.js"]
+# tini as PID 1: it forwards SIGTERM/SIGINT to node (which stops gracefully) and reaps
+# orphans. pushgate kills a whole git process group on a timeout or size limit; git's helpers
+# (git-remote-https, index-pack) are then re-parented to PID 1, and node as PID 1 would leave
+# them as zombies until the pod's PID limit runs out.
+ENTRYPOINT ["/usr/bin/tini", "--", "node", "dist/src/cli.js"]
 CMD ["serve"]

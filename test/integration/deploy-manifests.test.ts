@@ -1,4 +1,6 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request, type RequestOptions } from 'node:https';
@@ -12,6 +14,11 @@ import { createTestNamespace, kubeConfigFromTest, type TestNamespace } from '../
 
 const manifestsDir = fileURLToPath(new URL('../../deploy/kubernetes/', import.meta.url));
 const CLUSTER_SCOPED = new Set(['ClusterRole', 'ClusterRoleBinding', 'Namespace']);
+/** Manifests kustomization.yaml leaves out on purpose: applied by hand, or added by choice. */
+const OPT_IN = new Set(['secret.example.yaml', 'rbac-cluster-wide.yaml']);
+/** The configuration configMapGenerator turns into the ConfigMap, and the variables it needs. */
+const CONFIG_FILE = join(manifestsDir, 'config', 'pushgate.yaml');
+const CONFIG_ENV = { REDIS_URL: 'redis://redis:6379' };
 
 interface ManifestFile {
   file: string;
@@ -40,6 +47,11 @@ const RESOURCES: Record<string, { path: string; namespaced: boolean }> = {
   'rbac.authorization.k8s.io/v1/ClusterRole': {
     path: '/apis/rbac.authorization.k8s.io/v1/clusterroles',
     namespaced: false,
+  },
+  'policy/v1/PodDisruptionBudget': { path: '/apis/policy/v1/poddisruptionbudgets', namespaced: true },
+  'rbac.authorization.k8s.io/v1/RoleBinding': {
+    path: '/apis/rbac.authorization.k8s.io/v1/rolebindings',
+    namespaced: true,
   },
   'rbac.authorization.k8s.io/v1/ClusterRoleBinding': {
     path: '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings',
@@ -104,32 +116,28 @@ describe('deploy/kubernetes manifests', () => {
     await namespace?.cleanup();
   });
 
-  it('kustomization.yaml lists every manifest except the secret example', () => {
+  it('kustomization.yaml lists every manifest except the opt-in ones, and generates the ConfigMap from config/', () => {
     const kustomization = parseAllDocuments(
       readFileSync(join(manifestsDir, 'kustomization.yaml'), 'utf8'),
     )[0]!.toJS() as {
       resources: string[];
+      configMapGenerator: { name: string; files: string[] }[];
     };
-    const expected = files.map((f) => f.file).filter((file) => !file.includes('.example.'));
+    const expected = files.map((f) => f.file).filter((file) => !OPT_IN.has(file));
     expect([...kustomization.resources].sort()).toEqual(expected);
+    expect(kustomization.configMapGenerator).toEqual([
+      expect.objectContaining({ name: 'pushgate-config', files: ['pushgate.yaml=config/pushgate.yaml'] }),
+    ]);
   });
 
-  it('the ConfigMap holds a valid pushgate configuration', () => {
-    const configMap = files.flatMap((f) => f.objects).find((object) => object.kind === 'ConfigMap') as
-      (KubernetesObject & { data: Record<string, string> }) | undefined;
-    const text = configMap?.data['pushgate.yaml'];
-    expect(text).toBeDefined();
-    const config = parseConfigText(text!, 'configmap.yaml', { REDIS_URL: 'redis://redis:6379' });
+  it('config/pushgate.yaml holds a valid pushgate configuration', () => {
+    const config = parseConfigText(readFileSync(CONFIG_FILE, 'utf8'), CONFIG_FILE, CONFIG_ENV);
     expect(config.environments.map((e) => e.name)).toEqual(['production']);
   });
 
   it('lets a worker finish its longest deploy before it hands it back, and hand it back before SIGKILL', () => {
     const objects = files.flatMap((f) => f.objects);
-    const configMap = objects.find((object) => object.kind === 'ConfigMap') as
-      (KubernetesObject & { data: Record<string, string> }) | undefined;
-    const config = parseConfigText(configMap!.data['pushgate.yaml']!, 'configmap.yaml', {
-      REDIS_URL: 'redis://redis:6379',
-    });
+    const config = parseConfigText(readFileSync(CONFIG_FILE, 'utf8'), CONFIG_FILE, CONFIG_ENV);
     const worker = objects.find(
       (object) => object.kind === 'Deployment' && object.metadata?.name?.includes('worker'),
     ) as
@@ -200,14 +208,14 @@ describe('deploy/kubernetes manifests', () => {
           roleRef?: { name: string };
         };
         object.metadata ??= {};
+        // Dry-runs persist nothing, but unique names keep this test independent of any real
+        // pushgate installed on the same cluster (as kustomization.yaml's replacements do).
+        if (object.roleRef) object.roleRef.name = `${object.roleRef.name}-${suffix}`;
+        for (const subject of object.subjects ?? []) {
+          if (subject.kind === 'ServiceAccount') subject.namespace = namespace.name;
+        }
         if (CLUSTER_SCOPED.has(object.kind ?? '')) {
-          // Dry-runs persist nothing, but a unique name keeps this test independent of any
-          // real pushgate installed on the same cluster.
           object.metadata.name = `${object.metadata.name}-${suffix}`;
-          if (object.roleRef) object.roleRef.name = `${object.roleRef.name}-${suffix}`;
-          for (const subject of object.subjects ?? []) {
-            if (subject.kind === 'ServiceAccount') subject.namespace = namespace.name;
-          }
         } else {
           object.metadata.namespace = namespace.name;
         }
@@ -223,5 +231,159 @@ describe('deploy/kubernetes manifests', () => {
     expect(results.length).toBeGreaterThanOrEqual(8);
     expect(results.some((r) => r.includes('Deployment/pushgate-worker'))).toBe(true);
     expect(results.some((r) => r.includes('Deployment/pushgate-receiver'))).toBe(true);
+  });
+});
+
+interface ContainerLike {
+  env?: { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }[];
+  envFrom?: unknown[];
+  lifecycle?: { preStop?: { exec?: { command: string[] } } };
+  resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
+}
+interface PodSpecLike {
+  terminationGracePeriodSeconds?: number;
+  containers: ContainerLike[];
+  volumes?: { name: string; emptyDir?: { sizeLimit?: string } }[];
+}
+
+function podSpec(name: string): PodSpecLike {
+  const deployment = readManifests()
+    .flatMap((f) => f.objects)
+    .find((object) => object.kind === 'Deployment' && object.metadata?.name === name) as
+    (KubernetesObject & { spec: { template: { spec: PodSpecLike } } }) | undefined;
+  if (!deployment) throw new Error(`no Deployment ${name} in deploy/kubernetes`);
+  return deployment.spec.template.spec;
+}
+
+function bytes(quantity: string): number {
+  const units: Record<string, number> = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30 };
+  const [, amount, unit] = /^(\d+)(Ki|Mi|Gi)$/.exec(quantity) ?? [];
+  if (!amount || !unit) throw new Error(`unexpected quantity ${quantity}`);
+  return Number(amount) * units[unit]!;
+}
+
+const RECEIVER_SECRETS = ['GITHUB_WEBHOOK_SECRET', 'GITLAB_WEBHOOK_TOKEN', 'GITLAB_WEBHOOK_SIGNING_TOKEN'];
+const WORKER_SECRETS = ['GIT_TOKEN', 'GITHUB_TOKEN', 'GITLAB_TOKEN'];
+/** The receiver's in-flight grace after SIGTERM (src/http/server.ts). */
+const RECEIVER_DRAIN_SECONDS = 10;
+
+describe('deploy/kubernetes pods', () => {
+  it('gives each Deployment only its own secrets, by name, never the whole Secret', () => {
+    for (const [name, own, others] of [
+      ['pushgate-receiver', RECEIVER_SECRETS, WORKER_SECRETS],
+      ['pushgate-worker', WORKER_SECRETS, RECEIVER_SECRETS],
+    ] as const) {
+      const containers = podSpec(name).containers;
+      expect(containers.flatMap((c) => c.envFrom ?? [])).toEqual([]);
+      const keys = containers
+        .flatMap((c) => c.env ?? [])
+        .flatMap((e) => e.valueFrom?.secretKeyRef?.key ?? []);
+      expect(keys).toEqual(expect.arrayContaining(['REDIS_URL', 'PUSHGATE_API_TOKEN', ...own]));
+      for (const key of others) expect(keys).not.toContain(key);
+    }
+  });
+
+  it('keeps a terminating receiver serving through preStop, and lets it drain before SIGKILL', () => {
+    const pod = podSpec('pushgate-receiver');
+    const command = pod.containers[0]!.lifecycle?.preStop?.exec?.command ?? [];
+    expect(command[0]).toBe('sleep');
+    const preStopSeconds = Number(command[1]);
+    expect(preStopSeconds).toBeGreaterThanOrEqual(5);
+    expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(preStopSeconds + RECEIVER_DRAIN_SECONDS);
+  });
+
+  it('requests the ephemeral storage its emptyDir volumes may fill, and limits it a little above', () => {
+    for (const name of ['pushgate-receiver', 'pushgate-worker']) {
+      const pod = podSpec(name);
+      const volumes = (pod.volumes ?? []).flatMap((v) =>
+        v.emptyDir?.sizeLimit ? [bytes(v.emptyDir.sizeLimit)] : [],
+      );
+      const total = volumes.reduce((sum, size) => sum + size, 0);
+      const resources = pod.containers[0]!.resources!;
+      expect(bytes(resources.requests!['ephemeral-storage']!)).toBeGreaterThanOrEqual(total);
+      expect(bytes(resources.limits!['ephemeral-storage']!)).toBeGreaterThan(total);
+    }
+  });
+});
+
+/** `kubectl kustomize` (kustomize built into kubectl) of a copy of deploy/kubernetes, the installation namespace changed. */
+function kustomizeBuild(installNamespace: string): KubernetesObject[] {
+  const copy = mkdtempSync(join(tmpdir(), 'pushgate-kustomize-'));
+  try {
+    cpSync(manifestsDir, copy, { recursive: true });
+    const kustomization = join(copy, 'kustomization.yaml');
+    const text = readFileSync(kustomization, 'utf8');
+    const changed = text.replace(/^( {6}namespace: )pushgate$/m, `$1${installNamespace}`);
+    if (!/^ {6}namespace: pushgate$/m.test(text))
+      throw new Error('no NamespaceTransformer namespace in kustomization.yaml');
+    writeFileSync(kustomization, changed);
+    const run = spawnSync('kubectl', ['kustomize', copy], { encoding: 'utf8' });
+    if (run.status !== 0) throw new Error(`kubectl kustomize failed: ${run.stderr}`);
+    return parseAllDocuments(run.stdout)
+      .map((document) => document.toJS() as KubernetesObject | null)
+      .filter((object): object is KubernetesObject => object !== null);
+  } finally {
+    rmSync(copy, { recursive: true, force: true });
+  }
+}
+
+const hasKubectl = spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' }).status === 0;
+
+describe.skipIf(!hasKubectl)('deploy/kubernetes, built by kustomize', () => {
+  type Binding = KubernetesObject & {
+    roleRef: { name: string };
+    subjects: { name: string; namespace: string }[];
+  };
+
+  it('binds the worker in the environment namespace only, under names that carry the installation namespace', () => {
+    const objects = kustomizeBuild('pushgate');
+    const role = objects.find((o) => o.kind === 'ClusterRole')!;
+    const binding = objects.find((o) => o.kind === 'RoleBinding') as Binding;
+    expect(objects.some((o) => o.kind === 'ClusterRoleBinding')).toBe(false);
+    expect(role.metadata?.name).toBe('pushgate-applier-pushgate');
+    expect(binding.metadata).toMatchObject({ name: 'pushgate-applier-pushgate', namespace: 'apps' });
+    expect(binding.roleRef.name).toBe('pushgate-applier-pushgate');
+    expect(binding.subjects).toEqual([
+      expect.objectContaining({ name: 'pushgate-worker', namespace: 'pushgate' }),
+    ]);
+    const rules = (role as KubernetesObject & { rules: { verbs: string[] }[] }).rules;
+    const verbs = new Set(rules.flatMap((rule) => rule.verbs));
+    for (const verb of ['bind', 'escalate', 'impersonate', 'watch', 'update', '*'])
+      expect(verbs.has(verb)).toBe(false);
+    for (const object of objects) {
+      if (!CLUSTER_SCOPED.has(object.kind ?? '') && object.kind !== 'RoleBinding') {
+        expect(`${object.kind}/${object.metadata?.name} in ${object.metadata?.namespace}`).toMatch(
+          / in pushgate$/,
+        );
+      }
+    }
+  });
+
+  it('a second installation in another namespace shares no RBAC object with the first', () => {
+    const names = (objects: KubernetesObject[]): string[] =>
+      objects
+        .filter((o) => /Role/.test(o.kind ?? ''))
+        .map((o) => `${o.kind}/${o.metadata?.namespace ?? ''}/${o.metadata?.name}`);
+    const first = names(kustomizeBuild('pushgate'));
+    const second = names(kustomizeBuild('pushgate-b'));
+    expect(second).toHaveLength(first.length);
+    expect(second.filter((name) => first.includes(name))).toEqual([]);
+  });
+
+  it('mounts the generated ConfigMap, whose name changes with the configuration', () => {
+    const objects = kustomizeBuild('pushgate');
+    const configMap = objects.find((o) => o.kind === 'ConfigMap') as KubernetesObject & {
+      data: Record<string, string>;
+    };
+    expect(configMap.metadata?.name).toMatch(/^pushgate-config-[a-z0-9]+$/);
+    expect(configMap.data['pushgate.yaml']).toBe(readFileSync(CONFIG_FILE, 'utf8'));
+    for (const deployment of objects.filter((o) => o.kind === 'Deployment')) {
+      const spec = (
+        deployment as KubernetesObject & {
+          spec: { template: { spec: { volumes: { configMap?: { name: string } }[] } } };
+        }
+      ).spec.template.spec;
+      expect(spec.volumes.flatMap((v) => v.configMap?.name ?? [])).toEqual([configMap.metadata?.name]);
+    }
   });
 });

@@ -95,9 +95,30 @@ afterAll(() => {
 describe('the Dockerfile, replayed on the context .dockerignore lets through', () => {
   it('keeps the compose secrets file and the test folder out of the build context', () => {
     expect(isIgnored('pushgate.env', rules)).toBe(true);
+    expect(isIgnored('pushgate-receiver.env', rules)).toBe(true);
+    expect(isIgnored('pushgate-worker.env', rules)).toBe(true);
     expect(isIgnored('.env', rules)).toBe(true);
     expect(isIgnored('test/helpers/control-plane.ts', rules)).toBe(true);
     expect(isIgnored('src/cli.ts', rules)).toBe(false);
+  });
+
+  it('keeps logs at any depth and whatever sits in config/ beside the default configuration out', () => {
+    expect(isIgnored('npm-debug.log', rules)).toBe(true);
+    expect(isIgnored('bench/results/run.log', rules)).toBe(true);
+    expect(isIgnored('config/prod', rules)).toBe(true);
+    expect(isIgnored('config/prod.yaml', rules)).toBe(true);
+    expect(isIgnored('config/pushgate.yaml', rules)).toBe(false);
+  });
+
+  it('finds every COPY source of the context in it', () => {
+    const sources = [...DOCKERFILE.replace(/\\\n/g, ' ').matchAll(/^COPY (?!--from)(.*)$/gm)].flatMap(
+      (match) => match[1]!.trim().split(/\s+/).slice(0, -1),
+    );
+    expect(sources.length).toBeGreaterThan(0);
+    for (const source of sources) {
+      if (source === '.') continue;
+      expect({ source, inContext: existsSync(join(context, source)) }).toEqual({ source, inContext: true });
+    }
   });
 
   it('compiles in the build stage, and the ENTRYPOINT runs the package bin with the image default config', () => {
@@ -110,7 +131,11 @@ describe('the Dockerfile, replayed on the context .dockerignore lets through', (
 
     const entrypoint = /^ENTRYPOINT (\[.*\])$/m.exec(DOCKERFILE)?.[1];
     expect(entrypoint).toBeDefined();
-    const [program, script] = JSON.parse(entrypoint!) as string[];
+    // tini as PID 1 (installed from Debian in the runtime stage), then the package bin.
+    const [init, separator, program, script] = JSON.parse(entrypoint!) as string[];
+    expect([init, separator]).toEqual(['/usr/bin/tini', '--']);
+    const runtimeStage = DOCKERFILE.replace(/\\\n/g, ' ').split(/^FROM .*$/m)[2] ?? '';
+    expect(runtimeStage).toMatch(/^RUN .*apt-get install [^\n]*\btini\b/m);
     const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
       bin: Record<string, string>;
     };
