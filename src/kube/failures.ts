@@ -16,13 +16,59 @@ export interface ObjectFailure {
   network: boolean;
 }
 
+/**
+ * Where the API server quotes the offending value: as JSON (`{"labels":…}`), or a Go literal
+ * (`core.PodTemplateSpec{…}`) in older versions.
+ */
+const QUOTED_VALUE = /Invalid value: (?:[a-z][a-z0-9]*\.[A-Z][A-Za-z0-9]*)?[{[]/g;
+/** Quoted values up to this long stay: a short one can say what was wrong. */
+const MAX_QUOTED_CHARS = 120;
+
+/** The index just past the bracket closing the one at `open - 1` (strings skipped). */
+function closingIndex(message: string, open: number): number {
+  let depth = 1;
+  let index = open;
+  let inString = false;
+  while (index < message.length && depth > 0) {
+    const char = message[index];
+    if (inString) {
+      if (char === '\\') index += 1;
+      else if (char === '"') inString = false;
+    } else if (char === '"') inString = true;
+    else if (char === '{' || char === '[') depth += 1;
+    else if (char === '}' || char === ']') depth -= 1;
+    index += 1;
+  }
+  return index;
+}
+
+/**
+ * `message` with long quoted values cut to `{…}`: for an immutable Job template the API server
+ * quotes the whole pod template, some 2 KB on one line, which would bury the reason (`field is
+ * immutable`) in the job's error and fill the commit status.
+ */
+export function shortenQuotedValues(message: string): string {
+  let result = '';
+  let copiedUpTo = 0;
+  for (const match of message.matchAll(QUOTED_VALUE)) {
+    const open = match.index + match[0].length;
+    if (match.index < copiedUpTo) continue;
+    const close = closingIndex(message, open);
+    if (close - open <= MAX_QUOTED_CHARS) continue;
+    const closer = match[0].endsWith('[') ? ']' : '}';
+    result += `${message.slice(copiedUpTo, match.index)}${match[0]}…${closer}`;
+    copiedUpTo = close;
+  }
+  return result + message.slice(copiedUpTo);
+}
+
 export function objectFailure(object: PreparedObject, verb: string, error: unknown): ObjectFailure {
   const permanent = error instanceof KubeApiError ? !error.transient : true;
   const network = error instanceof KubeApiError && error.status === undefined;
   const status = error instanceof KubeApiError && error.status !== undefined ? ` (HTTP ${error.status})` : '';
   return {
     object,
-    message: `${describeRef(object.ref)}: ${verb}${status}: ${redactSecretValues(errorMessage(error), object.object)}`,
+    message: `${describeRef(object.ref)}: ${verb}${status}: ${shortenQuotedValues(redactSecretValues(errorMessage(error), object.object))}`,
     permanent,
     network,
   };

@@ -440,6 +440,30 @@ describe('deployToCluster', () => {
     expect(actions(again.resources)).toEqual(['ConfigMap/legacy:unchanged', 'Deployment/web:unchanged']);
   });
 
+  it("names an immutable field's change in a line, not in the API server's 2 KB dump of the pod template", async () => {
+    const ns = await createTestNamespace('apply-immutable');
+    const env = environmentFor(ns.name);
+    const kube = client();
+    const job = (image: string) => ({
+      apiVersion: 'batch/v1',
+      kind: 'Job',
+      metadata: { name: 'migrate' },
+      spec: {
+        template: {
+          spec: { restartPolicy: 'Never', containers: [{ name: 'migrate', image }] },
+        },
+      },
+    });
+    await deployToCluster(kube, request(env, manifests(job('registry.example/migrate:1'))));
+
+    const error = await rejection(
+      deployToCluster(kube, request(env, manifests(job('registry.example/migrate:2')))),
+    );
+
+    expect(error.message).toContain('spec.template: Invalid value: {…}: field is immutable');
+    expect(error.message.length).toBeLessThan(600);
+  });
+
   it("refuses an object another environment manages, writing nothing, so neither relabels nor prunes the other's", async () => {
     const ns = await createTestNamespace('apply-owned');
     const staging = environmentFor(ns.name);
