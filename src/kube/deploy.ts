@@ -32,8 +32,11 @@ import {
 import { pruneObjects } from './prune.js';
 import { dryRunInStandInNamespace } from './stand-in-dry-run.js';
 import { checkAgainstCrdSchema } from './crd-schema-check.js';
+import { deleteForReplacement, FORCE_ANNOTATION } from './force-replace.js';
 import { DeployError, type DeployOutcome, type DeployRequest } from './types.js';
 import { waitForCrdsEstablished, waitForReadiness, type UnhealthyObject } from './wait.js';
+
+const REPLACED = `replaced: deleted and created again (a field it changes is immutable; ${FORCE_ANNOTATION}: enabled)`;
 
 function resultOf(ref: ObjectRef, action: ResourceResult['action'], message?: string): ResourceResult {
   const entry: ResourceResult = { apiVersion: ref.apiVersion, kind: ref.kind, name: ref.name, action };
@@ -98,8 +101,8 @@ interface Planned {
   ordered: PreparedObject[];
   /** Dry-run done: each object's action. */
   actions: Map<PreparedObject, PlannedObject['action']>;
-  /** Objects whose hand-made fields pushgate takes over before applying them. */
-  takeovers: Map<PreparedObject, NonNullable<PlannedObject['takeover']>>;
+  /** Each object's plan, for what goes before its apply (a takeover, a replacement). */
+  plannedBy: Map<PreparedObject, PlannedObject>;
   /** Not dry-run yet: they need the Namespaces/CRDs of stage 1 to exist first. */
   deferred: Set<PreparedObject>;
   /** How many of those were dry-run in a stand-in namespace meanwhile, and which one. */
@@ -154,16 +157,16 @@ async function dryRunBeforeWrites(
   const standInFailures =
     forNamespace.length > 0 ? await dryRunInStandInNamespace(client, forNamespace, standIn, signal) : [];
   const actions = new Map<PreparedObject, PlannedObject['action']>();
-  const takeovers = new Map<PreparedObject, NonNullable<PlannedObject['takeover']>>();
-  for (const { object, action, takeover } of [...first.planned, ...second.planned]) {
-    actions.set(object, action);
-    if (takeover) takeovers.set(object, takeover);
+  const plannedBy = new Map<PreparedObject, PlannedObject>();
+  for (const planned of [...first.planned, ...second.planned]) {
+    actions.set(planned.object, planned.action);
+    plannedBy.set(planned.object, planned);
   }
   const failures = [...first.failures, ...second.failures, ...standInFailures, ...schemaFailures];
   return {
     ordered,
     actions,
-    takeovers,
+    plannedBy,
     deferred,
     standIn: { namespace: standIn, tried: forNamespace.length },
     failures,
@@ -222,7 +225,7 @@ async function applyChanged(
   client: ClusterClient,
   objects: readonly PreparedObject[],
   actions: ReadonlyMap<PreparedObject, PlannedObject['action']>,
-  takeovers: ReadonlyMap<PreparedObject, NonNullable<PlannedObject['takeover']>>,
+  plannedBy: ReadonlyMap<PreparedObject, PlannedObject>,
   results: Results,
   beforeWrite: () => Promise<void>,
   signal: AbortSignal | undefined,
@@ -236,8 +239,10 @@ async function applyChanged(
     for (const group of groupByRank(changed.map((object) => ({ ...object.ref, object })))) {
       await beforeWrite();
       const settled = await settleWithConcurrency(group, CONCURRENCY, async ({ object }) => {
-        const takeover = takeovers.get(object);
-        if (takeover) {
+        const { takeover, replace } = plannedBy.get(object) ?? {};
+        if (replace) {
+          await deleteForReplacement(client, object, replace.live, signal);
+        } else if (takeover) {
           // Best effort: an object changed since it was read (409) keeps its managers until
           // the next deploy; the apply below goes ahead either way.
           await client
@@ -246,7 +251,7 @@ async function applyChanged(
         }
         await client.apply(object.resource, object.object, { signal });
         // Recorded as each lands: a worker killed mid-group leaves what it wrote to its successor.
-        results.set(object, actions.get(object) ?? 'configured');
+        results.set(object, actions.get(object) ?? 'configured', replace ? REPLACED : undefined);
         written.soon();
       });
       signal?.throwIfAborted();
@@ -329,7 +334,7 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
     standInNamespace(environment, namespaceExists),
     signal,
   );
-  const { ordered, actions, takeovers, deferred } = plan;
+  const { ordered, actions, plannedBy, deferred } = plan;
   const results = new Results(ordered, 'not applied: the deploy stopped before this object');
   const written = new ProgressWrites(request.onWritten, () => results.list());
   if (plan.failures.length > 0) {
@@ -380,7 +385,7 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
       client,
       stageOne,
       actions,
-      takeovers,
+      plannedBy,
       results,
       beforeWrite,
       signal,
@@ -406,9 +411,9 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
 
   if (deferred.size > 0) {
     const late = await planObjects(client, [...deferred], signal);
-    for (const { object, action, takeover } of late.planned) {
-      actions.set(object, action);
-      if (takeover) takeovers.set(object, takeover);
+    for (const planned of late.planned) {
+      actions.set(planned.object, planned.action);
+      plannedBy.set(planned.object, planned);
     }
     if (late.failures.length > 0) {
       results.fail(late.failures);
@@ -425,7 +430,7 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
     client,
     stageTwo,
     actions,
-    takeovers,
+    plannedBy,
     results,
     beforeWrite,
     signal,

@@ -2,6 +2,7 @@ import { ENVIRONMENT_LABEL, type PreparedObject } from '../manifests/prepare.js'
 import type { ClusterClient, LiveObject } from './cluster.js';
 import { jsonEqual, sameObject } from './compare.js';
 import { takeOverHandManagedFields, type ManagedFieldsEntry } from './field-takeover.js';
+import { checkReplacement, forceEnabled, isImmutableChange } from './force-replace.js';
 import { objectFailure, type ObjectFailure } from './failures.js';
 import { mapWithConcurrency, settleWithConcurrency } from './map-with-concurrency.js';
 import { collectionPath } from './paths.js';
@@ -11,6 +12,8 @@ export type PlannedAction = 'created' | 'configured' | 'unchanged';
 export interface PlannedObject {
   object: PreparedObject;
   action: PlannedAction;
+  /** To be deleted and created again: a change of an immutable field, allowed by `pushgate.dev/force`. */
+  replace?: { live: LiveObject };
   /** Fields hand-made managers own, to be handed to pushgate before the apply (field-takeover.ts). */
   takeover?: { live: LiveObject; managedFields: ManagedFieldsEntry[] };
   /** For a CustomResourceDefinition only: what the cluster serves now, and what this set would make of it. */
@@ -92,11 +95,21 @@ export async function planObjects(
   const settled = await settleWithConcurrency(objects, CONCURRENCY, async (object) => {
     const { resource, ref } = object;
     const listed = collections.get(collectionPath(resource, ref.namespace));
-    const [live, dryRun] = await Promise.all([
+    const [live, dryRunOutcome] = await Promise.all([
       listed ? listed.get(ref.name) : client.get(resource, ref.namespace, ref.name, signal),
-      client.apply(resource, object.object, { dryRun: true, signal }),
+      client.apply(resource, object.object, { dryRun: true, signal }).then(
+        (result) => ({ result }),
+        (error: unknown) => ({ error }),
+      ),
     ]);
     checkOwner(object, live);
+    if ('error' in dryRunOutcome) {
+      if (!live || !forceEnabled(object.object) || !isImmutableChange(dryRunOutcome.error))
+        throw dryRunOutcome.error;
+      await checkReplacement(client, object, signal);
+      return { object, action: 'configured' as const, replace: { live } };
+    }
+    const dryRun = dryRunOutcome.result;
     const managedFields = live && takeOverHandManagedFields(live, object.object.apiVersion);
     const takeover = live && managedFields ? { takeover: { live, managedFields } } : {};
     // Taking fields over changes the object (its ownership, and fields git no longer sets go).

@@ -40,6 +40,13 @@ const DEPLOYMENTS: ResourceInfo = {
   plural: 'deployments',
   namespaced: true,
 };
+const JOBS: ResourceInfo = {
+  group: 'batch',
+  version: 'v1',
+  kind: 'Job',
+  plural: 'jobs',
+  namespaced: true,
+};
 const CRDS: ResourceInfo = {
   group: 'apiextensions.k8s.io',
   version: 'v1',
@@ -462,6 +469,45 @@ describe('deployToCluster', () => {
 
     expect(error.message).toContain('spec.template: Invalid value: {…}: field is immutable');
     expect(error.message.length).toBeLessThan(600);
+  });
+
+  it('replaces an object whose immutable field changed when it says pushgate.dev/force: enabled, checking the new one first', async () => {
+    const ns = await createTestNamespace('apply-force');
+    const env = environmentFor(ns.name);
+    const kube = client();
+    const job = (image: string, extra: Record<string, unknown> = {}) => ({
+      apiVersion: 'batch/v1',
+      kind: 'Job',
+      metadata: { name: 'migrate', annotations: { 'pushgate.dev/force': 'enabled' } },
+      spec: {
+        template: { spec: { restartPolicy: 'Never', containers: [{ name: 'migrate', image, ...extra }] } },
+      },
+    });
+    await deployToCluster(
+      kube,
+      request(env, manifests(job('registry.example/migrate:1'), configMap('other'))),
+    );
+    const before = await kube.get(JOBS, ns.name, 'migrate');
+
+    // A new version that would not be valid even as a new object: nothing is deleted.
+    const invalid = await rejection(deployToCluster(kube, request(env, manifests(job('')))));
+    expect(invalid.message).toMatch(/image: Required value/);
+    expect((await kube.get(JOBS, ns.name, 'migrate'))?.metadata.uid).toBe(before?.metadata.uid);
+
+    const outcome = await deployToCluster(
+      kube,
+      request(env, manifests(job('registry.example/migrate:2'), configMap('other'))),
+    );
+
+    const replaced = outcome.resources.find((resource) => resource.kind === 'Job')!;
+    expect(replaced).toMatchObject({
+      action: 'configured',
+      message: expect.stringMatching(/^replaced: /) as unknown,
+    });
+    const after = await kube.get(JOBS, ns.name, 'migrate');
+    expect(after?.metadata.uid).not.toBe(before?.metadata.uid);
+    const spec = after?.spec as { template: { spec: { containers: { image: string }[] } } };
+    expect(spec.template.spec.containers[0]!.image).toBe('registry.example/migrate:2');
   });
 
   it("refuses an object another environment manages, writing nothing, so neither relabels nor prunes the other's", async () => {

@@ -1,0 +1,70 @@
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { PreparedObject } from '../manifests/prepare.js';
+import type { ManifestObject } from '../manifests/types.js';
+import type { ClusterClient, LiveObject } from './cluster.js';
+import { KubeApiError } from './http.js';
+
+/**
+ * `pushgate.dev/force: enabled` on an object: when a change git makes to it is one the API
+ * server refuses on a live object (an immutable field: a Job's pod template, a Service's
+ * clusterIP, a Deployment's selector, most of a StatefulSet's spec), the object is deleted and
+ * created again instead of failing the deploy, as Flux's `force` and Argo CD's `Replace=true`.
+ */
+export const FORCE_ANNOTATION = 'pushgate.dev/force';
+
+/** How the API server words a change it accepts only on a new object. */
+const IMMUTABLE_CHANGE = /field is immutable|updates to statefulset spec for fields other than/i;
+/** How long a replaced object may take to go: its finalizers run first. */
+const GONE_TIMEOUT_MS = 60_000;
+const GONE_POLL_MS = 250;
+
+export function forceEnabled(object: ManifestObject): boolean {
+  return object.metadata.annotations?.[FORCE_ANNOTATION] === 'enabled';
+}
+
+/** A dry-run refusal that deleting and creating the object again would get past. */
+export function isImmutableChange(error: unknown): boolean {
+  return error instanceof KubeApiError && error.status === 422 && IMMUTABLE_CHANGE.test(error.message);
+}
+
+/**
+ * Checks the new version of `object` as a creation (a server-side dry-run under a stand-in
+ * name beside it: its own name is taken by the live object), so a replacement is validated
+ * before any write like every other change. Throws the API server's refusal.
+ */
+export async function checkReplacement(
+  client: ClusterClient,
+  object: PreparedObject,
+  signal?: AbortSignal,
+): Promise<void> {
+  const standIn = `pushgate-check-${randomBytes(4).toString('hex')}`;
+  await client.apply(
+    object.resource,
+    { ...object.object, metadata: { ...object.object.metadata, name: standIn } },
+    { dryRun: true, signal },
+  );
+}
+
+/** Deletes the live object (that exact one) and waits until it is gone, so it can be created again. */
+export async function deleteForReplacement(
+  client: ClusterClient,
+  object: PreparedObject,
+  live: LiveObject,
+  signal?: AbortSignal,
+): Promise<void> {
+  const { resource, ref } = object;
+  await client.delete(resource, ref.namespace, ref.name, live.metadata.uid, signal);
+  const deadline = Date.now() + GONE_TIMEOUT_MS;
+  for (;;) {
+    const current = await client.get(resource, ref.namespace, ref.name, signal);
+    if (!current || current.metadata.uid !== live.metadata.uid) return;
+    if (Date.now() > deadline) {
+      throw new Error(
+        `deleted to be replaced (${FORCE_ANNOTATION}: enabled), but still there after ${GONE_TIMEOUT_MS / 1000}s ` +
+          `(finalizers: ${(current.metadata as { finalizers?: string[] }).finalizers?.join(', ') ?? 'none'})`,
+      );
+    }
+    await sleep(GONE_POLL_MS, undefined, { signal });
+  }
+}
