@@ -8,6 +8,7 @@ import { readSecrets } from '../../src/config/secrets.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import { createMetrics, type Metrics } from '../../src/lib/metrics.js';
 import { createKeys } from '../../src/queue/keys.js';
+import { JobStore } from '../../src/status/job-store.js';
 import {
   createCommitStatusReporter,
   type CommitStatusReporter,
@@ -120,7 +121,8 @@ describe('commit status reporters (local servers speaking the providers’ docum
       jobId,
     });
     const outbox = (name: string) => client.hgetall(createKeys(prefix).commitStatus(name, SHA));
-    return { github, gitlab, reporter, newReporter, env, update, outbox, metrics };
+    const store = new JobStore(client, createKeys(prefix));
+    return { github, gitlab, reporter, newReporter, env, update, outbox, metrics, store };
   }
 
   const states = (provider: FakeProvider) =>
@@ -331,7 +333,7 @@ describe('commit status reporters (local servers speaking the providers’ docum
   });
 
   it('gives up at once on an answer that asking again will not change, and says so in the outbox', async () => {
-    const { github, reporter, update, outbox, metrics } = await setup();
+    const { github, reporter, update, outbox, metrics, store } = await setup();
     github.failNext(5, 404, { message: 'Not Found' });
 
     expect(() => reporter.report(update('production', 'pending', 'Deploying'))).not.toThrow();
@@ -340,6 +342,11 @@ describe('commit status reporters (local servers speaking the providers’ docum
     expect(github.requests).toHaveLength(1);
     expect(await outbox('production')).toMatchObject({ gaveUpSeq: '1', lastHttpStatus: '404' });
     expect(await counted(metrics, 'failed')).toBe(1);
+    expect(await store.commitStatus('production', SHA)).toEqual({
+      state: 'pending',
+      delivered: false,
+      error: 'given up: Not Found',
+    });
   });
 
   it('gives up a status that keeps failing once the give-up time has passed', async () => {

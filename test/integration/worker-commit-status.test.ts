@@ -106,6 +106,11 @@ describe('commit statuses across the attempts of one job (real Redis, git, kube-
 
     expect(record.state).toBe('succeeded');
     expect(sent(sha).map((body) => body.state)).toEqual(['pending', ...Array<string>(6).fill('success')]);
+    // GET /jobs/:id shows it.
+    expect(await harness.services.store.commitStatus('web', sha)).toEqual({
+      state: 'success',
+      delivered: true,
+    });
   });
 
   it('a later superseded job of a deployed commit does not relabel it "not deployed"', async () => {
