@@ -129,18 +129,25 @@ export class CommitStatusReporter {
    */
   async flush(timeoutMs = this.settings.flushTimeoutMs): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
-    const untilDeadline = (): Promise<void> =>
-      new Promise((resolve) => setTimeout(resolve, Math.max(0, deadline - Date.now())).unref());
-    await Promise.race([Promise.allSettled([...this.offering]), untilDeadline()]);
-    while (this.owed.size > 0 && this.outbox && Date.now() < deadline && !this.closing.signal.aborted) {
-      await Promise.race([this.drain(), untilDeadline()]);
-      for (const [key, { ref, seq }] of this.owed) {
-        const entry = await this.outbox.read(ref).catch(() => undefined);
-        if (entry === undefined) continue;
-        if (entry === null || entry.deliveredSeq >= seq || entry.gaveUpSeq >= seq) this.owed.delete(key);
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+      timer.unref();
+    });
+    try {
+      await Promise.race([Promise.allSettled([...this.offering]), expired]);
+      while (this.owed.size > 0 && this.outbox && Date.now() < deadline && !this.closing.signal.aborted) {
+        await Promise.race([this.drain(), expired]);
+        for (const [key, { ref, seq }] of this.owed) {
+          const entry = await this.outbox.read(ref).catch(() => undefined);
+          if (entry === undefined) continue;
+          if (entry === null || entry.deliveredSeq >= seq || entry.gaveUpSeq >= seq) this.owed.delete(key);
+        }
+        if (this.owed.size > 0)
+          await Promise.race([new Promise((resolve) => setTimeout(resolve, 25)), expired]);
       }
-      if (this.owed.size > 0)
-        await new Promise((resolve) => setTimeout(resolve, Math.min(25, Math.max(0, deadline - Date.now()))));
+    } finally {
+      clearTimeout(timer);
     }
     return this.owed.size === 0;
   }
