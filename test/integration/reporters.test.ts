@@ -281,6 +281,24 @@ describe('commit status reporters (local servers speaking the providers’ docum
     expect(times[1]! - times[0]!).toBeGreaterThanOrEqual(950);
   });
 
+  it('holds back every status to a provider that answered with a rate limit, not only the one refused', async () => {
+    const { github, reporter, update } = await setup();
+    github.failNext(1, 403, {
+      headers: { 'retry-after': '1' },
+      message: 'You have exceeded a secondary rate limit.',
+    });
+    reporter.report(update('production', 'success', 'Deployed'));
+    await github.waitForRequests(1);
+
+    const other = 'fedcba9876543210fedcba9876543210fedcba98';
+    reporter.report({ ...update('production', 'success', 'Deployed'), sha: other });
+    expect(await reporter.flush()).toBe(true);
+
+    const first = github.requests[0]!.at;
+    const toOther = github.requests.find((r) => r.path.endsWith(other))!;
+    expect(toOther.at - first).toBeGreaterThanOrEqual(950);
+  });
+
   it('sends one GitLab request per attempt and honours its Retry-After (no client-side retry storm)', async () => {
     const { gitlab, reporter, update } = await setup();
     gitlab.failNext(1, 429, { headers: { 'retry-after': '1', 'ratelimit-remaining': '0' } });

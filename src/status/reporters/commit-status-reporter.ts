@@ -65,6 +65,8 @@ export class CommitStatusReporter {
   private readonly settings: Required<ReporterOptions>;
   /** What this process offered and is not known delivered yet: member → seq (for flush). */
   private readonly owed = new Map<string, { ref: CommitRef; seq: number }>();
+  /** A rate limit is the token's, not the commit's: no status to that provider before this. */
+  private readonly pausedUntil: Partial<Record<Provider, number>> = {};
   private readonly offering = new Set<Promise<void>>();
   private readonly closing = new AbortController();
   private draining: Promise<void> | undefined;
@@ -189,6 +191,7 @@ export class CommitStatusReporter {
     if (!peek) return outbox.forget(ref);
     // Another worker may hold this provider's token: leave the commit to it.
     if (!this.senders[peek.provider]) return;
+    if (Date.now() < (this.pausedUntil[peek.provider] ?? 0)) return;
     const token = randomUUID();
     if (!(await outbox.lease(ref, token, this.settings.timeoutMs + 10_000))) return;
     try {
@@ -253,6 +256,8 @@ export class CommitStatusReporter {
         this.logger.warn({ ...fields, failures: entry.failures + 1 }, 'commit status not reported: given up');
         return;
       }
+      if (verdict.notBefore !== undefined)
+        this.pausedUntil[entry.provider] = Math.max(this.pausedUntil[entry.provider] ?? 0, verdict.notBefore);
       const failures = entry.failures + 1;
       const backoff = Math.min(
         this.settings.retryMaxMs,
