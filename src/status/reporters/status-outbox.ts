@@ -200,7 +200,7 @@ export class StatusOutbox {
     await this.redis.zrem(this.keys.commitStatusDue, member(ref));
   }
 
-  /** A token when this process may send the commit's status for `ms`, else null. */
+  /** True when this process may send the commit's status for the next `ms` (SET NX PX with `token`). */
   async lease(ref: CommitRef, token: string, ms: number): Promise<boolean> {
     const ok = await this.redis.set(
       this.keys.commitStatusLease(ref.environment, ref.sha),
