@@ -25,6 +25,11 @@ import type { CommitStatusReporter } from '../src/status/reporters/commit-status
 export const DEFAULT_CONCURRENCY = 4;
 export const DEFAULT_LOCK_DURATION_MS = 30_000;
 export const DEFAULT_SHUTDOWN_DEADLINE_MS = 60_000;
+/**
+ * How long close() waits for this worker's commit statuses: what is not delivered by then
+ * stays in the outbox in Redis, and any other worker (or this one restarted) sends it.
+ */
+const STATUS_FLUSH_AT_SHUTDOWN_MS = 3_000;
 /** A deploy killed twice with its worker is a deploy that kills workers: the next stall fails it. */
 const MAX_STALLED_COUNT = 2;
 
@@ -37,6 +42,7 @@ export interface DeployWorkerOptions {
   /** Bare mirrors of the environment repositories. */
   cacheDir: string;
   gitToken?: string;
+  /** Closed by close(): its Redis connection ends with the worker. */
   reporter?: CommitStatusReporter;
   /** Deploys in parallel (different environments; one environment is always one at a time). */
   concurrency?: number;
@@ -186,7 +192,8 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
         aborter.abort(new Error('worker shutting down'));
         await worker.close(true);
       }
-      await options.reporter?.flush();
+      await options.reporter?.flush(STATUS_FLUSH_AT_SHUTDOWN_MS);
+      await options.reporter?.close();
       await requeueing;
       await queue.close().catch(() => undefined);
       redis.disconnect();

@@ -47,6 +47,15 @@ export function runCheck(args: CommandArgs): Promise<number> {
   for (const problem of kubeconfigProblems(config.clusters, args.env)) {
     args.stderr.write(`warning: ${problem.message} (render and deploys from this machine will fail)\n`);
   }
+  const tokens = { github: secrets.githubToken, gitlab: secrets.gitlabToken };
+  for (const provider of providers) {
+    if (tokens[provider]) continue;
+    const variable = provider === 'github' ? 'GITHUB_TOKEN' : 'GITLAB_TOKEN';
+    const names = config.environments.filter((e) => e.repo.provider === provider).map((e) => e.name);
+    args.stderr.write(
+      `warning: ${variable} is not set; commits of ${names.join(', ')} (${provider}) will get no commit status\n`,
+    );
+  }
   const reports =
     (providers.has('github') && secrets.githubToken) || (providers.has('gitlab') && secrets.gitlabToken);
   if (reports && !config.server.publicUrl) {

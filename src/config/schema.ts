@@ -124,7 +124,16 @@ export const environmentSchema = z
     healthTimeout: duration.default('5m'),
     reconcileInterval: duration.default('10m'),
   })
-  .strict();
+  .strict()
+  .superRefine((environment, ctx) => {
+    // GitHub has no nested groups: a third segment would post every status to a 404.
+    if (environment.repo.provider === 'github' && environment.repo.name.split('/').length !== 2)
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['repo', 'name'],
+        message: 'must be owner/name for provider github (group/subgroup/name is GitLab only)',
+      });
+  });
 
 export const providersSchema = z
   .object({

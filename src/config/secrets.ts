@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { ConfigError } from '../lib/errors.js';
 import type { Env } from './load.js';
 import { readVariable } from './variable.js';
@@ -26,6 +27,9 @@ export interface Secrets {
   gitToken: string | undefined;
   githubToken: string | undefined;
   gitlabToken: string | undefined;
+  /** GITHUB_TOKEN_FILE when the token came from it: read again at each use (rotated tokens). */
+  githubTokenFile?: string | undefined;
+  gitlabTokenFile?: string | undefined;
   apiTokens: string[];
 }
 
@@ -37,8 +41,37 @@ export function readSecrets(env: Env = process.env): Secrets {
     gitToken: readList('GIT_TOKEN', env)[0],
     githubToken: readList('GITHUB_TOKEN', env)[0],
     gitlabToken: readList('GITLAB_TOKEN', env)[0],
+    githubTokenFile: env.GITHUB_TOKEN_FILE || undefined,
+    gitlabTokenFile: env.GITLAB_TOKEN_FILE || undefined,
     apiTokens: readList('PUSHGATE_API_TOKEN', env),
   };
+}
+
+/**
+ * The current value of a provider token, or undefined when there is none. A token from a file
+ * is read again at each use, so a token a sidecar rotates (GitHub App installation tokens live
+ * an hour) is picked up without a restart; a file that cannot be read meanwhile keeps the last value.
+ */
+export function tokenReader(token: string | undefined, file: string | undefined): (() => string) | undefined {
+  if (!token) return undefined;
+  if (!file) return () => token;
+  let last = token;
+  return () => {
+    try {
+      const fresh = firstEntry(readFileSync(file, 'utf8').replace(/\r?\n$/, ''));
+      if (fresh) last = fresh;
+    } catch {
+      // Mid-rotation (the file replaced) or gone: the last token read is the best there is.
+    }
+    return last;
+  };
+}
+
+function firstEntry(text: string): string | undefined {
+  return text
+    .split(',')
+    .map((part) => part.trim())
+    .find((part) => part !== '');
 }
 
 /** A comma-separated list allows rotation: the new and the old secret are both accepted. */

@@ -57,16 +57,18 @@ export class JobRun {
   }
 
   /**
-   * A reconcile of the commit the environment's last job deployed reports only what is news:
-   * drift it corrected, or a failure. Every ten minutes a pending and a success on the same
-   * commit would flip it to pending for nothing, and GitHub takes at most 1,000 statuses per
-   * commit and context: a quiet branch would reach that in a week, and then even a failure
-   * would no longer show.
+   * A re-sync of the commit the environment's last job deployed (or failed to) reports only
+   * what is news: drift it corrected, a failure, a recovery. No `pending`, and a state the
+   * commit shows already is not posted again (the outbox drops quiet offers of it): every ten
+   * minutes a pending and a result on the same commit would flip it for nothing, and GitHub
+   * takes at most 1,000 statuses per commit and context, after which even a recovery would
+   * no longer show.
    */
   async deploying(sha: string): Promise<void> {
     // An earlier attempt's changes belong to this job's story only for the same commit.
     if (this.record.sha !== sha) this.earlierResources = [];
     await this.settleEarlierCommit(sha, sha);
+    await this.settleCaughtUpCommit(sha);
     await this.patch({ sha });
     this.quiet = await this.isReapplyOfLiveCommit(sha);
     if (!this.quiet) this.report(sha, 'pending', `Deploying ${short(sha)} to ${this.environment.name}`);
@@ -99,8 +101,14 @@ export class JobRun {
   async succeeded(sha: string, attemptResources: ResourceResult[]): Promise<void> {
     const resources = mergeAttemptResources(this.earlierResources, attemptResources);
     const finishedAt = new Date().toISOString();
-    if (!this.quiet || resources.some((resource) => resource.action !== 'unchanged'))
-      this.report(sha, 'success', `Deployed to ${this.environment.name}: ${summarise(resources)}`);
+    // Drift corrected is news even on a commit that shows success already: not quiet.
+    const changed = resources.some((resource) => resource.action !== 'unchanged');
+    this.report(
+      sha,
+      'success',
+      `Deployed to ${this.environment.name}: ${summarise(resources)}`,
+      this.quiet && !changed,
+    );
     await this.patch({
       state: 'succeeded',
       sha,
@@ -132,7 +140,7 @@ export class JobRun {
     // A job that failed before any fetch (bad credentials, a refused oversized push) reports
     // on the commit its webhook announced, so the pusher and branch protection see it.
     const sha = this.record.sha ?? this.record.trigger.sha;
-    if (sha) this.report(sha, 'failure', `Deploy failed: ${message.split('\n')[0]}`);
+    if (sha) this.report(sha, 'failure', `Deploy failed: ${headline(message)}`, this.quiet);
     await this.patch({
       state: 'failed',
       finishedAt: new Date().toISOString(),
@@ -182,12 +190,30 @@ export class JobRun {
     this.report(earlier, 'superseded', `Superseded by ${short(by)}; not deployed itself`);
   }
 
+  /**
+   * A job that deploys a newer head than the commit its webhook announced (the announced
+   * push's job caught up with a later push whose webhook never came) owes the announced
+   * commit a word too, unless that commit has a job of its own.
+   */
+  private async settleCaughtUpCommit(sha: string): Promise<void> {
+    const announced = this.record.trigger.sha?.toLowerCase();
+    if (!this.deps.reporter || !announced || announced === sha || announced === this.record.sha) return;
+    const owner = await this.deps.store.jobForSha(this.environment.name, announced);
+    if (owner && owner.id !== this.id) return;
+    this.report(announced, 'superseded', `Superseded by ${short(sha)}; not deployed itself`);
+  }
+
+  /**
+   * A re-sync of the commit the environment's last finished job ran, whether that job
+   * succeeded or failed: a re-sync after a failed re-sync of the same commit is no more news
+   * than one after a success.
+   */
   private async isReapplyOfLiveCommit(sha: string): Promise<boolean> {
     if (this.record.trigger.kind !== 'reconcile' || !this.deps.reporter) return false;
     const status = await this.deps.store.environmentStatus(this.environment.name);
-    if (status.lastAppliedSha !== sha || !status.lastJobId) return false;
+    if (!status.lastJobId) return false;
     const last = await this.deps.store.get(status.lastJobId);
-    return last?.state === 'succeeded' && last.sha === sha;
+    return last?.sha === sha && (last.state === 'succeeded' || last.state === 'failed');
   }
 
   /**
@@ -222,6 +248,7 @@ export class JobRun {
     sha: string,
     state: 'pending' | 'success' | 'failure' | 'superseded',
     description: string,
+    quiet = false,
   ): void {
     this.deps.reporter?.report({
       environment: this.environment,
@@ -229,6 +256,7 @@ export class JobRun {
       state,
       description,
       jobId: this.id,
+      quiet,
       ...(this.record.statusUrl ? { statusUrl: this.record.statusUrl } : {}),
     });
   }
@@ -236,6 +264,19 @@ export class JobRun {
 
 function short(sha: string): string {
   return sha.slice(0, 7);
+}
+
+/**
+ * The first line of a failure, for a commit status. A headline that announces a list
+ * ("workloads not ready after 300s:") takes the list's first entry along, so the status names
+ * what failed.
+ */
+export function headline(message: string): string {
+  const lines = message.split('\n');
+  const first = lines[0]!.trim();
+  if (!first.endsWith(':')) return first;
+  const next = lines.slice(1).find((line) => line.trim() !== '');
+  return next === undefined ? first : `${first} ${next.trim()}`;
 }
 
 /** "3 objects: 1 created, 2 unchanged" */

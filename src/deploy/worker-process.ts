@@ -21,7 +21,7 @@ export async function startWorkerFromRuntime(
     engine: createKubeApplyEngine(config, env),
     cacheDir: defaultGitCacheDir(env),
     gitToken: secrets.gitToken,
-    reporter: createCommitStatusReporter(config, secrets, logger),
+    reporter: createCommitStatusReporter(config, secrets, logger, { redisUrl, metrics }),
     ...workerTuningFromEnv(env),
   });
   return {

@@ -10,6 +10,7 @@ export interface Metrics {
   jobLatency: Histogram<'environment' | 'state'>;
   queueDepth: Gauge<'state'>;
   webhookBodyBytes: Gauge;
+  commitStatuses: Counter<'provider' | 'outcome'>;
 }
 
 /** The outcomes `pushgate_webhooks_total` counts, one per answer the receiver gives. */
@@ -91,6 +92,12 @@ export function createMetrics(): Metrics {
     webhookBodyBytes: new Gauge({
       name: 'pushgate_webhook_body_bytes_in_flight',
       help: 'Bytes of webhook bodies the receiver holds now (read or being read); past 32 MiB (or server.bodyLimit) new bodies get 503',
+      registers: [registry],
+    }),
+    commitStatuses: new Counter({
+      name: 'pushgate_commit_statuses_total',
+      help: 'Commit status delivery attempts by this process, by provider and outcome (delivered; skipped: the commit shows that state already; retried: failed, tried again later; failed: given up, the commit does not show it)',
+      labelNames: ['provider', 'outcome'],
       registers: [registry],
     }),
   };

@@ -14,6 +14,12 @@ export interface Keys {
   environmentLock(environment: string): string;
   /** Set when a worker's configuration removed the environment's re-sync scheduler. */
   reconcileRemoved(environment: string): string;
+  /** The commit status owed to one commit of one environment: desired and delivered (status-outbox). */
+  commitStatus(environment: string, sha: string): string;
+  /** Commit statuses due for delivery, scored by the time of their next attempt. */
+  commitStatusDue: string;
+  /** Held by the one process sending a commit's status, so a commit's statuses go out in order. */
+  commitStatusLease(environment: string, sha: string): string;
   /**
    * A key pushgate never writes, inside the hash tag: stands in a script's KEYS for a key a
    * job does not have (no delivery id, no sha), where `''` would name another cluster slot.
@@ -34,6 +40,9 @@ export function createKeys(prefix: string): Keys {
     environment: (environment) => `${tag}:env:${environment}`,
     environmentLock: (environment) => `${tag}:lock:${environment}`,
     reconcileRemoved: (environment) => `${tag}:reconcile-removed:${environment}`,
+    commitStatus: (environment, sha) => `${tag}:commit-status:${environment}:${sha}`,
+    commitStatusDue: `${tag}:commit-status-due`,
+    commitStatusLease: (environment, sha) => `${tag}:commit-status-lease:${environment}:${sha}`,
     absent: `${tag}:absent`,
   };
 }

@@ -3,6 +3,13 @@ import type { Keys } from '../queue/keys.js';
 import type { Trigger } from '../queue/job-data.js';
 import { jobRecordSchema, type JobRecord, type JobState } from './job-record.js';
 
+/** `commitStatus` of GET /jobs/:id. */
+export interface CommitStatusView {
+  state: string;
+  delivered: boolean;
+  error?: string;
+}
+
 /** Records kept per environment; older finished ones are dropped as jobs finish (see TRIM_SCRIPT). */
 export const HISTORY_PER_ENVIRONMENT = 500;
 /** Older records are dropped this many at a time, not one per new job: one command, not three. */
@@ -309,6 +316,30 @@ export class JobStore {
       }
     }
     return found;
+  }
+
+  /**
+   * What the commit status outbox holds for this commit: the state pushgate wants it to show
+   * (from this job or a later one), whether that reached the provider, and the provider's last
+   * refusal while it has not. Null when nothing was reported (no token, or a week passed).
+   */
+  async commitStatus(environment: string, sha: string): Promise<CommitStatusView | null> {
+    const [state, seq, deliveredSeq, gaveUpSeq, lastError] = await this.redis.hmget(
+      this.keys.commitStatus(environment, sha),
+      'state',
+      'seq',
+      'deliveredSeq',
+      'gaveUpSeq',
+      'lastError',
+    );
+    if (!state) return null;
+    const delivered = Number(deliveredSeq ?? 0) >= Number(seq ?? 0);
+    const gaveUp = !delivered && Number(gaveUpSeq ?? 0) >= Number(seq ?? 0);
+    return {
+      state,
+      delivered,
+      ...(!delivered && lastError ? { error: gaveUp ? `given up: ${lastError}` : lastError } : {}),
+    };
   }
 
   /** The job for this commit of the environment, if one is known. */

@@ -5,16 +5,26 @@ export interface RecordedRequest {
   path: string;
   headers: IncomingMessage['headers'];
   body: unknown;
+  /** When it arrived (ms since the epoch). */
+  at: number;
 }
 
 export interface FakeProvider {
   url: string;
   requests: RecordedRequest[];
-  /** Makes the next `count` requests answer with this status (e.g. 502) before the normal answer. */
-  failNext(count: number, status: number): void;
+  /**
+   * Makes the next `count` requests answer with this status (e.g. 502) before the normal
+   * answer, with these headers (rate limits: `retry-after`, `x-ratelimit-*`) and message.
+   */
+  failNext(count: number, status: number, options?: FailureOptions): void;
   /** Resolves once at least `count` requests arrived, or rejects at the deadline. */
   waitForRequests(count: number, timeoutMs?: number): Promise<RecordedRequest[]>;
   close(): Promise<void>;
+}
+
+export interface FailureOptions {
+  headers?: Record<string, string>;
+  message?: string;
 }
 
 export type Handler = (request: RecordedRequest, res: ServerResponse) => void;
@@ -23,7 +33,11 @@ export type Handler = (request: RecordedRequest, res: ServerResponse) => void;
 export async function startFakeProvider(handler: Handler): Promise<FakeProvider> {
   const requests: RecordedRequest[] = [];
   const waiters: (() => void)[] = [];
-  let failures: { count: number; status: number } = { count: 0, status: 500 };
+  let failures: { count: number; status: number; options: FailureOptions } = {
+    count: 0,
+    status: 500,
+    options: {},
+  };
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -34,14 +48,20 @@ export async function startFakeProvider(handler: Handler): Promise<FakeProvider>
       if (contentType.includes('json') && text !== '') body = JSON.parse(text);
       else if (contentType.includes('x-www-form-urlencoded'))
         body = Object.fromEntries(new URLSearchParams(text));
-      const recorded = { method: req.method ?? '', path: req.url ?? '', headers: req.headers, body };
+      const recorded = {
+        method: req.method ?? '',
+        path: req.url ?? '',
+        headers: req.headers,
+        body,
+        at: Date.now(),
+      };
       requests.push(recorded);
       waiters.splice(0).forEach((wake) => wake());
       if (failures.count > 0) {
         failures.count -= 1;
         res
-          .writeHead(failures.status, { 'content-type': 'application/json' })
-          .end('{"message":"unavailable"}');
+          .writeHead(failures.status, { 'content-type': 'application/json', ...failures.options.headers })
+          .end(JSON.stringify({ message: failures.options.message ?? 'unavailable' }));
         return;
       }
       handler(recorded, res);
@@ -53,8 +73,8 @@ export async function startFakeProvider(handler: Handler): Promise<FakeProvider>
   return {
     url: `http://127.0.0.1:${address.port}`,
     requests,
-    failNext(count, status) {
-      failures = { count, status };
+    failNext(count, status, options = {}) {
+      failures = { count, status, options };
     },
     async waitForRequests(count, timeoutMs = 10_000) {
       const deadline = Date.now() + timeoutMs;
@@ -79,39 +99,62 @@ export async function startFakeProvider(handler: Handler): Promise<FakeProvider>
   };
 }
 
+const GITHUB_STATES = ['error', 'failure', 'pending', 'success'];
+
 /**
  * GitHub's REST API for commit statuses, as documented: `POST /repos/{owner}/{repo}/statuses/{sha}`
- * answers 201 with the status object. Anything else is a 404 like GitHub's.
+ * answers 201 with the status object. It refuses what GitHub refuses: no token (401), a state
+ * outside its four (422), a description over 140 characters (422), and more than
+ * `maxStatusesPerContext` (GitHub: 1,000) statuses on one commit and context (422). Anything
+ * else is a 404 like GitHub's.
  */
-export function startFakeGithub(): Promise<FakeProvider> {
+export function startFakeGithub(options: { maxStatusesPerContext?: number } = {}): Promise<FakeProvider> {
+  const cap = options.maxStatusesPerContext ?? 1000;
+  const perContext = new Map<string, number>();
   let nextId = 1;
+  const json = (res: ServerResponse, status: number, body: unknown): void => {
+    res.writeHead(status, { 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify(body));
+  };
   return startFakeProvider((request, res) => {
     const match = /^\/repos\/([^/]+)\/([^/]+)\/statuses\/([0-9a-f]{40})$/.exec(request.path);
-    if (request.method !== 'POST' || !match) {
-      res.writeHead(404, { 'content-type': 'application/json' }).end('{"message":"Not Found"}');
-      return;
-    }
+    if (request.method !== 'POST' || !match) return json(res, 404, { message: 'Not Found' });
+    if (!/^(token|Bearer) \S+$/.test(request.headers.authorization ?? ''))
+      return json(res, 401, { message: 'Requires authentication' });
     const body = request.body as {
       state: string;
       target_url?: string;
       description?: string;
       context?: string;
     };
+    if (!GITHUB_STATES.includes(body.state))
+      return json(res, 422, { message: 'Validation Failed', errors: [{ field: 'state', code: 'invalid' }] });
+    if ((body.description ?? '').length > 140)
+      return json(res, 422, {
+        message: 'Validation Failed',
+        errors: [{ message: 'description is too long (maximum is 140 characters)' }],
+      });
+    const context = body.context ?? 'default';
+    const key = `${match[1]}/${match[2]}@${match[3]}#${context}`;
+    const count = perContext.get(key) ?? 0;
+    if (count >= cap)
+      return json(res, 422, {
+        message: 'Validation Failed',
+        errors: [{ message: 'This SHA and context has reached the maximum number of statuses.' }],
+      });
+    perContext.set(key, count + 1);
     const now = new Date().toISOString();
     const id = nextId++;
-    res.writeHead(201, { 'content-type': 'application/json; charset=utf-8' }).end(
-      JSON.stringify({
-        url: `https://api.github.com/repos/${match[1]}/${match[2]}/statuses/${match[3]}`,
-        id,
-        node_id: `SC_${id}`,
-        state: body.state,
-        description: body.description ?? null,
-        target_url: body.target_url ?? null,
-        context: body.context ?? 'default',
-        created_at: now,
-        updated_at: now,
-        creator: { login: 'pushgate-bot', id: 1, type: 'Bot' },
-      }),
-    );
+    json(res, 201, {
+      url: `https://api.github.com/repos/${match[1]}/${match[2]}/statuses/${match[3]}`,
+      id,
+      node_id: `SC_${id}`,
+      state: body.state,
+      description: body.description ?? null,
+      target_url: body.target_url ?? null,
+      context,
+      created_at: now,
+      updated_at: now,
+      creator: { login: 'pushgate-bot', id: 1, type: 'Bot' },
+    });
   });
 }

@@ -135,6 +135,16 @@ describe('pushgate check', () => {
     expect(withoutToken.stderr).not.toContain(warning);
   });
 
+  it('warns that commits get no status when the environments’ provider has no token', async () => {
+    const without = await runCli(['check', '--config', configFile]);
+    expect(without.code).toBe(0);
+    expect(without.stderr).toMatch(
+      /warning: GITHUB_TOKEN is not set; commits of \S.* \(github\) will get no commit status/,
+    );
+    const withToken = await runCli(['check', '--config', configFile], cliEnv({ GITHUB_TOKEN: 'ghs_x' }));
+    expect(withToken.stderr).not.toContain('GITHUB_TOKEN is not set');
+  });
+
   it('reads $PUSHGATE_CONFIG when --config is not given', async () => {
     const run = await runCli(['check'], cliEnv({ PUSHGATE_CONFIG: configFile }));
     expect(run.code).toBe(0);

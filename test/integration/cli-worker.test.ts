@@ -194,8 +194,9 @@ describe('pushgate worker processes (real Redis, git, kube-apiserver)', () => {
       for (let n = 1; n <= 3; n += 1) {
         const worker = await spawnWorker(configFile, path.join(dir, `cache-${n}`), tokens);
         workers.push(worker);
+        // The commit shows pending from the first worker on: the others do not post it again.
         await until(
-          () => worker.output().includes('deploy started') && states().length >= n,
+          () => worker.output().includes('manifests loaded') && states().length >= 1,
           `worker ${n} never started the job (or reported it pending):\n${worker.output()}`,
         );
         worker.child.kill('SIGKILL');
@@ -211,6 +212,7 @@ describe('pushgate worker processes (real Redis, git, kube-apiserver)', () => {
       expect(record.finishedAt).not.toBeNull();
       expect((await harness.services.store.environmentStatus('web')).lastJobId).toBe(id);
       await until(() => states().at(-1) === 'failure', `no failure status:\n${last.output()}`);
+      expect(states()).toEqual(['pending', 'failure']);
       expect(github.requests.every((r) => r.path === `/repos/acme/web-config/statuses/${sha}`)).toBe(true);
       // The commit no longer has an active job: pushing it again makes a new one.
       last.child.kill('SIGKILL');

@@ -1,6 +1,8 @@
 import { CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { readSecrets } from '../../src/config/secrets.js';
+import { createKubeApplyEngine } from '../../src/deploy/kube-apply-engine.js';
+import { PushgateError } from '../../src/lib/errors.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import type { JobRecord } from '../../src/status/job-record.js';
 import {
@@ -43,9 +45,7 @@ describe('commit statuses of reconcile runs (real Redis, git, kube-apiserver)', 
       harness.config,
       readSecrets({ GITHUB_TOKEN: 'ghs_test' }),
       silentLogger(),
-      {
-        timeoutMs: 2_000,
-      },
+      { timeoutMs: 2_000, retryBaseMs: 50, pollIntervalMs: 50 },
     );
   });
 
@@ -102,4 +102,54 @@ describe('commit statuses of reconcile runs (real Redis, git, kube-apiserver)', 
     const last = github.requests.filter((request) => request.path.endsWith(`/statuses/${sha}`)).at(-1)!;
     expect((last.body as { description: string }).description).toMatch(/1 configured/);
   });
+
+  it('a re-sync that keeps failing posts failure once, and success when it recovers', async () => {
+    const sha = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
+    const real = createKubeApplyEngine(harness.config, process.env);
+    let broken = false;
+    await harness.startWorker({
+      reporter,
+      engine: {
+        render: (environment, manifests) => real.render(environment, manifests),
+        async deploy(request) {
+          if (broken)
+            throw new PushgateError(
+              'apply_rejected',
+              'admission webhook "policy.example.com" denied the request',
+              {
+                permanent: true,
+              },
+            );
+          return real.deploy(request);
+        },
+      },
+    });
+    await reconcileRuns((runs) => runs.length >= 1);
+    await reporter.flush();
+    expect(statesFor(sha)).toEqual(['pending', 'success']);
+
+    // The cluster starts refusing every apply: several re-syncs fail.
+    broken = true;
+    await failedRuns(4);
+    await reporter.flush();
+    expect(statesFor(sha)).toEqual(['pending', 'success', 'failure']);
+
+    // Fixed: the next re-sync says so, once.
+    broken = false;
+    const seen = new Set((await reconcileRuns((runs) => runs.length >= 1)).map((run) => run.id));
+    await reconcileRuns((runs) => runs.filter((run) => !seen.has(run.id)).length >= 2);
+    await reporter.flush();
+    expect(statesFor(sha)).toEqual(['pending', 'success', 'failure', 'success']);
+  });
+
+  async function failedRuns(count: number): Promise<void> {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const records = await harness.services.store.list({ environment: 'web', limit: 100 });
+      if (records.filter((r) => r.trigger.kind === 'reconcile' && r.state === 'failed').length >= count)
+        return;
+      if (Date.now() > deadline) throw new Error('not enough failed re-syncs');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
 });

@@ -1,14 +1,23 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfigText } from '../../src/config/load.js';
 import { readSecrets } from '../../src/config/secrets.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import { createCommitStatusReporter } from '../../src/status/reporters/commit-status-reporter.js';
 import { startFakeGithub, type FakeProvider } from '../helpers/fake-github.js';
 import { startFakeGitlab } from '../helpers/fake-gitlab.js';
+import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
 
 const SHA = '0123456789abcdef0123456789abcdef01234567';
 /** A UTF-16 surrogate without its other half: not a character, and not valid in the JSON GitHub and GitLab parse. */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+let redis: TestRedis;
+beforeAll(async () => {
+  redis = await startRedis();
+});
+afterAll(async () => {
+  await redis.stop();
+});
 
 describe('commit status descriptions cut to the providers’ limits', () => {
   const servers: FakeProvider[] = [];
@@ -23,6 +32,7 @@ describe('commit status descriptions cut to the providers’ limits', () => {
     const config = parseConfigText(
       `
 server: { port: 8080 }
+redis: { prefix: ${uniquePrefix('descriptions')}, url: "${redis.url}" }
 providers:
   github: { apiUrl: "${github.url}" }
   gitlab: { url: "${gitlab.url}" }
@@ -62,6 +72,7 @@ environments:
       });
     }
     await reporter.flush();
+    await reporter.close();
 
     const sent = [...github.requests, ...gitlab.requests].map(
       (request) => (request.body as { description: string }).description,

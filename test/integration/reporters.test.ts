@@ -1,21 +1,47 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfigText } from '../../src/config/load.js';
 import { readSecrets } from '../../src/config/secrets.js';
 import { silentLogger } from '../../src/lib/logger.js';
-import { createCommitStatusReporter } from '../../src/status/reporters/commit-status-reporter.js';
+import { createMetrics, type Metrics } from '../../src/lib/metrics.js';
+import { createKeys } from '../../src/queue/keys.js';
+import { JobStore } from '../../src/status/job-store.js';
+import {
+  createCommitStatusReporter,
+  type CommitStatusReporter,
+  type CreateReporterOptions,
+} from '../../src/status/reporters/commit-status-reporter.js';
+import type { CommitStatusUpdate } from '../../src/status/reporters/types.js';
 import type { FakeProvider } from '../helpers/fake-github.js';
 import { startFakeGithub } from '../helpers/fake-github.js';
 import { startFakeGitlab } from '../helpers/fake-gitlab.js';
+import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
 
 const SHA = '0123456789abcdef0123456789abcdef01234567';
 
+let redis: TestRedis;
+let client: Redis;
+beforeAll(async () => {
+  redis = await startRedis();
+  client = new Redis(redis.url);
+});
+afterAll(async () => {
+  client.disconnect();
+  await redis.stop();
+});
+
 function configFor(
   providerUrls: { github: string; gitlab: string },
+  prefix: string,
   server = '{ port: 8080, publicUrl: "https://deploy.example.com/pushgate" }',
 ) {
   return parseConfigText(
     `
 server: ${server}
+redis: { prefix: ${prefix}, url: "${redis.url}" }
 providers:
   github: { apiUrl: "${providerUrls.github}" }
   gitlab: { url: "${providerUrls.gitlab}" }
@@ -35,43 +61,83 @@ environments:
   );
 }
 
-describe('commit status reporters (local servers speaking the providers’ documented API)', () => {
+/** Polls until `check` holds, or fails at the deadline. */
+async function eventually<T>(
+  read: () => T | Promise<T>,
+  check: (value: T) => boolean,
+  timeoutMs = 10_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await read();
+    if (check(value)) return value;
+    if (Date.now() > deadline)
+      throw new Error(`not reached within ${timeoutMs} ms: ${JSON.stringify(value)}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+describe('commit status reporters (local servers speaking the providers’ documented API, real Redis)', () => {
   const servers: FakeProvider[] = [];
+  const reporters: CommitStatusReporter[] = [];
   afterEach(async () => {
+    await Promise.all(reporters.splice(0).map((reporter) => reporter.close()));
     await Promise.all(servers.splice(0).map((server) => server.close()));
   });
 
-  async function setup(retry = { attempts: 3, retryDelayMs: 10 }, server?: string) {
+  async function setup(options: CreateReporterOptions = {}, server?: string) {
     const github = await startFakeGithub();
     const gitlab = await startFakeGitlab();
     servers.push(github, gitlab);
-    const config = configFor({ github: github.url, gitlab: gitlab.url }, server);
+    const prefix = uniquePrefix('reporters');
+    const config = configFor({ github: github.url, gitlab: gitlab.url }, prefix, server);
     const secrets = readSecrets({ GITHUB_TOKEN: 'ghs_statustoken', GITLAB_TOKEN: 'glpat-statustoken' });
-    const reporter = createCommitStatusReporter(config, secrets, silentLogger(), {
-      timeoutMs: 2_000,
-      ...retry,
-    });
+    const metrics = createMetrics();
+    /** Another worker process: its own reporter and Redis connection, the same outbox. */
+    const newReporter = (more: CreateReporterOptions = {}) => {
+      const reporter = createCommitStatusReporter(config, secrets, silentLogger(), {
+        timeoutMs: 2_000,
+        retryBaseMs: 20,
+        pollIntervalMs: 50,
+        metrics,
+        ...options,
+        ...more,
+      });
+      reporters.push(reporter);
+      return reporter;
+    };
+    const reporter = newReporter();
     const env = (name: string) => config.environments.find((e) => e.name === name)!;
-    return { github, gitlab, reporter, env };
+    const update = (
+      name: string,
+      state: CommitStatusUpdate['state'],
+      description: string,
+      jobId = 'j-1',
+    ) => ({
+      environment: env(name),
+      sha: SHA,
+      state,
+      description,
+      jobId,
+    });
+    const outbox = (name: string) => client.hgetall(createKeys(prefix).commitStatus(name, SHA));
+    const store = new JobStore(client, createKeys(prefix));
+    return { github, gitlab, reporter, newReporter, env, update, outbox, metrics, store };
   }
 
-  it('posts pending then success to GitHub with context, target URL and token', async () => {
-    const { github, reporter, env } = await setup();
+  const states = (provider: FakeProvider) =>
+    provider.requests.map((r) => (r.body as { state: string }).state);
+  const counted = async (metrics: Metrics, outcome: string) =>
+    (await metrics.commitStatuses.get()).values
+      .filter((value) => value.labels.outcome === outcome)
+      .reduce((sum, value) => sum + value.value, 0);
 
-    reporter.report({
-      environment: env('production'),
-      sha: SHA,
-      state: 'pending',
-      description: 'Deploying',
-      jobId: 'j-1',
-    });
-    reporter.report({
-      environment: env('production'),
-      sha: SHA,
-      state: 'success',
-      description: 'Deployed: 3 objects',
-      jobId: 'j-1',
-    });
+  it('posts pending then success to GitHub with context, target URL and token', async () => {
+    const { github, reporter, update } = await setup();
+
+    reporter.report(update('production', 'pending', 'Deploying'));
+    await reporter.flush();
+    reporter.report(update('production', 'success', 'Deployed: 3 objects'));
     await reporter.flush();
 
     expect(github.requests.map((r) => [r.method, r.path])).toEqual([
@@ -95,45 +161,30 @@ describe('commit status reporters (local servers speaking the providers’ docum
     expect(github.requests[0]!.headers.authorization).toBe('token ghs_statustoken');
   });
 
-  it('links to the status URL the job was answered with, else to the local receiver (SPEC §4)', async () => {
-    const { github, gitlab, reporter, env } = await setup(undefined, '{ port: 8080 }');
+  it('links to the status URL the job was answered with, else to the receiver’s base (SPEC §4)', async () => {
+    const { github, gitlab, reporter, update } = await setup(
+      undefined,
+      '{ port: 8080, publicUrl: "https://x.example.com/pushgate?a=b#top" }',
+    );
     const answered = 'http://pushgate.internal:8080/jobs/j-9';
-    reporter.report({
-      environment: env('production'),
-      sha: SHA,
-      state: 'pending',
-      description: 'Deploying',
-      jobId: 'j-9',
-      statusUrl: answered,
-    });
-    reporter.report({
-      environment: env('staging'),
-      sha: SHA,
-      state: 'pending',
-      description: 'Deploying',
-      jobId: 'j-10',
-    });
+    reporter.report({ ...update('production', 'pending', 'Deploying', 'j-9'), statusUrl: answered });
+    reporter.report(update('staging', 'pending', 'Deploying', 'j-10'));
     await reporter.flush();
 
     expect(github.requests).toHaveLength(1);
     expect(github.requests[0]!.body).toMatchObject({ target_url: answered });
     expect(gitlab.requests).toHaveLength(1);
+    // The receiver's base (publicUrlBase): query and fragment dropped, the path kept.
     expect(gitlab.requests[0]!.body).toMatchObject({
       name: 'pushgate/staging',
-      target_url: 'http://localhost:8080/jobs/j-10',
+      target_url: 'https://x.example.com/pushgate/jobs/j-10',
     });
   });
 
   it('reports a superseded commit to GitHub as success naming the newer commit', async () => {
-    const { github, reporter, env } = await setup();
+    const { github, reporter, update } = await setup();
 
-    reporter.report({
-      environment: env('production'),
-      sha: SHA,
-      state: 'superseded',
-      description: 'Superseded by abcdef1',
-      jobId: 'j-2',
-    });
+    reporter.report(update('production', 'superseded', 'Superseded by abcdef1'));
     await reporter.flush();
 
     expect(github.requests[0]!.body).toMatchObject({
@@ -142,23 +193,12 @@ describe('commit status reporters (local servers speaking the providers’ docum
     });
   });
 
-  it('posts to GitLab with the URL-encoded project path, name and failed state', async () => {
-    const { gitlab, reporter, env } = await setup();
+  it('posts to GitLab with the URL-encoded project path, the branch as ref, running then failed', async () => {
+    const { gitlab, reporter, update } = await setup();
 
-    reporter.report({
-      environment: env('staging'),
-      sha: SHA,
-      state: 'pending',
-      description: 'Deploying',
-      jobId: 'j-3',
-    });
-    reporter.report({
-      environment: env('staging'),
-      sha: SHA,
-      state: 'failure',
-      description: 'web.yaml: bad',
-      jobId: 'j-3',
-    });
+    reporter.report(update('staging', 'pending', 'Deploying'));
+    await reporter.flush();
+    reporter.report(update('staging', 'failure', 'web.yaml: bad'));
     await reporter.flush();
 
     expect(gitlab.requests.map((r) => [r.method, r.path])).toEqual([
@@ -167,53 +207,208 @@ describe('commit status reporters (local servers speaking the providers’ docum
     ]);
     expect(gitlab.requests.map((r) => r.body)).toEqual([
       {
-        state: 'pending',
+        state: 'running',
         name: 'pushgate/staging',
-        target_url: 'https://deploy.example.com/pushgate/jobs/j-3',
+        ref: 'env/staging',
+        target_url: 'https://deploy.example.com/pushgate/jobs/j-1',
         description: 'Deploying',
       },
       {
         state: 'failed',
         name: 'pushgate/staging',
-        target_url: 'https://deploy.example.com/pushgate/jobs/j-3',
+        ref: 'env/staging',
+        target_url: 'https://deploy.example.com/pushgate/jobs/j-1',
         description: 'web.yaml: bad',
       },
     ]);
     expect(gitlab.requests[0]!.headers['private-token']).toBe('glpat-statustoken');
   });
 
-  it('retries a provider 502 and then delivers', async () => {
-    const { github, reporter, env } = await setup();
-    github.failNext(1, 502);
+  it('never posts the same GitLab state twice: a retried job’s second start is not sent', async () => {
+    const { gitlab, reporter, update, outbox } = await setup();
+
+    reporter.report(update('staging', 'pending', 'Deploying (attempt 1)'));
+    await reporter.flush();
+    reporter.report(update('staging', 'pending', 'Deploying (attempt 2)'));
+    await reporter.flush();
+    reporter.report(update('staging', 'success', 'Deployed'));
+    await reporter.flush();
+
+    expect(states(gitlab)).toEqual(['running', 'success']);
+    expect(gitlab.requests.every((r) => (r.body as { ref: string }).ref === 'env/staging')).toBe(true);
+    expect(await outbox('staging')).toMatchObject({ deliveredState: 'success', state: 'success' });
+  });
+
+  it('sends a GitLab status without a link GitLab would refuse (over 255 characters)', async () => {
+    const { gitlab, reporter, update } = await setup();
 
     reporter.report({
-      environment: env('production'),
-      sha: SHA,
-      state: 'pending',
-      description: 'Deploying',
-      jobId: 'j-4',
+      ...update('staging', 'pending', 'Deploying'),
+      statusUrl: `https://x.example.com/${'a'.repeat(240)}`,
     });
     await reporter.flush();
 
-    expect(github.requests).toHaveLength(2);
-    expect(github.requests[1]!.body).toMatchObject({ state: 'pending' });
+    expect(gitlab.requests).toHaveLength(1);
+    expect(gitlab.requests[0]!.body).not.toHaveProperty('target_url');
   });
 
-  it('gives up quietly when the provider keeps failing, without throwing', async () => {
-    const { github, reporter, env } = await setup({ attempts: 2, retryDelayMs: 10 });
-    github.failNext(5, 500);
+  it('retries a burst of 503s until the status is delivered', async () => {
+    const { github, reporter, update, outbox, metrics } = await setup();
+    github.failNext(4, 503);
 
-    expect(() =>
-      reporter.report({
-        environment: env('production'),
-        sha: SHA,
-        state: 'pending',
-        description: 'Deploying',
-        jobId: 'j-5',
-      }),
-    ).not.toThrow();
+    reporter.report(update('production', 'success', 'Deployed'));
+    expect(await reporter.flush()).toBe(true);
+
+    expect(states(github)).toEqual(['success', 'success', 'success', 'success', 'success']);
+    expect(await outbox('production')).toMatchObject({ deliveredState: 'success', failures: '0' });
+    expect(await counted(metrics, 'retried')).toBe(4);
+    expect(await counted(metrics, 'delivered')).toBe(1);
+  });
+
+  it('waits out GitHub’s secondary rate limit (403 with retry-after) before trying again', async () => {
+    const { github, reporter, update } = await setup();
+    github.failNext(1, 403, {
+      headers: { 'retry-after': '1' },
+      message: 'You have exceeded a secondary rate limit. Please wait a few minutes before you try again.',
+    });
+
+    reporter.report(update('production', 'failure', 'Deploy failed'));
+    expect(await reporter.flush()).toBe(true);
+
+    expect(states(github)).toEqual(['failure', 'failure']);
+    const times = github.requests.map((r) => r.at);
+    // The backoff alone (20 ms) would have retried at once: retry-after (1 s) rules.
+    expect(times[1]! - times[0]!).toBeGreaterThanOrEqual(950);
+  });
+
+  it('holds back every status to a provider that answered with a rate limit, not only the one refused', async () => {
+    const { github, reporter, update } = await setup();
+    github.failNext(1, 403, {
+      headers: { 'retry-after': '1' },
+      message: 'You have exceeded a secondary rate limit.',
+    });
+    reporter.report(update('production', 'success', 'Deployed'));
+    await github.waitForRequests(1);
+
+    const other = 'fedcba9876543210fedcba9876543210fedcba98';
+    reporter.report({ ...update('production', 'success', 'Deployed'), sha: other });
+    expect(await reporter.flush()).toBe(true);
+
+    const first = github.requests[0]!.at;
+    const toOther = github.requests.find((r) => r.path.endsWith(other))!;
+    expect(toOther.at - first).toBeGreaterThanOrEqual(950);
+  });
+
+  it('sends one GitLab request per attempt and honours its Retry-After (no client-side retry storm)', async () => {
+    const { gitlab, reporter, update } = await setup();
+    gitlab.failNext(1, 429, { headers: { 'retry-after': '1', 'ratelimit-remaining': '0' } });
+
+    reporter.report(update('staging', 'success', 'Deployed'));
+    expect(await reporter.flush()).toBe(true);
+
+    expect(states(gitlab)).toEqual(['success', 'success']);
+    const times = gitlab.requests.map((r) => r.at);
+    expect(times[1]! - times[0]!).toBeGreaterThanOrEqual(950);
+  });
+
+  it('only the newest status of a commit is sent: a stale pending from another worker never lands after success', async () => {
+    const { github, reporter, newReporter, update } = await setup();
+    const workerB = newReporter();
+    // Worker A's start of attempt 1 meets a 502; meanwhile worker B ran attempt 2 to its end.
+    github.failNext(1, 502);
+    reporter.report(update('production', 'pending', 'Deploying (worker A, attempt 1)'));
+    await github.waitForRequests(1);
+    workerB.report(update('production', 'pending', 'Deploying (worker B, attempt 2)'));
+    workerB.report(update('production', 'success', 'Deployed (worker B)'));
+    await workerB.flush();
+    // And worker A, frozen a while, offers its start only now.
+    reporter.report(update('production', 'pending', 'Deploying (worker A, attempt 1)'));
     await reporter.flush();
 
-    expect(github.requests).toHaveLength(2);
+    const last = github.requests.at(-1)!.body as { state: string; description: string };
+    expect(last).toMatchObject({ state: 'success', description: 'Deployed (worker B)' });
+    expect(
+      github.requests.slice(1).map((r) => (r.body as { description: string }).description),
+    ).not.toContain('Deploying (worker A, attempt 1)');
+  });
+
+  it('leaves what a stopped worker could not deliver in the outbox, and another worker delivers it', async () => {
+    const { github, reporter, newReporter, update, outbox } = await setup({ retryBaseMs: 200 });
+    github.failNext(1_000, 503);
+    reporter.report(update('production', 'success', 'Deployed'));
+    await github.waitForRequests(1);
+    expect(await reporter.flush(100)).toBe(false);
+    await reporter.close();
+    github.failNext(0, 503);
+
+    newReporter();
+
+    await eventually(
+      () => outbox('production'),
+      (hash) => hash.deliveredState === 'success',
+    );
+    expect(states(github).at(-1)).toBe('success');
+  });
+
+  it('gives up at once on an answer that asking again will not change, and says so in the outbox', async () => {
+    const { github, reporter, update, outbox, metrics, store } = await setup();
+    github.failNext(5, 404, { message: 'Not Found' });
+
+    expect(() => reporter.report(update('production', 'pending', 'Deploying'))).not.toThrow();
+    expect(await reporter.flush()).toBe(true);
+
+    expect(github.requests).toHaveLength(1);
+    expect(await outbox('production')).toMatchObject({ gaveUpSeq: '1', lastHttpStatus: '404' });
+    expect(await counted(metrics, 'failed')).toBe(1);
+    expect(await store.commitStatus('production', SHA)).toEqual({
+      state: 'pending',
+      delivered: false,
+      error: 'given up: Not Found',
+    });
+  });
+
+  it('gives up a status that keeps failing once the give-up time has passed', async () => {
+    const { github, reporter, update, outbox } = await setup({ giveUpAfterMs: 300 });
+    github.failNext(1_000, 500);
+
+    reporter.report(update('production', 'pending', 'Deploying'));
+    expect(await reporter.flush()).toBe(true);
+
+    expect(github.requests.length).toBeGreaterThan(1);
+    expect(await outbox('production')).toMatchObject({ gaveUpSeq: '1', lastHttpStatus: '500' });
+  });
+
+  it('reads a token file again at each send (a rotated token needs no restart)', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'pushgate-token-'));
+    try {
+      const github = await startFakeGithub();
+      servers.push(github);
+      const file = path.join(dir, 'github-token');
+      await writeFile(file, 'ghs_first\n');
+      const config = configFor({ github: github.url, gitlab: github.url }, uniquePrefix('token-file'));
+      const reporter = createCommitStatusReporter(
+        config,
+        readSecrets({ GITHUB_TOKEN_FILE: file }),
+        silentLogger(),
+        {
+          pollIntervalMs: 50,
+        },
+      );
+      reporters.push(reporter);
+      const environment = config.environments.find((e) => e.name === 'production')!;
+
+      reporter.report({ environment, sha: SHA, state: 'pending', description: 'Deploying', jobId: 'j-1' });
+      await reporter.flush();
+      await writeFile(file, 'ghs_rotated\n');
+      reporter.report({ environment, sha: SHA, state: 'success', description: 'Deployed', jobId: 'j-1' });
+      await reporter.flush();
+
+      expect(github.requests.map((r) => r.headers.authorization)).toEqual([
+        'token ghs_first',
+        'token ghs_rotated',
+      ]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -70,6 +70,86 @@ describe('commit statuses across the attempts of one job (real Redis, git, kube-
     };
   }
 
+  const quickReporter = () =>
+    createCommitStatusReporter(harness.config, readSecrets({ GITHUB_TOKEN: 'ghs_test' }), silentLogger(), {
+      timeoutMs: 2_000,
+      retryBaseMs: 50,
+      pollIntervalMs: 50,
+    });
+
+  /** Every status GitHub was sent for `sha`: state and description. */
+  const sent = (sha: string) =>
+    github.requests
+      .filter((r) => r.path.endsWith(`/statuses/${sha}`))
+      .map((r) => r.body as { state: string; description: string });
+
+  it('a burst of 503s at the end of a successful deploy still ends with success on the commit', async () => {
+    const reporter = quickReporter();
+    const real = createKubeApplyEngine(harness.config, process.env);
+    await harness.startWorker({
+      reporter,
+      engine: {
+        render: (environment, manifests) => real.render(environment, manifests),
+        async deploy(request) {
+          const outcome = await real.deploy(request);
+          // GitHub has a bad few seconds just as the deploy ends (after the pending landed).
+          await github.waitForRequests(1);
+          github.failNext(5, 503);
+          return outcome;
+        },
+      },
+    });
+    const sha = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
+
+    const record = await harness.waitForJob(await harness.webhook('web', sha));
+    expect(await reporter.flush()).toBe(true);
+
+    expect(record.state).toBe('succeeded');
+    expect(sent(sha).map((body) => body.state)).toEqual(['pending', ...Array<string>(6).fill('success')]);
+    // GET /jobs/:id shows it.
+    expect(await harness.services.store.commitStatus('web', sha)).toEqual({
+      state: 'success',
+      delivered: true,
+    });
+  });
+
+  it('a later superseded job of a deployed commit does not relabel it "not deployed"', async () => {
+    const reporter = quickReporter();
+    await harness.startWorker({ reporter });
+    const a = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
+    await harness.waitForJob(await harness.webhook('web', a));
+    const b = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '2' }) });
+    await harness.waitForJob(await harness.webhook('web', b));
+
+    // A resent webhook of A (a new delivery id): the job is superseded by B.
+    const late = await harness.waitForJob(await harness.webhook('web', a));
+    await reporter.flush();
+
+    expect(late.state).toBe('superseded');
+    expect(sent(a).at(-1)?.state).toBe('success');
+    expect(sent(a).at(-1)?.description).toMatch(/^Deployed to web/);
+  });
+
+  it('a commit whose job caught up with a newer head gets a superseded status', async () => {
+    const reporter = quickReporter();
+    await harness.startWorker({ reporter });
+    const c = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '3' }) });
+    const d = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '4' }) });
+
+    // Only C's webhook arrives: its job deploys D.
+    const record = await harness.waitForJob(await harness.webhook('web', c));
+    await reporter.flush();
+
+    expect(record).toMatchObject({ state: 'succeeded', sha: d });
+    expect(sent(c)).toEqual([
+      expect.objectContaining({
+        state: 'success',
+        description: `Superseded by ${d.slice(0, 7)}; not deployed itself`,
+      }),
+    ]);
+    expect(sent(d).map((body) => body.state)).toEqual(['pending', 'success']);
+  });
+
   it('settles the commit an earlier attempt left pending when a retry deploys a newer head', async () => {
     const reporter = createCommitStatusReporter(
       harness.config,

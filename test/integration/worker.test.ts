@@ -96,11 +96,18 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
     });
   });
 
+  const reporters: CommitStatusReporter[] = [];
   /** Commit statuses to the fake GitHub, as a worker with GITHUB_TOKEN sends them. */
-  const githubReporter = () =>
-    createCommitStatusReporter(harness.config, readSecrets({ GITHUB_TOKEN: 'ghs_test' }), silentLogger(), {
-      timeoutMs: 2_000,
-    });
+  const githubReporter = () => {
+    const reporter = createCommitStatusReporter(
+      harness.config,
+      readSecrets({ GITHUB_TOKEN: 'ghs_test' }),
+      silentLogger(),
+      { timeoutMs: 2_000 },
+    );
+    reporters.push(reporter);
+    return reporter;
+  };
 
   /** One attempt of job `id` as processDeployJob runs it, without a worker: the test plays its steps. */
   const jobRunOf = async (id: string, reporter: CommitStatusReporter) =>
@@ -112,6 +119,7 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
     );
 
   afterEach(async () => {
+    await Promise.all(reporters.splice(0).map((reporter) => reporter.close()));
     await harness.close();
     await github.close();
     await namespace.cleanup();

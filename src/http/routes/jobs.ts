@@ -48,7 +48,10 @@ export function jobRoutes(deps: AppDeps): Router {
       sendError(res, 404, `job "${req.params.id}" not found`);
       return;
     }
-    res.json(jobView(job));
+    // One job only: a list would cost a Redis round trip per job.
+    const sha = job.sha ?? job.trigger.sha;
+    const commitStatus = sha ? await fromRedis(deps.store.commitStatus(job.environment, sha)) : null;
+    res.json({ ...jobView(job), ...(commitStatus ? { commitStatus } : {}) });
   });
   return router;
 }

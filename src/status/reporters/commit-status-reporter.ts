@@ -1,109 +1,344 @@
+import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
 import type { Config } from '../../config/schema.js';
-import type { Secrets } from '../../config/secrets.js';
-import { errorMessage } from '../../lib/errors.js';
+import { tokenReader, type Secrets } from '../../config/secrets.js';
+import { publicUrlBase } from '../../http/status-url.js';
+import { ConfigError, errorMessage } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
-import { statusContext, type CommitStatusSender, type CommitStatusUpdate } from './types.js';
+import type { Metrics } from '../../lib/metrics.js';
+import { createRedis } from '../../queue/connection.js';
+import { createKeys } from '../../queue/keys.js';
+import { classifyFailure } from './delivery-failure.js';
+import { StatusOutbox, type CommitRef, type OutboxEntry, type StatusOffer } from './status-outbox.js';
+import {
+  statusContext,
+  type CommitStatusSender,
+  type CommitStatusUpdate,
+  type StatusDelivery,
+} from './types.js';
+
+type Provider = 'github' | 'gitlab';
+export type CommitStatusOutcome = 'delivered' | 'skipped' | 'retried' | 'failed';
 
 export interface ReporterOptions {
-  /** Per attempt; a slow provider must not hold a deploy. */
+  /** Per request; a slow provider must not hold a commit's lease for long. */
   timeoutMs?: number;
-  attempts?: number;
-  retryDelayMs?: number;
+  /** First wait after a failure; doubles with every failure up to retryMaxMs. */
+  retryBaseMs?: number;
+  retryMaxMs?: number;
+  /** A status still failing this long after its first failure is given up (and logged). */
+  giveUpAfterMs?: number;
+  /** How often the outbox is looked at for statuses due (other workers', retries). */
+  pollIntervalMs?: number;
+  /** GitHub's secondary rate limit without `retry-after`: at least a minute, as GitHub asks. */
+  rateLimitFallbackMs?: number;
+  /** The longest flush() waits unless told otherwise. */
+  flushTimeoutMs?: number;
 }
 
+export interface CreateReporterOptions extends ReporterOptions {
+  /** The Redis of the outbox (default `redis.url`): that of the queue, so every worker shares it. */
+  redisUrl?: string;
+  metrics?: Metrics;
+}
+
+const DEFAULTS = {
+  timeoutMs: 5_000,
+  retryBaseMs: 5_000,
+  retryMaxMs: 10 * 60_000,
+  giveUpAfterMs: 24 * 3600_000,
+  pollIntervalMs: 1_000,
+  rateLimitFallbackMs: 60_000,
+  flushTimeoutMs: 15_000,
+} satisfies Required<ReporterOptions>;
+
+/** Commits looked at per pass of the drain loop. */
+const BATCH = 50;
+
 /**
- * Reports deploys as commit statuses, fire-and-forget: report() never throws and never
- * waits; a failed send is retried a little and then logged. Updates for one commit are sent
- * in order, so `success` never lands before the `pending` it replaces.
+ * Reports deploys as commit statuses. report() never throws and never waits: it offers the
+ * status to the durable outbox in Redis (StatusOutbox), and every worker process delivers
+ * what the outbox holds, one sender per commit at a time (a lease), always the newest desired
+ * status of the commit, retrying with backoff (and within rate limits) for up to a day.
  */
 export class CommitStatusReporter {
-  private readonly chains = new Map<string, Promise<void>>();
-  private readonly timeoutMs: number;
-  private readonly attempts: number;
-  private readonly retryDelayMs: number;
+  private readonly settings: Required<ReporterOptions>;
+  /** What this process offered and is not known delivered yet: member → seq (for flush). */
+  private readonly owed = new Map<string, { ref: CommitRef; seq: number }>();
+  /** A rate limit is the token's, not the commit's: no status to that provider before this. */
+  private readonly pausedUntil: Partial<Record<Provider, number>> = {};
+  private readonly offering = new Set<Promise<void>>();
+  private readonly closing = new AbortController();
+  private draining: Promise<void> | undefined;
+  private drainAgain = false;
+  private readonly timer: NodeJS.Timeout | undefined;
+  private readonly metrics: Metrics | undefined;
+  private readonly onClose: (() => void) | undefined;
 
   constructor(
-    private readonly senders: Partial<Record<'github' | 'gitlab', CommitStatusSender>>,
-    /** `statusBaseUrl(config)`: the base of the links of jobs whose record names no status URL. */
+    private readonly senders: Partial<Record<Provider, CommitStatusSender>>,
+    /** The base of the links of jobs whose record names no status URL, ending in `/`. */
     private readonly baseUrl: string,
+    private readonly outbox: StatusOutbox | undefined,
     private readonly logger: Logger,
-    options: ReporterOptions = {},
+    options: ReporterOptions & { metrics?: Metrics; onClose?: () => void } = {},
   ) {
-    this.timeoutMs = options.timeoutMs ?? 5_000;
-    this.attempts = options.attempts ?? 3;
-    this.retryDelayMs = options.retryDelayMs ?? 1_000;
+    this.settings = { ...DEFAULTS, ...definedOnly(options) };
+    this.metrics = options.metrics;
+    this.onClose = options.onClose;
+    if (outbox && Object.keys(senders).length > 0) {
+      this.timer = setInterval(() => void this.drain(), this.settings.pollIntervalMs);
+      this.timer.unref();
+    }
   }
 
   report(update: CommitStatusUpdate): void {
-    const sender = this.senders[update.environment.repo.provider];
-    if (!sender) return;
-    const key = `${update.environment.name}:${update.sha}`;
-    const previous = this.chains.get(key) ?? Promise.resolve();
-    const next = previous.then(() => this.sendWithRetry(sender, update));
-    this.chains.set(key, next);
-    void next.then(() => {
-      if (this.chains.get(key) === next) this.chains.delete(key);
-    });
-  }
-
-  /** Waits for every status in flight (graceful shutdown, tests). */
-  async flush(): Promise<void> {
-    while (this.chains.size > 0) await Promise.all([...this.chains.values()]);
-  }
-
-  private async sendWithRetry(sender: CommitStatusSender, update: CommitStatusUpdate): Promise<void> {
-    const payload = {
-      ...update,
-      context: statusContext(update.environment.name),
+    const provider = update.environment.repo.provider;
+    if (!this.senders[provider] || !this.outbox || this.closing.signal.aborted) return;
+    const offer: StatusOffer = {
+      environment: update.environment.name,
+      sha: update.sha,
+      provider,
+      repo: update.environment.repo.name,
+      ref: update.environment.branch,
+      state: update.state,
+      description: update.description,
       // SPEC §4: the target URL is the job's status URL.
-      targetUrl:
-        update.statusUrl ?? new URL(`jobs/${encodeURIComponent(update.jobId)}`, this.baseUrl).toString(),
+      targetUrl: update.statusUrl ?? `${this.baseUrl}jobs/${encodeURIComponent(update.jobId)}`,
+      jobId: update.jobId,
+      quiet: update.quiet ?? false,
     };
-    for (let attempt = 1; ; attempt += 1) {
-      try {
-        await sender.send(payload, AbortSignal.timeout(this.timeoutMs));
-        return;
-      } catch (error) {
-        const status = httpStatusOf(error);
-        const retryable = status === undefined || status >= 500 || status === 429;
-        if (!retryable || attempt >= this.attempts) {
-          this.logger.warn(
-            {
-              provider: update.environment.repo.provider,
-              repo: update.environment.repo.name,
-              sha: update.sha,
-              state: update.state,
-              httpStatus: status,
-              err: errorMessage(error),
-            },
-            'commit status not reported',
-          );
-          return;
+    const offered = this.outbox.offer(offer).then(
+      (seq) => {
+        if (seq === 0) return;
+        const ref = { environment: offer.environment, sha: offer.sha };
+        this.owed.set(`${ref.environment}:${ref.sha}`, { ref, seq });
+        void this.drain();
+      },
+      (error: unknown) =>
+        this.logger.warn(
+          { ...logFields(offer), err: errorMessage(error) },
+          'commit status not recorded in the outbox (Redis unreachable): not reported',
+        ),
+    );
+    this.offering.add(offered);
+    void offered.finally(() => this.offering.delete(offered));
+  }
+
+  /**
+   * Waits until what this process offered is delivered or given up, at most `timeoutMs`.
+   * What is left stays in the outbox for the next attempt of any worker. True when nothing is left.
+   */
+  async flush(timeoutMs = this.settings.flushTimeoutMs): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+      timer.unref();
+    });
+    try {
+      await Promise.race([Promise.allSettled([...this.offering]), expired]);
+      while (this.owed.size > 0 && this.outbox && Date.now() < deadline && !this.closing.signal.aborted) {
+        await Promise.race([this.drain(), expired]);
+        for (const [key, { ref, seq }] of this.owed) {
+          const entry = await this.outbox.read(ref).catch(() => undefined);
+          if (entry === undefined) continue;
+          if (entry === null || entry.deliveredSeq >= seq || entry.gaveUpSeq >= seq) this.owed.delete(key);
         }
-        await new Promise((resolve) => setTimeout(resolve, this.retryDelayMs * attempt));
+        if (this.owed.size > 0)
+          await Promise.race([new Promise((resolve) => setTimeout(resolve, 25)), expired]);
       }
+    } finally {
+      clearTimeout(timer);
+    }
+    return this.owed.size === 0;
+  }
+
+  /** Stops delivering; a send in flight is abandoned and stays due in the outbox for another worker. */
+  async close(): Promise<void> {
+    if (this.closing.signal.aborted) return;
+    clearInterval(this.timer);
+    this.closing.abort();
+    await this.draining;
+    this.onClose?.();
+  }
+
+  private drain(): Promise<void> {
+    if (this.closing.signal.aborted) return Promise.resolve();
+    if (this.draining) {
+      this.drainAgain = true;
+      return this.draining;
+    }
+    const run = async (): Promise<void> => {
+      do {
+        this.drainAgain = false;
+        const due = await this.outbox!.due(Date.now(), BATCH);
+        await Promise.all(due.map((ref) => this.deliver(ref)));
+        if (due.length === BATCH) this.drainAgain = true;
+      } while (this.drainAgain && !this.closing.signal.aborted);
+    };
+    this.draining = run()
+      .catch((error: unknown) =>
+        this.logger.debug({ err: errorMessage(error) }, 'could not read the commit status outbox'),
+      )
+      .finally(() => (this.draining = undefined));
+    return this.draining;
+  }
+
+  private async deliver(ref: CommitRef): Promise<void> {
+    const outbox = this.outbox!;
+    const peek = await outbox.read(ref);
+    if (!peek) return outbox.forget(ref);
+    // Another worker may hold this provider's token: leave the commit to it.
+    if (!this.senders[peek.provider]) return;
+    if (Date.now() < (this.pausedUntil[peek.provider] ?? 0)) return;
+    const token = randomUUID();
+    if (!(await outbox.lease(ref, token, this.settings.timeoutMs + 10_000))) return;
+    try {
+      const entry = await outbox.read(ref);
+      if (!entry) return await outbox.forget(ref);
+      await this.send(ref, entry);
+    } finally {
+      await outbox.release(ref, token).catch(() => undefined);
     }
   }
+
+  private async send(ref: CommitRef, entry: OutboxEntry): Promise<void> {
+    const outbox = this.outbox!;
+    const sender = this.senders[entry.provider]!;
+    const delivered = {
+      outcome: 'delivered',
+      seq: entry.seq,
+      state: entry.state,
+      description: entry.description,
+    } as const;
+    if (entry.gaveUpSeq >= entry.seq) return outbox.forget(ref);
+    if (alreadyShown(entry)) {
+      await outbox.complete(ref, delivered);
+      this.count(entry.provider, 'skipped');
+      return;
+    }
+    const timeout = AbortSignal.timeout(this.settings.timeoutMs);
+    try {
+      await sender.send(toDelivery(entry), AbortSignal.any([timeout, this.closing.signal]));
+      await outbox.complete(ref, delivered);
+      this.count(entry.provider, 'delivered');
+      if (entry.failures > 0)
+        this.logger.info(
+          { ...logFields(entry), failures: entry.failures },
+          'commit status delivered after retrying',
+        );
+      return;
+    } catch (error) {
+      // Shutting down: not a failure of the provider. The commit stays due for another worker.
+      if (this.closing.signal.aborted) return;
+      const now = Date.now();
+      const verdict = classifyFailure(error, {
+        timedOut: timeout.aborted,
+        now,
+        rateLimitFallbackMs: this.settings.rateLimitFallbackMs,
+      });
+      const fields = { ...logFields(entry), httpStatus: verdict.httpStatus, err: verdict.message };
+      if (verdict.kind === 'delivered') {
+        await outbox.complete(ref, delivered);
+        this.count(entry.provider, 'skipped');
+        return;
+      }
+      const firstFailureAt = entry.firstFailureAt ?? now;
+      if (verdict.kind === 'give-up' || now - firstFailureAt >= this.settings.giveUpAfterMs) {
+        await outbox.complete(ref, {
+          outcome: 'gave-up',
+          seq: entry.seq,
+          error: verdict.message,
+          httpStatus: verdict.httpStatus,
+        });
+        this.count(entry.provider, 'failed');
+        this.logger.warn({ ...fields, failures: entry.failures + 1 }, 'commit status not reported: given up');
+        return;
+      }
+      if (verdict.notBefore !== undefined)
+        this.pausedUntil[entry.provider] = Math.max(this.pausedUntil[entry.provider] ?? 0, verdict.notBefore);
+      const failures = entry.failures + 1;
+      const backoff = Math.min(
+        this.settings.retryMaxMs,
+        this.settings.retryBaseMs * 2 ** Math.min(failures - 1, 30),
+      );
+      const nextAttemptAt = Math.max(now + backoff, verdict.notBefore ?? 0);
+      await outbox.complete(ref, {
+        outcome: 'retry',
+        seq: entry.seq,
+        nextAttemptAt,
+        ...(verdict.notBefore !== undefined ? { notBefore: verdict.notBefore } : {}),
+        error: verdict.message,
+        httpStatus: verdict.httpStatus,
+      });
+      this.count(entry.provider, 'retried');
+      const retryInMs = nextAttemptAt - now;
+      if (failures === 1)
+        this.logger.warn({ ...fields, retryInMs }, 'commit status not delivered: will retry');
+      else this.logger.debug({ ...fields, failures, retryInMs }, 'commit status not delivered: will retry');
+    }
+  }
+
+  private count(provider: Provider, outcome: CommitStatusOutcome): void {
+    this.metrics?.commitStatuses.inc({ provider, outcome });
+  }
 }
 
-/** `server.publicUrl`, else the local receiver, as the base of the status URLs the CLI prints. */
+/** GitLab refuses a transition to the state a status holds; GitHub would add a duplicate status. */
+function alreadyShown(entry: OutboxEntry): boolean {
+  if (entry.deliveredState !== entry.state) return false;
+  return entry.provider === 'gitlab' || entry.deliveredDescription === entry.description;
+}
+
+function toDelivery(entry: OutboxEntry): StatusDelivery {
+  return {
+    repo: entry.repo,
+    ref: entry.ref,
+    sha: entry.sha,
+    state: entry.state,
+    context: statusContext(entry.environment),
+    description: entry.description,
+    targetUrl: entry.targetUrl,
+  };
+}
+
+function logFields(entry: Pick<OutboxEntry, 'environment' | 'sha' | 'state' | 'provider' | 'repo'>) {
+  return {
+    environment: entry.environment,
+    sha: entry.sha,
+    state: entry.state,
+    provider: entry.provider,
+    repo: entry.repo,
+  };
+}
+
+function definedOnly<T extends object>(options: T): Partial<T> {
+  return Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as Partial<T>;
+}
+
+/** The base of status URLs, the same as the receiver's: `server.publicUrl`, else the local receiver. */
 export function statusBaseUrl(config: Config): string {
-  const base = config.server.publicUrl ?? `http://localhost:${config.server.port}`;
-  return base.endsWith('/') ? base : `${base}/`;
+  if (config.server.publicUrl) return publicUrlBase(config.server.publicUrl);
+  return `http://localhost:${config.server.port}/`;
 }
 
-/** A reporter for the providers whose token is set; with neither, report() does nothing. */
+/**
+ * A reporter for the providers whose token is set; with neither, report() does nothing and no
+ * Redis connection is made. The reporter owns its connection: close() ends it.
+ */
 export function createCommitStatusReporter(
   config: Config,
   secrets: Secrets,
   logger: Logger,
-  options: ReporterOptions = {},
+  options: CreateReporterOptions = {},
 ): CommitStatusReporter {
-  const timeoutMs = options.timeoutMs ?? 5_000;
-  const senders: Partial<Record<'github' | 'gitlab', CommitStatusSender>> = {};
+  const timeoutMs = options.timeoutMs ?? DEFAULTS.timeoutMs;
+  const senders: Partial<Record<Provider, CommitStatusSender>> = {};
   // The provider clients are loaded on first use: together they cost a worker ~15 MiB of
   // memory, which a worker without tokens (or with one provider) should not pay.
-  const { githubToken, gitlabToken } = secrets;
+  const githubToken = tokenReader(secrets.githubToken, secrets.githubTokenFile);
+  const gitlabToken = tokenReader(secrets.gitlabToken, secrets.gitlabTokenFile);
   if (githubToken) {
     senders.github = lazySender(async () =>
       (await import('./github.js')).createGithubSender({
@@ -121,23 +356,28 @@ export function createCommitStatusReporter(
       }),
     );
   }
-  return new CommitStatusReporter(senders, statusBaseUrl(config), logger, { ...options, timeoutMs });
-}
-
-/** Octokit puts the HTTP status on the error; gitbeaker on its cause's response. */
-function httpStatusOf(error: unknown): number | undefined {
-  const direct = (error as { status?: unknown }).status;
-  if (typeof direct === 'number') return direct;
-  const nested = (error as { cause?: { response?: { status?: unknown } } }).cause?.response?.status;
-  return typeof nested === 'number' ? nested : undefined;
+  let redis: Redis | undefined;
+  let outbox: StatusOutbox | undefined;
+  if (githubToken || gitlabToken) {
+    const url = options.redisUrl ?? config.redis.url;
+    if (!url)
+      throw new ConfigError('redis.url is not set: commit statuses are kept in Redis until delivered');
+    redis = createRedis(url, 'worker');
+    outbox = new StatusOutbox(redis, createKeys(config.redis.prefix));
+  }
+  return new CommitStatusReporter(senders, statusBaseUrl(config), outbox, logger, {
+    ...options,
+    timeoutMs,
+    onClose: () => redis?.disconnect(),
+  });
 }
 
 function lazySender(load: () => Promise<CommitStatusSender>): CommitStatusSender {
   let loaded: Promise<CommitStatusSender> | undefined;
   return {
-    async send(update, signal) {
+    async send(delivery, signal) {
       loaded ??= load();
-      await (await loaded).send(update, signal);
+      await (await loaded).send(delivery, signal);
     },
   };
 }

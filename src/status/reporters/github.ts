@@ -1,4 +1,5 @@
 import { Octokit } from '@octokit/rest';
+import { ProviderRequestError } from './delivery-failure.js';
 import { clipDescription, type CommitStatusSender, type DeployStatusState } from './types.js';
 
 type GithubState = 'pending' | 'success' | 'failure' | 'error';
@@ -15,28 +16,47 @@ const GITHUB_STATES: Record<DeployStatusState, GithubState> = {
   superseded: 'success',
 };
 
-export function createGithubSender(options: { token: string; apiUrl: string }): CommitStatusSender {
+export function createGithubSender(options: { token: () => string; apiUrl: string }): CommitStatusSender {
   const quiet = () => undefined;
   const octokit = new Octokit({
-    auth: options.token,
     baseUrl: options.apiUrl.replace(/\/$/, ''),
     userAgent: 'pushgate',
     // Failures are logged once by the reporter, through pino, not by octokit on the console.
     log: { debug: quiet, info: quiet, warn: quiet, error: quiet },
   });
   return {
-    async send(update, signal) {
-      const [owner, ...rest] = update.environment.repo.name.split('/');
-      await octokit.repos.createCommitStatus({
-        owner: owner!,
-        repo: rest.join('/'),
-        sha: update.sha,
-        state: GITHUB_STATES[update.state],
-        context: update.context,
-        target_url: update.targetUrl,
-        description: clipDescription(update.description, 140),
-        request: { signal },
-      });
+    async send(delivery, signal) {
+      const [owner, repo] = delivery.repo.split('/');
+      try {
+        await octokit.repos.createCommitStatus({
+          owner: owner!,
+          repo: repo!,
+          sha: delivery.sha,
+          state: GITHUB_STATES[delivery.state],
+          context: delivery.context,
+          target_url: delivery.targetUrl,
+          description: clipDescription(delivery.description, 140),
+          // Per request, not at construction: a token file is read again at each send.
+          headers: { authorization: `token ${options.token()}` },
+          request: { signal },
+        });
+      } catch (error) {
+        throw asProviderError(error);
+      }
     },
   };
+}
+
+/** Octokit's RequestError for an answer; anything else (no answer) as it is. */
+function asProviderError(error: unknown): unknown {
+  const { status, response, message } = error as {
+    status?: unknown;
+    response?: { headers?: Record<string, unknown> };
+    message?: unknown;
+  };
+  if (typeof status !== 'number' || !response) return error;
+  const headers: Record<string, string | undefined> = {};
+  for (const [name, value] of Object.entries(response.headers ?? {}))
+    if (typeof value === 'string' || typeof value === 'number') headers[name.toLowerCase()] = String(value);
+  return new ProviderRequestError(typeof message === 'string' ? message : `HTTP ${status}`, status, headers);
 }

@@ -1,34 +1,128 @@
-import { Gitlab } from '@gitbeaker/rest';
+import { Commits } from '@gitbeaker/rest';
+import { ProviderRequestError } from './delivery-failure.js';
 import { clipDescription, type CommitStatusSender, type DeployStatusState } from './types.js';
 
 type GitlabState = 'pending' | 'running' | 'success' | 'failed' | 'canceled';
 
-/** GitLab shows an overtaken pipeline as `canceled`; a superseded deploy is the same thing. */
+/**
+ * A deploy that started is `running`: GitLab's `pending` means queued, and posting `pending`
+ * on a status that is pending already is refused (`enqueue` from `pending`), whereas
+ * `running` is valid from a new status and from `pending` (lib/api/commit_statuses.rb:
+ * `enqueue` then `run!`). GitLab shows an overtaken pipeline as `canceled`; a superseded
+ * deploy is the same thing.
+ */
 const GITLAB_STATES: Record<DeployStatusState, GitlabState> = {
-  pending: 'pending',
+  pending: 'running',
   success: 'success',
   failure: 'failed',
   superseded: 'canceled',
 };
 
+/** GenericCommitStatus validates `target_url` to at most 255 characters. */
+const MAX_TARGET_URL = 255;
+
+type RequesterFn = NonNullable<ConstructorParameters<typeof Commits>[0]['requesterFn']>;
+type ResourceOptions = Parameters<RequesterFn>[0];
+
+/**
+ * One request per call, no retry: gitbeaker's own requester retries 429 and 502 ten times
+ * within a fraction of a second and ignores `Retry-After`. pushgate's outbox decides when to
+ * try again, reading the rate-limit headers this requester hands it in ProviderRequestError.
+ */
+const singleShotRequester = ((resource: ResourceOptions) => {
+  const request = async (method: string, endpoint: string, options: Record<string, unknown> = {}) => {
+    const headers: Record<string, string> = { ...(resource.headers as Record<string, string>) };
+    for (const [name, value] of Object.entries(resource.authHeaders)) headers[name] = await value();
+    let body: string | undefined;
+    if (options.body !== undefined) {
+      body = JSON.stringify(snakeCaseKeys(options.body as Record<string, unknown>));
+      headers['content-type'] = 'application/json';
+    }
+    const base = resource.url.endsWith('/') ? resource.url : `${resource.url}/`;
+    const response = await fetch(new URL(endpoint, base), {
+      method,
+      headers,
+      body,
+      signal: options.signal as AbortSignal | undefined,
+    });
+    const text = await response.text();
+    const responseHeaders = Object.fromEntries(
+      [...response.headers].map(([name, value]) => [name.toLowerCase(), value]),
+    );
+    if (!response.ok)
+      throw new ProviderRequestError(gitlabMessage(text, response.status), response.status, responseHeaders);
+    const isJson = (response.headers.get('content-type') ?? '').includes('json');
+    return {
+      body: isJson && text !== '' ? (JSON.parse(text) as unknown) : text,
+      headers: responseHeaders,
+      status: response.status,
+    };
+  };
+  const requester = Object.fromEntries(
+    ['get', 'post', 'put', 'patch', 'delete'].map((method) => [
+      method,
+      (endpoint: string, options?: Record<string, unknown>) =>
+        request(method.toUpperCase(), endpoint, options),
+    ]),
+  );
+  return requester;
+}) as unknown as RequesterFn;
+
 export function createGitlabSender(options: {
-  token: string;
+  token: () => string;
   url: string;
   timeoutMs: number;
 }): CommitStatusSender {
-  const api = new Gitlab({
-    token: options.token,
+  const commits = new Commits({
+    // Called per request: a token file is read again at each send.
+    token: () => Promise.resolve(options.token()),
     host: options.url.replace(/\/$/, ''),
     queryTimeout: options.timeoutMs,
+    requesterFn: singleShotRequester,
   });
   return {
-    async send(update) {
+    async send(delivery, signal) {
       // The project path is its id once URL-encoded; gitbeaker encodes it.
-      await api.Commits.editStatus(update.environment.repo.name, update.sha, GITLAB_STATES[update.state], {
-        name: update.context,
-        targetUrl: update.targetUrl,
-        description: clipDescription(update.description, 255),
+      const request = commits.editStatus(delivery.repo, delivery.sha, GITLAB_STATES[delivery.state], {
+        name: delivery.context,
+        // Without ref GitLab files the status under the first branch that contains the commit.
+        ref: delivery.ref,
+        // A link GitLab would refuse must not cost the status itself.
+        ...(delivery.targetUrl.length <= MAX_TARGET_URL ? { targetUrl: delivery.targetUrl } : {}),
+        description: clipDescription(delivery.description, 255),
       });
+      // gitbeaker takes no signal per request (its own timeout is queryTimeout): a shutdown
+      // must not wait for an answer it will not use.
+      request.catch(() => undefined);
+      await Promise.race([request, aborted(signal)]);
     },
   };
+}
+
+/** Rejects when `signal` aborts; a rejection after the race is over is handled (ignored). */
+function aborted(signal: AbortSignal): Promise<never> {
+  const promise = new Promise<never>((_, reject) => {
+    if (signal.aborted) reject(signal.reason as Error);
+    signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true });
+  });
+  promise.catch(() => undefined);
+  return promise;
+}
+
+function snakeCaseKeys(body: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(body).map(([key, value]) => [key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`), value]),
+  );
+}
+
+/** GitLab answers `{"message": …}` or `{"error": …}`; its proxy answers HTML. */
+function gitlabMessage(text: string, status: number): string {
+  try {
+    const parsed = JSON.parse(text) as { message?: unknown; error?: unknown };
+    const message = parsed.message ?? parsed.error;
+    if (message !== undefined) return typeof message === 'string' ? message : JSON.stringify(message);
+  } catch {
+    // Not JSON.
+  }
+  return `HTTP ${status}`;
 }

@@ -15,14 +15,29 @@ export interface CommitStatusUpdate {
   jobId: string;
   /** The status URL the job's creating answer named; else the reporter builds one from the config. */
   statusUrl?: string;
+  /** A re-sync of the live commit: posted only when the commit's state changes (see StatusOffer). */
+  quiet?: boolean;
 }
 
-/** Sends one status to one provider; throws on failure (the caller logs and retries). */
+/** One status as it is sent: everything the provider needs, read back from the outbox. */
+export interface StatusDelivery {
+  /** `owner/name` (GitHub) or the project path (GitLab). */
+  repo: string;
+  /** The environment's branch. */
+  ref: string;
+  sha: string;
+  state: DeployStatusState;
+  context: string;
+  description: string;
+  targetUrl: string;
+}
+
+/**
+ * Sends one status to one provider, once: throws ProviderRequestError for an answer other
+ * than 2xx (the reporter decides whether and when to try again), anything else for no answer.
+ */
 export interface CommitStatusSender {
-  send(
-    update: CommitStatusUpdate & { context: string; targetUrl: string },
-    signal: AbortSignal,
-  ): Promise<void>;
+  send(delivery: StatusDelivery, signal: AbortSignal): Promise<void>;
 }
 
 /** Statuses are context `pushgate/<environment>`, one per environment on the same commit. */

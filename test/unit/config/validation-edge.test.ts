@@ -42,6 +42,17 @@ describe('configuration validation edge cases', () => {
     expect(error.message).toMatch(/^p\.yaml: invalid YAML: .*alias/i);
   });
 
+  it('asks for owner/name as a GitHub repo name (nested groups are GitLab only)', () => {
+    const text = config('env/production').replace('name: acme/env-config', 'name: acme/platform/env-config');
+
+    expect(configError(text).message).toBe(
+      'p.yaml: environments[0].repo.name: must be owner/name for provider github (group/subgroup/name is GitLab only)',
+    );
+    expect(() =>
+      parseConfigText(text.replace('provider: github', 'provider: gitlab'), 'p.yaml', {}),
+    ).not.toThrow();
+  });
+
   it('asks for the branch name without refs/heads/', () => {
     const error = configError(config('refs/heads/env/production'));
 
