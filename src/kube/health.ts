@@ -16,8 +16,19 @@ export const HEALTH_CHECKED_KINDS = new Set([
   'batch/v1|Job',
 ]);
 
+/**
+ * Custom resources too (a group with a dot, outside Kubernetes' own `*.k8s.io`): a Flux user
+ * expects a cert-manager Certificate or a HelmRelease that never gets `Ready` to fail the
+ * deploy, as kstatus rules it. One without conditions is ready once applied.
+ */
 export function isHealthChecked(ref: ObjectRef): boolean {
-  return HEALTH_CHECKED_KINDS.has(`${ref.apiVersion}|${ref.kind}`);
+  return HEALTH_CHECKED_KINDS.has(`${ref.apiVersion}|${ref.kind}`) || isCustomResource(ref);
+}
+
+function isCustomResource(ref: ObjectRef): boolean {
+  const slash = ref.apiVersion.indexOf('/');
+  const group = slash < 0 ? '' : ref.apiVersion.slice(0, slash);
+  return group.includes('.') && !group.endsWith('.k8s.io') && group !== 'k8s.io';
 }
 
 interface Condition {
@@ -76,8 +87,34 @@ export function readinessOf(object: Obj): Readiness {
     case 'Job':
       return jobReadiness(object);
     default:
-      return ready;
+      return conditionReadiness(object);
   }
+}
+
+/**
+ * kstatus's rules for any other kind: a spec its controller has not seen yet is in progress;
+ * `Stalled=True` has failed; `Reconciling=True` is in progress; `Ready` decides when present;
+ * with none of these (no controller writes status), ready.
+ */
+export function conditionReadiness(object: Obj): Readiness {
+  const status = record(object.status);
+  const observed = status.observedGeneration;
+  const generation = int(record(object.metadata).generation);
+  if (typeof observed === 'number' && observed < generation)
+    return progressing(`controller has seen generation ${observed} of ${generation}`);
+  const said = (c: Condition): string => [c.reason, c.message].filter(Boolean).join(': ');
+  const stalled = condition(status, 'Stalled');
+  if (stalled?.status === 'True')
+    return { state: 'failed', message: `stalled: ${said(stalled) || 'no reason given'}` };
+  const reconciling = condition(status, 'Reconciling');
+  if (reconciling?.status === 'True')
+    return progressing(`reconciling: ${said(reconciling) || 'no reason given'}`);
+  const readyCondition = condition(status, 'Ready');
+  if (readyCondition && readyCondition.status !== 'True')
+    return progressing(
+      `Ready=${readyCondition.status ?? 'Unknown'}${said(readyCondition) ? `: ${said(readyCondition)}` : ''}`,
+    );
+  return ready;
 }
 
 export function deploymentReadiness(object: Obj): Readiness {

@@ -17,7 +17,7 @@ import {
   NAMESPACES,
   uniqueNamespaceName,
 } from '../helpers/kube.js';
-import { widgetCrd } from '../helpers/crd.js';
+import { crdManifest, widgetCrd } from '../helpers/crd.js';
 
 const CONFIG_MAPS: ResourceInfo = {
   group: '',
@@ -1190,6 +1190,42 @@ describe('deployToCluster health', () => {
 
     expect(actions(outcome.resources)).toEqual(['Deployment/web:created']);
     expect(progress).toContain('all workloads ready');
+  });
+
+  it('waits for custom resources by their conditions (kstatus), naming one that is not Ready', async () => {
+    const ns = await createTestNamespace('apply-cr-health');
+    const env = environmentFor(ns.name, {
+      healthTimeout: '2s',
+      allow: { namespaces: [ns.name], clusterScoped: true },
+    });
+    const kube = client();
+    const group = `${ns.name}.health.example.com`;
+    const crd = crdManifest({ group, kind: 'Certificate', plural: 'certificates', spec: { type: 'object' } });
+    // No status subresource and no controller: the test writes the status a controller would.
+    const schema = crd.spec.versions[0]!.schema.openAPIV3Schema as { properties: Record<string, unknown> };
+    schema.properties.status = { type: 'object', 'x-kubernetes-preserve-unknown-fields': true };
+    const certificate = (name: string, ready: string, reason: string) => ({
+      apiVersion: `${group}/v1`,
+      kind: 'Certificate',
+      metadata: { name },
+      spec: {},
+      status: { conditions: [{ type: 'Ready', status: ready, reason }] },
+    });
+
+    const error = await rejection(
+      deployToCluster(
+        kube,
+        request(
+          env,
+          manifests(crd, certificate('issued', 'True', 'Issued'), certificate('web', 'False', 'Issuing')),
+        ),
+      ),
+    );
+
+    expect(error.code).toBe('health_timeout');
+    expect(error.message).toBe(
+      `workloads not ready after 2s:\n  ${group}/v1 Certificate ${ns.name}/web: Ready=False: Issuing`,
+    );
   });
 
   it('times out naming the Deployment that never became ready', async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { readinessOf } from '../../../src/kube/health.js';
+import { isHealthChecked, readinessOf } from '../../../src/kube/health.js';
 
 function deployment(status: Record<string, unknown>, replicas = 2, generation = 3) {
   return { kind: 'Deployment', metadata: { generation }, spec: { replicas }, status };
@@ -146,5 +146,42 @@ describe('readinessOf', () => {
 
   it('other kinds are ready once applied', () => {
     expect(readinessOf({ kind: 'ConfigMap' }).state).toBe('ready');
+  });
+});
+
+describe('custom resources (kstatus rules by condition)', () => {
+  const certificate = (status?: Record<string, unknown>, generation = 2) => ({
+    apiVersion: 'cert-manager.io/v1',
+    kind: 'Certificate',
+    metadata: { name: 'web', generation },
+    ...(status ? { status } : {}),
+  });
+
+  it('are watched when their group is not one of Kubernetes’ own', () => {
+    expect(isHealthChecked({ apiVersion: 'cert-manager.io/v1', kind: 'Certificate', name: 'web' })).toBe(
+      true,
+    );
+    expect(isHealthChecked({ apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', name: 'web' })).toBe(false);
+    expect(isHealthChecked({ apiVersion: 'v1', kind: 'ConfigMap', name: 'web' })).toBe(false);
+  });
+
+  it('follow Ready, Reconciling, Stalled and observedGeneration; none of them is ready', () => {
+    const ready = { type: 'Ready', status: 'True' };
+    const notReady = { type: 'Ready', status: 'False', reason: 'Issuing', message: 'waiting for the CA' };
+    expect(readinessOf(certificate())).toEqual({ state: 'ready', message: 'ready' });
+    expect(readinessOf(certificate({ observedGeneration: 2, conditions: [ready] })).state).toBe('ready');
+    expect(readinessOf(certificate({ observedGeneration: 1, conditions: [ready] }))).toEqual({
+      state: 'progressing',
+      message: 'controller has seen generation 1 of 2',
+    });
+    expect(readinessOf(certificate({ observedGeneration: 2, conditions: [notReady] }))).toEqual({
+      state: 'progressing',
+      message: 'Ready=False: Issuing: waiting for the CA',
+    });
+    expect(
+      readinessOf(
+        certificate({ conditions: [ready, { type: 'Stalled', status: 'True', reason: 'BadConfig' }] }),
+      ),
+    ).toEqual({ state: 'failed', message: 'stalled: BadConfig' });
   });
 });
