@@ -314,7 +314,7 @@ export async function processDeployJob(
     // say in the health wait) must not record its commit over a newer deploy that took over.
     await lock.assertHeld();
     if (result.outcome === 'superseded') await run.superseded(result.announcedSha, result.head);
-    else await run.succeeded(result.sha, result.resources);
+    else await run.succeeded(result.sha, result.resources, result.warnings);
   } catch (error) {
     if (run.finished) {
       // The record is final (written by this attempt); what failed after it is bookkeeping

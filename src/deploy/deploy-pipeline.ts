@@ -31,7 +31,7 @@ export interface PipelineJob {
 }
 
 export type PipelineResult =
-  | { outcome: 'applied'; sha: string; resources: ResourceResult[] }
+  | { outcome: 'applied'; sha: string; resources: ResourceResult[]; warnings?: string[] }
   | { outcome: 'superseded'; announcedSha: string; head: string };
 
 /**
@@ -46,9 +46,8 @@ export async function runDeployPipeline(deps: PipelineDeps, job: PipelineJob): P
 
   const announcedSha = trigger.sha?.toLowerCase();
   let headJobState: JobState | undefined;
-  let lastAppliedSha: string | null = null;
+  const { lastAppliedSha } = await deps.store.environmentStatus(environment.name);
   if (announcedSha !== undefined && announcedSha !== head) {
-    lastAppliedSha = (await deps.store.environmentStatus(environment.name)).lastAppliedSha;
     const other = await deps.store.jobForSha(environment.name, head);
     if (other !== null && other.id !== job.jobId) headJobState = other.state;
   }
@@ -65,6 +64,7 @@ export async function runDeployPipeline(deps: PipelineDeps, job: PipelineJob): P
       environment,
       manifests,
       sha: decision.sha,
+      lastAppliedSha,
       jobId: job.jobId,
       // The engine logs each step itself; the commit goes on its every line.
       logger: logger.child({ sha: decision.sha }),
@@ -73,7 +73,12 @@ export async function runDeployPipeline(deps: PipelineDeps, job: PipelineJob): P
       onProgress: job.onProgress,
       signal: job.signal,
     });
-    return { outcome: 'applied', sha: decision.sha, resources: outcome.resources };
+    return {
+      outcome: 'applied',
+      sha: decision.sha,
+      resources: outcome.resources,
+      ...(outcome.warnings ? { warnings: outcome.warnings } : {}),
+    };
   } finally {
     await tree.remove();
   }

@@ -98,7 +98,7 @@ export class JobRun {
 
   // Final transitions queue the commit status before the record turns final, so whoever
   // sees the final record can flush the reporter and find the status sent.
-  async succeeded(sha: string, attemptResources: ResourceResult[]): Promise<void> {
+  async succeeded(sha: string, attemptResources: ResourceResult[], warnings: string[] = []): Promise<void> {
     const resources = mergeAttemptResources(this.earlierResources, attemptResources);
     const finishedAt = new Date().toISOString();
     // Drift corrected is news even on a commit that shows success already: not quiet.
@@ -115,7 +115,7 @@ export class JobRun {
       resources,
       error: null,
       finishedAt,
-      message: summarise(resources),
+      message: [summarise(resources), ...warnings.map((warning) => `warning: ${warning}`)].join('; '),
     });
     await this.deps.store.recordFinished(this.environment.name, this.id, { sha, at: finishedAt });
     this.finish('succeeded');

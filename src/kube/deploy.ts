@@ -3,7 +3,7 @@ import { counted } from '../lib/counted.js';
 import { matchAnyGlob } from '../manifests/glob.js';
 import { applyStage, compareApplyOrder, groupByRank } from '../manifests/order.js';
 import { policyError, policyViolations } from '../manifests/policy.js';
-import { prepareManifests, type PreparedObject } from '../manifests/prepare.js';
+import { ENVIRONMENT_LABEL, prepareManifests, type PreparedObject } from '../manifests/prepare.js';
 import { emptySetMessage } from '../manifests/load.js';
 import { describeSource, formatProblems } from '../manifests/problems.js';
 import { describeRef } from '../manifests/resource-info.js';
@@ -313,6 +313,15 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
     readInventory(client, environment, signal),
     inventoryNamespaceExists(client, environment, signal),
   ]);
+  const warnings: string[] = [];
+  if (!previous && request.lastAppliedSha && environment.prune) {
+    const warning =
+      `inventory ConfigMap ${environment.namespace}/${inventoryName(environment.name)} was missing, though ` +
+      `${environment.name} was deployed before (at ${request.lastAppliedSha.slice(0, 12)}): objects removed from git ` +
+      `since then are not pruned; they carry the label ${ENVIRONMENT_LABEL}=${environment.name}`;
+    warnings.push(warning);
+    logger.warn(warning);
+  }
   const homeNamespace = objects.find(
     (object) =>
       object.ref.kind === 'Namespace' &&
@@ -447,7 +456,7 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
   await written.now();
 
   if (environment.healthTimeout > 0) await checkHealth(client, request, ordered, results, progress);
-  return { resources: results.list() };
+  return { resources: results.list(), ...(warnings.length > 0 ? { warnings } : {}) };
 }
 
 function summarize(actions: ReadonlyMap<PreparedObject, PlannedObject['action']>): Record<string, number> {

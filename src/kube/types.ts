@@ -9,6 +9,12 @@ export interface DeployRequest {
   manifests: LoadedManifest[];
   /** The commit being applied; recorded in the inventory. */
   sha: string;
+  /**
+   * The commit the environment's last successful deploy applied, by pushgate's records (null
+   * before one): with no inventory in the cluster then, it was deleted, and what it listed
+   * can no longer be pruned. The job says so.
+   */
+  lastAppliedSha?: string | null;
   jobId: string;
   logger: Logger;
   /**
@@ -29,6 +35,8 @@ export interface DeployRequest {
 
 export interface DeployOutcome {
   resources: ResourceResult[];
+  /** What went through but needs a person's eye (a lost inventory); shown on the job. */
+  warnings?: string[];
 }
 
 /**

@@ -279,6 +279,34 @@ describe('deployToCluster', () => {
     ]);
   });
 
+  it('says so when the inventory of an environment deployed before is gone: what it listed is no longer pruned', async () => {
+    const ns = await createTestNamespace('apply-lost-inventory');
+    const env = environmentFor(ns.name);
+    const kube = client();
+    const first = request(env, manifests(configMap('keep'), configMap('gone')));
+    await deployToCluster(kube, first);
+    await kube.delete(CONFIG_MAPS, ns.name, `pushgate-inventory-${env.name}`, undefined);
+
+    const outcome = await deployToCluster(
+      kube,
+      request(env, manifests(configMap('keep')), { lastAppliedSha: first.sha }),
+    );
+
+    expect(actions(outcome.resources)).toEqual(['ConfigMap/keep:unchanged']);
+    expect(outcome.warnings).toEqual([
+      `inventory ConfigMap ${ns.name}/pushgate-inventory-${env.name} was missing, though ${env.name} was deployed ` +
+        `before (at ${first.sha.slice(0, 12)}): objects removed from git since then are not pruned; they carry the ` +
+        `label pushgate.dev/environment=${env.name}`,
+    ]);
+    expect(await kube.get(CONFIG_MAPS, ns.name, 'gone')).toBeDefined();
+    // A first deploy has no inventory either, and nothing to warn about.
+    const fresh = await deployToCluster(
+      kube,
+      request(environmentFor(ns.name), manifests(configMap('new-one')), { lastAppliedSha: null }),
+    );
+    expect(fresh.warnings).toBeUndefined();
+  });
+
   it('fails the job when a prune is refused and keeps the object in the inventory for the next deploy', async () => {
     const ns = await createTestNamespace('apply-prune-fail');
     const env = environmentFor(ns.name);
