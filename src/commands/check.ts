@@ -5,6 +5,7 @@ import { logLevelFromEnv } from '../lib/logger.js';
 import type { CommandArgs } from './command.js';
 import { formatTable } from './table.js';
 import { missingWebhookSecrets } from './webhook-secret-warnings.js';
+import { providerUrlWarnings } from './provider-url-warnings.js';
 
 /** `pushgate check`: validates the configuration (exit 2 with file, path and reason) and lists the environments. */
 export function runCheck(args: CommandArgs): Promise<number> {
@@ -47,6 +48,7 @@ export function runCheck(args: CommandArgs): Promise<number> {
   for (const problem of kubeconfigProblems(config.clusters, args.env)) {
     args.stderr.write(`warning: ${problem.message} (render and deploys from this machine will fail)\n`);
   }
+  for (const warning of providerUrlWarnings(config)) args.stderr.write(`warning: ${warning}\n`);
   const tokens = { github: secrets.githubToken, gitlab: secrets.gitlabToken };
   for (const provider of providers) {
     if (tokens[provider]) continue;

@@ -1,0 +1,39 @@
+import type { Config } from '../config/schema.js';
+import { isLoopbackAddress } from '../http/endpoints.js';
+
+/**
+ * Provider API addresses that will work badly, for the providers the environments use: a
+ * token sent in clear text, and the common slips with self-hosted instances (each otherwise
+ * shows only as a failed commit status, in a worker's log).
+ */
+export function providerUrlWarnings(config: Config): string[] {
+  const used = new Set(config.environments.map((environment) => environment.repo.provider));
+  const warnings: string[] = [];
+  // A local stand-in (a test double, a tunnel) is nobody's mistake.
+  const isLocal = (url: URL): boolean => {
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    return host === 'localhost' || isLoopbackAddress(host);
+  };
+  const cleartext = (url: URL, field: string, token: string): void => {
+    if (url.protocol === 'http:' && !isLocal(url))
+      warnings.push(`${field} is http://: ${token} would cross the network unencrypted; use https://`);
+  };
+  if (used.has('github')) {
+    const url = new URL(config.providers.github.apiUrl);
+    cleartext(url, 'providers.github.apiUrl', 'GITHUB_TOKEN');
+    const root = url.pathname.replace(/\/+$/, '') === '';
+    if (root && !isLocal(url) && url.hostname !== 'api.github.com' && !url.hostname.startsWith('api.'))
+      warnings.push(
+        `providers.github.apiUrl ${url.origin} has no path: GitHub Enterprise Server serves its API at ${url.origin}/api/v3`,
+      );
+  }
+  if (used.has('gitlab')) {
+    const url = new URL(config.providers.gitlab.url);
+    cleartext(url, 'providers.gitlab.url', 'GITLAB_TOKEN');
+    if (/\/api\/v4\/?$/.test(url.pathname))
+      warnings.push(
+        `providers.gitlab.url ends in /api/v4: give the instance's address (${url.origin}); /api/v4 is added to it`,
+      );
+  }
+  return warnings;
+}

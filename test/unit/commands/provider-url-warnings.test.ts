@@ -1,0 +1,41 @@
+import { describe, expect, it } from 'vitest';
+import { configSchema } from '../../../src/config/schema.js';
+import { providerUrlWarnings } from '../../../src/commands/provider-url-warnings.js';
+
+function config(providers: Record<string, unknown>, provider: 'github' | 'gitlab' = 'github') {
+  return configSchema.parse({
+    redis: { url: 'redis://127.0.0.1:6379' },
+    providers,
+    clusters: [{ name: 'local' }],
+    environments: [
+      {
+        name: 'staging',
+        repo: { provider, name: 'acme/env', url: 'https://git.example.com/acme/env.git' },
+        branch: 'env/staging',
+        cluster: 'local',
+      },
+    ],
+  });
+}
+
+describe('providerUrlWarnings', () => {
+  it('warns about a token sent in clear text and the usual slips with self-hosted instances', () => {
+    expect(providerUrlWarnings(config({ github: { apiUrl: 'http://ghe.example.com/api/v3' } }))).toEqual([
+      'providers.github.apiUrl is http://: GITHUB_TOKEN would cross the network unencrypted; use https://',
+    ]);
+    expect(providerUrlWarnings(config({ github: { apiUrl: 'https://ghe.example.com' } }))).toEqual([
+      'providers.github.apiUrl https://ghe.example.com has no path: GitHub Enterprise Server serves its API at https://ghe.example.com/api/v3',
+    ]);
+    expect(
+      providerUrlWarnings(config({ gitlab: { url: 'https://gitlab.example.com/api/v4' } }, 'gitlab')),
+    ).toEqual([
+      "providers.gitlab.url ends in /api/v4: give the instance's address (https://gitlab.example.com); /api/v4 is added to it",
+    ]);
+  });
+
+  it('says nothing of the defaults, a local stand-in, or a provider no environment uses', () => {
+    expect(providerUrlWarnings(config({}))).toEqual([]);
+    expect(providerUrlWarnings(config({ github: { apiUrl: 'http://127.0.0.1:8080' } }))).toEqual([]);
+    expect(providerUrlWarnings(config({ gitlab: { url: 'http://gitlab.example.com' } }))).toEqual([]);
+  });
+});
