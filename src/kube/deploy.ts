@@ -388,18 +388,12 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
     await recordOwnership();
   };
 
+  const applyObjects = (objects: readonly PreparedObject[]): Promise<ObjectFailure[]> =>
+    applyChanged(client, objects, actions, plannedBy, results, beforeWrite, signal, written);
+
   const stageOne = ordered.filter((object) => object.stage === 1);
   if (stageOne.some((object) => actions.get(object) !== 'unchanged')) {
-    const failures = await applyChanged(
-      client,
-      stageOne,
-      actions,
-      plannedBy,
-      results,
-      beforeWrite,
-      signal,
-      written,
-    );
+    const failures = await applyObjects(stageOne);
     await recordOwnership();
     if (failures.length > 0) {
       results.fail(failures);
@@ -435,16 +429,7 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
   }
 
   const stageTwo = ordered.filter((object) => object.stage === 2);
-  const applyFailures = await applyChanged(
-    client,
-    stageTwo,
-    actions,
-    plannedBy,
-    results,
-    beforeWrite,
-    signal,
-    written,
-  );
+  const applyFailures = await applyObjects(stageTwo);
   if (applyFailures.length > 0) {
     results.fail(applyFailures);
     throw failuresError(applyFailures, 'apply failed', results.list());
