@@ -5,7 +5,7 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfigText } from '../../src/config/load.js';
 import { readSecrets } from '../../src/config/secrets.js';
-import { silentLogger } from '../../src/lib/logger.js';
+import { createLogger, silentLogger } from '../../src/lib/logger.js';
 import { createMetrics, type Metrics } from '../../src/lib/metrics.js';
 import { createKeys } from '../../src/queue/keys.js';
 import { JobStore } from '../../src/status/job-store.js';
@@ -85,7 +85,7 @@ describe('commit status reporters (local servers speaking the providers’ docum
     await Promise.all(servers.splice(0).map((server) => server.close()));
   });
 
-  async function setup(options: CreateReporterOptions = {}, server?: string) {
+  async function setup(options: CreateReporterOptions = {}, server?: string, logger = silentLogger()) {
     const github = await startFakeGithub();
     const gitlab = await startFakeGitlab();
     servers.push(github, gitlab);
@@ -95,7 +95,7 @@ describe('commit status reporters (local servers speaking the providers’ docum
     const metrics = createMetrics();
     /** Another worker process: its own reporter and Redis connection, the same outbox. */
     const newReporter = (more: CreateReporterOptions = {}) => {
-      const reporter = createCommitStatusReporter(config, secrets, silentLogger(), {
+      const reporter = createCommitStatusReporter(config, secrets, logger, {
         timeoutMs: 2_000,
         retryBaseMs: 20,
         pollIntervalMs: 50,
@@ -350,8 +350,13 @@ describe('commit status reporters (local servers speaking the providers’ docum
     expect(states(github).at(-1)).toBe('success');
   });
 
-  it('gives up at once on an answer that asking again will not change, and says so in the outbox', async () => {
-    const { github, reporter, update, outbox, metrics, store } = await setup();
+  it('gives up at once on an answer that asking again will not change, and says so in the outbox and the log', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = createLogger({
+      level: 'warn',
+      destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) },
+    });
+    const { github, reporter, update, outbox, metrics, store } = await setup({}, undefined, logger);
     github.failNext(5, 404, { message: 'Not Found' });
 
     expect(() => reporter.report(update('production', 'pending', 'Deploying'))).not.toThrow();
@@ -365,6 +370,13 @@ describe('commit status reporters (local servers speaking the providers’ docum
       delivered: false,
       error: 'given up: Not Found',
     });
+    // A job's line like every other: its id and environment, never the token.
+    expect(lines.find((line) => line.msg === 'commit status not reported: given up')).toMatchObject({
+      jobId: 'j-1',
+      environment: 'production',
+      httpStatus: '404',
+    });
+    expect(JSON.stringify(lines)).not.toContain('ghs_statustoken');
   });
 
   it('gives up a status that keeps failing once the give-up time has passed', async () => {

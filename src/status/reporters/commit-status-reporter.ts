@@ -303,8 +303,10 @@ function toDelivery(entry: OutboxEntry): StatusDelivery {
   };
 }
 
-function logFields(entry: Pick<OutboxEntry, 'environment' | 'sha' | 'state' | 'provider' | 'repo'>) {
+/** As on every job's log line (docs/production.md, Logs): the job and its environment first. */
+function logFields(entry: Pick<OutboxEntry, 'jobId' | 'environment' | 'sha' | 'state' | 'provider' | 'repo'>) {
   return {
+    jobId: entry.jobId,
     environment: entry.environment,
     sha: entry.sha,
     state: entry.state,
