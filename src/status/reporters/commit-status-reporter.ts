@@ -304,7 +304,9 @@ function toDelivery(entry: OutboxEntry): StatusDelivery {
 }
 
 /** As on every job's log line (docs/production.md, Logs): the job and its environment first. */
-function logFields(entry: Pick<OutboxEntry, 'jobId' | 'environment' | 'sha' | 'state' | 'provider' | 'repo'>) {
+function logFields(
+  entry: Pick<OutboxEntry, 'jobId' | 'environment' | 'sha' | 'state' | 'provider' | 'repo'>,
+) {
   return {
     jobId: entry.jobId,
     environment: entry.environment,
