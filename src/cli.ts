@@ -102,9 +102,9 @@ from the current folder.
     load: () => import('./commands/status.js').then((m) => m.runStatus),
     help: `Usage: pushgate status [JOB_ID] [--json] [--config F]
 
-One job (exit 1 if unknown), or the latest jobs of every environment. Needs REDIS_URL: the
-Redis of the running receiver; without it, that of a pushgate start running from the current
-folder.
+One job (exit 1 if unknown), or every environment: the commit it runs (LIVE), its last job
+and the commit that job tried, then its latest jobs. Needs REDIS_URL: the Redis of the
+running receiver; without it, that of a pushgate start running from the current folder.
 
   --json                 print the job, or the environments with their jobs, as JSON
 `,
