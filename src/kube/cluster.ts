@@ -70,12 +70,14 @@ export class ClusterClient {
     resource: ResourceInfo,
     namespace: string | undefined,
     signal?: AbortSignal,
+    labelSelector?: string,
   ): Promise<LiveObject[]> {
     const items: LiveObject[] = [];
     const apiVersion = resource.group === '' ? resource.version : `${resource.group}/${resource.version}`;
     let continueToken: string | undefined;
     do {
       const query: Record<string, string> = { limit: String(LIST_PAGE_SIZE) };
+      if (labelSelector) query.labelSelector = labelSelector;
       if (continueToken) query.continue = continueToken;
       const response = await this.transport.request<{
         items?: LiveObject[];
@@ -126,8 +128,8 @@ export class ClusterClient {
     live: LiveObject,
     managedFields: readonly unknown[],
     signal?: AbortSignal,
-  ): Promise<void> {
-    await this.transport.request({
+  ): Promise<LiveObject> {
+    const response = await this.transport.request<LiveObject>({
       method: 'PATCH',
       path: objectPath(resource, live.metadata.namespace, live.metadata.name),
       contentType: 'application/json-patch+json',
@@ -137,6 +139,7 @@ export class ClusterClient {
       ],
       signal,
     });
+    return response.body;
   }
 
   /**

@@ -1,5 +1,6 @@
 import type { EnvironmentConfig } from '../config/schema.js';
 import { counted } from '../lib/counted.js';
+import { errorMessage } from '../lib/errors.js';
 import { matchAnyGlob } from '../manifests/glob.js';
 import { applyStage, compareApplyOrder, groupByRank } from '../manifests/order.js';
 import { policyError, policyViolations } from '../manifests/policy.js';
@@ -20,7 +21,7 @@ import {
   sameRefs,
   writeInventory,
 } from './inventory.js';
-import { settleWithConcurrency } from './map-with-concurrency.js';
+import { mapWithConcurrency, settleWithConcurrency } from './map-with-concurrency.js';
 import {
   CONCURRENCY,
   crdKindKey,
@@ -33,6 +34,8 @@ import { pruneObjects } from './prune.js';
 import { dryRunInStandInNamespace } from './stand-in-dry-run.js';
 import { checkAgainstCrdSchema } from './crd-schema-check.js';
 import { deleteForReplacement, FORCE_ANNOTATION } from './force-replace.js';
+import { takeOverAndReapply } from './field-takeover.js';
+import { keptForOtherEnvironments } from './shared-containers.js';
 import { DeployError, type DeployOutcome, type DeployRequest } from './types.js';
 import { waitForCrdsEstablished, waitForReadiness, type UnhealthyObject } from './wait.js';
 
@@ -239,16 +242,8 @@ async function applyChanged(
     for (const group of groupByRank(changed.map((object) => ({ ...object.ref, object })))) {
       await beforeWrite();
       const settled = await settleWithConcurrency(group, CONCURRENCY, async ({ object }) => {
-        const { takeover, replace } = plannedBy.get(object) ?? {};
-        if (replace) {
-          await deleteForReplacement(client, object, replace.live, signal);
-        } else if (takeover) {
-          // Best effort: an object changed since it was read (409) keeps its managers until
-          // the next deploy; the apply below goes ahead either way.
-          await client
-            .replaceManagedFields(object.resource, takeover.live, takeover.managedFields, signal)
-            .catch(() => undefined);
-        }
+        const replace = plannedBy.get(object)?.replace;
+        if (replace) await deleteForReplacement(client, object, replace.live, signal);
         await client.apply(object.resource, object.object, { signal });
         // Recorded as each lands: a worker killed mid-group leaves what it wrote to its successor.
         results.set(object, actions.get(object) ?? 'configured', replace ? REPLACED : undefined);
@@ -437,6 +432,26 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
   progress(`applied: ${counted(ordered.length, 'object')}`, summarize(actions));
   await written.now();
 
+  // Once everything applied: what kubectl set by hand, and git no longer declares, goes.
+  const takeovers = ordered.filter((object) => {
+    const planned = plannedBy.get(object);
+    return planned?.takeover !== undefined && planned.replace === undefined;
+  });
+  if (takeovers.length > 0) {
+    await request.assertLockHeld();
+    const outcomes = await mapWithConcurrency(takeovers, CONCURRENCY, (object) =>
+      takeOverAndReapply(client, object, plannedBy.get(object)!.takeover!, signal).catch(
+        (error: unknown) =>
+          `${describeRef(object.ref)}: hand-made fields not taken over: ${errorMessage(error)}`,
+      ),
+    );
+    for (const warning of outcomes) {
+      if (warning === undefined) continue;
+      warnings.push(warning);
+      logger.warn(warning);
+    }
+  }
+
   await recordAndPrune(client, request, ordered, previous, results, progress);
   await written.now();
 
@@ -514,6 +529,13 @@ async function recordAndPrune(
     await request.assertLockHeld();
     await writeInventory(client, environment, { revision: sha, objects: [...current, ...stale] }, signal);
     const needed = keptFromPrune(stale, ordered, environment);
+    const elsewhere = await keptForOtherEnvironments(
+      client,
+      environment.name,
+      stale.filter((ref) => !needed.has(ref)),
+      signal,
+    );
+    for (const [ref, why] of elsewhere) needed.set(ref, why);
     const pruned = await pruneObjects(
       client,
       environment,

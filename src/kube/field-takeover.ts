@@ -1,4 +1,7 @@
-import { FIELD_MANAGER, type LiveObject } from './cluster.js';
+import { errorMessage } from '../lib/errors.js';
+import type { PreparedObject } from '../manifests/prepare.js';
+import { describeRef } from '../manifests/resource-info.js';
+import { FIELD_MANAGER, type ClusterClient, type LiveObject } from './cluster.js';
 
 /** One entry of `metadata.managedFields`, as the API server writes it. */
 export interface ManagedFieldsEntry {
@@ -18,17 +21,17 @@ export interface FieldSet {
 
 /**
  * Field managers of hand-made configuration: `kubectl apply` (client-side, and server-side
- * as `kubectl`), `kubectl edit/patch/create/replace/label/annotate/set`, and the entry the API
- * server makes when an object first meets server-side apply. Fields they own survive a
- * server-side apply that no longer sets them, so a key added with `kubectl edit`, or one git
- * declared before pushgate adopted the object, would stay for good. Not `kubectl scale` or
- * `kubectl rollout`: a replica count or a restart stamp set by hand is an operation, not
- * configuration, and taking it over would undo it.
+ * as `kubectl`) and `kubectl edit/patch/create/replace/label/annotate/set`. Fields they own
+ * survive a server-side apply that no longer sets them, so a key added with `kubectl edit`,
+ * or one git declared before pushgate adopted the object, would stay for good. Not `kubectl
+ * scale` or `kubectl rollout`: a replica count or a restart stamp set by hand is an operation,
+ * not configuration, and taking it over would undo it. Not `before-first-apply`, the entry
+ * the API server makes for an object that had no field ownership: it holds every field,
+ * controllers' too (a PVC's `volumeName`, finalizers).
  */
 const HAND_MANAGERS = new Set([
   'kubectl',
   'kubectl-client-side-apply',
-  'before-first-apply',
   'kubectl-edit',
   'kubectl-patch',
   'kubectl-create',
@@ -39,10 +42,14 @@ const HAND_MANAGERS = new Set([
 ]);
 
 /**
- * Left with its manager even then: a replica count git leaves out belongs to whoever scales
- * (a person, an autoscaler); owning it, pushgate would reset it to the default of 1.
+ * Left with their manager even then: a replica count git leaves out belongs to whoever scales
+ * (a person, an autoscaler), and pushgate owning it would reset it to the default of 1; a
+ * finalizer guards a deletion, and is never pushgate's to drop.
  */
-const KEPT_PATHS: readonly (readonly string[])[] = [['f:spec', 'f:replicas']];
+const KEPT_PATHS: readonly (readonly string[])[] = [
+  ['f:spec', 'f:replicas'],
+  ['f:metadata', 'f:finalizers'],
+];
 
 function isEmpty(set: FieldSet): boolean {
   return Object.keys(set).length === 0;
@@ -138,4 +145,38 @@ export function takeOverHandManagedFields(
     });
   }
   return next;
+}
+
+/**
+ * After the deploy's own apply went through: hands the hand-made fields to pushgate and
+ * applies again, so what git does not declare goes. The dry-run cannot foresee this second
+ * step (removing a field can be refused: an immutable Job template), so it is undone when the
+ * apply refuses it, and the object stays as the first apply left it. Resolves a warning for
+ * the job then (the next deploy tries again), undefined when done or when the object changed
+ * meanwhile (the next deploy looks again).
+ */
+export async function takeOverAndReapply(
+  client: ClusterClient,
+  object: PreparedObject,
+  takeover: { live: LiveObject; managedFields: ManagedFieldsEntry[] },
+  signal?: AbortSignal,
+): Promise<string | undefined> {
+  // The first apply moved the object on: start from what it is now.
+  const current = await client.get(object.resource, object.ref.namespace, object.ref.name, signal);
+  const managedFields = current && takeOverHandManagedFields(current, object.object.apiVersion);
+  if (!current || !managedFields) return undefined;
+  const original = (current.metadata as { managedFields?: ManagedFieldsEntry[] }).managedFields ?? [];
+  let rewritten: LiveObject;
+  try {
+    rewritten = await client.replaceManagedFields(object.resource, current, managedFields, signal);
+  } catch {
+    return undefined;
+  }
+  try {
+    await client.apply(object.resource, object.object, { signal });
+    return undefined;
+  } catch (error) {
+    await client.replaceManagedFields(object.resource, rewritten, original, signal).catch(() => undefined);
+    return `${describeRef(object.ref)}: what kubectl set by hand is left as it was: removing it was refused (${errorMessage(error).split('\n')[0]})`;
+  }
 }

@@ -14,7 +14,8 @@ import { KubeApiError } from './http.js';
 export const FORCE_ANNOTATION = 'pushgate.dev/force';
 
 /** How the API server words a change it accepts only on a new object. */
-const IMMUTABLE_CHANGE = /field is immutable|updates to statefulset spec for fields other than/i;
+const IMMUTABLE_CHANGE =
+  /field is immutable|may not change once set|is immutable after creation|updates to statefulset spec for fields other than/i;
 /** How long a replaced object may take to go: its finalizers run first. */
 const GONE_TIMEOUT_MS = 60_000;
 const GONE_POLL_MS = 250;
@@ -39,11 +40,17 @@ export async function checkReplacement(
   signal?: AbortSignal,
 ): Promise<void> {
   const standIn = `pushgate-check-${randomBytes(4).toString('hex')}`;
-  await client.apply(
-    object.resource,
-    { ...object.object, metadata: { ...object.object.metadata, name: standIn } },
-    { dryRun: true, signal },
-  );
+  try {
+    await client.apply(
+      object.resource,
+      { ...object.object, metadata: { ...object.object.metadata, name: standIn } },
+      { dryRun: true, signal },
+    );
+  } catch (error) {
+    // The refusal names the stand-in; the user knows the object by its own name.
+    if (error instanceof Error) error.message = error.message.split(standIn).join(object.ref.name);
+    throw error;
+  }
 }
 
 /** Deletes the live object (that exact one) and waits until it is gone, so it can be created again. */

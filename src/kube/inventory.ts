@@ -70,7 +70,33 @@ export async function readInventory(
   signal?: AbortSignal,
 ): Promise<Inventory | undefined> {
   const live = await client.get(CONFIG_MAP, environment.namespace, inventoryName(environment.name), signal);
-  if (!live) return undefined;
+  return live && parseInventory(live, environment);
+}
+
+/**
+ * Every other environment's inventory in the cluster (any namespace), by environment: what
+ * they own. One that does not parse is left out.
+ */
+export async function otherInventories(
+  client: ClusterClient,
+  environment: string,
+  signal?: AbortSignal,
+): Promise<Map<string, Inventory>> {
+  const items = await client.list(CONFIG_MAP, undefined, signal, `${INVENTORY_LABEL}=true`);
+  const found = new Map<string, Inventory>();
+  for (const item of items) {
+    const owner = item.metadata.labels?.[ENVIRONMENT_LABEL];
+    if (!owner || owner === environment || item.metadata.name !== inventoryName(owner)) continue;
+    try {
+      found.set(owner, parseInventory(item, { name: owner, namespace: item.metadata.namespace ?? '' }));
+    } catch {
+      // Its own deploys report it; here it only cannot count.
+    }
+  }
+  return found;
+}
+
+function parseInventory(live: LiveObject, environment: InventoryEnvironment): Inventory {
   const data = (live.data ?? {}) as Record<string, string>;
   const objects: ObjectRef[] = [];
   const lines = (data['objects.json'] ?? '').split('\n').filter((line) => line.trim() !== '');

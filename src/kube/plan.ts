@@ -68,7 +68,8 @@ export class OwnedElsewhereError extends Error {
     const environment = object.object.metadata.labels?.[ENVIRONMENT_LABEL];
     super(
       `managed by environment ${owner} (label ${ENVIRONMENT_LABEL}=${owner}), not ${environment}: ` +
-        `an object belongs to one environment (to hand it over, relabel it once ${owner} no longer declares it)`,
+        `an object belongs to one environment (to hand it over: declare it here, relabel it ` +
+        `pushgate.dev/environment=${environment}, then drop it from ${owner}'s branch; docs/deploys.md §4)`,
     );
     this.name = 'OwnedElsewhereError';
   }

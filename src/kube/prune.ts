@@ -92,12 +92,11 @@ async function pruneOne(
   if (!live) return result(ref, 'pruned', 'already gone');
   const owner = live.metadata.labels?.[ENVIRONMENT_LABEL];
   if (owner !== environment.name) {
-    const now = owner === undefined ? 'has no such label' : `is labelled ${owner}`;
-    return result(
-      ref,
-      'skipped',
-      `not pruned: it ${now} instead of ${ENVIRONMENT_LABEL}=${environment.name}`,
-    );
+    const why =
+      owner === undefined
+        ? `it no longer carries ${ENVIRONMENT_LABEL}=${environment.name}`
+        : `it is labelled ${ENVIRONMENT_LABEL}=${owner}, not ${environment.name}`;
+    return result(ref, 'skipped', `not pruned: ${why}`);
   }
   if (live.metadata.annotations?.[PRUNE_ANNOTATION] === 'disabled') {
     return result(ref, 'skipped', `not pruned: annotated ${PRUNE_ANNOTATION}: disabled`);

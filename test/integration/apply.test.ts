@@ -40,6 +40,13 @@ const DEPLOYMENTS: ResourceInfo = {
   plural: 'deployments',
   namespaced: true,
 };
+const NAMESPACE_RESOURCE: ResourceInfo = {
+  group: '',
+  version: 'v1',
+  kind: 'Namespace',
+  plural: 'namespaces',
+  namespaced: false,
+};
 const JOBS: ResourceInfo = {
   group: 'batch',
   version: 'v1',
@@ -475,6 +482,98 @@ describe('deployToCluster', () => {
     expect(actions(again.resources)).toEqual(['ConfigMap/legacy:unchanged', 'Deployment/web:unchanged']);
   });
 
+  it('leaves hand-made fields it may not remove (an immutable Job template) as they were, warning, and never gets stuck', async () => {
+    const ns = await createTestNamespace('apply-takeover-job');
+    const env = environmentFor(ns.name);
+    const kube = client();
+    const job = (annotations?: Record<string, string>) => ({
+      apiVersion: 'batch/v1',
+      kind: 'Job',
+      metadata: { name: 'migrate', namespace: ns.name },
+      spec: {
+        template: {
+          metadata: annotations ? { annotations } : {},
+          spec: {
+            restartPolicy: 'Never',
+            containers: [{ name: 'migrate', image: 'registry.example/migrate:1' }],
+          },
+        },
+      },
+    });
+    await kube.transport.request({
+      method: 'POST',
+      path: `/apis/batch/v1/namespaces/${ns.name}/jobs`,
+      query: { fieldManager: 'kubectl-client-side-apply' },
+      body: job({ 'added-by-hand': 'x' }),
+    });
+    const { metadata: _metadata, ...rest } = job();
+
+    for (const round of [1, 2]) {
+      const outcome = await deployToCluster(
+        kube,
+        request(env, manifests({ ...rest, metadata: { name: 'migrate' } }, configMap(`written-${round}`))),
+      );
+      expect(outcome.warnings).toEqual([
+        expect.stringMatching(
+          new RegExp(
+            `^batch/v1 Job ${ns.name}/migrate: what kubectl set by hand is left as it was: removing it was refused \\(.*field is immutable`,
+          ),
+        ),
+      ]);
+    }
+    const live = await kube.get(JOBS, ns.name, 'migrate');
+    const template = (live?.spec as { template: { metadata: { annotations: Record<string, string> } } })
+      .template;
+    expect(template.metadata.annotations).toEqual({ 'added-by-hand': 'x' });
+  });
+
+  it("replaces a Service whose clusterIP changed when forced (the API server words it 'may not change once set')", async () => {
+    const ns = await createTestNamespace('apply-force-svc');
+    const env = environmentFor(ns.name);
+    const kube = client();
+    const octet = 200 + Math.floor(Math.random() * 25) * 2;
+    const svc = (ip: string) => ({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'fixed', annotations: { 'pushgate.dev/force': 'enabled' } },
+      spec: { clusterIP: ip, selector: { app: 'fixed' }, ports: [{ port: 80 }] },
+    });
+    await deployToCluster(kube, request(env, manifests(svc(`10.0.0.${octet}`))));
+
+    const outcome = await deployToCluster(kube, request(env, manifests(svc(`10.0.0.${octet + 1}`))));
+
+    expect(outcome.resources[0]).toMatchObject({
+      action: 'configured',
+      message: expect.stringMatching(/^replaced/) as unknown,
+    });
+    expect((await kube.get(SERVICES, ns.name, 'fixed'))?.spec).toMatchObject({
+      clusterIP: `10.0.0.${octet + 1}`,
+    });
+  });
+
+  it("keeps a Namespace another environment's objects live in when the one that declared it drops it", async () => {
+    const home = await createTestNamespace('apply-shared-ns');
+    const shared = uniqueNamespaceName('apply-shared-x');
+    const owner = environmentFor(home.name, {
+      allow: { namespaces: [home.name, shared], clusterScoped: true },
+    });
+    const tenant = environmentFor(home.name, { allow: { namespaces: [shared], clusterScoped: false } });
+    const kube = client();
+    const namespace = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: shared } };
+    await deployToCluster(kube, request(owner, manifests(namespace, configMap('a'))));
+    await deployToCluster(kube, request(tenant, manifests(configMap('b-data', {}, { namespace: shared }))));
+
+    const outcome = await deployToCluster(kube, request(owner, manifests(configMap('a'))));
+
+    expect(outcome.resources.find((resource) => resource.kind === 'Namespace')).toMatchObject({
+      action: 'skipped',
+      message: `not pruned: environment ${tenant.name} has objects in it (deleting it would delete them)`,
+    });
+    const live = await kube.get(NAMESPACE_RESOURCE, undefined, shared);
+    expect(live?.metadata.deletionTimestamp).toBeUndefined();
+    await kube.delete(NAMESPACE_RESOURCE, undefined, shared, undefined);
+  });
+
   it("names an immutable field's change in a line, not in the API server's 2 KB dump of the pod template", async () => {
     const ns = await createTestNamespace('apply-immutable');
     const env = environmentFor(ns.name);
@@ -554,7 +653,8 @@ describe('deployToCluster', () => {
     expect(error.message).toBe(
       `server-side dry-run rejected the set, nothing was changed: env/app.yaml document 2: v1 Service ${ns.name}/web: not applied: managed by environment ` +
         `${staging.name} (label pushgate.dev/environment=${staging.name}), not ${shared.name}: an object belongs ` +
-        `to one environment (to hand it over, relabel it once ${staging.name} no longer declares it)`,
+        `to one environment (to hand it over: declare it here, relabel it pushgate.dev/environment=${shared.name}, ` +
+        `then drop it from ${staging.name}'s branch; docs/deploys.md §4)`,
     );
     expect(actions(error.resources)).toEqual(['ConfigMap/mine:skipped', 'Service/web:failed']);
     const live = await kube.get(SERVICES, ns.name, 'web');

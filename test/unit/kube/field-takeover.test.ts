@@ -63,6 +63,21 @@ describe('takeOverHandManagedFields', () => {
     ).toBe(undefined);
   });
 
+  it('never takes finalizers, nor what the API server gave before-first-apply (controllers’ fields among them)', () => {
+    expect(
+      takeOverHandManagedFields(
+        live([
+          entry('before-first-apply', {
+            'f:spec': { 'f:volumeName': {} },
+            'f:metadata': { 'f:finalizers': {} },
+          }),
+          entry('kubectl-edit', { 'f:metadata': { 'f:finalizers': { 'v:"example.com/backup"': {} } } }),
+        ]),
+        'apps/v1',
+      ),
+    ).toBeUndefined();
+  });
+
   it('leaves kubectl scale and rollout, other API versions and unknown managers alone', () => {
     expect(
       takeOverHandManagedFields(
