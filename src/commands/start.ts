@@ -7,7 +7,7 @@ import { serverEndpoints } from '../http/endpoints.js';
 import { listen } from '../http/server.js';
 import { startEmbeddedRedis, type EmbeddedRedis } from '../lib/embedded-redis.js';
 import { embeddedRedisDir } from '../lib/embedded-redis-url-file.js';
-import { createMetrics, initialiseSeries } from '../lib/metrics.js';
+import { createMetrics, initialiseSeries, statusProviders } from '../lib/metrics.js';
 import { withoutPassword } from '../lib/redact-secrets.js';
 import { connectProducer, loadRuntime } from '../runtime.js';
 import type { CommandArgs } from './command.js';
@@ -39,6 +39,7 @@ export async function runStart(args: CommandArgs): Promise<number> {
     initialiseSeries(metrics, {
       webhooks: true,
       environments: config.environments.map((environment) => environment.name),
+      statusProviders: statusProviders(secrets),
     });
     const services = connectProducer(redisUrl, config.redis.prefix);
     let worker: DeployWorker | undefined;

@@ -70,8 +70,12 @@ async function showJob(services: ProducerServices, jobId: string, args: CommandA
     args.stderr.write(`pushgate status: job "${jobId}" not found\n`);
     return 1;
   }
+  // As GET /jobs/:id shows it.
+  const sha = job.sha ?? job.trigger.sha;
+  const commitStatus = sha ? await services.store.commitStatus(job.environment, sha) : null;
   if (args.json) {
-    args.stdout.write(`${JSON.stringify(jobView(job), null, 2)}\n`);
+    const view = { ...jobView(job), ...(commitStatus ? { commitStatus } : {}) };
+    args.stdout.write(`${JSON.stringify(view, null, 2)}\n`);
     return 0;
   }
   const lines = [
@@ -89,6 +93,14 @@ async function showJob(services: ProducerServices, jobId: string, args: CommandA
   const shown = lines.map((line) => printable(line));
   if (job.error) shown.push(`error        ${printable(job.error, true)}`);
   if (job.message) shown.push(`message      ${printable(job.message, true)}`);
+  if (commitStatus) {
+    const delivery = commitStatus.delivered
+      ? 'delivered'
+      : commitStatus.error
+        ? `not delivered: ${commitStatus.error}`
+        : 'not delivered yet';
+    shown.push(`commit       ${printable(`${commitStatus.state} (${delivery})`, true)}`);
+  }
   args.stdout.write(`${shown.join('\n')}\n`);
   if (job.resources.length > 0) {
     args.stdout.write(

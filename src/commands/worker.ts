@@ -1,7 +1,7 @@
 import { waitForShutdownSignal } from '../lib/shutdown.js';
 import { startWorkerFromRuntime } from '../deploy/worker-process.js';
 import { UsageError } from '../lib/errors.js';
-import { createMetrics, initialiseSeries } from '../lib/metrics.js';
+import { createMetrics, initialiseSeries, statusProviders } from '../lib/metrics.js';
 import { serveWorkerMetrics } from '../http/worker-metrics-server.js';
 import { kubeconfigProblems } from '../kube/cluster.js';
 import { loadRuntime, requireRedisUrl } from '../runtime.js';
@@ -21,6 +21,7 @@ export async function runWorker(args: CommandArgs): Promise<number> {
   const metrics = createMetrics();
   initialiseSeries(metrics, {
     environments: runtime.config.environments.map((environment) => environment.name),
+    statusProviders: statusProviders(runtime.secrets),
   });
   const port = metricsPort(args.env.WORKER_METRICS_PORT);
   // Up before the worker waits for Redis: its liveness probe must not restart a worker that

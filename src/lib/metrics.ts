@@ -36,8 +36,17 @@ const FINAL_JOB_STATES = ['succeeded', 'failed', 'superseded'] as const;
  */
 export function initialiseSeries(
   metrics: Metrics,
-  scope: { webhooks?: boolean; environments?: readonly string[] },
+  scope: {
+    webhooks?: boolean;
+    environments?: readonly string[];
+    /** Providers this process reports commit statuses to (it holds their token). */
+    statusProviders?: readonly string[];
+  },
 ): void {
+  for (const provider of scope.statusProviders ?? []) {
+    for (const outcome of ['delivered', 'skipped', 'retried', 'failed'])
+      metrics.commitStatuses.inc({ provider, outcome }, 0);
+  }
   if (scope.webhooks) {
     for (const provider of ['github', 'gitlab'])
       for (const outcome of WEBHOOK_OUTCOMES) metrics.webhooks.inc({ provider, outcome }, 0);
@@ -45,6 +54,11 @@ export function initialiseSeries(
   for (const environment of scope.environments ?? []) {
     for (const state of FINAL_JOB_STATES) metrics.jobsFinished.inc({ environment, state }, 0);
   }
+}
+
+/** The providers a process holding these tokens reports commit statuses to. */
+export function statusProviders(tokens: { githubToken?: string; gitlabToken?: string }): string[] {
+  return [...(tokens.githubToken ? ['github'] : []), ...(tokens.gitlabToken ? ['gitlab'] : [])];
 }
 
 export function createMetrics(): Metrics {

@@ -19,6 +19,10 @@ export interface FakeProvider {
   failNext(count: number, status: number, options?: FailureOptions): void;
   /** Resolves once at least `count` requests arrived, or rejects at the deadline. */
   waitForRequests(count: number, timeoutMs?: number): Promise<RecordedRequest[]>;
+  /** Holds every answer this long (a slow provider), so concurrent requests overlap. */
+  delayAnswers(ms: number): void;
+  /** The most requests the server held unanswered at once. */
+  readonly maxInFlight: number;
   close(): Promise<void>;
 }
 
@@ -38,10 +42,18 @@ export async function startFakeProvider(handler: Handler): Promise<FakeProvider>
     status: 500,
     options: {},
   };
+  let delayMs = 0;
+  let inFlight = 0;
+  let maxInFlight = 0;
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
+    inFlight += 1;
+    maxInFlight = Math.max(maxInFlight, inFlight);
+    res.on('close', () => (inFlight -= 1));
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => {
+    req.on('end', () => void answer());
+    const answer = async (): Promise<void> => {
+      if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
       const text = Buffer.concat(chunks).toString('utf8');
       const contentType = req.headers['content-type'] ?? '';
       let body: unknown = text;
@@ -65,7 +77,7 @@ export async function startFakeProvider(handler: Handler): Promise<FakeProvider>
         return;
       }
       handler(recorded, res);
-    });
+    };
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();
@@ -75,6 +87,12 @@ export async function startFakeProvider(handler: Handler): Promise<FakeProvider>
     requests,
     failNext(count, status, options = {}) {
       failures = { count, status, options };
+    },
+    delayAnswers(ms) {
+      delayMs = ms;
+    },
+    get maxInFlight() {
+      return maxInFlight;
     },
     async waitForRequests(count, timeoutMs = 10_000) {
       const deadline = Date.now() + timeoutMs;

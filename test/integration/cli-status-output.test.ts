@@ -9,6 +9,7 @@ import { runStatus } from '../../src/commands/status.js';
 import { runSync } from '../../src/commands/sync.js';
 import { createKeys } from '../../src/queue/keys.js';
 import { JobStore } from '../../src/status/job-store.js';
+import { StatusOutbox } from '../../src/status/reporters/status-outbox.js';
 import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
 
 // What a job record holds comes from outside: the pusher's name from the webhook payload, the
@@ -116,6 +117,41 @@ describe('pushgate status and sync on a terminal', () => {
     expect(out).toContain(
       'error        m/\\u001b[2J\\u001b[31m.yaml document 1: invalid\nsecond line \\u202eevil',
     );
+  });
+
+  it('status JOB shows what became of the commit status, as GET /jobs/:id does', async () => {
+    const keys = createKeys(prefix);
+    const store = new JobStore(client, keys);
+    const sha = 'c'.repeat(40);
+    await store.claimMany([
+      {
+        id: 'reported-1',
+        environment: 'staging',
+        trigger: { kind: 'manual' },
+        receivedAt: new Date().toISOString(),
+      },
+    ]);
+    await store.update('reported-1', { state: 'succeeded', sha, finishedAt: new Date().toISOString() });
+    await new StatusOutbox(client, keys).offer({
+      environment: 'staging',
+      sha,
+      provider: 'github',
+      repo: 'acme/env-config',
+      ref: 'env/staging',
+      state: 'success',
+      description: 'Deployed',
+      targetUrl: 'https://deploy.example.com/jobs/reported-1',
+      jobId: 'reported-1',
+      quiet: false,
+    });
+    const shown = capture();
+    const json = capture();
+
+    expect(await runStatus(commandArgs(['reported-1'], shown.stdout))).toBe(0);
+    expect(await runStatus({ ...commandArgs(['reported-1'], json.stdout), json: true })).toBe(0);
+
+    expect(shown.text()).toMatch(/^commit {7}success \(not delivered yet\)$/m);
+    expect(JSON.parse(json.text())).toMatchObject({ commitStatus: { state: 'success', delivered: false } });
   });
 
   it('status shows a job waiting out its retry backoff as retrying, not merely queued', async () => {

@@ -299,6 +299,49 @@ describe('commit status reporters (local servers speaking the providers’ docum
     expect(toOther.at - first).toBeGreaterThanOrEqual(950);
   });
 
+  it('while a provider is rate-limited, a backlog waits quietly: no busy loop, no burst, the other provider unhindered', async () => {
+    const { github, gitlab, reporter, update } = await setup();
+    github.failNext(1, 403, {
+      headers: { 'retry-after': '30' },
+      message: 'You have exceeded a secondary rate limit.',
+    });
+    reporter.report(update('production', 'success', 'Deployed'));
+    await github.waitForRequests(1);
+    // More than one page of due statuses to the limited provider, then one to the other.
+    for (let n = 0; n < 60; n++)
+      reporter.report({
+        ...update('production', 'success', 'Deployed'),
+        sha: n.toString(16).padStart(40, 'a'),
+      });
+    reporter.report(update('staging', 'success', 'Deployed'));
+
+    await gitlab.waitForRequests(1);
+    const reads = async () => {
+      const stats = await client.info('commandstats');
+      return Number(/cmdstat_hgetall:calls=(\d+)/.exec(stats)?.[1] ?? 0);
+    };
+    const before = await reads();
+    await new Promise((resolve) => setTimeout(resolve, 1_000)); // a window to count Redis reads in
+    // A poll or two (each reads nothing due: the backlog waits for the limit's end), not a spin.
+    expect((await reads()) - before).toBeLessThan(50);
+    expect(github.requests).toHaveLength(1);
+  });
+
+  it('sends a backlog a few at a time, not as one burst', async () => {
+    const { github, reporter, update } = await setup();
+    github.delayAnswers(100);
+    for (let n = 0; n < 6; n++)
+      reporter.report({
+        ...update('production', 'success', 'Deployed'),
+        sha: n.toString(16).padStart(40, 'b'),
+      });
+
+    expect(await reporter.flush()).toBe(true);
+
+    expect(github.requests).toHaveLength(6);
+    expect(github.maxInFlight).toBeLessThanOrEqual(2);
+  });
+
   it('sends one GitLab request per attempt and honours its Retry-After (no client-side retry storm)', async () => {
     const { gitlab, reporter, update } = await setup();
     gitlab.failNext(1, 429, { headers: { 'retry-after': '1', 'ratelimit-remaining': '0' } });

@@ -1,3 +1,4 @@
+import { mapWithConcurrency } from '../../kube/map-with-concurrency.js';
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Config } from '../../config/schema.js';
@@ -54,6 +55,12 @@ const DEFAULTS = {
 
 /** Commits looked at per pass of the drain loop. */
 const BATCH = 50;
+/**
+ * Statuses sent at once by one worker: a backlog after an outage goes out a few at a time,
+ * not as one burst (GitHub asks integrations to send serially; bursts trip its secondary
+ * rate limit).
+ */
+const SENDS_IN_FLIGHT = 2;
 
 /**
  * Reports deploys as commit statuses. report() never throws and never waits: it offers the
@@ -169,12 +176,19 @@ export class CommitStatusReporter {
       this.drainAgain = true;
       return this.draining;
     }
+    // Pages through what is due, skipping past what this process leaves (another worker's
+    // lease or token): those stay at the head of the set and must not hide the rest, nor be
+    // read again and again in a loop. Once through, the poll timer comes back.
     const run = async (): Promise<void> => {
       do {
         this.drainAgain = false;
-        const due = await this.outbox!.due(Date.now(), BATCH);
-        await Promise.all(due.map((ref) => this.deliver(ref)));
-        if (due.length === BATCH) this.drainAgain = true;
+        let offset = 0;
+        for (;;) {
+          const due = await this.outbox!.due(Date.now(), BATCH, offset);
+          const outcomes = await mapWithConcurrency(due, SENDS_IN_FLIGHT, (ref) => this.deliver(ref));
+          if (due.length < BATCH || this.closing.signal.aborted) break;
+          offset += outcomes.filter((outcome) => outcome === 'left').length;
+        }
       } while (this.drainAgain && !this.closing.signal.aborted);
     };
     this.draining = run()
@@ -185,19 +199,29 @@ export class CommitStatusReporter {
     return this.draining;
   }
 
-  private async deliver(ref: CommitRef): Promise<void> {
+  /** `left` when the commit stays due as it was (for another worker), `done` otherwise. */
+  private async deliver(ref: CommitRef): Promise<'done' | 'left'> {
     const outbox = this.outbox!;
     const peek = await outbox.read(ref);
-    if (!peek) return outbox.forget(ref);
+    if (!peek) {
+      await outbox.forget(ref);
+      return 'done';
+    }
     // Another worker may hold this provider's token: leave the commit to it.
-    if (!this.senders[peek.provider]) return;
-    if (Date.now() < (this.pausedUntil[peek.provider] ?? 0)) return;
+    if (!this.senders[peek.provider]) return 'left';
+    const pausedUntil = this.pausedUntil[peek.provider] ?? 0;
+    if (Date.now() < pausedUntil) {
+      // Rate-limited: due again when the limit ends, not at every poll meanwhile.
+      await outbox.postpone(ref, pausedUntil);
+      return 'done';
+    }
     const token = randomUUID();
-    if (!(await outbox.lease(ref, token, this.settings.timeoutMs + 10_000))) return;
+    if (!(await outbox.lease(ref, token, this.settings.timeoutMs + 10_000))) return 'left';
     try {
       const entry = await outbox.read(ref);
-      if (!entry) return await outbox.forget(ref);
-      await this.send(ref, entry);
+      if (!entry) await outbox.forget(ref);
+      else await this.send(ref, entry);
+      return 'done';
     } finally {
       await outbox.release(ref, token).catch(() => undefined);
     }

@@ -182,10 +182,22 @@ export class StatusOutbox {
     return Number(result);
   }
 
-  /** Commits whose next attempt is due by `now`, oldest first. */
-  async due(now: number, limit: number): Promise<CommitRef[]> {
-    const members = await this.redis.zrangebyscore(this.keys.commitStatusDue, '-inf', now, 'LIMIT', 0, limit);
+  /** Commits whose next attempt is due by `now`, oldest first, from the `offset`-th on. */
+  async due(now: number, limit: number, offset = 0): Promise<CommitRef[]> {
+    const members = await this.redis.zrangebyscore(
+      this.keys.commitStatusDue,
+      '-inf',
+      now,
+      'LIMIT',
+      offset,
+      limit,
+    );
     return members.map(parseMember);
+  }
+
+  /** Not due before `at` (a provider's rate limit): only while it is due, i.e. still in the set. */
+  async postpone(ref: CommitRef, at: number): Promise<void> {
+    await this.redis.zadd(this.keys.commitStatusDue, 'XX', at, member(ref));
   }
 
   async read(ref: CommitRef): Promise<OutboxEntry | null> {

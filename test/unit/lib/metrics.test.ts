@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { createMetrics, initialiseSeries, WEBHOOK_OUTCOMES } from '../../../src/lib/metrics.js';
+import {
+  createMetrics,
+  initialiseSeries,
+  statusProviders,
+  WEBHOOK_OUTCOMES,
+} from '../../../src/lib/metrics.js';
 
 describe('initialiseSeries', () => {
   it("starts every series an alert watches at 0, so a counter's first increment is a visible increase", async () => {
@@ -13,6 +18,19 @@ describe('initialiseSeries', () => {
         expect(text).toContain(`pushgate_webhooks_total{provider="${provider}",outcome="${outcome}"} 0`);
     for (const state of ['succeeded', 'failed', 'superseded'])
       expect(text).toContain(`pushgate_jobs_finished_total{environment="production",state="${state}"} 0`);
+  });
+
+  it('starts commit status outcomes at 0 for the providers the process holds a token of', async () => {
+    const metrics = createMetrics();
+    initialiseSeries(metrics, {
+      statusProviders: statusProviders({ githubToken: 'ghs_x', gitlabToken: undefined }),
+    });
+
+    const text = await metrics.registry.metrics();
+
+    for (const outcome of ['delivered', 'skipped', 'retried', 'failed'])
+      expect(text).toContain(`pushgate_commit_statuses_total{provider="github",outcome="${outcome}"} 0`);
+    expect(text).not.toContain('provider="gitlab"');
   });
 
   it('leaves out what the process does not count: a receiver finishes no jobs', async () => {
