@@ -21,7 +21,16 @@ interface CommandSpec {
   options: readonly CommandOption[];
   /** Positional arguments it takes at most; more is bad usage. */
   maxPositionals: number;
+  /**
+   * Runs until a signal and then has stopped for good: a connection still retrying an
+   * unreachable Redis (one of BullMQ's own) must not keep the process, and its pod, alive
+   * until SIGKILL once everything that matters is closed.
+   */
+  exitsWhenStopped?: boolean;
 }
+
+/** How long a stopped service lets open handles close by themselves before it exits anyway. */
+const EXIT_AFTER_STOP_MS = 1_000;
 
 const COMMANDS: Record<string, CommandSpec> = {
   serve: {
@@ -33,6 +42,7 @@ on server.port (PORT overrides it), until SIGTERM/SIGINT. Needs REDIS_URL (redis
 `,
     options: [],
     maxPositionals: 0,
+    exitsWhenStopped: true,
   },
   worker: {
     load: () => import('./commands/worker.js').then((m) => m.runWorker),
@@ -44,6 +54,7 @@ A deploy worker: takes jobs from Redis and applies them to the clusters, until S
 `,
     options: [],
     maxPositionals: 0,
+    exitsWhenStopped: true,
   },
   start: {
     load: () => import('./commands/start.js').then((m) => m.runStart),
@@ -55,6 +66,7 @@ under .pushgate/redis/; status and sync run from the same folder find it by them
 `,
     options: [],
     maxPositionals: 0,
+    exitsWhenStopped: true,
   },
   check: {
     load: () => import('./commands/check.js').then((m) => m.runCheck),
@@ -243,7 +255,9 @@ export async function main(argv: string[], env = process.env): Promise<number> {
   };
   try {
     const command = await spec.load();
-    return await command(args);
+    const code = await command(args);
+    if (spec.exitsWhenStopped) setTimeout(() => process.exit(), EXIT_AFTER_STOP_MS).unref();
+    return code;
   } catch (error) {
     process.stderr.write(`pushgate ${name}: ${errorMessage(error)}\n`);
     if (error instanceof PushgateError && (error.code === 'config_invalid' || error.code === 'usage'))

@@ -190,16 +190,34 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
         // Stop the deploys and let their locks lapse: BullMQ's stalled check hands the jobs to another worker.
         logger.warn({ deadlineMs }, 'shutdown deadline passed, handing current jobs back');
         aborter.abort(new Error('worker shutting down'));
-        await worker.close(true);
+        // Bounded, as every step below: with Redis unreachable BullMQ's close waits on it for good,
+        // and a worker that never exits holds its pod until SIGKILL.
+        await settledWithin(worker.close(true), CLOSE_STEP_MS);
       }
-      await options.reporter?.flush(STATUS_FLUSH_AT_SHUTDOWN_MS);
-      await options.reporter?.close();
-      await requeueing;
-      await queue.close().catch(() => undefined);
+      await settledWithin(options.reporter?.flush(STATUS_FLUSH_AT_SHUTDOWN_MS), CLOSE_STEP_MS);
+      await settledWithin(options.reporter?.close(), CLOSE_STEP_MS);
+      await settledWithin(requeueing, CLOSE_STEP_MS);
+      await settledWithin(queue.close(), CLOSE_STEP_MS);
       redis.disconnect();
       workerConnection.disconnect();
     },
   };
+}
+
+/** The longest one shutdown step may wait on Redis past the deadline. */
+const CLOSE_STEP_MS = 3_000;
+
+/** Waits for `work` to settle, at most `ms`; never rejects. */
+async function settledWithin(work: Promise<unknown> | undefined, ms: number): Promise<void> {
+  if (!work) return;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    work.catch(() => undefined),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+    }),
+  ]);
+  clearTimeout(timer);
 }
 
 interface ProcessDeps {

@@ -260,4 +260,26 @@ describe('pushgate worker processes (real Redis, git, kube-apiserver)', () => {
     const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
     expect(metrics).toContain('pushgate_jobs_finished_total{environment="web",state="failed"} 0');
   });
+
+  it('stops on SIGTERM within its deadline and a few seconds even while Redis does not answer', async () => {
+    const own = await startRedis();
+    try {
+      await writeFile(configFile, harness.configText.replaceAll(redis.url, own.url));
+      const worker = await spawnWorker(configFile, path.join(dir, 'cache-a'), {
+        PUSHGATE_SHUTDOWN_TIMEOUT_MS: '500',
+      });
+      workers.push(worker);
+      await own.kill();
+
+      const started = Date.now();
+      worker.child.kill('SIGTERM');
+      const code = await worker.exited;
+
+      expect(code).toBe(0);
+      // The deadline, then each bounded shutdown step at most (3 s each; several finish at once).
+      expect(Date.now() - started).toBeLessThan(16_000);
+    } finally {
+      await own.stop();
+    }
+  });
 });
