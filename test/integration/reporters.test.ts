@@ -327,6 +327,25 @@ describe('commit status reporters (local servers speaking the providers’ docum
     expect(github.requests).toHaveLength(1);
   });
 
+  it('logs the first failure of each status at warn, though an earlier status of the commit failed before', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = createLogger({
+      level: 'warn',
+      destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) },
+    });
+    const { github, reporter, update } = await setup({}, undefined, logger);
+    github.failNext(2, 503);
+    reporter.report(update('production', 'pending', 'Deploying'));
+    await github.waitForRequests(1);
+    reporter.report(update('production', 'success', 'Deployed'));
+
+    expect(await reporter.flush()).toBe(true);
+
+    expect(states(github).at(-1)).toBe('success');
+    const retried = lines.filter((line) => line.msg === 'commit status not delivered: will retry');
+    expect(retried.map((line) => line.state)).toEqual(['pending', 'success']);
+  });
+
   it('sends a backlog a few at a time, not as one burst', async () => {
     const { github, reporter, update } = await setup();
     github.delayAnswers(100);

@@ -298,7 +298,9 @@ export class CommitStatusReporter {
       });
       this.count(entry.provider, 'retried');
       const retryInMs = nextAttemptAt - now;
-      if (failures === 1)
+      // The first failure of each status is news (a pending's earlier failures say nothing
+      // of the success that follows it); the retries after it are not.
+      if (failures === 1 || entry.failedSeq !== entry.seq)
         this.logger.warn({ ...fields, retryInMs }, 'commit status not delivered: will retry');
       else this.logger.debug({ ...fields, failures, retryInMs }, 'commit status not delivered: will retry');
     }

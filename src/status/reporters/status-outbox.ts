@@ -44,6 +44,8 @@ const entrySchema = z.object({
   deliveredDescription: z.string().optional(),
   deliveredAt: optionalNumber,
   failures: count,
+  /** The seq of the status whose delivery failed last: a first failure of a newer one is news. */
+  failedSeq: count,
   firstFailureAt: optionalNumber,
   lastError: z.string().optional(),
   lastHttpStatus: z.string().optional(),
@@ -115,6 +117,7 @@ if outcome == 'delivered' then
   if not moved then redis.call('ZREM', KEYS[2], ARGV[1]) end
 elseif outcome == 'retry' then
   redis.call('HINCRBY', KEYS[1], 'failures', 1)
+  redis.call('HSET', KEYS[1], 'failedSeq', ARGV[3])
   redis.call('HSETNX', KEYS[1], 'firstFailureAt', ARGV[4])
   redis.call('HSET', KEYS[1], 'lastError', ARGV[7], 'lastHttpStatus', ARGV[8])
   if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'notBefore', ARGV[9]) end
