@@ -440,16 +440,17 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
   if (takeovers.length > 0) {
     await request.assertLockHeld();
     const outcomes = await mapWithConcurrency(takeovers, CONCURRENCY, (object) =>
-      takeOverAndReapply(client, object, plannedBy.get(object)!.takeover!, signal).catch(
-        (error: unknown) =>
-          `${describeRef(object.ref)}: hand-made fields not taken over: ${errorMessage(error)}`,
-      ),
+      takeOverAndReapply(client, object, signal).catch((error: unknown) => ({
+        taken: false,
+        warning: `${describeRef(object.ref)}: hand-made fields not taken over: ${errorMessage(error)}`,
+      })),
     );
-    for (const warning of outcomes) {
-      if (warning === undefined) continue;
+    outcomes.forEach(({ taken, warning }, index) => {
+      if (taken) results.set(takeovers[index]!, 'configured');
+      if (warning === undefined) return;
       warnings.push(warning);
       logger.warn(warning);
-    }
+    });
   }
 
   await recordAndPrune(client, request, ordered, previous, results, progress);

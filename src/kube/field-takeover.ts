@@ -2,6 +2,7 @@ import { errorMessage } from '../lib/errors.js';
 import type { PreparedObject } from '../manifests/prepare.js';
 import { describeRef } from '../manifests/resource-info.js';
 import { FIELD_MANAGER, type ClusterClient, type LiveObject } from './cluster.js';
+import { shortenQuotedValues } from './failures.js';
 
 /** One entry of `metadata.managedFields`, as the API server writes it. */
 export interface ManagedFieldsEntry {
@@ -151,32 +152,35 @@ export function takeOverHandManagedFields(
  * After the deploy's own apply went through: hands the hand-made fields to pushgate and
  * applies again, so what git does not declare goes. The dry-run cannot foresee this second
  * step (removing a field can be refused: an immutable Job template), so it is undone when the
- * apply refuses it, and the object stays as the first apply left it. Resolves a warning for
- * the job then (the next deploy tries again), undefined when done or when the object changed
- * meanwhile (the next deploy looks again).
+ * apply refuses it, and the object stays as the first apply left it, with a warning for the
+ * job (the next deploy tries again). `taken` false when there was nothing to take, or the
+ * object changed meanwhile (the next deploy looks again).
  */
 export async function takeOverAndReapply(
   client: ClusterClient,
   object: PreparedObject,
-  takeover: { live: LiveObject; managedFields: ManagedFieldsEntry[] },
   signal?: AbortSignal,
-): Promise<string | undefined> {
+): Promise<{ taken: boolean; warning?: string }> {
   // The first apply moved the object on: start from what it is now.
   const current = await client.get(object.resource, object.ref.namespace, object.ref.name, signal);
   const managedFields = current && takeOverHandManagedFields(current, object.object.apiVersion);
-  if (!current || !managedFields) return undefined;
+  if (!current || !managedFields) return { taken: false };
   const original = (current.metadata as { managedFields?: ManagedFieldsEntry[] }).managedFields ?? [];
   let rewritten: LiveObject;
   try {
     rewritten = await client.replaceManagedFields(object.resource, current, managedFields, signal);
   } catch {
-    return undefined;
+    return { taken: false };
   }
   try {
     await client.apply(object.resource, object.object, { signal });
-    return undefined;
+    return { taken: true };
   } catch (error) {
     await client.replaceManagedFields(object.resource, rewritten, original, signal).catch(() => undefined);
-    return `${describeRef(object.ref)}: what kubectl set by hand is left as it was: removing it was refused (${errorMessage(error).split('\n')[0]})`;
+    const reason = shortenQuotedValues(errorMessage(error).split('\n')[0] ?? '');
+    return {
+      taken: false,
+      warning: `${describeRef(object.ref)}: what kubectl set by hand is left as it was: removing it was refused (${reason})`,
+    };
   }
 }

@@ -113,12 +113,8 @@ export async function planObjects(
     const dryRun = dryRunOutcome.result;
     const managedFields = live && takeOverHandManagedFields(live, object.object.apiVersion);
     const takeover = live && managedFields ? { takeover: { live, managedFields } } : {};
-    // Taking fields over changes the object (its ownership, and fields git no longer sets go).
-    const action: PlannedAction = !live
-      ? 'created'
-      : !managedFields && sameObject(live, dryRun)
-        ? 'unchanged'
-        : 'configured';
+    // A takeover (after the apply, see deploy.ts) makes it `configured` only if it goes through.
+    const action: PlannedAction = !live ? 'created' : sameObject(live, dryRun) ? 'unchanged' : 'configured';
     return object.ref.kind === 'CustomResourceDefinition'
       ? { object, action, crd: { live, dryRun }, ...takeover }
       : { object, action, ...takeover };

@@ -520,6 +520,11 @@ describe('deployToCluster', () => {
           ),
         ),
       ]);
+      // Short (the API server's dump of the template cut); once labelled, the Job stays unchanged.
+      expect(outcome.warnings![0]!.length).toBeLessThan(600);
+      expect(outcome.resources.find((resource) => resource.kind === 'Job')?.action).toBe(
+        round === 1 ? 'configured' : 'unchanged',
+      );
     }
     const live = await kube.get(JOBS, ns.name, 'migrate');
     const template = (live?.spec as { template: { metadata: { annotations: Record<string, string> } } })

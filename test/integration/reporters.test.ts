@@ -327,6 +327,25 @@ describe('commit status reporters (local servers speaking the providers’ docum
     expect(github.requests).toHaveLength(1);
   });
 
+  it('a slow provider holds back only its own statuses: the other provider’s go out at once', async () => {
+    const { github, gitlab, reporter, update } = await setup();
+    github.delayAnswers(1_500);
+    for (let n = 0; n < 6; n++)
+      reporter.report({
+        ...update('production', 'success', 'Deployed'),
+        sha: n.toString(16).padStart(40, 'c'),
+      });
+    await github.waitForRequests(1);
+
+    const offered = Date.now();
+    reporter.report(update('staging', 'success', 'Deployed'));
+    const [toGitlab] = await gitlab.waitForRequests(1);
+
+    expect(toGitlab!.at - offered).toBeLessThan(1_000);
+    expect(await reporter.flush()).toBe(true);
+    expect(github.maxInFlight).toBeLessThanOrEqual(2);
+  });
+
   it('logs the first failure of each status at warn, though an earlier status of the commit failed before', async () => {
     const lines: Record<string, unknown>[] = [];
     const logger = createLogger({

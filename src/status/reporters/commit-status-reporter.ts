@@ -56,11 +56,32 @@ const DEFAULTS = {
 /** Commits looked at per pass of the drain loop. */
 const BATCH = 50;
 /**
- * Statuses sent at once by one worker: a backlog after an outage goes out a few at a time,
- * not as one burst (GitHub asks integrations to send serially; bursts trip its secondary
- * rate limit).
+ * Statuses one worker sends at once to one provider: a backlog after an outage goes out a few
+ * at a time, not as one burst (GitHub asks integrations to send serially; bursts trip its
+ * secondary rate limit). Per provider, so one that hangs does not hold back the other.
  */
 const SENDS_IN_FLIGHT = 2;
+
+/** At most `max` calls of run() at once; the rest wait their turn. */
+class Slots {
+  private active = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(private readonly max: number) {}
+
+  async run<T>(work: () => Promise<T>): Promise<T> {
+    if (this.active < this.max) this.active += 1;
+    // The slot passes straight from the call that frees it (see below).
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    try {
+      return await work();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.active -= 1;
+    }
+  }
+}
 
 /**
  * Reports deploys as commit statuses. report() never throws and never waits: it offers the
@@ -74,9 +95,15 @@ export class CommitStatusReporter {
   private readonly owed = new Map<string, { ref: CommitRef; seq: number }>();
   /** A rate limit is the token's, not the commit's: no status to that provider before this. */
   private readonly pausedUntil: Partial<Record<Provider, number>> = {};
+  private readonly slots: Record<Provider, Slots> = {
+    github: new Slots(SENDS_IN_FLIGHT),
+    gitlab: new Slots(SENDS_IN_FLIGHT),
+  };
   private readonly offering = new Set<Promise<void>>();
   private readonly closing = new AbortController();
   private draining: Promise<void> | undefined;
+  /** Deliveries started and not ended, by commit: one at a time per commit in this process. */
+  private readonly sending = new Map<string, Promise<unknown>>();
   private drainAgain = false;
   private readonly timer: NodeJS.Timeout | undefined;
   private readonly metrics: Metrics | undefined;
@@ -167,6 +194,8 @@ export class CommitStatusReporter {
     clearInterval(this.timer);
     this.closing.abort();
     await this.draining;
+    // Aborted by `closing`: each ends at once, its commit still due for another worker.
+    await Promise.allSettled([...this.sending.values()]);
     this.onClose?.();
   }
 
@@ -185,7 +214,7 @@ export class CommitStatusReporter {
         let offset = 0;
         for (;;) {
           const due = await this.outbox!.due(Date.now(), BATCH, offset);
-          const outcomes = await mapWithConcurrency(due, SENDS_IN_FLIGHT, (ref) => this.deliver(ref));
+          const outcomes = await mapWithConcurrency(due, BATCH, (ref) => this.deliver(ref));
           if (due.length < BATCH || this.closing.signal.aborted) break;
           offset += outcomes.filter((outcome) => outcome === 'left').length;
         }
@@ -199,8 +228,14 @@ export class CommitStatusReporter {
     return this.draining;
   }
 
-  /** `left` when the commit stays due as it was (for another worker), `done` otherwise. */
+  /**
+   * Starts the commit's delivery without waiting for it: a slow provider must not hold up the
+   * drain, and with it the other provider's statuses. Its end drains again. `left` when the
+   * commit stays in the due set for now (being sent, or another worker's), `done` otherwise.
+   */
   private async deliver(ref: CommitRef): Promise<'done' | 'left'> {
+    const key = `${ref.environment}:${ref.sha}`;
+    if (this.sending.has(key)) return 'left';
     const outbox = this.outbox!;
     const peek = await outbox.read(ref);
     if (!peek) {
@@ -209,7 +244,24 @@ export class CommitStatusReporter {
     }
     // Another worker may hold this provider's token: leave the commit to it.
     if (!this.senders[peek.provider]) return 'left';
-    const pausedUntil = this.pausedUntil[peek.provider] ?? 0;
+    if (this.sending.has(key)) return 'left';
+    const sent = this.slots[peek.provider]
+      .run(() => this.leaseAndSend(ref, peek.provider))
+      .catch((error: unknown) =>
+        this.logger.debug({ err: errorMessage(error) }, 'could not deliver a commit status (Redis?)'),
+      )
+      .finally(() => {
+        this.sending.delete(key);
+        void this.drain();
+      });
+    this.sending.set(key, sent);
+    return 'left';
+  }
+
+  private async leaseAndSend(ref: CommitRef, provider: Provider): Promise<'done' | 'left'> {
+    const outbox = this.outbox!;
+    // Checked once a slot is ours: a send that held it may have met a rate limit meanwhile.
+    const pausedUntil = this.pausedUntil[provider] ?? 0;
     if (Date.now() < pausedUntil) {
       // Rate-limited: due again when the limit ends, not at every poll meanwhile.
       await outbox.postpone(ref, pausedUntil);
