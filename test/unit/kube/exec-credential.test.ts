@@ -1,11 +1,22 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { ExecCredentialSource, type ExecConfig } from '../../../src/kube/exec-credential.js';
 import { processAlive } from '../../helpers/process.js';
 
 const V1 = 'client.authentication.k8s.io/v1';
+
+/** Each test's plugin folder, removed after it. */
+const dirs: string[] = [];
+function pluginDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'exec-credential-'));
+  dirs.push(dir);
+  return dir;
+}
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
 
 /** A plugin that counts its runs in `dir/runs` and hands out token t<run>, valid for an hour. */
 function countingPlugin(dir: string): ExecConfig {
@@ -22,7 +33,7 @@ function countingPlugin(dir: string): ExecConfig {
 
 describe('ExecCredentialSource', () => {
   it('does not drop a fresh credential for a refusal of an older one', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'exec-credential-'));
+    const dir = pluginDir();
     const source = new ExecCredentialSource(countingPlugin(dir), null, process.env);
 
     const first = await source.get();
@@ -36,7 +47,7 @@ describe('ExecCredentialSource', () => {
   });
 
   it('kills the plugin’s whole process group when it does not answer in time', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'exec-credential-'));
+    const dir = pluginDir();
     const pidFile = join(dir, 'grandchild');
     // A wrapper whose child hangs, holding the pipes the plugin's answer would come on.
     const exec: ExecConfig = {
@@ -55,7 +66,7 @@ describe('ExecCredentialSource', () => {
   });
 
   it('tells a plugin that asks for it the cluster, with a CA file as data and the exec extension', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'exec-credential-'));
+    const dir = pluginDir();
     writeFileSync(join(dir, 'ca.pem'), 'CA PEM');
     const exec: ExecConfig = {
       apiVersion: V1,
