@@ -1,9 +1,20 @@
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { KubeAccess } from '../../../src/kube/kubeconfig.js';
+
+/** Each test's kubeconfig folder (credentials in it), removed after it. */
+const dirs: string[] = [];
+function configDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'kubeaccess-'));
+  dirs.push(dir);
+  return dir;
+}
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
 
 function kubeconfig(
   dir: string,
@@ -35,7 +46,7 @@ async function optionsFor(file: string): Promise<https.RequestOptions> {
 
 describe('KubeAccess (kubeconfig without loading the whole client)', () => {
   it('reads certificate files relative to the kubeconfig and the CA as base64 data', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'kubeaccess-'));
+    const dir = configDir();
     writeFileSync(join(dir, 'client.crt'), 'CERT');
     writeFileSync(join(dir, 'client.key'), 'KEY');
     const file = kubeconfig(
@@ -51,7 +62,7 @@ describe('KubeAccess (kubeconfig without loading the whole client)', () => {
   });
 
   it('sends a bearer token, re-read from its file on every call so rotation takes effect', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'kubeaccess-'));
+    const dir = configDir();
     const tokenFile = join(dir, 'token');
     writeFileSync(tokenFile, 'first\n');
     const access = new KubeAccess();
@@ -73,7 +84,7 @@ describe('KubeAccess (kubeconfig without loading the whole client)', () => {
   });
 
   it('runs an exec plugin named relative to the kubeconfig and sends its token', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'kubeaccess-'));
+    const dir = configDir();
     const plugin = join(dir, 'plugin.sh');
     writeFileSync(
       plugin,
@@ -93,7 +104,7 @@ describe('KubeAccess (kubeconfig without loading the whole client)', () => {
   });
 
   it('names a missing exec plugin and shows its install hint', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'kubeaccess-'));
+    const dir = configDir();
     const access = new KubeAccess();
     access.loadFromFile(
       kubeconfig(dir, {
@@ -112,7 +123,7 @@ describe('KubeAccess (kubeconfig without loading the whole client)', () => {
   });
 
   it('runs an exec plugin again once its credential has expired', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'kubeaccess-'));
+    const dir = configDir();
     const plugin = join(dir, 'plugin.sh');
     // Each run hands out a token numbered by the runs so far, already expired.
     writeFileSync(
