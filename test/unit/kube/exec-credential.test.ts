@@ -1,22 +1,14 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ExecCredentialSource, type ExecConfig } from '../../../src/kube/exec-credential.js';
 import { processAlive } from '../../helpers/process.js';
+import { tempDirs } from '../../helpers/temp-dirs.js';
 
 const V1 = 'client.authentication.k8s.io/v1';
 
-/** Each test's plugin folder, removed after it. */
-const dirs: string[] = [];
-function pluginDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'exec-credential-'));
-  dirs.push(dir);
-  return dir;
-}
-afterEach(() => {
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
+/** Each test's folder, removed after it. */
+const pluginDir = tempDirs('exec-credential-');
 
 /** A plugin that counts its runs in `dir/runs` and hands out token t<run>, valid for an hour. */
 function countingPlugin(dir: string): ExecConfig {

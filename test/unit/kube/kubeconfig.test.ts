@@ -1,20 +1,12 @@
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, writeFileSync } from 'node:fs';
 import type https from 'node:https';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { KubeAccess } from '../../../src/kube/kubeconfig.js';
+import { tempDirs } from '../../helpers/temp-dirs.js';
 
-/** Each test's kubeconfig folder (credentials in it), removed after it. */
-const dirs: string[] = [];
-function configDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'kubeaccess-'));
-  dirs.push(dir);
-  return dir;
-}
-afterEach(() => {
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
+/** Each test's folder, removed after it. */
+const configDir = tempDirs('kubeaccess-');
 
 function kubeconfig(
   dir: string,
