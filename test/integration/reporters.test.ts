@@ -121,8 +121,9 @@ describe('commit status reporters (local servers speaking the providers’ docum
       jobId,
     });
     const outbox = (name: string) => client.hgetall(createKeys(prefix).commitStatus(name, SHA));
+    const leaseKey = (name: string) => createKeys(prefix).commitStatusLease(name, SHA);
     const store = new JobStore(client, createKeys(prefix));
-    return { github, gitlab, reporter, newReporter, env, update, outbox, metrics, store };
+    return { github, gitlab, reporter, newReporter, env, update, outbox, leaseKey, metrics, store };
   }
 
   const states = (provider: FakeProvider) =>
@@ -363,6 +364,22 @@ describe('commit status reporters (local servers speaking the providers’ docum
     expect(states(github).at(-1)).toBe('success');
     const retried = lines.filter((line) => line.msg === 'commit status not delivered: will retry');
     expect(retried.map((line) => line.state)).toEqual(['pending', 'success']);
+  });
+
+  it('a commit another worker is sending waits for the next poll, not a busy loop of lease attempts', async () => {
+    const { github, reporter, update, leaseKey } = await setup({ pollIntervalMs: 1_000 });
+    // Another worker holds the commit's lease: it is sending this commit's status.
+    await client.set(leaseKey('production'), 'other-worker', 'PX', 10_000);
+    reporter.report(update('production', 'success', 'Deployed'));
+    const leaseAttempts = async () =>
+      Number(/cmdstat_set:calls=(\d+)/.exec(await client.info('commandstats'))?.[1] ?? 0);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+
+    const before = await leaseAttempts();
+    await new Promise((resolve) => setTimeout(resolve, 1_000)); // a window to count attempts in
+
+    expect((await leaseAttempts()) - before).toBeLessThan(10);
+    expect(github.requests).toHaveLength(0);
   });
 
   it('sends a backlog a few at a time, not as one burst', async () => {

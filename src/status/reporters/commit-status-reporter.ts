@@ -247,12 +247,15 @@ export class CommitStatusReporter {
     if (this.sending.has(key)) return 'left';
     const sent = this.slots[peek.provider]
       .run(() => this.leaseAndSend(ref, peek.provider))
-      .catch((error: unknown) =>
-        this.logger.debug({ err: errorMessage(error) }, 'could not deliver a commit status (Redis?)'),
-      )
-      .finally(() => {
+      .catch((error: unknown) => {
+        this.logger.debug({ err: errorMessage(error) }, 'could not deliver a commit status (Redis?)');
+        return 'left' as const;
+      })
+      .then((outcome) => {
         this.sending.delete(key);
-        void this.drain();
+        // Drain again only after a send that changed something: a commit leased by another
+        // worker is due as before, and draining at once would ask for it again and again.
+        if (outcome === 'done') void this.drain();
       });
     this.sending.set(key, sent);
     return 'left';
