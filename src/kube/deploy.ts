@@ -243,7 +243,11 @@ async function applyChanged(
       await beforeWrite();
       const settled = await settleWithConcurrency(group, CONCURRENCY, async ({ object }) => {
         const replace = plannedBy.get(object)?.replace;
-        if (replace) await deleteForReplacement(client, object, replace.live, signal);
+        if (replace) {
+          await deleteForReplacement(client, object, replace.live, signal);
+          // The wait for it to go can outlast the lock: never create it again without it.
+          await beforeWrite();
+        }
         await client.apply(object.resource, object.object, { signal });
         // Recorded as each lands: a worker killed mid-group leaves what it wrote to its successor.
         results.set(object, actions.get(object) ?? 'configured', replace ? REPLACED : undefined);

@@ -20,7 +20,12 @@ const IMMUTABLE_CHANGE =
 const GONE_TIMEOUT_MS = 60_000;
 const GONE_POLL_MS = 250;
 
+/**
+ * Never for a CustomResourceDefinition or a Namespace, whatever they say: deleting one deletes
+ * every object of its kind or in it, other environments' too.
+ */
 export function forceEnabled(object: ManifestObject): boolean {
+  if (object.kind === 'CustomResourceDefinition' || object.kind === 'Namespace') return false;
   return object.metadata.annotations?.[FORCE_ANNOTATION] === 'enabled';
 }
 
