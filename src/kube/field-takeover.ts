@@ -176,11 +176,49 @@ export async function takeOverAndReapply(
     await client.apply(object.resource, object.object, { signal });
     return { taken: true };
   } catch (error) {
-    await client.replaceManagedFields(object.resource, rewritten, original, signal).catch(() => undefined);
     const reason = shortenQuotedValues(errorMessage(error).split('\n')[0] ?? '');
+    const undone = await putOwnershipBack(client, object, rewritten, original, signal);
     return {
       taken: false,
-      warning: `${describeRef(object.ref)}: what kubectl set by hand is left as it was: removing it was refused (${reason})`,
+      warning: undone
+        ? `${describeRef(object.ref)}: what kubectl set by hand is left as it was: removing it was refused (${reason})`
+        : `${describeRef(object.ref)}: removing what kubectl set by hand was refused (${reason}), and its field ` +
+          'ownership could not be put back: pushgate now owns those fields; until they match git or their ' +
+          'managers are restored by hand, deploys of this object may be refused',
     };
   }
+}
+
+/**
+ * Gives the hand-made managers their fields back (undoing the takeover), keeping what other
+ * managers changed meanwhile (a controller writing status moves the object on): a few tries
+ * against the object as it is now. False when it did not go through.
+ */
+async function putOwnershipBack(
+  client: ClusterClient,
+  object: PreparedObject,
+  rewritten: LiveObject,
+  original: readonly ManagedFieldsEntry[],
+  signal?: AbortSignal,
+): Promise<boolean> {
+  const apiVersion = object.object.apiVersion;
+  const ours = (entry: ManagedFieldsEntry): boolean =>
+    !entry.subresource &&
+    entry.apiVersion === apiVersion &&
+    ((entry.manager === FIELD_MANAGER && entry.operation === 'Apply') ||
+      (entry.manager !== undefined && HAND_MANAGERS.has(entry.manager)));
+  let live: LiveObject | undefined = rewritten;
+  for (let attempt = 0; attempt < 3 && live; attempt += 1) {
+    const now = (live.metadata as { managedFields?: ManagedFieldsEntry[] }).managedFields ?? [];
+    const restored = [...now.filter((entry) => !ours(entry)), ...original.filter(ours)];
+    try {
+      await client.replaceManagedFields(object.resource, live, restored, signal);
+      return true;
+    } catch {
+      live = await client
+        .get(object.resource, object.ref.namespace, object.ref.name, signal)
+        .catch(() => undefined);
+    }
+  }
+  return false;
 }
