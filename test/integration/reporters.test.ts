@@ -208,7 +208,7 @@ describe('commit status reporters (local servers speaking the providers’ docum
     ]);
     expect(gitlab.requests.map((r) => r.body)).toEqual([
       {
-        state: 'running',
+        state: 'pending',
         name: 'pushgate/staging',
         ref: 'env/staging',
         target_url: 'https://deploy.example.com/pushgate/jobs/j-1',
@@ -235,7 +235,7 @@ describe('commit status reporters (local servers speaking the providers’ docum
     reporter.report(update('staging', 'success', 'Deployed'));
     await reporter.flush();
 
-    expect(states(gitlab)).toEqual(['running', 'success']);
+    expect(states(gitlab)).toEqual(['pending', 'success']);
     expect(gitlab.requests.every((r) => (r.body as { ref: string }).ref === 'env/staging')).toBe(true);
     expect(await outbox('staging')).toMatchObject({ deliveredState: 'success', state: 'success' });
   });

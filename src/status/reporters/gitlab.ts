@@ -2,17 +2,16 @@ import { Commits } from '@gitbeaker/rest';
 import { ProviderRequestError } from './delivery-failure.js';
 import { clipDescription, type CommitStatusSender, type DeployStatusState } from './types.js';
 
-type GitlabState = 'pending' | 'running' | 'success' | 'failed' | 'canceled';
+type GitlabState = 'pending' | 'success' | 'failed' | 'canceled';
 
 /**
- * A deploy that started is `running`: GitLab's `pending` means queued, and posting `pending`
- * on a status that is pending already is refused (`enqueue` from `pending`), whereas
- * `running` is valid from a new status and from `pending` (lib/api/commit_statuses.rb:
- * `enqueue` then `run!`). GitLab shows an overtaken pipeline as `canceled`; a superseded
- * deploy is the same thing.
+ * SPEC §4's `pending` → `success`/`failure`, in GitLab's names. GitLab refuses `pending` on a
+ * status that is pending already (`enqueue` from `pending`); the outbox never posts a state
+ * the commit shows already, and takes that refusal as delivered. GitLab shows an overtaken
+ * pipeline as `canceled`; a superseded deploy is the same thing.
  */
 const GITLAB_STATES: Record<DeployStatusState, GitlabState> = {
-  pending: 'running',
+  pending: 'pending',
   success: 'success',
   failure: 'failed',
   superseded: 'canceled',
