@@ -332,6 +332,8 @@ export async function processDeployJob(
     // say in the health wait) must not record its commit over a newer deploy that took over.
     await lock.assertHeld();
     if (result.outcome === 'superseded') await run.superseded(result.announcedSha, result.head);
+    else if (result.overtaken)
+      await run.overtaken(result.sha, result.overtaken, result.resources, result.warnings);
     else await run.succeeded(result.sha, result.resources, result.warnings);
   } catch (error) {
     if (run.finished) {

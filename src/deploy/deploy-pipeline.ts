@@ -7,6 +7,7 @@ import type { JobState, ResourceResult } from '../status/job-record.js';
 import type { JobStore } from '../status/job-store.js';
 import type { ApplyEngine } from './apply-engine.js';
 import type { HeldLock } from './environment-lock.js';
+import { watchForNewerCommit } from './newer-commit.js';
 import { decideTarget } from './target-decision.js';
 
 export interface PipelineDeps {
@@ -31,7 +32,14 @@ export interface PipelineJob {
 }
 
 export type PipelineResult =
-  | { outcome: 'applied'; sha: string; resources: ResourceResult[]; warnings?: string[] }
+  | {
+      outcome: 'applied';
+      sha: string;
+      resources: ResourceResult[];
+      warnings?: string[];
+      /** The health wait ended early for this newer commit, with these workloads not ready yet. */
+      overtaken?: { by: string; notReady: string[] };
+    }
   | { outcome: 'superseded'; announcedSha: string; head: string };
 
 /**
@@ -71,6 +79,14 @@ export async function runDeployPipeline(deps: PipelineDeps, job: PipelineJob): P
       assertLockHeld: job.lock.assertHeld,
       onWritten: job.onWritten,
       onProgress: job.onProgress,
+      newerCommit: watchForNewerCommit({
+        store: deps.store,
+        mirrors: deps.mirrors,
+        environment,
+        jobId: job.jobId,
+        sha: decision.sha,
+        logger,
+      }),
       signal: job.signal,
     });
     return {
@@ -78,6 +94,7 @@ export async function runDeployPipeline(deps: PipelineDeps, job: PipelineJob): P
       sha: decision.sha,
       resources: outcome.resources,
       ...(outcome.warnings ? { warnings: outcome.warnings } : {}),
+      ...(outcome.overtaken ? { overtaken: outcome.overtaken } : {}),
     };
   } finally {
     await tree.remove();

@@ -1,4 +1,5 @@
 import type { EnvironmentConfig } from '../config/schema.js';
+import { counted } from '../lib/counted.js';
 import { errorMessage } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { mergeAttemptResources } from './attempt-resources.js';
@@ -120,6 +121,45 @@ export class JobRun {
     await this.deps.store.recordFinished(this.environment.name, this.id, { sha, at: finishedAt });
     this.finish('succeeded');
     this.logger.info({ sha, objects: resources.length }, 'deploy succeeded');
+  }
+
+  /**
+   * Applied, and live (the environment's commit), but its health wait ended early for a newer
+   * commit queued behind it: whether its workloads became ready is not known, and no longer
+   * matters, since the newer commit replaces them.
+   */
+  async overtaken(
+    sha: string,
+    overtaken: { by: string; notReady: readonly string[] },
+    attemptResources: ResourceResult[],
+    warnings: string[] = [],
+  ): Promise<void> {
+    const resources = mergeAttemptResources(this.earlierResources, attemptResources);
+    const finishedAt = new Date().toISOString();
+    const { by, notReady } = overtaken;
+    this.report(
+      sha,
+      'superseded',
+      `Applied to ${this.environment.name}; superseded by ${short(by)} before its workloads were ready`,
+      this.quiet,
+    );
+    const [first] = notReady;
+    const more = notReady.length > 1 ? ` (and ${notReady.length - 1} more)` : '';
+    const waitedOn = first === undefined ? '' : `: ${first}${more}`;
+    await this.patch({
+      state: 'superseded',
+      sha,
+      resources,
+      error: null,
+      finishedAt,
+      message: [
+        `applied (${summarise(resources)}); superseded by ${by} during the health wait, before ${counted(notReady.length, 'workload')} became ready${waitedOn}`,
+        ...warnings.map((warning) => `warning: ${warning}`),
+      ].join('; '),
+    });
+    await this.deps.store.recordFinished(this.environment.name, this.id, { sha, at: finishedAt });
+    this.finish('superseded');
+    this.logger.info({ sha, head: by, notReady: notReady.length }, 'deploy applied, health wait overtaken');
   }
 
   /** Nothing applied: the environment's head is a newer commit that is applied or has a job. */

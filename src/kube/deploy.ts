@@ -460,8 +460,15 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
   await recordAndPrune(client, request, ordered, previous, results, progress);
   await written.now();
 
-  if (environment.healthTimeout > 0) await checkHealth(client, request, ordered, results, progress);
-  return { resources: results.list(), ...(warnings.length > 0 ? { warnings } : {}) };
+  const overtaken =
+    environment.healthTimeout > 0
+      ? await checkHealth(client, request, ordered, results, progress)
+      : undefined;
+  return {
+    resources: results.list(),
+    ...(warnings.length > 0 ? { warnings } : {}),
+    ...(overtaken ? { overtaken } : {}),
+  };
 }
 
 function summarize(actions: ReadonlyMap<PreparedObject, PlannedObject['action']>): Record<string, number> {
@@ -576,7 +583,10 @@ async function recordAndPrune(
 
 /**
  * Every Deployment, StatefulSet, DaemonSet and Job of the set, unchanged ones too (kstatus
- * judges the cluster, not the diff): a deploy is healthy only when all of them are.
+ * judges the cluster, not the diff): a deploy is healthy only when all of them are. Returns
+ * what overtook the wait when a newer commit's job ended it early (as Flux's
+ * CancelHealthCheckOnNewRevision): a fix pushed for a failing rollout goes out at once
+ * instead of after `healthTimeout`.
  */
 async function checkHealth(
   client: ClusterClient,
@@ -584,9 +594,9 @@ async function checkHealth(
   ordered: readonly PreparedObject[],
   results: Results,
   progress: (message: string, details?: Record<string, unknown>) => void,
-): Promise<void> {
+): Promise<DeployOutcome['overtaken']> {
   const watched = ordered.filter((object) => isHealthChecked(object.ref));
-  if (watched.length === 0) return;
+  if (watched.length === 0) return undefined;
   const until = new Date(Date.now() + request.environment.healthTimeout).toISOString();
   progress(
     `waiting up to ${request.environment.healthTimeout / 1000}s for ${counted(watched.length, 'workload')} to be ready`,
@@ -602,23 +612,34 @@ async function checkHealth(
     said = message;
     progress(message);
   };
-  const unhealthy = await waitForReadiness(
+  const { unhealthy, interruptedBy } = await waitForReadiness(
     client,
     watched,
     request.environment.healthTimeout,
-    request.signal,
-    onPoll,
+    { signal: request.signal, onPoll, interrupt: request.newerCommit },
   );
   if (unhealthy.length === 0) {
     progress('all workloads ready');
-    return;
+    return undefined;
+  }
+  const lines = unhealthy.map(({ object, readiness }) => `${describeRef(object.ref)}: ${readiness.message}`);
+  if (interruptedBy !== undefined) {
+    for (const { object, readiness } of unhealthy) {
+      const current = results.get(object);
+      results.set(
+        object,
+        current?.action ?? 'unchanged',
+        `not ready when a newer commit ended the wait: ${readiness.message}`,
+      );
+    }
+    progress(`health wait ended: ${interruptedBy} is newer and queued`, { by: interruptedBy });
+    return { by: interruptedBy, notReady: lines };
   }
   const failedEarly = unhealthy.some((entry) => entry.readiness.state === 'failed');
   for (const { object, readiness } of unhealthy) {
     const current = results.get(object);
     results.set(object, current?.action ?? 'unchanged', `not ready: ${readiness.message}`);
   }
-  const lines = unhealthy.map(({ object, readiness }) => `${describeRef(object.ref)}: ${readiness.message}`);
   const headline = failedEarly
     ? 'workloads failed'
     : `workloads not ready after ${request.environment.healthTimeout / 1000}s`;

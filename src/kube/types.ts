@@ -30,6 +30,12 @@ export interface DeployRequest {
    * prune: a worker that dies mid-deploy leaves them in the job record for the one taking over.
    */
   onWritten?: (resources: ResourceResult[]) => Promise<void>;
+  /**
+   * Asked during the health wait: a newer commit of the branch that a queued job will deploy.
+   * Waiting on would only hold that commit back (a fix for the workloads this wait is on,
+   * say), so the wait ends and the deploy finishes as overtaken.
+   */
+  newerCommit?: () => Promise<string | undefined>;
   signal?: AbortSignal;
 }
 
@@ -37,6 +43,11 @@ export interface DeployOutcome {
   resources: ResourceResult[];
   /** What went through but needs a person's eye (a lost inventory); shown on the job. */
   warnings?: string[];
+  /**
+   * Applied, but the health wait ended early for a newer commit (DeployRequest.newerCommit):
+   * which one, and the workloads that were not ready yet ("apps/v1 Deployment apps/web: …").
+   */
+  overtaken?: { by: string; notReady: string[] };
 }
 
 /**

@@ -66,19 +66,33 @@ export interface UnhealthyObject {
   readiness: Readiness;
 }
 
+export interface ReadinessWait {
+  /** Not ready when the wait ended (empty: all ready). */
+  unhealthy: UnhealthyObject[];
+  /** What `interrupt` answered, when it ended the wait early. */
+  interruptedBy?: string;
+}
+
+export interface ReadinessWaitOptions {
+  signal?: AbortSignal;
+  /** After each poll, the objects not ready yet. */
+  onPoll?: (pending: readonly UnhealthyObject[]) => void;
+  /** Asked after each poll that leaves objects pending: a reason ends the wait at once. */
+  interrupt?: () => Promise<string | undefined>;
+}
+
 /**
  * Polls the objects until all are ready by kstatus rules. Resolves with the ones still not
  * ready at the deadline (empty: all ready); a failed one (progress deadline exceeded, Job
- * failed) ends the wait at once.
+ * failed) ends the wait at once, and so does a reason from `interrupt`.
  */
 export async function waitForReadiness(
   client: ClusterClient,
   objects: readonly PreparedObject[],
   timeoutMs: number,
-  signal?: AbortSignal,
-  /** After each poll, the objects not ready yet. */
-  onPoll?: (pending: readonly UnhealthyObject[]) => void,
-): Promise<UnhealthyObject[]> {
+  options: ReadinessWaitOptions = {},
+): Promise<ReadinessWait> {
+  const { signal } = options;
   const deadline = Date.now() + timeoutMs;
   let pending = objects.map((object): UnhealthyObject => ({
     object,
@@ -105,11 +119,13 @@ export async function waitForReadiness(
       }
     });
     const failed = pending.filter((entry) => entry.readiness.state === 'failed');
-    if (failed.length > 0) return failed;
+    if (failed.length > 0) return { unhealthy: failed };
     pending = pending.filter((entry) => entry.readiness.state !== 'ready');
-    onPoll?.(pending);
+    options.onPoll?.(pending);
     const remaining = deadline - Date.now();
-    if (pending.length === 0 || remaining <= 0) return pending;
+    if (pending.length === 0 || remaining <= 0) return { unhealthy: pending };
+    const interruptedBy = await options.interrupt?.();
+    if (interruptedBy !== undefined) return { unhealthy: pending, interruptedBy };
     await sleep(Math.min(POLL_INTERVAL_MS, remaining), undefined, { signal });
   }
 }

@@ -342,6 +342,16 @@ export class JobStore {
     };
   }
 
+  /**
+   * The environment's other jobs still queued, among its `scan` newest: what would run once
+   * the environment's lock is free.
+   */
+  async queuedJobIds(environment: string, except: string, scan = 50): Promise<string[]> {
+    const ids = await this.redis.zrevrange(this.keys.jobsByEnvironment(environment), 0, scan - 1);
+    const records = await this.getMany(ids.filter((id) => id !== except));
+    return records.filter((record) => record.state === 'queued').map((record) => record.id);
+  }
+
   /** The job for this commit of the environment, if one is known. */
   async jobForSha(environment: string, sha: string): Promise<JobRecord | null> {
     const id = await this.redis.get(this.keys.shaJob(environment, sha));

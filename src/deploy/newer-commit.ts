@@ -1,0 +1,52 @@
+import type { EnvironmentConfig } from '../config/schema.js';
+import type { MirrorCache } from '../git/mirror-cache.js';
+import { errorMessage } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import type { JobStore } from '../status/job-store.js';
+
+/** Redis is asked at most this often during a health wait. */
+export const NEWER_COMMIT_CHECK_MS = 1_000;
+
+export interface NewerCommitWatch {
+  store: Pick<JobStore, 'queuedJobIds'>;
+  mirrors: Pick<MirrorCache, 'fetchBranch'>;
+  environment: Pick<EnvironmentConfig, 'name' | 'repo' | 'branch'>;
+  jobId: string;
+  /** The commit this job applied. */
+  sha: string;
+  logger: Logger;
+}
+
+/**
+ * For the health wait (DeployRequest.newerCommit): the branch's head, once a job of the
+ * environment is queued behind this one and the head is no longer the commit applied. Both
+ * are needed: a queued job alone may be a late webhook of an older commit (it will give way)
+ * or a sync of this very commit, and a moved head without a job has no one to deploy it.
+ * The branch is fetched only when a queued job appears that was not seen yet.
+ */
+export function watchForNewerCommit(watch: NewerCommitWatch): () => Promise<string | undefined> {
+  const seen = new Set<string>();
+  let nextCheckMs = 0;
+  return async () => {
+    if (Date.now() < nextCheckMs) return undefined;
+    nextCheckMs = Date.now() + NEWER_COMMIT_CHECK_MS;
+    try {
+      const queued = await watch.store.queuedJobIds(watch.environment.name, watch.jobId);
+      const fresh = queued.filter((id) => !seen.has(id));
+      if (fresh.length === 0) return undefined;
+      const { repo, branch } = watch.environment;
+      const head = await watch.mirrors.fetchBranch({ url: repo.url, provider: repo.provider }, branch);
+      for (const id of fresh) seen.add(id);
+      if (head.toLowerCase() === watch.sha.toLowerCase()) return undefined;
+      watch.logger.info({ head, queued: fresh }, 'a newer commit is queued: the health wait ends');
+      return head;
+    } catch (error) {
+      // Only a shortcut: the wait goes on to its own end.
+      watch.logger.warn(
+        { err: errorMessage(error) },
+        'could not look for a newer commit during the health wait',
+      );
+      return undefined;
+    }
+  };
+}

@@ -1,0 +1,138 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { readSecrets } from '../../src/config/secrets.js';
+import { silentLogger } from '../../src/lib/logger.js';
+import {
+  createCommitStatusReporter,
+  type CommitStatusReporter,
+} from '../../src/status/reporters/commit-status-reporter.js';
+import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
+import { startFakeGithub, type FakeProvider } from '../helpers/fake-github.js';
+import { createTestNamespace, type TestNamespace } from '../helpers/kube.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { createWorkerHarness, type WorkerHarness } from './worker-harness.js';
+import { configMap, deployment } from './worker-manifests.js';
+
+let redis: TestRedis;
+
+beforeAll(async () => {
+  redis = await startRedis();
+});
+afterAll(async () => {
+  await redis.stop();
+});
+
+async function until<T>(read: () => Promise<T | null | undefined | false>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await read();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error('condition not met before the deadline');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+// No kubelet here: a Deployment never becomes ready, so every deploy of one waits out its health check.
+describe('a newer commit during the health wait (real Redis, git, kube-apiserver)', () => {
+  let repo: EnvRepo;
+  let namespace: TestNamespace;
+  let harness: WorkerHarness;
+  let github: FakeProvider;
+  let reporter: CommitStatusReporter;
+
+  async function setUp(healthTimeout: string): Promise<void> {
+    repo = await createEnvRepo({ branch: 'env/test' });
+    namespace = await createTestNamespace('w-overtaken');
+    github = await startFakeGithub();
+    harness = await createWorkerHarness({
+      redisUrl: redis.url,
+      environments: [{ name: 'web', repo, env: { namespace: namespace.name, healthTimeout } }],
+      providers: { github: github.url },
+    });
+    reporter = createCommitStatusReporter(
+      harness.config,
+      readSecrets({ GITHUB_TOKEN: 'ghs_test' }),
+      silentLogger(),
+      { timeoutMs: 2_000 },
+    );
+    await harness.startWorker({ reporter });
+  }
+
+  afterEach(async () => {
+    await reporter.close();
+    await harness.close();
+    await github.close();
+    await namespace.cleanup();
+    await repo.remove();
+  });
+
+  const waitingForHealth = (id: string) =>
+    until(async () => (await harness.services.store.get(id))?.message?.startsWith('waiting until'));
+
+  it('a fix pushed while a rollout waits for health goes out at once, not after healthTimeout', async () => {
+    await setUp('5m');
+    const broken = await repo.commit({ 'manifests/web.yaml': deployment('web', 'nginx:does-not-exist') });
+    const brokenJob = await harness.webhook('web', broken);
+    await waitingForHealth(brokenJob);
+
+    const fix = await repo.commit({
+      'manifests/web.yaml': null,
+      'manifests/settings.yaml': configMap('settings', { mode: 'safe' }),
+    });
+    const fixJob = await harness.webhook('web', fix);
+
+    // Well inside the five minutes the wait would have lasted.
+    const overtaken = await harness.waitForJob(brokenJob, 20_000);
+    expect(overtaken).toMatchObject({ state: 'superseded', sha: broken, error: null });
+    expect(overtaken.message).toMatch(
+      new RegExp(
+        `^applied \\(1 object: 1 created\\); superseded by ${fix} during the health wait, before 1 workload became ready: apps/v1 Deployment ${namespace.name}/web: `,
+      ),
+    );
+    expect(overtaken.resources.map((r) => [r.kind, r.name, r.action])).toEqual([
+      ['Deployment', 'web', 'created'],
+    ]);
+    expect(overtaken.resources[0]?.message).toMatch(/^not ready when a newer commit ended the wait: /);
+
+    const fixed = await harness.waitForJob(fixJob, 20_000);
+    expect(fixed).toMatchObject({ state: 'succeeded', sha: fix });
+    expect(fixed.resources.map((r) => [r.kind, r.name, r.action])).toEqual([
+      ['ConfigMap', 'settings', 'created'],
+      ['Deployment', 'web', 'pruned'],
+    ]);
+
+    await reporter.flush();
+    // Only the newest status of a commit is sent: a fast deploy's pending may never go out.
+    const lastStatus = new Map(github.requests.map((r) => [r.path.split('/').pop(), r.body]));
+    expect(lastStatus.get(broken)).toMatchObject({
+      state: 'success',
+      description: `Applied to web; superseded by ${fix.slice(0, 7)} before its workloads were ready`,
+    });
+    expect(lastStatus.get(fix)).toMatchObject({ state: 'success' });
+  });
+
+  it('a late webhook of an older commit, or a sync of the same commit, does not end the wait', async () => {
+    await setUp('4s');
+    const first = await repo.commit({ 'manifests/settings.yaml': configMap('settings', { mode: 'a' }) });
+    expect(await harness.waitForJob(await harness.webhook('web', first))).toMatchObject({
+      state: 'succeeded',
+    });
+    // Pushed, but its webhook comes late: after the next push's deploy started.
+    const middle = await repo.commit({ 'manifests/settings.yaml': configMap('settings', { mode: 'b' }) });
+    const rollout = await repo.commit({ 'manifests/web.yaml': deployment('web') });
+    const rolloutJob = await harness.webhook('web', rollout);
+    await waitingForHealth(rolloutJob);
+
+    // Both queue behind the wait; neither brings a commit newer than the one it waits on.
+    const lateJob = await harness.webhook('web', middle);
+    const syncJob = await harness.manual('web');
+    expect(new Set([lateJob, syncJob, rolloutJob]).size).toBe(3);
+
+    const judged = await harness.waitForJob(rolloutJob, 20_000);
+    expect(judged).toMatchObject({ state: 'failed', sha: rollout });
+    expect(judged.error).toMatch(/^workloads not ready after 4s:/);
+    expect(await harness.waitForJob(lateJob, 20_000)).toMatchObject({
+      state: 'superseded',
+      message: `superseded by ${rollout}`,
+    });
+  });
+});
