@@ -13,6 +13,13 @@ export interface Metrics {
   commitStatuses: Counter<'provider' | 'outcome'>;
 }
 
+/**
+ * The outcomes `pushgate_commit_statuses_total` counts. `unauthorized`: the provider refused
+ * the token; tried again later like `retried`, but only a person can fix it.
+ */
+export const COMMIT_STATUS_OUTCOMES = ['delivered', 'skipped', 'retried', 'unauthorized', 'failed'] as const;
+export type CommitStatusOutcome = (typeof COMMIT_STATUS_OUTCOMES)[number];
+
 /** The outcomes `pushgate_webhooks_total` counts, one per answer the receiver gives. */
 export const WEBHOOK_OUTCOMES = [
   'queued',
@@ -44,8 +51,7 @@ export function initialiseSeries(
   },
 ): void {
   for (const provider of scope.statusProviders ?? []) {
-    for (const outcome of ['delivered', 'skipped', 'retried', 'failed'])
-      metrics.commitStatuses.inc({ provider, outcome }, 0);
+    for (const outcome of COMMIT_STATUS_OUTCOMES) metrics.commitStatuses.inc({ provider, outcome }, 0);
   }
   if (scope.webhooks) {
     for (const provider of ['github', 'gitlab'])
@@ -110,7 +116,7 @@ export function createMetrics(): Metrics {
     }),
     commitStatuses: new Counter({
       name: 'pushgate_commit_statuses_total',
-      help: 'Commit status delivery attempts by this process, by provider and outcome (delivered; skipped: the commit shows that state already; retried: failed, tried again later; failed: given up, the commit does not show it)',
+      help: 'Commit status delivery attempts by this process, by provider and outcome (delivered; skipped: the commit shows that state already; retried: failed, tried again later; unauthorized: the provider refused the token, tried again later; failed: given up, the commit does not show it)',
       labelNames: ['provider', 'outcome'],
       registers: [registry],
     }),

@@ -121,12 +121,19 @@ const GITHUB_STATES = ['error', 'failure', 'pending', 'success'];
 
 /**
  * GitHub's REST API for commit statuses, as documented: `POST /repos/{owner}/{repo}/statuses/{sha}`
- * answers 201 with the status object. It refuses what GitHub refuses: no token (401), a state
+ * answers 201 with the status object. It refuses what GitHub refuses: no token or an unknown
+ * one (401), a state
  * outside its four (422), a description over 140 characters (422), and more than
  * `maxStatusesPerContext` (GitHub: 1,000) statuses on one commit and context (422). Anything
  * else is a 404 like GitHub's.
  */
-export function startFakeGithub(options: { maxStatusesPerContext?: number } = {}): Promise<FakeProvider> {
+export function startFakeGithub(
+  options: {
+    maxStatusesPerContext?: number;
+    /** The tokens GitHub knows; any other gets 401 "Bad credentials" (default: any token). */
+    acceptsToken?: (token: string) => boolean;
+  } = {},
+): Promise<FakeProvider> {
   const cap = options.maxStatusesPerContext ?? 1000;
   const perContext = new Map<string, number>();
   let nextId = 1;
@@ -138,6 +145,9 @@ export function startFakeGithub(options: { maxStatusesPerContext?: number } = {}
     if (request.method !== 'POST' || !match) return json(res, 404, { message: 'Not Found' });
     if (!/^(token|Bearer) \S+$/.test(request.headers.authorization ?? ''))
       return json(res, 401, { message: 'Requires authentication' });
+    const token = (request.headers.authorization ?? '').replace(/^(token|Bearer) /, '');
+    if (options.acceptsToken && !options.acceptsToken(token))
+      return json(res, 401, { message: 'Bad credentials' });
     const body = request.body as {
       state: string;
       target_url?: string;

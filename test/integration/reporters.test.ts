@@ -488,6 +488,47 @@ describe('commit status reporters (local servers speaking the providers’ docum
     expect(await outbox('production')).toMatchObject({ gaveUpSeq: '1', lastHttpStatus: '500' });
   });
 
+  it('keeps a status GitHub refused the token for (401) and sends it once the token file holds a valid one', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'pushgate-token-'));
+    try {
+      const github = await startFakeGithub({ acceptsToken: (token) => token === 'ghs_new' });
+      servers.push(github);
+      const file = path.join(dir, 'github-token');
+      await writeFile(file, 'ghs_revoked\n');
+      const config = configFor({ github: github.url, gitlab: github.url }, uniquePrefix('token-refused'));
+      const metrics = createMetrics();
+      const reporter = createCommitStatusReporter(
+        config,
+        readSecrets({ GITHUB_TOKEN_FILE: file }),
+        silentLogger(),
+        { pollIntervalMs: 50, retryBaseMs: 20, credentialsRetryMs: 1_000, metrics },
+      );
+      reporters.push(reporter);
+      const environment = config.environments.find((e) => e.name === 'production')!;
+      const other = 'fedcba9876543210fedcba9876543210fedcba98';
+
+      reporter.report({ environment, sha: SHA, state: 'success', description: 'Deployed', jobId: 'j-1' });
+      await github.waitForRequests(1);
+      // Refused for the token: the provider's other statuses wait too, rather than each being refused.
+      reporter.report({ environment, sha: other, state: 'success', description: 'Deployed', jobId: 'j-2' });
+      await writeFile(file, 'ghs_new\n');
+      expect(await reporter.flush()).toBe(true);
+
+      const answered = github.requests.map((r) => [r.path.slice(-40), r.headers.authorization]);
+      expect(answered[0]).toEqual([SHA, 'token ghs_revoked']);
+      expect(answered.slice(1).sort()).toEqual([
+        [SHA, 'token ghs_new'],
+        [other, 'token ghs_new'],
+      ]);
+      expect(github.requests[1]!.at - github.requests[0]!.at).toBeGreaterThanOrEqual(950);
+      // Counted apart from other retries: it takes a person, and alerts (deploy/prometheus).
+      expect(await counted(metrics, 'unauthorized')).toBe(1);
+      expect(await counted(metrics, 'failed')).toBe(0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('reads a token file again at each send (a rotated token needs no restart)', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'pushgate-token-'));
     try {

@@ -6,7 +6,7 @@ import { tokenReader, type Secrets } from '../../config/secrets.js';
 import { publicUrlBase } from '../../http/status-url.js';
 import { ConfigError, errorMessage } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
-import type { Metrics } from '../../lib/metrics.js';
+import type { CommitStatusOutcome, Metrics } from '../../lib/metrics.js';
 import { createRedis } from '../../queue/connection.js';
 import { createKeys } from '../../queue/keys.js';
 import { classifyFailure } from './delivery-failure.js';
@@ -19,7 +19,6 @@ import {
 } from './types.js';
 
 type Provider = 'github' | 'gitlab';
-export type CommitStatusOutcome = 'delivered' | 'skipped' | 'retried' | 'failed';
 
 export interface ReporterOptions {
   /** Per request; a slow provider must not hold a commit's lease for long. */
@@ -33,6 +32,12 @@ export interface ReporterOptions {
   pollIntervalMs?: number;
   /** GitHub's secondary rate limit without `retry-after`: at least a minute, as GitHub asks. */
   rateLimitFallbackMs?: number;
+  /**
+   * A provider that refused the token (401) gets no status for this long, then one try: a
+   * fixed token sends what is owed within this, and a bad one costs a request or two per
+   * interval, not one per status (GitHub counts failed logins).
+   */
+  credentialsRetryMs?: number;
   /** The longest flush() waits unless told otherwise. */
   flushTimeoutMs?: number;
 }
@@ -50,6 +55,7 @@ const DEFAULTS = {
   giveUpAfterMs: 24 * 3600_000,
   pollIntervalMs: 1_000,
   rateLimitFallbackMs: 60_000,
+  credentialsRetryMs: 5 * 60_000,
   flushTimeoutMs: 15_000,
 } satisfies Required<ReporterOptions>;
 
@@ -93,7 +99,7 @@ export class CommitStatusReporter {
   private readonly settings: Required<ReporterOptions>;
   /** What this process offered and is not known delivered yet: member → seq (for flush). */
   private readonly owed = new Map<string, { ref: CommitRef; seq: number }>();
-  /** A rate limit is the token's, not the commit's: no status to that provider before this. */
+  /** A rate limit or a refused token is the token's, not the commit's: no status to that provider before this. */
   private readonly pausedUntil: Partial<Record<Provider, number>> = {};
   private readonly slots: Record<Provider, Slots> = {
     github: new Slots(SENDS_IN_FLIGHT),
@@ -316,6 +322,7 @@ export class CommitStatusReporter {
         timedOut: timeout.aborted,
         now,
         rateLimitFallbackMs: this.settings.rateLimitFallbackMs,
+        credentialsRetryMs: this.settings.credentialsRetryMs,
       });
       const fields = { ...logFields(entry), httpStatus: verdict.httpStatus, err: verdict.message };
       if (verdict.kind === 'delivered') {
@@ -351,7 +358,7 @@ export class CommitStatusReporter {
         error: verdict.message,
         httpStatus: verdict.httpStatus,
       });
-      this.count(entry.provider, 'retried');
+      this.count(entry.provider, verdict.tokenRefused ? 'unauthorized' : 'retried');
       const retryInMs = nextAttemptAt - now;
       // The first failure of each status is news (a pending's earlier failures say nothing
       // of the success that follows it); the retries after it are not.

@@ -14,7 +14,7 @@ export class ProviderRequestError extends Error {
 export type FailureVerdict =
   /** GitLab refused a transition to the state the status holds already: nothing is owed. */
   | { kind: 'delivered'; httpStatus: string; message: string }
-  | { kind: 'retry'; httpStatus: string; message: string; notBefore?: number }
+  | { kind: 'retry'; httpStatus: string; message: string; notBefore?: number; tokenRefused?: boolean }
   | { kind: 'give-up'; httpStatus: string; message: string };
 
 export interface ClassifyOptions {
@@ -23,13 +23,17 @@ export interface ClassifyOptions {
   now: number;
   /** GitHub's secondary limit without `retry-after`: "wait for at least one minute". */
   rateLimitFallbackMs: number;
+  /** How long a provider that refused the token (401) is left alone before the next try. */
+  credentialsRetryMs: number;
 }
 
 /**
  * Retryable: no answer (network, timeout), 5xx, 429, and a 403 that says it is a rate limit
  * (GitHub's secondary limit and an exhausted primary one). A rate limit's wait is never cut
- * short: the next attempt is not before `retry-after` / the reset time. Any other answer
- * will not change by asking again.
+ * short: the next attempt is not before `retry-after` / the reset time. A 401 (a token
+ * expired, revoked or mistyped) is the token's, not the status's: someone fixes it (a rotated
+ * token file is read at each send), so it is tried again, unhurried. Any other answer will not
+ * change by asking again.
  */
 export function classifyFailure(error: unknown, options: ClassifyOptions): FailureVerdict {
   const message = error instanceof Error ? error.message : String(error);
@@ -52,6 +56,14 @@ export function classifyFailure(error: unknown, options: ClassifyOptions): Failu
     return { kind: 'retry', httpStatus, message, notBefore };
   }
   if (status >= 500) return { kind: 'retry', httpStatus, message };
+  if (status === 401)
+    return {
+      kind: 'retry',
+      httpStatus,
+      message,
+      notBefore: options.now + options.credentialsRetryMs,
+      tokenRefused: true,
+    };
   return { kind: 'give-up', httpStatus, message };
 }
 

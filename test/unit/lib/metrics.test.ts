@@ -28,7 +28,7 @@ describe('initialiseSeries', () => {
 
     const text = await metrics.registry.metrics();
 
-    for (const outcome of ['delivered', 'skipped', 'retried', 'failed'])
+    for (const outcome of ['delivered', 'skipped', 'retried', 'unauthorized', 'failed'])
       expect(text).toContain(`pushgate_commit_statuses_total{provider="github",outcome="${outcome}"} 0`);
     expect(text).not.toContain('provider="gitlab"');
   });

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { classifyFailure, ProviderRequestError } from '../../../src/status/reporters/delivery-failure.js';
 
 const NOW = 1_700_000_000_000;
-const options = { timedOut: false, now: NOW, rateLimitFallbackMs: 60_000 };
+const options = { timedOut: false, now: NOW, rateLimitFallbackMs: 60_000, credentialsRetryMs: 300_000 };
 const answer = (status: number, headers: Record<string, string> = {}, message = 'refused') =>
   new ProviderRequestError(message, status, headers);
 
@@ -38,8 +38,18 @@ describe('classifyFailure (what a failed commit status send means)', () => {
     ).toMatchObject({ kind: 'retry', notBefore: NOW + 60_000 });
   });
 
+  it('tries a refused token (401) again after the credentials wait: someone fixes a token', () => {
+    expect(classifyFailure(answer(401, {}, 'Bad credentials'), options)).toEqual({
+      kind: 'retry',
+      httpStatus: '401',
+      message: 'Bad credentials',
+      notBefore: NOW + 300_000,
+      tokenRefused: true,
+    });
+  });
+
   it('gives up on answers that asking again will not change', () => {
-    for (const status of [400, 401, 403, 404, 422])
+    for (const status of [400, 403, 404, 422])
       expect(classifyFailure(answer(status), options)).toMatchObject({
         kind: 'give-up',
         httpStatus: String(status),
