@@ -501,7 +501,8 @@ describe('commit status reporters (local servers speaking the providers’ docum
         config,
         readSecrets({ GITHUB_TOKEN_FILE: file }),
         silentLogger(),
-        { pollIntervalMs: 50, retryBaseMs: 20, credentialsRetryMs: 1_000, metrics },
+        // A backoff (5 s) longer than the pause: a refused token's status is tried when the pause ends.
+        { pollIntervalMs: 50, retryBaseMs: 5_000, credentialsRetryMs: 1_000, metrics },
       );
       reporters.push(reporter);
       const environment = config.environments.find((e) => e.name === 'production')!;
@@ -520,7 +521,9 @@ describe('commit status reporters (local servers speaking the providers’ docum
         [SHA, 'token ghs_new'],
         [other, 'token ghs_new'],
       ]);
-      expect(github.requests[1]!.at - github.requests[0]!.at).toBeGreaterThanOrEqual(950);
+      const retriedAfter = github.requests[1]!.at - github.requests[0]!.at;
+      expect(retriedAfter).toBeGreaterThanOrEqual(950);
+      expect(retriedAfter).toBeLessThan(4_000);
       // Counted apart from other retries: it takes a person, and alerts (deploy/prometheus).
       expect(await counted(metrics, 'unauthorized')).toBe(1);
       expect(await counted(metrics, 'failed')).toBe(0);

@@ -349,7 +349,12 @@ export class CommitStatusReporter {
         this.settings.retryMaxMs,
         this.settings.retryBaseMs * 2 ** Math.min(failures - 1, 30),
       );
-      const nextAttemptAt = Math.max(now + backoff, verdict.notBefore ?? 0);
+      // A refused token is fixed by a person, at any time: each status is tried once the
+      // provider's pause ends, however long it has failed, rather than after a growing backoff.
+      const nextAttemptAt =
+        verdict.tokenRefused && verdict.notBefore !== undefined
+          ? verdict.notBefore
+          : Math.max(now + backoff, verdict.notBefore ?? 0);
       await outbox.complete(ref, {
         outcome: 'retry',
         seq: entry.seq,
