@@ -266,6 +266,25 @@ describe('commit status reporters (local servers speaking the providers’ docum
     expect(await counted(metrics, 'delivered')).toBe(1);
   });
 
+  it('a result offered while the pending before it is out, and then refused, goes out at once, not after the pending’s backoff', async () => {
+    // A backoff long enough to tell apart from "at once".
+    const { github, reporter, update, leaseKey } = await setup({ retryBaseMs: 10_000 });
+    github.delayAnswers(500);
+    github.failNext(1, 502);
+    reporter.report(update('production', 'pending', 'Deploying'));
+    // The pending is out (its commit leased) when the deploy ends.
+    for (const deadline = Date.now() + 5_000; !(await client.exists(leaseKey('production')));) {
+      if (Date.now() > deadline) throw new Error('the pending was never sent');
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    reporter.report(update('production', 'success', 'Deployed'));
+    expect(await reporter.flush()).toBe(true);
+
+    expect(states(github)).toEqual(['pending', 'success']);
+    const [pending, success] = github.requests;
+    expect(success!.at - pending!.at).toBeLessThan(5_000);
+  });
+
   it('waits out GitHub’s secondary rate limit (403 with retry-after) before trying again', async () => {
     const { github, reporter, update } = await setup();
     github.failNext(1, 403, {

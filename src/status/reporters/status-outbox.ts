@@ -121,7 +121,14 @@ elseif outcome == 'retry' then
   redis.call('HSETNX', KEYS[1], 'firstFailureAt', ARGV[4])
   redis.call('HSET', KEYS[1], 'lastError', ARGV[7], 'lastHttpStatus', ARGV[8])
   if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'notBefore', ARGV[9]) end
-  redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])
+  local at = ARGV[6]
+  if moved then
+    -- A newer status was offered while this one was out: due now (within a rate limit's
+    -- end), not after the backoff of the one that failed.
+    at = ARGV[4]
+    if ARGV[9] ~= '' and tonumber(ARGV[9]) > tonumber(at) then at = ARGV[9] end
+  end
+  redis.call('ZADD', KEYS[2], at, ARGV[1])
 else
   redis.call('HSET', KEYS[1], 'gaveUpSeq', ARGV[3], 'failures', 0, 'lastError', ARGV[6], 'lastHttpStatus', ARGV[7])
   redis.call('HDEL', KEYS[1], 'firstFailureAt', 'notBefore')
