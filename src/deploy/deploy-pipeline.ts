@@ -54,12 +54,12 @@ export async function runDeployPipeline(deps: PipelineDeps, job: PipelineJob): P
 
   const announcedSha = trigger.sha?.toLowerCase();
   let headJobState: JobState | undefined;
-  const { lastAppliedSha } = await deps.store.environmentStatus(environment.name);
+  const { lastAppliedSha, liveSha } = await deps.store.environmentStatus(environment.name);
   if (announcedSha !== undefined && announcedSha !== head) {
     const other = await deps.store.jobForSha(environment.name, head);
     if (other !== null && other.id !== job.jobId) headJobState = other.state;
   }
-  const decision = decideTarget({ announcedSha, head, lastAppliedSha, headJobState });
+  const decision = decideTarget({ announcedSha, head, liveSha, headJobState });
   if (decision.action === 'supersede')
     return { outcome: 'superseded', announcedSha: announcedSha ?? head, head: decision.by };
 

@@ -71,6 +71,7 @@ export class JobRun {
     await this.settleEarlierCommit(sha, sha);
     await this.settleCaughtUpCommit(sha);
     await this.patch({ sha });
+    await this.deps.store.recordDeploying(this.environment.name, sha);
     this.quiet = await this.isReapplyOfLiveCommit(sha);
     if (!this.quiet) this.report(sha, 'pending', `Deploying ${short(sha)} to ${this.environment.name}`);
   }

@@ -8,8 +8,8 @@ export interface TargetFacts {
   announcedSha: string | undefined;
   /** The branch head just fetched. */
   head: string;
-  /** The commit the environment last applied successfully. */
-  lastAppliedSha: string | null;
+  /** The commit the cluster holds as a whole (EnvironmentStatus.liveSha). */
+  liveSha: string | null;
   /** The state of another job for `head`, when there is one. */
   headJobState: JobState | undefined;
 }
@@ -25,8 +25,7 @@ export interface TargetFacts {
 export function decideTarget(facts: TargetFacts): TargetDecision {
   const { announcedSha, head } = facts;
   if (announcedSha === undefined || sameCommit(announcedSha, head)) return { action: 'deploy', sha: head };
-  if (facts.lastAppliedSha !== null && sameCommit(facts.lastAppliedSha, head))
-    return { action: 'supersede', by: head };
+  if (facts.liveSha !== null && sameCommit(facts.liveSha, head)) return { action: 'supersede', by: head };
   if (facts.headJobState !== undefined && HEAD_JOB_STATES_THAT_WIN.includes(facts.headJobState))
     return { action: 'supersede', by: head };
   return { action: 'deploy', sha: head };

@@ -25,9 +25,16 @@ const SHARED_SUFFIX = ':shared';
 const SHARED_TTL_SECONDS = 3600;
 
 export interface EnvironmentStatus {
+  /** The commit of the last successful deploy. */
   lastAppliedSha: string | null;
   lastAppliedAt: string | null;
   lastJobId: string | null;
+  /**
+   * The commit the cluster holds as a whole: `lastAppliedSha`, unless a deploy of another
+   * commit has started since (it may have written part or all of that commit, then failed).
+   * What "already live" means to the webhook claim and to newest-wins.
+   */
+  liveSha: string | null;
 }
 
 export interface ClaimRequest {
@@ -66,7 +73,10 @@ local function claim(deliveryKey, shaKey, envKey, recordKey, allKey, envJobsKey,
     local ok, rec = pcall(cjson.decode, raw or '')
     if ok and type(rec) == 'table' then
       local active = rec.state == 'queued' or rec.state == 'running'
-      local live = redis.call('HGET', envKey, 'lastAppliedSha') == sha
+      -- Live: the last success, and no deploy of another commit started since (a failed one
+      -- leaves the cluster holding part of it, and a force-push back must deploy again).
+      local env = redis.call('HMGET', envKey, 'lastAppliedSha', 'deployingSha')
+      local live = env[1] == sha and (not env[2] or env[2] == sha)
       if active or live then
         if deliveryKey ~= absent then redis.call('SET', deliveryKey, bySha, 'EX', ${DELIVERY_TTL_SECONDS}) end
         redis.call('SET', jobPrefix .. bySha .. '${SHARED_SUFFIX}', '1', 'EX', ${SHARED_TTL_SECONDS})
@@ -359,17 +369,27 @@ export class JobStore {
   }
 
   async environmentStatus(environment: string): Promise<EnvironmentStatus> {
-    const [lastAppliedSha, lastAppliedAt, lastJobId] = await this.redis.hmget(
+    const [lastAppliedSha, lastAppliedAt, lastJobId, deployingSha] = await this.redis.hmget(
       this.keys.environment(environment),
       'lastAppliedSha',
       'lastAppliedAt',
       'lastJobId',
+      'deployingSha',
     );
     return {
       lastAppliedSha: lastAppliedSha ?? null,
       lastAppliedAt: lastAppliedAt ?? null,
       lastJobId: lastJobId ?? null,
+      liveSha: deployingSha === null || deployingSha === lastAppliedSha ? (lastAppliedSha ?? null) : null,
     };
+  }
+
+  /**
+   * The commit a deploy is about to write (under the environment's lock): until it succeeds,
+   * the last success is no longer all the cluster holds.
+   */
+  async recordDeploying(environment: string, sha: string): Promise<void> {
+    await this.redis.hset(this.keys.environment(environment), 'deployingSha', sha);
   }
 
   /** The environment's last job (and commit, when applied); then the history is trimmed. */

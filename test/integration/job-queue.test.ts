@@ -249,6 +249,25 @@ describe('deploy job queue', () => {
     expect(forcePushedBack.id).not.toBe(first.id);
   });
 
+  it('the last success is no longer live once a deploy of another commit started (it failed, partly applied)', async () => {
+    const { producer, store } = await services();
+    const good = '1'.repeat(40);
+    const broken = '2'.repeat(40);
+    const first = await producer.enqueue('staging', push(good, 'd-good'));
+    await store.recordDeploying('staging', good);
+    await store.update(first.id, { state: 'succeeded', sha: good, finishedAt: new Date().toISOString() });
+    await store.recordFinished('staging', first.id, { sha: good, at: new Date().toISOString() });
+    expect(await store.environmentStatus('staging')).toMatchObject({ lastAppliedSha: good, liveSha: good });
+
+    await store.recordDeploying('staging', broken);
+    await store.recordFinished('staging', 'failed-job');
+
+    // The API's last success stays; what the cluster holds is no longer known to be it.
+    expect(await store.environmentStatus('staging')).toMatchObject({ lastAppliedSha: good, liveSha: null });
+    const forcePushedBack = await producer.enqueue('staging', push(good, 'd-rollback'));
+    expect(forcePushedBack.created).toBe(true);
+  });
+
   it('manual syncs always create a job', async () => {
     const { producer } = await services();
     const a = await producer.enqueue('staging', { kind: 'manual' });

@@ -110,6 +110,50 @@ describe('a newer commit during the health wait (real Redis, git, kube-apiserver
     expect(lastStatus.get(fix)).toMatchObject({ state: 'success' });
   });
 
+  it('a force-push back to the last good commit during a broken rollout ends the wait and deploys it again', async () => {
+    await setUp('5m');
+    const good = await repo.commit({ 'manifests/settings.yaml': configMap('settings', { mode: 'a' }) });
+    const goodJob = await harness.webhook('web', good);
+    expect(await harness.waitForJob(goodJob)).toMatchObject({ state: 'succeeded' });
+    const broken = await repo.commit({ 'manifests/web.yaml': deployment('web', 'nginx:does-not-exist') });
+    const brokenJob = await harness.webhook('web', broken);
+    await waitingForHealth(brokenJob);
+
+    await repo.forcePush(good);
+    // The cluster runs the broken commit now: the good one is a deploy again, not "already live".
+    const rollbackJob = await harness.webhook('web', good);
+    expect(rollbackJob).not.toBe(goodJob);
+
+    expect(await harness.waitForJob(brokenJob, 20_000)).toMatchObject({ state: 'superseded', sha: broken });
+    const rolledBack = await harness.waitForJob(rollbackJob, 20_000);
+    expect(rolledBack).toMatchObject({ state: 'succeeded', sha: good });
+    expect(rolledBack.resources.map((r) => [r.kind, r.name, r.action])).toEqual([
+      ['ConfigMap', 'settings', 'unchanged'],
+      ['Deployment', 'web', 'pruned'],
+    ]);
+  });
+
+  it('a force-push back to the last good commit after a failed rollout deploys it again', async () => {
+    await setUp('2s');
+    const good = await repo.commit({ 'manifests/settings.yaml': configMap('settings', { mode: 'a' }) });
+    const goodJob = await harness.webhook('web', good);
+    expect(await harness.waitForJob(goodJob)).toMatchObject({ state: 'succeeded' });
+    const broken = await repo.commit({ 'manifests/web.yaml': deployment('web', 'nginx:does-not-exist') });
+    expect(await harness.waitForJob(await harness.webhook('web', broken))).toMatchObject({ state: 'failed' });
+
+    await repo.forcePush(good);
+    const rollbackJob = await harness.webhook('web', good);
+
+    expect(rollbackJob).not.toBe(goodJob);
+    const rolledBack = await harness.waitForJob(rollbackJob, 20_000);
+    expect(rolledBack).toMatchObject({ state: 'succeeded', sha: good });
+    expect(rolledBack.resources.map((r) => [r.kind, r.name, r.action])).toContainEqual([
+      'Deployment',
+      'web',
+      'pruned',
+    ]);
+  });
+
   it('a late webhook of an older commit, or a sync of the same commit, does not end the wait', async () => {
     await setUp('4s');
     const first = await repo.commit({ 'manifests/settings.yaml': configMap('settings', { mode: 'a' }) });
