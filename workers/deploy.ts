@@ -230,6 +230,29 @@ interface ProcessDeps {
   signal: AbortSignal;
 }
 
+/**
+ * Whether the branch has moved past the commit the environment's running deploy applies (a
+ * push whose webhook was lost): then a re-sync due meanwhile is queued rather than skipped,
+ * and the running deploy's health wait, seeing it, gives way (see watchForNewerCommit).
+ */
+async function headMovedPastRunningDeploy(
+  environmentName: string,
+  deps: Pick<ProcessDeps, 'config' | 'store' | 'pipeline'>,
+  logger: Logger,
+): Promise<boolean> {
+  const environment = deps.config.environments.find((candidate) => candidate.name === environmentName);
+  if (!environment) return false;
+  try {
+    const { deployingSha } = await deps.store.environmentStatus(environmentName);
+    const { repo, branch } = environment;
+    const head = await deps.pipeline.mirrors.fetchBranch({ url: repo.url, provider: repo.provider }, branch);
+    return deployingSha !== null && head !== deployingSha;
+  } catch (error) {
+    logger.warn({ err: errorMessage(error) }, 'could not fetch the branch while its environment is busy');
+    return false;
+  }
+}
+
 /** The lock of a busy environment is tried again after this long (plus jitter). */
 const LOCK_BUSY_DELAY_MS = 500;
 
@@ -266,7 +289,8 @@ export async function processDeployJob(
   if (
     data.trigger.kind === 'reconcile' &&
     (await deps.locks.isBusy(data.environment)) &&
-    !(await deps.store.get(jobId))
+    !(await deps.store.get(jobId)) &&
+    !(await headMovedPastRunningDeploy(data.environment, deps, logger))
   ) {
     // The deploy running applies the branch head already. Delayed instead, runs due while a
     // deploy outlasts the interval (a long health wait) would pile up and all run after it.

@@ -35,6 +35,8 @@ export interface EnvironmentStatus {
    * What "already live" means to the webhook claim and to newest-wins.
    */
   liveSha: string | null;
+  /** The commit of the deploy that started last (running, or finished however it ended). */
+  deployingSha: string | null;
 }
 
 export interface ClaimRequest {
@@ -381,6 +383,7 @@ export class JobStore {
       lastAppliedAt: lastAppliedAt ?? null,
       lastJobId: lastJobId ?? null,
       liveSha: deployingSha === null || deployingSha === lastAppliedSha ? (lastAppliedSha ?? null) : null,
+      deployingSha: deployingSha ?? null,
     };
   }
 

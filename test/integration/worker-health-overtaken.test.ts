@@ -39,13 +39,15 @@ describe('a newer commit during the health wait (real Redis, git, kube-apiserver
   let github: FakeProvider;
   let reporter: CommitStatusReporter;
 
-  async function setUp(healthTimeout: string): Promise<void> {
+  async function setUp(healthTimeout: string, reconcileInterval = '0'): Promise<void> {
     repo = await createEnvRepo({ branch: 'env/test' });
     namespace = await createTestNamespace('w-overtaken');
     github = await startFakeGithub();
     harness = await createWorkerHarness({
       redisUrl: redis.url,
-      environments: [{ name: 'web', repo, env: { namespace: namespace.name, healthTimeout } }],
+      environments: [
+        { name: 'web', repo, env: { namespace: namespace.name, healthTimeout, reconcileInterval } },
+      ],
       providers: { github: github.url },
     });
     reporter = createCommitStatusReporter(
@@ -152,6 +154,28 @@ describe('a newer commit during the health wait (real Redis, git, kube-apiserver
       'web',
       'pruned',
     ]);
+  });
+
+  it('a push whose webhook was lost ends the wait at the next re-sync, which deploys it', async () => {
+    await setUp('5m', '2s');
+    const broken = await repo.commit({ 'manifests/web.yaml': deployment('web', 'nginx:does-not-exist') });
+    const brokenJob = await harness.webhook('web', broken);
+    await waitingForHealth(brokenJob);
+
+    const fix = await repo.commit({
+      'manifests/web.yaml': null,
+      'manifests/a.yaml': configMap('a', { v: '1' }),
+    });
+
+    expect(await harness.waitForJob(brokenJob, 20_000)).toMatchObject({
+      state: 'superseded',
+      message: expect.stringContaining(`superseded by ${fix} during the health wait`) as string,
+    });
+    const live = await until(async () => {
+      const status = await harness.services.store.environmentStatus('web');
+      return status.lastAppliedSha === fix && status;
+    });
+    expect(live.liveSha).toBe(fix);
   });
 
   it('a late webhook of an older commit, or a sync of the same commit, does not end the wait', async () => {
