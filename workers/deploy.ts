@@ -231,6 +231,35 @@ interface ProcessDeps {
 }
 
 /**
+ * Webhook jobs queued behind a deploy of `head` for other commits would give way to it when
+ * their turn came (newest wins: the head has a running job). They are finished now, so
+ * `pushgate status` and their commits show it at once, not after this deploy's health wait.
+ * Runs under the environment's lock, which their own runs need first. Manual syncs stay
+ * queued: they were asked for. Bookkeeping: a failure here never fails the deploy.
+ */
+async function supersedeQueuedBehind(
+  head: string,
+  jobId: string,
+  environment: EnvironmentConfig,
+  deps: Pick<ProcessDeps, 'logger' | 'store' | 'run'>,
+): Promise<void> {
+  try {
+    const queued = await deps.store.getMany(await deps.store.queuedJobIds(environment.name, jobId));
+    for (const record of queued) {
+      const announced = record.trigger.kind === 'webhook' ? record.trigger.sha?.toLowerCase() : undefined;
+      if (record.state !== 'queued' || announced === undefined || announced === head.toLowerCase()) continue;
+      const logger = deps.logger.child({ jobId: record.id, environment: environment.name });
+      await deps.run(environment, record, logger).superseded(announced, head);
+    }
+  } catch (error) {
+    deps.logger.warn(
+      { jobId, environment: environment.name, err: errorMessage(error) },
+      'could not finish the jobs queued behind this deploy',
+    );
+  }
+}
+
+/**
  * Whether the branch has moved past the commit the environment's running deploy applies (a
  * push whose webhook was lost): then a re-sync due meanwhile is queued rather than skipped,
  * and the running deploy's health wait, seeing it, gives way (see watchForNewerCommit).
@@ -327,7 +356,15 @@ export async function processDeployJob(
     throw new DelayedError();
   }
 
-  const run = deps.run(environment, record, logger);
+  // Finished meanwhile by the deploy that held the lock (supersedeQueuedBehind): nothing to do.
+  const current = await deps.store.get(jobId);
+  if (current && FINISHED_STATES.includes(current.state)) {
+    await lock.release();
+    logger.info({ state: current.state }, 'job already finished');
+    return;
+  }
+
+  const run = deps.run(environment, current ?? record, logger);
   try {
     // Counted on the record: BullMQ does not count a run a dead worker left behind (a stall).
     await run.started(record.attempts + 1);
@@ -338,6 +375,7 @@ export async function processDeployJob(
       lock,
       logger,
       onDeploying: (sha) => run.deploying(sha),
+      supersedeQueuedBehind: (head) => supersedeQueuedBehind(head, jobId, environment, deps),
       // Only while the lock is ours: a worker that lost it must not rewrite the record of
       // the one that took the job over.
       onWritten: (resources) =>

@@ -24,6 +24,11 @@ export interface PipelineJob {
   logger: Logger;
   /** Called once the commit to apply is known, before anything is written. */
   onDeploying(sha: string): Promise<void>;
+  /**
+   * Finishes the jobs queued behind this one that would only give way to `head` when their
+   * turn came: at the start of the deploy, and when more arrive during its health wait.
+   */
+  supersedeQueuedBehind?: (head: string) => Promise<void>;
   /** Every object's outcome so far, after each write stage of the apply. */
   onWritten?: (resources: ResourceResult[]) => Promise<void>;
   /** The step the apply is at (`dry-run ok: …`, `waiting until … for 2 workloads …`). */
@@ -64,6 +69,7 @@ export async function runDeployPipeline(deps: PipelineDeps, job: PipelineJob): P
     return { outcome: 'superseded', announcedSha: announcedSha ?? head, head: decision.by };
 
   await job.onDeploying(decision.sha);
+  await job.supersedeQueuedBehind?.(decision.sha);
   const tree = await deps.mirrors.checkout(repo, decision.sha);
   try {
     const manifests = await loadManifests(tree.dir, environment.path, { logger, environment });
@@ -86,6 +92,7 @@ export async function runDeployPipeline(deps: PipelineDeps, job: PipelineJob): P
         jobId: job.jobId,
         sha: decision.sha,
         logger,
+        onQueuedBehind: job.supersedeQueuedBehind,
       }),
       signal: job.signal,
     });

@@ -15,6 +15,11 @@ export interface NewerCommitWatch {
   /** The commit this job applied. */
   sha: string;
   logger: Logger;
+  /**
+   * Called when jobs queued meanwhile bring nothing newer (the head is still `sha`): those of
+   * webhooks of older commits can give way now (see supersedeQueuedBehind in the worker).
+   */
+  onQueuedBehind?: (head: string) => Promise<void>;
 }
 
 /**
@@ -37,7 +42,10 @@ export function watchForNewerCommit(watch: NewerCommitWatch): () => Promise<stri
       const { repo, branch } = watch.environment;
       const head = await watch.mirrors.fetchBranch({ url: repo.url, provider: repo.provider }, branch);
       for (const id of fresh) seen.add(id);
-      if (head.toLowerCase() === watch.sha.toLowerCase()) return undefined;
+      if (head.toLowerCase() === watch.sha.toLowerCase()) {
+        await watch.onQueuedBehind?.(head);
+        return undefined;
+      }
       watch.logger.info({ head, queued: fresh }, 'a newer commit is queued: the health wait ends');
       return head;
     } catch (error) {

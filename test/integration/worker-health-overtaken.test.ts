@@ -39,7 +39,11 @@ describe('a newer commit during the health wait (real Redis, git, kube-apiserver
   let github: FakeProvider;
   let reporter: CommitStatusReporter;
 
-  async function setUp(healthTimeout: string, reconcileInterval = '0'): Promise<void> {
+  async function setUp(
+    healthTimeout: string,
+    reconcileInterval = '0',
+    worker: { start: boolean; concurrency?: number } = { start: true },
+  ): Promise<void> {
     repo = await createEnvRepo({ branch: 'env/test' });
     namespace = await createTestNamespace('w-overtaken');
     github = await startFakeGithub();
@@ -56,7 +60,7 @@ describe('a newer commit during the health wait (real Redis, git, kube-apiserver
       silentLogger(),
       { timeoutMs: 2_000 },
     );
-    await harness.startWorker({ reporter });
+    if (worker.start) await harness.startWorker({ reporter, concurrency: worker.concurrency });
   }
 
   afterEach(async () => {
@@ -195,12 +199,30 @@ describe('a newer commit during the health wait (real Redis, git, kube-apiserver
     const syncJob = await harness.manual('web');
     expect(new Set([lateJob, syncJob, rolloutJob]).size).toBe(3);
 
+    // The late one gives way at once (it would when its turn came), not after the wait.
+    expect(await harness.waitForJob(lateJob, 3_000)).toMatchObject({
+      state: 'superseded',
+      message: `superseded by ${rollout}`,
+    });
+    expect((await harness.services.store.get(rolloutJob))?.state).toBe('running');
     const judged = await harness.waitForJob(rolloutJob, 20_000);
     expect(judged).toMatchObject({ state: 'failed', sha: rollout });
     expect(judged.error).toMatch(/^workloads not ready after 4s:/);
-    expect(await harness.waitForJob(lateJob, 20_000)).toMatchObject({
+  });
+
+  it('webhooks of older commits queued when a deploy of the head starts are finished at once', async () => {
+    await setUp('5m', '0', { start: false });
+    const older = await repo.commit({ 'manifests/web.yaml': deployment('web', 'nginx:1') });
+    const head = await repo.commit({ 'manifests/web.yaml': deployment('web', 'nginx:2') });
+    // Delivered out of order; one worker slot, so the head's job (first in) runs and the other waits.
+    const headJob = await harness.webhook('web', head);
+    const olderJob = await harness.webhook('web', older);
+    await harness.startWorker({ reporter, concurrency: 1 });
+    await waitingForHealth(headJob);
+
+    expect(await harness.waitForJob(olderJob, 3_000)).toMatchObject({
       state: 'superseded',
-      message: `superseded by ${rollout}`,
+      message: `superseded by ${head}`,
     });
   });
 });
