@@ -405,6 +405,9 @@ export class JobStore {
     if (applied) {
       fields.lastAppliedSha = applied.sha;
       fields.lastAppliedAt = applied.at;
+      // Recorded under the lock: no other deploy has started since this one, whatever a
+      // worker that lost its lock may have written meanwhile (it cannot have written the cluster).
+      fields.deployingSha = applied.sha;
     }
     await this.redis.hset(this.keys.environment(environment), fields);
     // Housekeeping: a failure here must not fail the job that just finished; the next trims.
