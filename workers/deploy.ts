@@ -3,7 +3,7 @@ import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Config, EnvironmentConfig } from '../src/config/schema.js';
 import type { ApplyEngine } from '../src/deploy/apply-engine.js';
 import { runDeployPipeline } from '../src/deploy/deploy-pipeline.js';
-import { EnvironmentLock } from '../src/deploy/environment-lock.js';
+import { EnvironmentLock, type HeldLock } from '../src/deploy/environment-lock.js';
 import { isPermanentFailure, resourcesOf } from '../src/deploy/failure.js';
 import { JobRun } from '../src/deploy/job-run.js';
 import { requeueLostJobs, REQUEUE_INTERVAL_MS } from '../src/deploy/queue-repair.js';
@@ -239,21 +239,23 @@ interface ProcessDeps {
  */
 async function supersedeQueuedBehind(
   head: string,
-  jobId: string,
+  jobIds: readonly string[],
+  lock: HeldLock,
   environment: EnvironmentConfig,
   deps: Pick<ProcessDeps, 'logger' | 'store' | 'run'>,
 ): Promise<void> {
   try {
-    const queued = await deps.store.getMany(await deps.store.queuedJobIds(environment.name, jobId));
-    for (const record of queued) {
+    for (const record of await deps.store.getMany(jobIds)) {
       const announced = record.trigger.kind === 'webhook' ? record.trigger.sha?.toLowerCase() : undefined;
       if (record.state !== 'queued' || announced === undefined || announced === head.toLowerCase()) continue;
+      // Its own run starts only under the lock: while ours, the record stays queued.
+      await lock.assertHeld();
       const logger = deps.logger.child({ jobId: record.id, environment: environment.name });
       await deps.run(environment, record, logger).superseded(announced, head);
     }
   } catch (error) {
     deps.logger.warn(
-      { jobId, environment: environment.name, err: errorMessage(error) },
+      { environment: environment.name, err: errorMessage(error) },
       'could not finish the jobs queued behind this deploy',
     );
   }
@@ -374,8 +376,11 @@ export async function processDeployJob(
       trigger: data.trigger,
       lock,
       logger,
-      onDeploying: (sha) => run.deploying(sha),
-      supersedeQueuedBehind: (head) => supersedeQueuedBehind(head, jobId, environment, deps),
+      onDeploying: async (sha) => {
+        await lock.assertHeld();
+        await run.deploying(sha);
+      },
+      supersedeQueuedBehind: (head, jobIds) => supersedeQueuedBehind(head, jobIds, lock, environment, deps),
       // Only while the lock is ours: a worker that lost it must not rewrite the record of
       // the one that took the job over.
       onWritten: (resources) =>

@@ -25,10 +25,11 @@ export interface PipelineJob {
   /** Called once the commit to apply is known, before anything is written. */
   onDeploying(sha: string): Promise<void>;
   /**
-   * Finishes the jobs queued behind this one that would only give way to `head` when their
-   * turn came: at the start of the deploy, and when more arrive during its health wait.
+   * Finishes those of these queued jobs that would only give way to `head` when their turn
+   * came: at the start of the deploy, and when more arrive during its health wait. Only jobs
+   * known before `head` was fetched: a later one may be of a newer push.
    */
-  supersedeQueuedBehind?: (head: string) => Promise<void>;
+  supersedeQueuedBehind?: (head: string, jobIds: readonly string[]) => Promise<void>;
   /** Every object's outcome so far, after each write stage of the apply. */
   onWritten?: (resources: ResourceResult[]) => Promise<void>;
   /** The step the apply is at (`dry-run ok: …`, `waiting until … for 2 workloads …`). */
@@ -54,34 +55,55 @@ export type PipelineResult =
 export async function runDeployPipeline(deps: PipelineDeps, job: PipelineJob): Promise<PipelineResult> {
   const { environment, trigger, logger } = job;
   const repo = { url: environment.repo.url, provider: environment.repo.provider };
-  const head = await deps.mirrors.fetchBranch(repo, environment.branch);
-  logger.info({ head, branch: environment.branch }, 'fetched branch head');
-
-  const announcedSha = trigger.sha?.toLowerCase();
-  let headJobState: JobState | undefined;
+  // All read before the fetch: what was live then, and which jobs were queued by then.
   const { lastAppliedSha, liveSha } = await deps.store.environmentStatus(environment.name);
-  if (announcedSha !== undefined && announcedSha !== head) {
-    const other = await deps.store.jobForSha(environment.name, head);
-    if (other !== null && other.id !== job.jobId) headJobState = other.state;
-  }
-  const decision = decideTarget({ announcedSha, head, liveSha, headJobState });
-  if (decision.action === 'supersede')
-    return { outcome: 'superseded', announcedSha: announcedSha ?? head, head: decision.by };
+  const queuedBefore = await deps.store.queuedJobIds(environment.name, job.jobId);
+  await job.lock.assertHeld();
+  const previousDeploying = await deps.store.recordDeployStarting(environment.name);
+  let deploying = false;
+  try {
+    const head = await deps.mirrors.fetchBranch(repo, environment.branch);
+    logger.info({ head, branch: environment.branch }, 'fetched branch head');
 
-  await job.onDeploying(decision.sha);
-  await job.supersedeQueuedBehind?.(decision.sha);
-  const tree = await deps.mirrors.checkout(repo, decision.sha);
+    const announcedSha = trigger.sha?.toLowerCase();
+    let headJobState: JobState | undefined;
+    if (announcedSha !== undefined && announcedSha !== head) {
+      const other = await deps.store.jobForSha(environment.name, head);
+      if (other !== null && other.id !== job.jobId) headJobState = other.state;
+    }
+    const decision = decideTarget({ announcedSha, head, liveSha, headJobState });
+    if (decision.action === 'supersede')
+      return { outcome: 'superseded', announcedSha: announcedSha ?? head, head: decision.by };
+    deploying = true;
+    await job.onDeploying(decision.sha);
+    await job.supersedeQueuedBehind?.(decision.sha, queuedBefore);
+    return await applyCommit(deps, job, decision.sha, lastAppliedSha);
+  } finally {
+    // Nothing chosen, nothing written: what was live still is.
+    if (!deploying) await deps.store.restoreDeploying(environment.name, previousDeploying);
+  }
+}
+
+async function applyCommit(
+  deps: PipelineDeps,
+  job: PipelineJob,
+  sha: string,
+  lastAppliedSha: string | null,
+): Promise<PipelineResult> {
+  const { environment, logger } = job;
+  const repo = { url: environment.repo.url, provider: environment.repo.provider };
+  const tree = await deps.mirrors.checkout(repo, sha);
   try {
     const manifests = await loadManifests(tree.dir, environment.path, { logger, environment });
-    logger.info({ sha: decision.sha, objects: manifests.length }, 'manifests loaded');
+    logger.info({ sha: sha, objects: manifests.length }, 'manifests loaded');
     const outcome = await deps.engine.deploy({
       environment,
       manifests,
-      sha: decision.sha,
+      sha: sha,
       lastAppliedSha,
       jobId: job.jobId,
       // The engine logs each step itself; the commit goes on its every line.
-      logger: logger.child({ sha: decision.sha }),
+      logger: logger.child({ sha: sha }),
       assertLockHeld: job.lock.assertHeld,
       onWritten: job.onWritten,
       onProgress: job.onProgress,
@@ -90,7 +112,7 @@ export async function runDeployPipeline(deps: PipelineDeps, job: PipelineJob): P
         mirrors: deps.mirrors,
         environment,
         jobId: job.jobId,
-        sha: decision.sha,
+        sha: sha,
         logger,
         onQueuedBehind: job.supersedeQueuedBehind,
       }),
@@ -98,7 +120,7 @@ export async function runDeployPipeline(deps: PipelineDeps, job: PipelineJob): P
     });
     return {
       outcome: 'applied',
-      sha: decision.sha,
+      sha: sha,
       resources: outcome.resources,
       ...(outcome.warnings ? { warnings: outcome.warnings } : {}),
       ...(outcome.overtaken ? { overtaken: outcome.overtaken } : {}),

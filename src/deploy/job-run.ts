@@ -125,9 +125,9 @@ export class JobRun {
   }
 
   /**
-   * Applied, and live (the environment's commit), but its health wait ended early for a newer
-   * commit queued behind it: whether its workloads became ready is not known, and no longer
-   * matters, since the newer commit replaces them.
+   * Applied, but its health wait ended early for a newer commit queued behind it: whether its
+   * workloads became ready is not known, and no longer matters, since the newer commit
+   * replaces them.
    */
   async overtaken(
     sha: string,
@@ -158,7 +158,9 @@ export class JobRun {
         ...warnings.map((warning) => `warning: ${warning}`),
       ].join('; '),
     });
-    await this.deps.store.recordFinished(this.environment.name, this.id, { sha, at: finishedAt });
+    // Not recorded as applied: its health was never judged, so it is not "live" either, and a
+    // force-push back to it deploys it again (and judges it).
+    await this.deps.store.recordFinished(this.environment.name, this.id);
     this.finish('superseded');
     this.logger.info({ sha, head: by, notReady: notReady.length }, 'deploy applied, health wait overtaken');
   }

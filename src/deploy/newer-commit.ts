@@ -19,7 +19,7 @@ export interface NewerCommitWatch {
    * Called when jobs queued meanwhile bring nothing newer (the head is still `sha`): those of
    * webhooks of older commits can give way now (see supersedeQueuedBehind in the worker).
    */
-  onQueuedBehind?: (head: string) => Promise<void>;
+  onQueuedBehind?: (head: string, jobIds: readonly string[]) => Promise<void>;
 }
 
 /**
@@ -43,7 +43,8 @@ export function watchForNewerCommit(watch: NewerCommitWatch): () => Promise<stri
       const head = await watch.mirrors.fetchBranch({ url: repo.url, provider: repo.provider }, branch);
       for (const id of fresh) seen.add(id);
       if (head.toLowerCase() === watch.sha.toLowerCase()) {
-        await watch.onQueuedBehind?.(head);
+        // Only those seen before the fetch: one queued since may be of a newer push.
+        await watch.onQueuedBehind?.(head, fresh);
         return undefined;
       }
       watch.logger.info({ head, queued: fresh }, 'a newer commit is queued: the health wait ends');

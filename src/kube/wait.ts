@@ -66,6 +66,27 @@ export interface UnhealthyObject {
   readiness: Readiness;
 }
 
+/** What `question` answers within `ms` (or before `signal` aborts), else undefined. */
+async function answerWithin(
+  question: Promise<string | undefined>,
+  ms: number,
+  signal: AbortSignal | undefined,
+): Promise<string | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  const giveUp = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
+    onAbort = () => resolve(undefined);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([question, giveUp]);
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
+  }
+}
+
 export interface ReadinessWait {
   /** Not ready when the wait ended (empty: all ready). */
   unhealthy: UnhealthyObject[];
@@ -124,8 +145,13 @@ export async function waitForReadiness(
     options.onPoll?.(pending);
     const remaining = deadline - Date.now();
     if (pending.length === 0 || remaining <= 0) return { unhealthy: pending };
-    const interruptedBy = await options.interrupt?.();
+    // Bounded by the wait's own deadline and the shutdown signal: a git server that hangs
+    // must not stretch the wait (or hold a stopping worker).
+    const interruptedBy = options.interrupt
+      ? await answerWithin(options.interrupt(), remaining, signal)
+      : undefined;
     if (interruptedBy !== undefined) return { unhealthy: pending, interruptedBy };
+    signal?.throwIfAborted();
     await sleep(Math.min(POLL_INTERVAL_MS, remaining), undefined, { signal });
   }
 }

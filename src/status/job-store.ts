@@ -35,7 +35,10 @@ export interface EnvironmentStatus {
    * What "already live" means to the webhook claim and to newest-wins.
    */
   liveSha: string | null;
-  /** The commit of the deploy that started last (running, or finished however it ended). */
+  /**
+   * The commit of the deploy that started last (running, or finished however it ended); null
+   * also while a deploy has started and not yet chosen its commit.
+   */
   deployingSha: string | null;
 }
 
@@ -383,7 +386,7 @@ export class JobStore {
       lastAppliedAt: lastAppliedAt ?? null,
       lastJobId: lastJobId ?? null,
       liveSha: deployingSha === null || deployingSha === lastAppliedSha ? (lastAppliedSha ?? null) : null,
-      deployingSha: deployingSha ?? null,
+      deployingSha: deployingSha || null,
     };
   }
 
@@ -393,6 +396,24 @@ export class JobStore {
    */
   async recordDeploying(environment: string, sha: string): Promise<void> {
     await this.redis.hset(this.keys.environment(environment), 'deployingSha', sha);
+  }
+
+  /**
+   * A deploy has started and is about to fetch: until it has chosen its commit, no commit
+   * counts as live (a force-push back to the last success, made while it fetches, must get a
+   * job of its own). Returns what to put back when it deploys nothing (restoreDeploying).
+   */
+  async recordDeployStarting(environment: string): Promise<string | null> {
+    const key = this.keys.environment(environment);
+    const replies = await this.redis.multi().hget(key, 'deployingSha').hset(key, 'deployingSha', '').exec();
+    const previous = replies?.[0]?.[1];
+    return typeof previous === 'string' ? previous : null;
+  }
+
+  async restoreDeploying(environment: string, previous: string | null): Promise<void> {
+    const key = this.keys.environment(environment);
+    if (previous === null) await this.redis.hdel(key, 'deployingSha');
+    else await this.redis.hset(key, 'deployingSha', previous);
   }
 
   /** The environment's last job (and commit, when applied); then the history is trimmed. */

@@ -1,5 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { readSecrets } from '../../src/config/secrets.js';
+import { MirrorCache } from '../../src/git/mirror-cache.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import {
   createCommitStatusReporter,
@@ -63,7 +64,26 @@ describe('a newer commit during the health wait (real Redis, git, kube-apiserver
     if (worker.start) await harness.startWorker({ reporter, concurrency: worker.concurrency });
   }
 
+  // Kept to be put back and called with each worker's own cache as `this` (apply, below).
+  // eslint-disable-next-line @typescript-eslint/unbound-method
+  const realFetchBranch = MirrorCache.prototype.fetchBranch;
+  /**
+   * Runs `hook` around the worker's next real branch fetches (`before` it, or `after` it and
+   * before its answer is used), for as long as it returns true: a push or a webhook landing
+   * at exactly that moment.
+   */
+  function aroundFetch(when: 'before' | 'after', hook: () => Promise<boolean>): void {
+    let armed = true;
+    MirrorCache.prototype.fetchBranch = async function (this: MirrorCache, ...args) {
+      if (armed && when === 'before') armed = await hook();
+      const head = await realFetchBranch.apply(this, args);
+      if (armed && when === 'after') armed = await hook();
+      return head;
+    };
+  }
+
   afterEach(async () => {
+    MirrorCache.prototype.fetchBranch = realFetchBranch;
     await reporter.close();
     await harness.close();
     await github.close();
@@ -224,5 +244,76 @@ describe('a newer commit during the health wait (real Redis, git, kube-apiserver
       state: 'superseded',
       message: `superseded by ${head}`,
     });
+  });
+
+  it('a push landing while the wait looks for newer commits is deployed, not taken for an older one', async () => {
+    await setUp('5m');
+    const older = await repo.commit({ 'manifests/a.yaml': configMap('a', { v: '1' }) });
+    const waited = await repo.commit({ 'manifests/web.yaml': deployment('web', 'nginx:does-not-exist') });
+    const waitedJob = await harness.webhook('web', waited);
+    await waitingForHealth(waitedJob);
+
+    // A late webhook makes the wait fetch the branch; a new push lands while it does.
+    let newest = '';
+    let newestJob = '';
+    aroundFetch('after', async () => {
+      newest = await repo.commit({
+        'manifests/web.yaml': null,
+        'manifests/a.yaml': configMap('a', { v: '2' }),
+      });
+      newestJob = await harness.webhook('web', newest);
+      return false;
+    });
+    const lateJob = await harness.webhook('web', older);
+
+    expect(await harness.waitForJob(lateJob, 10_000)).toMatchObject({ state: 'superseded' });
+    expect(await harness.waitForJob(waitedJob, 10_000)).toMatchObject({
+      state: 'superseded',
+      message: expect.stringContaining(`superseded by ${newest} during the health wait`) as string,
+    });
+    expect(await harness.waitForJob(newestJob, 20_000)).toMatchObject({ state: 'succeeded', sha: newest });
+  });
+
+  it('an overtaken commit is not live: a force-push back to it deploys it again and judges its health', async () => {
+    await setUp('6s', '0', { start: true, concurrency: 1 });
+    const broken = await repo.commit({ 'manifests/web.yaml': deployment('web', 'nginx:does-not-exist') });
+    const brokenJob = await harness.webhook('web', broken);
+    await waitingForHealth(brokenJob);
+    // Once the broken commit's wait has given way, the branch goes back to it before the next job fetches.
+    aroundFetch('before', async () => {
+      if ((await harness.services.store.get(brokenJob))?.state !== 'superseded') return true;
+      await repo.forcePush(broken);
+      return false;
+    });
+    const next = await repo.commit({ 'manifests/a.yaml': configMap('a', { v: '1' }) });
+    const nextJob = await harness.webhook('web', next);
+
+    expect(await harness.waitForJob(brokenJob, 10_000)).toMatchObject({ state: 'superseded', sha: broken });
+    expect((await harness.services.store.environmentStatus('web')).liveSha).toBeNull();
+    const judged = await harness.waitForJob(nextJob, 20_000);
+    expect(judged).toMatchObject({ state: 'failed', sha: broken });
+    expect(judged.error).toMatch(/^workloads not ready after 6s:/);
+  });
+
+  it('a force-push back to the live commit while a deploy fetches gets a job of its own', async () => {
+    await setUp('5m');
+    const good = await repo.commit({ 'manifests/a.yaml': configMap('a', { v: '1' }) });
+    const goodJob = await harness.webhook('web', good);
+    expect(await harness.waitForJob(goodJob)).toMatchObject({ state: 'succeeded' });
+    let rollbackJob = '';
+    aroundFetch('after', async () => {
+      await repo.forcePush(good);
+      rollbackJob = await harness.webhook('web', good);
+      return false;
+    });
+    const bad = await repo.commit({ 'manifests/a.yaml': configMap('a', { v: '2' }) });
+
+    expect(await harness.waitForJob(await harness.webhook('web', bad))).toMatchObject({
+      state: 'succeeded',
+      sha: bad,
+    });
+    expect(rollbackJob).not.toBe(goodJob);
+    expect(await harness.waitForJob(rollbackJob)).toMatchObject({ state: 'succeeded', sha: good });
+    expect((await harness.services.store.environmentStatus('web')).lastAppliedSha).toBe(good);
   });
 });
