@@ -316,4 +316,25 @@ describe('a newer commit during the health wait (real Redis, git, kube-apiserver
     expect(await harness.waitForJob(rollbackJob)).toMatchObject({ state: 'succeeded', sha: good });
     expect((await harness.services.store.environmentStatus('web')).lastAppliedSha).toBe(good);
   });
+
+  it('a git server that hangs while the wait looks for newer commits does not stretch the wait', async () => {
+    await setUp('3s');
+    const older = await repo.commit({ 'manifests/a.yaml': configMap('a', { v: '1' }) });
+    const waited = await repo.commit({ 'manifests/web.yaml': deployment('web') });
+    const waitedJob = await harness.webhook('web', waited);
+    await waitingForHealth(waitedJob);
+    let hung = false;
+    MirrorCache.prototype.fetchBranch = async function (this: MirrorCache, ...args) {
+      if (!hung) {
+        hung = true;
+        await new Promise(() => undefined);
+      }
+      return realFetchBranch.apply(this, args);
+    };
+    await harness.webhook('web', older);
+
+    const judged = await harness.waitForJob(waitedJob, 15_000);
+    expect(judged).toMatchObject({ state: 'failed', sha: waited });
+    expect(judged.error).toMatch(/^workloads not ready after 3s:/);
+  });
 });
