@@ -7,6 +7,7 @@ import type { Metrics } from '../lib/metrics.js';
 import { FINISHED_STATES, type JobRecord, type JobState, type ResourceResult } from '../status/job-record.js';
 import type { JobStore } from '../status/job-store.js';
 import type { CommitStatusReporter } from '../status/reporters/commit-status-reporter.js';
+import type { DeployStatusState } from '../status/reporters/types.js';
 
 export interface JobRunDeps {
   store: JobStore;
@@ -140,8 +141,8 @@ export class JobRun {
     const { by, notReady } = overtaken;
     this.report(
       sha,
-      'superseded',
-      `Applied to ${this.environment.name}; superseded by ${short(by)} before its workloads were ready`,
+      'canceled',
+      `Applied to ${this.environment.name}; health check canceled: superseded by ${short(by)}`,
       this.quiet,
     );
     const [first] = notReady;
@@ -287,12 +288,7 @@ export class JobRun {
     this.deps.metrics.jobsFinished.inc(labels);
   }
 
-  private report(
-    sha: string,
-    state: 'pending' | 'success' | 'failure' | 'superseded',
-    description: string,
-    quiet = false,
-  ): void {
+  private report(sha: string, state: DeployStatusState, description: string, quiet = false): void {
     this.deps.reporter?.report({
       environment: this.environment,
       sha,

@@ -194,6 +194,23 @@ describe('commit status reporters (local servers speaking the providers’ docum
     });
   });
 
+  it('reports a deploy whose health check a newer commit canceled as GitHub error and GitLab canceled, never replaced by a later superseded', async () => {
+    const { github, gitlab, reporter, update } = await setup();
+
+    reporter.report(update('production', 'pending', 'Deploying'));
+    reporter.report(update('staging', 'pending', 'Deploying'));
+    await reporter.flush();
+    reporter.report(update('production', 'canceled', 'Applied; health check canceled'));
+    reporter.report(update('staging', 'canceled', 'Applied; health check canceled'));
+    await reporter.flush();
+    // An earlier job's late word on the same commit: the deploy's own verdict stands.
+    reporter.report(update('production', 'superseded', 'Superseded by abcdef1', 'j-0'));
+    await reporter.flush();
+
+    expect(states(github)).toEqual(['pending', 'error']);
+    expect(states(gitlab)).toEqual(['pending', 'canceled']);
+  });
+
   it('posts to GitLab with the URL-encoded project path, the branch as ref, running then failed', async () => {
     const { gitlab, reporter, update } = await setup();
 

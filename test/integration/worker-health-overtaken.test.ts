@@ -129,9 +129,10 @@ describe('a newer commit during the health wait (real Redis, git, kube-apiserver
     await reporter.flush();
     // Only the newest status of a commit is sent: a fast deploy's pending may never go out.
     const lastStatus = new Map(github.requests.map((r) => [r.path.split('/').pop(), r.body]));
+    // Applied, but never judged: not green (Flux counts a canceled health check as failed).
     expect(lastStatus.get(broken)).toMatchObject({
-      state: 'success',
-      description: `Applied to web; superseded by ${fix.slice(0, 7)} before its workloads were ready`,
+      state: 'error',
+      description: `Applied to web; health check canceled: superseded by ${fix.slice(0, 7)}`,
     });
     expect(lastStatus.get(fix)).toMatchObject({ state: 'success' });
   });

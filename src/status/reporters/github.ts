@@ -14,6 +14,8 @@ const GITHUB_STATES: Record<DeployStatusState, GithubState> = {
   success: 'success',
   failure: 'failure',
   superseded: 'success',
+  // GitHub's "error" (not "failure": nothing is known to be wrong), as CI systems report an abort.
+  canceled: 'error',
 };
 
 export function createGithubSender(options: { token: () => string; apiUrl: string }): CommitStatusSender {

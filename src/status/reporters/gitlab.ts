@@ -15,6 +15,7 @@ const GITLAB_STATES: Record<DeployStatusState, GitlabState> = {
   success: 'success',
   failure: 'failed',
   superseded: 'canceled',
+  canceled: 'canceled',
 };
 
 /** GenericCommitStatus validates `target_url` to at most 255 characters. */

@@ -23,7 +23,7 @@ export interface StatusOffer {
   quiet: boolean;
 }
 
-const STATES = ['pending', 'success', 'failure', 'superseded'] as const;
+const STATES = ['pending', 'success', 'failure', 'superseded', 'canceled'] as const;
 const count = z.coerce.number().int().nonnegative().default(0);
 const optionalNumber = z.coerce.number().optional();
 
@@ -70,7 +70,7 @@ export type DeliveryResult =
  * KEYS: hash, due. ARGV: member, now, ttlMs, quiet, then the offer's fields as name/value pairs
  * (state first, jobId second). Returns the new seq, or 0 when the offer changes nothing.
  *
- * - `superseded` never replaces a deploy's own final word (success/failure): a commit that was
+ * - `superseded` never replaces a deploy's own final word (success/failure/canceled): a commit that was
  *   deployed is not "not deployed itself" because a later job of it was overtaken.
  * - a quiet offer of the state the commit holds already is dropped (re-syncs of the live commit).
  * - a job's `pending` after that job's own final status is a late start from an earlier
@@ -82,7 +82,7 @@ local current = redis.call('HMGET', KEYS[1], 'state', 'jobId', 'notBefore')
 local state = ARGV[6]
 local jobId = ARGV[8]
 if current[1] then
-  local final = current[1] == 'success' or current[1] == 'failure'
+  local final = current[1] == 'success' or current[1] == 'failure' or current[1] == 'canceled'
   if (state == 'superseded' and final) or (ARGV[4] == '1' and current[1] == state)
     or (state == 'pending' and current[1] ~= 'pending' and current[2] == jobId) then
     redis.call('PEXPIRE', KEYS[1], ARGV[3])

@@ -3,8 +3,11 @@ import type { EnvironmentConfig } from '../../config/schema.js';
 /**
  * What pushgate says about a commit. `superseded` means the environment moved on to a newer
  * commit before this one was applied: nothing failed, so no provider shows it as a failure.
+ * `canceled`: applied, but its health wait ended for a newer commit; whether it worked is not
+ * known (as Flux, which counts a canceled health check as failed, a provider shows it as not
+ * good).
  */
-export type DeployStatusState = 'pending' | 'success' | 'failure' | 'superseded';
+export type DeployStatusState = 'pending' | 'success' | 'failure' | 'superseded' | 'canceled';
 
 export interface CommitStatusUpdate {
   environment: EnvironmentConfig;
