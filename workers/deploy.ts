@@ -248,8 +248,15 @@ async function supersedeQueuedBehind(
     for (const record of await deps.store.getMany(jobIds)) {
       const announced = record.trigger.kind === 'webhook' ? record.trigger.sha?.toLowerCase() : undefined;
       if (record.state !== 'queued' || announced === undefined || announced === head.toLowerCase()) continue;
-      // Its own run starts only under the lock: while ours, the record stays queued.
-      await lock.assertHeld();
+      // Its own run starts only under the lock: while ours, the record stays queued. (A check
+      // of the health wait that ends after the deploy finds the lock gone: its turn will do.)
+      if (
+        !(await lock.assertHeld().then(
+          () => true,
+          () => false,
+        ))
+      )
+        return;
       const logger = deps.logger.child({ jobId: record.id, environment: environment.name });
       await deps.run(environment, record, logger).superseded(announced, head);
     }
@@ -274,13 +281,15 @@ async function headMovedPastRunningDeploy(
   const environment = deps.config.environments.find((candidate) => candidate.name === environmentName);
   if (!environment) return false;
   try {
-    const { deployingSha } = await deps.store.environmentStatus(environmentName);
+    const { deployingSha, deployStarting } = await deps.store.environmentStatus(environmentName);
+    // Not known what the running deploy chose (still fetching): queued, at worst a quiet re-apply.
+    if (deployStarting || deployingSha === null) return true;
     const { repo, branch } = environment;
     const head = await deps.pipeline.mirrors.fetchBranch({ url: repo.url, provider: repo.provider }, branch);
-    return deployingSha !== null && head !== deployingSha;
+    return head !== deployingSha;
   } catch (error) {
     logger.warn({ err: errorMessage(error) }, 'could not fetch the branch while its environment is busy');
-    return false;
+    return true;
   }
 }
 

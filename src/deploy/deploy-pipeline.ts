@@ -1,6 +1,7 @@
 import type { EnvironmentConfig } from '../config/schema.js';
 import type { MirrorCache } from '../git/mirror-cache.js';
 import type { Logger } from '../lib/logger.js';
+import { errorMessage } from '../lib/errors.js';
 import { loadManifests } from '../manifests/load.js';
 import type { Trigger } from '../queue/job-data.js';
 import type { JobState, ResourceResult } from '../status/job-record.js';
@@ -59,10 +60,9 @@ export async function runDeployPipeline(deps: PipelineDeps, job: PipelineJob): P
   const { lastAppliedSha, liveSha } = await deps.store.environmentStatus(environment.name);
   const queuedBefore = await deps.store.queuedJobIds(environment.name, job.jobId);
   await job.lock.assertHeld();
-  const previousDeploying = await deps.store.recordDeployStarting(environment.name);
-  let deploying = false;
+  const previousDeploying = await deps.store.recordDeployStarting(environment.name, job.jobId);
   try {
-    const head = await deps.mirrors.fetchBranch(repo, environment.branch);
+    const head = await deps.mirrors.fetchBranch(repo, environment.branch, job.signal);
     logger.info({ head, branch: environment.branch }, 'fetched branch head');
 
     const announcedSha = trigger.sha?.toLowerCase();
@@ -74,13 +74,17 @@ export async function runDeployPipeline(deps: PipelineDeps, job: PipelineJob): P
     const decision = decideTarget({ announcedSha, head, liveSha, headJobState });
     if (decision.action === 'supersede')
       return { outcome: 'superseded', announcedSha: announcedSha ?? head, head: decision.by };
-    deploying = true;
     await job.onDeploying(decision.sha);
     await job.supersedeQueuedBehind?.(decision.sha, queuedBefore);
     return await applyCommit(deps, job, decision.sha, lastAppliedSha);
   } finally {
-    // Nothing chosen, nothing written: what was live still is.
-    if (!deploying) await deps.store.restoreDeploying(environment.name, previousDeploying);
+    // Unless a commit was chosen (onDeploying recorded it), nothing was written: what was live
+    // still is. Left in place should this fail: then no commit counts as live, the safe side.
+    await deps.store
+      .restoreDeploying(environment.name, job.jobId, previousDeploying)
+      .catch((error: unknown) =>
+        logger.warn({ err: errorMessage(error) }, 'could not record that this job deployed nothing'),
+      );
   }
 }
 

@@ -22,19 +22,25 @@ export interface NewerCommitWatch {
   onQueuedBehind?: (head: string, jobIds: readonly string[]) => Promise<void>;
 }
 
+/** The longest one ask of the watch holds up the readiness polling; the check goes on behind. */
+const ANSWER_WAIT_MS = 250;
+
 /**
  * For the health wait (DeployRequest.newerCommit): the branch's head, once a job of the
  * environment is queued behind this one and the head is no longer the commit applied. Both
  * are needed: a queued job alone may be a late webhook of an older commit (it will give way)
  * or a sync of this very commit, and a moved head without a job has no one to deploy it.
- * The branch is fetched only when a queued job appears that was not seen yet.
+ * The branch is fetched only when a queued job appears that was not seen yet. One check runs
+ * at a time, in the background: a slow git server delays this answer, never the polling of
+ * the workloads (a ready one still ends the wait at once).
  */
 export function watchForNewerCommit(watch: NewerCommitWatch): () => Promise<string | undefined> {
   const seen = new Set<string>();
   let nextCheckMs = 0;
-  return async () => {
-    if (Date.now() < nextCheckMs) return undefined;
-    nextCheckMs = Date.now() + NEWER_COMMIT_CHECK_MS;
+  let answer: string | undefined;
+  let checking: Promise<void> | undefined;
+
+  const check = async (): Promise<string | undefined> => {
     try {
       const queued = await watch.store.queuedJobIds(watch.environment.name, watch.jobId);
       const fresh = queued.filter((id) => !seen.has(id));
@@ -58,4 +64,20 @@ export function watchForNewerCommit(watch: NewerCommitWatch): () => Promise<stri
       return undefined;
     }
   };
+
+  return async () => {
+    if (answer === undefined && checking === undefined && Date.now() >= nextCheckMs) {
+      nextCheckMs = Date.now() + NEWER_COMMIT_CHECK_MS;
+      checking = check().then((head) => {
+        answer ??= head;
+        checking = undefined;
+      });
+    }
+    if (checking) await Promise.race([checking, delay(ANSWER_WAIT_MS)]);
+    return answer;
+  };
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }

@@ -120,12 +120,13 @@ export class MirrorCache {
    * Fetches the branch and returns its head commit. Failures name the branch and the
    * repository (without credentials): a worker serves many of both.
    */
-  fetchBranch(repo: RepoSource, branch: string): Promise<string> {
+  fetchBranch(repo: RepoSource, branch: string, abort?: AbortSignal): Promise<string> {
     return this.serialised(repo.url, async () => {
+      abort?.throwIfAborted();
       const gitDir = await this.ensureMirror(repo.url);
       const ref = `refs/heads/${branch}`;
       const from = `from ${urlWithoutCredentials(repo.url)}`;
-      await this.fetch(repo, gitDir, [`+${ref}:${ref}`], `fetch ${branch} ${from}`);
+      await this.fetch(repo, gitDir, [`+${ref}:${ref}`], `fetch ${branch} ${from}`, abort);
       const { stdout } = await runGit(['--git-dir', gitDir, 'rev-parse', '--verify', `${ref}^{commit}`], {
         timeoutMs: LOCAL_TIMEOUT_MS,
         what: `rev-parse ${branch} fetched ${from}`,
@@ -215,10 +216,16 @@ export class MirrorCache {
    * and is removed; a younger one belongs to a git still running (`pushgate render` beside a
    * worker, say), which is waited for.
    */
-  private async fetch(repo: RepoSource, gitDir: string, refspecs: string[], what: string): Promise<void> {
+  private async fetch(
+    repo: RepoSource,
+    gitDir: string,
+    refspecs: string[],
+    what: string,
+    abort?: AbortSignal,
+  ): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.fetchOnce(repo, gitDir, refspecs, what);
+        await this.fetchOnce(repo, gitDir, refspecs, what, abort);
         return;
       } catch (error) {
         if (
@@ -233,7 +240,13 @@ export class MirrorCache {
     }
   }
 
-  private async fetchOnce(repo: RepoSource, gitDir: string, refspecs: string[], what: string): Promise<void> {
+  private async fetchOnce(
+    repo: RepoSource,
+    gitDir: string,
+    refspecs: string[],
+    what: string,
+    abort?: AbortSignal,
+  ): Promise<void> {
     // The URL comes from the configuration only; --end-of-options keeps even a URL starting
     // with "-" from being read as a flag. --prune drops refs the server no longer has.
     const args = [
@@ -254,7 +267,7 @@ export class MirrorCache {
         timeoutMs: this.fetchTimeoutMs,
         secret: this.options.token,
         what,
-        abort: watch.signal,
+        abort: abort ? AbortSignal.any([watch.signal, abort]) : watch.signal,
       });
     } finally {
       await watch.stop();

@@ -24,6 +24,20 @@ const SHA_TTL_SECONDS = 30 * 24 * 3600;
 const SHARED_SUFFIX = ':shared';
 const SHARED_TTL_SECONDS = 3600;
 
+/**
+ * deployingSha's value while a deploy has not chosen its commit: never a sha, so no commit is
+ * live then (the claim script compares it to one).
+ */
+const DEPLOY_STARTING = '~starting:';
+
+/** KEYS: environment hash. ARGV: this job's mark, the value to put back ('' for none). */
+const RESTORE_DEPLOYING_SCRIPT = `
+if redis.call('HGET', KEYS[1], 'deployingSha') ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then redis.call('HDEL', KEYS[1], 'deployingSha')
+else redis.call('HSET', KEYS[1], 'deployingSha', ARGV[2]) end
+return 1
+`;
+
 export interface EnvironmentStatus {
   /** The commit of the last successful deploy. */
   lastAppliedSha: string | null;
@@ -37,9 +51,11 @@ export interface EnvironmentStatus {
   liveSha: string | null;
   /**
    * The commit of the deploy that started last (running, or finished however it ended); null
-   * also while a deploy has started and not yet chosen its commit.
+   * also while a deploy has started and not yet chosen its commit (`deployStarting`).
    */
   deployingSha: string | null;
+  /** A deploy has started and not chosen its commit yet (or its worker died meanwhile). */
+  deployStarting: boolean;
 }
 
 export interface ClaimRequest {
@@ -381,12 +397,14 @@ export class JobStore {
       'lastJobId',
       'deployingSha',
     );
+    const starting = deployingSha?.startsWith(DEPLOY_STARTING) ?? false;
     return {
       lastAppliedSha: lastAppliedSha ?? null,
       lastAppliedAt: lastAppliedAt ?? null,
       lastJobId: lastJobId ?? null,
       liveSha: deployingSha === null || deployingSha === lastAppliedSha ? (lastAppliedSha ?? null) : null,
-      deployingSha: deployingSha || null,
+      deployingSha: starting ? null : (deployingSha ?? null),
+      deployStarting: starting,
     };
   }
 
@@ -401,19 +419,32 @@ export class JobStore {
   /**
    * A deploy has started and is about to fetch: until it has chosen its commit, no commit
    * counts as live (a force-push back to the last success, made while it fetches, must get a
-   * job of its own). Returns what to put back when it deploys nothing (restoreDeploying).
+   * job of its own). The mark names the job, so only that job takes it back (restoreDeploying).
+   * Returns what to put back.
    */
-  async recordDeployStarting(environment: string): Promise<string | null> {
+  async recordDeployStarting(environment: string, jobId: string): Promise<string | null> {
     const key = this.keys.environment(environment);
-    const replies = await this.redis.multi().hget(key, 'deployingSha').hset(key, 'deployingSha', '').exec();
+    const replies = await this.redis
+      .multi()
+      .hget(key, 'deployingSha')
+      .hset(key, 'deployingSha', DEPLOY_STARTING + jobId)
+      .exec();
     const previous = replies?.[0]?.[1];
     return typeof previous === 'string' ? previous : null;
   }
 
-  async restoreDeploying(environment: string, previous: string | null): Promise<void> {
-    const key = this.keys.environment(environment);
-    if (previous === null) await this.redis.hdel(key, 'deployingSha');
-    else await this.redis.hset(key, 'deployingSha', previous);
+  /**
+   * Puts back what recordDeployStarting replaced, unless the mark is no longer this job's: it
+   * chose a commit (recordDeploying), or a worker that took the lock over has written since.
+   */
+  async restoreDeploying(environment: string, jobId: string, previous: string | null): Promise<void> {
+    await this.redis.eval(
+      RESTORE_DEPLOYING_SCRIPT,
+      1,
+      this.keys.environment(environment),
+      DEPLOY_STARTING + jobId,
+      previous ?? '',
+    );
   }
 
   /** The environment's last job (and commit, when applied); then the history is trimmed. */

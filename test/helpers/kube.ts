@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api, KubeConfig, type V1Deployment } from '@kubernetes/client-node';
 import { inject } from 'vitest';
 import type { ResourceInfo } from '../../src/manifests/resource-info.js';
 
@@ -67,3 +67,21 @@ export const NAMESPACES: ResourceInfo = {
   plural: 'namespaces',
   namespaced: false,
 };
+
+/** No kubelet here: the test plays the controller and reports the Deployment ready. */
+export async function markDeploymentReady(namespace: string, name: string): Promise<void> {
+  const apps = kubeConfigFromTest().makeApiClient(AppsV1Api);
+  const current: V1Deployment = await apps.readNamespacedDeployment({ name, namespace });
+  current.status = {
+    observedGeneration: current.metadata?.generation,
+    replicas: 1,
+    updatedReplicas: 1,
+    readyReplicas: 1,
+    availableReplicas: 1,
+    conditions: [
+      { type: 'Available', status: 'True', reason: 'MinimumReplicasAvailable', message: 'ok' },
+      { type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable', message: 'ok' },
+    ],
+  };
+  await apps.replaceNamespacedDeploymentStatus({ name, namespace, body: current });
+}

@@ -268,6 +268,25 @@ describe('deploy job queue', () => {
     expect(forcePushedBack.created).toBe(true);
   });
 
+  it('while a deploy chooses its commit no commit is live; it puts back what was, unless someone wrote since', async () => {
+    const { store } = await services();
+    const live = '3'.repeat(40);
+    const newer = '4'.repeat(40);
+    await store.recordFinished('staging', 'live-job', { sha: live, at: new Date().toISOString() });
+
+    const previous = await store.recordDeployStarting('staging', 'job-a');
+    expect(await store.environmentStatus('staging')).toMatchObject({ liveSha: null, deployStarting: true });
+    await store.restoreDeploying('staging', 'job-a', previous);
+    expect(await store.environmentStatus('staging')).toMatchObject({ liveSha: live, deployStarting: false });
+
+    // A worker that took the lock over chose its commit meanwhile: the first one's restore leaves it.
+    const again = await store.recordDeployStarting('staging', 'job-b');
+    await store.recordDeployStarting('staging', 'job-c');
+    await store.recordDeploying('staging', newer);
+    await store.restoreDeploying('staging', 'job-b', again);
+    expect(await store.environmentStatus('staging')).toMatchObject({ deployingSha: newer, liveSha: null });
+  });
+
   it('manual syncs always create a job', async () => {
     const { producer } = await services();
     const a = await producer.enqueue('staging', { kind: 'manual' });

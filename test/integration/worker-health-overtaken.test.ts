@@ -8,7 +8,7 @@ import {
 } from '../../src/status/reporters/commit-status-reporter.js';
 import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
 import { startFakeGithub, type FakeProvider } from '../helpers/fake-github.js';
-import { createTestNamespace, type TestNamespace } from '../helpers/kube.js';
+import { createTestNamespace, markDeploymentReady, type TestNamespace } from '../helpers/kube.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { createWorkerHarness, type WorkerHarness } from './worker-harness.js';
 import { configMap, deployment } from './worker-manifests.js';
@@ -337,5 +337,28 @@ describe('a newer commit during the health wait (real Redis, git, kube-apiserver
     const judged = await harness.waitForJob(waitedJob, 15_000);
     expect(judged).toMatchObject({ state: 'failed', sha: waited });
     expect(judged.error).toMatch(/^workloads not ready after 3s:/);
+  });
+
+  it('a slow git server while the wait looks for newer commits does not hold up a workload that became ready', async () => {
+    await setUp('60s');
+    const older = await repo.commit({ 'manifests/a.yaml': configMap('a', { v: '1' }) });
+    const waited = await repo.commit({ 'manifests/web.yaml': deployment('web') });
+    const waitedJob = await harness.webhook('web', waited);
+    await waitingForHealth(waitedJob);
+    // The wait's next fetch takes 10 s (a slow server); a late webhook makes it fetch.
+    let fetching = false;
+    aroundFetch('before', async () => {
+      fetching = true;
+      await new Promise((resolve) => setTimeout(resolve, 10_000));
+      return false;
+    });
+    await harness.webhook('web', older);
+    await until(() => Promise.resolve(fetching));
+
+    await markDeploymentReady(namespace.name, 'web');
+    const readyAt = Date.now();
+
+    expect(await harness.waitForJob(waitedJob, 20_000)).toMatchObject({ state: 'succeeded', sha: waited });
+    expect(Date.now() - readyAt).toBeLessThan(5_000);
   });
 });

@@ -1,4 +1,4 @@
-import { AppsV1Api, CoreV1Api, type KubeConfig, type V1Deployment } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { runSync } from '../../src/commands/sync.js';
 import type { ApplyEngine } from '../../src/deploy/apply-engine.js';
@@ -18,6 +18,7 @@ import {
   createTestNamespace,
   kubeConfigFromTest,
   kubeconfigPathFromTest,
+  markDeploymentReady,
   type TestNamespace,
 } from '../helpers/kube.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
@@ -50,23 +51,6 @@ async function readConfigMap(namespace: string, name: string): Promise<Record<st
     if ((error as { code?: number }).code === 404) return null;
     throw error;
   }
-}
-
-/** No kubelet here: the test plays the controller and reports the Deployment ready. */
-async function markDeploymentReady(namespace: string, name: string): Promise<void> {
-  const current: V1Deployment = await apps.readNamespacedDeployment({ name, namespace });
-  current.status = {
-    observedGeneration: current.metadata?.generation,
-    replicas: 1,
-    updatedReplicas: 1,
-    readyReplicas: 1,
-    availableReplicas: 1,
-    conditions: [
-      { type: 'Available', status: 'True', reason: 'MinimumReplicasAvailable', message: 'ok' },
-      { type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable', message: 'ok' },
-    ],
-  };
-  await apps.replaceNamespacedDeploymentStatus({ name, namespace, body: current });
 }
 
 async function until<T>(read: () => Promise<T | null | undefined | false>, timeoutMs = 20_000): Promise<T> {
