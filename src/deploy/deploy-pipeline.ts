@@ -60,7 +60,7 @@ export async function runDeployPipeline(deps: PipelineDeps, job: PipelineJob): P
   const { lastAppliedSha, liveSha } = await deps.store.environmentStatus(environment.name);
   const queuedBefore = await deps.store.queuedJobIds(environment.name, job.jobId);
   await job.lock.assertHeld();
-  const previousDeploying = await deps.store.recordDeployStarting(environment.name, job.jobId);
+  const startMark = await deps.store.recordDeployStarting(environment.name, job.jobId);
   try {
     const head = await deps.mirrors.fetchBranch(repo, environment.branch, job.signal);
     logger.info({ head, branch: environment.branch }, 'fetched branch head');
@@ -81,7 +81,7 @@ export async function runDeployPipeline(deps: PipelineDeps, job: PipelineJob): P
     // Unless a commit was chosen (onDeploying recorded it), nothing was written: what was live
     // still is. Left in place should this fail: then no commit counts as live, the safe side.
     await deps.store
-      .restoreDeploying(environment.name, job.jobId, previousDeploying)
+      .restoreDeploying(environment.name, startMark)
       .catch((error: unknown) =>
         logger.warn({ err: errorMessage(error) }, 'could not record that this job deployed nothing'),
       );
@@ -119,6 +119,7 @@ async function applyCommit(
         sha: sha,
         logger,
         onQueuedBehind: job.supersedeQueuedBehind,
+        ...(job.signal ? { signal: job.signal } : {}),
       }),
       signal: job.signal,
     });

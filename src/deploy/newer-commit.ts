@@ -2,10 +2,16 @@ import type { EnvironmentConfig } from '../config/schema.js';
 import type { MirrorCache } from '../git/mirror-cache.js';
 import { errorMessage } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
+import type { NewerCommitCheck } from '../kube/types.js';
 import type { JobStore } from '../status/job-store.js';
 
 /** Redis is asked at most this often during a health wait. */
 export const NEWER_COMMIT_CHECK_MS = 1_000;
+/**
+ * While jobs already looked at stay queued, the branch is fetched again this often: one of
+ * them (a sync, a re-sync) deploys whatever the head becomes, a push whose webhook was lost too.
+ */
+export const QUEUED_RECHECK_MS = 10_000;
 
 export interface NewerCommitWatch {
   store: Pick<JobStore, 'queuedJobIds'>;
@@ -20,6 +26,8 @@ export interface NewerCommitWatch {
    * webhooks of older commits can give way now (see supersedeQueuedBehind in the worker).
    */
   onQueuedBehind?: (head: string, jobIds: readonly string[]) => Promise<void>;
+  /** The worker's shutdown: a fetch of the check stops with it. */
+  signal?: AbortSignal;
 }
 
 /** The longest one ask of the watch holds up the readiness polling; the check goes on behind. */
@@ -30,13 +38,16 @@ const ANSWER_WAIT_MS = 250;
  * environment is queued behind this one and the head is no longer the commit applied. Both
  * are needed: a queued job alone may be a late webhook of an older commit (it will give way)
  * or a sync of this very commit, and a moved head without a job has no one to deploy it.
- * The branch is fetched only when a queued job appears that was not seen yet. One check runs
+ * The branch is fetched when a queued job appears that was not seen yet, and again every
+ * QUEUED_RECHECK_MS while jobs seen stay queued. One check runs
  * at a time, in the background: a slow git server delays this answer, never the polling of
  * the workloads (a ready one still ends the wait at once).
  */
-export function watchForNewerCommit(watch: NewerCommitWatch): () => Promise<string | undefined> {
+export function watchForNewerCommit(watch: NewerCommitWatch): NewerCommitCheck {
   const seen = new Set<string>();
+  let stopped = false;
   let nextCheckMs = 0;
+  let lastFetchMs = 0;
   let answer: string | undefined;
   let checking: Promise<void> | undefined;
 
@@ -44,18 +55,27 @@ export function watchForNewerCommit(watch: NewerCommitWatch): () => Promise<stri
     try {
       const queued = await watch.store.queuedJobIds(watch.environment.name, watch.jobId);
       const fresh = queued.filter((id) => !seen.has(id));
-      if (fresh.length === 0) return undefined;
+      if (fresh.length === 0 && (queued.length === 0 || Date.now() - lastFetchMs < QUEUED_RECHECK_MS))
+        return undefined;
+      lastFetchMs = Date.now();
       const { repo, branch } = watch.environment;
-      const head = await watch.mirrors.fetchBranch({ url: repo.url, provider: repo.provider }, branch);
+      const head = await watch.mirrors.fetchBranch(
+        { url: repo.url, provider: repo.provider },
+        branch,
+        watch.signal,
+      );
+      // The deploy has moved on (its wait ended): the answer is no one's business now.
+      if (stopped) return undefined;
       for (const id of fresh) seen.add(id);
       if (head.toLowerCase() === watch.sha.toLowerCase()) {
         // Only those seen before the fetch: one queued since may be of a newer push.
-        await watch.onQueuedBehind?.(head, fresh);
+        if (fresh.length > 0) await watch.onQueuedBehind?.(head, fresh);
         return undefined;
       }
       watch.logger.info({ head, queued: fresh }, 'a newer commit is queued: the health wait ends');
       return head;
     } catch (error) {
+      if (stopped) return undefined;
       // Only a shortcut: the wait goes on to its own end.
       watch.logger.warn(
         { err: errorMessage(error) },
@@ -65,7 +85,7 @@ export function watchForNewerCommit(watch: NewerCommitWatch): () => Promise<stri
     }
   };
 
-  return async () => {
+  const ask = async (): Promise<string | undefined> => {
     if (answer === undefined && checking === undefined && Date.now() >= nextCheckMs) {
       nextCheckMs = Date.now() + NEWER_COMMIT_CHECK_MS;
       checking = check().then((head) => {
@@ -75,6 +95,12 @@ export function watchForNewerCommit(watch: NewerCommitWatch): () => Promise<stri
     }
     if (checking) await Promise.race([checking, delay(ANSWER_WAIT_MS)]);
     return answer;
+  };
+  return {
+    ask,
+    stop: () => {
+      stopped = true;
+    },
   };
 }
 

@@ -121,7 +121,7 @@ export class MirrorCache {
    * repository (without credentials): a worker serves many of both.
    */
   fetchBranch(repo: RepoSource, branch: string, abort?: AbortSignal): Promise<string> {
-    return this.serialised(repo.url, async () => {
+    const fetched = this.serialised(repo.url, async () => {
       abort?.throwIfAborted();
       const gitDir = await this.ensureMirror(repo.url);
       const ref = `refs/heads/${branch}`;
@@ -133,6 +133,8 @@ export class MirrorCache {
       });
       return stdout.trim();
     });
+    // Aborted while waiting its turn behind another fetch of the mirror: given up at once.
+    return abort ? untilAborted(fetched, abort) : fetched;
   }
 
   /**
@@ -339,6 +341,19 @@ export class MirrorCache {
     });
     return next;
   }
+}
+
+/** `work`, or the abort's reason once `signal` aborts first. */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) {
+    work.catch(() => undefined);
+    return Promise.reject(signal.reason as Error);
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 /**

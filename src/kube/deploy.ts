@@ -612,12 +612,17 @@ async function checkHealth(
     said = message;
     progress(message);
   };
+  const newer = request.newerCommit;
   const { unhealthy, interruptedBy } = await waitForReadiness(
     client,
     watched,
     request.environment.healthTimeout,
-    { signal: request.signal, onPoll, interrupt: request.newerCommit },
-  );
+    {
+      signal: request.signal,
+      onPoll,
+      ...(newer ? { interrupt: () => newer.ask() } : {}),
+    },
+  ).finally(() => newer?.stop());
   if (unhealthy.length === 0) {
     progress('all workloads ready');
     return undefined;

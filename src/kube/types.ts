@@ -35,8 +35,16 @@ export interface DeployRequest {
    * Waiting on would only hold that commit back (a fix for the workloads this wait is on,
    * say), so the wait ends and the deploy finishes as overtaken.
    */
-  newerCommit?: () => Promise<string | undefined>;
+  newerCommit?: NewerCommitCheck;
   signal?: AbortSignal;
+}
+
+/** See DeployRequest.newerCommit. */
+export interface NewerCommitCheck {
+  /** A newer commit whose job is queued, if one is known by now. */
+  ask(): Promise<string | undefined>;
+  /** The wait is over: a check still running says and does nothing more. */
+  stop(): void;
 }
 
 export interface DeployOutcome {

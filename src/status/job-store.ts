@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Keys } from '../queue/keys.js';
 import type { Trigger } from '../queue/job-data.js';
@@ -30,11 +31,26 @@ const SHARED_TTL_SECONDS = 3600;
  */
 const DEPLOY_STARTING = '~starting:';
 
-/** KEYS: environment hash. ARGV: this job's mark, the value to put back ('' for none). */
+/**
+ * KEYS: environment hash. ARGV: this run's mark. What the mark replaces is kept aside, unless
+ * it is another run's mark (that run died or lost its lock): then what that one replaced stays.
+ */
+const START_DEPLOYING_SCRIPT = `
+local current = redis.call('HGET', KEYS[1], 'deployingSha')
+if not (current and string.sub(current, 1, ${DEPLOY_STARTING.length}) == '${DEPLOY_STARTING}') then
+  if current then redis.call('HSET', KEYS[1], 'deployingBefore', current)
+  else redis.call('HDEL', KEYS[1], 'deployingBefore') end
+end
+redis.call('HSET', KEYS[1], 'deployingSha', ARGV[1])
+return 1
+`;
+
+/** KEYS: environment hash. ARGV: this run's mark. Puts back what the marks replaced. */
 const RESTORE_DEPLOYING_SCRIPT = `
 if redis.call('HGET', KEYS[1], 'deployingSha') ~= ARGV[1] then return 0 end
-if ARGV[2] == '' then redis.call('HDEL', KEYS[1], 'deployingSha')
-else redis.call('HSET', KEYS[1], 'deployingSha', ARGV[2]) end
+local before = redis.call('HGET', KEYS[1], 'deployingBefore')
+if before then redis.call('HSET', KEYS[1], 'deployingSha', before)
+else redis.call('HDEL', KEYS[1], 'deployingSha') end
 return 1
 `;
 
@@ -417,34 +433,23 @@ export class JobStore {
   }
 
   /**
-   * A deploy has started and is about to fetch: until it has chosen its commit, no commit
+   * A deploy run has started and is about to fetch: until it has chosen its commit, no commit
    * counts as live (a force-push back to the last success, made while it fetches, must get a
-   * job of its own). The mark names the job, so only that job takes it back (restoreDeploying).
-   * Returns what to put back.
+   * job of its own). Returns the run's own mark, for restoreDeploying: only this run takes it
+   * back, not another run of the same job that took the lock over.
    */
-  async recordDeployStarting(environment: string, jobId: string): Promise<string | null> {
-    const key = this.keys.environment(environment);
-    const replies = await this.redis
-      .multi()
-      .hget(key, 'deployingSha')
-      .hset(key, 'deployingSha', DEPLOY_STARTING + jobId)
-      .exec();
-    const previous = replies?.[0]?.[1];
-    return typeof previous === 'string' ? previous : null;
+  async recordDeployStarting(environment: string, jobId: string): Promise<string> {
+    const mark = `${DEPLOY_STARTING}${jobId}:${randomUUID()}`;
+    await this.redis.eval(START_DEPLOYING_SCRIPT, 1, this.keys.environment(environment), mark);
+    return mark;
   }
 
   /**
-   * Puts back what recordDeployStarting replaced, unless the mark is no longer this job's: it
+   * Puts back what recordDeployStarting replaced, unless the mark is no longer this run's: it
    * chose a commit (recordDeploying), or a worker that took the lock over has written since.
    */
-  async restoreDeploying(environment: string, jobId: string, previous: string | null): Promise<void> {
-    await this.redis.eval(
-      RESTORE_DEPLOYING_SCRIPT,
-      1,
-      this.keys.environment(environment),
-      DEPLOY_STARTING + jobId,
-      previous ?? '',
-    );
+  async restoreDeploying(environment: string, mark: string): Promise<void> {
+    await this.redis.eval(RESTORE_DEPLOYING_SCRIPT, 1, this.keys.environment(environment), mark);
   }
 
   /** The environment's last job (and commit, when applied); then the history is trimmed. */

@@ -4,12 +4,17 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AppsV1Api, type V1Deployment } from '@kubernetes/client-node';
+import { AppsV1Api } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { findFreePort } from '../../src/lib/free-port.js';
 import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
 import { startFakeGithub } from '../helpers/fake-github.js';
-import { createTestNamespace, kubeConfigFromTest, type TestNamespace } from '../helpers/kube.js';
+import {
+  createTestNamespace,
+  kubeConfigFromTest,
+  markDeploymentReady,
+  type TestNamespace,
+} from '../helpers/kube.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { createWorkerHarness, type WorkerHarness } from './worker-harness.js';
 import { configMap, deployment } from './worker-manifests.js';
@@ -148,19 +153,7 @@ describe('pushgate worker processes (real Redis, git, kube-apiserver)', () => {
     await first.exited;
 
     workers.push(await spawnWorker(configFile, path.join(dir, 'cache-b')));
-    const current: V1Deployment = await apps.readNamespacedDeployment({
-      name: 'web',
-      namespace: namespace.name,
-    });
-    current.status = {
-      observedGeneration: current.metadata?.generation,
-      replicas: 1,
-      updatedReplicas: 1,
-      readyReplicas: 1,
-      availableReplicas: 1,
-      conditions: [{ type: 'Available', status: 'True', reason: 'MinimumReplicasAvailable', message: 'ok' }],
-    };
-    await apps.replaceNamespacedDeploymentStatus({ name: 'web', namespace: namespace.name, body: current });
+    await markDeploymentReady(namespace.name, 'web');
     const record = await harness.waitForJob(id, 60_000);
 
     // The run the killed worker started counts: BullMQ itself does not count a stalled run.

@@ -213,5 +213,23 @@ describe('git mirror cache (real git over file://)', () => {
       expect((error as PushgateError).message).toMatch(/timed out after 500 ms/);
       expect((error as PushgateError).permanent).toBe(false);
     });
+
+    it('gives up a fetch stopped (worker shutdown) while it waits behind one that hangs', async () => {
+      server.removeAllListeners('request');
+      server.on('request', () => undefined); // never answers
+      const mirrors = new MirrorCache({ dir: cacheDir, fetchTimeoutMs: 4_000 });
+      const hanging = mirrors.fetchBranch({ url, provider: 'github' }, 'main').catch((e: unknown) => e);
+
+      const started = Date.now();
+      const stopped = new AbortController();
+      setTimeout(() => stopped.abort(new Error('worker shutting down')), 300);
+      const error = await mirrors
+        .fetchBranch({ url, provider: 'github' }, 'main', stopped.signal)
+        .catch((e: unknown) => e);
+
+      expect((error as Error).message).toBe('worker shutting down');
+      expect(Date.now() - started).toBeLessThan(2_000);
+      await hanging;
+    });
   });
 });

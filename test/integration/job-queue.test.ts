@@ -274,16 +274,25 @@ describe('deploy job queue', () => {
     const newer = '4'.repeat(40);
     await store.recordFinished('staging', 'live-job', { sha: live, at: new Date().toISOString() });
 
-    const previous = await store.recordDeployStarting('staging', 'job-a');
+    const mark = await store.recordDeployStarting('staging', 'job-a');
     expect(await store.environmentStatus('staging')).toMatchObject({ liveSha: null, deployStarting: true });
-    await store.restoreDeploying('staging', 'job-a', previous);
+    await store.restoreDeploying('staging', mark);
     expect(await store.environmentStatus('staging')).toMatchObject({ liveSha: live, deployStarting: false });
 
-    // A worker that took the lock over chose its commit meanwhile: the first one's restore leaves it.
-    const again = await store.recordDeployStarting('staging', 'job-b');
-    await store.recordDeployStarting('staging', 'job-c');
+    // A run that lost its lock to another run of the same job: its restore leaves the other's mark.
+    const lost = await store.recordDeployStarting('staging', 'job-b');
+    const taken = await store.recordDeployStarting('staging', 'job-b');
+    await store.restoreDeploying('staging', lost);
+    expect(await store.environmentStatus('staging')).toMatchObject({ liveSha: null, deployStarting: true });
+    // The run that took over puts back what was there before either (not the first run's mark).
+    await store.restoreDeploying('staging', taken);
+    expect(await store.environmentStatus('staging')).toMatchObject({ liveSha: live, deployStarting: false });
+
+    // Once a run has chosen its commit, an earlier run's restore changes nothing.
+    const stale = await store.recordDeployStarting('staging', 'job-c');
+    await store.recordDeployStarting('staging', 'job-d');
     await store.recordDeploying('staging', newer);
-    await store.restoreDeploying('staging', 'job-b', again);
+    await store.restoreDeploying('staging', stale);
     expect(await store.environmentStatus('staging')).toMatchObject({ deployingSha: newer, liveSha: null });
   });
 

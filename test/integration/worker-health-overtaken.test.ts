@@ -1,3 +1,4 @@
+import { rename } from 'node:fs/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { readSecrets } from '../../src/config/secrets.js';
 import { MirrorCache } from '../../src/git/mirror-cache.js';
@@ -10,6 +11,7 @@ import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
 import { startFakeGithub, type FakeProvider } from '../helpers/fake-github.js';
 import { createTestNamespace, markDeploymentReady, type TestNamespace } from '../helpers/kube.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { until } from '../helpers/until.js';
 import { createWorkerHarness, type WorkerHarness } from './worker-harness.js';
 import { configMap, deployment } from './worker-manifests.js';
 
@@ -21,16 +23,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await redis.stop();
 });
-
-async function until<T>(read: () => Promise<T | null | undefined | false>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error('condition not met before the deadline');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 // No kubelet here: a Deployment never becomes ready, so every deploy of one waits out its health check.
 describe('a newer commit during the health wait (real Redis, git, kube-apiserver)', () => {
@@ -192,7 +184,7 @@ describe('a newer commit during the health wait (real Redis, git, kube-apiserver
       'manifests/a.yaml': configMap('a', { v: '1' }),
     });
 
-    expect(await harness.waitForJob(brokenJob, 20_000)).toMatchObject({
+    expect(await harness.waitForJob(brokenJob, 30_000)).toMatchObject({
       state: 'superseded',
       message: expect.stringContaining(`superseded by ${fix} during the health wait`) as string,
     });
@@ -360,5 +352,53 @@ describe('a newer commit during the health wait (real Redis, git, kube-apiserver
 
     expect(await harness.waitForJob(waitedJob, 20_000)).toMatchObject({ state: 'succeeded', sha: waited });
     expect(Date.now() - readyAt).toBeLessThan(5_000);
+  });
+
+  it('a push whose webhook was lost, made after a sync was queued behind the wait, ends the wait too', async () => {
+    await setUp('60s');
+    const waited = await repo.commit({ 'manifests/web.yaml': deployment('web', 'nginx:does-not-exist') });
+    const waitedJob = await harness.webhook('web', waited);
+    await waitingForHealth(waitedJob);
+    let looked = false;
+    aroundFetch('after', () => {
+      looked = true;
+      return Promise.resolve(false);
+    });
+    const syncJob = await harness.manual('web');
+    // The wait has looked at the sync (the head was still the commit it waits on) before the push.
+    await until(() => Promise.resolve(looked));
+    const fix = await repo.commit({
+      'manifests/web.yaml': null,
+      'manifests/a.yaml': configMap('a', { v: '1' }),
+    });
+
+    expect(await harness.waitForJob(waitedJob, 30_000)).toMatchObject({
+      state: 'superseded',
+      message: expect.stringContaining(`superseded by ${fix} during the health wait`) as string,
+    });
+    expect(await harness.waitForJob(syncJob, 20_000)).toMatchObject({ state: 'succeeded', sha: fix });
+  });
+
+  it('re-syncs due while the git server is down during a wait queue one, not one per interval', async () => {
+    await setUp('60s', '1s');
+    const waited = await repo.commit({ 'manifests/web.yaml': deployment('web') });
+    const waitedJob = await harness.webhook('web', waited);
+    await waitingForHealth(waitedJob);
+    const queue = harness.services.queue;
+    const ranBefore = (await queue.getJobCounts('completed')).completed ?? 0;
+
+    await rename(repo.bareDir, `${repo.bareDir}.away`);
+    try {
+      // Several re-syncs fall due (and end, queued or skipped) while nothing can be fetched.
+      await until(
+        async () => ((await queue.getJobCounts('completed')).completed ?? 0) >= ranBefore + 4,
+        30_000,
+      );
+    } finally {
+      await rename(`${repo.bareDir}.away`, repo.bareDir);
+    }
+
+    const queued = await harness.services.store.list({ environment: 'web', state: 'queued', limit: 50 });
+    expect(queued.filter((record) => record.trigger.kind === 'reconcile')).toHaveLength(1);
   });
 });

@@ -4,6 +4,7 @@ import { workerTuningFromEnv } from '../../workers/deploy.js';
 import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/kube.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { until } from '../helpers/until.js';
 import { createWorkerHarness, type WorkerHarness } from './worker-harness.js';
 import { deployment } from './worker-manifests.js';
 
@@ -15,16 +16,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await redis.stop();
 });
-
-async function until<T>(read: () => Promise<T | null | undefined | false>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error('condition not met before the deadline');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 describe('deploy worker shutdown (real Redis, git, kube-apiserver)', () => {
   let repo: EnvRepo;

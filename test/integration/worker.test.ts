@@ -22,6 +22,7 @@ import {
   type TestNamespace,
 } from '../helpers/kube.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { until } from '../helpers/until.js';
 import { createWorkerHarness, type WorkerHarness } from './worker-harness.js';
 import { configMap, deployment } from './worker-manifests.js';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -50,16 +51,6 @@ async function readConfigMap(namespace: string, name: string): Promise<Record<st
   } catch (error) {
     if ((error as { code?: number }).code === 404) return null;
     throw error;
-  }
-}
-
-async function until<T>(read: () => Promise<T | null | undefined | false>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error('condition not met before the deadline');
-    await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
 
