@@ -83,6 +83,15 @@ describe('a newer commit during the health wait (real Redis, git, kube-apiserver
     await repo.remove();
   });
 
+  /** The job of the environment (whatever started it) that waits for health now. */
+  const runningJobWaitingForHealth = async (): Promise<string> => {
+    const waiting = await until(async () => {
+      const [running] = await harness.services.store.list({ environment: 'web', state: 'running', limit: 1 });
+      return running?.message?.startsWith('waiting until') && running;
+    });
+    return waiting.id;
+  };
+
   const waitingForHealth = (id: string) =>
     until(async () => (await harness.services.store.get(id))?.message?.startsWith('waiting until'));
 
@@ -174,10 +183,11 @@ describe('a newer commit during the health wait (real Redis, git, kube-apiserver
   });
 
   it('a push whose webhook was lost ends the wait at the next re-sync, which deploys it', async () => {
-    await setUp('5m', '2s');
-    const broken = await repo.commit({ 'manifests/web.yaml': deployment('web', 'nginx:does-not-exist') });
-    const brokenJob = await harness.webhook('web', broken);
-    await waitingForHealth(brokenJob);
+    // The re-sync deploys the first commit too (a webhook racing it would queue behind its wait).
+    await setUp('5m', '2s', { start: false });
+    await repo.commit({ 'manifests/web.yaml': deployment('web', 'nginx:does-not-exist') });
+    await harness.startWorker({ reporter });
+    const brokenJob = await runningJobWaitingForHealth();
 
     const fix = await repo.commit({
       'manifests/web.yaml': null,
@@ -380,10 +390,10 @@ describe('a newer commit during the health wait (real Redis, git, kube-apiserver
   });
 
   it('re-syncs due while the git server is down during a wait queue one, not one per interval', async () => {
-    await setUp('60s', '1s');
-    const waited = await repo.commit({ 'manifests/web.yaml': deployment('web') });
-    const waitedJob = await harness.webhook('web', waited);
-    await waitingForHealth(waitedJob);
+    await setUp('60s', '1s', { start: false });
+    await repo.commit({ 'manifests/web.yaml': deployment('web') });
+    await harness.startWorker({ reporter });
+    await runningJobWaitingForHealth();
     const queue = harness.services.queue;
     const ranBefore = (await queue.getJobCounts('completed')).completed ?? 0;
 
