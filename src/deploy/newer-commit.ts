@@ -46,6 +46,10 @@ const ANSWER_WAIT_MS = 250;
 export function watchForNewerCommit(watch: NewerCommitWatch): NewerCommitCheck {
   const seen = new Set<string>();
   let stopped = false;
+  // Ends a fetch of the check with the wait (or the worker): it must not hold the mirror's
+  // fetch queue, which the next deploy's own fetch waits in.
+  const ended = new AbortController();
+  const fetchSignal = watch.signal ? AbortSignal.any([ended.signal, watch.signal]) : ended.signal;
   let nextCheckMs = 0;
   let lastFetchMs = 0;
   let answer: string | undefined;
@@ -57,12 +61,13 @@ export function watchForNewerCommit(watch: NewerCommitWatch): NewerCommitCheck {
       const fresh = queued.filter((id) => !seen.has(id));
       if (fresh.length === 0 && (queued.length === 0 || Date.now() - lastFetchMs < QUEUED_RECHECK_MS))
         return undefined;
+      if (stopped) return undefined;
       lastFetchMs = Date.now();
       const { repo, branch } = watch.environment;
       const head = await watch.mirrors.fetchBranch(
         { url: repo.url, provider: repo.provider },
         branch,
-        watch.signal,
+        fetchSignal,
       );
       // The deploy has moved on (its wait ended): the answer is no one's business now.
       if (stopped) return undefined;
@@ -100,6 +105,7 @@ export function watchForNewerCommit(watch: NewerCommitWatch): NewerCommitCheck {
     ask,
     stop: () => {
       stopped = true;
+      ended.abort(new Error('the health wait is over'));
     },
   };
 }

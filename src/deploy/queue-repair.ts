@@ -1,7 +1,9 @@
 import type { Queue } from 'bullmq';
 import type { Logger } from '../lib/logger.js';
 import { DEPLOY_JOB_NAME, DEPLOY_JOB_OPTIONS, type DeployJobData } from '../queue/job-data.js';
+import type { JobRecord } from '../status/job-record.js';
 import type { JobStore } from '../status/job-store.js';
+import { errorMessage } from '../lib/errors.js';
 
 /** Only a queued record older than this is judged lost: a younger one may still have its enqueue in flight. */
 export const REQUEUE_AFTER_MS = 2 * 60_000;
@@ -36,21 +38,48 @@ export async function requeueLostJobs(input: RequeueInput): Promise<string[]> {
     const records = await input.store.list({ environment, state: 'queued', limit: SCAN_LIMIT });
     for (const record of records) {
       if (now - Date.parse(record.receivedAt) < olderThanMs) continue;
-      const state = await input.queue.getJobState(record.id);
-      if (state !== 'unknown' && state !== 'completed' && state !== 'failed') continue;
-      // An entry that ended without touching the record (dropped as a duplicate) holds the id.
-      if (state !== 'unknown') await input.queue.remove(record.id);
-      await input.queue.add(
-        DEPLOY_JOB_NAME,
-        { environment, trigger: record.trigger, receivedAt: record.receivedAt },
-        { ...DEPLOY_JOB_OPTIONS, jobId: record.id },
-      );
-      input.logger.warn(
-        { jobId: record.id, environment, entry: state },
-        'job record was queued without a queue entry: queued again',
-      );
-      requeued.push(record.id);
+      // One record that cannot be repaired must not stop the repair of the others.
+      try {
+        if (await requeueIfLost(input, environment, record)) requeued.push(record.id);
+      } catch (error) {
+        input.logger.warn(
+          { jobId: record.id, environment, err: errorMessage(error) },
+          'could not queue again a job record that lost its queue entry',
+        );
+      }
     }
   }
   return requeued;
+}
+
+async function requeueIfLost(input: RequeueInput, environment: string, record: JobRecord): Promise<boolean> {
+  const state = await input.queue.getJobState(record.id);
+  if (state !== 'unknown' && state !== 'completed' && state !== 'failed') return false;
+  if (record.trigger.kind === 'reconcile') {
+    // A re-sync's id is its scheduler's (BullMQ takes no such custom id back), and the next
+    // interval's run does the same work: this one is closed, not queued again.
+    await input.store.update(record.id, {
+      state: 'superseded',
+      finishedAt: new Date().toISOString(),
+      error: null,
+      message: "lost its queue entry; the next interval's re-sync does its work",
+    });
+    input.logger.warn(
+      { jobId: record.id, environment, entry: state },
+      'queued re-sync lost its queue entry: closed',
+    );
+    return false;
+  }
+  // An entry that ended without touching the record (dropped as a duplicate) holds the id.
+  if (state !== 'unknown') await input.queue.remove(record.id);
+  await input.queue.add(
+    DEPLOY_JOB_NAME,
+    { environment, trigger: record.trigger, receivedAt: record.receivedAt },
+    { ...DEPLOY_JOB_OPTIONS, jobId: record.id },
+  );
+  input.logger.warn(
+    { jobId: record.id, environment, entry: state },
+    'job record was queued without a queue entry: queued again',
+  );
+  return true;
 }

@@ -383,6 +383,27 @@ describe('requeueLostJobs', () => {
     expect(await queue.count()).toBe(1);
   });
 
+  it('closes a lost re-sync (its scheduler id cannot be queued again) and still repairs the jobs after it', async () => {
+    const { store, queue } = await services();
+    await store.ensure({
+      id: 'repeat:reconcile:staging:1700000000000',
+      environment: 'staging',
+      trigger: { kind: 'reconcile' },
+      receivedAt: TEN_MINUTES_AGO(),
+    });
+    const trigger = push('b'.repeat(40), 'd-lost-too');
+    await store.claimMany([
+      { id: 'job-lost-too', environment: 'staging', trigger, receivedAt: TEN_MINUTES_AGO() },
+    ]);
+    const input = { store, queue, environments: ['staging'], logger: silentLogger() };
+
+    expect(await requeueLostJobs(input)).toEqual(['job-lost-too']);
+    expect(await store.get('repeat:reconcile:staging:1700000000000')).toMatchObject({
+      state: 'superseded',
+      message: "lost its queue entry; the next interval's re-sync does its work",
+    });
+  });
+
   it('leaves a job that is queued normally, and a record too young to judge', async () => {
     const { store, queue, producer } = await services();
     await producer.enqueue('staging', push('b'.repeat(40), 'd-normal'), TEN_MINUTES_AGO());
