@@ -250,13 +250,11 @@ async function supersedeQueuedBehind(
       if (record.state !== 'queued' || announced === undefined || announced === head.toLowerCase()) continue;
       // Its own run starts only under the lock: while ours, the record stays queued. (A check
       // of the health wait that ends after the deploy finds the lock gone: its turn will do.)
-      if (
-        !(await lock.assertHeld().then(
-          () => true,
-          () => false,
-        ))
-      )
-        return;
+      const held = await lock.assertHeld().then(
+        () => true,
+        () => false,
+      );
+      if (!held) return;
       const logger = deps.logger.child({ jobId: record.id, environment: environment.name });
       await deps.run(environment, record, logger).superseded(announced, head);
     }

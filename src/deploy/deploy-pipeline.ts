@@ -99,15 +99,15 @@ async function applyCommit(
   const tree = await deps.mirrors.checkout(repo, sha);
   try {
     const manifests = await loadManifests(tree.dir, environment.path, { logger, environment });
-    logger.info({ sha: sha, objects: manifests.length }, 'manifests loaded');
+    logger.info({ sha, objects: manifests.length }, 'manifests loaded');
     const outcome = await deps.engine.deploy({
       environment,
       manifests,
-      sha: sha,
+      sha,
       lastAppliedSha,
       jobId: job.jobId,
       // The engine logs each step itself; the commit goes on its every line.
-      logger: logger.child({ sha: sha }),
+      logger: logger.child({ sha }),
       assertLockHeld: job.lock.assertHeld,
       onWritten: job.onWritten,
       onProgress: job.onProgress,
@@ -116,7 +116,7 @@ async function applyCommit(
         mirrors: deps.mirrors,
         environment,
         jobId: job.jobId,
-        sha: sha,
+        sha,
         logger,
         onQueuedBehind: job.supersedeQueuedBehind,
         ...(job.signal ? { signal: job.signal } : {}),
@@ -125,7 +125,7 @@ async function applyCommit(
     });
     return {
       outcome: 'applied',
-      sha: sha,
+      sha,
       resources: outcome.resources,
       ...(outcome.warnings ? { warnings: outcome.warnings } : {}),
       ...(outcome.overtaken ? { overtaken: outcome.overtaken } : {}),

@@ -39,9 +39,9 @@ const ANSWER_WAIT_MS = 250;
  * are needed: a queued job alone may be a late webhook of an older commit (it will give way)
  * or a sync of this very commit, and a moved head without a job has no one to deploy it.
  * The branch is fetched when a queued job appears that was not seen yet, and again every
- * QUEUED_RECHECK_MS while jobs seen stay queued. One check runs
- * at a time, in the background: a slow git server delays this answer, never the polling of
- * the workloads (a ready one still ends the wait at once).
+ * QUEUED_RECHECK_MS while jobs seen stay queued. One check runs at a time, in the background:
+ * a slow git server delays this answer, never the polling of the workloads (a ready one still
+ * ends the wait at once).
  */
 export function watchForNewerCommit(watch: NewerCommitWatch): NewerCommitCheck {
   const seen = new Set<string>();
