@@ -4,7 +4,8 @@ import type { ObjectRef } from '../manifests/types.js';
 import type { ClusterClient } from './cluster.js';
 import { otherInventories } from './inventory.js';
 
-const CRDS: ResourceInfo = {
+/** CustomResourceDefinitions, for ClusterClient reads. */
+export const CRDS: ResourceInfo = {
   group: 'apiextensions.k8s.io',
   version: 'v1',
   kind: 'CustomResourceDefinition',

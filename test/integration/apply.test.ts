@@ -8,6 +8,7 @@ import { deployToCluster, renderForCluster } from '../../src/kube/deploy.js';
 import { readInventory } from '../../src/kube/inventory.js';
 import type { DeployError } from '../../src/kube/types.js';
 import { type DeployRequest } from '../../src/kube/types.js';
+import { CRDS } from '../../src/kube/shared-containers.js';
 import type { ResourceInfo } from '../../src/manifests/resource-info.js';
 import type { LoadedManifest } from '../../src/manifests/types.js';
 import type { ResourceResult } from '../../src/status/job-record.js';
@@ -40,26 +41,12 @@ const DEPLOYMENTS: ResourceInfo = {
   plural: 'deployments',
   namespaced: true,
 };
-const NAMESPACE_RESOURCE: ResourceInfo = {
-  group: '',
-  version: 'v1',
-  kind: 'Namespace',
-  plural: 'namespaces',
-  namespaced: false,
-};
 const JOBS: ResourceInfo = {
   group: 'batch',
   version: 'v1',
   kind: 'Job',
   plural: 'jobs',
   namespaced: true,
-};
-const CRDS: ResourceInfo = {
-  group: 'apiextensions.k8s.io',
-  version: 'v1',
-  kind: 'CustomResourceDefinition',
-  plural: 'customresourcedefinitions',
-  namespaced: false,
 };
 
 function client(): ClusterClient {
@@ -574,9 +561,9 @@ describe('deployToCluster', () => {
       action: 'skipped',
       message: `not pruned: environment ${tenant.name} has objects in it (deleting it would delete them)`,
     });
-    const live = await kube.get(NAMESPACE_RESOURCE, undefined, shared);
+    const live = await kube.get(NAMESPACES, undefined, shared);
     expect(live?.metadata.deletionTimestamp).toBeUndefined();
-    await kube.delete(NAMESPACE_RESOURCE, undefined, shared, undefined);
+    await kube.delete(NAMESPACES, undefined, shared, undefined);
   });
 
   it("names an immutable field's change in a line, not in the API server's 2 KB dump of the pod template", async () => {

@@ -6,6 +6,7 @@ import { closeClusterClients, createClusterClient, type ClusterClient } from '..
 import { deployToCluster } from '../../src/kube/deploy.js';
 import { readInventory } from '../../src/kube/inventory.js';
 import type { DeployRequest } from '../../src/kube/types.js';
+import { CRDS } from '../../src/kube/shared-containers.js';
 import type { ResourceInfo } from '../../src/manifests/resource-info.js';
 import type { LoadedManifest } from '../../src/manifests/types.js';
 import {
@@ -15,14 +16,6 @@ import {
   uniqueNamespaceName,
 } from '../helpers/kube.js';
 import { widgetCrd } from '../helpers/crd.js';
-
-const CRDS: ResourceInfo = {
-  group: 'apiextensions.k8s.io',
-  version: 'v1',
-  kind: 'CustomResourceDefinition',
-  plural: 'customresourcedefinitions',
-  namespaced: false,
-};
 
 function client(): ClusterClient {
   return createClusterClient({ name: 'test', kubeconfig: kubeconfigPathFromTest() });
