@@ -1,12 +1,13 @@
 import { lstat, readFile, readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { parseAllDocuments, type Tags } from 'yaml';
+import { parseAllDocuments } from 'yaml';
 import { z } from 'zod';
 import { PushgateError, errorMessage } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { problemsError, type ManifestProblem } from './problems.js';
 import { secretShapeProblems } from './secret-shape.js';
 import { countAnchorsAndAliases, MAX_YAML_ANCHORS_AND_ALIASES } from './yaml-anchors.js';
+import { kubernetesYamlTags } from './yaml-scalars.js';
 import type { LoadedManifest, ManifestObject, ManifestSource } from './types.js';
 
 /** Manifests are small; anything bigger is a mistake (a vendored binary, a data dump) or an attack. */
@@ -213,17 +214,6 @@ async function walk(
   }
 }
 
-/**
- * YAML 1.1 as kubectl reads it (so `defaultMode: 0644` is octal), minus the tags that
- * would turn strings into Dates or bytes: Kubernetes sees those values as strings.
- */
-function kubernetesTags(tags: Tags): Tags {
-  return tags.filter((tag) => {
-    const name = typeof tag === 'string' ? tag : tag.tag;
-    return name !== 'tag:yaml.org,2002:timestamp' && name !== 'tag:yaml.org,2002:binary';
-  });
-}
-
 /** What is left for the environment's remaining files. */
 interface ParseBudget {
   anchorsAndAliases: number;
@@ -253,7 +243,7 @@ async function parseFile(
   }
   const documents = parseAllDocuments(text, {
     version: '1.1',
-    customTags: kubernetesTags,
+    customTags: kubernetesYamlTags,
     prettyErrors: true,
   });
   // parseAllDocuments returns an empty array-like for an empty stream.

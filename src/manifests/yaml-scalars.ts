@@ -1,0 +1,84 @@
+import type { ScalarTag, Tags } from 'yaml';
+
+/**
+ * The tags of yaml's YAML 1.1 schema, with its numbers replaced by the rules of the Go YAML
+ * reader behind kubectl, Flux and Argo CD (go-yaml v2 as sigs.k8s.io/yaml uses it): an
+ * unquoted value means the same to pushgate as to `kubectl apply`. yaml's own 1.1 numbers
+ * differ in ways that change a manifest silently: `e2` and `.` are NaN there (sent as null),
+ * and `12:30` is a base-60 750 there while Go keeps it a string. Timestamps and binary stay
+ * strings, as Go hands them to JSON.
+ */
+export function kubernetesYamlTags(tags: Tags): Tags {
+  const kept = tags.filter((tag) => {
+    const name = typeof tag === 'string' ? tag : tag.tag;
+    return !REPLACED_TAGS.has(name);
+  });
+  return [...kept, notANumber, goNumber];
+}
+
+const INT_TAG = 'tag:yaml.org,2002:int';
+const FLOAT_TAG = 'tag:yaml.org,2002:float';
+const REPLACED_TAGS = new Set([
+  INT_TAG,
+  FLOAT_TAG,
+  'tag:yaml.org,2002:timestamp',
+  'tag:yaml.org,2002:binary',
+]);
+
+/**
+ * `.nan` and `.inf` are numbers to Go YAML, but JSON has no such values, so kubectl refuses
+ * the document ("json: unsupported value"); refused here too, before anything is applied.
+ */
+const notANumber: ScalarTag = {
+  tag: FLOAT_TAG,
+  default: true,
+  identify: (value) => typeof value === 'number',
+  test: /^(?:[-+]?\.(?:inf|Inf|INF)|\.nan|\.NaN|\.NAN)$/,
+  resolve(value, onError) {
+    if (!notANumber.test?.test(value)) return resolveGoNumber(value);
+    onError(
+      `${value} is not a number JSON can carry, so Kubernetes cannot be sent it (quote it for a string)`,
+    );
+    return value;
+  },
+};
+
+/** Every unquoted value that Go might read as a number: the ones it does not stay strings. */
+const goNumber: ScalarTag = {
+  tag: INT_TAG,
+  default: true,
+  identify: (value) => typeof value === 'number',
+  test: /^[-+.0-9]/,
+  resolve: (value) => resolveGoNumber(value),
+};
+
+const GO_INTEGER = /^([-+]?)(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0[0-7]*|[1-9][0-9]*)$/;
+const GO_FLOAT = /^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$/;
+const GO_FLOAT_FROM_DOT = /^\.[0-9]+(?:[eE][-+]?[0-9]+)?$/;
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+const UINT64_MAX = 2n ** 64n - 1n;
+
+/**
+ * go-yaml v2's resolve of a plain scalar: underscores dropped, then strconv.ParseInt with
+ * base 0 (so `0755` is octal, `0x`, `0o`, `0b` prefixes), else ParseUint, else a float of
+ * its decimal pattern; anything else (and any number out of range) stays the string it was.
+ */
+export function resolveGoNumber(text: string): number | string {
+  if (text.startsWith('.')) return GO_FLOAT_FROM_DOT.test(text) ? Number(text) : text;
+  const plain = text.replaceAll('_', '');
+  const integer = GO_INTEGER.exec(plain);
+  if (integer) {
+    const [, sign, digits = ''] = integer;
+    const magnitude = BigInt(/^0[0-7]/.test(digits) ? `0o${digits.slice(1)}` : digits.toLowerCase());
+    const value = sign === '-' ? -magnitude : magnitude;
+    const fitsInt64 = value >= INT64_MIN && value <= INT64_MAX;
+    const fitsUint64 = sign === '' && value <= UINT64_MAX; // ParseUint takes no sign
+    if (fitsInt64 || fitsUint64) return Number(value);
+  }
+  if (GO_FLOAT.test(plain)) {
+    const value = Number(plain);
+    if (Number.isFinite(value)) return value;
+  }
+  return text;
+}

@@ -1,0 +1,127 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { PushgateError } from '../../../src/lib/errors.js';
+import { loadManifests } from '../../../src/manifests/load.js';
+import { kubernetesYamlTags } from '../../../src/manifests/yaml-scalars.js';
+
+function read(value: string): unknown {
+  const parsed: unknown = parse(`k: ${value}\n`, { version: '1.1', customTags: kubernetesYamlTags });
+  return (parsed as { k: unknown }).k;
+}
+
+// What `kubectl create --dry-run=client -o json` makes of each unquoted value (go-yaml v2
+// through sigs.k8s.io/yaml): the JSON Kubernetes is sent.
+const AS_KUBECTL_READS_IT: [string, unknown][] = [
+  ['e2', 'e2'],
+  ['E5', 'E5'],
+  ['.', '.'],
+  ['-.', '-.'],
+  ['._', '._'],
+  ['.e3', '.e3'],
+  ['-e1', '-e1'],
+  ['12:30', '12:30'],
+  ['1:20:30', '1:20:30'],
+  ['0755', 493],
+  ['0o17', 15],
+  ['0x1F', 31],
+  ['0X1f', 31],
+  ['0b101', 5],
+  ['-0b11', -3],
+  ['1_000', 1000],
+  ['08', 8],
+  ['1e5', 100000],
+  ['1.', 1],
+  ['.5', 0.5],
+  ['-.5', -0.5],
+  ['+1', 1],
+  ['1.2.3', '1.2.3'],
+  ['10Gi', '10Gi'],
+  ['0x', '0x'],
+  ['0b', '0b'],
+  ['.5_0', '.5_0'],
+  ['1e999', '1e999'],
+  ['18446744073709551615', 2 ** 64],
+  ['-9223372036854775808', -(2 ** 63)],
+  ['+9223372036854775808', 2 ** 63],
+  ['2001-12-14', '2001-12-14'],
+  ['yes', true],
+  ['off', false],
+  ['~', null],
+  ['nginx:1.27', 'nginx:1.27'],
+];
+
+describe('unquoted YAML values are read as kubectl reads them', () => {
+  it.each(AS_KUBECTL_READS_IT)('%s', (value, expected) => {
+    expect(read(value)).toStrictEqual(expected);
+  });
+
+  it('reads numeric-looking keys as kubectl does', () => {
+    const parsed: unknown = parse('"0755": quoted\n0755: octal\ne2: letters\n', {
+      version: '1.1',
+      customTags: kubernetesYamlTags,
+    });
+    expect(parsed).toEqual({ '0755': 'quoted', 493: 'octal', e2: 'letters' });
+  });
+});
+
+describe('loading manifests with such values', () => {
+  let root: string;
+
+  beforeEach(async () => {
+    root = await mkdtemp(path.join(os.tmpdir(), 'pushgate-yaml-scalars-'));
+    await mkdir(path.join(root, 'env'));
+  });
+
+  afterEach(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('keeps a node selector, an argument and a working dir as the strings they are', async () => {
+    await writeFile(
+      path.join(root, 'env', 'app.yaml'),
+      [
+        'apiVersion: v1',
+        'kind: ConfigMap',
+        'metadata: {name: settings}',
+        'data: {family: e2, dir: ., backupAt: 12:30}',
+        '---',
+        'apiVersion: v1',
+        'kind: Pod',
+        'metadata: {name: build}',
+        'spec:',
+        '  nodeSelector: {cloud.google.com/machine-family: e2}',
+        '  containers: [{name: c, image: nginx:1, workingDir: ., args: [build, .]}]',
+        '',
+      ].join('\n'),
+    );
+
+    const [settings, pod] = await loadManifests(root, 'env');
+
+    expect(settings?.object).toMatchObject({ data: { family: 'e2', dir: '.', backupAt: '12:30' } });
+    expect(pod?.object).toMatchObject({
+      spec: {
+        nodeSelector: { 'cloud.google.com/machine-family': 'e2' },
+        containers: [{ workingDir: '.', args: ['build', '.'] }],
+      },
+    });
+  });
+
+  it('refuses .nan and .inf, which JSON cannot carry, naming the file and document', async () => {
+    await writeFile(
+      path.join(root, 'env', 'limits.yaml'),
+      'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: bad}\ndata: {ratio: .inf}\n',
+    );
+
+    const error = await loadManifests(root, 'env').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+
+    expect(error).toBeInstanceOf(PushgateError);
+    expect((error as Error).message).toContain('env/limits.yaml');
+    expect((error as Error).message).toMatch(/document 2.*\.inf is not a number JSON can carry/s);
+  });
+});
