@@ -14,12 +14,17 @@ import type { ClusterClient } from './cluster.js';
 import { failuresError, objectFailure, type ObjectFailure } from './failures.js';
 import { isHealthChecked } from './health.js';
 import {
+  deleteInventory,
+  inventoriesElsewhere,
   inventoryName,
   inventoryNamespaceExists,
+  mergeInventories,
   readInventory,
   refKey,
   sameRefs,
   writeInventory,
+  type Inventory,
+  type InventoryElsewhere,
 } from './inventory.js';
 import { mapWithConcurrency, settleWithConcurrency } from './map-with-concurrency.js';
 import {
@@ -308,11 +313,24 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
       { permanent: true },
     );
   }
-  const [previous, namespaceExists] = await Promise.all([
+  const [home, namespaceExists] = await Promise.all([
     readInventory(client, environment, signal),
     inventoryNamespaceExists(client, environment, signal),
   ]);
+  // Only a deploy without an inventory looks: the first one after `namespace` changed.
+  const elsewhere = home ? [] : await inventoriesElsewhere(client, environment, signal);
+  const previous = mergeInventories([...(home ? [home] : []), ...elsewhere.map((found) => found.inventory)]);
   const warnings: string[] = [];
+  if (elsewhere.length > 0) {
+    const where = elsewhere.map((found) => found.namespace).join(', ');
+    const warning =
+      `inventory of ${environment.name} found in namespace ${where}, not ${environment.namespace} (the environment's ` +
+      `namespace was changed): what it lists and git no longer holds is ` +
+      `${environment.prune ? 'pruned (where allow.namespaces permits)' : 'left (prune is off)'}, ` +
+      `and the inventory moves to ${environment.namespace}`;
+    warnings.push(warning);
+    logger.warn(warning);
+  }
   if (!previous && request.lastAppliedSha && environment.prune) {
     const warning =
       `inventory ConfigMap ${environment.namespace}/${inventoryName(environment.name)} was missing, though ` +
@@ -457,7 +475,7 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
     });
   }
 
-  await recordAndPrune(client, request, ordered, previous, results, progress);
+  await recordAndPrune(client, request, ordered, previous, elsewhere, results, progress);
   await written.now();
 
   const overtaken =
@@ -526,11 +544,19 @@ async function recordAndPrune(
   client: ClusterClient,
   request: DeployRequest,
   ordered: readonly PreparedObject[],
-  previous: Awaited<ReturnType<typeof readInventory>>,
+  previous: Inventory | undefined,
+  elsewhere: readonly InventoryElsewhere[],
   results: Results,
   progress: (message: string, details?: Record<string, unknown>) => void,
 ): Promise<void> {
   const { environment, sha, signal } = request;
+  // Once the inventory in the environment's namespace covers what they listed.
+  const retireElsewhere = async (): Promise<void> => {
+    for (const found of elsewhere) {
+      await request.assertLockHeld();
+      await deleteInventory(client, environment.name, found.namespace, signal);
+    }
+  };
   const current = ordered.map((object) => object.ref);
   const currentKeys = new Set(current.map(refKey));
   const stale = environment.prune
@@ -560,6 +586,7 @@ async function recordAndPrune(
     const kept = [...needed.keys(), ...pruned.failures.map((failure) => failure.ref)];
     await request.assertLockHeld();
     await writeInventory(client, environment, { revision: sha, objects: [...current, ...kept] }, signal);
+    await retireElsewhere();
     progress(
       `pruned: ${pruned.results.filter((r) => r.action === 'pruned').length} of ${counted(stale.length, 'stale object')}`,
     );
@@ -576,9 +603,11 @@ async function recordAndPrune(
     }
     return;
   }
-  if (previous && previous.revision === sha && sameRefs(previous.objects, current)) return;
+  const unchanged = previous && previous.revision === sha && sameRefs(previous.objects, current);
+  if (unchanged && elsewhere.length === 0) return;
   await request.assertLockHeld();
   await writeInventory(client, environment, { revision: sha, objects: current }, signal);
+  await retireElsewhere();
 }
 
 /**

@@ -5,6 +5,7 @@ import { ENVIRONMENT_LABEL } from '../manifests/prepare.js';
 import { splitApiVersion, type ResourceInfo } from '../manifests/resource-info.js';
 import type { ObjectRef } from '../manifests/types.js';
 import type { ClusterClient, LiveObject } from './cluster.js';
+import { KubeApiError } from './http.js';
 
 /**
  * What the last successful deploy of an environment applied, kept in the cluster as the
@@ -94,6 +95,75 @@ export async function otherInventories(
     }
   }
   return found;
+}
+
+/** An inventory of the environment found in a namespace other than its configured one. */
+export interface InventoryElsewhere {
+  namespace: string;
+  inventory: Inventory;
+}
+
+/**
+ * The environment's inventories outside its `namespace`: what its deploys applied before
+ * that setting was changed. Flux and Argo CD keep their inventory apart from the target
+ * namespace, so a new one prunes what the old one applied; these make pushgate do the same.
+ * Found by a cluster-wide list, or where RBAC confines the worker to namespaces, in the
+ * namespaces `allow.namespaces` names outright (an old namespace outside them could not be
+ * pruned anyway).
+ */
+export async function inventoriesElsewhere(
+  client: ClusterClient,
+  environment: Pick<EnvironmentConfig, 'name' | 'namespace' | 'allow'>,
+  signal?: AbortSignal,
+): Promise<InventoryElsewhere[]> {
+  const name = inventoryName(environment.name);
+  let items: LiveObject[];
+  try {
+    const selector = `${INVENTORY_LABEL}=true,${ENVIRONMENT_LABEL}=${environment.name}`;
+    items = await client.list(CONFIG_MAP, undefined, signal, selector);
+  } catch (error) {
+    if (!isForbidden(error)) throw error;
+    const named = environment.allow.namespaces.filter((pattern) => !/[*?]/.test(pattern));
+    const found = await Promise.all(
+      named.map((namespace) =>
+        client.get(CONFIG_MAP, namespace, name, signal).catch((reason: unknown) => {
+          if (isForbidden(reason)) return undefined;
+          throw reason;
+        }),
+      ),
+    );
+    items = found.filter((item) => item !== undefined);
+  }
+  return items
+    .filter((item) => item.metadata.name === name && item.metadata.namespace !== environment.namespace)
+    .map((item) => {
+      const namespace = item.metadata.namespace ?? '';
+      return { namespace, inventory: parseInventory(item, { name: environment.name, namespace }) };
+    });
+}
+
+function isForbidden(error: unknown): boolean {
+  return error instanceof KubeApiError && error.status === 403;
+}
+
+export async function deleteInventory(
+  client: ClusterClient,
+  environment: string,
+  namespace: string,
+  signal?: AbortSignal,
+): Promise<void> {
+  await client.delete(CONFIG_MAP, namespace, inventoryName(environment), undefined, signal);
+}
+
+/** One inventory of all the refs of several, the first one's revision. */
+export function mergeInventories(inventories: readonly Inventory[]): Inventory | undefined {
+  const [first] = inventories;
+  if (!first) return undefined;
+  const byKey = new Map<string, ObjectRef>();
+  for (const ref of inventories.flatMap((inventory) => inventory.objects)) {
+    if (!byKey.has(refKey(ref))) byKey.set(refKey(ref), ref);
+  }
+  return { revision: first.revision, objects: [...byKey.values()] };
 }
 
 function parseInventory(live: LiveObject, environment: InventoryEnvironment): Inventory {

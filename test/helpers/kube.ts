@@ -1,5 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { AppsV1Api, CoreV1Api, KubeConfig, type V1Deployment } from '@kubernetes/client-node';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import {
+  AppsV1Api,
+  CoreV1Api,
+  KubeConfig,
+  RbacAuthorizationV1Api,
+  type V1Deployment,
+} from '@kubernetes/client-node';
 import { inject } from 'vitest';
 import type { ResourceInfo } from '../../src/manifests/resource-info.js';
 
@@ -84,4 +92,57 @@ export async function markDeploymentReady(namespace: string, name: string): Prom
     ],
   };
   await apps.replaceNamespacedDeploymentStatus({ name, namespace, body: current });
+}
+
+/**
+ * A kubeconfig for a ServiceAccount bound by RoleBindings in `namespaces` only, to `rules`:
+ * the worker as the shipped namespaced RBAC runs it (nothing cluster-wide). Written into
+ * `dir`; the ClusterRole it needs is deleted by the returned cleanup.
+ */
+export async function namespacedKubeconfig(
+  dir: string,
+  namespaces: readonly string[],
+  rules: { apiGroups: string[]; resources: string[]; verbs: string[] }[],
+): Promise<{ path: string; cleanup(): Promise<void> }> {
+  const kc = kubeConfigFromTest();
+  const core = kc.makeApiClient(CoreV1Api);
+  const rbac = kc.makeApiClient(RbacAuthorizationV1Api);
+  const [home] = namespaces;
+  if (!home) throw new Error('namespacedKubeconfig needs a namespace');
+  const name = uniqueNamespaceName('pushgate-namespaced');
+  await core.createNamespacedServiceAccount({ namespace: home, body: { metadata: { name } } });
+  await rbac.createClusterRole({ body: { metadata: { name }, rules } });
+  for (const namespace of namespaces) {
+    await rbac.createNamespacedRoleBinding({
+      namespace,
+      body: {
+        metadata: { name },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name },
+        subjects: [{ kind: 'ServiceAccount', name, namespace: home }],
+      },
+    });
+  }
+  const request = await core.createNamespacedServiceAccountToken({
+    name,
+    namespace: home,
+    body: { spec: { audiences: [], expirationSeconds: 3600 } },
+  });
+  const token = request.status?.token;
+  const cluster = kc.getCurrentCluster();
+  if (!token || !cluster) throw new Error('no ServiceAccount token or cluster in the test kubeconfig');
+  const restricted = new KubeConfig();
+  restricted.loadFromOptions({
+    clusters: [cluster],
+    users: [{ name, token }],
+    contexts: [{ name, cluster: cluster.name, user: name }],
+    currentContext: name,
+  });
+  const file = path.join(dir, `${name}.kubeconfig`);
+  await writeFile(file, restricted.exportConfig(), { mode: 0o600 });
+  return {
+    path: file,
+    cleanup: async () => {
+      await rbac.deleteClusterRole({ name });
+    },
+  };
 }

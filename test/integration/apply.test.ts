@@ -1,4 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { environmentSchema, type EnvironmentConfig } from '../../src/config/schema.js';
 import { PushgateError } from '../../src/lib/errors.js';
@@ -15,6 +18,7 @@ import type { ResourceResult } from '../../src/status/job-record.js';
 import {
   createTestNamespace,
   kubeconfigPathFromTest,
+  namespacedKubeconfig,
   NAMESPACES,
   uniqueNamespaceName,
 } from '../helpers/kube.js';
@@ -299,6 +303,79 @@ describe('deployToCluster', () => {
       request(environmentFor(ns.name), manifests(configMap('new-one')), { lastAppliedSha: null }),
     );
     expect(fresh.warnings).toBeUndefined();
+  });
+
+  it("prunes what an environment applied in its old namespace once its namespace is changed, as Flux's targetNamespace does", async () => {
+    const before = await createTestNamespace('apply-moved-from');
+    const after = await createTestNamespace('apply-moved-to');
+    const env = environmentFor(before.name);
+    const kube = client();
+    const first = request(env, manifests(configMap('web'), configMap('only-before')));
+    await deployToCluster(kube, first);
+
+    // As a rename usually goes: the old namespace is still allowed, so its objects may be pruned.
+    const moved = environmentFor(after.name, {
+      name: env.name,
+      allow: { namespaces: [before.name, after.name], clusterScoped: false },
+    });
+    const outcome = await deployToCluster(
+      kube,
+      request(moved, manifests(configMap('web')), { lastAppliedSha: first.sha }),
+    );
+
+    expect(outcome.resources.map((r) => `${r.namespace}/${r.name}:${r.action}`).sort()).toEqual(
+      [`${after.name}/web:created`, `${before.name}/web:pruned`, `${before.name}/only-before:pruned`].sort(),
+    );
+    expect(await kube.get(CONFIG_MAPS, before.name, 'web')).toBeUndefined();
+    expect(await kube.get(CONFIG_MAPS, before.name, 'only-before')).toBeUndefined();
+    expect(await kube.get(CONFIG_MAPS, before.name, `pushgate-inventory-${env.name}`)).toBeUndefined();
+    expect((await readInventory(kube, moved))?.objects).toEqual([
+      { apiVersion: 'v1', kind: 'ConfigMap', namespace: after.name, name: 'web' },
+    ]);
+    expect(outcome.warnings).toEqual([
+      `inventory of ${env.name} found in namespace ${before.name}, not ${after.name} (the environment's namespace ` +
+        `was changed): what it lists and git no longer holds is pruned (where allow.namespaces permits), and the ` +
+        `inventory moves to ${after.name}`,
+    ]);
+
+    // The next deploy finds one inventory, in the new namespace, and nothing to say.
+    const again = await deployToCluster(kube, request(moved, manifests(configMap('web'))));
+    expect(actions(again.resources)).toEqual(['ConfigMap/web:unchanged']);
+    expect(again.warnings).toBeUndefined();
+  });
+
+  it('finds the old inventory under RBAC bound to namespaces only, in the namespaces allow.namespaces names', async () => {
+    const before = await createTestNamespace('apply-moved-rbac-from');
+    const after = await createTestNamespace('apply-moved-rbac-to');
+    const env = environmentFor(before.name);
+    await deployToCluster(client(), request(env, manifests(configMap('web'))));
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'pushgate-rbac-'));
+    const access = await namespacedKubeconfig(
+      dir,
+      [after.name, before.name],
+      [
+        { apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list', 'create', 'patch', 'delete'] },
+        { apiGroups: [''], resources: ['namespaces'], verbs: ['get'] },
+      ],
+    );
+    try {
+      const namespaced = createClusterClient({ name: 'namespaced', kubeconfig: access.path });
+      const moved = environmentFor(after.name, {
+        name: env.name,
+        allow: { namespaces: [after.name, before.name, `${before.name}-*`], clusterScoped: false },
+      });
+
+      const outcome = await deployToCluster(namespaced, request(moved, manifests(configMap('web'))));
+
+      expect(outcome.resources.map((r) => `${r.namespace}/${r.name}:${r.action}`)).toEqual([
+        `${after.name}/web:created`,
+        `${before.name}/web:pruned`,
+      ]);
+      expect(await client().get(CONFIG_MAPS, before.name, `pushgate-inventory-${env.name}`)).toBeUndefined();
+    } finally {
+      await access.cleanup();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('fails the job when a prune is refused and keeps the object in the inventory for the next deploy', async () => {
