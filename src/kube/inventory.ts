@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { EnvironmentConfig } from '../config/schema.js';
 import { PushgateError } from '../lib/errors.js';
+import { matchAnyGlob } from '../manifests/glob.js';
 import { ENVIRONMENT_LABEL } from '../manifests/prepare.js';
 import { splitApiVersion, type ResourceInfo } from '../manifests/resource-info.js';
 import type { ObjectRef } from '../manifests/types.js';
@@ -108,8 +109,9 @@ export interface InventoryElsewhere {
  * that setting was changed. Flux and Argo CD keep their inventory apart from the target
  * namespace, so a new one prunes what the old one applied; these make pushgate do the same.
  * Found by a cluster-wide list, or where RBAC confines the worker to namespaces, in the
- * namespaces `allow.namespaces` names outright (an old namespace outside them could not be
- * pruned anyway).
+ * namespaces `allow.namespaces` names outright; only within `allow.namespaces`, where what
+ * they list may be pruned at all (another installation's same-named environment elsewhere is
+ * not this one's).
  */
 export async function inventoriesElsewhere(
   client: ClusterClient,
@@ -135,7 +137,12 @@ export async function inventoriesElsewhere(
     items = found.filter((item) => item !== undefined);
   }
   return items
-    .filter((item) => item.metadata.name === name && item.metadata.namespace !== environment.namespace)
+    .filter(
+      (item) =>
+        item.metadata.name === name &&
+        item.metadata.namespace !== environment.namespace &&
+        matchAnyGlob(environment.allow.namespaces, item.metadata.namespace ?? ''),
+    )
     .map((item) => {
       const namespace = item.metadata.namespace ?? '';
       return { namespace, inventory: parseInventory(item, { name: environment.name, namespace }) };

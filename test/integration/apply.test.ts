@@ -344,6 +344,25 @@ describe('deployToCluster', () => {
     expect(again.warnings).toBeUndefined();
   });
 
+  it('leaves an inventory of the same name outside allow.namespaces alone: not this environment to prune', async () => {
+    const theirs = await createTestNamespace('apply-same-name-theirs');
+    const ours = await createTestNamespace('apply-same-name-ours');
+    const env = environmentFor(theirs.name);
+    await deployToCluster(client(), request(env, manifests(configMap('web'))));
+
+    const outcome = await deployToCluster(
+      client(),
+      request(environmentFor(ours.name, { name: env.name }), manifests(configMap('web'))),
+    );
+
+    expect(outcome.resources.map((r) => `${r.namespace}/${r.name}:${r.action}`)).toEqual([
+      `${ours.name}/web:created`,
+    ]);
+    expect(outcome.warnings).toBeUndefined();
+    expect(await client().get(CONFIG_MAPS, theirs.name, 'web')).toBeDefined();
+    expect(await readInventory(client(), env)).toBeDefined();
+  });
+
   it('finds the old inventory under RBAC bound to namespaces only, in the namespaces allow.namespaces names', async () => {
     const before = await createTestNamespace('apply-moved-rbac-from');
     const after = await createTestNamespace('apply-moved-rbac-to');
