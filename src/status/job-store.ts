@@ -109,7 +109,9 @@ local function claim(deliveryKey, shaKey, envKey, recordKey, allKey, envJobsKey,
     -- other claims of the call.
     local ok, rec = pcall(cjson.decode, raw or '')
     if ok and type(rec) == 'table' then
-      local active = rec.state == 'queued' or rec.state == 'running'
+      -- A running job counts only while it deploys this commit: one that moved on to a newer
+      -- head (or has not chosen yet) would leave a force-push back to this commit undeployed.
+      local active = rec.state == 'queued' or (rec.state == 'running' and rec.sha == sha)
       -- Live: the last success, and no deploy of another commit started since (a failed one
       -- leaves the cluster holding part of it, and a force-push back must deploy again).
       local env = redis.call('HMGET', envKey, 'lastAppliedSha', 'deployingSha')

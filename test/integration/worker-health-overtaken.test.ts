@@ -320,6 +320,27 @@ describe('a newer commit during the health wait (real Redis, git, kube-apiserver
     expect((await harness.services.store.environmentStatus('web')).lastAppliedSha).toBe(good);
   });
 
+  it('a force-push back to a commit whose job moved on to a newer head gets a job of its own and is deployed', async () => {
+    await setUp('5m');
+    const rollbackTarget = await repo.commit({ 'manifests/a.yaml': configMap('a', { v: '1' }) });
+    const newer = await repo.commit({ 'manifests/web.yaml': deployment('web', 'nginx:does-not-exist') });
+    // Only the older commit's webhook has come: its job deploys the head, the newer commit.
+    const movedOn = await harness.webhook('web', rollbackTarget);
+    await waitingForHealth(movedOn);
+    expect((await harness.services.store.get(movedOn))?.sha).toBe(newer);
+
+    await repo.forcePush(rollbackTarget);
+    const rollback = await harness.webhook('web', rollbackTarget);
+
+    expect(rollback).not.toBe(movedOn);
+    expect(await harness.waitForJob(movedOn, 20_000)).toMatchObject({ state: 'superseded', sha: newer });
+    expect(await harness.waitForJob(rollback, 20_000)).toMatchObject({
+      state: 'succeeded',
+      sha: rollbackTarget,
+    });
+    expect((await harness.services.store.environmentStatus('web')).lastAppliedSha).toBe(rollbackTarget);
+  });
+
   it('a git server that hangs while the wait looks for newer commits does not stretch the wait', async () => {
     await setUp('3s');
     const older = await repo.commit({ 'manifests/a.yaml': configMap('a', { v: '1' }) });
