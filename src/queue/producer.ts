@@ -19,11 +19,16 @@ export function createDeployQueue(connection: Redis, keys: Keys): Queue<DeployJo
   // No version check: it is an INFO sent once at start-up, and on the fail-fast producer
   // connection a slow answer times out and fails the queue for good (every webhook 503
   // until a restart). The workers' BullMQ Worker still checks the Redis version.
-  return new Queue<DeployJobData>(DEPLOY_QUEUE, {
+  const queue = new Queue<DeployJobData>(DEPLOY_QUEUE, {
     connection,
     prefix: keys.bullPrefix,
     skipVersionCheck: true,
   });
+  // Its errors are the connection's, which surface on the commands that need it (and in
+  // each process's own log lines); unheard, BullMQ prints them raw to stderr, outside the
+  // JSON log, several a second while Redis is away.
+  queue.on('error', () => undefined);
+  return queue;
 }
 
 export interface EnqueuedJob {

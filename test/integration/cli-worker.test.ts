@@ -254,6 +254,31 @@ describe('pushgate worker processes (real Redis, git, kube-apiserver)', () => {
     expect(metrics).toContain('pushgate_jobs_finished_total{environment="web",state="failed"} 0');
   });
 
+  it('while Redis is away, writes only JSON log lines (no raw error dumps a log pipeline cannot parse)', async () => {
+    const own = await startRedis();
+    try {
+      await writeFile(configFile, harness.configText.replaceAll(redis.url, own.url));
+      const worker = await spawnWorker(configFile, path.join(dir, 'cache-a'));
+      workers.push(worker);
+      await own.kill();
+
+      const errorLines = () =>
+        worker
+          .output()
+          .split('\n')
+          .filter((line) => line.includes('ECONNREFUSED'));
+      await until(() => errorLines().length >= 6, `too few connection errors logged:\n${worker.output()}`);
+
+      const lines = worker
+        .output()
+        .split('\n')
+        .filter((line) => line.trim() !== '');
+      expect(lines.filter((line) => !isJson(line))).toEqual([]);
+    } finally {
+      await own.stop();
+    }
+  });
+
   it('stops on SIGTERM within its deadline and a few seconds even while Redis does not answer', async () => {
     const own = await startRedis();
     try {
@@ -276,3 +301,12 @@ describe('pushgate worker processes (real Redis, git, kube-apiserver)', () => {
     }
   });
 });
+
+function isJson(line: string): boolean {
+  try {
+    JSON.parse(line);
+    return true;
+  } catch {
+    return false;
+  }
+}
