@@ -43,7 +43,7 @@ export function readSecrets(env: Env = process.env): Secrets {
     gitlabToken: readList('GITLAB_TOKEN', env)[0],
     githubTokenFile: env.GITHUB_TOKEN_FILE || undefined,
     gitlabTokenFile: env.GITLAB_TOKEN_FILE || undefined,
-    apiTokens: readList('PUSHGATE_API_TOKEN', env),
+    apiTokens: readApiTokens(env),
   };
 }
 
@@ -82,6 +82,23 @@ function readList(name: SecretVariable, env: Env): string[] {
     .split(',')
     .map((part) => part.trim())
     .filter((part) => part !== '');
+}
+
+/**
+ * The status API's tokens. Set to nothing (an empty value or file, or only commas: a Secret
+ * made from a shell variable that was not set, say) is refused rather than read as unset:
+ * that would leave the API open to anyone, which only an unset variable may ask for.
+ */
+function readApiTokens(env: Env): string[] {
+  const name = 'PUSHGATE_API_TOKEN';
+  const tokens = readList(name, env);
+  if (tokens.length === 0 && (env[name] !== undefined || env[`${name}_FILE`])) {
+    const from = env[`${name}_FILE`] ? `${name}_FILE` : name;
+    throw new ConfigError(
+      `${from} is set but holds no token, which would leave the status API open: give it a token, or unset it to run the API without one`,
+    );
+  }
+  return tokens;
 }
 
 const SIGNING_TOKEN = /^(?:whsec_)?[A-Za-z0-9+/]+={0,2}$/;

@@ -61,6 +61,25 @@ describe('secrets', () => {
     }
   });
 
+  it('refuses an API token set to nothing, which would leave the status API open, but not one that is unset', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pushgate-secrets-'));
+    writeFileSync(join(dir, 'empty'), '\n');
+    for (const [env, named] of [
+      [{ PUSHGATE_API_TOKEN: '' }, 'PUSHGATE_API_TOKEN'],
+      [{ PUSHGATE_API_TOKEN: ' , ' }, 'PUSHGATE_API_TOKEN'],
+      [{ PUSHGATE_API_TOKEN_FILE: join(dir, 'empty') }, 'PUSHGATE_API_TOKEN_FILE'],
+    ] as const) {
+      expect(() => readSecrets(env)).toThrow(ConfigError);
+      expect(() => readSecrets(env)).toThrow(
+        `${named} is set but holds no token, which would leave the status API open`,
+      );
+    }
+    expect(readSecrets({}).apiTokens).toEqual([]);
+    // Other secrets set to nothing fail closed (no webhook is accepted), so they read as unset.
+    expect(readSecrets({ GITHUB_WEBHOOK_SECRET: '' }).githubWebhookSecrets).toEqual([]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
   it('names the variable and the file when NAME_FILE cannot be read, never its content', () => {
     expect(() => readSecrets({ PUSHGATE_API_TOKEN_FILE: '/nonexistent/token' })).toThrow(ConfigError);
     expect(() => readSecrets({ PUSHGATE_API_TOKEN_FILE: '/nonexistent/token' })).toThrow(
