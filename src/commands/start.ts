@@ -43,14 +43,17 @@ export async function runStart(args: CommandArgs): Promise<number> {
     });
     const services = connectProducer(redisUrl, config.redis.prefix);
     let worker: DeployWorker | undefined;
-    let server: Awaited<ReturnType<typeof listen>>;
+    let server: Awaited<ReturnType<typeof listen>> | undefined;
     try {
-      worker = await startWorkerFromRuntime(runtime, redisUrl, metrics);
       const app = createApp({ config, secrets, logger, metrics, ...services });
       // The same server as `serve`: slow-client timeouts, keep-alive past a load balancer's.
+      // Listening before the worker waits for Redis, as `serve` does: /healthz answers and a
+      // webhook gets 503 (its sender redelivers) while Redis is away, instead of no answer.
       server = await listen(app, config.server.host, config.server.port);
+      worker = await startWorkerFromRuntime(runtime, redisUrl, metrics);
     } catch (error) {
       // An open connection (or worker) would keep the process alive after the error is printed.
+      await server?.close();
       await worker?.close();
       await services.close();
       throw error;

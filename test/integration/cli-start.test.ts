@@ -16,7 +16,8 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CLI, cliConfigText } from '../helpers/cli.js';
 import { processAlive } from '../helpers/process.js';
-import { uniquePrefix } from '../helpers/redis.js';
+import { freePort, uniquePrefix } from '../helpers/redis.js';
+import { until } from '../helpers/until.js';
 
 const START_TIMEOUT_MS = 30_000;
 
@@ -132,6 +133,20 @@ describe('pushgate start with its own redis-server', () => {
     },
     START_TIMEOUT_MS,
   );
+
+  it('answers /healthz, and 503 on /readyz, while the Redis of REDIS_URL does not answer', async () => {
+    const [deadRedis, port] = [await freePort(), await freePort()];
+    child = spawn(process.execPath, [CLI, 'start', '--config', configFile], {
+      cwd: dir,
+      env: { ...cliEnv(), REDIS_URL: `redis://127.0.0.1:${deadRedis}`, PORT: String(port) },
+      stdio: 'ignore',
+    });
+    const answer = async (path: string) =>
+      (await fetch(`http://127.0.0.1:${port}${path}`).catch(() => undefined))?.status;
+
+    await until(async () => (await answer('/healthz')) === 200, 15_000);
+    expect(await answer('/readyz')).toBe(503);
+  });
 
   it('logs its Redis without the password, and status run from the same folder finds it', async () => {
     const output = await start();
