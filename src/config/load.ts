@@ -16,7 +16,7 @@ export function resolveConfigPath(flag: string | undefined, env: Env = process.e
 
 export interface LoadOptions {
   /**
-   * Fields (as `redis.url`) that count as not set when a variable they name is missing,
+   * Fields (as `redis.url`) that count as not set when they are one `${VAR}` and it is missing,
    * rather than failing the load: SPEC §2's `url: ${REDIS_URL}` is optional in `pushgate start`.
    */
   unsetWhenVariableMissing?: readonly string[];
@@ -108,7 +108,7 @@ function expandVariables(
     let missing = false;
     const expanded = value.replace(
       VARIABLE,
-      (_match, name: string, hasDefault: string | undefined, fallback: string | undefined) => {
+      (match: string, name: string, hasDefault: string | undefined, fallback: string | undefined) => {
         const where = `${file}: ${formatPath(path) || '(top level)'}`;
         let found: string | undefined;
         try {
@@ -118,7 +118,9 @@ function expandVariables(
         }
         if (found !== undefined && found !== '') return found;
         if (hasDefault !== undefined) return fallback ?? '';
-        if (unsetWhenMissing.has(formatPath(path))) {
+        // Only a field that is the variable alone: in `redis://:${PASSWORD}@redis:6379` a lost
+        // password is a broken URL, not a request for pushgate start's private redis-server.
+        if (match === value && unsetWhenMissing.has(formatPath(path))) {
           missing = true;
           return '';
         }

@@ -80,6 +80,11 @@ describe('configuration loading', () => {
     expect(parseConfigText(VALID, 'f.yaml', { REDIS_URL: 'redis://r:6379' }, start).redis.url).toBe(
       'redis://r:6379',
     );
+    // A variable inside a longer URL is part of that URL: missing, the URL is broken, not unset.
+    const withPassword = VALID.replace('${REDIS_URL}', 'redis://:${REDIS_PASSWORD}@redis.prod:6379');
+    expect(messageOf(() => parseConfigText(withPassword, 'f.yaml', {}, start))).toBe(
+      'f.yaml: redis.url: environment variable REDIS_PASSWORD is not set',
+    );
     const otherField = VALID.replace('prefix: pg', 'prefix: ${PREFIX}');
     expect(messageOf(() => parseConfigText(otherField, 'f.yaml', {}, start))).toBe(
       'f.yaml: redis.prefix: environment variable PREFIX is not set',
