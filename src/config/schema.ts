@@ -122,7 +122,13 @@ export const environmentSchema = z
       .strict()
       .default({}),
     healthTimeout: duration.default('5m'),
-    reconcileInterval: duration.default('10m'),
+    // Each run is a full deploy (fetch, dry-run, apply, health): below a second is a typo.
+    reconcileInterval: duration
+      .refine(
+        (ms) => ms === 0 || ms >= 1_000,
+        'must be 0 (off) or at least 1s: each re-sync is a full deploy',
+      )
+      .default('10m'),
   })
   .strict()
   .superRefine((environment, ctx) => {

@@ -53,6 +53,17 @@ describe('configuration validation edge cases', () => {
     ).not.toThrow();
   });
 
+  it('refuses a re-sync interval under a second, each run being a full deploy, but takes 0 (off)', () => {
+    const withInterval = (interval: string) =>
+      `${config('env/production')}    reconcileInterval: ${interval}\n`;
+
+    expect(configError(withInterval('500ms')).message).toBe(
+      'p.yaml: environments[0].reconcileInterval: must be 0 (off) or at least 1s: each re-sync is a full deploy',
+    );
+    expect(parseConfigText(withInterval('0'), 'p.yaml', {}).environments[0]?.reconcileInterval).toBe(0);
+    expect(parseConfigText(withInterval('1s'), 'p.yaml', {}).environments[0]?.reconcileInterval).toBe(1_000);
+  });
+
   it('asks for the branch name without refs/heads/', () => {
     const error = configError(config('refs/heads/env/production'));
 
