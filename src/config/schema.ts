@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { z } from 'zod';
 import { parseDurationMs, parseSizeBytes } from './units.js';
 
@@ -177,7 +178,26 @@ export const configSchema = z
       clusterNames.add(cluster.name);
     });
     const environmentNames = new Set<string>();
+    // Two environments deploying one folder of one branch to one place each claim the other's
+    // objects: one push, two jobs, and whichever runs second fails ("managed by environment …").
+    const targets = new Map<string, string>();
     config.environments.forEach((environment, index) => {
+      const target = JSON.stringify([
+        environment.repo.url,
+        environment.branch,
+        path.posix.normalize(environment.path).replace(/(.)\/+$/, '$1'),
+        environment.cluster,
+        environment.namespace,
+      ]);
+      const twin = targets.get(target);
+      if (twin !== undefined) {
+        ctx.addIssue({
+          code: z.ZodIssueCode.custom,
+          path: ['environments', index],
+          message: `deploys the same repository, branch and path to the same cluster and namespace as environment "${twin}": each would claim the other's objects`,
+        });
+      }
+      targets.set(target, environment.name);
       if (environmentNames.has(environment.name)) {
         ctx.addIssue({
           code: z.ZodIssueCode.custom,

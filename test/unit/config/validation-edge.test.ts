@@ -64,6 +64,31 @@ describe('configuration validation edge cases', () => {
     expect(parseConfigText(withInterval('1s'), 'p.yaml', {}).environments[0]?.reconcileInterval).toBe(1_000);
   });
 
+  it('refuses two environments that deploy one folder of one branch to the same cluster and namespace', () => {
+    const twin = (path: string, namespace = 'default') =>
+      `${config('env/production')}    path: deploy\n` +
+      [
+        '  - name: production-copy',
+        '    repo:',
+        '      provider: github',
+        '      name: acme/env-config',
+        '      url: https://github.com/acme/env-config.git',
+        '    branch: env/production',
+        '    cluster: prod',
+        `    path: ${path}`,
+        `    namespace: ${namespace}`,
+        '',
+      ].join('\n');
+
+    expect(configError(twin('./deploy/')).message).toBe(
+      'p.yaml: environments[1]: deploys the same repository, branch and path to the same cluster and namespace as ' +
+        `environment "production": each would claim the other's objects`,
+    );
+    // Another folder, or another namespace, is another environment.
+    expect(() => parseConfigText(twin('other'), 'p.yaml', {})).not.toThrow();
+    expect(() => parseConfigText(twin('deploy', 'staging'), 'p.yaml', {})).not.toThrow();
+  });
+
   it('asks for the branch name without refs/heads/', () => {
     const error = configError(config('refs/heads/env/production'));
 
