@@ -663,7 +663,7 @@ async function checkHealth(
       results.set(
         object,
         current?.action ?? 'unchanged',
-        `not ready when a newer commit ended the wait: ${readiness.message}`,
+        withEarlier(current, `not ready when a newer commit ended the wait: ${readiness.message}`),
       );
     }
     progress(`health wait ended: ${interruptedBy} is newer and queued`, { by: interruptedBy });
@@ -672,7 +672,11 @@ async function checkHealth(
   const failedEarly = unhealthy.some((entry) => entry.readiness.state === 'failed');
   for (const { object, readiness } of unhealthy) {
     const current = results.get(object);
-    results.set(object, current?.action ?? 'unchanged', `not ready: ${readiness.message}`);
+    results.set(
+      object,
+      current?.action ?? 'unchanged',
+      withEarlier(current, `not ready: ${readiness.message}`),
+    );
   }
   const headline = failedEarly
     ? 'workloads failed'
@@ -681,6 +685,11 @@ async function checkHealth(
     permanent: true,
     resources: results.list(),
   });
+}
+
+/** What the apply said of an object (`replaced: …`) stays in front of what its health adds. */
+function withEarlier(result: ResourceResult | undefined, message: string): string {
+  return result?.message ? `${result.message}; ${message}` : message;
 }
 
 export interface RenderRequest {

@@ -723,6 +723,18 @@ describe('deployToCluster', () => {
     expect(after?.metadata.uid).not.toBe(before?.metadata.uid);
     const spec = after?.spec as { template: { spec: { containers: { image: string }[] } } };
     expect(spec.template.spec.containers[0]!.image).toBe('registry.example/migrate:2');
+
+    // Replaced, then never complete: the job record still says it was replaced.
+    const waited = { ...env, healthTimeout: 1_000 };
+    const unhealthy = await rejection(
+      deployToCluster(
+        kube,
+        request(waited, manifests(job('registry.example/migrate:3'), configMap('other'))),
+      ),
+    );
+    expect(unhealthy.resources.find((resource) => resource.kind === 'Job')?.message).toMatch(
+      /^replaced: deleted and created again .*; not ready: /,
+    );
   });
 
   it("refuses an object another environment manages, writing nothing, so neither relabels nor prunes the other's", async () => {
