@@ -142,6 +142,25 @@ export class ClusterClient {
     return response.body;
   }
 
+  /** Removes one label from the exact object that was inspected (a JSON patch `test` of its uid). */
+  async removeLabel(
+    resource: ResourceInfo,
+    live: LiveObject,
+    label: string,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    await this.transport.request<LiveObject>({
+      method: 'PATCH',
+      path: objectPath(resource, live.metadata.namespace, live.metadata.name),
+      contentType: 'application/json-patch+json',
+      body: [
+        { op: 'test', path: '/metadata/uid', value: live.metadata.uid },
+        { op: 'remove', path: `/metadata/labels/${label.replaceAll('~', '~0').replaceAll('/', '~1')}` },
+      ],
+      signal,
+    });
+  }
+
   /**
    * Deletes in the background (dependents are collected by the garbage collector), only the
    * exact object that was inspected (uid precondition). Resolves false when already gone.

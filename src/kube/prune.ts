@@ -34,7 +34,7 @@ function result(ref: ObjectRef, action: ResourceResult['action'], message?: stri
  * apply order (workloads before their Services, custom resources before their CRDs,
  * Namespaces last). An object is only deleted while it still carries this environment's
  * label and is not annotated `pushgate.dev/prune: disabled`; otherwise it is left in place
- * (`skipped`) and forgotten. Already gone counts as pruned.
+ * (`skipped`) and forgotten, an annotated one also losing the label. Already gone counts as pruned.
  *
  * `assertLockHeld` runs before every delete; when it throws, the prune stops (after the
  * deletes already started) and its error is re-thrown rather than counted as a failed delete.
@@ -99,7 +99,20 @@ async function pruneOne(
     return result(ref, 'skipped', `not pruned: ${why}`);
   }
   if (live.metadata.annotations?.[PRUNE_ANNOTATION] === 'disabled') {
-    return result(ref, 'skipped', `not pruned: annotated ${PRUNE_ANNOTATION}: disabled`);
+    // Forgotten by the inventory, it is released too: another environment may declare it.
+    const kept = `not pruned: annotated ${PRUNE_ANNOTATION}: disabled`;
+    await assertLockHeld();
+    try {
+      await client.removeLabel(resource, live, ENVIRONMENT_LABEL, signal);
+    } catch (error) {
+      signal?.throwIfAborted();
+      return result(
+        ref,
+        'skipped',
+        `${kept}; its label ${ENVIRONMENT_LABEL} could not be removed: ${errorMessage(error)}`,
+      );
+    }
+    return result(ref, 'skipped', `${kept}; released (label ${ENVIRONMENT_LABEL} removed)`);
   }
   await assertLockHeld();
   await client.delete(resource, ref.namespace, ref.name, live.metadata.uid, signal);

@@ -269,12 +269,26 @@ describe('deployToCluster', () => {
       'ConfigMap/claimed:skipped',
     ]);
     expect(await kube.get(CONFIG_MAPS, ns.name, 'gone')).toBeUndefined();
-    expect(await kube.get(CONFIG_MAPS, ns.name, 'protected')).toBeDefined();
     expect(await kube.get(CONFIG_MAPS, ns.name, 'claimed')).toBeDefined();
     const inventory = await readInventory(kube, env);
     expect(inventory?.objects).toEqual([
       { apiVersion: 'v1', kind: 'ConfigMap', namespace: ns.name, name: 'keep' },
     ]);
+    // Kept and forgotten, the annotated one is released: another environment may declare it.
+    expect(outcome.resources.find((r) => r.name === 'protected')?.message).toBe(
+      'not pruned: annotated pushgate.dev/prune: disabled; released (label pushgate.dev/environment removed)',
+    );
+    const protectedLabels = (await kube.get(CONFIG_MAPS, ns.name, 'protected'))?.metadata.labels ?? {};
+    expect(protectedLabels['pushgate.dev/environment']).toBeUndefined();
+    const other = environmentFor(ns.name);
+    const adopted = await deployToCluster(
+      kube,
+      request(
+        other,
+        manifests(configMap('protected', {}, { annotations: { 'pushgate.dev/prune': 'disabled' } })),
+      ),
+    );
+    expect(actions(adopted.resources)).toEqual(['ConfigMap/protected:configured']);
   });
 
   it('says so when the inventory of an environment deployed before is gone: what it listed is no longer pruned', async () => {
