@@ -329,7 +329,8 @@ function collectObjects(
     problems.push({ source, message: 'document is not a Kubernetes object (expected a mapping)' });
     return;
   }
-  if (source.item === undefined && value.kind === 'List' && Array.isArray(value.items)) {
+  // As kubectl: any `…List` with items (`List`, `ConfigMapList`, what `kubectl get -o yaml` writes).
+  if (source.item === undefined && isListKind(value.kind) && Array.isArray(value.items)) {
     value.items.forEach((item: unknown, index) => {
       if (item === null || item === undefined) return;
       collectObjects(item, { ...source, item: index + 1 }, manifests, problems);
@@ -352,4 +353,8 @@ function collectObjects(
     return;
   }
   manifests.push({ object: value as ManifestObject, source });
+}
+
+function isListKind(kind: unknown): boolean {
+  return typeof kind === 'string' && kind.endsWith('List');
 }

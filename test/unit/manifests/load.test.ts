@@ -84,6 +84,23 @@ describe('loadManifests', () => {
     ]);
   });
 
+  it('expands a typed list such as kubectl get -o yaml writes (SecretList, ConfigMapList), as kubectl does', async () => {
+    await write(
+      'env/exported.json',
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'ConfigMapList',
+        items: [{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'exported' } }],
+      }),
+    );
+
+    const manifests = await loadManifests(root, 'env');
+
+    expect(manifests.map((m) => [m.object.metadata.name, m.source])).toEqual([
+      ['exported', { file: 'env/exported.json', document: 1, item: 1 }],
+    ]);
+  });
+
   it('ignores files and folders whose names start with a dot', async () => {
     await write('env/.hidden.yaml', configMap('hidden'));
     await write('env/.git/config.yaml', configMap('git'));
