@@ -43,6 +43,7 @@ import { takeOverAndReapply } from './field-takeover.js';
 import { keptForOtherEnvironments } from './shared-containers.js';
 import { DeployError, type DeployOutcome, type DeployRequest } from './types.js';
 import { waitForCrdsEstablished, waitForReadiness, type UnhealthyObject } from './wait.js';
+import { redactSecretValues } from './secret-redaction.js';
 
 const REPLACED = `replaced: deleted and created again (a field it changes is immutable; ${FORCE_ANNOTATION}: enabled)`;
 
@@ -464,7 +465,7 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
     const outcomes = await mapWithConcurrency(takeovers, CONCURRENCY, (object) =>
       takeOverAndReapply(client, object, signal).catch((error: unknown) => ({
         taken: false,
-        warning: `${describeRef(object.ref)}: hand-made fields not taken over: ${errorMessage(error)}`,
+        warning: `${describeRef(object.ref)}: hand-made fields not taken over: ${redactSecretValues(errorMessage(error), object.object)}`,
       })),
     );
     outcomes.forEach(({ taken, warning }, index) => {

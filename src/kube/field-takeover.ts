@@ -3,6 +3,7 @@ import type { PreparedObject } from '../manifests/prepare.js';
 import { describeRef } from '../manifests/resource-info.js';
 import { FIELD_MANAGER, type ClusterClient, type LiveObject } from './cluster.js';
 import { shortenQuotedValues } from './failures.js';
+import { redactSecretValues } from './secret-redaction.js';
 
 /** One entry of `metadata.managedFields`, as the API server writes it. */
 export interface ManagedFieldsEntry {
@@ -176,7 +177,9 @@ export async function takeOverAndReapply(
     await client.apply(object.resource, object.object, { signal });
     return { taken: true };
   } catch (error) {
-    const reason = shortenQuotedValues(errorMessage(error).split('\n')[0] ?? '');
+    const reason = shortenQuotedValues(
+      redactSecretValues(errorMessage(error), object.object).split('\n')[0] ?? '',
+    );
     const undone = await putOwnershipBack(client, object, rewritten, original, signal);
     return {
       taken: false,
