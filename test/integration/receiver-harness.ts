@@ -33,6 +33,8 @@ export function testConfig(redisUrl: string, server: Record<string, unknown> = {
       },
       branch: environment.branch,
       cluster: 'local',
+      // Two environments of one branch deploy to two places (here, namespaces).
+      namespace: environment.name,
     })),
   });
 }
