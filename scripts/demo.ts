@@ -616,12 +616,12 @@ async function showCluster(kc: KubeConfig, namespace: string): Promise<void> {
 
 async function runDemo(): Promise<void> {
   say('pushgate demo: a git push to an environment branch becomes a deploy');
-  checkTools();
-
   mkdirSync(demoDir, { recursive: true });
-  // Only the demo's own files: PUSHGATE_DEMO_DIR may point anywhere.
+  // Only the demo's own files: PUSHGATE_DEMO_DIR may point anywhere. Removed first, so a run
+  // that fails early never points at an earlier run's log.
   for (const path of [paths.bare, paths.work, paths.run, paths.config, paths.log])
     rmSync(path, { recursive: true, force: true });
+  checkTools();
 
   const kubeconfig = await startCluster();
   const kc = new KubeConfig();

@@ -98,6 +98,9 @@ describe('npm run demo', () => {
     const bin = join(dir, 'bin');
     mkdirSync(bin);
     symlinkSync(findOnPath('git')!, join(bin, 'git'));
+    // An earlier run's log, which this run (pushgate never started) must not point at.
+    mkdirSync(join(dir, 'demo'));
+    writeFileSync(join(dir, 'demo', 'pushgate.log'), '');
     const { code, output } = await runDemo(
       {
         PATH: bin,
@@ -111,6 +114,7 @@ describe('npm run demo', () => {
     expect(output).toMatch(/MISSING redis-server/);
     expect(output).toContain('apt-get install redis-server');
     expect(output).toContain('Demo failed: missing: redis-server');
+    expect(output).not.toContain("pushgate's log");
   });
 
   it('says the control plane takes minutes to build only when it is not cached yet', async () => {
