@@ -105,7 +105,8 @@ from the current folder.
 
   --wait                 follow the job; exit 0 when it succeeded (or was superseded), 1 when it
                          failed, or when Redis stays unreachable for 60 s or loses the job's record
-  --json                 print {"jobs": [...]} (and, with --wait, the finished job) as JSON
+  --json                 print {"jobs": [...]} as one JSON line, and with --wait the finished
+                         job as a second (JSON Lines: jq reads both; jq -s for one array)
 `,
     options: ['wait', 'json'],
     maxPositionals: 1,

@@ -1,3 +1,4 @@
+import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { githubHeaders, githubPush } from '../fixtures/github/payloads.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
@@ -50,5 +51,24 @@ describe('GitHub form-encoded deliveries', () => {
   it('answers 400 naming the missing payload field', async () => {
     const answer = await postForm('other=1');
     expect(answer).toEqual({ status: 400, body: { error: 'form-encoded body has no "payload" field' } });
+  });
+});
+
+describe('encoded deliveries', () => {
+  it('answers 415 to a gzip body, naming the encoding, and queues nothing', async () => {
+    const body = gzipSync(JSON.stringify(githubPush({ repository: GITHUB_REPO, branch: 'env/staging' })));
+    const before = await queuedCount(app);
+
+    const response = await fetch(`${app.url}/webhooks/github`, {
+      method: 'POST',
+      body,
+      headers: { ...githubHeaders(SECRET, body.toString('latin1')), 'content-encoding': 'gzip' },
+    });
+
+    expect(response.status).toBe(415);
+    expect(await response.json()).toEqual({
+      error: 'Content-Encoding "gzip" is not supported: send the body unencoded, as GitHub and GitLab do',
+    });
+    expect(await queuedCount(app)).toBe(before);
   });
 });

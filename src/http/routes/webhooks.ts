@@ -111,6 +111,20 @@ export function createWebhookReceiver(deps: AppDeps): WebhookReceiver {
       reject(refused.why);
       return;
     }
+    // Neither GitHub nor GitLab encodes a webhook: a gzip body would only fail later as "not UTF-8".
+    const encoding = req.headers['content-encoding']?.trim();
+    if (encoding && encoding.toLowerCase() !== 'identity') {
+      const named = JSON.stringify(encoding.slice(0, 40));
+      log().warn({ reason: `Content-Encoding ${named}` }, 'webhook refused: encoded body');
+      done('invalid');
+      res.setHeader('Connection', 'close');
+      sendError(
+        res,
+        415,
+        `Content-Encoding ${named} is not supported: send the body unencoded, as GitHub and GitLab do`,
+      );
+      return;
+    }
     try {
       const rawBody = await readRawBody(req, deps.config.server.bodyLimit, { budget: bodies, until: res });
       // JSON is UTF-8 (RFC 8259); other bytes are verified as they came, then refused as malformed.
