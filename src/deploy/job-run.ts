@@ -1,6 +1,7 @@
 import type { EnvironmentConfig } from '../config/schema.js';
 import { counted } from '../lib/counted.js';
 import { errorMessage } from '../lib/errors.js';
+import { DeployError } from '../kube/types.js';
 import type { Logger } from '../lib/logger.js';
 import { mergeAttemptResources } from './attempt-resources.js';
 import type { Metrics } from '../lib/metrics.js';
@@ -185,11 +186,12 @@ export class JobRun {
     // on the commit its webhook announced, so the pusher and branch protection see it.
     const sha = this.record.sha ?? this.record.trigger.sha;
     if (sha) this.report(sha, 'failure', `Deploy failed: ${headline(message)}`, this.quiet);
+    const warnings = error instanceof DeployError ? error.warnings : [];
     await this.patch({
       state: 'failed',
       finishedAt: new Date().toISOString(),
       error: message,
-      message: null,
+      message: warnings.length > 0 ? warnings.map((warning) => `warning: ${warning}`).join('; ') : null,
       ...(resources ? { resources: mergeAttemptResources(this.earlierResources, resources) } : {}),
     });
     await this.deps.store.recordFinished(this.environment.name, this.id);

@@ -287,6 +287,21 @@ async function applyChanged(
  * the object itself.
  */
 export async function deployToCluster(client: ClusterClient, request: DeployRequest): Promise<DeployOutcome> {
+  // What was said before a failure (a lost or moved inventory) stays on the failed job too.
+  const warnings: string[] = [];
+  try {
+    return await applyEnvironment(client, request, warnings);
+  } catch (error) {
+    if (error instanceof DeployError) error.warnings.push(...warnings);
+    throw error;
+  }
+}
+
+async function applyEnvironment(
+  client: ClusterClient,
+  request: DeployRequest,
+  warnings: string[],
+): Promise<DeployOutcome> {
   const { environment, signal } = request;
   const logger = request.logger.child({ cluster: client.name });
   const progress = (message: string, details: Record<string, unknown> = {}): void => {
@@ -321,7 +336,6 @@ export async function deployToCluster(client: ClusterClient, request: DeployRequ
   // Only a deploy without an inventory looks: the first one after `namespace` changed.
   const elsewhere = home ? [] : await inventoriesElsewhere(client, environment, signal);
   const previous = mergeInventories([...(home ? [home] : []), ...elsewhere.map((found) => found.inventory)]);
-  const warnings: string[] = [];
   if (elsewhere.length > 0) {
     const where = elsewhere.map((found) => found.namespace).join(', ');
     const warning =

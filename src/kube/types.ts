@@ -64,6 +64,8 @@ export interface DeployOutcome {
  */
 export class DeployError extends PushgateError {
   readonly resources: ResourceResult[];
+  /** Said before the deploy failed (a lost inventory, say): kept on the failed job. */
+  readonly warnings: string[] = [];
 
   constructor(
     code: ErrorCode,

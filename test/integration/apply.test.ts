@@ -311,6 +311,15 @@ describe('deployToCluster', () => {
         `label pushgate.dev/environment=${env.name}`,
     ]);
     expect(await kube.get(CONFIG_MAPS, ns.name, 'gone')).toBeDefined();
+    // Said on a deploy that then fails too: the failed job keeps it.
+    await kube.delete(CONFIG_MAPS, ns.name, `pushgate-inventory-${env.name}`, undefined);
+    const failed = await rejection(
+      deployToCluster(
+        kube,
+        request(env, manifests(configMap('keep'), service('broken', 70_000)), { lastAppliedSha: first.sha }),
+      ),
+    );
+    expect(failed.warnings).toEqual([expect.stringMatching(/ was missing, though /)]);
     // A first deploy has no inventory either, and nothing to warn about.
     const fresh = await deployToCluster(
       kube,

@@ -5,6 +5,7 @@ import type { ApplyEngine } from '../../src/deploy/apply-engine.js';
 import { createKubeApplyEngine } from '../../src/deploy/kube-apply-engine.js';
 import { JobRun } from '../../src/deploy/job-run.js';
 import { restoreMissingSchedulers, syncReconcileSchedulers } from '../../src/deploy/reconcile-schedulers.js';
+import { DeployError } from '../../src/kube/types.js';
 import { PushgateError } from '../../src/lib/errors.js';
 import { createLogger, silentLogger } from '../../src/lib/logger.js';
 import {
@@ -495,6 +496,25 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
         },
       ],
     ]);
+  });
+
+  it('keeps on a failed job what its deploy warned of before failing (a lost inventory, say)', async () => {
+    const sha = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
+    const id = await harness.webhook('web', sha);
+    const run = await jobRunOf(id, githubReporter());
+    await run.started(1);
+    const error = new DeployError('apply_rejected', 'server-side dry-run rejected the set', {
+      permanent: true,
+    });
+    error.warnings.push('inventory ConfigMap apps/pushgate-inventory-web was missing');
+
+    await run.failed(error, []);
+
+    expect(await harness.services.store.get(id)).toMatchObject({
+      state: 'failed',
+      error: 'server-side dry-run rejected the set',
+      message: 'warning: inventory ConfigMap apps/pushgate-inventory-web was missing',
+    });
   });
 
   it('reports failure on a commit an earlier attempt left pending when the last fails before deploying', async () => {
