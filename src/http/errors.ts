@@ -48,7 +48,21 @@ export async function fromRedis<T>(work: Promise<T>): Promise<T> {
   }
 }
 
+/** Every route's path and its methods (the routers' own), to tell a wrong method from a wrong path. */
+const ROUTE_METHODS: readonly [RegExp, string][] = [
+  [/^\/(healthz|readyz|metrics|jobs|environments)$/, 'GET, HEAD'],
+  [/^\/(jobs|environments)\/[^/]+$/, 'GET, HEAD'],
+  [/^\/environments\/[^/]+\/sync$/, 'POST'],
+  [/^\/webhooks\/(github|gitlab)$/, 'POST'],
+];
+
 export const notFound: RequestHandler = (req, res) => {
+  const allowed = ROUTE_METHODS.find(([pattern]) => pattern.test(req.path))?.[1];
+  if (allowed) {
+    res.set('Allow', allowed);
+    sendError(res, 405, `${req.method} is not allowed on ${req.path}: use ${allowed.split(', ')[0]}`);
+    return;
+  }
   sendError(res, 404, `no route for ${req.method} ${req.path}`);
 };
 

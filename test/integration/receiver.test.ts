@@ -405,6 +405,13 @@ describe('bad input', () => {
     const missing = await fetch(`${app.url}/nowhere`);
     expect(missing.status).toBe(404);
     expect(await missing.json()).toEqual({ error: 'no route for GET /nowhere' });
+    // A route asked with the wrong method says which one it takes.
+    const wrongMethod = await fetch(`${app.url}/webhooks/github`);
+    expect(wrongMethod.status).toBe(405);
+    expect(wrongMethod.headers.get('allow')).toBe('POST');
+    expect(await wrongMethod.json()).toEqual({ error: 'GET is not allowed on /webhooks/github: use POST' });
+    const deleteJobs = await fetch(`${app.url}/jobs`, { method: 'DELETE' });
+    expect([deleteJobs.status, deleteJobs.headers.get('allow')]).toEqual([405, 'GET, HEAD']);
     const malformed = await fetch(`${app.url}/jobs/%E0%A4%A`);
     expect(malformed.status).toBe(400);
     const text = await malformed.text();
