@@ -8,5 +8,8 @@ export function parseParams<T>(schema: ZodType<T, ZodTypeDef, unknown>, input: u
   if (result.success) return result.data;
   const issue = result.error.issues[0];
   const where = issue ? formatPath(issue.path) || 'query' : 'query';
-  throw new PushgateError('bad_request', `${where}: ${issue?.message ?? 'is invalid'}`, { status: 400 });
+  // `?state=queued&state=failed` arrives as an array: say so in the API's words, not zod's.
+  const repeated = issue?.code === 'invalid_type' && issue.received === 'array';
+  const message = repeated ? 'give it once (one value per request)' : (issue?.message ?? 'is invalid');
+  throw new PushgateError('bad_request', `${where}: ${message}`, { status: 400 });
 }
