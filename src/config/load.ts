@@ -65,8 +65,8 @@ export function parseConfigText(
   const port = env.PORT;
   if (port !== undefined && port !== '') {
     const server = ((expanded as Record<string, unknown>).server ??= {}) as Record<string, unknown>;
-    if (!/^\d+$/.test(port))
-      throw new ConfigError(`${file}: server.port: PORT="${port}" is not a port number`);
+    if (!/^\d+$/.test(port) || Number(port) > 65535)
+      throw new ConfigError(`${file}: server.port: PORT="${port}" is not a port number (0 to 65535)`);
     server.port = Number(port);
   }
   const result = configSchema.safeParse(expanded);

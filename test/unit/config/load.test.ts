@@ -175,11 +175,14 @@ describe('configuration loading', () => {
     );
   });
 
-  it('lets PORT override server.port, and refuses a PORT that is not a number', () => {
+  it('lets PORT override server.port, and refuses a PORT that is not a port number, naming PORT', () => {
     expect(parseConfigText(VALID, 'f.yaml', { REDIS_URL: 'redis://r', PORT: '9090' }).server.port).toBe(9090);
     expect(
       messageOf(() => parseConfigText(VALID, 'f.yaml', { REDIS_URL: 'redis://r', PORT: 'http' })),
     ).toContain('server.port: PORT="http" is not a port number');
+    expect(messageOf(() => parseConfigText(VALID, 'f.yaml', { REDIS_URL: 'redis://r', PORT: '99999' }))).toBe(
+      'f.yaml: server.port: PORT="99999" is not a port number (0 to 65535)',
+    );
   });
 
   it('reports an invalid field with the file, its path and the reason', () => {
