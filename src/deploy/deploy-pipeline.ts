@@ -57,7 +57,9 @@ export async function runDeployPipeline(deps: PipelineDeps, job: PipelineJob): P
   const { environment, trigger, logger } = job;
   const repo = { url: environment.repo.url, provider: environment.repo.provider };
   // All read before the fetch: what was live then, and which jobs were queued by then.
-  const { lastAppliedSha, liveSha } = await deps.store.environmentStatus(environment.name);
+  const { lastAppliedSha, liveSha, inventoryNamespace } = await deps.store.environmentStatus(
+    environment.name,
+  );
   const queuedBefore = await deps.store.queuedJobIds(environment.name, job.jobId);
   await job.lock.assertHeld();
   const startMark = await deps.store.recordDeployStarting(environment.name, job.jobId);
@@ -76,7 +78,7 @@ export async function runDeployPipeline(deps: PipelineDeps, job: PipelineJob): P
       return { outcome: 'superseded', announcedSha: announcedSha ?? head, head: decision.by };
     await job.onDeploying(decision.sha);
     await job.supersedeQueuedBehind?.(decision.sha, queuedBefore);
-    return await applyCommit(deps, job, decision.sha, lastAppliedSha);
+    return await applyCommit(deps, job, decision.sha, { lastAppliedSha, inventoryNamespace });
   } finally {
     // Unless a commit was chosen (onDeploying recorded it), nothing was written: what was live
     // still is. Left in place should this fail: then no commit counts as live, the safe side.
@@ -92,7 +94,7 @@ async function applyCommit(
   deps: PipelineDeps,
   job: PipelineJob,
   sha: string,
-  lastAppliedSha: string | null,
+  lastDeploy: { lastAppliedSha: string | null; inventoryNamespace: string | null },
 ): Promise<PipelineResult> {
   const { environment, logger } = job;
   const repo = { url: environment.repo.url, provider: environment.repo.provider };
@@ -104,7 +106,7 @@ async function applyCommit(
       environment,
       manifests,
       sha,
-      lastAppliedSha,
+      ...lastDeploy,
       jobId: job.jobId,
       // The engine logs each step itself; the commit goes on its every line.
       logger: logger.child({ sha }),

@@ -15,7 +15,7 @@ import { failuresError, objectFailure, type ObjectFailure } from './failures.js'
 import { isHealthChecked } from './health.js';
 import {
   deleteInventory,
-  inventoriesElsewhere,
+  inventoryLeftIn,
   inventoryName,
   inventoryNamespaceExists,
   mergeInventories,
@@ -329,17 +329,16 @@ async function applyEnvironment(
       { permanent: true },
     );
   }
-  const [home, namespaceExists] = await Promise.all([
+  const [home, left, namespaceExists] = await Promise.all([
     readInventory(client, environment, signal),
+    inventoryLeftIn(client, environment, request.inventoryNamespace, signal),
     inventoryNamespaceExists(client, environment, signal),
   ]);
-  // Only a deploy without an inventory looks: the first one after `namespace` changed.
-  const elsewhere = home ? [] : await inventoriesElsewhere(client, environment, signal);
+  const elsewhere = left ? [left] : [];
   const previous = mergeInventories([...(home ? [home] : []), ...elsewhere.map((found) => found.inventory)]);
-  if (elsewhere.length > 0) {
-    const where = elsewhere.map((found) => found.namespace).join(', ');
+  if (left) {
     const warning =
-      `inventory of ${environment.name} found in namespace ${where}, not ${environment.namespace} (the environment's ` +
+      `inventory of ${environment.name} found in namespace ${left.namespace}, not ${environment.namespace} (the environment's ` +
       `namespace was changed): what it lists and git no longer holds is ` +
       `${environment.prune ? 'pruned (where allow.namespaces permits)' : 'left (prune is off)'}, ` +
       `and the inventory moves to ${environment.namespace}`;
@@ -569,7 +568,7 @@ async function recordAndPrune(
   const retireElsewhere = async (): Promise<void> => {
     for (const found of elsewhere) {
       await request.assertLockHeld();
-      await deleteInventory(client, environment.name, found.namespace, signal);
+      await deleteInventory(client, environment.name, found, signal);
     }
   };
   const current = ordered.map((object) => object.ref);

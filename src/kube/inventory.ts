@@ -1,7 +1,6 @@
 import { z } from 'zod';
 import type { EnvironmentConfig } from '../config/schema.js';
 import { PushgateError } from '../lib/errors.js';
-import { matchAnyGlob } from '../manifests/glob.js';
 import { ENVIRONMENT_LABEL } from '../manifests/prepare.js';
 import { splitApiVersion, type ResourceInfo } from '../manifests/resource-info.js';
 import type { ObjectRef } from '../manifests/types.js';
@@ -101,65 +100,47 @@ export async function otherInventories(
 /** An inventory of the environment found in a namespace other than its configured one. */
 export interface InventoryElsewhere {
   namespace: string;
+  uid: string | undefined;
   inventory: Inventory;
 }
 
 /**
- * The environment's inventories outside its `namespace`: what its deploys applied before
- * that setting was changed. Flux and Argo CD keep their inventory apart from the target
- * namespace, so a new one prunes what the old one applied; these make pushgate do the same.
- * Found by a cluster-wide list, or where RBAC confines the worker to namespaces, in the
- * namespaces `allow.namespaces` names outright; only within `allow.namespaces`, where what
- * they list may be pruned at all (another installation's same-named environment elsewhere is
- * not this one's).
+ * The environment's inventory left in `namespace`, where its last successful deploy kept it
+ * (pushgate's own record, so never another installation's environment of the same name),
+ * when its `namespace` setting has changed since. Flux and Argo CD keep their inventory apart
+ * from the target namespace, so a new one prunes what the old one applied; this makes
+ * pushgate do the same. Unreadable (RBAC not bound there) counts as none.
  */
-export async function inventoriesElsewhere(
+export async function inventoryLeftIn(
   client: ClusterClient,
-  environment: Pick<EnvironmentConfig, 'name' | 'namespace' | 'allow'>,
+  environment: InventoryEnvironment,
+  namespace: string | null | undefined,
   signal?: AbortSignal,
-): Promise<InventoryElsewhere[]> {
-  const name = inventoryName(environment.name);
-  let items: LiveObject[];
+): Promise<InventoryElsewhere | undefined> {
+  if (!namespace || namespace === environment.namespace) return undefined;
+  let live: LiveObject | undefined;
   try {
-    const selector = `${INVENTORY_LABEL}=true,${ENVIRONMENT_LABEL}=${environment.name}`;
-    items = await client.list(CONFIG_MAP, undefined, signal, selector);
+    live = await client.get(CONFIG_MAP, namespace, inventoryName(environment.name), signal);
   } catch (error) {
-    if (!isForbidden(error)) throw error;
-    const named = environment.allow.namespaces.filter((pattern) => !/[*?]/.test(pattern));
-    const found = await Promise.all(
-      named.map((namespace) =>
-        client.get(CONFIG_MAP, namespace, name, signal).catch((reason: unknown) => {
-          if (isForbidden(reason)) return undefined;
-          throw reason;
-        }),
-      ),
-    );
-    items = found.filter((item) => item !== undefined);
+    if (error instanceof KubeApiError && error.status === 403) return undefined;
+    throw error;
   }
-  return items
-    .filter(
-      (item) =>
-        item.metadata.name === name &&
-        item.metadata.namespace !== environment.namespace &&
-        matchAnyGlob(environment.allow.namespaces, item.metadata.namespace ?? ''),
-    )
-    .map((item) => {
-      const namespace = item.metadata.namespace ?? '';
-      return { namespace, inventory: parseInventory(item, { name: environment.name, namespace }) };
-    });
+  if (!live) return undefined;
+  return {
+    namespace,
+    uid: live.metadata.uid,
+    inventory: parseInventory(live, { name: environment.name, namespace }),
+  };
 }
 
-function isForbidden(error: unknown): boolean {
-  return error instanceof KubeApiError && error.status === 403;
-}
-
+/** Deletes the inventory that was read (its uid), not one written there since. */
 export async function deleteInventory(
   client: ClusterClient,
   environment: string,
-  namespace: string,
+  left: InventoryElsewhere,
   signal?: AbortSignal,
 ): Promise<void> {
-  await client.delete(CONFIG_MAP, namespace, inventoryName(environment), undefined, signal);
+  await client.delete(CONFIG_MAP, left.namespace, inventoryName(environment), left.uid, signal);
 }
 
 /** One inventory of all the refs of several, the first one's revision. */

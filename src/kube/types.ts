@@ -15,6 +15,12 @@ export interface DeployRequest {
    * can no longer be pruned. The job says so.
    */
   lastAppliedSha?: string | null;
+  /**
+   * The namespace that held the environment's inventory after its last successful deploy, by
+   * pushgate's records (null before one): when `namespace` has changed since, the inventory
+   * left there is taken over, pruned from and deleted.
+   */
+  inventoryNamespace?: string | null;
   jobId: string;
   logger: Logger;
   /**

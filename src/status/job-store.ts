@@ -59,6 +59,8 @@ export interface EnvironmentStatus {
   lastAppliedSha: string | null;
   lastAppliedAt: string | null;
   lastJobId: string | null;
+  /** Where the last successful deploy kept the environment's inventory (its `namespace` then). */
+  inventoryNamespace: string | null;
   /**
    * The commit the cluster holds as a whole: `lastAppliedSha`, unless a deploy of another
    * commit has started since (it may have written part or all of that commit, then failed).
@@ -408,18 +410,21 @@ export class JobStore {
   }
 
   async environmentStatus(environment: string): Promise<EnvironmentStatus> {
-    const [lastAppliedSha, lastAppliedAt, lastJobId, deployingSha] = await this.redis.hmget(
-      this.keys.environment(environment),
-      'lastAppliedSha',
-      'lastAppliedAt',
-      'lastJobId',
-      'deployingSha',
-    );
+    const [lastAppliedSha, lastAppliedAt, lastJobId, deployingSha, inventoryNamespace] =
+      await this.redis.hmget(
+        this.keys.environment(environment),
+        'lastAppliedSha',
+        'lastAppliedAt',
+        'lastJobId',
+        'deployingSha',
+        'inventoryNamespace',
+      );
     const starting = deployingSha?.startsWith(DEPLOY_STARTING) ?? false;
     return {
       lastAppliedSha: lastAppliedSha ?? null,
       lastAppliedAt: lastAppliedAt ?? null,
       lastJobId: lastJobId ?? null,
+      inventoryNamespace: inventoryNamespace ?? null,
       liveSha: deployingSha === null || deployingSha === lastAppliedSha ? (lastAppliedSha ?? null) : null,
       deployingSha: starting ? null : (deployingSha ?? null),
       deployStarting: starting,
@@ -458,12 +463,13 @@ export class JobStore {
   async recordFinished(
     environment: string,
     jobId: string,
-    applied?: { sha: string; at: string },
+    applied?: { sha: string; at: string; inventoryNamespace?: string },
   ): Promise<void> {
     const fields: Record<string, string> = { lastJobId: jobId };
     if (applied) {
       fields.lastAppliedSha = applied.sha;
       fields.lastAppliedAt = applied.at;
+      if (applied.inventoryNamespace) fields.inventoryNamespace = applied.inventoryNamespace;
       // Recorded under the lock: no other deploy has started since this one, whatever a
       // worker that lost its lock may have written meanwhile (it cannot have written the cluster).
       fields.deployingSha = applied.sha;

@@ -343,7 +343,11 @@ describe('deployToCluster', () => {
     });
     const outcome = await deployToCluster(
       kube,
-      request(moved, manifests(configMap('web')), { lastAppliedSha: first.sha }),
+      // As the worker passes it: where the last successful deploy kept the inventory.
+      request(moved, manifests(configMap('web')), {
+        lastAppliedSha: first.sha,
+        inventoryNamespace: before.name,
+      }),
     );
 
     expect(outcome.resources.map((r) => `${r.namespace}/${r.name}:${r.action}`).sort()).toEqual(
@@ -362,12 +366,45 @@ describe('deployToCluster', () => {
     ]);
 
     // The next deploy finds one inventory, in the new namespace, and nothing to say.
-    const again = await deployToCluster(kube, request(moved, manifests(configMap('web'))));
+    const again = await deployToCluster(
+      kube,
+      request(moved, manifests(configMap('web')), { inventoryNamespace: after.name }),
+    );
     expect(actions(again.resources)).toEqual(['ConfigMap/web:unchanged']);
     expect(again.warnings).toBeUndefined();
   });
 
-  it('leaves an inventory of the same name outside allow.namespaces alone: not this environment to prune', async () => {
+  it('finishes a move that stopped after writing the new inventory: the next deploy still retires the old one', async () => {
+    const before = await createTestNamespace('apply-move-stopped-from');
+    const after = await createTestNamespace('apply-move-stopped-to');
+    const env = environmentFor(before.name);
+    const kube = client();
+    await deployToCluster(kube, request(env, manifests(configMap('web'))));
+    const moved = environmentFor(after.name, {
+      name: env.name,
+      allow: { namespaces: [before.name, after.name], clusterScoped: false },
+    });
+    // The lock is lost as soon as the new inventory records this commit.
+    const stopped = request(moved, manifests(configMap('web')), { inventoryNamespace: before.name });
+    stopped.assertLockHeld = async () => {
+      if ((await readInventory(kube, moved))?.revision === stopped.sha) throw new Error('lock lost');
+    };
+    await expect(deployToCluster(kube, stopped)).rejects.toThrow('lock lost');
+    expect(await kube.get(CONFIG_MAPS, before.name, `pushgate-inventory-${env.name}`)).toBeDefined();
+
+    // pushgate's record still names the old namespace: the job's retry finishes the move.
+    const retried = await deployToCluster(
+      kube,
+      request(moved, manifests(configMap('web')), { inventoryNamespace: before.name }),
+    );
+
+    expect(retried.resources.map((r) => `${r.namespace}/${r.name}:${r.action}`)).toContain(
+      `${before.name}/web:pruned`,
+    );
+    expect(await kube.get(CONFIG_MAPS, before.name, `pushgate-inventory-${env.name}`)).toBeUndefined();
+  });
+
+  it("never takes the inventory of a same-named environment it has no record of (another installation's)", async () => {
     const theirs = await createTestNamespace('apply-same-name-theirs');
     const ours = await createTestNamespace('apply-same-name-ours');
     const env = environmentFor(theirs.name);
@@ -375,7 +412,10 @@ describe('deployToCluster', () => {
 
     const outcome = await deployToCluster(
       client(),
-      request(environmentFor(ours.name, { name: env.name }), manifests(configMap('web'))),
+      request(
+        environmentFor(ours.name, { name: env.name, allow: { namespaces: ['*'], clusterScoped: false } }),
+        manifests(configMap('web')),
+      ),
     );
 
     expect(outcome.resources.map((r) => `${r.namespace}/${r.name}:${r.action}`)).toEqual([
@@ -386,7 +426,7 @@ describe('deployToCluster', () => {
     expect(await readInventory(client(), env)).toBeDefined();
   });
 
-  it('finds the old inventory under RBAC bound to namespaces only, in the namespaces allow.namespaces names', async () => {
+  it('takes the old inventory over under RBAC bound to namespaces only', async () => {
     const before = await createTestNamespace('apply-moved-rbac-from');
     const after = await createTestNamespace('apply-moved-rbac-to');
     const env = environmentFor(before.name);
@@ -404,10 +444,13 @@ describe('deployToCluster', () => {
       const namespaced = createClusterClient({ name: 'namespaced', kubeconfig: access.path });
       const moved = environmentFor(after.name, {
         name: env.name,
-        allow: { namespaces: [after.name, before.name, `${before.name}-*`], clusterScoped: false },
+        allow: { namespaces: [after.name, before.name], clusterScoped: false },
       });
 
-      const outcome = await deployToCluster(namespaced, request(moved, manifests(configMap('web'))));
+      const outcome = await deployToCluster(
+        namespaced,
+        request(moved, manifests(configMap('web')), { inventoryNamespace: before.name }),
+      );
 
       expect(outcome.resources.map((r) => `${r.namespace}/${r.name}:${r.action}`)).toEqual([
         `${after.name}/web:created`,

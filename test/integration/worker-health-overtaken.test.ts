@@ -338,7 +338,11 @@ describe('a newer commit during the health wait (real Redis, git, kube-apiserver
       state: 'succeeded',
       sha: rollbackTarget,
     });
-    expect((await harness.services.store.environmentStatus('web')).lastAppliedSha).toBe(rollbackTarget);
+    expect(await harness.services.store.environmentStatus('web')).toMatchObject({
+      lastAppliedSha: rollbackTarget,
+      // Where its inventory is: a later change of `namespace` moves it from there.
+      inventoryNamespace: namespace.name,
+    });
   });
 
   it('a git server that hangs while the wait looks for newer commits does not stretch the wait', async () => {

@@ -93,7 +93,8 @@ function refuseStandardWebhookHeaders(headers: WebhookHeaders, now: number): Ref
   // request from being replayed within the tolerance under a fresh id as a new delivery. A
   // sender that leaves it out (only X-Gitlab-Event-UUID then names the delivery) is not
   // refused: SPEC §3 makes that header the delivery id, and a replay of a signed push can
-  // only add a job for a commit that is live (the same job) or older (superseded).
+  // only add a job for a commit that is live or queued (the same job), older (superseded), or
+  // still being fetched by a running job (one redundant re-apply).
   const idempotencyKey = header(headers, 'idempotency-key');
   if (idempotencyKey !== undefined && idempotencyKey !== id) return { ok: false, why: 'mismatch' };
   return undefined;
