@@ -142,20 +142,25 @@ export class ClusterClient {
     return response.body;
   }
 
-  /** Removes one label from the exact object that was inspected (a JSON patch `test` of its uid). */
+  /**
+   * Removes one label from the exact object that was inspected, only while the label still
+   * has the value read (JSON patch `test`s of its uid and of the label).
+   */
   async removeLabel(
     resource: ResourceInfo,
     live: LiveObject,
-    label: string,
+    label: { name: string; value: string },
     signal?: AbortSignal,
   ): Promise<void> {
+    const labelPath = `/metadata/labels/${label.name.replaceAll('~', '~0').replaceAll('/', '~1')}`;
     await this.transport.request<LiveObject>({
       method: 'PATCH',
       path: objectPath(resource, live.metadata.namespace, live.metadata.name),
       contentType: 'application/json-patch+json',
       body: [
         { op: 'test', path: '/metadata/uid', value: live.metadata.uid },
-        { op: 'remove', path: `/metadata/labels/${label.replaceAll('~', '~0').replaceAll('/', '~1')}` },
+        { op: 'test', path: labelPath, value: label.value },
+        { op: 'remove', path: labelPath },
       ],
       signal,
     });

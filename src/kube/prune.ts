@@ -103,7 +103,7 @@ async function pruneOne(
     const kept = `not pruned: annotated ${PRUNE_ANNOTATION}: disabled`;
     await assertLockHeld();
     try {
-      await client.removeLabel(resource, live, ENVIRONMENT_LABEL, signal);
+      await client.removeLabel(resource, live, { name: ENVIRONMENT_LABEL, value: environment.name }, signal);
     } catch (error) {
       signal?.throwIfAborted();
       return result(

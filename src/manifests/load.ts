@@ -331,9 +331,15 @@ function collectObjects(
   }
   // As kubectl: any `…List` with items (`List`, `ConfigMapList`, what `kubectl get -o yaml` writes).
   if (source.item === undefined && isListKind(value.kind) && Array.isArray(value.items)) {
+    const listKind = value.kind as string;
     value.items.forEach((item: unknown, index) => {
       if (item === null || item === undefined) return;
-      collectObjects(item, { ...source, item: index + 1 }, manifests, problems);
+      collectObjects(
+        typedListItem(item, listKind, value.apiVersion),
+        { ...source, item: index + 1 },
+        manifests,
+        problems,
+      );
     });
     return;
   }
@@ -357,4 +363,14 @@ function collectObjects(
 
 function isListKind(kind: unknown): boolean {
   return typeof kind === 'string' && kind.endsWith('List');
+}
+
+/**
+ * The API leaves out each item's apiVersion and kind in a typed list (`ConfigMapList`): as
+ * kubectl does, they are the list's apiVersion and its kind less `List`.
+ */
+function typedListItem(item: unknown, listKind: string, apiVersion: unknown): unknown {
+  if (listKind === 'List' || typeof item !== 'object' || item === null || Array.isArray(item)) return item;
+  const object = item as Record<string, unknown>;
+  return { apiVersion, kind: listKind.slice(0, -'List'.length), ...object };
 }

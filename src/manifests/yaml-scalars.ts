@@ -13,7 +13,7 @@ export function kubernetesYamlTags(tags: Tags): Tags {
     const name = typeof tag === 'string' ? tag : tag.tag;
     return !REPLACED_TAGS.has(name);
   });
-  return [...kept, notANumber, goNumber];
+  return [...kept, notANumber, goNumber, explicitInt, explicitFloat];
 }
 
 const INT_TAG = 'tag:yaml.org,2002:int';
@@ -25,6 +25,13 @@ const REPLACED_TAGS = new Set([
   'tag:yaml.org,2002:binary',
 ]);
 
+const NOT_A_NUMBER = /^(?:[-+]?\.(?:inf|Inf|INF)|\.nan|\.NaN|\.NAN)$/;
+
+function refuseNotANumber(value: string, onError: (message: string) => void): string {
+  onError(`${value} is not a number JSON can carry, so Kubernetes cannot be sent it (quote it for a string)`);
+  return value;
+}
+
 /**
  * `.nan` and `.inf` are numbers to Go YAML, but JSON has no such values, so kubectl refuses
  * the document ("json: unsupported value"); refused here too, before anything is applied.
@@ -33,15 +40,29 @@ const notANumber: ScalarTag = {
   tag: FLOAT_TAG,
   default: true,
   identify: (value) => typeof value === 'number',
-  test: /^(?:[-+]?\.(?:inf|Inf|INF)|\.nan|\.NaN|\.NAN)$/,
-  resolve(value, onError) {
-    if (!notANumber.test?.test(value)) return resolveGoNumber(value);
-    onError(
-      `${value} is not a number JSON can carry, so Kubernetes cannot be sent it (quote it for a string)`,
-    );
-    return value;
-  },
+  test: NOT_A_NUMBER,
+  resolve: refuseNotANumber,
 };
+
+/**
+ * An explicit `!!int` or `!!float` (yaml looks these up by name, not by test): a value Go
+ * cannot read as one is refused, as Go refuses it ("cannot decode !!str … as a !!int").
+ */
+function explicitNumber(tag: string, name: string, fits: (value: number) => boolean): ScalarTag {
+  return {
+    tag,
+    identify: (value) => typeof value === 'number',
+    resolve(value, onError) {
+      if (NOT_A_NUMBER.test(value)) return refuseNotANumber(value, onError);
+      const number = resolveGoNumber(value);
+      if (typeof number === 'number' && fits(number)) return number;
+      onError(`"${value}" is not ${name}`);
+      return value;
+    },
+  };
+}
+const explicitInt = explicitNumber(INT_TAG, 'an integer (!!int)', Number.isInteger);
+const explicitFloat = explicitNumber(FLOAT_TAG, 'a number (!!float)', () => true);
 
 /** Every unquoted value that Go might read as a number: the ones it does not stay strings. */
 const goNumber: ScalarTag = {
@@ -54,7 +75,8 @@ const goNumber: ScalarTag = {
 
 const GO_INTEGER = /^([-+]?)(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0[0-7]*|[1-9][0-9]*)$/;
 const GO_FLOAT = /^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$/;
-const GO_FLOAT_FROM_DOT = /^\.[0-9]+(?:[eE][-+]?[0-9]+)?$/;
+// strconv.ParseFloat of the text as written: `_` only between digits.
+const GO_FLOAT_FROM_DOT = /^\.[0-9](?:_?[0-9])*(?:[eE][-+]?[0-9](?:_?[0-9])*)?$/;
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
 const UINT64_MAX = 2n ** 64n - 1n;
@@ -65,7 +87,10 @@ const UINT64_MAX = 2n ** 64n - 1n;
  * its decimal pattern; anything else (and any number out of range) stays the string it was.
  */
 export function resolveGoNumber(text: string): number | string {
-  if (text.startsWith('.')) return GO_FLOAT_FROM_DOT.test(text) ? Number(text) : text;
+  if (text.startsWith('.')) {
+    const value = GO_FLOAT_FROM_DOT.test(text) ? Number(text.replaceAll('_', '')) : NaN;
+    return Number.isFinite(value) ? value : text;
+  }
   const plain = text.replaceAll('_', '');
   const integer = GO_INTEGER.exec(plain);
   if (integer) {

@@ -90,14 +90,21 @@ describe('loadManifests', () => {
       JSON.stringify({
         apiVersion: 'v1',
         kind: 'ConfigMapList',
-        items: [{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'exported' } }],
+        // As the API writes them: items without apiVersion and kind, which the list gives.
+        items: [
+          { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'exported' } },
+          { metadata: { name: 'bare' } },
+        ],
       }),
     );
 
     const manifests = await loadManifests(root, 'env');
 
-    expect(manifests.map((m) => [m.object.metadata.name, m.source])).toEqual([
-      ['exported', { file: 'env/exported.json', document: 1, item: 1 }],
+    expect(
+      manifests.map((m) => [m.object.apiVersion, m.object.kind, m.object.metadata.name, m.source]),
+    ).toEqual([
+      ['v1', 'ConfigMap', 'exported', { file: 'env/exported.json', document: 1, item: 1 }],
+      ['v1', 'ConfigMap', 'bare', { file: 'env/exported.json', document: 1, item: 2 }],
     ]);
   });
 

@@ -41,7 +41,9 @@ const AS_KUBECTL_READS_IT: [string, unknown][] = [
   ['10Gi', '10Gi'],
   ['0x', '0x'],
   ['0b', '0b'],
-  ['.5_0', '.5_0'],
+  ['.5_0', 0.5],
+  ['._5', '._5'],
+  ['.5e999', '.5e999'],
   ['1e999', '1e999'],
   ['18446744073709551615', 2 ** 64],
   ['-9223372036854775808', -(2 ** 63)],
@@ -56,6 +58,16 @@ const AS_KUBECTL_READS_IT: [string, unknown][] = [
 describe('unquoted YAML values are read as kubectl reads them', () => {
   it.each(AS_KUBECTL_READS_IT)('%s', (value, expected) => {
     expect(read(value)).toStrictEqual(expected);
+  });
+
+  it('reads explicit !!int and !!float as Go does, refusing what is not one', () => {
+    expect(read('!!float 1.5')).toBe(1.5);
+    expect(read('!!float 1')).toBe(1);
+    expect(read('!!int 0x1F')).toBe(31);
+    expect(read('!!str 0755')).toBe('0755');
+    expect(() => read('!!int 1.5')).toThrow('"1.5" is not an integer (!!int)');
+    expect(() => read('!!float abc')).toThrow('"abc" is not a number (!!float)');
+    expect(() => read('!!float .nan')).toThrow('.nan is not a number JSON can carry');
   });
 
   it('reads numeric-looking keys as kubectl does', () => {
