@@ -8,6 +8,7 @@ import type { JobState, ResourceResult } from '../status/job-record.js';
 import type { JobStore } from '../status/job-store.js';
 import type { ApplyEngine } from './apply-engine.js';
 import type { HeldLock } from './environment-lock.js';
+import type { DeployRequest } from '../kube/types.js';
 import { watchForNewerCommit } from './newer-commit.js';
 import { decideTarget } from './target-decision.js';
 
@@ -57,7 +58,7 @@ export async function runDeployPipeline(deps: PipelineDeps, job: PipelineJob): P
   const { environment, trigger, logger } = job;
   const repo = { url: environment.repo.url, provider: environment.repo.provider };
   // All read before the fetch: what was live then, and which jobs were queued by then.
-  const { lastAppliedSha, liveSha, inventoryNamespace } = await deps.store.environmentStatus(
+  const { lastAppliedSha, liveSha, inventoryNamespaces } = await deps.store.environmentStatus(
     environment.name,
   );
   const queuedBefore = await deps.store.queuedJobIds(environment.name, job.jobId);
@@ -78,7 +79,14 @@ export async function runDeployPipeline(deps: PipelineDeps, job: PipelineJob): P
       return { outcome: 'superseded', announcedSha: announcedSha ?? head, head: decision.by };
     await job.onDeploying(decision.sha);
     await job.supersedeQueuedBehind?.(decision.sha, queuedBefore);
-    return await applyCommit(deps, job, decision.sha, { lastAppliedSha, inventoryNamespace });
+    return await applyCommit(deps, job, decision.sha, {
+      lastAppliedSha,
+      inventoryHomes: {
+        recorded: inventoryNamespaces,
+        add: (namespace) => deps.store.addInventoryNamespace(environment.name, namespace),
+        remove: (namespace) => deps.store.removeInventoryNamespace(environment.name, namespace),
+      },
+    });
   } finally {
     // Unless a commit was chosen (onDeploying recorded it), nothing was written: what was live
     // still is. Left in place should this fail: then no commit counts as live, the safe side.
@@ -94,7 +102,7 @@ async function applyCommit(
   deps: PipelineDeps,
   job: PipelineJob,
   sha: string,
-  lastDeploy: { lastAppliedSha: string | null; inventoryNamespace: string | null },
+  lastDeploy: Pick<DeployRequest, 'lastAppliedSha' | 'inventoryHomes'>,
 ): Promise<PipelineResult> {
   const { environment, logger } = job;
   const repo = { url: environment.repo.url, provider: environment.repo.provider };

@@ -121,11 +121,7 @@ export class JobRun {
       finishedAt,
       message: [summarise(resources), ...warnings.map((warning) => `warning: ${warning}`)].join('; '),
     });
-    await this.deps.store.recordFinished(this.environment.name, this.id, {
-      sha,
-      at: finishedAt,
-      inventoryNamespace: this.environment.namespace,
-    });
+    await this.deps.store.recordFinished(this.environment.name, this.id, { sha, at: finishedAt });
     this.finish('succeeded');
     this.logger.info({ sha, objects: resources.length }, 'deploy succeeded');
   }

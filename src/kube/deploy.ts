@@ -15,7 +15,7 @@ import { failuresError, objectFailure, type ObjectFailure } from './failures.js'
 import { isHealthChecked } from './health.js';
 import {
   deleteInventory,
-  inventoryLeftIn,
+  inventoriesLeftIn,
   inventoryName,
   inventoryNamespaceExists,
   mergeInventories,
@@ -24,7 +24,7 @@ import {
   sameRefs,
   writeInventory,
   type Inventory,
-  type InventoryElsewhere,
+  type InventoriesLeft,
 } from './inventory.js';
 import { mapWithConcurrency, settleWithConcurrency } from './map-with-concurrency.js';
 import {
@@ -329,22 +329,37 @@ async function applyEnvironment(
       { permanent: true },
     );
   }
+  const homes = request.inventoryHomes;
   const [home, left, namespaceExists] = await Promise.all([
     readInventory(client, environment, signal),
-    inventoryLeftIn(client, environment, request.inventoryNamespace, signal),
+    inventoriesLeftIn(client, environment, homes?.recorded ?? [], signal),
     inventoryNamespaceExists(client, environment, signal),
   ]);
-  const elsewhere = left ? [left] : [];
-  const previous = mergeInventories([...(home ? [home] : []), ...elsewhere.map((found) => found.inventory)]);
-  if (left) {
+  const previous = mergeInventories([...(home ? [home] : []), ...left.found.map((found) => found.inventory)]);
+  for (const found of left.found) {
     const warning =
-      `inventory of ${environment.name} found in namespace ${left.namespace}, not ${environment.namespace} (the environment's ` +
+      `inventory of ${environment.name} found in namespace ${found.namespace}, not ${environment.namespace} (the environment's ` +
       `namespace was changed): what it lists and git no longer holds is ` +
       `${environment.prune ? 'pruned (where allow.namespaces permits)' : 'left (prune is off)'}, ` +
       `and the inventory moves to ${environment.namespace}`;
     warnings.push(warning);
     logger.warn(warning);
   }
+  for (const namespace of left.unreadable) {
+    const warning =
+      `inventory of ${environment.name} in namespace ${namespace} (where it was before the environment's namespace ` +
+      `was changed) cannot be read (forbidden): what it lists is not pruned until this worker may read it there`;
+    warnings.push(warning);
+    logger.warn(warning);
+  }
+  // Recorded before the first write there, so a move that fails after it is finished (or
+  // undone, should `namespace` change back) by whichever deploy comes next.
+  let homeRecorded = false;
+  const writeHome = async (inventory: Inventory): Promise<void> => {
+    if (!homeRecorded) await homes?.add(environment.namespace);
+    homeRecorded = true;
+    await writeInventory(client, environment, inventory, signal);
+  };
   if (!previous && request.lastAppliedSha && environment.prune) {
     const warning =
       `inventory ConfigMap ${environment.namespace}/${inventoryName(environment.name)} was missing, though ` +
@@ -407,12 +422,10 @@ async function applyEnvironment(
     const added = ordered.map((object) => object.ref).filter((ref) => !known.has(refKey(ref)));
     if (added.length === 0) return;
     await request.assertLockHeld();
-    await writeInventory(
-      client,
-      environment,
-      { revision: previous?.revision ?? '', objects: [...(previous?.objects ?? []), ...added] },
-      signal,
-    );
+    await writeHome({
+      revision: previous?.revision ?? '',
+      objects: [...(previous?.objects ?? []), ...added],
+    });
   };
   const beforeWrite = async (): Promise<void> => {
     await request.assertLockHeld();
@@ -489,7 +502,7 @@ async function applyEnvironment(
     });
   }
 
-  await recordAndPrune(client, request, ordered, previous, elsewhere, results, progress);
+  await recordAndPrune(client, request, ordered, { previous, left, writeHome }, results, progress);
   await written.now();
 
   const overtaken =
@@ -558,17 +571,26 @@ async function recordAndPrune(
   client: ClusterClient,
   request: DeployRequest,
   ordered: readonly PreparedObject[],
-  previous: Inventory | undefined,
-  elsewhere: readonly InventoryElsewhere[],
+  inventories: {
+    previous: Inventory | undefined;
+    left: InventoriesLeft;
+    writeHome: (inventory: Inventory) => Promise<void>;
+  },
   results: Results,
   progress: (message: string, details?: Record<string, unknown>) => void,
 ): Promise<void> {
   const { environment, sha, signal } = request;
-  // Once the inventory in the environment's namespace covers what they listed.
+  const { previous, left, writeHome } = inventories;
+  // Once the inventory in the environment's namespace covers what they listed; a namespace
+  // whose inventory cannot be read stays on record.
   const retireElsewhere = async (): Promise<void> => {
-    for (const found of elsewhere) {
+    for (const found of left.found) {
       await request.assertLockHeld();
       await deleteInventory(client, environment.name, found, signal);
+    }
+    for (const namespace of request.inventoryHomes?.recorded ?? []) {
+      if (namespace !== environment.namespace && !left.unreadable.includes(namespace))
+        await request.inventoryHomes?.remove(namespace);
     }
   };
   const current = ordered.map((object) => object.ref);
@@ -579,7 +601,7 @@ async function recordAndPrune(
 
   if (stale.length > 0) {
     await request.assertLockHeld();
-    await writeInventory(client, environment, { revision: sha, objects: [...current, ...stale] }, signal);
+    await writeHome({ revision: sha, objects: [...current, ...stale] });
     const needed = keptFromPrune(stale, ordered, environment);
     const elsewhere = await keptForOtherEnvironments(
       client,
@@ -599,7 +621,7 @@ async function recordAndPrune(
     for (const [ref, why] of needed) results.extra.push(resultOf(ref, 'skipped', why));
     const kept = [...needed.keys(), ...pruned.failures.map((failure) => failure.ref)];
     await request.assertLockHeld();
-    await writeInventory(client, environment, { revision: sha, objects: [...current, ...kept] }, signal);
+    await writeHome({ revision: sha, objects: [...current, ...kept] });
     await retireElsewhere();
     progress(
       `pruned: ${pruned.results.filter((r) => r.action === 'pruned').length} of ${counted(stale.length, 'stale object')}`,
@@ -618,9 +640,10 @@ async function recordAndPrune(
     return;
   }
   const unchanged = previous && previous.revision === sha && sameRefs(previous.objects, current);
-  if (unchanged && elsewhere.length === 0) return;
-  await request.assertLockHeld();
-  await writeInventory(client, environment, { revision: sha, objects: current }, signal);
+  if (!unchanged || left.found.length > 0) {
+    await request.assertLockHeld();
+    await writeHome({ revision: sha, objects: current });
+  }
   await retireElsewhere();
 }
 

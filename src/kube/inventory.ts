@@ -104,33 +104,42 @@ export interface InventoryElsewhere {
   inventory: Inventory;
 }
 
+/** What pushgate's records say of the environment's inventories outside its namespace. */
+export interface InventoriesLeft {
+  found: InventoryElsewhere[];
+  /** Recorded, but RBAC does not let this worker read there: kept on record, said on the job. */
+  unreadable: string[];
+}
+
 /**
- * The environment's inventory left in `namespace`, where its last successful deploy kept it
- * (pushgate's own record, so never another installation's environment of the same name),
- * when its `namespace` setting has changed since. Flux and Argo CD keep their inventory apart
- * from the target namespace, so a new one prunes what the old one applied; this makes
- * pushgate do the same. Unreadable (RBAC not bound there) counts as none.
+ * The environment's inventories left in `namespaces`: where its deploys wrote one before its
+ * `namespace` setting changed (pushgate's own record, so never another installation's
+ * environment of the same name). Flux and Argo CD keep their inventory apart from the target
+ * namespace, so a new one prunes what the old one applied; this makes pushgate do the same.
  */
-export async function inventoryLeftIn(
+export async function inventoriesLeftIn(
   client: ClusterClient,
   environment: InventoryEnvironment,
-  namespace: string | null | undefined,
+  namespaces: readonly string[],
   signal?: AbortSignal,
-): Promise<InventoryElsewhere | undefined> {
-  if (!namespace || namespace === environment.namespace) return undefined;
-  let live: LiveObject | undefined;
-  try {
-    live = await client.get(CONFIG_MAP, namespace, inventoryName(environment.name), signal);
-  } catch (error) {
-    if (error instanceof KubeApiError && error.status === 403) return undefined;
-    throw error;
+): Promise<InventoriesLeft> {
+  const left: InventoriesLeft = { found: [], unreadable: [] };
+  for (const namespace of namespaces) {
+    if (namespace === environment.namespace) continue;
+    let live: LiveObject | undefined;
+    try {
+      live = await client.get(CONFIG_MAP, namespace, inventoryName(environment.name), signal);
+    } catch (error) {
+      if (!(error instanceof KubeApiError && error.status === 403)) throw error;
+      left.unreadable.push(namespace);
+      continue;
+    }
+    if (live) {
+      const inventory = parseInventory(live, { name: environment.name, namespace });
+      left.found.push({ namespace, uid: live.metadata.uid, inventory });
+    }
   }
-  if (!live) return undefined;
-  return {
-    namespace,
-    uid: live.metadata.uid,
-    inventory: parseInventory(live, { name: environment.name, namespace }),
-  };
+  return left;
 }
 
 /** Deletes the inventory that was read (its uid), not one written there since. */

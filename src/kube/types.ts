@@ -16,11 +16,11 @@ export interface DeployRequest {
    */
   lastAppliedSha?: string | null;
   /**
-   * The namespace that held the environment's inventory after its last successful deploy, by
-   * pushgate's records (null before one): when `namespace` has changed since, the inventory
-   * left there is taken over, pruned from and deleted.
+   * pushgate's record of the namespaces that hold an inventory of the environment: its
+   * `namespace` now and, after that setting changed, the one it had before, until the move is
+   * done (the inventory there taken over, pruned from and deleted).
    */
-  inventoryNamespace?: string | null;
+  inventoryHomes?: InventoryHomes;
   jobId: string;
   logger: Logger;
   /**
@@ -68,6 +68,15 @@ export interface DeployOutcome {
  * A deploy that failed. `resources` holds what was done before the failure (all `skipped`
  * or `failed` when nothing was written), so the job record shows every object's outcome.
  */
+/** Where the environment's inventories are, by pushgate's records (under the environment's lock). */
+export interface InventoryHomes {
+  recorded: readonly string[];
+  /** Called before an inventory is first written in `namespace`. */
+  add(namespace: string): Promise<void>;
+  /** Called once no inventory of the environment is left in `namespace`. */
+  remove(namespace: string): Promise<void>;
+}
+
 export class DeployError extends PushgateError {
   readonly resources: ResourceResult[];
   /** Said before the deploy failed (a lost inventory, say): kept on the failed job. */

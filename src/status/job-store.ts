@@ -59,8 +59,11 @@ export interface EnvironmentStatus {
   lastAppliedSha: string | null;
   lastAppliedAt: string | null;
   lastJobId: string | null;
-  /** Where the last successful deploy kept the environment's inventory (its `namespace` then). */
-  inventoryNamespace: string | null;
+  /**
+   * The namespaces that hold an inventory of the environment, by pushgate's record: its
+   * `namespace` and, while a change of that setting is not yet carried out, the one before.
+   */
+  inventoryNamespaces: string[];
   /**
    * The commit the cluster holds as a whole: `lastAppliedSha`, unless a deploy of another
    * commit has started since (it may have written part or all of that commit, then failed).
@@ -410,21 +413,21 @@ export class JobStore {
   }
 
   async environmentStatus(environment: string): Promise<EnvironmentStatus> {
-    const [lastAppliedSha, lastAppliedAt, lastJobId, deployingSha, inventoryNamespace] =
+    const [lastAppliedSha, lastAppliedAt, lastJobId, deployingSha, inventoryNamespaces] =
       await this.redis.hmget(
         this.keys.environment(environment),
         'lastAppliedSha',
         'lastAppliedAt',
         'lastJobId',
         'deployingSha',
-        'inventoryNamespace',
+        'inventoryNamespaces',
       );
     const starting = deployingSha?.startsWith(DEPLOY_STARTING) ?? false;
     return {
       lastAppliedSha: lastAppliedSha ?? null,
       lastAppliedAt: lastAppliedAt ?? null,
       lastJobId: lastJobId ?? null,
-      inventoryNamespace: inventoryNamespace ?? null,
+      inventoryNamespaces: parseNamespaceList(inventoryNamespaces),
       liveSha: deployingSha === null || deployingSha === lastAppliedSha ? (lastAppliedSha ?? null) : null,
       deployingSha: starting ? null : (deployingSha ?? null),
       deployStarting: starting,
@@ -459,17 +462,41 @@ export class JobStore {
     await this.redis.eval(RESTORE_DEPLOYING_SCRIPT, 1, this.keys.environment(environment), mark);
   }
 
+  /** Under the environment's lock, before its deploy first writes an inventory in `namespace`. */
+  async addInventoryNamespace(environment: string, namespace: string): Promise<void> {
+    const namespaces = await this.inventoryNamespaces(environment);
+    if (namespaces.includes(namespace)) return;
+    await this.redis.hset(
+      this.keys.environment(environment),
+      'inventoryNamespaces',
+      JSON.stringify([...namespaces, namespace]),
+    );
+  }
+
+  /** Under the environment's lock, once no inventory of it is left in `namespace`. */
+  async removeInventoryNamespace(environment: string, namespace: string): Promise<void> {
+    const namespaces = await this.inventoryNamespaces(environment);
+    if (!namespaces.includes(namespace)) return;
+    const kept = namespaces.filter((recorded) => recorded !== namespace);
+    await this.redis.hset(this.keys.environment(environment), 'inventoryNamespaces', JSON.stringify(kept));
+  }
+
+  private async inventoryNamespaces(environment: string): Promise<string[]> {
+    return parseNamespaceList(
+      await this.redis.hget(this.keys.environment(environment), 'inventoryNamespaces'),
+    );
+  }
+
   /** The environment's last job (and commit, when applied); then the history is trimmed. */
   async recordFinished(
     environment: string,
     jobId: string,
-    applied?: { sha: string; at: string; inventoryNamespace?: string },
+    applied?: { sha: string; at: string },
   ): Promise<void> {
     const fields: Record<string, string> = { lastJobId: jobId };
     if (applied) {
       fields.lastAppliedSha = applied.sha;
       fields.lastAppliedAt = applied.at;
-      if (applied.inventoryNamespace) fields.inventoryNamespace = applied.inventoryNamespace;
       // Recorded under the lock: no other deploy has started since this one, whatever a
       // worker that lost its lock may have written meanwhile (it cannot have written the cluster).
       fields.deployingSha = applied.sha;
@@ -485,5 +512,16 @@ export class JobStore {
         new Date(Date.now() - RECENTLY_FINISHED_MS).toISOString(),
       )
       .catch(() => undefined);
+  }
+}
+
+/** A JSON list of namespaces, as addInventoryNamespace writes it; anything else counts as none. */
+function parseNamespaceList(raw: string | null | undefined): string[] {
+  if (raw === null || raw === undefined) return [];
+  try {
+    const parsed: unknown = JSON.parse(raw);
+    return Array.isArray(parsed) ? parsed.filter((item): item is string => typeof item === 'string') : [];
+  } catch {
+    return [];
   }
 }

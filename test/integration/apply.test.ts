@@ -10,7 +10,7 @@ import { closeClusterClients, createClusterClient, type ClusterClient } from '..
 import { deployToCluster, renderForCluster } from '../../src/kube/deploy.js';
 import { readInventory } from '../../src/kube/inventory.js';
 import type { DeployError } from '../../src/kube/types.js';
-import { type DeployRequest } from '../../src/kube/types.js';
+import { type DeployRequest, type InventoryHomes } from '../../src/kube/types.js';
 import { CRDS } from '../../src/kube/shared-containers.js';
 import type { ResourceInfo } from '../../src/manifests/resource-info.js';
 import type { LoadedManifest } from '../../src/manifests/types.js';
@@ -71,6 +71,22 @@ function environmentFor(namespace: string, overrides: Record<string, unknown> = 
     healthTimeout: 0,
     ...overrides,
   });
+}
+
+/** pushgate's record of the environment's inventory namespaces, kept here as the worker keeps it in Redis. */
+function inventoryHomes(...recorded: string[]): InventoryHomes & { recorded: string[] } {
+  const homes = {
+    recorded,
+    add: (namespace: string) => {
+      if (!homes.recorded.includes(namespace)) homes.recorded = [...homes.recorded, namespace];
+      return Promise.resolve();
+    },
+    remove: (namespace: string) => {
+      homes.recorded = homes.recorded.filter((recorded) => recorded !== namespace);
+      return Promise.resolve();
+    },
+  };
+  return homes;
 }
 
 function manifests(...objects: Record<string, unknown>[]): LoadedManifest[] {
@@ -333,8 +349,12 @@ describe('deployToCluster', () => {
     const after = await createTestNamespace('apply-moved-to');
     const env = environmentFor(before.name);
     const kube = client();
-    const first = request(env, manifests(configMap('web'), configMap('only-before')));
+    const homes = inventoryHomes();
+    const first = request(env, manifests(configMap('web'), configMap('only-before')), {
+      inventoryHomes: homes,
+    });
     await deployToCluster(kube, first);
+    expect(homes.recorded).toEqual([before.name]);
 
     // As a rename usually goes: the old namespace is still allowed, so its objects may be pruned.
     const moved = environmentFor(after.name, {
@@ -343,11 +363,7 @@ describe('deployToCluster', () => {
     });
     const outcome = await deployToCluster(
       kube,
-      // As the worker passes it: where the last successful deploy kept the inventory.
-      request(moved, manifests(configMap('web')), {
-        lastAppliedSha: first.sha,
-        inventoryNamespace: before.name,
-      }),
+      request(moved, manifests(configMap('web')), { lastAppliedSha: first.sha, inventoryHomes: homes }),
     );
 
     expect(outcome.resources.map((r) => `${r.namespace}/${r.name}:${r.action}`).sort()).toEqual(
@@ -359,6 +375,7 @@ describe('deployToCluster', () => {
     expect((await readInventory(kube, moved))?.objects).toEqual([
       { apiVersion: 'v1', kind: 'ConfigMap', namespace: after.name, name: 'web' },
     ]);
+    expect(homes.recorded).toEqual([after.name]);
     expect(outcome.warnings).toEqual([
       `inventory of ${env.name} found in namespace ${before.name}, not ${after.name} (the environment's namespace ` +
         `was changed): what it lists and git no longer holds is pruned (where allow.namespaces permits), and the ` +
@@ -368,7 +385,7 @@ describe('deployToCluster', () => {
     // The next deploy finds one inventory, in the new namespace, and nothing to say.
     const again = await deployToCluster(
       kube,
-      request(moved, manifests(configMap('web')), { inventoryNamespace: after.name }),
+      request(moved, manifests(configMap('web')), { inventoryHomes: homes }),
     );
     expect(actions(again.resources)).toEqual(['ConfigMap/web:unchanged']);
     expect(again.warnings).toBeUndefined();
@@ -379,13 +396,14 @@ describe('deployToCluster', () => {
     const after = await createTestNamespace('apply-move-stopped-to');
     const env = environmentFor(before.name);
     const kube = client();
-    await deployToCluster(kube, request(env, manifests(configMap('web'))));
+    const homes = inventoryHomes();
+    await deployToCluster(kube, request(env, manifests(configMap('web')), { inventoryHomes: homes }));
     const moved = environmentFor(after.name, {
       name: env.name,
       allow: { namespaces: [before.name, after.name], clusterScoped: false },
     });
     // The lock is lost as soon as the new inventory records this commit.
-    const stopped = request(moved, manifests(configMap('web')), { inventoryNamespace: before.name });
+    const stopped = request(moved, manifests(configMap('web')), { inventoryHomes: homes });
     stopped.assertLockHeld = async () => {
       if ((await readInventory(kube, moved))?.revision === stopped.sha) throw new Error('lock lost');
     };
@@ -393,15 +411,46 @@ describe('deployToCluster', () => {
     expect(await kube.get(CONFIG_MAPS, before.name, `pushgate-inventory-${env.name}`)).toBeDefined();
 
     // pushgate's record still names the old namespace: the job's retry finishes the move.
+    expect(homes.recorded).toEqual([before.name, after.name]);
     const retried = await deployToCluster(
       kube,
-      request(moved, manifests(configMap('web')), { inventoryNamespace: before.name }),
+      request(moved, manifests(configMap('web')), { inventoryHomes: homes }),
     );
 
     expect(retried.resources.map((r) => `${r.namespace}/${r.name}:${r.action}`)).toContain(
       `${before.name}/web:pruned`,
     );
     expect(await kube.get(CONFIG_MAPS, before.name, `pushgate-inventory-${env.name}`)).toBeUndefined();
+  });
+
+  it('undoes a move whose deploy failed when the namespace changes back: nothing is left in the other', async () => {
+    const first = await createTestNamespace('apply-move-back-a');
+    const second = await createTestNamespace('apply-move-back-b');
+    const allow = { namespaces: [first.name, second.name], clusterScoped: false };
+    const inFirst = environmentFor(first.name, { allow });
+    const inSecond = environmentFor(second.name, { name: inFirst.name, allow, healthTimeout: '1s' });
+    const kube = client();
+    const homes = inventoryHomes();
+    await deployToCluster(kube, request(inFirst, manifests(configMap('web')), { inventoryHomes: homes }));
+    // Moved, with a Deployment that never becomes ready: applied and pruned, then failed.
+    await rejection(
+      deployToCluster(
+        kube,
+        request(inSecond, manifests(configMap('web'), deployment('api')), { inventoryHomes: homes }),
+      ),
+    );
+    expect(homes.recorded).toEqual([second.name]);
+
+    const back = await deployToCluster(
+      kube,
+      request(inFirst, manifests(configMap('web')), { inventoryHomes: homes }),
+    );
+
+    expect(back.resources.map((r) => `${r.namespace}/${r.name}:${r.action}`).sort()).toEqual(
+      [`${first.name}/web:created`, `${second.name}/api:pruned`, `${second.name}/web:pruned`].sort(),
+    );
+    expect(await kube.get(CONFIG_MAPS, second.name, `pushgate-inventory-${inFirst.name}`)).toBeUndefined();
+    expect(homes.recorded).toEqual([first.name]);
   });
 
   it("never takes the inventory of a same-named environment it has no record of (another installation's)", async () => {
@@ -449,7 +498,7 @@ describe('deployToCluster', () => {
 
       const outcome = await deployToCluster(
         namespaced,
-        request(moved, manifests(configMap('web')), { inventoryNamespace: before.name }),
+        request(moved, manifests(configMap('web')), { inventoryHomes: inventoryHomes(before.name) }),
       );
 
       expect(outcome.resources.map((r) => `${r.namespace}/${r.name}:${r.action}`)).toEqual([

@@ -341,7 +341,7 @@ describe('a newer commit during the health wait (real Redis, git, kube-apiserver
     expect(await harness.services.store.environmentStatus('web')).toMatchObject({
       lastAppliedSha: rollbackTarget,
       // Where its inventory is: a later change of `namespace` moves it from there.
-      inventoryNamespace: namespace.name,
+      inventoryNamespaces: [namespace.name],
     });
   });
 
