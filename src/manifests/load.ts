@@ -367,10 +367,13 @@ function isListKind(kind: unknown): boolean {
 
 /**
  * The API leaves out each item's apiVersion and kind in a typed list (`ConfigMapList`): as
- * kubectl does, they are the list's apiVersion and its kind less `List`.
+ * kubectl does, an item that names neither gets the list's apiVersion and its kind less
+ * `List`; one that names only one of them is refused for the other, as kubectl refuses it.
  */
 function typedListItem(item: unknown, listKind: string, apiVersion: unknown): unknown {
   if (listKind === 'List' || typeof item !== 'object' || item === null || Array.isArray(item)) return item;
   const object = item as Record<string, unknown>;
-  return { apiVersion, kind: listKind.slice(0, -'List'.length), ...object };
+  const named = (field: unknown): boolean => typeof field === 'string' && field !== '';
+  if (named(object.apiVersion) || named(object.kind)) return item;
+  return { ...object, apiVersion, kind: listKind.slice(0, -'List'.length) };
 }

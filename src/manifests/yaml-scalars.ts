@@ -5,15 +5,15 @@ import type { ScalarTag, Tags } from 'yaml';
  * reader behind kubectl, Flux and Argo CD (go-yaml v2 as sigs.k8s.io/yaml uses it): an
  * unquoted value means the same to pushgate as to `kubectl apply`. yaml's own 1.1 numbers
  * differ in ways that change a manifest silently: `e2` and `.` are NaN there (sent as null),
- * and `12:30` is a base-60 750 there while Go keeps it a string. Timestamps and binary stay
- * strings, as Go hands them to JSON.
+ * and `12:30` is a base-60 750 there while Go keeps it a string. Timestamps stay strings, as
+ * Go hands them to JSON, and `!!binary` is the text its base64 decodes to.
  */
 export function kubernetesYamlTags(tags: Tags): Tags {
   const kept = tags.filter((tag) => {
     const name = typeof tag === 'string' ? tag : tag.tag;
     return !REPLACED_TAGS.has(name);
   });
-  return [...kept, notANumber, goNumber, explicitInt, explicitFloat];
+  return [...kept, notANumber, goNumber, explicitInt, explicitFloat, explicitBinary];
 }
 
 const INT_TAG = 'tag:yaml.org,2002:int';
@@ -48,21 +48,42 @@ const notANumber: ScalarTag = {
  * An explicit `!!int` or `!!float` (yaml looks these up by name, not by test): a value Go
  * cannot read as one is refused, as Go refuses it ("cannot decode !!str … as a !!int").
  */
-function explicitNumber(tag: string, name: string, fits: (value: number) => boolean): ScalarTag {
+function explicitNumber(
+  tag: string,
+  name: string,
+  read: (text: string) => number | string | undefined,
+): ScalarTag {
   return {
     tag,
     identify: (value) => typeof value === 'number',
     resolve(value, onError) {
       if (NOT_A_NUMBER.test(value)) return refuseNotANumber(value, onError);
-      const number = resolveGoNumber(value);
-      if (typeof number === 'number' && fits(number)) return number;
+      const number = read(value);
+      if (typeof number === 'number') return number;
       onError(`"${value}" is not ${name}`);
       return value;
     },
   };
 }
-const explicitInt = explicitNumber(INT_TAG, 'an integer (!!int)', Number.isInteger);
-const explicitFloat = explicitNumber(FLOAT_TAG, 'a number (!!float)', () => true);
+// Go takes for !!int only what it resolves as one: not `1.0`, `1e3`, or `018`.
+const explicitInt = explicitNumber(INT_TAG, 'an integer (!!int)', (text) =>
+  goInteger(text.replaceAll('_', '')),
+);
+const explicitFloat = explicitNumber(FLOAT_TAG, 'a number (!!float)', resolveGoNumber);
+
+/**
+ * `!!binary` is base64 to Go, decoded to the bytes it names (a string once in JSON); yaml's
+ * own 1.1 binary tag would make it a Uint8Array.
+ */
+const explicitBinary: ScalarTag = {
+  tag: 'tag:yaml.org,2002:binary',
+  resolve(value, onError) {
+    const compact = value.replace(/\s+/g, '');
+    if (/^[A-Za-z0-9+/]*={0,2}$/.test(compact)) return Buffer.from(compact, 'base64').toString('utf8');
+    onError('a !!binary value is not base64');
+    return value;
+  },
+};
 
 /** Every unquoted value that Go might read as a number: the ones it does not stay strings. */
 const goNumber: ScalarTag = {
@@ -92,18 +113,23 @@ export function resolveGoNumber(text: string): number | string {
     return Number.isFinite(value) ? value : text;
   }
   const plain = text.replaceAll('_', '');
-  const integer = GO_INTEGER.exec(plain);
-  if (integer) {
-    const [, sign, digits = ''] = integer;
-    const magnitude = BigInt(/^0[0-7]/.test(digits) ? `0o${digits.slice(1)}` : digits.toLowerCase());
-    const value = sign === '-' ? -magnitude : magnitude;
-    const fitsInt64 = value >= INT64_MIN && value <= INT64_MAX;
-    const fitsUint64 = sign === '' && value <= UINT64_MAX; // ParseUint takes no sign
-    if (fitsInt64 || fitsUint64) return Number(value);
-  }
+  const integer = goInteger(plain);
+  if (integer !== undefined) return integer;
   if (GO_FLOAT.test(plain)) {
     const value = Number(plain);
     if (Number.isFinite(value)) return value;
   }
   return text;
+}
+
+/** strconv.ParseInt with base 0, else ParseUint: undefined where both fail. */
+function goInteger(plain: string): number | undefined {
+  const integer = GO_INTEGER.exec(plain);
+  if (!integer) return undefined;
+  const [, sign, digits = ''] = integer;
+  const magnitude = BigInt(/^0[0-7]/.test(digits) ? `0o${digits.slice(1)}` : digits.toLowerCase());
+  const value = sign === '-' ? -magnitude : magnitude;
+  const fitsInt64 = value >= INT64_MIN && value <= INT64_MAX;
+  const fitsUint64 = sign === '' && value <= UINT64_MAX; // ParseUint takes no sign
+  return fitsInt64 || fitsUint64 ? Number(value) : undefined;
 }

@@ -93,7 +93,7 @@ describe('loadManifests', () => {
         // As the API writes them: items without apiVersion and kind, which the list gives.
         items: [
           { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'exported' } },
-          { metadata: { name: 'bare' } },
+          { apiVersion: null, kind: null, metadata: { name: 'bare' } },
         ],
       }),
     );

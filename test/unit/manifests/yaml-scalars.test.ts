@@ -60,12 +60,15 @@ describe('unquoted YAML values are read as kubectl reads them', () => {
     expect(read(value)).toStrictEqual(expected);
   });
 
-  it('reads explicit !!int and !!float as Go does, refusing what is not one', () => {
+  it('reads explicit !!int, !!float and !!binary as Go does, refusing what is not one', () => {
     expect(read('!!float 1.5')).toBe(1.5);
     expect(read('!!float 1')).toBe(1);
     expect(read('!!int 0x1F')).toBe(31);
     expect(read('!!str 0755')).toBe('0755');
     expect(() => read('!!int 1.5')).toThrow('"1.5" is not an integer (!!int)');
+    for (const notAnInt of ['1.0', '1e3', '018', '18446744073709551616'])
+      expect(() => read(`!!int ${notAnInt}`)).toThrow(`"${notAnInt}" is not an integer (!!int)`);
+    expect(read('!!binary aGVsbG8=')).toBe('hello');
     expect(() => read('!!float abc')).toThrow('"abc" is not a number (!!float)');
     expect(() => read('!!float .nan')).toThrow('.nan is not a number JSON can carry');
   });
