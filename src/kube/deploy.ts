@@ -355,6 +355,11 @@ async function applyEnvironment(
   // Recorded before the first write there, so a move that fails after it is finished (or
   // undone, should `namespace` change back) by whichever deploy comes next.
   let homeRecorded = false;
+  // An inventory written before pushgate kept this record gets on it now: a later move finds it.
+  if (home && homes && !homes.recorded.includes(environment.namespace)) {
+    await homes.add(environment.namespace);
+    homeRecorded = true;
+  }
   const writeHome = async (inventory: Inventory): Promise<void> => {
     if (!homeRecorded) await homes?.add(environment.namespace);
     homeRecorded = true;

@@ -383,12 +383,18 @@ describe('deployToCluster', () => {
     ]);
 
     // The next deploy finds one inventory, in the new namespace, and nothing to say.
-    const again = await deployToCluster(
-      kube,
-      request(moved, manifests(configMap('web')), { inventoryHomes: homes }),
-    );
+    const againRequest = request(moved, manifests(configMap('web')), { inventoryHomes: homes });
+    const again = await deployToCluster(kube, againRequest);
     expect(actions(again.resources)).toEqual(['ConfigMap/web:unchanged']);
     expect(again.warnings).toBeUndefined();
+    // An inventory nobody recorded (written before pushgate kept the record) gets on it at the
+    // next deploy, even one that changes nothing.
+    const unrecorded = inventoryHomes();
+    await deployToCluster(
+      kube,
+      request(moved, manifests(configMap('web')), { inventoryHomes: unrecorded, sha: againRequest.sha }),
+    );
+    expect(unrecorded.recorded).toEqual([after.name]);
   });
 
   it('finishes a move that stopped after writing the new inventory: the next deploy still retires the old one', async () => {
