@@ -81,6 +81,7 @@ export async function runDeployPipeline(deps: PipelineDeps, job: PipelineJob): P
     await job.supersedeQueuedBehind?.(decision.sha, queuedBefore);
     return await applyCommit(deps, job, decision.sha, {
       lastAppliedSha,
+      installation: await deps.store.installationId(),
       inventoryHomes: {
         recorded: inventoryNamespaces,
         add: (namespace) => deps.store.addInventoryNamespace(environment.name, namespace),
@@ -102,7 +103,7 @@ async function applyCommit(
   deps: PipelineDeps,
   job: PipelineJob,
   sha: string,
-  lastDeploy: Pick<DeployRequest, 'lastAppliedSha' | 'inventoryHomes'>,
+  lastDeploy: Pick<DeployRequest, 'lastAppliedSha' | 'inventoryHomes' | 'installation'>,
 ): Promise<PipelineResult> {
   const { environment, logger } = job;
   const repo = { url: environment.repo.url, provider: environment.repo.provider };

@@ -21,6 +21,7 @@ import {
   mergeInventories,
   readInventory,
   refKey,
+  sameInstallation,
   sameRefs,
   writeInventory,
   type Inventory,
@@ -332,9 +333,18 @@ async function applyEnvironment(
   const homes = request.inventoryHomes;
   const [home, left, namespaceExists] = await Promise.all([
     readInventory(client, environment, signal),
-    inventoriesLeftIn(client, environment, homes?.recorded ?? [], signal),
+    inventoriesLeftIn(client, environment, homes?.recorded ?? [], signal, request.installation),
     inventoryNamespaceExists(client, environment, signal),
   ]);
+  if (home && !sameInstallation(home, request.installation)) {
+    throw new DeployError(
+      'apply_rejected',
+      `inventory ConfigMap ${environment.namespace}/${inventoryName(environment.name)} was written by another pushgate ` +
+        `installation, whose environment has the same name: installations that share a cluster must name their ` +
+        `environments apart (docs/production.md); nothing was changed`,
+      { permanent: true },
+    );
+  }
   const previous = mergeInventories([...(home ? [home] : []), ...left.found.map((found) => found.inventory)]);
   for (const found of left.found) {
     const warning =
@@ -363,7 +373,7 @@ async function applyEnvironment(
   const writeHome = async (inventory: Inventory): Promise<void> => {
     if (!homeRecorded) await homes?.add(environment.namespace);
     homeRecorded = true;
-    await writeInventory(client, environment, inventory, signal);
+    await writeInventory(client, environment, inventory, signal, request.installation);
   };
   if (!previous && request.lastAppliedSha && environment.prune) {
     const warning =
@@ -613,6 +623,7 @@ async function recordAndPrune(
       environment.name,
       stale.filter((ref) => !needed.has(ref)),
       signal,
+      request.installation,
     );
     for (const [ref, why] of elsewhere) needed.set(ref, why);
     const pruned = await pruneObjects(

@@ -22,6 +22,16 @@ import { KubeApiError } from './http.js';
 export interface Inventory {
   revision: string;
   objects: ObjectRef[];
+  /** The pushgate installation that wrote it (absent on one written before the stamp). */
+  installation?: string;
+}
+
+/** Which pushgate installation (one Redis, one prefix) wrote an inventory. */
+export const INSTALLATION_ANNOTATION = 'pushgate.dev/installation';
+
+/** True unless both are known and differ: an unstamped inventory predates the stamp. */
+export function sameInstallation(inventory: Inventory, installation: string | undefined): boolean {
+  return !inventory.installation || !installation || inventory.installation === installation;
 }
 
 export const INVENTORY_LABEL = 'pushgate.dev/inventory';
@@ -76,23 +86,29 @@ export async function readInventory(
 
 /**
  * Every other environment's inventory in the cluster (any namespace), by environment: what
- * they own. One that does not parse is left out.
+ * they own; a same-named environment of another installation counts as another. One that
+ * does not parse is left out.
  */
 export async function otherInventories(
   client: ClusterClient,
   environment: string,
   signal?: AbortSignal,
+  installation?: string,
 ): Promise<Map<string, Inventory>> {
   const items = await client.list(CONFIG_MAP, undefined, signal, `${INVENTORY_LABEL}=true`);
   const found = new Map<string, Inventory>();
   for (const item of items) {
     const owner = item.metadata.labels?.[ENVIRONMENT_LABEL];
-    if (!owner || owner === environment || item.metadata.name !== inventoryName(owner)) continue;
+    if (!owner || item.metadata.name !== inventoryName(owner)) continue;
+    let inventory: Inventory;
     try {
-      found.set(owner, parseInventory(item, { name: owner, namespace: item.metadata.namespace ?? '' }));
+      inventory = parseInventory(item, { name: owner, namespace: item.metadata.namespace ?? '' });
     } catch {
-      // Its own deploys report it; here it only cannot count.
+      continue; // Its own deploys report it; here it only cannot count.
     }
+    if (owner !== environment) found.set(owner, inventory);
+    else if (!sameInstallation(inventory, installation))
+      found.set(`${owner} of another pushgate installation`, inventory);
   }
   return found;
 }
@@ -122,6 +138,7 @@ export async function inventoriesLeftIn(
   environment: InventoryEnvironment,
   namespaces: readonly string[],
   signal?: AbortSignal,
+  installation?: string,
 ): Promise<InventoriesLeft> {
   const left: InventoriesLeft = { found: [], unreadable: [] };
   for (const namespace of namespaces) {
@@ -134,10 +151,11 @@ export async function inventoriesLeftIn(
       left.unreadable.push(namespace);
       continue;
     }
-    if (live) {
-      const inventory = parseInventory(live, { name: environment.name, namespace });
+    if (!live) continue;
+    const inventory = parseInventory(live, { name: environment.name, namespace });
+    // Another installation's same-named environment may have moved in since: not ours to take.
+    if (sameInstallation(inventory, installation))
       left.found.push({ namespace, uid: live.metadata.uid, inventory });
-    }
   }
   return left;
 }
@@ -182,16 +200,22 @@ function parseInventory(live: LiveObject, environment: InventoryEnvironment): In
     }
     objects.push(parsed.data);
   }
-  return { revision: data.revision ?? '', objects };
+  const installation = live.metadata.annotations?.[INSTALLATION_ANNOTATION];
+  return { revision: data.revision ?? '', objects, ...(installation ? { installation } : {}) };
 }
 
-export function inventoryObject(environment: InventoryEnvironment, inventory: Inventory): LiveObject {
+export function inventoryObject(
+  environment: InventoryEnvironment,
+  inventory: Inventory,
+  installation?: string,
+): LiveObject {
   return {
     apiVersion: 'v1',
     kind: 'ConfigMap',
     metadata: {
       name: inventoryName(environment.name),
       namespace: environment.namespace,
+      ...(installation ? { annotations: { [INSTALLATION_ANNOTATION]: installation } } : {}),
       labels: {
         [ENVIRONMENT_LABEL]: environment.name,
         [INVENTORY_LABEL]: 'true',
@@ -210,8 +234,9 @@ export async function writeInventory(
   environment: InventoryEnvironment,
   inventory: Inventory,
   signal?: AbortSignal,
+  installation?: string,
 ): Promise<void> {
-  await client.apply(CONFIG_MAP, inventoryObject(environment, inventory), { signal });
+  await client.apply(CONFIG_MAP, inventoryObject(environment, inventory, installation), { signal });
 }
 
 /** The inventory lives in the environment's namespace: fail before any write when it cannot. */

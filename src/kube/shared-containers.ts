@@ -33,13 +33,14 @@ export async function keptForOtherEnvironments(
   environment: string,
   stale: readonly ObjectRef[],
   signal?: AbortSignal,
+  installation?: string,
 ): Promise<Map<ObjectRef, string>> {
   const candidates = stale.filter((ref) => isNamespace(ref) || isCrd(ref));
   const kept = new Map<ObjectRef, string>();
   if (candidates.length === 0) return kept;
   let others: Awaited<ReturnType<typeof otherInventories>>;
   try {
-    others = await otherInventories(client, environment, signal);
+    others = await otherInventories(client, environment, signal, installation);
   } catch (error) {
     const why = `not pruned: could not check that no other environment has objects in or of it (${errorMessage(error)})`;
     for (const ref of candidates) kept.set(ref, why);

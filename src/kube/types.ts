@@ -21,6 +21,8 @@ export interface DeployRequest {
    * done (the inventory there taken over, pruned from and deleted).
    */
   inventoryHomes?: InventoryHomes;
+  /** This pushgate installation's id, stamped on the inventories it writes. */
+  installation?: string;
   jobId: string;
   logger: Logger;
   /**

@@ -25,6 +25,8 @@ export interface Keys {
    * job does not have (no delivery id, no sha), where `''` would name another cluster slot.
    */
   absent: string;
+  /** This installation's id, made once: stamped on the inventories its deploys write. */
+  installation: string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -44,5 +46,6 @@ export function createKeys(prefix: string): Keys {
     commitStatusDue: `${tag}:commit-status-due`,
     commitStatusLease: (environment, sha) => `${tag}:commit-status-lease:${environment}:${sha}`,
     absent: `${tag}:absent`,
+    installation: `${tag}:installation`,
   };
 }

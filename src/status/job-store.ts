@@ -231,6 +231,7 @@ export function newJobRecord(request: ClaimRequest): JobRecord {
 export class JobStore {
   /** The claim as a command of the connection: ioredis sends its text once, then EVALSHA. */
   private readonly commander: ClaimCommander;
+  private installation: Promise<string> | undefined;
 
   constructor(
     private readonly redis: Redis,
@@ -460,6 +461,23 @@ export class JobStore {
    */
   async restoreDeploying(environment: string, mark: string): Promise<void> {
     await this.redis.eval(RESTORE_DEPLOYING_SCRIPT, 1, this.keys.environment(environment), mark);
+  }
+
+  /**
+   * This installation's id (one Redis, one prefix), made by whichever process asks first: it
+   * tells this installation's inventories from those of another on the same cluster.
+   */
+  async installationId(): Promise<string> {
+    this.installation ??= (async () => {
+      await this.redis.set(this.keys.installation, randomUUID(), 'NX');
+      const id = await this.redis.get(this.keys.installation);
+      if (!id) throw new Error('the installation id could not be read back from Redis');
+      return id;
+    })().catch((error: unknown) => {
+      this.installation = undefined;
+      throw error;
+    });
+    return this.installation;
   }
 
   /** Under the environment's lock, before its deploy first writes an inventory in `namespace`. */

@@ -459,6 +459,64 @@ describe('deployToCluster', () => {
     expect(homes.recorded).toEqual([first.name]);
   });
 
+  it("keeps two installations' same-named environments apart: neither takes, prunes from nor deletes the other's inventory", async () => {
+    const theirs = await createTestNamespace('apply-installations-theirs');
+    const ours = await createTestNamespace('apply-installations-ours');
+    const allow = { namespaces: ['*'], clusterScoped: false };
+    const env = environmentFor(theirs.name, { allow });
+    const kube = client();
+    await deployToCluster(kube, request(env, manifests(configMap('web')), { installation: 'one' }));
+
+    // Deployed by the other installation to the same namespace: refused, nothing written.
+    const clash = await rejection(
+      deployToCluster(kube, request(env, manifests(configMap('other')), { installation: 'two' })),
+    );
+    expect(clash.message).toMatch(
+      /was written by another pushgate installation, whose environment has the same name/,
+    );
+    expect(await kube.get(CONFIG_MAPS, theirs.name, 'other')).toBeUndefined();
+
+    // Its record names that namespace (it deployed there once): the inventory found there now is not its own.
+    const homes = inventoryHomes(theirs.name);
+    const moved = await deployToCluster(
+      kube,
+      request(environmentFor(ours.name, { name: env.name, allow }), manifests(configMap('web')), {
+        installation: 'two',
+        inventoryHomes: homes,
+      }),
+    );
+    expect(moved.resources.map((r) => `${r.namespace}/${r.name}:${r.action}`)).toEqual([
+      `${ours.name}/web:created`,
+    ]);
+    expect(await kube.get(CONFIG_MAPS, theirs.name, 'web')).toBeDefined();
+    expect((await readInventory(kube, env))?.installation).toBe('one');
+    expect(homes.recorded).toEqual([ours.name]);
+  });
+
+  it('keeps a Namespace that a same-named environment of another installation has objects in', async () => {
+    const home = await createTestNamespace('apply-installations-home');
+    const shared = uniqueNamespaceName('apply-installations-shared');
+    const declaring = environmentFor(home.name, { allow: { namespaces: ['*'], clusterScoped: true } });
+    const kube = client();
+    const namespace = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: shared } };
+    await deployToCluster(
+      kube,
+      request(declaring, manifests(namespace, configMap('web')), { installation: 'two' }),
+    );
+    const other = environmentFor(shared, { name: declaring.name });
+    await deployToCluster(kube, request(other, manifests(configMap('theirs')), { installation: 'one' }));
+
+    const outcome = await deployToCluster(
+      kube,
+      request(declaring, manifests(configMap('web')), { installation: 'two' }),
+    );
+
+    expect(outcome.resources.find((r) => r.kind === 'Namespace')).toMatchObject({
+      action: 'skipped',
+      message: `not pruned: environment ${declaring.name} of another pushgate installation has objects in it (deleting it would delete them)`,
+    });
+  });
+
   it("never takes the inventory of a same-named environment it has no record of (another installation's)", async () => {
     const theirs = await createTestNamespace('apply-same-name-theirs');
     const ours = await createTestNamespace('apply-same-name-ours');
