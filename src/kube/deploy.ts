@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { EnvironmentConfig } from '../config/schema.js';
 import { counted } from '../lib/counted.js';
 import { errorMessage } from '../lib/errors.js';
@@ -451,6 +452,7 @@ async function applyEnvironment(
     applyChanged(client, objects, actions, plannedBy, results, beforeWrite, signal, written);
 
   const stageOne = ordered.filter((object) => object.stage === 1);
+  let crdsChanged = false;
   if (stageOne.some((object) => actions.get(object) !== 'unchanged')) {
     const failures = await applyObjects(stageOne);
     await recordOwnership();
@@ -462,6 +464,7 @@ async function applyEnvironment(
       (object) => object.ref.kind === 'CustomResourceDefinition' && actions.get(object) !== 'unchanged',
     );
     if (changedCrds.length > 0) {
+      crdsChanged = true;
       await waitForCrdsEstablished(client, changedCrds, () => results.list(), signal);
       client.discovery.invalidate();
     }
@@ -472,7 +475,15 @@ async function applyEnvironment(
   }
 
   if (deferred.size > 0) {
-    const late = await planObjects(client, [...deferred], signal);
+    let late = await planObjects(client, [...deferred], signal);
+    // Established is not yet applied-with: the API server's apply schema of a changed CRD lags
+    // a moment, refusing a field its new version declares. The commit's schema was checked
+    // before any write, so such a refusal now is that lag: asked again until it passes.
+    const until = Date.now() + CRD_SCHEMA_LAG_MS;
+    while (crdsChanged && late.failures.some(isSchemaLag) && Date.now() < until) {
+      await sleep(250, undefined, { signal });
+      late = await planObjects(client, [...deferred], signal);
+    }
     for (const planned of late.planned) {
       actions.set(planned.object, planned.action);
       plannedBy.set(planned.object, planned);
@@ -738,6 +749,16 @@ async function checkHealth(
     permanent: true,
     resources: results.list(),
   });
+}
+
+/** How long a changed CRD's new schema may take to reach the API server's apply. */
+const CRD_SCHEMA_LAG_MS = 10_000;
+
+function isSchemaLag(failure: ObjectFailure): boolean {
+  return (
+    failure.message.includes('failed to create typed patch object') &&
+    failure.message.includes('not declared in schema')
+  );
 }
 
 /** What the apply said of an object (`replaced: …`) stays in front of what its health adds. */
