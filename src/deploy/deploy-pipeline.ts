@@ -1,5 +1,6 @@
 import type { EnvironmentConfig } from '../config/schema.js';
 import type { MirrorCache } from '../git/mirror-cache.js';
+import type { DeployRequest } from '../kube/types.js';
 import type { Logger } from '../lib/logger.js';
 import { errorMessage } from '../lib/errors.js';
 import { loadManifests } from '../manifests/load.js';
@@ -8,7 +9,6 @@ import type { JobState, ResourceResult } from '../status/job-record.js';
 import type { JobStore } from '../status/job-store.js';
 import type { ApplyEngine } from './apply-engine.js';
 import type { HeldLock } from './environment-lock.js';
-import type { DeployRequest } from '../kube/types.js';
 import { watchForNewerCommit } from './newer-commit.js';
 import { decideTarget } from './target-decision.js';
 

@@ -129,9 +129,10 @@ export interface InventoriesLeft {
 
 /**
  * The environment's inventories left in `namespaces`: where its deploys wrote one before its
- * `namespace` setting changed (pushgate's own record, so never another installation's
- * environment of the same name). Flux and Argo CD keep their inventory apart from the target
- * namespace, so a new one prunes what the old one applied; this makes pushgate do the same.
+ * `namespace` setting changed, by pushgate's own record; one stamped by another installation
+ * (a same-named environment that moved in since) is not among them. Flux and Argo CD keep
+ * their inventory apart from the target namespace, so a new one prunes what the old one
+ * applied; this makes pushgate do the same.
  */
 export async function inventoriesLeftIn(
   client: ClusterClient,
