@@ -229,7 +229,7 @@ ${environment('bench-bulk')}
       env: { ...process.env, LOG_LEVEL: 'warn', PUSHGATE_CACHE_DIR: join(dir, 'cache') },
       stdio: ['ignore', 'ignore', 'inherit'],
     });
-    services = connectProducer(redis.url, PREFIX);
+    services = connectProducer({ url: redis.url, cluster: false }, PREFIX);
     await waitForRedis(services.redis, 10_000);
 
     const kubectlClones: Record<string, KubectlPath> = {};

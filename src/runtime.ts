@@ -1,12 +1,11 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { loadConfig, resolveConfigPath, type Env, type LoadOptions } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { readSecrets, type Secrets } from './config/secrets.js';
 import { createLogger, logLevelFromEnv, type Logger } from './lib/logger.js';
 import { ConfigError } from './lib/errors.js';
-import { createRedis } from './queue/connection.js';
+import { createRedis, type RedisClient, type RedisEndpoint } from './queue/connection.js';
 import type { DeployJobData } from './queue/job-data.js';
 import { createKeys, type Keys } from './queue/keys.js';
 import { createDeployQueue, DeployProducer } from './queue/producer.js';
@@ -31,29 +30,29 @@ export function loadRuntime(configFlag: string | undefined, env: Env, options: L
 /** The Redis-side services the receiver (and the CLI) use: fail-fast connection, queue, job records. */
 export interface ProducerServices {
   keys: Keys;
-  redis: Redis;
+  redis: RedisClient;
   store: JobStore;
   queue: Queue<DeployJobData>;
   producer: DeployProducer;
   close(): Promise<void>;
 }
 
-export function requireRedisUrl(config: Config, command: string): string {
+export function requireRedisEndpoint(config: Config, command: string): RedisEndpoint {
   const url = config.redis.url;
   if (!url) {
     throw new ConfigError(
       `redis.url is not set: set REDIS_URL (redis://host:6379) for pushgate ${command}, or use pushgate start, which runs its own redis-server`,
     );
   }
-  return url;
+  return { url, cluster: config.redis.cluster };
 }
 
 /** Past the connect timeout (createRedis), by which a socket still opening has been destroyed. */
 const CLOSE_WAIT_MS = 2_000;
 
-export function connectProducer(url: string, prefix: string): ProducerServices {
+export function connectProducer(endpoint: RedisEndpoint, prefix: string): ProducerServices {
   const keys = createKeys(prefix);
-  const redis = createRedis(url, 'producer');
+  const redis = createRedis(endpoint, 'producer');
   const store = new JobStore(redis, keys);
   const queue = createDeployQueue(redis, keys);
   const producer = new DeployProducer(queue, store, redis);

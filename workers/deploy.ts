@@ -92,7 +92,8 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
   const lockDurationMs = options.lockDurationMs ?? DEFAULT_LOCK_DURATION_MS;
   const keys = createKeys(config.redis.prefix);
   // Job records and locks on a connection of their own: the Worker's blocks on BZPOPMIN.
-  const redis = createRedis(options.redisUrl, 'worker');
+  const endpoint = { url: options.redisUrl, cluster: config.redis.cluster };
+  const redis = createRedis(endpoint, 'worker');
   try {
     await waitForRedisSaying(redis, (error) =>
       logger.warn({ err: error.message }, 'Redis does not answer yet; the worker takes jobs once it does'),
@@ -133,7 +134,7 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
   const processor = (job: Job<DeployJobData>, token?: string) => processDeployJob(job, token, deps);
 
   // BullMQ does not close a connection it was given: we do, in close().
-  const workerConnection = createRedis(options.redisUrl, 'worker');
+  const workerConnection = createRedis(endpoint, 'worker');
   const worker = new Worker<DeployJobData>(DEPLOY_QUEUE, processor, {
     connection: workerConnection,
     prefix: keys.bullPrefix,

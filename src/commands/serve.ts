@@ -3,8 +3,9 @@ import { serverEndpoints } from '../http/endpoints.js';
 import { listen } from '../http/server.js';
 import { createMetrics, initialiseSeries } from '../lib/metrics.js';
 import { waitForShutdownSignal } from '../lib/shutdown.js';
-import { waitForRedis } from '../queue/connection.js';
-import { connectProducer, loadRuntime, requireRedisUrl } from '../runtime.js';
+import { errorMessage } from '../lib/errors.js';
+import { RedisModeError, waitForRedis } from '../queue/connection.js';
+import { connectProducer, loadRuntime, requireRedisEndpoint } from '../runtime.js';
 import type { CommandArgs } from './command.js';
 import { logStartupWarnings } from './startup-warnings.js';
 
@@ -14,15 +15,21 @@ const REDIS_START_WAIT_MS = 5_000;
 export async function runServe(args: CommandArgs): Promise<number> {
   const runtime = loadRuntime(args.config, args.env);
   const { config, secrets, logger } = runtime;
-  const services = connectProducer(requireRedisUrl(config, 'serve'), config.redis.prefix);
+  const services = connectProducer(requireRedisEndpoint(config, 'serve'), config.redis.prefix);
   const metrics = createMetrics();
   initialiseSeries(metrics, { webhooks: true });
   const app = createApp({ config, secrets, logger, metrics, ...services });
   // Give Redis a moment so the first deliveries are not refused; past that, serve anyway:
   // /readyz says 503 and webhooks get 503 (the sender redelivers) until Redis answers.
-  await waitForRedis(services.redis, REDIS_START_WAIT_MS).catch(() =>
-    logger.warn('Redis does not answer yet; webhooks get 503 until it does'),
-  );
+  // Except when Redis is not in the mode redis.cluster says: no wait can mend that (exit 2).
+  await waitForRedis(services.redis, REDIS_START_WAIT_MS).catch(async (error: unknown) => {
+    if (!(error instanceof RedisModeError)) {
+      logger.warn({ err: errorMessage(error) }, 'Redis does not answer yet; webhooks get 503 until it does');
+      return;
+    }
+    await services.close();
+    throw error;
+  });
   const server = await listen(app, config.server.host, config.server.port);
   logger.info(
     {

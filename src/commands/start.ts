@@ -41,7 +41,8 @@ export async function runStart(args: CommandArgs): Promise<number> {
       environments: config.environments.map((environment) => environment.name),
       statusProviders: statusProviders(secrets),
     });
-    const services = connectProducer(redisUrl, config.redis.prefix);
+    // An embedded redis-server is standalone: redis.cluster needs redis.url (the schema says so).
+    const services = connectProducer({ url: redisUrl, cluster: config.redis.cluster }, config.redis.prefix);
     let worker: DeployWorker | undefined;
     let server: Awaited<ReturnType<typeof listen>> | undefined;
     try {

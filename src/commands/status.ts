@@ -14,7 +14,10 @@ const REDIS_TIMEOUT_MS = 5_000;
 export async function runStatus(args: CommandArgs): Promise<number> {
   // `url: ${REDIS_URL}` unset: the Redis of a pushgate start in this folder (clientRedisUrl).
   const { config } = loadRuntime(args.config, args.env, { unsetWhenVariableMissing: ['redis.url'] });
-  const services = connectProducer(clientRedisUrl(config, 'status'), config.redis.prefix);
+  const services = connectProducer(
+    { url: clientRedisUrl(config, 'status'), cluster: config.redis.cluster },
+    config.redis.prefix,
+  );
   try {
     await waitForRedis(services.redis, REDIS_TIMEOUT_MS);
     const [jobId] = args.positionals;

@@ -27,7 +27,10 @@ export async function runSync(args: CommandArgs): Promise<number> {
     args.stderr.write(`pushgate sync: unknown environment "${name}" (configured: ${listNames(config)})\n`);
     return 2;
   }
-  const services = connectProducer(clientRedisUrl(config, 'sync'), config.redis.prefix);
+  const services = connectProducer(
+    { url: clientRedisUrl(config, 'sync'), cluster: config.redis.cluster },
+    config.redis.prefix,
+  );
   try {
     // The enqueue says whether Redis can be used; the wait says why not (a refused password, TLS).
     const waited = await waitForRedis(services.redis, REDIS_WAIT_MS).then(

@@ -4,13 +4,13 @@ import { UsageError } from '../lib/errors.js';
 import { createMetrics, initialiseSeries, statusProviders } from '../lib/metrics.js';
 import { serveWorkerMetrics } from '../http/worker-metrics-server.js';
 import { kubeconfigProblems } from '../kube/cluster.js';
-import { loadRuntime, requireRedisUrl } from '../runtime.js';
+import { loadRuntime, requireRedisEndpoint } from '../runtime.js';
 import type { CommandArgs } from './command.js';
 
 /** `pushgate worker`: takes deploy jobs until SIGTERM/SIGINT, then finishes (or hands back) the current ones. */
 export async function runWorker(args: CommandArgs): Promise<number> {
   const runtime = loadRuntime(args.config, args.env);
-  const redisUrl = requireRedisUrl(runtime.config, 'worker');
+  const { url: redisUrl } = requireRedisEndpoint(runtime.config, 'worker');
   // Not fatal: the other clusters' deploys go on, and a kubeconfig mounted late is read at the next job.
   for (const problem of kubeconfigProblems(runtime.config.clusters, args.env)) {
     runtime.logger.warn(

@@ -87,8 +87,30 @@ export const redisSchema = z
       .string()
       .regex(/^[A-Za-z0-9_.-]+$/, 'must be letters, digits, _ . or -')
       .default('pushgate'),
+    /** A Redis Cluster: `url` names one of its nodes, the others are discovered from it. */
+    cluster: boolean.default(false),
   })
-  .strict();
+  .strict()
+  .superRefine((redis, ctx) => {
+    if (!redis.cluster) return;
+    if (!redis.url) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['cluster'],
+        message:
+          'needs redis.url (a node of the cluster): the private redis-server of pushgate start is not a cluster',
+      });
+      return;
+    }
+    // A Redis Cluster has only database 0.
+    if (!/^rediss?:\/\/[^/]*\/?(0)?(\?.*)?$/.test(redis.url)) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['url'],
+        message: 'a Redis Cluster has only database 0: remove the database number from the URL',
+      });
+    }
+  });
 
 export const clusterSchema = z
   .object({

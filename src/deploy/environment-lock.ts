@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../queue/connection.js';
 import { PushgateError } from '../lib/errors.js';
 import type { Keys } from '../queue/keys.js';
 
@@ -32,7 +32,7 @@ export interface HeldLock {
  */
 export class EnvironmentLock {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly ttlMs: number,
   ) {}

@@ -1,5 +1,5 @@
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../queue/connection.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../lib/logger.js';
 import { DEPLOY_JOB_NAME, DEPLOY_JOB_OPTIONS, type DeployJobData } from '../queue/job-data.js';
@@ -13,7 +13,7 @@ export function reconcileSchedulerId(environment: string): string {
 
 export interface SchedulerStore {
   queue: Queue<DeployJobData>;
-  redis: Redis;
+  redis: RedisClient;
   keys: Keys;
 }
 

@@ -1,5 +1,5 @@
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../queue/connection.js';
 import type { Config } from '../config/schema.js';
 import type { Secrets } from '../config/secrets.js';
 import type { Logger } from '../lib/logger.js';
@@ -17,7 +17,7 @@ export interface AppDeps {
   store: JobStore;
   queue: Queue<DeployJobData>;
   /** The fail-fast producer connection: /readyz pings it. */
-  redis: Redis;
+  redis: RedisClient;
   /** Shared with the worker in `pushgate start`, so one /metrics shows both. */
   metrics: Metrics;
   /** Milliseconds since the epoch; injectable for the webhook timestamp window. */

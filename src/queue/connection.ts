@@ -1,17 +1,113 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import { ConfigError } from '../lib/errors.js';
 
 export type RedisRole = 'producer' | 'worker';
+
+/** A connection to a standalone Redis or to a Redis Cluster: the same commands either way. */
+export type RedisClient = Redis | Cluster;
+
+/** Where pushgate's Redis is (`redis.url`, `redis.cluster`). */
+export interface RedisEndpoint {
+  url: string;
+  /** A Redis Cluster: the URL names one of its nodes, the others are discovered from it. */
+  cluster: boolean;
+}
+
+/** `host:port` of a Redis URL, for messages: never the URL, which may hold a password. */
+export function redisAddress(url: string): string {
+  try {
+    const parsed = new URL(url);
+    return `${parsed.hostname || 'localhost'}:${parsed.port || '6379'}`;
+  } catch {
+    return 'the configured address';
+  }
+}
+
+/** How to reach each node of a cluster, from the URL of one of them. */
+function clusterNodeOptions(url: string): { host: string; port: number; redisOptions: RedisOptions } {
+  const parsed = new URL(url);
+  const tls = parsed.protocol === 'rediss:';
+  const auth =
+    parsed.username || parsed.password
+      ? { username: decodeURIComponent(parsed.username), password: decodeURIComponent(parsed.password) }
+      : {};
+  return {
+    // URL keeps an IPv6 address in brackets.
+    host: parsed.hostname.replace(/^\[|\]$/g, '') || 'localhost',
+    port: Number(parsed.port || 6379),
+    // Every node found through CLUSTER SLOTS is reached with these, not with the URL.
+    redisOptions: { ...auth, ...(tls ? { tls: {} } : {}) },
+  };
+}
+
+/** What is known of a connection beyond what ioredis keeps: its address and its mode check. */
+interface ConnectionFacts {
+  address: string;
+  tls: boolean;
+  /** Set once the server was found in the other mode than `redis.cluster` says. */
+  modeProblem?: string;
+  /** The mode check of the latest 'ready' (standalone connections). */
+  modeCheck?: Promise<void>;
+}
+
+const facts = new WeakMap<RedisClient, ConnectionFacts>();
+
+function factsOf(redis: RedisClient): ConnectionFacts {
+  return facts.get(redis) ?? { address: 'Redis', tls: false };
+}
+
+/**
+ * Why this connection cannot work however long it waits: `redis.cluster` does not match the
+ * server. Undefined while nothing says so.
+ */
+export function redisModeProblem(redis: RedisClient): string | undefined {
+  return facts.get(redis)?.modeProblem;
+}
+
+const retryStrategy = (attempt: number): number => Math.min(attempt * 200, 2_000);
 
 /**
  * Producers fail fast (no offline queue, one retry) so a dead Redis becomes a 503 within a
  * second; workers block on Redis and must never give up a request (BullMQ requires it).
  */
-export function createRedis(url: string, role: RedisRole): Redis {
-  const common: RedisOptions = {
-    connectTimeout: 1_000,
-    lazyConnect: false,
-    retryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
+export function createRedis(endpoint: RedisEndpoint, role: RedisRole): RedisClient {
+  const redis = endpoint.cluster ? createCluster(endpoint.url, role) : createStandalone(endpoint.url, role);
+  const known: ConnectionFacts = {
+    address: redisAddress(endpoint.url),
+    tls: endpoint.url.startsWith('rediss:'),
   };
+  facts.set(redis, known);
+  // Connection errors surface on the commands that need the connection; an unhandled
+  // 'error' event would otherwise crash the process while Redis restarts.
+  redis.on('error', (error: Error) => {
+    if (!endpoint.cluster) return;
+    // A cluster client meeting a standalone Redis retries for good: the reason is in the last node's error.
+    const cause = (error as Error & { lastNodeError?: Error }).lastNodeError ?? error;
+    if (/cluster support disabled/i.test(cause.message))
+      known.modeProblem = `redis.cluster is true but Redis at ${known.address} is not a Redis Cluster (cluster support disabled): set redis.cluster: false`;
+  });
+  redis.on('ready', () => {
+    if (endpoint.cluster) {
+      delete known.modeProblem;
+      return;
+    }
+    // A standalone client works on a cluster node only for the slots that node owns, and
+    // for pushgate's until a failover or resharding moves them: refuse it from the start.
+    known.modeCheck = (redis as Redis).info('cluster').then(
+      (info) => {
+        if (/^cluster_enabled:1\b/m.test(info))
+          known.modeProblem = `redis.cluster is false but Redis at ${known.address} is a Redis Cluster node: set redis.cluster: true`;
+        else delete known.modeProblem;
+      },
+      // A server that refuses INFO (renamed on some managed services) is taken as it answers.
+      () => undefined,
+    );
+  });
+  return redis;
+}
+
+function createStandalone(url: string, role: RedisRole): Redis {
+  const common: RedisOptions = { connectTimeout: 1_000, lazyConnect: false, retryStrategy };
   const options: RedisOptions =
     role === 'producer'
       ? {
@@ -23,11 +119,27 @@ export function createRedis(url: string, role: RedisRole): Redis {
           // and an auto-pipeline built before then lacks them (ioredis crashes the process).
         }
       : { ...common, maxRetriesPerRequest: null, enableReadyCheck: true };
-  const redis = new Redis(url, options);
-  // Connection errors surface on the commands that need the connection; an unhandled
-  // 'error' event would otherwise crash the process while Redis restarts.
-  redis.on('error', () => undefined);
-  return redis;
+  return new Redis(url, options);
+}
+
+function createCluster(url: string, role: RedisRole): Cluster {
+  const node = clusterNodeOptions(url);
+  const tls = node.redisOptions.tls !== undefined;
+  const options: ClusterOptions = {
+    enableOfflineQueue: role !== 'producer',
+    enableReadyCheck: true,
+    clusterRetryStrategy: retryStrategy,
+    // TLS certificates name the nodes' hostnames: keep them, rather than the addresses they resolve to.
+    ...(tls ? { dnsLookup: (address, callback) => callback(null, address) } : {}),
+    redisOptions: {
+      ...node.redisOptions,
+      connectTimeout: 1_000,
+      ...(role === 'producer'
+        ? { maxRetriesPerRequest: 1, commandTimeout: 1_000 }
+        : { maxRetriesPerRequest: null }),
+    },
+  };
+  return new Cluster([{ host: node.host, port: node.port }], options);
 }
 
 /** Redis's answers to a connection without the right password: waiting longer cannot help. */
@@ -41,15 +153,27 @@ export class RedisAuthRefusedError extends Error {
   }
 }
 
+/** `redis.cluster` does not match the server (see redisModeProblem): a configuration error. */
+export class RedisModeError extends ConfigError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RedisModeError';
+  }
+}
+
+/** The error a node gave, under a cluster client's "Failed to refresh slots cache". */
+function nodeError(error: Error): Error {
+  return (error as Error & { lastNodeError?: Error | null }).lastNodeError ?? error;
+}
+
 /**
- * Resolves once `redis` is ready. Rejects at once when Redis refuses the credentials, and
- * after `timeoutMs` otherwise, with the last connection error. Messages name host and port,
- * never the URL (it holds the password).
+ * Resolves once `redis` is ready. Rejects at once when Redis refuses the credentials or is
+ * not in the mode `redis.cluster` says, and after `timeoutMs` otherwise, with the last
+ * connection error. Messages name host and port, never the URL (it holds the password).
  */
-export async function waitForRedis(redis: Redis, timeoutMs: number): Promise<void> {
-  if (redis.status === 'ready') return;
-  const where = `${redis.options.host ?? 'localhost'}:${redis.options.port ?? 6379}`;
-  const tls = redis.options.tls !== undefined;
+export async function waitForRedis(redis: RedisClient, timeoutMs: number): Promise<void> {
+  const known = factsOf(redis);
+  const where = known.address;
   await new Promise<void>((resolve, reject) => {
     let lastError: Error | undefined;
     const timer = setTimeout(() => {
@@ -57,7 +181,7 @@ export async function waitForRedis(redis: Redis, timeoutMs: number): Promise<voi
       const detail = lastError ? `: ${lastError.message}` : '';
       // A TLS client meets a plain port as silence: its handshake is never answered.
       const hint =
-        tls &&
+        known.tls &&
         lastError &&
         /ETIMEDOUT|ECONNRESET|socket disconnected|wrong version number/i.test(lastError.message)
           ? '; the URL is rediss:// (TLS): does the server at that port speak TLS?'
@@ -65,19 +189,29 @@ export async function waitForRedis(redis: Redis, timeoutMs: number): Promise<voi
       reject(new Error(`Redis did not answer within ${timeoutMs} ms (${where}${detail}${hint})`));
     }, timeoutMs);
     const onReady = (): void => {
-      cleanup();
-      resolve();
+      // Listeners run in order: the mode check of this 'ready' has started.
+      void (known.modeCheck ?? Promise.resolve()).then(() => {
+        cleanup();
+        if (known.modeProblem) reject(new RedisModeError(known.modeProblem));
+        else resolve();
+      });
     };
     const onError = (error: Error): void => {
-      lastError = error;
-      const refused = AUTH_REFUSED.exec(error.message);
+      const cause = nodeError(error);
+      lastError = cause;
+      if (known.modeProblem) {
+        cleanup();
+        reject(new RedisModeError(known.modeProblem));
+        return;
+      }
+      const refused = AUTH_REFUSED.exec(cause.message);
       if (!refused) return;
       cleanup();
       reject(
         new RedisAuthRefusedError(
           refused[1] === 'NOAUTH'
             ? `Redis at ${where} wants a password (NOAUTH): give it in the URL, redis://:PASSWORD@host:port`
-            : `Redis at ${where} refused the user name or password of the URL (${error.message.trim()})`,
+            : `Redis at ${where} refused the user name or password of the URL (${cause.message.trim()})`,
         ),
       );
     };
@@ -88,6 +222,7 @@ export async function waitForRedis(redis: Redis, timeoutMs: number): Promise<voi
     };
     redis.on('ready', onReady);
     redis.on('error', onError);
+    if (redis.status === 'ready') onReady();
   });
 }
 
@@ -95,10 +230,10 @@ export async function waitForRedis(redis: Redis, timeoutMs: number): Promise<voi
  * Waits as long as it takes for Redis, saying so every `intervalMs` with the last connection
  * error (host and port, never the URL): a process that waits in silence looks hung, and on
  * Kubernetes its empty log hides why it restarts. Rejects at once if Redis refuses the
- * credentials.
+ * credentials or is in the other mode than `redis.cluster` says.
  */
 export async function waitForRedisSaying(
-  redis: Redis,
+  redis: RedisClient,
   warn: (error: Error) => void,
   intervalMs = 5_000,
 ): Promise<void> {
@@ -107,7 +242,12 @@ export async function waitForRedisSaying(
       await waitForRedis(redis, intervalMs);
       return;
     } catch (error) {
-      if (error instanceof RedisAuthRefusedError || !(error instanceof Error)) throw error;
+      if (
+        error instanceof RedisAuthRefusedError ||
+        error instanceof RedisModeError ||
+        !(error instanceof Error)
+      )
+        throw error;
       warn(error);
     }
   }

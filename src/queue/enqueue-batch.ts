@@ -1,5 +1,6 @@
 import { Job, type JobJson, type Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import { Redis } from 'ioredis';
+import type { RedisClient } from './connection.js';
 import type { ClaimOutcome, ClaimRequest, JobStore } from '../status/job-store.js';
 import { DEPLOY_JOB_NAME, DEPLOY_JOB_OPTIONS, type DeployJobData } from './job-data.js';
 
@@ -56,7 +57,7 @@ export class EnqueueBatch {
     private readonly queue: Queue<DeployJobData>,
     private readonly store: JobStore,
     /** The connection the queue and the store share. */
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
   ) {
     this.template = deployJobTemplate(queue);
   }
@@ -80,8 +81,9 @@ export class EnqueueBatch {
       for (const pending of batch) pending.resolve(failed(error));
       return;
     }
-    // Undefined before the first connection.
-    const socket = this.redis.stream as Redis['stream'] | undefined;
+    // Undefined before the first connection; a cluster client has a socket per node (not corked).
+    const socket =
+      this.redis instanceof Redis ? (this.redis.stream as Redis['stream'] | undefined) : undefined;
     socket?.cork();
     try {
       const claims = this.store.claimMany(batch.map((pending) => pending.request));

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { ZodError } from 'zod';
-import type { Redis } from 'ioredis';
+import { redisModeProblem, type RedisClient } from './connection.js';
 import { PushgateError } from '../lib/errors.js';
 import { jobStatusUrl } from '../http/status-url.js';
 import type { ClaimRequest, JobStore } from '../status/job-store.js';
@@ -15,7 +15,7 @@ import {
 } from './job-data.js';
 import type { Keys } from './keys.js';
 
-export function createDeployQueue(connection: Redis, keys: Keys): Queue<DeployJobData> {
+export function createDeployQueue(connection: RedisClient, keys: Keys): Queue<DeployJobData> {
   // No version check: it is an INFO sent once at start-up, and on the fail-fast producer
   // connection a slow answer times out and fails the queue for good (every webhook 503
   // until a restart). The workers' BullMQ Worker still checks the Redis version.
@@ -45,7 +45,7 @@ export class DeployProducer {
     private readonly queue: Queue<DeployJobData>,
     private readonly store: JobStore,
     /** The connection both the queue and the store use: one socket keeps their order. */
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
   ) {
     this.batch = new EnqueueBatch(queue, store, redis);
   }
@@ -76,6 +76,8 @@ export class DeployProducer {
     try {
       // Fail fast: waiting for a connection would hold the webhook sender past its timeout.
       if (this.redis.status !== 'ready') throw new Error(`Redis connection is ${this.redis.status}`);
+      const modeProblem = redisModeProblem(this.redis);
+      if (modeProblem) throw new Error(modeProblem);
       const { claim, entry } = await this.batch.send(request, data);
       if (claim.status === 'rejected') {
         await this.queue.remove(request.id).catch(() => undefined);

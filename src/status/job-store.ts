@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../queue/connection.js';
 import type { Keys } from '../queue/keys.js';
 import type { Trigger } from '../queue/job-data.js';
 import { jobRecordSchema, type JobRecord, type JobState } from './job-record.js';
@@ -234,11 +234,11 @@ export class JobStore {
   private installation: Promise<string> | undefined;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
   ) {
     // Defined up front: a pipeline built before a command exists lacks it.
-    const commander = redis as unknown as ClaimCommander & Redis;
+    const commander = redis as unknown as ClaimCommander & RedisClient;
     if (typeof commander.pushgateClaim !== 'function') {
       // No numberOfKeys: a batch of claims passes six keys per claim, counted at the call.
       commander.defineCommand('pushgateClaim', { lua: CLAIM_SCRIPT });

@@ -1,7 +1,6 @@
-import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EnvironmentLock } from '../../src/deploy/environment-lock.js';
-import { createRedis } from '../../src/queue/connection.js';
+import { createRedis, type RedisClient } from '../../src/queue/connection.js';
 import { createKeys } from '../../src/queue/keys.js';
 import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
 
@@ -15,11 +14,11 @@ async function until(check: () => Promise<boolean>, timeoutMs: number): Promise<
 
 describe('environment lock (real Redis)', () => {
   let server: TestRedis;
-  let redis: Redis;
+  let redis: RedisClient;
 
   beforeAll(async () => {
     server = await startRedis();
-    redis = createRedis(server.url, 'worker');
+    redis = createRedis({ url: server.url, cluster: false }, 'worker');
   });
   afterAll(async () => {
     redis.disconnect();

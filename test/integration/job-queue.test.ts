@@ -5,6 +5,7 @@ import { silentLogger } from '../../src/lib/logger.js';
 import { connectProducer, type ProducerServices } from '../../src/runtime.js';
 import { DEPLOY_JOB_NAME, DEPLOY_JOB_OPTIONS, DEPLOY_QUEUE, type Trigger } from '../../src/queue/job-data.js';
 import { HISTORY_PER_ENVIRONMENT } from '../../src/status/job-store.js';
+import type { Redis } from 'ioredis';
 import { waitForRedis } from '../../src/queue/connection.js';
 import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
 
@@ -21,7 +22,7 @@ afterAll(async () => {
 });
 
 async function services(): Promise<ProducerServices> {
-  const connected = connectProducer(redis.url, uniquePrefix('queue'));
+  const connected = connectProducer({ url: redis.url, cluster: false }, uniquePrefix('queue'));
   opened.push(connected);
   await waitForRedis(connected.redis, 5_000);
   return connected;
@@ -83,7 +84,7 @@ describe('deploy job queue', () => {
 
   it('keeps every key of its scripts in the hash tag, so they stay valid on a Redis Cluster', async () => {
     const { producer, redis: connection, keys } = await services();
-    const monitor = await connection.duplicate().monitor();
+    const monitor = await (connection as Redis).duplicate().monitor();
     const scriptKeys: string[] = [];
     let sawEnd: () => void = () => undefined;
     const ended = new Promise<void>((resolve) => (sawEnd = resolve));
@@ -332,7 +333,7 @@ describe('deploy job queue', () => {
 
   it('fails fast with an unavailable error when Redis is down', async () => {
     const own = await startRedis();
-    const connected = connectProducer(own.url, uniquePrefix('down'));
+    const connected = connectProducer({ url: own.url, cluster: false }, uniquePrefix('down'));
     try {
       await waitForRedis(connected.redis, 5_000);
       await own.kill();
@@ -349,7 +350,7 @@ describe('deploy job queue', () => {
   });
 
   it('still enqueues after the process stalled for longer than the command timeout at start-up', async () => {
-    const connected = connectProducer(redis.url, uniquePrefix('stall'));
+    const connected = connectProducer({ url: redis.url, cluster: false }, uniquePrefix('stall'));
     opened.push(connected);
     await waitForRedis(connected.redis, 5_000);
     // A stall (a long GC pause, a CPU-starved container) right after connecting: anything

@@ -19,10 +19,14 @@ export const TEST_ENVIRONMENTS = [
   { name: 'gl-staging', provider: 'gitlab', repo: GITLAB_PROJECT, branch: 'env/staging' },
 ] as const;
 
-export function testConfig(redisUrl: string, server: Record<string, unknown> = {}): Config {
+export function testConfig(
+  redisUrl: string,
+  server: Record<string, unknown> = {},
+  redisCluster = false,
+): Config {
   return configSchema.parse({
     server: { host: '127.0.0.1', port: 0, ...server },
-    redis: { url: redisUrl, prefix: uniquePrefix('receiver') },
+    redis: { url: redisUrl, prefix: uniquePrefix('receiver'), cluster: redisCluster },
     clusters: [{ name: 'local' }],
     environments: TEST_ENVIRONMENTS.map((environment) => ({
       name: environment.name,
@@ -67,11 +71,19 @@ export interface Receiver {
 /** The real app on a spare loopback port, with its own Redis prefix. */
 export async function startReceiver(
   redisUrl: string,
-  options: { secrets?: Partial<Secrets>; server?: Record<string, unknown>; now?: () => number } = {},
+  options: {
+    secrets?: Partial<Secrets>;
+    server?: Record<string, unknown>;
+    now?: () => number;
+    /** `redis.cluster` */
+    redisCluster?: boolean;
+    /** Serve even when Redis is not usable (the readiness tests). */
+    skipRedisWait?: boolean;
+  } = {},
 ): Promise<Receiver> {
-  const config = testConfig(redisUrl, options.server);
-  const services = connectProducer(redisUrl, config.redis.prefix);
-  await waitForRedis(services.redis, 5_000);
+  const config = testConfig(redisUrl, options.server, options.redisCluster);
+  const services = connectProducer({ url: redisUrl, cluster: config.redis.cluster }, config.redis.prefix);
+  if (!options.skipRedisWait) await waitForRedis(services.redis, 5_000);
   const metrics = createMetrics();
   const raw: string[] = [];
   const logger = createLogger({

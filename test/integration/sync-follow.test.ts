@@ -17,7 +17,7 @@ let dir: string;
 beforeAll(async () => {
   redis = await startRedis();
   prefix = uniquePrefix('follow');
-  services = connectProducer(redis.url, prefix);
+  services = connectProducer({ url: redis.url, cluster: false }, prefix);
   await waitForRedis(services.redis, 5_000);
   dir = mkdtempSync(join(os.tmpdir(), 'pushgate-follow-'));
 });

@@ -29,6 +29,8 @@ export interface EnvironmentOptions {
 export function testConfigText(options: {
   prefix: string;
   redisUrl: string;
+  /** `redis.cluster`: the URL names a node of a Redis Cluster. */
+  redisCluster?: boolean;
   environments: { name: string; repo: EnvRepo; env: EnvironmentOptions }[];
   providers?: { github?: string; gitlab?: string };
   /** Another kubeconfig for the cluster (default: the test API server's). */
@@ -52,7 +54,7 @@ export function testConfigText(options: {
     ? `providers:\n  github: { apiUrl: "${options.providers.github ?? 'https://api.github.com'}" }\n  gitlab: { url: "${options.providers.gitlab ?? 'https://gitlab.com'}" }\n`
     : '';
   return `server: { port: 8080, publicUrl: "http://pushgate.test" }
-redis: { prefix: ${options.prefix}, url: "${options.redisUrl}" }
+redis: { prefix: ${options.prefix}, url: "${options.redisUrl}", cluster: ${options.redisCluster ?? false} }
 ${providers}clusters:
   - name: test
     kubeconfig: ${options.kubeconfig ?? kubeconfigPathFromTest()}
@@ -87,20 +89,24 @@ export interface WorkerHarness {
 
 export async function createWorkerHarness(options: {
   redisUrl: string;
+  redisCluster?: boolean;
+  /** `redis.prefix` (default: one of its own). */
+  prefix?: string;
   environments: { name: string; repo: EnvRepo; env: EnvironmentOptions }[];
   providers?: { github?: string; gitlab?: string };
   kubeconfig?: string;
 }): Promise<WorkerHarness> {
-  const prefix = uniquePrefix('worker');
+  const prefix = options.prefix ?? uniquePrefix('worker');
   const configText = testConfigText({
     prefix,
     redisUrl: options.redisUrl,
+    redisCluster: options.redisCluster,
     environments: options.environments,
     providers: options.providers,
     kubeconfig: options.kubeconfig,
   });
   const config = parseConfigText(configText, 'test-config.yaml', {});
-  const services = connectProducer(options.redisUrl, prefix);
+  const services = connectProducer({ url: options.redisUrl, cluster: config.redis.cluster }, prefix);
   await waitForRedis(services.redis, 5_000);
   const cacheDir = await mkdtemp(path.join(tmpdir(), 'pushgate-worker-cache-'));
   const metrics = createMetrics();

@@ -1,4 +1,5 @@
 import { Router } from 'express';
+import { redisModeProblem } from '../../queue/connection.js';
 import type { AppDeps } from '../deps.js';
 
 const READY_TIMEOUT_MS = 500;
@@ -24,6 +25,11 @@ export function healthRoutes(deps: AppDeps): Router {
     res.status(200).json({ status: 'ok' });
   });
   router.get('/readyz', async (_req, res) => {
+    const modeProblem = redisModeProblem(deps.redis);
+    if (modeProblem) {
+      res.status(503).json({ status: 'unavailable', error: modeProblem });
+      return;
+    }
     if (await redisAnswers(deps)) {
       res.status(200).json({ status: 'ready' });
       return;

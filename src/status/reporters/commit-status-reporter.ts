@@ -1,13 +1,12 @@
 import { mapWithConcurrency } from '../../kube/map-with-concurrency.js';
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import type { Config } from '../../config/schema.js';
 import { tokenReader, type Secrets } from '../../config/secrets.js';
 import { publicUrlBase } from '../../http/status-url.js';
 import { ConfigError, errorMessage } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import type { CommitStatusOutcome, Metrics } from '../../lib/metrics.js';
-import { createRedis } from '../../queue/connection.js';
+import { createRedis, type RedisClient } from '../../queue/connection.js';
 import { createKeys } from '../../queue/keys.js';
 import { classifyFailure } from './delivery-failure.js';
 import { StatusOutbox, type CommitRef, type OutboxEntry, type StatusOffer } from './status-outbox.js';
@@ -453,13 +452,13 @@ export function createCommitStatusReporter(
       }),
     );
   }
-  let redis: Redis | undefined;
+  let redis: RedisClient | undefined;
   let outbox: StatusOutbox | undefined;
   if (githubToken || gitlabToken) {
     const url = options.redisUrl ?? config.redis.url;
     if (!url)
       throw new ConfigError('redis.url is not set: commit statuses are kept in Redis until delivered');
-    redis = createRedis(url, 'worker');
+    redis = createRedis({ url, cluster: config.redis.cluster }, 'worker');
     outbox = new StatusOutbox(redis, createKeys(config.redis.prefix));
   }
   return new CommitStatusReporter(senders, statusBaseUrl(config), outbox, logger, {

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../../queue/connection.js';
 import { z } from 'zod';
 import type { Keys } from '../../queue/keys.js';
 import type { DeployStatusState } from './types.js';
@@ -159,7 +159,7 @@ export interface CommitRef {
  */
 export class StatusOutbox {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly ttlMs = OUTBOX_TTL_MS,
   ) {}

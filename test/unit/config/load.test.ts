@@ -41,7 +41,7 @@ function messageOf(run: () => unknown): string {
 describe('configuration loading', () => {
   it('replaces ${VAR} from the environment and applies defaults', () => {
     const config = parseConfigText(VALID, 'pushgate.yaml', { REDIS_URL: 'redis://r:6379' });
-    expect(config.redis).toEqual({ url: 'redis://r:6379', prefix: 'pg' });
+    expect(config.redis).toEqual({ url: 'redis://r:6379', prefix: 'pg', cluster: false });
     expect(config.server.bodyLimit).toBe(1024 * 1024);
     const [environment] = config.environments;
     expect(environment).toMatchObject({
@@ -50,6 +50,26 @@ describe('configuration loading', () => {
       reconcileInterval: 0,
       allow: { namespaces: ['*'] },
     });
+  });
+
+  it('takes redis.cluster from the environment, and refuses it without a URL or with a database number', () => {
+    const text = VALID.replace('  prefix: pg', '  prefix: pg\n  cluster: ${REDIS_CLUSTER:-false}');
+    expect(parseConfigText(text, 'p.yaml', { REDIS_URL: 'redis://r:6379' }).redis.cluster).toBe(false);
+    expect(
+      parseConfigText(text, 'p.yaml', { REDIS_URL: 'rediss://u:p@r:6379/0', REDIS_CLUSTER: 'true' }).redis,
+    ).toEqual({ url: 'rediss://u:p@r:6379/0', prefix: 'pg', cluster: true });
+    const start = { unsetWhenVariableMissing: ['redis.url'] };
+    expect(messageOf(() => parseConfigText(text, 'p.yaml', { REDIS_CLUSTER: 'true' }, start))).toBe(
+      'p.yaml: redis.cluster: needs redis.url (a node of the cluster): the private redis-server of pushgate start is not a cluster',
+    );
+    expect(
+      messageOf(() =>
+        parseConfigText(text, 'p.yaml', { REDIS_URL: 'redis://r:6379/2', REDIS_CLUSTER: 'true' }),
+      ),
+    ).toBe('p.yaml: redis.url: a Redis Cluster has only database 0: remove the database number from the URL');
+    expect(
+      messageOf(() => parseConfigText(text, 'p.yaml', { REDIS_URL: 'redis://r', REDIS_CLUSTER: 'yes' })),
+    ).toContain('p.yaml: redis.cluster: must be true or false');
   });
 
   it('refuses a body limit of nothing, which would answer every webhook 413', () => {
