@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { PushgateError, errorMessage } from './lib/errors.js';
 import type { Command, CommandArgs } from './commands/command.js';
 
-type CommandOption = 'ref' | 'wait' | 'json' | 'version' | 'show-secrets';
+type CommandOption = 'ref' | 'reason' | 'wait' | 'json' | 'version' | 'show-secrets';
 
 interface CommandSpec {
   /**
@@ -111,6 +111,35 @@ from the current folder.
     options: ['wait', 'json'],
     maxPositionals: 1,
   },
+  suspend: {
+    load: () => import('./commands/suspend.js').then((m) => m.runSuspend),
+    help: `Usage: pushgate suspend ENV [--reason TEXT] [--json] [--config F]
+
+Holds ENV's deploys, as flux suspend does: a deploy running now finishes; pushes are still
+taken and their jobs stay queued (held); re-syncs do not run and syncs are refused; what the
+cluster runs, hand-made changes included, is left as it is. pushgate resume ENV lifts it.
+Suspending again changes the reason. Needs REDIS_URL, as sync does.
+
+  --reason TEXT          why, shown by pushgate status, the API and held jobs (one line,
+                         200 characters at most)
+  --json                 print {"environment", "suspended": {"at", "reason"}}
+`,
+    options: ['reason', 'json'],
+    maxPositionals: 1,
+  },
+  resume: {
+    load: () => import('./commands/sync.js').then((m) => m.runResume),
+    help: `Usage: pushgate resume ENV [--wait] [--json] [--config F]
+
+Lifts ENV's suspension and deploys its branch head at once (a job of trigger "manual", which
+supersedes the jobs held meanwhile); prints the job id as sync does. Needs REDIS_URL.
+
+  --wait                 follow the job; exit 0 when it succeeded, 1 when it failed
+  --json                 as for sync
+`,
+    options: ['wait', 'json'],
+    maxPositionals: 1,
+  },
   status: {
     load: () => import('./commands/status.js').then((m) => m.runStatus),
     help: `Usage: pushgate status [JOB_ID] [--json] [--config F]
@@ -151,12 +180,13 @@ Commands:
   check                  validate the configuration and print the environments
   render ENV [--ref SHA] print what ENV would apply, as YAML; applies nothing
   sync ENV [--wait]      deploy the branch head of ENV now; --wait follows the job
+  suspend ENV            hold ENV's deploys (--reason TEXT); resume ENV lifts it and deploys
   status [JOB_ID]        one job, or the latest jobs of every environment
   version                print the version of pushgate
 
 Options:
   --config F             configuration file (default: $PUSHGATE_CONFIG, else config/pushgate.yaml)
-  --json                 machine-readable output (status, sync)
+  --json                 machine-readable output (status, sync, suspend, resume)
   -h, --help             this help; pushgate <command> --help for one command
   --version              print the version of pushgate
 
@@ -170,6 +200,7 @@ function commandHelp(spec: CommandSpec): string {
 const OPTIONS = {
   config: { type: 'string' },
   ref: { type: 'string' },
+  reason: { type: 'string' },
   wait: { type: 'boolean' },
   json: { type: 'boolean' },
   'show-secrets': { type: 'boolean' },
@@ -232,7 +263,7 @@ export async function main(argv: string[], env = process.env): Promise<number> {
   }
   // An option a command does not take is refused rather than ignored: `sync ENV --ref SHA`
   // must not quietly deploy the branch head instead of SHA.
-  const given = (['ref', 'wait', 'json', 'version', 'show-secrets'] as const).filter(
+  const given = (['ref', 'reason', 'wait', 'json', 'version', 'show-secrets'] as const).filter(
     (option) => parsed.values[option] !== undefined,
   );
   const refused = given.find((option) => !spec.options.includes(option));
@@ -250,6 +281,7 @@ export async function main(argv: string[], env = process.env): Promise<number> {
     wait: parsed.values.wait ?? false,
     json: parsed.values.json ?? false,
     showSecrets: parsed.values['show-secrets'] ?? false,
+    reason: parsed.values.reason,
     env,
     stdout: process.stdout,
     stderr: process.stderr,

@@ -20,6 +20,7 @@ import { createKeys } from '../src/queue/keys.js';
 import { createDeployQueue } from '../src/queue/producer.js';
 import { FINISHED_STATES, type JobRecord } from '../src/status/job-record.js';
 import { JobStore } from '../src/status/job-store.js';
+import { describeSuspension } from '../src/status/suspensions.js';
 import type { CommitStatusReporter } from '../src/status/reporters/commit-status-reporter.js';
 
 export const DEFAULT_CONCURRENCY = 4;
@@ -301,6 +302,11 @@ async function headMovedPastRunningDeploy(
 
 /** The lock of a busy environment is tried again after this long (plus jitter). */
 const LOCK_BUSY_DELAY_MS = 500;
+/**
+ * A job held by a suspension looks again this often; a resume queues a deploy of the head at
+ * once, which supersedes the held jobs it covers.
+ */
+const SUSPENDED_RECHECK_MS = 5_000;
 
 export async function processDeployJob(
   job: Job<DeployJobData>,
@@ -330,6 +336,15 @@ export async function processDeployJob(
     // the claim after the entry: an entry dropped here then leaves a queued record, which
     // requeueLostJobs queues again.)
     logger.info('queue entry without a job record (a duplicate delivery): dropped');
+    return;
+  }
+  if (
+    data.trigger.kind === 'reconcile' &&
+    !(await deps.store.get(jobId)) &&
+    (await deps.store.suspensions.get(data.environment))
+  ) {
+    // A suspended environment is not re-synced: drift is left as it is, as `flux suspend` leaves it.
+    logger.info('environment suspended: this re-sync run skipped');
     return;
   }
   if (
@@ -379,6 +394,26 @@ export async function processDeployJob(
     await lock.release();
     logger.info({ state: current.state }, 'job already finished');
     return;
+  }
+
+  const suspension = await deps.store.suspensions.get(environment.name).catch(async (error: unknown) => {
+    await lock.release();
+    throw error;
+  });
+  if (suspension) {
+    // Held, still queued, until the environment is resumed; written under the lock, which
+    // a deploy that supersedes queued jobs holds too.
+    const message = `held: ${environment.name} is ${describeSuspension(suspension)}; deploys once resumed`;
+    try {
+      if ((current ?? record).message !== message) {
+        await deps.store.update(jobId, { message });
+        logger.info({ reason: suspension.reason }, 'environment suspended: job held until it is resumed');
+      }
+    } finally {
+      await lock.release();
+    }
+    await job.moveToDelayed(Date.now() + SUSPENDED_RECHECK_MS, token);
+    throw new DelayedError();
   }
 
   const run = deps.run(environment, current ?? record, logger);

@@ -14,7 +14,7 @@ import { ConfigError, errorMessage } from '../lib/errors.js';
  */
 export function clientRedisUrl(
   config: Config,
-  command: 'status' | 'sync',
+  command: 'status' | 'sync' | 'suspend' | 'resume',
   baseDir: string = process.cwd(),
 ): string {
   if (config.redis.url) return config.redis.url;

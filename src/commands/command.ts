@@ -9,6 +9,8 @@ export interface CommandArgs {
   json: boolean;
   /** render: print Secret values instead of placeholders. */
   showSecrets?: boolean;
+  /** suspend: why (one line). */
+  reason?: string;
   env: Env;
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;

@@ -1,4 +1,5 @@
 import { waitForRedis } from '../queue/connection.js';
+import { describeSuspension } from '../status/suspensions.js';
 import { connectProducer, loadRuntime, type ProducerServices } from '../runtime.js';
 import { environmentView, type EnvironmentView } from '../status/environment-view.js';
 import { jobView, type JobRecord } from '../status/job-record.js';
@@ -43,16 +44,24 @@ export async function runStatus(args: CommandArgs): Promise<number> {
     // What each environment runs first, as `flux get kustomizations` shows it; then its latest jobs.
     args.stdout.write(
       formatTable(
-        ['ENVIRONMENT', 'BRANCH', 'LIVE', 'APPLIED', 'LAST JOB'],
+        ['ENVIRONMENT', 'BRANCH', 'LIVE', 'APPLIED', 'LAST JOB', 'SUSPENDED'],
         environments.map((environment) => [
           environment.name,
           environment.branch,
           environment.lastAppliedSha?.slice(0, 12) ?? '-',
           environment.lastAppliedAt ?? '-',
           describeLastJob(environment.lastJob),
+          environment.suspended ? `since ${environment.suspended.at}` : '-',
         ]),
       ),
     );
+    // The reason is free text: on a line of its own, made printable.
+    for (const environment of environments) {
+      if (environment.suspended)
+        args.stdout.write(
+          `${printable(`${environment.name} is ${describeSuspension(environment.suspended)}: deploys held until pushgate resume ${environment.name}`, true)}\n`,
+        );
+    }
     const rows = environments.flatMap((environment) =>
       environment.jobs.length === 0
         ? [[environment.name, '-', '(no jobs)', '', '', '']]

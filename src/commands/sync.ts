@@ -4,6 +4,7 @@ import { waitForRedis } from '../queue/connection.js';
 import { connectProducer, loadRuntime } from '../runtime.js';
 import { FINISHED_STATES, jobView, type JobRecord } from '../status/job-record.js';
 import type { JobStore } from '../status/job-store.js';
+import { describeSuspension } from '../status/suspensions.js';
 import { statusBaseUrl } from '../status/reporters/commit-status-reporter.js';
 import { clientRedisUrl } from './client-redis-url.js';
 import type { CommandArgs } from './command.js';
@@ -17,18 +18,33 @@ const REDIS_WAIT_MS = 5_000;
  * `pushgate sync ENV [--wait]`: enqueues a deploy of the branch head (trigger `manual`) and
  * prints the job id; `--wait` follows the job, printing each state, and exits 0 when it
  * succeeded (or was superseded: the environment is at a newer head), 1 when it failed.
+ * Refused (exit 1) while the environment is suspended.
  */
-export async function runSync(args: CommandArgs): Promise<number> {
+export function runSync(args: CommandArgs): Promise<number> {
+  return queueDeploy(args, 'sync');
+}
+
+/**
+ * `pushgate resume ENV [--wait]`: lifts a suspension and, as `flux resume` does, deploys the
+ * branch head at once: the same job, output and exit codes as sync.
+ */
+export function runResume(args: CommandArgs): Promise<number> {
+  return queueDeploy(args, 'resume');
+}
+
+async function queueDeploy(args: CommandArgs, command: 'sync' | 'resume'): Promise<number> {
   const [name, ...extra] = args.positionals;
-  if (!name || extra.length > 0) throw new UsageError('usage: pushgate sync ENV [--wait]');
+  if (!name || extra.length > 0) throw new UsageError(`usage: pushgate ${command} ENV [--wait]`);
   // `url: ${REDIS_URL}` unset: the Redis of a pushgate start in this folder (clientRedisUrl).
   const { config } = loadRuntime(args.config, args.env, { unsetWhenVariableMissing: ['redis.url'] });
   if (!config.environments.some((environment) => environment.name === name)) {
-    args.stderr.write(`pushgate sync: unknown environment "${name}" (configured: ${listNames(config)})\n`);
+    args.stderr.write(
+      `pushgate ${command}: unknown environment "${name}" (configured: ${listNames(config)})\n`,
+    );
     return 2;
   }
   const services = connectProducer(
-    { url: clientRedisUrl(config, 'sync'), cluster: config.redis.cluster },
+    { url: clientRedisUrl(config, command), cluster: config.redis.cluster },
     config.redis.prefix,
   );
   try {
@@ -37,11 +53,28 @@ export async function runSync(args: CommandArgs): Promise<number> {
       () => undefined,
       (error: unknown) => error,
     );
-    const job = await services.producer.enqueue(name, { kind: 'manual' }).catch((error: unknown) => {
+    const unavailable = (error: unknown): never => {
       throw waited === undefined
         ? error
         : new PushgateError('unavailable', `${errorMessage(error)}: ${errorMessage(waited)}`);
-    });
+    };
+    if (command === 'resume') {
+      const lifted = await services.store.suspensions.resume(name).catch(unavailable);
+      args.stderr.write(
+        lifted
+          ? `pushgate resume: ${name} resumed (it was ${describeSuspension(lifted)}); deploying its branch head\n`
+          : `pushgate resume: ${name} was not suspended; deploying its branch head\n`,
+      );
+    } else {
+      const suspension = await services.store.suspensions.get(name).catch(unavailable);
+      if (suspension) {
+        args.stderr.write(
+          `pushgate sync: ${name} is ${describeSuspension(suspension)}: its deploys are held; pushgate resume ${name} deploys its branch head\n`,
+        );
+        return 1;
+      }
+    }
+    const job = await services.producer.enqueue(name, { kind: 'manual' }).catch(unavailable);
     const statusUrl = new URL(`jobs/${encodeURIComponent(job.id)}`, statusBaseUrl(config)).toString();
     if (args.json)
       args.stdout.write(`${JSON.stringify({ jobs: [{ id: job.id, environment: name, statusUrl }] })}\n`);
@@ -51,7 +84,7 @@ export async function runSync(args: CommandArgs): Promise<number> {
       print: (line) => {
         if (!args.json) args.stdout.write(`${printable(line, true)}\n`);
       },
-      warn: (line) => args.stderr.write(`pushgate sync: ${line}\n`),
+      warn: (line) => args.stderr.write(`pushgate ${command}: ${line}\n`),
     });
     if (args.json) args.stdout.write(`${JSON.stringify(jobView(record))}\n`);
     return record.state === 'failed' ? 1 : 0;

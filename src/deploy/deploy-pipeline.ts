@@ -130,6 +130,7 @@ async function applyCommit(
         sha,
         logger,
         onQueuedBehind: job.supersedeQueuedBehind,
+        suspended: async () => (await deps.store.suspensions.get(environment.name)) !== null,
         ...(job.signal ? { signal: job.signal } : {}),
       }),
       signal: job.signal,

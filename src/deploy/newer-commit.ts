@@ -28,6 +28,8 @@ export interface NewerCommitWatch {
   onQueuedBehind?: (head: string, jobIds: readonly string[]) => Promise<void>;
   /** The worker's shutdown: a fetch of the check stops with it. */
   signal?: AbortSignal;
+  /** Whether the environment is suspended now: jobs queued behind are held, so none of them ends the wait. */
+  suspended?: () => Promise<boolean>;
 }
 
 /** The longest one ask of the watch holds up the readiness polling; the check goes on behind. */
@@ -61,6 +63,7 @@ export function watchForNewerCommit(watch: NewerCommitWatch): NewerCommitCheck {
       const fresh = queued.filter((id) => !seen.has(id));
       if (fresh.length === 0 && (queued.length === 0 || Date.now() - lastFetchMs < QUEUED_RECHECK_MS))
         return undefined;
+      if (await watch.suspended?.()) return undefined;
       if (stopped) return undefined;
       lastFetchMs = Date.now();
       const { repo, branch } = watch.environment;

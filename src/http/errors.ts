@@ -52,7 +52,7 @@ export async function fromRedis<T>(work: Promise<T>): Promise<T> {
 const ROUTE_METHODS: readonly [RegExp, string][] = [
   [/^\/(healthz|readyz|metrics|jobs|environments)$/, 'GET, HEAD'],
   [/^\/(jobs|environments)\/[^/]+$/, 'GET, HEAD'],
-  [/^\/environments\/[^/]+\/sync$/, 'POST'],
+  [/^\/environments\/[^/]+\/(sync|suspend|resume)$/, 'POST'],
   [/^\/webhooks\/(github|gitlab)$/, 'POST'],
 ];
 

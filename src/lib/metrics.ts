@@ -11,6 +11,7 @@ export interface Metrics {
   queueDepth: Gauge<'state'>;
   webhookBodyBytes: Gauge;
   commitStatuses: Counter<'provider' | 'outcome'>;
+  environmentSuspended: Gauge<'environment'>;
 }
 
 /**
@@ -112,6 +113,12 @@ export function createMetrics(): Metrics {
     webhookBodyBytes: new Gauge({
       name: 'pushgate_webhook_body_bytes_in_flight',
       help: 'Bytes of webhook bodies the receiver holds now (read or being read); past 32 MiB (or server.bodyLimit) new bodies get 503',
+      registers: [registry],
+    }),
+    environmentSuspended: new Gauge({
+      name: 'pushgate_environment_suspended',
+      help: 'Whether deploys of the environment are held by pushgate suspend (1) or not (0)',
+      labelNames: ['environment'],
       registers: [registry],
     }),
     commitStatuses: new Counter({

@@ -1,6 +1,7 @@
 import type { EnvironmentConfig } from '../config/schema.js';
 import type { JobRecord } from './job-record.js';
 import type { EnvironmentStatus } from './job-store.js';
+import type { Suspension } from './suspensions.js';
 
 /** An environment as SPEC §5 shows it, in the API and in `pushgate status --json`. */
 export interface EnvironmentView {
@@ -15,6 +16,8 @@ export interface EnvironmentView {
    * what the cluster may partly run, which `lastAppliedSha` (the last success) does not.
    */
   lastJob: { id: string; state: JobRecord['state']; sha: string | null; finishedAt: string | null } | null;
+  /** Set while deploys are held (`pushgate suspend`): when, and why. */
+  suspended: Suspension | null;
 }
 
 export function environmentView(
@@ -31,5 +34,6 @@ export function environmentView(
     lastJob: latest
       ? { id: latest.id, state: latest.state, sha: latest.sha, finishedAt: latest.finishedAt }
       : null,
+    suspended: status.suspended,
   };
 }

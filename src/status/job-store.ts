@@ -3,6 +3,7 @@ import type { RedisClient } from '../queue/connection.js';
 import type { Keys } from '../queue/keys.js';
 import type { Trigger } from '../queue/job-data.js';
 import { jobRecordSchema, type JobRecord, type JobState } from './job-record.js';
+import { SuspensionStore, suspensionFrom, type Suspension } from './suspensions.js';
 
 /** `commitStatus` of GET /jobs/:id. */
 export interface CommitStatusView {
@@ -77,6 +78,8 @@ export interface EnvironmentStatus {
   deployingSha: string | null;
   /** A deploy has started and not chosen its commit yet (or its worker died meanwhile). */
   deployStarting: boolean;
+  /** Set while the environment is suspended (see SuspensionStore). */
+  suspended: Suspension | null;
 }
 
 export interface ClaimRequest {
@@ -232,11 +235,14 @@ export class JobStore {
   /** The claim as a command of the connection: ioredis sends its text once, then EVALSHA. */
   private readonly commander: ClaimCommander;
   private installation: Promise<string> | undefined;
+  /** Which environments are suspended: kept with their records, read by the worker and the API. */
+  readonly suspensions: SuspensionStore;
 
   constructor(
     private readonly redis: RedisClient,
     private readonly keys: Keys,
   ) {
+    this.suspensions = new SuspensionStore(redis, keys);
     // Defined up front: a pipeline built before a command exists lacks it.
     const commander = redis as unknown as ClaimCommander & RedisClient;
     if (typeof commander.pushgateClaim !== 'function') {
@@ -414,15 +420,24 @@ export class JobStore {
   }
 
   async environmentStatus(environment: string): Promise<EnvironmentStatus> {
-    const [lastAppliedSha, lastAppliedAt, lastJobId, deployingSha, inventoryNamespaces] =
-      await this.redis.hmget(
-        this.keys.environment(environment),
-        'lastAppliedSha',
-        'lastAppliedAt',
-        'lastJobId',
-        'deployingSha',
-        'inventoryNamespaces',
-      );
+    const [
+      lastAppliedSha,
+      lastAppliedAt,
+      lastJobId,
+      deployingSha,
+      inventoryNamespaces,
+      suspendedAt,
+      suspendedReason,
+    ] = await this.redis.hmget(
+      this.keys.environment(environment),
+      'lastAppliedSha',
+      'lastAppliedAt',
+      'lastJobId',
+      'deployingSha',
+      'inventoryNamespaces',
+      'suspendedAt',
+      'suspendedReason',
+    );
     const starting = deployingSha?.startsWith(DEPLOY_STARTING) ?? false;
     return {
       lastAppliedSha: lastAppliedSha ?? null,
@@ -432,6 +447,7 @@ export class JobStore {
       liveSha: deployingSha === null || deployingSha === lastAppliedSha ? (lastAppliedSha ?? null) : null,
       deployingSha: starting ? null : (deployingSha ?? null),
       deployStarting: starting,
+      suspended: suspensionFrom(suspendedAt, suspendedReason),
     };
   }
 

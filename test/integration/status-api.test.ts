@@ -160,6 +160,7 @@ describe('environments', () => {
       lastAppliedSha: 'a'.repeat(40),
       lastAppliedAt: appliedAt,
       lastJob: { id, state: 'succeeded', sha: 'a'.repeat(40), finishedAt: appliedAt },
+      suspended: null,
     });
     expect(environments[1]).toMatchObject({
       name: 'production',

@@ -1,14 +1,15 @@
-import { Router, type Response } from 'express';
+import express, { Router, type Request, type Response } from 'express';
 import type { EnvironmentConfig } from '../../config/schema.js';
 import { environmentView, type EnvironmentView } from '../../status/environment-view.js';
 import { jobView, type JobRecord } from '../../status/job-record.js';
+import { describeSuspension, suspendReasonProblem } from '../../status/suspensions.js';
 import type { AppDeps } from '../deps.js';
 import { fromRedis, sendError } from '../errors.js';
 import { jobStatusUrl, publicBase } from '../status-url.js';
 
 export const ENVIRONMENT_JOBS = 20;
 
-/** GET /environments, GET /environments/:name, POST /environments/:name/sync. */
+/** GET /environments, GET /environments/:name, POST /environments/:name/sync, suspend and resume. */
 export function environmentRoutes(deps: AppDeps): Router {
   const byName = new Map(deps.config.environments.map((environment) => [environment.name, environment]));
   const router = Router();
@@ -45,17 +46,80 @@ export function environmentRoutes(deps: AppDeps): Router {
     res.json(body);
   });
 
-  router.post('/environments/:name/sync', async (req, res) => {
-    const environment = find(req.params.name, res);
-    if (!environment) return;
+  /** A manual deploy of the branch head, answered as SPEC §5's sync is. */
+  const queueSync = async (environment: EnvironmentConfig, req: Request) => {
     const base = publicBase(deps.config.server.publicUrl, req);
     // Only a configured base goes on the record (and the commit status): a Host header is the caller's to choose.
     const recordedBase = deps.config.server.publicUrl ? base : undefined;
     const job = await deps.producer.enqueue(environment.name, { kind: 'manual' }, undefined, recordedBase);
+    return { id: job.id, environment: job.environment, statusUrl: jobStatusUrl(base, job.id) };
+  };
+
+  router.post('/environments/:name/sync', async (req, res) => {
+    const environment = find(req.params.name, res);
+    if (!environment) return;
+    // As `flux reconcile` of a suspended Kustomization: refused, not held behind the suspension.
+    const suspension = await fromRedis(deps.store.suspensions.get(environment.name));
+    if (suspension) {
+      sendError(
+        res,
+        409,
+        `environment "${environment.name}" is ${describeSuspension(suspension)}: resume it first (POST /environments/${environment.name}/resume)`,
+      );
+      return;
+    }
+    const job = await queueSync(environment, req);
     deps.logger.info({ jobId: job.id, environment: environment.name }, 'manual sync queued');
-    res
-      .status(202)
-      .json({ jobs: [{ id: job.id, environment: job.environment, statusUrl: jobStatusUrl(base, job.id) }] });
+    res.status(202).json({ jobs: [job] });
+  });
+
+  // Small: a reason is one line. Any content type: `curl -d '{"reason": "…"}'` sends a form type.
+  const suspendBody = express.json({ limit: '4kb', type: () => true });
+
+  router.post('/environments/:name/suspend', suspendBody, async (req, res) => {
+    const environment = find(req.params.name, res);
+    if (!environment) return;
+    const reason = suspendReason(req.body);
+    if (reason !== null && typeof reason === 'object') {
+      sendError(res, 400, reason.problem);
+      return;
+    }
+    const suspension = await fromRedis(deps.store.suspensions.suspend(environment.name, reason));
+    deps.logger.info(
+      { environment: environment.name, reason: suspension.reason, since: suspension.at },
+      'environment suspended: its deploys are held until it is resumed',
+    );
+    const jobs = await fromRedis(deps.store.list({ environment: environment.name, limit: 1 }));
+    res.json(await fromRedis(view(environment, jobs)));
+  });
+
+  router.post('/environments/:name/resume', async (req, res) => {
+    const environment = find(req.params.name, res);
+    if (!environment) return;
+    const lifted = await fromRedis(deps.store.suspensions.resume(environment.name));
+    // As `flux resume`: the environment is brought to its branch head at once.
+    const job = await queueSync(environment, req);
+    deps.logger.info(
+      { jobId: job.id, environment: environment.name, wasSuspendedSince: lifted?.at ?? null },
+      'environment resumed: a deploy of the branch head queued',
+    );
+    res.status(202).json({ jobs: [job], resumed: lifted });
   });
   return router;
+}
+
+/** The reason of a suspend request's JSON body (none, or `{"reason": "…"}`), or what is wrong with it. */
+function suspendReason(body: unknown): string | null | { problem: string } {
+  if (body === undefined || body === null) return null;
+  if (typeof body !== 'object' || Array.isArray(body))
+    return { problem: 'the body must be a JSON object: {"reason": "…"}' };
+  const unknown = Object.keys(body).find((key) => key !== 'reason');
+  if (unknown !== undefined) return { problem: `unknown field "${unknown}": the body takes only "reason"` };
+  const { reason } = body as { reason?: unknown };
+  if (reason === undefined || reason === null) return null;
+  if (typeof reason !== 'string') return { problem: 'reason must be a string' };
+  const trimmed = reason.trim();
+  const problem = suspendReasonProblem(trimmed);
+  if (problem) return { problem };
+  return trimmed === '' ? null : trimmed;
 }

@@ -7,10 +7,14 @@ export const JOBS_BY_STATE_WINDOW = 1_000;
 const QUEUE_STATES = ['waiting', 'delayed', 'active', 'prioritized'] as const;
 
 async function refreshGauges(deps: AppDeps): Promise<void> {
-  const [recent, counts] = await Promise.all([
+  const [recent, counts, suspensions] = await Promise.all([
     deps.store.list({ limit: JOBS_BY_STATE_WINDOW }),
     deps.queue.getJobCounts(...QUEUE_STATES),
+    Promise.all(deps.config.environments.map((environment) => deps.store.suspensions.get(environment.name))),
   ]);
+  deps.config.environments.forEach((environment, index) =>
+    deps.metrics.environmentSuspended.set({ environment: environment.name }, suspensions[index] ? 1 : 0),
+  );
   const byState = new Map<string, number>(jobStateSchema.options.map((state) => [state, 0]));
   for (const job of recent) byState.set(job.state, (byState.get(job.state) ?? 0) + 1);
   for (const [state, count] of byState) deps.metrics.jobsByState.set({ state }, count);

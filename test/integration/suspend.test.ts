@@ -1,0 +1,266 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { CoreV1Api } from '@kubernetes/client-node';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { CommandArgs } from '../../src/commands/command.js';
+import { runStatus } from '../../src/commands/status.js';
+import { runSuspend } from '../../src/commands/suspend.js';
+import { runResume, runSync } from '../../src/commands/sync.js';
+import { createApp } from '../../src/http/app.js';
+import { listen, type RunningServer } from '../../src/http/server.js';
+import { createLogger, silentLogger } from '../../src/lib/logger.js';
+import { createMetrics } from '../../src/lib/metrics.js';
+import type { JobRecord } from '../../src/status/job-record.js';
+import { githubHeaders, githubPush } from '../fixtures/github/payloads.js';
+import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
+import { createTestNamespace, kubeConfigFromTest, type TestNamespace } from '../helpers/kube.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { until } from '../helpers/until.js';
+import { testSecrets } from './receiver-harness.js';
+import { createWorkerHarness, type WorkerHarness } from './worker-harness.js';
+import { configMap } from './worker-manifests.js';
+
+const SECRET = 'github-secret';
+
+let redis: TestRedis;
+let repo: EnvRepo;
+let namespace: TestNamespace;
+let harness: WorkerHarness;
+let server: RunningServer;
+let dir: string;
+let configFile: string;
+const workerLog: string[] = [];
+
+beforeAll(async () => {
+  redis = await startRedis();
+  repo = await createEnvRepo({ branch: 'env/test' });
+  namespace = await createTestNamespace('suspend');
+  harness = await createWorkerHarness({
+    redisUrl: redis.url,
+    // Re-syncs every second: while suspended, each must be skipped, drift left alone.
+    environments: [
+      { name: 'web', repo, env: { namespace: namespace.name, healthTimeout: '0', reconcileInterval: '1s' } },
+    ],
+  });
+  await harness.startWorker({
+    logger: createLogger({
+      level: 'info',
+      destination: { write: (line: string) => void workerLog.push(line) },
+    }),
+  });
+  const metrics = createMetrics();
+  server = await listen(
+    createApp({
+      config: harness.config,
+      secrets: testSecrets(),
+      logger: silentLogger(),
+      metrics,
+      ...harness.services,
+    }),
+    '127.0.0.1',
+    0,
+  );
+  dir = mkdtempSync(join(tmpdir(), 'pushgate-suspend-'));
+  configFile = join(dir, 'pushgate.yaml');
+  writeFileSync(configFile, harness.configText);
+});
+
+afterAll(async () => {
+  await server?.close(1_000);
+  await harness?.close();
+  await namespace?.cleanup();
+  await redis?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function push(sha: string): Promise<string> {
+  const body = JSON.stringify(githubPush({ repository: 'acme/web-config', branch: 'env/test', after: sha }));
+  const response = await fetch(`${server.url}/webhooks/github`, {
+    method: 'POST',
+    body,
+    headers: githubHeaders(SECRET, body),
+  });
+  expect(response.status).toBe(202);
+  return ((await response.json()) as { jobs: { id: string }[] }).jobs[0]!.id;
+}
+
+async function post(path: string, body?: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  const response = await fetch(`${server.url}${path}`, {
+    method: 'POST',
+    ...(body === undefined ? {} : { body, headers: { 'content-type': 'application/json' } }),
+  });
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+async function configMapData(): Promise<Record<string, string> | undefined> {
+  const core = kubeConfigFromTest().makeApiClient(CoreV1Api);
+  return (await core.readNamespacedConfigMap({ name: 'app', namespace: namespace.name })).data;
+}
+
+async function suspendedGauge(): Promise<string | undefined> {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  return /^pushgate_environment_suspended\{environment="web"\} (\d)$/m.exec(text)?.[1];
+}
+
+/** Resolves once the worker has skipped a re-sync it had not skipped before this call. */
+async function nextSkippedResync(): Promise<void> {
+  const seen = workerLog.filter((line) => line.includes('this re-sync run skipped')).length;
+  await until(
+    () =>
+      Promise.resolve(workerLog.filter((line) => line.includes('this re-sync run skipped')).length > seen),
+    15_000,
+  );
+}
+
+function commandArgs(positionals: string[], options: Partial<CommandArgs> = {}) {
+  let out = '';
+  let err = '';
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+  stderr.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
+  const args: CommandArgs = {
+    positionals,
+    config: configFile,
+    ref: undefined,
+    wait: false,
+    json: false,
+    env: { PATH: process.env.PATH, LOG_LEVEL: 'silent' },
+    stdout,
+    stderr,
+    ...options,
+  };
+  return { args, stdout: () => out, stderr: () => err };
+}
+
+describe('suspend and resume (real Redis, git, kube-apiserver)', () => {
+  // Each test starts from a running environment, whatever the one before left.
+  beforeEach(async () => {
+    await harness.services.store.suspensions.resume('web');
+  });
+
+  it('holds pushes and re-syncs while suspended, leaves drift alone, refuses syncs; resume deploys the head', async () => {
+    const first = await repo.commit({ 'manifests/app.yaml': configMap('app', { v: '1' }) });
+    expect((await harness.waitForJob(await push(first))).state).toBe('succeeded');
+
+    const suspended = await post('/environments/web/suspend', JSON.stringify({ reason: 'incident 42' }));
+    expect(suspended.status).toBe(200);
+    expect(suspended.body.suspended).toMatchObject({ reason: 'incident 42' });
+    expect(await suspendedGauge()).toBe('1');
+    await nextSkippedResync();
+
+    // A hand-made fix during the incident stays while suspended.
+    const core = kubeConfigFromTest().makeApiClient(CoreV1Api);
+    await core.patchNamespacedConfigMap(
+      { name: 'app', namespace: namespace.name, body: [{ op: 'replace', path: '/data/v', value: 'hotfix' }] },
+      { headers: { 'Content-Type': 'application/json-patch+json' } } as never,
+    );
+    await nextSkippedResync();
+    expect(await configMapData()).toEqual({ v: 'hotfix' });
+
+    // A push is taken and its job held, queued, saying why; nothing is applied.
+    const second = await repo.commit({ 'manifests/app.yaml': configMap('app', { v: '2' }) });
+    const heldId = await push(second);
+    const held = await until(async () => {
+      const record = await harness.services.store.get(heldId);
+      return record?.message?.startsWith('held: web is suspended since') ? record : undefined;
+    });
+    expect(held.state).toBe('queued');
+    expect(held.message).toContain('(incident 42); deploys once resumed');
+    expect(await configMapData()).toEqual({ v: 'hotfix' });
+
+    const environment = (await (await fetch(`${server.url}/environments/web`)).json()) as {
+      suspended: { at: string; reason: string };
+    };
+    expect(environment.suspended.reason).toBe('incident 42');
+    expect(Date.parse(environment.suspended.at)).toBeGreaterThan(0);
+    const sync = await post('/environments/web/sync');
+    expect(sync.status).toBe(409);
+    expect(sync.body.error).toMatch(
+      /^environment "web" is suspended since .* \(incident 42\): resume it first/,
+    );
+
+    const resumed = await post('/environments/web/resume');
+    expect(resumed.status).toBe(202);
+    expect(resumed.body.resumed).toEqual(environment.suspended);
+    const [resumeJob] = resumed.body.jobs as { id: string }[];
+    const deployed = await harness.waitForJob(resumeJob!.id);
+    expect(deployed).toMatchObject({ state: 'succeeded', sha: second });
+    expect(await configMapData()).toEqual({ v: '2' });
+    // The held job gives way to the deploy of its own commit (or deploys it itself, had it run first).
+    const heldEnd = await harness.waitForJob(heldId);
+    expect(['superseded', 'succeeded']).toContain(heldEnd.state);
+    expect(await suspendedGauge()).toBe('0');
+    const after = (await (await fetch(`${server.url}/environments/web`)).json()) as { suspended: unknown };
+    expect(after.suspended).toBeNull();
+  });
+
+  it('refuses a suspend request it cannot keep, naming what is wrong', async () => {
+    const cases: [string, string | undefined, number, string][] = [
+      ['/environments/nope/suspend', undefined, 404, 'environment "nope" not found'],
+      ['/environments/web/suspend', '{"reason": 42}', 400, 'reason must be a string'],
+      ['/environments/web/suspend', '{"why": "x"}', 400, 'unknown field "why": the body takes only "reason"'],
+      ['/environments/web/suspend', '["x"]', 400, 'the body must be a JSON object: {"reason": "…"}'],
+      [
+        '/environments/web/suspend',
+        JSON.stringify({ reason: 'x'.repeat(201) }),
+        400,
+        'reason is longer than 200 characters',
+      ],
+      [
+        '/environments/web/suspend',
+        JSON.stringify({ reason: 'a\nb' }),
+        400,
+        'reason holds control characters (one line of text only)',
+      ],
+    ];
+    for (const [path, body, status, error] of cases) {
+      const answer = await post(path, body);
+      expect({ path, body, status: answer.status, error: answer.body.error }).toEqual({
+        path,
+        body,
+        status,
+        error,
+      });
+    }
+    const wrongMethod = await fetch(`${server.url}/environments/web/suspend`);
+    expect(wrongMethod.status).toBe(405);
+    expect(wrongMethod.headers.get('allow')).toBe('POST');
+    expect(
+      ((await (await fetch(`${server.url}/environments/web`)).json()) as { suspended: unknown }).suspended,
+    ).toBeNull();
+  });
+
+  it('pushgate suspend, status, sync and resume: held, shown, refused, lifted', async () => {
+    const suspend = commandArgs(['web'], { reason: 'freeze for the release' });
+    expect(await runSuspend(suspend.args)).toBe(0);
+    expect(suspend.stdout()).toMatch(
+      /^web suspended since \S+ \(freeze for the release\): deploys held until pushgate resume web\n$/,
+    );
+
+    const status = commandArgs([]);
+    expect(await runStatus(status.args)).toBe(0);
+    expect(status.stdout()).toMatch(/^web\s+env\/test\s+\S+\s+\S+\s+.*since \S+\n/m);
+    expect(status.stdout()).toContain('web is suspended since ');
+
+    const sync = commandArgs(['web']);
+    expect(await runSync(sync.args)).toBe(1);
+    expect(sync.stderr()).toMatch(
+      /^pushgate sync: web is suspended since .* \(freeze for the release\): its deploys are held/,
+    );
+    expect(sync.stdout()).toBe('');
+
+    const resume = commandArgs(['web'], { wait: true });
+    expect(await runResume(resume.args)).toBe(0);
+    expect(resume.stderr()).toMatch(
+      /^pushgate resume: web resumed \(it was suspended since .*\(freeze for the release\)\)/,
+    );
+    const [jobId, ...states] = resume.stdout().trim().split('\n');
+    const record = (await harness.services.store.get(jobId!)) as JobRecord;
+    expect(record.trigger.kind).toBe('manual');
+    expect(states.at(-1)).toMatch(/^(succeeded|superseded)/);
+    expect(await harness.services.store.suspensions.get('web')).toBeNull();
+  });
+});
