@@ -21,7 +21,7 @@ export function logStartupWarnings(
     logger.warn(
       { address: server.address },
       'PUSHGATE_API_TOKEN is not set: the status API is unauthenticated on a non-loopback address; ' +
-        'anyone who reaches it can read jobs and queue deploys (POST /environments/:name/sync)',
+        'anyone who reaches it can read jobs, queue deploys and suspend environments (POST /environments/:name/sync, /suspend)',
     );
   }
 }
