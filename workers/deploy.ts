@@ -406,7 +406,10 @@ export async function processDeployJob(
     const message = `held: ${environment.name} is ${describeSuspension(suspension)}; deploys once resumed`;
     try {
       if ((current ?? record).message !== message) {
-        await deps.store.update(jobId, { message });
+        const reason = suspension.reason ? ` (${suspension.reason})` : '';
+        await deps
+          .run(environment, current ?? record, logger)
+          .held(message, `Held: ${environment.name} is suspended${reason}`);
         logger.info({ reason: suspension.reason }, 'environment suspended: job held until it is resumed');
       }
     } finally {

@@ -60,6 +60,16 @@ export class JobRun {
   }
 
   /**
+   * Held by a suspension, still queued: the record says why, and so does the pushed commit
+   * (`pending`), whose pusher would otherwise see nothing until the environment is resumed.
+   */
+  async held(message: string, statusDescription: string): Promise<void> {
+    const announced = this.record.trigger.sha;
+    if (announced) this.report(announced, 'pending', statusDescription);
+    await this.patch({ message });
+  }
+
+  /**
    * A re-sync of the commit the environment's last job deployed (or failed to) reports only
    * what is news: drift it corrected, a failure, a recovery. No `pending`, and a state the
    * commit shows already is not posted again (the outbox drops quiet offers of it): every ten

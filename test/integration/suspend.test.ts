@@ -14,7 +14,13 @@ import { createLogger, silentLogger } from '../../src/lib/logger.js';
 import { createMetrics } from '../../src/lib/metrics.js';
 import type { JobRecord } from '../../src/status/job-record.js';
 import { githubHeaders, githubPush } from '../fixtures/github/payloads.js';
+import { readSecrets } from '../../src/config/secrets.js';
+import {
+  createCommitStatusReporter,
+  type CommitStatusReporter,
+} from '../../src/status/reporters/commit-status-reporter.js';
 import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
+import { startFakeGithub, type FakeProvider } from '../helpers/fake-github.js';
 import { createTestNamespace, kubeConfigFromTest, type TestNamespace } from '../helpers/kube.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { until } from '../helpers/until.js';
@@ -31,20 +37,33 @@ let harness: WorkerHarness;
 let server: RunningServer;
 let dir: string;
 let configFile: string;
+let github: FakeProvider;
+let reporter: CommitStatusReporter;
 const workerLog: string[] = [];
 
 beforeAll(async () => {
   redis = await startRedis();
   repo = await createEnvRepo({ branch: 'env/test' });
   namespace = await createTestNamespace('suspend');
+  github = await startFakeGithub();
   harness = await createWorkerHarness({
     redisUrl: redis.url,
+    providers: { github: github.url },
     // Re-syncs every second: while suspended, each must be skipped, drift left alone.
     environments: [
       { name: 'web', repo, env: { namespace: namespace.name, healthTimeout: '0', reconcileInterval: '1s' } },
     ],
   });
+  reporter = createCommitStatusReporter(
+    harness.config,
+    readSecrets({ GITHUB_TOKEN: 'ghs_test' }),
+    silentLogger(),
+    {
+      timeoutMs: 2_000,
+    },
+  )!;
   await harness.startWorker({
+    reporter,
     logger: createLogger({
       level: 'info',
       destination: { write: (line: string) => void workerLog.push(line) },
@@ -70,6 +89,8 @@ beforeAll(async () => {
 afterAll(async () => {
   await server?.close(1_000);
   await harness?.close();
+  await reporter?.close();
+  await github?.close();
   await namespace?.cleanup();
   await redis?.stop();
   rmSync(dir, { recursive: true, force: true });
@@ -169,6 +190,16 @@ describe('suspend and resume (real Redis, git, kube-apiserver)', () => {
     });
     expect(held.state).toBe('queued');
     expect(held.message).toContain('(incident 42); deploys once resumed');
+    // The pushed commit says why it waits.
+    const statusOf = (sha: string) =>
+      github.requests
+        .filter((request) => request.path.endsWith(`/statuses/${sha}`))
+        .map((request) => request.body as { state: string; description: string });
+    await until(() => Promise.resolve(statusOf(second).length > 0));
+    expect(statusOf(second)[0]).toMatchObject({
+      state: 'pending',
+      description: 'Held: web is suspended (incident 42)',
+    });
     expect(await configMapData()).toEqual({ v: 'hotfix' });
 
     const environment = (await (await fetch(`${server.url}/environments/web`)).json()) as {
