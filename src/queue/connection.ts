@@ -106,8 +106,15 @@ export function createRedis(endpoint: RedisEndpoint, role: RedisRole): RedisClie
   return redis;
 }
 
+/**
+ * A primary demoted by a failover keeps its connections and refuses their writes (READONLY);
+ * reconnecting resolves the address again, which a managed Redis's primary endpoint points
+ * at the new primary by then. 2: reconnect and send the command again.
+ */
+const reconnectOnError = (error: Error): 2 | false => (error.message.startsWith('READONLY') ? 2 : false);
+
 function createStandalone(url: string, role: RedisRole): Redis {
-  const common: RedisOptions = { connectTimeout: 1_000, lazyConnect: false, retryStrategy };
+  const common: RedisOptions = { connectTimeout: 1_000, lazyConnect: false, retryStrategy, reconnectOnError };
   const options: RedisOptions =
     role === 'producer'
       ? {

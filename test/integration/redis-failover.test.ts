@@ -1,0 +1,63 @@
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { githubHeaders, githubPush } from '../fixtures/github/payloads.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
+import { until } from '../helpers/until.js';
+import { GITHUB_REPO, startReceiver, type Receiver } from './receiver-harness.js';
+
+let primary: TestRedis;
+let standby: TestRedis;
+let endpoint: TcpProxy;
+let receiver: Receiver;
+
+beforeAll(async () => {
+  primary = await startRedis();
+  standby = await startRedis();
+  // The managed service's primary endpoint: one address, moved to the new primary by a failover.
+  endpoint = await startTcpProxy(primary.port);
+  receiver = await startReceiver(`redis://127.0.0.1:${endpoint.port}`);
+});
+
+afterAll(async () => {
+  await receiver?.close();
+  await endpoint?.close();
+  await primary?.stop();
+  await standby?.stop();
+});
+
+async function push(): Promise<number> {
+  const body = JSON.stringify(githubPush({ repository: GITHUB_REPO, branch: 'env/staging' }));
+  const response = await fetch(`${receiver.url}/webhooks/github`, {
+    method: 'POST',
+    body,
+    headers: githubHeaders('github-secret', body),
+  });
+  return response.status;
+}
+
+async function replicaOf(server: TestRedis, master: TestRedis | null): Promise<void> {
+  const client = new Redis(server.url);
+  try {
+    await (master ? client.replicaof('127.0.0.1', master.port) : client.replicaof('NO', 'ONE'));
+  } finally {
+    client.disconnect();
+  }
+}
+
+it('takes webhooks again after a failover demotes the primary its connection was open to (READONLY)', async () => {
+  expect(await push()).toBe(202);
+  // Failover: the standby is promoted, the endpoint moves to it, the old primary becomes its
+  // replica and refuses writes on the connections still open to it.
+  await replicaOf(standby, null);
+  endpoint.retarget(standby.port);
+  await replicaOf(primary, standby);
+  await until(async () => (await push()) === 202, 10_000);
+  const standbyClient = new Redis(standby.url);
+  try {
+    // Queued on the new primary.
+    expect(await standbyClient.dbsize()).toBeGreaterThan(0);
+  } finally {
+    standbyClient.disconnect();
+  }
+});
