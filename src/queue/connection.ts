@@ -93,10 +93,13 @@ export function createRedis(endpoint: RedisEndpoint, role: RedisRole): RedisClie
     }
     // A standalone client works on a cluster node only for the slots that node owns, and
     // for pushgate's until a failover or resharding moves them: refuse it from the start.
-    known.modeCheck = (redis as Redis).info('cluster').then(
+    known.modeCheck = (redis as Redis).info('server').then(
       (info) => {
-        if (/^cluster_enabled:1\b/m.test(info))
+        const mode = /^redis_mode:(\w+)/m.exec(info)?.[1];
+        if (mode === 'cluster')
           known.modeProblem = `redis.cluster is false but Redis at ${known.address} is a Redis Cluster node: set redis.cluster: true`;
+        else if (mode === 'sentinel')
+          known.modeProblem = `Redis at ${known.address} is a Redis Sentinel, not a Redis server: redis.url must reach the master itself (see docs/production.md, Sentinel)`;
         else delete known.modeProblem;
       },
       // A server that refuses INFO (renamed on some managed services) is taken as it answers.

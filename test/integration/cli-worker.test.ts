@@ -140,14 +140,19 @@ describe('pushgate worker processes (real Redis, git, kube-apiserver)', () => {
     });
     const id = await harness.webhook('web', sha);
 
-    // The apply is written and the worker now waits for the Deployment to be ready: kill it there.
+    // The apply is written, and recorded as it landed, and the worker now waits for the
+    // Deployment to be ready: kill it there. (The object alone in the cluster is not enough:
+    // under load a kill can land between the write and its record.)
     const deadline = Date.now() + 30_000;
     while (
-      !(await apps.readNamespacedDeployment({ name: 'web', namespace: namespace.name }).catch(() => null))
+      !(await harness.services.store.get(id))?.resources.some(
+        (resource) => resource.kind === 'Deployment' && resource.action === 'created',
+      )
     ) {
       if (Date.now() > deadline) throw new Error(`the Deployment was never applied:\n${first.output()}`);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
+    expect(await apps.readNamespacedDeployment({ name: 'web', namespace: namespace.name })).toBeTruthy();
     expect((await harness.services.store.get(id))?.state).toBe('running');
     first.child.kill('SIGKILL');
     await first.exited;

@@ -1,7 +1,12 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { cliConfigText, runBuiltCli } from '../helpers/cli.js';
 import { githubHeaders, githubPush } from '../fixtures/github/payloads.js';
-import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { freePort, startRedis, type TestRedis } from '../helpers/redis.js';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
 import { until } from '../helpers/until.js';
 import { GITHUB_REPO, startReceiver, type Receiver } from './receiver-harness.js';
@@ -59,5 +64,48 @@ it('takes webhooks again after a failover demotes the primary its connection was
     expect(await standbyClient.dbsize()).toBeGreaterThan(0);
   } finally {
     standbyClient.disconnect();
+  }
+});
+
+it('refuses a URL naming a Redis Sentinel at start, saying redis.url must reach the master (exit 2)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pushgate-sentinel-'));
+  const port = await freePort();
+  // Sentinel rewrites its configuration file: it must be its own, writable.
+  writeFileSync(
+    join(dir, 'sentinel.conf'),
+    `port ${port}\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 ${primary.port} 1\n`,
+  );
+  writeFileSync(join(dir, 'pushgate.yaml'), cliConfigText());
+  const sentinel = spawn('redis-server', [join(dir, 'sentinel.conf'), '--sentinel'], { stdio: 'ignore' });
+  try {
+    await until(async () => {
+      const client = new Redis({
+        port,
+        lazyConnect: true,
+        maxRetriesPerRequest: 0,
+        retryStrategy: () => null,
+      });
+      client.on('error', () => undefined);
+      try {
+        await client.connect();
+        return (await client.ping()) === 'PONG';
+      } catch {
+        return false;
+      } finally {
+        client.disconnect();
+      }
+    });
+    const { PUSHGATE_CONFIG: _config, ...env } = process.env;
+    const run = await runBuiltCli(['status', '--config', join(dir, 'pushgate.yaml')], {
+      env: { ...env, REDIS_URL: `redis://127.0.0.1:${port}` },
+      timeoutMs: 20_000,
+    });
+    expect(run.code, run.stderr).toBe(2);
+    expect(run.stderr).toContain(
+      `Redis at 127.0.0.1:${port} is a Redis Sentinel, not a Redis server: redis.url must reach the master itself`,
+    );
+  } finally {
+    sentinel.kill('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
   }
 });
