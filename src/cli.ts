@@ -118,7 +118,9 @@ from the current folder.
 Holds ENV's deploys, as flux suspend does: a deploy running now finishes; pushes are still
 taken and their jobs stay queued (held); re-syncs do not run and syncs are refused; what the
 cluster runs, hand-made changes included, is left as it is. pushgate resume ENV lifts it.
-Suspending again changes the reason. Needs REDIS_URL, as sync does.
+Suspending again keeps when it began, and the reason unless --reason gives a new one.
+A suspension is kept in Redis: use one that persists (docs/production.md). Needs
+REDIS_URL, as sync does.
 
   --reason TEXT          why, shown by pushgate status, the API and held jobs (one line,
                          200 characters at most)
@@ -134,7 +136,8 @@ Suspending again changes the reason. Needs REDIS_URL, as sync does.
 Lifts ENV's suspension and deploys its branch head at once (a job of trigger "manual", which
 supersedes the jobs held meanwhile); prints the job id as sync does. Needs REDIS_URL.
 
-  --wait                 follow the job; exit 0 when it succeeded, 1 when it failed
+  --wait                 follow the job; exit 0 when it succeeded (or was superseded), 1 when
+                         it failed, as for sync
   --json                 as for sync
 `,
     options: ['wait', 'json'],

@@ -380,11 +380,13 @@ export async function processDeployJob(
 
   const lock = await deps.locks.acquire(environment.name);
   if (!lock) {
-    logger.debug('environment busy, job delayed');
-    await job.moveToDelayed(
-      Date.now() + LOCK_BUSY_DELAY_MS + Math.floor(Math.random() * LOCK_BUSY_DELAY_MS),
-      token,
-    );
+    // A job a suspension will hold anyway need not ask for the lock twice a second.
+    const held = record.state === 'queued' && (await deps.store.suspensions.get(environment.name)) !== null;
+    logger.debug({ held }, 'environment busy, job delayed');
+    const delayMs = held
+      ? SUSPENDED_RECHECK_MS
+      : LOCK_BUSY_DELAY_MS + Math.floor(Math.random() * LOCK_BUSY_DELAY_MS);
+    await job.moveToDelayed(Date.now() + delayMs, token);
     throw new DelayedError();
   }
 
@@ -400,7 +402,9 @@ export async function processDeployJob(
     await lock.release();
     throw error;
   });
-  if (suspension) {
+  // A job whose record says `running` is a deploy a dead worker left half done: it was
+  // running when the environment was suspended, and finishes, as the deploy running does.
+  if (suspension && (current ?? record).state === 'queued') {
     // Held, still queued, until the environment is resumed; written under the lock, which
     // a deploy that supersedes queued jobs holds too.
     const message = `held: ${environment.name} is ${describeSuspension(suspension)}; deploys once resumed`;

@@ -4,6 +4,7 @@ import { connectProducer, loadRuntime } from '../runtime.js';
 import { describeSuspension, suspendReasonProblem } from '../status/suspensions.js';
 import { clientRedisUrl } from './client-redis-url.js';
 import type { CommandArgs } from './command.js';
+import { printable } from './printable.js';
 
 const REDIS_WAIT_MS = 5_000;
 
@@ -37,7 +38,7 @@ export async function runSuspend(args: CommandArgs): Promise<number> {
     if (args.json) args.stdout.write(`${JSON.stringify({ environment: name, suspended: suspension })}\n`);
     else
       args.stdout.write(
-        `${name} ${describeSuspension(suspension)}: deploys held until pushgate resume ${name}\n`,
+        `${name} ${printable(describeSuspension(suspension))}: deploys held until pushgate resume ${name}\n`,
       );
     return 0;
   } finally {

@@ -62,14 +62,14 @@ async function queueDeploy(args: CommandArgs, command: 'sync' | 'resume'): Promi
       const lifted = await services.store.suspensions.resume(name).catch(unavailable);
       args.stderr.write(
         lifted
-          ? `pushgate resume: ${name} resumed (it was ${describeSuspension(lifted)}); deploying its branch head\n`
+          ? `pushgate resume: ${name} resumed (it was ${printable(describeSuspension(lifted))}); deploying its branch head\n`
           : `pushgate resume: ${name} was not suspended; deploying its branch head\n`,
       );
     } else {
       const suspension = await services.store.suspensions.get(name).catch(unavailable);
       if (suspension) {
         args.stderr.write(
-          `pushgate sync: ${name} is ${describeSuspension(suspension)}: its deploys are held; pushgate resume ${name} deploys its branch head\n`,
+          `pushgate sync: ${name} is ${printable(describeSuspension(suspension))}: its deploys are held; pushgate resume ${name} deploys its branch head\n`,
         );
         return 1;
       }

@@ -82,6 +82,7 @@ export async function runDeployPipeline(deps: PipelineDeps, job: PipelineJob): P
     return await applyCommit(deps, job, decision.sha, {
       lastAppliedSha,
       installation: await deps.store.installationId(),
+      installationKey: deps.store.installationKey,
       inventoryHomes: {
         recorded: inventoryNamespaces,
         add: (namespace) => deps.store.addInventoryNamespace(environment.name, namespace),
@@ -103,7 +104,7 @@ async function applyCommit(
   deps: PipelineDeps,
   job: PipelineJob,
   sha: string,
-  lastDeploy: Pick<DeployRequest, 'lastAppliedSha' | 'inventoryHomes' | 'installation'>,
+  lastDeploy: Pick<DeployRequest, 'lastAppliedSha' | 'inventoryHomes' | 'installation' | 'installationKey'>,
 ): Promise<PipelineResult> {
   const { environment, logger } = job;
   const repo = { url: environment.repo.url, provider: environment.repo.provider };

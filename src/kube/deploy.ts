@@ -341,8 +341,11 @@ async function applyEnvironment(
     throw new DeployError(
       'apply_rejected',
       `inventory ConfigMap ${environment.namespace}/${inventoryName(environment.name)} was written by another pushgate ` +
-        `installation, whose environment has the same name: installations that share a cluster must name their ` +
-        `environments apart (docs/production.md); nothing was changed`,
+        `installation (${home.installation ?? 'unknown'}; this one is ${request.installation ?? 'unknown'}), whose ` +
+        `environment has the same name: installations that share a cluster must name their environments apart ` +
+        `(docs/production.md); nothing was changed. If it is this installation's own and Redis lost pushgate's data ` +
+        `(a restart without persistence, a new Redis), make this installation that one again: SET ` +
+        `${request.installationKey ?? '{pushgate}:installation'} ${home.installation ?? ''} in pushgate's Redis`,
       { permanent: true },
     );
   }

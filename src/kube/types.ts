@@ -23,6 +23,8 @@ export interface DeployRequest {
   inventoryHomes?: InventoryHomes;
   /** This pushgate installation's id, stamped on the inventories it writes. */
   installation?: string;
+  /** Where Redis keeps it (`{prefix}:installation`), named in the refusal that tells how to restore it. */
+  installationKey?: string;
   jobId: string;
   logger: Logger;
   /**

@@ -234,7 +234,6 @@ export function newJobRecord(request: ClaimRequest): JobRecord {
 export class JobStore {
   /** The claim as a command of the connection: ioredis sends its text once, then EVALSHA. */
   private readonly commander: ClaimCommander;
-  private installation: Promise<string> | undefined;
   /** Which environments are suspended: kept with their records, read by the worker and the API. */
   readonly suspensions: SuspensionStore;
 
@@ -481,19 +480,22 @@ export class JobStore {
 
   /**
    * This installation's id (one Redis, one prefix), made by whichever process asks first: it
-   * tells this installation's inventories from those of another on the same cluster.
+   * tells this installation's inventories from those of another on the same cluster. Read
+   * at each deploy, never kept in memory: after Redis lost its data (or an operator restored
+   * the id, see the inventory refusal), every worker must use what Redis holds now.
    */
   async installationId(): Promise<string> {
-    this.installation ??= (async () => {
-      await this.redis.set(this.keys.installation, randomUUID(), 'NX');
-      const id = await this.redis.get(this.keys.installation);
-      if (!id) throw new Error('the installation id could not be read back from Redis');
-      return id;
-    })().catch((error: unknown) => {
-      this.installation = undefined;
-      throw error;
-    });
-    return this.installation;
+    const id = await this.redis.get(this.keys.installation);
+    if (id) return id;
+    await this.redis.set(this.keys.installation, randomUUID(), 'NX');
+    const made = await this.redis.get(this.keys.installation);
+    if (!made) throw new Error('the installation id could not be read back from Redis');
+    return made;
+  }
+
+  /** The Redis key of the installation id, for the refusal that tells how to restore one. */
+  get installationKey(): string {
+    return this.keys.installation;
   }
 
   /** Under the environment's lock, before its deploy first writes an inventory in `namespace`. */

@@ -14,8 +14,11 @@ export const SUSPEND_REASON_MAX = 200;
 /** What is wrong with a reason, or undefined when it can be kept. */
 export function suspendReasonProblem(reason: string): string | undefined {
   if (reason.length > SUSPEND_REASON_MAX) return `reason is longer than ${SUSPEND_REASON_MAX} characters`;
+  // Control characters (C0, DEL, C1), line separators and bidirectional overrides: a reason is
+  // printed in terminals and tables, where they would act or disguise the text.
   // eslint-disable-next-line no-control-regex -- control characters are what is refused
-  if (/[\u0000-\u001f\u007f]/.test(reason)) return 'reason holds control characters (one line of text only)';
+  if (/[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/.test(reason))
+    return 'reason holds control characters (one line of plain text only)';
   return undefined;
 }
 
@@ -48,14 +51,14 @@ export class SuspensionStore {
     return suspensionFrom(at, reason);
   }
 
-  /** Suspends, or changes the reason of a suspension (keeping when it began). */
+  /**
+   * Suspends; suspending again keeps when it began, and the reason unless a new one is given
+   * (a second `suspend` without one must not drop the incident's reference).
+   */
   async suspend(environment: string, reason: string | null, now = new Date()): Promise<Suspension> {
     const key = this.keys.environment(environment);
-    await this.redis
-      .multi()
-      .hsetnx(key, 'suspendedAt', now.toISOString())
-      .hset(key, 'suspendedReason', reason ?? '')
-      .exec();
+    const write = this.redis.multi().hsetnx(key, 'suspendedAt', now.toISOString());
+    await (reason === null ? write : write.hset(key, 'suspendedReason', reason)).exec();
     const suspension = await this.get(environment);
     if (!suspension) throw new Error(`suspension of ${environment} was not kept`);
     return suspension;

@@ -472,7 +472,7 @@ describe('deployToCluster', () => {
       deployToCluster(kube, request(env, manifests(configMap('other')), { installation: 'two' })),
     );
     expect(clash.message).toMatch(
-      /was written by another pushgate installation, whose environment has the same name/,
+      /was written by another pushgate installation \(one; this one is two\), whose environment has the same name.*SET \{pushgate\}:installation one in pushgate's Redis$/,
     );
     expect(await kube.get(CONFIG_MAPS, theirs.name, 'other')).toBeUndefined();
 

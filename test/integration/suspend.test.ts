@@ -244,7 +244,20 @@ describe('suspend and resume (real Redis, git, kube-apiserver)', () => {
         '/environments/web/suspend',
         JSON.stringify({ reason: 'a\nb' }),
         400,
-        'reason holds control characters (one line of text only)',
+        'reason holds control characters (one line of plain text only)',
+      ],
+      // A C1 control sequence introducer and a bidirectional override: acted on by terminals.
+      [
+        '/environments/web/suspend',
+        JSON.stringify({ reason: 'a\u009b31mred' }),
+        400,
+        'reason holds control characters (one line of plain text only)',
+      ],
+      [
+        '/environments/web/suspend',
+        JSON.stringify({ reason: 'fix \u202eevil' }),
+        400,
+        'reason holds control characters (one line of plain text only)',
       ],
     ];
     for (const [path, body, status, error] of cases) {
@@ -271,6 +284,10 @@ describe('suspend and resume (real Redis, git, kube-apiserver)', () => {
       /^web suspended since \S+ \(freeze for the release\): deploys held until pushgate resume web\n$/,
     );
 
+    // Suspending again without a reason keeps the one given.
+    expect(await runSuspend(commandArgs(['web']).args)).toBe(0);
+    expect((await harness.services.store.suspensions.get('web'))?.reason).toBe('freeze for the release');
+
     const status = commandArgs([]);
     expect(await runStatus(status.args)).toBe(0);
     expect(status.stdout()).toMatch(/^web\s+env\/test\s+\S+\s+\S+\s+.*since \S+\n/m);
@@ -293,5 +310,33 @@ describe('suspend and resume (real Redis, git, kube-apiserver)', () => {
     expect(record.trigger.kind).toBe('manual');
     expect(states.at(-1)).toMatch(/^(succeeded|superseded)/);
     expect(await harness.services.store.suspensions.get('web')).toBeNull();
+  });
+});
+
+describe('a deploy a dead worker left half done when the environment was suspended', () => {
+  it('is finished, not held: the deploy running when it was suspended finishes', async () => {
+    const own = await createTestNamespace('suspend-interrupted');
+    const ownRepo = await createEnvRepo({ branch: 'env/test' });
+    const other = await createWorkerHarness({
+      redisUrl: redis.url,
+      environments: [{ name: 'api', repo: ownRepo, env: { namespace: own.name, healthTimeout: '0' } }],
+    });
+    try {
+      const sha = await ownRepo.commit({ 'manifests/app.yaml': configMap('app', { v: '1' }) });
+      const id = await other.webhook('api', sha);
+      // What a worker killed mid-deploy leaves: the record running; then the suspension.
+      await other.services.store.update(id, {
+        state: 'running',
+        startedAt: new Date().toISOString(),
+        attempts: 1,
+      });
+      await other.services.store.suspensions.suspend('api', 'incident');
+      await other.startWorker();
+      const record = await other.waitForJob(id);
+      expect(record).toMatchObject({ state: 'succeeded', sha });
+    } finally {
+      await other.close();
+      await own.cleanup();
+    }
   });
 });
