@@ -1,6 +1,6 @@
 import type { Config } from '../config/schema.js';
 import { errorMessage, PushgateError, UsageError } from '../lib/errors.js';
-import { waitForRedis } from '../queue/connection.js';
+import { RedisModeError, waitForRedis } from '../queue/connection.js';
 import { connectProducer, loadRuntime } from '../runtime.js';
 import { FINISHED_STATES, jobView, type JobRecord } from '../status/job-record.js';
 import type { JobStore } from '../status/job-store.js';
@@ -53,6 +53,8 @@ async function queueDeploy(args: CommandArgs, command: 'sync' | 'resume'): Promi
       () => undefined,
       (error: unknown) => error,
     );
+    // A Redis in the other mode than redis.cluster says is a configuration error (exit 2).
+    if (waited instanceof RedisModeError) throw waited;
     const unavailable = (error: unknown): never => {
       throw waited === undefined
         ? error

@@ -44,6 +44,9 @@ function clusterNodeOptions(url: string): { host: string; port: number; redisOpt
 interface ConnectionFacts {
   address: string;
   tls: boolean;
+  /** Only to connect again (it may hold a password): never printed. */
+  url: string;
+  cluster: boolean;
   /** Set once the server was found in the other mode than `redis.cluster` says. */
   modeProblem?: string;
   /** The mode check of the latest 'ready' (standalone connections). */
@@ -53,7 +56,7 @@ interface ConnectionFacts {
 const facts = new WeakMap<RedisClient, ConnectionFacts>();
 
 function factsOf(redis: RedisClient): ConnectionFacts {
-  return facts.get(redis) ?? { address: 'Redis', tls: false };
+  return facts.get(redis) ?? { address: 'Redis', tls: false, url: '', cluster: false };
 }
 
 /**
@@ -75,6 +78,8 @@ export function createRedis(endpoint: RedisEndpoint, role: RedisRole): RedisClie
   const known: ConnectionFacts = {
     address: redisAddress(endpoint.url),
     tls: endpoint.url.startsWith('rediss:'),
+    url: endpoint.url,
+    cluster: endpoint.cluster,
   };
   facts.set(redis, known);
   // Connection errors surface on the commands that need the connection; an unhandled
@@ -149,7 +154,23 @@ function createCluster(url: string, role: RedisRole): Cluster {
         : { maxRetriesPerRequest: null }),
     },
   };
-  return new Cluster([{ host: node.host, port: node.port }], options);
+  const first = { host: node.host, port: node.port };
+  const cluster = new Cluster([first], options);
+  // After losing every connection, ioredis starts again from its startup nodes only: were that
+  // the URL's node alone, and gone for good (its replica promoted), the cluster would be
+  // unreachable though it serves every slot. So every node met since is a startup node too.
+  cluster.on('refresh', () => {
+    const met = cluster
+      .nodes('all')
+      .map((member) => ({ host: member.options.host, port: member.options.port }))
+      .filter((member) => member.host !== first.host || member.port !== first.port);
+    // A property ioredis reads at each full reconnect; it has no setter for it.
+    (cluster as unknown as { startupNodes: { host?: string; port?: number }[] }).startupNodes = [
+      first,
+      ...met,
+    ];
+  });
+  return cluster;
 }
 
 /** Redis's answers to a connection without the right password: waiting longer cannot help. */
@@ -186,18 +207,22 @@ export async function waitForRedis(redis: RedisClient, timeoutMs: number): Promi
   const where = known.address;
   await new Promise<void>((resolve, reject) => {
     let lastError: Error | undefined;
-    const timer = setTimeout(() => {
+    const timer = setTimeout(() => void timedOut(), timeoutMs);
+    const timedOut = async (): Promise<void> => {
       cleanup();
-      const detail = lastError ? `: ${lastError.message}` : '';
+      // A cluster client's errors name the command that failed ("Connection is closed."), not
+      // why: a refused connection, an untrusted certificate. One plain connection says it.
+      const cause = known.cluster ? ((await socketProblem(known.url)) ?? lastError) : lastError;
+      const detail = cause ? `: ${cause.message}` : '';
       // A TLS client meets a plain port as silence: its handshake is never answered.
       const hint =
         known.tls &&
-        lastError &&
-        /ETIMEDOUT|ECONNRESET|socket disconnected|wrong version number/i.test(lastError.message)
+        cause &&
+        /ETIMEDOUT|ECONNRESET|socket disconnected|wrong version number|timeout/i.test(cause.message)
           ? '; the URL is rediss:// (TLS): does the server at that port speak TLS?'
           : '';
       reject(new Error(`Redis did not answer within ${timeoutMs} ms (${where}${detail}${hint})`));
-    }, timeoutMs);
+    };
     const onReady = (): void => {
       // Listeners run in order: the mode check of this 'ready' has started.
       void (known.modeCheck ?? Promise.resolve()).then(() => {
@@ -234,6 +259,28 @@ export async function waitForRedis(redis: RedisClient, timeoutMs: number): Promi
     redis.on('error', onError);
     if (redis.status === 'ready') onReady();
   });
+}
+
+/** Why one plain connection to the URL's node fails, if it does (within a second). */
+async function socketProblem(url: string): Promise<Error | undefined> {
+  const probe = new Redis(url, {
+    lazyConnect: true,
+    connectTimeout: 1_000,
+    retryStrategy: () => null,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+  });
+  // The socket's error comes as an event; connect() itself rejects with "Connection is closed.".
+  let seen: Error | undefined;
+  probe.on('error', (error: Error) => (seen = error));
+  try {
+    await probe.connect();
+    return undefined;
+  } catch (error) {
+    return seen ?? (error instanceof Error ? error : new Error(String(error)));
+  } finally {
+    probe.disconnect();
+  }
 }
 
 /**

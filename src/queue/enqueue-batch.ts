@@ -81,9 +81,12 @@ export class EnqueueBatch {
       for (const pending of batch) pending.resolve(failed(error));
       return;
     }
-    // Undefined before the first connection; a cluster client has a socket per node (not corked).
-    const socket =
-      this.redis instanceof Redis ? (this.redis.stream as Redis['stream'] | undefined) : undefined;
+    if (!(this.redis instanceof Redis)) {
+      await this.flushInOrder(client, batch);
+      return;
+    }
+    // Undefined before the first connection.
+    const socket = this.redis.stream as Redis['stream'] | undefined;
     socket?.cork();
     try {
       const claims = this.store.claimMany(batch.map((pending) => pending.request));
@@ -97,6 +100,26 @@ export class EnqueueBatch {
     } finally {
       socket?.uncork();
     }
+  }
+
+  /**
+   * On a Redis Cluster: the claims, answered, then the entries. A cluster client redirects or
+   * resends each command on its own (MOVED, ASK, a failover), so sending them together would
+   * not keep the claim ahead of its entry, which a worker drops when it finds no record first.
+   */
+  private async flushInOrder(client: Awaited<Queue['client']>, batch: Pending[]): Promise<void> {
+    const claims = this.store.claimMany(batch.map((pending) => pending.request));
+    const settled = await claims.then(
+      (outcomes) =>
+        outcomes.map((value): PromiseSettledResult<ClaimOutcome> => ({ status: 'fulfilled', value })),
+      (reason: unknown) =>
+        batch.map((): PromiseSettledResult<ClaimOutcome> => ({ status: 'rejected', reason })),
+    );
+    batch.forEach((pending, index) => {
+      void Promise.allSettled([this.addEntry(client, pending.request.id, pending.data)]).then(([added]) =>
+        pending.resolve({ claim: settled[index]!, entry: added }),
+      );
+    });
   }
 
   /**

@@ -493,6 +493,15 @@ export class JobStore {
     return made;
   }
 
+  /**
+   * Whether the Redis that holds pushgate's keys answers: a command on one of them, which a
+   * cluster client sends to the node serving their slot (a PING goes to any node).
+   */
+  async answers(): Promise<boolean> {
+    await this.redis.exists(this.keys.installation);
+    return true;
+  }
+
   /** The Redis key of the installation id, for the refusal that tells how to restore one. */
   get installationKey(): string {
     return this.keys.installation;

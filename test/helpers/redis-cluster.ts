@@ -26,6 +26,10 @@ export interface TestRedisCluster {
    * does (IMPORTING/MIGRATING, MIGRATE, SETSLOT NODE): clients meet ASK, then MOVED.
    */
   moveSlotOf(key: string): Promise<{ from: ClusterNode; to: ClusterNode }>;
+  /** SIGKILLs a node for good (the test's failure). */
+  kill(node: ClusterNode): Promise<void>;
+  /** SIGSTOPs a node (it holds its connections and answers nothing) until the returned function is called. */
+  pause(node: ClusterNode): () => void;
   stop(): Promise<void>;
 }
 
@@ -79,7 +83,10 @@ export async function startRedisCluster(): Promise<TestRedisCluster> {
             '--cluster-config-file',
             join(dir, `nodes-${port}.conf`),
             '--cluster-node-timeout',
-            '2000',
+            '5000',
+            // Slots of a node killed for good stay served by the others (as managed clusters do).
+            '--cluster-require-full-coverage',
+            'no',
             '--save',
             '',
             '--appendonly',
@@ -156,6 +163,18 @@ export async function startRedisCluster(): Promise<TestRedisCluster> {
         target.disconnect();
       }
       return { from, to };
+    },
+    async kill(node) {
+      const child = children[ports.indexOf(node.port)]!;
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill('SIGKILL');
+      await exited;
+    },
+    pause(node) {
+      const child = children[ports.indexOf(node.port)]!;
+      child.kill('SIGSTOP');
+      return () => child.kill('SIGCONT');
     },
     async stop() {
       await Promise.all(

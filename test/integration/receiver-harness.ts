@@ -23,10 +23,11 @@ export function testConfig(
   redisUrl: string,
   server: Record<string, unknown> = {},
   redisCluster = false,
+  prefix = uniquePrefix('receiver'),
 ): Config {
   return configSchema.parse({
     server: { host: '127.0.0.1', port: 0, ...server },
-    redis: { url: redisUrl, prefix: uniquePrefix('receiver'), cluster: redisCluster },
+    redis: { url: redisUrl, prefix, cluster: redisCluster },
     clusters: [{ name: 'local' }],
     environments: TEST_ENVIRONMENTS.map((environment) => ({
       name: environment.name,
@@ -79,9 +80,11 @@ export async function startReceiver(
     redisCluster?: boolean;
     /** Serve even when Redis is not usable (the readiness tests). */
     skipRedisWait?: boolean;
+    /** `redis.prefix` (default: one of its own). */
+    prefix?: string;
   } = {},
 ): Promise<Receiver> {
-  const config = testConfig(redisUrl, options.server, options.redisCluster);
+  const config = testConfig(redisUrl, options.server, options.redisCluster, options.prefix);
   const services = connectProducer({ url: redisUrl, cluster: config.redis.cluster }, config.redis.prefix);
   if (!options.skipRedisWait) await waitForRedis(services.redis, 5_000);
   const metrics = createMetrics();

@@ -13,7 +13,7 @@ import { githubHeaders, githubPush } from '../fixtures/github/payloads.js';
 import { cliConfigText, runBuiltCli } from '../helpers/cli.js';
 import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
 import { createTestNamespace, kubeConfigFromTest, type TestNamespace } from '../helpers/kube.js';
-import { startRedis, uniquePrefix } from '../helpers/redis.js';
+import { freePort, startRedis, uniquePrefix } from '../helpers/redis.js';
 import { startRedisCluster, type ClusterNode, type TestRedisCluster } from '../helpers/redis-cluster.js';
 import { until } from '../helpers/until.js';
 import { startReceiver, testSecrets } from './receiver-harness.js';
@@ -145,7 +145,57 @@ describe('on a Redis Cluster (three real masters; redis.cluster: true)', () => {
     };
     expect(environment.lastAppliedSha).toBe(after);
   });
+
+  it('is not ready while the node serving its slot answers nothing, and ready again once it does', async () => {
+    const owner = await cluster.ownerOf(`{${harness.config.redis.prefix}}`);
+    const resume = cluster.pause(owner);
+    try {
+      // A PING would go to any node; readiness is about the one holding pushgate's keys.
+      for (let probe = 0; probe < 3; probe += 1)
+        expect((await fetch(`${server.url}/readyz`)).status).toBe(503);
+    } finally {
+      resume();
+    }
+    await until(async () => (await fetch(`${server.url}/readyz`)).status === 200);
+  });
 });
+
+describe('on a Redis Cluster that loses nodes', () => {
+  it('keeps reaching the cluster after the node its URL names is gone for good and every connection dropped', async () => {
+    const own = await startRedisCluster();
+    const prefix = uniquePrefix('lost-seed');
+    const seed = await own.notOwnerOf(`{${prefix}}`);
+    const receiver = await startReceiver(seed.url, { redisCluster: true, prefix });
+    try {
+      expect(await pushTo(receiver.url)).toBe(202);
+      await own.kill(seed);
+      // Every connection the client has left drops: it starts again from the nodes it knows.
+      for (const node of own.nodes.filter((candidate) => candidate !== seed)) {
+        const client = new Redis({ host: '127.0.0.1', port: node.port });
+        try {
+          await client.call('CLIENT', 'KILL', 'TYPE', 'normal');
+        } finally {
+          client.disconnect();
+        }
+      }
+      await until(async () => (await pushTo(receiver.url)) === 202, 15_000);
+    } finally {
+      await receiver.close();
+      await own.stop();
+    }
+  });
+});
+
+/** A signed GitHub push to the receivers' test environment; the answer's status. */
+async function pushTo(url: string): Promise<number> {
+  const body = JSON.stringify(githubPush({ repository: 'acme/env-config', branch: 'env/staging' }));
+  const response = await fetch(`${url}/webhooks/github`, {
+    method: 'POST',
+    body,
+    headers: githubHeaders(SECRET, body),
+  });
+  return response.status;
+}
 
 describe('redis.cluster that does not match the server', () => {
   const closers: (() => Promise<void>)[] = [];
@@ -202,6 +252,31 @@ describe('redis.cluster that does not match the server', () => {
     expect(run.code, run.stderr).toBe(2);
     expect(run.stderr).toContain(
       `redis.cluster is false but Redis at 127.0.0.1:${node.port} is a Redis Cluster node: set redis.cluster: true`,
+    );
+  });
+
+  it('a cluster node that cannot be reached is named with the socket error, not the client\'s "Connection is closed."', async () => {
+    const port = await freePort();
+    const run = await runBuiltCli(['status', '--config', configFile(true)], {
+      env: cliEnv(`redis://127.0.0.1:${port}`),
+      timeoutMs: 20_000,
+    });
+    expect(run.code, run.stderr).toBe(1);
+    expect(run.stderr).toContain(
+      `Redis did not answer within 5000 ms (127.0.0.1:${port}: connect ECONNREFUSED`,
+    );
+  });
+
+  it('pushgate sync exits 2 naming redis.cluster, as every command does', async () => {
+    const standalone = await startRedis();
+    closers.push(() => standalone.stop());
+    const run = await runBuiltCli(['sync', 'staging', '--config', configFile(true)], {
+      env: cliEnv(standalone.url),
+      timeoutMs: 20_000,
+    });
+    expect(run.code, run.stderr).toBe(2);
+    expect(run.stderr).toBe(
+      `pushgate sync: redis.cluster is true but Redis at 127.0.0.1:${standalone.port} is not a Redis Cluster (cluster support disabled): set redis.cluster: false\n`,
     );
   });
 

@@ -10,7 +10,7 @@ async function redisAnswers(deps: AppDeps): Promise<boolean> {
     timer = setTimeout(() => resolve(false), READY_TIMEOUT_MS);
   });
   try {
-    return await Promise.race([deps.redis.ping().then((reply) => reply === 'PONG'), timeout]);
+    return await Promise.race([deps.store.answers(), timeout]);
   } catch {
     return false;
   } finally {
