@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
-import { freePort } from './redis.js';
+import { freePort, waitUntilAnswers } from './redis.js';
 
 const run = promisify(execFile);
 
@@ -98,7 +98,7 @@ export async function startRedisCluster(): Promise<TestRedisCluster> {
         ),
       );
     }
-    for (const port of ports) await untilAnswers(port);
+    for (const port of ports) await waitUntilAnswers(port, undefined, 10_000);
     await run('redis-cli', [
       '--cluster',
       'create',
@@ -194,22 +194,6 @@ export async function startRedisCluster(): Promise<TestRedisCluster> {
 
 async function slotOf(key: string, node: { port: number }): Promise<number> {
   return (await withNode(node, (client) => client.call('CLUSTER', 'KEYSLOT', key))) as number;
-}
-
-async function untilAnswers(port: number): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      await run('redis-cli', ['-p', String(port), 'ping']).then(({ stdout }) => {
-        if (!stdout.includes('PONG')) throw new Error(stdout);
-      });
-      return;
-    } catch (error) {
-      if (Date.now() > deadline)
-        throw new Error(`redis-server on port ${port} did not start: ${String(error)}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
 }
 
 /** Until the node sees every slot served (CLUSTER INFO cluster_state:ok). */

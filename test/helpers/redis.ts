@@ -70,7 +70,8 @@ export async function startRedis(options: { password?: string } = {}): Promise<T
   };
 }
 
-async function waitUntilAnswers(
+/** Until a redis-server (or Sentinel) on this loopback port answers a PING. */
+export async function waitUntilAnswers(
   port: number,
   password: string | undefined,
   timeoutMs: number,

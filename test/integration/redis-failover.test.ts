@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { cliConfigText, runBuiltCli } from '../helpers/cli.js';
 import { githubHeaders, githubPush } from '../fixtures/github/payloads.js';
-import { freePort, startRedis, type TestRedis } from '../helpers/redis.js';
+import { freePort, startRedis, waitUntilAnswers, type TestRedis } from '../helpers/redis.js';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
 import { until } from '../helpers/until.js';
 import { GITHUB_REPO, startReceiver, type Receiver } from './receiver-harness.js';
@@ -78,23 +78,7 @@ it('refuses a URL naming a Redis Sentinel at start, saying redis.url must reach 
   writeFileSync(join(dir, 'pushgate.yaml'), cliConfigText());
   const sentinel = spawn('redis-server', [join(dir, 'sentinel.conf'), '--sentinel'], { stdio: 'ignore' });
   try {
-    await until(async () => {
-      const client = new Redis({
-        port,
-        lazyConnect: true,
-        maxRetriesPerRequest: 0,
-        retryStrategy: () => null,
-      });
-      client.on('error', () => undefined);
-      try {
-        await client.connect();
-        return (await client.ping()) === 'PONG';
-      } catch {
-        return false;
-      } finally {
-        client.disconnect();
-      }
-    });
+    await waitUntilAnswers(port, undefined, 10_000);
     const { PUSHGATE_CONFIG: _config, ...env } = process.env;
     const run = await runBuiltCli(['status', '--config', join(dir, 'pushgate.yaml')], {
       env: { ...env, REDIS_URL: `redis://127.0.0.1:${port}` },
