@@ -231,6 +231,8 @@ describe('suspend and resume (real Redis, git, kube-apiserver)', () => {
   it('refuses a suspend request it cannot keep, naming what is wrong', async () => {
     const cases: [string, string | undefined, number, string][] = [
       ['/environments/nope/suspend', undefined, 404, 'environment "nope" not found'],
+      ['/environments/nope/suspend', '{not json', 404, 'environment "nope" not found'],
+      ['/environments/web/suspend', '{not json', 400, expect.stringContaining('JSON')],
       ['/environments/web/suspend', '{"reason": 42}', 400, 'reason must be a string'],
       ['/environments/web/suspend', '{"why": "x"}', 400, 'unknown field "why": the body takes only "reason"'],
       ['/environments/web/suspend', '["x"]', 400, 'the body must be a JSON object: {"reason": "…"}'],

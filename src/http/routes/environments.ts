@@ -76,9 +76,16 @@ export function environmentRoutes(deps: AppDeps): Router {
   // Small: a reason is one line. Any content type: `curl -d '{"reason": "…"}'` sends a form type.
   const suspendBody = express.json({ limit: '4kb', type: () => true });
 
-  router.post('/environments/:name/suspend', suspendBody, async (req, res) => {
+  router.post('/environments/:name/suspend', async (req, res) => {
     const environment = find(req.params.name, res);
     if (!environment) return;
+    // Read after the name is known: an unknown environment is 404 whatever its body.
+    await new Promise<void>((resolve, reject) =>
+      // body-parser passes its HttpError (400, 413, 415), which the error handler answers.
+      suspendBody(req, res, (error?: unknown) =>
+        error ? reject(error instanceof Error ? error : new Error('the body could not be read')) : resolve(),
+      ),
+    );
     const reason = suspendReason(req.body);
     if (reason !== null && typeof reason === 'object') {
       sendError(res, 400, reason.problem);
