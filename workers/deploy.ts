@@ -381,7 +381,7 @@ export async function processDeployJob(
   const lock = await deps.locks.acquire(environment.name);
   if (!lock) {
     // A job a suspension will hold anyway need not ask for the lock twice a second.
-    const held = record.state === 'queued' && (await deps.store.suspensions.get(environment.name)) !== null;
+    const held = record.attempts === 0 && (await deps.store.suspensions.get(environment.name)) !== null;
     logger.debug({ held }, 'environment busy, job delayed');
     const delayMs = held
       ? SUSPENDED_RECHECK_MS
@@ -402,9 +402,10 @@ export async function processDeployJob(
     await lock.release();
     throw error;
   });
-  // A job whose record says `running` is a deploy a dead worker left half done: it was
+  // Only a job that has not started is held. One that has (a deploy a dead worker left half
+  // done, one retrying after a transient failure, one a stopping worker handed back) was
   // running when the environment was suspended, and finishes, as the deploy running does.
-  if (suspension && (current ?? record).state === 'queued') {
+  if (suspension && (current ?? record).attempts === 0) {
     // Held, still queued, until the environment is resumed; written under the lock, which
     // a deploy that supersedes queued jobs holds too.
     const message = `held: ${environment.name} is ${describeSuspension(suspension)}; deploys once resumed`;

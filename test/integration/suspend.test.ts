@@ -315,30 +315,33 @@ describe('suspend and resume (real Redis, git, kube-apiserver)', () => {
   });
 });
 
-describe('a deploy a dead worker left half done when the environment was suspended', () => {
-  it('is finished, not held: the deploy running when it was suspended finishes', async () => {
-    const own = await createTestNamespace('suspend-interrupted');
-    const ownRepo = await createEnvRepo({ branch: 'env/test' });
-    const other = await createWorkerHarness({
-      redisUrl: redis.url,
-      environments: [{ name: 'api', repo: ownRepo, env: { namespace: own.name, healthTimeout: '0' } }],
-    });
-    try {
-      const sha = await ownRepo.commit({ 'manifests/app.yaml': configMap('app', { v: '1' }) });
-      const id = await other.webhook('api', sha);
-      // What a worker killed mid-deploy leaves: the record running; then the suspension.
-      await other.services.store.update(id, {
-        state: 'running',
-        startedAt: new Date().toISOString(),
-        attempts: 1,
+describe('a deploy that had started when the environment was suspended', () => {
+  const started = [
+    // What a worker killed mid-deploy leaves.
+    ['left half done by a dead worker', { state: 'running', attempts: 1 }],
+    // What a transient failure leaves, the job waiting out its backoff.
+    ['retrying after a transient failure', { state: 'queued', attempts: 1, error: 'API server: 503' }],
+  ] as const;
+  for (const [what, patch] of started) {
+    it(`is finished, not held: ${what}`, async () => {
+      const own = await createTestNamespace('suspend-started');
+      const ownRepo = await createEnvRepo({ branch: 'env/test' });
+      const other = await createWorkerHarness({
+        redisUrl: redis.url,
+        environments: [{ name: 'api', repo: ownRepo, env: { namespace: own.name, healthTimeout: '0' } }],
       });
-      await other.services.store.suspensions.suspend('api', 'incident');
-      await other.startWorker();
-      const record = await other.waitForJob(id);
-      expect(record).toMatchObject({ state: 'succeeded', sha });
-    } finally {
-      await other.close();
-      await own.cleanup();
-    }
-  });
+      try {
+        const sha = await ownRepo.commit({ 'manifests/app.yaml': configMap('app', { v: '1' }) });
+        const id = await other.webhook('api', sha);
+        await other.services.store.update(id, { ...patch, startedAt: new Date().toISOString() });
+        await other.services.store.suspensions.suspend('api', 'incident');
+        await other.startWorker();
+        const record = await other.waitForJob(id);
+        expect(record).toMatchObject({ state: 'succeeded', sha });
+      } finally {
+        await other.close();
+        await own.cleanup();
+      }
+    });
+  }
 });
