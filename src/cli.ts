@@ -105,6 +105,8 @@ from the current folder.
 
   --wait                 follow the job; exit 0 when it succeeded (or was superseded), 1 when it
                          failed, or when Redis stays unreachable for 60 s or loses the job's record
+
+Refused (exit 1) while ENV is suspended: pushgate resume ENV deploys its branch head.
   --json                 print {"jobs": [...]} as one JSON line, and with --wait the finished
                          job as a second (JSON Lines: jq reads both; jq -s for one array)
 `,
@@ -183,7 +185,8 @@ Commands:
   check                  validate the configuration and print the environments
   render ENV [--ref SHA] print what ENV would apply, as YAML; applies nothing
   sync ENV [--wait]      deploy the branch head of ENV now; --wait follows the job
-  suspend ENV            hold ENV's deploys (--reason TEXT); resume ENV lifts it and deploys
+  suspend ENV            hold ENV's deploys (--reason TEXT), as flux suspend
+  resume ENV [--wait]    lift the suspension and deploy ENV's branch head now
   status [JOB_ID]        one job, or the latest jobs of every environment
   version                print the version of pushgate
 

@@ -136,6 +136,20 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
 
   // BullMQ does not close a connection it was given: we do, in close().
   const workerConnection = createRedis(endpoint, 'worker');
+  // Ready first: BullMQ duplicates it for its blocking reads at once, and a cluster client's
+  // duplicate starts from the nodes it knows then (the URL's alone, before its first refresh).
+  if (endpoint.cluster) {
+    await waitForRedisSaying(workerConnection, (error) =>
+      logger.warn(
+        { err: error.message },
+        'Redis Cluster does not answer yet; the worker takes jobs once it does',
+      ),
+    ).catch((error: unknown) => {
+      workerConnection.disconnect();
+      redis.disconnect();
+      throw error;
+    });
+  }
   const worker = new Worker<DeployJobData>(DEPLOY_QUEUE, processor, {
     connection: workerConnection,
     prefix: keys.bullPrefix,

@@ -59,7 +59,7 @@ export async function runStatus(args: CommandArgs): Promise<number> {
     for (const environment of environments) {
       if (environment.suspended)
         args.stdout.write(
-          `${printable(`${environment.name} is ${describeSuspension(environment.suspended)}: deploys held until pushgate resume ${environment.name}`, true)}\n`,
+          `${printable(`${environment.name} is ${describeSuspension(environment.suspended)}: deploys held until pushgate resume ${environment.name}`)}\n`,
         );
     }
     const rows = environments.flatMap((environment) =>

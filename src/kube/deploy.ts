@@ -343,9 +343,8 @@ async function applyEnvironment(
       `inventory ConfigMap ${environment.namespace}/${inventoryName(environment.name)} was written by another pushgate ` +
         `installation (${home.installation ?? 'unknown'}; this one is ${request.installation ?? 'unknown'}), whose ` +
         `environment has the same name: installations that share a cluster must name their environments apart ` +
-        `(docs/production.md); nothing was changed. If it is this installation's own and Redis lost pushgate's data ` +
-        `(a restart without persistence, a new Redis), make this installation that one again: SET ` +
-        `${request.installationKey ?? '{pushgate}:installation'} ${home.installation ?? ''} in pushgate's Redis`,
+        `(docs/production.md); nothing was changed` +
+        restoreInstallationAdvice(home.installation, request.installationKey),
       { permanent: true },
     );
   }
@@ -801,4 +800,20 @@ export async function renderForCluster(
     throw failuresError(plan.failures, 'server-side dry-run rejected the set', results.list());
   }
   return objects.map((object) => object.object);
+}
+
+/** What pushgate writes as an installation id (JobStore.installationId). */
+const INSTALLATION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * How to make this installation the one that wrote an inventory, after Redis lost its data.
+ * Only for an id pushgate could have made: the annotation is whatever the cluster holds, and
+ * the operator is told to run this.
+ */
+function restoreInstallationAdvice(found: string | undefined, key: string | undefined): string {
+  if (!found || !INSTALLATION_ID.test(found)) return '';
+  return (
+    `. If it is this installation's own and Redis lost pushgate's data (a restart without persistence, a new ` +
+    `Redis), make this installation that one again: SET ${key ?? '{pushgate}:installation'} ${found} in pushgate's Redis`
+  );
 }

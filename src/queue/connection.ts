@@ -63,8 +63,14 @@ function factsOf(redis: RedisClient): ConnectionFacts {
  * Why this connection cannot work however long it waits: `redis.cluster` does not match the
  * server. Undefined while nothing says so.
  */
-export function redisModeProblem(redis: RedisClient): string | undefined {
-  return facts.get(redis)?.modeProblem;
+export function redisModeProblem(
+  redis: RedisClient,
+  audience: 'operator' | 'public' = 'operator',
+): string | undefined {
+  const known = facts.get(redis);
+  const problem = known?.modeProblem;
+  // `/readyz` answers anyone: it does not say where Redis is.
+  return audience === 'public' ? problem?.replace(`Redis at ${known?.address}`, 'Redis') : problem;
 }
 
 const retryStrategy = (attempt: number): number => Math.min(attempt * 200, 2_000);
@@ -98,13 +104,18 @@ export function createRedis(endpoint: RedisEndpoint, role: RedisRole): RedisClie
     }
     // A standalone client works on a cluster node only for the slots that node owns, and
     // for pushgate's until a failover or resharding moves them: refuse it from the start.
-    known.modeCheck = (redis as Redis).info('server').then(
+    // INFO's default sections hold both the server's mode and its replication role.
+    known.modeCheck = (redis as Redis).info().then(
       (info) => {
         const mode = /^redis_mode:(\w+)/m.exec(info)?.[1];
+        const role = /^role:(\w+)/m.exec(info)?.[1];
         if (mode === 'cluster')
           known.modeProblem = `redis.cluster is false but Redis at ${known.address} is a Redis Cluster node: set redis.cluster: true`;
         else if (mode === 'sentinel')
           known.modeProblem = `Redis at ${known.address} is a Redis Sentinel, not a Redis server: redis.url must reach the master itself (see docs/production.md, Sentinel)`;
+        // A replica refuses every write: a URL naming one, or a failover whose address has not moved yet.
+        else if (role === 'slave')
+          known.modeProblem = `Redis at ${known.address} is a read-only replica: redis.url must reach the primary (see docs/production.md)`;
         else delete known.modeProblem;
       },
       // A server that refuses INFO (renamed on some managed services) is taken as it answers.

@@ -14,10 +14,10 @@ export const SUSPEND_REASON_MAX = 200;
 /** What is wrong with a reason, or undefined when it can be kept. */
 export function suspendReasonProblem(reason: string): string | undefined {
   if (reason.length > SUSPEND_REASON_MAX) return `reason is longer than ${SUSPEND_REASON_MAX} characters`;
-  // Control characters (C0, DEL, C1), line separators and bidirectional overrides: a reason is
-  // printed in terminals and tables, where they would act or disguise the text.
-  // eslint-disable-next-line no-control-regex -- control characters are what is refused
-  if (/[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/.test(reason))
+  // Controls (C0, DEL, C1), format characters (bidirectional overrides, zero-width ones, a
+  // soft hyphen) and line separators: a reason is printed in terminals and tables, where they
+  // would act, or hide or disguise the text.
+  if (/[\p{Cc}\p{Cf}\u2028\u2029]/u.test(reason))
     return 'reason holds control characters (one line of plain text only)';
   return undefined;
 }

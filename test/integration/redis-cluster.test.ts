@@ -211,8 +211,9 @@ describe('redis.cluster that does not match the server', () => {
       const body = (await response.json()) as { error?: string };
       return response.status === 503 && body.error?.includes('redis.cluster') ? body.error : undefined;
     });
+    // Where Redis is, /readyz (open to anyone) does not say.
     expect(readiness).toBe(
-      `redis.cluster is false but Redis at 127.0.0.1:${cluster.nodes[0]!.port} is a Redis Cluster node: set redis.cluster: true`,
+      'redis.cluster is false but Redis is a Redis Cluster node: set redis.cluster: true',
     );
     const body = JSON.stringify(githubPush({ repository: 'acme/env-config', branch: 'env/staging' }));
     const response = await fetch(`${receiver.url}/webhooks/github`, {

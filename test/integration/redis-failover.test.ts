@@ -93,3 +93,24 @@ it('refuses a URL naming a Redis Sentinel at start, saying redis.url must reach 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+it('refuses a URL naming a read-only replica at start, saying redis.url must reach the primary (exit 2)', async () => {
+  const replica = await startRedis();
+  const dir = mkdtempSync(join(tmpdir(), 'pushgate-replica-'));
+  try {
+    await replicaOf(replica, standby);
+    writeFileSync(join(dir, 'pushgate.yaml'), cliConfigText());
+    const { PUSHGATE_CONFIG: _config, ...env } = process.env;
+    const run = await runBuiltCli(['status', '--config', join(dir, 'pushgate.yaml')], {
+      env: { ...env, REDIS_URL: replica.url },
+      timeoutMs: 20_000,
+    });
+    expect(run.code, run.stderr).toBe(2);
+    expect(run.stderr).toContain(
+      `Redis at 127.0.0.1:${replica.port} is a read-only replica: redis.url must reach the primary`,
+    );
+  } finally {
+    await replica.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

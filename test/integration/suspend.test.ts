@@ -255,6 +255,13 @@ describe('suspend and resume (real Redis, git, kube-apiserver)', () => {
         400,
         'reason holds control characters (one line of plain text only)',
       ],
+      // An invisible one (zero-width space): a reason that shows as nothing, or hides text.
+      [
+        '/environments/web/suspend',
+        JSON.stringify({ reason: '\u200b' }),
+        400,
+        'reason holds control characters (one line of plain text only)',
+      ],
       [
         '/environments/web/suspend',
         JSON.stringify({ reason: 'fix \u202eevil' }),

@@ -25,7 +25,7 @@ export function healthRoutes(deps: AppDeps): Router {
     res.status(200).json({ status: 'ok' });
   });
   router.get('/readyz', async (_req, res) => {
-    const modeProblem = redisModeProblem(deps.redis);
+    const modeProblem = redisModeProblem(deps.redis, 'public');
     if (modeProblem) {
       res.status(503).json({ status: 'unavailable', error: modeProblem });
       return;
