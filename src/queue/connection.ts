@@ -60,8 +60,9 @@ function factsOf(redis: RedisClient): ConnectionFacts {
 }
 
 /**
- * Why this connection cannot work however long it waits: `redis.cluster` does not match the
- * server. Undefined while nothing says so.
+ * Why this connection cannot work however long it waits: the server is not what `redis.url`
+ * and `redis.cluster` say (a cluster node, or not one; a Sentinel; a read-only replica).
+ * Undefined while nothing says so.
  */
 export function redisModeProblem(
   redis: RedisClient,
@@ -195,7 +196,7 @@ export class RedisAuthRefusedError extends Error {
   }
 }
 
-/** `redis.cluster` does not match the server (see redisModeProblem): a configuration error. */
+/** The server is not what the configuration says (see redisModeProblem): a configuration error. */
 export class RedisModeError extends ConfigError {
   constructor(message: string) {
     super(message);
