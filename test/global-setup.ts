@@ -1,3 +1,4 @@
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
@@ -34,8 +35,12 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const controlPlane = await startControlPlane({ dir });
   process.env.PUSHGATE_TEST_KUBECONFIG = controlPlane.kubeconfigPath;
   project.provide('kubeconfig', controlPlane.kubeconfigPath);
+  // Scratch space of the run (the tests' git repositories), gone at its end.
+  const scratch = mkdtempSync(path.join(os.tmpdir(), 'pushgate-test-run-'));
+  process.env.PUSHGATE_TEST_TMP = scratch;
 
   return async () => {
     await controlPlane.stop();
+    rmSync(scratch, { recursive: true, force: true });
   };
 }

@@ -23,7 +23,9 @@ export interface EnvRepo {
 
 export async function createEnvRepo(options: { branch?: string } = {}): Promise<EnvRepo> {
   const branch = options.branch ?? 'env/test';
-  const root = await mkdtemp(path.join(tmpdir(), 'pushgate-env-repo-'));
+  // Under the run's own folder (test/global-setup.ts), removed at its end: most tests share one
+  // repository across their cases and never remove it themselves.
+  const root = await mkdtemp(path.join(process.env.PUSHGATE_TEST_TMP ?? tmpdir(), 'pushgate-env-repo-'));
   const bareDir = path.join(root, 'remote.git');
   const workDir = path.join(root, 'work');
   await git(root, ['init', '--bare', '--quiet', bareDir]);
