@@ -317,10 +317,18 @@ async function headMovedPastRunningDeploy(
 /** The lock of a busy environment is tried again after this long (plus jitter). */
 const LOCK_BUSY_DELAY_MS = 500;
 /**
- * A job held by a suspension looks again this often; a resume queues a deploy of the head at
- * once, which supersedes the held jobs it covers.
+ * A job held by a suspension looks again this often: a resume queues a deploy of the head and
+ * wakes the held jobs at once (DeployProducer.wakeHeld), so this is only the backstop for a
+ * wake that failed or came before the job was put back. Long, as a suspension can last days:
+ * each look takes the environment's lock and writes BullMQ events.
  */
-const SUSPENDED_RECHECK_MS = 5_000;
+const SUSPENDED_RECHECK_MS = 60_000;
+/**
+ * A job a suspension will hold, found while another deploy of the environment runs, asks for
+ * the lock again this often: its held message is written once it has the lock, and the deploy
+ * it waits for ends within its health timeout.
+ */
+const SUSPENDED_BUSY_RECHECK_MS = 5_000;
 
 export async function processDeployJob(
   job: Job<DeployJobData>,
@@ -398,7 +406,7 @@ export async function processDeployJob(
     const held = record.attempts === 0 && (await deps.store.suspensions.get(environment.name)) !== null;
     logger.debug({ held }, 'environment busy, job delayed');
     const delayMs = held
-      ? SUSPENDED_RECHECK_MS
+      ? SUSPENDED_BUSY_RECHECK_MS
       : LOCK_BUSY_DELAY_MS + Math.floor(Math.random() * LOCK_BUSY_DELAY_MS);
     await job.moveToDelayed(Date.now() + delayMs, token);
     throw new DelayedError();

@@ -77,6 +77,13 @@ async function queueDeploy(args: CommandArgs, command: 'sync' | 'resume'): Promi
       }
     }
     const job = await services.producer.enqueue(name, { kind: 'manual' }).catch(unavailable);
+    if (command === 'resume')
+      // Without it the held jobs start at their next recheck (within a minute): a warning, not a failure.
+      await services.producer.wakeHeld(name).catch((error: unknown) => {
+        args.stderr.write(
+          `pushgate resume: could not wake the jobs held meanwhile (${errorMessage(error)}); they start within a minute\n`,
+        );
+      });
     const statusUrl = new URL(`jobs/${encodeURIComponent(job.id)}`, statusBaseUrl(config)).toString();
     if (args.json)
       args.stdout.write(`${JSON.stringify({ jobs: [{ id: job.id, environment: name, statusUrl }] })}\n`);

@@ -13,7 +13,7 @@ export interface AppDeps {
   config: Config;
   secrets: Secrets;
   logger: Logger;
-  producer: Pick<DeployProducer, 'enqueue'>;
+  producer: Pick<DeployProducer, 'enqueue' | 'wakeHeld'>;
   store: JobStore;
   queue: Queue<DeployJobData>;
   /** The fail-fast producer connection: /readyz pings it. */

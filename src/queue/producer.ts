@@ -31,6 +31,9 @@ export function createDeployQueue(connection: RedisClient, keys: Keys): Queue<De
   return queue;
 }
 
+/** How many of an environment's newest jobs a resume looks through for held ones. */
+const HELD_SCAN = 200;
+
 export interface EnqueuedJob {
   id: string;
   environment: string;
@@ -115,6 +118,28 @@ export class DeployProducer {
         cause: error,
       });
     }
+  }
+
+  /**
+   * Runs now the jobs a suspension held, once it is lifted: each waits out a long recheck
+   * delay otherwise. Called after the resume's own deploy is queued, which goes first and
+   * supersedes those of older commits. Only jobs that never started: a delayed job that has
+   * is waiting out its retry backoff, which a resume must not cut short. Returns how many.
+   */
+  async wakeHeld(environment: string): Promise<number> {
+    const ids = await this.store.queuedJobIds(environment, '', HELD_SCAN);
+    let woken = 0;
+    for (const record of await this.store.getMany(ids)) {
+      if (record.state !== 'queued' || record.attempts !== 0) continue;
+      const job = await this.queue.getJob(record.id);
+      if (!job || !(await job.isDelayed())) continue;
+      // Taken meanwhile by its own recheck: nothing to wake.
+      woken += await job.promote().then(
+        () => 1,
+        () => 0,
+      );
+    }
+    return woken;
   }
 
   private async addToQueue(id: string, data: DeployJobData): Promise<void> {

@@ -12,6 +12,7 @@ import { createApp } from '../../src/http/app.js';
 import { listen, type RunningServer } from '../../src/http/server.js';
 import { createLogger, silentLogger } from '../../src/lib/logger.js';
 import { createMetrics } from '../../src/lib/metrics.js';
+import { DEPLOY_JOB_NAME, DEPLOY_JOB_OPTIONS } from '../../src/queue/job-data.js';
 import type { JobRecord } from '../../src/status/job-record.js';
 import { githubHeaders, githubPush } from '../fixtures/github/payloads.js';
 import { readSecrets } from '../../src/config/secrets.js';
@@ -220,8 +221,9 @@ describe('suspend and resume (real Redis, git, kube-apiserver)', () => {
     const deployed = await harness.waitForJob(resumeJob!.id);
     expect(deployed).toMatchObject({ state: 'succeeded', sha: second });
     expect(await configMapData()).toEqual({ v: '2' });
-    // The held job gives way to the deploy of its own commit (or deploys it itself, had it run first).
-    const heldEnd = await harness.waitForJob(heldId);
+    // The held job gives way to the deploy of its own commit (or deploys it itself, had it run
+    // first); woken by the resume, it does not wait out its recheck, a minute away.
+    const heldEnd = await harness.waitForJob(heldId, 20_000);
     expect(['superseded', 'succeeded']).toContain(heldEnd.state);
     expect(await suspendedGauge()).toBe('0');
     const after = (await (await fetch(`${server.url}/environments/web`)).json()) as { suspended: unknown };
@@ -309,6 +311,15 @@ describe('suspend and resume (real Redis, git, kube-apiserver)', () => {
     );
     expect(sync.stdout()).toBe('');
 
+    // A push meanwhile is held.
+    const pushed = await repo.commit({ 'manifests/app.yaml': configMap('app', { v: 'frozen' }) });
+    const heldId = await push(pushed);
+    await until(async () =>
+      (await harness.services.store.get(heldId))?.message?.startsWith('held: web is suspended')
+        ? true
+        : undefined,
+    );
+
     const resume = commandArgs(['web'], { wait: true });
     expect(await runResume(resume.args)).toBe(0);
     expect(resume.stderr()).toMatch(
@@ -319,6 +330,9 @@ describe('suspend and resume (real Redis, git, kube-apiserver)', () => {
     expect(record.trigger.kind).toBe('manual');
     expect(states.at(-1)).toMatch(/^(succeeded|superseded)/);
     expect(await harness.services.store.suspensions.get('web')).toBeNull();
+    // Woken by the resume, not left to its recheck a minute away.
+    expect((await harness.waitForJob(heldId, 20_000)).state).toMatch(/^(succeeded|superseded)$/);
+    expect(await configMapData()).toEqual({ v: 'frozen' });
   });
 });
 
@@ -351,4 +365,34 @@ describe('a deploy that had started when the environment was suspended', () => {
       }
     });
   }
+});
+
+describe('a resume wakes the held jobs', () => {
+  it('and only them: a retry waiting out its backoff keeps its delay', async () => {
+    const ownRepo = await createEnvRepo({ branch: 'env/test' });
+    // No worker: the jobs stay where the test puts them.
+    const own = await createWorkerHarness({
+      redisUrl: redis.url,
+      environments: [{ name: 'api', repo: ownRepo, env: { namespace: 'wake-test', healthTimeout: '0' } }],
+    });
+    try {
+      const { queue, store, producer } = own.services;
+      const delayed = async (sha: string, attempts: number): Promise<string> => {
+        const id = await own.webhook('api', sha);
+        const job = await queue.getJob(id);
+        await job!.remove();
+        await queue.add(DEPLOY_JOB_NAME, job!.data, { ...DEPLOY_JOB_OPTIONS, jobId: id, delay: 600_000 });
+        if (attempts > 0) await store.update(id, { attempts, error: 'API server: 503' });
+        return id;
+      };
+      const held = await delayed('a'.repeat(40), 0);
+      const retrying = await delayed('b'.repeat(40), 1);
+
+      expect(await producer.wakeHeld('api')).toBe(1);
+      expect(await queue.getJobState(held)).toBe('waiting');
+      expect(await queue.getJobState(retrying)).toBe('delayed');
+    } finally {
+      await own.close();
+    }
+  });
 });

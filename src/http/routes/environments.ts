@@ -3,6 +3,7 @@ import type { EnvironmentConfig } from '../../config/schema.js';
 import { environmentView, type EnvironmentView } from '../../status/environment-view.js';
 import { jobView, type JobRecord } from '../../status/job-record.js';
 import { describeSuspension, suspendReasonProblem } from '../../status/suspensions.js';
+import { errorMessage } from '../../lib/errors.js';
 import type { AppDeps } from '../deps.js';
 import { fromRedis, sendError } from '../errors.js';
 import { jobStatusUrl, publicBase } from '../status-url.js';
@@ -106,8 +107,21 @@ export function environmentRoutes(deps: AppDeps): Router {
     const lifted = await fromRedis(deps.store.suspensions.resume(environment.name));
     // As `flux resume`: the environment is brought to its branch head at once.
     const job = await queueSync(environment, req);
+    // The held jobs would otherwise start only at their next recheck; a failure here delays them, no more.
+    const woken = await deps.producer.wakeHeld(environment.name).catch((error: unknown) => {
+      deps.logger.warn(
+        { environment: environment.name, err: errorMessage(error) },
+        'could not wake the held jobs: they start at their next recheck (within a minute)',
+      );
+      return 0;
+    });
     deps.logger.info(
-      { jobId: job.id, environment: environment.name, wasSuspendedSince: lifted?.at ?? null },
+      {
+        jobId: job.id,
+        environment: environment.name,
+        wasSuspendedSince: lifted?.at ?? null,
+        heldJobs: woken,
+      },
       'environment resumed: a deploy of the branch head queued',
     );
     res.status(202).json({ jobs: [job], resumed: lifted });
