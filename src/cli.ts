@@ -135,8 +135,9 @@ REDIS_URL, as sync does.
     load: () => import('./commands/sync.js').then((m) => m.runResume),
     help: `Usage: pushgate resume ENV [--wait] [--json] [--config F]
 
-Lifts ENV's suspension and deploys its branch head at once (a job of trigger "manual", which
-supersedes the jobs held meanwhile); prints the job id as sync does. Needs REDIS_URL.
+Lifts ENV's suspension and deploys its branch head at once (a job of trigger "manual"), then
+starts the jobs held meanwhile, which that deploy supersedes; prints the job id as sync does.
+Needs REDIS_URL.
 
   --wait                 follow the job; exit 0 when it succeeded (or was superseded), 1 when
                          it failed, as for sync
