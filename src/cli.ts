@@ -103,12 +103,14 @@ Queues a deploy of ENV's branch head now (trigger "manual") and prints the job i
 REDIS_URL: the Redis of the running receiver; without it, that of a pushgate start running
 from the current folder.
 
-  --wait                 follow the job; exit 0 when it succeeded (or was superseded), 1 when it
+  --wait                 follow the job and, when it is superseded (a newer push came), the
+                         deploy that took its place; exit 0 when that succeeded, 1 when it
                          failed, or when Redis stays unreachable for 60 s or loses the job's record
+  --json                 print {"jobs": [...]} as one JSON line, and with --wait the job whose
+                         end decided the exit code as a second (JSON Lines: jq reads both; jq -s
+                         for one array)
 
 Refused (exit 1) while ENV is suspended: pushgate resume ENV deploys its branch head.
-  --json                 print {"jobs": [...]} as one JSON line, and with --wait the finished
-                         job as a second (JSON Lines: jq reads both; jq -s for one array)
 `,
     options: ['wait', 'json'],
     maxPositionals: 1,
@@ -139,8 +141,7 @@ Lifts ENV's suspension and deploys its branch head at once (a job of trigger "ma
 starts the jobs held meanwhile, which that deploy supersedes; prints the job id as sync does.
 Needs REDIS_URL.
 
-  --wait                 follow the job; exit 0 when it succeeded (or was superseded), 1 when
-                         it failed, as for sync
+  --wait                 follow the job (and what supersedes it), as for sync
   --json                 as for sync
 `,
     options: ['wait', 'json'],

@@ -250,10 +250,12 @@ interface ProcessDeps {
  * Webhook jobs queued behind a deploy of `head` for other commits would give way to it when
  * their turn came (newest wins: the head has a running job). They are finished now, so
  * `pushgate status` and their commits show it at once, not after this deploy's health wait.
- * Runs under the environment's lock, which their own runs need first. Manual syncs stay
- * queued: they were asked for. Bookkeeping: a failure here never fails the deploy.
+ * Those of `head` itself are finished too (coveredBy): this deploy is theirs. Runs under the
+ * environment's lock, which their own runs need first. Manual syncs stay queued: they were
+ * asked for. Bookkeeping: a failure here never fails the deploy.
  */
 async function supersedeQueuedBehind(
+  deployJobId: string,
   head: string,
   jobIds: readonly string[],
   lock: HeldLock,
@@ -263,7 +265,7 @@ async function supersedeQueuedBehind(
   try {
     for (const record of await deps.store.getMany(jobIds)) {
       const announced = record.trigger.kind === 'webhook' ? record.trigger.sha?.toLowerCase() : undefined;
-      if (record.state !== 'queued' || announced === undefined || announced === head.toLowerCase()) continue;
+      if (record.state !== 'queued' || announced === undefined) continue;
       // Its own run starts only under the lock: while ours, the record stays queued. (A check
       // of the health wait that ends after the deploy finds the lock gone: its turn will do.)
       const held = await lock.assertHeld().then(
@@ -272,7 +274,11 @@ async function supersedeQueuedBehind(
       );
       if (!held) return;
       const logger = deps.logger.child({ jobId: record.id, environment: environment.name });
-      await deps.run(environment, record, logger).superseded(announced, head);
+      // One of this very commit (held by a suspension, or claimed just before a sync or re-sync
+      // chose it) would only apply it again after this deploy, and wait out its health again.
+      const run = deps.run(environment, record, logger);
+      if (announced === head.toLowerCase()) await run.coveredBy(deployJobId, head);
+      else await run.superseded(announced, head);
     }
   } catch (error) {
     deps.logger.warn(
@@ -460,7 +466,8 @@ export async function processDeployJob(
         await lock.assertHeld();
         await run.deploying(sha);
       },
-      supersedeQueuedBehind: (head, jobIds) => supersedeQueuedBehind(head, jobIds, lock, environment, deps),
+      supersedeQueuedBehind: (head, jobIds) =>
+        supersedeQueuedBehind(jobId, head, jobIds, lock, environment, deps),
       // Only while the lock is ours: a worker that lost it must not rewrite the record of
       // the one that took the job over.
       onWritten: (resources) =>

@@ -89,7 +89,7 @@ async function queueDeploy(args: CommandArgs, command: 'sync' | 'resume'): Promi
       args.stdout.write(`${JSON.stringify({ jobs: [{ id: job.id, environment: name, statusUrl }] })}\n`);
     else args.stdout.write(`${job.id}\n`);
     if (!args.wait) return 0;
-    const record = await followJob(services.store, job.id, {
+    const record = await followDeploy(services.store, job.id, {
       print: (line) => {
         if (!args.json) args.stdout.write(`${printable(line, true)}\n`);
       },
@@ -105,6 +105,32 @@ async function queueDeploy(args: CommandArgs, command: 'sync' | 'resume'): Promi
 /** How long following bears Redis not answering, or the job having no record, before giving up. */
 const REDIS_GONE_MS = 60_000;
 const RECORD_GONE_MS = 10_000;
+
+/** How many superseding deploys a wait follows on, one after the other, at most. */
+const SUCCESSORS_MAX = 10;
+
+/**
+ * The job's record once it has finished, as followJob; a job superseded (a newer commit came,
+ * or another job deploys its own commit) is followed on to the deploy that took its place, so
+ * `--wait` ends as that deploy does: a sync of a head whose newer push then fails exits 1,
+ * as `flux reconcile` does when the revision it waited for is not ready.
+ */
+export async function followDeploy(
+  store: JobStore,
+  id: string,
+  out: { print: (line: string) => void; warn: (line: string) => void },
+  limits?: { redisGoneMs: number; recordGoneMs: number },
+): Promise<JobRecord> {
+  let record = await followJob(store, id, out, limits);
+  for (let hop = 0; hop < SUCCESSORS_MAX && record.state === 'superseded' && record.supersededBy; hop++) {
+    // Its commit's job, unless none is known any more: what superseded it is then live already.
+    const next = await store.jobForSha(record.environment, record.supersededBy);
+    if (!next || next.id === record.id) break;
+    out.print(`following job ${next.id}, the deploy of ${record.supersededBy.slice(0, 12)}`);
+    record = await followJob(store, next.id, out, limits);
+  }
+  return record;
+}
 
 /** The job's record once it has finished, printing each state it passes through. */
 export async function followJob(

@@ -165,6 +165,7 @@ export class JobRun {
       resources,
       error: null,
       finishedAt,
+      supersededBy: by,
       message: [
         `applied (${summarise(resources)}); superseded by ${by} during the health wait, before ${counted(notReady.length, 'workload')} became ready${waitedOn}`,
         ...warnings.map((warning) => `warning: ${warning}`),
@@ -182,10 +183,35 @@ export class JobRun {
     const message = `superseded by ${by}`;
     await this.settleEarlierCommit(announcedSha, by);
     this.report(announcedSha, 'superseded', `Superseded by ${short(by)}; not deployed itself`);
-    await this.patch({ state: 'superseded', finishedAt: new Date().toISOString(), error: null, message });
+    await this.patch({
+      state: 'superseded',
+      finishedAt: new Date().toISOString(),
+      error: null,
+      supersededBy: by,
+      message,
+    });
     await this.deps.store.recordFinished(this.environment.name, this.id);
     this.finish('superseded');
     this.logger.info({ announcedSha, head: by }, 'deploy superseded');
+  }
+
+  /**
+   * Nothing applied itself: another job, started after this one was queued, deploys this
+   * job's very commit (a resume's, a sync's or a re-sync's deploy of the head it was pushed
+   * as), so a second apply and health wait of it would add nothing. That job reports on the
+   * commit; nothing is posted from here.
+   */
+  async coveredBy(deployJobId: string, sha: string): Promise<void> {
+    await this.patch({
+      state: 'superseded',
+      finishedAt: new Date().toISOString(),
+      error: null,
+      supersededBy: sha,
+      message: `superseded by job ${deployJobId}, which deploys this commit (${short(sha)})`,
+    });
+    await this.deps.store.recordFinished(this.environment.name, this.id);
+    this.finish('superseded');
+    this.logger.info({ sha, by: deployJobId }, 'deploy superseded by a job deploying the same commit');
   }
 
   async failed(error: unknown, resources: ResourceResult[] | undefined): Promise<void> {

@@ -42,6 +42,11 @@ export const jobRecordSchema = z.object({
   /** A human sentence for outcomes that are not errors, e.g. what superseded the job. */
   message: z.string().nullable().optional(),
   /**
+   * For a superseded job, the commit whose deploy took its place (a newer one, or its own
+   * commit deployed by another job); `pushgate sync --wait` follows that deploy on.
+   */
+  supersededBy: z.string().optional(),
+  /**
    * The status URL the answer that created the job named (a webhook's or a sync's 202): the
    * commit status links there. Absent for jobs no request created (reconcile, CLI sync).
    */

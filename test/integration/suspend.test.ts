@@ -368,6 +368,45 @@ describe('a deploy that had started when the environment was suspended', () => {
 });
 
 describe('a resume wakes the held jobs', () => {
+  it("a held push of the branch head is deployed once, by the resume's deploy", async () => {
+    const own = await createTestNamespace('suspend-covered');
+    const ownRepo = await createEnvRepo({ branch: 'env/test' });
+    const other = await createWorkerHarness({
+      redisUrl: redis.url,
+      environments: [{ name: 'api', repo: ownRepo, env: { namespace: own.name, healthTimeout: '0' } }],
+    });
+    const ownConfig = join(dir, 'covered.yaml');
+    writeFileSync(ownConfig, other.configText);
+    try {
+      await other.services.store.suspensions.suspend('api', 'freeze');
+      const sha = await ownRepo.commit({ 'manifests/app.yaml': configMap('app', { v: 'held' }) });
+      const heldId = await other.webhook('api', sha);
+      // One job at a time: the resume's deploy, queued ahead of the jobs it wakes, runs first.
+      await other.startWorker({ concurrency: 1 });
+      await until(async () =>
+        (await other.services.store.get(heldId))?.message?.startsWith('held: api is suspended')
+          ? true
+          : undefined,
+      );
+
+      const resume = commandArgs(['api'], { config: ownConfig, wait: true });
+      expect(await runResume(resume.args)).toBe(0);
+      const resumeId = resume.stdout().split('\n')[0]!;
+
+      expect(await other.waitForJob(resumeId)).toMatchObject({ state: 'succeeded', sha });
+      // Not applied (nor health-waited) a second time after it: that deploy was its own.
+      expect(await other.waitForJob(heldId, 20_000)).toMatchObject({
+        state: 'superseded',
+        attempts: 0,
+        supersededBy: sha,
+        message: `superseded by job ${resumeId}, which deploys this commit (${sha.slice(0, 7)})`,
+      });
+    } finally {
+      await other.close();
+      await own.cleanup();
+    }
+  });
+
   it('and only them: a retry waiting out its backoff keeps its delay', async () => {
     const ownRepo = await createEnvRepo({ branch: 'env/test' });
     // No worker: the jobs stay where the test puts them.

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { followJob } from '../../src/commands/sync.js';
+import { followDeploy, followJob } from '../../src/commands/sync.js';
 import { waitForRedis } from '../../src/queue/connection.js';
 import { connectProducer, type ProducerServices } from '../../src/runtime.js';
 import { CLI, cliConfigText } from '../helpers/cli.js';
@@ -61,6 +61,53 @@ describe('pushgate sync --wait following its job', () => {
     expect(warned[0]).toMatch(/^Redis does not answer .*; still following job /);
     expect(warned).toContain('Redis answers again');
     expect(printed.at(-1)).toMatch(/^succeeded/);
+  });
+
+  it('follows a superseded job on to the deploy that took its place, and ends as it does', async () => {
+    const newer = 'c'.repeat(40);
+    const { id } = await services.producer.enqueue('web', { kind: 'manual' });
+    // The worker's part: the sync's deploy is overtaken by a push of a newer commit, whose own
+    // deploy then fails its health check.
+    const pushed = await services.producer.enqueue('web', {
+      kind: 'webhook',
+      provider: 'github',
+      sha: newer,
+    });
+    await services.store.update(id, {
+      state: 'superseded',
+      finishedAt: new Date().toISOString(),
+      supersededBy: newer,
+      message: `applied; superseded by ${newer} during the health wait`,
+    });
+    const { printed, out } = collector();
+    const following = followDeploy(services.store, id, out);
+    await services.store.update(pushed.id, {
+      state: 'running',
+      sha: newer,
+      startedAt: new Date().toISOString(),
+    });
+    await services.store.update(pushed.id, {
+      state: 'failed',
+      finishedAt: new Date().toISOString(),
+      error: 'health check timed out',
+    });
+
+    const record = await following;
+
+    expect(record).toMatchObject({ id: pushed.id, state: 'failed' });
+    expect(printed).toContain(`following job ${pushed.id}, the deploy of ${newer.slice(0, 12)}`);
+  });
+
+  it('ends with a superseded job whose successor is no longer known', async () => {
+    const { id } = await services.producer.enqueue('web', { kind: 'manual' });
+    await services.store.update(id, {
+      state: 'superseded',
+      finishedAt: new Date().toISOString(),
+      supersededBy: 'd'.repeat(40),
+    });
+    const { out } = collector();
+
+    expect(await followDeploy(services.store, id, out)).toMatchObject({ id, state: 'superseded' });
   });
 
   it('gives up, saying why, when the job has no record any more', async () => {
