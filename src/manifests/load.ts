@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { PushgateError, errorMessage } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { problemsError, type ManifestProblem } from './problems.js';
-import { secretShapeProblems } from './secret-shape.js';
+import { dataShapeProblems } from './data-shape.js';
 import { countAnchorsAndAliases, MAX_YAML_ANCHORS_AND_ALIASES } from './yaml-anchors.js';
 import { kubernetesYamlTags } from './yaml-scalars.js';
 import type { LoadedManifest, ManifestObject, ManifestSource } from './types.js';
@@ -353,7 +353,7 @@ function collectObjects(
     }
     return;
   }
-  const shapeProblems = secretShapeProblems(value as ManifestObject);
+  const shapeProblems = dataShapeProblems(value as ManifestObject);
   if (shapeProblems.length > 0) {
     for (const message of shapeProblems) problems.push({ source, message });
     return;

@@ -165,6 +165,27 @@ describe('loadManifests', () => {
     expect(error.message).not.toMatch(/secretvalue1|987654321987|c3VwZXJzZWNyZXRiYXNlNjQ=/);
   });
 
+  it('refuses Secret data and ConfigMap binaryData that are not base64, naming fields but never values', async () => {
+    await write(
+      'env/bytes.yaml',
+      [
+        'apiVersion: v1\nkind: Secret\nmetadata: {name: s1}\ndata:\n  pw: hunter2\n  ok: aHVudGVyMg==\n  folded: |\n    aHVudGVy\n    Mg==\n',
+        'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c1}\nbinaryData:\n  blob: "aHVudGVyMg"\n  urlsafe: "-_-_"\n',
+      ].join('---\n'),
+    );
+
+    const error = await loadError();
+
+    expect(error.message).toContain(
+      'env/bytes.yaml document 1: data.pw: is not base64 (standard alphabet, padded with "="); plain text goes in stringData',
+    );
+    expect(error.message).toContain('env/bytes.yaml document 2: binaryData.blob: is not base64');
+    expect(error.message).toContain('env/bytes.yaml document 2: binaryData.urlsafe: is not base64');
+    // Padded standard base64, across lines or not, is what the API server decodes.
+    expect(error.message).not.toMatch(/data\.ok|data\.folded/);
+    expect(error.message).not.toMatch(/hunter2|aHVudGVyMg/);
+  });
+
   it('does not repeat an unquoted value starting with "*", read as an alias', async () => {
     await write(
       'env/secret.yaml',
