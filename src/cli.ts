@@ -151,8 +151,9 @@ Needs REDIS_URL.
     load: () => import('./commands/status.js').then((m) => m.runStatus),
     help: `Usage: pushgate status [JOB_ID] [--json] [--config F]
 
-One job (exit 1 if unknown), or every environment: the commit it runs (LIVE), its last job
-and the commit that job tried, then its latest jobs. Needs REDIS_URL: the Redis of the
+One job (exit 1 if unknown), or every environment: the commit of its last successful deploy
+(LAST APPLIED), its last job and the commit that job tried (after a failed deploy the cluster
+may run part of that commit), then its latest jobs. Needs REDIS_URL: the Redis of the
 running receiver; without it, that of a pushgate start running from the current folder.
 
   --json                 print the job, or the environments with their jobs, as JSON
@@ -185,7 +186,8 @@ Commands:
   worker                 deploy worker only; run as many as you like
   start                  receiver and worker in one process (embedded redis-server without REDIS_URL)
   check                  validate the configuration and print the environments
-  render ENV [--ref SHA] print what ENV would apply, as YAML; applies nothing
+  render ENV [--ref SHA] print what ENV would apply, as YAML; applies nothing (Secret values
+                         redacted unless --show-secrets)
   sync ENV [--wait]      deploy the branch head of ENV now; --wait follows the job
   suspend ENV            hold ENV's deploys (--reason TEXT), as flux suspend
   resume ENV [--wait]    lift the suspension and deploy ENV's branch head now

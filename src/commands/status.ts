@@ -44,7 +44,7 @@ export async function runStatus(args: CommandArgs): Promise<number> {
     // What each environment runs first, as `flux get kustomizations` shows it; then its latest jobs.
     args.stdout.write(
       formatTable(
-        ['ENVIRONMENT', 'BRANCH', 'LIVE', 'APPLIED', 'LAST JOB', 'SUSPENDED'],
+        ['ENVIRONMENT', 'BRANCH', 'LAST APPLIED', 'APPLIED AT', 'LAST JOB', 'SUSPENDED'],
         environments.map((environment) => [
           environment.name,
           environment.branch,

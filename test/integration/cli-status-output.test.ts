@@ -199,7 +199,9 @@ describe('pushgate status and sync on a terminal', () => {
     expect(await runStatus(commandArgs([], stdout))).toBe(0);
 
     const [environments] = text().split('\n\n');
-    expect(environments).toMatch(/^ENVIRONMENT\s+BRANCH\s+LIVE\s+APPLIED\s+LAST JOB\s+SUSPENDED\n/);
+    expect(environments).toMatch(
+      /^ENVIRONMENT\s+BRANCH\s+LAST APPLIED\s+APPLIED AT\s+LAST JOB\s+SUSPENDED\n/,
+    );
     expect(environments).toMatch(
       /\nstaging\s+env\/staging\s+aaaaaaaaaaaa\s+2026-12-01T10:00:00\.000Z\s+failed on bbbbbbbbbbbb\s+-$/,
     );
