@@ -503,6 +503,17 @@ export async function processDeployJob(
       logger.warn({ err: errorMessage(error), state: current.state }, 'job finished elsewhere meanwhile');
       throw error;
     }
+    if (await lock.isLost()) {
+      // Still running elsewhere: the worker that took the job over (this one stalled past its
+      // locks: a Redis restart, a pause) writes its record, so no failed or queued from here.
+      // Handed back should BullMQ still count the job ours; else the move fails, as it should.
+      logger.warn(
+        { err: errorMessage(error) },
+        'lost the environment lock mid-deploy: the job and its record are left to the worker that took it over',
+      );
+      await job.moveToDelayed(Date.now(), token).catch(() => undefined);
+      throw new DelayedError();
+    }
     if (deps.signal?.aborted) {
       // Shutdown past its deadline: not a failure of the deploy, so it spends no retry and
       // waits out no backoff; the next worker resumes it at once.

@@ -121,6 +121,7 @@ async function applyCommit(
       // The engine logs each step itself; the commit goes on its every line.
       logger: logger.child({ sha }),
       assertLockHeld: job.lock.assertHeld,
+      lockLost: job.lock.isLost,
       onWritten: job.onWritten,
       onProgress: job.onProgress,
       newerCommit: watchForNewerCommit({

@@ -22,6 +22,12 @@ export interface HeldLock {
    * fencing check made before every write to the cluster.
    */
   assertHeld: () => Promise<void>;
+  /**
+   * Known to be lost: another worker's token is in it, or it went unrenewed past its TTL
+   * (after which another worker may take it, and the job with it). False when Redis cannot
+   * say: a blip of Redis does not end a deploy.
+   */
+  isLost: () => Promise<boolean>;
   release: () => Promise<void>;
 }
 
@@ -82,6 +88,12 @@ export class EnvironmentLock {
           lost = true;
           fail('another worker holds it');
         }
+      },
+      isLost: async () => {
+        if (released || lost || Date.now() - renewedAt >= this.ttlMs) return true;
+        const current = await this.redis.get(key).catch(() => token);
+        if (current !== token) lost = true;
+        return lost;
       },
       release: async () => {
         if (released) return;

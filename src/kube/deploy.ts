@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { EnvironmentConfig } from '../config/schema.js';
 import { counted } from '../lib/counted.js';
-import { errorMessage } from '../lib/errors.js';
+import { errorMessage, PushgateError } from '../lib/errors.js';
 import { matchAnyGlob } from '../manifests/glob.js';
 import { applyStage, compareApplyOrder, groupByRank } from '../manifests/order.js';
 import { policyError, policyViolations } from '../manifests/policy.js';
@@ -708,6 +708,7 @@ async function checkHealth(
     progress(message);
   };
   const newer = request.newerCommit;
+  const { lockLost } = request;
   const { unhealthy, interruptedBy } = await waitForReadiness(
     client,
     watched,
@@ -716,6 +717,19 @@ async function checkHealth(
       signal: request.signal,
       onPoll,
       ...(newer ? { interrupt: () => newer.ask() } : {}),
+      // A worker that lost the job (stalled past its locks) must not wait on, and then judge
+      // a deploy whose verdict is the new holder's.
+      ...(lockLost
+        ? {
+            assertStillOurs: async () => {
+              if (await lockLost())
+                throw new PushgateError(
+                  'transient',
+                  `lost the deploy lock of environment "${request.environment.name}" during the health wait`,
+                );
+            },
+          }
+        : {}),
     },
   ).finally(() => newer?.stop());
   if (unhealthy.length === 0) {

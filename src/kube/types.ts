@@ -33,6 +33,11 @@ export interface DeployRequest {
    * its lock (paused, partitioned) never writes over the one that took it over.
    */
   assertLockHeld: () => Promise<void>;
+  /**
+   * Asked after each poll of the health wait: true once the lock is known lost, which ends the
+   * wait (the worker that took the job over waits and records it), unlike a Redis blip.
+   */
+  lockLost?: () => Promise<boolean>;
   /** Progress for logs and the job record, e.g. "dry-run ok: 20 objects". */
   onProgress?: (message: string) => void;
   /**

@@ -100,6 +100,8 @@ export interface ReadinessWaitOptions {
   onPoll?: (pending: readonly UnhealthyObject[]) => void;
   /** Asked after each poll that leaves objects pending: a reason ends the wait at once. */
   interrupt?: () => Promise<string | undefined>;
+  /** Called after each poll that leaves objects pending: what it throws ends the wait. */
+  assertStillOurs?: () => Promise<void>;
 }
 
 /**
@@ -145,6 +147,7 @@ export async function waitForReadiness(
     options.onPoll?.(pending);
     const remaining = deadline - Date.now();
     if (pending.length === 0 || remaining <= 0) return { unhealthy: pending };
+    await options.assertStillOurs?.();
     // Bounded by the wait's own deadline and the shutdown signal: a git server that hangs
     // must not stretch the wait (or hold a stopping worker).
     const interruptedBy = options.interrupt
