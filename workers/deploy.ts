@@ -3,6 +3,7 @@ import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Config, EnvironmentConfig } from '../src/config/schema.js';
 import type { ApplyEngine } from '../src/deploy/apply-engine.js';
 import { runDeployPipeline } from '../src/deploy/deploy-pipeline.js';
+import { CONFIG_SKEW_GRACE_MS, CONFIG_SKEW_RECHECK_MS, configSkew } from '../src/deploy/config-skew.js';
 import { EnvironmentLock, type HeldLock } from '../src/deploy/environment-lock.js';
 import { isPermanentFailure, resourcesOf } from '../src/deploy/failure.js';
 import { JobRun } from '../src/deploy/job-run.js';
@@ -62,6 +63,8 @@ export interface DeployWorkerOptions {
   fetchMaxBytes?: number;
   /** How often to look for queued job records that lost their queue entry (see queue-repair). */
   requeueIntervalMs?: number;
+  /** How long a job queued with another configuration of its environment waits for a worker that has it (CONFIG_SKEW_GRACE_MS). */
+  configSkewGraceMs?: number;
 }
 
 export interface DeployWorker {
@@ -131,6 +134,7 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
       new JobRun({ store, metrics, reporter: options.reporter }, environment, record, jobLogger),
     pipeline: { mirrors, store, engine: options.engine },
     signal: aborter.signal,
+    ...(options.configSkewGraceMs !== undefined ? { configSkewGraceMs: options.configSkewGraceMs } : {}),
   };
   const processor = (job: Job<DeployJobData>, token?: string) => processDeployJob(job, token, deps);
 
@@ -244,6 +248,8 @@ interface ProcessDeps {
   run: (environment: EnvironmentConfig, record: JobRecord, logger: Logger) => JobRun;
   pipeline: Parameters<typeof runDeployPipeline>[0];
   signal: AbortSignal;
+  /** CONFIG_SKEW_GRACE_MS unless a test shortens it. */
+  configSkewGraceMs?: number;
 }
 
 /**
@@ -399,12 +405,35 @@ export async function processDeployJob(
   }
 
   const environment = deps.config.environments.find((candidate) => candidate.name === data.environment);
+  const skew = environment
+    ? configSkew(data.target, environment)
+    : `environment "${data.environment}" is not in this worker's configuration`;
+  if (skew !== undefined && record.attempts === 0) {
+    // A configuration change rolling out: a worker on the receiver's configuration may come.
+    const since = await deps.store.skewSince(jobId);
+    const grace = deps.configSkewGraceMs ?? CONFIG_SKEW_GRACE_MS;
+    if (Date.now() - since < grace) {
+      const message = `waiting for a worker with the receiver's configuration (${skew}); until ${new Date(since + grace).toISOString()}`;
+      if (record.message !== message) {
+        await deps.store.update(jobId, { message });
+        logger.warn({ skew }, 'job handed back: this worker has another configuration of its environment');
+      }
+      await job.moveToDelayed(Date.now() + CONFIG_SKEW_RECHECK_MS, token);
+      throw new DelayedError();
+    }
+  }
   if (!environment) {
-    const message = `environment "${data.environment}" is not in this worker's configuration`;
+    const message = `environment "${data.environment}" is not in this worker's configuration${record.attempts === 0 ? ` (nor, for ${(deps.configSkewGraceMs ?? CONFIG_SKEW_GRACE_MS) / 1000} s, in that of any worker that took the job)` : ''}`;
     await deps.store.update(jobId, { state: 'failed', error: message, finishedAt: new Date().toISOString() });
+    await deps.store.recordFinished(data.environment, jobId);
     logger.error(message);
     throw new UnrecoverableError(message);
   }
+  if (skew !== undefined)
+    logger.warn(
+      { skew },
+      "no worker with the receiver's configuration took the job: deploying with this one's",
+    );
 
   const lock = await deps.locks.acquire(environment.name);
   if (!lock) {

@@ -26,11 +26,22 @@ export const triggerSchema = z.object({
 });
 export type Trigger = z.infer<typeof triggerSchema>;
 
+/** Where the receiver's configuration sends the environment's pushes (see config-skew). */
+export const environmentTargetSchema = z.object({
+  branch: z.string(),
+  path: z.string(),
+  cluster: z.string(),
+  namespace: z.string(),
+});
+export type EnvironmentTarget = z.infer<typeof environmentTargetSchema>;
+
 /** What travels in BullMQ's job data: the only thing the receiver and the workers share. */
 export const deployJobDataSchema = z.object({
   environment: z.string(),
   trigger: triggerSchema,
   receivedAt: z.string(),
+  /** Webhook jobs: the receiver's configuration of the environment, checked by the worker. */
+  target: environmentTargetSchema.optional(),
 });
 export type DeployJobData = z.infer<typeof deployJobDataSchema>;
 

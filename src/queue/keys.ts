@@ -27,6 +27,8 @@ export interface Keys {
   absent: string;
   /** This installation's id, made once: stamped on the inventories its deploys write. */
   installation: string;
+  /** When a worker first handed the job back for configuration skew (see config-skew). */
+  jobSkewSince(id: string): string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -47,5 +49,6 @@ export function createKeys(prefix: string): Keys {
     commitStatusLease: (environment, sha) => `${tag}:commit-status-lease:${environment}:${sha}`,
     absent: `${tag}:absent`,
     installation: `${tag}:installation`,
+    jobSkewSince: (id) => `${tag}:skew-since:${id}`,
   };
 }

@@ -11,6 +11,7 @@ import {
   DEPLOY_JOB_OPTIONS,
   DEPLOY_QUEUE,
   type DeployJobData,
+  type EnvironmentTarget,
   type Trigger,
 } from './job-data.js';
 import type { Keys } from './keys.js';
@@ -66,6 +67,8 @@ export class DeployProducer {
     receivedAt = new Date().toISOString(),
     /** The base of the status URL the caller answers with (`publicBase`), kept on a new job's record. */
     statusBase?: string,
+    /** Webhook jobs: where the receiver's configuration sends the environment's pushes. */
+    target?: EnvironmentTarget,
   ): Promise<EnqueuedJob> {
     const id = randomUUID();
     const request: ClaimRequest = {
@@ -75,7 +78,7 @@ export class DeployProducer {
       receivedAt,
       ...(statusBase ? { statusUrl: jobStatusUrl(statusBase, id) } : {}),
     };
-    const data: DeployJobData = { environment, trigger, receivedAt };
+    const data: DeployJobData = { environment, trigger, receivedAt, ...(target ? { target } : {}) };
     try {
       // Fail fast: waiting for a connection would hold the webhook sender past its timeout.
       if (this.redis.status !== 'ready') throw new Error(`Redis connection is ${this.redis.status}`);
@@ -105,6 +108,7 @@ export class DeployProducer {
           environment,
           trigger: existing.trigger,
           receivedAt: existing.receivedAt,
+          ...(target ? { target } : {}),
         });
       }
       return { id: outcome.id, environment, created: false };

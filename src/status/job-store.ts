@@ -412,6 +412,17 @@ export class JobStore {
     return records.filter((record) => record.state === 'queued').map((record) => record.id);
   }
 
+  /**
+   * When a worker first handed this job back for configuration skew: set by the first ask,
+   * read by the later ones (milliseconds since the epoch). Kept a day, past any grace.
+   */
+  async skewSince(id: string, now = Date.now()): Promise<number> {
+    const key = this.keys.jobSkewSince(id);
+    const replies = await this.redis.multi().set(key, String(now), 'EX', 86_400, 'NX').get(key).exec();
+    const since = Number(replies?.[1]?.[1]);
+    return Number.isFinite(since) ? since : now;
+  }
+
   /** The job for this commit of the environment, if one is known. */
   async jobForSha(environment: string, sha: string): Promise<JobRecord | null> {
     const id = await this.redis.get(this.keys.shaJob(environment, sha));

@@ -100,6 +100,8 @@ describe('GitHub push webhooks', () => {
         sha: payload.after,
         pusher: 'Codertocat',
       },
+      // Where this receiver's configuration sends the push: a worker configured otherwise hands it back.
+      target: { branch: 'env/staging', path: '.', cluster: 'local', namespace: 'staging' },
     });
     expect(await app.services.store.get(job!.id)).toMatchObject({ state: 'queued', environment: 'staging' });
   });

@@ -78,6 +78,7 @@ export interface WorkerHarness {
     shutdownDeadlineMs?: number;
     fetchMaxBytes?: number;
     requeueIntervalMs?: number;
+    configSkewGraceMs?: number;
     logger?: Logger;
   }): Promise<DeployWorker>;
   /** What the receiver does on a verified push: enqueue through DeployProducer. */
@@ -135,6 +136,7 @@ export async function createWorkerHarness(options: {
         shutdownDeadlineMs: workerOptions.shutdownDeadlineMs,
         fetchMaxBytes: workerOptions.fetchMaxBytes,
         requeueIntervalMs: workerOptions.requeueIntervalMs,
+        configSkewGraceMs: workerOptions.configSkewGraceMs,
       });
       workers.push(worker);
       return worker;

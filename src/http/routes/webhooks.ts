@@ -18,6 +18,7 @@ import type { AppDeps } from '../deps.js';
 import { sendError, sendJson } from '../errors.js';
 import { readRawBody } from '../raw-body.js';
 import { jobStatusUrl, publicBase } from '../status-url.js';
+import { environmentTarget } from '../../deploy/config-skew.js';
 
 type Outcome = WebhookOutcome;
 
@@ -203,7 +204,13 @@ export function createWebhookReceiver(deps: AppDeps): WebhookReceiver {
     const recordedBase = deps.config.server.publicUrl ? base : undefined;
     const jobs = await Promise.all(
       environments.map((environment) =>
-        deps.producer.enqueue(environment.name, trigger, receivedAt, recordedBase),
+        deps.producer.enqueue(
+          environment.name,
+          trigger,
+          receivedAt,
+          recordedBase,
+          environmentTarget(environment),
+        ),
       ),
     );
     // A line per job, with the job's id and environment at the top level like every job

@@ -1,0 +1,124 @@
+import { CoreV1Api } from '@kubernetes/client-node';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { environmentTarget } from '../../src/deploy/config-skew.js';
+import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
+import { createTestNamespace, kubeConfigFromTest, type TestNamespace } from '../helpers/kube.js';
+import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
+import { until } from '../helpers/until.js';
+import { createWorkerHarness, type WorkerHarness } from './worker-harness.js';
+import { configMap } from './worker-manifests.js';
+
+let redis: TestRedis;
+
+beforeAll(async () => {
+  redis = await startRedis();
+});
+afterAll(async () => {
+  await redis.stop();
+});
+
+/**
+ * A configuration change rolling out: the receiver (and the workers started since) have the
+ * new configuration, a worker started before it still runs the old one, on the same Redis.
+ */
+describe('deploy worker with another configuration than the receiver (real Redis, git, kube-apiserver)', () => {
+  let repo: EnvRepo;
+  let apiRepo: EnvRepo;
+  let namespace: TestNamespace;
+  let current: WorkerHarness;
+  let old: WorkerHarness | undefined;
+
+  beforeEach(async () => {
+    repo = await createEnvRepo({ branch: 'env/test' });
+    apiRepo = await createEnvRepo({ branch: 'env/test' });
+    namespace = await createTestNamespace('w-config-skew');
+    current = await createWorkerHarness({
+      redisUrl: redis.url,
+      prefix: uniquePrefix('skew'),
+      environments: [
+        { name: 'web', repo, env: { namespace: namespace.name, healthTimeout: '0' } },
+        { name: 'api', repo: apiRepo, env: { namespace: namespace.name, healthTimeout: '0' } },
+      ],
+    });
+  });
+
+  afterEach(async () => {
+    await old?.close();
+    old = undefined;
+    await current?.close();
+    await namespace.cleanup();
+    await repo.remove();
+    await apiRepo.remove();
+  });
+
+  const oldWorker = async (
+    environments: Parameters<typeof createWorkerHarness>[0]['environments'],
+    configSkewGraceMs?: number,
+  ): Promise<WorkerHarness> => {
+    old = await createWorkerHarness({
+      redisUrl: redis.url,
+      prefix: current.config.redis.prefix,
+      environments,
+    });
+    await old.startWorker(configSkewGraceMs === undefined ? {} : { configSkewGraceMs });
+    return old;
+  };
+
+  const messageOf = async (id: string): Promise<string | undefined> =>
+    (await current.services.store.get(id))?.message ?? undefined;
+
+  it('hands back a job of an environment it lacks, which a worker that has it then deploys', async () => {
+    await oldWorker([{ name: 'web', repo, env: { namespace: namespace.name, healthTimeout: '0' } }]);
+    const sha = await apiRepo.commit({ 'manifests/api.yaml': configMap('api', { v: '1' }) });
+
+    const id = await current.webhook('api', sha);
+    const waiting = await until(async () =>
+      (await messageOf(id))?.startsWith('waiting for a worker') ? messageOf(id) : undefined,
+    );
+    expect(waiting).toMatch(
+      /^waiting for a worker with the receiver's configuration \(environment "api" is not in this worker's configuration\); until \d{4}-/,
+    );
+    expect((await current.services.store.get(id))?.state).toBe('queued');
+
+    await current.startWorker();
+    expect(await current.waitForJob(id)).toMatchObject({ state: 'succeeded', sha });
+  });
+
+  it('hands back a push queued for another namespace than its own, so it lands where the receiver said', async () => {
+    await oldWorker([{ name: 'web', repo, env: { namespace: `${namespace.name}-old`, healthTimeout: '0' } }]);
+    const sha = await repo.commit({ 'manifests/app.yaml': configMap('app', { v: '2' }) });
+
+    const { id } = await current.services.producer.enqueue(
+      'web',
+      { kind: 'webhook', provider: 'github', deliveryId: 'skew-1', sha, pusher: 'octocat' },
+      undefined,
+      undefined,
+      environmentTarget(current.environment('web')),
+    );
+    const waiting = await until(async () =>
+      (await messageOf(id))?.startsWith('waiting for a worker') ? messageOf(id) : undefined,
+    );
+    expect(waiting).toContain(
+      `(namespace "${namespace.name}" where the push was queued, "${namespace.name}-old" here)`,
+    );
+
+    await current.startWorker();
+    expect(await current.waitForJob(id)).toMatchObject({ state: 'succeeded', sha });
+    const core = kubeConfigFromTest().makeApiClient(CoreV1Api);
+    expect((await core.readNamespacedConfigMap({ name: 'app', namespace: namespace.name })).data).toEqual({
+      v: '2',
+    });
+  });
+
+  it('fails a job of an environment no worker has, once the grace is over, saying so', async () => {
+    await oldWorker([{ name: 'web', repo, env: { namespace: namespace.name, healthTimeout: '0' } }], 1_000);
+    const sha = await apiRepo.commit({ 'manifests/api.yaml': configMap('api', { v: '3' }) });
+
+    const record = await current.waitForJob(await current.webhook('api', sha), 20_000);
+
+    expect(record.state).toBe('failed');
+    expect(record.error).toBe(
+      `environment "api" is not in this worker's configuration (nor, for 1 s, in that of any worker that took the job)`,
+    );
+  });
+});
