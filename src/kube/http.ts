@@ -214,7 +214,7 @@ export class KubeTransport {
               resolve({ status, body: body as T });
               return;
             }
-            reject(apiError(status, body, describe));
+            reject(apiError(status, body, describe, this.where));
           });
         },
       );
@@ -232,7 +232,13 @@ export class KubeTransport {
   }
 }
 
-function apiError(status: number, body: unknown, describe: string): KubeApiError {
+function apiError(status: number, body: unknown, describe: string, where: string): KubeApiError {
+  // The API server says only "Unauthorized": which cluster of several, and why, are ours to say.
+  if (status === 401)
+    return new KubeApiError(
+      `${where}: ${describe}: the API server refused the kubeconfig's credentials (401 Unauthorized: a wrong or expired token or client certificate)`,
+      { status, reason: 'Unauthorized' },
+    );
   if (typeof body === 'object' && body !== null) {
     const { message, reason } = body as { message?: unknown; reason?: unknown };
     return new KubeApiError(typeof message === 'string' ? message : `${describe}: HTTP ${status}`, {

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { closeClusterClients, createClusterClient } from '../../src/kube/cluster.js';
 import { KubeApiError } from '../../src/kube/http.js';
+import { kubeConfigFromTest } from '../helpers/kube.js';
 
 let dir: string;
 
@@ -67,5 +68,33 @@ describe('Kubernetes transport: a cluster that does not answer', () => {
 
     expect(error.message).toMatch(/^cluster far \(https:\/\/127\.0\.0\.1:1\/prefix\): GET \/version: /);
     expect(error.message).not.toContain('hunter2');
+  });
+});
+
+describe('Kubernetes transport: credentials the API server refuses', () => {
+  it('names the cluster and says the credentials were refused, not only "Unauthorized"', async () => {
+    const real = kubeConfigFromTest().getCurrentCluster()!;
+    const file = path.join(dir, 'kubeconfig');
+    await writeFile(
+      file,
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [
+          { name: 'c', cluster: { server: real.server, 'certificate-authority-data': real.caData } },
+        ],
+        users: [{ name: 'u', user: { token: 'expired-or-wrong' } }],
+        contexts: [{ name: 'ctx', context: { cluster: 'c', user: 'u' } }],
+        'current-context': 'ctx',
+      }),
+    );
+    const kube = createClusterClient({ name: 'prod', kubeconfig: file }, {});
+
+    const error = await failure(kube.transport.request({ method: 'GET', path: '/api/v1/namespaces' }));
+
+    expect(error.status).toBe(401);
+    expect(error.message).toBe(
+      `cluster prod (${real.server}): GET /api/v1/namespaces: the API server refused the kubeconfig's credentials (401 Unauthorized: a wrong or expired token or client certificate)`,
+    );
   });
 });
