@@ -8,14 +8,16 @@ import { kubeConfigFromTest } from '../helpers/kube.js';
 
 let dir: string;
 
-async function kubeconfigFor(server: string): Promise<string> {
+async function kubeconfigFor(server: string, caData?: string): Promise<string> {
   const file = path.join(dir, 'kubeconfig');
   await writeFile(
     file,
     JSON.stringify({
       apiVersion: 'v1',
       kind: 'Config',
-      clusters: [{ name: 'c', cluster: { server } }],
+      clusters: [
+        { name: 'c', cluster: { server, ...(caData ? { 'certificate-authority-data': caData } : {}) } },
+      ],
       users: [{ name: 'u', user: { token: 'not-a-real-token' } }],
       contexts: [{ name: 'ctx', context: { cluster: 'c', user: 'u' } }],
       'current-context': 'ctx',
@@ -74,21 +76,10 @@ describe('Kubernetes transport: a cluster that does not answer', () => {
 describe('Kubernetes transport: credentials the API server refuses', () => {
   it('names the cluster and says the credentials were refused, not only "Unauthorized"', async () => {
     const real = kubeConfigFromTest().getCurrentCluster()!;
-    const file = path.join(dir, 'kubeconfig');
-    await writeFile(
-      file,
-      JSON.stringify({
-        apiVersion: 'v1',
-        kind: 'Config',
-        clusters: [
-          { name: 'c', cluster: { server: real.server, 'certificate-authority-data': real.caData } },
-        ],
-        users: [{ name: 'u', user: { token: 'expired-or-wrong' } }],
-        contexts: [{ name: 'ctx', context: { cluster: 'c', user: 'u' } }],
-        'current-context': 'ctx',
-      }),
+    const kube = createClusterClient(
+      { name: 'prod', kubeconfig: await kubeconfigFor(real.server, real.caData) },
+      {},
     );
-    const kube = createClusterClient({ name: 'prod', kubeconfig: file }, {});
 
     const error = await failure(kube.transport.request({ method: 'GET', path: '/api/v1/namespaces' }));
 
