@@ -272,6 +272,9 @@ async function supersedeQueuedBehind(
     for (const record of await deps.store.getMany(jobIds)) {
       const announced = record.trigger.kind === 'webhook' ? record.trigger.sha?.toLowerCase() : undefined;
       if (record.state !== 'queued' || announced === undefined) continue;
+      // Queued for another configuration of the environment (a change rolling out): it waits
+      // for a worker on that configuration, whose deploy is the one that counts for it.
+      if (configSkew(record.target, environment) !== undefined) continue;
       // Its own run starts only under the lock: while ours, the record stays queued. (A check
       // of the health wait that ends after the deploy finds the lock gone: its turn will do.)
       const held = await lock.assertHeld().then(
@@ -392,6 +395,16 @@ export async function processDeployJob(
     logger.info('environment busy: this re-sync run skipped, the deploy running applies the branch head');
     return;
   }
+  if (
+    data.trigger.kind === 'reconcile' &&
+    !deps.config.environments.some((candidate) => candidate.name === data.environment) &&
+    !(await deps.store.get(jobId))
+  ) {
+    // A scheduler of a configuration this worker is not on (a change rolling out): the next
+    // run, or a worker on that configuration, does the work.
+    logger.info("environment not in this worker's configuration: this re-sync run skipped");
+    return;
+  }
   const record = await deps.store.ensure({
     id: jobId,
     environment: data.environment,
@@ -405,35 +418,18 @@ export async function processDeployJob(
   }
 
   const environment = deps.config.environments.find((candidate) => candidate.name === data.environment);
-  const skew = environment
-    ? configSkew(data.target, environment)
-    : `environment "${data.environment}" is not in this worker's configuration`;
-  if (skew !== undefined && record.attempts === 0) {
-    // A configuration change rolling out: a worker on the receiver's configuration may come.
-    const since = await deps.store.skewSince(jobId);
-    const grace = deps.configSkewGraceMs ?? CONFIG_SKEW_GRACE_MS;
-    if (Date.now() - since < grace) {
-      const message = `waiting for a worker with the receiver's configuration (${skew}); until ${new Date(since + grace).toISOString()}`;
-      if (record.message !== message) {
-        await deps.store.update(jobId, { message });
-        logger.warn({ skew }, 'job handed back: this worker has another configuration of its environment');
-      }
-      await job.moveToDelayed(Date.now() + CONFIG_SKEW_RECHECK_MS, token);
-      throw new DelayedError();
-    }
-  }
   if (!environment) {
-    const message = `environment "${data.environment}" is not in this worker's configuration${record.attempts === 0 ? ` (nor, for ${(deps.configSkewGraceMs ?? CONFIG_SKEW_GRACE_MS) / 1000} s, in that of any worker that took the job)` : ''}`;
-    await deps.store.update(jobId, { state: 'failed', error: message, finishedAt: new Date().toISOString() });
-    await deps.store.recordFinished(data.environment, jobId);
-    logger.error(message);
-    throw new UnrecoverableError(message);
+    const unknown = `environment "${data.environment}" is not in this worker's configuration`;
+    // Returns only when the job was finished meanwhile; else hands it back or fails it.
+    await awaitMatchingWorker(job, token, deps, logger, unknown, 'fail');
+    return;
   }
-  if (skew !== undefined)
-    logger.warn(
-      { skew },
-      "no worker with the receiver's configuration took the job: deploying with this one's",
-    );
+  const skew = configSkew(data.target, environment);
+  if (
+    skew !== undefined &&
+    (await awaitMatchingWorker(job, token, deps, logger, skew, 'deploy')) === 'finished'
+  )
+    return;
 
   const lock = await deps.locks.acquire(environment.name);
   if (!lock) {
@@ -562,6 +558,66 @@ export async function processDeployJob(
   } finally {
     await lock.release();
   }
+}
+
+/**
+ * A job queued with another configuration of its environment than this worker's (a change
+ * rolling out, see config-skew): handed back, its record saying why, until the grace is over;
+ * then, `orElse`, failed (this worker lacks the environment) or deployed with this worker's
+ * configuration ('proceed'). 'finished': the job was finished meanwhile, nothing to do.
+ */
+async function awaitMatchingWorker(
+  job: Job<DeployJobData>,
+  token: string | undefined,
+  deps: ProcessDeps,
+  logger: Logger,
+  skew: string,
+  orElse: 'fail' | 'deploy',
+): Promise<'proceed' | 'finished'> {
+  const jobId = job.id!;
+  const { environment } = job.data;
+  const since = await deps.store.skewSince(jobId);
+  const grace = deps.configSkewGraceMs ?? CONFIG_SKEW_GRACE_MS;
+  const waiting = Date.now() - since < grace;
+  if (!waiting && orElse === 'deploy') {
+    logger.warn(
+      { skew },
+      "no worker with the receiver's configuration took the job: deploying with this one's",
+    );
+    return 'proceed';
+  }
+  // Written under the environment's lock, as every write to a queued job's record: a deploy
+  // finishing the jobs queued behind it holds it. Busy: offered again, and written then.
+  const lock = await deps.locks.acquire(environment);
+  if (lock) {
+    try {
+      const current = await deps.store.get(jobId);
+      if (!current || FINISHED_STATES.includes(current.state)) {
+        logger.info({ state: current?.state }, 'job already finished');
+        return 'finished';
+      }
+      if (!waiting) {
+        const message = `${skew} (nor, for ${grace / 1000} s, in that of any worker that took the job)`;
+        await deps.store.update(jobId, {
+          state: 'failed',
+          error: message,
+          finishedAt: new Date().toISOString(),
+        });
+        await deps.store.recordFinished(environment, jobId);
+        logger.error(message);
+        throw new UnrecoverableError(message);
+      }
+      const message = `waiting for a worker with the receiver's configuration (${skew}); until ${new Date(since + grace).toISOString()}`;
+      if (current.message !== message) {
+        await deps.store.update(jobId, { message });
+        logger.warn({ skew }, 'job handed back: this worker has another configuration of its environment');
+      }
+    } finally {
+      await lock.release();
+    }
+  }
+  await job.moveToDelayed(Date.now() + CONFIG_SKEW_RECHECK_MS, token);
+  throw new DelayedError();
 }
 
 /**

@@ -77,6 +77,7 @@ export class DeployProducer {
       trigger,
       receivedAt,
       ...(statusBase ? { statusUrl: jobStatusUrl(statusBase, id) } : {}),
+      ...(target ? { target } : {}),
     };
     const data: DeployJobData = { environment, trigger, receivedAt, ...(target ? { target } : {}) };
     try {

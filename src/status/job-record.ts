@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { triggerSchema } from '../queue/job-data.js';
+import { environmentTargetSchema, triggerSchema } from '../queue/job-data.js';
 
 export const jobStateSchema = z.enum(['queued', 'running', 'succeeded', 'failed', 'superseded']);
 export type JobState = z.infer<typeof jobStateSchema>;
@@ -51,6 +51,8 @@ export const jobRecordSchema = z.object({
    * commit status links there. Absent for jobs no request created (reconcile, CLI sync).
    */
   statusUrl: z.string().optional(),
+  /** Webhook jobs: the receiver's configuration of the environment (see config-skew); not shown. */
+  target: environmentTargetSchema.optional(),
 });
 export type JobRecord = z.infer<typeof jobRecordSchema>;
 
@@ -63,11 +65,11 @@ export interface TriggerView {
   pusher: string | null;
 }
 
-export type JobView = Omit<JobRecord, 'statusUrl' | 'trigger'> & { trigger: TriggerView };
+export type JobView = Omit<JobRecord, 'statusUrl' | 'target' | 'trigger'> & { trigger: TriggerView };
 
 /** The job as the API and the CLI show it: SPEC §5's fields (the link is the commit status's business). */
 export function jobView(record: JobRecord): JobView {
-  const { statusUrl: _statusUrl, trigger, ...view } = record;
+  const { statusUrl: _statusUrl, target: _target, trigger, ...view } = record;
   return {
     ...view,
     trigger: {

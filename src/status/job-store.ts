@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { RedisClient } from '../queue/connection.js';
 import type { Keys } from '../queue/keys.js';
-import type { Trigger } from '../queue/job-data.js';
+import type { EnvironmentTarget, Trigger } from '../queue/job-data.js';
 import { jobRecordSchema, type JobRecord, type JobState } from './job-record.js';
 import { SuspensionStore, suspensionFrom, type Suspension } from './suspensions.js';
 
@@ -88,6 +88,8 @@ export interface ClaimRequest {
   trigger: Trigger;
   receivedAt: string;
   statusUrl?: string;
+  /** Webhook jobs: where the receiver's configuration sends the environment (see config-skew). */
+  target?: EnvironmentTarget;
 }
 
 export type ClaimOutcome =
@@ -228,6 +230,7 @@ export function newJobRecord(request: ClaimRequest): JobRecord {
     resources: [],
     error: null,
     ...(request.statusUrl ? { statusUrl: request.statusUrl } : {}),
+    ...(request.target ? { target: request.target } : {}),
   };
 }
 

@@ -1,6 +1,8 @@
 import { CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { environmentTarget } from '../../src/deploy/config-skew.js';
+import { createLogger } from '../../src/lib/logger.js';
+import { DEPLOY_JOB_NAME } from '../../src/queue/job-data.js';
 import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
 import { createTestNamespace, kubeConfigFromTest, type TestNamespace } from '../helpers/kube.js';
 import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
@@ -80,6 +82,9 @@ describe('deploy worker with another configuration than the receiver (real Redis
     );
     expect((await current.services.store.get(id))?.state).toBe('queued');
 
+    // The rollout ends: the old worker goes, a current one takes the job.
+    await old?.close();
+    old = undefined;
     await current.startWorker();
     expect(await current.waitForJob(id)).toMatchObject({ state: 'succeeded', sha });
   });
@@ -102,12 +107,91 @@ describe('deploy worker with another configuration than the receiver (real Redis
       `(namespace "${namespace.name}" where the push was queued, "${namespace.name}-old" here)`,
     );
 
+    // The rollout ends: the old worker goes, a current one takes the job.
+    await old?.close();
+    old = undefined;
     await current.startWorker();
     expect(await current.waitForJob(id)).toMatchObject({ state: 'succeeded', sha });
     const core = kubeConfigFromTest().makeApiClient(CoreV1Api);
     expect((await core.readNamespacedConfigMap({ name: 'app', namespace: namespace.name })).data).toEqual({
       v: '2',
     });
+  });
+
+  const pushFor = async (sha: string, deliveryId: string): Promise<string> =>
+    (
+      await current.services.producer.enqueue(
+        'web',
+        { kind: 'webhook', provider: 'github', deliveryId, sha, pusher: 'octocat' },
+        undefined,
+        undefined,
+        environmentTarget(current.environment('web')),
+      )
+    ).id;
+
+  it('hands back a retry too: an attempt that failed elsewhere does not go out through an old worker', async () => {
+    await oldWorker([{ name: 'web', repo, env: { namespace: `${namespace.name}-old`, healthTimeout: '0' } }]);
+    const sha = await repo.commit({ 'manifests/app.yaml': configMap('app', { v: 'retry' }) });
+    const id = await pushFor(sha, 'skew-retry');
+    // Its first attempt, on a worker with the receiver's configuration, failed and is retried.
+    await current.services.store.update(id, { attempts: 1, error: 'API server: 503' });
+
+    await until(async () => ((await messageOf(id))?.startsWith('waiting for a worker') ? true : undefined));
+    expect((await current.services.store.get(id))?.state).toBe('queued');
+  });
+
+  it("is not finished as superseded by an old worker's deploy of the same environment", async () => {
+    const oldNamespace = await createTestNamespace('w-config-skew-old');
+    try {
+      const oldOne = await createWorkerHarness({
+        redisUrl: redis.url,
+        prefix: current.config.redis.prefix,
+        environments: [{ name: 'web', repo, env: { namespace: oldNamespace.name, healthTimeout: '0' } }],
+      });
+      old = oldOne;
+      const sha = await repo.commit({ 'manifests/app.yaml': configMap('app', { v: 'new' }) });
+      const id = await pushFor(sha, 'skew-cover');
+      // The old worker's own deploy of the environment (here a sync; a re-sync alike), queued behind the push.
+      const sync = await oldOne.manual('web');
+      await oldOne.startWorker({ concurrency: 1 });
+
+      expect(await oldOne.waitForJob(sync)).toMatchObject({ state: 'succeeded', sha });
+      expect((await current.services.store.get(id))?.state).toBe('queued');
+
+      await oldOne.close();
+      old = undefined;
+      await current.startWorker();
+      expect(await current.waitForJob(id)).toMatchObject({ state: 'succeeded', sha });
+      const core = kubeConfigFromTest().makeApiClient(CoreV1Api);
+      expect((await core.readNamespacedConfigMap({ name: 'app', namespace: namespace.name })).data).toEqual({
+        v: 'new',
+      });
+    } finally {
+      await oldNamespace.cleanup();
+    }
+  });
+
+  it('skips a re-sync run of an environment it lacks, leaving no record', async () => {
+    const log: string[] = [];
+    old = await createWorkerHarness({
+      redisUrl: redis.url,
+      prefix: current.config.redis.prefix,
+      environments: [{ name: 'web', repo, env: { namespace: namespace.name, healthTimeout: '0' } }],
+    });
+    await old.startWorker({
+      logger: createLogger({ level: 'info', destination: { write: (line: string) => void log.push(line) } }),
+    });
+
+    await current.services.queue.add(
+      DEPLOY_JOB_NAME,
+      { environment: 'api', trigger: { kind: 'reconcile' }, receivedAt: new Date().toISOString() },
+      { jobId: 'resync-api-1' },
+    );
+
+    await until(() =>
+      Promise.resolve(log.some((line) => line.includes('this re-sync run skipped')) || undefined),
+    );
+    expect(await current.services.store.get('resync-api-1')).toBeNull();
   });
 
   it('fails a job of an environment no worker has, once the grace is over, saying so', async () => {

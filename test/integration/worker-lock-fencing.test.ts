@@ -91,7 +91,8 @@ describe('deploy worker that lost the environment lock (real Redis, git, kube-ap
       );
 
       // This worker stalled past the lock's TTL (a Redis restart, a pause): another took the
-      // lock and the job over, and is now running it as attempt 2.
+      // lock and the job over, and is now running it as attempt 2. Its next renewal (every
+      // third of the 30 s TTL) finds the other token.
       const lockKey = createKeys(waiting.config.redis.prefix).environmentLock('api');
       await waiting.services.redis.set(lockKey, 'another-worker', 'PX', 60_000);
       const takenOver = await waiting.services.store.update(id, { attempts: 2, message: 'the other worker' });
@@ -100,7 +101,7 @@ describe('deploy worker that lost the environment lock (real Redis, git, kube-ap
           Promise.resolve(
             log.some((line) => line.includes('lost the environment lock mid-deploy')) || undefined,
           ),
-        15_000,
+        30_000,
       );
 
       expect(await waiting.services.store.get(id)).toEqual(takenOver);
