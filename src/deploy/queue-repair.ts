@@ -74,7 +74,12 @@ async function requeueIfLost(input: RequeueInput, environment: string, record: J
   if (state !== 'unknown') await input.queue.remove(record.id);
   await input.queue.add(
     DEPLOY_JOB_NAME,
-    { environment, trigger: record.trigger, receivedAt: record.receivedAt },
+    {
+      environment,
+      trigger: record.trigger,
+      receivedAt: record.receivedAt,
+      ...(record.target ? { target: record.target } : {}),
+    },
     { ...DEPLOY_JOB_OPTIONS, jobId: record.id },
   );
   input.logger.warn(

@@ -109,7 +109,7 @@ export class DeployProducer {
           environment,
           trigger: existing.trigger,
           receivedAt: existing.receivedAt,
-          ...(target ? { target } : {}),
+          ...(existing.target ? { target: existing.target } : {}),
         });
       }
       return { id: outcome.id, environment, created: false };

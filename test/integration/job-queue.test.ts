@@ -370,14 +370,16 @@ describe('requeueLostJobs', () => {
     const { store, queue } = await services();
     const trigger = push('a'.repeat(40), 'd-lost');
     // A claim whose queue entry never landed (its reply was lost and the receiver answered 503).
+    const target = { branch: 'env/staging', path: '.', cluster: 'local', namespace: 'staging' };
     await store.claimMany([
-      { id: 'job-lost', environment: 'staging', trigger, receivedAt: TEN_MINUTES_AGO() },
+      { id: 'job-lost', environment: 'staging', trigger, receivedAt: TEN_MINUTES_AGO(), target },
     ]);
     const input = { store, queue, environments: ['staging'], logger: silentLogger() };
 
     expect(await requeueLostJobs(input)).toEqual(['job-lost']);
     const entry = await queue.getJob('job-lost');
-    expect(entry?.data).toMatchObject({ environment: 'staging', trigger });
+    // With the receiver's configuration it was claimed with: a worker configured otherwise hands it back.
+    expect(entry?.data).toMatchObject({ environment: 'staging', trigger, target });
     expect(await queue.getJobState('job-lost')).toBe('waiting');
     // The entry is there now: nothing more to do, however many workers look.
     expect(await requeueLostJobs(input)).toEqual([]);
