@@ -5,10 +5,12 @@ import type { ApplyEngine } from '../src/deploy/apply-engine.js';
 import { runDeployPipeline } from '../src/deploy/deploy-pipeline.js';
 import { CONFIG_SKEW_GRACE_MS, CONFIG_SKEW_RECHECK_MS, configSkew } from '../src/deploy/config-skew.js';
 import { EnvironmentLock, type HeldLock } from '../src/deploy/environment-lock.js';
-import { isPermanentFailure, resourcesOf } from '../src/deploy/failure.js';
+import { attemptsAllowed, isPermanentFailure, resourcesOf } from '../src/deploy/failure.js';
 import { JobRun } from '../src/deploy/job-run.js';
 import { requeueLostJobs, REQUEUE_INTERVAL_MS } from '../src/deploy/queue-repair.js';
 import { restoreMissingSchedulers, syncReconcileSchedulers } from '../src/deploy/reconcile-schedulers.js';
+import { queueDeploysOfChangedTargets } from '../src/deploy/target-change.js';
+import { WorkerPresence } from '../src/deploy/worker-presence.js';
 import { gitFetchLimitsFromEnv } from '../src/git/fetch-budget.js';
 import { MirrorCache, removeStaleTrees } from '../src/git/mirror-cache.js';
 import { countFromEnv, millisecondsFromEnv } from '../src/lib/env-settings.js';
@@ -16,9 +18,14 @@ import { errorMessage } from '../src/lib/errors.js';
 import type { Logger } from '../src/lib/logger.js';
 import type { Metrics } from '../src/lib/metrics.js';
 import { createRedis, waitForRedisSaying } from '../src/queue/connection.js';
-import { DEPLOY_QUEUE, parseDeployJobData, type DeployJobData } from '../src/queue/job-data.js';
+import {
+  DEPLOY_QUEUE,
+  parseDeployJobData,
+  type DeployJobData,
+  type EnvironmentTarget,
+} from '../src/queue/job-data.js';
 import { createKeys } from '../src/queue/keys.js';
-import { createDeployQueue } from '../src/queue/producer.js';
+import { createDeployQueue, DeployProducer } from '../src/queue/producer.js';
 import { FINISHED_STATES, type JobRecord } from '../src/status/job-record.js';
 import { JobStore } from '../src/status/job-store.js';
 import { describeSuspension } from '../src/status/suspensions.js';
@@ -124,6 +131,12 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
   setMaxListeners(0, aborter.signal);
 
   await syncReconcileSchedulers({ queue, redis, keys }, config, logger);
+  // Announced before this worker queues a deploy of its configuration: from then on, a worker
+  // on another configuration hands such jobs back rather than deploying them its way.
+  const presence = new WorkerPresence(redis, keys, config);
+  await presence.start();
+  const producer = new DeployProducer(queue, store, redis);
+  await queueDeploysOfChangedTargets({ config, store, producer, redis, keys, logger });
 
   const deps: ProcessDeps = {
     config,
@@ -135,6 +148,7 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
     pipeline: { mirrors, store, engine: options.engine },
     signal: aborter.signal,
     ...(options.configSkewGraceMs !== undefined ? { configSkewGraceMs: options.configSkewGraceMs } : {}),
+    presence,
   };
   const processor = (job: Job<DeployJobData>, token?: string) => processDeployJob(job, token, deps);
 
@@ -148,7 +162,8 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
         { err: error.message },
         'Redis Cluster does not answer yet; the worker takes jobs once it does',
       ),
-    ).catch((error: unknown) => {
+    ).catch(async (error: unknown) => {
+      await settledWithin(presence.stop(), CLOSE_STEP_MS);
       workerConnection.disconnect();
       redis.disconnect();
       throw error;
@@ -218,6 +233,7 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
       await settledWithin(options.reporter?.close(), CLOSE_STEP_MS);
       await settledWithin(requeueing, CLOSE_STEP_MS);
       await settledWithin(queue.close(), CLOSE_STEP_MS);
+      await settledWithin(presence.stop(), CLOSE_STEP_MS);
       redis.disconnect();
       workerConnection.disconnect();
     },
@@ -250,6 +266,8 @@ interface ProcessDeps {
   signal: AbortSignal;
   /** CONFIG_SKEW_GRACE_MS unless a test shortens it. */
   configSkewGraceMs?: number;
+  /** Which configurations the running workers have (absent: as if some other worker had every one). */
+  presence?: WorkerPresence;
 }
 
 /**
@@ -425,7 +443,9 @@ export async function processDeployJob(
     return;
   }
   const skew = configSkew(data.target, environment);
-  if (
+  if (skew !== undefined && data.target && (await noOtherWorkerHas(data.target, environment, deps))) {
+    logger.info({ skew }, "no running worker has the receiver's configuration: deploying with this one's");
+  } else if (
     skew !== undefined &&
     (await awaitMatchingWorker(job, token, deps, logger, skew, 'deploy')) === 'finished'
   )
@@ -547,10 +567,12 @@ export async function processDeployJob(
       throw new DelayedError();
     }
     const permanent = isPermanentFailure(error);
-    const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-    if (permanent || lastAttempt) {
+    const configured = job.opts.attempts ?? 1;
+    const allowed = attemptsAllowed(error, configured);
+    if (permanent || job.attemptsMade + 1 >= allowed) {
       await run.failed(error, resourcesOf(error));
-      if (permanent) throw new UnrecoverableError(errorMessage(error));
+      // Ended before BullMQ's own count of attempts runs out: else it would retry all the same.
+      if (permanent || allowed < configured) throw new UnrecoverableError(errorMessage(error));
       throw error;
     }
     await run.willRetry(error, resourcesOf(error));
@@ -558,6 +580,23 @@ export async function processDeployJob(
   } finally {
     await lock.release();
   }
+}
+
+/**
+ * Whether no other running worker has the configuration a job was queued with: then none will
+ * take it, and this worker deploys it its way at once. That configuration is either gone (the
+ * workers rolled onto a new one before the receiver that queued the job) or not started yet
+ * (the receiver rolled first): then the environment is still where this worker's sends it, and
+ * the workers of the new configuration move it when they start (target-change). While one has
+ * it, it takes the job, so the environment does not move back and forth during a rollout.
+ */
+async function noOtherWorkerHas(
+  target: EnvironmentTarget,
+  environment: EnvironmentConfig,
+  deps: Pick<ProcessDeps, 'presence'>,
+): Promise<boolean> {
+  if (!deps.presence) return false;
+  return !(await deps.presence.othersHave(environment.name, target));
 }
 
 /**

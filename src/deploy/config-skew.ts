@@ -23,6 +23,23 @@ export function environmentTarget(environment: EnvironmentConfig): EnvironmentTa
   };
 }
 
+/** The fields in which two configurations of an environment send it to different places. */
+export function targetDifferences(
+  before: EnvironmentTarget,
+  after: EnvironmentTarget,
+): (keyof EnvironmentTarget)[] {
+  return (Object.keys(after) as (keyof EnvironmentTarget)[]).filter(
+    (field) => before[field] !== after[field],
+  );
+}
+
+/** Where an environment went (`namespace "a" → "b"`), for messages and logs. */
+export function describeTargetChange(before: EnvironmentTarget, after: EnvironmentTarget): string {
+  return targetDifferences(before, after)
+    .map((field) => `${field} ${JSON.stringify(before[field])} → ${JSON.stringify(after[field])}`)
+    .join('; ');
+}
+
 /**
  * How this worker's configuration of the environment differs from the one the job was
  * queued with (`undefined`: it does not, or the job carries none: manual syncs and re-syncs
@@ -34,11 +51,9 @@ export function configSkew(
 ): string | undefined {
   if (!queuedWith) return undefined;
   const here = environmentTarget(environment);
-  const differences = (Object.keys(here) as (keyof EnvironmentTarget)[])
-    .filter((field) => queuedWith[field] !== here[field])
-    .map(
-      (field) =>
-        `${field} ${JSON.stringify(queuedWith[field])} where the push was queued, ${JSON.stringify(here[field])} here`,
-    );
+  const differences = targetDifferences(queuedWith, here).map(
+    (field) =>
+      `${field} ${JSON.stringify(queuedWith[field])} where the push was queued, ${JSON.stringify(here[field])} here`,
+  );
   return differences.length > 0 ? differences.join('; ') : undefined;
 }

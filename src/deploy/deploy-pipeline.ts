@@ -10,6 +10,7 @@ import type { JobStore } from '../status/job-store.js';
 import type { ApplyEngine } from './apply-engine.js';
 import type { HeldLock } from './environment-lock.js';
 import { watchForNewerCommit } from './newer-commit.js';
+import { environmentTarget, targetDifferences } from './config-skew.js';
 import { decideTarget } from './target-decision.js';
 
 export interface PipelineDeps {
@@ -58,9 +59,15 @@ export async function runDeployPipeline(deps: PipelineDeps, job: PipelineJob): P
   const { environment, trigger, logger } = job;
   const repo = { url: environment.repo.url, provider: environment.repo.provider };
   // All read before the fetch: what was live then, and which jobs were queued by then.
-  const { lastAppliedSha, liveSha, inventoryNamespaces } = await deps.store.environmentStatus(
-    environment.name,
-  );
+  const status = await deps.store.environmentStatus(environment.name);
+  const { lastAppliedSha, inventoryNamespaces } = status;
+  // Live only where it was applied: after a change of branch, path, cluster or namespace, the
+  // head is deployed again even when it is the same commit.
+  const movedFrom = status.lastAppliedTarget;
+  const liveSha =
+    movedFrom === null || targetDifferences(movedFrom, environmentTarget(environment)).length === 0
+      ? status.liveSha
+      : null;
   const queuedBefore = await deps.store.queuedJobIds(environment.name, job.jobId);
   await job.lock.assertHeld();
   const startMark = await deps.store.recordDeployStarting(environment.name, job.jobId);

@@ -1,3 +1,4 @@
+import { KubeApiError } from '../kube/http.js';
 import { DeployError } from '../kube/types.js';
 import { PushgateError } from '../lib/errors.js';
 import type { ResourceResult } from '../status/job-record.js';
@@ -12,6 +13,21 @@ const PERMANENT_CODES = new Set(['manifest_invalid', 'policy_violation', 'config
 export function isPermanentFailure(error: unknown): boolean {
   if (!(error instanceof PushgateError)) return false;
   return error.permanent || PERMANENT_CODES.has(error.code);
+}
+
+/**
+ * How many attempts a job gets in all when `error` is a refusal of the worker's credentials
+ * (401, which the transport meets only after refreshing them once) or of their permissions
+ * (403): a token mid-rotation may clear in a second or two, but not a wrong one or a missing
+ * RoleBinding. Failed within seconds, the job says so on the commit and to `sync --wait`,
+ * rather than after the minutes of a push's retries; the fix is followed by a `pushgate sync`.
+ */
+export const REFUSED_ATTEMPTS = 3;
+
+/** The attempts the job gets in all, given the failure of this one. */
+export function attemptsAllowed(error: unknown, configured: number): number {
+  const refused = error instanceof KubeApiError && (error.status === 401 || error.status === 403);
+  return refused ? Math.min(configured, REFUSED_ATTEMPTS) : configured;
 }
 
 /** What the engine did before it failed, for the job record. */

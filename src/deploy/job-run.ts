@@ -4,6 +4,7 @@ import { errorMessage } from '../lib/errors.js';
 import { DeployError } from '../kube/types.js';
 import type { Logger } from '../lib/logger.js';
 import { mergeAttemptResources } from './attempt-resources.js';
+import { environmentTarget } from './config-skew.js';
 import type { Metrics } from '../lib/metrics.js';
 import { FINISHED_STATES, type JobRecord, type JobState, type ResourceResult } from '../status/job-record.js';
 import type { JobStore } from '../status/job-store.js';
@@ -131,7 +132,11 @@ export class JobRun {
       finishedAt,
       message: [summarise(resources), ...warnings.map((warning) => `warning: ${warning}`)].join('; '),
     });
-    await this.deps.store.recordFinished(this.environment.name, this.id, { sha, at: finishedAt });
+    await this.deps.store.recordFinished(this.environment.name, this.id, {
+      sha,
+      at: finishedAt,
+      target: environmentTarget(this.environment),
+    });
     this.finish('succeeded');
     this.logger.info({ sha, objects: resources.length }, 'deploy succeeded');
   }

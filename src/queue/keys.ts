@@ -29,6 +29,10 @@ export interface Keys {
   installation: string;
   /** When a worker first handed the job back for configuration skew (see config-skew). */
   jobSkewSince(id: string): string;
+  /** Set by the one worker that queues the deploy of a changed configuration (see target-change). */
+  targetChangeQueued(environment: string, targetDigest: string): string;
+  /** The running workers and where their configurations send each environment (worker-presence). */
+  workers: string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -50,5 +54,7 @@ export function createKeys(prefix: string): Keys {
     absent: `${tag}:absent`,
     installation: `${tag}:installation`,
     jobSkewSince: (id) => `${tag}:skew-since:${id}`,
+    workers: `${tag}:workers`,
+    targetChangeQueued: (environment, targetDigest) => `${tag}:target-change:${environment}:${targetDigest}`,
   };
 }

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { RedisClient } from '../queue/connection.js';
 import type { Keys } from '../queue/keys.js';
-import type { EnvironmentTarget, Trigger } from '../queue/job-data.js';
+import { environmentTargetSchema, type EnvironmentTarget, type Trigger } from '../queue/job-data.js';
 import { jobRecordSchema, type JobRecord, type JobState } from './job-record.js';
 import { SuspensionStore, suspensionFrom, type Suspension } from './suspensions.js';
 
@@ -80,6 +80,12 @@ export interface EnvironmentStatus {
   deployStarting: boolean;
   /** Set while the environment is suspended (see SuspensionStore). */
   suspended: Suspension | null;
+  /**
+   * Where the last successful deploy applied `lastAppliedSha` (branch, path, cluster,
+   * namespace); null when it was recorded by a version that did not keep it. The commit is
+   * live only where it was applied: after a change of the configuration it is not.
+   */
+  lastAppliedTarget: EnvironmentTarget | null;
 }
 
 export interface ClaimRequest {
@@ -441,6 +447,7 @@ export class JobStore {
       inventoryNamespaces,
       suspendedAt,
       suspendedReason,
+      lastAppliedTarget,
     ] = await this.redis.hmget(
       this.keys.environment(environment),
       'lastAppliedSha',
@@ -450,6 +457,7 @@ export class JobStore {
       'inventoryNamespaces',
       'suspendedAt',
       'suspendedReason',
+      'lastAppliedTarget',
     );
     const starting = deployingSha?.startsWith(DEPLOY_STARTING) ?? false;
     return {
@@ -461,6 +469,7 @@ export class JobStore {
       deployingSha: starting ? null : (deployingSha ?? null),
       deployStarting: starting,
       suspended: suspensionFrom(suspendedAt, suspendedReason),
+      lastAppliedTarget: parseTarget(lastAppliedTarget),
     };
   }
 
@@ -550,12 +559,13 @@ export class JobStore {
   async recordFinished(
     environment: string,
     jobId: string,
-    applied?: { sha: string; at: string },
+    applied?: { sha: string; at: string; target?: EnvironmentTarget },
   ): Promise<void> {
     const fields: Record<string, string> = { lastJobId: jobId };
     if (applied) {
       fields.lastAppliedSha = applied.sha;
       fields.lastAppliedAt = applied.at;
+      if (applied.target) fields.lastAppliedTarget = JSON.stringify(applied.target);
       // Recorded under the lock: no other deploy has started since this one, whatever a
       // worker that lost its lock may have written meanwhile (it cannot have written the cluster).
       fields.deployingSha = applied.sha;
@@ -571,6 +581,17 @@ export class JobStore {
         new Date(Date.now() - RECENTLY_FINISHED_MS).toISOString(),
       )
       .catch(() => undefined);
+  }
+}
+
+/** A target as recordFinished writes it; anything else counts as not recorded. */
+function parseTarget(raw: string | null | undefined): EnvironmentTarget | null {
+  if (raw === null || raw === undefined) return null;
+  try {
+    const parsed = environmentTargetSchema.safeParse(JSON.parse(raw));
+    return parsed.success ? parsed.data : null;
+  } catch {
+    return null;
   }
 }
 

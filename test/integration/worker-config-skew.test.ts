@@ -1,6 +1,8 @@
 import { CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { environmentTarget } from '../../src/deploy/config-skew.js';
+import { WorkerPresence } from '../../src/deploy/worker-presence.js';
+import { createKeys } from '../../src/queue/keys.js';
 import { createLogger } from '../../src/lib/logger.js';
 import { DEPLOY_JOB_NAME } from '../../src/queue/job-data.js';
 import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
@@ -29,6 +31,7 @@ describe('deploy worker with another configuration than the receiver (real Redis
   let namespace: TestNamespace;
   let current: WorkerHarness;
   let old: WorkerHarness | undefined;
+  let starting: WorkerPresence | undefined;
 
   beforeEach(async () => {
     repo = await createEnvRepo({ branch: 'env/test' });
@@ -45,6 +48,8 @@ describe('deploy worker with another configuration than the receiver (real Redis
   });
 
   afterEach(async () => {
+    await starting?.stop();
+    starting = undefined;
     await old?.close();
     old = undefined;
     await current?.close();
@@ -64,6 +69,19 @@ describe('deploy worker with another configuration than the receiver (real Redis
     });
     await old.startWorker(configSkewGraceMs === undefined ? {} : { configSkewGraceMs });
     return old;
+  };
+
+  /**
+   * A worker on the receiver's configuration that has announced itself and takes no jobs yet
+   * (it is starting): an old worker hands such jobs back for it rather than deploying them.
+   */
+  const currentWorkerStarting = async (): Promise<void> => {
+    starting = new WorkerPresence(
+      current.services.redis,
+      createKeys(current.config.redis.prefix),
+      current.config,
+    );
+    await starting.start();
   };
 
   const messageOf = async (id: string): Promise<string | undefined> =>
@@ -90,6 +108,7 @@ describe('deploy worker with another configuration than the receiver (real Redis
   });
 
   it('hands back a push queued for another namespace than its own, so it lands where the receiver said', async () => {
+    await currentWorkerStarting();
     await oldWorker([{ name: 'web', repo, env: { namespace: `${namespace.name}-old`, healthTimeout: '0' } }]);
     const sha = await repo.commit({ 'manifests/app.yaml': configMap('app', { v: '2' }) });
 
@@ -130,6 +149,7 @@ describe('deploy worker with another configuration than the receiver (real Redis
     ).id;
 
   it('hands back a retry too: an attempt that failed elsewhere does not go out through an old worker', async () => {
+    await currentWorkerStarting();
     await oldWorker([{ name: 'web', repo, env: { namespace: `${namespace.name}-old`, healthTimeout: '0' } }]);
     const sha = await repo.commit({ 'manifests/app.yaml': configMap('app', { v: 'retry' }) });
     const id = await pushFor(sha, 'skew-retry');
@@ -149,6 +169,7 @@ describe('deploy worker with another configuration than the receiver (real Redis
         environments: [{ name: 'web', repo, env: { namespace: oldNamespace.name, healthTimeout: '0' } }],
       });
       old = oldOne;
+      await currentWorkerStarting();
       const sha = await repo.commit({ 'manifests/app.yaml': configMap('app', { v: 'new' }) });
       const id = await pushFor(sha, 'skew-cover');
       // The old worker's own deploy of the environment (here a sync; a re-sync alike), queued behind the push.
@@ -161,7 +182,14 @@ describe('deploy worker with another configuration than the receiver (real Redis
       await oldOne.close();
       old = undefined;
       await current.startWorker();
-      expect(await current.waitForJob(id)).toMatchObject({ state: 'succeeded', sha });
+      const finished = await current.waitForJob(id);
+      // Deployed by itself, or by the re-sync that workers of the moved environment's new
+      // configuration queue as they start, which covers it.
+      expect(finished.state === 'superseded' ? finished.supersededBy : finished.sha).toBe(sha);
+      expect(['succeeded', 'superseded']).toContain(finished.state);
+      // The covering re-sync, too, has finished; no deploy failed.
+      for (const job of await current.services.store.list({ environment: 'web', limit: 10 }))
+        expect((await current.waitForJob(job.id)).state).not.toBe('failed');
       const core = kubeConfigFromTest().makeApiClient(CoreV1Api);
       expect((await core.readNamespacedConfigMap({ name: 'app', namespace: namespace.name })).data).toEqual({
         v: 'new',
@@ -192,6 +220,28 @@ describe('deploy worker with another configuration than the receiver (real Redis
       Promise.resolve(log.some((line) => line.includes('this re-sync run skipped')) || undefined),
     );
     expect(await current.services.store.get('resync-api-1')).toBeNull();
+  });
+
+  it('deploys at once, its own way, a push queued with a configuration no running worker has', async () => {
+    // The workers rolled onto the current configuration before the receiver did: a push the
+    // old receiver queued for the old namespace waits for no one.
+    const sha = await repo.commit({ 'manifests/app.yaml': configMap('app', { v: 'rolled' }) });
+    const { id } = await current.services.producer.enqueue(
+      'web',
+      { kind: 'webhook', provider: 'github', deliveryId: 'skew-gone', sha, pusher: 'octocat' },
+      undefined,
+      undefined,
+      { ...environmentTarget(current.environment('web')), namespace: `${namespace.name}-old` },
+    );
+    await current.startWorker();
+
+    const record = await current.waitForJob(id, 20_000);
+    expect(record).toMatchObject({ state: 'succeeded', sha });
+    expect(record.message ?? '').not.toContain('waiting for a worker');
+    const core = kubeConfigFromTest().makeApiClient(CoreV1Api);
+    expect((await core.readNamespacedConfigMap({ name: 'app', namespace: namespace.name })).data).toEqual({
+      v: 'rolled',
+    });
   });
 
   it('fails a job of an environment no worker has, once the grace is over, saying so', async () => {
