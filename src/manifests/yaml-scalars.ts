@@ -33,6 +33,20 @@ function refuseNotANumber(value: string, onError: (message: string) => void): st
 }
 
 /**
+ * An integer Go reads exactly (int64, uint64) that a JavaScript number would round (beyond
+ * 2^53, unless it is a multiple of a large enough power of two): sent rounded, the cluster
+ * would hold another value than `kubectl apply` gives it.
+ */
+const INEXACT = Symbol('an integer beyond 2^53');
+
+function refuseInexact(value: string, onError: (message: string) => void): string {
+  onError(
+    `${value} is an integer too large to send exactly (beyond 2^53, it would arrive rounded); quote it if the field takes a string`,
+  );
+  return value;
+}
+
+/**
  * `.nan` and `.inf` are numbers to Go YAML, but JSON has no such values, so kubectl refuses
  * the document ("json: unsupported value"); refused here too, before anything is applied.
  */
@@ -51,7 +65,7 @@ const notANumber: ScalarTag = {
 function explicitNumber(
   tag: string,
   name: string,
-  read: (text: string) => number | string | undefined,
+  read: (text: string) => number | string | typeof INEXACT | undefined,
 ): ScalarTag {
   return {
     tag,
@@ -59,6 +73,7 @@ function explicitNumber(
     resolve(value, onError) {
       if (NOT_A_NUMBER.test(value)) return refuseNotANumber(value, onError);
       const number = read(value);
+      if (number === INEXACT) return refuseInexact(value, onError);
       if (typeof number === 'number') return number;
       onError(`"${value}" is not ${name}`);
       return value;
@@ -91,7 +106,10 @@ const goNumber: ScalarTag = {
   default: true,
   identify: (value) => typeof value === 'number',
   test: /^[-+.0-9]/,
-  resolve: (value) => resolveGoNumber(value),
+  resolve(value, onError) {
+    const number = resolveGoNumber(value);
+    return number === INEXACT ? refuseInexact(value, onError) : number;
+  },
 };
 
 const GO_INTEGER = /^([-+]?)(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0[0-7]*|[1-9][0-9]*)$/;
@@ -107,7 +125,7 @@ const UINT64_MAX = 2n ** 64n - 1n;
  * base 0 (so `0755` is octal, `0x`, `0o`, `0b` prefixes), else ParseUint, else a float of
  * its decimal pattern; anything else (and any number out of range) stays the string it was.
  */
-export function resolveGoNumber(text: string): number | string {
+export function resolveGoNumber(text: string): number | string | typeof INEXACT {
   if (text.startsWith('.')) {
     const value = GO_FLOAT_FROM_DOT.test(text) ? Number(text.replaceAll('_', '')) : NaN;
     return Number.isFinite(value) ? value : text;
@@ -123,7 +141,7 @@ export function resolveGoNumber(text: string): number | string {
 }
 
 /** strconv.ParseInt with base 0, else ParseUint: undefined where both fail. */
-function goInteger(plain: string): number | undefined {
+function goInteger(plain: string): number | typeof INEXACT | undefined {
   const integer = GO_INTEGER.exec(plain);
   if (!integer) return undefined;
   const [, sign, digits = ''] = integer;
@@ -131,5 +149,7 @@ function goInteger(plain: string): number | undefined {
   const value = sign === '-' ? -magnitude : magnitude;
   const fitsInt64 = value >= INT64_MIN && value <= INT64_MAX;
   const fitsUint64 = sign === '' && value <= UINT64_MAX; // ParseUint takes no sign
-  return fitsInt64 || fitsUint64 ? Number(value) : undefined;
+  if (!fitsInt64 && !fitsUint64) return undefined;
+  const number = Number(value);
+  return BigInt(number) === value ? number : INEXACT;
 }

@@ -45,7 +45,6 @@ const AS_KUBECTL_READS_IT: [string, unknown][] = [
   ['._5', '._5'],
   ['.5e999', '.5e999'],
   ['1e999', '1e999'],
-  ['18446744073709551615', 2 ** 64],
   ['-9223372036854775808', -(2 ** 63)],
   ['+9223372036854775808', 2 ** 63],
   ['2001-12-14', '2001-12-14'],
@@ -58,6 +57,22 @@ const AS_KUBECTL_READS_IT: [string, unknown][] = [
 describe('unquoted YAML values are read as kubectl reads them', () => {
   it.each(AS_KUBECTL_READS_IT)('%s', (value, expected) => {
     expect(read(value)).toStrictEqual(expected);
+  });
+
+  it('refuses an integer a JavaScript number would round, rather than send another value', () => {
+    expect(read('9007199254740991')).toBe(2 ** 53 - 1);
+    for (const rounded of [
+      '9007199254740993',
+      '18446744073709551615',
+      '-9223372036854775807',
+      '0x7FFFFFFFFFFFFFFF',
+    ])
+      expect(() => read(rounded)).toThrow(`${rounded} is an integer too large to send exactly`);
+    expect(() => read('!!int 9007199254740993')).toThrow(
+      '9007199254740993 is an integer too large to send exactly',
+    );
+    // A float is a float64 to Go as well: sent as it rounds there.
+    expect(read('1e20')).toBe(1e20);
   });
 
   it('reads explicit !!int, !!float and !!binary as Go does, refusing what is not one', () => {
@@ -122,6 +137,22 @@ describe('loading manifests with such values', () => {
         containers: [{ workingDir: '.', args: ['build', '.'] }],
       },
     });
+  });
+
+  it('refuses an integer that would arrive rounded, naming the file and document', async () => {
+    await writeFile(
+      path.join(root, 'env', 'ids.json'),
+      '{"apiVersion": "example.com/v1", "kind": "Ledger", "metadata": {"name": "l"}, "spec": {"firstId": 9007199254740993}}\n',
+    );
+
+    const error = await loadManifests(root, 'env').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+
+    expect(error).toBeInstanceOf(PushgateError);
+    expect((error as Error).message).toContain('env/ids.json');
+    expect((error as Error).message).toContain('9007199254740993 is an integer too large to send exactly');
   });
 
   it('refuses .nan and .inf, which JSON cannot carry, naming the file and document', async () => {
