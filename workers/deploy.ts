@@ -3,7 +3,14 @@ import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Config, EnvironmentConfig } from '../src/config/schema.js';
 import type { ApplyEngine } from '../src/deploy/apply-engine.js';
 import { runDeployPipeline } from '../src/deploy/deploy-pipeline.js';
-import { CONFIG_SKEW_GRACE_MS, CONFIG_SKEW_RECHECK_MS, configSkew } from '../src/deploy/config-skew.js';
+import {
+  CONFIG_SKEW_GRACE_MS,
+  CONFIG_SKEW_RECHECK_MS,
+  NEWER_WORKER_RECHECK_MS,
+  configSkew,
+  describeTargetChange,
+  environmentTarget,
+} from '../src/deploy/config-skew.js';
 import { EnvironmentLock, type HeldLock } from '../src/deploy/environment-lock.js';
 import { attemptsAllowed, isPermanentFailure, resourcesOf } from '../src/deploy/failure.js';
 import { JobRun } from '../src/deploy/job-run.js';
@@ -18,12 +25,7 @@ import { errorMessage } from '../src/lib/errors.js';
 import type { Logger } from '../src/lib/logger.js';
 import type { Metrics } from '../src/lib/metrics.js';
 import { createRedis, waitForRedisSaying } from '../src/queue/connection.js';
-import {
-  DEPLOY_QUEUE,
-  parseDeployJobData,
-  type DeployJobData,
-  type EnvironmentTarget,
-} from '../src/queue/job-data.js';
+import { DEPLOY_QUEUE, parseDeployJobData, type DeployJobData } from '../src/queue/job-data.js';
 import { createKeys } from '../src/queue/keys.js';
 import { createDeployQueue, DeployProducer } from '../src/queue/producer.js';
 import { FINISHED_STATES, type JobRecord } from '../src/status/job-record.js';
@@ -136,7 +138,8 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
   const presence = new WorkerPresence(redis, keys, config);
   await presence.start();
   const producer = new DeployProducer(queue, store, redis);
-  await queueDeploysOfChangedTargets({ config, store, producer, redis, keys, logger });
+  const moves = { config, store, producer, presence, redis, keys, logger };
+  await queueDeploysOfChangedTargets(moves);
 
   const deps: ProcessDeps = {
     config,
@@ -206,6 +209,9 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
       .catch((error: unknown) =>
         logger.warn({ err: errorMessage(error) }, 'could not look for missing reconcile schedulers'),
       )
+      // A rollback that became the newest configuration, a move that failed: see target-change.
+      .then(() => queueDeploysOfChangedTargets(moves))
+      .then(() => undefined)
       .finally(() => (requeueing = undefined));
   }, options.requeueIntervalMs ?? REQUEUE_INTERVAL_MS);
   requeueTimer.unref();
@@ -214,6 +220,8 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
     worker,
     async close(deadlineMs = options.shutdownDeadlineMs ?? DEFAULT_SHUTDOWN_DEADLINE_MS) {
       clearInterval(requeueTimer);
+      // First: it takes no new jobs from now on, so other workers must not hand theirs to it.
+      await settledWithin(presence.stop(), CLOSE_STEP_MS);
       let timer: NodeJS.Timeout | undefined;
       const deadline = new Promise<'deadline'>((resolve) => {
         timer = setTimeout(() => resolve('deadline'), deadlineMs);
@@ -233,7 +241,6 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
       await settledWithin(options.reporter?.close(), CLOSE_STEP_MS);
       await settledWithin(requeueing, CLOSE_STEP_MS);
       await settledWithin(queue.close(), CLOSE_STEP_MS);
-      await settledWithin(presence.stop(), CLOSE_STEP_MS);
       redis.disconnect();
       workerConnection.disconnect();
     },
@@ -439,17 +446,39 @@ export async function processDeployJob(
   if (!environment) {
     const unknown = `environment "${data.environment}" is not in this worker's configuration`;
     // Returns only when the job was finished meanwhile; else hands it back or fails it.
-    await awaitMatchingWorker(job, token, deps, logger, unknown, 'fail');
+    await awaitMatchingWorker(
+      job,
+      token,
+      deps,
+      logger,
+      `a worker with the receiver's configuration (${unknown})`,
+      {
+        fail: unknown,
+      },
+    );
     return;
   }
+  const newest = await deps.presence?.newest(environment.name);
   const skew = configSkew(data.target, environment);
-  if (skew !== undefined && data.target && (await noOtherWorkerHas(data.target, environment, deps))) {
-    logger.info({ skew }, "no running worker has the receiver's configuration: deploying with this one's");
-  } else if (
-    skew !== undefined &&
-    (await awaitMatchingWorker(job, token, deps, logger, skew, 'deploy')) === 'finished'
-  )
-    return;
+  if (newest && !newest.mine) {
+    // A running worker has a newer configuration of the environment: it does the environment's
+    // deploys, this job's too, whichever receiver queued it, so an old worker never moves the
+    // environment back. No grace: for as long as such a worker runs.
+    const newer = `a worker with the newest configuration of ${environment.name} (${describeTargetChange(environmentTarget(environment), newest.target)})`;
+    if ((await awaitMatchingWorker(job, token, deps, logger, newer, 'wait')) === 'finished') return;
+  } else if (newest && skew !== undefined) {
+    // This worker's configuration is the newest running: the receiver's is older (the
+    // workers rolled first) or not running yet (the receiver rolled first; the workers that
+    // have it move the environment once they start, see target-change).
+    logger.info(
+      { skew },
+      'queued with another configuration than the newest running, which this worker has: deploying with it',
+    );
+  } else if (skew !== undefined) {
+    // Nothing known of the running workers (Redis lost their entries): the receiver's says.
+    const receivers = `a worker with the receiver's configuration (${skew})`;
+    if ((await awaitMatchingWorker(job, token, deps, logger, receivers, 'deploy')) === 'finished') return;
+  }
 
   const lock = await deps.locks.acquire(environment.name);
   if (!lock) {
@@ -583,46 +612,27 @@ export async function processDeployJob(
 }
 
 /**
- * Whether no other running worker has the configuration a job was queued with: then none will
- * take it, and this worker deploys it its way at once. That configuration is either gone (the
- * workers rolled onto a new one before the receiver that queued the job) or not started yet
- * (the receiver rolled first): then the environment is still where this worker's sends it, and
- * the workers of the new configuration move it when they start (target-change). While one has
- * it, it takes the job, so the environment does not move back and forth during a rollout.
- */
-async function noOtherWorkerHas(
-  target: EnvironmentTarget,
-  environment: EnvironmentConfig,
-  deps: Pick<ProcessDeps, 'presence'>,
-): Promise<boolean> {
-  if (!deps.presence) return false;
-  return !(await deps.presence.othersHave(environment.name, target));
-}
-
-/**
- * A job queued with another configuration of its environment than this worker's (a change
- * rolling out, see config-skew): handed back, its record saying why, until the grace is over;
- * then, `orElse`, failed (this worker lacks the environment) or deployed with this worker's
- * configuration ('proceed'). 'finished': the job was finished meanwhile, nothing to do.
+ * A job that another worker's configuration should run (a change rolling out, see config-skew
+ * and worker-presence): handed back, its record saying whom it waits for. With 'wait', for
+ * as long as it is handed back; else until the grace is over, then, `orElse`, failed (this
+ * worker lacks the environment) or deployed with this worker's configuration ('proceed'). 'finished': the job was finished meanwhile, nothing to do.
  */
 async function awaitMatchingWorker(
   job: Job<DeployJobData>,
   token: string | undefined,
   deps: ProcessDeps,
   logger: Logger,
-  skew: string,
-  orElse: 'fail' | 'deploy',
+  waitingFor: string,
+  /** `fail`: this worker lacks the environment, and this says so. */
+  orElse: { fail: string } | 'deploy' | 'wait',
 ): Promise<'proceed' | 'finished'> {
   const jobId = job.id!;
   const { environment } = job.data;
-  const since = await deps.store.skewSince(jobId);
+  const since = orElse === 'wait' ? Date.now() : await deps.store.skewSince(jobId);
   const grace = deps.configSkewGraceMs ?? CONFIG_SKEW_GRACE_MS;
-  const waiting = Date.now() - since < grace;
+  const waiting = orElse === 'wait' || Date.now() - since < grace;
   if (!waiting && orElse === 'deploy') {
-    logger.warn(
-      { skew },
-      "no worker with the receiver's configuration took the job: deploying with this one's",
-    );
+    logger.warn({ waitingFor }, "no such worker took the job: deploying with this one's configuration");
     return 'proceed';
   }
   // Written under the environment's lock, as every write to a queued job's record: a deploy
@@ -636,7 +646,8 @@ async function awaitMatchingWorker(
         return 'finished';
       }
       if (!waiting) {
-        const message = `${skew} (nor, for ${grace / 1000} s, in that of any worker that took the job)`;
+        const reason = typeof orElse === 'object' ? orElse.fail : waitingFor;
+        const message = `${reason} (nor, for ${grace / 1000} s, in that of any worker that took the job)`;
         await deps.store.update(jobId, {
           state: 'failed',
           error: message,
@@ -646,16 +657,18 @@ async function awaitMatchingWorker(
         logger.error(message);
         throw new UnrecoverableError(message);
       }
-      const message = `waiting for a worker with the receiver's configuration (${skew}); until ${new Date(since + grace).toISOString()}`;
+      const until = orElse === 'wait' ? '' : `; until ${new Date(since + grace).toISOString()}`;
+      const message = `waiting for ${waitingFor}${until}`;
       if (current.message !== message) {
         await deps.store.update(jobId, { message });
-        logger.warn({ skew }, 'job handed back: this worker has another configuration of its environment');
+        logger.warn({ waitingFor }, 'job handed back: another worker has the configuration to run it with');
       }
     } finally {
       await lock.release();
     }
   }
-  await job.moveToDelayed(Date.now() + CONFIG_SKEW_RECHECK_MS, token);
+  const recheckMs = orElse === 'wait' ? NEWER_WORKER_RECHECK_MS : CONFIG_SKEW_RECHECK_MS;
+  await job.moveToDelayed(Date.now() + recheckMs, token);
   throw new DelayedError();
 }
 

@@ -10,8 +10,13 @@ import type { EnvironmentTarget } from '../queue/job-data.js';
  * branch head it is configured for, so that is safe).
  */
 export const CONFIG_SKEW_GRACE_MS = 5 * 60_000;
-/** A job handed back for configuration skew is offered again after this long. */
+/** A job handed back for configuration skew is offered again after this long… */
 export const CONFIG_SKEW_RECHECK_MS = 5_000;
+/**
+ * …or this long, when a running worker of the newest configuration is there to take it: any
+ * free worker takes a job that falls due, so the old one may take it again a few times.
+ */
+export const NEWER_WORKER_RECHECK_MS = 1_000;
 
 /** What of an environment's configuration decides where a push goes: carried by webhook jobs. */
 export function environmentTarget(environment: EnvironmentConfig): EnvironmentTarget {

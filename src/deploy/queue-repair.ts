@@ -55,9 +55,10 @@ export async function requeueLostJobs(input: RequeueInput): Promise<string[]> {
 async function requeueIfLost(input: RequeueInput, environment: string, record: JobRecord): Promise<boolean> {
   const state = await input.queue.getJobState(record.id);
   if (state !== 'unknown' && state !== 'completed' && state !== 'failed') return false;
-  if (record.trigger.kind === 'reconcile') {
+  if (record.trigger.kind === 'reconcile' && !record.target) {
     // A re-sync's id is its scheduler's (BullMQ takes no such custom id back), and the next
-    // interval's run does the same work: this one is closed, not queued again.
+    // interval's run does the same work: this one is closed, not queued again. (One that
+    // moves a changed configuration carries its target and an id of its own: queued again.)
     await input.store.update(record.id, {
       state: 'superseded',
       finishedAt: new Date().toISOString(),

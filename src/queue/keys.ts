@@ -33,6 +33,8 @@ export interface Keys {
   targetChangeQueued(environment: string, targetDigest: string): string;
   /** The running workers and where their configurations send each environment (worker-presence). */
   workers: string;
+  /** When each configuration of the environment was first seen (worker-presence). */
+  configSeen(environment: string): string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -55,6 +57,7 @@ export function createKeys(prefix: string): Keys {
     installation: `${tag}:installation`,
     jobSkewSince: (id) => `${tag}:skew-since:${id}`,
     workers: `${tag}:workers`,
+    configSeen: (environment) => `${tag}:config-seen:${environment}`,
     targetChangeQueued: (environment, targetDigest) => `${tag}:target-change:${environment}:${targetDigest}`,
   };
 }

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
 import type { RedisClient } from '../queue/connection.js';
 import type { Keys } from '../queue/keys.js';
 import { environmentTargetSchema, type EnvironmentTarget, type Trigger } from '../queue/job-data.js';
@@ -82,8 +83,8 @@ export interface EnvironmentStatus {
   suspended: Suspension | null;
   /**
    * Where the last successful deploy applied `lastAppliedSha` (branch, path, cluster,
-   * namespace); null when it was recorded by a version that did not keep it. The commit is
-   * live only where it was applied: after a change of the configuration it is not.
+   * namespace); null when not known (it was recorded by a version that did not keep it). The
+   * commit is live only where it was applied: after a change of the configuration it is not.
    */
   lastAppliedTarget: EnvironmentTarget | null;
 }
@@ -469,7 +470,7 @@ export class JobStore {
       deployingSha: starting ? null : (deployingSha ?? null),
       deployStarting: starting,
       suspended: suspensionFrom(suspendedAt, suspendedReason),
-      lastAppliedTarget: parseTarget(lastAppliedTarget),
+      lastAppliedTarget: parseTarget(lastAppliedTarget, lastAppliedAt),
     };
   }
 
@@ -565,7 +566,9 @@ export class JobStore {
     if (applied) {
       fields.lastAppliedSha = applied.sha;
       fields.lastAppliedAt = applied.at;
-      if (applied.target) fields.lastAppliedTarget = JSON.stringify(applied.target);
+      // With the success it belongs to: one a version that kept no target recorded since
+      // (a rolling upgrade) leaves it stale, and then it reads as unknown.
+      if (applied.target) fields.lastAppliedTarget = JSON.stringify({ ...applied.target, at: applied.at });
       // Recorded under the lock: no other deploy has started since this one, whatever a
       // worker that lost its lock may have written meanwhile (it cannot have written the cluster).
       fields.deployingSha = applied.sha;
@@ -584,12 +587,22 @@ export class JobStore {
   }
 }
 
-/** A target as recordFinished writes it; anything else counts as not recorded. */
-function parseTarget(raw: string | null | undefined): EnvironmentTarget | null {
+const appliedTargetSchema = environmentTargetSchema.extend({ at: z.string() });
+
+/**
+ * A target as recordFinished writes it, of the last success; anything else (none, another
+ * success's, unreadable) counts as not known.
+ */
+function parseTarget(
+  raw: string | null | undefined,
+  lastAppliedAt: string | null | undefined,
+): EnvironmentTarget | null {
   if (raw === null || raw === undefined) return null;
   try {
-    const parsed = environmentTargetSchema.safeParse(JSON.parse(raw));
-    return parsed.success ? parsed.data : null;
+    const parsed = appliedTargetSchema.safeParse(JSON.parse(raw));
+    if (!parsed.success || parsed.data.at !== lastAppliedAt) return null;
+    const { at: _at, ...target } = parsed.data;
+    return target;
   } catch {
     return null;
   }

@@ -72,8 +72,9 @@ describe('deploy worker with another configuration than the receiver (real Redis
   };
 
   /**
-   * A worker on the receiver's configuration that has announced itself and takes no jobs yet
-   * (it is starting): an old worker hands such jobs back for it rather than deploying them.
+   * A worker on the receiver's configuration, the newest (first seen after the old worker's),
+   * that has announced itself and takes no jobs yet (it is starting): an old worker hands the
+   * environment's jobs back for it rather than deploying them.
    */
   const currentWorkerStarting = async (): Promise<void> => {
     starting = new WorkerPresence(
@@ -108,8 +109,8 @@ describe('deploy worker with another configuration than the receiver (real Redis
   });
 
   it('hands back a push queued for another namespace than its own, so it lands where the receiver said', async () => {
-    await currentWorkerStarting();
     await oldWorker([{ name: 'web', repo, env: { namespace: `${namespace.name}-old`, healthTimeout: '0' } }]);
+    await currentWorkerStarting();
     const sha = await repo.commit({ 'manifests/app.yaml': configMap('app', { v: '2' }) });
 
     const { id } = await current.services.producer.enqueue(
@@ -122,8 +123,8 @@ describe('deploy worker with another configuration than the receiver (real Redis
     const waiting = await until(async () =>
       (await messageOf(id))?.startsWith('waiting for a worker') ? messageOf(id) : undefined,
     );
-    expect(waiting).toContain(
-      `(namespace "${namespace.name}" where the push was queued, "${namespace.name}-old" here)`,
+    expect(waiting).toBe(
+      `waiting for a worker with the newest configuration of web (namespace "${namespace.name}-old" → "${namespace.name}")`,
     );
 
     // The rollout ends: the old worker goes, a current one takes the job.
@@ -149,8 +150,8 @@ describe('deploy worker with another configuration than the receiver (real Redis
     ).id;
 
   it('hands back a retry too: an attempt that failed elsewhere does not go out through an old worker', async () => {
-    await currentWorkerStarting();
     await oldWorker([{ name: 'web', repo, env: { namespace: `${namespace.name}-old`, healthTimeout: '0' } }]);
+    await currentWorkerStarting();
     const sha = await repo.commit({ 'manifests/app.yaml': configMap('app', { v: 'retry' }) });
     const id = await pushFor(sha, 'skew-retry');
     // Its first attempt, on a worker with the receiver's configuration, failed and is retried.
@@ -160,40 +161,41 @@ describe('deploy worker with another configuration than the receiver (real Redis
     expect((await current.services.store.get(id))?.state).toBe('queued');
   });
 
-  it("is not finished as superseded by an old worker's deploy of the same environment", async () => {
+  it('hands back its own syncs too while a newer configuration runs: the environment is not moved back', async () => {
     const oldNamespace = await createTestNamespace('w-config-skew-old');
     try {
-      const oldOne = await createWorkerHarness({
-        redisUrl: redis.url,
-        prefix: current.config.redis.prefix,
-        environments: [{ name: 'web', repo, env: { namespace: oldNamespace.name, healthTimeout: '0' } }],
-      });
-      old = oldOne;
+      const oldOne = await oldWorker([
+        { name: 'web', repo, env: { namespace: oldNamespace.name, healthTimeout: '0' } },
+      ]);
       await currentWorkerStarting();
       const sha = await repo.commit({ 'manifests/app.yaml': configMap('app', { v: 'new' }) });
-      const id = await pushFor(sha, 'skew-cover');
+      const push = await pushFor(sha, 'skew-cover');
       // The old worker's own deploy of the environment (here a sync; a re-sync alike), queued behind the push.
       const sync = await oldOne.manual('web');
-      await oldOne.startWorker({ concurrency: 1 });
 
-      expect(await oldOne.waitForJob(sync)).toMatchObject({ state: 'succeeded', sha });
-      expect((await current.services.store.get(id))?.state).toBe('queued');
+      await until(async () =>
+        (await messageOf(sync))?.startsWith('waiting for a worker with the newest configuration')
+          ? true
+          : undefined,
+      );
+      expect((await current.services.store.get(push))?.state).toBe('queued');
 
-      await oldOne.close();
-      old = undefined;
+      // The rollout goes on: the current worker starts taking jobs, the old one still runs.
       await current.startWorker();
-      const finished = await current.waitForJob(id);
-      // Deployed by itself, or by the re-sync that workers of the moved environment's new
-      // configuration queue as they start, which covers it.
-      expect(finished.state === 'superseded' ? finished.supersededBy : finished.sha).toBe(sha);
-      expect(['succeeded', 'superseded']).toContain(finished.state);
-      // The covering re-sync, too, has finished; no deploy failed.
-      for (const job of await current.services.store.list({ environment: 'web', limit: 10 }))
-        expect((await current.waitForJob(job.id)).state).not.toBe('failed');
+      for (const id of [push, sync])
+        expect(['succeeded', 'superseded']).toContain((await current.waitForJob(id)).state);
       const core = kubeConfigFromTest().makeApiClient(CoreV1Api);
       expect((await core.readNamespacedConfigMap({ name: 'app', namespace: namespace.name })).data).toEqual({
         v: 'new',
       });
+      const inOld = await core.readNamespacedConfigMap({ name: 'app', namespace: oldNamespace.name }).then(
+        () => 'present',
+        (error: unknown) => {
+          if ((error as { code?: number }).code === 404) return 'absent';
+          throw error;
+        },
+      );
+      expect(inOld).toBe('absent');
     } finally {
       await oldNamespace.cleanup();
     }
@@ -222,7 +224,7 @@ describe('deploy worker with another configuration than the receiver (real Redis
     expect(await current.services.store.get('resync-api-1')).toBeNull();
   });
 
-  it('deploys at once, its own way, a push queued with a configuration no running worker has', async () => {
+  it('deploys at once, with the newest configuration running, a push an older receiver queued', async () => {
     // The workers rolled onto the current configuration before the receiver did: a push the
     // old receiver queued for the old namespace waits for no one.
     const sha = await repo.commit({ 'manifests/app.yaml': configMap('app', { v: 'rolled' }) });

@@ -58,32 +58,38 @@ describe('which configurations the running workers have (real Redis)', () => {
     for (const made of connections) made.disconnect();
   });
 
-  it("tells whether another worker has a job's configuration, and forgets a worker that stopped", async () => {
-    const current = await workerIn('apps');
+  it('names the configuration first seen last, among the running workers, the newest', async () => {
     const old = await workerIn('apps-old');
-    const oldTarget = environmentTarget(old.config.environments[0]!);
+    const current = await workerIn('apps');
     const currentTarget = environmentTarget(current.config.environments[0]!);
 
-    expect(await current.presence.othersHave('web', oldTarget)).toBe(true);
-    // Its own configuration does not count: the question is whether someone else takes the job.
-    expect(await current.presence.othersHave('web', currentTarget)).toBe(false);
-    expect(await current.presence.othersHave('api', oldTarget)).toBe(false);
+    expect(await current.presence.newest('web')).toEqual({ target: currentTarget, mine: true });
+    expect(await old.presence.newest('web')).toEqual({ target: currentTarget, mine: false });
+    expect(await old.presence.newest('api')).toBeUndefined();
 
-    await old.presence.stop();
-    expect(await current.presence.othersHave('web', oldTarget)).toBe(false);
+    // A worker of the old configuration that restarts is still old: first seen before.
+    const restarted = await workerIn('apps-old');
+    expect((await restarted.presence.newest('web'))?.mine).toBe(false);
+
+    // Once no worker of the new one runs (a rollback), the old one is the newest running.
+    await current.presence.stop();
+    expect((await restarted.presence.newest('web'))?.mine).toBe(true);
   });
 
   it('does not count a worker that was killed (no renewal within the TTL), and drops its entry', async () => {
     const current = await workerIn('apps');
     const killedTarget = { ...environmentTarget(current.config.environments[0]!), namespace: 'apps-killed' };
     const raw = connection();
+    // Its configuration is the newer one, and its entry ran out a moment ago by Redis's clock.
+    await raw.hset(keys.configSeen('web'), targetDigest(killedTarget), String(Date.now() + 60_000));
+    const [seconds] = await raw.time();
     await raw.hset(
       keys.workers,
       'killed-worker',
-      JSON.stringify({ until: Date.now() - 1, targets: { web: targetDigest(killedTarget) } }),
+      JSON.stringify({ until: Number(seconds) * 1000 - 1, targets: { web: killedTarget } }),
     );
 
-    expect(await current.presence.othersHave('web', killedTarget)).toBe(false);
+    expect((await current.presence.newest('web'))?.mine).toBe(true);
     expect(await raw.hexists(keys.workers, 'killed-worker')).toBe(0);
   });
 });

@@ -121,16 +121,61 @@ describe('configuration change of a deployed environment (real Redis, git, kube-
     const current = await harnessIn(after.name);
     // As if the deploy of the change had been queued by a worker and lost with it.
     const keys = createKeys(prefix);
-    await current.services.redis.set(
-      keys.targetChangeQueued('web', targetDigest(environmentTarget(current.environment('web')))),
-      'lost',
-    );
+    const { lastAppliedAt } = await current.services.store.environmentStatus('web');
+    const digest = targetDigest(environmentTarget(current.environment('web')));
+    await current.services.redis.set(keys.targetChangeQueued('web', `${digest}:${lastAppliedAt}`), 'lost');
     await current.startWorker();
+    expect((await jobsOf(current)).filter((job) => job.trigger.kind === 'reconcile')).toEqual([]);
 
     const id = await current.webhook('web', older!, 'redelivered-older-push');
     const job = await current.waitForJob(id);
     expect(job).toMatchObject({ state: 'succeeded', sha: head });
     expect(await configMapIn(after.name)).toEqual({ v: '2' });
+  });
+
+  it('is not moved back by a worker of the old configuration that restarts during the rollout', async () => {
+    const [sha] = await deployedBefore([{ 'manifests/app.yaml': configMap('app', { v: '1' }) }]);
+    const current = await harnessIn(after.name);
+    await current.startWorker();
+    const [move] = (await jobsOf(current)).filter((job) => job.trigger.kind === 'reconcile');
+    expect(await current.waitForJob(move!.id)).toMatchObject({ state: 'succeeded', sha });
+
+    // An old pod restarts (a crash during the rollout): it queues no move back…
+    const old = await harnessIn(before.name);
+    await old.startWorker();
+    expect(await jobsOf(current)).toHaveLength(2);
+    // …and what reaches it (its own sync, a push an old receiver queued) is the newest
+    // configuration's to deploy.
+    const next = await repo.commit({ 'manifests/app.yaml': configMap('app', { v: '2' }) });
+    const push = await old.webhook('web', next);
+    const sync = await old.manual('web');
+    for (const id of [push, sync])
+      expect(['succeeded', 'superseded']).toContain((await old.waitForJob(id)).state);
+
+    expect(await configMapIn(after.name)).toEqual({ v: '2' });
+    expect(await configMapIn(before.name)).toBe('absent');
+    expect((await current.services.store.environmentStatus('web')).lastAppliedTarget).toEqual(
+      environmentTarget(current.environment('web')),
+    );
+  });
+
+  it('re-syncs once an environment whose last deploy an earlier version recorded, without its target', async () => {
+    const [sha] = await deployedBefore([{ 'manifests/app.yaml': configMap('app', { v: '1' }) }]);
+    const current = await harnessIn(before.name);
+    // A success recorded by a version that kept no target: where it went is not known.
+    await current.services.store.recordFinished('web', 'by-an-earlier-version', {
+      sha: sha!,
+      at: new Date().toISOString(),
+    });
+    expect((await current.services.store.environmentStatus('web')).lastAppliedTarget).toBeNull();
+
+    await Promise.all([current.startWorker(), current.startWorker()]);
+    const resyncs = (await jobsOf(current)).filter((job) => job.trigger.kind === 'reconcile');
+    expect(resyncs).toHaveLength(1);
+    expect(await current.waitForJob(resyncs[0]!.id)).toMatchObject({ state: 'succeeded', sha });
+    expect((await current.services.store.environmentStatus('web')).lastAppliedTarget).toEqual(
+      environmentTarget(current.environment('web')),
+    );
   });
 
   it('leaves a suspended environment to its resume', async () => {
