@@ -165,7 +165,12 @@ describe('suspend and resume (real Redis, git, kube-apiserver)', () => {
 
   it('holds pushes and re-syncs while suspended, leaves drift alone, refuses syncs; resume deploys the head', async () => {
     const first = await repo.commit({ 'manifests/app.yaml': configMap('app', { v: '1' }) });
-    expect((await harness.waitForJob(await push(first))).state).toBe('succeeded');
+    const pushed = await harness.waitForJob(await push(first));
+    // Deployed by its own job, or by a re-sync (every second here) that took the commit first
+    // and covers the push: then once that re-sync has succeeded.
+    if (pushed.state === 'superseded') expect(pushed.supersededBy).toBe(first);
+    else expect(pushed.state).toBe('succeeded');
+    await until(async () => (await harness.services.store.environmentStatus('web')).lastAppliedSha === first);
 
     const suspended = await post('/environments/web/suspend', JSON.stringify({ reason: 'incident 42' }));
     expect(suspended.status).toBe(200);
