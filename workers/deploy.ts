@@ -297,8 +297,8 @@ async function supersedeQueuedBehind(
     for (const record of await deps.store.getMany(jobIds)) {
       const announced = record.trigger.kind === 'webhook' ? record.trigger.sha?.toLowerCase() : undefined;
       if (record.state !== 'queued' || announced === undefined) continue;
-      // Queued for another configuration of the environment (a change rolling out): it waits
-      // for a worker on that configuration, whose deploy is the one that counts for it.
+      // Queued with another configuration of the environment (a change rolling out): left to
+      // its own turn, which deploys it (or finds its head live) with the newest configuration.
       if (configSkew(record.target, environment) !== undefined) continue;
       // Its own run starts only under the lock: while ours, the record stays queued. (A check
       // of the health wait that ends after the deploy finds the lock gone: its turn will do.)
@@ -464,7 +464,8 @@ export async function processDeployJob(
     // A running worker has a newer configuration of the environment: it does the environment's
     // deploys, this job's too, whichever receiver queued it, so an old worker never moves the
     // environment back. No grace: for as long as such a worker runs.
-    const newer = `a worker with the newest configuration of ${environment.name} (${describeTargetChange(environmentTarget(environment), newest.target)})`;
+    const change = describeTargetChange(environmentTarget(environment), newest.target) || 'other settings';
+    const newer = `a worker with the newest configuration of ${environment.name} (${change})`;
     if ((await awaitMatchingWorker(job, token, deps, logger, newer, 'wait')) === 'finished') return;
   } else if (newest && skew !== undefined) {
     // This worker's configuration is the newest running: the receiver's is older (the

@@ -55,6 +55,14 @@ export async function queueDeploysOfChangedTargets(deps: TargetChangeDeps): Prom
       if (before !== null && targetDifferences(before, after).length === 0) continue;
       const newest = await deps.presence.newest(environment.name);
       if (newest && !newest.mine) continue;
+      // One move at a time: a claim that lapsed while its move still runs (a long health wait).
+      const moving = (await deps.store.list({ environment: environment.name, limit: 20 })).some(
+        (job) =>
+          job.trigger.kind === 'reconcile' &&
+          job.target !== undefined &&
+          (job.state === 'queued' || job.state === 'running'),
+      );
+      if (moving) continue;
       if (status.suspended) {
         logger.debug('configuration changed since the last deploy; suspended, so the resume deploys it');
         continue;

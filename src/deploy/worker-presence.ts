@@ -1,24 +1,36 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import type { Config } from '../config/schema.js';
+import type { Config, EnvironmentConfig } from '../config/schema.js';
 import type { RedisClient } from '../queue/connection.js';
 import { environmentTargetSchema, type EnvironmentTarget } from '../queue/job-data.js';
 import type { Keys } from '../queue/keys.js';
 import { environmentTarget } from './config-skew.js';
-import { targetDigest } from './target-change.js';
 
 /** A worker renews its entry this often… */
 export const PRESENCE_RENEW_MS = 10_000;
 /** …and counts as gone once it has not for this long (a killed worker leaves its entry behind). */
 export const PRESENCE_TTL_MS = 30_000;
+/**
+ * A newer configuration whose workers all vanished without stopping (killed, evicted by the
+ * node, crash-looping) stays the newest this long after its last renewal: the workers of the
+ * one it replaced wait for it to come back rather than move the environment back. One whose
+ * last worker stopped (a rollback, or scaled to zero) hands over at once.
+ */
+export const VANISHED_HOLD_MS = 15 * 60_000;
+/** newest() answers from one read of Redis for this long: every job and the move pass ask. */
+const READ_CACHE_MS = 1_000;
 
+const configurationSchema = z.object({ fingerprint: z.string(), target: environmentTargetSchema });
 const entrySchema = z.object({
   /** Redis's clock, not the pod's: pods whose clocks disagree still agree on who is gone. */
   until: z.number(),
-  targets: z.record(environmentTargetSchema),
+  environments: z.record(configurationSchema),
 });
+/** What `config-live` keeps of a configuration: its last renewal, and where it sends the environment. */
+const lastLiveSchema = z.object({ at: z.number(), target: environmentTargetSchema });
+type Configuration = z.infer<typeof configurationSchema>;
 
-/** The newest configuration of an environment that a running worker has. */
+/** The newest configuration of an environment among the running (or lately vanished) workers'. */
 export interface NewestConfiguration {
   target: EnvironmentTarget;
   /** It is this worker's. */
@@ -26,102 +38,173 @@ export interface NewestConfiguration {
 }
 
 /**
+ * Names all of an environment's configuration that decides what a deploy does (repository,
+ * branch, path, namespace, policy, the cluster's definition): two workers that differ in any
+ * of it are of two configurations.
+ */
+export function configurationFingerprint(environment: EnvironmentConfig, config: Config): string {
+  const cluster = config.clusters.find((candidate) => candidate.name === environment.cluster);
+  return createHash('sha256').update(JSON.stringify({ environment, cluster })).digest('hex').slice(0, 16);
+}
+
+/**
  * Which configurations the running workers have, and which of them is the newest: the one
- * first seen last (when its first worker started), among those a running worker has. So
- * while a change rolls out, the workers of the new configuration do the environment's deploys
- * and the old ones hand theirs over, whichever receiver queued them; a worker of an old
- * configuration that restarts meanwhile is still old; a rollback is new again once no worker
- * of the configuration it rolls back from is left. One hash field per worker in one key, and
- * one hash per environment for the first sightings: valid on a Redis Cluster, unlike a scan.
+ * first seen last (when its first worker started), among those a worker runs (or ran lately,
+ * see VANISHED_HOLD_MS). So while a change rolls out, the workers of the new configuration do
+ * the environment's deploys and the old ones hand theirs over, whichever receiver queued them;
+ * a worker of an old configuration that restarts meanwhile is still old; a rollback is the
+ * newest once the workers of the configuration it rolls back from have stopped. One hash field
+ * per worker in one key, and per environment one hash of first sightings and one of last
+ * renewals: valid on a Redis Cluster, unlike a scan.
  */
 export class WorkerPresence {
   readonly id = randomUUID();
-  private readonly targets: Record<string, EnvironmentTarget>;
+  private readonly mine: Record<string, Configuration>;
+  /** The first sighting of each of this worker's configurations, written back should Redis lose it. */
+  private readonly firstSeen = new Map<string, string>();
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
+  private cached: { at: number; read: Promise<LiveView> } | undefined;
 
   constructor(
     private readonly redis: RedisClient,
     private readonly keys: Keys,
     config: Config,
   ) {
-    this.targets = Object.fromEntries(
-      config.environments.map((environment) => [environment.name, environmentTarget(environment)]),
+    this.mine = Object.fromEntries(
+      config.environments.map((environment) => [
+        environment.name,
+        {
+          fingerprint: configurationFingerprint(environment, config),
+          target: environmentTarget(environment),
+        },
+      ]),
     );
   }
 
   /** Records when each of this worker's configurations was first seen, then announces it until stop(). */
   async start(): Promise<void> {
     const now = await this.now();
-    for (const [environment, target] of Object.entries(this.targets))
-      await this.redis.hsetnx(this.keys.configSeen(environment), targetDigest(target), String(now));
+    for (const [environment, { fingerprint }] of Object.entries(this.mine)) {
+      const key = this.keys.configSeen(environment);
+      await this.redis.hsetnx(key, fingerprint, String(now));
+      this.firstSeen.set(environment, (await this.redis.hget(key, fingerprint)) ?? String(now));
+    }
     await this.renew();
     this.timer = setInterval(() => void this.renew().catch(() => undefined), PRESENCE_RENEW_MS);
     this.timer.unref();
   }
 
-  /** Withdrawn as the worker starts to stop: it takes no new jobs, so none should wait for it. */
+  /**
+   * Withdrawn as the worker starts to stop: it takes no new jobs, so none should wait for it.
+   * The last worker of a configuration to stop hands the environment over at once.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
     await this.redis.hdel(this.keys.workers, this.id);
+    const { live } = await this.read(true);
+    for (const [environment, { fingerprint }] of Object.entries(this.mine)) {
+      const others = live.some((entry) => entry.environments[environment]?.fingerprint === fingerprint);
+      if (!others) await this.redis.hdel(this.keys.configLive(environment), fingerprint);
+    }
   }
 
   /**
    * The newest configuration of the environment among the running workers' (this one's
-   * included); undefined when no running worker has the environment, as far as Redis tells
-   * (it lost its data, say).
+   * included) and those that vanished lately; undefined when Redis knows of none (it lost
+   * its data, say).
    */
   async newest(environment: string): Promise<NewestConfiguration | undefined> {
-    const [live, seen] = await Promise.all([
-      this.live(),
+    const { live, now } = await this.read();
+    const [seen, lastLive] = await Promise.all([
       this.redis.hgetall(this.keys.configSeen(environment)),
+      this.redis.hgetall(this.keys.configLive(environment)),
     ]);
-    let best: { target: EnvironmentTarget; digest: string; at: number } | undefined;
+    const candidates = new Map<string, EnvironmentTarget>();
     for (const entry of live) {
-      const target = entry.targets[environment];
-      if (!target) continue;
-      const digest = targetDigest(target);
-      // Not recorded (lost with Redis): as old as can be, so a recorded one wins.
-      const at = Number(seen[digest] ?? 0);
-      if (!best || at > best.at || (at === best.at && digest > best.digest)) best = { target, digest, at };
+      const configuration = entry.environments[environment];
+      if (configuration) candidates.set(configuration.fingerprint, configuration.target);
+    }
+    for (const [fingerprint, raw] of Object.entries(lastLive)) {
+      const last = parse(lastLiveSchema, raw);
+      if (last && last.at >= now - VANISHED_HOLD_MS && !candidates.has(fingerprint))
+        candidates.set(fingerprint, last.target);
+    }
+    let best: { fingerprint: string; target: EnvironmentTarget; at: number } | undefined;
+    for (const [fingerprint, target] of candidates) {
+      // Not recorded (lost with Redis, until its workers renew): as old as can be.
+      const at = Number(seen[fingerprint] ?? 0);
+      if (!best || at > best.at || (at === best.at && fingerprint > best.fingerprint))
+        best = { fingerprint, target, at };
     }
     if (!best) return undefined;
-    const own = this.targets[environment];
-    return { target: best.target, mine: own !== undefined && targetDigest(own) === best.digest };
+    return { target: best.target, mine: this.mine[environment]?.fingerprint === best.fingerprint };
   }
 
-  /** The entries of the running workers; those past their time are dropped from Redis too. */
-  private async live(): Promise<z.infer<typeof entrySchema>[]> {
+  private async renew(): Promise<void> {
+    if (this.stopped) return;
+    const now = await this.now();
+    // stop() may have run while the clock was read: its withdrawal must stand.
+    if (this.stopped) return;
+    const entry = JSON.stringify({ until: now + PRESENCE_TTL_MS, environments: this.mine });
+    const write = this.redis.multi().hset(this.keys.workers, this.id, entry);
+    for (const [environment, { fingerprint, target }] of Object.entries(this.mine)) {
+      write.hset(this.keys.configLive(environment), fingerprint, JSON.stringify({ at: now, target }));
+      // Put back should Redis have lost it, as first seen then, not now.
+      write.hsetnx(
+        this.keys.configSeen(environment),
+        fingerprint,
+        this.firstSeen.get(environment) ?? String(now),
+      );
+    }
+    await write.exec();
+  }
+
+  /** The running workers' entries (those past their time are dropped from Redis too), and Redis's time. */
+  private read(fresh = false): Promise<LiveView> {
+    const started = Date.now();
+    if (!fresh && this.cached && started - this.cached.at < READ_CACHE_MS) return this.cached.read;
+    const read = this.readLive();
+    this.cached = { at: started, read };
+    read.catch(() => {
+      if (this.cached?.read === read) this.cached = undefined;
+    });
+    return read;
+  }
+
+  private async readLive(): Promise<LiveView> {
     const [entries, now] = await Promise.all([this.redis.hgetall(this.keys.workers), this.now()]);
     const gone: string[] = [];
     const live: z.infer<typeof entrySchema>[] = [];
     for (const [id, raw] of Object.entries(entries)) {
-      const entry = parseEntry(raw);
+      const entry = parse(entrySchema, raw);
       if (!entry || entry.until < now) gone.push(id);
       else live.push(entry);
     }
     // Housekeeping for workers that were killed: whoever reads next does it again on failure.
     if (gone.length > 0) await this.redis.hdel(this.keys.workers, ...gone).catch(() => undefined);
-    return live;
+    return { live, now };
   }
 
-  private async renew(): Promise<void> {
-    if (this.stopped) return;
-    const entry = JSON.stringify({ until: (await this.now()) + PRESENCE_TTL_MS, targets: this.targets });
-    await this.redis.hset(this.keys.workers, this.id, entry);
-  }
-
-  /** Milliseconds by Redis's clock (TIME answers on the node serving the keys' slot, or any). */
+  /** Milliseconds by the clock of the Redis node that holds the keys (a script on their slot). */
   private async now(): Promise<number> {
-    const [seconds, micros] = await this.redis.time();
+    const [seconds, micros] = (await this.redis.eval("return redis.call('TIME')", 1, this.keys.workers)) as [
+      string,
+      string,
+    ];
     return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
   }
 }
 
-function parseEntry(raw: string): z.infer<typeof entrySchema> | undefined {
+interface LiveView {
+  live: z.infer<typeof entrySchema>[];
+  now: number;
+}
+
+function parse<T>(schema: z.ZodType<T>, raw: string): T | undefined {
   try {
-    const parsed = entrySchema.safeParse(JSON.parse(raw));
+    const parsed = schema.safeParse(JSON.parse(raw));
     return parsed.success ? parsed.data : undefined;
   } catch {
     return undefined;

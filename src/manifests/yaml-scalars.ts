@@ -33,9 +33,9 @@ function refuseNotANumber(value: string, onError: (message: string) => void): st
 }
 
 /**
- * An integer Go reads exactly (int64, uint64) that a JavaScript number would round (beyond
- * 2^53, unless it is a multiple of a large enough power of two): sent rounded, the cluster
- * would hold another value than `kubectl apply` gives it.
+ * An integer Go reads exactly (int64, uint64) beyond 2^53: a JavaScript number rounds it, or
+ * prints it rounded (2^60 as 1152921504606847000), so the cluster would hold another value
+ * than `kubectl apply` gives it.
  */
 const INEXACT = Symbol('an integer beyond 2^53');
 
@@ -151,5 +151,6 @@ function goInteger(plain: string): number | typeof INEXACT | undefined {
   const fitsUint64 = sign === '' && value <= UINT64_MAX; // ParseUint takes no sign
   if (!fitsInt64 && !fitsUint64) return undefined;
   const number = Number(value);
-  return BigInt(number) === value ? number : INEXACT;
+  // Not only exactness: JSON.stringify(2 ** 60) is 1152921504606847000, another int64 to Go.
+  return Number.isSafeInteger(number) ? number : INEXACT;
 }

@@ -35,6 +35,8 @@ export interface Keys {
   workers: string;
   /** When each configuration of the environment was first seen (worker-presence). */
   configSeen(environment: string): string;
+  /** When a worker of each configuration of the environment last renewed its entry (worker-presence). */
+  configLive(environment: string): string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -58,6 +60,7 @@ export function createKeys(prefix: string): Keys {
     jobSkewSince: (id) => `${tag}:skew-since:${id}`,
     workers: `${tag}:workers`,
     configSeen: (environment) => `${tag}:config-seen:${environment}`,
+    configLive: (environment) => `${tag}:config-live:${environment}`,
     targetChangeQueued: (environment, targetDigest) => `${tag}:target-change:${environment}:${targetDigest}`,
   };
 }

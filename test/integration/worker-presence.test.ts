@@ -2,12 +2,12 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfigText } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { environmentTarget } from '../../src/deploy/config-skew.js';
-import { targetDigest } from '../../src/deploy/target-change.js';
-import { WorkerPresence } from '../../src/deploy/worker-presence.js';
+import { VANISHED_HOLD_MS, WorkerPresence } from '../../src/deploy/worker-presence.js';
 import { createRedis } from '../../src/queue/connection.js';
 import { createKeys } from '../../src/queue/keys.js';
 import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
 import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
+import { until } from '../helpers/until.js';
 import { testConfigText } from './worker-harness.js';
 
 let redis: TestRedis;
@@ -73,23 +73,42 @@ describe('which configurations the running workers have (real Redis)', () => {
 
     // Once no worker of the new one runs (a rollback), the old one is the newest running.
     await current.presence.stop();
-    expect((await restarted.presence.newest('web'))?.mine).toBe(true);
+    expect(await until(async () => (await restarted.presence.newest('web'))?.mine)).toBe(true);
   });
 
-  it('does not count a worker that was killed (no renewal within the TTL), and drops its entry', async () => {
+  it('waits for a newer configuration whose workers vanished, for a while, then forgets it', async () => {
     const current = await workerIn('apps');
-    const killedTarget = { ...environmentTarget(current.config.environments[0]!), namespace: 'apps-killed' };
+    const vanished = { ...environmentTarget(current.config.environments[0]!), namespace: 'apps-vanished' };
     const raw = connection();
-    // Its configuration is the newer one, and its entry ran out a moment ago by Redis's clock.
-    await raw.hset(keys.configSeen('web'), targetDigest(killedTarget), String(Date.now() + 60_000));
     const [seconds] = await raw.time();
+    const now = Number(seconds) * 1000;
+    // A newer configuration, first seen after this one, whose only worker was killed a moment
+    // ago: its entry ran out, its last renewal is recent.
+    await raw.hset(keys.configSeen('web'), 'vanished-config', String(now + 60_000));
     await raw.hset(
       keys.workers,
       'killed-worker',
-      JSON.stringify({ until: Number(seconds) * 1000 - 1, targets: { web: killedTarget } }),
+      JSON.stringify({
+        until: now - 1,
+        environments: { web: { fingerprint: 'vanished-config', target: vanished } },
+      }),
+    );
+    await raw.hset(
+      keys.configLive('web'),
+      'vanished-config',
+      JSON.stringify({ at: now - 40_000, target: vanished }),
     );
 
-    expect((await current.presence.newest('web'))?.mine).toBe(true);
+    expect(await current.presence.newest('web')).toEqual({ target: vanished, mine: false });
     expect(await raw.hexists(keys.workers, 'killed-worker')).toBe(0);
+
+    // Gone for longer than the hold: this configuration is the newest again.
+    await raw.hset(
+      keys.configLive('web'),
+      'vanished-config',
+      JSON.stringify({ at: now - VANISHED_HOLD_MS - 1_000, target: vanished }),
+    );
+    // Once newest()'s one-second read cache has passed.
+    expect(await until(async () => (await current.presence.newest('web'))?.mine)).toBe(true);
   });
 });

@@ -159,6 +159,32 @@ describe('configuration change of a deployed environment (real Redis, git, kube-
     );
   });
 
+  it('is not moved back while the workers of the new configuration are gone without stopping (killed, evicted)', async () => {
+    await deployedBefore([{ 'manifests/app.yaml': configMap('app', { v: '1' }) }]);
+    const current = await harnessIn(after.name);
+    await current.startWorker();
+    const [move] = (await jobsOf(current)).filter((job) => job.trigger.kind === 'reconcile');
+    expect((await current.waitForJob(move!.id)).state).toBe('succeeded');
+    // Its only worker is killed: no stop, so its last renewal stays on record.
+    const keys = createKeys(prefix);
+    const lastLive = await current.services.redis.hgetall(keys.configLive('web'));
+    await current.close();
+    harnesses.splice(harnesses.indexOf(current), 1);
+    const old = await harnessIn(before.name);
+    await old.services.redis.hset(keys.configLive('web'), lastLive);
+
+    await old.startWorker();
+    expect((await jobsOf(old)).filter((job) => job.trigger.kind === 'reconcile')).toHaveLength(1);
+    const next = await repo.commit({ 'manifests/app.yaml': configMap('app', { v: '2' }) });
+    const push = await old.webhook('web', next);
+    const waiting = await until(async () => {
+      const message = (await old.services.store.get(push))?.message;
+      return message?.startsWith('waiting for a worker with the newest configuration') ? message : undefined;
+    });
+    expect(waiting).toContain(`namespace "${before.name}" → "${after.name}"`);
+    expect(await configMapIn(before.name)).toBe('absent');
+  });
+
   it('re-syncs once an environment whose last deploy an earlier version recorded, without its target', async () => {
     const [sha] = await deployedBefore([{ 'manifests/app.yaml': configMap('app', { v: '1' }) }]);
     const current = await harnessIn(before.name);
