@@ -4,19 +4,20 @@ import type { Config, EnvironmentConfig } from '../config/schema.js';
 import type { RedisClient } from '../queue/connection.js';
 import { environmentTargetSchema, type EnvironmentTarget } from '../queue/job-data.js';
 import type { Keys } from '../queue/keys.js';
-import { environmentTarget } from './config-skew.js';
+import { environmentTarget, targetDifferences } from './config-skew.js';
 
 /** A worker renews its entry this often… */
 export const PRESENCE_RENEW_MS = 10_000;
 /** …and counts as gone once it has not for this long (a killed worker leaves its entry behind). */
 export const PRESENCE_TTL_MS = 30_000;
 /**
- * A newer configuration whose workers all vanished without stopping (killed, evicted by the
- * node, crash-looping) stays the newest this long after its last renewal: the workers of the
- * one it replaced wait for it to come back rather than move the environment back. One whose
- * last worker stopped (a rollback, or scaled to zero) hands over at once.
+ * A configuration counts for this long after its last worker's last renewal, whether that
+ * worker stopped or vanished (killed, evicted, crash-looping): the workers of the one it
+ * replaced wait for it to come back rather than move the environment back (a node drain
+ * takes a rollout's only new worker away for a while). So a rollback takes effect this long
+ * after the last worker of the configuration rolled back from is gone.
  */
-export const VANISHED_HOLD_MS = 15 * 60_000;
+export const VANISHED_HOLD_MS = 5 * 60_000;
 /** newest() answers from one read of Redis for this long: every job and the move pass ask. */
 const READ_CACHE_MS = 1_000;
 
@@ -49,11 +50,11 @@ export function configurationFingerprint(environment: EnvironmentConfig, config:
 
 /**
  * Which configurations the running workers have, and which of them is the newest: the one
- * first seen last (when its first worker started), among those a worker runs (or ran lately,
- * see VANISHED_HOLD_MS). So while a change rolls out, the workers of the new configuration do
- * the environment's deploys and the old ones hand theirs over, whichever receiver queued them;
- * a worker of an old configuration that restarts meanwhile is still old; a rollback is the
- * newest once the workers of the configuration it rolls back from have stopped. One hash field
+ * first seen last (when its first worker started), among those a worker runs or ran lately
+ * (VANISHED_HOLD_MS). So while a change rolls out, the workers of the new configuration do the
+ * environment's deploys and the old ones hand theirs over, whichever receiver queued them; a
+ * worker of an old configuration that restarts meanwhile is still old; a rollback is the
+ * newest once the configuration it rolls back from has been gone for the hold. One hash field
  * per worker in one key, and per environment one hash of first sightings and one of last
  * renewals: valid on a Redis Cluster, unlike a scan.
  */
@@ -90,24 +91,18 @@ export class WorkerPresence {
       await this.redis.hsetnx(key, fingerprint, String(now));
       this.firstSeen.set(environment, (await this.redis.hget(key, fingerprint)) ?? String(now));
     }
-    await this.renew();
+    // Counted among the running at once, but as having run only from its first renewal on:
+    // a worker that crash-loops within seconds of starting does not keep its configuration held.
+    await this.renew(false);
     this.timer = setInterval(() => void this.renew().catch(() => undefined), PRESENCE_RENEW_MS);
     this.timer.unref();
   }
 
-  /**
-   * Withdrawn as the worker starts to stop: it takes no new jobs, so none should wait for it.
-   * The last worker of a configuration to stop hands the environment over at once.
-   */
+  /** Withdrawn as the worker starts to stop: it takes no new jobs, so none should wait for it. */
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
     await this.redis.hdel(this.keys.workers, this.id);
-    const { live } = await this.read(true);
-    for (const [environment, { fingerprint }] of Object.entries(this.mine)) {
-      const others = live.some((entry) => entry.environments[environment]?.fingerprint === fingerprint);
-      if (!others) await this.redis.hdel(this.keys.configLive(environment), fingerprint);
-    }
   }
 
   /**
@@ -126,9 +121,13 @@ export class WorkerPresence {
       const configuration = entry.environments[environment];
       if (configuration) candidates.set(configuration.fingerprint, configuration.target);
     }
+    const own = this.mine[environment];
     for (const [fingerprint, raw] of Object.entries(lastLive)) {
       const last = parse(lastLiveSchema, raw);
-      if (last && last.at >= now - VANISHED_HOLD_MS && !candidates.has(fingerprint))
+      // One gone that sends the environment where this worker does is nothing to wait for:
+      // this worker's deploy moves nothing back.
+      const elsewhere = !own || targetDifferences(last?.target ?? own.target, own.target).length > 0;
+      if (last && elsewhere && last.at >= now - VANISHED_HOLD_MS && !candidates.has(fingerprint))
         candidates.set(fingerprint, last.target);
     }
     let best: { fingerprint: string; target: EnvironmentTarget; at: number } | undefined;
@@ -139,10 +138,10 @@ export class WorkerPresence {
         best = { fingerprint, target, at };
     }
     if (!best) return undefined;
-    return { target: best.target, mine: this.mine[environment]?.fingerprint === best.fingerprint };
+    return { target: best.target, mine: own?.fingerprint === best.fingerprint };
   }
 
-  private async renew(): Promise<void> {
+  private async renew(ran = true): Promise<void> {
     if (this.stopped) return;
     const now = await this.now();
     // stop() may have run while the clock was read: its withdrawal must stand.
@@ -150,7 +149,8 @@ export class WorkerPresence {
     const entry = JSON.stringify({ until: now + PRESENCE_TTL_MS, environments: this.mine });
     const write = this.redis.multi().hset(this.keys.workers, this.id, entry);
     for (const [environment, { fingerprint, target }] of Object.entries(this.mine)) {
-      write.hset(this.keys.configLive(environment), fingerprint, JSON.stringify({ at: now, target }));
+      if (ran)
+        write.hset(this.keys.configLive(environment), fingerprint, JSON.stringify({ at: now, target }));
       // Put back should Redis have lost it, as first seen then, not now.
       write.hsetnx(
         this.keys.configSeen(environment),
@@ -178,9 +178,10 @@ export class WorkerPresence {
     const gone: string[] = [];
     const live: z.infer<typeof entrySchema>[] = [];
     for (const [id, raw] of Object.entries(entries)) {
+      // Another version's entry it cannot read is not its to drop: it expires by that version.
       const entry = parse(entrySchema, raw);
-      if (!entry || entry.until < now) gone.push(id);
-      else live.push(entry);
+      if (entry && entry.until < now) gone.push(id);
+      else if (entry) live.push(entry);
     }
     // Housekeeping for workers that were killed: whoever reads next does it again on failure.
     if (gone.length > 0) await this.redis.hdel(this.keys.workers, ...gone).catch(() => undefined);

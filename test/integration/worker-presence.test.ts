@@ -2,7 +2,11 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfigText } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { environmentTarget } from '../../src/deploy/config-skew.js';
-import { VANISHED_HOLD_MS, WorkerPresence } from '../../src/deploy/worker-presence.js';
+import {
+  configurationFingerprint,
+  VANISHED_HOLD_MS,
+  WorkerPresence,
+} from '../../src/deploy/worker-presence.js';
 import { createRedis } from '../../src/queue/connection.js';
 import { createKeys } from '../../src/queue/keys.js';
 import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
@@ -71,9 +75,38 @@ describe('which configurations the running workers have (real Redis)', () => {
     const restarted = await workerIn('apps-old');
     expect((await restarted.presence.newest('web'))?.mine).toBe(false);
 
-    // Once no worker of the new one runs (a rollback), the old one is the newest running.
+    // No worker of the new one runs (a drain, or a rollback): the old one waits for it while
+    // it ran lately, and is the newest once it has been gone for the hold.
     await current.presence.stop();
+    const raw = connection();
+    const fingerprint = configurationFingerprint(current.config.environments[0]!, current.config);
+    const lastRun = async (agoMs: number): Promise<void> => {
+      const [seconds] = await raw.time();
+      const at = Number(seconds) * 1000 - agoMs;
+      await raw.hset(keys.configLive('web'), fingerprint, JSON.stringify({ at, target: currentTarget }));
+    };
+    await lastRun(60_000);
+    expect(await until(async () => (await restarted.presence.newest('web'))?.mine === false)).toBe(true);
+    await lastRun(VANISHED_HOLD_MS + 1_000);
     expect(await until(async () => (await restarted.presence.newest('web'))?.mine)).toBe(true);
+  });
+
+  it('does not wait for a configuration that is gone and sends the environment where this one does', async () => {
+    const current = await workerIn('apps');
+    const raw = connection();
+    const [seconds] = await raw.time();
+    // A newer one that differed only in, say, healthTimeout, killed a moment ago.
+    await raw.hset(keys.configSeen('web'), 'same-place', String(Number(seconds) * 1000 + 60_000));
+    await raw.hset(
+      keys.configLive('web'),
+      'same-place',
+      JSON.stringify({
+        at: Number(seconds) * 1000,
+        target: environmentTarget(current.config.environments[0]!),
+      }),
+    );
+
+    expect((await current.presence.newest('web'))?.mine).toBe(true);
   });
 
   it('waits for a newer configuration whose workers vanished, for a while, then forgets it', async () => {

@@ -2,6 +2,7 @@ import { CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { environmentTarget } from '../../src/deploy/config-skew.js';
 import { targetDigest } from '../../src/deploy/target-change.js';
+import { configurationFingerprint } from '../../src/deploy/worker-presence.js';
 import { createKeys } from '../../src/queue/keys.js';
 import type { JobRecord } from '../../src/status/job-record.js';
 import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
@@ -159,19 +160,24 @@ describe('configuration change of a deployed environment (real Redis, git, kube-
     );
   });
 
-  it('is not moved back while the workers of the new configuration are gone without stopping (killed, evicted)', async () => {
+  it('is not moved back while the workers of the new configuration are gone for a while (killed, drained)', async () => {
     await deployedBefore([{ 'manifests/app.yaml': configMap('app', { v: '1' }) }]);
     const current = await harnessIn(after.name);
     await current.startWorker();
     const [move] = (await jobsOf(current)).filter((job) => job.trigger.kind === 'reconcile');
     expect((await current.waitForJob(move!.id)).state).toBe('succeeded');
-    // Its only worker is killed: no stop, so its last renewal stays on record.
+    // Its only worker goes (killed, or drained from its node) a moment after its last renewal.
     const keys = createKeys(prefix);
-    const lastLive = await current.services.redis.hgetall(keys.configLive('web'));
+    const [seconds] = await current.services.redis.time();
+    const lastRenewal = {
+      at: Number(seconds) * 1000,
+      target: environmentTarget(current.environment('web')),
+    };
+    const fingerprint = configurationFingerprint(current.environment('web'), current.config);
     await current.close();
     harnesses.splice(harnesses.indexOf(current), 1);
     const old = await harnessIn(before.name);
-    await old.services.redis.hset(keys.configLive('web'), lastLive);
+    await old.services.redis.hset(keys.configLive('web'), fingerprint, JSON.stringify(lastRenewal));
 
     await old.startWorker();
     expect((await jobsOf(old)).filter((job) => job.trigger.kind === 'reconcile')).toHaveLength(1);
