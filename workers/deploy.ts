@@ -273,7 +273,10 @@ interface ProcessDeps {
   signal: AbortSignal;
   /** CONFIG_SKEW_GRACE_MS unless a test shortens it. */
   configSkewGraceMs?: number;
-  /** Which configurations the running workers have (absent: as if some other worker had every one). */
+  /**
+   * Which configurations the running workers have (absent: the receiver's configuration
+   * decides, as when Redis knows of no worker).
+   */
   presence?: WorkerPresence;
 }
 
@@ -463,7 +466,8 @@ export async function processDeployJob(
   if (newest && !newest.mine) {
     // A running worker has a newer configuration of the environment: it does the environment's
     // deploys, this job's too, whichever receiver queued it, so an old worker never moves the
-    // environment back. No grace: for as long as such a worker runs.
+    // environment back. No grace: for as long as such a worker runs, or ran lately (see
+    // VANISHED_HOLD_MS).
     const change = describeTargetChange(environmentTarget(environment), newest.target) || 'other settings';
     const newer = `a worker with the newest configuration of ${environment.name} (${change})`;
     if ((await awaitMatchingWorker(job, token, deps, logger, newer, 'wait')) === 'finished') return;
@@ -616,7 +620,8 @@ export async function processDeployJob(
  * A job that another worker's configuration should run (a change rolling out, see config-skew
  * and worker-presence): handed back, its record saying whom it waits for. With 'wait', for
  * as long as it is handed back; else until the grace is over, then, `orElse`, failed (this
- * worker lacks the environment) or deployed with this worker's configuration ('proceed'). 'finished': the job was finished meanwhile, nothing to do.
+ * worker lacks the environment) or deployed with this worker's configuration ('proceed').
+ * 'finished': the job was finished meanwhile, nothing to do.
  */
 async function awaitMatchingWorker(
   job: Job<DeployJobData>,
