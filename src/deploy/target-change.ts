@@ -17,7 +17,7 @@ import type { WorkerPresence } from './worker-presence.js';
  */
 export const TARGET_CHANGE_RETRY_SECONDS = 600;
 
-/** Names one configuration of an environment in Redis keys and presence entries. */
+/** Names where a configuration sends an environment, in the key of the claim on its move. */
 export function targetDigest(target: EnvironmentTarget): string {
   return createHash('sha256').update(JSON.stringify(target)).digest('hex').slice(0, 16);
 }

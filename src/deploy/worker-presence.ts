@@ -124,11 +124,11 @@ export class WorkerPresence {
     const own = this.mine[environment];
     for (const [fingerprint, raw] of Object.entries(lastLive)) {
       const last = parse(lastLiveSchema, raw);
+      if (!last || last.at < now - VANISHED_HOLD_MS || candidates.has(fingerprint)) continue;
       // One gone that sends the environment where this worker does is nothing to wait for:
       // this worker's deploy moves nothing back.
-      const elsewhere = !own || targetDifferences(last?.target ?? own.target, own.target).length > 0;
-      if (last && elsewhere && last.at >= now - VANISHED_HOLD_MS && !candidates.has(fingerprint))
-        candidates.set(fingerprint, last.target);
+      if (own && targetDifferences(last.target, own.target).length === 0) continue;
+      candidates.set(fingerprint, last.target);
     }
     let best: { fingerprint: string; target: EnvironmentTarget; at: number } | undefined;
     for (const [fingerprint, target] of candidates) {
