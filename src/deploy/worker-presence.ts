@@ -20,6 +20,8 @@ export const PRESENCE_TTL_MS = 30_000;
 export const VANISHED_HOLD_MS = 5 * 60_000;
 /** newest() answers from one read of Redis for this long: every job and the move pass ask. */
 const READ_CACHE_MS = 1_000;
+/** How often a worker forgets, per environment, the configurations gone for longer than the hold. */
+const FORGET_EVERY_MS = 60_000;
 
 const configurationSchema = z.object({ fingerprint: z.string(), target: environmentTargetSchema });
 const entrySchema = z.object({
@@ -66,6 +68,8 @@ export class WorkerPresence {
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private cached: { at: number; read: Promise<LiveView> } | undefined;
+  /** When this worker last forgot gone configurations, by environment. */
+  private readonly forgotAt = new Map<string, number>();
 
   constructor(
     private readonly redis: RedisClient,
@@ -122,6 +126,7 @@ export class WorkerPresence {
       if (configuration) candidates.set(configuration.fingerprint, configuration.target);
     }
     const own = this.mine[environment];
+    this.forgetGone(environment, { running: new Set(candidates.keys()), seen, lastLive, now });
     for (const [fingerprint, raw] of Object.entries(lastLive)) {
       const last = parse(lastLiveSchema, raw);
       if (!last || last.at < now - VANISHED_HOLD_MS || candidates.has(fingerprint)) continue;
@@ -139,6 +144,45 @@ export class WorkerPresence {
     }
     if (!best) return undefined;
     return { target: best.target, mine: own?.fingerprint === best.fingerprint };
+  }
+
+  /**
+   * Forgets the configurations that no worker has run for longer than the hold: the two
+   * hashes stay small, and a worker that starts with one again (a rollback, once the
+   * configuration rolled back from has run for a while) is first seen anew, so it is the
+   * newest at once. At most once a minute per environment, in the background (a failure is
+   * retried a minute later). A worker that stalled past the hold writes its first
+   * sighting back when it renews, so a stall does not make an old configuration new.
+   */
+  private forgetGone(
+    environment: string,
+    state: {
+      running: Set<string>;
+      seen: Record<string, string>;
+      lastLive: Record<string, string>;
+      now: number;
+    },
+  ): void {
+    const { running, seen, lastLive, now } = state;
+    const last = this.forgotAt.get(environment);
+    if (last !== undefined && now - last < FORGET_EVERY_MS) return;
+    this.forgotAt.set(environment, now);
+    const own = this.mine[environment]?.fingerprint;
+    const gone = (fingerprint: string): boolean => {
+      if (fingerprint === own || running.has(fingerprint)) return false;
+      const raw = lastLive[fingerprint];
+      // Another version's entry it cannot read is not its to drop.
+      const lastRun = raw === undefined ? undefined : parse(lastLiveSchema, raw);
+      if (raw !== undefined && (!lastRun || lastRun.at >= now - VANISHED_HOLD_MS)) return false;
+      return Number(seen[fingerprint] ?? 0) < now - VANISHED_HOLD_MS;
+    };
+    const forgetSeen = Object.keys(seen).filter(gone);
+    const forgetLive = Object.keys(lastLive).filter(gone);
+    if (forgetSeen.length + forgetLive.length === 0) return;
+    const forget = this.redis.multi();
+    if (forgetSeen.length > 0) forget.hdel(this.keys.configSeen(environment), ...forgetSeen);
+    if (forgetLive.length > 0) forget.hdel(this.keys.configLive(environment), ...forgetLive);
+    void forget.exec().catch(() => undefined);
   }
 
   private async renew(ran = true): Promise<void> {

@@ -144,4 +144,39 @@ describe('which configurations the running workers have (real Redis)', () => {
     // Once newest()'s one-second read cache has passed.
     expect(await until(async () => (await current.presence.newest('web'))?.mine)).toBe(true);
   });
+
+  it('forgets a configuration that has not run for the hold, so a rollback to it is the newest at once', async () => {
+    const raw = connection();
+    // Only this test's configurations: the earlier tests wrote some that are newer.
+    await raw.del(keys.configSeen('web'), keys.configLive('web'));
+    const old = await workerIn('apps-old');
+    const current = await workerIn('apps');
+    const oldFingerprint = configurationFingerprint(old.config.environments[0]!, old.config);
+    await old.presence.stop();
+    const [seconds] = await raw.time();
+    const longAgo = Number(seconds) * 1000 - VANISHED_HOLD_MS - 60_000;
+    // The old configuration was first seen, and last ran, longer ago than the hold.
+    await raw.hset(keys.configSeen('web'), oldFingerprint, String(longAgo));
+    await raw.hset(
+      keys.configLive('web'),
+      oldFingerprint,
+      JSON.stringify({ at: longAgo, target: environmentTarget(old.config.environments[0]!) }),
+    );
+
+    expect((await current.presence.newest('web'))?.mine).toBe(true);
+    expect(
+      await until(
+        async () =>
+          (await raw.hexists(keys.configSeen('web'), oldFingerprint)) === 0 &&
+          (await raw.hexists(keys.configLive('web'), oldFingerprint)) === 0,
+      ),
+    ).toBe(true);
+    const currentFingerprint = configurationFingerprint(current.config.environments[0]!, current.config);
+    expect(await raw.hexists(keys.configSeen('web'), currentFingerprint)).toBe(1);
+
+    // Rolled back: the old configuration's worker is first seen anew, and takes over at once.
+    const rolledBack = await workerIn('apps-old');
+    expect((await rolledBack.presence.newest('web'))?.mine).toBe(true);
+    expect(await until(async () => (await current.presence.newest('web'))?.mine === false)).toBe(true);
+  });
 });
