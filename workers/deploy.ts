@@ -30,7 +30,7 @@ import { createKeys } from '../src/queue/keys.js';
 import { createDeployQueue, DeployProducer } from '../src/queue/producer.js';
 import { FINISHED_STATES, type JobRecord } from '../src/status/job-record.js';
 import { JobStore } from '../src/status/job-store.js';
-import { describeSuspension } from '../src/status/suspensions.js';
+import { describeSuspension, type Suspension } from '../src/status/suspensions.js';
 import type { CommitStatusReporter } from '../src/status/reporters/commit-status-reporter.js';
 
 export const DEFAULT_CONCURRENCY = 4;
@@ -515,15 +515,8 @@ export async function processDeployJob(
   if (suspension && (current ?? record).attempts === 0) {
     // Held, still queued, until the environment is resumed; written under the lock, which
     // a deploy that supersedes queued jobs holds too.
-    const message = `held: ${environment.name} is ${describeSuspension(suspension)}; deploys once resumed`;
     try {
-      if ((current ?? record).message !== message) {
-        const reason = suspension.reason ? ` (${suspension.reason})` : '';
-        await deps
-          .run(environment, current ?? record, logger)
-          .held(message, `Held: ${environment.name} is suspended${reason}`);
-        logger.info({ reason: suspension.reason }, 'environment suspended: job held until it is resumed');
-      }
+      await markHeld(environment, current ?? record, suspension, deps, logger);
     } finally {
       await lock.release();
     }
@@ -616,6 +609,23 @@ export async function processDeployJob(
   }
 }
 
+/** Says on the job's record, and as the commit's pending status, that a suspension holds it (once). */
+async function markHeld(
+  environment: EnvironmentConfig,
+  record: JobRecord,
+  suspension: Suspension,
+  deps: ProcessDeps,
+  logger: Logger,
+): Promise<void> {
+  const message = `held: ${environment.name} is ${describeSuspension(suspension)}; deploys once resumed`;
+  if (record.message === message) return;
+  const reason = suspension.reason ? ` (${suspension.reason})` : '';
+  await deps
+    .run(environment, record, logger)
+    .held(message, `Held: ${environment.name} is suspended${reason}`);
+  logger.info({ reason: suspension.reason }, 'environment suspended: job held until it is resumed');
+}
+
 /**
  * A job that another worker's configuration should run (a change rolling out, see config-skew
  * and worker-presence): handed back, its record saying whom it waits for. With 'wait', for
@@ -663,9 +673,18 @@ async function awaitMatchingWorker(
         logger.error(message);
         throw new UnrecoverableError(message);
       }
+      // A suspended environment's job says it is held, whichever worker looks at it: an old
+      // worker would hold it too, and the one it waits for holds it anyway.
+      const configured = deps.config.environments.find((candidate) => candidate.name === environment);
+      const suspension =
+        orElse === 'wait' && configured && current.attempts === 0
+          ? await deps.store.suspensions.get(environment)
+          : null;
       const until = orElse === 'wait' ? '' : `; until ${new Date(since + grace).toISOString()}`;
       const message = `waiting for ${waitingFor}${until}`;
-      if (current.message !== message) {
+      if (configured && suspension) {
+        await markHeld(configured, current, suspension, deps, logger);
+      } else if (current.message !== message) {
         await deps.store.update(jobId, { message });
         logger.warn({ waitingFor }, 'job handed back: another worker has the configuration to run it with');
       }

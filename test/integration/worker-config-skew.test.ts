@@ -201,6 +201,21 @@ describe('deploy worker with another configuration than the receiver (real Redis
     }
   });
 
+  it('says a job of a suspended environment is held, not waiting for a newer worker, while a change rolls out', async () => {
+    await oldWorker([{ name: 'web', repo, env: { namespace: `${namespace.name}-old`, healthTimeout: '0' } }]);
+    await currentWorkerStarting();
+    await current.services.store.suspensions.suspend('web', 'freeze');
+    const sha = await repo.commit({ 'manifests/app.yaml': configMap('app', { v: 'frozen' }) });
+    const push = await pushFor(sha, 'skew-suspended');
+
+    const held = await until(async () => {
+      const message = await messageOf(push);
+      return message?.startsWith('held: ') ? message : undefined;
+    });
+    expect(held).toMatch(/^held: web is suspended since .* \(freeze\); deploys once resumed$/);
+    expect((await current.services.store.get(push))?.state).toBe('queued');
+  });
+
   it('skips a re-sync run of an environment it lacks, leaving no record', async () => {
     const log: string[] = [];
     old = await createWorkerHarness({
