@@ -33,6 +33,7 @@ export const INGEST_NOTES = [
   '| 2026-12-03 19:28 | AMD EPYC | 6.9–8.3k | 0.72, 0.64 | 0.62, 0.61 | 0.86, 0.92 |',
   '| 2026-12-03 20:14 | AMD EPYC | 8.4–8.8k | 0.57, 0.60 | 0.56, 0.59 | 0.95, 0.99 |',
   '| 2026-12-04 01:15 | AMD EPYC | 5.7–7.3k | 0.85, 0.65 | 0.75, 0.63 | 0.88, 0.96 |',
+  '| 2026-12-04 05:36 | AMD EPYC | 6.7–9.0k | 0.60, 0.81 | 0.54, 0.74 | 0.90, 0.93 |',
   '',
   "Rows from 2026-12-02 on are of the current enqueue path (BullMQ's entry written from a template job).",
   'A receiver that queues with BullMQ and does nothing else is itself at or below the 0.6× target',
