@@ -1,4 +1,4 @@
-import { createServer, type RequestListener, type Server } from 'node:http';
+import { createServer, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 export interface RunningServer {
@@ -15,7 +15,19 @@ export interface RunningServer {
 export const DEFAULT_GRACE_MS = 10_000;
 
 export async function listen(handler: RequestListener, host: string, port: number): Promise<RunningServer> {
-  const server = createServer(handler);
+  let stopping = false;
+  // Once close() is called every answer ends its connection (`Connection: close`): else a
+  // keep-alive client (a load balancer, a webhook sender) goes on sending on it until the grace
+  // runs out and is cut mid-request. In flight: the answers close() has to mark.
+  const inFlight = new Set<ServerResponse>();
+  const server = createServer((request, response) => {
+    if (stopping) response.setHeader('Connection', 'close');
+    else {
+      inFlight.add(response);
+      response.once('close', () => inFlight.delete(response));
+    }
+    handler(request, response);
+  });
   // A client trickling a body must not hold a connection for the default five minutes.
   server.requestTimeout = 30_000;
   server.headersTimeout = 10_000;
@@ -38,6 +50,12 @@ export async function listen(handler: RequestListener, host: string, port: numbe
     address: address.address,
     port: address.port,
     close(graceMs = DEFAULT_GRACE_MS) {
+      stopping = true;
+      for (const response of inFlight) {
+        if (!response.headersSent) response.setHeader('Connection', 'close');
+        // Its headers are out already: its connection is let go once it is idle.
+        else response.once('close', () => server.closeIdleConnections());
+      }
       closing ??= new Promise<void>((resolve) => {
         const timer = setTimeout(() => server.closeAllConnections(), graceMs);
         timer.unref();

@@ -74,6 +74,13 @@ export function redisModeProblem(
   return audience === 'public' ? problem?.replace(`Redis at ${known?.address}`, 'Redis') : problem;
 }
 
+/**
+ * A producer command that Redis does not answer in this long fails: a webhook gets its 503
+ * within a second (SPEC §3) even when Redis hangs rather than refuses, with room left for the
+ * rest of the request.
+ */
+const PRODUCER_COMMAND_TIMEOUT_MS = 800;
+
 const retryStrategy = (attempt: number): number => Math.min(attempt * 200, 2_000);
 
 /**
@@ -141,7 +148,7 @@ function createStandalone(url: string, role: RedisRole): Redis {
           ...common,
           enableOfflineQueue: false,
           maxRetriesPerRequest: 1,
-          commandTimeout: 1_000,
+          commandTimeout: PRODUCER_COMMAND_TIMEOUT_MS,
           // No auto-pipelining: BullMQ defines its scripts on this connection after start-up,
           // and an auto-pipeline built before then lacks them (ioredis crashes the process).
         }
@@ -162,7 +169,7 @@ function createCluster(url: string, role: RedisRole): Cluster {
       ...node.redisOptions,
       connectTimeout: 1_000,
       ...(role === 'producer'
-        ? { maxRetriesPerRequest: 1, commandTimeout: 1_000 }
+        ? { maxRetriesPerRequest: 1, commandTimeout: PRODUCER_COMMAND_TIMEOUT_MS }
         : { maxRetriesPerRequest: null }),
     },
   };

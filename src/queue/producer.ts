@@ -87,7 +87,8 @@ export class DeployProducer {
       if (modeProblem) throw new Error(modeProblem);
       const { claim, entry } = await this.batch.send(request, data);
       if (claim.status === 'rejected') {
-        await this.queue.remove(request.id).catch(() => undefined);
+        // Not awaited: with Redis hung it would wait out a second timeout before the 503.
+        void this.queue.remove(request.id).catch(() => undefined);
         throw claim.reason;
       }
       const outcome = claim.value;

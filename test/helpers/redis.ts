@@ -16,6 +16,8 @@ export interface TestRedis {
   kill(): Promise<void>;
   /** Starts it again on the same port after kill(). */
   restart(): Promise<void>;
+  /** SIGSTOPs the server (it keeps its connections and answers nothing) until the returned function is called. */
+  hang(): () => void;
 }
 
 /** A real redis-server on a free loopback port, its data in a temporary folder. */
@@ -67,6 +69,11 @@ export async function startRedis(options: { password?: string } = {}): Promise<T
       await exited();
     },
     restart: launch,
+    hang() {
+      const stopped = child;
+      stopped?.kill('SIGSTOP');
+      return () => void stopped?.kill('SIGCONT');
+    },
   };
 }
 

@@ -608,6 +608,38 @@ describe('when Redis goes away', () => {
     expect(back.status).toBe(202);
     expect(await app.services.queue.getJob(jobsOf(back)[0]!.id)).toBeDefined();
   });
+
+  it('answers webhooks 503 within a second when Redis hangs (answers nothing) rather than refuses', async () => {
+    const app = await startReceiver(own.url);
+    receivers.push(app);
+    expect((await fetch(`${app.url}/readyz`)).status).toBe(200);
+
+    const resume = own.hang();
+    try {
+      for (const provider of ['github', 'gitlab'] as const) {
+        const started = Date.now();
+        const down =
+          provider === 'github'
+            ? await sendGithub(app, githubPush({ repository: GITHUB_REPO, branch: 'env/staging' }))
+            : await post(
+                app,
+                '/webhooks/gitlab',
+                JSON.stringify(
+                  gitlabPush({ project: GITLAB_PROJECT, branch: 'env/staging', after: randomSha() }),
+                ),
+                gitlabHeaders({ token: 'gitlab-token' }),
+              );
+        expect(down.status, provider).toBe(503);
+        expect(Date.now() - started, provider).toBeLessThan(1_000);
+      }
+      expect((await fetch(`${app.url}/readyz`)).status).toBe(503);
+    } finally {
+      resume();
+    }
+    await pollUntil(async () => (await fetch(`${app.url}/readyz`)).status === 200, 10_000);
+    const back = await sendGithub(app, githubPush({ repository: GITHUB_REPO, branch: 'env/staging' }));
+    expect(back.status).toBe(202);
+  });
 });
 
 async function pollUntil(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {

@@ -1,3 +1,5 @@
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { listen, type RunningServer } from '../../../src/http/server.js';
 
@@ -15,5 +17,36 @@ describe('the HTTP server', () => {
     // A slow or stalled client still loses its connection quickly.
     expect(running.server.headersTimeout).toBeLessThanOrEqual(10_000);
     expect((await fetch(running.url)).status).toBe(200);
+  });
+
+  it('ends each connection with the answer it gives once stopping, a request in flight included, and stops well before its grace', async () => {
+    let arrived: () => void = () => undefined;
+    const bodyStarted = new Promise<void>((resolve) => (arrived = resolve));
+    running = await listen(
+      async (req, res) => {
+        arrived();
+        for await (const chunk of req) void chunk;
+        res.end('ok');
+      },
+      '127.0.0.1',
+      0,
+    );
+    const socket = connect(running.port, '127.0.0.1');
+    await once(socket, 'connect');
+    let answer = '';
+    socket.on('data', (chunk: Buffer) => (answer += chunk.toString()));
+    const ended = once(socket, 'end');
+    // Keep-alive, half of the body sent when the server is told to stop.
+    socket.write('POST / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\nContent-Length: 4\r\n\r\nab');
+    await bodyStarted;
+    const closed = running.close(60_000);
+    socket.write('cd');
+
+    await ended;
+    expect(answer).toMatch(/^HTTP\/1\.1 200 /);
+    expect(answer.toLowerCase()).toContain('connection: close');
+    // Closed once that answer is out, not when the 60 s grace runs out.
+    await closed;
+    socket.destroy();
   });
 });
