@@ -40,6 +40,11 @@ export interface EnqueuedJob {
   environment: string;
   /** False when an existing job was returned (redelivery, or the same commit already queued or live). */
   created: boolean;
+  /**
+   * The commit the job was queued for: the trigger's, or the existing job's, which a
+   * redelivered id with another body does not change. None for a sync of the branch head.
+   */
+  sha?: string;
 }
 
 export class DeployProducer {
@@ -97,7 +102,7 @@ export class DeployProducer {
           await this.store.release(request).catch(() => undefined);
           throw entry.reason;
         }
-        return { id: outcome.id, environment, created: true };
+        return { id: outcome.id, environment, created: true, ...(trigger.sha ? { sha: trigger.sha } : {}) };
       }
       const [, existing] = await Promise.all([
         this.queue.remove(request.id).catch(() => 0),
@@ -113,7 +118,8 @@ export class DeployProducer {
           ...(existing.target ? { target: existing.target } : {}),
         });
       }
-      return { id: outcome.id, environment, created: false };
+      const sha = existing ? existing.trigger.sha : trigger.sha;
+      return { id: outcome.id, environment, created: false, ...(sha ? { sha } : {}) };
     } catch (error) {
       // A record that does not parse is a fault to fix, not an outage to retry: a 503 would
       // have the sender redeliver it for good.

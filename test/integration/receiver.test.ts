@@ -137,6 +137,20 @@ describe('GitHub push webhooks', () => {
     expect(await queuedCount(app)).toBe(1);
   });
 
+  it('a redelivered id with another body answers with its job and that job’s commit, not the body’s', async () => {
+    const app = await receiver();
+    const first = await sendGithub(app, githubPush({ repository: GITHUB_REPO, branch: 'env/staging' }), {
+      deliveryId: 'reused-delivery',
+    });
+    const again = await sendGithub(app, githubPush({ repository: GITHUB_REPO, branch: 'env/staging' }), {
+      deliveryId: 'reused-delivery',
+    });
+    expect(again.status).toBe(202);
+    expect(jobsOf(again)).toEqual(jobsOf(first));
+    const record = await app.services.store.get(jobsOf(first)[0]!.id);
+    expect(jobsOf(again)[0]!.sha).toBe(record!.trigger.sha);
+  });
+
   it('a second push of the same sha to the same environment returns the queued job', async () => {
     const app = await receiver();
     const after = randomSha();

@@ -225,7 +225,7 @@ export function createWebhookReceiver(deps: AppDeps): WebhookReceiver {
           created: job.created,
           repository: push.repository,
           branch: push.branch,
-          sha: push.after,
+          sha: job.sha ?? push.after,
         },
         'webhook accepted',
       );
@@ -235,7 +235,8 @@ export function createWebhookReceiver(deps: AppDeps): WebhookReceiver {
       jobs: jobs.map((job) => ({
         id: job.id,
         environment: job.environment,
-        sha: push.after,
+        // A redelivered id answers with its job, whose commit a changed body does not change.
+        sha: job.sha ?? push.after,
         statusUrl: jobStatusUrl(base, job.id),
       })),
     });
