@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import express from 'express';
 import { bearerAuth } from './auth.js';
 import type { AppDeps } from './deps.js';
-import { errorHandler, NO_STORE_NO_SNIFF, notFound } from './errors.js';
+import { errorHandler, NO_STORE_NO_SNIFF, notFound, optionsAnswer } from './errors.js';
 import { environmentRoutes } from './routes/environments.js';
 import { healthRoutes } from './routes/health.js';
 import { jobRoutes } from './routes/jobs.js';
@@ -29,6 +29,7 @@ export function createApp(deps: AppDeps): RequestHandler {
     res.set(NO_STORE_NO_SNIFF);
     next();
   });
+  app.use(optionsAnswer);
 
   // Open: probes, and webhooks (they carry their own signature).
   app.use(healthRoutes(deps));

@@ -56,8 +56,22 @@ const ROUTE_METHODS: readonly [RegExp, string][] = [
   [/^\/webhooks\/(github|gitlab)$/, 'POST'],
 ];
 
+const allowedMethods = (path: string): string | undefined =>
+  ROUTE_METHODS.find(([pattern]) => pattern.test(path))?.[1];
+
+/**
+ * OPTIONS names a route's methods in `Allow`, with no body; an unknown path is a 404 as for any
+ * method. Ahead of the routers: express's own answer to OPTIONS is plain text.
+ */
+export const optionsAnswer: RequestHandler = (req, res, next) => {
+  if (req.method !== 'OPTIONS') return next();
+  const allowed = allowedMethods(req.path);
+  if (!allowed) return next();
+  res.set('Allow', `${allowed}, OPTIONS`).status(204).end();
+};
+
 export const notFound: RequestHandler = (req, res) => {
-  const allowed = ROUTE_METHODS.find(([pattern]) => pattern.test(req.path))?.[1];
+  const allowed = allowedMethods(req.path);
   if (allowed) {
     res.set('Allow', allowed);
     sendError(res, 405, `${req.method} is not allowed on ${req.path}: use ${allowed.split(', ')[0]}`);

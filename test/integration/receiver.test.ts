@@ -428,6 +428,20 @@ describe('bad input', () => {
     expect(await wrongMethod.json()).toEqual({ error: 'GET is not allowed on /webhooks/github: use POST' });
     const deleteJobs = await fetch(`${app.url}/jobs`, { method: 'DELETE' });
     expect([deleteJobs.status, deleteJobs.headers.get('allow')]).toEqual([405, 'GET, HEAD']);
+    // OPTIONS names the methods, with no body (express's own answer is a plain-text list).
+    for (const [path, allow] of [
+      ['/webhooks/gitlab', 'POST, OPTIONS'],
+      ['/jobs/some-id', 'GET, HEAD, OPTIONS'],
+      ['/environments/staging/sync', 'POST, OPTIONS'],
+    ]) {
+      const options = await fetch(`${app.url}${path}`, { method: 'OPTIONS' });
+      expect([options.status, options.headers.get('allow'), await options.text()], path).toEqual([
+        204,
+        allow,
+        '',
+      ]);
+    }
+    expect((await fetch(`${app.url}/nowhere`, { method: 'OPTIONS' })).status).toBe(404);
     const malformed = await fetch(`${app.url}/jobs/%E0%A4%A`);
     expect(malformed.status).toBe(400);
     const text = await malformed.text();
