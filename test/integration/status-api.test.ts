@@ -125,6 +125,17 @@ describe('GET /jobs', () => {
       status: 400,
       body: { error: 'state: give it once (one value per request)' },
     });
+    // A misspelt filter is refused, not ignored (which would answer every job).
+    for (const [query, name] of [
+      ['env=staging', 'env'],
+      ['status=failed', 'status'],
+      ['environment[]=staging', 'environment[]'],
+    ]) {
+      expect(await get(app, `/jobs?${query}`)).toEqual({
+        status: 400,
+        body: { error: `query: unknown parameter "${name}" (known: environment, state, limit)` },
+      });
+    }
   });
 
   it('defaults the limit to 20', async () => {

@@ -12,28 +12,31 @@ const LIMIT_RANGE = `must be a whole number from 1 to ${MAX_JOB_LIMIT}`;
 /** GET /jobs/:id and GET /jobs?environment=E&state=S&limit=N (newest first). */
 export function jobRoutes(deps: AppDeps): Router {
   const environments = new Set(deps.config.environments.map((environment) => environment.name));
-  const listQuery = z.object({
-    environment: z
-      .string()
-      .refine(
-        (name) => environments.has(name),
-        (name) => ({ message: `unknown environment "${name}"` }),
-      )
-      .optional(),
-    state: z
-      .string()
-      .refine((state) => jobStateSchema.safeParse(state).success, {
-        message: `must be one of ${jobStateSchema.options.join(', ')}`,
-      })
-      .transform((state) => jobStateSchema.parse(state))
-      .optional(),
-    limit: z
-      .string()
-      .regex(/^\d+$/, LIMIT_RANGE)
-      .transform(Number)
-      .pipe(z.number().int().min(1, LIMIT_RANGE).max(MAX_JOB_LIMIT, LIMIT_RANGE))
-      .default(String(DEFAULT_JOB_LIMIT)),
-  });
+  const listQuery = z
+    .object({
+      environment: z
+        .string()
+        .refine(
+          (name) => environments.has(name),
+          (name) => ({ message: `unknown environment "${name}"` }),
+        )
+        .optional(),
+      state: z
+        .string()
+        .refine((state) => jobStateSchema.safeParse(state).success, {
+          message: `must be one of ${jobStateSchema.options.join(', ')}`,
+        })
+        .transform((state) => jobStateSchema.parse(state))
+        .optional(),
+      limit: z
+        .string()
+        .regex(/^\d+$/, LIMIT_RANGE)
+        .transform(Number)
+        .pipe(z.number().int().min(1, LIMIT_RANGE).max(MAX_JOB_LIMIT, LIMIT_RANGE))
+        .default(String(DEFAULT_JOB_LIMIT)),
+    })
+    // A misspelt filter (`env=`, `status=`, `environment[]=`) must not answer every job as if it held.
+    .strict();
   const router = Router();
 
   router.get('/jobs', async (req, res) => {
