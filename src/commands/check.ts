@@ -12,7 +12,11 @@ export function runCheck(args: CommandArgs): Promise<number> {
   const file = resolveConfigPath(args.config, args.env);
   // As `start` reads it: a missing REDIS_URL means "run a private redis-server" (SPEC §2), not
   // an invalid file; serve and worker still refuse to start without it, as warned below.
-  const config = loadConfig(file, args.env, { unsetWhenVariableMissing: ['redis.url'] });
+  let redisUrlVariable: string | undefined;
+  const config = loadConfig(file, args.env, {
+    unsetWhenVariableMissing: ['redis.url'],
+    onUnset: (_path, variable) => (redisUrlVariable = variable),
+  });
   const secrets = readSecrets(args.env);
   // What every other command refuses at start (exit 2), so a CI check catches it first.
   logLevelFromEnv(args.env.LOG_LEVEL);
@@ -37,8 +41,9 @@ export function runCheck(args: CommandArgs): Promise<number> {
 
   // Warnings, not errors: a receiver without secrets still serves the status API.
   if (!config.redis.url) {
+    const why = redisUrlVariable ? ` (${redisUrlVariable} is not set)` : '';
     args.stderr.write(
-      'warning: redis.url is not set (REDIS_URL); pushgate serve and worker need it, pushgate start runs its own redis-server\n',
+      `warning: redis.url is not set${why}; pushgate serve and worker need it, pushgate start runs its own redis-server\n`,
     );
   }
   const providers = new Set(config.environments.map((environment) => environment.repo.provider));

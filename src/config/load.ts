@@ -20,6 +20,8 @@ export interface LoadOptions {
    * rather than failing the load: SPEC §2's `url: ${REDIS_URL}` is optional in `pushgate start`.
    */
   unsetWhenVariableMissing?: readonly string[];
+  /** Told of each such field left unset, and of the variable it names (for warnings that name it). */
+  onUnset?: (path: string, variable: string) => void;
 }
 
 export function loadConfig(file: string, env: Env = process.env, options: LoadOptions = {}): Config {
@@ -58,7 +60,8 @@ export function parseConfigText(
     // yaml throws on an alias bomb only here, after parsing: still a bad file (exit 2), not a crash.
     throw new ConfigError(`${file}: invalid YAML: ${errorMessage(error)}`, { cause: error });
   }
-  const expanded = expandVariables(raw, [], file, env, new Set(options.unsetWhenVariableMissing));
+  const unset = { paths: new Set(options.unsetWhenVariableMissing), notify: options.onUnset };
+  const expanded = expandVariables(raw, [], file, env, unset);
   if (typeof expanded !== 'object' || expanded === null || Array.isArray(expanded)) {
     throw new ConfigError(`${file}: the configuration must be a YAML mapping`);
   }
@@ -90,6 +93,11 @@ function formatIssue(issue: ZodIssue): string {
   return `${where}: ${issue.message}`;
 }
 
+interface UnsetWhenMissing {
+  paths: ReadonlySet<string>;
+  notify: LoadOptions['onUnset'];
+}
+
 const VARIABLE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}/g;
 
 /**
@@ -102,7 +110,7 @@ function expandVariables(
   path: (string | number)[],
   file: string,
   env: Env,
-  unsetWhenMissing: ReadonlySet<string>,
+  unsetWhenMissing: UnsetWhenMissing,
 ): unknown {
   if (typeof value === 'string') {
     let missing = false;
@@ -120,8 +128,9 @@ function expandVariables(
         if (hasDefault !== undefined) return fallback ?? '';
         // Only a field that is the variable alone: in `redis://:${PASSWORD}@redis:6379` a lost
         // password is a broken URL, not a request for pushgate start's private redis-server.
-        if (match === value && unsetWhenMissing.has(formatPath(path))) {
+        if (match === value && unsetWhenMissing.paths.has(formatPath(path))) {
           missing = true;
+          unsetWhenMissing.notify?.(formatPath(path), name);
           return '';
         }
         const emptyFile = env[`${name}_FILE`];

@@ -118,10 +118,20 @@ describe('pushgate check', () => {
     const { REDIS_URL: _url, ...env } = cliEnv();
     const run = await runCli(['check', '--config', configFile], env);
     expect(run.code).toBe(0);
-    expect(run.stderr).toContain('warning: redis.url is not set (REDIS_URL)');
+    expect(run.stderr).toContain('warning: redis.url is not set (REDIS_URL is not set)');
     const serve = await runCli(['serve', '--config', configFile], env);
     expect(serve.code).toBe(2);
     expect(serve.stderr).toContain('redis.url');
+  });
+
+  it('names the variable the configuration reads redis.url from, when it is not set', async () => {
+    const otherVariable = join(dir, 'redis-variable.yaml');
+    const text = cliConfigText().replace(/url: .*REDIS_URL.*/, 'url: ${QUEUE_REDIS_URL}');
+    expect(text).toContain('${QUEUE_REDIS_URL}');
+    writeFileSync(otherVariable, text);
+    const run = await runCli(['check', '--config', otherVariable]);
+    expect(run.code).toBe(0);
+    expect(run.stderr).toContain('warning: redis.url is not set (QUEUE_REDIS_URL is not set)');
   });
 
   it('warns where commit statuses will link when a status token is set without server.publicUrl', async () => {
