@@ -120,6 +120,13 @@ describe('GitLab Standard Webhooks signature', () => {
     expect(verifier.verify({ ...request, headers: withoutKey })).toEqual({ ok: true });
   });
 
+  it('checks X-Gitlab-Token only against configured tokens: with none, the signature alone decides', () => {
+    const withToken = { ...signed(), headers: { ...signed().headers, 'x-gitlab-token': 'anything' } };
+    expect(verifier.verify(withToken)).toEqual({ ok: true });
+    const both = createGitlabVerifier(['token'], [GITLAB_SIGNING_TOKEN]);
+    expect(both.verify(withToken)).toEqual({ ok: false, why: 'mismatch' });
+  });
+
   it('does not let a valid token excuse a bad signature', () => {
     const both = createGitlabVerifier(['token'], [GITLAB_SIGNING_TOKEN]);
     const request = signed({ token: 'whsec_b3RoZXI=' });
