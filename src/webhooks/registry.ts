@@ -29,6 +29,8 @@ export interface WebhookProvider {
   verify(input: VerifyInput): Promise<VerifyResult>;
   eventName(headers: WebhookHeaders): string | undefined;
   deliveryId(headers: WebhookHeaders): string | undefined;
+  /** The headers deliveryId reads, for an error that names them. */
+  deliveryHeaders: string;
   parse(event: string | undefined, body: unknown, deliveryId: string | undefined): WebhookEvent;
 }
 
@@ -47,6 +49,7 @@ export function createWebhookRegistry(secrets: Secrets): WebhookRegistry {
       verify: (input) => verifyGithubSignature(githubSecrets, input),
       eventName: (headers) => header(headers, 'x-github-event'),
       deliveryId: (headers) => header(headers, 'x-github-delivery'),
+      deliveryHeaders: 'X-GitHub-Delivery',
       parse: parseGithubEvent,
     },
     gitlab: {
@@ -59,6 +62,7 @@ export function createWebhookRegistry(secrets: Secrets): WebhookRegistry {
       // GitLab sends the same Idempotency-Key on every retry of one event; the event UUID
       // is the fallback for versions that predate it.
       deliveryId: (headers) => header(headers, 'idempotency-key') || header(headers, 'x-gitlab-event-uuid'),
+      deliveryHeaders: 'Idempotency-Key or X-Gitlab-Event-UUID',
       parse: parseGitlabEvent,
     },
   };

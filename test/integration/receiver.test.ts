@@ -416,6 +416,18 @@ describe('bad input', () => {
     });
   }
 
+  it('refuses a delivery id longer than 200 characters (it would be kept as a Redis key), queuing nothing', async () => {
+    const app = await receiver();
+    const push = githubPush({ repository: GITHUB_REPO, branch: 'env/staging' });
+    const overlong = await sendGithub(app, push, { deliveryId: 'd'.repeat(201) });
+    expect(overlong).toMatchObject({
+      status: 400,
+      body: { error: 'X-GitHub-Delivery: longer than 200 characters' },
+    });
+    expect(await queuedCount(app)).toBe(0);
+    expect((await sendGithub(app, push, { deliveryId: 'd'.repeat(200) })).status).toBe(202);
+  });
+
   it('unknown routes and malformed URLs answer JSON without a stack trace', async () => {
     const app = await receiver();
     const missing = await fetch(`${app.url}/nowhere`);

@@ -23,6 +23,8 @@ import { environmentTarget } from '../../deploy/config-skew.js';
 type Outcome = WebhookOutcome;
 
 const UNAUTHORIZED = 'invalid or missing webhook signature or token';
+/** Delivery ids are UUIDs (GitHub, GitLab) or `msg_…` (Standard Webhooks): far shorter. */
+export const MAX_DELIVERY_ID_LENGTH = 200;
 
 export interface WebhookReceiver {
   registry: WebhookRegistry;
@@ -84,9 +86,15 @@ export function createWebhookReceiver(deps: AppDeps): WebhookReceiver {
     res: ServerResponse,
   ): Promise<void> => {
     const deliveryId = provider.deliveryId(req.headers);
+    // GitHub's and GitLab's are UUIDs; a longer one would be kept for a week as a Redis key.
+    const overlong = deliveryId !== undefined && deliveryId.length > MAX_DELIVERY_ID_LENGTH;
     // Made on first use: an accepted push logs its one line without a child logger.
     let child: Logger | undefined;
-    const log = (): Logger => (child ??= deps.logger.child({ provider: provider.name, deliveryId }));
+    const log = (): Logger =>
+      (child ??= deps.logger.child({
+        provider: provider.name,
+        deliveryId: overlong ? `${deliveryId.slice(0, MAX_DELIVERY_ID_LENGTH)}…` : deliveryId,
+      }));
     const done = (outcome: Outcome): void => {
       deps.metrics.webhooks.inc({ provider: provider.name, outcome });
     };
@@ -137,6 +145,10 @@ export function createWebhookReceiver(deps: AppDeps): WebhookReceiver {
       }
       if (text === undefined)
         throw new PushgateError('bad_request', 'body is not UTF-8 (JSON must be)', { status: 400 });
+      if (overlong) {
+        const limit = `longer than ${MAX_DELIVERY_ID_LENGTH} characters`;
+        throw new PushgateError('bad_request', `${provider.deliveryHeaders}: ${limit}`, { status: 400 });
+      }
       const eventName = provider.eventName(req.headers);
       const event = provider.parse(eventName, parseJsonBody(text, req.headers['content-type']), deliveryId);
       if (event.kind === 'ping') {
