@@ -20,11 +20,15 @@ export async function listen(handler: RequestListener, host: string, port: numbe
   // keep-alive client (a load balancer, a webhook sender) goes on sending on it until the grace
   // runs out and is cut mid-request. In flight: the answers close() has to mark.
   const inFlight = new Set<ServerResponse>();
+  // One function for all (no closure per request): this is the hot path of every webhook.
+  function answered(this: ServerResponse): void {
+    inFlight.delete(this);
+  }
   const server = createServer((request, response) => {
     if (stopping) response.setHeader('Connection', 'close');
     else {
       inFlight.add(response);
-      response.once('close', () => inFlight.delete(response));
+      response.on('close', answered);
     }
     handler(request, response);
   });
