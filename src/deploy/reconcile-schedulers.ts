@@ -83,9 +83,15 @@ function environmentOf(schedulerId: string): string {
 
 async function upsertScheduler(queue: Queue<DeployJobData>, id: string, every: number): Promise<void> {
   const environment = environmentOf(id);
+  const current = await queue.getJobScheduler(id);
+  // BullMQ keeps a scheduler's phase (`offset`, up to the interval it was made with) when its
+  // `every` changes, and aligns a run that fell due while no worker ran to it: after a change
+  // from 10m to 3s the next run came up to 10 minutes late. A phase within the interval mends it.
+  const stalePhase =
+    current?.every !== undefined && (current.every !== every || (current.offset ?? 0) >= every);
   await queue.upsertJobScheduler(
     id,
-    { every },
+    { every, ...(stalePhase ? { offset: Math.max(1, Date.now() % every) } : {}) },
     {
       name: DEPLOY_JOB_NAME,
       // receivedAt of each run is the BullMQ job's own timestamp (the worker creates the record).

@@ -364,6 +364,35 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
     expect((await queue.getJobScheduler('reconcile:web'))?.every).toBe(3_600_000);
   });
 
+  it('a changed reconcile interval runs at its own pace, not at the phase of the old one', async () => {
+    await harness.close();
+    harness = await createWorkerHarness({
+      redisUrl: redis.url,
+      environments: [{ name: 'web', repo, env: { namespace: namespace.name, reconcileInterval: '1s' } }],
+    });
+    await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
+    const { queue, redis: connection, keys } = harness.services;
+    // The scheduler as a worker of the earlier configuration (re-sync every hour) left it.
+    const hourly = {
+      ...harness.config,
+      environments: harness.config.environments.map((e) => ({ ...e, reconcileInterval: 3_600_000 })),
+    };
+    const store = { queue, redis: connection, keys };
+    await syncReconcileSchedulers(store, hourly, silentLogger());
+    // Then a worker of the new configuration (every second) started, and stopped; none runs
+    // for longer than the new interval, so the next run falls due while no worker is there.
+    await syncReconcileSchedulers(store, harness.config, silentLogger());
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+
+    await harness.startWorker();
+
+    // Several runs a second apart. With the hourly phase kept (BullMQ's own behaviour), the
+    // run after the one that fell due comes up to an hour later.
+    await until(async () => (await queue.getCompletedCount()) >= 3);
+    const scheduler = await queue.getJobScheduler('reconcile:web');
+    expect(scheduler?.every).toBe(1_000);
+  });
+
   it('skips re-sync runs that fall due while a deploy runs, instead of piling them up', async () => {
     await harness.close();
     harness = await createWorkerHarness({
