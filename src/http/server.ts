@@ -8,6 +8,8 @@ export interface RunningServer {
   /** The address bound: `0.0.0.0`, `::`, `127.0.0.1`... */
   address: string;
   port: number;
+  /** Answers not finished yet: those close() marks to end their connections. */
+  readonly inFlight: number;
   /** Stops accepting, lets in-flight requests finish (up to `graceMs`), then drops what is left. */
   close(graceMs?: number): Promise<void>;
 }
@@ -32,6 +34,13 @@ export async function listen(handler: RequestListener, host: string, port: numbe
     }
     handler(request, response);
   });
+  // An answer queued behind another on a pipelined connection that the client closes never
+  // gets a socket, so never emits 'close': its connection's end lets it go instead.
+  server.on('connection', (socket) =>
+    socket.once('close', () => {
+      for (const response of inFlight) if (response.req.socket === socket) inFlight.delete(response);
+    }),
+  );
   // A client trickling a body must not hold a connection for the default five minutes.
   server.requestTimeout = 30_000;
   server.headersTimeout = 10_000;
@@ -53,6 +62,9 @@ export async function listen(handler: RequestListener, host: string, port: numbe
     url: `http://${shownHost}:${address.port}`,
     address: address.address,
     port: address.port,
+    get inFlight() {
+      return inFlight.size;
+    },
     close(graceMs = DEFAULT_GRACE_MS) {
       stopping = true;
       for (const response of inFlight) {

@@ -49,4 +49,19 @@ describe('the HTTP server', () => {
     await closed;
     socket.destroy();
   });
+
+  it('forgets the answers queued on a pipelined connection that the client closed', async () => {
+    running = await listen((_req, res) => void setTimeout(() => res.end('ok'), 20), '127.0.0.1', 0);
+    const socket = connect(running.port, '127.0.0.1');
+    await once(socket, 'connect');
+    socket.write('GET /a HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(3));
+    // Gone before the first answer: the two queued behind it never get the socket.
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    socket.destroy();
+    const server = running;
+    const deadline = Date.now() + 5_000;
+    while (server.inFlight > 0 && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(server.inFlight).toBe(0);
+  });
 });
