@@ -118,7 +118,9 @@ export class DeployProducer {
           ...(existing.target ? { target: existing.target } : {}),
         });
       }
-      const sha = existing ? existing.trigger.sha : trigger.sha;
+      // A redelivery answers as the first delivery did; a push of a commit the job already
+      // deploys (it caught up to it) names that commit, not the one the job was queued for.
+      const sha = outcome.matchedBy === 'delivery' && existing ? existing.trigger.sha : trigger.sha;
       return { id: outcome.id, environment, created: false, ...(sha ? { sha } : {}) };
     } catch (error) {
       // A record that does not parse is a fault to fix, not an outage to retry: a 503 would

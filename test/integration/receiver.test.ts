@@ -166,6 +166,23 @@ describe('GitHub push webhooks', () => {
     expect(await queuedCount(app)).toBe(1);
   });
 
+  it('a push of the commit a running job caught up to returns that job, naming the pushed commit', async () => {
+    const app = await receiver();
+    const [job] = jobsOf(
+      await sendGithub(app, githubPush({ repository: GITHUB_REPO, branch: 'env/staging' })),
+    );
+    // The job found the branch moved on and deploys its head, as a worker does.
+    const head = randomSha();
+    await app.services.store.update(job!.id, { state: 'running', sha: head });
+
+    const push = await sendGithub(
+      app,
+      githubPush({ repository: GITHUB_REPO, branch: 'env/staging', after: head }),
+    );
+
+    expect(jobsOf(push)).toEqual([{ ...job, sha: head }]);
+  });
+
   it('accepts the old and the new secret during a rotation', async () => {
     const app = await receiver({ secrets: { githubWebhookSecrets: ['new-secret', 'old-secret'] } });
     for (const secret of ['old-secret', 'new-secret']) {
