@@ -86,12 +86,15 @@ async function upsertScheduler(queue: Queue<DeployJobData>, id: string, every: n
   const current = await queue.getJobScheduler(id);
   // BullMQ keeps a scheduler's phase (`offset`, up to the interval it was made with) when its
   // `every` changes, and aligns a run that fell due while no worker ran to it: after a change
-  // from 10m to 3s the next run came up to 10 minutes late. A phase within the interval mends it.
+  // from 10m to 3s the next run came up to 10 minutes late. A phase within the interval mends
+  // it; this one puts the first run of a changed interval a second from now, as BullMQ's own
+  // (run at once) would, rather than a whole new interval away.
   const stalePhase =
     current?.every !== undefined && (current.every !== every || (current.offset ?? 0) >= every);
+  const offset = Math.max(1, (Date.now() + Math.min(1_000, every - 1)) % every);
   await queue.upsertJobScheduler(
     id,
-    { every, ...(stalePhase ? { offset: Math.max(1, Date.now() % every) } : {}) },
+    { every, ...(stalePhase ? { offset } : {}) },
     {
       name: DEPLOY_JOB_NAME,
       // receivedAt of each run is the BullMQ job's own timestamp (the worker creates the record).

@@ -391,6 +391,13 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
     await until(async () => (await queue.getCompletedCount()) >= 3);
     const scheduler = await queue.getJobScheduler('reconcile:web');
     expect(scheduler?.every).toBe(1_000);
+
+    // Made longer again (a worker of the hourly configuration starts): its first run comes
+    // soon, not a whole interval (an hour) from now.
+    await syncReconcileSchedulers(store, hourly, silentLogger());
+    const longer = await queue.getJobScheduler('reconcile:web');
+    expect(longer?.every).toBe(3_600_000);
+    expect(Number(longer?.next) - Date.now()).toBeLessThan(5_000);
   });
 
   it('skips re-sync runs that fall due while a deploy runs, instead of piling them up', async () => {
