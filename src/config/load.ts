@@ -125,7 +125,12 @@ function expandVariables(
           throw new ConfigError(`${where}: ${errorMessage(error)}`, { cause: error });
         }
         if (found !== undefined && found !== '') return found;
-        if (hasDefault !== undefined) return fallback ?? '';
+        if (hasDefault !== undefined) {
+          // `url: ${REDIS_URL:-}`: not set either, and the variable is the one to name.
+          if (!fallback && match === value && unsetWhenMissing.paths.has(formatPath(path)))
+            unsetWhenMissing.notify?.(formatPath(path), name);
+          return fallback ?? '';
+        }
         // Only a field that is the variable alone: in `redis://:${PASSWORD}@redis:6379` a lost
         // password is a broken URL, not a request for pushgate start's private redis-server.
         if (match === value && unsetWhenMissing.paths.has(formatPath(path))) {

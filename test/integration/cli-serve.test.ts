@@ -132,6 +132,10 @@ describe('pushgate check', () => {
     const run = await runCli(['check', '--config', otherVariable]);
     expect(run.code).toBe(0);
     expect(run.stderr).toContain('warning: redis.url is not set (QUEUE_REDIS_URL is not set)');
+    // The shipped configuration's form, with an empty default.
+    writeFileSync(otherVariable, text.replace('${QUEUE_REDIS_URL}', '${QUEUE_REDIS_URL:-}'));
+    const withDefault = await runCli(['check', '--config', otherVariable]);
+    expect(withDefault.stderr).toContain('warning: redis.url is not set (QUEUE_REDIS_URL is not set)');
   });
 
   it('warns where commit statuses will link when a status token is set without server.publicUrl', async () => {
