@@ -116,8 +116,15 @@ export class EnqueueBatch {
         batch.map((): PromiseSettledResult<ClaimOutcome> => ({ status: 'rejected', reason })),
     );
     batch.forEach((pending, index) => {
+      const claim = settled[index]!;
+      // A claim Redis did not answer is a 503 now: its entry would only hold that answer back
+      // past the second a webhook sender is owed (a hung node times out once more).
+      if (claim.status === 'rejected') {
+        pending.resolve({ claim, entry: { status: 'rejected', reason: claim.reason } });
+        return;
+      }
       void Promise.allSettled([this.addEntry(client, pending.request.id, pending.data)]).then(([added]) =>
-        pending.resolve({ claim: settled[index]!, entry: added }),
+        pending.resolve({ claim, entry: added }),
       );
     });
   }

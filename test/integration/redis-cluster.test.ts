@@ -146,13 +146,22 @@ describe('on a Redis Cluster (three real masters; redis.cluster: true)', () => {
     expect(environment.lastAppliedSha).toBe(after);
   });
 
-  it('is not ready while the node serving its slot answers nothing, and ready again once it does', async () => {
+  it('is not ready while the node serving its slot answers nothing, answers webhooks 503 within a second, and is ready again once it does', async () => {
     const owner = await cluster.ownerOf(`{${harness.config.redis.prefix}}`);
     const resume = cluster.pause(owner);
     try {
       // A PING would go to any node; readiness is about the one holding pushgate's keys.
       for (let probe = 0; probe < 3; probe += 1)
         expect((await fetch(`${server.url}/readyz`)).status).toBe(503);
+      const body = JSON.stringify(githubPush({ repository: 'acme/web-config', branch: 'env/test' }));
+      const started = Date.now();
+      const refused = await fetch(`${server.url}/webhooks/github`, {
+        method: 'POST',
+        body,
+        headers: githubHeaders(SECRET, body),
+      });
+      expect(refused.status).toBe(503);
+      expect(Date.now() - started).toBeLessThan(1_000);
     } finally {
       resume();
     }
