@@ -73,7 +73,7 @@ export const optionsAnswer: RequestHandler = (req, res, next) => {
 export const notFound: RequestHandler = (req, res) => {
   const allowed = allowedMethods(req.path);
   if (allowed) {
-    res.set('Allow', allowed);
+    res.set('Allow', `${allowed}, OPTIONS`);
     sendError(res, 405, `${req.method} is not allowed on ${req.path}: use ${allowed.split(', ')[0]}`);
     return;
   }

@@ -453,10 +453,10 @@ describe('bad input', () => {
     // A route asked with the wrong method says which one it takes.
     const wrongMethod = await fetch(`${app.url}/webhooks/github`);
     expect(wrongMethod.status).toBe(405);
-    expect(wrongMethod.headers.get('allow')).toBe('POST');
+    expect(wrongMethod.headers.get('allow')).toBe('POST, OPTIONS');
     expect(await wrongMethod.json()).toEqual({ error: 'GET is not allowed on /webhooks/github: use POST' });
     const deleteJobs = await fetch(`${app.url}/jobs`, { method: 'DELETE' });
-    expect([deleteJobs.status, deleteJobs.headers.get('allow')]).toEqual([405, 'GET, HEAD']);
+    expect([deleteJobs.status, deleteJobs.headers.get('allow')]).toEqual([405, 'GET, HEAD, OPTIONS']);
     // OPTIONS names the methods, with no body (express's own answer is a plain-text list).
     for (const [path, allow] of [
       ['/webhooks/gitlab', 'POST, OPTIONS'],

@@ -287,7 +287,7 @@ describe('suspend and resume (real Redis, git, kube-apiserver)', () => {
     }
     const wrongMethod = await fetch(`${server.url}/environments/web/suspend`);
     expect(wrongMethod.status).toBe(405);
-    expect(wrongMethod.headers.get('allow')).toBe('POST');
+    expect(wrongMethod.headers.get('allow')).toBe('POST, OPTIONS');
     expect(
       ((await (await fetch(`${server.url}/environments/web`)).json()) as { suspended: unknown }).suspended,
     ).toBeNull();
