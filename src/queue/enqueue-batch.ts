@@ -120,7 +120,7 @@ export class EnqueueBatch {
       // A claim Redis did not answer is a 503 now: its entry would only hold that answer back
       // past the second a webhook sender is owed (a hung node times out once more).
       if (claim.status === 'rejected') {
-        pending.resolve({ claim, entry: { status: 'rejected', reason: claim.reason } });
+        pending.resolve({ claim, entry: { status: 'rejected', reason: claim.reason as unknown } });
         return;
       }
       void Promise.allSettled([this.addEntry(client, pending.request.id, pending.data)]).then(([added]) =>
