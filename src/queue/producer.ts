@@ -41,8 +41,8 @@ export interface EnqueuedJob {
   /** False when an existing job was returned (redelivery, or the same commit already queued or live). */
   created: boolean;
   /**
-   * The commit the job was queued for: the trigger's, or the existing job's, which a
-   * redelivered id with another body does not change. None for a sync of the branch head.
+   * The commit the answer names: the trigger's; on a redelivered id, the one its job was
+   * queued for (another body does not change it). None for a sync of the branch head.
    */
   sha?: string;
 }
