@@ -7,7 +7,7 @@ import { mergeAttemptResources } from './attempt-resources.js';
 import { environmentTarget } from './config-skew.js';
 import type { Metrics } from '../lib/metrics.js';
 import { FINISHED_STATES, type JobRecord, type JobState, type ResourceResult } from '../status/job-record.js';
-import type { JobStore } from '../status/job-store.js';
+import type { AppliedCommit, JobStore } from '../status/job-store.js';
 import type { CommitStatusReporter } from '../status/reporters/commit-status-reporter.js';
 import type { DeployStatusState } from '../status/reporters/types.js';
 
@@ -124,19 +124,17 @@ export class JobRun {
       `Deployed to ${this.environment.name}: ${summarise(resources)}`,
       this.quiet && !changed,
     );
-    await this.patch({
-      state: 'succeeded',
-      sha,
-      resources,
-      error: null,
-      finishedAt,
-      message: [summarise(resources), ...warnings.map((warning) => `warning: ${warning}`)].join('; '),
-    });
-    await this.deps.store.recordFinished(this.environment.name, this.id, {
-      sha,
-      at: finishedAt,
-      target: environmentTarget(this.environment),
-    });
+    await this.finalPatch(
+      {
+        state: 'succeeded',
+        sha,
+        resources,
+        error: null,
+        finishedAt,
+        message: [summarise(resources), ...warnings.map((warning) => `warning: ${warning}`)].join('; '),
+      },
+      { sha, at: finishedAt, target: environmentTarget(this.environment) },
+    );
     this.finish('succeeded');
     this.logger.info({ sha, objects: resources.length }, 'deploy succeeded');
   }
@@ -164,7 +162,9 @@ export class JobRun {
     const [first] = notReady;
     const more = notReady.length > 1 ? ` (and ${notReady.length - 1} more)` : '';
     const waitedOn = first === undefined ? '' : `: ${first}${more}`;
-    await this.patch({
+    // Not recorded as applied: its health was never judged, so it is not "live" either, and a
+    // force-push back to it deploys it again (and judges it).
+    await this.finalPatch({
       state: 'superseded',
       sha,
       resources,
@@ -176,9 +176,6 @@ export class JobRun {
         ...warnings.map((warning) => `warning: ${warning}`),
       ].join('; '),
     });
-    // Not recorded as applied: its health was never judged, so it is not "live" either, and a
-    // force-push back to it deploys it again (and judges it).
-    await this.deps.store.recordFinished(this.environment.name, this.id);
     this.finish('superseded');
     this.logger.info({ sha, head: by, notReady: notReady.length }, 'deploy applied, health wait overtaken');
   }
@@ -188,14 +185,13 @@ export class JobRun {
     const message = `superseded by ${by}`;
     await this.settleEarlierCommit(announcedSha, by);
     this.report(announcedSha, 'superseded', `Superseded by ${short(by)}; not deployed itself`);
-    await this.patch({
+    await this.finalPatch({
       state: 'superseded',
       finishedAt: new Date().toISOString(),
       error: null,
       supersededBy: by,
       message,
     });
-    await this.deps.store.recordFinished(this.environment.name, this.id);
     this.finish('superseded');
     this.logger.info({ announcedSha, head: by }, 'deploy superseded');
   }
@@ -207,14 +203,13 @@ export class JobRun {
    * commit; nothing is posted from here.
    */
   async coveredBy(deployJobId: string, sha: string): Promise<void> {
-    await this.patch({
+    await this.finalPatch({
       state: 'superseded',
       finishedAt: new Date().toISOString(),
       error: null,
       supersededBy: sha,
       message: `superseded by job ${deployJobId}, which deploys this commit (${short(sha)})`,
     });
-    await this.deps.store.recordFinished(this.environment.name, this.id);
     this.finish('superseded');
     this.logger.info({ sha, by: deployJobId }, 'deploy superseded by a job deploying the same commit');
   }
@@ -228,14 +223,13 @@ export class JobRun {
     const sha = this.record.sha ?? this.record.trigger.sha;
     if (sha) this.report(sha, 'failure', `Deploy failed: ${headline(message)}`, this.quiet);
     const warnings = error instanceof DeployError ? error.warnings : [];
-    await this.patch({
+    await this.finalPatch({
       state: 'failed',
       finishedAt: new Date().toISOString(),
       error: message,
       message: warnings.length > 0 ? warnings.map((warning) => `warning: ${warning}`).join('; ') : null,
       ...(resources ? { resources: mergeAttemptResources(this.earlierResources, resources) } : {}),
     });
-    await this.deps.store.recordFinished(this.environment.name, this.id);
     this.finish('failed');
     this.logger.error({ err: message }, 'deploy failed');
   }
@@ -315,6 +309,18 @@ export class JobRun {
     const write = this.writes.then(async () => {
       if (options.unlessFinished && this.finished) return;
       this.record = await this.deps.store.update(this.id, patch);
+    });
+    this.writes = write.catch(() => undefined);
+    return write;
+  }
+
+  /** The final transition: the record and the environment's status in one write (JobStore.finish). */
+  private finalPatch(
+    patch: Partial<Omit<JobRecord, 'id' | 'environment'>>,
+    applied?: AppliedCommit,
+  ): Promise<void> {
+    const write = this.writes.then(async () => {
+      this.record = await this.deps.store.finish(this.id, patch, applied);
     });
     this.writes = write.catch(() => undefined);
     return write;

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
+import type { ChainableCommander } from 'ioredis';
 import type { RedisClient } from '../queue/connection.js';
 import type { Keys } from '../queue/keys.js';
 import { environmentTargetSchema, type EnvironmentTarget, type Trigger } from '../queue/job-data.js';
@@ -556,11 +557,37 @@ export class JobStore {
     );
   }
 
-  /** The environment's last job (and commit, when applied); then the history is trimmed. */
-  async recordFinished(
+  /**
+   * The job's final record and the environment's last job (and commit, when applied), in one
+   * transaction: whoever sees the record final sees the environment's status of it too; then
+   * the history is trimmed. Only the worker holding the job writes to it (as update()).
+   */
+  async finish(
+    id: string,
+    patch: Partial<Omit<JobRecord, 'id' | 'environment'>>,
+    applied?: AppliedCommit,
+  ): Promise<JobRecord> {
+    const current = await this.get(id);
+    if (!current) throw new Error(`job ${id} has no record`);
+    const next: JobRecord = { ...current, ...patch };
+    const write = this.redis.multi().set(this.keys.job(id), JSON.stringify(next));
+    if (patch.sha && patch.sha !== current.sha) {
+      write.set(this.keys.shaJob(current.environment, patch.sha), id, 'EX', SHA_TTL_SECONDS);
+    }
+    await this.writeFinished(write, current.environment, id, applied);
+    return next;
+  }
+
+  /** finish()'s environment side alone, for a job whose record is written elsewhere. */
+  async recordFinished(environment: string, jobId: string, applied?: AppliedCommit): Promise<void> {
+    await this.writeFinished(this.redis.multi(), environment, jobId, applied);
+  }
+
+  private async writeFinished(
+    write: ChainableCommander,
     environment: string,
     jobId: string,
-    applied?: { sha: string; at: string; target?: EnvironmentTarget },
+    applied: AppliedCommit | undefined,
   ): Promise<void> {
     const fields: Record<string, string> = { lastJobId: jobId };
     if (applied) {
@@ -573,7 +600,9 @@ export class JobStore {
       // worker that lost its lock may have written meanwhile (it cannot have written the cluster).
       fields.deployingSha = applied.sha;
     }
-    await this.redis.hset(this.keys.environment(environment), fields);
+    const replies = await write.hset(this.keys.environment(environment), fields).exec();
+    const failure = replies?.find(([error]) => error !== null)?.[0];
+    if (!replies || failure) throw failure ?? new Error(`job ${jobId}: its end was not recorded`);
     // Housekeeping: a failure here must not fail the job that just finished; the next trims.
     await this.commander
       .pushgateTrim(
@@ -587,10 +616,17 @@ export class JobStore {
   }
 }
 
+/** A successful deploy's commit, when, and where to (see environmentTarget). */
+export interface AppliedCommit {
+  sha: string;
+  at: string;
+  target?: EnvironmentTarget;
+}
+
 const appliedTargetSchema = environmentTargetSchema.extend({ at: z.string() });
 
 /**
- * A target as recordFinished writes it, of the last success; anything else (none, another
+ * A target as finish() writes it, of the last success; anything else (none, another
  * success's, unreadable) counts as not known.
  */
 function parseTarget(

@@ -1,4 +1,6 @@
+import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createKeys } from '../../src/queue/keys.js';
 import type { JobRecord } from '../../src/status/job-record.js';
 import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/kube.js';
@@ -54,6 +56,45 @@ describe('job record fields of reconcile jobs (real Redis, git, kube-apiserver)'
       expect(waited, `${record.id} received ${record.receivedAt}, started ${record.startedAt}`).toBeLessThan(
         1_500,
       );
+    }
+  });
+
+  it("a job turns final in the same transaction that makes it the environment's last job and commit", async () => {
+    // Whoever sees a job final (`sync --wait`, the status URL) and then asks for the
+    // environment must find that job's commit there, not the one before it.
+    const monitor = await new Redis(redis.url).monitor();
+    const commands: { client: string; args: string[] }[] = [];
+    monitor.on('monitor', (_time: string, args: string[], client: string) => commands.push({ client, args }));
+    try {
+      await harness.startWorker();
+      const sha = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
+      const id = await harness.webhook('web', sha);
+      expect(await harness.waitForJob(id)).toMatchObject({ state: 'succeeded', sha });
+
+      const keys = createKeys(harness.config.redis.prefix);
+      const final = commands.findIndex(
+        ({ args }) =>
+          args[0]?.toUpperCase() === 'SET' && args[1] === keys.job(id) && args[2]?.includes('"succeeded"'),
+      );
+      expect(final).toBeGreaterThan(-1);
+      const { client } = commands[final]!;
+      const ofClient = (from: number, to: number) =>
+        commands.slice(from, to).filter((command) => command.client === client);
+      const opened = ofClient(0, final).findLast(({ args }) =>
+        ['MULTI', 'EXEC'].includes(args[0]!.toUpperCase()),
+      );
+      expect(opened?.args[0]?.toUpperCase()).toBe('MULTI');
+      const rest = ofClient(final + 1, commands.length);
+      const closed = rest.findIndex(({ args }) => args[0]?.toUpperCase() === 'EXEC');
+      expect(closed).toBeGreaterThan(-1);
+      const environmentWrite = rest
+        .slice(0, closed)
+        .find(({ args }) => args[0]?.toUpperCase() === 'HSET' && args[1] === keys.environment('web'));
+      expect(environmentWrite?.args).toEqual(
+        expect.arrayContaining(['lastJobId', id, 'lastAppliedSha', sha]),
+      );
+    } finally {
+      monitor.disconnect();
     }
   });
 });
