@@ -40,7 +40,7 @@ export const INGEST_NOTES = [
   '| 2026-12-04 17:12, Node 22 | AMD EPYC | 6.9–7.5k | 0.67, 0.72 | 0.54, 0.59 | 0.81, 0.81 |',
   '',
   "Rows from 2026-12-02 on are of the current enqueue path (BullMQ's entry written from a template job).",
-  "All ran on Node.js 20 except those marked Node 22 (22.23.5, the image's), where all three servers did.",
+  "All ran on Node.js 20 except those marked Node 22 (22.23.5, the image's major version): all three servers ran on it.",
   'A receiver that queues with BullMQ and does nothing else is itself at or below the 0.6× target',
   "wherever the servers are the limit, which leaves pushgate's guarantees no room there: the 0.6×",
   'target holds on slower machines and is missed on faster ones (by a few hundredths on most, by 0.1–0.2',

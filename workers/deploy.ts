@@ -664,12 +664,11 @@ async function awaitMatchingWorker(
       if (!waiting) {
         const reason = typeof orElse === 'object' ? orElse.fail : waitingFor;
         const message = `${reason} (nor, for ${grace / 1000} s, in that of any worker that took the job)`;
-        await deps.store.update(jobId, {
+        await deps.store.finish(jobId, {
           state: 'failed',
           error: message,
           finishedAt: new Date().toISOString(),
         });
-        await deps.store.recordFinished(environment, jobId);
         logger.error(message);
         throw new UnrecoverableError(message);
       }
@@ -721,11 +720,10 @@ async function recordFailureOutsideProcessor(
     await deps.run(environment, record, logger).failed(failure, undefined);
     return;
   }
-  await deps.store.update(jobId, {
+  await deps.store.finish(jobId, {
     state: 'failed',
     error: failure.message,
     finishedAt: new Date().toISOString(),
   });
-  await deps.store.recordFinished(record.environment, jobId);
   logger.error({ err: failure.message }, 'deploy failed');
 }

@@ -320,7 +320,15 @@ export class JobRun {
     applied?: AppliedCommit,
   ): Promise<void> {
     const write = this.writes.then(async () => {
-      this.record = await this.deps.store.finish(this.id, patch, applied);
+      try {
+        this.record = await this.deps.store.finish(this.id, patch, applied);
+      } catch (error) {
+        // The transaction may have applied though its reply was lost: the record says whether
+        // this attempt finished the job (see `finished`).
+        const stored = await this.deps.store.get(this.id).catch(() => null);
+        if (stored) this.record = stored;
+        throw error;
+      }
     });
     this.writes = write.catch(() => undefined);
     return write;

@@ -578,7 +578,7 @@ export class JobStore {
     return next;
   }
 
-  /** finish()'s environment side alone, for a job whose record is written elsewhere. */
+  /** finish()'s environment side alone: a job another worker or version finished (tests set that up). */
   async recordFinished(environment: string, jobId: string, applied?: AppliedCommit): Promise<void> {
     await this.writeFinished(this.redis.multi(), environment, jobId, applied);
   }

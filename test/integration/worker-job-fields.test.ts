@@ -7,6 +7,7 @@ import { createTestNamespace, type TestNamespace } from '../helpers/kube.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { createWorkerHarness, type WorkerHarness } from './worker-harness.js';
 import { configMap } from './worker-manifests.js';
+import { until } from '../helpers/until.js';
 
 let redis: TestRedis;
 
@@ -58,13 +59,36 @@ describe('job record fields of reconcile jobs (real Redis, git, kube-apiserver)'
       );
     }
   });
+});
+
+describe('the end of a job (real Redis, git, kube-apiserver)', () => {
+  let repo: EnvRepo;
+  let namespace: TestNamespace;
+  let harness: WorkerHarness;
+
+  beforeEach(async () => {
+    repo = await createEnvRepo({ branch: 'env/test' });
+    namespace = await createTestNamespace('w-job-end');
+    harness = await createWorkerHarness({
+      redisUrl: redis.url,
+      environments: [{ name: 'web', repo, env: { namespace: namespace.name } }],
+    });
+  });
+
+  afterEach(async () => {
+    await harness.close();
+    await namespace.cleanup();
+    await repo.remove();
+  });
 
   it("a job turns final in the same transaction that makes it the environment's last job and commit", async () => {
     // Whoever sees a job final (`sync --wait`, the status URL) and then asks for the
     // environment must find that job's commit there, not the one before it.
-    const monitor = await new Redis(redis.url).monitor();
+    const connection = new Redis(redis.url);
+    const monitor = await connection.monitor();
     const commands: { client: string; args: string[] }[] = [];
     monitor.on('monitor', (_time: string, args: string[], client: string) => commands.push({ client, args }));
+    const named = (command: { args: string[] }, name: string) => command.args[0]?.toUpperCase() === name;
     try {
       await harness.startWorker();
       const sha = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
@@ -73,28 +97,36 @@ describe('job record fields of reconcile jobs (real Redis, git, kube-apiserver)'
 
       const keys = createKeys(harness.config.redis.prefix);
       const final = commands.findIndex(
-        ({ args }) =>
-          args[0]?.toUpperCase() === 'SET' && args[1] === keys.job(id) && args[2]?.includes('"succeeded"'),
+        (command) =>
+          named(command, 'SET') &&
+          command.args[1] === keys.job(id) &&
+          command.args[2]?.includes('"succeeded"'),
       );
       expect(final).toBeGreaterThan(-1);
       const { client } = commands[final]!;
-      const ofClient = (from: number, to: number) =>
-        commands.slice(from, to).filter((command) => command.client === client);
-      const opened = ofClient(0, final).findLast(({ args }) =>
-        ['MULTI', 'EXEC'].includes(args[0]!.toUpperCase()),
-      );
-      expect(opened?.args[0]?.toUpperCase()).toBe('MULTI');
-      const rest = ofClient(final + 1, commands.length);
-      const closed = rest.findIndex(({ args }) => args[0]?.toUpperCase() === 'EXEC');
-      expect(closed).toBeGreaterThan(-1);
+      const ofClient = (from: number) => commands.slice(from).filter((command) => command.client === client);
+      const opened = commands
+        .slice(0, final)
+        .filter((command) => command.client === client)
+        .findLast((command) => named(command, 'MULTI') || named(command, 'EXEC'));
+      expect(opened && named(opened, 'MULTI')).toBe(true);
+      // MONITOR's lines come on a connection of their own, maybe after the job was seen final.
+      const rest = await until(() => {
+        const after = ofClient(final + 1);
+        return Promise.resolve(after.some((command) => named(command, 'EXEC')) && after);
+      }, 5_000);
       const environmentWrite = rest
-        .slice(0, closed)
-        .find(({ args }) => args[0]?.toUpperCase() === 'HSET' && args[1] === keys.environment('web'));
+        .slice(
+          0,
+          rest.findIndex((command) => named(command, 'EXEC')),
+        )
+        .find((command) => named(command, 'HSET') && command.args[1] === keys.environment('web'));
       expect(environmentWrite?.args).toEqual(
         expect.arrayContaining(['lastJobId', id, 'lastAppliedSha', sha]),
       );
     } finally {
       monitor.disconnect();
+      connection.disconnect();
     }
   });
 });
