@@ -5,7 +5,7 @@ import type { JobRecord } from '../../src/status/job-record.js';
 import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/kube.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
-import { createWorkerHarness, type WorkerHarness } from './worker-harness.js';
+import { createWorkerHarness, type EnvironmentOptions, type WorkerHarness } from './worker-harness.js';
 import { configMap } from './worker-manifests.js';
 import { until } from '../helpers/until.js';
 
@@ -18,36 +18,38 @@ afterAll(async () => {
   await redis.stop();
 });
 
-describe('job record fields of reconcile jobs (real Redis, git, kube-apiserver)', () => {
-  let repo: EnvRepo;
-  let namespace: TestNamespace;
-  let harness: WorkerHarness;
-
+/** One environment `web` of its own repository and namespace for each test of the block. */
+function withHarness(namespacePrefix: string, env: Omit<EnvironmentOptions, 'namespace'>) {
+  const fixture = {} as { repo: EnvRepo; namespace: TestNamespace; harness: WorkerHarness };
   beforeEach(async () => {
-    repo = await createEnvRepo({ branch: 'env/test' });
-    namespace = await createTestNamespace('w-job-fields');
-    harness = await createWorkerHarness({
+    fixture.repo = await createEnvRepo({ branch: 'env/test' });
+    fixture.namespace = await createTestNamespace(namespacePrefix);
+    fixture.harness = await createWorkerHarness({
       redisUrl: redis.url,
-      environments: [{ name: 'web', repo, env: { namespace: namespace.name, reconcileInterval: '3s' } }],
+      environments: [{ name: 'web', repo: fixture.repo, env: { namespace: fixture.namespace.name, ...env } }],
     });
   });
-
   afterEach(async () => {
-    await harness.close();
-    await namespace.cleanup();
-    await repo.remove();
+    await fixture.harness.close();
+    await fixture.namespace.cleanup();
+    await fixture.repo.remove();
   });
+  return fixture;
+}
+
+describe('job record fields of reconcile jobs (real Redis, git, kube-apiserver)', () => {
+  const fixture = withHarness('w-job-fields', { reconcileInterval: '3s' });
 
   it('a reconcile job is received when it falls due, not when the previous run scheduled it', async () => {
-    await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
-    await harness.startWorker();
+    await fixture.repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
+    await fixture.harness.startWorker();
 
     const deadline = Date.now() + 20_000;
     let finished: JobRecord[] = [];
     while (finished.length < 2) {
       if (Date.now() > deadline) throw new Error('fewer than two reconcile runs finished in time');
       await new Promise((resolve) => setTimeout(resolve, 100));
-      const records = await harness.services.store.list({ environment: 'web', limit: 10 });
+      const records = await fixture.harness.services.store.list({ environment: 'web', limit: 10 });
       finished = records.filter((record) => record.state === 'succeeded');
     }
 
@@ -62,24 +64,7 @@ describe('job record fields of reconcile jobs (real Redis, git, kube-apiserver)'
 });
 
 describe('the end of a job (real Redis, git, kube-apiserver)', () => {
-  let repo: EnvRepo;
-  let namespace: TestNamespace;
-  let harness: WorkerHarness;
-
-  beforeEach(async () => {
-    repo = await createEnvRepo({ branch: 'env/test' });
-    namespace = await createTestNamespace('w-job-end');
-    harness = await createWorkerHarness({
-      redisUrl: redis.url,
-      environments: [{ name: 'web', repo, env: { namespace: namespace.name } }],
-    });
-  });
-
-  afterEach(async () => {
-    await harness.close();
-    await namespace.cleanup();
-    await repo.remove();
-  });
+  const fixture = withHarness('w-job-end', {});
 
   it("a job turns final in the same transaction that makes it the environment's last job and commit", async () => {
     // Whoever sees a job final (`sync --wait`, the status URL) and then asks for the
@@ -90,12 +75,12 @@ describe('the end of a job (real Redis, git, kube-apiserver)', () => {
     monitor.on('monitor', (_time: string, args: string[], client: string) => commands.push({ client, args }));
     const named = (command: { args: string[] }, name: string) => command.args[0]?.toUpperCase() === name;
     try {
-      await harness.startWorker();
-      const sha = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
-      const id = await harness.webhook('web', sha);
-      expect(await harness.waitForJob(id)).toMatchObject({ state: 'succeeded', sha });
+      await fixture.harness.startWorker();
+      const sha = await fixture.repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
+      const id = await fixture.harness.webhook('web', sha);
+      expect(await fixture.harness.waitForJob(id)).toMatchObject({ state: 'succeeded', sha });
 
-      const keys = createKeys(harness.config.redis.prefix);
+      const keys = createKeys(fixture.harness.config.redis.prefix);
       const final = commands.findIndex(
         (command) =>
           named(command, 'SET') &&
