@@ -72,6 +72,15 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
     });
   });
 
+  /** The test's environment again, re-synced every `interval` (no health timeout, no provider). */
+  const withReconcileInterval = async (interval: string) => {
+    await harness.close();
+    harness = await createWorkerHarness({
+      redisUrl: redis.url,
+      environments: [{ name: 'web', repo, env: { namespace: namespace.name, reconcileInterval: interval } }],
+    });
+  };
+
   const reporters: CommitStatusReporter[] = [];
   /** Commit statuses to the fake GitHub, as a worker with GITHUB_TOKEN sends them. */
   const githubReporter = () => {
@@ -302,11 +311,7 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
   });
 
   it('a reconcile interval re-applies the branch head on its own and corrects drift', async () => {
-    await harness.close();
-    harness = await createWorkerHarness({
-      redisUrl: redis.url,
-      environments: [{ name: 'web', repo, env: { namespace: namespace.name, reconcileInterval: '1s' } }],
-    });
+    await withReconcileInterval('1s');
     await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
     await harness.startWorker();
     await until(() => readConfigMap(namespace.name, 'alpha'));
@@ -322,11 +327,7 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
   });
 
   it('re-creates a reconcile scheduler that Redis lost', async () => {
-    await harness.close();
-    harness = await createWorkerHarness({
-      redisUrl: redis.url,
-      environments: [{ name: 'web', repo, env: { namespace: namespace.name, reconcileInterval: '1h' } }],
-    });
+    await withReconcileInterval('1h');
     await harness.startWorker({ requeueIntervalMs: 100 });
     const queue = harness.services.queue;
     expect(await queue.getJobScheduler('reconcile:web')).toBeDefined();
@@ -339,11 +340,7 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
   });
 
   it('does not restore a scheduler that a newer configuration removed (a rolling update)', async () => {
-    await harness.close();
-    harness = await createWorkerHarness({
-      redisUrl: redis.url,
-      environments: [{ name: 'web', repo, env: { namespace: namespace.name, reconcileInterval: '1h' } }],
-    });
+    await withReconcileInterval('1h');
     const { queue, redis: connection, keys } = harness.services;
     const store = { queue, redis: connection, keys };
     const oldConfig = harness.config;
@@ -365,11 +362,7 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
   });
 
   it('a changed reconcile interval runs at its own pace, not at the phase of the old one', async () => {
-    await harness.close();
-    harness = await createWorkerHarness({
-      redisUrl: redis.url,
-      environments: [{ name: 'web', repo, env: { namespace: namespace.name, reconcileInterval: '1s' } }],
-    });
+    await withReconcileInterval('1s');
     await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
     const { queue, redis: connection, keys } = harness.services;
     // The scheduler as a worker of the earlier configuration (re-sync every hour) left it.
@@ -401,11 +394,7 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
   });
 
   it('skips re-sync runs that fall due while a deploy runs, instead of piling them up', async () => {
-    await harness.close();
-    harness = await createWorkerHarness({
-      redisUrl: redis.url,
-      environments: [{ name: 'web', repo, env: { namespace: namespace.name, reconcileInterval: '1s' } }],
-    });
+    await withReconcileInterval('1s');
     await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
     const real = createKubeApplyEngine(harness.config, process.env);
     let release!: () => void;
