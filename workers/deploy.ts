@@ -547,6 +547,11 @@ export async function processDeployJob(
           () => run.written(resources),
           () => undefined,
         ),
+      onCreating: (resources) =>
+        lock.assertHeld().then(
+          () => run.creating(resources),
+          () => undefined,
+        ),
       onProgress: (message) =>
         void lock.assertHeld().then(
           () => run.progress(message),

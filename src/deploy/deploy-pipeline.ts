@@ -35,6 +35,8 @@ export interface PipelineJob {
   supersedeQueuedBehind?: (head: string, jobIds: readonly string[]) => Promise<void>;
   /** Every object's outcome so far, after each write stage of the apply. */
   onWritten?: (resources: ResourceResult[]) => Promise<void>;
+  /** The objects a stage is about to create, before it writes them (DeployRequest.onCreating). */
+  onCreating?: (resources: ResourceResult[]) => Promise<void>;
   /** The step the apply is at (`dry-run ok: …`, `waiting until … for 2 workloads …`). */
   onProgress?: (message: string) => void;
   signal?: AbortSignal;
@@ -130,6 +132,7 @@ async function applyCommit(
       assertLockHeld: job.lock.assertHeld,
       lockLost: job.lock.isLost,
       onWritten: job.onWritten,
+      onCreating: job.onCreating,
       onProgress: job.onProgress,
       newerCommit: watchForNewerCommit({
         store: deps.store,

@@ -3,7 +3,7 @@ import { counted } from '../lib/counted.js';
 import { errorMessage } from '../lib/errors.js';
 import { DeployError } from '../kube/types.js';
 import type { Logger } from '../lib/logger.js';
-import { mergeAttemptResources } from './attempt-resources.js';
+import { mergeAttemptResources, resourceKey } from './attempt-resources.js';
 import { environmentTarget } from './config-skew.js';
 import type { Metrics } from '../lib/metrics.js';
 import { FINISHED_STATES, type JobRecord, type JobState, type ResourceResult } from '../status/job-record.js';
@@ -80,10 +80,11 @@ export class JobRun {
    */
   async deploying(sha: string): Promise<void> {
     // An earlier attempt's changes belong to this job's story only for the same commit.
-    if (this.record.sha !== sha) this.earlierResources = [];
+    const sameCommit = this.record.sha === sha;
+    if (!sameCommit) this.earlierResources = [];
     await this.settleEarlierCommit(sha, sha);
     await this.settleCaughtUpCommit(sha);
-    await this.patch({ sha });
+    await this.patch(sameCommit ? { sha } : { sha, creating: undefined });
     await this.deps.store.recordDeploying(this.environment.name, sha);
     this.quiet = await this.isReapplyOfLiveCommit(sha);
     if (!this.quiet) this.report(sha, 'pending', `Deploying ${short(sha)} to ${this.environment.name}`);
@@ -101,20 +102,33 @@ export class JobRun {
   /** Outcomes so far, kept in the record in case this worker dies before the end. */
   async written(resources: ResourceResult[]): Promise<void> {
     try {
-      await this.patch(
-        { resources: mergeAttemptResources(this.earlierResources, resources) },
-        { unlessFinished: true },
-      );
+      await this.patch({ resources: this.merged(resources) }, { unlessFinished: true });
     } catch (error) {
       // Bookkeeping only: a deploy must not fail for it.
       this.logger.warn({ err: errorMessage(error) }, 'could not record the objects written so far');
     }
   }
 
+  /**
+   * Objects this attempt is about to create, on record before it writes them: the worker that
+   * takes over from one killed right after (see JobRecord.creating) lists them `created`.
+   */
+  async creating(resources: readonly ResourceResult[]): Promise<void> {
+    const known = new Set(this.record.creating);
+    const added = resources.map(resourceKey).filter((key) => !known.has(key));
+    if (added.length === 0) return;
+    try {
+      await this.patch({ creating: [...known, ...added] }, { unlessFinished: true });
+    } catch (error) {
+      // Bookkeeping only, like written(): a deploy must not fail for it.
+      this.logger.warn({ err: errorMessage(error) }, 'could not record the objects about to be created');
+    }
+  }
+
   // Final transitions queue the commit status before the record turns final, so whoever
   // sees the final record can flush the reporter and find the status sent.
   async succeeded(sha: string, attemptResources: ResourceResult[], warnings: string[] = []): Promise<void> {
-    const resources = mergeAttemptResources(this.earlierResources, attemptResources);
+    const resources = this.merged(attemptResources);
     const finishedAt = new Date().toISOString();
     // Drift corrected is news even on a commit that shows success already: not quiet.
     const changed = resources.some((resource) => resource.action !== 'unchanged');
@@ -150,7 +164,7 @@ export class JobRun {
     attemptResources: ResourceResult[],
     warnings: string[] = [],
   ): Promise<void> {
-    const resources = mergeAttemptResources(this.earlierResources, attemptResources);
+    const resources = this.merged(attemptResources);
     const finishedAt = new Date().toISOString();
     const { by, notReady } = overtaken;
     this.report(
@@ -228,7 +242,7 @@ export class JobRun {
       finishedAt: new Date().toISOString(),
       error: message,
       message: warnings.length > 0 ? warnings.map((warning) => `warning: ${warning}`).join('; ') : null,
-      ...(resources ? { resources: mergeAttemptResources(this.earlierResources, resources) } : {}),
+      ...(resources ? { resources: this.merged(resources) } : {}),
     });
     this.finish('failed');
     this.logger.error({ err: message }, 'deploy failed');
@@ -241,7 +255,7 @@ export class JobRun {
       state: 'queued',
       error: null,
       message,
-      ...(resources ? { resources: mergeAttemptResources(this.earlierResources, resources) } : {}),
+      ...(resources ? { resources: this.merged(resources) } : {}),
     });
     this.logger.info({ attempts: this.record.attempts }, 'deploy handed back at shutdown');
   }
@@ -253,7 +267,7 @@ export class JobRun {
       state: 'queued',
       error: message,
       message: null,
-      ...(resources ? { resources: mergeAttemptResources(this.earlierResources, resources) } : {}),
+      ...(resources ? { resources: this.merged(resources) } : {}),
     });
     this.logger.warn({ err: message, attempts: this.record.attempts }, 'deploy failed, will retry');
   }
@@ -297,6 +311,11 @@ export class JobRun {
     return last?.sha === sha && (last.state === 'succeeded' || last.state === 'failed');
   }
 
+  /** This attempt's outcomes over those of earlier attempts (mergeAttemptResources). */
+  private merged(resources: readonly ResourceResult[]): ResourceResult[] {
+    return mergeAttemptResources(this.earlierResources, resources, new Set(this.record.creating));
+  }
+
   /**
    * One record write at a time, in call order: the store reads and writes the whole record,
    * so a progress note racing the final transition could otherwise write `running` back over
@@ -321,7 +340,8 @@ export class JobRun {
   ): Promise<void> {
     const write = this.writes.then(async () => {
       try {
-        this.record = await this.deps.store.finish(this.id, patch, applied);
+        // What attempts were about to create is told by `resources` now.
+        this.record = await this.deps.store.finish(this.id, { ...patch, creating: undefined }, applied);
       } catch (error) {
         // The transaction may have applied though its reply was lost: the record says whether
         // this attempt finished the job (see `finished`).

@@ -203,9 +203,15 @@ class ProgressWrites {
 
   constructor(
     private readonly write: DeployRequest['onWritten'],
+    private readonly announce: DeployRequest['onCreating'],
     private readonly list: () => ResourceResult[],
     private readonly intervalMs = 1_000,
   ) {}
+
+  /** Before the writes that create these: a kill between them and soon() loses nothing. */
+  async creating(objects: readonly PreparedObject[]): Promise<void> {
+    if (objects.length > 0) await this.announce?.(objects.map((object) => resultOf(object.ref, 'created')));
+  }
 
   soon(): void {
     if (!this.write || this.pending || Date.now() - this.lastMs < this.intervalMs) return;
@@ -247,6 +253,7 @@ async function applyChanged(
       if (actions.get(object) === 'unchanged') results.set(object, 'unchanged');
     }
     const changed = objects.filter((object) => actions.get(object) !== 'unchanged');
+    await written.creating(changed.filter((object) => actions.get(object) === 'created'));
     for (const group of groupByRank(changed.map((object) => ({ ...object.ref, object })))) {
       await beforeWrite();
       const settled = await settleWithConcurrency(group, CONCURRENCY, async ({ object }) => {
@@ -409,7 +416,7 @@ async function applyEnvironment(
   );
   const { ordered, actions, plannedBy, deferred } = plan;
   const results = new Results(ordered, 'not applied: the deploy stopped before this object');
-  const written = new ProgressWrites(request.onWritten, () => results.list());
+  const written = new ProgressWrites(request.onWritten, request.onCreating, () => results.list());
   if (plan.failures.length > 0) {
     results.fail(plan.failures);
     throw failuresError(

@@ -53,6 +53,13 @@ export const jobRecordSchema = z.object({
   statusUrl: z.string().optional(),
   /** Webhook jobs: the receiver's configuration of the environment (see config-skew); not shown. */
   target: environmentTargetSchema.optional(),
+  /**
+   * While the job runs: the objects (resourceKey) its attempts were about to create, written
+   * before the writes that create them. A worker killed between such a write and its next
+   * progress write leaves the one taking over able to tell what the job created from what
+   * it found. Dropped when the job finishes; not shown.
+   */
+  creating: z.array(z.string()).optional(),
 });
 export type JobRecord = z.infer<typeof jobRecordSchema>;
 
@@ -65,11 +72,13 @@ export interface TriggerView {
   pusher: string | null;
 }
 
-export type JobView = Omit<JobRecord, 'statusUrl' | 'target' | 'trigger'> & { trigger: TriggerView };
+export type JobView = Omit<JobRecord, 'statusUrl' | 'target' | 'creating' | 'trigger'> & {
+  trigger: TriggerView;
+};
 
 /** The job as the API and the CLI show it: SPEC §5's fields (the link is the commit status's business). */
 export function jobView(record: JobRecord): JobView {
-  const { statusUrl: _statusUrl, target: _target, trigger, ...view } = record;
+  const { statusUrl: _statusUrl, target: _target, creating: _creating, trigger, ...view } = record;
   return {
     ...view,
     trigger: {

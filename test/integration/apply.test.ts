@@ -231,6 +231,29 @@ describe('deployToCluster', () => {
     expect(lists.at(-1)).toEqual(outcome.resources);
   });
 
+  it('names the objects it is about to create before it writes any of them', async () => {
+    const ns = await createTestNamespace('apply-creating');
+    const env = environmentFor(ns.name);
+    const kube = client();
+    await deployToCluster(kube, request(env, manifests(configMap('kept'))));
+    const announced: { names: string[]; inCluster: string[] }[] = [];
+
+    await deployToCluster(
+      kube,
+      request(env, manifests(configMap('kept'), configMap('new-a'), configMap('new-b')), {
+        onCreating: async (resources) => {
+          const names = resources.map((resource) => resource.name);
+          const inCluster = await Promise.all(names.map((name) => kube.get(CONFIG_MAPS, ns.name, name)));
+          announced.push({ names, inCluster: names.filter((_, index) => inCluster[index]) });
+        },
+      }),
+    );
+
+    // Only the new ones, and none of them written yet: a worker killed after the write can
+    // no longer leave them unaccounted for.
+    expect(announced).toEqual([{ names: ['new-a', 'new-b'], inCluster: [] }]);
+  });
+
   it('classifies a crowded collection (read with one LIST) the same way', async () => {
     const ns = await createTestNamespace('apply-crowded');
     const env = environmentFor(ns.name);

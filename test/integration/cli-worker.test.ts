@@ -4,7 +4,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AppsV1Api } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { findFreePort } from '../../src/lib/free-port.js';
 import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
@@ -170,6 +170,51 @@ describe('pushgate worker processes (real Redis, git, kube-apiserver)', () => {
         ['Deployment', 'web', 'created'],
       ]),
     );
+  });
+
+  it('a worker killed mid-group: the one taking over lists what the killed one created as created', async () => {
+    const core = kubeConfigFromTest().makeApiClient(CoreV1Api);
+    const first = await spawnWorker(configFile, path.join(dir, 'cache-a'));
+    workers.push(first);
+    const names = Array.from({ length: 150 }, (_, index) => `cm-${index}`);
+    const sha = await repo.commit({
+      'manifests/settings.yaml': names.map((name) => configMap(name, { v: '1' })).join('---\n'),
+      'manifests/web.yaml': deployment('web'),
+    });
+    const id = await harness.webhook('web', sha);
+
+    // Killed while its ConfigMaps land: progress reaches the record at most once a second,
+    // so some of those it wrote are not on record yet.
+    const deadline = Date.now() + 30_000;
+    const landed = async () =>
+      (await core.listNamespacedConfigMap({ namespace: namespace.name })).items.filter((item) =>
+        item.metadata?.name?.startsWith('cm-'),
+      ).length;
+    while ((await landed()) < 40) {
+      if (Date.now() > deadline) throw new Error(`the ConfigMaps never landed:\n${first.output()}`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    first.child.kill('SIGKILL');
+    await first.exited;
+
+    const second = await spawnWorker(configFile, path.join(dir, 'cache-b'));
+    workers.push(second);
+    // The Deployment comes after the ConfigMaps: made by whichever worker got that far.
+    const apps = kubeConfigFromTest().makeApiClient(AppsV1Api);
+    while (!(await apps.listNamespacedDeployment({ namespace: namespace.name })).items.length) {
+      if (Date.now() > deadline + 30_000)
+        throw new Error(`the Deployment was never applied:\n${second.output()}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await markDeploymentReady(namespace.name, 'web');
+    const record = await harness.waitForJob(id, 60_000);
+
+    expect(record).toMatchObject({ state: 'succeeded', sha, attempts: 2 });
+    const configMaps = record.resources.filter((resource) => resource.kind === 'ConfigMap');
+    expect(configMaps.filter((resource) => resource.action !== 'created')).toEqual([]);
+    expect(configMaps).toHaveLength(names.length);
+    // Bookkeeping of the run, not part of what anyone is shown.
+    expect(record).not.toHaveProperty('creating');
   });
 
   it('a job whose workers keep dying fails after the stall limit: record, environment and commit', async () => {

@@ -34,4 +34,21 @@ describe('mergeAttemptResources', () => {
       cm('b', 'configured'),
     ]);
   });
+
+  it('lists `created` what an earlier attempt was about to create and this one found in place', () => {
+    // The earlier attempt was killed after writing a and b, before it could record them.
+    const creating = new Set(['v1|ConfigMap|apps|a', 'v1|ConfigMap|apps|b', 'v1|ConfigMap|apps|c']);
+    const current = [cm('a', 'unchanged'), cm('b', 'configured'), cm('c', 'created'), cm('d', 'unchanged')];
+
+    expect(mergeAttemptResources([], current, creating)).toEqual([
+      cm('a', 'created'),
+      cm('b', 'created'),
+      cm('c', 'created'),
+      cm('d', 'unchanged'),
+    ]);
+    // Not reached this time either, or failed now: this attempt's outcome stands.
+    expect(
+      mergeAttemptResources([], [cm('a', 'skipped', 'not applied'), cm('b', 'failed', 'denied')], creating),
+    ).toEqual([cm('a', 'skipped', 'not applied'), cm('b', 'failed', 'denied')]);
+  });
 });
