@@ -41,7 +41,7 @@ import { pruneObjects } from './prune.js';
 import { dryRunInStandInNamespace } from './stand-in-dry-run.js';
 import { checkAgainstCrdSchema } from './crd-schema-check.js';
 import { deleteForReplacement, FORCE_ANNOTATION } from './force-replace.js';
-import { takeOverAndReapply } from './field-takeover.js';
+import { applyTakingOver, takeOverAndReapply } from './field-takeover.js';
 import { keptForOtherEnvironments } from './shared-containers.js';
 import { DeployError, type DeployOutcome, type DeployRequest } from './types.js';
 import { waitForCrdsEstablished, waitForReadiness, type UnhealthyObject } from './wait.js';
@@ -234,6 +234,15 @@ class ProgressWrites {
 }
 
 /**
+ * Hand-made fields taken over (or refused) with a changed object's own apply, so the
+ * takeover after the stages leaves those objects alone; its warnings, for the job.
+ */
+interface TakenWithApply {
+  done: Set<PreparedObject>;
+  warn(warning: string): void;
+}
+
+/**
  * Applies the changed objects of one stage, kind group by kind group, each group in
  * parallel. `beforeWrite` (the lock check) runs before every group, so a worker that lost
  * its lock mid-stage stops before the next group instead of rolling back whoever took over.
@@ -247,6 +256,7 @@ async function applyChanged(
   beforeWrite: () => Promise<void>,
   signal: AbortSignal | undefined,
   written: ProgressWrites,
+  taken: TakenWithApply,
 ): Promise<ObjectFailure[]> {
   try {
     for (const object of objects) {
@@ -263,7 +273,14 @@ async function applyChanged(
           // The wait for it to go can outlast the lock: never create it again without it.
           await beforeWrite();
         }
-        await client.apply(object.resource, object.object, { signal });
+        const planned = plannedBy.get(object);
+        if (planned?.takeover && !replace) {
+          const { taken: took, warning } = await applyTakingOver(client, object, signal);
+          if (took || warning !== undefined) taken.done.add(object);
+          if (warning !== undefined) taken.warn(warning);
+        } else {
+          await client.apply(object.resource, object.object, { signal });
+        }
         // Recorded as each lands: a worker killed mid-group leaves what it wrote to its successor.
         results.set(object, actions.get(object) ?? 'configured', replace ? REPLACED : undefined);
         written.soon();
@@ -457,8 +474,15 @@ async function applyEnvironment(
     await recordOwnership();
   };
 
+  const takenWithApply: TakenWithApply = {
+    done: new Set(),
+    warn: (warning) => {
+      warnings.push(warning);
+      logger.warn(warning);
+    },
+  };
   const applyObjects = (objects: readonly PreparedObject[]): Promise<ObjectFailure[]> =>
-    applyChanged(client, objects, actions, plannedBy, results, beforeWrite, signal, written);
+    applyChanged(client, objects, actions, plannedBy, results, beforeWrite, signal, written, takenWithApply);
 
   const stageOne = ordered.filter((object) => object.stage === 1);
   let crdsChanged = false;
@@ -516,10 +540,13 @@ async function applyEnvironment(
   progress(`applied: ${counted(ordered.length, 'object')}`, summarize(actions));
   await written.now();
 
-  // Once everything applied: what kubectl set by hand, and git no longer declares, goes.
+  // Once everything applied: what kubectl set by hand on objects the commit did not change,
+  // and git no longer declares, goes (changed ones had theirs taken with their apply).
   const takeovers = ordered.filter((object) => {
     const planned = plannedBy.get(object);
-    return planned?.takeover !== undefined && planned.replace === undefined;
+    return (
+      planned?.takeover !== undefined && planned.replace === undefined && !takenWithApply.done.has(object)
+    );
   });
   if (takeovers.length > 0) {
     await request.assertLockHeld();

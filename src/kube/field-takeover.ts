@@ -149,19 +149,76 @@ export function takeOverHandManagedFields(
   return next;
 }
 
+/** What became of the hand-made fields of one object (see applyTakingOver, takeOverAndReapply). */
+export interface TakeoverOutcome {
+  /** Handed to pushgate, and what git does not declare is gone. */
+  taken: boolean;
+  /** The API server refused to remove them: the object is as the commit's apply left it. */
+  warning?: string;
+}
+
+/** The refusal, short, and whether the ownership could be put back as it was. */
+function refusedWarning(object: PreparedObject, error: unknown, undone: boolean): string {
+  const reason = shortenQuotedValues(
+    redactSecretValues(errorMessage(error), object.object).split('\n')[0] ?? '',
+  );
+  return undone
+    ? `${describeRef(object.ref)}: what kubectl set by hand is left as it was: removing it was refused (${reason})`
+    : `${describeRef(object.ref)}: removing what kubectl set by hand was refused (${reason}), and its field ` +
+        'ownership could not be put back: pushgate now owns those fields; until they match git or their ' +
+        'managers are restored by hand, deploys of this object may be refused';
+}
+
 /**
- * After the deploy's own apply went through: hands the hand-made fields to pushgate and
- * applies again, so what git does not declare goes. The dry-run cannot foresee this second
- * step (removing a field can be refused: an immutable Job template), so it is undone when the
- * apply refuses it, and the object stays as the first apply left it, with a warning for the
- * job (the next deploy tries again). `taken` false when there was nothing to take, or the
- * object changed meanwhile (the next deploy looks again).
+ * The apply of an object the commit changes that holds hand-made fields: they are handed to
+ * pushgate first, so one apply brings git's change and removes what git does not declare (a
+ * Deployment rolls out once, not once for each). The dry-run could not foresee the removal:
+ * when the API server refuses it, the ownership is put back and the object applied as the
+ * dry-run checked it, with a warning. `taken` false, and no warning, when there was nothing
+ * to take or the object changed meanwhile: takeOverAndReapply tries again after the stage.
+ */
+export async function applyTakingOver(
+  client: ClusterClient,
+  object: PreparedObject,
+  signal?: AbortSignal,
+): Promise<TakeoverOutcome> {
+  const current = await client.get(object.resource, object.ref.namespace, object.ref.name, signal);
+  const managedFields = current && takeOverHandManagedFields(current, object.object.apiVersion);
+  let rewritten: LiveObject | undefined;
+  if (current && managedFields) {
+    rewritten = await client
+      .replaceManagedFields(object.resource, current, managedFields, signal)
+      .catch(() => undefined);
+  }
+  if (!current || !rewritten) {
+    await client.apply(object.resource, object.object, { signal });
+    return { taken: false };
+  }
+  try {
+    await client.apply(object.resource, object.object, { signal });
+    return { taken: true };
+  } catch (error) {
+    const original = (current.metadata as { managedFields?: ManagedFieldsEntry[] }).managedFields ?? [];
+    const undone = await putOwnershipBack(client, object, rewritten, original, signal);
+    // What the dry-run checked; refused as well when the fields stayed pushgate's.
+    await client.apply(object.resource, object.object, { signal });
+    return { taken: false, warning: refusedWarning(object, error, undone) };
+  }
+}
+
+/**
+ * After the stage's own apply went through, for an object it did not change: hands the
+ * hand-made fields to pushgate and applies again, so what git does not declare goes. The
+ * dry-run cannot foresee this step (removing a field can be refused: an immutable Job
+ * template), so it is undone when the apply refuses it, and the object stays as it was, with
+ * a warning for the job (the next deploy tries again). `taken` false when there was nothing
+ * to take, or the object changed meanwhile (the next deploy looks again).
  */
 export async function takeOverAndReapply(
   client: ClusterClient,
   object: PreparedObject,
   signal?: AbortSignal,
-): Promise<{ taken: boolean; warning?: string }> {
+): Promise<TakeoverOutcome> {
   // The first apply moved the object on: start from what it is now.
   const current = await client.get(object.resource, object.ref.namespace, object.ref.name, signal);
   const managedFields = current && takeOverHandManagedFields(current, object.object.apiVersion);
@@ -177,18 +234,8 @@ export async function takeOverAndReapply(
     await client.apply(object.resource, object.object, { signal });
     return { taken: true };
   } catch (error) {
-    const reason = shortenQuotedValues(
-      redactSecretValues(errorMessage(error), object.object).split('\n')[0] ?? '',
-    );
     const undone = await putOwnershipBack(client, object, rewritten, original, signal);
-    return {
-      taken: false,
-      warning: undone
-        ? `${describeRef(object.ref)}: what kubectl set by hand is left as it was: removing it was refused (${reason})`
-        : `${describeRef(object.ref)}: removing what kubectl set by hand was refused (${reason}), and its field ` +
-          'ownership could not be put back: pushgate now owns those fields; until they match git or their ' +
-          'managers are restored by hand, deploys of this object may be refused',
-    };
+    return { taken: false, warning: refusedWarning(object, error, undone) };
   }
 }
 

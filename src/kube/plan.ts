@@ -113,7 +113,8 @@ export async function planObjects(
     const dryRun = dryRunOutcome.result;
     const managedFields = live && takeOverHandManagedFields(live, object.object.apiVersion);
     const takeover = live && managedFields ? { takeover: { live, managedFields } } : {};
-    // A takeover (after the apply, see deploy.ts) makes it `configured` only if it goes through.
+    // A takeover goes with a changed object's apply; for an unchanged one it comes after the
+    // stages (see deploy.ts), and makes it `configured` only if it goes through.
     const action: PlannedAction = !live ? 'created' : sameObject(live, dryRun) ? 'unchanged' : 'configured';
     return object.ref.kind === 'CustomResourceDefinition'
       ? { object, action, crd: { live, dryRun }, ...takeover }

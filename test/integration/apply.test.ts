@@ -768,6 +768,43 @@ describe('deployToCluster', () => {
     expect(actions(again.resources)).toEqual(['ConfigMap/legacy:unchanged', 'Deployment/web:unchanged']);
   });
 
+  it('rolls a Deployment out once when the commit changes its template and kubectl changed it by hand', async () => {
+    const ns = await createTestNamespace('apply-takeover-once');
+    const env = environmentFor(ns.name);
+    const kube = client();
+    const web = (image: string) => {
+      const object = deployment('web');
+      object.spec.template.spec.containers[0]!.image = image;
+      return object;
+    };
+    await deployToCluster(kube, request(env, manifests(web('registry.example/app:1'))));
+    // A debugging flag set with `kubectl edit` in the pod template: a rollout of its own.
+    await kube.transport.request({
+      method: 'PATCH',
+      path: `/apis/apps/v1/namespaces/${ns.name}/deployments/web`,
+      query: { fieldManager: 'kubectl-edit' },
+      contentType: 'application/merge-patch+json',
+      body: { spec: { template: { metadata: { annotations: { debug: 'on' } } } } },
+    });
+    const before = await kube.get(DEPLOYMENTS, ns.name, 'web');
+
+    const outcome = await deployToCluster(kube, request(env, manifests(web('registry.example/app:2'))));
+
+    expect(actions(outcome.resources)).toEqual(['Deployment/web:configured']);
+    expect(outcome.warnings).toBeUndefined();
+    const live = await kube.get(DEPLOYMENTS, ns.name, 'web');
+    const template = (
+      live?.spec as {
+        template: { metadata: { annotations?: object }; spec: { containers: { image: string }[] } };
+      }
+    ).template;
+    expect(template.spec.containers[0]!.image).toBe('registry.example/app:2');
+    expect(template.metadata.annotations).toBeUndefined();
+    // One change of the spec, so one new ReplicaSet: not one with git's image and the flag,
+    // then one without it.
+    expect(live!.metadata.generation).toBe(before!.metadata.generation! + 1);
+  });
+
   it('leaves hand-made fields it may not remove (an immutable Job template) as they were, warning, and never gets stuck', async () => {
     const ns = await createTestNamespace('apply-takeover-job');
     const env = environmentFor(ns.name);
