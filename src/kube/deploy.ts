@@ -31,6 +31,7 @@ import {
 import { mapWithConcurrency, settleWithConcurrency } from './map-with-concurrency.js';
 import {
   CONCURRENCY,
+  checkOwnersBeforeWrites,
   crdKindKey,
   kindKeyOf,
   needsStageOne,
@@ -163,6 +164,7 @@ async function dryRunBeforeWrites(
   const forNamespace = [...needs].filter(([, need]) => need === 'namespace').map(([object]) => object);
   const forKind = [...needs].filter(([, need]) => need === 'kind').map(([object]) => object);
   const schemaFailures = checkCustomResourcesAgainstSet(forKind, stageOne);
+  const ownerFailures = forKind.length > 0 ? await checkOwnersBeforeWrites(client, forKind, signal) : [];
   const second = await planObjects(client, early, signal);
   // One after the other: each keeps its own CONCURRENCY requests in flight, not twice that.
   const standInFailures =
@@ -173,7 +175,13 @@ async function dryRunBeforeWrites(
     actions.set(planned.object, planned.action);
     plannedBy.set(planned.object, planned);
   }
-  const failures = [...first.failures, ...second.failures, ...standInFailures, ...schemaFailures];
+  const failures = [
+    ...first.failures,
+    ...second.failures,
+    ...standInFailures,
+    ...schemaFailures,
+    ...ownerFailures,
+  ];
   return {
     ordered,
     actions,

@@ -138,6 +138,30 @@ interface CrdNames {
   names?: { kind?: unknown };
 }
 
+/**
+ * The owner check alone, before any write, for objects that cannot be dry-run until stage 1 is
+ * applied (custom resources of a CRD the set changes): a copy of one already labelled as
+ * another environment's stops the deploy before it changes the CRD, as a dry-run refusal
+ * would. Other errors are left to the dry-run after stage 1, which reads the object again.
+ */
+export async function checkOwnersBeforeWrites(
+  client: ClusterClient,
+  objects: readonly PreparedObject[],
+  signal?: AbortSignal,
+): Promise<ObjectFailure[]> {
+  const settled = await settleWithConcurrency(objects, CONCURRENCY, async (object) => {
+    // A CRD that does not exist yet has no objects: the read finds none.
+    checkOwner(object, await client.get(object.resource, object.ref.namespace, object.ref.name, signal));
+  });
+  signal?.throwIfAborted();
+  const failures: ObjectFailure[] = [];
+  settled.forEach((outcome, index) => {
+    if (outcome.status === 'rejected' && outcome.reason instanceof OwnedElsewhereError)
+      failures.push(objectFailure(objects[index] as PreparedObject, 'not applied', outcome.reason));
+  });
+  return failures;
+}
+
 /** `group|kind` of the custom resources a CRD defines: the key a resource's own `group|kind` meets. */
 export function crdKindKey(crd: PreparedObject): string {
   const spec = (crd.object.spec ?? {}) as CrdNames;

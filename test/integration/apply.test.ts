@@ -1301,6 +1301,32 @@ describe('deployToCluster with stage 1 objects', () => {
     expect(await kube.get(CONFIG_MAPS, ns.name, 'plain')).toBeUndefined();
   });
 
+  it("refuses a custom resource another environment manages before it changes the resource's CRD", async () => {
+    const ns = await createTestNamespace('apply-crd-owned');
+    const group = `${ns.name}.example.com`;
+    const platform = environmentFor(ns.name, { allow: { namespaces: [ns.name], clusterScoped: true } });
+    const team = environmentFor(ns.name);
+    const kube = client();
+    const widget = { apiVersion: `${group}/v1`, kind: 'Widget', metadata: { name: 'w' }, spec: { size: 1 } };
+    const withColor = widgetCrd(group);
+    const specSchema = withColor.spec.versions[0]!.schema.openAPIV3Schema.properties.spec as {
+      properties: Record<string, unknown>;
+    };
+    specSchema.properties.color = { type: 'string' };
+    // The platform's branch holds the CRD; a team's branch holds a Widget.
+    await deployToCluster(kube, request(platform, manifests(widgetCrd(group))));
+    await deployToCluster(kube, request(team, manifests(widget)));
+
+    // The platform's next commit changes the CRD and, by mistake, declares the team's Widget.
+    const error = await rejection(deployToCluster(kube, request(platform, manifests(withColor, widget))));
+
+    expect(error.message).toMatch(/^server-side dry-run rejected the set, nothing was changed:/);
+    expect(error.message).toContain(`not applied: managed by environment ${team.name}`);
+    const live = (await kube.get(CRDS, undefined, `widgets.${group}`)) as unknown as typeof withColor;
+    expect(JSON.stringify(live.spec.versions[0]!.schema)).not.toContain('color');
+    await kube.delete(CRDS, undefined, `widgets.${group}`, undefined);
+  });
+
   it('changes a CRD and its custom resources together, and writes neither when one does not fit', async () => {
     const ns = await createTestNamespace('apply-crd-change');
     const group = `${ns.name}.example.com`;
