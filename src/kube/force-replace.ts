@@ -35,21 +35,59 @@ export function isImmutableChange(error: unknown): boolean {
 }
 
 /**
+ * The new version of a Service as the stand-in's check sees it: without the cluster IPs and
+ * node ports it shares with the live one, which the stand-in would find taken and the
+ * replacement finds freed by the delete before it.
+ */
+function withoutAddressesOfLive(object: ManifestObject, live: LiveObject): ManifestObject {
+  if (object.kind !== 'Service' || object.apiVersion !== 'v1') return object;
+  const spec = object.spec as ServiceSpec | undefined;
+  const liveSpec = live.spec as ServiceSpec | undefined;
+  if (!spec || !liveSpec) return object;
+  // `None` (headless) is no address: kept, it is what the check is of.
+  const liveIps = new Set(
+    [liveSpec.clusterIP, ...(liveSpec.clusterIPs ?? [])].filter((ip) => ip && ip !== 'None'),
+  );
+  const liveNodePorts = new Set((liveSpec.ports ?? []).map((port) => port.nodePort).filter(Boolean));
+  const next: ServiceSpec = { ...spec };
+  if (spec.clusterIP && liveIps.has(spec.clusterIP)) delete next.clusterIP;
+  if (spec.clusterIPs?.some((ip) => liveIps.has(ip))) delete next.clusterIPs;
+  if (spec.ports) {
+    next.ports = spec.ports.map(({ nodePort, ...port }) =>
+      nodePort !== undefined && liveNodePorts.has(nodePort) ? port : { ...port, nodePort },
+    );
+  }
+  return { ...object, spec: next };
+}
+
+interface ServiceSpec {
+  clusterIP?: string;
+  clusterIPs?: string[];
+  ports?: { nodePort?: number; [field: string]: unknown }[];
+  [field: string]: unknown;
+}
+
+/**
  * Checks the new version of `object` as a creation (a server-side dry-run under a stand-in
- * name beside it: its own name is taken by the live object), so a replacement is validated
+ * name beside `live`: its own name is taken by the live object), so a replacement is validated
  * before any write like every other change. Throws the API server's refusal.
  */
 export async function checkReplacement(
   client: ClusterClient,
   object: PreparedObject,
+  live: LiveObject,
   signal?: AbortSignal,
 ): Promise<void> {
   const standIn = `pushgate-check-${randomBytes(4).toString('hex')}`;
+  const checked = withoutAddressesOfLive(object.object, live);
   try {
     await client.apply(
       object.resource,
-      { ...object.object, metadata: { ...object.object.metadata, name: standIn } },
-      { dryRun: true, signal },
+      { ...checked, metadata: { ...checked.metadata, name: standIn } },
+      {
+        dryRun: true,
+        signal,
+      },
     );
   } catch (error) {
     // The refusal names the stand-in; the user knows the object by its own name.

@@ -107,7 +107,7 @@ export async function planObjects(
     if ('error' in dryRunOutcome) {
       if (!live || !forceEnabled(object.object) || !isImmutableChange(dryRunOutcome.error))
         throw dryRunOutcome.error;
-      await checkReplacement(client, object, signal);
+      await checkReplacement(client, object, live, signal);
       return { object, action: 'configured' as const, replace: { live } };
     }
     const dryRun = dryRunOutcome.result;

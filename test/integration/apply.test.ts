@@ -861,7 +861,8 @@ describe('deployToCluster', () => {
     const kube = client();
     // From the service range's static band (its first 16 addresses; 10.0.0.1 is the API's own):
     // the API server hands out dynamic IPs above it, so another test's Service cannot take these.
-    const octet = 2 + Math.floor(Math.random() * 6) * 2;
+    // 2–7 here, 8–13 for the nodePort test below.
+    const octet = 2 + Math.floor(Math.random() * 3) * 2;
     const svc = (ip: string) => ({
       apiVersion: 'v1',
       kind: 'Service',
@@ -878,6 +879,34 @@ describe('deployToCluster', () => {
     });
     expect((await kube.get(SERVICES, ns.name, 'fixed'))?.spec).toMatchObject({
       clusterIP: `10.0.0.${octet + 1}`,
+    });
+  });
+
+  it('replaces a forced Service that pins a nodePort, keeping the port', async () => {
+    const ns = await createTestNamespace('apply-force-nodeport');
+    const env = environmentFor(ns.name);
+    const kube = client();
+    // From the static bands (the first addresses and node ports), which the API server hands
+    // out only when asked by number: no other test's Service takes these (see the test above).
+    const octet = 8 + Math.floor(Math.random() * 3) * 2;
+    const nodePort = 30_000 + Math.floor(Math.random() * 80);
+    const svc = (ip: string) => ({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'edge', annotations: { 'pushgate.dev/force': 'enabled' } },
+      spec: { type: 'NodePort', clusterIP: ip, selector: { app: 'edge' }, ports: [{ port: 80, nodePort }] },
+    });
+    await deployToCluster(kube, request(env, manifests(svc(`10.0.0.${octet}`))));
+
+    const outcome = await deployToCluster(kube, request(env, manifests(svc(`10.0.0.${octet + 1}`))));
+
+    expect(outcome.resources[0]).toMatchObject({
+      action: 'configured',
+      message: expect.stringMatching(/^replaced/) as unknown,
+    });
+    expect((await kube.get(SERVICES, ns.name, 'edge'))?.spec).toMatchObject({
+      clusterIP: `10.0.0.${octet + 1}`,
+      ports: [expect.objectContaining({ port: 80, nodePort })],
     });
   });
 
