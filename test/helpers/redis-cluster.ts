@@ -59,15 +59,32 @@ async function withNode<T>(node: { port: number }, use: (client: Redis) => Promi
  * `redis-cli --cluster create`, as an operator makes one.
  */
 export async function startRedisCluster(): Promise<TestRedisCluster> {
+  // A free port can be taken by another process before its node binds it: new ports then.
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await startClusterOnce();
+    } catch (error) {
+      if (attempt === 3) throw error;
+    }
+  }
+}
+
+/** `count` distinct free ports (three nodes and their cluster buses). */
+async function distinctFreePorts(count: number): Promise<number[]> {
+  const ports = new Set<number>();
+  while (ports.size < count) ports.add(await freePort());
+  return [...ports];
+}
+
+async function startClusterOnce(): Promise<TestRedisCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'pushgate-redis-cluster-'));
   const children: ChildProcess[] = [];
-  const ports: number[] = [];
+  const free = await distinctFreePorts(6);
+  const ports = free.slice(0, 3);
   try {
-    for (let index = 0; index < 3; index += 1) {
-      const port = await freePort();
+    for (const [index, port] of ports.entries()) {
       // Its own: the default, port + 10000, may be taken or past 65535.
-      const busPort = await freePort();
-      ports.push(port);
+      const busPort = free[3 + index]!;
       children.push(
         spawn(
           'redis-server',
@@ -98,7 +115,8 @@ export async function startRedisCluster(): Promise<TestRedisCluster> {
         ),
       );
     }
-    for (const port of ports) await waitUntilAnswers(port, undefined, 10_000);
+    for (const [index, port] of ports.entries())
+      await waitUntilAnswers(port, undefined, 10_000, children[index]);
     await run('redis-cli', [
       '--cluster',
       'create',

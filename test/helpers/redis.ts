@@ -22,7 +22,7 @@ export interface TestRedis {
 
 /** A real redis-server on a free loopback port, its data in a temporary folder. */
 export async function startRedis(options: { password?: string } = {}): Promise<TestRedis> {
-  const port = await freePort();
+  let port = 0;
   const dir = mkdtempSync(join(tmpdir(), 'pushgate-redis-'));
   let child: ChildProcess | undefined;
 
@@ -46,7 +46,7 @@ export async function startRedis(options: { password?: string } = {}): Promise<T
       ],
       { stdio: 'ignore' },
     );
-    await waitUntilAnswers(port, options.password, 10_000);
+    await waitUntilAnswers(port, options.password, 10_000, child);
   };
 
   const exited = (): Promise<void> =>
@@ -55,7 +55,18 @@ export async function startRedis(options: { password?: string } = {}): Promise<T
       child.once('exit', () => resolve());
     });
 
-  await launch();
+  // A free port can be taken by another process before redis-server binds it: another one then.
+  for (let attempt = 1; ; attempt += 1) {
+    port = await freePort();
+    try {
+      await launch();
+      break;
+    } catch (error) {
+      child?.kill('SIGKILL');
+      await exited();
+      if (attempt === 3) throw error;
+    }
+  }
   return {
     url: `redis://127.0.0.1:${port}`,
     port,
@@ -77,14 +88,21 @@ export async function startRedis(options: { password?: string } = {}): Promise<T
   };
 }
 
-/** Until a redis-server (or Sentinel) on this loopback port answers a PING. */
+/**
+ * Until a redis-server (or Sentinel) on this loopback port answers a PING; with `server`, until
+ * that process answers: it fails at once when the process exits (its port was taken meanwhile)
+ * or another process answers on the port.
+ */
 export async function waitUntilAnswers(
   port: number,
   password: string | undefined,
   timeoutMs: number,
+  server?: ChildProcess,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
+    if (server && (server.exitCode !== null || server.signalCode !== null))
+      throw new Error(`redis-server for port ${port} exited before it answered (port taken?)`);
     const client = new Redis({
       port,
       host: '127.0.0.1',
@@ -97,7 +115,10 @@ export async function waitUntilAnswers(
     try {
       await client.connect();
       await client.ping();
+      const info = server ? await client.info('server') : '';
       client.disconnect();
+      if (server && !new RegExp(`^process_id:${server.pid}\\r?$`, 'm').test(info))
+        throw new Error(`port ${port} is answered by another process than redis-server ${server.pid}`);
       return;
     } catch (error) {
       client.disconnect();
