@@ -870,6 +870,7 @@ function restoreInstallationAdvice(found: string | undefined, key: string | unde
   if (!found || !INSTALLATION_ID.test(found)) return '';
   return (
     `. If it is this installation's own and Redis lost pushgate's data (a restart without persistence, a new ` +
-    `Redis), make this installation that one again: SET ${key ?? '{pushgate}:installation'} ${found} in pushgate's Redis`
+    `Redis), make this installation that one again: SET ${key ?? '{pushgate}:installation'} ${found} in pushgate's Redis ` +
+    '(suspensions were lost with that data: first suspend again any environment that must stay held)'
   );
 }

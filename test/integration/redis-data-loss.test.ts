@@ -47,6 +47,8 @@ it('after Redis lost its data, a running worker refuses the inventory a new id d
   expect(refused.state).toBe('failed');
   expect(refused.error).toContain(`(${id}; this one is made-after-the-loss)`);
   expect(refused.error).toContain(`SET ${key} ${id} in pushgate's Redis`);
+  // A suspension held in Redis went with the rest: the refusal is the moment to say so.
+  expect(refused.error).toContain('suspend again any environment that must stay held');
 
   // What the refusal says to do, with the worker left running.
   await client.set(key, id!);
