@@ -17,7 +17,7 @@ export function resourceKey(
  * this attempt's outcome says more (it changed or failed the object itself).
  * `creating` holds the objects earlier attempts were about to create (JobRecord.creating): one
  * this attempt finds in place, with no change on record, was created by an attempt killed
- * before it could record that.
+ * before it could record that; one this attempt did not reach may have been.
  */
 export function mergeAttemptResources(
   earlier: readonly ResourceResult[],
@@ -33,9 +33,12 @@ export function mergeAttemptResources(
     const key = resourceKey(resource);
     const before = changedEarlier.get(key);
     changedEarlier.delete(key);
-    const foundInPlace = resource.action === 'unchanged' || resource.action === 'configured';
-    if (!before)
-      return foundInPlace && creating.has(key) ? { ...resource, action: 'created' as const } : resource;
+    if (!before) {
+      if (!creating.has(key)) return resource;
+      if (resource.action === 'unchanged' || resource.action === 'configured')
+        return { ...resource, action: 'created' as const };
+      return resource.action === 'skipped' ? { ...resource, message: MAYBE_CREATED } : resource;
+    }
     const keepEarlier =
       resource.action === 'unchanged' ||
       resource.action === 'skipped' ||
@@ -43,4 +46,37 @@ export function mergeAttemptResources(
     return keepEarlier ? before : resource;
   });
   return [...merged, ...changedEarlier.values()];
+}
+
+/** Said of an object a killed worker was about to create, where no later attempt settled it. */
+export const MAYBE_CREATED =
+  "not applied by this attempt; an earlier attempt's worker was killed while creating objects, and this one may exist";
+
+/**
+ * The resources of a job that ends with no attempt after a killed one (it stalled too often):
+ * what that attempt was about to create and did not record may exist now, and says so.
+ */
+export function withUnsettledCreates(
+  resources: readonly ResourceResult[],
+  creating: readonly string[],
+): ResourceResult[] {
+  const unsettled = new Set(creating);
+  const marked = resources.map((resource) => {
+    const key = resourceKey(resource);
+    if (!unsettled.delete(key) || resource.action !== 'skipped') return resource;
+    return { ...resource, message: MAYBE_CREATED };
+  });
+  // Not listed at all: the worker was killed before its first progress write.
+  for (const key of unsettled) {
+    const [apiVersion = '', kind = '', namespace = '', name = ''] = key.split('|');
+    marked.push({
+      apiVersion,
+      kind,
+      ...(namespace ? { namespace } : {}),
+      name,
+      action: 'skipped',
+      message: MAYBE_CREATED,
+    });
+  }
+  return marked;
 }

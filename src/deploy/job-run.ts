@@ -3,7 +3,7 @@ import { counted } from '../lib/counted.js';
 import { errorMessage } from '../lib/errors.js';
 import { DeployError } from '../kube/types.js';
 import type { Logger } from '../lib/logger.js';
-import { mergeAttemptResources, resourceKey } from './attempt-resources.js';
+import { mergeAttemptResources, resourceKey, withUnsettledCreates } from './attempt-resources.js';
 import { environmentTarget } from './config-skew.js';
 import type { Metrics } from '../lib/metrics.js';
 import { FINISHED_STATES, type JobRecord, type JobState, type ResourceResult } from '../status/job-record.js';
@@ -29,6 +29,8 @@ export class JobRun {
   private writes: Promise<void> = Promise.resolve();
   /** What earlier attempts of the job recorded (see mergeAttemptResources). */
   private earlierResources: readonly ResourceResult[];
+  /** What earlier attempts of the job were about to create (JobRecord.creating). */
+  private earlierCreating: ReadonlySet<string>;
 
   constructor(
     private readonly deps: JobRunDeps,
@@ -37,6 +39,7 @@ export class JobRun {
     private readonly logger: Logger,
   ) {
     this.earlierResources = record.resources;
+    this.earlierCreating = new Set(record.creating);
   }
 
   get id(): string {
@@ -81,7 +84,10 @@ export class JobRun {
   async deploying(sha: string): Promise<void> {
     // An earlier attempt's changes belong to this job's story only for the same commit.
     const sameCommit = this.record.sha === sha;
-    if (!sameCommit) this.earlierResources = [];
+    if (!sameCommit) {
+      this.earlierResources = [];
+      this.earlierCreating = new Set();
+    }
     await this.settleEarlierCommit(sha, sha);
     await this.settleCaughtUpCommit(sha);
     await this.patch(sameCommit ? { sha } : { sha, creating: undefined });
@@ -242,7 +248,11 @@ export class JobRun {
       finishedAt: new Date().toISOString(),
       error: message,
       message: warnings.length > 0 ? warnings.map((warning) => `warning: ${warning}`).join('; ') : null,
-      ...(resources ? { resources: this.merged(resources) } : {}),
+      ...(resources
+        ? { resources: this.merged(resources) }
+        : this.record.creating?.length
+          ? { resources: withUnsettledCreates(this.record.resources, this.record.creating) }
+          : {}),
     });
     this.finish('failed');
     this.logger.error({ err: message }, 'deploy failed');
@@ -313,7 +323,7 @@ export class JobRun {
 
   /** This attempt's outcomes over those of earlier attempts (mergeAttemptResources). */
   private merged(resources: readonly ResourceResult[]): ResourceResult[] {
-    return mergeAttemptResources(this.earlierResources, resources, new Set(this.record.creating));
+    return mergeAttemptResources(this.earlierResources, resources, this.earlierCreating);
   }
 
   /**
@@ -340,8 +350,7 @@ export class JobRun {
   ): Promise<void> {
     const write = this.writes.then(async () => {
       try {
-        // What attempts were about to create is told by `resources` now.
-        this.record = await this.deps.store.finish(this.id, { ...patch, creating: undefined }, applied);
+        this.record = await this.deps.store.finish(this.id, patch, applied);
       } catch (error) {
         // The transaction may have applied though its reply was lost: the record says whether
         // this attempt finished the job (see `finished`).

@@ -3,6 +3,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { runSync } from '../../src/commands/sync.js';
 import type { ApplyEngine } from '../../src/deploy/apply-engine.js';
 import { createKubeApplyEngine } from '../../src/deploy/kube-apply-engine.js';
+import { MAYBE_CREATED } from '../../src/deploy/attempt-resources.js';
 import { JobRun } from '../../src/deploy/job-run.js';
 import { restoreMissingSchedulers, syncReconcileSchedulers } from '../../src/deploy/reconcile-schedulers.js';
 import { DeployError } from '../../src/kube/types.js';
@@ -540,6 +541,51 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
       error: 'server-side dry-run rejected the set',
       message: 'warning: inventory ConfigMap apps/pushgate-inventory-web was missing',
     });
+  });
+
+  it('names on a job failed after its worker was killed what that worker may have created, and keeps no bookkeeping', async () => {
+    const sha = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
+    const id = await harness.webhook('web', sha);
+    const store = harness.services.store;
+    // A worker killed mid-stage: it announced three creations, and recorded one of them.
+    const killed = await jobRunOf(id, githubReporter());
+    await killed.started(1);
+    await killed.deploying(sha);
+    const cm = (name: string) => ({ apiVersion: 'v1', kind: 'ConfigMap', namespace: namespace.name, name });
+    await killed.creating([cm('a'), cm('b'), cm('c')].map((ref) => ({ ...ref, action: 'created' as const })));
+    await killed.written([
+      { ...cm('a'), action: 'created' },
+      { ...cm('b'), action: 'skipped', message: 'not applied: the deploy stopped before this object' },
+    ]);
+
+    // No attempt comes after it (it stalled too often): the job fails with what it has.
+    const last = await jobRunOf(id, githubReporter());
+    await last.failed(new Error('job stalled more than allowable limit'), undefined);
+
+    const record = (await store.get(id))!;
+    expect(record.state).toBe('failed');
+    expect(record.resources).toEqual([
+      { ...cm('a'), action: 'created' },
+      { ...cm('b'), action: 'skipped', message: MAYBE_CREATED },
+      { ...cm('c'), action: 'skipped', message: MAYBE_CREATED },
+    ]);
+    expect(record).not.toHaveProperty('creating');
+  });
+
+  it('keeps no bookkeeping of a running job on a record finished outside a deploy', async () => {
+    const sha = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
+    const id = await harness.webhook('web', sha);
+    const store = harness.services.store;
+    await store.update(id, { state: 'running', sha, creating: ['v1|ConfigMap|apps|a'] });
+
+    // As a worker fails a job whose environment left the configuration.
+    await store.finish(id, {
+      state: 'failed',
+      error: 'not configured',
+      finishedAt: new Date().toISOString(),
+    });
+
+    expect(await store.get(id)).not.toHaveProperty('creating');
   });
 
   it('reports failure on a commit an earlier attempt left pending when the last fails before deploying', async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { mergeAttemptResources } from '../../../src/deploy/attempt-resources.js';
+import { MAYBE_CREATED, mergeAttemptResources } from '../../../src/deploy/attempt-resources.js';
 import type { ResourceResult } from '../../../src/status/job-record.js';
 
 const cm = (name: string, action: ResourceResult['action'], message?: string): ResourceResult => ({
@@ -46,9 +46,10 @@ describe('mergeAttemptResources', () => {
       cm('c', 'created'),
       cm('d', 'unchanged'),
     ]);
-    // Not reached this time either, or failed now: this attempt's outcome stands.
+    // Failed now: this attempt's outcome stands. Not reached this time (its dry-run failed,
+    // say): the killed attempt may have created it, and the record says so.
     expect(
       mergeAttemptResources([], [cm('a', 'skipped', 'not applied'), cm('b', 'failed', 'denied')], creating),
-    ).toEqual([cm('a', 'skipped', 'not applied'), cm('b', 'failed', 'denied')]);
+    ).toEqual([cm('a', 'skipped', MAYBE_CREATED), cm('b', 'failed', 'denied')]);
   });
 });
