@@ -34,38 +34,60 @@ export function isImmutableChange(error: unknown): boolean {
   return error instanceof KubeApiError && error.status === 422 && IMMUTABLE_CHANGE.test(error.message);
 }
 
-/**
- * The new version of a Service as the stand-in's check sees it: without the cluster IPs and
- * node ports it shares with the live one, which the stand-in would find taken and the
- * replacement finds freed by the delete before it.
- */
-function withoutAddressesOfLive(object: ManifestObject, live: LiveObject): ManifestObject {
-  if (object.kind !== 'Service' || object.apiVersion !== 'v1') return object;
-  const spec = object.spec as ServiceSpec | undefined;
-  const liveSpec = live.spec as ServiceSpec | undefined;
-  if (!spec || !liveSpec) return object;
-  // `None` (headless) is no address: kept, it is what the check is of.
-  const liveIps = new Set(
-    [liveSpec.clusterIP, ...(liveSpec.clusterIPs ?? [])].filter((ip) => ip && ip !== 'None'),
-  );
-  const liveNodePorts = new Set((liveSpec.ports ?? []).map((port) => port.nodePort).filter(Boolean));
-  const next: ServiceSpec = { ...spec };
-  if (spec.clusterIP && liveIps.has(spec.clusterIP)) delete next.clusterIP;
-  if (spec.clusterIPs?.some((ip) => liveIps.has(ip))) delete next.clusterIPs;
-  if (spec.ports) {
-    next.ports = spec.ports.map(({ nodePort, ...port }) =>
-      nodePort !== undefined && liveNodePorts.has(nodePort) ? port : { ...port, nodePort },
-    );
-  }
-  return { ...object, spec: next };
-}
-
 interface ServiceSpec {
   clusterIP?: string;
   clusterIPs?: string[];
   ports?: { nodePort?: number; [field: string]: unknown }[];
   [field: string]: unknown;
 }
+
+const ALREADY_ALLOCATED = /already allocated/i;
+const NODE_PORT_FIELD = /^spec\.ports\[(\d+)\]\.nodePort$/;
+const CLUSTER_IP_FIELD = /^spec\.clusterIPs?(\[\d+\])?$/;
+
+/**
+ * A Service's new version without the addresses a stand-in's check was refused for because
+ * the live Service holds them (the delete before the replacement frees them), or undefined
+ * when the refusal says anything else. The API server allocates before it validates, so the
+ * check is made again without them. Only what the refusal names is dropped, and only where it
+ * cannot hide a mistake of its own: a node port the new version sets once, cluster IPs when
+ * every one it sets is the live Service's.
+ */
+function withoutHeldAddresses(
+  object: ManifestObject,
+  live: LiveObject,
+  error: unknown,
+): ManifestObject | undefined {
+  if (object.kind !== 'Service' || object.apiVersion !== 'v1') return undefined;
+  if (!(error instanceof KubeApiError) || error.status !== 422 || error.causes.length === 0) return undefined;
+  const spec = object.spec as ServiceSpec | undefined;
+  const liveSpec = live.spec as ServiceSpec | undefined;
+  if (!spec || !liveSpec) return undefined;
+  const liveIps = new Set([liveSpec.clusterIP, ...(liveSpec.clusterIPs ?? [])]);
+  const liveNodePorts = new Set((liveSpec.ports ?? []).map((port) => port.nodePort));
+  const next: ServiceSpec = { ...spec, ports: spec.ports?.map((port) => ({ ...port })) };
+  for (const cause of error.causes) {
+    if (!cause.field || !ALREADY_ALLOCATED.test(cause.message ?? '')) return undefined;
+    const portIndex = NODE_PORT_FIELD.exec(cause.field)?.[1];
+    if (portIndex !== undefined) {
+      const value = spec.ports?.[Number(portIndex)]?.nodePort;
+      const uses = (spec.ports ?? []).filter((port) => port.nodePort === value).length;
+      if (value === undefined || !liveNodePorts.has(value) || uses !== 1) return undefined;
+      delete next.ports![Number(portIndex)]!.nodePort;
+    } else if (CLUSTER_IP_FIELD.test(cause.field)) {
+      const ips = [spec.clusterIP, ...(spec.clusterIPs ?? [])].filter((ip) => ip !== undefined && ip !== '');
+      if (ips.length === 0 || ips.some((ip) => ip === 'None' || !liveIps.has(ip))) return undefined;
+      delete next.clusterIP;
+      delete next.clusterIPs;
+    } else {
+      return undefined;
+    }
+  }
+  return { ...object, spec: next };
+}
+
+/** Allocation refusals peeled off one by one: a node port, then another, then the IPs. */
+const MAX_CHECKS = 8;
 
 /**
  * Checks the new version of `object` as a creation (a server-side dry-run under a stand-in
@@ -79,20 +101,28 @@ export async function checkReplacement(
   signal?: AbortSignal,
 ): Promise<void> {
   const standIn = `pushgate-check-${randomBytes(4).toString('hex')}`;
-  const checked = withoutAddressesOfLive(object.object, live);
-  try {
-    await client.apply(
-      object.resource,
-      { ...checked, metadata: { ...checked.metadata, name: standIn } },
-      {
-        dryRun: true,
-        signal,
-      },
-    );
-  } catch (error) {
-    // The refusal names the stand-in; the user knows the object by its own name.
-    if (error instanceof Error) error.message = error.message.split(standIn).join(object.ref.name);
-    throw error;
+  let checked = object.object;
+  for (let round = 1; ; round += 1) {
+    try {
+      await client.apply(
+        object.resource,
+        { ...checked, metadata: { ...checked.metadata, name: standIn } },
+        {
+          dryRun: true,
+          signal,
+        },
+      );
+      return;
+    } catch (error) {
+      const next = round < MAX_CHECKS ? withoutHeldAddresses(checked, live, error) : undefined;
+      if (next) {
+        checked = next;
+        continue;
+      }
+      // The refusal names the stand-in; the user knows the object by its own name.
+      if (error instanceof Error) error.message = error.message.split(standIn).join(object.ref.name);
+      throw error;
+    }
   }
 }
 

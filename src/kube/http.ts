@@ -9,12 +9,18 @@ export class KubeApiError extends Error {
   readonly status: number | undefined;
   /** metav1.Status reason, e.g. `NotFound`, `Invalid`, `Conflict`. */
   readonly reason: string | undefined;
+  /** metav1.Status details.causes: each refused field and why (an `Invalid` answer's list). */
+  readonly causes: readonly StatusCause[];
 
-  constructor(message: string, options: { status?: number; reason?: string; cause?: unknown }) {
+  constructor(
+    message: string,
+    options: { status?: number; reason?: string; causes?: StatusCause[]; cause?: unknown },
+  ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'KubeApiError';
     this.status = options.status;
     this.reason = options.reason;
+    this.causes = options.causes ?? [];
   }
 
   /** Network trouble, overload, server faults and conflicts pass; the rest is the request's fault. */
@@ -232,6 +238,26 @@ export class KubeTransport {
   }
 }
 
+/** One entry of metav1.Status details.causes. */
+export interface StatusCause {
+  reason?: string;
+  message?: string;
+  /** The refused field's path, e.g. `spec.ports[0].nodePort`. */
+  field?: string;
+}
+
+function statusCauses(details: unknown): StatusCause[] {
+  const causes = (details as { causes?: unknown } | null | undefined)?.causes;
+  if (!Array.isArray(causes)) return [];
+  return causes
+    .filter((cause): cause is Record<string, unknown> => typeof cause === 'object' && cause !== null)
+    .map((cause) => ({
+      ...(typeof cause.reason === 'string' ? { reason: cause.reason } : {}),
+      ...(typeof cause.message === 'string' ? { message: cause.message } : {}),
+      ...(typeof cause.field === 'string' ? { field: cause.field } : {}),
+    }));
+}
+
 function apiError(status: number, body: unknown, describe: string, where: string): KubeApiError {
   // The API server says only "Unauthorized": which cluster of several, and why, are ours to say.
   if (status === 401)
@@ -240,10 +266,11 @@ function apiError(status: number, body: unknown, describe: string, where: string
       { status, reason: 'Unauthorized' },
     );
   if (typeof body === 'object' && body !== null) {
-    const { message, reason } = body as { message?: unknown; reason?: unknown };
+    const { message, reason, details } = body as { message?: unknown; reason?: unknown; details?: unknown };
     return new KubeApiError(typeof message === 'string' ? message : `${describe}: HTTP ${status}`, {
       status,
       reason: typeof reason === 'string' ? reason : undefined,
+      causes: statusCauses(details),
     });
   }
   const text = typeof body === 'string' && body.trim() !== '' ? `: ${body.trim().slice(0, 300)}` : '';

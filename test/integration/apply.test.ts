@@ -910,6 +910,41 @@ describe('deployToCluster', () => {
     });
   });
 
+  it('never deletes a forced Service whose new version the API server would refuse to create', async () => {
+    const ns = await createTestNamespace('apply-force-invalid');
+    const env = environmentFor(ns.name);
+    const kube = client();
+    const nodePort = 30_000 + Math.floor(Math.random() * 80);
+    const edge = (spec: Record<string, unknown>) => ({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'edge', annotations: { 'pushgate.dev/force': 'enabled' } },
+      spec: { selector: { app: 'edge' }, ...spec },
+    });
+    await deployToCluster(
+      kube,
+      request(env, manifests(edge({ type: 'NodePort', ports: [{ port: 80, nodePort }] }))),
+    );
+    const live = await kube.get(SERVICES, ns.name, 'edge');
+
+    // A new pinned clusterIP (immutable: forced), and type ClusterIP with the node port left in,
+    // which no Service may have. (10.0.0.14: the static band's, none of the tests above.)
+    const error = await rejection(
+      deployToCluster(
+        kube,
+        request(
+          env,
+          manifests(edge({ type: 'ClusterIP', clusterIP: '10.0.0.14', ports: [{ port: 80, nodePort }] })),
+        ),
+      ),
+    );
+
+    expect(error.message).toMatch(
+      /^server-side dry-run rejected the set, nothing was changed: .*may not be used when `type` is 'ClusterIP'/,
+    );
+    expect((await kube.get(SERVICES, ns.name, 'edge'))?.metadata.uid).toBe(live?.metadata.uid);
+  });
+
   it("keeps a Namespace another environment's objects live in when the one that declared it drops it", async () => {
     const home = await createTestNamespace('apply-shared-ns');
     const shared = uniqueNamespaceName('apply-shared-x');
