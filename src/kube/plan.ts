@@ -150,8 +150,11 @@ export async function checkOwnersBeforeWrites(
   signal?: AbortSignal,
 ): Promise<ObjectFailure[]> {
   const settled = await settleWithConcurrency(objects, CONCURRENCY, async (object) => {
-    // A CRD that does not exist yet has no objects: the read finds none.
-    checkOwner(object, await client.get(object.resource, object.ref.namespace, object.ref.name, signal));
+    // In whatever version the cluster serves the kind now: the commit may add the version its
+    // objects are written in. A kind not served yet has no objects.
+    const served = await client.discovery.resolveInAnyVersion(object.object.apiVersion, object.ref.kind);
+    if (!served) return;
+    checkOwner(object, await client.get(served, object.ref.namespace, object.ref.name, signal));
   });
   signal?.throwIfAborted();
   const failures: ObjectFailure[] = [];

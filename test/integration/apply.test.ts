@@ -1388,6 +1388,18 @@ describe('deployToCluster with stage 1 objects', () => {
     expect(error.message).toContain(`not applied: managed by environment ${team.name}`);
     const live = (await kube.get(CRDS, undefined, `widgets.${group}`)) as unknown as typeof withColor;
     expect(JSON.stringify(live.spec.versions[0]!.schema)).not.toContain('color');
+
+    // Or adds a version, and declares the Widget in it: the cluster does not serve it yet.
+    const withV2 = widgetCrd(group);
+    withV2.spec.versions.push({ ...withV2.spec.versions[0]!, name: 'v2', storage: false });
+    const widgetV2 = { ...widget, apiVersion: `${group}/v2` };
+    const again = await rejection(deployToCluster(kube, request(platform, manifests(withV2, widgetV2))));
+
+    expect(again.message).toMatch(/^server-side dry-run rejected the set, nothing was changed:/);
+    expect(again.message).toContain(`not applied: managed by environment ${team.name}`);
+    const versions = ((await kube.get(CRDS, undefined, `widgets.${group}`)) as unknown as typeof withV2).spec
+      .versions;
+    expect(versions.map((version) => version.name)).toEqual(['v1']);
     await kube.delete(CRDS, undefined, `widgets.${group}`, undefined);
   });
 
