@@ -36,6 +36,7 @@ import {
   kindKeyOf,
   needsStageOne,
   planObjects,
+  type HandMadeRetry,
   type PlannedObject,
 } from './plan.js';
 import { pruneObjects } from './prune.js';
@@ -147,17 +148,19 @@ function checkCustomResourcesAgainstSet(
 /**
  * Dry-runs stage 1 (Namespaces, CRDs), then every stage-2 object that does not need them,
  * and the objects bound for a new Namespace in `standIn`, a namespace that exists; collects
- * every rejection. Nothing is written.
+ * every rejection. Nothing is written, but for a deploy (`handMade`) the ownership of hand-made
+ * fields that made a dry-run fail (planObjects), which is put back when anything fails.
  */
 async function dryRunBeforeWrites(
   client: ClusterClient,
   objects: readonly PreparedObject[],
   standIn: string,
   signal: AbortSignal | undefined,
+  handMade?: HandMadeRetry,
 ): Promise<Planned & { failures: ObjectFailure[] }> {
   const ordered = [...objects].sort((a, b) => a.stage - b.stage || compareApplyOrder(a.ref, b.ref));
   const stageOne = ordered.filter((object) => object.stage === 1);
-  const first = await planObjects(client, stageOne, signal);
+  const first = await planObjects(client, stageOne, signal, handMade);
   const needs = needsStageOne(ordered, first.planned);
   const deferred = new Set(needs.keys());
   const early = ordered.filter((object) => object.stage === 2 && !deferred.has(object));
@@ -165,7 +168,7 @@ async function dryRunBeforeWrites(
   const forKind = [...needs].filter(([, need]) => need === 'kind').map(([object]) => object);
   const schemaFailures = checkCustomResourcesAgainstSet(forKind, stageOne);
   const ownerFailures = forKind.length > 0 ? await checkOwnersBeforeWrites(client, forKind, signal) : [];
-  const second = await planObjects(client, early, signal);
+  const second = await planObjects(client, early, signal, handMade);
   // One after the other: each keeps its own CONCURRENCY requests in flight, not twice that.
   const standInFailures =
     forNamespace.length > 0 ? await dryRunInStandInNamespace(client, forNamespace, standIn, signal) : [];
@@ -182,6 +185,7 @@ async function dryRunBeforeWrites(
     ...schemaFailures,
     ...ownerFailures,
   ];
+  if (failures.length > 0) await undoOwnership(handMade);
   return {
     ordered,
     actions,
@@ -190,6 +194,12 @@ async function dryRunBeforeWrites(
     standIn: { namespace: standIn, tried: forNamespace.length },
     failures,
   };
+}
+
+/** Puts back the ownership of hand-made fields a refused plan took (best effort: it changes no value). */
+async function undoOwnership(handMade: HandMadeRetry | undefined): Promise<void> {
+  if (!handMade) return;
+  await Promise.all(handMade.undos.splice(0).map((undo) => undo().catch(() => undefined)));
 }
 
 /**
@@ -433,11 +443,14 @@ async function applyEnvironment(
     );
   }
 
+  // Takes the ownership of hand-made fields a dry-run fails on: see dryRunTakingOver.
+  const handMade: HandMadeRetry = { beforeWrite: request.assertLockHeld, undos: [] };
   const plan = await dryRunBeforeWrites(
     client,
     objects,
     standInNamespace(environment, namespaceExists),
     signal,
+    handMade,
   );
   const { ordered, actions, plannedBy, deferred } = plan;
   const results = new Results(ordered, 'not applied: the deploy stopped before this object');
@@ -516,20 +529,21 @@ async function applyEnvironment(
   }
 
   if (deferred.size > 0) {
-    let late = await planObjects(client, [...deferred], signal);
+    let late = await planObjects(client, [...deferred], signal, handMade);
     // Established is not yet applied-with: the API server's apply schema of a changed CRD lags
     // a moment, refusing a field its new version declares. The commit's schema was checked
     // before any write, so such a refusal now is that lag: asked again until it passes.
     const until = Date.now() + CRD_SCHEMA_LAG_MS;
     while (crdsChanged && late.failures.some(isSchemaLag) && Date.now() < until) {
       await sleep(250, undefined, { signal });
-      late = await planObjects(client, [...deferred], signal);
+      late = await planObjects(client, [...deferred], signal, handMade);
     }
     for (const planned of late.planned) {
       actions.set(planned.object, planned.action);
       plannedBy.set(planned.object, planned);
     }
     if (late.failures.length > 0) {
+      await undoOwnership(handMade);
       results.fail(late.failures);
       throw failuresError(
         late.failures,

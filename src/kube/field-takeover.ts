@@ -149,6 +149,42 @@ export function takeOverHandManagedFields(
   return next;
 }
 
+/**
+ * For an object whose dry-run was refused: hands its hand-made fields to pushgate (no value
+ * changes, only who owns them) and dry-runs it again, as what kubectl set by hand can be what
+ * clashes with git: a port changed with `kubectl edit` keeps its name, and git's port would add
+ * that name a second time. Undefined, the ownership as it was, when there is nothing to take
+ * or the dry-run is still refused; `undo` puts it back, for a deploy that then writes nothing.
+ */
+export async function dryRunTakingOver(
+  client: ClusterClient,
+  object: PreparedObject,
+  live: LiveObject,
+  beforeWrite: () => Promise<void>,
+  signal?: AbortSignal,
+): Promise<{ result: LiveObject; undo: () => Promise<void> } | undefined> {
+  const managedFields = takeOverHandManagedFields(live, object.object.apiVersion);
+  if (!managedFields) return undefined;
+  const original = (live.metadata as { managedFields?: ManagedFieldsEntry[] }).managedFields ?? [];
+  await beforeWrite();
+  let rewritten: LiveObject;
+  try {
+    rewritten = await client.replaceManagedFields(object.resource, live, managedFields, signal);
+  } catch {
+    return undefined;
+  }
+  const undo = async (): Promise<void> => {
+    await putOwnershipBack(client, object, rewritten, original, signal);
+  };
+  try {
+    const result = await client.apply(object.resource, object.object, { dryRun: true, signal });
+    return { result, undo };
+  } catch {
+    await undo();
+    return undefined;
+  }
+}
+
 /** What became of the hand-made fields of one object (see applyTakingOver, takeOverAndReapply). */
 export interface TakeoverOutcome {
   /** Handed to pushgate, and what git does not declare is gone. */

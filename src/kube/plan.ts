@@ -1,7 +1,7 @@
 import { ENVIRONMENT_LABEL, type PreparedObject } from '../manifests/prepare.js';
 import type { ClusterClient, LiveObject } from './cluster.js';
 import { jsonEqual, sameObject } from './compare.js';
-import { takeOverHandManagedFields, type ManagedFieldsEntry } from './field-takeover.js';
+import { dryRunTakingOver, takeOverHandManagedFields, type ManagedFieldsEntry } from './field-takeover.js';
 import { checkReplacement, forceEnabled, isImmutableChange } from './force-replace.js';
 import { objectFailure, type ObjectFailure } from './failures.js';
 import { mapWithConcurrency, settleWithConcurrency } from './map-with-concurrency.js';
@@ -18,6 +18,16 @@ export interface PlannedObject {
   takeover?: { live: LiveObject; managedFields: ManagedFieldsEntry[] };
   /** For a CustomResourceDefinition only: what the cluster serves now, and what this set would make of it. */
   crd?: { live: LiveObject | undefined; dryRun: LiveObject };
+}
+
+/**
+ * Where planning may hand hand-made fields to pushgate to get past a refused dry-run
+ * (dryRunTakingOver): a deploy, not a render. `undos` put the ownership back.
+ */
+export interface HandMadeRetry {
+  /** The lock check, before the ownership write. */
+  beforeWrite: () => Promise<void>;
+  undos: (() => Promise<void>)[];
 }
 
 export interface PlanResult {
@@ -91,19 +101,28 @@ export async function planObjects(
   client: ClusterClient,
   objects: readonly PreparedObject[],
   signal?: AbortSignal,
+  handMade?: HandMadeRetry,
 ): Promise<PlanResult> {
   const collections = await listCrowdedCollections(client, objects, signal);
   const settled = await settleWithConcurrency(objects, CONCURRENCY, async (object) => {
     const { resource, ref } = object;
     const listed = collections.get(collectionPath(resource, ref.namespace));
-    const [live, dryRunOutcome] = await Promise.all([
+    const [live, firstOutcome] = await Promise.all([
       listed ? listed.get(ref.name) : client.get(resource, ref.namespace, ref.name, signal),
       client.apply(resource, object.object, { dryRun: true, signal }).then(
-        (result) => ({ result }),
+        (result): { result: LiveObject } | { error: unknown } => ({ result }),
         (error: unknown) => ({ error }),
       ),
     ]);
     checkOwner(object, live);
+    let dryRunOutcome = firstOutcome;
+    if ('error' in dryRunOutcome && live && handMade) {
+      const taken = await dryRunTakingOver(client, object, live, handMade.beforeWrite, signal);
+      if (taken) {
+        dryRunOutcome = { result: taken.result };
+        handMade.undos.push(taken.undo);
+      }
+    }
     if ('error' in dryRunOutcome) {
       if (!live || !forceEnabled(object.object) || !isImmutableChange(dryRunOutcome.error))
         throw dryRunOutcome.error;

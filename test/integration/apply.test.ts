@@ -768,6 +768,47 @@ describe('deployToCluster', () => {
     expect(actions(again.resources)).toEqual(['ConfigMap/legacy:unchanged', 'Deployment/web:unchanged']);
   });
 
+  it('puts back a named port changed with kubectl edit, which git would otherwise add a second time', async () => {
+    const ns = await createTestNamespace('apply-takeover-port');
+    const env = environmentFor(ns.name);
+    const kube = client();
+    const web = {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'web' },
+      spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80 }] },
+    };
+    await deployToCluster(kube, request(env, manifests(web, configMap('other'))));
+    // Ports are keyed by number: kubectl's 8080 is an entry of its own, named `http` too.
+    await kube.transport.request({
+      method: 'PATCH',
+      path: `/api/v1/namespaces/${ns.name}/services/web`,
+      query: { fieldManager: 'kubectl-edit' },
+      contentType: 'application/merge-patch+json',
+      body: { spec: { ports: [{ name: 'http', port: 8080, protocol: 'TCP', targetPort: 8080 }] } },
+    });
+    const managers = async () => {
+      const live = await kube.get(SERVICES, ns.name, 'web');
+      const entries = (live?.metadata as { managedFields?: { manager: string }[] } | undefined)
+        ?.managedFields;
+      return (entries ?? []).map((entry) => entry.manager).sort();
+    };
+    const edited = await managers();
+
+    // A commit refused for another object writes nothing, not even who owns the Service's fields.
+    const broken = { ...configMap('other'), data: { key: 1 } };
+    await rejection(deployToCluster(kube, request(env, manifests(web, broken))));
+    expect(await managers()).toEqual(edited);
+
+    const outcome = await deployToCluster(kube, request(env, manifests(web, configMap('other'))));
+
+    expect(actions(outcome.resources)).toEqual(['ConfigMap/other:unchanged', 'Service/web:configured']);
+    const ports = (await kube.get(SERVICES, ns.name, 'web'))?.spec as {
+      ports: { name: string; port: number }[];
+    };
+    expect(ports.ports.map(({ name, port }) => ({ name, port }))).toEqual([{ name: 'http', port: 80 }]);
+  });
+
   it('rolls a Deployment out once when the commit changes its template and kubectl changed it by hand', async () => {
     const ns = await createTestNamespace('apply-takeover-once');
     const env = environmentFor(ns.name);
