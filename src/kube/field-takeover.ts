@@ -149,6 +149,36 @@ export function takeOverHandManagedFields(
   return next;
 }
 
+/** Tries at the ownership write: a controller writing status moves the object on meanwhile. */
+const OWNERSHIP_TRIES = 3;
+
+/**
+ * Hands the object's hand-made fields to pushgate (its managedFields only, guarded by the
+ * resourceVersion read), reading it again when it moved on meanwhile. Undefined when there is
+ * nothing to take, or it kept moving. `original` is the ownership before, for putOwnershipBack.
+ */
+async function handOver(
+  client: ClusterClient,
+  object: PreparedObject,
+  signal: AbortSignal | undefined,
+  known?: LiveObject,
+): Promise<{ original: ManagedFieldsEntry[]; rewritten: LiveObject } | undefined> {
+  let current = known ?? (await client.get(object.resource, object.ref.namespace, object.ref.name, signal));
+  for (let attempt = 1; current; attempt += 1) {
+    const managedFields = takeOverHandManagedFields(current, object.object.apiVersion);
+    if (!managedFields) return undefined;
+    try {
+      const rewritten = await client.replaceManagedFields(object.resource, current, managedFields, signal);
+      const original = (current.metadata as { managedFields?: ManagedFieldsEntry[] }).managedFields ?? [];
+      return { original, rewritten };
+    } catch {
+      if (attempt === OWNERSHIP_TRIES) return undefined;
+      current = await client.get(object.resource, object.ref.namespace, object.ref.name, signal);
+    }
+  }
+  return undefined;
+}
+
 /**
  * For an object whose dry-run was refused: hands its hand-made fields to pushgate (no value
  * changes, only who owns them) and dry-runs it again, as what kubectl set by hand can be what
@@ -163,16 +193,11 @@ export async function dryRunTakingOver(
   beforeWrite: () => Promise<void>,
   signal?: AbortSignal,
 ): Promise<{ result: LiveObject; undo: () => Promise<void> } | undefined> {
-  const managedFields = takeOverHandManagedFields(live, object.object.apiVersion);
-  if (!managedFields) return undefined;
-  const original = (live.metadata as { managedFields?: ManagedFieldsEntry[] }).managedFields ?? [];
+  if (!takeOverHandManagedFields(live, object.object.apiVersion)) return undefined;
   await beforeWrite();
-  let rewritten: LiveObject;
-  try {
-    rewritten = await client.replaceManagedFields(object.resource, live, managedFields, signal);
-  } catch {
-    return undefined;
-  }
+  const handed = await handOver(client, object, signal, live);
+  if (!handed) return undefined;
+  const { original, rewritten } = handed;
   const undo = async (): Promise<void> => {
     await putOwnershipBack(client, object, rewritten, original, signal);
   };
@@ -218,23 +243,16 @@ export async function applyTakingOver(
   object: PreparedObject,
   signal?: AbortSignal,
 ): Promise<TakeoverOutcome> {
-  const current = await client.get(object.resource, object.ref.namespace, object.ref.name, signal);
-  const managedFields = current && takeOverHandManagedFields(current, object.object.apiVersion);
-  let rewritten: LiveObject | undefined;
-  if (current && managedFields) {
-    rewritten = await client
-      .replaceManagedFields(object.resource, current, managedFields, signal)
-      .catch(() => undefined);
-  }
-  if (!current || !rewritten) {
+  const handed = await handOver(client, object, signal);
+  if (!handed) {
     await client.apply(object.resource, object.object, { signal });
     return { taken: false };
   }
+  const { original, rewritten } = handed;
   try {
     await client.apply(object.resource, object.object, { signal });
     return { taken: true };
   } catch (error) {
-    const original = (current.metadata as { managedFields?: ManagedFieldsEntry[] }).managedFields ?? [];
     const undone = await putOwnershipBack(client, object, rewritten, original, signal);
     // What the dry-run checked; refused as well when the fields stayed pushgate's.
     await client.apply(object.resource, object.object, { signal });
@@ -255,17 +273,10 @@ export async function takeOverAndReapply(
   object: PreparedObject,
   signal?: AbortSignal,
 ): Promise<TakeoverOutcome> {
-  // The first apply moved the object on: start from what it is now.
-  const current = await client.get(object.resource, object.ref.namespace, object.ref.name, signal);
-  const managedFields = current && takeOverHandManagedFields(current, object.object.apiVersion);
-  if (!current || !managedFields) return { taken: false };
-  const original = (current.metadata as { managedFields?: ManagedFieldsEntry[] }).managedFields ?? [];
-  let rewritten: LiveObject;
-  try {
-    rewritten = await client.replaceManagedFields(object.resource, current, managedFields, signal);
-  } catch {
-    return { taken: false };
-  }
+  // The first apply moved the object on: from what it is now.
+  const handed = await handOver(client, object, signal);
+  if (!handed) return { taken: false };
+  const { original, rewritten } = handed;
   try {
     await client.apply(object.resource, object.object, { signal });
     return { taken: true };
