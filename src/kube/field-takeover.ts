@@ -244,18 +244,27 @@ export async function applyTakingOver(
   signal?: AbortSignal,
 ): Promise<TakeoverOutcome> {
   const handed = await handOver(client, object, signal);
-  if (!handed) {
-    await client.apply(object.resource, object.object, { signal });
-    return { taken: false };
-  }
-  const { original, rewritten } = handed;
+  const outcome: TakeoverOutcome = handed
+    ? await applyHandedOver(client, object, handed, signal)
+    : { taken: false };
+  // Nothing taken, or its removal refused: applied as the dry-run checked it (refused as well
+  // when the fields stayed pushgate's).
+  if (!outcome.taken) await client.apply(object.resource, object.object, { signal });
+  return outcome;
+}
+
+/** The apply once the hand-made fields are pushgate's; refused, they are given back. */
+async function applyHandedOver(
+  client: ClusterClient,
+  object: PreparedObject,
+  { original, rewritten }: { original: ManagedFieldsEntry[]; rewritten: LiveObject },
+  signal: AbortSignal | undefined,
+): Promise<TakeoverOutcome> {
   try {
     await client.apply(object.resource, object.object, { signal });
     return { taken: true };
   } catch (error) {
     const undone = await putOwnershipBack(client, object, rewritten, original, signal);
-    // What the dry-run checked; refused as well when the fields stayed pushgate's.
-    await client.apply(object.resource, object.object, { signal });
     return { taken: false, warning: refusedWarning(object, error, undone) };
   }
 }
@@ -275,15 +284,7 @@ export async function takeOverAndReapply(
 ): Promise<TakeoverOutcome> {
   // The first apply moved the object on: from what it is now.
   const handed = await handOver(client, object, signal);
-  if (!handed) return { taken: false };
-  const { original, rewritten } = handed;
-  try {
-    await client.apply(object.resource, object.object, { signal });
-    return { taken: true };
-  } catch (error) {
-    const undone = await putOwnershipBack(client, object, rewritten, original, signal);
-    return { taken: false, warning: refusedWarning(object, error, undone) };
-  }
+  return handed ? applyHandedOver(client, object, handed, signal) : { taken: false };
 }
 
 /**

@@ -113,6 +113,16 @@ function service(name: string, port: number) {
   };
 }
 
+/** A Service annotated `pushgate.dev/force: enabled`, selecting pods labelled app=<name>. */
+function forcedService(name: string, spec: Record<string, unknown>) {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name, annotations: { 'pushgate.dev/force': 'enabled' } },
+    spec: { selector: { app: name }, ...spec },
+  };
+}
+
 function deployment(name: string, replicas = 2) {
   return {
     apiVersion: 'apps/v1',
@@ -904,12 +914,7 @@ describe('deployToCluster', () => {
     // the API server hands out dynamic IPs above it, so another test's Service cannot take these.
     // 2–7 here, 8–13 for the nodePort test below.
     const octet = 2 + Math.floor(Math.random() * 3) * 2;
-    const svc = (ip: string) => ({
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: { name: 'fixed', annotations: { 'pushgate.dev/force': 'enabled' } },
-      spec: { clusterIP: ip, selector: { app: 'fixed' }, ports: [{ port: 80 }] },
-    });
+    const svc = (ip: string) => forcedService('fixed', { clusterIP: ip, ports: [{ port: 80 }] });
     await deployToCluster(kube, request(env, manifests(svc(`10.0.0.${octet}`))));
 
     const outcome = await deployToCluster(kube, request(env, manifests(svc(`10.0.0.${octet + 1}`))));
@@ -929,14 +934,11 @@ describe('deployToCluster', () => {
     const kube = client();
     // From the static bands (the first addresses and node ports), which the API server hands
     // out only when asked by number: no other test's Service takes these (see the test above).
+    // Node ports 30000–30039 here, 30040–30079 for the test below.
     const octet = 8 + Math.floor(Math.random() * 3) * 2;
-    const nodePort = 30_000 + Math.floor(Math.random() * 80);
-    const svc = (ip: string) => ({
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: { name: 'edge', annotations: { 'pushgate.dev/force': 'enabled' } },
-      spec: { type: 'NodePort', clusterIP: ip, selector: { app: 'edge' }, ports: [{ port: 80, nodePort }] },
-    });
+    const nodePort = 30_000 + Math.floor(Math.random() * 40);
+    const svc = (ip: string) =>
+      forcedService('edge', { type: 'NodePort', clusterIP: ip, ports: [{ port: 80, nodePort }] });
     await deployToCluster(kube, request(env, manifests(svc(`10.0.0.${octet}`))));
 
     const outcome = await deployToCluster(kube, request(env, manifests(svc(`10.0.0.${octet + 1}`))));
@@ -955,13 +957,8 @@ describe('deployToCluster', () => {
     const ns = await createTestNamespace('apply-force-invalid');
     const env = environmentFor(ns.name);
     const kube = client();
-    const nodePort = 30_000 + Math.floor(Math.random() * 80);
-    const edge = (spec: Record<string, unknown>) => ({
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: { name: 'edge', annotations: { 'pushgate.dev/force': 'enabled' } },
-      spec: { selector: { app: 'edge' }, ...spec },
-    });
+    const nodePort = 30_040 + Math.floor(Math.random() * 40);
+    const edge = (spec: Record<string, unknown>) => forcedService('edge', spec);
     await deployToCluster(
       kube,
       request(env, manifests(edge({ type: 'NodePort', ports: [{ port: 80, nodePort }] }))),
