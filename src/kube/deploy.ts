@@ -149,7 +149,7 @@ function checkCustomResourcesAgainstSet(
  * Dry-runs stage 1 (Namespaces, CRDs), then every stage-2 object that does not need them,
  * and the objects bound for a new Namespace in `standIn`, a namespace that exists; collects
  * every rejection. Nothing is written, but for a deploy (`handMade`) the ownership of hand-made
- * fields that made a dry-run fail (planObjects), which is put back when anything fails.
+ * fields that made a dry-run fail (planObjects), which deployToCluster puts back if the deploy fails.
  */
 async function dryRunBeforeWrites(
   client: ClusterClient,
@@ -185,7 +185,6 @@ async function dryRunBeforeWrites(
     ...schemaFailures,
     ...ownerFailures,
   ];
-  if (failures.length > 0) await undoOwnership(handMade);
   return {
     ordered,
     actions,
@@ -196,10 +195,21 @@ async function dryRunBeforeWrites(
   };
 }
 
-/** Puts back the ownership of hand-made fields a refused plan took (best effort: it changes no value). */
+/**
+ * Puts back the ownership of hand-made fields the plan took for objects no apply followed,
+ * when the deploy fails (best effort: it changes no value).
+ */
 async function undoOwnership(handMade: HandMadeRetry | undefined): Promise<void> {
-  if (!handMade) return;
-  await Promise.all(handMade.undos.splice(0).map((undo) => undo().catch(() => undefined)));
+  if (!handMade || handMade.undos.size === 0) return;
+  const undos = [...handMade.undos.values()];
+  handMade.undos.clear();
+  // Only while the lock is ours: what is left is pushgate owning fields it would remove next
+  // time anyway, while a write now could put a stale entry over the next holder's apply.
+  const held = await handMade.beforeWrite().then(
+    () => true,
+    () => false,
+  );
+  if (held) await Promise.all(undos.map((undo) => undo().catch(() => undefined)));
 }
 
 /**
@@ -258,6 +268,8 @@ class ProgressWrites {
 interface TakenWithApply {
   done: Set<PreparedObject>;
   warn(warning: string): void;
+  /** Applied: the plan's takeover of its hand-made fields, if any, is not given back. */
+  landed(object: PreparedObject): void;
 }
 
 /**
@@ -299,6 +311,7 @@ async function applyChanged(
         } else {
           await client.apply(object.resource, object.object, { signal });
         }
+        taken.landed(object);
         // Recorded as each lands: a worker killed mid-group leaves what it wrote to its successor.
         results.set(object, actions.get(object) ?? 'configured', replace ? REPLACED : undefined);
         written.soon();
@@ -333,9 +346,12 @@ async function applyChanged(
 export async function deployToCluster(client: ClusterClient, request: DeployRequest): Promise<DeployOutcome> {
   // What was said before a failure (a lost or moved inventory) stays on the failed job too.
   const warnings: string[] = [];
+  // Takes the ownership of hand-made fields a dry-run fails on: see dryRunTakingOver.
+  const handMade: HandMadeRetry = { beforeWrite: request.assertLockHeld, undos: new Map() };
   try {
-    return await applyEnvironment(client, request, warnings);
+    return await applyEnvironment(client, request, warnings, handMade);
   } catch (error) {
+    await undoOwnership(handMade);
     if (error instanceof DeployError) error.warnings.push(...warnings);
     throw error;
   }
@@ -345,6 +361,7 @@ async function applyEnvironment(
   client: ClusterClient,
   request: DeployRequest,
   warnings: string[],
+  handMade: HandMadeRetry,
 ): Promise<DeployOutcome> {
   const { environment, signal } = request;
   const logger = request.logger.child({ cluster: client.name });
@@ -443,8 +460,6 @@ async function applyEnvironment(
     );
   }
 
-  // Takes the ownership of hand-made fields a dry-run fails on: see dryRunTakingOver.
-  const handMade: HandMadeRetry = { beforeWrite: request.assertLockHeld, undos: [] };
   const plan = await dryRunBeforeWrites(
     client,
     objects,
@@ -501,6 +516,7 @@ async function applyEnvironment(
       warnings.push(warning);
       logger.warn(warning);
     },
+    landed: (object) => handMade.undos.delete(object),
   };
   const applyObjects = (objects: readonly PreparedObject[]): Promise<ObjectFailure[]> =>
     applyChanged(client, objects, actions, plannedBy, results, beforeWrite, signal, written, takenWithApply);
@@ -543,7 +559,6 @@ async function applyEnvironment(
       plannedBy.set(planned.object, planned);
     }
     if (late.failures.length > 0) {
-      await undoOwnership(handMade);
       results.fail(late.failures);
       throw failuresError(
         late.failures,

@@ -3,6 +3,7 @@ import type { PreparedObject } from '../manifests/prepare.js';
 import { describeRef } from '../manifests/resource-info.js';
 import { FIELD_MANAGER, type ClusterClient, type LiveObject } from './cluster.js';
 import { shortenQuotedValues } from './failures.js';
+import { KubeApiError } from './http.js';
 import { redactSecretValues } from './secret-redaction.js';
 
 /** One entry of `metadata.managedFields`, as the API server writes it. */
@@ -264,6 +265,9 @@ async function applyHandedOver(
     await client.apply(object.resource, object.object, { signal });
     return { taken: true };
   } catch (error) {
+    // Not a refusal (no answer, a server fault): the apply may have landed, and putting the
+    // old ownership back could undo it. The fields stay pushgate's; a retry applies again.
+    if (!(error instanceof KubeApiError) || error.transient) throw error;
     const undone = await putOwnershipBack(client, object, rewritten, original, signal);
     return { taken: false, warning: refusedWarning(object, error, undone) };
   }

@@ -37,6 +37,7 @@ export function isImmutableChange(error: unknown): boolean {
 interface ServiceSpec {
   clusterIP?: string;
   clusterIPs?: string[];
+  healthCheckNodePort?: number;
   ports?: { nodePort?: number; [field: string]: unknown }[];
   [field: string]: unknown;
 }
@@ -44,25 +45,35 @@ interface ServiceSpec {
 const ALREADY_ALLOCATED = /already allocated/i;
 const NODE_PORT_FIELD = /^spec\.ports\[(\d+)\]\.nodePort$/;
 const CLUSTER_IP_FIELD = /^spec\.clusterIPs?(\[\d+\])?$/;
+const HEALTH_CHECK_PORT_HELD = /HealthCheck NodePort (\d+): provided port is already allocated/;
 
 /**
  * A Service's new version without the addresses a stand-in's check was refused for because
  * the live Service holds them (the delete before the replacement frees them), or undefined
  * when the refusal says anything else. The API server allocates before it validates, so the
  * check is made again without them. Only what the refusal names is dropped, and only where it
- * cannot hide a mistake of its own: a node port the new version sets once, cluster IPs when
- * every one it sets is the live Service's.
+ * cannot hide a mistake of its own: a node port the new version sets once, the health check
+ * node port, cluster IPs when every one it sets is the live Service's.
  */
 function withoutHeldAddresses(
   object: ManifestObject,
   live: LiveObject,
   error: unknown,
 ): ManifestObject | undefined {
-  if (object.kind !== 'Service' || object.apiVersion !== 'v1') return undefined;
-  if (!(error instanceof KubeApiError) || error.status !== 422 || error.causes.length === 0) return undefined;
+  if (object.kind !== 'Service' || object.apiVersion !== 'v1' || !(error instanceof KubeApiError))
+    return undefined;
   const spec = object.spec as ServiceSpec | undefined;
   const liveSpec = live.spec as ServiceSpec | undefined;
   if (!spec || !liveSpec) return undefined;
+  // Said as an internal error (500), with no field: only the port.
+  const healthCheck = HEALTH_CHECK_PORT_HELD.exec(error.message)?.[1];
+  if (healthCheck !== undefined) {
+    const port = Number(healthCheck);
+    if (spec.healthCheckNodePort !== port || liveSpec.healthCheckNodePort !== port) return undefined;
+    const { healthCheckNodePort: _held, ...rest } = spec;
+    return { ...object, spec: rest };
+  }
+  if (error.status !== 422 || error.causes.length === 0) return undefined;
   const liveIps = new Set([liveSpec.clusterIP, ...(liveSpec.clusterIPs ?? [])]);
   const liveNodePorts = new Set((liveSpec.ports ?? []).map((port) => port.nodePort));
   const next: ServiceSpec = { ...spec, ports: spec.ports?.map((port) => ({ ...port })) };

@@ -22,12 +22,13 @@ export interface PlannedObject {
 
 /**
  * Where planning may hand hand-made fields to pushgate to get past a refused dry-run
- * (dryRunTakingOver): a deploy, not a render. `undos` put the ownership back.
+ * (dryRunTakingOver): a deploy, not a render. `undos` put the ownership back, for the objects
+ * no apply has followed yet.
  */
 export interface HandMadeRetry {
   /** The lock check, before the ownership write. */
   beforeWrite: () => Promise<void>;
-  undos: (() => Promise<void>)[];
+  undos: Map<PreparedObject, () => Promise<void>>;
 }
 
 export interface PlanResult {
@@ -104,6 +105,14 @@ export async function planObjects(
   handMade?: HandMadeRetry,
 ): Promise<PlanResult> {
   const collections = await listCrowdedCollections(client, objects, signal);
+  // A lost lock ends the deploy (another worker has it), not this object's plan.
+  let lockLost: Error | undefined;
+  const beforeWrite = async (): Promise<void> => {
+    await handMade?.beforeWrite().catch((error: unknown) => {
+      lockLost ??= error instanceof Error ? error : new Error(String(error));
+      throw lockLost;
+    });
+  };
   const settled = await settleWithConcurrency(objects, CONCURRENCY, async (object) => {
     const { resource, ref } = object;
     const listed = collections.get(collectionPath(resource, ref.namespace));
@@ -117,10 +126,10 @@ export async function planObjects(
     checkOwner(object, live);
     let dryRunOutcome = firstOutcome;
     if ('error' in dryRunOutcome && live && handMade) {
-      const taken = await dryRunTakingOver(client, object, live, handMade.beforeWrite, signal);
+      const taken = await dryRunTakingOver(client, object, live, beforeWrite, signal);
       if (taken) {
         dryRunOutcome = { result: taken.result };
-        handMade.undos.push(taken.undo);
+        handMade.undos.set(object, taken.undo);
       }
     }
     if ('error' in dryRunOutcome) {
@@ -140,6 +149,7 @@ export async function planObjects(
       : { object, action, ...takeover };
   });
   signal?.throwIfAborted();
+  if (lockLost !== undefined) throw lockLost;
   const planned: PlannedObject[] = [];
   const failures: ObjectFailure[] = [];
   settled.forEach((outcome, index) => {
@@ -161,7 +171,7 @@ interface CrdNames {
  * The owner check alone, before any write, for objects that cannot be dry-run until stage 1 is
  * applied (custom resources of a CRD the set changes): a copy of one already labelled as
  * another environment's stops the deploy before it changes the CRD, as a dry-run refusal
- * would. Other errors are left to the dry-run after stage 1, which reads the object again.
+ * would, and so does a read that fails (a retry reads again).
  */
 export async function checkOwnersBeforeWrites(
   client: ClusterClient,
@@ -178,8 +188,10 @@ export async function checkOwnersBeforeWrites(
   signal?.throwIfAborted();
   const failures: ObjectFailure[] = [];
   settled.forEach((outcome, index) => {
-    if (outcome.status === 'rejected' && outcome.reason instanceof OwnedElsewhereError)
-      failures.push(objectFailure(objects[index] as PreparedObject, 'not applied', outcome.reason));
+    if (outcome.status === 'fulfilled') return;
+    // One that cannot be read now cannot be checked: no write before it can.
+    const verb = outcome.reason instanceof OwnedElsewhereError ? 'not applied' : 'read failed';
+    failures.push(objectFailure(objects[index] as PreparedObject, verb, outcome.reason));
   });
   return failures;
 }

@@ -778,45 +778,108 @@ describe('deployToCluster', () => {
     expect(actions(again.resources)).toEqual(['ConfigMap/legacy:unchanged', 'Deployment/web:unchanged']);
   });
 
-  it('puts back a named port changed with kubectl edit, which git would otherwise add a second time', async () => {
-    const ns = await createTestNamespace('apply-takeover-port');
-    const env = environmentFor(ns.name);
-    const kube = client();
-    const web = {
+  describe('a named port renumbered with kubectl edit', () => {
+    const web = (name = 'web') => ({
       apiVersion: 'v1',
       kind: 'Service',
-      metadata: { name: 'web' },
-      spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80 }] },
-    };
-    await deployToCluster(kube, request(env, manifests(web, configMap('other'))));
-    // Ports are keyed by number: kubectl's 8080 is an entry of its own, named `http` too.
-    await kube.transport.request({
-      method: 'PATCH',
-      path: `/api/v1/namespaces/${ns.name}/services/web`,
-      query: { fieldManager: 'kubectl-edit' },
-      contentType: 'application/merge-patch+json',
-      body: { spec: { ports: [{ name: 'http', port: 8080, protocol: 'TCP', targetPort: 8080 }] } },
+      metadata: { name },
+      spec: { selector: { app: name }, ports: [{ name: 'http', port: 80 }] },
     });
-    const managers = async () => {
-      const live = await kube.get(SERVICES, ns.name, 'web');
+    /** Ports are keyed by number: kubectl's 8080 is an entry of its own, named `http` too. */
+    const renumberByHand = async (kube: ClusterClient, namespace: string, name: string) => {
+      await kube.transport.request({
+        method: 'PATCH',
+        path: `/api/v1/namespaces/${namespace}/services/${name}`,
+        query: { fieldManager: 'kubectl-edit' },
+        contentType: 'application/merge-patch+json',
+        body: { spec: { ports: [{ name: 'http', port: 8080, protocol: 'TCP', targetPort: 8080 }] } },
+      });
+    };
+    const managersOf = async (kube: ClusterClient, namespace: string, name: string) => {
+      const live = await kube.get(SERVICES, namespace, name);
       const entries = (live?.metadata as { managedFields?: { manager: string }[] } | undefined)
         ?.managedFields;
       return (entries ?? []).map((entry) => entry.manager).sort();
     };
-    const edited = await managers();
 
-    // A commit refused for another object writes nothing, not even who owns the Service's fields.
-    const broken = { ...configMap('other'), data: { key: 1 } };
-    await rejection(deployToCluster(kube, request(env, manifests(web, broken))));
-    expect(await managers()).toEqual(edited);
+    it('is put back to git, which would otherwise add the name a second time', async () => {
+      const ns = await createTestNamespace('apply-takeover-port');
+      const env = environmentFor(ns.name);
+      const kube = client();
+      await deployToCluster(kube, request(env, manifests(web(), configMap('other'))));
+      await renumberByHand(kube, ns.name, 'web');
+      const edited = await managersOf(kube, ns.name, 'web');
 
-    const outcome = await deployToCluster(kube, request(env, manifests(web, configMap('other'))));
+      // A commit refused for another object writes nothing, not even who owns the Service's fields.
+      const broken = { ...configMap('other'), data: { key: 1 } };
+      await rejection(deployToCluster(kube, request(env, manifests(web(), broken))));
+      expect(await managersOf(kube, ns.name, 'web')).toEqual(edited);
 
-    expect(actions(outcome.resources)).toEqual(['ConfigMap/other:unchanged', 'Service/web:configured']);
-    const ports = (await kube.get(SERVICES, ns.name, 'web'))?.spec as {
-      ports: { name: string; port: number }[];
-    };
-    expect(ports.ports.map(({ name, port }) => ({ name, port }))).toEqual([{ name: 'http', port: 80 }]);
+      const outcome = await deployToCluster(kube, request(env, manifests(web(), configMap('other'))));
+
+      expect(actions(outcome.resources)).toEqual(['ConfigMap/other:unchanged', 'Service/web:configured']);
+      const ports = (await kube.get(SERVICES, ns.name, 'web'))?.spec as {
+        ports: { name: string; port: number }[];
+      };
+      expect(ports.ports.map(({ name, port }) => ({ name, port }))).toEqual([{ name: 'http', port: 80 }]);
+    });
+
+    it('keeps its owner when the deploy fails before the Service is applied (a quota refuses a ConfigMap)', async () => {
+      const ns = await createTestNamespace('apply-takeover-left');
+      const env = environmentFor(ns.name);
+      const kube = client();
+      await deployToCluster(kube, request(env, manifests(web())));
+      await renumberByHand(kube, ns.name, 'web');
+      const edited = await managersOf(kube, ns.name, 'web');
+      // Room for one more ConfigMap. (No controller manager here to count them: its status is set.)
+      const used = (await kube.list(CONFIG_MAPS, ns.name)).length;
+      const quota = { configmaps: String(used + 1) };
+      await kube.transport.request({
+        method: 'POST',
+        path: `/api/v1/namespaces/${ns.name}/resourcequotas`,
+        body: { apiVersion: 'v1', kind: 'ResourceQuota', metadata: { name: 'q' }, spec: { hard: quota } },
+      });
+      await kube.transport.request({
+        method: 'PATCH',
+        path: `/api/v1/namespaces/${ns.name}/resourcequotas/q/status`,
+        contentType: 'application/merge-patch+json',
+        body: { status: { hard: quota, used: { configmaps: String(used) } } },
+      });
+
+      const error = await rejection(
+        deployToCluster(kube, request(env, manifests(configMap('c1'), configMap('c2'), web()))),
+      );
+
+      expect(error.message).toContain('exceeded quota');
+      expect(error.resources.find((resource) => resource.kind === 'Service')?.action).toBe('skipped');
+      expect(await managersOf(kube, ns.name, 'web')).toEqual(edited);
+    });
+
+    it('stops the deploy at a lost lock, writing nothing after it', async () => {
+      const ns = await createTestNamespace('apply-takeover-lock');
+      const env = environmentFor(ns.name);
+      const kube = client();
+      await deployToCluster(kube, request(env, manifests(web('a'), web('b'))));
+      await renumberByHand(kube, ns.name, 'a');
+      await renumberByHand(kube, ns.name, 'b');
+      let checks = 0;
+      // Held for the first takeover, lost by the second (another worker took the job).
+      const assertLockHeld = async () => {
+        checks += 1;
+        if (checks > 1) throw new PushgateError('transient', 'lost the deploy lock of environment "x"');
+      };
+
+      const error = await rejection(
+        deployToCluster(kube, request(env, manifests(web('a'), web('b')), { assertLockHeld })),
+      );
+
+      // Not a rejection of the commit: the job is the other worker's now, and retried if not.
+      expect(error.code).toBe('transient');
+      expect(error.message).toContain('lost the deploy lock');
+      // One was taken over before the loss and left so; the other not touched.
+      const managers = [await managersOf(kube, ns.name, 'a'), await managersOf(kube, ns.name, 'b')];
+      expect(managers).toEqual(expect.arrayContaining([['pushgate'], ['kubectl-edit', 'pushgate']]));
+    });
   });
 
   it('rolls a Deployment out once when the commit changes its template and kubectl changed it by hand', async () => {
@@ -953,6 +1016,34 @@ describe('deployToCluster', () => {
     });
   });
 
+  it('replaces a forced LoadBalancer Service that pins its health check node port, keeping it', async () => {
+    const ns = await createTestNamespace('apply-force-health');
+    const env = environmentFor(ns.name);
+    const kube = client();
+    // 10.0.0.14–15 and node ports 30080–30081: the static bands' that no other test takes.
+    const svc = (ip: string) =>
+      forcedService('lb', {
+        type: 'LoadBalancer',
+        clusterIP: ip,
+        externalTrafficPolicy: 'Local',
+        healthCheckNodePort: 30_081,
+        ports: [{ port: 80, nodePort: 30_080 }],
+      });
+    await deployToCluster(kube, request(env, manifests(svc('10.0.0.14'))));
+
+    const outcome = await deployToCluster(kube, request(env, manifests(svc('10.0.0.15'))));
+
+    expect(outcome.resources[0]).toMatchObject({
+      action: 'configured',
+      message: expect.stringMatching(/^replaced/) as unknown,
+    });
+    expect((await kube.get(SERVICES, ns.name, 'lb'))?.spec).toMatchObject({
+      clusterIP: '10.0.0.15',
+      healthCheckNodePort: 30_081,
+      ports: [expect.objectContaining({ nodePort: 30_080 })],
+    });
+  });
+
   it('never deletes a forced Service whose new version the API server would refuse to create', async () => {
     const ns = await createTestNamespace('apply-force-invalid');
     const env = environmentFor(ns.name);
@@ -966,7 +1057,7 @@ describe('deployToCluster', () => {
     const live = await kube.get(SERVICES, ns.name, 'edge');
 
     // A new pinned clusterIP (immutable: forced), and type ClusterIP with the node port left in,
-    // which no Service may have. (10.0.0.14: the static band's, none of the tests above.)
+    // which no Service may have. (10.0.0.14: refused, so never allocated.)
     const error = await rejection(
       deployToCluster(
         kube,
