@@ -864,9 +864,11 @@ describe('deployToCluster', () => {
       await renumberByHand(kube, ns.name, 'b');
       let checks = 0;
       // Held for the first takeover, lost by the second (another worker took the job).
-      const assertLockHeld = async () => {
+      const assertLockHeld = () => {
         checks += 1;
-        if (checks > 1) throw new PushgateError('transient', 'lost the deploy lock of environment "x"');
+        return checks > 1
+          ? Promise.reject(new PushgateError('transient', 'lost the deploy lock of environment "x"'))
+          : Promise.resolve();
       };
 
       const error = await rejection(
