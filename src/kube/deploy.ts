@@ -11,7 +11,7 @@ import { describeSource, formatProblems } from '../manifests/problems.js';
 import { describeRef } from '../manifests/resource-info.js';
 import type { LoadedManifest, ManifestObject, ObjectRef } from '../manifests/types.js';
 import type { ResourceResult } from '../status/job-record.js';
-import type { ClusterClient } from './cluster.js';
+import type { ClusterClient, LiveObject } from './cluster.js';
 import { failuresError, objectFailure, type ObjectFailure } from './failures.js';
 import { isHealthChecked } from './health.js';
 import {
@@ -42,12 +42,13 @@ import {
 import { pruneObjects } from './prune.js';
 import { dryRunInStandInNamespace } from './stand-in-dry-run.js';
 import { checkAgainstCrdSchema } from './crd-schema-check.js';
-import { deleteForReplacement, FORCE_ANNOTATION } from './force-replace.js';
+import { deleteForReplacement, FORCE_ANNOTATION, restoreReplaced } from './force-replace.js';
 import { applyTakingOver, takeOverAndReapply } from './field-takeover.js';
 import { keptForOtherEnvironments } from './shared-containers.js';
 import { DeployError, type DeployOutcome, type DeployRequest } from './types.js';
 import { waitForCrdsEstablished, waitForReadiness, type UnhealthyObject } from './wait.js';
 import { redactSecretValues } from './secret-redaction.js';
+import { KubeApiError } from './http.js';
 
 const REPLACED = `replaced: deleted and created again (a field it changes is immutable; ${FORCE_ANNOTATION}: enabled)`;
 
@@ -262,6 +263,33 @@ class ProgressWrites {
 }
 
 /**
+ * Deletes `live` and creates the new version, or, when that create is refused, the old one
+ * again (restoreReplaced), saying which in the error.
+ */
+async function replaceObject(
+  client: ClusterClient,
+  object: PreparedObject,
+  live: LiveObject,
+  beforeWrite: () => Promise<void>,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  await deleteForReplacement(client, object, live, signal);
+  // The wait for it to go can outlast the lock: never create it again without it.
+  await beforeWrite();
+  try {
+    await client.apply(object.resource, object.object, { signal });
+  } catch (error) {
+    const restored = await restoreReplaced(client, object, live, signal);
+    if (error instanceof Error) {
+      error.message += restored
+        ? ' (deleted to be replaced, then created again as it was)'
+        : ' (deleted to be replaced, and it could not be created again as it was: it is gone until a deploy creates it)';
+    }
+    throw error;
+  }
+}
+
+/**
  * Hand-made fields taken over (or refused) with a changed object's own apply, so the
  * takeover after the stages leaves those objects alone; its warnings, for the job.
  */
@@ -297,19 +325,23 @@ async function applyChanged(
     for (const group of groupByRank(changed.map((object) => ({ ...object.ref, object })))) {
       await beforeWrite();
       const settled = await settleWithConcurrency(group, CONCURRENCY, async ({ object }) => {
-        const replace = plannedBy.get(object)?.replace;
-        if (replace) {
-          await deleteForReplacement(client, object, replace.live, signal);
-          // The wait for it to go can outlast the lock: never create it again without it.
-          await beforeWrite();
-        }
         const planned = plannedBy.get(object);
-        if (planned?.takeover && !replace) {
-          const { taken: took, warning } = await applyTakingOver(client, object, signal);
-          if (took || warning !== undefined) taken.done.add(object);
-          if (warning !== undefined) taken.warn(warning);
-        } else {
-          await client.apply(object.resource, object.object, { signal });
+        const replace = planned?.replace;
+        try {
+          if (replace) {
+            await replaceObject(client, object, replace.live, beforeWrite, signal);
+          } else if (planned?.takeover) {
+            const { taken: took, warning } = await applyTakingOver(client, object, signal);
+            if (took || warning !== undefined) taken.done.add(object);
+            if (warning !== undefined) taken.warn(warning);
+          } else {
+            await client.apply(object.resource, object.object, { signal });
+          }
+        } catch (error) {
+          // No answer is no refusal: the apply may have landed, and giving the old ownership
+          // back would undo it.
+          if (!(error instanceof KubeApiError) || error.transient) taken.landed(object);
+          throw error;
         }
         taken.landed(object);
         // Recorded as each lands: a worker killed mid-group leaves what it wrote to its successor.

@@ -137,6 +137,40 @@ export async function checkReplacement(
   }
 }
 
+/** Metadata the API server sets, which a create must not carry. */
+const SERVER_SET_METADATA = new Set([
+  'uid',
+  'resourceVersion',
+  'creationTimestamp',
+  'generation',
+  'managedFields',
+  'selfLink',
+  'deletionTimestamp',
+  'deletionGracePeriodSeconds',
+]);
+
+/**
+ * Creates the replaced object again as it was, after its new version could not be created
+ * once it was deleted: the dry-run does not make every check a create does (a node port
+ * outside the cluster's range passes it), and a failed replacement must not leave the object
+ * gone. True when it is back (its addresses were freed by the delete).
+ */
+export async function restoreReplaced(
+  client: ClusterClient,
+  object: PreparedObject,
+  live: LiveObject,
+  signal?: AbortSignal,
+): Promise<boolean> {
+  const { status: _status, metadata, ...rest } = live as LiveObject & { status?: unknown };
+  const kept = Object.fromEntries(Object.entries(metadata).filter(([key]) => !SERVER_SET_METADATA.has(key)));
+  try {
+    await client.apply(object.resource, { ...rest, metadata: kept } as ManifestObject, { signal });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Deletes the live object (that exact one) and waits until it is gone, so it can be created again. */
 export async function deleteForReplacement(
   client: ClusterClient,

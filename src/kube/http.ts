@@ -29,9 +29,6 @@ export class KubeApiError extends Error {
     // Server-side apply answers 500 when a field's type does not match the schema
     // (kubernetes/kubernetes#104305 and kin); it is the manifest's fault and retrying cannot help.
     if (status === 500 && this.message.includes('failed to create typed patch object')) return false;
-    // A port or IP taken, said as a 500 for a Service's health check node port: as likely taken
-    // on the next try.
-    if (status === 500 && this.message.includes('provided port is already allocated')) return false;
     return status === undefined || status >= 500 || status === 429 || status === 409 || status === 408;
   }
 }

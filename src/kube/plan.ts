@@ -171,7 +171,9 @@ interface CrdNames {
  * The owner check alone, before any write, for objects that cannot be dry-run until stage 1 is
  * applied (custom resources of a CRD the set changes): a copy of one already labelled as
  * another environment's stops the deploy before it changes the CRD, as a dry-run refusal
- * would, and so does a read that fails (a retry reads again).
+ * would. A read that fails is left to the dry-run after stage 1, which reads the object again
+ * before its own write: failing here would hold back the very commit that repairs the read (a
+ * CRD whose conversion webhook is broken).
  */
 export async function checkOwnersBeforeWrites(
   client: ClusterClient,
@@ -188,10 +190,8 @@ export async function checkOwnersBeforeWrites(
   signal?.throwIfAborted();
   const failures: ObjectFailure[] = [];
   settled.forEach((outcome, index) => {
-    if (outcome.status === 'fulfilled') return;
-    // One that cannot be read now cannot be checked: no write before it can.
-    const verb = outcome.reason instanceof OwnedElsewhereError ? 'not applied' : 'read failed';
-    failures.push(objectFailure(objects[index] as PreparedObject, verb, outcome.reason));
+    if (outcome.status === 'rejected' && outcome.reason instanceof OwnedElsewhereError)
+      failures.push(objectFailure(objects[index] as PreparedObject, 'not applied', outcome.reason));
   });
   return failures;
 }

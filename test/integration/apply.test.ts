@@ -1046,6 +1046,47 @@ describe('deployToCluster', () => {
     });
   });
 
+  it('creates a forced Service again as it was when its new version is refused only after the delete', async () => {
+    const ns = await createTestNamespace('apply-force-restore');
+    const env = environmentFor(ns.name);
+    const kube = client();
+    await deployToCluster(
+      kube,
+      request(
+        env,
+        manifests(forcedService('gate', { type: 'NodePort', ports: [{ port: 80, nodePort: 30_082 }] })),
+      ),
+    );
+    const before = await kube.get(SERVICES, ns.name, 'gate');
+
+    // A pinned clusterIP (immutable: forced) and a node port outside the cluster's range,
+    // which the dry-run of a creation lets through and only the create itself refuses.
+    const error = await rejection(
+      deployToCluster(
+        kube,
+        request(
+          env,
+          manifests(
+            forcedService('gate', {
+              type: 'NodePort',
+              clusterIP: '10.0.0.14',
+              ports: [{ port: 80, nodePort: 29_000 }],
+            }),
+          ),
+        ),
+      ),
+    );
+
+    expect(error.message).toContain('not in the valid range');
+    expect(error.message).toContain('deleted to be replaced, then created again as it was');
+    const after = await kube.get(SERVICES, ns.name, 'gate');
+    expect(after?.metadata.uid).not.toBe(before?.metadata.uid);
+    expect(after?.spec).toMatchObject({
+      clusterIP: (before?.spec as { clusterIP: string }).clusterIP,
+      ports: [expect.objectContaining({ port: 80, nodePort: 30_082 })],
+    });
+  });
+
   it('never deletes a forced Service whose new version the API server would refuse to create', async () => {
     const ns = await createTestNamespace('apply-force-invalid');
     const env = environmentFor(ns.name);
