@@ -6,7 +6,12 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { environmentSchema, type EnvironmentConfig } from '../../src/config/schema.js';
 import { PushgateError } from '../../src/lib/errors.js';
 import { silentLogger } from '../../src/lib/logger.js';
-import { closeClusterClients, createClusterClient, type ClusterClient } from '../../src/kube/cluster.js';
+import {
+  closeClusterClients,
+  createClusterClient,
+  type ClusterClient,
+  type LiveObject,
+} from '../../src/kube/cluster.js';
 import { deployToCluster, renderForCluster } from '../../src/kube/deploy.js';
 import { readInventory } from '../../src/kube/inventory.js';
 import type { DeployError } from '../../src/kube/types.js';
@@ -121,6 +126,49 @@ function forcedService(name: string, spec: Record<string, unknown>) {
     metadata: { name, annotations: { 'pushgate.dev/force': 'enabled' } },
     spec: { selector: { app: name }, ...spec },
   };
+}
+
+/**
+ * Deploys a forced Service as `first`, then as `then` (an immutable change), each in a
+ * namespace of its own: checks it was replaced, and gives its live spec.
+ */
+async function replacedService(
+  label: string,
+  first: ReturnType<typeof forcedService>,
+  then: ReturnType<typeof forcedService>,
+): Promise<unknown> {
+  const ns = await createTestNamespace(label);
+  const env = environmentFor(ns.name);
+  const kube = client();
+  await deployToCluster(kube, request(env, manifests(first)));
+
+  const outcome = await deployToCluster(kube, request(env, manifests(then)));
+
+  expect(outcome.resources[0]).toMatchObject({
+    action: 'configured',
+    message: expect.stringMatching(/^replaced/) as unknown,
+  });
+  return (await kube.get(SERVICES, ns.name, then.metadata.name))?.spec;
+}
+
+/**
+ * Deploys a forced Service as `first`, then as `then`, which is refused: the refusal, and the
+ * live Service before and after it.
+ */
+async function refusedForcedChange(
+  label: string,
+  first: ReturnType<typeof forcedService>,
+  then: ReturnType<typeof forcedService>,
+): Promise<{ error: DeployError; before: LiveObject | undefined; after: LiveObject | undefined }> {
+  const ns = await createTestNamespace(label);
+  const env = environmentFor(ns.name);
+  const kube = client();
+  await deployToCluster(kube, request(env, manifests(first)));
+  const before = await kube.get(SERVICES, ns.name, first.metadata.name);
+
+  const error = await rejection(deployToCluster(kube, request(env, manifests(then))));
+
+  return { error, before, after: await kube.get(SERVICES, ns.name, then.metadata.name) };
 }
 
 function deployment(name: string, replicas = 2) {
@@ -972,31 +1020,18 @@ describe('deployToCluster', () => {
   });
 
   it("replaces a Service whose clusterIP changed when forced (the API server words it 'may not change once set')", async () => {
-    const ns = await createTestNamespace('apply-force-svc');
-    const env = environmentFor(ns.name);
-    const kube = client();
     // From the service range's static band (its first 16 addresses; 10.0.0.1 is the API's own):
     // the API server hands out dynamic IPs above it, so another test's Service cannot take these.
     // 2–7 here, 8–13 for the nodePort test below.
     const octet = 2 + Math.floor(Math.random() * 3) * 2;
     const svc = (ip: string) => forcedService('fixed', { clusterIP: ip, ports: [{ port: 80 }] });
-    await deployToCluster(kube, request(env, manifests(svc(`10.0.0.${octet}`))));
 
-    const outcome = await deployToCluster(kube, request(env, manifests(svc(`10.0.0.${octet + 1}`))));
+    const spec = await replacedService('apply-force-svc', svc(`10.0.0.${octet}`), svc(`10.0.0.${octet + 1}`));
 
-    expect(outcome.resources[0]).toMatchObject({
-      action: 'configured',
-      message: expect.stringMatching(/^replaced/) as unknown,
-    });
-    expect((await kube.get(SERVICES, ns.name, 'fixed'))?.spec).toMatchObject({
-      clusterIP: `10.0.0.${octet + 1}`,
-    });
+    expect(spec).toMatchObject({ clusterIP: `10.0.0.${octet + 1}` });
   });
 
   it('replaces a forced Service that pins a nodePort, keeping the port', async () => {
-    const ns = await createTestNamespace('apply-force-nodeport');
-    const env = environmentFor(ns.name);
-    const kube = client();
     // From the static bands (the first addresses and node ports), which the API server hands
     // out only when asked by number: no other test's Service takes these (see the test above).
     // Node ports 30000–30039 here, 30040–30079 for the test below.
@@ -1004,24 +1039,20 @@ describe('deployToCluster', () => {
     const nodePort = 30_000 + Math.floor(Math.random() * 40);
     const svc = (ip: string) =>
       forcedService('edge', { type: 'NodePort', clusterIP: ip, ports: [{ port: 80, nodePort }] });
-    await deployToCluster(kube, request(env, manifests(svc(`10.0.0.${octet}`))));
 
-    const outcome = await deployToCluster(kube, request(env, manifests(svc(`10.0.0.${octet + 1}`))));
+    const spec = await replacedService(
+      'apply-force-nodeport',
+      svc(`10.0.0.${octet}`),
+      svc(`10.0.0.${octet + 1}`),
+    );
 
-    expect(outcome.resources[0]).toMatchObject({
-      action: 'configured',
-      message: expect.stringMatching(/^replaced/) as unknown,
-    });
-    expect((await kube.get(SERVICES, ns.name, 'edge'))?.spec).toMatchObject({
+    expect(spec).toMatchObject({
       clusterIP: `10.0.0.${octet + 1}`,
       ports: [expect.objectContaining({ port: 80, nodePort })],
     });
   });
 
   it('replaces a forced LoadBalancer Service that pins its health check node port, keeping it', async () => {
-    const ns = await createTestNamespace('apply-force-health');
-    const env = environmentFor(ns.name);
-    const kube = client();
     // 10.0.0.14–15 and node ports 30080–30081: the static bands' that no other test takes.
     const svc = (ip: string) =>
       forcedService('lb', {
@@ -1031,15 +1062,10 @@ describe('deployToCluster', () => {
         healthCheckNodePort: 30_081,
         ports: [{ port: 80, nodePort: 30_080 }],
       });
-    await deployToCluster(kube, request(env, manifests(svc('10.0.0.14'))));
 
-    const outcome = await deployToCluster(kube, request(env, manifests(svc('10.0.0.15'))));
+    const spec = await replacedService('apply-force-health', svc('10.0.0.14'), svc('10.0.0.15'));
 
-    expect(outcome.resources[0]).toMatchObject({
-      action: 'configured',
-      message: expect.stringMatching(/^replaced/) as unknown,
-    });
-    expect((await kube.get(SERVICES, ns.name, 'lb'))?.spec).toMatchObject({
+    expect(spec).toMatchObject({
       clusterIP: '10.0.0.15',
       healthCheckNodePort: 30_081,
       ports: [expect.objectContaining({ nodePort: 30_080 })],
@@ -1047,39 +1073,20 @@ describe('deployToCluster', () => {
   });
 
   it('creates a forced Service again as it was when its new version is refused only after the delete', async () => {
-    const ns = await createTestNamespace('apply-force-restore');
-    const env = environmentFor(ns.name);
-    const kube = client();
-    await deployToCluster(
-      kube,
-      request(
-        env,
-        manifests(forcedService('gate', { type: 'NodePort', ports: [{ port: 80, nodePort: 30_082 }] })),
-      ),
-    );
-    const before = await kube.get(SERVICES, ns.name, 'gate');
-
     // A pinned clusterIP (immutable: forced) and a node port outside the cluster's range,
     // which the dry-run of a creation lets through and only the create itself refuses.
-    const error = await rejection(
-      deployToCluster(
-        kube,
-        request(
-          env,
-          manifests(
-            forcedService('gate', {
-              type: 'NodePort',
-              clusterIP: '10.0.0.14',
-              ports: [{ port: 80, nodePort: 29_000 }],
-            }),
-          ),
-        ),
-      ),
+    const { error, before, after } = await refusedForcedChange(
+      'apply-force-restore',
+      forcedService('gate', { type: 'NodePort', ports: [{ port: 80, nodePort: 30_082 }] }),
+      forcedService('gate', {
+        type: 'NodePort',
+        clusterIP: '10.0.0.14',
+        ports: [{ port: 80, nodePort: 29_000 }],
+      }),
     );
 
     expect(error.message).toContain('not in the valid range');
     expect(error.message).toContain('deleted to be replaced, then created again as it was');
-    const after = await kube.get(SERVICES, ns.name, 'gate');
     expect(after?.metadata.uid).not.toBe(before?.metadata.uid);
     expect(after?.spec).toMatchObject({
       clusterIP: (before?.spec as { clusterIP: string }).clusterIP,
@@ -1088,33 +1095,19 @@ describe('deployToCluster', () => {
   });
 
   it('never deletes a forced Service whose new version the API server would refuse to create', async () => {
-    const ns = await createTestNamespace('apply-force-invalid');
-    const env = environmentFor(ns.name);
-    const kube = client();
     const nodePort = 30_040 + Math.floor(Math.random() * 40);
-    const edge = (spec: Record<string, unknown>) => forcedService('edge', spec);
-    await deployToCluster(
-      kube,
-      request(env, manifests(edge({ type: 'NodePort', ports: [{ port: 80, nodePort }] }))),
-    );
-    const live = await kube.get(SERVICES, ns.name, 'edge');
-
     // A new pinned clusterIP (immutable: forced), and type ClusterIP with the node port left in,
     // which no Service may have. (10.0.0.14: refused, so never allocated.)
-    const error = await rejection(
-      deployToCluster(
-        kube,
-        request(
-          env,
-          manifests(edge({ type: 'ClusterIP', clusterIP: '10.0.0.14', ports: [{ port: 80, nodePort }] })),
-        ),
-      ),
+    const { error, before, after } = await refusedForcedChange(
+      'apply-force-invalid',
+      forcedService('edge', { type: 'NodePort', ports: [{ port: 80, nodePort }] }),
+      forcedService('edge', { type: 'ClusterIP', clusterIP: '10.0.0.14', ports: [{ port: 80, nodePort }] }),
     );
 
     expect(error.message).toMatch(
       /^server-side dry-run rejected the set, nothing was changed: .*may not be used when `type` is 'ClusterIP'/,
     );
-    expect((await kube.get(SERVICES, ns.name, 'edge'))?.metadata.uid).toBe(live?.metadata.uid);
+    expect(after?.metadata.uid).toBe(before?.metadata.uid);
   });
 
   it("keeps a Namespace another environment's objects live in when the one that declared it drops it", async () => {
