@@ -279,6 +279,9 @@ async function replaceObject(
   try {
     await client.apply(object.resource, object.object, { signal });
   } catch (error) {
+    // No answer, or a fault the retry may not meet: the new version may be there, and the
+    // retry creates it if not.
+    if (!(error instanceof KubeApiError) || error.transient) throw error;
     const restored = await restoreReplaced(client, object, live, signal);
     if (error instanceof Error) {
       error.message += restored
