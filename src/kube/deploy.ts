@@ -283,11 +283,9 @@ async function replaceObject(
     // retry creates it if not.
     if (!(error instanceof KubeApiError) || error.transient) throw error;
     const restored = await restoreReplaced(client, object, live, signal);
-    if (error instanceof Error) {
-      error.message += restored
-        ? ' (deleted to be replaced, then created again as it was)'
-        : ' (deleted to be replaced, and it could not be created again as it was: it is gone until a deploy creates it)';
-    }
+    error.message += restored
+      ? ' (deleted to be replaced, then created again as it was)'
+      : ' (deleted to be replaced, and it could not be created again as it was: it is gone until a deploy creates it)';
     throw error;
   }
 }

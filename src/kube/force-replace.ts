@@ -115,14 +115,8 @@ export async function checkReplacement(
   let checked = object.object;
   for (let round = 1; ; round += 1) {
     try {
-      await client.apply(
-        object.resource,
-        { ...checked, metadata: { ...checked.metadata, name: standIn } },
-        {
-          dryRun: true,
-          signal,
-        },
-      );
+      const asStandIn = { ...checked, metadata: { ...checked.metadata, name: standIn } };
+      await client.apply(object.resource, asStandIn, { dryRun: true, signal });
       return;
     } catch (error) {
       const next = round < MAX_CHECKS ? withoutHeldAddresses(checked, live, error) : undefined;
