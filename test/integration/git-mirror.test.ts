@@ -125,11 +125,13 @@ describe('git mirror cache (real git over file://)', () => {
 
     beforeEach(async () => {
       seen = [];
-      // A server that asks for credentials and records what git sends: the token must
-      // arrive in the header, and must appear neither in argv nor in the error.
+      // A server that asks for credentials and records what git sends: the token must arrive
+      // once asked for, and must appear neither in argv nor in the error. Answered, it refuses.
       server = createServer((req, res) => {
         seen.push({ authorization: req.headers.authorization, url: req.url });
-        res.writeHead(403, { 'content-type': 'text/plain' }).end('forbidden\n');
+        if (req.headers.authorization === undefined)
+          res.writeHead(401, { 'www-authenticate': 'Basic realm="git"' }).end('who?\n');
+        else res.writeHead(403, { 'content-type': 'text/plain' }).end('forbidden\n');
       });
       await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
       const address = server.address();
@@ -141,20 +143,48 @@ describe('git mirror cache (real git over file://)', () => {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     });
 
-    it('sends the token as a header scoped to the host and never shows it', async () => {
+    it('sends the token to the repository’s host when it asks, and never shows it', async () => {
       const token = 'ghp_supersecrettoken123';
       const withToken = new MirrorCache({ dir: cacheDir, token });
 
       const error = await withToken.fetchBranch({ url, provider: 'github' }, 'main').catch((e: unknown) => e);
 
       expect(error).toBeInstanceOf(PushgateError);
-      expect(seen.length).toBeGreaterThan(0);
-      expect(seen[0]!.authorization).toBe(
+      expect(seen.map((request) => request.authorization)).toEqual([
+        undefined,
         `Basic ${Buffer.from(`x-access-token:${token}`).toString('base64')}`,
-      );
+      ]);
       expect(String((error as Error).message)).not.toContain(token);
       const { stdout: processes } = await execFileAsync('ps', ['-eo', 'args']);
       expect(processes).not.toContain(token);
+    });
+
+    it('never sends the token to another host the repository redirects to', async () => {
+      // As the audit found with a header scoped to the origin: git follows the first request's
+      // redirect and moved on to the new host with the header still set.
+      const elsewhere = createServer((req, res) => {
+        seen.push({ authorization: req.headers.authorization, url: `elsewhere${req.url}` });
+        res.writeHead(401, { 'www-authenticate': 'Basic realm="git"' }).end('who?\n');
+      });
+      await new Promise<void>((resolve) => elsewhere.listen(0, '127.0.0.1', resolve));
+      const { port } = elsewhere.address() as { port: number };
+      server.removeAllListeners('request');
+      server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+        seen.push({ authorization: req.headers.authorization, url: req.url });
+        res.writeHead(301, { location: `http://127.0.0.1:${port}${req.url}` }).end();
+      });
+      const withToken = new MirrorCache({ dir: cacheDir, token: 'ghp_not_for_elsewhere' });
+
+      const error = await withToken
+        .fetchBranch({ url, provider: 'github' }, 'main')
+        .catch((e: unknown) => e)
+        .finally(() => new Promise<void>((resolve) => elsewhere.close(() => resolve())));
+
+      expect(seen.some((request) => request.url?.startsWith('elsewhere'))).toBe(true);
+      expect(seen.filter((request) => request.authorization !== undefined)).toEqual([]);
+      expect(error).toBeInstanceOf(PushgateError);
+      expect((error as PushgateError).message).toContain('could not read Username');
+      expect((error as PushgateError).permanent).toBe(true);
     });
 
     /** The test server answers every request with `status` (401 asks for Basic credentials). */
