@@ -15,6 +15,8 @@ export const MAX_CHECKOUT_ENTRIES = 20_000;
 export const MAX_CHECKOUT_BYTES = 128 * 1024 * 1024;
 /** Linux's PATH_MAX: read-tree could not write a longer path anyway. */
 export const MAX_CHECKOUT_PATH_BYTES = 4096;
+/** NAME_MAX of Linux file systems: read-tree fails on a longer file or folder name, every time. */
+export const MAX_CHECKOUT_NAME_BYTES = 255;
 
 export interface TreeSize {
   /** Files, folders, symlinks and submodules. */
@@ -25,6 +27,7 @@ export interface TreeSize {
 
 const TAB = 0x09;
 const NUL = 0x00;
+const SLASH = 0x2f;
 
 /**
  * Counts the entries of a commit's tree and adds up its blob sizes from the object database,
@@ -48,6 +51,7 @@ export async function measureTree(
   let header = '';
   let inPath = false;
   let pathBytes = 0;
+  let nameBytes = 0;
   const args = ['--git-dir', gitDir, 'ls-tree', '-r', '-t', '-l', '-z', '--end-of-options', sha];
   await streamGit(args, { timeoutMs, what: `measure ${sha}` }, (chunk) => {
     let at = 0;
@@ -62,6 +66,7 @@ export async function measureTree(
         header = '';
         inPath = true;
         pathBytes = 0;
+        nameBytes = 0;
         at = tab + 1;
         if (size.entries > budget.entries)
           refusal = `more than ${budget.entries} files and folders, the limit`;
@@ -70,10 +75,18 @@ export async function measureTree(
         if (refusal) return 'enough';
       }
       const nul = chunk.indexOf(NUL, at);
-      pathBytes += (nul === -1 ? chunk.length : nul) - at;
+      const end = nul === -1 ? chunk.length : nul;
+      pathBytes += end - at;
       if (pathBytes > MAX_CHECKOUT_PATH_BYTES) {
         refusal = `a path longer than ${MAX_CHECKOUT_PATH_BYTES} bytes, the limit`;
         return 'enough';
+      }
+      for (let byte = at; byte < end; byte++) {
+        nameBytes = chunk[byte] === SLASH ? 0 : nameBytes + 1;
+        if (nameBytes > MAX_CHECKOUT_NAME_BYTES) {
+          refusal = `a file or folder name longer than ${MAX_CHECKOUT_NAME_BYTES} bytes, more than a file system takes`;
+          return 'enough';
+        }
       }
       if (nul === -1) return 'more';
       inPath = false;

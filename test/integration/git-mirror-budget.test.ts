@@ -5,7 +5,11 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { MirrorCache } from '../../src/git/mirror-cache.js';
-import { MAX_CHECKOUT_ENTRIES, MAX_CHECKOUT_PATH_BYTES } from '../../src/git/tree-budget.js';
+import {
+  MAX_CHECKOUT_ENTRIES,
+  MAX_CHECKOUT_NAME_BYTES,
+  MAX_CHECKOUT_PATH_BYTES,
+} from '../../src/git/tree-budget.js';
 import { errorMessage, PushgateError } from '../../src/lib/errors.js';
 import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
 import { git } from '../helpers/git.js';
@@ -212,6 +216,31 @@ describe('git mirror cache: the checkout budget (real git)', () => {
       `commit ${sha} holds a path longer than ${MAX_CHECKOUT_PATH_BYTES} bytes`,
     );
     expect(await readdir(temp)).toEqual([]);
+  });
+
+  it('refuses a file name longer than a file system takes, for good, before writing anything', async () => {
+    // read-tree would fail on it at every attempt ("File name too long"), as if the disk were at fault.
+    const manifest = await writeBlob(repo.bareDir, configMap('a'));
+    const commitNamed = async (name: string) => {
+      const docs = await writeTree(repo.bareDir, [{ mode: '100644', sha: manifest, name }]);
+      return commitTree(repo, await writeTree(repo.bareDir, [{ mode: '040000', sha: docs, name: 'docs' }]));
+    };
+    const tooLong = await commitNamed(`${'n'.repeat(MAX_CHECKOUT_NAME_BYTES - 2)}.md`);
+    const cache = new MirrorCache({ dir: cacheDir });
+    await cache.fetchBranch(source(), repo.branch);
+
+    const error = await cache.checkout(source(), tooLong).catch((e: unknown) => e);
+
+    expect(error).toMatchObject({ code: 'manifest_invalid', permanent: true });
+    expect(errorMessage(error)).toContain(
+      `commit ${tooLong} holds a file or folder name longer than ${MAX_CHECKOUT_NAME_BYTES} bytes`,
+    );
+    expect(await readdir(temp)).toEqual([]);
+    // 255 bytes is what the file system takes.
+    const longest = await commitNamed(`${'n'.repeat(MAX_CHECKOUT_NAME_BYTES - 3)}.md`);
+    await cache.fetchBranch(source(), repo.branch);
+    const tree = await cache.checkout(source(), longest);
+    await tree.remove();
   });
 
   it('writes the committed bytes, whatever .gitattributes asks (no ident, eol or encoding growth)', async () => {
