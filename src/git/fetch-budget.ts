@@ -62,8 +62,11 @@ function formatBytes(bytes: number): string {
 export interface FetchWatch {
   /** Aborted, with a FetchTooLargeError as its reason, once the incoming data passes the budget. */
   signal: AbortSignal;
-  /** Stops measuring; after an abort, removes the partial packs this fetch left. */
-  stop(): Promise<void>;
+  /**
+   * Stops measuring. After a fetch that did not complete (its budget, a timeout, an abort, a
+   * lost connection), removes the partial packs it left: each retry would add its own.
+   */
+  stop(completed: boolean): Promise<void>;
 }
 
 /**
@@ -73,9 +76,14 @@ export interface FetchWatch {
  * cache volume. Packs already there when the fetch starts are not counted (they belong to
  * another process's fetch of the same mirror, which is then counted twice at worst).
  */
-export async function watchFetch(gitDir: string, maxBytes: number, what: string): Promise<FetchWatch> {
+export async function watchFetch(
+  gitDir: string,
+  maxBytes: number,
+  what: string,
+  staleBefore: number,
+): Promise<FetchWatch> {
   const packDir = path.join(gitDir, 'objects', 'pack');
-  const before = new Set(await incomingPacks(packDir));
+  const before = new Set(await removeStaleIncomingPacks(packDir, staleBefore));
   const seen = new Set<string>();
   const aborter = new AbortController();
   let measuring = false;
@@ -117,11 +125,13 @@ export async function watchFetch(gitDir: string, maxBytes: number, what: string)
 
   return {
     signal: aborter.signal,
-    async stop() {
+    async stop(completed) {
       clearInterval(timer);
       watcher?.close();
-      if (!aborter.signal.aborted) return;
-      // git was killed mid-pack: nothing refers to what it wrote, and git would keep it for weeks.
+      if (completed && !aborter.signal.aborted) return;
+      // git stopped mid-pack: nothing refers to what it wrote, and git would keep it for weeks.
+      // (Names git wrote after the last measure are new since the start too.)
+      for (const name of await incomingPacks(packDir)) if (!before.has(name)) seen.add(name);
       await Promise.all([...seen].map((name) => rm(path.join(packDir, name), { force: true })));
     },
   };
@@ -130,4 +140,20 @@ export async function watchFetch(gitDir: string, maxBytes: number, what: string)
 async function incomingPacks(packDir: string): Promise<string[]> {
   const names = await readdir(packDir).catch(() => [] as string[]);
   return names.filter((name) => INCOMING_PACK.test(name));
+}
+
+/**
+ * Removes the partial packs last written before `staleBefore` (left by a process killed
+ * mid-fetch, which ran no cleanup; a git still writing keeps its pack's time fresh) and
+ * returns the names of those left.
+ */
+async function removeStaleIncomingPacks(packDir: string, staleBefore: number): Promise<string[]> {
+  const left: string[] = [];
+  for (const name of await incomingPacks(packDir)) {
+    const file = path.join(packDir, name);
+    const info = await stat(file).catch(() => undefined);
+    if (info && info.mtimeMs < staleBefore) await rm(file, { force: true });
+    else if (info) left.push(name);
+  }
+  return left;
 }

@@ -21,8 +21,17 @@ const LOCAL_TIMEOUT_MS = 120_000;
 const SHA = /^[0-9a-f]{40}([0-9a-f]{24})?$/;
 /** What git itself accepts as an abbreviation: at least 4 digits; 7 is what it prints. */
 const ABBREVIATED_SHA = /^[0-9a-f]{7,39}$/;
-/** git's answer when a ref or packed-refs lock file is already there. */
-const LOCKED = /\.lock': File exists/;
+/**
+ * git's answers when another git of this mirror got to a ref first: its lock file is still
+ * there, or it moved the ref between this fetch's read and its write.
+ */
+const LOCKED = /\.lock': File exists|cannot lock ref '[^']+': is at [0-9a-f]+ but expected/;
+/**
+ * A ref of a branch the server has since deleted stands where a new branch's ref must go
+ * (`staging` once, `staging/eu` now, or the other way round): `--prune` drops only refs of
+ * the branch fetched, and git cannot hold a ref and a folder of refs of one name.
+ */
+const REF_IN_THE_WAY = /cannot lock ref '(refs\/heads\/[^']+)': '(refs\/heads\/[^']+)' exists; cannot create/;
 const FETCH_ATTEMPTS_WHEN_LOCKED = 3;
 const LOCKED_RETRY_DELAY_MS = 500;
 /**
@@ -31,6 +40,8 @@ const LOCKED_RETRY_DELAY_MS = 500;
  * so what measureTree counted is what is written.
  */
 const CHECKOUT_ATTRIBUTES = '* -text -eol -ident -filter -working-tree-encoding\n';
+/** What `git init --bare` makes that every git command needs. */
+const MIRROR_PARTS = ['HEAD', 'config', 'objects', 'refs'];
 
 /** The repository as the configuration names it: the URL is never taken from a payload. */
 export interface RepoSource {
@@ -196,18 +207,31 @@ export class MirrorCache {
 
   private async ensureMirror(url: string): Promise<string> {
     const gitDir = this.mirrorDir(url);
-    const exists = await stat(path.join(gitDir, 'HEAD')).then(
-      () => true,
-      () => false,
-    );
-    if (!exists) {
-      // The mirror holds every file of a private repository: readable by this user only, as
-      // the temporary checkouts are (mkdtemp). The cache folder, created here too, likewise.
-      await mkdir(gitDir, { recursive: true, mode: 0o700 });
-      await runGit(['init', '--bare', '--quiet', gitDir], {
+    const isMirror = async (dir: string) =>
+      (
+        await Promise.all(MIRROR_PARTS.map((part) => stat(path.join(dir, part)).then(Boolean, () => false)))
+      ).every(Boolean);
+    if (await isMirror(gitDir)) return gitDir;
+    // The mirror holds every file of a private repository: readable by this user only, as
+    // the temporary checkouts are (mkdtemp). The cache folder, created here too, likewise.
+    await mkdir(this.options.dir, { recursive: true, mode: 0o700 });
+    // Made aside and renamed into place whole: git init writes HEAD first, and a process
+    // killed before the rest would leave a folder every later fetch fails on.
+    const fresh = await mkdtemp(`${gitDir}.init-`);
+    try {
+      await runGit(['init', '--bare', '--quiet', fresh], {
         timeoutMs: LOCAL_TIMEOUT_MS,
         what: 'init mirror',
       });
+      // Left half made by a process killed mid-init before mirrors were made aside.
+      if (!(await isMirror(gitDir))) await rm(gitDir, { recursive: true, force: true });
+      await rename(fresh, gitDir).catch((error: unknown) => {
+        // Another process made it meanwhile (render beside a worker): theirs is as good.
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
+      });
+    } finally {
+      await rm(fresh, { recursive: true, force: true });
     }
     return gitDir;
   }
@@ -230,12 +254,17 @@ export class MirrorCache {
         await this.fetchOnce(repo, gitDir, refspecs, what, abort);
         return;
       } catch (error) {
-        if (
-          attempt === FETCH_ATTEMPTS_WHEN_LOCKED ||
-          !(error instanceof Error) ||
-          !LOCKED.test(error.message)
-        )
-          throw error;
+        if (attempt === FETCH_ATTEMPTS_WHEN_LOCKED || !(error instanceof Error)) throw error;
+        const inTheWay = REF_IN_THE_WAY.exec(error.message);
+        if (inTheWay) {
+          // The server holds the branch asked for, so it no longer holds the one in the way.
+          await runGit(['--git-dir', gitDir, 'update-ref', '-d', inTheWay[2]!], {
+            timeoutMs: LOCAL_TIMEOUT_MS,
+            what: `remove ${inTheWay[2]!}, in the way of ${inTheWay[1]!}`,
+          });
+          continue;
+        }
+        if (!LOCKED.test(error.message)) throw error;
         const removed = await removeStaleLocks(gitDir, Date.now() - this.longestGitCommandMs());
         if (removed === 0) await delay(LOCKED_RETRY_DELAY_MS * attempt);
       }
@@ -261,7 +290,8 @@ export class MirrorCache {
       '--prune',
       '--no-write-fetch-head',
     ];
-    const watch = await watchFetch(gitDir, this.fetchMaxBytes, what);
+    const watch = await watchFetch(gitDir, this.fetchMaxBytes, what, Date.now() - this.longestGitCommandMs());
+    let completed = false;
     try {
       await runGit([...args, '--end-of-options', repo.url, ...refspecs], {
         env: gitAuthEnv(repo.url, repo.provider, this.options.token),
@@ -271,8 +301,9 @@ export class MirrorCache {
         what,
         abort: abort ? AbortSignal.any([watch.signal, abort]) : watch.signal,
       });
+      completed = true;
     } finally {
-      await watch.stop();
+      await watch.stop(completed);
     }
   }
 

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -75,6 +75,45 @@ describe('git mirror cache: the fetch budget (real git over file://)', () => {
       [],
     );
     expect((await folderBytes(gitDir)) - bytesBefore).toBeLessThan(MIB);
+  });
+
+  it('removes what a fetch stopped by its timeout wrote, and a killed worker’s once it is stale', async () => {
+    await repo.commit({ 'manifests/a.yaml': configMap('a') });
+    await commitLargeFile(repo, LARGE_FILE_BYTES);
+    // An ssh stand-in that runs git-upload-pack here and lets its output through at about
+    // 3 MiB/s, so the 16 MiB pack is still arriving when the fetch times out.
+    const ssh = path.join(scratch, 'slow-ssh');
+    const throttle =
+      "process.stdin.on('data', (c) => { process.stdin.pause(); " +
+      'process.stdout.write(c, () => setTimeout(() => process.stdin.resume(), 20)); })';
+    await writeFile(ssh, `#!/bin/sh\nfor last; do :; done\nsh -c "$last" | node -e "${throttle}"\n`, {
+      mode: 0o755,
+    });
+    const slow = { url: `ssh://localhost${repo.bareDir}`, provider: 'github' as const };
+    const cache = new MirrorCache({
+      dir: cacheDir,
+      fetchTimeoutMs: 1_500,
+      env: { ...process.env, GIT_SSH_COMMAND: ssh },
+    });
+    const packDir = path.join(cache.mirrorDir(slow.url), 'objects', 'pack');
+    const incoming = async () => (await readdir(packDir)).filter((name) => name.startsWith('tmp_'));
+
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      const error = await cache.fetchBranch(slow, repo.branch).catch((e: unknown) => e);
+      expect((error as Error).message).toContain('timed out after 1500 ms');
+      // Each retry would otherwise leave its own partial pack, up to the budget each.
+      expect(await incoming()).toEqual([]);
+    }
+
+    // A worker killed mid-fetch runs no cleanup: its partial pack goes once older than any fetch may run.
+    const left = path.join(packDir, 'tmp_pack_left');
+    await writeFile(left, randomBytes(1024));
+    await cache.fetchBranch(slow, 'no-such-branch').catch(() => undefined);
+    expect(await incoming()).toEqual(['tmp_pack_left']);
+    const longAgo = new Date(Date.now() - 3600_000);
+    await utimes(left, longAgo, longAgo);
+    await cache.fetchBranch(slow, 'no-such-branch').catch(() => undefined);
+    expect(await incoming()).toEqual([]);
   });
 
   it('fetches up to its budget, and again once the branch is back under it', async () => {

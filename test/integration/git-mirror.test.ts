@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -55,6 +55,36 @@ describe('git mirror cache (real git over file://)', () => {
 
     expect(await cache.fetchBranch(source(), repo.branch)).toBe(first);
     expect(await readdir(cacheDir)).toHaveLength(1);
+  });
+
+  it('fetches a branch whose ref a deleted branch’s stale ref stands in the way of, both ways round', async () => {
+    const sha = await repo.commit({ 'a.yaml': '1' });
+    const bare = ['--git-dir', repo.bareDir];
+    const moveBranch = async (from: string, to: string) => {
+      await git(repo.bareDir, [...bare, 'update-ref', '-d', `refs/heads/${from}`]);
+      await git(repo.bareDir, [...bare, 'update-ref', `refs/heads/${to}`, sha]);
+    };
+    await git(repo.bareDir, [...bare, 'update-ref', 'refs/heads/staging', sha]);
+    expect(await cache.fetchBranch(source(), 'staging')).toBe(sha);
+
+    // The server's `staging` became `staging/eu`: the mirror still has `staging` (not pruned,
+    // as another branch's ref), where git must make a folder.
+    await moveBranch('staging', 'staging/eu');
+    expect(await cache.fetchBranch(source(), 'staging/eu')).toBe(sha);
+
+    await moveBranch('staging/eu', 'staging');
+    expect(await cache.fetchBranch(source(), 'staging')).toBe(sha);
+  });
+
+  it('makes a mirror again where a process killed mid-init left part of one', async () => {
+    const sha = await repo.commit({ 'a.yaml': '1' });
+    // git init writes HEAD first: what a kill right after it leaves.
+    const mirror = cache.mirrorDir(repo.url);
+    await mkdir(mirror, { recursive: true });
+    await writeFile(path.join(mirror, 'HEAD'), 'ref: refs/heads/main\n');
+
+    expect(await cache.fetchBranch(source(), repo.branch)).toBe(sha);
+    expect(await readdir(cacheDir)).toEqual([path.basename(mirror)]);
   });
 
   it('fetches only the environment branch', async () => {
