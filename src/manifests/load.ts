@@ -8,6 +8,7 @@ import { problemsError, type ManifestProblem } from './problems.js';
 import { dataShapeProblems } from './data-shape.js';
 import { countAnchorsAndAliases, MAX_YAML_ANCHORS_AND_ALIASES } from './yaml-anchors.js';
 import { kubernetesYamlTags } from './yaml-scalars.js';
+import { manifestText } from './text.js';
 import type { LoadedManifest, ManifestObject, ManifestSource } from './types.js';
 
 /** Manifests are small; anything bigger is a mistake (a vendored binary, a data dump) or an attack. */
@@ -189,6 +190,12 @@ async function walk(
     if (entry.name.startsWith('.')) continue;
     const relative = joinRepoPath(relativeDir, entry.name);
     let real = path.join(realDir, entry.name);
+    const read = entry.isDirectory() || MANIFEST_EXTENSIONS.has(path.extname(entry.name).toLowerCase());
+    // Node reads a name that is not UTF-8 with U+FFFD in place of its bytes: no path reaches it.
+    if (read && entry.name.includes('\uFFFD') && !(await lstat(real).then(Boolean, () => false))) {
+      problems.push({ message: `${relative}: the name is not valid UTF-8 (rename it)` });
+      continue;
+    }
     let isDirectory = entry.isDirectory();
     let isFile = entry.isFile();
     if (entry.isSymbolicLink()) {
@@ -232,7 +239,12 @@ async function parseFile(
     });
     return;
   }
-  const text = await readFile(file.real, 'utf8');
+  const read = manifestText(await readFile(file.real));
+  if ('problem' in read) {
+    problems.push({ message: `${file.relative}: ${read.problem}` });
+    return;
+  }
+  const { text } = read;
   const references = countAnchorsAndAliases(text, Math.max(budget.anchorsAndAliases, 0));
   budget.anchorsAndAliases -= references;
   if (references > 0 && budget.anchorsAndAliases < 0) {

@@ -287,6 +287,58 @@ describe('loadManifests', () => {
     expect(manifests.map((m) => m.object.metadata.name)).toEqual(['script']);
   });
 
+  it('refuses text that is not UTF-8 or holds control characters, naming file and line, as kubectl does', async () => {
+    const latin1 = Buffer.concat([
+      Buffer.from(configMap('latin1', 'data:\n  greeting: caf')),
+      Buffer.from([0xe9, 0x0a]),
+    ]);
+    await mkdir(path.join(root, 'env'), { recursive: true });
+    await writeFile(path.join(root, 'env/a-latin1.yaml'), latin1);
+    await write('env/b-escape.yaml', configMap('escape', 'data:\n  colour: "\u001b[31m"\n'));
+    await writeFile(
+      path.join(root, 'env/c-utf16.yaml'),
+      Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(configMap('u'), 'utf16le')]),
+    );
+    await write(
+      'env/d-lfs.yaml',
+      'version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 12345\n',
+    );
+
+    const error = await loadError();
+
+    // Read lossily, the first would have been applied as "caf\uFFFD".
+    expect(error.message.split('\n').slice(1)).toEqual([
+      '  env/a-latin1.yaml: line 6: not valid UTF-8 (Kubernetes manifests are UTF-8 text; a Latin-1 "é" is one such byte)',
+      '  env/b-escape.yaml: line 6: control character U+001B is not allowed (YAML and JSON take it only escaped, "\\u001b" in a double-quoted string)',
+      '  env/c-utf16.yaml: is UTF-16 text (it starts with a UTF-16 byte order mark): save it as UTF-8',
+      '  env/d-lfs.yaml: a Git LFS pointer, not a manifest: pushgate reads files as committed and fetches no LFS objects (keep manifests out of LFS in .gitattributes)',
+    ]);
+  });
+
+  it('reads a byte order mark at the start of the file and of any later document', async () => {
+    await write('env/joined.yaml', `\uFEFF${configMap('first')}---\n\uFEFF${configMap('second')}`);
+    await write('env/tab.yaml', configMap('tab', 'data:\n  a:\t"b"\n'));
+
+    const manifests = await loadManifests(root, 'env');
+
+    expect(manifests.map((m) => m.object.metadata.name)).toEqual(['first', 'second', 'tab']);
+  });
+
+  it('refuses a manifest or folder whose name is not UTF-8, which no path could open', async () => {
+    await write('env/ok.yaml', configMap('ok'));
+    const bytes = (name: string) => Buffer.concat([Buffer.from(`${root}/env/`), Buffer.from(name, 'latin1')]);
+    await writeFile(bytes('caf\xe9.yaml'), configMap('named'));
+    await mkdir(bytes('d\xfe'));
+    await writeFile(bytes('notes\xff.txt'), 'not a manifest, not read');
+
+    const error = await loadError();
+
+    expect(error.message.split('\n').slice(1).sort()).toEqual([
+      '  env/caf\uFFFD.yaml: the name is not valid UTF-8 (rename it)',
+      '  env/d\uFFFD: the name is not valid UTF-8 (rename it)',
+    ]);
+  });
+
   it('refuses a file over the size limit', async () => {
     await write('env/big.yaml', `${configMap('big')}data:\n  x: "${'a'.repeat(MAX_MANIFEST_FILE_BYTES)}"\n`);
 
