@@ -53,7 +53,8 @@ export function runCheck(args: CommandArgs): Promise<number> {
   for (const problem of kubeconfigProblems(config.clusters, args.env)) {
     args.stderr.write(`warning: ${problem.message} (render and deploys from this machine will fail)\n`);
   }
-  for (const warning of providerUrlWarnings(config)) args.stderr.write(`warning: ${warning}\n`);
+  for (const warning of providerUrlWarnings(config, secrets.gitToken !== undefined))
+    args.stderr.write(`warning: ${warning}\n`);
   const tokens = { github: secrets.githubToken, gitlab: secrets.gitlabToken };
   for (const provider of providers) {
     if (tokens[provider]) continue;

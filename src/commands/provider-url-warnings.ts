@@ -2,11 +2,11 @@ import type { Config } from '../config/schema.js';
 import { isLoopbackAddress } from '../http/endpoints.js';
 
 /**
- * Provider API addresses that will work badly, for the providers the environments use: a
- * token sent in clear text, and the common slips with self-hosted instances (each otherwise
+ * Provider API and repository addresses that will work badly, for the providers the
+ * environments use: a token sent in clear text (GIT_TOKEN to a repository too), and the common slips with self-hosted instances (each otherwise
  * shows only as a failed commit status, in a worker's log).
  */
-export function providerUrlWarnings(config: Config): string[] {
+export function providerUrlWarnings(config: Config, gitTokenSet = false): string[] {
   const used = new Set(config.environments.map((environment) => environment.repo.provider));
   const warnings: string[] = [];
   // A local stand-in (a test double, a tunnel) is nobody's mistake.
@@ -18,6 +18,12 @@ export function providerUrlWarnings(config: Config): string[] {
     if (url.protocol === 'http:' && !isLocal(url))
       warnings.push(`${field} is http://: ${token} would cross the network unencrypted; use https://`);
   };
+  if (gitTokenSet) {
+    config.environments.forEach((environment, index) => {
+      const url = URL.parse(environment.repo.url);
+      if (url) cleartext(url, `environments[${index}].repo.url`, 'GIT_TOKEN');
+    });
+  }
   if (used.has('github')) {
     const url = new URL(config.providers.github.apiUrl);
     cleartext(url, 'providers.github.apiUrl', 'GITHUB_TOKEN');

@@ -33,6 +33,25 @@ describe('providerUrlWarnings', () => {
     ]);
   });
 
+  it('warns about GIT_TOKEN sent to a repository over http://, only where it is set', () => {
+    const cleartextRepo = configSchema.parse({
+      clusters: [{ name: 'local' }],
+      environments: ['http://git.example.com/acme/env.git', 'http://127.0.0.1:3000/acme/env.git'].map(
+        (url, index) => ({
+          name: `env${index}`,
+          repo: { provider: 'gitlab', name: 'acme/env', url },
+          branch: 'main',
+          cluster: 'local',
+        }),
+      ),
+    });
+
+    expect(providerUrlWarnings(cleartextRepo, true)).toEqual([
+      'environments[0].repo.url is http://: GIT_TOKEN would cross the network unencrypted; use https://',
+    ]);
+    expect(providerUrlWarnings(cleartextRepo, false)).toEqual([]);
+  });
+
   it('says nothing of the defaults, a local stand-in, or a provider no environment uses', () => {
     expect(providerUrlWarnings(config({}))).toEqual([]);
     expect(providerUrlWarnings(config({ github: { apiUrl: 'http://127.0.0.1:8080' } }))).toEqual([]);
