@@ -334,7 +334,16 @@ export class MirrorCache {
         timeoutMs: LOCAL_TIMEOUT_MS,
         what: 'cat-file',
       });
-      if (type.stdout.trim() === 'commit') commits.push(candidate);
+      if (type.stdout.trim() !== 'commit') continue;
+      // Other environments' branches share the mirror: an abbreviation names this branch's history only.
+      const onBranch = await runGit(
+        ['--git-dir', gitDir, 'merge-base', '--is-ancestor', candidate, `refs/heads/${branch}`],
+        { timeoutMs: LOCAL_TIMEOUT_MS, what: 'merge-base' },
+      ).then(
+        () => true,
+        () => false,
+      );
+      if (onBranch) commits.push(candidate);
     }
     if (commits.length === 1) return commits[0]!;
     const shown = urlWithoutCredentials(repo.url);

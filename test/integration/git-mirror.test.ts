@@ -136,6 +136,23 @@ describe('git mirror cache (real git over file://)', () => {
     );
   });
 
+  it('does not take an abbreviation for a commit of another branch the mirror holds', async () => {
+    const onBranch = await repo.commit({ 'a.yaml': '1' });
+    const bare = ['--git-dir', repo.bareDir];
+    // Another environment's branch in the same repository, fetched into the same mirror.
+    await git(repo.bareDir, [...bare, 'update-ref', 'refs/heads/env/production', onBranch]);
+    const elsewhere = await repo.commit({ 'a.yaml': '2' });
+    await git(repo.bareDir, [...bare, 'update-ref', 'refs/heads/env/production', elsewhere]);
+    await repo.forcePush(onBranch);
+    await cache.fetchBranch(source(), 'env/production');
+
+    await expect(cache.fetchCommit(source(), repo.branch, elsewhere.slice(0, 10))).rejects.toThrow(
+      `no commit ${elsewhere.slice(0, 10)} in the history of ${repo.branch}`,
+    );
+    // All 40 digits name any commit of the repository, as the docs say.
+    expect(await cache.fetchCommit(source(), repo.branch, elsewhere)).toBe(elsewhere);
+  });
+
   it('fails permanently, naming the branch and the repository, when the branch does not exist', async () => {
     await repo.commit({ 'a.yaml': '1' });
 
