@@ -298,14 +298,16 @@ export async function main(argv: string[], env = process.env): Promise<number> {
   };
   try {
     const command = await spec.load();
-    const code = await command(args);
-    if (spec.exitsWhenStopped) setTimeout(() => process.exit(), EXIT_AFTER_STOP_MS).unref();
-    return code;
+    return await command(args);
   } catch (error) {
     process.stderr.write(`pushgate ${name}: ${errorMessage(error)}\n`);
     if (error instanceof PushgateError && (error.code === 'config_invalid' || error.code === 'usage'))
       return 2;
     return 1;
+  } finally {
+    // Armed on failure too: a service that throws after opening a connection it did not
+    // close (a port taken once Redis was dialled) must still exit, not hang after its message.
+    if (spec.exitsWhenStopped) setTimeout(() => process.exit(), EXIT_AFTER_STOP_MS).unref();
   }
 }
 

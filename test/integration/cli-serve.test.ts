@@ -305,6 +305,26 @@ describe('pushgate serve and status', () => {
     expect(guarded.output()).not.toContain('PUSHGATE_API_TOKEN');
   });
 
+  it('exits 1 at once when it cannot listen, with Redis dialled (port taken, address not here)', async () => {
+    const running = await serve();
+    const port = new URL(running.url).port;
+    const taken = await runBuiltCli(['serve', '--config', configFile], {
+      env: cliEnv({ PORT: port }),
+      timeoutMs: 15_000,
+    });
+    expect(taken.code).toBe(1);
+    expect(taken.stderr).toContain('EADDRINUSE');
+    running.child.kill('SIGTERM');
+    expect(await running.exited).toBe(0);
+
+    // 192.0.2.1 (TEST-NET-1, RFC 5737) is an address no machine of these tests has.
+    const elsewhere = join(dir, 'address-not-here.yaml');
+    writeFileSync(elsewhere, readFileSync(configFile, 'utf8').replace('host: 127.0.0.1', 'host: 192.0.2.1'));
+    const notHere = await runBuiltCli(['serve', '--config', elsewhere], { env: cliEnv(), timeoutMs: 15_000 });
+    expect(notHere.code).toBe(1);
+    expect(notHere.stderr).toContain('EADDRNOTAVAIL');
+  });
+
   it('status exits 1 with a message when Redis cannot be reached', async () => {
     const run = await runCli(
       ['status', '--config', configFile],
