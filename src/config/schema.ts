@@ -63,7 +63,33 @@ const branchName = z
   )
   .refine(isBranchName, 'is not a valid git branch name');
 
-const redisUrl = z.string().refine((u) => /^rediss?:\/\//.test(u), 'must start with redis:// or rediss://');
+const PORT_RANGE = 'the port must be a number from 1 to 65535';
+
+/**
+ * What is wrong with a Redis URL, as the connection (ioredis, WHATWG URL) would find it only
+ * at start. Never quotes the URL: it may hold a password.
+ */
+function redisUrlProblem(url: string): string | undefined {
+  if (!/^rediss?:\/\//.test(url)) return 'must start with redis:// or rediss://';
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    // The authority after any user:password@, to tell a bad port from anything else.
+    const hostPort = /^rediss?:\/\/(?:[^/?#]*@)?([^/?#]*)/.exec(url)?.[1] ?? '';
+    const port = /^(?:\[[^\]]*\]|[^:]*):(.*)$/.exec(hostPort)?.[1];
+    if (port !== undefined && port !== '') return `is not a valid URL: ${PORT_RANGE}`;
+    return 'is not a valid URL (redis://[user:password@]host:port[/db]; characters such as @ : / in a password must be percent-encoded)';
+  }
+  if (parsed.port === '0') return PORT_RANGE;
+  if (!/^(\/\d*)?$/.test(parsed.pathname)) return 'the path must be a database number (/0, /1...) or nothing';
+  return undefined;
+}
+
+const redisUrl = z.string().superRefine((url, ctx) => {
+  const problem = redisUrlProblem(url);
+  if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem });
+});
 
 export const serverSchema = z
   .object({

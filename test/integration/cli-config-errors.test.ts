@@ -65,6 +65,20 @@ describe('${VAR} read from VAR_FILE', () => {
   });
 });
 
+describe('a Redis URL that cannot be parsed', () => {
+  it('check, serve and status exit 2 naming the file and redis.url, without the password', async () => {
+    const env = cliEnv({ REDIS_URL: 'redis://user:s3cret@127.0.0.1:notaport' });
+    for (const command of ['check', 'serve', 'status']) {
+      const run = await runBuiltCli([command, '--config', configFile], { env, timeoutMs: 15_000 });
+      expect(run.code).toBe(2);
+      expect(run.stderr).toContain(
+        `${configFile}: redis.url: is not a valid URL: the port must be a number from 1 to 65535`,
+      );
+      expect(run.stderr + run.stdout).not.toContain('s3cret');
+    }
+  });
+});
+
 /** One environment on a good cluster, and two clusters render and the worker could not load. */
 function clustersConfigText(): string {
   return cliConfigText({ prefix: uniquePrefix('cli-clusters') }).replace(

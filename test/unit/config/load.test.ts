@@ -52,6 +52,26 @@ describe('configuration loading', () => {
     });
   });
 
+  it('refuses a Redis URL its connection could not parse, never quoting it (it may hold a password)', () => {
+    const problemOf = (url: string) => messageOf(() => parseConfigText(VALID, 'p.yaml', { REDIS_URL: url }));
+    const port = 'p.yaml: redis.url: is not a valid URL: the port must be a number from 1 to 65535';
+    expect(problemOf('redis://127.0.0.1:notaport')).toBe(port);
+    expect(problemOf('redis://user:s3cret@127.0.0.1:99999')).toBe(port);
+    expect(problemOf('redis://[::1]:x')).toBe(port);
+    expect(problemOf('redis://127.0.0.1:0')).toBe(
+      'p.yaml: redis.url: the port must be a number from 1 to 65535',
+    );
+    expect(problemOf('redis://r:6379/cache')).toBe(
+      'p.yaml: redis.url: the path must be a database number (/0, /1...) or nothing',
+    );
+    expect(problemOf('redis://:s3cret@r o')).toMatch(/^p\.yaml: redis\.url: is not a valid URL \(/);
+    expect(problemOf('http://r:6379')).toBe('p.yaml: redis.url: must start with redis:// or rediss://');
+    for (const url of ['redis://user:s3cret@127.0.0.1:99999', 'redis://:s3cret@r o'])
+      expect(problemOf(url)).not.toContain('s3cret');
+    for (const url of ['redis://r', 'rediss://u:p%40ss@r:6380/2?family=6', 'redis://[::1]:6379/'])
+      expect(parseConfigText(VALID, 'p.yaml', { REDIS_URL: url }).redis.url).toBe(url);
+  });
+
   it('takes redis.cluster from the environment, and refuses it without a URL or with a database number', () => {
     const text = VALID.replace('  prefix: pg', '  prefix: pg\n  cluster: ${REDIS_CLUSTER:-false}');
     expect(parseConfigText(text, 'p.yaml', { REDIS_URL: 'redis://r:6379' }).redis.cluster).toBe(false);
@@ -160,8 +180,10 @@ describe('configuration loading', () => {
   });
 
   it('never lets a variable change the YAML structure', () => {
-    const config = parseConfigText(VALID, 'f.yaml', { REDIS_URL: 'redis://x\nprefix: evil' });
-    expect(config.redis.prefix).toBe('pg');
+    // In the query, where the URL (which drops line breaks) still parses.
+    const url = 'redis://x?name=a\nprefix: evil';
+    const config = parseConfigText(VALID, 'f.yaml', { REDIS_URL: url });
+    expect(config.redis).toMatchObject({ url, prefix: 'pg' });
   });
 
   it('fills number, boolean and duration fields from variables, and names the field when the value is not one', () => {
