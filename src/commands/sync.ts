@@ -55,10 +55,11 @@ async function queueDeploy(args: CommandArgs, command: 'sync' | 'resume'): Promi
     );
     // A Redis in the other mode than redis.cluster says is a configuration error (exit 2).
     if (waited instanceof RedisModeError) throw waited;
+    // Once the wait failed, why is the wait's to say (as suspend and status do): the client's
+    // own error ("Stream isn't writeable and enableOfflineQueue options is false") tells nobody.
     const unavailable = (error: unknown): never => {
-      throw waited === undefined
-        ? error
-        : new PushgateError('unavailable', `${errorMessage(error)}: ${errorMessage(waited)}`);
+      if (waited === undefined) throw error;
+      throw new PushgateError('unavailable', `cannot ${command} ${name}: ${errorMessage(waited)}`);
     };
     if (command === 'resume') {
       const lifted = await services.store.suspensions.resume(name).catch(unavailable);

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { githubHeaders, githubPush } from '../fixtures/github/payloads.js';
 import { CLI, cliConfigText, runBuiltCli, type CliRun } from '../helpers/cli.js';
-import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
+import { freePort, startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
 
 const SECRET = 'cli-secret';
 
@@ -332,5 +332,22 @@ describe('pushgate serve and status', () => {
     );
     expect(run.code).toBe(1);
     expect(run.stderr).toContain('Redis did not answer');
+  });
+
+  it('sync and resume exit 1 saying, as status does, that Redis did not answer', async () => {
+    const port = await freePort();
+    const env = cliEnv({ REDIS_URL: `redis://127.0.0.1:${port}` });
+    const commands = ['sync', 'resume'] as const;
+    const runs = await Promise.all(
+      commands.map((command) => runCli([command, 'staging', '--config', configFile], env)),
+    );
+    commands.forEach((command, index) => {
+      expect(runs[index]!.code).toBe(1);
+      expect(runs[index]!.stderr).toMatch(
+        new RegExp(
+          `^pushgate ${command}: cannot ${command} staging: Redis did not answer within 5000 ms \\(127\\.0\\.0\\.1:${port}: connect ECONNREFUSED [^\\n]*\\)\\n$`,
+        ),
+      );
+    });
   });
 });
