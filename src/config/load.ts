@@ -9,9 +9,12 @@ export const DEFAULT_CONFIG_PATH = 'config/pushgate.yaml';
 
 export type Env = Record<string, string | undefined>;
 
-/** `--config F`, else `$PUSHGATE_CONFIG`, else `config/pushgate.yaml`. */
+/**
+ * `--config F`, else `$PUSHGATE_CONFIG`, else `config/pushgate.yaml`. An empty PUSHGATE_CONFIG
+ * (`PUSHGATE_CONFIG=` in a compose file or a unit) counts as unset, as an empty PORT does.
+ */
 export function resolveConfigPath(flag: string | undefined, env: Env = process.env): string {
-  return flag ?? env.PUSHGATE_CONFIG ?? DEFAULT_CONFIG_PATH;
+  return flag ?? (env.PUSHGATE_CONFIG || DEFAULT_CONFIG_PATH);
 }
 
 export interface LoadOptions {

@@ -1,5 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -162,6 +170,15 @@ describe('pushgate check', () => {
   it('reads $PUSHGATE_CONFIG when --config is not given', async () => {
     const run = await runCli(['check'], cliEnv({ PUSHGATE_CONFIG: configFile }));
     expect(run.code).toBe(0);
+  });
+
+  it('reads config/pushgate.yaml when PUSHGATE_CONFIG is empty, as when it is unset', async () => {
+    mkdirSync(join(dir, 'config'), { recursive: true });
+    copyFileSync(configFile, join(dir, 'config/pushgate.yaml'));
+    const run = await runBuiltCli(['check'], { env: cliEnv({ PUSHGATE_CONFIG: '' }), cwd: dir });
+    expect(run.stderr).not.toContain('cannot read');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain('config/pushgate.yaml: valid, 1 environment(s)');
   });
 });
 

@@ -267,10 +267,11 @@ describe('configuration loading', () => {
     );
   });
 
-  it('reads the file named by --config, else $PUSHGATE_CONFIG, else config/pushgate.yaml', () => {
+  it('reads the file named by --config, else $PUSHGATE_CONFIG (empty counts as unset), else config/pushgate.yaml', () => {
     expect(resolveConfigPath('a.yaml', { PUSHGATE_CONFIG: 'b.yaml' })).toBe('a.yaml');
     expect(resolveConfigPath(undefined, { PUSHGATE_CONFIG: 'b.yaml' })).toBe('b.yaml');
     expect(resolveConfigPath(undefined, {})).toBe('config/pushgate.yaml');
+    expect(resolveConfigPath(undefined, { PUSHGATE_CONFIG: '' })).toBe('config/pushgate.yaml');
     const dir = mkdtempSync(join(tmpdir(), 'pushgate-config-'));
     writeFileSync(join(dir, 'p.yaml'), VALID);
     expect(loadConfig(join(dir, 'p.yaml'), { REDIS_URL: 'redis://r' }).environments).toHaveLength(1);
