@@ -72,8 +72,10 @@ export interface TriggerView {
   pusher: string | null;
 }
 
-export type JobView = Omit<JobRecord, 'statusUrl' | 'target' | 'creating' | 'trigger'> & {
+export type JobView = Omit<JobRecord, 'statusUrl' | 'target' | 'creating' | 'trigger' | 'message'> & {
   trigger: TriggerView;
+  /** Present on every job, null where it has none: a queued job's record holds no message. */
+  message: string | null;
 };
 
 /** The job as the API and the CLI show it: SPEC §5's fields (the link is the commit status's business). */
@@ -81,6 +83,7 @@ export function jobView(record: JobRecord): JobView {
   const { statusUrl: _statusUrl, target: _target, creating: _creating, trigger, ...view } = record;
   return {
     ...view,
+    message: view.message ?? null,
     trigger: {
       kind: trigger.kind,
       provider: trigger.provider ?? null,

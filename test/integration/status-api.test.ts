@@ -46,7 +46,7 @@ async function pushJob(app: Receiver, branch = 'env/staging'): Promise<string> {
 }
 
 describe('GET /jobs/:id', () => {
-  it('answers the job as SPEC §5 shows it', async () => {
+  it('answers the job as SPEC §5 shows it, message null while it has none, as GET /jobs lists it', async () => {
     const app = await receiver();
     const id = await pushJob(app);
     const { status, body } = await get(app, `/jobs/${id}`);
@@ -58,6 +58,7 @@ describe('GET /jobs/:id', () => {
         'error',
         'finishedAt',
         'id',
+        'message',
         'receivedAt',
         'resources',
         'sha',
@@ -73,8 +74,11 @@ describe('GET /jobs/:id', () => {
       attempts: 0,
       resources: [],
       error: null,
+      message: null,
     });
     expect(body.trigger).toMatchObject({ kind: 'webhook', provider: 'github', pusher: 'Codertocat' });
+    const listed = await get(app, '/jobs?environment=staging');
+    expect((listed.body.jobs as Record<string, unknown>[]).find((job) => job.id === id)).toEqual(body);
   });
 
   it('answers 404 for an unknown job', async () => {
