@@ -1,5 +1,5 @@
 import { loadConfig, resolveConfigPath } from '../config/load.js';
-import { readSecrets } from '../config/secrets.js';
+import { readSecrets, unsetSecret } from '../config/secrets.js';
 import { kubeconfigProblems } from '../kube/cluster.js';
 import { logLevelFromEnv } from '../lib/logger.js';
 import type { CommandArgs } from './command.js';
@@ -61,7 +61,7 @@ export function runCheck(args: CommandArgs): Promise<number> {
     const variable = provider === 'github' ? 'GITHUB_TOKEN' : 'GITLAB_TOKEN';
     const names = config.environments.filter((e) => e.repo.provider === provider).map((e) => e.name);
     args.stderr.write(
-      `warning: ${variable} is not set; commits of ${names.join(', ')} (${provider}) will get no commit status\n`,
+      `warning: ${unsetSecret(variable, secrets)}; commits of ${names.join(', ')} (${provider}) will get no commit status\n`,
     );
   }
   const reports =

@@ -1,5 +1,5 @@
 import type { Config } from '../config/schema.js';
-import type { Secrets } from '../config/secrets.js';
+import { unsetSecret, type Secrets } from '../config/secrets.js';
 
 export interface WebhookSecretWarning {
   provider: 'github' | 'gitlab';
@@ -16,7 +16,7 @@ export function missingWebhookSecrets(config: Config, secrets: Secrets): Webhook
   if (providers.has('github') && secrets.githubWebhookSecrets.length === 0) {
     warnings.push({
       provider: 'github',
-      message: 'GITHUB_WEBHOOK_SECRET is not set; GitHub webhooks will be refused (401)',
+      message: `${unsetSecret('GITHUB_WEBHOOK_SECRET', secrets)}; GitHub webhooks will be refused (401)`,
     });
   }
   if (
@@ -24,11 +24,13 @@ export function missingWebhookSecrets(config: Config, secrets: Secrets): Webhook
     secrets.gitlabWebhookTokens.length === 0 &&
     secrets.gitlabSigningTokens.length === 0
   ) {
-    warnings.push({
-      provider: 'gitlab',
-      message:
-        'neither GITLAB_WEBHOOK_TOKEN nor GITLAB_WEBHOOK_SIGNING_TOKEN is set; GitLab webhooks will be refused (401)',
-    });
+    const fromFile =
+      secrets.emptyFiles?.GITLAB_WEBHOOK_TOKEN ?? secrets.emptyFiles?.GITLAB_WEBHOOK_SIGNING_TOKEN;
+    const why =
+      fromFile === undefined
+        ? 'neither GITLAB_WEBHOOK_TOKEN nor GITLAB_WEBHOOK_SIGNING_TOKEN is set'
+        : `${unsetSecret('GITLAB_WEBHOOK_TOKEN', secrets)} and ${unsetSecret('GITLAB_WEBHOOK_SIGNING_TOKEN', secrets)}`;
+    warnings.push({ provider: 'gitlab', message: `${why}; GitLab webhooks will be refused (401)` });
   }
   return warnings;
 }

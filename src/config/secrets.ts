@@ -31,6 +31,11 @@ export interface Secrets {
   githubTokenFile?: string | undefined;
   gitlabTokenFile?: string | undefined;
   apiTokens: string[];
+  /**
+   * NAME_FILE of each secret whose file holds nothing, by NAME: a warning that the secret is
+   * missing names the file, not NAME, which its reader has not set.
+   */
+  emptyFiles?: Partial<Record<SecretVariable, string>>;
 }
 
 export function readSecrets(env: Env = process.env): Secrets {
@@ -44,7 +49,23 @@ export function readSecrets(env: Env = process.env): Secrets {
     githubTokenFile: env.GITHUB_TOKEN_FILE || undefined,
     gitlabTokenFile: env.GITLAB_TOKEN_FILE || undefined,
     apiTokens: readApiTokens(env),
+    emptyFiles: emptySecretFiles(env),
   };
+}
+
+function emptySecretFiles(env: Env): Partial<Record<SecretVariable, string>> {
+  const files: Partial<Record<SecretVariable, string>> = {};
+  for (const name of SECRET_VARIABLES) {
+    const file = env[`${name}_FILE`];
+    if (file && readList(name, env).length === 0) files[name] = file;
+  }
+  return files;
+}
+
+/** Why a secret has no value, for warnings: `NAME is not set`, or `NAME_FILE: path is empty`. */
+export function unsetSecret(name: SecretVariable, secrets: Pick<Secrets, 'emptyFiles'>): string {
+  const file = secrets.emptyFiles?.[name];
+  return file === undefined ? `${name} is not set` : `${name}_FILE: ${file} is empty`;
 }
 
 /**

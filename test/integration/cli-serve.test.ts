@@ -167,6 +167,25 @@ describe('pushgate check', () => {
     expect(withToken.stderr).not.toContain('GITHUB_TOKEN is not set');
   });
 
+  it('names the _FILE variable, and says its file is empty, when a secret is missing because of it', async () => {
+    const empty = join(dir, 'empty-secret');
+    writeFileSync(empty, '\n');
+    const { GITHUB_WEBHOOK_SECRET: _secret, ...env } = cliEnv();
+    const run = await runCli(['check', '--config', configFile], {
+      ...env,
+      GITHUB_WEBHOOK_SECRET_FILE: empty,
+      GITHUB_TOKEN_FILE: empty,
+    });
+    expect(run.code).toBe(0);
+    expect(run.stderr).toContain(
+      `warning: GITHUB_WEBHOOK_SECRET_FILE: ${empty} is empty; GitHub webhooks will be refused (401)`,
+    );
+    expect(run.stderr).toContain(
+      `warning: GITHUB_TOKEN_FILE: ${empty} is empty; commits of staging (github) will get no commit status`,
+    );
+    expect(run.stderr).not.toMatch(/GITHUB_(WEBHOOK_SECRET|TOKEN) is not set/);
+  });
+
   it('reads $PUSHGATE_CONFIG when --config is not given', async () => {
     const run = await runCli(['check'], cliEnv({ PUSHGATE_CONFIG: configFile }));
     expect(run.code).toBe(0);

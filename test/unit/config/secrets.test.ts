@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { readSecrets } from '../../../src/config/secrets.js';
+import { readSecrets, unsetSecret } from '../../../src/config/secrets.js';
 import { ConfigError } from '../../../src/lib/errors.js';
 
 describe('secrets', () => {
@@ -77,6 +77,23 @@ describe('secrets', () => {
     expect(readSecrets({}).apiTokens).toEqual([]);
     // Other secrets set to nothing fail closed (no webhook is accepted), so they read as unset.
     expect(readSecrets({ GITHUB_WEBHOOK_SECRET: '' }).githubWebhookSecrets).toEqual([]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('says a secret missing because its NAME_FILE is empty is so, naming the file, not NAME', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pushgate-secrets-'));
+    writeFileSync(join(dir, 'empty'), '\n');
+    writeFileSync(join(dir, 'secret'), 'from-file\n');
+    const secrets = readSecrets({
+      GITHUB_WEBHOOK_SECRET_FILE: join(dir, 'empty'),
+      GITLAB_WEBHOOK_TOKEN_FILE: join(dir, 'secret'),
+    });
+    expect(secrets.githubWebhookSecrets).toEqual([]);
+    expect(unsetSecret('GITHUB_WEBHOOK_SECRET', secrets)).toBe(
+      `GITHUB_WEBHOOK_SECRET_FILE: ${join(dir, 'empty')} is empty`,
+    );
+    expect(unsetSecret('GITHUB_TOKEN', secrets)).toBe('GITHUB_TOKEN is not set');
+    expect(secrets.emptyFiles).toEqual({ GITHUB_WEBHOOK_SECRET: join(dir, 'empty') });
     rmSync(dir, { recursive: true, force: true });
   });
 
