@@ -6,6 +6,7 @@ import { checkReplacement, forceEnabled, isImmutableChange } from './force-repla
 import { objectFailure, type ObjectFailure } from './failures.js';
 import { mapWithConcurrency, settleWithConcurrency } from './map-with-concurrency.js';
 import { collectionPath } from './paths.js';
+import { missingRoleMessage, roleAwaitedInSet, RoleNotYetCreatedError } from './role-bindings.js';
 
 export type PlannedAction = 'created' | 'configured' | 'unchanged';
 
@@ -133,6 +134,10 @@ export async function planObjects(
       }
     }
     if ('error' in dryRunOutcome) {
+      const role = live ? undefined : roleAwaitedInSet(object, dryRunOutcome.error, objects);
+      if (role) throw new RoleNotYetCreatedError(role, dryRunOutcome.error);
+      const missingRole = missingRoleMessage(object, dryRunOutcome.error);
+      if (missingRole) throw new Error(missingRole, { cause: dryRunOutcome.error });
       if (!live || !forceEnabled(object.object) || !isImmutableChange(dryRunOutcome.error))
         throw dryRunOutcome.error;
       await checkReplacement(client, object, live, signal);
@@ -152,11 +157,25 @@ export async function planObjects(
   if (lockLost !== undefined) throw lockLost;
   const planned: PlannedObject[] = [];
   const failures: ObjectFailure[] = [];
+  const plannedAs = new Map<PreparedObject, PlannedAction>();
+  settled.forEach((outcome) => {
+    if (outcome.status === 'fulfilled') plannedAs.set(outcome.value.object, outcome.value.action);
+  });
   settled.forEach((outcome, index) => {
+    const object = objects[index] as PreparedObject;
     if (outcome.status === 'fulfilled') planned.push(outcome.value);
-    else {
-      const verb = outcome.reason instanceof OwnedElsewhereError ? 'not applied' : 'dry-run rejected';
-      failures.push(objectFailure(objects[index] as PreparedObject, verb, outcome.reason));
+    else if (
+      outcome.reason instanceof RoleNotYetCreatedError &&
+      plannedAs.get(outcome.reason.role) === 'created'
+    ) {
+      // The role's own dry-run passed, so the worker holds every right it grants (creating a
+      // role asks that as binding to it does); the binding is applied after it (order.ts).
+      planned.push({ object, action: 'created' });
+    } else {
+      const reason: unknown =
+        outcome.reason instanceof RoleNotYetCreatedError ? outcome.reason.refusal : outcome.reason;
+      const verb = reason instanceof OwnedElsewhereError ? 'not applied' : 'dry-run rejected';
+      failures.push(objectFailure(object, verb, reason));
     }
   });
   return { planned, failures };
