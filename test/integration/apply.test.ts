@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
 import { environmentSchema, type EnvironmentConfig } from '../../src/config/schema.js';
-import { PushgateError } from '../../src/lib/errors.js';
+import { errorMessage, PushgateError } from '../../src/lib/errors.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import {
   closeClusterClients,
@@ -63,6 +65,16 @@ function client(): ClusterClient {
 }
 
 afterAll(() => closeClusterClients());
+
+/** The rules of the worker's ClusterRole in deploy/kubernetes/rbac.yaml, as an operator installs them. */
+function shippedWorkerRules(): { apiGroups: string[]; resources: string[]; verbs: string[] }[] {
+  const documents = parseAllDocuments(readFileSync(path.join('deploy', 'kubernetes', 'rbac.yaml'), 'utf8'));
+  const role = documents
+    .map((document) => document.toJS() as Record<string, unknown>)
+    .find((object) => object.kind === 'ClusterRole');
+  if (!role) throw new Error('no ClusterRole in deploy/kubernetes/rbac.yaml');
+  return role.rules as { apiGroups: string[]; resources: string[]; verbs: string[] }[];
+}
 
 function environmentFor(namespace: string, overrides: Record<string, unknown> = {}): EnvironmentConfig {
   return environmentSchema.parse({
@@ -652,6 +664,122 @@ describe('deployToCluster', () => {
         `${before.name}/web:pruned`,
       ]);
       expect(await client().get(CONFIG_MAPS, before.name, `pushgate-inventory-${env.name}`)).toBeUndefined();
+    } finally {
+      await access.cleanup();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('deploys a Role and a RoleBinding to it in one commit, with `bind` (shipped) or without it', async () => {
+    const ns = await createTestNamespace('apply-role-binding');
+    const env = environmentFor(ns.name);
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'pushgate-rbac-'));
+    const shipped = shippedWorkerRules();
+    // Narrowed as docs/production.md shows: without `bind`, the API server checks a binding
+    // against the rules of the role it names, which the dry-run of the set has not created.
+    const withoutBind = shipped.filter((rule) => !rule.verbs.includes('bind'));
+    const [access, narrowed] = [
+      await namespacedKubeconfig(dir, [ns.name], shipped),
+      await namespacedKubeconfig(dir, [ns.name], withoutBind),
+    ];
+    const rbac = (kind: string, name: string, body: Record<string, unknown>) => ({
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind,
+      metadata: { name },
+      ...body,
+    });
+    const role = (name: string, verbs: string[]) =>
+      rbac('Role', name, { rules: [{ apiGroups: [''], resources: ['configmaps'], verbs }] });
+    const binding = (name: string, roleName: string) =>
+      rbac('RoleBinding', name, {
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: roleName },
+        subjects: [{ kind: 'ServiceAccount', name: 'web', namespace: ns.name }],
+      });
+    const actions = (outcome: { resources: ResourceResult[] }) =>
+      outcome.resources.map((r) => `${r.kind}/${r.name}:${r.action}`).sort();
+    try {
+      const worker = createClusterClient({ name: 'namespaced', kubeconfig: access.path });
+      const narrowWorker = createClusterClient({ name: 'narrowed', kubeconfig: narrowed.path });
+
+      const first = await deployToCluster(
+        narrowWorker,
+        request(
+          env,
+          manifests(configMap('web'), role('reader', ['get', 'list']), binding('web-reader', 'reader')),
+        ),
+      );
+      expect(actions(first)).toEqual([
+        'ConfigMap/web:created',
+        'Role/reader:created',
+        'RoleBinding/web-reader:created',
+      ]);
+
+      // A binding to a role neither in the cluster nor in the set still fails before any write.
+      const error = await deployToCluster(
+        narrowWorker,
+        request(env, manifests(configMap('web'), configMap('new'), binding('typo', 'raeder'))),
+      ).catch((e: unknown) => e);
+      expect(errorMessage(error)).toContain(
+        `RoleBinding ${ns.name}/typo: dry-run rejected: its roleRef names Role raeder, which is neither in the cluster in namespace ${ns.name} nor in this commit`,
+      );
+      expect(await client().get(CONFIG_MAPS, ns.name, 'new')).toBeUndefined();
+
+      // The shipped role's `bind` and `escalate`: an application's usual Role, with `watch`
+      // and `update`, which the worker itself lacks.
+      const second = await deployToCluster(
+        worker,
+        request(
+          env,
+          manifests(
+            configMap('web'),
+            role('reader', ['get', 'list']),
+            binding('web-reader', 'reader'),
+            role('watcher', ['get', 'list', 'watch', 'update']),
+            binding('web-watcher', 'watcher'),
+          ),
+        ),
+      );
+      expect(actions(second)).toContain('RoleBinding/web-watcher:created');
+    } finally {
+      await access.cleanup();
+      await narrowed.cleanup();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('the shipped namespaced RBAC cannot change its Namespace, mint tokens or exec', async () => {
+    // Bound by a RoleBinding, a `*` rule would allow all three in the bound namespace.
+    const ns = await createTestNamespace('apply-rbac-limits');
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'pushgate-rbac-'));
+    const access = await namespacedKubeconfig(dir, [ns.name], shippedWorkerRules());
+    try {
+      const worker = createClusterClient({ name: 'namespaced', kubeconfig: access.path });
+      const refusal = (request: Parameters<typeof worker.transport.request>[0]) =>
+        worker.transport.request(request).then(
+          () => 'allowed',
+          (error: unknown) => (error as { status?: number }).status,
+        );
+      const namespacePath = `/api/v1/namespaces/${ns.name}`;
+
+      expect(await worker.get(NAMESPACES, undefined, ns.name)).toBeDefined();
+      expect(
+        await refusal({
+          method: 'PATCH',
+          path: namespacePath,
+          query: { dryRun: 'All' },
+          body: { metadata: { labels: { 'pod-security.kubernetes.io/enforce': 'privileged' } } },
+          contentType: 'application/merge-patch+json',
+        }),
+      ).toBe(403);
+      expect(await refusal({ method: 'DELETE', path: namespacePath, query: { dryRun: 'All' } })).toBe(403);
+      expect(
+        await refusal({
+          method: 'POST',
+          path: `${namespacePath}/serviceaccounts/default/token`,
+          body: { spec: { audiences: [] } },
+        }),
+      ).toBe(403);
+      expect(await refusal({ method: 'POST', path: `${namespacePath}/pods/web/exec` })).toBe(403);
     } finally {
       await access.cleanup();
       await rm(dir, { recursive: true, force: true });

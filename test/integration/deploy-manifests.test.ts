@@ -346,10 +346,20 @@ describe.skipIf(!hasKubectl)('deploy/kubernetes, built by kustomize', () => {
     expect(binding.subjects).toEqual([
       expect.objectContaining({ name: 'pushgate-worker', namespace: 'pushgate' }),
     ]);
-    const rules = (role as KubernetesObject & { rules: { verbs: string[] }[] }).rules;
+    type Rule = { apiGroups: string[]; resources: string[]; verbs: string[] };
+    const rules = (role as KubernetesObject & { rules: Rule[] }).rules;
     const verbs = new Set(rules.flatMap((rule) => rule.verbs));
-    for (const verb of ['bind', 'escalate', 'impersonate', 'watch', 'update', '*'])
-      expect(verbs.has(verb)).toBe(false);
+    for (const verb of ['impersonate', 'watch', 'update', '*']) expect(verbs.has(verb)).toBe(false);
+    // bind and escalate for the applications' own Roles only, which a RoleBinding keeps in its namespace.
+    for (const rule of rules.filter((r) => r.verbs.includes('bind') || r.verbs.includes('escalate'))) {
+      expect(rule.apiGroups).toEqual(['rbac.authorization.k8s.io']);
+      expect(rule.resources.every((resource) => resource === 'roles' || resource === 'clusterroles')).toBe(
+        true,
+      );
+    }
+    // Bound by a RoleBinding, `*` of the core group would cover the Namespace itself and serviceaccounts/token.
+    for (const rule of rules.filter((r) => r.apiGroups.includes('') || r.apiGroups.includes('*')))
+      expect(rule.resources).not.toContain('*');
     for (const object of objects) {
       if (!CLUSTER_SCOPED.has(object.kind ?? '') && object.kind !== 'RoleBinding') {
         expect(`${object.kind}/${object.metadata?.name} in ${object.metadata?.namespace}`).toMatch(
