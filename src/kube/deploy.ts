@@ -161,7 +161,7 @@ async function dryRunBeforeWrites(
 ): Promise<Planned & { failures: ObjectFailure[] }> {
   const ordered = [...objects].sort((a, b) => a.stage - b.stage || compareApplyOrder(a.ref, b.ref));
   const stageOne = ordered.filter((object) => object.stage === 1);
-  const first = await planObjects(client, stageOne, signal, handMade);
+  const first = await planObjects(client, stageOne, signal, handMade, ordered);
   const needs = needsStageOne(ordered, first.planned);
   const deferred = new Set(needs.keys());
   const early = ordered.filter((object) => object.stage === 2 && !deferred.has(object));
@@ -169,7 +169,7 @@ async function dryRunBeforeWrites(
   const forKind = [...needs].filter(([, need]) => need === 'kind').map(([object]) => object);
   const schemaFailures = checkCustomResourcesAgainstSet(forKind, stageOne);
   const ownerFailures = forKind.length > 0 ? await checkOwnersBeforeWrites(client, forKind, signal) : [];
-  const second = await planObjects(client, early, signal, handMade);
+  const second = await planObjects(client, early, signal, handMade, ordered);
   // One after the other: each keeps its own CONCURRENCY requests in flight, not twice that.
   const standInFailures =
     forNamespace.length > 0 ? await dryRunInStandInNamespace(client, forNamespace, standIn, signal) : [];
@@ -578,14 +578,14 @@ async function applyEnvironment(
   }
 
   if (deferred.size > 0) {
-    let late = await planObjects(client, [...deferred], signal, handMade);
+    let late = await planObjects(client, [...deferred], signal, handMade, ordered);
     // Established is not yet applied-with: the API server's apply schema of a changed CRD lags
     // a moment, refusing a field its new version declares. The commit's schema was checked
     // before any write, so such a refusal now is that lag: asked again until it passes.
     const until = Date.now() + CRD_SCHEMA_LAG_MS;
     while (crdsChanged && late.failures.some(isSchemaLag) && Date.now() < until) {
       await sleep(250, undefined, { signal });
-      late = await planObjects(client, [...deferred], signal, handMade);
+      late = await planObjects(client, [...deferred], signal, handMade, ordered);
     }
     for (const planned of late.planned) {
       actions.set(planned.object, planned.action);

@@ -6,7 +6,12 @@ import { checkReplacement, forceEnabled, isImmutableChange } from './force-repla
 import { objectFailure, type ObjectFailure } from './failures.js';
 import { mapWithConcurrency, settleWithConcurrency } from './map-with-concurrency.js';
 import { collectionPath } from './paths.js';
-import { missingRoleMessage, roleAwaitedInSet, RoleNotYetCreatedError } from './role-bindings.js';
+import {
+  checkBindingBeforeItsRole,
+  missingRoleMessage,
+  roleAwaitedInSet,
+  RoleNotYetCreatedError,
+} from './role-bindings.js';
 
 export type PlannedAction = 'created' | 'configured' | 'unchanged';
 
@@ -104,6 +109,8 @@ export async function planObjects(
   objects: readonly PreparedObject[],
   signal?: AbortSignal,
   handMade?: HandMadeRetry,
+  /** The whole set, when `objects` is part of it: what refusals may name. */
+  set: readonly PreparedObject[] = objects,
 ): Promise<PlanResult> {
   const collections = await listCrowdedCollections(client, objects, signal);
   // A lost lock ends the deploy (another worker has it), not this object's plan.
@@ -136,7 +143,7 @@ export async function planObjects(
     if ('error' in dryRunOutcome) {
       const role = live ? undefined : roleAwaitedInSet(object, dryRunOutcome.error, objects);
       if (role) throw new RoleNotYetCreatedError(role, dryRunOutcome.error);
-      const missingRole = missingRoleMessage(object, dryRunOutcome.error);
+      const missingRole = missingRoleMessage(object, dryRunOutcome.error, set);
       if (missingRole) throw new Error(missingRole, { cause: dryRunOutcome.error });
       if (!live || !forceEnabled(object.object) || !isImmutableChange(dryRunOutcome.error))
         throw dryRunOutcome.error;
@@ -161,23 +168,32 @@ export async function planObjects(
   settled.forEach((outcome) => {
     if (outcome.status === 'fulfilled') plannedAs.set(outcome.value.object, outcome.value.action);
   });
-  settled.forEach((outcome, index) => {
+  for (const [index, outcome] of settled.entries()) {
     const object = objects[index] as PreparedObject;
-    if (outcome.status === 'fulfilled') planned.push(outcome.value);
-    else if (
-      outcome.reason instanceof RoleNotYetCreatedError &&
-      plannedAs.get(outcome.reason.role) === 'created'
-    ) {
-      // The role's own dry-run passed, so the worker holds every right it grants (creating a
-      // role asks that as binding to it does); the binding is applied after it (order.ts).
-      planned.push({ object, action: 'created' });
-    } else {
-      const reason: unknown =
-        outcome.reason instanceof RoleNotYetCreatedError ? outcome.reason.refusal : outcome.reason;
-      const verb = reason instanceof OwnedElsewhereError ? 'not applied' : 'dry-run rejected';
-      failures.push(objectFailure(object, verb, reason));
+    if (outcome.status === 'fulfilled') {
+      planned.push(outcome.value);
+      continue;
     }
-  });
+    let reason: unknown = outcome.reason;
+    let verb = reason instanceof OwnedElsewhereError ? 'not applied' : 'dry-run rejected';
+    if (reason instanceof RoleNotYetCreatedError) {
+      const { role, refusal } = reason;
+      // Applied after its role (order.ts), when nothing but the role's absence stopped its dry-run.
+      const refused =
+        plannedAs.get(role) === 'created'
+          ? await checkBindingBeforeItsRole(client, object, role, signal).catch((error: unknown) => ({
+              verb: 'dry-run rejected',
+              reason: error,
+            }))
+          : { verb, reason: refusal };
+      if (!refused) {
+        planned.push({ object, action: 'created' });
+        continue;
+      }
+      ({ verb, reason } = refused);
+    }
+    failures.push(objectFailure(object, verb, reason));
+  }
   return { planned, failures };
 }
 

@@ -38,6 +38,13 @@ const CONFIG_MAPS: ResourceInfo = {
   plural: 'configmaps',
   namespaced: true,
 };
+const ROLES: ResourceInfo = {
+  group: 'rbac.authorization.k8s.io',
+  version: 'v1',
+  kind: 'Role',
+  plural: 'roles',
+  namespaced: true,
+};
 const SERVICES: ResourceInfo = {
   group: '',
   version: 'v1',
@@ -65,6 +72,10 @@ function client(): ClusterClient {
 }
 
 afterAll(() => closeClusterClients());
+
+function rbacObject(kind: string, name: string, body: Record<string, unknown>): Record<string, unknown> {
+  return { apiVersion: 'rbac.authorization.k8s.io/v1', kind, metadata: { name }, ...body };
+}
 
 /** The rules of the worker's ClusterRole in deploy/kubernetes/rbac.yaml, as an operator installs them. */
 function shippedWorkerRules(): { apiGroups: string[]; resources: string[]; verbs: string[] }[] {
@@ -670,79 +681,87 @@ describe('deployToCluster', () => {
     }
   });
 
-  it('deploys a Role and a RoleBinding to it in one commit, with `bind` (shipped) or without it', async () => {
+  it('deploys a Role and a RoleBinding to it in one commit under the shipped namespaced RBAC', async () => {
+    // Without `bind`, the API server checks a binding against the rules of the role it names,
+    // which the dry-run of the set cannot read before the role exists.
     const ns = await createTestNamespace('apply-role-binding');
     const env = environmentFor(ns.name);
     const dir = await mkdtemp(path.join(os.tmpdir(), 'pushgate-rbac-'));
-    const shipped = shippedWorkerRules();
-    // Narrowed as docs/production.md shows: without `bind`, the API server checks a binding
-    // against the rules of the role it names, which the dry-run of the set has not created.
-    const withoutBind = shipped.filter((rule) => !rule.verbs.includes('bind'));
-    const [access, narrowed] = [
-      await namespacedKubeconfig(dir, [ns.name], shipped),
-      await namespacedKubeconfig(dir, [ns.name], withoutBind),
-    ];
-    const rbac = (kind: string, name: string, body: Record<string, unknown>) => ({
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind,
-      metadata: { name },
-      ...body,
-    });
-    const role = (name: string, verbs: string[]) =>
-      rbac('Role', name, { rules: [{ apiGroups: [''], resources: ['configmaps'], verbs }] });
-    const binding = (name: string, roleName: string) =>
-      rbac('RoleBinding', name, {
+    const access = await namespacedKubeconfig(dir, [ns.name], shippedWorkerRules());
+    const binding = (name: string, roleName: string, subjects = [{ kind: 'ServiceAccount', name: 'web' }]) =>
+      rbacObject('RoleBinding', name, {
         roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: roleName },
-        subjects: [{ kind: 'ServiceAccount', name: 'web', namespace: ns.name }],
+        subjects,
       });
-    const actions = (outcome: { resources: ResourceResult[] }) =>
-      outcome.resources.map((r) => `${r.kind}/${r.name}:${r.action}`).sort();
+    // An application's usual Role, with `watch` and `update`.
+    const reader = rbacObject('Role', 'reader', {
+      rules: [{ apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list', 'watch', 'update'] }],
+    });
     try {
       const worker = createClusterClient({ name: 'namespaced', kubeconfig: access.path });
-      const narrowWorker = createClusterClient({ name: 'narrowed', kubeconfig: narrowed.path });
 
-      const first = await deployToCluster(
-        narrowWorker,
-        request(
-          env,
-          manifests(configMap('web'), role('reader', ['get', 'list']), binding('web-reader', 'reader')),
-        ),
+      const outcome = await deployToCluster(
+        worker,
+        request(env, manifests(configMap('web'), reader, binding('web-reader', 'reader'))),
       );
-      expect(actions(first)).toEqual([
+
+      expect(outcome.resources.map((r) => `${r.kind}/${r.name}:${r.action}`).sort()).toEqual([
         'ConfigMap/web:created',
         'Role/reader:created',
         'RoleBinding/web-reader:created',
       ]);
-
-      // A binding to a role neither in the cluster nor in the set still fails before any write.
-      const error = await deployToCluster(
-        narrowWorker,
-        request(env, manifests(configMap('web'), configMap('new'), binding('typo', 'raeder'))),
-      ).catch((e: unknown) => e);
-      expect(errorMessage(error)).toContain(
+      // Still refused before any write: a binding to a role neither in the cluster nor in the
+      // set, and one to a role of the set whose subjects the API server would refuse.
+      const refused = async (...objects: Record<string, unknown>[]) =>
+        errorMessage(
+          await deployToCluster(
+            worker,
+            request(env, manifests(configMap('web'), configMap('new'), ...objects)),
+          ).catch((e: unknown) => e),
+        );
+      expect(await refused(binding('typo', 'raeder'))).toContain(
         `RoleBinding ${ns.name}/typo: dry-run rejected: its roleRef names Role raeder, which is neither in the cluster in namespace ${ns.name} nor in this commit`,
       );
-      expect(await client().get(CONFIG_MAPS, ns.name, 'new')).toBeUndefined();
-
-      // The shipped role's `bind` and `escalate`: an application's usual Role, with `watch`
-      // and `update`, which the worker itself lacks.
-      const second = await deployToCluster(
-        worker,
-        request(
-          env,
-          manifests(
-            configMap('web'),
-            role('reader', ['get', 'list']),
-            binding('web-reader', 'reader'),
-            role('watcher', ['get', 'list', 'watch', 'update']),
-            binding('web-watcher', 'watcher'),
-          ),
-        ),
+      const writer = rbacObject('Role', 'writer', {
+        rules: [{ apiGroups: [''], resources: ['configmaps'], verbs: ['patch'] }],
+      });
+      expect(await refused(writer, binding('bogus', 'writer', [{ kind: 'Bogus', name: 'web' }]))).toMatch(
+        /RoleBinding \S+\/bogus: dry-run rejected .*subjects\[0\]\.kind: Unsupported value: "Bogus"/,
       );
-      expect(actions(second)).toContain('RoleBinding/web-watcher:created');
+      expect(await client().get(CONFIG_MAPS, ns.name, 'new')).toBeUndefined();
+      expect(await client().get(ROLES, ns.name, 'writer')).toBeUndefined();
+
+      // A worker that may escalate roles creates roles granting more than it holds: their
+      // dry-run then says nothing of whether it may bind them.
+      const escalating = await namespacedKubeconfig(
+        dir,
+        [ns.name],
+        [
+          ...shippedWorkerRules(),
+          { apiGroups: ['rbac.authorization.k8s.io'], resources: ['roles'], verbs: ['escalate'] },
+        ],
+      );
+      try {
+        const escalator = createClusterClient({ name: 'escalating', kubeconfig: escalating.path });
+        const secretReader = rbacObject('Role', 'secret-reader', {
+          rules: [{ apiGroups: [''], resources: ['secrets'], verbs: ['get'], resourceNames: ['x'] }],
+        });
+        const error = await deployToCluster(
+          escalator,
+          request(
+            env,
+            manifests(configMap('web'), configMap('new'), secretReader, binding('reads', 'secret-reader')),
+          ),
+        ).catch((e: unknown) => e);
+        expect(errorMessage(error)).toContain(
+          `RoleBinding ${ns.name}/reads: cannot be checked before its role exists: the worker may escalate roles`,
+        );
+        expect(await client().get(CONFIG_MAPS, ns.name, 'new')).toBeUndefined();
+      } finally {
+        await escalating.cleanup();
+      }
     } finally {
       await access.cleanup();
-      await narrowed.cleanup();
       await rm(dir, { recursive: true, force: true });
     }
   });
@@ -780,6 +799,15 @@ describe('deployToCluster', () => {
         }),
       ).toBe(403);
       expect(await refusal({ method: 'POST', path: `${namespacePath}/pods/web/exec` })).toBe(403);
+      // Nor give itself any of it through a commit: binding `cluster-admin` in its namespace is refused.
+      const grab = rbacObject('RoleBinding', 'grab', {
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'cluster-admin' },
+        subjects: [{ kind: 'ServiceAccount', name: 'web', namespace: ns.name }],
+      });
+      const error = await deployToCluster(worker, request(environmentFor(ns.name), manifests(grab))).catch(
+        (e: unknown) => e,
+      );
+      expect(errorMessage(error)).toContain('attempting to grant RBAC permissions not currently held');
     } finally {
       await access.cleanup();
       await rm(dir, { recursive: true, force: true });

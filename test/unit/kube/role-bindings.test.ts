@@ -58,6 +58,10 @@ describe('roleAwaitedInSet', () => {
     expect(roleAwaitedInSet(clusterBinding!, roleMissing('clusterrolebindings', 'viewer'), set)).toBe(
       clusterRole,
     );
+    // Where it cannot wait for its role (it exists already, say), the refusal says the commit holds it.
+    expect(missingRoleMessage(roleBinding!, roleMissing('rolebindings', 'reader'), set)).toBe(
+      'its roleRef names Role reader, which this commit creates, and it cannot be checked before that role exists: deploy the role in an earlier commit, or grant the worker `bind` on it',
+    );
   });
 
   it('finds nothing for another refusal, a missing namespace, or a Role of another namespace', async () => {
@@ -71,8 +75,8 @@ describe('roleAwaitedInSet', () => {
     const invalid = new KubeApiError('RoleBinding "a" is invalid', { status: 422 });
     expect(roleAwaitedInSet(roleBinding!, invalid, [...set, roleBinding!])).toBeUndefined();
     const noNamespace = new KubeApiError('namespaces "apps" not found', { status: 404 });
-    expect(missingRoleMessage(roleBinding!, noNamespace)).toBeUndefined();
-    expect(missingRoleMessage(roleBinding!, roleMissing('rolebindings', 'reader'))).toBe(
+    expect(missingRoleMessage(roleBinding!, noNamespace, set)).toBeUndefined();
+    expect(missingRoleMessage(roleBinding!, roleMissing('rolebindings', 'reader'), set)).toBe(
       'its roleRef names Role reader, which is neither in the cluster in namespace apps nor in this commit',
     );
   });
