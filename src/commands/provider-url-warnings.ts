@@ -20,8 +20,13 @@ export function providerUrlWarnings(config: Config, gitTokenSet = false): string
   };
   if (gitTokenSet) {
     config.environments.forEach((environment, index) => {
-      const url = URL.parse(environment.repo.url);
-      if (url) cleartext(url, `environments[${index}].repo.url`, 'GIT_TOKEN');
+      let url: URL;
+      try {
+        url = new URL(environment.repo.url);
+      } catch {
+        return; // an scp-like ssh address (git@host:path) carries no token
+      }
+      cleartext(url, `environments[${index}].repo.url`, 'GIT_TOKEN');
     });
   }
   if (used.has('github')) {

@@ -6,9 +6,10 @@ const TOKEN_VARIABLE = 'PUSHGATE_GIT_PASSWORD';
 
 /**
  * Answers git's `get` with the user and token from the environment; says nothing to `store`
- * and `erase` (exit 0 all the same: a helper's failure would stop git).
+ * and `erase` (exit 0 all the same: a helper's failure would stop git). It reads git's request
+ * first, so git never writes to a helper that has gone.
  */
-const CREDENTIAL_HELPER = `!f() { if [ "$1" = get ]; then printf 'username=%s\\npassword=%s\\n' "$${USER_VARIABLE}" "$${TOKEN_VARIABLE}"; fi; }; f`;
+const CREDENTIAL_HELPER = `!f() { cat >/dev/null; if [ "$1" = get ]; then printf 'username=%s\\npassword=%s\\n' "$${USER_VARIABLE}" "$${TOKEN_VARIABLE}"; fi; }; f`;
 
 /**
  * Environment variables that give git the token for HTTPS requests to the repository's

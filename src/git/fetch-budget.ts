@@ -1,5 +1,5 @@
 import { watch, type FSWatcher } from 'node:fs';
-import { readdir, rm, stat } from 'node:fs/promises';
+import { readdir, readlink, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { bytesFromEnv, millisecondsFromEnv } from '../lib/env-settings.js';
 import { PushgateError } from '../lib/errors.js';
@@ -128,11 +128,17 @@ export async function watchFetch(
     async stop(completed) {
       clearInterval(timer);
       watcher?.close();
-      if (completed && !aborter.signal.aborted) return;
+      const overBudget = aborter.signal.aborted;
+      if (completed && !overBudget) return;
       // git stopped mid-pack: nothing refers to what it wrote, and git would keep it for weeks.
-      // (Names git wrote after the last measure are new since the start too.)
+      // (Names git wrote after the last measure are new since the start too.) Another process
+      // fetching into the mirror meanwhile (`pushgate render`) still holds its own open: kept.
       for (const name of await incomingPacks(packDir)) if (!before.has(name)) seen.add(name);
-      await Promise.all([...seen].map((name) => rm(path.join(packDir, name), { force: true })));
+      const held = await filesHeldOpen(packDir);
+      // Without /proc, which process a pack is of cannot be told: only the budget's kill is sure.
+      if (!held && !overBudget) return;
+      const ours = [...seen].filter((name) => !held?.has(path.join(packDir, name)));
+      await Promise.all(ours.map((name) => rm(path.join(packDir, name), { force: true })));
     },
   };
 }
@@ -149,11 +155,45 @@ async function incomingPacks(packDir: string): Promise<string[]> {
  */
 async function removeStaleIncomingPacks(packDir: string, staleBefore: number): Promise<string[]> {
   const left: string[] = [];
+  let held: Set<string> | undefined;
+  let heldRead = false;
   for (const name of await incomingPacks(packDir)) {
     const file = path.join(packDir, name);
     const info = await stat(file).catch(() => undefined);
-    if (info && info.mtimeMs < staleBefore) await rm(file, { force: true });
-    else if (info) left.push(name);
+    if (!info) continue;
+    // index-pack writes nothing for a while as it resolves a large pack's deltas: a pack some
+    // process holds open is kept, however old.
+    if (info.mtimeMs < staleBefore) {
+      if (!heldRead) [held, heldRead] = [await filesHeldOpen(packDir), true];
+      const gone = held ? !held.has(file) : info.mtimeMs < staleBefore - STALE_WITHOUT_PROC_MS;
+      if (gone) {
+        await rm(file, { force: true });
+        continue;
+      }
+    }
+    left.push(name);
   }
   return left;
+}
+
+/** Where /proc cannot tell whether a git still writes a pack: that much older again. */
+const STALE_WITHOUT_PROC_MS = 3600_000;
+
+/**
+ * The files under `dir` that some process of this user holds open, from /proc (Linux); undefined
+ * where /proc cannot be read. Only read when a fetch failed or a stale pack is found.
+ */
+async function filesHeldOpen(dir: string): Promise<Set<string> | undefined> {
+  const pids = await readdir('/proc').catch(() => undefined);
+  if (!pids) return undefined;
+  const held = new Set<string>();
+  for (const pid of pids) {
+    if (!/^\d+$/.test(pid)) continue;
+    const fds = await readdir(`/proc/${pid}/fd`).catch(() => [] as string[]);
+    for (const fd of fds) {
+      const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
+      if (target.startsWith(dir + path.sep)) held.add(target);
+    }
+  }
+  return held;
 }

@@ -31,7 +31,10 @@ const LOCKED = /\.lock': File exists|cannot lock ref '[^']+': is at [0-9a-f]+ bu
  * (`staging` once, `staging/eu` now, or the other way round): `--prune` drops only refs of
  * the branch fetched, and git cannot hold a ref and a folder of refs of one name.
  */
-const REF_IN_THE_WAY = /cannot lock ref '(refs\/heads\/[^']+)': '(refs\/heads\/[^']+)' exists; cannot create/;
+const REF_IN_THE_WAY =
+  /(?<!remote: )error: cannot lock ref '(refs\/heads\/[^']+)': '(refs\/heads\/[^']+)' exists; cannot create/;
+/** Stale refs removed for one fetch at most (`staging/eu`, `staging/us`... in the way of `staging`). */
+const REFS_REMOVED_AT_MOST = 20;
 const FETCH_ATTEMPTS_WHEN_LOCKED = 3;
 const LOCKED_RETRY_DELAY_MS = 500;
 /**
@@ -207,14 +210,20 @@ export class MirrorCache {
 
   private async ensureMirror(url: string): Promise<string> {
     const gitDir = this.mirrorDir(url);
+    // Only a part that is not there makes a folder no mirror: another error (EMFILE, EACCES)
+    // says nothing of it, and fails the fetch rather than the mirror being thrown away.
+    const present = (file: string) =>
+      stat(file).then(Boolean, (error: unknown) => {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+        throw error;
+      });
     const isMirror = async (dir: string) =>
-      (
-        await Promise.all(MIRROR_PARTS.map((part) => stat(path.join(dir, part)).then(Boolean, () => false)))
-      ).every(Boolean);
+      (await Promise.all(MIRROR_PARTS.map((part) => present(path.join(dir, part))))).every(Boolean);
     if (await isMirror(gitDir)) return gitDir;
     // The mirror holds every file of a private repository: readable by this user only, as
     // the temporary checkouts are (mkdtemp). The cache folder, created here too, likewise.
     await mkdir(this.options.dir, { recursive: true, mode: 0o700 });
+    await removeStaleInits(gitDir, Date.now() - STALE_TREE_MS);
     // Made aside and renamed into place whole: git init writes HEAD first, and a process
     // killed before the rest would leave a folder every later fetch fails on.
     const fresh = await mkdtemp(`${gitDir}.init-`);
@@ -249,14 +258,19 @@ export class MirrorCache {
     what: string,
     abort?: AbortSignal,
   ): Promise<void> {
+    let removedRefs = 0;
     for (let attempt = 1; ; attempt++) {
       try {
         await this.fetchOnce(repo, gitDir, refspecs, what, abort);
         return;
       } catch (error) {
-        if (attempt === FETCH_ATTEMPTS_WHEN_LOCKED || !(error instanceof Error)) throw error;
+        if (!(error instanceof Error)) throw error;
+        // git names one ref in the way per fetch: not counted as an attempt. (Not what the
+        // server prints, `remote: …`: it chooses none of the mirror's refs.)
         const inTheWay = REF_IN_THE_WAY.exec(error.message);
-        if (inTheWay) {
+        if (inTheWay && removedRefs < REFS_REMOVED_AT_MOST) {
+          removedRefs++;
+          attempt--;
           // The server holds the branch asked for, so it no longer holds the one in the way.
           await runGit(['--git-dir', gitDir, 'update-ref', '-d', inTheWay[2]!], {
             timeoutMs: LOCAL_TIMEOUT_MS,
@@ -264,7 +278,7 @@ export class MirrorCache {
           });
           continue;
         }
-        if (!LOCKED.test(error.message)) throw error;
+        if (attempt === FETCH_ATTEMPTS_WHEN_LOCKED || !LOCKED.test(error.message)) throw error;
         const removed = await removeStaleLocks(gitDir, Date.now() - this.longestGitCommandMs());
         if (removed === 0) await delay(LOCKED_RETRY_DELAY_MS * attempt);
       }
@@ -415,6 +429,20 @@ async function writeCheckoutAttributes(gitDir: string): Promise<void> {
  * Deletes the lock files of a mirror's refs (and its top-level files: packed-refs, HEAD,
  * config, shallow) last changed before `before`. Object files are never locked this way.
  */
+/** What processes killed mid-init left beside `gitDir` (`<gitDir>.init-*`), last changed before `before`. */
+async function removeStaleInits(gitDir: string, before: number): Promise<void> {
+  const prefix = `${path.basename(gitDir)}.init-`;
+  for (const name of await readdir(path.dirname(gitDir)).catch(() => [] as string[])) {
+    if (!name.startsWith(prefix)) continue;
+    const folder = path.join(path.dirname(gitDir), name);
+    const changed = await stat(folder).then(
+      (info) => info.mtimeMs,
+      () => Infinity,
+    );
+    if (changed < before) await rm(folder, { recursive: true, force: true });
+  }
+}
+
 async function removeStaleLocks(gitDir: string, before: number): Promise<number> {
   const [top, refs] = await Promise.all([
     readdir(gitDir, { withFileTypes: true }).catch(() => []),

@@ -239,7 +239,7 @@ async function parseFile(
     });
     return;
   }
-  const read = manifestText(await readFile(file.real));
+  const read = manifestText(await readFile(file.real), path.extname(file.relative).toLowerCase() === '.json');
   if ('problem' in read) {
     problems.push({ message: `${file.relative}: ${read.problem}` });
     return;

@@ -9,25 +9,32 @@ const UTF8 = new TextDecoder('utf-8', { fatal: true });
 /** C0 controls other than tab, line feed and carriage return: neither YAML nor JSON takes them raw. */
 // eslint-disable-next-line no-control-regex -- matching control characters is this pattern's job
 const CONTROL_CHARACTER = /[\u0000-\u0008\u000b\u000c\u000e-\u001f]/;
-/** Byte order marks that start a later document (files joined from Windows tools): YAML allows them there. */
-const BOM_AT_LINE_START = /(?<=\n)\uFEFF/g;
+/** YAML refuses DEL and the C1 controls too (but for U+0085, a line break); JSON strings take them raw. */
+// eslint-disable-next-line no-control-regex -- as above
+const YAML_CONTROL_CHARACTER = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u0084\u0086-\u009f]/;
+/**
+ * Byte order marks where a later document starts (files joined from Windows tools), before or
+ * just after its `---`: kubectl reads each document on its own and drops them there. A mark
+ * anywhere else is data, left to the parser.
+ */
+const BOM_AT_DOCUMENT_START = /(?<=^|\n)\uFEFF(?=---)|(?<=(?:^|\n)---[ \t]*\r?\n)\uFEFF/g;
 const LFS_POINTER = /^version https:\/\/git-lfs\.github\.com\/spec\/v1\r?\n/;
 const NEWLINE = 0x0a;
 
-export function manifestText(bytes: Buffer): ManifestText {
+export function manifestText(bytes: Buffer, json = false): ManifestText {
   let text: string;
   try {
     text = UTF8.decode(bytes); // drops a leading UTF-8 byte order mark, as YAML does
   } catch {
     return { problem: notUtf8(bytes) };
   }
-  const control = CONTROL_CHARACTER.exec(text);
+  const control = (json ? CONTROL_CHARACTER : YAML_CONTROL_CHARACTER).exec(text);
   if (control) {
     const code = control[0].charCodeAt(0).toString(16).padStart(4, '0');
     return {
       problem:
         `line ${lineAt(text, control.index)}: control character U+${code.toUpperCase()} is not allowed ` +
-        `(YAML and JSON take it only escaped, "\\u${code}" in a double-quoted string)`,
+        `(${json ? 'JSON' : 'YAML'} takes it only escaped, "\\u${code}" in a double-quoted string)`,
     };
   }
   if (LFS_POINTER.test(text)) {
@@ -37,7 +44,7 @@ export function manifestText(bytes: Buffer): ManifestText {
         'objects (keep manifests out of LFS in .gitattributes)',
     };
   }
-  return { text: text.replace(BOM_AT_LINE_START, '') };
+  return { text: text.replace(BOM_AT_DOCUMENT_START, '') };
 }
 
 /** Where the first byte that is not UTF-8 is; a line break is never part of a multi-byte character. */

@@ -11,6 +11,7 @@ import { errorMessage } from '../../src/lib/errors.js';
 import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
 import { git } from '../helpers/git.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { until } from '../helpers/until.js';
 import { createWorkerHarness } from './worker-harness.js';
 
 const MIB = 1024 * 1024;
@@ -34,6 +35,21 @@ async function folderBytes(dir: string): Promise<number> {
 async function commitLargeFile(repo: EnvRepo, bytes: number): Promise<string> {
   await writeFile(path.join(repo.workDir, 'large.bin'), randomBytes(bytes));
   return repo.commit({}, 'large file');
+}
+
+/**
+ * An ssh stand-in, written into `dir`, that runs git-upload-pack here and lets its output
+ * through at about 3 MiB/s, so a 16 MiB pack is still arriving seconds later.
+ */
+async function slowSsh(dir: string): Promise<string> {
+  const ssh = path.join(dir, 'slow-ssh');
+  const throttle =
+    "process.stdin.on('data', (c) => { process.stdin.pause(); " +
+    'process.stdout.write(c, () => setTimeout(() => process.stdin.resume(), 20)); })';
+  await writeFile(ssh, `#!/bin/sh\nfor last; do :; done\nsh -c "$last" | node -e "${throttle}"\n`, {
+    mode: 0o755,
+  });
+  return ssh;
 }
 
 describe('git mirror cache: the fetch budget (real git over file://)', () => {
@@ -80,15 +96,7 @@ describe('git mirror cache: the fetch budget (real git over file://)', () => {
   it('removes what a fetch stopped by its timeout wrote, and a killed worker’s once it is stale', async () => {
     await repo.commit({ 'manifests/a.yaml': configMap('a') });
     await commitLargeFile(repo, LARGE_FILE_BYTES);
-    // An ssh stand-in that runs git-upload-pack here and lets its output through at about
-    // 3 MiB/s, so the 16 MiB pack is still arriving when the fetch times out.
-    const ssh = path.join(scratch, 'slow-ssh');
-    const throttle =
-      "process.stdin.on('data', (c) => { process.stdin.pause(); " +
-      'process.stdout.write(c, () => setTimeout(() => process.stdin.resume(), 20)); })';
-    await writeFile(ssh, `#!/bin/sh\nfor last; do :; done\nsh -c "$last" | node -e "${throttle}"\n`, {
-      mode: 0o755,
-    });
+    const ssh = await slowSsh(scratch);
     const slow = { url: `ssh://localhost${repo.bareDir}`, provider: 'github' as const };
     const cache = new MirrorCache({
       dir: cacheDir,
@@ -114,6 +122,29 @@ describe('git mirror cache: the fetch budget (real git over file://)', () => {
     await utimes(left, longAgo, longAgo);
     await cache.fetchBranch(slow, 'no-such-branch').catch(() => undefined);
     expect(await incoming()).toEqual([]);
+  });
+
+  it('leaves alone the partial pack of another process fetching into the mirror when its own fetch fails', async () => {
+    await repo.commit({ 'manifests/a.yaml': configMap('a') });
+    const large = await commitLargeFile(repo, LARGE_FILE_BYTES);
+    const ssh = await slowSsh(scratch);
+    const slow = { url: `ssh://localhost${repo.bareDir}`, provider: 'github' as const };
+    const env = { ...process.env, GIT_SSH_COMMAND: ssh };
+    // A worker whose fetch times out, and `pushgate render` beside it on the same cache.
+    const worker = new MirrorCache({ dir: cacheDir, fetchTimeoutMs: 3_000, env });
+    const render = new MirrorCache({ dir: cacheDir, env });
+    const failing = worker.fetchBranch(slow, repo.branch).catch((e: unknown) => e);
+    const packDir = path.join(worker.mirrorDir(slow.url), 'objects', 'pack');
+    await until(async () =>
+      (await readdir(packDir).catch(() => [])).some((name) => name.startsWith('tmp_pack')),
+    );
+    const rendering = render.fetchBranch(slow, repo.branch);
+    // Both packs arriving when the worker's fetch times out.
+    const incoming = async () => (await readdir(packDir)).filter((name) => name.startsWith('tmp_pack'));
+    await until(async () => (await incoming()).length === 2);
+
+    expect(errorMessage(await failing)).toContain('timed out after 3000 ms');
+    expect(await rendering).toBe(large);
   });
 
   it('fetches up to its budget, and again once the branch is back under it', async () => {

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -72,6 +72,12 @@ describe('git mirror cache (real git over file://)', () => {
     await moveBranch('staging', 'staging/eu');
     expect(await cache.fetchBranch(source(), 'staging/eu')).toBe(sha);
 
+    // Several of them in the way of one branch: each is removed.
+    for (const region of ['us', 'ap', 'af']) {
+      await git(repo.bareDir, [...bare, 'update-ref', `refs/heads/staging/${region}`, sha]);
+      expect(await cache.fetchBranch(source(), `staging/${region}`)).toBe(sha);
+      await git(repo.bareDir, [...bare, 'update-ref', '-d', `refs/heads/staging/${region}`]);
+    }
     await moveBranch('staging/eu', 'staging');
     expect(await cache.fetchBranch(source(), 'staging')).toBe(sha);
   });
@@ -82,6 +88,11 @@ describe('git mirror cache (real git over file://)', () => {
     const mirror = cache.mirrorDir(repo.url);
     await mkdir(mirror, { recursive: true });
     await writeFile(path.join(mirror, 'HEAD'), 'ref: refs/heads/main\n');
+    // And what a kill mid-init leaves now: a folder beside it, removed once stale.
+    const aside = `${mirror}.init-left`;
+    await mkdir(aside);
+    const longAgo = new Date(Date.now() - 7 * 3600_000);
+    await utimes(aside, longAgo, longAgo);
 
     expect(await cache.fetchBranch(source(), repo.branch)).toBe(sha);
     expect(await readdir(cacheDir)).toEqual([path.basename(mirror)]);

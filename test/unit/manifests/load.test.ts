@@ -303,25 +303,42 @@ describe('loadManifests', () => {
       'env/d-lfs.yaml',
       'version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 12345\n',
     );
+    await write('env/e-del.yml', configMap('del', 'data:\n  key: "a\u007fb"\n'));
+    // JSON strings take DEL raw, as kubectl's JSON decoder does.
+    await write(
+      'env/f.json',
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: 'f' },
+        data: { k: 'a\u007fb' },
+      }),
+    );
 
     const error = await loadError();
 
     // Read lossily, the first would have been applied as "caf\uFFFD".
     expect(error.message.split('\n').slice(1)).toEqual([
       '  env/a-latin1.yaml: line 6: not valid UTF-8 (Kubernetes manifests are UTF-8 text; a Latin-1 "é" is one such byte)',
-      '  env/b-escape.yaml: line 6: control character U+001B is not allowed (YAML and JSON take it only escaped, "\\u001b" in a double-quoted string)',
+      '  env/b-escape.yaml: line 6: control character U+001B is not allowed (YAML takes it only escaped, "\\u001b" in a double-quoted string)',
       '  env/c-utf16.yaml: is UTF-16 text (it starts with a UTF-16 byte order mark): save it as UTF-8',
       '  env/d-lfs.yaml: a Git LFS pointer, not a manifest: pushgate reads files as committed and fetches no LFS objects (keep manifests out of LFS in .gitattributes)',
+      '  env/e-del.yml: line 6: control character U+007F is not allowed (YAML takes it only escaped, "\\u007f" in a double-quoted string)',
     ]);
   });
 
   it('reads a byte order mark at the start of the file and of any later document', async () => {
-    await write('env/joined.yaml', `\uFEFF${configMap('first')}---\n\uFEFF${configMap('second')}`);
+    await write(
+      'env/joined.yaml',
+      `\uFEFF${configMap('first')}---\n\uFEFF${configMap('second')}\uFEFF---\n${configMap('third', 'data:\n  k: "\uFEFFkept"\n')}`,
+    );
     await write('env/tab.yaml', configMap('tab', 'data:\n  a:\t"b"\n'));
 
     const manifests = await loadManifests(root, 'env');
 
-    expect(manifests.map((m) => m.object.metadata.name)).toEqual(['first', 'second', 'tab']);
+    expect(manifests.map((m) => m.object.metadata.name)).toEqual(['first', 'second', 'third', 'tab']);
+    // Inside a document, the mark is data.
+    expect(manifests[2]?.object.data).toEqual({ k: '\uFEFFkept' });
   });
 
   it('refuses a manifest or folder whose name is not UTF-8, which no path could open', async () => {
