@@ -78,8 +78,9 @@ function redisUrlProblem(url: string): string | undefined {
     // The authority after any user:password@, to tell a bad port from anything else.
     const hostPort = /^rediss?:\/\/(?:[^/?#]*@)?([^/?#]*)/.exec(url)?.[1] ?? '';
     const port = /^(?:\[[^\]]*\]|[^:]*):(.*)$/.exec(hostPort)?.[1];
-    if (port !== undefined && port !== '') return `is not a valid URL: ${PORT_RANGE}`;
-    return 'is not a valid URL (redis://[user:password@]host:port[/db]; characters such as @ : / in a password must be percent-encoded)';
+    const encoded = 'a / ? or # in the password must be percent-encoded';
+    if (port !== undefined && port !== '') return `is not a valid URL: ${PORT_RANGE} (and ${encoded})`;
+    return `is not a valid URL (redis://[user:password@]host:port[/db]; ${encoded})`;
   }
   if (parsed.port === '0') return PORT_RANGE;
   if (!/^(\/\d*)?$/.test(parsed.pathname)) return 'the path must be a database number (/0, /1...) or nothing';

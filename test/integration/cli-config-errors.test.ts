@@ -72,7 +72,7 @@ describe('a Redis URL that cannot be parsed', () => {
       const run = await runBuiltCli([command, '--config', configFile], { env, timeoutMs: 15_000 });
       expect(run.code).toBe(2);
       expect(run.stderr).toContain(
-        `${configFile}: redis.url: is not a valid URL: the port must be a number from 1 to 65535`,
+        `${configFile}: redis.url: is not a valid URL: the port must be a number from 1 to 65535 (and a / ? or # in the password must be percent-encoded)`,
       );
       expect(run.stderr + run.stdout).not.toContain('s3cret');
     }

@@ -54,10 +54,16 @@ describe('configuration loading', () => {
 
   it('refuses a Redis URL its connection could not parse, never quoting it (it may hold a password)', () => {
     const problemOf = (url: string) => messageOf(() => parseConfigText(VALID, 'p.yaml', { REDIS_URL: url }));
-    const port = 'p.yaml: redis.url: is not a valid URL: the port must be a number from 1 to 65535';
+    const port =
+      'p.yaml: redis.url: is not a valid URL: the port must be a number from 1 to 65535 (and a / ? or # in the password must be percent-encoded)';
     expect(problemOf('redis://127.0.0.1:notaport')).toBe(port);
     expect(problemOf('redis://user:s3cret@127.0.0.1:99999')).toBe(port);
     expect(problemOf('redis://[::1]:x')).toBe(port);
+    // A / in the password ends the host early: what is left after the user name reads as the port.
+    expect(problemOf('redis://user:pa/ss@127.0.0.1:6379')).toBe(port);
+    // An @ or : in it is read as the WHATWG parser reads it (the last @ ends the user info).
+    const atAndColon = 'redis://user:p@s:s@127.0.0.1:6379';
+    expect(parseConfigText(VALID, 'p.yaml', { REDIS_URL: atAndColon }).redis.url).toBe(atAndColon);
     expect(problemOf('redis://127.0.0.1:0')).toBe(
       'p.yaml: redis.url: the port must be a number from 1 to 65535',
     );
