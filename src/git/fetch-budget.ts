@@ -1,5 +1,5 @@
 import { watch, type FSWatcher } from 'node:fs';
-import { readdir, readlink, rm, stat } from 'node:fs/promises';
+import { readdir, readlink, realpath, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { bytesFromEnv, millisecondsFromEnv } from '../lib/env-settings.js';
 import { PushgateError } from '../lib/errors.js';
@@ -186,13 +186,15 @@ const STALE_WITHOUT_PROC_MS = 3600_000;
 async function filesHeldOpen(dir: string): Promise<Set<string> | undefined> {
   const pids = await readdir('/proc').catch(() => undefined);
   if (!pids) return undefined;
+  // /proc names files by their real path: a cache folder reached through a symlink differs.
+  const real = await realpath(dir).catch(() => dir);
   const held = new Set<string>();
   for (const pid of pids) {
     if (!/^\d+$/.test(pid)) continue;
     const fds = await readdir(`/proc/${pid}/fd`).catch(() => [] as string[]);
     for (const fd of fds) {
       const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
-      if (target.startsWith(dir + path.sep)) held.add(target);
+      if (target.startsWith(real + path.sep)) held.add(path.join(dir, path.relative(real, target)));
     }
   }
   return held;

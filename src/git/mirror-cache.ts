@@ -32,7 +32,7 @@ const LOCKED = /\.lock': File exists|cannot lock ref '[^']+': is at [0-9a-f]+ bu
  * the branch fetched, and git cannot hold a ref and a folder of refs of one name.
  */
 const REF_IN_THE_WAY =
-  /(?<!remote: )error: cannot lock ref '(refs\/heads\/[^']+)': '(refs\/heads\/[^']+)' exists; cannot create/;
+  /(?:^|; )error: cannot lock ref '(refs\/heads\/[^']+)': '(refs\/heads\/[^']+)' exists; cannot create/;
 /** Stale refs removed for one fetch at most (`staging/eu`, `staging/us`... in the way of `staging`). */
 const REFS_REMOVED_AT_MOST = 20;
 const FETCH_ATTEMPTS_WHEN_LOCKED = 3;
@@ -265,9 +265,12 @@ export class MirrorCache {
         return;
       } catch (error) {
         if (!(error instanceof Error)) throw error;
-        // git names one ref in the way per fetch: not counted as an attempt. (Not what the
-        // server prints, `remote: …`: it chooses none of the mirror's refs.)
-        const inTheWay = REF_IN_THE_WAY.exec(error.message);
+        // git names one ref in the way per fetch: not counted as an attempt. (Never what the
+        // server prints, `remote: …` or `fatal: remote error: …`: it chooses none of the mirror's refs.)
+        // Matched in git's own lines (what follows `git <what>: `), each starting a line.
+        const prefix = `git ${what}: `;
+        const lines = error.message.startsWith(prefix) ? error.message.slice(prefix.length) : '';
+        const inTheWay = REF_IN_THE_WAY.exec(lines);
         if (inTheWay && removedRefs < REFS_REMOVED_AT_MOST) {
           removedRefs++;
           attempt--;
@@ -425,10 +428,6 @@ async function writeCheckoutAttributes(gitDir: string): Promise<void> {
   await rename(temporary, file);
 }
 
-/**
- * Deletes the lock files of a mirror's refs (and its top-level files: packed-refs, HEAD,
- * config, shallow) last changed before `before`. Object files are never locked this way.
- */
 /** What processes killed mid-init left beside `gitDir` (`<gitDir>.init-*`), last changed before `before`. */
 async function removeStaleInits(gitDir: string, before: number): Promise<void> {
   const prefix = `${path.basename(gitDir)}.init-`;
@@ -443,6 +442,10 @@ async function removeStaleInits(gitDir: string, before: number): Promise<void> {
   }
 }
 
+/**
+ * Deletes the lock files of a mirror's refs (and its top-level files: packed-refs, HEAD,
+ * config, shallow) last changed before `before`. Object files are never locked this way.
+ */
 async function removeStaleLocks(gitDir: string, before: number): Promise<number> {
   const [top, refs] = await Promise.all([
     readdir(gitDir, { withFileTypes: true }).catch(() => []),

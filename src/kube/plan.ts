@@ -181,10 +181,10 @@ export async function planObjects(
       // Applied after its role (order.ts), when nothing but the role's absence stopped its dry-run.
       const refused =
         plannedAs.get(role) === 'created'
-          ? await checkBindingBeforeItsRole(client, object, role, signal).catch((error: unknown) => ({
-              verb: 'dry-run rejected',
-              reason: error,
-            }))
+          ? await checkBindingBeforeItsRole(client, object, role, signal).catch((error: unknown) => {
+              signal?.throwIfAborted();
+              return { verb: 'dry-run rejected', reason: error };
+            })
           : { verb, reason: refusal };
       if (!refused) {
         planned.push({ object, action: 'created' });

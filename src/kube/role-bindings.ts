@@ -15,6 +15,15 @@ function isRoleLookupMiss(error: unknown): boolean {
   return error instanceof KubeApiError && error.status === 404 && !error.message.includes('namespaces "');
 }
 
+/** The API server's refusal of a binding to a role granting more than the requester holds. */
+function isEscalationRefusal(error: unknown): boolean {
+  return (
+    error instanceof KubeApiError &&
+    error.status === 403 &&
+    error.message.includes('attempting to grant RBAC permissions not currently held')
+  );
+}
+
 /** The role a RoleBinding or ClusterRoleBinding names, for RBAC's own kinds only. */
 function roleRefOf(object: PreparedObject): RoleRef | undefined {
   const { ref } = object;
@@ -72,7 +81,8 @@ export function missingRoleMessage(
 
 /**
  * A ClusterRole every cluster has (kept by the API server itself since 1.14) granting only
- * what every authenticated user holds (GET /healthz, /version...), so anyone may bind it.
+ * what every authenticated user holds (GET /healthz, /version...), so anyone may bind it
+ * (unless a hardened cluster took that from its users: then the check is inconclusive).
  */
 const STAND_IN_ROLE = 'system:public-info-viewer';
 
@@ -130,8 +140,9 @@ export async function checkBindingBeforeItsRole(
   try {
     await client.apply(binding.resource, standIn, { dryRun: true, signal });
   } catch (error) {
-    // A cluster without the stand-in: nothing more can be checked before the role exists.
-    if (isRoleLookupMiss(error)) return undefined;
+    // A cluster without the stand-in, or one that took from its users what the stand-in
+    // grants: nothing more can be checked before the role exists.
+    if (isRoleLookupMiss(error) || isEscalationRefusal(error)) return undefined;
     return {
       verb: `dry-run rejected (checked bound to ClusterRole ${STAND_IN_ROLE} until ${role.ref.kind} ${role.ref.name} exists)`,
       reason: error,

@@ -9,15 +9,23 @@ const UTF8 = new TextDecoder('utf-8', { fatal: true });
 /** C0 controls other than tab, line feed and carriage return: neither YAML nor JSON takes them raw. */
 // eslint-disable-next-line no-control-regex -- matching control characters is this pattern's job
 const CONTROL_CHARACTER = /[\u0000-\u0008\u000b\u000c\u000e-\u001f]/;
-/** YAML refuses DEL and the C1 controls too (but for U+0085, a line break); JSON strings take them raw. */
-// eslint-disable-next-line no-control-regex -- as above
-const YAML_CONTROL_CHARACTER = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u0084\u0086-\u009f]/;
 /**
- * Byte order marks where a later document starts (files joined from Windows tools), before or
- * just after its `---`: kubectl reads each document on its own and drops them there. A mark
- * anywhere else is data, left to the parser.
+ * YAML refuses DEL, the C1 controls and U+FFFE/U+FFFF too; and kubectl's YAML reads NEL,
+ * U+2028 and U+2029 as line breaks where this parser keeps them: the same file would apply
+ * another value. JSON strings take them all raw.
  */
-const BOM_AT_DOCUMENT_START = /(?<=^|\n)\uFEFF(?=---)|(?<=(?:^|\n)---[ \t]*\r?\n)\uFEFF/g;
+const YAML_CONTROL_CHARACTER =
+  // eslint-disable-next-line no-control-regex -- as above
+  /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u2028\u2029\uFFFE\uFFFF]/;
+/**
+ * Byte order marks where a later document starts (files joined from Windows tools), as
+ * kubectl's YAML skips them: at the start of a line before a marker (`---`, `...`, `%`), a
+ * comment or nothing else, and at the start of the first line after a `---` line that is not blank. A mark anywhere
+ * else is data, left to the parser.
+ */
+const BOM_BEFORE_MARKER = /(?<=^|\n)\uFEFF(?=---|\.\.\.|%|#|[ \t]*\r?(?:\n|$))/g;
+const BOM_AFTER_DOCUMENT_START = /(?<=(?:^|\n)---(?:[ \t][^\n]*)?\n(?:[ \t]*\r?\n)*)\uFEFF/g;
+
 const LFS_POINTER = /^version https:\/\/git-lfs\.github\.com\/spec\/v1\r?\n/;
 const NEWLINE = 0x0a;
 
@@ -44,7 +52,7 @@ export function manifestText(bytes: Buffer, json = false): ManifestText {
         'objects (keep manifests out of LFS in .gitattributes)',
     };
   }
-  return { text: text.replace(BOM_AT_DOCUMENT_START, '') };
+  return { text: text.replace(BOM_BEFORE_MARKER, '').replace(BOM_AFTER_DOCUMENT_START, '') };
 }
 
 /** Where the first byte that is not UTF-8 is; a line break is never part of a multi-byte character. */

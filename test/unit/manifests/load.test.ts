@@ -304,6 +304,8 @@ describe('loadManifests', () => {
       'version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 12345\n',
     );
     await write('env/e-del.yml', configMap('del', 'data:\n  key: "a\u007fb"\n'));
+    // kubectl's YAML would read NEL as a line break, this parser as a character: refused.
+    await write('env/g-nel.yaml', configMap('nel', 'data:\n  key: "a\u0085b"\n'));
     // JSON strings take DEL raw, as kubectl's JSON decoder does.
     await write(
       'env/f.json',
@@ -324,13 +326,14 @@ describe('loadManifests', () => {
       '  env/c-utf16.yaml: is UTF-16 text (it starts with a UTF-16 byte order mark): save it as UTF-8',
       '  env/d-lfs.yaml: a Git LFS pointer, not a manifest: pushgate reads files as committed and fetches no LFS objects (keep manifests out of LFS in .gitattributes)',
       '  env/e-del.yml: line 6: control character U+007F is not allowed (YAML takes it only escaped, "\\u007f" in a double-quoted string)',
+      '  env/g-nel.yaml: line 6: control character U+0085 is not allowed (YAML takes it only escaped, "\\u0085" in a double-quoted string)',
     ]);
   });
 
   it('reads a byte order mark at the start of the file and of any later document', async () => {
     await write(
       'env/joined.yaml',
-      `\uFEFF${configMap('first')}---\n\uFEFF${configMap('second')}\uFEFF---\n${configMap('third', 'data:\n  k: "\uFEFFkept"\n')}`,
+      `\uFEFF${configMap('first')}---\n\uFEFF${configMap('second')}\uFEFF# joined\n\uFEFF--- # third\n\n\uFEFF${configMap('third', 'data:\n  k: "\uFEFFkept"\n')}`,
     );
     await write('env/tab.yaml', configMap('tab', 'data:\n  a:\t"b"\n'));
 
