@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -130,9 +130,12 @@ describe('git mirror cache: the fetch budget (real git over file://)', () => {
     const ssh = await slowSsh(scratch);
     const slow = { url: `ssh://localhost${repo.bareDir}`, provider: 'github' as const };
     const env = { ...process.env, GIT_SSH_COMMAND: ssh };
-    // A worker whose fetch times out, and `pushgate render` beside it on the same cache.
-    const worker = new MirrorCache({ dir: cacheDir, fetchTimeoutMs: 3_000, env });
-    const render = new MirrorCache({ dir: cacheDir, env });
+    // A worker whose fetch times out, and `pushgate render` beside it on the same cache,
+    // reached through a symlink (/proc names open files by their real path).
+    const linked = path.join(scratch, 'cache-link');
+    await symlink(cacheDir, linked);
+    const worker = new MirrorCache({ dir: linked, fetchTimeoutMs: 3_000, env });
+    const render = new MirrorCache({ dir: linked, env });
     const failing = worker.fetchBranch(slow, repo.branch).catch((e: unknown) => e);
     const packDir = path.join(worker.mirrorDir(slow.url), 'objects', 'pack');
     await until(async () =>
