@@ -33,6 +33,11 @@ function roleRefOf(object: PreparedObject): RoleRef | undefined {
   return { kind: roleRef.kind, name: roleRef.name };
 }
 
+/** The role a binding names, when `error` is the API server's failure to read it. */
+function unreadRoleRef(binding: PreparedObject, error: unknown): RoleRef | undefined {
+  return isRoleLookupMiss(error) ? roleRefOf(binding) : undefined;
+}
+
 /**
  * A worker without `bind` may create a binding only once the API server has read the rules
  * of the role it names; a dry-run of a binding whose role is still to be created by the
@@ -43,8 +48,7 @@ export function roleAwaitedInSet(
   error: unknown,
   set: readonly PreparedObject[],
 ): PreparedObject | undefined {
-  if (!isRoleLookupMiss(error)) return undefined;
-  const roleRef = roleRefOf(binding);
+  const roleRef = unreadRoleRef(binding, error);
   if (!roleRef) return undefined;
   // A RoleBinding may name a Role of its own namespace or a ClusterRole; a ClusterRoleBinding only a ClusterRole.
   return set.find(
@@ -67,8 +71,7 @@ export function missingRoleMessage(
   error: unknown,
   set: readonly PreparedObject[],
 ): string | undefined {
-  if (!isRoleLookupMiss(error)) return undefined;
-  const roleRef = roleRefOf(binding);
+  const roleRef = unreadRoleRef(binding, error);
   if (!roleRef) return undefined;
   if (roleAwaitedInSet(binding, error, set))
     return (
