@@ -20,8 +20,8 @@ const YAML_CONTROL_CHARACTER =
 /**
  * Byte order marks where a later document starts (files joined from Windows tools), as
  * kubectl's YAML skips them: at the start of a line before a marker (`---`, `...`, `%`), a
- * comment or nothing else, and at the start of the first line after a `---` line that is not blank. A mark anywhere
- * else is data, left to the parser.
+ * comment or nothing else, and at the start of the first line after a `---` line that is not
+ * blank. A mark anywhere else is data, left to the parser.
  */
 const BOM_BEFORE_MARKER = /(?<=^|\n)\uFEFF(?=---|\.\.\.|%|#|[ \t]*\r?(?:\n|$))/g;
 const BOM_AFTER_DOCUMENT_START = /(?<=(?:^|\n)---(?:[ \t][^\n]*)?\n(?:[ \t]*\r?\n)*)\uFEFF/g;

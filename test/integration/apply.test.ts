@@ -766,7 +766,7 @@ describe('deployToCluster', () => {
     }
   });
 
-  it('the shipped namespaced RBAC cannot change its Namespace, mint tokens or exec', async () => {
+  it('the shipped namespaced RBAC cannot change its Namespace, mint tokens, exec or write Endpoints', async () => {
     // Bound by a RoleBinding, a `*` rule would allow all three in the bound namespace.
     const ns = await createTestNamespace('apply-rbac-limits');
     const dir = await mkdtemp(path.join(os.tmpdir(), 'pushgate-rbac-'));
@@ -799,6 +799,29 @@ describe('deployToCluster', () => {
         }),
       ).toBe(403);
       expect(await refusal({ method: 'POST', path: `${namespacePath}/pods/web/exec` })).toBe(403);
+      // Hand-written Endpoints can forward a Service's traffic to another namespace (CVE-2021-25740).
+      expect(
+        await refusal({
+          method: 'POST',
+          path: `${namespacePath}/endpoints`,
+          query: { dryRun: 'All' },
+          body: { apiVersion: 'v1', kind: 'Endpoints', metadata: { name: 'web' } },
+        }),
+      ).toBe(403);
+      expect(
+        await refusal({
+          method: 'POST',
+          path: `/apis/discovery.k8s.io/v1/namespaces/${ns.name}/endpointslices`,
+          query: { dryRun: 'All' },
+          body: {
+            apiVersion: 'discovery.k8s.io/v1',
+            kind: 'EndpointSlice',
+            metadata: { name: 'web' },
+            addressType: 'IPv4',
+            endpoints: [],
+          },
+        }),
+      ).toBe(403);
       // Nor give itself any of it through a commit: binding `cluster-admin` in its namespace is refused.
       const grab = rbacObject('RoleBinding', 'grab', {
         roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'cluster-admin' },
