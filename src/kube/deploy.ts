@@ -42,8 +42,10 @@ import {
 import { pruneObjects } from './prune.js';
 import { dryRunInStandInNamespace } from './stand-in-dry-run.js';
 import { checkAgainstCrdSchema } from './crd-schema-check.js';
+import { resultOf, Results } from './deploy-results.js';
 import { deleteForReplacement, FORCE_ANNOTATION, restoreReplaced } from './force-replace.js';
 import { applyTakingOver, takeOverAndReapply } from './field-takeover.js';
+import { ProgressWrites } from './progress-writes.js';
 import { keptForOtherEnvironments } from './shared-containers.js';
 import { DeployError, type DeployOutcome, type DeployRequest } from './types.js';
 import { waitForCrdsEstablished, waitForReadiness, type UnhealthyObject } from './wait.js';
@@ -51,43 +53,6 @@ import { redactSecretValues } from './secret-redaction.js';
 import { KubeApiError } from './http.js';
 
 const REPLACED = `replaced: deleted and created again (a field it changes is immutable; ${FORCE_ANNOTATION}: enabled)`;
-
-function resultOf(ref: ObjectRef, action: ResourceResult['action'], message?: string): ResourceResult {
-  const entry: ResourceResult = { apiVersion: ref.apiVersion, kind: ref.kind, name: ref.name, action };
-  if (ref.namespace !== undefined) entry.namespace = ref.namespace;
-  if (message !== undefined) entry.message = message;
-  return entry;
-}
-
-/** Every object's outcome so far, in apply order; objects not reached yet are `skipped`. */
-class Results {
-  private readonly byObject = new Map<PreparedObject, ResourceResult>();
-  readonly extra: ResourceResult[] = [];
-
-  constructor(
-    private readonly ordered: readonly PreparedObject[],
-    private readonly notReached: string,
-  ) {}
-
-  set(object: PreparedObject, action: ResourceResult['action'], message?: string): void {
-    this.byObject.set(object, resultOf(object.ref, action, message));
-  }
-
-  get(object: PreparedObject): ResourceResult | undefined {
-    return this.byObject.get(object);
-  }
-
-  fail(failures: readonly ObjectFailure[]): void {
-    for (const failure of failures) this.set(failure.object, 'failed', failure.message);
-  }
-
-  list(notReached = this.notReached): ResourceResult[] {
-    const objects = this.ordered.map(
-      (object) => this.byObject.get(object) ?? resultOf(object.ref, 'skipped', notReached),
-    );
-    return [...objects, ...this.extra];
-  }
-}
 
 /** Parse-level checks that need the cluster: kinds, scope, duplicates, then the environment's policy. */
 async function validate(
@@ -220,46 +185,6 @@ async function undoOwnership(handMade: HandMadeRetry | undefined): Promise<void>
  */
 function standInNamespace(environment: EnvironmentConfig, namespaceExists: boolean): string {
   return namespaceExists ? environment.namespace : 'default';
-}
-
-/**
- * The job record's view of what a deploy wrote so far (DeployRequest.onWritten): at once at the
- * end of each stage, at most once a second while objects land.
- */
-class ProgressWrites {
-  private lastMs = 0;
-  private pending: Promise<void> | undefined;
-
-  constructor(
-    private readonly write: DeployRequest['onWritten'],
-    private readonly announce: DeployRequest['onCreating'],
-    private readonly list: () => ResourceResult[],
-    private readonly intervalMs = 1_000,
-  ) {}
-
-  /** Before the writes that create these: a kill between them and soon() loses nothing. */
-  async creating(objects: readonly PreparedObject[]): Promise<void> {
-    if (objects.length > 0) await this.announce?.(objects.map((object) => resultOf(object.ref, 'created')));
-  }
-
-  soon(): void {
-    if (!this.write || this.pending || Date.now() - this.lastMs < this.intervalMs) return;
-    this.lastMs = Date.now();
-    this.pending = this.write(this.list())
-      .catch(() => undefined)
-      .finally(() => (this.pending = undefined));
-  }
-
-  /** After any write in flight, so an older list never lands last. */
-  async now(): Promise<void> {
-    await this.idle();
-    await this.write?.(this.list());
-  }
-
-  /** No write in flight: none may land after the job's final record. */
-  async idle(): Promise<void> {
-    await this.pending;
-  }
 }
 
 /**
