@@ -3,15 +3,15 @@ import type { EnvironmentConfig } from '../config/schema.js';
 import { counted } from '../lib/counted.js';
 import { errorMessage, PushgateError } from '../lib/errors.js';
 import { matchAnyGlob } from '../manifests/glob.js';
-import { applyStage, groupByRank } from '../manifests/order.js';
+import { applyStage } from '../manifests/order.js';
 import { ENVIRONMENT_LABEL, type PreparedObject } from '../manifests/prepare.js';
 import { emptySetMessage } from '../manifests/load.js';
 import { describeSource, formatProblems } from '../manifests/problems.js';
 import { describeRef } from '../manifests/resource-info.js';
 import type { LoadedManifest, ManifestObject, ObjectRef } from '../manifests/types.js';
 import type { ResourceResult } from '../status/job-record.js';
-import type { ClusterClient, LiveObject } from './cluster.js';
-import { failuresError, objectFailure, type ObjectFailure } from './failures.js';
+import type { ClusterClient } from './cluster.js';
+import { failuresError, type ObjectFailure } from './failures.js';
 import { isHealthChecked } from './health.js';
 import {
   deleteInventory,
@@ -27,141 +27,20 @@ import {
   type Inventory,
   type InventoriesLeft,
 } from './inventory.js';
-import { mapWithConcurrency, settleWithConcurrency } from './map-with-concurrency.js';
+import { mapWithConcurrency } from './map-with-concurrency.js';
 import { CONCURRENCY, planObjects, type HandMadeRetry, type PlannedObject } from './plan.js';
 import { pruneObjects } from './prune.js';
+import { applyChanged } from './apply-changed.js';
 import { resultOf, Results } from './deploy-results.js';
 import { dryRunBeforeWrites, standInNamespace } from './dry-run-set.js';
-import { deleteForReplacement, FORCE_ANNOTATION, restoreReplaced } from './force-replace.js';
-import { applyTakingOver, takeOverAndReapply } from './field-takeover.js';
+import { takeOverAndReapply } from './field-takeover.js';
 import { ProgressWrites } from './progress-writes.js';
+import { undoOwnership, type TakenWithApply } from './takeover-steps.js';
 import { validate } from './validate-set.js';
 import { keptForOtherEnvironments } from './shared-containers.js';
 import { DeployError, type DeployOutcome, type DeployRequest } from './types.js';
 import { waitForCrdsEstablished, waitForReadiness, type UnhealthyObject } from './wait.js';
 import { redactSecretValues } from './secret-redaction.js';
-import { KubeApiError } from './http.js';
-
-const REPLACED = `replaced: deleted and created again (a field it changes is immutable; ${FORCE_ANNOTATION}: enabled)`;
-
-/**
- * Puts back the ownership of hand-made fields the plan took for objects no apply followed,
- * when the deploy fails (best effort: it changes no value).
- */
-async function undoOwnership(handMade: HandMadeRetry | undefined): Promise<void> {
-  if (!handMade || handMade.undos.size === 0) return;
-  const undos = [...handMade.undos.values()];
-  handMade.undos.clear();
-  // Only while the lock is ours: what is left is pushgate owning fields it would remove next
-  // time anyway, while a write now could put a stale entry over the next holder's apply.
-  const held = await handMade.beforeWrite().then(
-    () => true,
-    () => false,
-  );
-  if (held) await Promise.all(undos.map((undo) => undo().catch(() => undefined)));
-}
-
-/**
- * Deletes `live` and creates the new version, or, when that create is refused, the old one
- * again (restoreReplaced), saying which in the error.
- */
-async function replaceObject(
-  client: ClusterClient,
-  object: PreparedObject,
-  live: LiveObject,
-  beforeWrite: () => Promise<void>,
-  signal: AbortSignal | undefined,
-): Promise<void> {
-  await deleteForReplacement(client, object, live, signal);
-  // The wait for it to go can outlast the lock: never create it again without it.
-  await beforeWrite();
-  try {
-    await client.apply(object.resource, object.object, { signal });
-  } catch (error) {
-    // No answer, or a fault the retry may not meet: the new version may be there, and the
-    // retry creates it if not.
-    if (!(error instanceof KubeApiError) || error.transient) throw error;
-    const restored = await restoreReplaced(client, object, live, signal);
-    error.message += restored
-      ? ' (deleted to be replaced, then created again as it was)'
-      : ' (deleted to be replaced, and it could not be created again as it was: it is gone until a deploy creates it)';
-    throw error;
-  }
-}
-
-/**
- * Hand-made fields taken over (or refused) with a changed object's own apply, so the
- * takeover after the stages leaves those objects alone; its warnings, for the job.
- */
-interface TakenWithApply {
-  done: Set<PreparedObject>;
-  warn(warning: string): void;
-  /** Applied: the plan's takeover of its hand-made fields, if any, is not given back. */
-  landed(object: PreparedObject): void;
-}
-
-/**
- * Applies the changed objects of one stage, kind group by kind group, each group in
- * parallel. `beforeWrite` (the lock check) runs before every group, so a worker that lost
- * its lock mid-stage stops before the next group instead of rolling back whoever took over.
- */
-async function applyChanged(
-  client: ClusterClient,
-  objects: readonly PreparedObject[],
-  actions: ReadonlyMap<PreparedObject, PlannedObject['action']>,
-  plannedBy: ReadonlyMap<PreparedObject, PlannedObject>,
-  results: Results,
-  beforeWrite: () => Promise<void>,
-  signal: AbortSignal | undefined,
-  written: ProgressWrites,
-  taken: TakenWithApply,
-): Promise<ObjectFailure[]> {
-  try {
-    for (const object of objects) {
-      if (actions.get(object) === 'unchanged') results.set(object, 'unchanged');
-    }
-    const changed = objects.filter((object) => actions.get(object) !== 'unchanged');
-    await written.creating(changed.filter((object) => actions.get(object) === 'created'));
-    for (const group of groupByRank(changed.map((object) => ({ ...object.ref, object })))) {
-      await beforeWrite();
-      const settled = await settleWithConcurrency(group, CONCURRENCY, async ({ object }) => {
-        const planned = plannedBy.get(object);
-        const replace = planned?.replace;
-        try {
-          if (replace) {
-            await replaceObject(client, object, replace.live, beforeWrite, signal);
-          } else if (planned?.takeover) {
-            const { taken: took, warning } = await applyTakingOver(client, object, signal);
-            if (took || warning !== undefined) taken.done.add(object);
-            if (warning !== undefined) taken.warn(warning);
-          } else {
-            await client.apply(object.resource, object.object, { signal });
-          }
-        } catch (error) {
-          // No answer is no refusal: the apply may have landed, and giving the old ownership
-          // back would undo it.
-          if (!(error instanceof KubeApiError) || error.transient) taken.landed(object);
-          throw error;
-        }
-        taken.landed(object);
-        // Recorded as each lands: a worker killed mid-group leaves what it wrote to its successor.
-        results.set(object, actions.get(object) ?? 'configured', replace ? REPLACED : undefined);
-        written.soon();
-      });
-      signal?.throwIfAborted();
-      const failures: ObjectFailure[] = [];
-      settled.forEach((outcome, index) => {
-        const { object } = group[index] as { object: PreparedObject };
-        if (outcome.status === 'rejected')
-          failures.push(objectFailure(object, 'apply failed', outcome.reason));
-      });
-      if (failures.length > 0) return failures;
-    }
-    return [];
-  } finally {
-    await written.idle();
-  }
-}
 
 /**
  * Makes the environment's cluster match the manifests (SPEC §4): validate and policy-check
