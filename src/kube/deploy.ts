@@ -1,20 +1,15 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { EnvironmentConfig } from '../config/schema.js';
 import { counted } from '../lib/counted.js';
-import { errorMessage, PushgateError } from '../lib/errors.js';
-import { matchAnyGlob } from '../manifests/glob.js';
-import { applyStage } from '../manifests/order.js';
+import { errorMessage } from '../lib/errors.js';
 import { ENVIRONMENT_LABEL, type PreparedObject } from '../manifests/prepare.js';
 import { emptySetMessage } from '../manifests/load.js';
-import { describeSource, formatProblems } from '../manifests/problems.js';
+import { describeSource } from '../manifests/problems.js';
 import { describeRef } from '../manifests/resource-info.js';
-import type { LoadedManifest, ManifestObject, ObjectRef } from '../manifests/types.js';
-import type { ResourceResult } from '../status/job-record.js';
+import type { LoadedManifest, ManifestObject } from '../manifests/types.js';
 import type { ClusterClient } from './cluster.js';
 import { failuresError, type ObjectFailure } from './failures.js';
-import { isHealthChecked } from './health.js';
 import {
-  deleteInventory,
   inventoriesLeftIn,
   inventoryName,
   inventoryNamespaceExists,
@@ -22,24 +17,22 @@ import {
   readInventory,
   refKey,
   sameInstallation,
-  sameRefs,
   writeInventory,
   type Inventory,
-  type InventoriesLeft,
 } from './inventory.js';
 import { mapWithConcurrency } from './map-with-concurrency.js';
 import { CONCURRENCY, planObjects, type HandMadeRetry, type PlannedObject } from './plan.js';
-import { pruneObjects } from './prune.js';
 import { applyChanged } from './apply-changed.js';
 import { resultOf, Results } from './deploy-results.js';
 import { dryRunBeforeWrites, standInNamespace } from './dry-run-set.js';
 import { takeOverAndReapply } from './field-takeover.js';
+import { checkHealth } from './health-step.js';
 import { ProgressWrites } from './progress-writes.js';
+import { recordAndPrune } from './prune-step.js';
 import { undoOwnership, type TakenWithApply } from './takeover-steps.js';
 import { validate } from './validate-set.js';
-import { keptForOtherEnvironments } from './shared-containers.js';
 import { DeployError, type DeployOutcome, type DeployRequest } from './types.js';
-import { waitForCrdsEstablished, waitForReadiness, type UnhealthyObject } from './wait.js';
+import { waitForCrdsEstablished } from './wait.js';
 import { redactSecretValues } from './secret-redaction.js';
 
 /**
@@ -332,223 +325,6 @@ function summarize(actions: ReadonlyMap<PreparedObject, PlannedObject['action']>
   return counts;
 }
 
-/**
- * Stale objects prune must leave, each with why; they stay in the inventory until that
- * changes. A Namespace that objects of the set still live in, or a CRD that objects of the set
- * are instances of: deleting one deletes those objects too (the namespace controller, the
- * CRD's own finalizer), although git still declares them. And anything outside what the
- * environment may write now (allow narrowed since it was applied): a delete is a write.
- */
-function keptFromPrune(
-  stale: readonly ObjectRef[],
-  ordered: readonly PreparedObject[],
-  environment: Pick<EnvironmentConfig, 'name' | 'allow'>,
-): Map<ObjectRef, string> {
-  const namespaces = new Set(ordered.map((object) => object.ref.namespace));
-  // A CRD's name is always <plural>.<group>.
-  const crds = new Set(
-    ordered
-      .filter((object) => object.resource.group !== '')
-      .map((object) => `${object.resource.plural}.${object.resource.group}`),
-  );
-  const kept = new Map<ObjectRef, string>();
-  for (const ref of stale) {
-    const outside =
-      ref.namespace === undefined
-        ? !environment.allow.clusterScoped && 'it is cluster-scoped and allow.clusterScoped is false'
-        : !matchAnyGlob(environment.allow.namespaces, ref.namespace) &&
-          `namespace "${ref.namespace}" is not in allow.namespaces`;
-    if (outside) {
-      kept.set(ref, `not pruned: ${outside} for environment ${environment.name}`);
-      continue;
-    }
-    if (applyStage(ref.apiVersion, ref.kind) !== 1) continue;
-    if (ref.kind === 'Namespace' && namespaces.has(ref.name))
-      kept.set(ref, 'not pruned: objects of this deploy are in it (deleting it would delete them)');
-    if (ref.kind === 'CustomResourceDefinition' && crds.has(ref.name))
-      kept.set(ref, 'not pruned: objects of this deploy are of its kind (deleting it would delete them)');
-  }
-  return kept;
-}
-
-/**
- * The inventory first grows to old ∪ new (so a crash mid-prune forgets nothing), then the
- * stale objects are pruned, then it becomes the new set plus whatever failed to delete or is
- * must stay (keptFromPrune).
- * Prune failures fail the job (after the inventory is correct), so they are seen and retried.
- */
-async function recordAndPrune(
-  client: ClusterClient,
-  request: DeployRequest,
-  ordered: readonly PreparedObject[],
-  inventories: {
-    previous: Inventory | undefined;
-    left: InventoriesLeft;
-    writeHome: (inventory: Inventory) => Promise<void>;
-  },
-  results: Results,
-  progress: (message: string, details?: Record<string, unknown>) => void,
-): Promise<void> {
-  const { environment, sha, signal } = request;
-  const { previous, left, writeHome } = inventories;
-  // Once the inventory in the environment's namespace covers what they listed; a namespace
-  // whose inventory cannot be read stays on record.
-  const retireElsewhere = async (): Promise<void> => {
-    for (const found of left.found) {
-      await request.assertLockHeld();
-      await deleteInventory(client, environment.name, found, signal);
-    }
-    for (const namespace of request.inventoryHomes?.recorded ?? []) {
-      if (namespace !== environment.namespace && !left.unreadable.includes(namespace))
-        await request.inventoryHomes?.remove(namespace);
-    }
-  };
-  const current = ordered.map((object) => object.ref);
-  const currentKeys = new Set(current.map(refKey));
-  const stale = environment.prune
-    ? (previous?.objects ?? []).filter((ref) => !currentKeys.has(refKey(ref)))
-    : [];
-
-  if (stale.length > 0) {
-    await request.assertLockHeld();
-    await writeHome({ revision: sha, objects: [...current, ...stale] });
-    const needed = keptFromPrune(stale, ordered, environment);
-    const elsewhere = await keptForOtherEnvironments(
-      client,
-      environment.name,
-      stale.filter((ref) => !needed.has(ref)),
-      signal,
-      request.installation,
-    );
-    for (const [ref, why] of elsewhere) needed.set(ref, why);
-    const pruned = await pruneObjects(
-      client,
-      environment,
-      stale.filter((ref) => !needed.has(ref)),
-      request.assertLockHeld,
-      signal,
-    );
-    results.extra.push(...pruned.results);
-    for (const [ref, why] of needed) results.extra.push(resultOf(ref, 'skipped', why));
-    const kept = [...needed.keys(), ...pruned.failures.map((failure) => failure.ref)];
-    await request.assertLockHeld();
-    await writeHome({ revision: sha, objects: [...current, ...kept] });
-    await retireElsewhere();
-    progress(
-      `pruned: ${pruned.results.filter((r) => r.action === 'pruned').length} of ${counted(stale.length, 'stale object')}`,
-    );
-    if (pruned.failures.length > 0) {
-      const lines = formatProblems(pruned.failures, 'objects could not be pruned');
-      throw new DeployError(
-        'apply_rejected',
-        `prune failed (kept in the inventory for the next deploy): ${lines}`,
-        {
-          permanent: pruned.failures.every((failure) => failure.permanent),
-          resources: results.list(),
-        },
-      );
-    }
-    return;
-  }
-  const unchanged = previous && previous.revision === sha && sameRefs(previous.objects, current);
-  if (!unchanged || left.found.length > 0) {
-    await request.assertLockHeld();
-    await writeHome({ revision: sha, objects: current });
-  }
-  await retireElsewhere();
-}
-
-/**
- * Every Deployment, StatefulSet, DaemonSet and Job of the set, unchanged ones too (kstatus
- * judges the cluster, not the diff): a deploy is healthy only when all of them are. Returns
- * what overtook the wait when a newer commit's job ended it early (as Flux's
- * CancelHealthCheckOnNewRevision): a fix pushed for a failing rollout goes out at once
- * instead of after `healthTimeout`.
- */
-async function checkHealth(
-  client: ClusterClient,
-  request: DeployRequest,
-  ordered: readonly PreparedObject[],
-  results: Results,
-  progress: (message: string, details?: Record<string, unknown>) => void,
-): Promise<DeployOutcome['overtaken']> {
-  const watched = ordered.filter((object) => isHealthChecked(object.ref));
-  if (watched.length === 0) return undefined;
-  const until = new Date(Date.now() + request.environment.healthTimeout).toISOString();
-  progress(
-    `waiting up to ${request.environment.healthTimeout / 1000}s for ${counted(watched.length, 'workload')} to be ready`,
-  );
-  // What the wait is on, as it changes (not every poll): the job record shows it while running.
-  let said = '';
-  const onPoll = (pending: readonly UnhealthyObject[]): void => {
-    const [first] = pending;
-    if (!first) return;
-    const more = pending.length > 1 ? ` (and ${pending.length - 1} more)` : '';
-    const message = `waiting until ${until} for ${counted(pending.length, 'workload')} to be ready: ${describeRef(first.object.ref)}: ${first.readiness.message}${more}`;
-    if (message === said) return;
-    said = message;
-    progress(message);
-  };
-  const newer = request.newerCommit;
-  const { lockLost } = request;
-  const { unhealthy, interruptedBy } = await waitForReadiness(
-    client,
-    watched,
-    request.environment.healthTimeout,
-    {
-      signal: request.signal,
-      onPoll,
-      ...(newer ? { interrupt: () => newer.ask() } : {}),
-      // A worker that lost the job (stalled past its locks) must not wait on, and then judge
-      // a deploy whose verdict is the new holder's.
-      ...(lockLost
-        ? {
-            assertStillOurs: async () => {
-              if (await lockLost())
-                throw new PushgateError(
-                  'transient',
-                  `lost the deploy lock of environment "${request.environment.name}" during the health wait`,
-                );
-            },
-          }
-        : {}),
-    },
-  ).finally(() => newer?.stop());
-  if (unhealthy.length === 0) {
-    progress('all workloads ready');
-    return undefined;
-  }
-  const lines = unhealthy.map(({ object, readiness }) => `${describeRef(object.ref)}: ${readiness.message}`);
-  if (interruptedBy !== undefined) {
-    for (const { object, readiness } of unhealthy) {
-      const current = results.get(object);
-      results.set(
-        object,
-        current?.action ?? 'unchanged',
-        withEarlier(current, `not ready when a newer commit ended the wait: ${readiness.message}`),
-      );
-    }
-    progress(`health wait ended: ${interruptedBy} is newer and queued`, { by: interruptedBy });
-    return { by: interruptedBy, notReady: lines };
-  }
-  const failedEarly = unhealthy.some((entry) => entry.readiness.state === 'failed');
-  for (const { object, readiness } of unhealthy) {
-    const current = results.get(object);
-    results.set(
-      object,
-      current?.action ?? 'unchanged',
-      withEarlier(current, `not ready: ${readiness.message}`),
-    );
-  }
-  const headline = failedEarly
-    ? 'workloads failed'
-    : `workloads not ready after ${request.environment.healthTimeout / 1000}s`;
-  throw new DeployError('health_timeout', `${headline}:\n  ${lines.join('\n  ')}`, {
-    permanent: true,
-    resources: results.list(),
-  });
-}
-
 /** How long a changed CRD's new schema may take to reach the API server's apply. */
 const CRD_SCHEMA_LAG_MS = 10_000;
 
@@ -557,11 +333,6 @@ function isSchemaLag(failure: ObjectFailure): boolean {
     failure.message.includes('failed to create typed patch object') &&
     failure.message.includes('not declared in schema')
   );
-}
-
-/** What the apply said of an object (`replaced: …`) stays in front of what its health adds. */
-function withEarlier(result: ResourceResult | undefined, message: string): string {
-  return result?.message ? `${result.message}; ${message}` : message;
 }
 
 export interface RenderRequest {

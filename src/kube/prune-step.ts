@@ -1,0 +1,139 @@
+import type { EnvironmentConfig } from '../config/schema.js';
+import { counted } from '../lib/counted.js';
+import { matchAnyGlob } from '../manifests/glob.js';
+import { applyStage } from '../manifests/order.js';
+import type { PreparedObject } from '../manifests/prepare.js';
+import { formatProblems } from '../manifests/problems.js';
+import type { ObjectRef } from '../manifests/types.js';
+import type { ClusterClient } from './cluster.js';
+import { resultOf, type Results } from './deploy-results.js';
+import { deleteInventory, refKey, sameRefs, type Inventory, type InventoriesLeft } from './inventory.js';
+import { pruneObjects } from './prune.js';
+import { keptForOtherEnvironments } from './shared-containers.js';
+import { DeployError, type DeployRequest } from './types.js';
+
+/**
+ * Stale objects prune must leave, each with why; they stay in the inventory until that
+ * changes. A Namespace that objects of the set still live in, or a CRD that objects of the set
+ * are instances of: deleting one deletes those objects too (the namespace controller, the
+ * CRD's own finalizer), although git still declares them. And anything outside what the
+ * environment may write now (allow narrowed since it was applied): a delete is a write.
+ */
+function keptFromPrune(
+  stale: readonly ObjectRef[],
+  ordered: readonly PreparedObject[],
+  environment: Pick<EnvironmentConfig, 'name' | 'allow'>,
+): Map<ObjectRef, string> {
+  const namespaces = new Set(ordered.map((object) => object.ref.namespace));
+  // A CRD's name is always <plural>.<group>.
+  const crds = new Set(
+    ordered
+      .filter((object) => object.resource.group !== '')
+      .map((object) => `${object.resource.plural}.${object.resource.group}`),
+  );
+  const kept = new Map<ObjectRef, string>();
+  for (const ref of stale) {
+    const outside =
+      ref.namespace === undefined
+        ? !environment.allow.clusterScoped && 'it is cluster-scoped and allow.clusterScoped is false'
+        : !matchAnyGlob(environment.allow.namespaces, ref.namespace) &&
+          `namespace "${ref.namespace}" is not in allow.namespaces`;
+    if (outside) {
+      kept.set(ref, `not pruned: ${outside} for environment ${environment.name}`);
+      continue;
+    }
+    if (applyStage(ref.apiVersion, ref.kind) !== 1) continue;
+    if (ref.kind === 'Namespace' && namespaces.has(ref.name))
+      kept.set(ref, 'not pruned: objects of this deploy are in it (deleting it would delete them)');
+    if (ref.kind === 'CustomResourceDefinition' && crds.has(ref.name))
+      kept.set(ref, 'not pruned: objects of this deploy are of its kind (deleting it would delete them)');
+  }
+  return kept;
+}
+
+/**
+ * The inventory first grows to old ∪ new (so a crash mid-prune forgets nothing), then the
+ * stale objects are pruned, then it becomes the new set plus whatever failed to delete or is
+ * must stay (keptFromPrune).
+ * Prune failures fail the job (after the inventory is correct), so they are seen and retried.
+ */
+export async function recordAndPrune(
+  client: ClusterClient,
+  request: DeployRequest,
+  ordered: readonly PreparedObject[],
+  inventories: {
+    previous: Inventory | undefined;
+    left: InventoriesLeft;
+    writeHome: (inventory: Inventory) => Promise<void>;
+  },
+  results: Results,
+  progress: (message: string, details?: Record<string, unknown>) => void,
+): Promise<void> {
+  const { environment, sha, signal } = request;
+  const { previous, left, writeHome } = inventories;
+  // Once the inventory in the environment's namespace covers what they listed; a namespace
+  // whose inventory cannot be read stays on record.
+  const retireElsewhere = async (): Promise<void> => {
+    for (const found of left.found) {
+      await request.assertLockHeld();
+      await deleteInventory(client, environment.name, found, signal);
+    }
+    for (const namespace of request.inventoryHomes?.recorded ?? []) {
+      if (namespace !== environment.namespace && !left.unreadable.includes(namespace))
+        await request.inventoryHomes?.remove(namespace);
+    }
+  };
+  const current = ordered.map((object) => object.ref);
+  const currentKeys = new Set(current.map(refKey));
+  const stale = environment.prune
+    ? (previous?.objects ?? []).filter((ref) => !currentKeys.has(refKey(ref)))
+    : [];
+
+  if (stale.length > 0) {
+    await request.assertLockHeld();
+    await writeHome({ revision: sha, objects: [...current, ...stale] });
+    const needed = keptFromPrune(stale, ordered, environment);
+    const elsewhere = await keptForOtherEnvironments(
+      client,
+      environment.name,
+      stale.filter((ref) => !needed.has(ref)),
+      signal,
+      request.installation,
+    );
+    for (const [ref, why] of elsewhere) needed.set(ref, why);
+    const pruned = await pruneObjects(
+      client,
+      environment,
+      stale.filter((ref) => !needed.has(ref)),
+      request.assertLockHeld,
+      signal,
+    );
+    results.extra.push(...pruned.results);
+    for (const [ref, why] of needed) results.extra.push(resultOf(ref, 'skipped', why));
+    const kept = [...needed.keys(), ...pruned.failures.map((failure) => failure.ref)];
+    await request.assertLockHeld();
+    await writeHome({ revision: sha, objects: [...current, ...kept] });
+    await retireElsewhere();
+    progress(
+      `pruned: ${pruned.results.filter((r) => r.action === 'pruned').length} of ${counted(stale.length, 'stale object')}`,
+    );
+    if (pruned.failures.length > 0) {
+      const lines = formatProblems(pruned.failures, 'objects could not be pruned');
+      throw new DeployError(
+        'apply_rejected',
+        `prune failed (kept in the inventory for the next deploy): ${lines}`,
+        {
+          permanent: pruned.failures.every((failure) => failure.permanent),
+          resources: results.list(),
+        },
+      );
+    }
+    return;
+  }
+  const unchanged = previous && previous.revision === sha && sameRefs(previous.objects, current);
+  if (!unchanged || left.found.length > 0) {
+    await request.assertLockHeld();
+    await writeHome({ revision: sha, objects: current });
+  }
+  await retireElsewhere();
+}
