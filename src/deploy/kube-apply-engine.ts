@@ -2,7 +2,8 @@ import type { Env } from '../config/load.js';
 import type { Config, EnvironmentConfig } from '../config/schema.js';
 import { ConfigError } from '../lib/errors.js';
 import { createClusterClient, type ClusterClient } from '../kube/cluster.js';
-import { deployToCluster, renderForCluster } from '../kube/deploy.js';
+import { deployToCluster } from '../kube/deploy.js';
+import { renderForCluster } from '../kube/render.js';
 import type { ApplyEngine } from './apply-engine.js';
 
 /** The real apply engine (src/kube) behind the worker's seam: one cached client per cluster. */

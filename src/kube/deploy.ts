@@ -1,12 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { EnvironmentConfig } from '../config/schema.js';
 import { counted } from '../lib/counted.js';
 import { errorMessage } from '../lib/errors.js';
 import { ENVIRONMENT_LABEL, type PreparedObject } from '../manifests/prepare.js';
 import { emptySetMessage } from '../manifests/load.js';
 import { describeSource } from '../manifests/problems.js';
 import { describeRef } from '../manifests/resource-info.js';
-import type { LoadedManifest, ManifestObject } from '../manifests/types.js';
 import type { ClusterClient } from './cluster.js';
 import { failuresError, type ObjectFailure } from './failures.js';
 import {
@@ -333,40 +331,6 @@ function isSchemaLag(failure: ObjectFailure): boolean {
     failure.message.includes('failed to create typed patch object') &&
     failure.message.includes('not declared in schema')
   );
-}
-
-export interface RenderRequest {
-  environment: EnvironmentConfig;
-  manifests: LoadedManifest[];
-  signal?: AbortSignal;
-}
-
-/**
- * What a deploy would apply, in file order: validated, policy-checked and server-side
- * dry-run (no writes). Objects of a CRD introduced by the same set are validated locally
- * only, since the server cannot judge them before it exists; objects bound for a Namespace
- * the set introduces are dry-run in the environment's namespace (or `default`) instead.
- */
-export async function renderForCluster(
-  client: ClusterClient,
-  request: RenderRequest,
-): Promise<ManifestObject[]> {
-  const { environment, signal } = request;
-  const objects = await validate(client, environment, request.manifests);
-  // Only the choice of a stand-in namespace needs to know; render must not fail for it.
-  const namespaceExists = await inventoryNamespaceExists(client, environment, signal).catch(() => false);
-  const plan = await dryRunBeforeWrites(
-    client,
-    objects,
-    standInNamespace(environment, namespaceExists),
-    signal,
-  );
-  if (plan.failures.length > 0) {
-    const results = new Results(plan.ordered, 'not applied: dry-run of the set failed');
-    results.fail(plan.failures);
-    throw failuresError(plan.failures, 'server-side dry-run rejected the set', results.list());
-  }
-  return objects.map((object) => object.object);
 }
 
 /** What pushgate writes as an installation id (JobStore.installationId). */

@@ -14,7 +14,8 @@ import {
   type ClusterClient,
   type LiveObject,
 } from '../../src/kube/cluster.js';
-import { deployToCluster, renderForCluster } from '../../src/kube/deploy.js';
+import { deployToCluster } from '../../src/kube/deploy.js';
+import { renderForCluster } from '../../src/kube/render.js';
 import { readInventory } from '../../src/kube/inventory.js';
 import type { DeployError } from '../../src/kube/types.js';
 import { type DeployRequest, type InventoryHomes } from '../../src/kube/types.js';
