@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { EnvironmentConfig } from '../config/schema.js';
 import { compareApplyOrder } from '../manifests/order.js';
 import type { PreparedObject } from '../manifests/prepare.js';
@@ -12,6 +13,7 @@ import {
   planObjects,
   type HandMadeRetry,
   type PlannedObject,
+  type PlanResult,
 } from './plan.js';
 import { dryRunInStandInNamespace } from './stand-in-dry-run.js';
 
@@ -107,4 +109,35 @@ export async function dryRunBeforeWrites(
  */
 export function standInNamespace(environment: EnvironmentConfig, namespaceExists: boolean): string {
   return namespaceExists ? environment.namespace : 'default';
+}
+
+/** How long a changed CRD's new schema may take to reach the API server's apply. */
+const CRD_SCHEMA_LAG_MS = 10_000;
+
+function isSchemaLag(failure: ObjectFailure): boolean {
+  return (
+    failure.message.includes('failed to create typed patch object') &&
+    failure.message.includes('not declared in schema')
+  );
+}
+
+/** The objects that needed stage 1, dry-run once it is applied. */
+export async function dryRunAfterStageOne(
+  client: ClusterClient,
+  deferred: ReadonlySet<PreparedObject>,
+  ordered: readonly PreparedObject[],
+  crdsChanged: boolean,
+  signal: AbortSignal | undefined,
+  handMade: HandMadeRetry,
+): Promise<PlanResult> {
+  let late = await planObjects(client, [...deferred], signal, handMade, ordered);
+  // Established is not yet applied-with: the API server's apply schema of a changed CRD lags
+  // a moment, refusing a field its new version declares. The commit's schema was checked
+  // before any write, so such a refusal now is that lag: asked again until it passes.
+  const until = Date.now() + CRD_SCHEMA_LAG_MS;
+  while (crdsChanged && late.failures.some(isSchemaLag) && Date.now() < until) {
+    await sleep(250, undefined, { signal });
+    late = await planObjects(client, [...deferred], signal, handMade, ordered);
+  }
+  return late;
 }

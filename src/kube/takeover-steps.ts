@@ -1,5 +1,12 @@
+import { errorMessage } from '../lib/errors.js';
 import type { PreparedObject } from '../manifests/prepare.js';
-import type { HandMadeRetry } from './plan.js';
+import { describeRef } from '../manifests/resource-info.js';
+import type { ClusterClient } from './cluster.js';
+import type { Results } from './deploy-results.js';
+import { takeOverAndReapply } from './field-takeover.js';
+import { mapWithConcurrency } from './map-with-concurrency.js';
+import { CONCURRENCY, type HandMadeRetry, type PlannedObject } from './plan.js';
+import { redactSecretValues } from './secret-redaction.js';
 
 /**
  * Puts back the ownership of hand-made fields the plan took for objects no apply followed,
@@ -27,4 +34,39 @@ export interface TakenWithApply {
   warn(warning: string): void;
   /** Applied: the plan's takeover of its hand-made fields, if any, is not given back. */
   landed(object: PreparedObject): void;
+}
+
+/**
+ * Once everything applied: what kubectl set by hand on objects the commit did not change,
+ * and git no longer declares, goes (changed ones had theirs taken with their apply).
+ */
+export async function takeOverAfterApply(
+  client: ClusterClient,
+  ordered: readonly PreparedObject[],
+  plannedBy: ReadonlyMap<PreparedObject, PlannedObject>,
+  results: Results,
+  takenWithApply: TakenWithApply,
+  assertLockHeld: () => Promise<void>,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  const takeovers = ordered.filter((object) => {
+    const planned = plannedBy.get(object);
+    return (
+      planned?.takeover !== undefined && planned.replace === undefined && !takenWithApply.done.has(object)
+    );
+  });
+  if (takeovers.length > 0) {
+    await assertLockHeld();
+    const outcomes = await mapWithConcurrency(takeovers, CONCURRENCY, (object) =>
+      takeOverAndReapply(client, object, signal).catch((error: unknown) => ({
+        taken: false,
+        warning: `${describeRef(object.ref)}: hand-made fields not taken over: ${redactSecretValues(errorMessage(error), object.object)}`,
+      })),
+    );
+    outcomes.forEach(({ taken, warning }, index) => {
+      if (taken) results.set(takeovers[index]!, 'configured');
+      if (warning === undefined) return;
+      takenWithApply.warn(warning);
+    });
+  }
 }

@@ -1,10 +1,14 @@
 import type { EnvironmentConfig } from '../config/schema.js';
 import { policyError, policyViolations } from '../manifests/policy.js';
 import { prepareManifests, type PreparedObject } from '../manifests/prepare.js';
+import { emptySetMessage } from '../manifests/load.js';
+import { describeSource } from '../manifests/problems.js';
+import { describeRef } from '../manifests/resource-info.js';
 import type { LoadedManifest } from '../manifests/types.js';
 import type { ClusterClient } from './cluster.js';
 import { resultOf } from './deploy-results.js';
-import { DeployError } from './types.js';
+import { inventoryName } from './inventory.js';
+import { DeployError, type DeployRequest } from './types.js';
 
 /** Parse-level checks that need the cluster: kinds, scope, duplicates, then the environment's policy. */
 export async function validate(
@@ -24,6 +28,38 @@ export async function validate(
         : resultOf(object.ref, 'skipped', 'not applied: policy check failed');
     });
     throw new DeployError(error.code, error.message, { permanent: true, resources });
+  }
+  return objects;
+}
+
+/**
+ * validate, and what only a deploy refuses: an empty set the environment does not allow, an
+ * object that would overwrite the environment's inventory.
+ */
+export async function validateForDeploy(
+  client: ClusterClient,
+  request: DeployRequest,
+): Promise<PreparedObject[]> {
+  const { environment } = request;
+  if (request.manifests.length === 0 && !environment.allowEmpty) {
+    throw new DeployError('manifest_invalid', emptySetMessage(environment.name, environment.path, []), {
+      permanent: true,
+    });
+  }
+
+  const objects = await validate(client, environment, request.manifests);
+  const clash = objects.find(
+    (object) =>
+      object.ref.kind === 'ConfigMap' &&
+      object.ref.namespace === environment.namespace &&
+      object.ref.name === inventoryName(environment.name),
+  );
+  if (clash) {
+    throw new DeployError(
+      'manifest_invalid',
+      `${describeSource(clash.source)}: ${describeRef(clash.ref)} is pushgate's inventory of environment ${environment.name}; choose another name`,
+      { permanent: true },
+    );
   }
   return objects;
 }
