@@ -18,6 +18,8 @@ import { requeueLostJobs, REQUEUE_INTERVAL_MS } from '../src/deploy/queue-repair
 import { restoreMissingSchedulers, syncReconcileSchedulers } from '../src/deploy/reconcile-schedulers.js';
 import { queueDeploysOfChangedTargets } from '../src/deploy/target-change.js';
 import { WorkerPresence } from '../src/deploy/worker-presence.js';
+import type { ProcessDeps } from '../src/deploy/job-processor-deps.js';
+import { MAX_STALLED_COUNT, recordFailureOutsideProcessor } from '../src/deploy/stalled-failure.js';
 import { gitFetchLimitsFromEnv } from '../src/git/fetch-budget.js';
 import { MirrorCache, removeStaleTrees } from '../src/git/mirror-cache.js';
 import { countFromEnv, millisecondsFromEnv } from '../src/lib/env-settings.js';
@@ -41,8 +43,6 @@ export const DEFAULT_SHUTDOWN_DEADLINE_MS = 60_000;
  * stays in the outbox in Redis, and any other worker (or this one restarted) sends it.
  */
 const STATUS_FLUSH_AT_SHUTDOWN_MS = 3_000;
-/** A deploy killed twice with its worker is a deploy that kills workers: the next stall fails it. */
-const MAX_STALLED_COUNT = 2;
 
 export interface DeployWorkerOptions {
   config: Config;
@@ -261,23 +261,6 @@ async function settledWithin(work: Promise<unknown> | undefined, ms: number): Pr
     }),
   ]);
   clearTimeout(timer);
-}
-
-interface ProcessDeps {
-  config: Config;
-  logger: Logger;
-  store: JobStore;
-  locks: EnvironmentLock;
-  run: (environment: EnvironmentConfig, record: JobRecord, logger: Logger) => JobRun;
-  pipeline: Parameters<typeof runDeployPipeline>[0];
-  signal: AbortSignal;
-  /** CONFIG_SKEW_GRACE_MS unless a test shortens it. */
-  configSkewGraceMs?: number;
-  /**
-   * Which configurations the running workers have (absent: the receiver's configuration
-   * decides, as when Redis knows of no worker).
-   */
-  presence?: WorkerPresence;
 }
 
 /**
@@ -699,36 +682,4 @@ async function awaitMatchingWorker(
   const recheckMs = orElse === 'wait' ? NEWER_WORKER_RECHECK_MS : CONFIG_SKEW_RECHECK_MS;
   await job.moveToDelayed(Date.now() + recheckMs, token);
   throw new DelayedError();
-}
-
-/**
- * BullMQ fails a job that stalled more than MAX_STALLED_COUNT times (its workers died, or
- * shutdown handed it back mid-deploy) in the next worker that takes it, without running the
- * processor: nothing else would finish its record, which would stay active (and claim its
- * commit) for good. Failures the processor threw carry no deferred failure: it recorded them.
- */
-async function recordFailureOutsideProcessor(
-  job: Job<DeployJobData>,
-  error: Error,
-  deps: Pick<ProcessDeps, 'config' | 'logger' | 'store' | 'run'>,
-): Promise<void> {
-  const jobId = job.id;
-  if (jobId === undefined || !job.deferredFailure || error.message !== job.deferredFailure) return;
-  const record = await deps.store.get(jobId);
-  if (!record || FINISHED_STATES.includes(record.state)) return;
-  const logger = deps.logger.child({ jobId, environment: record.environment });
-  const failure = new Error(
-    `${error.message}: the worker running it stopped ${MAX_STALLED_COUNT + 1} times (died, or shut down mid-deploy); not retried`,
-  );
-  const environment = deps.config.environments.find((candidate) => candidate.name === record.environment);
-  if (environment) {
-    await deps.run(environment, record, logger).failed(failure, undefined);
-    return;
-  }
-  await deps.store.finish(jobId, {
-    state: 'failed',
-    error: failure.message,
-    finishedAt: new Date().toISOString(),
-  });
-  logger.error({ err: failure.message }, 'deploy failed');
 }
