@@ -1,5 +1,8 @@
+import type { Job } from 'bullmq';
 import { errorMessage } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
+import type { DeployJobData } from '../queue/job-data.js';
+import { FINISHED_STATES, type JobRecord } from '../status/job-record.js';
 import type { ProcessDeps } from './job-processor-deps.js';
 
 /**
@@ -32,4 +35,74 @@ export async function headMovedPastRunningDeploy(
     logger.warn({ err: errorMessage(error) }, 'could not fetch the branch while its environment is busy');
     return true;
   }
+}
+
+/**
+ * The record of the job this queue entry runs; undefined when it is not to run (an entry
+ * without a record, a re-sync run skipped, a job that finished already).
+ */
+export async function takeInJob(
+  job: Job<DeployJobData>,
+  jobId: string,
+  data: DeployJobData,
+  deps: ProcessDeps,
+  logger: Logger,
+): Promise<JobRecord | undefined> {
+  // Scheduler jobs reuse their template's data; each is "received" when it falls due: the
+  // scheduler creates it one interval ahead, as a delayed job.
+  const receivedAt =
+    data.trigger.kind === 'reconcile'
+      ? new Date(job.timestamp + (job.opts.delay ?? 0)).toISOString()
+      : data.receivedAt;
+  if (data.trigger.kind !== 'reconcile' && !(await deps.store.get(jobId))) {
+    // The producer sends a claim just ahead of its queue entry, in one socket write; when the
+    // claim returned an existing job (a redelivery), this entry has no record and is not a job
+    // of its own. (Should Redis have dropped the claim script from its cache, ioredis resends
+    // the claim after the entry: an entry dropped here then leaves a queued record, which
+    // requeueLostJobs queues again.)
+    logger.info('queue entry without a job record (a duplicate delivery): dropped');
+    return undefined;
+  }
+  if (
+    data.trigger.kind === 'reconcile' &&
+    !(await deps.store.get(jobId)) &&
+    (await deps.store.suspensions.get(data.environment))
+  ) {
+    // A suspended environment is not re-synced: drift is left as it is, as `flux suspend` leaves it.
+    logger.info('environment suspended: this re-sync run skipped');
+    return undefined;
+  }
+  if (
+    data.trigger.kind === 'reconcile' &&
+    (await deps.locks.isBusy(data.environment)) &&
+    !(await deps.store.get(jobId)) &&
+    !(await headMovedPastRunningDeploy(data.environment, deps, logger))
+  ) {
+    // The deploy running applies the branch head already. Delayed instead, runs due while a
+    // deploy outlasts the interval (a long health wait) would pile up and all run after it.
+    logger.info('environment busy: this re-sync run skipped, the deploy running applies the branch head');
+    return undefined;
+  }
+  if (
+    data.trigger.kind === 'reconcile' &&
+    !deps.config.environments.some((candidate) => candidate.name === data.environment) &&
+    !(await deps.store.get(jobId))
+  ) {
+    // A scheduler of a configuration this worker is not on (a change rolling out): the next
+    // run, or a worker on that configuration, does the work.
+    logger.info("environment not in this worker's configuration: this re-sync run skipped");
+    return undefined;
+  }
+  const record = await deps.store.ensure({
+    id: jobId,
+    environment: data.environment,
+    trigger: data.trigger,
+    receivedAt,
+  });
+  if (FINISHED_STATES.includes(record.state)) {
+    // Re-delivered after it finished (e.g. the worker died between writing the record and acking).
+    logger.info({ state: record.state }, 'job already finished');
+    return undefined;
+  }
+  return record;
 }

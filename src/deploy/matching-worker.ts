@@ -1,8 +1,16 @@
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
+import type { EnvironmentConfig } from '../config/schema.js';
 import type { Logger } from '../lib/logger.js';
 import type { DeployJobData } from '../queue/job-data.js';
 import { FINISHED_STATES } from '../status/job-record.js';
-import { CONFIG_SKEW_GRACE_MS, CONFIG_SKEW_RECHECK_MS, NEWER_WORKER_RECHECK_MS } from './config-skew.js';
+import {
+  CONFIG_SKEW_GRACE_MS,
+  CONFIG_SKEW_RECHECK_MS,
+  NEWER_WORKER_RECHECK_MS,
+  configSkew,
+  describeTargetChange,
+  environmentTarget,
+} from './config-skew.js';
 import type { ProcessDeps } from './job-processor-deps.js';
 import { markHeld } from './suspension-hold.js';
 
@@ -74,4 +82,58 @@ export async function awaitMatchingWorker(
   const recheckMs = orElse === 'wait' ? NEWER_WORKER_RECHECK_MS : CONFIG_SKEW_RECHECK_MS;
   await job.moveToDelayed(Date.now() + recheckMs, token);
   throw new DelayedError();
+}
+
+/**
+ * The environment as this worker has it, once this worker is the one to deploy it; undefined
+ * when the job was finished meanwhile. Else hands the job back, or fails it (awaitMatchingWorker).
+ */
+export async function environmentToDeploy(
+  job: Job<DeployJobData>,
+  token: string | undefined,
+  data: DeployJobData,
+  deps: ProcessDeps,
+  logger: Logger,
+): Promise<EnvironmentConfig | undefined> {
+  const environment = deps.config.environments.find((candidate) => candidate.name === data.environment);
+  if (!environment) {
+    const unknown = `environment "${data.environment}" is not in this worker's configuration`;
+    // Returns only when the job was finished meanwhile; else hands it back or fails it.
+    await awaitMatchingWorker(
+      job,
+      token,
+      deps,
+      logger,
+      `a worker with the receiver's configuration (${unknown})`,
+      {
+        fail: unknown,
+      },
+    );
+    return undefined;
+  }
+  const newest = await deps.presence?.newest(environment.name);
+  const skew = configSkew(data.target, environment);
+  if (newest && !newest.mine) {
+    // A running worker has a newer configuration of the environment: it does the environment's
+    // deploys, this job's too, whichever receiver queued it, so an old worker never moves the
+    // environment back. No grace: for as long as such a worker runs, or ran lately (see
+    // VANISHED_HOLD_MS).
+    const change = describeTargetChange(environmentTarget(environment), newest.target) || 'other settings';
+    const newer = `a worker with the newest configuration of ${environment.name} (${change})`;
+    if ((await awaitMatchingWorker(job, token, deps, logger, newer, 'wait')) === 'finished') return undefined;
+  } else if (newest && skew !== undefined) {
+    // This worker's configuration is the newest running: the receiver's is older (the
+    // workers rolled first) or not running yet (the receiver rolled first; the workers that
+    // have it move the environment once they start, see target-change).
+    logger.info(
+      { skew },
+      'queued with another configuration than the newest running, which this worker has: deploying with it',
+    );
+  } else if (skew !== undefined) {
+    // Nothing known of the running workers (Redis lost their entries): the receiver's says.
+    const receivers = `a worker with the receiver's configuration (${skew})`;
+    if ((await awaitMatchingWorker(job, token, deps, logger, receivers, 'deploy')) === 'finished')
+      return undefined;
+  }
+  return environment;
 }
