@@ -1,5 +1,5 @@
-import { spawn } from 'node:child_process';
 import { PushgateError } from '../lib/errors.js';
+import { killProcessGroup, spawnProcessGroup } from '../lib/process-group.js';
 import { redactSecret, stripUrlCredentials } from './redact.js';
 
 export interface RunGitOptions {
@@ -62,7 +62,8 @@ const NETWORK_ENV = [
 /**
  * Runs git with a scrubbed environment: no terminal prompt (a missing credential fails at
  * once instead of hanging), no user/system config that could rewrite URLs, and a deadline
- * after which the whole process group (git and its remote helpers) is killed.
+ * after which the whole process group (git and its remote helpers) is killed, as it is when
+ * this process dies.
  */
 export async function runGit(args: readonly string[], options: RunGitOptions): Promise<GitResult> {
   const stdout: Buffer[] = [];
@@ -94,10 +95,8 @@ export function streamGit(
 ): Promise<StreamResult> {
   return new Promise((resolve, reject) => {
     const inherited = options.processEnv ?? process.env;
-    const child = spawn('git', args, {
+    const child = spawnProcessGroup('git', args, {
       cwd: options.cwd,
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
       env: {
         PATH: inherited.PATH,
         HOME: inherited.HOME,
@@ -117,7 +116,7 @@ export function streamGit(
     child.stdout.on('data', (chunk: Buffer) => {
       if (stopped || read(chunk) === 'more') return;
       stopped = true;
-      killGroup(child.pid);
+      killProcessGroup(child.pid);
       child.stdout.destroy();
     });
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
@@ -127,10 +126,10 @@ export function streamGit(
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
-      killGroup(child.pid);
+      killProcessGroup(child.pid);
     }, options.timeoutMs);
     const { abort } = options;
-    const onAbort = (): void => killGroup(child.pid);
+    const onAbort = (): void => killProcessGroup(child.pid);
     abort?.addEventListener('abort', onAbort, { once: true });
     child.on('error', (error) => {
       clearTimeout(timer);
@@ -170,15 +169,6 @@ export function streamGit(
       resolve({ stderr: cleanStderr, stopped });
     });
   });
-}
-
-function killGroup(pid: number | undefined): void {
-  if (pid === undefined) return;
-  try {
-    process.kill(-pid, 'SIGKILL');
-  } catch {
-    // Already gone.
-  }
 }
 
 /**

@@ -1,3 +1,5 @@
+import { readdir, readFile } from 'node:fs/promises';
+
 /** Whether a process with this pid exists (signal 0 checks without signalling). */
 export function processAlive(pid: number): boolean {
   try {
@@ -6,4 +8,45 @@ export function processAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+interface ProcessStat {
+  command: string;
+  state: string;
+  ppid: number;
+  group: number;
+}
+
+/** /proc/<pid>/stat, read after the command name, which may itself hold spaces and parentheses. */
+async function processStat(pid: string): Promise<ProcessStat | undefined> {
+  const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  if (text === undefined) return undefined;
+  const [state = '', ppid, group] = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  const command = text.slice(text.indexOf('(') + 1, text.lastIndexOf(')'));
+  return { command, state, ppid: Number(ppid), group: Number(group) };
+}
+
+async function processIds(): Promise<string[]> {
+  return (await readdir('/proc')).filter((name) => /^\d+$/.test(name));
+}
+
+/** The pid of a child of `parent` running `command` (its name as /proc gives it), if one runs. */
+export async function childRunning(parent: number, command: string): Promise<number | undefined> {
+  for (const pid of await processIds()) {
+    const stat = await processStat(pid);
+    if (stat?.command === command && stat.ppid === parent) return Number(pid);
+  }
+  return undefined;
+}
+
+/** The command lines of the processes of process group `group` that have not ended (zombies have). */
+export async function liveInGroup(group: number): Promise<string[]> {
+  const live: string[] = [];
+  for (const pid of await processIds()) {
+    const stat = await processStat(pid);
+    if (stat?.group !== group || stat.state === 'Z') continue;
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    live.push(cmdline.split('\0').join(' ').trim());
+  }
+  return live;
 }

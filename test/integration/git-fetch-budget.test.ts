@@ -1,15 +1,19 @@
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { runRender } from '../../src/commands/render.js';
 import { FetchTooLargeError } from '../../src/git/fetch-budget.js';
 import { MirrorCache } from '../../src/git/mirror-cache.js';
 import { errorMessage } from '../../src/lib/errors.js';
+import { CLI } from '../helpers/cli.js';
 import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
 import { git } from '../helpers/git.js';
+import { childRunning, liveInGroup } from '../helpers/process.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { until } from '../helpers/until.js';
 import { createWorkerHarness } from './worker-harness.js';
@@ -261,6 +265,86 @@ describe('deploy worker and a push past the fetch budget (real Redis, git over f
     } finally {
       await harness.close();
       await repo.remove();
+    }
+  });
+});
+
+describe('a pushgate worker killed mid-fetch (real Redis, git over a slow ssh)', () => {
+  let redis: TestRedis;
+
+  beforeAll(async () => {
+    if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first (npm test does)`);
+    redis = await startRedis();
+  });
+  afterAll(async () => {
+    await redis.stop();
+  });
+
+  it('takes its git fetch and git’s helpers with it when SIGKILLed', async () => {
+    const repo = await createEnvRepo({ branch: 'env/test' });
+    const scratch = await mkdtemp(path.join(tmpdir(), 'pushgate-killed-worker-'));
+    const harness = await createWorkerHarness({
+      redisUrl: redis.url,
+      environments: [
+        {
+          name: 'slow',
+          repo: { ...repo, url: `ssh://localhost${repo.bareDir}` },
+          env: { namespace: 'pushgate-killed-worker-never-applied' },
+        },
+      ],
+    });
+    const cacheDir = path.join(scratch, 'cache');
+    const configFile = path.join(scratch, 'pushgate.yaml');
+    let worker: ChildProcessByStdio<null, Readable, Readable> | undefined;
+    let group: number | undefined;
+    try {
+      await repo.commit({ 'manifests/a.yaml': configMap('a') });
+      const large = await commitLargeFile(repo, LARGE_FILE_BYTES);
+      await writeFile(configFile, harness.configText);
+      worker = spawn(process.execPath, [CLI, 'worker', '--config', configFile], {
+        env: {
+          ...process.env,
+          PUSHGATE_CACHE_DIR: cacheDir,
+          TMPDIR: scratch,
+          GIT_SSH_COMMAND: await slowSsh(scratch),
+          LOG_LEVEL: 'warn',
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let output = '';
+      worker.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+      worker.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+      await harness.webhook('slow', large);
+      // The pack arriving: git, its ssh and index-pack all run.
+      await until(async () =>
+        (await readdir(cacheDir, { recursive: true }).catch(() => [])).some((name) =>
+          name.includes('tmp_pack_'),
+        ),
+      ).catch(() => {
+        throw new Error(`no fetch began; the worker said:\n${output}`);
+      });
+      // git leads a process group of its own.
+      group = await childRunning(worker.pid!, 'git');
+      expect(group).toBeDefined();
+      expect((await liveInGroup(group!)).length).toBeGreaterThan(2);
+
+      worker.kill('SIGKILL');
+
+      // Without a watch on the worker's end, the fetch would run on for seconds more (16 MiB at 3 MiB/s).
+      await until(async () => (await liveInGroup(group!)).length === 0, 2_000).catch(() => undefined);
+      expect(await liveInGroup(group!)).toEqual([]);
+    } finally {
+      worker?.kill('SIGKILL');
+      if (group !== undefined) {
+        try {
+          process.kill(-group, 'SIGKILL');
+        } catch {
+          // Gone, as it should be.
+        }
+      }
+      await harness.close();
+      await repo.remove();
+      await rm(scratch, { recursive: true, force: true });
     }
   });
 });

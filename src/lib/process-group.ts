@@ -1,0 +1,114 @@
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { Socket } from 'node:net';
+import type { Readable, Writable } from 'node:stream';
+
+export interface ProcessGroupOptions {
+  cwd?: string;
+  env: NodeJS.ProcessEnv;
+}
+
+/**
+ * Spawns `command` (stdin closed, stdout and stderr piped) as the leader of a process group of
+ * its own, so that killProcessGroup ends it together with every helper it started (git's
+ * remote helpers, ssh, index-pack). The group also ends when this process does, however it
+ * dies: see GroupWatchdog.
+ */
+export function spawnProcessGroup(
+  command: string,
+  args: readonly string[],
+  options: ProcessGroupOptions,
+): ChildProcessByStdio<null, Readable, Readable> {
+  const child = spawn(command, args, {
+    cwd: options.cwd,
+    env: options.env,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const { pid } = child;
+  if (pid !== undefined) {
+    watchdog.watch(pid);
+    // Not at 'exit': a helper still holding the output open keeps the group alive until 'close'.
+    child.once('close', () => watchdog.forget(pid));
+  }
+  return child;
+}
+
+export function killProcessGroup(pid: number | undefined): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // Already gone.
+  }
+}
+
+/**
+ * Reads lines of live group ids from a pipe that only this process writes to, keeping the last.
+ * The pipe closes when this process dies, by SIGKILL or the OOM killer as well as by exit;
+ * the groups then get TERM, which lets git remove its lock files (a lock left behind holds up
+ * the next fetch of the mirror), and KILL a second later. A partial last line, cut by that
+ * death, is never read as a list.
+ */
+const WATCHDOG_SCRIPT = `groups=
+while read -r line; do groups=$line; done
+[ -n "$groups" ] || exit 0
+for group in $groups; do kill -s TERM -- "-$group"; done
+sleep 1
+for group in $groups; do kill -s KILL -- "-$group"; done`;
+
+/**
+ * One shell per process that kills this process's groups when it dies. A child runs on after
+ * its parent is SIGKILLed, and git with it, without its time or size limits. Linux's
+ * parent-death signal would reach git alone, while its ssh or remote-https helper waits on a
+ * silent server for as long as the server keeps quiet; a wrapper turning that signal into a
+ * group kill would cost two more execs per git command, and exists on Linux only. The one
+ * limit: a death while `spawn` runs (a millisecond) leaves that group unwatched.
+ */
+class GroupWatchdog {
+  private readonly groups = new Set<number>();
+  private shell: ChildProcessByStdio<Writable, null, null> | undefined;
+  /** No /bin/sh (Windows, where process groups are not killed either): the groups go unwatched. */
+  private unavailable = process.platform === 'win32';
+
+  watch(pid: number): void {
+    this.groups.add(pid);
+    this.tell();
+  }
+
+  forget(pid: number): void {
+    this.groups.delete(pid);
+    this.tell();
+  }
+
+  private tell(): void {
+    // A shell that died (killed by someone) is replaced while groups are live.
+    if (!this.shell && this.groups.size > 0 && !this.unavailable) this.shell = this.start();
+    this.shell?.stdin.write(`${[...this.groups].join(' ')}\n`);
+  }
+
+  private start(): ChildProcessByStdio<Writable, null, null> {
+    // Detached: Ctrl-C in a terminal must not stop it before pushgate has stopped its gits.
+    // PATH alone (for sleep): a process that lives as long as pushgate need not hold its secrets.
+    const shell = spawn('/bin/sh', ['-c', WATCHDOG_SCRIPT, 'pushgate-group-watchdog'], {
+      detached: true,
+      env: { PATH: process.env.PATH },
+      stdio: ['pipe', 'ignore', 'ignore'],
+    });
+    const gone = (): void => {
+      if (this.shell === shell) this.shell = undefined;
+    };
+    shell.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT' || error.code === 'EACCES') this.unavailable = true;
+      gone();
+    });
+    shell.on('exit', gone);
+    shell.stdin.on('error', () => undefined);
+    // It must not keep this process alive: its end is the signal it waits for.
+    shell.unref();
+    if (shell.stdin instanceof Socket) shell.stdin.unref();
+    return shell;
+  }
+}
+
+/** Process-wide, as what it watches for is the end of this process. */
+const watchdog = new GroupWatchdog();
