@@ -1,8 +1,8 @@
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import type { Cluster } from '@kubernetes/client-node';
 import type { Env } from '../config/load.js';
 import { SECRET_VARIABLES } from '../config/secrets.js';
+import { killProcessGroup, spawnProcessGroup } from '../lib/process-group.js';
 
 /** A kubeconfig user's `exec` entry (client.authentication.k8s.io). */
 export interface ExecConfig {
@@ -148,15 +148,13 @@ async function runPlugin(
 
 /**
  * The plugin runs in a process group of its own, killed whole on a timeout: a wrapper script's
- * hung child would otherwise outlive it, hold its pipes open and keep the deploy waiting.
+ * hung child would otherwise outlive it, hold its pipes open and keep the deploy waiting. The
+ * group also ends with the worker, so a plugin waiting on a login nobody completes does not
+ * outlive a SIGKILLed one.
  */
 function spawnPlugin(exec: ExecConfig, env: Env, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(exec.command, exec.args ?? [], {
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-    });
+    const child = spawnProcessGroup(exec.command, exec.args ?? [], { env });
     const out: Buffer[] = [];
     let outBytes = 0;
     let stderr = '';
@@ -169,7 +167,7 @@ function spawnPlugin(exec: ExecConfig, env: Env, timeoutMs: number): Promise<str
     };
     const fail = (error: Error): void => {
       if (!settle()) return;
-      killGroup(child.pid);
+      killProcessGroup(child.pid);
       reject(error);
     };
     const timer = setTimeout(
@@ -198,15 +196,6 @@ function spawnPlugin(exec: ExecConfig, env: Env, timeoutMs: number): Promise<str
       reject(new Error(`${describe(exec)} ${status}: ${stderr.trim() || '(no output on stderr)'}`));
     });
   });
-}
-
-function killGroup(pid: number | undefined): void {
-  if (pid === undefined) return;
-  try {
-    process.kill(-pid, 'SIGKILL');
-  } catch {
-    // Already gone.
-  }
 }
 
 /** The plugin's answer, checked as kubectl checks it; the message never quotes the credential. */
