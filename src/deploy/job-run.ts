@@ -154,6 +154,8 @@ export class JobRun {
         message: [summarise(resources), ...warnings.map((warning) => `warning: ${warning}`)].join('; '),
       },
       { sha, at: finishedAt, target: environmentTarget(this.environment) },
+      // A re-sync that found nothing to do: the history keeps only the newest few of those.
+      { quietResync: this.record.trigger.kind === 'reconcile' && !changed && warnings.length === 0 },
     );
     this.finish('succeeded');
     this.logger.info({ sha, objects: resources.length }, 'deploy succeeded');
@@ -347,10 +349,11 @@ export class JobRun {
   private finalPatch(
     patch: Partial<Omit<JobRecord, 'id' | 'environment'>>,
     applied?: AppliedCommit,
+    options: { quietResync?: boolean } = {},
   ): Promise<void> {
     const write = this.writes.then(async () => {
       try {
-        this.record = await this.deps.store.finish(this.id, patch, applied);
+        this.record = await this.deps.store.finish(this.id, patch, applied, options);
       } catch (error) {
         // The transaction may have applied though its reply was lost: the record says whether
         // this attempt finished the job (see `finished`).

@@ -8,6 +8,8 @@ export interface Keys {
   job(id: string): string;
   jobsAll: string;
   jobsByEnvironment(environment: string): string;
+  /** The environment's finished re-syncs that changed nothing: history keeps only the newest few. */
+  quietResyncs(environment: string): string;
   delivery(provider: string, deliveryId: string, environment: string): string;
   shaJob(environment: string, sha: string): string;
   environment(environment: string): string;
@@ -46,6 +48,7 @@ export function createKeys(prefix: string): Keys {
     job: (id) => `${tag}:job:${id}`,
     jobsAll: `${tag}:jobs`,
     jobsByEnvironment: (environment) => `${tag}:jobs:env:${environment}`,
+    quietResyncs: (environment) => `${tag}:jobs:quiet:${environment}`,
     delivery: (provider, deliveryId, environment) =>
       `${tag}:delivery:${provider}:${environment}:${deliveryId}`,
     shaJob: (environment, sha) => `${tag}:sha:${environment}:${sha}`,

@@ -14,10 +14,8 @@ export interface CommitStatusView {
   error?: string;
 }
 
-/** Records kept per environment; older finished ones are dropped as jobs finish (see TRIM_SCRIPT). */
+/** Records kept per environment at most; older finished ones are dropped as jobs finish (see TRIM_SCRIPT). */
 export const HISTORY_PER_ENVIRONMENT = 500;
-/** Older records are dropped this many at a time, not one per new job: one command, not three. */
-const HISTORY_TRIM_BATCH = 50;
 const DELIVERY_TTL_SECONDS = 7 * 24 * 3600;
 const SHA_TTL_SECONDS = 30 * 24 * 3600;
 /**
@@ -158,36 +156,100 @@ return outcomes
 `;
 
 /**
- * Drops the oldest records of an environment beyond the kept history, but never a job still
- * queued or running: its sender holds a 202 for it, and a worker drops a queue entry that has
- * no record. Runs when a job finishes, not on the webhook path, in batches; scans at most
- * TRIM_SCAN_LIMIT records. Records are JSON.stringify's, so the state reads as plain text.
- * Nor one finished after ARGV[3] (ISO time): whoever follows it (`sync --wait`, the 202's
- * status URL) reads it next. KEYS: environment index, all-jobs index. ARGV: record key prefix,
- * the job just finished (kept: the environment's lastJob), the cutoff.
+ * Drops an environment's records beyond the kept history, walking from the newest. A re-sync
+ * that changed nothing goes once QUIET_RESYNCS_KEPT newer such are kept: a re-sync every
+ * minute would otherwise push every deploy out of the history within a day, and out of the
+ * environment's page within 20 minutes. Past the HISTORY_ALWAYS_KEPT newest, any record goes
+ * once HISTORY_PER_ENVIRONMENT newer ones are kept, or once the kept ones hold
+ * HISTORY_BYTES_PER_ENVIRONMENT (a record lists every object of its deploy, so an environment
+ * of 1,000 objects writes ~100 KB per job). Never a job still queued or running (its sender
+ * holds a 202, and a worker drops a queue entry that has no record), the job just finished
+ * (the environment's lastJob), or one finished after ARGV[3] (ISO time): whoever follows it
+ * (`sync --wait`, the 202's status URL) reads it next. The sha and delivery keys that name a
+ * dropped job go with it: a claim takes a job without a record for finished anyway. Runs when
+ * a job finishes, never on the webhook path, over at most TRIM_SCAN_LIMIT records; records are
+ * JSON.stringify's, so the state reads as plain text.
+ * KEYS: environment index, all-jobs index, quiet re-syncs. ARGV: record key prefix, the job
+ * just finished, the cutoff, the environment's sha key prefix, its GitHub and GitLab delivery
+ * key prefixes.
  */
-const TRIM_SCAN_LIMIT = 1000;
+const TRIM_SCAN_LIMIT = 1500;
 /** Finished this recently, a record is kept whatever the bound: someone may be following it. */
 export const RECENTLY_FINISHED_MS = 10 * 60_000;
+export const HISTORY_BYTES_PER_ENVIRONMENT = 16 * 1024 * 1024;
+/** `GET /environments/:name` shows 20 recent jobs: those stay whatever their size or number. */
+const HISTORY_ALWAYS_KEPT = 20;
+export const QUIET_RESYNCS_KEPT = 10;
 const TRIM_SCRIPT = `
-local count = redis.call('ZCARD', KEYS[1])
-if count <= ${HISTORY_PER_ENVIRONMENT + HISTORY_TRIM_BATCH} then return 0 end
-local old = redis.call('ZRANGE', KEYS[1], 0, math.min(count - ${HISTORY_PER_ENVIRONMENT}, ${TRIM_SCAN_LIMIT}) - 1)
-local drop, records = {}, {}
-for _, id in ipairs(old) do
-  local raw = redis.call('GET', ARGV[1] .. id)
-  local finishedAt = raw and string.match(raw, '"finishedAt":"([^"]*)"')
-  local active = id == ARGV[2] or (finishedAt and finishedAt > ARGV[3]) or raw and (string.find(raw, '"state":"queued"', 1, true) or string.find(raw, '"state":"running"', 1, true))
-  if not active then
-    drop[#drop + 1] = id
-    records[#records + 1] = ARGV[1] .. id
+local envKey, allKey, quietKey = KEYS[1], KEYS[2], KEYS[3]
+local prefix, justFinished, cutoff, shaPrefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local deliveryPrefix = { github = ARGV[5], gitlab = ARGV[6] }
+local ids = redis.call('ZREVRANGE', envKey, 0, ${TRIM_SCAN_LIMIT} - 1)
+if #ids <= ${QUIET_RESYNCS_KEPT} then return 0 end
+local quiet = {}
+for _, id in ipairs(redis.call('ZRANGE', quietKey, 0, -1)) do quiet[id] = true end
+local kept, bytes, quietKept, drop = 0, 0, 0, {}
+for n, id in ipairs(ids) do
+  local size = redis.call('STRLEN', prefix .. id)
+  local over = (quiet[id] and quietKept >= ${QUIET_RESYNCS_KEPT}) or (n > ${HISTORY_ALWAYS_KEPT}
+    and (kept >= ${HISTORY_PER_ENVIRONMENT} or bytes + size > ${HISTORY_BYTES_PER_ENVIRONMENT}))
+  if over and id ~= justFinished then
+    local raw = redis.call('GET', prefix .. id)
+    local state = raw and string.match(raw, '"state":"(%a+)"')
+    local finishedAt = raw and string.match(raw, '"finishedAt":"([^"]*)"')
+    if state == 'queued' or state == 'running' or (finishedAt and finishedAt > cutoff) then
+      over = false
+    else
+      drop[#drop + 1] = { id, raw }
+    end
+  else
+    over = false
+  end
+  if not over then
+    kept, bytes = kept + 1, bytes + size
+    if quiet[id] then quietKept = quietKept + 1 end
   end
 end
-if #drop == 0 then return 0 end
-redis.call('DEL', unpack(records))
-redis.call('ZREM', KEYS[1], unpack(drop))
-redis.call('ZREM', KEYS[2], unpack(drop))
+local function dropKeyNaming(key, id)
+  if redis.call('GET', key) == id then redis.call('DEL', key) end
+end
+for _, dropped in ipairs(drop) do
+  local id, raw = dropped[1], dropped[2]
+  local ok, record = pcall(cjson.decode, raw or '')
+  if ok and type(record) == 'table' then
+    local trigger = type(record.trigger) == 'table' and record.trigger or {}
+    if type(record.sha) == 'string' then dropKeyNaming(shaPrefix .. record.sha, id) end
+    if type(trigger.sha) == 'string' then dropKeyNaming(shaPrefix .. trigger.sha, id) end
+    local deliveries = type(trigger.provider) == 'string' and deliveryPrefix[trigger.provider]
+    if deliveries and type(trigger.deliveryId) == 'string' then dropKeyNaming(deliveries .. trigger.deliveryId, id) end
+  end
+  redis.call('DEL', prefix .. id)
+  redis.call('ZREM', envKey, id)
+  redis.call('ZREM', allKey, id)
+  redis.call('ZREM', quietKey, id)
+end
 return #drop
+`;
+
+/**
+ * Counts the states of the `ARGV[2]` newest jobs: a record's state is its third field, so the
+ * first bytes of each hold it, however many objects the record lists. KEYS: all-jobs index.
+ * ARGV: record key prefix, how many. Returns state, count, state, count...
+ */
+const COUNT_STATES_SCRIPT = `
+local counts = {}
+for _, id in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)) do
+  local head = redis.call('GETRANGE', ARGV[1] .. id, 0, 511)
+  local state = string.match(head, '"state":"(%a+)"')
+  if not state and #head == 512 then state = string.match(redis.call('GET', ARGV[1] .. id) or '', '"state":"(%a+)"') end
+  if state then counts[state] = (counts[state] or 0) + 1 end
+end
+local flat = {}
+for state, count in pairs(counts) do
+  flat[#flat + 1] = state
+  flat[#flat + 1] = count
+end
+return flat
 `;
 
 /**
@@ -213,10 +275,15 @@ interface ClaimCommander {
   pushgateTrim(
     envJobsKey: string,
     allKey: string,
+    quietKey: string,
     jobPrefix: string,
-    keepId: string,
+    justFinished: string,
     keepFinishedAfter: string,
+    shaPrefix: string,
+    githubDeliveryPrefix: string,
+    gitlabDeliveryPrefix: string,
   ): Promise<number>;
+  pushgateCountStates(allKey: string, jobPrefix: string, limit: number): Promise<(string | number)[]>;
 }
 
 function claimOutcome(reply: unknown): ClaimOutcome {
@@ -259,7 +326,8 @@ export class JobStore {
       // No numberOfKeys: a batch of claims passes six keys per claim, counted at the call.
       commander.defineCommand('pushgateClaim', { lua: CLAIM_SCRIPT });
       commander.defineCommand('pushgateRelease', { lua: RELEASE_SCRIPT, numberOfKeys: 6 });
-      commander.defineCommand('pushgateTrim', { lua: TRIM_SCRIPT, numberOfKeys: 2 });
+      commander.defineCommand('pushgateTrim', { lua: TRIM_SCRIPT, numberOfKeys: 3 });
+      commander.defineCommand('pushgateCountStates', { lua: COUNT_STATES_SCRIPT, numberOfKeys: 1 });
     }
     this.commander = commander;
   }
@@ -387,6 +455,15 @@ export class JobStore {
       }
     }
     return found;
+  }
+
+  /** How many of the `limit` newest jobs are in each state, without reading their object lists. */
+  async countStates(limit: number): Promise<Map<string, number>> {
+    const flat = await this.commander.pushgateCountStates(this.keys.jobsAll, this.keys.job(''), limit);
+    const counts = new Map<string, number>();
+    for (let index = 0; index + 1 < flat.length; index += 2)
+      counts.set(String(flat[index]), Number(flat[index + 1]));
+    return counts;
   }
 
   /**
@@ -566,6 +643,7 @@ export class JobStore {
     id: string,
     patch: Partial<Omit<JobRecord, 'id' | 'environment'>>,
     applied?: AppliedCommit,
+    options: { quietResync?: boolean } = {},
   ): Promise<JobRecord> {
     const current = await this.get(id);
     if (!current) throw new Error(`job ${id} has no record`);
@@ -574,6 +652,13 @@ export class JobStore {
     const write = this.redis.multi().set(this.keys.job(id), JSON.stringify(next));
     if (patch.sha && patch.sha !== current.sha) {
       write.set(this.keys.shaJob(current.environment, patch.sha), id, 'EX', SHA_TTL_SECONDS);
+    }
+    if (options.quietResync) {
+      write.zadd(
+        this.keys.quietResyncs(current.environment),
+        Date.parse(current.receivedAt) || Date.now(),
+        id,
+      );
     }
     await this.writeFinished(write, current.environment, id, applied);
     return next;
@@ -609,9 +694,13 @@ export class JobStore {
       .pushgateTrim(
         this.keys.jobsByEnvironment(environment),
         this.keys.jobsAll,
+        this.keys.quietResyncs(environment),
         this.keys.job(''),
         jobId,
         new Date(Date.now() - RECENTLY_FINISHED_MS).toISOString(),
+        this.keys.shaJob(environment, ''),
+        this.keys.delivery('github', '', environment),
+        this.keys.delivery('gitlab', '', environment),
       )
       .catch(() => undefined);
   }

@@ -4,7 +4,13 @@ import { requeueLostJobs } from '../../src/deploy/queue-repair.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import { connectProducer, type ProducerServices } from '../../src/runtime.js';
 import { DEPLOY_JOB_NAME, DEPLOY_JOB_OPTIONS, DEPLOY_QUEUE, type Trigger } from '../../src/queue/job-data.js';
-import { HISTORY_PER_ENVIRONMENT } from '../../src/status/job-store.js';
+import {
+  HISTORY_BYTES_PER_ENVIRONMENT,
+  HISTORY_PER_ENVIRONMENT,
+  QUIET_RESYNCS_KEPT,
+  type ClaimRequest,
+} from '../../src/status/job-store.js';
+import type { ResourceResult } from '../../src/status/job-record.js';
 import type { Redis } from 'ioredis';
 import { waitForRedis } from '../../src/queue/connection.js';
 import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
@@ -223,6 +229,121 @@ describe('deploy job queue', () => {
     expect(await store.get(ids[2]!)).toMatchObject({ state: 'succeeded' });
     // The cross-environment index drops the same jobs.
     expect(await store.list({ limit: 10_000 })).toHaveLength(kept.length);
+  });
+
+  it('keeps only the newest few re-syncs that changed nothing, and every other job', async () => {
+    const { store, redis: connection, keys } = await services();
+    const start = Date.parse('2026-01-01T00:00:00Z');
+    const deploys: string[] = [];
+    const quiet: string[] = [];
+    for (let i = 0; i < 40; i++) {
+      const id = `job-${i}`;
+      const resync = i % 4 !== 0;
+      // A re-sync that corrected drift is news, like a deploy.
+      const changedSomething = i === 5;
+      await store.claimMany([
+        {
+          id,
+          environment: 'staging',
+          trigger: resync ? { kind: 'reconcile' } : { kind: 'manual' },
+          receivedAt: new Date(start + i * 1000).toISOString(),
+        },
+      ]);
+      await store.finish(
+        id,
+        { state: 'succeeded', finishedAt: new Date(start + i * 1000 + 500).toISOString() },
+        undefined,
+        { quietResync: resync && !changedSomething },
+      );
+      (resync && !changedSomething ? quiet : deploys).push(id);
+    }
+
+    const kept = (await store.list({ environment: 'staging', limit: 1_000 })).map((job) => job.id);
+    expect(kept).toEqual(expect.arrayContaining(deploys));
+    const quietKept = quiet.filter((id) => kept.includes(id));
+    expect(quietKept).toEqual(quiet.slice(-QUIET_RESYNCS_KEPT));
+    expect(kept).toHaveLength(deploys.length + QUIET_RESYNCS_KEPT);
+    expect(await connection.zcard(keys.quietResyncs('staging'))).toBe(QUIET_RESYNCS_KEPT);
+    expect(await store.list({ limit: 1_000 })).toHaveLength(kept.length);
+  });
+
+  it('bounds the history of an environment by size too, and drops the sha and delivery keys of what it drops', async () => {
+    const { store, redis: connection, keys } = await services();
+    // About 130 KB a record: the job of a deploy of 1,500 objects.
+    const resources: ResourceResult[] = Array.from({ length: 1_500 }, (_, n) => ({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      namespace: 'apps',
+      name: `config-${String(n).padStart(5, '0')}`,
+      action: 'unchanged',
+    }));
+    const start = Date.parse('2026-01-01T00:00:00Z');
+    const jobs: ClaimRequest[] = [];
+    for (let i = 0; i < 160; i++) {
+      const sha = i.toString(16).padStart(40, '0');
+      const request: ClaimRequest = {
+        id: `big-${i}`,
+        environment: 'staging',
+        trigger: push(sha, `delivery-${i}`),
+        receivedAt: new Date(start + i * 1000).toISOString(),
+      };
+      jobs.push(request);
+      await store.claimMany([request]);
+      await store.finish(request.id, {
+        state: 'succeeded',
+        sha,
+        resources,
+        finishedAt: new Date(start + i * 1000 + 500).toISOString(),
+      });
+    }
+
+    const kept = (await store.list({ environment: 'staging', limit: 1_000 })).map((job) => job.id);
+    const sizes = await Promise.all(kept.map((id) => connection.strlen(keys.job(id))));
+    const bytes = sizes.reduce((sum, size) => sum + size, 0);
+    expect(bytes).toBeLessThanOrEqual(HISTORY_BYTES_PER_ENVIRONMENT);
+    expect(bytes).toBeGreaterThan(HISTORY_BYTES_PER_ENVIRONMENT - 2 * sizes[0]!);
+    expect(kept[0]).toBe('big-159');
+    expect(kept.length).toBeLessThan(jobs.length);
+
+    const [dropped, stayed] = [jobs[0]!, jobs.at(-1)!];
+    const keysOf = (job: ClaimRequest) => [
+      keys.job(job.id),
+      keys.shaJob('staging', job.trigger.sha!),
+      keys.delivery('github', job.trigger.deliveryId!, 'staging'),
+    ];
+    expect(await connection.exists(...keysOf(dropped))).toBe(0);
+    expect(await connection.exists(...keysOf(stayed))).toBe(3);
+  });
+
+  it('counts the newest jobs by state without reading their object lists', async () => {
+    const { store } = await services();
+    const start = Date.parse('2026-01-01T00:00:00Z');
+    const states = ['succeeded', 'failed', 'succeeded', 'queued', 'superseded', 'succeeded'] as const;
+    for (const [i, state] of states.entries()) {
+      // One id so long that the state is past the first bytes of its record.
+      const id = i === 2 ? `job-${'x'.repeat(600)}` : `job-${i}`;
+      await store.claimMany([
+        {
+          id,
+          environment: 'staging',
+          trigger: { kind: 'manual' },
+          receivedAt: new Date(start + i).toISOString(),
+        },
+      ]);
+      if (state !== 'queued') await store.update(id, { state });
+    }
+    expect(Object.fromEntries(await store.countStates(100))).toEqual({
+      succeeded: 3,
+      failed: 1,
+      queued: 1,
+      superseded: 1,
+    });
+    // The newest three only.
+    expect(Object.fromEntries(await store.countStates(3))).toEqual({
+      succeeded: 1,
+      queued: 1,
+      superseded: 1,
+    });
   });
 
   it('the same sha from another delivery returns the queued job', async () => {

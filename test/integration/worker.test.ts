@@ -325,6 +325,24 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
     const jobs = await harness.services.store.list({ environment: 'web', limit: 10 });
     expect(jobs.length).toBeGreaterThan(0);
     expect(jobs.every((job) => job.trigger.kind === 'reconcile')).toBe(true);
+
+    // Re-syncs that found nothing to do are the ones the history keeps only a few of; the
+    // first deploy and the drift correction stay.
+    const { redis: connection, keys, store } = harness.services;
+    const quiet = await until(async () => {
+      const ids = await connection.zrange(keys.quietResyncs('web'), 0, -1);
+      return ids.length > 0 ? ids : undefined;
+    });
+    for (const record of await store.getMany(quiet)) {
+      expect(record.resources.every((resource) => resource.action === 'unchanged')).toBe(true);
+    }
+    const changed = (await store.list({ environment: 'web', limit: 100 })).filter((job) =>
+      job.resources.some((resource) => resource.action !== 'unchanged'),
+    );
+    expect(changed.map((job) => job.resources.find((resource) => resource.name === 'alpha')?.action)).toEqual(
+      expect.arrayContaining(['created', 'configured']),
+    );
+    expect(changed.some((job) => quiet.includes(job.id))).toBe(false);
   });
 
   it('re-creates a reconcile scheduler that Redis lost', async () => {

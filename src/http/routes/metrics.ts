@@ -8,16 +8,14 @@ const QUEUE_STATES = ['waiting', 'delayed', 'active', 'prioritized'] as const;
 
 async function refreshGauges(deps: AppDeps): Promise<void> {
   const [recent, counts, suspensions] = await Promise.all([
-    deps.store.list({ limit: JOBS_BY_STATE_WINDOW }),
+    deps.store.countStates(JOBS_BY_STATE_WINDOW),
     deps.queue.getJobCounts(...QUEUE_STATES),
     Promise.all(deps.config.environments.map((environment) => deps.store.suspensions.get(environment.name))),
   ]);
   deps.config.environments.forEach((environment, index) =>
     deps.metrics.environmentSuspended.set({ environment: environment.name }, suspensions[index] ? 1 : 0),
   );
-  const byState = new Map<string, number>(jobStateSchema.options.map((state) => [state, 0]));
-  for (const job of recent) byState.set(job.state, (byState.get(job.state) ?? 0) + 1);
-  for (const [state, count] of byState) deps.metrics.jobsByState.set({ state }, count);
+  for (const state of jobStateSchema.options) deps.metrics.jobsByState.set({ state }, recent.get(state) ?? 0);
   for (const state of QUEUE_STATES) deps.metrics.queueDepth.set({ state }, counts[state] ?? 0);
 }
 
