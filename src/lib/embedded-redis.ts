@@ -127,7 +127,12 @@ async function launch(
     '--loglevel', 'notice',
   ]; // prettier-ignore
 
-  const child = spawn(binary, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+  // PATH alone: the server lives as long as pushgate and needs none of its secrets (GIT_TOKEN...).
+  const child = spawn(binary, args, {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    detached: true,
+    env: { PATH: process.env.PATH },
+  });
   // redis-server reads stdin to its end before it starts; it may also exit before reading it.
   child.stdin?.on('error', () => undefined);
   child.stdin?.end(`requirepass ${password}\n`);
@@ -287,6 +292,7 @@ function startWatchdog(redisPid: number, urlFile: string): ChildProcess {
   const watchdog = spawn('sh', ['-c', script, 'pushgate-redis-watchdog', String(redisPid), urlFile], {
     stdio: ['pipe', 'ignore', 'ignore'],
     detached: true,
+    env: { PATH: process.env.PATH },
   });
   watchdog.on('error', () => undefined);
   watchdog.stdin?.on('error', () => undefined);

@@ -46,15 +46,16 @@ export function killProcessGroup(pid: number | undefined): void {
  * Reads lines of live group ids from a pipe that only this process writes to, keeping the last.
  * The pipe closes when this process dies, by SIGKILL or the OOM killer as well as by exit;
  * the groups then get TERM, which lets git remove its lock files (a lock left behind holds up
- * the next fetch of the mirror), and KILL a second later. A partial last line, cut by that
- * death, is never read as a list.
+ * the next fetch of the mirror), and KILL a second later, those still there (a group id
+ * freed by TERM is not killed under another owner but in the instant between the two). A
+ * partial last line, cut by that death, is never read as a list.
  */
 const WATCHDOG_SCRIPT = `groups=
 while read -r line; do groups=$line; done
 [ -n "$groups" ] || exit 0
 for group in $groups; do kill -s TERM -- "-$group"; done
 sleep 1
-for group in $groups; do kill -s KILL -- "-$group"; done`;
+for group in $groups; do kill -s 0 -- "-$group" 2>/dev/null && kill -s KILL -- "-$group"; done`;
 
 /**
  * One shell per process that kills this process's groups when it dies. A child runs on after
@@ -65,37 +66,54 @@ for group in $groups; do kill -s KILL -- "-$group"; done`;
  * limit: a death while `spawn` runs (a millisecond) leaves that group unwatched.
  */
 class GroupWatchdog {
-  private readonly groups = new Set<number>();
+  /** Live groups, counted: a reused pid's new child must outlive the late 'close' of the old. */
+  private readonly groups = new Map<number, number>();
   private shell: ChildProcessByStdio<Writable, null, null> | undefined;
   /** No /bin/sh (Windows, where process groups are not killed either): the groups go unwatched. */
   private unavailable = process.platform === 'win32';
 
   watch(pid: number): void {
-    this.groups.add(pid);
+    this.groups.set(pid, (this.groups.get(pid) ?? 0) + 1);
     this.tell();
   }
 
   forget(pid: number): void {
-    this.groups.delete(pid);
+    const count = (this.groups.get(pid) ?? 0) - 1;
+    if (count > 0) this.groups.set(pid, count);
+    else this.groups.delete(pid);
     this.tell();
   }
 
   private tell(): void {
-    // A shell that died (killed by someone) is replaced while groups are live.
     if (!this.shell && this.groups.size > 0 && !this.unavailable) this.shell = this.start();
-    this.shell?.stdin.write(`${[...this.groups].join(' ')}\n`);
+    this.shell?.stdin?.write(`${[...this.groups.keys()].join(' ')}\n`);
   }
 
-  private start(): ChildProcessByStdio<Writable, null, null> {
+  private start(): ChildProcessByStdio<Writable, null, null> | undefined {
+    try {
+      return this.spawnShell();
+    } catch {
+      // spawn throws (ENOMEM, say) rather than emitting 'error': the git already started
+      // must still get its timer and reader, so it goes unwatched, and the next spawn tries again.
+      return undefined;
+    }
+  }
+
+  private spawnShell(): ChildProcessByStdio<Writable, null, null> {
     // Detached: Ctrl-C in a terminal must not stop it before pushgate has stopped its gits.
     // PATH alone (for sleep): a process that lives as long as pushgate need not hold its secrets.
+    const startedAt = Date.now();
     const shell = spawn('/bin/sh', ['-c', WATCHDOG_SCRIPT, 'pushgate-group-watchdog'], {
       detached: true,
       env: { PATH: process.env.PATH },
       stdio: ['pipe', 'ignore', 'ignore'],
     });
     const gone = (): void => {
-      if (this.shell === shell) this.shell = undefined;
+      if (this.shell !== shell) return;
+      this.shell = undefined;
+      // Killed by someone while groups are live: another takes its place at once, not at the
+      // next spawn, which may come too late. One that ended at once is broken: left to that spawn.
+      if (Date.now() - startedAt >= SHELL_RESTART_AFTER_MS) this.tell();
     };
     shell.on('error', (error: NodeJS.ErrnoException) => {
       if (error.code === 'ENOENT' || error.code === 'EACCES') this.unavailable = true;
@@ -109,6 +127,8 @@ class GroupWatchdog {
     return shell;
   }
 }
+
+const SHELL_RESTART_AFTER_MS = 1_000;
 
 /** Process-wide, as what it watches for is the end of this process. */
 const watchdog = new GroupWatchdog();

@@ -32,11 +32,17 @@ async function processIds(): Promise<string[]> {
 
 /** The pid of a child of `parent` running `command` (its name as /proc gives it), if one runs. */
 export async function childRunning(parent: number, command: string): Promise<number | undefined> {
+  return (await childrenRunning(parent, command))[0];
+}
+
+/** The pids of the live children of `parent` running `command` (its name as /proc gives it). */
+export async function childrenRunning(parent: number, command: string): Promise<number[]> {
+  const found: number[] = [];
   for (const pid of await processIds()) {
     const stat = await processStat(pid);
-    if (stat?.command === command && stat.ppid === parent) return Number(pid);
+    if (stat?.command === command && stat.ppid === parent && stat.state !== 'Z') found.push(Number(pid));
   }
-  return undefined;
+  return found;
 }
 
 /** The command lines of the processes of process group `group` that have not ended (zombies have). */

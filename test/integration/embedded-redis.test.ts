@@ -12,7 +12,7 @@ import {
   type EmbeddedRedis,
 } from '../../src/lib/embedded-redis.js';
 import { createLogger, silentLogger } from '../../src/lib/logger.js';
-import { processAlive } from '../helpers/process.js';
+import { childrenRunning, processAlive } from '../helpers/process.js';
 
 const logger = silentLogger();
 
@@ -165,6 +165,26 @@ describe('embedded redis-server', () => {
     const cmdline = readFileSync(`/proc/${redis.pid}/cmdline`, 'utf8');
     expect(cmdline).toContain('redis-server');
     expect(cmdline).not.toContain(passwordOf(redis.url));
+  });
+
+  it("keeps pushgate's secrets out of the environment of the server's watchdog", async () => {
+    const secret = 'ghp_embeddedRedisMustNotHoldThis';
+    process.env.GIT_TOKEN = secret;
+    try {
+      await start();
+      const watchdogs = (await childrenRunning(process.pid, 'sh')).filter((pid) =>
+        readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('pushgate-redis-watchdog'),
+      );
+      expect(watchdogs.length).toBeGreaterThan(0);
+      // redis-server writes its title over its own environment, so /proc shows the watchdog's only.
+      for (const pid of watchdogs) {
+        const environ = readFileSync(`/proc/${pid}/environ`, 'utf8');
+        expect(environ).toContain('PATH=');
+        expect(environ).not.toContain(secret);
+      }
+    } finally {
+      delete process.env.GIT_TOKEN;
+    }
   });
 
   it('holds its url in a 0600 file of the data folder while running and removes it on stop', async () => {

@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { liveInGroup } from '../helpers/process.js';
+import { childrenRunning, liveInGroup } from '../helpers/process.js';
 import { until } from '../helpers/until.js';
 
 const PROCESS_GROUP = fileURLToPath(new URL('../../dist/src/lib/process-group.js', import.meta.url));
@@ -52,4 +53,31 @@ describe('spawnProcessGroup (real processes, /proc)', () => {
     await until(async () => (await liveInGroup(group)).length === 0, 3_000).catch(() => undefined);
     expect(await liveInGroup(group)).toEqual([]);
   });
+
+  it('replaces a watchdog killed by someone else while a group is live', async () => {
+    if (!existsSync(PROCESS_GROUP)) throw new Error(`${PROCESS_GROUP} is missing: run npm run build first`);
+    const { parent, group } = await spawnGroupInChild('sleep 60 & sleep 60');
+    groups.push(group);
+    await until(async () => (await liveInGroup(group)).length >= 2);
+    // The watchdog is the other shell the node process runs (the group's leader is one too).
+    const watchdogs = async () => (await childrenRunning(parent, 'sh')).filter((pid) => pid !== group);
+    const [first] = await until(async () => ((await watchdogs()).length === 1 ? watchdogs() : undefined));
+    // Started a moment ago: give it the age a watchdog has by the time anyone would kill it.
+    await until(async () => Date.now() - (await startedAtMs(first!)) >= 1_100);
+
+    process.kill(first!, 'SIGKILL');
+    await until(async () => (await watchdogs()).some((pid) => pid !== first));
+    process.kill(parent, 'SIGKILL');
+
+    await until(async () => (await liveInGroup(group)).length === 0, 3_000).catch(() => undefined);
+    expect(await liveInGroup(group)).toEqual([]);
+  });
 });
+
+/** When the process started, from /proc (clock ticks since boot, at 100 a second). */
+async function startedAtMs(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const startTicks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+  const uptimeSeconds = Number((await readFile('/proc/uptime', 'utf8')).split(' ')[0]);
+  return Date.now() - (uptimeSeconds * 1000 - startTicks * 10);
+}
