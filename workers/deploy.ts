@@ -12,7 +12,8 @@ import { MAX_STALLED_COUNT, recordFailureOutsideProcessor } from '../src/deploy/
 import { queueDeploysOfChangedTargets } from '../src/deploy/target-change.js';
 import { WorkerPresence } from '../src/deploy/worker-presence.js';
 import { gitFetchLimitsFromEnv } from '../src/git/fetch-budget.js';
-import { MirrorCache, removeStaleTrees } from '../src/git/mirror-cache.js';
+import { removeStaleTrees, TREE_SWEEP_INTERVAL_MS } from '../src/git/checkout-folders.js';
+import { MirrorCache } from '../src/git/mirror-cache.js';
 import { countFromEnv, millisecondsFromEnv } from '../src/lib/env-settings.js';
 import { errorMessage } from '../src/lib/errors.js';
 import type { Logger } from '../src/lib/logger.js';
@@ -63,6 +64,8 @@ export interface DeployWorkerOptions {
   requeueIntervalMs?: number;
   /** How long a job queued with another configuration of its environment waits for a worker that has it (CONFIG_SKEW_GRACE_MS). */
   configSkewGraceMs?: number;
+  /** How often to remove checkouts of processes that were killed (TREE_SWEEP_INTERVAL_MS). */
+  treeSweepIntervalMs?: number;
 }
 
 export interface DeployWorker {
@@ -112,9 +115,14 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
     fetchTimeoutMs: options.fetchTimeoutMs,
     fetchMaxBytes: options.fetchMaxBytes,
   });
-  void removeStaleTrees().then((removed) => {
-    if (removed > 0) logger.info({ removed }, 'removed checkouts that killed workers left behind');
-  });
+  const sweepTrees = (): void =>
+    void removeStaleTrees().then((removed) => {
+      if (removed > 0) logger.info({ removed }, 'removed checkouts that killed processes left behind');
+    });
+  sweepTrees();
+  // A render or another worker sharing the temporary folder may be killed while this one runs on.
+  const treeSweepTimer = setInterval(sweepTrees, options.treeSweepIntervalMs ?? TREE_SWEEP_INTERVAL_MS);
+  treeSweepTimer.unref();
   const queue = createDeployQueue(redis, keys);
   const aborter = new AbortController();
   // Every Kubernetes request in flight, of every job, listens on this one signal: dozens at
@@ -209,6 +217,7 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
     worker,
     async close(deadlineMs = options.shutdownDeadlineMs ?? DEFAULT_SHUTDOWN_DEADLINE_MS) {
       clearInterval(requeueTimer);
+      clearInterval(treeSweepTimer);
       // First: it takes no new jobs from now on, so other workers must not hand theirs to it.
       await settledWithin(presence.stop(), CLOSE_STEP_MS);
       let timer: NodeJS.Timeout | undefined;

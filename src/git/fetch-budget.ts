@@ -1,8 +1,9 @@
 import { watch, type FSWatcher } from 'node:fs';
-import { readdir, readlink, realpath, rm, stat } from 'node:fs/promises';
+import { readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { bytesFromEnv, millisecondsFromEnv } from '../lib/env-settings.js';
 import { PushgateError } from '../lib/errors.js';
+import { filesHeldOpen } from '../lib/live-processes.js';
 
 /**
  * The most one fetch may bring into a mirror: half of the 2 GiB cache volume of
@@ -178,24 +179,3 @@ async function removeStaleIncomingPacks(packDir: string, staleBefore: number): P
 
 /** Where /proc cannot tell whether a git still writes a pack: that much older again. */
 const STALE_WITHOUT_PROC_MS = 3600_000;
-
-/**
- * The files under `dir` that some process of this user holds open, from /proc (Linux); undefined
- * where /proc cannot be read. Only read when a fetch failed or a stale pack is found.
- */
-async function filesHeldOpen(dir: string): Promise<Set<string> | undefined> {
-  const pids = await readdir('/proc').catch(() => undefined);
-  if (!pids) return undefined;
-  // /proc names files by their real path: a cache folder reached through a symlink differs.
-  const real = await realpath(dir).catch(() => dir);
-  const held = new Set<string>();
-  for (const pid of pids) {
-    if (!/^\d+$/.test(pid)) continue;
-    const fds = await readdir(`/proc/${pid}/fd`).catch(() => [] as string[]);
-    for (const fd of fds) {
-      const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
-      if (target.startsWith(real + path.sep)) held.add(path.join(dir, path.relative(real, target)));
-    }
-  }
-  return held;
-}

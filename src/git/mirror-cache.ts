@@ -1,11 +1,11 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Provider } from '../config/schema.js';
 import { PushgateError } from '../lib/errors.js';
 import { gitAuthEnv } from './auth.js';
+import { makeCheckoutFolder, STALE_TREE_MS } from './checkout-folders.js';
 import { urlWithoutCredentials } from './redact.js';
 import {
   DEFAULT_FETCH_MAX_BYTES,
@@ -84,32 +84,6 @@ export function defaultGitCacheDir(env: Record<string, string | undefined> = pro
  * repository are serialised inside the process (git's ref locks would make concurrent
  * fetches fail); different repositories fetch in parallel.
  */
-const TREE_PREFIX = 'pushgate-tree-';
-/** A checkout lives for one deploy; one untouched this long was left by a process killed mid-deploy. */
-export const STALE_TREE_MS = 6 * 3600_000;
-
-/**
- * Removes the checkouts that killed processes left in `dir` (a SIGKILLed or OOM-killed worker
- * runs no cleanup): this user's `pushgate-tree-*` folders older than STALE_TREE_MS. Best
- * effort; returns how many went.
- */
-export async function removeStaleTrees(dir = tmpdir(), now = Date.now()): Promise<number> {
-  const names = await readdir(dir).catch(() => [] as string[]);
-  let removed = 0;
-  for (const name of names) {
-    if (!name.startsWith(TREE_PREFIX)) continue;
-    const folder = path.join(dir, name);
-    const info = await stat(folder).catch(() => undefined);
-    if (!info?.isDirectory() || info.uid !== process.getuid?.() || now - info.mtimeMs < STALE_TREE_MS)
-      continue;
-    await rm(folder, { recursive: true, force: true }).then(
-      () => removed++,
-      () => undefined,
-    );
-  }
-  return removed;
-}
-
 export class MirrorCache {
   private readonly chains = new Map<string, Promise<unknown>>();
   private readonly fetchTimeoutMs: number;
@@ -191,7 +165,7 @@ export class MirrorCache {
     const gitDir = this.mirrorDir(repo.url);
     await measureTree(gitDir, sha, this.checkoutBudget, LOCAL_TIMEOUT_MS);
     await writeCheckoutAttributes(gitDir);
-    const base = await mkdtemp(path.join(tmpdir(), TREE_PREFIX));
+    const base = await makeCheckoutFolder();
     const dir = path.join(base, 'tree');
     await mkdir(dir);
     const remove = () => rm(base, { recursive: true, force: true });

@@ -79,6 +79,7 @@ export interface WorkerHarness {
     fetchMaxBytes?: number;
     requeueIntervalMs?: number;
     configSkewGraceMs?: number;
+    treeSweepIntervalMs?: number;
     logger?: Logger;
   }): Promise<DeployWorker>;
   /** What the receiver does on a verified push: enqueue through DeployProducer. */
@@ -137,6 +138,7 @@ export async function createWorkerHarness(options: {
         fetchMaxBytes: workerOptions.fetchMaxBytes,
         requeueIntervalMs: workerOptions.requeueIntervalMs,
         configSkewGraceMs: workerOptions.configSkewGraceMs,
+        treeSweepIntervalMs: workerOptions.treeSweepIntervalMs,
       });
       workers.push(worker);
       return worker;

@@ -2,7 +2,8 @@ import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { removeStaleTrees, STALE_TREE_MS } from '../../../src/git/mirror-cache.js';
+import { removeStaleTrees, STALE_TREE_MS } from '../../../src/git/checkout-folders.js';
+import { ownProcessIdentity } from '../../../src/lib/live-processes.js';
 
 let dir: string | undefined;
 
@@ -27,6 +28,18 @@ describe('removeStaleTrees', () => {
 
     expect(await removeStaleTrees(dir)).toBe(1);
     expect((await readdir(dir)).sort()).toEqual(['other-tool-old', 'pushgate-tree-deploying']);
+  });
+
+  it('removes at once a checkout whose owner has ended, even when a new process got its pid', async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'pushgate-stale-'));
+    const own = (await ownProcessIdentity())!;
+    const earlier = String(Number(own.startTicks) - 1);
+    await folder(`pushgate-tree-${own.pid}-${own.startTicks}-Ab12Cd`, STALE_TREE_MS + 60_000);
+    // A restarted container's worker has the killed one's pid, never its start time.
+    await folder(`pushgate-tree-${own.pid}-${earlier}-Ef34Gh`, 1_000);
+
+    expect(await removeStaleTrees(dir)).toBe(1);
+    expect(await readdir(dir)).toEqual([`pushgate-tree-${own.pid}-${own.startTicks}-Ab12Cd`]);
   });
 
   it('is quiet about a folder that does not exist', async () => {
