@@ -150,7 +150,14 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
     ...(options.configSkewGraceMs !== undefined ? { configSkewGraceMs: options.configSkewGraceMs } : {}),
     presence,
   };
-  const processor = (job: Job<DeployJobData>, token?: string) => processDeployJob(job, token, deps);
+  const collectGarbage = (): void =>
+    void mirrors.collectGarbage(aborter.signal).then((failures) => {
+      for (const failure of failures) logger.warn({ err: failure.message }, 'git gc of a mirror failed');
+    });
+  const processor = (job: Job<DeployJobData>, token?: string) =>
+    // Once the job has let go of its environment's lock: no deploy waits for the gc but one
+    // that fetches the same mirror meanwhile.
+    processDeployJob(job, token, deps).finally(collectGarbage);
 
   // BullMQ does not close a connection it was given: we do, in close().
   const workerConnection = createRedis(endpoint, 'worker');

@@ -43,6 +43,18 @@ const LOCKED_RETRY_DELAY_MS = 500;
  * so what measureTree counted is what is written.
  */
 const CHECKOUT_ATTRIBUTES = '* -text -eol -ident -filter -working-tree-encoding\n';
+/**
+ * No gc from a fetch: it would make the deploy that fetched wait for it (in the foreground,
+ * see run-git). collectGarbage runs it once the deploy is over.
+ */
+const NO_AUTO_GC_CONFIG = ['-c', 'gc.auto=0', '-c', 'maintenance.auto=false'];
+/**
+ * `gc --auto` of a mirror: git's own thresholds (6,700 loose objects, 50 packs). A cruft pack
+ * keeps the objects of rewritten history, until pruned, in one file rather than loosened one
+ * file each. The deadline is far above what an environment repository's repack takes.
+ */
+const GC_ARGS = ['-c', 'gc.cruftPacks=true', 'gc', '--auto', '--quiet'];
+const GC_TIMEOUT_MS = 10 * 60_000;
 /** What `git init --bare` makes that every git command needs. */
 const MIRROR_PARTS = ['HEAD', 'config', 'objects', 'refs'];
 
@@ -86,6 +98,8 @@ export function defaultGitCacheDir(env: Record<string, string | undefined> = pro
  */
 export class MirrorCache {
   private readonly chains = new Map<string, Promise<unknown>>();
+  /** Mirrors fetched into since their last gc. */
+  private readonly fetchedSinceGc = new Set<string>();
   private readonly fetchTimeoutMs: number;
   private readonly fetchMaxBytes: number;
   private readonly checkoutBudget: TreeSize;
@@ -109,7 +123,7 @@ export class MirrorCache {
    * repository (without credentials): a worker serves many of both.
    */
   fetchBranch(repo: RepoSource, branch: string, abort?: AbortSignal): Promise<string> {
-    const fetched = this.serialised(repo.url, async () => {
+    const fetched = this.serialised(this.mirrorDir(repo.url), async () => {
       abort?.throwIfAborted();
       const gitDir = await this.ensureMirror(repo.url);
       const ref = `refs/heads/${branch}`;
@@ -137,7 +151,7 @@ export class MirrorCache {
       );
     }
     return this.fetchBranch(repo, branch).then(() =>
-      this.serialised(repo.url, async () => {
+      this.serialised(this.mirrorDir(repo.url), async () => {
         const gitDir = this.mirrorDir(repo.url);
         if (!SHA.test(wanted)) return this.resolveAbbreviated(gitDir, wanted, repo, branch);
         if (await this.hasCommit(gitDir, wanted)) return wanted;
@@ -275,6 +289,7 @@ export class MirrorCache {
       '--git-dir',
       gitDir,
       ...MEASURABLE_FETCH_CONFIG,
+      ...NO_AUTO_GC_CONFIG,
       'fetch',
       '--quiet',
       '--no-tags',
@@ -295,7 +310,30 @@ export class MirrorCache {
       completed = true;
     } finally {
       await watch.stop(completed);
+      this.fetchedSinceGc.add(gitDir);
     }
+  }
+
+  /**
+   * `git gc --auto` on each mirror fetched into since its last one, in this process and under
+   * its deadline. Call it between deploys: in the queue of the mirror's fetches (no fetch of
+   * this process runs beside it), so a fetch that comes meanwhile waits for it. Resolves with
+   * the failures, which leave the mirror as it was and are tried again after its next fetch.
+   */
+  async collectGarbage(abort?: AbortSignal): Promise<Error[]> {
+    const gitDirs = [...this.fetchedSinceGc];
+    this.fetchedSinceGc.clear();
+    const failures = await Promise.all(
+      gitDirs.map((gitDir) =>
+        this.serialised(gitDir, () =>
+          runGit(['--git-dir', gitDir, ...GC_ARGS], { timeoutMs: GC_TIMEOUT_MS, what: 'gc', abort }),
+        ).then(
+          () => undefined,
+          (error: unknown) => (error instanceof Error ? error : new Error(String(error))),
+        ),
+      ),
+    );
+    return failures.filter((failure) => failure !== undefined);
   }
 
   /** runGit kills every git of this cache by then, so no live one holds a lock that long. */
@@ -361,8 +399,7 @@ export class MirrorCache {
     );
   }
 
-  private serialised<T>(url: string, task: () => Promise<T>): Promise<T> {
-    const key = this.mirrorDir(url);
+  private serialised<T>(key: string, task: () => Promise<T>): Promise<T> {
     const previous = this.chains.get(key) ?? Promise.resolve();
     const next = previous.then(task, task);
     const settled = next.catch(() => undefined);

@@ -60,6 +60,14 @@ const NETWORK_ENV = [
 ] as const;
 
 /**
+ * git runs its automatic gc (after a fetch, say) as a daemon of its own by default: outside
+ * the process group this process kills on a timeout, an abort or its own death, with no
+ * deadline, and racing the next fetch into the same mirror. In the foreground it is all
+ * three; MirrorCache turns it off on fetches and runs it itself (collectGarbage).
+ */
+const NO_DETACHED_MAINTENANCE = ['-c', 'gc.autoDetach=false', '-c', 'maintenance.autoDetach=false'];
+
+/**
  * Runs git with a scrubbed environment: no terminal prompt (a missing credential fails at
  * once instead of hanging), no user/system config that could rewrite URLs, and a deadline
  * after which the whole process group (git and its remote helpers) is killed, as it is when
@@ -95,7 +103,7 @@ export function streamGit(
 ): Promise<StreamResult> {
   return new Promise((resolve, reject) => {
     const inherited = options.processEnv ?? process.env;
-    const child = spawnProcessGroup('git', args, {
+    const child = spawnProcessGroup('git', [...NO_DETACHED_MAINTENANCE, ...args], {
       cwd: options.cwd,
       env: {
         PATH: inherited.PATH,
