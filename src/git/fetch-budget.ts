@@ -138,7 +138,12 @@ export async function watchFetch(
       const held = await filesHeldOpen(packDir);
       // Without /proc, which process a pack is of cannot be told: only the budget's kill is sure.
       if (!held && !overBudget) return;
-      const ours = [...seen].filter((name) => !held?.has(path.join(packDir, name)));
+      // Packs only: index-pack closes a finished `.idx` before it renames it into place (after
+      // the pack's fsync), so another process's may be unheld for a while; the sweep of stale
+      // files takes ours, which are small.
+      const ours = [...seen].filter(
+        (name) => name.startsWith('tmp_pack_') && !held?.has(path.join(packDir, name)),
+      );
       await Promise.all(ours.map((name) => rm(path.join(packDir, name), { force: true })));
     },
   };

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcessByStdio } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
@@ -54,6 +54,31 @@ async function slowSsh(dir: string): Promise<string> {
     mode: 0o755,
   });
   return ssh;
+}
+
+/**
+ * An ssh stand-in that runs git-upload-pack here, lets the first MiB of its output through
+ * and then waits on a FIFO: `go` lets the rest through, `fail` drops the connection. Both
+ * fetches of a test then stand mid-pack for as long as it needs, however loaded the machine.
+ * (The FIFO's path is written into the script: runGit passes git no variable of ours.)
+ */
+async function gatedSsh(
+  dir: string,
+  name: string,
+): Promise<{ ssh: string; answer: (verdict: 'go' | 'fail') => Promise<void> }> {
+  const gate = path.join(dir, `${name}.gate`);
+  execFileSync('mkfifo', [gate]);
+  const relay =
+    "const fs = require('fs'); let sent = 0, gated = false;" +
+    "process.stdin.on('data', (c) => { process.stdin.pause(); process.stdout.write(c, () => {" +
+    ' sent += c.length;' +
+    ` if (!gated && sent >= ${MIB}) { gated = true; if (fs.readFileSync('${gate}', 'utf8') === 'fail') process.exit(1); }` +
+    ' process.stdin.resume(); }); })';
+  const ssh = path.join(dir, `${name}-ssh`);
+  await writeFile(ssh, `#!/bin/sh\nfor last; do :; done\nsh -c "$last" | node -e "${relay}"\n`, {
+    mode: 0o755,
+  });
+  return { ssh, answer: (verdict) => writeFile(gate, verdict) };
 }
 
 describe('git mirror cache: the fetch budget (real git over file://)', () => {
@@ -131,27 +156,36 @@ describe('git mirror cache: the fetch budget (real git over file://)', () => {
   it('leaves alone the partial pack of another process fetching into the mirror when its own fetch fails', async () => {
     await repo.commit({ 'manifests/a.yaml': configMap('a') });
     const large = await commitLargeFile(repo, LARGE_FILE_BYTES);
-    const ssh = await slowSsh(scratch);
     const slow = { url: `ssh://localhost${repo.bareDir}`, provider: 'github' as const };
-    const env = { ...process.env, GIT_SSH_COMMAND: ssh };
-    // A worker whose fetch times out, and `pushgate render` beside it on the same cache,
-    // reached through a symlink (/proc names open files by their real path).
+    const workerGate = await gatedSsh(scratch, 'worker');
+    const renderGate = await gatedSsh(scratch, 'render');
+    // A worker whose fetch fails, and `pushgate render` beside it on the same cache, reached
+    // through a symlink (/proc names open files by their real path).
     const linked = path.join(scratch, 'cache-link');
     await symlink(cacheDir, linked);
-    const worker = new MirrorCache({ dir: linked, fetchTimeoutMs: 3_000, env });
-    const render = new MirrorCache({ dir: linked, env });
-    const failing = worker.fetchBranch(slow, repo.branch).catch((e: unknown) => e);
+    const worker = new MirrorCache({ dir: linked, env: { ...process.env, GIT_SSH_COMMAND: workerGate.ssh } });
+    const render = new MirrorCache({ dir: linked, env: { ...process.env, GIT_SSH_COMMAND: renderGate.ssh } });
     const packDir = path.join(worker.mirrorDir(slow.url), 'objects', 'pack');
-    await until(async () =>
-      (await readdir(packDir).catch(() => [])).some((name) => name.startsWith('tmp_pack')),
-    );
-    const rendering = render.fetchBranch(slow, repo.branch);
-    // Both packs arriving when the worker's fetch times out.
-    const incoming = async () => (await readdir(packDir)).filter((name) => name.startsWith('tmp_pack'));
-    await until(async () => (await incoming()).length === 2);
+    const incoming = async () =>
+      (await readdir(packDir).catch(() => [] as string[])).filter((name) => name.startsWith('tmp_pack'));
 
-    expect(errorMessage(await failing)).toContain('timed out after 3000 ms');
+    const failing = worker.fetchBranch(slow, repo.branch).catch((e: unknown) => e);
+    const [workerPack] = await until(async () => {
+      const names = await incoming();
+      return names.length === 1 && names;
+    });
+    const rendering = render.fetchBranch(slow, repo.branch);
+    const renderPack = await until(async () => (await incoming()).find((name) => name !== workerPack));
+
+    // Both packs are arriving, and neither fetch can end on its own: the worker's fails now.
+    await workerGate.answer('fail');
+    expect(errorMessage(await failing)).toMatch(/fetch env\/staging/);
+    // Its cleanup has run (the fetch settles after it): its own pack is gone, the render's kept.
+    expect(await incoming()).toEqual([renderPack]);
+
+    await renderGate.answer('go');
     expect(await rendering).toBe(large);
+    expect(await incoming()).toEqual([]);
   });
 
   it('fetches up to its budget, and again once the branch is back under it', async () => {
