@@ -111,43 +111,50 @@ describe('checkouts of killed processes (real Redis, git, kube-apiserver)', () =
     }
   });
 
-  it('a running worker removes the checkout of a process killed after it started', async () => {
+  it('a running worker removes the checkout of a process killed after it started, not that of one still running', async () => {
     const repo = await createEnvRepo();
     const harness = await createWorkerHarness({
       redisUrl: redis.url,
       environments: [{ name: 'web', repo, env: { namespace: 'killed-checkout-never-applied' } }],
     });
-    let render: Child | undefined;
+    const renders: Child[] = [];
     try {
       await harness.startWorker({ treeSweepIntervalMs: SWEEP_MS });
       const sha = await repo.commit({ 'manifests/web.yaml': deployment('web') });
-      // A `pushgate render` beside the worker, say, killed while its checkout exists.
-      const script = `
-        const { MirrorCache } = await import(${JSON.stringify(MIRROR_CACHE)});
-        const mirrors = new MirrorCache({ dir: ${JSON.stringify(path.join(harness.cacheDir, 'render'))} });
-        const repo = { url: ${JSON.stringify(repo.url)}, provider: 'github' };
-        await mirrors.fetchBranch(repo, ${JSON.stringify(repo.branch)});
-        const tree = await mirrors.checkout(repo, ${JSON.stringify(sha)});
-        console.log(tree.dir);
-        setInterval(() => undefined, 60_000);`;
-      render = spawn(process.execPath, ['--input-type=module', '-e', script], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let printed = '';
-      render.stdout.setEncoding('utf8').on('data', (chunk: string) => (printed += chunk));
-      render.stderr.setEncoding('utf8').on('data', (chunk: string) => (printed += chunk));
-      const treeDir = await until(() => Promise.resolve(/^(\/.*)\n/.exec(printed)?.[1])).catch(() => {
-        throw new Error(`no checkout was made: ${printed}`);
-      });
-      // Still there after three sweeps (a negative has no event to wait on): left alone while its process runs.
-      await new Promise((resolve) => setTimeout(resolve, 3 * SWEEP_MS));
-      expect(existsSync(treeDir)).toBe(true);
+      // A `pushgate render` beside the worker, say, with a checkout of its own.
+      const startRender = async (name: string): Promise<{ render: Child; treeDir: string }> => {
+        const script = `
+          const { MirrorCache } = await import(${JSON.stringify(MIRROR_CACHE)});
+          const mirrors = new MirrorCache({ dir: ${JSON.stringify(path.join(harness.cacheDir, name))} });
+          const repo = { url: ${JSON.stringify(repo.url)}, provider: 'github' };
+          await mirrors.fetchBranch(repo, ${JSON.stringify(repo.branch)});
+          const tree = await mirrors.checkout(repo, ${JSON.stringify(sha)});
+          console.log(tree.dir);
+          setInterval(() => undefined, 60_000);`;
+        const render = spawn(process.execPath, ['--input-type=module', '-e', script], {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        renders.push(render);
+        let printed = '';
+        render.stdout.setEncoding('utf8').on('data', (chunk: string) => (printed += chunk));
+        render.stderr.setEncoding('utf8').on('data', (chunk: string) => (printed += chunk));
+        const treeDir = await until(() => Promise.resolve(/^(\/.*)\n/.exec(printed)?.[1])).catch(() => {
+          throw new Error(`no checkout was made: ${printed}`);
+        });
+        return { render, treeDir };
+      };
+      const killedOne = await startRender('killed');
+      const living = await startRender('living');
 
-      await killed(render);
+      await killed(killedOne.render);
 
-      await until(() => Promise.resolve(!existsSync(treeDir)), 5_000);
+      // The sweep that removed the dead one's checkout left the living one's alone.
+      await until(() => Promise.resolve(!existsSync(killedOne.treeDir)), 5_000);
+      expect(existsSync(living.treeDir)).toBe(true);
+      await killed(living.render);
+      await until(() => Promise.resolve(!existsSync(living.treeDir)), 5_000);
     } finally {
-      if (render) await killed(render);
+      await Promise.all(renders.map(killed));
       await harness.close();
       await repo.remove();
     }
