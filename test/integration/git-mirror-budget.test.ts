@@ -126,7 +126,7 @@ describe('git mirror cache: the checkout budget (real git)', () => {
 
     const tree = await cache.checkout(source(), atBudget);
     try {
-      expect(path.relative(temp, tree.dir)).toMatch(/^pushgate-tree-\w+\/tree$/);
+      expect(path.relative(temp, tree.dir)).toMatch(/^pushgate-tree-\d+-\d+-\w+\/tree$/);
       expect((await readdir(path.join(tree.dir, 'manifests'))).sort()).toEqual(['a.yaml', 'b.yaml']);
     } finally {
       await tree.remove();
