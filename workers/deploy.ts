@@ -150,10 +150,21 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
     ...(options.configSkewGraceMs !== undefined ? { configSkewGraceMs: options.configSkewGraceMs } : {}),
     presence,
   };
-  const collectGarbage = (): void =>
-    void mirrors.collectGarbage(aborter.signal).then((failures) => {
-      for (const failure of failures) logger.warn({ err: failure.message }, 'git gc of a mirror failed');
+  // Its own: a shutdown stops a gc still running once the deploys are over, not before.
+  const gcAborter = new AbortController();
+  let collecting: Promise<void> | undefined;
+  const collectGarbage = (): void => {
+    if (gcAborter.signal.aborted) return;
+    const run = (collecting ?? Promise.resolve()).then(() =>
+      mirrors.collectGarbage(gcAborter.signal).then((failures) => {
+        for (const failure of failures) logger.warn({ err: failure.message }, 'git gc of a mirror failed');
+      }),
+    );
+    collecting = run;
+    void run.finally(() => {
+      if (collecting === run) collecting = undefined;
     });
+  };
   const processor = (job: Job<DeployJobData>, token?: string) =>
     // Once the job has let go of its environment's lock: no deploy waits for the gc but one
     // that fetches the same mirror meanwhile.
@@ -242,6 +253,11 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
         // and a worker that never exits holds its pod until SIGKILL.
         await settledWithin(worker.close(true), CLOSE_STEP_MS);
       }
+      // A gc still running gets a moment, then TERM, on which git removes its gc.pid (one left
+      // behind would hold up the mirror's next gc for hours).
+      await settledWithin(collecting, CLOSE_STEP_MS);
+      gcAborter.abort(new Error('worker shutting down'));
+      await settledWithin(collecting, CLOSE_STEP_MS);
       await settledWithin(options.reporter?.flush(STATUS_FLUSH_AT_SHUTDOWN_MS), CLOSE_STEP_MS);
       await settledWithin(options.reporter?.close(), CLOSE_STEP_MS);
       await settledWithin(requeueing, CLOSE_STEP_MS);

@@ -28,6 +28,8 @@ export const FETCH_BUDGET_POLL_MS = 100;
 export const MEASURABLE_FETCH_CONFIG = ['-c', 'fetch.unpackLimit=1', '-c', 'transfer.unpackLimit=1'];
 /** What index-pack writes while a pack arrives; renamed to `pack-<hash>.*` once it is whole. */
 const INCOMING_PACK = /^tmp_(pack|idx)_/;
+/** All git writes beside a pack before renaming it (reverse indexes, bitmaps, a cruft pack's mtimes). */
+const PACK_TEMPORARY = /^tmp_(pack|idx|rev|bitmap|mtimes)_/;
 
 /** A fetch stopped at its budget: permanent, as the same push would bring the same data again. */
 export class FetchTooLargeError extends PushgateError {
@@ -149,21 +151,21 @@ export async function watchFetch(
   };
 }
 
-async function incomingPacks(packDir: string): Promise<string[]> {
+async function incomingPacks(packDir: string, pattern = INCOMING_PACK): Promise<string[]> {
   const names = await readdir(packDir).catch(() => [] as string[]);
-  return names.filter((name) => INCOMING_PACK.test(name));
+  return names.filter((name) => pattern.test(name));
 }
 
 /**
- * Removes the partial packs last written before `staleBefore` (left by a process killed
- * mid-fetch, which ran no cleanup; a git still writing keeps its pack's time fresh) and
- * returns the names of those left.
+ * Removes the partial packs, and what git writes beside them, last written before `staleBefore`
+ * (left by a process killed mid-fetch or mid-gc, which ran no cleanup; a git still writing
+ * keeps its file's time fresh) and returns the names of those left.
  */
 async function removeStaleIncomingPacks(packDir: string, staleBefore: number): Promise<string[]> {
   const left: string[] = [];
   let held: Set<string> | undefined;
   let heldRead = false;
-  for (const name of await incomingPacks(packDir)) {
+  for (const name of await incomingPacks(packDir, PACK_TEMPORARY)) {
     const file = path.join(packDir, name);
     const info = await stat(file).catch(() => undefined);
     if (!info) continue;

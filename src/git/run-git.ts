@@ -139,6 +139,8 @@ export function streamGit(
     const { abort } = options;
     const onAbort = (): void => killProcessGroup(child.pid);
     abort?.addEventListener('abort', onAbort, { once: true });
+    // Aborted before it started (a gc queued behind a shutdown's): no 'abort' event comes.
+    if (abort?.aborted) onAbort();
     child.on('error', (error) => {
       clearTimeout(timer);
       abort?.removeEventListener('abort', onAbort);

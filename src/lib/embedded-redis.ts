@@ -127,11 +127,11 @@ async function launch(
     '--loglevel', 'notice',
   ]; // prettier-ignore
 
-  // PATH alone: the server lives as long as pushgate and needs none of its secrets (GIT_TOKEN...).
+  // None of pushgate's secrets (GIT_TOKEN...): the server needs only where its libraries are.
   const child = spawn(binary, args, {
     stdio: ['pipe', 'pipe', 'pipe'],
     detached: true,
-    env: { PATH: process.env.PATH },
+    env: { PATH: process.env.PATH, LD_LIBRARY_PATH: process.env.LD_LIBRARY_PATH },
   });
   // redis-server reads stdin to its end before it starts; it may also exit before reading it.
   child.stdin?.on('error', () => undefined);

@@ -25,10 +25,18 @@ let own: Promise<ProcessIdentity | undefined> | undefined;
 
 /** This process's identity; undefined where /proc cannot be read. */
 export function ownProcessIdentity(): Promise<ProcessIdentity | undefined> {
-  own ??= statFields(process.pid).then((fields) => {
-    const startTicks = fields?.[START_TICKS_FROM_STATE];
-    return startTicks && /^\d+$/.test(startTicks) ? { pid: process.pid, startTicks } : undefined;
-  });
+  // /proc/self, not /proc/<process.pid>: in a PID namespace that did not mount its own /proc,
+  // the two name different processes, and this /proc is the one every check reads.
+  own ??= readFile('/proc/self/stat', 'utf8').then(
+    (text) => {
+      const pid = Number(text.slice(0, text.indexOf(' ')));
+      const startTicks = text.slice(text.lastIndexOf(')') + 2).split(' ')[START_TICKS_FROM_STATE];
+      return Number.isInteger(pid) && pid > 0 && startTicks && /^\d+$/.test(startTicks)
+        ? { pid, startTicks }
+        : undefined;
+    },
+    () => undefined,
+  );
   return own;
 }
 

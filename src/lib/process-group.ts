@@ -33,12 +33,27 @@ export function spawnProcessGroup(
   return child;
 }
 
+/**
+ * TERM, then KILL a second later to what is still there: on TERM git removes its lock and
+ * temporary files (a lock left behind holds up the next fetch of the mirror, a `gc.pid` the
+ * next gc, for hours), which a KILL leaves.
+ */
 export function killProcessGroup(pid: number | undefined): void {
-  if (pid === undefined) return;
+  if (pid === undefined || !signalGroup(pid, 'SIGTERM')) return;
+  setTimeout(() => {
+    if (signalGroup(pid, 0)) signalGroup(pid, 'SIGKILL');
+  }, KILL_AFTER_TERM_MS).unref();
+}
+
+const KILL_AFTER_TERM_MS = 1_000;
+
+/** Whether the group was there to signal. */
+function signalGroup(pid: number, signal: NodeJS.Signals | 0): boolean {
   try {
-    process.kill(-pid, 'SIGKILL');
+    process.kill(-pid, signal);
+    return true;
   } catch {
-    // Already gone.
+    return false;
   }
 }
 
@@ -48,14 +63,15 @@ export function killProcessGroup(pid: number | undefined): void {
  * the groups then get TERM, which lets git remove its lock files (a lock left behind holds up
  * the next fetch of the mirror), and KILL a second later, those still there (a group id
  * freed by TERM is not killed under another owner but in the instant between the two). A
- * partial last line, cut by that death, is never read as a list.
+ * partial last line, cut by that death, is never read as a list. (`kill -TERM "-G"`: the form
+ * dash, bash and busybox all read as a group; busybox refuses `--`, dash `-s KILL "-G"`.)
  */
 const WATCHDOG_SCRIPT = `groups=
 while read -r line; do groups=$line; done
 [ -n "$groups" ] || exit 0
-for group in $groups; do kill -s TERM -- "-$group"; done
+for group in $groups; do kill -TERM "-$group"; done
 sleep 1
-for group in $groups; do kill -s 0 -- "-$group" 2>/dev/null && kill -s KILL -- "-$group"; done`;
+for group in $groups; do kill -0 "-$group" 2>/dev/null && kill -KILL "-$group"; done`;
 
 /**
  * One shell per process that kills this process's groups when it dies. A child runs on after

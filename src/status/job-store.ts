@@ -167,8 +167,7 @@ return outcomes
  * (the environment's lastJob), or one finished after ARGV[3] (ISO time): whoever follows it
  * (`sync --wait`, the 202's status URL) reads it next. The sha and delivery keys that name a
  * dropped job go with it: a claim takes a job without a record for finished anyway. Runs when
- * a job finishes, never on the webhook path, over at most TRIM_SCAN_LIMIT records; records are
- * JSON.stringify's, so the state reads as plain text.
+ * a job finishes, never on the webhook path, over at most TRIM_SCAN_LIMIT records.
  * KEYS: environment index, all-jobs index, quiet re-syncs. ARGV: record key prefix, the job
  * just finished, the cutoff, the environment's sha key prefix, its GitHub and GitLab delivery
  * key prefixes.
@@ -180,27 +179,46 @@ export const HISTORY_BYTES_PER_ENVIRONMENT = 16 * 1024 * 1024;
 /** `GET /environments/:name` shows 20 recent jobs: those stay whatever their size or number. */
 const HISTORY_ALWAYS_KEPT = 20;
 export const QUIET_RESYNCS_KEPT = 10;
+/** Dropped at most per trim, so one call never holds Redis long; the next finish goes on. */
+const TRIM_MAX_DROPS = 100;
+/** Enough for every field before `resources` (ids, names, a pusher, shas, times). */
+const RECORD_HEAD_BYTES = 4096;
 const TRIM_SCRIPT = `
 local envKey, allKey, quietKey = KEYS[1], KEYS[2], KEYS[3]
 local prefix, justFinished, cutoff, shaPrefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local deliveryPrefix = { github = ARGV[5], gitlab = ARGV[6] }
+-- The record's fields before its object list, decoded: a record of 1,000 objects is ~100 KB,
+-- and decoding hundreds whole would hold Redis for seconds.
+local function fieldsBeforeResources(id)
+  local head = redis.call('GETRANGE', prefix .. id, 0, ${RECORD_HEAD_BYTES} - 1)
+  local cut = string.find(head, ',"resources":', 1, true)
+  local text = head
+  if cut then text = string.sub(head, 1, cut - 1) .. '}'
+  elseif #head == ${RECORD_HEAD_BYTES} then text = redis.call('GET', prefix .. id) or '' end
+  local ok, record = pcall(cjson.decode, text)
+  if ok and type(record) == 'table' then return record end
+  return nil
+end
 local ids = redis.call('ZREVRANGE', envKey, 0, ${TRIM_SCAN_LIMIT} - 1)
 if #ids <= ${QUIET_RESYNCS_KEPT} then return 0 end
 local quiet = {}
 for _, id in ipairs(redis.call('ZRANGE', quietKey, 0, -1)) do quiet[id] = true end
-local kept, bytes, quietKept, drop = 0, 0, 0, {}
+local kept, bytes, quietKept, full, drop = 0, 0, 0, false, {}
 for n, id in ipairs(ids) do
+  if #drop >= ${TRIM_MAX_DROPS} then break end
   local size = redis.call('STRLEN', prefix .. id)
-  local over = (quiet[id] and quietKept >= ${QUIET_RESYNCS_KEPT}) or (n > ${HISTORY_ALWAYS_KEPT}
-    and (kept >= ${HISTORY_PER_ENVIRONMENT} or bytes + size > ${HISTORY_BYTES_PER_ENVIRONMENT}))
+  -- Once the history is full, every older record goes: none is kept past one that was not.
+  if n > ${HISTORY_ALWAYS_KEPT} and (kept >= ${HISTORY_PER_ENVIRONMENT} or bytes + size > ${HISTORY_BYTES_PER_ENVIRONMENT}) then
+    full = true
+  end
+  local over = (quiet[id] and quietKept >= ${QUIET_RESYNCS_KEPT}) or (n > ${HISTORY_ALWAYS_KEPT} and full)
   if over and id ~= justFinished then
-    local raw = redis.call('GET', prefix .. id)
-    local state = raw and string.match(raw, '"state":"(%a+)"')
-    local finishedAt = raw and string.match(raw, '"finishedAt":"([^"]*)"')
-    if state == 'queued' or state == 'running' or (finishedAt and finishedAt > cutoff) then
+    local record = fieldsBeforeResources(id)
+    local finishedAt = record and type(record.finishedAt) == 'string' and record.finishedAt
+    if record and (record.state == 'queued' or record.state == 'running' or (finishedAt and finishedAt > cutoff)) then
       over = false
     else
-      drop[#drop + 1] = { id, raw }
+      drop[#drop + 1] = { id, record }
     end
   else
     over = false
@@ -214,9 +232,8 @@ local function dropKeyNaming(key, id)
   if redis.call('GET', key) == id then redis.call('DEL', key) end
 end
 for _, dropped in ipairs(drop) do
-  local id, raw = dropped[1], dropped[2]
-  local ok, record = pcall(cjson.decode, raw or '')
-  if ok and type(record) == 'table' then
+  local id, record = dropped[1], dropped[2]
+  if record then
     local trigger = type(record.trigger) == 'table' and record.trigger or {}
     if type(record.sha) == 'string' then dropKeyNaming(shaPrefix .. record.sha, id) end
     if type(trigger.sha) == 'string' then dropKeyNaming(shaPrefix .. trigger.sha, id) end

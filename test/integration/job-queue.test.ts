@@ -315,6 +315,45 @@ describe('deploy job queue', () => {
     expect(await connection.exists(...keysOf(stayed))).toBe(3);
   });
 
+  it('drops every record older than the one that filled the size budget, leaving no gap', async () => {
+    const { store } = await services();
+    const start = Date.parse('2026-01-01T00:00:00Z');
+    const objects = (count: number): ResourceResult[] =>
+      Array.from({ length: count }, (_, n) => ({
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        namespace: 'apps',
+        name: `config-${String(n).padStart(5, '0')}`,
+        action: 'unchanged',
+      }));
+    // Oldest first: 9 small records, one of ~3 MB, then 20 of ~0.7 MB (14 MB together): the
+    // large one overflows the budget, and each small one would fit beside the 20.
+    const sizes = [...Array<number>(9).fill(1), 30_000, ...Array<number>(20).fill(7_000)];
+    for (const [i, count] of sizes.entries()) {
+      const id = `sized-${i}`;
+      await store.claimMany([
+        {
+          id,
+          environment: 'staging',
+          trigger: { kind: 'manual' },
+          receivedAt: new Date(start + i * 1000).toISOString(),
+        },
+      ]);
+      await store.finish(id, {
+        state: 'succeeded',
+        resources: objects(count),
+        finishedAt: new Date(start + i * 1000 + 500).toISOString(),
+      });
+    }
+    const kept = (await store.list({ environment: 'staging', limit: 100 })).map((job) => job.id);
+    expect(kept).toEqual(
+      sizes
+        .map((_, i) => `sized-${i}`)
+        .slice(-20)
+        .reverse(),
+    );
+  });
+
   it('counts the newest jobs by state without reading their object lists', async () => {
     const { store } = await services();
     const start = Date.parse('2026-01-01T00:00:00Z');

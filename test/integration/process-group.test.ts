@@ -1,8 +1,11 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
+import { killProcessGroup, spawnProcessGroup } from '../../src/lib/process-group.js';
 import { childrenRunning, liveInGroup } from '../helpers/process.js';
 import { until } from '../helpers/until.js';
 
@@ -52,6 +55,30 @@ describe('spawnProcessGroup (real processes, /proc)', () => {
 
     await until(async () => (await liveInGroup(group)).length === 0, 3_000).catch(() => undefined);
     expect(await liveInGroup(group)).toEqual([]);
+  });
+
+  it('stops a group with TERM first, so git can remove its lock files, then KILL', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'pushgate-group-'));
+    try {
+      const said = path.join(dir, 'said');
+      // `wait` returns on a trapped signal; the trap writes, then the shell ends; its sleep ignores TERM.
+      const child = spawnProcessGroup(
+        'sh',
+        ['-c', `trap 'echo term > "${said}"; exit 0' TERM; (trap '' TERM; sleep 60) & wait`],
+        { env: process.env },
+      );
+      groups.push(child.pid!);
+      await until(async () => (await liveInGroup(child.pid!)).length >= 2);
+
+      killProcessGroup(child.pid);
+
+      await until(() => Promise.resolve(existsSync(said)));
+      expect(await readFile(said, 'utf8')).toBe('term\n');
+      // What ignores TERM goes a second later.
+      await until(async () => (await liveInGroup(child.pid!)).length === 0, 3_000);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('replaces a watchdog killed by someone else while a group is live', async () => {
