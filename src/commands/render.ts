@@ -60,5 +60,9 @@ export async function runRender(args: CommandArgs): Promise<number> {
       throw error;
     args.stderr.write(`pushgate render: ${error instanceof Error ? error.message : String(error)}\n`);
     return 1;
+  } finally {
+    // Fetches leave gc to their caller: a mirror only render fetches into would never be repacked.
+    for (const failure of await mirrors.collectGarbage())
+      args.stderr.write(`pushgate render: warning: git gc of the mirror failed: ${failure.message}\n`);
   }
 }

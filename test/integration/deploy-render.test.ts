@@ -1,12 +1,14 @@
 import { CoreV1Api } from '@kubernetes/client-node';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { parseAllDocuments } from 'yaml';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { runRender } from '../../src/commands/render.js';
+import { MirrorCache } from '../../src/git/mirror-cache.js';
 import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
+import { git } from '../helpers/git.js';
 import { createTestNamespace, kubeConfigFromTest, type TestNamespace } from '../helpers/kube.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { createWorkerHarness, type WorkerHarness } from './worker-harness.js';
@@ -173,5 +175,25 @@ describe('pushgate render (real git, kube-apiserver)', () => {
 
     expect(code).toBe(2);
     expect(err).toMatch(/unknown environment "nope"/);
+  });
+
+  it('repacks a mirror that only render fetches into', async () => {
+    await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '0' }) });
+    expect((await render(['web'])).code).toBe(0);
+    const gitDir = new MirrorCache({ dir: path.join(dir, 'cache') }).mirrorDir(repo.url);
+    const packLimit = 3;
+    await git(gitDir, ['config', 'gc.autoPackLimit', String(packLimit)]);
+    const packs = async () =>
+      (await readdir(path.join(gitDir, 'objects', 'pack'))).filter((name) => name.endsWith('.pack')).length;
+
+    // Each fetch writes one pack; with gc left to a worker, render's would pile up.
+    for (let i = 1; i <= packLimit + 2; i++) {
+      await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: String(i) }) });
+      const { code, err } = await render(['web']);
+      expect(code, err).toBe(0);
+      expect(err).not.toMatch(/gc/);
+    }
+
+    expect(await packs()).toBeLessThanOrEqual(packLimit);
   });
 });
