@@ -7,10 +7,18 @@ import type { ResourceResult } from '../status/job-record.js';
 const PERMANENT_CODES = new Set(['manifest_invalid', 'policy_violation', 'config_invalid', 'usage']);
 
 /**
- * Bad manifests, policy violations and what the engine marks permanent fail the job at once;
- * everything else (network, 5xx, 429, conflicts, a git fetch timeout, a lost lock) retries.
+ * What the API server refuses as malformed, invalid or too large: the same request, and a
+ * retried deploy of the same commit makes the same one, gets the same answer.
+ */
+const REFUSED_AS_SENT = new Set([400, 413, 422]);
+
+/**
+ * Bad manifests, policy violations, what the engine marks permanent and a request the API
+ * server refuses as sent fail the job at once; everything else (network, 5xx, 429,
+ * conflicts, a git fetch timeout, a lost lock) retries.
  */
 export function isPermanentFailure(error: unknown): boolean {
+  if (error instanceof KubeApiError) return error.status !== undefined && REFUSED_AS_SENT.has(error.status);
   if (!(error instanceof PushgateError)) return false;
   return error.permanent || PERMANENT_CODES.has(error.code);
 }

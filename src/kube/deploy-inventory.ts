@@ -1,8 +1,10 @@
+import { PushgateError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { ENVIRONMENT_LABEL, type PreparedObject } from '../manifests/prepare.js';
 import type { ClusterClient } from './cluster.js';
 import { resultOf, type Results } from './deploy-results.js';
 import {
+  assertInventoryFits,
   inventoriesLeftIn,
   inventoryName,
   inventoryNamespaceExists,
@@ -58,6 +60,7 @@ export async function readDeployInventory(
     );
   }
   const previous = mergeInventories([...(home ? [home] : []), ...left.found.map((found) => found.inventory)]);
+  assertSetFits(environment, previous, objects);
   for (const found of left.found) {
     const warning =
       `inventory of ${environment.name} found in namespace ${found.namespace}, not ${environment.namespace} (the environment's ` +
@@ -110,6 +113,27 @@ export async function readDeployInventory(
     );
   }
   return { previous, left, namespaceExists, homeNamespace, writeHome };
+}
+
+/** What the deploy writes as the inventory before its first write must fit it, or nothing is written. */
+function assertSetFits(
+  environment: DeployRequest['environment'],
+  previous: Inventory | undefined,
+  objects: readonly PreparedObject[],
+): void {
+  const planned = mergeInventories([
+    { revision: previous?.revision ?? '', objects: objects.map((object) => object.ref) },
+    ...(previous ? [previous] : []),
+  ]);
+  try {
+    if (planned) assertInventoryFits(environment, planned);
+  } catch (error) {
+    if (!(error instanceof PushgateError)) throw error;
+    throw new DeployError(error.code, error.message, {
+      permanent: true,
+      resources: objects.map((object) => resultOf(object.ref, 'skipped', 'not applied')),
+    });
+  }
 }
 
 /**

@@ -1,3 +1,4 @@
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { z } from 'zod';
 import type { EnvironmentConfig } from '../config/schema.js';
 import { PushgateError } from '../lib/errors.js';
@@ -13,11 +14,14 @@ import { KubeApiError } from './http.js';
  * any later deploy was about to apply when it failed (recorded before its first write, so
  * whatever it created is pruned once the set drops it):
  *
- *   data.revision:     the commit sha of the last successful deploy
- *   data.objects.json: one JSON ref per line, {"apiVersion","kind","namespace"?,"name"}
+ *   data.revision:              the commit sha of the last successful deploy
+ *   data.objects.json:          one JSON ref per line, {"apiVersion","kind","namespace"?,"name"}
+ *   binaryData.objects.json.gz: the same lines gzipped, instead, when they do not fit
  *
- * A ConfigMap holds 1 MiB, about 10,000 refs. Prune works from this list only, never
- * from names or labels alone.
+ * A ConfigMap holds 1 MiB: about 10,000 refs as plain lines, far more gzipped. Plain is kept
+ * wherever it fits, so `kubectl get` shows the list and every inventory an earlier version
+ * could write reads the same to it. Prune works from this list only, never from names or
+ * labels alone.
  */
 export interface Inventory {
   revision: string;
@@ -59,6 +63,13 @@ const refSchema = z
     name: z.string().min(1),
   })
   .strict();
+
+const REFS_KEY = 'objects.json';
+const PACKED_REFS_KEY = 'objects.json.gz';
+/** What the API server lets a ConfigMap's data and binaryData hold together. */
+const CONFIG_MAP_MAX_BYTES = 1024 * 1024;
+/** A hand-edited gzip member must not inflate without bound when it is read. */
+const UNPACKED_REFS_MAX_BYTES = 256 * 1024 * 1024;
 
 export function inventoryName(environment: string): string {
   return `pushgate-inventory-${environment}`;
@@ -184,8 +195,33 @@ export function mergeInventories(inventories: readonly Inventory[]): Inventory |
 
 function parseInventory(live: LiveObject, environment: InventoryEnvironment): Inventory {
   const data = (live.data ?? {}) as Record<string, string>;
+  const packed = ((live.binaryData ?? {}) as Record<string, string>)[PACKED_REFS_KEY];
+  const objects = parseRefLines(environment, REFS_KEY, data[REFS_KEY] ?? '');
+  // Both are there only when someone else took over the plain list's field: keep every ref,
+  // so nothing listed escapes prune.
+  if (packed !== undefined)
+    objects.push(...parseRefLines(environment, PACKED_REFS_KEY, unpackRefs(environment, packed)));
+  const installation = live.metadata.annotations?.[INSTALLATION_ANNOTATION];
+  return { revision: data.revision ?? '', objects, ...(installation ? { installation } : {}) };
+}
+
+function unpackRefs(environment: InventoryEnvironment, packed: string): string {
+  try {
+    return gunzipSync(Buffer.from(packed, 'base64'), { maxOutputLength: UNPACKED_REFS_MAX_BYTES }).toString(
+      'utf8',
+    );
+  } catch (error) {
+    throw inventoryError(
+      environment,
+      `${PACKED_REFS_KEY} is not a gzipped list of object refs (${error instanceof Error ? error.message : String(error)}); ` +
+        'fix or delete the ConfigMap (deleting it means objects applied before are no longer pruned)',
+    );
+  }
+}
+
+function parseRefLines(environment: InventoryEnvironment, key: string, text: string): ObjectRef[] {
   const objects: ObjectRef[] = [];
-  const lines = (data['objects.json'] ?? '').split('\n').filter((line) => line.trim() !== '');
+  const lines = text.split('\n').filter((line) => line.trim() !== '');
   for (const [index, line] of lines.entries()) {
     let parsed: z.SafeParseReturnType<unknown, ObjectRef>;
     try {
@@ -196,13 +232,46 @@ function parseInventory(live: LiveObject, environment: InventoryEnvironment): In
     if (!parsed.success) {
       throw inventoryError(
         environment,
-        `line ${index + 1} of objects.json is not an object ref; fix or delete the ConfigMap (deleting it means objects applied before are no longer pruned)`,
+        `line ${index + 1} of ${key} is not an object ref; fix or delete the ConfigMap (deleting it means objects applied before are no longer pruned)`,
       );
     }
     objects.push(parsed.data);
   }
-  const installation = live.metadata.annotations?.[INSTALLATION_ANNOTATION];
-  return { revision: data.revision ?? '', objects, ...(installation ? { installation } : {}) };
+  return objects;
+}
+
+/** The inventory's data and binaryData: plain lines where they fit, gzipped where not. */
+function inventoryData(
+  environment: InventoryEnvironment,
+  inventory: Inventory,
+): { data: Record<string, string>; binaryData?: Record<string, string> } {
+  const lines = inventory.objects.map((ref) => JSON.stringify(ref)).join('\n');
+  // Other data: the revision, and room for the keys.
+  const room = CONFIG_MAP_MAX_BYTES - Buffer.byteLength(inventory.revision) - 64;
+  if (Buffer.byteLength(lines) <= room) return { data: { revision: inventory.revision, [REFS_KEY]: lines } };
+  const packed = gzipSync(lines, { level: 9 });
+  if (packed.length > room) {
+    throw new PushgateError(
+      'apply_rejected',
+      `${environment.name} holds ${inventory.objects.length} objects: their list is ${packed.length} bytes gzipped, ` +
+        `over the ${CONFIG_MAP_MAX_BYTES} bytes its inventory ConfigMap ${environment.namespace}/${inventoryName(environment.name)} ` +
+        'can hold; split the manifests into several environments. Nothing was changed',
+      { permanent: true },
+    );
+  }
+  return {
+    data: { revision: inventory.revision },
+    binaryData: { [PACKED_REFS_KEY]: packed.toString('base64') },
+  };
+}
+
+/**
+ * Refuses, before any write, a set whose inventory the API server would refuse: the
+ * inventory is the first write of a deploy, so its refusal would come after the whole
+ * set's dry-run, and every attempt would make it again.
+ */
+export function assertInventoryFits(environment: InventoryEnvironment, inventory: Inventory): void {
+  inventoryData(environment, inventory);
 }
 
 export function inventoryObject(
@@ -223,10 +292,7 @@ export function inventoryObject(
         'app.kubernetes.io/managed-by': 'pushgate',
       },
     },
-    data: {
-      revision: inventory.revision,
-      'objects.json': inventory.objects.map((ref) => JSON.stringify(ref)).join('\n'),
-    },
+    ...inventoryData(environment, inventory),
   };
 }
 

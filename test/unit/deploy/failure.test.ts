@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { isPermanentFailure, resourcesOf } from '../../../src/deploy/failure.js';
 import { summarise } from '../../../src/deploy/job-run.js';
+import { KubeApiError } from '../../../src/kube/http.js';
 import { DeployError } from '../../../src/kube/types.js';
 import { PushgateError } from '../../../src/lib/errors.js';
 
@@ -13,6 +14,18 @@ describe('isPermanentFailure', () => {
   it('follows the permanent flag of engine errors', () => {
     expect(isPermanentFailure(new DeployError('apply_rejected', 'invalid', { permanent: true }))).toBe(true);
     expect(isPermanentFailure(new DeployError('transient', '503', { permanent: false }))).toBe(false);
+  });
+
+  it('fails at once on what the API server refuses as sent, and retries its faults, throttling and conflicts', () => {
+    const answered = (status: number | undefined) => new KubeApiError('x', { status });
+    expect([400, 413, 422].map((status) => isPermanentFailure(answered(status)))).toEqual([true, true, true]);
+    expect([undefined, 409, 429, 500, 503].map((status) => isPermanentFailure(answered(status)))).toEqual([
+      false,
+      false,
+      false,
+      false,
+      false,
+    ]);
   });
 
   it('retries network errors, git timeouts and unknown errors', () => {

@@ -1,0 +1,123 @@
+import { randomBytes, randomInt } from 'node:crypto';
+import { afterAll, describe, expect, it } from 'vitest';
+import { environmentSchema, type EnvironmentConfig } from '../../src/config/schema.js';
+import { PushgateError } from '../../src/lib/errors.js';
+import { silentLogger } from '../../src/lib/logger.js';
+import { closeClusterClients, createClusterClient, type ClusterClient } from '../../src/kube/cluster.js';
+import { deployToCluster } from '../../src/kube/deploy.js';
+import { readInventory, writeInventory, type Inventory } from '../../src/kube/inventory.js';
+import type { DeployError, DeployRequest } from '../../src/kube/types.js';
+import type { ResourceInfo } from '../../src/manifests/resource-info.js';
+import type { ObjectRef } from '../../src/manifests/types.js';
+import { createTestNamespace, kubeconfigPathFromTest, uniqueNamespaceName } from '../helpers/kube.js';
+
+const CONFIG_MAPS: ResourceInfo = {
+  group: '',
+  version: 'v1',
+  kind: 'ConfigMap',
+  plural: 'configmaps',
+  namespaced: true,
+};
+
+afterAll(() => closeClusterClients());
+
+function client(): ClusterClient {
+  return createClusterClient({ name: 'test', kubeconfig: kubeconfigPathFromTest() });
+}
+
+function environmentFor(namespace: string): EnvironmentConfig {
+  return environmentSchema.parse({
+    name: uniqueNamespaceName('env').slice(0, 40),
+    repo: { provider: 'github', name: 'acme/env', url: 'file:///nowhere' },
+    branch: 'env/test',
+    path: 'env',
+    cluster: 'test',
+    namespace,
+    allow: { namespaces: [namespace], clusterScoped: false },
+    healthTimeout: 0,
+  });
+}
+
+/** A name of the longest kind the API server takes, which gzip cannot shrink much. */
+function randomName(): string {
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz0123456789';
+  let name = 'c';
+  while (name.length < 253) name += alphabet[randomInt(alphabet.length)];
+  return name;
+}
+
+function configMapRefs(namespace: string, count: number, name = (i: number) => `cm-${i}`): ObjectRef[] {
+  return Array.from({ length: count }, (_, i) => ({
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    namespace,
+    name: name(i),
+  }));
+}
+
+async function inventoryKeys(kube: ClusterClient, env: EnvironmentConfig): Promise<string[]> {
+  const live = await kube.get(CONFIG_MAPS, env.namespace, `pushgate-inventory-${env.name}`);
+  return [
+    ...Object.keys(live?.data ?? {}).map((key) => `data.${key}`),
+    ...Object.keys(live?.binaryData ?? {}).map((key) => `binaryData.${key}`),
+  ].sort();
+}
+
+describe('an inventory larger than a ConfigMap holds as plain lines (real kube-apiserver)', () => {
+  it('is kept gzipped, read back whole, and plain again once it fits', async () => {
+    const ns = await createTestNamespace('inventory-gzip');
+    const env = environmentFor(ns.name);
+    const kube = client();
+    // About 1.2 MB as plain lines, over the 1 MiB the API server lets a ConfigMap hold.
+    const large: Inventory = { revision: 'a'.repeat(40), objects: configMapRefs(ns.name, 14_000) };
+
+    await writeInventory(kube, env, large);
+
+    expect(await inventoryKeys(kube, env)).toEqual(['binaryData.objects.json.gz', 'data.revision']);
+    expect(await readInventory(kube, env)).toEqual(large);
+
+    const small: Inventory = { revision: 'b'.repeat(40), objects: configMapRefs(ns.name, 3) };
+    await writeInventory(kube, env, small);
+
+    // The gzipped list goes with the write: left beside the plain one, its refs would be read too.
+    expect(await inventoryKeys(kube, env)).toEqual(['data.objects.json', 'data.revision']);
+    expect(await readInventory(kube, env)).toEqual(small);
+  });
+
+  it('refuses a set whose list would not fit even gzipped before any write, and at once', async () => {
+    const ns = await createTestNamespace('inventory-too-large');
+    const env = environmentFor(ns.name);
+    const kube = client();
+    const count = 9_000;
+    const manifests = configMapRefs(ns.name, count, randomName).map((ref, index) => ({
+      object: { apiVersion: ref.apiVersion, kind: ref.kind, metadata: { name: ref.name } },
+      source: { file: 'env/many.yaml', document: index + 1 },
+    }));
+    const request: DeployRequest = {
+      environment: env,
+      manifests,
+      sha: randomBytes(20).toString('hex'),
+      jobId: 'job-1',
+      logger: silentLogger(),
+      assertLockHeld: () => Promise.resolve(),
+    };
+
+    const error = (await deployToCluster(kube, request).then(
+      () => undefined,
+      (e: unknown) => e,
+    )) as DeployError;
+
+    expect(error).toBeInstanceOf(PushgateError);
+    expect(error.permanent).toBe(true);
+    expect(error.message).toMatch(
+      new RegExp(
+        `^${env.name} holds ${count} objects: their list is \\d+ bytes gzipped, over the 1048576 bytes its inventory ` +
+          `ConfigMap ${ns.name}/pushgate-inventory-${env.name} can hold; split the manifests into several environments. ` +
+          'Nothing was changed$',
+      ),
+    );
+    expect(new Set(error.resources.map((resource) => resource.action))).toEqual(new Set(['skipped']));
+    expect(error.resources).toHaveLength(count);
+    expect(await kube.list(CONFIG_MAPS, ns.name)).toEqual([]);
+  });
+});
