@@ -1,4 +1,5 @@
-import type { Queue } from 'bullmq';
+import type { JobsOptions, Queue } from 'bullmq';
+import { createHash } from 'node:crypto';
 import type { RedisClient } from '../queue/connection.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../lib/logger.js';
@@ -6,6 +7,35 @@ import { DEPLOY_JOB_NAME, DEPLOY_JOB_OPTIONS, type DeployJobData } from '../queu
 import type { Keys } from '../queue/keys.js';
 
 const SCHEDULER_PREFIX = 'reconcile:';
+
+/**
+ * Re-syncs queue behind pushes and manual syncs: BullMQ hands out its wait list (where every
+ * other job goes) before any prioritized job. A fleet's re-syncs piled up behind slow health
+ * waits would otherwise hold a push back for minutes.
+ */
+export const RESYNC_PRIORITY = 1;
+
+/** How a re-sync run is queued, whether by its scheduler or at once. */
+const RESYNC_JOB_OPTIONS: Omit<JobsOptions, 'jobId' | 'repeat' | 'delay'> = {
+  // Fewer than a push's: the next interval's run retries anyway.
+  attempts: 3,
+  backoff: DEPLOY_JOB_OPTIONS.backoff,
+  removeOnComplete: { count: 100 },
+  removeOnFail: { count: 100 },
+  priority: RESYNC_PRIORITY,
+};
+
+/**
+ * Where in its interval an environment's re-syncs fall (BullMQ's `offset`, at least 1, as 0
+ * means none to it): set by the name, so a fleet's are spread over the interval and keep
+ * their places whichever worker makes or restores the scheduler. Set by the time a
+ * scheduler is made, as BullMQ does, every environment made in the same second would be
+ * re-synced in the same second, every interval.
+ */
+export function reconcilePhase(environment: string, every: number): number {
+  if (every <= 1) return 1;
+  return 1 + (createHash('sha256').update(environment).digest().readUInt32BE(0) % (every - 1));
+}
 
 export function reconcileSchedulerId(environment: string): string {
   return `${SCHEDULER_PREFIX}${environment}`;
@@ -84,28 +114,25 @@ function environmentOf(schedulerId: string): string {
 async function upsertScheduler(queue: Queue<DeployJobData>, id: string, every: number): Promise<void> {
   const environment = environmentOf(id);
   const current = await queue.getJobScheduler(id);
-  // BullMQ keeps a scheduler's phase (`offset`, up to the interval it was made with) when its
-  // `every` changes, and aligns a run that fell due while no worker ran to it: after a change
-  // from 10m to 3s the next run came up to 10 minutes late. A phase within the interval mends
-  // it; this one puts the first run of a changed interval a second from now, as BullMQ's own
-  // (run at once) would, rather than a whole new interval away.
-  const stalePhase =
-    current?.every !== undefined && (current.every !== every || (current.offset ?? 0) >= every);
-  const offset = Math.max(1, (Date.now() + Math.min(1_000, every - 1)) % every);
+  const phase = reconcilePhase(environment, every);
+  // New, restored after a loss, or of a changed interval: its first run comes now, not up to
+  // an interval away at its phase.
+  const fresh = current?.every !== every;
+  // BullMQ keeps the next run of a scheduler whose interval did not change, whatever offset
+  // an upsert gives: one made at another phase (by an earlier version) is made again.
+  if (!fresh && current.offset !== phase) await queue.removeJobScheduler(id);
+  // receivedAt of each run is the BullMQ job's own timestamp (the worker creates the record).
+  const data: DeployJobData = {
+    environment,
+    trigger: { kind: 'reconcile' },
+    receivedAt: new Date().toISOString(),
+  };
   await queue.upsertJobScheduler(
     id,
-    { every, ...(stalePhase ? { offset } : {}) },
-    {
-      name: DEPLOY_JOB_NAME,
-      // receivedAt of each run is the BullMQ job's own timestamp (the worker creates the record).
-      data: { environment, trigger: { kind: 'reconcile' }, receivedAt: new Date().toISOString() },
-      opts: {
-        // Fewer than a push's: the next interval's run retries anyway.
-        attempts: 3,
-        backoff: DEPLOY_JOB_OPTIONS.backoff,
-        removeOnComplete: { count: 100 },
-        removeOnFail: { count: 100 },
-      },
-    },
+    { every, offset: phase },
+    { name: DEPLOY_JOB_NAME, data, opts: RESYNC_JOB_OPTIONS },
   );
+  // Workers starting together each find it fresh: one run a minute, by the queue's own job id.
+  const jobId = `resync-${environment}-${every}-${Math.floor(Date.now() / 60_000)}`;
+  if (fresh) await queue.add(DEPLOY_JOB_NAME, data, { ...RESYNC_JOB_OPTIONS, jobId });
 }

@@ -5,7 +5,11 @@ import type { ApplyEngine } from '../../src/deploy/apply-engine.js';
 import { createKubeApplyEngine } from '../../src/deploy/kube-apply-engine.js';
 import { MAYBE_CREATED } from '../../src/deploy/attempt-resources.js';
 import { JobRun } from '../../src/deploy/job-run.js';
-import { restoreMissingSchedulers, syncReconcileSchedulers } from '../../src/deploy/reconcile-schedulers.js';
+import {
+  reconcilePhase,
+  restoreMissingSchedulers,
+  syncReconcileSchedulers,
+} from '../../src/deploy/reconcile-schedulers.js';
 import { DeployError } from '../../src/kube/types.js';
 import { PushgateError } from '../../src/lib/errors.js';
 import { createLogger, silentLogger } from '../../src/lib/logger.js';
@@ -404,12 +408,18 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
     const scheduler = await queue.getJobScheduler('reconcile:web');
     expect(scheduler?.every).toBe(1_000);
 
-    // Made longer again (a worker of the hourly configuration starts): its first run comes
-    // soon, not a whole interval (an hour) from now.
+    // Made longer again (a worker of the hourly configuration starts): a run comes at once,
+    // not a whole interval (an hour) from now; the next at the environment's place in the hour.
     await syncReconcileSchedulers(store, hourly, silentLogger());
     const longer = await queue.getJobScheduler('reconcile:web');
     expect(longer?.every).toBe(3_600_000);
-    expect(Number(longer?.next) - Date.now()).toBeLessThan(5_000);
+    expect(Number(longer?.next) % 3_600_000).toBe(reconcilePhase('web', 3_600_000));
+    const run = await until(async () =>
+      (await harness.services.store.list({ environment: 'web', limit: 20 })).find((job) =>
+        job.id.startsWith('resync-web-3600000-'),
+      ),
+    );
+    expect((await harness.waitForJob(run.id)).state).toBe('succeeded');
   });
 
   it('skips re-sync runs that fall due while a deploy runs, instead of piling them up', async () => {
