@@ -1,4 +1,4 @@
-import { KubeApiError } from '../kube/http.js';
+import { KubeApiError } from '../kube/api-error.js';
 import { DeployError } from '../kube/types.js';
 import { PushgateError } from '../lib/errors.js';
 import type { ResourceResult } from '../status/job-record.js';

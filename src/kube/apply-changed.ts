@@ -5,7 +5,7 @@ import type { Results } from './deploy-results.js';
 import { objectFailure, type ObjectFailure } from './failures.js';
 import { applyTakingOver } from './field-takeover.js';
 import { deleteForReplacement, FORCE_ANNOTATION, restoreReplaced } from './force-replace.js';
-import { KubeApiError } from './http.js';
+import { KubeApiError } from './api-error.js';
 import { settleWithConcurrency } from './map-with-concurrency.js';
 import { CONCURRENCY, type PlannedObject } from './plan.js';
 import type { ProgressWrites } from './progress-writes.js';

@@ -7,7 +7,8 @@ import type { ResourceInfo } from '../manifests/resource-info.js';
 import type { ManifestObject } from '../manifests/types.js';
 import { Discovery } from './discovery.js';
 import { KubeAccess } from './kubeconfig.js';
-import { isNotFound, KubeTransport } from './http.js';
+import { isNotFound } from './api-error.js';
+import { KubeTransport } from './http.js';
 import { collectionPath, objectPath } from './paths.js';
 
 export const FIELD_MANAGER = 'pushgate';

@@ -1,5 +1,6 @@
 import { splitApiVersion, type ResourceInfo } from '../manifests/resource-info.js';
-import { isNotFound, type KubeTransport } from './http.js';
+import { isNotFound } from './api-error.js';
+import type { KubeTransport } from './http.js';
 
 interface ApiResourceList {
   resources?: { name: string; kind: string; namespaced: boolean }[];

@@ -4,7 +4,7 @@ import { describeSource, formatProblems } from '../manifests/problems.js';
 import { describeRef } from '../manifests/resource-info.js';
 import type { ResourceResult } from '../status/job-record.js';
 import { DeployError } from './types.js';
-import { KubeApiError } from './http.js';
+import { KubeApiError } from './api-error.js';
 import { redactSecretValues } from './secret-redaction.js';
 
 /** One object the API server (or the network) refused, with where it came from. */

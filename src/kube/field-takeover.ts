@@ -3,7 +3,7 @@ import type { PreparedObject } from '../manifests/prepare.js';
 import { describeRef } from '../manifests/resource-info.js';
 import { FIELD_MANAGER, type ClusterClient, type LiveObject } from './cluster.js';
 import { shortenQuotedValues } from './failures.js';
-import { KubeApiError } from './http.js';
+import { KubeApiError } from './api-error.js';
 import { redactSecretValues } from './secret-redaction.js';
 
 /** One entry of `metadata.managedFields`, as the API server writes it. */

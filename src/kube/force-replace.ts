@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { PreparedObject } from '../manifests/prepare.js';
 import type { ManifestObject } from '../manifests/types.js';
 import type { ClusterClient, LiveObject } from './cluster.js';
-import { KubeApiError } from './http.js';
+import { KubeApiError } from './api-error.js';
 
 /**
  * `pushgate.dev/force: enabled` on an object: when a change git makes to it is one the API

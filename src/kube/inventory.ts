@@ -6,7 +6,7 @@ import { ENVIRONMENT_LABEL } from '../manifests/prepare.js';
 import { splitApiVersion, type ResourceInfo } from '../manifests/resource-info.js';
 import type { ObjectRef } from '../manifests/types.js';
 import type { ClusterClient, LiveObject } from './cluster.js';
-import { KubeApiError } from './http.js';
+import { KubeApiError } from './api-error.js';
 
 /**
  * What the last successful deploy of an environment applied, kept in the cluster as the

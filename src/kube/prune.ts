@@ -6,7 +6,7 @@ import { describeRef } from '../manifests/resource-info.js';
 import type { ObjectRef } from '../manifests/types.js';
 import type { ResourceResult } from '../status/job-record.js';
 import type { ClusterClient } from './cluster.js';
-import { KubeApiError } from './http.js';
+import { KubeApiError } from './api-error.js';
 import { mapWithConcurrency } from './map-with-concurrency.js';
 import { CONCURRENCY } from './plan.js';
 

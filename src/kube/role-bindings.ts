@@ -1,6 +1,6 @@
 import type { PreparedObject } from '../manifests/prepare.js';
 import type { ClusterClient } from './cluster.js';
-import { KubeApiError } from './http.js';
+import { KubeApiError } from './api-error.js';
 
 const RBAC_GROUP = 'rbac.authorization.k8s.io';
 const BOUND_KIND: Record<string, string> = { RoleBinding: 'Role', ClusterRoleBinding: 'ClusterRole' };

@@ -1,7 +1,7 @@
 import type { PreparedObject } from '../manifests/prepare.js';
 import type { ClusterClient } from './cluster.js';
 import { objectFailure, type ObjectFailure } from './failures.js';
-import { KubeApiError } from './http.js';
+import { KubeApiError } from './api-error.js';
 import { settleWithConcurrency } from './map-with-concurrency.js';
 import { CONCURRENCY } from './plan.js';
 

@@ -4,7 +4,7 @@ import { describeRef } from '../manifests/resource-info.js';
 import type { ResourceResult } from '../status/job-record.js';
 import type { ClusterClient } from './cluster.js';
 import { readinessOf, type Readiness } from './health.js';
-import { KubeApiError } from './http.js';
+import { KubeApiError } from './api-error.js';
 import { mapWithConcurrency } from './map-with-concurrency.js';
 import { CONCURRENCY } from './plan.js';
 import { DeployError } from './types.js';

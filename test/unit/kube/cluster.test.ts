@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { closeClusterClients, createClusterClient, loadKubeConfig } from '../../../src/kube/cluster.js';
-import { KubeApiError } from '../../../src/kube/http.js';
+import { KubeApiError } from '../../../src/kube/api-error.js';
 import { ConfigError } from '../../../src/lib/errors.js';
 
 let dir: string;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { KubeApiError } from '../../../src/kube/http.js';
+import { KubeApiError } from '../../../src/kube/api-error.js';
 import { missingRoleMessage, roleAwaitedInSet } from '../../../src/kube/role-bindings.js';
 import { prepareManifests } from '../../../src/manifests/prepare.js';
 import type { ResolveResource } from '../../../src/manifests/resource-info.js';
