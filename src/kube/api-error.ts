@@ -5,16 +5,25 @@ export class KubeApiError extends Error {
   readonly reason: string | undefined;
   /** metav1.Status details.causes: each refused field and why (an `Invalid` answer's list). */
   readonly causes: readonly StatusCause[];
+  /** The answer's Retry-After, in ms: when the server asks to be sent the request again. */
+  readonly retryAfterMs: number | undefined;
 
   constructor(
     message: string,
-    options: { status?: number; reason?: string; causes?: StatusCause[]; cause?: unknown },
+    options: {
+      status?: number;
+      reason?: string;
+      causes?: readonly StatusCause[];
+      retryAfterMs?: number;
+      cause?: unknown;
+    },
   ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'KubeApiError';
     this.status = options.status;
     this.reason = options.reason;
     this.causes = options.causes ?? [];
+    this.retryAfterMs = options.retryAfterMs;
   }
 
   /** Network trouble, overload, server faults and conflicts pass; the rest is the request's fault. */
@@ -51,7 +60,13 @@ function statusCauses(details: unknown): StatusCause[] {
     }));
 }
 
-export function apiError(status: number, body: unknown, describe: string, where: string): KubeApiError {
+export function apiError(
+  status: number,
+  body: unknown,
+  describe: string,
+  where: string,
+  retryAfterMs?: number,
+): KubeApiError {
   // The API server says only "Unauthorized": which cluster of several, and why, are ours to say.
   if (status === 401)
     return new KubeApiError(
@@ -64,8 +79,9 @@ export function apiError(status: number, body: unknown, describe: string, where:
       status,
       reason: typeof reason === 'string' ? reason : undefined,
       causes: statusCauses(details),
+      retryAfterMs,
     });
   }
   const text = typeof body === 'string' && body.trim() !== '' ? `: ${body.trim().slice(0, 300)}` : '';
-  return new KubeApiError(`${describe}: HTTP ${status}${text}`, { status });
+  return new KubeApiError(`${describe}: HTTP ${status}${text}`, { status, retryAfterMs });
 }

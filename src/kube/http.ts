@@ -4,6 +4,12 @@ import { errorMessage } from '../lib/errors.js';
 import { apiError, KubeApiError } from './api-error.js';
 import { ExecCredentialSource, type ExecCredential } from './exec-credential.js';
 import type { KubeAccess } from './kubeconfig.js';
+import {
+  parseRetryAfter,
+  sendThrottled,
+  THROTTLE_RETRY,
+  type ThrottleRetryOptions,
+} from './throttle-retry.js';
 
 export interface KubeRequest {
   method: 'GET' | 'PATCH' | 'DELETE' | 'POST' | 'PUT';
@@ -47,12 +53,15 @@ export class KubeTransport {
   private readonly where: string;
   private agent: http.Agent | undefined;
   private credentials: Promise<Credentials> | undefined;
+  private readonly throttle: ThrottleRetryOptions;
 
   /** `clusterName`: the configured cluster's name, which network errors carry. */
   constructor(
     private readonly kubeConfig: KubeAccess,
     clusterName?: string,
+    options: { throttle?: Partial<ThrottleRetryOptions> } = {},
   ) {
+    this.throttle = { ...THROTTLE_RETRY, ...options.throttle };
     const cluster = kubeConfig.getCurrentCluster();
     if (!cluster) throw new Error(`kubeconfig context "${kubeConfig.getCurrentContext()}" names no cluster`);
     this.base = new URL(cluster.server);
@@ -120,7 +129,12 @@ export class KubeTransport {
     return next;
   }
 
-  async request<T>(req: KubeRequest): Promise<KubeResponse<T>> {
+  /** Waits out an API server that sheds load (429 with Retry-After), as client-go does. */
+  request<T>(req: KubeRequest): Promise<KubeResponse<T>> {
+    return sendThrottled(() => this.requestOnce<T>(req), req, this.throttle);
+  }
+
+  private async requestOnce<T>(req: KubeRequest): Promise<KubeResponse<T>> {
     const used = await this.credentialsFor(req);
     try {
       return await this.send<T>(req, used);
@@ -188,7 +202,8 @@ export class KubeTransport {
               resolve({ status, body: body as T });
               return;
             }
-            reject(apiError(status, body, describe, this.where));
+            const retryAfterMs = parseRetryAfter(response.headers['retry-after']);
+            reject(apiError(status, body, describe, this.where, retryAfterMs));
           });
         },
       );

@@ -4,7 +4,11 @@ import { z } from 'zod';
 export const DEPLOY_QUEUE = 'deploy';
 export const DEPLOY_JOB_NAME = 'deploy';
 
-/** Transient failures retry with exponential backoff: 1 s, 2 s, 4 s … about 8.5 minutes in all. */
+/**
+ * Transient failures retry with exponential backoff: 1 s, 2 s, 4 s … about 8.5 minutes in all.
+ * Not stretched to an API server's Retry-After: an attempt fails on a throttled request only
+ * after the transport has waited it out 10 times (kube/throttle-retry.ts).
+ */
 export const DEPLOY_JOB_OPTIONS: JobsOptions = {
   attempts: 10,
   backoff: { type: 'exponential', delay: 1_000 },

@@ -103,7 +103,7 @@ export async function namespacedKubeconfig(
   dir: string,
   namespaces: readonly string[],
   rules: { apiGroups: string[]; resources: string[]; verbs: string[] }[],
-): Promise<{ path: string; cleanup(): Promise<void> }> {
+): Promise<{ path: string; token: string; cleanup(): Promise<void> }> {
   const kc = kubeConfigFromTest();
   const core = kc.makeApiClient(CoreV1Api);
   const rbac = kc.makeApiClient(RbacAuthorizationV1Api);
@@ -141,6 +141,7 @@ export async function namespacedKubeconfig(
   await writeFile(file, restricted.exportConfig(), { mode: 0o600 });
   return {
     path: file,
+    token,
     cleanup: async () => {
       await rbac.deleteClusterRole({ name });
     },

@@ -1,0 +1,123 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { KubeApiError } from '../../src/kube/api-error.js';
+import { closeClusterClients, createClusterClient } from '../../src/kube/cluster.js';
+import { KubeTransport, type KubeResponse } from '../../src/kube/http.js';
+import type { ThrottleRetryOptions } from '../../src/kube/throttle-retry.js';
+import { createApfThrottle, type ApfThrottle } from '../helpers/apf-throttle.js';
+import { createTestNamespace, namespacedKubeconfig, type TestNamespace } from '../helpers/kube.js';
+import { until } from '../helpers/until.js';
+
+let namespace: TestNamespace;
+let dir: string;
+let access: Awaited<ReturnType<typeof namespacedKubeconfig>>;
+let throttle: ApfThrottle;
+const transports: KubeTransport[] = [];
+
+beforeEach(async () => {
+  namespace = await createTestNamespace('transport-throttle');
+  dir = await mkdtemp(path.join(os.tmpdir(), 'pushgate-throttle-'));
+  access = await namespacedKubeconfig(
+    dir,
+    [namespace.name],
+    [{ apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'create', 'patch'] }],
+  );
+  throttle = await createApfThrottle(namespace.name, access.token);
+});
+
+afterEach(async () => {
+  for (const transport of transports.splice(0)) transport.close();
+  closeClusterClients();
+  await throttle.cleanup();
+  await access.cleanup();
+  await namespace.cleanup();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** The ServiceAccount's transport, as a worker running with that kubeconfig has it. */
+function transportOf(throttleOptions?: Partial<ThrottleRetryOptions>): KubeTransport {
+  const { kubeConfig } = createClusterClient({ name: 'test', kubeconfig: access.path });
+  const transport = new KubeTransport(kubeConfig, 'test', { throttle: throttleOptions });
+  transports.push(transport);
+  return transport;
+}
+
+/** The server-side apply dry-run a deploy sends for each object. */
+function dryRunApply(
+  transport: KubeTransport,
+  signal?: AbortSignal,
+): Promise<KubeResponse<{ kind?: string }>> {
+  return transport.request({
+    method: 'PATCH',
+    path: `/api/v1/namespaces/${namespace.name}/configmaps/web`,
+    query: { dryRun: 'All', fieldManager: 'pushgate' },
+    contentType: 'application/apply-patch+yaml',
+    body: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'web' }, data: { v: '1' } },
+    signal,
+  });
+}
+
+/** Settled without an unhandled rejection while the test acts on the server meanwhile. */
+function outcome<T>(promise: Promise<T>): Promise<{ value: T } | { error: unknown }> {
+  return promise.then(
+    (value) => ({ value }),
+    (error: unknown) => ({ error }),
+  );
+}
+
+describe('Kubernetes transport: an API server that throttles (API Priority and Fairness)', () => {
+  it('sends a throttled request again after Retry-After, and the caller sees only the answer', async () => {
+    const transport = transportOf();
+    await throttle.hold();
+    const before = await throttle.rejected();
+
+    const pending = outcome(dryRunApply(transport));
+    await until(async () => (await throttle.rejected()) > before);
+    await throttle.release();
+    const result = await pending;
+
+    expect(result).not.toHaveProperty('error');
+    const { value } = result as { value: KubeResponse<{ kind?: string }> };
+    expect(value.status).toBe(201);
+    expect(value.body.kind).toBe('ConfigMap');
+  });
+
+  it('fails with 429 once the retries are spent, saying it was throttled and how often it was retried', async () => {
+    const transport = transportOf({ maxRetries: 2 });
+    await throttle.hold();
+    const before = await throttle.rejected();
+
+    const result = await outcome(dryRunApply(transport));
+
+    expect(result).toHaveProperty('error');
+    const error = (result as { error: unknown }).error;
+    expect(error).toBeInstanceOf(KubeApiError);
+    expect((error as KubeApiError).status).toBe(429);
+    expect((error as KubeApiError).transient).toBe(true);
+    expect((error as KubeApiError).message).toMatch(
+      /^PATCH \/api\/v1\/namespaces\/[a-z0-9-]+\/configmaps\/web: HTTP 429: .+ \(throttled by the API server: 429 Too Many Requests, retried 2 times\)$/,
+    );
+    // The first try and two retries, all turned away by the server.
+    expect((await throttle.rejected()) - before).toBe(3);
+  });
+
+  it('ends a request waiting out Retry-After at once when its signal aborts, with the abort', async () => {
+    const transport = transportOf();
+    await throttle.hold();
+    const before = await throttle.rejected();
+    const controller = new AbortController();
+    const reason = new Error('worker shutting down');
+
+    const pending = outcome(dryRunApply(transport, controller.signal));
+    await until(async () => (await throttle.rejected()) > before);
+    const abortedAt = Date.now();
+    controller.abort(reason);
+    const result = await pending;
+
+    expect(result).toEqual({ error: reason });
+    // Retry-After says 1 s: the wait did not run out.
+    expect(Date.now() - abortedAt).toBeLessThan(300);
+  });
+});

@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest';
+import { parseRetryAfter, throttleWaitMs } from '../../../src/kube/throttle-retry.js';
+
+describe('Retry-After', () => {
+  const now = Date.parse('2026-01-01T00:00:00Z');
+
+  it('reads delta-seconds', () => {
+    expect(parseRetryAfter('1', now)).toBe(1_000);
+    expect(parseRetryAfter(' 120 ', now)).toBe(120_000);
+    expect(parseRetryAfter('0', now)).toBe(0);
+  });
+
+  it('reads an HTTP-date as the time left until it, none when it is past', () => {
+    expect(parseRetryAfter('Thu, 01 Jan 2026 00:00:05 GMT', now)).toBe(5_000);
+    expect(parseRetryAfter('Wed, 31 Dec 2025 23:59:00 GMT', now)).toBe(0);
+  });
+
+  it('is absent when the header is missing or not a number of seconds or a date', () => {
+    expect(parseRetryAfter(undefined, now)).toBeUndefined();
+    expect(parseRetryAfter('', now)).toBeUndefined();
+    expect(parseRetryAfter('-1', now)).toBeUndefined();
+    expect(parseRetryAfter('soon', now)).toBeUndefined();
+  });
+});
+
+describe('which refused requests are sent again', () => {
+  const maxWaitMs = 30_000;
+
+  it('a 429 with Retry-After, whatever the method: the server did not process it', () => {
+    for (const method of ['GET', 'PATCH', 'POST', 'PUT', 'DELETE'] as const)
+      expect(throttleWaitMs(method, { status: 429, retryAfterMs: 1_000 }, maxWaitMs)).toBe(1_000);
+  });
+
+  it('a 500–504 with Retry-After only for GET and PATCH (server-side apply), which are safe to repeat', () => {
+    for (const status of [500, 501, 502, 503, 504]) {
+      expect(throttleWaitMs('GET', { status, retryAfterMs: 2_000 }, maxWaitMs)).toBe(2_000);
+      expect(throttleWaitMs('PATCH', { status, retryAfterMs: 2_000 }, maxWaitMs)).toBe(2_000);
+      for (const method of ['POST', 'PUT', 'DELETE'] as const)
+        expect(throttleWaitMs(method, { status, retryAfterMs: 2_000 }, maxWaitMs)).toBeUndefined();
+    }
+    expect(throttleWaitMs('GET', { status: 505, retryAfterMs: 2_000 }, maxWaitMs)).toBeUndefined();
+  });
+
+  it('nothing without Retry-After, and no other status', () => {
+    expect(throttleWaitMs('GET', { status: 429, retryAfterMs: undefined }, maxWaitMs)).toBeUndefined();
+    expect(throttleWaitMs('GET', { status: 503, retryAfterMs: undefined }, maxWaitMs)).toBeUndefined();
+    expect(throttleWaitMs('GET', { status: undefined, retryAfterMs: 1_000 }, maxWaitMs)).toBeUndefined();
+    expect(throttleWaitMs('GET', { status: 409, retryAfterMs: 1_000 }, maxWaitMs)).toBeUndefined();
+  });
+
+  it('waits no longer than the cap, however long the server asks for', () => {
+    expect(throttleWaitMs('GET', { status: 429, retryAfterMs: 3_600_000 }, maxWaitMs)).toBe(30_000);
+  });
+});
