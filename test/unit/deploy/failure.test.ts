@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { isPermanentFailure, resourcesOf } from '../../../src/deploy/failure.js';
 import { summarise } from '../../../src/deploy/job-run.js';
-import { KubeApiError } from '../../../src/kube/http.js';
+import { KubeApiError } from '../../../src/kube/api-error.js';
 import { DeployError } from '../../../src/kube/types.js';
 import { PushgateError } from '../../../src/lib/errors.js';
 
