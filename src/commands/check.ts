@@ -61,7 +61,7 @@ export function runCheck(args: CommandArgs): Promise<number> {
     const variable = provider === 'github' ? 'GITHUB_TOKEN' : 'GITLAB_TOKEN';
     const names = config.environments.filter((e) => e.repo.provider === provider).map((e) => e.name);
     args.stderr.write(
-      `warning: ${unsetSecret(variable, secrets)}; commits of ${names.join(', ')} (${provider}) will get no commit status\n`,
+      `warning: ${unsetSecret(variable, secrets)}; commits of ${someOf(names)} (${provider}) will get no commit status\n`,
     );
   }
   const reports =
@@ -73,4 +73,10 @@ export function runCheck(args: CommandArgs): Promise<number> {
     );
   }
   return Promise.resolve(0);
+}
+
+/** A few names and how many more: a fleet's warning stays one line. */
+function someOf(names: readonly string[], shown = 5): string {
+  if (names.length <= shown + 1) return names.join(', ');
+  return `${names.slice(0, shown).join(', ')} and ${names.length - shown} more`;
 }

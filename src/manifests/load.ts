@@ -266,7 +266,7 @@ async function parseFile(
     if (firstError) {
       problems.push({
         source,
-        message: `invalid YAML: ${aliasSafeMessage(firstError.message.split('\n')[0] ?? '')}`,
+        message: `invalid YAML: ${yamlProblem(firstError.message.split('\n')[0] ?? '')}`,
       });
       return;
     }
@@ -274,7 +274,7 @@ async function parseFile(
     try {
       value = document.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
     } catch (error) {
-      problems.push({ source, message: `invalid YAML: ${aliasSafeMessage(errorMessage(error))}` });
+      problems.push({ source, message: `invalid YAML: ${yamlProblem(errorMessage(error))}` });
       return;
     }
     collectObjects(value, source, manifests, problems);
@@ -282,13 +282,15 @@ async function parseFile(
 }
 
 /**
- * yaml names an unresolved alias by its text, and an unquoted value starting with `*` (a
- * password, say) is read as one: say what happened without repeating the value.
+ * What the YAML parser said, in the author's terms. yaml names an unresolved alias by its
+ * text, and an unquoted value starting with `*` (a password, say) is read as one: say what
+ * happened without repeating the value. It recurses once per level of nesting, so a document
+ * nested some thousands deep ends in a JavaScript stack overflow.
  */
-function aliasSafeMessage(message: string): string {
-  return message.startsWith('Unresolved alias')
-    ? 'a value starting with "*" is read as an alias of an anchor that does not exist (quote the value)'
-    : message;
+function yamlProblem(message: string): string {
+  if (message.startsWith('Unresolved alias'))
+    return 'a value starting with "*" is read as an alias of an anchor that does not exist (quote the value)';
+  return message.replace(/^(RangeError: )?Maximum call stack size exceeded/, 'nested too deeply to be read');
 }
 
 /**

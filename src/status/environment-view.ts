@@ -23,7 +23,7 @@ export interface EnvironmentView {
 export function environmentView(
   environment: EnvironmentConfig,
   status: EnvironmentStatus,
-  latest: JobRecord | undefined,
+  latest: Pick<JobRecord, 'id' | 'state' | 'sha' | 'finishedAt'> | null | undefined,
 ): EnvironmentView {
   return {
     name: environment.name,

@@ -183,6 +183,12 @@ export const QUIET_RESYNCS_KEPT = 10;
 const TRIM_MAX_DROPS = 100;
 /** Enough for every field before `resources` (ids, names, a pusher, shas, times). */
 const RECORD_HEAD_BYTES = 4096;
+/** Where a record's object list starts: every field a summary needs comes before it. */
+const RESOURCES_FIELD = ',"resources":';
+
+const jobSummarySchema = jobRecordSchema.pick({ id: true, state: true, sha: true, finishedAt: true });
+/** What `GET /environments` shows of an environment's newest job. */
+export type JobSummary = z.infer<typeof jobSummarySchema>;
 const TRIM_SCRIPT = `
 local envKey, allKey, quietKey = KEYS[1], KEYS[2], KEYS[3]
 local prefix, justFinished, cutoff, shaPrefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -452,6 +458,25 @@ export class JobStore {
       await this.redis.set(this.keys.shaJob(current.environment, patch.sha), id, 'EX', SHA_TTL_SECONDS);
     }
     return next;
+  }
+
+  /**
+   * The environment's newest job, read up to its object list only: `GET /environments` shows
+   * four fields of it for every environment, and a record of 1,000 objects is ~100 KB.
+   */
+  async latestSummary(environment: string): Promise<JobSummary | null> {
+    const [id] = await this.redis.zrevrange(this.keys.jobsByEnvironment(environment), 0, 0);
+    if (id === undefined) return null;
+    const head = await this.redis.getrangeBuffer(this.keys.job(id), 0, RECORD_HEAD_BYTES - 1);
+    if (head.length === 0) return null;
+    const cut = head.indexOf(RESOURCES_FIELD);
+    const text =
+      cut >= 0
+        ? `${head.subarray(0, cut).toString('utf8')}}`
+        : head.length < RECORD_HEAD_BYTES
+          ? head.toString('utf8')
+          : ((await this.redis.get(this.keys.job(id))) ?? '{}');
+    return jobSummarySchema.parse(JSON.parse(text));
   }
 
   /** Newest first; a state filter scans at most the kept history. */

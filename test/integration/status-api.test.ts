@@ -185,6 +185,37 @@ describe('environments', () => {
     });
   });
 
+  it('GET /environments reads each newest job up to its object list only', async () => {
+    const app = await receiver();
+    const id = await pushJob(app, 'env/staging');
+    const finishedAt = new Date().toISOString();
+    const resources = Array.from({ length: 2_000 }, (_, i) => ({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      namespace: 'apps',
+      name: `config-${i}`,
+      action: 'unchanged' as const,
+    }));
+    await app.services.store.update(id, { state: 'succeeded', finishedAt, sha: 'b'.repeat(40), resources });
+    const calls = async (command: string) => {
+      const stats = await app.services.redis.info('commandstats');
+      return Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(stats)?.[1] ?? 0);
+    };
+    const readsBefore = (await calls('get')) + (await calls('mget'));
+
+    const { status, body } = await get(app, '/environments');
+
+    expect(status).toBe(200);
+    expect((body.environments as Record<string, unknown>[])[0]?.lastJob).toEqual({
+      id,
+      state: 'succeeded',
+      sha: 'b'.repeat(40),
+      finishedAt,
+    });
+    // Every record whole (MGET, GET) would be ~200 KB for this one environment alone.
+    expect((await calls('get')) + (await calls('mget'))).toBe(readsBefore);
+  });
+
   it('GET /environments/:name adds its recent jobs; 404 for an unknown one', async () => {
     const app = await receiver();
     const id = await pushJob(app, 'env/production');

@@ -28,7 +28,11 @@ export function environmentRoutes(deps: AppDeps): Router {
     const environments = await fromRedis(
       Promise.all(
         deps.config.environments.map(async (environment) =>
-          view(environment, await deps.store.list({ environment: environment.name, limit: 1 })),
+          environmentView(
+            environment,
+            await deps.store.environmentStatus(environment.name),
+            await deps.store.latestSummary(environment.name),
+          ),
         ),
       ),
     );

@@ -186,6 +186,19 @@ describe('loadManifests', () => {
     expect(error.message).not.toMatch(/hunter2|aHVudGVyMg/);
   });
 
+  it('says a document nested too deeply is, not that a stack overflowed', async () => {
+    const depth = 100_000;
+    await write(
+      'env/deep.yaml',
+      `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: deep}\ndata: ${'['.repeat(depth)}${']'.repeat(depth)}\n`,
+    );
+
+    const error = await loadError();
+
+    expect(error.message).toMatch(/^env\/deep\.yaml document 1: invalid YAML: nested too deeply to be read/);
+    expect(error.message).not.toMatch(/stack/i);
+  });
+
   it('does not repeat an unquoted value starting with "*", read as an alias', async () => {
     await write(
       'env/secret.yaml',
