@@ -15,6 +15,9 @@ const SCHEDULER_PREFIX = 'reconcile:';
  */
 export const RESYNC_PRIORITY = 1;
 
+/** The first run of a new scheduler, or of a changed interval, comes within this. */
+const FIRST_RUN_WINDOW_MS = 60_000;
+
 /** How a re-sync run is queued, whether by its scheduler or at once. */
 const RESYNC_JOB_OPTIONS: Omit<JobsOptions, 'jobId' | 'repeat' | 'delay'> = {
   // Fewer than a push's: the next interval's run retries anyway.
@@ -115,12 +118,14 @@ async function upsertScheduler(queue: Queue<DeployJobData>, id: string, every: n
   const environment = environmentOf(id);
   const current = await queue.getJobScheduler(id);
   const phase = reconcilePhase(environment, every);
-  // New, restored after a loss, or of a changed interval: its first run comes now, not up to
-  // an interval away at its phase.
+  // New, restored after a loss, or of a changed interval: its first run comes soon (below),
+  // not up to an interval away at its phase.
   const fresh = current?.every !== every;
   // BullMQ keeps the next run of a scheduler whose interval did not change, whatever offset
-  // an upsert gives: one made at another phase (by an earlier version) is made again.
-  if (!fresh && current.offset !== phase) await queue.removeJobScheduler(id);
+  // an upsert gives: one at another phase (made by an earlier version) is made again. Its
+  // next run, not its stored offset, tells: the two disagree when an earlier version's
+  // worker restored it between this one's remove and upsert.
+  if (!fresh && Number(current.next) % every !== phase) await queue.removeJobScheduler(id);
   // receivedAt of each run is the BullMQ job's own timestamp (the worker creates the record).
   const data: DeployJobData = {
     environment,
@@ -132,7 +137,14 @@ async function upsertScheduler(queue: Queue<DeployJobData>, id: string, every: n
     { every, offset: phase },
     { name: DEPLOY_JOB_NAME, data, opts: RESYNC_JOB_OPTIONS },
   );
+  if (!fresh) return;
+  // Its place in the interval may come soon enough: no second run beside it.
+  const next = Number((await queue.getJobScheduler(id))?.next);
+  if (next - Date.now() <= FIRST_RUN_WINDOW_MS) return;
   // Workers starting together each find it fresh: one run a minute, by the queue's own job id.
   const jobId = `resync-${environment}-${every}-${Math.floor(Date.now() / 60_000)}`;
-  if (fresh) await queue.add(DEPLOY_JOB_NAME, data, { ...RESYNC_JOB_OPTIONS, jobId });
+  // Within a minute, at the environment's place in it: a fleet whose interval changed, or
+  // whose schedulers Redis lost, is spread even so.
+  const delay = reconcilePhase(environment, FIRST_RUN_WINDOW_MS) - 1;
+  await queue.add(DEPLOY_JOB_NAME, data, { ...RESYNC_JOB_OPTIONS, jobId, delay });
 }

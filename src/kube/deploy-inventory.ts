@@ -122,11 +122,11 @@ function assertSetFits(
   objects: readonly PreparedObject[],
 ): void {
   const planned = mergeInventories([
-    { revision: previous?.revision ?? '', objects: objects.map((object) => object.ref) },
+    { revision: '', objects: objects.map((object) => object.ref) },
     ...(previous ? [previous] : []),
   ]);
   try {
-    if (planned) assertInventoryFits(environment, planned);
+    if (planned) assertInventoryFits(environment, planned.objects);
   } catch (error) {
     if (!(error instanceof PushgateError)) throw error;
     throw new DeployError(error.code, error.message, {

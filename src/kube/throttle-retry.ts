@@ -24,22 +24,25 @@ export function parseRetryAfter(value: string | undefined, now = Date.now()): nu
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
+/** Server-side apply: the same patch twice leaves what once does. */
+const APPLY_PATCH = 'application/apply-patch+yaml';
+
 /**
  * How long to wait before sending a refused request again; undefined: not ours to retry.
  * Only an answer with Retry-After is the server asking to come back. A 429 was turned away
- * before any processing, so any method may be sent again; a 5xx may have been processed, so
- * only a method whose repeat changes nothing more: GET, and PATCH, which pushgate sends only
- * as server-side apply.
+ * before any processing, so any request may be sent again; a 5xx may have been processed, so
+ * only one whose repeat changes nothing more: a GET, or a server-side apply. A JSON patch's
+ * `test` would fail on its own earlier success.
  */
 export function throttleWaitMs(
-  method: KubeRequest['method'],
+  req: Pick<KubeRequest, 'method' | 'contentType'>,
   answer: { status: number | undefined; retryAfterMs: number | undefined },
   maxWaitMs: number,
 ): number | undefined {
   const { status, retryAfterMs } = answer;
   if (status === undefined || retryAfterMs === undefined) return undefined;
-  const repeatable =
-    status === 429 || (status >= 500 && status <= 504 && (method === 'GET' || method === 'PATCH'));
+  const idempotent = req.method === 'GET' || (req.method === 'PATCH' && req.contentType === APPLY_PATCH);
+  const repeatable = status === 429 || (status >= 500 && status <= 504 && idempotent);
   return repeatable ? Math.min(retryAfterMs, maxWaitMs) : undefined;
 }
 
@@ -50,7 +53,7 @@ export function throttleWaitMs(
  */
 export async function sendThrottled<T>(
   send: () => Promise<T>,
-  req: Pick<KubeRequest, 'method' | 'signal'>,
+  req: Pick<KubeRequest, 'method' | 'contentType' | 'signal'>,
   options: ThrottleRetryOptions,
 ): Promise<T> {
   for (let retries = 0; ; retries++) {
@@ -58,7 +61,7 @@ export async function sendThrottled<T>(
       return await send();
     } catch (error) {
       if (!(error instanceof KubeApiError)) throw error;
-      const waitMs = throttleWaitMs(req.method, error, options.maxWaitMs);
+      const waitMs = throttleWaitMs(req, error, options.maxWaitMs);
       if (waitMs === undefined) throw error;
       if (retries >= options.maxRetries) throw retriesSpent(error, retries);
       // A shutdown past its deadline, or a health wait that ended, aborts the signal: no

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { environmentSchema, type EnvironmentConfig } from '../../src/config/schema.js';
+import type { EnvironmentConfig } from '../../src/config/schema.js';
 import { errorMessage, PushgateError } from '../../src/lib/errors.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import {
@@ -31,6 +31,7 @@ import {
   uniqueNamespaceName,
 } from '../helpers/kube.js';
 import { crdManifest, widgetCrd } from '../helpers/crd.js';
+import { testEnvironment } from '../helpers/test-environment.js';
 
 const CONFIG_MAPS: ResourceInfo = {
   group: '',
@@ -88,19 +89,7 @@ function shippedWorkerRules(): { apiGroups: string[]; resources: string[]; verbs
   return role.rules as { apiGroups: string[]; resources: string[]; verbs: string[] }[];
 }
 
-function environmentFor(namespace: string, overrides: Record<string, unknown> = {}): EnvironmentConfig {
-  return environmentSchema.parse({
-    name: uniqueNamespaceName('env').slice(0, 40),
-    repo: { provider: 'github', name: 'acme/env', url: 'file:///nowhere' },
-    branch: 'env/test',
-    path: 'env',
-    cluster: 'test',
-    namespace,
-    allow: { namespaces: [namespace, `${namespace}-*`], clusterScoped: false },
-    healthTimeout: 0,
-    ...overrides,
-  });
-}
+const environmentFor = testEnvironment;
 
 /** pushgate's record of the environment's inventory namespaces, kept here as the worker keeps it in Redis. */
 function inventoryHomes(...recorded: string[]): InventoryHomes & { recorded: string[] } {

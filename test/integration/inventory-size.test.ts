@@ -1,15 +1,22 @@
 import { randomBytes, randomInt } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
-import { environmentSchema, type EnvironmentConfig } from '../../src/config/schema.js';
 import { PushgateError } from '../../src/lib/errors.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import { closeClusterClients, createClusterClient, type ClusterClient } from '../../src/kube/cluster.js';
 import { deployToCluster } from '../../src/kube/deploy.js';
-import { readInventory, writeInventory, type Inventory } from '../../src/kube/inventory.js';
+import {
+  assertInventoryFits,
+  INVENTORY_MAX_OBJECTS,
+  readInventory,
+  writeInventory,
+  type Inventory,
+} from '../../src/kube/inventory.js';
 import type { DeployError, DeployRequest } from '../../src/kube/types.js';
 import type { ResourceInfo } from '../../src/manifests/resource-info.js';
 import type { ObjectRef } from '../../src/manifests/types.js';
-import { createTestNamespace, kubeconfigPathFromTest, uniqueNamespaceName } from '../helpers/kube.js';
+import { createTestNamespace, kubeconfigPathFromTest } from '../helpers/kube.js';
+import { testEnvironment } from '../helpers/test-environment.js';
 
 const CONFIG_MAPS: ResourceInfo = {
   group: '',
@@ -23,19 +30,6 @@ afterAll(() => closeClusterClients());
 
 function client(): ClusterClient {
   return createClusterClient({ name: 'test', kubeconfig: kubeconfigPathFromTest() });
-}
-
-function environmentFor(namespace: string): EnvironmentConfig {
-  return environmentSchema.parse({
-    name: uniqueNamespaceName('env').slice(0, 40),
-    repo: { provider: 'github', name: 'acme/env', url: 'file:///nowhere' },
-    branch: 'env/test',
-    path: 'env',
-    cluster: 'test',
-    namespace,
-    allow: { namespaces: [namespace], clusterScoped: false },
-    healthTimeout: 0,
-  });
 }
 
 /** A name of the longest kind the API server takes, which gzip cannot shrink much. */
@@ -55,7 +49,10 @@ function configMapRefs(namespace: string, count: number, name = (i: number) => `
   }));
 }
 
-async function inventoryKeys(kube: ClusterClient, env: EnvironmentConfig): Promise<string[]> {
+async function inventoryKeys(
+  kube: ClusterClient,
+  env: ReturnType<typeof testEnvironment>,
+): Promise<string[]> {
   const live = await kube.get(CONFIG_MAPS, env.namespace, `pushgate-inventory-${env.name}`);
   return [
     ...Object.keys(live?.data ?? {}).map((key) => `data.${key}`),
@@ -66,14 +63,22 @@ async function inventoryKeys(kube: ClusterClient, env: EnvironmentConfig): Promi
 describe('an inventory larger than a ConfigMap holds as plain lines (real kube-apiserver)', () => {
   it('is kept gzipped, read back whole, and plain again once it fits', async () => {
     const ns = await createTestNamespace('inventory-gzip');
-    const env = environmentFor(ns.name);
+    const env = testEnvironment(ns.name);
     const kube = client();
     // About 1.2 MB as plain lines, over the 1 MiB the API server lets a ConfigMap hold.
     const large: Inventory = { revision: 'a'.repeat(40), objects: configMapRefs(ns.name, 14_000) };
 
     await writeInventory(kube, env, large);
 
-    expect(await inventoryKeys(kube, env)).toEqual(['binaryData.objects.json.gz', 'data.revision']);
+    expect(await inventoryKeys(kube, env)).toEqual([
+      'binaryData.objects.json.gz',
+      'data.objects.json',
+      'data.revision',
+    ]);
+    // The plain list holds one line that is no ref: a version that reads only the plain list
+    // fails the deploy rather than take the environment for one that owns nothing.
+    const live = await kube.get(CONFIG_MAPS, env.namespace, `pushgate-inventory-${env.name}`);
+    expect(live?.data).toMatchObject({ 'objects.json': '{"listedIn":"binaryData.objects.json.gz"}' });
     expect(await readInventory(kube, env)).toEqual(large);
 
     const small: Inventory = { revision: 'b'.repeat(40), objects: configMapRefs(ns.name, 3) };
@@ -86,7 +91,7 @@ describe('an inventory larger than a ConfigMap holds as plain lines (real kube-a
 
   it('refuses a set whose list would not fit even gzipped before any write, and at once', async () => {
     const ns = await createTestNamespace('inventory-too-large');
-    const env = environmentFor(ns.name);
+    const env = testEnvironment(ns.name);
     const kube = client();
     const count = 9_000;
     const manifests = configMapRefs(ns.name, count, randomName).map((ref, index) => ({
@@ -111,13 +116,54 @@ describe('an inventory larger than a ConfigMap holds as plain lines (real kube-a
     expect(error.permanent).toBe(true);
     expect(error.message).toMatch(
       new RegExp(
-        `^${env.name} holds ${count} objects: their list is \\d+ bytes gzipped, over the 1048576 bytes its inventory ` +
-          `ConfigMap ${ns.name}/pushgate-inventory-${env.name} can hold; split the manifests into several environments. ` +
-          'Nothing was changed$',
+        `^${env.name} holds ${count} objects: their list is \\d+ bytes gzipped, over the 1048576 bytes a ConfigMap ` +
+          `holds, for its inventory ConfigMap ${ns.name}/pushgate-inventory-${env.name}; split the manifests into several ` +
+          'environments. Nothing was changed$',
       ),
     );
     expect(new Set(error.resources.map((resource) => resource.action))).toEqual(new Set(['skipped']));
     expect(error.resources).toHaveLength(count);
     expect(await kube.list(CONFIG_MAPS, ns.name)).toEqual([]);
+  });
+
+  it('reads back a list of any length, and refuses one that unpacks past what a real list can be', async () => {
+    const ns = await createTestNamespace('inventory-hand-made');
+    const env = testEnvironment(ns.name);
+    const kube = client();
+    const handMade = async (lines: string) => {
+      const packed = gzipSync(lines).toString('base64');
+      await kube.apply(CONFIG_MAPS, {
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: `pushgate-inventory-${env.name}`, namespace: ns.name },
+        data: { revision: 'c'.repeat(40) },
+        binaryData: { 'objects.json.gz': packed },
+      });
+    };
+    const refs = configMapRefs(ns.name, 200_000, (i) => `c${i}`);
+    await handMade(refs.map((ref) => JSON.stringify(ref)).join('\n'));
+
+    expect((await readInventory(kube, env))?.objects).toHaveLength(200_000);
+
+    // 30 MiB of refs in ~100 KB: any namespace's ConfigMap labelled as an inventory is read.
+    await handMade(`${JSON.stringify(refs[0])}\n`.repeat(Math.ceil((30 * 1024 * 1024) / 80)));
+
+    const error = await readInventory(kube, env).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(PushgateError);
+    expect((error as PushgateError).message).toMatch(
+      /objects\.json\.gz is not a gzipped list of object refs of at most 24 MiB/,
+    );
+  });
+
+  it('refuses more objects than it keeps a list of, however short their names', () => {
+    const env = testEnvironment('apps');
+
+    expect(() => assertInventoryFits(env, configMapRefs('apps', INVENTORY_MAX_OBJECTS))).not.toThrow();
+    expect(() => assertInventoryFits(env, configMapRefs('apps', INVENTORY_MAX_OBJECTS + 1))).toThrow(
+      `${env.name} holds ${INVENTORY_MAX_OBJECTS + 1} objects: more than the ${INVENTORY_MAX_OBJECTS} pushgate keeps a list of`,
+    );
   });
 });

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
-import { environmentSchema, type EnvironmentConfig } from '../../src/config/schema.js';
+import type { EnvironmentConfig } from '../../src/config/schema.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import { closeClusterClients, createClusterClient, type ClusterClient } from '../../src/kube/cluster.js';
 import { deployToCluster } from '../../src/kube/deploy.js';
@@ -9,13 +9,9 @@ import type { DeployRequest } from '../../src/kube/types.js';
 import { CRDS } from '../../src/kube/shared-containers.js';
 import type { ResourceInfo } from '../../src/manifests/resource-info.js';
 import type { LoadedManifest } from '../../src/manifests/types.js';
-import {
-  createTestNamespace,
-  kubeconfigPathFromTest,
-  NAMESPACES,
-  uniqueNamespaceName,
-} from '../helpers/kube.js';
+import { createTestNamespace, kubeconfigPathFromTest, NAMESPACES } from '../helpers/kube.js';
 import { widgetCrd } from '../helpers/crd.js';
+import { testEnvironment } from '../helpers/test-environment.js';
 
 function client(): ClusterClient {
   return createClusterClient({ name: 'test', kubeconfig: kubeconfigPathFromTest() });
@@ -24,15 +20,8 @@ function client(): ClusterClient {
 afterAll(() => closeClusterClients());
 
 function environmentFor(namespace: string): EnvironmentConfig {
-  return environmentSchema.parse({
-    name: uniqueNamespaceName('env').slice(0, 40),
-    repo: { provider: 'github', name: 'acme/env', url: 'file:///nowhere' },
-    branch: 'env/test',
-    path: 'env',
-    cluster: 'test',
-    namespace,
+  return testEnvironment(namespace, {
     allow: { namespaces: [namespace, `${namespace}-*`], clusterScoped: true },
-    healthTimeout: 0,
   });
 }
 

@@ -56,7 +56,8 @@ describe('re-syncs of a fleet of environments (real Redis, git, kube-apiserver)'
 
   it('takes a push before the re-syncs queued ahead of it', async () => {
     const harness = await fleet([
-      ...RESYNCED.map((name) => ({ name, reconcileInterval: '1h' })),
+      // Every second: the first runs come within the interval, so at once here.
+      ...RESYNCED.map((name) => ({ name, reconcileInterval: '1s' })),
       { name: 'web', reconcileInterval: '0' },
     ]);
     const real = createKubeApplyEngine(harness.config, process.env);
@@ -84,9 +85,9 @@ describe('re-syncs of a fleet of environments (real Redis, git, kube-apiserver)'
     release();
 
     expect(await harness.waitForJob(push)).toMatchObject({ state: 'succeeded' });
-    await until(() => Promise.resolve(deployed.length === 4));
+    await until(() => Promise.resolve(deployed.length >= 4));
     expect(deployed[1]).toBe('web');
-    expect(new Set(deployed)).toEqual(new Set([...RESYNCED, 'web']));
+    expect(new Set(deployed.slice(0, 4))).toEqual(new Set([...RESYNCED, 'web']));
   });
 
   it('spreads the environments’ re-syncs over the interval, and re-phases schedulers an earlier version made', async () => {
