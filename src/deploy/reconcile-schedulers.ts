@@ -138,13 +138,13 @@ async function upsertScheduler(queue: Queue<DeployJobData>, id: string, every: n
     { name: DEPLOY_JOB_NAME, data, opts: RESYNC_JOB_OPTIONS },
   );
   if (!fresh) return;
-  // Its place in the interval may come soon enough: no second run beside it.
-  const next = Number((await queue.getJobScheduler(id))?.next);
-  if (next - Date.now() <= FIRST_RUN_WINDOW_MS) return;
-  // Workers starting together each find it fresh: one run a minute, by the queue's own job id.
-  const jobId = `resync-${environment}-${every}-${Math.floor(Date.now() / 60_000)}`;
   // Within a minute, at the environment's place in it: a fleet whose interval changed, or
   // whose schedulers Redis lost, is spread even so.
   const delay = reconcilePhase(environment, FIRST_RUN_WINDOW_MS) - 1;
+  // Its place in the interval may come soon enough: no second run shortly beside it.
+  const next = Number((await queue.getJobScheduler(id))?.next);
+  if (next - Date.now() <= delay + FIRST_RUN_WINDOW_MS) return;
+  // Workers starting together each find it fresh: one run a minute, by the queue's own job id.
+  const jobId = `resync-${environment}-${every}-${Math.floor(Date.now() / 60_000)}`;
   await queue.add(DEPLOY_JOB_NAME, data, { ...RESYNC_JOB_OPTIONS, jobId, delay });
 }

@@ -126,7 +126,7 @@ function assertSetFits(
     ...(previous ? [previous] : []),
   ]);
   try {
-    if (planned) assertInventoryFits(environment, planned.objects);
+    if (planned) assertInventoryFits(environment, planned.objects, previous?.objects.length ?? 0);
   } catch (error) {
     if (!(error instanceof PushgateError)) throw error;
     throw new DeployError(error.code, error.message, {

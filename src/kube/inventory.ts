@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { EnvironmentConfig } from '../config/schema.js';
 import { PushgateError } from '../lib/errors.js';
 import { ENVIRONMENT_LABEL } from '../manifests/prepare.js';
+import { compareApplyOrder } from '../manifests/order.js';
 import { splitApiVersion, type ResourceInfo } from '../manifests/resource-info.js';
 import type { ObjectRef } from '../manifests/types.js';
 import type { ClusterClient, LiveObject } from './cluster.js';
@@ -74,14 +75,12 @@ const PACKED_REFS_KEY = 'objects.json.gz';
 const PACKED_MARKER = JSON.stringify({ listedIn: `binaryData.${PACKED_REFS_KEY}` });
 /** What the API server lets a ConfigMap's data and binaryData hold together. */
 const CONFIG_MAP_MAX_BYTES = 1024 * 1024;
-/**
- * The most objects an environment may hold: far past any realistic set, and what the bound
- * below allows to be read back (each ref at most ~350 bytes).
- */
+/** The most objects an environment may hold: far past any realistic set. */
 export const INVENTORY_MAX_OBJECTS = 50_000;
 /**
  * Any ConfigMap labelled as an inventory, anywhere, is read when another environment prunes
- * a Namespace or CRD: a small gzip member must not inflate to more than a real list can be.
+ * a Namespace or CRD: a small gzip member must not inflate past what a real list is (50,000
+ * refs of ~300 bytes; the writes refuse a longer list).
  */
 const UNPACKED_REFS_MAX_BYTES = 24 * 1024 * 1024;
 
@@ -109,33 +108,41 @@ export async function readInventory(
   return live && parseInventory(live, environment);
 }
 
+/** Every other environment's inventory, and those labelled as inventories that could not be read. */
+export interface OtherInventories {
+  byOwner: Map<string, Inventory>;
+  /** Their environments, each with why: what they own is unknown. */
+  unreadable: Map<string, string>;
+}
+
 /**
  * Every other environment's inventory in the cluster (any namespace), by environment: what
- * they own; a same-named environment of another installation counts as another. One that
- * does not parse is left out.
+ * they own; a same-named environment of another installation counts as another.
  */
 export async function otherInventories(
   client: ClusterClient,
   environment: string,
   signal?: AbortSignal,
   installation?: string,
-): Promise<Map<string, Inventory>> {
+): Promise<OtherInventories> {
   const items = await client.list(CONFIG_MAP, undefined, signal, `${INVENTORY_LABEL}=true`);
-  const found = new Map<string, Inventory>();
+  const others: OtherInventories = { byOwner: new Map(), unreadable: new Map() };
   for (const item of items) {
     const owner = item.metadata.labels?.[ENVIRONMENT_LABEL];
     if (!owner || item.metadata.name !== inventoryName(owner)) continue;
     let inventory: Inventory;
     try {
       inventory = parseInventory(item, { name: owner, namespace: item.metadata.namespace ?? '' });
-    } catch {
-      continue; // Its own deploys report it; here it only cannot count.
+    } catch (error) {
+      if (owner !== environment)
+        others.unreadable.set(owner, error instanceof Error ? error.message : String(error));
+      continue;
     }
-    if (owner !== environment) found.set(owner, inventory);
+    if (owner !== environment) others.byOwner.set(owner, inventory);
     else if (!sameInstallation(inventory, installation))
-      found.set(`${owner} of another pushgate installation`, inventory);
+      others.byOwner.set(`${owner} of another pushgate installation`, inventory);
   }
-  return found;
+  return others;
 }
 
 /** An inventory of the environment found in a namespace other than its configured one. */
@@ -214,7 +221,7 @@ function parseInventory(live: LiveObject, environment: InventoryEnvironment): In
   const objects = parseRefLines(
     environment,
     REFS_KEY,
-    packed !== undefined && plain === PACKED_MARKER ? '' : plain,
+    packed !== undefined && plain.trim() === PACKED_MARKER ? '' : plain,
   );
   // A plain list beside the gzipped one is there only when someone else took over its
   // field: keep every ref, so nothing listed escapes prune.
@@ -262,32 +269,41 @@ function parseRefLines(environment: InventoryEnvironment, key: string, text: str
   return objects;
 }
 
+function tooLarge(environment: InventoryEnvironment, count: number, why: string): PushgateError {
+  return new PushgateError(
+    'apply_rejected',
+    `${environment.name} holds ${count} objects (those its earlier deploys applied and it still lists included): ` +
+      `${why}, for its inventory ConfigMap ${environment.namespace}/${inventoryName(environment.name)}; split the ` +
+      'manifests into several environments. Nothing was changed',
+    { permanent: true },
+  );
+}
+
 /**
- * The inventory's data and binaryData: plain lines where they fit, gzipped where not.
- * `margin`: bytes to leave free besides.
+ * The inventory's data and binaryData: plain lines where they fit, gzipped where not. The
+ * refs go in apply order whatever order they come in: gzip's size depends on it, and the
+ * check before the dry-run must measure what the writes write.
  */
 function inventoryData(
   environment: InventoryEnvironment,
   inventory: Inventory,
-  margin = 0,
 ): { data: Record<string, string>; binaryData?: Record<string, string> } {
   const count = inventory.objects.length;
-  const tooLarge = (why: string) =>
-    new PushgateError(
-      'apply_rejected',
-      `${environment.name} holds ${count} objects: ${why}, for its inventory ConfigMap ` +
-        `${environment.namespace}/${inventoryName(environment.name)}; split the manifests into several environments. Nothing was changed`,
-      { permanent: true },
-    );
-  if (count > INVENTORY_MAX_OBJECTS)
-    throw tooLarge(`more than the ${INVENTORY_MAX_OBJECTS} pushgate keeps a list of`);
-  const lines = inventory.objects.map((ref) => JSON.stringify(ref)).join('\n');
+  const lines = [...inventory.objects]
+    .sort(compareApplyOrder)
+    .map((ref) => JSON.stringify(ref))
+    .join('\n');
+  const bytes = Buffer.byteLength(lines);
   // Other data: the revision, and room for the keys.
-  const room = CONFIG_MAP_MAX_BYTES - margin - Buffer.byteLength(inventory.revision) - 64;
-  if (Buffer.byteLength(lines) <= room) return { data: { revision: inventory.revision, [REFS_KEY]: lines } };
+  const room = CONFIG_MAP_MAX_BYTES - Buffer.byteLength(inventory.revision) - 64;
+  if (bytes <= room) return { data: { revision: inventory.revision, [REFS_KEY]: lines } };
+  if (bytes > UNPACKED_REFS_MAX_BYTES)
+    throw tooLarge(environment, count, `their list is ${bytes} bytes, more than pushgate reads back`);
   const packed = gzipSync(lines, { level: 9 });
   if (packed.length > room - PACKED_MARKER.length) {
     throw tooLarge(
+      environment,
+      count,
       `their list is ${packed.length} bytes gzipped, over the ${CONFIG_MAP_MAX_BYTES} bytes a ConfigMap holds`,
     );
   }
@@ -300,11 +316,22 @@ function inventoryData(
 /**
  * Refuses, before any write, a set whose inventory the API server would refuse: the
  * inventory is the first write of a deploy, so its refusal would come after the whole
- * set's dry-run, and every attempt would make it again. Measured with a commit sha as the
- * revision and 1% to spare: the writes list the refs in other orders, which gzip unevenly.
+ * set's dry-run, and every attempt would make it again. `objects`: what the deploy lists
+ * (the set and what the inventory holds); `listed`: how many the inventory holds now. Only
+ * a list that grows is held to the count, so one past it may still shrink.
  */
-export function assertInventoryFits(environment: InventoryEnvironment, objects: readonly ObjectRef[]): void {
-  inventoryData(environment, { revision: '0'.repeat(40), objects: [...objects] }, CONFIG_MAP_MAX_BYTES / 100);
+export function assertInventoryFits(
+  environment: InventoryEnvironment,
+  objects: readonly ObjectRef[],
+  listed: number,
+): void {
+  if (objects.length > INVENTORY_MAX_OBJECTS && objects.length > listed)
+    throw tooLarge(
+      environment,
+      objects.length,
+      `more than the ${INVENTORY_MAX_OBJECTS} pushgate keeps a list of`,
+    );
+  inventoryData(environment, { revision: '0'.repeat(40), objects: [...objects] });
 }
 
 export function inventoryObject(

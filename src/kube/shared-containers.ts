@@ -46,6 +46,16 @@ export async function keptForOtherEnvironments(
     for (const ref of candidates) kept.set(ref, why);
     return kept;
   }
+  // An inventory that cannot be read may list objects in or of any of them: deleting one
+  // could delete what another environment declares.
+  const [unreadable] = others.unreadable.keys();
+  if (unreadable !== undefined) {
+    const why =
+      `not pruned: the inventory of environment ${unreadable} cannot be read, so whether it has objects in or of ` +
+      `it is unknown (${others.unreadable.get(unreadable) ?? ''})`;
+    for (const ref of candidates) kept.set(ref, why);
+    return kept;
+  }
   for (const ref of candidates) {
     let kind: string | undefined;
     let group: string | undefined;
@@ -55,7 +65,7 @@ export async function keptForOtherEnvironments(
       if (typeof spec.group !== 'string' || typeof spec.names?.kind !== 'string') continue;
       [group, kind] = [spec.group, spec.names.kind];
     }
-    for (const [owner, inventory] of others) {
+    for (const [owner, inventory] of others.byOwner) {
       const holds = inventory.objects.some((object) =>
         isNamespace(ref)
           ? object.namespace === ref.name

@@ -64,9 +64,10 @@ describe('prune keeps what the set still needs', () => {
 
     expect(actions(outcome.resources)).toEqual(['ConfigMap/inside:unchanged', `Namespace/${fresh}:skipped`]);
     expect((await kube.get(NAMESPACES, undefined, fresh))?.metadata).not.toHaveProperty('deletionTimestamp');
+    // Still listed, in apply order.
     expect((await readInventory(kube, env))?.objects.map((ref) => ref.kind)).toEqual([
-      'ConfigMap',
       'Namespace',
+      'ConfigMap',
     ]);
 
     // Once git drops what was in it as well, the Namespace is pruned after all.
