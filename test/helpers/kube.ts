@@ -76,6 +76,15 @@ export const NAMESPACES: ResourceInfo = {
   namespaced: false,
 };
 
+/** ConfigMaps, for ClusterClient reads and writes in tests. */
+export const CONFIG_MAPS: ResourceInfo = {
+  group: '',
+  version: 'v1',
+  kind: 'ConfigMap',
+  plural: 'configmaps',
+  namespaced: true,
+};
+
 /** No kubelet here: the test plays the controller and reports the Deployment ready. */
 export async function markDeploymentReady(namespace: string, name: string): Promise<void> {
   const apps = kubeConfigFromTest().makeApiClient(AppsV1Api);

@@ -24,6 +24,7 @@ import type { ResourceInfo } from '../../src/manifests/resource-info.js';
 import type { LoadedManifest } from '../../src/manifests/types.js';
 import type { ResourceResult } from '../../src/status/job-record.js';
 import {
+  CONFIG_MAPS,
   createTestNamespace,
   kubeconfigPathFromTest,
   namespacedKubeconfig,
@@ -33,13 +34,6 @@ import {
 import { crdManifest, widgetCrd } from '../helpers/crd.js';
 import { testEnvironment } from '../helpers/test-environment.js';
 
-const CONFIG_MAPS: ResourceInfo = {
-  group: '',
-  version: 'v1',
-  kind: 'ConfigMap',
-  plural: 'configmaps',
-  namespaced: true,
-};
 const ROLES: ResourceInfo = {
   group: 'rbac.authorization.k8s.io',
   version: 'v1',

@@ -14,18 +14,9 @@ import {
   type Inventory,
 } from '../../src/kube/inventory.js';
 import type { DeployError, DeployRequest } from '../../src/kube/types.js';
-import type { ResourceInfo } from '../../src/manifests/resource-info.js';
 import type { ObjectRef } from '../../src/manifests/types.js';
-import { createTestNamespace, kubeconfigPathFromTest } from '../helpers/kube.js';
+import { CONFIG_MAPS, createTestNamespace, kubeconfigPathFromTest } from '../helpers/kube.js';
 import { testEnvironment } from '../helpers/test-environment.js';
-
-const CONFIG_MAPS: ResourceInfo = {
-  group: '',
-  version: 'v1',
-  kind: 'ConfigMap',
-  plural: 'configmaps',
-  namespaced: true,
-};
 
 afterAll(() => closeClusterClients());
 

@@ -9,7 +9,7 @@ import type { DeployRequest } from '../../src/kube/types.js';
 import { CRDS } from '../../src/kube/shared-containers.js';
 import type { ResourceInfo } from '../../src/manifests/resource-info.js';
 import type { LoadedManifest } from '../../src/manifests/types.js';
-import { createTestNamespace, kubeconfigPathFromTest, NAMESPACES } from '../helpers/kube.js';
+import { CONFIG_MAPS, createTestNamespace, kubeconfigPathFromTest, NAMESPACES } from '../helpers/kube.js';
 import { widgetCrd } from '../helpers/crd.js';
 import { testEnvironment } from '../helpers/test-environment.js';
 
@@ -117,13 +117,6 @@ describe('prune keeps what the set still needs', () => {
       metadata: { name, namespace },
       data: {},
     });
-    const CONFIG_MAPS: ResourceInfo = {
-      group: '',
-      version: 'v1',
-      kind: 'ConfigMap',
-      plural: 'configmaps',
-      namespaced: true,
-    };
     await deployToCluster(kube, request(wide, configMap('home', home.name), configMap('away', other.name)));
 
     // allow.namespaces narrowed, and git drops the object in the namespace no longer allowed.
