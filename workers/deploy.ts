@@ -6,7 +6,7 @@ import { EnvironmentLock } from '../src/deploy/environment-lock.js';
 import { processDeployJob } from '../src/deploy/job-processor.js';
 import type { ProcessDeps } from '../src/deploy/job-processor-deps.js';
 import { JobRun } from '../src/deploy/job-run.js';
-import { requeueLostJobs, REQUEUE_INTERVAL_MS } from '../src/deploy/queue-repair.js';
+import { claimRepairPass, requeueLostJobs, REQUEUE_INTERVAL_MS } from '../src/deploy/queue-repair.js';
 import { restoreMissingSchedulers, syncReconcileSchedulers } from '../src/deploy/reconcile-schedulers.js';
 import { MAX_STALLED_COUNT, recordFailureOutsideProcessor } from '../src/deploy/stalled-failure.js';
 import { queueDeploysOfChangedTargets } from '../src/deploy/target-change.js';
@@ -213,8 +213,9 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
   const environments = config.environments.map((environment) => environment.name);
   let requeueing: Promise<void> | undefined;
   // What a Redis that lost writes may have lost: queue entries of queued jobs, and schedulers.
-  const requeueTimer = setInterval(() => {
-    requeueing ??= requeueLostJobs({ store, queue, environments, logger })
+  const requeueIntervalMs = options.requeueIntervalMs ?? REQUEUE_INTERVAL_MS;
+  const repairPass = (): Promise<void> =>
+    requeueLostJobs({ store, queue, environments, logger })
       .then(
         () => undefined,
         (error: unknown) =>
@@ -226,9 +227,15 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
       )
       // A rollback that became the newest configuration, a move that failed: see target-change.
       .then(() => queueDeploysOfChangedTargets(moves))
-      .then(() => undefined)
+      .then(() => undefined);
+  const requeueTimer = setInterval(() => {
+    requeueing ??= claimRepairPass({ redis, keys }, presence.configuration, requeueIntervalMs)
+      .then((claimed) => (claimed ? repairPass() : undefined))
+      .catch((error: unknown) =>
+        logger.warn({ err: errorMessage(error) }, 'could not claim the periodic repair pass'),
+      )
       .finally(() => (requeueing = undefined));
-  }, options.requeueIntervalMs ?? REQUEUE_INTERVAL_MS);
+  }, requeueIntervalMs);
   requeueTimer.unref();
 
   return {

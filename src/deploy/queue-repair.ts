@@ -1,5 +1,7 @@
 import type { Queue } from 'bullmq';
 import type { Logger } from '../lib/logger.js';
+import type { RedisClient } from '../queue/connection.js';
+import type { Keys } from '../queue/keys.js';
 import { DEPLOY_JOB_NAME, DEPLOY_JOB_OPTIONS, type DeployJobData } from '../queue/job-data.js';
 import type { JobRecord } from '../status/job-record.js';
 import type { JobStore } from '../status/job-store.js';
@@ -9,6 +11,23 @@ import { errorMessage } from '../lib/errors.js';
 export const REQUEUE_AFTER_MS = 2 * 60_000;
 /** How often each worker looks. */
 export const REQUEUE_INTERVAL_MS = 60_000;
+
+/**
+ * Whether this worker runs this interval's repair pass (lost queue entries, missing
+ * schedulers, moves of a changed configuration): one worker of a configuration per interval
+ * does, the first to ask, since each pass reads every environment's records and the others
+ * would find the same. Workers of another configuration run their own: only the newest
+ * configuration's workers move an environment. Held for most of an interval, so the holder's
+ * next turn finds it lapsed; a holder gone is replaced within an interval.
+ */
+export async function claimRepairPass(
+  { redis, keys }: { redis: RedisClient; keys: Keys },
+  configuration: string,
+  intervalMs: number,
+): Promise<boolean> {
+  const holdMs = Math.max(1, Math.floor(intervalMs * 0.9));
+  return (await redis.set(keys.repairPass(configuration), '1', 'PX', holdMs, 'NX')) === 'OK';
+}
 
 /** Most queued records looked at per environment and pass: a backlog that large is not lost. */
 const SCAN_LIMIT = 200;

@@ -8,6 +8,13 @@ import { environmentTarget, targetDifferences } from './config-skew.js';
 
 /** A worker renews its entry this often… */
 export const PRESENCE_RENEW_MS = 10_000;
+/**
+ * …and its configurations' per-environment records (first sighting, last renewal) this
+ * often: they cost a write per environment, and only the hold below, counted in minutes,
+ * reads the last renewal. The entry itself, one write whatever the environments, keeps the
+ * 10 s that tells who runs.
+ */
+export const RECORD_EVERY_MS = 60_000;
 /** …and counts as gone once it has not for this long (a killed worker leaves its entry behind). */
 export const PRESENCE_TTL_MS = 30_000;
 /**
@@ -29,8 +36,16 @@ const entrySchema = z.object({
   until: z.number(),
   environments: z.record(configurationSchema),
 });
-/** What `config-live` keeps of a configuration: its last renewal, and where it sends the environment. */
-const lastLiveSchema = z.object({ at: z.number(), target: environmentTargetSchema });
+/**
+ * What `config-live` keeps of a configuration: its last renewal, until when a worker of it is
+ * known to run (the next renewal is due by then; a worker that stops writes the moment it
+ * does), and where it sends the environment. Versions before `until` count from `at`.
+ */
+const lastLiveSchema = z.object({
+  at: z.number(),
+  until: z.number().optional(),
+  target: environmentTargetSchema,
+});
 type Configuration = z.infer<typeof configurationSchema>;
 
 /** The newest configuration of an environment among the running (or lately vanished) workers'. */
@@ -62,12 +77,16 @@ export function configurationFingerprint(environment: EnvironmentConfig, config:
  */
 export class WorkerPresence {
   readonly id = randomUUID();
+  /** Names this worker's configuration as a whole: the same for every worker that has it. */
+  readonly configuration: string;
   private readonly mine: Record<string, Configuration>;
   /** The first sighting of each of this worker's configurations, written back should Redis lose it. */
   private readonly firstSeen = new Map<string, string>();
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private cached: { at: number; read: Promise<LiveView> } | undefined;
+  /** Redis's time of this worker's last write of its per-environment records as having run. */
+  private recordedAt: number | undefined;
   /** When this worker last forgot gone configurations, by environment. */
   private readonly forgotAt = new Map<string, number>();
 
@@ -75,6 +94,8 @@ export class WorkerPresence {
     private readonly redis: RedisClient,
     private readonly keys: Keys,
     config: Config,
+    /** How often the entry is renewed: PRESENCE_RENEW_MS but in tests. */
+    private readonly renewMs = PRESENCE_RENEW_MS,
   ) {
     this.mine = Object.fromEntries(
       config.environments.map((environment) => [
@@ -85,6 +106,10 @@ export class WorkerPresence {
         },
       ]),
     );
+    const fingerprints = Object.entries(this.mine)
+      .map(([environment, { fingerprint }]) => `${environment}=${fingerprint}`)
+      .sort();
+    this.configuration = createHash('sha256').update(fingerprints.join('\n')).digest('hex').slice(0, 16);
   }
 
   /** Records when each of this worker's configurations was first seen, then announces it until stop(). */
@@ -98,15 +123,29 @@ export class WorkerPresence {
     // Counted among the running at once, but as having run only from its first renewal on:
     // a worker that crash-loops within seconds of starting does not keep its configuration held.
     await this.renew(false);
-    this.timer = setInterval(() => void this.renew().catch(() => undefined), PRESENCE_RENEW_MS);
+    this.timer = setInterval(() => void this.renew().catch(() => undefined), this.renewMs);
     this.timer.unref();
   }
 
-  /** Withdrawn as the worker starts to stop: it takes no new jobs, so none should wait for it. */
+  /**
+   * Withdrawn as the worker starts to stop: it takes no new jobs, so none should wait for it.
+   * Its configurations ran until now (not until the next renewal it will not make), so the
+   * hold is counted from the stop.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
-    await this.redis.hdel(this.keys.workers, this.id);
+    const write = this.redis.multi().hdel(this.keys.workers, this.id);
+    if (this.recordedAt !== undefined) {
+      const now = await this.now();
+      for (const [environment, { fingerprint, target }] of Object.entries(this.mine))
+        write.hset(
+          this.keys.configLive(environment),
+          fingerprint,
+          JSON.stringify({ at: now, until: now, target }),
+        );
+    }
+    await write.exec();
   }
 
   /**
@@ -129,7 +168,7 @@ export class WorkerPresence {
     this.forgetGone(environment, { running: new Set(candidates.keys()), seen, lastLive, now });
     for (const [fingerprint, raw] of Object.entries(lastLive)) {
       const last = parse(lastLiveSchema, raw);
-      if (!last || last.at < now - VANISHED_HOLD_MS || candidates.has(fingerprint)) continue;
+      if (!last || heldUntil(last) < now || candidates.has(fingerprint)) continue;
       // One gone that sends the environment where this worker does is nothing to wait for:
       // this worker's deploy moves nothing back.
       if (own && targetDifferences(last.target, own.target).length === 0) continue;
@@ -173,7 +212,7 @@ export class WorkerPresence {
       const raw = lastLive[fingerprint];
       // Another version's entry it cannot read is not its to drop.
       const lastRun = raw === undefined ? undefined : parse(lastLiveSchema, raw);
-      if (raw !== undefined && (!lastRun || lastRun.at >= now - VANISHED_HOLD_MS)) return false;
+      if (raw !== undefined && (!lastRun || heldUntil(lastRun) >= now)) return false;
       return Number(seen[fingerprint] ?? 0) < now - VANISHED_HOLD_MS;
     };
     const forgetSeen = Object.keys(seen).filter(gone);
@@ -191,10 +230,23 @@ export class WorkerPresence {
     // stop() may have run while the clock was read: its withdrawal must stand.
     if (this.stopped) return;
     const entry = JSON.stringify({ until: now + PRESENCE_TTL_MS, environments: this.mine });
+    // Half a renewal early, so that renewals a little late or early still write every sixth.
+    const due = this.recordedAt === undefined || now - this.recordedAt >= RECORD_EVERY_MS - this.renewMs / 2;
+    if (!due) {
+      // A new field: Redis lost its data, or a reader dropped this entry as gone after a
+      // stall (and may have forgotten its first sighting since). The records go back at once.
+      if ((await this.redis.hset(this.keys.workers, this.id, entry)) === 0) return;
+      if (this.stopped) return;
+    }
     const write = this.redis.multi().hset(this.keys.workers, this.id, entry);
+    const until = now + RECORD_EVERY_MS;
     for (const [environment, { fingerprint, target }] of Object.entries(this.mine)) {
       if (ran)
-        write.hset(this.keys.configLive(environment), fingerprint, JSON.stringify({ at: now, target }));
+        write.hset(
+          this.keys.configLive(environment),
+          fingerprint,
+          JSON.stringify({ at: now, until, target }),
+        );
       // Put back should Redis have lost it, as first seen then, not now.
       write.hsetnx(
         this.keys.configSeen(environment),
@@ -203,6 +255,7 @@ export class WorkerPresence {
       );
     }
     await write.exec();
+    if (ran) this.recordedAt = now;
   }
 
   /** The running workers' entries (those past their time are dropped from Redis too), and Redis's time. */
@@ -245,6 +298,11 @@ export class WorkerPresence {
 interface LiveView {
   live: z.infer<typeof entrySchema>[];
   now: number;
+}
+
+/** Until when a configuration is waited for: the hold, from when its last worker was last known to run. */
+function heldUntil(last: z.infer<typeof lastLiveSchema>): number {
+  return (last.until ?? last.at) + VANISHED_HOLD_MS;
 }
 
 function parse<T>(schema: z.ZodType<T>, raw: string): T | undefined {

@@ -39,6 +39,8 @@ export interface Keys {
   configSeen(environment: string): string;
   /** When a worker of each configuration of the environment last renewed its entry (worker-presence). */
   configLive(environment: string): string;
+  /** Held by the one worker of a configuration that runs this interval's repair pass (queue-repair). */
+  repairPass(configuration: string): string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -64,6 +66,7 @@ export function createKeys(prefix: string): Keys {
     workers: `${tag}:workers`,
     configSeen: (environment) => `${tag}:config-seen:${environment}`,
     configLive: (environment) => `${tag}:config-live:${environment}`,
+    repairPass: (configuration) => `${tag}:repair-pass:${configuration}`,
     targetChangeQueued: (environment, targetDigest) => `${tag}:target-change:${environment}:${targetDigest}`,
   };
 }

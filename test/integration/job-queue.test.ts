@@ -1,6 +1,6 @@
 import { Worker } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { requeueLostJobs } from '../../src/deploy/queue-repair.js';
+import { claimRepairPass, requeueLostJobs } from '../../src/deploy/queue-repair.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import { connectProducer, type ProducerServices } from '../../src/runtime.js';
 import { DEPLOY_JOB_NAME, DEPLOY_JOB_OPTIONS, DEPLOY_QUEUE, type Trigger } from '../../src/queue/job-data.js';
@@ -14,6 +14,7 @@ import type { ResourceResult } from '../../src/status/job-record.js';
 import type { Redis } from 'ioredis';
 import { waitForRedis } from '../../src/queue/connection.js';
 import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
+import { until } from '../helpers/until.js';
 
 let redis: TestRedis;
 const opened: ProducerServices[] = [];
@@ -619,5 +620,22 @@ describe('requeueLostJobs', () => {
       await requeueLostJobs({ store, queue, environments: ['staging'], logger: silentLogger() }),
     ).toEqual(['job-early']);
     expect(await queue.getJobState('job-early')).toBe('waiting');
+  });
+});
+
+describe('claimRepairPass', () => {
+  it('gives each interval’s repair pass to one worker of a configuration, and another configuration its own', async () => {
+    const { redis: connection, keys } = await services();
+    const deps = { redis: connection, keys };
+    const results = await Promise.all([
+      claimRepairPass(deps, 'config-a', 400),
+      claimRepairPass(deps, 'config-a', 400),
+      claimRepairPass(deps, 'config-a', 400),
+    ]);
+    expect(results.filter(Boolean)).toHaveLength(1);
+    // Workers of another configuration (a rollout): only theirs move an environment.
+    expect(await claimRepairPass(deps, 'config-b', 400)).toBe(true);
+    // Lapsed before the next interval: the next turn, or another worker if the holder is gone, runs it.
+    expect(await until(() => claimRepairPass(deps, 'config-a', 400), 1_000)).toBe(true);
   });
 });

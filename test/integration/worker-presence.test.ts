@@ -4,6 +4,7 @@ import type { Config } from '../../src/config/schema.js';
 import { environmentTarget } from '../../src/deploy/config-skew.js';
 import {
   configurationFingerprint,
+  RECORD_EVERY_MS,
   VANISHED_HOLD_MS,
   WorkerPresence,
 } from '../../src/deploy/worker-presence.js';
@@ -47,9 +48,12 @@ describe('which configurations the running workers have (real Redis)', () => {
       'test-config.yaml',
       {},
     );
-  const workerIn = async (namespace: string): Promise<{ presence: WorkerPresence; config: Config }> => {
+  const workerIn = async (
+    namespace: string,
+    renewMs?: number,
+  ): Promise<{ presence: WorkerPresence; config: Config }> => {
     const config = configIn(namespace);
-    const presence = new WorkerPresence(connection(), keys, config);
+    const presence = new WorkerPresence(connection(), keys, config, renewMs);
     await presence.start();
     started.push(presence);
     return { presence, config };
@@ -89,6 +93,63 @@ describe('which configurations the running workers have (real Redis)', () => {
     expect(await until(async () => (await restarted.presence.newest('web'))?.mine === false)).toBe(true);
     await lastRun(VANISHED_HOLD_MS + 1_000);
     expect(await until(async () => (await restarted.presence.newest('web'))?.mine)).toBe(true);
+  });
+
+  it('rewrites the per-environment records once a minute, not at every renewal, and at once after Redis lost them', async () => {
+    const raw = connection();
+    await raw.del(keys.configSeen('web'), keys.configLive('web'));
+    const { presence, config } = await workerIn('apps-records', 100);
+    const fingerprint = configurationFingerprint(config.environments[0]!, config);
+    const entryUntil = async (): Promise<number> =>
+      (JSON.parse((await raw.hget(keys.workers, presence.id)) ?? '{"until":0}') as { until: number }).until;
+    const live = await until(() => raw.hget(keys.configLive('web'), fingerprint));
+    const seen = await raw.hget(keys.configSeen('web'), fingerprint);
+    const { at, until: liveUntil } = JSON.parse(live) as { at: number; until: number };
+    expect(liveUntil - at).toBe(RECORD_EVERY_MS);
+
+    // Renewals go on (the entry's time moves, several times over), the records stay as written:
+    // one write per environment a minute, whatever the renewals.
+    const renewedAt = await entryUntil();
+    await until(async () => (await entryUntil()) > renewedAt + 300);
+    expect(await raw.hget(keys.configLive('web'), fingerprint)).toBe(live);
+
+    // What a Redis that lost its data (or a stall past the entry's time) leaves: the next
+    // renewal puts the records back, the first sighting as it was.
+    await raw.del(keys.workers, keys.configSeen('web'), keys.configLive('web'));
+    expect(await until(() => raw.hget(keys.configSeen('web'), fingerprint), 5_000)).toBe(seen);
+    expect(await until(() => raw.hexists(keys.configLive('web'), fingerprint), 5_000)).toBe(1);
+  });
+
+  it('holds a configuration from the moment its worker stopped, or was last known to run', async () => {
+    const raw = connection();
+    const { presence, config } = await workerIn('apps-stopping', 100);
+    const fingerprint = configurationFingerprint(config.environments[0]!, config);
+    await until(() => raw.hexists(keys.configLive('web'), fingerprint));
+    const [seconds] = await raw.time();
+    await presence.stop();
+    const stopped = JSON.parse((await raw.hget(keys.configLive('web'), fingerprint))!) as {
+      at: number;
+      until: number;
+    };
+    expect(stopped.until).toBe(stopped.at);
+    expect(Math.abs(stopped.until - Number(seconds) * 1000)).toBeLessThan(2_000);
+
+    // A record whose last renewal is older than the hold, but whose worker was due to run
+    // until a moment ago (killed between two records), is still waited for.
+    const current = await workerIn('apps-current');
+    await raw.hset(keys.configSeen('web'), 'killed-config', String(Number(seconds) * 1000 + 60_000));
+    await raw.hset(
+      keys.configLive('web'),
+      'killed-config',
+      JSON.stringify({
+        at: Number(seconds) * 1000 - VANISHED_HOLD_MS - 1_000,
+        until: Number(seconds) * 1000 - 1_000,
+        target: { ...environmentTarget(current.config.environments[0]!), namespace: 'apps-killed' },
+      }),
+    );
+    expect((await current.presence.newest('web'))?.mine).toBe(false);
+    await raw.hdel(keys.configLive('web'), 'killed-config');
+    await raw.hdel(keys.configSeen('web'), 'killed-config');
   });
 
   it('does not wait for a configuration that is gone and sends the environment where this one does', async () => {
