@@ -255,16 +255,40 @@ return #drop
 `;
 
 /**
- * Counts the states of the `ARGV[2]` newest jobs: a record's state is its third field, so the
- * first bytes of each hold it, however many objects the record lists. KEYS: all-jobs index.
- * ARGV: record key prefix, how many. Returns state, count, state, count...
+ * A Lua function reading a record's state: its third field, so the first bytes of each hold
+ * it, however many objects the record lists (the whole record only past a very long trigger).
  */
-const COUNT_STATES_SCRIPT = `
+const READ_STATE_LUA = `
+local function stateOf(key)
+  local head = redis.call('GETRANGE', key, 0, 511)
+  local state = string.match(head, '"state":"(%a+)"')
+  if not state and #head == 512 then state = string.match(redis.call('GET', key) or '', '"state":"(%a+)"') end
+  return state
+end`;
+
+/**
+ * Counts the states of the `ARGV[2]` newest jobs. KEYS: all-jobs index. ARGV: record key
+ * prefix, how many. Returns state, count, state, count...
+ */
+/**
+ * The ids of the jobs in state `ARGV[2]` among ranks `ARGV[3]`..`ARGV[4]` of an index, newest
+ * first, reading no record whole: a scan of an environment's history for its queued jobs is
+ * then a few bytes per record, not its object list. KEYS: the index. ARGV: record key prefix,
+ * state, first and last rank. Returns how many ids the range held, and those in the state.
+ */
+const IDS_IN_STATE_SCRIPT = `${READ_STATE_LUA}
+local ids = redis.call('ZREVRANGE', KEYS[1], tonumber(ARGV[3]), tonumber(ARGV[4]))
+local found = {}
+for _, id in ipairs(ids) do
+  if stateOf(ARGV[1] .. id) == ARGV[2] then found[#found + 1] = id end
+end
+return {#ids, found}
+`;
+
+const COUNT_STATES_SCRIPT = `${READ_STATE_LUA}
 local counts = {}
 for _, id in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)) do
-  local head = redis.call('GETRANGE', ARGV[1] .. id, 0, 511)
-  local state = string.match(head, '"state":"(%a+)"')
-  if not state and #head == 512 then state = string.match(redis.call('GET', ARGV[1] .. id) or '', '"state":"(%a+)"') end
+  local state = stateOf(ARGV[1] .. id)
   if state then counts[state] = (counts[state] or 0) + 1 end
 end
 local flat = {}
@@ -307,6 +331,13 @@ interface ClaimCommander {
     gitlabDeliveryPrefix: string,
   ): Promise<number>;
   pushgateCountStates(allKey: string, jobPrefix: string, limit: number): Promise<(string | number)[]>;
+  pushgateIdsInState(
+    indexKey: string,
+    jobPrefix: string,
+    state: JobState,
+    first: number,
+    last: number,
+  ): Promise<[number, string[]]>;
 }
 
 function claimOutcome(reply: unknown): ClaimOutcome {
@@ -351,6 +382,7 @@ export class JobStore {
       commander.defineCommand('pushgateRelease', { lua: RELEASE_SCRIPT, numberOfKeys: 6 });
       commander.defineCommand('pushgateTrim', { lua: TRIM_SCRIPT, numberOfKeys: 3 });
       commander.defineCommand('pushgateCountStates', { lua: COUNT_STATES_SCRIPT, numberOfKeys: 1 });
+      commander.defineCommand('pushgateIdsInState', { lua: IDS_IN_STATE_SCRIPT, numberOfKeys: 1 });
     }
     this.commander = commander;
   }
@@ -479,24 +511,32 @@ export class JobStore {
     return jobSummarySchema.parse(JSON.parse(text));
   }
 
-  /** Newest first; a state filter scans at most the kept history. */
+  /**
+   * Newest first; a state filter scans at most the kept history, by the records' first bytes
+   * (every worker's minute pass looks for each environment's queued jobs), in pages so that
+   * no script holds Redis for long.
+   */
   async list(filter: { environment?: string; state?: JobState; limit: number }): Promise<JobRecord[]> {
     const key = filter.environment ? this.keys.jobsByEnvironment(filter.environment) : this.keys.jobsAll;
     if (!filter.state) {
       const ids = await this.redis.zrevrange(key, 0, filter.limit - 1);
       return this.getMany(ids);
     }
-    const found: JobRecord[] = [];
-    const page = 200;
+    const found: string[] = [];
+    const page = 500;
     for (let start = 0; found.length < filter.limit; start += page) {
-      const ids = await this.redis.zrevrange(key, start, start + page - 1);
-      if (ids.length === 0) break;
-      for (const record of await this.getMany(ids)) {
-        if (record.state === filter.state) found.push(record);
-        if (found.length === filter.limit) break;
-      }
+      const [scanned, ids] = await this.commander.pushgateIdsInState(
+        key,
+        this.keys.job(''),
+        filter.state,
+        start,
+        start + page - 1,
+      );
+      found.push(...ids.slice(0, filter.limit - found.length));
+      if (scanned < page) break;
     }
-    return found;
+    // A job may have moved on between the scan and the read.
+    return (await this.getMany(found)).filter((record) => record.state === filter.state);
   }
 
   /** How many of the `limit` newest jobs are in each state, without reading their object lists. */

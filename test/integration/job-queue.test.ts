@@ -568,6 +568,49 @@ describe('requeueLostJobs', () => {
     });
   });
 
+  it('finds the lost job among a long history without reading any record whole', async () => {
+    const { store, queue, redis: connection } = await services();
+    const resources = Array.from({ length: 1_000 }, (_, i) => ({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      namespace: 'staging',
+      name: `config-${i}`,
+      action: 'unchanged' as const,
+    }));
+    await store.claimMany([
+      {
+        id: 'job-lost-deep',
+        environment: 'staging',
+        trigger: push('d'.repeat(40), 'd-lost-deep'),
+        receivedAt: TEN_MINUTES_AGO(),
+      },
+    ]);
+    // Finished deploys after it, each listing its objects: about 100 KB a record.
+    const finished = Array.from({ length: 40 }, (_, i) => ({
+      id: `job-done-${i}`,
+      environment: 'staging',
+      trigger: push(String(i).padStart(40, 'e'), `d-done-${i}`),
+      receivedAt: new Date().toISOString(),
+    }));
+    await store.claimMany(finished);
+    for (const { id } of finished)
+      await store.update(id, { state: 'succeeded', finishedAt: new Date().toISOString(), resources });
+    const sent = async (): Promise<number> =>
+      Number(/total_net_output_bytes:(\d+)/.exec(await connection.info('stats'))?.[1]);
+    const before = await sent();
+
+    const requeued = await requeueLostJobs({
+      store,
+      queue,
+      environments: ['staging'],
+      logger: silentLogger(),
+    });
+
+    expect(requeued).toEqual(['job-lost-deep']);
+    // The 40 records whole would be about 4 MB; the scan, their ids and the one record it re-queues.
+    expect((await sent()) - before).toBeLessThan(100_000);
+  });
+
   it('leaves a job that is queued normally, and a record too young to judge', async () => {
     const { store, queue, producer } = await services();
     await producer.enqueue('staging', push('b'.repeat(40), 'd-normal'), TEN_MINUTES_AGO());
