@@ -6,7 +6,8 @@ import { parseArgs } from 'node:util';
 import { PushgateError, errorMessage } from './lib/errors.js';
 import type { Command, CommandArgs } from './commands/command.js';
 
-type CommandOption = 'ref' | 'reason' | 'wait' | 'json' | 'version' | 'show-secrets';
+type CommandOption =
+  'ref' | 'reason' | 'wait' | 'json' | 'version' | 'show-secrets' | 'environment' | 'limit';
 
 interface CommandSpec {
   /**
@@ -149,16 +150,24 @@ Needs REDIS_URL.
   },
   status: {
     load: () => import('./commands/status.js').then((m) => m.runStatus),
-    help: `Usage: pushgate status [JOB_ID] [--json] [--config F]
+    help: `Usage: pushgate status [JOB_ID] [--environment NAME]... [--limit N] [--json] [--config F]
 
 One job (exit 1 if unknown), or every environment: the commit of its last successful deploy
 (LAST APPLIED), its last job and the commit that job tried (after a failed deploy the cluster
 may run part of that commit), then its latest jobs. Needs REDIS_URL: the Redis of the
 running receiver; without it, that of a pushgate start running from the current folder.
 
-  --json                 print the job, or the environments with their jobs, as JSON
+  --environment NAME     only this environment; repeat it, or give NAME,NAME,... for several
+                         (an unknown name is bad usage, exit 2)
+  --limit N              the latest N jobs of each environment, 0 to 100 (default 5); 0 prints
+                         the environments alone, one line each, as for a large fleet
+  --json                 print the job, or the environments with their jobs, as JSON (with
+                         --limit 0, without "jobs", as GET /environments shows them)
+
+  pushgate status --limit 0                          what every environment runs
+  pushgate status --environment production --limit 20
 `,
-    options: ['json'],
+    options: ['environment', 'limit', 'json'],
     maxPositionals: 1,
   },
   version: {
@@ -191,7 +200,8 @@ Commands:
   sync ENV [--wait]      deploy the branch head of ENV now; --wait follows the job
   suspend ENV            hold ENV's deploys (--reason TEXT), as flux suspend
   resume ENV [--wait]    lift the suspension and deploy ENV's branch head now
-  status [JOB_ID]        one job, or the latest jobs of every environment
+  status [JOB_ID]        one job, or the latest jobs of every environment (--environment NAME,
+                         --limit N jobs each; --limit 0 for the environments alone)
   version                print the version of pushgate
 
 Options:
@@ -214,6 +224,8 @@ const OPTIONS = {
   wait: { type: 'boolean' },
   json: { type: 'boolean' },
   'show-secrets': { type: 'boolean' },
+  environment: { type: 'string', multiple: true },
+  limit: { type: 'string' },
   help: { type: 'boolean', short: 'h', default: false },
   version: { type: 'boolean' },
 } as const;
@@ -273,9 +285,9 @@ export async function main(argv: string[], env = process.env): Promise<number> {
   }
   // An option a command does not take is refused rather than ignored: `sync ENV --ref SHA`
   // must not quietly deploy the branch head instead of SHA.
-  const given = (['ref', 'reason', 'wait', 'json', 'version', 'show-secrets'] as const).filter(
-    (option) => parsed.values[option] !== undefined,
-  );
+  const given = (
+    ['ref', 'reason', 'wait', 'json', 'version', 'show-secrets', 'environment', 'limit'] as const
+  ).filter((option) => parsed.values[option] !== undefined);
   const refused = given.find((option) => !spec.options.includes(option));
   const extra = positionals[spec.maxPositionals];
   if (refused !== undefined || extra !== undefined) {
@@ -292,6 +304,8 @@ export async function main(argv: string[], env = process.env): Promise<number> {
     json: parsed.values.json ?? false,
     showSecrets: parsed.values['show-secrets'] ?? false,
     reason: parsed.values.reason,
+    environments: parsed.values.environment,
+    limit: parsed.values.limit,
     env,
     stdout: process.stdout,
     stderr: process.stderr,

@@ -3,6 +3,7 @@ import { readSecrets, unsetSecret } from '../config/secrets.js';
 import { kubeconfigProblems } from '../kube/cluster.js';
 import { logLevelFromEnv } from '../lib/logger.js';
 import type { CommandArgs } from './command.js';
+import { someOf } from './some-of.js';
 import { formatTable } from './table.js';
 import { missingWebhookSecrets } from './webhook-secret-warnings.js';
 import { providerUrlWarnings } from './provider-url-warnings.js';
@@ -73,10 +74,4 @@ export function runCheck(args: CommandArgs): Promise<number> {
     );
   }
   return Promise.resolve(0);
-}
-
-/** A few names and how many more: a fleet's warning stays one line. */
-function someOf(names: readonly string[], shown = 5): string {
-  if (names.length <= shown + 1) return names.join(', ');
-  return `${names.slice(0, shown).join(', ')} and ${names.length - shown} more`;
 }

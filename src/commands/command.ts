@@ -11,6 +11,10 @@ export interface CommandArgs {
   showSecrets?: boolean;
   /** suspend: why (one line). */
   reason?: string;
+  /** status: each --environment as given (a value may name several, comma-separated). */
+  environments?: string[];
+  /** status: --limit as given, checked by the command. */
+  limit?: string;
   env: Env;
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;

@@ -1,3 +1,5 @@
+import type { Config, EnvironmentConfig } from '../config/schema.js';
+import { UsageError } from '../lib/errors.js';
 import { waitForRedis } from '../queue/connection.js';
 import { describeSuspension } from '../status/suspensions.js';
 import { connectProducer, loadRuntime, type ProducerServices } from '../runtime.js';
@@ -6,28 +8,42 @@ import { jobView, type JobRecord } from '../status/job-record.js';
 import { clientRedisUrl } from './client-redis-url.js';
 import type { CommandArgs } from './command.js';
 import { printable } from './printable.js';
+import { someOf } from './some-of.js';
 import { formatTable } from './table.js';
 
-const LATEST_PER_ENVIRONMENT = 5;
+const DEFAULT_JOBS_PER_ENVIRONMENT = 5;
+/** Each job shown is read whole, object list included: a fleet's page must stay cheap to read. */
+const MAX_JOBS_PER_ENVIRONMENT = 100;
 const REDIS_TIMEOUT_MS = 5_000;
 
-/** `pushgate status [JOB_ID] [--json]`: one job, or the latest jobs of every environment. */
+/**
+ * `pushgate status [JOB_ID] [--environment NAME]... [--limit N] [--json]`: one job, or the
+ * latest jobs of every environment (or of those named); `--limit 0` the environments alone.
+ */
 export async function runStatus(args: CommandArgs): Promise<number> {
+  const [jobId] = args.positionals;
+  if (jobId !== undefined && (args.environments !== undefined || args.limit !== undefined))
+    throw new UsageError(
+      'JOB_ID shows one job: --environment and --limit choose environments and how many of their jobs to show',
+    );
+  const limit = jobsPerEnvironment(args.limit);
   // `url: ${REDIS_URL}` unset: the Redis of a pushgate start in this folder (clientRedisUrl).
   const { config } = loadRuntime(args.config, args.env, { unsetWhenVariableMissing: ['redis.url'] });
+  // A misspelt name is refused before Redis is dialled, rather than answered with nothing.
+  const chosen = jobId === undefined ? chosenEnvironments(config, args.environments) : [];
   const services = connectProducer(
     { url: clientRedisUrl(config, 'status'), cluster: config.redis.cluster },
     config.redis.prefix,
   );
   try {
     await waitForRedis(services.redis, REDIS_TIMEOUT_MS);
-    const [jobId] = args.positionals;
     if (jobId !== undefined) return await showJob(services, jobId, args);
+    if (limit === 0) return await showEnvironments(services, chosen, args);
     const environments = await Promise.all(
-      config.environments.map(async (environment) => {
+      chosen.map(async (environment) => {
         const [status, jobs] = await Promise.all([
           services.store.environmentStatus(environment.name),
-          services.store.list({ environment: environment.name, limit: LATEST_PER_ENVIRONMENT }),
+          services.store.list({ environment: environment.name, limit }),
         ]);
         return { ...environmentView(environment, status, jobs[0]), jobs };
       }),
@@ -41,27 +57,7 @@ export async function runStatus(args: CommandArgs): Promise<number> {
       args.stdout.write(`${JSON.stringify({ environments: shown }, null, 2)}\n`);
       return 0;
     }
-    // What each environment runs first, as `flux get kustomizations` shows it; then its latest jobs.
-    args.stdout.write(
-      formatTable(
-        ['ENVIRONMENT', 'BRANCH', 'LAST APPLIED', 'APPLIED AT', 'LAST JOB', 'SUSPENDED'],
-        environments.map((environment) => [
-          environment.name,
-          environment.branch,
-          environment.lastAppliedSha?.slice(0, 12) ?? '-',
-          environment.lastAppliedAt ?? '-',
-          describeLastJob(environment.lastJob),
-          environment.suspended ? `since ${environment.suspended.at}` : '-',
-        ]),
-      ),
-    );
-    // The reason is free text: on a line of its own, made printable.
-    for (const environment of environments) {
-      if (environment.suspended)
-        args.stdout.write(
-          `${printable(`${environment.name} is ${describeSuspension(environment.suspended)}: deploys held until pushgate resume ${environment.name}`)}\n`,
-        );
-    }
+    writeEnvironments(environments, args);
     const rows = environments.flatMap((environment) =>
       environment.jobs.length === 0
         ? [[environment.name, '-', '(no jobs)', '', '', '']]
@@ -73,6 +69,89 @@ export async function runStatus(args: CommandArgs): Promise<number> {
     return 0;
   } finally {
     await services.close();
+  }
+}
+
+/** --limit: how many jobs of each environment to show, 0 for none. */
+function jobsPerEnvironment(given: string | undefined): number {
+  if (given === undefined) return DEFAULT_JOBS_PER_ENVIRONMENT;
+  if (!/^\d+$/.test(given) || Number(given) > MAX_JOBS_PER_ENVIRONMENT)
+    throw new UsageError(
+      `--limit ${JSON.stringify(given)}: must be a whole number of jobs per environment from 0 to ${MAX_JOBS_PER_ENVIRONMENT}`,
+    );
+  return Number(given);
+}
+
+/** The environments --environment names (each value one name or several, comma-separated), in the config's order. */
+function chosenEnvironments(config: Config, given: readonly string[] | undefined): EnvironmentConfig[] {
+  if (given === undefined) return config.environments;
+  const names = new Set(
+    given
+      .flatMap((value) => value.split(','))
+      .map((name) => name.trim())
+      .filter((name) => name !== ''),
+  );
+  if (names.size === 0) throw new UsageError('--environment: give a name, or several as NAME,NAME');
+  const known = config.environments.map((environment) => environment.name);
+  const unknown = [...names].filter((name) => !known.includes(name));
+  if (unknown.length > 0) {
+    const quoted = unknown.map((name) => JSON.stringify(name)).join(', ');
+    throw new UsageError(
+      `unknown environment${unknown.length > 1 ? 's' : ''} ${quoted} (configured: ${someOf(known) || 'none'})`,
+    );
+  }
+  return config.environments.filter((environment) => names.has(environment.name));
+}
+
+/**
+ * --limit 0: one line an environment, as `flux get kustomizations` and `argocd app list` show
+ * a fleet. Only each newest job's fields before its object list are read, as GET /environments
+ * reads them, and no job table follows (a "(no jobs)" row for each would say what is not so).
+ */
+async function showEnvironments(
+  services: ProducerServices,
+  chosen: readonly EnvironmentConfig[],
+  args: CommandArgs,
+): Promise<number> {
+  const environments = await Promise.all(
+    chosen.map(async (environment) => {
+      const [status, latest] = await Promise.all([
+        services.store.environmentStatus(environment.name),
+        services.store.latestSummary(environment.name),
+      ]);
+      return environmentView(environment, status, latest);
+    }),
+  );
+  if (args.json) {
+    // As GET /environments shows them.
+    args.stdout.write(`${JSON.stringify({ environments }, null, 2)}\n`);
+    return 0;
+  }
+  writeEnvironments(environments, args);
+  return 0;
+}
+
+/** What each environment runs first, as `flux get kustomizations` shows it; then its suspension, if any. */
+function writeEnvironments(environments: readonly EnvironmentView[], args: CommandArgs): void {
+  args.stdout.write(
+    formatTable(
+      ['ENVIRONMENT', 'BRANCH', 'LAST APPLIED', 'APPLIED AT', 'LAST JOB', 'SUSPENDED'],
+      environments.map((environment) => [
+        environment.name,
+        environment.branch,
+        environment.lastAppliedSha?.slice(0, 12) ?? '-',
+        environment.lastAppliedAt ?? '-',
+        describeLastJob(environment.lastJob),
+        environment.suspended ? `since ${environment.suspended.at}` : '-',
+      ]),
+    ),
+  );
+  // The reason is free text: on a line of its own, made printable.
+  for (const environment of environments) {
+    if (environment.suspended)
+      args.stdout.write(
+        `${printable(`${environment.name} is ${describeSuspension(environment.suspended)}: deploys held until pushgate resume ${environment.name}`)}\n`,
+      );
   }
 }
 

@@ -59,7 +59,7 @@ describe('pushgate <command> --help', () => {
     ['check', 'Usage: pushgate check [--config F]'],
     ['render', 'Usage: pushgate render ENV [--ref SHA] [--show-secrets] [--config F]'],
     ['sync', 'Usage: pushgate sync ENV [--wait] [--json] [--config F]'],
-    ['status', 'Usage: pushgate status [JOB_ID] [--json] [--config F]'],
+    ['status', 'Usage: pushgate status [JOB_ID] [--environment NAME]... [--limit N] [--json] [--config F]'],
     ['version', 'Usage: pushgate version'],
   ])('%s --help prints the usage of that command and exits 0', async (command, usage) => {
     const run = await runCli([command, '--help']);
