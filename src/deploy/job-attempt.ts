@@ -20,7 +20,6 @@ export async function deployAttempt(
   environment: EnvironmentConfig,
   lock: HeldLock,
   deps: ProcessDeps,
-  logger: Logger,
 ): Promise<void> {
   // Counted on the record: BullMQ does not count a run a dead worker left behind (a stall).
   await run.started(record.attempts + 1);
@@ -29,7 +28,8 @@ export async function deployAttempt(
     environment,
     trigger: data.trigger,
     lock,
-    logger,
+    // The run's: a re-sync's holds its step lines until it is known whether it changes anything.
+    logger: run.logger,
     onDeploying: async (sha) => {
       await lock.assertHeld();
       await run.deploying(sha);

@@ -62,10 +62,13 @@ export async function processDeployJob(
 
   const run = deps.run(environment, current ?? record, logger);
   try {
-    await deployAttempt(run, record, jobId, data, environment, lock, deps, logger);
+    await deployAttempt(run, record, jobId, data, environment, lock, deps);
   } catch (error) {
+    // A failed re-sync's steps are logged as they are, before what is said of the failure.
+    run.logAsIs();
     await settleFailedAttempt(error, job, token, jobId, run, lock, deps, logger);
   } finally {
+    run.logAsIs();
     await lock.release();
   }
 }

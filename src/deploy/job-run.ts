@@ -10,6 +10,7 @@ import { FINISHED_STATES, type JobRecord, type JobState, type ResourceResult } f
 import type { AppliedCommit, JobStore } from '../status/job-store.js';
 import type { CommitStatusReporter } from '../status/reporters/commit-status-reporter.js';
 import type { DeployStatusState } from '../status/reporters/types.js';
+import { ResyncLog } from './resync-log.js';
 
 export interface JobRunDeps {
   store: JobStore;
@@ -31,15 +32,21 @@ export class JobRun {
   private earlierResources: readonly ResourceResult[];
   /** What earlier attempts of the job were about to create (JobRecord.creating). */
   private earlierCreating: ReadonlySet<string>;
+  /** A re-sync's: its step lines held until it is known whether it changes anything. */
+  private readonly resyncLog: ResyncLog | undefined;
+  /** The attempt's logger, for the deploy's steps too: a re-sync's holds its info lines (ResyncLog). */
+  readonly logger: Logger;
 
   constructor(
     private readonly deps: JobRunDeps,
     private readonly environment: EnvironmentConfig,
     private record: JobRecord,
-    private readonly logger: Logger,
+    logger: Logger,
   ) {
     this.earlierResources = record.resources;
     this.earlierCreating = new Set(record.creating);
+    this.resyncLog = record.trigger.kind === 'reconcile' ? new ResyncLog(logger) : undefined;
+    this.logger = this.resyncLog?.logger ?? logger;
   }
 
   get id(): string {
@@ -105,8 +112,18 @@ export class JobRun {
     }
   }
 
+  /**
+   * The attempt's log as it is, whatever its trigger: once it has ended other than by a
+   * success (JobRun.succeeded), or an error escaped it.
+   */
+  logAsIs(): void {
+    this.resyncLog?.keepSteps();
+  }
+
   /** Outcomes so far, kept in the record in case this worker dies before the end. */
   async written(resources: ResourceResult[]): Promise<void> {
+    // A re-sync that created, changed or pruned something is news: its steps are logged as they come.
+    if (resources.some((resource) => resource.action !== 'unchanged')) this.logAsIs();
     try {
       await this.patch({ resources: this.merged(resources) }, { unlessFinished: true });
     } catch (error) {
@@ -120,6 +137,7 @@ export class JobRun {
    * takes over from one killed right after (see JobRecord.creating) lists them `created`.
    */
   async creating(resources: readonly ResourceResult[]): Promise<void> {
+    if (resources.length > 0) this.logAsIs();
     const known = new Set(this.record.creating);
     const added = resources.map(resourceKey).filter((key) => !known.has(key));
     if (added.length === 0) return;
@@ -138,6 +156,7 @@ export class JobRun {
     const finishedAt = new Date().toISOString();
     // Drift corrected is news even on a commit that shows success already: not quiet.
     const changed = resources.some((resource) => resource.action !== 'unchanged');
+    const quietResync = this.record.trigger.kind === 'reconcile' && !changed && warnings.length === 0;
     this.report(
       sha,
       'success',
@@ -155,10 +174,14 @@ export class JobRun {
       },
       { sha, at: finishedAt, target: environmentTarget(this.environment) },
       // A re-sync that found nothing to do: the history keeps only the newest few of those.
-      { quietResync: this.record.trigger.kind === 'reconcile' && !changed && warnings.length === 0 },
+      { quietResync },
     );
     this.finish('succeeded');
-    this.logger.info({ sha, objects: resources.length }, 'deploy succeeded');
+    const objects = resources.length;
+    const durationMs = Date.now() - this.startedMs;
+    if (quietResync && this.resyncLog?.nothingChanged({ sha, objects, durationMs })) return;
+    this.logAsIs();
+    this.logger.info({ sha, objects }, 'deploy succeeded');
   }
 
   /**
@@ -199,6 +222,7 @@ export class JobRun {
       ].join('; '),
     });
     this.finish('superseded');
+    this.logAsIs();
     this.logger.info({ sha, head: by, notReady: notReady.length }, 'deploy applied, health wait overtaken');
   }
 
@@ -215,6 +239,7 @@ export class JobRun {
       message,
     });
     this.finish('superseded');
+    this.logAsIs();
     this.logger.info({ announcedSha, head: by }, 'deploy superseded');
   }
 
@@ -233,6 +258,7 @@ export class JobRun {
       message: `superseded by job ${deployJobId}, which deploys this commit (${short(sha)})`,
     });
     this.finish('superseded');
+    this.logAsIs();
     this.logger.info({ sha, by: deployJobId }, 'deploy superseded by a job deploying the same commit');
   }
 
@@ -269,6 +295,7 @@ export class JobRun {
       message,
       ...(resources ? { resources: this.merged(resources) } : {}),
     });
+    this.logAsIs();
     this.logger.info({ attempts: this.record.attempts }, 'deploy handed back at shutdown');
   }
 

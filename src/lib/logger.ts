@@ -23,6 +23,28 @@ export function logLevelFromEnv(raw: string | undefined): LevelWithSilent {
   return level;
 }
 
+/** Set only while writeAsOf writes a line held back: the time that line was logged at. */
+let heldAtMs: number | undefined;
+
+/** pino's isoTime, but for a line held back (writeAsOf) the time it was logged at. */
+function isoTime(): string {
+  return `,"time":"${new Date(heldAtMs ?? Date.now()).toISOString()}"`;
+}
+
+/**
+ * Writes now a line that was held back since `atMs` (the steps of a re-sync, until it is
+ * known whether it changed anything: see ResyncLog), stamped with the time it was logged at:
+ * a step's time tells how long it took, not when the run ended.
+ */
+export function writeAsOf(atMs: number, write: () => void): void {
+  heldAtMs = atMs;
+  try {
+    write();
+  } finally {
+    heldAtMs = undefined;
+  }
+}
+
 /** One buffer for every logger of the process, so lines keep their order and one exit hook flushes. */
 let sharedStdout: DestinationStream | undefined;
 
@@ -31,7 +53,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const settings = {
     level,
     base: { service: 'pushgate' },
-    timestamp: pino.stdTimeFunctions.isoTime,
+    timestamp: isoTime,
     // A secret placed in a log object by mistake never reaches the output: log objects are
     // scrubbed at any depth; a child logger's bindings (pino formats them apart) by key.
     // pino's wildcard paths (`*.token`) would cost about 10 µs a line.
