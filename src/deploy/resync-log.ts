@@ -1,6 +1,12 @@
 import type { Bindings, ChildLoggerOptions } from 'pino';
 import { writeAsOf, type Logger } from '../lib/logger.js';
 
+/**
+ * A re-sync still running after this long is news whatever it changes (a health wait that
+ * does not end, a slow API server): what was held goes out, and what follows as it comes.
+ */
+export const RESYNC_HOLD_MS = 30_000;
+
 interface HeldLine {
   logger: Logger;
   /** As given to `info`: (details, message) or (message). */
@@ -15,7 +21,7 @@ interface HeldLine {
  * every 10 minutes. Until the run is known to change nothing, its info lines are held back;
  * they go out at info, as they are and with the time each was logged at, as soon as it turns
  * out to be news: objects it creates, changes or prunes (keepSteps), a warning or an error,
- * any other end than success. Otherwise they go out at debug before the summary line.
+ * any other end than success, a run longer than RESYNC_HOLD_MS. Otherwise they go out at debug before the summary line.
  *
  * `logger`, and every child made from it, hold their info lines here; their other levels
  * pass through, a warning or an error after the held lines.
@@ -23,9 +29,15 @@ interface HeldLine {
 export class ResyncLog {
   readonly logger: Logger;
   private held: HeldLine[] | undefined = [];
+  private readonly holdTimer: NodeJS.Timeout;
 
-  constructor(private readonly base: Logger) {
+  constructor(
+    private readonly base: Logger,
+    holdMs = RESYNC_HOLD_MS,
+  ) {
     this.logger = this.holding(base);
+    this.holdTimer = setTimeout(() => this.keepSteps(), holdMs);
+    this.holdTimer.unref();
   }
 
   /** The run is news: what was held goes out at info, as it is, and what follows as it comes. */
@@ -49,6 +61,7 @@ export class ResyncLog {
     const held = this.held;
     if (!held) return;
     this.held = undefined;
+    clearTimeout(this.holdTimer);
     for (const line of held)
       writeAsOf(line.atMs, () => {
         Reflect.apply(line.logger[level], line.logger, line.args);
