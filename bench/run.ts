@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-const KNOWN = ['ingest', 'instructions', 'deploy'];
+const KNOWN = ['ingest', 'instructions', 'deploy', 'idle'];
 
 interface BenchModule {
   run(): Promise<void>;
