@@ -12,7 +12,7 @@
  *   BENCH_IDLE_WINDOW_S     seconds measured per row (default 120)
  *   BENCH_IDLE_SETTLE_S     seconds between the workers being ready (and the first re-syncs
  *                           done) and the window (default 10)
- *   BENCH_IDLE_RECONCILE    every environment's reconcileInterval (default 24h)
+ *   BENCH_IDLE_RECONCILE    every environment's reconcileInterval (default 720h: see the section)
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -64,7 +64,10 @@ function settingsFromEnv(env: Record<string, string | undefined>): Settings {
     .map((part) => Number(part.trim()));
   if (sizes.some((size) => !Number.isInteger(size) || size < 1 || size > 9999))
     throw new Error(`BENCH_IDLE_SIZES="${rawSizes}" is not a list of environment counts (1 to 9999)`);
-  const reconcileInterval = env.BENCH_IDLE_RECONCILE || '24h';
+  // A scheduler per environment, as with any interval, but slots so far apart that one falls in
+  // a window rarely (N × 120 s / 30 days): what a window holds does not depend on the time of
+  // day the bench runs (a slot's place in its interval is set by the environment's name).
+  const reconcileInterval = env.BENCH_IDLE_RECONCILE || '720h';
   if (!/^[0-9a-z]+$/.test(reconcileInterval))
     throw new Error(`BENCH_IDLE_RECONCILE="${reconcileInterval}" is not a duration (e.g. 10m, 24h)`);
   return {
@@ -285,10 +288,14 @@ interface RedisSample {
   calls: Map<string, number>;
   cpuSeconds: number;
   clients: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** The size of this INFO reply, counted in the next sample's bytesOut. */
+  replyBytes: number;
 }
 
 async function sampleRedis(services: ProducerServices): Promise<RedisSample> {
-  const info = await services.redis.info('commandstats', 'cpu', 'clients');
+  const info = await services.redis.info('commandstats', 'cpu', 'clients', 'stats');
   const at = performance.now();
   const calls = new Map<string, number>();
   for (const match of info.matchAll(/^cmdstat_(\S+?):calls=(\d+),/gm)) calls.set(match[1]!, Number(match[2]));
@@ -299,6 +306,9 @@ async function sampleRedis(services: ProducerServices): Promise<RedisSample> {
     calls,
     cpuSeconds: field('used_cpu_sys') + field('used_cpu_user'),
     clients: field('connected_clients'),
+    bytesIn: field('total_net_input_bytes'),
+    bytesOut: field('total_net_output_bytes'),
+    replyBytes: Buffer.byteLength(info),
   };
 }
 
@@ -310,9 +320,12 @@ interface IdleResult {
   calls: Map<string, number>;
   total: number;
   cpuMs: number;
+  /** Bytes Redis read from and wrote to its clients per second. */
+  bytesInPerSecond: number;
+  bytesOutPerSecond: number;
   rssMiB: number[];
-  /** Deploys that started in the window: 0 is what idle means. */
-  deploys: number;
+  /** Deploys that started in the window (`environment (trigger)`): none is what idle means. */
+  deploys: string[];
   clients: number;
 }
 
@@ -363,10 +376,12 @@ async function measure(
   }
   const total = [...calls.values()].reduce((sum, count) => sum + count, 0);
   const recent = await services.store.list({ limit: 5_000 });
-  const deploys = recent.filter((record) => {
-    const started = record.startedAt ? Date.parse(record.startedAt) : Number.NaN;
-    return started >= startedAt && started <= endedAt;
-  }).length;
+  const deploys = recent
+    .filter((record) => {
+      const started = record.startedAt ? Date.parse(record.startedAt) : Number.NaN;
+      return started >= startedAt && started <= endedAt;
+    })
+    .map((record) => `${record.environment} (${record.trigger.kind})`);
   return {
     environments,
     workers: workers.length,
@@ -374,6 +389,8 @@ async function measure(
     calls,
     total,
     cpuMs: ((after.cpuSeconds - before.cpuSeconds) * 1000) / seconds,
+    bytesInPerSecond: (after.bytesIn - before.bytesIn) / seconds,
+    bytesOutPerSecond: (after.bytesOut - before.bytesOut - before.replyBytes) / seconds,
     rssMiB,
     deploys,
     clients: after.clients - 1,
@@ -388,27 +405,42 @@ const perSecond = (count: number, seconds: number): string => {
 const byCalls = (calls: Map<string, number>): [string, number][] =>
   [...calls.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
 
+const kib = (bytesPerSecond: number): string => (bytesPerSecond / 1024).toFixed(1);
+
+function tableRow(result: IdleResult): string {
+  const top = byCalls(result.calls)
+    .slice(0, 3)
+    .map(([command, count]) => `${command} ${perSecond(count, result.seconds)}`)
+    .join(', ');
+  const perEnvironmentWorker = result.total / result.seconds / result.environments / result.workers;
+  const cells = [
+    result.environments,
+    result.workers,
+    perSecond(result.total, result.seconds),
+    perEnvironmentWorker.toFixed(3),
+    result.cpuMs.toFixed(1),
+    `${kib(result.bytesInPerSecond)} / ${kib(result.bytesOutPerSecond)}`,
+    top,
+    result.rssMiB.map((rss) => rss.toFixed(0)).join(' / '),
+    result.clients,
+    result.deploys.length,
+  ];
+  return `| ${cells.join(' | ')} |`;
+}
+
+/** Redis with no client but the bench, while the control plane starts: the floor of its CPU. */
+interface RedisFloor {
+  seconds: number;
+  cpuMs: number;
+}
+
 function formatSection(
   results: IdleResult[],
   settings: Settings,
   machineText: string,
-  run: { minutes: number; loadAtEnd: number },
+  run: { minutes: number; loadAtEnd: number; floor: RedisFloor },
 ): string {
   const rows = [...results].sort((a, b) => a.environments - b.environments || a.workers - b.workers);
-  const table = rows.map((result) => {
-    const top = byCalls(result.calls)
-      .slice(0, 3)
-      .map(([command, count]) => `${command} ${perSecond(count, result.seconds)}`)
-      .join(', ');
-    return `| ${result.environments} | ${result.workers} | ${perSecond(result.total, result.seconds)} | ${(
-      result.total /
-      result.seconds /
-      result.environments /
-      result.workers
-    ).toFixed(
-      3,
-    )} | ${result.cpuMs.toFixed(1)} | ${top} | ${result.rssMiB.map((rss) => rss.toFixed(0)).join(' / ')} | ${result.clients} | ${result.deploys} |`;
-  });
   // Every command of every row, in the order of the largest row's calls.
   const largest = rows.at(-1)!;
   const commands = [
@@ -419,6 +451,9 @@ function formatSection(
       `| ${command} | ${rows.map((row) => perSecond(row.calls.get(command) ?? 0, row.seconds)).join(' | ')} |`,
   );
   const heading = rows.map((row) => `${row.environments} env × ${row.workers}`).join(' | ');
+  const deploys = rows
+    .filter((row) => row.deploys.length > 0)
+    .map((row) => `${row.environments} env × ${row.workers}: ${row.deploys.join(', ')}`);
   const windowPasses = (settings.windowSeconds / 60).toFixed(1).replace(/\.0$/, '');
   const windowRenewals = (settings.windowSeconds / 10).toFixed(1).replace(/\.0$/, '');
   const sizes = settings.sizes.join(',');
@@ -431,9 +466,10 @@ default concurrency, no commit-status token) against a private redis-server (no 
 local control plane (\`scripts/cluster.sh up\`: real kube-apiserver + etcd on loopback) and
 ${REPOSITORIES} bare git repositories over file://. N environments (\`idle-0001\`…) spread over the
 repositories, one branch each holding one ConfigMap, all in namespace \`${NAMESPACE}\`, each with
-\`reconcileInterval: ${settings.reconcileInterval}\`: a re-sync scheduler per environment, as with any
-interval, but no re-sync due in a window (at the default 10m about N/5 re-sync deploys would fall in
-each 120 s window: deploy work, not idle cost; \`BENCH_IDLE_RECONCILE=10m\` measures with them).
+\`reconcileInterval: ${settings.reconcileInterval}\`: a re-sync scheduler per environment, which the
+per-minute pass checks whatever the interval, but a slot in a window only rarely, whatever the
+time of day (at the default 10m about N/5 re-sync deploys fall in each 120 s window: deploy work,
+not idle cost; \`BENCH_IDLE_RECONCILE=10m\` measures with them).
 
 One Redis for the whole run, the largest N first. 1 worker is started and waited for (its "deploy
 worker ready" log line); the first re-sync of every environment (queued within a minute of a new
@@ -441,16 +477,20 @@ scheduler) runs, and is waited for until every environment has deployed and noth
 running; ${settings.settleSeconds} s later, ${settings.windowSeconds} s are measured. Then 2 more workers are
 started and waited for, and after ${settings.settleSeconds} s the 3 are measured. All stop (SIGTERM,
 waited for). Each smaller N is the first N environments of the largest: its workers remove the
-other schedulers at start and have no first re-syncs to run. Whatever its phase, a
-${settings.windowSeconds} s window holds ${windowPasses} of each worker's per-minute passes (requeue,
-scheduler restore, target changes) and ${windowRenewals} of its presence renewals (every 10 s).
+other schedulers at start and have no first re-syncs to run. A ${settings.windowSeconds} s window holds
+${settings.windowSeconds % 60 === 0 ? 'exactly, whatever its phase,' : 'on average'} ${windowPasses} of each
+worker's per-minute passes (requeue, scheduler restore, target changes) and ${windowRenewals} of its
+presence renewals (every 10 s).
 
 Figures are \`INFO commandstats\` deltas over the window (the bench's own INFO taken out). Commands
 run inside scripts (BullMQ's EVALSHA, pushgate's EVAL) and inside MULTI/EXEC count one by one, as in
 \`total_commands_processed\`, beside the EVALSHA or EXEC itself: one round trip may count many.
-Redis CPU is \`used_cpu_sys + used_cpu_user\`; worker RSS is VmRSS at the window's end; clients are
-Redis's connected clients less the bench's; deploys are the jobs that started in the window (0: the
-workers were idle).
+Redis CPU is \`used_cpu_sys + used_cpu_user\` (with no client but the bench, over the
+${run.floor.seconds.toFixed(0)} s the control plane took to start, it was ${run.floor.cpuMs.toFixed(1)} ms/s: its own timers);
+net in / out are the bytes Redis read from and wrote to its clients; worker RSS is VmRSS at the
+window's end, one figure per worker, the first being the one that ran the first re-syncs; clients
+are Redis's connected clients less the bench's; deploys are the jobs that started in the window
+(0: the workers were idle).
 
 Measured ${new Date().toISOString()} with \`${command}\` (${run.minutes.toFixed(0)} min in all;
 \`BENCH_IDLE_SIZES=300\` runs one size, \`BENCH_IDLE_WINDOW_S\` sets the window) on:
@@ -458,10 +498,10 @@ Measured ${new Date().toISOString()} with \`${command}\` (${run.minutes.toFixed(
 ${machineText}
 - load average at end (1 min): ${run.loadAtEnd.toFixed(2)}
 
-| environments | workers | Redis commands/s | per environment per worker | Redis CPU ms/s | top 3 commands (calls/s) | worker RSS MiB | clients | deploys in window |
-|---|---|---|---|---|---|---|---|---|
-${table.join('\n')}
-
+| environments | workers | Redis commands/s | per environment per worker | Redis CPU ms/s | Redis net in / out KiB/s | top 3 commands (calls/s) | worker RSS MiB | clients | deploys in window |
+|---|---|---|---|---|---|---|---|---|---|
+${rows.map(tableRow).join('\n')}
+${deploys.length > 0 ? `\nDeploys in the windows (re-sync slots that fell in them): ${deploys.join('; ')}.\n` : ''}
 Calls/s of every command:
 
 | command | ${heading} |
@@ -485,12 +525,19 @@ export async function run(): Promise<void> {
     workers.length = 0;
   };
   try {
-    const kubeconfig = await startCluster(clusterDir);
-    await execFileAsync('kubectl', ['--kubeconfig', kubeconfig, 'create', 'namespace', NAMESPACE]);
-    const repositories = await writeRepositories(dir, settings.sizes[0]!);
     redis = await startRedisServer(dir);
     services = connectProducer({ url: redis.url, cluster: false }, PREFIX);
     await waitForRedis(services.redis, 10_000);
+    const alone = await sampleRedis(services);
+    const kubeconfig = await startCluster(clusterDir);
+    await execFileAsync('kubectl', ['--kubeconfig', kubeconfig, 'create', 'namespace', NAMESPACE]);
+    const repositories = await writeRepositories(dir, settings.sizes[0]!);
+    const aloneEnd = await sampleRedis(services);
+    const floorSeconds = (aloneEnd.at - alone.at) / 1000;
+    const floor = {
+      seconds: floorSeconds,
+      cpuMs: ((aloneEnd.cpuSeconds - alone.cpuSeconds) * 1000) / floorSeconds,
+    };
 
     const results: IdleResult[] = [];
     let workerCount = 0;
@@ -522,7 +569,7 @@ export async function run(): Promise<void> {
         const result = await measure(services, workers, environments, settings.windowSeconds);
         results.push(result);
         process.stdout.write(
-          `bench idle: ${environments} environments, ${count} worker(s): ${perSecond(result.total, result.seconds)} commands/s, ${result.cpuMs.toFixed(1)} ms/s CPU, ${result.deploys} deploys\n`,
+          `bench idle: ${environments} environments, ${count} worker(s): ${perSecond(result.total, result.seconds)} commands/s, ${result.cpuMs.toFixed(1)} ms/s CPU, deploys: ${result.deploys.join(', ') || 'none'}\n`,
         );
       }
       await stopWorkers();
@@ -531,6 +578,7 @@ export async function run(): Promise<void> {
     const section = formatSection(results, settings, machineText, {
       minutes: (Date.now() - runStarted) / 60_000,
       loadAtEnd: os.loadavg()[0]!,
+      floor,
     });
     writeBenchSection('idle', section);
     process.stdout.write(section);
