@@ -488,7 +488,7 @@ run inside scripts (BullMQ's EVALSHA, pushgate's EVAL) and inside MULTI/EXEC cou
 Redis CPU is \`used_cpu_sys + used_cpu_user\` (with no client but the bench, over the
 ${run.floor.seconds.toFixed(0)} s the control plane took to start, it was ${run.floor.cpuMs.toFixed(1)} ms/s: its own timers);
 net in / out are the bytes Redis read from and wrote to its clients; worker RSS is VmRSS at the
-window's end, one figure per worker, the first being the one that ran the first re-syncs; clients
+window's end, one figure per worker (at the largest N, the first ran the first re-syncs); clients
 are Redis's connected clients less the bench's; deploys are the jobs that started in the window
 (0: the workers were idle).
 
