@@ -18,6 +18,7 @@ export async function warnUnreachableClusters(config: Config, env: Env, logger: 
       .map(async (cluster) => {
         try {
           const client = createClusterClient(cluster, env);
+          // Throttled waits are not logged: no job to name, and the timeout ends them anyway.
           await client.transport.request({
             method: 'GET',
             path: '/version',

@@ -8,7 +8,7 @@ import type { ManifestObject } from '../manifests/types.js';
 import { Discovery } from './discovery.js';
 import { KubeAccess } from './kubeconfig.js';
 import { isNotFound } from './api-error.js';
-import { KubeTransport } from './http.js';
+import { KubeTransport, type KubeRequest, type KubeResponse } from './http.js';
 import { collectionPath, objectPath } from './paths.js';
 
 export const FIELD_MANAGER = 'pushgate';
@@ -28,6 +28,9 @@ export interface ApplyOptions {
   signal?: AbortSignal;
 }
 
+/** What every request of one job carries: see KubeRequest.onThrottled. */
+export type JobHooks = Pick<KubeRequest, 'onThrottled'>;
+
 /**
  * One cluster as the apply engine sees it: an HTTP transport with keep-alive through the
  * KubeConfig, cached discovery and the handful of verbs a GitOps apply needs.
@@ -39,8 +42,24 @@ export class ClusterClient {
     readonly name: string,
     readonly kubeConfig: KubeAccess,
     readonly transport: KubeTransport = new KubeTransport(kubeConfig, name),
+    discovery?: Discovery,
+    private readonly hooks: JobHooks = {},
   ) {
-    this.discovery = new Discovery(transport);
+    this.discovery = discovery ?? new Discovery(transport);
+  }
+
+  /**
+   * This client as one job uses it: the same connections and discovery cache, every request
+   * carrying `hooks`, so that the job, not the shared transport, logs what happens to its
+   * requests, on lines that name the job. Not to be closed: its connections are the cluster's.
+   */
+  forJob(hooks: JobHooks): ClusterClient {
+    return new ClusterClient(this.name, this.kubeConfig, this.transport, this.discovery, hooks);
+  }
+
+  /** A request the verbs below do not cover (a SubjectAccessReview, say), with the job's hooks. */
+  request<T>(req: KubeRequest): Promise<KubeResponse<T>> {
+    return this.transport.request<T>({ ...this.hooks, ...req });
   }
 
   /** The live object, or undefined when it does not exist. */
@@ -51,7 +70,7 @@ export class ClusterClient {
     signal?: AbortSignal,
   ): Promise<LiveObject | undefined> {
     try {
-      const response = await this.transport.request<LiveObject>({
+      const response = await this.request<LiveObject>({
         method: 'GET',
         path: objectPath(resource, namespace, name),
         signal,
@@ -80,7 +99,7 @@ export class ClusterClient {
       const query: Record<string, string> = { limit: String(LIST_PAGE_SIZE) };
       if (labelSelector) query.labelSelector = labelSelector;
       if (continueToken) query.continue = continueToken;
-      const response = await this.transport.request<{
+      const response = await this.request<{
         items?: LiveObject[];
         metadata?: { continue?: string };
       }>({
@@ -108,7 +127,7 @@ export class ClusterClient {
       fieldValidation: 'Strict',
     };
     if (options.dryRun) query.dryRun = 'All';
-    const response = await this.transport.request<LiveObject>({
+    const response = await this.request<LiveObject>({
       method: 'PATCH',
       path: objectPath(resource, object.metadata.namespace, object.metadata.name),
       query,
@@ -130,7 +149,7 @@ export class ClusterClient {
     managedFields: readonly unknown[],
     signal?: AbortSignal,
   ): Promise<LiveObject> {
-    const response = await this.transport.request<LiveObject>({
+    const response = await this.request<LiveObject>({
       method: 'PATCH',
       path: objectPath(resource, live.metadata.namespace, live.metadata.name),
       contentType: 'application/json-patch+json',
@@ -154,7 +173,7 @@ export class ClusterClient {
     signal?: AbortSignal,
   ): Promise<void> {
     const labelPath = `/metadata/labels/${label.name.replaceAll('~', '~0').replaceAll('/', '~1')}`;
-    await this.transport.request<LiveObject>({
+    await this.request<LiveObject>({
       method: 'PATCH',
       path: objectPath(resource, live.metadata.namespace, live.metadata.name),
       contentType: 'application/json-patch+json',
@@ -185,7 +204,7 @@ export class ClusterClient {
     };
     if (uid) body.preconditions = { uid };
     try {
-      await this.transport.request({
+      await this.request({
         method: 'DELETE',
         path: objectPath(resource, namespace, name),
         body,

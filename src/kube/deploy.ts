@@ -11,6 +11,7 @@ import type { HandMadeRetry, PlannedObject } from './plan.js';
 import { ProgressWrites } from './progress-writes.js';
 import { recordAndPrune } from './prune-step.js';
 import { takeOverAfterApply, undoOwnership, type TakenWithApply } from './takeover-steps.js';
+import { ThrottleLog } from './throttle-log.js';
 import { DeployError, type DeployOutcome, type DeployRequest } from './types.js';
 import { validateForDeploy } from './validate-set.js';
 import { waitForCrdsEstablished } from './wait.js';
@@ -27,17 +28,25 @@ import { waitForCrdsEstablished } from './wait.js';
  * environment's namespace (or `default`) before any write, which catches what is wrong with
  * the object itself.
  */
-export async function deployToCluster(client: ClusterClient, request: DeployRequest): Promise<DeployOutcome> {
+export async function deployToCluster(
+  cluster: ClusterClient,
+  request: DeployRequest,
+): Promise<DeployOutcome> {
   // What was said before a failure (a lost or moved inventory) stays on the failed job too.
   const warnings: string[] = [];
   // Takes the ownership of hand-made fields a dry-run fails on: see dryRunTakingOver.
   const handMade: HandMadeRetry = { beforeWrite: request.assertLockHeld, undos: new Map() };
+  // The cluster's transport serves every job: this job's throttled waits go to its own log.
+  const throttled = new ThrottleLog(request.logger.child({ cluster: cluster.name }));
+  const client = cluster.forJob({ onThrottled: throttled.onThrottled });
   try {
     return await applyEnvironment(client, request, warnings, handMade);
   } catch (error) {
     await undoOwnership(handMade);
     if (error instanceof DeployError) error.warnings.push(...warnings);
     throw error;
+  } finally {
+    throttled.flush();
   }
 }
 

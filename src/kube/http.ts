@@ -8,6 +8,7 @@ import {
   parseRetryAfter,
   sendThrottled,
   THROTTLE_RETRY,
+  type ThrottledWait,
   type ThrottleRetryOptions,
 } from './throttle-retry.js';
 
@@ -19,6 +20,12 @@ export interface KubeRequest {
   body?: unknown;
   contentType?: string;
   signal?: AbortSignal;
+  /**
+   * Told of each wait for Retry-After before it starts. The transport serves every job of
+   * its cluster, so it logs nothing itself: the job that sent the request does, on its own
+   * log lines (jobId, environment). See ThrottleLog.
+   */
+  onThrottled?: (wait: ThrottledWait) => void;
 }
 
 export interface KubeResponse<T> {

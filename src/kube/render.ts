@@ -23,6 +23,8 @@ export async function renderForCluster(
   client: ClusterClient,
   request: RenderRequest,
 ): Promise<ManifestObject[]> {
+  // Outside any job, so with no job log to say it was throttled: whoever runs `pushgate
+  // render` watches it, and its waits only make it slower.
   const { environment, signal } = request;
   const objects = await validate(client, environment, request.manifests);
   // Only the choice of a stand-in namespace needs to know; render must not fail for it.

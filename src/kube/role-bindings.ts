@@ -109,7 +109,7 @@ export async function checkBindingBeforeItsRole(
   signal: AbortSignal | undefined,
 ): Promise<BindingRefusal | undefined> {
   const resource = role.ref.kind === 'Role' ? 'roles' : 'clusterroles';
-  const review = await client.transport.request<{ status?: { allowed?: boolean } }>({
+  const review = await client.request<{ status?: { allowed?: boolean } }>({
     method: 'POST',
     path: '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews',
     body: {

@@ -14,6 +14,18 @@ export interface ThrottleRetryOptions {
 
 export const THROTTLE_RETRY: ThrottleRetryOptions = { maxRetries: 10, maxWaitMs: 30_000 };
 
+/** A wait for Retry-After about to start, as KubeRequest.onThrottled is told of it. */
+export interface ThrottledWait {
+  method: KubeRequest['method'];
+  /** The API path alone: no query (a continue token, a selector) and no body. */
+  path: string;
+  status: number;
+  waitMs: number;
+  /** The retry this wait is before: 1 for the first. */
+  retry: number;
+  maxRetries: number;
+}
+
 /** Retry-After as delta-seconds or an HTTP-date (RFC 9110 §10.2.3), in ms from `now`. */
 export function parseRetryAfter(value: string | undefined, now = Date.now()): number | undefined {
   const text = value?.trim();
@@ -53,7 +65,7 @@ export function throttleWaitMs(
  */
 export async function sendThrottled<T>(
   send: () => Promise<T>,
-  req: Pick<KubeRequest, 'method' | 'contentType' | 'signal'>,
+  req: Pick<KubeRequest, 'method' | 'path' | 'contentType' | 'signal' | 'onThrottled'>,
   options: ThrottleRetryOptions,
 ): Promise<T> {
   for (let retries = 0; ; retries++) {
@@ -64,6 +76,14 @@ export async function sendThrottled<T>(
       const waitMs = throttleWaitMs(req, error, options.maxWaitMs);
       if (waitMs === undefined) throw error;
       if (retries >= options.maxRetries) throw retriesSpent(error, retries);
+      req.onThrottled?.({
+        method: req.method,
+        path: req.path,
+        status: error.status ?? 0,
+        waitMs,
+        retry: retries + 1,
+        maxRetries: options.maxRetries,
+      });
       // A shutdown past its deadline, or a health wait that ended, aborts the signal: no
       // Retry-After outlasts them.
       await sleep(waitMs, undefined, { signal: req.signal }).catch((aborted: unknown) => {

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/lib/logger.js';
 import { createApfThrottle, type ApfThrottle } from '../helpers/apf-throttle.js';
 import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
 import {
@@ -35,7 +36,7 @@ describe('deploy against a throttling API server (real Redis, git, kube-apiserve
   let namespace: TestNamespace;
   let dir: string;
   let access: Awaited<ReturnType<typeof namespacedKubeconfig>>;
-  let throttle: ApfThrottle;
+  let throttle: ApfThrottle | undefined;
   let harness: WorkerHarness;
 
   beforeEach(async () => {
@@ -50,8 +51,6 @@ describe('deploy against a throttling API server (real Redis, git, kube-apiserve
         { apiGroups: [''], resources: ['namespaces'], verbs: ['get'] },
       ],
     );
-    // Every ConfigMap patch of the worker's ServiceAccount: the dry-run first.
-    throttle = await createApfThrottle(namespace.name, access.token);
     harness = await createWorkerHarness({
       redisUrl: redis.url,
       kubeconfig: access.path,
@@ -60,14 +59,22 @@ describe('deploy against a throttling API server (real Redis, git, kube-apiserve
   });
   afterEach(async () => {
     await harness.close();
-    await throttle.cleanup();
+    await throttle?.cleanup();
+    throttle = undefined;
     await access.cleanup();
     await namespace.cleanup();
     await repo.remove();
     await rm(dir, { recursive: true, force: true });
   });
 
+  /** Every ConfigMap patch of the worker's ServiceAccount: the dry-run first. */
+  async function throttled(): Promise<ApfThrottle> {
+    throttle = await createApfThrottle(namespace.name, access.token);
+    return throttle;
+  }
+
   it('a deploy whose dry-run is throttled for a while succeeds in one attempt', async () => {
+    const throttle = await throttled();
     await throttle.hold();
     const before = await throttle.rejected();
     await harness.startWorker();
@@ -83,5 +90,45 @@ describe('deploy against a throttling API server (real Redis, git, kube-apiserve
       .makeApiClient(CoreV1Api)
       .readNamespacedConfigMap({ name: 'app', namespace: namespace.name });
     expect(live.data).toEqual({ v: '1' });
+  });
+
+  it('a throttled deploy says so in its log while it waits: a warning with the job, the request and the wait', async () => {
+    const throttle = await throttled();
+    const lines: Record<string, unknown>[] = [];
+    const logger = createLogger({
+      level: 'info',
+      destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) },
+    });
+    await throttle.hold();
+    await harness.startWorker({ logger });
+    const sha = await repo.commit({ 'manifests/app.yaml': configMap('app', { v: '1' }) });
+
+    const id = await harness.webhook('web', sha);
+    // Before the throttling ends: the line is what tells an operator why the deploy is slow.
+    const line = await until(() =>
+      Promise.resolve(
+        lines.find((entry) => entry.msg === 'API server throttled a request; retrying after its Retry-After'),
+      ),
+    );
+    await throttle.release();
+    const record = await harness.waitForJob(id, 30_000);
+
+    expect(record).toMatchObject({ state: 'succeeded', attempts: 1 });
+    expect(line).toMatchObject({
+      level: 'warn',
+      jobId: id,
+      environment: 'web',
+      cluster: 'test',
+      sha,
+      method: 'PATCH',
+      // The path alone: no query (dryRun, fieldManager), no body.
+      path: `/api/v1/namespaces/${namespace.name}/configmaps/app`,
+      status: 429,
+      retry: 1,
+      maxRetries: 10,
+      throttled: 1,
+    });
+    expect(line.waitMs).toEqual(expect.any(Number));
+    expect(Object.keys(line)).not.toContain('body');
   });
 });

@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { parseRetryAfter, throttleWaitMs } from '../../../src/kube/throttle-retry.js';
+import { KubeApiError } from '../../../src/kube/api-error.js';
+import {
+  parseRetryAfter,
+  sendThrottled,
+  throttleWaitMs,
+  type ThrottledWait,
+} from '../../../src/kube/throttle-retry.js';
 
 describe('Retry-After', () => {
   const now = Date.parse('2026-01-01T00:00:00Z');
@@ -62,5 +68,41 @@ describe('which refused requests are sent again', () => {
     expect(throttleWaitMs({ method: 'GET' }, { status: 429, retryAfterMs: 3_600_000 }, maxWaitMs)).toBe(
       30_000,
     );
+  });
+});
+
+describe('waits told to the request', () => {
+  const throttled = (): KubeApiError =>
+    new KubeApiError('GET /api/v1/namespaces/apps/configmaps: HTTP 429', { status: 429, retryAfterMs: 0 });
+
+  it('tells onThrottled of each wait before it starts, and not of the refusal that spends the retries', async () => {
+    const waits: ThrottledWait[] = [];
+    const send = (): Promise<never> => Promise.reject(throttled());
+
+    const sent = sendThrottled(
+      send,
+      { method: 'GET', path: '/api/v1/namespaces/apps/configmaps', onThrottled: (wait) => waits.push(wait) },
+      { maxRetries: 2, maxWaitMs: 30_000 },
+    );
+
+    await expect(sent).rejects.toThrow(/retried 2 times/);
+    expect(waits).toEqual([
+      {
+        method: 'GET',
+        path: '/api/v1/namespaces/apps/configmaps',
+        status: 429,
+        waitMs: 0,
+        retry: 1,
+        maxRetries: 2,
+      },
+      {
+        method: 'GET',
+        path: '/api/v1/namespaces/apps/configmaps',
+        status: 429,
+        waitMs: 0,
+        retry: 2,
+        maxRetries: 2,
+      },
+    ]);
   });
 });
