@@ -8,7 +8,7 @@ import type { ManifestObject } from '../manifests/types.js';
 import { Discovery } from './discovery.js';
 import { KubeAccess } from './kubeconfig.js';
 import { isNotFound } from './api-error.js';
-import { KubeTransport, type KubeRequest, type KubeResponse } from './http.js';
+import { KubeTransport, type KubeRequest, type KubeResponse, type RequestOptions } from './http.js';
 import { collectionPath, objectPath } from './paths.js';
 
 export const FIELD_MANAGER = 'pushgate';
@@ -50,8 +50,9 @@ export class ClusterClient {
 
   /**
    * This client as one job uses it: the same connections and discovery cache, every request
-   * carrying `hooks`, so that the job, not the shared transport, logs what happens to its
-   * requests, on lines that name the job. Not to be closed: its connections are the cluster's.
+   * (discovery's too) carrying `hooks`, so that the job, not the shared transport, logs what
+   * happens to its requests, on lines that name the job. Not to be closed: its connections
+   * are the cluster's.
    */
   forJob(hooks: JobHooks): ClusterClient {
     return new ClusterClient(this.name, this.kubeConfig, this.transport, this.discovery, hooks);
@@ -60,6 +61,24 @@ export class ClusterClient {
   /** A request the verbs below do not cover (a SubjectAccessReview, say), with the job's hooks. */
   request<T>(req: KubeRequest): Promise<KubeResponse<T>> {
     return this.transport.request<T>({ ...this.hooks, ...req });
+  }
+
+  /** The kind's API resource, by discovery (cached; see Discovery.resolve). */
+  resolve(apiVersion: string, kind: string, signal?: AbortSignal): Promise<ResourceInfo | undefined> {
+    return this.discovery.resolve(apiVersion, kind, this.options(signal));
+  }
+
+  /** The kind in the version given or another its group still serves (Discovery.resolveInAnyVersion). */
+  resolveInAnyVersion(
+    apiVersion: string,
+    kind: string,
+    signal?: AbortSignal,
+  ): Promise<ResourceInfo | undefined> {
+    return this.discovery.resolveInAnyVersion(apiVersion, kind, this.options(signal));
+  }
+
+  private options(signal: AbortSignal | undefined): RequestOptions {
+    return signal ? { ...this.hooks, signal } : this.hooks;
   }
 
   /** The live object, or undefined when it does not exist. */

@@ -1,6 +1,7 @@
 import { splitApiVersion, type ResourceInfo } from '../manifests/resource-info.js';
 import { isNotFound } from './api-error.js';
-import type { KubeTransport } from './http.js';
+import type { KubeTransport, RequestOptions } from './http.js';
+import { SharedRequest } from './shared-request.js';
 
 interface ApiResourceList {
   resources?: { name: string; kind: string; namespaced: boolean }[];
@@ -13,7 +14,7 @@ interface ApiGroup {
 
 interface CacheEntry {
   /** undefined: the API does not serve this group/version. */
-  kinds: Promise<Map<string, ResourceInfo> | undefined>;
+  kinds: SharedRequest<Map<string, ResourceInfo> | undefined>;
   fetchedAt: number;
 }
 
@@ -29,7 +30,10 @@ const MISS_RECHECK_AFTER_MS = 1_000;
 /**
  * API discovery, one group/version at a time and only for the ones a deploy uses
  * (`/api/v1`, `/apis/<group>/<version>`), cached per client; concurrent lookups of the same
- * group/version share one request.
+ * group/version share one request. The cache serves every job of the cluster: a lookup's
+ * signal ends its own wait, and the shared request only when no lookup waits for it any
+ * more (SharedRequest), so one job's abort fails no other job's lookup and leaves nothing
+ * in the cache.
  */
 export class Discovery {
   private readonly cache = new Map<string, CacheEntry>();
@@ -39,13 +43,18 @@ export class Discovery {
     private readonly ttlMs = DEFAULT_TTL_MS,
   ) {}
 
-  readonly resolve = async (apiVersion: string, kind: string): Promise<ResourceInfo | undefined> => {
+  readonly resolve = async (
+    apiVersion: string,
+    kind: string,
+    options: RequestOptions = {},
+  ): Promise<ResourceInfo | undefined> => {
+    options.signal?.throwIfAborted();
     const entry = this.entry(apiVersion);
-    const found = (await entry.kinds)?.get(kind);
+    const found = (await entry.kinds.join(options))?.get(kind);
     if (found !== undefined || Date.now() - entry.fetchedAt < MISS_RECHECK_AFTER_MS) return found;
     // Concurrent misses share one new request: only the first drops the old answer.
     if (this.cache.get(apiVersion) === entry) this.cache.delete(apiVersion);
-    return (await this.entry(apiVersion).kinds)?.get(kind);
+    return (await this.entry(apiVersion).kinds.join(options))?.get(kind);
   };
 
   /**
@@ -56,13 +65,15 @@ export class Discovery {
   readonly resolveInAnyVersion = async (
     apiVersion: string,
     kind: string,
+    options: RequestOptions = {},
   ): Promise<ResourceInfo | undefined> => {
-    const exact = await this.resolve(apiVersion, kind);
+    const exact = await this.resolve(apiVersion, kind, options);
     const { group } = splitApiVersion(apiVersion);
     if (exact !== undefined || group === '' || !/^[a-z0-9.-]+$/.test(group)) return exact;
     let served: ApiGroup;
     try {
-      served = (await this.transport.request<ApiGroup>({ method: 'GET', path: `/apis/${group}` })).body;
+      served = (await this.transport.request<ApiGroup>({ method: 'GET', path: `/apis/${group}`, ...options }))
+        .body;
     } catch (error) {
       if (isNotFound(error)) return undefined;
       throw error;
@@ -71,7 +82,7 @@ export class Discovery {
       .map((version) => version?.groupVersion)
       .filter((version): version is string => version !== undefined && version !== apiVersion);
     for (const version of new Set(versions)) {
-      const found = await this.resolve(version, kind);
+      const found = await this.resolve(version, kind, options);
       if (found !== undefined) return found;
     }
     return undefined;
@@ -84,23 +95,27 @@ export class Discovery {
 
   private entry(apiVersion: string): CacheEntry {
     const cached = this.cache.get(apiVersion);
-    if (cached && Date.now() - cached.fetchedAt < this.ttlMs) return cached;
-    const kinds = this.fetch(apiVersion);
+    // Abandoned: aborted by the last lookup that waited for it, and not yet out of the cache.
+    if (cached && !cached.kinds.abandoned && Date.now() - cached.fetchedAt < this.ttlMs) return cached;
+    const kinds = new SharedRequest((options) => this.fetch(apiVersion, options));
     const entry = { kinds, fetchedAt: Date.now() };
     this.cache.set(apiVersion, entry);
-    kinds.catch(() => {
+    kinds.answer.catch(() => {
       if (this.cache.get(apiVersion) === entry) this.cache.delete(apiVersion);
     });
     return entry;
   }
 
-  private async fetch(apiVersion: string): Promise<Map<string, ResourceInfo> | undefined> {
+  private async fetch(
+    apiVersion: string,
+    options: RequestOptions,
+  ): Promise<Map<string, ResourceInfo> | undefined> {
     const { group, version } = splitApiVersion(apiVersion);
     if (!/^[a-z0-9.-]*$/.test(group) || !/^[a-z0-9]+$/.test(version)) return undefined;
     const path = group === '' ? `/api/${version}` : `/apis/${group}/${version}`;
     let list: ApiResourceList;
     try {
-      list = (await this.transport.request<ApiResourceList>({ method: 'GET', path })).body;
+      list = (await this.transport.request<ApiResourceList>({ method: 'GET', path, ...options })).body;
     } catch (error) {
       if (isNotFound(error)) return undefined;
       throw error;

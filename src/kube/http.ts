@@ -28,6 +28,9 @@ export interface KubeRequest {
   onThrottled?: (wait: ThrottledWait) => void;
 }
 
+/** What travels with a request besides the request itself, for whoever asks on a job's behalf. */
+export type RequestOptions = Pick<KubeRequest, 'signal' | 'onThrottled'>;
+
 export interface KubeResponse<T> {
   status: number;
   body: T;

@@ -218,7 +218,7 @@ export async function checkOwnersBeforeWrites(
   const settled = await settleWithConcurrency(objects, CONCURRENCY, async (object) => {
     // In whatever version the cluster serves the kind now: the commit may add the version its
     // objects are written in. A kind not served yet has no objects.
-    const served = await client.discovery.resolveInAnyVersion(object.object.apiVersion, object.ref.kind);
+    const served = await client.resolveInAnyVersion(object.object.apiVersion, object.ref.kind, signal);
     if (!served) return;
     checkOwner(object, await client.get(served, object.ref.namespace, object.ref.name, signal));
   });

@@ -82,7 +82,7 @@ async function pruneOne(
   assertLockHeld: () => Promise<void>,
   signal?: AbortSignal,
 ): Promise<ResourceResult> {
-  const resource = await client.discovery.resolveInAnyVersion(ref.apiVersion, ref.kind);
+  const resource = await client.resolveInAnyVersion(ref.apiVersion, ref.kind, signal);
   if (!resource)
     return result(ref, 'pruned', `${ref.apiVersion} ${ref.kind} is no longer served; nothing to delete`);
   if (ref.kind === 'Namespace' && ref.apiVersion === 'v1' && ref.name === environment.namespace) {

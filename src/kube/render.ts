@@ -26,7 +26,7 @@ export async function renderForCluster(
   // Outside any job, so with no job log to say it was throttled: whoever runs `pushgate
   // render` watches it, and its waits only make it slower.
   const { environment, signal } = request;
-  const objects = await validate(client, environment, request.manifests);
+  const objects = await validate(client, environment, request.manifests, signal);
   // Only the choice of a stand-in namespace needs to know; render must not fail for it.
   const namespaceExists = await inventoryNamespaceExists(client, environment, signal).catch(() => false);
   const plan = await dryRunBeforeWrites(

@@ -15,8 +15,14 @@ export async function validate(
   client: ClusterClient,
   environment: EnvironmentConfig,
   manifests: readonly LoadedManifest[],
+  signal?: AbortSignal,
 ): Promise<PreparedObject[]> {
-  const objects = await prepareManifests(manifests, environment, client.discovery.resolve);
+  const objects = await prepareManifests(manifests, environment, (apiVersion, kind) =>
+    client.resolve(apiVersion, kind, signal),
+  );
+  // prepareManifests lets a kind the set defines do without discovery, whatever went wrong
+  // there: an abort is no reason to go on.
+  signal?.throwIfAborted();
   const violations = policyViolations(objects, environment);
   if (violations.size > 0) {
     const error = policyError(violations);
@@ -47,7 +53,7 @@ export async function validateForDeploy(
     });
   }
 
-  const objects = await validate(client, environment, request.manifests);
+  const objects = await validate(client, environment, request.manifests, request.signal);
   const clash = objects.find(
     (object) =>
       object.ref.kind === 'ConfigMap' &&

@@ -27,8 +27,16 @@ export interface ApfThrottle {
   cleanup(): Promise<void>;
 }
 
-/** `token`: a ServiceAccount token of `namespace` allowed to patch its ConfigMaps. */
-export async function createApfThrottle(namespace: string, token: string): Promise<ApfThrottle> {
+/**
+ * `token`: a ServiceAccount token of `namespace` allowed to patch its ConfigMaps.
+ * `discovery`: the ServiceAccounts' discovery requests (GET /api/v1, /apis/<group>/<version>:
+ * non-resource URLs to the API server) go to the level too, and are turned away with the rest.
+ */
+export async function createApfThrottle(
+  namespace: string,
+  token: string,
+  options: { discovery?: boolean } = {},
+): Promise<ApfThrottle> {
   const kc = kubeConfigFromTest();
   const flowcontrol = kc.makeApiClient(FlowcontrolApiserverV1Api);
   const cluster = kc.getCurrentCluster();
@@ -65,6 +73,13 @@ export async function createApfThrottle(namespace: string, token: string): Promi
             resourceRules: [
               { verbs: ['patch'], apiGroups: [''], resources: ['configmaps'], namespaces: [namespace] },
             ],
+            ...(options.discovery
+              ? {
+                  nonResourceRules: [
+                    { verbs: ['get'], nonResourceURLs: ['/api', '/api/*', '/apis', '/apis/*'] },
+                  ],
+                }
+              : {}),
           },
         ],
       },

@@ -24,7 +24,8 @@ beforeEach(async () => {
     [namespace.name],
     [{ apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'create', 'patch'] }],
   );
-  throttle = await createApfThrottle(namespace.name, access.token);
+  // Discovery too: its GETs are turned away with the ConfigMap patches.
+  throttle = await createApfThrottle(namespace.name, access.token, { discovery: true });
 });
 
 afterEach(async () => {
@@ -119,5 +120,64 @@ describe('Kubernetes transport: an API server that throttles (API Priority and F
     expect(result).toEqual({ error: reason });
     // Retry-After says 1 s: the wait did not run out.
     expect(Date.now() - abortedAt).toBeLessThan(300);
+  });
+});
+
+describe('discovery against an API server that throttles it', () => {
+  const configMaps = { group: '', version: 'v1', kind: 'ConfigMap', plural: 'configmaps', namespaced: true };
+
+  it('ends a discovery lookup waiting out Retry-After at once when its signal aborts, with the abort', async () => {
+    const { discovery } = createClusterClient({ name: 'test', kubeconfig: access.path });
+    await throttle.hold();
+    const before = await throttle.rejected();
+    const controller = new AbortController();
+    const reason = new Error('job superseded');
+
+    const pending = outcome(discovery.resolve('v1', 'ConfigMap', { signal: controller.signal }));
+    await until(async () => (await throttle.rejected()) > before);
+    const abortedAt = Date.now();
+    controller.abort(reason);
+    const result = await pending;
+
+    expect(result).toEqual({ error: reason });
+    // Retry-After says 1 s: the wait did not run out.
+    expect(Date.now() - abortedAt).toBeLessThan(300);
+  });
+
+  it('one lookup aborted fails no other lookup of the cluster, waiting or to come, and leaves nothing cached', async () => {
+    const { discovery } = createClusterClient({ name: 'test', kubeconfig: access.path });
+    await throttle.hold();
+    const before = await throttle.rejected();
+    const aborted = new AbortController();
+    const reason = new Error('worker shutting down');
+
+    // Two jobs of the cluster on the same request of /api/v1; the first is aborted.
+    const first = outcome(discovery.resolve('v1', 'ConfigMap', { signal: aborted.signal }));
+    const second = outcome(discovery.resolve('v1', 'ConfigMap', { signal: new AbortController().signal }));
+    await until(async () => (await throttle.rejected()) > before);
+    aborted.abort(reason);
+    expect(await first).toEqual({ error: reason });
+    await throttle.release();
+
+    expect(await second).toEqual({ value: configMaps });
+    expect(await discovery.resolve('v1', 'ConfigMap')).toEqual(configMaps);
+  });
+
+  it('a request every lookup gave up on is asked anew by the next lookup, not handed its abort', async () => {
+    const { discovery } = createClusterClient({ name: 'test', kubeconfig: access.path });
+    await throttle.hold();
+    const before = await throttle.rejected();
+    const aborted = new AbortController();
+    const reason = new Error('job superseded');
+
+    const first = outcome(discovery.resolve('v1', 'ConfigMap', { signal: aborted.signal }));
+    await until(async () => (await throttle.rejected()) > before);
+    aborted.abort(reason);
+    // At once, before the aborted request has unwound: it must not be the one this joins.
+    const next = outcome(discovery.resolve('v1', 'ConfigMap'));
+    expect(await first).toEqual({ error: reason });
+    await throttle.release();
+
+    expect(await next).toEqual({ value: configMaps });
   });
 });

@@ -67,9 +67,9 @@ describe('deploy against a throttling API server (real Redis, git, kube-apiserve
     await rm(dir, { recursive: true, force: true });
   });
 
-  /** Every ConfigMap patch of the worker's ServiceAccount: the dry-run first. */
-  async function throttled(): Promise<ApfThrottle> {
-    throttle = await createApfThrottle(namespace.name, access.token);
+  /** Every ConfigMap patch of the worker's ServiceAccount (the dry-run first), and with `discovery` its discovery. */
+  async function throttled(options: { discovery?: boolean } = {}): Promise<ApfThrottle> {
+    throttle = await createApfThrottle(namespace.name, access.token, options);
     return throttle;
   }
 
@@ -130,5 +130,26 @@ describe('deploy against a throttling API server (real Redis, git, kube-apiserve
     });
     expect(line.waitMs).toEqual(expect.any(Number));
     expect(Object.keys(line)).not.toContain('body');
+  });
+
+  it('a deploy throttled in discovery is handed back at once past the shutdown deadline, not after the retries', async () => {
+    const throttle = await throttled({ discovery: true });
+    await throttle.hold();
+    const before = await throttle.rejected();
+    const worker = await harness.startWorker({ shutdownDeadlineMs: 500 });
+    const sha = await repo.commit({ 'manifests/app.yaml': configMap('app', { v: '1' }) });
+    const id = await harness.webhook('web', sha);
+    // Discovery is the deploy's first request to the cluster: this is its wait for Retry-After.
+    await until(async () => (await throttle.rejected()) > before);
+
+    const started = Date.now();
+    await worker.close();
+
+    // Not left running past close's own bound (3 s after the deadline), as 10 waits would be.
+    expect(Date.now() - started).toBeLessThan(3_000);
+    expect(await harness.services.store.get(id)).toMatchObject({
+      state: 'queued',
+      message: 'handed back: its worker stopped before the deploy finished; the next worker resumes it',
+    });
   });
 });
