@@ -478,9 +478,9 @@ running; ${settings.settleSeconds} s later, ${settings.windowSeconds} s are meas
 started and waited for, and after ${settings.settleSeconds} s the 3 are measured. All stop (SIGTERM,
 waited for). Each smaller N is the first N environments of the largest: its workers remove the
 other schedulers at start and have no first re-syncs to run. A ${settings.windowSeconds} s window holds
-${settings.windowSeconds % 60 === 0 ? 'exactly, whatever its phase,' : 'on average'} ${windowPasses} of each
-worker's per-minute passes (requeue, scheduler restore, target changes) and ${windowRenewals} of its
-presence renewals (every 10 s).
+${settings.windowSeconds % 60 === 0 ? 'exactly, whatever its phase,' : 'on average'} ${windowPasses} per-minute repair
+passes (requeue, scheduler restore, target changes: one worker of a configuration runs each) and
+${windowRenewals} presence renewals of each worker (every 10 s; its per-environment records once a minute).
 
 Figures are \`INFO commandstats\` deltas over the window (the bench's own INFO taken out). Commands
 run inside scripts (BullMQ's EVALSHA, pushgate's EVAL) and inside MULTI/EXEC count one by one, as in
@@ -501,6 +501,8 @@ ${machineText}
 | environments | workers | Redis commands/s | per environment per worker | Redis CPU ms/s | Redis net in / out KiB/s | top 3 commands (calls/s) | worker RSS MiB | clients | deploys in window |
 |---|---|---|---|---|---|---|---|---|---|
 ${rows.map(tableRow).join('\n')}
+
+${EARLIER}
 ${deploys.length > 0 ? `\nDeploys in the windows (re-sync slots that fell in them): ${deploys.join('; ')}.\n` : ''}
 Calls/s of every command:
 
@@ -509,6 +511,21 @@ Calls/s of every command:
 ${breakdown.join('\n')}
 `;
 }
+
+/** Figures of earlier builds, on the same kind of machine, kept for comparison. */
+const EARLIER = `Before the idle load was cut (commit e869c12: records rewritten at every 10 s renewal, every
+worker running every minute's pass, which read each environment's history whole), measured
+2026-12-05T06:30:21Z the same way, on the same machine (load average 3.95 at start):
+
+| environments | workers | Redis commands/s | per environment per worker | Redis CPU ms/s | Redis net in / out KiB/s | top 3 commands (calls/s) |
+|---|---|---|---|---|---|---|
+| 10 | 1 | 4.93 | 0.493 | 2.8 | 0.6 / 0.2 | hset 1.10, hsetnx 1.00, evalsha 0.33 |
+| 10 | 3 | 13.9 | 0.464 | 3.2 | 1.8 / 0.7 | hset 3.30, hsetnx 3.00, zrevrange 1.00 |
+| 100 | 1 | 33.4 | 0.334 | 2.9 | 5.3 / 2.3 | hset 10.1, hsetnx 10.00, zrevrange 3.33 |
+| 100 | 3 | 99.4 | 0.331 | 4.2 | 15.8 / 6.9 | hset 30.3, hsetnx 30.0, zrevrange 9.99 |
+| 300 | 1 | 96.7 | 0.322 | 3.7 | 15.6 / 6.9 | hset 30.1, hsetnx 30.0, zrevrange 9.99 |
+| 300 | 3 | 289 | 0.321 | 5.9 | 46.8 / 20.6 | hset 90.2, hsetnx 89.9, zrevrange 30.0 |
+`;
 
 export async function run(): Promise<void> {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build (npm run bench does)`);

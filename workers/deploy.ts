@@ -165,10 +165,19 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
       if (collecting === run) collecting = undefined;
     });
   };
-  const processor = (job: Job<DeployJobData>, token?: string) =>
+  /** The jobs this worker is running: see close(). */
+  const running = new Set<Promise<unknown>>();
+  const processor = (job: Job<DeployJobData>, token?: string) => {
     // Once the job has let go of its environment's lock: no deploy waits for the gc but one
     // that fetches the same mirror meanwhile.
-    processDeployJob(job, token, deps).finally(collectGarbage);
+    const run = processDeployJob(job, token, deps).finally(collectGarbage);
+    running.add(run);
+    run.then(
+      () => running.delete(run),
+      () => running.delete(run),
+    );
+    return run;
+  };
 
   // BullMQ does not close a connection it was given: we do, in close().
   const workerConnection = createRedis(endpoint, 'worker');
@@ -259,6 +268,10 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
         // Bounded, as every step below: with Redis unreachable BullMQ's close waits on it for good,
         // and a worker that never exits holds its pod until SIGKILL.
         await settledWithin(worker.close(true), CLOSE_STEP_MS);
+        // Aborted, a deploy ends within moments; one that does not (a wait that ignores the
+        // signal) must not end on a closed connection: BullMQ then retries the job's move
+        // without a pause, forever, and the process starves (not even SIGTERM is handled).
+        await settledWithin(Promise.allSettled(running), CLOSE_STEP_MS);
       }
       // A gc still running gets a moment, then TERM, on which git removes its gc.pid (one left
       // behind would hold up the mirror's next gc for hours).
@@ -269,6 +282,14 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
       await settledWithin(options.reporter?.close(), CLOSE_STEP_MS);
       await settledWithin(requeueing, CLOSE_STEP_MS);
       await settledWithin(queue.close(), CLOSE_STEP_MS);
+      if (running.size > 0) {
+        // Left open: the deploy hands its job back when it ends, or the process exits first.
+        logger.warn(
+          { jobs: running.size },
+          'deploys still running past the shutdown deadline: their Redis connections close as the process exits',
+        );
+        return;
+      }
       redis.disconnect();
       workerConnection.disconnect();
     },

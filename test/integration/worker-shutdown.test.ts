@@ -1,4 +1,6 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { ApplyEngine } from '../../src/deploy/apply-engine.js';
+import { createKubeApplyEngine } from '../../src/deploy/kube-apply-engine.js';
 import { createKeys } from '../../src/queue/keys.js';
 import { workerTuningFromEnv } from '../../workers/deploy.js';
 import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
@@ -82,5 +84,38 @@ describe('deploy worker shutdown (real Redis, git, kube-apiserver)', () => {
     expect(await entry?.getState()).toMatch(/delayed|waiting/);
     expect(entry?.attemptsMade).toBe(0);
     expect(entry!.timestamp + (entry!.delay ?? 0)).toBeLessThanOrEqual(Date.now());
+  });
+
+  it('leaves Redis open to a deploy that outlives the deadline, which then hands its job back', async () => {
+    const sha = await repo.commit({ 'manifests/web.yaml': deployment('web') });
+    const real = createKubeApplyEngine(harness.config, process.env);
+    let entered = false;
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    // A wait that ignores the abort (a library call without a signal, say).
+    const deaf: ApplyEngine = {
+      render: (environment, manifests) => real.render(environment, manifests),
+      deploy: async (request) => {
+        entered = true;
+        await released;
+        return real.deploy(request);
+      },
+    };
+    const worker = await harness.startWorker({ engine: deaf, shutdownDeadlineMs: 200 });
+    const id = await harness.webhook('web', sha);
+    await until(() => Promise.resolve(entered));
+
+    await worker.close();
+
+    // Closed under it, the deploy's end would make BullMQ retry the job's move at once,
+    // forever, starving the process (so that is not tried on a build without this).
+    expect((await worker.worker.client).status).toBe('ready');
+    release();
+    expect(
+      await until(async () => {
+        const record = await harness.services.store.get(id);
+        return record?.message?.startsWith('handed back') ? record : undefined;
+      }),
+    ).toMatchObject({ state: 'queued', finishedAt: null });
   });
 });
