@@ -23,13 +23,12 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { connectProducer, type ProducerServices } from '../src/runtime.js';
 import { waitForRedis } from '../src/queue/connection.js';
-import { findFreePort } from '../src/lib/free-port.js';
 import { machineFacts, writeBenchSection } from './report.js';
+import { startCluster, startRedisServer, stopCluster } from './local-services.js';
 
 const execFileAsync = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CLI = join(ROOT, 'dist/src/cli.js');
-const CLUSTER_SCRIPT = join(ROOT, 'scripts/cluster.sh');
 const PREFIX = 'bench';
 const NAMESPACE = 'bench-idle';
 /** Environments are spread over this many repositories, one branch each. */
@@ -152,39 +151,6 @@ function configText(
     );
   }
   return `${lines.join('\n')}\n`;
-}
-
-function startCluster(dir: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('bash', [CLUSTER_SCRIPT, 'up'], {
-      env: { ...process.env, PUSHGATE_CLUSTER_DIR: dir, PUSHGATE_CLUSTER_OWNER_PID: String(process.pid) },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let stdout = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const kubeconfig = stdout.trim().split('\n').at(-1)?.trim();
-      if (code === 0 && kubeconfig) resolve(kubeconfig);
-      else reject(new Error(`scripts/cluster.sh up failed with exit code ${code}`));
-    });
-  });
-}
-
-async function stopCluster(dir: string): Promise<void> {
-  await execFileAsync('bash', [CLUSTER_SCRIPT, 'down'], {
-    env: { ...process.env, PUSHGATE_CLUSTER_DIR: dir },
-  }).catch(() => undefined);
-}
-
-async function startRedisServer(dir: string): Promise<{ url: string; child: ChildProcess }> {
-  const port = await findFreePort();
-  const child = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
-    { stdio: 'ignore' },
-  );
-  return { url: `redis://127.0.0.1:${port}`, child };
 }
 
 /** SIGTERM, then waits for the exit; SIGKILL past the deadline. Resolves true when it exited of itself. */
