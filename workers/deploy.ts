@@ -288,6 +288,10 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
           { jobs: running.size },
           'deploys still running past the shutdown deadline: their Redis connections close as the process exits',
         );
+        void Promise.allSettled(running).then(() => {
+          redis.disconnect();
+          workerConnection.disconnect();
+        });
         return;
       }
       redis.disconnect();

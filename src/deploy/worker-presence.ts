@@ -37,9 +37,10 @@ const entrySchema = z.object({
   environments: z.record(configurationSchema),
 });
 /**
- * What `config-live` keeps of a configuration: its last renewal, until when a worker of it is
- * known to run (the next renewal is due by then; a worker that stops writes the moment it
- * does), and where it sends the environment. Versions before `until` count from `at`.
+ * What `config-live` keeps of a configuration: until when a worker of it is known to run (the
+ * next record is due by then; a worker that stops writes the moment it does), in `until` and
+ * in `at`, which versions before `until` read as the last renewal; and where it sends the
+ * environment.
  */
 const lastLiveSchema = z.object({
   at: z.number(),
@@ -87,6 +88,8 @@ export class WorkerPresence {
   private cached: { at: number; read: Promise<LiveView> } | undefined;
   /** Redis's time of this worker's last write of its per-environment records as having run. */
   private recordedAt: number | undefined;
+  /** The renewal in flight, if any: stop() lets it land first. */
+  private renewing: Promise<void> | undefined;
   /** When this worker last forgot gone configurations, by environment. */
   private readonly forgotAt = new Map<string, number>();
 
@@ -123,7 +126,9 @@ export class WorkerPresence {
     // Counted among the running at once, but as having run only from its first renewal on:
     // a worker that crash-loops within seconds of starting does not keep its configuration held.
     await this.renew(false);
-    this.timer = setInterval(() => void this.renew().catch(() => undefined), this.renewMs);
+    this.timer = setInterval(() => {
+      this.renewing = this.renew().catch(() => undefined);
+    }, this.renewMs);
     this.timer.unref();
   }
 
@@ -135,15 +140,27 @@ export class WorkerPresence {
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
+    // A renewal in flight may be writing records that say this worker runs a minute more.
+    await this.renewing;
     const write = this.redis.multi().hdel(this.keys.workers, this.id);
     if (this.recordedAt !== undefined) {
-      const now = await this.now();
-      for (const [environment, { fingerprint, target }] of Object.entries(this.mine))
+      const [entries, now] = await Promise.all([this.redis.hgetall(this.keys.workers), this.now()]);
+      // Where another worker of the same configuration runs on, its record stands.
+      const runningElsewhere = new Set<string>();
+      for (const [id, raw] of Object.entries(entries)) {
+        const entry = id === this.id ? undefined : parse(entrySchema, raw);
+        if (!entry || entry.until < now) continue;
+        for (const [environment, { fingerprint }] of Object.entries(entry.environments))
+          runningElsewhere.add(`${environment}\n${fingerprint}`);
+      }
+      for (const [environment, { fingerprint, target }] of Object.entries(this.mine)) {
+        if (runningElsewhere.has(`${environment}\n${fingerprint}`)) continue;
         write.hset(
           this.keys.configLive(environment),
           fingerprint,
           JSON.stringify({ at: now, until: now, target }),
         );
+      }
     }
     await write.exec();
   }
@@ -239,13 +256,16 @@ export class WorkerPresence {
       if (this.stopped) return;
     }
     const write = this.redis.multi().hset(this.keys.workers, this.id, entry);
-    const until = now + RECORD_EVERY_MS;
+    // The next record is due within a minute, at a renewal tick that may come a little late.
+    const until = now + RECORD_EVERY_MS + this.renewMs;
     for (const [environment, { fingerprint, target }] of Object.entries(this.mine)) {
+      // `at` too: a previous version, running beside this one in a rolling upgrade, reads only
+      // `at` and holds (then forgets) from it, so both versions hold as long.
       if (ran)
         write.hset(
           this.keys.configLive(environment),
           fingerprint,
-          JSON.stringify({ at: now, until, target }),
+          JSON.stringify({ at: until, until, target }),
         );
       // Put back should Redis have lost it, as first seen then, not now.
       write.hsetnx(

@@ -267,10 +267,6 @@ local function stateOf(key)
 end`;
 
 /**
- * Counts the states of the `ARGV[2]` newest jobs. KEYS: all-jobs index. ARGV: record key
- * prefix, how many. Returns state, count, state, count...
- */
-/**
  * The ids of the jobs in state `ARGV[2]` among ranks `ARGV[3]`..`ARGV[4]` of an index, newest
  * first, reading no record whole: a scan of an environment's history for its queued jobs is
  * then a few bytes per record, not its object list. KEYS: the index. ARGV: record key prefix,
@@ -285,6 +281,10 @@ end
 return {#ids, found}
 `;
 
+/**
+ * Counts the states of the `ARGV[2]` newest jobs. KEYS: all-jobs index. ARGV: record key
+ * prefix, how many. Returns state, count, state, count...
+ */
 const COUNT_STATES_SCRIPT = `${READ_STATE_LUA}
 local counts = {}
 for _, id in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)) do

@@ -105,7 +105,11 @@ describe('which configurations the running workers have (real Redis)', () => {
     const live = await until(() => raw.hget(keys.configLive('web'), fingerprint));
     const seen = await raw.hget(keys.configSeen('web'), fingerprint);
     const { at, until: liveUntil } = JSON.parse(live) as { at: number; until: number };
-    expect(liveUntil - at).toBe(RECORD_EVERY_MS);
+    // Up to the next record's tick; in `at` too, which a previous version holds from.
+    const [seconds] = await raw.time();
+    expect(liveUntil - Number(seconds) * 1000).toBeGreaterThan(RECORD_EVERY_MS - 5_000);
+    expect(liveUntil - Number(seconds) * 1000).toBeLessThanOrEqual(RECORD_EVERY_MS + 1_100);
+    expect(at).toBe(liveUntil);
 
     // Renewals go on (the entry's time moves, several times over), the records stay as written:
     // one write per environment a minute, whatever the renewals.
@@ -150,6 +154,29 @@ describe('which configurations the running workers have (real Redis)', () => {
     expect((await current.presence.newest('web'))?.mine).toBe(false);
     await raw.hdel(keys.configLive('web'), 'killed-config');
     await raw.hdel(keys.configSeen('web'), 'killed-config');
+  });
+
+  it('leaves the record of a configuration another worker still runs as it is when one stops', async () => {
+    const raw = connection();
+    const first = await workerIn('apps-shared', 100);
+    const second = await workerIn('apps-shared', 100);
+    const fingerprint = configurationFingerprint(first.config.environments[0]!, first.config);
+    const untilOf = async (): Promise<number> =>
+      (
+        JSON.parse((await raw.hget(keys.configLive('web'), fingerprint)) ?? '{"until":0}') as {
+          until: number;
+        }
+      ).until;
+    await until(async () => (await untilOf()) > 0);
+    const [seconds] = await raw.time();
+
+    // One goes (a drain evicts it), the other runs on: should that one be killed next, the
+    // hold counts from its own last record, not from the first one's stop.
+    await first.presence.stop();
+    expect((await untilOf()) - Number(seconds) * 1000).toBeGreaterThan(RECORD_EVERY_MS - 5_000);
+
+    await second.presence.stop();
+    expect(Math.abs((await untilOf()) - Number(seconds) * 1000)).toBeLessThan(2_000);
   });
 
   it('does not wait for a configuration that is gone and sends the environment where this one does', async () => {
