@@ -10,11 +10,17 @@ import type { CommandArgs } from './command.js';
 import { printable } from './printable.js';
 import { someOf } from './some-of.js';
 import { formatTable } from './table.js';
+import { mapWithConcurrency } from '../kube/map-with-concurrency.js';
 
 const DEFAULT_JOBS_PER_ENVIRONMENT = 5;
 /** Each job shown is read whole, object list included: a fleet's page must stay cheap to read. */
 const MAX_JOBS_PER_ENVIRONMENT = 100;
 const REDIS_TIMEOUT_MS = 5_000;
+/**
+ * Environments read at once: each read holds up to --limit whole records, object lists
+ * included (about 100 KB a record at 1,000 objects), so 300 at once could take gigabytes.
+ */
+const ENVIRONMENTS_AT_ONCE = 8;
 
 /**
  * `pushgate status [JOB_ID] [--environment NAME]... [--limit N] [--json]`: one job, or the
@@ -39,15 +45,15 @@ export async function runStatus(args: CommandArgs): Promise<number> {
     await waitForRedis(services.redis, REDIS_TIMEOUT_MS);
     if (jobId !== undefined) return await showJob(services, jobId, args);
     if (limit === 0) return await showEnvironments(services, chosen, args);
-    const environments = await Promise.all(
-      chosen.map(async (environment) => {
-        const [status, jobs] = await Promise.all([
-          services.store.environmentStatus(environment.name),
-          services.store.list({ environment: environment.name, limit }),
-        ]);
-        return { ...environmentView(environment, status, jobs[0]), jobs };
-      }),
-    );
+    const environments = await mapWithConcurrency(chosen, ENVIRONMENTS_AT_ONCE, async (environment) => {
+      const [status, jobs] = await Promise.all([
+        services.store.environmentStatus(environment.name),
+        services.store.list({ environment: environment.name, limit }),
+      ]);
+      // The table shows none of a job's objects: only --json keeps their lists.
+      const kept = args.json ? jobs : jobs.map((job) => ({ ...job, resources: [] }));
+      return { ...environmentView(environment, status, jobs[0]), jobs: kept };
+    });
     if (args.json) {
       // As GET /environments/:name shows them.
       const shown = environments.map((environment) => ({
