@@ -9,9 +9,9 @@ import { environmentTarget, targetDifferences } from './config-skew.js';
 /** A worker renews its entry this often… */
 export const PRESENCE_RENEW_MS = 10_000;
 /**
- * …and its configurations' per-environment records (first sighting, last renewal) this
+ * …and its configurations' per-environment records (first sighting, until when it runs) this
  * often: they cost a write per environment, and only the hold below, counted in minutes,
- * reads the last renewal. The entry itself, one write whatever the environments, keeps the
+ * reads the second. The entry itself, one write whatever the environments, keeps the
  * 10 s that tells who runs.
  */
 export const RECORD_EVERY_MS = 60_000;
@@ -134,8 +134,8 @@ export class WorkerPresence {
 
   /**
    * Withdrawn as the worker starts to stop: it takes no new jobs, so none should wait for it.
-   * Its configurations ran until now (not until the next renewal it will not make), so the
-   * hold is counted from the stop.
+   * Its configurations ran until now (not until the next record it will not make), so the
+   * hold is counted from the stop, where no other worker runs them on.
    */
   async stop(): Promise<void> {
     this.stopped = true;
