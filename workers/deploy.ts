@@ -258,10 +258,22 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
       const deadline = new Promise<'deadline'>((resolve) => {
         timer = setTimeout(() => resolve('deadline'), deadlineMs);
       });
+      // With Redis away, BullMQ's close waits on it however long; with no deploy running
+      // there is nothing to finish or hand back, so the deadline has nothing to wait for.
+      let poll: NodeJS.Timeout | undefined;
+      const idleWithoutRedis = new Promise<'idle without Redis'>((resolve) => {
+        poll = setInterval(() => {
+          if (running.size === 0 && workerConnection.status !== 'ready') resolve('idle without Redis');
+        }, IDLE_CHECK_MS);
+      });
       const closed = worker.close().then(() => Promise.all(recordings));
-      const result = await Promise.race([closed.then(() => 'closed' as const), deadline]);
+      const result = await Promise.race([closed.then(() => 'closed' as const), deadline, idleWithoutRedis]);
       clearTimeout(timer);
-      if (result === 'deadline') {
+      clearInterval(poll);
+      if (result === 'idle without Redis') {
+        logger.info('Redis does not answer and no deploy is running: stopping without waiting for it');
+        await settledWithin(worker.close(true), CLOSE_STEP_MS);
+      } else if (result === 'deadline') {
         // Stop the deploys and let their locks lapse: BullMQ's stalled check hands the jobs to another worker.
         logger.warn({ deadlineMs }, 'shutdown deadline passed, handing current jobs back');
         aborter.abort(new Error('worker shutting down'));
@@ -302,6 +314,8 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
 
 /** The longest one shutdown step may wait on Redis past the deadline. */
 const CLOSE_STEP_MS = 3_000;
+/** How often a stopping worker looks whether it is idle with Redis away. */
+const IDLE_CHECK_MS = 250;
 
 /** Waits for `work` to settle, at most `ms`; never rejects. */
 async function settledWithin(work: Promise<unknown> | undefined, ms: number): Promise<void> {
