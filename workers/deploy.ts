@@ -18,6 +18,7 @@ import { countFromEnv, millisecondsFromEnv } from '../src/lib/env-settings.js';
 import { errorMessage } from '../src/lib/errors.js';
 import type { Logger } from '../src/lib/logger.js';
 import type { Metrics } from '../src/lib/metrics.js';
+import { RepeatedErrorLog } from '../src/lib/repeated-error-log.js';
 import { createRedis, waitForRedisSaying } from '../src/queue/connection.js';
 import { DEPLOY_QUEUE, type DeployJobData } from '../src/queue/job-data.js';
 import { createKeys } from '../src/queue/keys.js';
@@ -204,7 +205,9 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
     stalledInterval: Math.max(1_000, Math.floor(lockDurationMs / 2)),
     maxStalledCount: MAX_STALLED_COUNT,
   });
-  worker.on('error', (error) => logger.error({ err: errorMessage(error) }, 'worker error'));
+  const workerErrors = new RepeatedErrorLog(logger, 'worker error');
+  worker.on('error', workerErrors.report);
+  workerConnection.on('ready', () => workerErrors.recovered('Redis answers again'));
   // Awaited by close() within its deadline: written (and reported) before we disconnect.
   const recordings = new Set<Promise<void>>();
   worker.on('failed', (job, error) => {

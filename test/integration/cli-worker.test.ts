@@ -304,7 +304,7 @@ describe('pushgate worker processes (real Redis, git, kube-apiserver)', () => {
     expect(metrics).toContain('pushgate_jobs_finished_total{environment="web",state="failed"} 0');
   });
 
-  it('while Redis is away, writes only JSON log lines (no raw error dumps a log pipeline cannot parse)', async () => {
+  it('while Redis is away, writes JSON log lines, not one per retry, and says when Redis answers again', async () => {
     const own = await startRedis();
     try {
       await writeFile(configFile, harness.configText.replaceAll(redis.url, own.url));
@@ -312,18 +312,22 @@ describe('pushgate worker processes (real Redis, git, kube-apiserver)', () => {
       workers.push(worker);
       await own.kill();
 
-      const errorLines = () =>
+      const lines = () =>
         worker
           .output()
           .split('\n')
-          .filter((line) => line.includes('ECONNREFUSED'));
-      await until(() => errorLines().length >= 6, `too few connection errors logged:\n${worker.output()}`);
+          .filter((line) => line.trim() !== '');
+      const errorLines = () => lines().filter((line) => line.includes('ECONNREFUSED'));
+      await until(() => errorLines().length >= 1, `no connection error logged:\n${worker.output()}`);
+      await own.restart();
+      const back = () => lines().find((line) => line.includes('Redis answers again'));
+      await until(() => back() !== undefined, `no line saying Redis is back:\n${worker.output()}`);
 
-      const lines = worker
-        .output()
-        .split('\n')
-        .filter((line) => line.trim() !== '');
-      expect(lines.filter((line) => !isJson(line))).toEqual([]);
+      expect(lines().filter((line) => !isJson(line))).toEqual([]);
+      // Two connections retried (every 200 ms at first) until the restart: one line of it.
+      const errors = (JSON.parse(back()!) as { errors: number }).errors;
+      expect(errors).toBeGreaterThanOrEqual(2);
+      expect(errorLines()).toHaveLength(1);
     } finally {
       await own.stop();
     }
