@@ -1,4 +1,5 @@
 import type { Job } from 'bullmq';
+import type { EnvironmentConfig } from '../config/schema.js';
 import { errorMessage } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { DeployJobData } from '../queue/job-data.js';
@@ -12,6 +13,7 @@ import type { ProcessDeps } from './job-processor-deps.js';
  */
 export async function headMovedPastRunningDeploy(
   environmentName: string,
+  jobId: string,
   deps: Pick<ProcessDeps, 'config' | 'store' | 'pipeline' | 'signal'>,
   logger: Logger,
 ): Promise<boolean> {
@@ -21,20 +23,28 @@ export async function headMovedPastRunningDeploy(
     // One queued re-sync deploys whatever the head is by its turn: never a pile of them.
     const queued = await deps.store.getMany(await deps.store.queuedJobIds(environmentName, ''));
     if (queued.some((record) => record.trigger.kind === 'reconcile')) return false;
-    const { deployingSha, deployStarting } = await deps.store.environmentStatus(environmentName);
-    // Not known what the running deploy chose (still fetching): queued, at worst a quiet re-apply.
-    if (deployStarting || deployingSha === null) return true;
-    const { repo, branch } = environment;
-    const head = await deps.pipeline.mirrors.fetchBranch(
-      { url: repo.url, provider: repo.provider },
-      branch,
-      deps.signal,
-    );
-    return head !== deployingSha;
+    if (!(await mustQueue(environment, deps))) return false;
   } catch (error) {
     logger.warn({ err: errorMessage(error) }, 'could not fetch the branch while its environment is busy');
-    return true;
   }
+  // Two re-syncs due together (on one worker or two) both find none queued: one queues.
+  return deps.store.claimQueuedResync(environmentName, jobId);
+}
+
+async function mustQueue(
+  environment: EnvironmentConfig,
+  deps: Pick<ProcessDeps, 'store' | 'pipeline' | 'signal'>,
+): Promise<boolean> {
+  const { deployingSha, deployStarting } = await deps.store.environmentStatus(environment.name);
+  // Not known what the running deploy chose (still fetching): queued, at worst a quiet re-apply.
+  if (deployStarting || deployingSha === null) return true;
+  const { repo, branch } = environment;
+  const head = await deps.pipeline.mirrors.fetchBranch(
+    { url: repo.url, provider: repo.provider },
+    branch,
+    deps.signal,
+  );
+  return head !== deployingSha;
 }
 
 /**
@@ -76,7 +86,7 @@ export async function takeInJob(
     data.trigger.kind === 'reconcile' &&
     (await deps.locks.isBusy(data.environment)) &&
     !(await deps.store.get(jobId)) &&
-    !(await headMovedPastRunningDeploy(data.environment, deps, logger))
+    !(await headMovedPastRunningDeploy(data.environment, jobId, deps, logger))
   ) {
     // The deploy running applies the branch head already. Delayed instead, runs due while a
     // deploy outlasts the interval (a long health wait) would pile up and all run after it.

@@ -41,6 +41,8 @@ export interface Keys {
   configLive(environment: string): string;
   /** Held by the one worker of a configuration that runs this interval's repair pass (queue-repair). */
   repairPass(configuration: string): string;
+  /** The re-sync queued behind the environment's running deploy, at most one (job-intake). */
+  queuedResync(environment: string): string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -67,6 +69,7 @@ export function createKeys(prefix: string): Keys {
     configSeen: (environment) => `${tag}:config-seen:${environment}`,
     configLive: (environment) => `${tag}:config-live:${environment}`,
     repairPass: (configuration) => `${tag}:repair-pass:${configuration}`,
+    queuedResync: (environment) => `${tag}:queued-resync:${environment}`,
     targetChangeQueued: (environment, targetDigest) => `${tag}:target-change:${environment}:${targetDigest}`,
   };
 }

@@ -254,6 +254,17 @@ end
 return #drop
 `;
 
+/** Past this, a queued re-sync's place is taken as free whatever its holder. */
+const QUEUED_RESYNC_HELD_MS = 24 * 3600_000;
+/** A claim this recent whose record is not there yet is a re-sync being queued, not a lost one. */
+const QUEUED_RESYNC_CLAIM_GRACE_MS = 30_000;
+/** KEYS[1] to ARGV[2] (milliseconds ARGV[3]) if it still holds ARGV[1] ('' for nothing). */
+const SWAP_IF_UNCHANGED_SCRIPT = `
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+`;
+
 /**
  * A Lua function reading a record's state: its third field, so the first bytes of each hold
  * it, however many objects the record lists (the whole record only past a very long trigger).
@@ -442,6 +453,33 @@ export class JobStore {
     const record = await this.get(request.id);
     if (!record) throw new Error(`job ${request.id} has no record`);
     return record;
+  }
+
+  /**
+   * The one place for a re-sync queued behind the environment's running deploy: true when
+   * `jobId` now holds it. False when another re-sync holds it and is still queued, or is about
+   * to be (claimed within QUEUED_RESYNC_CLAIM_GRACE_MS, its record not written yet), or when
+   * another run took it meanwhile: two re-syncs due at once, on one worker or two, both saw it
+   * free. A holder that ran, finished or never came gives it up to the next.
+   */
+  async claimQueuedResync(environment: string, jobId: string): Promise<boolean> {
+    const key = this.keys.queuedResync(environment);
+    const [holder, leftMs] = await Promise.all([this.redis.get(key), this.redis.pttl(key)]);
+    if (holder === jobId) return true;
+    if (holder !== null) {
+      const record = await this.get(holder);
+      const claimedAgoMs = QUEUED_RESYNC_HELD_MS - leftMs;
+      if (record ? record.state === 'queued' : claimedAgoMs < QUEUED_RESYNC_CLAIM_GRACE_MS) return false;
+    }
+    const swapped = await this.redis.eval(
+      SWAP_IF_UNCHANGED_SCRIPT,
+      1,
+      key,
+      holder ?? '',
+      jobId,
+      QUEUED_RESYNC_HELD_MS,
+    );
+    return swapped === 1;
   }
 
   /**

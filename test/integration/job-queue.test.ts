@@ -682,3 +682,30 @@ describe('claimRepairPass', () => {
     expect(await until(() => claimRepairPass(deps, 'config-a', 400), 1_000)).toBe(true);
   });
 });
+
+describe('claimQueuedResync', () => {
+  const resync = (id: string): ClaimRequest => ({
+    id,
+    environment: 'web',
+    trigger: { kind: 'reconcile' },
+    receivedAt: new Date().toISOString(),
+  });
+
+  it('lets one of several re-syncs due at once queue behind a busy environment, until that one has run', async () => {
+    const { store } = await services();
+    const ids = ['repeat:a:1', 'repeat:a:2', 'repeat:a:3'];
+    const claims = await Promise.all(ids.map((id) => store.claimQueuedResync('web', id)));
+    expect(claims.filter(Boolean)).toHaveLength(1);
+    const holder = ids[claims.indexOf(true)]!;
+
+    // Its record is being written: the place stays taken, queued or not yet there.
+    expect(await store.claimQueuedResync('web', 'repeat:a:4')).toBe(false);
+    await store.ensure(resync(holder));
+    expect(await store.claimQueuedResync('web', 'repeat:a:4')).toBe(false);
+    // Another environment has a place of its own.
+    expect(await store.claimQueuedResync('api', 'repeat:b:1')).toBe(true);
+
+    await store.update(holder, { state: 'running' });
+    expect(await store.claimQueuedResync('web', 'repeat:a:5')).toBe(true);
+  });
+});
