@@ -1,8 +1,6 @@
-import { execFile } from 'node:child_process';
 import { lstat, mkdtemp, readFile, readdir, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { MirrorCache } from '../../src/git/mirror-cache.js';
 import {
@@ -12,62 +10,9 @@ import {
 } from '../../src/git/tree-budget.js';
 import { errorMessage, PushgateError } from '../../src/lib/errors.js';
 import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
-import { git } from '../helpers/git.js';
+import { commitGitBomb, commitTree, writeBlob, writeTree } from '../helpers/git-trees.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { createWorkerHarness } from './worker-harness.js';
-
-const execFileAsync = promisify(execFile);
-
-/** git with `input` on its stdin (mktree and hash-object --stdin read it). */
-async function gitWithInput(gitDir: string, args: string[], input: string): Promise<string> {
-  const running = execFileAsync('git', ['--git-dir', gitDir, ...args], {
-    env: { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null', GIT_CONFIG_NOSYSTEM: '1' },
-  });
-  running.child.stdin?.end(input);
-  return (await running).stdout.trim();
-}
-
-interface TreeEntry {
-  mode: '100644' | '120000' | '040000' | '160000';
-  sha: string;
-  name: string;
-}
-
-const TYPES = { '100644': 'blob', '120000': 'blob', '040000': 'tree', '160000': 'commit' } as const;
-
-function writeBlob(gitDir: string, content: string): Promise<string> {
-  return gitWithInput(gitDir, ['hash-object', '-w', '--stdin'], content);
-}
-
-function writeTree(gitDir: string, entries: TreeEntry[]): Promise<string> {
-  const lines = entries.map((entry) => `${entry.mode} ${TYPES[entry.mode]} ${entry.sha}\t${entry.name}`);
-  return gitWithInput(gitDir, ['mktree'], lines.map((line) => `${line}\n`).join(''));
-}
-
-/** Commits `tree` straight into the bare repository as the head of `branch`. */
-async function commitTree(repo: EnvRepo, tree: string): Promise<string> {
-  const sha = await git(repo.bareDir, ['--git-dir', repo.bareDir, 'commit-tree', tree, '-m', 'tree']);
-  await git(repo.bareDir, ['--git-dir', repo.bareDir, 'update-ref', `refs/heads/${repo.branch}`, sha]);
-  return sha;
-}
-
-const tenOf = (mode: TreeEntry['mode'], sha: string, prefix: string): TreeEntry[] =>
-  Array.from({ length: 10 }, (_, i) => ({ mode, sha, name: `${prefix}${i}` }));
-
-/**
- * A "git bomb": ten copies of one manifest, and at each of `levels` levels above them ten
- * copies of the level below, under manifests/. A few kilobytes of objects; 10^(levels + 1)
- * files once checked out.
- */
-async function commitGitBomb(repo: EnvRepo, levels: number): Promise<string> {
-  const blob = await writeBlob(repo.bareDir, 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\n');
-  let tree = await writeTree(repo.bareDir, tenOf('100644', blob, 'f'));
-  for (let level = 0; level < levels; level++) {
-    tree = await writeTree(repo.bareDir, tenOf('040000', tree, 'd'));
-  }
-  const root = await writeTree(repo.bareDir, [{ mode: '040000', sha: tree, name: 'manifests' }]);
-  return commitTree(repo, root);
-}
 
 const configMap = (name: string) => `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ${name}}\n`;
 

@@ -1,0 +1,63 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import type { EnvRepo } from './env-repo.js';
+import { git } from './git.js';
+
+const execFileAsync = promisify(execFile);
+
+/** git with `input` on its stdin (mktree and hash-object --stdin read it). */
+async function gitWithInput(gitDir: string, args: string[], input: string): Promise<string> {
+  const running = execFileAsync('git', ['--git-dir', gitDir, ...args], {
+    env: { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null', GIT_CONFIG_NOSYSTEM: '1' },
+  });
+  running.child.stdin?.end(input);
+  return (await running).stdout.trim();
+}
+
+/** One entry of a tree written with writeTree: a file, a symlink, a folder or a submodule. */
+export interface TreeEntry {
+  mode: '100644' | '120000' | '040000' | '160000';
+  sha: string;
+  name: string;
+}
+
+const TYPES = { '100644': 'blob', '120000': 'blob', '040000': 'tree', '160000': 'commit' } as const;
+
+export function writeBlob(gitDir: string, content: string): Promise<string> {
+  return gitWithInput(gitDir, ['hash-object', '-w', '--stdin'], content);
+}
+
+export function writeTree(gitDir: string, entries: TreeEntry[]): Promise<string> {
+  const lines = entries.map((entry) => `${entry.mode} ${TYPES[entry.mode]} ${entry.sha}\t${entry.name}`);
+  return gitWithInput(gitDir, ['mktree'], lines.map((line) => `${line}\n`).join(''));
+}
+
+/** Commits `tree` straight into the bare repository as the head of `branch`. */
+export async function commitTree(repo: EnvRepo, tree: string): Promise<string> {
+  const sha = await git(repo.bareDir, ['--git-dir', repo.bareDir, 'commit-tree', tree, '-m', 'tree']);
+  await git(repo.bareDir, ['--git-dir', repo.bareDir, 'update-ref', `refs/heads/${repo.branch}`, sha]);
+  return sha;
+}
+
+const tenOf = (mode: TreeEntry['mode'], sha: string, prefix: string): TreeEntry[] =>
+  Array.from({ length: 10 }, (_, i) => ({ mode, sha, name: `${prefix}${i}` }));
+
+/**
+ * A "git bomb" folder: ten copies of one manifest, and at each of `levels` levels above them
+ * ten copies of the level below. A few kilobytes of objects; 10^(levels + 1) files once
+ * checked out. Returns the folder's tree.
+ */
+export async function writeGitBomb(gitDir: string, levels: number): Promise<string> {
+  const blob = await writeBlob(gitDir, 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\n');
+  let tree = await writeTree(gitDir, tenOf('100644', blob, 'f'));
+  for (let level = 0; level < levels; level++) {
+    tree = await writeTree(gitDir, tenOf('040000', tree, 'd'));
+  }
+  return tree;
+}
+
+/** A commit whose manifests/ folder is a git bomb (writeGitBomb). */
+export async function commitGitBomb(repo: EnvRepo, levels: number): Promise<string> {
+  const bomb = await writeGitBomb(repo.bareDir, levels);
+  return commitTree(repo, await writeTree(repo.bareDir, [{ mode: '040000', sha: bomb, name: 'manifests' }]));
+}
