@@ -16,6 +16,8 @@ export interface RunGitOptions {
   processEnv?: Record<string, string | undefined>;
   /** Kills git's process group when aborted; the command then fails with the signal's reason. */
   abort?: AbortSignal;
+  /** What git reads on its stdin (`cat-file --batch`); none without. */
+  input?: string | Buffer;
 }
 
 export interface GitResult {
@@ -118,6 +120,7 @@ export function streamGit(
         SSH_ASKPASS: '',
         ...options.env,
       },
+      input: options.input,
     });
     let stderr = '';
     let stopped = false;

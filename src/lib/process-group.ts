@@ -5,25 +5,32 @@ import type { Readable, Writable } from 'node:stream';
 export interface ProcessGroupOptions {
   cwd?: string;
   env: NodeJS.ProcessEnv;
+  /** What the command reads on its stdin, which is closed after it; closed at once without. */
+  input?: string | Buffer;
 }
 
 /**
- * Spawns `command` (stdin closed, stdout and stderr piped) as the leader of a process group of
- * its own, so that killProcessGroup ends it together with every helper it started (git's
- * remote helpers, ssh, index-pack). The group also ends when this process does, however it
- * dies: see GroupWatchdog.
+ * Spawns `command` (stdin closed, or given `input`; stdout and stderr piped) as the leader of
+ * a process group of its own, so that killProcessGroup ends it together with every helper it
+ * started (git's remote helpers, ssh, index-pack). The group also ends when this process
+ * does, however it dies: see GroupWatchdog.
  */
 export function spawnProcessGroup(
   command: string,
   args: readonly string[],
   options: ProcessGroupOptions,
-): ChildProcessByStdio<null, Readable, Readable> {
+): ChildProcessByStdio<Writable | null, Readable, Readable> {
   const child = spawn(command, args, {
     cwd: options.cwd,
     env: options.env,
     detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+    stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+  }) as ChildProcessByStdio<Writable | null, Readable, Readable>;
+  if (options.input !== undefined) {
+    // A command that exits (or is killed) before reading it all closes the pipe: not an error here.
+    child.stdin?.on('error', () => undefined);
+    child.stdin?.end(options.input);
+  }
   const { pid } = child;
   if (pid !== undefined) {
     watchdog.watch(pid);
