@@ -38,7 +38,7 @@ export async function runRender(args: CommandArgs): Promise<number> {
     const sha = args.ref
       ? await mirrors.fetchCommit(repo, environment.branch, args.ref)
       : await mirrors.fetchBranch(repo, environment.branch);
-    const tree = await mirrors.checkout(repo, sha);
+    const tree = await mirrors.checkout(repo, sha, environment.path);
     try {
       const manifests = await loadManifests(tree.dir, environment.path, {
         logger: runtime.logger,

@@ -117,7 +117,7 @@ async function applyCommit(
 ): Promise<PipelineResult> {
   const { environment, logger } = job;
   const repo = { url: environment.repo.url, provider: environment.repo.provider };
-  const tree = await deps.mirrors.checkout(repo, sha);
+  const tree = await deps.mirrors.checkout(repo, sha, environment.path);
   try {
     const manifests = await loadManifests(tree.dir, environment.path, { logger, environment });
     logger.info({ sha, objects: manifests.length }, 'manifests loaded');

@@ -14,7 +14,8 @@ import {
   watchFetch,
 } from './fetch-budget.js';
 import { runGit } from './run-git.js';
-import { MAX_CHECKOUT_BYTES, MAX_CHECKOUT_ENTRIES, measureTree, type TreeSize } from './tree-budget.js';
+import { MAX_CHECKOUT_BYTES, MAX_CHECKOUT_ENTRIES, type TreeSize } from './tree-budget.js';
+import { measureCheckout, type ScopeRoot } from './checkout-scope.js';
 
 export const DEFAULT_FETCH_TIMEOUT_MS = 60_000;
 const LOCAL_TIMEOUT_MS = 120_000;
@@ -55,6 +56,8 @@ const NO_AUTO_GC_CONFIG = ['-c', 'gc.auto=0', '-c', 'maintenance.auto=false'];
  */
 const GC_ARGS = ['-c', 'gc.cruftPacks=true', 'gc', '--auto', '--quiet'];
 const GC_TIMEOUT_MS = 10 * 60_000;
+/** The folder of a checkout's files, beside its index file. */
+const TREE_FOLDER = 'tree';
 /** What `git init --bare` makes that every git command needs. */
 const MIRROR_PARTS = ['HEAD', 'config', 'objects', 'refs'];
 
@@ -170,25 +173,33 @@ export class MirrorCache {
 
   /**
    * Writes the tree of a commit into a fresh temporary folder, through a private index file
-   * so concurrent checkouts from one mirror never share state. read-tree rather than
-   * `checkout -- .`, whose pathspec fails on a commit that removed every file. A commit over
-   * the checkout budget is refused before the folder is made: anyone who can push to the
-   * branch chooses what read-tree would write.
+   * so concurrent checkouts from one mirror never share state: all of it, or, given the
+   * environment's `manifestPath`, that path and what its symlinks reach (measureCheckout),
+   * each where it is in the commit. read-tree rather than `checkout -- .`, whose pathspec
+   * fails on a commit that removed every file. What is checked out is refused over the
+   * checkout budget before the folder is made: anyone who can push to the branch chooses it.
    */
-  async checkout(repo: RepoSource, sha: string): Promise<Worktree> {
+  async checkout(repo: RepoSource, sha: string, manifestPath?: string): Promise<Worktree> {
     const gitDir = this.mirrorDir(repo.url);
-    await measureTree(gitDir, sha, this.checkoutBudget, LOCAL_TIMEOUT_MS);
+    const scope = await measureCheckout(
+      { gitDir, sha, timeoutMs: LOCAL_TIMEOUT_MS, folderName: TREE_FOLDER },
+      manifestPath,
+      this.checkoutBudget,
+    );
     await writeCheckoutAttributes(gitDir);
     const base = await makeCheckoutFolder();
-    const dir = path.join(base, 'tree');
+    const dir = path.join(base, TREE_FOLDER);
     await mkdir(dir);
     const remove = () => rm(base, { recursive: true, force: true });
-    try {
-      await runGit(['--git-dir', gitDir, '--work-tree', dir, 'read-tree', '--reset', '-u', sha], {
+    const git = (args: string[]) =>
+      runGit(['--git-dir', gitDir, '--work-tree', dir, ...args], {
         env: { GIT_INDEX_FILE: path.join(base, 'index') },
         timeoutMs: LOCAL_TIMEOUT_MS,
         what: `checkout ${sha}`,
       });
+    try {
+      if (scope.whole) await git(['read-tree', '--reset', '-u', sha]);
+      else await checkOutRoots(git, scope.roots);
     } catch (error) {
       await remove();
       throw error;
@@ -409,6 +420,29 @@ export class MirrorCache {
     });
     return next;
   }
+}
+
+/**
+ * Writes `roots` (none under another) into the checkout: trees read into the index under
+ * their own path, files, symlinks and submodules added as they are; then the index is
+ * written out, as read-tree -u would.
+ */
+async function checkOutRoots(
+  git: (args: string[]) => Promise<unknown>,
+  roots: readonly ScopeRoot[],
+): Promise<void> {
+  if (roots.length === 0) return;
+  for (const root of roots) {
+    if (root.type === 'tree') await git(['read-tree', `--prefix=${root.path}/`, root.object]);
+  }
+  const entries = roots.filter((root) => root.type !== 'tree');
+  if (entries.length > 0)
+    await git([
+      'update-index',
+      '--add',
+      ...entries.flatMap((entry) => ['--cacheinfo', `${entry.mode},${entry.object},${entry.path}`]),
+    ]);
+  await git(['checkout-index', '--all', '--force']);
 }
 
 /** `work`, or the abort's reason once `signal` aborts first. */

@@ -1,4 +1,6 @@
 import { execFile } from 'node:child_process';
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
 import { promisify } from 'node:util';
 import type { EnvRepo } from './env-repo.js';
 import { git } from './git.js';
@@ -60,4 +62,13 @@ export async function writeGitBomb(gitDir: string, levels: number): Promise<stri
 export async function commitGitBomb(repo: EnvRepo, levels: number): Promise<string> {
   const bomb = await writeGitBomb(repo.bareDir, levels);
   return commitTree(repo, await writeTree(repo.bareDir, [{ mode: '040000', sha: bomb, name: 'manifests' }]));
+}
+
+/** The files and symlinks under `dir`, by path relative to it, sorted: what a checkout wrote. */
+export async function writtenPaths(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries
+    .filter((entry) => !entry.isDirectory())
+    .map((entry) => path.relative(dir, path.join(entry.parentPath, entry.name)))
+    .sort();
 }

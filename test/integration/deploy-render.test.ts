@@ -9,6 +9,7 @@ import { runRender } from '../../src/commands/render.js';
 import { MirrorCache } from '../../src/git/mirror-cache.js';
 import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
 import { git } from '../helpers/git.js';
+import { commitTree, writeBlob, writeGitBomb, writeTree } from '../helpers/git-trees.js';
 import { createTestNamespace, kubeConfigFromTest, type TestNamespace } from '../helpers/kube.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { createWorkerHarness, type WorkerHarness } from './worker-harness.js';
@@ -168,6 +169,28 @@ describe('pushgate render (real git, kube-apiserver)', () => {
       .find((object) => object.kind === 'Secret');
     expect(clear?.data).toEqual({ token: 'c3VwZXItc2VjcmV0LXRva2Vu' });
     expect(clear?.stringData).toEqual({ password: 'hunter2-hunter2' });
+  });
+
+  it('renders an environment whose path lies beside a git bomb', async () => {
+    const manifest = await writeBlob(repo.bareDir, configMap('alpha', { v: '1' }));
+    const manifests = await writeTree(repo.bareDir, [{ mode: '100644', sha: manifest, name: 'a.yaml' }]);
+    const bomb = await writeGitBomb(repo.bareDir, 9);
+    await commitTree(
+      repo,
+      await writeTree(repo.bareDir, [
+        { mode: '040000', sha: manifests, name: 'manifests' },
+        { mode: '040000', sha: bomb, name: 'other' },
+      ]),
+    );
+
+    const { code, out, err } = await render(['web']);
+
+    expect(err).not.toContain('refusing');
+    expect(code).toBe(0);
+    const objects = parseAllDocuments(out).map(
+      (doc) => doc.toJS() as { kind: string; metadata: { name: string } },
+    );
+    expect(objects.map((o) => [o.kind, o.metadata.name])).toEqual([['ConfigMap', 'alpha']]);
   });
 
   it('exits 2 for an unknown environment', async () => {

@@ -1,4 +1,5 @@
-import { lstat, mkdtemp, readFile, readdir, readlink, rm } from 'node:fs/promises';
+import { CoreV1Api } from '@kubernetes/client-node';
+import { lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -9,8 +10,17 @@ import {
   MAX_CHECKOUT_PATH_BYTES,
 } from '../../src/git/tree-budget.js';
 import { errorMessage, PushgateError } from '../../src/lib/errors.js';
+import { loadManifests } from '../../src/manifests/load.js';
 import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
-import { commitGitBomb, commitTree, writeBlob, writeTree } from '../helpers/git-trees.js';
+import { createTestNamespace, kubeConfigFromTest } from '../helpers/kube.js';
+import {
+  commitGitBomb,
+  commitTree,
+  writeBlob,
+  writeGitBomb,
+  writeTree,
+  writtenPaths,
+} from '../helpers/git-trees.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { createWorkerHarness } from './worker-harness.js';
 
@@ -205,9 +215,131 @@ describe('git mirror cache: the checkout budget (real git)', () => {
       await tree.remove();
     }
   });
+
+  describe('of an environment path', () => {
+    /** apps/web holds two manifests (with apps/, 4 entries); the rest of the commit 14 more. */
+    const monorepo = () =>
+      repo.commit({
+        'apps/web/a.yaml': configMap('a'),
+        'apps/web/b.yaml': configMap('b'),
+        'README.md': '# apps\n',
+        ...Object.fromEntries(
+          Array.from({ length: 12 }, (_, i) => [`apps/other/${i}.yaml`, configMap(`other${i}`)]),
+        ),
+      });
+
+    it('counts and writes that path alone: a commit over the budget elsewhere checks it out', async () => {
+      const sha = await monorepo();
+      const cache = new MirrorCache({ dir: cacheDir, checkoutBudget: { entries: 4 } });
+      await cache.fetchBranch(source(), repo.branch);
+
+      const tree = await cache.checkout(source(), sha, 'apps/web');
+      try {
+        expect(await writtenPaths(tree.dir)).toEqual(['apps/web/a.yaml', 'apps/web/b.yaml']);
+        const manifests = await loadManifests(tree.dir, 'apps/web');
+        expect(manifests.map((manifest) => manifest.object.metadata.name)).toEqual(['a', 'b']);
+      } finally {
+        await tree.remove();
+      }
+      expect(errorMessage(await cache.checkout(source(), sha).catch((e: unknown) => e))).toContain(
+        `commit ${sha} holds more than 4 files and folders, the limit for one checkout`,
+      );
+    });
+
+    it('checks it out at once beside a git bomb', async () => {
+      const manifest = await writeBlob(repo.bareDir, configMap('a'));
+      const web = await writeTree(repo.bareDir, [{ mode: '100644', sha: manifest, name: 'a.yaml' }]);
+      const bomb = await writeGitBomb(repo.bareDir, 9);
+      const sha = await commitTree(
+        repo,
+        await writeTree(repo.bareDir, [
+          { mode: '040000', sha: bomb, name: 'bomb' },
+          { mode: '040000', sha: web, name: 'web' },
+        ]),
+      );
+      const cache = new MirrorCache({ dir: cacheDir });
+      await cache.fetchBranch(source(), repo.branch);
+
+      const started = Date.now();
+      const tree = await cache.checkout(source(), sha, 'web');
+      try {
+        expect(await writtenPaths(tree.dir)).toEqual(['web/a.yaml']);
+        expect(Date.now() - started).toBeLessThan(10_000);
+      } finally {
+        await tree.remove();
+      }
+    });
+
+    it('refuses it over the budget, for good, naming the limit and the path, and writes nothing', async () => {
+      const sha = await monorepo();
+      const cache = new MirrorCache({ dir: cacheDir, checkoutBudget: { entries: 3 } });
+      await cache.fetchBranch(source(), repo.branch);
+
+      const error = await cache.checkout(source(), sha, 'apps/web').catch((e: unknown) => e);
+
+      expect(error).toMatchObject({ code: 'manifest_invalid', permanent: true });
+      expect(errorMessage(error)).toBe(
+        `commit ${sha} holds more than 3 files and folders under "apps/web" and what its symlinks reach, ` +
+          "the limit for one checkout: refusing to check it out (an environment's path should hold its manifests only)",
+      );
+      expect(await readdir(temp)).toEqual([]);
+    });
+
+    it('counts what its symlinks reach elsewhere, files and folders, entries and bytes', async () => {
+      await mkdir(path.join(repo.workDir, 'apps/web'), { recursive: true });
+      await symlink('../../base', path.join(repo.workDir, 'apps/web/base'));
+      const sha = await repo.commit({
+        'apps/web/a.yaml': configMap('a'),
+        'base/b.yaml': configMap('b'),
+        'unrelated/c.yaml': configMap('c'),
+      });
+      // apps/, apps/web/, a.yaml, the symlink; base/ and b.yaml.
+      const exact = { entries: 6, bytes: 2 * Buffer.byteLength(configMap('a')) + '../../base'.length };
+      const checkoutWithin = async (budget: { entries: number; bytes: number }) => {
+        const cache = new MirrorCache({ dir: cacheDir, checkoutBudget: budget });
+        await cache.fetchBranch(source(), repo.branch);
+        return cache.checkout(source(), sha, 'apps/web');
+      };
+
+      const tree = await checkoutWithin(exact);
+      try {
+        expect(await writtenPaths(tree.dir)).toEqual(['apps/web/a.yaml', 'apps/web/base', 'base/b.yaml']);
+      } finally {
+        await tree.remove();
+      }
+      await expect(checkoutWithin({ ...exact, entries: 5 })).rejects.toThrow(
+        `commit ${sha} holds more than 5 files and folders under "apps/web"`,
+      );
+      await expect(checkoutWithin({ ...exact, bytes: exact.bytes - 1 })).rejects.toThrow(
+        `commit ${sha} holds more than ${exact.bytes - 1} bytes of files (${exact.bytes} counted before stopping) under "apps/web"`,
+      );
+    });
+
+    it.each(['.', './', ''])(
+      'counts and writes the whole commit for path %j, as without one',
+      async (manifestPath) => {
+        const sha = await monorepo();
+        const within = new MirrorCache({ dir: cacheDir, checkoutBudget: { entries: 18 } });
+        const over = new MirrorCache({ dir: cacheDir, checkoutBudget: { entries: 17 } });
+        await within.fetchBranch(source(), repo.branch);
+
+        const tree = await within.checkout(source(), sha, manifestPath);
+        try {
+          expect(await writtenPaths(tree.dir)).toContain('README.md');
+          expect(await writtenPaths(tree.dir)).toHaveLength(15);
+        } finally {
+          await tree.remove();
+        }
+        expect(errorMessage(await over.checkout(source(), sha, manifestPath).catch((e: unknown) => e))).toBe(
+          `commit ${sha} holds more than 17 files and folders, the limit for one checkout: ` +
+            'refusing to check it out (an environment repository should hold manifests only)',
+        );
+      },
+    );
+  });
 });
 
-describe('deploy worker and a git bomb (real Redis, git over file://)', () => {
+describe('deploy worker and a git bomb (real Redis, git over file://, kube-apiserver)', () => {
   let redis: TestRedis;
   let temp: string;
 
@@ -245,6 +377,39 @@ describe('deploy worker and a git bomb (real Redis, git over file://)', () => {
       expect((await readdir(temp)).filter((name) => name.startsWith('pushgate-tree-'))).toEqual([]);
     } finally {
       await harness.close();
+      await repo.remove();
+    }
+  });
+
+  it('deploys an environment whose path lies beside a git bomb', async () => {
+    const repo = await createEnvRepo({ branch: 'env/test' });
+    const namespace = await createTestNamespace('beside-bomb');
+    const harness = await createWorkerHarness({
+      redisUrl: redis.url,
+      environments: [{ name: 'monorepo', repo, env: { namespace: namespace.name } }],
+    });
+    try {
+      const manifest = await writeBlob(repo.bareDir, configMap('beside-bomb'));
+      const manifests = await writeTree(repo.bareDir, [{ mode: '100644', sha: manifest, name: 'web.yaml' }]);
+      const bomb = await writeGitBomb(repo.bareDir, 9);
+      const sha = await commitTree(
+        repo,
+        await writeTree(repo.bareDir, [
+          { mode: '040000', sha: manifests, name: 'manifests' },
+          { mode: '040000', sha: bomb, name: 'other' },
+        ]),
+      );
+      await harness.startWorker();
+
+      const record = await harness.waitForJob(await harness.webhook('monorepo', sha));
+
+      expect(record).toMatchObject({ state: 'succeeded', sha, attempts: 1, error: null });
+      const core = kubeConfigFromTest().makeApiClient(CoreV1Api);
+      const live = await core.readNamespacedConfigMap({ name: 'beside-bomb', namespace: namespace.name });
+      expect(live.metadata?.name).toBe('beside-bomb');
+    } finally {
+      await harness.close();
+      await namespace.cleanup();
       await repo.remove();
     }
   });
