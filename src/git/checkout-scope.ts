@@ -8,12 +8,17 @@ export const MAX_SCOPE_SYMLINKS = 1_000;
 export const MAX_SCOPE_ROOTS = 32;
 /** Listings for one checkout at most: symlinks that reach symlinks elsewhere take one more each. */
 export const MAX_SCOPE_ROUNDS = 10;
+/** Folders looked at for symlinks above paths not in the commit: past them, the whole commit. */
+const MAX_SCOPE_FOLDERS_CHECKED = 512;
+/**
+ * Their listing at most: git lists the contents of a folder it goes down into (tens of bytes
+ * an entry), so a folder of a hundred thousand is the whole commit, which the budget measures.
+ */
+const MAX_FOLDER_LISTING_BYTES = 8 * 1024 * 1024;
 
 const SYMLINK_MODE = '120000';
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
-/** cat-file --follow-symlinks' answers for a path it found, in the commit or out of it. */
-const FOUND_BY_GIT = /^(?:[0-9a-f]{40}(?:[0-9a-f]{24})? \w+ \d+|symlink \d+)$/m;
-/** The most a cat-file answer about one symlink or path takes: its header and a path. */
+/** The most git's answer about one symlink or path takes: a header and a path. */
 const ANSWER_BYTES = 2 * MAX_CHECKOUT_PATH_BYTES + 128;
 
 /** One path of the commit a scoped checkout holds, with all that lies under it. */
@@ -80,7 +85,7 @@ export async function measureCheckout(
     if (reached.size === 0) {
       // What is not in the commit as named might be through a symlink (`base/x`, `base` one).
       const missing = [...wanted].filter((wantedPath) => !listing.found.has(wantedPath));
-      if (await anyFoundThroughSymlinks(context, missing))
+      if (await anyUnderSymlink(context, missing))
         return whole('it or a symlink under it names a path through another symlink');
       return { whole: false, roots: roots.flatMap((root) => listing.found.get(root) ?? []) };
     }
@@ -232,41 +237,75 @@ async function readSymlinkTargets(
     if (newline === -1) break;
     const [object = '', type, size] = output.toString('latin1', at, newline).split(' ');
     at = newline + 1;
-    if (type !== 'blob') continue;
+    // "<object> missing" has no content; any other answer's is skipped whatever its type, so
+    // a symlink entry naming a tree cannot have its listing read as further answers.
+    if (size === undefined) continue;
     const end = at + Number(size);
-    targets.set(object, output.subarray(at, end));
+    if (type === 'blob') targets.set(object, output.subarray(at, end));
     at = end + 1;
   }
 }
 
 /**
- * Whether git finds any of `paths` (none an entry of the commit as named) by following the
- * commit's symlinks, or leaves the commit through one: a checkout of the whole commit then
- * resolves it (or reports it as leaving), where a scoped one would lack the symlink. What git
- * finds nowhere (missing, dangling, not a folder, a loop) is broken in both.
+ * Whether any of `paths` (none an entry of the commit as named) may lie through one of the
+ * commit's symlinks: one of the folders above it is a symlink in the commit. A checkout of
+ * the whole commit then resolves it the kernel's way (or reports it as leaving), where a
+ * scoped one lacks the symlink. Decided by the commit's own entries, in one listing of every
+ * such folder: git's own symlink following differs from the kernel's (`./x` targets, a
+ * submodule reached through a symlink), and asked one path at a time it reads the top tree
+ * again for each, however large. Else the path is missing, or under a file or a submodule:
+ * broken in both checkouts. Past the bounds it may lie through one: the whole commit then.
  */
-async function anyFoundThroughSymlinks(context: ScopeContext, paths: readonly string[]): Promise<boolean> {
+async function anyUnderSymlink(context: ScopeContext, paths: readonly string[]): Promise<boolean> {
   if (paths.length === 0) return false;
-  const input = paths.map((missingPath) => `${context.sha}:${missingPath}\0`).join('');
-  const args = ['cat-file', '--batch-check', '--follow-symlinks', '-z'];
-  const output = await gitOutput(context, args, input, paths.length * ANSWER_BYTES);
-  // The names git echoes may hold anything: they can add a match, never hide one. An answer
-  // too long to be only "missing" or "dangling" comes from a symlink leading out.
-  return output === undefined || FOUND_BY_GIT.test(output.toString('latin1'));
+  if (paths.length > MAX_SCOPE_ROOTS) return true;
+  const folders = new Set<string>();
+  for (const missingPath of paths) {
+    const names = missingPath.split('/');
+    for (let depth = 1; depth < names.length; depth++) folders.add(names.slice(0, depth).join('/'));
+  }
+  if (folders.size === 0) return false;
+  if (folders.size > MAX_SCOPE_FOLDERS_CHECKED) return true;
+  const args = [
+    '--literal-pathspecs',
+    'ls-tree',
+    '-z',
+    '--full-tree',
+    '--end-of-options',
+    context.sha,
+    '--',
+    ...folders,
+  ];
+  const output = await gitOutput(context, args, undefined, MAX_FOLDER_LISTING_BYTES);
+  if (output === undefined) return true;
+  // "<mode> <type> <object>\t<path>\0": each folder that is an entry, and (git matches a
+  // folder's contents too, once it goes down into it for a longer one) more, left aside.
+  const folderKeys = new Set([...folders].map(bytesKey));
+  return output
+    .toString('latin1')
+    .split('\0')
+    .some((entry) => {
+      const tab = entry.indexOf('\t');
+      return entry.startsWith(`${SYMLINK_MODE} `) && folderKeys.has(entry.slice(tab + 1));
+    });
 }
 
 /** What git prints for `input`, or undefined past `maxBytes` (git is stopped there). */
 async function gitOutput(
   context: ScopeContext,
   args: readonly string[],
-  input: string,
+  input: string | undefined,
   maxBytes: number,
 ): Promise<Buffer | undefined> {
   const chunks: Buffer[] = [];
   let bytes = 0;
   const { stopped } = await streamGit(
     ['--git-dir', context.gitDir, ...args],
-    { timeoutMs: context.timeoutMs, what: `${args[0]} ${context.sha}`, input },
+    {
+      timeoutMs: context.timeoutMs,
+      what: `${args.find((arg) => !arg.startsWith('-'))} ${context.sha}`,
+      input,
+    },
     (chunk) => {
       bytes += chunk.length;
       chunks.push(chunk);

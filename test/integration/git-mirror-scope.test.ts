@@ -196,6 +196,47 @@ describe('git mirror cache: a checkout of the environment path and what its syml
     );
   });
 
+  it('loads through symlinks that name their folder as ./x or x/., which git itself cannot follow', async () => {
+    const sha = await commit(
+      { ...UNRELATED, 'apps/web/a.yaml': configMap('a'), 'common/c.yaml': configMap('c') },
+      // What `ln -s ./common shared` writes.
+      {
+        shared: './common',
+        dotted: 'common/.',
+        team: './apps',
+        'apps/web/c.yaml': '../../shared/c.yaml',
+        'apps/api/c.yaml': '../../dotted/c.yaml',
+      },
+    );
+
+    for (const [manifestPath, expected] of [
+      ['apps/web', ['a', 'c']],
+      ['apps/api', ['c']],
+      ['team/web', ['a', 'c']],
+    ] as const) {
+      await withCheckout(sha, manifestPath, async (tree) => {
+        expect(await loaded(tree, manifestPath)).toEqual(expected);
+      });
+    }
+  });
+
+  it('checks out the whole commit, rather than look up each one, past 32 symlinks to paths the commit lacks', async () => {
+    const dangling = Object.fromEntries(
+      Array.from({ length: 33 }, (_, n) => [`apps/web/l${n}.yaml`, `nothing/n${n}.yaml`]),
+    );
+    const sha = await commit({ ...UNRELATED, 'apps/web/a.yaml': configMap('a') }, dangling);
+
+    await withCheckout(sha, 'apps/web', async (tree) => {
+      expect(await loaded(tree, 'apps/web')).toMatch(/broken symlink/);
+    });
+    expect(await refusalShortOfWhole(sha, 'apps/web')).toContain(
+      'the whole commit counts for path "apps/web", as it or a symlink under it names a path through another symlink',
+    );
+    // 32 of them are looked up, in one listing: scoped.
+    const fewer = await commit({ 'apps/web/l32.yaml': null });
+    expect(await refusalShortOfWhole(fewer, 'apps/web')).toBeUndefined();
+  });
+
   /**
    * Each case: the symlink `cases/<name>/link.yaml` beside `cases/<name>/a.yaml`, and what
    * loading `cases/<name>` gives, from a checkout of that path as from one of the whole commit.
@@ -206,7 +247,13 @@ describe('git mirror cache: a checkout of the environment path and what its syml
     { name: 'to nothing', target: '../../nothing.yaml', expected: /broken symlink/ },
     { name: 'through a file', target: '../../base/b.yaml/c.yaml', expected: /broken symlink/ },
     { name: 'to itself', target: 'link.yaml', expected: /broken symlink/ },
-    { name: 'through a dangling symlink', target: '../../dangling/b.yaml', expected: /broken symlink/ },
+    // Under a symlink: the whole commit, whatever that symlink leads to.
+    {
+      name: 'through a dangling symlink',
+      target: '../../dangling/b.yaml',
+      expected: /broken symlink/,
+      whole: true,
+    },
     // Above the top is the checkout's own folder, whose tree is the top again.
     { name: 'out and back in', target: '../../../tree/base/b.yaml', expected: ['a', 'b'] },
     {
