@@ -20,6 +20,21 @@ export interface RunGitOptions {
   input?: string | Buffer;
 }
 
+/**
+ * A git command that ran and failed: with what it printed on stderr, credentials removed, for
+ * a caller that tells its failures apart by more than the few lines the message keeps.
+ */
+export class GitCommandError extends PushgateError {
+  constructor(
+    message: string,
+    readonly stderr: string,
+    permanent: boolean,
+  ) {
+    super('git_failed', message, { permanent });
+    this.name = 'GitCommandError';
+  }
+}
+
 export interface GitResult {
   stdout: string;
   stderr: string;
@@ -176,7 +191,7 @@ export function streamGit(
       if (code !== 0) {
         const permanent = PERMANENT_STDERR.some((pattern) => pattern.test(cleanStderr));
         const detail = errorLines(cleanStderr) || (signal ? `killed by ${signal}` : `exit code ${code}`);
-        reject(new PushgateError('git_failed', `git ${options.what}: ${detail}`, { permanent }));
+        reject(new GitCommandError(`git ${options.what}: ${detail}`, cleanStderr, permanent));
         return;
       }
       resolve({ stderr: cleanStderr, stopped });
