@@ -8,7 +8,7 @@ import { git } from './git.js';
 const execFileAsync = promisify(execFile);
 
 /** git with `input` on its stdin (mktree and hash-object --stdin read it). */
-async function gitWithInput(gitDir: string, args: string[], input: string): Promise<string> {
+async function gitWithInput(gitDir: string, args: string[], input: string | Buffer): Promise<string> {
   const running = execFileAsync('git', ['--git-dir', gitDir, ...args], {
     env: { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null', GIT_CONFIG_NOSYSTEM: '1' },
   });
@@ -34,9 +34,39 @@ export function writeTree(gitDir: string, entries: TreeEntry[]): Promise<string>
   return gitWithInput(gitDir, ['mktree'], lines.map((line) => `${line}\n`).join(''));
 }
 
-/** Commits `tree` straight into the bare repository as the head of `branch`. */
-export async function commitTree(repo: EnvRepo, tree: string): Promise<string> {
-  const sha = await git(repo.bareDir, ['--git-dir', repo.bareDir, 'commit-tree', tree, '-m', 'tree']);
+/**
+ * A tree of `entries` as they are given, unsorted or twice of a name, through
+ * `hash-object --literally`: a tree mktree would sort, and git fsck refuses.
+ */
+export function writeTreeLiterally(gitDir: string, entries: TreeEntry[]): Promise<string> {
+  const body = entries.flatMap((entry) => [
+    // As git writes a folder's mode: 40000, no leading zero (that is a problem of its own).
+    Buffer.from(`${entry.mode.replace(/^0/, '')} ${entry.name}\0`),
+    Buffer.from(entry.sha, 'hex'),
+  ]);
+  return gitWithInput(
+    gitDir,
+    ['hash-object', '-t', 'tree', '--literally', '-w', '--stdin'],
+    Buffer.concat(body),
+  );
+}
+
+/** A commit of exactly `text` (headers, a blank line, the message), however malformed. */
+export function writeCommitLiterally(gitDir: string, text: string): Promise<string> {
+  return gitWithInput(gitDir, ['hash-object', '-t', 'commit', '--literally', '-w', '--stdin'], text);
+}
+
+/** Commits `tree` (on top of `parents`) straight into the bare repository as the head of `branch`. */
+export async function commitTree(repo: EnvRepo, tree: string, parents: string[] = []): Promise<string> {
+  const sha = await git(repo.bareDir, [
+    '--git-dir',
+    repo.bareDir,
+    'commit-tree',
+    tree,
+    ...parents.flatMap((parent) => ['-p', parent]),
+    '-m',
+    'tree',
+  ]);
   await git(repo.bareDir, ['--git-dir', repo.bareDir, 'update-ref', `refs/heads/${repo.branch}`, sha]);
   return sha;
 }
