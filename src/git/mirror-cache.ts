@@ -13,6 +13,7 @@ import {
   MEASURABLE_FETCH_CONFIG,
   watchFetch,
 } from './fetch-budget.js';
+import { FSCK_FETCH_CONFIG, MalformedObjectsError, malformedObjectsRefusal } from './fetch-fsck.js';
 import { runGit } from './run-git.js';
 import { MAX_CHECKOUT_BYTES, MAX_CHECKOUT_ENTRIES, type TreeSize } from './tree-budget.js';
 import { measureCheckout, type ScopeRoot } from './checkout-scope.js';
@@ -161,7 +162,7 @@ export class MirrorCache {
         const shown = urlWithoutCredentials(repo.url);
         await this.fetch(repo, gitDir, [wanted], `fetch ${wanted} from ${shown}`).catch((error: unknown) => {
           // Any other failure is told apart below: the commit is there or it is not.
-          if (error instanceof FetchTooLargeError) throw error;
+          if (error instanceof FetchTooLargeError || error instanceof MalformedObjectsError) throw error;
         });
         if (await this.hasCommit(gitDir, wanted)) return wanted;
         throw new PushgateError('git_failed', `commit ${wanted} is not in the repository ${shown}`, {
@@ -263,7 +264,8 @@ export class MirrorCache {
         await this.fetchOnce(repo, gitDir, refspecs, what, abort);
         return;
       } catch (error) {
-        if (!(error instanceof Error)) throw error;
+        // Its message quotes what the push holds (a .gitmodules URL, say): matched against nothing.
+        if (!(error instanceof Error) || error instanceof MalformedObjectsError) throw error;
         // git names one ref in the way per fetch: not counted as an attempt. (Never what the
         // server prints, `remote: …` or `fatal: remote error: …`: it chooses none of the mirror's refs.)
         // Matched in git's own lines (what follows `git <what>: `), each starting a line.
@@ -300,6 +302,7 @@ export class MirrorCache {
       '--git-dir',
       gitDir,
       ...MEASURABLE_FETCH_CONFIG,
+      ...FSCK_FETCH_CONFIG,
       ...NO_AUTO_GC_CONFIG,
       'fetch',
       '--quiet',
@@ -317,6 +320,8 @@ export class MirrorCache {
         secret: this.options.token,
         what,
         abort: abort ? AbortSignal.any([watch.signal, abort]) : watch.signal,
+      }).catch((error: unknown) => {
+        throw malformedObjectsRefusal(error, what);
       });
       completed = true;
     } finally {

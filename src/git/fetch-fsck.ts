@@ -1,0 +1,84 @@
+import { PushgateError } from '../lib/errors.js';
+import { GitCommandError } from './run-git.js';
+
+/**
+ * git fsck message ids (git 2.39) a fetch lets through: problems of a commit's or tag's
+ * author, committer or tagger line, and a NUL byte in a commit's message. Real repositories
+ * carry them from old tools and importers, a fetch's history brings them again into every
+ * new mirror, and none of them changes the tree a checkout holds. Every other problem stays
+ * an error (a fetch's fsck makes git's warnings errors too): the shape of trees above all
+ * (duplicateEntries, treeNotSorted, hasDotgit, hasDot, hasDotdot, emptyName, fullPathname,
+ * nullSha1, badTree, zeroPaddedFilemode), which can make a path lookup, and so a checkout of
+ * the environment's path, see other files than a checkout of the whole commit; a commit's
+ * tree and parents; and what .gitmodules and .gitattributes may say. (badFilemode, the
+ * 100664 of 2005's git say, stays what git makes it, a warning: every checkout reads such a
+ * mode the same way, 100664 as 100644.)
+ */
+export const IGNORED_FSCK_MESSAGES = [
+  'badDate',
+  'badDateOverflow',
+  'badTimezone',
+  'zeroPaddedDate',
+  'badEmail',
+  'badName',
+  'missingEmail',
+  'missingNameBeforeEmail',
+  'missingSpaceBeforeDate',
+  'missingSpaceBeforeEmail',
+  'multipleAuthors',
+  'nulInCommit',
+] as const;
+
+/**
+ * git options that make a fetch check each object it receives (`index-pack --strict`) and
+ * refuse them all at the first malformed one: no ref moves, and the partial pack left is
+ * removed as any unfinished fetch's is (watchFetch). Objects already in the mirror are not
+ * checked again.
+ */
+export const FSCK_FETCH_CONFIG = [
+  '-c',
+  'fetch.fsckObjects=true',
+  ...IGNORED_FSCK_MESSAGES.flatMap((id) => ['-c', `fetch.fsck.${id}=ignore`]),
+];
+
+/** What git prints once its fsck refused a fetch: of an object, or of the .gitmodules found among them. */
+const FSCK_REFUSED = /^fatal: fsck error in pack(?:ed object| objects)$/m;
+/** What git's fsck prints for each problem: `error: object <sha>: <message id>: <what is wrong>`. */
+const FSCK_PROBLEM = /^error: object ([0-9a-f]{40}(?:[0-9a-f]{24})?): ([A-Za-z0-9]+): (.+)$/gm;
+/** Problems named in the refusal at most: git stops at the first malformed object anyway. */
+const PROBLEMS_SHOWN = 5;
+
+/**
+ * A fetch refused by git's fsck: permanent, as the same push brings the same objects again
+ * (a later commit on top of it too, until the branch is rewritten without them).
+ */
+export class MalformedObjectsError extends PushgateError {
+  constructor(message: string) {
+    super('git_failed', message, { permanent: true });
+    this.name = 'MalformedObjectsError';
+  }
+}
+
+/**
+ * The failure of fetch `what` as a MalformedObjectsError naming the problems git reported,
+ * when its fsck refused what came; any other failure as it is. Built from the stderr runGit
+ * kept, credentials removed, never from git's output as it was.
+ */
+export function malformedObjectsRefusal(error: unknown, what: string): unknown {
+  if (!(error instanceof GitCommandError) || !FSCK_REFUSED.test(error.stderr)) return error;
+  const problems = [
+    ...new Set(
+      [...error.stderr.matchAll(FSCK_PROBLEM)].map(
+        ([, object, id, problem]) => `${id}: ${problem!.trim()}, in object ${object}`,
+      ),
+    ),
+  ];
+  const shown =
+    problems.length === 0
+      ? 'git did not say which'
+      : problems.slice(0, PROBLEMS_SHOWN).join('; ') +
+        (problems.length > PROBLEMS_SHOWN ? `; ${problems.length - PROBLEMS_SHOWN} more` : '');
+  return new MalformedObjectsError(
+    `git ${what}: the repository holds malformed objects (${shown}): refusing them`,
+  );
+}
