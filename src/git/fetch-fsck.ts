@@ -3,16 +3,17 @@ import { GitCommandError } from './run-git.js';
 
 /**
  * git fsck message ids (git 2.39) a fetch lets through: problems of a commit's or tag's
- * author, committer or tagger line, and a NUL byte in a commit's message. Real repositories
- * carry them from old tools and importers, a fetch's history brings them again into every
- * new mirror, and none of them changes the tree a checkout holds. Every other problem stays
- * an error (a fetch's fsck makes git's warnings errors too): the shape of trees above all
- * (duplicateEntries, treeNotSorted, hasDotgit, hasDot, hasDotdot, emptyName, fullPathname,
- * nullSha1, badTree, zeroPaddedFilemode), which can make a path lookup, and so a checkout of
- * the environment's path, see other files than a checkout of the whole commit; a commit's
- * tree and parents; and what .gitmodules and .gitattributes may say. (badFilemode, the
- * 100664 of 2005's git say, stays what git makes it, a warning: every checkout reads such a
- * mode the same way, 100664 as 100644.)
+ * author, committer or tagger line, a NUL byte in a commit's message, and a tree mode written
+ * with a leading zero (`040000` as `0040000`, from old git versions and libraries). Real
+ * repositories carry them from old tools and importers, a fetch's history brings them again
+ * into every new mirror, and none of them changes the tree a checkout holds. Every other
+ * problem stays an error (a fetch's fsck makes git's warnings errors too): the shape of trees
+ * above all (duplicateEntries, treeNotSorted, hasDotgit, hasDot, hasDotdot, emptyName,
+ * fullPathname, nullSha1, badTree), which can make a path lookup, and so a checkout of the
+ * environment's path, see other files than a checkout of the whole commit; a commit's tree
+ * and parents; and what .gitmodules and .gitattributes may say. (badFilemode, the 100664 of
+ * 2005's git, stays what git makes it, a warning: every checkout reads such a mode the same
+ * way, 100664 as 100644.)
  */
 export const IGNORED_FSCK_MESSAGES = [
   'badDate',
@@ -27,6 +28,7 @@ export const IGNORED_FSCK_MESSAGES = [
   'missingSpaceBeforeEmail',
   'multipleAuthors',
   'nulInCommit',
+  'zeroPaddedFilemode',
 ] as const;
 
 /**

@@ -38,10 +38,14 @@ export function writeTree(gitDir: string, entries: TreeEntry[]): Promise<string>
  * A tree of `entries` as they are given, unsorted or twice of a name, through
  * `hash-object --literally`: a tree mktree would sort, and git fsck refuses.
  */
-export function writeTreeLiterally(gitDir: string, entries: TreeEntry[]): Promise<string> {
+export function writeTreeLiterally(
+  gitDir: string,
+  entries: TreeEntry[],
+  options: { zeroPaddedModes?: boolean } = {},
+): Promise<string> {
   const body = entries.flatMap((entry) => [
     // As git writes a folder's mode: 40000, no leading zero (that is a problem of its own).
-    Buffer.from(`${entry.mode.replace(/^0/, '')} ${entry.name}\0`),
+    Buffer.from(`${options.zeroPaddedModes ? entry.mode : entry.mode.replace(/^0/, '')} ${entry.name}\0`),
     Buffer.from(entry.sha, 'hex'),
   ]);
   return gitWithInput(

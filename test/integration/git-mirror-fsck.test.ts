@@ -225,6 +225,23 @@ describe('git mirror cache: a fetch checks what it receives (real git fsck over 
     }
   });
 
+  it('fetches and checks out a tree whose folder modes old git versions wrote with a leading zero', async () => {
+    const good = await fetchedGoodCommit();
+    const apps = await bare(['rev-parse', `${good}:apps`]);
+    const padded = await writeTreeLiterally(repo.bareDir, [{ mode: '040000', sha: apps, name: 'apps' }], {
+      zeroPaddedModes: true,
+    });
+    const old = await commitTree(repo, padded, [good]);
+
+    expect(await cache.fetchBranch(source(), repo.branch)).toBe(old);
+    const tree = await cache.checkout(source(), old, 'apps/web');
+    try {
+      expect(await writtenPaths(tree.dir)).toEqual(['apps/web/a.yaml', 'apps/web/b.yaml']);
+    } finally {
+      await tree.remove();
+    }
+  });
+
   it('names only message ids git knows (it skips an unknown one with a warning)', async () => {
     await repo.commit({ 'apps/web/a.yaml': configMap('a') });
     const gitDir = path.join(cacheDir, 'ids.git');
