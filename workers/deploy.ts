@@ -61,6 +61,8 @@ export interface DeployWorkerOptions {
   fetchTimeoutMs?: number;
   /** The most one git fetch may write into the mirror cache (PUSHGATE_GIT_FETCH_MAX_BYTES). */
   fetchMaxBytes?: number;
+  /** fsck message ids a fetch lets through besides the built-in ones (PUSHGATE_GIT_FSCK_IGNORE). */
+  fsckIgnore?: string[];
   /** How often to look for queued job records that lost their queue entry (see queue-repair). */
   requeueIntervalMs?: number;
   /** How long a job queued with another configuration of its environment waits for a worker that has it (CONFIG_SKEW_GRACE_MS). */
@@ -83,7 +85,7 @@ export function workerTuningFromEnv(
   env: Record<string, string | undefined>,
 ): Pick<
   DeployWorkerOptions,
-  'concurrency' | 'lockDurationMs' | 'shutdownDeadlineMs' | 'fetchTimeoutMs' | 'fetchMaxBytes'
+  'concurrency' | 'lockDurationMs' | 'shutdownDeadlineMs' | 'fetchTimeoutMs' | 'fetchMaxBytes' | 'fsckIgnore'
 > {
   return {
     concurrency: countFromEnv(env, 'PUSHGATE_WORKER_CONCURRENCY'),
@@ -115,6 +117,7 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
     token: options.gitToken,
     fetchTimeoutMs: options.fetchTimeoutMs,
     fetchMaxBytes: options.fetchMaxBytes,
+    fsckIgnore: options.fsckIgnore,
   });
   const sweepTrees = (): void =>
     void removeStaleTrees().then((removed) => {

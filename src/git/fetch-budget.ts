@@ -4,6 +4,7 @@ import path from 'node:path';
 import { bytesFromEnv, millisecondsFromEnv } from '../lib/env-settings.js';
 import { PushgateError } from '../lib/errors.js';
 import { filesHeldOpen } from '../lib/live-processes.js';
+import { fsckIgnoreFromEnv } from './fetch-fsck.js';
 
 /**
  * The most one fetch may bring into a mirror: half of the 2 GiB cache volume of
@@ -43,17 +44,22 @@ export interface GitFetchLimits {
   fetchMaxBytes: number;
   /** Unset: MirrorCache's default. */
   fetchTimeoutMs?: number;
+  /** fsck message ids let through besides IGNORED_FSCK_MESSAGES (PUSHGATE_GIT_FSCK_IGNORE). */
+  fsckIgnore?: string[];
 }
 
 /**
- * `PUSHGATE_GIT_FETCH_MAX_BYTES` (else the default) and `PUSHGATE_GIT_FETCH_TIMEOUT_MS`, for
- * every command that fetches; a value that is not a positive integer is invalid configuration.
+ * `PUSHGATE_GIT_FETCH_MAX_BYTES` (else the default), `PUSHGATE_GIT_FETCH_TIMEOUT_MS` and
+ * `PUSHGATE_GIT_FSCK_IGNORE`, for every command that fetches; a value that is not a positive
+ * integer (or not a list of fsck message ids) is invalid configuration.
  */
 export function gitFetchLimitsFromEnv(env: Record<string, string | undefined>): GitFetchLimits {
   const fetchTimeoutMs = millisecondsFromEnv(env, FETCH_TIMEOUT_VARIABLE);
+  const fsckIgnore = fsckIgnoreFromEnv(env);
   return {
     fetchMaxBytes: bytesFromEnv(env, FETCH_MAX_BYTES_VARIABLE) ?? DEFAULT_FETCH_MAX_BYTES,
     ...(fetchTimeoutMs === undefined ? {} : { fetchTimeoutMs }),
+    ...(fsckIgnore === undefined ? {} : { fsckIgnore }),
   };
 }
 

@@ -1,4 +1,4 @@
-import { PushgateError } from '../lib/errors.js';
+import { ConfigError, PushgateError } from '../lib/errors.js';
 import { GitCommandError } from './run-git.js';
 
 /**
@@ -37,11 +37,33 @@ export const IGNORED_FSCK_MESSAGES = [
  * removed as any unfinished fetch's is (watchFetch). Objects already in the mirror are not
  * checked again.
  */
-export const FSCK_FETCH_CONFIG = [
-  '-c',
-  'fetch.fsckObjects=true',
-  ...IGNORED_FSCK_MESSAGES.flatMap((id) => ['-c', `fetch.fsck.${id}=ignore`]),
-];
+export function fsckFetchConfig(alsoIgnored: readonly string[] = []): string[] {
+  const ignored = new Set<string>([...IGNORED_FSCK_MESSAGES, ...alsoIgnored]);
+  return ['-c', 'fetch.fsckObjects=true', ...[...ignored].flatMap((id) => ['-c', `fetch.fsck.${id}=ignore`])];
+}
+
+export const FSCK_FETCH_CONFIG = fsckFetchConfig();
+
+export const FSCK_IGNORE_VARIABLE = 'PUSHGATE_GIT_FSCK_IGNORE';
+const MESSAGE_ID = /^[A-Za-z][A-Za-z0-9]*$/;
+
+/**
+ * `PUSHGATE_GIT_FSCK_IGNORE`: more fsck message ids a fetch lets through, comma-separated,
+ * for a repository whose history holds a problem this version refuses (the operator's call:
+ * letting duplicateEntries or treeNotSorted through lets a deploy hold other files than the
+ * commit shows). Anything but ids is invalid configuration.
+ */
+export function fsckIgnoreFromEnv(env: Record<string, string | undefined>): string[] | undefined {
+  const raw = env[FSCK_IGNORE_VARIABLE];
+  if (raw === undefined || raw.trim() === '') return undefined;
+  const ids = raw.split(',').map((id) => id.trim());
+  const bad = ids.find((id) => !MESSAGE_ID.test(id));
+  if (bad !== undefined)
+    throw new ConfigError(
+      `${FSCK_IGNORE_VARIABLE}="${raw}" must be git fsck message ids separated by commas, such as hasDot,zeroPaddedFilemode ("${bad}" is not one)`,
+    );
+  return ids;
+}
 
 /** What git prints once its fsck refused a fetch: of an object, or of the .gitmodules found among them. */
 const FSCK_REFUSED = /^fatal: fsck error in pack(?:ed object| objects)$/m;

@@ -13,7 +13,7 @@ import {
   MEASURABLE_FETCH_CONFIG,
   watchFetch,
 } from './fetch-budget.js';
-import { FSCK_FETCH_CONFIG, MalformedObjectsError, malformedObjectsRefusal } from './fetch-fsck.js';
+import { fsckFetchConfig, MalformedObjectsError, malformedObjectsRefusal } from './fetch-fsck.js';
 import { runGit } from './run-git.js';
 import { MAX_CHECKOUT_BYTES, MAX_CHECKOUT_ENTRIES, type TreeSize } from './tree-budget.js';
 import { measureCheckout, type ScopeRoot } from './checkout-scope.js';
@@ -80,6 +80,8 @@ export interface MirrorCacheOptions {
   env?: Record<string, string | undefined>;
   /** The largest commit checkout() writes; default MAX_CHECKOUT_ENTRIES and MAX_CHECKOUT_BYTES. */
   checkoutBudget?: Partial<TreeSize>;
+  /** fsck message ids a fetch lets through besides IGNORED_FSCK_MESSAGES. */
+  fsckIgnore?: readonly string[];
 }
 
 /** A checked-out tree of one commit; remove() deletes it. */
@@ -302,7 +304,7 @@ export class MirrorCache {
       '--git-dir',
       gitDir,
       ...MEASURABLE_FETCH_CONFIG,
-      ...FSCK_FETCH_CONFIG,
+      ...fsckFetchConfig(this.options.fsckIgnore),
       ...NO_AUTO_GC_CONFIG,
       'fetch',
       '--quiet',

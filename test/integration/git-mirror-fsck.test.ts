@@ -3,7 +3,8 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { FSCK_FETCH_CONFIG, MalformedObjectsError } from '../../src/git/fetch-fsck.js';
+import { gitFetchLimitsFromEnv } from '../../src/git/fetch-budget.js';
+import { FSCK_FETCH_CONFIG, FSCK_IGNORE_VARIABLE, MalformedObjectsError } from '../../src/git/fetch-fsck.js';
 import { MirrorCache } from '../../src/git/mirror-cache.js';
 import { runGit } from '../../src/git/run-git.js';
 import { errorMessage } from '../../src/lib/errors.js';
@@ -147,6 +148,18 @@ describe('git mirror cache: a fetch checks what it receives (real git fsck over 
       ),
     );
     expect(await inMirror(['rev-parse', `refs/heads/${repo.branch}`])).toBe(good);
+  });
+
+  it('lets through the problems an operator names (PUSHGATE_GIT_FSCK_IGNORE), and only those', async () => {
+    const good = await fetchedGoodCommit();
+    const { sha } = await commitTwoWebFolders(good);
+    const env = { [FSCK_IGNORE_VARIABLE]: 'hasDot, duplicateEntries' };
+    const lenient = new MirrorCache({ dir: cacheDir, ...gitFetchLimitsFromEnv(env) });
+
+    expect(await lenient.fetchBranch(source(), repo.branch)).toBe(sha);
+    // Another operator's mirror, without the variable, refuses the same commit.
+    const strict = new MirrorCache({ dir: path.join(cacheDir, 'strict') });
+    await expect(strict.fetchBranch(source(), repo.branch)).rejects.toBeInstanceOf(MalformedObjectsError);
   });
 
   it('refuses a malformed commit fetched by sha off the branch, rather than calling it missing', async () => {

@@ -23,6 +23,19 @@ describe('workerTuningFromEnv', () => {
     ).toMatchObject({ fetchMaxBytes: 268435456, fetchTimeoutMs: 300000 });
   });
 
+  it('reads the fsck problems a fetch lets through, and refuses what is not a list of their ids', () => {
+    expect(workerTuningFromEnv({ PUSHGATE_GIT_FSCK_IGNORE: 'hasDot, zeroPaddedFilemode' })).toMatchObject({
+      fsckIgnore: ['hasDot', 'zeroPaddedFilemode'],
+    });
+    expect(workerTuningFromEnv({ PUSHGATE_GIT_FSCK_IGNORE: '' })).not.toHaveProperty('fsckIgnore');
+    expect(() => workerTuningFromEnv({ PUSHGATE_GIT_FSCK_IGNORE: 'hasDot;rm -rf /' })).toThrow(
+      'PUSHGATE_GIT_FSCK_IGNORE="hasDot;rm -rf /" must be git fsck message ids separated by commas, such as hasDot,zeroPaddedFilemode ("hasDot;rm -rf /" is not one)',
+    );
+    expect(() => workerTuningFromEnv({ PUSHGATE_GIT_FSCK_IGNORE: 'hasDot,,x' })).toThrow(
+      /\("" is not one\)$/,
+    );
+  });
+
   it('refuses a timeout Node’s timers cannot hold (they would fire at once)', () => {
     expect(() => workerTuningFromEnv({ PUSHGATE_SHUTDOWN_TIMEOUT_MS: '3000000000' })).toThrow(
       'PUSHGATE_SHUTDOWN_TIMEOUT_MS="3000000000" must be a positive integer of milliseconds up to 2147483647',
