@@ -41,6 +41,7 @@ export const INGEST_NOTES = [
   '| 2026-12-04 19:26 | AMD EPYC | 8.4–10.7k | 0.56, 0.63 | 0.48, 0.59 | 0.85, 0.93 |',
   '| 2026-12-04 22:17 | AMD EPYC | 11.4k | 0.58, 0.62 | 0.49, 0.53 | 0.82, 0.85 |',
   '| 2026-12-05 03:39 | AMD EPYC | 10.1–10.2k | 0.59, 0.66 | 0.51, 0.55 | 0.81, 0.84 |',
+  '| 2026-12-05 10:04 | AMD EPYC | 5.4k | 0.79, 0.75 | 0.61, 0.65 | 0.81, 0.89 |',
   '',
   "Rows from 2026-12-02 on are of the current enqueue path (BullMQ's entry written from a template job).",
   "All ran on Node.js 20 except those marked Node 22 (22.23.5, the image's major version): all three servers ran on it.",
