@@ -264,12 +264,19 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
       const deadline = new Promise<'deadline'>((resolve) => {
         timer = setTimeout(() => resolve('deadline'), deadlineMs);
       });
-      // With Redis away, BullMQ's close waits on it however long; with no deploy running
-      // there is nothing to finish or hand back, so the deadline has nothing to wait for.
+      // With Redis away, BullMQ's close waits on it however long; with no deploy running and
+      // no failure being recorded there is nothing to finish, so the deadline has nothing to
+      // wait for. Away for a while, not a reconnect's moment: a job BullMQ took just then
+      // comes back when its lock lapses, as a killed worker's does.
       let poll: NodeJS.Timeout | undefined;
+      let awaySince: number | undefined;
       const idleWithoutRedis = new Promise<'idle without Redis'>((resolve) => {
         poll = setInterval(() => {
-          if (running.size === 0 && workerConnection.status !== 'ready') resolve('idle without Redis');
+          const now = Date.now();
+          awaySince = workerConnection.status === 'ready' ? undefined : (awaySince ?? now);
+          const idle = running.size === 0 && recordings.size === 0;
+          if (idle && awaySince !== undefined && now - awaySince >= REDIS_AWAY_FOR_MS)
+            resolve('idle without Redis');
         }, IDLE_CHECK_MS);
       });
       const closed = worker.close().then(() => Promise.all(recordings));
@@ -322,6 +329,8 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
 const CLOSE_STEP_MS = 3_000;
 /** How often a stopping worker looks whether it is idle with Redis away. */
 const IDLE_CHECK_MS = 250;
+/** How long Redis must not have answered for a stopping idle worker to stop without it. */
+const REDIS_AWAY_FOR_MS = 2_000;
 
 /** Waits for `work` to settle, at most `ms`; never rejects. */
 async function settledWithin(work: Promise<unknown> | undefined, ms: number): Promise<void> {

@@ -57,7 +57,8 @@ export function fsckIgnoreFromEnv(env: Record<string, string | undefined>): stri
   const raw = env[FSCK_IGNORE_VARIABLE];
   if (raw === undefined || raw.trim() === '') return undefined;
   const ids = raw.split(',').map((id) => id.trim());
-  const bad = ids.find((id) => !MESSAGE_ID.test(id));
+  // fetch.fsck.skipList names a file of objects to skip, not a message id.
+  const bad = ids.find((id) => !MESSAGE_ID.test(id) || id.toLowerCase() === 'skiplist');
   if (bad !== undefined)
     throw new ConfigError(
       `${FSCK_IGNORE_VARIABLE}="${raw}" must be git fsck message ids separated by commas, such as hasDot,zeroPaddedFilemode ("${bad}" is not one)`,

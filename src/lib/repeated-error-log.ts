@@ -3,7 +3,7 @@ import type { Logger } from './logger.js';
 
 /** While an error repeats, at most one line of it this often. */
 export const REPEATED_ERROR_INTERVAL_MS = 30_000;
-/** Messages tracked at once: an outage gives one or two; more is something else, logged as it comes. */
+/** Messages tracked at once (the most recently logged): an outage gives one or two. */
 const MESSAGES_TRACKED = 20;
 
 /**
@@ -35,7 +35,11 @@ export class RepeatedErrorLog {
     }
     const repeated = seen?.sinceLine ?? 0;
     this.logger.error({ err, ...(repeated > 0 ? { repeatedSinceLastLine: repeated } : {}) }, this.message);
-    if (!seen && this.messages.size >= MESSAGES_TRACKED) return;
+    // The oldest goes: errors naming a job (a lost lock) come once each and must not leave
+    // the next outage's connection errors untracked.
+    if (!seen && this.messages.size >= MESSAGES_TRACKED)
+      this.messages.delete(this.messages.keys().next().value!);
+    this.messages.delete(err);
     this.messages.set(err, { lastLineAt: now, sinceLine: 0 });
   };
 

@@ -466,20 +466,18 @@ export class JobStore {
     const key = this.keys.queuedResync(environment);
     const [holder, leftMs] = await Promise.all([this.redis.get(key), this.redis.pttl(key)]);
     if (holder === jobId) return true;
+    // Expired between the two reads: free.
+    if (holder !== null && leftMs === -2) return (await this.swapQueuedResync(key, '', jobId)) === 1;
     if (holder !== null) {
       const record = await this.get(holder);
       const claimedAgoMs = QUEUED_RESYNC_HELD_MS - leftMs;
       if (record ? record.state === 'queued' : claimedAgoMs < QUEUED_RESYNC_CLAIM_GRACE_MS) return false;
     }
-    const swapped = await this.redis.eval(
-      SWAP_IF_UNCHANGED_SCRIPT,
-      1,
-      key,
-      holder ?? '',
-      jobId,
-      QUEUED_RESYNC_HELD_MS,
-    );
-    return swapped === 1;
+    return (await this.swapQueuedResync(key, holder ?? '', jobId)) === 1;
+  }
+
+  private swapQueuedResync(key: string, expected: string, jobId: string): Promise<unknown> {
+    return this.redis.eval(SWAP_IF_UNCHANGED_SCRIPT, 1, key, expected, jobId, QUEUED_RESYNC_HELD_MS);
   }
 
   /**

@@ -153,6 +153,11 @@ describe('git mirror cache: a fetch checks what it receives (real git fsck over 
   it('lets through the problems an operator names (PUSHGATE_GIT_FSCK_IGNORE), and only those', async () => {
     const good = await fetchedGoodCommit();
     const { sha } = await commitTwoWebFolders(good);
+    const other = new MirrorCache({
+      dir: path.join(cacheDir, 'other'),
+      ...gitFetchLimitsFromEnv({ [FSCK_IGNORE_VARIABLE]: 'hasDot' }),
+    });
+    await expect(other.fetchBranch(source(), repo.branch)).rejects.toBeInstanceOf(MalformedObjectsError);
     const env = { [FSCK_IGNORE_VARIABLE]: 'hasDot, duplicateEntries' };
     const lenient = new MirrorCache({ dir: cacheDir, ...gitFetchLimitsFromEnv(env) });
 

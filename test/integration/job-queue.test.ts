@@ -705,6 +705,9 @@ describe('claimQueuedResync', () => {
     // Another environment has a place of its own.
     expect(await store.claimQueuedResync('api', 'repeat:b:1')).toBe(true);
 
+    // Asked again (BullMQ ran it again after a stall): still its own.
+    expect(await store.claimQueuedResync('web', holder)).toBe(true);
+
     await store.update(holder, { state: 'running' });
     expect(await store.claimQueuedResync('web', 'repeat:a:5')).toBe(true);
   });

@@ -34,6 +34,10 @@ describe('workerTuningFromEnv', () => {
     expect(() => workerTuningFromEnv({ PUSHGATE_GIT_FSCK_IGNORE: 'hasDot,,x' })).toThrow(
       /\("" is not one\)$/,
     );
+    // fetch.fsck.skipList is git's name for a file of objects to skip: every fetch would fail.
+    expect(() => workerTuningFromEnv({ PUSHGATE_GIT_FSCK_IGNORE: 'hasDot,SkipList' })).toThrow(
+      /\("SkipList" is not one\)$/,
+    );
   });
 
   it('refuses a timeout Node’s timers cannot hold (they would fire at once)', () => {

@@ -43,6 +43,16 @@ describe('RepeatedErrorLog', () => {
     expect(lines.map((line) => line.err)).toEqual([refused.message, 'NOSCRIPT No matching script']);
   });
 
+  it('keeps limiting an outage after many one-off errors (a lost lock names its job)', () => {
+    const { logger, lines } = capture();
+    const log = new RepeatedErrorLog(logger, 'worker error', 30_000, () => 0);
+
+    for (let n = 0; n < 25; n++) log.report(new Error(`could not renew lock for job ${n}`));
+    for (let n = 0; n < 10; n++) log.report(refused);
+
+    expect(lines.filter((line) => line.err === refused.message)).toHaveLength(1);
+  });
+
   it('says in one line how many errors there were once it recovers, and then logs the next error at once', () => {
     const { logger, lines } = capture();
     const log = new RepeatedErrorLog(logger, 'worker error', 30_000, () => 0);
