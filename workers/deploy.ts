@@ -24,6 +24,7 @@ import { DEPLOY_QUEUE, type DeployJobData } from '../src/queue/job-data.js';
 import { createKeys } from '../src/queue/keys.js';
 import { createDeployQueue, DeployProducer } from '../src/queue/producer.js';
 import { JobStore } from '../src/status/job-store.js';
+import { claimRetiredSweep, dropRetiredHistories } from '../src/status/retired-histories.js';
 import type { CommitStatusReporter } from '../src/status/reporters/commit-status-reporter.js';
 
 export const DEFAULT_CONCURRENCY = 4;
@@ -242,6 +243,23 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
       )
       // A rollback that became the newest configuration, a move that failed: see target-change.
       .then(() => queueDeploysOfChangedTargets(moves))
+      .catch((error: unknown) =>
+        logger.warn({ err: errorMessage(error) }, 'could not queue the deploys of changed configurations'),
+      )
+      .then(() => claimRetiredSweep({ redis, keys }))
+      .then((claimed) =>
+        claimed
+          ? dropRetiredHistories({
+              redis,
+              keys,
+              runningEnvironments: () => presence.runningEnvironments(),
+              logger,
+            })
+          : undefined,
+      )
+      .catch((error: unknown) =>
+        logger.warn({ err: errorMessage(error) }, 'could not drop the histories of removed environments'),
+      )
       .then(() => undefined);
   const requeueTimer = setInterval(() => {
     requeueing ??= claimRepairPass({ redis, keys }, presence.configuration, requeueIntervalMs)

@@ -203,6 +203,20 @@ export class WorkerPresence {
   }
 
   /**
+   * The environments of this worker's configuration and of every other running worker's,
+   * read afresh: what must keep its history (see retired-histories). Undefined when a
+   * worker's entry cannot be read (another version's): what it runs is not known.
+   */
+  async runningEnvironments(): Promise<Set<string> | undefined> {
+    const [{ live }, entries] = await Promise.all([this.read(true), this.redis.hgetall(this.keys.workers)]);
+    if (Object.values(entries).some((raw) => parse(entrySchema, raw) === undefined)) return undefined;
+    const environments = new Set(Object.keys(this.mine));
+    for (const entry of live)
+      for (const environment of Object.keys(entry.environments)) environments.add(environment);
+    return environments;
+  }
+
+  /**
    * Forgets the configurations that no worker has run for longer than the hold: the two
    * hashes stay small, and a worker that starts with one again (a rollback, once the
    * configuration rolled back from has run for a while) is first seen anew, so it is the

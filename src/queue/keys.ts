@@ -43,6 +43,8 @@ export interface Keys {
   repairPass(configuration: string): string;
   /** The re-sync queued behind the environment's running deploy, at most one (job-intake). */
   queuedResync(environment: string): string;
+  /** Held by the one worker that runs this hour's drop of removed environments' histories. */
+  retiredSweep: string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -70,6 +72,7 @@ export function createKeys(prefix: string): Keys {
     configLive: (environment) => `${tag}:config-live:${environment}`,
     repairPass: (configuration) => `${tag}:repair-pass:${configuration}`,
     queuedResync: (environment) => `${tag}:queued-resync:${environment}`,
+    retiredSweep: `${tag}:retired-sweep`,
     targetChangeQueued: (environment, targetDigest) => `${tag}:target-change:${environment}:${targetDigest}`,
   };
 }

@@ -9,6 +9,7 @@ import { createApp } from '../../src/http/app.js';
 import { listen, type RunningServer } from '../../src/http/server.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import { createMetrics } from '../../src/lib/metrics.js';
+import { dropRetiredHistories, RETIRED_HISTORY_KEPT_MS } from '../../src/status/retired-histories.js';
 import { githubHeaders, githubPush } from '../fixtures/github/payloads.js';
 import { cliConfigText, runBuiltCli } from '../helpers/cli.js';
 import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
@@ -118,6 +119,30 @@ describe('on a Redis Cluster (three real masters; redis.cluster: true)', () => {
         client.disconnect();
       }
     }
+  });
+
+  it("finds and drops a removed environment's old history on whichever node serves the slot", async () => {
+    const { store, redis: client, keys } = harness.services;
+    const longAgo = new Date(Date.now() - RETIRED_HISTORY_KEPT_MS - 60_000).toISOString();
+    const ids = ['removed-a', 'removed-b'];
+    await store.claimMany(
+      ids.map((id) => ({
+        id,
+        environment: 'removed',
+        trigger: { kind: 'manual' as const },
+        receivedAt: longAgo,
+      })),
+    );
+
+    const dropped = await dropRetiredHistories({
+      redis: client,
+      keys,
+      runningEnvironments: () => Promise.resolve(new Set(['web'])),
+      logger: silentLogger(),
+    });
+
+    expect(dropped).toEqual(new Map([['removed', 2]]));
+    expect(await store.getMany(ids)).toEqual([]);
   });
 
   it('goes on when its slot moves to another node (resharding): later pushes deploy, earlier jobs stay readable', async () => {

@@ -267,4 +267,33 @@ describe('which configurations the running workers have (real Redis)', () => {
     expect((await rolledBack.presence.newest('web'))?.mine).toBe(true);
     expect(await until(async () => (await current.presence.newest('web'))?.mine === false)).toBe(true);
   });
+
+  it("names the environments of every running worker's configuration, and none while an entry cannot be read", async () => {
+    const raw = connection();
+    await raw.del(keys.workers);
+    const { presence, config } = await workerIn('apps-running');
+    const configuration = {
+      fingerprint: 'f'.repeat(16),
+      target: environmentTarget(config.environments[0]!),
+    };
+    const [seconds] = await raw.time();
+    const now = Number(seconds) * 1000;
+    await raw.hset(
+      keys.workers,
+      'other-worker',
+      JSON.stringify({ until: now + 60_000, environments: { api: configuration } }),
+    );
+    // Killed a while ago: its entry is past its time.
+    await raw.hset(
+      keys.workers,
+      'killed-worker',
+      JSON.stringify({ until: now - 1_000, environments: { old: configuration } }),
+    );
+
+    expect(await presence.runningEnvironments()).toEqual(new Set(['web', 'api']));
+
+    await raw.hset(keys.workers, 'newer-version', JSON.stringify({ environments: ['api'] }));
+    expect(await presence.runningEnvironments()).toBeUndefined();
+    await raw.hdel(keys.workers, 'newer-version', 'other-worker');
+  });
 });

@@ -27,6 +27,7 @@ import {
   markDeploymentReady,
   type TestNamespace,
 } from '../helpers/kube.js';
+import { RETIRED_HISTORY_KEPT_MS } from '../../src/status/retired-histories.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { until } from '../helpers/until.js';
 import { createWorkerHarness, type WorkerHarness } from './worker-harness.js';
@@ -347,6 +348,25 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
       expect.arrayContaining(['created', 'configured']),
     );
     expect(changed.some((job) => quiet.includes(job.id))).toBe(false);
+  });
+
+  it('drops the history of an environment removed from the configuration a week after its last job', async () => {
+    const { store, redis: connection, keys } = harness.services;
+    const longAgo = new Date(Date.now() - RETIRED_HISTORY_KEPT_MS - 60_000).toISOString();
+    await store.claimMany(
+      ['removed-1', 'removed-2'].map((id) => ({
+        id,
+        environment: 'removed',
+        trigger: { kind: 'manual' as const },
+        receivedAt: longAgo,
+      })),
+    );
+    await harness.startWorker({ requeueIntervalMs: 100 });
+
+    expect(await until(async () => (await store.getMany(['removed-1', 'removed-2'])).length === 0)).toBe(
+      true,
+    );
+    expect(await connection.zscore(keys.jobsAll, 'removed-1')).toBeNull();
   });
 
   it('re-creates a reconcile scheduler that Redis lost', async () => {
