@@ -12,6 +12,7 @@ import { MAX_STALLED_COUNT, recordFailureOutsideProcessor } from '../src/deploy/
 import { queueDeploysOfChangedTargets } from '../src/deploy/target-change.js';
 import { WorkerPresence } from '../src/deploy/worker-presence.js';
 import { gitFetchLimitsFromEnv } from '../src/git/fetch-budget.js';
+import { refuseUnknownFsckIds } from '../src/git/fetch-fsck.js';
 import { removeStaleTrees, TREE_SWEEP_INTERVAL_MS } from '../src/git/checkout-folders.js';
 import { MirrorCache } from '../src/git/mirror-cache.js';
 import { countFromEnv, millisecondsFromEnv } from '../src/lib/env-settings.js';
@@ -94,6 +95,18 @@ export function workerTuningFromEnv(
     shutdownDeadlineMs: millisecondsFromEnv(env, 'PUSHGATE_SHUTDOWN_TIMEOUT_MS'),
     ...gitFetchLimitsFromEnv(env),
   };
+}
+
+/**
+ * workerTuningFromEnv, with `PUSHGATE_GIT_FSCK_IGNORE`'s ids checked against the git that
+ * will fetch: what `pushgate worker` and `pushgate start` refuse (exit 2) before they start.
+ */
+export async function checkedWorkerTuningFromEnv(
+  env: Record<string, string | undefined>,
+): Promise<ReturnType<typeof workerTuningFromEnv>> {
+  const tuning = workerTuningFromEnv(env);
+  await refuseUnknownFsckIds(tuning.fsckIgnore, env);
+  return tuning;
 }
 
 export async function startDeployWorker(options: DeployWorkerOptions): Promise<DeployWorker> {

@@ -2,6 +2,7 @@ import { stringify } from 'yaml';
 import { createKubeApplyEngine } from '../deploy/kube-apply-engine.js';
 import { defaultGitCacheDir, MirrorCache } from '../git/mirror-cache.js';
 import { gitFetchLimitsFromEnv } from '../git/fetch-budget.js';
+import { refuseUnknownFsckIds } from '../git/fetch-fsck.js';
 import { PushgateError, UsageError } from '../lib/errors.js';
 import { loadManifests } from '../manifests/load.js';
 import { loadRuntime } from '../runtime.js';
@@ -28,10 +29,12 @@ export async function runRender(args: CommandArgs): Promise<number> {
     args.stderr.write(`pushgate render: unknown environment "${name}" (configured: ${known})\n`);
     return 2;
   }
+  const limits = gitFetchLimitsFromEnv(args.env);
+  await refuseUnknownFsckIds(limits.fsckIgnore, args.env);
   const mirrors = new MirrorCache({
     dir: defaultGitCacheDir(args.env),
     token: runtime.secrets.gitToken,
-    ...gitFetchLimitsFromEnv(args.env),
+    ...limits,
   });
   const repo = { url: environment.repo.url, provider: environment.repo.provider };
   try {

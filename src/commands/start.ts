@@ -1,7 +1,7 @@
 import { waitForShutdownSignal } from '../lib/shutdown.js';
 import { warnUnreachableClusters } from '../deploy/cluster-reachability.js';
 import { startWorkerFromRuntime } from '../deploy/worker-process.js';
-import { workerTuningFromEnv, type DeployWorker } from '../../workers/deploy.js';
+import { checkedWorkerTuningFromEnv, type DeployWorker } from '../../workers/deploy.js';
 import { createApp } from '../http/app.js';
 import { serverEndpoints } from '../http/endpoints.js';
 import { listen } from '../http/server.js';
@@ -23,7 +23,7 @@ export async function runStart(args: CommandArgs): Promise<number> {
   const runtime = loadRuntime(args.config, args.env, { unsetWhenVariableMissing: ['redis.url'] });
   const { config, secrets, logger } = runtime;
   // Bad tuning variables are invalid configuration (exit 2): refused before anything starts.
-  workerTuningFromEnv(runtime.env);
+  await checkedWorkerTuningFromEnv(runtime.env);
   let embedded: EmbeddedRedis | undefined;
   let redisUrl = config.redis.url;
   if (!redisUrl) {

@@ -5,12 +5,15 @@ import { createMetrics, initialiseSeries, statusProviders } from '../lib/metrics
 import { serveWorkerMetrics } from '../http/worker-metrics-server.js';
 import { kubeconfigProblems } from '../kube/cluster.js';
 import { loadRuntime, requireRedisEndpoint } from '../runtime.js';
+import { checkedWorkerTuningFromEnv } from '../../workers/deploy.js';
 import type { CommandArgs } from './command.js';
 
 /** `pushgate worker`: takes deploy jobs until SIGTERM/SIGINT, then finishes (or hands back) the current ones. */
 export async function runWorker(args: CommandArgs): Promise<number> {
   const runtime = loadRuntime(args.config, args.env);
   const { url: redisUrl } = requireRedisEndpoint(runtime.config, 'worker');
+  // Bad tuning variables are invalid configuration (exit 2): refused before anything starts.
+  await checkedWorkerTuningFromEnv(args.env);
   // Not fatal: the other clusters' deploys go on, and a kubeconfig mounted late is read at the next job.
   for (const problem of kubeconfigProblems(runtime.config.clusters, args.env)) {
     runtime.logger.warn(

@@ -1,5 +1,8 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { ConfigError, PushgateError } from '../lib/errors.js';
-import { GitCommandError } from './run-git.js';
+import { GitCommandError, runGit } from './run-git.js';
 
 /**
  * git fsck message ids (git 2.39) a fetch lets through: problems of a commit's or tag's
@@ -64,6 +67,43 @@ export function fsckIgnoreFromEnv(env: Record<string, string | undefined>): stri
       `${FSCK_IGNORE_VARIABLE}="${raw}" must be git fsck message ids separated by commas, such as hasDot,zeroPaddedFilemode ("${bad}" is not one)`,
     );
   return ids;
+}
+
+/** What git's fsck says of a `fsck.<id>` setting whose id it does not know. */
+const UNKNOWN_ID = /Unhandled message id: (\S+)/;
+
+/**
+ * Refuses (as invalid configuration, exit 2) the ids of `PUSHGATE_GIT_FSCK_IGNORE` that the
+ * git here does not know: a fetch skips such a setting with a warning in a log nobody reads,
+ * and the repository stays refused. Asked of git itself (`git fsck` in an empty repository,
+ * which fails on an unknown id), since its list of ids changes between versions.
+ */
+export async function refuseUnknownFsckIds(
+  ids: readonly string[] | undefined,
+  processEnv: Record<string, string | undefined> = process.env,
+): Promise<void> {
+  if (!ids || ids.length === 0) return;
+  const dir = await mkdtemp(path.join(tmpdir(), 'pushgate-fsck-ids-'));
+  try {
+    const options = { timeoutMs: 30_000, processEnv, what: 'check the fsck message ids' };
+    await runGit(['init', '--quiet', '--bare', dir], options);
+    const unknown: string[] = [];
+    // One git per id: git stops at the first unknown one, and every typo should be named.
+    for (const id of ids) {
+      try {
+        await runGit(['-c', `fsck.${id}=ignore`, '--git-dir', dir, 'fsck', '--no-progress'], options);
+      } catch (error) {
+        if (!(error instanceof GitCommandError && UNKNOWN_ID.test(error.stderr))) throw error;
+        unknown.push(id);
+      }
+    }
+    if (unknown.length > 0)
+      throw new ConfigError(
+        `${FSCK_IGNORE_VARIABLE} names ${unknown.map((id) => `"${id}"`).join(', ')}, which this git does not know as a fsck message id (git help fsck lists them, as in hasDot or zeroPaddedFilemode)`,
+      );
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 /** What git prints once its fsck refused a fetch: of an object, or of the .gitmodules found among them. */

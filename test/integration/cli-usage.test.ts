@@ -134,6 +134,20 @@ describe('worker settings from the environment', () => {
       expect(run.stderr).toContain(`pushgate worker: ${name}="${value}" ${reason}`);
     },
   );
+
+  it.each(['worker', 'start', 'render'])(
+    'pushgate %s with PUSHGATE_GIT_FSCK_IGNORE naming ids git does not know is invalid configuration (exit 2) naming each',
+    async (command) => {
+      const args = command === 'render' ? ['render', 'staging'] : [command];
+      const run = await runCli([...args, '--config', configFile], {
+        PUSHGATE_GIT_FSCK_IGNORE: 'hasDot,hasDott,zeroPaddedFileMode,duplicateEntry',
+      });
+      expect(run.stderr).toContain(
+        `pushgate ${command}: PUSHGATE_GIT_FSCK_IGNORE names "hasDott", "duplicateEntry", which this git does not know as a fsck message id`,
+      );
+      expect(run.code).toBe(2);
+    },
+  );
 });
 
 describe('options and arguments a command does not take', () => {
