@@ -1,8 +1,8 @@
 import { Worker } from 'bullmq';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { claimRepairPass, requeueLostJobs } from '../../src/deploy/queue-repair.js';
 import { silentLogger } from '../../src/lib/logger.js';
-import { connectProducer, type ProducerServices } from '../../src/runtime.js';
+import { connectProducer } from '../../src/runtime.js';
 import { DEPLOY_JOB_NAME, DEPLOY_JOB_OPTIONS, DEPLOY_QUEUE, type Trigger } from '../../src/queue/job-data.js';
 import {
   HISTORY_BYTES_PER_ENVIRONMENT,
@@ -13,27 +13,12 @@ import {
 import type { ResourceResult } from '../../src/status/job-record.js';
 import type { Redis } from 'ioredis';
 import { waitForRedis } from '../../src/queue/connection.js';
-import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
+import { producerFixture } from '../helpers/producer.js';
+import { startRedis, uniquePrefix } from '../helpers/redis.js';
 import { until } from '../helpers/until.js';
 
-let redis: TestRedis;
-const opened: ProducerServices[] = [];
-
-beforeAll(async () => {
-  redis = await startRedis();
-});
-
-afterAll(async () => {
-  await Promise.all(opened.map((services) => services.close()));
-  await redis.stop();
-});
-
-async function services(): Promise<ProducerServices> {
-  const connected = connectProducer({ url: redis.url, cluster: false }, uniquePrefix('queue'));
-  opened.push(connected);
-  await waitForRedis(connected.redis, 5_000);
-  return connected;
-}
+const fixture = producerFixture('queue');
+const { services } = fixture;
 
 function push(sha: string, deliveryId: string): Trigger {
   return { kind: 'webhook', provider: 'github', deliveryId, sha, pusher: 'octocat' };
@@ -511,9 +496,7 @@ describe('deploy job queue', () => {
   });
 
   it('still enqueues after the process stalled for longer than the command timeout at start-up', async () => {
-    const connected = connectProducer({ url: redis.url, cluster: false }, uniquePrefix('stall'));
-    opened.push(connected);
-    await waitForRedis(connected.redis, 5_000);
+    const connected = await services();
     // A stall (a long GC pause, a CPU-starved container) right after connecting: anything
     // sent at 'ready' times out before its answer is read. It must not fail the queue for good.
     const until = Date.now() + 1_500;
@@ -640,7 +623,7 @@ describe('requeueLostJobs', () => {
     // A real BullMQ worker takes the entry and finds nothing to do, as pushgate's does for an
     // entry with no record.
     const worker = new Worker(DEPLOY_QUEUE, () => Promise.resolve(), {
-      connection: { url: redis.url },
+      connection: { url: fixture.redis().url },
       prefix: keys.bullPrefix,
     });
     try {

@@ -1,32 +1,15 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/lib/logger.js';
-import { waitForRedis } from '../../src/queue/connection.js';
-import { connectProducer, type ProducerServices } from '../../src/runtime.js';
+import type { ProducerServices } from '../../src/runtime.js';
 import type { ClaimRequest } from '../../src/status/job-store.js';
 import {
   claimRetiredSweep,
   dropRetiredHistories,
   RETIRED_HISTORY_KEPT_MS,
 } from '../../src/status/retired-histories.js';
-import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
+import { producerFixture } from '../helpers/producer.js';
 
-let redis: TestRedis;
-const opened: ProducerServices[] = [];
-
-beforeAll(async () => {
-  redis = await startRedis();
-});
-afterAll(async () => {
-  await Promise.all(opened.map((services) => services.close()));
-  await redis.stop();
-});
-
-async function services(): Promise<ProducerServices> {
-  const connected = connectProducer({ url: redis.url, cluster: false }, uniquePrefix('retired'));
-  opened.push(connected);
-  await waitForRedis(connected.redis, 5_000);
-  return connected;
-}
+const { services } = producerFixture('retired');
 
 const DAY_MS = 86_400_000;
 
