@@ -213,6 +213,17 @@ describe('git mirror cache: a fetch checks what it receives (real git fsck over 
     expect(errorMessage(error)).not.toContain(token);
   });
 
+  /** The branch, at `sha`, fetches into the cache, and a checkout of apps/web holds its two files. */
+  async function expectFetchedAndCheckedOut(sha: string): Promise<void> {
+    expect(await cache.fetchBranch(source(), repo.branch)).toBe(sha);
+    const tree = await cache.checkout(source(), sha, 'apps/web');
+    try {
+      expect(await writtenPaths(tree.dir)).toEqual(['apps/web/a.yaml', 'apps/web/b.yaml']);
+    } finally {
+      await tree.remove();
+    }
+  }
+
   it('fetches and checks out a commit whose author and committer lines old tools wrote badly', async () => {
     const good = await fetchedGoodCommit();
     const text = [
@@ -234,13 +245,7 @@ describe('git mirror cache: a fetch checks what it receives (real git fsck over 
       git(cacheDir, ['--git-dir', strict, '-c', 'fetch.fsckObjects=true', 'fetch', repo.url, repo.branch]),
     ).rejects.toThrow('badTimezone');
 
-    expect(await cache.fetchBranch(source(), repo.branch)).toBe(old);
-    const tree = await cache.checkout(source(), old, 'apps/web');
-    try {
-      expect(await writtenPaths(tree.dir)).toEqual(['apps/web/a.yaml', 'apps/web/b.yaml']);
-    } finally {
-      await tree.remove();
-    }
+    await expectFetchedAndCheckedOut(old);
   });
 
   it('fetches and checks out a tree whose folder modes old git versions wrote with a leading zero', async () => {
@@ -251,13 +256,7 @@ describe('git mirror cache: a fetch checks what it receives (real git fsck over 
     });
     const old = await commitTree(repo, padded, [good]);
 
-    expect(await cache.fetchBranch(source(), repo.branch)).toBe(old);
-    const tree = await cache.checkout(source(), old, 'apps/web');
-    try {
-      expect(await writtenPaths(tree.dir)).toEqual(['apps/web/a.yaml', 'apps/web/b.yaml']);
-    } finally {
-      await tree.remove();
-    }
+    await expectFetchedAndCheckedOut(old);
   });
 
   it('names only message ids git knows (it skips an unknown one with a warning)', async () => {
