@@ -96,6 +96,24 @@ cluster, not Redis.
     options: ['ref', 'show-secrets'],
     maxPositionals: 1,
   },
+  diff: {
+    load: () => import('./commands/diff.js').then((m) => m.runDiff),
+    help: `Usage: pushgate diff ENV [--ref SHA] [--show-secrets] [--config F]
+
+What a deploy of ENV's branch head (or commit SHA) would change in its cluster, as kubectl
+diff shows it: a unified diff of each object's live copy against the server-side dry-run of
+the commit's, then the objects prune would delete. Applies nothing. Needs the cluster, not
+Redis. A summary goes to stderr; exit 0 whether or not anything differs, 1 when the commit
+would fail before its first write (its manifests, the policy or the dry-run).
+
+  --ref SHA              the commit to compare instead of the branch head: a full sha, or 7+
+                         digits of one in the branch's history
+  --show-secrets         print the values of Secrets' data and stringData; by default each is
+                         replaced by '[redacted: N bytes]', '(changed)' where it changes
+`,
+    options: ['ref', 'show-secrets'],
+    maxPositionals: 1,
+  },
   sync: {
     load: () => import('./commands/sync.js').then((m) => m.runSync),
     help: `Usage: pushgate sync ENV [--wait] [--json] [--config F]
@@ -197,6 +215,8 @@ Commands:
   check                  validate the configuration and print the environments
   render ENV [--ref SHA] print what ENV would apply, as YAML; applies nothing (Secret values
                          redacted unless --show-secrets)
+  diff ENV [--ref SHA]   what a deploy of ENV would change in its cluster, as a unified diff;
+                         applies nothing
   sync ENV [--wait]      deploy the branch head of ENV now; --wait follows the job
   suspend ENV            hold ENV's deploys (--reason TEXT), as flux suspend
   resume ENV [--wait]    lift the suspension and deploy ENV's branch head now

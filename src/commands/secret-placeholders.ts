@@ -34,3 +34,31 @@ function placeholder(value: unknown, base64: boolean): string {
   const bytes = base64 ? Buffer.from(value, 'base64').length : Buffer.byteLength(value, 'utf8');
   return `[redacted: ${bytes} bytes]`;
 }
+
+/**
+ * Both sides of a Secret's change with placeholders, the changed values marked: a value
+ * replaced by one of the same size would otherwise show no difference at all.
+ */
+export function secretPlaceholdersOfChange(
+  before: ManifestObject | undefined,
+  after: ManifestObject | undefined,
+): [ManifestObject | undefined, ManifestObject | undefined] {
+  const shownBefore = before && withSecretPlaceholders(before);
+  const shownAfter = after && withSecretPlaceholders(after);
+  if (!before || !after || !shownAfter || after.kind !== 'Secret') return [shownBefore, shownAfter];
+  for (const field of ['data', 'stringData'] as const) {
+    const oldValues = before[field];
+    const newValues = after[field];
+    const shown = shownAfter[field];
+    if (!isRecord(oldValues) || !isRecord(newValues) || !isRecord(shown)) continue;
+    for (const [key, value] of Object.entries(newValues)) {
+      if (Object.hasOwn(oldValues, key) && oldValues[key] !== value)
+        shown[key] = `${String(shown[key])} (changed)`;
+    }
+  }
+  return [shownBefore, shownAfter];
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}

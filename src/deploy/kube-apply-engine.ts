@@ -6,19 +6,21 @@ import { deployToCluster } from '../kube/deploy.js';
 import { renderForCluster } from '../kube/render.js';
 import type { ApplyEngine } from './apply-engine.js';
 
-/** The real apply engine (src/kube) behind the worker's seam: one cached client per cluster. */
+/** The client of the environment's cluster (one cached per cluster). */
+export function clusterClientFor(config: Config, environment: EnvironmentConfig, env: Env): ClusterClient {
+  const cluster = config.clusters.find((candidate) => candidate.name === environment.cluster);
+  if (!cluster)
+    throw new ConfigError(
+      `environment ${environment.name}: cluster "${environment.cluster}" is not configured`,
+    );
+  return createClusterClient(cluster, env);
+}
+
+/** The real apply engine (src/kube) behind the worker's seam. */
 export function createKubeApplyEngine(config: Config, env: Env): ApplyEngine {
-  const clientFor = (environment: EnvironmentConfig): ClusterClient => {
-    const cluster = config.clusters.find((candidate) => candidate.name === environment.cluster);
-    if (!cluster)
-      throw new ConfigError(
-        `environment ${environment.name}: cluster "${environment.cluster}" is not configured`,
-      );
-    return createClusterClient(cluster, env);
-  };
   return {
-    deploy: async (request) => deployToCluster(clientFor(request.environment), request),
+    deploy: async (request) => deployToCluster(clusterClientFor(config, request.environment, env), request),
     render: async (environment, manifests) =>
-      renderForCluster(clientFor(environment), { environment, manifests }),
+      renderForCluster(clusterClientFor(config, environment, env), { environment, manifests }),
   };
 }

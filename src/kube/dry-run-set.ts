@@ -11,6 +11,7 @@ import {
   kindKeyOf,
   needsStageOne,
   planObjects,
+  type CompareObserver,
   type HandMadeRetry,
   type PlannedObject,
   type PlanResult,
@@ -64,10 +65,11 @@ export async function dryRunBeforeWrites(
   standIn: string,
   signal: AbortSignal | undefined,
   handMade?: HandMadeRetry,
+  observe?: CompareObserver,
 ): Promise<Planned & { failures: ObjectFailure[] }> {
   const ordered = [...objects].sort((a, b) => a.stage - b.stage || compareApplyOrder(a.ref, b.ref));
   const stageOne = ordered.filter((object) => object.stage === 1);
-  const first = await planObjects(client, stageOne, signal, handMade, ordered);
+  const first = await planObjects(client, stageOne, signal, handMade, ordered, observe);
   const needs = needsStageOne(ordered, first.planned);
   const deferred = new Set(needs.keys());
   const early = ordered.filter((object) => object.stage === 2 && !deferred.has(object));
@@ -75,7 +77,7 @@ export async function dryRunBeforeWrites(
   const forKind = [...needs].filter(([, need]) => need === 'kind').map(([object]) => object);
   const schemaFailures = checkCustomResourcesAgainstSet(forKind, stageOne);
   const ownerFailures = forKind.length > 0 ? await checkOwnersBeforeWrites(client, forKind, signal) : [];
-  const second = await planObjects(client, early, signal, handMade, ordered);
+  const second = await planObjects(client, early, signal, handMade, ordered, observe);
   // One after the other: each keeps its own CONCURRENCY requests in flight, not twice that.
   const standInFailures =
     forNamespace.length > 0 ? await dryRunInStandInNamespace(client, forNamespace, standIn, signal) : [];

@@ -37,6 +37,13 @@ export interface HandMadeRetry {
   undos: Map<PreparedObject, () => Promise<void>>;
 }
 
+/** What planObjects compared for one object: its live copy (none yet) and its dry-run result. */
+export type CompareObserver = (
+  object: PreparedObject,
+  live: LiveObject | undefined,
+  dryRun: LiveObject,
+) => void;
+
 export interface PlanResult {
   planned: PlannedObject[];
   failures: ObjectFailure[];
@@ -111,6 +118,8 @@ export async function planObjects(
   handMade?: HandMadeRetry,
   /** The whole set, when `objects` is part of it: what refusals may name. */
   set: readonly PreparedObject[] = objects,
+  /** Shown each object's live copy and dry-run result as they are compared (`pushgate diff`). */
+  observe?: CompareObserver,
 ): Promise<PlanResult> {
   const collections = await listCrowdedCollections(client, objects, signal);
   // A lost lock ends the deploy (another worker has it), not this object's plan.
@@ -156,6 +165,7 @@ export async function planObjects(
     // A takeover goes with a changed object's apply; for an unchanged one it comes after the
     // stages (see deploy.ts), and makes it `configured` only if it goes through.
     const action: PlannedAction = !live ? 'created' : sameObject(live, dryRun) ? 'unchanged' : 'configured';
+    observe?.(object, live, dryRun);
     return object.ref.kind === 'CustomResourceDefinition'
       ? { object, action, crd: { live, dryRun }, ...takeover }
       : { object, action, ...takeover };

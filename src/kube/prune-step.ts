@@ -19,7 +19,7 @@ import { DeployError, type DeployRequest } from './types.js';
  * CRD's own finalizer), although git still declares them. And anything outside what the
  * environment may write now (allow narrowed since it was applied): a delete is a write.
  */
-function keptFromPrune(
+export function keptFromPrune(
   stale: readonly ObjectRef[],
   ordered: readonly PreparedObject[],
   environment: Pick<EnvironmentConfig, 'name' | 'allow'>,

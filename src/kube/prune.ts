@@ -2,10 +2,10 @@ import type { EnvironmentConfig } from '../config/schema.js';
 import { errorMessage } from '../lib/errors.js';
 import { compareApplyOrder, groupByRank } from '../manifests/order.js';
 import { ENVIRONMENT_LABEL, PRUNE_ANNOTATION } from '../manifests/prepare.js';
-import { describeRef } from '../manifests/resource-info.js';
+import { describeRef, type ResourceInfo } from '../manifests/resource-info.js';
 import type { ObjectRef } from '../manifests/types.js';
 import type { ResourceResult } from '../status/job-record.js';
-import type { ClusterClient } from './cluster.js';
+import type { ClusterClient, LiveObject } from './cluster.js';
 import { KubeApiError } from './api-error.js';
 import { mapWithConcurrency } from './map-with-concurrency.js';
 import { CONCURRENCY } from './plan.js';
@@ -75,6 +75,53 @@ export async function pruneObjects(
   return { results, failures };
 }
 
+/** What prune would do with one stale object, read from the cluster; nothing is written. */
+export type PruneVerdict =
+  | { verdict: 'gone'; message?: string }
+  | { verdict: 'kept'; message: string }
+  | { verdict: 'released'; message: string; resource: ResourceInfo; live: LiveObject }
+  | { verdict: 'delete'; resource: ResourceInfo; live: LiveObject };
+
+/**
+ * Whether a stale object goes: not one no longer served or already gone, nor the namespace
+ * holding the inventory, nor one that no longer carries this environment's label; one
+ * annotated `pushgate.dev/prune: disabled` is released (its label removed) instead.
+ */
+export async function pruneVerdict(
+  client: ClusterClient,
+  environment: Pick<EnvironmentConfig, 'name' | 'namespace'>,
+  ref: ObjectRef,
+  signal?: AbortSignal,
+): Promise<PruneVerdict> {
+  const resource = await client.resolveInAnyVersion(ref.apiVersion, ref.kind, signal);
+  if (!resource)
+    return {
+      verdict: 'gone',
+      message: `${ref.apiVersion} ${ref.kind} is no longer served; nothing to delete`,
+    };
+  if (ref.kind === 'Namespace' && ref.apiVersion === 'v1' && ref.name === environment.namespace) {
+    return { verdict: 'kept', message: `holds the inventory of environment ${environment.name}; not pruned` };
+  }
+  const live = await client.get(resource, ref.namespace, ref.name, signal);
+  if (!live) return { verdict: 'gone', message: 'already gone' };
+  const owner = live.metadata.labels?.[ENVIRONMENT_LABEL];
+  if (owner !== environment.name) {
+    const why =
+      owner === undefined
+        ? `it no longer carries ${ENVIRONMENT_LABEL}=${environment.name}`
+        : `it is labelled ${ENVIRONMENT_LABEL}=${owner}, not ${environment.name}`;
+    return { verdict: 'kept', message: `not pruned: ${why}` };
+  }
+  if (live.metadata.annotations?.[PRUNE_ANNOTATION] === 'disabled')
+    return {
+      verdict: 'released',
+      message: `not pruned: annotated ${PRUNE_ANNOTATION}: disabled`,
+      resource,
+      live,
+    };
+  return { verdict: 'delete', resource, live };
+}
+
 async function pruneOne(
   client: ClusterClient,
   environment: Pick<EnvironmentConfig, 'name' | 'namespace'>,
@@ -82,25 +129,12 @@ async function pruneOne(
   assertLockHeld: () => Promise<void>,
   signal?: AbortSignal,
 ): Promise<ResourceResult> {
-  const resource = await client.resolveInAnyVersion(ref.apiVersion, ref.kind, signal);
-  if (!resource)
-    return result(ref, 'pruned', `${ref.apiVersion} ${ref.kind} is no longer served; nothing to delete`);
-  if (ref.kind === 'Namespace' && ref.apiVersion === 'v1' && ref.name === environment.namespace) {
-    return result(ref, 'skipped', `holds the inventory of environment ${environment.name}; not pruned`);
-  }
-  const live = await client.get(resource, ref.namespace, ref.name, signal);
-  if (!live) return result(ref, 'pruned', 'already gone');
-  const owner = live.metadata.labels?.[ENVIRONMENT_LABEL];
-  if (owner !== environment.name) {
-    const why =
-      owner === undefined
-        ? `it no longer carries ${ENVIRONMENT_LABEL}=${environment.name}`
-        : `it is labelled ${ENVIRONMENT_LABEL}=${owner}, not ${environment.name}`;
-    return result(ref, 'skipped', `not pruned: ${why}`);
-  }
-  if (live.metadata.annotations?.[PRUNE_ANNOTATION] === 'disabled') {
+  const found = await pruneVerdict(client, environment, ref, signal);
+  if (found.verdict === 'gone') return result(ref, 'pruned', found.message);
+  if (found.verdict === 'kept') return result(ref, 'skipped', found.message);
+  const { resource, live } = found;
+  if (found.verdict === 'released') {
     // Forgotten by the inventory, it is released too: another environment may declare it.
-    const kept = `not pruned: annotated ${PRUNE_ANNOTATION}: disabled`;
     await assertLockHeld();
     try {
       await client.removeLabel(resource, live, { name: ENVIRONMENT_LABEL, value: environment.name }, signal);
@@ -109,10 +143,10 @@ async function pruneOne(
       return result(
         ref,
         'skipped',
-        `${kept}; its label ${ENVIRONMENT_LABEL} could not be removed: ${errorMessage(error)}`,
+        `${found.message}; its label ${ENVIRONMENT_LABEL} could not be removed: ${errorMessage(error)}`,
       );
     }
-    return result(ref, 'skipped', `${kept}; released (label ${ENVIRONMENT_LABEL} removed)`);
+    return result(ref, 'skipped', `${found.message}; released (label ${ENVIRONMENT_LABEL} removed)`);
   }
   await assertLockHeld();
   await client.delete(resource, ref.namespace, ref.name, live.metadata.uid, signal);

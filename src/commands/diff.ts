@@ -1,0 +1,72 @@
+import { stringify } from 'yaml';
+import { clusterClientFor } from '../deploy/kube-apply-engine.js';
+import { diffAgainstCluster, type ObjectChange } from '../kube/diff.js';
+import { UsageError } from '../lib/errors.js';
+import { diffLines, unifiedHunks } from '../lib/line-diff.js';
+import { counted } from '../lib/counted.js';
+import { describeRef } from '../manifests/resource-info.js';
+import type { ManifestObject, ObjectRef } from '../manifests/types.js';
+import type { CommandArgs } from './command.js';
+import { withEnvironmentCommit } from './environment-commit.js';
+import { secretPlaceholdersOfChange } from './secret-placeholders.js';
+
+/** Lines of context around each change, as git diff and kubectl diff show. */
+const CONTEXT_LINES = 3;
+
+/**
+ * `pushgate diff ENV [--ref SHA] [--show-secrets]`: what a deploy of ENV's branch head (or
+ * SHA) would change in its cluster, as a unified diff of each object's live copy against the
+ * server's dry-run of the commit's, then what prune would delete; as `kubectl diff` and
+ * `argocd app diff` show it. Nothing is written. Exit 0 whether or not anything differs (the
+ * summary on stderr counts it), 1 when the commit would fail before its first write.
+ */
+export async function runDiff(args: CommandArgs): Promise<number> {
+  const [name, ...extra] = args.positionals;
+  if (!name || extra.length > 0)
+    throw new UsageError('usage: pushgate diff ENV [--ref SHA] [--show-secrets]');
+  return withEnvironmentCommit(args, 'diff', async ({ runtime, environment, sha, manifests }) => {
+    const client = clusterClientFor(runtime.config, environment, args.env);
+    const diff = await diffAgainstCluster(client, { environment, manifests });
+    for (const change of diff.changes)
+      args.stdout.write(formatChange(change, sha, args.showSecrets ?? false));
+    for (const { ref, why } of diff.notCompared)
+      args.stdout.write(`# not compared: ${describeRef(ref)}: ${why}\n`);
+    for (const { ref, why } of diff.keptFromPrune)
+      args.stdout.write(`# kept, not in the commit: ${describeRef(ref)}: ${why}\n`);
+    const count = (action: ObjectChange['action']): number =>
+      diff.changes.filter((change) => change.action === action).length;
+    args.stderr.write(
+      `# ${environment.name} at ${sha}: ${count('create')} to create, ${count('change')} to change, ` +
+        `${count('replace')} to replace, ${count('delete')} to prune, ${counted(diff.unchanged, 'object')} unchanged\n`,
+    );
+    if (
+      !args.showSecrets &&
+      diff.changes.some((change) => (change.after ?? change.before)?.kind === 'Secret')
+    )
+      args.stderr.write('# Secret values are shown as [redacted: N bytes]; --show-secrets prints them\n');
+    return 0;
+  });
+}
+
+/** One object's change as a unified diff, its sides named after the live object and the commit. */
+function formatChange(change: ObjectChange, sha: string, showSecrets: boolean): string {
+  const [before, after] = showSecrets
+    ? [change.before, change.after]
+    : secretPlaceholdersOfChange(change.before, change.after);
+  const header = [
+    `# ${change.action} ${describeRef(change.ref)}${change.note ? `: ${change.note}` : ''}`,
+    `--- ${before ? `live/${refPath(change.ref)}` : '/dev/null'}`,
+    `+++ ${after ? `${sha.slice(0, 12)}/${refPath(change.ref)}` : '/dev/null'}`,
+  ];
+  const hunks = unifiedHunks(diffLines(yamlLines(before), yamlLines(after)), CONTEXT_LINES);
+  return `${[...header, ...hunks].join('\n')}\n`;
+}
+
+function refPath(ref: ObjectRef): string {
+  return [ref.apiVersion, ref.kind, ref.namespace, ref.name].filter((part) => part !== undefined).join('/');
+}
+
+function yamlLines(object: ManifestObject | undefined): string[] {
+  if (!object) return [];
+  return stringify(object, { lineWidth: 0 }).replace(/\n$/, '').split('\n');
+}

@@ -1,0 +1,72 @@
+import type { EnvironmentConfig } from '../config/schema.js';
+import { gitFetchLimitsFromEnv } from '../git/fetch-budget.js';
+import { refuseUnknownFsckIds } from '../git/fetch-fsck.js';
+import { defaultGitCacheDir, MirrorCache } from '../git/mirror-cache.js';
+import { PushgateError } from '../lib/errors.js';
+import { loadManifests } from '../manifests/load.js';
+import type { LoadedManifest } from '../manifests/types.js';
+import { loadRuntime, type Runtime } from '../runtime.js';
+import type { CommandArgs } from './command.js';
+
+/** One commit of an environment's branch, its manifests loaded as a deploy loads them. */
+export interface EnvironmentCommit {
+  runtime: Runtime;
+  environment: EnvironmentConfig;
+  sha: string;
+  manifests: LoadedManifest[];
+}
+
+/**
+ * What `pushgate render` and `pushgate diff` share: the environment named by the first
+ * argument, its branch head (or --ref) fetched into the local mirror cache, checked out and
+ * loaded, then handed to `use`. An unknown environment is exit 2; a failure to fetch, load or
+ * `use` is exit 1 with its message, but bad usage and invalid configuration (a bad --ref, an
+ * unloadable kubeconfig) stay the caller's to fix (exit 2). Never talks to Redis.
+ */
+export async function withEnvironmentCommit(
+  args: CommandArgs,
+  command: string,
+  use: (commit: EnvironmentCommit) => Promise<number>,
+): Promise<number> {
+  const [name] = args.positionals;
+  // The same config as the receiver's, `${REDIS_URL}` unset, will do.
+  const runtime = loadRuntime(args.config, args.env, { unsetWhenVariableMissing: ['redis.url'] });
+  const environment = runtime.config.environments.find((candidate) => candidate.name === name);
+  if (!environment) {
+    const known = runtime.config.environments.map((candidate) => candidate.name).join(', ') || 'none';
+    args.stderr.write(`pushgate ${command}: unknown environment "${name}" (configured: ${known})\n`);
+    return 2;
+  }
+  const limits = gitFetchLimitsFromEnv(args.env);
+  await refuseUnknownFsckIds(limits.fsckIgnore, args.env);
+  const mirrors = new MirrorCache({
+    dir: defaultGitCacheDir(args.env),
+    token: runtime.secrets.gitToken,
+    ...limits,
+  });
+  const repo = { url: environment.repo.url, provider: environment.repo.provider };
+  try {
+    const sha = args.ref
+      ? await mirrors.fetchCommit(repo, environment.branch, args.ref)
+      : await mirrors.fetchBranch(repo, environment.branch);
+    const tree = await mirrors.checkout(repo, sha, environment.path);
+    try {
+      const manifests = await loadManifests(tree.dir, environment.path, {
+        logger: runtime.logger,
+        environment,
+      });
+      return await use({ runtime, environment, sha, manifests });
+    } finally {
+      await tree.remove();
+    }
+  } catch (error) {
+    if (error instanceof PushgateError && (error.code === 'usage' || error.code === 'config_invalid'))
+      throw error;
+    args.stderr.write(`pushgate ${command}: ${error instanceof Error ? error.message : String(error)}\n`);
+    return 1;
+  } finally {
+    // Fetches leave gc to their caller: a mirror only this command fetches into would never be repacked.
+    for (const failure of await mirrors.collectGarbage())
+      args.stderr.write(`pushgate ${command}: warning: git gc of the mirror failed: ${failure.message}\n`);
+  }
+}
