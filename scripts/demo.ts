@@ -11,7 +11,7 @@
  *   PUSHGATE_DEMO_KUBECONFIG  use this cluster instead of starting the local control plane
  *                             (the tests pass theirs); namespaces then get a random suffix
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -539,6 +539,29 @@ async function sendPush(
   return job.id;
 }
 
+/**
+ * `pushgate diff`: what the pushed commit will change, before its webhook is sent. Read from
+ * the cluster and the repository; it writes nothing.
+ */
+async function previewDiff(env: DemoEnvironment): Promise<void> {
+  info(
+    `node dist/src/cli.js diff ${env.name} --config ${paths.config}   (before the webhook: what it will change)`,
+  );
+  const { stdout, stderr } = await new Promise<{ stdout: string; stderr: string }>((done, fail) => {
+    execFile(
+      process.execPath,
+      [cli, 'diff', env.name, '--config', paths.config],
+      // From the run folder: the git cache of the running pushgate.
+      { cwd: paths.run, env: { ...process.env, LOG_LEVEL: 'silent' }, maxBuffer: 16 * 1024 * 1024 },
+      (error, out, err) =>
+        error
+          ? fail(new DemoFailure(`pushgate diff failed: ${err.trim() || error.message}`))
+          : done({ stdout: out, stderr: err }),
+    );
+  });
+  for (const line of `${stdout}${stderr}`.trimEnd().split('\n')) info(`  ${line}`);
+}
+
 async function followJob(pushgate: Pushgate, id: string): Promise<JobView> {
   const t0 = Date.now();
   let lastState = '';
@@ -697,6 +720,7 @@ async function runDemo(): Promise<void> {
   git(paths.work, 'push', '--quiet', 'origin', staging.branch);
   const changed = git(paths.work, 'rev-parse', 'HEAD');
   info(`git commit ${short(changed)} "staging: new greeting, no Service" && git push`);
+  await previewDiff(staging);
   const changeJob = await followJob(
     pushgate,
     await sendPush(pushgate, staging.branch, before, changed, 'staging: new greeting, no Service'),

@@ -68,5 +68,6 @@ function refPath(ref: ObjectRef): string {
 
 function yamlLines(object: ManifestObject | undefined): string[] {
   if (!object) return [];
-  return stringify(object, { lineWidth: 0 }).replace(/\n$/, '').split('\n');
+  // Keys sorted, as kubectl diff shows them: apiVersion, data, kind, metadata, spec.
+  return stringify(object, { lineWidth: 0, sortMapEntries: true }).replace(/\n$/, '').split('\n');
 }

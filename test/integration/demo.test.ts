@@ -76,6 +76,13 @@ describe('npm run demo', () => {
     expect(output).toMatch(/POST \/webhooks\/github {2}push env\/staging [0-9a-f]{7} .* -> 202/);
     expect(output).toMatch(/POST \/webhooks\/github {2}push env\/production [0-9a-f]{7} .* -> 202/);
     expect(output).toMatch(/created +ConfigMap +demo-staging-[0-9a-f]+\/web-config/);
+    // pushgate diff, before the change's webhook: the ConfigMap's new line, the Service to prune.
+    expect(output).toMatch(/# change v1 ConfigMap demo-staging-[0-9a-f]+\/web-config/);
+    expect(output).toMatch(/^ +\+ +GREETING: Hello again from staging$/m);
+    expect(output).toMatch(/# delete v1 Service demo-staging-[0-9a-f]+\/web/);
+    expect(output).toMatch(
+      /# staging at [0-9a-f]{40}: 0 to create, 1 to change, 0 to replace, 1 to prune, 1 object unchanged/,
+    );
     expect(output).toMatch(/configured +ConfigMap +demo-staging-[0-9a-f]+\/web-config/);
     expect(output).toMatch(/pruned +Service +demo-staging-[0-9a-f]+\/web/);
     expect(output).toMatch(/Service +\(none\)/);
