@@ -23,6 +23,8 @@ export interface FakeProvider {
   delayAnswers(ms: number): void;
   /** The most requests the server held unanswered at once. */
   readonly maxInFlight: number;
+  /** The requests that arrived and are not answered yet. */
+  readonly inFlight: number;
   close(): Promise<void>;
 }
 
@@ -93,6 +95,9 @@ export async function startFakeProvider(handler: Handler): Promise<FakeProvider>
     },
     get maxInFlight() {
       return maxInFlight;
+    },
+    get inFlight() {
+      return inFlight;
     },
     async waitForRequests(count, timeoutMs = 10_000) {
       const deadline = Date.now() + timeoutMs;
