@@ -37,7 +37,10 @@ export async function runDiff(args: CommandArgs): Promise<number> {
       diff.changes.filter((change) => change.action === action).length;
     args.stderr.write(
       `# ${environment.name} at ${sha}: ${count('create')} to create, ${count('change')} to change, ` +
-        `${count('replace')} to replace, ${count('delete')} to prune, ${counted(diff.unchanged, 'object')} unchanged\n`,
+        `${count('replace')} to replace, ${count('delete')} to prune, ${counted(diff.unchanged, 'object')} unchanged` +
+        (diff.notCompared.length > 0 ? `, ${diff.notCompared.length} not compared` : '') +
+        (diff.keptFromPrune.length > 0 ? `, ${diff.keptFromPrune.length} kept from prune` : '') +
+        '\n',
     );
     if (
       !args.showSecrets &&

@@ -116,7 +116,7 @@ export async function readDeployInventory(
 }
 
 /** What the deploy writes as the inventory before its first write must fit it, or nothing is written. */
-function assertSetFits(
+export function assertSetFits(
   environment: DeployRequest['environment'],
   previous: Inventory | undefined,
   objects: readonly PreparedObject[],

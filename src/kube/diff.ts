@@ -1,17 +1,21 @@
+import { errorMessage } from '../lib/errors.js';
 import { compareApplyOrder } from '../manifests/order.js';
 import type { PreparedObject } from '../manifests/prepare.js';
 import type { ManifestObject, ObjectRef } from '../manifests/types.js';
 import type { ClusterClient, LiveObject } from './cluster.js';
-import { withoutServerFields } from './compare.js';
+import { jsonEqual, withoutServerFields } from './compare.js';
+import { assertSetFits } from './deploy-inventory.js';
+import { withoutFields } from './field-set-removal.js';
+import { handMadeFieldsRemoved, takeOverHandManagedFields } from './field-takeover.js';
 import { Results } from './deploy-results.js';
 import { dryRunBeforeWrites, standInNamespace } from './dry-run-set.js';
-import { failuresError } from './failures.js';
-import { inventoryNamespaceExists, readInventory, refKey } from './inventory.js';
+import { failuresError, type ObjectFailure } from './failures.js';
+import { inventoryNamespaceExists, readInventory, refKey, type Inventory } from './inventory.js';
 import { keptFromPrune } from './prune-step.js';
-import { pruneVerdict } from './prune.js';
+import { pruneVerdict, type PruneVerdict } from './prune.js';
 import type { RenderRequest } from './render.js';
 import { keptForOtherEnvironments } from './shared-containers.js';
-import { validate } from './validate-set.js';
+import { validateForDeploy } from './validate-set.js';
 
 /** What a deploy would do to one object. */
 export interface ObjectChange {
@@ -38,18 +42,22 @@ export interface ClusterDiff {
 
 /**
  * What a deploy of the manifests would change in the environment's cluster, found as the
- * deploy finds it before its first write (validation, policy, server-side dry-run, the
- * inventory for prune): each object's live copy beside its dry-run result. Nothing is
- * written. Hand-made fields that make a dry-run fail are not taken over as a deploy would:
- * such an object fails here, as in `pushgate render`.
+ * deploy finds it before its first write (validation, policy, the inventory's limits,
+ * server-side dry-run, the inventory for prune): each object's live copy beside its dry-run
+ * result, less the fields set by hand (kubectl) that the deploy takes over and git does not
+ * declare. Nothing is written.
  */
 export async function diffAgainstCluster(
   client: ClusterClient,
   request: RenderRequest,
 ): Promise<ClusterDiff> {
   const { environment, signal } = request;
-  const objects = await validate(client, environment, request.manifests, signal);
-  const namespaceExists = await inventoryNamespaceExists(client, environment, signal).catch(() => false);
+  const objects = await validateForDeploy(client, request);
+  const [home, namespaceExists] = await Promise.all([
+    readInventory(client, environment, signal),
+    inventoryNamespaceExists(client, environment, signal).catch(() => false),
+  ]);
+  assertSetFits(environment, home, objects);
   const compared = new Map<PreparedObject, { live: LiveObject | undefined; dryRun: LiveObject }>();
   const plan = await dryRunBeforeWrites(
     client,
@@ -59,14 +67,17 @@ export async function diffAgainstCluster(
     undefined,
     (object, live, dryRun) => compared.set(object, { live, dryRun }),
   );
-  if (plan.failures.length > 0) {
-    const results = new Results(plan.ordered, 'not applied: dry-run of the set failed');
-    results.fail(plan.failures);
-    throw failuresError(plan.failures, 'server-side dry-run rejected the set', results.list());
-  }
   const diff: ClusterDiff = { changes: [], unchanged: 0, notCompared: [], keptFromPrune: [] };
+  const refused = await refusedWithoutTakeover(client, plan.failures, diff, signal);
+  if (refused.length > 0) {
+    const results = new Results(plan.ordered, 'not applied: dry-run of the set failed');
+    results.fail(refused);
+    throw failuresError(refused, 'server-side dry-run rejected the set', results.list());
+  }
+  const notCompared = new Set(plan.failures.map((failure) => failure.object));
   for (const object of plan.ordered) {
     const { ref } = object;
+    if (notCompared.has(object)) continue;
     if (plan.deferred.has(object)) {
       await addDeferred(client, object, diff, signal);
       continue;
@@ -81,16 +92,62 @@ export async function diffAgainstCluster(
         after: object.object,
         note: `an immutable field changes and it is annotated pushgate.dev/force: deleted and created again (shown: the manifest)`,
       });
-    } else if (planned?.action === 'unchanged') {
-      diff.unchanged++;
-    } else if (planned?.action === 'created' || !seen?.live) {
+      continue;
+    }
+    if (planned?.action === 'created' || !seen?.live) {
       diff.changes.push({ ref, action: 'create', after: shown(seen?.dryRun ?? object.object) });
+      continue;
+    }
+    const handMade = handMadeFieldsRemoved(seen.live, seen.dryRun, object.object.apiVersion);
+    if (planned?.action === 'unchanged' && !handMade) {
+      diff.unchanged++;
+      continue;
+    }
+    const after = shown(handMade ? withoutFields(seen.dryRun, handMade) : seen.dryRun);
+    const before = shown(seen.live);
+    if (jsonEqual(before, after)) {
+      diff.unchanged++;
+      continue;
+    }
+    diff.changes.push({
+      ref,
+      action: 'change',
+      before,
+      after,
+      ...(handMade ? { note: 'fields set by hand (kubectl) that git does not declare go' } : {}),
+    });
+  }
+  if (environment.prune) await addPrunes(client, request, home, plan.ordered, diff);
+  return diff;
+}
+
+/**
+ * The dry-run refusals a deploy would not stop at: an object holding fields set by hand
+ * (kubectl) is dry-run again by a deploy once they are handed to pushgate, a write `diff` does
+ * not make. Those are listed as not compared; the rest are returned.
+ */
+async function refusedWithoutTakeover(
+  client: ClusterClient,
+  failures: readonly ObjectFailure[],
+  diff: ClusterDiff,
+  signal: AbortSignal | undefined,
+): Promise<ObjectFailure[]> {
+  const refused: ObjectFailure[] = [];
+  for (const failure of failures) {
+    const { object } = failure;
+    const live = await client
+      .get(object.resource, object.ref.namespace, object.ref.name, signal)
+      .catch(() => undefined);
+    if (live && takeOverHandManagedFields(live, object.object.apiVersion)) {
+      diff.notCompared.push({
+        ref: object.ref,
+        why: `its dry-run is refused while fields set by hand (kubectl) are not pushgate's; a deploy hands them to pushgate and tries again (${failure.message})`,
+      });
     } else {
-      diff.changes.push({ ref, action: 'change', before: shown(seen.live), after: shown(seen.dryRun) });
+      refused.push(failure);
     }
   }
-  if (environment.prune) await addPrunes(client, request, plan.ordered, diff);
-  return diff;
+  return refused;
 }
 
 /**
@@ -122,22 +179,37 @@ async function addDeferred(
 async function addPrunes(
   client: ClusterClient,
   { environment, signal }: RenderRequest,
+  home: Inventory | undefined,
   ordered: readonly PreparedObject[],
   diff: ClusterDiff,
 ): Promise<void> {
-  const inventory = await readInventory(client, environment, signal);
   const current = new Set(ordered.map((object) => refKey(object.ref)));
-  const stale = (inventory?.objects ?? []).filter((ref) => !current.has(refKey(ref)));
+  const stale = (home?.objects ?? []).filter((ref) => !current.has(refKey(ref)));
   if (stale.length === 0) return;
   const kept = keptFromPrune(stale, ordered, environment);
   const candidates = stale.filter((ref) => !kept.has(ref));
-  for (const [ref, why] of await keptForOtherEnvironments(client, environment.name, candidates, signal))
-    kept.set(ref, why);
+  // The installation that wrote the inventory: another's same-named environment counts as another.
+  const others = await keptForOtherEnvironments(
+    client,
+    environment.name,
+    candidates,
+    signal,
+    home?.installation,
+  );
+  for (const [ref, why] of others) kept.set(ref, why);
   for (const [ref, why] of kept) diff.keptFromPrune.push({ ref, why });
   // In the order prune deletes them: the reverse of the apply order.
   for (const ref of [...stale].sort((a, b) => compareApplyOrder(b, a))) {
     if (kept.has(ref)) continue;
-    const verdict = await pruneVerdict(client, environment, ref, signal);
+    let verdict: PruneVerdict;
+    try {
+      verdict = await pruneVerdict(client, environment, ref, signal);
+    } catch (error) {
+      signal?.throwIfAborted();
+      // As a deploy fails that one object's prune, not the others'.
+      diff.notCompared.push({ ref, why: `not in the commit, and could not be read: ${errorMessage(error)}` });
+      continue;
+    }
     if (verdict.verdict === 'delete')
       diff.changes.push({ ref, action: 'delete', before: shown(verdict.live) });
     else if (verdict.verdict !== 'gone') diff.keptFromPrune.push({ ref, why: verdict.message });

@@ -85,29 +85,31 @@ function splitAt(set: FieldSet, path: readonly string[]): { at: FieldSet | undef
   return { at: { [head]: inner.at }, rest };
 }
 
+/** Whether an entry is hand-made configuration of `apiVersion` that a deploy takes over. */
+function isHandMade(entry: ManagedFieldsEntry, apiVersion: string): boolean {
+  return (
+    entry.manager !== undefined &&
+    HAND_MANAGERS.has(entry.manager) &&
+    !entry.subresource &&
+    entry.apiVersion === apiVersion &&
+    entry.fieldsType === 'FieldsV1' &&
+    entry.fieldsV1 !== undefined
+  );
+}
+
 /**
- * The `managedFields` that hand over to pushgate's apply entry whatever hand-made managers
- * own (except KEPT_PATHS), or undefined when there is nothing to take over. Only entries of
- * `apiVersion` (the version pushgate applies) are merged: field paths differ across versions.
+ * The fields hand-made managers own that a deploy hands to pushgate (all but KEPT_PATHS), and
+ * the entries as they are once they are handed over, pushgate's aside.
  */
-export function takeOverHandManagedFields(
-  live: LiveObject,
+function splitHandMade(
+  entries: readonly ManagedFieldsEntry[],
   apiVersion: string,
-  now = new Date(),
-): ManagedFieldsEntry[] | undefined {
-  const entries = (live.metadata as { managedFields?: ManagedFieldsEntry[] }).managedFields ?? [];
+): { taken: FieldSet; next: ManagedFieldsEntry[]; changed: boolean } {
   let taken: FieldSet = {};
   let changed = false;
   const next: ManagedFieldsEntry[] = [];
   for (const entry of entries) {
-    const handMade =
-      entry.manager !== undefined &&
-      HAND_MANAGERS.has(entry.manager) &&
-      !entry.subresource &&
-      entry.apiVersion === apiVersion &&
-      entry.fieldsType === 'FieldsV1' &&
-      entry.fieldsV1 !== undefined;
-    if (!handMade) {
+    if (!isHandMade(entry, apiVersion)) {
       next.push(entry);
       continue;
     }
@@ -126,6 +128,24 @@ export function takeOverHandManagedFields(
     taken = mergeFieldSets(taken, rest);
     if (!isEmpty(kept)) next.push({ ...entry, fieldsV1: kept });
   }
+  return { taken, next, changed };
+}
+
+function managedFieldsOf(object: LiveObject): ManagedFieldsEntry[] {
+  return (object.metadata as { managedFields?: ManagedFieldsEntry[] }).managedFields ?? [];
+}
+
+/**
+ * The `managedFields` that hand over to pushgate's apply entry whatever hand-made managers
+ * own (except KEPT_PATHS), or undefined when there is nothing to take over. Only entries of
+ * `apiVersion` (the version pushgate applies) are merged: field paths differ across versions.
+ */
+export function takeOverHandManagedFields(
+  live: LiveObject,
+  apiVersion: string,
+  now = new Date(),
+): ManagedFieldsEntry[] | undefined {
+  const { taken, next, changed } = splitHandMade(managedFieldsOf(live), apiVersion);
   if (!changed) return undefined;
   const own = next.findIndex(
     (entry) =>
@@ -323,4 +343,47 @@ async function putOwnershipBack(
     }
   }
   return false;
+}
+
+/** The fields of `a` that `b` does not own (a leaf of `b` owns everything under it). */
+function subtractFieldSet(a: FieldSet, b: FieldSet): FieldSet {
+  const rest: FieldSet = {};
+  for (const [key, child] of Object.entries(a)) {
+    const other = b[key];
+    if (other === undefined) {
+      rest[key] = child;
+      continue;
+    }
+    if (isEmpty(child) || isEmpty(other)) continue;
+    const left = subtractFieldSet(child, other);
+    if (!isEmpty(left)) rest[key] = left;
+  }
+  return rest;
+}
+
+/**
+ * What a deploy's takeover removes besides what the dry-run shows (`pushgate diff`): the
+ * fields hand-made managers own on `live` that pushgate's apply (its entry in the dry-run
+ * result) does not declare and no other manager owns. Undefined when there is nothing to take.
+ */
+export function handMadeFieldsRemoved(
+  live: LiveObject,
+  dryRun: LiveObject,
+  apiVersion: string,
+): FieldSet | undefined {
+  const { taken, changed } = splitHandMade(managedFieldsOf(live), apiVersion);
+  if (!changed) return undefined;
+  let kept: FieldSet = {};
+  for (const entry of managedFieldsOf(dryRun)) {
+    const own =
+      entry.manager === FIELD_MANAGER &&
+      entry.operation === 'Apply' &&
+      !entry.subresource &&
+      entry.apiVersion === apiVersion;
+    // The kept paths of hand-made entries stay theirs (splitHandMade left them out of `taken`).
+    if ((own || !isHandMade(entry, apiVersion)) && entry.fieldsV1)
+      kept = mergeFieldSets(kept, entry.fieldsV1);
+  }
+  const removed = subtractFieldSet(taken, kept);
+  return isEmpty(removed) ? undefined : removed;
 }

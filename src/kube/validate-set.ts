@@ -44,7 +44,7 @@ export async function validate(
  */
 export async function validateForDeploy(
   client: ClusterClient,
-  request: DeployRequest,
+  request: Pick<DeployRequest, 'environment' | 'manifests' | 'signal'>,
 ): Promise<PreparedObject[]> {
   const { environment } = request;
   if (request.manifests.length === 0 && !environment.allowEmpty) {

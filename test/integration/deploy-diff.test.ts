@@ -15,6 +15,14 @@ function secret(name: string, token: string): string {
   return `apiVersion: v1\nkind: Secret\nmetadata:\n  name: ${name}\nstringData:\n  token: ${JSON.stringify(token)}\n`;
 }
 
+/** The lines of `out` from the one starting with `header` to the next `# ` line. */
+function section(out: string, header: string): string {
+  const from = out.indexOf(header);
+  expect(from, `${header} in:\n${out}`).toBeGreaterThanOrEqual(0);
+  const next = out.indexOf('\n# ', from + 1);
+  return out.slice(from, next < 0 ? undefined : next + 1);
+}
+
 function keptConfigMap(name: string): string {
   return `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${name}\n  annotations:\n    pushgate.dev/prune: disabled\ndata:\n  v: "1"\n`;
 }
@@ -158,6 +166,105 @@ describe('pushgate diff (real git, kube-apiserver)', () => {
     const atOld = await diff(['web'], { ref: old.slice(0, 8) });
     expect(atOld.code, atOld.err).toBe(0);
     expect(atOld.err).toContain(`# web at ${old}: 0 to create, 0 to change`);
+  });
+
+  it('shows the fields set by hand (kubectl) that a deploy removes, changed object or not', async () => {
+    await harness.startWorker();
+    await repo.commit({
+      'manifests/alpha.yaml': configMap('alpha', { a: '1' }),
+      'manifests/beta.yaml': configMap('beta', { a: '1' }),
+    });
+    await deployHead();
+    const core = kubeConfigFromTest().makeApiClient(CoreV1Api);
+    const ns = namespace.name;
+    for (const name of ['alpha', 'beta']) {
+      const live = await core.readNamespacedConfigMap({ name, namespace: ns });
+      live.data = { ...live.data, extra: 'hand' };
+      if (name === 'alpha') live.metadata!.labels = { ...live.metadata!.labels, hand: 'yes' };
+      await core.replaceNamespacedConfigMap({
+        name,
+        namespace: ns,
+        body: live,
+        fieldManager: 'kubectl-edit',
+      });
+    }
+    await repo.commit({ 'manifests/beta.yaml': configMap('beta', { a: '2' }) });
+
+    const { code, out, err } = await diff(['web']);
+
+    expect(code, err).toBe(0);
+    const alpha = section(out, `# change v1 ConfigMap ${ns}/alpha`);
+    expect(alpha).toMatch(
+      /^# change v1 ConfigMap \S+\/alpha: fields set by hand \(kubectl\) that git does not declare go$/m,
+    );
+    expect(alpha).toMatch(/^- {2}extra: hand$/m);
+    expect(alpha).toMatch(/^- {4}hand: yes$/m);
+    const beta = section(out, `# change v1 ConfigMap ${ns}/beta`);
+    expect(beta).toMatch(/^- {2}a: "1"\n- {2}extra: hand\n\+ {2}a: "2"$/m);
+    expect(err).toContain('0 to create, 2 to change');
+
+    await deployHead();
+    expect((await core.readNamespacedConfigMap({ name: 'alpha', namespace: ns })).data).toEqual({ a: '1' });
+    const after = await diff(['web']);
+    expect(after.out).toBe('');
+    expect(after.err).toContain('0 to create, 0 to change, 0 to replace, 0 to prune, 2 objects unchanged');
+  });
+
+  it('lists as not compared, exit 0, an object whose dry-run only fields set by hand refuse (a deploy takes them over first)', async () => {
+    await harness.startWorker();
+    const service = (port: number) =>
+      `apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: { app: web }\n  ports: [{ name: http, port: ${port} }]\n`;
+    await repo.commit({ 'manifests/service.yaml': service(80) });
+    await deployHead();
+    const core = kubeConfigFromTest().makeApiClient(CoreV1Api);
+    const live = await core.readNamespacedService({ name: 'web', namespace: namespace.name });
+    live.spec!.ports = [{ name: 'http', port: 8080, protocol: 'TCP', targetPort: 8080 }];
+    await core.replaceNamespacedService({
+      name: 'web',
+      namespace: namespace.name,
+      body: live,
+      fieldManager: 'kubectl-edit',
+    });
+    await repo.commit({ 'manifests/service.yaml': service(81) });
+
+    const { code, out, err } = await diff(['web']);
+
+    expect(code, err).toBe(0);
+    expect(out).toMatch(
+      new RegExp(
+        `^# not compared: v1 Service ${namespace.name}/web: its dry-run is refused while fields set by hand`,
+        'm',
+      ),
+    );
+    expect(err).toContain('1 not compared');
+  });
+
+  it('refuses (exit 1) what a deploy refuses before any dry-run: an object named as the inventory', async () => {
+    await repo.commit({ 'manifests/inventory.yaml': configMap('pushgate-inventory-web', { a: '1' }) });
+
+    const { code, err } = await diff(['web']);
+
+    expect(code).toBe(1);
+    expect(err).toContain("is pushgate's inventory of environment web; choose another name");
+  });
+
+  it('shows a change among many objects of one kind (read with one LIST) as cleanly as any other', async () => {
+    await harness.startWorker();
+    const files = (changed: string) =>
+      Object.fromEntries(
+        Array.from({ length: 9 }, (_, n) => [
+          `manifests/c${n}.yaml`,
+          configMap(`c${n}`, { a: n === 3 ? changed : '1' }),
+        ]),
+      );
+    await repo.commit(files('1'));
+    await deployHead();
+    await repo.commit(files('2'));
+
+    const { out } = await diff(['web']);
+
+    const hunks = out.split('\n').filter((line) => /^[-+](?![-+]{2} )/.test(line));
+    expect(hunks).toEqual(['-  a: "1"', '+  a: "2"']);
   });
 
   it('fails (exit 1) naming the object when the commit would be refused before any write', async () => {
