@@ -89,8 +89,8 @@ export async function diffAgainstCluster(
         ref,
         action: 'replace',
         before: shown(planned.replace.live),
-        after: object.object,
-        note: `an immutable field changes and it is annotated pushgate.dev/force: deleted and created again (shown: the manifest)`,
+        after: shown(planned.replace.created),
+        note: 'an immutable field changes and it is annotated pushgate.dev/force: deleted and created again',
       });
       continue;
     }

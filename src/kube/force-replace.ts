@@ -110,14 +110,15 @@ export async function checkReplacement(
   object: PreparedObject,
   live: LiveObject,
   signal?: AbortSignal,
-): Promise<void> {
+): Promise<LiveObject> {
   const standIn = `pushgate-check-${randomBytes(4).toString('hex')}`;
   let checked = object.object;
   for (let round = 1; ; round += 1) {
     try {
       const asStandIn = { ...checked, metadata: { ...checked.metadata, name: standIn } };
-      await client.apply(object.resource, asStandIn, { dryRun: true, signal });
-      return;
+      const created = await client.apply(object.resource, asStandIn, { dryRun: true, signal });
+      // As the object would be created again, under its own name (`pushgate diff` shows it).
+      return { ...created, metadata: { ...created.metadata, name: object.ref.name } };
     } catch (error) {
       const next = round < MAX_CHECKS ? withoutHeldAddresses(checked, live, error) : undefined;
       if (next) {

@@ -19,7 +19,7 @@ export interface PlannedObject {
   object: PreparedObject;
   action: PlannedAction;
   /** To be deleted and created again: a change of an immutable field, allowed by `pushgate.dev/force`. */
-  replace?: { live: LiveObject };
+  replace?: { live: LiveObject; created: LiveObject };
   /** Fields hand-made managers own, to be handed to pushgate before the apply (field-takeover.ts). */
   takeover?: { live: LiveObject; managedFields: ManagedFieldsEntry[] };
   /** For a CustomResourceDefinition only: what the cluster serves now, and what this set would make of it. */
@@ -156,8 +156,8 @@ export async function planObjects(
       if (missingRole) throw new Error(missingRole, { cause: dryRunOutcome.error });
       if (!live || !forceEnabled(object.object) || !isImmutableChange(dryRunOutcome.error))
         throw dryRunOutcome.error;
-      await checkReplacement(client, object, live, signal);
-      return { object, action: 'configured' as const, replace: { live } };
+      const created = await checkReplacement(client, object, live, signal);
+      return { object, action: 'configured' as const, replace: { live, created } };
     }
     const dryRun = dryRunOutcome.result;
     const managedFields = live && takeOverHandManagedFields(live, object.object.apiVersion);

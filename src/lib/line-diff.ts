@@ -6,8 +6,9 @@ export interface DiffLine {
 
 /**
  * Past this many edits (removed plus added lines) the shortest edit script is not searched
- * for: Myers' trace grows with its square. Such a change is shown as every line of the one
- * side removed and every line of the other added, which it nearly is.
+ * for: Myers' trace grows with its square. Such a change is split at the lines found once on
+ * each side (as patience diff does), and each part diffed on its own; a part without such a
+ * line is shown as every line of the one side removed and every line of the other added.
  */
 const MAX_EDITS = 2_000;
 
@@ -30,15 +31,64 @@ export function diffLines(
   }
   const a = before.slice(start, endBefore);
   const b = after.slice(start, endAfter);
-  const middle = shortestEdits(a, b, maxEdits) ?? [
-    ...a.map((text) => line('-', text)),
-    ...b.map((text) => line('+', text)),
-  ];
+  const middle = shortestEdits(a, b, maxEdits) ?? anchoredEdits(a, b, maxEdits);
   return [
     ...before.slice(0, start).map((text) => line(' ', text)),
     ...middle,
     ...before.slice(endBefore).map((text) => line(' ', text)),
   ];
+}
+
+/**
+ * The lines found exactly once in each side, as pairs of positions, the longest run of them
+ * in the same order on both (patience sorting); each stretch between two is diffed alone.
+ */
+function anchoredEdits(a: readonly string[], b: readonly string[], maxEdits: number): DiffLine[] {
+  const anchors = uniqueCommonLines(a, b);
+  if (anchors.length === 0) return [...a.map((text) => line('-', text)), ...b.map((text) => line('+', text))];
+  const lines: DiffLine[] = [];
+  let fromA = 0;
+  let fromB = 0;
+  for (const [atA, atB] of anchors) {
+    lines.push(...diffLines(a.slice(fromA, atA), b.slice(fromB, atB), maxEdits), line(' ', a[atA]!));
+    fromA = atA + 1;
+    fromB = atB + 1;
+  }
+  lines.push(...diffLines(a.slice(fromA), b.slice(fromB), maxEdits));
+  return lines;
+}
+
+function uniqueCommonLines(a: readonly string[], b: readonly string[]): [number, number][] {
+  const count = (lines: readonly string[]): Map<string, number> => {
+    const counts = new Map<string, number>();
+    for (const text of lines) counts.set(text, (counts.get(text) ?? 0) + 1);
+    return counts;
+  };
+  const inA = count(a);
+  const inB = count(b);
+  const whereInB = new Map<string, number>();
+  b.forEach((text, index) => whereInB.set(text, index));
+  const pairs: [number, number][] = [];
+  a.forEach((text, index) => {
+    if (inA.get(text) === 1 && inB.get(text) === 1) pairs.push([index, whereInB.get(text)!]);
+  });
+  // The longest increasing run of positions in b (pairs are in order of a): patience sorting.
+  const tails: number[] = [];
+  const previous = new Array<number>(pairs.length).fill(-1);
+  pairs.forEach(([, atB], index) => {
+    let low = 0;
+    let high = tails.length;
+    while (low < high) {
+      const middle = (low + high) >> 1;
+      if (pairs[tails[middle]!]![1] < atB) low = middle + 1;
+      else high = middle;
+    }
+    if (low > 0) previous[index] = tails[low - 1]!;
+    tails[low] = index;
+  });
+  const run: [number, number][] = [];
+  for (let index = tails.at(-1) ?? -1; index >= 0; index = previous[index]!) run.push(pairs[index]!);
+  return run.reverse();
 }
 
 function line(kind: DiffLine['kind'], text: string): DiffLine {

@@ -267,6 +267,29 @@ describe('pushgate diff (real git, kube-apiserver)', () => {
     expect(hunks).toEqual(['-  a: "1"', '+  a: "2"']);
   });
 
+  it('shows a forced replacement as the server would create the object again', async () => {
+    await harness.startWorker();
+    // A Job's template cannot change: its manifest leaves out much the server fills in.
+    const frozen = (v: string) =>
+      `apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: frozen\n  annotations: { pushgate.dev/force: enabled }\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{ name: main, image: "busybox:${v}" }]\n`;
+    await repo.commit({ 'manifests/frozen.yaml': frozen('1') });
+    await deployHead();
+    await repo.commit({ 'manifests/frozen.yaml': frozen('2') });
+
+    const { code, out, err } = await diff(['web']);
+
+    expect(code, err).toBe(0);
+    expect(out).toContain(
+      `# replace batch/v1 Job ${namespace.name}/frozen: an immutable field changes and it is annotated pushgate.dev/force: deleted and created again`,
+    );
+    // The change, and what the server generates for each Job it creates (its uid's labels),
+    // not what its manifest leaves out.
+    const changed = out.split('\n').filter((text) => /^[-+](?![-+]{2} )/.test(text));
+    expect(
+      changed.filter((text) => !/controller-uid|batch\.kubernetes\.io\/job-name|job-name:/.test(text)),
+    ).toEqual(['-        - image: busybox:1', '+        - image: busybox:2']);
+  });
+
   it('fails (exit 1) naming the object when the commit would be refused before any write', async () => {
     await repo.commit({
       'manifests/bad.yaml':

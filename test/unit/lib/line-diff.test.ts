@@ -31,7 +31,19 @@ describe('diffLines', () => {
     }
   });
 
-  it('past its edit limit shows the differing middle removed, then added', () => {
+  it('past its edit limit splits the change at lines found once on each side, and stays as short', () => {
+    const before = Array.from({ length: 20_000 }, (_, n) => `key${n}: value ${n}`);
+    const after = before.map((text, n) => (n % 11 === 5 ? `${text} changed` : text));
+    const changedLines = before.filter((_, n) => n % 11 === 5).length;
+
+    const lines = diffLines(before, after);
+
+    expect(side(lines, '+')).toEqual(before);
+    expect(side(lines, '-')).toEqual(after);
+    expect(lines.filter((entry) => entry.kind !== ' ')).toHaveLength(2 * changedLines);
+  });
+
+  it('past its edit limit, with no line found once on each side, shows the differing middle removed, then added', () => {
     const lines = diffLines(['same', 'a', 'b', 'end'], ['same', 'c', 'd', 'end'], 1);
     expect(lines).toEqual([
       { kind: ' ', text: 'same' },
