@@ -266,6 +266,7 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
               redis,
               keys,
               runningEnvironments: () => presence.runningEnvironments(),
+              ranLately: (environment) => presence.ranLately(environment),
               logger,
             })
           : undefined,

@@ -205,15 +205,41 @@ export class WorkerPresence {
   /**
    * The environments of this worker's configuration and of every other running worker's,
    * read afresh: what must keep its history (see retired-histories). Undefined when a
-   * worker's entry cannot be read (another version's): what it runs is not known.
+   * running worker's entry cannot be read (another version's): what it runs is not known. An
+   * entry past its time is a worker gone, whatever its version.
    */
   async runningEnvironments(): Promise<Set<string> | undefined> {
-    const [{ live }, entries] = await Promise.all([this.read(true), this.redis.hgetall(this.keys.workers)]);
-    if (Object.values(entries).some((raw) => parse(entrySchema, raw) === undefined)) return undefined;
+    const [{ live, now }, entries] = await Promise.all([
+      this.read(true),
+      this.redis.hgetall(this.keys.workers),
+    ]);
+    for (const raw of Object.values(entries)) {
+      if (parse(entrySchema, raw)) continue;
+      // Every version's entry has had `until`, Redis's time it counts as gone from.
+      const until = parse(z.object({ until: z.number() }), raw)?.until;
+      if (until === undefined || until >= now) return undefined;
+    }
     const environments = new Set(Object.keys(this.mine));
     for (const entry of live)
       for (const environment of Object.keys(entry.environments)) environments.add(environment);
     return environments;
+  }
+
+  /**
+   * Whether a worker whose configuration has the environment ran lately: within the hold
+   * (VANISHED_HOLD_MS) of its last record, as newest() counts it. A worker that stalled past
+   * its entry's time, or restarts, still has it.
+   */
+  async ranLately(environment: string): Promise<boolean> {
+    const [lastLive, now] = await Promise.all([
+      this.redis.hgetall(this.keys.configLive(environment)),
+      this.now(),
+    ]);
+    return Object.values(lastLive).some((raw) => {
+      const last = parse(lastLiveSchema, raw);
+      // Another version's record it cannot read: as if it ran lately, to be safe.
+      return !last || heldUntil(last) >= now;
+    });
   }
 
   /**

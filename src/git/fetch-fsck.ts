@@ -71,6 +71,8 @@ export function fsckIgnoreFromEnv(env: Record<string, string | undefined>): stri
 
 /** What git's fsck says of a `fsck.<id>` setting whose id it does not know. */
 const UNKNOWN_ID = /Unhandled message id: (\S+)/;
+/** …and of one it knows but never lets through (`nulInHeader`: a fetch fails whatever the setting). */
+const FATAL_ID = /Cannot demote (\S+)/;
 
 /**
  * Refuses (as invalid configuration, exit 2) the ids of `PUSHGATE_GIT_FSCK_IGNORE` that the
@@ -88,19 +90,31 @@ export async function refuseUnknownFsckIds(
     const options = { timeoutMs: 30_000, processEnv, what: 'check the fsck message ids' };
     await runGit(['init', '--quiet', '--bare', dir], options);
     const unknown: string[] = [];
-    // One git per id: git stops at the first unknown one, and every typo should be named.
+    const fatal: string[] = [];
+    // One git per id: git stops at the first bad one, and every bad one should be named.
     for (const id of ids) {
       try {
         await runGit(['-c', `fsck.${id}=ignore`, '--git-dir', dir, 'fsck', '--no-progress'], options);
       } catch (error) {
-        if (!(error instanceof GitCommandError && UNKNOWN_ID.test(error.stderr))) throw error;
-        unknown.push(id);
+        if (!(error instanceof GitCommandError)) throw error;
+        if (UNKNOWN_ID.test(error.stderr)) unknown.push(id);
+        else if (FATAL_ID.test(error.stderr)) fatal.push(id);
+        else throw error;
       }
     }
-    if (unknown.length > 0)
-      throw new ConfigError(
-        `${FSCK_IGNORE_VARIABLE} names ${unknown.map((id) => `"${id}"`).join(', ')}, which this git does not know as a fsck message id (git help fsck lists them, as in hasDot or zeroPaddedFilemode)`,
-      );
+    const quoted = (list: string[]): string => list.map((id) => `"${id}"`).join(', ');
+    const problems = [
+      ...(unknown.length > 0
+        ? [
+            `${quoted(unknown)}, which this git does not know as a fsck message id (git help fsck lists them, as in hasDot or zeroPaddedFilemode)`,
+          ]
+        : []),
+      ...(fatal.length > 0
+        ? [`${quoted(fatal)}, which git never lets through (a fetch fails whatever the setting)`]
+        : []),
+    ];
+    if (problems.length > 0)
+      throw new ConfigError(`${FSCK_IGNORE_VARIABLE} names ${problems.join('; and ')}`);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -45,6 +45,8 @@ export interface Keys {
   queuedResync(environment: string): string;
   /** Held by the one worker that runs this hour's drop of removed environments' histories. */
   retiredSweep: string;
+  /** When a sweep first found that no running worker has the environment (retired-histories). */
+  retiredSince(environment: string): string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -73,6 +75,7 @@ export function createKeys(prefix: string): Keys {
     repairPass: (configuration) => `${tag}:repair-pass:${configuration}`,
     queuedResync: (environment) => `${tag}:queued-resync:${environment}`,
     retiredSweep: `${tag}:retired-sweep`,
+    retiredSince: (environment) => `${tag}:retired-since:${environment}`,
     targetChangeQueued: (environment, targetDigest) => `${tag}:target-change:${environment}:${targetDigest}`,
   };
 }

@@ -141,11 +141,12 @@ describe('worker settings from the environment', () => {
     async (command) => {
       const args = command === 'render' ? ['render', 'staging'] : [command];
       const run = await runCli([...args, '--config', configFile], {
-        PUSHGATE_GIT_FSCK_IGNORE: 'hasDot,hasDott,zeroPaddedFileMode,duplicateEntry',
+        PUSHGATE_GIT_FSCK_IGNORE: 'hasDot,hasDott,nulInHeader,zeroPaddedFileMode,duplicateEntry',
       });
       expect(run.stderr).toContain(
         `pushgate ${command}: PUSHGATE_GIT_FSCK_IGNORE names "hasDott", "duplicateEntry", which this git does not know as a fsck message id`,
       );
+      expect(run.stderr).toContain('; and "nulInHeader", which git never lets through');
       expect(run.code).toBe(2);
     },
   );

@@ -134,12 +134,18 @@ describe('on a Redis Cluster (three real masters; redis.cluster: true)', () => {
       })),
     );
 
-    const dropped = await dropRetiredHistories({
-      redis: client,
-      keys,
-      runningEnvironments: () => Promise.resolve(new Set(['web'])),
-      logger: silentLogger(),
-    });
+    const sweep = (now: number) =>
+      dropRetiredHistories({
+        redis: client,
+        keys,
+        runningEnvironments: () => Promise.resolve(new Set(['web'])),
+        ranLately: () => Promise.resolve(false),
+        logger: silentLogger(),
+        now,
+      });
+    await sweep(Date.now() - RETIRED_HISTORY_KEPT_MS - 60_000);
+
+    const dropped = await sweep(Date.now());
 
     expect(dropped).toEqual(new Map([['removed', 2]]));
     expect(await store.getMany(ids)).toEqual([]);

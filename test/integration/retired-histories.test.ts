@@ -6,6 +6,7 @@ import {
   claimRetiredSweep,
   dropRetiredHistories,
   RETIRED_HISTORY_KEPT_MS,
+  type RetiredSweepResult,
 } from '../../src/status/retired-histories.js';
 import { producerFixture } from '../helpers/producer.js';
 
@@ -32,8 +33,34 @@ async function history(
   return requests.map((request) => request.id);
 }
 
+interface SweepOptions {
+  now?: number;
+  ranLately?: (environment: string) => Promise<boolean>;
+  running?: () => Promise<ReadonlySet<string> | undefined>;
+}
+
+function sweep({ redis, keys }: ProducerServices, options: SweepOptions = {}): Promise<RetiredSweepResult> {
+  return dropRetiredHistories({
+    redis,
+    keys,
+    runningEnvironments: options.running ?? (() => Promise.resolve(new Set(['web', 'other']))),
+    ranLately: options.ranLately ?? (() => Promise.resolve(false)),
+    logger: silentLogger(),
+    ...(options.now === undefined ? {} : { now: options.now }),
+  });
+}
+
+/** A sweep a week and a day ago (which finds the environments retired), then one now. */
+async function sweepAWeekApart(
+  connected: ProducerServices,
+  options: SweepOptions = {},
+): Promise<RetiredSweepResult> {
+  await sweep(connected, { ...options, now: Date.now() - RETIRED_HISTORY_KEPT_MS - DAY_MS });
+  return sweep(connected, options);
+}
+
 describe('the job history of an environment no running worker has (real Redis)', () => {
-  it('goes a week after its last job, all of it, with its quiet re-syncs and configuration sightings; its last applied commit stays', async () => {
+  it('goes a week after its last job and its removal, all of it, with the keys naming it; its last applied commit stays', async () => {
     const connected = await services();
     const { redis: client, keys, store } = connected;
     const gone = await history(connected, 'gone', 250, RETIRED_HISTORY_KEPT_MS + DAY_MS);
@@ -43,14 +70,12 @@ describe('the job history of an environment no running worker has (real Redis)',
     await client.zadd(keys.quietResyncs('gone'), 1, gone[0]!);
     await client.hset(keys.configSeen('gone'), 'abc', '1');
     await client.hset(keys.configLive('gone'), 'abc', '{}');
+    await client.set(keys.reconcileRemoved('gone'), 'x');
     await client.hset(keys.environment('gone'), 'lastAppliedSha', 'f'.repeat(40));
+    const shaOf = (n: number): string => n.toString(16).padStart(40, '0');
+    expect(await client.get(keys.shaJob('gone', shaOf(7)))).toBe('gone-7');
 
-    const dropped = await dropRetiredHistories({
-      redis: client,
-      keys,
-      runningEnvironments: () => Promise.resolve(new Set(['web', 'other'])),
-      logger: silentLogger(),
-    });
+    const dropped = await sweepAWeekApart(connected);
 
     expect(dropped).toEqual(new Map([['gone', 250]]));
     expect(await store.getMany(gone)).toEqual([]);
@@ -58,7 +83,14 @@ describe('the job history of an environment no running worker has (real Redis)',
     const all = new Set(await client.zrange(keys.jobsAll, 0, -1));
     expect(gone.filter((id) => all.has(id))).toEqual([]);
     expect(
-      await client.exists(keys.quietResyncs('gone'), keys.configSeen('gone'), keys.configLive('gone')),
+      await client.exists(
+        keys.quietResyncs('gone'),
+        keys.configSeen('gone'),
+        keys.configLive('gone'),
+        keys.reconcileRemoved('gone'),
+        keys.retiredSince('gone'),
+        keys.shaJob('gone', shaOf(7)),
+      ),
     ).toBe(0);
     expect(await client.hget(keys.environment('gone'), 'lastAppliedSha')).toBe('f'.repeat(40));
     // Configured here or on another running worker, or with a job within the week: kept whole.
@@ -66,22 +98,43 @@ describe('the job history of an environment no running worker has (real Redis)',
       expect((await store.getMany(ids)).map((record) => record.id)).toEqual(ids);
       expect(ids.every((id) => all.has(id))).toBe(true);
     }
+    expect(await client.get(keys.shaJob('web', shaOf(1)))).toBe('web-1');
   });
 
-  it('keeps every history while a running worker cannot be read (another version), and sweeps once an hour per installation', async () => {
+  it('counts the week from the first sweep that finds it retired too: a quiet environment removed today keeps its history', async () => {
+    const connected = await services();
+    const { redis: client, keys, store } = connected;
+    const quiet = await history(connected, 'quiet', 3, 30 * DAY_MS);
+    const now = Date.now();
+
+    expect((await sweep(connected, { now })).size).toBe(0);
+    expect((await sweep(connected, { now: now + RETIRED_HISTORY_KEPT_MS - DAY_MS })).size).toBe(0);
+    expect(await store.getMany(quiet)).toHaveLength(3);
+    // Added back meanwhile: the count starts again when it is next removed.
+    await sweep(connected, { now, running: () => Promise.resolve(new Set(['quiet'])) });
+    expect(await client.exists(keys.retiredSince('quiet'))).toBe(0);
+    expect((await sweep(connected, { now: now + RETIRED_HISTORY_KEPT_MS + DAY_MS })).size).toBe(0);
+
+    expect(await sweep(connected, { now: now + 2 * RETIRED_HISTORY_KEPT_MS + 2 * DAY_MS })).toEqual(
+      new Map([['quiet', 3]]),
+    );
+  });
+
+  it('keeps every history while a running worker cannot be read, and one whose worker ran lately; sweeps once an hour per installation', async () => {
     const connected = await services();
     const { redis: client, keys, store } = connected;
     const gone = await history(connected, 'gone', 3, RETIRED_HISTORY_KEPT_MS + DAY_MS);
+    const stalled = await history(connected, 'stalled', 3, RETIRED_HISTORY_KEPT_MS + DAY_MS);
 
-    const dropped = await dropRetiredHistories({
-      redis: client,
-      keys,
-      runningEnvironments: () => Promise.resolve(undefined),
-      logger: silentLogger(),
-    });
-
-    expect(dropped.size).toBe(0);
+    expect((await sweepAWeekApart(connected, { running: () => Promise.resolve(undefined) })).size).toBe(0);
     expect(await store.getMany(gone)).toHaveLength(3);
+
+    const dropped = await sweepAWeekApart(connected, {
+      ranLately: (environment) => Promise.resolve(environment === 'stalled'),
+    });
+    expect(dropped).toEqual(new Map([['gone', 3]]));
+    expect(await store.getMany(stalled)).toHaveLength(3);
+
     expect(await claimRetiredSweep(connected)).toBe(true);
     expect(await claimRetiredSweep(connected)).toBe(false);
     expect(await client.pttl(keys.retiredSweep)).toBeGreaterThan(3_500_000);
@@ -89,14 +142,13 @@ describe('the job history of an environment no running worker has (real Redis)',
 
   it('keeps a history whose environment got a job after the sweep read it as retired (added back)', async () => {
     const connected = await services();
-    const { redis: client, keys, store } = connected;
-    const gone = await history(connected, 'back', 3, RETIRED_HISTORY_KEPT_MS + DAY_MS);
+    const { store } = connected;
+    const back = await history(connected, 'back', 3, RETIRED_HISTORY_KEPT_MS + DAY_MS);
+    await sweep(connected, { now: Date.now() - RETIRED_HISTORY_KEPT_MS - DAY_MS });
 
-    const dropped = await dropRetiredHistories({
-      redis: client,
-      keys,
+    const dropped = await sweep(connected, {
       // Between the worker's read of who runs what and the drop, the environment comes back.
-      runningEnvironments: async () => {
+      running: async () => {
         await store.claimMany([
           {
             id: 'back-new',
@@ -107,10 +159,9 @@ describe('the job history of an environment no running worker has (real Redis)',
         ]);
         return new Set<string>();
       },
-      logger: silentLogger(),
     });
 
     expect(dropped.size).toBe(0);
-    expect(await store.getMany([...gone, 'back-new'])).toHaveLength(4);
+    expect(await store.getMany([...back, 'back-new'])).toHaveLength(4);
   });
 });

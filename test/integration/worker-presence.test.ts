@@ -292,8 +292,33 @@ describe('which configurations the running workers have (real Redis)', () => {
 
     expect(await presence.runningEnvironments()).toEqual(new Set(['web', 'api']));
 
-    await raw.hset(keys.workers, 'newer-version', JSON.stringify({ environments: ['api'] }));
+    // Another version's entry: past its time, a worker gone; else what it runs is not known.
+    await raw.hset(keys.workers, 'old-killed', JSON.stringify({ until: now - 60_000, targets: {} }));
+    expect(await presence.runningEnvironments()).toEqual(new Set(['web', 'api']));
+    await raw.hset(
+      keys.workers,
+      'newer-version',
+      JSON.stringify({ until: now + 60_000, environments: ['api'] }),
+    );
     expect(await presence.runningEnvironments()).toBeUndefined();
-    await raw.hdel(keys.workers, 'newer-version', 'other-worker');
+    await raw.hdel(keys.workers, 'newer-version', 'other-worker', 'old-killed');
+  });
+
+  it('tells an environment whose worker ran within the hold (stalled past its entry, restarting) from one no worker ran lately', async () => {
+    const raw = connection();
+    const { presence, config } = await workerIn('apps-lately');
+    const target = environmentTarget(config.environments[0]!);
+    const [seconds] = await raw.time();
+    const now = Number(seconds) * 1000;
+    const ranAt = async (environment: string, at: number): Promise<void> => {
+      await raw.hset(keys.configLive(environment), 'f'.repeat(16), JSON.stringify({ at, until: at, target }));
+    };
+
+    await ranAt('stalled', now - 60_000);
+    await ranAt('long-gone', now - VANISHED_HOLD_MS - 60_000);
+
+    expect(await presence.ranLately('stalled')).toBe(true);
+    expect(await presence.ranLately('long-gone')).toBe(false);
+    expect(await presence.ranLately('never')).toBe(false);
   });
 });
