@@ -1,14 +1,11 @@
 import { CoreV1Api } from '@kubernetes/client-node';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { runDiff } from '../../src/commands/diff.js';
-import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
-import { createTestNamespace, kubeConfigFromTest, type TestNamespace } from '../helpers/kube.js';
+import type { EnvRepo } from '../helpers/env-repo.js';
+import { kubeConfigFromTest, type TestNamespace } from '../helpers/kube.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
-import { createWorkerHarness, type WorkerHarness } from './worker-harness.js';
+import { createCommandWorld, type CommandRun, type CommandWorld } from './command-world.js';
+import type { WorkerHarness } from './worker-harness.js';
 import { configMap } from './worker-manifests.js';
 
 function secret(name: string, token: string): string {
@@ -29,10 +26,10 @@ function keptConfigMap(name: string): string {
 
 describe('pushgate diff (real git, kube-apiserver)', () => {
   let redis: TestRedis;
+  let world: CommandWorld;
   let repo: EnvRepo;
-  let namespace: TestNamespace;
   let harness: WorkerHarness;
-  let dir: string;
+  let namespace: TestNamespace;
 
   beforeAll(async () => {
     redis = await startRedis();
@@ -41,41 +38,18 @@ describe('pushgate diff (real git, kube-apiserver)', () => {
     await redis.stop();
   });
   beforeEach(async () => {
-    repo = await createEnvRepo({ branch: 'env/test' });
-    namespace = await createTestNamespace('diff');
-    harness = await createWorkerHarness({
-      redisUrl: redis.url,
-      environments: [{ name: 'web', repo, env: { namespace: namespace.name, healthTimeout: '0' } }],
-    });
-    dir = await mkdtemp(path.join(tmpdir(), 'pushgate-diff-'));
-    await writeFile(path.join(dir, 'pushgate.yaml'), harness.configText);
+    world = await createCommandWorld(redis.url, 'diff', { healthTimeout: '0' });
+    ({ repo, harness, namespace } = world);
   });
   afterEach(async () => {
-    await harness.close();
-    await namespace.cleanup();
-    await repo.remove();
-    await rm(dir, { recursive: true, force: true });
+    await world.close();
   });
 
-  async function diff(positionals: string[], options: { ref?: string; showSecrets?: boolean } = {}) {
-    const stdout = new PassThrough();
-    const stderr = new PassThrough();
-    let out = '';
-    let err = '';
-    stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-    stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
-    const code = await runDiff({
-      positionals,
-      config: path.join(dir, 'pushgate.yaml'),
-      ref: options.ref,
-      wait: false,
-      json: false,
-      showSecrets: options.showSecrets,
-      env: { PUSHGATE_CACHE_DIR: path.join(dir, 'cache'), LOG_LEVEL: 'silent' },
-      stdout,
-      stderr,
-    });
-    return { code, out, err };
+  function diff(
+    positionals: string[],
+    options: { ref?: string; showSecrets?: boolean } = {},
+  ): Promise<CommandRun> {
+    return world.run(runDiff, positionals, options);
   }
 
   async function deployHead(): Promise<void> {

@@ -1,25 +1,25 @@
 import { CoreV1Api } from '@kubernetes/client-node';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
 import { parseAllDocuments } from 'yaml';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { runRender } from '../../src/commands/render.js';
 import { MirrorCache } from '../../src/git/mirror-cache.js';
-import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
+import type { EnvRepo } from '../helpers/env-repo.js';
 import { git } from '../helpers/git.js';
 import { commitTree, writeBlob, writeGitBomb, writeTree } from '../helpers/git-trees.js';
-import { createTestNamespace, kubeConfigFromTest, type TestNamespace } from '../helpers/kube.js';
+import { kubeConfigFromTest, type TestNamespace } from '../helpers/kube.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
-import { createWorkerHarness, type WorkerHarness } from './worker-harness.js';
+import { createCommandWorld, type CommandRun, type CommandWorld } from './command-world.js';
+import type { WorkerHarness } from './worker-harness.js';
 import { configMap } from './worker-manifests.js';
 
 describe('pushgate render (real git, kube-apiserver)', () => {
   let redis: TestRedis;
+  let world: CommandWorld;
   let repo: EnvRepo;
-  let namespace: TestNamespace;
   let harness: WorkerHarness;
+  let namespace: TestNamespace;
   let dir: string;
 
   beforeAll(async () => {
@@ -29,41 +29,15 @@ describe('pushgate render (real git, kube-apiserver)', () => {
     await redis.stop();
   });
   beforeEach(async () => {
-    repo = await createEnvRepo({ branch: 'env/test' });
-    namespace = await createTestNamespace('render');
-    harness = await createWorkerHarness({
-      redisUrl: redis.url,
-      environments: [{ name: 'web', repo, env: { namespace: namespace.name } }],
-    });
-    dir = await mkdtemp(path.join(tmpdir(), 'pushgate-render-'));
-    await writeFile(path.join(dir, 'pushgate.yaml'), harness.configText);
+    world = await createCommandWorld(redis.url, 'render');
+    ({ repo, harness, namespace, dir } = world);
   });
   afterEach(async () => {
-    await harness.close();
-    await namespace.cleanup();
-    await repo.remove();
-    await rm(dir, { recursive: true, force: true });
+    await world.close();
   });
 
-  async function render(positionals: string[], ref?: string, showSecrets?: boolean) {
-    const stdout = new PassThrough();
-    const stderr = new PassThrough();
-    let out = '';
-    let err = '';
-    stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-    stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
-    const code = await runRender({
-      positionals,
-      config: path.join(dir, 'pushgate.yaml'),
-      ref,
-      wait: false,
-      json: false,
-      showSecrets,
-      env: { PUSHGATE_CACHE_DIR: path.join(dir, 'cache'), LOG_LEVEL: 'silent' },
-      stdout,
-      stderr,
-    });
-    return { code, out, err };
+  function render(positionals: string[], ref?: string, showSecrets?: boolean): Promise<CommandRun> {
+    return world.run(runRender, positionals, { ref, showSecrets });
   }
 
   it('prints the branch head’s objects as YAML documents and applies nothing', async () => {
