@@ -179,13 +179,17 @@ export function unifiedHunks(lines: readonly DiffLine[], context = 3): string[] 
     const hunk = lines.slice(from, to);
     const countA = hunk.filter((entry) => entry.kind !== '+').length;
     const countB = hunk.filter((entry) => entry.kind !== '-').length;
-    out.push(`@@ -${hunkStart(lineA, countA)},${countA} +${hunkStart(lineB, countB)},${countB} @@`);
+    out.push(`@@ -${hunkRange(lineA, countA)} +${hunkRange(lineB, countB)} @@`);
     for (const entry of hunk) out.push(`${entry.kind}${entry.text}`);
   }
   return out;
 }
 
-/** A hunk starts at its first line (1-based), or, when its side has none, at the line before. */
-function hunkStart(linesBefore: number, count: number): number {
-  return count === 0 ? linesBefore : linesBefore + 1;
+/**
+ * `start,count` of one side of a hunk, as diff -u writes it: the start is the hunk's first
+ * line (1-based), or the line before when the side has none; a count of one is left out.
+ */
+function hunkRange(linesBefore: number, count: number): string {
+  const start = count === 0 ? linesBefore : linesBefore + 1;
+  return count === 1 ? String(start) : `${start},${count}`;
 }

@@ -85,8 +85,9 @@ describe('unifiedHunks', () => {
     expect(unifiedHunks(diffLines(before, near))[0]).toBe('@@ -3,13 +3,13 @@');
   });
 
-  it('starts an empty side at the line before, and is empty when nothing changed', () => {
+  it('starts an empty side at the line before, leaves out a count of one, and is empty when nothing changed', () => {
     expect(unifiedHunks(diffLines([], ['a', 'b']))).toEqual(['@@ -0,0 +1,2 @@', '+a', '+b']);
     expect(unifiedHunks(diffLines(['a'], ['a']))).toEqual([]);
+    expect(unifiedHunks(diffLines(['a'], ['b']))).toEqual(['@@ -1 +1 @@', '-a', '+b']);
   });
 });
