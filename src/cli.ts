@@ -98,7 +98,7 @@ cluster, not Redis.
   },
   diff: {
     load: () => import('./commands/diff.js').then((m) => m.runDiff),
-    help: `Usage: pushgate diff ENV [--ref SHA] [--show-secrets] [--config F]
+    help: `Usage: pushgate diff ENV [--ref SHA] [--show-secrets] [--json] [--config F]
 
 What a deploy of ENV's branch head (or commit SHA) would change in its cluster, as kubectl
 diff shows it: a unified diff of each object's live copy against the server-side dry-run of
@@ -110,8 +110,11 @@ would fail before its first write (its manifests, the policy or the dry-run).
                          digits of one in the branch's history
   --show-secrets         print the values of Secrets' data and stringData; by default each is
                          replaced by '[redacted: N bytes]', '(changed)' where it changes
+  --json                 print one JSON object: {"environment", "sha", "changes": [{"action",
+                         "apiVersion", "kind", "namespace", "name", "note", "diff"}],
+                         "unchanged", "notCompared", "keptFromPrune"}; each diff as the text
 `,
-    options: ['ref', 'show-secrets'],
+    options: ['ref', 'show-secrets', 'json'],
     maxPositionals: 1,
   },
   sync: {
@@ -226,7 +229,7 @@ Commands:
 
 Options:
   --config F             configuration file (default: $PUSHGATE_CONFIG, else config/pushgate.yaml)
-  --json                 machine-readable output (status, sync, suspend, resume)
+  --json                 machine-readable output (status, sync, suspend, resume, diff)
   -h, --help             this help; pushgate <command> --help for one command
   --version              print the version of pushgate
 

@@ -1,6 +1,6 @@
 import { stringify } from 'yaml';
 import { clusterClientFor } from '../deploy/kube-apply-engine.js';
-import { diffAgainstCluster, type ObjectChange } from '../kube/diff.js';
+import { diffAgainstCluster, type ClusterDiff, type ObjectChange } from '../kube/diff.js';
 import { UsageError } from '../lib/errors.js';
 import { diffLines, unifiedHunks } from '../lib/line-diff.js';
 import { counted } from '../lib/counted.js';
@@ -23,16 +23,20 @@ const CONTEXT_LINES = 3;
 export async function runDiff(args: CommandArgs): Promise<number> {
   const [name, ...extra] = args.positionals;
   if (!name || extra.length > 0)
-    throw new UsageError('usage: pushgate diff ENV [--ref SHA] [--show-secrets]');
+    throw new UsageError('usage: pushgate diff ENV [--ref SHA] [--show-secrets] [--json]');
   return withEnvironmentCommit(args, 'diff', async ({ runtime, environment, sha, manifests }) => {
     const client = clusterClientFor(runtime.config, environment, args.env);
     const diff = await diffAgainstCluster(client, { environment, manifests });
-    for (const change of diff.changes)
-      args.stdout.write(formatChange(change, sha, args.showSecrets ?? false));
-    for (const { ref, why } of diff.notCompared)
-      args.stdout.write(`# not compared: ${describeRef(ref)}: ${why}\n`);
-    for (const { ref, why } of diff.keptFromPrune)
-      args.stdout.write(`# kept, not in the commit: ${describeRef(ref)}: ${why}\n`);
+    const showSecrets = args.showSecrets ?? false;
+    if (args.json) {
+      args.stdout.write(`${JSON.stringify(diffAsJson(environment.name, sha, diff, showSecrets))}\n`);
+    } else {
+      for (const change of diff.changes) args.stdout.write(formatChange(change, sha, showSecrets));
+      for (const { ref, why } of diff.notCompared)
+        args.stdout.write(`# not compared: ${describeRef(ref)}: ${why}\n`);
+      for (const { ref, why } of diff.keptFromPrune)
+        args.stdout.write(`# kept, not in the commit: ${describeRef(ref)}: ${why}\n`);
+    }
     const count = (action: ObjectChange['action']): number =>
       diff.changes.filter((change) => change.action === action).length;
     args.stderr.write(
@@ -51,13 +55,47 @@ export async function runDiff(args: CommandArgs): Promise<number> {
   });
 }
 
+/**
+ * `--json`: one object, for a bot that comments on a pull request or a drift check (`jq
+ * '.changes | length'`): each change with its unified diff as text, what was not compared
+ * and what prune keeps, with why.
+ */
+function diffAsJson(
+  environment: string,
+  sha: string,
+  diff: ClusterDiff,
+  showSecrets: boolean,
+): Record<string, unknown> {
+  const located = (ref: ObjectRef) => ({
+    apiVersion: ref.apiVersion,
+    kind: ref.kind,
+    ...(ref.namespace === undefined ? {} : { namespace: ref.namespace }),
+    name: ref.name,
+  });
+  return {
+    environment,
+    sha,
+    changes: diff.changes.map((change) => ({
+      action: change.action,
+      ...located(change.ref),
+      ...(change.note ? { note: change.note } : {}),
+      diff: formatChange(change, sha, showSecrets, false),
+    })),
+    unchanged: diff.unchanged,
+    notCompared: diff.notCompared.map(({ ref, why }) => ({ ...located(ref), why })),
+    keptFromPrune: diff.keptFromPrune.map(({ ref, why }) => ({ ...located(ref), why })),
+  };
+}
+
 /** One object's change as a unified diff, its sides named after the live object and the commit. */
-function formatChange(change: ObjectChange, sha: string, showSecrets: boolean): string {
+function formatChange(change: ObjectChange, sha: string, showSecrets: boolean, titled = true): string {
   const [before, after] = showSecrets
     ? [change.before, change.after]
     : secretPlaceholdersOfChange(change.before, change.after);
   const header = [
-    `# ${change.action} ${describeRef(change.ref)}${change.note ? `: ${change.note}` : ''}`,
+    ...(titled
+      ? [`# ${change.action} ${describeRef(change.ref)}${change.note ? `: ${change.note}` : ''}`]
+      : []),
     `--- ${before ? `live/${refPath(change.ref)}` : '/dev/null'}`,
     `+++ ${after ? `${sha.slice(0, 12)}/${refPath(change.ref)}` : '/dev/null'}`,
   ];

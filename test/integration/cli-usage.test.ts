@@ -58,7 +58,7 @@ describe('pushgate <command> --help', () => {
     ['start', 'Usage: pushgate start [--config F]'],
     ['check', 'Usage: pushgate check [--config F]'],
     ['render', 'Usage: pushgate render ENV [--ref SHA] [--show-secrets] [--config F]'],
-    ['diff', 'Usage: pushgate diff ENV [--ref SHA] [--show-secrets] [--config F]'],
+    ['diff', 'Usage: pushgate diff ENV [--ref SHA] [--show-secrets] [--json] [--config F]'],
     ['sync', 'Usage: pushgate sync ENV [--wait] [--json] [--config F]'],
     ['status', 'Usage: pushgate status [JOB_ID] [--environment NAME]... [--limit N] [--json] [--config F]'],
     ['version', 'Usage: pushgate version'],

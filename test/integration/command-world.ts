@@ -28,7 +28,7 @@ export interface CommandWorld {
   run(
     command: Command,
     positionals: string[],
-    options?: { ref?: string; showSecrets?: boolean },
+    options?: { ref?: string; showSecrets?: boolean; json?: boolean },
   ): Promise<CommandRun>;
   close(): Promise<void>;
 }
@@ -63,7 +63,7 @@ export async function createCommandWorld(
         config: path.join(dir, 'pushgate.yaml'),
         ref: options.ref,
         wait: false,
-        json: false,
+        json: options.json ?? false,
         showSecrets: options.showSecrets,
         env: { PUSHGATE_CACHE_DIR: path.join(dir, 'cache'), LOG_LEVEL: 'silent' },
         stdout,

@@ -47,7 +47,7 @@ describe('pushgate diff (real git, kube-apiserver)', () => {
 
   function diff(
     positionals: string[],
-    options: { ref?: string; showSecrets?: boolean } = {},
+    options: { ref?: string; showSecrets?: boolean; json?: boolean } = {},
   ): Promise<CommandRun> {
     return world.run(runDiff, positionals, options);
   }
@@ -140,6 +140,55 @@ describe('pushgate diff (real git, kube-apiserver)', () => {
     const atOld = await diff(['web'], { ref: old.slice(0, 8) });
     expect(atOld.code, atOld.err).toBe(0);
     expect(atOld.err).toContain(`# web at ${old}: 0 to create, 0 to change`);
+  });
+
+  it('prints one JSON object with --json: each change with its diff as text, what prune keeps, the count unchanged', async () => {
+    await harness.startWorker();
+    await repo.commit({
+      'manifests/alpha.yaml': configMap('alpha', { v: '1' }),
+      'manifests/gamma.yaml': keptConfigMap('gamma'),
+      'manifests/token.yaml': secret('token', 'aaaa'),
+    });
+    await deployHead();
+    const next = await repo.commit({
+      'manifests/alpha.yaml': configMap('alpha', { v: '2' }),
+      'manifests/gamma.yaml': null,
+    });
+
+    const { code, out, err } = await diff(['web'], { json: true });
+
+    expect(code, err).toBe(0);
+    const ns = namespace.name;
+    const parsed = JSON.parse(out) as Record<string, unknown>;
+    expect(parsed).toEqual({
+      environment: 'web',
+      sha: next,
+      changes: [
+        {
+          action: 'change',
+          apiVersion: 'v1',
+          kind: 'ConfigMap',
+          namespace: ns,
+          name: 'alpha',
+          diff: expect.stringContaining(
+            `--- live/v1/ConfigMap/${ns}/alpha\n+++ ${next.slice(0, 12)}/v1/ConfigMap/${ns}/alpha\n@@`,
+          ) as unknown,
+        },
+      ],
+      unchanged: 1,
+      notCompared: [],
+      keptFromPrune: [
+        {
+          apiVersion: 'v1',
+          kind: 'ConfigMap',
+          namespace: ns,
+          name: 'gamma',
+          why: 'not pruned: annotated pushgate.dev/prune: disabled',
+        },
+      ],
+    });
+    expect((parsed.changes as { diff: string }[])[0]!.diff).toMatch(/^- {2}v: "1"\n\+ {2}v: "2"$/m);
+    expect(out.split('\n')).toHaveLength(2);
   });
 
   it('shows the fields set by hand (kubectl) that a deploy removes, changed object or not', async () => {
