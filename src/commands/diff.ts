@@ -14,11 +14,12 @@ import { secretPlaceholdersOfChange } from './secret-placeholders.js';
 const CONTEXT_LINES = 3;
 
 /**
- * `pushgate diff ENV [--ref SHA] [--show-secrets]`: what a deploy of ENV's branch head (or
- * SHA) would change in its cluster, as a unified diff of each object's live copy against the
- * server's dry-run of the commit's, then what prune would delete; as `kubectl diff` and
- * `argocd app diff` show it. Nothing is written. Exit 0 whether or not anything differs (the
- * summary on stderr counts it), 1 when the commit would fail before its first write.
+ * `pushgate diff ENV [--ref SHA] [--show-secrets] [--json]`: what a deploy of ENV's branch
+ * head (or SHA) would change in its cluster, as a unified diff of each object's live copy
+ * against the server's dry-run of the commit's, then what prune would delete; as `kubectl
+ * diff` and `argocd app diff` show it. Nothing is written. Exit 0 whether or not anything
+ * differs (the summary on stderr counts it), 1 when the commit would fail before its first
+ * write.
  */
 export async function runDiff(args: CommandArgs): Promise<number> {
   const [name, ...extra] = args.positionals;
