@@ -1,6 +1,5 @@
 import { CoreV1Api } from '@kubernetes/client-node';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { gitFetchLimitsFromEnv } from '../../src/git/fetch-budget.js';
@@ -21,6 +20,7 @@ import {
 import { createTestNamespace, kubeConfigFromTest } from '../helpers/kube.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { createWorkerHarness } from './worker-harness.js';
+import { createMirrorWorld, type MirrorWorld } from '../helpers/mirror-world.js';
 
 const configMap = (name: string, value = 'v1') =>
   `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ${name}}\ndata: {value: ${value}}\n`;
@@ -61,16 +61,11 @@ describe('git mirror cache: a fetch checks what it receives (real git fsck over 
   const refusal = (what: string, problem: string) =>
     `git ${what}: the repository holds malformed objects (${problem}): refusing them`;
 
+  let world: MirrorWorld;
   beforeEach(async () => {
-    repo = await createEnvRepo({ branch: 'env/staging' });
-    cacheDir = await mkdtemp(path.join(tmpdir(), 'pushgate-cache-'));
-    cache = new MirrorCache({ dir: cacheDir });
+    ({ repo, cacheDir, cache } = world = await createMirrorWorld());
   });
-
-  afterEach(async () => {
-    await repo.remove();
-    await rm(cacheDir, { recursive: true, force: true });
-  });
+  afterEach(() => world.remove());
 
   /** apps/web/a.yaml and apps/web/b.yaml, fetched into the mirror. */
   async function fetchedGoodCommit(): Promise<string> {

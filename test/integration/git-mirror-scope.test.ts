@@ -1,13 +1,13 @@
-import { mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MirrorCache, type Worktree } from '../../src/git/mirror-cache.js';
 import { errorMessage } from '../../src/lib/errors.js';
 import { loadManifests } from '../../src/manifests/load.js';
-import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
+import type { EnvRepo } from '../helpers/env-repo.js';
 import { git } from '../helpers/git.js';
 import { writtenPaths } from '../helpers/git-trees.js';
+import { createMirrorWorld, type MirrorWorld } from '../helpers/mirror-world.js';
 
 const configMap = (name: string) => `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ${name}}\n`;
 
@@ -31,16 +31,11 @@ describe('git mirror cache: a checkout of the environment path and what its syml
   let cache: MirrorCache;
   const source = () => ({ url: repo.url, provider: 'github' as const });
 
+  let world: MirrorWorld;
   beforeEach(async () => {
-    repo = await createEnvRepo({ branch: 'env/staging' });
-    cacheDir = await mkdtemp(path.join(tmpdir(), 'pushgate-cache-'));
-    cache = new MirrorCache({ dir: cacheDir });
+    ({ repo, cacheDir, cache } = world = await createMirrorWorld());
   });
-
-  afterEach(async () => {
-    await repo.remove();
-    await rm(cacheDir, { recursive: true, force: true });
-  });
+  afterEach(() => world.remove());
 
   /** Commits `files` and `symlinks` (path → target) and fetches the commit into the mirror. */
   async function commit(

@@ -1,14 +1,14 @@
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, stat, utimes, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MirrorCache } from '../../src/git/mirror-cache.js';
 import { PushgateError } from '../../src/lib/errors.js';
-import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
+import type { EnvRepo } from '../helpers/env-repo.js';
 import { git } from '../helpers/git.js';
+import { createMirrorWorld, type MirrorWorld } from '../helpers/mirror-world.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -17,16 +17,11 @@ describe('git mirror cache (real git over file://)', () => {
   let cacheDir: string;
   let cache: MirrorCache;
 
+  let world: MirrorWorld;
   beforeEach(async () => {
-    repo = await createEnvRepo({ branch: 'env/staging' });
-    cacheDir = await mkdtemp(path.join(tmpdir(), 'pushgate-cache-'));
-    cache = new MirrorCache({ dir: cacheDir });
+    ({ repo, cacheDir, cache } = world = await createMirrorWorld());
   });
-
-  afterEach(async () => {
-    await repo.remove();
-    await rm(cacheDir, { recursive: true, force: true });
-  });
+  afterEach(() => world.remove());
 
   const source = () => ({ url: repo.url, provider: 'github' as const });
 
