@@ -343,6 +343,11 @@ function collectObjects(
     problems.push({ source, message: 'document is not a Kubernetes object (expected a mapping)' });
     return;
   }
+  // First: SOPS encrypts every value unless told otherwise, apiVersion and kind included.
+  if (isSopsEncrypted(value)) {
+    problems.push({ source, message: SOPS_REFUSAL });
+    return;
+  }
   // As kubectl: any `…List` with items (`List`, `ConfigMapList`, what `kubectl get -o yaml` writes).
   if (source.item === undefined && isListKind(value.kind) && Array.isArray(value.items)) {
     const listKind = value.kind as string;
@@ -374,6 +379,24 @@ function collectObjects(
   }
   manifests.push({ object: value as ManifestObject, source });
 }
+
+/**
+ * A SOPS-encrypted document, as Flux's kustomize-controller decrypts it, holds its ciphertext
+ * as `ENC[AES256_GCM,…]` strings and its keys in a top-level `sops` mapping (`mac`,
+ * `lastmodified`). Applied as it is, the API server refuses only the `sops` field, and a
+ * Secret's `data` reads as not base64: neither says what is wrong.
+ */
+function isSopsEncrypted(document: Record<string, unknown>): boolean {
+  const metadata = document.sops;
+  return (
+    isMapping(metadata) && (typeof metadata.mac === 'string' || typeof metadata.lastmodified === 'string')
+  );
+}
+
+const SOPS_REFUSAL =
+  'encrypted with SOPS (it has a top-level "sops" field): pushgate does not decrypt SOPS and would apply the ' +
+  'ciphertext; keep secrets out of the branch with a controller that decrypts in the cluster (Sealed Secrets, ' +
+  'External Secrets), see docs/deploys.md "Secrets"';
 
 function isListKind(kind: unknown): boolean {
   return typeof kind === 'string' && kind.endsWith('List');

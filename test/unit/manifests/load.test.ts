@@ -186,6 +186,43 @@ describe('loadManifests', () => {
     expect(error.message).not.toMatch(/hunter2|aHVudGVyMg/);
   });
 
+  it('refuses a document encrypted with SOPS, saying so, rather than applying its ciphertext', async () => {
+    const enc = (data: string) =>
+      `ENC[AES256_GCM,data:${data},iv:dGVzdGl2dGVzdGl2dGVzdGl2,tag:dGVzdHRhZ3Rlc3R0YWc=,type:str]`;
+    const sops = [
+      'sops:',
+      '  age:',
+      '    - recipient: age1qwwzsz6z2mmu6hpmjt2he7nepmnhutmhehvkva7l5zy5xzf08d5s5n4d6n',
+      '      enc: |',
+      '        -----BEGIN AGE ENCRYPTED FILE-----',
+      '        YWdlLWVuY3J5cHRpb24ub3JnL3YxCg==',
+      '        -----END AGE ENCRYPTED FILE-----',
+      '  lastmodified: "2026-11-30T10:00:00Z"',
+      `  mac: ${enc('bWFjbWFj')}`,
+      '  encrypted_regex: ^(data|stringData)$',
+      '  version: 3.9.4',
+    ].join('\n');
+    await write(
+      'env/db.yaml',
+      // As Flux's docs have it (encrypted_regex: data and stringData), then everything encrypted.
+      [
+        `apiVersion: v1\nkind: Secret\nmetadata: {name: db}\ndata:\n  password: ${enc('c2VjcmV0Y2lwaGVy')}\n${sops}\n`,
+        `apiVersion: ${enc('djE=')}\nkind: ${enc('Q29uZmlnTWFw')}\nmetadata:\n  name: ${enc('Y2Zn')}\n${sops}\n`,
+        `apiVersion: v1\nkind: List\nitems:\n  - {apiVersion: v1, kind: Secret, metadata: {name: x}, data: {k: "${enc('eA==')}"}}\n${sops}\n`,
+      ].join('---\n'),
+    );
+    await write('env/app.yaml', configMap('app'));
+
+    const error = await loadError();
+
+    const lines = error.message.split('\n').slice(1);
+    expect(lines.map((line) => line.split(': encrypted with SOPS')[0]?.trim())).toEqual(
+      [1, 2, 3].map((n) => `env/db.yaml document ${n}`),
+    );
+    expect(lines[0]).toContain('pushgate does not decrypt SOPS and would apply the ciphertext');
+    expect(error.message).not.toMatch(/base64|c2VjcmV0Y2lwaGVy|ENC\[/);
+  });
+
   it('says a document nested too deeply is, not that a stack overflowed', async () => {
     const depth = 100_000;
     await write(
