@@ -43,7 +43,8 @@ export function providerUrlWarnings(config: Config, gitTokenSet = false): string
     cleartext(url, 'providers.gitlab.url', 'GITLAB_TOKEN');
     if (/\/api\/v4\/?$/.test(url.pathname))
       warnings.push(
-        `providers.gitlab.url ends in /api/v4: give the instance's address (${url.origin}); /api/v4 is added to it`,
+        // A GitLab served under a path keeps it (https://code.example.com/gitlab).
+        `providers.gitlab.url ends in /api/v4: give the instance's address (${url.origin}${url.pathname.replace(/\/api\/v4\/?$/, '')}); /api/v4 is added to it`,
       );
   }
   return warnings;

@@ -1,4 +1,6 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
@@ -512,6 +514,77 @@ describe('commit status reporters (local servers speaking the providers’ docum
       httpStatus: '404',
     });
     expect(JSON.stringify(lines)).not.toContain('ghs_statustoken');
+  });
+
+  it('tries GitLab’s 409 again (another status of the commit being written), and the status lands', async () => {
+    const { gitlab, reporter, update, outbox } = await setup();
+    gitlab.failNext(1, 409, { message: 'Another update to this commit status is in progress' });
+
+    reporter.report(update('staging', 'pending', 'Deploying'));
+    expect(await reporter.flush()).toBe(true);
+
+    expect(states(gitlab)).toEqual(['pending', 'pending']);
+    expect(await outbox('staging')).toMatchObject({ deliveredState: 'pending' });
+  });
+
+  it('a quiet re-sync shows a status that was given up, and stays quiet once it is shown', async () => {
+    const { github, reporter, update, outbox } = await setup();
+    github.failNext(1, 422, { message: 'Validation Failed' });
+    reporter.report(update('production', 'success', 'Deployed'));
+    expect(await reporter.flush()).toBe(true);
+    expect(await outbox('production')).toMatchObject({ gaveUpSeq: '1', lastHttpStatus: '422' });
+
+    reporter.report({ ...update('production', 'success', 'Deployed', 'j-2'), quiet: true });
+    expect(await reporter.flush()).toBe(true);
+    expect(await outbox('production')).toMatchObject({ deliveredState: 'success', deliveredSeq: '2' });
+
+    reporter.report({ ...update('production', 'success', 'Deployed', 'j-3'), quiet: true });
+    expect(await reporter.flush()).toBe(true);
+    expect(states(github)).toEqual(['success', 'success']);
+  });
+
+  it('follows no redirect of GitLab’s API with the token: gives the status up, naming where to point providers.gitlab.url', async () => {
+    const elsewhere = await startFakeGitlab();
+    servers.push(elsewhere);
+    let status = 301;
+    const redirecting = createServer((request, response) => {
+      request.resume();
+      response.writeHead(status, { location: `${elsewhere.url}${request.url ?? '/'}` }).end();
+    });
+    await new Promise<void>((resolve) => redirecting.listen(0, '127.0.0.1', resolve));
+    const { port } = redirecting.address() as AddressInfo;
+    try {
+      const prefix = uniquePrefix('redirect');
+      const config = configFor({ github: elsewhere.url, gitlab: `http://127.0.0.1:${port}` }, prefix);
+      const reporter = createCommitStatusReporter(
+        config,
+        readSecrets({ GITLAB_TOKEN: 'glpat-statustoken' }),
+        silentLogger(),
+        { retryBaseMs: 20, pollIntervalMs: 50 },
+      );
+      reporters.push(reporter);
+      const environment = config.environments.find((e) => e.name === 'staging')!;
+      for (const [index, answer] of [301, 307, 308].entries()) {
+        status = answer;
+        const sha = String(index + 1).repeat(40);
+        reporter.report({
+          environment,
+          sha,
+          state: 'pending',
+          description: 'Deploying',
+          jobId: `j-${answer}`,
+        });
+        expect(await reporter.flush()).toBe(true);
+        const hash = await client.hgetall(createKeys(prefix).commitStatus('staging', sha));
+        expect(hash).toMatchObject({ gaveUpSeq: '1', lastHttpStatus: String(answer) });
+        expect(hash.lastError).toBe(
+          `redirected to ${elsewhere.url}/api/v4/projects/acme%2Fplatform%2Fenv-config/statuses/${sha}: not followed (the token goes only to providers.gitlab.url); set providers.gitlab.url to ${elsewhere.url}`,
+        );
+      }
+      expect(elsewhere.requests).toEqual([]);
+    } finally {
+      await new Promise<void>((resolve) => redirecting.close(() => resolve()));
+    }
   });
 
   it('gives up a status that keeps failing once the give-up time has passed', async () => {

@@ -20,7 +20,7 @@ import {
 type Provider = 'github' | 'gitlab';
 
 export interface ReporterOptions {
-  /** Per request; a slow provider must not hold a commit's lease for long. */
+  /** Per request, whatever the provider (default REQUEST_TIMEOUT_MS). */
   timeoutMs?: number;
   /** First wait after a failure; doubles with every failure up to retryMaxMs. */
   retryBaseMs?: number;
@@ -47,8 +47,14 @@ export interface CreateReporterOptions extends ReporterOptions {
   metrics?: Metrics;
 }
 
+/**
+ * Per request: a slow provider must not hold a commit's lease for long. GitLab holds a write
+ * for up to 10 s while another status of the same commit is written (then answers 409): a
+ * shorter wait would give up on a write GitLab then makes, and send it again.
+ */
+const REQUEST_TIMEOUT_MS: Record<Provider, number> = { github: 5_000, gitlab: 15_000 };
+
 const DEFAULTS = {
-  timeoutMs: 5_000,
   retryBaseMs: 5_000,
   retryMaxMs: 10 * 60_000,
   giveUpAfterMs: 24 * 3600_000,
@@ -56,7 +62,7 @@ const DEFAULTS = {
   rateLimitFallbackMs: 60_000,
   credentialsRetryMs: 5 * 60_000,
   flushTimeoutMs: 15_000,
-} satisfies Required<ReporterOptions>;
+} satisfies Required<Omit<ReporterOptions, 'timeoutMs'>>;
 
 /** Commits looked at per pass of the drain loop. */
 const BATCH = 50;
@@ -95,7 +101,8 @@ class Slots {
  * status of the commit, retrying with backoff (and within rate limits) for up to a day.
  */
 export class CommitStatusReporter {
-  private readonly settings: Required<ReporterOptions>;
+  private readonly settings: Required<Omit<ReporterOptions, 'timeoutMs'>>;
+  private readonly timeouts: Record<Provider, number>;
   /** What this process offered and is not known delivered yet: member → seq (for flush). */
   private readonly owed = new Map<string, { ref: CommitRef; seq: number }>();
   /** A rate limit or a refused token is the token's, not the commit's: no status to that provider before this. */
@@ -122,7 +129,9 @@ export class CommitStatusReporter {
     private readonly logger: Logger,
     options: ReporterOptions & { metrics?: Metrics; onClose?: () => void } = {},
   ) {
-    this.settings = { ...DEFAULTS, ...definedOnly(options) };
+    const { timeoutMs, ...rest } = definedOnly(options);
+    this.settings = { ...DEFAULTS, ...rest };
+    this.timeouts = timeoutMs === undefined ? REQUEST_TIMEOUT_MS : { github: timeoutMs, gitlab: timeoutMs };
     this.metrics = options.metrics;
     this.onClose = options.onClose;
     if (outbox && Object.keys(senders).length > 0) {
@@ -276,7 +285,7 @@ export class CommitStatusReporter {
       return 'done';
     }
     const token = randomUUID();
-    if (!(await outbox.lease(ref, token, this.settings.timeoutMs + 10_000))) return 'left';
+    if (!(await outbox.lease(ref, token, this.timeouts[provider] + 10_000))) return 'left';
     try {
       const entry = await outbox.read(ref);
       if (!entry) await outbox.forget(ref);
@@ -302,7 +311,7 @@ export class CommitStatusReporter {
       this.count(entry.provider, 'skipped');
       return;
     }
-    const timeout = AbortSignal.timeout(this.settings.timeoutMs);
+    const timeout = AbortSignal.timeout(this.timeouts[entry.provider]);
     try {
       await sender.send(toDelivery(entry), AbortSignal.any([timeout, this.closing.signal]));
       await outbox.complete(ref, delivered);
@@ -377,7 +386,10 @@ export class CommitStatusReporter {
   }
 }
 
-/** GitLab refuses a transition to the state a status holds; GitHub would add a duplicate status. */
+/**
+ * GitHub would add a duplicate status; GitLab refuses `pending` on a pending status and files
+ * a second final state as another job of the commit's pipeline, whatever its description.
+ */
 function alreadyShown(entry: OutboxEntry): boolean {
   if (entry.deliveredState !== entry.state) return false;
   return entry.provider === 'gitlab' || entry.deliveredDescription === entry.description;
@@ -429,7 +441,6 @@ export function createCommitStatusReporter(
   logger: Logger,
   options: CreateReporterOptions = {},
 ): CommitStatusReporter {
-  const timeoutMs = options.timeoutMs ?? DEFAULTS.timeoutMs;
   const senders: Partial<Record<Provider, CommitStatusSender>> = {};
   // The provider clients are loaded on first use: together they cost a worker ~15 MiB of
   // memory, which a worker without tokens (or with one provider) should not pay.
@@ -448,7 +459,7 @@ export function createCommitStatusReporter(
       (await import('./gitlab.js')).createGitlabSender({
         token: gitlabToken,
         url: config.providers.gitlab.url,
-        timeoutMs,
+        timeoutMs: options.timeoutMs ?? REQUEST_TIMEOUT_MS.gitlab,
       }),
     );
   }
@@ -463,7 +474,6 @@ export function createCommitStatusReporter(
   }
   return new CommitStatusReporter(senders, statusBaseUrl(config), outbox, logger, {
     ...options,
-    timeoutMs,
     onClose: () => redis?.disconnect(),
   });
 }

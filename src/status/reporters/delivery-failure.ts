@@ -28,7 +28,7 @@ export interface ClassifyOptions {
 }
 
 /**
- * Retryable: no answer (network, timeout), 5xx, 429, and a 403 that says it is a rate limit
+ * Retryable: no answer (network, timeout), 5xx, 409, 429, and a 403 that says it is a rate limit
  * (GitHub's secondary limit and an exhausted primary one). A rate limit's wait is never cut
  * short: the next attempt is not before `retry-after` / the reset time. A 401 (a token
  * expired, revoked or mistyped) is the token's, not the status's: someone fixes it (a rotated
@@ -55,7 +55,10 @@ export function classifyFailure(error: unknown, options: ClassifyOptions): Failu
     const notBefore = rateLimitEnd(headers, options.now) ?? options.now + options.rateLimitFallbackMs;
     return { kind: 'retry', httpStatus, message, notBefore };
   }
-  if (status >= 500) return { kind: 'retry', httpStatus, message };
+  // GitLab locks a commit's statuses while one is written and answers 409 to a write that
+  // waited 10 s for it ("Another update to this commit status is in progress"): two
+  // environments of one commit, or another tool's status, at the same moment.
+  if (status >= 500 || status === 409) return { kind: 'retry', httpStatus, message };
   if (status === 401)
     return {
       kind: 'retry',

@@ -39,16 +39,26 @@ const singleShotRequester = ((resource: ResourceOptions) => {
       headers['content-type'] = 'application/json';
     }
     const base = resource.url.endsWith('/') ? resource.url : `${resource.url}/`;
-    const response = await fetch(new URL(endpoint, base), {
+    const url = new URL(endpoint, base);
+    const response = await fetch(url, {
       method,
       headers,
       body,
       signal: options.signal as AbortSignal | undefined,
+      // fetch drops Authorization on a redirect to another host, not PRIVATE-TOKEN; and a 301
+      // turns the POST into a GET.
+      redirect: 'manual',
     });
     const text = await response.text();
     const responseHeaders = Object.fromEntries(
       [...response.headers].map(([name, value]) => [name.toLowerCase(), value]),
     );
+    if (response.status >= 300 && response.status < 400)
+      throw new ProviderRequestError(
+        redirectMessage(url, responseHeaders.location),
+        response.status,
+        responseHeaders,
+      );
     if (!response.ok)
       throw new ProviderRequestError(gitlabMessage(text, response.status), response.status, responseHeaders);
     const isJson = (response.headers.get('content-type') ?? '').includes('json');
@@ -113,6 +123,20 @@ function snakeCaseKeys(body: Record<string, unknown>): Record<string, unknown> {
   return Object.fromEntries(
     Object.entries(body).map(([key, value]) => [key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`), value]),
   );
+}
+
+/** Where the instance sends its API, to be configured instead: pushgate does not take the token there. */
+function redirectMessage(requested: URL, location: string | undefined): string {
+  let target: URL | undefined;
+  try {
+    target = location === undefined ? undefined : new URL(location, requested);
+  } catch {
+    target = undefined;
+  }
+  if (!target) return 'redirected elsewhere: not followed (the token goes only to providers.gitlab.url)';
+  const apiAt = target.pathname.indexOf('/api/v4/');
+  const instance = `${target.origin}${apiAt >= 0 ? target.pathname.slice(0, apiAt) : ''}`;
+  return `redirected to ${target.origin}${target.pathname}: not followed (the token goes only to providers.gitlab.url); set providers.gitlab.url to ${instance}`;
 }
 
 /** GitLab answers `{"message": …}` or `{"error": …}`; its proxy answers HTML. */

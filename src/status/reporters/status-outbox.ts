@@ -72,18 +72,21 @@ export type DeliveryResult =
  *
  * - `superseded` never replaces a deploy's own final word (success/failure/canceled): a commit that was
  *   deployed is not "not deployed itself" because a later job of it was overtaken.
- * - a quiet offer of the state the commit holds already is dropped (re-syncs of the live commit).
+ * - a quiet offer of the state the commit holds already is dropped (re-syncs of the live commit),
+ *   unless that state was given up: the re-sync is then the next chance to show it.
  * - a job's `pending` after that job's own final status is a late start from an earlier
  *   attempt (another worker): dropped.
  * Offers are ordered by the moment they reach Redis, whichever worker makes them.
  */
 const OFFER_SCRIPT = `
-local current = redis.call('HMGET', KEYS[1], 'state', 'jobId', 'notBefore')
+local current = redis.call('HMGET', KEYS[1], 'state', 'jobId', 'notBefore', 'seq', 'gaveUpSeq')
 local state = ARGV[6]
 local jobId = ARGV[8]
 if current[1] then
   local final = current[1] == 'success' or current[1] == 'failure' or current[1] == 'canceled'
-  if (state == 'superseded' and final) or (ARGV[4] == '1' and current[1] == state)
+  local lastSeq = tonumber(current[4] or '0')
+  local gaveUp = lastSeq > 0 and tonumber(current[5] or '0') >= lastSeq
+  if (state == 'superseded' and final) or (ARGV[4] == '1' and current[1] == state and not gaveUp)
     or (state == 'pending' and current[1] ~= 'pending' and current[2] == jobId) then
     redis.call('PEXPIRE', KEYS[1], ARGV[3])
     return 0

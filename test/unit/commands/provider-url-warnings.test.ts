@@ -31,6 +31,12 @@ describe('providerUrlWarnings', () => {
     ).toEqual([
       "providers.gitlab.url ends in /api/v4: give the instance's address (https://gitlab.example.com); /api/v4 is added to it",
     ]);
+    // Installed under a path, the instance keeps it.
+    expect(
+      providerUrlWarnings(config({ gitlab: { url: 'https://code.example.com/gitlab/api/v4/' } }, 'gitlab')),
+    ).toEqual([
+      "providers.gitlab.url ends in /api/v4: give the instance's address (https://code.example.com/gitlab); /api/v4 is added to it",
+    ]);
   });
 
   it('warns about GIT_TOKEN sent to a repository over http://, only where it is set', () => {

@@ -7,7 +7,7 @@ const answer = (status: number, headers: Record<string, string> = {}, message = 
   new ProviderRequestError(message, status, headers);
 
 describe('classifyFailure (what a failed commit status send means)', () => {
-  it('retries no answer, 5xx and 429; names a timeout a timeout, not a 500', () => {
+  it('retries no answer, 5xx, 409 and 429; names a timeout a timeout, not a 500', () => {
     expect(classifyFailure(new TypeError('fetch failed'), options)).toMatchObject({
       kind: 'retry',
       httpStatus: 'network',
@@ -18,6 +18,8 @@ describe('classifyFailure (what a failed commit status send means)', () => {
     });
     expect(classifyFailure(answer(503), options)).toMatchObject({ kind: 'retry', httpStatus: '503' });
     expect(classifyFailure(answer(429), options)).toMatchObject({ kind: 'retry', httpStatus: '429' });
+    // GitLab: "Another update to this commit status is in progress" after 10 s on its lock.
+    expect(classifyFailure(answer(409), options)).toMatchObject({ kind: 'retry', httpStatus: '409' });
   });
 
   it('waits for retry-after, or for the reset of an exhausted limit', () => {
