@@ -4,7 +4,7 @@ import type { EnvironmentConfig } from '../config/schema.js';
 import { PushgateError } from '../lib/errors.js';
 import { ENVIRONMENT_LABEL } from '../manifests/prepare.js';
 import { compareApplyOrder } from '../manifests/order.js';
-import { splitApiVersion, type ResourceInfo } from '../manifests/resource-info.js';
+import { canonicalApiVersion, splitApiVersion, type ResourceInfo } from '../manifests/resource-info.js';
 import type { ObjectRef } from '../manifests/types.js';
 import type { ClusterClient, LiveObject } from './cluster.js';
 import { KubeApiError } from './api-error.js';
@@ -58,7 +58,7 @@ const NAMESPACE: ResourceInfo = {
 
 const refSchema = z
   .object({
-    apiVersion: z.string().min(1),
+    apiVersion: z.string().min(1).transform(canonicalApiVersion),
     kind: z.string().min(1),
     namespace: z.string().min(1).optional(),
     name: z.string().min(1),

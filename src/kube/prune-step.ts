@@ -2,6 +2,7 @@ import type { EnvironmentConfig } from '../config/schema.js';
 import { counted } from '../lib/counted.js';
 import { matchAnyGlob } from '../manifests/glob.js';
 import { applyStage } from '../manifests/order.js';
+import { isNamespaceRef } from '../manifests/policy.js';
 import type { PreparedObject } from '../manifests/prepare.js';
 import { formatProblems } from '../manifests/problems.js';
 import type { ObjectRef } from '../manifests/types.js';
@@ -33,9 +34,13 @@ export function keptFromPrune(
   );
   const kept = new Map<ObjectRef, string>();
   for (const ref of stale) {
+    // A Namespace by its own name too, as the policy holds it: deleting one deletes all it holds.
     const outside =
       ref.namespace === undefined
-        ? !environment.allow.clusterScoped && 'it is cluster-scoped and allow.clusterScoped is false'
+        ? (!environment.allow.clusterScoped && 'it is cluster-scoped and allow.clusterScoped is false') ||
+          (isNamespaceRef(ref) &&
+            !matchAnyGlob(environment.allow.namespaces, ref.name) &&
+            `namespace "${ref.name}" is not in allow.namespaces`)
         : !matchAnyGlob(environment.allow.namespaces, ref.namespace) &&
           `namespace "${ref.namespace}" is not in allow.namespaces`;
     if (outside) {

@@ -1,6 +1,7 @@
 import type { EnvironmentConfig } from '../config/schema.js';
 import { errorMessage } from '../lib/errors.js';
 import { compareApplyOrder, groupByRank } from '../manifests/order.js';
+import { isNamespaceRef } from '../manifests/policy.js';
 import { ENVIRONMENT_LABEL, PRUNE_ANNOTATION } from '../manifests/prepare.js';
 import { describeRef, type ResourceInfo } from '../manifests/resource-info.js';
 import type { ObjectRef } from '../manifests/types.js';
@@ -99,7 +100,7 @@ export async function pruneVerdict(
       verdict: 'gone',
       message: `${ref.apiVersion} ${ref.kind} is no longer served; nothing to delete`,
     };
-  if (ref.kind === 'Namespace' && ref.apiVersion === 'v1' && ref.name === environment.namespace) {
+  if (isNamespaceRef(ref) && ref.name === environment.namespace) {
     return { verdict: 'kept', message: `holds the inventory of environment ${environment.name}; not pruned` };
   }
   const live = await client.get(resource, ref.namespace, ref.name, signal);

@@ -1,4 +1,5 @@
 import { errorMessage } from '../lib/errors.js';
+import { isNamespaceRef } from '../manifests/policy.js';
 import { splitApiVersion, type ResourceInfo } from '../manifests/resource-info.js';
 import type { ObjectRef } from '../manifests/types.js';
 import type { ClusterClient } from './cluster.js';
@@ -12,10 +13,6 @@ export const CRDS: ResourceInfo = {
   plural: 'customresourcedefinitions',
   namespaced: false,
 };
-
-function isNamespace(ref: ObjectRef): boolean {
-  return ref.kind === 'Namespace' && ref.apiVersion === 'v1';
-}
 
 function isCrd(ref: ObjectRef): boolean {
   return ref.kind === 'CustomResourceDefinition' && splitApiVersion(ref.apiVersion).group === CRDS.group;
@@ -35,7 +32,7 @@ export async function keptForOtherEnvironments(
   signal?: AbortSignal,
   installation?: string,
 ): Promise<Map<ObjectRef, string>> {
-  const candidates = stale.filter((ref) => isNamespace(ref) || isCrd(ref));
+  const candidates = stale.filter((ref) => isNamespaceRef(ref) || isCrd(ref));
   const kept = new Map<ObjectRef, string>();
   if (candidates.length === 0) return kept;
   let others: Awaited<ReturnType<typeof otherInventories>>;
@@ -67,14 +64,14 @@ export async function keptForOtherEnvironments(
     }
     for (const [owner, inventory] of others.byOwner) {
       const holds = inventory.objects.some((object) =>
-        isNamespace(ref)
+        isNamespaceRef(ref)
           ? object.namespace === ref.name
           : object.kind === kind && splitApiVersion(object.apiVersion).group === group,
       );
       if (!holds) continue;
       kept.set(
         ref,
-        isNamespace(ref)
+        isNamespaceRef(ref)
           ? `not pruned: environment ${owner} has objects in it (deleting it would delete them)`
           : `not pruned: environment ${owner} has objects of its kind (deleting it would delete them)`,
       );

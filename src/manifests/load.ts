@@ -6,6 +6,7 @@ import { PushgateError, errorMessage } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { problemsError, type ManifestProblem } from './problems.js';
 import { dataShapeProblems } from './data-shape.js';
+import { isCanonicalApiVersion } from './resource-info.js';
 import { countAnchorsAndAliases, MAX_YAML_ANCHORS_AND_ALIASES } from './yaml-anchors.js';
 import { kubernetesYamlTags } from './yaml-scalars.js';
 import { manifestText } from './text.js';
@@ -306,7 +307,12 @@ function isPathSegmentName(value: string): boolean {
 const PATH_SEGMENT_RULE = 'must not be "." or ".." nor contain "/" or "%"';
 
 const objectHeaderSchema = z.object({
-  apiVersion: z.string({ required_error: 'apiVersion is required' }).min(1, 'apiVersion is required'),
+  apiVersion: z
+    .string({ required_error: 'apiVersion is required' })
+    .min(1, 'apiVersion is required')
+    .refine(isCanonicalApiVersion, (apiVersion) => ({
+      message: `${JSON.stringify(apiVersion)} is not VERSION (the core group: v1) or GROUP/VERSION (apps/v1)`,
+    })),
   kind: z.string({ required_error: 'kind is required' }).min(1, 'kind is required'),
   metadata: z
     .object(

@@ -2,6 +2,7 @@ import type { EnvironmentConfig } from '../config/schema.js';
 import type { PushgateError } from '../lib/errors.js';
 import { matchAnyGlob } from './glob.js';
 import type { PreparedObject } from './prepare.js';
+import type { ObjectRef } from './types.js';
 import { problemsError, type ManifestProblem } from './problems.js';
 import { describeRef } from './resource-info.js';
 
@@ -43,7 +44,7 @@ export function policyViolations(
           object,
           `${describeRef(ref)} is cluster-scoped, and environment ${environment.name} does not allow cluster-scoped objects (allow.clusterScoped is false)`,
         );
-      } else if (isNamespaceObject(object) && !matchAnyGlob(namespaces, ref.name)) {
+      } else if (isNamespaceRef(ref) && !matchAnyGlob(namespaces, ref.name)) {
         violations.set(
           object,
           `${describeRef(ref)}: namespace "${ref.name}" is not allowed for environment ${environment.name} (allow.namespaces: ${namespaces.join(', ')})`,
@@ -61,6 +62,6 @@ export function policyViolations(
   return violations;
 }
 
-function isNamespaceObject({ ref }: PreparedObject): boolean {
+export function isNamespaceRef(ref: ObjectRef): boolean {
   return ref.kind === 'Namespace' && ref.apiVersion === 'v1';
 }

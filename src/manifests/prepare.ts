@@ -2,6 +2,7 @@ import type { EnvironmentConfig } from '../config/schema.js';
 import { applyStage, type ApplyStage } from './order.js';
 import { problemsError, describeSource, type ManifestProblem } from './problems.js';
 import {
+  canonicalApiVersion,
   describeRef,
   kindKey,
   kindsDefinedByCrds,
@@ -70,7 +71,10 @@ export async function prepareManifests(
     }
     const { resource } = found;
     const namespace = resource.namespaced ? (object.metadata.namespace ?? environment.namespace) : undefined;
-    const ref: ObjectRef = { apiVersion: object.apiVersion, kind: object.kind, name: object.metadata.name };
+    // Loading refuses `/v1`; any other way in is read as the API server reads it, so that the
+    // checks by name (`v1 Namespace`) hold.
+    const apiVersion = canonicalApiVersion(object.apiVersion);
+    const ref: ObjectRef = { apiVersion, kind: object.kind, name: object.metadata.name };
     if (namespace !== undefined) ref.namespace = namespace;
 
     // Same object whatever the version it is written in: group, kind, namespace, name.
@@ -86,11 +90,11 @@ export async function prepareManifests(
     seen.set(identity, source);
 
     prepared.push({
-      object: withDefaults(object, namespace, environment.name),
+      object: withDefaults({ ...object, apiVersion }, namespace, environment.name),
       source,
       ref,
       resource,
-      stage: applyStage(object.apiVersion, object.kind),
+      stage: applyStage(apiVersion, object.kind),
       kindFromSet: found.kindFromSet,
     });
   });

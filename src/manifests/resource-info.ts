@@ -14,6 +14,19 @@ export interface ResourceInfo {
 /** Looks a kind up on the cluster (API discovery); undefined when the cluster does not serve it. */
 export type ResolveResource = (apiVersion: string, kind: string) => Promise<ResourceInfo | undefined>;
 
+/**
+ * `VERSION` (the core group) or `GROUP/VERSION`, each part named. The API server also reads
+ * `/v1` as the core group, which every check by name (`v1 Namespace`, `v1 Secret`) would miss.
+ */
+export function isCanonicalApiVersion(apiVersion: string): boolean {
+  return /^(?:[^/]+\/)?[^/]+$/.test(apiVersion);
+}
+
+/** `/v1` as the API server reads it (`v1`): for refs written before manifests were held to the canonical form. */
+export function canonicalApiVersion(apiVersion: string): string {
+  return apiVersion.startsWith('/') ? apiVersion.slice(1) : apiVersion;
+}
+
 export function splitApiVersion(apiVersion: string): { group: string; version: string } {
   const slash = apiVersion.indexOf('/');
   if (slash < 0) return { group: '', version: apiVersion };

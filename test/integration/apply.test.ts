@@ -16,7 +16,7 @@ import {
 } from '../../src/kube/cluster.js';
 import { deployToCluster } from '../../src/kube/deploy.js';
 import { renderForCluster } from '../../src/kube/render.js';
-import { readInventory } from '../../src/kube/inventory.js';
+import { readInventory, writeInventory } from '../../src/kube/inventory.js';
 import type { DeployError } from '../../src/kube/types.js';
 import { type DeployRequest, type InventoryHomes } from '../../src/kube/types.js';
 import { CRDS } from '../../src/kube/shared-containers.js';
@@ -1434,6 +1434,91 @@ describe('deployToCluster', () => {
     ]);
     expect(error.resources[1]!.message).toContain('namespace "kube-system" is not allowed');
     expect(await kube.get(CONFIG_MAPS, ns.name, 'fine')).toBeUndefined();
+  });
+
+  it('holds a Namespace written as apiVersion "/v1" (the core group, to the API server) to allow.namespaces', async () => {
+    const ns = await createTestNamespace('apply-slash-v1');
+    const victim = await createTestNamespace('apply-slash-victim');
+    const env = environmentFor(ns.name, { allow: { namespaces: [ns.name], clusterScoped: true } });
+    const kube = client();
+
+    const error = await rejection(
+      deployToCluster(
+        kube,
+        request(
+          env,
+          manifests(configMap('fine'), {
+            apiVersion: '/v1',
+            kind: 'Namespace',
+            metadata: { name: victim.name },
+          }),
+        ),
+      ),
+    );
+
+    expect(error.code).toBe('policy_violation');
+    expect(error.message).toContain(
+      `v1 Namespace ${victim.name}: namespace "${victim.name}" is not allowed for environment ${env.name}`,
+    );
+    // Neither adopted (labelled, then pruned by a later commit) nor anything else applied.
+    expect(
+      (await kube.get(NAMESPACES, undefined, victim.name))?.metadata.labels?.['pushgate.dev/environment'],
+    ).toBeUndefined();
+    expect(await kube.get(CONFIG_MAPS, ns.name, 'fine')).toBeUndefined();
+  });
+
+  it('prunes no Namespace outside allow.namespaces, even one its inventory lists (allow narrowed, or listed as "/v1")', async () => {
+    const ns = await createTestNamespace('apply-prune-ns-home');
+    const extra = await createTestNamespace('apply-prune-ns-extra');
+    const odd = await createTestNamespace('apply-prune-ns-odd');
+    const wide = environmentFor(ns.name, {
+      allow: { namespaces: [ns.name, extra.name], clusterScoped: true },
+    });
+    const kube = client();
+    const first = request(
+      wide,
+      manifests(configMap('web'), { apiVersion: 'v1', kind: 'Namespace', metadata: { name: extra.name } }),
+    );
+    await deployToCluster(kube, first);
+    // What a version that let "/v1" through left: a Namespace it adopted, listed as written.
+    await kube.transport.request({
+      method: 'PATCH',
+      path: `/api/v1/namespaces/${odd.name}`,
+      contentType: 'application/merge-patch+json',
+      body: { metadata: { labels: { 'pushgate.dev/environment': wide.name } } },
+    });
+    const inventory = (await readInventory(kube, wide))!;
+    await writeInventory(kube, wide, {
+      ...inventory,
+      objects: [...inventory.objects, { apiVersion: '/v1', kind: 'Namespace', name: odd.name }],
+    });
+
+    const narrowed = environmentFor(ns.name, {
+      name: wide.name,
+      allow: { namespaces: [ns.name], clusterScoped: true },
+    });
+    const outcome = await deployToCluster(
+      kube,
+      request(narrowed, manifests(configMap('web')), { lastAppliedSha: first.sha }),
+    );
+
+    expect(
+      outcome.resources
+        .filter((r) => r.kind === 'Namespace')
+        .map((r) => `${r.name}:${r.action}:${r.message}`)
+        .sort(),
+    ).toEqual(
+      [extra.name, odd.name]
+        .map(
+          (name) =>
+            `${name}:skipped:not pruned: namespace "${name}" is not in allow.namespaces for environment ${wide.name}`,
+        )
+        .sort(),
+    );
+    for (const name of [extra.name, odd.name]) {
+      const live = await kube.get(NAMESPACES, undefined, name);
+      expect(live?.metadata.deletionTimestamp).toBeUndefined();
+    }
   });
 
   it('fails a kind the cluster does not serve with manifest_invalid naming file and document', async () => {

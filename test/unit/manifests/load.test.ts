@@ -223,6 +223,23 @@ describe('loadManifests', () => {
     expect(error.message).not.toMatch(/base64|c2VjcmV0Y2lwaGVy|ENC\[/);
   });
 
+  it('refuses an apiVersion that is not VERSION or GROUP/VERSION: "/v1" is v1 to the API server, not to a check by name', async () => {
+    await write(
+      'env/odd.yaml',
+      ['/v1', 'apps/', 'a/b/v1']
+        .map((apiVersion) => `apiVersion: ${apiVersion}\nkind: Namespace\nmetadata: {name: x}\n`)
+        .join('---\n'),
+    );
+
+    const error = await loadError();
+
+    expect(error.message.split('\n').slice(1)).toEqual([
+      '  env/odd.yaml document 1: apiVersion: "/v1" is not VERSION (the core group: v1) or GROUP/VERSION (apps/v1)',
+      '  env/odd.yaml document 2: apiVersion: "apps/" is not VERSION (the core group: v1) or GROUP/VERSION (apps/v1)',
+      '  env/odd.yaml document 3: apiVersion: "a/b/v1" is not VERSION (the core group: v1) or GROUP/VERSION (apps/v1)',
+    ]);
+  });
+
   it('says a document nested too deeply is, not that a stack overflowed', async () => {
     const depth = 100_000;
     await write(
