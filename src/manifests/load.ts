@@ -7,7 +7,12 @@ import type { Logger } from '../lib/logger.js';
 import { problemsError, type ManifestProblem } from './problems.js';
 import { dataShapeProblems } from './data-shape.js';
 import { isCanonicalApiVersion } from './resource-info.js';
-import { countAnchorsAndAliases, MAX_YAML_ANCHORS_AND_ALIASES } from './yaml-anchors.js';
+import {
+  MAX_YAML_ANCHORS_AND_ALIASES,
+  MAX_YAML_VALUES_PER_ENVIRONMENT,
+  MAX_YAML_VALUES_PER_FILE,
+  measureYaml,
+} from './yaml-cost.js';
 import { kubernetesYamlTags } from './yaml-scalars.js';
 import { manifestText } from './text.js';
 import type { LoadedManifest, ManifestObject, ManifestSource } from './types.js';
@@ -84,7 +89,22 @@ export async function loadManifests(
   return tree.manifests;
 }
 
-export async function loadManifestTree(repoRoot: string, manifestPath: string): Promise<ManifestTree> {
+/** How many YAML values a file and an environment may hold (MAX_YAML_VALUES_*); smaller in tests. */
+export interface YamlValueLimits {
+  perFile: number;
+  perEnvironment: number;
+}
+
+const YAML_VALUE_LIMITS: YamlValueLimits = {
+  perFile: MAX_YAML_VALUES_PER_FILE,
+  perEnvironment: MAX_YAML_VALUES_PER_ENVIRONMENT,
+};
+
+export async function loadManifestTree(
+  repoRoot: string,
+  manifestPath: string,
+  limits: YamlValueLimits = YAML_VALUE_LIMITS,
+): Promise<ManifestTree> {
   const realRoot = await realpath(repoRoot);
   const start = await resolveStart(repoRoot, realRoot, manifestPath);
   const problems: ManifestProblem[] = [];
@@ -105,7 +125,11 @@ export async function loadManifestTree(repoRoot: string, manifestPath: string): 
     );
   }
   const manifests: LoadedManifest[] = [];
-  const budget: ParseBudget = { anchorsAndAliases: MAX_YAML_ANCHORS_AND_ALIASES };
+  const budget: ParseBudget = {
+    references: MAX_YAML_ANCHORS_AND_ALIASES,
+    values: limits.perEnvironment,
+    limits,
+  };
   for (const file of files) {
     await parseFile(file, manifests, problems, budget);
   }
@@ -224,7 +248,9 @@ async function walk(
 
 /** What is left for the environment's remaining files. */
 interface ParseBudget {
-  anchorsAndAliases: number;
+  references: number;
+  values: number;
+  limits: YamlValueLimits;
 }
 
 async function parseFile(
@@ -246,11 +272,23 @@ async function parseFile(
     return;
   }
   const { text } = read;
-  const references = countAnchorsAndAliases(text, Math.max(budget.anchorsAndAliases, 0));
-  budget.anchorsAndAliases -= references;
-  if (references > 0 && budget.anchorsAndAliases < 0) {
+  const { limits } = budget;
+  const perFile = Math.min(limits.perFile, Math.max(budget.values, 0));
+  const cost = measureYaml(text, { references: Math.max(budget.references, 0), values: perFile });
+  budget.references -= cost.references;
+  budget.values -= cost.values;
+  if (cost.references > 0 && budget.references < 0) {
     problems.push({
       message: `${file.relative}: not parsed: the environment's manifests hold more than ${MAX_YAML_ANCHORS_AND_ALIASES} YAML anchors and aliases (&name, *name) up to this file`,
+    });
+    return;
+  }
+  if (cost.values > perFile) {
+    problems.push({
+      message:
+        perFile < limits.perFile
+          ? `${file.relative}: not parsed: the environment's manifests hold more than ${limits.perEnvironment} YAML values up to this file, more than one environment may (about 20 MiB of typical manifests): split it into several environments`
+          : `${file.relative}: not parsed: it holds more than ${limits.perFile} YAML values (keys, items and scalars; a {…} or […] collection or a document counts 3), more than one file may (about 4 MiB of typical manifests): split it into smaller files`,
     });
     return;
   }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PushgateError } from '../../../src/lib/errors.js';
 import { loadManifestTree, loadManifests, MAX_MANIFEST_FILE_BYTES } from '../../../src/manifests/load.js';
-import { MAX_YAML_ANCHORS_AND_ALIASES } from '../../../src/manifests/yaml-anchors.js';
+import { MAX_YAML_ANCHORS_AND_ALIASES, MAX_YAML_VALUES_PER_FILE } from '../../../src/manifests/yaml-cost.js';
 
 let root: string;
 let outside: string;
@@ -238,6 +238,39 @@ describe('loadManifests', () => {
       '  env/odd.yaml document 2: apiVersion: "apps/" is not VERSION (the core group: v1) or GROUP/VERSION (apps/v1)',
       '  env/odd.yaml document 3: apiVersion: "a/b/v1" is not VERSION (the core group: v1) or GROUP/VERSION (apps/v1)',
     ]);
+  });
+
+  it('refuses a file of more YAML values than the parser may hold (4 MiB of "{}," took 2 GB), before parsing it', async () => {
+    // Under the byte limit, over the value limit: parsed, it would kill the worker.
+    await write('env/flood.yaml', `[${'{},'.repeat(1_300_000)}{}]`);
+    await write('env/nested.yaml', '['.repeat(1_000_000));
+    await write('env/web.yaml', configMap('web'));
+
+    const error = await loadError();
+
+    expect(error.message.split('\n').slice(1)).toEqual(
+      ['flood', 'nested'].map(
+        (name) =>
+          `  env/${name}.yaml: not parsed: it holds more than ${MAX_YAML_VALUES_PER_FILE} YAML values (keys, items and scalars; a {…} or […] collection or a document counts 3), more than one file may (about 4 MiB of typical manifests): split it into smaller files`,
+      ),
+    );
+  });
+
+  it('refuses the file that takes an environment past its YAML values, and every file after it', async () => {
+    for (const name of ['a', 'b', 'c', 'd']) await write(`env/${name}.yaml`, configMap(name));
+
+    // Each ConfigMap here is 11 values; 30 for the environment lets two through.
+    const error = await loadManifestTree(root, 'env', { perFile: 20, perEnvironment: 30 }).then(
+      () => undefined,
+      (e: unknown) => e as PushgateError,
+    );
+
+    expect(error?.message.split('\n').slice(1)).toEqual(
+      ['c', 'd'].map(
+        (name) =>
+          `  env/${name}.yaml: not parsed: the environment's manifests hold more than 30 YAML values up to this file, more than one environment may (about 20 MiB of typical manifests): split it into several environments`,
+      ),
+    );
   });
 
   it('says a document nested too deeply is, not that a stack overflowed', async () => {
