@@ -6,10 +6,11 @@ import type { CommandArgs } from './command.js';
 import { someOf } from './some-of.js';
 import { formatTable } from './table.js';
 import { missingWebhookSecrets } from './webhook-secret-warnings.js';
+import { namespacePolicyWarnings } from './policy-warnings.js';
 import { providerUrlWarnings } from './provider-url-warnings.js';
 
 /** `pushgate check`: validates the configuration (exit 2 with file, path and reason) and lists the environments. */
-export function runCheck(args: CommandArgs): Promise<number> {
+export async function runCheck(args: CommandArgs): Promise<number> {
   const file = resolveConfigPath(args.config, args.env);
   // As `start` reads it: a missing REDIS_URL means "run a private redis-server" (SPEC §2), not
   // an invalid file; serve and worker still refuse to start without it, as warned below.
@@ -21,6 +22,8 @@ export function runCheck(args: CommandArgs): Promise<number> {
   const secrets = readSecrets(args.env);
   // What every other command refuses at start (exit 2), so a CI check catches it first.
   logLevelFromEnv(args.env.LOG_LEVEL);
+  // Loaded here only: the worker's modules are not check's to pay for otherwise.
+  await (await import('../../workers/deploy.js')).checkedWorkerTuningFromEnv(args.env);
 
   const rows = config.environments.map((environment) => [
     environment.name,
@@ -41,6 +44,9 @@ export function runCheck(args: CommandArgs): Promise<number> {
   }
 
   // Warnings, not errors: a receiver without secrets still serves the status API.
+  if (config.environments.length === 0)
+    args.stderr.write('warning: no environments configured: nothing will be deployed\n');
+  for (const warning of namespacePolicyWarnings(config)) args.stderr.write(`warning: ${warning}\n`);
   if (!config.redis.url) {
     const why = redisUrlVariable ? ` (${redisUrlVariable} is not set)` : '';
     args.stderr.write(
@@ -73,5 +79,5 @@ export function runCheck(args: CommandArgs): Promise<number> {
         'which nobody else can open: set it to the URL pushgate is reached at\n',
     );
   }
-  return Promise.resolve(0);
+  return 0;
 }

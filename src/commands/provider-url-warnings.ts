@@ -18,6 +18,15 @@ export function providerUrlWarnings(config: Config, gitTokenSet = false): string
     if (url.protocol === 'http:' && !isLocal(url))
       warnings.push(`${field} is http://: ${token} would cross the network unencrypted; use https://`);
   };
+  config.environments.forEach((environment, index) => {
+    const url = environment.repo.url;
+    // A URL, scp-like (git@host:path: a colon before any slash) or an absolute path.
+    if (url.includes('://') || /^[^/]*:/.test(url) || url.startsWith('/')) return;
+    warnings.push(
+      `environments[${index}].repo.url "${url}" is neither a URL (https://…, ssh://…, file://…) nor ` +
+        "scp-like (git@host:path): git reads it as a folder relative to the worker's working directory",
+    );
+  });
   if (gitTokenSet) {
     config.environments.forEach((environment, index) => {
       let url: URL;

@@ -232,7 +232,7 @@ export const configSchema = z
     const targets = new Map<string, string>();
     config.environments.forEach((environment, index) => {
       const target = JSON.stringify([
-        environment.repo.url,
+        sameRepositoryKey(environment.repo.url),
         environment.branch,
         path.posix.normalize(environment.path).replace(/(.)\/+$/, '$1'),
         environment.cluster,
@@ -270,3 +270,19 @@ export type ServerConfig = Config['server'];
 export type ClusterConfig = z.output<typeof clusterSchema>;
 export type EnvironmentConfig = z.output<typeof environmentSchema>;
 export type Provider = EnvironmentConfig['repo']['provider'];
+
+/**
+ * One repository however its URL is written: scheme and host in any case, with or without
+ * credentials, a trailing `/` or `.git` (`https://github.com/acme/env.git` and
+ * `https://GitHub.com/acme/env/` are one repository to the server).
+ */
+export function sameRepositoryKey(url: string): string {
+  const trimmed = (text: string): string => text.replace(/\/+$/, '').replace(/\.git$/, '');
+  try {
+    const parsed = new URL(url);
+    return `${parsed.protocol}//${parsed.host.toLowerCase()}${trimmed(parsed.pathname)}`;
+  } catch {
+    // scp-like (git@host:path) or a local path.
+    return trimmed(url);
+  }
+}

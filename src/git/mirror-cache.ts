@@ -93,7 +93,8 @@ export interface Worktree {
 
 /** `$PUSHGATE_CACHE_DIR`, else `.pushgate/cache/git` under the working directory. */
 export function defaultGitCacheDir(env: Record<string, string | undefined> = process.env): string {
-  return path.resolve(env.PUSHGATE_CACHE_DIR ?? path.join('.pushgate', 'cache', 'git'));
+  // Empty is unset, as for every variable (not the working directory itself).
+  return path.resolve(env.PUSHGATE_CACHE_DIR || path.join('.pushgate', 'cache', 'git'));
 }
 
 /**

@@ -65,14 +65,14 @@ describe('configuration validation edge cases', () => {
   });
 
   it('refuses two environments that deploy one folder of one branch to the same cluster and namespace', () => {
-    const twin = (path: string, namespace = 'default') =>
+    const twin = (path: string, namespace = 'default', url = 'https://github.com/acme/env-config.git') =>
       `${config('env/production')}    path: deploy\n` +
       [
         '  - name: production-copy',
         '    repo:',
         '      provider: github',
         '      name: acme/env-config',
-        '      url: https://github.com/acme/env-config.git',
+        `      url: ${url}`,
         '    branch: env/production',
         '    cluster: prod',
         `    path: ${path}`,
@@ -84,7 +84,16 @@ describe('configuration validation edge cases', () => {
       'p.yaml: environments[1]: deploys the same repository, branch and path to the same cluster and namespace as ' +
         `environment "production": each would claim the other's objects`,
     );
+    // The same repository written another way (host case, no .git, a trailing /, credentials).
+    for (const url of [
+      'https://GitHub.com/acme/env-config/',
+      'https://x-access-token@github.com/acme/env-config',
+    ])
+      expect(configError(twin('deploy', 'default', url)).message).toContain('deploys the same repository');
     // Another folder, or another namespace, is another environment.
+    expect(() =>
+      parseConfigText(twin('deploy', 'default', 'https://github.com/acme/other.git'), 'p.yaml', {}),
+    ).not.toThrow();
     expect(() => parseConfigText(twin('other'), 'p.yaml', {})).not.toThrow();
     expect(() => parseConfigText(twin('deploy', 'staging'), 'p.yaml', {})).not.toThrow();
   });
