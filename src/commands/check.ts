@@ -1,5 +1,6 @@
 import { loadConfig, resolveConfigPath } from '../config/load.js';
 import { readSecrets, unsetSecret } from '../config/secrets.js';
+import { unsetVariable } from '../config/variable.js';
 import { kubeconfigProblems } from '../kube/cluster.js';
 import { logLevelFromEnv } from '../lib/logger.js';
 import type { CommandArgs } from './command.js';
@@ -48,7 +49,7 @@ export async function runCheck(args: CommandArgs): Promise<number> {
     args.stderr.write('warning: no environments configured: nothing will be deployed\n');
   for (const warning of namespacePolicyWarnings(config)) args.stderr.write(`warning: ${warning}\n`);
   if (!config.redis.url) {
-    const why = redisUrlVariable ? ` (${redisUrlVariable} is not set)` : '';
+    const why = redisUrlVariable ? ` (${unsetVariable(redisUrlVariable, args.env)})` : '';
     args.stderr.write(
       `warning: redis.url is not set${why}; pushgate serve and worker need it, pushgate start runs its own redis-server\n`,
     );

@@ -2,10 +2,14 @@ import path from 'node:path';
 import { z } from 'zod';
 import { parseDurationMs, parseSizeBytes } from './units.js';
 
+// A refinement after it still runs on a value it refused (z.NEVER): such judge numbers only.
 const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
   const ms = parseDurationMs(value);
   if (ms === undefined) {
-    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `"${value}" is not a duration like 30s, 5m or 0` });
+    ctx.addIssue({
+      code: z.ZodIssueCode.custom,
+      message: `"${value}" is not a duration like 30s, 5m or 0`,
+    });
     return z.NEVER;
   }
   return ms;
@@ -14,7 +18,10 @@ const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
 const size = z.union([z.string(), z.number()]).transform((value, ctx) => {
   const bytes = parseSizeBytes(value);
   if (bytes === undefined) {
-    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `"${value}" is not a size like 512kb or 5mb` });
+    ctx.addIssue({
+      code: z.ZodIssueCode.custom,
+      message: `"${value}" is not a size like 512kb or 5mb`,
+    });
     return z.NEVER;
   }
   return bytes;
@@ -100,7 +107,14 @@ export const serverSchema = z
         z.number({ invalid_type_error: 'must be a port number' }).int().min(0).max(65535),
       )
       .default(8080),
-    host: z.string().default('0.0.0.0'),
+    host: z
+      .string()
+      // An address, not a URL or host:port (IPv6 literals hold colons of their own).
+      .refine((host) => !/^[^:]*:\d*$/.test(host) && !host.includes('/'), {
+        message:
+          'must be an address to listen on (0.0.0.0, 127.0.0.1, ::), without a port or scheme: the port is server.port',
+      })
+      .default('0.0.0.0'),
     bodyLimit: size.default('5mb'),
     /** Base of the status URLs handed out in webhook answers and commit statuses. */
     publicUrl: z.string().url().optional(),
@@ -175,7 +189,7 @@ export const environmentSchema = z
     // Each run is a full deploy (fetch, dry-run, apply, health): below a second is a typo.
     reconcileInterval: duration
       .refine(
-        (ms) => ms === 0 || ms >= 1_000,
+        (ms) => typeof ms !== 'number' || ms === 0 || ms >= 1_000,
         'must be 0 (off) or at least 1s: each re-sync is a full deploy',
       )
       .default('10m'),

@@ -27,3 +27,9 @@ export function readVariable(name: string, env: Env): string | undefined {
   // `echo secret > file` and editors add one; a value that really ends in a newline keeps the rest.
   return text.replace(/\r?\n$/, '');
 }
+
+/** Why readVariable found nothing, for a warning: the empty file, when NAME_FILE names one. */
+export function unsetVariable(name: string, env: Env): string {
+  const file = env[`${name}_FILE`];
+  return file ? `${name}_FILE: ${file} is empty` : `${name} is not set`;
+}

@@ -127,6 +127,16 @@ describe('pushgate check', () => {
     const run = await runCli(['check', '--config', configFile], env);
     expect(run.code).toBe(0);
     expect(run.stderr).toContain('warning: redis.url is not set (REDIS_URL is not set)');
+    // A secret file mounted empty is named, not taken for no variable.
+    const emptyFile = join(dir, 'redis-url-empty');
+    writeFileSync(emptyFile, '');
+    const fromEmptyFile = await runCli(['check', '--config', configFile], {
+      ...env,
+      REDIS_URL_FILE: emptyFile,
+    });
+    expect(fromEmptyFile.stderr).toContain(
+      `warning: redis.url is not set (REDIS_URL_FILE: ${emptyFile} is empty)`,
+    );
     const serve = await runCli(['serve', '--config', configFile], env);
     expect(serve.code).toBe(2);
     expect(serve.stderr).toContain('redis.url');

@@ -60,6 +60,10 @@ describe('configuration validation edge cases', () => {
     expect(configError(withInterval('500ms')).message).toBe(
       'p.yaml: environments[0].reconcileInterval: must be 0 (off) or at least 1s: each re-sync is a full deploy',
     );
+    // Not a duration at all: that alone is said, not also the minimum.
+    expect(configError(withInterval('-5m')).message).toBe(
+      'p.yaml: environments[0].reconcileInterval: "-5m" is not a duration like 30s, 5m or 0',
+    );
     expect(parseConfigText(withInterval('0'), 'p.yaml', {}).environments[0]?.reconcileInterval).toBe(0);
     expect(parseConfigText(withInterval('1s'), 'p.yaml', {}).environments[0]?.reconcileInterval).toBe(1_000);
   });
@@ -96,6 +100,17 @@ describe('configuration validation edge cases', () => {
     ).not.toThrow();
     expect(() => parseConfigText(twin('other'), 'p.yaml', {})).not.toThrow();
     expect(() => parseConfigText(twin('deploy', 'staging'), 'p.yaml', {})).not.toThrow();
+  });
+
+  it('asks for an address in server.host, the port being server.port', () => {
+    for (const host of ['localhost:8080', 'http://0.0.0.0'])
+      expect(configError(config('main', `server: { host: "${host}" }`)).message).toBe(
+        'p.yaml: server.host: must be an address to listen on (0.0.0.0, 127.0.0.1, ::), without a port or scheme: the port is server.port',
+      );
+    for (const host of ['::', '::1', '127.0.0.1', 'localhost'])
+      expect(parseConfigText(config('main', `server: { host: "${host}" }`), 'p.yaml', {}).server.host).toBe(
+        host,
+      );
   });
 
   it('asks for the branch name without refs/heads/', () => {
