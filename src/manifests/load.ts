@@ -1,19 +1,13 @@
 import { lstat, readFile, readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { parseAllDocuments } from 'yaml';
 import { z } from 'zod';
-import { PushgateError, errorMessage } from '../lib/errors.js';
+import { PushgateError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { problemsError, type ManifestProblem } from './problems.js';
 import { dataShapeProblems } from './data-shape.js';
 import { isCanonicalApiVersion } from './resource-info.js';
-import {
-  MAX_YAML_ANCHORS_AND_ALIASES,
-  MAX_YAML_VALUES_PER_ENVIRONMENT,
-  MAX_YAML_VALUES_PER_FILE,
-  measureYaml,
-} from './yaml-cost.js';
-import { kubernetesYamlTags } from './yaml-scalars.js';
+import { countAnchorsAndAliases, MAX_YAML_ANCHORS_AND_ALIASES } from './yaml-anchors.js';
+import { PARSE_HEAP_MB, YamlParser } from './yaml-parser.js';
 import { manifestText } from './text.js';
 import type { LoadedManifest, ManifestObject, ManifestSource } from './types.js';
 
@@ -25,10 +19,13 @@ export const MAX_MANIFEST_FILE_BYTES = 4 * 1024 * 1024;
  */
 export const MAX_MANIFEST_TOTAL_BYTES = 32 * 1024 * 1024;
 /**
- * yaml counts alias expansions (uses × size of the aliased node); this allows ordinary
- * reuse of anchors while stopping "billion laughs" documents long before memory suffers.
+ * Mappings, lists and scalars of one environment's manifests once read: what the deploy holds
+ * of them (4 MiB of typical manifests is about 230,000; 32 MiB of `{},{},…` would be 11 million
+ * objects, more memory than a worker has).
  */
-export const MAX_ALIAS_COUNT = 50;
+export const MAX_YAML_VALUES_PER_ENVIRONMENT = 3_000_000;
+/** Time the YAML parser may take over one environment's files (4 MiB of typical manifests: about 3 s). */
+export const MAX_PARSE_MS_PER_ENVIRONMENT = 60_000;
 
 const MANIFEST_EXTENSIONS = new Set(['.yaml', '.yml', '.json']);
 const KUSTOMIZATION_FILES = ['kustomization.yaml', 'kustomization.yml', 'Kustomization'];
@@ -89,21 +86,21 @@ export async function loadManifests(
   return tree.manifests;
 }
 
-/** How many YAML values a file and an environment may hold (MAX_YAML_VALUES_*); smaller in tests. */
-export interface YamlValueLimits {
-  perFile: number;
-  perEnvironment: number;
+/** What reading one environment's manifests may cost (MAX_YAML_VALUES_PER_ENVIRONMENT, MAX_PARSE_MS_PER_ENVIRONMENT); smaller in tests. */
+export interface ParseLimits {
+  values: number;
+  parseMs: number;
 }
 
-const YAML_VALUE_LIMITS: YamlValueLimits = {
-  perFile: MAX_YAML_VALUES_PER_FILE,
-  perEnvironment: MAX_YAML_VALUES_PER_ENVIRONMENT,
+const PARSE_LIMITS: ParseLimits = {
+  values: MAX_YAML_VALUES_PER_ENVIRONMENT,
+  parseMs: MAX_PARSE_MS_PER_ENVIRONMENT,
 };
 
 export async function loadManifestTree(
   repoRoot: string,
   manifestPath: string,
-  limits: YamlValueLimits = YAML_VALUE_LIMITS,
+  limits: ParseLimits = PARSE_LIMITS,
 ): Promise<ManifestTree> {
   const realRoot = await realpath(repoRoot);
   const start = await resolveStart(repoRoot, realRoot, manifestPath);
@@ -127,11 +124,17 @@ export async function loadManifestTree(
   const manifests: LoadedManifest[] = [];
   const budget: ParseBudget = {
     references: MAX_YAML_ANCHORS_AND_ALIASES,
-    values: limits.perEnvironment,
+    values: limits.values,
+    deadline: Date.now() + limits.parseMs,
     limits,
+    parser: new YamlParser(),
   };
-  for (const file of files) {
-    await parseFile(file, manifests, problems, budget);
+  try {
+    for (const file of files) {
+      await parseFile(file, manifests, problems, budget);
+    }
+  } finally {
+    await budget.parser.close();
   }
   if (problems.length > 0) throw problemsError('manifest_invalid', problems);
   return { manifests, skipped };
@@ -250,7 +253,9 @@ async function walk(
 interface ParseBudget {
   references: number;
   values: number;
-  limits: YamlValueLimits;
+  deadline: number;
+  limits: ParseLimits;
+  parser: YamlParser;
 }
 
 async function parseFile(
@@ -272,64 +277,47 @@ async function parseFile(
     return;
   }
   const { text } = read;
-  const { limits } = budget;
-  const perFile = Math.min(limits.perFile, Math.max(budget.values, 0));
-  const cost = measureYaml(text, { references: Math.max(budget.references, 0), values: perFile });
-  budget.references -= cost.references;
-  budget.values -= cost.values;
-  if (cost.references > 0 && budget.references < 0) {
+  const references = countAnchorsAndAliases(text, Math.max(budget.references, 0));
+  budget.references -= references;
+  if (references > 0 && budget.references < 0) {
     problems.push({
       message: `${file.relative}: not parsed: the environment's manifests hold more than ${MAX_YAML_ANCHORS_AND_ALIASES} YAML anchors and aliases (&name, *name) up to this file`,
     });
     return;
   }
-  if (cost.values > perFile) {
+  const { limits } = budget;
+  if (budget.values < 0 || Date.now() >= budget.deadline) {
     problems.push({
-      message:
-        perFile < limits.perFile
-          ? `${file.relative}: not parsed: the environment's manifests hold more than ${limits.perEnvironment} YAML values up to this file, more than one environment may (about 20 MiB of typical manifests): split it into several environments`
-          : `${file.relative}: not parsed: it holds more than ${limits.perFile} YAML values (keys, items and scalars; a {…} or […] collection or a document counts 3), more than one file may (about 4 MiB of typical manifests): split it into smaller files`,
+      message: `${file.relative}: not read: the environment's manifests took all they may before it`,
     });
     return;
   }
-  const documents = parseAllDocuments(text, {
-    version: '1.1',
-    customTags: kubernetesYamlTags,
-    prettyErrors: true,
-  });
-  // parseAllDocuments returns an empty array-like for an empty stream.
-  const list = Array.isArray(documents) ? documents : [];
-  list.forEach((document, index) => {
+  const outcome = await budget.parser.parse(text, budget.deadline);
+  if ('refused' in outcome) {
+    const why = {
+      memory: `reading it takes more than the ${PARSE_HEAP_MB} MiB of memory one file may (a shape that costs the YAML parser far more than its bytes, or too much in one file): split or simplify it`,
+      time: `reading the environment's manifests took more than the ${limits.parseMs / 1000} s they may up to this file (a shape that costs the YAML parser far more than its bytes, or too much in one environment)`,
+      crash: `the YAML parser stopped (${outcome.detail ?? 'no reason given'})`,
+    }[outcome.refused];
+    problems.push({ message: `${file.relative}: not read: ${why}` });
+    return;
+  }
+  for (const [index, document] of outcome.documents.entries()) {
     const source: ManifestSource = { file: file.relative, document: index + 1 };
-    const firstError = document.errors[0];
-    if (firstError) {
+    if ('problem' in document) {
+      problems.push({ source, message: document.problem });
+      continue;
+    }
+    budget.values -= document.values;
+    if (budget.values < 0) {
       problems.push({
         source,
-        message: `invalid YAML: ${yamlProblem(firstError.message.split('\n')[0] ?? '')}`,
+        message: `not read: the environment's manifests hold more than ${limits.values} YAML values (mappings, lists and scalars) up to this document, more than one environment may: split it into several environments`,
       });
       return;
     }
-    let value: unknown;
-    try {
-      value = document.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
-    } catch (error) {
-      problems.push({ source, message: `invalid YAML: ${yamlProblem(errorMessage(error))}` });
-      return;
-    }
-    collectObjects(value, source, manifests, problems);
-  });
-}
-
-/**
- * What the YAML parser said, in the author's terms. yaml names an unresolved alias by its
- * text, and an unquoted value starting with `*` (a password, say) is read as one: say what
- * happened without repeating the value. It recurses once per level of nesting, so a document
- * nested some thousands deep ends in a JavaScript stack overflow.
- */
-function yamlProblem(message: string): string {
-  if (message.startsWith('Unresolved alias'))
-    return 'a value starting with "*" is read as an alias of an anchor that does not exist (quote the value)';
-  return message.replace(/^(RangeError: )?Maximum call stack size exceeded/, 'nested too deeply to be read');
+    collectObjects(document.value, source, manifests, problems);
+  }
 }
 
 /**

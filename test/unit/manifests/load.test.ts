@@ -4,7 +4,8 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PushgateError } from '../../../src/lib/errors.js';
 import { loadManifestTree, loadManifests, MAX_MANIFEST_FILE_BYTES } from '../../../src/manifests/load.js';
-import { MAX_YAML_ANCHORS_AND_ALIASES, MAX_YAML_VALUES_PER_FILE } from '../../../src/manifests/yaml-cost.js';
+import { PARSE_HEAP_MB } from '../../../src/manifests/yaml-parser.js';
+import { MAX_YAML_ANCHORS_AND_ALIASES } from '../../../src/manifests/yaml-anchors.js';
 
 let root: string;
 let outside: string;
@@ -240,37 +241,53 @@ describe('loadManifests', () => {
     ]);
   });
 
-  it('refuses a file of more YAML values than the parser may hold (4 MiB of "{}," took 2 GB), before parsing it', async () => {
-    // Under the byte limit, over the value limit: parsed, it would kill the worker.
-    await write('env/flood.yaml', `[${'{},'.repeat(1_300_000)}{}]`);
-    await write('env/nested.yaml', '['.repeat(1_000_000));
+  it('reads a file YAML costs far more than its bytes in a thread of bounded memory: refused, the process unharmed', async () => {
+    // 4 MiB of "[,,,…" took 1.5 GB before the heap ran out, 4 MiB of "[{},{},…" 2 GB: read on the
+    // main thread, either killed the worker process and every deploy it ran.
+    await write('env/flood.yaml', `[${','.repeat(MAX_MANIFEST_FILE_BYTES - 2)}`);
     await write('env/web.yaml', configMap('web'));
 
     const error = await loadError();
 
-    expect(error.message.split('\n').slice(1)).toEqual(
-      ['flood', 'nested'].map(
-        (name) =>
-          `  env/${name}.yaml: not parsed: it holds more than ${MAX_YAML_VALUES_PER_FILE} YAML values (keys, items and scalars; a {…} or […] collection or a document counts 3), more than one file may (about 4 MiB of typical manifests): split it into smaller files`,
-      ),
+    expect(error.message).toBe(
+      `env/flood.yaml: not read: reading it takes more than the ${PARSE_HEAP_MB} MiB of memory one file may (a shape that costs the YAML parser far more than its bytes, or too much in one file): split or simplify it`,
     );
+    // The next load gets a new thread.
+    await rm(path.join(root, 'env/flood.yaml'));
+    expect(await loadManifests(root, 'env')).toHaveLength(1);
   });
 
-  it('refuses the file that takes an environment past its YAML values, and every file after it', async () => {
-    for (const name of ['a', 'b', 'c', 'd']) await write(`env/${name}.yaml`, configMap(name));
+  it('stops reading an environment whose files take the parser longer than they may, at that file', async () => {
+    // yaml takes time quadratic in the bytes of this shape: seconds for 64 KiB.
+    await write('env/a-slow.yaml', `a: 1\n${'}'.repeat(256 * 1024)}`);
+    await write('env/b-web.yaml', configMap('web'));
 
-    // Each ConfigMap here is 11 values; 30 for the environment lets two through.
-    const error = await loadManifestTree(root, 'env', { perFile: 20, perEnvironment: 30 }).then(
+    const started = Date.now();
+    const error = await loadManifestTree(root, 'env', { values: 1_000_000, parseMs: 300 }).then(
       () => undefined,
       (e: unknown) => e as PushgateError,
     );
 
-    expect(error?.message.split('\n').slice(1)).toEqual(
-      ['c', 'd'].map(
-        (name) =>
-          `  env/${name}.yaml: not parsed: the environment's manifests hold more than 30 YAML values up to this file, more than one environment may (about 20 MiB of typical manifests): split it into several environments`,
-      ),
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(error?.message.split('\n').slice(1)).toEqual([
+      "  env/a-slow.yaml: not read: reading the environment's manifests took more than the 0.3 s they may up to this file (a shape that costs the YAML parser far more than its bytes, or too much in one environment)",
+      "  env/b-web.yaml: not read: the environment's manifests took all they may before it",
+    ]);
+  });
+
+  it('refuses the document that takes an environment past the YAML values it may hold, and every file after it', async () => {
+    for (const name of ['a', 'b', 'c', 'd']) await write(`env/${name}.yaml`, configMap(name));
+
+    // Each ConfigMap here is 5 values (the object, apiVersion, kind, metadata, name): 12 lets two through.
+    const error = await loadManifestTree(root, 'env', { values: 12, parseMs: 60_000 }).then(
+      () => undefined,
+      (e: unknown) => e as PushgateError,
     );
+
+    expect(error?.message.split('\n').slice(1)).toEqual([
+      "  env/c.yaml document 1: not read: the environment's manifests hold more than 12 YAML values (mappings, lists and scalars) up to this document, more than one environment may: split it into several environments",
+      "  env/d.yaml: not read: the environment's manifests took all they may before it",
+    ]);
   });
 
   it('says a document nested too deeply is, not that a stack overflowed', async () => {
