@@ -286,17 +286,23 @@ export type EnvironmentConfig = z.output<typeof environmentSchema>;
 export type Provider = EnvironmentConfig['repo']['provider'];
 
 /**
- * One repository however its URL is written: scheme and host in any case, with or without
- * credentials, a trailing `/` or `.git` (`https://github.com/acme/env.git` and
- * `https://GitHub.com/acme/env/` are one repository to the server).
+ * One repository however its URL is written: by https or ssh (scp-like `git@host:path` too),
+ * the host in any case, with or without credentials, a trailing `/` or `.git`
+ * (`https://github.com/acme/env.git`, `git@GitHub.com:acme/env` are one repository).
  */
 export function sameRepositoryKey(url: string): string {
-  const trimmed = (text: string): string => text.replace(/\/+$/, '').replace(/\.git$/, '');
+  const trimmed = (text: string): string =>
+    text
+      .replace(/\/+$/, '')
+      .replace(/\.git$/, '')
+      .replace(/^\/+/, '');
+  const scpLike = /^(?:[^@/]+@)?([^/:]+):(?!\/\/)(.*)$/.exec(url);
+  if (scpLike) return `${scpLike[1]!.toLowerCase()}/${trimmed(scpLike[2]!)}`;
   try {
     const parsed = new URL(url);
-    return `${parsed.protocol}//${parsed.host.toLowerCase()}${trimmed(parsed.pathname)}`;
+    if (parsed.protocol === 'file:') return `file:${trimmed(parsed.pathname)}`;
+    return `${parsed.hostname.toLowerCase()}/${trimmed(parsed.pathname)}`;
   } catch {
-    // scp-like (git@host:path) or a local path.
     return trimmed(url);
   }
 }

@@ -413,16 +413,27 @@ function collectObjects(
 }
 
 /**
- * A SOPS-encrypted document, as Flux's kustomize-controller decrypts it, holds its ciphertext
- * as `ENC[AES256_GCM,…]` strings and its keys in a top-level `sops` mapping (`mac`,
- * `lastmodified`). Applied as it is, the API server refuses only the `sops` field, and a
- * Secret's `data` reads as not base64: neither says what is wrong.
+ * A SOPS-encrypted document of Kubernetes' own kinds, as Flux's kustomize-controller decrypts
+ * it, holds its ciphertext as `ENC[AES256_GCM,…]` strings and its keys in a top-level `sops`
+ * mapping (`mac`, `lastmodified`). Applied as it is, the API server refuses only the `sops`
+ * field, and a Secret's `data` reads as not base64: neither says what is wrong.
  */
 function isSopsEncrypted(document: Record<string, unknown>): boolean {
   const metadata = document.sops;
-  return (
-    isMapping(metadata) && (typeof metadata.mac === 'string' || typeof metadata.lastmodified === 'string')
-  );
+  if (!isMapping(metadata) || (typeof metadata.mac !== 'string' && typeof metadata.lastmodified !== 'string'))
+    return false;
+  // A custom resource may carry its `sops` field on purpose, for a controller that decrypts
+  // it in the cluster (sops-secrets-operator's SopsSecret): its schema decides, at the dry-run.
+  const { apiVersion } = document;
+  return typeof apiVersion !== 'string' || apiVersion.startsWith('ENC[') || isBuiltInApiVersion(apiVersion);
+}
+
+/** Kubernetes' own groups: the core group, the undotted ones (apps, batch…) and `*.k8s.io`. */
+function isBuiltInApiVersion(apiVersion: string): boolean {
+  const slash = apiVersion.indexOf('/');
+  if (slash < 0) return true;
+  const group = apiVersion.slice(0, slash);
+  return !group.includes('.') || group.endsWith('.k8s.io');
 }
 
 const SOPS_REFUSAL =

@@ -16,6 +16,7 @@ import {
   type CommitStatusReporter,
   type CreateReporterOptions,
 } from '../../src/status/reporters/commit-status-reporter.js';
+import { REOFFER_AFTER_GIVE_UP_MS } from '../../src/status/reporters/status-outbox.js';
 import type { CommitStatusUpdate } from '../../src/status/reporters/types.js';
 import type { FakeProvider } from '../helpers/fake-github.js';
 import { startFakeGithub } from '../helpers/fake-github.js';
@@ -122,10 +123,11 @@ describe('commit status reporters (local servers speaking the providers’ docum
       description,
       jobId,
     });
-    const outbox = (name: string) => client.hgetall(createKeys(prefix).commitStatus(name, SHA));
+    const key = (name: string) => createKeys(prefix).commitStatus(name, SHA);
+    const outbox = (name: string) => client.hgetall(key(name));
     const leaseKey = (name: string) => createKeys(prefix).commitStatusLease(name, SHA);
     const store = new JobStore(client, createKeys(prefix));
-    return { github, gitlab, reporter, newReporter, env, update, outbox, leaseKey, metrics, store };
+    return { github, gitlab, reporter, newReporter, env, update, outbox, key, leaseKey, metrics, store };
   }
 
   const states = (provider: FakeProvider) =>
@@ -527,18 +529,24 @@ describe('commit status reporters (local servers speaking the providers’ docum
     expect(await outbox('staging')).toMatchObject({ deliveredState: 'pending' });
   });
 
-  it('a quiet re-sync shows a status that was given up, and stays quiet once it is shown', async () => {
-    const { github, reporter, update, outbox } = await setup();
+  it('a quiet re-sync offers a status given up over an hour before (a token or permission fixed since), once', async () => {
+    const { github, reporter, update, outbox, key } = await setup();
     github.failNext(1, 422, { message: 'Validation Failed' });
     reporter.report(update('production', 'success', 'Deployed'));
     expect(await reporter.flush()).toBe(true);
     expect(await outbox('production')).toMatchObject({ gaveUpSeq: '1', lastHttpStatus: '422' });
 
+    // Within the hour: nothing sent, so a refusal that stands costs one request an hour at most.
     reporter.report({ ...update('production', 'success', 'Deployed', 'j-2'), quiet: true });
+    expect(await reporter.flush()).toBe(true);
+    expect(states(github)).toEqual(['success']);
+
+    await client.hset(key('production'), 'gaveUpAt', String(Date.now() - REOFFER_AFTER_GIVE_UP_MS - 1));
+    reporter.report({ ...update('production', 'success', 'Deployed', 'j-3'), quiet: true });
     expect(await reporter.flush()).toBe(true);
     expect(await outbox('production')).toMatchObject({ deliveredState: 'success', deliveredSeq: '2' });
 
-    reporter.report({ ...update('production', 'success', 'Deployed', 'j-3'), quiet: true });
+    reporter.report({ ...update('production', 'success', 'Deployed', 'j-4'), quiet: true });
     expect(await reporter.flush()).toBe(true);
     expect(states(github)).toEqual(['success', 'success']);
   });
@@ -547,9 +555,10 @@ describe('commit status reporters (local servers speaking the providers’ docum
     const elsewhere = await startFakeGitlab();
     servers.push(elsewhere);
     let status = 301;
+    let location = (path: string) => `${elsewhere.url}${path}`;
     const redirecting = createServer((request, response) => {
       request.resume();
-      response.writeHead(status, { location: `${elsewhere.url}${request.url ?? '/'}` }).end();
+      response.writeHead(status, { location: location(request.url ?? '/') }).end();
     });
     await new Promise<void>((resolve) => redirecting.listen(0, '127.0.0.1', resolve));
     const { port } = redirecting.address() as AddressInfo;
@@ -581,6 +590,15 @@ describe('commit status reporters (local servers speaking the providers’ docum
           `redirected to ${elsewhere.url}/api/v4/projects/acme%2Fplatform%2Fenv-config/statuses/${sha}: not followed (the token goes only to providers.gitlab.url); set providers.gitlab.url to ${elsewhere.url}`,
         );
       }
+      // A redirect to a sign-in page says nothing of where the API is.
+      location = () => `${elsewhere.url}/users/sign_in`;
+      status = 302;
+      const sha = 'f'.repeat(40);
+      reporter.report({ environment, sha, state: 'pending', description: 'Deploying', jobId: 'j-302' });
+      expect(await reporter.flush()).toBe(true);
+      expect((await client.hgetall(createKeys(prefix).commitStatus('staging', sha))).lastError).toBe(
+        `redirected to ${elsewhere.url}/users/sign_in: not followed (the token goes only to providers.gitlab.url)`,
+      );
       expect(elsewhere.requests).toEqual([]);
     } finally {
       await new Promise<void>((resolve) => redirecting.close(() => resolve()));

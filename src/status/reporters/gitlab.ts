@@ -134,9 +134,12 @@ function redirectMessage(requested: URL, location: string | undefined): string {
     target = undefined;
   }
   if (!target) return 'redirected elsewhere: not followed (the token goes only to providers.gitlab.url)';
+  const where = `redirected to ${target.origin}${target.pathname}: not followed (the token goes only to providers.gitlab.url)`;
+  // Only a move of the API itself says where the instance is now (not a sign-in page).
   const apiAt = target.pathname.indexOf('/api/v4/');
-  const instance = `${target.origin}${apiAt >= 0 ? target.pathname.slice(0, apiAt) : ''}`;
-  return `redirected to ${target.origin}${target.pathname}: not followed (the token goes only to providers.gitlab.url); set providers.gitlab.url to ${instance}`;
+  return apiAt < 0
+    ? where
+    : `${where}; set providers.gitlab.url to ${target.origin}${target.pathname.slice(0, apiAt)}`;
 }
 
 /** GitLab answers `{"message": …}` or `{"error": …}`; its proxy answers HTML. */

@@ -73,19 +73,24 @@ export type DeliveryResult =
  * - `superseded` never replaces a deploy's own final word (success/failure/canceled): a commit that was
  *   deployed is not "not deployed itself" because a later job of it was overtaken.
  * - a quiet offer of the state the commit holds already is dropped (re-syncs of the live commit),
- *   unless that state was given up: the re-sync is then the next chance to show it.
+ *   unless that state was given up over REOFFER_AFTER_GIVE_UP_MS ago: the re-sync is then the
+ *   next chance to show it (a token or permission fixed since), at most once an hour.
  * - a job's `pending` after that job's own final status is a late start from an earlier
  *   attempt (another worker): dropped.
  * Offers are ordered by the moment they reach Redis, whichever worker makes them.
  */
+/** How long after a give-up a re-sync may offer the same state again (see OFFER_SCRIPT). */
+export const REOFFER_AFTER_GIVE_UP_MS = 3600_000;
+
 const OFFER_SCRIPT = `
-local current = redis.call('HMGET', KEYS[1], 'state', 'jobId', 'notBefore', 'seq', 'gaveUpSeq')
+local current = redis.call('HMGET', KEYS[1], 'state', 'jobId', 'notBefore', 'seq', 'gaveUpSeq', 'gaveUpAt')
 local state = ARGV[6]
 local jobId = ARGV[8]
 if current[1] then
   local final = current[1] == 'success' or current[1] == 'failure' or current[1] == 'canceled'
   local lastSeq = tonumber(current[4] or '0')
   local gaveUp = lastSeq > 0 and tonumber(current[5] or '0') >= lastSeq
+    and tonumber(ARGV[2]) - tonumber(current[6] or '0') >= ${REOFFER_AFTER_GIVE_UP_MS}
   if (state == 'superseded' and final) or (ARGV[4] == '1' and current[1] == state and not gaveUp)
     or (state == 'pending' and current[1] ~= 'pending' and current[2] == jobId) then
     redis.call('PEXPIRE', KEYS[1], ARGV[3])
@@ -133,7 +138,7 @@ elseif outcome == 'retry' then
   end
   redis.call('ZADD', KEYS[2], at, ARGV[1])
 else
-  redis.call('HSET', KEYS[1], 'gaveUpSeq', ARGV[3], 'failures', 0, 'lastError', ARGV[6], 'lastHttpStatus', ARGV[7])
+  redis.call('HSET', KEYS[1], 'gaveUpSeq', ARGV[3], 'gaveUpAt', ARGV[4], 'failures', 0, 'lastError', ARGV[6], 'lastHttpStatus', ARGV[7])
   redis.call('HDEL', KEYS[1], 'firstFailureAt', 'notBefore')
   if not moved then redis.call('ZREM', KEYS[2], ARGV[1]) end
 end

@@ -88,10 +88,12 @@ describe('configuration validation edge cases', () => {
       'p.yaml: environments[1]: deploys the same repository, branch and path to the same cluster and namespace as ' +
         `environment "production": each would claim the other's objects`,
     );
-    // The same repository written another way (host case, no .git, a trailing /, credentials).
+    // The same repository written another way (host case, no .git, a trailing /, credentials, ssh).
     for (const url of [
       'https://GitHub.com/acme/env-config/',
       'https://x-access-token@github.com/acme/env-config',
+      'ssh://git@github.com/acme/env-config.git',
+      'git@GitHub.com:acme/env-config.git',
     ])
       expect(configError(twin('deploy', 'default', url)).message).toContain('deploys the same repository');
     // Another folder, or another namespace, is another environment.

@@ -222,6 +222,18 @@ describe('loadManifests', () => {
     );
     expect(lines[0]).toContain('pushgate does not decrypt SOPS and would apply the ciphertext');
     expect(error.message).not.toMatch(/base64|c2VjcmV0Y2lwaGVy|ENC\[/);
+
+    // A custom resource that carries it on purpose, for a controller that decrypts in the
+    // cluster (sops-secrets-operator), goes on to the dry-run, where its schema decides.
+    await rm(path.join(root, 'env/db.yaml'));
+    await write(
+      'env/sops-secret.yaml',
+      `apiVersion: isindir.github.com/v1alpha3\nkind: SopsSecret\nmetadata: {name: db}\nspec:\n  secretTemplates:\n    - name: db\n      stringData: {password: "${enc('c2VjcmV0')}"}\n${sops}\n`,
+    );
+    expect((await loadManifests(root, 'env')).map(({ object }) => object.kind).sort()).toEqual([
+      'ConfigMap',
+      'SopsSecret',
+    ]);
   });
 
   it('refuses an apiVersion that is not VERSION or GROUP/VERSION: "/v1" is v1 to the API server, not to a check by name', async () => {
