@@ -6,8 +6,8 @@ import type { Logger } from '../lib/logger.js';
 import { problemsError, type ManifestProblem } from './problems.js';
 import { dataShapeProblems } from './data-shape.js';
 import { isCanonicalApiVersion } from './resource-info.js';
-import { countAnchorsAndAliases, MAX_YAML_ANCHORS_AND_ALIASES } from './yaml-anchors.js';
-import { PARSE_HEAP_MB, YamlParser } from './yaml-parser.js';
+import { PARSE_HEAP_MB, readYaml } from './yaml-parser.js';
+import { MAX_YAML_ANCHORS_AND_ALIASES, MAX_YAML_NESTING } from './yaml-prescan.js';
 import { manifestText } from './text.js';
 import type { LoadedManifest, ManifestObject, ManifestSource } from './types.js';
 
@@ -125,16 +125,11 @@ export async function loadManifestTree(
   const budget: ParseBudget = {
     references: MAX_YAML_ANCHORS_AND_ALIASES,
     values: limits.values,
-    deadline: Date.now() + limits.parseMs,
+    parseMs: limits.parseMs,
     limits,
-    parser: new YamlParser(),
   };
-  try {
-    for (const file of files) {
-      await parseFile(file, manifests, problems, budget);
-    }
-  } finally {
-    await budget.parser.close();
+  for (const file of files) {
+    await parseFile(file, manifests, problems, budget);
   }
   if (problems.length > 0) throw problemsError('manifest_invalid', problems);
   return { manifests, skipped };
@@ -253,9 +248,8 @@ async function walk(
 interface ParseBudget {
   references: number;
   values: number;
-  deadline: number;
+  parseMs: number;
   limits: ParseLimits;
-  parser: YamlParser;
 }
 
 async function parseFile(
@@ -277,27 +271,23 @@ async function parseFile(
     return;
   }
   const { text } = read;
-  const references = countAnchorsAndAliases(text, Math.max(budget.references, 0));
-  budget.references -= references;
-  if (references > 0 && budget.references < 0) {
-    problems.push({
-      message: `${file.relative}: not parsed: the environment's manifests hold more than ${MAX_YAML_ANCHORS_AND_ALIASES} YAML anchors and aliases (&name, *name) up to this file`,
-    });
-    return;
-  }
   const { limits } = budget;
-  if (budget.values < 0 || Date.now() >= budget.deadline) {
+  if (budget.references < 0 || budget.values < 0 || budget.parseMs <= 0) {
     problems.push({
       message: `${file.relative}: not read: the environment's manifests took all they may before it`,
     });
     return;
   }
-  const outcome = await budget.parser.parse(text, budget.deadline);
+  const { outcome, spentMs } = await readYaml(text, budget.references, budget.parseMs);
+  budget.parseMs -= spentMs;
+  if ('references' in outcome) budget.references -= outcome.references;
   if ('refused' in outcome) {
     const why = {
+      references: `the environment's manifests hold more than ${MAX_YAML_ANCHORS_AND_ALIASES} YAML anchors and aliases (&name, *name) up to this file`,
+      nesting: `it nests more than ${MAX_YAML_NESTING} levels deep (brackets, indentation or "- -"), far more than any Kubernetes object`,
       memory: `reading it takes more than the ${PARSE_HEAP_MB} MiB of memory one file may (a shape that costs the YAML parser far more than its bytes, or too much in one file): split or simplify it`,
       time: `reading the environment's manifests took more than the ${limits.parseMs / 1000} s they may up to this file (a shape that costs the YAML parser far more than its bytes, or too much in one environment)`,
-      crash: `the YAML parser stopped (${outcome.detail ?? 'no reason given'})`,
+      crash: `the YAML parser stopped (${'detail' in outcome ? (outcome.detail ?? 'no reason given') : ''})`,
     }[outcome.refused];
     problems.push({ message: `${file.relative}: not read: ${why}` });
     return;

@@ -1,7 +1,13 @@
 import { parentPort } from 'node:worker_threads';
-import { parseYamlDocuments } from './yaml-documents.js';
+import { readYamlFile } from './yaml-documents.js';
 
-// The worker thread of yaml-parser: one file's text in, its documents out.
-parentPort?.on('message', (text: string) => {
-  parentPort?.postMessage(parseYamlDocuments(text));
+/** A file to read, and how many anchors and aliases its environment may still hold. */
+export interface ParseRequest {
+  text: string;
+  referencesAllowed: number;
+}
+
+// The worker thread of yaml-parser: one file's text in, its reading out.
+parentPort?.on('message', ({ text, referencesAllowed }: ParseRequest) => {
+  parentPort?.postMessage(readYamlFile(text, referencesAllowed));
 });

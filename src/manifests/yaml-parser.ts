@@ -1,44 +1,89 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { parseYamlDocuments, type ParsedDocument } from './yaml-documents.js';
+import { readYamlFile, type FileReading } from './yaml-documents.js';
+import type { ParseRequest } from './yaml-parse-worker.js';
 
 /**
- * Files up to this size are read on the main thread: yaml's worst shapes (`}}}…`, `[,,,…]`)
- * take time and memory quadratic in the bytes, 5 s and ~60 MB at 64 KiB, about 80 ms at this.
+ * Files up to this size are read on the main thread, where nothing can stop a read: yaml's
+ * worst shapes (`}}}…`, `]!]!…`) take time and memory quadratic in the bytes, about 100 ms
+ * and 50 MB at this size.
  */
 const INLINE_PARSE_BYTES = 8 * 1024;
 /**
- * The heap a worker thread reads one larger file in: 4 MiB of typical manifests (19,000
+ * The heap of the thread that reads larger files: 4 MiB of typical manifests (19,000
  * ConfigMaps) takes about 200 MB; 4 MiB of `[{},{},…]` took 2 GB, which on the main thread
  * killed the worker process and every deploy it ran.
  */
 export const PARSE_HEAP_MB = 256;
+/** An idle thread is stopped after this: its heap is the largest file it read. */
+const IDLE_MS = 30_000;
 
 /** How one file's read ended. */
-export type ParseOutcome =
-  { documents: ParsedDocument[] } | { refused: 'memory' | 'time' | 'crash'; detail?: string };
+export type ParseOutcome = FileReading | { refused: 'memory' | 'time' | 'crash'; detail?: string };
+
+/** One file's read, and the time it took (waiting for the thread not counted). */
+export interface TimedRead {
+  outcome: ParseOutcome;
+  spentMs: number;
+}
+
+interface Pending {
+  request: ParseRequest;
+  /** How long the read may take, counted from when the thread takes it. */
+  budgetMs: number;
+  resolve: (read: TimedRead) => void;
+}
 
 /**
- * Reads YAML files, the larger ones in a worker thread whose heap is bounded and which is
- * stopped at the caller's deadline: what one file can cost is that thread, never the process
- * (nor the event loop that renews every running deploy's lock). One thread per parser, started
- * at the first large file and reused for the next; close() stops it.
+ * One thread per process reads the larger files, one at a time, for every deploy the process
+ * runs: what one file can cost is that thread's bounded heap, never the process (nor the
+ * event loop that renews every running deploy's lock). A read past its time or memory stops
+ * the thread; the next file gets a new one. A file waiting its turn is not charged the wait.
  */
-export class YamlParser {
+class ParseThread {
   private worker: Worker | undefined;
+  private readonly queue: Pending[] = [];
+  private busy = false;
+  private idleTimer: NodeJS.Timeout | undefined;
 
-  async parse(text: string, deadline: number): Promise<ParseOutcome> {
-    if (text.length <= INLINE_PARSE_BYTES) return { documents: parseYamlDocuments(text) };
+  read(request: ParseRequest, budgetMs: number): Promise<TimedRead> {
+    return new Promise((resolve) => {
+      this.queue.push({ request, budgetMs, resolve });
+      this.next();
+    });
+  }
+
+  private next(): void {
+    if (this.busy) return;
+    const pending = this.queue.shift();
+    if (!pending) {
+      this.idleTimer = setTimeout(() => void this.stop(), IDLE_MS).unref();
+      return;
+    }
+    clearTimeout(this.idleTimer);
+    this.busy = true;
+    const started = Date.now();
+    void this.run(pending).then((outcome) => {
+      this.busy = false;
+      pending.resolve({ outcome, spentMs: Date.now() - started });
+      this.next();
+    });
+  }
+
+  private async run({ request, budgetMs }: Pending): Promise<ParseOutcome> {
     const worker = (this.worker ??= startWorker());
     const outcome = await new Promise<ParseOutcome>((resolve) => {
       const settle = (result: ParseOutcome): void => {
         clearTimeout(timer);
-        worker.off('message', onMessage).off('error', onError).off('exit', onExit);
+        worker.off('message', onMessage).off('messageerror', onMessageError);
+        worker.off('error', onError).off('exit', onExit);
         resolve(result);
       };
-      const timer = setTimeout(() => settle({ refused: 'time' }), Math.max(deadline - Date.now(), 0));
-      const onMessage = (documents: ParsedDocument[]): void => settle({ documents });
+      const timer = setTimeout(() => settle({ refused: 'time' }), Math.max(budgetMs, 0));
+      const onMessage = (reading: FileReading): void => settle(reading);
+      // What the thread could copy and this one could not (nested past this thread's stack).
+      const onMessageError = (error: Error): void => settle({ refused: 'crash', detail: error.message });
       const onError = (error: Error & { code?: string }): void =>
         settle(
           error.code === 'ERR_WORKER_OUT_OF_MEMORY'
@@ -46,17 +91,21 @@ export class YamlParser {
             : { refused: 'crash', detail: error.message },
         );
       const onExit = (code: number): void => settle({ refused: 'crash', detail: `exit code ${code}` });
-      worker.on('message', onMessage).on('error', onError).on('exit', onExit);
-      worker.postMessage(text);
+      worker
+        .on('message', onMessage)
+        .on('messageerror', onMessageError)
+        .on('error', onError)
+        .on('exit', onExit);
+      worker.postMessage(request);
     });
-    // A thread that ran out of memory or time is stopped; the next large file gets a new one.
-    if ('refused' in outcome) await this.close();
+    if ('refused' in outcome) await this.stop();
     return outcome;
   }
 
-  async close(): Promise<void> {
+  private async stop(): Promise<void> {
     const worker = this.worker;
     this.worker = undefined;
+    // Waits for the thread's exit, so nothing of it outlives the read it ran.
     if (worker) await worker.terminate();
   }
 }
@@ -65,6 +114,8 @@ function startWorker(): Worker {
   const worker = new Worker(workerScript(), {
     resourceLimits: { maxOldGenerationSizeMb: PARSE_HEAP_MB, maxYoungGenerationSizeMb: 16 },
   });
+  // Never unhandled: an out-of-memory error may still come after a read's time ran out.
+  worker.on('error', () => undefined);
   // Idle between files, it must not keep the process alive.
   worker.unref();
   return worker;
@@ -74,5 +125,26 @@ function startWorker(): Worker {
 function workerScript(): URL {
   const beside = new URL('./yaml-parse-worker.js', import.meta.url);
   if (existsSync(fileURLToPath(beside))) return beside;
-  return new URL('../../dist/src/manifests/yaml-parse-worker.js', import.meta.url);
+  const built = new URL('../../dist/src/manifests/yaml-parse-worker.js', import.meta.url);
+  if (existsSync(fileURLToPath(built))) return built;
+  throw new Error(
+    `${fileURLToPath(built)} is missing: run npm run build (the YAML reader's thread runs compiled code)`,
+  );
+}
+
+const thread = new ParseThread();
+
+/**
+ * Reads one file of an environment: inline when small, else in the process's parse thread,
+ * for at most `budgetMs` once the thread takes it.
+ */
+export async function readYaml(
+  text: string,
+  referencesAllowed: number,
+  budgetMs: number,
+): Promise<TimedRead> {
+  if (text.length > INLINE_PARSE_BYTES) return thread.read({ text, referencesAllowed }, budgetMs);
+  const started = Date.now();
+  const outcome = readYamlFile(text, referencesAllowed);
+  return { outcome, spentMs: Date.now() - started };
 }

@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PushgateError } from '../../../src/lib/errors.js';
 import { loadManifestTree, loadManifests, MAX_MANIFEST_FILE_BYTES } from '../../../src/manifests/load.js';
 import { PARSE_HEAP_MB } from '../../../src/manifests/yaml-parser.js';
-import { MAX_YAML_ANCHORS_AND_ALIASES } from '../../../src/manifests/yaml-anchors.js';
+import { MAX_YAML_ANCHORS_AND_ALIASES, MAX_YAML_NESTING } from '../../../src/manifests/yaml-prescan.js';
 
 let root: string;
 let outside: string;
@@ -269,6 +269,28 @@ describe('loadManifests', () => {
     expect(await loadManifests(root, 'env')).toHaveLength(1);
   });
 
+  it('reads the larger files of deploys running at once one after another, none charged for the wait', async () => {
+    // 40 ConfigMaps a file, over the size read inline: the process's one parse thread reads them.
+    const big = Array.from({ length: 40 }, (_, i) =>
+      configMap(`cm-${i}`, `data:\n  k: "${'v'.repeat(200)}"\n`),
+    ).join('---\n');
+    expect(big.length).toBeGreaterThan(8 * 1024);
+    const roots = await Promise.all(
+      ['one', 'two', 'three'].map(async (name) => {
+        const dir = path.join(root, name);
+        await mkdir(path.join(dir, 'env'), { recursive: true });
+        await writeFile(path.join(dir, 'env/big.yaml'), big);
+        return dir;
+      }),
+    );
+
+    const loaded = await Promise.all(
+      roots.map((dir) => loadManifestTree(dir, 'env', { values: 1_000_000, parseMs: 60_000 })),
+    );
+
+    expect(loaded.map((tree) => tree.manifests.length)).toEqual([40, 40, 40]);
+  });
+
   it('stops reading an environment whose files take the parser longer than they may, at that file', async () => {
     // yaml takes time quadratic in the bytes of this shape: seconds for 64 KiB.
     await write('env/a-slow.yaml', `a: 1\n${'}'.repeat(256 * 1024)}`);
@@ -302,17 +324,23 @@ describe('loadManifests', () => {
     ]);
   });
 
-  it('says a document nested too deeply is, not that a stack overflowed', async () => {
-    const depth = 100_000;
+  it('refuses a file nested deeper than any Kubernetes object before the parser recurses into it, however large', async () => {
+    // Two files of 4,000 "[" made yaml run at the stack's edge until V8 aborted the process.
+    const deep = 100_000;
     await write(
       'env/deep.yaml',
-      `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: deep}\ndata: ${'['.repeat(depth)}${']'.repeat(depth)}\n`,
+      `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: deep}\ndata: ${'['.repeat(deep)}${']'.repeat(deep)}\n`,
     );
+    await write('env/small.yaml', `a: ${'{b: '.repeat(2_000)}1${'}'.repeat(2_000)}\n`);
 
     const error = await loadError();
 
-    expect(error.message).toMatch(/^env\/deep\.yaml document 1: invalid YAML: nested too deeply to be read/);
-    expect(error.message).not.toMatch(/stack/i);
+    expect(error.message.split('\n').slice(1)).toEqual(
+      ['deep', 'small'].map(
+        (name) =>
+          `  env/${name}.yaml: not read: it nests more than ${MAX_YAML_NESTING} levels deep (brackets, indentation or "- -"), far more than any Kubernetes object`,
+      ),
+    );
   });
 
   it('does not repeat an unquoted value starting with "*", read as an alias', async () => {
@@ -402,7 +430,7 @@ describe('loadManifests', () => {
     const error = await loadError();
 
     expect(error.message).toBe(
-      `env/b.yaml: not parsed: the environment's manifests hold more than ${MAX_YAML_ANCHORS_AND_ALIASES} YAML anchors and aliases (&name, *name) up to this file`,
+      `env/b.yaml: not read: the environment's manifests hold more than ${MAX_YAML_ANCHORS_AND_ALIASES} YAML anchors and aliases (&name, *name) up to this file`,
     );
   });
 
