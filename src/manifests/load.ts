@@ -6,8 +6,9 @@ import type { Logger } from '../lib/logger.js';
 import { problemsError, type ManifestProblem } from './problems.js';
 import { dataShapeProblems } from './data-shape.js';
 import { isCanonicalApiVersion } from './resource-info.js';
-import { PARSE_HEAP_MB, readYaml } from './yaml-parser.js';
-import { MAX_YAML_ANCHORS_AND_ALIASES, MAX_YAML_NESTING } from './yaml-prescan.js';
+import { MAX_FILE_PARSE_MS, PARSE_HEAP_MB, readYaml } from './yaml-parser.js';
+import { MAX_YAML_ANCHORS_AND_ALIASES } from './yaml-anchors.js';
+import { MAX_YAML_NESTING } from './yaml-documents.js';
 import { manifestText } from './text.js';
 import type { LoadedManifest, ManifestObject, ManifestSource } from './types.js';
 
@@ -284,9 +285,9 @@ async function parseFile(
   if ('refused' in outcome) {
     const why = {
       references: `the environment's manifests hold more than ${MAX_YAML_ANCHORS_AND_ALIASES} YAML anchors and aliases (&name, *name) up to this file`,
-      nesting: `it nests more than ${MAX_YAML_NESTING} levels deep (brackets, indentation or "- -"), far more than any Kubernetes object`,
+      nesting: `it nests more than ${MAX_YAML_NESTING} levels deep (an item of a bracketed list counts 2), far more than any Kubernetes object`,
       memory: `reading it takes more than the ${PARSE_HEAP_MB} MiB of memory one file may (a shape that costs the YAML parser far more than its bytes, or too much in one file): split or simplify it`,
-      time: `reading the environment's manifests took more than the ${limits.parseMs / 1000} s they may up to this file (a shape that costs the YAML parser far more than its bytes, or too much in one environment)`,
+      time: `reading it took longer than it may (${MAX_FILE_PARSE_MS / 1000} s a file, ${limits.parseMs / 1000} s the environment's files together): a shape that costs the YAML parser far more than its bytes, or too much in one environment`,
       crash: `the YAML parser stopped (${'detail' in outcome ? (outcome.detail ?? 'no reason given') : ''})`,
     }[outcome.refused];
     problems.push({ message: `${file.relative}: not read: ${why}` });

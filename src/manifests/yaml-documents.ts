@@ -1,6 +1,6 @@
-import { LineCounter, parseAllDocuments, type YAMLError } from 'yaml';
+import { Composer, LineCounter, Parser, type CST, type Document, type YAMLError } from 'yaml';
 import { errorMessage } from '../lib/errors.js';
-import { prescanYaml } from './yaml-prescan.js';
+import { countAnchorsAndAliases } from './yaml-anchors.js';
 import { kubernetesYamlTags } from './yaml-scalars.js';
 
 /**
@@ -8,6 +8,14 @@ import { kubernetesYamlTags } from './yaml-scalars.js';
  * reuse of anchors while stopping "billion laughs" documents long before memory suffers.
  */
 export const MAX_ALIAS_COUNT = 50;
+
+/**
+ * Levels of nesting a file may hold. yaml composes, and structured clone copies, one level
+ * per call: some thousands deep overflow the stack, and yaml, which catches that at every
+ * level, then went on at the stack's edge until V8 aborted the whole process (two files of
+ * 4,000 `[`). Kubernetes objects, CRD schemas included, nest a few dozen deep.
+ */
+export const MAX_YAML_NESTING = 256;
 
 /** One document of a file, as read: its value and how many values it holds, or why it could not be read. */
 export type ParsedDocument = { value: unknown; values: number } | { problem: string };
@@ -19,39 +27,66 @@ export type FileReading =
 
 /**
  * Every document of one file, each read to plain values (as kubectl reads YAML 1.1), or the
- * first error of each, in the author's terms; first, what prescanYaml refuses. Runs on the main
- * thread for small files and in a worker thread for the others (yaml-parser): it takes only
- * the text and returns only data.
+ * first error of each, in the author's terms; refused before it is composed when it holds too
+ * many anchors or nests too deep. Runs on the main thread for small files and in a worker
+ * thread for the others (yaml-parser): it takes only the text and returns only data.
  */
 export function readYamlFile(text: string, referencesAllowed: number): FileReading {
-  const prescan = prescanYaml(text, referencesAllowed);
-  const { references } = prescan;
+  const references = countAnchorsAndAliases(text, referencesAllowed);
   if (references > referencesAllowed) return { references, refused: 'references' };
-  if (prescan.tooDeep) return { references, refused: 'nesting' };
-  // Not prettyErrors: yaml would prettify every error (a context line each, quadratic in a
-  // file of errors: 4 s for 64 KiB of `}`), where only each document's first is shown.
   const lines = new LineCounter();
-  const documents = parseAllDocuments(text, {
-    version: '1.1',
-    customTags: kubernetesYamlTags,
-    prettyErrors: false,
-    lineCounter: lines,
-  });
-  // parseAllDocuments returns an empty array-like for an empty stream.
-  const list = Array.isArray(documents) ? documents : [];
-  return {
-    references,
-    documents: list.map((document): ParsedDocument => {
-      const firstError = document.errors[0];
-      if (firstError) return { problem: `invalid YAML: ${yamlProblem(located(firstError, text, lines))}` };
-      try {
-        const value: unknown = document.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
-        return { value, values: countValues(value) };
-      } catch (error) {
-        return { problem: `invalid YAML: ${yamlProblem(errorMessage(error))}` };
+  // yaml's Parser keeps its own stack: the syntax tree of each document is measured before the
+  // Composer, which recurses, takes it. Not prettyErrors: yaml would prettify every error (a
+  // context line each, quadratic in a file of errors: 4 s for 64 KiB of `}`), where only each
+  // document's first is shown.
+  const composer = new Composer({ version: '1.1', customTags: kubernetesYamlTags, prettyErrors: false });
+  const documents: ParsedDocument[] = [];
+  const read = (document: Document.Parsed): number => documents.push(readDocument(document, text, lines));
+  for (const token of new Parser(lines.addNewLine).parse(text)) {
+    if (nestedDeeperThan(token, MAX_YAML_NESTING)) return { references, refused: 'nesting' };
+    for (const document of composer.next(token)) read(document);
+  }
+  for (const document of composer.end()) read(document);
+  return { references, documents };
+}
+
+function readDocument(document: Document.Parsed, text: string, lines: LineCounter): ParsedDocument {
+  const firstError = document.errors[0];
+  if (firstError) return { problem: `invalid YAML: ${yamlProblem(located(firstError, text, lines))}` };
+  try {
+    const value: unknown = document.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+    const measured = measureValues(value);
+    // Aliases can nest what their anchors hold deeper again.
+    if (measured.depth > MAX_YAML_NESTING)
+      return {
+        problem: `invalid YAML: nested more than ${MAX_YAML_NESTING} levels deep once its aliases are expanded`,
+      };
+    return { value, values: measured.values };
+  } catch (error) {
+    return { problem: `invalid YAML: ${yamlProblem(errorMessage(error))}` };
+  }
+}
+
+/**
+ * Whether a document's syntax tree nests deeper than `limit`, walked with a stack of its own.
+ * An item of a bracketed collection counts 2: `[a: [a: …` is a list of pairs, each a mapping.
+ */
+function nestedDeeperThan(token: CST.Token, limit: number): boolean {
+  const pending: [CST.Token, number][] = [[token, 0]];
+  for (let next = pending.pop(); next; next = pending.pop()) {
+    const [node, depth] = next;
+    if (depth > limit) return true;
+    if (node.type === 'document') {
+      if (node.value) pending.push([node.value, depth + 1]);
+    } else if (node.type === 'block-map' || node.type === 'block-seq' || node.type === 'flow-collection') {
+      const step = node.type === 'flow-collection' ? 2 : 1;
+      for (const item of node.items) {
+        if (item.key) pending.push([item.key, depth + step]);
+        if (item.value) pending.push([item.value, depth + step]);
       }
-    }),
-  };
+    }
+  }
+  return false;
 }
 
 /**
@@ -71,25 +106,27 @@ function located(error: YAMLError, text: string, lines: LineCounter): string {
   return `${message} at line ${line}, column ${col}${/[^ ]/.test(shown) ? ':' : ''}`;
 }
 
-/** Every mapping, list and scalar in `value`: what the deploy holds of it once read. */
-function countValues(value: unknown): number {
-  let count = 0;
-  const pending: unknown[] = [value];
-  while (pending.length > 0) {
-    const next = pending.pop();
-    count += 1;
-    if (typeof next !== 'object' || next === null) continue;
+/** Every mapping, list and scalar in `value` (what the deploy holds of it once read), and how deep they nest. */
+function measureValues(value: unknown): { values: number; depth: number } {
+  let values = 0;
+  let deepest = 0;
+  const pending: [unknown, number][] = [[value, 1]];
+  for (let next = pending.pop(); next; next = pending.pop()) {
+    const [item, depth] = next;
+    values += 1;
+    deepest = Math.max(deepest, depth);
+    if (typeof item !== 'object' || item === null || depth > MAX_YAML_NESTING) continue;
     // One at a time: spreading a list of a million items would overflow the stack.
     // `!!omap` and `!!set` read as a Map and a Set.
-    const items =
-      next instanceof Map
-        ? [...next.keys(), ...next.values()]
-        : next instanceof Set
-          ? [...next]
-          : Object.values(next);
-    for (const item of items) pending.push(item);
+    const children =
+      item instanceof Map
+        ? [...item.keys(), ...item.values()]
+        : item instanceof Set
+          ? [...item]
+          : Object.values(item);
+    for (const child of children) pending.push([child, depth + 1]);
   }
-  return count;
+  return { values, depth: deepest };
 }
 
 /**

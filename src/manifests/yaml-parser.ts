@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { errorMessage } from '../lib/errors.js';
 import { readYamlFile, type FileReading } from './yaml-documents.js';
 import type { ParseRequest } from './yaml-parse-worker.js';
 
@@ -16,6 +17,11 @@ const INLINE_PARSE_BYTES = 8 * 1024;
  * killed the worker process and every deploy it ran.
  */
 export const PARSE_HEAP_MB = 256;
+/**
+ * The longest one file may take, whatever its environment has left: the thread reads for every
+ * deploy of the process, and one environment's file must not hold the others' for a minute.
+ */
+export const MAX_FILE_PARSE_MS = 20_000;
 /** An idle thread is stopped after this: its heap is the largest file it read. */
 const IDLE_MS = 30_000;
 
@@ -71,7 +77,17 @@ class ParseThread {
     });
   }
 
-  private async run({ request, budgetMs }: Pending): Promise<ParseOutcome> {
+  private async run(pending: Pending): Promise<ParseOutcome> {
+    try {
+      return await this.runOnThread(pending);
+    } catch (error) {
+      // The thread could not start (its script missing, say): this file's refusal, not a stall.
+      await this.stop().catch(() => undefined);
+      return { refused: 'crash', detail: errorMessage(error) };
+    }
+  }
+
+  private async runOnThread({ request, budgetMs }: Pending): Promise<ParseOutcome> {
     const worker = (this.worker ??= startWorker());
     const outcome = await new Promise<ParseOutcome>((resolve) => {
       const settle = (result: ParseOutcome): void => {
@@ -80,7 +96,10 @@ class ParseThread {
         worker.off('error', onError).off('exit', onExit);
         resolve(result);
       };
-      const timer = setTimeout(() => settle({ refused: 'time' }), Math.max(budgetMs, 0));
+      const timer = setTimeout(
+        () => settle({ refused: 'time' }),
+        Math.max(Math.min(budgetMs, MAX_FILE_PARSE_MS), 0),
+      );
       const onMessage = (reading: FileReading): void => settle(reading);
       // What the thread could copy and this one could not (nested past this thread's stack).
       const onMessageError = (error: Error): void => settle({ refused: 'crash', detail: error.message });
@@ -98,7 +117,12 @@ class ParseThread {
         .on('exit', onExit);
       worker.postMessage(request);
     });
-    if ('refused' in outcome) await this.stop();
+    // A thread past its time or memory is stopped; one that refused a file by its prescan is fine.
+    if (
+      'refused' in outcome &&
+      (outcome.refused === 'memory' || outcome.refused === 'time' || outcome.refused === 'crash')
+    )
+      await this.stop();
     return outcome;
   }
 

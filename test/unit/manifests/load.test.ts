@@ -5,7 +5,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PushgateError } from '../../../src/lib/errors.js';
 import { loadManifestTree, loadManifests, MAX_MANIFEST_FILE_BYTES } from '../../../src/manifests/load.js';
 import { PARSE_HEAP_MB } from '../../../src/manifests/yaml-parser.js';
-import { MAX_YAML_ANCHORS_AND_ALIASES, MAX_YAML_NESTING } from '../../../src/manifests/yaml-prescan.js';
+import { MAX_YAML_ANCHORS_AND_ALIASES } from '../../../src/manifests/yaml-anchors.js';
+import { MAX_YAML_NESTING } from '../../../src/manifests/yaml-documents.js';
 
 let root: string;
 let outside: string;
@@ -304,7 +305,7 @@ describe('loadManifests', () => {
 
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(error?.message.split('\n').slice(1)).toEqual([
-      "  env/a-slow.yaml: not read: reading the environment's manifests took more than the 0.3 s they may up to this file (a shape that costs the YAML parser far more than its bytes, or too much in one environment)",
+      "  env/a-slow.yaml: not read: reading it took longer than it may (20 s a file, 0.3 s the environment's files together): a shape that costs the YAML parser far more than its bytes, or too much in one environment",
       "  env/b-web.yaml: not read: the environment's manifests took all they may before it",
     ]);
   });
@@ -338,7 +339,7 @@ describe('loadManifests', () => {
     expect(error.message.split('\n').slice(1)).toEqual(
       ['deep', 'small'].map(
         (name) =>
-          `  env/${name}.yaml: not read: it nests more than ${MAX_YAML_NESTING} levels deep (brackets, indentation or "- -"), far more than any Kubernetes object`,
+          `  env/${name}.yaml: not read: it nests more than ${MAX_YAML_NESTING} levels deep (an item of a bracketed list counts 2), far more than any Kubernetes object`,
       ),
     );
   });
