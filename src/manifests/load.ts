@@ -285,7 +285,7 @@ async function parseFile(
   if ('refused' in outcome) {
     const why = {
       references: `the environment's manifests hold more than ${MAX_YAML_ANCHORS_AND_ALIASES} YAML anchors and aliases (&name, *name) up to this file`,
-      nesting: `it nests more than ${MAX_YAML_NESTING} levels deep (an item of a bracketed list counts 2), far more than any Kubernetes object`,
+      nesting: `it nests more than ${MAX_YAML_NESTING} levels deep (a pair in brackets, "[a: b]", counts 2), far more than any Kubernetes object`,
       memory: `reading it takes more than the ${PARSE_HEAP_MB} MiB of memory one file may (a shape that costs the YAML parser far more than its bytes, or too much in one file): split or simplify it`,
       time: `reading it took longer than it may (${MAX_FILE_PARSE_MS / 1000} s a file, ${limits.parseMs / 1000} s the environment's files together): a shape that costs the YAML parser far more than its bytes, or too much in one environment`,
       crash: `the YAML parser stopped (${'detail' in outcome ? (outcome.detail ?? 'no reason given') : ''})`,

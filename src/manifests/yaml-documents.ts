@@ -1,4 +1,4 @@
-import { Composer, LineCounter, Parser, type CST, type Document, type YAMLError } from 'yaml';
+import { Composer, Lexer, LineCounter, Parser, type CST, type Document, type YAMLError } from 'yaml';
 import { errorMessage } from '../lib/errors.js';
 import { countAnchorsAndAliases } from './yaml-anchors.js';
 import { kubernetesYamlTags } from './yaml-scalars.js';
@@ -42,9 +42,27 @@ export function readYamlFile(text: string, referencesAllowed: number): FileReadi
   const composer = new Composer({ version: '1.1', customTags: kubernetesYamlTags, prettyErrors: false });
   const documents: ParsedDocument[] = [];
   const read = (document: Document.Parsed): number => documents.push(readDocument(document, text, lines));
-  for (const token of new Parser(lines.addNewLine).parse(text)) {
-    if (nestedDeeperThan(token, MAX_YAML_NESTING)) return { references, refused: 'nesting' };
-    for (const document of composer.next(token)) read(document);
+  const parser = new Parser(lines.addNewLine);
+  const take = (tokens: Iterable<CST.Token>): boolean => {
+    for (const token of tokens) {
+      if (nestedDeeperThan(token, MAX_YAML_NESTING)) return false;
+      for (const document of composer.next(token)) read(document);
+    }
+    return true;
+  };
+  try {
+    // Lexeme by lexeme (what Parser.parse does), to stop as soon as the parser's own stack
+    // is too deep: it closes the levels one dedent ends by recursing, one call each.
+    lines.addNewLine(0);
+    for (const lexeme of new Lexer().lex(text)) {
+      if (!take(parser.next(lexeme)) || parser.stack.length > MAX_YAML_NESTING)
+        return { references, refused: 'nesting' };
+    }
+    if (!take(parser.end())) return { references, refused: 'nesting' };
+  } catch (error) {
+    // A stack overflow past both checks is still nesting, not a failure of the deploy.
+    if (error instanceof RangeError) return { references, refused: 'nesting' };
+    throw error;
   }
   for (const document of composer.end()) read(document);
   return { references, documents };
@@ -69,7 +87,7 @@ function readDocument(document: Document.Parsed, text: string, lines: LineCounte
 
 /**
  * Whether a document's syntax tree nests deeper than `limit`, walked with a stack of its own.
- * An item of a bracketed collection counts 2: `[a: [a: …` is a list of pairs, each a mapping.
+ * A pair in brackets counts 2: `[a: [a: …` is a list of mappings of one pair each.
  */
 function nestedDeeperThan(token: CST.Token, limit: number): boolean {
   const pending: [CST.Token, number][] = [[token, 0]];
@@ -79,8 +97,10 @@ function nestedDeeperThan(token: CST.Token, limit: number): boolean {
     if (node.type === 'document') {
       if (node.value) pending.push([node.value, depth + 1]);
     } else if (node.type === 'block-map' || node.type === 'block-seq' || node.type === 'flow-collection') {
-      const step = node.type === 'flow-collection' ? 2 : 1;
+      // `[a: b]` is a list of one mapping: its pair is a level of its own.
+      const pairsInList = node.type === 'flow-collection' && node.start.source === '[';
       for (const item of node.items) {
+        const step = pairsInList && (item.key !== undefined || item.sep !== undefined) ? 2 : 1;
         if (item.key) pending.push([item.key, depth + step]);
         if (item.value) pending.push([item.value, depth + step]);
       }

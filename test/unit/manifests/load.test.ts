@@ -339,7 +339,7 @@ describe('loadManifests', () => {
     expect(error.message.split('\n').slice(1)).toEqual(
       ['deep', 'small'].map(
         (name) =>
-          `  env/${name}.yaml: not read: it nests more than ${MAX_YAML_NESTING} levels deep (an item of a bracketed list counts 2), far more than any Kubernetes object`,
+          `  env/${name}.yaml: not read: it nests more than ${MAX_YAML_NESTING} levels deep (a pair in brackets, "[a: b]", counts 2), far more than any Kubernetes object`,
       ),
     );
   });

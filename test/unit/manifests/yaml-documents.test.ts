@@ -32,6 +32,8 @@ describe('readYamlFile', () => {
     ],
     ['implicit pairs in brackets', () => `${'[a: '.repeat(200)}x${']'.repeat(200)}\n`],
     ['brackets', () => '['.repeat(100_000)],
+    // The parser closes the levels one dedent ends by recursing: it must not get that deep.
+    ['one dedent out of 4,000 levels', () => `${'- '.repeat(4_000)}a\n- b\n`],
   ])('refuses %s before composing it', (_name, text) => {
     expect(refused(text())).toBe('nesting');
   });
@@ -60,8 +62,16 @@ describe('readYamlFile', () => {
       null,
       8,
     );
+    // kubectl -o json of a CRD 100 properties deep: a mapping in braces is one level, as in YAML.
+    let crd: unknown = { type: 'string' };
+    for (let i = 0; i < 100; i++) crd = { type: 'object', properties: { field: crd } };
     const script = `data:\n  run.sh: |\n    ${'['.repeat(5_000)}\n    ${'- '.repeat(5_000)}\n`;
-    for (const text of [schema, json, script]) {
+    for (const text of [
+      schema,
+      json,
+      script,
+      JSON.stringify({ spec: { versions: [{ schema: crd }] } }, null, 4),
+    ]) {
       const reading = readYamlFile(text, 2_000);
       expect(reading).toMatchObject({ documents: [{ values: expect.any(Number) as number }] });
     }
