@@ -2,7 +2,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { parseDurationMs, parseSizeBytes } from './units.js';
 
-// A refinement after it still runs on a value it refused (z.NEVER): such judge numbers only.
+// A refinement after it still runs on a value it refused (z.NEVER): those check numbers only.
 const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
   const ms = parseDurationMs(value);
   if (ms === undefined) {

@@ -7,7 +7,7 @@ import { kubernetesYamlTags } from './yaml-scalars.js';
  * yaml counts alias expansions (uses × size of the aliased node); this allows ordinary
  * reuse of anchors while stopping "billion laughs" documents long before memory suffers.
  */
-export const MAX_ALIAS_COUNT = 50;
+const MAX_ALIAS_COUNT = 50;
 
 /**
  * Levels of nesting a file may hold. yaml composes, and structured clone copies, one level

@@ -117,7 +117,7 @@ class ParseThread {
         .on('exit', onExit);
       worker.postMessage(request);
     });
-    // A thread past its time or memory is stopped; one that refused a file by its prescan is fine.
+    // A thread past its time or memory is stopped; one that refused a file for its anchors or nesting is fine.
     if (
       'refused' in outcome &&
       (outcome.refused === 'memory' || outcome.refused === 'time' || outcome.refused === 'crash')
