@@ -8,7 +8,7 @@ import { dataShapeProblems } from './data-shape.js';
 import { isCanonicalApiVersion } from './resource-info.js';
 import { MAX_FILE_PARSE_MS, PARSE_HEAP_MB, readYaml } from './yaml-parser.js';
 import { MAX_YAML_ANCHORS_AND_ALIASES } from './yaml-anchors.js';
-import { MAX_YAML_NESTING } from './yaml-documents.js';
+import { MAX_YAML_NESTING, MAX_YAML_VALUES_PER_ENVIRONMENT } from './yaml-documents.js';
 import { manifestText } from './text.js';
 import type { LoadedManifest, ManifestObject, ManifestSource } from './types.js';
 
@@ -19,12 +19,6 @@ export const MAX_MANIFEST_FILE_BYTES = 4 * 1024 * 1024;
  * and one worker deploys every environment: a push to staging must not starve production.
  */
 export const MAX_MANIFEST_TOTAL_BYTES = 32 * 1024 * 1024;
-/**
- * Mappings, lists and scalars of one environment's manifests once read: what the deploy holds
- * of them (4 MiB of typical manifests is about 230,000; 32 MiB of `{},{},…` would be 11 million
- * objects, more memory than a worker has).
- */
-export const MAX_YAML_VALUES_PER_ENVIRONMENT = 3_000_000;
 /** Time the YAML parser may take over one environment's files (4 MiB of typical manifests: about 3 s). */
 export const MAX_PARSE_MS_PER_ENVIRONMENT = 60_000;
 
@@ -279,13 +273,16 @@ async function parseFile(
     });
     return;
   }
-  const { outcome, spentMs } = await readYaml(text, budget.references, budget.parseMs);
+  const { outcome, spentMs } = await readYaml(text, budget);
   budget.parseMs -= spentMs;
   if ('references' in outcome) budget.references -= outcome.references;
+  // Past the values it may hold, the environment stops here, as for its anchors.
+  if ('refused' in outcome && outcome.refused === 'values') budget.values = -1;
   if ('refused' in outcome) {
     const why = {
       references: `the environment's manifests hold more than ${MAX_YAML_ANCHORS_AND_ALIASES} YAML anchors and aliases (&name, *name) up to this file`,
       nesting: `it nests more than ${MAX_YAML_NESTING} levels deep (a pair in brackets, "[a: b]", counts 2), far more than any Kubernetes object`,
+      values: `the environment's manifests hold more than ${limits.values} YAML values (mappings, lists and scalars, aliases expanded) up to this file, more than one environment may: split it into several environments`,
       memory: `reading it takes more than the ${PARSE_HEAP_MB} MiB of memory one file may (a shape that costs the YAML parser far more than its bytes, or too much in one file): split or simplify it`,
       time: `reading it took longer than it may (${MAX_FILE_PARSE_MS / 1000} s a file, ${limits.parseMs / 1000} s the environment's files together): a shape that costs the YAML parser far more than its bytes, or too much in one environment`,
       crash: `the YAML parser stopped (${'detail' in outcome ? (outcome.detail ?? 'no reason given') : ''})`,
@@ -300,13 +297,6 @@ async function parseFile(
       continue;
     }
     budget.values -= document.values;
-    if (budget.values < 0) {
-      problems.push({
-        source,
-        message: `not read: the environment's manifests hold more than ${limits.values} YAML values (mappings, lists and scalars) up to this document, more than one environment may: split it into several environments`,
-      });
-      return;
-    }
     collectObjects(document.value, source, manifests, problems);
   }
 }

@@ -1,13 +1,21 @@
-import { Composer, Lexer, LineCounter, Parser, type CST, type Document, type YAMLError } from 'yaml';
+import {
+  Composer,
+  isAlias,
+  isCollection,
+  isMap,
+  isNode,
+  isPair,
+  Lexer,
+  LineCounter,
+  Parser,
+  type CST,
+  type Document,
+  type Node,
+  type YAMLError,
+} from 'yaml';
 import { errorMessage } from '../lib/errors.js';
 import { countAnchorsAndAliases } from './yaml-anchors.js';
 import { kubernetesYamlTags } from './yaml-scalars.js';
-
-/**
- * yaml counts alias expansions (uses × size of the aliased node); this allows ordinary
- * reuse of anchors while stopping "billion laughs" documents long before memory suffers.
- */
-const MAX_ALIAS_COUNT = 50;
 
 /**
  * Levels of nesting a file may hold. yaml composes, and structured clone copies, one level
@@ -17,21 +25,31 @@ const MAX_ALIAS_COUNT = 50;
  */
 export const MAX_YAML_NESTING = 256;
 
+/**
+ * Mappings, lists and scalars of one environment's manifests once read, aliases expanded: what
+ * the deploy holds of them (4 MiB of typical manifests is about 230,000; 32 MiB of `{},{},…`
+ * would be 11 million objects, more memory than a worker has).
+ */
+export const MAX_YAML_VALUES_PER_ENVIRONMENT = 3_000_000;
+
+const SET_TAG = 'tag:yaml.org,2002:set';
+
 /** One document of a file, as read: its value and how many values it holds, or why it could not be read. */
 export type ParsedDocument = { value: unknown; values: number } | { problem: string };
 
 /** One file, as read: its documents, or what the prescan refused it for. */
 export type FileReading =
-  | { references: number; refused: 'references' | 'nesting' }
+  | { references: number; refused: 'references' | 'nesting' | 'values' }
   | { references: number; documents: ParsedDocument[] };
 
 /**
  * Every document of one file, each read to plain values (as kubectl reads YAML 1.1), or the
  * first error of each, in the author's terms; refused before it is composed when it holds too
- * many anchors or nests too deep. Runs on the main thread for small files and in a worker
- * thread for the others (yaml-parser): it takes only the text and returns only data.
+ * many anchors or nests too deep, and before its values are made when they would be more than
+ * `valuesAllowed` once its aliases are expanded. Runs on the main thread for small files and in
+ * a worker thread for the others (yaml-parser): it takes only the text and returns only data.
  */
-export function readYamlFile(text: string, referencesAllowed: number): FileReading {
+export function readYamlFile(text: string, referencesAllowed: number, valuesAllowed: number): FileReading {
   const references = countAnchorsAndAliases(text, referencesAllowed);
   if (references > referencesAllowed) return { references, refused: 'references' };
   const lines = new LineCounter();
@@ -41,45 +59,66 @@ export function readYamlFile(text: string, referencesAllowed: number): FileReadi
   // document's first is shown.
   const composer = new Composer({ version: '1.1', customTags: kubernetesYamlTags, prettyErrors: false });
   const documents: ParsedDocument[] = [];
-  const read = (document: Document.Parsed): number => documents.push(readDocument(document, text, lines));
-  const parser = new Parser(lines.addNewLine);
-  const take = (tokens: Iterable<CST.Token>): boolean => {
-    for (const token of tokens) {
-      if (nestedDeeperThan(token, MAX_YAML_NESTING)) return false;
-      for (const document of composer.next(token)) read(document);
+  let valuesLeft = valuesAllowed;
+  const read = (composed: Iterable<Document.Parsed>): 'values' | undefined => {
+    for (const document of composed) {
+      const reading = readDocument(document, text, lines, valuesLeft);
+      if (reading === 'values') return 'values';
+      if ('values' in reading) valuesLeft -= reading.values;
+      documents.push(reading);
     }
-    return true;
+    return undefined;
+  };
+  const parser = new Parser(lines.addNewLine);
+  const take = (tokens: Iterable<CST.Token>): 'nesting' | 'values' | undefined => {
+    for (const token of tokens) {
+      if (nestedDeeperThan(token, MAX_YAML_NESTING)) return 'nesting';
+      const refused = read(composer.next(token));
+      if (refused) return refused;
+    }
+    return undefined;
   };
   try {
     // Lexeme by lexeme (what Parser.parse does), to stop as soon as the parser's own stack
     // is too deep: it closes the levels one dedent ends by recursing, one call each.
     lines.addNewLine(0);
     for (const lexeme of new Lexer().lex(text)) {
-      if (!take(parser.next(lexeme)) || parser.stack.length > MAX_YAML_NESTING)
-        return { references, refused: 'nesting' };
+      const refused =
+        take(parser.next(lexeme)) ?? (parser.stack.length > MAX_YAML_NESTING ? 'nesting' : undefined);
+      if (refused) return { references, refused };
     }
-    if (!take(parser.end())) return { references, refused: 'nesting' };
+    const refused = take(parser.end()) ?? read(composer.end());
+    if (refused) return { references, refused };
   } catch (error) {
     // A stack overflow past both checks is still nesting, not a failure of the deploy.
     if (error instanceof RangeError) return { references, refused: 'nesting' };
     throw error;
   }
-  for (const document of composer.end()) read(document);
   return { references, documents };
 }
 
-function readDocument(document: Document.Parsed, text: string, lines: LineCounter): ParsedDocument {
+/** One document read, or 'values' when its values, aliases expanded, are more than `valuesAllowed`. */
+function readDocument(
+  document: Document.Parsed,
+  text: string,
+  lines: LineCounter,
+  valuesAllowed: number,
+): ParsedDocument | 'values' {
   const firstError = document.errors[0];
   if (firstError) return { problem: `invalid YAML: ${yamlProblem(located(firstError, text, lines))}` };
+  // Measured before toJS makes the values, which recurses through aliases and copies what merge
+  // keys (`<<: *a`) name: six merges of 120 levels each took most of the stack, and an anchor
+  // merged twice into the next, 30 times over, is a billion values.
+  const measured = measureExpanded(document, MAX_YAML_NESTING, valuesAllowed);
+  if (measured === 'values') return 'values';
+  if (measured === 'nesting')
+    return {
+      problem: `invalid YAML: nested more than ${MAX_YAML_NESTING} levels deep once its aliases are expanded`,
+    };
   try {
-    const value: unknown = document.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
-    const measured = measureValues(value);
-    // Aliases can nest what their anchors hold deeper again.
-    if (measured.depth > MAX_YAML_NESTING)
-      return {
-        problem: `invalid YAML: nested more than ${MAX_YAML_NESTING} levels deep once its aliases are expanded`,
-      };
-    return { value, values: measured.values };
+    // yaml's own alias limit (uses × aliases within) is off: the values are counted above.
+    const value: unknown = document.toJS({ maxAliasCount: -1 });
+    return { value, values: measured };
   } catch (error) {
     return { problem: `invalid YAML: ${yamlProblem(errorMessage(error))}` };
   }
@@ -126,27 +165,77 @@ function located(error: YAMLError, text: string, lines: LineCounter): string {
   return `${message} at line ${line}, column ${col}${/[^ ]/.test(shown) ? ':' : ''}`;
 }
 
-/** Every mapping, list and scalar in `value` (what the deploy holds of it once read), and how deep they nest. */
-function measureValues(value: unknown): { values: number; depth: number } {
-  let values = 0;
-  let deepest = 0;
-  const pending: [unknown, number][] = [[value, 1]];
-  for (let next = pending.pop(); next; next = pending.pop()) {
-    const [item, depth] = next;
-    values += 1;
-    deepest = Math.max(deepest, depth);
-    if (typeof item !== 'object' || item === null || depth > MAX_YAML_NESTING) continue;
-    // One at a time: spreading a list of a million items would overflow the stack.
-    // `!!omap` and `!!set` read as a Map and a Set.
-    const children =
-      item instanceof Map
-        ? [...item.keys(), ...item.values()]
-        : item instanceof Set
-          ? [...item]
-          : Object.values(item);
-    for (const child of children) pending.push([child, depth + 1]);
+/**
+ * How many values (mappings, lists and scalars; not mapping keys) a document holds once its
+ * aliases are expanded, or which limit it passes first: nesting deeper than `depthLimit`, or
+ * more values than `valuesLimit`. An alias counts as the node it names, a merge key's alias one
+ * level deeper than its values land (an upper bound of what toJS recurses through). Walked with
+ * a stack of our own; only anchored nodes can be reached twice, so only theirs are remembered,
+ * and an alias of a node that holds it nests without end.
+ */
+function measureExpanded(
+  document: Document.Parsed,
+  depthLimit: number,
+  valuesLimit: number,
+): number | 'nesting' | 'values' {
+  type Frame = { node: Node; children: Child[]; next: number; height: number; values: number };
+  const anchored = new Map<Node, { height: number; values: number }>();
+  const anchoredOpen = new Set<Node>();
+  const path: Frame[] = [];
+  const enter = (node: Node): void => {
+    if (node.anchor) anchoredOpen.add(node);
+    path.push({ node, children: childrenOf(node, document), next: 0, height: 0, values: 0 });
+  };
+  const add = (frame: Frame, child: Child, measured: { height: number; values: number }): void => {
+    frame.height = Math.max(frame.height, measured.height);
+    if (child.counted) frame.values += measured.values;
+  };
+  if (!isNode(document.contents)) return 1;
+  enter(document.contents);
+  for (;;) {
+    const frame = path[path.length - 1]!;
+    const child = frame.children[frame.next];
+    if (child) {
+      frame.next += 1;
+      // A key or value left out (`a:`) is null: one value.
+      if (!isNode(child.node)) add(frame, child, { height: 1, values: 1 });
+      else if (anchored.has(child.node)) add(frame, child, anchored.get(child.node)!);
+      else if (anchoredOpen.has(child.node) || path.length > 2 * depthLimit) return 'nesting';
+      else enter(child.node);
+      continue;
+    }
+    path.pop();
+    // An alias is the node it names; every other node is a level and a value.
+    const own = isAlias(frame.node) ? 0 : 1;
+    const measured = { height: frame.height + own, values: frame.values + own };
+    if (measured.height > depthLimit) return 'nesting';
+    if (measured.values > valuesLimit) return 'values';
+    if (frame.node.anchor) {
+      anchoredOpen.delete(frame.node);
+      anchored.set(frame.node, measured);
+    }
+    const parent = path[path.length - 1];
+    if (!parent) return measured.values;
+    add(parent, parent.children[parent.next - 1]!, measured);
   }
-  return { values, depth: deepest };
+}
+
+/** A node's children, and whether their values count (a mapping's keys become property names). */
+type Child = { node: unknown; counted: boolean };
+
+function childrenOf(node: Node, document: Document.Parsed): Child[] {
+  if (isAlias(node)) return [{ node: node.resolve(document), counted: true }];
+  if (!isCollection(node)) return [];
+  // A mapping's keys become property names; a `!!set`'s and an `!!omap`'s are values of a Set or Map.
+  const keysCounted = !isMap(node) || node.tag === SET_TAG;
+  return node.items.flatMap((item: unknown) =>
+    isPair(item)
+      ? [
+          { node: item.key, counted: keysCounted },
+          { node: item.value, counted: true },
+        ]
+      : [{ node: item, counted: true }],
+  );
 }
 
 /**

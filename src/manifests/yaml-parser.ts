@@ -11,6 +11,12 @@ import type { ParseRequest } from './yaml-parse-worker.js';
  * and 50 MB at this size.
  */
 const INLINE_PARSE_BYTES = 8 * 1024;
+
+/**
+ * Values (aliases expanded) a file read inline may make: about 20 ms and 10 MB. A merge key
+ * (`<<: *a`) copies what it names, so 8 KiB of them can be millions.
+ */
+const INLINE_VALUES = 100_000;
 /**
  * The heap of the thread that reads larger files: 4 MiB of typical manifests (19,000
  * ConfigMaps) takes about 200 MB; 4 MiB of `[{},{},…]` took 2 GB, which on the main thread
@@ -160,15 +166,20 @@ const thread = new ParseThread();
 
 /**
  * Reads one file of an environment: inline when small, else in the process's parse thread,
- * for at most `budgetMs` once the thread takes it.
+ * for at most `budget.parseMs` once the thread takes it. A small file whose aliases expand it
+ * past what the main thread may make is read again in the thread.
  */
 export async function readYaml(
   text: string,
-  referencesAllowed: number,
-  budgetMs: number,
+  budget: { references: number; values: number; parseMs: number },
 ): Promise<TimedRead> {
-  if (text.length > INLINE_PARSE_BYTES) return thread.read({ text, referencesAllowed }, budgetMs);
+  const request = { text, referencesAllowed: budget.references, valuesAllowed: budget.values };
+  if (text.length > INLINE_PARSE_BYTES) return thread.read(request, budget.parseMs);
   const started = Date.now();
-  const outcome = readYamlFile(text, referencesAllowed);
-  return { outcome, spentMs: Date.now() - started };
+  const outcome = readYamlFile(text, budget.references, Math.min(budget.values, INLINE_VALUES));
+  const spentMs = Date.now() - started;
+  if (!('refused' in outcome && outcome.refused === 'values' && budget.values > INLINE_VALUES))
+    return { outcome, spentMs };
+  const again = await thread.read(request, budget.parseMs - spentMs);
+  return { outcome: again.outcome, spentMs: spentMs + again.spentMs };
 }

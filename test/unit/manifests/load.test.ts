@@ -310,7 +310,7 @@ describe('loadManifests', () => {
     ]);
   });
 
-  it('refuses the document that takes an environment past the YAML values it may hold, and every file after it', async () => {
+  it('refuses the file that takes an environment past the YAML values it may hold, and every file after it', async () => {
     for (const name of ['a', 'b', 'c', 'd']) await write(`env/${name}.yaml`, configMap(name));
 
     // Each ConfigMap here is 5 values (the object, apiVersion, kind, metadata, name): 12 lets two through.
@@ -320,7 +320,7 @@ describe('loadManifests', () => {
     );
 
     expect(error?.message.split('\n').slice(1)).toEqual([
-      "  env/c.yaml document 1: not read: the environment's manifests hold more than 12 YAML values (mappings, lists and scalars) up to this document, more than one environment may: split it into several environments",
+      "  env/c.yaml: not read: the environment's manifests hold more than 12 YAML values (mappings, lists and scalars, aliases expanded) up to this file, more than one environment may: split it into several environments",
       "  env/d.yaml: not read: the environment's manifests took all they may before it",
     ]);
   });
@@ -419,7 +419,33 @@ describe('loadManifests', () => {
 
     const error = await loadError();
 
-    expect(error.message).toMatch(/^env\/bomb\.yaml document 1: invalid YAML: .*alias/i);
+    expect(error.message).toMatch(
+      /^env\/bomb\.yaml: not read: the environment's manifests hold more than 3000000 YAML values \(mappings, lists and scalars, aliases expanded\) up to this file/,
+    );
+  });
+
+  it('reads a small file whose aliases expand it past what the main thread may make in the parse thread, within the values budget', async () => {
+    // 12 anchors, each a list of two aliases of the one before: 204,800 values from 1 KB.
+    const doubling = Array.from(
+      { length: 13 },
+      (_, i) =>
+        `  a${i}: &a${i} ${i === 0 ? `[${Array.from({ length: 50 }, () => 'x').join(',')}]` : `[*a${i - 1}, *a${i - 1}]`}`,
+    );
+    await write(
+      'env/widget.yaml',
+      `apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\nspec:\n${doubling.join('\n')}\n`,
+    );
+
+    const tree = await loadManifestTree(root, 'env');
+    expect(tree.manifests.map((m) => m.object.metadata.name)).toEqual(['w']);
+
+    const error = await loadManifestTree(root, 'env', { values: 150_000, parseMs: 60_000 }).then(
+      () => undefined,
+      (e: unknown) => e as PushgateError,
+    );
+    expect(error?.message).toContain(
+      "env/widget.yaml: not read: the environment's manifests hold more than 150000 YAML values",
+    );
   });
 
   it('refuses manifests with more YAML anchors and aliases than an environment may hold, before composing them', async () => {

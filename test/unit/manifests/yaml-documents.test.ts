@@ -1,8 +1,19 @@
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { MAX_YAML_NESTING, readYamlFile } from '../../../src/manifests/yaml-documents.js';
+import {
+  MAX_YAML_NESTING,
+  MAX_YAML_VALUES_PER_ENVIRONMENT,
+  readYamlFile,
+} from '../../../src/manifests/yaml-documents.js';
+
+const YAML_DOCUMENTS = fileURLToPath(
+  new URL('../../../dist/src/manifests/yaml-documents.js', import.meta.url),
+);
+const ALIASES_TOO_DEEP = `invalid YAML: nested more than ${MAX_YAML_NESTING} levels deep once its aliases are expanded`;
 
 const refused = (text: string) => {
-  const reading = readYamlFile(text, 2_000);
+  const reading = readYamlFile(text, 2_000, MAX_YAML_VALUES_PER_ENVIRONMENT);
   return 'refused' in reading ? reading.refused : undefined;
 };
 
@@ -44,14 +55,62 @@ describe('readYamlFile', () => {
       { length: 4 },
       (_, i) => `a${i}: &a${i} ${'['.repeat(levels)}${i === 0 ? 'x' : `*a${i - 1}`}${']'.repeat(levels)}`,
     );
-    const reading = readYamlFile(`${anchors.join('\n')}\n`, 2_000);
-    expect(reading).toMatchObject({
-      documents: [
-        {
-          problem: `invalid YAML: nested more than ${MAX_YAML_NESTING} levels deep once its aliases are expanded`,
-        },
-      ],
+    const reading = readYamlFile(`${anchors.join('\n')}\n`, 2_000, MAX_YAML_VALUES_PER_ENVIRONMENT);
+    expect(reading).toMatchObject({ documents: [{ problem: ALIASES_TOO_DEEP }] });
+  });
+
+  it('refuses a chain of merge keys before expanding it, within a stack of 400 KB', () => {
+    // Six anchors, each 120 levels deep, each merging the one before at its bottom (`<<: *a`):
+    // yaml's toJS recursed through all of them, about 600 KB of stack, before the value was measured.
+    const nest = (inner: string) => `${'{k: '.repeat(120)}${inner}${'}'.repeat(120)}`;
+    const links = Array.from(
+      { length: 6 },
+      (_, i) => `a${i}: &a${i} ${nest(i === 0 ? '{x: 1}' : `{<<: *a${i - 1}}`)}`,
+    );
+    const script = `import { readYamlFile } from ${JSON.stringify(YAML_DOCUMENTS)};
+      process.stdout.write(JSON.stringify(readYamlFile(${JSON.stringify(`${links.join('\n')}\n`)}, 2000, 3000000)));`;
+    const run = spawnSync(process.execPath, ['--stack-size=400', '--input-type=module', '-e', script], {
+      encoding: 'utf8',
     });
+    expect(run.stderr).toBe('');
+    expect(JSON.parse(run.stdout)).toMatchObject({ documents: [{ problem: ALIASES_TOO_DEEP }] });
+  });
+
+  it('refuses a file whose aliases expand past the values it may hold, before making them', () => {
+    // Each anchor is a list of two aliases of the one before: 2^40 values once expanded.
+    const doubling = Array.from(
+      { length: 40 },
+      (_, i) => `a${i}: &a${i} ${i === 0 ? '[x]' : `[*a${i - 1}, *a${i - 1}]`}`,
+    );
+    expect(readYamlFile(`${doubling.join('\n')}\n`, 2_000, MAX_YAML_VALUES_PER_ENVIRONMENT)).toEqual({
+      references: 118,
+      refused: 'values',
+    });
+    const few = 'a: &a [x, y]\nb: [*a, *a]\n';
+    expect(readYamlFile(few, 2_000, 11)).toMatchObject({ documents: [{ values: 11 }] });
+    expect(readYamlFile(few, 2_000, 10)).toMatchObject({ refused: 'values' });
+  });
+
+  it("reads an anchor merged into 300 objects (yaml's own limit refused 50 uses), and one merged in a chain", () => {
+    const defaults = 'defaults: &defaults {labels: {team: a}, replicas: 2}\n';
+    const users = Array.from({ length: 300 }, (_, i) => `app${i}: {<<: *defaults, name: app${i}}`);
+    const chain = 'base: &base {a: 1}\nmid: &mid {<<: *base, b: 2}\ntop: {<<: *mid, c: 3}\n';
+    for (const text of [`${defaults}${users.join('\n')}\n`, chain]) {
+      expect(readYamlFile(text, 2_000, MAX_YAML_VALUES_PER_ENVIRONMENT)).toMatchObject({
+        documents: [{ values: expect.any(Number) as number }],
+      });
+    }
+    expect(readYamlFile(chain, 2_000, MAX_YAML_VALUES_PER_ENVIRONMENT)).toMatchObject({
+      documents: [{ value: { top: { a: 1, b: 2, c: 3 } } }],
+    });
+  });
+
+  it('refuses an alias of a node that holds it', () => {
+    for (const text of ['a: &a [*a]\n', 'a: &a {b: {c: *a}}\n']) {
+      expect(readYamlFile(text, 2_000, MAX_YAML_VALUES_PER_ENVIRONMENT)).toMatchObject({
+        documents: [{ problem: ALIASES_TOO_DEEP }],
+      });
+    }
   });
 
   it('reads what Kubernetes manifests hold: deep schemas, wide indentation, pretty JSON, block scalars', () => {
@@ -72,7 +131,7 @@ describe('readYamlFile', () => {
       script,
       JSON.stringify({ spec: { versions: [{ schema: crd }] } }, null, 4),
     ]) {
-      const reading = readYamlFile(text, 2_000);
+      const reading = readYamlFile(text, 2_000, MAX_YAML_VALUES_PER_ENVIRONMENT);
       expect(reading).toMatchObject({ documents: [{ values: expect.any(Number) as number }] });
     }
   });
