@@ -134,3 +134,35 @@ describe('prune keeps what the set still needs', () => {
     expect(await kube.get(CONFIG_MAPS, other.name, 'away')).toBeUndefined();
   });
 });
+
+describe('prune honours what a person set on the live object', () => {
+  it('keeps pushgate.dev/prune: disabled set with kubectl annotate through re-syncs, so a git rm keeps the object', async () => {
+    const ns = await createTestNamespace('prune-annotated-by-hand');
+    const env = environmentFor(ns.name);
+    const kube = client();
+    const configMap = (name: string) => ({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name },
+      data: {},
+    });
+    await deployToCluster(kube, request(env, configMap('precious'), configMap('other')));
+    await kube.transport.request({
+      method: 'PATCH',
+      path: `/api/v1/namespaces/${ns.name}/configmaps/precious`,
+      query: { fieldManager: 'kubectl-annotate' },
+      contentType: 'application/merge-patch+json',
+      body: { metadata: { annotations: { 'pushgate.dev/prune': 'disabled', note: 'by hand' } } },
+    });
+
+    // A re-sync of the same commit takes over what kubectl set, but not pushgate's own instruction.
+    await deployToCluster(kube, request(env, configMap('precious'), configMap('other')));
+    expect((await kube.get(CONFIG_MAPS, ns.name, 'precious'))?.metadata.annotations).toEqual({
+      'pushgate.dev/prune': 'disabled',
+    });
+
+    const outcome = await deployToCluster(kube, request(env, configMap('other')));
+    expect(actions(outcome.resources)).toEqual(['ConfigMap/other:unchanged', 'ConfigMap/precious:skipped']);
+    expect(await kube.get(CONFIG_MAPS, ns.name, 'precious')).toBeDefined();
+  });
+});
