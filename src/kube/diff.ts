@@ -1,5 +1,5 @@
 import { errorMessage } from '../lib/errors.js';
-import { compareApplyOrder } from '../manifests/order.js';
+import { applyStage, compareApplyOrder } from '../manifests/order.js';
 import type { PreparedObject } from '../manifests/prepare.js';
 import type { ManifestObject, ObjectRef } from '../manifests/types.js';
 import type { ClusterClient, LiveObject } from './cluster.js';
@@ -11,7 +11,7 @@ import { Results } from './deploy-results.js';
 import { dryRunBeforeWrites, standInNamespace } from './dry-run-set.js';
 import { failuresError, type ObjectFailure } from './failures.js';
 import { inventoryNamespaceExists, readInventory, refKey, type Inventory } from './inventory.js';
-import { keptFromPrune } from './prune-step.js';
+import { containersOf, keptFromPrune } from './prune-step.js';
 import { pruneVerdict, type PruneVerdict } from './prune.js';
 import type { RenderRequest } from './render.js';
 import { keptForOtherEnvironments } from './shared-containers.js';
@@ -198,22 +198,42 @@ async function addPrunes(
   );
   for (const [ref, why] of others) kept.set(ref, why);
   for (const [ref, why] of kept) diff.keptFromPrune.push({ ref, why });
-  // In the order prune deletes them: the reverse of the apply order.
-  for (const ref of [...stale].sort((a, b) => compareApplyOrder(b, a))) {
-    if (kept.has(ref)) continue;
-    let verdict: PruneVerdict;
-    try {
-      verdict = await pruneVerdict(client, environment, ref, signal);
-    } catch (error) {
-      signal?.throwIfAborted();
-      // As a deploy fails that one object's prune, not the others'.
-      diff.notCompared.push({ ref, why: `not in the commit, and could not be read: ${errorMessage(error)}` });
-      continue;
-    }
-    if (verdict.verdict === 'delete')
-      diff.changes.push({ ref, action: 'delete', before: shown(verdict.live) });
-    else if (verdict.verdict !== 'gone') diff.keptFromPrune.push({ ref, why: verdict.message });
+  // In the order prune deletes them: the reverse of the apply order, Namespaces and CRDs last,
+  // each kept while what prune leaves of it stays.
+  const isContainer = (ref: ObjectRef): boolean => applyStage(ref.apiVersion, ref.kind) === 1;
+  const sorted = [...stale].sort((a, b) => compareApplyOrder(b, a));
+  const left: ObjectRef[] = [...kept.keys()];
+  for (const ref of sorted.filter((ref) => !isContainer(ref) && !kept.has(ref))) {
+    const verdict = await diffPrune(client, environment, ref, diff, signal);
+    if (verdict !== 'delete' && verdict !== 'gone') left.push(ref);
   }
+  const containers = sorted.filter((ref) => isContainer(ref) && !kept.has(ref));
+  const held = await containersOf(client, left, containers, signal);
+  for (const [ref, why] of held) diff.keptFromPrune.push({ ref, why });
+  for (const ref of containers.filter((ref) => !held.has(ref)))
+    await diffPrune(client, environment, ref, diff, signal);
+}
+
+/** What prune would do with one stale object, added to `diff`. */
+async function diffPrune(
+  client: ClusterClient,
+  environment: RenderRequest['environment'],
+  ref: ObjectRef,
+  diff: ClusterDiff,
+  signal?: AbortSignal,
+): Promise<PruneVerdict['verdict'] | 'unread'> {
+  let verdict: PruneVerdict;
+  try {
+    verdict = await pruneVerdict(client, environment, ref, signal);
+  } catch (error) {
+    signal?.throwIfAborted();
+    // As a deploy fails that one object's prune, not the others'.
+    diff.notCompared.push({ ref, why: `not in the commit, and could not be read: ${errorMessage(error)}` });
+    return 'unread';
+  }
+  if (verdict.verdict === 'delete') diff.changes.push({ ref, action: 'delete', before: shown(verdict.live) });
+  else if (verdict.verdict !== 'gone') diff.keptFromPrune.push({ ref, why: verdict.message });
+  return verdict.verdict;
 }
 
 /** What a diff shows of an object: not what the server alone writes (status, managedFields, uid…). */

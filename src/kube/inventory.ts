@@ -110,7 +110,8 @@ export async function readInventory(
 
 /** Every other environment's inventory, and those labelled as inventories that could not be read. */
 export interface OtherInventories {
-  byOwner: Map<string, Inventory>;
+  /** Each with the namespace its ConfigMap is in. */
+  byOwner: Map<string, Inventory & { home: string }>;
   /** Their environments, each with why: what they own is unknown. */
   unreadable: Map<string, string>;
 }
@@ -130,9 +131,10 @@ export async function otherInventories(
   for (const item of items) {
     const owner = item.metadata.labels?.[ENVIRONMENT_LABEL];
     if (!owner || item.metadata.name !== inventoryName(owner)) continue;
-    let inventory: Inventory;
+    let inventory: Inventory & { home: string };
+    const home = item.metadata.namespace ?? '';
     try {
-      inventory = parseInventory(item, { name: owner, namespace: item.metadata.namespace ?? '' });
+      inventory = { ...parseInventory(item, { name: owner, namespace: home }), home };
     } catch (error) {
       if (owner !== environment)
         others.unreadable.set(owner, error instanceof Error ? error.message : String(error));

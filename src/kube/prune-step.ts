@@ -6,6 +6,7 @@ import { isNamespaceRef } from '../manifests/policy.js';
 import type { PreparedObject } from '../manifests/prepare.js';
 import { formatProblems } from '../manifests/problems.js';
 import type { ObjectRef } from '../manifests/types.js';
+import { describeRef, splitApiVersion } from '../manifests/resource-info.js';
 import type { ClusterClient } from './cluster.js';
 import { resultOf, type Results } from './deploy-results.js';
 import { deleteInventory, refKey, sameRefs, type Inventory, type InventoriesLeft } from './inventory.js';
@@ -52,6 +53,41 @@ export function keptFromPrune(
       kept.set(ref, 'not pruned: objects of this deploy are in it (deleting it would delete them)');
     if (ref.kind === 'CustomResourceDefinition' && crds.has(ref.name))
       kept.set(ref, 'not pruned: objects of this deploy are of its kind (deleting it would delete them)');
+  }
+  return kept;
+}
+
+/**
+ * The stale Namespaces and CRDs among `containers` that hold an object of `left` (stale objects
+ * prune keeps, releases or failed to delete): deleting one would delete those too.
+ */
+export async function containersOf(
+  client: ClusterClient,
+  left: readonly ObjectRef[],
+  containers: readonly ObjectRef[],
+  signal?: AbortSignal,
+): Promise<Map<ObjectRef, string>> {
+  const held = new Map<string, ObjectRef>();
+  for (const ref of left) {
+    if (ref.namespace !== undefined && !held.has(`Namespace ${ref.namespace}`))
+      held.set(`Namespace ${ref.namespace}`, ref);
+    if (containers.some((container) => !isNamespaceRef(container)) && splitApiVersion(ref.apiVersion).group) {
+      // A CRD's name is <plural>.<group>; a kind no longer served has nothing left to protect.
+      const resource = await client.resolveInAnyVersion(ref.apiVersion, ref.kind, signal);
+      const name = resource && `CustomResourceDefinition ${resource.plural}.${resource.group}`;
+      if (name && !held.has(name)) held.set(name, ref);
+    }
+  }
+  const kept = new Map<ObjectRef, string>();
+  for (const container of containers) {
+    const ref = held.get(
+      `${isNamespaceRef(container) ? 'Namespace' : 'CustomResourceDefinition'} ${container.name}`,
+    );
+    if (ref)
+      kept.set(
+        container,
+        `not pruned: ${describeRef(ref)}, which prune left in place, is ${isNamespaceRef(container) ? 'in it' : 'of its kind'} (deleting it would delete that too)`,
+      );
   }
   return kept;
 }
@@ -106,13 +142,32 @@ export async function recordAndPrune(
       request.installation,
     );
     for (const [ref, why] of elsewhere) needed.set(ref, why);
-    const pruned = await pruneObjects(
+    const isContainer = (ref: ObjectRef): boolean => applyStage(ref.apiVersion, ref.kind) === 1;
+    const contents = await pruneObjects(
       client,
       environment,
-      stale.filter((ref) => !needed.has(ref)),
+      stale.filter((ref) => !needed.has(ref) && !isContainer(ref)),
       request.assertLockHeld,
       signal,
     );
+    // Namespaces and CRDs go last, and only once what prune leaves of them is gone as well.
+    const left = [
+      ...needed.keys(),
+      ...contents.results.filter((result) => result.action !== 'pruned').map((result) => result as ObjectRef),
+    ];
+    for (const [ref, why] of await containersOf(client, left, stale.filter(isContainer), signal))
+      if (!needed.has(ref)) needed.set(ref, why);
+    const containers = await pruneObjects(
+      client,
+      environment,
+      stale.filter((ref) => !needed.has(ref) && isContainer(ref)),
+      request.assertLockHeld,
+      signal,
+    );
+    const pruned = {
+      results: [...contents.results, ...containers.results],
+      failures: [...contents.failures, ...containers.failures],
+    };
     results.extra.push(...pruned.results);
     for (const [ref, why] of needed) results.extra.push(resultOf(ref, 'skipped', why));
     const kept = [...needed.keys(), ...pruned.failures.map((failure) => failure.ref)];

@@ -68,12 +68,16 @@ export async function keptForOtherEnvironments(
           ? object.namespace === ref.name
           : object.kind === kind && splitApiVersion(object.apiVersion).group === group,
       );
-      if (!holds) continue;
+      // The namespace of its inventory too: deleting it deletes the record of what to prune.
+      const home = isNamespaceRef(ref) && inventory.home === ref.name;
+      if (!holds && !home) continue;
       kept.set(
         ref,
-        isNamespaceRef(ref)
-          ? `not pruned: environment ${owner} has objects in it (deleting it would delete them)`
-          : `not pruned: environment ${owner} has objects of its kind (deleting it would delete them)`,
+        !holds
+          ? `not pruned: it holds the inventory of environment ${owner} (deleting it would leave what that lists unprunable)`
+          : isNamespaceRef(ref)
+            ? `not pruned: environment ${owner} has objects in it (deleting it would delete them)`
+            : `not pruned: environment ${owner} has objects of its kind (deleting it would delete them)`,
       );
       break;
     }

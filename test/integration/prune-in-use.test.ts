@@ -4,6 +4,7 @@ import type { EnvironmentConfig } from '../../src/config/schema.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import { closeClusterClients, createClusterClient, type ClusterClient } from '../../src/kube/cluster.js';
 import { deployToCluster } from '../../src/kube/deploy.js';
+import { diffAgainstCluster } from '../../src/kube/diff.js';
 import { readInventory } from '../../src/kube/inventory.js';
 import type { DeployRequest } from '../../src/kube/types.js';
 import { CRDS } from '../../src/kube/shared-containers.js';
@@ -100,6 +101,97 @@ describe('prune keeps what the set still needs', () => {
       'deletionTimestamp',
     );
     expect((await kube.get(widgets, ns.name, 'w'))?.spec).toEqual({ size: 3 });
+  });
+
+  it('does not delete a Namespace or CRD git dropped with objects in or of it that prune keeps', async () => {
+    const home = await createTestNamespace('prune-kept-inside');
+    const data = `${home.name}-data`;
+    const group = `${home.name}.example.com`;
+    const env = environmentFor(home.name);
+    const kube = client();
+    const keep = { 'pushgate.dev/prune': 'disabled' };
+    const namespace = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: data } };
+    const claim = {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'claim', namespace: data, annotations: keep },
+      data: {},
+    };
+    const widget = { apiVersion: `${group}/v1`, kind: 'Widget', metadata: { name: 'w', annotations: keep } };
+    const app = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'app' }, data: {} };
+    await deployToCluster(kube, request(env, namespace, claim, widgetCrd(group), widget, app));
+
+    // git drops the folder: the Namespace and CRD with what is annotated to stay.
+    const preview = await diffAgainstCluster(kube, {
+      environment: env,
+      manifests: request(env, app).manifests,
+    });
+    expect(preview.changes).toEqual([]);
+    expect(preview.keptFromPrune.map(({ ref }) => ref.kind).sort()).toEqual([
+      'ConfigMap',
+      'CustomResourceDefinition',
+      'Namespace',
+      'Widget',
+    ]);
+    const outcome = await deployToCluster(kube, request(env, app));
+
+    expect(actions(outcome.resources)).toEqual([
+      'ConfigMap/app:unchanged',
+      'Widget/w:skipped',
+      'ConfigMap/claim:skipped',
+      `Namespace/${data}:skipped`,
+      `CustomResourceDefinition/widgets.${group}:skipped`,
+    ]);
+    const message = (kind: string) => outcome.resources.find((r) => r.kind === kind)?.message;
+    expect(message('Namespace')).toBe(
+      `not pruned: v1 ConfigMap ${data}/claim, which prune left in place, is in it (deleting it would delete that too)`,
+    );
+    expect(message('CustomResourceDefinition')).toBe(
+      `not pruned: ${group}/v1 Widget ${home.name}/w, which prune left in place, is of its kind (deleting it would delete that too)`,
+    );
+    expect((await kube.get(NAMESPACES, undefined, data))?.metadata).not.toHaveProperty('deletionTimestamp');
+    expect((await kube.get(CRDS, undefined, `widgets.${group}`))?.metadata).not.toHaveProperty(
+      'deletionTimestamp',
+    );
+    // Listed until what they hold is gone; what was annotated is forgotten.
+    expect((await readInventory(kube, env))?.objects.map((ref) => `${ref.kind}/${ref.name}`).sort()).toEqual([
+      'ConfigMap/app',
+      `CustomResourceDefinition/widgets.${group}`,
+      `Namespace/${data}`,
+    ]);
+  });
+
+  it('does not delete a Namespace that holds the inventory of another environment', async () => {
+    const home = await createTestNamespace('prune-inventory-home');
+    const shared = `${home.name}-shared`;
+    const elsewhere = await createTestNamespace('prune-inventory-objects');
+    const owner = environmentFor(home.name);
+    const tenant = testEnvironment(shared, {
+      allow: { namespaces: [shared, elsewhere.name], clusterScoped: false },
+    });
+    const kube = client();
+    await deployToCluster(
+      kube,
+      request(owner, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: shared } }),
+    );
+    // The tenant's inventory lives in the shared namespace; its objects elsewhere.
+    await deployToCluster(
+      kube,
+      request(tenant, {
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: 'thing', namespace: elsewhere.name },
+        data: {},
+      }),
+    );
+
+    const outcome = await deployToCluster(kube, request({ ...owner, allowEmpty: true }));
+
+    expect(actions(outcome.resources)).toEqual([`Namespace/${shared}:skipped`]);
+    expect(outcome.resources[0]?.message).toBe(
+      `not pruned: it holds the inventory of environment ${tenant.name} (deleting it would leave what that lists unprunable)`,
+    );
+    expect((await kube.get(NAMESPACES, undefined, shared))?.metadata).not.toHaveProperty('deletionTimestamp');
   });
 
   it('does not delete in a namespace the environment may no longer write to, until it may again', async () => {
