@@ -11,7 +11,7 @@ import { Results } from './deploy-results.js';
 import { dryRunBeforeWrites, standInNamespace } from './dry-run-set.js';
 import { failuresError, type ObjectFailure } from './failures.js';
 import { inventoryNamespaceExists, readInventory, refKey, type Inventory } from './inventory.js';
-import { containersOf, keptFromPrune } from './prune-step.js';
+import { appliedUnderAnotherGroup, containersOf, keptFromPrune } from './prune-step.js';
 import { pruneVerdict, type PruneVerdict } from './prune.js';
 import type { RenderRequest } from './render.js';
 import { keptForOtherEnvironments } from './shared-containers.js';
@@ -184,7 +184,9 @@ async function addPrunes(
   diff: ClusterDiff,
 ): Promise<void> {
   const current = new Set(ordered.map((object) => refKey(object.ref)));
-  const stale = (home?.objects ?? []).filter((ref) => !current.has(refKey(ref)));
+  const listed = (home?.objects ?? []).filter((ref) => !current.has(refKey(ref)));
+  const renamed = await appliedUnderAnotherGroup(client, listed, ordered, signal);
+  const stale = listed.filter((ref) => !renamed.has(ref));
   if (stale.length === 0) return;
   const kept = keptFromPrune(stale, ordered, environment);
   const candidates = stale.filter((ref) => !kept.has(ref));

@@ -58,6 +58,40 @@ export function keptFromPrune(
 }
 
 /**
+ * The stale refs that name an object of `ordered` under another API group (an Event as `v1`,
+ * then as `events.k8s.io/v1`; an Ingress moved from `extensions` to `networking.k8s.io`): the
+ * same object, by its uid, which prune deleted right after applying it. Only a ref sharing
+ * kind, namespace and name with an applied object is read.
+ */
+export async function appliedUnderAnotherGroup(
+  client: ClusterClient,
+  stale: readonly ObjectRef[],
+  ordered: readonly PreparedObject[],
+  signal?: AbortSignal,
+): Promise<Set<ObjectRef>> {
+  const same = new Set<ObjectRef>();
+  for (const ref of stale) {
+    const twin = ordered.find(
+      (object) =>
+        object.ref.kind === ref.kind &&
+        object.ref.name === ref.name &&
+        object.ref.namespace === ref.namespace,
+    );
+    if (!twin) continue;
+    const resource = await client.resolveInAnyVersion(ref.apiVersion, ref.kind, signal);
+    if (!resource) continue;
+    // Unread, it is left to prune, which reads it again and says why it cannot.
+    const [before, now] = await Promise.all([
+      client.get(resource, ref.namespace, ref.name, signal),
+      client.get(twin.resource, twin.ref.namespace, twin.ref.name, signal),
+    ]).catch(() => [undefined, undefined]);
+    const uid = before?.metadata.uid;
+    if (uid !== undefined && uid === now?.metadata.uid) same.add(ref);
+  }
+  return same;
+}
+
+/**
  * The stale Namespaces and CRDs among `containers` that hold an object of `left` (stale objects
  * prune keeps, releases or failed to delete): deleting one would delete those too.
  */
@@ -126,9 +160,11 @@ export async function recordAndPrune(
   };
   const current = ordered.map((object) => object.ref);
   const currentKeys = new Set(current.map(refKey));
-  const stale = environment.prune
+  const listed = environment.prune
     ? (previous?.objects ?? []).filter((ref) => !currentKeys.has(refKey(ref)))
     : [];
+  const renamed = await appliedUnderAnotherGroup(client, listed, ordered, signal);
+  const stale = listed.filter((ref) => !renamed.has(ref));
 
   if (stale.length > 0) {
     await request.assertLockHeld();

@@ -258,3 +258,47 @@ describe('prune honours what a person set on the live object', () => {
     expect(await kube.get(CONFIG_MAPS, ns.name, 'precious')).toBeDefined();
   });
 });
+
+describe('prune of an object git moved to another API group', () => {
+  it('keeps it, by its uid, and lists it under the group git now names', async () => {
+    const ns = await createTestNamespace('prune-group-move');
+    const env = environmentFor(ns.name);
+    const kube = client();
+    const common = {
+      metadata: { name: 'marker' },
+      reason: 'Marker',
+      type: 'Normal',
+      eventTime: '2026-01-01T00:00:00.000000Z',
+      reportingInstance: 'x',
+      action: 'Keep',
+    };
+    const regarding = { apiVersion: 'v1', kind: 'ConfigMap', name: 'x', namespace: ns.name };
+    const core = {
+      apiVersion: 'v1',
+      kind: 'Event',
+      ...common,
+      involvedObject: regarding,
+      message: 'kept in git',
+      reportingComponent: 'git.example/x',
+    };
+    const events = {
+      apiVersion: 'events.k8s.io/v1',
+      kind: 'Event',
+      ...common,
+      regarding,
+      note: 'kept in git',
+      reportingController: 'git.example/x',
+    };
+    await deployToCluster(kube, request(env, core));
+
+    // The API server serves one Event under both groups: the same object, not a stale one.
+    const moved = await deployToCluster(kube, request(env, events));
+
+    expect(actions(moved.resources)).toEqual(['Event/marker:unchanged']);
+    expect((await readInventory(kube, env))?.objects.map((ref) => ref.apiVersion)).toEqual([
+      'events.k8s.io/v1',
+    ]);
+    const again = await deployToCluster(kube, request(env, events));
+    expect(actions(again.resources)).toEqual(['Event/marker:unchanged']);
+  });
+});
