@@ -160,11 +160,9 @@ export async function recordAndPrune(
   };
   const current = ordered.map((object) => object.ref);
   const currentKeys = new Set(current.map(refKey));
-  const listed = environment.prune
-    ? (previous?.objects ?? []).filter((ref) => !currentKeys.has(refKey(ref)))
-    : [];
-  const renamed = await appliedUnderAnotherGroup(client, listed, ordered, signal);
-  const stale = listed.filter((ref) => !renamed.has(ref));
+  const dropped = environment.prune ? droppedFromGit(previous, currentKeys) : [];
+  const renamed = await appliedUnderAnotherGroup(client, dropped, ordered, signal);
+  const stale = dropped.filter((ref) => !renamed.has(ref));
 
   if (stale.length > 0) {
     await request.assertLockHeld();
@@ -226,10 +224,17 @@ export async function recordAndPrune(
     }
     return;
   }
-  const unchanged = previous && previous.revision === sha && sameRefs(previous.objects, current);
+  // With prune off, what git dropped stays listed (as Argo CD keeps it tracked): turning prune
+  // on again deletes it, where forgotten it would stay labelled as the environment's for good.
+  const listed = environment.prune ? current : [...current, ...droppedFromGit(previous, currentKeys)];
+  const unchanged = previous && previous.revision === sha && sameRefs(previous.objects, listed);
   if (!unchanged || left.found.length > 0) {
     await request.assertLockHeld();
-    await writeHome({ revision: sha, objects: current });
+    await writeHome({ revision: sha, objects: listed });
   }
   await retireElsewhere();
+}
+
+function droppedFromGit(previous: Inventory | undefined, currentKeys: ReadonlySet<string>): ObjectRef[] {
+  return (previous?.objects ?? []).filter((ref) => !currentKeys.has(refKey(ref)));
 }

@@ -302,3 +302,28 @@ describe('prune of an object git moved to another API group', () => {
     expect(actions(again.resources)).toEqual(['Event/marker:unchanged']);
   });
 });
+
+describe('prune turned off, then on again', () => {
+  it('keeps what git dropped meanwhile listed, and deletes it once prune is on', async () => {
+    const ns = await createTestNamespace('prune-off-on');
+    const env = environmentFor(ns.name);
+    const off = { ...env, prune: false };
+    const kube = client();
+    const configMap = (name: string) => ({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name },
+      data: {},
+    });
+    await deployToCluster(kube, request(env, configMap('a'), configMap('b')));
+
+    const kept = await deployToCluster(kube, request(off, configMap('a')));
+    expect(actions(kept.resources)).toEqual(['ConfigMap/a:unchanged']);
+    expect(await kube.get(CONFIG_MAPS, ns.name, 'b')).toBeDefined();
+    expect((await readInventory(kube, env))?.objects.map((ref) => ref.name)).toEqual(['a', 'b']);
+
+    const pruned = await deployToCluster(kube, request(env, configMap('a')));
+    expect(actions(pruned.resources)).toEqual(['ConfigMap/a:unchanged', 'ConfigMap/b:pruned']);
+    expect(await kube.get(CONFIG_MAPS, ns.name, 'b')).toBeUndefined();
+  });
+});
