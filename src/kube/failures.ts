@@ -5,6 +5,7 @@ import { describeRef } from '../manifests/resource-info.js';
 import type { ResourceResult } from '../status/job-record.js';
 import { DeployError } from './types.js';
 import { KubeApiError } from './api-error.js';
+import { BeingDeletedError } from './being-deleted.js';
 import { redactSecretValues } from './secret-redaction.js';
 
 /** One object the API server (or the network) refused, with where it came from. */
@@ -63,7 +64,8 @@ export function shortenQuotedValues(message: string): string {
 }
 
 export function objectFailure(object: PreparedObject, verb: string, error: unknown): ObjectFailure {
-  const permanent = error instanceof KubeApiError ? !error.transient : true;
+  const permanent =
+    error instanceof KubeApiError || error instanceof BeingDeletedError ? !error.transient : true;
   const network = error instanceof KubeApiError && error.status === undefined;
   const status = error instanceof KubeApiError && error.status !== undefined ? ` (HTTP ${error.status})` : '';
   return {

@@ -1,5 +1,6 @@
 import { ENVIRONMENT_LABEL, type PreparedObject } from '../manifests/prepare.js';
 import type { ClusterClient, LiveObject } from './cluster.js';
+import { BeingDeletedError } from './being-deleted.js';
 import { jsonEqual, sameObject } from './compare.js';
 import { dryRunTakingOver, takeOverHandManagedFields, type ManagedFieldsEntry } from './field-takeover.js';
 import { checkReplacement, forceEnabled, isImmutableChange } from './force-replace.js';
@@ -141,6 +142,7 @@ export async function planObjects(
       ),
     ]);
     checkOwner(object, live);
+    if (live?.metadata.deletionTimestamp) throw new BeingDeletedError(live);
     let dryRunOutcome = firstOutcome;
     if ('error' in dryRunOutcome && live && handMade) {
       const taken = await dryRunTakingOver(client, object, live, beforeWrite, signal);
@@ -185,7 +187,10 @@ export async function planObjects(
       continue;
     }
     let reason: unknown = outcome.reason;
-    let verb = reason instanceof OwnedElsewhereError ? 'not applied' : 'dry-run rejected';
+    let verb =
+      reason instanceof OwnedElsewhereError || reason instanceof BeingDeletedError
+        ? 'not applied'
+        : 'dry-run rejected';
     if (reason instanceof RoleNotYetCreatedError) {
       const { role, refusal } = reason;
       // Applied after its role (order.ts), when nothing but the role's absence stopped its dry-run.

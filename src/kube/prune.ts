@@ -8,6 +8,7 @@ import type { ObjectRef } from '../manifests/types.js';
 import type { ResourceResult } from '../status/job-record.js';
 import type { ClusterClient, LiveObject } from './cluster.js';
 import { KubeApiError } from './api-error.js';
+import { finalizersOf } from './being-deleted.js';
 import { mapWithConcurrency } from './map-with-concurrency.js';
 import { CONCURRENCY } from './plan.js';
 
@@ -151,5 +152,10 @@ async function pruneOne(
   }
   await assertLockHeld();
   await client.delete(resource, ref.namespace, ref.name, live.metadata.uid, signal);
-  return result(ref, 'pruned');
+  // Deleted, but still there until its finalizers finish (a PVC in use, a custom resource
+  // whose controller cleans up): a revert meanwhile cannot bring it back.
+  const finalizers = finalizersOf(live);
+  return finalizers.length > 0
+    ? result(ref, 'pruned', `deleted; it goes once its finalizers finish (${finalizers.join(', ')})`)
+    : result(ref, 'pruned');
 }

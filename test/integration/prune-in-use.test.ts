@@ -6,7 +6,7 @@ import { closeClusterClients, createClusterClient, type ClusterClient } from '..
 import { deployToCluster } from '../../src/kube/deploy.js';
 import { diffAgainstCluster } from '../../src/kube/diff.js';
 import { readInventory } from '../../src/kube/inventory.js';
-import type { DeployRequest } from '../../src/kube/types.js';
+import type { DeployError, DeployRequest } from '../../src/kube/types.js';
 import { CRDS } from '../../src/kube/shared-containers.js';
 import type { ResourceInfo } from '../../src/manifests/resource-info.js';
 import type { LoadedManifest } from '../../src/manifests/types.js';
@@ -325,5 +325,52 @@ describe('prune turned off, then on again', () => {
     const pruned = await deployToCluster(kube, request(env, configMap('a')));
     expect(actions(pruned.resources)).toEqual(['ConfigMap/a:unchanged', 'ConfigMap/b:pruned']);
     expect(await kube.get(CONFIG_MAPS, ns.name, 'b')).toBeUndefined();
+  });
+});
+
+describe('an object being deleted', () => {
+  it('is pruned saying it waits for its finalizers, and a revert meanwhile is refused before any write and retried', async () => {
+    const ns = await createTestNamespace('prune-finalizers');
+    const env = environmentFor(ns.name);
+    const kube = client();
+    const configMap = (name: string, value = '1') => ({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name },
+      data: { value },
+    });
+    await deployToCluster(kube, request(env, configMap('held'), configMap('app')));
+    // What a controller adds, as the API server does for a PVC in use.
+    await kube.transport.request({
+      method: 'PATCH',
+      path: `/api/v1/namespaces/${ns.name}/configmaps/held`,
+      contentType: 'application/merge-patch+json',
+      body: { metadata: { finalizers: ['example.com/hold'] } },
+    });
+
+    const pruned = await deployToCluster(kube, request(env, configMap('app')));
+    expect(pruned.resources.find((r) => r.name === 'held')).toMatchObject({
+      action: 'pruned',
+      message: 'deleted; it goes once its finalizers finish (example.com/hold)',
+    });
+
+    // git revert while it waits: applying would report it unchanged, and it would still go.
+    const error = await deployToCluster(kube, request(env, configMap('held'), configMap('app', '2'))).then(
+      () => undefined,
+      (e: unknown) => e as DeployError,
+    );
+    expect(error?.message).toContain(`v1 ConfigMap ${ns.name}/held: not applied: being deleted (since `);
+    expect(error?.message).toContain(', until its finalizers finish: example.com/hold): ');
+    expect(error?.permanent).toBe(false);
+    expect((await kube.get(CONFIG_MAPS, ns.name, 'app'))?.data).toEqual({ value: '1' });
+
+    await kube.transport.request({
+      method: 'PATCH',
+      path: `/api/v1/namespaces/${ns.name}/configmaps/held`,
+      contentType: 'application/merge-patch+json',
+      body: { metadata: { finalizers: null } },
+    });
+    const retried = await deployToCluster(kube, request(env, configMap('held'), configMap('app', '2')));
+    expect(actions(retried.resources)).toEqual(['ConfigMap/app:configured', 'ConfigMap/held:created']);
   });
 });
