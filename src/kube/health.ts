@@ -1,3 +1,4 @@
+import { splitApiVersion } from '../manifests/resource-info.js';
 import type { ObjectRef } from '../manifests/types.js';
 
 export type ReadinessState = 'ready' | 'progressing' | 'failed';
@@ -8,13 +9,15 @@ export interface Readiness {
   message: string;
 }
 
-/** Kinds whose readiness the deploy waits for (SPEC §4). */
-export const HEALTH_CHECKED_KINDS = new Set([
-  'apps/v1|Deployment',
-  'apps/v1|StatefulSet',
-  'apps/v1|DaemonSet',
-  'batch/v1|Job',
-]);
+/**
+ * Kinds whose readiness the deploy waits for (SPEC §4), by API group and kind: a custom
+ * resource may reuse a kind (Volcano's batch.volcano.sh Job), and the rules of these do not fit it.
+ */
+const WORKLOAD_KINDS = new Set(['apps|Deployment', 'apps|StatefulSet', 'apps|DaemonSet', 'batch|Job']);
+
+function workloadKey(apiVersion: string, kind: string): string {
+  return `${splitApiVersion(apiVersion).group}|${kind}`;
+}
 
 /**
  * Custom resources too (a group with a dot, outside Kubernetes' own `*.k8s.io`): a Flux user
@@ -22,12 +25,11 @@ export const HEALTH_CHECKED_KINDS = new Set([
  * deploy, as kstatus rules it. One without conditions is ready once applied.
  */
 export function isHealthChecked(ref: ObjectRef): boolean {
-  return HEALTH_CHECKED_KINDS.has(`${ref.apiVersion}|${ref.kind}`) || isCustomResource(ref);
+  return WORKLOAD_KINDS.has(workloadKey(ref.apiVersion, ref.kind)) || isCustomResource(ref);
 }
 
 function isCustomResource(ref: ObjectRef): boolean {
-  const slash = ref.apiVersion.indexOf('/');
-  const group = slash < 0 ? '' : ref.apiVersion.slice(0, slash);
+  const { group } = splitApiVersion(ref.apiVersion);
   return group.includes('.') && !group.endsWith('.k8s.io') && group !== 'k8s.io';
 }
 
@@ -73,18 +75,19 @@ function notObserved(object: Obj): Readiness | undefined {
 }
 
 /**
- * Readiness by the kstatus rules Flux and Argo CD use, for the kinds a deploy waits on.
- * Other kinds are ready as soon as they are applied.
+ * Readiness by the kstatus rules Flux and Argo CD use, for the kinds a deploy waits on; any
+ * other kind (a custom resource, whatever its kind is called) by its conditions.
  */
 export function readinessOf(object: Obj): Readiness {
-  switch (object.kind) {
-    case 'Deployment':
+  const apiVersion = typeof object.apiVersion === 'string' ? object.apiVersion : '';
+  switch (workloadKey(apiVersion, String(object.kind))) {
+    case 'apps|Deployment':
       return deploymentReadiness(object);
-    case 'StatefulSet':
+    case 'apps|StatefulSet':
       return statefulSetReadiness(object);
-    case 'DaemonSet':
+    case 'apps|DaemonSet':
       return daemonSetReadiness(object);
-    case 'Job':
+    case 'batch|Job':
       return jobReadiness(object);
     default:
       return conditionReadiness(object);
@@ -96,7 +99,7 @@ export function readinessOf(object: Obj): Readiness {
  * `Stalled=True` has failed; `Reconciling=True` is in progress; `Ready` decides when present;
  * with none of these (no controller writes status), ready.
  */
-export function conditionReadiness(object: Obj): Readiness {
+function conditionReadiness(object: Obj): Readiness {
   const status = record(object.status);
   const observed = status.observedGeneration;
   const generation = int(record(object.metadata).generation);
@@ -117,7 +120,7 @@ export function conditionReadiness(object: Obj): Readiness {
   return ready;
 }
 
-export function deploymentReadiness(object: Obj): Readiness {
+function deploymentReadiness(object: Obj): Readiness {
   // Generation first, as kstatus does: right after an apply the conditions are still those of
   // the previous rollout, and a deadline it exceeded says nothing about this one.
   const unobserved = notObserved(object);
@@ -139,7 +142,7 @@ export function deploymentReadiness(object: Obj): Readiness {
   return ready;
 }
 
-export function statefulSetReadiness(object: Obj): Readiness {
+function statefulSetReadiness(object: Obj): Readiness {
   const unobserved = notObserved(object);
   if (unobserved) return unobserved;
   const spec = record(object.spec);
@@ -168,7 +171,7 @@ export function statefulSetReadiness(object: Obj): Readiness {
   return ready;
 }
 
-export function daemonSetReadiness(object: Obj): Readiness {
+function daemonSetReadiness(object: Obj): Readiness {
   const unobserved = notObserved(object);
   if (unobserved) return unobserved;
   const status = record(object.status);
@@ -180,7 +183,7 @@ export function daemonSetReadiness(object: Obj): Readiness {
   return ready;
 }
 
-export function jobReadiness(object: Obj): Readiness {
+function jobReadiness(object: Obj): Readiness {
   const status = record(object.status);
   const failed = condition(status, 'Failed');
   if (failed?.status === 'True') {

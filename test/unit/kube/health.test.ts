@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { isHealthChecked, readinessOf } from '../../../src/kube/health.js';
 
 function deployment(status: Record<string, unknown>, replicas = 2, generation = 3) {
-  return { kind: 'Deployment', metadata: { generation }, spec: { replicas }, status };
+  return { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { generation }, spec: { replicas }, status };
 }
 
 describe('readinessOf', () => {
@@ -63,6 +63,7 @@ describe('readinessOf', () => {
 
   it('Deployment: one replica by default', () => {
     const object = {
+      apiVersion: 'apps/v1',
       kind: 'Deployment',
       metadata: { generation: 1 },
       spec: {},
@@ -72,7 +73,12 @@ describe('readinessOf', () => {
   });
 
   it('StatefulSet: ready only when every replica is ready, current and on the update revision', () => {
-    const base = { kind: 'StatefulSet', metadata: { generation: 1 }, spec: { replicas: 2 } };
+    const base = {
+      apiVersion: 'apps/v1',
+      kind: 'StatefulSet',
+      metadata: { generation: 1 },
+      spec: { replicas: 2 },
+    };
     const done = {
       observedGeneration: 1,
       readyReplicas: 2,
@@ -92,6 +98,7 @@ describe('readinessOf', () => {
 
   it('StatefulSet with a partition: ready once the pods from the partition up are updated', () => {
     const object = (status: Record<string, unknown>) => ({
+      apiVersion: 'apps/v1',
       kind: 'StatefulSet',
       metadata: { generation: 2 },
       spec: { replicas: 3, updateStrategy: { type: 'RollingUpdate', rollingUpdate: { partition: 2 } } },
@@ -113,7 +120,7 @@ describe('readinessOf', () => {
   });
 
   it('DaemonSet: ready when every scheduled pod is updated and available', () => {
-    const base = { kind: 'DaemonSet', metadata: { generation: 1 } };
+    const base = { apiVersion: 'apps/v1', kind: 'DaemonSet', metadata: { generation: 1 } };
     const status = {
       observedGeneration: 1,
       desiredNumberScheduled: 3,
@@ -128,10 +135,15 @@ describe('readinessOf', () => {
 
   it('Job: ready when Complete, failed when Failed', () => {
     expect(
-      readinessOf({ kind: 'Job', status: { conditions: [{ type: 'Complete', status: 'True' }] } }).state,
+      readinessOf({
+        apiVersion: 'batch/v1',
+        kind: 'Job',
+        status: { conditions: [{ type: 'Complete', status: 'True' }] },
+      }).state,
     ).toBe('ready');
     expect(
       readinessOf({
+        apiVersion: 'batch/v1',
         kind: 'Job',
         status: { conditions: [{ type: 'Failed', status: 'True', message: 'BackoffLimitExceeded' }] },
       }),
@@ -139,13 +151,13 @@ describe('readinessOf', () => {
       state: 'failed',
       message: 'failed: BackoffLimitExceeded',
     });
-    expect(readinessOf({ kind: 'Job', status: { active: 1 } }).message).toBe(
+    expect(readinessOf({ apiVersion: 'batch/v1', kind: 'Job', status: { active: 1 } }).message).toBe(
       'not complete (0 succeeded, 1 active)',
     );
   });
 
   it('other kinds are ready once applied', () => {
-    expect(readinessOf({ kind: 'ConfigMap' }).state).toBe('ready');
+    expect(readinessOf({ apiVersion: 'v1', kind: 'ConfigMap' }).state).toBe('ready');
   });
 });
 
@@ -161,8 +173,26 @@ describe('custom resources (kstatus rules by condition)', () => {
     expect(isHealthChecked({ apiVersion: 'cert-manager.io/v1', kind: 'Certificate', name: 'web' })).toBe(
       true,
     );
+    expect(isHealthChecked({ apiVersion: 'apps/v1', kind: 'Deployment', name: 'web' })).toBe(true);
     expect(isHealthChecked({ apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', name: 'web' })).toBe(false);
     expect(isHealthChecked({ apiVersion: 'v1', kind: 'ConfigMap', name: 'web' })).toBe(false);
+  });
+
+  it('are judged by their conditions even when their kind is also a built-in workload’s', () => {
+    // A Volcano Job is done when Ready, not when a batch/v1 Complete condition appears.
+    const volcanoJob = {
+      apiVersion: 'batch.volcano.sh/v1alpha1',
+      kind: 'Job',
+      metadata: { name: 'train', generation: 1 },
+      status: { observedGeneration: 1, conditions: [{ type: 'Ready', status: 'True' }] },
+    };
+    expect(readinessOf(volcanoJob)).toEqual({ state: 'ready', message: 'ready' });
+    expect(isHealthChecked({ apiVersion: 'batch.volcano.sh/v1alpha1', kind: 'Job', name: 'train' })).toBe(
+      true,
+    );
+    expect(
+      readinessOf({ ...volcanoJob, apiVersion: 'example.com/v1', kind: 'Deployment', status: {} }).state,
+    ).toBe('ready');
   });
 
   it('follow Ready, Reconciling, Stalled and observedGeneration; none of them is ready', () => {
