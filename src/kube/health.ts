@@ -75,10 +75,30 @@ function notObserved(object: Obj): Readiness | undefined {
 }
 
 /**
+ * An object whose deletion has begun goes once its finalizers finish, whatever the apply just
+ * wrote to it (and its controller may go on reporting it healthy until then): waiting on it
+ * would only run out the timeout.
+ */
+function beingDeleted(object: Obj): Readiness | undefined {
+  const metadata = record(object.metadata);
+  if (typeof metadata.deletionTimestamp !== 'string' || metadata.deletionTimestamp === '') return undefined;
+  const finalizers = Array.isArray(metadata.finalizers)
+    ? metadata.finalizers.filter((name): name is string => typeof name === 'string')
+    : [];
+  const message =
+    finalizers.length > 0
+      ? `being deleted (finalizers: ${finalizers.join(', ')}): apply cannot keep it; it goes once its finalizers finish`
+      : 'being deleted: apply cannot keep it';
+  return { state: 'failed', message };
+}
+
+/**
  * Readiness by the kstatus rules Flux and Argo CD use, for the kinds a deploy waits on; any
  * other kind (a custom resource, whatever its kind is called) by its conditions.
  */
 export function readinessOf(object: Obj): Readiness {
+  const deleting = beingDeleted(object);
+  if (deleting) return deleting;
   const apiVersion = typeof object.apiVersion === 'string' ? object.apiVersion : '';
   switch (workloadKey(apiVersion, String(object.kind))) {
     case 'apps|Deployment':

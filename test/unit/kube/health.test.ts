@@ -156,6 +156,32 @@ describe('readinessOf', () => {
     );
   });
 
+  it.each([
+    ['apps/v1', 'Deployment'],
+    ['apps/v1', 'StatefulSet'],
+    ['apps/v1', 'DaemonSet'],
+    ['batch/v1', 'Job'],
+    ['cert-manager.io/v1', 'Certificate'],
+  ])('%s %s being deleted has failed at once, whatever its status says', (apiVersion, kind) => {
+    // Its controller keeps writing status until the finalizers let it go.
+    const object = {
+      apiVersion,
+      kind,
+      metadata: {
+        generation: 1,
+        deletionTimestamp: '2026-01-01T00:00:00Z',
+        finalizers: ['example.com/hold', 'foregroundDeletion'],
+      },
+      spec: { replicas: 1 },
+      status: { observedGeneration: 1, replicas: 1, updatedReplicas: 1, availableReplicas: 1 },
+    };
+    expect(readinessOf(object)).toEqual({
+      state: 'failed',
+      message:
+        'being deleted (finalizers: example.com/hold, foregroundDeletion): apply cannot keep it; it goes once its finalizers finish',
+    });
+  });
+
   it('other kinds are ready once applied', () => {
     expect(readinessOf({ apiVersion: 'v1', kind: 'ConfigMap' }).state).toBe('ready');
   });
