@@ -58,6 +58,11 @@ function condition(status: Obj, type: string): Condition | undefined {
   return conditions(status).find((c) => c.type === type);
 }
 
+/** A condition's reason and message, as one line. */
+function said(c: Condition): string {
+  return [c.reason, c.message].filter(Boolean).join(': ');
+}
+
 const ready: Readiness = { state: 'ready', message: 'ready' };
 
 function progressing(message: string): Readiness {
@@ -125,7 +130,6 @@ function conditionReadiness(object: Obj): Readiness {
   const generation = int(record(object.metadata).generation);
   if (typeof observed === 'number' && observed < generation)
     return progressing(`controller has seen generation ${observed} of ${generation}`);
-  const said = (c: Condition): string => [c.reason, c.message].filter(Boolean).join(': ');
   const stalled = condition(status, 'Stalled');
   if (stalled?.status === 'True')
     return { state: 'failed', message: `stalled: ${said(stalled) || 'no reason given'}` };
@@ -151,15 +155,24 @@ function deploymentReadiness(object: Obj): Readiness {
     return { state: 'failed', message: `progress deadline exceeded: ${stuck.message ?? 'rollout stalled'}` };
   }
   const spec = record(object.spec);
-  if (spec.paused === true) return ready;
+  // Paused is judged like any other, as kstatus does: pausing stops a rollout, it does not finish it.
+  const paused = spec.paused === true;
+  const waiting = rolloutWait(spec, status, paused);
+  if (waiting === undefined) return ready;
+  return progressing(`${paused ? 'paused (spec.paused): ' : ''}${waiting}`);
+}
+
+/** What a Deployment's rollout still waits for, by its replica counts. */
+function rolloutWait(spec: Obj, status: Obj, paused: boolean): string | undefined {
   const replicas = int(spec.replicas, 1);
   const updated = int(status.updatedReplicas);
   const available = int(status.availableReplicas);
   const current = int(status.replicas);
-  if (updated < replicas) return progressing(`${updated}/${replicas} replicas updated`);
-  if (current > replicas) return progressing(`${current - replicas} old replicas pending termination`);
-  if (available < replicas) return progressing(`${available}/${replicas} replicas available`);
-  return ready;
+  if (updated < replicas)
+    return `${updated}/${replicas} replicas ${paused ? 'on the new template' : 'updated'}`;
+  if (current > replicas) return `${current - replicas} old replicas pending termination`;
+  if (available < replicas) return `${available}/${replicas} replicas available`;
+  return undefined;
 }
 
 function statefulSetReadiness(object: Obj): Readiness {

@@ -61,6 +61,20 @@ describe('readinessOf', () => {
     expect(readinessOf(deployment(status, 2, 4)).state).toBe('progressing');
   });
 
+  it('Deployment paused before its new template rolled out is not ready, saying it is paused', () => {
+    // The controller observes the paused spec but creates no ReplicaSet for the new template.
+    const object = {
+      ...deployment({ observedGeneration: 3, replicas: 3, updatedReplicas: 0, availableReplicas: 3 }, 3),
+      spec: { replicas: 3, paused: true },
+    };
+    expect(readinessOf(object)).toEqual({
+      state: 'progressing',
+      message: 'paused (spec.paused): 0/3 replicas on the new template',
+    });
+    const rolledOut = { observedGeneration: 3, replicas: 3, updatedReplicas: 3, availableReplicas: 3 };
+    expect(readinessOf({ ...object, status: rolledOut }).state).toBe('ready');
+  });
+
   it('Deployment: one replica by default', () => {
     const object = {
       apiVersion: 'apps/v1',
