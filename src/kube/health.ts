@@ -159,7 +159,11 @@ function deploymentReadiness(object: Obj): Readiness {
   const paused = spec.paused === true;
   const waiting = rolloutWait(spec, status, paused);
   if (waiting === undefined) return ready;
-  return progressing(`${paused ? 'paused (spec.paused): ' : ''}${waiting}`);
+  // The ReplicaSet could not create pods (a quota, an admission webhook): the counts alone do not say why.
+  const failure = condition(status, 'ReplicaFailure');
+  const why =
+    failure?.status === 'True' ? `; ReplicaFailure=True: ${said(failure) || 'no reason given'}` : '';
+  return progressing(`${paused ? 'paused (spec.paused): ' : ''}${waiting}${why}`);
 }
 
 /** What a Deployment's rollout still waits for, by its replica counts. */

@@ -75,6 +75,28 @@ describe('readinessOf', () => {
     expect(readinessOf({ ...object, status: rolledOut }).state).toBe('ready');
   });
 
+  it('Deployment: a ReplicaFailure condition says why replicas are missing', () => {
+    const status = {
+      observedGeneration: 3,
+      replicas: 0,
+      updatedReplicas: 0,
+      availableReplicas: 0,
+      conditions: [
+        {
+          type: 'ReplicaFailure',
+          status: 'True',
+          reason: 'FailedCreate',
+          message: 'pods "web-1-x" is forbidden: exceeded quota: pods',
+        },
+      ],
+    };
+    expect(readinessOf(deployment(status))).toEqual({
+      state: 'progressing',
+      message:
+        '0/2 replicas updated; ReplicaFailure=True: FailedCreate: pods "web-1-x" is forbidden: exceeded quota: pods',
+    });
+  });
+
   it('Deployment: one replica by default', () => {
     const object = {
       apiVersion: 'apps/v1',
