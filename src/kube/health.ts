@@ -189,6 +189,10 @@ function statefulSetReadiness(object: Obj): Readiness {
   const current = int(status.currentReplicas);
   const updated = int(status.updatedReplicas);
   if (readyReplicas < replicas) return progressing(`${readyReplicas}/${replicas} replicas ready`);
+  // A scale-down removes the highest ordinals one at a time, whatever the update strategy: until
+  // they are gone the counts above still include them.
+  const existing = int(status.replicas);
+  if (existing > replicas) return progressing(`${existing - replicas} pods pending termination`);
   const strategy = record(spec.updateStrategy);
   if (strategy.type === 'OnDelete') return ready;
   // A partitioned rollout (a canary) updates only the pods from the partition up: the rest

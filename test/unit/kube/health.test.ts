@@ -132,6 +132,30 @@ describe('readinessOf', () => {
     );
   });
 
+  it.each([
+    ['RollingUpdate', {}],
+    ['a partition', { type: 'RollingUpdate', rollingUpdate: { partition: 1 } }],
+    ['OnDelete', { type: 'OnDelete' }],
+  ])('StatefulSet scaled down (%s) waits for the pods past spec.replicas to go', (_, updateStrategy) => {
+    const object = {
+      apiVersion: 'apps/v1',
+      kind: 'StatefulSet',
+      metadata: { generation: 2 },
+      spec: { replicas: 2, updateStrategy },
+      // From 5 to 2: ordinals 2 to 4 are still terminating, and still counted ready.
+      status: {
+        observedGeneration: 2,
+        replicas: 5,
+        readyReplicas: 5,
+        currentReplicas: 5,
+        updatedReplicas: 5,
+        currentRevision: 'r1',
+        updateRevision: 'r1',
+      },
+    };
+    expect(readinessOf(object)).toEqual({ state: 'progressing', message: '3 pods pending termination' });
+  });
+
   it('StatefulSet with a partition: ready once the pods from the partition up are updated', () => {
     const object = (status: Record<string, unknown>) => ({
       apiVersion: 'apps/v1',
