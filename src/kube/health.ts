@@ -231,5 +231,13 @@ function jobReadiness(object: Obj): Readiness {
     return { state: 'failed', message: `failed: ${failed.message ?? failed.reason ?? 'job failed'}` };
   }
   if (condition(status, 'Complete')?.status === 'True') return ready;
+  // Suspended by design (a queue such as Kueue admits it later): waiting for it to complete would
+  // run out the timeout. spec.suspend decides when set: a Job just resumed still carries
+  // Suspended=True until its controller catches up, and it runs now.
+  const { suspend } = record(object.spec);
+  const suspendedCondition = condition(status, 'Suspended')?.status === 'True';
+  if (suspend === true || (suspend === undefined && suspendedCondition)) {
+    return { state: 'ready', message: 'suspended' };
+  }
   return progressing(`not complete (${int(status.succeeded)} succeeded, ${int(status.active)} active)`);
 }

@@ -216,6 +216,20 @@ describe('readinessOf', () => {
     );
   });
 
+  it('Job suspended is ready, as kstatus has it: nothing runs until it is resumed', () => {
+    const job = (spec: Record<string, unknown>, conditions: unknown[] = []) => ({
+      apiVersion: 'batch/v1',
+      kind: 'Job',
+      spec,
+      status: { conditions },
+    });
+    const suspendedCondition = { type: 'Suspended', status: 'True', reason: 'JobSuspended' };
+    expect(readinessOf(job({ suspend: true }))).toEqual({ state: 'ready', message: 'suspended' });
+    expect(readinessOf(job({}, [suspendedCondition]))).toEqual({ state: 'ready', message: 'suspended' });
+    // Resumed (spec.suspend false) before its controller has cleared the condition: it runs now.
+    expect(readinessOf(job({ suspend: false }, [suspendedCondition])).state).toBe('progressing');
+  });
+
   it.each([
     ['apps/v1', 'Deployment'],
     ['apps/v1', 'StatefulSet'],
