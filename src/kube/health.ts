@@ -1,3 +1,4 @@
+import { counted } from '../lib/counted.js';
 import { splitApiVersion } from '../manifests/resource-info.js';
 import type { ObjectRef } from '../manifests/types.js';
 
@@ -226,9 +227,15 @@ function daemonSetReadiness(object: Obj): Readiness {
 
 function jobReadiness(object: Obj): Readiness {
   const status = record(object.status);
-  const failed = condition(status, 'Failed');
-  if (failed?.status === 'True') {
-    return { state: 'failed', message: `failed: ${failed.message ?? failed.reason ?? 'job failed'}` };
+  const failedPods = int(status.failed);
+  // FailureTarget (Kubernetes 1.31+) settles the outcome; Failed follows once its pods have
+  // terminated, which may take their whole grace period.
+  const failed = [condition(status, 'FailureTarget'), condition(status, 'Failed')].find(
+    (c) => c?.status === 'True',
+  );
+  if (failed) {
+    const pods = failedPods > 0 ? ` (${counted(failedPods, 'failed pod')})` : '';
+    return { state: 'failed', message: `failed: ${failed.message ?? failed.reason ?? 'job failed'}${pods}` };
   }
   if (condition(status, 'Complete')?.status === 'True') return ready;
   // Suspended by design (a queue such as Kueue admits it later): waiting for it to complete would
@@ -239,5 +246,8 @@ function jobReadiness(object: Obj): Readiness {
   if (suspend === true || (suspend === undefined && suspendedCondition)) {
     return { state: 'ready', message: 'suspended' };
   }
-  return progressing(`not complete (${int(status.succeeded)} succeeded, ${int(status.active)} active)`);
+  // Failed pods tell a Job retrying towards its backoffLimit from one that is merely slow.
+  return progressing(
+    `not complete (${int(status.succeeded)} succeeded, ${int(status.active)} active, ${failedPods} failed)`,
+  );
 }

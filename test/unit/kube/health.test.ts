@@ -193,7 +193,7 @@ describe('readinessOf', () => {
     );
   });
 
-  it('Job: ready when Complete, failed when Failed', () => {
+  it('Job: ready when Complete, failed when Failed, counting its failed pods', () => {
     expect(
       readinessOf({
         apiVersion: 'batch/v1',
@@ -205,15 +205,37 @@ describe('readinessOf', () => {
       readinessOf({
         apiVersion: 'batch/v1',
         kind: 'Job',
-        status: { conditions: [{ type: 'Failed', status: 'True', message: 'BackoffLimitExceeded' }] },
+        status: {
+          failed: 7,
+          conditions: [{ type: 'Failed', status: 'True', message: 'BackoffLimitExceeded' }],
+        },
       }),
     ).toEqual({
       state: 'failed',
-      message: 'failed: BackoffLimitExceeded',
+      message: 'failed: BackoffLimitExceeded (7 failed pods)',
     });
-    expect(readinessOf({ apiVersion: 'batch/v1', kind: 'Job', status: { active: 1 } }).message).toBe(
-      'not complete (0 succeeded, 1 active)',
-    );
+    expect(
+      readinessOf({ apiVersion: 'batch/v1', kind: 'Job', status: { active: 1, failed: 3 } }).message,
+    ).toBe('not complete (0 succeeded, 1 active, 3 failed)');
+  });
+
+  it('Job: fails at once on FailureTarget, before its pods have terminated and Failed is set', () => {
+    const status = {
+      failed: 7,
+      active: 1,
+      conditions: [
+        {
+          type: 'FailureTarget',
+          status: 'True',
+          reason: 'BackoffLimitExceeded',
+          message: 'Job has reached the specified backoff limit',
+        },
+      ],
+    };
+    expect(readinessOf({ apiVersion: 'batch/v1', kind: 'Job', status })).toEqual({
+      state: 'failed',
+      message: 'failed: Job has reached the specified backoff limit (7 failed pods)',
+    });
   });
 
   it('Job suspended is ready, as kstatus has it: nothing runs until it is resumed', () => {
