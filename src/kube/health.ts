@@ -122,7 +122,7 @@ export function readinessOf(object: Obj): Readiness {
 
 /**
  * kstatus's rules for any other kind: a spec its controller has not seen yet is in progress;
- * `Stalled=True` has failed; `Reconciling=True` is in progress; `Ready` decides when present;
+ * `Reconciling=True` is in progress; `Stalled=True` has failed; `Ready` decides when present;
  * with none of these (no controller writes status), ready.
  */
 function conditionReadiness(object: Obj): Readiness {
@@ -131,12 +131,14 @@ function conditionReadiness(object: Obj): Readiness {
   const generation = int(record(object.metadata).generation);
   if (typeof observed === 'number' && observed < generation)
     return progressing(`controller has seen generation ${observed} of ${generation}`);
-  const stalled = condition(status, 'Stalled');
-  if (stalled?.status === 'True')
-    return { state: 'failed', message: `stalled: ${said(stalled) || 'no reason given'}` };
+  // Reconciling before Stalled, as kstatus orders them: a controller still trying (a retry after
+  // a stall) has not given up yet.
   const reconciling = condition(status, 'Reconciling');
   if (reconciling?.status === 'True')
     return progressing(`reconciling: ${said(reconciling) || 'no reason given'}`);
+  const stalled = condition(status, 'Stalled');
+  if (stalled?.status === 'True')
+    return { state: 'failed', message: `stalled: ${said(stalled) || 'no reason given'}` };
   const readyCondition = condition(status, 'Ready');
   if (readyCondition && readyCondition.status !== 'True')
     return progressing(

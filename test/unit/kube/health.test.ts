@@ -336,4 +336,18 @@ describe('custom resources (kstatus rules by condition)', () => {
       ),
     ).toEqual({ state: 'failed', message: 'stalled: BadConfig' });
   });
+
+  it('are in progress while Reconciling=True, even when Stalled=True too (kstatus order)', () => {
+    const reconciling = { type: 'Reconciling', status: 'True', reason: 'Progressing', message: 'retrying' };
+    const stalled = { type: 'Stalled', status: 'True', reason: 'DependencyNotReady' };
+    for (const conditions of [
+      [reconciling, stalled],
+      [stalled, reconciling],
+    ]) {
+      expect(readinessOf(certificate({ observedGeneration: 2, conditions }))).toEqual({
+        state: 'progressing',
+        message: 'reconciling: Progressing: retrying',
+      });
+    }
+  });
 });
