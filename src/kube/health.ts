@@ -39,6 +39,7 @@ interface Condition {
   status?: string;
   reason?: string;
   message?: string;
+  observedGeneration?: number;
 }
 
 type Obj = Record<string, unknown>;
@@ -131,15 +132,22 @@ function conditionReadiness(object: Obj): Readiness {
   const generation = int(record(object.metadata).generation);
   if (typeof observed === 'number' && observed < generation)
     return progressing(`controller has seen generation ${observed} of ${generation}`);
+  // A condition that carries its own observedGeneration (metav1.Condition) and is behind the
+  // spec was written about an earlier one: a stall or a readiness the new spec has not earned.
+  const isCurrent = (c: Condition): boolean => int(c.observedGeneration, generation) >= generation;
   // Reconciling before Stalled, as kstatus orders them: a controller still trying (a retry after
   // a stall) has not given up yet.
   const reconciling = condition(status, 'Reconciling');
-  if (reconciling?.status === 'True')
+  if (reconciling?.status === 'True' && isCurrent(reconciling))
     return progressing(`reconciling: ${said(reconciling) || 'no reason given'}`);
   const stalled = condition(status, 'Stalled');
-  if (stalled?.status === 'True')
+  if (stalled?.status === 'True' && isCurrent(stalled))
     return { state: 'failed', message: `stalled: ${said(stalled) || 'no reason given'}` };
   const readyCondition = condition(status, 'Ready');
+  if (readyCondition && !isCurrent(readyCondition))
+    return progressing(
+      `Ready condition is of generation ${int(readyCondition.observedGeneration)} of ${generation}`,
+    );
   if (readyCondition && readyCondition.status !== 'True')
     return progressing(
       `Ready=${readyCondition.status ?? 'Unknown'}${said(readyCondition) ? `: ${said(readyCondition)}` : ''}`,

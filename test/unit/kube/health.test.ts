@@ -350,4 +350,29 @@ describe('custom resources (kstatus rules by condition)', () => {
       });
     }
   });
+
+  it('leave out a condition whose own observedGeneration is behind metadata.generation', () => {
+    const condition = (type: string, status: string, observedGeneration: number) => ({
+      type,
+      status,
+      reason: type,
+      observedGeneration,
+    });
+    // Ready=True of the previous spec: the controller has not looked at this one yet.
+    expect(readinessOf(certificate({ conditions: [condition('Ready', 'True', 1)] }))).toEqual({
+      state: 'progressing',
+      message: 'Ready condition is of generation 1 of 2',
+    });
+    // Stalled or Reconciling left from the previous spec say nothing of this one.
+    expect(
+      readinessOf(
+        certificate({ conditions: [condition('Stalled', 'True', 1), condition('Ready', 'True', 2)] }),
+      ),
+    ).toEqual({ state: 'ready', message: 'ready' });
+    expect(
+      readinessOf(
+        certificate({ conditions: [condition('Reconciling', 'True', 1), condition('Ready', 'True', 2)] }),
+      ),
+    ).toEqual({ state: 'ready', message: 'ready' });
+  });
 });
