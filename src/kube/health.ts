@@ -235,6 +235,18 @@ function daemonSetReadiness(object: Obj): Readiness {
   return ready;
 }
 
+export function isJob(object: Obj): boolean {
+  return (
+    typeof object.apiVersion === 'string' &&
+    workloadKey(object.apiVersion, String(object.kind)) === 'batch|Job'
+  );
+}
+
+/** A batch Job that ran to completion. */
+export function hasCompleted(object: Obj): boolean {
+  return isJob(object) && condition(record(object.status), 'Complete')?.status === 'True';
+}
+
 function jobReadiness(object: Obj): Readiness {
   const status = record(object.status);
   const failedPods = int(status.failed);
