@@ -1,3 +1,5 @@
+import { counted } from '../lib/counted.js';
+import { splitApiVersion } from '../manifests/resource-info.js';
 import type { ObjectRef } from '../manifests/types.js';
 
 export type ReadinessState = 'ready' | 'progressing' | 'failed';
@@ -8,13 +10,15 @@ export interface Readiness {
   message: string;
 }
 
-/** Kinds whose readiness the deploy waits for (SPEC §4). */
-export const HEALTH_CHECKED_KINDS = new Set([
-  'apps/v1|Deployment',
-  'apps/v1|StatefulSet',
-  'apps/v1|DaemonSet',
-  'batch/v1|Job',
-]);
+/**
+ * Kinds whose readiness the deploy waits for (SPEC §4), by API group and kind: a custom
+ * resource may reuse a kind (Volcano's batch.volcano.sh Job), and the rules of these do not fit it.
+ */
+const WORKLOAD_KINDS = new Set(['apps|Deployment', 'apps|StatefulSet', 'apps|DaemonSet', 'batch|Job']);
+
+function workloadKey(apiVersion: string, kind: string): string {
+  return `${splitApiVersion(apiVersion).group}|${kind}`;
+}
 
 /**
  * Custom resources too (a group with a dot, outside Kubernetes' own `*.k8s.io`): a Flux user
@@ -22,12 +26,11 @@ export const HEALTH_CHECKED_KINDS = new Set([
  * deploy, as kstatus rules it. One without conditions is ready once applied.
  */
 export function isHealthChecked(ref: ObjectRef): boolean {
-  return HEALTH_CHECKED_KINDS.has(`${ref.apiVersion}|${ref.kind}`) || isCustomResource(ref);
+  return WORKLOAD_KINDS.has(workloadKey(ref.apiVersion, ref.kind)) || isCustomResource(ref);
 }
 
 function isCustomResource(ref: ObjectRef): boolean {
-  const slash = ref.apiVersion.indexOf('/');
-  const group = slash < 0 ? '' : ref.apiVersion.slice(0, slash);
+  const { group } = splitApiVersion(ref.apiVersion);
   return group.includes('.') && !group.endsWith('.k8s.io') && group !== 'k8s.io';
 }
 
@@ -36,6 +39,7 @@ interface Condition {
   status?: string;
   reason?: string;
   message?: string;
+  observedGeneration?: number;
 }
 
 type Obj = Record<string, unknown>;
@@ -56,6 +60,11 @@ function condition(status: Obj, type: string): Condition | undefined {
   return conditions(status).find((c) => c.type === type);
 }
 
+/** A condition's reason and message, as one line. */
+function said(c: Condition): string {
+  return [c.reason, c.message].filter(Boolean).join(': ');
+}
+
 const ready: Readiness = { state: 'ready', message: 'ready' };
 
 function progressing(message: string): Readiness {
@@ -73,18 +82,39 @@ function notObserved(object: Obj): Readiness | undefined {
 }
 
 /**
- * Readiness by the kstatus rules Flux and Argo CD use, for the kinds a deploy waits on.
- * Other kinds are ready as soon as they are applied.
+ * An object whose deletion has begun goes once its finalizers finish, whatever the apply just
+ * wrote to it (and its controller may go on reporting it healthy until then): waiting on it
+ * would only run out the timeout.
+ */
+function beingDeleted(object: Obj): Readiness | undefined {
+  const metadata = record(object.metadata);
+  if (typeof metadata.deletionTimestamp !== 'string' || metadata.deletionTimestamp === '') return undefined;
+  const finalizers = Array.isArray(metadata.finalizers)
+    ? metadata.finalizers.filter((name): name is string => typeof name === 'string')
+    : [];
+  const message =
+    finalizers.length > 0
+      ? `being deleted (finalizers: ${finalizers.join(', ')}): apply cannot keep it; it goes once its finalizers finish`
+      : 'being deleted: apply cannot keep it';
+  return { state: 'failed', message };
+}
+
+/**
+ * Readiness by the kstatus rules Flux and Argo CD use, for the kinds a deploy waits on; any
+ * other kind (a custom resource, whatever its kind is called) by its conditions.
  */
 export function readinessOf(object: Obj): Readiness {
-  switch (object.kind) {
-    case 'Deployment':
+  const deleting = beingDeleted(object);
+  if (deleting) return deleting;
+  const apiVersion = typeof object.apiVersion === 'string' ? object.apiVersion : '';
+  switch (workloadKey(apiVersion, String(object.kind))) {
+    case 'apps|Deployment':
       return deploymentReadiness(object);
-    case 'StatefulSet':
+    case 'apps|StatefulSet':
       return statefulSetReadiness(object);
-    case 'DaemonSet':
+    case 'apps|DaemonSet':
       return daemonSetReadiness(object);
-    case 'Job':
+    case 'batch|Job':
       return jobReadiness(object);
     default:
       return conditionReadiness(object);
@@ -93,23 +123,31 @@ export function readinessOf(object: Obj): Readiness {
 
 /**
  * kstatus's rules for any other kind: a spec its controller has not seen yet is in progress;
- * `Stalled=True` has failed; `Reconciling=True` is in progress; `Ready` decides when present;
+ * `Reconciling=True` is in progress; `Stalled=True` has failed; `Ready` decides when present;
  * with none of these (no controller writes status), ready.
  */
-export function conditionReadiness(object: Obj): Readiness {
+function conditionReadiness(object: Obj): Readiness {
   const status = record(object.status);
   const observed = status.observedGeneration;
   const generation = int(record(object.metadata).generation);
   if (typeof observed === 'number' && observed < generation)
     return progressing(`controller has seen generation ${observed} of ${generation}`);
-  const said = (c: Condition): string => [c.reason, c.message].filter(Boolean).join(': ');
-  const stalled = condition(status, 'Stalled');
-  if (stalled?.status === 'True')
-    return { state: 'failed', message: `stalled: ${said(stalled) || 'no reason given'}` };
+  // A condition that carries its own observedGeneration (metav1.Condition) and is behind the
+  // spec was written about an earlier one: a stall or a readiness the new spec has not earned.
+  const isCurrent = (c: Condition): boolean => int(c.observedGeneration, generation) >= generation;
+  // Reconciling before Stalled, as kstatus orders them: a controller still trying (a retry after
+  // a stall) has not given up yet.
   const reconciling = condition(status, 'Reconciling');
-  if (reconciling?.status === 'True')
+  if (reconciling?.status === 'True' && isCurrent(reconciling))
     return progressing(`reconciling: ${said(reconciling) || 'no reason given'}`);
+  const stalled = condition(status, 'Stalled');
+  if (stalled?.status === 'True' && isCurrent(stalled))
+    return { state: 'failed', message: `stalled: ${said(stalled) || 'no reason given'}` };
   const readyCondition = condition(status, 'Ready');
+  if (readyCondition && !isCurrent(readyCondition))
+    return progressing(
+      `Ready condition is of generation ${int(readyCondition.observedGeneration)} of ${generation}`,
+    );
   if (readyCondition && readyCondition.status !== 'True')
     return progressing(
       `Ready=${readyCondition.status ?? 'Unknown'}${said(readyCondition) ? `: ${said(readyCondition)}` : ''}`,
@@ -117,7 +155,7 @@ export function conditionReadiness(object: Obj): Readiness {
   return ready;
 }
 
-export function deploymentReadiness(object: Obj): Readiness {
+function deploymentReadiness(object: Obj): Readiness {
   // Generation first, as kstatus does: right after an apply the conditions are still those of
   // the previous rollout, and a deadline it exceeded says nothing about this one.
   const unobserved = notObserved(object);
@@ -128,18 +166,31 @@ export function deploymentReadiness(object: Obj): Readiness {
     return { state: 'failed', message: `progress deadline exceeded: ${stuck.message ?? 'rollout stalled'}` };
   }
   const spec = record(object.spec);
-  if (spec.paused === true) return ready;
+  // Paused is judged like any other, as kstatus does: pausing stops a rollout, it does not finish it.
+  const paused = spec.paused === true;
+  const waiting = rolloutWait(spec, status, paused);
+  if (waiting === undefined) return ready;
+  // The ReplicaSet could not create pods (a quota, an admission webhook): the counts alone do not say why.
+  const failure = condition(status, 'ReplicaFailure');
+  const why =
+    failure?.status === 'True' ? `; ReplicaFailure=True: ${said(failure) || 'no reason given'}` : '';
+  return progressing(`${paused ? 'paused (spec.paused): ' : ''}${waiting}${why}`);
+}
+
+/** What a Deployment's rollout still waits for, by its replica counts. */
+function rolloutWait(spec: Obj, status: Obj, paused: boolean): string | undefined {
   const replicas = int(spec.replicas, 1);
   const updated = int(status.updatedReplicas);
   const available = int(status.availableReplicas);
   const current = int(status.replicas);
-  if (updated < replicas) return progressing(`${updated}/${replicas} replicas updated`);
-  if (current > replicas) return progressing(`${current - replicas} old replicas pending termination`);
-  if (available < replicas) return progressing(`${available}/${replicas} replicas available`);
-  return ready;
+  if (updated < replicas)
+    return `${updated}/${replicas} replicas ${paused ? 'on the new template' : 'updated'}`;
+  if (current > replicas) return `${current - replicas} old replicas pending termination`;
+  if (available < replicas) return `${available}/${replicas} replicas available`;
+  return undefined;
 }
 
-export function statefulSetReadiness(object: Obj): Readiness {
+function statefulSetReadiness(object: Obj): Readiness {
   const unobserved = notObserved(object);
   if (unobserved) return unobserved;
   const spec = record(object.spec);
@@ -149,6 +200,10 @@ export function statefulSetReadiness(object: Obj): Readiness {
   const current = int(status.currentReplicas);
   const updated = int(status.updatedReplicas);
   if (readyReplicas < replicas) return progressing(`${readyReplicas}/${replicas} replicas ready`);
+  // A scale-down removes the highest ordinals one at a time, whatever the update strategy: until
+  // they are gone the counts above still include them.
+  const existing = int(status.replicas);
+  if (existing > replicas) return progressing(`${existing - replicas} pods pending termination`);
   const strategy = record(spec.updateStrategy);
   if (strategy.type === 'OnDelete') return ready;
   // A partitioned rollout (a canary) updates only the pods from the partition up: the rest
@@ -168,7 +223,7 @@ export function statefulSetReadiness(object: Obj): Readiness {
   return ready;
 }
 
-export function daemonSetReadiness(object: Obj): Readiness {
+function daemonSetReadiness(object: Obj): Readiness {
   const unobserved = notObserved(object);
   if (unobserved) return unobserved;
   const status = record(object.status);
@@ -180,12 +235,41 @@ export function daemonSetReadiness(object: Obj): Readiness {
   return ready;
 }
 
-export function jobReadiness(object: Obj): Readiness {
+export function isJob(object: Obj): boolean {
+  return (
+    typeof object.apiVersion === 'string' &&
+    workloadKey(object.apiVersion, String(object.kind)) === 'batch|Job'
+  );
+}
+
+/** A batch Job that ran to completion. */
+export function hasCompleted(object: Obj): boolean {
+  return isJob(object) && condition(record(object.status), 'Complete')?.status === 'True';
+}
+
+function jobReadiness(object: Obj): Readiness {
   const status = record(object.status);
-  const failed = condition(status, 'Failed');
-  if (failed?.status === 'True') {
-    return { state: 'failed', message: `failed: ${failed.message ?? failed.reason ?? 'job failed'}` };
+  const failedPods = int(status.failed);
+  // FailureTarget (Kubernetes 1.31+) settles the outcome; Failed follows once its pods have
+  // terminated, which may take their whole grace period.
+  const failed = [condition(status, 'FailureTarget'), condition(status, 'Failed')].find(
+    (c) => c?.status === 'True',
+  );
+  if (failed) {
+    const pods = failedPods > 0 ? ` (${counted(failedPods, 'failed pod')})` : '';
+    return { state: 'failed', message: `failed: ${failed.message ?? failed.reason ?? 'job failed'}${pods}` };
   }
   if (condition(status, 'Complete')?.status === 'True') return ready;
-  return progressing(`not complete (${int(status.succeeded)} succeeded, ${int(status.active)} active)`);
+  // Suspended by design (a queue such as Kueue admits it later): waiting for it to complete would
+  // run out the timeout. spec.suspend decides when set: a Job just resumed still carries
+  // Suspended=True until its controller catches up, and it runs now.
+  const { suspend } = record(object.spec);
+  const suspendedCondition = condition(status, 'Suspended')?.status === 'True';
+  if (suspend === true || (suspend === undefined && suspendedCondition)) {
+    return { state: 'ready', message: 'suspended' };
+  }
+  // Failed pods tell a Job retrying towards its backoffLimit from one that is merely slow.
+  return progressing(
+    `not complete (${int(status.succeeded)} succeeded, ${int(status.active)} active, ${failedPods} failed)`,
+  );
 }

@@ -59,7 +59,7 @@ export const CONCURRENCY = 32;
 const LIST_THRESHOLD = 8;
 
 /** The live objects of crowded collections, by collection path and name. */
-async function listCrowdedCollections(
+export async function listCrowdedCollections(
   client: ClusterClient,
   objects: readonly PreparedObject[],
   signal?: AbortSignal,

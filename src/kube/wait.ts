@@ -2,11 +2,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { PreparedObject } from '../manifests/prepare.js';
 import { describeRef } from '../manifests/resource-info.js';
 import type { ResourceResult } from '../status/job-record.js';
-import type { ClusterClient } from './cluster.js';
-import { readinessOf, type Readiness } from './health.js';
+import type { ClusterClient, LiveObject } from './cluster.js';
+import { hasCompleted, isJob, readinessOf, type Readiness } from './health.js';
 import { KubeApiError } from './api-error.js';
 import { mapWithConcurrency } from './map-with-concurrency.js';
-import { CONCURRENCY } from './plan.js';
+import { collectionPath } from './paths.js';
+import { CONCURRENCY, listCrowdedCollections } from './plan.js';
 import { DeployError } from './types.js';
 
 const POLL_INTERVAL_MS = 500;
@@ -105,9 +106,11 @@ export interface ReadinessWaitOptions {
 }
 
 /**
- * Polls the objects until all are ready by kstatus rules. Resolves with the ones still not
- * ready at the deadline (empty: all ready); a failed one (progress deadline exceeded, Job
- * failed) ends the wait at once, and so does a reason from `interrupt`.
+ * Polls every object, each round, until all are ready in the same round (as Flux's wait): one
+ * that was ready may not stay so (a rollout that later exceeds its deadline). Resolves with
+ * the ones not ready at the deadline (empty: all ready); a failed one (progress deadline
+ * exceeded, Job failed, deleted during the wait) ends the wait at once, and so does a reason
+ * from `interrupt`.
  */
 export async function waitForReadiness(
   client: ClusterClient,
@@ -117,18 +120,20 @@ export async function waitForReadiness(
 ): Promise<ReadinessWait> {
   const { signal } = options;
   const deadline = Date.now() + timeoutMs;
-  let pending = objects.map((object): UnhealthyObject => ({
-    object,
-    readiness: { state: 'progressing', message: 'not checked yet' },
-  }));
+  // Each object as last found during this wait: one found before and gone now was deleted.
+  const lastSeen = new Map<PreparedObject, LiveObject>();
   for (;;) {
-    pending = await mapWithConcurrency(pending, CONCURRENCY, async ({ object }) => {
+    // A crowded collection (kind + namespace) costs one LIST a round instead of a GET an object.
+    const collections = await listCrowdedCollections(client, objects, signal);
+    const round = await mapWithConcurrency(objects, CONCURRENCY, async (object): Promise<UnhealthyObject> => {
       const { resource, ref } = object;
       try {
-        const live = await client.get(resource, ref.namespace, ref.name, signal);
-        const readiness: Readiness = live
-          ? readinessOf(live)
-          : { state: 'progressing', message: 'not found' };
+        const listed = collections.get(collectionPath(resource, ref.namespace));
+        const live = listed
+          ? listed.get(ref.name)
+          : await client.get(resource, ref.namespace, ref.name, signal);
+        if (live) lastSeen.set(object, live);
+        const readiness = live ? readinessOf(live) : goneReadiness(lastSeen.get(object));
         return { object, readiness };
       } catch (error) {
         // A hiccup while polling is not a verdict on the object; the deadline still bounds the wait.
@@ -141,9 +146,9 @@ export async function waitForReadiness(
         throw error;
       }
     });
-    const failed = pending.filter((entry) => entry.readiness.state === 'failed');
+    const failed = round.filter((entry) => entry.readiness.state === 'failed');
     if (failed.length > 0) return { unhealthy: failed };
-    pending = pending.filter((entry) => entry.readiness.state !== 'ready');
+    const pending = round.filter((entry) => entry.readiness.state !== 'ready');
     options.onPoll?.(pending);
     const remaining = deadline - Date.now();
     if (pending.length === 0 || remaining <= 0) return { unhealthy: pending };
@@ -157,4 +162,17 @@ export async function waitForReadiness(
     signal?.throwIfAborted();
     await sleep(Math.min(POLL_INTERVAL_MS, remaining), undefined, { signal });
   }
+}
+
+/** An object not found: not there yet, or, found earlier in the wait, deleted (no poll brings it back). */
+function goneReadiness(last: LiveObject | undefined): Readiness {
+  if (!last) return { state: 'progressing', message: 'not found' };
+  // Its TTL controller removes a finished Job (ttlSecondsAfterFinished): seen complete, it is done.
+  if (hasCompleted(last)) return { state: 'ready', message: 'complete, then deleted' };
+  const { ttlSecondsAfterFinished: ttl } = (last.spec ?? {}) as { ttlSecondsAfterFinished?: unknown };
+  const hint =
+    isJob(last) && typeof ttl === 'number'
+      ? ` (its ttlSecondsAfterFinished: ${ttl} removes it once finished, before the wait could see how)`
+      : '';
+  return { state: 'failed', message: `deleted during the health wait${hint}` };
 }

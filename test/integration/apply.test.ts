@@ -2155,6 +2155,36 @@ async function writeDeploymentStatus(
   });
 }
 
+/** A status a controller would write, as a merge patch of the status subresource. */
+async function writeStatus(
+  kube: ClusterClient,
+  resource: ResourceInfo,
+  namespace: string,
+  name: string,
+  status: Record<string, unknown>,
+): Promise<void> {
+  await kube.transport.request({
+    method: 'PATCH',
+    path: `/apis/${resource.group}/${resource.version}/namespaces/${namespace}/${resource.plural}/${name}/status`,
+    contentType: 'application/merge-patch+json',
+    body: { status },
+  });
+}
+
+function job(name: string, spec: Record<string, unknown> = {}) {
+  return {
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: { name },
+    spec: {
+      ...spec,
+      template: {
+        spec: { restartPolicy: 'Never', containers: [{ name: 'app', image: 'registry.example/job:1' }] },
+      },
+    },
+  };
+}
+
 describe('deployToCluster health', () => {
   it('waits until the Deployment reports its replicas available', async () => {
     const ns = await createTestNamespace('apply-health');
@@ -2230,6 +2260,143 @@ describe('deployToCluster health', () => {
       'ConfigMap/c:created:',
       'Deployment/web:created:not ready: not yet observed by its controller',
     ]);
+  });
+
+  it('polls a ready object again each round: a rollout that then exceeds its deadline fails the wait', async () => {
+    const ns = await createTestNamespace('apply-health-repoll');
+    const env = environmentFor(ns.name, { healthTimeout: '10s' });
+    const kube = client();
+    const progress: string[] = [];
+    const deploy = rejection(
+      deployToCluster(
+        kube,
+        request(env, manifests(deployment('web'), job('migrate')), {
+          onProgress: (message) => progress.push(message),
+        }),
+      ),
+    );
+    await expect
+      .poll(() => progress.some((m) => m.startsWith('waiting up to')), { timeout: 10_000 })
+      .toBe(true);
+    await writeDeploymentStatus(kube, ns.name, 'web', 2);
+    // Judged ready: the wait is on the Job alone (no controller here completes it).
+    await expect
+      .poll(() => progress.at(-1), { timeout: 10_000 })
+      .toMatch(/for 1 workload to be ready: batch\/v1 Job /);
+
+    await writeStatus(kube, DEPLOYMENTS, ns.name, 'web', {
+      conditions: [
+        {
+          type: 'Progressing',
+          status: 'False',
+          reason: 'ProgressDeadlineExceeded',
+          message: 'ReplicaSet "web-1" has timed out progressing.',
+        },
+      ],
+    });
+    const error = await deploy;
+
+    expect(error.message).toBe(
+      `workloads failed:\n  apps/v1 Deployment ${ns.name}/web: progress deadline exceeded: ReplicaSet "web-1" has timed out progressing.`,
+    );
+  });
+
+  it.each([
+    ['read one by one', 1],
+    ['listed', 8],
+  ])(
+    'fails at once when an object it has seen is deleted during the wait (Deployments %s)',
+    async (_, count) => {
+      const ns = await createTestNamespace('apply-health-deleted');
+      const env = environmentFor(ns.name, { healthTimeout: '10s' });
+      const kube = client();
+      const progress: string[] = [];
+      const names = Array.from({ length: count }, (_, index) => `web-${index}`);
+      const deploy = rejection(
+        deployToCluster(
+          kube,
+          request(env, manifests(...names.map((name) => deployment(name))), {
+            onProgress: (message) => progress.push(message),
+          }),
+        ),
+      );
+      await expect
+        .poll(() => progress.some((m) => m.startsWith('waiting until')), { timeout: 10_000 })
+        .toBe(true);
+
+      await kube.delete(DEPLOYMENTS, ns.name, 'web-0', undefined);
+      const error = await deploy;
+
+      expect(error.message).toBe(
+        `workloads failed:\n  apps/v1 Deployment ${ns.name}/web-0: deleted during the health wait`,
+      );
+    },
+  );
+
+  it('says a Job deleted before it was seen to finish may have gone by its ttlSecondsAfterFinished', async () => {
+    const ns = await createTestNamespace('apply-health-ttl-unseen');
+    const env = environmentFor(ns.name, { healthTimeout: '10s' });
+    const kube = client();
+    const progress: string[] = [];
+    const deploy = rejection(
+      deployToCluster(
+        kube,
+        request(env, manifests(job('migrate', { ttlSecondsAfterFinished: 0 })), {
+          onProgress: (message) => progress.push(message),
+        }),
+      ),
+    );
+    await expect
+      .poll(() => progress.some((m) => m.startsWith('waiting until')), { timeout: 10_000 })
+      .toBe(true);
+
+    await kube.delete(JOBS, ns.name, 'migrate', undefined);
+    const error = await deploy;
+
+    expect(error.message).toBe(
+      `workloads failed:\n  batch/v1 Job ${ns.name}/migrate: deleted during the health wait ` +
+        '(its ttlSecondsAfterFinished: 0 removes it once finished, before the wait could see how)',
+    );
+  });
+
+  it('counts a Job seen complete as done when its TTL controller then deletes it', async () => {
+    const ns = await createTestNamespace('apply-health-ttl');
+    const env = environmentFor(ns.name, { healthTimeout: '30s' });
+    const kube = client();
+    const progress: string[] = [];
+    const deploy = deployToCluster(
+      kube,
+      request(env, manifests(deployment('web'), job('migrate')), {
+        onProgress: (message) => progress.push(message),
+      }),
+    );
+    await expect
+      .poll(() => progress.some((m) => m.startsWith('waiting until')), { timeout: 10_000 })
+      .toBe(true);
+    const now = new Date().toISOString();
+    const done = {
+      status: 'True',
+      reason: 'CompletionsReached',
+      lastProbeTime: now,
+      lastTransitionTime: now,
+    };
+    await writeStatus(kube, JOBS, ns.name, 'migrate', {
+      startTime: now,
+      completionTime: now,
+      succeeded: 1,
+      conditions: [
+        { type: 'SuccessCriteriaMet', ...done },
+        { type: 'Complete', ...done },
+      ],
+    });
+    await expect
+      .poll(() => progress.at(-1), { timeout: 10_000 })
+      .toMatch(/for 1 workload to be ready: apps\/v1 Deployment /);
+
+    await kube.delete(JOBS, ns.name, 'migrate', undefined);
+    await writeDeploymentStatus(kube, ns.name, 'web', 2);
+
+    expect(actions((await deploy).resources)).toEqual(['Deployment/web:created', 'Job/migrate:created']);
   });
 
   it('reports a Deployment with too few available replicas', async () => {

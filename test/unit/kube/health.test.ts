@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { isHealthChecked, readinessOf } from '../../../src/kube/health.js';
 
 function deployment(status: Record<string, unknown>, replicas = 2, generation = 3) {
-  return { kind: 'Deployment', metadata: { generation }, spec: { replicas }, status };
+  return { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { generation }, spec: { replicas }, status };
 }
 
 describe('readinessOf', () => {
@@ -61,8 +61,45 @@ describe('readinessOf', () => {
     expect(readinessOf(deployment(status, 2, 4)).state).toBe('progressing');
   });
 
+  it('Deployment paused before its new template rolled out is not ready, saying it is paused', () => {
+    // The controller observes the paused spec but creates no ReplicaSet for the new template.
+    const object = {
+      ...deployment({ observedGeneration: 3, replicas: 3, updatedReplicas: 0, availableReplicas: 3 }, 3),
+      spec: { replicas: 3, paused: true },
+    };
+    expect(readinessOf(object)).toEqual({
+      state: 'progressing',
+      message: 'paused (spec.paused): 0/3 replicas on the new template',
+    });
+    const rolledOut = { observedGeneration: 3, replicas: 3, updatedReplicas: 3, availableReplicas: 3 };
+    expect(readinessOf({ ...object, status: rolledOut }).state).toBe('ready');
+  });
+
+  it('Deployment: a ReplicaFailure condition says why replicas are missing', () => {
+    const status = {
+      observedGeneration: 3,
+      replicas: 0,
+      updatedReplicas: 0,
+      availableReplicas: 0,
+      conditions: [
+        {
+          type: 'ReplicaFailure',
+          status: 'True',
+          reason: 'FailedCreate',
+          message: 'pods "web-1-x" is forbidden: exceeded quota: pods',
+        },
+      ],
+    };
+    expect(readinessOf(deployment(status))).toEqual({
+      state: 'progressing',
+      message:
+        '0/2 replicas updated; ReplicaFailure=True: FailedCreate: pods "web-1-x" is forbidden: exceeded quota: pods',
+    });
+  });
+
   it('Deployment: one replica by default', () => {
     const object = {
+      apiVersion: 'apps/v1',
       kind: 'Deployment',
       metadata: { generation: 1 },
       spec: {},
@@ -72,7 +109,12 @@ describe('readinessOf', () => {
   });
 
   it('StatefulSet: ready only when every replica is ready, current and on the update revision', () => {
-    const base = { kind: 'StatefulSet', metadata: { generation: 1 }, spec: { replicas: 2 } };
+    const base = {
+      apiVersion: 'apps/v1',
+      kind: 'StatefulSet',
+      metadata: { generation: 1 },
+      spec: { replicas: 2 },
+    };
     const done = {
       observedGeneration: 1,
       readyReplicas: 2,
@@ -90,8 +132,33 @@ describe('readinessOf', () => {
     );
   });
 
+  it.each([
+    ['RollingUpdate', {}],
+    ['a partition', { type: 'RollingUpdate', rollingUpdate: { partition: 1 } }],
+    ['OnDelete', { type: 'OnDelete' }],
+  ])('StatefulSet scaled down (%s) waits for the pods past spec.replicas to go', (_, updateStrategy) => {
+    const object = {
+      apiVersion: 'apps/v1',
+      kind: 'StatefulSet',
+      metadata: { generation: 2 },
+      spec: { replicas: 2, updateStrategy },
+      // From 5 to 2: ordinals 2 to 4 are still terminating, and still counted ready.
+      status: {
+        observedGeneration: 2,
+        replicas: 5,
+        readyReplicas: 5,
+        currentReplicas: 5,
+        updatedReplicas: 5,
+        currentRevision: 'r1',
+        updateRevision: 'r1',
+      },
+    };
+    expect(readinessOf(object)).toEqual({ state: 'progressing', message: '3 pods pending termination' });
+  });
+
   it('StatefulSet with a partition: ready once the pods from the partition up are updated', () => {
     const object = (status: Record<string, unknown>) => ({
+      apiVersion: 'apps/v1',
       kind: 'StatefulSet',
       metadata: { generation: 2 },
       spec: { replicas: 3, updateStrategy: { type: 'RollingUpdate', rollingUpdate: { partition: 2 } } },
@@ -113,7 +180,7 @@ describe('readinessOf', () => {
   });
 
   it('DaemonSet: ready when every scheduled pod is updated and available', () => {
-    const base = { kind: 'DaemonSet', metadata: { generation: 1 } };
+    const base = { apiVersion: 'apps/v1', kind: 'DaemonSet', metadata: { generation: 1 } };
     const status = {
       observedGeneration: 1,
       desiredNumberScheduled: 3,
@@ -126,26 +193,93 @@ describe('readinessOf', () => {
     );
   });
 
-  it('Job: ready when Complete, failed when Failed', () => {
+  it('Job: ready when Complete, failed when Failed, counting its failed pods', () => {
     expect(
-      readinessOf({ kind: 'Job', status: { conditions: [{ type: 'Complete', status: 'True' }] } }).state,
+      readinessOf({
+        apiVersion: 'batch/v1',
+        kind: 'Job',
+        status: { conditions: [{ type: 'Complete', status: 'True' }] },
+      }).state,
     ).toBe('ready');
     expect(
       readinessOf({
+        apiVersion: 'batch/v1',
         kind: 'Job',
-        status: { conditions: [{ type: 'Failed', status: 'True', message: 'BackoffLimitExceeded' }] },
+        status: {
+          failed: 7,
+          conditions: [{ type: 'Failed', status: 'True', message: 'BackoffLimitExceeded' }],
+        },
       }),
     ).toEqual({
       state: 'failed',
-      message: 'failed: BackoffLimitExceeded',
+      message: 'failed: BackoffLimitExceeded (7 failed pods)',
     });
-    expect(readinessOf({ kind: 'Job', status: { active: 1 } }).message).toBe(
-      'not complete (0 succeeded, 1 active)',
-    );
+    expect(
+      readinessOf({ apiVersion: 'batch/v1', kind: 'Job', status: { active: 1, failed: 3 } }).message,
+    ).toBe('not complete (0 succeeded, 1 active, 3 failed)');
+  });
+
+  it('Job: fails at once on FailureTarget, before its pods have terminated and Failed is set', () => {
+    const status = {
+      failed: 7,
+      active: 1,
+      conditions: [
+        {
+          type: 'FailureTarget',
+          status: 'True',
+          reason: 'BackoffLimitExceeded',
+          message: 'Job has reached the specified backoff limit',
+        },
+      ],
+    };
+    expect(readinessOf({ apiVersion: 'batch/v1', kind: 'Job', status })).toEqual({
+      state: 'failed',
+      message: 'failed: Job has reached the specified backoff limit (7 failed pods)',
+    });
+  });
+
+  it('Job suspended is ready, as kstatus has it: nothing runs until it is resumed', () => {
+    const job = (spec: Record<string, unknown>, conditions: unknown[] = []) => ({
+      apiVersion: 'batch/v1',
+      kind: 'Job',
+      spec,
+      status: { conditions },
+    });
+    const suspendedCondition = { type: 'Suspended', status: 'True', reason: 'JobSuspended' };
+    expect(readinessOf(job({ suspend: true }))).toEqual({ state: 'ready', message: 'suspended' });
+    expect(readinessOf(job({}, [suspendedCondition]))).toEqual({ state: 'ready', message: 'suspended' });
+    // Resumed (spec.suspend false) before its controller has cleared the condition: it runs now.
+    expect(readinessOf(job({ suspend: false }, [suspendedCondition])).state).toBe('progressing');
+  });
+
+  it.each([
+    ['apps/v1', 'Deployment'],
+    ['apps/v1', 'StatefulSet'],
+    ['apps/v1', 'DaemonSet'],
+    ['batch/v1', 'Job'],
+    ['cert-manager.io/v1', 'Certificate'],
+  ])('%s %s being deleted has failed at once, whatever its status says', (apiVersion, kind) => {
+    // Its controller keeps writing status until the finalizers let it go.
+    const object = {
+      apiVersion,
+      kind,
+      metadata: {
+        generation: 1,
+        deletionTimestamp: '2026-01-01T00:00:00Z',
+        finalizers: ['example.com/hold', 'foregroundDeletion'],
+      },
+      spec: { replicas: 1 },
+      status: { observedGeneration: 1, replicas: 1, updatedReplicas: 1, availableReplicas: 1 },
+    };
+    expect(readinessOf(object)).toEqual({
+      state: 'failed',
+      message:
+        'being deleted (finalizers: example.com/hold, foregroundDeletion): apply cannot keep it; it goes once its finalizers finish',
+    });
   });
 
   it('other kinds are ready once applied', () => {
-    expect(readinessOf({ kind: 'ConfigMap' }).state).toBe('ready');
+    expect(readinessOf({ apiVersion: 'v1', kind: 'ConfigMap' }).state).toBe('ready');
   });
 });
 
@@ -161,8 +295,26 @@ describe('custom resources (kstatus rules by condition)', () => {
     expect(isHealthChecked({ apiVersion: 'cert-manager.io/v1', kind: 'Certificate', name: 'web' })).toBe(
       true,
     );
+    expect(isHealthChecked({ apiVersion: 'apps/v1', kind: 'Deployment', name: 'web' })).toBe(true);
     expect(isHealthChecked({ apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', name: 'web' })).toBe(false);
     expect(isHealthChecked({ apiVersion: 'v1', kind: 'ConfigMap', name: 'web' })).toBe(false);
+  });
+
+  it('are judged by their conditions even when their kind is also a built-in workload’s', () => {
+    // A Volcano Job is done when Ready, not when a batch/v1 Complete condition appears.
+    const volcanoJob = {
+      apiVersion: 'batch.volcano.sh/v1alpha1',
+      kind: 'Job',
+      metadata: { name: 'train', generation: 1 },
+      status: { observedGeneration: 1, conditions: [{ type: 'Ready', status: 'True' }] },
+    };
+    expect(readinessOf(volcanoJob)).toEqual({ state: 'ready', message: 'ready' });
+    expect(isHealthChecked({ apiVersion: 'batch.volcano.sh/v1alpha1', kind: 'Job', name: 'train' })).toBe(
+      true,
+    );
+    expect(
+      readinessOf({ ...volcanoJob, apiVersion: 'example.com/v1', kind: 'Deployment', status: {} }).state,
+    ).toBe('ready');
   });
 
   it('follow Ready, Reconciling, Stalled and observedGeneration; none of them is ready', () => {
@@ -183,5 +335,44 @@ describe('custom resources (kstatus rules by condition)', () => {
         certificate({ conditions: [ready, { type: 'Stalled', status: 'True', reason: 'BadConfig' }] }),
       ),
     ).toEqual({ state: 'failed', message: 'stalled: BadConfig' });
+  });
+
+  it('are in progress while Reconciling=True, even when Stalled=True too (kstatus order)', () => {
+    const reconciling = { type: 'Reconciling', status: 'True', reason: 'Progressing', message: 'retrying' };
+    const stalled = { type: 'Stalled', status: 'True', reason: 'DependencyNotReady' };
+    for (const conditions of [
+      [reconciling, stalled],
+      [stalled, reconciling],
+    ]) {
+      expect(readinessOf(certificate({ observedGeneration: 2, conditions }))).toEqual({
+        state: 'progressing',
+        message: 'reconciling: Progressing: retrying',
+      });
+    }
+  });
+
+  it('leave out a condition whose own observedGeneration is behind metadata.generation', () => {
+    const condition = (type: string, status: string, observedGeneration: number) => ({
+      type,
+      status,
+      reason: type,
+      observedGeneration,
+    });
+    // Ready=True of the previous spec: the controller has not looked at this one yet.
+    expect(readinessOf(certificate({ conditions: [condition('Ready', 'True', 1)] }))).toEqual({
+      state: 'progressing',
+      message: 'Ready condition is of generation 1 of 2',
+    });
+    // Stalled or Reconciling left from the previous spec say nothing of this one.
+    expect(
+      readinessOf(
+        certificate({ conditions: [condition('Stalled', 'True', 1), condition('Ready', 'True', 2)] }),
+      ),
+    ).toEqual({ state: 'ready', message: 'ready' });
+    expect(
+      readinessOf(
+        certificate({ conditions: [condition('Reconciling', 'True', 1), condition('Ready', 'True', 2)] }),
+      ),
+    ).toEqual({ state: 'ready', message: 'ready' });
   });
 });
