@@ -8,6 +8,7 @@ import {
   Lexer,
   LineCounter,
   Parser,
+  visit,
   type CST,
   type Document,
   type Node,
@@ -62,7 +63,7 @@ export function readYamlFile(text: string, referencesAllowed: number, valuesAllo
   let valuesLeft = valuesAllowed;
   const read = (composed: Iterable<Document.Parsed>): 'values' | undefined => {
     for (const document of composed) {
-      const reading = readDocument(document, text, lines, valuesLeft);
+      const reading = readDocument(document, text, lines, valuesLeft, references > 0);
       if (reading === 'values') return 'values';
       if ('values' in reading) valuesLeft -= reading.values;
       documents.push(reading);
@@ -103,13 +104,14 @@ function readDocument(
   text: string,
   lines: LineCounter,
   valuesAllowed: number,
+  hasReferences: boolean,
 ): ParsedDocument | 'values' {
   const firstError = document.errors[0];
   if (firstError) return { problem: `invalid YAML: ${yamlProblem(located(firstError, text, lines))}` };
   // Measured before toJS makes the values, which recurses through aliases and copies what merge
   // keys (`<<: *a`) name: six merges of 120 levels each took most of the stack, and an anchor
   // merged twice into the next, 30 times over, is a billion values.
-  const measured = measureExpanded(document, MAX_YAML_NESTING, valuesAllowed);
+  const measured = measureExpanded(document, MAX_YAML_NESTING, valuesAllowed, hasReferences);
   if (measured === 'values') return 'values';
   if (measured === 'nesting')
     return {
@@ -177,65 +179,96 @@ function measureExpanded(
   document: Document.Parsed,
   depthLimit: number,
   valuesLimit: number,
+  hasAliases: boolean,
 ): number | 'nesting' | 'values' {
-  type Frame = { node: Node; children: Child[]; next: number; height: number; values: number };
+  // A collection's items take two slots each (a pair's key and value; an item and nothing), an
+  // alias one (the node it names): walked by index, as a document may hold millions of nodes.
+  type Frame = {
+    node: Node;
+    slots: number;
+    next: number;
+    height: number;
+    values: number;
+    keysCounted: boolean;
+    childCounted: boolean;
+  };
+  const targets = hasAliases ? aliasTargets(document) : new Map<Node, Node | undefined>();
   const anchored = new Map<Node, { height: number; values: number }>();
   const anchoredOpen = new Set<Node>();
   const path: Frame[] = [];
   const enter = (node: Node): void => {
     if (node.anchor) anchoredOpen.add(node);
-    path.push({ node, children: childrenOf(node, document), next: 0, height: 0, values: 0 });
+    const slots = isAlias(node) ? 1 : isCollection(node) ? 2 * node.items.length : 0;
+    // A mapping's keys become property names; a `!!set`'s and an `!!omap`'s are values of a Set or Map.
+    const keysCounted = !isMap(node) || node.tag === SET_TAG;
+    path.push({ node, slots, next: 0, height: 0, values: 0, keysCounted, childCounted: true });
   };
-  const add = (frame: Frame, child: Child, measured: { height: number; values: number }): void => {
-    frame.height = Math.max(frame.height, measured.height);
-    if (child.counted) frame.values += measured.values;
+  const add = (frame: Frame, counted: boolean, height: number, values: number): void => {
+    frame.height = Math.max(frame.height, height);
+    if (counted) frame.values += values;
   };
   if (!isNode(document.contents)) return 1;
   enter(document.contents);
   for (;;) {
     const frame = path[path.length - 1]!;
-    const child = frame.children[frame.next];
-    if (child) {
-      frame.next += 1;
+    if (frame.next < frame.slots) {
+      const slot = frame.next++;
+      const { node } = frame;
+      let child: unknown;
+      let counted = true;
+      if (isAlias(node)) child = targets.get(node);
+      else if (isCollection(node)) {
+        const item: unknown = node.items[slot >> 1];
+        if (isPair(item)) {
+          child = slot % 2 === 1 ? item.value : item.key;
+          counted = slot % 2 === 1 || frame.keysCounted;
+        } else if (slot % 2 === 1) continue;
+        else child = item;
+      }
       // A key or value left out (`a:`) is null: one value.
-      if (!isNode(child.node)) add(frame, child, { height: 1, values: 1 });
-      else if (anchored.has(child.node)) add(frame, child, anchored.get(child.node)!);
-      else if (anchoredOpen.has(child.node) || path.length > 2 * depthLimit) return 'nesting';
-      else enter(child.node);
+      if (!isNode(child)) add(frame, counted, 1, 1);
+      else {
+        const known = anchored.get(child);
+        if (known) add(frame, counted, known.height, known.values);
+        else if (anchoredOpen.has(child) || path.length > 2 * depthLimit) return 'nesting';
+        else {
+          frame.childCounted = counted;
+          enter(child);
+        }
+      }
       continue;
     }
     path.pop();
     // An alias is the node it names; every other node is a level and a value.
     const own = isAlias(frame.node) ? 0 : 1;
-    const measured = { height: frame.height + own, values: frame.values + own };
-    if (measured.height > depthLimit) return 'nesting';
-    if (measured.values > valuesLimit) return 'values';
+    const height = frame.height + own;
+    const values = frame.values + own;
+    if (height > depthLimit) return 'nesting';
+    if (values > valuesLimit) return 'values';
     if (frame.node.anchor) {
       anchoredOpen.delete(frame.node);
-      anchored.set(frame.node, measured);
+      anchored.set(frame.node, { height, values });
     }
     const parent = path[path.length - 1];
-    if (!parent) return measured.values;
-    add(parent, parent.children[parent.next - 1]!, measured);
+    if (!parent) return values;
+    add(parent, parent.childCounted, height, values);
   }
 }
 
-/** A node's children, and whether their values count (a mapping's keys become property names). */
-type Child = { node: unknown; counted: boolean };
-
-function childrenOf(node: Node, document: Document.Parsed): Child[] {
-  if (isAlias(node)) return [{ node: node.resolve(document), counted: true }];
-  if (!isCollection(node)) return [];
-  // A mapping's keys become property names; a `!!set`'s and an `!!omap`'s are values of a Set or Map.
-  const keysCounted = !isMap(node) || node.tag === SET_TAG;
-  return node.items.flatMap((item: unknown) =>
-    isPair(item)
-      ? [
-          { node: item.key, counted: keysCounted },
-          { node: item.value, counted: true },
-        ]
-      : [{ node: item, counted: true }],
-  );
+/**
+ * The node each alias names: the last anchored with its name before it, in one walk (yaml's
+ * `Alias.resolve` walks the whole document each call: 500 aliases in 4 MiB took 2 minutes).
+ */
+function aliasTargets(document: Document.Parsed): Map<Node, Node | undefined> {
+  const anchors = new Map<string, Node>();
+  const targets = new Map<Node, Node | undefined>();
+  visit(document, {
+    Node: (_key, node) => {
+      if (isAlias(node)) targets.set(node, anchors.get(node.source));
+      else if (node.anchor) anchors.set(node.anchor, node);
+    },
+  });
+  return targets;
 }
 
 /**
