@@ -210,7 +210,7 @@ async function addPrunes(
     if (verdict !== 'delete' && verdict !== 'gone') left.push(ref);
   }
   const containers = sorted.filter((ref) => isContainer(ref) && !kept.has(ref));
-  const held = await containersOf(client, left, containers, signal);
+  const { kept: held } = await containersOf(client, left, containers, signal);
   for (const [ref, why] of held) diff.keptFromPrune.push({ ref, why });
   for (const ref of containers.filter((ref) => !held.has(ref)))
     await diffPrune(client, environment, ref, diff, signal);

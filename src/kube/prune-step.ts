@@ -1,12 +1,13 @@
 import type { EnvironmentConfig } from '../config/schema.js';
 import { counted } from '../lib/counted.js';
+import { errorMessage } from '../lib/errors.js';
 import { matchAnyGlob } from '../manifests/glob.js';
 import { applyStage } from '../manifests/order.js';
 import { isNamespaceRef } from '../manifests/policy.js';
 import type { PreparedObject } from '../manifests/prepare.js';
 import { formatProblems } from '../manifests/problems.js';
 import type { ObjectRef } from '../manifests/types.js';
-import { describeRef, splitApiVersion } from '../manifests/resource-info.js';
+import { describeRef, splitApiVersion, type ResourceInfo } from '../manifests/resource-info.js';
 import type { ClusterClient } from './cluster.js';
 import { resultOf, type Results } from './deploy-results.js';
 import { deleteInventory, refKey, sameRefs, type Inventory, type InventoriesLeft } from './inventory.js';
@@ -93,37 +94,57 @@ export async function appliedUnderAnotherGroup(
 
 /**
  * The stale Namespaces and CRDs among `containers` that hold an object of `left` (stale objects
- * prune keeps, releases or failed to delete): deleting one would delete those too.
+ * prune keeps, releases or failed to delete): deleting one would delete those too. Kept, each
+ * saying why, with what holds it (`holders`), which stays listed beside it: forgotten, the
+ * container would be pruned by the next deploy with what it holds.
  */
 export async function containersOf(
   client: ClusterClient,
   left: readonly ObjectRef[],
   containers: readonly ObjectRef[],
   signal?: AbortSignal,
-): Promise<Map<ObjectRef, string>> {
-  const held = new Map<string, ObjectRef>();
+): Promise<{ kept: Map<ObjectRef, string>; holders: ObjectRef[] }> {
+  const held = new Map<string, ObjectRef[]>();
+  const hold = (key: string, ref: ObjectRef): void => {
+    held.set(key, [...(held.get(key) ?? []), ref]);
+  };
+  const crdsStale = containers.some((container) => !isNamespaceRef(container));
+  const kinds = new Map<string, Promise<ResourceInfo | undefined>>();
+  let unresolved: { ref: ObjectRef; error: unknown } | undefined;
   for (const ref of left) {
-    if (ref.namespace !== undefined && !held.has(`Namespace ${ref.namespace}`))
-      held.set(`Namespace ${ref.namespace}`, ref);
-    if (containers.some((container) => !isNamespaceRef(container)) && splitApiVersion(ref.apiVersion).group) {
-      // A CRD's name is <plural>.<group>; a kind no longer served has nothing left to protect.
-      const resource = await client.resolveInAnyVersion(ref.apiVersion, ref.kind, signal);
-      const name = resource && `CustomResourceDefinition ${resource.plural}.${resource.group}`;
-      if (name && !held.has(name)) held.set(name, ref);
+    if (ref.namespace !== undefined) hold(`Namespace ${ref.namespace}`, ref);
+    if (!crdsStale || !splitApiVersion(ref.apiVersion).group) continue;
+    // A CRD's name is <plural>.<group>; a kind no longer served has nothing left to protect.
+    const kind = `${ref.apiVersion} ${ref.kind}`;
+    if (!kinds.has(kind)) kinds.set(kind, client.resolveInAnyVersion(ref.apiVersion, ref.kind, signal));
+    try {
+      const resource = await kinds.get(kind);
+      if (resource) hold(`CustomResourceDefinition ${resource.plural}.${resource.group}`, ref);
+    } catch (error) {
+      signal?.throwIfAborted();
+      unresolved ??= { ref, error };
     }
   }
   const kept = new Map<ObjectRef, string>();
+  const holders = new Set<ObjectRef>();
   for (const container of containers) {
-    const ref = held.get(
-      `${isNamespaceRef(container) ? 'Namespace' : 'CustomResourceDefinition'} ${container.name}`,
-    );
-    if (ref)
+    const namespace = isNamespaceRef(container);
+    const refs = held.get(`${namespace ? 'Namespace' : 'CustomResourceDefinition'} ${container.name}`);
+    if (refs) {
       kept.set(
         container,
-        `not pruned: ${describeRef(ref)}, which prune left in place, is ${isNamespaceRef(container) ? 'in it' : 'of its kind'} (deleting it would delete that too)`,
+        `not pruned: ${describeRef(refs[0]!)}, which prune left in place, is ${namespace ? 'in it' : 'of its kind'} (deleting it would delete that too)`,
       );
+      for (const ref of refs) holders.add(ref);
+    } else if (!namespace && unresolved) {
+      // Unknown whether it is one of those: a delete that cannot be checked is not made.
+      kept.set(
+        container,
+        `not pruned: whether ${describeRef(unresolved.ref)}, which prune left in place, is of its kind could not be checked (${errorMessage(unresolved.error)})`,
+      );
+    }
   }
-  return kept;
+  return { kept, holders: [...holders] };
 }
 
 /**
@@ -185,12 +206,16 @@ export async function recordAndPrune(
       signal,
     );
     // Namespaces and CRDs go last, and only once what prune leaves of them is gone as well.
+    // The stale refs themselves: a result carries its action and message beside the ref.
+    const byKey = new Map(stale.map((ref) => [refKey(ref), ref]));
     const left = [
       ...needed.keys(),
-      ...contents.results.filter((result) => result.action !== 'pruned').map((result) => result as ObjectRef),
+      ...contents.results
+        .filter((result) => result.action !== 'pruned')
+        .flatMap((result) => byKey.get(refKey(result)) ?? []),
     ];
-    for (const [ref, why] of await containersOf(client, left, stale.filter(isContainer), signal))
-      if (!needed.has(ref)) needed.set(ref, why);
+    const held = await containersOf(client, left, stale.filter(isContainer), signal);
+    for (const [ref, why] of held.kept) if (!needed.has(ref)) needed.set(ref, why);
     const containers = await pruneObjects(
       client,
       environment,
@@ -204,7 +229,9 @@ export async function recordAndPrune(
     };
     results.extra.push(...pruned.results);
     for (const [ref, why] of needed) results.extra.push(resultOf(ref, 'skipped', why));
-    const kept = [...needed.keys(), ...pruned.failures.map((failure) => failure.ref)];
+    const kept = [
+      ...new Set([...needed.keys(), ...pruned.failures.map((failure) => failure.ref), ...held.holders]),
+    ];
     await request.assertLockHeld();
     await writeHome({ revision: sha, objects: [...current, ...kept] });
     await retireElsewhere();

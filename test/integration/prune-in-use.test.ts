@@ -153,12 +153,38 @@ describe('prune keeps what the set still needs', () => {
     expect((await kube.get(CRDS, undefined, `widgets.${group}`))?.metadata).not.toHaveProperty(
       'deletionTimestamp',
     );
-    // Listed until what they hold is gone; what was annotated is forgotten.
-    expect((await readInventory(kube, env))?.objects.map((ref) => `${ref.kind}/${ref.name}`).sort()).toEqual([
+    // Listed until what they hold is gone, and what holds them with them.
+    const listed = async () =>
+      (await readInventory(kube, env))?.objects.map((ref) => `${ref.kind}/${ref.name}`).sort();
+    expect(await listed()).toEqual([
       'ConfigMap/app',
+      'ConfigMap/claim',
       `CustomResourceDefinition/widgets.${group}`,
       `Namespace/${data}`,
+      'Widget/w',
     ]);
+
+    // The next deploy finds them held still: kept again, not pruned with what they hold.
+    const next = await deployToCluster(kube, request(env, app));
+    expect(actions(next.resources).sort()).toEqual(actions(outcome.resources).sort());
+    expect((await kube.get(NAMESPACES, undefined, data))?.metadata).not.toHaveProperty('deletionTimestamp');
+    expect(await kube.get(CRDS, undefined, `widgets.${group}`)).toBeDefined();
+
+    // Once what holds them is gone (deleted by hand), they go too.
+    await kube.transport.request({ method: 'DELETE', path: `/api/v1/namespaces/${data}/configmaps/claim` });
+    await kube.transport.request({
+      method: 'DELETE',
+      path: `/apis/${group}/v1/namespaces/${home.name}/widgets/w`,
+    });
+    const last = await deployToCluster(kube, request(env, app));
+    expect(actions(last.resources).sort()).toEqual([
+      'ConfigMap/app:unchanged',
+      'ConfigMap/claim:pruned',
+      `CustomResourceDefinition/widgets.${group}:pruned`,
+      `Namespace/${data}:pruned`,
+      'Widget/w:pruned',
+    ]);
+    expect(await listed()).toEqual(['ConfigMap/app']);
   });
 
   it('does not delete a Namespace that holds the inventory of another environment', async () => {
