@@ -104,10 +104,14 @@ function beingDeleted(object: Obj): Readiness | undefined {
  * other kind (a custom resource, whatever its kind is called) by its conditions.
  */
 export function readinessOf(object: Obj): Readiness {
+  const apiVersion = typeof object.apiVersion === 'string' ? object.apiVersion : '';
+  const key = workloadKey(apiVersion, String(object.kind));
+  // A Job that completed has done its work whatever comes next: its ttlSecondsAfterFinished
+  // has the TTL controller delete it in the foreground, finalizer and all, while its pods go.
+  if (key === 'batch|Job' && condition(record(object.status), 'Complete')?.status === 'True') return ready;
   const deleting = beingDeleted(object);
   if (deleting) return deleting;
-  const apiVersion = typeof object.apiVersion === 'string' ? object.apiVersion : '';
-  switch (workloadKey(apiVersion, String(object.kind))) {
+  switch (key) {
     case 'apps|Deployment':
       return deploymentReadiness(object);
     case 'apps|StatefulSet':

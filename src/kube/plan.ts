@@ -63,6 +63,8 @@ export async function listCrowdedCollections(
   client: ClusterClient,
   objects: readonly PreparedObject[],
   signal?: AbortSignal,
+  /** Only the objects carrying these labels (the health wait's, which applied them). */
+  labelSelector?: string,
 ): Promise<Map<string, Map<string, LiveObject>>> {
   const counts = new Map<string, PreparedObject[]>();
   for (const object of objects) {
@@ -75,7 +77,7 @@ export async function listCrowdedCollections(
   const listed = await mapWithConcurrency(crowded, CONCURRENCY, async ([key, [first]]) => {
     const { resource, ref } = first as PreparedObject;
     // Without list permission (or on any trouble) the per-object GETs still work.
-    const items = await client.list(resource, ref.namespace, signal).catch(() => undefined);
+    const items = await client.list(resource, ref.namespace, signal, labelSelector).catch(() => undefined);
     return [key, items && new Map(items.map((item) => [item.metadata.name, item]))] as const;
   });
   return new Map(

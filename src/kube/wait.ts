@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { PreparedObject } from '../manifests/prepare.js';
+import { ENVIRONMENT_LABEL, type PreparedObject } from '../manifests/prepare.js';
 import { describeRef } from '../manifests/resource-info.js';
 import type { ResourceResult } from '../status/job-record.js';
 import type { ClusterClient, LiveObject } from './cluster.js';
@@ -105,10 +105,15 @@ export interface ReadinessWaitOptions {
   assertStillOurs?: () => Promise<void>;
 }
 
+/** Rounds between reads of objects found ready: the others are read every round. */
+const READY_RECHECK_ROUNDS = 10;
+
 /**
- * Polls every object, each round, until all are ready in the same round (as Flux's wait): one
- * that was ready may not stay so (a rollout that later exceeds its deadline). Resolves with
- * the ones not ready at the deadline (empty: all ready); a failed one (progress deadline
+ * Polls the objects until all are ready in the same round (as Flux's wait): one that was ready
+ * may not stay so (a rollout that later exceeds its deadline). Those found ready are read again
+ * every READY_RECHECK_ROUNDS rounds (300 ready workloads beside one stuck would cost 180,000
+ * reads in a 5-minute wait), and all of them in a last round once the rest are ready. Resolves
+ * with the ones not ready at the deadline (empty: all ready); a failed one (progress deadline
  * exceeded, Job failed, deleted during the wait) ends the wait at once, and so does a reason
  * from `interrupt`.
  */
@@ -122,36 +127,51 @@ export async function waitForReadiness(
   const deadline = Date.now() + timeoutMs;
   // Each object as last found during this wait: one found before and gone now was deleted.
   const lastSeen = new Map<PreparedObject, LiveObject>();
-  for (;;) {
+  const latest = new Map<PreparedObject, Readiness>();
+  // Applied with the environment's label: listing only those skips what else a namespace holds.
+  const selector = environmentSelector(objects);
+  let full = true;
+  for (let round = 1; ; round++) {
+    const polled = full ? objects : objects.filter((object) => latest.get(object)?.state !== 'ready');
     // A crowded collection (kind + namespace) costs one LIST a round instead of a GET an object.
-    const collections = await listCrowdedCollections(client, objects, signal);
-    const round = await mapWithConcurrency(objects, CONCURRENCY, async (object): Promise<UnhealthyObject> => {
-      const { resource, ref } = object;
-      try {
-        const listed = collections.get(collectionPath(resource, ref.namespace));
-        const live = listed
-          ? listed.get(ref.name)
-          : await client.get(resource, ref.namespace, ref.name, signal);
-        if (live) lastSeen.set(object, live);
-        const readiness = live ? readinessOf(live) : goneReadiness(lastSeen.get(object));
-        return { object, readiness };
-      } catch (error) {
-        // A hiccup while polling is not a verdict on the object; the deadline still bounds the wait.
-        if (error instanceof KubeApiError && error.transient) {
-          return {
-            object,
-            readiness: { state: 'progressing', message: `status unavailable: ${error.message}` },
-          };
+    const collections = await listCrowdedCollections(client, polled, signal, selector);
+    const entries = await mapWithConcurrency(
+      polled,
+      CONCURRENCY,
+      async (object): Promise<UnhealthyObject> => {
+        const { resource, ref } = object;
+        try {
+          const listed = collections.get(collectionPath(resource, ref.namespace));
+          // Not in a labelled list (relabelled by hand since, say): read it to know.
+          const live = listed?.get(ref.name) ?? (await client.get(resource, ref.namespace, ref.name, signal));
+          if (live) lastSeen.set(object, live);
+          const readiness = live ? readinessOf(live) : goneReadiness(lastSeen.get(object));
+          return { object, readiness };
+        } catch (error) {
+          // A hiccup while polling is not a verdict on the object; the deadline still bounds the wait.
+          if (error instanceof KubeApiError && error.transient) {
+            return {
+              object,
+              readiness: { state: 'progressing', message: `status unavailable: ${error.message}` },
+            };
+          }
+          throw error;
         }
-        throw error;
-      }
-    });
-    const failed = round.filter((entry) => entry.readiness.state === 'failed');
+      },
+    );
+    for (const { object, readiness } of entries) latest.set(object, readiness);
+    const failed = entries.filter((entry) => entry.readiness.state === 'failed');
     if (failed.length > 0) return { unhealthy: failed };
-    const pending = round.filter((entry) => entry.readiness.state !== 'ready');
+    const pending = objects
+      .map((object) => ({ object, readiness: latest.get(object) as Readiness }))
+      .filter((entry) => entry.readiness.state !== 'ready');
     options.onPoll?.(pending);
     const remaining = deadline - Date.now();
-    if (pending.length === 0 || remaining <= 0) return { unhealthy: pending };
+    if (pending.length === 0 && full) return { unhealthy: [] };
+    if (remaining <= 0) return { unhealthy: pending };
+    // The rest ready: every object once more, at once, to see them all ready together.
+    full = pending.length === 0 || round % READY_RECHECK_ROUNDS === 0;
+    if (pending.length === 0) continue;
     await options.assertStillOurs?.();
     // Bounded by the wait's own deadline and the shutdown signal: a git server that hangs
     // must not stretch the wait (or hold a stopping worker).
@@ -162,6 +182,13 @@ export async function waitForReadiness(
     signal?.throwIfAborted();
     await sleep(Math.min(POLL_INTERVAL_MS, remaining), undefined, { signal });
   }
+}
+
+/** `pushgate.dev/environment=<name>`, when every object carries the same one. */
+function environmentSelector(objects: readonly PreparedObject[]): string | undefined {
+  const names = new Set(objects.map((object) => object.object.metadata.labels?.[ENVIRONMENT_LABEL]));
+  const [name] = names;
+  return names.size === 1 && name ? `${ENVIRONMENT_LABEL}=${name}` : undefined;
 }
 
 /** An object not found: not there yet, or, found earlier in the wait, deleted (no poll brings it back). */

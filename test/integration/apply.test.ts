@@ -2243,6 +2243,48 @@ describe('deployToCluster health', () => {
     );
   });
 
+  it('reads a custom resource found ready again only every few rounds while another is not', async () => {
+    const ns = await createTestNamespace('apply-cr-reads');
+    const env = environmentFor(ns.name, {
+      healthTimeout: '4s',
+      allow: { namespaces: [ns.name], clusterScoped: true },
+    });
+    const kube = client();
+    const group = `${ns.name}.health.example.com`;
+    const crd = crdManifest({ group, kind: 'Certificate', plural: 'certificates', spec: { type: 'object' } });
+    const schema = crd.spec.versions[0]!.schema.openAPIV3Schema as { properties: Record<string, unknown> };
+    schema.properties.status = { type: 'object', 'x-kubernetes-preserve-unknown-fields': true };
+    const certificate = (name: string, ready: string) => ({
+      apiVersion: `${group}/v1`,
+      kind: 'Certificate',
+      metadata: { name },
+      spec: {},
+      status: { conditions: [{ type: 'Ready', status: ready }] },
+    });
+    await deployToCluster(kube, request({ ...env, healthTimeout: 0 }, manifests(crd)));
+    // Counted where every request of the deploy goes (its job's client shares the transport).
+    const reads = new Map<string, number>();
+    const send = kube.transport.request.bind(kube.transport);
+    kube.transport.request = (req) => {
+      const name = req.method === 'GET' ? /\/certificates\/([^/?]+)$/.exec(req.path)?.[1] : undefined;
+      if (name) reads.set(name, (reads.get(name) ?? 0) + 1);
+      return send(req);
+    };
+
+    await rejection(
+      deployToCluster(
+        kube,
+        request(env, manifests(crd, certificate('issued', 'True'), certificate('web', 'False'))),
+      ),
+    );
+
+    // About 8 rounds in 4 s: the one not ready is read in each, the ready one in the first and
+    // every tenth (the deploy's own reads before the wait aside).
+    const extra = reads.get('web')! - 8;
+    expect(extra).toBeGreaterThanOrEqual(0);
+    expect(reads.get('issued')).toBeLessThanOrEqual(extra + 2);
+  });
+
   it('times out naming the Deployment that never became ready', async () => {
     const ns = await createTestNamespace('apply-unhealthy');
     const env = environmentFor(ns.name, { healthTimeout: '2s' });

@@ -278,6 +278,17 @@ describe('readinessOf', () => {
     });
   });
 
+  it('a Job that completed is ready while its TTL deletes it in the foreground', () => {
+    const object = {
+      apiVersion: 'batch/v1',
+      kind: 'Job',
+      metadata: { deletionTimestamp: '2026-01-01T00:00:00Z', finalizers: ['foregroundDeletion'] },
+      spec: { ttlSecondsAfterFinished: 30 },
+      status: { succeeded: 1, conditions: [{ type: 'Complete', status: 'True' }] },
+    };
+    expect(readinessOf(object).state).toBe('ready');
+  });
+
   it('other kinds are ready once applied', () => {
     expect(readinessOf({ apiVersion: 'v1', kind: 'ConfigMap' }).state).toBe('ready');
   });
