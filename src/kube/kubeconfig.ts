@@ -10,6 +10,12 @@ import { ExecCredentialSource, type ExecConfig, type ExecCredential } from './ex
 
 const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
+/** A kubeconfig user with the fields client-node's parser drops, read from the entry itself. */
+export interface KubeUser extends User {
+  /** `tokenFile`, absolute: read again on every credential load, as client-go re-reads it. */
+  readonly tokenFile?: string;
+}
+
 /**
  * The part of client-node's `KubeConfig` the apply engine uses. Importing client-node's
  * `KubeConfig` loads its whole generated API client (~75 MiB of a worker's memory), so
@@ -20,7 +26,7 @@ const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
  */
 export class KubeAccess {
   clusters: Cluster[] = [];
-  users: User[] = [];
+  users: KubeUser[] = [];
   contexts: Context[] = [];
   currentContext = '';
   private clientNode: Promise<KubeConfig> | undefined;
@@ -41,12 +47,17 @@ export class KubeAccess {
     }));
     // client-node drops cluster extensions; exec plugins may be handed theirs.
     this.execExtensions = execExtensions(document.clusters);
-    this.users = newUsers(document.users).map((user) => ({
-      ...user,
-      certFile: absolute(dir, user.certFile),
-      keyFile: absolute(dir, user.keyFile),
-      exec: execRelativeTo(dir, user.exec as ExecConfig | null | undefined),
-    }));
+    const dropped = droppedUserFields(document.users);
+    this.users = newUsers(document.users).map((user) => {
+      const { tokenFile } = dropped.get(user.name) ?? {};
+      return {
+        ...user,
+        certFile: absolute(dir, user.certFile),
+        keyFile: absolute(dir, user.keyFile),
+        exec: execRelativeTo(dir, user.exec as ExecConfig | null | undefined),
+        ...(tokenFile ? { tokenFile: absolute(dir, tokenFile) } : {}),
+      };
+    });
     this.contexts = newContexts(document.contexts);
     const current = document['current-context'];
     this.currentContext = typeof current === 'string' ? current : '';
@@ -82,13 +93,13 @@ export class KubeAccess {
   getClusters(): Cluster[] {
     return this.clusters;
   }
-  getUsers(): User[] {
+  getUsers(): KubeUser[] {
     return this.users;
   }
   getCluster(name: string): Cluster | null {
     return this.clusters.find((cluster) => cluster.name === name) ?? null;
   }
-  getUser(name: string): User | null {
+  getUser(name: string): KubeUser | null {
     return this.users.find((user) => user.name === name) ?? null;
   }
   getContextObject(name: string): Context | null {
@@ -103,7 +114,7 @@ export class KubeAccess {
   addCluster(cluster: Cluster): void {
     this.clusters.push(cluster);
   }
-  addUser(user: User): void {
+  addUser(user: KubeUser): void {
     this.users.push(user);
   }
   addContext(context: Context): void {
@@ -113,7 +124,7 @@ export class KubeAccess {
     const context = this.getContextObject(this.currentContext);
     return context ? this.getCluster(context.cluster) : null;
   }
-  getCurrentUser(): User | null {
+  getCurrentUser(): KubeUser | null {
     const context = this.getContextObject(this.currentContext);
     return context?.user ? this.getUser(context.user) : null;
   }
@@ -179,7 +190,7 @@ export class KubeAccess {
 }
 
 /** TLS material and credentials read from the kubeconfig, as client-node sets them. */
-function applyOwnCredentials(cluster: Cluster | null, user: User, options: https.RequestOptions): void {
+function applyOwnCredentials(cluster: Cluster | null, user: KubeUser, options: https.RequestOptions): void {
   if (cluster?.skipTLSVerify) options.rejectUnauthorized = false;
   if (cluster?.tlsServerName) options.servername = cluster.tlsServerName;
   const ca = cluster ? fileOrBase64(cluster.caFile, cluster.caData) : undefined;
@@ -190,12 +201,38 @@ function applyOwnCredentials(cluster: Cluster | null, user: User, options: https
   if (key) options.key = key;
   const headers: Record<string, string> = {};
   if (user.impersonateUser) headers['Impersonate-User'] = user.impersonateUser;
-  // Re-read on every call: projected service-account tokens rotate (callers cache briefly).
-  const tokenFile = (user.authProvider as { config?: { tokenFile?: string } } | undefined)?.config?.tokenFile;
-  const token = tokenFile ? readFileSync(tokenFile, 'utf8').trim() : user.token;
+  // `token` wins over `tokenFile`, as the kubeconfig format says.
+  const token = user.token || readTokenFile(user);
   if (token) headers.Authorization = `Bearer ${token}`;
   if (user.username) options.auth = `${user.username}:${user.password ?? ''}`;
   options.headers = { ...(options.headers ?? {}), ...headers };
+}
+
+/**
+ * Re-read on every call: projected service-account tokens and Secret-mounted ones rotate
+ * (callers cache briefly). An empty file is one caught mid-rotation, as client-go treats it.
+ */
+function readTokenFile(user: KubeUser): string | undefined {
+  const provider = user.authProvider as { config?: { tokenFile?: string } } | undefined;
+  const file = user.tokenFile ?? provider?.config?.tokenFile;
+  if (!file) return undefined;
+  const token = readFileSync(file, 'utf8').trim();
+  if (!token) throw new Error(`the token file ${file} is empty`);
+  return token;
+}
+
+/** What client-node's `newUsers` leaves out of a kubeconfig's `users` entries, by user name. */
+function droppedUserFields(users: unknown): Map<string, { tokenFile?: string }> {
+  const found = new Map<string, { tokenFile?: string }>();
+  if (!Array.isArray(users)) return found;
+  for (const entry of users as { name?: unknown; user?: Record<string, unknown> | null }[]) {
+    const user = entry?.user;
+    if (typeof entry?.name !== 'string' || !user) continue;
+    const tokenFile =
+      typeof user.tokenFile === 'string' && user.tokenFile !== '' ? user.tokenFile : undefined;
+    found.set(entry.name, { tokenFile });
+  }
+  return found;
 }
 
 function needsClientNode(cluster: Cluster | null, user: User | null): boolean {

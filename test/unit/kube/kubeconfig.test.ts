@@ -75,6 +75,32 @@ describe('KubeAccess (kubeconfig without loading the whole client)', () => {
     expect(second.headers).toMatchObject({ Authorization: 'Bearer second' });
   });
 
+  it('reads a user’s tokenFile relative to the kubeconfig, again on every call', async () => {
+    const dir = configDir();
+    writeFileSync(join(dir, 'token'), 'first\n');
+    const access = new KubeAccess();
+    access.loadFromFile(kubeconfig(dir, { tokenFile: 'token' }));
+    const first: https.RequestOptions = {};
+    await access.applyToHTTPSOptions(first);
+    writeFileSync(join(dir, 'token'), 'second');
+    const second: https.RequestOptions = {};
+    await access.applyToHTTPSOptions(second);
+
+    expect(first.headers).toMatchObject({ Authorization: 'Bearer first' });
+    expect(second.headers).toMatchObject({ Authorization: 'Bearer second' });
+  });
+
+  it('refuses an empty tokenFile (one caught mid-rotation) rather than go out anonymous', async () => {
+    const dir = configDir();
+    writeFileSync(join(dir, 'token'), '\n');
+    const access = new KubeAccess();
+    access.loadFromFile(kubeconfig(dir, { tokenFile: 'token' }));
+
+    await expect(access.applyToHTTPSOptions({})).rejects.toThrow(
+      `the token file ${join(dir, 'token')} is empty`,
+    );
+  });
+
   it('runs an exec plugin named relative to the kubeconfig and sends its token', async () => {
     const dir = configDir();
     const plugin = join(dir, 'plugin.sh');
