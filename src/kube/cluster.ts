@@ -3,9 +3,11 @@ import os from 'node:os';
 import path from 'node:path';
 import type { ClusterConfig } from '../config/schema.js';
 import { ConfigError, errorMessage } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
 import type { ResourceInfo } from '../manifests/resource-info.js';
 import type { ManifestObject } from '../manifests/types.js';
 import { Discovery } from './discovery.js';
+import type { PluginFailure } from './exec-credential.js';
 import { KubeAccess } from './kubeconfig.js';
 import { isNotFound } from './api-error.js';
 import { KubeTransport, type KubeRequest, type KubeResponse, type RequestOptions } from './http.js';
@@ -243,6 +245,11 @@ export class ClusterClient {
 
 export type Env = Record<string, string | undefined>;
 
+export interface ClusterClientOptions {
+  /** The worker's log: a failed exec credential plugin's stderr goes there, at debug level only. */
+  logger?: Pick<Logger, 'debug'>;
+}
+
 const clients = new Map<string, ClusterClient>();
 
 /**
@@ -251,11 +258,20 @@ const clients = new Map<string, ClusterClient>();
  * `cluster.kubeconfig`, else `$KUBECONFIG` (a path list, merged, missing files skipped), else `~/.kube/config`,
  * else the in-cluster service account.
  */
-export function createClusterClient(cluster: ClusterConfig, env: Env = process.env): ClusterClient {
+export function createClusterClient(
+  cluster: ClusterConfig,
+  env: Env = process.env,
+  options: ClusterClientOptions = {},
+): ClusterClient {
   const key = JSON.stringify([cluster.name, cluster.kubeconfig, cluster.context, env.KUBECONFIG]);
   const cached = clients.get(key);
   if (cached) return cached;
-  const client = new ClusterClient(cluster.name, loadKubeConfig(cluster, env));
+  const { logger } = options;
+  const onPluginFailure = logger
+    ? (failure: PluginFailure): void =>
+        logger.debug({ cluster: cluster.name, ...failure }, 'exec credential plugin failed')
+    : undefined;
+  const client = new ClusterClient(cluster.name, loadKubeConfig(cluster, env, onPluginFailure));
   clients.set(key, client);
   return client;
 }
@@ -279,8 +295,12 @@ function loadFailure(error: unknown): string {
   return errorMessage(error);
 }
 
-export function loadKubeConfig(cluster: ClusterConfig, env: Env = process.env): KubeAccess {
-  const kc = new KubeAccess(env);
+export function loadKubeConfig(
+  cluster: ClusterConfig,
+  env: Env = process.env,
+  onPluginFailure?: (failure: PluginFailure) => void,
+): KubeAccess {
+  const kc = new KubeAccess(env, onPluginFailure);
   const files = kubeconfigFiles(cluster, env);
   try {
     if (files.length > 0) {

@@ -168,7 +168,7 @@ export class KubeTransport {
       return await this.currentCredentials();
     } catch (error) {
       throw new KubeApiError(
-        `${req.method} ${req.path}: cannot load the cluster credentials: ${errorMessage(error).trim()}`,
+        `${this.where}: ${req.method} ${req.path}: cannot load the cluster credentials: ${errorMessage(error).trim()}`,
         { cause: error },
       );
     }

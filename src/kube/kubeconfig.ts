@@ -6,7 +6,12 @@ import type { Cluster, Context, KubeConfig, User } from '@kubernetes/client-node
 import { newClusters, newContexts, newUsers } from '@kubernetes/client-node/dist/config_types.js';
 import { parse } from 'yaml';
 import type { Env } from '../config/load.js';
-import { ExecCredentialSource, type ExecConfig, type ExecCredential } from './exec-credential.js';
+import {
+  ExecCredentialSource,
+  type ExecConfig,
+  type ExecCredential,
+  type PluginFailure,
+} from './exec-credential.js';
 
 const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
@@ -35,8 +40,14 @@ export class KubeAccess {
   /** By user name: a plugin's credential is shared by every request until it expires. */
   private readonly execSources = new Map<string, ExecCredentialSource>();
 
-  /** `env`: what exec credential plugins inherit (less pushgate's secrets). */
-  constructor(private readonly env: Env = process.env) {}
+  /**
+   * `env`: what exec credential plugins inherit (less pushgate's secrets). `onPluginFailure`:
+   * told a failed plugin's stderr, which its error leaves out (failureHint).
+   */
+  constructor(
+    private readonly env: Env = process.env,
+    private readonly onPluginFailure?: (failure: PluginFailure) => void,
+  ) {}
 
   loadFromFile(file: string): void {
     const document = (parse(readFileSync(file, 'utf8')) ?? {}) as Record<string, unknown>;
@@ -167,7 +178,13 @@ export class KubeAccess {
     if (!source) {
       const cluster = this.getCurrentCluster();
       const execCluster = cluster && { ...cluster, execExtension: this.execExtensions.get(cluster.name) };
-      source = new ExecCredentialSource(user.exec as ExecConfig, execCluster, this.env);
+      source = new ExecCredentialSource(
+        user.exec as ExecConfig,
+        execCluster,
+        this.env,
+        undefined,
+        this.onPluginFailure,
+      );
       this.execSources.set(user.name, source);
     }
     return source;
