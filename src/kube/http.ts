@@ -37,7 +37,8 @@ export interface KubeResponse<T> {
 }
 
 interface Credentials {
-  headers: Record<string, string>;
+  /** Arrays are sent as one header line each (Impersonate-Group). */
+  headers: Record<string, string | string[]>;
   expiresAt: number;
   /** The exec plugin's credential in `headers` or the agent, to name when it is refused. */
   exec: ExecCredential | undefined;
@@ -94,9 +95,10 @@ export class KubeTransport {
   private async loadCredentials(): Promise<Credentials> {
     const options: https.RequestOptions = {};
     const exec = await this.kubeConfig.applyToHTTPSOptions(options);
-    const headers: Record<string, string> = {};
+    const headers: Record<string, string | string[]> = {};
     for (const [key, value] of Object.entries(options.headers ?? {})) {
       if (typeof value === 'string' || typeof value === 'number') headers[key] = String(value);
+      else if (Array.isArray(value)) headers[key] = value.map(String);
     }
     if (options.auth) headers.Authorization = `Basic ${Buffer.from(options.auth).toString('base64')}`;
     const tls: https.AgentOptions = {
@@ -179,7 +181,7 @@ export class KubeTransport {
     url.pathname = `${this.base.pathname.replace(/\/$/, '')}${req.path}`;
     for (const [key, value] of Object.entries(req.query ?? {})) url.searchParams.set(key, value);
     const payload = req.body === undefined ? undefined : Buffer.from(JSON.stringify(req.body));
-    const headers: Record<string, string> = { ...credentials.headers, Accept: 'application/json' };
+    const headers: Record<string, string | string[]> = { ...credentials.headers, Accept: 'application/json' };
     if (payload) {
       headers['Content-Type'] = req.contentType ?? 'application/json';
       headers['Content-Length'] = String(payload.length);

@@ -19,7 +19,17 @@ const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 export interface KubeUser extends User {
   /** `tokenFile`, absolute: read again on every credential load, as client-go re-reads it. */
   readonly tokenFile?: string;
+  /** `as-groups`, `as-uid`, `as-user-extra`: the rest of the identity `as` impersonates. */
+  readonly impersonateGroups?: readonly string[];
+  readonly impersonateUid?: string;
+  readonly impersonateExtra?: Readonly<Record<string, readonly string[]>>;
 }
+
+/** What client-node's `newUsers` leaves out of a kubeconfig's `users` entry. */
+type DroppedUserFields = Pick<
+  KubeUser,
+  'tokenFile' | 'impersonateGroups' | 'impersonateUid' | 'impersonateExtra'
+>;
 
 /**
  * The part of client-node's `KubeConfig` the apply engine uses. Importing client-node's
@@ -60,9 +70,10 @@ export class KubeAccess {
     this.execExtensions = execExtensions(document.clusters);
     const dropped = droppedUserFields(document.users);
     this.users = newUsers(document.users).map((user) => {
-      const { tokenFile } = dropped.get(user.name) ?? {};
+      const { tokenFile, ...impersonation } = dropped.get(user.name) ?? {};
       return {
         ...user,
+        ...impersonation,
         certFile: absolute(dir, user.certFile),
         keyFile: absolute(dir, user.keyFile),
         exec: execRelativeTo(dir, user.exec as ExecConfig | null | undefined),
@@ -216,8 +227,7 @@ function applyOwnCredentials(cluster: Cluster | null, user: KubeUser, options: h
   if (cert) options.cert = cert;
   const key = fileOrBase64(user.keyFile, user.keyData);
   if (key) options.key = key;
-  const headers: Record<string, string> = {};
-  if (user.impersonateUser) headers['Impersonate-User'] = user.impersonateUser;
+  const headers: Record<string, string | string[]> = { ...impersonationHeaders(user) };
   // `token` wins over `tokenFile`, as the kubeconfig format says.
   const token = user.token || readTokenFile(user);
   if (token) headers.Authorization = `Bearer ${token}`;
@@ -239,17 +249,71 @@ function readTokenFile(user: KubeUser): string | undefined {
 }
 
 /** What client-node's `newUsers` leaves out of a kubeconfig's `users` entries, by user name. */
-function droppedUserFields(users: unknown): Map<string, { tokenFile?: string }> {
-  const found = new Map<string, { tokenFile?: string }>();
+function droppedUserFields(users: unknown): Map<string, DroppedUserFields> {
+  const found = new Map<string, DroppedUserFields>();
   if (!Array.isArray(users)) return found;
   for (const entry of users as { name?: unknown; user?: Record<string, unknown> | null }[]) {
     const user = entry?.user;
     if (typeof entry?.name !== 'string' || !user) continue;
-    const tokenFile =
-      typeof user.tokenFile === 'string' && user.tokenFile !== '' ? user.tokenFile : undefined;
-    found.set(entry.name, { tokenFile });
+    const fields: DroppedUserFields = {
+      tokenFile: text(user.tokenFile),
+      impersonateGroups: texts(user['as-groups']),
+      impersonateUid: text(user['as-uid']),
+      impersonateExtra: extra(user['as-user-extra']),
+    };
+    found.set(
+      entry.name,
+      Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== undefined)),
+    );
   }
   return found;
+}
+
+function text(value: unknown): string | undefined {
+  return typeof value === 'string' && value !== '' ? value : undefined;
+}
+
+function texts(value: unknown): string[] | undefined {
+  if (!Array.isArray(value)) return undefined;
+  const found = value.filter((item): item is string => typeof item === 'string');
+  return found.length > 0 ? found : undefined;
+}
+
+function extra(value: unknown): Record<string, string[]> | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
+  const found: Record<string, string[]> = {};
+  for (const [key, values] of Object.entries(value)) {
+    const list = texts(values);
+    if (list) found[key] = list;
+  }
+  return Object.keys(found).length > 0 ? found : undefined;
+}
+
+/** client-go's headers for `as`, `as-groups`, `as-uid` and `as-user-extra`: a group or value a header each. */
+function impersonationHeaders(user: KubeUser): Record<string, string | string[]> {
+  const headers: Record<string, string | string[]> = {};
+  if (user.impersonateUser) headers['Impersonate-User'] = user.impersonateUser;
+  if (user.impersonateUid) headers['Impersonate-Uid'] = user.impersonateUid;
+  if (user.impersonateGroups) headers['Impersonate-Group'] = [...user.impersonateGroups];
+  for (const [key, values] of Object.entries(user.impersonateExtra ?? {}))
+    headers[`Impersonate-Extra-${escapeHeaderKey(key)}`] = [...values];
+  return headers;
+}
+
+/** RFC 7230 token characters but `%`: what client-go leaves as is in an extra's key. */
+const HEADER_KEY_BYTE = /^[A-Za-z0-9!#$&'*+.^_`|~-]$/;
+
+/**
+ * As client-go: an extra's key (`example.com/scopes`) percent-encoded byte by byte where a
+ * header name may not hold it; the API server decodes it.
+ */
+export function escapeHeaderKey(key: string): string {
+  let escaped = '';
+  for (const byte of Buffer.from(key, 'utf8')) {
+    const char = String.fromCharCode(byte);
+    escaped += HEADER_KEY_BYTE.test(char) ? char : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return escaped;
 }
 
 function needsClientNode(cluster: Cluster | null, user: User | null): boolean {

@@ -1,12 +1,13 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { closeClusterClients, createClusterClient } from '../../src/kube/cluster.js';
 import {
   createTestNamespace,
   kubeConfigFromTest,
+  kubeconfigPathFromTest,
   serviceAccountToken,
   whoAmI,
   type TestNamespace,
@@ -69,5 +70,31 @@ describe('a kubeconfig user with tokenFile (real kube-apiserver)', () => {
     const user = await whoAmI(createClusterClient({ name: 'token-both', kubeconfig: file }, {}));
 
     expect(user.username).toBe(`system:serviceaccount:${namespace.name}:${inline.name}`);
+  });
+});
+
+describe('a kubeconfig user that impersonates (real kube-apiserver)', () => {
+  it('is taken for the user, groups, uid and extras its as-* fields name', async () => {
+    // The admin (system:masters) may impersonate anyone.
+    const admin = parse(await readFile(kubeconfigPathFromTest(), 'utf8')) as {
+      users: { user: Record<string, unknown> }[];
+    };
+    const folder = await mkdtemp(path.join(dir, 'impersonate-'));
+    const file = await kubeconfigWithUser(folder, {
+      ...admin.users[0]!.user,
+      as: 'alice',
+      'as-groups': ['deployers', 'auditors'],
+      'as-uid': '1234',
+      'as-user-extra': { 'example.com/scopes': ['read', 'write'], reason: ['deploy'] },
+    });
+
+    const user = await whoAmI(createClusterClient({ name: 'impersonate', kubeconfig: file }, {}));
+
+    expect(user).toEqual({
+      username: 'alice',
+      uid: '1234',
+      groups: ['deployers', 'auditors', 'system:authenticated'],
+      extra: { 'example.com/scopes': ['read', 'write'], reason: ['deploy'] },
+    });
   });
 });

@@ -2,7 +2,7 @@ import { chmodSync, writeFileSync } from 'node:fs';
 import type https from 'node:https';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { KubeAccess } from '../../../src/kube/kubeconfig.js';
+import { escapeHeaderKey, KubeAccess } from '../../../src/kube/kubeconfig.js';
 import { tempDirs } from '../../helpers/temp-dirs.js';
 
 /** Each test's folder, removed after it. */
@@ -99,6 +99,36 @@ describe('KubeAccess (kubeconfig without loading the whole client)', () => {
     await expect(access.applyToHTTPSOptions({})).rejects.toThrow(
       `the token file ${join(dir, 'token')} is empty`,
     );
+  });
+
+  it('sends every impersonation field: a header line per group and extra value', async () => {
+    const options = await optionsFor(
+      kubeconfig(configDir(), {
+        token: 't',
+        as: 'alice',
+        'as-groups': ['deployers', 'auditors'],
+        'as-uid': '1234',
+        'as-user-extra': { 'example.com/scopes': ['read', 'write'], reason: ['deploy'] },
+      }),
+    );
+
+    expect(options.headers).toEqual({
+      Authorization: 'Bearer t',
+      'Impersonate-User': 'alice',
+      'Impersonate-Group': ['deployers', 'auditors'],
+      'Impersonate-Uid': '1234',
+      'Impersonate-Extra-example.com%2Fscopes': ['read', 'write'],
+      'Impersonate-Extra-reason': ['deploy'],
+    });
+  });
+
+  it.each([
+    ['reason', 'reason'],
+    ['example.com/scopes', 'example.com%2Fscopes'],
+    ['100%', '100%25'],
+    ['ünï code', '%C3%BCn%C3%AF%20code'],
+  ])('escapes the extra key %j as client-go: %j', (key, escaped) => {
+    expect(escapeHeaderKey(key)).toBe(escaped);
   });
 
   it('runs an exec plugin named relative to the kubeconfig and sends its token', async () => {
