@@ -334,6 +334,13 @@ export function loadKubeConfig(
   if (!kc.getCurrentCluster()) {
     throw new ConfigError(`cluster ${cluster.name}: the kubeconfig has no current context with a cluster`);
   }
+  // As client-go, rather than go out as system:anonymous.
+  const context = kc.getContextObject(kc.getCurrentContext());
+  if (context?.user && !kc.getUser(context.user)) {
+    throw new ConfigError(
+      `cluster ${cluster.name}: user "${context.user}" was not found for context "${context.name}"`,
+    );
+  }
   return kc;
 }
 

@@ -159,10 +159,13 @@ export class KubeAccess {
   async applyToHTTPSOptions(options: https.RequestOptions): Promise<ExecCredential | undefined> {
     const cluster = this.getCurrentCluster();
     const user = this.getCurrentUser();
+    // The cluster's TLS whatever the user: without it a context with no user (or one naming
+    // a user the file lacks) would not check the server against its CA.
+    if (cluster) applyClusterTls(cluster, options);
     if (needsClientNode(cluster, user)) {
       await (await this.loadClientNode()).applyToHTTPSOptions(options);
     } else if (user) {
-      applyOwnCredentials(cluster, user, options);
+      applyOwnCredentials(user, options);
     }
     if (!user?.exec) return undefined;
     const credential = await this.execSource(user).get();
@@ -217,12 +220,16 @@ export class KubeAccess {
   }
 }
 
-/** TLS material and credentials read from the kubeconfig, as client-node sets them. */
-function applyOwnCredentials(cluster: Cluster | null, user: KubeUser, options: https.RequestOptions): void {
-  if (cluster?.skipTLSVerify) options.rejectUnauthorized = false;
-  if (cluster?.tlsServerName) options.servername = cluster.tlsServerName;
-  const ca = cluster ? fileOrBase64(cluster.caFile, cluster.caData) : undefined;
+/** How the server is checked: its CA, the name its certificate is checked for, or not at all. */
+function applyClusterTls(cluster: Cluster, options: https.RequestOptions): void {
+  if (cluster.skipTLSVerify) options.rejectUnauthorized = false;
+  if (cluster.tlsServerName) options.servername = cluster.tlsServerName;
+  const ca = fileOrBase64(cluster.caFile, cluster.caData);
   if (ca) options.ca = ca;
+}
+
+/** The user's client certificate and credentials read from the kubeconfig, as client-node sets them. */
+function applyOwnCredentials(user: KubeUser, options: https.RequestOptions): void {
   const cert = fileOrBase64(user.certFile, user.certData);
   if (cert) options.cert = cert;
   const key = fileOrBase64(user.keyFile, user.keyData);

@@ -48,6 +48,25 @@ describe('loadKubeConfig', () => {
     );
   });
 
+  it('refuses a context naming a user the kubeconfig lacks, as client-go does', async () => {
+    const file = path.join(dir, 'config');
+    await writeFile(
+      file,
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [{ name: 'c', cluster: { server: 'https://prod.example:6443' } }],
+        users: [{ name: 'deployer', user: { token: 't' } }],
+        contexts: [{ name: 'ctx', context: { cluster: 'c', user: 'deployr' } }],
+        'current-context': 'ctx',
+      }),
+    );
+
+    expect(() => loadKubeConfig({ name: 'prod', kubeconfig: file }, {})).toThrow(
+      new ConfigError('cluster prod: user "deployr" was not found for context "ctx"'),
+    );
+  });
+
   it('falls back to $KUBECONFIG, merging a path list', async () => {
     const first = path.join(dir, 'a');
     const second = path.join(dir, 'b');

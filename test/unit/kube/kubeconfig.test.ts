@@ -53,6 +53,34 @@ describe('KubeAccess (kubeconfig without loading the whole client)', () => {
     expect(options.servername).toBe('api');
   });
 
+  it('checks the server with the cluster’s TLS settings whatever the context’s user', async () => {
+    const dir = configDir();
+    const file = join(dir, 'config');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        'current-context': 'main',
+        clusters: [
+          {
+            name: 'c',
+            cluster: {
+              server: 'https://api.example:6443',
+              'certificate-authority-data': Buffer.from('CA').toString('base64'),
+              'tls-server-name': 'api',
+            },
+          },
+        ],
+        users: [],
+        contexts: [{ name: 'main', context: { cluster: 'c', user: 'missing' } }],
+      }),
+    );
+
+    const options = await optionsFor(file);
+
+    expect((options.ca as Buffer).toString()).toBe('CA');
+    expect(options.servername).toBe('api');
+  });
+
   it('sends a bearer token, re-read from its file on every call so rotation takes effect', async () => {
     const dir = configDir();
     const tokenFile = join(dir, 'token');
