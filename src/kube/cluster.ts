@@ -8,7 +8,7 @@ import type { ResourceInfo } from '../manifests/resource-info.js';
 import type { ManifestObject } from '../manifests/types.js';
 import { Discovery } from './discovery.js';
 import type { PluginFailure } from './exec-credential.js';
-import { KubeAccess } from './kubeconfig.js';
+import { INSECURE_WITH_CA, KubeAccess } from './kubeconfig.js';
 import { isNotFound } from './api-error.js';
 import { KubeTransport, type KubeRequest, type KubeResponse, type RequestOptions } from './http.js';
 import { collectionPath, objectPath } from './paths.js';
@@ -331,8 +331,14 @@ export function loadKubeConfig(
     }
     kc.setCurrentContext(cluster.context);
   }
-  if (!kc.getCurrentCluster()) {
+  const current = kc.getCurrentCluster();
+  if (!current) {
     throw new ConfigError(`cluster ${cluster.name}: the kubeconfig has no current context with a cluster`);
+  }
+  if (current.skipTLSVerify && (current.caFile || current.caData)) {
+    throw new ConfigError(
+      `cluster ${cluster.name}: kubeconfig cluster "${current.name}" has insecure-skip-tls-verify and a certificate authority: ${INSECURE_WITH_CA}`,
+    );
   }
   // As client-go, rather than go out as system:anonymous.
   const context = kc.getContextObject(kc.getCurrentContext());

@@ -220,8 +220,13 @@ export class KubeAccess {
   }
 }
 
+/** client-go's words for a cluster both checked against a CA and not checked at all. */
+export const INSECURE_WITH_CA = 'specifying a root certificates file with the insecure flag is not allowed';
+
 /** How the server is checked: its CA, the name its certificate is checked for, or not at all. */
 function applyClusterTls(cluster: Cluster, options: https.RequestOptions): void {
+  // Refused as kubectl refuses it: the CA would be ignored, and any server taken.
+  if (cluster.skipTLSVerify && (cluster.caFile || cluster.caData)) throw new Error(INSECURE_WITH_CA);
   if (cluster.skipTLSVerify) options.rejectUnauthorized = false;
   if (cluster.tlsServerName) options.servername = cluster.tlsServerName;
   const ca = fileOrBase64(cluster.caFile, cluster.caData);

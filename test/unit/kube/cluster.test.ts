@@ -67,6 +67,37 @@ describe('loadKubeConfig', () => {
     );
   });
 
+  it('refuses a cluster with both a CA and insecure-skip-tls-verify, as kubectl does', async () => {
+    const file = path.join(dir, 'config');
+    await writeFile(
+      file,
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [
+          {
+            name: 'c',
+            cluster: {
+              server: 'https://prod.example:6443',
+              'certificate-authority': path.join(dir, 'ca.crt'),
+              'insecure-skip-tls-verify': true,
+            },
+          },
+        ],
+        users: [{ name: 'u', user: { token: 't' } }],
+        contexts: [{ name: 'ctx', context: { cluster: 'c', user: 'u' } }],
+        'current-context': 'ctx',
+      }),
+    );
+
+    expect(() => loadKubeConfig({ name: 'prod', kubeconfig: file }, {})).toThrow(
+      new ConfigError(
+        'cluster prod: kubeconfig cluster "c" has insecure-skip-tls-verify and a certificate authority: ' +
+          'specifying a root certificates file with the insecure flag is not allowed',
+      ),
+    );
+  });
+
   it('falls back to $KUBECONFIG, merging a path list', async () => {
     const first = path.join(dir, 'a');
     const second = path.join(dir, 'b');

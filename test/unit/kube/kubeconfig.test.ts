@@ -81,6 +81,21 @@ describe('KubeAccess (kubeconfig without loading the whole client)', () => {
     expect(options.servername).toBe('api');
   });
 
+  it('refuses a CA together with insecure-skip-tls-verify rather than ignore the CA', async () => {
+    const file = kubeconfig(
+      configDir(),
+      { token: 't' },
+      {
+        'certificate-authority-data': Buffer.from('CA').toString('base64'),
+        'insecure-skip-tls-verify': true,
+      },
+    );
+
+    await expect(optionsFor(file)).rejects.toThrow(
+      'specifying a root certificates file with the insecure flag is not allowed',
+    );
+  });
+
   it('sends a bearer token, re-read from its file on every call so rotation takes effect', async () => {
     const dir = configDir();
     const tokenFile = join(dir, 'token');
