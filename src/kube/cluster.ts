@@ -1,4 +1,5 @@
-import { existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { ClusterConfig } from '../config/schema.js';
@@ -295,10 +296,53 @@ function loadFailure(error: unknown): string {
   return errorMessage(error);
 }
 
+/**
+ * The cluster's kubeconfig, loaded again when its files change (see KubeAccess.reloadIfChanged):
+ * a kubeconfig mounted from a Secret is replaced in place when the Secret is rotated.
+ */
 export function loadKubeConfig(
   cluster: ClusterConfig,
   env: Env = process.env,
   onPluginFailure?: (failure: PluginFailure) => void,
+): KubeAccess {
+  const source = {
+    identity: () => kubeconfigIdentity(cluster, env),
+    load: () => readKubeConfig(cluster, env, onPluginFailure),
+  };
+  // Taken before the read: a file replaced in between is read again at the next check.
+  const identity = source.identity();
+  const kc = source.load();
+  kc.watch(source, identity);
+  return kc;
+}
+
+/**
+ * What the kubeconfig files hold, as content hashes: a Secret volume swaps its files by a
+ * symlink (new inode, maybe the same size and mtime second), an editor may rewrite one in
+ * place. A few KiB hashed once a minute. Files it names (certificates, CA, tokenFile) are read
+ * on every credential load anyway.
+ */
+function kubeconfigIdentity(cluster: ClusterConfig, env: Env): string {
+  let files: string[];
+  try {
+    files = kubeconfigFiles(cluster, env);
+  } catch (error) {
+    return `unlisted: ${errorMessage(error)}`;
+  }
+  const hashes = files.map((file) => {
+    try {
+      return createHash('sha256').update(readFileSync(file)).digest('hex');
+    } catch (error) {
+      return `unreadable: ${errorMessage(error)}`;
+    }
+  });
+  return JSON.stringify([files, hashes]);
+}
+
+function readKubeConfig(
+  cluster: ClusterConfig,
+  env: Env,
+  onPluginFailure: ((failure: PluginFailure) => void) | undefined,
 ): KubeAccess {
   const kc = new KubeAccess(env, onPluginFailure);
   const files = kubeconfigFiles(cluster, env);

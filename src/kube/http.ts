@@ -44,7 +44,10 @@ interface Credentials {
   exec: ExecCredential | undefined;
 }
 
-/** Tokens from exec plugins and projected service-account files rotate; re-read them this often. */
+/**
+ * Tokens from exec plugins and projected service-account files rotate, and so do kubeconfigs
+ * mounted from Secrets; re-read them this often (and after a 401).
+ */
 const CREDENTIAL_TTL_MS = 60_000;
 const REQUEST_TIMEOUT_MS = 30_000;
 /** Enough sockets for the engine's parallelism, few enough not to swamp an API server. */
@@ -59,26 +62,28 @@ const MAX_SOCKETS = 64;
  * comparison of live and dry-run objects. One keep-alive agent per cluster serves all.
  */
 export class KubeTransport {
-  private readonly base: URL;
+  /** The kubeconfig's `server`, as base and where: a rotated kubeconfig may move it. */
+  private server: string;
+  private base: URL;
   /** Who did not answer, for network errors: `cluster prod (https://10.0.0.1:6443)`. */
-  private readonly where: string;
+  private where: string;
   private agent: http.Agent | undefined;
   private credentials: Promise<Credentials> | undefined;
   private readonly throttle: ThrottleRetryOptions;
+  private readonly credentialTtlMs: number;
 
   /** `clusterName`: the configured cluster's name, which network errors carry. */
   constructor(
     private readonly kubeConfig: KubeAccess,
-    clusterName?: string,
-    options: { throttle?: Partial<ThrottleRetryOptions> } = {},
+    private readonly clusterName?: string,
+    options: { throttle?: Partial<ThrottleRetryOptions>; credentialTtlMs?: number } = {},
   ) {
     this.throttle = { ...THROTTLE_RETRY, ...options.throttle };
+    this.credentialTtlMs = options.credentialTtlMs ?? CREDENTIAL_TTL_MS;
     const cluster = kubeConfig.getCurrentCluster();
     if (!cluster) throw new Error(`kubeconfig context "${kubeConfig.getCurrentContext()}" names no cluster`);
-    this.base = new URL(cluster.server);
-    // origin + path: no user:password a server URL might carry.
-    const server = `${this.base.origin}${this.base.pathname.replace(/\/$/, '')}`;
-    this.where = clusterName === undefined ? `API server ${server}` : `cluster ${clusterName} (${server})`;
+    this.server = cluster.server;
+    ({ base: this.base, where: this.where } = serverOf(cluster.server, clusterName));
   }
 
   private createAgent(clientNodeAgent: unknown, tls: https.AgentOptions): http.Agent {
@@ -93,6 +98,12 @@ export class KubeTransport {
   }
 
   private async loadCredentials(): Promise<Credentials> {
+    this.kubeConfig.reloadIfChanged();
+    const server = this.kubeConfig.getCurrentCluster()?.server;
+    if (server !== undefined && server !== this.server) {
+      this.server = server;
+      ({ base: this.base, where: this.where } = serverOf(server, this.clusterName));
+    }
     const options: https.RequestOptions = {};
     const exec = await this.kubeConfig.applyToHTTPSOptions(options);
     const headers: Record<string, string | string[]> = {};
@@ -109,7 +120,7 @@ export class KubeTransport {
     };
     if (options.rejectUnauthorized !== undefined) tls.rejectUnauthorized = options.rejectUnauthorized;
     const fingerprint = JSON.stringify(
-      [tls.ca, tls.cert, tls.key, tls.servername, tls.rejectUnauthorized].map(String),
+      [this.base.protocol, tls.ca, tls.cert, tls.key, tls.servername, tls.rejectUnauthorized].map(String),
     );
     if (!this.agent || fingerprint !== this.tlsFingerprint) {
       // Rotated client certificates (exec plugins, files) take effect on new connections.
@@ -121,7 +132,7 @@ export class KubeTransport {
     }
     // Not past the plugin's own expiry: an expired token would draw a 401 per request.
     const execUntil = exec ? ExecCredentialSource.usableUntil(exec) : undefined;
-    const expiresAt = Math.min(Date.now() + CREDENTIAL_TTL_MS, execUntil ?? Infinity);
+    const expiresAt = Math.min(Date.now() + this.credentialTtlMs, execUntil ?? Infinity);
     return { headers, expiresAt, exec };
   }
 
@@ -157,8 +168,22 @@ export class KubeTransport {
       if (this.credentials && (await this.credentials.catch(() => undefined)) === used)
         this.credentials = undefined;
       this.kubeConfig.forgetCredentials(used.exec);
-      return this.send<T>(req, await this.credentialsFor(req));
+      try {
+        return await this.send<T>(req, await this.credentialsFor(req));
+      } catch (refused) {
+        throw this.withReloadProblem(refused);
+      }
     }
+  }
+
+  /** A 401 with the last good kubeconfig, when the changed one does not load: that is the fix to make. */
+  private withReloadProblem(error: unknown): unknown {
+    const problem = this.kubeConfig.reloadProblem;
+    if (!problem || !(error instanceof KubeApiError) || error.status !== 401) return error;
+    return new KubeApiError(
+      `${error.message}; the kubeconfig has changed but does not load, so the last good one was used: ${problem}`,
+      { status: error.status, reason: error.reason, cause: error },
+    );
   }
 
   /**
@@ -231,4 +256,14 @@ export class KubeTransport {
   close(): void {
     this.agent?.destroy();
   }
+}
+
+/** The base URL of `server`, and how errors name it: origin and path, no user:password it might carry. */
+function serverOf(server: string, clusterName: string | undefined): { base: URL; where: string } {
+  const base = new URL(server);
+  const shown = `${base.origin}${base.pathname.replace(/\/$/, '')}`;
+  return {
+    base,
+    where: clusterName === undefined ? `API server ${shown}` : `cluster ${clusterName} (${shown})`,
+  };
 }

@@ -6,6 +6,7 @@ import type { Cluster, Context, KubeConfig, User } from '@kubernetes/client-node
 import { newClusters, newContexts, newUsers } from '@kubernetes/client-node/dist/config_types.js';
 import { parse } from 'yaml';
 import type { Env } from '../config/load.js';
+import { errorMessage } from '../lib/errors.js';
 import {
   ExecCredentialSource,
   type ExecConfig,
@@ -31,6 +32,14 @@ type DroppedUserFields = Pick<
   'tokenFile' | 'impersonateGroups' | 'impersonateUid' | 'impersonateExtra'
 >;
 
+/** Where a KubeAccess came from, to load it again when that changed: see KubeAccess.watch. */
+export interface KubeconfigSource {
+  /** What the files hold now (content hashes): unchanged means nothing to load. */
+  identity(): string;
+  /** The kubeconfig as the files hold it now; throws when they do not load. */
+  load(): KubeAccess;
+}
+
 /**
  * The part of client-node's `KubeConfig` the apply engine uses. Importing client-node's
  * `KubeConfig` loads its whole generated API client (~75 MiB of a worker's memory), so
@@ -49,6 +58,10 @@ export class KubeAccess {
   private execExtensions = new Map<string, unknown>();
   /** By user name: a plugin's credential is shared by every request until it expires. */
   private readonly execSources = new Map<string, ExecCredentialSource>();
+  /** The files this was loaded from, and what they held then. */
+  private watched: { source: KubeconfigSource; identity: string } | undefined;
+  /** Why the files, changed since, do not load (a half-written file): the last good ones serve. */
+  private reloadFailure: string | undefined;
 
   /**
    * `env`: what exec credential plugins inherit (less pushgate's secrets). `onPluginFailure`:
@@ -107,6 +120,49 @@ export class KubeAccess {
     ];
     this.contexts = [{ name: 'inClusterContext', cluster: 'inCluster', user: 'inClusterUser' }];
     this.currentContext = 'inClusterContext';
+  }
+
+  /** Loaded from `source` when it held `identity`: reloadIfChanged compares with that. */
+  watch(source: KubeconfigSource, identity: string): void {
+    this.watched = { source, identity };
+  }
+
+  /**
+   * Loads the kubeconfig again if its files changed since (a Secret-mounted one rotated: a
+   * token, certificates, the CA or the server inline), taking what it says for every request
+   * after. Files that do not load (caught half-written) leave the last good ones in use, and
+   * are tried again at the next call. Callers call it whenever they load credentials.
+   */
+  reloadIfChanged(): void {
+    const watched = this.watched;
+    if (!watched) return;
+    const identity = watched.source.identity();
+    if (identity === watched.identity) {
+      this.reloadFailure = undefined;
+      return;
+    }
+    let fresh: KubeAccess;
+    try {
+      fresh = watched.source.load();
+    } catch (error) {
+      this.reloadFailure = errorMessage(error);
+      return;
+    }
+    this.clusters = fresh.clusters;
+    this.users = fresh.users;
+    this.contexts = fresh.contexts;
+    this.currentContext = fresh.currentContext;
+    this.execExtensions = fresh.execExtensions;
+    // A plugin's credential was for the old user entry: run it (as the new one says) again.
+    this.execSources.clear();
+    this.clientNode = undefined;
+    watched.identity = identity;
+    this.reloadFailure = undefined;
+  }
+
+  /** Why the changed kubeconfig is not in use, if it is not: see reloadIfChanged. */
+  get reloadProblem(): string | undefined {
+    return this.reloadFailure;
   }
 
   getContexts(): Context[] {

@@ -1,9 +1,16 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { closeClusterClients, createClusterClient } from '../../src/kube/cluster.js';
+import type { KubeApiError } from '../../src/kube/api-error.js';
+import {
+  closeClusterClients,
+  ClusterClient,
+  createClusterClient,
+  loadKubeConfig,
+} from '../../src/kube/cluster.js';
+import { KubeTransport } from '../../src/kube/http.js';
 import {
   createTestNamespace,
   kubeConfigFromTest,
@@ -28,24 +35,41 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** A kubeconfig in `folder` for the test API server, its one user `user`. */
-async function kubeconfigWithUser(folder: string, user: Record<string, unknown>): Promise<string> {
-  const cluster = kubeConfigFromTest().getCurrentCluster()!;
+/**
+ * A kubeconfig in `folder` for the test API server (or `server`), its one user `user`; replaced
+ * as a Secret volume replaces it, by a rename.
+ */
+async function kubeconfigWithUser(
+  folder: string,
+  user: Record<string, unknown>,
+  server?: { server: string; caData?: string },
+): Promise<string> {
+  const cluster = server ?? kubeConfigFromTest().getCurrentCluster()!;
   const file = path.join(folder, 'kubeconfig');
+  const entry = cluster.caData
+    ? { server: cluster.server, 'certificate-authority-data': cluster.caData }
+    : { server: cluster.server };
   await writeFile(
-    file,
+    `${file}.new`,
     stringify({
       apiVersion: 'v1',
       kind: 'Config',
-      clusters: [
-        { name: 'c', cluster: { server: cluster.server, 'certificate-authority-data': cluster.caData } },
-      ],
+      clusters: [{ name: 'c', cluster: entry }],
       users: [{ name: 'deployer', user }],
       contexts: [{ name: 'ctx', context: { cluster: 'c', user: 'deployer' } }],
       'current-context': 'ctx',
     }),
   );
+  await rename(`${file}.new`, file);
   return file;
+}
+
+/** The admin's user entry of the test kubeconfig: a client certificate in system:masters. */
+async function adminUser(): Promise<Record<string, unknown>> {
+  const admin = parse(await readFile(kubeconfigPathFromTest(), 'utf8')) as {
+    users: { user: Record<string, unknown> }[];
+  };
+  return admin.users[0]!.user;
 }
 
 describe('a kubeconfig user with tokenFile (real kube-apiserver)', () => {
@@ -76,12 +100,9 @@ describe('a kubeconfig user with tokenFile (real kube-apiserver)', () => {
 describe('a kubeconfig user that impersonates (real kube-apiserver)', () => {
   it('is taken for the user, groups, uid and extras its as-* fields name', async () => {
     // The admin (system:masters) may impersonate anyone.
-    const admin = parse(await readFile(kubeconfigPathFromTest(), 'utf8')) as {
-      users: { user: Record<string, unknown> }[];
-    };
     const folder = await mkdtemp(path.join(dir, 'impersonate-'));
     const file = await kubeconfigWithUser(folder, {
-      ...admin.users[0]!.user,
+      ...(await adminUser()),
       as: 'alice',
       'as-groups': ['deployers', 'auditors'],
       'as-uid': '1234',
@@ -96,5 +117,70 @@ describe('a kubeconfig user that impersonates (real kube-apiserver)', () => {
       groups: ['deployers', 'auditors', 'system:authenticated'],
       extra: { 'example.com/scopes': ['read', 'write'], reason: ['deploy'] },
     });
+  });
+});
+
+describe('a kubeconfig rotated under a running worker (real kube-apiserver)', () => {
+  it('takes the new inline token once the API server refuses the old one', async () => {
+    const folder = await mkdtemp(path.join(dir, 'rotated-token-'));
+    const file = await kubeconfigWithUser(folder, { token: 'revoked-token' });
+    const client = createClusterClient({ name: 'rotated', kubeconfig: file }, {});
+    await expect(whoAmI(client)).rejects.toMatchObject({ status: 401 });
+
+    const account = await serviceAccountToken(namespace.name, 'rotated');
+    await kubeconfigWithUser(folder, { token: account.token });
+    const user = await whoAmI(client);
+
+    expect(user.username).toBe(`system:serviceaccount:${namespace.name}:${account.name}`);
+  });
+
+  it('takes a new server, CA and client certificate when it next loads credentials', async () => {
+    const folder = await mkdtemp(path.join(dir, 'moved-'));
+    const file = await kubeconfigWithUser(folder, { token: 't' }, { server: 'https://127.0.0.1:1' });
+    const kc = loadKubeConfig({ name: 'moved', kubeconfig: file }, {});
+    // Credentials loaded for every request: what the minute between loads would otherwise be.
+    const client = new ClusterClient('moved', kc, new KubeTransport(kc, 'moved', { credentialTtlMs: 0 }));
+    try {
+      const refused = await whoAmI(client).catch((error: unknown) => error);
+      expect((refused as KubeApiError).message).toContain('cluster moved (https://127.0.0.1:1)');
+
+      await kubeconfigWithUser(folder, await adminUser());
+
+      expect((await whoAmI(client)).groups).toContain('system:masters');
+    } finally {
+      client.close();
+    }
+  });
+
+  it('keeps the last good credentials while the file does not load (caught half-written)', async () => {
+    const folder = await mkdtemp(path.join(dir, 'half-written-'));
+    const file = await kubeconfigWithUser(folder, await adminUser());
+    const kc = loadKubeConfig({ name: 'half', kubeconfig: file }, {});
+    const client = new ClusterClient('half', kc, new KubeTransport(kc, 'half', { credentialTtlMs: 0 }));
+    try {
+      const text = await readFile(file, 'utf8');
+      // Cut where the users begin: valid YAML without the users and contexts that followed.
+      await writeFile(file, text.slice(0, text.indexOf('users:')));
+
+      expect((await whoAmI(client)).groups).toContain('system:masters');
+      expect(kc.reloadProblem).toBe('cluster half: the kubeconfig has no current context with a cluster');
+    } finally {
+      client.close();
+    }
+  });
+
+  it('says so when the old credentials are refused and the changed file does not load', async () => {
+    const folder = await mkdtemp(path.join(dir, 'refused-half-written-'));
+    const file = await kubeconfigWithUser(folder, { token: 'revoked-token' });
+    const client = createClusterClient({ name: 'refused', kubeconfig: file }, {});
+    await expect(whoAmI(client)).rejects.toMatchObject({ status: 401 });
+
+    await writeFile(file, 'apiVersion: v1\nkind: Config\nclusters:\n  - name: c\n');
+    const refused = (await whoAmI(client).catch((error: unknown) => error)) as KubeApiError;
+
+    expect(refused.status).toBe(401);
+    expect(refused.message).toContain(
+      'the kubeconfig has changed but does not load, so the last good one was used: cluster refused: cannot load kubeconfig: clusters[0].cluster is missing',
+    );
   });
 });
