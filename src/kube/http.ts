@@ -1,5 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
+import { createSecureContext } from 'node:tls';
 import { errorMessage } from '../lib/errors.js';
 import { apiError, KubeApiError } from './api-error.js';
 import { ExecCredentialSource, type ExecCredential } from './exec-credential.js';
@@ -123,12 +124,20 @@ export class KubeTransport {
       [this.base.protocol, tls.ca, tls.cert, tls.key, tls.servername, tls.rejectUnauthorized].map(String),
     );
     if (!this.agent || fingerprint !== this.tlsFingerprint) {
-      // Rotated client certificates (exec plugins, files) take effect on new connections.
-      const previous = this.agent;
-      this.agent = this.createAgent(options.agent, tls);
-      this.tlsFingerprint = fingerprint;
-      // Requests in flight finish on the old connections; idle ones close with it afterwards.
-      if (previous) setTimeout(() => previous.destroy(), REQUEST_TIMEOUT_MS).unref();
+      const unusable = this.base.protocol === 'https:' ? unusableTls(tls) : undefined;
+      // A certificate and key caught mid-rotation (written one after the other, a key that is
+      // not the certificate's): the pair in use serves until the new one goes together.
+      if (unusable && !this.agent)
+        throw new Error(`the client certificate, key or CA cannot be used: ${unusable}`);
+      this.tlsProblem = unusable;
+      if (!unusable) {
+        // Rotated client certificates (exec plugins, files) take effect on new connections.
+        const previous = this.agent;
+        this.agent = this.createAgent(options.agent, tls);
+        this.tlsFingerprint = fingerprint;
+        // Requests in flight finish on the old connections; idle ones close with it afterwards.
+        if (previous) setTimeout(() => previous.destroy(), REQUEST_TIMEOUT_MS).unref();
+      }
     }
     // Not past the plugin's own expiry: an expired token would draw a 401 per request.
     const execUntil = exec ? ExecCredentialSource.usableUntil(exec) : undefined;
@@ -137,6 +146,8 @@ export class KubeTransport {
   }
 
   private tlsFingerprint = '';
+  /** Why the TLS material the kubeconfig gives now is not in use: see loadCredentials. */
+  private tlsProblem: string | undefined;
 
   private async currentCredentials(): Promise<Credentials> {
     const cached = this.credentials;
@@ -171,19 +182,34 @@ export class KubeTransport {
       try {
         return await this.send<T>(req, await this.credentialsFor(req));
       } catch (refused) {
-        throw this.withReloadProblem(refused);
+        throw this.withStaleReason(refused);
       }
     }
   }
 
-  /** A 401 with the last good kubeconfig, when the changed one does not load: that is the fix to make. */
-  private withReloadProblem(error: unknown): unknown {
-    const problem = this.kubeConfig.reloadProblem;
-    if (!problem || !(error instanceof KubeApiError) || error.status !== 401) return error;
-    return new KubeApiError(
-      `${error.message}; the kubeconfig has changed but does not load, so the last good one was used: ${problem}`,
-      { status: error.status, reason: error.reason, cause: error },
-    );
+  /**
+   * A 401 with the last good credentials, when the kubeconfig's new ones could not be taken
+   * (a file that does not load, a key that is not its certificate's): that is the fix to make.
+   */
+  private withStaleReason(error: unknown): unknown {
+    if (!(error instanceof KubeApiError) || error.status !== 401) return error;
+    const reload = this.kubeConfig.reloadProblem;
+    const reasons = [
+      ...(reload
+        ? [`the kubeconfig has changed but does not load, so the last good one was used: ${reload}`]
+        : []),
+      ...(this.tlsProblem
+        ? [
+            `the client certificate, key or CA it gives now cannot be used, so the previous ones were: ${this.tlsProblem}`,
+          ]
+        : []),
+    ];
+    if (reasons.length === 0) return error;
+    return new KubeApiError(`${error.message}; ${reasons.join('; ')}`, {
+      status: error.status,
+      reason: error.reason,
+      cause: error,
+    });
   }
 
   /**
@@ -219,31 +245,40 @@ export class KubeTransport {
       new KubeApiError(`${this.where}: ${describe}: ${error.message}`, { cause: error });
 
     return new Promise<KubeResponse<T>>((resolve, reject) => {
-      const request = module.request(
-        url,
-        { method: req.method, headers, agent: this.agent, signal: req.signal, timeout: REQUEST_TIMEOUT_MS },
-        (response) => {
-          const chunks: Buffer[] = [];
-          response.on('data', (chunk: Buffer) => chunks.push(chunk));
-          response.on('error', (error) => reject(networkError(error)));
-          response.on('end', () => {
-            const status = response.statusCode ?? 0;
-            const text = Buffer.concat(chunks).toString('utf8');
-            let body: unknown = undefined;
-            try {
-              body = text === '' ? undefined : JSON.parse(text);
-            } catch {
-              body = text;
-            }
-            if (status >= 200 && status < 300) {
-              resolve({ status, body: body as T });
-              return;
-            }
-            const retryAfterMs = parseRetryAfter(response.headers['retry-after']);
-            reject(apiError(status, body, describe, this.where, retryAfterMs));
-          });
-        },
-      );
+      const receive = (response: http.IncomingMessage): void => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('error', (error) => reject(networkError(error)));
+        response.on('end', () => {
+          const status = response.statusCode ?? 0;
+          const text = Buffer.concat(chunks).toString('utf8');
+          let body: unknown = undefined;
+          try {
+            body = text === '' ? undefined : JSON.parse(text);
+          } catch {
+            body = text;
+          }
+          if (status >= 200 && status < 300) {
+            resolve({ status, body: body as T });
+            return;
+          }
+          const retryAfterMs = parseRetryAfter(response.headers['retry-after']);
+          reject(apiError(status, body, describe, this.where, retryAfterMs));
+        });
+      };
+      let request: http.ClientRequest;
+      try {
+        request = module.request(
+          url,
+          { method: req.method, headers, agent: this.agent, signal: req.signal, timeout: REQUEST_TIMEOUT_MS },
+          receive,
+        );
+      } catch (error) {
+        // Thrown before anything was sent (TLS material node cannot use, a header value it
+        // refuses): the cluster's credentials or kubeconfig, not the object; no status, so transient.
+        reject(networkError(error instanceof Error ? error : new Error(String(error))));
+        return;
+      }
       // A silent server (idle socket) fails the request instead of hanging the deploy.
       request.on('timeout', () =>
         request.destroy(new Error(`no answer within ${REQUEST_TIMEOUT_MS / 1000}s`)),
@@ -266,4 +301,14 @@ function serverOf(server: string, clusterName: string | undefined): { base: URL;
     base,
     where: clusterName === undefined ? `API server ${shown}` : `cluster ${clusterName} (${shown})`,
   };
+}
+
+/** Why node cannot make a TLS context of `tls` (a key that is not the certificate's), if it cannot. */
+function unusableTls(tls: https.AgentOptions): string | undefined {
+  try {
+    createSecureContext({ ca: tls.ca, cert: tls.cert, key: tls.key });
+    return undefined;
+  } catch (error) {
+    return errorMessage(error);
+  }
 }

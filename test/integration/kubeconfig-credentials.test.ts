@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -10,7 +11,10 @@ import {
   createClusterClient,
   loadKubeConfig,
 } from '../../src/kube/cluster.js';
+import { failuresError } from '../../src/kube/failures.js';
 import { KubeTransport } from '../../src/kube/http.js';
+import { planObjects } from '../../src/kube/plan.js';
+import type { PreparedObject } from '../../src/manifests/prepare.js';
 import {
   createTestNamespace,
   kubeConfigFromTest,
@@ -182,5 +186,87 @@ describe('a kubeconfig rotated under a running worker (real kube-apiserver)', ()
     expect(refused.message).toContain(
       'the kubeconfig has changed but does not load, so the last good one was used: cluster refused: cannot load kubeconfig: clusters[0].cluster is missing',
     );
+  });
+});
+
+/** A private key that is not the admin certificate's: what a rotation caught halfway leaves. */
+function otherKeyData(): string {
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  return Buffer.from(privateKey.export({ type: 'pkcs8', format: 'pem' })).toString('base64');
+}
+
+describe('credentials refused or unusable (real kube-apiserver)', () => {
+  const configMap = (namespaceName: string): PreparedObject => ({
+    object: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'a', namespace: namespaceName } },
+    source: { file: 'env/app.yaml', document: 1 },
+    ref: { apiVersion: 'v1', kind: 'ConfigMap', namespace: namespaceName, name: 'a' },
+    resource: { group: '', version: 'v1', kind: 'ConfigMap', plural: 'configmaps', namespaced: true },
+    stage: 2,
+    kindFromSet: false,
+  });
+
+  it('fail a dry-run the API server refused the token of as the credentials’ fault, not permanent', async () => {
+    const folder = await mkdtemp(path.join(dir, 'refused-dry-run-'));
+    const file = await kubeconfigWithUser(folder, { token: 'revoked-token' });
+    const client = createClusterClient({ name: 'refused-dry-run', kubeconfig: file }, {});
+
+    const { failures } = await planObjects(client, [configMap(namespace.name)]);
+    const error = failuresError(failures, 'server-side dry-run rejected the set, nothing was changed', []);
+
+    expect(failures[0]).toMatchObject({ permanent: false, unauthorized: true });
+    expect(error.code).toBe('unauthorized');
+    expect(error.message).toMatch(
+      /^the API server refused the kubeconfig's credentials \(401 Unauthorized\)/,
+    );
+  });
+
+  it('fail an object as transient, naming the cluster, when node refuses a header value', async () => {
+    const folder = await mkdtemp(path.join(dir, 'bad-header-'));
+    const file = await kubeconfigWithUser(folder, { ...(await adminUser()), as: 'alice\r\nX-Injected: 1' });
+    const client = createClusterClient({ name: 'bad-header', kubeconfig: file }, {});
+
+    const { failures } = await planObjects(client, [configMap(namespace.name)]);
+
+    expect(failures).toHaveLength(1);
+    expect(failures[0]).toMatchObject({ permanent: false, network: true });
+    expect(failures[0]?.message).toContain('cluster bad-header (https://');
+  });
+
+  it('name the cluster when a client key is not its certificate’s, as transient', async () => {
+    const folder = await mkdtemp(path.join(dir, 'mismatch-'));
+    const file = await kubeconfigWithUser(folder, {
+      ...(await adminUser()),
+      'client-key-data': otherKeyData(),
+    });
+    const client = createClusterClient({ name: 'mismatch', kubeconfig: file }, {});
+
+    const error = (await whoAmI(client).catch((e: unknown) => e)) as KubeApiError;
+
+    expect(error.status).toBeUndefined();
+    expect(error.transient).toBe(true);
+    expect(error.message).toMatch(
+      /^cluster mismatch \(https:\/\/[^)]+\): POST \/apis\/authentication\.k8s\.io\/v1\/selfsubjectreviews: cannot load the cluster credentials: the client certificate, key or CA cannot be used: .*key values mismatch/,
+    );
+  });
+
+  it('keep the pair in use while the kubeconfig holds a key that is not its certificate’s', async () => {
+    const folder = await mkdtemp(path.join(dir, 'mid-rotation-'));
+    const admin = await adminUser();
+    const file = await kubeconfigWithUser(folder, admin);
+    const kc = loadKubeConfig({ name: 'mid-rotation', kubeconfig: file }, {});
+    const client = new ClusterClient(
+      'mid-rotation',
+      kc,
+      new KubeTransport(kc, 'mid-rotation', { credentialTtlMs: 0 }),
+    );
+    try {
+      expect((await whoAmI(client)).groups).toContain('system:masters');
+
+      await kubeconfigWithUser(folder, { ...admin, 'client-key-data': otherKeyData() });
+
+      expect((await whoAmI(client)).groups).toContain('system:masters');
+    } finally {
+      client.close();
+    }
   });
 });
