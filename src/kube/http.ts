@@ -87,10 +87,9 @@ export class KubeTransport {
     ({ base: this.base, where: this.where } = serverOf(cluster.server, clusterName));
   }
 
-  private createAgent(clientNodeAgent: unknown, tls: https.AgentOptions): http.Agent {
-    // Proxy agents (socks, http CONNECT) are what client-node knows how to build; keep its choice there.
-    if (this.kubeConfig.getCurrentCluster()?.proxyUrl && clientNodeAgent instanceof http.Agent)
-      return clientNodeAgent;
+  private async createAgent(tls: https.AgentOptions): Promise<http.Agent> {
+    // From the TLS options as sent, an exec plugin's client certificate included.
+    if (this.kubeConfig.getCurrentCluster()?.proxyUrl) return this.kubeConfig.proxyAgent(tls);
     const options = { keepAlive: true, maxSockets: MAX_SOCKETS };
     if (this.base.protocol === 'http:') return new http.Agent(options);
     // TLS material lives in the agent, not in each request: the agent keys its socket pool
@@ -121,7 +120,15 @@ export class KubeTransport {
     };
     if (options.rejectUnauthorized !== undefined) tls.rejectUnauthorized = options.rejectUnauthorized;
     const fingerprint = JSON.stringify(
-      [this.base.protocol, tls.ca, tls.cert, tls.key, tls.servername, tls.rejectUnauthorized].map(String),
+      [
+        this.base.protocol,
+        this.kubeConfig.getCurrentCluster()?.proxyUrl,
+        tls.ca,
+        tls.cert,
+        tls.key,
+        tls.servername,
+        tls.rejectUnauthorized,
+      ].map(String),
     );
     if (!this.agent || fingerprint !== this.tlsFingerprint) {
       const unusable = this.base.protocol === 'https:' ? unusableTls(tls) : undefined;
@@ -133,7 +140,7 @@ export class KubeTransport {
       if (!unusable) {
         // Rotated client certificates (exec plugins, files) take effect on new connections.
         const previous = this.agent;
-        this.agent = this.createAgent(options.agent, tls);
+        this.agent = await this.createAgent(tls);
         this.tlsFingerprint = fingerprint;
         // Requests in flight finish on the old connections; idle ones close with it afterwards.
         if (previous) setTimeout(() => previous.destroy(), REQUEST_TIMEOUT_MS).unref();

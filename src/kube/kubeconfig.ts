@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import type https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
@@ -218,10 +219,10 @@ export class KubeAccess {
     // The cluster's TLS whatever the user: without it a context with no user (or one naming
     // a user the file lacks) would not check the server against its CA.
     if (cluster) applyClusterTls(cluster, options);
-    if (needsClientNode(cluster, user)) {
-      await (await this.loadClientNode()).applyToHTTPSOptions(options);
-    } else if (user) {
-      applyOwnCredentials(user, options);
+    if (user) applyOwnCredentials(user, options);
+    if (user && usesAuthProvider(user)) {
+      const authorization = await this.authProviderHeader();
+      if (authorization) options.headers = { ...(options.headers ?? {}), Authorization: authorization };
     }
     if (!user?.exec) return undefined;
     const credential = await this.execSource(user).get();
@@ -258,6 +259,39 @@ export class KubeAccess {
       this.execSources.set(user.name, source);
     }
     return source;
+  }
+
+  /**
+   * The agent of a cluster with `proxy-url` (http CONNECT, socks), which client-node knows how
+   * to build: built from `tls` as requests will use it, an exec plugin's client certificate
+   * included. client-node is given the server and proxy only, so that it adds nothing of its own.
+   */
+  async proxyAgent(tls: https.AgentOptions): Promise<http.Agent> {
+    const cluster = this.getCurrentCluster();
+    if (!cluster?.proxyUrl) throw new Error('the kubeconfig cluster has no proxy-url');
+    const { KubeConfig } = await import('@kubernetes/client-node');
+    const kc = new KubeConfig();
+    kc.loadFromOptions({
+      clusters: [
+        { name: 'proxied', server: cluster.server, proxyUrl: cluster.proxyUrl, skipTLSVerify: false },
+      ],
+      users: [{ name: 'none' }],
+      contexts: [{ name: 'proxied', cluster: 'proxied', user: 'none' }],
+      currentContext: 'proxied',
+    });
+    const options: https.RequestOptions = { ...tls };
+    await kc.applyToHTTPSOptions(options);
+    if (!(options.agent instanceof http.Agent)) throw new Error(`no agent for proxy-url ${cluster.proxyUrl}`);
+    return options.agent;
+  }
+
+  /** The Authorization header of an auth provider (oidc, azure, gcp): client-node runs those. */
+  private async authProviderHeader(): Promise<string | undefined> {
+    const scratch: https.RequestOptions = {};
+    await (await this.loadClientNode()).applyToHTTPSOptions(scratch);
+    // client-node sets headers as an object (OutgoingHttpHeaders), never as a raw list.
+    const authorization = (scratch.headers as http.OutgoingHttpHeaders | undefined)?.Authorization;
+    return typeof authorization === 'string' ? authorization : undefined;
   }
 
   private loadClientNode(): Promise<KubeConfig> {
@@ -384,11 +418,10 @@ export function escapeHeaderKey(key: string): string {
   return escaped;
 }
 
-function needsClientNode(cluster: Cluster | null, user: User | null): boolean {
-  if (cluster?.proxyUrl) return true;
-  if (!user) return false;
-  const provider = user.authProvider as { config?: { tokenFile?: string } } | undefined;
-  return provider !== undefined && !provider.config?.tokenFile;
+/** An auth provider other than the in-cluster token file, which is read here. */
+function usesAuthProvider(user: KubeUser): boolean {
+  const provider = user.authProvider as { config?: { tokenFile?: string } } | null | undefined;
+  return provider !== undefined && provider !== null && !provider.config?.tokenFile;
 }
 
 function absolute(dir: string, file: string | undefined): string | undefined {

@@ -1,4 +1,6 @@
 import { generateKeyPairSync } from 'node:crypto';
+import http from 'node:http';
+import net, { type AddressInfo } from 'node:net';
 import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -268,5 +270,108 @@ describe('credentials refused or unusable (real kube-apiserver)', () => {
     } finally {
       client.close();
     }
+  });
+});
+
+/** An HTTP CONNECT proxy on a spare loopback port that records where each tunnel went. */
+async function startConnectProxy(): Promise<{ url: string; tunnels: string[]; close(): Promise<void> }> {
+  const tunnels: string[] = [];
+  const sockets = new Set<net.Socket>();
+  const server = http.createServer((_request, response) => response.writeHead(405).end());
+  server.on('connect', (request: http.IncomingMessage, client: net.Socket, head: Buffer) => {
+    tunnels.push(request.url ?? '');
+    const [host, port] = (request.url ?? '').split(':');
+    const upstream = net.connect(Number(port), host, () => {
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      upstream.write(head);
+      upstream.pipe(client);
+      client.pipe(upstream);
+    });
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+    }
+    upstream.on('error', () => client.destroy());
+    client.on('error', () => upstream.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    tunnels,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+describe('a cluster reached through proxy-url (real kube-apiserver, CONNECT proxy)', () => {
+  let proxy: Awaited<ReturnType<typeof startConnectProxy>>;
+
+  beforeAll(async () => {
+    proxy = await startConnectProxy();
+  });
+  afterAll(() => proxy.close());
+
+  /** A kubeconfig in `folder` for the test API server through the proxy, its one user `user`. */
+  async function proxiedKubeconfig(folder: string, user: Record<string, unknown>): Promise<string> {
+    const file = await kubeconfigWithUser(folder, user);
+    const config = parse(await readFile(file, 'utf8')) as {
+      clusters: { cluster: Record<string, unknown> }[];
+    };
+    config.clusters[0]!.cluster['proxy-url'] = proxy.url;
+    await writeFile(file, stringify(config));
+    return file;
+  }
+
+  it('presents the client certificate an exec plugin hands out', async () => {
+    const folder = await mkdtemp(path.join(dir, 'proxied-exec-'));
+    const admin = await adminUser();
+    const pem = (field: string): string => Buffer.from(String(admin[field]), 'base64').toString('utf8');
+    await writeFile(
+      path.join(folder, 'credential.json'),
+      JSON.stringify({
+        apiVersion: 'client.authentication.k8s.io/v1',
+        kind: 'ExecCredential',
+        status: {
+          clientCertificateData: pem('client-certificate-data'),
+          clientKeyData: pem('client-key-data'),
+        },
+      }),
+    );
+    const file = await proxiedKubeconfig(folder, {
+      exec: {
+        apiVersion: 'client.authentication.k8s.io/v1',
+        command: 'cat',
+        args: [path.join(folder, 'credential.json')],
+        interactiveMode: 'Never',
+      },
+    });
+    const before = proxy.tunnels.length;
+
+    const user = await whoAmI(createClusterClient({ name: 'proxied-exec', kubeconfig: file }, {}));
+
+    expect(user.groups).toContain('system:masters');
+    expect(proxy.tunnels.length).toBeGreaterThan(before);
+  });
+
+  it('sends what pushgate reads itself: a tokenFile and impersonation', async () => {
+    const account = await serviceAccountToken(namespace.name, 'proxied');
+    const folder = await mkdtemp(path.join(dir, 'proxied-token-file-'));
+    await writeFile(path.join(folder, 'token'), account.token);
+    const admin = await proxiedKubeconfig(folder, {
+      ...(await adminUser()),
+      as: 'alice',
+      'as-groups': ['qa'],
+    });
+    const impersonated = await whoAmI(createClusterClient({ name: 'proxied-as', kubeconfig: admin }, {}));
+    const file = await proxiedKubeconfig(folder, { tokenFile: 'token' });
+
+    const user = await whoAmI(createClusterClient({ name: 'proxied-token-file', kubeconfig: file }, {}));
+
+    expect(impersonated).toMatchObject({ username: 'alice', groups: ['qa', 'system:authenticated'] });
+    expect(user.username).toBe(`system:serviceaccount:${namespace.name}:${account.name}`);
   });
 });

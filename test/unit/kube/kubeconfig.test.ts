@@ -174,6 +174,19 @@ describe('KubeAccess (kubeconfig without loading the whole client)', () => {
     expect(escapeHeaderKey(key)).toBe(escaped);
   });
 
+  it('sends an auth provider’s token (client-node runs those) with the kubeconfig’s TLS and impersonation', async () => {
+    const options = await optionsFor(
+      kubeconfig(
+        configDir(),
+        { 'auth-provider': { name: 'gcp', config: { 'access-token': 'gcp-token' } }, as: 'alice' },
+        { 'certificate-authority-data': Buffer.from('CA').toString('base64') },
+      ),
+    );
+
+    expect(options.headers).toEqual({ Authorization: 'Bearer gcp-token', 'Impersonate-User': 'alice' });
+    expect((options.ca as Buffer).toString()).toBe('CA');
+  });
+
   it('runs an exec plugin named relative to the kubeconfig and sends its token', async () => {
     const dir = configDir();
     const plugin = join(dir, 'plugin.sh');
