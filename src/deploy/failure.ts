@@ -34,7 +34,10 @@ export const REFUSED_ATTEMPTS = 3;
 
 /** The attempts the job gets in all, given the failure of this one. */
 export function attemptsAllowed(error: unknown, configured: number): number {
-  const refused = error instanceof KubeApiError && (error.status === 401 || error.status === 403);
+  const refused =
+    (error instanceof KubeApiError && (error.status === 401 || error.status === 403)) ||
+    // A 401 on an object's dry-run or apply (failuresError).
+    (error instanceof PushgateError && error.code === 'unauthorized');
   return refused ? Math.min(configured, REFUSED_ATTEMPTS) : configured;
 }
 

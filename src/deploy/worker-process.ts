@@ -18,7 +18,7 @@ export async function startWorkerFromRuntime(
     redisUrl,
     logger,
     metrics,
-    engine: createKubeApplyEngine(config, env),
+    engine: createKubeApplyEngine(config, env, { logger }),
     cacheDir: defaultGitCacheDir(env),
     gitToken: secrets.gitToken,
     reporter: createCommitStatusReporter(config, secrets, logger, { redisUrl, metrics }),

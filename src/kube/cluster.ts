@@ -1,12 +1,15 @@
-import { existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { ClusterConfig } from '../config/schema.js';
 import { ConfigError, errorMessage } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
 import type { ResourceInfo } from '../manifests/resource-info.js';
 import type { ManifestObject } from '../manifests/types.js';
 import { Discovery } from './discovery.js';
-import { KubeAccess } from './kubeconfig.js';
+import type { PluginFailure } from './exec-credential.js';
+import { INSECURE_WITH_CA, KubeAccess } from './kubeconfig.js';
 import { isNotFound } from './api-error.js';
 import { KubeTransport, type KubeRequest, type KubeResponse, type RequestOptions } from './http.js';
 import { collectionPath, objectPath } from './paths.js';
@@ -243,6 +246,11 @@ export class ClusterClient {
 
 export type Env = Record<string, string | undefined>;
 
+export interface ClusterClientOptions {
+  /** The worker's log: a failed exec credential plugin's stderr goes there, at debug level only. */
+  logger?: Pick<Logger, 'debug'>;
+}
+
 const clients = new Map<string, ClusterClient>();
 
 /**
@@ -251,11 +259,20 @@ const clients = new Map<string, ClusterClient>();
  * `cluster.kubeconfig`, else `$KUBECONFIG` (a path list, merged, missing files skipped), else `~/.kube/config`,
  * else the in-cluster service account.
  */
-export function createClusterClient(cluster: ClusterConfig, env: Env = process.env): ClusterClient {
+export function createClusterClient(
+  cluster: ClusterConfig,
+  env: Env = process.env,
+  options: ClusterClientOptions = {},
+): ClusterClient {
   const key = JSON.stringify([cluster.name, cluster.kubeconfig, cluster.context, env.KUBECONFIG]);
   const cached = clients.get(key);
   if (cached) return cached;
-  const client = new ClusterClient(cluster.name, loadKubeConfig(cluster, env));
+  const { logger } = options;
+  const onPluginFailure = logger
+    ? (failure: PluginFailure): void =>
+        logger.debug({ cluster: cluster.name, ...failure }, 'exec credential plugin failed')
+    : undefined;
+  const client = new ClusterClient(cluster.name, loadKubeConfig(cluster, env, onPluginFailure));
   clients.set(key, client);
   return client;
 }
@@ -279,8 +296,55 @@ function loadFailure(error: unknown): string {
   return errorMessage(error);
 }
 
-export function loadKubeConfig(cluster: ClusterConfig, env: Env = process.env): KubeAccess {
-  const kc = new KubeAccess(env);
+/**
+ * The cluster's kubeconfig, loaded again when its files change (see KubeAccess.reloadIfChanged):
+ * a kubeconfig mounted from a Secret is replaced in place when the Secret is rotated.
+ */
+export function loadKubeConfig(
+  cluster: ClusterConfig,
+  env: Env = process.env,
+  onPluginFailure?: (failure: PluginFailure) => void,
+): KubeAccess {
+  const source = {
+    identity: () => kubeconfigIdentity(cluster, env),
+    load: () => readKubeConfig(cluster, env, onPluginFailure),
+  };
+  // Taken before the read: a file replaced in between is read again at the next check.
+  const identity = source.identity();
+  const kc = source.load();
+  kc.watch(source, identity);
+  return kc;
+}
+
+/**
+ * What the kubeconfig files hold, as content hashes: a Secret volume swaps its files by a
+ * symlink (new inode, maybe the same size and mtime second), an editor may rewrite one in
+ * place. A few KiB hashed once a minute. Files it names (certificates, CA, tokenFile) are read
+ * on every credential load anyway.
+ */
+function kubeconfigIdentity(cluster: ClusterConfig, env: Env): string {
+  let files: string[];
+  try {
+    files = kubeconfigFiles(cluster, env);
+  } catch (error) {
+    return `unlisted: ${errorMessage(error)}`;
+  }
+  const hashes = files.map((file) => {
+    try {
+      return createHash('sha256').update(readFileSync(file)).digest('hex');
+    } catch (error) {
+      return `unreadable: ${errorMessage(error)}`;
+    }
+  });
+  return JSON.stringify([files, hashes]);
+}
+
+function readKubeConfig(
+  cluster: ClusterConfig,
+  env: Env,
+  onPluginFailure: ((failure: PluginFailure) => void) | undefined,
+): KubeAccess {
+  const kc = new KubeAccess(env, onPluginFailure);
   const files = kubeconfigFiles(cluster, env);
   try {
     if (files.length > 0) {
@@ -311,8 +375,21 @@ export function loadKubeConfig(cluster: ClusterConfig, env: Env = process.env): 
     }
     kc.setCurrentContext(cluster.context);
   }
-  if (!kc.getCurrentCluster()) {
+  const current = kc.getCurrentCluster();
+  if (!current) {
     throw new ConfigError(`cluster ${cluster.name}: the kubeconfig has no current context with a cluster`);
+  }
+  if (current.skipTLSVerify && (current.caFile || current.caData)) {
+    throw new ConfigError(
+      `cluster ${cluster.name}: kubeconfig cluster "${current.name}" has insecure-skip-tls-verify and a certificate authority: ${INSECURE_WITH_CA}`,
+    );
+  }
+  // As client-go, rather than go out as system:anonymous.
+  const context = kc.getContextObject(kc.getCurrentContext());
+  if (context?.user && !kc.getUser(context.user)) {
+    throw new ConfigError(
+      `cluster ${cluster.name}: user "${context.user}" was not found for context "${context.name}"`,
+    );
   }
   return kc;
 }

@@ -21,6 +21,14 @@ export interface ExecCluster extends Cluster {
   execExtension?: unknown;
 }
 
+/** A plugin that exited with an error, with its whole stderr tail: for the worker's debug log only. */
+export interface PluginFailure {
+  command: string;
+  exitCode: number | null;
+  signal: string | null;
+  stderr: string;
+}
+
 /** What a plugin answers: a bearer token, a client certificate, or both. */
 export interface ExecCredential {
   token?: string;
@@ -34,7 +42,9 @@ const API_VERSIONS = ['client.authentication.k8s.io/v1', 'client.authentication.
 /** A plugin that hangs (a login prompt nobody answers) must not hang every deploy. */
 const PLUGIN_TIMEOUT_MS = 60_000;
 const MAX_OUTPUT_BYTES = 1024 * 1024;
+/** Kept for the debug log only: see failureHint for what the error may carry. */
 const STDERR_TAIL_CHARS = 1000;
+const HINT_MAX_CHARS = 120;
 /** Renewed this long before the plugin's expiry, so no request leaves with a token about to lapse. */
 const EXPIRY_MARGIN_MS = 10_000;
 
@@ -54,6 +64,7 @@ export class ExecCredentialSource {
     private readonly cluster: ExecCluster | null,
     private readonly env: Env,
     private readonly timeoutMs = PLUGIN_TIMEOUT_MS,
+    private readonly onFailure?: (failure: PluginFailure) => void,
   ) {}
 
   /** The plugin's credential, run again once it has expired or was forgotten; one run at a time. */
@@ -61,7 +72,7 @@ export class ExecCredentialSource {
     const cached = this.cached;
     const until = cached && ExecCredentialSource.usableUntil(cached);
     if (cached && (until === undefined || until > now)) return Promise.resolve(cached);
-    this.running ??= runPlugin(this.exec, this.cluster, this.env, this.timeoutMs)
+    this.running ??= runPlugin(this.exec, this.cluster, this.env, this.timeoutMs, this.onFailure)
       .then((credential) => {
         this.cached = credential;
         return credential;
@@ -140,9 +151,10 @@ async function runPlugin(
   cluster: ExecCluster | null,
   env: Env,
   timeoutMs: number,
+  onFailure?: (failure: PluginFailure) => void,
 ): Promise<ExecCredential> {
   checkConfig(exec);
-  const stdout = await spawnPlugin(exec, pluginEnvironment(exec, cluster, env), timeoutMs);
+  const stdout = await spawnPlugin(exec, pluginEnvironment(exec, cluster, env), timeoutMs, onFailure);
   return parseCredential(exec, stdout);
 }
 
@@ -152,7 +164,12 @@ async function runPlugin(
  * group also ends with the worker, so a plugin waiting on a login nobody completes does not
  * outlive a SIGKILLed one.
  */
-function spawnPlugin(exec: ExecConfig, env: Env, timeoutMs: number): Promise<string> {
+function spawnPlugin(
+  exec: ExecConfig,
+  env: Env,
+  timeoutMs: number,
+  onFailure?: (failure: PluginFailure) => void,
+): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawnProcessGroup(exec.command, exec.args ?? [], { env });
     const out: Buffer[] = [];
@@ -192,10 +209,35 @@ function spawnPlugin(exec: ExecConfig, env: Env, timeoutMs: number): Promise<str
         resolve(Buffer.concat(out).toString('utf8'));
         return;
       }
+      onFailure?.({ command: exec.command, exitCode: code, signal, stderr });
       const status = code === null ? `was killed by ${signal ?? 'a signal'}` : `exited with code ${code}`;
-      reject(new Error(`${describe(exec)} ${status}: ${stderr.trim() || '(no output on stderr)'}`));
+      reject(new Error(`${describe(exec)} ${status}${failureHint(stderr)}`));
     });
   });
+}
+
+/** A line that may carry a value: a shell trace (`set -x`: `+ TOKEN=…`), an assignment, `--flag=…`. */
+const MAY_CARRY_VALUE = /^\s*\+|[\w-]=/;
+/** A long run of token characters: an opaque value (a token, a key, a JWT) if it mixes letters and digits. */
+const LONG_RUN = /[A-Za-z0-9+/_.~-]{20,}={0,2}/g;
+
+/**
+ * What the error (the job's record, its commit status, info logs) may say of the plugin's
+ * stderr: the last line that is not a shell trace or an assignment, opaque runs cut out,
+ * clipped. Plugins print their tokens, refresh tokens included, under `set -x` or a verbose
+ * flag; the whole tail goes to the worker's debug log only (onFailure).
+ */
+export function failureHint(stderr: string): string {
+  const line = stderr
+    .split('\n')
+    .map((candidate) => candidate.trim())
+    .filter((candidate) => candidate !== '' && !MAY_CARRY_VALUE.test(candidate))
+    .at(-1);
+  if (line === undefined) return '';
+  // A path (`/var/run/secrets/…/token`) says where to look, so a run of letters alone stays.
+  const cut = line.replace(LONG_RUN, (run) => (/\d/.test(run) && /[A-Za-z]/.test(run) ? '…' : run));
+  const clipped = cut.length > HINT_MAX_CHARS ? `${cut.slice(0, HINT_MAX_CHARS - 1)}…` : cut;
+  return `: ${clipped}`;
 }
 
 /** The plugin's answer, checked as kubectl checks it; the message never quotes the credential. */

@@ -15,7 +15,13 @@ export interface ObjectFailure {
   permanent: boolean;
   /** No HTTP answer at all: the network or the server is down. */
   network: boolean;
+  /** The API server refused the credentials (401): the cluster's kubeconfig, not the object. */
+  unauthorized: boolean;
 }
+
+/** How a job's error begins when the API server refused the credentials: the commit status shows this. */
+export const CREDENTIALS_REFUSED =
+  "the API server refused the kubeconfig's credentials (401 Unauthorized), not the manifests";
 
 /**
  * Where the API server quotes the offending value: as JSON (`{"labels":…}`), or a Go literal
@@ -64,8 +70,14 @@ export function shortenQuotedValues(message: string): string {
 }
 
 export function objectFailure(object: PreparedObject, verb: string, error: unknown): ObjectFailure {
+  const unauthorized = error instanceof KubeApiError && error.status === 401;
+  // A 401 is a token mid-rotation or a wrong one: retried a few times (attemptsAllowed).
   const permanent =
-    error instanceof KubeApiError || error instanceof BeingDeletedError ? !error.transient : true;
+    error instanceof KubeApiError
+      ? !error.transient && !unauthorized
+      : error instanceof BeingDeletedError
+        ? !error.transient
+        : true;
   const network = error instanceof KubeApiError && error.status === undefined;
   const status = error instanceof KubeApiError && error.status !== undefined ? ` (HTTP ${error.status})` : '';
   return {
@@ -73,6 +85,7 @@ export function objectFailure(object: PreparedObject, verb: string, error: unkno
     message: `${describeRef(object.ref)}: ${verb}${status}: ${shortenQuotedValues(redactSecretValues(errorMessage(error), object.object))}`,
     permanent,
     network,
+    unauthorized,
   };
 }
 
@@ -82,16 +95,21 @@ export function failuresError(
   headline: string,
   resources: ResourceResult[],
 ): DeployError {
-  const permanent = failures.every((failure) => failure.permanent);
-  const code = failures.every((failure) => failure.network) ? 'transient' : 'apply_rejected';
   const lines = formatProblems(
     failures.map((failure) => ({ source: failure.object.source, message: failure.message })),
     'objects failed',
   );
-  return new DeployError(code, `${headline}: ${failures.length === 1 ? lines : `\n${lines}`}`, {
-    permanent,
-    resources,
-  });
+  const listed = failures.length === 1 ? lines : `\n${lines}`;
+  // Every request carries the same credentials: refused for one object, they are the
+  // problem, whatever else the others met.
+  if (failures.some((failure) => failure.unauthorized))
+    return new DeployError('unauthorized', `${CREDENTIALS_REFUSED} (${headline}): ${listed}`, {
+      permanent: false,
+      resources,
+    });
+  const permanent = failures.every((failure) => failure.permanent);
+  const code = failures.every((failure) => failure.network) ? 'transient' : 'apply_rejected';
+  return new DeployError(code, `${headline}: ${listed}`, { permanent, resources });
 }
 
 export function where(object: PreparedObject): string {

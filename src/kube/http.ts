@@ -1,5 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
+import { createSecureContext } from 'node:tls';
 import { errorMessage } from '../lib/errors.js';
 import { apiError, KubeApiError } from './api-error.js';
 import { ExecCredentialSource, type ExecCredential } from './exec-credential.js';
@@ -37,13 +38,17 @@ export interface KubeResponse<T> {
 }
 
 interface Credentials {
-  headers: Record<string, string>;
+  /** Arrays are sent as one header line each (Impersonate-Group). */
+  headers: Record<string, string | string[]>;
   expiresAt: number;
   /** The exec plugin's credential in `headers` or the agent, to name when it is refused. */
   exec: ExecCredential | undefined;
 }
 
-/** Tokens from exec plugins and projected service-account files rotate; re-read them this often. */
+/**
+ * Tokens from exec plugins and projected service-account files rotate, and so do kubeconfigs
+ * mounted from Secrets; re-read them this often (and after a 401).
+ */
 const CREDENTIAL_TTL_MS = 60_000;
 const REQUEST_TIMEOUT_MS = 30_000;
 /** Enough sockets for the engine's parallelism, few enough not to swamp an API server. */
@@ -58,32 +63,33 @@ const MAX_SOCKETS = 64;
  * comparison of live and dry-run objects. One keep-alive agent per cluster serves all.
  */
 export class KubeTransport {
-  private readonly base: URL;
+  /** The kubeconfig's `server`, as base and where: a rotated kubeconfig may move it. */
+  private server: string;
+  private base: URL;
   /** Who did not answer, for network errors: `cluster prod (https://10.0.0.1:6443)`. */
-  private readonly where: string;
+  private where: string;
   private agent: http.Agent | undefined;
   private credentials: Promise<Credentials> | undefined;
   private readonly throttle: ThrottleRetryOptions;
+  private readonly credentialTtlMs: number;
 
   /** `clusterName`: the configured cluster's name, which network errors carry. */
   constructor(
     private readonly kubeConfig: KubeAccess,
-    clusterName?: string,
-    options: { throttle?: Partial<ThrottleRetryOptions> } = {},
+    private readonly clusterName?: string,
+    options: { throttle?: Partial<ThrottleRetryOptions>; credentialTtlMs?: number } = {},
   ) {
     this.throttle = { ...THROTTLE_RETRY, ...options.throttle };
+    this.credentialTtlMs = options.credentialTtlMs ?? CREDENTIAL_TTL_MS;
     const cluster = kubeConfig.getCurrentCluster();
     if (!cluster) throw new Error(`kubeconfig context "${kubeConfig.getCurrentContext()}" names no cluster`);
-    this.base = new URL(cluster.server);
-    // origin + path: no user:password a server URL might carry.
-    const server = `${this.base.origin}${this.base.pathname.replace(/\/$/, '')}`;
-    this.where = clusterName === undefined ? `API server ${server}` : `cluster ${clusterName} (${server})`;
+    this.server = cluster.server;
+    ({ base: this.base, where: this.where } = serverOf(cluster.server, clusterName));
   }
 
-  private createAgent(clientNodeAgent: unknown, tls: https.AgentOptions): http.Agent {
-    // Proxy agents (socks, http CONNECT) are what client-node knows how to build; keep its choice there.
-    if (this.kubeConfig.getCurrentCluster()?.proxyUrl && clientNodeAgent instanceof http.Agent)
-      return clientNodeAgent;
+  private async createAgent(tls: https.AgentOptions): Promise<http.Agent> {
+    // From the TLS options as sent, an exec plugin's client certificate included.
+    if (this.kubeConfig.getCurrentCluster()?.proxyUrl) return this.kubeConfig.proxyAgent(tls);
     const options = { keepAlive: true, maxSockets: MAX_SOCKETS };
     if (this.base.protocol === 'http:') return new http.Agent(options);
     // TLS material lives in the agent, not in each request: the agent keys its socket pool
@@ -92,11 +98,18 @@ export class KubeTransport {
   }
 
   private async loadCredentials(): Promise<Credentials> {
+    this.kubeConfig.reloadIfChanged();
+    const server = this.kubeConfig.getCurrentCluster()?.server;
+    if (server !== undefined && server !== this.server) {
+      this.server = server;
+      ({ base: this.base, where: this.where } = serverOf(server, this.clusterName));
+    }
     const options: https.RequestOptions = {};
     const exec = await this.kubeConfig.applyToHTTPSOptions(options);
-    const headers: Record<string, string> = {};
+    const headers: Record<string, string | string[]> = {};
     for (const [key, value] of Object.entries(options.headers ?? {})) {
       if (typeof value === 'string' || typeof value === 'number') headers[key] = String(value);
+      else if (Array.isArray(value)) headers[key] = value.map(String);
     }
     if (options.auth) headers.Authorization = `Basic ${Buffer.from(options.auth).toString('base64')}`;
     const tls: https.AgentOptions = {
@@ -107,23 +120,41 @@ export class KubeTransport {
     };
     if (options.rejectUnauthorized !== undefined) tls.rejectUnauthorized = options.rejectUnauthorized;
     const fingerprint = JSON.stringify(
-      [tls.ca, tls.cert, tls.key, tls.servername, tls.rejectUnauthorized].map(String),
+      [
+        this.base.protocol,
+        this.kubeConfig.getCurrentCluster()?.proxyUrl,
+        tls.ca,
+        tls.cert,
+        tls.key,
+        tls.servername,
+        tls.rejectUnauthorized,
+      ].map(String),
     );
     if (!this.agent || fingerprint !== this.tlsFingerprint) {
-      // Rotated client certificates (exec plugins, files) take effect on new connections.
-      const previous = this.agent;
-      this.agent = this.createAgent(options.agent, tls);
-      this.tlsFingerprint = fingerprint;
-      // Requests in flight finish on the old connections; idle ones close with it afterwards.
-      if (previous) setTimeout(() => previous.destroy(), REQUEST_TIMEOUT_MS).unref();
+      const unusable = this.base.protocol === 'https:' ? unusableTls(tls) : undefined;
+      // A certificate and key caught mid-rotation (written one after the other, a key that is
+      // not the certificate's): the pair in use serves until the new one goes together.
+      if (unusable && !this.agent)
+        throw new Error(`the client certificate, key or CA cannot be used: ${unusable}`);
+      this.tlsProblem = unusable;
+      if (!unusable) {
+        // Rotated client certificates (exec plugins, files) take effect on new connections.
+        const previous = this.agent;
+        this.agent = await this.createAgent(tls);
+        this.tlsFingerprint = fingerprint;
+        // Requests in flight finish on the old connections; idle ones close with it afterwards.
+        if (previous) setTimeout(() => previous.destroy(), REQUEST_TIMEOUT_MS).unref();
+      }
     }
     // Not past the plugin's own expiry: an expired token would draw a 401 per request.
     const execUntil = exec ? ExecCredentialSource.usableUntil(exec) : undefined;
-    const expiresAt = Math.min(Date.now() + CREDENTIAL_TTL_MS, execUntil ?? Infinity);
+    const expiresAt = Math.min(Date.now() + this.credentialTtlMs, execUntil ?? Infinity);
     return { headers, expiresAt, exec };
   }
 
   private tlsFingerprint = '';
+  /** Why the TLS material the kubeconfig gives now is not in use: see loadCredentials. */
+  private tlsProblem: string | undefined;
 
   private async currentCredentials(): Promise<Credentials> {
     const cached = this.credentials;
@@ -155,8 +186,37 @@ export class KubeTransport {
       if (this.credentials && (await this.credentials.catch(() => undefined)) === used)
         this.credentials = undefined;
       this.kubeConfig.forgetCredentials(used.exec);
-      return this.send<T>(req, await this.credentialsFor(req));
+      try {
+        return await this.send<T>(req, await this.credentialsFor(req));
+      } catch (refused) {
+        throw this.withStaleReason(refused);
+      }
     }
+  }
+
+  /**
+   * A 401 with the last good credentials, when the kubeconfig's new ones could not be taken
+   * (a file that does not load, a key that is not its certificate's): that is the fix to make.
+   */
+  private withStaleReason(error: unknown): unknown {
+    if (!(error instanceof KubeApiError) || error.status !== 401) return error;
+    const reload = this.kubeConfig.reloadProblem;
+    const reasons = [
+      ...(reload
+        ? [`the kubeconfig has changed but does not load, so the last good one was used: ${reload}`]
+        : []),
+      ...(this.tlsProblem
+        ? [
+            `the client certificate, key or CA it gives now cannot be used, so the previous ones were: ${this.tlsProblem}`,
+          ]
+        : []),
+    ];
+    if (reasons.length === 0) return error;
+    return new KubeApiError(`${error.message}; ${reasons.join('; ')}`, {
+      status: error.status,
+      reason: error.reason,
+      cause: error,
+    });
   }
 
   /**
@@ -168,7 +228,7 @@ export class KubeTransport {
       return await this.currentCredentials();
     } catch (error) {
       throw new KubeApiError(
-        `${req.method} ${req.path}: cannot load the cluster credentials: ${errorMessage(error).trim()}`,
+        `${this.where}: ${req.method} ${req.path}: cannot load the cluster credentials: ${errorMessage(error).trim()}`,
         { cause: error },
       );
     }
@@ -179,7 +239,7 @@ export class KubeTransport {
     url.pathname = `${this.base.pathname.replace(/\/$/, '')}${req.path}`;
     for (const [key, value] of Object.entries(req.query ?? {})) url.searchParams.set(key, value);
     const payload = req.body === undefined ? undefined : Buffer.from(JSON.stringify(req.body));
-    const headers: Record<string, string> = { ...credentials.headers, Accept: 'application/json' };
+    const headers: Record<string, string | string[]> = { ...credentials.headers, Accept: 'application/json' };
     if (payload) {
       headers['Content-Type'] = req.contentType ?? 'application/json';
       headers['Content-Length'] = String(payload.length);
@@ -192,31 +252,40 @@ export class KubeTransport {
       new KubeApiError(`${this.where}: ${describe}: ${error.message}`, { cause: error });
 
     return new Promise<KubeResponse<T>>((resolve, reject) => {
-      const request = module.request(
-        url,
-        { method: req.method, headers, agent: this.agent, signal: req.signal, timeout: REQUEST_TIMEOUT_MS },
-        (response) => {
-          const chunks: Buffer[] = [];
-          response.on('data', (chunk: Buffer) => chunks.push(chunk));
-          response.on('error', (error) => reject(networkError(error)));
-          response.on('end', () => {
-            const status = response.statusCode ?? 0;
-            const text = Buffer.concat(chunks).toString('utf8');
-            let body: unknown = undefined;
-            try {
-              body = text === '' ? undefined : JSON.parse(text);
-            } catch {
-              body = text;
-            }
-            if (status >= 200 && status < 300) {
-              resolve({ status, body: body as T });
-              return;
-            }
-            const retryAfterMs = parseRetryAfter(response.headers['retry-after']);
-            reject(apiError(status, body, describe, this.where, retryAfterMs));
-          });
-        },
-      );
+      const receive = (response: http.IncomingMessage): void => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('error', (error) => reject(networkError(error)));
+        response.on('end', () => {
+          const status = response.statusCode ?? 0;
+          const text = Buffer.concat(chunks).toString('utf8');
+          let body: unknown = undefined;
+          try {
+            body = text === '' ? undefined : JSON.parse(text);
+          } catch {
+            body = text;
+          }
+          if (status >= 200 && status < 300) {
+            resolve({ status, body: body as T });
+            return;
+          }
+          const retryAfterMs = parseRetryAfter(response.headers['retry-after']);
+          reject(apiError(status, body, describe, this.where, retryAfterMs));
+        });
+      };
+      let request: http.ClientRequest;
+      try {
+        request = module.request(
+          url,
+          { method: req.method, headers, agent: this.agent, signal: req.signal, timeout: REQUEST_TIMEOUT_MS },
+          receive,
+        );
+      } catch (error) {
+        // Thrown before anything was sent (TLS material node cannot use, a header value it
+        // refuses): the cluster's credentials or kubeconfig, not the object; no status, so transient.
+        reject(networkError(error instanceof Error ? error : new Error(String(error))));
+        return;
+      }
       // A silent server (idle socket) fails the request instead of hanging the deploy.
       request.on('timeout', () =>
         request.destroy(new Error(`no answer within ${REQUEST_TIMEOUT_MS / 1000}s`)),
@@ -228,5 +297,25 @@ export class KubeTransport {
 
   close(): void {
     this.agent?.destroy();
+  }
+}
+
+/** The base URL of `server`, and how errors name it: origin and path, no user:password it might carry. */
+function serverOf(server: string, clusterName: string | undefined): { base: URL; where: string } {
+  const base = new URL(server);
+  const shown = `${base.origin}${base.pathname.replace(/\/$/, '')}`;
+  return {
+    base,
+    where: clusterName === undefined ? `API server ${shown}` : `cluster ${clusterName} (${shown})`,
+  };
+}
+
+/** Why node cannot make a TLS context of `tls` (a key that is not the certificate's), if it cannot. */
+function unusableTls(tls: https.AgentOptions): string | undefined {
+  try {
+    createSecureContext({ ca: tls.ca, cert: tls.cert, key: tls.key });
+    return undefined;
+  } catch (error) {
+    return errorMessage(error);
   }
 }

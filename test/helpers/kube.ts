@@ -9,6 +9,7 @@ import {
   type V1Deployment,
 } from '@kubernetes/client-node';
 import { inject } from 'vitest';
+import type { KubeRequest } from '../../src/kube/http.js';
 import type { ResourceInfo } from '../../src/manifests/resource-info.js';
 
 /** Path of the admin kubeconfig that test/global-setup.ts wrote for this run. */
@@ -65,6 +66,43 @@ export async function createTestNamespace(
       });
     },
   };
+}
+
+/** A new ServiceAccount in `namespace` and a token for it (TokenRequest, an hour), bound to nothing. */
+export async function serviceAccountToken(
+  namespace: string,
+  prefix: string,
+): Promise<{ name: string; token: string }> {
+  const core = kubeConfigFromTest().makeApiClient(CoreV1Api);
+  const name = uniqueNamespaceName(prefix);
+  await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name } } });
+  const request = await core.createNamespacedServiceAccountToken({
+    name,
+    namespace,
+    body: { spec: { audiences: [], expirationSeconds: 3600 } },
+  });
+  const token = request.status?.token;
+  if (!token) throw new Error(`no token for ServiceAccount ${namespace}/${name}`);
+  return { name, token };
+}
+
+/** Who the API server takes a client for (`kubectl auth whoami`): a SelfSubjectReview. */
+export async function whoAmI(client: {
+  request<T>(req: KubeRequest): Promise<{ body: T }>;
+}): Promise<UserInfo> {
+  const response = await client.request<{ status?: { userInfo?: UserInfo } }>({
+    method: 'POST',
+    path: '/apis/authentication.k8s.io/v1/selfsubjectreviews',
+    body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' },
+  });
+  return response.body.status?.userInfo ?? {};
+}
+
+export interface UserInfo {
+  username?: string;
+  uid?: string;
+  groups?: string[];
+  extra?: Record<string, string[]>;
 }
 
 /** Namespaces, for ClusterClient reads in tests. */

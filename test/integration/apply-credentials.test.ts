@@ -60,6 +60,31 @@ describe('cluster credentials that cannot be loaded', () => {
     expect(failures[0]?.message).toContain('token service unavailable');
   });
 
+  it('name the cluster, and leave what the plugin traced on stderr out of the failure', async () => {
+    const folder = await mkdtemp(path.join(tmpdir(), 'pushgate-exec-'));
+    try {
+      const file = await kubeconfigWithExec(folder, {
+        command: 'sh',
+        args: [
+          '-c',
+          'set -x; REFRESH_TOKEN=rt-0123456789abcdef0123; echo "error: identity provider unreachable" >&2; exit 1',
+        ],
+      });
+      const traced = createClusterClient({ name: 'exec-traced', kubeconfig: file });
+
+      const { failures } = await planObjects(traced, [configMap]);
+
+      expect(failures).toHaveLength(1);
+      expect(failures[0]?.message).toContain('cluster exec-traced (https://');
+      expect(failures[0]?.message).toContain(
+        'cannot load the cluster credentials: exec credential plugin "sh" exited with code 1: error: identity provider unreachable',
+      );
+      expect(failures[0]?.message).not.toContain('rt-0123456789abcdef0123');
+    } finally {
+      await rm(folder, { recursive: true, force: true });
+    }
+  });
+
   it('fail a prune delete as transient, so the object is deleted on a retry', async () => {
     const pruned = await pruneObjects(kube, { name: 'env', namespace: 'default' }, [configMap.ref], () =>
       Promise.resolve(),

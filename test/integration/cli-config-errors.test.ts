@@ -79,8 +79,21 @@ describe('a Redis URL that cannot be parsed', () => {
   });
 });
 
-/** One environment on a good cluster, and two clusters render and the worker could not load. */
+/** One environment on a good cluster, and three clusters render and the worker could not load. */
 function clustersConfigText(): string {
+  // The context names a user the file lacks: client-go refuses it, rather than go out anonymous.
+  const missingUser = join(dir, 'missing-user.kubeconfig');
+  writeFileSync(
+    missingUser,
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'c', cluster: { server: 'https://127.0.0.1:1' } }],
+      users: [{ name: 'deployer', user: { token: 't' } }],
+      contexts: [{ name: 'ctx', context: { cluster: 'c', user: 'deployr' } }],
+      'current-context': 'ctx',
+    }),
+  );
   return cliConfigText({ prefix: uniquePrefix('cli-clusters') }).replace(
     'clusters:\n  - name: local\n',
     [
@@ -92,6 +105,8 @@ function clustersConfigText(): string {
       '  - name: missing-context',
       `    kubeconfig: ${kubeconfigPathFromTest()}`,
       '    context: nope',
+      '  - name: missing-user',
+      `    kubeconfig: ${missingUser}`,
       '',
     ].join('\n'),
   );
@@ -105,14 +120,17 @@ describe('kubeconfigs that cannot be loaded', () => {
     const run = await runCli(['check', '--config', file], cliEnv({ REDIS_URL: redis.url }));
 
     expect(run.code).toBe(0);
-    expect(run.stdout).toContain('valid, 1 environment(s), 3 cluster(s)');
+    expect(run.stdout).toContain('valid, 1 environment(s), 4 cluster(s)');
     const warnings = run.stderr.split('\n').filter((line) => line.startsWith('warning: cluster '));
-    expect(warnings).toHaveLength(2);
+    expect(warnings).toHaveLength(3);
     expect(warnings[0]).toContain(
       "warning: cluster missing-file: cannot load kubeconfig: ENOENT: no such file or directory, open '/nope/kubeconfig'",
     );
     expect(warnings[1]).toContain(
       'warning: cluster missing-context: context "nope" is not in the kubeconfig',
+    );
+    expect(warnings[2]).toBe(
+      'warning: cluster missing-user: user "deployr" was not found for context "ctx" (render and deploys from this machine will fail)',
     );
   });
 
@@ -146,6 +164,7 @@ describe('kubeconfigs that cannot be loaded', () => {
     expect(warnings.map((warning) => [warning.level, warning.cluster])).toEqual([
       ['warn', 'missing-file'],
       ['warn', 'missing-context'],
+      ['warn', 'missing-user'],
     ]);
     expect(warnings[0]?.err).toContain("open '/nope/kubeconfig'");
     expect(warnings[1]?.err).toContain('context "nope" is not in the kubeconfig');

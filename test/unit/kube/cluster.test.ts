@@ -48,6 +48,56 @@ describe('loadKubeConfig', () => {
     );
   });
 
+  it('refuses a context naming a user the kubeconfig lacks, as client-go does', async () => {
+    const file = path.join(dir, 'config');
+    await writeFile(
+      file,
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [{ name: 'c', cluster: { server: 'https://prod.example:6443' } }],
+        users: [{ name: 'deployer', user: { token: 't' } }],
+        contexts: [{ name: 'ctx', context: { cluster: 'c', user: 'deployr' } }],
+        'current-context': 'ctx',
+      }),
+    );
+
+    expect(() => loadKubeConfig({ name: 'prod', kubeconfig: file }, {})).toThrow(
+      new ConfigError('cluster prod: user "deployr" was not found for context "ctx"'),
+    );
+  });
+
+  it('refuses a cluster with both a CA and insecure-skip-tls-verify, as kubectl does', async () => {
+    const file = path.join(dir, 'config');
+    await writeFile(
+      file,
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [
+          {
+            name: 'c',
+            cluster: {
+              server: 'https://prod.example:6443',
+              'certificate-authority': path.join(dir, 'ca.crt'),
+              'insecure-skip-tls-verify': true,
+            },
+          },
+        ],
+        users: [{ name: 'u', user: { token: 't' } }],
+        contexts: [{ name: 'ctx', context: { cluster: 'c', user: 'u' } }],
+        'current-context': 'ctx',
+      }),
+    );
+
+    expect(() => loadKubeConfig({ name: 'prod', kubeconfig: file }, {})).toThrow(
+      new ConfigError(
+        'cluster prod: kubeconfig cluster "c" has insecure-skip-tls-verify and a certificate authority: ' +
+          'specifying a root certificates file with the insecure flag is not allowed',
+      ),
+    );
+  });
+
   it('falls back to $KUBECONFIG, merging a path list', async () => {
     const first = path.join(dir, 'a');
     const second = path.join(dir, 'b');
@@ -108,6 +158,52 @@ describe('loadKubeConfig', () => {
       /^cluster prod: cannot load kubeconfig: not valid YAML: .+ at line 5, column \d+$/,
     );
     expect(`${message} ${String(cause)}`).not.toContain('sekrit');
+  });
+
+  it('logs a failed exec plugin’s stderr at debug level only, and names the cluster in the error', async () => {
+    const file = path.join(dir, 'config');
+    await writeFile(
+      file,
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [{ name: 'c', cluster: { server: 'https://prod.example:6443' } }],
+        users: [
+          {
+            name: 'u',
+            user: {
+              exec: {
+                apiVersion: 'client.authentication.k8s.io/v1',
+                command: 'sh',
+                args: ['-c', 'echo "+ SECRET=hunter2" >&2; echo "login expired" >&2; exit 1'],
+              },
+            },
+          },
+        ],
+        contexts: [{ name: 'ctx', context: { cluster: 'c', user: 'u' } }],
+        'current-context': 'ctx',
+      }),
+    );
+    const debug: unknown[] = [];
+    const client = createClusterClient(
+      { name: 'prod', kubeconfig: file },
+      {},
+      {
+        logger: { debug: (object: unknown) => debug.push(object) },
+      },
+    );
+
+    const error = await client.transport
+      .request({ method: 'GET', path: '/version' })
+      .catch((e: unknown) => e);
+
+    expect((error as Error).message).toBe(
+      'cluster prod (https://prod.example:6443): GET /version: cannot load the cluster credentials: ' +
+        'exec credential plugin "sh" exited with code 1: login expired',
+    );
+    expect(debug).toEqual([
+      expect.objectContaining({ cluster: 'prod', exitCode: 1, stderr: '+ SECRET=hunter2\nlogin expired\n' }),
+    ]);
   });
 
   it('returns one cached client per cluster', async () => {

@@ -1,7 +1,12 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ExecCredentialSource, type ExecConfig } from '../../../src/kube/exec-credential.js';
+import {
+  ExecCredentialSource,
+  failureHint,
+  type ExecConfig,
+  type PluginFailure,
+} from '../../../src/kube/exec-credential.js';
 import { processAlive } from '../../helpers/process.js';
 import { tempDirs } from '../../helpers/temp-dirs.js';
 
@@ -93,5 +98,54 @@ describe('ExecCredentialSource', () => {
         },
       },
     });
+  });
+
+  it('keeps the stderr of a failed plugin (set -x and all) out of its error, for the debug log only', async () => {
+    const refreshToken = 'rt-4f8a9c2e7b1d6053aa9e';
+    const exec: ExecConfig = {
+      apiVersion: V1,
+      command: 'sh',
+      args: [
+        '-c',
+        `set -x; REFRESH_TOKEN=${refreshToken}; : get-token --refresh-token "$REFRESH_TOKEN"; ` +
+          'echo "error: identity provider unreachable" >&2; exit 3',
+      ],
+      interactiveMode: 'Never',
+    };
+    const failures: PluginFailure[] = [];
+    const source = new ExecCredentialSource(exec, null, process.env, 10_000, (failure) =>
+      failures.push(failure),
+    );
+
+    const error = await source.get().then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+
+    expect(error?.message).toBe(
+      'exec credential plugin "sh" exited with code 3: error: identity provider unreachable',
+    );
+    expect(failures).toHaveLength(1);
+    expect(failures[0]).toMatchObject({ command: 'sh', exitCode: 3 });
+    expect(failures[0]?.stderr).toContain(`REFRESH_TOKEN=${refreshToken}`);
+  });
+});
+
+describe('failureHint', () => {
+  it.each([
+    ['+ TOKEN=abc\n++ curl -d refresh_token=xyz\n', ''],
+    ['error: refresh failed\nREFRESH_TOKEN=abc\n', ': error: refresh failed'],
+    [
+      'Error: token eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl was revoked',
+      ': Error: token … was revoked',
+    ],
+    [
+      'open /var/run/secrets/eks.amazonaws.com/serviceaccount/token: no such file',
+      ': open /var/run/secrets/eks.amazonaws.com/serviceaccount/token: no such file',
+    ],
+    ['plugin failed with --client-secret=s3cr3t', ''],
+    [`${'x '.repeat(100)}`, `: ${'x '.repeat(60).slice(0, 119)}…`],
+  ])('of %j is %j', (stderr, hint) => {
+    expect(failureHint(stderr)).toBe(hint);
   });
 });

@@ -2,7 +2,7 @@ import { chmodSync, writeFileSync } from 'node:fs';
 import type https from 'node:https';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { KubeAccess } from '../../../src/kube/kubeconfig.js';
+import { escapeHeaderKey, KubeAccess } from '../../../src/kube/kubeconfig.js';
 import { tempDirs } from '../../helpers/temp-dirs.js';
 
 /** Each test's folder, removed after it. */
@@ -53,6 +53,49 @@ describe('KubeAccess (kubeconfig without loading the whole client)', () => {
     expect(options.servername).toBe('api');
   });
 
+  it('checks the server with the cluster’s TLS settings whatever the context’s user', async () => {
+    const dir = configDir();
+    const file = join(dir, 'config');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        'current-context': 'main',
+        clusters: [
+          {
+            name: 'c',
+            cluster: {
+              server: 'https://api.example:6443',
+              'certificate-authority-data': Buffer.from('CA').toString('base64'),
+              'tls-server-name': 'api',
+            },
+          },
+        ],
+        users: [],
+        contexts: [{ name: 'main', context: { cluster: 'c', user: 'missing' } }],
+      }),
+    );
+
+    const options = await optionsFor(file);
+
+    expect((options.ca as Buffer).toString()).toBe('CA');
+    expect(options.servername).toBe('api');
+  });
+
+  it('refuses a CA together with insecure-skip-tls-verify rather than ignore the CA', async () => {
+    const file = kubeconfig(
+      configDir(),
+      { token: 't' },
+      {
+        'certificate-authority-data': Buffer.from('CA').toString('base64'),
+        'insecure-skip-tls-verify': true,
+      },
+    );
+
+    await expect(optionsFor(file)).rejects.toThrow(
+      'specifying a root certificates file with the insecure flag is not allowed',
+    );
+  });
+
   it('sends a bearer token, re-read from its file on every call so rotation takes effect', async () => {
     const dir = configDir();
     const tokenFile = join(dir, 'token');
@@ -73,6 +116,75 @@ describe('KubeAccess (kubeconfig without loading the whole client)', () => {
     const second: https.RequestOptions = {};
     await access.applyToHTTPSOptions(second);
     expect(second.headers).toMatchObject({ Authorization: 'Bearer second' });
+  });
+
+  it('reads a user’s tokenFile relative to the kubeconfig, again on every call', async () => {
+    const dir = configDir();
+    writeFileSync(join(dir, 'token'), 'first\n');
+    const access = new KubeAccess();
+    access.loadFromFile(kubeconfig(dir, { tokenFile: 'token' }));
+    const first: https.RequestOptions = {};
+    await access.applyToHTTPSOptions(first);
+    writeFileSync(join(dir, 'token'), 'second');
+    const second: https.RequestOptions = {};
+    await access.applyToHTTPSOptions(second);
+
+    expect(first.headers).toMatchObject({ Authorization: 'Bearer first' });
+    expect(second.headers).toMatchObject({ Authorization: 'Bearer second' });
+  });
+
+  it('refuses an empty tokenFile (one caught mid-rotation) rather than go out anonymous', async () => {
+    const dir = configDir();
+    writeFileSync(join(dir, 'token'), '\n');
+    const access = new KubeAccess();
+    access.loadFromFile(kubeconfig(dir, { tokenFile: 'token' }));
+
+    await expect(access.applyToHTTPSOptions({})).rejects.toThrow(
+      `the token file ${join(dir, 'token')} is empty`,
+    );
+  });
+
+  it('sends every impersonation field: a header line per group and extra value', async () => {
+    const options = await optionsFor(
+      kubeconfig(configDir(), {
+        token: 't',
+        as: 'alice',
+        'as-groups': ['deployers', 'auditors'],
+        'as-uid': '1234',
+        'as-user-extra': { 'example.com/scopes': ['read', 'write'], reason: ['deploy'] },
+      }),
+    );
+
+    expect(options.headers).toEqual({
+      Authorization: 'Bearer t',
+      'Impersonate-User': 'alice',
+      'Impersonate-Group': ['deployers', 'auditors'],
+      'Impersonate-Uid': '1234',
+      'Impersonate-Extra-example.com%2Fscopes': ['read', 'write'],
+      'Impersonate-Extra-reason': ['deploy'],
+    });
+  });
+
+  it.each([
+    ['reason', 'reason'],
+    ['example.com/scopes', 'example.com%2Fscopes'],
+    ['100%', '100%25'],
+    ['ünï code', '%C3%BCn%C3%AF%20code'],
+  ])('escapes the extra key %j as client-go: %j', (key, escaped) => {
+    expect(escapeHeaderKey(key)).toBe(escaped);
+  });
+
+  it('sends an auth provider’s token (client-node runs those) with the kubeconfig’s TLS and impersonation', async () => {
+    const options = await optionsFor(
+      kubeconfig(
+        configDir(),
+        { 'auth-provider': { name: 'gcp', config: { 'access-token': 'gcp-token' } }, as: 'alice' },
+        { 'certificate-authority-data': Buffer.from('CA').toString('base64') },
+      ),
+    );
+
+    expect(options.headers).toEqual({ Authorization: 'Bearer gcp-token', 'Impersonate-User': 'alice' });
+    expect((options.ca as Buffer).toString()).toBe('CA');
   });
 
   it('runs an exec plugin named relative to the kubeconfig and sends its token', async () => {
