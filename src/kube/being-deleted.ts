@@ -20,7 +20,10 @@ export class BeingDeletedError extends Error {
     super(
       `being deleted (since ${String(live.metadata.deletionTimestamp)}` +
         `${finalizers.length > 0 ? `, until its finalizers finish: ${finalizers.join(', ')}` : ''}): ` +
-        `applied now, it would still go; the deploy is tried again, and creates it once it is gone`,
+        `applied now, it would still go, and its deletion cannot be undone. The deploy is tried ` +
+        `again and creates it once it is gone; until then this environment's deploys stop here. ` +
+        `Let the finalizers finish (a PVC's once no pod uses it), remove them if nothing will, or ` +
+        `drop the object from git to deploy the rest`,
     );
     this.name = 'BeingDeletedError';
   }

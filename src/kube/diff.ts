@@ -186,9 +186,10 @@ async function addPrunes(
   const current = new Set(ordered.map((object) => refKey(object.ref)));
   const listed = (home?.objects ?? []).filter((ref) => !current.has(refKey(ref)));
   const renamed = await appliedUnderAnotherGroup(client, listed, ordered, signal);
-  const stale = listed.filter((ref) => !renamed.has(ref));
+  const stale = listed.filter((ref) => !renamed.same.has(ref));
   if (stale.length === 0) return;
   const kept = keptFromPrune(stale, ordered, environment);
+  for (const [ref, why] of renamed.unchecked) if (!kept.has(ref)) kept.set(ref, why);
   const candidates = stale.filter((ref) => !kept.has(ref));
   // The installation that wrote the inventory: another's same-named environment counts as another.
   const others = await keptForOtherEnvironments(

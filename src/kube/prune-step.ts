@@ -12,6 +12,8 @@ import type { ClusterClient } from './cluster.js';
 import { resultOf, type Results } from './deploy-results.js';
 import { deleteInventory, refKey, sameRefs, type Inventory, type InventoriesLeft } from './inventory.js';
 import { pruneObjects } from './prune.js';
+import { mapWithConcurrency } from './map-with-concurrency.js';
+import { CONCURRENCY } from './plan.js';
 import { keptForOtherEnvironments } from './shared-containers.js';
 import { DeployError, type DeployRequest } from './types.js';
 
@@ -62,34 +64,43 @@ export function keptFromPrune(
  * The stale refs that name an object of `ordered` under another API group (an Event as `v1`,
  * then as `events.k8s.io/v1`; an Ingress moved from `extensions` to `networking.k8s.io`): the
  * same object, by its uid, which prune deleted right after applying it. Only a ref sharing
- * kind, namespace and name with an applied object is read.
+ * kind, namespace and name with an applied object is read; one that cannot be read is kept
+ * (`unchecked`, with why), not pruned: it may be the object just applied.
  */
 export async function appliedUnderAnotherGroup(
   client: ClusterClient,
   stale: readonly ObjectRef[],
   ordered: readonly PreparedObject[],
   signal?: AbortSignal,
-): Promise<Set<ObjectRef>> {
+): Promise<{ same: Set<ObjectRef>; unchecked: Map<ObjectRef, string> }> {
+  const applied = new Map(
+    ordered.map((object) => [`${object.ref.kind}|${object.ref.namespace ?? ''}|${object.ref.name}`, object]),
+  );
+  const twins = stale.flatMap((ref) => {
+    const twin = applied.get(`${ref.kind}|${ref.namespace ?? ''}|${ref.name}`);
+    return twin ? [{ ref, twin }] : [];
+  });
   const same = new Set<ObjectRef>();
-  for (const ref of stale) {
-    const twin = ordered.find(
-      (object) =>
-        object.ref.kind === ref.kind &&
-        object.ref.name === ref.name &&
-        object.ref.namespace === ref.namespace,
-    );
-    if (!twin) continue;
-    const resource = await client.resolveInAnyVersion(ref.apiVersion, ref.kind, signal);
-    if (!resource) continue;
-    // Unread, it is left to prune, which reads it again and says why it cannot.
-    const [before, now] = await Promise.all([
-      client.get(resource, ref.namespace, ref.name, signal),
-      client.get(twin.resource, twin.ref.namespace, twin.ref.name, signal),
-    ]).catch(() => [undefined, undefined]);
-    const uid = before?.metadata.uid;
-    if (uid !== undefined && uid === now?.metadata.uid) same.add(ref);
-  }
-  return same;
+  const unchecked = new Map<ObjectRef, string>();
+  await mapWithConcurrency(twins, CONCURRENCY, async ({ ref, twin }) => {
+    try {
+      const resource = await client.resolveInAnyVersion(ref.apiVersion, ref.kind, signal);
+      if (!resource) return;
+      const [before, now] = await Promise.all([
+        client.get(resource, ref.namespace, ref.name, signal),
+        client.get(twin.resource, twin.ref.namespace, twin.ref.name, signal),
+      ]);
+      const uid = before?.metadata.uid;
+      if (uid !== undefined && uid === now?.metadata.uid) same.add(ref);
+    } catch (error) {
+      signal?.throwIfAborted();
+      unchecked.set(
+        ref,
+        `not pruned: whether it is ${describeRef(twin.ref)}, applied now under another API group, could not be checked (${errorMessage(error)})`,
+      );
+    }
+  });
+  return { same, unchecked };
 }
 
 /**
@@ -183,12 +194,13 @@ export async function recordAndPrune(
   const currentKeys = new Set(current.map(refKey));
   const dropped = environment.prune ? droppedFromGit(previous, currentKeys) : [];
   const renamed = await appliedUnderAnotherGroup(client, dropped, ordered, signal);
-  const stale = dropped.filter((ref) => !renamed.has(ref));
+  const stale = dropped.filter((ref) => !renamed.same.has(ref));
 
   if (stale.length > 0) {
     await request.assertLockHeld();
     await writeHome({ revision: sha, objects: [...current, ...stale] });
     const needed = keptFromPrune(stale, ordered, environment);
+    for (const [ref, why] of renamed.unchecked) if (!needed.has(ref)) needed.set(ref, why);
     const elsewhere = await keptForOtherEnvironments(
       client,
       environment.name,
