@@ -7,7 +7,7 @@ import { PushgateError, errorMessage } from './lib/errors.js';
 import type { Command, CommandArgs } from './commands/command.js';
 
 type CommandOption =
-  'ref' | 'reason' | 'wait' | 'json' | 'version' | 'show-secrets' | 'environment' | 'limit';
+  'ref' | 'reason' | 'wait' | 'timeout' | 'json' | 'version' | 'show-secrets' | 'environment' | 'limit';
 
 interface CommandSpec {
   /**
@@ -119,7 +119,7 @@ would fail before its first write (its manifests, the policy or the dry-run).
   },
   sync: {
     load: () => import('./commands/sync.js').then((m) => m.runSync),
-    help: `Usage: pushgate sync ENV [--wait] [--json] [--config F]
+    help: `Usage: pushgate sync ENV [--wait [--timeout DURATION]] [--json] [--config F]
 
 Queues a deploy of ENV's branch head now (trigger "manual") and prints the job id. Needs
 REDIS_URL: the Redis of the running receiver; without it, that of a pushgate start running
@@ -128,13 +128,16 @@ from the current folder.
   --wait                 follow the job and, when it is superseded (a newer push came), the
                          deploy that took its place; exit 0 when that succeeded, 1 when it
                          failed, or when Redis stays unreachable for 60 s or loses the job's record
+  --timeout DURATION     how long --wait follows (30s, 5m, 1h; default 5m; 0: no limit); then
+                         exit 1 saying the job's state: it goes on (no worker running, or a
+                         backlog), pushgate status ID follows it
   --json                 print {"jobs": [...]} as one JSON line, and with --wait the job whose
-                         end decided the exit code as a second (JSON Lines: jq reads both; jq -s
-                         for one array)
+                         end decided the exit code (or, after --timeout, as it was then) as a
+                         second (JSON Lines: jq reads both; jq -s for one array)
 
 Refused (exit 1) while ENV is suspended: pushgate resume ENV deploys its branch head.
 `,
-    options: ['wait', 'json'],
+    options: ['wait', 'timeout', 'json'],
     maxPositionals: 1,
   },
   suspend: {
@@ -157,16 +160,17 @@ REDIS_URL, as sync does.
   },
   resume: {
     load: () => import('./commands/sync.js').then((m) => m.runResume),
-    help: `Usage: pushgate resume ENV [--wait] [--json] [--config F]
+    help: `Usage: pushgate resume ENV [--wait [--timeout DURATION]] [--json] [--config F]
 
 Lifts ENV's suspension and deploys its branch head at once (a job of trigger "manual"), then
 starts the jobs held meanwhile, which that deploy supersedes; prints the job id as sync does.
 Needs REDIS_URL.
 
   --wait                 follow the job (and what supersedes it), as for sync
+  --timeout DURATION     how long --wait follows, as for sync (default 5m; 0: no limit)
   --json                 as for sync
 `,
-    options: ['wait', 'json'],
+    options: ['wait', 'timeout', 'json'],
     maxPositionals: 1,
   },
   status: {
@@ -220,7 +224,8 @@ Commands:
                          redacted unless --show-secrets)
   diff ENV [--ref SHA]   what a deploy of ENV would change in its cluster, as a unified diff;
                          applies nothing
-  sync ENV [--wait]      deploy the branch head of ENV now; --wait follows the job
+  sync ENV [--wait]      deploy the branch head of ENV now; --wait follows the job (for
+                         --timeout DURATION, default 5m)
   suspend ENV            hold ENV's deploys (--reason TEXT), as flux suspend
   resume ENV [--wait]    lift the suspension and deploy ENV's branch head now
   status [JOB_ID]        one job, or the latest jobs of every environment (--environment NAME,
@@ -245,6 +250,7 @@ const OPTIONS = {
   ref: { type: 'string' },
   reason: { type: 'string' },
   wait: { type: 'boolean' },
+  timeout: { type: 'string' },
   json: { type: 'boolean' },
   'show-secrets': { type: 'boolean' },
   environment: { type: 'string', multiple: true },
@@ -309,7 +315,7 @@ export async function main(argv: string[], env = process.env): Promise<number> {
   // An option a command does not take is refused rather than ignored: `sync ENV --ref SHA`
   // must not quietly deploy the branch head instead of SHA.
   const given = (
-    ['ref', 'reason', 'wait', 'json', 'version', 'show-secrets', 'environment', 'limit'] as const
+    ['ref', 'reason', 'wait', 'timeout', 'json', 'version', 'show-secrets', 'environment', 'limit'] as const
   ).filter((option) => parsed.values[option] !== undefined);
   const refused = given.find((option) => !spec.options.includes(option));
   const extra = positionals[spec.maxPositionals];
@@ -324,6 +330,7 @@ export async function main(argv: string[], env = process.env): Promise<number> {
     config: parsed.values.config,
     ref: parsed.values.ref,
     wait: parsed.values.wait ?? false,
+    timeout: parsed.values.timeout,
     json: parsed.values.json ?? false,
     showSecrets: parsed.values['show-secrets'] ?? false,
     reason: parsed.values.reason,

@@ -1,4 +1,5 @@
 import type { Config } from '../config/schema.js';
+import { formatDurationMs, parseDurationMs } from '../config/units.js';
 import { errorMessage, PushgateError, UsageError } from '../lib/errors.js';
 import { RedisModeError, waitForRedis } from '../queue/connection.js';
 import { connectProducer, loadRuntime } from '../runtime.js';
@@ -32,9 +33,26 @@ export function runResume(args: CommandArgs): Promise<number> {
   return queueDeploy(args, 'resume');
 }
 
+/** How long --wait follows unless --timeout says otherwise, as `flux reconcile --timeout`. */
+const DEFAULT_WAIT_TIMEOUT_MS = 5 * 60_000;
+
+/** --timeout: how long --wait follows, in milliseconds; 0 for no limit. */
+function waitTimeoutMs(args: CommandArgs): number {
+  if (args.timeout === undefined) return DEFAULT_WAIT_TIMEOUT_MS;
+  // Given alone it would be ignored: sync without --wait ends once the job is queued.
+  if (!args.wait) throw new UsageError('--timeout limits how long --wait follows the job: give --wait too');
+  const ms = parseDurationMs(args.timeout);
+  if (ms === undefined)
+    throw new UsageError(
+      `--timeout ${JSON.stringify(args.timeout)}: must be a duration such as 30s, 5m or 1h30m (0: no limit)`,
+    );
+  return ms;
+}
+
 async function queueDeploy(args: CommandArgs, command: 'sync' | 'resume'): Promise<number> {
   const [name, ...extra] = args.positionals;
   if (!name || extra.length > 0) throw new UsageError(`usage: pushgate ${command} ENV [--wait]`);
+  const timeoutMs = waitTimeoutMs(args);
   // `url: ${REDIS_URL}` unset: the Redis of a pushgate start in this folder (clientRedisUrl).
   const { config } = loadRuntime(args.config, args.env, { unsetWhenVariableMissing: ['redis.url'] });
   if (!config.environments.some((environment) => environment.name === name)) {
@@ -90,12 +108,26 @@ async function queueDeploy(args: CommandArgs, command: 'sync' | 'resume'): Promi
       args.stdout.write(`${JSON.stringify({ jobs: [{ id: job.id, environment: name, statusUrl }] })}\n`);
     else args.stdout.write(`${job.id}\n`);
     if (!args.wait) return 0;
-    const record = await followDeploy(services.store, job.id, {
-      print: (line) => {
+    const out = {
+      print: (line: string) => {
         if (!args.json) args.stdout.write(`${printable(line, true)}\n`);
       },
-      warn: (line) => args.stderr.write(`pushgate ${command}: ${line}\n`),
-    });
+      warn: (line: string) => args.stderr.write(`pushgate ${command}: ${line}\n`),
+    };
+    const limits = { ...FOLLOW_LIMITS, ...(timeoutMs > 0 ? { deadline: Date.now() + timeoutMs } : {}) };
+    let record: JobRecord;
+    try {
+      record = await followDeploy(services.store, job.id, out, limits);
+    } catch (error) {
+      if (!(error instanceof FollowTimeoutError)) throw error;
+      // The job as it was when the wait ran out, where the finished job would have been.
+      if (args.json && error.record) args.stdout.write(`${JSON.stringify(jobView(error.record))}\n`);
+      const state = error.record?.state ?? 'unfinished';
+      args.stderr.write(
+        `pushgate ${command}: job ${error.id} still ${state} after ${formatDurationMs(timeoutMs)}; follow it with: pushgate status ${error.id}\n`,
+      );
+      return 1;
+    }
     if (args.json) args.stdout.write(`${JSON.stringify(jobView(record))}\n`);
     return record.state === 'failed' ? 1 : 0;
   } finally {
@@ -103,9 +135,28 @@ async function queueDeploy(args: CommandArgs, command: 'sync' | 'resume'): Promi
   }
 }
 
-/** How long following bears Redis not answering, or the job having no record, before giving up. */
-const REDIS_GONE_MS = 60_000;
-const RECORD_GONE_MS = 10_000;
+export interface FollowLimits {
+  /** How long following bears Redis not answering, or the job having no record, before giving up. */
+  redisGoneMs: number;
+  recordGoneMs: number;
+  /** When to stop following a job that has not finished (epoch ms; --timeout): none, no limit. */
+  deadline?: number;
+}
+
+const FOLLOW_LIMITS: FollowLimits = { redisGoneMs: 60_000, recordGoneMs: 10_000 };
+
+/** Following ran out of time (--timeout) before the job finished: it goes on without us. */
+export class FollowTimeoutError extends PushgateError {
+  constructor(
+    /** The job followed then (a superseded one's successor, perhaps). */
+    readonly id: string,
+    /** Its record as last read, if Redis answered. */
+    readonly record: JobRecord | null,
+  ) {
+    super('wait_timeout', `job ${id} has not finished yet`);
+    this.name = 'FollowTimeoutError';
+  }
+}
 
 /** How many superseding deploys a wait follows on, one after the other, at most. */
 const SUCCESSORS_MAX = 10;
@@ -120,7 +171,7 @@ export async function followDeploy(
   store: JobStore,
   id: string,
   out: { print: (line: string) => void; warn: (line: string) => void },
-  limits?: { redisGoneMs: number; recordGoneMs: number },
+  limits: FollowLimits = FOLLOW_LIMITS,
 ): Promise<JobRecord> {
   let record = await followJob(store, id, out, limits);
   for (let hop = 0; hop < SUCCESSORS_MAX && record.state === 'superseded' && record.supersededBy; hop++) {
@@ -138,11 +189,18 @@ export async function followJob(
   store: JobStore,
   id: string,
   out: { print: (line: string) => void; warn: (line: string) => void },
-  limits = { redisGoneMs: REDIS_GONE_MS, recordGoneMs: RECORD_GONE_MS },
+  limits: FollowLimits = FOLLOW_LIMITS,
 ): Promise<JobRecord> {
   let last = '';
+  let latest: JobRecord | null = null;
   let unreachableSince: number | undefined;
   let missingSince: number | undefined;
+  // Checked after each read, so a job that finished by then is reported as finished.
+  const pause = async (): Promise<void> => {
+    const left = limits.deadline === undefined ? POLL_MS : limits.deadline - Date.now();
+    if (left <= 0) throw new FollowTimeoutError(id, latest);
+    await sleep(Math.min(POLL_MS, left));
+  };
   for (;;) {
     let record: JobRecord | null;
     try {
@@ -159,10 +217,11 @@ export async function followJob(
           'unavailable',
           `Redis has not answered for ${limits.redisGoneMs / 1000} s; job ${id} may still run (pushgate status ${id})`,
         );
-      await sleep(POLL_MS);
+      await pause();
       continue;
     }
     if (record) {
+      latest = record;
       missingSince = undefined;
       const line = describe(record);
       if (line !== last) out.print(line);
@@ -176,7 +235,7 @@ export async function followJob(
           `job ${id} has no record any more: Redis lost it (a restart without persistence?)`,
         );
     }
-    await sleep(POLL_MS);
+    await pause();
   }
 }
 

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { followDeploy, followJob } from '../../src/commands/sync.js';
 import { waitForRedis } from '../../src/queue/connection.js';
 import { connectProducer, type ProducerServices } from '../../src/runtime.js';
-import { CLI, cliConfigText } from '../helpers/cli.js';
+import { CLI, cliConfigText, runBuiltCli } from '../helpers/cli.js';
 import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
 
 let redis: TestRedis;
@@ -140,5 +140,27 @@ describe('pushgate sync --wait following its job', () => {
 
     expect(await exited).toBe(1);
     expect(stderr).not.toMatch(/EPIPE|Unhandled|at /);
+  });
+
+  it('stops following after --timeout when no worker takes the job, exits 1 and says how to follow it', async () => {
+    const configFile = join(dir, 'pushgate.yaml');
+    writeFileSync(configFile, cliConfigText({ prefix, url: redis.url }));
+    const started = Date.now();
+
+    const run = await runBuiltCli(
+      ['sync', 'staging', '--wait', '--timeout', '1s', '--json', '--config', configFile],
+      { env: { ...process.env, LOG_LEVEL: 'warn' }, timeoutMs: 20_000 },
+    );
+
+    expect(run.code).toBe(1);
+    expect(Date.now() - started).toBeLessThan(15_000);
+    const [queued, last, ...more] = run.stdout.trim().split('\n');
+    expect(more).toEqual([]);
+    const id = (JSON.parse(queued!) as { jobs: { id: string }[] }).jobs[0]!.id;
+    // The second line is the job as the wait left it, where the finished job would be.
+    expect(JSON.parse(last!)).toMatchObject({ id, environment: 'staging', state: 'queued' });
+    expect(run.stderr).toBe(
+      `pushgate sync: job ${id} still queued after 1s; follow it with: pushgate status ${id}\n`,
+    );
   });
 });
