@@ -207,6 +207,25 @@ describe('pushgate status and sync on a terminal', () => {
     );
   });
 
+  it('status shows, for a newest job that was superseded, the job that took its place', async () => {
+    const store = new JobStore(client, createKeys(prefix));
+    const sha = 'e'.repeat(40);
+    const at = (minutes: number): string => new Date(Date.now() + minutes * 60_000).toISOString();
+    await store.claimMany([
+      { id: 'deploying-1', environment: 'staging', trigger: { kind: 'manual' }, receivedAt: at(10) },
+      { id: 'resync-1', environment: 'staging', trigger: { kind: 'reconcile' }, receivedAt: at(11) },
+    ]);
+    await store.update('deploying-1', { state: 'running', sha, startedAt: at(10) });
+    await store.update('resync-1', { state: 'superseded', finishedAt: at(11), supersededBy: sha });
+    await store.update('deploying-1', { state: 'failed', finishedAt: at(12), error: 'not ready' });
+
+    for (const limit of ['0', '5']) {
+      const { stdout, text } = capture();
+      expect(await runStatus({ ...commandArgs([], stdout), limit })).toBe(0);
+      expect(text().split('\n\n')[0]).toMatch(/^staging\s.*\sfailed on eeeeeeeeeeee\s+-$/m);
+    }
+  });
+
   it('sync --wait shows the error of the job it follows escaped, not raw', async () => {
     const store = new JobStore(client, createKeys(prefix));
     const { stdout, text } = capture();

@@ -216,6 +216,42 @@ describe('environments', () => {
     expect((await calls('get')) + (await calls('mget'))).toBe(readsBefore);
   });
 
+  it('shows, for a newest job that was superseded, the job that took its place: its failure is not hidden', async () => {
+    const app = await receiver();
+    const { store, producer } = app.services;
+    const sha = 'c'.repeat(40);
+    const deploying = await pushJob(app, 'env/staging');
+    await store.update(deploying, { state: 'running', sha, startedAt: new Date().toISOString() });
+    // A sync queued meanwhile finds its commit being deployed by that job, and applies nothing.
+    const later = new Date(Date.now() + 60_000).toISOString();
+    const { id: synced } = await producer.enqueue('staging', { kind: 'manual' }, later);
+    await store.update(synced, {
+      state: 'superseded',
+      finishedAt: later,
+      supersededBy: sha,
+      message: `superseded by job ${deploying}, which deploys this commit (${sha})`,
+    });
+    const failedAt = new Date(Date.now() + 120_000).toISOString();
+    await store.update(deploying, { state: 'failed', finishedAt: failedAt, error: 'workloads not ready' });
+    // One whose successor is no longer known is shown as it is.
+    const { id: orphan } = await producer.enqueue('production', { kind: 'manual' }, later);
+    await store.update(orphan, { state: 'superseded', finishedAt: later, supersededBy: 'd'.repeat(40) });
+
+    const fleet = (await get(app, '/environments')).body.environments as Record<string, unknown>[];
+    const one = await get(app, '/environments/staging');
+
+    const tried = { id: deploying, state: 'failed', sha, finishedAt: failedAt };
+    expect(fleet.find((environment) => environment.name === 'staging')?.lastJob).toEqual(tried);
+    expect(one.body.lastJob).toEqual(tried);
+    expect((one.body.jobs as { id: string }[]).map((job) => job.id)).toEqual([synced, deploying]);
+    expect(fleet.find((environment) => environment.name === 'production')?.lastJob).toEqual({
+      id: orphan,
+      state: 'superseded',
+      sha: null,
+      finishedAt: later,
+    });
+  });
+
   it('GET /environments/:name adds its recent jobs; 404 for an unknown one', async () => {
     const app = await receiver();
     const id = await pushJob(app, 'env/production');

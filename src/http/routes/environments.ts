@@ -16,7 +16,11 @@ export function environmentRoutes(deps: AppDeps): Router {
   const router = Router();
 
   const view = async (environment: EnvironmentConfig, jobs: JobRecord[]): Promise<EnvironmentView> =>
-    environmentView(environment, await deps.store.environmentStatus(environment.name), jobs[0]);
+    environmentView(
+      environment,
+      await deps.store.environmentStatus(environment.name),
+      await deps.store.lastJob(environment.name, jobs[0]),
+    );
 
   const find = (name: string, res: Response): EnvironmentConfig | undefined => {
     const environment = byName.get(name);
@@ -31,7 +35,7 @@ export function environmentRoutes(deps: AppDeps): Router {
           environmentView(
             environment,
             await deps.store.environmentStatus(environment.name),
-            await deps.store.latestSummary(environment.name),
+            await deps.store.lastJob(environment.name),
           ),
         ),
       ),
