@@ -295,6 +295,78 @@ describe('environments', () => {
   });
 });
 
+describe('parameters and bodies the environment routes do not take', () => {
+  async function post(app: Receiver, path: string, body?: string) {
+    const response = await fetch(`${app.url}${path}`, {
+      method: 'POST',
+      ...(body === undefined ? {} : { body }),
+    });
+    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  }
+
+  it('are refused with 400 naming them, and nothing is queued, rather than ignored', async () => {
+    const app = await receiver();
+    const none = '(this route takes none)';
+    expect(await get(app, '/environments?environment=nope')).toEqual({
+      status: 400,
+      body: { error: `query: unknown parameter "environment" ${none}` },
+    });
+    expect(await get(app, '/environments/production?state=failed')).toEqual({
+      status: 400,
+      body: { error: 'query: unknown parameter "state" (known: limit)' },
+    });
+    const refusals: [string, string | undefined, string][] = [
+      ['/environments/production/sync?force=true', undefined, `query: unknown parameter "force" ${none}`],
+      [
+        '/environments/production/sync',
+        '{"ref": "abc"}',
+        'unknown field "ref": sync takes no body: it deploys the branch head',
+      ],
+      [
+        '/environments/production/sync',
+        'abc',
+        'sync takes no body: it deploys the branch head (3 bytes sent)',
+      ],
+      [
+        '/environments/production/resume',
+        '{"reason": "x", "wait": true}',
+        'unknown fields "reason", "wait": resume takes no body: it deploys the branch head',
+      ],
+      ['/environments/production/resume?wait=1', undefined, `query: unknown parameter "wait" ${none}`],
+      ['/environments/production/suspend?reason=x', undefined, `query: unknown parameter "reason" ${none}`],
+    ];
+    for (const [path, sent, error] of refusals) {
+      const answer = await post(app, path, sent);
+      expect({ path, sent, ...answer }).toEqual({ path, sent, status: 400, body: { error } });
+    }
+    expect(await app.services.store.list({ environment: 'production', limit: 10 })).toEqual([]);
+    expect((await get(app, '/environments/production')).body.suspended).toBeNull();
+  });
+
+  it('GET /environments/:name takes limit, as GET /jobs does; sync takes an empty body or {}', async () => {
+    const app = await receiver();
+    expect((await post(app, '/environments/production/sync', '')).status).toBe(202);
+    expect((await post(app, '/environments/production/sync', ' {} ')).status).toBe(202);
+
+    expect(((await get(app, '/environments/production?limit=1')).body.jobs as unknown[]).length).toBe(1);
+    expect(((await get(app, '/environments/production')).body.jobs as unknown[]).length).toBe(2);
+    expect(await get(app, '/environments/production?limit=0')).toEqual({
+      status: 400,
+      body: { error: 'limit: must be a whole number from 1 to 500' },
+    });
+  });
+
+  it('names ten unknown parameters at most, and how many more there are', async () => {
+    const app = await receiver();
+    const query = Array.from({ length: 1_000 }, (_, i) => `p${i}=1`).join('&');
+    const shown = Array.from({ length: 10 }, (_, i) => `"p${i}"`).join(', ');
+    expect(await get(app, `/jobs?${query}`)).toEqual({
+      status: 400,
+      body: { error: `query: unknown parameters ${shown} and 990 more (known: environment, state, limit)` },
+    });
+  });
+});
+
 describe('API token', () => {
   it('guards every status route with any of the configured bearer tokens', async () => {
     const app = await receiver({ secrets: { apiTokens: ['token-new', 'token-old'] } });
