@@ -48,12 +48,15 @@ export async function fromRedis<T>(work: Promise<T>): Promise<T> {
   }
 }
 
-/** Every route's path and its methods (the routers' own), to tell a wrong method from a wrong path. */
+/**
+ * Every route's path and its methods (the routers' own), to tell a wrong method from a wrong
+ * path. Matched as the routers match: a trailing slash and the letters' case do not count.
+ */
 const ROUTE_METHODS: readonly [RegExp, string][] = [
-  [/^\/(healthz|readyz|metrics|jobs|environments)$/, 'GET, HEAD'],
-  [/^\/(jobs|environments)\/[^/]+$/, 'GET, HEAD'],
-  [/^\/environments\/[^/]+\/(sync|suspend|resume)$/, 'POST'],
-  [/^\/webhooks\/(github|gitlab)$/, 'POST'],
+  [/^\/(healthz|readyz|metrics|jobs|environments)\/?$/i, 'GET, HEAD'],
+  [/^\/(jobs|environments)\/[^/]+\/?$/i, 'GET, HEAD'],
+  [/^\/environments\/[^/]+\/(sync|suspend|resume)\/?$/i, 'POST'],
+  [/^\/webhooks\/(github|gitlab)\/?$/i, 'POST'],
 ];
 
 const allowedMethods = (path: string): string | undefined =>
