@@ -356,6 +356,28 @@ describe('parameters and bodies the environment routes do not take', () => {
     });
   });
 
+  it('error answers say what was wrong: the path, the body, its size', async () => {
+    const app = await receiver();
+    expect(await get(app, '/jobs/%ZZ')).toEqual({
+      status: 400,
+      body: { error: 'malformed percent-encoding in the path' },
+    });
+    const notAnObject = 'the body must be a JSON object: {"reason": "…"}';
+    for (const body of ['null', '42', '"x"'])
+      expect(await post(app, '/environments/production/suspend', body), body).toEqual({
+        status: 400,
+        body: { error: notAnObject },
+      });
+    const tooLarge = {
+      status: 413,
+      body: { error: 'the body is larger than 4 kB, the most this route takes' },
+    };
+    const reason = JSON.stringify({ reason: 'x'.repeat(5_000) });
+    expect(await post(app, '/environments/production/suspend', reason)).toEqual(tooLarge);
+    expect(await post(app, '/environments/production/sync', reason)).toEqual(tooLarge);
+    expect((await get(app, '/environments/production')).body.suspended).toBeNull();
+  });
+
   it('names ten unknown parameters at most, and how many more there are', async () => {
     const app = await receiver();
     const query = Array.from({ length: 1_000 }, (_, i) => `p${i}=1`).join('&');

@@ -146,7 +146,8 @@ export function environmentRoutes(deps: AppDeps): Router {
   });
 
   // Small: a reason is one line. Any content type: `curl -d '{"reason": "…"}'` sends a form type.
-  const suspendBody = express.json({ limit: '4kb', type: () => true });
+  // Not strict: `null` or `42` is JSON, refused below as not an object rather than as a syntax error.
+  const suspendBody = express.json({ limit: '4kb', type: () => true, strict: false });
 
   router.post('/environments/:name/suspend', async (req, res) => {
     const environment = find(req.params.name, res);
@@ -198,8 +199,9 @@ export function environmentRoutes(deps: AppDeps): Router {
 
 /** The reason of a suspend request's JSON body (none, or `{"reason": "…"}`), or what is wrong with it. */
 function suspendReason(body: unknown): string | null | { problem: string } {
-  if (body === undefined || body === null) return null;
-  if (typeof body !== 'object' || Array.isArray(body))
+  // No body at all; an empty one is read as {}.
+  if (body === undefined) return null;
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
     return { problem: 'the body must be a JSON object: {"reason": "…"}' };
   const unknown = Object.keys(body).find((key) => key !== 'reason');
   if (unknown !== undefined) return { problem: `unknown field "${unknown}": the body takes only "reason"` };
