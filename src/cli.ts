@@ -259,6 +259,35 @@ const OPTIONS = {
   version: { type: 'boolean' },
 } as const;
 
+type OptionName = keyof typeof OPTIONS;
+
+/** Options that take a value and keep one: given twice, which one counts is a guess. */
+const SINGLE_VALUE_OPTIONS = new Set<string>(
+  (Object.keys(OPTIONS) as OptionName[]).filter((name) => {
+    const option: { type: string; multiple?: boolean } = OPTIONS[name];
+    return option.type === 'string' && option.multiple !== true;
+  }),
+);
+
+/**
+ * `--limit -1`: parseArgs refuses a value that starts with a dash as ambiguous (a forgotten
+ * value before another option). No option looks like a negative number, so one is taken as
+ * the value, and the command says what is wrong with it, as it does for `--limit=-1`.
+ */
+function joinNegativeValues(argv: readonly string[]): string[] {
+  const joined: string[] = [];
+  for (let index = 0; index < argv.length; index++) {
+    const arg = argv[index]!;
+    const next = argv[index + 1];
+    if (arg === '--') return [...joined, ...argv.slice(index)];
+    if (arg.startsWith('--') && SINGLE_VALUE_OPTIONS.has(arg.slice(2)) && next && /^-\d/.test(next)) {
+      joined.push(`${arg}=${next}`);
+      index++;
+    } else joined.push(arg);
+  }
+  return joined;
+}
+
 /**
  * What is wrong with arguments parseArgs refused, said to the command they were meant for:
  * Node's own text for an unknown option (`'-- "--bogus"`, a hint about positionals) helps
@@ -280,10 +309,11 @@ function refusedArguments(argv: string[], error: unknown): string {
   return spec ? `pushgate ${name}: ${problem}\n\n${commandHelp(spec)}` : `pushgate: ${problem}\n\n${USAGE}`;
 }
 
-export async function main(argv: string[], env = process.env): Promise<number> {
+export async function main(given: string[], env = process.env): Promise<number> {
+  const argv = joinNegativeValues(given);
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, allowPositionals: true, options: OPTIONS });
+    parsed = parseArgs({ args: argv, allowPositionals: true, options: OPTIONS, tokens: true });
   } catch (error) {
     process.stderr.write(refusedArguments(argv, error));
     return 2;
@@ -314,14 +344,25 @@ export async function main(argv: string[], env = process.env): Promise<number> {
   }
   // An option a command does not take is refused rather than ignored: `sync ENV --ref SHA`
   // must not quietly deploy the branch head instead of SHA.
-  const given = (
+  const options = (
     ['ref', 'reason', 'wait', 'timeout', 'json', 'version', 'show-secrets', 'environment', 'limit'] as const
   ).filter((option) => parsed.values[option] !== undefined);
-  const refused = given.find((option) => !spec.options.includes(option));
+  const refused = options.find((option) => !spec.options.includes(option));
   const extra = positionals[spec.maxPositionals];
-  if (refused !== undefined || extra !== undefined) {
+  // parseArgs keeps the last of `--limit 1 --limit 2`: refused, as the API refuses `?limit=1&limit=2`.
+  const repeated = parsed.tokens.find(
+    (token, index) =>
+      token.kind === 'option' &&
+      SINGLE_VALUE_OPTIONS.has(token.name) &&
+      parsed.tokens.some((other, at) => at < index && other.kind === 'option' && other.name === token.name),
+  );
+  if (refused !== undefined || extra !== undefined || repeated?.kind === 'option') {
     const problem =
-      refused !== undefined ? `--${refused} is not an option of ${name}` : `unexpected argument "${extra}"`;
+      refused !== undefined
+        ? `--${refused} is not an option of ${name}`
+        : repeated?.kind === 'option'
+          ? `--${repeated.name} is given more than once: give it once`
+          : `unexpected argument "${extra}"`;
     process.stderr.write(`pushgate ${name}: ${problem}\n\n${commandHelp(spec)}`);
     return 2;
   }

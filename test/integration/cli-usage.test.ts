@@ -186,6 +186,27 @@ describe('options and arguments a command does not take', () => {
     expect(await keysUnderPrefix()).toEqual([]);
   });
 
+  it('a negative value after an option is read as its value, and refused as with --option=VALUE', async () => {
+    const spaced = await runCli(['status', '--limit', '-1', '--config', configFile]);
+    const joined = await runCli(['status', '--limit=-1', '--config', configFile]);
+    expect(spaced.code).toBe(2);
+    expect(spaced.stderr).toBe(joined.stderr);
+    expect(spaced.stderr).toContain('pushgate status: --limit "-1": must be a whole number');
+  });
+
+  it.each([
+    [['status', '--limit', '1', '--limit', '2'], 'status', '--limit'],
+    [['sync', 'staging', '--wait', '--timeout', '1m', '--timeout=2m'], 'sync', '--timeout'],
+  ])(
+    'pushgate %j: an option given twice is refused (exit 2), not the last one taken',
+    async (args, command, option) => {
+      const run = await runCli([...args, '--config', configFile]);
+      expect(run.code).toBe(2);
+      expect(run.stderr).toContain(`pushgate ${command}: ${option} is given more than once: give it once\n`);
+      expect(await keysUnderPrefix()).toEqual([]);
+    },
+  );
+
   it('a second positional argument is refused (exit 2)', async () => {
     const run = await runCli(['sync', 'staging', 'production', '--config', configFile]);
     expect(run.code).toBe(2);
