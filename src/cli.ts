@@ -168,7 +168,8 @@ Needs REDIS_URL.
 
   --wait                 follow the job (and what supersedes it), as for sync
   --timeout DURATION     how long --wait follows, as for sync (default 5m; 0: no limit)
-  --json                 as for sync
+  --json                 as for sync; the first line also has "resumed": the suspension lifted
+                         ({"at", "reason"}), null when there was none, as the API answers
 `,
     options: ['wait', 'timeout', 'json'],
     maxPositionals: 1,

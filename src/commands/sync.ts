@@ -5,7 +5,7 @@ import { RedisModeError, waitForRedis } from '../queue/connection.js';
 import { connectProducer, loadRuntime } from '../runtime.js';
 import { FINISHED_STATES, jobView, type JobRecord } from '../status/job-record.js';
 import type { JobStore } from '../status/job-store.js';
-import { describeSuspension } from '../status/suspensions.js';
+import { describeSuspension, type Suspension } from '../status/suspensions.js';
 import { statusBaseUrl } from '../status/reporters/commit-status-reporter.js';
 import { clientRedisUrl } from './client-redis-url.js';
 import type { CommandArgs } from './command.js';
@@ -79,8 +79,10 @@ async function queueDeploy(args: CommandArgs, command: 'sync' | 'resume'): Promi
       if (waited === undefined) throw error;
       throw new PushgateError('unavailable', `cannot ${command} ${name}: ${errorMessage(waited)}`);
     };
+    // resume: the suspension it lifted (null: none), which --json shows as the API does.
+    let lifted: Suspension | null = null;
     if (command === 'resume') {
-      const lifted = await services.store.suspensions.resume(name).catch(unavailable);
+      lifted = await services.store.suspensions.resume(name).catch(unavailable);
       args.stderr.write(
         lifted
           ? `pushgate resume: ${name} resumed (it was ${printable(describeSuspension(lifted))}); deploying its branch head\n`
@@ -104,9 +106,12 @@ async function queueDeploy(args: CommandArgs, command: 'sync' | 'resume'): Promi
         );
       });
     const statusUrl = new URL(`jobs/${encodeURIComponent(job.id)}`, statusBaseUrl(config)).toString();
-    if (args.json)
-      args.stdout.write(`${JSON.stringify({ jobs: [{ id: job.id, environment: name, statusUrl }] })}\n`);
-    else args.stdout.write(`${job.id}\n`);
+    if (args.json) {
+      const jobs = [{ id: job.id, environment: name, statusUrl }];
+      // As POST /environments/:name/sync and /resume answer.
+      const answer = command === 'resume' ? { jobs, resumed: lifted } : { jobs };
+      args.stdout.write(`${JSON.stringify(answer)}\n`);
+    } else args.stdout.write(`${job.id}\n`);
     if (!args.wait) return 0;
     const out = {
       print: (line: string) => {

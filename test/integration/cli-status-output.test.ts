@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CommandArgs } from '../../src/commands/command.js';
 import { runStatus } from '../../src/commands/status.js';
-import { runSync } from '../../src/commands/sync.js';
+import { runResume, runSync } from '../../src/commands/sync.js';
 import { createKeys } from '../../src/queue/keys.js';
 import { JobStore } from '../../src/status/job-store.js';
 import { StatusOutbox } from '../../src/status/reporters/status-outbox.js';
@@ -224,6 +224,27 @@ describe('pushgate status and sync on a terminal', () => {
       expect(await runStatus({ ...commandArgs([], stdout), limit })).toBe(0);
       expect(text().split('\n\n')[0]).toMatch(/^staging\s.*\sfailed on eeeeeeeeeeee\s+-$/m);
     }
+  });
+
+  it('resume --json shows the suspension it lifted as the API does, null when there was none', async () => {
+    const store = new JobStore(client, createKeys(prefix));
+    const suspension = await store.suspensions.suspend('staging', 'incident 42');
+    const answers: unknown[] = [];
+    for (let time = 0; time < 2; time++) {
+      const { stdout, text } = capture();
+      expect(await runResume({ ...commandArgs(['staging'], stdout), wait: false, json: true })).toBe(0);
+      answers.push(JSON.parse(text()));
+    }
+
+    const job = {
+      id: expect.any(String) as string,
+      environment: 'staging',
+      statusUrl: expect.any(String) as string,
+    };
+    expect(answers).toEqual([
+      { jobs: [job], resumed: { at: suspension.at, reason: 'incident 42' } },
+      { jobs: [job], resumed: null },
+    ]);
   });
 
   it('sync --wait shows the error of the job it follows escaped, not raw', async () => {
