@@ -132,10 +132,11 @@ from the current folder.
                          exit 1 saying the job's state: it goes on (no worker running, or a
                          backlog), pushgate status ID follows it
   --json                 print {"jobs": [...]} as one JSON line, and with --wait the job whose
-                         end decided the exit code (or, after --timeout, as it was then) as a
+                         end decided the exit code (or, stopped early, as it was then) as a
                          second (JSON Lines: jq reads both; jq -s for one array)
 
-Refused (exit 1) while ENV is suspended: pushgate resume ENV deploys its branch head.
+Ctrl-C (SIGINT) or SIGTERM stops --wait, not the deploy: it says the job continues and exits
+130 or 143. Refused (exit 1) while ENV is suspended: pushgate resume ENV deploys its branch head.
 `,
     options: ['wait', 'timeout', 'json'],
     maxPositionals: 1,
@@ -211,7 +212,8 @@ const COMMON_OPTIONS = `Options of every command:
   --config F             configuration file (default: $PUSHGATE_CONFIG, else config/pushgate.yaml)
   -h, --help             this help
 
-Exit codes: 0 success, 1 the thing asked failed, 2 bad usage or invalid configuration.
+Exit codes: 0 success, 1 the thing asked failed, 2 bad usage or invalid configuration;
+130 or 143 when SIGINT or SIGTERM stops sync --wait or resume --wait (the job goes on).
 `;
 
 export const USAGE = `Usage: pushgate <command> [options]
@@ -239,7 +241,8 @@ Options:
   -h, --help             this help; pushgate <command> --help for one command
   --version              print the version of pushgate
 
-Exit codes: 0 success, 1 the thing asked failed, 2 bad usage or invalid configuration.
+Exit codes: 0 success, 1 the thing asked failed, 2 bad usage or invalid configuration;
+130 or 143 when SIGINT or SIGTERM stops sync --wait or resume --wait (the job goes on).
 `;
 
 function commandHelp(spec: CommandSpec): string {

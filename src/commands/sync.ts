@@ -106,38 +106,71 @@ async function queueDeploy(args: CommandArgs, command: 'sync' | 'resume'): Promi
         );
       });
     const statusUrl = new URL(`jobs/${encodeURIComponent(job.id)}`, statusBaseUrl(config)).toString();
-    if (args.json) {
-      const jobs = [{ id: job.id, environment: name, statusUrl }];
-      // As POST /environments/:name/sync and /resume answer.
-      const answer = command === 'resume' ? { jobs, resumed: lifted } : { jobs };
-      args.stdout.write(`${JSON.stringify(answer)}\n`);
-    } else args.stdout.write(`${job.id}\n`);
-    if (!args.wait) return 0;
-    const out = {
-      print: (line: string) => {
-        if (!args.json) args.stdout.write(`${printable(line, true)}\n`);
-      },
-      warn: (line: string) => args.stderr.write(`pushgate ${command}: ${line}\n`),
-    };
-    const limits = { ...FOLLOW_LIMITS, ...(timeoutMs > 0 ? { deadline: Date.now() + timeoutMs } : {}) };
-    let record: JobRecord;
+    // Heard from before the id is out: a Ctrl-C as soon as it shows stops the following, not the process.
+    const stop = new AbortController();
+    const onSignal = (signal: NodeJS.Signals): void => stop.abort(signal);
+    if (args.wait) process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
     try {
-      record = await followDeploy(services.store, job.id, out, limits);
-    } catch (error) {
-      if (!(error instanceof FollowTimeoutError)) throw error;
-      // The job as it was when the wait ran out, where the finished job would have been.
-      if (args.json && error.record) args.stdout.write(`${JSON.stringify(jobView(error.record))}\n`);
-      const state = error.record?.state ?? 'unfinished';
-      args.stderr.write(
-        `pushgate ${command}: job ${error.id} still ${state} after ${formatDurationMs(timeoutMs)}; follow it with: pushgate status ${error.id}\n`,
-      );
-      return 1;
+      if (args.json) {
+        const jobs = [{ id: job.id, environment: name, statusUrl }];
+        // As POST /environments/:name/sync and /resume answer.
+        const answer = command === 'resume' ? { jobs, resumed: lifted } : { jobs };
+        args.stdout.write(`${JSON.stringify(answer)}\n`);
+      } else args.stdout.write(`${job.id}\n`);
+      if (!args.wait) return 0;
+      return await followAndReport(services.store, job.id, args, command, timeoutMs, stop.signal);
+    } finally {
+      // A second Ctrl-C while closing ends the process at once.
+      process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
     }
-    if (args.json) args.stdout.write(`${JSON.stringify(jobView(record))}\n`);
-    return record.state === 'failed' ? 1 : 0;
   } finally {
     await services.close();
   }
+}
+
+/** What --wait prints and its exit code: the job's end, or why following stopped before it. */
+async function followAndReport(
+  store: JobStore,
+  id: string,
+  args: CommandArgs,
+  command: 'sync' | 'resume',
+  /** --timeout: 0 for no limit. */
+  timeoutMs: number,
+  stop: AbortSignal,
+): Promise<number> {
+  const limits: FollowLimits = {
+    ...FOLLOW_LIMITS,
+    ...(timeoutMs > 0 ? { deadline: Date.now() + timeoutMs } : {}),
+    stop,
+  };
+  const out = {
+    print: (line: string) => {
+      if (!args.json) args.stdout.write(`${printable(line, true)}\n`);
+    },
+    warn: (line: string) => args.stderr.write(`pushgate ${command}: ${line}\n`),
+  };
+  let record: JobRecord;
+  try {
+    record = await followDeploy(store, id, out, limits);
+  } catch (error) {
+    if (!(error instanceof FollowStoppedError)) throw error;
+    // The job as it was when following stopped, where the finished job would have been.
+    if (args.json && error.record) args.stdout.write(`${JSON.stringify(jobView(error.record))}\n`);
+    if (error.why !== 'timeout') {
+      args.stderr.write(
+        `pushgate ${command}: stopped following job ${error.id}; it continues (pushgate status ${error.id})\n`,
+      );
+      // 128 + the signal's number, as a shell reports a command a signal ended.
+      return error.why === 'SIGINT' ? 130 : 143;
+    }
+    const state = error.record?.state ?? 'unfinished';
+    args.stderr.write(
+      `pushgate ${command}: job ${error.id} still ${state} after ${formatDurationMs(timeoutMs)}; follow it with: pushgate status ${error.id}\n`,
+    );
+    return 1;
+  }
+  if (args.json) args.stdout.write(`${JSON.stringify(jobView(record))}\n`);
+  return record.state === 'failed' ? 1 : 0;
 }
 
 export interface FollowLimits {
@@ -146,20 +179,23 @@ export interface FollowLimits {
   recordGoneMs: number;
   /** When to stop following a job that has not finished (epoch ms; --timeout): none, no limit. */
   deadline?: number;
+  /** Aborted, with the signal's name as its reason, when the user stops following (Ctrl-C). */
+  stop?: AbortSignal;
 }
 
 const FOLLOW_LIMITS: FollowLimits = { redisGoneMs: 60_000, recordGoneMs: 10_000 };
 
-/** Following ran out of time (--timeout) before the job finished: it goes on without us. */
-export class FollowTimeoutError extends PushgateError {
+/** Following stopped before the job finished (--timeout, or a signal): the job goes on without us. */
+export class FollowStoppedError extends PushgateError {
   constructor(
     /** The job followed then (a superseded one's successor, perhaps). */
     readonly id: string,
     /** Its record as last read, if Redis answered. */
     readonly record: JobRecord | null,
+    readonly why: 'timeout' | 'SIGINT' | 'SIGTERM',
   ) {
-    super('wait_timeout', `job ${id} has not finished yet`);
-    this.name = 'FollowTimeoutError';
+    super('follow_stopped', `stopped following job ${id} before it finished`);
+    this.name = 'FollowStoppedError';
   }
 }
 
@@ -200,11 +236,18 @@ export async function followJob(
   let latest: JobRecord | null = null;
   let unreachableSince: number | undefined;
   let missingSince: number | undefined;
+  const stopped = (): void => {
+    const { stop } = limits;
+    if (stop?.aborted)
+      throw new FollowStoppedError(id, latest, stop.reason === 'SIGTERM' ? 'SIGTERM' : 'SIGINT');
+  };
   // Checked after each read, so a job that finished by then is reported as finished.
   const pause = async (): Promise<void> => {
+    stopped();
     const left = limits.deadline === undefined ? POLL_MS : limits.deadline - Date.now();
-    if (left <= 0) throw new FollowTimeoutError(id, latest);
-    await sleep(Math.min(POLL_MS, left));
+    if (left <= 0 && limits.deadline !== undefined) throw new FollowStoppedError(id, latest, 'timeout');
+    await sleep(Math.min(POLL_MS, left), limits.stop);
+    stopped();
   };
   for (;;) {
     let record: JobRecord | null;
@@ -244,8 +287,17 @@ export async function followJob(
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+/** Resolves after `ms`, or at once when `stop` is aborted. */
+function sleep(ms: number, stop?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      stop?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    stop?.addEventListener('abort', done, { once: true });
+  });
 }
 
 function describe(record: JobRecord): string {

@@ -142,6 +142,30 @@ describe('pushgate sync --wait following its job', () => {
     expect(stderr).not.toMatch(/EPIPE|Unhandled|at /);
   });
 
+  it.each([
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const)('stopped by %s, says the job continues and exits %i', async (signal, code) => {
+    const configFile = join(dir, 'pushgate.yaml');
+    writeFileSync(configFile, cliConfigText({ prefix, url: redis.url }));
+    const child = spawn(process.execPath, [CLI, 'sync', 'staging', '--wait', '--config', configFile], {
+      env: { ...process.env, LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    const id = await new Promise<string>((resolve) =>
+      child.stdout.setEncoding('utf8').once('data', (chunk: string) => resolve(chunk.split('\n')[0]!)),
+    );
+
+    child.kill(signal);
+
+    expect(await exited).toBe(code);
+    expect(stderr).toBe(`pushgate sync: stopped following job ${id}; it continues (pushgate status ${id})\n`);
+    expect(await services.store.get(id)).toMatchObject({ state: 'queued' });
+  });
+
   it('stops following after --timeout when no worker takes the job, exits 1 and says how to follow it', async () => {
     const configFile = join(dir, 'pushgate.yaml');
     writeFileSync(configFile, cliConfigText({ prefix, url: redis.url }));
