@@ -7,7 +7,7 @@ import { PushgateError, errorMessage } from './lib/errors.js';
 import type { Command, CommandArgs } from './commands/command.js';
 
 type CommandOption =
-  'ref' | 'reason' | 'wait' | 'json' | 'version' | 'show-secrets' | 'environment' | 'limit';
+  'ref' | 'reason' | 'wait' | 'timeout' | 'json' | 'version' | 'show-secrets' | 'environment' | 'limit';
 
 interface CommandSpec {
   /**
@@ -119,7 +119,7 @@ would fail before its first write (its manifests, the policy or the dry-run).
   },
   sync: {
     load: () => import('./commands/sync.js').then((m) => m.runSync),
-    help: `Usage: pushgate sync ENV [--wait] [--json] [--config F]
+    help: `Usage: pushgate sync ENV [--wait [--timeout DURATION]] [--json] [--config F]
 
 Queues a deploy of ENV's branch head now (trigger "manual") and prints the job id. Needs
 REDIS_URL: the Redis of the running receiver; without it, that of a pushgate start running
@@ -128,13 +128,17 @@ from the current folder.
   --wait                 follow the job and, when it is superseded (a newer push came), the
                          deploy that took its place; exit 0 when that succeeded, 1 when it
                          failed, or when Redis stays unreachable for 60 s or loses the job's record
+  --timeout DURATION     how long --wait follows (30s, 5m, 1h; default 5m; 0: no limit); then
+                         exit 1 saying the job's state: it goes on (no worker running, or a
+                         backlog), pushgate status ID follows it
   --json                 print {"jobs": [...]} as one JSON line, and with --wait the job whose
-                         end decided the exit code as a second (JSON Lines: jq reads both; jq -s
-                         for one array)
+                         end decided the exit code (or, stopped early, as it was then) as a
+                         second (JSON Lines: jq reads both; jq -s for one array)
 
-Refused (exit 1) while ENV is suspended: pushgate resume ENV deploys its branch head.
+Ctrl-C (SIGINT) or SIGTERM stops --wait, not the deploy: it says the job continues and exits
+130 or 143. Refused (exit 1) while ENV is suspended: pushgate resume ENV deploys its branch head.
 `,
-    options: ['wait', 'json'],
+    options: ['wait', 'timeout', 'json'],
     maxPositionals: 1,
   },
   suspend: {
@@ -157,16 +161,18 @@ REDIS_URL, as sync does.
   },
   resume: {
     load: () => import('./commands/sync.js').then((m) => m.runResume),
-    help: `Usage: pushgate resume ENV [--wait] [--json] [--config F]
+    help: `Usage: pushgate resume ENV [--wait [--timeout DURATION]] [--json] [--config F]
 
 Lifts ENV's suspension and deploys its branch head at once (a job of trigger "manual"), then
 starts the jobs held meanwhile, which that deploy supersedes; prints the job id as sync does.
 Needs REDIS_URL.
 
   --wait                 follow the job (and what supersedes it), as for sync
-  --json                 as for sync
+  --timeout DURATION     how long --wait follows, as for sync (default 5m; 0: no limit)
+  --json                 as for sync; the first line also has "resumed": the suspension lifted
+                         ({"at", "reason"}), null when there was none, as the API answers
 `,
-    options: ['wait', 'json'],
+    options: ['wait', 'timeout', 'json'],
     maxPositionals: 1,
   },
   status: {
@@ -206,7 +212,8 @@ const COMMON_OPTIONS = `Options of every command:
   --config F             configuration file (default: $PUSHGATE_CONFIG, else config/pushgate.yaml)
   -h, --help             this help
 
-Exit codes: 0 success, 1 the thing asked failed, 2 bad usage or invalid configuration.
+Exit codes: 0 success, 1 the thing asked failed, 2 bad usage or invalid configuration;
+130 or 143 when SIGINT or SIGTERM stops sync --wait or resume --wait (the job goes on).
 `;
 
 export const USAGE = `Usage: pushgate <command> [options]
@@ -220,7 +227,8 @@ Commands:
                          redacted unless --show-secrets)
   diff ENV [--ref SHA]   what a deploy of ENV would change in its cluster, as a unified diff;
                          applies nothing
-  sync ENV [--wait]      deploy the branch head of ENV now; --wait follows the job
+  sync ENV [--wait]      deploy the branch head of ENV now; --wait follows the job (for
+                         --timeout DURATION, default 5m)
   suspend ENV            hold ENV's deploys (--reason TEXT), as flux suspend
   resume ENV [--wait]    lift the suspension and deploy ENV's branch head now
   status [JOB_ID]        one job, or the latest jobs of every environment (--environment NAME,
@@ -233,7 +241,8 @@ Options:
   -h, --help             this help; pushgate <command> --help for one command
   --version              print the version of pushgate
 
-Exit codes: 0 success, 1 the thing asked failed, 2 bad usage or invalid configuration.
+Exit codes: 0 success, 1 the thing asked failed, 2 bad usage or invalid configuration;
+130 or 143 when SIGINT or SIGTERM stops sync --wait or resume --wait (the job goes on).
 `;
 
 function commandHelp(spec: CommandSpec): string {
@@ -245,6 +254,7 @@ const OPTIONS = {
   ref: { type: 'string' },
   reason: { type: 'string' },
   wait: { type: 'boolean' },
+  timeout: { type: 'string' },
   json: { type: 'boolean' },
   'show-secrets': { type: 'boolean' },
   environment: { type: 'string', multiple: true },
@@ -252,6 +262,35 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h', default: false },
   version: { type: 'boolean' },
 } as const;
+
+type OptionName = keyof typeof OPTIONS;
+
+/** Options that take a value and keep one: given twice, which one counts is a guess. */
+const SINGLE_VALUE_OPTIONS = new Set<string>(
+  (Object.keys(OPTIONS) as OptionName[]).filter((name) => {
+    const option: { type: string; multiple?: boolean } = OPTIONS[name];
+    return option.type === 'string' && option.multiple !== true;
+  }),
+);
+
+/**
+ * `--limit -1`: parseArgs refuses a value that starts with a dash as ambiguous (a forgotten
+ * value before another option). No option looks like a negative number, so one is taken as
+ * the value, and the command says what is wrong with it, as it does for `--limit=-1`.
+ */
+function joinNegativeValues(argv: readonly string[]): string[] {
+  const joined: string[] = [];
+  for (let index = 0; index < argv.length; index++) {
+    const arg = argv[index]!;
+    const next = argv[index + 1];
+    if (arg === '--') return [...joined, ...argv.slice(index)];
+    if (arg.startsWith('--') && SINGLE_VALUE_OPTIONS.has(arg.slice(2)) && next && /^-\d/.test(next)) {
+      joined.push(`${arg}=${next}`);
+      index++;
+    } else joined.push(arg);
+  }
+  return joined;
+}
 
 /**
  * What is wrong with arguments parseArgs refused, said to the command they were meant for:
@@ -274,10 +313,11 @@ function refusedArguments(argv: string[], error: unknown): string {
   return spec ? `pushgate ${name}: ${problem}\n\n${commandHelp(spec)}` : `pushgate: ${problem}\n\n${USAGE}`;
 }
 
-export async function main(argv: string[], env = process.env): Promise<number> {
+export async function main(given: string[], env = process.env): Promise<number> {
+  const argv = joinNegativeValues(given);
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, allowPositionals: true, options: OPTIONS });
+    parsed = parseArgs({ args: argv, allowPositionals: true, options: OPTIONS, tokens: true });
   } catch (error) {
     process.stderr.write(refusedArguments(argv, error));
     return 2;
@@ -308,14 +348,25 @@ export async function main(argv: string[], env = process.env): Promise<number> {
   }
   // An option a command does not take is refused rather than ignored: `sync ENV --ref SHA`
   // must not quietly deploy the branch head instead of SHA.
-  const given = (
-    ['ref', 'reason', 'wait', 'json', 'version', 'show-secrets', 'environment', 'limit'] as const
+  const options = (
+    ['ref', 'reason', 'wait', 'timeout', 'json', 'version', 'show-secrets', 'environment', 'limit'] as const
   ).filter((option) => parsed.values[option] !== undefined);
-  const refused = given.find((option) => !spec.options.includes(option));
+  const refused = options.find((option) => !spec.options.includes(option));
   const extra = positionals[spec.maxPositionals];
-  if (refused !== undefined || extra !== undefined) {
+  // parseArgs keeps the last of `--limit 1 --limit 2`: refused, as the API refuses `?limit=1&limit=2`.
+  const repeated = parsed.tokens.find(
+    (token, index) =>
+      token.kind === 'option' &&
+      SINGLE_VALUE_OPTIONS.has(token.name) &&
+      parsed.tokens.some((other, at) => at < index && other.kind === 'option' && other.name === token.name),
+  );
+  if (refused !== undefined || extra !== undefined || repeated?.kind === 'option') {
     const problem =
-      refused !== undefined ? `--${refused} is not an option of ${name}` : `unexpected argument "${extra}"`;
+      refused !== undefined
+        ? `--${refused} is not an option of ${name}`
+        : repeated?.kind === 'option'
+          ? `--${repeated.name} is given more than once: give it once`
+          : `unexpected argument "${extra}"`;
     process.stderr.write(`pushgate ${name}: ${problem}\n\n${commandHelp(spec)}`);
     return 2;
   }
@@ -324,6 +375,7 @@ export async function main(argv: string[], env = process.env): Promise<number> {
     config: parsed.values.config,
     ref: parsed.values.ref,
     wait: parsed.values.wait ?? false,
+    timeout: parsed.values.timeout,
     json: parsed.values.json ?? false,
     showSecrets: parsed.values['show-secrets'] ?? false,
     reason: parsed.values.reason,

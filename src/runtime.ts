@@ -1,4 +1,3 @@
-import { setTimeout as delay } from 'node:timers/promises';
 import type { Queue } from 'bullmq';
 import { loadConfig, resolveConfigPath, type Env, type LoadOptions } from './config/load.js';
 import type { Config } from './config/schema.js';
@@ -47,9 +46,6 @@ export function requireRedisEndpoint(config: Config, command: string): RedisEndp
   return { url, cluster: config.redis.cluster };
 }
 
-/** Past the connect timeout (createRedis), by which a socket still opening has been destroyed. */
-const CLOSE_WAIT_MS = 2_000;
-
 export function connectProducer(endpoint: RedisEndpoint, prefix: string): ProducerServices {
   const keys = createKeys(prefix);
   const redis = createRedis(endpoint, 'producer');
@@ -63,19 +59,8 @@ export function connectProducer(endpoint: RedisEndpoint, prefix: string): Produc
     queue,
     producer,
     async close() {
-      // A Queue whose connection never became ready is still waiting for it, and BullMQ reports
-      // the end of that wait (the connection's 'end') as an 'error' event; after queue.close()
-      // has removed the listeners, that event crashes the process with a stack trace. So a
-      // connection with a socket open or opening is ended first, while the queue still listens.
-      // (One between retries has no socket: it never ends, and the wait never settles.)
-      if (redis.status === 'connecting' || redis.status === 'connect') {
-        const settled = queue.waitUntilReady().then(
-          () => undefined,
-          () => undefined,
-        );
-        redis.disconnect();
-        await Promise.race([settled, delay(CLOSE_WAIT_MS, undefined, { ref: false })]);
-      }
+      // The queue's connection drops errors once closed (createDeployQueue): a connection that
+      // never became ready needs no settling first.
       await queue.close().catch(() => undefined);
       redis.disconnect();
     },

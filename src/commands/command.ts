@@ -6,6 +6,8 @@ export interface CommandArgs {
   config: string | undefined;
   ref: string | undefined;
   wait: boolean;
+  /** sync, resume: --timeout as given (how long --wait follows), checked by the command. */
+  timeout?: string;
   json: boolean;
   /** render: print Secret values instead of placeholders. */
   showSecrets?: boolean;

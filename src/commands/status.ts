@@ -52,7 +52,8 @@ export async function runStatus(args: CommandArgs): Promise<number> {
       ]);
       // The table shows none of a job's objects: only --json keeps their lists.
       const kept = args.json ? jobs : jobs.map((job) => ({ ...job, resources: [] }));
-      return { ...environmentView(environment, status, jobs[0]), jobs: kept };
+      const lastJob = await services.store.lastJob(environment.name, jobs[0]);
+      return { ...environmentView(environment, status, lastJob), jobs: kept };
     });
     if (args.json) {
       // As GET /environments/:name shows them.
@@ -123,7 +124,7 @@ async function showEnvironments(
     chosen.map(async (environment) => {
       const [status, latest] = await Promise.all([
         services.store.environmentStatus(environment.name),
-        services.store.latestSummary(environment.name),
+        services.store.lastJob(environment.name),
       ]);
       return environmentView(environment, status, latest);
     }),

@@ -1,10 +1,11 @@
 import type { Config } from '../config/schema.js';
+import { formatDurationMs, parseDurationMs } from '../config/units.js';
 import { errorMessage, PushgateError, UsageError } from '../lib/errors.js';
 import { RedisModeError, waitForRedis } from '../queue/connection.js';
 import { connectProducer, loadRuntime } from '../runtime.js';
 import { FINISHED_STATES, jobView, type JobRecord } from '../status/job-record.js';
 import type { JobStore } from '../status/job-store.js';
-import { describeSuspension } from '../status/suspensions.js';
+import { describeSuspension, type Suspension } from '../status/suspensions.js';
 import { statusBaseUrl } from '../status/reporters/commit-status-reporter.js';
 import { clientRedisUrl } from './client-redis-url.js';
 import type { CommandArgs } from './command.js';
@@ -32,9 +33,26 @@ export function runResume(args: CommandArgs): Promise<number> {
   return queueDeploy(args, 'resume');
 }
 
+/** How long --wait follows unless --timeout says otherwise, as `flux reconcile --timeout`. */
+const DEFAULT_WAIT_TIMEOUT_MS = 5 * 60_000;
+
+/** --timeout: how long --wait follows, in milliseconds; 0 for no limit. */
+function waitTimeoutMs(args: CommandArgs): number {
+  if (args.timeout === undefined) return DEFAULT_WAIT_TIMEOUT_MS;
+  // Given alone it would be ignored: sync without --wait ends once the job is queued.
+  if (!args.wait) throw new UsageError('--timeout limits how long --wait follows the job: give --wait too');
+  const ms = parseDurationMs(args.timeout);
+  if (ms === undefined)
+    throw new UsageError(
+      `--timeout ${JSON.stringify(args.timeout)}: must be a duration such as 30s, 5m or 1h30m (0: no limit)`,
+    );
+  return ms;
+}
+
 async function queueDeploy(args: CommandArgs, command: 'sync' | 'resume'): Promise<number> {
   const [name, ...extra] = args.positionals;
   if (!name || extra.length > 0) throw new UsageError(`usage: pushgate ${command} ENV [--wait]`);
+  const timeoutMs = waitTimeoutMs(args);
   // `url: ${REDIS_URL}` unset: the Redis of a pushgate start in this folder (clientRedisUrl).
   const { config } = loadRuntime(args.config, args.env, { unsetWhenVariableMissing: ['redis.url'] });
   if (!config.environments.some((environment) => environment.name === name)) {
@@ -61,8 +79,10 @@ async function queueDeploy(args: CommandArgs, command: 'sync' | 'resume'): Promi
       if (waited === undefined) throw error;
       throw new PushgateError('unavailable', `cannot ${command} ${name}: ${errorMessage(waited)}`);
     };
+    // resume: the suspension it lifted (null: none), which --json shows as the API does.
+    let lifted: Suspension | null = null;
     if (command === 'resume') {
-      const lifted = await services.store.suspensions.resume(name).catch(unavailable);
+      lifted = await services.store.suspensions.resume(name).catch(unavailable);
       args.stderr.write(
         lifted
           ? `pushgate resume: ${name} resumed (it was ${printable(describeSuspension(lifted))}); deploying its branch head\n`
@@ -86,26 +106,98 @@ async function queueDeploy(args: CommandArgs, command: 'sync' | 'resume'): Promi
         );
       });
     const statusUrl = new URL(`jobs/${encodeURIComponent(job.id)}`, statusBaseUrl(config)).toString();
-    if (args.json)
-      args.stdout.write(`${JSON.stringify({ jobs: [{ id: job.id, environment: name, statusUrl }] })}\n`);
-    else args.stdout.write(`${job.id}\n`);
-    if (!args.wait) return 0;
-    const record = await followDeploy(services.store, job.id, {
-      print: (line) => {
-        if (!args.json) args.stdout.write(`${printable(line, true)}\n`);
-      },
-      warn: (line) => args.stderr.write(`pushgate ${command}: ${line}\n`),
-    });
-    if (args.json) args.stdout.write(`${JSON.stringify(jobView(record))}\n`);
-    return record.state === 'failed' ? 1 : 0;
+    // Heard from before the id is out: a Ctrl-C as soon as it shows stops the following, not the process.
+    const stop = new AbortController();
+    const onSignal = (signal: NodeJS.Signals): void => stop.abort(signal);
+    if (args.wait) process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+    try {
+      if (args.json) {
+        const jobs = [{ id: job.id, environment: name, statusUrl }];
+        // As POST /environments/:name/sync and /resume answer.
+        const answer = command === 'resume' ? { jobs, resumed: lifted } : { jobs };
+        args.stdout.write(`${JSON.stringify(answer)}\n`);
+      } else args.stdout.write(`${job.id}\n`);
+      if (!args.wait) return 0;
+      return await followAndReport(services.store, job.id, args, command, timeoutMs, stop.signal);
+    } finally {
+      // A second Ctrl-C while closing ends the process at once.
+      process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
+    }
   } finally {
     await services.close();
   }
 }
 
-/** How long following bears Redis not answering, or the job having no record, before giving up. */
-const REDIS_GONE_MS = 60_000;
-const RECORD_GONE_MS = 10_000;
+/** What --wait prints and its exit code: the job's end, or why following stopped before it. */
+async function followAndReport(
+  store: JobStore,
+  id: string,
+  args: CommandArgs,
+  command: 'sync' | 'resume',
+  /** --timeout: 0 for no limit. */
+  timeoutMs: number,
+  stop: AbortSignal,
+): Promise<number> {
+  const limits: FollowLimits = {
+    ...FOLLOW_LIMITS,
+    ...(timeoutMs > 0 ? { deadline: Date.now() + timeoutMs } : {}),
+    stop,
+  };
+  const out = {
+    print: (line: string) => {
+      if (!args.json) args.stdout.write(`${printable(line, true)}\n`);
+    },
+    warn: (line: string) => args.stderr.write(`pushgate ${command}: ${line}\n`),
+  };
+  let record: JobRecord;
+  try {
+    record = await followDeploy(store, id, out, limits);
+  } catch (error) {
+    if (!(error instanceof FollowStoppedError)) throw error;
+    // The job as it was when following stopped, where the finished job would have been.
+    if (args.json && error.record) args.stdout.write(`${JSON.stringify(jobView(error.record))}\n`);
+    if (error.why !== 'timeout') {
+      args.stderr.write(
+        `pushgate ${command}: stopped following job ${error.id}; it continues (pushgate status ${error.id})\n`,
+      );
+      // 128 + the signal's number, as a shell reports a command a signal ended.
+      return error.why === 'SIGINT' ? 130 : 143;
+    }
+    const state = error.record?.state ?? 'unfinished';
+    args.stderr.write(
+      `pushgate ${command}: job ${error.id} still ${state} after ${formatDurationMs(timeoutMs)}; follow it with: pushgate status ${error.id}\n`,
+    );
+    return 1;
+  }
+  if (args.json) args.stdout.write(`${JSON.stringify(jobView(record))}\n`);
+  return record.state === 'failed' ? 1 : 0;
+}
+
+export interface FollowLimits {
+  /** How long following bears Redis not answering, or the job having no record, before giving up. */
+  redisGoneMs: number;
+  recordGoneMs: number;
+  /** When to stop following a job that has not finished (epoch ms; --timeout): none, no limit. */
+  deadline?: number;
+  /** Aborted, with the signal's name as its reason, when the user stops following (Ctrl-C). */
+  stop?: AbortSignal;
+}
+
+const FOLLOW_LIMITS: FollowLimits = { redisGoneMs: 60_000, recordGoneMs: 10_000 };
+
+/** Following stopped before the job finished (--timeout, or a signal): the job goes on without us. */
+export class FollowStoppedError extends PushgateError {
+  constructor(
+    /** The job followed then (a superseded one's successor, perhaps). */
+    readonly id: string,
+    /** Its record as last read, if Redis answered. */
+    readonly record: JobRecord | null,
+    readonly why: 'timeout' | 'SIGINT' | 'SIGTERM',
+  ) {
+    super('follow_stopped', `stopped following job ${id} before it finished`);
+    this.name = 'FollowStoppedError';
+  }
+}
 
 /** How many superseding deploys a wait follows on, one after the other, at most. */
 const SUCCESSORS_MAX = 10;
@@ -120,7 +212,7 @@ export async function followDeploy(
   store: JobStore,
   id: string,
   out: { print: (line: string) => void; warn: (line: string) => void },
-  limits?: { redisGoneMs: number; recordGoneMs: number },
+  limits: FollowLimits = FOLLOW_LIMITS,
 ): Promise<JobRecord> {
   let record = await followJob(store, id, out, limits);
   for (let hop = 0; hop < SUCCESSORS_MAX && record.state === 'superseded' && record.supersededBy; hop++) {
@@ -138,11 +230,25 @@ export async function followJob(
   store: JobStore,
   id: string,
   out: { print: (line: string) => void; warn: (line: string) => void },
-  limits = { redisGoneMs: REDIS_GONE_MS, recordGoneMs: RECORD_GONE_MS },
+  limits: FollowLimits = FOLLOW_LIMITS,
 ): Promise<JobRecord> {
   let last = '';
+  let latest: JobRecord | null = null;
   let unreachableSince: number | undefined;
   let missingSince: number | undefined;
+  const stopped = (): void => {
+    const { stop } = limits;
+    if (stop?.aborted)
+      throw new FollowStoppedError(id, latest, stop.reason === 'SIGTERM' ? 'SIGTERM' : 'SIGINT');
+  };
+  // Checked after each read, so a job that finished by then is reported as finished.
+  const pause = async (): Promise<void> => {
+    stopped();
+    const left = limits.deadline === undefined ? POLL_MS : limits.deadline - Date.now();
+    if (left <= 0 && limits.deadline !== undefined) throw new FollowStoppedError(id, latest, 'timeout');
+    await sleep(Math.min(POLL_MS, left), limits.stop);
+    stopped();
+  };
   for (;;) {
     let record: JobRecord | null;
     try {
@@ -159,10 +265,11 @@ export async function followJob(
           'unavailable',
           `Redis has not answered for ${limits.redisGoneMs / 1000} s; job ${id} may still run (pushgate status ${id})`,
         );
-      await sleep(POLL_MS);
+      await pause();
       continue;
     }
     if (record) {
+      latest = record;
       missingSince = undefined;
       const line = describe(record);
       if (line !== last) out.print(line);
@@ -176,12 +283,21 @@ export async function followJob(
           `job ${id} has no record any more: Redis lost it (a restart without persistence?)`,
         );
     }
-    await sleep(POLL_MS);
+    await pause();
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+/** Resolves after `ms`, or at once when `stop` is aborted. */
+function sleep(ms: number, stop?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      stop?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    stop?.addEventListener('abort', done, { once: true });
+  });
 }
 
 function describe(record: JobRecord): string {

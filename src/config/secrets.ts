@@ -119,6 +119,15 @@ function readApiTokens(env: Env): string[] {
       `${from} is set but holds no token, which would leave the status API open: give it a token, or unset it to run the API without one`,
     );
   }
+  // `Authorization: Bearer <token>` carries no whitespace: such a token could never match,
+  // and every client would get a 401 that no fix on their side can end.
+  const spaced = tokens.findIndex((token) => /\s/.test(token));
+  if (spaced >= 0) {
+    const from = env[`${name}_FILE`] ? `${name}_FILE` : name;
+    throw new ConfigError(
+      `${from}: entry ${spaced + 1} of ${tokens.length} holds whitespace, which an Authorization: Bearer header cannot carry: give tokens without spaces (several are comma-separated)`,
+    );
+  }
   return tokens;
 }
 

@@ -17,6 +17,23 @@ export function parseDurationMs(text: string | number): number | undefined {
   );
 }
 
+/** `5m`, `1m30s`, `1h`, `500ms`: a duration as parseDurationMs reads it, for messages. */
+export function formatDurationMs(ms: number): string {
+  let rest = Math.round(ms);
+  const parts: string[] = [];
+  for (const [unit, size] of [
+    ['h', 3_600_000],
+    ['m', 60_000],
+    ['s', 1_000],
+    ['ms', 1],
+  ] as const) {
+    if (rest < size) continue;
+    parts.push(`${Math.floor(rest / size)}${unit}`);
+    rest %= size;
+  }
+  return parts.join('') || '0s';
+}
+
 /** Parses `512kb`, `5mb`, `1048576` into bytes; undefined when malformed or under one byte. */
 export function parseSizeBytes(text: string | number): number | undefined {
   if (typeof text === 'number') return Number.isInteger(text) && text > 0 ? text : undefined;

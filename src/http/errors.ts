@@ -48,12 +48,15 @@ export async function fromRedis<T>(work: Promise<T>): Promise<T> {
   }
 }
 
-/** Every route's path and its methods (the routers' own), to tell a wrong method from a wrong path. */
+/**
+ * Every route's path and its methods (the routers' own), to tell a wrong method from a wrong
+ * path. Matched as the routers match: a trailing slash and the letters' case do not count.
+ */
 const ROUTE_METHODS: readonly [RegExp, string][] = [
-  [/^\/(healthz|readyz|metrics|jobs|environments)$/, 'GET, HEAD'],
-  [/^\/(jobs|environments)\/[^/]+$/, 'GET, HEAD'],
-  [/^\/environments\/[^/]+\/(sync|suspend|resume)$/, 'POST'],
-  [/^\/webhooks\/(github|gitlab)$/, 'POST'],
+  [/^\/(healthz|readyz|metrics|jobs|environments)\/?$/i, 'GET, HEAD'],
+  [/^\/(jobs|environments)\/[^/]+\/?$/i, 'GET, HEAD'],
+  [/^\/environments\/[^/]+\/(sync|suspend|resume)\/?$/i, 'POST'],
+  [/^\/webhooks\/(github|gitlab)\/?$/i, 'POST'],
 ];
 
 const allowedMethods = (path: string): string | undefined =>
@@ -85,6 +88,26 @@ interface HttpErrorLike {
   statusCode?: unknown;
   expose?: unknown;
   message?: unknown;
+  /** body-parser's kind of error (`entity.too.large`), and the limit it enforced, in bytes. */
+  type?: unknown;
+  limit?: unknown;
+}
+
+/** `4 kB`, `1 MB`, else bytes: a body limit as the docs give it. */
+function formatLimit(bytes: number): string {
+  if (bytes >= 1024 ** 2 && bytes % 1024 ** 2 === 0) return `${bytes / 1024 ** 2} MB`;
+  if (bytes >= 1024 && bytes % 1024 === 0) return `${bytes / 1024} kB`;
+  return `${bytes} bytes`;
+}
+
+/** What was wrong, for the client errors express and body-parser raise with a bare message. */
+function clientErrorMessage(error: unknown, like: HttpErrorLike): string | undefined {
+  // The router's decoding of a path parameter (`/jobs/%ZZ`).
+  if (error instanceof URIError) return 'malformed percent-encoding in the path';
+  if (like.type === 'entity.too.large' && typeof like.limit === 'number')
+    return `the body is larger than ${formatLimit(like.limit)}, the most this route takes`;
+  // http-errors from express/router say whether their message is safe to show.
+  return like.expose === true && typeof like.message === 'string' ? like.message : undefined;
 }
 
 /** JSON for every error, express's own included; a stack trace never leaves the process. */
@@ -111,12 +134,7 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
           ? like.statusCode
           : 500;
     if (status >= 400 && status < 500) {
-      // http-errors from express/router (bad URL encoding...) say whether the message is safe.
-      sendError(
-        res,
-        status,
-        like.expose === true && typeof like.message === 'string' ? like.message : 'bad request',
-      );
+      sendError(res, status, clientErrorMessage(error, like) ?? 'bad request');
       return;
     }
     logger.error({ err: error, method: req.method, path: req.path }, 'request failed');

@@ -11,6 +11,7 @@ export type ErrorCode =
   | 'policy_violation'
   | 'apply_rejected'
   | 'health_timeout'
+  | 'follow_stopped'
   | 'transient'
   | 'internal';
 

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Queue } from 'bullmq';
+import { Queue, RedisConnection } from 'bullmq';
 import { ZodError } from 'zod';
 import { redisModeProblem, type RedisClient } from './connection.js';
 import { PushgateError } from '../lib/errors.js';
@@ -16,15 +16,29 @@ import {
 } from './job-data.js';
 import type { Keys } from './keys.js';
 
+/**
+ * BullMQ's connection wrapper re-emits the end of its wait for 'ready' as an 'error' event,
+ * also once the queue is closed: close() removes every listener first, so when Redis never
+ * answered (a hung server) that late event crashed the process with a stack trace after its
+ * message. The connection's errors are ioredis's, heard there (createRedis): unheard here they
+ * are dropped, for the connection's whole life.
+ */
+class QuietRedisConnection extends RedisConnection {
+  override emit(event: string | symbol, ...args: unknown[]): boolean {
+    if (event === 'error' && this.listenerCount('error') === 0) return false;
+    return super.emit(event, ...args);
+  }
+}
+
 export function createDeployQueue(connection: RedisClient, keys: Keys): Queue<DeployJobData> {
   // No version check: it is an INFO sent once at start-up, and on the fail-fast producer
   // connection a slow answer times out and fails the queue for good (every webhook 503
   // until a restart). The workers' BullMQ Worker still checks the Redis version.
-  const queue = new Queue<DeployJobData>(DEPLOY_QUEUE, {
-    connection,
-    prefix: keys.bullPrefix,
-    skipVersionCheck: true,
-  });
+  const queue = new Queue<DeployJobData>(
+    DEPLOY_QUEUE,
+    { connection, prefix: keys.bullPrefix, skipVersionCheck: true },
+    QuietRedisConnection,
+  );
   // Its errors are the connection's, which surface on the commands that need it (and in
   // each process's own log lines); unheard, BullMQ prints them raw to stderr, outside the
   // JSON log, several a second while Redis is away.

@@ -11,9 +11,10 @@ export interface EnvironmentView {
   lastAppliedSha: string | null;
   lastAppliedAt: string | null;
   /**
-   * The newest job, whatever its state: a queued or running deploy shows here first. `sha`:
-   * the commit it deployed or tried (null before its fetch); after a failed deploy it tells
-   * what the cluster may partly run, which `lastAppliedSha` (the last success) does not.
+   * The newest job, whatever its state: a queued or running deploy shows here first; a
+   * superseded one gives way to the job that took its place (JobStore.lastJob). `sha`: the
+   * commit it deployed or tried (null before its fetch); after a failed deploy it tells what
+   * the cluster may partly run, which `lastAppliedSha` (the last success) does not.
    */
   lastJob: { id: string; state: JobRecord['state']; sha: string | null; finishedAt: string | null } | null;
   /** Set while deploys are held (`pushgate suspend`): when, and why. */

@@ -186,9 +186,17 @@ const RECORD_HEAD_BYTES = 4096;
 /** Where a record's object list starts: every field a summary needs comes before it. */
 const RESOURCES_FIELD = ',"resources":';
 
-const jobSummarySchema = jobRecordSchema.pick({ id: true, state: true, sha: true, finishedAt: true });
+const jobSummarySchema = jobRecordSchema.pick({
+  id: true,
+  state: true,
+  sha: true,
+  finishedAt: true,
+  supersededBy: true,
+});
 /** What `GET /environments` shows of an environment's newest job. */
 export type JobSummary = z.infer<typeof jobSummarySchema>;
+/** How many superseding deploys lastJob follows on, one after the other, at most (as sync --wait). */
+const SUCCESSORS_MAX = 10;
 const TRIM_SCRIPT = `
 local envKey, allKey, quietKey = KEYS[1], KEYS[2], KEYS[3]
 local prefix, justFinished, cutoff, shaPrefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -535,6 +543,29 @@ export class JobStore {
   async latestSummary(environment: string): Promise<JobSummary | null> {
     const [id] = await this.redis.zrevrange(this.keys.jobsByEnvironment(environment), 0, 0);
     if (id === undefined) return null;
+    return this.summary(id);
+  }
+
+  /**
+   * The job an environment's `lastJob` shows: its newest (`newest`, when the caller has read it
+   * already), or, when that one was superseded, the deploy that took its place, followed on as
+   * `sync --wait` does. A superseded job tried no commit of its own: shown as it is, it would
+   * hide that the job deploying its commit (or a newer one) failed.
+   */
+  async lastJob(environment: string, newest?: JobSummary): Promise<JobSummary | null> {
+    let job = newest ?? (await this.latestSummary(environment));
+    for (let hop = 0; hop < SUCCESSORS_MAX && job?.state === 'superseded' && job.supersededBy; hop++) {
+      const id = await this.redis.get(this.keys.shaJob(environment, job.supersededBy));
+      // Unknown any more (a week on): the superseded job is all there is to show.
+      const next = id === null || id === job.id ? null : await this.summary(id);
+      if (!next) break;
+      job = next;
+    }
+    return job;
+  }
+
+  /** A job's fields before its object list (all of a superseded one's: supersededBy follows the list). */
+  private async summary(id: string): Promise<JobSummary | null> {
     const head = await this.redis.getrangeBuffer(this.keys.job(id), 0, RECORD_HEAD_BYTES - 1);
     if (head.length === 0) return null;
     const cut = head.indexOf(RESOURCES_FIELD);
@@ -544,7 +575,11 @@ export class JobStore {
         : head.length < RECORD_HEAD_BYTES
           ? head.toString('utf8')
           : ((await this.redis.get(this.keys.job(id))) ?? '{}');
-    return jobSummarySchema.parse(JSON.parse(text));
+    const summary = jobSummarySchema.parse(JSON.parse(text));
+    if (summary.state !== 'superseded' || cut < 0) return summary;
+    // A superseded job has applied nothing, or a few objects before a health wait: small.
+    const whole = await this.get(id);
+    return whole ? jobSummarySchema.parse(whole) : summary;
   }
 
   /**

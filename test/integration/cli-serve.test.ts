@@ -9,6 +9,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { request } from 'node:http';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -396,4 +397,35 @@ describe('pushgate serve and status', () => {
       );
     });
   });
+
+  it('client commands say once, with no stack trace, that a Redis which accepts but never answers did not answer', async () => {
+    // A listener that accepts and never writes: a hung redis-server (kill -STOP) looks the same.
+    const silent = createServer((socket) => socket.on('error', () => undefined));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const { port } = silent.address() as AddressInfo;
+    try {
+      const env = cliEnv({ REDIS_URL: `redis://127.0.0.1:${port}` });
+      const commands = [
+        ['status'],
+        ['status', 'some-job'],
+        ['sync', 'staging'],
+        ['resume', 'staging'],
+        ['suspend', 'staging'],
+      ];
+      const runs = await Promise.all(
+        commands.map((args) => runBuiltCli([...args, '--config', configFile], { env, timeoutMs: 20_000 })),
+      );
+      runs.forEach((run, index) => {
+        const command = commands[index]![0]!;
+        expect(run.code).toBe(1);
+        expect(run.stderr).toMatch(
+          new RegExp(
+            `^pushgate ${command}: (cannot ${command} staging: )?Redis did not answer within 5000 ms \\(127\\.0\\.0\\.1:${port}[^\\n]*\\)\\n$`,
+          ),
+        );
+      });
+    } finally {
+      silent.close();
+    }
+  }, 30_000);
 });

@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CommandArgs } from '../../src/commands/command.js';
 import { runStatus } from '../../src/commands/status.js';
-import { runSync } from '../../src/commands/sync.js';
+import { runResume, runSync } from '../../src/commands/sync.js';
 import { createKeys } from '../../src/queue/keys.js';
 import { JobStore } from '../../src/status/job-store.js';
 import { StatusOutbox } from '../../src/status/reporters/status-outbox.js';
@@ -205,6 +205,46 @@ describe('pushgate status and sync on a terminal', () => {
     expect(environments).toMatch(
       /\nstaging\s+env\/staging\s+aaaaaaaaaaaa\s+2026-12-01T10:00:00\.000Z\s+failed on bbbbbbbbbbbb\s+-$/,
     );
+  });
+
+  it('status shows, for a newest job that was superseded, the job that took its place', async () => {
+    const store = new JobStore(client, createKeys(prefix));
+    const sha = 'e'.repeat(40);
+    const at = (minutes: number): string => new Date(Date.now() + minutes * 60_000).toISOString();
+    await store.claimMany([
+      { id: 'deploying-1', environment: 'staging', trigger: { kind: 'manual' }, receivedAt: at(10) },
+      { id: 'resync-1', environment: 'staging', trigger: { kind: 'reconcile' }, receivedAt: at(11) },
+    ]);
+    await store.update('deploying-1', { state: 'running', sha, startedAt: at(10) });
+    await store.update('resync-1', { state: 'superseded', finishedAt: at(11), supersededBy: sha });
+    await store.update('deploying-1', { state: 'failed', finishedAt: at(12), error: 'not ready' });
+
+    for (const limit of ['0', '5']) {
+      const { stdout, text } = capture();
+      expect(await runStatus({ ...commandArgs([], stdout), limit })).toBe(0);
+      expect(text().split('\n\n')[0]).toMatch(/^staging\s.*\sfailed on eeeeeeeeeeee\s+-$/m);
+    }
+  });
+
+  it('resume --json shows the suspension it lifted as the API does, null when there was none', async () => {
+    const store = new JobStore(client, createKeys(prefix));
+    const suspension = await store.suspensions.suspend('staging', 'incident 42');
+    const answers: unknown[] = [];
+    for (let time = 0; time < 2; time++) {
+      const { stdout, text } = capture();
+      expect(await runResume({ ...commandArgs(['staging'], stdout), wait: false, json: true })).toBe(0);
+      answers.push(JSON.parse(text()));
+    }
+
+    const job = {
+      id: expect.any(String) as string,
+      environment: 'staging',
+      statusUrl: expect.any(String) as string,
+    };
+    expect(answers).toEqual([
+      { jobs: [job], resumed: { at: suspension.at, reason: 'incident 42' } },
+      { jobs: [job], resumed: null },
+    ]);
   });
 
   it('sync --wait shows the error of the job it follows escaped, not raw', async () => {

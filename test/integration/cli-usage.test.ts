@@ -59,7 +59,7 @@ describe('pushgate <command> --help', () => {
     ['check', 'Usage: pushgate check [--config F]'],
     ['render', 'Usage: pushgate render ENV [--ref SHA] [--show-secrets] [--config F]'],
     ['diff', 'Usage: pushgate diff ENV [--ref SHA] [--show-secrets] [--json] [--config F]'],
-    ['sync', 'Usage: pushgate sync ENV [--wait] [--json] [--config F]'],
+    ['sync', 'Usage: pushgate sync ENV [--wait [--timeout DURATION]] [--json] [--config F]'],
     ['status', 'Usage: pushgate status [JOB_ID] [--environment NAME]... [--limit N] [--json] [--config F]'],
     ['version', 'Usage: pushgate version'],
   ])('%s --help prints the usage of that command and exits 0', async (command, usage) => {
@@ -168,6 +168,44 @@ describe('options and arguments a command does not take', () => {
     expect(run.stdout).toBe('');
     expect(await keysUnderPrefix()).toEqual([]);
   });
+
+  it.each([
+    [
+      ['sync', 'staging', '--timeout', '1m'],
+      '--timeout limits how long --wait follows the job: give --wait too',
+    ],
+    [
+      ['resume', 'staging', '--wait', '--timeout', 'soon'],
+      '--timeout "soon": must be a duration such as 30s, 5m or 1h30m (0: no limit)',
+    ],
+    [['status', '--timeout', '1m'], '--timeout is not an option of status'],
+  ])('pushgate %j is refused (exit 2) and queues nothing', async (args, problem) => {
+    const run = await runCli([...args, '--config', configFile]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain(problem);
+    expect(await keysUnderPrefix()).toEqual([]);
+  });
+
+  it('a negative value after an option is read as its value, and refused as with --option=VALUE', async () => {
+    const spaced = await runCli(['status', '--limit', '-1', '--config', configFile]);
+    const joined = await runCli(['status', '--limit=-1', '--config', configFile]);
+    expect(spaced.code).toBe(2);
+    expect(spaced.stderr).toBe(joined.stderr);
+    expect(spaced.stderr).toContain('pushgate status: --limit "-1": must be a whole number');
+  });
+
+  it.each([
+    [['status', '--limit', '1', '--limit', '2'], 'status', '--limit'],
+    [['sync', 'staging', '--wait', '--timeout', '1m', '--timeout=2m'], 'sync', '--timeout'],
+  ])(
+    'pushgate %j: an option given twice is refused (exit 2), not the last one taken',
+    async (args, command, option) => {
+      const run = await runCli([...args, '--config', configFile]);
+      expect(run.code).toBe(2);
+      expect(run.stderr).toContain(`pushgate ${command}: ${option} is given more than once: give it once\n`);
+      expect(await keysUnderPrefix()).toEqual([]);
+    },
+  );
 
   it('a second positional argument is refused (exit 2)', async () => {
     const run = await runCli(['sync', 'staging', 'production', '--config', configFile]);

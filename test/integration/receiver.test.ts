@@ -471,6 +471,23 @@ describe('bad input', () => {
       ]);
     }
     expect((await fetch(`${app.url}/nowhere`, { method: 'OPTIONS' })).status).toBe(404);
+    // As the routers match a path (GET /jobs/ is GET /jobs), so do OPTIONS and a wrong method.
+    for (const [path, allow] of [
+      ['/jobs/', 'GET, HEAD, OPTIONS'],
+      ['/environments/staging/', 'GET, HEAD, OPTIONS'],
+      ['/environments/staging/sync/', 'POST, OPTIONS'],
+      ['/Webhooks/GitHub/', 'POST, OPTIONS'],
+    ]) {
+      const options = await fetch(`${app.url}${path}`, { method: 'OPTIONS' });
+      expect([options.status, options.headers.get('allow'), await options.text()], path).toEqual([
+        204,
+        allow,
+        '',
+      ]);
+      const wrong = await fetch(`${app.url}${path}`, { method: 'DELETE' });
+      expect([wrong.status, wrong.headers.get('allow')], path).toEqual([405, allow]);
+      await wrong.arrayBuffer();
+    }
     const malformed = await fetch(`${app.url}/jobs/%E0%A4%A`);
     expect(malformed.status).toBe(400);
     const text = await malformed.text();

@@ -216,6 +216,42 @@ describe('environments', () => {
     expect((await calls('get')) + (await calls('mget'))).toBe(readsBefore);
   });
 
+  it('shows, for a newest job that was superseded, the job that took its place: its failure is not hidden', async () => {
+    const app = await receiver();
+    const { store, producer } = app.services;
+    const sha = 'c'.repeat(40);
+    const deploying = await pushJob(app, 'env/staging');
+    await store.update(deploying, { state: 'running', sha, startedAt: new Date().toISOString() });
+    // A sync queued meanwhile finds its commit being deployed by that job, and applies nothing.
+    const later = new Date(Date.now() + 60_000).toISOString();
+    const { id: synced } = await producer.enqueue('staging', { kind: 'manual' }, later);
+    await store.update(synced, {
+      state: 'superseded',
+      finishedAt: later,
+      supersededBy: sha,
+      message: `superseded by job ${deploying}, which deploys this commit (${sha})`,
+    });
+    const failedAt = new Date(Date.now() + 120_000).toISOString();
+    await store.update(deploying, { state: 'failed', finishedAt: failedAt, error: 'workloads not ready' });
+    // One whose successor is no longer known is shown as it is.
+    const { id: orphan } = await producer.enqueue('production', { kind: 'manual' }, later);
+    await store.update(orphan, { state: 'superseded', finishedAt: later, supersededBy: 'd'.repeat(40) });
+
+    const fleet = (await get(app, '/environments')).body.environments as Record<string, unknown>[];
+    const one = await get(app, '/environments/staging');
+
+    const tried = { id: deploying, state: 'failed', sha, finishedAt: failedAt };
+    expect(fleet.find((environment) => environment.name === 'staging')?.lastJob).toEqual(tried);
+    expect(one.body.lastJob).toEqual(tried);
+    expect((one.body.jobs as { id: string }[]).map((job) => job.id)).toEqual([synced, deploying]);
+    expect(fleet.find((environment) => environment.name === 'production')?.lastJob).toEqual({
+      id: orphan,
+      state: 'superseded',
+      sha: null,
+      finishedAt: later,
+    });
+  });
+
   it('GET /environments/:name adds its recent jobs; 404 for an unknown one', async () => {
     const app = await receiver();
     const id = await pushJob(app, 'env/production');
@@ -256,6 +292,100 @@ describe('environments', () => {
     });
     const unknown = await fetch(`${app.url}/environments/nope/sync`, { method: 'POST' });
     expect(unknown.status).toBe(404);
+  });
+});
+
+describe('parameters and bodies the environment routes do not take', () => {
+  async function post(app: Receiver, path: string, body?: string) {
+    const response = await fetch(`${app.url}${path}`, {
+      method: 'POST',
+      ...(body === undefined ? {} : { body }),
+    });
+    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  }
+
+  it('are refused with 400 naming them, and nothing is queued, rather than ignored', async () => {
+    const app = await receiver();
+    const none = '(this route takes none)';
+    expect(await get(app, '/environments?environment=nope')).toEqual({
+      status: 400,
+      body: { error: `query: unknown parameter "environment" ${none}` },
+    });
+    expect(await get(app, '/environments/production?state=failed')).toEqual({
+      status: 400,
+      body: { error: 'query: unknown parameter "state" (known: limit)' },
+    });
+    const refusals: [string, string | undefined, string][] = [
+      ['/environments/production/sync?force=true', undefined, `query: unknown parameter "force" ${none}`],
+      [
+        '/environments/production/sync',
+        '{"ref": "abc"}',
+        'unknown field "ref": sync takes no body: it deploys the branch head',
+      ],
+      [
+        '/environments/production/sync',
+        'abc',
+        'sync takes no body: it deploys the branch head (3 bytes sent)',
+      ],
+      [
+        '/environments/production/resume',
+        '{"reason": "x", "wait": true}',
+        'unknown fields "reason", "wait": resume takes no body: it deploys the branch head',
+      ],
+      ['/environments/production/resume?wait=1', undefined, `query: unknown parameter "wait" ${none}`],
+      ['/environments/production/suspend?reason=x', undefined, `query: unknown parameter "reason" ${none}`],
+    ];
+    for (const [path, sent, error] of refusals) {
+      const answer = await post(app, path, sent);
+      expect({ path, sent, ...answer }).toEqual({ path, sent, status: 400, body: { error } });
+    }
+    expect(await app.services.store.list({ environment: 'production', limit: 10 })).toEqual([]);
+    expect((await get(app, '/environments/production')).body.suspended).toBeNull();
+  });
+
+  it('GET /environments/:name takes limit, as GET /jobs does; sync takes an empty body or {}', async () => {
+    const app = await receiver();
+    expect((await post(app, '/environments/production/sync', '')).status).toBe(202);
+    expect((await post(app, '/environments/production/sync', ' {} ')).status).toBe(202);
+
+    expect(((await get(app, '/environments/production?limit=1')).body.jobs as unknown[]).length).toBe(1);
+    expect(((await get(app, '/environments/production')).body.jobs as unknown[]).length).toBe(2);
+    expect(await get(app, '/environments/production?limit=0')).toEqual({
+      status: 400,
+      body: { error: 'limit: must be a whole number from 1 to 500' },
+    });
+  });
+
+  it('error answers say what was wrong: the path, the body, its size', async () => {
+    const app = await receiver();
+    expect(await get(app, '/jobs/%ZZ')).toEqual({
+      status: 400,
+      body: { error: 'malformed percent-encoding in the path' },
+    });
+    const notAnObject = 'the body must be a JSON object: {"reason": "…"}';
+    for (const body of ['null', '42', '"x"'])
+      expect(await post(app, '/environments/production/suspend', body), body).toEqual({
+        status: 400,
+        body: { error: notAnObject },
+      });
+    const tooLarge = {
+      status: 413,
+      body: { error: 'the body is larger than 4 kB, the most this route takes' },
+    };
+    const reason = JSON.stringify({ reason: 'x'.repeat(5_000) });
+    expect(await post(app, '/environments/production/suspend', reason)).toEqual(tooLarge);
+    expect(await post(app, '/environments/production/sync', reason)).toEqual(tooLarge);
+    expect((await get(app, '/environments/production')).body.suspended).toBeNull();
+  });
+
+  it('names ten unknown parameters at most, and how many more there are', async () => {
+    const app = await receiver();
+    const query = Array.from({ length: 1_000 }, (_, i) => `p${i}=1`).join('&');
+    const shown = Array.from({ length: 10 }, (_, i) => `"p${i}"`).join(', ');
+    expect(await get(app, `/jobs?${query}`)).toEqual({
+      status: 400,
+      body: { error: `query: unknown parameters ${shown} and 990 more (known: environment, state, limit)` },
+    });
   });
 });
 

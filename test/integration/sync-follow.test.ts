@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { followDeploy, followJob } from '../../src/commands/sync.js';
 import { waitForRedis } from '../../src/queue/connection.js';
 import { connectProducer, type ProducerServices } from '../../src/runtime.js';
-import { CLI, cliConfigText } from '../helpers/cli.js';
+import { CLI, cliConfigText, runBuiltCli } from '../helpers/cli.js';
 import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
 
 let redis: TestRedis;
@@ -140,5 +140,51 @@ describe('pushgate sync --wait following its job', () => {
 
     expect(await exited).toBe(1);
     expect(stderr).not.toMatch(/EPIPE|Unhandled|at /);
+  });
+
+  it.each([
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const)('stopped by %s, says the job continues and exits %i', async (signal, code) => {
+    const configFile = join(dir, 'pushgate.yaml');
+    writeFileSync(configFile, cliConfigText({ prefix, url: redis.url }));
+    const child = spawn(process.execPath, [CLI, 'sync', 'staging', '--wait', '--config', configFile], {
+      env: { ...process.env, LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    const id = await new Promise<string>((resolve) =>
+      child.stdout.setEncoding('utf8').once('data', (chunk: string) => resolve(chunk.split('\n')[0]!)),
+    );
+
+    child.kill(signal);
+
+    expect(await exited).toBe(code);
+    expect(stderr).toBe(`pushgate sync: stopped following job ${id}; it continues (pushgate status ${id})\n`);
+    expect(await services.store.get(id)).toMatchObject({ state: 'queued' });
+  });
+
+  it('stops following after --timeout when no worker takes the job, exits 1 and says how to follow it', async () => {
+    const configFile = join(dir, 'pushgate.yaml');
+    writeFileSync(configFile, cliConfigText({ prefix, url: redis.url }));
+    const started = Date.now();
+
+    const run = await runBuiltCli(
+      ['sync', 'staging', '--wait', '--timeout', '1s', '--json', '--config', configFile],
+      { env: { ...process.env, LOG_LEVEL: 'warn' }, timeoutMs: 20_000 },
+    );
+
+    expect(run.code).toBe(1);
+    expect(Date.now() - started).toBeLessThan(15_000);
+    const [queued, last, ...more] = run.stdout.trim().split('\n');
+    expect(more).toEqual([]);
+    const id = (JSON.parse(queued!) as { jobs: { id: string }[] }).jobs[0]!.id;
+    // The second line is the job as the wait left it, where the finished job would be.
+    expect(JSON.parse(last!)).toMatchObject({ id, environment: 'staging', state: 'queued' });
+    expect(run.stderr).toBe(
+      `pushgate sync: job ${id} still queued after 1s; follow it with: pushgate status ${id}\n`,
+    );
   });
 });

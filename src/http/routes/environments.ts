@@ -1,4 +1,5 @@
-import express, { Router, type Request, type Response } from 'express';
+import express, { Router, type Request, type RequestHandler, type Response } from 'express';
+import { z } from 'zod';
 import type { EnvironmentConfig } from '../../config/schema.js';
 import { environmentView, type EnvironmentView } from '../../status/environment-view.js';
 import { jobView, type JobRecord } from '../../status/job-record.js';
@@ -6,9 +7,51 @@ import { describeSuspension, suspendReasonProblem } from '../../status/suspensio
 import { errorMessage } from '../../lib/errors.js';
 import type { AppDeps } from '../deps.js';
 import { fromRedis, sendError } from '../errors.js';
+import { limitParam, parseParams, quotedNames } from '../query.js';
 import { jobStatusUrl, publicBase } from '../status-url.js';
 
 export const ENVIRONMENT_JOBS = 20;
+/** As GET /jobs: each job is read whole. */
+const MAX_ENVIRONMENT_JOBS = 500;
+
+/** A parameter these routes do not know is refused, not ignored: `?environment=` must not answer every one. */
+const noQuery = z.object({}).strict();
+const environmentQuery = z.object({ limit: limitParam(MAX_ENVIRONMENT_JOBS, ENVIRONMENT_JOBS) }).strict();
+
+/** Any body, read only to be refused: kept small, a larger one is a 413. */
+const ignoredBody = express.raw({ limit: '4kb', type: () => true });
+
+/** Runs a body parser inside a route: its HttpError (400, 413, 415) goes to the error handler. */
+function readBody(parser: RequestHandler, req: Request, res: Response): Promise<void> {
+  return new Promise<void>((resolve, reject) =>
+    parser(req, res, (error?: unknown) =>
+      error ? reject(error instanceof Error ? error : new Error('the body could not be read')) : resolve(),
+    ),
+  );
+}
+
+/**
+ * Why the body of a sync or resume cannot be taken: they deploy the branch head and take no
+ * body, and `{"ref": "abc"}` must not quietly deploy something else. None, empty or `{}` is fine.
+ */
+function bodyProblem(route: 'sync' | 'resume', body: unknown): string | undefined {
+  if (!Buffer.isBuffer(body)) return undefined;
+  const text = body.toString('utf8').trim();
+  if (text === '') return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  const takesNone = `${route} takes no body: it deploys the branch head`;
+  if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) {
+    const fields = Object.keys(parsed);
+    if (fields.length === 0) return undefined;
+    return `unknown field${fields.length > 1 ? 's' : ''} ${quotedNames(fields)}: ${takesNone}`;
+  }
+  return `${takesNone} (${body.length} bytes sent)`;
+}
 
 /** GET /environments, GET /environments/:name, POST /environments/:name/sync, suspend and resume. */
 export function environmentRoutes(deps: AppDeps): Router {
@@ -16,7 +59,11 @@ export function environmentRoutes(deps: AppDeps): Router {
   const router = Router();
 
   const view = async (environment: EnvironmentConfig, jobs: JobRecord[]): Promise<EnvironmentView> =>
-    environmentView(environment, await deps.store.environmentStatus(environment.name), jobs[0]);
+    environmentView(
+      environment,
+      await deps.store.environmentStatus(environment.name),
+      await deps.store.lastJob(environment.name, jobs[0]),
+    );
 
   const find = (name: string, res: Response): EnvironmentConfig | undefined => {
     const environment = byName.get(name);
@@ -24,14 +71,15 @@ export function environmentRoutes(deps: AppDeps): Router {
     return environment;
   };
 
-  router.get('/environments', async (_req, res) => {
+  router.get('/environments', async (req, res) => {
+    parseParams(noQuery, req.query);
     const environments = await fromRedis(
       Promise.all(
         deps.config.environments.map(async (environment) =>
           environmentView(
             environment,
             await deps.store.environmentStatus(environment.name),
-            await deps.store.latestSummary(environment.name),
+            await deps.store.lastJob(environment.name),
           ),
         ),
       ),
@@ -42,9 +90,10 @@ export function environmentRoutes(deps: AppDeps): Router {
   router.get('/environments/:name', async (req, res) => {
     const environment = find(req.params.name, res);
     if (!environment) return;
+    const { limit } = parseParams(environmentQuery, req.query);
     const body = await fromRedis(
       (async () => {
-        const jobs = await deps.store.list({ environment: environment.name, limit: ENVIRONMENT_JOBS });
+        const jobs = await deps.store.list({ environment: environment.name, limit });
         return { ...(await view(environment, jobs)), jobs: jobs.map(jobView) };
       })(),
     );
@@ -60,8 +109,26 @@ export function environmentRoutes(deps: AppDeps): Router {
     return { id: job.id, environment: job.environment, statusUrl: jobStatusUrl(base, job.id) };
   };
 
-  router.post('/environments/:name/sync', async (req, res) => {
+  /** The environment a sync or resume names, once its query and body are known to be empty. */
+  const deployRequest = async (
+    route: 'sync' | 'resume',
+    req: Request<{ name: string }>,
+    res: Response,
+  ): Promise<EnvironmentConfig | undefined> => {
     const environment = find(req.params.name, res);
+    if (!environment) return undefined;
+    parseParams(noQuery, req.query);
+    await readBody(ignoredBody, req, res);
+    const problem = bodyProblem(route, req.body);
+    if (problem) {
+      sendError(res, 400, problem);
+      return undefined;
+    }
+    return environment;
+  };
+
+  router.post('/environments/:name/sync', async (req, res) => {
+    const environment = await deployRequest('sync', req, res);
     if (!environment) return;
     // As `flux reconcile` of a suspended Kustomization: refused, not held behind the suspension.
     const suspension = await fromRedis(deps.store.suspensions.get(environment.name));
@@ -79,18 +146,15 @@ export function environmentRoutes(deps: AppDeps): Router {
   });
 
   // Small: a reason is one line. Any content type: `curl -d '{"reason": "…"}'` sends a form type.
-  const suspendBody = express.json({ limit: '4kb', type: () => true });
+  // Not strict: `null` or `42` is JSON, refused below as not an object rather than as a syntax error.
+  const suspendBody = express.json({ limit: '4kb', type: () => true, strict: false });
 
   router.post('/environments/:name/suspend', async (req, res) => {
     const environment = find(req.params.name, res);
     if (!environment) return;
+    parseParams(noQuery, req.query);
     // Read after the name is known: an unknown environment is 404 whatever its body.
-    await new Promise<void>((resolve, reject) =>
-      // body-parser passes its HttpError (400, 413, 415), which the error handler answers.
-      suspendBody(req, res, (error?: unknown) =>
-        error ? reject(error instanceof Error ? error : new Error('the body could not be read')) : resolve(),
-      ),
-    );
+    await readBody(suspendBody, req, res);
     const reason = suspendReason(req.body);
     if (reason !== null && typeof reason === 'object') {
       sendError(res, 400, reason.problem);
@@ -106,7 +170,7 @@ export function environmentRoutes(deps: AppDeps): Router {
   });
 
   router.post('/environments/:name/resume', async (req, res) => {
-    const environment = find(req.params.name, res);
+    const environment = await deployRequest('resume', req, res);
     if (!environment) return;
     const lifted = await fromRedis(deps.store.suspensions.resume(environment.name));
     // As `flux resume`: the environment is brought to its branch head at once.
@@ -135,8 +199,9 @@ export function environmentRoutes(deps: AppDeps): Router {
 
 /** The reason of a suspend request's JSON body (none, or `{"reason": "…"}`), or what is wrong with it. */
 function suspendReason(body: unknown): string | null | { problem: string } {
-  if (body === undefined || body === null) return null;
-  if (typeof body !== 'object' || Array.isArray(body))
+  // No body at all; an empty one is read as {}.
+  if (body === undefined) return null;
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
     return { problem: 'the body must be a JSON object: {"reason": "…"}' };
   const unknown = Object.keys(body).find((key) => key !== 'reason');
   if (unknown !== undefined) return { problem: `unknown field "${unknown}": the body takes only "reason"` };

@@ -3,11 +3,10 @@ import { z } from 'zod';
 import { jobStateSchema, jobView } from '../../status/job-record.js';
 import type { AppDeps } from '../deps.js';
 import { fromRedis, sendError } from '../errors.js';
-import { parseParams } from '../query.js';
+import { limitParam, parseParams } from '../query.js';
 
 export const DEFAULT_JOB_LIMIT = 20;
 export const MAX_JOB_LIMIT = 500;
-const LIMIT_RANGE = `must be a whole number from 1 to ${MAX_JOB_LIMIT}`;
 
 /** GET /jobs/:id and GET /jobs?environment=E&state=S&limit=N (newest first). */
 export function jobRoutes(deps: AppDeps): Router {
@@ -28,12 +27,7 @@ export function jobRoutes(deps: AppDeps): Router {
         })
         .transform((state) => jobStateSchema.parse(state))
         .optional(),
-      limit: z
-        .string()
-        .regex(/^\d+$/, LIMIT_RANGE)
-        .transform(Number)
-        .pipe(z.number().int().min(1, LIMIT_RANGE).max(MAX_JOB_LIMIT, LIMIT_RANGE))
-        .default(String(DEFAULT_JOB_LIMIT)),
+      limit: limitParam(MAX_JOB_LIMIT, DEFAULT_JOB_LIMIT),
     })
     // A misspelt filter (`env=`, `status=`, `environment[]=`) must not answer every job as if it held.
     .strict();

@@ -97,6 +97,24 @@ describe('secrets', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  it('refuses an API token holding whitespace, which no bearer header can carry, naming the variable not the token', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pushgate-secrets-'));
+    writeFileSync(join(dir, 'token'), 'good-one,two\tparts\n');
+    for (const [env, named, entry] of [
+      [{ PUSHGATE_API_TOKEN: 'two words' }, 'PUSHGATE_API_TOKEN', '1 of 1'],
+      [{ PUSHGATE_API_TOKEN_FILE: join(dir, 'token') }, 'PUSHGATE_API_TOKEN_FILE', '2 of 2'],
+    ] as const) {
+      expect(() => readSecrets(env)).toThrow(ConfigError);
+      expect(() => readSecrets(env)).toThrow(
+        `${named}: entry ${entry} holds whitespace, which an Authorization: Bearer header cannot carry`,
+      );
+      expect(() => readSecrets(env)).not.toThrow(/words|parts/);
+    }
+    // Around the commas it is trimmed, as for every list.
+    expect(readSecrets({ PUSHGATE_API_TOKEN: ' new , old ' }).apiTokens).toEqual(['new', 'old']);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
   it('names the variable and the file when NAME_FILE cannot be read, never its content', () => {
     expect(() => readSecrets({ PUSHGATE_API_TOKEN_FILE: '/nonexistent/token' })).toThrow(ConfigError);
     expect(() => readSecrets({ PUSHGATE_API_TOKEN_FILE: '/nonexistent/token' })).toThrow(
