@@ -211,10 +211,8 @@ async function addPrunes(
     if (verdict !== 'delete' && verdict !== 'gone') left.push(ref);
   }
   const containers = sorted.filter((ref) => isContainer(ref) && !kept.has(ref));
-  const { kept: held } = await containersOf(client, left, containers, signal);
-  for (const [ref, why] of held) diff.keptFromPrune.push({ ref, why });
-  for (const ref of containers.filter((ref) => !held.has(ref)))
-    await diffPrune(client, environment, ref, diff, signal);
+  const held = await containersOf(client, left, containers, signal);
+  for (const ref of containers) await diffPrune(client, environment, ref, diff, signal, held.get(ref)?.why);
 }
 
 /** What prune would do with one stale object, added to `diff`. */
@@ -224,6 +222,8 @@ async function diffPrune(
   ref: ObjectRef,
   diff: ClusterDiff,
   signal?: AbortSignal,
+  /** Why it is kept should prune find it to delete (a Namespace what prune leaves is in). */
+  hold?: string,
 ): Promise<PruneVerdict['verdict'] | 'unread'> {
   let verdict: PruneVerdict;
   try {
@@ -234,7 +234,9 @@ async function diffPrune(
     diff.notCompared.push({ ref, why: `not in the commit, and could not be read: ${errorMessage(error)}` });
     return 'unread';
   }
-  if (verdict.verdict === 'delete') diff.changes.push({ ref, action: 'delete', before: shown(verdict.live) });
+  if (verdict.verdict === 'delete' && hold !== undefined) diff.keptFromPrune.push({ ref, why: hold });
+  else if (verdict.verdict === 'delete')
+    diff.changes.push({ ref, action: 'delete', before: shown(verdict.live) });
   else if (verdict.verdict !== 'gone') diff.keptFromPrune.push({ ref, why: verdict.message });
   return verdict.verdict;
 }

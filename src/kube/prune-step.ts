@@ -114,7 +114,7 @@ export async function containersOf(
   left: readonly ObjectRef[],
   containers: readonly ObjectRef[],
   signal?: AbortSignal,
-): Promise<{ kept: Map<ObjectRef, string>; holders: ObjectRef[] }> {
+): Promise<Map<ObjectRef, { why: string; holders: ObjectRef[] }>> {
   const held = new Map<string, ObjectRef[]>();
   const hold = (key: string, ref: ObjectRef): void => {
     held.set(key, [...(held.get(key) ?? []), ref]);
@@ -136,26 +136,24 @@ export async function containersOf(
       unresolved ??= { ref, error };
     }
   }
-  const kept = new Map<ObjectRef, string>();
-  const holders = new Set<ObjectRef>();
+  const kept = new Map<ObjectRef, { why: string; holders: ObjectRef[] }>();
   for (const container of containers) {
     const namespace = isNamespaceRef(container);
     const refs = held.get(`${namespace ? 'Namespace' : 'CustomResourceDefinition'} ${container.name}`);
     if (refs) {
-      kept.set(
-        container,
-        `not pruned: ${describeRef(refs[0]!)}, which prune left in place, is ${namespace ? 'in it' : 'of its kind'} (deleting it would delete that too)`,
-      );
-      for (const ref of refs) holders.add(ref);
+      kept.set(container, {
+        why: `not pruned: ${describeRef(refs[0]!)}, which prune left in place, is ${namespace ? 'in it' : 'of its kind'} (deleting it would delete that too)`,
+        holders: refs,
+      });
     } else if (!namespace && unresolved) {
       // Unknown whether it is one of those: a delete that cannot be checked is not made.
-      kept.set(
-        container,
-        `not pruned: whether ${describeRef(unresolved.ref)}, which prune left in place, is of its kind could not be checked (${errorMessage(unresolved.error)})`,
-      );
+      kept.set(container, {
+        why: `not pruned: whether ${describeRef(unresolved.ref)}, which prune left in place, is of its kind could not be checked (${errorMessage(unresolved.error)})`,
+        holders: [],
+      });
     }
   }
-  return { kept, holders: [...holders] };
+  return kept;
 }
 
 /**
@@ -226,15 +224,18 @@ export async function recordAndPrune(
         .filter((result) => result.action !== 'pruned')
         .flatMap((result) => byKey.get(refKey(result)) ?? []),
     ];
+    // Held, one is still judged first: annotated to stay, it is released, not kept.
     const held = await containersOf(client, left, stale.filter(isContainer), signal);
-    for (const [ref, why] of held.kept) if (!needed.has(ref)) needed.set(ref, why);
     const containers = await pruneObjects(
       client,
       environment,
       stale.filter((ref) => !needed.has(ref) && isContainer(ref)),
       request.assertLockHeld,
       signal,
+      new Map([...held].map(([ref, { why }]) => [ref, why])),
     );
+    // What holds a kept one stays listed with it: forgotten, the next deploy would prune it.
+    const holders = containers.held.flatMap((ref) => held.get(ref)?.holders ?? []);
     const pruned = {
       results: [...contents.results, ...containers.results],
       failures: [...contents.failures, ...containers.failures],
@@ -242,7 +243,12 @@ export async function recordAndPrune(
     results.extra.push(...pruned.results);
     for (const [ref, why] of needed) results.extra.push(resultOf(ref, 'skipped', why));
     const kept = [
-      ...new Set([...needed.keys(), ...pruned.failures.map((failure) => failure.ref), ...held.holders]),
+      ...new Set([
+        ...needed.keys(),
+        ...pruned.failures.map((failure) => failure.ref),
+        ...containers.held,
+        ...holders,
+      ]),
     ];
     await request.assertLockHeld();
     await writeHome({ revision: sha, objects: [...current, ...kept] });

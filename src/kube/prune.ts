@@ -22,6 +22,8 @@ export interface PruneResult {
   results: ResourceResult[];
   /** Still in the cluster and still ours: kept in the inventory for the next deploy. */
   failures: PruneFailure[];
+  /** Of those given as held: to be deleted but for that, kept (`skipped`), and still ours. */
+  held: ObjectRef[];
 }
 
 function result(ref: ObjectRef, action: ResourceResult['action'], message?: string): ResourceResult {
@@ -47,9 +49,12 @@ export async function pruneObjects(
   stale: readonly ObjectRef[],
   assertLockHeld: () => Promise<void>,
   signal?: AbortSignal,
+  /** Objects not to delete, each with why: kept when they would be, released all the same. */
+  holds: ReadonlyMap<ObjectRef, string> = new Map(),
 ): Promise<PruneResult> {
   const results: ResourceResult[] = [];
   const failures: PruneFailure[] = [];
+  const held: ObjectRef[] = [];
   let lockLost: { error: unknown } | undefined;
   const checkLock = (): Promise<void> =>
     assertLockHeld().catch((error: unknown) => {
@@ -60,13 +65,17 @@ export async function pruneObjects(
   for (const group of groupByRank(reversed)) {
     const outcomes = await mapWithConcurrency(group, CONCURRENCY, async (ref) => {
       try {
-        return await pruneOne(client, environment, ref, checkLock, signal);
+        const hold = holds.get(ref);
+        const outcome = await pruneOne(client, environment, ref, checkLock, signal, hold);
+        if (hold !== undefined && outcome.message === hold) held.push(ref);
+        return outcome;
       } catch (error) {
         signal?.throwIfAborted();
         if (lockLost) throw lockLost.error;
         const status =
           error instanceof KubeApiError && error.status !== undefined ? ` (HTTP ${error.status})` : '';
-        const permanent = error instanceof KubeApiError ? !error.transient : true;
+        // A 401 is credentials mid-rotation or wrong ones, as for an apply (failures.ts).
+        const permanent = error instanceof KubeApiError ? !error.transient && error.status !== 401 : true;
         const message = `delete failed${status}: ${errorMessage(error)}`;
         failures.push({ ref, message: `${describeRef(ref)}: ${message}`, permanent });
         return result(ref, 'failed', message);
@@ -74,7 +83,7 @@ export async function pruneObjects(
     });
     results.push(...outcomes);
   }
-  return { results, failures };
+  return { results, failures, held };
 }
 
 /** What prune would do with one stale object, read from the cluster; nothing is written. */
@@ -130,8 +139,10 @@ async function pruneOne(
   ref: ObjectRef,
   assertLockHeld: () => Promise<void>,
   signal?: AbortSignal,
+  hold?: string,
 ): Promise<ResourceResult> {
   const found = await pruneVerdict(client, environment, ref, signal);
+  if (found.verdict === 'delete' && hold !== undefined) return result(ref, 'skipped', hold);
   if (found.verdict === 'gone') return result(ref, 'pruned', found.message);
   if (found.verdict === 'kept') return result(ref, 'skipped', found.message);
   const { resource, live } = found;

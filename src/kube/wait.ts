@@ -166,12 +166,13 @@ export async function waitForReadiness(
       .map((object) => ({ object, readiness: latest.get(object) as Readiness }))
       .filter((entry) => entry.readiness.state !== 'ready');
     options.onPoll?.(pending);
-    const remaining = deadline - Date.now();
     if (pending.length === 0 && full) return { unhealthy: [] };
-    if (remaining <= 0) return { unhealthy: pending };
-    // The rest ready: every object once more, at once, to see them all ready together.
+    // The rest ready: every object once more, at once (past the deadline too), to see them all
+    // ready together.
     full = pending.length === 0 || round % READY_RECHECK_ROUNDS === 0;
     if (pending.length === 0) continue;
+    const remaining = deadline - Date.now();
+    if (remaining <= 0) return { unhealthy: pending };
     await options.assertStillOurs?.();
     // Bounded by the wait's own deadline and the shutdown signal: a git server that hangs
     // must not stretch the wait (or hold a stopping worker).

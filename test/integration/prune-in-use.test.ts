@@ -139,8 +139,8 @@ describe('prune keeps what the set still needs', () => {
       'ConfigMap/app:unchanged',
       'Widget/w:skipped',
       'ConfigMap/claim:skipped',
-      `Namespace/${data}:skipped`,
       `CustomResourceDefinition/widgets.${group}:skipped`,
+      `Namespace/${data}:skipped`,
     ]);
     const message = (kind: string) => outcome.resources.find((r) => r.kind === kind)?.message;
     expect(message('Namespace')).toBe(
@@ -185,6 +185,33 @@ describe('prune keeps what the set still needs', () => {
       'Widget/w:pruned',
     ]);
     expect(await listed()).toEqual(['ConfigMap/app']);
+  });
+
+  it('releases a Namespace annotated to stay all the same when what is in it is kept too', async () => {
+    const home = await createTestNamespace('prune-kept-released');
+    const data = `${home.name}-data`;
+    const env = environmentFor(home.name);
+    const kube = client();
+    const keep = { 'pushgate.dev/prune': 'disabled' };
+    const namespace = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: data, annotations: keep } };
+    const claim = {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'claim', namespace: data, annotations: keep },
+      data: {},
+    };
+    const app = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'app' }, data: {} };
+    await deployToCluster(kube, request(env, namespace, claim, app));
+
+    const outcome = await deployToCluster(kube, request(env, app));
+
+    expect(outcome.resources.find((r) => r.kind === 'Namespace')?.message).toBe(
+      'not pruned: annotated pushgate.dev/prune: disabled; released (label pushgate.dev/environment removed)',
+    );
+    expect((await readInventory(kube, env))?.objects.map((ref) => ref.name)).toEqual(['app']);
+    expect((await kube.get(NAMESPACES, undefined, data))?.metadata.labels).not.toHaveProperty([
+      'pushgate.dev/environment',
+    ]);
   });
 
   it('does not delete a Namespace that holds the inventory of another environment', async () => {
