@@ -18,7 +18,7 @@ import { deployToCluster } from '../../src/kube/deploy.js';
 import { renderForCluster } from '../../src/kube/render.js';
 import { readInventory, writeInventory } from '../../src/kube/inventory.js';
 import type { DeployError } from '../../src/kube/types.js';
-import { type DeployRequest, type InventoryHomes } from '../../src/kube/types.js';
+import { type DeployOutcome, type DeployRequest, type InventoryHomes } from '../../src/kube/types.js';
 import { CRDS } from '../../src/kube/shared-containers.js';
 import type { ResourceInfo } from '../../src/manifests/resource-info.js';
 import type { LoadedManifest } from '../../src/manifests/types.js';
@@ -217,6 +217,29 @@ function request(
     ...extra,
   };
   return state;
+}
+
+/**
+ * Starts a deploy and resolves once its health wait has read the objects (the test then plays
+ * the controller), with the deploy's outcome and its progress lines as they come.
+ */
+async function deployIntoHealthWait(
+  kube: ClusterClient,
+  env: EnvironmentConfig,
+  objects: LoadedManifest[],
+): Promise<{ outcome: Promise<DeployOutcome>; progress: string[] }> {
+  const progress: string[] = [];
+  const outcome = deployToCluster(
+    kube,
+    request(env, objects, { onProgress: (message) => progress.push(message) }),
+  );
+  // Kept from failing unobserved while the wait is awaited; the test awaits it itself.
+  outcome.catch(() => undefined);
+  // Said after the wait's first round: it has seen the objects.
+  await expect
+    .poll(() => progress.some((m) => m.startsWith('waiting until')), { timeout: 10_000 })
+    .toBe(true);
+  return { outcome, progress };
 }
 
 async function rejection(promise: Promise<unknown>): Promise<DeployError> {
@@ -2308,18 +2331,12 @@ describe('deployToCluster health', () => {
     const ns = await createTestNamespace('apply-health-repoll');
     const env = environmentFor(ns.name, { healthTimeout: '10s' });
     const kube = client();
-    const progress: string[] = [];
-    const deploy = rejection(
-      deployToCluster(
-        kube,
-        request(env, manifests(deployment('web'), job('migrate')), {
-          onProgress: (message) => progress.push(message),
-        }),
-      ),
+    const { outcome, progress } = await deployIntoHealthWait(
+      kube,
+      env,
+      manifests(deployment('web'), job('migrate')),
     );
-    await expect
-      .poll(() => progress.some((m) => m.startsWith('waiting up to')), { timeout: 10_000 })
-      .toBe(true);
+    const deploy = rejection(outcome);
     await writeDeploymentStatus(kube, ns.name, 'web', 2);
     // Judged ready: the wait is on the Job alone (no controller here completes it).
     await expect
@@ -2352,19 +2369,13 @@ describe('deployToCluster health', () => {
       const ns = await createTestNamespace('apply-health-deleted');
       const env = environmentFor(ns.name, { healthTimeout: '10s' });
       const kube = client();
-      const progress: string[] = [];
       const names = Array.from({ length: count }, (_, index) => `web-${index}`);
-      const deploy = rejection(
-        deployToCluster(
-          kube,
-          request(env, manifests(...names.map((name) => deployment(name))), {
-            onProgress: (message) => progress.push(message),
-          }),
-        ),
+      const { outcome } = await deployIntoHealthWait(
+        kube,
+        env,
+        manifests(...names.map((name) => deployment(name))),
       );
-      await expect
-        .poll(() => progress.some((m) => m.startsWith('waiting until')), { timeout: 10_000 })
-        .toBe(true);
+      const deploy = rejection(outcome);
 
       await kube.delete(DEPLOYMENTS, ns.name, 'web-0', undefined);
       const error = await deploy;
@@ -2379,18 +2390,12 @@ describe('deployToCluster health', () => {
     const ns = await createTestNamespace('apply-health-ttl-unseen');
     const env = environmentFor(ns.name, { healthTimeout: '10s' });
     const kube = client();
-    const progress: string[] = [];
-    const deploy = rejection(
-      deployToCluster(
-        kube,
-        request(env, manifests(job('migrate', { ttlSecondsAfterFinished: 0 })), {
-          onProgress: (message) => progress.push(message),
-        }),
-      ),
+    const { outcome } = await deployIntoHealthWait(
+      kube,
+      env,
+      manifests(job('migrate', { ttlSecondsAfterFinished: 0 })),
     );
-    await expect
-      .poll(() => progress.some((m) => m.startsWith('waiting until')), { timeout: 10_000 })
-      .toBe(true);
+    const deploy = rejection(outcome);
 
     await kube.delete(JOBS, ns.name, 'migrate', undefined);
     const error = await deploy;
@@ -2405,16 +2410,11 @@ describe('deployToCluster health', () => {
     const ns = await createTestNamespace('apply-health-ttl');
     const env = environmentFor(ns.name, { healthTimeout: '30s' });
     const kube = client();
-    const progress: string[] = [];
-    const deploy = deployToCluster(
+    const { outcome: deploy, progress } = await deployIntoHealthWait(
       kube,
-      request(env, manifests(deployment('web'), job('migrate')), {
-        onProgress: (message) => progress.push(message),
-      }),
+      env,
+      manifests(deployment('web'), job('migrate')),
     );
-    await expect
-      .poll(() => progress.some((m) => m.startsWith('waiting until')), { timeout: 10_000 })
-      .toBe(true);
     const now = new Date().toISOString();
     const done = {
       status: 'True',
