@@ -220,6 +220,25 @@ function request(
 }
 
 /**
+ * A CRD of Certificates, and a Certificate of it with its Ready condition: no status subresource
+ * and no controller, so the manifest carries the status a controller would write.
+ */
+function certificates(namespace: string) {
+  const group = `${namespace}.health.example.com`;
+  const crd = crdManifest({ group, kind: 'Certificate', plural: 'certificates', spec: { type: 'object' } });
+  const schema = crd.spec.versions[0]!.schema.openAPIV3Schema as { properties: Record<string, unknown> };
+  schema.properties.status = { type: 'object', 'x-kubernetes-preserve-unknown-fields': true };
+  const certificate = (name: string, ready: string, reason?: string) => ({
+    apiVersion: `${group}/v1`,
+    kind: 'Certificate',
+    metadata: { name },
+    spec: {},
+    status: { conditions: [{ type: 'Ready', status: ready, ...(reason === undefined ? {} : { reason }) }] },
+  });
+  return { group, crd, certificate };
+}
+
+/**
  * Starts a deploy and resolves once its health wait has read the objects (the test then plays
  * the controller), with the deploy's outcome and its progress lines as they come.
  */
@@ -2237,18 +2256,7 @@ describe('deployToCluster health', () => {
       allow: { namespaces: [ns.name], clusterScoped: true },
     });
     const kube = client();
-    const group = `${ns.name}.health.example.com`;
-    const crd = crdManifest({ group, kind: 'Certificate', plural: 'certificates', spec: { type: 'object' } });
-    // No status subresource and no controller: the test writes the status a controller would.
-    const schema = crd.spec.versions[0]!.schema.openAPIV3Schema as { properties: Record<string, unknown> };
-    schema.properties.status = { type: 'object', 'x-kubernetes-preserve-unknown-fields': true };
-    const certificate = (name: string, ready: string, reason: string) => ({
-      apiVersion: `${group}/v1`,
-      kind: 'Certificate',
-      metadata: { name },
-      spec: {},
-      status: { conditions: [{ type: 'Ready', status: ready, reason }] },
-    });
+    const { group, crd, certificate } = certificates(ns.name);
 
     const error = await rejection(
       deployToCluster(
@@ -2273,17 +2281,7 @@ describe('deployToCluster health', () => {
       allow: { namespaces: [ns.name], clusterScoped: true },
     });
     const kube = client();
-    const group = `${ns.name}.health.example.com`;
-    const crd = crdManifest({ group, kind: 'Certificate', plural: 'certificates', spec: { type: 'object' } });
-    const schema = crd.spec.versions[0]!.schema.openAPIV3Schema as { properties: Record<string, unknown> };
-    schema.properties.status = { type: 'object', 'x-kubernetes-preserve-unknown-fields': true };
-    const certificate = (name: string, ready: string) => ({
-      apiVersion: `${group}/v1`,
-      kind: 'Certificate',
-      metadata: { name },
-      spec: {},
-      status: { conditions: [{ type: 'Ready', status: ready }] },
-    });
+    const { crd, certificate } = certificates(ns.name);
     await deployToCluster(kube, request({ ...env, healthTimeout: 0 }, manifests(crd)));
     // Counted where every request of the deploy goes (its job's client shares the transport).
     const reads = new Map<string, number>();
