@@ -218,14 +218,14 @@ export async function recordAndPrune(
     // Namespaces and CRDs go last, and only once what prune leaves of them is gone as well.
     // The stale refs themselves: a result carries its action and message beside the ref.
     const byKey = new Map(stale.map((ref) => [refKey(ref), ref]));
-    const left = [
+    const leftInPlace = [
       ...needed.keys(),
       ...contents.results
         .filter((result) => result.action !== 'pruned')
         .flatMap((result) => byKey.get(refKey(result)) ?? []),
     ];
     // Held, one is still judged first: annotated to stay, it is released, not kept.
-    const held = await containersOf(client, left, stale.filter(isContainer), signal);
+    const held = await containersOf(client, leftInPlace, stale.filter(isContainer), signal);
     const containers = await pruneObjects(
       client,
       environment,
