@@ -65,10 +65,9 @@ export async function pruneObjects(
   for (const group of groupByRank(reversed)) {
     const outcomes = await mapWithConcurrency(group, CONCURRENCY, async (ref) => {
       try {
-        const hold = holds.get(ref);
-        const outcome = await pruneOne(client, environment, ref, checkLock, signal, hold);
-        if (hold !== undefined && outcome.message === hold) held.push(ref);
-        return outcome;
+        return await pruneOne(client, environment, ref, checkLock, signal, holds.get(ref), () =>
+          held.push(ref),
+        );
       } catch (error) {
         signal?.throwIfAborted();
         if (lockLost) throw lockLost.error;
@@ -140,9 +139,13 @@ async function pruneOne(
   assertLockHeld: () => Promise<void>,
   signal?: AbortSignal,
   hold?: string,
+  onHeld?: () => void,
 ): Promise<ResourceResult> {
   const found = await pruneVerdict(client, environment, ref, signal);
-  if (found.verdict === 'delete' && hold !== undefined) return result(ref, 'skipped', hold);
+  if (found.verdict === 'delete' && hold !== undefined) {
+    onHeld?.();
+    return result(ref, 'skipped', hold);
+  }
   if (found.verdict === 'gone') return result(ref, 'pruned', found.message);
   if (found.verdict === 'kept') return result(ref, 'skipped', found.message);
   const { resource, live } = found;
