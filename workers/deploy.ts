@@ -16,7 +16,7 @@ import { refuseUnknownFsckIds } from '../src/git/fetch-fsck.js';
 import { removeStaleTrees, TREE_SWEEP_INTERVAL_MS } from '../src/git/checkout-folders.js';
 import { MirrorCache } from '../src/git/mirror-cache.js';
 import { countFromEnv, millisecondsFromEnv } from '../src/lib/env-settings.js';
-import { errorMessage } from '../src/lib/errors.js';
+import { errorMessage, UsageError } from '../src/lib/errors.js';
 import type { Logger } from '../src/lib/logger.js';
 import type { Metrics } from '../src/lib/metrics.js';
 import { RepeatedErrorLog } from '../src/lib/repeated-error-log.js';
@@ -95,6 +95,16 @@ export function workerTuningFromEnv(
     shutdownDeadlineMs: millisecondsFromEnv(env, 'PUSHGATE_SHUTDOWN_TIMEOUT_MS'),
     ...gitFetchLimitsFromEnv(env),
   };
+}
+
+/** WORKER_METRICS_PORT: the port `pushgate worker` serves /metrics and /healthz on, if any. */
+export function workerMetricsPortFromEnv(env: Record<string, string | undefined>): number | undefined {
+  const raw = env.WORKER_METRICS_PORT;
+  if (raw === undefined || raw === '') return undefined;
+  const port = Number(raw);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new UsageError(`WORKER_METRICS_PORT="${raw}" is not a port number`);
+  return port;
 }
 
 /**
@@ -359,6 +369,12 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
 
 /** The longest one shutdown step may wait on Redis past the deadline. */
 const CLOSE_STEP_MS = 3_000;
+/**
+ * The longest `close()` may take beyond its deadline with Redis unreachable: the presence
+ * record's withdrawal before the deadline starts, and the eight bounded steps after it. A
+ * termination grace period shorter than the deadline plus this may SIGKILL a closing worker.
+ */
+export const CLOSE_PAST_DEADLINE_MAX_MS = 9 * CLOSE_STEP_MS;
 /** How often a stopping worker looks whether it is idle with Redis away. */
 const IDLE_CHECK_MS = 250;
 /** How long Redis must not have answered for a stopping idle worker to stop without it. */

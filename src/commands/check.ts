@@ -26,7 +26,9 @@ export async function runCheck(args: CommandArgs): Promise<number> {
   // The worker's numbers, not its fsck ids: those are checked against the git of the machine
   // that fetches, which a CI machine running check may not have. Loaded here only: the
   // worker's modules are not check's to pay for otherwise.
-  (await import('../../workers/deploy.js')).workerTuningFromEnv(args.env);
+  const workerModule = await import('../../workers/deploy.js');
+  workerModule.workerTuningFromEnv(args.env);
+  workerModule.workerMetricsPortFromEnv(args.env);
 
   const rows = config.environments.map((environment) => [
     environment.name,

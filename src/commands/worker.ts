@@ -1,11 +1,11 @@
 import { waitForShutdownSignal } from '../lib/shutdown.js';
 import { startWorkerFromRuntime } from '../deploy/worker-process.js';
-import { UsageError } from '../lib/errors.js';
 import { createMetrics, initialiseSeries, statusProviders } from '../lib/metrics.js';
 import { serveWorkerMetrics } from '../http/worker-metrics-server.js';
+import { metricsTokens } from '../http/auth.js';
 import { kubeconfigProblems } from '../kube/cluster.js';
 import { loadRuntime, requireRedisEndpoint } from '../runtime.js';
-import { checkedWorkerTuningFromEnv } from '../../workers/deploy.js';
+import { checkedWorkerTuningFromEnv, workerMetricsPortFromEnv } from '../../workers/deploy.js';
 import type { CommandArgs } from './command.js';
 
 /** `pushgate worker`: takes deploy jobs until SIGTERM/SIGINT, then finishes (or hands back) the current ones. */
@@ -26,11 +26,11 @@ export async function runWorker(args: CommandArgs): Promise<number> {
     environments: runtime.config.environments.map((environment) => environment.name),
     statusProviders: statusProviders(runtime.secrets),
   });
-  const port = metricsPort(args.env.WORKER_METRICS_PORT);
+  const port = workerMetricsPortFromEnv(args.env);
   // Up before the worker waits for Redis: its liveness probe must not restart a worker that
   // is only waiting (and saying so in its log).
   const server =
-    port === undefined ? undefined : await serveWorkerMetrics(port, metrics, runtime.secrets.apiTokens);
+    port === undefined ? undefined : await serveWorkerMetrics(port, metrics, metricsTokens(runtime.secrets));
   if (server) runtime.logger.info({ port }, 'worker metrics listening');
   const closeServer = (): Promise<void> =>
     new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
@@ -48,12 +48,4 @@ export async function runWorker(args: CommandArgs): Promise<number> {
   await closeServer();
   runtime.logger.info('worker stopped');
   return 0;
-}
-
-function metricsPort(raw: string | undefined): number | undefined {
-  if (raw === undefined || raw === '') return undefined;
-  const port = Number(raw);
-  if (!Number.isInteger(port) || port < 0 || port > 65535)
-    throw new UsageError(`WORKER_METRICS_PORT="${raw}" is not a port number`);
-  return port;
 }

@@ -15,6 +15,7 @@ export const SECRET_VARIABLES = [
   'GITHUB_TOKEN',
   'GITLAB_TOKEN',
   'PUSHGATE_API_TOKEN',
+  'PUSHGATE_METRICS_TOKEN',
 ] as const;
 
 type SecretVariable = (typeof SECRET_VARIABLES)[number];
@@ -31,6 +32,8 @@ export interface Secrets {
   githubTokenFile?: string | undefined;
   gitlabTokenFile?: string | undefined;
   apiTokens: string[];
+  /** Tokens that open `/metrics` only: a Prometheus scrape needs no token that can suspend or sync. */
+  metricsTokens?: string[];
   /**
    * NAME_FILE of each secret whose file holds nothing, by NAME: a warning that the secret is
    * missing names the file, not NAME, which its reader has not set.
@@ -48,7 +51,8 @@ export function readSecrets(env: Env = process.env): Secrets {
     gitlabToken: readList('GITLAB_TOKEN', env)[0],
     githubTokenFile: env.GITHUB_TOKEN_FILE || undefined,
     gitlabTokenFile: env.GITLAB_TOKEN_FILE || undefined,
-    apiTokens: readApiTokens(env),
+    apiTokens: readBearerTokens('PUSHGATE_API_TOKEN', 'the status API', env),
+    metricsTokens: readBearerTokens('PUSHGATE_METRICS_TOKEN', '/metrics', env),
     emptyFiles: emptySecretFiles(env),
   };
 }
@@ -106,17 +110,21 @@ function readList(name: SecretVariable, env: Env): string[] {
 }
 
 /**
- * The status API's tokens. Set to nothing (an empty value or file, or only commas: a Secret
- * made from a shell variable that was not set, say) is refused rather than read as unset:
- * that would leave the API open to anyone, which only an unset variable may ask for.
+ * Bearer tokens (the status API's, or `/metrics`' own). Set to nothing (an empty value or
+ * file, or only commas: a Secret made from a shell variable that was not set, say) is refused
+ * rather than read as unset: that would leave what they guard open to anyone, which only an
+ * unset variable may ask for.
  */
-function readApiTokens(env: Env): string[] {
-  const name = 'PUSHGATE_API_TOKEN';
+function readBearerTokens(
+  name: 'PUSHGATE_API_TOKEN' | 'PUSHGATE_METRICS_TOKEN',
+  guards: string,
+  env: Env,
+): string[] {
   const tokens = readList(name, env);
   if (tokens.length === 0 && (env[name] !== undefined || env[`${name}_FILE`])) {
     const from = env[`${name}_FILE`] ? `${name}_FILE` : name;
     throw new ConfigError(
-      `${from} is set but holds no token, which would leave the status API open: give it a token, or unset it to run the API without one`,
+      `${from} is set but holds no token, which would leave ${guards} open: give it a token, or unset it${name === 'PUSHGATE_API_TOKEN' ? ' to run the API without one' : ''}`,
     );
   }
   // `Authorization: Bearer <token>` carries no whitespace: such a token could never match,

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import express from 'express';
-import { bearerAuth } from './auth.js';
+import { bearerAuth, metricsTokens } from './auth.js';
 import type { AppDeps } from './deps.js';
 import { errorHandler, NO_STORE_NO_SNIFF, notFound, optionsAnswer } from './errors.js';
 import { environmentRoutes } from './routes/environments.js';
@@ -35,8 +35,9 @@ export function createApp(deps: AppDeps): RequestHandler {
   app.use(healthRoutes(deps));
   app.use(webhookRoutes(receiver));
 
-  // Everything else needs the API token, when one is configured.
-  app.use(['/jobs', '/environments', '/metrics'], bearerAuth(deps.secrets.apiTokens));
+  // Everything else needs the API token, when one is configured; /metrics a metrics token too.
+  app.use(['/jobs', '/environments'], bearerAuth(deps.secrets.apiTokens));
+  app.use('/metrics', bearerAuth(metricsTokens(deps.secrets), 'metrics'));
   app.use(jobRoutes(deps));
   app.use(environmentRoutes(deps));
   app.use(metricsRoutes(deps));

@@ -5,12 +5,13 @@ import { NO_STORE_NO_SNIFF, sendError, sendJson } from './errors.js';
 
 /**
  * A worker's only HTTP surface: `/healthz` for its liveness probe and `/metrics` for the
- * deploy metrics it alone counts. `/metrics` takes the same bearer token as the receiver's.
+ * deploy metrics it alone counts. `/metrics` takes the same bearer tokens as the receiver's
+ * (`metricsTokens`: an API or a metrics-only token).
  */
 export async function serveWorkerMetrics(
   port: number,
   metrics: Metrics,
-  apiTokens: readonly string[],
+  tokens: readonly string[],
 ): Promise<Server> {
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
@@ -26,8 +27,8 @@ export async function serveWorkerMetrics(
       sendError(res, 404, 'not found');
       return;
     }
-    if (!isAuthorized(req.headers.authorization, apiTokens)) {
-      sendUnauthorized(res);
+    if (!isAuthorized(req.headers.authorization, tokens)) {
+      sendUnauthorized(res, 'metrics');
       return;
     }
     metrics.registry.metrics().then(

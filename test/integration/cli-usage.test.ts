@@ -136,6 +136,12 @@ describe('worker settings from the environment', () => {
     },
   );
 
+  it('pushgate check refuses a WORKER_METRICS_PORT the worker would refuse (exit 2), naming it', async () => {
+    const run = await runCli(['check', '--config', noRedisConfigFile], { WORKER_METRICS_PORT: 'abc' });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('WORKER_METRICS_PORT="abc" is not a port number');
+  });
+
   it.each(['worker', 'start', 'render'])(
     'pushgate %s with PUSHGATE_GIT_FSCK_IGNORE naming ids git does not know is invalid configuration (exit 2) naming each',
     async (command) => {

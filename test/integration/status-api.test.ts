@@ -406,6 +406,39 @@ describe('API token', () => {
     expect(await app.services.queue.count()).toBe(0);
   });
 
+  it('opens /metrics, and nothing else, to a metrics-only token, so a scrape cannot suspend or sync', async () => {
+    const app = await receiver({ secrets: { apiTokens: ['api-token'], metricsTokens: ['scrape-token'] } });
+    expect(
+      (await fetch(`${app.url}/metrics`, { headers: { authorization: 'Bearer scrape-token' } })).status,
+    ).toBe(200);
+    expect(
+      (await fetch(`${app.url}/metrics`, { headers: { authorization: 'Bearer api-token' } })).status,
+    ).toBe(200);
+    const anonymous = await fetch(`${app.url}/metrics`);
+    expect(anonymous.status).toBe(401);
+    expect(await anonymous.json()).toEqual({
+      error:
+        'a valid bearer token is required (Authorization: Bearer <PUSHGATE_METRICS_TOKEN or PUSHGATE_API_TOKEN>)',
+    });
+    for (const path of ['/jobs', '/environments', '/environments/staging'])
+      expect((await get(app, path, 'scrape-token')).status, path).toBe(401);
+    const sync = await fetch(`${app.url}/environments/staging/sync`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer scrape-token' },
+    });
+    expect(sync.status).toBe(401);
+    expect(await app.services.queue.count()).toBe(0);
+  });
+
+  it('closes /metrics with a metrics token alone, while the status API stays open', async () => {
+    const app = await receiver({ secrets: { metricsTokens: ['scrape-token'] } });
+    expect((await fetch(`${app.url}/metrics`)).status).toBe(401);
+    expect(
+      (await fetch(`${app.url}/metrics`, { headers: { authorization: 'Bearer scrape-token' } })).status,
+    ).toBe(200);
+    expect((await get(app, '/environments')).status).toBe(200);
+  });
+
   it('leaves /healthz, /readyz and the webhooks open', async () => {
     const app = await receiver({ secrets: { apiTokens: ['token'] } });
     expect(await get(app, '/healthz')).toEqual({ status: 200, body: { status: 'ok' } });

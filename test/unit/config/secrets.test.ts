@@ -75,6 +75,10 @@ describe('secrets', () => {
       );
     }
     expect(readSecrets({}).apiTokens).toEqual([]);
+    expect(() => readSecrets({ PUSHGATE_METRICS_TOKEN: ' ' })).toThrow(
+      'PUSHGATE_METRICS_TOKEN is set but holds no token, which would leave /metrics open: give it a token, or unset it',
+    );
+    expect(readSecrets({ PUSHGATE_METRICS_TOKEN: 'new, old' }).metricsTokens).toEqual(['new', 'old']);
     // Other secrets set to nothing fail closed (no webhook is accepted), so they read as unset.
     expect(readSecrets({ GITHUB_WEBHOOK_SECRET: '' }).githubWebhookSecrets).toEqual([]);
     rmSync(dir, { recursive: true, force: true });
