@@ -19,7 +19,7 @@ export const MAX_MANIFEST_FILE_BYTES = 4 * 1024 * 1024;
  * and one worker deploys every environment: a push to staging must not starve production.
  */
 export const MAX_MANIFEST_TOTAL_BYTES = 32 * 1024 * 1024;
-/** Time the YAML parser may take over one environment's files (4 MiB of typical manifests: about 3 s). */
+/** Time the YAML parser may take over one environment's files (4 MiB of typical manifests: about 3 to 4 s of CPU; the clock counts, so a starved worker reads less). */
 export const MAX_PARSE_MS_PER_ENVIRONMENT = 60_000;
 
 const MANIFEST_EXTENSIONS = new Set(['.yaml', '.yml', '.json']);
@@ -126,6 +126,7 @@ export async function loadManifestTree(
   for (const file of files) {
     await parseFile(file, manifests, problems, budget);
   }
+  if (budget.starved) throw starvedError(budget.starved);
   if (problems.length > 0) throw problemsError('manifest_invalid', problems);
   return { manifests, skipped };
 }
@@ -146,6 +147,17 @@ function isInside(root: string, candidate: string): boolean {
 
 function toRepoPath(relative: string): string {
   return relative.split(path.sep).join('/');
+}
+
+/**
+ * Not the commit's fault: retried like any transient failure, where a file that is merely slow
+ * to read fails the job at once.
+ */
+function starvedError({ file, cpuShare }: { file: string; cpuShare: number }): PushgateError {
+  return new PushgateError(
+    'transient',
+    `${file}: not read in time, with this worker process given ${Math.round(cpuShare * 100)}% of a CPU core meanwhile (throttled by its CPU limit, or a busy node): the read is tried again; give workers more CPU (docs/production.md, "Sizing workers")`,
+  );
 }
 
 function invalid(message: string): PushgateError {
@@ -245,6 +257,8 @@ interface ParseBudget {
   values: number;
   parseMs: number;
   limits: ParseLimits;
+  /** The first file that ran out of time while the process had too little CPU to judge it. */
+  starved?: { file: string; cpuShare: number };
 }
 
 async function parseFile(
@@ -278,6 +292,8 @@ async function parseFile(
   if ('references' in outcome) budget.references -= outcome.references;
   // Past the values it may hold, the environment stops here, as for its anchors.
   if ('refused' in outcome && outcome.refused === 'values') budget.values = -1;
+  if ('refused' in outcome && outcome.refused === 'time' && outcome.starvedCpuShare !== undefined)
+    budget.starved ??= { file: file.relative, cpuShare: outcome.starvedCpuShare };
   if ('refused' in outcome) {
     const why = {
       references: `the environment's manifests hold more than ${MAX_YAML_ANCHORS_AND_ALIASES} YAML anchors and aliases (&name, *name) up to this file`,

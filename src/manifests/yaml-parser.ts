@@ -31,8 +31,20 @@ export const MAX_FILE_PARSE_MS = 20_000;
 /** An idle thread is stopped after this: its heap is the largest file it read. */
 const IDLE_MS = 30_000;
 
+/**
+ * The time limits count the clock, so a process given little CPU (a throttled pod, a busy
+ * node) runs out of time on a file it would read: a read timed out after at least this long...
+ */
+const STARVED_MIN_WALL_MS = 5_000;
+/** ...while the whole process used less than this share of one core was starved, not slow. */
+const STARVED_CPU_SHARE = 0.25;
+
 /** How one file's read ended. */
-export type ParseOutcome = FileReading | { refused: 'memory' | 'time' | 'crash'; detail?: string };
+export type ParseOutcome =
+  | FileReading
+  | { refused: 'memory' | 'crash'; detail?: string }
+  /** `starvedCpuShare`: the share of one core the process had, when too little to judge the file. */
+  | { refused: 'time'; starvedCpuShare?: number };
 
 /** One file's read, and the time it took (waiting for the thread not counted). */
 export interface TimedRead {
@@ -95,6 +107,8 @@ class ParseThread {
 
   private async runOnThread({ request, budgetMs }: Pending): Promise<ParseOutcome> {
     const worker = (this.worker ??= startWorker());
+    const cpuBefore = process.cpuUsage();
+    const wallBefore = performance.now();
     const outcome = await new Promise<ParseOutcome>((resolve) => {
       const settle = (result: ParseOutcome): void => {
         clearTimeout(timer);
@@ -103,7 +117,7 @@ class ParseThread {
         resolve(result);
       };
       const timer = setTimeout(
-        () => settle({ refused: 'time' }),
+        () => settle(timedOut(cpuBefore, wallBefore)),
         Math.max(Math.min(budgetMs, MAX_FILE_PARSE_MS), 0),
       );
       const onMessage = (reading: FileReading): void => settle(reading);
@@ -138,6 +152,19 @@ class ParseThread {
     // Waits for the thread's exit, so nothing of it outlives the read it ran.
     if (worker) await worker.terminate();
   }
+}
+
+/**
+ * A read past its time, saying whether the process was starved of CPU meanwhile. The
+ * process's CPU counts every thread, so a share this low means the parse thread had less.
+ */
+function timedOut(cpuBefore: NodeJS.CpuUsage, wallBefore: number): ParseOutcome {
+  const wallMs = performance.now() - wallBefore;
+  const used = process.cpuUsage(cpuBefore);
+  const share = (used.user + used.system) / 1000 / wallMs;
+  return wallMs >= STARVED_MIN_WALL_MS && share < STARVED_CPU_SHARE
+    ? { refused: 'time', starvedCpuShare: share }
+    : { refused: 'time' };
 }
 
 function startWorker(): Worker {

@@ -9,13 +9,13 @@ import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfigText } from '../../src/config/load.js';
 import { gitFetchLimitsFromEnv } from '../../src/git/fetch-budget.js';
-import { workerTuningFromEnv } from '../../workers/deploy.js';
+import { CLOSE_PAST_DEADLINE_MAX_MS, workerTuningFromEnv } from '../../workers/deploy.js';
 import { createTestNamespace, kubeConfigFromTest, type TestNamespace } from '../helpers/kube.js';
 
 const manifestsDir = fileURLToPath(new URL('../../deploy/kubernetes/', import.meta.url));
 const CLUSTER_SCOPED = new Set(['ClusterRole', 'ClusterRoleBinding', 'Namespace']);
 /** Manifests kustomization.yaml leaves out on purpose: applied by hand, or added by choice. */
-const OPT_IN = new Set(['secret.example.yaml', 'rbac-cluster-wide.yaml']);
+const OPT_IN = new Set(['secret.example.yaml', 'rbac-cluster-wide.yaml', 'ingress.example.yaml']);
 /** The configuration configMapGenerator turns into the ConfigMap, and the variables it needs. */
 const CONFIG_FILE = join(manifestsDir, 'config', 'pushgate.yaml');
 const CONFIG_ENV = { REDIS_URL: 'redis://redis:6379' };
@@ -48,6 +48,7 @@ const RESOURCES: Record<string, { path: string; namespaced: boolean }> = {
     path: '/apis/rbac.authorization.k8s.io/v1/clusterroles',
     namespaced: false,
   },
+  'networking.k8s.io/v1/Ingress': { path: '/apis/networking.k8s.io/v1/ingresses', namespaced: true },
   'policy/v1/PodDisruptionBudget': { path: '/apis/policy/v1/poddisruptionbudgets', namespaced: true },
   'rbac.authorization.k8s.io/v1/RoleBinding': {
     path: '/apis/rbac.authorization.k8s.io/v1/rolebindings',
@@ -160,7 +161,10 @@ describe('deploy/kubernetes manifests', () => {
     const longestDeployMs = Math.max(...config.environments.map((e) => e.healthTimeout));
 
     expect(shutdownDeadlineMs).toBeGreaterThanOrEqual(longestDeployMs);
-    expect(pod.terminationGracePeriodSeconds * 1000).toBeGreaterThan(shutdownDeadlineMs!);
+    // The CLI's second of exit after a stop, on top of close()'s steps past the deadline.
+    expect(pod.terminationGracePeriodSeconds * 1000).toBeGreaterThan(
+      shutdownDeadlineMs! + CLOSE_PAST_DEADLINE_MAX_MS + 1_000,
+    );
   });
 
   it('leaves room on the git cache volume for a fetch at its limit beside the mirror it grows', () => {
@@ -235,7 +239,11 @@ describe('deploy/kubernetes manifests', () => {
 });
 
 interface ContainerLike {
-  env?: { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }[];
+  env?: {
+    name: string;
+    value?: string;
+    valueFrom?: { secretKeyRef?: { name: string; key: string; optional?: boolean } };
+  }[];
   envFrom?: unknown[];
   lifecycle?: { preStop?: { exec?: { command: string[] } } };
   resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
@@ -280,6 +288,12 @@ describe('deploy/kubernetes pods', () => {
         .flatMap((e) => e.valueFrom?.secretKeyRef?.key ?? []);
       expect(keys).toEqual(expect.arrayContaining(['REDIS_URL', 'PUSHGATE_API_TOKEN', ...own]));
       for (const key of others) expect(keys).not.toContain(key);
+      // Without the API token the status API (suspend, sync) and /metrics are open to the Service's callers.
+      const required = containers
+        .flatMap((c) => c.env ?? [])
+        .filter((e) => e.valueFrom?.secretKeyRef && e.valueFrom.secretKeyRef.optional !== true)
+        .map((e) => e.valueFrom!.secretKeyRef!.key);
+      expect(required.sort(), name).toEqual(['PUSHGATE_API_TOKEN', 'REDIS_URL']);
     }
   });
 
