@@ -3,7 +3,7 @@ import { ENVIRONMENT_LABEL, type PreparedObject } from '../manifests/prepare.js'
 import { describeRef } from '../manifests/resource-info.js';
 import type { ResourceResult } from '../status/job-record.js';
 import type { ClusterClient, LiveObject } from './cluster.js';
-import { hasCompleted, isJob, readinessOf, type Readiness } from './health.js';
+import { hasSucceeded, isJob, readinessOf, type Readiness } from './health.js';
 import { KubeApiError } from './api-error.js';
 import { mapWithConcurrency } from './map-with-concurrency.js';
 import { collectionPath } from './paths.js';
@@ -195,8 +195,8 @@ function environmentSelector(objects: readonly PreparedObject[]): string | undef
 /** An object not found: not there yet, or, found earlier in the wait, deleted (no poll brings it back). */
 function goneReadiness(last: LiveObject | undefined): Readiness {
   if (!last) return { state: 'progressing', message: 'not found' };
-  // Its TTL controller removes a finished Job (ttlSecondsAfterFinished): seen complete, it is done.
-  if (hasCompleted(last)) return { state: 'ready', message: 'complete, then deleted' };
+  // Its TTL controller removes a finished Job (ttlSecondsAfterFinished): seen succeeded, it is done.
+  if (hasSucceeded(last)) return { state: 'ready', message: 'succeeded, then deleted' };
   const { ttlSecondsAfterFinished: ttl } = (last.spec ?? {}) as { ttlSecondsAfterFinished?: unknown };
   const hint =
     isJob(last) && typeof ttl === 'number'

@@ -2439,6 +2439,42 @@ describe('deployToCluster health', () => {
     expect(actions((await deploy).resources)).toEqual(['Deployment/web:created', 'Job/migrate:created']);
   });
 
+  it('counts a Job at SuccessCriteriaMet as done before Complete, and when it is then deleted', async () => {
+    const ns = await createTestNamespace('apply-health-success-criteria');
+    const env = environmentFor(ns.name, { healthTimeout: '30s' });
+    const kube = client();
+    const { outcome: deploy, progress } = await deployIntoHealthWait(
+      kube,
+      env,
+      manifests(deployment('web'), job('migrate')),
+    );
+    // What the Job controller (Kubernetes 1.31+) writes once the completions are reached; it
+    // adds Complete only after the last pod has terminated.
+    const now = new Date().toISOString();
+    await writeStatus(kube, JOBS, ns.name, 'migrate', {
+      startTime: now,
+      succeeded: 1,
+      conditions: [
+        {
+          type: 'SuccessCriteriaMet',
+          status: 'True',
+          reason: 'CompletionsReached',
+          message: 'Reached expected number of succeeded pods',
+          lastProbeTime: now,
+          lastTransitionTime: now,
+        },
+      ],
+    });
+    await expect
+      .poll(() => progress.at(-1), { timeout: 10_000 })
+      .toMatch(/for 1 workload to be ready: apps\/v1 Deployment /);
+
+    await kube.delete(JOBS, ns.name, 'migrate', undefined);
+    await writeDeploymentStatus(kube, ns.name, 'web', 2);
+
+    expect(actions((await deploy).resources)).toEqual(['Deployment/web:created', 'Job/migrate:created']);
+  });
+
   it('reports a Deployment with too few available replicas', async () => {
     const ns = await createTestNamespace('apply-partial');
     const env = environmentFor(ns.name, { healthTimeout: '1s' });
