@@ -9,6 +9,7 @@ import { formatTable } from './table.js';
 import { missingWebhookSecrets } from './webhook-secret-warnings.js';
 import { namespacePolicyWarnings } from './policy-warnings.js';
 import { providerUrlWarnings } from './provider-url-warnings.js';
+import { repoUrlCredentialWarnings } from './repo-url-credential-warnings.js';
 
 /** `pushgate check`: validates the configuration (exit 2 with file, path and reason) and lists the environments. */
 export async function runCheck(args: CommandArgs): Promise<number> {
@@ -67,6 +68,7 @@ export async function runCheck(args: CommandArgs): Promise<number> {
   }
   for (const warning of providerUrlWarnings(config, secrets.gitToken !== undefined))
     args.stderr.write(`warning: ${warning}\n`);
+  for (const warning of repoUrlCredentialWarnings(config)) args.stderr.write(`warning: ${warning}\n`);
   const tokens = { github: secrets.githubToken, gitlab: secrets.gitlabToken };
   for (const provider of providers) {
     if (tokens[provider]) continue;

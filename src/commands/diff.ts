@@ -1,12 +1,12 @@
-import { stringify } from 'yaml';
 import { clusterClientFor } from '../deploy/kube-apply-engine.js';
 import { diffAgainstCluster, type ClusterDiff, type ObjectChange } from '../kube/diff.js';
 import { UsageError } from '../lib/errors.js';
 import { diffLines, unifiedHunks } from '../lib/line-diff.js';
 import { counted } from '../lib/counted.js';
 import { describeRef } from '../manifests/resource-info.js';
-import type { ManifestObject, ObjectRef } from '../manifests/types.js';
+import type { ObjectRef } from '../manifests/types.js';
 import type { CommandArgs } from './command.js';
+import { diffYamlLines } from './diff-yaml.js';
 import { withEnvironmentCommit } from './environment-commit.js';
 import { secretPlaceholdersOfChange } from './secret-placeholders.js';
 
@@ -100,16 +100,10 @@ function formatChange(change: ObjectChange, sha: string, showSecrets: boolean, t
     `--- ${before ? `live/${refPath(change.ref)}` : '/dev/null'}`,
     `+++ ${after ? `${sha.slice(0, 12)}/${refPath(change.ref)}` : '/dev/null'}`,
   ];
-  const hunks = unifiedHunks(diffLines(yamlLines(before), yamlLines(after)), CONTEXT_LINES);
+  const hunks = unifiedHunks(diffLines(diffYamlLines(before), diffYamlLines(after)), CONTEXT_LINES);
   return `${[...header, ...hunks].join('\n')}\n`;
 }
 
 function refPath(ref: ObjectRef): string {
   return [ref.apiVersion, ref.kind, ref.namespace, ref.name].filter((part) => part !== undefined).join('/');
-}
-
-function yamlLines(object: ManifestObject | undefined): string[] {
-  if (!object) return [];
-  // Keys sorted, as kubectl diff shows them: apiVersion, data, kind, metadata, spec.
-  return stringify(object, { lineWidth: 0, sortMapEntries: true }).replace(/\n$/, '').split('\n');
 }

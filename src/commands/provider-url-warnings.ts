@@ -3,7 +3,7 @@ import { isLoopbackAddress } from '../http/endpoints.js';
 
 /**
  * Provider API and repository addresses that will work badly, for the providers the
- * environments use: a token sent in clear text (GIT_TOKEN to a repository too), and the common slips with self-hosted instances (each otherwise
+ * environments use: a token sent in clear text (GIT_TOKEN or a URL's own credentials to a repository too), and the common slips with self-hosted instances (each otherwise
  * shows only as a failed commit status, in a worker's log).
  */
 export function providerUrlWarnings(config: Config, gitTokenSet = false): string[] {
@@ -22,22 +22,25 @@ export function providerUrlWarnings(config: Config, gitTokenSet = false): string
     const url = environment.repo.url;
     // A URL, scp-like (git@host:path: a colon before any slash) or an absolute path.
     if (url.includes('://') || /^[^/]*:/.test(url) || url.startsWith('/')) return;
+    // A scheme dropped from https://token@host/… leaves the token in front: not to be printed.
+    const shown = url.replace(/^[^/]*@/, '…@');
     warnings.push(
-      `environments[${index}].repo.url "${url}" is neither a URL (https://…, ssh://…, file://…) nor ` +
+      `environments[${index}].repo.url "${shown}" is neither a URL (https://…, ssh://…, file://…) nor ` +
         "scp-like (git@host:path): git reads it as a folder relative to the worker's working directory",
     );
   });
-  if (gitTokenSet) {
-    config.environments.forEach((environment, index) => {
-      let url: URL;
-      try {
-        url = new URL(environment.repo.url);
-      } catch {
-        return; // an scp-like ssh address (git@host:path) carries no token
-      }
-      cleartext(url, `environments[${index}].repo.url`, 'GIT_TOKEN');
-    });
-  }
+  config.environments.forEach((environment, index) => {
+    let url: URL;
+    try {
+      url = new URL(environment.repo.url);
+    } catch {
+      return; // an scp-like ssh address (git@host:path) carries no token
+    }
+    // Credentials in the URL go as basic auth, GIT_TOKEN or not (repo-url-credential-warnings.ts).
+    const inUrl = url.username !== '' || url.password !== '';
+    if (inUrl || gitTokenSet)
+      cleartext(url, `environments[${index}].repo.url`, inUrl ? 'the credentials in it' : 'GIT_TOKEN');
+  });
   if (used.has('github')) {
     const url = new URL(config.providers.github.apiUrl);
     cleartext(url, 'providers.github.apiUrl', 'GITHUB_TOKEN');

@@ -106,9 +106,12 @@ function beingDeleted(object: Obj): Readiness | undefined {
 export function readinessOf(object: Obj): Readiness {
   const apiVersion = typeof object.apiVersion === 'string' ? object.apiVersion : '';
   const key = workloadKey(apiVersion, String(object.kind));
-  // A Job that completed has done its work whatever comes next: its ttlSecondsAfterFinished
+  // A Job that succeeded has done its work whatever comes next: its ttlSecondsAfterFinished
   // has the TTL controller delete it in the foreground, finalizer and all, while its pods go.
-  if (key === 'batch|Job' && condition(record(object.status), 'Complete')?.status === 'True') return ready;
+  if (key === 'batch|Job') {
+    const success = jobSuccess(record(object.status));
+    if (success) return success;
+  }
   const deleting = beingDeleted(object);
   if (deleting) return deleting;
   switch (key) {
@@ -246,11 +249,30 @@ export function isJob(object: Obj): boolean {
   );
 }
 
-/** A batch Job that ran to completion. */
-export function hasCompleted(object: Obj): boolean {
-  return isJob(object) && condition(record(object.status), 'Complete')?.status === 'True';
+/** A batch Job that succeeded: Complete, or SuccessCriteriaMet on its way there (see jobSuccess). */
+export function hasSucceeded(object: Obj): boolean {
+  return isJob(object) && jobSuccess(record(object.status)) !== undefined;
 }
 
+/**
+ * A Job's success, once its controller has settled it. Since Kubernetes 1.31 the controller
+ * sets SuccessCriteriaMet=True first (completions reached, or a successPolicy met) and
+ * Complete=True only once every pod has terminated, which for the lingering pods a
+ * successPolicy stops takes their grace period. The outcome is final from the first: the API
+ * server refuses to turn SuccessCriteriaMet=True off or to set it beside Failed or
+ * FailureTarget, as it refuses Complete beside FailureTarget (the same holds for failures).
+ */
+function jobSuccess(status: Obj): Readiness | undefined {
+  if (condition(status, 'Complete')?.status === 'True') return ready;
+  if (condition(status, 'SuccessCriteriaMet')?.status === 'True')
+    return {
+      state: 'ready',
+      message: 'succeeded (SuccessCriteriaMet; Complete follows once its pods have terminated)',
+    };
+  return undefined;
+}
+
+/** A Job not succeeded yet (readinessOf has judged its success, deletion or not). */
 function jobReadiness(object: Obj): Readiness {
   const status = record(object.status);
   const failedPods = int(status.failed);
@@ -263,7 +285,6 @@ function jobReadiness(object: Obj): Readiness {
     const pods = failedPods > 0 ? ` (${counted(failedPods, 'failed pod')})` : '';
     return { state: 'failed', message: `failed: ${failed.message ?? failed.reason ?? 'job failed'}${pods}` };
   }
-  if (condition(status, 'Complete')?.status === 'True') return ready;
   // Suspended by design (a queue such as Kueue admits it later): waiting for it to complete would
   // run out the timeout. spec.suspend decides when set: a Job just resumed still carries
   // Suspended=True until its controller catches up, and it runs now.

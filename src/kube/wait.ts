@@ -3,14 +3,13 @@ import { ENVIRONMENT_LABEL, type PreparedObject } from '../manifests/prepare.js'
 import { describeRef } from '../manifests/resource-info.js';
 import type { ResourceResult } from '../status/job-record.js';
 import type { ClusterClient, LiveObject } from './cluster.js';
-import { hasCompleted, isJob, readinessOf, type Readiness } from './health.js';
+import { hasSucceeded, isJob, readinessOf, type Readiness } from './health.js';
 import { KubeApiError } from './api-error.js';
 import { mapWithConcurrency } from './map-with-concurrency.js';
 import { collectionPath } from './paths.js';
 import { CONCURRENCY, listCrowdedCollections } from './plan.js';
 import { DeployError } from './types.js';
 
-const POLL_INTERVAL_MS = 500;
 const CRD_POLL_INTERVAL_MS = 100;
 export const CRD_ESTABLISHED_TIMEOUT_MS = 60_000;
 
@@ -105,17 +104,32 @@ export interface ReadinessWaitOptions {
   assertStillOurs?: () => Promise<void>;
 }
 
-/** Rounds between reads of objects found ready: the others are read every round. */
-const READY_RECHECK_ROUNDS = 10;
+const FIRST_POLL_INTERVAL_MS = 500;
+/** Flux's kustomize-controller checks health this often, a whole wait long. */
+const LAST_POLL_INTERVAL_MS = 5_000;
+/** How often, at the most, objects found ready are read again: the others are read every round. */
+const READY_RECHECK_MS = 5_000;
+/** How often, at the least, `interrupt` is asked while the wait sleeps between rounds. */
+const INTERRUPT_CHECK_MS = 1_000;
+
+/**
+ * The pause after a round: half a second at first, so a quick rollout is seen at once, then a
+ * tenth of the time waited so far, up to 5 s. What becomes ready is seen at most about a tenth
+ * of the wait later, and a stuck rollout costs a long wait some 80 rounds instead of 600.
+ */
+export function pollIntervalAfter(waitedMs: number): number {
+  return Math.min(LAST_POLL_INTERVAL_MS, Math.max(FIRST_POLL_INTERVAL_MS, Math.round(waitedMs / 10)));
+}
 
 /**
  * Polls the objects until all are ready in the same round (as Flux's wait): one that was ready
- * may not stay so (a rollout that later exceeds its deadline). Those found ready are read again
- * every READY_RECHECK_ROUNDS rounds (300 ready workloads beside one stuck would cost 180,000
- * reads in a 5-minute wait), and all of them in a last round once the rest are ready. Resolves
- * with the ones not ready at the deadline (empty: all ready); a failed one (progress deadline
- * exceeded, Job failed, deleted during the wait) ends the wait at once, and so does a reason
- * from `interrupt`.
+ * may not stay so (a rollout that later exceeds its deadline). Rounds come further apart as the
+ * wait goes on (pollIntervalAfter). Those found ready are read again every READY_RECHECK_MS
+ * (300 ready workloads beside one stuck would cost 180,000 reads in a 5-minute wait), and all
+ * of them in a last round once the rest are ready. Resolves with the ones not ready at the
+ * deadline (empty: all ready); a failed one (progress deadline exceeded, Job failed, deleted
+ * during the wait) ends the wait at once, and so does a reason from `interrupt`, asked at
+ * least every INTERRUPT_CHECK_MS.
  */
 export async function waitForReadiness(
   client: ClusterClient,
@@ -124,14 +138,17 @@ export async function waitForReadiness(
   options: ReadinessWaitOptions = {},
 ): Promise<ReadinessWait> {
   const { signal } = options;
-  const deadline = Date.now() + timeoutMs;
+  const started = Date.now();
+  const deadline = started + timeoutMs;
   // Each object as last found during this wait: one found before and gone now was deleted.
   const lastSeen = new Map<PreparedObject, LiveObject>();
   const latest = new Map<PreparedObject, Readiness>();
   // Applied with the environment's label: listing only those skips what else a namespace holds.
   const selector = environmentSelector(objects);
   let full = true;
-  for (let round = 1; ; round++) {
+  let fullAt = started;
+  for (;;) {
+    if (full) fullAt = Date.now();
     const polled = full ? objects : objects.filter((object) => latest.get(object)?.state !== 'ready');
     // A crowded collection (kind + namespace) costs one LIST a round instead of a GET an object.
     const collections = await listCrowdedCollections(client, polled, signal, selector);
@@ -169,19 +186,44 @@ export async function waitForReadiness(
     if (pending.length === 0 && full) return { unhealthy: [] };
     // The rest ready: every object once more, at once (past the deadline too), to see them all
     // ready together.
-    full = pending.length === 0 || round % READY_RECHECK_ROUNDS === 0;
-    if (pending.length === 0) continue;
-    const remaining = deadline - Date.now();
-    if (remaining <= 0) return { unhealthy: pending };
+    if (pending.length === 0) {
+      full = true;
+      continue;
+    }
+    const now = Date.now();
+    if (now >= deadline) return { unhealthy: pending };
     await options.assertStillOurs?.();
+    const wakeAt = Math.min(deadline, now + pollIntervalAfter(now - started));
+    const interruptedBy = await sleepUntil(wakeAt, deadline, options);
+    if (interruptedBy !== undefined) return { unhealthy: pending, interruptedBy };
+    // Now rather than a round later, if that one would come past READY_RECHECK_MS.
+    const woke = Date.now();
+    full = woke - fullAt + pollIntervalAfter(woke - started) > READY_RECHECK_MS;
+  }
+}
+
+/**
+ * Sleeps until `wakeAt`, asking `interrupt` first and then every INTERRUPT_CHECK_MS, so a
+ * newer commit ends a long wait as soon as a short one; resolves with its reason if it gives one.
+ */
+async function sleepUntil(
+  wakeAt: number,
+  deadline: number,
+  { interrupt, signal }: ReadinessWaitOptions,
+): Promise<string | undefined> {
+  for (;;) {
     // Bounded by the wait's own deadline and the shutdown signal: a git server that hangs
     // must not stretch the wait (or hold a stopping worker).
-    const interruptedBy = options.interrupt
-      ? await answerWithin(options.interrupt(), remaining, signal)
+    const interruptedBy = interrupt
+      ? await answerWithin(interrupt(), Math.max(0, deadline - Date.now()), signal)
       : undefined;
-    if (interruptedBy !== undefined) return { unhealthy: pending, interruptedBy };
+    if (interruptedBy !== undefined) return interruptedBy;
     signal?.throwIfAborted();
-    await sleep(Math.min(POLL_INTERVAL_MS, remaining), undefined, { signal });
+    const left = wakeAt - Date.now();
+    if (left <= 0) return undefined;
+    const slice = interrupt ? Math.min(left, INTERRUPT_CHECK_MS) : left;
+    await sleep(slice, undefined, { signal });
+    if (slice === left) return undefined;
   }
 }
 
@@ -195,8 +237,8 @@ function environmentSelector(objects: readonly PreparedObject[]): string | undef
 /** An object not found: not there yet, or, found earlier in the wait, deleted (no poll brings it back). */
 function goneReadiness(last: LiveObject | undefined): Readiness {
   if (!last) return { state: 'progressing', message: 'not found' };
-  // Its TTL controller removes a finished Job (ttlSecondsAfterFinished): seen complete, it is done.
-  if (hasCompleted(last)) return { state: 'ready', message: 'complete, then deleted' };
+  // Its TTL controller removes a finished Job (ttlSecondsAfterFinished): seen succeeded, it is done.
+  if (hasSucceeded(last)) return { state: 'ready', message: 'succeeded, then deleted' };
   const { ttlSecondsAfterFinished: ttl } = (last.spec ?? {}) as { ttlSecondsAfterFinished?: unknown };
   const hint =
     isJob(last) && typeof ttl === 'number'

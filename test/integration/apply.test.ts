@@ -2274,6 +2274,66 @@ describe('deployToCluster health', () => {
     );
   });
 
+  it('polls a long wait less often as it goes on: every half second at first, at most every 5 s (as Flux)', async () => {
+    const ns = await createTestNamespace('apply-health-backoff');
+    const env = environmentFor(ns.name, { healthTimeout: '20s' });
+    const kube = client();
+    // Eight of a kind in a namespace: the wait lists them, by the environment's label.
+    const names = Array.from({ length: 8 }, (_, index) => `web-${index}`);
+    const lists: number[] = [];
+    const send = kube.transport.request.bind(kube.transport);
+    kube.transport.request = (req) => {
+      if (req.method === 'GET' && req.path.endsWith('/deployments') && req.query?.labelSelector)
+        lists.push(Date.now());
+      return send(req);
+    };
+    const started = Date.now();
+
+    const error = await rejection(
+      deployToCluster(kube, request(env, manifests(...names.map((name) => deployment(name))))),
+    );
+
+    expect(error.code).toBe('health_timeout');
+    // A round every 500 ms would be 40 in 20 s; a tenth of the time waited (5 s at 50 s) makes
+    // 10 in the first 5 s and about 14 in the next 15.
+    expect(lists.length).toBeGreaterThanOrEqual(15);
+    expect(lists.length).toBeLessThanOrEqual(30);
+    // Still polled to the end: the last round is within a tenth of the wait of its deadline.
+    expect(started + 20_000 - lists.at(-1)!).toBeLessThan(2_500);
+  });
+
+  it('ends a long wait within a second of a newer commit, however far apart its rounds are by then', async () => {
+    const ns = await createTestNamespace('apply-health-backoff-newer');
+    const env = environmentFor(ns.name, { healthTimeout: '60s' });
+    const kube = client();
+    const reads: number[] = [];
+    const send = kube.transport.request.bind(kube.transport);
+    kube.transport.request = (req) => {
+      if (req.method === 'GET' && req.path.endsWith('/deployments/web')) reads.push(Date.now());
+      return send(req);
+    };
+    const queued: { sha?: string } = {};
+
+    const deploy = deployToCluster(
+      kube,
+      request(env, manifests(deployment('web')), {
+        newerCommit: { ask: () => Promise.resolve(queued.sha), stop: () => undefined },
+      }),
+    );
+    // Between two rounds 2 s apart (some 20 s into the wait), once the wait has asked and slept.
+    const betweenLongRounds = (): boolean => {
+      const [before, last] = reads.slice(-2);
+      return before !== undefined && last !== undefined && last - before >= 2_000 && Date.now() - last >= 300;
+    };
+    await expect.poll(betweenLongRounds, { timeout: 40_000, interval: 20 }).toBe(true);
+    queued.sha = 'b'.repeat(40);
+    const queuedAt = Date.now();
+    const outcome = await deploy;
+
+    expect(outcome.overtaken?.by).toBe(queued.sha);
+    expect(Date.now() - queuedAt).toBeLessThan(1_500);
+  });
+
   it('reads a custom resource found ready again only every few rounds while another is not', async () => {
     const ns = await createTestNamespace('apply-cr-reads');
     const env = environmentFor(ns.name, {
@@ -2427,6 +2487,42 @@ describe('deployToCluster health', () => {
       conditions: [
         { type: 'SuccessCriteriaMet', ...done },
         { type: 'Complete', ...done },
+      ],
+    });
+    await expect
+      .poll(() => progress.at(-1), { timeout: 10_000 })
+      .toMatch(/for 1 workload to be ready: apps\/v1 Deployment /);
+
+    await kube.delete(JOBS, ns.name, 'migrate', undefined);
+    await writeDeploymentStatus(kube, ns.name, 'web', 2);
+
+    expect(actions((await deploy).resources)).toEqual(['Deployment/web:created', 'Job/migrate:created']);
+  });
+
+  it('counts a Job at SuccessCriteriaMet as done before Complete, and when it is then deleted', async () => {
+    const ns = await createTestNamespace('apply-health-success-criteria');
+    const env = environmentFor(ns.name, { healthTimeout: '30s' });
+    const kube = client();
+    const { outcome: deploy, progress } = await deployIntoHealthWait(
+      kube,
+      env,
+      manifests(deployment('web'), job('migrate')),
+    );
+    // What the Job controller (Kubernetes 1.31+) writes once the completions are reached; it
+    // adds Complete only after the last pod has terminated.
+    const now = new Date().toISOString();
+    await writeStatus(kube, JOBS, ns.name, 'migrate', {
+      startTime: now,
+      succeeded: 1,
+      conditions: [
+        {
+          type: 'SuccessCriteriaMet',
+          status: 'True',
+          reason: 'CompletionsReached',
+          message: 'Reached expected number of succeeded pods',
+          lastProbeTime: now,
+          lastTransitionTime: now,
+        },
       ],
     });
     await expect

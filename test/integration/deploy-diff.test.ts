@@ -290,6 +290,43 @@ describe('pushgate diff (real git, kube-apiserver)', () => {
     expect(hunks).toEqual(['-  a: "1"', '+  a: "2"']);
   });
 
+  it('shows a change inside a CRLF value as that line alone, each line ending escaped', async () => {
+    await harness.startWorker();
+    // As `kubectl create configmap --from-file` keeps a file written on Windows.
+    const ini = (port: string) => `[server]\r\nport = ${port}\r\nhost = example.com\r\nmode = production\r\n`;
+    const short = (b: string) => `a=1\r\nb=${b}\r\n`;
+    await repo.commit({
+      'manifests/app.yaml': configMap('app', { 'app.ini': ini('8080'), short: short('1') }),
+    });
+    await deployHead();
+    await repo.commit({
+      'manifests/app.yaml': configMap('app', { 'app.ini': ini('9090'), short: short('2') }),
+    });
+
+    const { code, out, err } = await diff(['web']);
+
+    expect(code, err).toBe(0);
+    const changed = out.split('\n').filter((line) => /^[-+](?![-+]{2} )/.test(line));
+    expect(changed).toEqual([
+      '-    port = 8080\\r\\n\\',
+      '+    port = 9090\\r\\n\\',
+      '-    b=1\\r\\n"',
+      '+    b=2\\r\\n"',
+    ]);
+    // Each value is a double-quoted scalar continued with escaped line breaks, which YAML
+    // leaves out: the lines shown are the value, its \r\n included, and nothing else.
+    expect(out).toContain(
+      [
+        '   app.ini: "[server]\\r\\n\\',
+        '-    port = 8080\\r\\n\\',
+        '+    port = 9090\\r\\n\\',
+        '     host = example.com\\r\\n\\',
+        '     mode = production\\r\\n"',
+        '   short: "a=1\\r\\n\\',
+      ].join('\n'),
+    );
+  });
+
   it('shows a forced replacement as the server would create the object again', async () => {
     await harness.startWorker();
     // A Job's template cannot change: its manifest leaves out much the server fills in.

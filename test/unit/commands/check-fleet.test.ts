@@ -101,6 +101,48 @@ ${fields}`;
     ]);
   });
 
+  it('warns about credentials in a repository URL, pointing to GIT_TOKEN, and prints them nowhere', async () => {
+    const token = 'glpat-Zq8s3cr3tT0k3n';
+    const config = path.join(dir, 'pushgate.yaml');
+    await writeFile(
+      config,
+      `redis: { url: redis://127.0.0.1:1 }
+clusters:
+  - name: local
+environments:
+  - name: a
+    repo:
+      provider: github
+      name: acme/env
+      url: https://oauth2:\${REPO_TOKEN}@gitlab.example.invalid/acme/env.git
+    branch: env/a
+    cluster: local
+`,
+    );
+    let out = '';
+    const stdout = new PassThrough().on('data', (chunk: Buffer) => (out += chunk.toString()));
+    const stderr = new PassThrough().on('data', (chunk: Buffer) => (out += chunk.toString()));
+
+    const code = await runCheck({
+      positionals: [],
+      config,
+      ref: undefined,
+      wait: false,
+      json: false,
+      env: { GITHUB_WEBHOOK_SECRET: 'x', GITHUB_TOKEN: 'x', REPO_TOKEN: token },
+      stdout,
+      stderr,
+    });
+
+    expect(code).toBe(0);
+    expect(out).toContain(
+      "warning: environments[0].repo.url has a user name and password in it: git is given the URL on its command line, where anyone on the worker's machine can read it (ps); " +
+        'set https://gitlab.example.invalid/acme/env.git and the token in GIT_TOKEN or GIT_TOKEN_FILE, which git gets in its environment and sends only to that host when it asks\n',
+    );
+    expect(out).not.toContain(token);
+    expect(out).not.toContain('oauth2');
+  });
+
   it('warns that no environment is configured, and refuses (exit 2) the worker settings the worker would refuse', async () => {
     expect(await check('')).toEqual({
       code: 0,

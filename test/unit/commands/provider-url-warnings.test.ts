@@ -39,6 +39,47 @@ describe('providerUrlWarnings', () => {
     ]);
   });
 
+  it('warns about the credentials of a repository URL sent over http://, GIT_TOKEN or not', () => {
+    const cleartextRepo = configSchema.parse({
+      clusters: [{ name: 'local' }],
+      environments: [
+        {
+          name: 'env0',
+          repo: {
+            provider: 'gitlab',
+            name: 'acme/env',
+            url: 'http://oauth2:s3cr3t@git.example.com/acme/env.git',
+          },
+          branch: 'main',
+          cluster: 'local',
+        },
+      ],
+    });
+
+    expect(providerUrlWarnings(cleartextRepo, false)).toEqual([
+      'environments[0].repo.url is http://: the credentials in it would cross the network unencrypted; use https://',
+    ]);
+  });
+
+  it('does not print the token left in front of a repository path that lost its https://', () => {
+    const schemeless = configSchema.parse({
+      clusters: [{ name: 'local' }],
+      environments: [
+        {
+          name: 'env0',
+          repo: { provider: 'github', name: 'acme/env', url: 'ghp_s3cr3t@github.com/acme/env.git' },
+          branch: 'main',
+          cluster: 'local',
+        },
+      ],
+    });
+
+    const [warning] = providerUrlWarnings(schemeless);
+
+    expect(warning).toMatch(/^environments\[0\]\.repo\.url "…@github\.com\/acme\/env\.git" is neither a URL/);
+    expect(warning).not.toContain('ghp_s3cr3t');
+  });
+
   it('warns about GIT_TOKEN sent to a repository over http://, only where it is set', () => {
     const cleartextRepo = configSchema.parse({
       clusters: [{ name: 'local' }],

@@ -238,6 +238,28 @@ describe('readinessOf', () => {
     });
   });
 
+  it('Job: ready at SuccessCriteriaMet (Kubernetes 1.31+), before its pods have terminated and Complete is set', () => {
+    const status = {
+      succeeded: 2,
+      active: 1,
+      conditions: [
+        {
+          type: 'SuccessCriteriaMet',
+          status: 'True',
+          reason: 'SuccessPolicy',
+          message: 'Matched rules at index 0',
+        },
+      ],
+    };
+    expect(readinessOf({ apiVersion: 'batch/v1', kind: 'Job', status })).toEqual({
+      state: 'ready',
+      message: 'succeeded (SuccessCriteriaMet; Complete follows once its pods have terminated)',
+    });
+    // Not yet: a condition written False (or Unknown) decides nothing.
+    const pending = { ...status, conditions: [{ type: 'SuccessCriteriaMet', status: 'False' }] };
+    expect(readinessOf({ apiVersion: 'batch/v1', kind: 'Job', status: pending }).state).toBe('progressing');
+  });
+
   it('Job suspended is ready, as kstatus has it: nothing runs until it is resumed', () => {
     const job = (spec: Record<string, unknown>, conditions: unknown[] = []) => ({
       apiVersion: 'batch/v1',
@@ -278,16 +300,19 @@ describe('readinessOf', () => {
     });
   });
 
-  it('a Job that completed is ready while its TTL deletes it in the foreground', () => {
-    const object = {
-      apiVersion: 'batch/v1',
-      kind: 'Job',
-      metadata: { deletionTimestamp: '2026-01-01T00:00:00Z', finalizers: ['foregroundDeletion'] },
-      spec: { ttlSecondsAfterFinished: 30 },
-      status: { succeeded: 1, conditions: [{ type: 'Complete', status: 'True' }] },
-    };
-    expect(readinessOf(object).state).toBe('ready');
-  });
+  it.each(['Complete', 'SuccessCriteriaMet'])(
+    'a Job that succeeded (%s) is ready while it is deleted in the foreground',
+    (type) => {
+      const object = {
+        apiVersion: 'batch/v1',
+        kind: 'Job',
+        metadata: { deletionTimestamp: '2026-01-01T00:00:00Z', finalizers: ['foregroundDeletion'] },
+        spec: { ttlSecondsAfterFinished: 30 },
+        status: { succeeded: 1, conditions: [{ type, status: 'True' }] },
+      };
+      expect(readinessOf(object).state).toBe('ready');
+    },
+  );
 
   it('other kinds are ready once applied', () => {
     expect(readinessOf({ apiVersion: 'v1', kind: 'ConfigMap' }).state).toBe('ready');
