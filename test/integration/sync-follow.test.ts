@@ -183,8 +183,78 @@ describe('pushgate sync --wait following its job', () => {
     const id = (JSON.parse(queued!) as { jobs: { id: string }[] }).jobs[0]!.id;
     // The second line is the job as the wait left it, where the finished job would be.
     expect(JSON.parse(last!)).toMatchObject({ id, environment: 'staging', state: 'queued' });
-    expect(run.stderr).toBe(
-      `pushgate sync: job ${id} still queued after 1s; follow it with: pushgate status ${id}\n`,
+    // Why it exits 1, as one JSON line on stderr (--json): stdout keeps the job lines alone.
+    expect(JSON.parse(run.stderr)).toEqual({
+      error: {
+        code: 'timeout',
+        message: `job ${id} still queued after 1s; follow it with: pushgate status ${id}`,
+      },
+    });
+  });
+
+  it('with --json, a deploy that failed is a deploy_failed error on stderr, the failed job the last line on stdout', async () => {
+    const configFile = join(dir, 'pushgate.yaml');
+    writeFileSync(configFile, cliConfigText({ prefix, url: redis.url }));
+    const child = spawn(
+      process.execPath,
+      [CLI, 'sync', 'staging', '--wait', '--json', '--config', configFile],
+      { env: { ...process.env, LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] },
     );
+    let stdout = '';
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    const firstLine = new Promise<string>((resolve) =>
+      child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+        stdout += chunk;
+        if (stdout.includes('\n')) resolve(stdout.split('\n')[0]!);
+      }),
+    );
+    const id = (JSON.parse(await firstLine) as { jobs: { id: string }[] }).jobs[0]!.id;
+    // The worker's part: the job runs, then fails.
+    await services.store.update(id, { state: 'running', startedAt: new Date().toISOString() });
+    await services.store.update(id, {
+      state: 'failed',
+      finishedAt: new Date().toISOString(),
+      error: 'manifests/web.yaml document 1: metadata.name is required',
+    });
+
+    expect(await exited).toBe(1);
+    const lines = stdout.trim().split('\n');
+    expect(lines).toHaveLength(2);
+    expect(JSON.parse(lines[1]!)).toMatchObject({ id, state: 'failed' });
+    expect(JSON.parse(stderr)).toEqual({
+      error: {
+        code: 'deploy_failed',
+        message: `job ${id} failed: manifests/web.yaml document 1: metadata.name is required`,
+      },
+    });
+  });
+
+  it('with --json, stopped by SIGTERM: an interrupted error on stderr, exit 143', async () => {
+    const configFile = join(dir, 'pushgate.yaml');
+    writeFileSync(configFile, cliConfigText({ prefix, url: redis.url }));
+    const child = spawn(
+      process.execPath,
+      [CLI, 'sync', 'staging', '--wait', '--json', '--config', configFile],
+      { env: { ...process.env, LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    const line = await new Promise<string>((resolve) =>
+      child.stdout.setEncoding('utf8').once('data', (chunk: string) => resolve(chunk.split('\n')[0]!)),
+    );
+    const id = (JSON.parse(line) as { jobs: { id: string }[] }).jobs[0]!.id;
+
+    child.kill('SIGTERM');
+
+    expect(await exited).toBe(143);
+    expect(JSON.parse(stderr)).toEqual({
+      error: {
+        code: 'interrupted',
+        message: `stopped following job ${id}; it continues (pushgate status ${id})`,
+      },
+    });
   });
 });
