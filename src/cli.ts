@@ -141,6 +141,11 @@ from the current folder.
                          the job lines: suspended, deploy_failed, timeout, interrupted,
                          environment_not_found, unavailable... (pushgate --help lists them)
 
+A sync of ENV while an earlier one is queued and has not started answers with that job (and
+says so on stderr): it deploys the branch head as it is when it starts, so it covers this one
+too; however often sync is run, one deploy waits. Once that job has started, a sync queues a
+new one: the branch may have moved since the job fetched it.
+
 Ctrl-C (SIGINT) or SIGTERM stops --wait, not the deploy: it says the job continues and exits
 130 or 143. Refused (exit 1) while ENV is suspended: pushgate resume ENV deploys its branch head.
 `,
@@ -170,9 +175,9 @@ REDIS_URL, as sync does.
     load: () => import('./commands/sync.js').then((m) => m.runResume),
     help: `Usage: pushgate resume ENV [--wait [--timeout DURATION]] [--json] [--config F]
 
-Lifts ENV's suspension and deploys its branch head at once (a job of trigger "manual"), then
-starts the jobs held meanwhile, which that deploy supersedes; prints the job id as sync does.
-Needs REDIS_URL.
+Lifts ENV's suspension and deploys its branch head at once (a job of trigger "manual", always
+a new one, which syncs after it join while it waits), then starts the jobs held meanwhile,
+which that deploy supersedes; prints the job id as sync does. Needs REDIS_URL.
 
   --wait                 follow the job (and what supersedes it), as for sync
   --timeout DURATION     how long --wait follows, as for sync (default 5m; 0: no limit)

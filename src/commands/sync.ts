@@ -95,7 +95,16 @@ async function queueDeploy(args: CommandArgs, command: 'sync' | 'resume'): Promi
           `${name} is ${printable(describeSuspension(suspension))}: its deploys are held; pushgate resume ${name} deploys its branch head`,
         );
     }
-    const job = await services.producer.enqueue(name, { kind: 'manual' }).catch(unavailable);
+    // A resume queues its own deploy (it must run at once); a sync joins one still waiting.
+    const job = await services.producer
+      .enqueue(name, { kind: 'manual' }, undefined, undefined, undefined, {
+        pendingSync: command === 'resume' ? 'lead' : 'join',
+      })
+      .catch(unavailable);
+    if (!job.created)
+      args.stderr.write(
+        `pushgate ${command}: a sync of ${name} queued earlier has not started yet; it deploys the branch head as it is then, so this is that job\n`,
+      );
     if (command === 'resume')
       // Without it the held jobs start at their next recheck (within a minute): a warning, not a failure.
       await services.producer.wakeHeld(name).catch((error: unknown) => {
