@@ -3,7 +3,8 @@
 // semi-spaces alone would push a worker past its memory budget (see BENCHMARKS.md). The
 // container image sets it per role instead (a receiver runs faster with 32 MiB).
 import { parseArgs } from 'node:util';
-import { PushgateError, errorMessage } from './lib/errors.js';
+import { UsageError, errorMessage } from './lib/errors.js';
+import { reportFailure, runCommand } from './commands/run-command.js';
 import type { Command, CommandArgs } from './commands/command.js';
 
 type CommandOption =
@@ -112,7 +113,9 @@ would fail before its first write (its manifests, the policy or the dry-run).
                          replaced by '[redacted: N bytes]', '(changed)' where it changes
   --json                 print one JSON object: {"environment", "sha", "changes": [{"action",
                          "apiVersion", "kind", "namespace", "name", "note", "diff"}],
-                         "unchanged", "notCompared", "keptFromPrune"}; each diff as the text
+                         "unchanged", "notCompared", "keptFromPrune"}; each diff as the text.
+                         A failure is one line {"error": {"code", "message"}} on stderr
+                         (commit_rejected: the commit would be refused; pushgate --help: codes)
 `,
     options: ['ref', 'show-secrets', 'json'],
     maxPositionals: 1,
@@ -133,7 +136,15 @@ from the current folder.
                          backlog), pushgate status ID follows it
   --json                 print {"jobs": [...]} as one JSON line, and with --wait the job whose
                          end decided the exit code (or, stopped early, as it was then) as a
-                         second (JSON Lines: jq reads both; jq -s for one array)
+                         second (JSON Lines: jq reads both; jq -s for one array). A failure is
+                         one line {"error": {"code", "message"}} on stderr, stdout keeping only
+                         the job lines: suspended, deploy_failed, timeout, interrupted,
+                         environment_not_found, unavailable... (pushgate --help lists them)
+
+A sync of ENV while an earlier one is queued and has not started answers with that job (and
+says so on stderr): it deploys the branch head as it is when it starts, so it covers this one
+too; however often sync is run, one deploy waits. Once that job has started, a sync queues a
+new one: the branch may have moved since the job fetched it.
 
 Ctrl-C (SIGINT) or SIGTERM stops --wait, not the deploy: it says the job continues and exits
 130 or 143. Refused (exit 1) while ENV is suspended: pushgate resume ENV deploys its branch head.
@@ -154,7 +165,8 @@ REDIS_URL, as sync does.
 
   --reason TEXT          why, shown by pushgate status, the API and held jobs (one line,
                          200 characters at most)
-  --json                 print {"environment", "suspended": {"at", "reason"}}
+  --json                 print {"environment", "suspended": {"at", "reason"}}; a failure as one
+                         line {"error": {"code", "message"}} on stderr (pushgate --help: codes)
 `,
     options: ['reason', 'json'],
     maxPositionals: 1,
@@ -163,14 +175,15 @@ REDIS_URL, as sync does.
     load: () => import('./commands/sync.js').then((m) => m.runResume),
     help: `Usage: pushgate resume ENV [--wait [--timeout DURATION]] [--json] [--config F]
 
-Lifts ENV's suspension and deploys its branch head at once (a job of trigger "manual"), then
-starts the jobs held meanwhile, which that deploy supersedes; prints the job id as sync does.
-Needs REDIS_URL.
+Lifts ENV's suspension and deploys its branch head at once (a job of trigger "manual", always
+a new one, which syncs after it join while it waits), then starts the jobs held meanwhile,
+which that deploy supersedes; prints the job id as sync does. Needs REDIS_URL.
 
   --wait                 follow the job (and what supersedes it), as for sync
   --timeout DURATION     how long --wait follows, as for sync (default 5m; 0: no limit)
   --json                 as for sync; the first line also has "resumed": the suspension lifted
-                         ({"at", "reason"}), null when there was none, as the API answers
+                         ({"at", "reason"}), null when there was none, as the API answers; a
+                         failure as one line {"error": {"code", "message"}} on stderr
 `,
     options: ['wait', 'timeout', 'json'],
     maxPositionals: 1,
@@ -189,7 +202,9 @@ running receiver; without it, that of a pushgate start running from the current 
   --limit N              the latest N jobs of each environment, 0 to 100 (default 5); 0 prints
                          the environments alone, one line each, as for a large fleet
   --json                 print the job, or the environments with their jobs, as JSON (with
-                         --limit 0, without "jobs", as GET /environments shows them)
+                         --limit 0, without "jobs", as GET /environments shows them); a failure
+                         as one line {"error": {"code", "message"}} on stderr: job_not_found,
+                         environment_not_found, unavailable... (pushgate --help lists them)
 
   pushgate status --limit 0                          what every environment runs
   pushgate status --environment production --limit 20
@@ -243,6 +258,13 @@ Options:
 
 Exit codes: 0 success, 1 the thing asked failed, 2 bad usage or invalid configuration;
 130 or 143 when SIGINT or SIGTERM stops sync --wait or resume --wait (the job goes on).
+
+With --json, a failure is one JSON line on stderr, its last: {"error": {"code", "message"}};
+stdout keeps only the command's own output. The codes, each with its exit code:
+  usage, config_invalid, environment_not_found                                 2
+  job_not_found, unavailable, suspended, deploy_failed, timeout,               1
+  commit_rejected, git_failed, failed (anything else: the message says)
+  interrupted                                                                  130, 143
 `;
 
 function commandHelp(spec: CommandSpec): string {
@@ -295,9 +317,12 @@ function joinNegativeValues(argv: readonly string[]): string[] {
 /**
  * What is wrong with arguments parseArgs refused, said to the command they were meant for:
  * Node's own text for an unknown option (`'-- "--bogus"`, a hint about positionals) helps
- * nobody who mistyped an option.
+ * nobody who mistyped an option. `json`: --json is among them, so the answer is JSON too.
  */
-function refusedArguments(argv: string[], error: unknown): string {
+function refusedArguments(
+  argv: string[],
+  error: unknown,
+): { name: string | undefined; spec: CommandSpec | undefined; problem: string; json: boolean } {
   // Read again leniently, only to find the command and the option at fault.
   const { tokens } = parseArgs({
     args: argv,
@@ -310,7 +335,8 @@ function refusedArguments(argv: string[], error: unknown): string {
   const unknown = tokens.find((token) => token.kind === 'option' && !Object.hasOwn(OPTIONS, token.name));
   const problem = unknown?.kind === 'option' ? `unknown option ${unknown.rawName}` : errorMessage(error);
   const spec = name !== undefined && Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
-  return spec ? `pushgate ${name}: ${problem}\n\n${commandHelp(spec)}` : `pushgate: ${problem}\n\n${USAGE}`;
+  const json = tokens.some((token) => token.kind === 'option' && token.name === 'json');
+  return { name: spec ? name : undefined, spec, problem, json };
 }
 
 export async function main(given: string[], env = process.env): Promise<number> {
@@ -319,9 +345,11 @@ export async function main(given: string[], env = process.env): Promise<number> 
   try {
     parsed = parseArgs({ args: argv, allowPositionals: true, options: OPTIONS, tokens: true });
   } catch (error) {
-    process.stderr.write(refusedArguments(argv, error));
-    return 2;
+    const { name, spec, problem, json } = refusedArguments(argv, error);
+    const usage = spec ? commandHelp(spec) : USAGE;
+    return reportFailure(new UsageError(problem), { name, json, env, stderr: process.stderr, usage });
   }
+  const json = parsed.values.json === true;
   let [name, ...positionals] = parsed.positionals;
   let help = parsed.values.help;
   // `pushgate --version` is `pushgate version`; given to another command it is refused below.
@@ -336,11 +364,15 @@ export async function main(given: string[], env = process.env): Promise<number> 
     return 0;
   }
   const spec = name === undefined || !Object.hasOwn(COMMANDS, name) ? undefined : COMMANDS[name];
-  if (!spec) {
-    process.stderr.write(
-      `pushgate: ${name === undefined ? 'a command is required' : `unknown command "${name}"`}\n\n${USAGE}`,
-    );
-    return 2;
+  if (!spec || name === undefined) {
+    const problem = name === undefined ? 'a command is required' : `unknown command "${name}"`;
+    return reportFailure(new UsageError(problem), {
+      name: undefined,
+      json,
+      env,
+      stderr: process.stderr,
+      usage: USAGE,
+    });
   }
   if (help) {
     process.stdout.write(commandHelp(spec));
@@ -367,8 +399,13 @@ export async function main(given: string[], env = process.env): Promise<number> 
         : repeated?.kind === 'option'
           ? `--${repeated.name} is given more than once: give it once`
           : `unexpected argument "${extra}"`;
-    process.stderr.write(`pushgate ${name}: ${problem}\n\n${commandHelp(spec)}`);
-    return 2;
+    return reportFailure(new UsageError(problem), {
+      name,
+      json,
+      env,
+      stderr: process.stderr,
+      usage: commandHelp(spec),
+    });
   }
   const args: CommandArgs = {
     positionals,
@@ -376,7 +413,7 @@ export async function main(given: string[], env = process.env): Promise<number> 
     ref: parsed.values.ref,
     wait: parsed.values.wait ?? false,
     timeout: parsed.values.timeout,
-    json: parsed.values.json ?? false,
+    json,
     showSecrets: parsed.values['show-secrets'] ?? false,
     reason: parsed.values.reason,
     environments: parsed.values.environment,
@@ -386,13 +423,10 @@ export async function main(given: string[], env = process.env): Promise<number> 
     stderr: process.stderr,
   };
   try {
-    const command = await spec.load();
-    return await command(args);
+    return await runCommand(name, await spec.load(), args);
   } catch (error) {
-    process.stderr.write(`pushgate ${name}: ${errorMessage(error)}\n`);
-    if (error instanceof PushgateError && (error.code === 'config_invalid' || error.code === 'usage'))
-      return 2;
-    return 1;
+    // The command's module would not load.
+    return reportFailure(error, { name, json, env, stderr: process.stderr });
   } finally {
     // Armed on failure too: a service that throws after opening a connection it did not
     // close (a port taken once Redis was dialled) must still exit, not hang after its message.

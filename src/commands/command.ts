@@ -22,5 +22,9 @@ export interface CommandArgs {
   stderr: NodeJS.WritableStream;
 }
 
-/** Resolves to the process exit code: 0 success, 1 failure of the thing asked, 2 bad usage or config. */
+/**
+ * Resolves to the process exit code: 0 success, 1 failure of the thing asked, 2 bad usage or
+ * config. A failure is thrown (a CliFailure where the command decides its code), for
+ * runCommand to say on stderr, as text or, with --json, as JSON.
+ */
 export type Command = (args: CommandArgs) => Promise<number>;

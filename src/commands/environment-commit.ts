@@ -2,10 +2,10 @@ import type { EnvironmentConfig } from '../config/schema.js';
 import { gitFetchLimitsFromEnv } from '../git/fetch-budget.js';
 import { refuseUnknownFsckIds } from '../git/fetch-fsck.js';
 import { defaultGitCacheDir, MirrorCache } from '../git/mirror-cache.js';
-import { PushgateError } from '../lib/errors.js';
 import { loadManifests } from '../manifests/load.js';
 import type { LoadedManifest } from '../manifests/types.js';
 import { loadRuntime, type Runtime } from '../runtime.js';
+import { CliFailure } from './cli-failure.js';
 import type { CommandArgs } from './command.js';
 
 /** One commit of an environment's branch, its manifests loaded as a deploy loads them. */
@@ -20,8 +20,8 @@ export interface EnvironmentCommit {
  * What `pushgate render` and `pushgate diff` share: the environment named by the first
  * argument, its branch head (or --ref) fetched into the local mirror cache, checked out and
  * loaded, then handed to `use`. An unknown environment is exit 2; a failure to fetch, load or
- * `use` is exit 1 with its message, but bad usage and invalid configuration (a bad --ref, an
- * unloadable kubeconfig) stay the caller's to fix (exit 2). Never talks to Redis.
+ * `use` is thrown, for the CLI to say after what this prints on the way out (its exit code
+ * and --json code by what failed: cli-failure.ts). Never talks to Redis.
  */
 export async function withEnvironmentCommit(
   args: CommandArgs,
@@ -34,8 +34,9 @@ export async function withEnvironmentCommit(
   const environment = runtime.config.environments.find((candidate) => candidate.name === name);
   if (!environment) {
     const known = runtime.config.environments.map((candidate) => candidate.name).join(', ') || 'none';
-    args.stderr.write(`pushgate ${command}: unknown environment "${name}" (configured: ${known})\n`);
-    return 2;
+    throw new CliFailure('environment_not_found', `unknown environment "${name}" (configured: ${known})`, {
+      exitCode: 2,
+    });
   }
   const limits = gitFetchLimitsFromEnv(args.env);
   await refuseUnknownFsckIds(limits.fsckIgnore, args.env);
@@ -59,11 +60,6 @@ export async function withEnvironmentCommit(
     } finally {
       await tree.remove();
     }
-  } catch (error) {
-    if (error instanceof PushgateError && (error.code === 'usage' || error.code === 'config_invalid'))
-      throw error;
-    args.stderr.write(`pushgate ${command}: ${error instanceof Error ? error.message : String(error)}\n`);
-    return 1;
   } finally {
     // Fetches leave gc to their caller: a mirror only this command fetches into would never be repacked.
     for (const failure of await mirrors.collectGarbage())

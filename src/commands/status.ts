@@ -5,6 +5,7 @@ import { describeSuspension } from '../status/suspensions.js';
 import { connectProducer, loadRuntime, type ProducerServices } from '../runtime.js';
 import { environmentView, type EnvironmentView } from '../status/environment-view.js';
 import { jobView, type JobRecord } from '../status/job-record.js';
+import { CliFailure, redisUnavailable } from './cli-failure.js';
 import { clientRedisUrl } from './client-redis-url.js';
 import type { CommandArgs } from './command.js';
 import { printable } from './printable.js';
@@ -42,7 +43,7 @@ export async function runStatus(args: CommandArgs): Promise<number> {
     config.redis.prefix,
   );
   try {
-    await waitForRedis(services.redis, REDIS_TIMEOUT_MS);
+    await waitForRedis(services.redis, REDIS_TIMEOUT_MS).catch(redisUnavailable);
     if (jobId !== undefined) return await showJob(services, jobId, args);
     if (limit === 0) return await showEnvironments(services, chosen, args);
     const environments = await mapWithConcurrency(chosen, ENVIRONMENTS_AT_ONCE, async (environment) => {
@@ -103,8 +104,10 @@ function chosenEnvironments(config: Config, given: readonly string[] | undefined
   const unknown = [...names].filter((name) => !known.includes(name));
   if (unknown.length > 0) {
     const quoted = unknown.map((name) => JSON.stringify(name)).join(', ');
-    throw new UsageError(
+    throw new CliFailure(
+      'environment_not_found',
       `unknown environment${unknown.length > 1 ? 's' : ''} ${quoted} (configured: ${someOf(known) || 'none'})`,
+      { exitCode: 2 },
     );
   }
   return config.environments.filter((environment) => names.has(environment.name));
@@ -164,10 +167,7 @@ function writeEnvironments(environments: readonly EnvironmentView[], args: Comma
 
 async function showJob(services: ProducerServices, jobId: string, args: CommandArgs): Promise<number> {
   const job = await services.store.get(jobId);
-  if (!job) {
-    args.stderr.write(`pushgate status: job "${jobId}" not found\n`);
-    return 1;
-  }
+  if (!job) throw new CliFailure('job_not_found', `job "${jobId}" not found`);
   // As GET /jobs/:id shows it.
   const sha = job.sha ?? job.trigger.sha;
   const commitStatus = sha ? await services.store.commitStatus(job.environment, sha) : null;

@@ -2,6 +2,7 @@ import { PushgateError, UsageError } from '../lib/errors.js';
 import { waitForRedis } from '../queue/connection.js';
 import { connectProducer, loadRuntime } from '../runtime.js';
 import { describeSuspension, suspendReasonProblem } from '../status/suspensions.js';
+import { CliFailure } from './cli-failure.js';
 import { clientRedisUrl } from './client-redis-url.js';
 import type { CommandArgs } from './command.js';
 import { printable } from './printable.js';
@@ -22,8 +23,9 @@ export async function runSuspend(args: CommandArgs): Promise<number> {
   const { config } = loadRuntime(args.config, args.env, { unsetWhenVariableMissing: ['redis.url'] });
   if (!config.environments.some((environment) => environment.name === name)) {
     const names = config.environments.map((environment) => environment.name).join(', ') || 'none';
-    args.stderr.write(`pushgate suspend: unknown environment "${name}" (configured: ${names})\n`);
-    return 2;
+    throw new CliFailure('environment_not_found', `unknown environment "${name}" (configured: ${names})`, {
+      exitCode: 2,
+    });
   }
   const services = connectProducer(
     { url: clientRedisUrl(config, 'suspend'), cluster: config.redis.cluster },

@@ -7,6 +7,7 @@ import { FINISHED_STATES, jobView, type JobRecord } from '../status/job-record.j
 import type { JobStore } from '../status/job-store.js';
 import { describeSuspension, type Suspension } from '../status/suspensions.js';
 import { statusBaseUrl } from '../status/reporters/commit-status-reporter.js';
+import { CliFailure } from './cli-failure.js';
 import { clientRedisUrl } from './client-redis-url.js';
 import type { CommandArgs } from './command.js';
 import { printable } from './printable.js';
@@ -56,10 +57,8 @@ async function queueDeploy(args: CommandArgs, command: 'sync' | 'resume'): Promi
   // `url: ${REDIS_URL}` unset: the Redis of a pushgate start in this folder (clientRedisUrl).
   const { config } = loadRuntime(args.config, args.env, { unsetWhenVariableMissing: ['redis.url'] });
   if (!config.environments.some((environment) => environment.name === name)) {
-    args.stderr.write(
-      `pushgate ${command}: unknown environment "${name}" (configured: ${listNames(config)})\n`,
-    );
-    return 2;
+    const problem = `unknown environment "${name}" (configured: ${listNames(config)})`;
+    throw new CliFailure('environment_not_found', problem, { exitCode: 2 });
   }
   const services = connectProducer(
     { url: clientRedisUrl(config, command), cluster: config.redis.cluster },
@@ -90,14 +89,22 @@ async function queueDeploy(args: CommandArgs, command: 'sync' | 'resume'): Promi
       );
     } else {
       const suspension = await services.store.suspensions.get(name).catch(unavailable);
-      if (suspension) {
-        args.stderr.write(
-          `pushgate sync: ${name} is ${printable(describeSuspension(suspension))}: its deploys are held; pushgate resume ${name} deploys its branch head\n`,
+      if (suspension)
+        throw new CliFailure(
+          'suspended',
+          `${name} is ${printable(describeSuspension(suspension))}: its deploys are held; pushgate resume ${name} deploys its branch head`,
         );
-        return 1;
-      }
     }
-    const job = await services.producer.enqueue(name, { kind: 'manual' }).catch(unavailable);
+    // A resume queues its own deploy (it must run at once); a sync joins one still waiting.
+    const job = await services.producer
+      .enqueue(name, { kind: 'manual' }, undefined, undefined, undefined, {
+        pendingSync: command === 'resume' ? 'lead' : 'join',
+      })
+      .catch(unavailable);
+    if (!job.created)
+      args.stderr.write(
+        `pushgate ${command}: a sync of ${name} queued earlier has not started yet; it deploys the branch head as it is then, so this is that job\n`,
+      );
     if (command === 'resume')
       // Without it the held jobs start at their next recheck (within a minute): a warning, not a failure.
       await services.producer.wakeHeld(name).catch((error: unknown) => {
@@ -156,21 +163,25 @@ async function followAndReport(
     if (!(error instanceof FollowStoppedError)) throw error;
     // The job as it was when following stopped, where the finished job would have been.
     if (args.json && error.record) args.stdout.write(`${JSON.stringify(jobView(error.record))}\n`);
-    if (error.why !== 'timeout') {
-      args.stderr.write(
-        `pushgate ${command}: stopped following job ${error.id}; it continues (pushgate status ${error.id})\n`,
+    if (error.why !== 'timeout')
+      throw new CliFailure(
+        'interrupted',
+        `stopped following job ${error.id}; it continues (pushgate status ${error.id})`,
+        // 128 + the signal's number, as a shell reports a command a signal ended.
+        { exitCode: error.why === 'SIGINT' ? 130 : 143 },
       );
-      // 128 + the signal's number, as a shell reports a command a signal ended.
-      return error.why === 'SIGINT' ? 130 : 143;
-    }
     const state = error.record?.state ?? 'unfinished';
-    args.stderr.write(
-      `pushgate ${command}: job ${error.id} still ${state} after ${formatDurationMs(timeoutMs)}; follow it with: pushgate status ${error.id}\n`,
+    throw new CliFailure(
+      'timeout',
+      `job ${error.id} still ${state} after ${formatDurationMs(timeoutMs)}; follow it with: pushgate status ${error.id}`,
     );
-    return 1;
   }
   if (args.json) args.stdout.write(`${JSON.stringify(jobView(record))}\n`);
-  return record.state === 'failed' ? 1 : 0;
+  if (record.state !== 'failed') return 0;
+  // Its state line said so already; --json says it on stderr too, as every failure.
+  throw new CliFailure('deploy_failed', `job ${record.id} failed: ${record.error ?? 'no error recorded'}`, {
+    shown: true,
+  });
 }
 
 export interface FollowLimits {

@@ -43,6 +43,11 @@ export interface Keys {
   repairPass(configuration: string): string;
   /** The re-sync queued behind the environment's running deploy, at most one (job-intake). */
   queuedResync(environment: string): string;
+  /**
+   * The environment's manual sync that is queued and has not started: the job a new sync is
+   * answered with (JobStore.claimMany), taken back once it starts or ends.
+   */
+  pendingSync(environment: string): string;
   /** Held by the one worker that runs this hour's drop of removed environments' histories. */
   retiredSweep: string;
   /** When a sweep first found that no running worker has the environment (retired-histories). */
@@ -74,6 +79,7 @@ export function createKeys(prefix: string): Keys {
     configLive: (environment) => `${tag}:config-live:${environment}`,
     repairPass: (configuration) => `${tag}:repair-pass:${configuration}`,
     queuedResync: (environment) => `${tag}:queued-resync:${environment}`,
+    pendingSync: (environment) => `${tag}:pending-sync:${environment}`,
     retiredSweep: `${tag}:retired-sweep`,
     retiredSince: (environment) => `${tag}:retired-since:${environment}`,
     targetChangeQueued: (environment, targetDigest) => `${tag}:target-change:${environment}:${targetDigest}`,

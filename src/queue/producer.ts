@@ -52,7 +52,10 @@ const HELD_SCAN = 200;
 export interface EnqueuedJob {
   id: string;
   environment: string;
-  /** False when an existing job was returned (redelivery, or the same commit already queued or live). */
+  /**
+   * False when an existing job was returned: a redelivery, the same commit already queued or
+   * live, or (a manual sync) the environment's sync that is queued and has not started.
+   */
   created: boolean;
   /**
    * The commit the answer names: the trigger's; on a redelivered id, the one its job was
@@ -76,6 +79,13 @@ export class DeployProducer {
   /**
    * Resolves only once the job is written to Redis, so a 202 always means a durable job.
    *
+   * A manual sync (trigger `manual`) is answered with the environment's earlier sync while
+   * that one is queued and has not started: it deploys the branch head as it is when it
+   * starts, which covers this request too, so ten presses of sync queue one deploy. Once it
+   * has started, a sync gets a job of its own. `pendingSync: 'lead'` (a resume) always queues
+   * its own, which later syncs then join: it must deploy at once, and a sync queued before the
+   * suspension waits, held, for its wake-up.
+   *
    * The claim and the queue entry go out together, one round trip shared with every other
    * enqueue of the same event-loop turn. When the claim finds an existing job, the candidate
    * queue entry has no record; it is removed here, and a worker that takes it first drops it.
@@ -88,6 +98,7 @@ export class DeployProducer {
     statusBase?: string,
     /** Webhook jobs: where the receiver's configuration sends the environment's pushes. */
     target?: EnvironmentTarget,
+    options: { pendingSync?: 'join' | 'lead' } = {},
   ): Promise<EnqueuedJob> {
     const id = randomUUID();
     const request: ClaimRequest = {
@@ -97,6 +108,7 @@ export class DeployProducer {
       receivedAt,
       ...(statusBase ? { statusUrl: jobStatusUrl(statusBase, id) } : {}),
       ...(target ? { target } : {}),
+      ...(trigger.kind === 'manual' ? { pendingSync: options.pendingSync ?? 'join' } : {}),
     };
     const data: DeployJobData = { environment, trigger, receivedAt, ...(target ? { target } : {}) };
     try {

@@ -19,6 +19,11 @@ export const HISTORY_PER_ENVIRONMENT = 500;
 const DELIVERY_TTL_SECONDS = 7 * 24 * 3600;
 const SHA_TTL_SECONDS = 30 * 24 * 3600;
 /**
+ * A pending sync is taken back when it starts or ends; this only bounds a key whose job was
+ * lost some other way (a claim never claimed back), which a new sync then replaces anyway.
+ */
+const PENDING_SYNC_TTL_SECONDS = 7 * 24 * 3600;
+/**
  * Marks a job another request was answered with (its record key plus this suffix), so undoing
  * the claim that created it cannot delete a job someone else holds a 202 for. A claim is
  * undone within a second or so of being made; the mark outlives that by far.
@@ -96,23 +101,36 @@ export interface ClaimRequest {
   statusUrl?: string;
   /** Webhook jobs: where the receiver's configuration sends the environment (see config-skew). */
   target?: EnvironmentTarget;
+  /**
+   * Manual syncs: `join` answers with the environment's pending sync (a manual job queued that
+   * has never started) when there is one, and otherwise becomes it; `lead` always creates a
+   * job, which becomes the pending sync later ones join (a resume: see DeployProducer.enqueue).
+   */
+  pendingSync?: 'join' | 'lead';
 }
 
 export type ClaimOutcome =
-  { id: string; created: true } | { id: string; created: false; matchedBy: 'delivery' | 'sha' };
+  | { id: string; created: true }
+  | { id: string; created: false; matchedBy: 'delivery' | 'sha' | 'pendingSync' };
 
 /**
  * Creates the job record unless the same delivery, or the same commit still queued or
- * running (or already live), already has one. One script, so two concurrent deliveries of
- * one push can never both create a job. It takes any number of claims, decided in order
- * (six keys and four arguments each), so the webhooks of one event-loop turn share one call's
- * overhead. Every key it touches shares the hash tag, in KEYS[] or not (the matched job's
- * record), and a job without a delivery id or sha passes `keys.absent` for it, so the script
- * stays valid on a Redis Cluster.
+ * running (or already live), already has one; or, for a manual sync, unless the environment
+ * has a pending sync: a manual job queued that has never started (still `queued`, no attempt
+ * made). A manual job deploys the branch head as it fetches it once started, so a sync asked
+ * for before that is covered by it, while one asked for once it runs must get a job of its
+ * own (the head may have moved since its fetch). Its record is read here, in the script, so a
+ * job that a worker has marked `running` (which it does before it fetches) is never joined,
+ * whatever becomes of the pending-sync key. One script, so two concurrent deliveries of one
+ * push, or two syncs, can never both create a job. It takes any number of claims, decided in
+ * order (seven keys and five arguments each), so the webhooks of one event-loop turn share
+ * one call's overhead. Every key it touches shares the hash tag, in KEYS[] or not (the
+ * matched job's record), and a job without a delivery id, sha or pending sync passes
+ * `keys.absent` for it, so the script stays valid on a Redis Cluster.
  */
 const CLAIM_SCRIPT = `
 local jobPrefix, absent = ARGV[1], ARGV[2]
-local function claim(deliveryKey, shaKey, envKey, recordKey, allKey, envJobsKey, id, record, score, sha)
+local function claim(deliveryKey, shaKey, envKey, recordKey, allKey, envJobsKey, pendingKey, id, record, score, sha, pendingMode)
   local found = redis.call('MGET', deliveryKey, shaKey)
   local byDelivery, bySha = found[1], found[2]
   if byDelivery and redis.call('EXISTS', jobPrefix .. byDelivery) == 1 then
@@ -139,18 +157,30 @@ local function claim(deliveryKey, shaKey, envKey, recordKey, allKey, envJobsKey,
       end
     end
   end
+  if pendingMode == 'join' then
+    local pending = redis.call('GET', pendingKey)
+    if pending then
+      local ok, rec = pcall(cjson.decode, redis.call('GET', jobPrefix .. pending) or '')
+      if ok and type(rec) == 'table' and rec.state == 'queued' and rec.attempts == 0
+        and type(rec.trigger) == 'table' and rec.trigger.kind == 'manual' then
+        redis.call('SET', jobPrefix .. pending .. '${SHARED_SUFFIX}', '1', 'EX', ${SHARED_TTL_SECONDS})
+        return {pending, 'pendingSync'}
+      end
+    end
+  end
   redis.call('SET', recordKey, record)
   redis.call('ZADD', allKey, score, id)
   redis.call('ZADD', envJobsKey, score, id)
   if deliveryKey ~= absent then redis.call('SET', deliveryKey, id, 'EX', ${DELIVERY_TTL_SECONDS}) end
   if shaKey ~= absent then redis.call('SET', shaKey, id, 'EX', ${SHA_TTL_SECONDS}) end
+  if pendingKey ~= absent then redis.call('SET', pendingKey, id, 'EX', ${PENDING_SYNC_TTL_SECONDS}) end
   return {id, 'created'}
 end
 local outcomes = {}
-for n = 1, #KEYS / 6 do
-  local k, a = (n - 1) * 6, 2 + (n - 1) * 4
+for n = 1, #KEYS / 7 do
+  local k, a = (n - 1) * 7, 2 + (n - 1) * 5
   outcomes[n] = claim(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5], KEYS[k + 6],
-    ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4])
+    KEYS[k + 7], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
 end
 return outcomes
 `;
@@ -170,7 +200,7 @@ return outcomes
  * a job finishes, never on the webhook path, over at most TRIM_SCAN_LIMIT records.
  * KEYS: environment index, all-jobs index, quiet re-syncs. ARGV: record key prefix, the job
  * just finished, the cutoff, the environment's sha key prefix, its GitHub and GitLab delivery
- * key prefixes.
+ * key prefixes, its pending-sync key.
  */
 const TRIM_SCAN_LIMIT = 1500;
 /** Finished this recently, a record is kept whatever the bound: someone may be following it. */
@@ -201,6 +231,7 @@ const TRIM_SCRIPT = `
 local envKey, allKey, quietKey = KEYS[1], KEYS[2], KEYS[3]
 local prefix, justFinished, cutoff, shaPrefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local deliveryPrefix = { github = ARGV[5], gitlab = ARGV[6] }
+local pendingSyncKey = ARGV[7]
 -- The record's fields before its object list, decoded: a record of 1,000 objects is ~100 KB,
 -- and decoding hundreds whole would hold Redis for seconds.
 local function fieldsBeforeResources(id)
@@ -254,6 +285,7 @@ for _, dropped in ipairs(drop) do
     local deliveries = type(trigger.provider) == 'string' and deliveryPrefix[trigger.provider]
     if deliveries and type(trigger.deliveryId) == 'string' then dropKeyNaming(deliveries .. trigger.deliveryId, id) end
   end
+  dropKeyNaming(pendingSyncKey, id)
   redis.call('DEL', prefix .. id)
   redis.call('ZREM', envKey, id)
   redis.call('ZREM', allKey, id)
@@ -322,7 +354,7 @@ return flat
  * Undoes one claim unless its job was handed to another request meanwhile (the claim script
  * marks it): that request's 202 names the job, and its queue entry is repaired by whoever
  * meets the queued record next (DeployProducer.enqueue, or a worker's requeueLostJobs).
- * KEYS: shared mark, record, all-jobs index, environment index, delivery, sha.
+ * KEYS: shared mark, record, all-jobs index, environment index, delivery, sha, pending sync.
  */
 const RELEASE_SCRIPT = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -331,13 +363,24 @@ redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
 if KEYS[5] ~= ARGV[2] then redis.call('DEL', KEYS[5]) end
 if KEYS[6] ~= ARGV[2] then redis.call('DEL', KEYS[6]) end
+if KEYS[7] ~= ARGV[2] and redis.call('GET', KEYS[7]) == ARGV[1] then redis.call('DEL', KEYS[7]) end
 return 1
+`;
+
+/**
+ * KEYS: the environment's pending-sync key. ARGV: a job id. Deletes the key if it names that
+ * job: the job has started or ended, so a sync from now on gets a job of its own.
+ */
+const RELEASE_PENDING_SYNC_SCRIPT = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 `;
 
 interface ClaimCommander {
   /** One array, which ioredis flattens: a large batch spread as call arguments could overflow the stack. */
   pushgateClaim(numberOfKeysKeysAndArgs: (string | number)[]): Promise<unknown>;
   pushgateRelease(...keysAndArgs: string[]): Promise<number>;
+  pushgateReleasePendingSync(pendingSyncKey: string, jobId: string): Promise<number>;
   pushgateTrim(
     envJobsKey: string,
     allKey: string,
@@ -348,6 +391,7 @@ interface ClaimCommander {
     shaPrefix: string,
     githubDeliveryPrefix: string,
     gitlabDeliveryPrefix: string,
+    pendingSyncKey: string,
   ): Promise<number>;
   pushgateCountStates(allKey: string, jobPrefix: string, limit: number): Promise<(string | number)[]>;
   pushgateIdsInState(
@@ -360,7 +404,7 @@ interface ClaimCommander {
 }
 
 function claimOutcome(reply: unknown): ClaimOutcome {
-  const [id, how] = reply as [string, 'created' | 'delivery' | 'sha'];
+  const [id, how] = reply as [string, 'created' | 'delivery' | 'sha' | 'pendingSync'];
   return how === 'created' ? { id, created: true } : { id, created: false, matchedBy: how };
 }
 
@@ -396,9 +440,13 @@ export class JobStore {
     // Defined up front: a pipeline built before a command exists lacks it.
     const commander = redis as unknown as ClaimCommander & RedisClient;
     if (typeof commander.pushgateClaim !== 'function') {
-      // No numberOfKeys: a batch of claims passes six keys per claim, counted at the call.
+      // No numberOfKeys: a batch of claims passes seven keys per claim, counted at the call.
       commander.defineCommand('pushgateClaim', { lua: CLAIM_SCRIPT });
-      commander.defineCommand('pushgateRelease', { lua: RELEASE_SCRIPT, numberOfKeys: 6 });
+      commander.defineCommand('pushgateRelease', { lua: RELEASE_SCRIPT, numberOfKeys: 7 });
+      commander.defineCommand('pushgateReleasePendingSync', {
+        lua: RELEASE_PENDING_SYNC_SCRIPT,
+        numberOfKeys: 1,
+      });
       commander.defineCommand('pushgateTrim', { lua: TRIM_SCRIPT, numberOfKeys: 3 });
       commander.defineCommand('pushgateCountStates', { lua: COUNT_STATES_SCRIPT, numberOfKeys: 1 });
       commander.defineCommand('pushgateIdsInState', { lua: IDS_IN_STATE_SCRIPT, numberOfKeys: 1 });
@@ -406,7 +454,7 @@ export class JobStore {
     this.commander = commander;
   }
 
-  /** Appends one claim's six keys to `keys` and its four arguments to `args`. */
+  /** Appends one claim's seven keys to `keys` and its five arguments to `args`. */
   private addClaim(request: ClaimRequest, keys: string[], args: (string | number)[]): void {
     const { trigger, environment } = request;
     keys.push(
@@ -418,13 +466,22 @@ export class JobStore {
       this.keys.job(request.id),
       this.keys.jobsAll,
       this.keys.jobsByEnvironment(environment),
+      this.pendingSyncKey(request),
     );
     args.push(
       request.id,
       JSON.stringify(newJobRecord(request)),
       Date.parse(request.receivedAt),
       trigger.sha ?? '',
+      request.pendingSync ?? '',
     );
+  }
+
+  /** The environment's pending-sync key for a manual sync's claim; `absent` for any other. */
+  private pendingSyncKey(request: Pick<ClaimRequest, 'environment' | 'trigger' | 'pendingSync'>): string {
+    return request.pendingSync && request.trigger.kind === 'manual'
+      ? this.keys.pendingSync(request.environment)
+      : this.keys.absent;
   }
 
   /**
@@ -503,6 +560,7 @@ export class JobStore {
         ? this.keys.delivery(trigger.provider, trigger.deliveryId, environment)
         : this.keys.absent,
       trigger.sha ? this.keys.shaJob(environment, trigger.sha) : this.keys.absent,
+      this.pendingSyncKey(request),
       id,
       this.keys.absent,
     );
@@ -533,7 +591,17 @@ export class JobStore {
     if (patch.sha && patch.sha !== current.sha) {
       await this.redis.set(this.keys.shaJob(current.environment, patch.sha), id, 'EX', SHA_TTL_SECONDS);
     }
+    // Started (or closed): the claim script no longer joins it, whatever the key says, so
+    // taking the key back is bookkeeping, and must not fail the write that started the job.
+    if (current.state === 'queued' && next.state !== 'queued')
+      await this.releasePendingSync(current).catch(() => undefined);
     return next;
+  }
+
+  /** Takes back the environment's pending-sync key if it names this job (see CLAIM_SCRIPT). */
+  private async releasePendingSync(record: JobRecord): Promise<void> {
+    if (record.trigger.kind !== 'manual') return;
+    await this.commander.pushgateReleasePendingSync(this.keys.pendingSync(record.environment), record.id);
   }
 
   /**
@@ -814,6 +882,8 @@ export class JobStore {
       );
     }
     await this.writeFinished(write, current.environment, id, applied);
+    // Bookkeeping: a job that ended is never joined anyway (CLAIM_SCRIPT reads its state).
+    await this.releasePendingSync(current).catch(() => undefined);
     return next;
   }
 
@@ -854,6 +924,7 @@ export class JobStore {
         this.keys.shaJob(environment, ''),
         this.keys.delivery('github', '', environment),
         this.keys.delivery('gitlab', '', environment),
+        this.keys.pendingSync(environment),
       )
       .catch(() => undefined);
   }

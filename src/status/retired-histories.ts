@@ -139,8 +139,8 @@ export async function dropRetiredHistories(input: RetiredSweepInput): Promise<Re
 
 /**
  * Once an environment's records are gone: the keys mapping its commits to them (they expire
- * in 30 days, and name nothing now; those of its deliveries expired after 7), and the marks
- * of its re-sync scheduler's removal and of its retirement.
+ * in 30 days, and name nothing now; those of its deliveries expired after 7), the one naming
+ * its pending sync, and the marks of its re-sync scheduler's removal and of its retirement.
  */
 async function removeKeyMaps(redis: RedisClient, keys: Keys, environment: string): Promise<void> {
   if ((await redis.exists(keys.jobsByEnvironment(environment))) === 1) return;
@@ -148,6 +148,7 @@ async function removeKeyMaps(redis: RedisClient, keys: Keys, environment: string
     ...(await scanKeys(redis, `${keys.shaJob(environment, '')}*`)),
     keys.reconcileRemoved(environment),
     keys.retiredSince(environment),
+    keys.pendingSync(environment),
   ];
   // One key a call: on a Redis Cluster every key is in the slot of the hash tag, but a call
   // of many is refused (CROSSSLOT) while a slot moves.

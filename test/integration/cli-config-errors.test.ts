@@ -207,6 +207,25 @@ describe('status when Redis cannot be used', () => {
     expect(run.stderr).not.toContain('not-the-password');
   });
 
+  it('with --json, a refused password is an unavailable error naming it, the password left out', async () => {
+    const run = await runCli(
+      ['sync', 'staging', '--json', '--config', configFile],
+      cliEnv({ REDIS_URL: `redis://:not-the-password@127.0.0.1:${port}` }),
+    );
+
+    expect(run.code).toBe(1);
+    expect(run.stdout).toBe('');
+    expect(JSON.parse(run.stderr)).toEqual({
+      error: {
+        code: 'unavailable',
+        message:
+          `cannot sync staging: Redis at 127.0.0.1:${port} refused the user name or password of the URL ` +
+          '(WRONGPASS invalid username-password pair or user is disabled.)',
+      },
+    });
+    expect(run.stderr).not.toContain('not-the-password');
+  });
+
   it('says Redis wants a password when the URL gives none (NOAUTH)', async () => {
     const run = await runCli(
       ['status', '--config', configFile],

@@ -6,6 +6,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CommandArgs } from '../../src/commands/command.js';
 import { runStatus } from '../../src/commands/status.js';
+import { runCommand } from '../../src/commands/run-command.js';
 import { runResume, runSync } from '../../src/commands/sync.js';
 import { createKeys } from '../../src/queue/keys.js';
 import { JobStore } from '../../src/status/job-store.js';
@@ -251,7 +252,7 @@ describe('pushgate status and sync on a terminal', () => {
     const store = new JobStore(client, createKeys(prefix));
     const { stdout, text } = capture();
 
-    const running = runSync(commandArgs(['staging'], stdout));
+    const running = runCommand('sync', runSync, commandArgs(['staging'], stdout));
     const deadline = Date.now() + 10_000;
     while (!text().includes('\n') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     const id = text().split('\n')[0]!;

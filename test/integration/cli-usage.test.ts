@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, cliConfigText, runBuiltCli, type CliRun } from '../helpers/cli.js';
-import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
+import { freePort, startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js';
 
 const RUN_TIMEOUT_MS = 15_000;
 
@@ -25,11 +25,11 @@ function runCli(args: string[], extraEnv: Record<string, string> = {}): Promise<
   });
 }
 
-async function keysUnderPrefix(): Promise<string[]> {
+async function keysUnderPrefix(under = prefix): Promise<string[]> {
   const client = new Redis(redis.url, { lazyConnect: true });
   await client.connect();
   try {
-    return await client.keys(`*${prefix}*`);
+    return await client.keys(`*${under}*`);
   } finally {
     client.disconnect();
   }
@@ -274,4 +274,122 @@ describe('status and sync without redis.url', () => {
       expect(run.stderr).not.toContain('or use pushgate start');
     },
   );
+});
+
+/** The JSON error a failed command printed with --json: the last line of stderr, nothing else in it. */
+function jsonError(run: CliRun): { code: string; message: string } {
+  const last = run.stderr.trimEnd().split('\n').at(-1) ?? '';
+  const parsed = JSON.parse(last) as { error: { code: string; message: string } };
+  expect(Object.keys(parsed)).toEqual(['error']);
+  expect(Object.keys(parsed.error).sort()).toEqual(['code', 'message']);
+  return parsed.error;
+}
+
+describe('failures with --json', () => {
+  let ownConfigFile: string;
+  let ownPrefix: string;
+
+  beforeAll(() => {
+    // Keys of their own: a suspension here must not reach the tests above.
+    ownPrefix = uniquePrefix('cli-json');
+    ownConfigFile = join(dir, 'json-errors.yaml');
+    writeFileSync(ownConfigFile, cliConfigText({ url: redis.url, prefix: ownPrefix }));
+  });
+
+  it.each([
+    [['sync', 'staging', '--json', '--bogus'], 'unknown option --bogus'],
+    [['--json', '--bogus'], 'unknown option --bogus'],
+    [['frob', '--json'], 'unknown command "frob"'],
+    [['check', '--json'], '--json is not an option of check'],
+    [['status', '--json', '--limit', '1', '--limit', '2'], '--limit is given more than once: give it once'],
+    [['status', '--json', '--limit', 'many'], '--limit "many": must be a whole number'],
+    [['sync', 'staging', 'production', '--json'], 'unexpected argument "production"'],
+    [['sync', 'staging', '--json', '--timeout', '1m'], '--timeout limits how long --wait follows the job'],
+    [['resume', '--json'], 'usage: pushgate resume ENV'],
+  ])('pushgate %j: bad usage is one JSON line on stderr, code usage, exit 2', async (args, problem) => {
+    const run = await runCli([...args, '--config', ownConfigFile]);
+
+    expect(run.code).toBe(2);
+    expect(run.stdout).toBe('');
+    // The error alone: no usage text around it.
+    expect(run.stderr.split('\n')).toHaveLength(2);
+    const error = jsonError(run);
+    expect(error.code).toBe('usage');
+    expect(error.message).toContain(problem);
+    expect(await keysUnderPrefix(ownPrefix)).toEqual([]);
+  });
+
+  it.each([
+    [['sync', 'nowhere']],
+    [['resume', 'nowhere', '--wait']],
+    [['suspend', 'nowhere']],
+    [['diff', 'nowhere']],
+    [['status', '--environment', 'staging,nowhere']],
+  ])('pushgate %j --json: an unknown environment is environment_not_found, exit 2', async (args) => {
+    const run = await runCli([...args, '--json', '--config', ownConfigFile]);
+
+    expect(run.code).toBe(2);
+    expect(run.stdout).toBe('');
+    const error = jsonError(run);
+    expect(error.code).toBe('environment_not_found');
+    expect(error.message).toMatch(/^unknown environment "nowhere" \(configured: staging\)$/);
+  });
+
+  it('status JOB_ID --json of an unknown job is job_not_found, exit 1', async () => {
+    const run = await runCli(['status', 'no-such-job', '--json', '--config', ownConfigFile]);
+
+    expect(run.code).toBe(1);
+    expect(run.stdout).toBe('');
+    expect(jsonError(run)).toEqual({ code: 'job_not_found', message: 'job "no-such-job" not found' });
+  });
+
+  it('sync --json of a suspended environment is suspended, exit 1, and queues nothing', async () => {
+    const suspended = await runCli(['suspend', 'staging', '--reason', 'freeze', '--config', ownConfigFile]);
+    expect(suspended.code).toBe(0);
+
+    const run = await runCli(['sync', 'staging', '--json', '--config', ownConfigFile]);
+    const status = await runCli(['status', '--json', '--config', ownConfigFile]);
+    await runCli(['resume', 'staging', '--config', ownConfigFile]);
+
+    expect(run.code).toBe(1);
+    expect(run.stdout).toBe('');
+    const error = jsonError(run);
+    expect(error.code).toBe('suspended');
+    expect(error.message).toMatch(
+      /^staging is suspended since \S+ \(freeze\): its deploys are held; pushgate resume staging/,
+    );
+    const shown = JSON.parse(status.stdout) as { environments: { jobs: unknown[] }[] };
+    expect(shown.environments[0]!.jobs).toEqual([]);
+  });
+
+  it('a configuration without redis.url is config_invalid, exit 2', async () => {
+    const run = await runCli(['status', '--json', '--config', noRedisConfigFile]);
+
+    expect(run.code).toBe(2);
+    expect(run.stdout).toBe('');
+    const error = jsonError(run);
+    expect(error.code).toBe('config_invalid');
+    expect(error.message).toContain('redis.url is not set');
+  });
+
+  it('Redis not answering is unavailable, exit 1, without the password of its URL', async () => {
+    const port = await freePort();
+    const password = 'pw-of-the-url';
+    const closed = join(dir, 'closed.yaml');
+    writeFileSync(closed, cliConfigText({ url: `redis://:${password}@127.0.0.1:${port}` }));
+    const runs = await Promise.all([
+      runCli(['status', '--json', '--config', closed]),
+      runCli(['sync', 'staging', '--json', '--config', closed]),
+      runCli(['suspend', 'staging', '--json', '--config', closed]),
+    ]);
+
+    for (const run of runs) {
+      expect(run.code).toBe(1);
+      expect(run.stdout).toBe('');
+      const error = jsonError(run);
+      expect(error.code).toBe('unavailable');
+      expect(error.message).toContain(`Redis did not answer within 5000 ms (127.0.0.1:${port}`);
+      expect(run.stderr).not.toContain(password);
+    }
+  }, 20_000);
 });

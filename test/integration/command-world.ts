@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import type { Command } from '../../src/commands/command.js';
+import { runCommand } from '../../src/commands/run-command.js';
 import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/kube.js';
 import { createWorkerHarness, type EnvironmentOptions, type WorkerHarness } from './worker-harness.js';
@@ -25,7 +26,9 @@ export interface CommandWorld {
   harness: WorkerHarness;
   /** Holds pushgate.yaml and the git cache. */
   dir: string;
+  /** As the CLI runs it: a failure said on stderr (as `pushgate <name>: …`) and its exit code. */
   run(
+    name: string,
     command: Command,
     positionals: string[],
     options?: { ref?: string; showSecrets?: boolean; json?: boolean },
@@ -51,14 +54,14 @@ export async function createCommandWorld(
     namespace,
     harness,
     dir,
-    async run(command, positionals, options = {}) {
+    async run(name, command, positionals, options = {}) {
       const stdout = new PassThrough();
       const stderr = new PassThrough();
       let out = '';
       let err = '';
       stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
       stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
-      const code = await command({
+      const code = await runCommand(name, command, {
         positionals,
         config: path.join(dir, 'pushgate.yaml'),
         ref: options.ref,

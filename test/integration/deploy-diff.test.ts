@@ -49,7 +49,7 @@ describe('pushgate diff (real git, kube-apiserver)', () => {
     positionals: string[],
     options: { ref?: string; showSecrets?: boolean; json?: boolean } = {},
   ): Promise<CommandRun> {
-    return world.run(runDiff, positionals, options);
+    return world.run('diff', runDiff, positionals, options);
   }
 
   async function deployHead(): Promise<void> {

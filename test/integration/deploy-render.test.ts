@@ -37,7 +37,7 @@ describe('pushgate render (real git, kube-apiserver)', () => {
   });
 
   function render(positionals: string[], ref?: string, showSecrets?: boolean): Promise<CommandRun> {
-    return world.run(runRender, positionals, { ref, showSecrets });
+    return world.run('render', runRender, positionals, { ref, showSecrets });
   }
 
   it('prints the branch head’s objects as YAML documents and applies nothing', async () => {

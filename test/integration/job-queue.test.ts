@@ -9,6 +9,7 @@ import {
   HISTORY_PER_ENVIRONMENT,
   QUIET_RESYNCS_KEPT,
   type ClaimRequest,
+  type JobStore,
 } from '../../src/status/job-store.js';
 import type { ResourceResult } from '../../src/status/job-record.js';
 import type { Redis } from 'ioredis';
@@ -191,7 +192,11 @@ describe('deploy job queue', () => {
     const ids: string[] = [];
     for (let i = 0; i < HISTORY_PER_ENVIRONMENT + 100; i++) {
       const receivedAt = new Date(start + i * 1000).toISOString();
-      ids.push((await producer.enqueue('staging', { kind: 'manual' }, receivedAt)).id);
+      // Each its own job, as a resume queues one (a sync would join the one still queued).
+      const job = await producer.enqueue('staging', { kind: 'manual' }, receivedAt, undefined, undefined, {
+        pendingSync: 'lead',
+      });
+      ids.push(job.id);
     }
     // Queued jobs are never dropped, however many: each holds a 202.
     expect(await store.list({ environment: 'staging', limit: 10_000 })).toHaveLength(ids.length);
@@ -443,20 +448,13 @@ describe('deploy job queue', () => {
     expect(await store.environmentStatus('staging')).toMatchObject({ deployingSha: newer, liveSha: null });
   });
 
-  it('manual syncs always create a job', async () => {
-    const { producer } = await services();
-    const a = await producer.enqueue('staging', { kind: 'manual' });
-    const b = await producer.enqueue('staging', { kind: 'manual' });
-    expect(a.id).not.toBe(b.id);
-  });
-
   it('lists jobs newest first, filtered by environment and state', async () => {
     const { producer, store } = await services();
     const ids: string[] = [];
     for (let i = 0; i < 5; i += 1) {
       const job = await producer.enqueue(
         i % 2 === 0 ? 'staging' : 'production',
-        { kind: 'manual' },
+        push(i.toString(16).padStart(40, '0'), `listed-${i}`),
         new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString(),
       );
       ids.push(job.id);
@@ -504,6 +502,166 @@ describe('deploy job queue', () => {
     const job = await connected.producer.enqueue('staging', { kind: 'manual' });
     expect(job.created).toBe(true);
     expect(await connected.queue.getJob(job.id)).toBeDefined();
+  });
+});
+
+describe('manual syncs', () => {
+  /** What a worker writes as it takes a job (JobRun.started): from then on it fetches the head. */
+  const start = (store: JobStore, id: string) =>
+    store.update(id, { state: 'running', attempts: 1, startedAt: new Date().toISOString() });
+
+  it('a sync while an earlier one is queued and not started returns that job, with one queue entry', async () => {
+    const { producer, store, queue } = await services();
+    const first = await producer.enqueue('staging', { kind: 'manual' });
+    const again = await producer.enqueue('staging', { kind: 'manual' });
+
+    expect(first.created).toBe(true);
+    expect(again).toEqual({ id: first.id, environment: 'staging', created: false });
+    expect(await store.list({ environment: 'staging', limit: 10 })).toHaveLength(1);
+    expect(await queue.count()).toBe(1);
+    // Its record is the first sync's, trigger and all.
+    expect(await store.get(first.id)).toMatchObject({ state: 'queued', trigger: { kind: 'manual' } });
+  });
+
+  it('ten syncs at once, from one process and from three other connections, queue one job', async () => {
+    const connected = await services();
+    const prefix = connected.keys.bullPrefix.slice(1, -1);
+    const others = [1, 2, 3].map(() => connectProducer({ url: fixture.redis().url, cluster: false }, prefix));
+    try {
+      await Promise.all(others.map((other) => waitForRedis(other.redis, 5_000)));
+      const producers = [connected, ...others].map((each) => each.producer);
+      const jobs = await Promise.all(
+        Array.from({ length: 10 }, (_, n) =>
+          producers[n % producers.length]!.enqueue('staging', { kind: 'manual' }),
+        ),
+      );
+
+      expect(new Set(jobs.map((job) => job.id)).size).toBe(1);
+      expect(jobs.filter((job) => job.created)).toHaveLength(1);
+      expect(await connected.store.list({ environment: 'staging', limit: 10 })).toHaveLength(1);
+      // The entries of the syncs that joined are removed, or dropped by the worker that meets them first.
+      await until(async () => (await connected.queue.count()) === 1);
+    } finally {
+      await Promise.all(others.map((other) => other.close()));
+    }
+  });
+
+  it('a sync once the job has started queues a new job, which the next sync joins', async () => {
+    const { producer, store, redis: connection, keys } = await services();
+    const first = await producer.enqueue('staging', { kind: 'manual' });
+    await start(store, first.id);
+
+    // Taken back as the job started: the head it fetches may be older than this sync.
+    expect(await connection.get(keys.pendingSync('staging'))).toBeNull();
+    const second = await producer.enqueue('staging', { kind: 'manual' });
+    const third = await producer.enqueue('staging', { kind: 'manual' });
+
+    expect(second.created).toBe(true);
+    expect(second.id).not.toBe(first.id);
+    expect(third).toMatchObject({ id: second.id, created: false });
+  });
+
+  it('a started job is not joined even should its key still name it (the record decides)', async () => {
+    const { producer, store, redis: connection, keys } = await services();
+    const first = await producer.enqueue('staging', { kind: 'manual' });
+    await start(store, first.id);
+    // As if taking the key back had failed.
+    await connection.set(keys.pendingSync('staging'), first.id);
+
+    const second = await producer.enqueue('staging', { kind: 'manual' });
+
+    expect(second.created).toBe(true);
+    expect(await connection.get(keys.pendingSync('staging'))).toBe(second.id);
+  });
+
+  it.each(['succeeded', 'failed', 'superseded'] as const)(
+    'a sync after the job %s queues a new job, its key taken back',
+    async (state) => {
+      const { producer, store, redis: connection, keys } = await services();
+      const first = await producer.enqueue('staging', { kind: 'manual' });
+      await store.finish(first.id, { state, finishedAt: new Date().toISOString() });
+
+      expect(await connection.get(keys.pendingSync('staging'))).toBeNull();
+      const second = await producer.enqueue('staging', { kind: 'manual' });
+      expect(second).toMatchObject({ created: true });
+      expect(second.id).not.toBe(first.id);
+    },
+  );
+
+  it('a job retried or handed back is queued again, but has started: a sync gets a job of its own', async () => {
+    const { producer, store, redis: connection, keys } = await services();
+    const first = await producer.enqueue('staging', { kind: 'manual' });
+    await start(store, first.id);
+    await store.update(first.id, { state: 'queued', error: 'connect ECONNREFUSED' });
+    // Even should its key still name it: its record says it made an attempt.
+    await connection.set(keys.pendingSync('staging'), first.id);
+
+    const second = await producer.enqueue('staging', { kind: 'manual' });
+
+    expect(second.created).toBe(true);
+  });
+
+  it('a resume queues its own job even while a sync waits, and the syncs after it join the resume', async () => {
+    const { producer } = await services();
+    const waiting = await producer.enqueue('staging', { kind: 'manual' });
+    const resume = await producer.enqueue('staging', { kind: 'manual' }, undefined, undefined, undefined, {
+      pendingSync: 'lead',
+    });
+    const sync = await producer.enqueue('staging', { kind: 'manual' });
+
+    expect(resume.created).toBe(true);
+    expect(resume.id).not.toBe(waiting.id);
+    expect(sync).toMatchObject({ id: resume.id, created: false });
+  });
+
+  it("joins only a manual sync of the same environment: not another's, a push's or a re-sync's", async () => {
+    const { producer, store } = await services();
+    const production = await producer.enqueue('production', { kind: 'manual' });
+    const pushed = await producer.enqueue('staging', push('d'.repeat(40), 'd-queued'));
+    await store.ensure({
+      id: 'resync-queued',
+      environment: 'staging',
+      trigger: { kind: 'reconcile' },
+      receivedAt: new Date().toISOString(),
+    });
+
+    const sync = await producer.enqueue('staging', { kind: 'manual' });
+
+    expect(sync.created).toBe(true);
+    expect([production.id, pushed.id, 'resync-queued']).not.toContain(sync.id);
+  });
+
+  it('a claim undone (its queue write failed) takes its key back, unless another sync was answered with it', async () => {
+    const { store, redis: connection, keys } = await services();
+    const receivedAt = new Date().toISOString();
+    const sync = (id: string) => ({
+      id,
+      environment: 'staging',
+      trigger: { kind: 'manual' as const },
+      receivedAt,
+      pendingSync: 'join' as const,
+    });
+    await store.claimMany([sync('alone')]);
+    expect(await store.release(sync('alone'))).toBe(true);
+    expect(await connection.get(keys.pendingSync('staging'))).toBeNull();
+
+    expect(await store.claimMany([sync('first'), sync('joined')])).toEqual([
+      { id: 'first', created: true },
+      { id: 'first', created: false, matchedBy: 'pendingSync' },
+    ]);
+    expect(await store.release(sync('first'))).toBe(false);
+    expect(await store.get('first')).toMatchObject({ state: 'queued' });
+    expect(await connection.get(keys.pendingSync('staging'))).toBe('first');
+  });
+
+  it('a key naming a record that is gone is replaced by the next sync', async () => {
+    const { producer, redis: connection, keys } = await services();
+    await connection.set(keys.pendingSync('staging'), 'lost-job');
+
+    const sync = await producer.enqueue('staging', { kind: 'manual' });
+
+    expect(sync.created).toBe(true);
+    expect(await connection.get(keys.pendingSync('staging'))).toBe(sync.id);
   });
 });
 

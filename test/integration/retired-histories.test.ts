@@ -71,6 +71,7 @@ describe('the job history of an environment no running worker has (real Redis)',
     await client.hset(keys.configSeen('gone'), 'abc', '1');
     await client.hset(keys.configLive('gone'), 'abc', '{}');
     await client.set(keys.reconcileRemoved('gone'), 'x');
+    await client.set(keys.pendingSync('gone'), gone.at(-1)!);
     await client.hset(keys.environment('gone'), 'lastAppliedSha', 'f'.repeat(40));
     const shaOf = (n: number): string => n.toString(16).padStart(40, '0');
     expect(await client.get(keys.shaJob('gone', shaOf(7)))).toBe('gone-7');
@@ -90,6 +91,7 @@ describe('the job history of an environment no running worker has (real Redis)',
         keys.reconcileRemoved('gone'),
         keys.retiredSince('gone'),
         keys.shaJob('gone', shaOf(7)),
+        keys.pendingSync('gone'),
       ),
     ).toBe(0);
     expect(await client.hget(keys.environment('gone'), 'lastAppliedSha')).toBe('f'.repeat(40));

@@ -145,7 +145,12 @@ describe('GET /jobs', () => {
   it('defaults the limit to 20', async () => {
     const app = await receiver();
     for (let i = 0; i < 21; i += 1) {
-      await app.services.producer.enqueue('staging', { kind: 'manual' });
+      await app.services.producer.enqueue('staging', {
+        kind: 'webhook',
+        provider: 'github',
+        deliveryId: `d-${i}`,
+        sha: randomSha(),
+      });
     }
     expect((await get(app, '/jobs')).body.jobs).toHaveLength(20);
   });
@@ -293,6 +298,61 @@ describe('environments', () => {
     const unknown = await fetch(`${app.url}/environments/nope/sync`, { method: 'POST' });
     expect(unknown.status).toBe(404);
   });
+
+  it('ten POST /environments/:name/sync at once queue one job, each answered 202 with it', async () => {
+    const app = await receiver();
+
+    const answers = await Promise.all(
+      Array.from({ length: 10 }, () => fetch(`${app.url}/environments/production/sync`, { method: 'POST' })),
+    );
+    const bodies = await Promise.all(answers.map((answer): Promise<unknown> => answer.json()));
+
+    expect(answers.map((answer) => answer.status)).toEqual(Array(10).fill(202));
+    const [first] = bodies as [{ jobs: [{ id: string }] }];
+    const id = first.jobs[0].id;
+    for (const body of bodies)
+      expect(body).toEqual({ jobs: [{ id, environment: 'production', statusUrl: `${app.url}/jobs/${id}` }] });
+    expect(await app.services.store.list({ environment: 'production', limit: 20 })).toHaveLength(1);
+    expect(await app.services.queue.count()).toBe(1);
+    expect(await app.services.store.get(id)).toMatchObject({ state: 'queued', trigger: { kind: 'manual' } });
+  });
+
+  it('a sync once the job has started queues a new one; a resume queues its own, which later syncs join', async () => {
+    const app = await receiver();
+    const sync = async (route = 'sync') => {
+      const answer = await fetch(`${app.url}/environments/production/${route}`, { method: 'POST' });
+      expect(answer.status).toBe(202);
+      return ((await answer.json()) as { jobs: { id: string }[] }).jobs[0]!.id;
+    };
+    const first = await sync();
+    // The worker's part: it takes the job (then fetches the branch head).
+    await app.services.store.update(first, {
+      state: 'running',
+      attempts: 1,
+      startedAt: new Date().toISOString(),
+    });
+
+    const second = await sync();
+    const resumed = await sync('resume');
+    const third = await sync();
+
+    expect(second).not.toBe(first);
+    expect(resumed).not.toBe(second);
+    expect(third).toBe(resumed);
+  });
+
+  it('a sync of a suspended environment is still refused (409), and queues nothing', async () => {
+    const app = await receiver();
+    const waiting = await fetch(`${app.url}/environments/production/sync`, { method: 'POST' });
+    expect(waiting.status).toBe(202);
+    const suspended = await fetch(`${app.url}/environments/production/suspend`, { method: 'POST' });
+    expect(suspended.status).toBe(200);
+
+    const refused = await fetch(`${app.url}/environments/production/sync`, { method: 'POST' });
+
+    expect(refused.status).toBe(409);
+    expect(await app.services.store.list({ environment: 'production', limit: 20 })).toHaveLength(1);
+  });
 });
 
 describe('parameters and bodies the environment routes do not take', () => {
@@ -345,7 +405,11 @@ describe('parameters and bodies the environment routes do not take', () => {
 
   it('GET /environments/:name takes limit, as GET /jobs does; sync takes an empty body or {}', async () => {
     const app = await receiver();
-    expect((await post(app, '/environments/production/sync', '')).status).toBe(202);
+    const first = await post(app, '/environments/production/sync', '');
+    expect(first.status).toBe(202);
+    // Started, so the next sync is a job of its own rather than this one.
+    const [{ id }] = first.body.jobs as [{ id: string }];
+    await app.services.store.update(id, { state: 'running', attempts: 1 });
     expect((await post(app, '/environments/production/sync', ' {} ')).status).toBe(202);
 
     expect(((await get(app, '/environments/production?limit=1')).body.jobs as unknown[]).length).toBe(1);

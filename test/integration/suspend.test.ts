@@ -7,6 +7,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { CommandArgs } from '../../src/commands/command.js';
 import { runStatus } from '../../src/commands/status.js';
 import { runSuspend } from '../../src/commands/suspend.js';
+import { runCommand } from '../../src/commands/run-command.js';
 import { runResume, runSync } from '../../src/commands/sync.js';
 import { createApp } from '../../src/http/app.js';
 import { listen, type RunningServer } from '../../src/http/server.js';
@@ -310,7 +311,7 @@ describe('suspend and resume (real Redis, git, kube-apiserver)', () => {
     expect(status.stdout()).toContain('web is suspended since ');
 
     const sync = commandArgs(['web']);
-    expect(await runSync(sync.args)).toBe(1);
+    expect(await runCommand('sync', runSync, sync.args)).toBe(1);
     expect(sync.stderr()).toMatch(
       /^pushgate sync: web is suspended since .* \(freeze for the release\): its deploys are held/,
     );

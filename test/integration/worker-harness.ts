@@ -84,7 +84,10 @@ export interface WorkerHarness {
   }): Promise<DeployWorker>;
   /** What the receiver does on a verified push: enqueue through DeployProducer. */
   webhook(environment: string, sha: string, deliveryId?: string): Promise<string>;
+  /** What `pushgate sync` does: joins the environment's sync that is queued and not started. */
   manual(environment: string): Promise<string>;
+  /** A manual deploy of its own, as a resume queues one: never joins another. */
+  manualOwn(environment: string): Promise<string>;
   waitForJob(id: string, timeoutMs?: number): Promise<JobRecord>;
   close(): Promise<void>;
 }
@@ -113,8 +116,11 @@ export async function createWorkerHarness(options: {
   const cacheDir = await mkdtemp(path.join(tmpdir(), 'pushgate-worker-cache-'));
   const metrics = createMetrics();
   const workers: DeployWorker[] = [];
-  const enqueue = async (environment: string, trigger: Trigger) =>
-    (await services.producer.enqueue(environment, trigger)).id;
+  const enqueue = async (
+    environment: string,
+    trigger: Trigger,
+    options: Parameters<ProducerServices['producer']['enqueue']>[5] = {},
+  ) => (await services.producer.enqueue(environment, trigger, undefined, undefined, undefined, options)).id;
 
   return {
     config,
@@ -146,6 +152,7 @@ export async function createWorkerHarness(options: {
     webhook: (environment, sha, deliveryId = randomUUID()) =>
       enqueue(environment, { kind: 'webhook', provider: 'github', deliveryId, sha, pusher: 'octocat' }),
     manual: (environment) => enqueue(environment, { kind: 'manual' }),
+    manualOwn: (environment) => enqueue(environment, { kind: 'manual' }, { pendingSync: 'lead' }),
     async waitForJob(id, timeoutMs = 45_000) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {

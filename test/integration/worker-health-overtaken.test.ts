@@ -233,6 +233,31 @@ describe('a newer commit during the health wait (real Redis, git, kube-apiserver
     expect(judged.error).toMatch(/^workloads not ready after 4s:/);
   });
 
+  it("syncs while a sync's deploy waits for health: one new job for them all, which deploys the head pushed meanwhile", async () => {
+    await setUp('5m');
+    const waited = await repo.commit({ 'manifests/web.yaml': deployment('web', 'nginx:does-not-exist') });
+    const first = await harness.manual('web');
+    await waitingForHealth(first);
+    // Taken back by the worker as it started the job.
+    const { redis: client, keys } = harness.services;
+    expect(await client.get(keys.pendingSync('web'))).toBeNull();
+    // Pushed, its webhook lost: only a sync brings it.
+    const fix = await repo.commit({
+      'manifests/web.yaml': null,
+      'manifests/settings.yaml': configMap('settings', { mode: 'safe' }),
+    });
+
+    // The running sync fetched its head before this push: it cannot cover these.
+    const synced = await Promise.all([1, 2, 3, 4, 5].map(() => harness.manual('web')));
+
+    expect(new Set(synced).size).toBe(1);
+    expect(synced[0]).not.toBe(first);
+    expect(await harness.waitForJob(first, 20_000)).toMatchObject({ state: 'superseded', sha: waited });
+    expect(await harness.waitForJob(synced[0]!, 20_000)).toMatchObject({ state: 'succeeded', sha: fix });
+    const jobs = await harness.services.store.list({ environment: 'web', limit: 10 });
+    expect(jobs.map((job) => job.id).sort()).toEqual([first, synced[0]!].sort());
+  });
+
   it('webhooks of older commits queued when a deploy of the head starts are finished at once', async () => {
     await setUp('5m', '0', { start: false });
     const older = await repo.commit({ 'manifests/web.yaml': deployment('web', 'nginx:1') });

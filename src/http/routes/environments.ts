@@ -100,13 +100,27 @@ export function environmentRoutes(deps: AppDeps): Router {
     res.json(body);
   });
 
-  /** A manual deploy of the branch head, answered as SPEC §5's sync is. */
-  const queueSync = async (environment: EnvironmentConfig, req: Request) => {
+  /**
+   * A manual deploy of the branch head, answered as SPEC §5's sync is. A sync joins the
+   * environment's sync that is queued and has not started (it deploys the head as it is when
+   * it starts): the same job, the same answer. A resume queues its own, which must run at once.
+   */
+  const queueSync = async (route: 'sync' | 'resume', environment: EnvironmentConfig, req: Request) => {
     const base = publicBase(deps.config.server.publicUrl, req);
     // Only a configured base goes on the record (and the commit status): a Host header is the caller's to choose.
     const recordedBase = deps.config.server.publicUrl ? base : undefined;
-    const job = await deps.producer.enqueue(environment.name, { kind: 'manual' }, undefined, recordedBase);
-    return { id: job.id, environment: job.environment, statusUrl: jobStatusUrl(base, job.id) };
+    const job = await deps.producer.enqueue(
+      environment.name,
+      { kind: 'manual' },
+      undefined,
+      recordedBase,
+      undefined,
+      { pendingSync: route === 'resume' ? 'lead' : 'join' },
+    );
+    return {
+      answer: { id: job.id, environment: job.environment, statusUrl: jobStatusUrl(base, job.id) },
+      created: job.created,
+    };
   };
 
   /** The environment a sync or resume names, once its query and body are known to be empty. */
@@ -140,8 +154,11 @@ export function environmentRoutes(deps: AppDeps): Router {
       );
       return;
     }
-    const job = await queueSync(environment, req);
-    deps.logger.info({ jobId: job.id, environment: environment.name }, 'manual sync queued');
+    const { answer: job, created } = await queueSync('sync', environment, req);
+    deps.logger.info(
+      { jobId: job.id, environment: environment.name },
+      created ? 'manual sync queued' : 'manual sync joined the one queued and not started yet',
+    );
     res.status(202).json({ jobs: [job] });
   });
 
@@ -174,7 +191,7 @@ export function environmentRoutes(deps: AppDeps): Router {
     if (!environment) return;
     const lifted = await fromRedis(deps.store.suspensions.resume(environment.name));
     // As `flux resume`: the environment is brought to its branch head at once.
-    const job = await queueSync(environment, req);
+    const { answer: job } = await queueSync('resume', environment, req);
     // The held jobs would otherwise start only at their next recheck; a failure here delays them, no more.
     const woken = await deps.producer.wakeHeld(environment.name).catch((error: unknown) => {
       deps.logger.warn(
