@@ -19,7 +19,7 @@ export const MAX_MANIFEST_FILE_BYTES = 4 * 1024 * 1024;
  * and one worker deploys every environment: a push to staging must not starve production.
  */
 export const MAX_MANIFEST_TOTAL_BYTES = 32 * 1024 * 1024;
-/** Time the YAML parser may take over one environment's files (4 MiB of typical manifests: about 3 to 4 s of CPU; the clock counts, so a starved worker reads less). */
+/** CPU time the YAML parser may take over one environment's files (4 MiB of typical manifests: about 3 to 4 s). */
 export const MAX_PARSE_MS_PER_ENVIRONMENT = 60_000;
 
 const MANIFEST_EXTENSIONS = new Set(['.yaml', '.yml', '.json']);
@@ -126,7 +126,9 @@ export async function loadManifestTree(
   for (const file of files) {
     await parseFile(file, manifests, problems, budget);
   }
-  if (budget.starved) throw starvedError(budget.starved);
+  // Only when that file is all: another file's own fault fails the commit whatever the CPU.
+  if (budget.starved && problems.every((problem) => problem.message.startsWith(`${budget.starved!.file}: `)))
+    throw starvedError(budget.starved);
   if (problems.length > 0) throw problemsError('manifest_invalid', problems);
   return { manifests, skipped };
 }
@@ -156,7 +158,7 @@ function toRepoPath(relative: string): string {
 function starvedError({ file, cpuShare }: { file: string; cpuShare: number }): PushgateError {
   return new PushgateError(
     'transient',
-    `${file}: not read in time, with this worker process given ${Math.round(cpuShare * 100)}% of a CPU core meanwhile (throttled by its CPU limit, or a busy node): the read is tried again; give workers more CPU (docs/production.md, "Sizing workers")`,
+    `${file}: not read in time: the thread reading it was given ${Math.round(cpuShare * 100)}% of a CPU core (its process throttled by a CPU limit, or a busy node), too little to judge the file; a deploy tries again; give workers more CPU (docs/production.md, "Sizing workers")`,
   );
 }
 
@@ -281,6 +283,8 @@ async function parseFile(
   }
   const { text } = read;
   const { limits } = budget;
+  // Starved of CPU, the rest would be read as slowly: the deploy is tried again instead.
+  if (budget.starved) return;
   if (budget.references < 0 || budget.values < 0 || budget.parseMs <= 0) {
     problems.push({
       message: `${file.relative}: not read: the environment's manifests took all they may before it`,
@@ -300,7 +304,7 @@ async function parseFile(
       nesting: `it nests more than ${MAX_YAML_NESTING} levels deep (a pair in brackets, "[a: b]", counts 2), far more than any Kubernetes object`,
       values: `the environment's manifests hold more than ${limits.values} YAML values (mappings, lists and scalars, aliases expanded) up to this file, more than one environment may: split it into several environments`,
       memory: `reading it takes more than the ${PARSE_HEAP_MB} MiB of memory one file may (a shape that costs the YAML parser far more than its bytes, or too much in one file): split or simplify it`,
-      time: `reading it took longer than it may (${MAX_FILE_PARSE_MS / 1000} s a file, ${limits.parseMs / 1000} s the environment's files together): a shape that costs the YAML parser far more than its bytes, or too much in one environment`,
+      time: `reading it took more CPU time than it may (${MAX_FILE_PARSE_MS / 1000} s a file, ${limits.parseMs / 1000} s the environment's files together): a shape that costs the YAML parser far more than its bytes, or too much in one environment`,
       crash: `the YAML parser stopped (${'detail' in outcome ? (outcome.detail ?? 'no reason given') : ''})`,
     }[outcome.refused];
     problems.push({ message: `${file.relative}: not read: ${why}` });

@@ -1,9 +1,9 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { errorMessage } from '../lib/errors.js';
 import { readYamlFile, type FileReading } from './yaml-documents.js';
-import type { ParseRequest } from './yaml-parse-worker.js';
+import type { ParseRequest, ThreadAnnouncement } from './yaml-parse-worker.js';
 
 /**
  * Files up to this size are read on the main thread, where nothing can stop a read: yaml's
@@ -24,29 +24,34 @@ const INLINE_VALUES = 100_000;
  */
 export const PARSE_HEAP_MB = 256;
 /**
- * The longest one file may take, whatever its environment has left: the thread reads for every
- * deploy of the process, and one environment's file must not hold the others' for a minute.
+ * The most CPU time one file may take, whatever its environment has left: the thread reads for
+ * every deploy of the process, and one environment's file must not hold the others' for a minute.
  */
 export const MAX_FILE_PARSE_MS = 20_000;
 /** An idle thread is stopped after this: its heap is the largest file it read. */
 const IDLE_MS = 30_000;
 
 /**
- * The time limits count the clock, so a process given little CPU (a throttled pod, a busy
- * node) runs out of time on a file it would read: a read timed out after at least this long...
+ * The limits count the reading thread's CPU time (Linux; the clock elsewhere), so a worker
+ * throttled by its CPU limit or on a busy node reads slower instead of refusing a file it would
+ * read. A read still short of its CPU time after this many times as long by the clock...
  */
-const STARVED_MIN_WALL_MS = 5_000;
-/** ...while the whole process used less than this share of one core was starved, not slow. */
-const STARVED_CPU_SHARE = 0.25;
+const STARVED_WALL_FACTOR = 4;
+/** ...and at least this long, was starved of CPU: retried, not blamed on the file. */
+const STARVED_MIN_WALL_MS = 10_000;
+/** How often a read's CPU time is looked at. */
+const CPU_CHECK_MS = 50;
+/** /proc reports CPU time in clock ticks of 1/100 s (USER_HZ, fixed for user space). */
+const TICKS_PER_SECOND = 100;
 
 /** How one file's read ended. */
 export type ParseOutcome =
   | FileReading
   | { refused: 'memory' | 'crash'; detail?: string }
-  /** `starvedCpuShare`: the share of one core the process had, when too little to judge the file. */
+  /** `starvedCpuShare`: the share of one core the thread had, when too little to judge the file. */
   | { refused: 'time'; starvedCpuShare?: number };
 
-/** One file's read, and the time it took (waiting for the thread not counted). */
+/** One file's read, and the CPU time it took (waiting for the thread not counted). */
 export interface TimedRead {
   outcome: ParseOutcome;
   spentMs: number;
@@ -54,7 +59,7 @@ export interface TimedRead {
 
 interface Pending {
   request: ParseRequest;
-  /** How long the read may take, counted from when the thread takes it. */
+  /** The CPU time the read may take, counted from when the thread takes it. */
   budgetMs: number;
   resolve: (read: TimedRead) => void;
 }
@@ -67,6 +72,8 @@ interface Pending {
  */
 class ParseThread {
   private worker: Worker | undefined;
+  /** The thread's kernel id, once it has said (its first message). */
+  private tid: number | undefined;
   private readonly queue: Pending[] = [];
   private busy = false;
   private idleTimer: NodeJS.Timeout | undefined;
@@ -87,40 +94,59 @@ class ParseThread {
     }
     clearTimeout(this.idleTimer);
     this.busy = true;
-    const started = Date.now();
-    void this.run(pending).then((outcome) => {
+    void this.run(pending).then((read) => {
       this.busy = false;
-      pending.resolve({ outcome, spentMs: Date.now() - started });
+      pending.resolve(read);
       this.next();
     });
   }
 
-  private async run(pending: Pending): Promise<ParseOutcome> {
+  private async run(pending: Pending): Promise<TimedRead> {
     try {
       return await this.runOnThread(pending);
     } catch (error) {
       // The thread could not start (its script missing, say): this file's refusal, not a stall.
       await this.stop().catch(() => undefined);
-      return { refused: 'crash', detail: errorMessage(error) };
+      return { outcome: { refused: 'crash', detail: errorMessage(error) }, spentMs: 0 };
     }
   }
 
-  private async runOnThread({ request, budgetMs }: Pending): Promise<ParseOutcome> {
-    const worker = (this.worker ??= startWorker());
-    const cpuBefore = process.cpuUsage();
+  /** The thread's CPU time so far in ms; the clock's `fallbackMs` while it cannot be read. */
+  private threadCpuMs(fallbackMs: number): number {
+    return (this.tid === undefined ? undefined : threadCpuMs(this.tid)) ?? fallbackMs;
+  }
+
+  private async runOnThread({ request, budgetMs }: Pending): Promise<TimedRead> {
+    if (!this.worker) {
+      this.tid = undefined;
+      this.worker = startWorker();
+    }
+    const worker = this.worker;
     const wallBefore = performance.now();
+    // A new thread's id comes with its first message: until then its CPU time counts from 0.
+    const cpuBefore = this.tid === undefined ? 0 : this.threadCpuMs(0);
+    const limitMs = Math.max(Math.min(budgetMs, MAX_FILE_PARSE_MS), 0);
+    const starvedAfterMs = Math.max(limitMs * STARVED_WALL_FACTOR, STARVED_MIN_WALL_MS);
+    const spent = (): { cpuMs: number; wallMs: number } => {
+      const wallMs = performance.now() - wallBefore;
+      return { cpuMs: Math.max(0, this.threadCpuMs(cpuBefore + wallMs) - cpuBefore), wallMs };
+    };
     const outcome = await new Promise<ParseOutcome>((resolve) => {
       const settle = (result: ParseOutcome): void => {
-        clearTimeout(timer);
+        clearInterval(timer);
         worker.off('message', onMessage).off('messageerror', onMessageError);
         worker.off('error', onError).off('exit', onExit);
         resolve(result);
       };
-      const timer = setTimeout(
-        () => settle(timedOut(cpuBefore, wallBefore)),
-        Math.max(Math.min(budgetMs, MAX_FILE_PARSE_MS), 0),
-      );
-      const onMessage = (reading: FileReading): void => settle(reading);
+      const timer = setInterval(() => {
+        const { cpuMs, wallMs } = spent();
+        if (cpuMs >= limitMs) settle({ refused: 'time' });
+        else if (wallMs >= starvedAfterMs) settle({ refused: 'time', starvedCpuShare: cpuMs / wallMs });
+      }, CPU_CHECK_MS);
+      const onMessage = (message: FileReading | ThreadAnnouncement): void => {
+        if ('threadTid' in message) this.tid = message.threadTid;
+        else settle(message);
+      };
       // What the thread could copy and this one could not (nested past this thread's stack).
       const onMessageError = (error: Error): void => settle({ refused: 'crash', detail: error.message });
       const onError = (error: Error & { code?: string }): void =>
@@ -143,7 +169,7 @@ class ParseThread {
       (outcome.refused === 'memory' || outcome.refused === 'time' || outcome.refused === 'crash')
     )
       await this.stop();
-    return outcome;
+    return { outcome, spentMs: spent().cpuMs };
   }
 
   private async stop(): Promise<void> {
@@ -154,17 +180,17 @@ class ParseThread {
   }
 }
 
-/**
- * A read past its time, saying whether the process was starved of CPU meanwhile. The
- * process's CPU counts every thread, so a share this low means the parse thread had less.
- */
-function timedOut(cpuBefore: NodeJS.CpuUsage, wallBefore: number): ParseOutcome {
-  const wallMs = performance.now() - wallBefore;
-  const used = process.cpuUsage(cpuBefore);
-  const share = (used.user + used.system) / 1000 / wallMs;
-  return wallMs >= STARVED_MIN_WALL_MS && share < STARVED_CPU_SHARE
-    ? { refused: 'time', starvedCpuShare: share }
-    : { refused: 'time' };
+/** CPU time (user + system) thread `tid` of this process has used, in ms; undefined off Linux. */
+function threadCpuMs(tid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+    // After the command name, which may hold spaces: state is field 3, utime 14, stime 15.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return Number.isFinite(ticks) ? (ticks * 1000) / TICKS_PER_SECOND : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function startWorker(): Worker {
@@ -202,9 +228,12 @@ export async function readYaml(
 ): Promise<TimedRead> {
   const request = { text, referencesAllowed: budget.references, valuesAllowed: budget.values };
   if (text.length > INLINE_PARSE_BYTES) return thread.read(request, budget.parseMs);
-  const started = Date.now();
+  // The process's CPU time, in µs: the read holds the main thread; what another thread (the
+  // parse thread, reading another environment's file) used meanwhile only overstates it.
+  const before = process.cpuUsage();
   const outcome = readYamlFile(text, budget.references, Math.min(budget.values, INLINE_VALUES));
-  const spentMs = Date.now() - started;
+  const used = process.cpuUsage(before);
+  const spentMs = (used.user + used.system) / 1000;
   if (!('refused' in outcome && outcome.refused === 'values' && budget.values > INLINE_VALUES))
     return { outcome, spentMs };
   const again = await thread.read(request, budget.parseMs - spentMs);

@@ -265,7 +265,7 @@ describe('loadManifests', () => {
     // Memory runs out first (about 12 s); on a machine loaded enough, the 20 s a file may take.
     expect([
       `env/flood.yaml: not read: reading it takes more than the ${PARSE_HEAP_MB} MiB of memory one file may (a shape that costs the YAML parser far more than its bytes, or too much in one file): split or simplify it`,
-      `env/flood.yaml: not read: reading it took longer than it may (20 s a file, 60 s the environment's files together): a shape that costs the YAML parser far more than its bytes, or too much in one environment`,
+      `env/flood.yaml: not read: reading it took more CPU time than it may (20 s a file, 60 s the environment's files together): a shape that costs the YAML parser far more than its bytes, or too much in one environment`,
     ]).toContain(error.message);
     // The next load gets a new thread.
     await rm(path.join(root, 'env/flood.yaml'));
@@ -307,7 +307,7 @@ describe('loadManifests', () => {
 
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(error?.message.split('\n').slice(1)).toEqual([
-      "  env/a-slow.yaml: not read: reading it took longer than it may (20 s a file, 0.3 s the environment's files together): a shape that costs the YAML parser far more than its bytes, or too much in one environment",
+      "  env/a-slow.yaml: not read: reading it took more CPU time than it may (20 s a file, 0.3 s the environment's files together): a shape that costs the YAML parser far more than its bytes, or too much in one environment",
       "  env/b-web.yaml: not read: the environment's manifests took all they may before it",
     ]);
   });
