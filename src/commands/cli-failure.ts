@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { readSecrets, SECRET_VARIABLES } from '../config/secrets.js';
+import { SECRET_VARIABLES } from '../config/secrets.js';
 import type { Env } from '../config/load.js';
 import { redactSecret } from '../git/redact.js';
 import { KubeApiError } from '../kube/api-error.js';
@@ -97,10 +97,16 @@ export function cliErrorOf(error: unknown): CliError {
   return { code, message, exitCode: EXIT_BAD_USAGE.has(code) ? 2 : 1, shown: false };
 }
 
-/** `scheme://user:password@`: the password (never a `[user:password@]` usage pattern). */
-const URL_PASSWORD = /\b([a-z][a-z0-9+.-]*:\/\/[^\s/@'"[\]:]*):([^\s/@'"[\]]+)@/gi;
+/**
+ * `scheme://user:password@`: the password, up to the last `@` before the host (a password may
+ * hold `@`), never a `[user:password@]` usage pattern.
+ */
+const URL_PASSWORD =
+  /\b([a-z][a-z0-9+.-]*:\/\/[^\s/@'"[\]:]*):([^\s/'"[\]]+)@(?=[^\s/@'"[\]]*(?:[\s/'"]|$))/gi;
+/** `scheme://user@` whose user name is long enough to be a token (GitHub takes one there alone). */
+const URL_TOKEN_USER = /\b([a-z][a-z0-9+.-]*:\/\/)([A-Za-z0-9_-]{16,})@/gi;
 /** A placeholder in a hint (`redis://:PASSWORD@host:port`), not a password. */
-const PLACEHOLDER = /^[A-Z_]+$/;
+const PLACEHOLDER = /^(?:PASSWORD|TOKEN|SECRET|USER)$/;
 
 /**
  * The message without any secret pushgate was given: the value of each secret variable and the
@@ -109,9 +115,13 @@ const PLACEHOLDER = /^[A-Z_]+$/;
  * log of a JSON error is no place to find out.
  */
 export function withoutSecrets(message: string, env: Env): string {
-  let text = message.replace(URL_PASSWORD, (whole, before: string, password: string) =>
-    PLACEHOLDER.test(password) ? whole : `${before}:${CENSOR}@`,
-  );
+  let text = message
+    .replace(URL_PASSWORD, (whole, before: string, password: string) =>
+      PLACEHOLDER.test(password) ? whole : `${before}:${CENSOR}@`,
+    )
+    .replace(URL_TOKEN_USER, (whole, scheme: string, user: string) =>
+      PLACEHOLDER.test(user) ? whole : `${scheme}${CENSOR}@`,
+    );
   for (const secret of [...knownSecrets(env)].sort((a, b) => b.length - a.length))
     text = redactSecret(text, secret);
   return text;
@@ -125,22 +135,16 @@ function knownSecrets(env: Env): Set<string> {
   const add = (value: string | undefined): void => {
     if (value && value.length >= SHORTEST_SECRET) found.add(value);
   };
-  for (const name of SECRET_VARIABLES) for (const value of (env[name] ?? '').split(',')) add(value.trim());
-  // A secret file that cannot be read holds nothing a message could quote.
-  try {
-    const secrets = readSecrets(env);
-    for (const value of [
-      ...secrets.githubWebhookSecrets,
-      ...secrets.gitlabWebhookTokens,
-      ...secrets.gitlabSigningTokens,
-      ...secrets.apiTokens,
-      secrets.gitToken,
-      secrets.githubToken,
-      secrets.gitlabToken,
-    ])
-      add(value);
-  } catch {
-    // As above.
+  for (const name of SECRET_VARIABLES) {
+    for (const value of (env[name] ?? '').split(',')) add(value.trim());
+    // Each file on its own: one that cannot be read (or a bad value elsewhere) hides no other.
+    const file = env[`${name}_FILE`];
+    if (!file) continue;
+    try {
+      for (const value of readFileSync(file, 'utf8').split(',')) add(value.trim());
+    } catch {
+      // A secret file that cannot be read holds nothing a message could quote.
+    }
   }
   const redisUrls = [env.REDIS_URL];
   const readUrl = (read: () => string | undefined): void => {

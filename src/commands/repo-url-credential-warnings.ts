@@ -8,6 +8,9 @@ import { urlWithoutCredentials } from '../git/redact.js';
  * again). GIT_TOKEN is the documented way: git gets it in its environment, and only when the
  * repository's own host asks. The warnings name the field, never the user name or password.
  */
+/** A user name of 16 or more token characters: GitHub's (ghp_…, ghs_…) and GitLab's (glpat-…) are longer. */
+const TOKEN_LIKE = /^[A-Za-z0-9_-]{16,}$/;
+
 export function repoUrlCredentialWarnings(config: Config): string[] {
   const warnings: string[] = [];
   config.environments.forEach((environment, index) => {
@@ -18,12 +21,14 @@ export function repoUrlCredentialWarnings(config: Config): string[] {
       return; // scp-like (git@host:path): its user is an SSH login
     }
     const http = url.protocol === 'https:' || url.protocol === 'http:';
-    // Over ssh a user name (ssh://git@host/…) is the login, no secret; a password is.
+    // Over ssh a user name (ssh://git@host/…) is the login, no secret; a password is. Over
+    // http(s) a short name is a login too (Bitbucket's clone URLs carry one); one long enough
+    // to be a token is taken for one (GitHub takes a token there alone).
     const what =
       url.password !== ''
         ? 'a user name and password'
-        : http && url.username !== ''
-          ? 'a user name (GitHub takes a token there alone)'
+        : http && TOKEN_LIKE.test(decodeURIComponent(url.username))
+          ? 'what looks like a token as its user name'
           : undefined;
     if (!what) return;
     warnings.push(

@@ -52,6 +52,40 @@ describe('withoutSecrets', () => {
     expect(withoutSecrets(hint, {})).toBe(hint);
   });
 
+  it('takes out a password holding @ whole, one in capitals, and a token given as the user name', () => {
+    expect(withoutSecrets('cannot reach redis://:p@ss@redis:6379 now', {})).toBe(
+      'cannot reach redis://:[redacted]@redis:6379 now',
+    );
+    expect(withoutSecrets('cannot reach redis://:HUNTER_TWO@redis:6379', {})).toBe(
+      'cannot reach redis://:[redacted]@redis:6379',
+    );
+    expect(withoutSecrets('fetch https://ghp_AbCdEf1234567890xyz@github.com/a/b.git failed', {})).toBe(
+      'fetch https://[redacted]@github.com/a/b.git failed',
+    );
+    expect(withoutSecrets('fetch https://alice@bitbucket.org/a/b.git', {})).toBe(
+      'fetch https://alice@bitbucket.org/a/b.git',
+    );
+  });
+
+  it('reads each secret file on its own: one set to nothing hides no other, the metrics token included', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pushgate-scrub-'));
+    try {
+      writeFileSync(join(dir, 'empty'), '');
+      writeFileSync(join(dir, 'git'), 'file-held-git-token\n');
+      writeFileSync(join(dir, 'metrics'), 'file-held-metrics-token');
+      const env = {
+        PUSHGATE_API_TOKEN_FILE: join(dir, 'empty'),
+        GIT_TOKEN_FILE: join(dir, 'git'),
+        PUSHGATE_METRICS_TOKEN_FILE: join(dir, 'metrics'),
+      };
+      expect(withoutSecrets('file-held-git-token, file-held-metrics-token', env)).toBe(
+        '[redacted], [redacted]',
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('takes out the value of each secret variable and the password of REDIS_URL, wherever they appear', () => {
     const env = {
       PUSHGATE_API_TOKEN: 'old-api-token,new-api-token',

@@ -28,21 +28,21 @@ describe('repoUrlCredentialWarnings', () => {
     ]);
   });
 
-  it('warns about a user name alone over http(s), which may be a token, and about a password over ssh', () => {
+  it('warns about a token as the user name over http(s), and about a password over ssh', () => {
     const warnings = repoUrlCredentialWarnings(
       config(`https://${TOKEN}@github.com/acme/env.git`, 'ssh://git:hunter2@git.example.com/acme/env.git'),
     );
 
     expect(warnings).toHaveLength(2);
     expect(warnings[0]).toMatch(
-      /^environments\[0\]\.repo\.url has a user name \(GitHub takes a token there alone\) in it: .* set https:\/\/github\.com\/acme\/env\.git and /,
+      /^environments\[0\]\.repo\.url has what looks like a token as its user name in it: .* set https:\/\/github\.com\/acme\/env\.git and /,
     );
     expect(warnings[1]).toMatch(
       /^environments\[1\]\.repo\.url has a user name and password in it: .* set ssh:\/\/git\.example\.com\/acme\/env\.git and /,
     );
   });
 
-  it('says nothing of URLs without credentials, nor of an ssh login', () => {
+  it('says nothing of URLs without credentials, nor of a login (ssh, or a short user name over https)', () => {
     expect(
       repoUrlCredentialWarnings(
         config(
@@ -50,6 +50,8 @@ describe('repoUrlCredentialWarnings', () => {
           'ssh://git@github.com/acme/two.git',
           'git@github.com:acme/three.git',
           'file:///srv/git/four.git',
+          // Bitbucket's clone URLs carry the user's login.
+          'https://alice@bitbucket.org/acme/five.git',
         ),
       ),
     ).toEqual([]);
