@@ -1,4 +1,4 @@
-import { stringify, type ScalarTag } from 'yaml';
+import { parse, stringify, type ScalarTag } from 'yaml';
 
 const STRING_TAG = 'tag:yaml.org,2002:str';
 
@@ -39,10 +39,21 @@ function lineByLineStrings(tag: ScalarTag): ScalarTag {
       const text = plain(item, ctx, onComment, onChompKeep);
       // A key stays on one line: YAML wants an implicit key on one.
       if (ctx.implicitKey || typeof item.value !== 'string' || !item.value.includes('\n')) return text;
-      if (!text.startsWith('"')) return text;
-      return continuedAfterLineFeeds(text, ctx.indent || '  ');
+      if (text.startsWith('"')) return continuedAfterLineFeeds(text, ctx.indent || '  ');
+      // A block scalar loses a line of spaces alone (read as indentation): quoted, it is kept.
+      if (blockScalarKeeps(item.value)) return text;
+      return continuedAfterLineFeeds(JSON.stringify(item.value), ctx.indent || '  ');
     },
   };
+}
+
+/** Whether the library's block scalar for `value` reads back as `value`. */
+function blockScalarKeeps(value: string): boolean {
+  try {
+    return (parse(stringify({ v: value }, { lineWidth: 0 })) as { v: unknown }).v === value;
+  } catch {
+    return false;
+  }
 }
 
 /**

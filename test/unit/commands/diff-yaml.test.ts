@@ -26,6 +26,15 @@ describe('diffYamlLines', () => {
     expect(parse(lines.join('\n'))).toEqual(configMap({ 'app.ini': value }));
   });
 
+  it('quotes a value holding a line of spaces alone, which a block scalar would lose, and it parses back', () => {
+    for (const value of ['  \n', 'a\n   \nb\n', '\t\n  x\n']) {
+      const lines = diffYamlLines(configMap({ 'app.conf': value }));
+
+      expect(parse(lines.join('\n')), JSON.stringify(value)).toEqual(configMap({ 'app.conf': value }));
+    }
+    expect(diffYamlLines(configMap({ 'app.conf': '  \n' }))).toContain('  app.conf: "  \\n"');
+  });
+
   it('shows a change inside a CRLF value as that line alone', () => {
     const before = configMap({
       'app.ini': '[server]\r\nport = 8080\r\nhost = example.com\r\nmode = live\r\n',
