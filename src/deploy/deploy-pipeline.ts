@@ -130,6 +130,7 @@ async function applyCommit(
       // The engine logs each step itself; the commit goes on its every line.
       logger: logger.child({ sha }),
       assertLockHeld: job.lock.assertHeld,
+      assertLockHeldNow: job.lock.assertHeldNow,
       lockLost: job.lock.isLost,
       onWritten: job.onWritten,
       onCreating: job.onCreating,

@@ -23,6 +23,12 @@ export interface HeldLock {
    */
   assertHeld: () => Promise<void>;
   /**
+   * Throws unless the lock is, as far as this process knows without asking Redis, still ours
+   * with a tenth of its TTL to spare: checked before each object's write inside a group, so a
+   * worker frozen mid-group (SIGSTOP, a VM pause) sends nothing more once it runs again.
+   */
+  assertHeldNow: () => void;
+  /**
    * Known to be lost: a renewal found another worker's token in it, or it went unrenewed past
    * its TTL (after which another worker may take it, and the job with it). A blip of Redis
    * shorter than the TTL does not count.
@@ -71,18 +77,21 @@ export class EnvironmentLock {
     const timer = setInterval(() => void renew(), Math.max(100, Math.floor(this.ttlMs / 3)));
     timer.unref();
 
+    const fail = (why: string): never => {
+      throw new PushgateError('transient', `lost the deploy lock of environment "${environment}": ${why}`);
+    };
+    const assertHeldLocally = (spareMs: number): void => {
+      if (released) fail('already released');
+      if (lost) fail('another worker holds it');
+      const age = Date.now() - renewedAt;
+      if (age >= this.ttlMs - spareMs) fail(`not renewed for ${age} ms`);
+    };
     return {
       environment,
+      // Renewed every third of the TTL, so a tenth to spare fails only a renewal already late.
+      assertHeldNow: () => assertHeldLocally(Math.floor(this.ttlMs / 10)),
       assertHeld: async () => {
-        const fail = (why: string): never => {
-          throw new PushgateError(
-            'transient',
-            `lost the deploy lock of environment "${environment}": ${why}`,
-          );
-        };
-        if (released) fail('already released');
-        if (lost) fail('another worker holds it');
-        if (Date.now() - renewedAt >= this.ttlMs) fail(`not renewed for ${Date.now() - renewedAt} ms`);
+        assertHeldLocally(0);
         const current = await this.redis.get(key);
         if (current !== token) {
           lost = true;

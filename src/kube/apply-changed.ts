@@ -56,6 +56,8 @@ export async function applyChanged(
   signal: AbortSignal | undefined,
   written: ProgressWrites,
   taken: TakenWithApply,
+  /** The lock checked without a round trip before each object's write (KubeDeployRequest.assertLockHeldNow). */
+  beforeEachWrite: () => void = () => undefined,
 ): Promise<ObjectFailure[]> {
   try {
     for (const object of objects) {
@@ -66,6 +68,7 @@ export async function applyChanged(
     for (const group of groupByRank(changed.map((object) => ({ ...object.ref, object })))) {
       await beforeWrite();
       const settled = await settleWithConcurrency(group, CONCURRENCY, async ({ object }) => {
+        beforeEachWrite();
         const planned = plannedBy.get(object);
         const replace = planned?.replace;
         try {
@@ -90,6 +93,8 @@ export async function applyChanged(
         written.soon();
       });
       signal?.throwIfAborted();
+      // A lapsed lock refused the rest of the group: the deploy ends as a lost lock, not as failed objects.
+      beforeEachWrite();
       const failures: ObjectFailure[] = [];
       settled.forEach((outcome, index) => {
         const { object } = group[index] as { object: PreparedObject };

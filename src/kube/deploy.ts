@@ -109,7 +109,18 @@ async function applyEnvironment(
     landed: (object) => handMade.undos.delete(object),
   };
   const applyObjects = (objects: readonly PreparedObject[]): Promise<ObjectFailure[]> =>
-    applyChanged(client, objects, actions, plannedBy, results, beforeWrite, signal, written, takenWithApply);
+    applyChanged(
+      client,
+      objects,
+      actions,
+      plannedBy,
+      results,
+      beforeWrite,
+      signal,
+      written,
+      takenWithApply,
+      request.assertLockHeldNow,
+    );
 
   const crdsChanged = await applyStageOne(
     client,

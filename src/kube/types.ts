@@ -34,6 +34,12 @@ export interface DeployRequest {
    */
   assertLockHeld: () => Promise<void>;
   /**
+   * Checked, without a round trip, before each object's write inside a group (apply, prune):
+   * throws once the lock may have lapsed, so a worker frozen mid-group (SIGSTOP, a VM pause)
+   * writes at most what was already in flight when it froze, not the rest of the group.
+   */
+  assertLockHeldNow?: () => void;
+  /**
    * Asked after each poll of the health wait: true once the lock is known lost, which ends the
    * wait (the worker that took the job over waits and records it), unlike a Redis blip.
    */

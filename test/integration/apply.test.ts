@@ -1683,6 +1683,26 @@ describe('deployToCluster', () => {
     expect(await kube.get(DEPLOYMENTS, ns.name, 'c')).toBeUndefined();
   });
 
+  it('writes no more of a kind group once the lock lapses mid-group (a worker frozen past its TTL)', async () => {
+    const ns = await createTestNamespace('apply-lock-mid-group');
+    const env = environmentFor(ns.name);
+    const kube = client();
+    const names = Array.from({ length: 40 }, (_, i) => `c${i}`);
+    // The renewals stopped while the fifth object was being sent: the process was frozen.
+    let checks = 0;
+    const frozen = request(env, manifests(...names.map((name) => configMap(name))), {
+      assertLockHeldNow: () => {
+        checks += 1;
+        if (checks > 5) throw new PushgateError('transient', 'lock lost: not renewed for 31000 ms');
+      },
+    });
+
+    await expect(deployToCluster(kube, frozen)).rejects.toThrow('lock lost');
+
+    const written = await Promise.all(names.map((name) => kube.get(CONFIG_MAPS, ns.name, name)));
+    expect(written.filter(Boolean).length).toBe(5);
+  });
+
   it('deletes nothing more once the lock is lost mid-prune', async () => {
     const ns = await createTestNamespace('apply-lock-prune');
     const env = environmentFor(ns.name);

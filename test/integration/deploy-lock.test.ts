@@ -53,6 +53,21 @@ describe('environment lock (real Redis)', () => {
     await held!.release();
   });
 
+  it('refuses, without asking Redis, a write by a holder frozen past its TTL, before any renewal can run', async () => {
+    const locks = new EnvironmentLock(redis, createKeys(uniquePrefix('lock')), 300);
+    const held = (await locks.acquire('staging'))!;
+    held.assertHeldNow();
+
+    // A SIGSTOP or a VM pause, as the process sees it: time passed, no timer ran.
+    const until = Date.now() + 400;
+    while (Date.now() < until);
+
+    expect(() => held.assertHeldNow()).toThrow(
+      /lost the deploy lock of environment "staging": not renewed for \d+ ms/,
+    );
+    await held.release();
+  });
+
   it('fences a holder whose lock expired and was taken by another worker', async () => {
     const keys = createKeys(uniquePrefix('lock'));
     const locks = new EnvironmentLock(redis, keys, 5_000);
