@@ -12,6 +12,7 @@ import type { HeldLock } from './environment-lock.js';
 import { watchForNewerCommit } from './newer-commit.js';
 import { environmentTarget, targetDifferences } from './config-skew.js';
 import { decideTarget } from './target-decision.js';
+import type { QueuedBeforeFetch } from './queued-behind.js';
 
 export interface PipelineDeps {
   mirrors: MirrorCache;
@@ -32,7 +33,7 @@ export interface PipelineJob {
    * came: at the start of the deploy, and when more arrive during its health wait. Only jobs
    * known before `head` was fetched: a later one may be of a newer push.
    */
-  supersedeQueuedBehind?: (head: string, jobIds: readonly string[]) => Promise<void>;
+  supersedeQueuedBehind?: (head: string, queued: QueuedBeforeFetch) => Promise<void>;
   /** Every object's outcome so far, after each write stage of the apply. */
   onWritten?: (resources: ResourceResult[]) => Promise<void>;
   /** The objects a stage is about to create, before it writes them (DeployRequest.onCreating). */
@@ -70,7 +71,8 @@ export async function runDeployPipeline(deps: PipelineDeps, job: PipelineJob): P
     movedFrom === null || targetDifferences(movedFrom, environmentTarget(environment)).length === 0
       ? status.liveSha
       : null;
-  const queuedBefore = await deps.store.queuedJobIds(environment.name, job.jobId);
+  const queuedIds = await deps.store.queuedJobIds(environment.name, job.jobId);
+  const queuedBefore = { ids: queuedIds, claimMarks: await deps.store.claimMarks(queuedIds) };
   await job.lock.assertHeld();
   const startMark = await deps.store.recordDeployStarting(environment.name, job.jobId);
   try {

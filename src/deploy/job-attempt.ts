@@ -34,8 +34,8 @@ export async function deployAttempt(
       await lock.assertHeld();
       await run.deploying(sha);
     },
-    supersedeQueuedBehind: (head, jobIds) =>
-      supersedeQueuedBehind(jobId, head, jobIds, lock, environment, deps),
+    supersedeQueuedBehind: (head, queued) =>
+      supersedeQueuedBehind(jobId, head, queued, lock, environment, deps),
     // Only while the lock is ours: a worker that lost it must not rewrite the record of
     // the one that took the job over.
     onWritten: (resources) =>

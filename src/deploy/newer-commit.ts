@@ -4,6 +4,7 @@ import { errorMessage } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { NewerCommitCheck } from '../kube/types.js';
 import type { JobStore } from '../status/job-store.js';
+import type { QueuedBeforeFetch } from './queued-behind.js';
 
 /** Redis is asked at most this often during a health wait. */
 export const NEWER_COMMIT_CHECK_MS = 1_000;
@@ -14,7 +15,7 @@ export const NEWER_COMMIT_CHECK_MS = 1_000;
 export const QUEUED_RECHECK_MS = 10_000;
 
 export interface NewerCommitWatch {
-  store: Pick<JobStore, 'queuedJobIds'>;
+  store: Pick<JobStore, 'queuedJobIds' | 'claimMarks'>;
   mirrors: Pick<MirrorCache, 'fetchBranch'>;
   environment: Pick<EnvironmentConfig, 'name' | 'repo' | 'branch'>;
   jobId: string;
@@ -25,7 +26,7 @@ export interface NewerCommitWatch {
    * Called when jobs queued meanwhile bring nothing newer (the head is still `sha`): those of
    * webhooks of older commits can give way now (see supersedeQueuedBehind in the worker).
    */
-  onQueuedBehind?: (head: string, jobIds: readonly string[]) => Promise<void>;
+  onQueuedBehind?: (head: string, queued: QueuedBeforeFetch) => Promise<void>;
   /** The worker's shutdown: a fetch of the check stops with it. */
   signal?: AbortSignal;
   /** Whether the environment is suspended now: jobs queued behind are held, so none of them ends the wait. */
@@ -65,6 +66,7 @@ export function watchForNewerCommit(watch: NewerCommitWatch): NewerCommitCheck {
         return undefined;
       if (await watch.suspended?.()) return undefined;
       if (stopped) return undefined;
+      const claimMarks = await watch.store.claimMarks(fresh);
       lastFetchMs = Date.now();
       const { repo, branch } = watch.environment;
       const head = await watch.mirrors.fetchBranch(
@@ -77,7 +79,7 @@ export function watchForNewerCommit(watch: NewerCommitWatch): NewerCommitCheck {
       for (const id of fresh) seen.add(id);
       if (head.toLowerCase() === watch.sha.toLowerCase()) {
         // Only those seen before the fetch: one queued since may be of a newer push.
-        if (fresh.length > 0) await watch.onQueuedBehind?.(head, fresh);
+        if (fresh.length > 0) await watch.onQueuedBehind?.(head, { ids: fresh, claimMarks });
         return undefined;
       }
       watch.logger.info({ head, queued: fresh }, 'a newer commit is queued: the health wait ends');

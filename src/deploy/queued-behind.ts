@@ -4,6 +4,13 @@ import { configSkew } from './config-skew.js';
 import type { HeldLock } from './environment-lock.js';
 import type { ProcessDeps } from './job-processor-deps.js';
 
+/** Jobs queued behind a deploy, as read before it fetched the head, with their claim marks then. */
+export interface QueuedBeforeFetch {
+  ids: readonly string[];
+  /** JobStore.claimMarks of `ids`, in order. */
+  claimMarks: readonly (string | null)[];
+}
+
 /**
  * Webhook jobs queued behind a deploy of `head` for other commits would give way to it when
  * their turn came (newest wins: the head has a running job). They are finished now, so
@@ -15,15 +22,20 @@ import type { ProcessDeps } from './job-processor-deps.js';
 export async function supersedeQueuedBehind(
   deployJobId: string,
   head: string,
-  jobIds: readonly string[],
+  queued: QueuedBeforeFetch,
   lock: HeldLock,
   environment: EnvironmentConfig,
   deps: Pick<ProcessDeps, 'logger' | 'store' | 'run'>,
 ): Promise<void> {
   try {
+    const { ids: jobIds, claimMarks: before } = queued;
+    const marks = await deps.store.claimMarks(jobIds);
+    // Joined by another request since the head was fetched (a force-push back to its commit,
+    // say): `head` may be older than that push, so its own turn fetches again and decides.
+    const joined = new Set(jobIds.filter((id, index) => marks[index] !== before[index]));
     for (const record of await deps.store.getMany(jobIds)) {
       const announced = record.trigger.kind === 'webhook' ? record.trigger.sha?.toLowerCase() : undefined;
-      if (record.state !== 'queued' || announced === undefined) continue;
+      if (record.state !== 'queued' || announced === undefined || joined.has(record.id)) continue;
       // Queued with another configuration of the environment (a change rolling out): left to
       // its own turn, which deploys it (or finds its head live) with the newest configuration.
       if (configSkew(record.target, environment) !== undefined) continue;

@@ -130,11 +130,17 @@ export type ClaimOutcome =
  */
 const CLAIM_SCRIPT = `
 local jobPrefix, absent = ARGV[1], ARGV[2]
+-- Counts the requests answered with the job: one joining while a deploy fetches the head is
+-- seen (JobStore.claimMarks), so the deploy does not finish it on a head older than its push.
+local function share(markKey)
+  redis.call('INCR', markKey)
+  redis.call('EXPIRE', markKey, ${SHARED_TTL_SECONDS})
+end
 local function claim(deliveryKey, shaKey, envKey, recordKey, allKey, envJobsKey, pendingKey, id, record, score, sha, pendingMode)
   local found = redis.call('MGET', deliveryKey, shaKey)
   local byDelivery, bySha = found[1], found[2]
   if byDelivery and redis.call('EXISTS', jobPrefix .. byDelivery) == 1 then
-    redis.call('SET', jobPrefix .. byDelivery .. '${SHARED_SUFFIX}', '1', 'EX', ${SHARED_TTL_SECONDS})
+    share(jobPrefix .. byDelivery .. '${SHARED_SUFFIX}')
     return {byDelivery, 'delivery'}
   end
   if bySha then
@@ -152,7 +158,7 @@ local function claim(deliveryKey, shaKey, envKey, recordKey, allKey, envJobsKey,
       local live = env[1] == sha and (not env[2] or env[2] == sha)
       if active or live then
         if deliveryKey ~= absent then redis.call('SET', deliveryKey, bySha, 'EX', ${DELIVERY_TTL_SECONDS}) end
-        redis.call('SET', jobPrefix .. bySha .. '${SHARED_SUFFIX}', '1', 'EX', ${SHARED_TTL_SECONDS})
+        share(jobPrefix .. bySha .. '${SHARED_SUFFIX}')
         return {bySha, 'sha'}
       end
     end
@@ -163,7 +169,7 @@ local function claim(deliveryKey, shaKey, envKey, recordKey, allKey, envJobsKey,
       local ok, rec = pcall(cjson.decode, redis.call('GET', jobPrefix .. pending) or '')
       if ok and type(rec) == 'table' and rec.state == 'queued' and rec.attempts == 0
         and type(rec.trigger) == 'table' and rec.trigger.kind == 'manual' then
-        redis.call('SET', jobPrefix .. pending .. '${SHARED_SUFFIX}', '1', 'EX', ${SHARED_TTL_SECONDS})
+        share(jobPrefix .. pending .. '${SHARED_SUFFIX}')
         return {pending, 'pendingSync'}
       end
     end
@@ -730,6 +736,16 @@ export class JobStore {
     const replies = await this.redis.multi().set(key, String(now), 'EX', 86_400, 'NX').get(key).exec();
     const since = Number(replies?.[1]?.[1]);
     return Number.isFinite(since) ? since : now;
+  }
+
+  /**
+   * Each job's count of the requests answered with it since it was created (null: none): read
+   * before a fetch of the head and again before a job is finished on that head, a change says
+   * a push joined it meanwhile, maybe a force-push back to its commit the fetch did not see.
+   */
+  async claimMarks(ids: readonly string[]): Promise<(string | null)[]> {
+    if (ids.length === 0) return [];
+    return this.redis.mget(ids.map((id) => this.keys.job(id) + SHARED_SUFFIX));
   }
 
   /** The job for this commit of the environment, if one is known. */

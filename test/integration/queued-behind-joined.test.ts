@@ -1,0 +1,71 @@
+import { describe, expect, it } from 'vitest';
+import type { EnvironmentConfig } from '../../src/config/schema.js';
+import { EnvironmentLock } from '../../src/deploy/environment-lock.js';
+import type { JobRun } from '../../src/deploy/job-run.js';
+import { supersedeQueuedBehind } from '../../src/deploy/queued-behind.js';
+import { silentLogger } from '../../src/lib/logger.js';
+import type { Trigger } from '../../src/queue/job-data.js';
+import { producerFixture } from '../helpers/producer.js';
+
+const { services } = producerFixture('queued-behind');
+
+const OLDER = 'a'.repeat(40);
+const HEAD = 'b'.repeat(40);
+
+function push(sha: string, deliveryId: string): Trigger {
+  return { kind: 'webhook', provider: 'github', deliveryId, sha, pusher: 'octocat' };
+}
+
+/** A run that finishes nothing: which jobs the worker would finish is what these tests see. */
+const idleRun = {
+  superseded: () => Promise.resolve(),
+  coveredBy: () => Promise.resolve(),
+} as unknown as JobRun;
+
+describe('jobs queued behind a deploy', () => {
+  it('leaves queued a job a push joined while the deploy fetched the head (a force-push back to its commit)', async () => {
+    const { producer, store, redis, keys } = await services();
+    // A late webhook of the older commit, queued behind the deploy of HEAD.
+    const late = await producer.enqueue('web', push(OLDER, 'late'));
+    const queued = { ids: [late.id], claimMarks: await store.claimMarks([late.id]) };
+    // While the deploy fetched HEAD, the branch was force-pushed back to OLDER: its webhook joins the job.
+    const forcePush = await producer.enqueue('web', push(OLDER, 'force-push'));
+    expect(forcePush.id).toBe(late.id);
+    const lock = (await new EnvironmentLock(redis, keys, 5_000).acquire('web'))!;
+    const finished: string[] = [];
+    const environment = { name: 'web' } as EnvironmentConfig;
+
+    await supersedeQueuedBehind('deploying', HEAD, queued, lock, environment, {
+      logger: silentLogger(),
+      store,
+      run: (_environment, record) => {
+        finished.push(record.id);
+        return idleRun;
+      },
+    });
+
+    expect(finished).toEqual([]);
+    expect((await store.get(late.id))?.state).toBe('queued');
+    await lock.release();
+  });
+
+  it('finishes one nobody joined as superseded by the head', async () => {
+    const { producer, store, redis, keys } = await services();
+    const late = await producer.enqueue('web', push(OLDER, 'late'));
+    const queued = { ids: [late.id], claimMarks: await store.claimMarks([late.id]) };
+    const lock = (await new EnvironmentLock(redis, keys, 5_000).acquire('web'))!;
+    const finished: string[] = [];
+
+    await supersedeQueuedBehind('deploying', HEAD, queued, lock, { name: 'web' } as EnvironmentConfig, {
+      logger: silentLogger(),
+      store,
+      run: (_environment, record) => {
+        finished.push(record.id);
+        return idleRun;
+      },
+    });
+
+    expect(finished).toEqual([late.id]);
+    await lock.release();
+  });
+});
