@@ -43,6 +43,7 @@ export const INGEST_NOTES = [
   '| 2026-12-05 03:39 | AMD EPYC | 10.1–10.2k | 0.59, 0.66 | 0.51, 0.55 | 0.81, 0.84 |',
   '| 2026-12-05 10:04 | AMD EPYC | 5.4k | 0.79, 0.75 | 0.61, 0.65 | 0.81, 0.89 |',
   '| 2026-12-05 14:37 | Intel Xeon | 14.0–14.8k | 0.49, 0.58 | 0.41, 0.45 | 0.79, 0.77 |',
+  '| 2026-12-05 20:16 | AMD EPYC | 6.4–8.0k | 0.60, 0.74 | 0.55, 0.64 | 0.93, 0.91 |',
   '',
   "Rows from 2026-12-02 on are of the current enqueue path (BullMQ's entry written from a template job).",
   "All ran on Node.js 20 except those marked Node 22 (22.23.5, the image's major version): all three servers ran on it.",
