@@ -163,13 +163,15 @@ class ParseThread {
         .on('exit', onExit);
       worker.postMessage(request);
     });
+    // Read while the thread is there: once stopped, its CPU time can no longer be read.
+    const { cpuMs } = spent();
     // A thread past its time or memory is stopped; one that refused a file for its anchors or nesting is fine.
     if (
       'refused' in outcome &&
       (outcome.refused === 'memory' || outcome.refused === 'time' || outcome.refused === 'crash')
     )
       await this.stop();
-    return { outcome, spentMs: spent().cpuMs };
+    return { outcome, spentMs: cpuMs };
   }
 
   private async stop(): Promise<void> {
