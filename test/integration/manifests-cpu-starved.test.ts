@@ -17,20 +17,20 @@ interface LoadResult {
 }
 
 /**
- * Loads `dir`'s manifests in a process of its own, stopped for `stoppedMs` of every 100 ms
- * (SIGSTOP/SIGCONT: what a CPU limit's throttling does to a pod), with `parseMs` of CPU time
- * for them all; `busyThread` adds a thread that spins beside them (another deploy's work).
+ * How the loading process is held back, by SIGSTOP/SIGCONT: stopped for `stoppedMs` of every
+ * 100 ms (a CPU limit's throttling), or once for `pauseMs`, PAUSE_AFTER_MS after it starts
+ * loading (a pod throttled for a long stretch, a VM paused). A busy machine stretches the
+ * first's running slices (the timers here run late), never the second's pause.
  */
-function loadThrottled(
-  dir: string,
-  parseMs: number,
-  stoppedMs: number,
-  busyThread = false,
-): Promise<LoadResult> {
+type HeldBack = { stoppedMs: number } | { pauseMs: number };
+/** How long after it says it starts loading the process is paused: its thread is reading by then. */
+const PAUSE_AFTER_MS = 400;
+
+/** Loads `dir`'s manifests in a process of its own, held back so, with `parseMs` of CPU time for them all. */
+function loadHeldBack(dir: string, parseMs: number, heldBack: HeldBack): Promise<LoadResult> {
   const script = `
-    import { Worker } from 'node:worker_threads';
     import { loadManifestTree } from ${JSON.stringify(LOAD_MODULE)};
-    if (${busyThread}) new Worker('for (;;) {}', { eval: true }).unref();
+    console.log('loading');
     loadManifestTree(${JSON.stringify(dir)}, 'env', { values: 1_000_000, parseMs: ${parseMs} }).then(
       (tree) => {
         console.log(JSON.stringify({ objects: tree.manifests.length }));
@@ -48,24 +48,37 @@ function loadThrottled(
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
   let running = true;
-  const throttle = async (): Promise<void> => {
-    while (running && stoppedMs > 0) {
-      child.kill('SIGSTOP');
-      await new Promise((resolve) => setTimeout(resolve, stoppedMs));
-      child.kill('SIGCONT');
-      await new Promise((resolve) => setTimeout(resolve, 100 - stoppedMs));
-    }
-  };
-  const throttling = throttle();
+  const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+  let holding: Promise<void> = Promise.resolve();
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    const first = out === '';
+    out += chunk;
+    if (!first || !('pauseMs' in heldBack)) return;
+    const { pauseMs } = heldBack;
+    // Once the parse thread has its file: a pause before that would not be the read's.
+    holding = pause(PAUSE_AFTER_MS)
+      .then(() => child.kill('SIGSTOP'))
+      .then(() => pause(pauseMs))
+      .then(() => void child.kill('SIGCONT'));
+  });
+  if ('stoppedMs' in heldBack && heldBack.stoppedMs > 0) {
+    holding = (async () => {
+      while (running) {
+        child.kill('SIGSTOP');
+        await pause(heldBack.stoppedMs);
+        child.kill('SIGCONT');
+        await pause(100 - heldBack.stoppedMs);
+      }
+    })();
+  }
   return new Promise((resolve, reject) => {
     child.on('error', reject);
     child.on('exit', () => {
       running = false;
-      void throttling.then(() => {
+      void holding.then(() => {
         try {
-          resolve(JSON.parse(out) as LoadResult);
+          resolve(JSON.parse(out.trim().split('\n').at(-1) ?? '') as LoadResult);
         } catch {
           reject(new Error(`no result from the loading process: ${out}`));
         }
@@ -100,13 +113,14 @@ function ordinaryFilesDir(count: number): string {
 describe('reading YAML on a worker starved of CPU', () => {
   it('reads an environment of many ordinary files on a throttled worker, however long the clock says it took', async () => {
     // 20 files of about 60 KB: about 1 s of CPU in all, some 5 s by the clock at a fifth of a core.
-    const result = await loadThrottled(ordinaryFilesDir(20), 3_000, 80);
+    const result = await loadHeldBack(ordinaryFilesDir(20), 3_000, { stoppedMs: 80 });
 
     expect(result).toEqual({ objects: 20 });
   });
 
-  it('retries a file the reading thread got almost no CPU for, beside a busy thread, rather than failing the commit for good', async () => {
-    const result = await loadThrottled(slowFileDir(), 2_000, 90, true);
+  it('retries a file the reading thread got almost no CPU for, rather than failing the commit for good', async () => {
+    // Past 12 s by the clock (four times the 3 s, at least 10) with far less than 3 s of CPU.
+    const result = await loadHeldBack(slowFileDir(), 3_000, { pauseMs: 12_500 });
 
     expect(result.code).toBe('transient');
     expect(result.permanent).toBe(false);
@@ -116,7 +130,7 @@ describe('reading YAML on a worker starved of CPU', () => {
   });
 
   it('still fails a file that is merely slow for good, when the process had the CPU', async () => {
-    const result = await loadThrottled(slowFileDir(), 1_000, 0);
+    const result = await loadHeldBack(slowFileDir(), 1_000, { stoppedMs: 0 });
 
     expect(result.code).toBe('manifest_invalid');
     expect(result.permanent).toBe(true);
