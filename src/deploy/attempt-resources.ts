@@ -1,9 +1,9 @@
-import type { ResourceResult } from '../status/job-record.js';
+import type { JobRecord, ResourceResult } from '../status/job-record.js';
 
 /** What an attempt changed, as opposed to what it found done or did not reach. */
 const CHANGES: readonly ResourceResult['action'][] = ['created', 'configured', 'pruned'];
 
-/** One object's identity across attempts (and in the record's `creating`). */
+/** One object's identity across attempts (and in the record's `creating` and `configuring`). */
 export function resourceKey(
   resource: Pick<ResourceResult, 'apiVersion' | 'kind' | 'namespace' | 'name'>,
 ): string {
@@ -11,18 +11,34 @@ export function resourceKey(
 }
 
 /**
+ * What earlier attempts were about to write (JobRecord.creating and .configuring), each object
+ * by its resourceKey: written before the writes, where their outcomes reach the record at most
+ * once a second, or not at all when the attempt's answers were lost.
+ */
+export interface AttemptIntents {
+  creating: ReadonlySet<string>;
+  configuring: ReadonlySet<string>;
+}
+
+export const NO_INTENTS: AttemptIntents = { creating: new Set(), configuring: new Set() };
+
+export function intentsOf(record: Pick<JobRecord, 'creating' | 'configuring'>): AttemptIntents {
+  return { creating: new Set(record.creating), configuring: new Set(record.configuring) };
+}
+
+/**
  * The job's resources over all its attempts. A retry, or the worker that takes over from one
  * that died, finds what the earlier attempt wrote `unchanged` and what it pruned gone; the job
  * record is the audit trail, so each object keeps the change an earlier attempt made unless
  * this attempt's outcome says more (it changed or failed the object itself).
- * `creating` holds the objects earlier attempts were about to create (JobRecord.creating): one
- * this attempt finds in place, with no change on record, was created by an attempt killed
- * before it could record that; one this attempt did not reach may have been.
+ * `intents` hold the objects earlier attempts were about to create or configure: one this
+ * attempt finds as git has it, with no change on record, was written by an attempt that could
+ * not record that (killed, or its answer lost); one this attempt did not reach may have been.
  */
 export function mergeAttemptResources(
   earlier: readonly ResourceResult[],
   current: readonly ResourceResult[],
-  creating: ReadonlySet<string> = new Set(),
+  intents: AttemptIntents = NO_INTENTS,
 ): ResourceResult[] {
   const changedEarlier = new Map(
     earlier
@@ -33,12 +49,7 @@ export function mergeAttemptResources(
     const key = resourceKey(resource);
     const before = changedEarlier.get(key);
     changedEarlier.delete(key);
-    if (!before) {
-      if (!creating.has(key)) return resource;
-      if (resource.action === 'unchanged' || resource.action === 'configured')
-        return { ...resource, action: 'created' as const };
-      return resource.action === 'skipped' ? { ...resource, message: MAYBE_CREATED } : resource;
-    }
+    if (!before) return withIntent(resource, key, intents);
     const keepEarlier =
       resource.action === 'unchanged' ||
       resource.action === 'skipped' ||
@@ -48,35 +59,49 @@ export function mergeAttemptResources(
   return [...merged, ...changedEarlier.values()];
 }
 
-/** Said of an object a killed worker was about to create, where no later attempt settled it. */
+function withIntent(resource: ResourceResult, key: string, intents: AttemptIntents): ResourceResult {
+  if (intents.creating.has(key)) {
+    if (resource.action === 'unchanged' || resource.action === 'configured')
+      return { ...resource, action: 'created' };
+    return resource.action === 'skipped' ? { ...resource, message: MAYBE_CREATED } : resource;
+  }
+  if (intents.configuring.has(key)) {
+    if (resource.action === 'unchanged') return { ...resource, action: 'configured' };
+    return resource.action === 'skipped' ? { ...resource, message: MAYBE_CONFIGURED } : resource;
+  }
+  return resource;
+}
+
+/** Said of an object an earlier attempt was about to create, where no later attempt settled it. */
 export const MAYBE_CREATED =
-  "not applied by this attempt; an earlier attempt's worker was killed while creating objects, and this one may exist";
+  'not applied by this attempt; an earlier attempt was about to create it and stopped before it could record whether it did, so it may exist';
+
+/** Said of an object an earlier attempt was about to change, where no later attempt settled it. */
+export const MAYBE_CONFIGURED =
+  'not applied by this attempt; an earlier attempt was about to change it and stopped before it could record whether it did, so it may have changed';
 
 /**
- * The resources of a job that ends with no attempt after a killed one (it stalled too often):
- * what that attempt was about to create and did not record may exist now, and says so.
+ * The resources of a job that ends with no attempt after one that stopped unrecorded (it
+ * stalled too often, or failed before any write of its own): what that attempt was about to
+ * write and did not record may have been written, and says so.
  */
-export function withUnsettledCreates(
+export function withUnsettledWrites(
   resources: readonly ResourceResult[],
-  creating: readonly string[],
+  intents: Pick<JobRecord, 'creating' | 'configuring'>,
 ): ResourceResult[] {
-  const unsettled = new Set(creating);
+  const unsettled = new Map<string, string>();
+  for (const key of intents.configuring ?? []) unsettled.set(key, MAYBE_CONFIGURED);
+  for (const key of intents.creating ?? []) unsettled.set(key, MAYBE_CREATED);
   const marked = resources.map((resource) => {
     const key = resourceKey(resource);
-    if (!unsettled.delete(key) || resource.action !== 'skipped') return resource;
-    return { ...resource, message: MAYBE_CREATED };
+    const message = unsettled.get(key);
+    unsettled.delete(key);
+    return message === undefined || resource.action !== 'skipped' ? resource : { ...resource, message };
   });
   // Not listed at all: the worker was killed before its first progress write.
-  for (const key of unsettled) {
+  for (const [key, message] of unsettled) {
     const [apiVersion = '', kind = '', namespace = '', name = ''] = key.split('|');
-    marked.push({
-      apiVersion,
-      kind,
-      ...(namespace ? { namespace } : {}),
-      name,
-      action: 'skipped',
-      message: MAYBE_CREATED,
-    });
+    marked.push({ apiVersion, kind, ...(namespace ? { namespace } : {}), name, action: 'skipped', message });
   }
   return marked;
 }

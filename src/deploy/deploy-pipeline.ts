@@ -36,8 +36,8 @@ export interface PipelineJob {
   supersedeQueuedBehind?: (head: string, queued: QueuedBeforeFetch) => Promise<void>;
   /** Every object's outcome so far, after each write stage of the apply. */
   onWritten?: (resources: ResourceResult[]) => Promise<void>;
-  /** The objects a stage is about to create, before it writes them (DeployRequest.onCreating). */
-  onCreating?: (resources: ResourceResult[]) => Promise<void>;
+  /** The objects a stage is about to create or change, before it writes them (DeployRequest.onChanging). */
+  onChanging?: (resources: ResourceResult[]) => Promise<void>;
   /** The step the apply is at (`dry-run ok: …`, `waiting until … for 2 workloads …`). */
   onProgress?: (message: string) => void;
   signal?: AbortSignal;
@@ -135,7 +135,7 @@ async function applyCommit(
       assertLockHeldNow: job.lock.assertHeldNow,
       lockLost: job.lock.isLost,
       onWritten: job.onWritten,
-      onCreating: job.onCreating,
+      onChanging: job.onChanging,
       onProgress: job.onProgress,
       newerCommit: watchForNewerCommit({
         store: deps.store,

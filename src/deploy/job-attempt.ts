@@ -43,9 +43,9 @@ export async function deployAttempt(
         () => run.written(resources),
         () => undefined,
       ),
-    onCreating: (resources) =>
+    onChanging: (resources) =>
       lock.assertHeld().then(
-        () => run.creating(resources),
+        () => run.changing(resources),
         () => undefined,
       ),
     onProgress: (message) =>

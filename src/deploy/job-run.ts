@@ -3,7 +3,14 @@ import { counted } from '../lib/counted.js';
 import { errorMessage } from '../lib/errors.js';
 import { DeployError } from '../kube/types.js';
 import type { Logger } from '../lib/logger.js';
-import { mergeAttemptResources, resourceKey, withUnsettledCreates } from './attempt-resources.js';
+import {
+  intentsOf,
+  mergeAttemptResources,
+  NO_INTENTS,
+  resourceKey,
+  withUnsettledWrites,
+  type AttemptIntents,
+} from './attempt-resources.js';
 import { environmentTarget } from './config-skew.js';
 import type { Metrics } from '../lib/metrics.js';
 import { FINISHED_STATES, type JobRecord, type JobState, type ResourceResult } from '../status/job-record.js';
@@ -30,8 +37,8 @@ export class JobRun {
   private writes: Promise<void> = Promise.resolve();
   /** What earlier attempts of the job recorded (see mergeAttemptResources). */
   private earlierResources: readonly ResourceResult[];
-  /** What earlier attempts of the job were about to create (JobRecord.creating). */
-  private earlierCreating: ReadonlySet<string>;
+  /** What earlier attempts of the job were about to create or change (JobRecord.creating, .configuring). */
+  private earlierIntents: AttemptIntents;
   /** A re-sync's: its step lines held until it is known whether it changes anything. */
   private readonly resyncLog: ResyncLog | undefined;
   /** The attempt's logger, for the deploy's steps too: a re-sync's holds its info lines (ResyncLog). */
@@ -44,7 +51,7 @@ export class JobRun {
     logger: Logger,
   ) {
     this.earlierResources = record.resources;
-    this.earlierCreating = new Set(record.creating);
+    this.earlierIntents = intentsOf(record);
     this.resyncLog = record.trigger.kind === 'reconcile' ? new ResyncLog(logger) : undefined;
     this.logger = this.resyncLog?.logger ?? logger;
   }
@@ -93,11 +100,11 @@ export class JobRun {
     const sameCommit = this.record.sha === sha;
     if (!sameCommit) {
       this.earlierResources = [];
-      this.earlierCreating = new Set();
+      this.earlierIntents = NO_INTENTS;
     }
     await this.settleEarlierCommit(sha, sha);
     await this.settleCaughtUpCommit(sha);
-    await this.patch(sameCommit ? { sha } : { sha, creating: undefined });
+    await this.patch(sameCommit ? { sha } : { sha, creating: undefined, configuring: undefined });
     await this.deps.store.recordDeploying(this.environment.name, sha);
     this.quiet = await this.isReapplyOfLiveCommit(sha);
     if (!this.quiet) this.report(sha, 'pending', `Deploying ${short(sha)} to ${this.environment.name}`);
@@ -133,19 +140,23 @@ export class JobRun {
   }
 
   /**
-   * Objects this attempt is about to create, on record before it writes them: the worker that
-   * takes over from one killed right after (see JobRecord.creating) lists them `created`.
+   * Objects this attempt is about to create or change (each with that action), on record
+   * before it writes them: the attempt that takes over from one that could not record the
+   * outcome (killed, or its answers lost; see JobRecord.creating) lists them as written.
    */
-  async creating(resources: readonly ResourceResult[]): Promise<void> {
+  async changing(resources: readonly ResourceResult[]): Promise<void> {
     if (resources.length > 0) this.logAsIs();
-    const known = new Set(this.record.creating);
-    const added = resources.map(resourceKey).filter((key) => !known.has(key));
-    if (added.length === 0) return;
+    const creating = addedKeys(this.record.creating, resources, 'created');
+    const configuring = addedKeys(this.record.configuring, resources, 'configured');
+    if (!creating && !configuring) return;
     try {
-      await this.patch({ creating: [...known, ...added] }, { unlessFinished: true });
+      await this.patch(
+        { ...(creating ? { creating } : {}), ...(configuring ? { configuring } : {}) },
+        { unlessFinished: true },
+      );
     } catch (error) {
       // Bookkeeping only, like written(): a deploy must not fail for it.
-      this.logger.warn({ err: errorMessage(error) }, 'could not record the objects about to be created');
+      this.logger.warn({ err: errorMessage(error) }, 'could not record the objects about to be written');
     }
   }
 
@@ -278,8 +289,8 @@ export class JobRun {
       message: warnings.length > 0 ? warnings.map((warning) => `warning: ${warning}`).join('; ') : null,
       ...(resources
         ? { resources: this.merged(resources) }
-        : this.record.creating?.length
-          ? { resources: withUnsettledCreates(this.record.resources, this.record.creating) }
+        : this.record.creating?.length || this.record.configuring?.length
+          ? { resources: withUnsettledWrites(this.record.resources, this.record) }
           : {}),
     });
     this.finish('failed');
@@ -352,7 +363,7 @@ export class JobRun {
 
   /** This attempt's outcomes over those of earlier attempts (mergeAttemptResources). */
   private merged(resources: readonly ResourceResult[]): ResourceResult[] {
-    return mergeAttemptResources(this.earlierResources, resources, this.earlierCreating);
+    return mergeAttemptResources(this.earlierResources, resources, this.earlierIntents);
   }
 
   /**
@@ -415,6 +426,20 @@ export class JobRun {
       ...(this.record.statusUrl ? { statusUrl: this.record.statusUrl } : {}),
     });
   }
+}
+
+/** `known` with the keys of `resources` planned as `action` added; undefined when none is new. */
+function addedKeys(
+  known: readonly string[] | undefined,
+  resources: readonly ResourceResult[],
+  action: 'created' | 'configured',
+): string[] | undefined {
+  const keys = new Set(known);
+  const added = resources
+    .filter((resource) => resource.action === action)
+    .map(resourceKey)
+    .filter((key) => !keys.has(key));
+  return added.length === 0 ? undefined : [...keys, ...added];
 }
 
 function short(sha: string): string {

@@ -64,7 +64,12 @@ export async function applyChanged(
       if (actions.get(object) === 'unchanged') results.set(object, 'unchanged');
     }
     const changed = objects.filter((object) => actions.get(object) !== 'unchanged');
-    await written.creating(changed.filter((object) => actions.get(object) === 'created'));
+    await written.changing(
+      changed.map((object) => ({
+        object,
+        action: actions.get(object) === 'created' ? 'created' : 'configured',
+      })),
+    );
     for (const group of groupByRank(changed.map((object) => ({ ...object.ref, object })))) {
       await beforeWrite();
       const settled = await settleWithConcurrency(group, CONCURRENCY, async ({ object }) => {

@@ -76,7 +76,7 @@ async function applyEnvironment(
   );
   const { ordered, actions, plannedBy, deferred } = plan;
   const results = new Results(ordered, 'not applied: the deploy stopped before this object');
-  const written = new ProgressWrites(request.onWritten, request.onCreating, () => results.list());
+  const written = new ProgressWrites(request.onWritten, request.onChanging, () => results.list());
   if (plan.failures.length > 0) {
     results.fail(plan.failures);
     throw failuresError(
@@ -169,7 +169,9 @@ async function applyEnvironment(
     signal,
   );
 
-  await recordAndPrune(client, request, ordered, { previous, left, writeHome }, results, progress);
+  await recordAndPrune(client, request, ordered, { previous, left, writeHome }, results, progress, () =>
+    written.now(),
+  );
   await written.now();
 
   const overtaken =

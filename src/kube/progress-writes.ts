@@ -13,14 +13,17 @@ export class ProgressWrites {
 
   constructor(
     private readonly write: DeployRequest['onWritten'],
-    private readonly announce: DeployRequest['onCreating'],
+    private readonly announce: DeployRequest['onChanging'],
     private readonly list: () => ResourceResult[],
     private readonly intervalMs = 1_000,
   ) {}
 
-  /** Before the writes that create these: a kill between them and soon() loses nothing. */
-  async creating(objects: readonly PreparedObject[]): Promise<void> {
-    if (objects.length > 0) await this.announce?.(objects.map((object) => resultOf(object.ref, 'created')));
+  /** Before the writes of these (each with its planned action): a kill between them and soon() loses nothing. */
+  async changing(
+    objects: readonly { object: PreparedObject; action: 'created' | 'configured' }[],
+  ): Promise<void> {
+    if (objects.length > 0)
+      await this.announce?.(objects.map(({ object, action }) => resultOf(object.ref, action)));
   }
 
   soon(): void {

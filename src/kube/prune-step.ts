@@ -173,6 +173,8 @@ export async function recordAndPrune(
   },
   results: Results,
   progress: (message: string, details?: Record<string, unknown>) => void,
+  /** The results so far to the job record (ProgressWrites.now). */
+  recordResults: () => Promise<void> = () => Promise.resolve(),
 ): Promise<void> {
   const { environment, sha, signal } = request;
   const { previous, left, writeHome } = inventories;
@@ -250,6 +252,9 @@ export async function recordAndPrune(
         ...holders,
       ]),
     ];
+    // On the job's record before the inventory forgets them: an attempt that takes over after
+    // that finds nothing stale, and would otherwise never say they were pruned.
+    await recordResults();
     await request.assertLockHeld();
     await writeHome({ revision: sha, objects: [...current, ...kept] });
     await retireElsewhere();

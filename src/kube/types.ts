@@ -52,11 +52,12 @@ export interface DeployRequest {
    */
   onWritten?: (resources: ResourceResult[]) => Promise<void>;
   /**
-   * The objects a stage is about to create, before the first write of the stage: onWritten
-   * comes at most once a second, so a worker killed in between would otherwise leave its
-   * successor finding them in place and listing them `unchanged`.
+   * The objects a stage is about to create or change, each with that action, before the first
+   * write of the stage: onWritten comes at most once a second, and not at all for a write whose
+   * answer was lost, so an attempt that took over would otherwise find them as git has them
+   * and list them `unchanged`.
    */
-  onCreating?: (resources: ResourceResult[]) => Promise<void>;
+  onChanging?: (resources: ResourceResult[]) => Promise<void>;
   /**
    * Asked during the health wait: a newer commit of the branch that a queued job will deploy.
    * Waiting on would only hold that commit back (a fix for the workloads this wait is on,

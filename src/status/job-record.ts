@@ -60,6 +60,12 @@ export const jobRecordSchema = z.object({
    * it found. Dropped when the job finishes; not shown.
    */
   creating: z.array(z.string()).optional(),
+  /**
+   * As `creating`, for the objects its attempts were about to change: one the taker-over finds
+   * as git has it was configured by the killed attempt (same commit, so nothing else in
+   * between wanted it so). Dropped when the job finishes; not shown.
+   */
+  configuring: z.array(z.string()).optional(),
 });
 export type JobRecord = z.infer<typeof jobRecordSchema>;
 
@@ -72,7 +78,10 @@ export interface TriggerView {
   pusher: string | null;
 }
 
-export type JobView = Omit<JobRecord, 'statusUrl' | 'target' | 'creating' | 'trigger' | 'message'> & {
+export type JobView = Omit<
+  JobRecord,
+  'statusUrl' | 'target' | 'creating' | 'configuring' | 'trigger' | 'message'
+> & {
   trigger: TriggerView;
   /** Present on every job, null where it has none: a queued job's record holds no message. */
   message: string | null;
@@ -80,7 +89,14 @@ export type JobView = Omit<JobRecord, 'statusUrl' | 'target' | 'creating' | 'tri
 
 /** The job as the API and the CLI show it: SPEC §5's fields (the link is the commit status's business). */
 export function jobView(record: JobRecord): JobView {
-  const { statusUrl: _statusUrl, target: _target, creating: _creating, trigger, ...view } = record;
+  const {
+    statusUrl: _statusUrl,
+    target: _target,
+    creating: _creating,
+    configuring: _configuring,
+    trigger,
+    ...view
+  } = record;
   return {
     ...view,
     message: view.message ?? null,

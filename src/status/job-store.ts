@@ -884,8 +884,8 @@ export class JobStore {
   ): Promise<JobRecord> {
     const current = await this.get(id);
     if (!current) throw new Error(`job ${id} has no record`);
-    // What its attempts were about to create is in `resources` now, whoever finishes the job.
-    const { creating: _creating, ...next }: JobRecord = { ...current, ...patch };
+    // What its attempts were about to create or change is in `resources` now, whoever finishes the job.
+    const { creating: _creating, configuring: _configuring, ...next }: JobRecord = { ...current, ...patch };
     const write = this.redis.multi().set(this.keys.job(id), JSON.stringify(next));
     if (patch.sha && patch.sha !== current.sha) {
       write.set(this.keys.shaJob(current.environment, patch.sha), id, 'EX', SHA_TTL_SECONDS);

@@ -338,27 +338,83 @@ describe('deployToCluster', () => {
     expect(lists.at(-1)).toEqual(outcome.resources);
   });
 
-  it('names the objects it is about to create before it writes any of them', async () => {
+  it('names the objects it is about to create or change before it writes any of them', async () => {
     const ns = await createTestNamespace('apply-creating');
     const env = environmentFor(ns.name);
     const kube = client();
-    await deployToCluster(kube, request(env, manifests(configMap('kept'))));
-    const announced: { names: string[]; inCluster: string[] }[] = [];
+    await deployToCluster(kube, request(env, manifests(configMap('kept'), configMap('changed'))));
+    const announced: { planned: string[]; asBefore: string[] }[] = [];
 
     await deployToCluster(
       kube,
-      request(env, manifests(configMap('kept'), configMap('new-a'), configMap('new-b')), {
-        onCreating: async (resources) => {
-          const names = resources.map((resource) => resource.name);
-          const inCluster = await Promise.all(names.map((name) => kube.get(CONFIG_MAPS, ns.name, name)));
-          announced.push({ names, inCluster: names.filter((_, index) => inCluster[index]) });
+      request(
+        env,
+        manifests(
+          configMap('kept'),
+          configMap('changed', { key: 'new' }),
+          configMap('new-a'),
+          configMap('new-b'),
+        ),
+        {
+          onChanging: async (resources) => {
+            const live = await Promise.all(resources.map(({ name }) => kube.get(CONFIG_MAPS, ns.name, name)));
+            announced.push({
+              planned: resources.map(({ name, action }) => `${name}:${action}`),
+              // Not there yet, or still holding what the first deploy wrote.
+              asBefore: resources
+                .filter((_, index) => {
+                  const data = live[index]?.data as Record<string, string> | undefined;
+                  return !data || data.key === 'value';
+                })
+                .map(({ name }) => name),
+            });
+          },
+        },
+      ),
+    );
+
+    // Only what changes, and none of it written yet: an attempt that cannot record the
+    // writes (killed, its answers lost) no longer leaves them unaccounted for.
+    expect(announced).toEqual([
+      {
+        planned: ['changed:configured', 'new-a:created', 'new-b:created'],
+        asBefore: ['changed', 'new-a', 'new-b'],
+      },
+    ]);
+  });
+
+  it('puts what it pruned on record before the inventory forgets it', async () => {
+    const ns = await createTestNamespace('apply-prune-record');
+    const env = environmentFor(ns.name);
+    const kube = client();
+    await deployToCluster(
+      kube,
+      request(env, manifests(configMap('keep'), configMap('gone-a'), configMap('gone-b'))),
+    );
+    const recorded: { pruned: string[]; listed: string[] }[] = [];
+
+    await deployToCluster(
+      kube,
+      request(env, manifests(configMap('keep')), {
+        onWritten: async (resources) => {
+          const inventory = await readInventory(kube, env);
+          recorded.push({
+            pruned: resources
+              .filter((r) => r.action === 'pruned')
+              .map((r) => r.name)
+              .sort(),
+            listed: (inventory?.objects ?? []).map((ref) => ref.name),
+          });
         },
       }),
     );
 
-    // Only the new ones, and none of them written yet: a worker killed after the write can
-    // no longer leave them unaccounted for.
-    expect(announced).toEqual([{ names: ['new-a', 'new-b'], inCluster: [] }]);
+    // An attempt taking over once the inventory no longer lists them finds nothing stale:
+    // this record is the only word that they were pruned.
+    const first = recorded.find((entry) => entry.pruned.length > 0);
+    expect(first?.pruned).toEqual(['gone-a', 'gone-b']);
+    expect(first?.listed).toEqual(expect.arrayContaining(['gone-a', 'gone-b']));
+    expect((await readInventory(kube, env))?.objects.map((ref) => ref.name)).toEqual(['keep']);
   });
 
   it('classifies a crowded collection (read with one LIST) the same way', async () => {

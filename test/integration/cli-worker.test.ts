@@ -218,6 +218,46 @@ describe('pushgate worker processes (real Redis, git, kube-apiserver)', () => {
     expect(record).not.toHaveProperty('creating');
   });
 
+  it('a worker killed mid-group: the one taking over lists what the killed one changed as configured', async () => {
+    const core = kubeConfigFromTest().makeApiClient(CoreV1Api);
+    const first = await spawnWorker(configFile, path.join(dir, 'cache-a'));
+    workers.push(first);
+    const names = Array.from({ length: 150 }, (_, index) => `cm-${index}`);
+    const commit = (value: string) =>
+      repo.commit({
+        'manifests/settings.yaml': names.map((name) => configMap(name, { v: value })).join('---\n'),
+      });
+    const before = await commit('1');
+    expect(await harness.waitForJob(await harness.webhook('web', before), 60_000)).toMatchObject({
+      state: 'succeeded',
+    });
+    const sha = await commit('2');
+    const id = await harness.webhook('web', sha);
+
+    // Killed while the changes land: progress reaches the record at most once a second, so
+    // some of the objects it changed are not on record yet.
+    const deadline = Date.now() + 30_000;
+    const changed = async () =>
+      (await core.listNamespacedConfigMap({ namespace: namespace.name })).items.filter(
+        (item) => item.metadata?.name?.startsWith('cm-') && item.data?.v === '2',
+      ).length;
+    while ((await changed()) < 40) {
+      if (Date.now() > deadline) throw new Error(`the changes never landed:\n${first.output()}`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    first.child.kill('SIGKILL');
+    await first.exited;
+
+    workers.push(await spawnWorker(configFile, path.join(dir, 'cache-b')));
+    const record = await harness.waitForJob(id, 60_000);
+
+    expect(record).toMatchObject({ state: 'succeeded', sha, attempts: 2 });
+    const configMaps = record.resources.filter((resource) => resource.kind === 'ConfigMap');
+    expect(configMaps.filter((resource) => resource.action !== 'configured')).toEqual([]);
+    expect(configMaps).toHaveLength(names.length);
+    expect(record).not.toHaveProperty('configuring');
+  });
+
   it('a job whose workers keep dying fails after the stall limit: record, environment and commit', async () => {
     const github = await startFakeGithub();
     await harness.close();

@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { runSync } from '../../src/commands/sync.js';
 import type { ApplyEngine } from '../../src/deploy/apply-engine.js';
 import { createKubeApplyEngine } from '../../src/deploy/kube-apply-engine.js';
-import { MAYBE_CREATED } from '../../src/deploy/attempt-resources.js';
+import { MAYBE_CONFIGURED, MAYBE_CREATED } from '../../src/deploy/attempt-resources.js';
 import { JobRun } from '../../src/deploy/job-run.js';
 import {
   reconcilePhase,
@@ -593,7 +593,7 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
     });
   });
 
-  it('names on a job failed after its worker was killed what that worker may have created, and keeps no bookkeeping', async () => {
+  it('names on a job failed after its worker was killed what that worker may have created or changed, and keeps no bookkeeping', async () => {
     const sha = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
     const id = await harness.webhook('web', sha);
     const store = harness.services.store;
@@ -602,10 +602,14 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
     await killed.started(1);
     await killed.deploying(sha);
     const cm = (name: string) => ({ apiVersion: 'v1', kind: 'ConfigMap', namespace: namespace.name, name });
-    await killed.creating([cm('a'), cm('b'), cm('c')].map((ref) => ({ ...ref, action: 'created' as const })));
+    await killed.changing([
+      ...[cm('a'), cm('b'), cm('c')].map((ref) => ({ ...ref, action: 'created' as const })),
+      { ...cm('d'), action: 'configured' },
+    ]);
     await killed.written([
       { ...cm('a'), action: 'created' },
       { ...cm('b'), action: 'skipped', message: 'not applied: the deploy stopped before this object' },
+      { ...cm('d'), action: 'skipped', message: 'not applied: the deploy stopped before this object' },
     ]);
 
     // No attempt comes after it (it stalled too often): the job fails with what it has.
@@ -617,9 +621,11 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
     expect(record.resources).toEqual([
       { ...cm('a'), action: 'created' },
       { ...cm('b'), action: 'skipped', message: MAYBE_CREATED },
+      { ...cm('d'), action: 'skipped', message: MAYBE_CONFIGURED },
       { ...cm('c'), action: 'skipped', message: MAYBE_CREATED },
     ]);
     expect(record).not.toHaveProperty('creating');
+    expect(record).not.toHaveProperty('configuring');
   });
 
   it('keeps no bookkeeping of a running job on a record finished outside a deploy', async () => {
