@@ -28,14 +28,11 @@ export async function supersedeQueuedBehind(
   deps: Pick<ProcessDeps, 'logger' | 'store' | 'run'>,
 ): Promise<void> {
   try {
-    const { ids: jobIds, claimMarks: before } = queued;
-    const marks = await deps.store.claimMarks(jobIds);
-    // Joined by another request since the head was fetched (a force-push back to its commit,
-    // say): `head` may be older than that push, so its own turn fetches again and decides.
-    const joined = new Set(jobIds.filter((id, index) => marks[index] !== before[index]));
+    const { ids: jobIds, claimMarks } = queued;
+    const before = new Map(jobIds.map((id, index) => [id, claimMarks[index] ?? null]));
     for (const record of await deps.store.getMany(jobIds)) {
       const announced = record.trigger.kind === 'webhook' ? record.trigger.sha?.toLowerCase() : undefined;
-      if (record.state !== 'queued' || announced === undefined || joined.has(record.id)) continue;
+      if (record.state !== 'queued' || announced === undefined) continue;
       // Queued with another configuration of the environment (a change rolling out): left to
       // its own turn, which deploys it (or finds its head live) with the newest configuration.
       if (configSkew(record.target, environment) !== undefined) continue;
@@ -46,6 +43,10 @@ export async function supersedeQueuedBehind(
         () => false,
       );
       if (!held) return;
+      // Joined by another request since the head was fetched (a force-push back to its commit,
+      // say): `head` may be older than that push, so its own turn fetches again and decides.
+      // Sealed otherwise, in the same step: a push of its commit from now on gets its own job.
+      if (!(await deps.store.sealClaim(record.id, before.get(record.id) ?? null))) continue;
       const logger = deps.logger.child({ jobId: record.id, environment: environment.name });
       // One of this very commit (held by a suspension, or claimed just before a sync or re-sync
       // chose it) would only apply it again after this deploy, and wait out its health again.

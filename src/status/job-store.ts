@@ -30,6 +30,11 @@ const PENDING_SYNC_TTL_SECONDS = 7 * 24 * 3600;
  */
 const SHARED_SUFFIX = ':shared';
 const SHARED_TTL_SECONDS = 3600;
+/**
+ * The shared mark of a queued job that the deploy ahead of it is finishing (JobStore.sealClaim):
+ * a push of its commit from then on gets a job of its own instead of joining one about to end.
+ */
+const SEALED = 'sealed';
 
 /**
  * deployingSha's value while a deploy has not chosen its commit: never a sha, so no commit is
@@ -132,8 +137,9 @@ const CLAIM_SCRIPT = `
 local jobPrefix, absent = ARGV[1], ARGV[2]
 -- Counts the requests answered with the job: one joining while a deploy fetches the head is
 -- seen (JobStore.claimMarks), so the deploy does not finish it on a head older than its push.
+-- A sealed mark (JobStore.sealClaim) counts from one again.
 local function share(markKey)
-  redis.call('INCR', markKey)
+  if not pcall(redis.call, 'INCR', markKey) then redis.call('SET', markKey, 1) end
   redis.call('EXPIRE', markKey, ${SHARED_TTL_SECONDS})
 end
 local function claim(deliveryKey, shaKey, envKey, recordKey, allKey, envJobsKey, pendingKey, id, record, score, sha, pendingMode)
@@ -156,9 +162,12 @@ local function claim(deliveryKey, shaKey, envKey, recordKey, allKey, envJobsKey,
       -- leaves the cluster holding part of it, and a force-push back must deploy again).
       local env = redis.call('HMGET', envKey, 'lastAppliedSha', 'deployingSha')
       local live = env[1] == sha and (not env[2] or env[2] == sha)
-      if active or live then
+      local markKey = jobPrefix .. bySha .. '${SHARED_SUFFIX}'
+      -- Queued, but being finished by the deploy ahead of it on another head: a new job.
+      local ending = rec.state == 'queued' and redis.call('GET', markKey) == '${SEALED}'
+      if (active or live) and not ending then
         if deliveryKey ~= absent then redis.call('SET', deliveryKey, bySha, 'EX', ${DELIVERY_TTL_SECONDS}) end
-        share(jobPrefix .. bySha .. '${SHARED_SUFFIX}')
+        share(markKey)
         return {bySha, 'sha'}
       end
     end
@@ -746,6 +755,26 @@ export class JobStore {
   async claimMarks(ids: readonly string[]): Promise<(string | null)[]> {
     if (ids.length === 0) return [];
     return this.redis.mget(ids.map((id) => this.keys.job(id) + SHARED_SUFFIX));
+  }
+
+  /**
+   * Seals a queued job that the deploy ahead of it is about to finish, if its claim mark is
+   * still `expected` (claimMarks, read before that deploy fetched its head): true when sealed,
+   * false when a request joined it meanwhile. A push of its commit claimed after the seal gets
+   * a job of its own (CLAIM_SCRIPT), so none is answered with a job that is then finished on
+   * a head older than its push.
+   */
+  async sealClaim(id: string, expected: string | null): Promise<boolean> {
+    const markKey = this.keys.job(id) + SHARED_SUFFIX;
+    const sealed = await this.redis.eval(
+      SWAP_IF_UNCHANGED_SCRIPT,
+      1,
+      markKey,
+      expected ?? '',
+      SEALED,
+      SHARED_TTL_SECONDS * 1000,
+    );
+    return sealed === 1;
   }
 
   /** The job for this commit of the environment, if one is known. */

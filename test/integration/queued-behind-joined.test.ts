@@ -68,4 +68,43 @@ describe('jobs queued behind a deploy', () => {
     expect(finished).toEqual([late.id]);
     await lock.release();
   });
+
+  it('gives a push of its commit arriving while the deploy finishes the job a job of its own', async () => {
+    const { producer, store, redis, keys } = await services();
+    const late = await producer.enqueue('web', push(OLDER, 'late'));
+    const queued = { ids: [late.id], claimMarks: await store.claimMarks([late.id]) };
+    const lock = (await new EnvironmentLock(redis, keys, 5_000).acquire('web'))!;
+    let forcePush: { id: string } | undefined;
+
+    await supersedeQueuedBehind('deploying', HEAD, queued, lock, { name: 'web' } as EnvironmentConfig, {
+      logger: silentLogger(),
+      store,
+      // The force-push back to OLDER lands after the deploy chose to finish the job, before it has.
+      run: () =>
+        ({
+          superseded: async () => {
+            forcePush = await producer.enqueue('web', push(OLDER, 'force-push'));
+          },
+        }) as unknown as JobRun,
+    });
+
+    // Joined, it would end with the job, superseded by a head older than the push.
+    expect(forcePush?.id).toBeDefined();
+    expect(forcePush?.id).not.toBe(late.id);
+    expect((await store.get(forcePush!.id))?.state).toBe('queued');
+    await lock.release();
+  });
+
+  it('lets a push join a job whose finish by the deploy ahead failed, once it runs', async () => {
+    const { producer, store } = await services();
+    const late = await producer.enqueue('web', push(OLDER, 'late'));
+    // The deploy ahead sealed it and then could not finish it (Redis away, its lock lost).
+    expect(await store.sealClaim(late.id, null)).toBe(true);
+    await store.update(late.id, { state: 'running', sha: OLDER });
+
+    const again = await producer.enqueue('web', push(OLDER, 'redelivered'));
+
+    expect(again.id).toBe(late.id);
+    expect(await store.claimMarks([late.id])).toEqual(['1']);
+  });
 });
