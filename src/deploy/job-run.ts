@@ -104,7 +104,9 @@ export class JobRun {
     }
     await this.settleEarlierCommit(sha, sha);
     await this.settleCaughtUpCommit(sha);
-    await this.patch(sameCommit ? { sha } : { sha, creating: undefined, configuring: undefined });
+    await this.patch(
+      sameCommit ? { sha } : { sha, resources: [], creating: undefined, configuring: undefined },
+    );
     await this.deps.store.recordDeploying(this.environment.name, sha);
     this.quiet = await this.isReapplyOfLiveCommit(sha);
     if (!this.quiet) this.report(sha, 'pending', `Deploying ${short(sha)} to ${this.environment.name}`);
@@ -248,6 +250,7 @@ export class JobRun {
       error: null,
       supersededBy: by,
       message,
+      ...this.unsettledWrites(),
     });
     this.finish('superseded');
     this.logAsIs();
@@ -267,6 +270,7 @@ export class JobRun {
       error: null,
       supersededBy: sha,
       message: `superseded by job ${deployJobId}, which deploys this commit (${short(sha)})`,
+      ...this.unsettledWrites(),
     });
     this.finish('superseded');
     this.logAsIs();
@@ -287,11 +291,7 @@ export class JobRun {
       finishedAt: new Date().toISOString(),
       error: message,
       message: warnings.length > 0 ? warnings.map((warning) => `warning: ${warning}`).join('; ') : null,
-      ...(resources
-        ? { resources: this.merged(resources) }
-        : this.record.creating?.length || this.record.configuring?.length
-          ? { resources: withUnsettledWrites(this.record.resources, this.record) }
-          : {}),
+      ...(resources ? { resources: this.merged(resources) } : this.unsettledWrites()),
     });
     this.finish('failed');
     this.logger.error({ err: message }, 'deploy failed');
@@ -317,7 +317,7 @@ export class JobRun {
       state: 'queued',
       error: message,
       message: null,
-      ...(resources ? { resources: this.merged(resources) } : {}),
+      ...(resources ? { resources: this.merged(resources), ...this.settledIntents(resources) } : {}),
     });
     this.logger.warn({ err: message, attempts: this.record.attempts }, 'deploy failed, will retry');
   }
@@ -359,6 +359,38 @@ export class JobRun {
     if (!status.lastJobId) return false;
     const last = await this.deps.store.get(status.lastJobId);
     return last?.sha === sha && (last.state === 'succeeded' || last.state === 'failed');
+  }
+
+  /**
+   * A job ending with no attempt after one that could not record all it wrote: its resources,
+   * each object that attempt was about to write and did not record saying it may have been.
+   */
+  private unsettledWrites(): Pick<JobRecord, 'resources'> | Record<string, never> {
+    const { creating, configuring } = this.record;
+    if (!creating?.length && !configuring?.length) return {};
+    return { resources: withUnsettledWrites(this.record.resources, this.record) };
+  }
+
+  /**
+   * What is still unsettled of the record's intents once this attempt ends with its own
+   * outcome list (a retry to come): an object it created, configured or found done (merged
+   * into the record as the earlier attempt's change) is settled, and so is one of its own
+   * intents it never reached; one it failed (its answer may have been lost) is not, nor an
+   * earlier attempt's it did not reach.
+   */
+  private settledIntents(current: readonly ResourceResult[]): Pick<JobRecord, 'creating' | 'configuring'> {
+    const outcome = new Map(current.map((resource) => [resourceKey(resource), resource.action]));
+    const unsettled = (keys: readonly string[] | undefined, earlier: ReadonlySet<string>): string[] =>
+      (keys ?? []).filter((key) => {
+        const action = outcome.get(key);
+        return action === undefined || action === 'failed' || (action === 'skipped' && earlier.has(key));
+      });
+    const creating = unsettled(this.record.creating, this.earlierIntents.creating);
+    const configuring = unsettled(this.record.configuring, this.earlierIntents.configuring);
+    return {
+      creating: creating.length > 0 ? creating : undefined,
+      configuring: configuring.length > 0 ? configuring : undefined,
+    };
   }
 
   /** This attempt's outcomes over those of earlier attempts (mergeAttemptResources). */

@@ -83,6 +83,9 @@ async function requeueIfLost(input: RequeueInput, environment: string, record: J
       finishedAt: new Date().toISOString(),
       error: null,
       message: "lost its queue entry; the next interval's re-sync does its work",
+      // Bookkeeping of a running job (JobStore.finish drops it too).
+      creating: undefined,
+      configuring: undefined,
     });
     input.logger.warn(
       { jobId: record.id, environment, entry: state },

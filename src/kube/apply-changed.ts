@@ -64,13 +64,14 @@ export async function applyChanged(
       if (actions.get(object) === 'unchanged') results.set(object, 'unchanged');
     }
     const changed = objects.filter((object) => actions.get(object) !== 'unchanged');
-    await written.changing(
-      changed.map((object) => ({
-        object,
-        action: actions.get(object) === 'created' ? 'created' : 'configured',
-      })),
-    );
     for (const group of groupByRank(changed.map((object) => ({ ...object.ref, object })))) {
+      // Group by group, so a stop before a later group leaves no word that it may be written.
+      await written.changing(
+        group.map(({ object }) => ({
+          object,
+          action: actions.get(object) === 'created' ? 'created' : 'configured',
+        })),
+      );
       await beforeWrite();
       const settled = await settleWithConcurrency(group, CONCURRENCY, async ({ object }) => {
         beforeEachWrite();

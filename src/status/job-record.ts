@@ -61,9 +61,11 @@ export const jobRecordSchema = z.object({
    */
   creating: z.array(z.string()).optional(),
   /**
-   * As `creating`, for the objects its attempts were about to change: one the taker-over finds
-   * as git has it was configured by the killed attempt (same commit, so nothing else in
-   * between wanted it so). Dropped when the job finishes; not shown.
+   * As `creating`, for the objects its attempts were about to change, kind group by kind
+   * group: one the next attempt finds as git has it was, as far as the record can tell,
+   * configured by the attempt that could not record it. An attempt that ends with its own
+   * outcome list settles those it wrote, found done or never reached (JobRun.settledIntents).
+   * Dropped when the job finishes; not shown.
    */
   configuring: z.array(z.string()).optional(),
 });

@@ -137,9 +137,9 @@ const CLAIM_SCRIPT = `
 local jobPrefix, absent = ARGV[1], ARGV[2]
 -- Counts the requests answered with the job: one joining while a deploy fetches the head is
 -- seen (JobStore.claimMarks), so the deploy does not finish it on a head older than its push.
--- A sealed mark (JobStore.sealClaim) counts from one again.
-local function share(markKey)
-  if not pcall(redis.call, 'INCR', markKey) then redis.call('SET', markKey, 1) end
+-- A sealed mark (JobStore.sealClaim) stays sealed unless told to unseal (the job runs its commit).
+local function share(markKey, unseal)
+  if not pcall(redis.call, 'INCR', markKey) and unseal then redis.call('SET', markKey, 1) end
   redis.call('EXPIRE', markKey, ${SHARED_TTL_SECONDS})
 end
 local function claim(deliveryKey, shaKey, envKey, recordKey, allKey, envJobsKey, pendingKey, id, record, score, sha, pendingMode)
@@ -167,7 +167,7 @@ local function claim(deliveryKey, shaKey, envKey, recordKey, allKey, envJobsKey,
       local ending = rec.state == 'queued' and redis.call('GET', markKey) == '${SEALED}'
       if (active or live) and not ending then
         if deliveryKey ~= absent then redis.call('SET', deliveryKey, bySha, 'EX', ${DELIVERY_TTL_SECONDS}) end
-        share(markKey)
+        share(markKey, true)
         return {bySha, 'sha'}
       end
     end

@@ -354,10 +354,15 @@ describe('deployToCluster', () => {
           configMap('changed', { key: 'new' }),
           configMap('new-a'),
           configMap('new-b'),
+          service('web', 80),
         ),
         {
           onChanging: async (resources) => {
-            const live = await Promise.all(resources.map(({ name }) => kube.get(CONFIG_MAPS, ns.name, name)));
+            const live = await Promise.all(
+              resources.map(({ kind, name }) =>
+                kube.get(kind === 'Service' ? SERVICES : CONFIG_MAPS, ns.name, name),
+              ),
+            );
             announced.push({
               planned: resources.map(({ name, action }) => `${name}:${action}`),
               // Not there yet, or still holding what the first deploy wrote.
@@ -373,13 +378,15 @@ describe('deployToCluster', () => {
       ),
     );
 
-    // Only what changes, and none of it written yet: an attempt that cannot record the
-    // writes (killed, its answers lost) no longer leaves them unaccounted for.
+    // Only what changes, kind group by kind group, and none of it written yet: an attempt that
+    // cannot record the writes (killed, its answers lost) no longer leaves them unaccounted for,
+    // and one stopped before a group leaves no word of that group.
     expect(announced).toEqual([
       {
         planned: ['changed:configured', 'new-a:created', 'new-b:created'],
         asBefore: ['changed', 'new-a', 'new-b'],
       },
+      { planned: ['web:created'], asBefore: ['web'] },
     ]);
   });
 

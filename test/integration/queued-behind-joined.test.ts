@@ -107,4 +107,31 @@ describe('jobs queued behind a deploy', () => {
     expect(again.id).toBe(late.id);
     expect(await store.claimMarks([late.id])).toEqual(['1']);
   });
+
+  it("keeps the seal through a redelivery of the job's own push", async () => {
+    const { producer, store, redis, keys } = await services();
+    const late = await producer.enqueue('web', push(OLDER, 'late'));
+    const queued = { ids: [late.id], claimMarks: await store.claimMarks([late.id]) };
+    const lock = (await new EnvironmentLock(redis, keys, 5_000).acquire('web'))!;
+    let redelivered: { id: string } | undefined;
+    let forcePush: { id: string } | undefined;
+
+    await supersedeQueuedBehind('deploying', HEAD, queued, lock, { name: 'web' } as EnvironmentConfig, {
+      logger: silentLogger(),
+      store,
+      // Between the seal and the finish: GitHub redelivers the late push, then the branch is
+      // force-pushed back to OLDER.
+      run: () =>
+        ({
+          superseded: async () => {
+            redelivered = await producer.enqueue('web', push(OLDER, 'late'));
+            forcePush = await producer.enqueue('web', push(OLDER, 'force-push'));
+          },
+        }) as unknown as JobRun,
+    });
+
+    expect(redelivered?.id).toBe(late.id);
+    expect(forcePush?.id).not.toBe(late.id);
+    await lock.release();
+  });
 });

@@ -1,0 +1,123 @@
+import { describe, expect, it } from 'vitest';
+import type { EnvironmentConfig } from '../../src/config/schema.js';
+import { MAYBE_CONFIGURED } from '../../src/deploy/attempt-resources.js';
+import { JobRun } from '../../src/deploy/job-run.js';
+import { silentLogger } from '../../src/lib/logger.js';
+import { createMetrics } from '../../src/lib/metrics.js';
+import type { Trigger } from '../../src/queue/job-data.js';
+import type { ResourceResult } from '../../src/status/job-record.js';
+import { producerFixture } from '../helpers/producer.js';
+
+const { services } = producerFixture('job-run-intents');
+
+const OLDER = 'a'.repeat(40);
+const HEAD = 'b'.repeat(40);
+const environment = { name: 'web' } as EnvironmentConfig;
+const NOT_REACHED = 'not applied: the deploy stopped before this object';
+
+const cm = (name: string, action: ResourceResult['action'], message?: string): ResourceResult => ({
+  apiVersion: 'v1',
+  kind: 'ConfigMap',
+  namespace: 'apps',
+  name,
+  action,
+  ...(message ? { message } : {}),
+});
+
+function push(sha: string, deliveryId: string): Trigger {
+  return { kind: 'webhook', provider: 'github', deliveryId, sha, pusher: 'octocat' };
+}
+
+/** The attempts of one job, each a JobRun on the record as the attempt before left it (real Redis). */
+async function attemptsOf(trigger: Trigger) {
+  const { producer, store } = await services();
+  const job = await producer.enqueue('web', trigger);
+  const attempt = async (n: number): Promise<JobRun> => {
+    const run = new JobRun(
+      { store, metrics: createMetrics(), reporter: undefined },
+      environment,
+      (await store.get(job.id))!,
+      silentLogger(),
+    );
+    await run.started(n);
+    return run;
+  };
+  return { attempt, record: async () => (await store.get(job.id))! };
+}
+
+describe('what an attempt was about to write, as later attempts read it', () => {
+  it('says nothing "may have changed" of an object no attempt reached', async () => {
+    const { attempt, record } = await attemptsOf(push(HEAD, 'd1'));
+    // The first attempt fails in a's group (the API server answers 503); b is never reached.
+    const first = await attempt(1);
+    await first.deploying(HEAD);
+    await first.changing([cm('a', 'configured'), cm('b', 'configured')]);
+    await first.willRetry(new Error('apply failed: 503'), [
+      cm('a', 'failed', 'apply failed: 503'),
+      cm('b', 'skipped', NOT_REACHED),
+    ]);
+
+    // The last attempt fails before writing anything (a git fetch timed out).
+    await (await attempt(2)).failed(new Error('git fetch timed out'), undefined);
+
+    const { resources } = await record();
+    expect(resources.find((r) => r.name === 'b')).toEqual(cm('b', 'skipped', NOT_REACHED));
+    // a's answer was lost: it may have changed.
+    expect(resources.find((r) => r.name === 'a')).toEqual(cm('a', 'failed', 'apply failed: 503'));
+  });
+
+  it('does not list `configured` an object another job changed between its attempts', async () => {
+    // A manual sync: a deploy of the same head by another job may run during its backoff.
+    const { attempt, record } = await attemptsOf({ kind: 'manual', pusher: 'ops' });
+    const first = await attempt(1);
+    await first.deploying(HEAD);
+    await first.changing([cm('a', 'configured'), cm('b', 'configured')]);
+    await first.willRetry(new Error('apply failed: 503'), [
+      cm('a', 'failed', 'apply failed: 503'),
+      cm('b', 'skipped', NOT_REACHED),
+    ]);
+
+    // Meanwhile the commit was applied by another job: b is as git has it now.
+    const second = await attempt(2);
+    await second.deploying(HEAD);
+    await second.succeeded(HEAD, [cm('a', 'unchanged'), cm('b', 'unchanged')]);
+
+    const { resources } = await record();
+    // a: its answer was lost, it may be this job's change (the record cannot tell); b is not.
+    expect(resources).toEqual([cm('a', 'configured'), cm('b', 'unchanged')]);
+  });
+
+  it('says, on a job superseded after a killed attempt, what that attempt may have changed', async () => {
+    const { attempt, record } = await attemptsOf(push(OLDER, 'd3'));
+    // Killed mid-group: its last progress write lists b as not yet written.
+    const killed = await attempt(1);
+    await killed.deploying(OLDER);
+    await killed.changing([cm('a', 'configured'), cm('b', 'configured')]);
+    await killed.written([cm('a', 'configured'), cm('b', 'skipped', NOT_REACHED)]);
+
+    // The next attempt finds a newer head with a job of its own.
+    await (await attempt(2)).superseded(OLDER, HEAD);
+
+    const finished = await record();
+    expect(finished.state).toBe('superseded');
+    expect(finished.resources).toEqual([cm('a', 'configured'), cm('b', 'skipped', MAYBE_CONFIGURED)]);
+    expect(finished).not.toHaveProperty('configuring');
+  });
+
+  it("keeps no older commit's outcomes on a record of a newer commit failed before writing", async () => {
+    const { attempt, record } = await attemptsOf({ kind: 'manual', pusher: 'ops' });
+    const first = await attempt(1);
+    await first.deploying(OLDER);
+    await first.changing([cm('a', 'configured')]);
+    await first.willRetry(new Error('apply failed: 503'), [cm('a', 'configured'), cm('b', 'failed', '503')]);
+
+    // The branch moved: the retry deploys the new head, and fails before any write.
+    const second = await attempt(2);
+    await second.deploying(HEAD);
+    await second.failed(new Error('manifests could not be loaded'), undefined);
+
+    const finished = await record();
+    expect(finished.sha).toBe(HEAD);
+    expect(finished.resources).toEqual([]);
+  });
+});
