@@ -18,12 +18,23 @@ export function resourceKey(
 export interface AttemptIntents {
   creating: ReadonlySet<string>;
   configuring: ReadonlySet<string>;
+  /**
+   * Another job's deploy of the environment ran since (JobRecord.intentsUncertain): an object
+   * found as git has it may be that deploy's work, so it is not listed as this job's change.
+   */
+  uncertain?: boolean;
 }
 
 export const NO_INTENTS: AttemptIntents = { creating: new Set(), configuring: new Set() };
 
-export function intentsOf(record: Pick<JobRecord, 'creating' | 'configuring'>): AttemptIntents {
-  return { creating: new Set(record.creating), configuring: new Set(record.configuring) };
+export function intentsOf(
+  record: Pick<JobRecord, 'creating' | 'configuring' | 'intentsUncertain'>,
+): AttemptIntents {
+  return {
+    creating: new Set(record.creating),
+    configuring: new Set(record.configuring),
+    ...(record.intentsUncertain ? { uncertain: true } : {}),
+  };
 }
 
 /**
@@ -60,21 +71,24 @@ export function mergeAttemptResources(
 }
 
 function withIntent(resource: ResourceResult, key: string, intents: AttemptIntents): ResourceResult {
-  if (intents.creating.has(key)) {
-    if (resource.action === 'unchanged' || resource.action === 'configured')
-      return { ...resource, action: 'created' };
-    return resource.action === 'skipped' ? { ...resource, message: MAYBE_CREATED } : resource;
+  const creating = intents.creating.has(key);
+  if (!creating && !intents.configuring.has(key)) return resource;
+  if (resource.action === 'skipped')
+    return { ...resource, message: creating ? MAYBE_CREATED : MAYBE_CONFIGURED };
+  if (intents.uncertain) {
+    return resource.action === 'unchanged' ? { ...resource, message: MAYBE_EARLIER_OR_OTHER } : resource;
   }
-  if (intents.configuring.has(key)) {
-    if (resource.action === 'unchanged') return { ...resource, action: 'configured' };
-    return resource.action === 'skipped' ? { ...resource, message: MAYBE_CONFIGURED } : resource;
-  }
-  return resource;
+  if (resource.action === 'unchanged') return { ...resource, action: creating ? 'created' : 'configured' };
+  return creating && resource.action === 'configured' ? { ...resource, action: 'created' } : resource;
 }
 
 /** Said of an object an earlier attempt was about to create, where no later attempt settled it. */
 export const MAYBE_CREATED =
   'not applied by this attempt; an earlier attempt was about to create it and stopped before it could record whether it did, so it may exist';
+
+/** Found as git has it, where an earlier attempt or another job's deploy since may have written it. */
+export const MAYBE_EARLIER_OR_OTHER =
+  'found as git has it; an earlier attempt of this job was about to write it and could not record whether it did, and another deploy of the environment ran since, so either may have';
 
 /** Said of an object an earlier attempt was about to change, where no later attempt settled it. */
 export const MAYBE_CONFIGURED =

@@ -26,6 +26,8 @@ export interface PipelineJob {
   trigger: Trigger;
   lock: HeldLock;
   logger: Logger;
+  /** The environment's number of this deploy run, as soon as it is known (JobRun.deployRunStarted). */
+  onDeployRun?: (run: number) => void;
   /** Called once the commit to apply is known, before anything is written. */
   onDeploying(sha: string): Promise<void>;
   /**
@@ -74,7 +76,8 @@ export async function runDeployPipeline(deps: PipelineDeps, job: PipelineJob): P
   const queuedIds = await deps.store.queuedJobIds(environment.name, job.jobId);
   const queuedBefore = { ids: queuedIds, claimMarks: await deps.store.claimMarks(queuedIds) };
   await job.lock.assertHeld();
-  const startMark = await deps.store.recordDeployStarting(environment.name, job.jobId);
+  const { mark: startMark, run } = await deps.store.recordDeployStarting(environment.name, job.jobId);
+  job.onDeployRun?.(run);
   try {
     const head = await deps.mirrors.fetchBranch(repo, environment.branch, job.signal);
     logger.info({ head, branch: environment.branch }, 'fetched branch head');

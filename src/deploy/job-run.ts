@@ -39,6 +39,8 @@ export class JobRun {
   private earlierResources: readonly ResourceResult[];
   /** What earlier attempts of the job were about to create or change (JobRecord.creating, .configuring). */
   private earlierIntents: AttemptIntents;
+  /** This attempt's deploy run, once known (deployRunStarted). */
+  private deployRun: number | undefined;
   /** A re-sync's: its step lines held until it is known whether it changes anything. */
   private readonly resyncLog: ResyncLog | undefined;
   /** The attempt's logger, for the deploy's steps too: a re-sync's holds its info lines (ResyncLog). */
@@ -63,6 +65,18 @@ export class JobRun {
   /** This attempt wrote the record's final state. */
   get finished(): boolean {
     return FINISHED_STATES.includes(this.record.state);
+  }
+
+  /**
+   * This attempt's deploy run (JobStore.recordDeployStarting). One that does not follow the
+   * run on record (JobRecord.intentsRun) came after another job's deploy of the environment:
+   * what earlier attempts were about to write may be that deploy's work (AttemptIntents.uncertain).
+   */
+  deployRunStarted(run: number): void {
+    const last = this.record.intentsRun;
+    if (last !== undefined && run !== last + 1 && !this.earlierIntents.uncertain)
+      this.earlierIntents = { ...this.earlierIntents, uncertain: true };
+    this.deployRun = run;
   }
 
   async started(attempts: number): Promise<void> {
@@ -105,7 +119,9 @@ export class JobRun {
     await this.settleEarlierCommit(sha, sha);
     await this.settleCaughtUpCommit(sha);
     await this.patch(
-      sameCommit ? { sha } : { sha, resources: [], creating: undefined, configuring: undefined },
+      sameCommit
+        ? { sha, ...this.intentsRunPatch() }
+        : { sha, resources: [], creating: undefined, configuring: undefined, ...this.intentsRunPatch() },
     );
     await this.deps.store.recordDeploying(this.environment.name, sha);
     this.quiet = await this.isReapplyOfLiveCommit(sha);
@@ -305,6 +321,7 @@ export class JobRun {
       error: null,
       message,
       ...(resources ? { resources: this.merged(resources) } : {}),
+      ...this.intentsRunPatch(),
     });
     this.logAsIs();
     this.logger.info({ attempts: this.record.attempts }, 'deploy handed back at shutdown');
@@ -318,6 +335,7 @@ export class JobRun {
       error: message,
       message: null,
       ...(resources ? { resources: this.merged(resources), ...this.settledIntents(resources) } : {}),
+      ...this.intentsRunPatch(),
     });
     this.logger.warn({ err: message, attempts: this.record.attempts }, 'deploy failed, will retry');
   }
@@ -359,6 +377,18 @@ export class JobRun {
     if (!status.lastJobId) return false;
     const last = await this.deps.store.get(status.lastJobId);
     return last?.sha === sha && (last.state === 'succeeded' || last.state === 'failed');
+  }
+
+  /**
+   * The run this attempt deployed in, for the next attempt to tell whether another job's deploy
+   * came between (deployRunStarted); and whether one already has, for good.
+   */
+  private intentsRunPatch(): Pick<JobRecord, 'intentsRun' | 'intentsUncertain'> {
+    return {
+      ...(this.deployRun !== undefined ? { intentsRun: this.deployRun } : {}),
+      // Undefined drops it: a new commit starts afresh (deploying).
+      intentsUncertain: this.earlierIntents.uncertain ? true : undefined,
+    };
   }
 
   /**

@@ -53,7 +53,7 @@ if not (current and string.sub(current, 1, ${DEPLOY_STARTING.length}) == '${DEPL
   else redis.call('HDEL', KEYS[1], 'deployingBefore') end
 end
 redis.call('HSET', KEYS[1], 'deployingSha', ARGV[1])
-return 1
+return redis.call('HINCRBY', KEYS[1], 'deployRuns', 1)
 `;
 
 /** KEYS: environment hash. ARGV: this run's mark. Puts back what the marks replaced. */
@@ -830,12 +830,13 @@ export class JobStore {
    * A deploy run has started and is about to fetch: until it has chosen its commit, no commit
    * counts as live (a force-push back to the last success, made while it fetches, must get a
    * job of its own). Returns the run's own mark, for restoreDeploying: only this run takes it
-   * back, not another run of the same job that took the lock over.
+   * back, not another run of the same job that took the lock over; and the run's number, one
+   * more than the environment's run before it, whichever job that was (JobRun.deployRunStarted).
    */
-  async recordDeployStarting(environment: string, jobId: string): Promise<string> {
+  async recordDeployStarting(environment: string, jobId: string): Promise<{ mark: string; run: number }> {
     const mark = `${DEPLOY_STARTING}${jobId}:${randomUUID()}`;
-    await this.redis.eval(START_DEPLOYING_SCRIPT, 1, this.keys.environment(environment), mark);
-    return mark;
+    const run = await this.redis.eval(START_DEPLOYING_SCRIPT, 1, this.keys.environment(environment), mark);
+    return { mark, run: Number(run) };
   }
 
   /**
@@ -914,7 +915,13 @@ export class JobStore {
     const current = await this.get(id);
     if (!current) throw new Error(`job ${id} has no record`);
     // What its attempts were about to create or change is in `resources` now, whoever finishes the job.
-    const { creating: _creating, configuring: _configuring, ...next }: JobRecord = { ...current, ...patch };
+    const {
+      creating: _creating,
+      configuring: _configuring,
+      intentsRun: _intentsRun,
+      intentsUncertain: _intentsUncertain,
+      ...next
+    }: JobRecord = { ...current, ...patch };
     const write = this.redis.multi().set(this.keys.job(id), JSON.stringify(next));
     if (patch.sha && patch.sha !== current.sha) {
       write.set(this.keys.shaJob(current.environment, patch.sha), id, 'EX', SHA_TTL_SECONDS);

@@ -426,14 +426,14 @@ describe('deploy job queue', () => {
     const newer = '4'.repeat(40);
     await store.recordFinished('staging', 'live-job', { sha: live, at: new Date().toISOString() });
 
-    const mark = await store.recordDeployStarting('staging', 'job-a');
+    const { mark } = await store.recordDeployStarting('staging', 'job-a');
     expect(await store.environmentStatus('staging')).toMatchObject({ liveSha: null, deployStarting: true });
     await store.restoreDeploying('staging', mark);
     expect(await store.environmentStatus('staging')).toMatchObject({ liveSha: live, deployStarting: false });
 
     // A run that lost its lock to another run of the same job: its restore leaves the other's mark.
-    const lost = await store.recordDeployStarting('staging', 'job-b');
-    const taken = await store.recordDeployStarting('staging', 'job-b');
+    const { mark: lost } = await store.recordDeployStarting('staging', 'job-b');
+    const { mark: taken } = await store.recordDeployStarting('staging', 'job-b');
     await store.restoreDeploying('staging', lost);
     expect(await store.environmentStatus('staging')).toMatchObject({ liveSha: null, deployStarting: true });
     // The run that took over puts back what was there before either (not the first run's mark).
@@ -441,11 +441,14 @@ describe('deploy job queue', () => {
     expect(await store.environmentStatus('staging')).toMatchObject({ liveSha: live, deployStarting: false });
 
     // Once a run has chosen its commit, an earlier run's restore changes nothing.
-    const stale = await store.recordDeployStarting('staging', 'job-c');
+    const { mark: stale } = await store.recordDeployStarting('staging', 'job-c');
     await store.recordDeployStarting('staging', 'job-d');
     await store.recordDeploying('staging', newer);
     await store.restoreDeploying('staging', stale);
     expect(await store.environmentStatus('staging')).toMatchObject({ deployingSha: newer, liveSha: null });
+    // Each run is numbered on from the environment's run before it, whichever job's that was.
+    expect((await store.recordDeployStarting('staging', 'job-e')).run).toBe(6);
+    expect((await store.recordDeployStarting('other', 'job-f')).run).toBe(1);
   });
 
   it('lists jobs newest first, filtered by environment and state', async () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { EnvironmentConfig } from '../../src/config/schema.js';
-import { MAYBE_CONFIGURED } from '../../src/deploy/attempt-resources.js';
+import { MAYBE_CONFIGURED, MAYBE_EARLIER_OR_OTHER } from '../../src/deploy/attempt-resources.js';
 import { JobRun } from '../../src/deploy/job-run.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import { createMetrics } from '../../src/lib/metrics.js';
@@ -119,5 +119,67 @@ describe('what an attempt was about to write, as later attempts read it', () => 
     const finished = await record();
     expect(finished.sha).toBe(HEAD);
     expect(finished.resources).toEqual([]);
+  });
+
+  describe('when another job deployed the environment between two attempts', () => {
+    /** An attempt killed mid-group at deploy run 1: b written, not yet on record. */
+    async function killedAtRunOne(attempt: (n: number) => Promise<JobRun>): Promise<void> {
+      const killed = await attempt(1);
+      killed.deployRunStarted(1);
+      await killed.deploying(HEAD);
+      await killed.changing([cm('a', 'configured'), cm('b', 'configured')]);
+      await killed.written([cm('a', 'configured'), cm('b', 'skipped', NOT_REACHED)]);
+    }
+
+    it('lists what the killed attempt may have written `configured` when no other deploy came between', async () => {
+      const { attempt, record } = await attemptsOf({ kind: 'manual', pusher: 'ops' });
+      await killedAtRunOne(attempt);
+
+      const next = await attempt(2);
+      next.deployRunStarted(2);
+      await next.deploying(HEAD);
+      await next.succeeded(HEAD, [cm('a', 'unchanged'), cm('b', 'unchanged')]);
+
+      expect((await record()).resources).toEqual([cm('a', 'configured'), cm('b', 'configured')]);
+    });
+
+    it('does not claim it when one did, and says either may have written it', async () => {
+      const { attempt, record } = await attemptsOf({ kind: 'manual', pusher: 'ops' });
+      await killedAtRunOne(attempt);
+
+      // Run 2 was another job's (a sync of the same head, say), which may have written b.
+      const next = await attempt(2);
+      next.deployRunStarted(3);
+      await next.deploying(HEAD);
+      await next.succeeded(HEAD, [cm('a', 'unchanged'), cm('b', 'unchanged')]);
+
+      // a's change was on record before: this job's, whoever came since.
+      expect((await record()).resources).toEqual([
+        cm('a', 'configured'),
+        cm('b', 'unchanged', MAYBE_EARLIER_OR_OTHER),
+      ]);
+    });
+
+    it('remembers it through later attempts that follow each other', async () => {
+      const { attempt, record } = await attemptsOf({ kind: 'manual', pusher: 'ops' });
+      await killedAtRunOne(attempt);
+      const handedBack = await attempt(2);
+      handedBack.deployRunStarted(3);
+      await handedBack.deploying(HEAD);
+      await handedBack.handedBack(undefined);
+
+      const last = await attempt(3);
+      last.deployRunStarted(4);
+      await last.deploying(HEAD);
+      await last.succeeded(HEAD, [cm('a', 'unchanged'), cm('b', 'unchanged')]);
+
+      const finished = await record();
+      expect(finished.resources).toEqual([
+        cm('a', 'configured'),
+        cm('b', 'unchanged', MAYBE_EARLIER_OR_OTHER),
+      ]);
+      expect(finished).not.toHaveProperty('intentsRun');
+      expect(finished).not.toHaveProperty('intentsUncertain');
+    });
   });
 });
