@@ -11,9 +11,14 @@ return 0
 
 /** Extends the lock only if it still carries our token. */
 const RENEW_SCRIPT = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if holder then return 0 end
+return -1
 `;
+/** Why a lock is no longer ours: a key gone is not another worker's (an expiry, a Redis restart). */
+const TAKEN = 'another worker holds it';
+const GONE = 'it is gone (it expired, or Redis lost it)';
 
 export interface HeldLock {
   environment: string;
@@ -62,13 +67,13 @@ export class EnvironmentLock {
     if (ok !== 'OK') return null;
 
     let renewedAt = Date.now();
-    let lost = false;
+    let lost: string | false = false;
     let released = false;
     const renew = async (): Promise<void> => {
       try {
         const result = await this.redis.eval(RENEW_SCRIPT, 1, key, token, this.ttlMs);
         if (result === 1) renewedAt = Date.now();
-        else lost = true;
+        else lost = result === 0 ? TAKEN : GONE;
       } catch {
         // Redis unreachable: the lock may still be ours, assertHeld decides by renewedAt.
       }
@@ -82,7 +87,7 @@ export class EnvironmentLock {
     };
     const assertHeldLocally = (spareMs: number): void => {
       if (released) fail('already released');
-      if (lost) fail('another worker holds it');
+      if (lost) fail(lost);
       const age = Date.now() - renewedAt;
       if (age >= this.ttlMs - spareMs) fail(`not renewed for ${age} ms`);
     };
@@ -94,13 +99,13 @@ export class EnvironmentLock {
         assertHeldLocally(0);
         const current = await this.redis.get(key);
         if (current !== token) {
-          lost = true;
-          fail('another worker holds it');
+          lost = current === null ? GONE : TAKEN;
+          fail(lost);
         }
       },
       // From the renewals alone (another token is seen within a third of the TTL): a command
       // sent while Redis is away would wait for its return, and hold up the health wait.
-      isLost: () => Promise.resolve(released || lost || Date.now() - renewedAt >= this.ttlMs),
+      isLost: () => Promise.resolve(released || lost !== false || Date.now() - renewedAt >= this.ttlMs),
       release: async () => {
         if (released) return;
         released = true;

@@ -76,7 +76,9 @@ describe('environment lock (real Redis)', () => {
     await redis.del(keys.environmentLock('production'));
     const fresh = await locks.acquire('production');
 
-    await expect(stale!.assertHeld()).rejects.toThrow(/lost the deploy lock of environment "production"/);
+    await expect(stale!.assertHeld()).rejects.toThrow(
+      'lost the deploy lock of environment "production": another worker holds it',
+    );
     await stale!.release(); // must not delete the new holder's lock
     await expect(fresh!.assertHeld()).resolves.toBeUndefined();
     await fresh!.release();
@@ -91,5 +93,24 @@ describe('environment lock (real Redis)', () => {
     let taken: Awaited<ReturnType<EnvironmentLock['acquire']>> = null;
     await until(async () => (taken = await locks.acquire('production')) !== null, 2_000);
     await taken!.release();
+  });
+
+  it('says a lock Redis lost is gone, not held by another worker', async () => {
+    const keys = createKeys(uniquePrefix('lock'));
+    const held = await new EnvironmentLock(redis, keys, 5_000).acquire('production');
+    // As after a restart of a Redis that keeps nothing: no worker holds it.
+    await redis.del(keys.environmentLock('production'));
+
+    await expect(held!.assertHeld()).rejects.toThrow(
+      'lost the deploy lock of environment "production": it is gone (it expired, or Redis lost it)',
+    );
+    await held!.release();
+
+    // Found by a renewal, the same.
+    const renewed = await new EnvironmentLock(redis, keys, 600).acquire('staging');
+    await redis.del(keys.environmentLock('staging'));
+    await until(() => renewed!.isLost(), 2_000);
+    expect(() => renewed!.assertHeldNow()).toThrow('it is gone (it expired, or Redis lost it)');
+    await renewed!.release();
   });
 });
