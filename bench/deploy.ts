@@ -276,8 +276,8 @@ imported only for auth providers and proxies (exec plugins are run by pushgate).
 not grow the young generation. The commit-status clients (octokit, gitbeaker) are loaded only when
 a token is set. Manifest files over 8 KiB (here the 1,000-object set's, 100 objects a file) are read
 by a thread of the worker with a heap of its own, about 20 MiB more while it runs (it stops after
-30 s idle). A 20-object push is applied in about a third of the time of \`git fetch\` +
-\`kubectl apply\`, and 1,000 ConfigMaps in under a tenth (kubectl's client-side rate
+30 s idle). Here a ${SMALL}-object push was applied in ${ratio(smallMedian, kubectlMedian)}× the time of \`git fetch\` +
+\`kubectl apply\`, and ${BULK} ConfigMaps in ${ratio(bulkFirst, kubectlBulkFirst)}× (kubectl's client-side rate
 limiting dominates its figures).
 `;
     writeBenchSection('deploy', section);
