@@ -5,8 +5,8 @@ import { JobRun } from '../../src/deploy/job-run.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import { createMetrics } from '../../src/lib/metrics.js';
 import type { Trigger } from '../../src/queue/job-data.js';
-import type { ResourceResult } from '../../src/status/job-record.js';
 import { producerFixture } from '../helpers/producer.js';
+import { configMapResult as cm } from '../helpers/resource-results.js';
 
 const { services } = producerFixture('job-run-intents');
 
@@ -14,15 +14,6 @@ const OLDER = 'a'.repeat(40);
 const HEAD = 'b'.repeat(40);
 const environment = { name: 'web' } as EnvironmentConfig;
 const NOT_REACHED = 'not applied: the deploy stopped before this object';
-
-const cm = (name: string, action: ResourceResult['action'], message?: string): ResourceResult => ({
-  apiVersion: 'v1',
-  kind: 'ConfigMap',
-  namespace: 'apps',
-  name,
-  action,
-  ...(message ? { message } : {}),
-});
 
 function push(sha: string, deliveryId: string): Trigger {
   return { kind: 'webhook', provider: 'github', deliveryId, sha, pusher: 'octocat' };
@@ -45,37 +36,35 @@ async function attemptsOf(trigger: Trigger) {
   return { attempt, record: async () => (await store.get(job.id))! };
 }
 
+/** A first attempt that fails in a's group (the API server answers 503): b, in a later group, is never reached. */
+async function failsInGroupOfA(attempt: (n: number) => Promise<JobRun>): Promise<void> {
+  const first = await attempt(1);
+  await first.deploying(HEAD);
+  await first.changing([cm('a', 'configured'), cm('b', 'configured')]);
+  await first.willRetry(new Error('apply failed: 503'), [
+    cm('a', 'failed', 'apply failed: 503'),
+    cm('b', 'skipped', NOT_REACHED),
+  ]);
+}
+
 describe('what an attempt was about to write, as later attempts read it', () => {
   it('says nothing "may have changed" of an object no attempt reached', async () => {
     const { attempt, record } = await attemptsOf(push(HEAD, 'd1'));
-    // The first attempt fails in a's group (the API server answers 503); b is never reached.
-    const first = await attempt(1);
-    await first.deploying(HEAD);
-    await first.changing([cm('a', 'configured'), cm('b', 'configured')]);
-    await first.willRetry(new Error('apply failed: 503'), [
-      cm('a', 'failed', 'apply failed: 503'),
-      cm('b', 'skipped', NOT_REACHED),
-    ]);
+    await failsInGroupOfA(attempt);
 
     // The last attempt fails before writing anything (a git fetch timed out).
     await (await attempt(2)).failed(new Error('git fetch timed out'), undefined);
 
     const { resources } = await record();
     expect(resources.find((r) => r.name === 'b')).toEqual(cm('b', 'skipped', NOT_REACHED));
-    // a's answer was lost: it may have changed.
+    // a stays as its attempt recorded it.
     expect(resources.find((r) => r.name === 'a')).toEqual(cm('a', 'failed', 'apply failed: 503'));
   });
 
   it('does not list `configured` an object another job changed between its attempts', async () => {
     // A manual sync: a deploy of the same head by another job may run during its backoff.
     const { attempt, record } = await attemptsOf({ kind: 'manual', pusher: 'ops' });
-    const first = await attempt(1);
-    await first.deploying(HEAD);
-    await first.changing([cm('a', 'configured'), cm('b', 'configured')]);
-    await first.willRetry(new Error('apply failed: 503'), [
-      cm('a', 'failed', 'apply failed: 503'),
-      cm('b', 'skipped', NOT_REACHED),
-    ]);
+    await failsInGroupOfA(attempt);
 
     // Meanwhile the commit was applied by another job: b is as git has it now.
     const second = await attempt(2);
@@ -131,14 +120,23 @@ describe('what an attempt was about to write, as later attempts read it', () => 
       await killed.written([cm('a', 'configured'), cm('b', 'skipped', NOT_REACHED)]);
     }
 
+    /** Attempt `n`, at deploy run `run`, finds both as git has them and succeeds. */
+    async function findsAllDone(
+      attempt: (n: number) => Promise<JobRun>,
+      n: number,
+      run: number,
+    ): Promise<void> {
+      const next = await attempt(n);
+      next.deployRunStarted(run);
+      await next.deploying(HEAD);
+      await next.succeeded(HEAD, [cm('a', 'unchanged'), cm('b', 'unchanged')]);
+    }
+
     it('lists what the killed attempt may have written `configured` when no other deploy came between', async () => {
       const { attempt, record } = await attemptsOf({ kind: 'manual', pusher: 'ops' });
       await killedAtRunOne(attempt);
 
-      const next = await attempt(2);
-      next.deployRunStarted(2);
-      await next.deploying(HEAD);
-      await next.succeeded(HEAD, [cm('a', 'unchanged'), cm('b', 'unchanged')]);
+      await findsAllDone(attempt, 2, 2);
 
       expect((await record()).resources).toEqual([cm('a', 'configured'), cm('b', 'configured')]);
     });
@@ -148,10 +146,7 @@ describe('what an attempt was about to write, as later attempts read it', () => 
       await killedAtRunOne(attempt);
 
       // Run 2 was another job's (a sync of the same head, say), which may have written b.
-      const next = await attempt(2);
-      next.deployRunStarted(3);
-      await next.deploying(HEAD);
-      await next.succeeded(HEAD, [cm('a', 'unchanged'), cm('b', 'unchanged')]);
+      await findsAllDone(attempt, 2, 3);
 
       // a's change was on record before: this job's, whoever came since.
       expect((await record()).resources).toEqual([
@@ -168,10 +163,7 @@ describe('what an attempt was about to write, as later attempts read it', () => 
       await handedBack.deploying(HEAD);
       await handedBack.handedBack(undefined);
 
-      const last = await attempt(3);
-      last.deployRunStarted(4);
-      await last.deploying(HEAD);
-      await last.succeeded(HEAD, [cm('a', 'unchanged'), cm('b', 'unchanged')]);
+      await findsAllDone(attempt, 3, 4);
 
       const finished = await record();
       expect(finished.resources).toEqual([

@@ -5,16 +5,7 @@ import {
   mergeAttemptResources,
   withUnsettledWrites,
 } from '../../../src/deploy/attempt-resources.js';
-import type { ResourceResult } from '../../../src/status/job-record.js';
-
-const cm = (name: string, action: ResourceResult['action'], message?: string): ResourceResult => ({
-  apiVersion: 'v1',
-  kind: 'ConfigMap',
-  namespace: 'apps',
-  name,
-  action,
-  ...(message ? { message } : {}),
-});
+import { configMapResult as cm } from '../../helpers/resource-results.js';
 
 describe('mergeAttemptResources', () => {
   it('keeps what an earlier attempt created, configured or pruned over what the retry found done', () => {
