@@ -19,7 +19,7 @@ export interface AttemptIntents {
   creating: ReadonlySet<string>;
   configuring: ReadonlySet<string>;
   /**
-   * Another job's deploy of the environment ran since (JobRecord.intentsUncertain): an object
+   * Another job's deploy of the environment ran since (JobStore.recordDeployStarting): an object
    * found as git has it may be that deploy's work, so it is not listed as this job's change.
    */
   uncertain?: boolean;
@@ -27,14 +27,8 @@ export interface AttemptIntents {
 
 export const NO_INTENTS: AttemptIntents = { creating: new Set(), configuring: new Set() };
 
-export function intentsOf(
-  record: Pick<JobRecord, 'creating' | 'configuring' | 'intentsUncertain'>,
-): AttemptIntents {
-  return {
-    creating: new Set(record.creating),
-    configuring: new Set(record.configuring),
-    ...(record.intentsUncertain ? { uncertain: true } : {}),
-  };
+export function intentsOf(record: Pick<JobRecord, 'creating' | 'configuring'>): AttemptIntents {
+  return { creating: new Set(record.creating), configuring: new Set(record.configuring) };
 }
 
 /**

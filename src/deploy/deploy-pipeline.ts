@@ -26,8 +26,8 @@ export interface PipelineJob {
   trigger: Trigger;
   lock: HeldLock;
   logger: Logger;
-  /** The environment's number of this deploy run, as soon as it is known (JobRun.deployRunStarted). */
-  onDeployRun?: (run: number) => void;
+  /** Whether another job's deploy of the environment ran since this job's previous run (JobRun.deployRunStarted). */
+  onDeployRun?: (afterOtherDeploy: boolean) => void;
   /** Called once the commit to apply is known, before anything is written. */
   onDeploying(sha: string): Promise<void>;
   /**
@@ -76,8 +76,11 @@ export async function runDeployPipeline(deps: PipelineDeps, job: PipelineJob): P
   const queuedIds = await deps.store.queuedJobIds(environment.name, job.jobId);
   const queuedBefore = { ids: queuedIds, claimMarks: await deps.store.claimMarks(queuedIds) };
   await job.lock.assertHeld();
-  const { mark: startMark, run } = await deps.store.recordDeployStarting(environment.name, job.jobId);
-  job.onDeployRun?.(run);
+  const { mark: startMark, afterOtherDeploy } = await deps.store.recordDeployStarting(
+    environment.name,
+    job.jobId,
+  );
+  job.onDeployRun?.(afterOtherDeploy);
   try {
     const head = await deps.mirrors.fetchBranch(repo, environment.branch, job.signal);
     logger.info({ head, branch: environment.branch }, 'fetched branch head');

@@ -30,7 +30,7 @@ export async function deployAttempt(
     lock,
     // The run's: a re-sync's holds its step lines until it is known whether it changes anything.
     logger: run.logger,
-    onDeployRun: (deployRun) => run.deployRunStarted(deployRun),
+    onDeployRun: (afterOtherDeploy) => run.deployRunStarted(afterOtherDeploy),
     onDeploying: async (sha) => {
       await lock.assertHeld();
       await run.deploying(sha);

@@ -39,8 +39,6 @@ export class JobRun {
   private earlierResources: readonly ResourceResult[];
   /** What earlier attempts of the job were about to create or change (JobRecord.creating, .configuring). */
   private earlierIntents: AttemptIntents;
-  /** This attempt's deploy run, once known (deployRunStarted). */
-  private deployRun: number | undefined;
   /** A re-sync's: its step lines held until it is known whether it changes anything. */
   private readonly resyncLog: ResyncLog | undefined;
   /** The attempt's logger, for the deploy's steps too: a re-sync's holds its info lines (ResyncLog). */
@@ -68,15 +66,12 @@ export class JobRun {
   }
 
   /**
-   * This attempt's deploy run (JobStore.recordDeployStarting). One that does not follow the
-   * run on record (JobRecord.intentsRun) came after another job's deploy of the environment:
-   * what earlier attempts were about to write may be that deploy's work (AttemptIntents.uncertain).
+   * Whether another job's deploy of the environment ran since this job's previous run, or
+   * between two of its earlier ones (JobStore.recordDeployStarting): then what earlier attempts
+   * were about to write may be that deploy's work (AttemptIntents.uncertain).
    */
-  deployRunStarted(run: number): void {
-    const last = this.record.intentsRun;
-    if (last !== undefined && run !== last + 1 && !this.earlierIntents.uncertain)
-      this.earlierIntents = { ...this.earlierIntents, uncertain: true };
-    this.deployRun = run;
+  deployRunStarted(afterOtherDeploy: boolean): void {
+    if (afterOtherDeploy) this.earlierIntents = { ...this.earlierIntents, uncertain: true };
   }
 
   async started(attempts: number): Promise<void> {
@@ -113,15 +108,15 @@ export class JobRun {
     // An earlier attempt's changes belong to this job's story only for the same commit.
     const sameCommit = this.record.sha === sha;
     if (!sameCommit) {
+      // Another deploy before this one says nothing of what the job writes of this commit.
+      if (this.earlierIntents.uncertain) await this.deps.store.clearDeployRunDoubt(this.id);
       this.earlierResources = [];
       this.earlierIntents = NO_INTENTS;
     }
     await this.settleEarlierCommit(sha, sha);
     await this.settleCaughtUpCommit(sha);
     await this.patch(
-      sameCommit
-        ? { sha, ...this.intentsRunPatch() }
-        : { sha, resources: [], creating: undefined, configuring: undefined, ...this.intentsRunPatch() },
+      sameCommit ? { sha } : { sha, resources: [], creating: undefined, configuring: undefined },
     );
     await this.deps.store.recordDeploying(this.environment.name, sha);
     this.quiet = await this.isReapplyOfLiveCommit(sha);
@@ -321,7 +316,6 @@ export class JobRun {
       error: null,
       message,
       ...(resources ? { resources: this.merged(resources) } : {}),
-      ...this.intentsRunPatch(),
     });
     this.logAsIs();
     this.logger.info({ attempts: this.record.attempts }, 'deploy handed back at shutdown');
@@ -335,7 +329,6 @@ export class JobRun {
       error: message,
       message: null,
       ...(resources ? { resources: this.merged(resources), ...this.settledIntents(resources) } : {}),
-      ...this.intentsRunPatch(),
     });
     this.logger.warn({ err: message, attempts: this.record.attempts }, 'deploy failed, will retry');
   }
@@ -377,18 +370,6 @@ export class JobRun {
     if (!status.lastJobId) return false;
     const last = await this.deps.store.get(status.lastJobId);
     return last?.sha === sha && (last.state === 'succeeded' || last.state === 'failed');
-  }
-
-  /**
-   * The run this attempt deployed in, for the next attempt to tell whether another job's deploy
-   * came between (deployRunStarted); and whether one already has, for good.
-   */
-  private intentsRunPatch(): Pick<JobRecord, 'intentsRun' | 'intentsUncertain'> {
-    return {
-      ...(this.deployRun !== undefined ? { intentsRun: this.deployRun } : {}),
-      // Undefined drops it: a new commit starts afresh (deploying).
-      intentsUncertain: this.earlierIntents.uncertain ? true : undefined,
-    };
   }
 
   /**

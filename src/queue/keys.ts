@@ -6,6 +6,8 @@ export interface Keys {
   /** BullMQ's own prefix. */
   bullPrefix: string;
   job(id: string): string;
+  /** The environment's deploy run a job's latest attempt started, and whether another job's came between two of them. */
+  jobDeployRun(id: string): string;
   jobsAll: string;
   jobsByEnvironment(environment: string): string;
   /** The environment's finished re-syncs that changed nothing: history keeps only the newest few. */
@@ -59,6 +61,7 @@ export function createKeys(prefix: string): Keys {
   return {
     bullPrefix: tag,
     job: (id) => `${tag}:job:${id}`,
+    jobDeployRun: (id) => `${tag}:job-run:${id}`,
     jobsAll: `${tag}:jobs`,
     jobsByEnvironment: (environment) => `${tag}:jobs:env:${environment}`,
     quietResyncs: (environment) => `${tag}:jobs:quiet:${environment}`,

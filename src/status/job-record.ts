@@ -68,13 +68,6 @@ export const jobRecordSchema = z.object({
    * Dropped when the job finishes; not shown.
    */
   configuring: z.array(z.string()).optional(),
-  /**
-   * The environment's deploy run (JobStore.recordDeployStarting) of the job's latest attempt:
-   * the next attempt's run follows it unless another job's deploy ran in between, and then
-   * (`intentsUncertain`) what its attempts were about to write may also be that deploy's work.
-   */
-  intentsRun: z.number().int().optional(),
-  intentsUncertain: z.literal(true).optional(),
 });
 export type JobRecord = z.infer<typeof jobRecordSchema>;
 
@@ -89,14 +82,7 @@ export interface TriggerView {
 
 export type JobView = Omit<
   JobRecord,
-  | 'statusUrl'
-  | 'target'
-  | 'creating'
-  | 'configuring'
-  | 'intentsRun'
-  | 'intentsUncertain'
-  | 'trigger'
-  | 'message'
+  'statusUrl' | 'target' | 'creating' | 'configuring' | 'trigger' | 'message'
 > & {
   trigger: TriggerView;
   /** Present on every job, null where it has none: a queued job's record holds no message. */
@@ -110,8 +96,6 @@ export function jobView(record: JobRecord): JobView {
     target: _target,
     creating: _creating,
     configuring: _configuring,
-    intentsRun: _intentsRun,
-    intentsUncertain: _intentsUncertain,
     trigger,
     ...view
   } = record;

@@ -53,8 +53,18 @@ if not (current and string.sub(current, 1, ${DEPLOY_STARTING.length}) == '${DEPL
   else redis.call('HDEL', KEYS[1], 'deployingBefore') end
 end
 redis.call('HSET', KEYS[1], 'deployingSha', ARGV[1])
-return redis.call('HINCRBY', KEYS[1], 'deployRuns', 1)
+-- Numbered in the same step as the job's own record of its runs: an attempt killed right after
+-- cannot leave its run unrecorded, and so look to the next like another job's.
+local run = redis.call('HINCRBY', KEYS[1], 'deployRuns', 1)
+local previous = redis.call('HGET', KEYS[2], 'run')
+if previous and tonumber(previous) + 1 ~= run then redis.call('HSET', KEYS[2], 'afterOther', 1) end
+redis.call('HSET', KEYS[2], 'run', run)
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+if redis.call('HGET', KEYS[2], 'afterOther') then return 1 end
+return 0
 `;
+/** A job's deploy-run record outlives any retry backoff and hand-back by far. */
+const JOB_DEPLOY_RUN_TTL_SECONDS = 7 * 24 * 3600;
 
 /** KEYS: environment hash. ARGV: this run's mark. Puts back what the marks replaced. */
 const RESTORE_DEPLOYING_SCRIPT = `
@@ -830,13 +840,29 @@ export class JobStore {
    * A deploy run has started and is about to fetch: until it has chosen its commit, no commit
    * counts as live (a force-push back to the last success, made while it fetches, must get a
    * job of its own). Returns the run's own mark, for restoreDeploying: only this run takes it
-   * back, not another run of the same job that took the lock over; and the run's number, one
-   * more than the environment's run before it, whichever job that was (JobRun.deployRunStarted).
+   * back, not another run of the same job that took the lock over; and whether another job's
+   * deploy of the environment has run since this job's previous run, now or between two of its
+   * earlier ones (JobRun.deployRunStarted), until clearDeployRunDoubt.
    */
-  async recordDeployStarting(environment: string, jobId: string): Promise<{ mark: string; run: number }> {
+  async recordDeployStarting(
+    environment: string,
+    jobId: string,
+  ): Promise<{ mark: string; afterOtherDeploy: boolean }> {
     const mark = `${DEPLOY_STARTING}${jobId}:${randomUUID()}`;
-    const run = await this.redis.eval(START_DEPLOYING_SCRIPT, 1, this.keys.environment(environment), mark);
-    return { mark, run: Number(run) };
+    const afterOther = await this.redis.eval(
+      START_DEPLOYING_SCRIPT,
+      2,
+      this.keys.environment(environment),
+      this.keys.jobDeployRun(jobId),
+      mark,
+      JOB_DEPLOY_RUN_TTL_SECONDS,
+    );
+    return { mark, afterOtherDeploy: afterOther === 1 };
+  }
+
+  /** The job moved to another commit: another deploy before it says nothing of what it writes now. */
+  async clearDeployRunDoubt(jobId: string): Promise<void> {
+    await this.redis.hdel(this.keys.jobDeployRun(jobId), 'afterOther');
   }
 
   /**
@@ -915,13 +941,7 @@ export class JobStore {
     const current = await this.get(id);
     if (!current) throw new Error(`job ${id} has no record`);
     // What its attempts were about to create or change is in `resources` now, whoever finishes the job.
-    const {
-      creating: _creating,
-      configuring: _configuring,
-      intentsRun: _intentsRun,
-      intentsUncertain: _intentsUncertain,
-      ...next
-    }: JobRecord = { ...current, ...patch };
+    const { creating: _creating, configuring: _configuring, ...next }: JobRecord = { ...current, ...patch };
     const write = this.redis.multi().set(this.keys.job(id), JSON.stringify(next));
     if (patch.sha && patch.sha !== current.sha) {
       write.set(this.keys.shaJob(current.environment, patch.sha), id, 'EX', SHA_TTL_SECONDS);

@@ -247,11 +247,8 @@ describe('pushgate worker processes (real Redis, git, kube-apiserver)', () => {
     }
     first.child.kill('SIGKILL');
     await first.exited;
-    // What it was about to change is on record, with the deploy run it wrote in: the next
-    // attempt, one run later, knows no other job's deploy came between.
-    const killed = (await harness.services.store.get(id))!;
-    expect(killed.configuring).toHaveLength(names.length);
-    expect(killed.intentsRun).toBeGreaterThan(0);
+    // What it was about to change is on record.
+    expect((await harness.services.store.get(id))?.configuring).toHaveLength(names.length);
 
     workers.push(await spawnWorker(configFile, path.join(dir, 'cache-b')));
     const record = await harness.waitForJob(id, 60_000);

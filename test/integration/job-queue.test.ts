@@ -446,9 +446,27 @@ describe('deploy job queue', () => {
     await store.recordDeploying('staging', newer);
     await store.restoreDeploying('staging', stale);
     expect(await store.environmentStatus('staging')).toMatchObject({ deployingSha: newer, liveSha: null });
-    // Each run is numbered on from the environment's run before it, whichever job's that was.
-    expect((await store.recordDeployStarting('staging', 'job-e')).run).toBe(6);
-    expect((await store.recordDeployStarting('other', 'job-f')).run).toBe(1);
+  });
+
+  it("tells a job's deploy run whether another job's ran since its previous one, and remembers it", async () => {
+    const { store } = await services();
+    const afterOther = async (environment: string, jobId: string) =>
+      (await store.recordDeployStarting(environment, jobId)).afterOtherDeploy;
+
+    expect(await afterOther('staging', 'job-a')).toBe(false);
+    // Runs of one job in a row (attempts killed before writing anything of their own included).
+    expect(await afterOther('staging', 'job-a')).toBe(false);
+    expect(await afterOther('staging', 'job-a')).toBe(false);
+    // Another environment's runs are not in between.
+    expect(await afterOther('production', 'job-p')).toBe(false);
+    expect(await afterOther('staging', 'job-a')).toBe(false);
+
+    expect(await afterOther('staging', 'job-b')).toBe(false);
+    expect(await afterOther('staging', 'job-a')).toBe(true);
+    // Once another's came between, for the rest of the job's runs, until it moves to another commit.
+    expect(await afterOther('staging', 'job-a')).toBe(true);
+    await store.clearDeployRunDoubt('job-a');
+    expect(await afterOther('staging', 'job-a')).toBe(false);
   });
 
   it('lists jobs newest first, filtered by environment and state', async () => {

@@ -33,7 +33,7 @@ async function attemptsOf(trigger: Trigger) {
     await run.started(n);
     return run;
   };
-  return { attempt, record: async () => (await store.get(job.id))! };
+  return { attempt, store, id: job.id, record: async () => (await store.get(job.id))! };
 }
 
 /** A first attempt that fails in a's group (the API server answers 503): b, in a later group, is never reached. */
@@ -111,42 +111,42 @@ describe('what an attempt was about to write, as later attempts read it', () => 
   });
 
   describe('when another job deployed the environment between two attempts', () => {
-    /** An attempt killed mid-group at deploy run 1: b written, not yet on record. */
-    async function killedAtRunOne(attempt: (n: number) => Promise<JobRun>): Promise<void> {
+    /** An attempt killed mid-group: b written, not yet on record. */
+    async function killedMidGroup(attempt: (n: number) => Promise<JobRun>): Promise<void> {
       const killed = await attempt(1);
-      killed.deployRunStarted(1);
+      killed.deployRunStarted(false);
       await killed.deploying(HEAD);
       await killed.changing([cm('a', 'configured'), cm('b', 'configured')]);
       await killed.written([cm('a', 'configured'), cm('b', 'skipped', NOT_REACHED)]);
     }
 
-    /** Attempt `n`, at deploy run `run`, finds both as git has them and succeeds. */
+    /** Attempt `n` finds both as git has them and succeeds; another job's deploy ran before it, or not. */
     async function findsAllDone(
       attempt: (n: number) => Promise<JobRun>,
       n: number,
-      run: number,
+      afterOtherDeploy: boolean,
     ): Promise<void> {
       const next = await attempt(n);
-      next.deployRunStarted(run);
+      next.deployRunStarted(afterOtherDeploy);
       await next.deploying(HEAD);
       await next.succeeded(HEAD, [cm('a', 'unchanged'), cm('b', 'unchanged')]);
     }
 
     it('lists what the killed attempt may have written `configured` when no other deploy came between', async () => {
       const { attempt, record } = await attemptsOf({ kind: 'manual', pusher: 'ops' });
-      await killedAtRunOne(attempt);
+      await killedMidGroup(attempt);
 
-      await findsAllDone(attempt, 2, 2);
+      await findsAllDone(attempt, 2, false);
 
       expect((await record()).resources).toEqual([cm('a', 'configured'), cm('b', 'configured')]);
     });
 
     it('does not claim it when one did, and says either may have written it', async () => {
       const { attempt, record } = await attemptsOf({ kind: 'manual', pusher: 'ops' });
-      await killedAtRunOne(attempt);
+      await killedMidGroup(attempt);
 
-      // Run 2 was another job's (a sync of the same head, say), which may have written b.
-      await findsAllDone(attempt, 2, 3);
+      // Another job's deploy ran first (a sync of the same head, say), which may have written b.
+      await findsAllDone(attempt, 2, true);
 
       // a's change was on record before: this job's, whoever came since.
       expect((await record()).resources).toEqual([
@@ -155,23 +155,20 @@ describe('what an attempt was about to write, as later attempts read it', () => 
       ]);
     });
 
-    it('remembers it through later attempts that follow each other', async () => {
-      const { attempt, record } = await attemptsOf({ kind: 'manual', pusher: 'ops' });
-      await killedAtRunOne(attempt);
-      const handedBack = await attempt(2);
-      handedBack.deployRunStarted(3);
-      await handedBack.deploying(HEAD);
-      await handedBack.handedBack(undefined);
+    it('forgets it once the job moves to another commit', async () => {
+      const { attempt, store, id } = await attemptsOf({ kind: 'manual', pusher: 'ops' });
+      await store.recordDeployStarting('web', id);
+      await killedMidGroup(attempt);
+      await store.recordDeployStarting('web', 'another-job');
+      const { afterOtherDeploy } = await store.recordDeployStarting('web', id);
+      expect(afterOtherDeploy).toBe(true);
 
-      await findsAllDone(attempt, 3, 4);
+      // The branch moved: what the job writes now is of the new head only.
+      const next = await attempt(2);
+      next.deployRunStarted(afterOtherDeploy);
+      await next.deploying(OLDER);
 
-      const finished = await record();
-      expect(finished.resources).toEqual([
-        cm('a', 'configured'),
-        cm('b', 'unchanged', MAYBE_EARLIER_OR_OTHER),
-      ]);
-      expect(finished).not.toHaveProperty('intentsRun');
-      expect(finished).not.toHaveProperty('intentsUncertain');
+      expect((await store.recordDeployStarting('web', id)).afterOtherDeploy).toBe(false);
     });
   });
 });
