@@ -43,8 +43,10 @@ const SEALED = 'sealed';
 const DEPLOY_STARTING = '~starting:';
 
 /**
- * KEYS: environment hash. ARGV: this run's mark. What the mark replaces is kept aside, unless
- * it is another run's mark (that run died or lost its lock): then what that one replaced stays.
+ * KEYS: environment hash, the job's deploy-run hash. ARGV: this run's mark, that hash's TTL.
+ * What the mark replaces is kept aside, unless it is another run's mark (that run died or lost
+ * its lock): then what that one replaced stays. Returns 1 when another job's run came between
+ * two of this job's (JobStore.recordDeployStarting), else 0.
  */
 const START_DEPLOYING_SCRIPT = `
 local current = redis.call('HGET', KEYS[1], 'deployingSha')
@@ -63,7 +65,7 @@ redis.call('EXPIRE', KEYS[2], ARGV[2])
 if redis.call('HGET', KEYS[2], 'afterOther') then return 1 end
 return 0
 `;
-/** A job's deploy-run record outlives any retry backoff and hand-back by far. */
+/** Dropped when the job finishes (JobStore.finish); this bounds one whose job ended some other way. */
 const JOB_DEPLOY_RUN_TTL_SECONDS = 7 * 24 * 3600;
 
 /** KEYS: environment hash. ARGV: this run's mark. Puts back what the marks replaced. */
@@ -942,7 +944,12 @@ export class JobStore {
     if (!current) throw new Error(`job ${id} has no record`);
     // What its attempts were about to create or change is in `resources` now, whoever finishes the job.
     const { creating: _creating, configuring: _configuring, ...next }: JobRecord = { ...current, ...patch };
-    const write = this.redis.multi().set(this.keys.job(id), JSON.stringify(next));
+    const write = this.redis
+      .multi()
+      .set(this.keys.job(id), JSON.stringify(next))
+      // Its runs are over: a re-sync every few minutes per environment would otherwise leave
+      // thousands of these until they expire.
+      .del(this.keys.jobDeployRun(id));
     if (patch.sha && patch.sha !== current.sha) {
       write.set(this.keys.shaJob(current.environment, patch.sha), id, 'EX', SHA_TTL_SECONDS);
     }

@@ -21,7 +21,7 @@ function push(sha: string, deliveryId: string): Trigger {
 
 /** The attempts of one job, each a JobRun on the record as the attempt before left it (real Redis). */
 async function attemptsOf(trigger: Trigger) {
-  const { producer, store } = await services();
+  const { producer, store, redis, keys } = await services();
   const job = await producer.enqueue('web', trigger);
   const attempt = async (n: number): Promise<JobRun> => {
     const run = new JobRun(
@@ -33,7 +33,7 @@ async function attemptsOf(trigger: Trigger) {
     await run.started(n);
     return run;
   };
-  return { attempt, store, id: job.id, record: async () => (await store.get(job.id))! };
+  return { attempt, store, redis, keys, id: job.id, record: async () => (await store.get(job.id))! };
 }
 
 /** A first attempt that fails in a's group (the API server answers 503): b, in a later group, is never reached. */
@@ -169,6 +169,17 @@ describe('what an attempt was about to write, as later attempts read it', () => 
       await next.deploying(OLDER);
 
       expect((await store.recordDeployStarting('web', id)).afterOtherDeploy).toBe(false);
+    });
+
+    it('keeps no record of the runs of a finished job', async () => {
+      const { attempt, store, redis, keys, id } = await attemptsOf({ kind: 'manual', pusher: 'ops' });
+      await store.recordDeployStarting('web', id);
+      expect(await redis.exists(keys.jobDeployRun(id))).toBe(1);
+
+      await findsAllDone(attempt, 1, false);
+
+      // A re-sync every few minutes per environment would otherwise leave thousands of them.
+      expect(await redis.exists(keys.jobDeployRun(id))).toBe(0);
     });
   });
 });
