@@ -12,12 +12,13 @@ import { createMetrics, type Metrics } from '../../src/lib/metrics.js';
 import { createKeys } from '../../src/queue/keys.js';
 import { JobStore } from '../../src/status/job-store.js';
 import {
+  CommitStatusReporter,
   createCommitStatusReporter,
-  type CommitStatusReporter,
+  statusBaseUrl,
   type CreateReporterOptions,
 } from '../../src/status/reporters/commit-status-reporter.js';
-import { REOFFER_AFTER_GIVE_UP_MS } from '../../src/status/reporters/status-outbox.js';
-import type { CommitStatusUpdate } from '../../src/status/reporters/types.js';
+import { REOFFER_AFTER_GIVE_UP_MS, StatusOutbox } from '../../src/status/reporters/status-outbox.js';
+import type { CommitStatusSender, CommitStatusUpdate } from '../../src/status/reporters/types.js';
 import type { FakeProvider } from '../helpers/fake-github.js';
 import { startFakeGithub } from '../helpers/fake-github.js';
 import { startFakeGitlab } from '../helpers/fake-gitlab.js';
@@ -99,7 +100,7 @@ describe('commit status reporters (local servers speaking the providers’ docum
     /** Another worker process: its own reporter and Redis connection, the same outbox. */
     const newReporter = (more: CreateReporterOptions = {}) => {
       const reporter = createCommitStatusReporter(config, secrets, logger, {
-        timeoutMs: 2_000,
+        timeoutMs: 10_000,
         retryBaseMs: 20,
         pollIntervalMs: 50,
         metrics,
@@ -164,6 +165,48 @@ describe('commit status reporters (local servers speaking the providers’ docum
       },
     ]);
     expect(github.requests[0]!.headers.authorization).toBe('token ghs_statustoken');
+  });
+
+  it('starts a request’s timeout once the provider’s client is loaded: a slow first load is not a timeout', async () => {
+    const prefix = uniquePrefix('reporters');
+    const config = configFor({ github: 'http://127.0.0.1:9', gitlab: 'http://127.0.0.1:9' }, prefix);
+    // Loaded on first use, as the real senders are, and slower than the request timeout (a
+    // cold import on a starved CPU). A request the timeout aborts would be sent again.
+    let loaded: Promise<void> | undefined;
+    const sends: { state: string; abortedBeforeSent: boolean }[] = [];
+    const sender: CommitStatusSender = {
+      ready: () => (loaded ??= new Promise((resolve) => setTimeout(resolve, 600))),
+      async send(delivery, signal) {
+        await sender.ready!();
+        sends.push({ state: delivery.state, abortedBeforeSent: signal.aborted });
+        signal.throwIfAborted();
+      },
+    };
+    const outbox = new StatusOutbox(client, createKeys(prefix));
+    const reporter = new CommitStatusReporter(
+      { github: sender },
+      statusBaseUrl(config),
+      outbox,
+      silentLogger(),
+      {
+        timeoutMs: 200,
+        retryBaseMs: 20,
+        pollIntervalMs: 50,
+      },
+    );
+    reporters.push(reporter);
+
+    const production = config.environments.find((environment) => environment.name === 'production')!;
+    reporter.report({
+      environment: production,
+      sha: SHA,
+      state: 'pending',
+      description: 'Deploying',
+      jobId: 'j-1',
+    });
+    expect(await reporter.flush()).toBe(true);
+
+    expect(sends).toEqual([{ state: 'pending', abortedBeforeSent: false }]);
   });
 
   it('links to the status URL the job was answered with, else to the receiver’s base (SPEC §4)', async () => {
@@ -324,13 +367,17 @@ describe('commit status reporters (local servers speaking the providers’ docum
   });
 
   it('holds back every status to a provider that answered with a rate limit, not only the one refused', async () => {
-    const { github, reporter, update } = await setup();
+    const { github, reporter, update, outbox } = await setup();
     github.failNext(1, 403, {
       headers: { 'retry-after': '1' },
       message: 'You have exceeded a secondary rate limit.',
     });
     reporter.report(update('production', 'success', 'Deployed'));
-    await github.waitForRequests(1);
+    // Once the reporter has read the answer (a status offered while it is on its way goes out).
+    await eventually(
+      () => outbox('production'),
+      (hash) => hash.failures === '1',
+    );
 
     const other = 'fedcba9876543210fedcba9876543210fedcba98';
     reporter.report({ ...update('production', 'success', 'Deployed'), sha: other });

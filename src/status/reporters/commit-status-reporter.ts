@@ -311,8 +311,13 @@ export class CommitStatusReporter {
       this.count(entry.provider, 'skipped');
       return;
     }
-    const timeout = AbortSignal.timeout(this.timeouts[entry.provider]);
+    let timeout: AbortSignal | undefined;
     try {
+      // The request's timeout starts once the client is loaded: a process's first status (a
+      // cold import, slow on a starved CPU) must not time out before its request is even
+      // sent, nor go out twice after an abort that came too late to stop it.
+      await sender.ready?.();
+      timeout = AbortSignal.timeout(this.timeouts[entry.provider]);
       await sender.send(toDelivery(entry), AbortSignal.any([timeout, this.closing.signal]));
       await outbox.complete(ref, delivered);
       this.count(entry.provider, 'delivered');
@@ -327,7 +332,7 @@ export class CommitStatusReporter {
       if (this.closing.signal.aborted) return;
       const now = Date.now();
       const verdict = classifyFailure(error, {
-        timedOut: timeout.aborted,
+        timedOut: timeout?.aborted ?? false,
         now,
         rateLimitFallbackMs: this.settings.rateLimitFallbackMs,
         credentialsRetryMs: this.settings.credentialsRetryMs,
@@ -480,10 +485,13 @@ export function createCommitStatusReporter(
 
 function lazySender(load: () => Promise<CommitStatusSender>): CommitStatusSender {
   let loaded: Promise<CommitStatusSender> | undefined;
+  const sender = () => (loaded ??= load());
   return {
+    async ready() {
+      await sender();
+    },
     async send(delivery, signal) {
-      loaded ??= load();
-      await (await loaded).send(delivery, signal);
+      await (await sender()).send(delivery, signal);
     },
   };
 }

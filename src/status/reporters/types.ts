@@ -41,6 +41,8 @@ export interface StatusDelivery {
  */
 export interface CommitStatusSender {
   send(delivery: StatusDelivery, signal: AbortSignal): Promise<void>;
+  /** Loads what `send` needs when that is done on first use; its time is not the provider's. */
+  ready?(): Promise<void>;
 }
 
 /** Statuses are context `pushgate/<environment>`, one per environment on the same commit. */
