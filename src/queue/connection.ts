@@ -79,7 +79,7 @@ export function redisModeProblem(
  * within a second (SPEC §3) even when Redis hangs rather than refuses, with room left for the
  * rest of the request.
  */
-const PRODUCER_COMMAND_TIMEOUT_MS = 800;
+export const PRODUCER_COMMAND_TIMEOUT_MS = 800;
 
 const retryStrategy = (attempt: number): number => Math.min(attempt * 200, 2_000);
 

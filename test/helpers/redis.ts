@@ -4,8 +4,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { findFreePort as freePort } from '../../src/lib/free-port.js';
+import { PRODUCER_COMMAND_TIMEOUT_MS } from '../../src/queue/connection.js';
 
 export { freePort };
+
+/**
+ * How soon a webhook gets its 503 while Redis refuses or hangs: the producer's command timeout
+ * plus the request, with room for a loaded CI machine. One held until Redis is back fails it.
+ */
+export const WEBHOOK_503_WITHIN_MS = PRODUCER_COMMAND_TIMEOUT_MS + 1_200;
 
 export interface TestRedis {
   url: string;

@@ -144,7 +144,7 @@ describe('kubeconfigs that cannot be loaded', () => {
     let output = '';
     child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
     child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
     try {
       const deadline = Date.now() + 20_000;
       while (!output.includes('deploy worker ready')) {

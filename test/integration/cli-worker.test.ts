@@ -48,7 +48,7 @@ async function spawnWorker(
   let output = '';
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
   const deadline = Date.now() + 20_000;
   while (!output.includes('deploy worker ready')) {
     if (child.exitCode !== null) throw new Error(`pushgate worker exited early:\n${output}`);
@@ -331,7 +331,7 @@ describe('pushgate worker processes (real Redis, git, kube-apiserver)', () => {
     });
     let output = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
     workers.push({ child, output: () => output, exited });
 
     await until(() => output.includes('Redis does not answer yet'), `no warning in time:\n${output}`, 20_000);

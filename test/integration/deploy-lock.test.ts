@@ -42,11 +42,13 @@ describe('environment lock (real Redis)', () => {
   });
 
   it('stays held past its TTL while the holder renews it', async () => {
-    const locks = new EnvironmentLock(redis, createKeys(uniquePrefix('lock')), 300);
+    // A TTL long enough that a loaded machine's pauses do not outlast it, short enough that
+    // the lock must be renewed a few times meanwhile.
+    const locks = new EnvironmentLock(redis, createKeys(uniquePrefix('lock')), 1_500);
     const held = await locks.acquire('production');
     const startedAt = Date.now();
 
-    await until(() => Promise.resolve(Date.now() - startedAt > 1_000), 2_000);
+    await until(() => Promise.resolve(Date.now() - startedAt > 4_000), 8_000);
 
     await expect(held!.assertHeld()).resolves.toBeUndefined();
     expect(await locks.acquire('production')).toBeNull();

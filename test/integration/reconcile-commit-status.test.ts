@@ -45,7 +45,7 @@ describe('commit statuses of reconcile runs (real Redis, git, kube-apiserver)', 
       harness.config,
       readSecrets({ GITHUB_TOKEN: 'ghs_test' }),
       silentLogger(),
-      { timeoutMs: 2_000, retryBaseMs: 50, pollIntervalMs: 50 },
+      { timeoutMs: 10_000, retryBaseMs: 50, pollIntervalMs: 50 },
     );
   });
 

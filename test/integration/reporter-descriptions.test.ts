@@ -54,7 +54,7 @@ environments:
       config,
       readSecrets({ GITHUB_TOKEN: 'ghs_test', GITLAB_TOKEN: 'glpat-test' }),
       silentLogger(),
-      { timeoutMs: 2_000 },
+      { timeoutMs: 10_000 },
     );
     const environment = (name: string) => config.environments.find((e) => e.name === name)!;
 

@@ -14,6 +14,7 @@ import { listen, type RunningServer } from '../../src/http/server.js';
 import { createLogger, silentLogger } from '../../src/lib/logger.js';
 import { createMetrics } from '../../src/lib/metrics.js';
 import { DEPLOY_JOB_NAME, DEPLOY_JOB_OPTIONS } from '../../src/queue/job-data.js';
+import { createKeys } from '../../src/queue/keys.js';
 import type { JobRecord } from '../../src/status/job-record.js';
 import { githubHeaders, githubPush } from '../fixtures/github/payloads.js';
 import { readSecrets } from '../../src/config/secrets.js';
@@ -61,7 +62,7 @@ beforeAll(async () => {
     readSecrets({ GITHUB_TOKEN: 'ghs_test' }),
     silentLogger(),
     {
-      timeoutMs: 2_000,
+      timeoutMs: 10_000,
     },
   )!;
   await harness.startWorker({
@@ -127,14 +128,18 @@ async function suspendedGauge(): Promise<string | undefined> {
   return /^pushgate_environment_suspended\{environment="web"\} (\d)$/m.exec(text)?.[1];
 }
 
-/** Resolves once the worker has skipped a re-sync it had not skipped before this call. */
+/**
+ * Resolves once the worker has skipped a re-sync for the suspension, one it had not skipped
+ * before this call, and no deploy holds the environment: one that started before the
+ * suspension finishes (it would apply the commit over a hand-made fix made meanwhile).
+ */
 async function nextSkippedResync(): Promise<void> {
-  const seen = workerLog.filter((line) => line.includes('this re-sync run skipped')).length;
-  await until(
-    () =>
-      Promise.resolve(workerLog.filter((line) => line.includes('this re-sync run skipped')).length > seen),
-    15_000,
-  );
+  const skipped = () =>
+    workerLog.filter((line) => line.includes('environment suspended: this re-sync run skipped')).length;
+  const seen = skipped();
+  await until(() => Promise.resolve(skipped() > seen), 15_000);
+  const lock = createKeys(harness.config.redis.prefix).environmentLock('web');
+  await until(async () => (await harness.services.redis.exists(lock)) === 0, 15_000);
 }
 
 function commandArgs(positionals: string[], options: Partial<CommandArgs> = {}) {

@@ -72,7 +72,7 @@ describe('commit statuses across the attempts of one job (real Redis, git, kube-
 
   const quickReporter = () =>
     createCommitStatusReporter(harness.config, readSecrets({ GITHUB_TOKEN: 'ghs_test' }), silentLogger(), {
-      timeoutMs: 2_000,
+      timeoutMs: 10_000,
       retryBaseMs: 50,
       pollIntervalMs: 50,
     });
@@ -155,7 +155,7 @@ describe('commit statuses across the attempts of one job (real Redis, git, kube-
       harness.config,
       readSecrets({ GITHUB_TOKEN: 'ghs_test' }),
       silentLogger(),
-      { timeoutMs: 2_000 },
+      { timeoutMs: 10_000 },
     );
     const first = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
     let second = '';
@@ -182,7 +182,7 @@ describe('commit statuses across the attempts of one job (real Redis, git, kube-
       harness.config,
       readSecrets({ GITHUB_TOKEN: 'ghs_test' }),
       silentLogger(),
-      { timeoutMs: 2_000 },
+      { timeoutMs: 10_000 },
     );
     const announced = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
     // The push of `announced` was not the head when the job first ran: another commit was.

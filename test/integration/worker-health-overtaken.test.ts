@@ -51,7 +51,7 @@ describe('a newer commit during the health wait (real Redis, git, kube-apiserver
       harness.config,
       readSecrets({ GITHUB_TOKEN: 'ghs_test' }),
       silentLogger(),
-      { timeoutMs: 2_000 },
+      { timeoutMs: 10_000 },
     );
     if (worker.start) await harness.startWorker({ reporter, concurrency: worker.concurrency });
   }

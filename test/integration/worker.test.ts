@@ -94,7 +94,7 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
       harness.config,
       readSecrets({ GITHUB_TOKEN: 'ghs_test' }),
       silentLogger(),
-      { timeoutMs: 2_000 },
+      { timeoutMs: 10_000 },
     );
     reporters.push(reporter);
     return reporter;
