@@ -111,7 +111,7 @@ class ParseThread {
     }
   }
 
-  /** The thread's CPU time so far in ms; the clock's `fallbackMs` while it cannot be read. */
+  /** The thread's CPU time so far in ms; `fallbackMs` while it cannot be read. */
   private threadCpuMs(fallbackMs: number): number {
     return (this.tid === undefined ? undefined : threadCpuMs(this.tid)) ?? fallbackMs;
   }
@@ -120,16 +120,23 @@ class ParseThread {
     if (!this.worker) {
       this.tid = undefined;
       this.worker = startWorker();
+      // Before the read's clock starts: the thread's start (its imports, slow on a starved
+      // CPU or in a paused process) is not the file's, and its CPU time is readable from then.
+      this.tid = await announcement(this.worker);
     }
     const worker = this.worker;
     const wallBefore = performance.now();
-    // A new thread's id comes with its first message: until then its CPU time counts from 0.
-    const cpuBefore = this.tid === undefined ? 0 : this.threadCpuMs(0);
+    const processCpuBefore = process.cpuUsage();
+    const cpuBefore = this.threadCpuMs(0);
     const limitMs = Math.max(Math.min(budgetMs, MAX_FILE_PARSE_MS), 0);
     const starvedAfterMs = Math.max(limitMs * STARVED_WALL_FACTOR, STARVED_MIN_WALL_MS);
     const spent = (): { cpuMs: number; wallMs: number } => {
       const wallMs = performance.now() - wallBefore;
-      return { cpuMs: Math.max(0, this.threadCpuMs(cpuBefore + wallMs) - cpuBefore), wallMs };
+      // Where the thread's own time cannot be read (off Linux), the least of two bounds of it:
+      // the clock, and the whole process's CPU time (the clock alone charges a stall).
+      const processCpu = process.cpuUsage(processCpuBefore);
+      const fallbackMs = Math.min(wallMs, (processCpu.user + processCpu.system) / 1000);
+      return { cpuMs: Math.max(0, this.threadCpuMs(cpuBefore + fallbackMs) - cpuBefore), wallMs };
     };
     const outcome = await new Promise<ParseOutcome>((resolve) => {
       const settle = (result: ParseOutcome): void => {
@@ -143,10 +150,7 @@ class ParseThread {
         if (cpuMs >= limitMs) settle({ refused: 'time' });
         else if (wallMs >= starvedAfterMs) settle({ refused: 'time', starvedCpuShare: cpuMs / wallMs });
       }, CPU_CHECK_MS);
-      const onMessage = (message: FileReading | ThreadAnnouncement): void => {
-        if ('threadTid' in message) this.tid = message.threadTid;
-        else settle(message);
-      };
+      const onMessage = (message: FileReading): void => settle(message);
       // What the thread could copy and this one could not (nested past this thread's stack).
       const onMessageError = (error: Error): void => settle({ refused: 'crash', detail: error.message });
       const onError = (error: Error & { code?: string }): void =>
@@ -180,6 +184,26 @@ class ParseThread {
     // Waits for the thread's exit, so nothing of it outlives the read it ran.
     if (worker) await worker.terminate();
   }
+}
+
+/** A new thread's first message: its kernel id (undefined off Linux). Rejects if it fails to start. */
+function announcement(worker: Worker): Promise<number | undefined> {
+  return new Promise((resolve, reject) => {
+    const stopListening = () => worker.off('message', onMessage).off('error', onError).off('exit', onExit);
+    const onMessage = (message: ThreadAnnouncement): void => {
+      stopListening();
+      resolve(message.threadTid);
+    };
+    const onError = (error: Error): void => {
+      stopListening();
+      reject(error);
+    };
+    const onExit = (code: number): void => {
+      stopListening();
+      reject(new Error(`the reading thread exited with code ${code} as it started`));
+    };
+    worker.on('message', onMessage).on('error', onError).on('exit', onExit);
+  });
 }
 
 /** CPU time (user + system) thread `tid` of this process has used, in ms; undefined off Linux. */
