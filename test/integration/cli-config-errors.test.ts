@@ -251,7 +251,7 @@ describe('status when Redis cannot be used', () => {
       ),
     );
     expect(run.stderr).not.toContain(PASSWORD);
-  }, 20_000);
+  });
 });
 
 describe('render --show-secrets', () => {

@@ -413,7 +413,7 @@ describe('pushgate serve and status', () => {
         ['suspend', 'staging'],
       ];
       const runs = await Promise.all(
-        commands.map((args) => runBuiltCli([...args, '--config', configFile], { env, timeoutMs: 20_000 })),
+        commands.map((args) => runBuiltCli([...args, '--config', configFile], { env, timeoutMs: 40_000 })),
       );
       runs.forEach((run, index) => {
         const command = commands[index]![0]!;
@@ -427,5 +427,5 @@ describe('pushgate serve and status', () => {
     } finally {
       silent.close();
     }
-  }, 30_000);
+  });
 });

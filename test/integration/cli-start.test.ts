@@ -144,7 +144,7 @@ describe('pushgate start with its own redis-server', () => {
     const answer = async (path: string) =>
       (await fetch(`http://127.0.0.1:${port}${path}`).catch(() => undefined))?.status;
 
-    await until(async () => (await answer('/healthz')) === 200, 15_000);
+    await until(async () => (await answer('/healthz')) === 200, START_TIMEOUT_MS);
     expect(await answer('/readyz')).toBe(503);
   });
 
@@ -253,7 +253,7 @@ describe('npm start', () => {
       npm.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
       npm.stderr!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
       const until = async (what: string, condition: () => boolean): Promise<void> => {
-        const deadline = Date.now() + 15_000;
+        const deadline = Date.now() + START_TIMEOUT_MS;
         while (!condition()) {
           if (Date.now() > deadline) throw new Error(`npm start: no ${what} in time:\n${output}`);
           await new Promise((resolve) => setTimeout(resolve, 50));
@@ -271,6 +271,6 @@ describe('npm start', () => {
       await until('exit of the embedded redis-server', () => !processAlive(redisPid));
       expect(existsSync(join(dir, '.pushgate', 'redis', 'url'))).toBe(false);
     },
-    START_TIMEOUT_MS,
+    3 * START_TIMEOUT_MS,
   );
 });

@@ -71,7 +71,7 @@ describe('a custom resource whose CRD appeared after this worker last looked', (
     try {
       // Well inside the 30 s the cache keeps an answer: a remembered miss is asked again.
       const result = await vi.waitFor(() => deployToCluster(kube, request()), {
-        timeout: 10_000,
+        timeout: 20_000,
         interval: 250,
       });
       expect(result.resources.map((r) => `${r.kind}/${r.name}:${r.action}`)).toEqual(['Widget/w:created']);

@@ -365,8 +365,9 @@ describe('a pushgate worker killed mid-fetch (real Redis, git over a slow ssh)',
 
       worker.kill('SIGKILL');
 
-      // Without a watch on the worker's end, the fetch would run on for seconds more (16 MiB at 3 MiB/s).
-      await until(async () => (await liveInGroup(group!)).length === 0, 2_000).catch(() => undefined);
+      // Without a watch on the worker's end, the fetch would run on for over 5 s more (16 MiB at
+      // 3 MiB/s at best): 4 s leaves a busy machine time to end the group.
+      await until(async () => (await liveInGroup(group!)).length === 0, 4_000).catch(() => undefined);
       expect(await liveInGroup(group!)).toEqual([]);
     } finally {
       worker?.kill('SIGKILL');

@@ -88,7 +88,7 @@ describe('git mirror cache edge cases (real git)', () => {
     }
 
     it('left by a git that was killed is removed, and the fetch goes on', async () => {
-      const cache = new MirrorCache({ dir: cacheDir, fetchTimeoutMs: 1_000 });
+      const cache = new MirrorCache({ dir: cacheDir });
       await repo.commit(web(1));
       await cache.fetchBranch(source(), repo.branch);
       const lock = await lockBranchRef(cache, 10 * 60_000);

@@ -53,7 +53,7 @@ describe('spawnProcessGroup (real processes, /proc)', () => {
 
     process.kill(parent, 'SIGKILL');
 
-    await until(async () => (await liveInGroup(group)).length === 0, 3_000).catch(() => undefined);
+    await until(async () => (await liveInGroup(group)).length === 0, 10_000).catch(() => undefined);
     expect(await liveInGroup(group)).toEqual([]);
   });
 
@@ -75,7 +75,7 @@ describe('spawnProcessGroup (real processes, /proc)', () => {
       await until(() => Promise.resolve(existsSync(said)));
       expect(await readFile(said, 'utf8')).toBe('term\n');
       // What ignores TERM goes a second later.
-      await until(async () => (await liveInGroup(child.pid!)).length === 0, 3_000);
+      await until(async () => (await liveInGroup(child.pid!)).length === 0, 10_000);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -93,10 +93,15 @@ describe('spawnProcessGroup (real processes, /proc)', () => {
     await until(async () => Date.now() - (await startedAtMs(first!)) >= 1_100);
 
     process.kill(first!, 'SIGKILL');
-    await until(async () => (await watchdogs()).some((pid) => pid !== first));
+    const [second] = await until(async () => {
+      const replacements = (await watchdogs()).filter((pid) => pid !== first);
+      return replacements.length > 0 && replacements;
+    });
+    // Its spawner hands it the group list just after it starts: a moment for that to happen.
+    await until(async () => Date.now() - (await startedAtMs(second!)) >= 500);
     process.kill(parent, 'SIGKILL');
 
-    await until(async () => (await liveInGroup(group)).length === 0, 3_000).catch(() => undefined);
+    await until(async () => (await liveInGroup(group)).length === 0, 10_000).catch(() => undefined);
     expect(await liveInGroup(group)).toEqual([]);
   });
 });

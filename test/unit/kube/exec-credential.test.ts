@@ -53,9 +53,10 @@ describe('ExecCredentialSource', () => {
       args: ['-c', 'sleep 30 & echo $! > "$0"; wait', pidFile],
       interactiveMode: 'Never',
     };
-    const source = new ExecCredentialSource(exec, null, process.env, 300);
+    // Time enough for the wrapper to write its child's pid on a busy machine.
+    const source = new ExecCredentialSource(exec, null, process.env, 2_000);
 
-    await expect(source.get()).rejects.toThrow('exec credential plugin "sh" did not answer within 0.3 s');
+    await expect(source.get()).rejects.toThrow('exec credential plugin "sh" did not answer within 2 s');
     const grandchild = Number(readFileSync(pidFile, 'utf8'));
     const deadline = Date.now() + 5_000;
     while (processAlive(grandchild) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));

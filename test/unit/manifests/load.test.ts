@@ -305,7 +305,8 @@ describe('loadManifests', () => {
       (e: unknown) => e as PushgateError,
     );
 
-    expect(Date.now() - started).toBeLessThan(5_000);
+    // Stopped at the environment's 0.3 s, not the file's 20 s (the margin is a busy machine's).
+    expect(Date.now() - started).toBeLessThan(15_000);
     expect(error?.message.split('\n').slice(1)).toEqual([
       "  env/a-slow.yaml: not read: reading it took more CPU time than it may (20 s a file, 0.3 s the environment's files together): a shape that costs the YAML parser far more than its bytes, or too much in one environment",
       "  env/b-web.yaml: not read: the environment's manifests took all they may before it",
