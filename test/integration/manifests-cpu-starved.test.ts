@@ -18,18 +18,22 @@ interface LoadResult {
 
 /**
  * How the loading process is held back, by SIGSTOP/SIGCONT: stopped for `stoppedMs` of every
- * 100 ms (a CPU limit's throttling), or once for `pauseMs`, PAUSE_AFTER_MS after it starts
- * loading (a pod throttled for a long stretch, a VM paused). A busy machine stretches the
- * first's running slices (the timers here run late), never the second's pause.
+ * 100 ms (a CPU limit's throttling), or once for `pauseMs`, PAUSE_AFTER_MS after its parse
+ * thread has started (a pod throttled for a long stretch, a VM paused). A busy machine
+ * stretches the first's running slices (the timers here run late), never the second's pause.
  */
 type HeldBack = { stoppedMs: number } | { pauseMs: number };
-/** How long after it says it starts loading the process is paused: its thread is reading by then. */
+/**
+ * How long after its parse thread's first message (the thread has started, and is handed the
+ * file at once) the process is paused: the thread is reading by then, however busy the machine.
+ */
 const PAUSE_AFTER_MS = 400;
 
 /** Loads `dir`'s manifests in a process of its own, held back so, with `parseMs` of CPU time for them all. */
 function loadHeldBack(dir: string, parseMs: number, heldBack: HeldBack): Promise<LoadResult> {
   const script = `
     import { loadManifestTree } from ${JSON.stringify(LOAD_MODULE)};
+    process.on('worker', (thread) => thread.once('message', () => console.log('reading')));
     console.log('loading');
     loadManifestTree(${JSON.stringify(dir)}, 'env', { values: 1_000_000, parseMs: ${parseMs} }).then(
       (tree) => {
@@ -52,9 +56,9 @@ function loadHeldBack(dir: string, parseMs: number, heldBack: HeldBack): Promise
   const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
   let holding: Promise<void> = Promise.resolve();
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-    const first = out === '';
+    const reading = !out.includes('reading') && (out + chunk).includes('reading');
     out += chunk;
-    if (!first || !('pauseMs' in heldBack)) return;
+    if (!reading || !('pauseMs' in heldBack)) return;
     const { pauseMs } = heldBack;
     // Once the parse thread has its file: a pause before that would not be the read's.
     holding = pause(PAUSE_AFTER_MS)
