@@ -39,6 +39,11 @@ const IDLE_MS = 30_000;
 const STARVED_WALL_FACTOR = 4;
 /** ...and at least this long, was starved of CPU: retried, not blamed on the file. */
 const STARVED_MIN_WALL_MS = 10_000;
+/**
+ * A new thread that has not said it started after this long (its imports take well under a
+ * second of CPU) is stopped, and the read counted as starved: retried, not blamed on the file.
+ */
+export const THREAD_START_LIMIT_MS = 30_000;
 /** How often a read's CPU time is looked at. */
 const CPU_CHECK_MS = 50;
 /** /proc reports CPU time in clock ticks of 1/100 s (USER_HZ, fixed for user space). */
@@ -70,13 +75,19 @@ interface Pending {
  * event loop that renews every running deploy's lock). A read past its time or memory stops
  * the thread; the next file gets a new one. A file waiting its turn is not charged the wait.
  */
-class ParseThread {
+export class ParseThread {
   private worker: Worker | undefined;
   /** The thread's kernel id, once it has said (its first message). */
   private tid: number | undefined;
   private readonly queue: Pending[] = [];
   private busy = false;
   private idleTimer: NodeJS.Timeout | undefined;
+
+  /** `spawn` and `startLimitMs` are the tests' to change: a thread that never starts, a shorter wait. */
+  constructor(
+    private readonly spawn: () => Worker = startWorker,
+    private readonly startLimitMs = THREAD_START_LIMIT_MS,
+  ) {}
 
   read(request: ParseRequest, budgetMs: number): Promise<TimedRead> {
     return new Promise((resolve) => {
@@ -119,10 +130,15 @@ class ParseThread {
   private async runOnThread({ request, budgetMs }: Pending): Promise<TimedRead> {
     if (!this.worker) {
       this.tid = undefined;
-      this.worker = startWorker();
+      this.worker = this.spawn();
       // Before the read's clock starts: the thread's start (its imports, slow on a starved
       // CPU or in a paused process) is not the file's, and its CPU time is readable from then.
-      this.tid = await announcement(this.worker);
+      const started = await announcement(this.worker, this.startLimitMs);
+      if (!started) {
+        await this.stop();
+        return { outcome: { refused: 'time', starvedCpuShare: 0 }, spentMs: 0 };
+      }
+      this.tid = started.tid;
     }
     const worker = this.worker;
     const wallBefore = performance.now();
@@ -186,13 +202,23 @@ class ParseThread {
   }
 }
 
-/** A new thread's first message: its kernel id (undefined off Linux). Rejects if it fails to start. */
-function announcement(worker: Worker): Promise<number | undefined> {
+/**
+ * A new thread's first message: its kernel id (undefined off Linux); undefined if it has not
+ * come within `limitMs`. Rejects if the thread fails to start.
+ */
+function announcement(worker: Worker, limitMs: number): Promise<{ tid: number | undefined } | undefined> {
   return new Promise((resolve, reject) => {
-    const stopListening = () => worker.off('message', onMessage).off('error', onError).off('exit', onExit);
+    const stopListening = (): void => {
+      clearTimeout(timer);
+      worker.off('message', onMessage).off('error', onError).off('exit', onExit);
+    };
+    const timer = setTimeout(() => {
+      stopListening();
+      resolve(undefined);
+    }, limitMs);
     const onMessage = (message: ThreadAnnouncement): void => {
       stopListening();
-      resolve(message.threadTid);
+      resolve({ tid: message.threadTid });
     };
     const onError = (error: Error): void => {
       stopListening();
