@@ -66,7 +66,7 @@ export const INGEST_NOTES = [
   'Main-thread instructions per webhook (`npm run bench -- instructions`, repeatable to 0.1% within a run,',
   '0.6% between runs): baseline 265k, floor 499–504k, pushgate 679–686k (Intel Xeon, 2026-12-03), 695–699k',
   "(AMD EPYC, 2026-12-04; 692–693k for that day's build before its changes, in the same run), 699k (Intel",
-  "Xeon, 2026-12-06, two runs of 3,000; the build of 2026-12-05 06:00 694–695k in the same runs, that of",
+  'Xeon, 2026-12-06, two runs of 3,000; the build of 2026-12-05 06:00 694–695k in the same runs, that of',
   '2026-12-03 14:00 686k in a run of 1,000 against 704k for this one); pushgate',
   "with BullMQ's `addStandardJob` call cut out (a",
   'patched build, measured once) 531k. Were the main thread the only cost, 0.6× of the baseline would',
