@@ -101,8 +101,6 @@ interface Count {
   perWebhook: number;
   /** Of the measured webhooks, those answered 503 (counted all the same). */
   unavailable: number;
-  /** Each run's count, when several were taken. */
-  range?: string;
 }
 
 async function countPerWebhook(server: Counted, dir: string): Promise<Count> {
@@ -174,7 +172,8 @@ export async function run(): Promise<void> {
     ];
     const compare = process.env.BENCH_COMPARE_CLI;
     if (compare) servers.push(serve(`pushgate serve, ${compare}`, compare));
-    const counts: Count[] = [];
+    /** Each server's median run, with every run's count (`range`). */
+    const counts: (Count & { range: string })[] = [];
     for (const server of servers) {
       const runs: Count[] = [];
       for (let run = 1; run <= RUNS_PER_SERVER; run++) {
