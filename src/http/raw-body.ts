@@ -61,7 +61,9 @@ export function readRawBody(req: IncomingMessage, limit: number, hold?: BodyHold
     };
     const onEnd = (): void => {
       cleanup();
-      resolve(Buffer.concat(chunks, size));
+      // One chunk (most webhooks) is the body as it is: each chunk node:http hands over is a
+      // Buffer of its own, so there is nothing to copy it out of.
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
     };
     const onError = (error: Error): void => {
       cleanup();

@@ -1,5 +1,6 @@
 import { destination, pino, type Logger, type DestinationStream, type LevelWithSilent } from 'pino';
 import { ConfigError } from './errors.js';
+import { isoTime as formatIsoTime } from './iso-time.js';
 import { CENSOR, redactSecrets, SECRET_KEYS } from './redact-secrets.js';
 
 export type { Logger };
@@ -28,7 +29,7 @@ let heldAtMs: number | undefined;
 
 /** pino's isoTime, but for a line held back (writeAsOf) the time it was logged at. */
 function isoTime(): string {
-  return `,"time":"${new Date(heldAtMs ?? Date.now()).toISOString()}"`;
+  return `,"time":"${formatIsoTime(heldAtMs ?? Date.now())}"`;
 }
 
 /**

@@ -11,6 +11,7 @@ import {
   type WebhookRegistry,
 } from '../../webhooks/registry.js';
 import type { PushEvent } from '../../webhooks/types.js';
+import { isoTime } from '../../lib/iso-time.js';
 import type { Logger } from '../../lib/logger.js';
 import type { WebhookOutcome } from '../../lib/metrics.js';
 import { bodyBudgetFor, ReceiverBusyError } from '../body-budget.js';
@@ -210,7 +211,7 @@ export function createWebhookReceiver(deps: AppDeps): WebhookReceiver {
       sha: push.after,
       pusher: push.pusher,
     };
-    const receivedAt = new Date(now()).toISOString();
+    const receivedAt = isoTime(now());
     const base = publicBase(deps.config.server.publicUrl, req);
     // Only a configured base goes on the record (and the commit status): a Host header is the sender's to choose.
     const recordedBase = deps.config.server.publicUrl ? base : undefined;
