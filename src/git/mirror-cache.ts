@@ -441,7 +441,7 @@ async function checkOutRoots(
 ): Promise<void> {
   if (roots.length === 0) return;
   const only = roots.length === 1 ? roots[0]! : undefined;
-  // The usual scope, one folder: read and written out by one git, not two (a git costs 2.5–19 ms
+  // The usual scope, one folder: read and written out by one git, not two (a git costs 2–19 ms
   // by machine, measured). The index is new and the folder empty, so -u has nothing to refuse.
   if (only?.type === 'tree') {
     await git(['read-tree', '-u', `--prefix=${only.path}/`, only.object]);
