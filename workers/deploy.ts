@@ -235,6 +235,10 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
   const workerErrors = new RepeatedErrorLog(logger, 'worker error');
   worker.on('error', workerErrors.report);
   workerConnection.on('ready', () => workerErrors.recovered('Redis answers again'));
+  // Since when the worker's connection has been down: see close().
+  let redisAwaySince: number | undefined;
+  workerConnection.on('close', () => (redisAwaySince ??= Date.now()));
+  workerConnection.on('ready', () => (redisAwaySince = undefined));
   // Awaited by close() within its deadline: written (and reported) before we disconnect.
   const recordings = new Set<Promise<void>>();
   worker.on('failed', (job, error) => {
@@ -310,19 +314,30 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
       // no failure being recorded there is nothing to finish, so the deadline has nothing to
       // wait for. Away for a while, not a reconnect's moment: a job BullMQ took just then
       // comes back when its lock lapses, as a killed worker's does.
+      const idleWithoutRedis = (): boolean =>
+        running.size === 0 &&
+        recordings.size === 0 &&
+        workerConnection.status !== 'ready' &&
+        redisAwaySince !== undefined &&
+        Date.now() - redisAwaySince >= REDIS_AWAY_FOR_MS;
       let poll: NodeJS.Timeout | undefined;
-      let awaySince: number | undefined;
-      const idleWithoutRedis = new Promise<'idle without Redis'>((resolve) => {
+      const foundIdleWithoutRedis = new Promise<'idle without Redis'>((resolve) => {
         poll = setInterval(() => {
-          const now = Date.now();
-          awaySince = workerConnection.status === 'ready' ? undefined : (awaySince ?? now);
-          const idle = running.size === 0 && recordings.size === 0;
-          if (idle && awaySince !== undefined && now - awaySince >= REDIS_AWAY_FOR_MS)
-            resolve('idle without Redis');
+          if (idleWithoutRedis()) resolve('idle without Redis');
         }, IDLE_CHECK_MS);
       });
-      const closed = worker.close().then(() => Promise.all(recordings));
-      const result = await Promise.race([closed.then(() => 'closed' as const), deadline, idleWithoutRedis]);
+      // Already so (the withdrawal above waited on Redis meanwhile): BullMQ's close is not
+      // begun, since how soon it ends then depends on where its loop was when Redis went.
+      const result = idleWithoutRedis()
+        ? ('idle without Redis' as const)
+        : await Promise.race([
+            worker
+              .close()
+              .then(() => Promise.all(recordings))
+              .then(() => 'closed' as const),
+            deadline,
+            foundIdleWithoutRedis,
+          ]);
       clearTimeout(timer);
       clearInterval(poll);
       if (result === 'idle without Redis') {
