@@ -314,12 +314,14 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
       // no failure being recorded there is nothing to finish, so the deadline has nothing to
       // wait for. Away for a while, not a reconnect's moment: a job BullMQ took just then
       // comes back when its lock lapses, as a killed worker's does.
-      const idleWithoutRedis = (): boolean =>
-        running.size === 0 &&
-        recordings.size === 0 &&
-        workerConnection.status !== 'ready' &&
-        redisAwaySince !== undefined &&
-        Date.now() - redisAwaySince >= REDIS_AWAY_FOR_MS;
+      const idleWithoutRedis = (): boolean => {
+        if (workerConnection.status === 'ready') return false;
+        // Not ready with no `close` seen (a client state without that event): away from now.
+        redisAwaySince ??= Date.now();
+        return (
+          running.size === 0 && recordings.size === 0 && Date.now() - redisAwaySince >= REDIS_AWAY_FOR_MS
+        );
+      };
       let poll: NodeJS.Timeout | undefined;
       const foundIdleWithoutRedis = new Promise<'idle without Redis'>((resolve) => {
         poll = setInterval(() => {
