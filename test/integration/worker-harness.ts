@@ -71,6 +71,8 @@ export interface WorkerHarness {
   cacheDir: string;
   environment(name: string): EnvironmentConfig;
   startWorker(options?: {
+    /** Where this worker reaches Redis (default: where the harness does): a proxy, say. */
+    redisUrl?: string;
     engine?: ApplyEngine;
     reporter?: CommitStatusReporter;
     concurrency?: number;
@@ -132,7 +134,7 @@ export async function createWorkerHarness(options: {
     async startWorker(workerOptions = {}) {
       const worker = await startDeployWorker({
         config,
-        redisUrl: options.redisUrl,
+        redisUrl: workerOptions.redisUrl ?? options.redisUrl,
         logger: workerOptions.logger ?? silentLogger(),
         metrics,
         engine: workerOptions.engine ?? createKubeApplyEngine(config, process.env),

@@ -1,14 +1,16 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ApplyEngine } from '../../src/deploy/apply-engine.js';
 import { createKubeApplyEngine } from '../../src/deploy/kube-apply-engine.js';
+import { createLogger } from '../../src/lib/logger.js';
 import { createKeys } from '../../src/queue/keys.js';
 import { workerTuningFromEnv } from '../../workers/deploy.js';
 import { createEnvRepo, type EnvRepo } from '../helpers/env-repo.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/kube.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { startTcpProxy } from '../helpers/tcp-proxy.js';
 import { until } from '../helpers/until.js';
 import { createWorkerHarness, type WorkerHarness } from './worker-harness.js';
-import { deployment } from './worker-manifests.js';
+import { configMap, deployment } from './worker-manifests.js';
 
 let redis: TestRedis;
 
@@ -117,5 +119,61 @@ describe('deploy worker shutdown (real Redis, git, kube-apiserver)', () => {
         return record?.message?.startsWith('handed back') ? record : undefined;
       }),
     ).toMatchObject({ state: 'queued', finishedAt: null });
+  });
+
+  it('stops without its deadline when Redis goes away after the last deploy ended, before BullMQ moved its job; the job then comes back and is not deployed again', async () => {
+    const sha = await repo.commit({ 'manifests/settings.yaml': configMap('settings', { mode: 'a' }) });
+    const real = createKubeApplyEngine(harness.config, process.env);
+    let entered = false;
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const held: ApplyEngine = {
+      render: (environment, manifests) => real.render(environment, manifests),
+      deploy: async (request) => {
+        entered = true;
+        await released;
+        return real.deploy(request);
+      },
+    };
+    const messages: string[] = [];
+    const logger = createLogger({
+      level: 'info',
+      destination: { write: (line: string) => void messages.push((JSON.parse(line) as { msg: string }).msg) },
+    });
+    const proxy = await startTcpProxy(redis.port);
+    const worker = await harness.startWorker({
+      redisUrl: `redis://127.0.0.1:${proxy.port}`,
+      engine: held,
+      logger,
+      lockDurationMs: 2_000,
+    });
+    const id = await harness.webhook('web', sha);
+    await until(() => Promise.resolve(entered));
+    // BullMQ's move of the finished job (the only command that carries `returnvalue`): the
+    // deploy's record is written by then, the move never lands.
+    const redisGone = proxy.cutOn(['returnvalue', id]);
+
+    const started = Date.now();
+    // A deadline well past the 2 s of Redis away and the bounded steps after them.
+    const closing = worker.close(25_000);
+    await until(() => Promise.resolve(worker.worker.closing !== undefined));
+    release();
+    await redisGone;
+    await closing;
+
+    // Not BullMQ's close, which would retry the move until the deadline.
+    expect(Date.now() - started).toBeLessThan(15_000);
+    expect(messages).toContain(
+      'Redis does not answer and no deploy is running: stopping without waiting for it',
+    );
+    const record = await harness.services.store.get(id);
+    expect(record).toMatchObject({ state: 'succeeded', sha });
+    await proxy.close();
+
+    // Its lock lapses and the next worker finds the job done: no second deploy.
+    await harness.startWorker({ lockDurationMs: 2_000 });
+    const entry = await harness.services.queue.getJob(id);
+    await until(async () => ((await entry?.getState()) === 'completed' ? true : undefined), 30_000);
+    expect(await harness.services.store.get(id)).toEqual(record);
   });
 });
