@@ -14,6 +14,26 @@ import { configMap, deployment } from './worker-manifests.js';
 
 let redis: TestRedis;
 
+/** The real engine, its deploys held at their start until released. */
+function heldEngine(harness: WorkerHarness): { engine: ApplyEngine; entered: boolean; release(): void } {
+  const real = createKubeApplyEngine(harness.config, process.env);
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  const held = {
+    entered: false,
+    release,
+    engine: {
+      render: (environment, manifests) => real.render(environment, manifests),
+      deploy: async (request) => {
+        held.entered = true;
+        await released;
+        return real.deploy(request);
+      },
+    } satisfies ApplyEngine,
+  };
+  return held;
+}
+
 beforeAll(async () => {
   redis = await startRedis();
 });
@@ -90,29 +110,18 @@ describe('deploy worker shutdown (real Redis, git, kube-apiserver)', () => {
 
   it('leaves Redis open to a deploy that outlives the deadline, which then hands its job back', async () => {
     const sha = await repo.commit({ 'manifests/web.yaml': deployment('web') });
-    const real = createKubeApplyEngine(harness.config, process.env);
-    let entered = false;
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => (release = resolve));
     // A wait that ignores the abort (a library call without a signal, say).
-    const deaf: ApplyEngine = {
-      render: (environment, manifests) => real.render(environment, manifests),
-      deploy: async (request) => {
-        entered = true;
-        await released;
-        return real.deploy(request);
-      },
-    };
-    const worker = await harness.startWorker({ engine: deaf, shutdownDeadlineMs: 200 });
+    const deaf = heldEngine(harness);
+    const worker = await harness.startWorker({ engine: deaf.engine, shutdownDeadlineMs: 200 });
     const id = await harness.webhook('web', sha);
-    await until(() => Promise.resolve(entered));
+    await until(() => Promise.resolve(deaf.entered));
 
     await worker.close();
 
     // Closed under it, the deploy's end would make BullMQ retry the job's move at once,
     // forever, starving the process (so that is not tried on a build without this).
     expect((await worker.worker.client).status).toBe('ready');
-    release();
+    deaf.release();
     expect(
       await until(async () => {
         const record = await harness.services.store.get(id);
@@ -123,18 +132,7 @@ describe('deploy worker shutdown (real Redis, git, kube-apiserver)', () => {
 
   it('stops without its deadline when Redis goes away after the last deploy ended, before BullMQ moved its job; the job then comes back and is not deployed again', async () => {
     const sha = await repo.commit({ 'manifests/settings.yaml': configMap('settings', { mode: 'a' }) });
-    const real = createKubeApplyEngine(harness.config, process.env);
-    let entered = false;
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => (release = resolve));
-    const held: ApplyEngine = {
-      render: (environment, manifests) => real.render(environment, manifests),
-      deploy: async (request) => {
-        entered = true;
-        await released;
-        return real.deploy(request);
-      },
-    };
+    const held = heldEngine(harness);
     const messages: string[] = [];
     const logger = createLogger({
       level: 'info',
@@ -143,12 +141,12 @@ describe('deploy worker shutdown (real Redis, git, kube-apiserver)', () => {
     const proxy = await startTcpProxy(redis.port);
     const worker = await harness.startWorker({
       redisUrl: `redis://127.0.0.1:${proxy.port}`,
-      engine: held,
+      engine: held.engine,
       logger,
       lockDurationMs: 2_000,
     });
     const id = await harness.webhook('web', sha);
-    await until(() => Promise.resolve(entered));
+    await until(() => Promise.resolve(held.entered));
     // BullMQ's move of the finished job (the only command that carries `returnvalue`): the
     // deploy's record is written by then, the move never lands.
     const redisGone = proxy.cutOn(['returnvalue', id]);
@@ -157,7 +155,7 @@ describe('deploy worker shutdown (real Redis, git, kube-apiserver)', () => {
     // A deadline well past the 2 s of Redis away and the bounded steps after them.
     const closing = worker.close(25_000);
     await until(() => Promise.resolve(worker.worker.closing !== undefined));
-    release();
+    held.release();
     await redisGone;
     await closing;
 
