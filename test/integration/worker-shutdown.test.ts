@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import type { ApplyEngine } from '../../src/deploy/apply-engine.js';
 import { createKubeApplyEngine } from '../../src/deploy/kube-apply-engine.js';
 import { createLogger } from '../../src/lib/logger.js';
@@ -139,6 +139,7 @@ describe('deploy worker shutdown (real Redis, git, kube-apiserver)', () => {
       destination: { write: (line: string) => void messages.push((JSON.parse(line) as { msg: string }).msg) },
     });
     const proxy = await startTcpProxy(redis.port);
+    onTestFinished(() => proxy.close());
     const worker = await harness.startWorker({
       redisUrl: `redis://127.0.0.1:${proxy.port}`,
       engine: held.engine,
@@ -166,7 +167,6 @@ describe('deploy worker shutdown (real Redis, git, kube-apiserver)', () => {
     );
     const record = await harness.services.store.get(id);
     expect(record).toMatchObject({ state: 'succeeded', sha });
-    await proxy.close();
 
     // Its lock lapses and the next worker finds the job done: no second deploy.
     await harness.startWorker({ lockDurationMs: 2_000 });
