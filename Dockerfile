@@ -6,14 +6,14 @@
 #   docker run --rm -p 8080:8080 -e REDIS_URL=redis://redis:6379 -v $PWD/config:/etc/pushgate:ro pushgate
 #   docker run --rm -e REDIS_URL=redis://redis:6379 -v $PWD/config:/etc/pushgate:ro pushgate worker
 
-# The base of both stages: Node.js 22 LTS on Debian 12 (bookworm), slim. Node 20 reached end of
-# life on 2026-04-30; Node 22 is supported until 2027-04-30, so move to the next LTS (24)
-# before then (package.json `engines` stays ">=20"). A tag moves when it is rebuilt: for a
-# reproducible build, pin the digest you tested,
-#   docker buildx imagetools inspect node:22-bookworm-slim      # prints Digest: sha256:...
-#   docker build --build-arg NODE_IMAGE=node:22-bookworm-slim@sha256:<digest> -t pushgate .
+# The base of both stages: Node.js 24 LTS on Debian 12 (bookworm), slim. Node 24 is supported
+# until 2028-04-30; Node 22, which this image ran before, ends on 2027-04-30. package.json
+# `engines` stays ">=20": CI runs the tests on this major and on the machine's Node.js.
+# A tag moves when it is rebuilt: for a reproducible build, pin the digest you tested,
+#   docker buildx imagetools inspect node:24-bookworm-slim      # prints Digest: sha256:...
+#   docker build --build-arg NODE_IMAGE=node:24-bookworm-slim@sha256:<digest> -t pushgate .
 # (or write the digest into this default), and let Renovate/Dependabot propose new digests.
-ARG NODE_IMAGE=node:22-bookworm-slim
+ARG NODE_IMAGE=node:24-bookworm-slim
 
 # ---- build: compile TypeScript, then drop the dev dependencies -----------------------
 FROM ${NODE_IMAGE} AS build

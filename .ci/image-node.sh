@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Prints the bin directory of a Node.js of the major version the image runs (the Dockerfile's
-# node:22-bookworm-slim follows the newest 22.x; this pins one), fetched once from the npm
+# node:24-bookworm-slim follows the newest 24.x; this pins one), fetched once from the npm
 # registry (package node-linux-<arch>, checked against the registry's integrity by npm) and
 # cached, so CI runs the tests on it as well as on the machine's Node.js. Fails when the
 # Dockerfile names another major version: bump both together.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-version=22.23.5
+version=24.22.3
 image_major="$(sed -n 's/^ARG NODE_IMAGE=node:\([0-9]*\)\([-.@].*\)\{0,1\}$/\1/p' Dockerfile)"
 if [ "$image_major" != "${version%%.*}" ]; then
   echo "image-node: the Dockerfile runs Node.js ${image_major:-?}, this script fetches $version: update one of them" >&2
