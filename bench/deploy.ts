@@ -279,6 +279,11 @@ by a thread of the worker with a heap of its own, about 20 MiB more while it run
 30 s idle). Here a ${SMALL}-object push was applied in ${ratio(smallMedian, kubectlMedian)}× the time of \`git fetch\` +
 \`kubectl apply\`, and ${BULK} ConfigMaps in ${ratio(bulkFirst, kubectlBulkFirst)}× (kubectl's client-side rate
 limiting dominates its figures).
+
+These figures are on the machine's Node.js. The image's Node.js (24 since 2026-12-07, 22 before) makes
+the worker's peak higher: on an Intel Xeon on 2026-12-07, 155–166 MiB in six runs on Node 24.22.3 and
+148 MiB in one on Node 22.23.5, against 113–126 MiB on Node 20.20.2 there, so above the 150 MB target
+on both. Measure it with \`PATH="$(bash .ci/image-node.sh):$PATH" npm run bench -- deploy\`.
 `;
     writeBenchSection('deploy', section);
     process.stdout.write(section);
