@@ -75,6 +75,7 @@ export const INGEST_NOTES = [
   '| 2026-12-07 06:06 | Intel Xeon | 15.8–16.1k | 0.56, 0.67 | 0.42, 0.54 | 0.75, 0.81 |',
   '| 2026-12-07 06:14 | Intel Xeon | 15.4–19.0k | 0.55, 0.58 | 0.41, 0.51 | 0.74, 0.87 |',
   '| 2026-12-07 06:51, Node 24 | Intel Xeon | 21.4–22.2k | 0.52, 0.60 | 0.38, 0.47 | 0.71, 0.77 |',
+  '| 2026-12-07 08:49 | AMD EPYC | 9.8–10.5k | 0.53, 0.57 | 0.50, 0.56 | 0.94, 0.98 |',
   '',
   "Rows from 2026-12-02 on are of the current enqueue path (BullMQ's entry written from a template job);",
   'those from 2026-12-06 06:24 on also have the webhook path of 670k instructions (below).',
