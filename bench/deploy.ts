@@ -17,6 +17,7 @@ import { waitForRedis } from '../src/queue/connection.js';
 import type { JobRecord } from '../src/status/job-record.js';
 import { machineFacts, writeBenchSection } from './report.js';
 import { startCluster, startRedisServer, stopCluster } from './local-services.js';
+import { shippedWorkerNodeFlags } from './shipped-worker.js';
 
 const execFileAsync = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -188,8 +189,8 @@ ${environment('bench-small')}
 ${environment('bench-bulk')}
 `,
     );
-    // The flags the `pushgate` bin's shebang runs it with.
-    worker = spawn(process.execPath, ['--max-semi-space-size=2', CLI, 'worker', '--config', configFile], {
+    // node's flags as the shipped worker Deployment gives them.
+    worker = spawn(process.execPath, [...shippedWorkerNodeFlags(), CLI, 'worker', '--config', configFile], {
       env: { ...process.env, LOG_LEVEL: 'warn', PUSHGATE_CACHE_DIR: join(dir, 'cache') },
       stdio: ['ignore', 'ignore', 'inherit'],
     });
@@ -271,19 +272,22 @@ Where the worker's memory goes (measured by importing the compiled modules in a 
 itself ~39 MiB; BullMQ, ioredis, zod, pino, yaml and the worker's own code bring it to ~67 MiB.
 The kubeconfig is read by \`src/kube/kubeconfig.ts\` with client-node's entry parsers only: the full
 \`@kubernetes/client-node\` (~75 MiB, its \`KubeConfig\` pulls in the whole generated API client) is
-imported only for auth providers and proxies (exec plugins are run by pushgate). The worker runs with
-\`--max-semi-space-size=2\` (the bin's shebang), so a 1,000-object deploy's short-lived garbage does
-not grow the young generation. The commit-status clients (octokit, gitbeaker) are loaded only when
-a token is set. Manifest files over 8 KiB (here the 1,000-object set's, 100 objects a file) are read
-by a thread of the worker with a heap of its own, about 20 MiB more while it runs (it stops after
-30 s idle). Here a ${SMALL}-object push was applied in ${ratio(smallMedian, kubectlMedian)}× the time of \`git fetch\` +
-\`kubectl apply\`, and ${BULK} ConfigMaps in ${ratio(bulkFirst, kubectlBulkFirst)}× (kubectl's client-side rate
-limiting dominates its figures).
+imported only for auth providers and proxies (exec plugins are run by pushgate). The worker runs
+with node's flags as the shipped worker Deployment gives them (\`${shippedWorkerNodeFlags().join(' ')}\`): a
+2 MiB young generation, so a 1,000-object deploy's short-lived garbage does not grow it, and no
+Maglev, V8's mid-tier JIT (on by default since Node.js 22), whose code and compile memory, in the
+main thread and again in the parse thread, cost a worker on Node.js 24 about 15 MiB at its peak.
+The commit-status clients (octokit, gitbeaker) are loaded only when a token is set. Manifest files
+over 8 KiB (here the 1,000-object set's, 100 objects a file) are read by a thread of the worker with
+a heap of its own, about 20 MiB more while it runs (it stops after 30 s idle). Here a ${SMALL}-object
+push was applied in ${ratio(smallMedian, kubectlMedian)}× the time of \`git fetch\` + \`kubectl apply\`, and ${BULK} ConfigMaps in
+${ratio(bulkFirst, kubectlBulkFirst)}× (kubectl's client-side rate limiting dominates its figures).
 
-These figures are on the machine's Node.js. The image's Node.js (24 since 2026-12-07, 22 before) makes
-the worker's peak higher: on an Intel Xeon on 2026-12-07, 155–166 MiB in six runs on Node 24.22.3 and
-148 MiB in one on Node 22.23.5, against 113–126 MiB on Node 20.20.2 there, so above the 150 MB target
-on both. Measure it with \`PATH="$(bash .ci/image-node.sh):$PATH" npm run bench -- deploy\`.
+These figures are on the machine's Node.js. On the image's (Node.js 24 since 2026-12-07) the worker's
+peak is higher, and \`--no-maglev\` is what keeps it under the target: on an AMD EPYC on 2026-12-07,
+131–135 MiB in five runs on Node 24.22.3 with the flags above, against 147–149 MiB in two runs without
+\`--no-maglev\` and 153–160 MiB in three with the young generation's flag alone (155–166 MiB so on an
+Intel Xeon the same day). Measure it with \`PATH="$(bash .ci/image-node.sh):$PATH" npm run bench -- deploy\`.
 `;
     writeBenchSection('deploy', section);
     process.stdout.write(section);

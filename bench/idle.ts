@@ -25,6 +25,7 @@ import { connectProducer, type ProducerServices } from '../src/runtime.js';
 import { waitForRedis } from '../src/queue/connection.js';
 import { machineFacts, writeBenchSection } from './report.js';
 import { startCluster, startRedisServer, stopCluster } from './local-services.js';
+import { shippedWorkerNodeFlags } from './shipped-worker.js';
 
 const execFileAsync = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -176,11 +177,15 @@ class WorkerProcess {
     configFile: string,
     cacheDir: string,
   ) {
-    // The flags the `pushgate` bin's shebang runs it with.
-    this.child = spawn(process.execPath, ['--max-semi-space-size=2', CLI, 'worker', '--config', configFile], {
-      env: { ...process.env, LOG_LEVEL: 'info', PUSHGATE_CACHE_DIR: cacheDir },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    // node's flags as the shipped worker Deployment gives them.
+    this.child = spawn(
+      process.execPath,
+      [...shippedWorkerNodeFlags(), CLI, 'worker', '--config', configFile],
+      {
+        env: { ...process.env, LOG_LEVEL: 'info', PUSHGATE_CACHE_DIR: cacheDir },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     this.ready = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(
         () => reject(new Error(`${label} not ready within ${READY_TIMEOUT_MS / 1000} s${this.lastLines()}`)),

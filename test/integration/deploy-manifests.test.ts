@@ -5,14 +5,16 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request, type RequestOptions } from 'node:https';
 import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
-import { parseAllDocuments } from 'yaml';
+import { parse, parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfigText } from '../../src/config/load.js';
 import { gitFetchLimitsFromEnv } from '../../src/git/fetch-budget.js';
 import { CLOSE_PAST_DEADLINE_MAX_MS, workerTuningFromEnv } from '../../workers/deploy.js';
+import { shippedWorkerCommandFlags } from '../../bench/shipped-worker.js';
 import { createTestNamespace, kubeConfigFromTest, type TestNamespace } from '../helpers/kube.js';
 
-const manifestsDir = fileURLToPath(new URL('../../deploy/kubernetes/', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const manifestsDir = join(ROOT, 'deploy/kubernetes/');
 const CLUSTER_SCOPED = new Set(['ClusterRole', 'ClusterRoleBinding', 'Namespace']);
 /** Manifests kustomization.yaml leaves out on purpose: applied by hand, or added by choice. */
 const OPT_IN = new Set(['secret.example.yaml', 'rbac-cluster-wide.yaml', 'ingress.example.yaml']);
@@ -245,6 +247,7 @@ interface ContainerLike {
     valueFrom?: { secretKeyRef?: { name: string; key: string; optional?: boolean } };
   }[];
   envFrom?: unknown[];
+  command?: string[];
   lifecycle?: { preStop?: { exec?: { command: string[] } } };
   resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
 }
@@ -295,6 +298,30 @@ describe('deploy/kubernetes pods', () => {
         .map((e) => e.valueFrom!.secretKeyRef!.key);
       expect(required.sort(), name).toEqual(['PUSHGATE_API_TOKEN', 'REDIS_URL']);
     }
+  });
+
+  it("runs a worker as the image's entrypoint plus node flags that this Node.js takes, as docker-compose.yml does", () => {
+    const worker = podSpec('pushgate-worker').containers[0]!;
+    const flags = shippedWorkerCommandFlags();
+    expect(flags.length).toBeGreaterThan(0);
+    // Only flags added: tini stays PID 1 and node runs the package bin.
+    const entrypoint = /^ENTRYPOINT (\[.*\])$/m.exec(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'))?.[1];
+    expect(worker.command?.filter((part) => !flags.includes(part))).toEqual(JSON.parse(entrypoint ?? '[]'));
+    const compose = parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8')) as {
+      services: { worker: { entrypoint?: string[] } };
+    };
+    expect(compose.services.worker.entrypoint).toEqual(worker.command);
+    // node refuses a V8 flag it does not know (a later Node.js may drop one): the pod would not start.
+    const nodeOptions = worker.env?.find((variable) => variable.name === 'NODE_OPTIONS')?.value ?? '';
+    const run = spawnSync(process.execPath, [...flags, '-e', 'process.stdout.write("started")'], {
+      env: { PATH: process.env.PATH, NODE_OPTIONS: nodeOptions },
+      encoding: 'utf8',
+    });
+    expect({ status: run.status, stdout: run.stdout, stderr: run.stderr }).toEqual({
+      status: 0,
+      stdout: 'started',
+      stderr: '',
+    });
   });
 
   it('keeps a terminating receiver serving through preStop, and lets it drain before SIGKILL', () => {
