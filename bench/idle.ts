@@ -473,8 +473,7 @@ ${machineText}
 |---|---|---|---|---|---|---|---|---|---|
 ${rows.map(tableRow).join('\n')}
 
-${EARLIER}
-${deploys.length > 0 ? `\nDeploys in the windows (re-sync slots that fell in them): ${deploys.join('; ')}.\n` : ''}
+${EARLIER}${deploys.length > 0 ? `\nDeploys in the windows (re-sync slots that fell in them): ${deploys.join('; ')}.\n` : ''}
 Calls/s of every command:
 
 | command | ${heading} |
