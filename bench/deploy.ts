@@ -273,10 +273,11 @@ itself ~39 MiB; BullMQ, ioredis, zod, pino, yaml and the worker's own code bring
 The kubeconfig is read by \`src/kube/kubeconfig.ts\` with client-node's entry parsers only: the full
 \`@kubernetes/client-node\` (~75 MiB, its \`KubeConfig\` pulls in the whole generated API client) is
 imported only for auth providers and proxies (exec plugins are run by pushgate). The worker runs
-with node's flags as the shipped worker Deployment gives them (\`${shippedWorkerNodeFlags().join(' ')}\`): a
-2 MiB young generation, so a 1,000-object deploy's short-lived garbage does not grow it, and no
-Maglev, V8's mid-tier JIT (on by default since Node.js 22), whose code and compile memory, in the
-main thread and again in the parse thread, cost a worker on Node.js 24 about 15 MiB at its peak.
+with the NODE_OPTIONS of the shipped worker Deployment (\`${shippedWorkerNodeFlags().join(' ')}\`): a
+2 MiB young generation, so a 1,000-object deploy's short-lived garbage does not grow it. And
+\`pushgate worker\` turns off Maglev, V8's mid-tier JIT (on by default since Node.js 22), whose code
+and compile memory, in the main thread and again in the parse thread, cost a worker on Node.js 24
+about 15 MiB at its peak.
 The commit-status clients (octokit, gitbeaker) are loaded only when a token is set. Manifest files
 over 8 KiB (here the 1,000-object set's, 100 objects a file) are read by a thread of the worker with
 a heap of its own, about 20 MiB more while it runs (it stops after 30 s idle). Here a ${SMALL}-object
@@ -284,10 +285,11 @@ push was applied in ${ratio(smallMedian, kubectlMedian)}× the time of \`git fet
 ${ratio(bulkFirst, kubectlBulkFirst)}× (kubectl's client-side rate limiting dominates its figures).
 
 These figures are on the machine's Node.js. On the image's (Node.js 24 since 2026-12-07) the worker's
-peak is higher, and \`--no-maglev\` is what keeps it under the target: on an AMD EPYC on 2026-12-07,
-131–135 MiB in five runs on Node 24.22.3 with the flags above, against 147–149 MiB in two runs without
-\`--no-maglev\` and 153–160 MiB in three with the young generation's flag alone (155–166 MiB so on an
-Intel Xeon the same day). Measure it with \`PATH="$(bash .ci/image-node.sh):$PATH" npm run bench -- deploy\`.
+peak is higher, and turning Maglev off is what keeps it under the target: on AMD EPYCs on 2026-12-07,
+130–135 MiB in eight runs on Node 24.22.3 with the flags above (five with \`--no-maglev\` on node's
+command line, three with it set by \`pushgate worker\` alone), against 146–149 MiB in three runs with
+Maglev and 153–160 MiB in three with the young generation's flag alone (155–166 MiB so on an Intel
+Xeon the same day). Measure it with \`PATH="$(bash .ci/image-node.sh):$PATH" npm run bench -- deploy\`.
 `;
     writeBenchSection('deploy', section);
     process.stdout.write(section);

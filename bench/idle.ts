@@ -177,7 +177,7 @@ class WorkerProcess {
     configFile: string,
     cacheDir: string,
   ) {
-    // node's flags as the shipped worker Deployment gives them.
+    // The shipped worker Deployment's NODE_OPTIONS, as node's flags (the CLI turns Maglev off itself).
     this.child = spawn(
       process.execPath,
       [...shippedWorkerNodeFlags(), CLI, 'worker', '--config', configFile],

@@ -3,8 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
 
 /**
- * The worker's Deployment: its container's command and NODE_OPTIONS are what a shipped worker
- * runs with. Found from its source (the tests) and from the compiled bench (dist/bench).
+ * The worker's Deployment: its container's NODE_OPTIONS are what a shipped worker runs with. Found from its source (the tests) and from the compiled bench (dist/bench).
  */
 export const WORKER_DEPLOYMENT =
   ['../', '../../']
@@ -13,7 +12,6 @@ export const WORKER_DEPLOYMENT =
 
 interface Container {
   name?: string;
-  command?: string[];
   env?: { name: string; value?: string }[];
 }
 
@@ -32,18 +30,11 @@ function workerContainer(): Container {
   throw new Error(`${WORKER_DEPLOYMENT}: no Deployment with a container named worker`);
 }
 
-/** The flags the worker's command gives node itself: those between `node` and the script. */
-export function shippedWorkerCommandFlags(): string[] {
-  const command = workerContainer().command ?? [];
-  const node = command.indexOf('node');
-  const script = command.indexOf('dist/src/cli.js');
-  if (node < 0 || script < node)
-    throw new Error(`${WORKER_DEPLOYMENT}: the worker's command does not run node dist/src/cli.js`);
-  return command.slice(node + 1, script);
-}
-
-/** Every node flag a shipped worker runs with: its NODE_OPTIONS, then its command's. */
+/**
+ * The node flags a shipped worker runs with: its NODE_OPTIONS. Its command is the image's
+ * entrypoint, and `pushgate worker` turns V8's Maglev off by itself (src/lib/no-maglev.ts).
+ */
 export function shippedWorkerNodeFlags(): string[] {
   const options = workerContainer().env?.find((variable) => variable.name === 'NODE_OPTIONS')?.value ?? '';
-  return [...options.split(/\s+/).filter(Boolean), ...shippedWorkerCommandFlags()];
+  return options.split(/\s+/).filter(Boolean);
 }

@@ -5,6 +5,7 @@
 import { parseArgs } from 'node:util';
 import { UsageError, errorMessage } from './lib/errors.js';
 import { reportFailure, runCommand } from './commands/run-command.js';
+import { turnOffMaglev } from './lib/no-maglev.js';
 import type { Command, CommandArgs } from './commands/command.js';
 
 type CommandOption =
@@ -47,7 +48,10 @@ on server.port (PORT overrides it), until SIGTERM/SIGINT. Needs REDIS_URL (redis
     exitsWhenStopped: true,
   },
   worker: {
-    load: () => import('./commands/worker.js').then((m) => m.runWorker),
+    load: () => {
+      turnOffMaglev();
+      return import('./commands/worker.js').then((m) => m.runWorker);
+    },
     help: `Usage: pushgate worker [--config F]
 
 A deploy worker: takes jobs from Redis and applies them to the clusters, until SIGTERM/SIGINT
@@ -59,7 +63,10 @@ A deploy worker: takes jobs from Redis and applies them to the clusters, until S
     exitsWhenStopped: true,
   },
   start: {
-    load: () => import('./commands/start.js').then((m) => m.runStart),
+    load: () => {
+      turnOffMaglev();
+      return import('./commands/start.js').then((m) => m.runStart);
+    },
     help: `Usage: pushgate start [--config F]
 
 Receiver and worker in one process, until SIGTERM/SIGINT. Without REDIS_URL (redis.url) it

@@ -32,8 +32,9 @@ async function spawnWorker(
   configFile: string,
   cacheDir: string,
   env: Record<string, string> = {},
+  nodeFlags: string[] = [],
 ): Promise<WorkerProcess> {
-  const child = spawn(process.execPath, [cli, 'worker', '--config', configFile], {
+  const child = spawn(process.execPath, [...nodeFlags, cli, 'worker', '--config', configFile], {
     env: {
       ...process.env,
       PUSHGATE_JOB_LOCK_MS: '3000',
@@ -320,6 +321,29 @@ describe('pushgate worker processes (real Redis, git, kube-apiserver)', () => {
 
     expect(await worker.exited).toBe(0);
     expect(worker.output()).toContain('worker stopped');
+  });
+
+  it("deploys without Maglev, V8's mid-tier JIT, when node was started without --no-maglev", async () => {
+    // --trace-opt names the tier each function is optimised for. Node.js 22 and later turn
+    // Maglev on by default, and a worker's deploys then compile dozens of functions with it.
+    const worker = await spawnWorker(configFile, path.join(dir, 'cache-a'), {}, ['--trace-opt']);
+    workers.push(worker);
+    const files = Object.fromEntries(
+      Array.from({ length: 100 }, (_, i) => [
+        `manifests/cm-${i}.yaml`,
+        configMap(`settings-${i}`, { v: `${i}` }),
+      ]),
+    );
+    await repo.commit(files);
+    const id = await harness.manual('web');
+    expect((await harness.waitForJob(id)).state).toBe('succeeded');
+
+    // What node's module loader made hot before pushgate's code ran is compiled already.
+    const sinceReady = worker.output().slice(worker.output().indexOf('deploy worker ready'));
+    const tiers = [...sinceReady.matchAll(/\[compiling method .*\(target (\w+)\)/g)].map((match) => match[1]);
+    // TURBOFAN (Node.js 20), TURBOFAN_JS (24): the trace did see code run hot.
+    expect(tiers.filter((tier) => tier?.startsWith('TURBOFAN')).length).toBeGreaterThan(0);
+    expect(tiers.filter((tier) => tier === 'MAGLEV')).toEqual([]);
   });
 
   it('waiting for a Redis that does not answer, says so, answers its liveness probe and exports its alert series at 0', async () => {
