@@ -7,7 +7,10 @@ import { setFlagsFromString } from 'node:v8';
  * which on Node.js 24 put a 1,000-object deploy's peak over its budget (BENCHMARKS.md, deploy).
  * node takes `--no-maglev` on its command line only, not in NODE_OPTIONS; set here, before the
  * command's code runs hot, it holds however the worker was started: the bin, the image, a
- * Deployment of one's own. Node.js keeps V8's flags writable after start for this call.
+ * Deployment of one's own. What node's module loader made hot before this is Maglev code
+ * already (a handful of its own functions). Node's docs warn that flags changed after start may
+ * do nothing: test/integration/cli-worker.test.ts checks, on each Node.js CI runs, that this one
+ * takes effect.
  */
 export function turnOffMaglev(): void {
   setFlagsFromString('--no-maglev');
