@@ -3,7 +3,8 @@ import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
 
 /**
- * The worker's Deployment: its container's NODE_OPTIONS are what a shipped worker runs with. Found from its source (the tests) and from the compiled bench (dist/bench).
+ * The worker's Deployment: its container's NODE_OPTIONS are what a shipped worker runs with.
+ * Found from its source (the tests) and from the compiled bench (dist/bench).
  */
 export const WORKER_DEPLOYMENT =
   ['../', '../../']
