@@ -286,8 +286,8 @@ ${ratio(bulkFirst, kubectlBulkFirst)}× (kubectl's client-side rate limiting dom
 
 These figures are on the machine's Node.js. On the image's (Node.js 24 since 2026-12-07) the worker's
 peak is higher, and turning Maglev off is what keeps it under the target: on AMD EPYCs on 2026-12-07,
-130–135 MiB in eight runs on Node 24.22.3 with the flags above (five with \`--no-maglev\` on node's
-command line, three with it set by \`pushgate worker\` alone), against 146–149 MiB in three runs with
+130–135 MiB in eleven runs on Node 24.22.3 with the flags above (five with \`--no-maglev\` on node's
+command line, six with it set by \`pushgate worker\` alone), against 144–153 MiB in six runs with
 Maglev and 153–160 MiB in three with the young generation's flag alone (155–166 MiB so on an Intel
 Xeon the same day). Measure it with \`PATH="$(bash .ci/image-node.sh):$PATH" npm run bench -- deploy\`.
 `;
