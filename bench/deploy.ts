@@ -189,7 +189,7 @@ ${environment('bench-small')}
 ${environment('bench-bulk')}
 `,
     );
-    // node's flags as the shipped worker Deployment gives them.
+    // The shipped worker Deployment's NODE_OPTIONS, as node's flags (the CLI turns Maglev off itself).
     worker = spawn(process.execPath, [...shippedWorkerNodeFlags(), CLI, 'worker', '--config', configFile], {
       env: { ...process.env, LOG_LEVEL: 'warn', PUSHGATE_CACHE_DIR: join(dir, 'cache') },
       stdio: ['ignore', 'ignore', 'inherit'],
