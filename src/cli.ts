@@ -9,7 +9,16 @@ import { turnOffMaglev } from './lib/no-maglev.js';
 import type { Command, CommandArgs } from './commands/command.js';
 
 type CommandOption =
-  'ref' | 'reason' | 'wait' | 'timeout' | 'json' | 'version' | 'show-secrets' | 'environment' | 'limit';
+  | 'ref'
+  | 'reason'
+  | 'wait'
+  | 'timeout'
+  | 'json'
+  | 'version'
+  | 'show-secrets'
+  | 'environment'
+  | 'limit'
+  | 'exit-code';
 
 interface CommandSpec {
   /**
@@ -106,13 +115,14 @@ cluster, not Redis.
   },
   diff: {
     load: () => import('./commands/diff.js').then((m) => m.runDiff),
-    help: `Usage: pushgate diff ENV [--ref SHA] [--show-secrets] [--json] [--config F]
+    help: `Usage: pushgate diff ENV [--ref SHA] [--show-secrets] [--json] [--exit-code] [--config F]
 
 What a deploy of ENV's branch head (or commit SHA) would change in its cluster, as kubectl
 diff shows it: a unified diff of each object's live copy against the server-side dry-run of
 the commit's, then the objects prune would delete. Applies nothing. Needs the cluster, not
-Redis. A summary goes to stderr; exit 0 whether or not anything differs, 1 when the commit
-would fail before its first write (its manifests, the policy or the dry-run).
+Redis. A summary goes to stderr; exit 0 whether or not anything differs (unless
+--exit-code), 1 when the commit would fail before its first write (its manifests, the
+policy or the dry-run).
 
   --ref SHA              the commit to compare instead of the branch head: a full sha, or 7+
                          digits of one in the branch's history
@@ -123,8 +133,11 @@ would fail before its first write (its manifests, the policy or the dry-run).
                          "unchanged", "notCompared", "keptFromPrune"}; each diff as the text.
                          A failure is one line {"error": {"code", "message"}} on stderr
                          (commit_rejected: the commit would be refused; pushgate --help: codes)
+  --exit-code            exit 3 when a deploy would change anything (an object to create,
+                         change, replace or prune, or one that could not be compared), 0 when
+                         not: a drift check or a CI gate; 1 and 2 keep their meanings
 `,
-    options: ['ref', 'show-secrets', 'json'],
+    options: ['ref', 'show-secrets', 'json', 'exit-code'],
     maxPositionals: 1,
   },
   sync: {
@@ -264,7 +277,8 @@ Options:
   --version              print the version of pushgate
 
 Exit codes: 0 success, 1 the thing asked failed, 2 bad usage or invalid configuration;
-130 or 143 when SIGINT or SIGTERM stops sync --wait or resume --wait (the job goes on).
+130 or 143 when SIGINT or SIGTERM stops sync --wait or resume --wait (the job goes on);
+3 from diff --exit-code when a deploy would change something.
 
 With --json, a failure is one JSON line on stderr, its last: {"error": {"code", "message"}};
 stdout keeps only the command's own output. The codes, each with its exit code:
@@ -286,6 +300,7 @@ const OPTIONS = {
   timeout: { type: 'string' },
   json: { type: 'boolean' },
   'show-secrets': { type: 'boolean' },
+  'exit-code': { type: 'boolean' },
   environment: { type: 'string', multiple: true },
   limit: { type: 'string' },
   help: { type: 'boolean', short: 'h', default: false },
@@ -388,7 +403,18 @@ export async function main(given: string[], env = process.env): Promise<number> 
   // An option a command does not take is refused rather than ignored: `sync ENV --ref SHA`
   // must not quietly deploy the branch head instead of SHA.
   const options = (
-    ['ref', 'reason', 'wait', 'timeout', 'json', 'version', 'show-secrets', 'environment', 'limit'] as const
+    [
+      'ref',
+      'reason',
+      'wait',
+      'timeout',
+      'json',
+      'version',
+      'show-secrets',
+      'environment',
+      'limit',
+      'exit-code',
+    ] as const
   ).filter((option) => parsed.values[option] !== undefined);
   const refused = options.find((option) => !spec.options.includes(option));
   const extra = positionals[spec.maxPositionals];
@@ -422,6 +448,7 @@ export async function main(given: string[], env = process.env): Promise<number> 
     timeout: parsed.values.timeout,
     json,
     showSecrets: parsed.values['show-secrets'] ?? false,
+    exitCode: parsed.values['exit-code'] ?? false,
     reason: parsed.values.reason,
     environments: parsed.values.environment,
     limit: parsed.values.limit,

@@ -11,6 +11,8 @@ export interface CommandArgs {
   json: boolean;
   /** render: print Secret values instead of placeholders. */
   showSecrets?: boolean;
+  /** diff: exit DIFF_FOUND_EXIT_CODE when a deploy would change something. */
+  exitCode?: boolean;
   /** suspend: why (one line). */
   reason?: string;
   /** status: each --environment as given (a value may name several, comma-separated). */

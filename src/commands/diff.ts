@@ -14,17 +14,25 @@ import { secretPlaceholdersOfChange } from './secret-placeholders.js';
 const CONTEXT_LINES = 3;
 
 /**
- * `pushgate diff ENV [--ref SHA] [--show-secrets] [--json]`: what a deploy of ENV's branch
- * head (or SHA) would change in its cluster, as a unified diff of each object's live copy
- * against the server's dry-run of the commit's, then what prune would delete; as `kubectl
- * diff` and `argocd app diff` show it. Nothing is written. Exit 0 whether or not anything
- * differs (the summary on stderr counts it), 1 when the commit would fail before its first
+ * `--exit-code`'s answer when a deploy would change something. Not 1, which says the diff
+ * itself failed (a refused commit, an unreachable cluster), nor 2 (bad usage): a drift check
+ * must tell drift from a check that could not run, as Terraform's `-detailed-exitcode` does.
+ */
+export const DIFF_FOUND_EXIT_CODE = 3;
+
+/**
+ * `pushgate diff ENV [--ref SHA] [--show-secrets] [--json] [--exit-code]`: what a deploy of
+ * ENV's branch head (or SHA) would change in its cluster, as a unified diff of each object's
+ * live copy against the server's dry-run of the commit's, then what prune would delete; as
+ * `kubectl diff` and `argocd app diff` show it. Nothing is written. Exit 0 whether or not
+ * anything differs (the summary on stderr counts it) unless `--exit-code` asks for
+ * DIFF_FOUND_EXIT_CODE when something does; 1 when the commit would fail before its first
  * write.
  */
 export async function runDiff(args: CommandArgs): Promise<number> {
   const [name, ...extra] = args.positionals;
   if (!name || extra.length > 0)
-    throw new UsageError('usage: pushgate diff ENV [--ref SHA] [--show-secrets] [--json]');
+    throw new UsageError('usage: pushgate diff ENV [--ref SHA] [--show-secrets] [--json] [--exit-code]');
   return withEnvironmentCommit(args, 'diff', async ({ runtime, environment, sha, manifests }) => {
     const client = clusterClientFor(runtime.config, environment, args.env);
     const diff = await diffAgainstCluster(client, { environment, manifests });
@@ -52,7 +60,9 @@ export async function runDiff(args: CommandArgs): Promise<number> {
       diff.changes.some((change) => (change.after ?? change.before)?.kind === 'Secret')
     )
       args.stderr.write('# Secret values are shown as [redacted: N bytes]; --show-secrets prints them\n');
-    return 0;
+    // An object that could not be compared may well change: a gate must not pass it unseen.
+    const differs = diff.changes.length > 0 || diff.notCompared.length > 0;
+    return args.exitCode && differs ? DIFF_FOUND_EXIT_CODE : 0;
   });
 }
 

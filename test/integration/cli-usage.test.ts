@@ -59,7 +59,7 @@ describe('pushgate <command> --help', () => {
     ['start', 'Usage: pushgate start [--config F]'],
     ['check', 'Usage: pushgate check [--config F]'],
     ['render', 'Usage: pushgate render ENV [--ref SHA] [--show-secrets] [--config F]'],
-    ['diff', 'Usage: pushgate diff ENV [--ref SHA] [--show-secrets] [--json] [--config F]'],
+    ['diff', 'Usage: pushgate diff ENV [--ref SHA] [--show-secrets] [--json] [--exit-code] [--config F]'],
     ['sync', 'Usage: pushgate sync ENV [--wait [--timeout DURATION]] [--json] [--config F]'],
     ['status', 'Usage: pushgate status [JOB_ID] [--environment NAME]... [--limit N] [--json] [--config F]'],
     ['version', 'Usage: pushgate version'],
@@ -226,6 +226,7 @@ describe('options and arguments a command does not take', () => {
     [['check', '--json'], '--json is not an option of check'],
     [['status', '--wait'], '--wait is not an option of status'],
     [['render', 'staging', '--wait'], '--wait is not an option of render'],
+    [['render', 'staging', '--exit-code'], '--exit-code is not an option of render'],
     [['serve', 'staging'], 'unexpected argument "staging"'],
   ])('pushgate %j exits 2 naming what it does not take', async (args, problem) => {
     const run = await runCli([...args, '--config', configFile]);

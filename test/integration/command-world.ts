@@ -31,7 +31,7 @@ export interface CommandWorld {
     name: string,
     command: Command,
     positionals: string[],
-    options?: { ref?: string; showSecrets?: boolean; json?: boolean },
+    options?: { ref?: string; showSecrets?: boolean; json?: boolean; exitCode?: boolean },
   ): Promise<CommandRun>;
   close(): Promise<void>;
 }
@@ -68,6 +68,7 @@ export async function createCommandWorld(
         wait: false,
         json: options.json ?? false,
         showSecrets: options.showSecrets,
+        exitCode: options.exitCode,
         env: { PUSHGATE_CACHE_DIR: path.join(dir, 'cache'), LOG_LEVEL: 'silent' },
         stdout,
         stderr,

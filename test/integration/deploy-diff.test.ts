@@ -47,7 +47,7 @@ describe('pushgate diff (real git, kube-apiserver)', () => {
 
   function diff(
     positionals: string[],
-    options: { ref?: string; showSecrets?: boolean; json?: boolean } = {},
+    options: { ref?: string; showSecrets?: boolean; json?: boolean; exitCode?: boolean } = {},
   ): Promise<CommandRun> {
     return world.run('diff', runDiff, positionals, options);
   }
@@ -125,6 +125,42 @@ describe('pushgate diff (real git, kube-apiserver)', () => {
     expect(after.code, after.err).toBe(0);
     expect(after.out).not.toContain('---');
     expect(after.err).toContain(`0 to create, 0 to change, 0 to replace, 0 to prune, 3 objects unchanged`);
+  });
+
+  it('exits 3 with --exit-code when a deploy would change something, 0 once nothing differs (a drift check)', async () => {
+    await harness.startWorker();
+    await repo.commit({ 'manifests/alpha.yaml': configMap('alpha', { v: '1' }) });
+    await deployHead();
+    const ns = namespace.name;
+
+    const inSync = await diff(['web'], { exitCode: true });
+    expect(inSync.code, inSync.err).toBe(0);
+
+    // Drift: a hand edit that git does not hold.
+    const core = kubeConfigFromTest().makeApiClient(CoreV1Api);
+    const live = await core.readNamespacedConfigMap({ name: 'alpha', namespace: ns });
+    live.data = { v: 'by-hand' };
+    await core.replaceNamespacedConfigMap({
+      name: 'alpha',
+      namespace: ns,
+      body: live,
+      fieldManager: 'kubectl-edit',
+    });
+    const drifted = await diff(['web'], { exitCode: true, json: true });
+    expect(drifted.code, drifted.err).toBe(3);
+    expect(drifted.err, 'a difference is not a failure: no error line').not.toContain('"error"');
+    const report = JSON.parse(drifted.out) as { changes: { action: string; name: string }[] };
+    expect(report.changes).toEqual([expect.objectContaining({ action: 'change', name: 'alpha' })]);
+    // Without the flag the same drift still exits 0, as before.
+    expect((await diff(['web'])).code).toBe(0);
+
+    // An object to prune, and nothing else, is a change too.
+    await repo.commit({ 'manifests/beta.yaml': configMap('beta', { v: '1' }) });
+    await deployHead();
+    await repo.commit({ 'manifests/beta.yaml': null });
+    const pruning = await diff(['web'], { exitCode: true });
+    expect(pruning.code, pruning.err).toBe(3);
+    expect(pruning.out).toContain(`# delete v1 ConfigMap ${ns}/beta`);
   });
 
   it('prints Secret values with --show-secrets, and compares an older commit with --ref', async () => {
@@ -233,7 +269,7 @@ describe('pushgate diff (real git, kube-apiserver)', () => {
     expect(after.err).toContain('0 to create, 0 to change, 0 to replace, 0 to prune, 2 objects unchanged');
   });
 
-  it('lists as not compared, exit 0, an object whose dry-run only fields set by hand refuse (a deploy takes them over first)', async () => {
+  it('lists as not compared, exit 0 (3 with --exit-code), an object whose dry-run only fields set by hand refuse (a deploy takes them over first)', async () => {
     await harness.startWorker();
     const service = (port: number) =>
       `apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: { app: web }\n  ports: [{ name: http, port: ${port} }]\n`;
@@ -260,6 +296,8 @@ describe('pushgate diff (real git, kube-apiserver)', () => {
       ),
     );
     expect(err).toContain('1 not compared');
+    // A gate cannot pass what it could not compare: --exit-code says something differs.
+    expect((await diff(['web'], { exitCode: true })).code).toBe(3);
   });
 
   it('refuses (exit 1) what a deploy refuses before any dry-run: an object named as the inventory', async () => {
