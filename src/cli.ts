@@ -8,17 +8,21 @@ import { reportFailure, runCommand } from './commands/run-command.js';
 import { turnOffMaglev } from './lib/no-maglev.js';
 import type { Command, CommandArgs } from './commands/command.js';
 
-type CommandOption =
-  | 'ref'
-  | 'reason'
-  | 'wait'
-  | 'timeout'
-  | 'json'
-  | 'version'
-  | 'show-secrets'
-  | 'environment'
-  | 'limit'
-  | 'exit-code';
+/** The options some commands take and others refuse (all but --config and --help). */
+const COMMAND_OPTIONS = [
+  'ref',
+  'reason',
+  'wait',
+  'timeout',
+  'json',
+  'version',
+  'show-secrets',
+  'environment',
+  'limit',
+  'exit-code',
+] as const;
+
+type CommandOption = (typeof COMMAND_OPTIONS)[number];
 
 interface CommandSpec {
   /**
@@ -402,20 +406,7 @@ export async function main(given: string[], env = process.env): Promise<number> 
   }
   // An option a command does not take is refused rather than ignored: `sync ENV --ref SHA`
   // must not quietly deploy the branch head instead of SHA.
-  const options = (
-    [
-      'ref',
-      'reason',
-      'wait',
-      'timeout',
-      'json',
-      'version',
-      'show-secrets',
-      'environment',
-      'limit',
-      'exit-code',
-    ] as const
-  ).filter((option) => parsed.values[option] !== undefined);
+  const options = COMMAND_OPTIONS.filter((option) => parsed.values[option] !== undefined);
   const refused = options.find((option) => !spec.options.includes(option));
   const extra = positionals[spec.maxPositionals];
   // parseArgs keeps the last of `--limit 1 --limit 2`: refused, as the API refuses `?limit=1&limit=2`.
