@@ -161,6 +161,7 @@ describe('pushgate diff (real git, kube-apiserver)', () => {
     const pruning = await diff(['web'], { exitCode: true });
     expect(pruning.code, pruning.err).toBe(3);
     expect(pruning.out).toContain(`# delete v1 ConfigMap ${ns}/beta`);
+    expect(pruning.err).toContain('0 to create, 0 to change, 0 to replace, 1 to prune');
   });
 
   it('prints Secret values with --show-secrets, and compares an older commit with --ref', async () => {
@@ -307,6 +308,8 @@ describe('pushgate diff (real git, kube-apiserver)', () => {
 
     expect(code).toBe(1);
     expect(err).toContain("is pushgate's inventory of environment web; choose another name");
+    // A check that could not run is a failure, not a difference, with --exit-code too.
+    expect((await diff(['web'], { exitCode: true })).code).toBe(1);
   });
 
   it('shows a change among many objects of one kind (read with one LIST) as cleanly as any other', async () => {
