@@ -143,8 +143,11 @@ async function upsertScheduler(queue: Queue<DeployJobData>, id: string, every: n
   const delay = reconcilePhase(environment, FIRST_RUN_WINDOW_MS) - 1;
   // Its place in the interval may come soon enough: no second run shortly beside it.
   const next = Number((await queue.getJobScheduler(id))?.next);
-  if (next - Date.now() <= delay + FIRST_RUN_WINDOW_MS) return;
-  // Workers starting together each find it fresh: one run a minute, by the queue's own job id.
-  const jobId = `resync-${environment}-${every}-${Math.floor(Date.now() / 60_000)}`;
+  // Gone meanwhile (a worker of a newer configuration removed it): no run of its own either.
+  if (!Number.isFinite(next) || next - Date.now() <= delay + FIRST_RUN_WINDOW_MS) return;
+  // Workers starting together each find it fresh: one run, by the queue's own job id. Named
+  // by the scheduler's next run, which every upsert after the first keeps (the same `every`),
+  // not by the clock: workers a moment apart across a minute's turn would name two runs.
+  const jobId = `resync-${environment}-${every}-${next}`;
   await queue.add(DEPLOY_JOB_NAME, data, { ...RESYNC_JOB_OPTIONS, jobId, delay });
 }

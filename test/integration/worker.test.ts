@@ -1,5 +1,5 @@
 import { AppsV1Api, CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { runSync } from '../../src/commands/sync.js';
 import type { ApplyEngine } from '../../src/deploy/apply-engine.js';
 import { createKubeApplyEngine } from '../../src/deploy/kube-apply-engine.js';
@@ -443,6 +443,29 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
     );
     const firstRunAt = first ? first.timestamp + (first.opts.delay ?? 0) : Number(longer?.next);
     expect(firstRunAt - Date.now()).toBeLessThanOrEqual(reconcilePhase('web', 60_000) - 1 + 60_000);
+  });
+
+  it('queues one first re-sync when workers starting together straddle a minute', async () => {
+    await withReconcileInterval('1h');
+    const { queue, redis: connection, keys } = harness.services;
+    const store = { queue, redis: connection, keys };
+    // Half an hour before the environment's place in the hour: a run of its own is due.
+    const hour = 3_600_000;
+    const placeInHour = Math.floor(Date.now() / hour) * hour + reconcilePhase('web', hour);
+    let clock = placeInHour + hour / 2;
+    // Each reading of the clock a minute and a second after the last, so that no two of the
+    // workers' readings fall in the same minute, as when they straddle a minute's turn.
+    const now = vi.spyOn(Date, 'now').mockImplementation(() => (clock += 61_000));
+    try {
+      // Together: each reads the scheduler before any has made it, so each finds it new.
+      await Promise.all([0, 1, 2].map(() => syncReconcileSchedulers(store, harness.config, silentLogger())));
+    } finally {
+      now.mockRestore();
+    }
+
+    const jobs = await queue.getJobs(['delayed', 'prioritized', 'wait', 'active', 'completed']);
+    const firstRuns = jobs.filter((job) => job.id?.startsWith('resync-web-3600000-'));
+    expect(firstRuns).toHaveLength(1);
   });
 
   it('skips re-sync runs that fall due while a deploy runs, instead of piling them up', async () => {
