@@ -63,12 +63,13 @@ function isBranchName(branch: string): boolean {
 
 const branchName = z
   .string()
-  .min(1)
+  .min(1, 'must not be empty')
   .refine(
     (branch) => !branch.startsWith('refs/'),
     'must be a branch name without refs/heads/ (env/production)',
   )
-  .refine(isBranchName, 'is not a valid git branch name');
+  // Empty is said above, once.
+  .refine((branch) => branch === '' || isBranchName(branch), 'is not a valid git branch name');
 
 const PORT_RANGE = 'the port must be a number from 1 to 65535';
 
@@ -168,7 +169,7 @@ export const environmentSchema = z
       .object({
         provider: z.enum(['github', 'gitlab']),
         name: z.string().regex(/^[^\s/]+(\/[^\s/]+)+$/, 'must be owner/name (GitLab: group/subgroup/name)'),
-        url: z.string().min(1),
+        url: z.string().min(1, 'must not be empty'),
       })
       .strict(),
     branch: branchName,
@@ -180,7 +181,7 @@ export const environmentSchema = z
     allowEmpty: boolean.default(false),
     allow: z
       .object({
-        namespaces: z.array(z.string().min(1)).default(['*']),
+        namespaces: z.array(z.string().min(1, 'must not be empty')).default(['*']),
         clusterScoped: boolean.default(false),
       })
       .strict()

@@ -356,7 +356,7 @@ const objectHeaderSchema = z.object({
         labels: z.record(z.string(), z.string()).optional(),
         annotations: z.record(z.string(), z.string()).optional(),
       },
-      { required_error: 'metadata is required', invalid_type_error: 'metadata must be a mapping' },
+      { required_error: 'metadata is required', invalid_type_error: 'must be a mapping' },
     )
     .passthrough(),
 });

@@ -268,8 +268,15 @@ describe('configuration loading', () => {
 
   it('keeps an empty literal string as written instead of dropping the field', () => {
     const text = VALID.replace('branch: env/production', 'branch: ""');
-    expect(messageOf(() => parseConfigText(text, 'p.yaml', { REDIS_URL: 'redis://r' }))).toContain(
-      'environments[0].branch: String must contain at least 1 character(s)',
+    expect(messageOf(() => parseConfigText(text, 'p.yaml', { REDIS_URL: 'redis://r' }))).toBe(
+      'p.yaml: environments[0].branch: must not be empty',
+    );
+    const emptyUrl = VALID.replace('url: https://github.com/acme/env-config.git', 'url: ""').replace(
+      'namespace: apps',
+      'namespace: apps\n    allow: {namespaces: [""]}',
+    );
+    expect(messageOf(() => parseConfigText(emptyUrl, 'p.yaml', { REDIS_URL: 'redis://r' }))).toBe(
+      'p.yaml: environments[0].repo.url: must not be empty\np.yaml: environments[0].allow.namespaces[0]: must not be empty',
     );
   });
 

@@ -573,6 +573,22 @@ describe('loadManifests', () => {
     ]);
   });
 
+  it('names the field of a header of the wrong type once, and what it should be', async () => {
+    await write(
+      'env/web.yaml',
+      `apiVersion: v1\nkind: ConfigMap\nmetadata: web\n---\napiVersion: 1\nkind: ConfigMap\nmetadata:\n  name: x\n  labels: {app: 3}\n`,
+    );
+
+    const error = await loadError();
+
+    expect(error.message.split('\n')).toEqual([
+      '3 manifest errors:',
+      '  env/web.yaml document 1: metadata: must be a mapping',
+      '  env/web.yaml document 2: apiVersion: Expected string, received number',
+      '  env/web.yaml document 2: metadata.labels.app: Expected string, received number',
+    ]);
+  });
+
   it('caps the listed problems and says how many more there are', async () => {
     await write(
       'env/many.yaml',
