@@ -304,10 +304,9 @@ interface IdleResult {
 async function waitForFirstResyncs(services: ProducerServices, environments: number): Promise<void> {
   const deadline = Date.now() + FIRST_RESYNCS_TIMEOUT_MS;
   const names = Array.from({ length: environments }, (_, index) => environmentName(index));
-  let undeployed = names.length;
   for (;;) {
     const statuses = await Promise.all(names.map((name) => services.store.environmentStatus(name)));
-    undeployed = statuses.filter((status) => status.lastAppliedSha === null).length;
+    const undeployed = statuses.filter((status) => status.lastAppliedSha === null).length;
     const counts = await services.queue.getJobCounts('wait', 'prioritized', 'active');
     const busy = (counts.wait ?? 0) + (counts.prioritized ?? 0) + (counts.active ?? 0);
     if (undeployed === 0 && busy === 0) return;

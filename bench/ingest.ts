@@ -166,7 +166,8 @@ export async function startRedisServer(
       break;
     } catch (error) {
       client.disconnect();
-      if (Date.now() > deadline) throw new Error(`redis-server did not start: ${String(error)}`);
+      if (Date.now() > deadline)
+        throw new Error(`redis-server did not start: ${String(error)}`, { cause: error });
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }

@@ -259,7 +259,7 @@ export class KubeTransport {
         response.on('end', () => {
           const status = response.statusCode ?? 0;
           const text = Buffer.concat(chunks).toString('utf8');
-          let body: unknown = undefined;
+          let body: unknown;
           try {
             body = text === '' ? undefined : JSON.parse(text);
           } catch {

@@ -130,7 +130,7 @@ export async function waitUntilAnswers(
     } catch (error) {
       client.disconnect();
       if (Date.now() > deadline)
-        throw new Error(`redis-server on port ${port} did not start: ${String(error)}`);
+        throw new Error(`redis-server on port ${port} did not start: ${String(error)}`, { cause: error });
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
