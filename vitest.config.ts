@@ -9,6 +9,5 @@ export default defineConfig({
     // Integration tests each start their own redis-server and share one kube-apiserver;
     // two cores do not gain from more parallel files than this.
     maxWorkers: 2,
-    minWorkers: 1,
   },
 });
