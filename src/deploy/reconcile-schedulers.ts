@@ -65,7 +65,7 @@ export async function syncReconcileSchedulers(
 ): Promise<void> {
   const wanted = wantedSchedulers(config);
   for (const [id, every] of wanted) {
-    await upsertScheduler(queue, id, every);
+    await upsertScheduler({ queue, redis, keys }, id, every);
     await redis.del(keys.reconcileRemoved(environmentOf(id)));
   }
   const existing = await queue.getJobSchedulers(0, -1);
@@ -96,7 +96,7 @@ export async function restoreMissingSchedulers(
     // A removed scheduler may still read back, without its `every`.
     if ((await queue.getJobScheduler(id))?.every) continue;
     if ((await redis.exists(keys.reconcileRemoved(environmentOf(id)))) === 1) continue;
-    await upsertScheduler(queue, id, every);
+    await upsertScheduler({ queue, redis, keys }, id, every);
     logger.warn({ scheduler: id }, 'reconcile scheduler was missing from Redis (data lost?): re-created');
   }
 }
@@ -114,7 +114,11 @@ function environmentOf(schedulerId: string): string {
   return schedulerId.slice(SCHEDULER_PREFIX.length);
 }
 
-async function upsertScheduler(queue: Queue<DeployJobData>, id: string, every: number): Promise<void> {
+async function upsertScheduler(
+  { queue, redis, keys }: SchedulerStore,
+  id: string,
+  every: number,
+): Promise<void> {
   const environment = environmentOf(id);
   const current = await queue.getJobScheduler(id);
   const phase = reconcilePhase(environment, every);
@@ -145,9 +149,18 @@ async function upsertScheduler(queue: Queue<DeployJobData>, id: string, every: n
   const next = Number((await queue.getJobScheduler(id))?.next);
   // Gone meanwhile (a worker of a newer configuration removed it): no run of its own either.
   if (!Number.isFinite(next) || next - Date.now() <= delay + FIRST_RUN_WINDOW_MS) return;
-  // Workers starting together each find it fresh: one run, by the queue's own job id. Named
-  // by the scheduler's next run, which every upsert after the first keeps (the same `every`),
-  // not by the clock: workers a moment apart across a minute's turn would name two runs.
-  const jobId = `resync-${environment}-${every}-${next}`;
+  // Workers starting together each find it fresh: the one that claims it queues the run. A
+  // job id of the minute would not do (workers a moment apart across a minute's turn name two
+  // runs), nor one of the next run (kept when re-sync is turned off and on again, so the
+  // second first run would be taken for the first). The claim outlives any such start.
+  const claim = await redis.set(
+    keys.resyncFirstRunClaim(environment),
+    String(next),
+    'PX',
+    FIRST_RUN_WINDOW_MS,
+    'NX',
+  );
+  if (claim !== 'OK') return;
+  const jobId = `resync-${environment}-${every}-${Date.now()}`;
   await queue.add(DEPLOY_JOB_NAME, data, { ...RESYNC_JOB_OPTIONS, jobId, delay });
 }

@@ -18,6 +18,8 @@ export interface Keys {
   environmentLock(environment: string): string;
   /** Set when a worker's configuration removed the environment's re-sync scheduler. */
   reconcileRemoved(environment: string): string;
+  /** Claimed, for a minute, by the one worker that queues a new scheduler's first re-sync. */
+  resyncFirstRunClaim(environment: string): string;
   /** The commit status owed to one commit of one environment: desired and delivered (status-outbox). */
   commitStatus(environment: string, sha: string): string;
   /** Commit statuses due for delivery, scored by the time of their next attempt. */
@@ -71,6 +73,7 @@ export function createKeys(prefix: string): Keys {
     environment: (environment) => `${tag}:env:${environment}`,
     environmentLock: (environment) => `${tag}:lock:${environment}`,
     reconcileRemoved: (environment) => `${tag}:reconcile-removed:${environment}`,
+    resyncFirstRunClaim: (environment) => `${tag}:resync-first-run:${environment}`,
     commitStatus: (environment, sha) => `${tag}:commit-status:${environment}:${sha}`,
     commitStatusDue: `${tag}:commit-status-due`,
     commitStatusLease: (environment, sha) => `${tag}:commit-status-lease:${environment}:${sha}`,

@@ -445,27 +445,39 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
     expect(firstRunAt - Date.now()).toBeLessThanOrEqual(reconcilePhase('web', 60_000) - 1 + 60_000);
   });
 
-  it('queues one first re-sync when workers starting together straddle a minute', async () => {
+  it('queues one first re-sync when workers starting together straddle a minute, and one again when re-sync is turned back on', async () => {
     await withReconcileInterval('1h');
     const { queue, redis: connection, keys } = harness.services;
     const store = { queue, redis: connection, keys };
-    // Half an hour before the environment's place in the hour: a run of its own is due.
+    const firstRuns = async () =>
+      (await queue.getJobs(['delayed', 'prioritized', 'wait', 'active', 'completed'])).filter((job) =>
+        job.id?.startsWith('resync-web-3600000-'),
+      );
+    // Just after the environment's place in the hour: a run of its own is due for an hour.
     const hour = 3_600_000;
     const placeInHour = Math.floor(Date.now() / hour) * hour + reconcilePhase('web', hour);
-    let clock = placeInHour + hour / 2;
+    let clock = placeInHour + 60_000;
     // Each reading of the clock a minute and a second after the last, so that no two of the
     // workers' readings fall in the same minute, as when they straddle a minute's turn.
     const now = vi.spyOn(Date, 'now').mockImplementation(() => (clock += 61_000));
     try {
       // Together: each reads the scheduler before any has made it, so each finds it new.
       await Promise.all([0, 1, 2].map(() => syncReconcileSchedulers(store, harness.config, silentLogger())));
+      expect(await firstRuns()).toHaveLength(1);
+
+      // Turned off, then on again within the same hour once the first run's claim has lapsed
+      // (a minute): the scheduler's next run is the same as before, its first run a new one.
+      const off = {
+        ...harness.config,
+        environments: harness.config.environments.map((e) => ({ ...e, reconcileInterval: 0 })),
+      };
+      await syncReconcileSchedulers(store, off, silentLogger());
+      await connection.del(keys.resyncFirstRunClaim('web'));
+      await syncReconcileSchedulers(store, harness.config, silentLogger());
     } finally {
       now.mockRestore();
     }
-
-    const jobs = await queue.getJobs(['delayed', 'prioritized', 'wait', 'active', 'completed']);
-    const firstRuns = jobs.filter((job) => job.id?.startsWith('resync-web-3600000-'));
-    expect(firstRuns).toHaveLength(1);
+    expect(await firstRuns()).toHaveLength(2);
   });
 
   it('skips re-sync runs that fall due while a deploy runs, instead of piling them up', async () => {
