@@ -5,6 +5,7 @@ import { FINISHED_STATES } from '../status/job-record.js';
 import { deployAttempt, settleFailedAttempt } from './job-attempt.js';
 import { takeInJob } from './job-intake.js';
 import type { ProcessDeps } from './job-processor-deps.js';
+import type { JobRun } from './job-run.js';
 import { environmentToDeploy } from './matching-worker.js';
 import { holdIfSuspended } from './suspension-hold.js';
 
@@ -50,25 +51,29 @@ export async function processDeployJob(
     throw new DelayedError();
   }
 
-  // Finished meanwhile by the deploy that held the lock (supersedeQueuedBehind): nothing to do.
-  const current = await deps.store.get(jobId);
-  if (current && FINISHED_STATES.includes(current.state)) {
-    await lock.release();
-    logger.info({ state: current.state }, 'job already finished');
-    return;
-  }
-
-  await holdIfSuspended(job, token, environment, current ?? record, lock, deps, logger);
-
-  const run = deps.run(environment, current ?? record, logger);
+  // Released whatever ends the attempt: a lock left behind renews itself for the life of the
+  // process, and would hold every later job of the environment back.
+  let run: JobRun | undefined;
   try {
-    await deployAttempt(run, record, jobId, data, environment, lock, deps);
-  } catch (error) {
-    // A failed re-sync's steps are logged as they are, before what is said of the failure.
-    run.logAsIs();
-    await settleFailedAttempt(error, job, token, jobId, run, lock, deps, logger);
+    // Finished meanwhile by the deploy that held the lock (supersedeQueuedBehind): nothing to do.
+    const current = await deps.store.get(jobId);
+    if (current && FINISHED_STATES.includes(current.state)) {
+      logger.info({ state: current.state }, 'job already finished');
+      return;
+    }
+
+    await holdIfSuspended(job, token, environment, current ?? record, lock, deps, logger);
+
+    run = deps.run(environment, current ?? record, logger);
+    try {
+      await deployAttempt(run, record, jobId, data, environment, lock, deps);
+    } catch (error) {
+      // A failed re-sync's steps are logged as they are, before what is said of the failure.
+      run.logAsIs();
+      await settleFailedAttempt(error, job, token, jobId, run, lock, deps, logger);
+    }
   } finally {
-    run.logAsIs();
+    run?.logAsIs();
     await lock.release();
   }
 }

@@ -4,6 +4,7 @@ import { runSync } from '../../src/commands/sync.js';
 import type { ApplyEngine } from '../../src/deploy/apply-engine.js';
 import { createKubeApplyEngine } from '../../src/deploy/kube-apply-engine.js';
 import { MAYBE_CONFIGURED, MAYBE_CREATED } from '../../src/deploy/attempt-resources.js';
+import { EnvironmentLock } from '../../src/deploy/environment-lock.js';
 import { JobRun } from '../../src/deploy/job-run.js';
 import {
   reconcilePhase,
@@ -27,6 +28,7 @@ import {
   markDeploymentReady,
   type TestNamespace,
 } from '../helpers/kube.js';
+import { JobStore } from '../../src/status/job-store.js';
 import { RETIRED_HISTORY_KEPT_MS } from '../../src/status/retired-histories.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { until } from '../helpers/until.js';
@@ -115,6 +117,46 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
     await github.close();
     await namespace.cleanup();
     await repo.remove();
+  });
+
+  it('an attempt that fails just after taking the environment lock gives it back, so the retry deploys', async () => {
+    // The worker's first read of the job record once it holds the lock gets an error reply (a
+    // Redis busy with a script, say); the test's own store is left alone.
+    // Called with the instance's `this` below.
+    // eslint-disable-next-line @typescript-eslint/unbound-method
+    const acquire = EnvironmentLock.prototype.acquire;
+    // eslint-disable-next-line @typescript-eslint/unbound-method
+    const get = JobStore.prototype.get;
+    let locked = false;
+    let failedReads = 0;
+    vi.spyOn(EnvironmentLock.prototype, 'acquire').mockImplementation(async function (
+      this: EnvironmentLock,
+      environment: string,
+    ) {
+      const lock = await acquire.call(this, environment);
+      locked ||= lock !== null;
+      return lock;
+    });
+    vi.spyOn(JobStore.prototype, 'get').mockImplementation(async function (this: JobStore, id: string) {
+      if (locked && failedReads === 0 && this !== harness.services.store) {
+        failedReads++;
+        throw new Error('BUSY Redis is busy running a script');
+      }
+      return get.call(this, id);
+    });
+    try {
+      await harness.startWorker();
+      const sha = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
+
+      const record = await harness.waitForJob(await harness.webhook('web', sha), 20_000);
+
+      expect(failedReads).toBe(1);
+      expect(record).toMatchObject({ state: 'succeeded', sha });
+      expect(await readConfigMap(namespace.name, 'alpha')).toEqual({ v: '1' });
+      expect(await harness.services.redis.exists(harness.services.keys.environmentLock('web'))).toBe(0);
+    } finally {
+      vi.restoreAllMocks();
+    }
   });
 
   it('first deploy creates the objects and records the applied commit', async () => {
