@@ -132,7 +132,7 @@ export type ClaimOutcome =
 
 /**
  * Creates the job record unless the same delivery, or the same commit still queued or
- * running (or already live), already has one; or, for a manual sync, unless the environment
+ * running (or already live, or failed with nothing queued or deployed since), already has one; or, for a manual sync, unless the environment
  * has a pending sync: a manual job queued that has never started (still `queued`, no attempt
  * made). A manual job deploys the branch head as it fetches it once started, so a sync asked
  * for before that is covered by it, while one asked for once it runs must get a job of its
@@ -174,10 +174,16 @@ local function claim(deliveryKey, shaKey, envKey, recordKey, allKey, envJobsKey,
       -- leaves the cluster holding part of it, and a force-push back must deploy again).
       local env = redis.call('HMGET', envKey, 'lastAppliedSha', 'deployingSha')
       local live = env[1] == sha and (not env[2] or env[2] == sha)
+      -- Failed on this commit, and nothing since: no deploy of another commit has started and no
+      -- job of the environment was queued after it. A late duplicate must not re-run a failed
+      -- deploy (a sync or the next re-sync does); a force-push back after a push of another
+      -- commit must deploy.
+      local failedLast = rec.state == 'failed' and rec.sha == sha and env[2] == sha
+        and redis.call('ZREVRANGE', envJobsKey, 0, 0)[1] == bySha
       local markKey = jobPrefix .. bySha .. '${SHARED_SUFFIX}'
       -- Queued, but being finished by the deploy ahead of it on another head: a new job.
       local ending = rec.state == 'queued' and redis.call('GET', markKey) == '${SEALED}'
-      if (active or live) and not ending then
+      if (active or live or failedLast) and not ending then
         if deliveryKey ~= absent then redis.call('SET', deliveryKey, bySha, 'EX', ${DELIVERY_TTL_SECONDS}) end
         share(markKey, true)
         return {bySha, 'sha'}

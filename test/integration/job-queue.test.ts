@@ -420,6 +420,39 @@ describe('deploy job queue', () => {
     expect(forcePushedBack.created).toBe(true);
   });
 
+  it('a late duplicate of a commit whose deploy failed returns that job, until another push or deploy comes', async () => {
+    const { producer, store } = await services();
+    const at = (second: number) => new Date(Date.UTC(2026, 11, 7, 12, 0, second)).toISOString();
+    const failOn = async (environment: string, jobId: string, sha: string | null) => {
+      if (sha) await store.recordDeploying(environment, sha);
+      await store.update(jobId, { state: 'failed', sha, finishedAt: new Date().toISOString() });
+      await store.recordFinished(environment, jobId);
+    };
+    const broken = '5'.repeat(40);
+    const failed = await producer.enqueue('staging', push(broken, 'd-fail'), at(1));
+    await failOn('staging', failed.id, broken);
+
+    const duplicate = await producer.enqueue('staging', push(broken, 'd-fail-again'), at(2));
+    expect(duplicate).toMatchObject({ id: failed.id, created: false, sha: broken });
+
+    // A push of another commit, queued and not started, then a force-push back: a real deploy.
+    const other = await producer.enqueue('staging', push('6'.repeat(40), 'd-other'), at(3));
+    const forcePushedBack = await producer.enqueue('staging', push(broken, 'd-back'), at(4));
+    expect(forcePushedBack.created).toBe(true);
+    expect([failed.id, other.id]).not.toContain(forcePushedBack.id);
+
+    // A deploy of another commit started since (a re-sync of a newer head, say).
+    const retried = await producer.enqueue('production', push(broken, 'p-fail'), at(1));
+    await failOn('production', retried.id, broken);
+    await store.recordDeploying('production', '7'.repeat(40));
+    expect((await producer.enqueue('production', push(broken, 'p-again'), at(2))).created).toBe(true);
+
+    // A job that failed before it chose its commit never tried it: the duplicate does.
+    const unfetched = await producer.enqueue('review', push(broken, 'r-fail'), at(1));
+    await failOn('review', unfetched.id, null);
+    expect((await producer.enqueue('review', push(broken, 'r-again'), at(2))).created).toBe(true);
+  });
+
   it('while a deploy chooses its commit no commit is live; it puts back what was, unless someone wrote since', async () => {
     const { store } = await services();
     const live = '3'.repeat(40);
