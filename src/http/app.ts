@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import express from 'express';
 import { bearerAuth, metricsTokens } from './auth.js';
+import { browserGuard } from './browser-guard.js';
 import type { AppDeps } from './deps.js';
 import { errorHandler, NO_STORE_NO_SNIFF, notFound, optionsAnswer } from './errors.js';
 import { environmentRoutes } from './routes/environments.js';
@@ -36,6 +37,10 @@ export function createApp(deps: AppDeps): RequestHandler {
   app.use(webhookRoutes(receiver));
 
   // Everything else needs the API token, when one is configured; /metrics a metrics token too.
+  app.use(
+    ['/jobs', '/environments', '/metrics'],
+    browserGuard(deps.config.server.host, deps.secrets.apiTokens),
+  );
   app.use(['/jobs', '/environments'], bearerAuth(deps.secrets.apiTokens));
   app.use('/metrics', bearerAuth(metricsTokens(deps.secrets), 'metrics'));
   app.use(jobRoutes(deps));

@@ -1,3 +1,4 @@
+import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { githubHeaders, githubPush, randomSha } from '../fixtures/github/payloads.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
@@ -30,6 +31,21 @@ async function get(
     headers: token ? { authorization: `Bearer ${token}` } : {},
   });
   return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+/** The status of a GET sent with this Host header (fetch cannot set one). */
+function statusWithHost(base: string, path: string, host: string, token?: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const request = httpRequest(`${base}${path}`, {
+      headers: { host, ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    });
+    request.on('response', (response) => {
+      response.resume();
+      resolve(response.statusCode ?? 0);
+    });
+    request.on('error', reject);
+    request.end();
+  });
 }
 
 /** A job made the way production makes them: a signed push through the receiver. */
@@ -501,6 +517,44 @@ describe('API token', () => {
       (await fetch(`${app.url}/metrics`, { headers: { authorization: 'Bearer scrape-token' } })).status,
     ).toBe(200);
     expect((await get(app, '/environments')).status).toBe(200);
+  });
+
+  it('refuses what a web page of another site sends, and on loopback without a token any Host but localhost or an IP', async () => {
+    const app = await receiver(); // 127.0.0.1, no API token: the open API of a workstation
+    const ownHost = new URL(app.url).host;
+    // A page elsewhere posting as a form would: no preflight, so nothing but the server stops it.
+    const suspend = await fetch(`${app.url}/environments/production/suspend`, {
+      method: 'POST',
+      headers: { origin: 'https://evil.example', 'content-type': 'text/plain' },
+      body: '{"reason":"x"}',
+    });
+    expect(suspend.status).toBe(403);
+    expect(await suspend.json()).toEqual({
+      error:
+        'cross-origin request refused (Origin "https://evil.example"): the status API takes no requests from web pages of other sites',
+    });
+    const sandboxed = await fetch(`${app.url}/environments/staging/sync`, {
+      method: 'POST',
+      headers: { origin: 'null' },
+    });
+    expect(sandboxed.status).toBe(403);
+    expect(await app.services.store.suspensions.get('production')).toBeNull();
+    expect(await app.services.queue.count()).toBe(0);
+    // Clients that send no Origin (curl, the CLI) and the server's own origin are served.
+    const own = await fetch(`${app.url}/environments/staging/sync`, {
+      method: 'POST',
+      headers: { origin: `http://${ownHost}` },
+    });
+    expect(own.status).toBe(202);
+
+    // A page whose name now resolves to 127.0.0.1 (DNS rebinding) names itself as Host.
+    const port = new URL(app.url).port;
+    expect(await statusWithHost(app.url, '/jobs', `rebind.example:${port}`)).toBe(403);
+    for (const host of [`localhost:${port}`, ownHost, `[::1]:${port}`])
+      expect(await statusWithHost(app.url, '/jobs', host), host).toBe(200);
+    // With a token the name does not matter: the token is what a page cannot send.
+    const guarded = await receiver({ secrets: { apiTokens: ['token'] } });
+    expect(await statusWithHost(guarded.url, '/jobs', 'pushgate.internal', 'token')).toBe(200);
   });
 
   it('leaves /healthz, /readyz and the webhooks open', async () => {
