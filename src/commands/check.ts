@@ -75,7 +75,9 @@ export async function runCheck(args: CommandArgs): Promise<number> {
     const variable = provider === 'github' ? 'GITHUB_TOKEN' : 'GITLAB_TOKEN';
     const names = config.environments.filter((e) => e.repo.provider === provider).map((e) => e.name);
     args.stderr.write(
-      `warning: ${unsetSecret(variable, secrets)}; commits of ${someOf(names)} (${provider}) will get no commit status\n`,
+      `warning: ${unsetSecret(variable, secrets)}; commits of ${someOf(names)} (${provider}) will get no commit status` +
+        // A worker reads the file again at each status: a sidecar's first token is still picked up.
+        `${secrets.emptyFiles?.[variable] ? ' until it holds a token' : ''}\n`,
     );
   }
   const reports =

@@ -73,13 +73,18 @@ export function unsetSecret(name: SecretVariable, secrets: Pick<Secrets, 'emptyF
 }
 
 /**
- * The current value of a provider token, or undefined when there is none. A token from a file
- * is read again at each use, so a token a sidecar rotates (GitHub App installation tokens live
- * an hour) is picked up without a restart; a file that cannot be read meanwhile keeps the last value.
+ * The current value of a provider token, or undefined when neither the token nor its file is
+ * set. A token from a file is read again at each use, so a token a sidecar rotates (GitHub App
+ * installation tokens live an hour) is picked up without a restart; a file that cannot be read
+ * meanwhile keeps the last value. A file still empty (the sidecar has not written it yet) fails
+ * the send, naming the file, and the status is retried as after a network error.
  */
-export function tokenReader(token: string | undefined, file: string | undefined): (() => string) | undefined {
-  if (!token) return undefined;
-  if (!file) return () => token;
+export function tokenReader(
+  variable: 'GITHUB_TOKEN' | 'GITLAB_TOKEN',
+  token: string | undefined,
+  file: string | undefined,
+): (() => string) | undefined {
+  if (!file) return token ? () => token : undefined;
   let last = token;
   return () => {
     try {
@@ -88,6 +93,7 @@ export function tokenReader(token: string | undefined, file: string | undefined)
     } catch {
       // Mid-rotation (the file replaced) or gone: the last token read is the best there is.
     }
+    if (!last) throw new Error(`${variable}_FILE: ${file} holds no token yet`);
     return last;
   };
 }

@@ -64,8 +64,16 @@ export function initialiseSeries(
 }
 
 /** The providers a process holding these tokens reports commit statuses to. */
-export function statusProviders(tokens: { githubToken?: string; gitlabToken?: string }): string[] {
-  return [...(tokens.githubToken ? ['github'] : []), ...(tokens.gitlabToken ? ['gitlab'] : [])];
+export function statusProviders(tokens: {
+  githubToken?: string | undefined;
+  gitlabToken?: string | undefined;
+  githubTokenFile?: string | undefined;
+  gitlabTokenFile?: string | undefined;
+}): string[] {
+  return [
+    ...(tokens.githubToken || tokens.githubTokenFile ? ['github'] : []),
+    ...(tokens.gitlabToken || tokens.gitlabTokenFile ? ['gitlab'] : []),
+  ];
 }
 
 export function createMetrics(): Metrics {

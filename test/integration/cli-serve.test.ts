@@ -192,7 +192,7 @@ describe('pushgate check', () => {
       `warning: GITHUB_WEBHOOK_SECRET_FILE: ${empty} is empty; GitHub webhooks will be refused (401)`,
     );
     expect(run.stderr).toContain(
-      `warning: GITHUB_TOKEN_FILE: ${empty} is empty; commits of staging (github) will get no commit status`,
+      `warning: GITHUB_TOKEN_FILE: ${empty} is empty; commits of staging (github) will get no commit status until it holds a token`,
     );
     expect(run.stderr).not.toMatch(/GITHUB_(WEBHOOK_SECRET|TOKEN) is not set/);
   });

@@ -708,6 +708,49 @@ describe('commit status reporters (local servers speaking the providers’ docum
     }
   });
 
+  it('a token file still empty at start is read again, and its statuses sent once a sidecar writes it', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'pushgate-token-'));
+    try {
+      const github = await startFakeGithub();
+      servers.push(github);
+      const file = path.join(dir, 'github-token');
+      await writeFile(file, '');
+      const lines: Record<string, unknown>[] = [];
+      const logger = createLogger({
+        level: 'warn',
+        destination: {
+          write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>),
+        },
+      });
+      const config = configFor({ github: github.url, gitlab: github.url }, uniquePrefix('token-empty'));
+      const reporter = createCommitStatusReporter(config, readSecrets({ GITHUB_TOKEN_FILE: file }), logger, {
+        pollIntervalMs: 50,
+        retryBaseMs: 50,
+      });
+      reporters.push(reporter);
+      expect(lines.map((line) => line.msg)).toContain(
+        `GITHUB_TOKEN_FILE: ${file} is empty: its commit statuses are retried until it holds a token`,
+      );
+      const environment = config.environments.find((e) => e.name === 'production')!;
+
+      reporter.report({ environment, sha: SHA, state: 'success', description: 'Deployed', jobId: 'j-1' });
+      await eventually(
+        () => lines.some((line) => line.msg === 'commit status not delivered: will retry'),
+        Boolean,
+      );
+      expect(github.requests).toHaveLength(0);
+      expect(lines.find((line) => line.msg === 'commit status not delivered: will retry')?.err).toBe(
+        `GITHUB_TOKEN_FILE: ${file} holds no token yet`,
+      );
+      await writeFile(file, 'ghs_late\n');
+      expect(await reporter.flush()).toBe(true);
+
+      expect(github.requests.map((r) => r.headers.authorization)).toEqual(['token ghs_late']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('reads a token file again at each send (a rotated token needs no restart)', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'pushgate-token-'));
     try {

@@ -449,8 +449,16 @@ export function createCommitStatusReporter(
   const senders: Partial<Record<Provider, CommitStatusSender>> = {};
   // The provider clients are loaded on first use: together they cost a worker ~15 MiB of
   // memory, which a worker without tokens (or with one provider) should not pay.
-  const githubToken = tokenReader(secrets.githubToken, secrets.githubTokenFile);
-  const gitlabToken = tokenReader(secrets.gitlabToken, secrets.gitlabTokenFile);
+  const githubToken = tokenReader('GITHUB_TOKEN', secrets.githubToken, secrets.githubTokenFile);
+  const gitlabToken = tokenReader('GITLAB_TOKEN', secrets.gitlabToken, secrets.gitlabTokenFile);
+  for (const variable of ['GITHUB_TOKEN', 'GITLAB_TOKEN'] as const) {
+    const file = secrets.emptyFiles?.[variable];
+    if (file)
+      logger.warn(
+        { file },
+        `${variable}_FILE: ${file} is empty: its commit statuses are retried until it holds a token`,
+      );
+  }
   if (githubToken) {
     senders.github = lazySender(async () =>
       (await import('./github.js')).createGithubSender({
