@@ -20,6 +20,7 @@ export async function runCheck(args: CommandArgs): Promise<number> {
   const config = loadConfig(file, args.env, {
     unsetWhenVariableMissing: ['redis.url'],
     onUnset: (_path, variable) => (redisUrlVariable = variable),
+    redisUnused: true,
   });
   const secrets = readSecrets(args.env);
   // What every other command refuses at start (exit 2), so a CI check catches it first.
@@ -56,7 +57,9 @@ export async function runCheck(args: CommandArgs): Promise<number> {
   if (!config.redis.url) {
     const why = redisUrlVariable ? ` (${unsetVariable(redisUrlVariable, args.env)})` : '';
     args.stderr.write(
-      `warning: redis.url is not set${why}; pushgate serve and worker need it, pushgate start runs its own redis-server\n`,
+      config.redis.cluster
+        ? `warning: redis.url is not set${why}; pushgate serve, worker and start need it (redis.cluster: a node of the cluster)\n`
+        : `warning: redis.url is not set${why}; pushgate serve and worker need it, pushgate start runs its own redis-server\n`,
     );
   }
   const providers = new Set(config.environments.map((environment) => environment.repo.provider));

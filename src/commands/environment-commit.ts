@@ -30,7 +30,10 @@ export async function withEnvironmentCommit(
 ): Promise<number> {
   const [name] = args.positionals;
   // The same config as the receiver's, `${REDIS_URL}` unset, will do.
-  const runtime = loadRuntime(args.config, args.env, { unsetWhenVariableMissing: ['redis.url'] });
+  const runtime = loadRuntime(args.config, args.env, {
+    unsetWhenVariableMissing: ['redis.url'],
+    redisUnused: true,
+  });
   const environment = runtime.config.environments.find((candidate) => candidate.name === name);
   if (!environment) {
     const known = runtime.config.environments.map((candidate) => candidate.name).join(', ') || 'none';

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { LineCounter, parseDocument } from 'yaml';
 import type { ZodIssue } from 'zod';
 import { ConfigError, errorMessage } from '../lib/errors.js';
-import { configSchema, type Config } from './schema.js';
+import { configSchema, REDIS_CLUSTER_NEEDS_URL, redisSchema, type Config } from './schema.js';
 import { readVariable } from './variable.js';
 
 export const DEFAULT_CONFIG_PATH = 'config/pushgate.yaml';
@@ -25,6 +25,12 @@ export interface LoadOptions {
   unsetWhenVariableMissing?: readonly string[];
   /** Told of each such field left unset, and of the variable it names (for warnings that name it). */
   onUnset?: (path: string, variable: string) => void;
+  /**
+   * The command never connects to Redis (check, render, diff): `redis.cluster` with a
+   * `redis.url` left unset by its missing variable is the receiver's configuration read where
+   * its secrets are not, not a cluster without a node.
+   */
+  redisUnused?: boolean;
 }
 
 export function loadConfig(file: string, env: Env = process.env, options: LoadOptions = {}): Config {
@@ -63,23 +69,60 @@ export function parseConfigText(
     // yaml throws on an alias bomb only here, after parsing: still a bad file (exit 2), not a crash.
     throw new ConfigError(`${file}: invalid YAML: ${errorMessage(error)}`, { cause: error });
   }
-  const unset = { paths: new Set(options.unsetWhenVariableMissing), notify: options.onUnset };
+  const unsetPaths = new Set<string>();
+  const unset = {
+    paths: new Set(options.unsetWhenVariableMissing),
+    notify: (path: string, variable: string) => {
+      unsetPaths.add(path);
+      options.onUnset?.(path, variable);
+    },
+  };
   const expanded = expandVariables(raw, [], file, env, unset);
-  if (typeof expanded !== 'object' || expanded === null || Array.isArray(expanded)) {
+  if (!isMapping(expanded)) {
     throw new ConfigError(`${file}: the configuration must be a YAML mapping`);
   }
   const port = env.PORT;
   if (port !== undefined && port !== '') {
-    const server = ((expanded as Record<string, unknown>).server ??= {}) as Record<string, unknown>;
     if (!/^\d+$/.test(port) || Number(port) > 65535)
       throw new ConfigError(`${file}: server.port: PORT="${port}" is not a port number (0 to 65535)`);
-    server.port = Number(port);
+    // A `server` that is not a mapping is left for the schema to name.
+    if (expanded.server === undefined) expanded.server = { port: Number(port) };
+    else if (isMapping(expanded.server)) expanded.server.port = Number(port);
+  }
+  // As PORT for the port: a file that does not set the URL at all takes REDIS_URL (SPEC §1's
+  // "with no REDIS_URL" means the variable, whatever the file).
+  const redisUrl = isMapping(raw) && isMapping(raw.redis) ? raw.redis.url : undefined;
+  if (redisUrl === undefined && (expanded.redis === undefined || isMapping(expanded.redis))) {
+    const fromEnv = readVariableAt(`${file}: redis.url`, 'REDIS_URL', env);
+    if (fromEnv) expanded.redis = { ...expanded.redis, url: fromEnv };
   }
   const result = configSchema.safeParse(expanded);
+  const clusterWithoutUrl = (redis: { url?: string | undefined; cluster: boolean } | undefined) =>
+    redis?.cluster === true &&
+    !redis.url &&
+    !(options.redisUnused && unsetPaths.has('redis.url')) &&
+    `${file}: redis.cluster: ${REDIS_CLUSTER_NEEDS_URL}`;
   if (!result.success) {
-    throw new ConfigError(result.error.issues.map((issue) => `${file}: ${formatIssue(issue)}`).join('\n'));
+    const problems = result.error.issues.map((issue) => `${file}: ${formatIssue(issue)}`);
+    const redis = redisSchema.safeParse(expanded.redis ?? {});
+    const cluster = redis.success && clusterWithoutUrl(redis.data);
+    throw new ConfigError([...problems, ...(cluster ? [cluster] : [])].join('\n'));
   }
+  const cluster = clusterWithoutUrl(result.data.redis);
+  if (cluster) throw new ConfigError(cluster);
   return result.data;
+}
+
+function isMapping(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function readVariableAt(where: string, name: string, env: Env): string | undefined {
+  try {
+    return readVariable(name, env);
+  } catch (error) {
+    throw new ConfigError(`${where}: ${errorMessage(error)}`, { cause: error });
+  }
 }
 
 export function formatPath(path: readonly (string | number)[]): string {

@@ -122,6 +122,10 @@ export const serverSchema = z
   })
   .strict();
 
+/** `redis.cluster: true` and no `redis.url`: what every command that connects to Redis refuses. */
+export const REDIS_CLUSTER_NEEDS_URL =
+  'needs redis.url (a node of the cluster): the private redis-server of pushgate start is not a cluster';
+
 export const redisSchema = z
   .object({
     url: redisUrl.optional(),
@@ -134,16 +138,8 @@ export const redisSchema = z
   })
   .strict()
   .superRefine((redis, ctx) => {
-    if (!redis.cluster) return;
-    if (!redis.url) {
-      ctx.addIssue({
-        code: z.ZodIssueCode.custom,
-        path: ['cluster'],
-        message:
-          'needs redis.url (a node of the cluster): the private redis-server of pushgate start is not a cluster',
-      });
-      return;
-    }
+    // Without a URL: see REDIS_CLUSTER_NEEDS_URL, checked by the loader, which knows why it is unset.
+    if (!redis.cluster || !redis.url) return;
     // A Redis Cluster has only database 0.
     if (!/^rediss?:\/\/[^/]*\/?(0)?(\?.*)?$/.test(redis.url)) {
       ctx.addIssue({

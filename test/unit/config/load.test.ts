@@ -88,6 +88,22 @@ describe('configuration loading', () => {
     expect(messageOf(() => parseConfigText(text, 'p.yaml', { REDIS_CLUSTER: 'true' }, start))).toBe(
       'p.yaml: redis.cluster: needs redis.url (a node of the cluster): the private redis-server of pushgate start is not a cluster',
     );
+    // check, render and diff never connect: the receiver's file, read without its secrets, is valid.
+    const noRedis = { ...start, redisUnused: true };
+    expect(parseConfigText(text, 'p.yaml', { REDIS_CLUSTER: 'true' }, noRedis).redis).toEqual({
+      prefix: 'pg',
+      cluster: true,
+    });
+    // A file that sets no URL at all is wrong for every command, and is named with its other problems.
+    const noUrl = text
+      .replace('  url: ${REDIS_URL}\n', '')
+      .replace('healthTimeout: 2m', 'healthTimeout: soon');
+    expect(messageOf(() => parseConfigText(noUrl, 'p.yaml', { REDIS_CLUSTER: 'true' }, noRedis))).toBe(
+      [
+        'p.yaml: environments[0].healthTimeout: "soon" is not a duration like 30s, 5m or 0',
+        'p.yaml: redis.cluster: needs redis.url (a node of the cluster): the private redis-server of pushgate start is not a cluster',
+      ].join('\n'),
+    );
     expect(
       messageOf(() =>
         parseConfigText(text, 'p.yaml', { REDIS_URL: 'redis://r:6379/2', REDIS_CLUSTER: 'true' }),
@@ -230,6 +246,45 @@ describe('configuration loading', () => {
     ).toContain('server.port: PORT="http" is not a port number');
     expect(messageOf(() => parseConfigText(VALID, 'f.yaml', { REDIS_URL: 'redis://r', PORT: '99999' }))).toBe(
       'f.yaml: server.port: PORT="99999" is not a port number (0 to 65535)',
+    );
+    // A `server` that is not a mapping is the file's mistake, named as without PORT (exit 2).
+    const serverNumber = VALID.replace(/server:\n {2}port: 8080\n {2}bodyLimit: 1mb\n/, 'server: 8080\n');
+    const serverEmpty = VALID.replace(/server:\n {2}port: 8080\n {2}bodyLimit: 1mb\n/, 'server:\n');
+    for (const text of [serverNumber, serverEmpty]) {
+      const without = messageOf(() => parseConfigText(text, 'f.yaml', { REDIS_URL: 'redis://r' }));
+      expect(without).toMatch(/^f\.yaml: server: Expected object, received (number|null)$/);
+      expect(messageOf(() => parseConfigText(text, 'f.yaml', { REDIS_URL: 'redis://r', PORT: '8080' }))).toBe(
+        without,
+      );
+    }
+  });
+
+  it('takes REDIS_URL (or REDIS_URL_FILE) when the file sets no redis.url, and keeps one it sets', () => {
+    const noUrl = VALID.replace('  url: ${REDIS_URL}\n', '');
+    const noRedis = VALID.replace('redis:\n  url: ${REDIS_URL}\n  prefix: pg\n', '');
+    for (const text of [noUrl, noRedis])
+      expect(parseConfigText(text, 'f.yaml', { REDIS_URL: 'redis://from-env:6379' }).redis.url).toBe(
+        'redis://from-env:6379',
+      );
+    expect(parseConfigText(noUrl, 'f.yaml', {}).redis.url).toBeUndefined();
+    expect(parseConfigText(noUrl, 'f.yaml', { REDIS_URL: 'redis://r' }).redis.prefix).toBe('pg');
+
+    const dir = mkdtempSync(join(tmpdir(), 'pushgate-redis-url-'));
+    try {
+      writeFileSync(join(dir, 'url'), 'redis://:s3cret@from-file:6379\n');
+      expect(parseConfigText(noUrl, 'f.yaml', { REDIS_URL_FILE: join(dir, 'url') }).redis.url).toBe(
+        'redis://:s3cret@from-file:6379',
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const explicit = VALID.replace('  url: ${REDIS_URL}', '  url: redis://in-file:6379');
+    expect(parseConfigText(explicit, 'f.yaml', { REDIS_URL: 'redis://from-env:6379' }).redis.url).toBe(
+      'redis://in-file:6379',
+    );
+    // A bad REDIS_URL is named as the file's own would be, without its content.
+    expect(messageOf(() => parseConfigText(noUrl, 'f.yaml', { REDIS_URL: 'http://:s3cret@r' }))).toBe(
+      'f.yaml: redis.url: must start with redis:// or rediss://',
     );
   });
 
