@@ -301,10 +301,12 @@ describe('pushgate worker processes (real Redis, git, kube-apiserver)', () => {
       await until(() => states().at(-1) === 'failure', `no failure status:\n${last.output()}`);
       expect(states()).toEqual(['pending', 'failure']);
       expect(github.requests.every((r) => r.path === `/repos/acme/web-config/statuses/${sha}`)).toBe(true);
-      // The commit no longer has an active job: pushing it again makes a new one.
       last.child.kill('SIGKILL');
       await last.exited;
-      expect(await harness.webhook('web', sha)).not.toBe(id);
+      // A late duplicate of its push gets the failed job (nothing was deployed or queued since:
+      // SPEC §3); a sync tries the commit again.
+      expect(await harness.webhook('web', sha)).toBe(id);
+      expect(await harness.manual('web')).not.toBe(id);
     } finally {
       await github.close();
     }
