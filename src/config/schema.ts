@@ -3,29 +3,33 @@ import { z } from 'zod';
 import { parseDurationMs, parseSizeBytes } from './units.js';
 
 // A refinement after it still runs on a value it refused (z.NEVER): those check numbers only.
-const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
-  const ms = parseDurationMs(value);
-  if (ms === undefined) {
-    ctx.addIssue({
-      code: z.ZodIssueCode.custom,
-      message: `"${value}" is not a duration like 30s, 5m or 0`,
-    });
-    return z.NEVER;
-  }
-  return ms;
-});
+const duration = z
+  .union([z.string(), z.number()], { errorMap: () => ({ message: 'must be a duration like 30s, 5m or 0' }) })
+  .transform((value, ctx) => {
+    const ms = parseDurationMs(value);
+    if (ms === undefined) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        message: `"${value}" is not a duration like 30s, 5m or 0`,
+      });
+      return z.NEVER;
+    }
+    return ms;
+  });
 
-const size = z.union([z.string(), z.number()]).transform((value, ctx) => {
-  const bytes = parseSizeBytes(value);
-  if (bytes === undefined) {
-    ctx.addIssue({
-      code: z.ZodIssueCode.custom,
-      message: `"${value}" is not a size like 512kb or 5mb`,
-    });
-    return z.NEVER;
-  }
-  return bytes;
-});
+const size = z
+  .union([z.string(), z.number()], { errorMap: () => ({ message: 'must be a size like 512kb or 5mb' }) })
+  .transform((value, ctx) => {
+    const bytes = parseSizeBytes(value);
+    if (bytes === undefined) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        message: `"${value}" is not a size like 512kb or 5mb`,
+      });
+      return z.NEVER;
+    }
+    return bytes;
+  });
 
 /**
  * `${VAR}` expands to text, so `port: ${PORT}` or `prune: ${PRUNE}` arrive as strings: a number

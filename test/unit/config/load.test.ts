@@ -306,6 +306,17 @@ describe('configuration loading', () => {
       'p.yaml: environments[0].healthTimeout: "soon" is not a duration like 30s, 5m or 0',
     );
     expect(message).toContain('p.yaml: environments[0].cluster: cluster "dev" is not defined under clusters');
+    // Neither text nor a number: named as such, not "Invalid input".
+    const listed = VALID.replace('healthTimeout: 2m', 'healthTimeout: [1]').replace(
+      'bodyLimit: 1mb',
+      'bodyLimit: true',
+    );
+    expect(messageOf(() => parseConfigText(listed, 'p.yaml', { REDIS_URL: 'redis://r' }))).toBe(
+      [
+        'p.yaml: server.bodyLimit: must be a size like 512kb or 5mb',
+        'p.yaml: environments[0].healthTimeout: must be a duration like 30s, 5m or 0',
+      ].join('\n'),
+    );
   });
 
   it('reports a path escaping the repository and a non-redis URL', () => {
