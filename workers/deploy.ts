@@ -241,11 +241,27 @@ export async function startDeployWorker(options: DeployWorkerOptions): Promise<D
   workerConnection.on('ready', () => (redisAwaySince = undefined));
   // Awaited by close() within its deadline: written (and reported) before we disconnect.
   const recordings = new Set<Promise<void>>();
+  // The worker that ran it died (or froze past its lock): said by the one that finds it, with
+  // its environment, so a deploy that kills workers shows before it is failed for it.
+  worker.on('stalled', (jobId) => {
+    void store.get(jobId).then(
+      (record) =>
+        logger.warn(
+          { jobId, environment: record?.environment },
+          'job stalled: its worker stopped renewing it (died, or froze); queued again',
+        ),
+      () =>
+        logger.warn({ jobId }, 'job stalled: its worker stopped renewing it (died, or froze); queued again'),
+    );
+  });
   worker.on('failed', (job, error) => {
     if (!job) return;
     const recording = recordFailureOutsideProcessor(job, error, deps)
       .catch((recordError: unknown) =>
-        logger.error({ jobId: job.id, err: errorMessage(recordError) }, 'could not record the failed job'),
+        logger.error(
+          { jobId: job.id, environment: job.data?.environment, err: errorMessage(recordError) },
+          'could not record the failed job',
+        ),
       )
       .finally(() => recordings.delete(recording));
     recordings.add(recording);

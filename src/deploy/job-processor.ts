@@ -7,6 +7,7 @@ import { takeInJob } from './job-intake.js';
 import type { ProcessDeps } from './job-processor-deps.js';
 import type { JobRun } from './job-run.js';
 import { environmentToDeploy } from './matching-worker.js';
+import { failScheduledRunPastStallLimit } from './stalled-failure.js';
 import { holdIfSuspended } from './suspension-hold.js';
 
 /** The lock of a busy environment is tried again after this long (plus jitter). */
@@ -33,6 +34,8 @@ export async function processDeployJob(
     throw new UnrecoverableError(`invalid job data: ${errorMessage(error)}`);
   }
   const logger = deps.logger.child({ jobId, environment: data.environment });
+  const pastStallLimit = await failScheduledRunPastStallLimit(job, jobId, deps);
+  if (pastStallLimit) throw pastStallLimit;
   const record = await takeInJob(job, jobId, data, deps, logger);
   if (!record) return;
 

@@ -261,6 +261,50 @@ describe('pushgate worker processes (real Redis, git, kube-apiserver)', () => {
     expect(record).not.toHaveProperty('configuring');
   });
 
+  it('a periodic re-sync whose workers keep dying fails after the stall limit too (BullMQ never fails those)', async () => {
+    await repo.commit({ 'manifests/web.yaml': deployment('web') });
+    // A run of a job scheduler, as each periodic re-sync is (the worker's own scheduler is off here).
+    await harness.services.queue.upsertJobScheduler(
+      'stall-test:web',
+      { every: 3_600_000 },
+      {
+        name: 'deploy',
+        data: { environment: 'web', trigger: { kind: 'reconcile' }, receivedAt: new Date().toISOString() },
+        opts: { attempts: 3 },
+      },
+    );
+    const [run] = await harness.services.queue.getJobs(['waiting', 'delayed', 'prioritized']);
+    expect(run?.repeatJobKey).toBe('stall-test:web');
+    await run!.promote().catch(() => undefined);
+    const id = run!.id!;
+
+    for (let n = 1; n <= 3; n += 1) {
+      const worker = await spawnWorker(configFile, path.join(dir, `cache-${n}`));
+      workers.push(worker);
+      // A re-sync holds its step lines until it ends: its record tells that this attempt deploys.
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const record = await harness.services.store.get(id);
+        if (record?.attempts === n && record.sha !== null) break;
+        if (Date.now() > deadline)
+          throw new Error(
+            `worker ${n} never started the re-sync: ${JSON.stringify(record)}\n${worker.output()}`,
+          );
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      worker.child.kill('SIGKILL');
+      await worker.exited;
+    }
+    const last = await spawnWorker(configFile, path.join(dir, 'cache-4'));
+    workers.push(last);
+    const record = await harness.waitForJob(id, 30_000);
+
+    expect(record).toMatchObject({ state: 'failed', trigger: { kind: 'reconcile' } });
+    expect(record.error).toMatch(/stalled more than allowable limit: the worker running it stopped 3 times/);
+    expect(await (await harness.services.queue.getJob(id))?.getState()).toBe('failed');
+    expect(last.output()).toContain('job stalled: its worker stopped renewing it');
+  }, 120_000);
+
   it('a job whose workers keep dying fails after the stall limit: record, environment and commit', async () => {
     const github = await startFakeGithub();
     await harness.close();
