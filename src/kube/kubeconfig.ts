@@ -452,8 +452,13 @@ function execRelativeTo(dir: string, exec: ExecConfig | null | undefined): ExecC
   return { ...exec, command: path.join(dir, command) };
 }
 
+/**
+ * Inline data before the file when both are set, as kubectl (client-go: "CAData takes
+ * precedence over CAFile") and unlike client-node: a kubeconfig that works with kubectl must
+ * not fail here on a stale file it also names.
+ */
 function fileOrBase64(file: string | undefined, data: string | undefined): Buffer | undefined {
-  if (file) return readFileSync(file);
   if (data) return Buffer.from(data, 'base64');
+  if (file) return readFileSync(file);
   return undefined;
 }

@@ -103,6 +103,45 @@ describe('a kubeconfig user with tokenFile (real kube-apiserver)', () => {
   });
 });
 
+describe('a kubeconfig with both inline data and files (real kube-apiserver)', () => {
+  it('uses the inline CA, certificate and key over files it also names, as kubectl does', async () => {
+    const folder = await mkdtemp(path.join(dir, 'data-and-file-'));
+    const cluster = kubeConfigFromTest().getCurrentCluster()!;
+    expect(cluster.caData).toBeTruthy();
+    // Files left behind by an older setup: gone, as kubectl never reads them.
+    const file = path.join(folder, 'kubeconfig');
+    await writeFile(
+      file,
+      stringify({
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [
+          {
+            name: 'c',
+            cluster: {
+              server: cluster.server,
+              'certificate-authority': 'gone/ca.crt',
+              'certificate-authority-data': cluster.caData,
+            },
+          },
+        ],
+        users: [
+          {
+            name: 'admin',
+            user: { ...(await adminUser()), 'client-certificate': 'gone/a.crt', 'client-key': 'gone/a.key' },
+          },
+        ],
+        contexts: [{ name: 'ctx', context: { cluster: 'c', user: 'admin' } }],
+        'current-context': 'ctx',
+      }),
+    );
+
+    const user = await whoAmI(createClusterClient({ name: 'data-and-file', kubeconfig: file }, {}));
+
+    expect(user.groups).toContain('system:masters');
+  });
+});
+
 describe('a kubeconfig user that impersonates (real kube-apiserver)', () => {
   it('is taken for the user, groups, uid and extras its as-* fields name', async () => {
     // The admin (system:masters) may impersonate anyone.
