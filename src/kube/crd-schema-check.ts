@@ -30,6 +30,7 @@ interface Schema {
   'x-kubernetes-preserve-unknown-fields'?: boolean;
   'x-kubernetes-int-or-string'?: boolean;
   'x-kubernetes-embedded-resource'?: boolean;
+  default?: unknown;
 }
 
 /** Fields the API server owns or checks itself at the root of every object. */
@@ -127,7 +128,9 @@ function checkObject(
   root = false,
 ): void {
   for (const field of schema.required ?? []) {
-    if (value[field] === undefined) problems.push(`${path}.${field}: required`);
+    // The API server fills in a default before it validates: a required field with one may be left out.
+    if (value[field] === undefined && schema.properties?.[field]?.default === undefined)
+      problems.push(`${path}.${field}: required`);
   }
   const embedded = root || schema['x-kubernetes-embedded-resource'] === true;
   for (const [field, item] of Object.entries(value)) {

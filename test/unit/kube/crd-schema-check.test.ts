@@ -96,6 +96,25 @@ describe('checkAgainstCrdSchema', () => {
     expect(checkAgainstCrdSchema(gadget({}), crd)).toEqual(['.spec.size: required']);
   });
 
+  it('lets a required field with a default be left out, as the API server defaults before it validates', () => {
+    const defaulted = structuredClone(crd);
+    const spec = (
+      defaulted.spec as {
+        versions: {
+          schema?: {
+            openAPIV3Schema: { properties: Record<string, { properties: Record<string, unknown> }> };
+          };
+        }[];
+      }
+    ).versions[0]!.schema!.openAPIV3Schema.properties.spec!;
+    spec.properties.size = { type: 'integer', minimum: 1, maximum: 10, default: 1 };
+    expect(checkAgainstCrdSchema(gadget({}), defaulted)).toEqual([]);
+    // A default does not excuse a value that does not fit.
+    expect(checkAgainstCrdSchema(gadget({ size: 11 }), defaulted)).toEqual([
+      '.spec.size: must be at most 10',
+    ]);
+  });
+
   it('leaves a version without a schema, or one the CRD lacks, to the API server', () => {
     expect(checkAgainstCrdSchema(gadget({ size: 'big' }, 'example.com/v2'), crd)).toEqual([]);
     expect(checkAgainstCrdSchema(gadget({ size: 'big' }, 'example.com/v9'), crd)).toEqual([]);
