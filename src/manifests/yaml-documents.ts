@@ -5,6 +5,7 @@ import {
   isMap,
   isNode,
   isPair,
+  isScalar,
   Lexer,
   LineCounter,
   Parser,
@@ -32,6 +33,13 @@ export const MAX_YAML_NESTING = 256;
  * would be 11 million objects, more memory than a worker has).
  */
 export const MAX_YAML_VALUES_PER_ENVIRONMENT = 3_000_000;
+
+/**
+ * Characters of text one document may come to once its aliases are expanded: the most the
+ * API server takes in one request (3 MiB; etcd keeps objects of at most 1.5 MiB). Counted
+ * apart from values: a 4 KB file can alias one long string into 400 MB of request bodies.
+ */
+export const MAX_YAML_EXPANDED_CHARS = 3 * 1024 * 1024;
 
 const SET_TAG = 'tag:yaml.org,2002:set';
 
@@ -117,6 +125,10 @@ function readDocument(
     return {
       problem: `invalid YAML: nested more than ${MAX_YAML_NESTING} levels deep once its aliases are expanded`,
     };
+  if (measured === 'text')
+    return {
+      problem: `invalid YAML: more than ${MAX_YAML_EXPANDED_CHARS / 1024 / 1024} MiB of text once its aliases are expanded, more than the API server takes for one object`,
+    };
   try {
     // yaml's own alias limit (uses × aliases within) is off: the values are counted above.
     const value: unknown = document.toJS({ maxAliasCount: -1 });
@@ -180,7 +192,7 @@ function measureExpanded(
   depthLimit: number,
   valuesLimit: number,
   hasAliases: boolean,
-): number | 'nesting' | 'values' {
+): number | 'nesting' | 'values' | 'text' {
   // A collection's items take two slots each (a pair's key and value; an item and nothing), an
   // alias one (the node it names): walked by index, as a document may hold millions of nodes.
   type Frame = {
@@ -189,11 +201,13 @@ function measureExpanded(
     next: number;
     height: number;
     values: number;
+    /** Characters of its text, keys included (they are text in a request too). */
+    chars: number;
     keysCounted: boolean;
     childCounted: boolean;
   };
   const targets = hasAliases ? aliasTargets(document) : new Map<Node, Node | undefined>();
-  const anchored = new Map<Node, { height: number; values: number }>();
+  const anchored = new Map<Node, { height: number; values: number; chars: number }>();
   const anchoredOpen = new Set<Node>();
   const path: Frame[] = [];
   const enter = (node: Node): void => {
@@ -201,11 +215,12 @@ function measureExpanded(
     const slots = isAlias(node) ? 1 : isCollection(node) ? 2 * node.items.length : 0;
     // A mapping's keys become property names; a `!!set`'s and an `!!omap`'s are values of a Set or Map.
     const keysCounted = !isMap(node) || node.tag === SET_TAG;
-    path.push({ node, slots, next: 0, height: 0, values: 0, keysCounted, childCounted: true });
+    path.push({ node, slots, next: 0, height: 0, values: 0, chars: 0, keysCounted, childCounted: true });
   };
-  const add = (frame: Frame, counted: boolean, height: number, values: number): void => {
+  const add = (frame: Frame, counted: boolean, height: number, values: number, chars: number): void => {
     frame.height = Math.max(frame.height, height);
     if (counted) frame.values += values;
+    frame.chars += chars;
   };
   if (!isNode(document.contents)) return 1;
   enter(document.contents);
@@ -226,10 +241,10 @@ function measureExpanded(
         else child = item;
       }
       // A key or value left out (`a:`) is null: one value.
-      if (!isNode(child)) add(frame, counted, 1, 1);
+      if (!isNode(child)) add(frame, counted, 1, 1, 4);
       else {
         const known = anchored.get(child);
-        if (known) add(frame, counted, known.height, known.values);
+        if (known) add(frame, counted, known.height, known.values, known.chars);
         else if (anchoredOpen.has(child) || path.length > 2 * depthLimit) return 'nesting';
         else {
           frame.childCounted = counted;
@@ -243,16 +258,26 @@ function measureExpanded(
     const own = isAlias(frame.node) ? 0 : 1;
     const height = frame.height + own;
     const values = frame.values + own;
+    const chars = frame.chars + ownChars(frame.node);
     if (height > depthLimit) return 'nesting';
     if (values > valuesLimit) return 'values';
     if (frame.node.anchor) {
       anchoredOpen.delete(frame.node);
-      anchored.set(frame.node, { height, values });
+      anchored.set(frame.node, { height, values, chars });
     }
     const parent = path[path.length - 1];
-    if (!parent) return values;
-    add(parent, parent.childCounted, height, values);
+    // The text is only added up (anchored nodes are counted once): judged whole, after values.
+    if (!parent) return chars > MAX_YAML_EXPANDED_CHARS ? 'text' : values;
+    add(parent, parent.childCounted, height, values, chars);
   }
+}
+
+/** A scalar's own text (its value's, as JSON would carry it about); a collection's brackets. */
+function ownChars(node: Node): number {
+  if (isAlias(node)) return 0;
+  if (isScalar(node))
+    return typeof node.value === 'string' ? node.value.length + 2 : String(node.value).length;
+  return 2;
 }
 
 /**

@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import {
+  MAX_YAML_EXPANDED_CHARS,
   MAX_YAML_NESTING,
   MAX_YAML_VALUES_PER_ENVIRONMENT,
   readYamlFile,
@@ -89,6 +90,33 @@ describe('readYamlFile', () => {
     const few = 'a: &a [x, y]\nb: [*a, *a]\n';
     expect(readYamlFile(few, 2_000, 11)).toMatchObject({ documents: [{ values: 11 }] });
     expect(readYamlFile(few, 2_000, 10)).toMatchObject({ refused: 'values' });
+  });
+
+  it('refuses a small file whose aliases repeat one long string into more text than an object may hold', () => {
+    // 4,000 characters reached through five levels of ten aliases: 400 MB of request bodies
+    // from 4 KB, within the values an environment may hold.
+    const long = 'x'.repeat(4_000);
+    const levels = [`s0: &s0 "${long}"`];
+    for (let i = 1; i <= 5; i++)
+      levels.push(
+        `s${i}: &s${i} [${Array(10)
+          .fill(`*s${i - 1}`)
+          .join(', ')}]`,
+      );
+    const bomb = `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\ndata:\n${levels.map((line) => `  ${line}`).join('\n')}\n`;
+    expect(bomb.length).toBeLessThan(5_000);
+    expect(readYamlFile(bomb, 2_000, MAX_YAML_VALUES_PER_ENVIRONMENT)).toMatchObject({
+      documents: [
+        {
+          problem: `invalid YAML: more than ${MAX_YAML_EXPANDED_CHARS / 1024 / 1024} MiB of text once its aliases are expanded, more than the API server takes for one object`,
+        },
+      ],
+    });
+    // A long string used a few times is read.
+    const few = `a: &a "${long}"\nb: [*a, *a, *a]\n`;
+    expect(readYamlFile(few, 2_000, MAX_YAML_VALUES_PER_ENVIRONMENT)).toMatchObject({
+      documents: [{ value: { b: [long, long, long] } }],
+    });
   });
 
   it("reads an anchor merged into 300 objects (yaml's own limit refused 50 uses), and one merged in a chain", () => {
