@@ -213,7 +213,7 @@ function measureExpanded(
   const enter = (node: Node): void => {
     if (node.anchor) anchoredOpen.add(node);
     const slots = isAlias(node) ? 1 : isCollection(node) ? 2 * node.items.length : 0;
-    // A mapping's keys become property names; a `!!set`'s and an `!!omap`'s are values of a Set or Map.
+    // A mapping's keys become property names; a `!!set`'s are counted as values too (an upper bound).
     const keysCounted = !isMap(node) || node.tag === SET_TAG;
     path.push({ node, slots, next: 0, height: 0, values: 0, chars: 0, keysCounted, childCounted: true });
   };

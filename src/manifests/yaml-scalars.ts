@@ -23,6 +23,12 @@ const REPLACED_TAGS = new Set([
   FLOAT_TAG,
   'tag:yaml.org,2002:timestamp',
   'tag:yaml.org,2002:binary',
+  // yaml makes a JavaScript Map or Set of these, which JSON sends as `{}`: a Secret's
+  // `stringData: !!omap [...]` went out empty (and its keys were removed). Left as the list or
+  // mapping they are written as, they read as Go reads them.
+  'tag:yaml.org,2002:omap',
+  'tag:yaml.org,2002:pairs',
+  'tag:yaml.org,2002:set',
 ]);
 
 const NOT_A_NUMBER = /^(?:[-+]?\.(?:inf|Inf|INF)|\.nan|\.NaN|\.NAN)$/;

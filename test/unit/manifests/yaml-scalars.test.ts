@@ -90,6 +90,14 @@ describe('unquoted YAML values are read as kubectl reads them', () => {
     expect(() => read('!!float .nan')).toThrow('.nan is not a number JSON can carry');
   });
 
+  it('reads !!omap, !!pairs and !!set as the list or mapping Go reads, never a Map or Set JSON sends as {}', () => {
+    // A Secret's `stringData: !!omap [...]` went out as `{}`, removing its keys.
+    expect(read('!!omap [ {password: hunter2} ]')).toEqual([{ password: 'hunter2' }]);
+    expect(read('!!pairs [ {a: 1}, {a: 2} ]')).toEqual([{ a: 1 }, { a: 2 }]);
+    expect(read('!!set {feature-a, b}')).toEqual({ 'feature-a': null, b: null });
+    expect(JSON.stringify(read('!!set {x}'))).toBe('{"x":null}');
+  });
+
   it('reads numeric-looking keys as kubectl does', () => {
     const parsed: unknown = parse('"0755": quoted\n0755: octal\ne2: letters\n', {
       version: '1.1',
