@@ -102,12 +102,30 @@ export async function prepareManifests(
   return prepared;
 }
 
+/**
+ * What the API server writes into an object's metadata, found in manifests saved with
+ * `kubectl get -o yaml`: not the author's intent. Sent, `resourceVersion` and `uid` are
+ * preconditions that fail every apply once the object has moved on (409, retried as if
+ * transient for minutes), and `managedFields` is refused.
+ */
+const SERVER_SET_METADATA = [
+  'resourceVersion',
+  'uid',
+  'creationTimestamp',
+  'generation',
+  'selfLink',
+  'managedFields',
+  'deletionTimestamp',
+  'deletionGracePeriodSeconds',
+] as const;
+
 function withDefaults(
   object: ManifestObject,
   namespace: string | undefined,
   environment: string,
 ): ManifestObject {
   const copy = structuredClone(object);
+  for (const field of SERVER_SET_METADATA) delete (copy.metadata as Record<string, unknown>)[field];
   // kubectl ignores a namespace on a cluster-scoped object; the API would reject the URL/body mismatch.
   if (namespace === undefined) delete copy.metadata.namespace;
   else copy.metadata.namespace = namespace;

@@ -134,6 +134,37 @@ describe('prepareManifests', () => {
     expect(prepared[1]?.object.metadata.namespace).toBeUndefined();
   });
 
+  it('drops what the API server wrote into a manifest saved with kubectl get -o yaml', async () => {
+    const saved = {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: {
+        name: 'c',
+        annotations: { team: 'web' },
+        resourceVersion: '4711',
+        uid: '0b7c9f0e-1111-2222-3333-444455556666',
+        creationTimestamp: '2026-01-01T00:00:00Z',
+        generation: 3,
+        selfLink: '/api/v1/namespaces/apps/configmaps/c',
+        managedFields: [{ manager: 'kubectl', operation: 'Update' }],
+      },
+      data: { a: '1' },
+    };
+    const [prepared] = await prepareManifests([manifest(saved, 1)], environment, resolve);
+
+    expect(prepared?.object).toEqual({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: {
+        name: 'c',
+        namespace: 'apps',
+        annotations: { team: 'web' },
+        labels: { 'pushgate.dev/environment': 'staging' },
+      },
+      data: { a: '1' },
+    });
+  });
+
   it('knows kinds defined by a CRD in the same set', async () => {
     const prepared = await prepareManifests(
       [
