@@ -535,19 +535,15 @@ export class JobStore {
    * `claim`, such as those of a reconcile scheduler, get their record on first run.
    */
   async ensure(request: ClaimRequest): Promise<JobRecord> {
-    const created = await this.redis.set(
-      this.keys.job(request.id),
-      JSON.stringify(newJobRecord(request)),
-      'NX',
-    );
-    if (created === 'OK') {
-      const score = Date.parse(request.receivedAt);
-      await this.redis
-        .multi()
-        .zadd(this.keys.jobsAll, score, request.id)
-        .zadd(this.keys.jobsByEnvironment(request.environment), score, request.id)
-        .exec();
-    }
+    await this.redis.set(this.keys.job(request.id), JSON.stringify(newJobRecord(request)), 'NX');
+    // Indexed on every call, not only by the one that created it: a worker killed between the
+    // two would leave a record no list shows and no trim removes. ZADD NX keeps the score it has.
+    const score = Date.parse(request.receivedAt);
+    await this.redis
+      .multi()
+      .zadd(this.keys.jobsAll, 'NX', score, request.id)
+      .zadd(this.keys.jobsByEnvironment(request.environment), 'NX', score, request.id)
+      .exec();
     const record = await this.get(request.id);
     if (!record) throw new Error(`job ${request.id} has no record`);
     return record;

@@ -7,6 +7,7 @@ import { DEPLOY_JOB_NAME, DEPLOY_JOB_OPTIONS, DEPLOY_QUEUE, type Trigger } from 
 import {
   HISTORY_BYTES_PER_ENVIRONMENT,
   HISTORY_PER_ENVIRONMENT,
+  newJobRecord,
   QUIET_RESYNCS_KEPT,
   type ClaimRequest,
   type JobStore,
@@ -451,6 +452,22 @@ describe('deploy job queue', () => {
     const unfetched = await producer.enqueue('review', push(broken, 'r-fail'), at(1));
     await failOn('review', unfetched.id, null);
     expect((await producer.enqueue('review', push(broken, 'r-again'), at(2))).created).toBe(true);
+  });
+
+  it("indexes a scheduler run's record even when the run that wrote it died before indexing it", async () => {
+    const { store, redis: connection, keys } = await services();
+    const request: ClaimRequest = {
+      id: 'repeat:reconcile:staging:1',
+      environment: 'staging',
+      trigger: { kind: 'reconcile' },
+      receivedAt: new Date().toISOString(),
+    };
+    // What the killed run left: the record, and no index entry.
+    await connection.set(keys.job(request.id), JSON.stringify(newJobRecord(request)));
+    expect(await store.ensure(request)).toMatchObject({ id: request.id, state: 'queued' });
+    expect((await store.list({ environment: 'staging', limit: 10 })).map((record) => record.id)).toContain(
+      request.id,
+    );
   });
 
   it('while a deploy chooses its commit no commit is live; it puts back what was, unless someone wrote since', async () => {
