@@ -74,6 +74,9 @@ export async function requeueLostJobs(input: RequeueInput): Promise<string[]> {
 async function requeueIfLost(input: RequeueInput, environment: string, record: JobRecord): Promise<boolean> {
   const state = await input.queue.getJobState(record.id);
   if (state !== 'unknown' && state !== 'completed' && state !== 'failed') return false;
+  // Read again: the scan is older than the entry's state, and a job that completed meanwhile
+  // (a re-sync that waited behind a long deploy, say) wrote its record before BullMQ knew.
+  if ((await input.store.get(record.id))?.state !== 'queued') return false;
   if (record.trigger.kind === 'reconcile' && !record.target) {
     // A re-sync's id is its scheduler's (BullMQ takes no such custom id back), and the next
     // interval's run does the same work: this one is closed, not queued again. (One that

@@ -759,6 +759,33 @@ describe('requeueLostJobs', () => {
     expect(await queue.count()).toBe(1);
   });
 
+  it('leaves a re-sync that finished between the scan and the look at its entry as it ended', async () => {
+    const { store, queue } = await services();
+    const id = 'repeat:reconcile:staging:1700000000001';
+    await store.ensure({
+      id,
+      environment: 'staging',
+      trigger: { kind: 'reconcile' },
+      receivedAt: TEN_MINUTES_AGO(),
+    });
+    // The run ends (record first, then BullMQ's entry) just as the pass asks for the entry's state.
+    const getJobState = queue.getJobState.bind(queue);
+    const finishing = Object.assign(Object.create(queue) as typeof queue, {
+      getJobState: async (jobId: string) => {
+        await store.update(jobId, { state: 'succeeded', finishedAt: new Date().toISOString() });
+        await getJobState(jobId);
+        return 'completed' as const;
+      },
+    });
+
+    expect(
+      await requeueLostJobs({ store, queue: finishing, environments: ['staging'], logger: silentLogger() }),
+    ).toEqual([]);
+    const record = await store.get(id);
+    expect(record?.state).toBe('succeeded');
+    expect(record?.message).toBeUndefined();
+  });
+
   it('closes a lost re-sync (its scheduler id cannot be queued again) and still repairs the jobs after it', async () => {
     const { store, queue } = await services();
     await store.ensure({
