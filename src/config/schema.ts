@@ -2,34 +2,26 @@ import path from 'node:path';
 import { z } from 'zod';
 import { parseDurationMs, parseSizeBytes } from './units.js';
 
-// A refinement after it still runs on a value it refused (z.NEVER): those check numbers only.
-const duration = z
-  .union([z.string(), z.number()], { errorMap: () => ({ message: 'must be a duration like 30s, 5m or 0' }) })
-  .transform((value, ctx) => {
-    const ms = parseDurationMs(value);
-    if (ms === undefined) {
-      ctx.addIssue({
-        code: z.ZodIssueCode.custom,
-        message: `"${value}" is not a duration like 30s, 5m or 0`,
-      });
-      return z.NEVER;
-    }
-    return ms;
-  });
+/**
+ * A quantity written as text with a unit or as a plain number (`5m`, `5mb`, 300), parsed to a
+ * number; `example` says what one looks like. A refinement after it still runs on a value it
+ * refused (z.NEVER): those check numbers only.
+ */
+function quantity(parse: (value: string | number) => number | undefined, example: string) {
+  return z
+    .union([z.string(), z.number()], { errorMap: () => ({ message: `must be ${example}` }) })
+    .transform((value, ctx) => {
+      const parsed = parse(value);
+      if (parsed === undefined) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, message: `"${value}" is not ${example}` });
+        return z.NEVER;
+      }
+      return parsed;
+    });
+}
 
-const size = z
-  .union([z.string(), z.number()], { errorMap: () => ({ message: 'must be a size like 512kb or 5mb' }) })
-  .transform((value, ctx) => {
-    const bytes = parseSizeBytes(value);
-    if (bytes === undefined) {
-      ctx.addIssue({
-        code: z.ZodIssueCode.custom,
-        message: `"${value}" is not a size like 512kb or 5mb`,
-      });
-      return z.NEVER;
-    }
-    return bytes;
-  });
+const duration = quantity(parseDurationMs, 'a duration like 30s, 5m or 0');
+const size = quantity(parseSizeBytes, 'a size like 512kb or 5mb');
 
 /**
  * `${VAR}` expands to text, so `port: ${PORT}` or `prune: ${PRUNE}` arrive as strings: a number
