@@ -6,6 +6,7 @@ import {
   isNode,
   isPair,
   isScalar,
+  isSeq,
   Lexer,
   LineCounter,
   Parser,
@@ -69,9 +70,11 @@ export function readYamlFile(text: string, referencesAllowed: number, valuesAllo
   const composer = new Composer({ version: '1.1', customTags: kubernetesYamlTags, prettyErrors: false });
   const documents: ParsedDocument[] = [];
   let valuesLeft = valuesAllowed;
+  // Looked for once per file: documents without a merge key are not walked for one.
+  const mayMerge = text.includes('<<');
   const read = (composed: Iterable<Document.Parsed>): 'values' | undefined => {
     for (const document of composed) {
-      const reading = readDocument(document, text, lines, valuesLeft, references > 0);
+      const reading = readDocument(document, text, lines, valuesLeft, references > 0, mayMerge);
       if (reading === 'values') return 'values';
       if ('values' in reading) valuesLeft -= reading.values;
       documents.push(reading);
@@ -113,6 +116,7 @@ function readDocument(
   lines: LineCounter,
   valuesAllowed: number,
   hasReferences: boolean,
+  mayMerge: boolean,
 ): ParsedDocument | 'values' {
   const firstError = document.errors[0];
   if (firstError) return { problem: `invalid YAML: ${yamlProblem(located(firstError, text, lines))}` };
@@ -129,6 +133,8 @@ function readDocument(
     return {
       problem: `invalid YAML: more than ${MAX_YAML_EXPANDED_CHARS / 1024 / 1024} MiB of text once its aliases are expanded, more than the API server takes for one object`,
     };
+  const mergeProblem = mayMerge ? mergeOrderProblem(document) : undefined;
+  if (mergeProblem) return { problem: `invalid YAML: ${mergeProblem}` };
   try {
     // yaml's own alias limit (uses × aliases within) is off: the values are counted above.
     const value: unknown = document.toJS({ maxAliasCount: -1 });
@@ -270,6 +276,54 @@ function measureExpanded(
     if (!parent) return chars > MAX_YAML_EXPANDED_CHARS ? 'text' : values;
     add(parent, parent.childCounted, height, values, chars);
   }
+}
+
+/**
+ * A key written before a merge key (`<<`) that also sets it: the YAML merge spec, and yaml,
+ * keep the key as written; go-yaml v2 (kubectl, Argo CD) takes the merged value. The object
+ * would differ from what those tools check, so the order is refused rather than chosen.
+ */
+function mergeOrderProblem(document: Document.Parsed): string | undefined {
+  const targets = aliasTargets(document);
+  let problem: string | undefined;
+  visit(document, {
+    Map: (_key, map) => {
+      const written = new Set<string>();
+      for (const pair of map.items) {
+        if (!isMergeKey(pair.key)) {
+          if (isScalar(pair.key)) written.add(String(pair.key.value));
+          continue;
+        }
+        const clash = mergedKeys(pair.value, targets, new Set()).find((key) => written.has(key));
+        if (clash !== undefined) {
+          problem = `key "${clash.slice(0, 100)}" is written before a merge key (<<) that also sets it, which kubectl reads as the merged value and the YAML spec as the one written: put the merge key first`;
+          return visit.BREAK;
+        }
+      }
+      return undefined;
+    },
+  });
+  return problem;
+}
+
+function isMergeKey(key: unknown): boolean {
+  return isScalar(key) && typeof key.value === 'symbol' && key.value.description === '<<';
+}
+
+/** The keys a merge key's value sets: a mapping's, an alias's target's, a list's items', merges within included. */
+function mergedKeys(value: unknown, targets: Map<Node, Node | undefined>, seen: Set<unknown>): string[] {
+  if (seen.has(value)) return [];
+  seen.add(value);
+  if (isAlias(value)) return mergedKeys(targets.get(value), targets, seen);
+  if (isSeq(value)) return value.items.flatMap((item) => mergedKeys(item, targets, seen));
+  if (!isMap(value)) return [];
+  return value.items.flatMap((pair) =>
+    isMergeKey(pair.key)
+      ? mergedKeys(pair.value, targets, seen)
+      : isScalar(pair.key)
+        ? [String(pair.key.value)]
+        : [],
+  );
 }
 
 /** A scalar's own text (its value's, as JSON would carry it about); a collection's brackets. */

@@ -133,6 +133,32 @@ describe('readYamlFile', () => {
     });
   });
 
+  it('refuses a key written before a merge key that also sets it, which kubectl reads the other way', () => {
+    const clash =
+      'invalid YAML: key "privileged" is written before a merge key (<<) that also sets it, which kubectl reads as the merged value and the YAML spec as the one written: put the merge key first';
+    for (const text of [
+      'securityContext: {privileged: true, <<: {privileged: false}}\n',
+      'd: &d {privileged: false}\ne: {privileged: true, <<: *d}\n',
+      'd: &d {privileged: false}\ne: {privileged: true, <<: [*d]}\n',
+      'b: &b {privileged: false}\nd: &d {<<: *b}\ne:\n  privileged: true\n  <<: *d\n',
+    ])
+      expect(readYamlFile(text, 2_000, MAX_YAML_VALUES_PER_ENVIRONMENT), text).toMatchObject({
+        documents: [{ problem: clash }],
+      });
+    // The merge key first (both read the key as written), other keys, and a quoted "<<" (a plain key).
+    for (const [text, value] of [
+      ['d: &d {privileged: false}\ne: {<<: *d, privileged: true}\n', { privileged: true }],
+      ['d: &d {runAsUser: 1}\ne: {privileged: true, <<: *d}\n', { privileged: true, runAsUser: 1 }],
+      [
+        'e: {privileged: true, "<<": {privileged: false}}\n',
+        { privileged: true, '<<': { privileged: false } },
+      ],
+    ] as const)
+      expect(readYamlFile(text, 2_000, MAX_YAML_VALUES_PER_ENVIRONMENT), text).toMatchObject({
+        documents: [{ value: { e: value } }],
+      });
+  });
+
   it('refuses an alias of a node that holds it', () => {
     for (const text of ['a: &a [*a]\n', 'a: &a {b: {c: *a}}\n']) {
       expect(readYamlFile(text, 2_000, MAX_YAML_VALUES_PER_ENVIRONMENT)).toMatchObject({

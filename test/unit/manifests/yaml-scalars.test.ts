@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { PushgateError } from '../../../src/lib/errors.js';
 import { loadManifests } from '../../../src/manifests/load.js';
+import { readYamlFile } from '../../../src/manifests/yaml-documents.js';
 import { kubernetesYamlTags } from '../../../src/manifests/yaml-scalars.js';
 
 function read(value: string): unknown {
@@ -91,11 +92,17 @@ describe('unquoted YAML values are read as kubectl reads them', () => {
   });
 
   it('reads !!omap, !!pairs and !!set as the list or mapping Go reads, never a Map or Set JSON sends as {}', () => {
-    // A Secret's `stringData: !!omap [...]` went out as `{}`, removing its keys.
-    expect(read('!!omap [ {password: hunter2} ]')).toEqual([{ password: 'hunter2' }]);
-    expect(read('!!pairs [ {a: 1}, {a: 2} ]')).toEqual([{ a: 1 }, { a: 2 }]);
-    expect(read('!!set {feature-a, b}')).toEqual({ 'feature-a': null, b: null });
-    expect(JSON.stringify(read('!!set {x}'))).toBe('{"x":null}');
+    // A Secret's `stringData: !!omap [...]` went out as `{}`, removing its keys. Read as the
+    // loader reads files (yaml's parse() would also print a warning for each such tag).
+    const readAsLoaded = (value: string): unknown => {
+      const reading = readYamlFile(`k: ${value}\n`, 10, 1_000);
+      if (!('documents' in reading)) throw new Error(`refused: ${reading.refused}`);
+      return (reading.documents[0] as { value: { k: unknown } }).value.k;
+    };
+    expect(readAsLoaded('!!omap [ {password: hunter2} ]')).toEqual([{ password: 'hunter2' }]);
+    expect(readAsLoaded('!!pairs [ {a: 1}, {a: 2} ]')).toEqual([{ a: 1 }, { a: 2 }]);
+    expect(readAsLoaded('!!set {feature-a, b}')).toEqual({ 'feature-a': null, b: null });
+    expect(JSON.stringify(readAsLoaded('!!set {x}'))).toBe('{"x":null}');
   });
 
   it('reads numeric-looking keys as kubectl does', () => {
