@@ -323,7 +323,7 @@ function applyClusterTls(cluster: Cluster, options: https.RequestOptions): void 
   if (ca) options.ca = ca;
 }
 
-/** The user's client certificate and credentials read from the kubeconfig, as client-node sets them. */
+/** The user's client certificate and credentials read from the kubeconfig (inline data before files, as kubectl). */
 function applyOwnCredentials(user: KubeUser, options: https.RequestOptions): void {
   const cert = fileOrBase64(user.certFile, user.certData);
   if (cert) options.cert = cert;
