@@ -39,7 +39,7 @@ export function createApp(deps: AppDeps): RequestHandler {
   // Everything else needs the API token, when one is configured; /metrics a metrics token too.
   app.use(
     ['/jobs', '/environments', '/metrics'],
-    browserGuard(deps.config.server.host, deps.secrets.apiTokens),
+    browserGuard(deps.config.server.host, deps.secrets.apiTokens, deps.config.server.publicUrl),
   );
   app.use(['/jobs', '/environments'], bearerAuth(deps.secrets.apiTokens));
   app.use('/metrics', bearerAuth(metricsTokens(deps.secrets), 'metrics'));

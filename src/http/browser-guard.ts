@@ -13,13 +13,20 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
  * listens on loopback without a token also answers only to `localhost` or an IP address: a page
  * whose own name was pointed at 127.0.0.1 (DNS rebinding) sends its name as `Host`.
  */
-export function browserGuard(listenHost: string, apiTokens: readonly string[]): RequestHandler {
+export function browserGuard(
+  listenHost: string,
+  apiTokens: readonly string[],
+  /** `server.publicUrl`: its origin is this server's too, whatever `Host` a proxy passes on. */
+  publicUrl?: string,
+): RequestHandler {
   const loopbackWithoutToken =
     apiTokens.length === 0 && (listenHost === 'localhost' || isLoopbackAddress(listenHost));
+  const publicHost = publicUrl ? new URL(publicUrl).host : undefined;
   return (req, res, next) => {
     const host = req.headers.host ?? '';
     const origin = req.headers.origin;
-    if (origin !== undefined && !SAFE_METHODS.has(req.method) && !sameHost(origin, host)) {
+    const own = (candidate: string) => sameHost(candidate, host) || sameHost(candidate, publicHost ?? '');
+    if (origin !== undefined && !SAFE_METHODS.has(req.method) && !own(origin)) {
       sendError(
         res,
         403,
@@ -40,6 +47,7 @@ export function browserGuard(listenHost: string, apiTokens: readonly string[]): 
 }
 
 function sameHost(origin: string, host: string): boolean {
+  if (host === '') return false;
   try {
     return new URL(origin).host.toLowerCase() === host.toLowerCase();
   } catch {

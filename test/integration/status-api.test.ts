@@ -555,6 +555,13 @@ describe('API token', () => {
     // With a token the name does not matter: the token is what a page cannot send.
     const guarded = await receiver({ secrets: { apiTokens: ['token'] } });
     expect(await statusWithHost(guarded.url, '/jobs', 'pushgate.internal', 'token')).toBe(200);
+    // Behind a proxy that passes another Host on, server.publicUrl's origin is the server's own.
+    const proxied = await receiver({ server: { publicUrl: 'https://pushgate.example.com/' } });
+    const fromPublicOrigin = await fetch(`${proxied.url}/environments/staging/sync`, {
+      method: 'POST',
+      headers: { origin: 'https://pushgate.example.com' },
+    });
+    expect(fromPublicOrigin.status).toBe(202);
   });
 
   it('leaves /healthz, /readyz and the webhooks open', async () => {
