@@ -7,6 +7,7 @@ import { ConfigError, errorMessage } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { ResourceInfo } from '../manifests/resource-info.js';
 import type { ManifestObject } from '../manifests/types.js';
+import { foldStringData } from '../manifests/secret-string-data.js';
 import { Discovery } from './discovery.js';
 import type { PluginFailure } from './exec-credential.js';
 import { INSECURE_WITH_CA, KubeAccess } from './kubeconfig.js';
@@ -136,7 +137,10 @@ export class ClusterClient {
     return items;
   }
 
-  /** Server-side apply as field manager `pushgate`, taking over conflicting fields (as Flux does). */
+  /**
+   * Server-side apply as field manager `pushgate`, taking over conflicting fields (as Flux does).
+   * A Secret's `stringData` goes as `data` (secret-string-data.ts).
+   */
   async apply(
     resource: ResourceInfo,
     object: ManifestObject,
@@ -155,7 +159,7 @@ export class ClusterClient {
       query,
       // JSON is YAML: the apply-patch content type accepts it as is.
       contentType: 'application/apply-patch+yaml',
-      body: object,
+      body: foldStringData(object),
       signal: options.signal,
     });
     return response.body;

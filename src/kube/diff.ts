@@ -6,7 +6,7 @@ import type { ClusterClient, LiveObject } from './cluster.js';
 import { jsonEqual, withoutServerFields } from './compare.js';
 import { assertSetFits } from './deploy-inventory.js';
 import { withoutFields } from './field-set-removal.js';
-import { handMadeFieldsRemoved, takeOverHandManagedFields } from './field-takeover.js';
+import { holdsHandMadeFields, takeoverRemoval } from './field-takeover.js';
 import { Results } from './deploy-results.js';
 import { dryRunBeforeWrites, standInNamespace } from './dry-run-set.js';
 import { failuresError, type ObjectFailure } from './failures.js';
@@ -98,12 +98,12 @@ export async function diffAgainstCluster(
       diff.changes.push({ ref, action: 'create', after: shown(seen?.dryRun ?? object.object) });
       continue;
     }
-    const handMade = handMadeFieldsRemoved(seen.live, seen.dryRun, object.object.apiVersion);
-    if (planned?.action === 'unchanged' && !handMade) {
+    const removal = takeoverRemoval(seen.live, seen.dryRun, object.object.apiVersion);
+    if (planned?.action === 'unchanged' && !removal) {
       diff.unchanged++;
       continue;
     }
-    const after = shown(handMade ? withoutFields(seen.dryRun, handMade) : seen.dryRun);
+    const after = shown(removal ? withoutFields(seen.dryRun, removal.fields) : seen.dryRun);
     const before = shown(seen.live);
     if (jsonEqual(before, after)) {
       diff.unchanged++;
@@ -114,7 +114,7 @@ export async function diffAgainstCluster(
       action: 'change',
       before,
       after,
-      ...(handMade ? { note: 'fields set by hand (kubectl) that git does not declare go' } : {}),
+      ...(removal ? { note: removal.why } : {}),
     });
   }
   if (environment.prune) await addPrunes(client, request, home, plan.ordered, diff);
@@ -138,7 +138,7 @@ async function refusedWithoutTakeover(
     const live = await client
       .get(object.resource, object.ref.namespace, object.ref.name, signal)
       .catch(() => undefined);
-    if (live && takeOverHandManagedFields(live, object.object.apiVersion)) {
+    if (live && holdsHandMadeFields(live, object.object.apiVersion)) {
       diff.notCompared.push({
         ref: object.ref,
         why: `its dry-run is refused while fields set by hand (kubectl) are not pushgate's; a deploy hands them to pushgate and tries again (${failure.message})`,

@@ -138,9 +138,43 @@ function managedFieldsOf(object: LiveObject): ManagedFieldsEntry[] {
   return (object.metadata as { managedFields?: ManagedFieldsEntry[] }).managedFields ?? [];
 }
 
+/** Whether hand-made managers own fields of `live` that a deploy would take over. */
+export function holdsHandMadeFields(live: LiveObject, apiVersion: string): boolean {
+  return splitHandMade(managedFieldsOf(live), apiVersion).changed;
+}
+
+/** pushgate's own server-side apply entry for `apiVersion`. */
+function isOwnApply(entry: ManagedFieldsEntry, apiVersion: string): boolean {
+  return (
+    entry.manager === FIELD_MANAGER &&
+    entry.operation === 'Apply' &&
+    !entry.subresource &&
+    entry.apiVersion === apiVersion
+  );
+}
+
+function isCoreSecret(object: LiveObject, apiVersion: string): boolean {
+  return apiVersion === 'v1' && object.kind === 'Secret';
+}
+
+/**
+ * A Secret's field set with its `stringData` keys owned as the `data` keys they became.
+ * pushgate applied `stringData` as written until it folded it into `data`
+ * (secret-string-data.ts); the entry it left owns keys that exist in no object, and their
+ * `data` keys nobody, so a key git no longer declares would stay. Moved, the next apply
+ * removes it.
+ */
+function stringDataAsData(set: FieldSet): FieldSet {
+  const stringData = set['f:stringData'];
+  if (stringData === undefined) return set;
+  const { 'f:stringData': _moved, ...rest } = set;
+  return { ...rest, 'f:data': mergeFieldSets(rest['f:data'] ?? {}, stringData) };
+}
+
 /**
  * The `managedFields` that hand over to pushgate's apply entry whatever hand-made managers
- * own (except KEPT_PATHS), or undefined when there is nothing to take over. Only entries of
+ * own (except KEPT_PATHS), and for a Secret move the `stringData` keys that entry owns to
+ * `data` (stringDataAsData); undefined when there is nothing to do. Only entries of
  * `apiVersion` (the version pushgate applies) are merged: field paths differ across versions.
  */
 export function takeOverHandManagedFields(
@@ -149,17 +183,14 @@ export function takeOverHandManagedFields(
   now = new Date(),
 ): ManagedFieldsEntry[] | undefined {
   const { taken, next, changed } = splitHandMade(managedFieldsOf(live), apiVersion);
-  if (!changed) return undefined;
-  const own = next.findIndex(
-    (entry) =>
-      entry.manager === FIELD_MANAGER &&
-      entry.operation === 'Apply' &&
-      !entry.subresource &&
-      entry.apiVersion === apiVersion,
-  );
+  const own = next.findIndex((entry) => isOwnApply(entry, apiVersion));
+  const secret = isCoreSecret(live, apiVersion);
+  const ownStringData = own >= 0 && secret && next[own]!.fieldsV1?.['f:stringData'] !== undefined;
+  if (!changed && !ownStringData) return undefined;
+  const owned = (set: FieldSet): FieldSet => (secret ? stringDataAsData(set) : set);
   if (own >= 0) {
     const entry = next[own]!;
-    next[own] = { ...entry, fieldsV1: mergeFieldSets(entry.fieldsV1 ?? {}, taken) };
+    next[own] = { ...entry, fieldsV1: owned(mergeFieldSets(entry.fieldsV1 ?? {}, taken)) };
   } else {
     next.push({
       manager: FIELD_MANAGER,
@@ -167,7 +198,7 @@ export function takeOverHandManagedFields(
       apiVersion,
       time: now.toISOString().replace(/\.\d{3}Z$/, 'Z'),
       fieldsType: 'FieldsV1',
-      fieldsV1: taken,
+      fieldsV1: owned(taken),
     });
   }
   return next;
@@ -217,7 +248,7 @@ export async function dryRunTakingOver(
   beforeWrite: () => Promise<void>,
   signal?: AbortSignal,
 ): Promise<{ result: LiveObject; undo: () => Promise<void> } | undefined> {
-  if (!takeOverHandManagedFields(live, object.object.apiVersion)) return undefined;
+  if (!holdsHandMadeFields(live, object.object.apiVersion)) return undefined;
   await beforeWrite();
   const handed = await handOver(client, object, signal, live);
   if (!handed) return undefined;
@@ -238,6 +269,8 @@ export async function dryRunTakingOver(
 export interface TakeoverOutcome {
   /** Handed to pushgate, and what git does not declare is gone. */
   taken: boolean;
+  /** The apply after the hand-over changed the object (it held fields git does not declare). */
+  changed?: boolean;
   /** The API server refused to remove them: the object is as the commit's apply left it. */
   warning?: string;
 }
@@ -285,8 +318,9 @@ async function applyHandedOver(
   signal: AbortSignal | undefined,
 ): Promise<TakeoverOutcome> {
   try {
-    await client.apply(object.resource, object.object, { signal });
-    return { taken: true };
+    const applied = await client.apply(object.resource, object.object, { signal });
+    // The API server leaves an apply that changes nothing unwritten (same resourceVersion).
+    return { taken: true, changed: applied.metadata.resourceVersion !== rewritten.metadata.resourceVersion };
   } catch (error) {
     // Not a refusal (no answer, a server fault): the apply may have landed, and putting the
     // old ownership back could undo it. The fields stay pushgate's; a retry applies again.
@@ -364,29 +398,44 @@ function subtractFieldSet(a: FieldSet, b: FieldSet): FieldSet {
   return rest;
 }
 
+/** What a deploy's takeover removes besides what the dry-run shows, and why, for `pushgate diff`. */
+export interface TakeoverRemoval {
+  fields: FieldSet;
+  why: string;
+}
+
 /**
- * What a deploy's takeover removes besides what the dry-run shows (`pushgate diff`): the
- * fields hand-made managers own on `live` that pushgate's apply (its entry in the dry-run
- * result) does not declare and no other manager owns. Undefined when there is nothing to take.
+ * What a deploy's takeover removes besides what the dry-run shows: the fields hand-made
+ * managers own on `live`, and on a Secret the `data` keys pushgate applied as `stringData`,
+ * that pushgate's apply (its entry in the dry-run result) does not declare and no other
+ * manager owns. Undefined when there is nothing to take.
  */
-export function handMadeFieldsRemoved(
+export function takeoverRemoval(
   live: LiveObject,
   dryRun: LiveObject,
   apiVersion: string,
-): FieldSet | undefined {
-  const { taken, changed } = splitHandMade(managedFieldsOf(live), apiVersion);
-  if (!changed) return undefined;
+): TakeoverRemoval | undefined {
+  const entries = managedFieldsOf(live);
+  const { taken, changed } = splitHandMade(entries, apiVersion);
+  const ownStringData = isCoreSecret(live, apiVersion)
+    ? entries.find((entry) => isOwnApply(entry, apiVersion))?.fieldsV1?.['f:stringData']
+    : undefined;
+  if (!changed && !ownStringData) return undefined;
   let kept: FieldSet = {};
   for (const entry of managedFieldsOf(dryRun)) {
-    const own =
-      entry.manager === FIELD_MANAGER &&
-      entry.operation === 'Apply' &&
-      !entry.subresource &&
-      entry.apiVersion === apiVersion;
     // The kept paths of hand-made entries stay theirs (splitHandMade left them out of `taken`).
-    if ((own || !isHandMade(entry, apiVersion)) && entry.fieldsV1)
+    if ((isOwnApply(entry, apiVersion) || !isHandMade(entry, apiVersion)) && entry.fieldsV1)
       kept = mergeFieldSets(kept, entry.fieldsV1);
   }
-  const removed = subtractFieldSet(taken, kept);
-  return isEmpty(removed) ? undefined : removed;
+  const owned = (set: FieldSet): FieldSet => (isCoreSecret(live, apiVersion) ? stringDataAsData(set) : set);
+  const byHand = subtractFieldSet(owned(taken), kept);
+  const asStringData = ownStringData
+    ? subtractFieldSet(stringDataAsData({ 'f:stringData': ownStringData }), kept)
+    : {};
+  const why = [
+    ...(isEmpty(byHand) ? [] : ['fields set by hand (kubectl) that git does not declare go']),
+    ...(isEmpty(asStringData) ? [] : ['keys pushgate applied as stringData that git no longer declares go']),
+  ];
+  if (why.length === 0) return undefined;
+  return { fields: mergeFieldSets(byHand, asStringData), why: why.join('; ') };
 }

@@ -167,7 +167,7 @@ export async function planObjects(
     const managedFields = live && takeOverHandManagedFields(live, object.object.apiVersion);
     const takeover = live && managedFields ? { takeover: { live, managedFields } } : {};
     // A takeover goes with a changed object's apply; for an unchanged one it comes after the
-    // stages (see deploy.ts), and makes it `configured` only if it goes through.
+    // stages (see deploy.ts), and makes it `configured` only if it changes the object.
     const action: PlannedAction = !live ? 'created' : sameObject(live, dryRun) ? 'unchanged' : 'configured';
     observe?.(object, live, dryRun);
     return object.ref.kind === 'CustomResourceDefinition'

@@ -1,3 +1,4 @@
+import { foldStringData } from '../manifests/secret-string-data.js';
 import type { ManifestObject } from '../manifests/types.js';
 
 const REDACTED = '[redacted]';
@@ -26,6 +27,9 @@ function secretValues(object: ManifestObject): string[] {
   const texts: string[] = [];
   leafTexts(object.data, true, texts);
   leafTexts(object.stringData, false, texts);
+  // Applied as data (secret-string-data.ts): the API server may quote them base64-encoded.
+  const applied = foldStringData(object);
+  if (applied !== object) leafTexts(applied.data, false, texts);
   return texts.filter((text) => text.length >= MIN_REDACTED_LENGTH).sort((a, b) => b.length - a.length);
 }
 

@@ -3,7 +3,7 @@ import type { PreparedObject } from '../manifests/prepare.js';
 import { describeRef } from '../manifests/resource-info.js';
 import type { ClusterClient } from './cluster.js';
 import type { Results } from './deploy-results.js';
-import { takeOverAndReapply } from './field-takeover.js';
+import { takeOverAndReapply, type TakeoverOutcome } from './field-takeover.js';
 import { mapWithConcurrency } from './map-with-concurrency.js';
 import { CONCURRENCY, type HandMadeRetry, type PlannedObject } from './plan.js';
 import { redactSecretValues } from './secret-redaction.js';
@@ -58,13 +58,14 @@ export async function takeOverAfterApply(
   if (takeovers.length > 0) {
     await assertLockHeld();
     const outcomes = await mapWithConcurrency(takeovers, CONCURRENCY, (object) =>
-      takeOverAndReapply(client, object, signal).catch((error: unknown) => ({
+      takeOverAndReapply(client, object, signal).catch((error: unknown): TakeoverOutcome => ({
         taken: false,
         warning: `${describeRef(object.ref)}: hand-made fields not taken over: ${redactSecretValues(errorMessage(error), object.object)}`,
       })),
     );
-    outcomes.forEach(({ taken, warning }, index) => {
-      if (taken) results.set(takeovers[index]!, 'configured');
+    outcomes.forEach(({ changed, warning }, index) => {
+      // Only the ownership moved (what was taken matched git): the object is as it was.
+      if (changed) results.set(takeovers[index]!, 'configured');
       if (warning === undefined) return;
       takenWithApply.warn(warning);
     });

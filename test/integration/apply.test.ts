@@ -55,6 +55,13 @@ const DEPLOYMENTS: ResourceInfo = {
   plural: 'deployments',
   namespaced: true,
 };
+const SECRETS: ResourceInfo = {
+  group: '',
+  version: 'v1',
+  kind: 'Secret',
+  plural: 'secrets',
+  namespaced: true,
+};
 const JOBS: ResourceInfo = {
   group: 'batch',
   version: 'v1',
@@ -1092,6 +1099,85 @@ describe('deployToCluster', () => {
     // Taken over once: the next deploy finds nothing to change.
     const again = await deployToCluster(kube, request(env, manifests(configMap('legacy', { a: '1' }), web)));
     expect(actions(again.resources)).toEqual(['ConfigMap/legacy:unchanged', 'Deployment/web:unchanged']);
+  });
+
+  describe("a Secret's stringData", () => {
+    const secret = (stringData: Record<string, string>) => ({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'creds' },
+      stringData,
+    });
+    const ownedByPushgate = (live: LiveObject | undefined) =>
+      (live?.metadata as { managedFields?: { manager: string; fieldsV1?: unknown }[] }).managedFields?.find(
+        (entry) => entry.manager === 'pushgate',
+      )?.fieldsV1;
+
+    it('loses a key git removes, as data would', async () => {
+      const ns = await createTestNamespace('apply-stringdata');
+      const env = environmentFor(ns.name);
+      const kube = client();
+      await deployToCluster(kube, request(env, manifests(secret({ user: 'admin', password: 'hunter2' }))));
+
+      const renamed = await deployToCluster(
+        kube,
+        request(env, manifests(secret({ username: 'admin', password: 'hunter2' }))),
+      );
+
+      expect(actions(renamed.resources)).toEqual(['Secret/creds:configured']);
+      const live = await kube.get(SECRETS, ns.name, 'creds');
+      expect(live?.data).toEqual({
+        username: Buffer.from('admin').toString('base64'),
+        password: Buffer.from('hunter2').toString('base64'),
+      });
+    });
+
+    it("applied as stringData by an earlier pushgate: its keys become pushgate's data keys, so one git removes goes", async () => {
+      const ns = await createTestNamespace('apply-stringdata-old');
+      const env = environmentFor(ns.name);
+      const kube = client();
+      const applyAsBefore = (name: string, stringData: Record<string, string>) =>
+        kube.transport.request({
+          method: 'PATCH',
+          path: `/api/v1/namespaces/${ns.name}/secrets/${name}`,
+          query: { fieldManager: 'pushgate', force: 'true' },
+          contentType: 'application/apply-patch+yaml',
+          body: {
+            ...secret(stringData),
+            metadata: { name, namespace: ns.name, labels: { 'pushgate.dev/environment': env.name } },
+          },
+        });
+      // What pushgate's apply of stringData left: its entry owns stringData keys, nobody the data keys.
+      await applyAsBefore('creds', { user: 'admin', password: 'hunter2' });
+      await applyAsBefore('kept', { token: 'abcd' });
+      const named = (name: string, stringData: Record<string, string>) => ({
+        ...secret(stringData),
+        metadata: { name },
+      });
+
+      const first = await deployToCluster(
+        kube,
+        request(env, manifests(named('creds', { password: 'hunter2' }), named('kept', { token: 'abcd' }))),
+      );
+
+      // `kept` still declares every key: only who owns them moved.
+      expect(actions(first.resources)).toEqual(['Secret/creds:configured', 'Secret/kept:unchanged']);
+      expect((await kube.get(SECRETS, ns.name, 'creds'))?.data).toEqual({
+        password: Buffer.from('hunter2').toString('base64'),
+      });
+      const kept = await kube.get(SECRETS, ns.name, 'kept');
+      expect(kept?.data).toEqual({ token: Buffer.from('abcd').toString('base64') });
+      expect(ownedByPushgate(kept)).toEqual({
+        'f:data': { 'f:token': {} },
+        'f:metadata': { 'f:labels': { 'f:pushgate.dev/environment': {} } },
+      });
+      // Moved once: the next deploy of the same commit changes nothing.
+      const again = await deployToCluster(
+        kube,
+        request(env, manifests(named('creds', { password: 'hunter2' }), named('kept', { token: 'abcd' }))),
+      );
+      expect(actions(again.resources)).toEqual(['Secret/creds:unchanged', 'Secret/kept:unchanged']);
+    });
   });
 
   describe('a named port renumbered with kubectl edit', () => {

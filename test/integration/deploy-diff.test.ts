@@ -2,7 +2,8 @@ import { CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { runDiff } from '../../src/commands/diff.js';
 import type { EnvRepo } from '../helpers/env-repo.js';
-import { kubeConfigFromTest, type TestNamespace } from '../helpers/kube.js';
+import { createClusterClient } from '../../src/kube/cluster.js';
+import { kubeConfigFromTest, kubeconfigPathFromTest, type TestNamespace } from '../helpers/kube.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { createCommandWorld, type CommandRun, type CommandWorld } from './command-world.js';
 import type { WorkerHarness } from './worker-harness.js';
@@ -268,6 +269,44 @@ describe('pushgate diff (real git, kube-apiserver)', () => {
     const after = await diff(['web']);
     expect(after.out).toBe('');
     expect(after.err).toContain('0 to create, 0 to change, 0 to replace, 0 to prune, 2 objects unchanged');
+  });
+
+  it('shows the keys of a Secret an earlier pushgate applied as stringData that a deploy removes', async () => {
+    await harness.startWorker();
+    const ns = namespace.name;
+    // As pushgate applied stringData before folding it into data: its entry owns stringData keys only.
+    const kube = createClusterClient({ name: 'diff', kubeconfig: kubeconfigPathFromTest() });
+    await kube.transport.request({
+      method: 'PATCH',
+      path: `/api/v1/namespaces/${ns}/secrets/creds`,
+      query: { fieldManager: 'pushgate', force: 'true' },
+      contentType: 'application/apply-patch+yaml',
+      body: {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name: 'creds', namespace: ns, labels: { 'pushgate.dev/environment': 'web' } },
+        stringData: { user: 'admin', token: 'aaaa' },
+      },
+    });
+    await repo.commit({ 'manifests/creds.yaml': secret('creds', 'aaaa') });
+
+    const { code, out, err } = await diff(['web']);
+
+    expect(code, err).toBe(0);
+    const creds = section(out, `# change v1 Secret ${ns}/creds`);
+    expect(creds).toMatch(
+      /^# change v1 Secret \S+\/creds: keys pushgate applied as stringData that git no longer declares go$/m,
+    );
+    expect(creds).toMatch(/^- {2}user: "?\[redacted: 5 bytes\]"?$/m);
+    expect(creds).not.toMatch(/^[-+] {2}token:/m);
+
+    await deployHead();
+    const core = kubeConfigFromTest().makeApiClient(CoreV1Api);
+    expect((await core.readNamespacedSecret({ name: 'creds', namespace: ns })).data).toEqual({
+      token: Buffer.from('aaaa').toString('base64'),
+    });
+    const after = await diff(['web']);
+    expect(after.out).toBe('');
   });
 
   it('lists as not compared, exit 0 (3 with --exit-code), an object whose dry-run only fields set by hand refuse (a deploy takes them over first)', async () => {

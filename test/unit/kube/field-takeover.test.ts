@@ -92,3 +92,60 @@ describe('takeOverHandManagedFields', () => {
     ).toBeUndefined();
   });
 });
+
+describe('takeOverHandManagedFields on a Secret pushgate applied as stringData', () => {
+  function secret(managedFields: ManagedFieldsEntry[], apiVersion = 'v1', kind = 'Secret'): LiveObject {
+    return { apiVersion, kind, metadata: { name: 'creds', namespace: 'apps', managedFields } };
+  }
+  const own = (fieldsV1: ManagedFieldsEntry['fieldsV1']) =>
+    entry('pushgate', fieldsV1, { operation: 'Apply', apiVersion: 'v1' });
+
+  it("moves pushgate's stringData keys to the data keys they became, beside data keys it owns already", () => {
+    const result = takeOverHandManagedFields(
+      secret([
+        own({
+          'f:data': { 'f:ca.crt': {} },
+          'f:stringData': { 'f:user': {}, 'f:password': {} },
+          'f:type': {},
+        }),
+      ]),
+      'v1',
+      NOW,
+    );
+
+    expect(result).toEqual([
+      own({ 'f:data': { 'f:ca.crt': {}, 'f:user': {}, 'f:password': {} }, 'f:type': {} }),
+    ]);
+  });
+
+  it('moves stringData taken from kubectl server-side apply too', () => {
+    const result = takeOverHandManagedFields(
+      secret([
+        own({ 'f:data': { 'f:a': {} } }),
+        entry('kubectl', { 'f:stringData': { 'f:b': {} } }, { operation: 'Apply', apiVersion: 'v1' }),
+      ]),
+      'v1',
+      NOW,
+    );
+
+    expect(result).toEqual([own({ 'f:data': { 'f:a': {}, 'f:b': {} } })]);
+  });
+
+  it('leaves alone an entry that owns data only, another kind with a stringData field, and another manager', () => {
+    expect(takeOverHandManagedFields(secret([own({ 'f:data': { 'f:a': {} } })]), 'v1')).toBeUndefined();
+    const custom = secret(
+      [
+        entry(
+          'pushgate',
+          { 'f:stringData': { 'f:a': {} } },
+          { operation: 'Apply', apiVersion: 'example.com/v1' },
+        ),
+      ],
+      'example.com/v1',
+      'Vault',
+    );
+    expect(takeOverHandManagedFields(custom, 'example.com/v1')).toBeUndefined();
+    const other = entry('helm', { 'f:stringData': { 'f:a': {} } }, { operation: 'Apply', apiVersion: 'v1' });
+    expect(takeOverHandManagedFields(secret([other]), 'v1')).toBeUndefined();
+  });
+});

@@ -15,6 +15,13 @@ describe('redactSecretValues', () => {
     expect(redactSecretValues(message, secret)).toBe('bad: "[redacted]", [redacted], [redacted]');
   });
 
+  it('blanks a stringData value quoted base64-encoded, as it is applied in data', () => {
+    const encoded = Buffer.from('hunter2-long').toString('base64');
+    expect(redactSecretValues(`data[password]: invalid value "${encoded}"`, secret)).toBe(
+      'data[password]: invalid value "[redacted]"',
+    );
+  });
+
   it("blanks the API server's dump of a value of the wrong type", () => {
     const message = '.stringData.password: expected string, got &value.valueUnstructured{Value:42}';
     expect(redactSecretValues(message, { ...secret, stringData: { password: 42 } })).toBe(
