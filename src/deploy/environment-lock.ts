@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { RedisClient } from '../queue/connection.js';
 import { PushgateError } from '../lib/errors.js';
 import type { Keys } from '../queue/keys.js';
+import type { LockFence } from '../status/job-store.js';
 
 /** Deletes the lock only if it still carries our token: a lock that expired and was taken by another worker is theirs. */
 const RELEASE_SCRIPT = `
@@ -22,6 +23,7 @@ const GONE = 'it is gone (it expired, or Redis lost it)';
 
 export interface HeldLock {
   environment: string;
+  fence: LockFence;
   /**
    * Throws unless the lock is still ours in Redis and was renewed within its TTL: the
    * fencing check made before every write to the cluster.
@@ -93,6 +95,7 @@ export class EnvironmentLock {
     };
     return {
       environment,
+      fence: { key, token },
       // Renewed every third of the TTL, so a tenth to spare fails only a renewal already late.
       assertHeldNow: () => assertHeldLocally(Math.floor(this.ttlMs / 10)),
       assertHeld: async () => {

@@ -62,7 +62,7 @@ export async function deployAttempt(
   if (result.outcome === 'superseded') await run.superseded(result.announcedSha, result.head);
   else if (result.overtaken)
     await run.overtaken(result.sha, result.overtaken, result.resources, result.warnings);
-  else await run.succeeded(result.sha, result.resources, result.warnings);
+  else await run.succeeded(result.sha, result.resources, result.warnings, lock.fence);
 }
 
 /**

@@ -14,7 +14,7 @@ import {
 import { environmentTarget } from './config-skew.js';
 import type { Metrics } from '../lib/metrics.js';
 import { FINISHED_STATES, type JobRecord, type JobState, type ResourceResult } from '../status/job-record.js';
-import type { AppliedCommit, JobStore } from '../status/job-store.js';
+import type { AppliedCommit, JobStore, LockFence } from '../status/job-store.js';
 import type { CommitStatusReporter } from '../status/reporters/commit-status-reporter.js';
 import type { DeployStatusState } from '../status/reporters/types.js';
 import { ResyncLog } from './resync-log.js';
@@ -175,7 +175,12 @@ export class JobRun {
 
   // Final transitions queue the commit status before the record turns final, so whoever
   // sees the final record can flush the reporter and find the status sent.
-  async succeeded(sha: string, attemptResources: ResourceResult[], warnings: string[] = []): Promise<void> {
+  async succeeded(
+    sha: string,
+    attemptResources: ResourceResult[],
+    warnings: string[] = [],
+    fence?: LockFence,
+  ): Promise<void> {
     const resources = this.merged(attemptResources);
     const finishedAt = new Date().toISOString();
     // Drift corrected is news even on a commit that shows success already: not quiet.
@@ -196,7 +201,7 @@ export class JobRun {
         finishedAt,
         message: [summarise(resources), ...warnings.map((warning) => `warning: ${warning}`)].join('; '),
       },
-      { sha, at: finishedAt, target: environmentTarget(this.environment) },
+      { sha, at: finishedAt, target: environmentTarget(this.environment), ...(fence ? { fence } : {}) },
       // A re-sync that found nothing to do: the history keeps only the newest few of those.
       { quietResync },
     );
@@ -434,7 +439,13 @@ export class JobRun {
   ): Promise<void> {
     const write = this.writes.then(async () => {
       try {
-        this.record = await this.deps.store.finish(this.id, patch, applied, options);
+        const { record, recordedLive } = await this.deps.store.finish(this.id, patch, applied, options);
+        this.record = record;
+        if (!recordedLive)
+          this.logger.warn(
+            { sha: applied?.sha },
+            'deploy finished after its environment lock passed to another deploy: its commit is not recorded as live',
+          );
       } catch (error) {
         // The transaction may have applied though its reply was lost: the record says whether
         // this attempt finished the job (see `finished`).

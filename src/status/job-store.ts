@@ -384,6 +384,20 @@ return flat
 `;
 
 /**
+ * A successful deploy's end on its environment: `lastJobId` always, the commit as live
+ * (ARGV[3..], field/value pairs) only while the deploy's lock is still the worker's.
+ * KEYS: environment, lock. ARGV: token, job id, fields. Returns 1 when recorded as live.
+ */
+const FENCED_LIVE_SCRIPT = `
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then
+  redis.call('HSET', KEYS[1], 'lastJobId', ARGV[2])
+  return 0
+end
+redis.call('HSET', KEYS[1], 'lastJobId', ARGV[2], unpack(ARGV, 3))
+return 1
+`;
+
+/**
  * Undoes one claim unless its job was handed to another request meanwhile (the claim script
  * marks it): that request's 202 names the job, and its queue entry is repaired by whoever
  * meets the queued record next (DeployProducer.enqueue, or a worker's requeueLostJobs).
@@ -941,7 +955,7 @@ export class JobStore {
     patch: Partial<Omit<JobRecord, 'id' | 'environment'>>,
     applied?: AppliedCommit,
     options: { quietResync?: boolean } = {},
-  ): Promise<JobRecord> {
+  ): Promise<{ record: JobRecord; recordedLive: boolean }> {
     const current = await this.get(id);
     if (!current) throw new Error(`job ${id} has no record`);
     // What its attempts were about to create or change is in `resources` now, whoever finishes the job.
@@ -962,10 +976,10 @@ export class JobStore {
         id,
       );
     }
-    await this.writeFinished(write, current.environment, id, applied);
+    const recordedLive = await this.writeFinished(write, current.environment, id, applied);
     // Bookkeeping: a job that ended is never joined anyway (CLAIM_SCRIPT reads its state).
     await this.releasePendingSync(current).catch(() => undefined);
-    return next;
+    return { record: next, recordedLive };
   }
 
   /** finish()'s environment side alone: a job another worker or version finished (tests set that up). */
@@ -973,12 +987,13 @@ export class JobStore {
     await this.writeFinished(this.redis.multi(), environment, jobId, applied);
   }
 
+  /** False when `applied` was not recorded as live: its fence (the lock) was no longer held. */
   private async writeFinished(
     write: ChainableCommander,
     environment: string,
     jobId: string,
     applied: AppliedCommit | undefined,
-  ): Promise<void> {
+  ): Promise<boolean> {
     const fields: Record<string, string> = { lastJobId: jobId };
     if (applied) {
       fields.lastAppliedSha = applied.sha;
@@ -990,9 +1005,25 @@ export class JobStore {
       // worker that lost its lock may have written meanwhile (it cannot have written the cluster).
       fields.deployingSha = applied.sha;
     }
-    const replies = await write.hset(this.keys.environment(environment), fields).exec();
+    const envKey = this.keys.environment(environment);
+    if (applied?.fence) {
+      const { lastJobId: _lastJobId, ...live } = fields;
+      write.eval(
+        FENCED_LIVE_SCRIPT,
+        2,
+        envKey,
+        applied.fence.key,
+        applied.fence.token,
+        jobId,
+        ...Object.entries(live).flat(),
+      );
+    } else {
+      write.hset(envKey, fields);
+    }
+    const replies = await write.exec();
     const failure = replies?.find(([error]) => error !== null)?.[0];
     if (!replies || failure) throw failure ?? new Error(`job ${jobId}: its end was not recorded`);
+    const recordedLive = !applied?.fence || replies.at(-1)?.[1] === 1;
     // Housekeeping: a failure here must not fail the job that just finished; the next trims.
     await this.commander
       .pushgateTrim(
@@ -1008,7 +1039,14 @@ export class JobStore {
         this.keys.pendingSync(environment),
       )
       .catch(() => undefined);
+    return recordedLive;
   }
+}
+
+/** An environment lock's key and its holder's token: a Redis script writes only while they match. */
+export interface LockFence {
+  key: string;
+  token: string;
 }
 
 /** A successful deploy's commit, when, and where to (see environmentTarget). */
@@ -1016,6 +1054,12 @@ export interface AppliedCommit {
   sha: string;
   at: string;
   target?: EnvironmentTarget;
+  /**
+   * The environment lock the deploy held: the commit is recorded as live only while it is
+   * still held, so a worker frozen past its lock after its last check cannot record its
+   * commit over a deploy that took the lock since.
+   */
+  fence?: LockFence;
 }
 
 const appliedTargetSchema = environmentTargetSchema.extend({ at: z.string() });

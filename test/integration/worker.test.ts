@@ -159,6 +159,39 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
     }
   });
 
+  it('a deploy that finishes after its lock passed to another worker does not record its commit as live', async () => {
+    // The worker is frozen (a VM pause) between its last lock check and its final write, long
+    // enough for the lock to expire and another worker's deploy to take it.
+    // eslint-disable-next-line @typescript-eslint/unbound-method
+    const finish = JobStore.prototype.finish;
+    const lockKey = harness.services.keys.environmentLock('web');
+    await harness.startWorker();
+    const first = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
+    expect((await harness.waitForJob(await harness.webhook('web', first))).state).toBe('succeeded');
+    vi.spyOn(JobStore.prototype, 'finish').mockImplementation(async function (
+      this: JobStore,
+      ...args: Parameters<JobStore['finish']>
+    ) {
+      if (args[2]?.fence) await harness.services.redis.set(lockKey, 'another-workers-token');
+      return finish.apply(this, args);
+    });
+    try {
+      const second = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '2' }) });
+
+      const record = await harness.waitForJob(await harness.webhook('web', second));
+
+      expect(record).toMatchObject({ state: 'succeeded', sha: second });
+      const status = await harness.services.store.environmentStatus('web');
+      expect(status.lastAppliedSha).toBe(first);
+      expect(status.lastJobId).toBe(record.id);
+      // Left to its holder: the worker's release is compare-and-delete.
+      expect(await harness.services.redis.get(lockKey)).toBe('another-workers-token');
+    } finally {
+      vi.restoreAllMocks();
+      await harness.services.redis.del(lockKey);
+    }
+  });
+
   it('first deploy creates the objects and records the applied commit', async () => {
     await harness.startWorker();
     const sha = await repo.commit({
