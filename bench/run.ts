@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-const KNOWN = ['ingest', 'instructions', 'deploy', 'idle'];
+const KNOWN = ['ingest', 'instructions', 'deploy', 'idle', 'git-fetch'];
 
 interface BenchModule {
   run(): Promise<void>;
