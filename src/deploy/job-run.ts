@@ -444,7 +444,7 @@ export class JobRun {
         if (!recordedLive)
           this.logger.warn(
             { sha: applied?.sha },
-            'deploy finished after its environment lock passed to another deploy: its commit is not recorded as live',
+            "deploy finished after losing its environment lock to another deploy: the environment's status is that deploy's, not this commit's",
           );
       } catch (error) {
         // The transaction may have applied though its reply was lost: the record says whether

@@ -51,19 +51,21 @@ const CHECKOUT_ATTRIBUTES = '* -text -eol -ident -filter -working-tree-encoding\
  */
 const NO_AUTO_GC_CONFIG = ['-c', 'gc.auto=0', '-c', 'maintenance.auto=false'];
 /**
- * Blobs over 16 MiB are streamed rather than held whole: by index-pack as a fetch receives
- * them (a push of a 200 MB file took its index-pack to 200 MB resident with git's 512 MiB
- * default, 4 MB with this), and by gc, which also stops looking for deltas between them. A
- * large blob sent as a delta is still built whole in memory (base and result): git has no
- * bound for that short of refusing the repository.
+ * What git holds in memory as a fetch takes in large files (see `git-fetch` in BENCHMARKS.md).
+ * Blobs over 16 MiB are streamed rather than held whole, by index-pack as a fetch receives
+ * them and by gc, which also stops looking for deltas between them: a push of two 200 MB
+ * files took index-pack to 4 MiB, 204 MiB with git's 512 MiB default. One thread resolves
+ * deltas: a large blob sent as a delta is built whole, base and result, and a thread per core
+ * builds several at once (a new mirror of those files changed once: 395 MiB, 537 MiB with two
+ * threads). That one git cannot bound short of refusing the repository.
  */
-const STREAMED_BLOB_CONFIG = ['-c', 'core.bigFileThreshold=16m'];
+const BOUNDED_MEMORY_CONFIG = ['-c', 'core.bigFileThreshold=16m', '-c', 'pack.threads=1'];
 /**
  * `gc --auto` of a mirror: git's own thresholds (6,700 loose objects, 50 packs). A cruft pack
  * keeps the objects of rewritten history, until pruned, in one file rather than loosened one
  * file each. The deadline is far above what an environment repository's repack takes.
  */
-const GC_ARGS = [...STREAMED_BLOB_CONFIG, '-c', 'gc.cruftPacks=true', 'gc', '--auto', '--quiet'];
+const GC_ARGS = [...BOUNDED_MEMORY_CONFIG, '-c', 'gc.cruftPacks=true', 'gc', '--auto', '--quiet'];
 const GC_TIMEOUT_MS = 10 * 60_000;
 /** The folder of a checkout's files, beside its index file. */
 const TREE_FOLDER = 'tree';
@@ -315,7 +317,7 @@ export class MirrorCache {
       ...MEASURABLE_FETCH_CONFIG,
       ...fsckFetchConfig(this.options.fsckIgnore),
       ...NO_AUTO_GC_CONFIG,
-      ...STREAMED_BLOB_CONFIG,
+      ...BOUNDED_MEMORY_CONFIG,
       'fetch',
       '--quiet',
       '--no-tags',

@@ -4,6 +4,7 @@ import { describeRef } from '../manifests/resource-info.js';
 import { FIELD_MANAGER, type ClusterClient, type LiveObject } from './cluster.js';
 import { shortenQuotedValues } from './failures.js';
 import { KubeApiError } from './api-error.js';
+import { sameObject } from './compare.js';
 import { redactSecretValues } from './secret-redaction.js';
 
 /** One entry of `metadata.managedFields`, as the API server writes it. */
@@ -276,13 +277,20 @@ export interface TakeoverOutcome {
 }
 
 /** The refusal, short, and whether the ownership could be put back as it was. */
-function refusedWarning(object: PreparedObject, error: unknown, undone: boolean): string {
+function refusedWarning(object: PreparedObject, error: unknown, undone: boolean, byHand: boolean): string {
   const reason = shortenQuotedValues(
     redactSecretValues(errorMessage(error), object.object).split('\n')[0] ?? '',
   );
+  // Else only the stringData keys an earlier pushgate applied (stringDataAsData).
+  const what = byHand
+    ? 'what kubectl set by hand'
+    : 'the keys applied as stringData that git no longer declares';
+  const left = byHand
+    ? `${what} is left as it was: removing it`
+    : `${what} are left as they were: removing them`;
   return undone
-    ? `${describeRef(object.ref)}: what kubectl set by hand is left as it was: removing it was refused (${reason})`
-    : `${describeRef(object.ref)}: removing what kubectl set by hand was refused (${reason}), and its field ` +
+    ? `${describeRef(object.ref)}: ${left} was refused (${reason})`
+    : `${describeRef(object.ref)}: removing ${what} was refused (${reason}), and its field ` +
         'ownership could not be put back: pushgate now owns those fields; until they match git or their ' +
         'managers are restored by hand, deploys of this object may be refused';
 }
@@ -319,14 +327,16 @@ async function applyHandedOver(
 ): Promise<TakeoverOutcome> {
   try {
     const applied = await client.apply(object.resource, object.object, { signal });
-    // The API server leaves an apply that changes nothing unwritten (same resourceVersion).
-    return { taken: true, changed: applied.metadata.resourceVersion !== rewritten.metadata.resourceVersion };
+    // Who owns what may move again (a `.` marker, a default kubectl owned), and a controller
+    // may write status meanwhile: only a change of the object itself counts.
+    return { taken: true, changed: !sameObject(rewritten, applied) };
   } catch (error) {
     // Not a refusal (no answer, a server fault): the apply may have landed, and putting the
     // old ownership back could undo it. The fields stay pushgate's; a retry applies again.
     if (!(error instanceof KubeApiError) || error.transient) throw error;
     const undone = await putOwnershipBack(client, object, rewritten, original, signal);
-    return { taken: false, warning: refusedWarning(object, error, undone) };
+    const byHand = splitHandMade(original, object.object.apiVersion).changed;
+    return { taken: false, warning: refusedWarning(object, error, undone, byHand) };
   }
 }
 

@@ -384,16 +384,18 @@ return flat
 `;
 
 /**
- * A successful deploy's end on its environment: `lastJobId` always, the commit as live
- * (ARGV[3..], field/value pairs) only while the deploy's lock is still the worker's.
- * KEYS: environment, lock. ARGV: token, job id, fields. Returns 1 when recorded as live.
+ * A successful deploy's end on its environment, written only while its lock is still the
+ * worker's, or is gone with no deploy of another commit started since (`deployingSha`, set
+ * by every deploy as it starts, is still this one's): a lock that merely expired. Else a
+ * deploy that took the lock since owns the environment's status, and nothing is written.
+ * KEYS: environment, lock. ARGV: token, sha, field/value pairs. Returns 1 when written.
  */
 const FENCED_LIVE_SCRIPT = `
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then
-  redis.call('HSET', KEYS[1], 'lastJobId', ARGV[2])
+local holder = redis.call('GET', KEYS[2])
+if holder ~= ARGV[1] and (holder or redis.call('HGET', KEYS[1], 'deployingSha') ~= ARGV[2]) then
   return 0
 end
-redis.call('HSET', KEYS[1], 'lastJobId', ARGV[2], unpack(ARGV, 3))
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 return 1
 `;
 
@@ -987,7 +989,7 @@ export class JobStore {
     await this.writeFinished(this.redis.multi(), environment, jobId, applied);
   }
 
-  /** False when `applied` was not recorded as live: its fence (the lock) was no longer held. */
+  /** False when nothing was recorded of the environment: `applied`'s fence was another deploy's (FENCED_LIVE_SCRIPT). */
   private async writeFinished(
     write: ChainableCommander,
     environment: string,
@@ -1007,16 +1009,8 @@ export class JobStore {
     }
     const envKey = this.keys.environment(environment);
     if (applied?.fence) {
-      const { lastJobId: _lastJobId, ...live } = fields;
-      write.eval(
-        FENCED_LIVE_SCRIPT,
-        2,
-        envKey,
-        applied.fence.key,
-        applied.fence.token,
-        jobId,
-        ...Object.entries(live).flat(),
-      );
+      const { key, token } = applied.fence;
+      write.eval(FENCED_LIVE_SCRIPT, 2, envKey, key, token, applied.sha, ...Object.entries(fields).flat());
     } else {
       write.hset(envKey, fields);
     }

@@ -104,9 +104,10 @@ describe('the end of a job (real Redis, git, kube-apiserver)', () => {
           0,
           rest.findIndex((command) => named(command, 'EXEC')),
         )
-        .find((command) => named(command, 'HSET') && command.args[1] === keys.environment('web'));
+        // A script that writes it only while the deploy's lock is still the worker's.
+        .find((command) => named(command, 'EVAL') && command.args[3] === keys.environment('web'));
       expect(environmentWrite?.args).toEqual(
-        expect.arrayContaining(['lastJobId', id, 'lastAppliedSha', sha]),
+        expect.arrayContaining([keys.environmentLock('web'), 'lastJobId', id, 'lastAppliedSha', sha]),
       );
     } finally {
       monitor.disconnect();

@@ -159,33 +159,46 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
     }
   });
 
-  it('a deploy that finishes after its lock passed to another worker does not record its commit as live', async () => {
+  it('a deploy that finishes after another worker took its lock leaves the status to that deploy; after a lock that merely expired, records its commit', async () => {
     // The worker is frozen (a VM pause) between its last lock check and its final write, long
-    // enough for the lock to expire and another worker's deploy to take it.
+    // enough for its lock to expire and, in the first case, another worker's deploy to take it.
     // eslint-disable-next-line @typescript-eslint/unbound-method
     const finish = JobStore.prototype.finish;
     const lockKey = harness.services.keys.environmentLock('web');
-    await harness.startWorker();
-    const first = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
-    expect((await harness.waitForJob(await harness.webhook('web', first))).state).toBe('succeeded');
+    let whileFrozen: () => Promise<unknown> = () => Promise.resolve();
     vi.spyOn(JobStore.prototype, 'finish').mockImplementation(async function (
       this: JobStore,
       ...args: Parameters<JobStore['finish']>
     ) {
-      if (args[2]?.fence) await harness.services.redis.set(lockKey, 'another-workers-token');
+      if (args[2]?.fence) await whileFrozen();
       return finish.apply(this, args);
     });
     try {
+      await harness.startWorker();
+      const first = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '1' }) });
+      const firstJob = await harness.waitForJob(await harness.webhook('web', first));
+      expect(firstJob.state).toBe('succeeded');
+
+      whileFrozen = () => harness.services.redis.set(lockKey, 'another-workers-token');
       const second = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '2' }) });
+      const overtaken = await harness.waitForJob(await harness.webhook('web', second));
 
-      const record = await harness.waitForJob(await harness.webhook('web', second));
-
-      expect(record).toMatchObject({ state: 'succeeded', sha: second });
-      const status = await harness.services.store.environmentStatus('web');
+      expect(overtaken).toMatchObject({ state: 'succeeded', sha: second });
+      let status = await harness.services.store.environmentStatus('web');
       expect(status.lastAppliedSha).toBe(first);
-      expect(status.lastJobId).toBe(record.id);
+      expect(status.lastJobId).toBe(firstJob.id);
       // Left to its holder: the worker's release is compare-and-delete.
       expect(await harness.services.redis.get(lockKey)).toBe('another-workers-token');
+
+      await harness.services.redis.del(lockKey);
+      whileFrozen = () => harness.services.redis.del(lockKey);
+      const third = await repo.commit({ 'manifests/a.yaml': configMap('alpha', { v: '3' }) });
+      const expired = await harness.waitForJob(await harness.webhook('web', third));
+
+      expect(expired).toMatchObject({ state: 'succeeded', sha: third });
+      status = await harness.services.store.environmentStatus('web');
+      expect(status.lastAppliedSha).toBe(third);
+      expect(status.lastJobId).toBe(expired.id);
     } finally {
       vi.restoreAllMocks();
       await harness.services.redis.del(lockKey);

@@ -28,8 +28,11 @@ describe('foldStringData', () => {
     );
   });
 
-  it('folds an empty value and an empty stringData', () => {
+  it('folds an empty value, a null one (`password:` with nothing after it) as the API server stores it, and an empty stringData', () => {
     expect(foldStringData(secret({ stringData: { empty: '' } }))).toEqual(secret({ data: { empty: '' } }));
+    expect(foldStringData(secret({ stringData: { unset: null, b: 'x' } }))).toEqual(
+      secret({ data: { unset: '', b: base64('x') } }),
+    );
     expect(foldStringData(secret({ stringData: {} }))).toEqual(secret({ data: {} }));
   });
 
