@@ -1,5 +1,6 @@
 import { counted } from '../lib/counted.js';
 import { splitApiVersion } from '../manifests/resource-info.js';
+import { FIELD_MANAGER } from './cluster.js';
 import type { ObjectRef } from '../manifests/types.js';
 
 export type ReadinessState = 'ready' | 'progressing' | 'failed';
@@ -40,6 +41,7 @@ interface Condition {
   reason?: string;
   message?: string;
   observedGeneration?: number;
+  lastUpdateTime?: string;
 }
 
 type Obj = Record<string, unknown>;
@@ -162,6 +164,23 @@ function conditionReadiness(object: Obj): Readiness {
   return ready;
 }
 
+/** When pushgate's apply last changed the object (its managedFields entry; second precision). */
+function lastAppliedAt(object: Obj): number | undefined {
+  const entries = record(object.metadata).managedFields;
+  if (!Array.isArray(entries)) return undefined;
+  const own = entries
+    .map((entry) => record(entry))
+    .find((entry) => entry.manager === FIELD_MANAGER && entry.operation === 'Apply' && !entry.subresource);
+  const at = typeof own?.time === 'string' ? Date.parse(own.time) : NaN;
+  return Number.isFinite(at) ? at : undefined;
+}
+
+/** Strictly before, by the API server's clock: the same second could be either. */
+function writtenBefore(written: Condition, at: number | undefined): boolean {
+  const updated = typeof written.lastUpdateTime === 'string' ? Date.parse(written.lastUpdateTime) : NaN;
+  return at !== undefined && Number.isFinite(updated) && updated < at;
+}
+
 function deploymentReadiness(object: Obj): Readiness {
   // Generation first, as kstatus does: right after an apply the conditions are still those of
   // the previous rollout, and a deadline it exceeded says nothing about this one.
@@ -170,6 +189,14 @@ function deploymentReadiness(object: Obj): Readiness {
   const status = record(object.status);
   const stuck = condition(status, 'Progressing');
   if (stuck?.status === 'False' && stuck.reason === 'ProgressDeadlineExceeded') {
+    // Written before pushgate's last change to it (a revert of a stuck rollout): the controller
+    // can mark the generation observed before it takes up the new rollout and resets the
+    // condition, and failing on it then would fail a revert that takes seconds. A new stall
+    // writes the condition again, later than the apply.
+    if (writtenBefore(stuck, lastAppliedAt(object)))
+      return progressing(
+        `the previous rollout exceeded its progress deadline; waiting for this one to start`,
+      );
     return { state: 'failed', message: `progress deadline exceeded: ${stuck.message ?? 'rollout stalled'}` };
   }
   const spec = record(object.spec);
@@ -237,6 +264,11 @@ function daemonSetReadiness(object: Obj): Readiness {
   const desired = int(status.desiredNumberScheduled);
   const updated = int(status.updatedNumberScheduled);
   const available = int(status.numberAvailable);
+  // As for a StatefulSet: OnDelete replaces a pod only once someone deletes it, so waiting for
+  // updated pods would fail this deploy and every later one until each pod is deleted by hand.
+  if (record(record(object.spec).updateStrategy).type === 'OnDelete') {
+    return available < desired ? progressing(`${available}/${desired} pods available`) : ready;
+  }
   if (updated < desired) return progressing(`${updated}/${desired} pods updated`);
   if (available < desired) return progressing(`${available}/${desired} pods available`);
   return ready;

@@ -61,6 +61,40 @@ describe('readinessOf', () => {
     expect(readinessOf(deployment(status, 2, 4)).state).toBe('progressing');
   });
 
+  it("Deployment: a deadline written before pushgate last changed it is the previous rollout's, even once the generation is observed (a revert)", () => {
+    // The controller marks the reverted generation observed before it resets the condition.
+    const stale = {
+      observedGeneration: 4,
+      conditions: [
+        {
+          type: 'Progressing',
+          status: 'False',
+          reason: 'ProgressDeadlineExceeded',
+          lastUpdateTime: '2026-12-07T10:00:00Z',
+        },
+      ],
+    };
+    const appliedAt = (time: string) => ({
+      ...deployment(stale, 2, 4),
+      metadata: {
+        generation: 4,
+        managedFields: [
+          { manager: 'kubectl', operation: 'Update', time: '2026-12-07T11:00:00Z' },
+          { manager: 'pushgate', operation: 'Apply', time },
+        ],
+      },
+    });
+
+    expect(readinessOf(appliedAt('2026-12-07T10:05:00Z'))).toEqual({
+      state: 'progressing',
+      message: 'the previous rollout exceeded its progress deadline; waiting for this one to start',
+    });
+    // Written after pushgate's apply, or in the same second: this rollout's own stall.
+    expect(readinessOf(appliedAt('2026-12-07T09:55:00Z')).state).toBe('failed');
+    expect(readinessOf(appliedAt('2026-12-07T10:00:00Z')).state).toBe('failed');
+    expect(readinessOf(deployment(stale, 2, 4)).state).toBe('failed');
+  });
+
   it('Deployment paused before its new template rolled out is not ready, saying it is paused', () => {
     // The controller observes the paused spec but creates no ReplicaSet for the new template.
     const object = {
@@ -191,6 +225,28 @@ describe('readinessOf', () => {
     expect(readinessOf({ ...base, status: { ...status, numberAvailable: 2 } }).message).toBe(
       '2/3 pods available',
     );
+  });
+
+  it('DaemonSet with OnDelete: ready once every scheduled pod is available, updated or not (they change as they are deleted)', () => {
+    const base = {
+      apiVersion: 'apps/v1',
+      kind: 'DaemonSet',
+      metadata: { generation: 2 },
+      spec: { updateStrategy: { type: 'OnDelete' } },
+    };
+    const status = {
+      observedGeneration: 2,
+      desiredNumberScheduled: 3,
+      updatedNumberScheduled: 0,
+      numberAvailable: 3,
+    };
+    expect(readinessOf({ ...base, status }).state).toBe('ready');
+    expect(readinessOf({ ...base, status: { ...status, numberAvailable: 2 } }).message).toBe(
+      '2/3 pods available',
+    );
+    expect(readinessOf({ ...base, status: { ...status, observedGeneration: 1 } }).state).toBe('progressing');
+    // Rolling (the default): the pods must be on the new template.
+    expect(readinessOf({ ...base, spec: {}, status }).message).toBe('0/3 pods updated');
   });
 
   it('Job: ready when Complete, failed when Failed, counting its failed pods', () => {
