@@ -3,7 +3,7 @@ import type { MirrorCache } from '../git/mirror-cache.js';
 import type { DeployRequest } from '../kube/types.js';
 import type { Logger } from '../lib/logger.js';
 import { errorMessage } from '../lib/errors.js';
-import { loadManifests } from '../manifests/load.js';
+import { loadManifests, type SkippedPath } from '../manifests/load.js';
 import type { Trigger } from '../queue/job-data.js';
 import type { JobState, ResourceResult } from '../status/job-record.js';
 import type { JobStore } from '../status/job-store.js';
@@ -11,6 +11,7 @@ import type { ApplyEngine } from './apply-engine.js';
 import type { HeldLock } from './environment-lock.js';
 import { watchForNewerCommit } from './newer-commit.js';
 import { environmentTarget, targetDifferences } from './config-skew.js';
+import { newlySkippedError, newlySkippedFolders } from './skipped-folders.js';
 import { decideTarget } from './target-decision.js';
 import type { QueuedBeforeFetch } from './queued-behind.js';
 
@@ -127,7 +128,23 @@ async function applyCommit(
   const repo = { url: environment.repo.url, provider: environment.repo.provider };
   const tree = await deps.mirrors.checkout(repo, sha, environment.path);
   try {
-    const manifests = await loadManifests(tree.dir, environment.path, { logger, environment });
+    let skipped: readonly SkippedPath[] = [];
+    const manifests = await loadManifests(tree.dir, environment.path, {
+      logger,
+      environment,
+      onSkipped: (folders) => (skipped = folders),
+    });
+    const { lastAppliedSha } = lastDeploy;
+    if (environment.prune && lastAppliedSha && lastAppliedSha !== sha && skipped.length > 0) {
+      const folders = await newlySkippedFolders(
+        deps.mirrors,
+        repo,
+        lastAppliedSha,
+        environment.path,
+        skipped,
+      );
+      if (folders.length > 0) throw newlySkippedError(folders, lastAppliedSha);
+    }
     logger.info({ sha, objects: manifests.length }, 'manifests loaded');
     const outcome = await deps.engine.deploy({
       environment,

@@ -419,6 +419,27 @@ export class MirrorCache {
     );
   }
 
+  /**
+   * The type (`tree`, `blob`, …) of each repository-relative path in commit `sha` of the
+   * mirror; undefined where there is none, or the mirror lacks the commit. Symlinks inside the
+   * tree are not followed.
+   */
+  async typesAt(repo: RepoSource, sha: string, paths: readonly string[]): Promise<(string | undefined)[]> {
+    // cat-file reads one name a line: a path holding a line break cannot be asked for.
+    const asked = paths.filter((entry) => !/[\r\n]/.test(entry));
+    if (asked.length === 0) return paths.map(() => undefined);
+    const { stdout } = await runGit(['--git-dir', this.mirrorDir(repo.url), 'cat-file', '--batch-check'], {
+      input: asked.map((entry) => `${sha}:${entry}\n`).join(''),
+      timeoutMs: LOCAL_TIMEOUT_MS,
+      what: `read the tree of ${sha.slice(0, 12)}`,
+    });
+    const lines = stdout.split('\n');
+    const types = new Map(
+      asked.map((entry, index) => [entry, /^[0-9a-f]+ (\w+) \d+$/.exec(lines[index] ?? '')?.[1]]),
+    );
+    return paths.map((entry) => types.get(entry));
+  }
+
   private async hasCommit(gitDir: string, sha: string): Promise<boolean> {
     return runGit(['--git-dir', gitDir, 'cat-file', '-e', `${sha}^{commit}`], {
       timeoutMs: LOCAL_TIMEOUT_MS,

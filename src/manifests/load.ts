@@ -23,12 +23,14 @@ export const MAX_MANIFEST_TOTAL_BYTES = 32 * 1024 * 1024;
 export const MAX_PARSE_MS_PER_ENVIRONMENT = 60_000;
 
 const MANIFEST_EXTENSIONS = new Set(['.yaml', '.yml', '.json']);
-const KUSTOMIZATION_FILES = ['kustomization.yaml', 'kustomization.yml', 'Kustomization'];
+export const KUSTOMIZATION_FILES = ['kustomization.yaml', 'kustomization.yml', 'Kustomization'];
 
 export interface SkippedPath {
   /** Repository-relative folder. */
   path: string;
   reason: string;
+  /** It holds files or folders that could hold manifests besides its kustomization file. */
+  holdsManifests: boolean;
 }
 
 export interface ManifestTree {
@@ -44,6 +46,8 @@ export interface LoadOptions {
    * skipped, unless the environment allows an empty set (deploying one prunes everything).
    */
   environment?: { name: string; allowEmpty: boolean };
+  /** Told the folders skipped, once the tree is read. */
+  onSkipped?: (skipped: readonly SkippedPath[]) => void;
 }
 
 /** Why an environment refuses an empty set; `skipped` says where objects may have been missed. */
@@ -75,6 +79,7 @@ export async function loadManifests(
   for (const skipped of tree.skipped) {
     options.logger?.warn({ path: skipped.path, reason: skipped.reason }, 'manifest folder skipped');
   }
+  options.onSkipped?.(tree.skipped);
   const { environment } = options;
   if (environment && tree.manifests.length === 0 && !environment.allowEmpty)
     throw invalid(emptySetMessage(environment.name, manifestPath, tree.skipped));
@@ -214,6 +219,14 @@ async function walk(
     skipped.push({
       path: relativeDir || '.',
       reason: `contains ${kustomization}; kustomizations are not built in this version`,
+      holdsManifests: entries.some(
+        (entry) =>
+          !entry.name.startsWith('.') &&
+          !KUSTOMIZATION_FILES.includes(entry.name) &&
+          (entry.isDirectory() ||
+            entry.isSymbolicLink() ||
+            MANIFEST_EXTENSIONS.has(path.extname(entry.name).toLowerCase())),
+      ),
     });
     return;
   }

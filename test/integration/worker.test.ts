@@ -281,6 +281,42 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
     expect(await readConfigMap(namespace.name, 'alpha')).toEqual({ v: '2' });
   });
 
+  it('refuses a commit that puts a kustomization in a folder it applied, rather than prune what the folder still holds', async () => {
+    await harness.startWorker();
+    const kustomization = 'resources: [a.yaml]\n';
+    const first = await repo.commit({
+      'manifests/app/a.yaml': configMap('alpha', { v: '1' }),
+      'manifests/b.yaml': configMap('beta', { v: '1' }),
+      // Skipped from the start: never applied, so never pruned, and no reason to refuse.
+      'manifests/kustomized/kustomization.yaml': kustomization,
+      'manifests/kustomized/c.yaml': configMap('gamma', { v: '1' }),
+    });
+    expect((await harness.waitForJob(await harness.webhook('web', first))).state).toBe('succeeded');
+    expect(await readConfigMap(namespace.name, 'gamma')).toBeNull();
+
+    const wrapped = await repo.commit({ 'manifests/app/kustomization.yaml': kustomization });
+    const refused = await harness.waitForJob(await harness.webhook('web', wrapped));
+
+    expect(refused.state).toBe('failed');
+    expect(refused.error).toMatch(
+      new RegExp(
+        `^refusing to deploy: manifests/app \\(contains kustomization\\.yaml; .*\\): .*objects it held when ${first.slice(0, 12)} was applied would be pruned`,
+      ),
+    );
+    expect(refused.error).not.toContain('manifests/kustomized');
+    expect(await readConfigMap(namespace.name, 'alpha')).toEqual({ v: '1' });
+
+    // Its files gone too: what it held is meant to go.
+    const emptied = await repo.commit({ 'manifests/app/a.yaml': null });
+    const pruned = await harness.waitForJob(await harness.webhook('web', emptied));
+
+    expect(pruned.state, pruned.error ?? '').toBe('succeeded');
+    expect(Object.fromEntries(pruned.resources.map((r) => [r.name, r.action]))).toEqual({
+      alpha: 'pruned',
+      beta: 'unchanged',
+    });
+  });
+
   describe('a bad commit fails at once with nothing applied', () => {
     const cases: [string, Record<string, string>, RegExp][] = [
       [

@@ -124,12 +124,24 @@ describe('loadManifests', () => {
     await write('env/app/kustomization.yaml', 'resources: [deploy.yaml]\n');
     await write('env/app/deploy.yaml', configMap('inside-kustomization'));
     await write('env/plain.yaml', configMap('plain'));
+    await write('env/bare/kustomization.yaml', 'resources: []\n');
+    await write('env/bare/README.md', 'nothing to apply\n');
 
     const tree = await loadManifestTree(root, 'env');
 
     expect(tree.manifests.map((m) => m.object.metadata.name)).toEqual(['plain']);
+    // Whether it holds more than its kustomization: what a deploy may not prune (skipped-folders.ts).
     expect(tree.skipped).toEqual([
-      { path: 'env/app', reason: expect.stringContaining('kustomization.yaml') as string },
+      {
+        path: 'env/app',
+        reason: expect.stringContaining('kustomization.yaml') as string,
+        holdsManifests: true,
+      },
+      {
+        path: 'env/bare',
+        reason: expect.stringContaining('kustomization.yaml') as string,
+        holdsManifests: false,
+      },
     ]);
   });
 
