@@ -23,6 +23,7 @@ export interface EnvironmentOptions {
   healthTimeout?: string;
   reconcileInterval?: string;
   allowNamespaces?: string[];
+  allowEmpty?: boolean;
 }
 
 /** The config a real deployment would have: one cluster (the test API server), one environment per repo. */
@@ -47,7 +48,7 @@ export function testConfigText(options: {
     namespace: ${env.namespace}
     allow: { namespaces: ${JSON.stringify(env.allowNamespaces ?? [env.namespace])} }
     healthTimeout: ${env.healthTimeout ?? '30s'}
-    reconcileInterval: ${env.reconcileInterval ?? '0'}`,
+    reconcileInterval: ${env.reconcileInterval ?? '0'}${env.allowEmpty ? '\n    allowEmpty: true' : ''}`,
     )
     .join('\n');
   const providers = options.providers

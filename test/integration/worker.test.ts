@@ -317,6 +317,34 @@ describe('deploy worker (real Redis, git over file://, kube-apiserver)', () => {
     });
   });
 
+  it('retires an environment as docs/deploys.md says: with allowEmpty, a path holding only .gitkeep prunes all it applied', async () => {
+    await harness.close();
+    harness = await createWorkerHarness({
+      redisUrl: redis.url,
+      environments: [{ name: 'web', repo, env: { namespace: namespace.name, allowEmpty: true } }],
+    });
+    await harness.startWorker();
+    const first = await repo.commit({
+      'manifests/a.yaml': configMap('alpha', { v: '1' }),
+      'manifests/app/b.yaml': configMap('beta', { v: '1' }),
+    });
+    expect((await harness.waitForJob(await harness.webhook('web', first))).state).toBe('succeeded');
+
+    const emptied = await repo.commit({
+      'manifests/a.yaml': null,
+      'manifests/app/b.yaml': null,
+      'manifests/.gitkeep': '',
+    });
+    const record = await harness.waitForJob(await harness.webhook('web', emptied));
+
+    expect(record.state, record.error ?? '').toBe('succeeded');
+    expect(Object.fromEntries(record.resources.map((r) => [r.name, r.action]))).toEqual({
+      alpha: 'pruned',
+      beta: 'pruned',
+    });
+    expect(await readConfigMap(namespace.name, 'alpha')).toBeNull();
+  });
+
   describe('a bad commit fails at once with nothing applied', () => {
     const cases: [string, Record<string, string>, RegExp][] = [
       [
