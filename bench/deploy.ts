@@ -16,7 +16,7 @@ import { connectProducer, type ProducerServices } from '../src/runtime.js';
 import { waitForRedis } from '../src/queue/connection.js';
 import type { JobRecord } from '../src/status/job-record.js';
 import { machineFacts, writeBenchSection } from './report.js';
-import { startCluster, startRedisServer, stopCluster } from './local-services.js';
+import { BENCH_GIT_ENV, startCluster, startRedisServer, stopCluster } from './local-services.js';
 import { shippedWorkerNodeFlags } from './shipped-worker.js';
 
 const execFileAsync = promisify(execFile);
@@ -27,18 +27,12 @@ const SMALL = 20;
 const BULK = 1_000;
 const PREFIX = 'bench';
 
-const GIT_ENV = {
-  ...process.env,
-  GIT_CONFIG_GLOBAL: '/dev/null',
-  GIT_CONFIG_NOSYSTEM: '1',
-  GIT_AUTHOR_NAME: 'Bench',
-  GIT_AUTHOR_EMAIL: 'bench@example.com',
-  GIT_COMMITTER_NAME: 'Bench',
-  GIT_COMMITTER_EMAIL: 'bench@example.com',
-};
-
 async function git(cwd: string, args: string[]): Promise<string> {
-  const { stdout } = await execFileAsync('git', args, { cwd, env: GIT_ENV, maxBuffer: 64 * 1024 * 1024 });
+  const { stdout } = await execFileAsync('git', args, {
+    cwd,
+    env: BENCH_GIT_ENV,
+    maxBuffer: 64 * 1024 * 1024,
+  });
   return stdout.trim();
 }
 

@@ -22,6 +22,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { MirrorCache } from '../src/git/mirror-cache.js';
+import { BENCH_GIT_ENV } from './local-services.js';
 import { machineFacts, writeBenchSection } from './report.js';
 
 const execFileAsync = promisify(execFile);
@@ -29,18 +30,8 @@ const FILE_MB = Number(process.env.BENCH_GIT_FETCH_MB ?? 200);
 const BRANCH = 'env/bench';
 const SAMPLE_MS = 5;
 
-const GIT_ENV = {
-  ...process.env,
-  GIT_CONFIG_GLOBAL: '/dev/null',
-  GIT_CONFIG_NOSYSTEM: '1',
-  GIT_AUTHOR_NAME: 'Bench',
-  GIT_AUTHOR_EMAIL: 'bench@example.com',
-  GIT_COMMITTER_NAME: 'Bench',
-  GIT_COMMITTER_EMAIL: 'bench@example.com',
-};
-
 async function git(args: string[], cwd?: string): Promise<string> {
-  const { stdout } = await execFileAsync('git', args, { cwd, env: GIT_ENV, maxBuffer: 1024 * 1024 });
+  const { stdout } = await execFileAsync('git', args, { cwd, env: BENCH_GIT_ENV, maxBuffer: 1024 * 1024 });
   return stdout.trim();
 }
 

@@ -1,6 +1,6 @@
 /**
  * The private services a bench runs against: the local control plane (scripts/cluster.sh: real
- * kube-apiserver + etcd) and a redis-server that keeps nothing on disk.
+ * kube-apiserver + etcd) and a redis-server that keeps nothing on disk; and git's environment.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
@@ -10,6 +10,17 @@ import { findFreePort } from '../src/lib/free-port.js';
 
 const execFileAsync = promisify(execFile);
 const CLUSTER_SCRIPT = join(fileURLToPath(new URL('../../', import.meta.url)), 'scripts/cluster.sh');
+
+/** git's environment for a bench's own repositories: no user or system config, a fixed author. */
+export const BENCH_GIT_ENV = {
+  ...process.env,
+  GIT_CONFIG_GLOBAL: '/dev/null',
+  GIT_CONFIG_NOSYSTEM: '1',
+  GIT_AUTHOR_NAME: 'Bench',
+  GIT_AUTHOR_EMAIL: 'bench@example.com',
+  GIT_COMMITTER_NAME: 'Bench',
+  GIT_COMMITTER_EMAIL: 'bench@example.com',
+};
 
 /** Starts the control plane in `dir`; resolves the path of its kubeconfig. */
 export function startCluster(dir: string): Promise<string> {

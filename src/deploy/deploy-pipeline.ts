@@ -97,7 +97,9 @@ export async function runDeployPipeline(deps: PipelineDeps, job: PipelineJob): P
       return { outcome: 'superseded', announcedSha: announcedSha ?? head, head: decision.by };
     await job.onDeploying(decision.sha);
     await job.supersedeQueuedBehind?.(decision.sha, queuedBefore);
-    return await applyCommit(deps, job, decision.sha, {
+    // The commit whose reading of `path` the skipped folders are checked against (skipped-folders.ts).
+    const pathLastRead = movedFrom === null || movedFrom.path === environment.path ? lastAppliedSha : null;
+    return await applyCommit(deps, job, decision.sha, pathLastRead, {
       lastAppliedSha,
       installation: await deps.store.installationId(),
       installationKey: deps.store.installationKey,
@@ -122,6 +124,7 @@ async function applyCommit(
   deps: PipelineDeps,
   job: PipelineJob,
   sha: string,
+  pathLastRead: string | null,
   lastDeploy: Pick<DeployRequest, 'lastAppliedSha' | 'inventoryHomes' | 'installation' | 'installationKey'>,
 ): Promise<PipelineResult> {
   const { environment, logger } = job;
@@ -134,16 +137,9 @@ async function applyCommit(
       environment,
       onSkipped: (folders) => (skipped = folders),
     });
-    const { lastAppliedSha } = lastDeploy;
-    if (environment.prune && lastAppliedSha && lastAppliedSha !== sha && skipped.length > 0) {
-      const folders = await newlySkippedFolders(
-        deps.mirrors,
-        repo,
-        lastAppliedSha,
-        environment.path,
-        skipped,
-      );
-      if (folders.length > 0) throw newlySkippedError(folders, lastAppliedSha);
+    if (environment.prune && pathLastRead && pathLastRead !== sha && skipped.length > 0) {
+      const folders = await newlySkippedFolders(deps.mirrors, repo, pathLastRead, environment.path, skipped);
+      if (folders.length > 0) throw newlySkippedError(folders, pathLastRead);
     }
     logger.info({ sha, objects: manifests.length }, 'manifests loaded');
     const outcome = await deps.engine.deploy({

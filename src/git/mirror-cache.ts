@@ -56,8 +56,8 @@ const NO_AUTO_GC_CONFIG = ['-c', 'gc.auto=0', '-c', 'maintenance.auto=false'];
  * them and by gc, which also stops looking for deltas between them: a push of two 200 MB
  * files took index-pack to 4 MiB, 204 MiB with git's 512 MiB default. One thread resolves
  * deltas: a large blob sent as a delta is built whole, base and result, and a thread per core
- * builds several at once (a new mirror of those files changed once: 395 MiB, 537 MiB with two
- * threads). That one git cannot bound short of refusing the repository.
+ * builds several at once (a new mirror of those files changed once: 404 MiB, 533 MiB with git's
+ * defaults). That one git cannot bound short of refusing the repository.
  */
 const BOUNDED_MEMORY_CONFIG = ['-c', 'core.bigFileThreshold=16m', '-c', 'pack.threads=1'];
 /**
