@@ -1,10 +1,11 @@
 import { errorMessage } from '../lib/errors.js';
-import { PRUNE_ANNOTATION, type PreparedObject } from '../manifests/prepare.js';
+import type { PreparedObject } from '../manifests/prepare.js';
 import { describeRef } from '../manifests/resource-info.js';
 import { FIELD_MANAGER, type ClusterClient, type LiveObject } from './cluster.js';
 import { shortenQuotedValues } from './failures.js';
 import { KubeApiError } from './api-error.js';
 import { sameObject } from './compare.js';
+import { PRUNE_PROTECTION_ANNOTATIONS } from './prune-protection.js';
 import { redactSecretValues } from './secret-redaction.js';
 
 /** One entry of `metadata.managedFields`, as the API server writes it. */
@@ -49,13 +50,13 @@ const HAND_MANAGERS = new Set([
  * Left with their manager even then: a replica count git leaves out belongs to whoever scales
  * (a person, an autoscaler), and pushgate owning it would reset it to the default of 1; a
  * finalizer guards a deletion, and is never pushgate's to drop; `pushgate.dev/prune: disabled`
- * set with `kubectl annotate` is an instruction to prune, which reads the live object (taken
+ * (or Flux's or Argo CD's marker) set with `kubectl annotate` is an instruction to prune, which reads the live object (taken
  * over, the next re-sync dropped it, and a later `git rm` deleted the PVC it protected).
  */
 const KEPT_PATHS: readonly (readonly string[])[] = [
   ['f:spec', 'f:replicas'],
   ['f:metadata', 'f:finalizers'],
-  ['f:metadata', 'f:annotations', `f:${PRUNE_ANNOTATION}`],
+  ...PRUNE_PROTECTION_ANNOTATIONS.map((name) => ['f:metadata', 'f:annotations', `f:${name}`]),
 ];
 
 function isEmpty(set: FieldSet): boolean {

@@ -2,7 +2,7 @@ import type { EnvironmentConfig } from '../config/schema.js';
 import { errorMessage } from '../lib/errors.js';
 import { compareApplyOrder, groupByRank } from '../manifests/order.js';
 import { isNamespaceRef } from '../manifests/policy.js';
-import { ENVIRONMENT_LABEL, PRUNE_ANNOTATION } from '../manifests/prepare.js';
+import { ENVIRONMENT_LABEL } from '../manifests/prepare.js';
 import { describeRef, type ResourceInfo } from '../manifests/resource-info.js';
 import type { ObjectRef } from '../manifests/types.js';
 import type { ResourceResult } from '../status/job-record.js';
@@ -11,6 +11,7 @@ import { KubeApiError } from './api-error.js';
 import { finalizersOf } from './being-deleted.js';
 import { mapWithConcurrency } from './map-with-concurrency.js';
 import { CONCURRENCY } from './plan.js';
+import { pruneProtection } from './prune-protection.js';
 
 export interface PruneFailure {
   ref: ObjectRef;
@@ -37,8 +38,9 @@ function result(ref: ObjectRef, action: ResourceResult['action'], message?: stri
  * Deletes what an earlier deploy applied and the current set no longer has, in reverse
  * apply order (workloads before their Services, custom resources before their CRDs,
  * Namespaces last). An object is only deleted while it still carries this environment's
- * label and is not annotated `pushgate.dev/prune: disabled`; otherwise it is left in place
- * (`skipped`) and forgotten, an annotated one also losing the label. Already gone counts as pruned.
+ * label and is not annotated `pushgate.dev/prune: disabled` (or Flux's or Argo CD's like marker,
+ * prune-protection.ts); otherwise it is left in place (`skipped`) and forgotten, an annotated one
+ * also losing the label. Already gone counts as pruned.
  *
  * `assertLockHeld` runs before every delete; when it throws, the prune stops (after the
  * deletes already started) and its error is re-thrown rather than counted as a failed delete.
@@ -95,7 +97,8 @@ export type PruneVerdict =
 /**
  * Whether a stale object goes: not one no longer served or already gone, nor the namespace
  * holding the inventory, nor one that no longer carries this environment's label; one
- * annotated `pushgate.dev/prune: disabled` is released (its label removed) instead.
+ * annotated to stay (`pushgate.dev/prune: disabled`, or Flux's or Argo CD's marker) is released
+ * (its label removed) instead.
  */
 export async function pruneVerdict(
   client: ClusterClient,
@@ -122,13 +125,9 @@ export async function pruneVerdict(
         : `it is labelled ${ENVIRONMENT_LABEL}=${owner}, not ${environment.name}`;
     return { verdict: 'kept', message: `not pruned: ${why}` };
   }
-  if (live.metadata.annotations?.[PRUNE_ANNOTATION] === 'disabled')
-    return {
-      verdict: 'released',
-      message: `not pruned: annotated ${PRUNE_ANNOTATION}: disabled`,
-      resource,
-      live,
-    };
+  const protection = pruneProtection(live.metadata.annotations);
+  if (protection !== undefined)
+    return { verdict: 'released', message: `not pruned: ${protection}`, resource, live };
   return { verdict: 'delete', resource, live };
 }
 

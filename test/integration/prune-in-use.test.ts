@@ -312,6 +312,55 @@ describe('prune honours what a person set on the live object', () => {
   });
 });
 
+describe('prune honours what a team marked for Flux or Argo CD before moving to pushgate', () => {
+  it("keeps objects annotated with Flux's prune: disabled or Argo CD's Prune=false / Prune=confirm, in git or by hand", async () => {
+    const ns = await createTestNamespace('prune-flux-argo-markers');
+    const env = environmentFor(ns.name);
+    const kube = client();
+    const configMap = (name: string, annotations?: Record<string, string>) => ({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: annotations ? { name, annotations } : { name },
+      data: {},
+    });
+    const all = [
+      configMap('flux-pvc-stand-in', { 'kustomize.toolkit.fluxcd.io/prune': 'disabled' }),
+      configMap('argo-pvc-stand-in', {
+        'argocd.argoproj.io/sync-options': 'ServerSideApply=true,Prune=false',
+      }),
+      configMap('marked-by-hand'),
+      configMap('other'),
+    ];
+    await deployToCluster(kube, request(env, ...all));
+    await kube.transport.request({
+      method: 'PATCH',
+      path: `/api/v1/namespaces/${ns.name}/configmaps/marked-by-hand`,
+      query: { fieldManager: 'kubectl-annotate' },
+      contentType: 'application/merge-patch+json',
+      body: { metadata: { annotations: { 'argocd.argoproj.io/sync-options': 'Prune=confirm' } } },
+    });
+    // A re-sync takes over what kubectl set, but leaves the marker with kubectl: git does not drop it.
+    await deployToCluster(kube, request(env, ...all));
+    expect((await kube.get(CONFIG_MAPS, ns.name, 'marked-by-hand'))?.metadata.annotations).toEqual({
+      'argocd.argoproj.io/sync-options': 'Prune=confirm',
+    });
+
+    const outcome = await deployToCluster(kube, request(env, configMap('other')));
+
+    expect(outcome.resources.map((r) => `${r.name}:${r.action}:${r.message ?? ''}`).sort()).toEqual([
+      'argo-pvc-stand-in:skipped:not pruned: annotated argocd.argoproj.io/sync-options: Prune=false; released (label pushgate.dev/environment removed)',
+      'flux-pvc-stand-in:skipped:not pruned: annotated kustomize.toolkit.fluxcd.io/prune: disabled; released (label pushgate.dev/environment removed)',
+      'marked-by-hand:skipped:not pruned: annotated argocd.argoproj.io/sync-options: Prune=confirm; released (label pushgate.dev/environment removed)',
+      'other:unchanged:',
+    ]);
+    for (const name of ['flux-pvc-stand-in', 'argo-pvc-stand-in', 'marked-by-hand']) {
+      const kept = await kube.get(CONFIG_MAPS, ns.name, name);
+      expect(kept?.metadata.labels?.['pushgate.dev/environment']).toBeUndefined();
+    }
+    expect((await readInventory(kube, env))?.objects.map((ref) => ref.name)).toEqual(['other']);
+  });
+});
+
 describe('prune of an object git moved to another API group', () => {
   it('keeps it, by its uid, and lists it under the group git now names', async () => {
     const ns = await createTestNamespace('prune-group-move');

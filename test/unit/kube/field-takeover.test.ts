@@ -63,6 +63,38 @@ describe('takeOverHandManagedFields', () => {
     ).toBe(undefined);
   });
 
+  it("leaves a prune marker set with kubectl annotate (pushgate's, Flux's, Argo CD's) with kubectl: prune reads it", () => {
+    const annotated = entry('kubectl-annotate', {
+      'f:metadata': {
+        'f:annotations': {
+          'f:pushgate.dev/prune': {},
+          'f:kustomize.toolkit.fluxcd.io/prune': {},
+          'f:argocd.argoproj.io/sync-options': {},
+          'f:team': {},
+        },
+      },
+    });
+
+    const result = takeOverHandManagedFields(live([annotated]), 'apps/v1', NOW);
+
+    expect(result).toEqual([
+      entry('kubectl-annotate', {
+        'f:metadata': {
+          'f:annotations': {
+            'f:pushgate.dev/prune': {},
+            'f:kustomize.toolkit.fluxcd.io/prune': {},
+            'f:argocd.argoproj.io/sync-options': {},
+          },
+        },
+      }),
+      entry(
+        'pushgate',
+        { 'f:metadata': { 'f:annotations': { 'f:team': {} } } },
+        { operation: 'Apply', time: '2026-12-03T10:00:00Z' },
+      ),
+    ]);
+  });
+
   it('never takes finalizers, nor what the API server gave before-first-apply (controllers’ fields among them)', () => {
     expect(
       takeOverHandManagedFields(
