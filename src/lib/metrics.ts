@@ -12,6 +12,7 @@ export interface Metrics {
   webhookBodyBytes: Gauge;
   commitStatuses: Counter<'provider' | 'outcome'>;
   environmentSuspended: Gauge<'environment'>;
+  environmentFailing: Gauge<'environment'>;
 }
 
 /**
@@ -126,6 +127,12 @@ export function createMetrics(): Metrics {
     environmentSuspended: new Gauge({
       name: 'pushgate_environment_suspended',
       help: 'Whether deploys of the environment are held by pushgate suspend (1) or not (0)',
+      labelNames: ['environment'],
+      registers: [registry],
+    }),
+    environmentFailing: new Gauge({
+      name: 'pushgate_environment_failing',
+      help: 'Whether the last deploy of the environment that ended failed (1), until one succeeds, or not (0); superseded jobs aside',
       labelNames: ['environment'],
       registers: [registry],
     }),

@@ -366,6 +366,22 @@ return {#ids, found}
 `;
 
 /**
+ * The state of an environment's newest job that ended in `succeeded` or `failed`, among its
+ * `ARGV[2]` newest: queued and running ones have not ended, and a superseded one tried no commit
+ * of its own (the job that took its place decides). KEYS: the environment's index. ARGV: record
+ * key prefix, how many. Returns the state, or false when none of them ended so.
+ */
+const LAST_FINISHED_STATE_SCRIPT = `${READ_STATE_LUA}
+for _, id in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)) do
+  local state = stateOf(ARGV[1] .. id)
+  if state == 'succeeded' or state == 'failed' then return state end
+end
+return false
+`;
+/** How far back an environment's index is read for its last finished deploy: the history always kept. */
+const LAST_FINISHED_SCAN = HISTORY_ALWAYS_KEPT;
+
+/**
  * Counts the states of the `ARGV[2]` newest jobs. KEYS: all-jobs index. ARGV: record key
  * prefix, how many. Returns state, count, state, count...
  */
@@ -443,6 +459,7 @@ interface ClaimCommander {
     pendingSyncKey: string,
   ): Promise<number>;
   pushgateCountStates(allKey: string, jobPrefix: string, limit: number): Promise<(string | number)[]>;
+  pushgateLastFinishedState(indexKey: string, jobPrefix: string, limit: number): Promise<JobState | null>;
   pushgateIdsInState(
     indexKey: string,
     jobPrefix: string,
@@ -498,6 +515,10 @@ export class JobStore {
       });
       commander.defineCommand('pushgateTrim', { lua: TRIM_SCRIPT, numberOfKeys: 3 });
       commander.defineCommand('pushgateCountStates', { lua: COUNT_STATES_SCRIPT, numberOfKeys: 1 });
+      commander.defineCommand('pushgateLastFinishedState', {
+        lua: LAST_FINISHED_STATE_SCRIPT,
+        numberOfKeys: 1,
+      });
       commander.defineCommand('pushgateIdsInState', { lua: IDS_IN_STATE_SCRIPT, numberOfKeys: 1 });
     }
     this.commander = commander;
@@ -730,6 +751,20 @@ export class JobStore {
     for (let index = 0; index + 1 < flat.length; index += 2)
       counts.set(String(flat[index]), Number(flat[index + 1]));
     return counts;
+  }
+
+  /**
+   * Whether the environment's last deploy that ended (superseded jobs aside) failed: it stays
+   * so while later jobs are queued or running, until one succeeds. Null when none of its recent
+   * jobs ended either way.
+   */
+  async lastFinishedState(environment: string): Promise<'succeeded' | 'failed' | null> {
+    const state = await this.commander.pushgateLastFinishedState(
+      this.keys.jobsByEnvironment(environment),
+      this.keys.job(''),
+      LAST_FINISHED_SCAN,
+    );
+    return state === 'succeeded' || state === 'failed' ? state : null;
   }
 
   /**

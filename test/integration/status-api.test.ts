@@ -587,4 +587,31 @@ describe('GET /metrics', () => {
     expect(text).toContain('pushgate_queue_depth{state="waiting"} 2');
     expect(text).toContain('# TYPE pushgate_deploy_duration_seconds histogram');
   });
+
+  it("says which environments' last finished deploy failed, until one of theirs succeeds", async () => {
+    const app = await receiver();
+    const failing = async (environment: string) => {
+      const text = await (await fetch(`${app.url}/metrics`)).text();
+      return new RegExp(`^pushgate_environment_failing\\{environment="${environment}"\\} (\\d)$`, 'm').exec(
+        text,
+      )?.[1];
+    };
+    const finish = (id: string, state: 'failed' | 'succeeded' | 'superseded') =>
+      app.services.store.update(id, { state, finishedAt: new Date().toISOString() });
+    expect(await failing('staging')).toBe('0');
+
+    await finish(await pushJob(app), 'failed');
+    expect(await failing('staging')).toBe('1');
+    expect(await failing('production')).toBe('0');
+    // Still failing while the next push waits or runs, and when it was overtaken.
+    const next = await pushJob(app);
+    expect(await failing('staging')).toBe('1');
+    await finish(next, 'superseded');
+    expect(await failing('staging')).toBe('1');
+    await finish(await pushJob(app), 'succeeded');
+    expect(await failing('staging')).toBe('0');
+    await finish(await pushJob(app, 'env/production'), 'failed');
+    expect(await failing('production')).toBe('1');
+    expect(await failing('staging')).toBe('0');
+  });
 });

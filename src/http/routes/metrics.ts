@@ -7,14 +7,17 @@ export const JOBS_BY_STATE_WINDOW = 1_000;
 const QUEUE_STATES = ['waiting', 'delayed', 'active', 'prioritized'] as const;
 
 async function refreshGauges(deps: AppDeps): Promise<void> {
-  const [recent, counts, suspensions] = await Promise.all([
+  const { environments } = deps.config;
+  const [recent, counts, suspensions, lastFinished] = await Promise.all([
     deps.store.countStates(JOBS_BY_STATE_WINDOW),
     deps.queue.getJobCounts(...QUEUE_STATES),
-    Promise.all(deps.config.environments.map((environment) => deps.store.suspensions.get(environment.name))),
+    Promise.all(environments.map((environment) => deps.store.suspensions.get(environment.name))),
+    Promise.all(environments.map((environment) => deps.store.lastFinishedState(environment.name))),
   ]);
-  deps.config.environments.forEach((environment, index) =>
-    deps.metrics.environmentSuspended.set({ environment: environment.name }, suspensions[index] ? 1 : 0),
-  );
+  environments.forEach(({ name }, index) => {
+    deps.metrics.environmentSuspended.set({ environment: name }, suspensions[index] ? 1 : 0);
+    deps.metrics.environmentFailing.set({ environment: name }, lastFinished[index] === 'failed' ? 1 : 0);
+  });
   for (const state of jobStateSchema.options) deps.metrics.jobsByState.set({ state }, recent.get(state) ?? 0);
   for (const state of QUEUE_STATES) deps.metrics.queueDepth.set({ state }, counts[state] ?? 0);
 }
