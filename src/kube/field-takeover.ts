@@ -26,7 +26,8 @@ export interface FieldSet {
 
 /**
  * Field managers of hand-made configuration: `kubectl apply` (client-side, and server-side
- * as `kubectl`) and `kubectl edit/patch/create/replace/label/annotate/set`. Fields they own
+ * as `kubectl`) and `kubectl edit/patch/create/replace/label/annotate/set`, and the GitOps
+ * tools pushgate replaces. Fields they own
  * survive a server-side apply that no longer sets them, so a key added with `kubectl edit`,
  * or one git declared before pushgate adopted the object, would stay for good. Not `kubectl
  * scale` or `kubectl rollout`: a replica count or a restart stamp set by hand is an operation,
@@ -44,6 +45,12 @@ const HAND_MANAGERS = new Set([
   'kubectl-label',
   'kubectl-annotate',
   'kubectl-set',
+  // The GitOps tools a team moves from: what Flux's kustomize-controller or Argo CD's
+  // application controller (`argocd-controller` server-side, its own name otherwise) last
+  // applied is git's configuration of before, and would outlive its removal from git the same way.
+  'kustomize-controller',
+  'argocd-controller',
+  'argocd-application-controller',
 ]);
 
 /**

@@ -5,9 +5,15 @@ import { describeRef } from '../manifests/resource-info.js';
 import type { ResourceResult } from '../status/job-record.js';
 import type { ClusterClient } from './cluster.js';
 import type { Results } from './deploy-results.js';
-import { isHealthChecked } from './health.js';
+import { isHealthChecked, isJob, JOB_FAILED, type Readiness } from './health.js';
+import { mapWithConcurrency } from './map-with-concurrency.js';
+import { CONCURRENCY } from './plan.js';
+import { podProblems } from './pod-problems.js';
 import { DeployError, type DeployOutcome, type DeployRequest } from './types.js';
 import { waitForReadiness, type UnhealthyObject } from './wait.js';
+
+/** Workloads whose pods a failed wait reads to say why: the first ones name the cause. */
+const PODS_READ_MAX = 10;
 
 /**
  * Every Deployment, StatefulSet, DaemonSet and Job of the set, unchanged ones too (kstatus
@@ -69,7 +75,19 @@ export async function checkHealth(
     progress('all workloads ready');
     return undefined;
   }
-  const lines = unhealthy.map(({ object, readiness }) => `${describeRef(object.ref)}: ${readiness.message}`);
+  // Said once the wait is over, not every round: one LIST of pods per workload that let it down.
+  const reasons = new Map<PreparedObject, string>();
+  if (interruptedBy === undefined) {
+    await mapWithConcurrency(unhealthy.slice(0, PODS_READ_MAX), CONCURRENCY, async ({ object }) => {
+      const problems = await podProblems(client, object.object, request.signal);
+      if (problems !== undefined) reasons.set(object, ` (${problems})`);
+    });
+  }
+  const detail = (object: PreparedObject, readiness: Readiness): string =>
+    `${readiness.message}${reasons.get(object) ?? ''}${rerunHint(object, readiness)}`;
+  const lines = unhealthy.map(
+    ({ object, readiness }) => `${describeRef(object.ref)}: ${detail(object, readiness)}`,
+  );
   if (interruptedBy !== undefined) {
     for (const { object, readiness } of unhealthy) {
       const current = results.get(object);
@@ -88,7 +106,7 @@ export async function checkHealth(
     results.set(
       object,
       current?.action ?? 'unchanged',
-      withEarlier(current, `not ready: ${readiness.message}`),
+      withEarlier(current, `not ready: ${detail(object, readiness)}`),
     );
   }
   const headline = failedEarly
@@ -98,6 +116,16 @@ export async function checkHealth(
     permanent: true,
     resources: results.list(),
   });
+}
+
+/**
+ * A failed Job stays failed: a later deploy that leaves it as it is does not run it again, and
+ * its pod template cannot change. Says what does, since every deploy of the set fails on it till then.
+ */
+function rerunHint(object: PreparedObject, readiness: Readiness): string {
+  if (readiness.state !== 'failed' || !isJob(object.object) || !readiness.message.startsWith(JOB_FAILED))
+    return '';
+  return ' (a deploy does not run a failed Job again: delete it and the next deploy creates it anew, or give it a new name in git)';
 }
 
 /** What the apply said of an object (`replaced: …`) stays in front of what its health adds. */

@@ -234,6 +234,17 @@ function statefulSetReadiness(object: Obj): Readiness {
   const current = int(status.currentReplicas);
   const updated = int(status.updatedReplicas);
   if (readyReplicas < replicas) return progressing(`${readyReplicas}/${replicas} replicas ready`);
+  // With minReadySeconds a pod counts once it has stayed ready that long, as for a Deployment
+  // (kstatus and Argo CD stop at ready, so a pod that fails right after would pass).
+  const minReadySeconds = int(spec.minReadySeconds);
+  if (
+    minReadySeconds > 0 &&
+    typeof status.availableReplicas === 'number' &&
+    status.availableReplicas < replicas
+  )
+    return progressing(
+      `${status.availableReplicas}/${replicas} replicas available (ready for minReadySeconds ${minReadySeconds})`,
+    );
   // A scale-down removes the highest ordinals one at a time, whatever the update strategy: until
   // they are gone the counts above still include them.
   const existing = int(status.replicas);
@@ -304,6 +315,9 @@ function jobSuccess(status: Obj): Readiness | undefined {
   return undefined;
 }
 
+/** How the readiness of a Job its controller marked failed begins. */
+export const JOB_FAILED = 'failed: ';
+
 /** A Job not succeeded yet (readinessOf has judged its success, deletion or not). */
 function jobReadiness(object: Obj): Readiness {
   const status = record(object.status);
@@ -315,7 +329,10 @@ function jobReadiness(object: Obj): Readiness {
   );
   if (failed) {
     const pods = failedPods > 0 ? ` (${counted(failedPods, 'failed pod')})` : '';
-    return { state: 'failed', message: `failed: ${failed.message ?? failed.reason ?? 'job failed'}${pods}` };
+    return {
+      state: 'failed',
+      message: `${JOB_FAILED}${failed.message ?? failed.reason ?? 'job failed'}${pods}`,
+    };
   }
   // Suspended by design (a queue such as Kueue admits it later): waiting for it to complete would
   // run out the timeout. spec.suspend decides when set: a Job just resumed still carries

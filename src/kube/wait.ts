@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ENVIRONMENT_LABEL, type PreparedObject } from '../manifests/prepare.js';
 import { describeRef } from '../manifests/resource-info.js';
+import type { ManifestObject } from '../manifests/types.js';
 import type { ResourceResult } from '../status/job-record.js';
 import type { ClusterClient, LiveObject } from './cluster.js';
 import { hasSucceeded, isJob, readinessOf, type Readiness } from './health.js';
@@ -162,7 +163,7 @@ export async function waitForReadiness(
           // Not in a labelled list (relabelled by hand since, say): read it to know.
           const live = listed?.get(ref.name) ?? (await client.get(resource, ref.namespace, ref.name, signal));
           if (live) lastSeen.set(object, live);
-          const readiness = live ? readinessOf(live) : goneReadiness(lastSeen.get(object));
+          const readiness = live ? readinessOf(live) : goneReadiness(lastSeen.get(object), object.object);
           return { object, readiness };
         } catch (error) {
           // A hiccup while polling is not a verdict on the object; the deadline still bounds the wait.
@@ -234,15 +235,21 @@ function environmentSelector(objects: readonly PreparedObject[]): string | undef
   return names.size === 1 && name ? `${ENVIRONMENT_LABEL}=${name}` : undefined;
 }
 
-/** An object not found: not there yet, or, found earlier in the wait, deleted (no poll brings it back). */
-function goneReadiness(last: LiveObject | undefined): Readiness {
-  if (!last) return { state: 'progressing', message: 'not found' };
+/**
+ * An object not found: deleted since it was applied (every object of the set is, before the
+ * wait, and nothing but a deploy brings one back), so the wait fails at once. `last`: the
+ * object as the wait last found it, if it did; `applied`: git's.
+ */
+export function goneReadiness(last: LiveObject | undefined, applied: ManifestObject): Readiness {
   // Its TTL controller removes a finished Job (ttlSecondsAfterFinished): seen succeeded, it is done.
-  if (hasSucceeded(last)) return { state: 'ready', message: 'succeeded, then deleted' };
-  const { ttlSecondsAfterFinished: ttl } = (last.spec ?? {}) as { ttlSecondsAfterFinished?: unknown };
+  if (last && hasSucceeded(last)) return { state: 'ready', message: 'succeeded, then deleted' };
+  const { ttlSecondsAfterFinished: ttl } = (applied.spec ?? {}) as { ttlSecondsAfterFinished?: unknown };
   const hint =
-    isJob(last) && typeof ttl === 'number'
+    isJob(applied) && typeof ttl === 'number'
       ? ` (its ttlSecondsAfterFinished: ${ttl} removes it once finished, before the wait could see how)`
       : '';
-  return { state: 'failed', message: `deleted during the health wait${hint}` };
+  const when = last
+    ? 'deleted during the health wait'
+    : 'deleted after it was applied, before the health wait read it';
+  return { state: 'failed', message: `${when}${hint}` };
 }

@@ -1101,6 +1101,35 @@ describe('deployToCluster', () => {
     expect(actions(again.resources)).toEqual(['ConfigMap/legacy:unchanged', 'Deployment/web:unchanged']);
   });
 
+  it('takes over what Flux applied before the team moved to pushgate, so its labels and what git dropped since go', async () => {
+    const ns = await createTestNamespace('apply-from-flux');
+    const env = environmentFor(ns.name);
+    const kube = client();
+    const fromFlux = configMap(
+      'settings',
+      { a: '1', retired: 'x' },
+      { namespace: ns.name, labels: { 'kustomize.toolkit.fluxcd.io/name': 'apps' } },
+    );
+    await kube.transport.request({
+      method: 'PATCH',
+      path: `/api/v1/namespaces/${ns.name}/configmaps/settings`,
+      query: { fieldManager: 'kustomize-controller', force: 'true' },
+      contentType: 'application/apply-patch+yaml',
+      body: fromFlux,
+    });
+
+    const adopted = await deployToCluster(kube, request(env, manifests(configMap('settings', { a: '1' }))));
+
+    expect(actions(adopted.resources)).toEqual(['ConfigMap/settings:configured']);
+    const live = await kube.get(CONFIG_MAPS, ns.name, 'settings');
+    expect(live?.data).toEqual({ a: '1' });
+    expect(live?.metadata.labels).toEqual({ 'pushgate.dev/environment': env.name });
+    const managers = (live?.metadata as { managedFields?: { manager: string }[] }).managedFields?.map(
+      (entry) => entry.manager,
+    );
+    expect(managers).toEqual(['pushgate']);
+  });
+
   describe("a Secret's stringData", () => {
     const secret = (stringData: Record<string, string>) => ({
       apiVersion: 'v1',
@@ -2416,6 +2445,96 @@ describe('deployToCluster health', () => {
 
     expect(actions(outcome.resources)).toEqual(['Deployment/web:created']);
     expect(progress).toContain('all workloads ready');
+  });
+
+  it('fails at once on a failed Job, saying how to run it again, also when a later deploy leaves it as it is', async () => {
+    const ns = await createTestNamespace('apply-health-job-failed');
+    const env = environmentFor(ns.name, { healthTimeout: '30s' });
+    const kube = client();
+    const { outcome } = await deployIntoHealthWait(kube, env, manifests(job('migrate')));
+    const now = new Date().toISOString();
+    const failed = {
+      status: 'True',
+      reason: 'BackoffLimitExceeded',
+      message: 'Job has reached the specified backoff limit',
+      lastTransitionTime: now,
+    };
+    await writeStatus(kube, JOBS, ns.name, 'migrate', {
+      startTime: now,
+      failed: 1,
+      conditions: [
+        { type: 'FailureTarget', ...failed },
+        { type: 'Failed', ...failed },
+      ],
+    });
+    const hint =
+      '(a deploy does not run a failed Job again: delete it and the next deploy creates it anew, or give it a new name in git)';
+
+    const first = await rejection(outcome);
+
+    expect(first.message).toBe(
+      `workloads failed:\n  batch/v1 Job ${ns.name}/migrate: failed: Job has reached the specified backoff limit (1 failed pod) ${hint}`,
+    );
+    const again = await rejection(deployToCluster(kube, request(env, manifests(job('migrate')))));
+    expect(again.resources.find((resource) => resource.kind === 'Job')).toMatchObject({
+      action: 'unchanged',
+      message: `not ready: failed: Job has reached the specified backoff limit (1 failed pod) ${hint}`,
+    });
+  });
+
+  it("names what keeps a Deployment's pods from being ready when the wait ends (an image that cannot be pulled)", async () => {
+    const ns = await createTestNamespace('apply-health-pods');
+    const env = environmentFor(ns.name, { healthTimeout: '2s' });
+    const kube = client();
+    // Play the kubelet: a pod of the Deployment whose image cannot be pulled, and one of another app.
+    for (const [name, app] of [
+      ['web-7d4b9-x2x8q', 'web'],
+      ['other-1', 'other'],
+    ] as const) {
+      await kube.transport.request({
+        method: 'POST',
+        path: `/api/v1/namespaces/${ns.name}/pods`,
+        body: {
+          apiVersion: 'v1',
+          kind: 'Pod',
+          metadata: { name, labels: { app } },
+          spec: { containers: [{ name: 'app', image: 'registry.example/app:1' }] },
+        },
+      });
+      await kube.transport.request({
+        method: 'PATCH',
+        path: `/api/v1/namespaces/${ns.name}/pods/${name}/status`,
+        contentType: 'application/merge-patch+json',
+        body: {
+          status: {
+            phase: 'Pending',
+            conditions: [{ type: 'Ready', status: 'False' }],
+            containerStatuses: [
+              {
+                name: 'app',
+                image: 'registry.example/app:1',
+                imageID: '',
+                ready: false,
+                restartCount: 0,
+                state: {
+                  waiting: {
+                    reason: 'ImagePullBackOff',
+                    message: `Back-off pulling image "registry.example/app:1" (${app})`,
+                  },
+                },
+              },
+            ],
+          },
+        },
+      });
+    }
+
+    const error = await rejection(deployToCluster(kube, request(env, manifests(deployment('web')))));
+
+    // No controller here writes the Deployment's status: its pods tell more than its counts.
+    const why = `not yet observed by its controller (pod web-7d4b9-x2x8q: app: ImagePullBackOff: Back-off pulling image "registry.example/app:1" (web))`;
+    expect(error.message).toBe(`workloads not ready after 2s:\n  apps/v1 Deployment ${ns.name}/web: ${why}`);
+    expect(error.resources?.find((resource) => resource.name === 'web')?.message).toBe(`not ready: ${why}`);
   });
 
   it('waits for custom resources by their conditions (kstatus), naming one that is not Ready', async () => {

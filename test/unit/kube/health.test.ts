@@ -166,6 +166,32 @@ describe('readinessOf', () => {
     );
   });
 
+  it('StatefulSet with minReadySeconds: ready once its pods have stayed ready that long (available)', () => {
+    const object = (minReadySeconds: number | undefined, availableReplicas: number | undefined) => ({
+      apiVersion: 'apps/v1',
+      kind: 'StatefulSet',
+      metadata: { generation: 1 },
+      spec: { replicas: 2, ...(minReadySeconds === undefined ? {} : { minReadySeconds }) },
+      status: {
+        observedGeneration: 1,
+        readyReplicas: 2,
+        currentReplicas: 2,
+        updatedReplicas: 2,
+        currentRevision: 'r1',
+        updateRevision: 'r1',
+        ...(availableReplicas === undefined ? {} : { availableReplicas }),
+      },
+    });
+    expect(readinessOf(object(30, 1))).toEqual({
+      state: 'progressing',
+      message: '1/2 replicas available (ready for minReadySeconds 30)',
+    });
+    expect(readinessOf(object(30, 2)).state).toBe('ready');
+    // Without minReadySeconds available follows ready; an API server that reports none is read as before.
+    expect(readinessOf(object(undefined, 0)).state).toBe('ready');
+    expect(readinessOf(object(30, undefined)).state).toBe('ready');
+  });
+
   it.each([
     ['RollingUpdate', {}],
     ['a partition', { type: 'RollingUpdate', rollingUpdate: { partition: 1 } }],
