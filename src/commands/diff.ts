@@ -1,5 +1,7 @@
 import { clusterClientFor } from '../deploy/kube-apply-engine.js';
+import { newlySkippedError } from '../deploy/skipped-folders.js';
 import { diffAgainstCluster, type ClusterDiff, type ObjectChange } from '../kube/diff.js';
+import { readInventory } from '../kube/inventory.js';
 import { UsageError } from '../lib/errors.js';
 import { diffLines, unifiedHunks } from '../lib/line-diff.js';
 import { counted } from '../lib/counted.js';
@@ -33,37 +35,49 @@ export async function runDiff(args: CommandArgs): Promise<number> {
   const [name, ...extra] = args.positionals;
   if (!name || extra.length > 0)
     throw new UsageError('usage: pushgate diff ENV [--ref SHA] [--show-secrets] [--json] [--exit-code]');
-  return withEnvironmentCommit(args, 'diff', async ({ runtime, environment, sha, manifests }) => {
-    const client = clusterClientFor(runtime.config, environment, args.env);
-    const diff = await diffAgainstCluster(client, { environment, manifests });
-    const showSecrets = args.showSecrets ?? false;
-    if (args.json) {
-      args.stdout.write(`${JSON.stringify(diffAsJson(environment.name, sha, diff, showSecrets))}\n`);
-    } else {
-      for (const change of diff.changes) args.stdout.write(formatChange(change, sha, showSecrets));
-      for (const { ref, why } of diff.notCompared)
-        args.stdout.write(`# not compared: ${describeRef(ref)}: ${why}\n`);
-      for (const { ref, why } of diff.keptFromPrune)
-        args.stdout.write(`# kept, not in the commit: ${describeRef(ref)}: ${why}\n`);
-    }
-    const count = (action: ObjectChange['action']): number =>
-      diff.changes.filter((change) => change.action === action).length;
-    args.stderr.write(
-      `# ${environment.name} at ${sha}: ${count('create')} to create, ${count('change')} to change, ` +
-        `${count('replace')} to replace, ${count('delete')} to prune, ${counted(diff.unchanged, 'object')} unchanged` +
-        (diff.notCompared.length > 0 ? `, ${diff.notCompared.length} not compared` : '') +
-        (diff.keptFromPrune.length > 0 ? `, ${diff.keptFromPrune.length} kept from prune` : '') +
-        '\n',
-    );
-    if (
-      !args.showSecrets &&
-      diff.changes.some((change) => (change.after ?? change.before)?.kind === 'Secret')
-    )
-      args.stderr.write('# Secret values are shown as [redacted: N bytes]; --show-secrets prints them\n');
-    // An object that could not be compared may well change: a gate must not pass it unseen.
-    const differs = diff.changes.length > 0 || diff.notCompared.length > 0;
-    return args.exitCode && differs ? DIFF_FOUND_EXIT_CODE : 0;
-  });
+  return withEnvironmentCommit(
+    args,
+    'diff',
+    async ({ runtime, environment, sha, manifests, newlySkippedSince }) => {
+      const client = clusterClientFor(runtime.config, environment, args.env);
+      // A deploy refuses a commit that newly skips a folder it applied (its objects would be
+      // pruned): from the inventory's commit, which diff reads without Redis.
+      const inventory = environment.prune ? await readInventory(client, environment) : undefined;
+      // A commit id only: the ConfigMap is anyone's to edit who may write the namespace.
+      if (inventory && /^[0-9a-f]{40}(?:[0-9a-f]{24})?$/.test(inventory.revision)) {
+        const folders = await newlySkippedSince(inventory.revision);
+        if (folders.length > 0) throw newlySkippedError(folders, inventory.revision);
+      }
+      const diff = await diffAgainstCluster(client, { environment, manifests });
+      const showSecrets = args.showSecrets ?? false;
+      if (args.json) {
+        args.stdout.write(`${JSON.stringify(diffAsJson(environment.name, sha, diff, showSecrets))}\n`);
+      } else {
+        for (const change of diff.changes) args.stdout.write(formatChange(change, sha, showSecrets));
+        for (const { ref, why } of diff.notCompared)
+          args.stdout.write(`# not compared: ${describeRef(ref)}: ${why}\n`);
+        for (const { ref, why } of diff.keptFromPrune)
+          args.stdout.write(`# kept, not in the commit: ${describeRef(ref)}: ${why}\n`);
+      }
+      const count = (action: ObjectChange['action']): number =>
+        diff.changes.filter((change) => change.action === action).length;
+      args.stderr.write(
+        `# ${environment.name} at ${sha}: ${count('create')} to create, ${count('change')} to change, ` +
+          `${count('replace')} to replace, ${count('delete')} to prune, ${counted(diff.unchanged, 'object')} unchanged` +
+          (diff.notCompared.length > 0 ? `, ${diff.notCompared.length} not compared` : '') +
+          (diff.keptFromPrune.length > 0 ? `, ${diff.keptFromPrune.length} kept from prune` : '') +
+          '\n',
+      );
+      if (
+        !args.showSecrets &&
+        diff.changes.some((change) => (change.after ?? change.before)?.kind === 'Secret')
+      )
+        args.stderr.write('# Secret values are shown as [redacted: N bytes]; --show-secrets prints them\n');
+      // An object that could not be compared may well change: a gate must not pass it unseen.
+      const differs = diff.changes.length > 0 || diff.notCompared.length > 0;
+      return args.exitCode && differs ? DIFF_FOUND_EXIT_CODE : 0;
+    },
+  );
 }
 
 /**

@@ -2,7 +2,8 @@ import type { EnvironmentConfig } from '../config/schema.js';
 import { gitFetchLimitsFromEnv } from '../git/fetch-budget.js';
 import { refuseUnknownFsckIds } from '../git/fetch-fsck.js';
 import { defaultGitCacheDir, MirrorCache } from '../git/mirror-cache.js';
-import { loadManifests } from '../manifests/load.js';
+import { newlySkippedFolders } from '../deploy/skipped-folders.js';
+import { loadManifests, type SkippedPath } from '../manifests/load.js';
 import type { LoadedManifest } from '../manifests/types.js';
 import { loadRuntime, type Runtime } from '../runtime.js';
 import { CliFailure } from './cli-failure.js';
@@ -14,6 +15,11 @@ export interface EnvironmentCommit {
   environment: EnvironmentConfig;
   sha: string;
   manifests: LoadedManifest[];
+  /**
+   * The folders this commit skips for their kustomization that the commit `since` read as
+   * plain folders (skipped-folders.ts): a deploy coming from `since` would refuse it.
+   */
+  newlySkippedSince: (since: string) => Promise<SkippedPath[]>;
 }
 
 /**
@@ -55,11 +61,17 @@ export async function withEnvironmentCommit(
       : await mirrors.fetchBranch(repo, environment.branch);
     const tree = await mirrors.checkout(repo, sha, environment.path);
     try {
+      let skipped: readonly SkippedPath[] = [];
       const manifests = await loadManifests(tree.dir, environment.path, {
         logger: runtime.logger,
         environment,
+        onSkipped: (folders) => (skipped = folders),
       });
-      return await use({ runtime, environment, sha, manifests });
+      const newlySkippedSince = async (since: string): Promise<SkippedPath[]> =>
+        since === sha || skipped.length === 0
+          ? []
+          : newlySkippedFolders(mirrors, repo, since, environment.path, skipped);
+      return await use({ runtime, environment, sha, manifests, newlySkippedSince });
     } finally {
       await tree.remove();
     }

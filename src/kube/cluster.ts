@@ -107,19 +107,21 @@ export class ClusterClient {
 
   /**
    * Every object of a collection (one namespace, or cluster-wide for cluster-scoped kinds),
-   * paged. Items come back with apiVersion and kind set, like a GET.
+   * paged, or the first `firstOnly` of them. Items come back with apiVersion and kind set, like a GET.
    */
   async list(
     resource: ResourceInfo,
     namespace: string | undefined,
     signal?: AbortSignal,
     labelSelector?: string,
+    /** Read only the first page, of this many. */
+    firstOnly?: number,
   ): Promise<LiveObject[]> {
     const items: LiveObject[] = [];
     const apiVersion = resource.group === '' ? resource.version : `${resource.group}/${resource.version}`;
     let continueToken: string | undefined;
     do {
-      const query: Record<string, string> = { limit: String(LIST_PAGE_SIZE) };
+      const query: Record<string, string> = { limit: String(firstOnly ?? LIST_PAGE_SIZE) };
       if (labelSelector) query.labelSelector = labelSelector;
       if (continueToken) query.continue = continueToken;
       const response = await this.request<{
@@ -132,7 +134,7 @@ export class ClusterClient {
         signal,
       });
       for (const item of response.body.items ?? []) items.push({ ...item, apiVersion, kind: resource.kind });
-      continueToken = response.body.metadata?.continue || undefined;
+      continueToken = firstOnly === undefined ? response.body.metadata?.continue || undefined : undefined;
     } while (continueToken);
     return items;
   }

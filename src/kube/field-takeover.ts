@@ -26,14 +26,16 @@ export interface FieldSet {
 
 /**
  * Field managers of hand-made configuration: `kubectl apply` (client-side, and server-side
- * as `kubectl`) and `kubectl edit/patch/create/replace/label/annotate/set`, and the GitOps
- * tools pushgate replaces. Fields they own
+ * as `kubectl`) and `kubectl edit/patch/create/replace/label/annotate/set`. Fields they own
  * survive a server-side apply that no longer sets them, so a key added with `kubectl edit`,
  * or one git declared before pushgate adopted the object, would stay for good. Not `kubectl
  * scale` or `kubectl rollout`: a replica count or a restart stamp set by hand is an operation,
  * not configuration, and taking it over would undo it. Not `before-first-apply`, the entry
  * the API server makes for an object that had no field ownership: it holds every field,
- * controllers' too (a PVC's `volumeName`, finalizers).
+ * controllers' too (a PVC's `volumeName`, finalizers). Not Flux's or Argo CD's controllers:
+ * they may still apply the object beside pushgate (a Namespace both declare), and taking
+ * their labels would strip it until their next sync; docs/migrating.md says how to let go of
+ * what they applied once they stop.
  */
 const HAND_MANAGERS = new Set([
   'kubectl',
@@ -45,12 +47,6 @@ const HAND_MANAGERS = new Set([
   'kubectl-label',
   'kubectl-annotate',
   'kubectl-set',
-  // The GitOps tools a team moves from: what Flux's kustomize-controller or Argo CD's
-  // application controller (`argocd-controller` server-side, its own name otherwise) last
-  // applied is git's configuration of before, and would outlive its removal from git the same way.
-  'kustomize-controller',
-  'argocd-controller',
-  'argocd-application-controller',
 ]);
 
 /**

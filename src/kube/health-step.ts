@@ -8,7 +8,7 @@ import type { Results } from './deploy-results.js';
 import { isHealthChecked, isJob, JOB_FAILED, type Readiness } from './health.js';
 import { mapWithConcurrency } from './map-with-concurrency.js';
 import { CONCURRENCY } from './plan.js';
-import { podProblems } from './pod-problems.js';
+import { hasPods, podProblems } from './pod-problems.js';
 import { DeployError, type DeployOutcome, type DeployRequest } from './types.js';
 import { waitForReadiness, type UnhealthyObject } from './wait.js';
 
@@ -78,7 +78,8 @@ export async function checkHealth(
   // Said once the wait is over, not every round: one LIST of pods per workload that let it down.
   const reasons = new Map<PreparedObject, string>();
   if (interruptedBy === undefined) {
-    await mapWithConcurrency(unhealthy.slice(0, PODS_READ_MAX), CONCURRENCY, async ({ object }) => {
+    const workloads = unhealthy.filter(({ object }) => hasPods(object.object)).slice(0, PODS_READ_MAX);
+    await mapWithConcurrency(workloads, CONCURRENCY, async ({ object }) => {
       const problems = await podProblems(client, object.object, request.signal);
       if (problems !== undefined) reasons.set(object, ` (${problems})`);
     });

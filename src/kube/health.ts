@@ -113,6 +113,9 @@ export function readinessOf(object: Obj): Readiness {
   if (key === 'batch|Job') {
     const success = jobSuccess(record(object.status));
     if (success) return success;
+    // A failed one too is deleted so: its failure, not the deletion, is what to say.
+    const failed = jobReadiness(object);
+    if (failed.state === 'failed') return failed;
   }
   const deleting = beingDeleted(object);
   if (deleting) return deleting;
@@ -283,6 +286,14 @@ function daemonSetReadiness(object: Obj): Readiness {
   if (updated < desired) return progressing(`${updated}/${desired} pods updated`);
   if (available < desired) return progressing(`${available}/${desired} pods available`);
   return ready;
+}
+
+/** A Deployment, StatefulSet, DaemonSet or Job (of Kubernetes' own groups). */
+export function isWorkload(object: Obj): boolean {
+  return (
+    typeof object.apiVersion === 'string' &&
+    WORKLOAD_KINDS.has(workloadKey(object.apiVersion, String(object.kind)))
+  );
 }
 
 export function isJob(object: Obj): boolean {

@@ -6,6 +6,8 @@ const PODS: ResourceInfo = { group: '', version: 'v1', kind: 'Pod', plural: 'pod
 
 /** Pods named in a message: enough to say why, short enough for a commit status. */
 const PODS_NAMED = 2;
+/** Pods read at most, one page. */
+const PODS_READ = 100;
 const REASON_CHARS = 160;
 
 type Obj = Record<string, unknown>;
@@ -56,11 +58,17 @@ export function selectorQuery(selector: unknown): string | undefined {
   return terms.length > 0 ? terms.join(',') : undefined;
 }
 
+/** A Deployment, StatefulSet, DaemonSet or Job: a workload whose pods say why it is not ready. */
+export function hasPods(object: ManifestObject): boolean {
+  return podSelector(object) !== undefined;
+}
+
 /** The pods a workload owns, as a selector: its own, or a Job's `job-name` label (its selector is generated). */
 function podSelector(workload: ManifestObject): string | undefined {
   const { group } = splitApiVersion(workload.apiVersion);
   if (group === 'batch' && workload.kind === 'Job') return `job-name=${workload.metadata.name}`;
-  if (group !== 'apps') return undefined;
+  if (group !== 'apps' || !['Deployment', 'StatefulSet', 'DaemonSet'].includes(workload.kind))
+    return undefined;
   return selectorQuery(record(workload.spec).selector);
 }
 
@@ -79,11 +87,10 @@ function containerProblem(status: Obj): string | undefined {
     const lastExit = text(last.reason) ? `; last exit ${text(last.reason)}${exit(last)}` : '';
     return `${name}: ${reason}${message ? `: ${message}` : ''}${lastExit}`;
   }
+  // Not its message: that is the container's own termination message, or with
+  // FallbackToLogsOnError the tail of its log, which may hold anything (a connection string).
   const ended = text(terminated.reason);
-  if (ended !== undefined && ended !== 'Completed') {
-    const message = text(terminated.message);
-    return `${name}: ${ended}${exit(terminated)}${message ? `: ${message}` : ''}`;
-  }
+  if (ended !== undefined && ended !== 'Completed') return `${name}: ${ended}${exit(terminated)}`;
   return undefined;
 }
 
@@ -92,6 +99,8 @@ export function podProblem(pod: LiveObject): string | undefined {
   const status = record(pod.status);
   const conditions = list(status.conditions);
   if (status.phase === 'Succeeded') return undefined;
+  // Its containers then read ContainerStatusUnknown: the eviction is what happened.
+  if (status.reason === 'Evicted') return `Evicted${text(status.message) ? `: ${text(status.message)}` : ''}`;
   const ready = conditions.find((condition) => condition.type === 'Ready');
   if (status.phase === 'Running' && ready?.status === 'True') return undefined;
   const unscheduled = conditions.find(
@@ -128,16 +137,24 @@ export async function podProblems(
   if (selector === undefined || namespace === undefined) return undefined;
   let pods: LiveObject[];
   try {
-    pods = await client.list(PODS, namespace, signal, selector);
+    // One page: a DaemonSet of thousands of nodes must not load them all to name two.
+    pods = await client.list(PODS, namespace, signal, selector, PODS_READ);
   } catch {
     signal?.throwIfAborted();
     return undefined;
   }
-  const problems = pods.flatMap((pod) => {
+  // Pods of a Deployment's older ReplicaSets and leftovers of earlier failures match too:
+  // the newest first, so the rollout's own come before them.
+  const createdAt = (pod: LiveObject): string => text(pod.metadata.creationTimestamp) ?? '';
+  const newestFirst = [...pods].sort((a, b) => createdAt(b).localeCompare(createdAt(a)));
+  const problems = newestFirst.flatMap((pod) => {
     const problem = podProblem(pod);
     return problem === undefined ? [] : [`pod ${pod.metadata.name}: ${shortened(problem)}`];
   });
   if (problems.length === 0) return undefined;
   const more = problems.length - PODS_NAMED;
-  return problems.slice(0, PODS_NAMED).join('; ') + (more > 0 ? `; ${more} more pods not ready` : '');
+  const ofRead = pods.length === PODS_READ ? ` of the first ${PODS_READ} read` : '';
+  return (
+    problems.slice(0, PODS_NAMED).join('; ') + (more > 0 ? `; ${more} more pods not ready${ofRead}` : '')
+  );
 }

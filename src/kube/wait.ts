@@ -4,7 +4,7 @@ import { describeRef } from '../manifests/resource-info.js';
 import type { ManifestObject } from '../manifests/types.js';
 import type { ResourceResult } from '../status/job-record.js';
 import type { ClusterClient, LiveObject } from './cluster.js';
-import { hasSucceeded, isJob, readinessOf, type Readiness } from './health.js';
+import { hasSucceeded, isJob, isWorkload, readinessOf, type Readiness } from './health.js';
 import { KubeApiError } from './api-error.js';
 import { mapWithConcurrency } from './map-with-concurrency.js';
 import { collectionPath } from './paths.js';
@@ -236,9 +236,9 @@ function environmentSelector(objects: readonly PreparedObject[]): string | undef
 }
 
 /**
- * An object not found: deleted since it was applied (every object of the set is, before the
- * wait, and nothing but a deploy brings one back), so the wait fails at once. `last`: the
- * object as the wait last found it, if it did; `applied`: git's.
+ * An object not found: deleted since the deploy applied or compared it (every object of the
+ * set, before the wait), and nothing but a deploy brings one back, so the wait fails at once.
+ * `last`: the object as the wait last found it, if it did; `applied`: git's.
  */
 export function goneReadiness(last: LiveObject | undefined, applied: ManifestObject): Readiness {
   // Its TTL controller removes a finished Job (ttlSecondsAfterFinished): seen succeeded, it is done.
@@ -248,8 +248,9 @@ export function goneReadiness(last: LiveObject | undefined, applied: ManifestObj
     isJob(applied) && typeof ttl === 'number'
       ? ` (its ttlSecondsAfterFinished: ${ttl} removes it once finished, before the wait could see how)`
       : '';
-  const when = last
-    ? 'deleted during the health wait'
-    : 'deleted after it was applied, before the health wait read it';
-  return { state: 'failed', message: `${when}${hint}` };
+  if (last) return { state: 'failed', message: `deleted during the health wait${hint}` };
+  // A custom resource may be missing from one API server of several while its CRD is new to
+  // it (the same 404): the deadline decides there.
+  if (!isWorkload(applied)) return { state: 'progressing', message: 'not found' };
+  return { state: 'failed', message: `deleted before the health wait first read it${hint}` };
 }

@@ -366,22 +366,6 @@ return {#ids, found}
 `;
 
 /**
- * The state of an environment's newest job that ended in `succeeded` or `failed`, among its
- * `ARGV[2]` newest: queued and running ones have not ended, and a superseded one tried no commit
- * of its own (the job that took its place decides). KEYS: the environment's index. ARGV: record
- * key prefix, how many. Returns the state, or false when none of them ended so.
- */
-const LAST_FINISHED_STATE_SCRIPT = `${READ_STATE_LUA}
-for _, id in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)) do
-  local state = stateOf(ARGV[1] .. id)
-  if state == 'succeeded' or state == 'failed' then return state end
-end
-return false
-`;
-/** How far back an environment's index is read for its last finished deploy: the history always kept. */
-const LAST_FINISHED_SCAN = HISTORY_ALWAYS_KEPT;
-
-/**
  * Counts the states of the `ARGV[2]` newest jobs. KEYS: all-jobs index. ARGV: record key
  * prefix, how many. Returns state, count, state, count...
  */
@@ -459,7 +443,6 @@ interface ClaimCommander {
     pendingSyncKey: string,
   ): Promise<number>;
   pushgateCountStates(allKey: string, jobPrefix: string, limit: number): Promise<(string | number)[]>;
-  pushgateLastFinishedState(indexKey: string, jobPrefix: string, limit: number): Promise<JobState | null>;
   pushgateIdsInState(
     indexKey: string,
     jobPrefix: string,
@@ -515,10 +498,6 @@ export class JobStore {
       });
       commander.defineCommand('pushgateTrim', { lua: TRIM_SCRIPT, numberOfKeys: 3 });
       commander.defineCommand('pushgateCountStates', { lua: COUNT_STATES_SCRIPT, numberOfKeys: 1 });
-      commander.defineCommand('pushgateLastFinishedState', {
-        lua: LAST_FINISHED_STATE_SCRIPT,
-        numberOfKeys: 1,
-      });
       commander.defineCommand('pushgateIdsInState', { lua: IDS_IN_STATE_SCRIPT, numberOfKeys: 1 });
     }
     this.commander = commander;
@@ -754,17 +733,13 @@ export class JobStore {
   }
 
   /**
-   * Whether the environment's last deploy that ended (superseded jobs aside) failed: it stays
-   * so while later jobs are queued or running, until one succeeds. Null when none of its recent
-   * jobs ended either way.
+   * How the environment's last job that ended succeeded or failed ended, by when it ended
+   * (superseded ones aside: the job that took its place decides). Null before any has, since
+   * this version.
    */
-  async lastFinishedState(environment: string): Promise<'succeeded' | 'failed' | null> {
-    const state = await this.commander.pushgateLastFinishedState(
-      this.keys.jobsByEnvironment(environment),
-      this.keys.job(''),
-      LAST_FINISHED_SCAN,
-    );
-    return state === 'succeeded' || state === 'failed' ? state : null;
+  async lastOutcome(environment: string): Promise<'succeeded' | 'failed' | null> {
+    const outcome = await this.redis.hget(this.keys.environment(environment), 'lastOutcome');
+    return outcome === 'succeeded' || outcome === 'failed' ? outcome : null;
   }
 
   /**
@@ -1013,7 +988,8 @@ export class JobStore {
         id,
       );
     }
-    const recordedLive = await this.writeFinished(write, current.environment, id, applied);
+    const outcome = next.state === 'succeeded' || next.state === 'failed' ? next.state : undefined;
+    const recordedLive = await this.writeFinished(write, current.environment, id, applied, outcome);
     // Bookkeeping: a job that ended is never joined anyway (CLAIM_SCRIPT reads its state).
     await this.releasePendingSync(current).catch(() => undefined);
     return { record: next, recordedLive };
@@ -1030,8 +1006,12 @@ export class JobStore {
     environment: string,
     jobId: string,
     applied: AppliedCommit | undefined,
+    outcome?: 'succeeded' | 'failed',
   ): Promise<boolean> {
     const fields: Record<string, string> = { lastJobId: jobId };
+    // In the order jobs end, not that of their receipt (a re-sync runs behind pushes); fenced
+    // with a success, so a worker that lost its lock cannot cover a later deploy's failure.
+    if (outcome) fields.lastOutcome = outcome;
     if (applied) {
       fields.lastAppliedSha = applied.sha;
       fields.lastAppliedAt = applied.at;

@@ -1101,33 +1101,48 @@ describe('deployToCluster', () => {
     expect(actions(again.resources)).toEqual(['ConfigMap/legacy:unchanged', 'Deployment/web:unchanged']);
   });
 
-  it('takes over what Flux applied before the team moved to pushgate, so its labels and what git dropped since go', async () => {
+  it('leaves what Flux applies alone; once Flux stops, an empty apply as its manager (docs/migrating.md) lets go of what git dropped', async () => {
     const ns = await createTestNamespace('apply-from-flux');
     const env = environmentFor(ns.name);
     const kube = client();
-    const fromFlux = configMap(
-      'settings',
-      { a: '1', retired: 'x' },
-      { namespace: ns.name, labels: { 'kustomize.toolkit.fluxcd.io/name': 'apps' } },
+    const applyAsFlux = (body: Record<string, unknown>) =>
+      kube.transport.request({
+        method: 'PATCH',
+        path: `/api/v1/namespaces/${ns.name}/configmaps/settings`,
+        query: { fieldManager: 'kustomize-controller', force: 'true' },
+        contentType: 'application/apply-patch+yaml',
+        body,
+      });
+    await applyAsFlux(
+      configMap(
+        'settings',
+        { a: '1', retired: 'x' },
+        { namespace: ns.name, labels: { 'kustomize.toolkit.fluxcd.io/name': 'apps' } },
+      ),
     );
-    await kube.transport.request({
-      method: 'PATCH',
-      path: `/api/v1/namespaces/${ns.name}/configmaps/settings`,
-      query: { fieldManager: 'kustomize-controller', force: 'true' },
-      contentType: 'application/apply-patch+yaml',
-      body: fromFlux,
-    });
 
     const adopted = await deployToCluster(kube, request(env, manifests(configMap('settings', { a: '1' }))));
 
     expect(actions(adopted.resources)).toEqual(['ConfigMap/settings:configured']);
-    const live = await kube.get(CONFIG_MAPS, ns.name, 'settings');
+    let live = await kube.get(CONFIG_MAPS, ns.name, 'settings');
+    // Flux may still apply it (a shared object): its fields stay its own.
+    expect(live?.data).toEqual({ a: '1', retired: 'x' });
+    expect(live?.metadata.labels).toEqual({
+      'kustomize.toolkit.fluxcd.io/name': 'apps',
+      'pushgate.dev/environment': env.name,
+    });
+
+    await applyAsFlux({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'settings', namespace: ns.name },
+    });
+
+    live = await kube.get(CONFIG_MAPS, ns.name, 'settings');
     expect(live?.data).toEqual({ a: '1' });
     expect(live?.metadata.labels).toEqual({ 'pushgate.dev/environment': env.name });
-    const managers = (live?.metadata as { managedFields?: { manager: string }[] }).managedFields?.map(
-      (entry) => entry.manager,
-    );
-    expect(managers).toEqual(['pushgate']);
+    const again = await deployToCluster(kube, request(env, manifests(configMap('settings', { a: '1' }))));
+    expect(actions(again.resources)).toEqual(['ConfigMap/settings:unchanged']);
   });
 
   describe("a Secret's stringData", () => {

@@ -430,6 +430,33 @@ describe('pushgate diff (real git, kube-apiserver)', () => {
     ).toEqual(['-        - image: busybox:1', '+        - image: busybox:2']);
   });
 
+  it('fails (exit 1) as a deploy would refuse a commit that puts a kustomization in a folder it applied', async () => {
+    await harness.startWorker();
+    await repo.commit({
+      'manifests/app/a.yaml': configMap('alpha', { v: '1' }),
+      'manifests/b.yaml': configMap('beta', { v: '1' }),
+    });
+    await deployHead();
+    const applied = await repo.head();
+    await repo.commit({ 'manifests/app/kustomization.yaml': 'resources: [a.yaml]\n' });
+
+    const refused = await diff(['web']);
+
+    expect(refused.code).toBe(1);
+    expect(refused.out).toBe('');
+    expect(refused.err).toMatch(
+      new RegExp(
+        `^pushgate diff: refusing to deploy: manifests/app \\(contains kustomization\\.yaml; .*objects it held when ${applied.slice(0, 12)} was applied would be pruned`,
+        'm',
+      ),
+    );
+    // Its files gone too, the prune is meant: shown, not refused.
+    await repo.commit({ 'manifests/app/a.yaml': null });
+    const meant = await diff(['web']);
+    expect(meant.code, meant.err).toBe(0);
+    expect(meant.err).toContain('0 to create, 0 to change, 0 to replace, 1 to prune');
+  });
+
   it('fails (exit 1) naming the object when the commit would be refused before any write', async () => {
     await repo.commit({
       'manifests/bad.yaml':

@@ -12,7 +12,7 @@ async function refreshGauges(deps: AppDeps): Promise<void> {
     deps.store.countStates(JOBS_BY_STATE_WINDOW),
     deps.queue.getJobCounts(...QUEUE_STATES),
     Promise.all(environments.map((environment) => deps.store.suspensions.get(environment.name))),
-    Promise.all(environments.map((environment) => deps.store.lastFinishedState(environment.name))),
+    Promise.all(environments.map((environment) => deps.store.lastOutcome(environment.name))),
   ]);
   environments.forEach(({ name }, index) => {
     deps.metrics.environmentSuspended.set({ environment: name }, suspensions[index] ? 1 : 0);

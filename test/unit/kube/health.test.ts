@@ -396,6 +396,20 @@ describe('readinessOf', () => {
     },
   );
 
+  it('a Job that failed says its failure, not its deletion, while its TTL deletes it in the foreground', () => {
+    const object = {
+      apiVersion: 'batch/v1',
+      kind: 'Job',
+      metadata: { deletionTimestamp: '2026-01-01T00:00:00Z', finalizers: ['foregroundDeletion'] },
+      spec: { ttlSecondsAfterFinished: 30 },
+      status: { failed: 2, conditions: [{ type: 'Failed', status: 'True', reason: 'BackoffLimitExceeded' }] },
+    };
+    expect(readinessOf(object)).toEqual({
+      state: 'failed',
+      message: 'failed: BackoffLimitExceeded (2 failed pods)',
+    });
+  });
+
   it('other kinds are ready once applied', () => {
     expect(readinessOf({ apiVersion: 'v1', kind: 'ConfigMap' }).state).toBe('ready');
   });

@@ -96,12 +96,46 @@ describe('podProblem', () => {
     ).toBeUndefined();
   });
 
-  it("names an evicted pod by the pod's own reason", () => {
+  it("names an evicted pod by the pod's own reason, not its containers' unknown state", () => {
     expect(
       podProblem(
-        pod({ phase: 'Failed', reason: 'Evicted', message: 'The node was low on resource: memory.' }),
+        pod({
+          phase: 'Failed',
+          reason: 'Evicted',
+          message: 'The node was low on resource: memory.',
+          containerStatuses: [
+            {
+              name: 'app',
+              ready: false,
+              state: { terminated: { reason: 'ContainerStatusUnknown', exitCode: 137 } },
+            },
+          ],
+        }),
       ),
     ).toBe('Evicted: The node was low on resource: memory.');
+  });
+
+  it("leaves out a container's termination message: with FallbackToLogsOnError it is its log's tail", () => {
+    expect(
+      podProblem(
+        pod({
+          phase: 'Failed',
+          containerStatuses: [
+            {
+              name: 'migrate',
+              ready: false,
+              state: {
+                terminated: {
+                  reason: 'Error',
+                  exitCode: 1,
+                  message: 'connecting to postgres://app:hunter2@db',
+                },
+              },
+            },
+          ],
+        }),
+      ),
+    ).toBe('migrate: Error (exit code 1)');
   });
 });
 
