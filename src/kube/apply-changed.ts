@@ -61,7 +61,8 @@ export async function applyChanged(
 ): Promise<ObjectFailure[]> {
   try {
     for (const object of objects) {
-      if (actions.get(object) === 'unchanged') results.set(object, 'unchanged');
+      if (actions.get(object) === 'unchanged')
+        results.set(object, 'unchanged', plannedBy.get(object)?.createOnly);
     }
     const changed = objects.filter((object) => actions.get(object) !== 'unchanged');
     for (const group of groupByRank(changed.map((object) => ({ ...object.ref, object })))) {

@@ -94,6 +94,10 @@ export async function diffAgainstCluster(
       });
       continue;
     }
+    if (planned?.createOnly) {
+      diff.unchanged++;
+      continue;
+    }
     if (planned?.action === 'created' || !seen?.live) {
       diff.changes.push({ ref, action: 'create', after: shown(seen?.dryRun ?? object.object) });
       continue;

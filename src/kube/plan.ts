@@ -3,6 +3,7 @@ import type { ClusterClient, LiveObject } from './cluster.js';
 import { BeingDeletedError } from './being-deleted.js';
 import { jsonEqual, sameObject } from './compare.js';
 import { dryRunTakingOver, takeOverHandManagedFields, type ManagedFieldsEntry } from './field-takeover.js';
+import { createOnly } from './create-only.js';
 import { checkReplacement, forceEnabled, isImmutableChange } from './force-replace.js';
 import { objectFailure, type ObjectFailure } from './failures.js';
 import { mapWithConcurrency, settleWithConcurrency } from './map-with-concurrency.js';
@@ -25,6 +26,8 @@ export interface PlannedObject {
   takeover?: { live: LiveObject; managedFields: ManagedFieldsEntry[] };
   /** For a CustomResourceDefinition only: what the cluster serves now, and what this set would make of it. */
   crd?: { live: LiveObject | undefined; dryRun: LiveObject };
+  /** Left as it is, though git differs: it exists and is annotated to be created only (create-only.ts); why. */
+  createOnly?: string;
 }
 
 /**
@@ -145,6 +148,9 @@ export async function planObjects(
     ]);
     checkOwner(object, live);
     if (live?.metadata.deletionTimestamp) throw new BeingDeletedError(live);
+    // Not written, so neither its dry-run nor what kubectl set on it matters.
+    const kept = live && createOnly(object.object);
+    if (kept) return { object, action: 'unchanged' as const, createOnly: kept };
     let dryRunOutcome = firstOutcome;
     if ('error' in dryRunOutcome && live && handMade) {
       const taken = await dryRunTakingOver(client, object, live, beforeWrite, signal);

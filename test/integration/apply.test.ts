@@ -15,6 +15,7 @@ import {
   type LiveObject,
 } from '../../src/kube/cluster.js';
 import { deployToCluster } from '../../src/kube/deploy.js';
+import { diffAgainstCluster } from '../../src/kube/diff.js';
 import { renderForCluster } from '../../src/kube/render.js';
 import { readInventory, writeInventory } from '../../src/kube/inventory.js';
 import type { DeployError } from '../../src/kube/types.js';
@@ -1143,6 +1144,58 @@ describe('deployToCluster', () => {
     expect(live?.metadata.labels).toEqual({ 'pushgate.dev/environment': env.name });
     const again = await deployToCluster(kube, request(env, manifests(configMap('settings', { a: '1' }))));
     expect(actions(again.resources)).toEqual(['ConfigMap/settings:unchanged']);
+  });
+
+  it('creates an object annotated ssa: IfNotPresent (pushgate.dev or Flux) when absent, and otherwise leaves it as the cluster has it', async () => {
+    const ns = await createTestNamespace('apply-create-only');
+    const env = environmentFor(ns.name);
+    const kube = client();
+    const secret = (value: string) => ({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'api-key', annotations: { 'pushgate.dev/ssa': 'IfNotPresent' } },
+      stringData: { key: value },
+    });
+    const settings = (value: string) =>
+      configMap(
+        'settings',
+        { v: value },
+        { annotations: { 'kustomize.toolkit.fluxcd.io/ssa': 'IfNotPresent' } },
+      );
+
+    const first = await deployToCluster(kube, request(env, manifests(secret('placeholder'), settings('1'))));
+    expect(actions(first.resources)).toEqual(['Secret/api-key:created', 'ConfigMap/settings:created']);
+    // Its real value is set in the cluster, as the annotation is meant for.
+    await kube.transport.request({
+      method: 'PATCH',
+      path: `/api/v1/namespaces/${ns.name}/secrets/api-key`,
+      query: { fieldManager: 'kubectl-edit' },
+      contentType: 'application/merge-patch+json',
+      body: { data: { key: Buffer.from('the-real-one').toString('base64') } },
+    });
+
+    const later = request(env, manifests(secret('placeholder-2'), settings('2')));
+    const diff = await diffAgainstCluster(kube, later);
+    const outcome = await deployToCluster(kube, later);
+
+    expect(diff.changes).toEqual([]);
+    expect(diff.unchanged).toBe(2);
+    expect(outcome.resources.map((r) => `${r.kind}/${r.name}:${r.action}:${r.message ?? ''}`)).toEqual([
+      'Secret/api-key:unchanged:exists; annotated pushgate.dev/ssa: IfNotPresent, so it is created when absent and otherwise left as it is',
+      'ConfigMap/settings:unchanged:exists; annotated kustomize.toolkit.fluxcd.io/ssa: IfNotPresent, so it is created when absent and otherwise left as it is',
+    ]);
+    expect((await kube.get(SECRETS, ns.name, 'api-key'))?.data).toEqual({
+      key: Buffer.from('the-real-one').toString('base64'),
+    });
+    expect((await kube.get(CONFIG_MAPS, ns.name, 'settings'))?.data).toEqual({ v: '1' });
+
+    // Gone, it is created again; dropped from git, it is pruned like any other.
+    await kube.delete(CONFIG_MAPS, ns.name, 'settings', undefined);
+    const recreated = await deployToCluster(kube, later);
+    expect(actions(recreated.resources)).toEqual(['Secret/api-key:unchanged', 'ConfigMap/settings:created']);
+    expect((await kube.get(CONFIG_MAPS, ns.name, 'settings'))?.data).toEqual({ v: '2' });
+    const dropped = await deployToCluster(kube, request(env, manifests(settings('2'))));
+    expect(actions(dropped.resources)).toEqual(['ConfigMap/settings:unchanged', 'Secret/api-key:pruned']);
   });
 
   describe("a Secret's stringData", () => {
